@@ -1,0 +1,277 @@
+//! Configuration: defaults, then the TOML file, then `BERTH_*` variables, then flags,
+//! validated once at startup, with the source of every value remembered.
+
+use crate::cli::GlobalArgs;
+use serde::Deserialize;
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File,
+    Env,
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::File => "config file",
+            Source::Env => "environment",
+            Source::Flag => "command line",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+
+    fn set(&mut self, value: Option<T>, source: Source) {
+        if let Some(value) = value {
+            *self = Setting { value, source };
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub config_file: Option<PathBuf>,
+    pub listen: Setting<SocketAddr>,
+    pub data_dir: Setting<PathBuf>,
+    pub upload_ttl: Setting<Duration>,
+    pub log: Setting<String>,
+}
+
+/// The TOML file's shape; unknown keys are errors so typos do not pass silently.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    upload_ttl: Option<String>,
+    log: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        origin: Source,
+        reason: String,
+    },
+}
+
+fn parse_listen(raw: &str, source: Source) -> Result<SocketAddr, ConfigError> {
+    raw.parse().map_err(|_| ConfigError::Invalid {
+        setting: "listen address",
+        value: raw.to_owned(),
+        origin: source,
+        reason: "expected IP:PORT, e.g. 127.0.0.1:5000 or [::]:5000".into(),
+    })
+}
+
+/// Durations like `90s`, `30m`, `24h`, `7d`.
+fn parse_duration(raw: &str, source: Source) -> Result<Duration, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        setting: "upload_ttl",
+        value: raw.to_owned(),
+        origin: source,
+        reason: "expected a number with a unit s, m, h or d, e.g. 24h".into(),
+    };
+    let raw_trim = raw.trim();
+    let (number, unit) = raw_trim.split_at(raw_trim.len().saturating_sub(1));
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let secs = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86400,
+        _ => return Err(invalid()),
+    };
+    if secs == 0 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    pub fn load(global: &GlobalArgs, listen_flag: Option<&str>) -> Result<Config, ConfigError> {
+        let mut config = Config {
+            config_file: None,
+            listen: Setting::default(SocketAddr::from(([127, 0, 0, 1], 5000))),
+            data_dir: Setting::default(PathBuf::from("./berth-data")),
+            upload_ttl: Setting::default(Duration::from_secs(24 * 3600)),
+            log: Setting::default("info".to_owned()),
+        };
+        let file_path = global
+            .config
+            .clone()
+            .or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
+        if let Some(path) = &file_path {
+            let file = read_file(path)?;
+            config.listen.set(
+                file.listen
+                    .map(|l| parse_listen(&l, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.data_dir.set(file.data_dir, Source::File);
+            config.upload_ttl.set(
+                file.upload_ttl
+                    .map(|d| parse_duration(&d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.log.set(file.log, Source::File);
+        }
+        config.config_file = file_path;
+        config.listen.set(
+            env("BERTH_LISTEN")
+                .map(|l| parse_listen(&l, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config
+            .data_dir
+            .set(env("BERTH_DATA_DIR").map(PathBuf::from), Source::Env);
+        config.upload_ttl.set(
+            env("BERTH_UPLOAD_TTL")
+                .map(|d| parse_duration(&d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.log.set(env("BERTH_LOG"), Source::Env);
+        config.listen.set(
+            listen_flag
+                .map(|l| parse_listen(l, Source::Flag))
+                .transpose()?,
+            Source::Flag,
+        );
+        config.data_dir.set(global.data_dir.clone(), Source::Flag);
+        Ok(config)
+    }
+
+    /// Every setting with its value and source, one per line.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let file = self
+            .config_file
+            .as_ref()
+            .map_or("(none)".to_owned(), |p| p.display().to_string());
+        let _ = writeln!(out, "config file = {file}");
+        let _ = writeln!(
+            out,
+            "listen      = {}  ({})",
+            self.listen.value, self.listen.source
+        );
+        let _ = writeln!(
+            out,
+            "data_dir    = {}  ({})",
+            self.data_dir.value.display(),
+            self.data_dir.source
+        );
+        let _ = writeln!(
+            out,
+            "upload_ttl  = {}s  ({})",
+            self.upload_ttl.value.as_secs(),
+            self.upload_ttl.source
+        );
+        let _ = writeln!(
+            out,
+            "log         = {}  ({})",
+            self.log.value, self.log.source
+        );
+        out
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s", Source::Flag).unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("2h", Source::Flag).unwrap().as_secs(), 7200);
+        assert_eq!(parse_duration("1d", Source::Flag).unwrap().as_secs(), 86400);
+        for bad in ["", "h", "10", "0s", "-1h", "1w"] {
+            assert!(parse_duration(bad, Source::Flag).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/berth\"\n",
+        )
+        .unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: Some(PathBuf::from("/flag/dir")),
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.listen.value.port(), 6000);
+        assert_eq!(config.listen.source, Source::File);
+        assert_eq!(config.data_dir.value, PathBuf::from("/flag/dir"));
+        assert_eq!(config.data_dir.source, Source::Flag);
+        let config = Config::load(&global, Some("127.0.0.1:7000")).unwrap();
+        assert_eq!(config.listen.value.port(), 7000);
+    }
+
+    #[test]
+    fn bad_files_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path),
+            data_dir: None,
+        };
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,33 @@
+//! The `berth` binary: parses the command line and runs a subcommand.
+
+mod cli;
+mod config;
+mod serve;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match config::Config::load(&cli.global, cli.command.listen_flag()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        cli::Command::Serve(_) => serve::run(config),
+        cli::Command::Config(cli::ConfigCommand::Show) => {
+            print!("{}", config.describe());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The domain's error type: what went wrong in registry terms, independent of HTTP.
+
+use berth_oci::{Digest, RepoName};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob {0} is not known in this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session is not known (it may have expired, been cancelled or completed)")]
+    UploadUnknown,
+    #[error("manifest {0} is not known in this repository")]
+    ManifestUnknown(String),
+    #[error("repository {0} is not known")]
+    NameUnknown(RepoName),
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("invalid tag: {0}")]
+    TagInvalid(String),
+    #[error("invalid digest: {0}")]
+    DigestInvalid(String),
+    #[error("the uploaded content has digest {actual}, not {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest references {0}, which is not in this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest is larger than the {limit} byte limit")]
+    ManifestTooLarge { limit: usize },
+    #[error("{0}")]
+    RangeInvalid(String),
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("{0}")]
+    UploadInvalid(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    PaginationInvalid(String),
+    /// No such endpoint.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("requested access to the resource is denied")]
+    Denied,
+    /// The client went away or sent a broken body; nothing was committed.
+    #[error("request body could not be read: {0}")]
+    BodyInterrupted(String),
+    /// A fault of ours or of a backend; the message is for logs, not for clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(context: &str, err: impl std::fmt::Display) -> Error {
+        Error::Internal(format!("{context}: {err}"))
+    }
+}

@@ -1,0 +1,10 @@
+//! Berth's domain: the registry and the access seam, talking to the world only through ports.
+
+pub mod access;
+pub mod error;
+pub mod ports;
+pub mod registry;
+pub mod time;
+
+pub use error::{Error, Result};
+pub use registry::Registry;

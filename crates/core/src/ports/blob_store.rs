@@ -1,0 +1,66 @@
+//! The blob store port: content-addressed bytes plus the scratch space of upload sessions.
+
+use berth_oci::{ByteRange, Digest};
+use bytes::Bytes;
+use futures_util::Stream;
+use std::io;
+use std::pin::Pin;
+
+/// A stream of bytes flowing in or out of a store; never a whole blob in memory.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// The incoming byte stream failed (client disconnected, broken body).
+    #[error("source stream failed: {0}")]
+    Source(io::Error),
+    /// The data written does not have the length the caller promised; nothing was kept.
+    #[error("expected {expected} bytes, got {actual}")]
+    LengthMismatch { expected: u64, actual: u64 },
+    #[error("storage failure: {0}")]
+    Io(io::Error),
+}
+
+/// Where blob bytes live. Blobs are immutable and named by digest; uploads are appendable
+/// scratch files named by session id that become blobs on commit.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync {
+    /// The size of a stored blob, if present.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+
+    /// Streams a blob, or the inclusive `range` of it.
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StoreError>;
+
+    /// Removes a blob's bytes (garbage collection).
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Creates empty scratch space for an upload session.
+    async fn create_upload(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Appends `data` at `offset` (the current upload size). All or nothing: on any error,
+    /// or when `expected_len` is given and not met, the upload is left at `offset`.
+    /// Returns the number of bytes appended.
+    async fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+    ) -> Result<u64, StoreError>;
+
+    /// Streams the bytes uploaded so far (to rebuild a hash after a restart).
+    async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError>;
+
+    /// Durably makes the upload's bytes the blob `digest` (already verified by the caller)
+    /// and removes the upload. Idempotent when the blob already exists.
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Discards an upload's bytes; succeeds when there is nothing to discard.
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
+}

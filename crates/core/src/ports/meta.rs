@@ -1,0 +1,166 @@
+//! The metadata port: the database that is the source of truth for what each repository holds.
+//!
+//! One small trait per aggregate; a backend implements them all and is used as `MetaStore`.
+
+use berth_oci::{Digest, RepoName};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A manifest references a blob that is not linked into the repository.
+    #[error("blob {0} is not in the repository")]
+    MissingBlob(Digest),
+    /// An index references a manifest that is not in the repository.
+    #[error("manifest {0} is not in the repository")]
+    MissingManifest(Digest),
+    #[error("database failure: {0}")]
+    Backend(String),
+}
+
+/// A resumable upload, persisted so it survives restarts and can continue on any node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub id: String,
+    pub repo: RepoName,
+    /// Bytes received so far.
+    pub size: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[async_trait::async_trait]
+pub trait UploadSessions: Send + Sync {
+    async fn create_upload_session(&self, session: &UploadSession) -> Result<(), MetaError>;
+    async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError>;
+    /// Moves the session from `from` to `to` bytes; false if it was not at `from` (or is gone).
+    async fn advance_upload_session(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        now: i64,
+    ) -> Result<bool, MetaError>;
+    async fn remove_upload_session(&self, id: &str) -> Result<(), MetaError>;
+    /// Sessions not touched since `before`, oldest first.
+    async fn stale_upload_sessions(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadSession>, MetaError>;
+    /// In one transaction: link the verified blob into the session's repository and end the session.
+    async fn complete_upload_session(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError>;
+}
+
+#[async_trait::async_trait]
+pub trait BlobLinks: Send + Sync {
+    /// Records the blob and links it into `repo` (creating the repository).
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError>;
+    /// The blob's size if it is linked into `repo`.
+    async fn linked_blob_size(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
+    /// Removes the link; false if there was none.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+}
+
+/// Everything needed to store a validated manifest in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub repo: RepoName,
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Vec<u8>,
+    /// Config and layers; each must be linked into the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests of an index; each must be in the repository.
+    pub children: Vec<Digest>,
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations as a JSON object, for referrer listings.
+    pub annotations_json: Option<String>,
+    pub tags: Vec<String>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub body: Vec<u8>,
+}
+
+/// One manifest whose `subject` is the digest asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations_json: Option<String>,
+}
+
+#[async_trait::async_trait]
+pub trait Manifests: Send + Sync {
+    /// Stores the manifest, links it into the repository and points its tags at it, atomically.
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), MetaError>;
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError>;
+    /// Removes the manifest from the repository with every tag pointing at it.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRecord>, MetaError>;
+}
+
+#[async_trait::async_trait]
+pub trait Tags: Send + Sync {
+    /// Tags of `repo` in lexical order after `last`, at most `limit`; None if the repository is unknown.
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<String>>, MetaError>;
+    async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<bool, MetaError>;
+}
+
+#[async_trait::async_trait]
+pub trait Repositories: Send + Sync {
+    /// Repository names in lexical order after `last`, at most `limit`.
+    async fn list_repositories(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetaError>;
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError>;
+}
+
+/// A complete metadata backend.
+pub trait MetaStore: UploadSessions + BlobLinks + Manifests + Tags + Repositories {}
+
+impl<T: UploadSessions + BlobLinks + Manifests + Tags + Repositories> MetaStore for T {}

@@ -1,0 +1,10 @@
+//! The ports: small traits through which the domain reaches storage and the database.
+
+mod blob_store;
+mod meta;
+
+pub use blob_store::{BlobStore, ByteStream, StoreError};
+pub use meta::{
+    BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest, ReferrerRecord,
+    Repositories, Tags, UploadSession, UploadSessions,
+};

@@ -1,0 +1,60 @@
+//! Blob reads and deletes within a repository.
+
+use super::{store_error, Registry};
+use crate::error::{Error, Result};
+use crate::ports::{ByteStream, StoreError};
+use berth_oci::{ByteRange, Digest, RangeRequest, RepoName};
+
+/// A blob about to be served: its size, the range sent, and the bytes (absent for HEAD).
+pub struct BlobContent {
+    pub size: u64,
+    pub range: Option<ByteRange>,
+    pub body: Option<ByteStream>,
+}
+
+impl Registry {
+    /// The size of `digest` if it is in `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.meta
+            .linked_blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))
+    }
+
+    /// Opens a blob of `repo` for reading, honouring a `Range` request.
+    pub async fn read_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+        with_body: bool,
+    ) -> Result<BlobContent> {
+        let size = self.blob_size(repo, digest).await?;
+        let range = range
+            .map(|r| r.resolve(size))
+            .transpose()
+            .map_err(|e| Error::RangeInvalid(e.to_string()))?;
+        let body = if with_body {
+            match self.blobs.read_blob(digest, range).await {
+                Ok(stream) => Some(stream),
+                Err(StoreError::NotFound) => {
+                    tracing::error!(%digest, repo = %repo, "blob is linked but its bytes are missing");
+                    return Err(Error::BlobUnknown(digest.clone()));
+                }
+                Err(err) => return Err(store_error("read blob", err)),
+            }
+        } else {
+            None
+        };
+        Ok(BlobContent { size, range, body })
+    }
+
+    /// Removes the blob from `repo`; its bytes stay until garbage collection finds them unused.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown(digest.clone()))
+        }
+    }
+}

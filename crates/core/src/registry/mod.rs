@@ -1,0 +1,81 @@
+//! The registry service: the OCI distribution operations, over the blob store and metadata ports.
+
+mod blobs;
+mod listing;
+mod manifests;
+mod referrers;
+mod uploads;
+
+pub use blobs::BlobContent;
+pub use listing::Page;
+pub use manifests::{ManifestPushed, PutManifest};
+pub use referrers::Referrer;
+pub use uploads::ChunkFraming;
+
+use crate::error::Error;
+use crate::ports::{BlobStore, MetaError, MetaStore, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use uploads::UploadLocks;
+
+/// Tunables of the registry service.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Upload sessions untouched for this long are expired and their bytes removed.
+    pub upload_ttl: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            upload_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The OCI registry: every protocol operation, access-agnostic (the HTTP layer authorizes first).
+#[derive(Clone)]
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    uploads: Arc<UploadLocks>,
+    options: RegistryOptions,
+}
+
+impl Registry {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetaStore>,
+        options: RegistryOptions,
+    ) -> Registry {
+        Registry {
+            blobs,
+            meta,
+            uploads: Arc::new(UploadLocks::default()),
+            options,
+        }
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(err: MetaError) -> Error {
+        match err {
+            MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => {
+                Error::ManifestBlobUnknown(d)
+            }
+            MetaError::Backend(msg) => Error::Internal(format!("metadata: {msg}")),
+        }
+    }
+}
+
+/// Maps a store failure; `NotFound` means our metadata and bytes disagree, which is ours to fix.
+fn store_error(context: &str, err: StoreError) -> Error {
+    match err {
+        StoreError::Source(e) => Error::BodyInterrupted(e.to_string()),
+        StoreError::LengthMismatch { expected, actual } => Error::SizeInvalid(format!(
+            "the request promised {expected} bytes but carried {actual}"
+        )),
+        StoreError::NotFound => Error::internal(context, "stored bytes are missing"),
+        StoreError::Io(e) => Error::internal(context, e),
+    }
+}

@@ -1,0 +1,138 @@
+//! Rendering domain errors as OCI error responses: one exhaustive match, tested as a table.
+
+use axum::body::Body;
+use axum::http::{header, Method, Response, StatusCode};
+use berth_core::Error;
+use berth_oci::ErrorCode;
+
+/// The wire code and status for a domain error.
+pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
+    let code = match err {
+        Error::BlobUnknown(_) => ErrorCode::BlobUnknown,
+        Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
+        Error::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+        Error::NameUnknown(_) => ErrorCode::NameUnknown,
+        Error::NameInvalid(_) => ErrorCode::NameInvalid,
+        Error::TagInvalid(_) => ErrorCode::TagInvalid,
+        Error::DigestInvalid(_) | Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+        Error::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+        Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+        Error::ManifestTooLarge { .. } => {
+            return (ErrorCode::SizeInvalid, StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Error::RangeInvalid(_) => ErrorCode::RangeInvalid,
+        Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
+        Error::UploadInvalid(_) | Error::BodyInterrupted(_) => ErrorCode::BlobUploadInvalid,
+        Error::Unsupported(_) => {
+            // A refused format (schema 1) is a bad request, not a missing method.
+            return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST);
+        }
+        Error::PaginationInvalid(_) => ErrorCode::PaginationNumberInvalid,
+        Error::NotFound(_) => return (ErrorCode::Unsupported, StatusCode::NOT_FOUND),
+        Error::MethodNotAllowed(_) => ErrorCode::Unsupported,
+        Error::Unauthorized => ErrorCode::Unauthorized,
+        Error::Denied => ErrorCode::Denied,
+        Error::Internal(_) => ErrorCode::Unknown,
+    };
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, status)
+}
+
+/// The OCI JSON error response for `err` (headers only for HEAD).
+pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
+    let (code, status) = classify(err);
+    let message = match err {
+        Error::Internal(detail) => {
+            tracing::error!(%detail, "request failed");
+            code.default_message().to_owned()
+        }
+        other => other.to_string(),
+    };
+    let body = serde_json::json!({
+        "errors": [{ "code": code.as_str(), "message": message, "detail": null }]
+    })
+    .to_string();
+    let len = body.len();
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_oci::Digest;
+
+    #[test]
+    fn every_error_maps_to_the_spec_code_and_status() {
+        let d = Digest::sha256_of(b"x");
+        let table: Vec<(Error, &str, u16)> = vec![
+            (Error::BlobUnknown(d.clone()), "BLOB_UNKNOWN", 404),
+            (Error::UploadUnknown, "BLOB_UPLOAD_UNKNOWN", 404),
+            (
+                Error::ManifestUnknown("latest".into()),
+                "MANIFEST_UNKNOWN",
+                404,
+            ),
+            (
+                Error::NameUnknown("a".parse().unwrap()),
+                "NAME_UNKNOWN",
+                404,
+            ),
+            (Error::NameInvalid("A".into()), "NAME_INVALID", 400),
+            (Error::TagInvalid("-x".into()), "TAG_INVALID", 400),
+            (Error::DigestInvalid("x".into()), "DIGEST_INVALID", 400),
+            (
+                Error::DigestMismatch {
+                    expected: d.clone(),
+                    actual: d.clone(),
+                },
+                "DIGEST_INVALID",
+                400,
+            ),
+            (Error::ManifestInvalid("x".into()), "MANIFEST_INVALID", 400),
+            (Error::ManifestBlobUnknown(d), "MANIFEST_BLOB_UNKNOWN", 400),
+            (Error::ManifestTooLarge { limit: 1 }, "SIZE_INVALID", 413),
+            (Error::RangeInvalid("x".into()), "RANGE_INVALID", 416),
+            (Error::SizeInvalid("x".into()), "SIZE_INVALID", 400),
+            (Error::UploadInvalid("x".into()), "BLOB_UPLOAD_INVALID", 400),
+            (
+                Error::BodyInterrupted("x".into()),
+                "BLOB_UPLOAD_INVALID",
+                400,
+            ),
+            (Error::Unsupported("schema 1".into()), "UNSUPPORTED", 400),
+            (
+                Error::PaginationInvalid("n".into()),
+                "PAGINATION_NUMBER_INVALID",
+                400,
+            ),
+            (Error::NotFound("/v2/x".into()), "UNSUPPORTED", 404),
+            (Error::MethodNotAllowed("PATCH".into()), "UNSUPPORTED", 405),
+            (Error::Unauthorized, "UNAUTHORIZED", 401),
+            (Error::Denied, "DENIED", 403),
+            (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
+        ];
+        for (err, code, status) in table {
+            let (c, s) = classify(&err);
+            assert_eq!((c.as_str(), s.as_u16()), (code, status), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_sent_to_clients() {
+        let response = error_response(&Error::Internal("secret path /x".into()), &Method::GET);
+        assert_eq!(response.status(), 500);
+    }
+}

@@ -1,0 +1,54 @@
+//! `/v2/<name>/blobs/<digest>`: GET (with `Range`), HEAD and DELETE.
+
+use super::{empty, Req};
+use crate::oci::headers::{header_str, insert};
+use crate::oci::method_not_allowed;
+use axum::body::Body;
+use axum::http::{header, Method, Response, StatusCode};
+use berth_core::Error;
+use berth_oci::{Digest, RangeRequest, RepoName};
+
+pub async fn handle(
+    req: Req<'_>,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response<Body>, Error> {
+    let registry = &req.state.registry;
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let with_body = req.method == Method::GET;
+            let range = match header_str(req.headers, "range") {
+                Some(raw) => {
+                    RangeRequest::parse(raw).map_err(|e| Error::RangeInvalid(e.to_string()))?
+                }
+                None => None,
+            };
+            let blob = registry.read_blob(name, digest, range, with_body).await?;
+            let sent = blob.range.map_or(blob.size, |r| r.len());
+            let mut response = Response::new(match blob.body {
+                Some(stream) => Body::from_stream(stream),
+                None => Body::empty(),
+            });
+            let headers = response.headers_mut();
+            insert(headers, "content-type", "application/octet-stream");
+            headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(sent));
+            insert(headers, "docker-content-digest", &digest.to_string());
+            insert(headers, "etag", &format!("\"{digest}\""));
+            insert(headers, "accept-ranges", "bytes");
+            if let Some(r) = blob.range {
+                insert(
+                    headers,
+                    "content-range",
+                    &format!("bytes {}-{}/{}", r.start, r.end, blob.size),
+                );
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
+            Ok(response)
+        }
+        Method::DELETE => {
+            registry.delete_blob(name, digest).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        ref other => Err(method_not_allowed(other)),
+    }
+}

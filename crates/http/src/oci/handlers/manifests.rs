@@ -1,0 +1,92 @@
+//! `/v2/<name>/manifests/<reference>`: GET, HEAD, PUT (with `?tag=`) and DELETE.
+
+use super::{empty, Req};
+use crate::oci::headers::{content_length, header_str, insert, query_params};
+use crate::oci::method_not_allowed;
+use axum::body::Body;
+use axum::http::{header, Method, Response, StatusCode};
+use berth_core::registry::PutManifest;
+use berth_core::Error;
+use berth_oci::manifest::MAX_MANIFEST_BYTES;
+use berth_oci::{Reference, RepoName, Tag};
+use http_body_util::{BodyExt, Limited};
+
+pub async fn handle(
+    req: Req<'_>,
+    name: &RepoName,
+    reference: &Reference,
+) -> Result<Response<Body>, Error> {
+    let registry = req.state.registry.clone();
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let manifest = registry.get_manifest(name, reference).await?;
+            let len = manifest.body.len();
+            let body = if req.method == Method::GET {
+                Body::from(manifest.body)
+            } else {
+                Body::empty()
+            };
+            let mut response = Response::new(body);
+            let headers = response.headers_mut();
+            insert(headers, "content-type", &manifest.media_type);
+            headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+            let digest = manifest.digest.to_string();
+            insert(headers, "docker-content-digest", &digest);
+            insert(headers, "etag", &format!("\"{digest}\""));
+            Ok(response)
+        }
+        Method::PUT => {
+            if content_length(req.headers)?.is_some_and(|len| len > MAX_MANIFEST_BYTES as u64) {
+                return Err(Error::ManifestTooLarge {
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
+            let extra_tags = query_params(req.query, "tag")
+                .map(|t| {
+                    t.parse::<Tag>()
+                        .map_err(|e| Error::TagInvalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let content_type = header_str(req.headers, "content-type").map(str::to_owned);
+            let body = Limited::new(req.body, MAX_MANIFEST_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        Error::ManifestTooLarge {
+                            limit: MAX_MANIFEST_BYTES,
+                        }
+                    } else {
+                        Error::BodyInterrupted(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            let pushed = registry
+                .put_manifest(PutManifest {
+                    repo: name,
+                    reference,
+                    extra_tags: &extra_tags,
+                    content_type: content_type.as_deref(),
+                    body: &body,
+                })
+                .await?;
+            let mut response = empty(StatusCode::CREATED);
+            let headers = response.headers_mut();
+            insert(
+                headers,
+                "location",
+                &format!("/v2/{name}/manifests/{}", pushed.digest),
+            );
+            insert(headers, "docker-content-digest", &pushed.digest.to_string());
+            if let Some(subject) = pushed.subject {
+                insert(headers, "oci-subject", &subject.to_string());
+            }
+            Ok(response)
+        }
+        Method::DELETE => {
+            registry.delete_manifest(name, reference).await?;
+            Ok(empty(StatusCode::ACCEPTED))
+        }
+        ref other => Err(method_not_allowed(other)),
+    }
+}

@@ -1,0 +1,61 @@
+//! Handlers for each OCI endpoint group; the dispatcher has already authorized the request.
+
+pub mod blobs;
+pub mod listing;
+pub mod manifests;
+pub mod referrers;
+pub mod uploads;
+
+use crate::AppState;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Response, StatusCode};
+use berth_core::ports::ByteStream;
+use berth_core::Error;
+use futures_util::TryStreamExt;
+
+/// The parts of a request a handler uses.
+pub struct Req<'a> {
+    pub state: &'a AppState,
+    pub method: Method,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: Body,
+}
+
+impl Req<'_> {
+    /// The request body as a byte stream for the blob store.
+    pub fn into_stream(self) -> ByteStream {
+        Box::pin(self.body.into_data_stream().map_err(std::io::Error::other))
+    }
+}
+
+/// A response with a status, no body and `Content-Length: 0`.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(0));
+    response
+}
+
+/// `GET /v2/`: the registry speaks the distribution API.
+pub fn base(req: Req<'_>) -> Result<Response<Body>, Error> {
+    match req.method {
+        Method::GET | Method::HEAD => {
+            let mut response = Response::new(if req.method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::from("{}")
+            });
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(2));
+            Ok(response)
+        }
+        ref other => Err(super::method_not_allowed(other)),
+    }
+}

@@ -1,0 +1,93 @@
+//! Reading request headers and query strings, and building the common response headers.
+
+use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
+use berth_core::Error;
+
+/// Decodes `%XX` escapes and `+` of a query component; None if the escapes are broken.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Every value of `key` in a query string, decoded; undecodable values are kept raw so
+/// validation reports them.
+pub fn query_params<'a>(query: &'a str, key: &'a str) -> impl Iterator<Item = String> + 'a {
+    query.split('&').filter_map(move |pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(key))
+            .then(|| percent_decode(v).unwrap_or_else(|| v.to_owned()))
+    })
+}
+
+/// The first value of `key` in a query string.
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query_params(query, key).next()
+}
+
+/// A header as text, if present and visible ASCII.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `Content-Length`, if the client sent one.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Error> {
+    match headers.get(axum::http::header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| Error::SizeInvalid("Content-Length is not a number".into())),
+    }
+}
+
+/// A header value from text we built; falls back to an empty value rather than panicking.
+pub fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn insert(headers: &mut HeaderMap, name: &'static str, text: &str) {
+    headers.insert(HeaderName::from_static(name), value(text));
+}
+
+/// `Range: 0-<end>` as the spec reports upload progress (`0-0` for an empty upload, as
+/// CNCF Distribution does).
+pub fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = "mount=sha256%3Aabc&from=library%2Fubuntu&tag=a&tag=b&bad=%zz";
+        assert_eq!(query_param(q, "mount").as_deref(), Some("sha256:abc"));
+        assert_eq!(query_param(q, "from").as_deref(), Some("library/ubuntu"));
+        assert_eq!(query_params(q, "tag").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(query_param(q, "bad").as_deref(), Some("%zz"));
+        assert_eq!(query_param(q, "missing"), None);
+        assert_eq!(query_param("", "x"), None);
+    }
+}

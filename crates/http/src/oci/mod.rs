@@ -1,0 +1,87 @@
+//! The OCI distribution API under `/v2/`: one entry point that parses the path into a route,
+//! authorizes it once, and dispatches to the handler for that route and method.
+
+mod access;
+mod error;
+mod handlers;
+mod headers;
+pub mod route;
+
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, Request};
+use axum::response::Response;
+use axum::routing::any;
+use axum::Router;
+use berth_core::access::Principal;
+use berth_core::Error;
+pub use error::error_response;
+use route::OciRoute;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v2", any(dispatch))
+        .route("/v2/", any(dispatch))
+        .route("/v2/{*rest}", any(dispatch))
+}
+
+/// Every registry response carries the API version header clients probe for.
+pub async fn api_version_header(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response {
+    let method = request.method().clone();
+    match handle(state, request).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err, &method),
+    }
+}
+
+async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Error> {
+    let path = request.uri().path();
+    let rest = path
+        .strip_prefix("/v2")
+        .map(|r| r.strip_prefix('/').unwrap_or(r))
+        .unwrap_or_default();
+    let route = OciRoute::parse(rest)?;
+    let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let needs = access::needs(&route, &method, &query)?;
+    state
+        .authorizer
+        .authorize(&Principal::Anonymous, &needs)
+        .await?;
+    let (parts, body) = request.into_parts();
+    let req = handlers::Req {
+        state: &state,
+        method,
+        query: &query,
+        headers: &parts.headers,
+        body,
+    };
+    match route {
+        OciRoute::Base => handlers::base(req),
+        OciRoute::Catalog => handlers::listing::catalog(req).await,
+        OciRoute::Tags { name } => handlers::listing::tags(req, &name).await,
+        OciRoute::Manifest { name, reference } => {
+            handlers::manifests::handle(req, &name, &reference).await
+        }
+        OciRoute::Blob { name, digest } => handlers::blobs::handle(req, &name, &digest).await,
+        OciRoute::UploadStart { name } => handlers::uploads::start(req, &name).await,
+        OciRoute::Upload { name, id } => handlers::uploads::session(req, &name, &id).await,
+        OciRoute::Referrers { name, digest } => {
+            handlers::referrers::list(req, &name, &digest).await
+        }
+    }
+}
+
+/// Answers with 405 for a method a route does not support.
+pub(crate) fn method_not_allowed(method: &Method) -> Error {
+    Error::MethodNotAllowed(method.to_string())
+}

@@ -1,0 +1,5 @@
+//! Metadata backends implementing the core's ports; SQLite is the embedded default.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteMeta;

@@ -1,0 +1,46 @@
+//! Schema migrations: embedded SQL files applied in order, each once, each in a transaction.
+
+use super::backend;
+use berth_core::ports::MetaError;
+use sqlx::SqlitePool;
+
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../../migrations/sqlite/0001_registry.sql"))];
+
+pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(backend)?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    let applied = applied.unwrap_or(0);
+    if let Some(&(latest, _)) = MIGRATIONS.last() {
+        if applied > latest {
+            return Err(MetaError::Backend(format!(
+                "the database is at schema version {applied}, newer than this Berth knows ({latest}); upgrade Berth"
+            )));
+        }
+    }
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        let mut tx = pool.begin().await.map_err(backend)?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))",
+        )
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}

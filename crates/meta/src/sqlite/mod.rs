@@ -1,0 +1,54 @@
+//! The SQLite backend: one writer connection (SQLite has one writer anyway) and a reader pool.
+
+mod migrate;
+mod registry;
+
+use berth_core::ports::MetaError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::path::Path;
+use std::time::Duration;
+
+/// Metadata in a SQLite file, in WAL mode.
+#[derive(Debug, Clone)]
+pub struct SqliteMeta {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteMeta {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<SqliteMeta, MetaError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL: a commit survives a process crash; blob bytes are fsynced separately.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        migrate::run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(SqliteMeta { read, write })
+    }
+
+    /// Closes both pools, finishing the WAL checkpoint.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+pub(crate) fn backend(err: sqlx::Error) -> MetaError {
+    MetaError::Backend(err.to_string())
+}

@@ -1,0 +1,472 @@
+//! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
+
+use super::{backend, SqliteMeta};
+use berth_core::ports::{
+    BlobLinks, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord, Repositories,
+    Tags, UploadSession, UploadSessions,
+};
+use berth_oci::{Digest, RepoName};
+use sqlx::{Row, Sqlite, Transaction};
+
+fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
+    raw.parse()
+        .map_err(|e| MetaError::Backend(format!("stored digest {raw:?} is invalid: {e}")))
+}
+
+fn parse_repo(raw: &str) -> Result<RepoName, MetaError> {
+    raw.parse()
+        .map_err(|e| MetaError::Backend(format!("stored repository name is invalid: {e}")))
+}
+
+/// The id of `repo`, creating the repository if it does not exist yet.
+async fn ensure_repository(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: &str,
+    now: i64,
+) -> Result<i64, MetaError> {
+    sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) \
+         ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id",
+    )
+    .bind(repo)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)
+}
+
+async fn link_blob_tx(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    now: i64,
+) -> Result<(), MetaError> {
+    let repo_id = ensure_repository(tx, repo, now).await?;
+    let digest = digest.to_string();
+    sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
+        .bind(&digest)
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query(
+        "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)",
+    )
+    .bind(repo_id)
+    .bind(&digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadSession, MetaError> {
+    Ok(UploadSession {
+        id: row.get("id"),
+        repo: parse_repo(row.get("repository"))?,
+        size: row.get::<i64, _>("size") as u64,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+#[async_trait::async_trait]
+impl UploadSessions for SqliteMeta {
+    async fn create_upload_session(&self, s: &UploadSession) -> Result<(), MetaError> {
+        sqlx::query(
+            "INSERT INTO upload_sessions (id, repository, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(s.repo.as_str())
+        .bind(s.size as i64)
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError> {
+        // From the writer: a session just created or advanced must be visible at once.
+        let row = sqlx::query("SELECT * FROM upload_sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn advance_upload_session(
+        &self,
+        id: &str,
+        from: u64,
+        to: u64,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE upload_sessions SET size = ?, updated_at = ? WHERE id = ? AND size = ?",
+        )
+        .bind(to as i64)
+        .bind(now)
+        .bind(id)
+        .bind(from as i64)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_upload_session(&self, id: &str) -> Result<(), MetaError> {
+        sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn stale_upload_sessions(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<UploadSession>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT * FROM upload_sessions WHERE updated_at < ? ORDER BY updated_at LIMIT ?",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn complete_upload_session(
+        &self,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let repo: Option<String> =
+            sqlx::query_scalar("DELETE FROM upload_sessions WHERE id = ? RETURNING repository")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let repo =
+            repo.ok_or_else(|| MetaError::Backend(format!("upload session {id} vanished")))?;
+        link_blob_tx(&mut tx, &repo, digest, size, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobLinks for SqliteMeta {
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        link_blob_tx(&mut tx, repo.as_str(), digest, size, now).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn linked_blob_size(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = ? AND rb.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = ? \
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repo.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, MetaError> {
+    Ok(ManifestRecord {
+        digest: parse_digest(row.get("digest"))?,
+        media_type: row.get("media_type"),
+        body: row.get("body"),
+    })
+}
+
+#[async_trait::async_trait]
+impl Manifests for SqliteMeta {
+    async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let repo_id = ensure_repository(&mut tx, m.repo.as_str(), m.now).await?;
+        for blob in &m.blobs {
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if linked.is_none() {
+                return Err(MetaError::MissingBlob(blob.clone()));
+            }
+        }
+        for child in &m.children {
+            let present: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if present.is_none() {
+                return Err(MetaError::MissingManifest(child.clone()));
+            }
+        }
+        let digest = m.digest.to_string();
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO manifests \
+             (digest, media_type, size, body, subject, artifact_type, annotations, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&digest)
+        .bind(&m.media_type)
+        .bind(m.body.len() as i64)
+        .bind(&m.body)
+        .bind(m.subject.as_ref().map(|d| d.to_string()))
+        .bind(&m.artifact_type)
+        .bind(&m.annotations_json)
+        .bind(m.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 1 {
+            for blob in &m.blobs {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO manifest_blobs (manifest, digest) VALUES (?, ?)",
+                )
+                .bind(&digest)
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            for child in &m.children {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO manifest_children (manifest, child) VALUES (?, ?)",
+                )
+                .bind(&digest)
+                .bind(child.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO repository_manifests (repository_id, digest, pushed_at) VALUES (?, ?, ?) \
+             ON CONFLICT(repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(m.now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for tag in &m.tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, pushed_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(repository_id, name) DO UPDATE SET digest = excluded.digest, pushed_at = excluded.pushed_at",
+            )
+            .bind(repo_id)
+            .bind(tag)
+            .bind(&digest)
+            .bind(m.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.body FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.digest = t.digest \
+             WHERE r.name = ? AND t.name = ?",
+        )
+        .bind(repo.as_str())
+        .bind(tag)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.body FROM repository_manifests rm \
+             JOIN repositories r ON r.id = rm.repository_id \
+             JOIN manifests m ON m.digest = rm.digest \
+             WHERE r.name = ? AND rm.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        // Tags pointing at the manifest go with it (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM repository_manifests WHERE digest = ? \
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repo.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<ReferrerRecord>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+             FROM manifests m \
+             JOIN repository_manifests rm ON rm.digest = m.digest \
+             JOIN repositories r ON r.id = rm.repository_id \
+             WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?) \
+             ORDER BY m.digest",
+        )
+        .bind(repo.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReferrerRecord {
+                    digest: parse_digest(row.get("digest"))?,
+                    media_type: row.get("media_type"),
+                    size: row.get::<i64, _>("size") as u64,
+                    artifact_type: row.get("artifact_type"),
+                    annotations_json: row.get("annotations"),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Tags for SqliteMeta {
+    async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<String>>, MetaError> {
+        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        let Some(repo_id) = repo_id else {
+            return Ok(None);
+        };
+        let tags = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(Some(tags))
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = ? \
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(tag)
+        .bind(repo.as_str())
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait::async_trait]
+impl Repositories for SqliteMeta {
+    async fn list_repositories(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetaError> {
+        sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repositories WHERE name = ?")
+            .bind(repo.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+}

@@ -1,0 +1,282 @@
+//! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
+
+use crate::stream::{append_file, io_error, read_file};
+use berth_core::ports::{BlobStore, ByteStream, StoreError};
+use berth_oci::{ByteRange, Digest};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Blob bytes on a local filesystem. Blobs become visible only by an atomic rename of a
+/// fully written and fsynced upload file, so a crash never leaves a blob under a wrong name.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blobs"))?;
+        fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsBlobStore { root })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
+        // Session ids are ours (hex), but never let one name a path outside uploads/.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(StoreError::NotFound);
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::Io(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[async_trait::async_trait]
+impl BlobStore for FsBlobStore {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let path = self.blob_path(digest);
+        blocking(move || match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io(e)),
+        })
+        .await
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, StoreError> {
+        let path = self.blob_path(digest);
+        let (file, start, len) = blocking(move || {
+            let file = File::open(&path).map_err(io_error)?;
+            let size = file.metadata().map_err(StoreError::Io)?.len();
+            Ok(match range {
+                Some(r) => (file, r.start, r.len().min(size.saturating_sub(r.start))),
+                None => (file, 0, size),
+            })
+        })
+        .await?;
+        Ok(read_file(file, start, len))
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
+        blocking(move || remove_if_present(&path)).await
+    }
+
+    async fn create_upload(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(StoreError::Io)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let path = self.upload_path(id)?;
+        let file = blocking(move || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_error)
+        })
+        .await?;
+        append_file(file, offset, data, expected_len).await
+    }
+
+    async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError> {
+        let path = self.upload_path(id)?;
+        let (file, len) = blocking(move || {
+            let file = File::open(&path).map_err(io_error)?;
+            let len = file.metadata().map_err(StoreError::Io)?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(read_file(file, 0, len))
+    }
+
+    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StoreError> {
+        let upload = self.upload_path(id)?;
+        let target = self.blob_path(digest);
+        blocking(move || {
+            let file = File::open(&upload).map_err(io_error)?;
+            if target.exists() {
+                // Same digest, same bytes: keep the existing blob.
+                drop(file);
+                return remove_if_present(&upload);
+            }
+            file.sync_all().map_err(StoreError::Io)?;
+            drop(file);
+            let dir = target.parent().ok_or(StoreError::NotFound)?;
+            fs::create_dir_all(dir).map_err(StoreError::Io)?;
+            fs::rename(&upload, &target).map_err(StoreError::Io)?;
+            sync_dir(dir).map_err(StoreError::Io)
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<(), StoreError> {
+        let path = self.upload_path(id)?;
+        blocking(move || remove_if_present(&path)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+
+    fn body(chunks: &[&'static [u8]]) -> ByteStream {
+        let items: Vec<io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    fn failing_body() -> ByteStream {
+        let items: Vec<io::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b"partial")),
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "client went away",
+            )),
+        ];
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn collect(mut s: ByteStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn upload_append_commit_and_read_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        store.create_upload("u1").await.unwrap();
+        assert_eq!(
+            store
+                .append_upload("u1", 0, body(&[b"hello ", b"wor"]), None)
+                .await
+                .unwrap(),
+            9
+        );
+        assert_eq!(
+            store
+                .append_upload("u1", 9, body(&[b"ld"]), Some(2))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            collect(store.read_upload("u1").await.unwrap()).await,
+            b"hello world"
+        );
+        let digest = Digest::sha256_of(b"hello world");
+        store.commit_upload("u1", &digest).await.unwrap();
+        assert_eq!(store.blob_size(&digest).await.unwrap(), Some(11));
+        assert!(matches!(
+            store.read_upload("u1").await,
+            Err(StoreError::NotFound)
+        ));
+        let part = store
+            .read_blob(&digest, Some(ByteRange { start: 6, end: 10 }))
+            .await
+            .unwrap();
+        assert_eq!(collect(part).await, b"world");
+    }
+
+    #[tokio::test]
+    async fn failed_appends_leave_the_upload_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        store.create_upload("u2").await.unwrap();
+        store
+            .append_upload("u2", 0, body(&[b"abc"]), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.append_upload("u2", 3, failing_body(), None).await,
+            Err(StoreError::Source(_))
+        ));
+        assert!(matches!(
+            store
+                .append_upload("u2", 3, body(&[b"defgh"]), Some(2))
+                .await,
+            Err(StoreError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            store.append_upload("u2", 3, body(&[b"d"]), Some(2)).await,
+            Err(StoreError::LengthMismatch { .. })
+        ));
+        assert_eq!(
+            collect(store.read_upload("u2").await.unwrap()).await,
+            b"abc"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_things_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let digest = Digest::sha256_of(b"nothing");
+        assert_eq!(store.blob_size(&digest).await.unwrap(), None);
+        assert!(matches!(
+            store.read_blob(&digest, None).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            store.read_upload("../etc").await,
+            Err(StoreError::NotFound)
+        ));
+        store.delete_upload("absent").await.unwrap();
+        store.delete_blob(&digest).await.unwrap();
+    }
+}

@@ -1,0 +1,6 @@
+//! Blob storage backends implementing the core's `BlobStore` port.
+
+mod filesystem;
+mod stream;
+
+pub use filesystem::FsBlobStore;
