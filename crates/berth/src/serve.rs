@@ -3,11 +3,13 @@
 
 use crate::config::Config;
 use berth_core::access::OpenAccess;
+use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
 use berth_meta::SqliteMeta;
 use berth_storage::FsBlobStore;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +72,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             dir: shown_dir.clone(),
             message: e.to_string(),
         })?;
+    recover_uploads(&blobs, &meta, &shown_dir).await?;
     let registry = Registry::new(
         Arc::new(blobs),
         Arc::new(meta.clone()),
@@ -77,6 +80,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             upload_ttl: config.upload_ttl.value,
         },
     );
+    // Expire abandoned uploads before serving, then periodically.
+    expire_uploads(&registry).await;
     let addr = config.listen.value;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -100,15 +105,71 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// After a crash, upload files may disagree with their sessions: bytes of a chunk that was
+/// never acknowledged, a file whose session was never recorded, a session whose bytes were
+/// committed or lost. Make them agree before serving, so every session can resume.
+async fn recover_uploads(
+    blobs: &FsBlobStore,
+    meta: &SqliteMeta,
+    shown_dir: &str,
+) -> Result<(), ServeError> {
+    let sessions: HashMap<String, u64> = meta
+        .stale_upload_sessions(i64::MAX, u32::MAX)
+        .await
+        .map_err(|e| ServeError::Database {
+            dir: shown_dir.to_owned(),
+            message: e.to_string(),
+        })?
+        .into_iter()
+        .map(|s| (s.id, s.size))
+        .collect();
+    let report = blobs
+        .recover_uploads(&sessions)
+        .map_err(|source| ServeError::DataDir {
+            dir: shown_dir.to_owned(),
+            source,
+        })?;
+    for id in &report.lost {
+        // The session cannot resume; ending it makes clients start over instead of failing.
+        if let Err(err) = meta.remove_upload_session(id).await {
+            tracing::warn!(upload = %id, error = %err, "could not end a lost upload session");
+        }
+        if let Err(err) = blobs.delete_upload(id).await {
+            tracing::warn!(upload = %id, error = %err, "could not remove a lost upload");
+        }
+    }
+    if report.trimmed + report.removed + report.lost.len() > 0 {
+        tracing::info!(
+            trimmed = report.trimmed,
+            removed = report.removed,
+            lost = report.lost.len(),
+            "recovered interrupted uploads"
+        );
+    }
+    Ok(())
+}
+
+/// Expires every upload session idle for longer than the TTL (in bounded batches).
+async fn expire_uploads(registry: &Registry) {
+    // A bound, in case a session keeps failing to go away.
+    for _ in 0..100 {
+        match registry.expire_uploads().await {
+            Ok(0) => return,
+            Ok(n) => tracing::info!(expired = n, "removed abandoned uploads"),
+            Err(err) => {
+                tracing::warn!(error = %err, "upload expiry failed");
+                return;
+            }
+        }
+    }
+}
+
 async fn expire_uploads_periodically(registry: Registry) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    const PERIOD: Duration = Duration::from_secs(600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
     loop {
         tick.tick().await;
-        match registry.expire_uploads().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(expired = n, "removed abandoned uploads"),
-            Err(err) => tracing::warn!(error = %err, "upload expiry failed"),
-        }
+        expire_uploads(&registry).await;
     }
 }
 

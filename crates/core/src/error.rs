@@ -28,8 +28,12 @@ pub enum Error {
     ManifestBlobUnknown(Digest),
     #[error("manifest is larger than the {limit} byte limit")]
     ManifestTooLarge { limit: usize },
+    /// A chunk that does not continue the upload where it stands (HTTP 416).
     #[error("{0}")]
-    RangeInvalid(String),
+    ChunkRejected(String),
+    /// A `Range` outside the blob (HTTP 416 with `Content-Range: bytes */size`).
+    #[error("the requested range is outside the blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     #[error("{0}")]
     SizeInvalid(String),
     #[error("{0}")]

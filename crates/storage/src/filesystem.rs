@@ -3,6 +3,7 @@
 use crate::stream::{append_file, io_error, read_file};
 use berth_core::ports::{BlobStore, ByteStream, StoreError};
 use berth_oci::{ByteRange, Digest};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,57 @@ impl FsBlobStore {
             .join(hex)
     }
 
+    /// Crash recovery of the upload scratch files, for startup: run it before serving,
+    /// while no other process uses this store. `sessions` maps every open session's id to
+    /// the size its metadata acknowledged.
+    ///
+    /// - A crash during an append can leave bytes of an unacknowledged chunk at the end of
+    ///   a file; resuming would re-hash them. They are cut off.
+    /// - A crash between creating an upload file and recording its session leaves a file
+    ///   no session owns, which would never expire. It is removed.
+    /// - Sessions whose file is missing or shorter than acknowledged cannot resume; they
+    ///   are returned in [`UploadRecovery::lost`] for the caller to end.
+    pub fn recover_uploads(&self, sessions: &HashMap<String, u64>) -> io::Result<UploadRecovery> {
+        let mut report = UploadRecovery::default();
+        let mut present = HashSet::new();
+        for entry in fs::read_dir(self.root.join("uploads"))? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            let Ok(id) = entry.file_name().into_string() else {
+                continue; // not a name Berth gives
+            };
+            let path = entry.path();
+            match sessions.get(&id) {
+                Some(&acknowledged) => {
+                    present.insert(id.clone());
+                    let len = entry.metadata()?.len();
+                    if len > acknowledged {
+                        let file = OpenOptions::new().write(true).open(&path)?;
+                        file.set_len(acknowledged)?;
+                        file.sync_all()?;
+                        report.trimmed += 1;
+                    } else if len < acknowledged {
+                        report.lost.push(id);
+                    }
+                }
+                None => match fs::remove_file(&path) {
+                    Ok(()) => report.removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        report.lost.extend(
+            sessions
+                .keys()
+                .filter(|id| !present.contains(*id))
+                .cloned(),
+        );
+        Ok(report)
+    }
+
     fn upload_path(&self, id: &str) -> Result<PathBuf, StoreError> {
         // Session ids are ours (hex), but never let one name a path outside uploads/.
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -39,6 +91,17 @@ impl FsBlobStore {
         }
         Ok(self.root.join("uploads").join(id))
     }
+}
+
+/// What [`FsBlobStore::recover_uploads`] found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UploadRecovery {
+    /// Upload files cut back to their session's acknowledged size.
+    pub trimmed: usize,
+    /// Upload files no session owned, removed.
+    pub removed: usize,
+    /// Sessions whose bytes are missing or shorter than acknowledged.
+    pub lost: Vec<String>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -260,6 +323,44 @@ mod tests {
             collect(store.read_upload("u2").await.unwrap()).await,
             b"abc"
         );
+    }
+
+    #[tokio::test]
+    async fn recovery_makes_upload_files_agree_with_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        for (id, bytes) in [
+            ("acked", &b"abc"[..]),
+            ("torn", b"abcdef"),
+            ("orphan", b"xyz"),
+            ("short", b"a"),
+        ] {
+            store.create_upload(id).await.unwrap();
+            store
+                .append_upload(id, 0, body(&[bytes]), None)
+                .await
+                .unwrap();
+        }
+        let sessions: HashMap<String, u64> = [("acked", 3), ("torn", 3), ("short", 2), ("gone", 5)]
+            .into_iter()
+            .map(|(id, size)| (id.to_owned(), size))
+            .collect();
+        let mut report = store.recover_uploads(&sessions).unwrap();
+        report.lost.sort();
+        assert_eq!(
+            report,
+            UploadRecovery {
+                trimmed: 1,
+                removed: 1,
+                lost: vec!["gone".to_owned(), "short".to_owned()],
+            }
+        );
+        assert_eq!(collect(store.read_upload("acked").await.unwrap()).await, b"abc");
+        assert_eq!(collect(store.read_upload("torn").await.unwrap()).await, b"abc");
+        assert!(matches!(
+            store.read_upload("orphan").await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[tokio::test]

@@ -3,4 +3,4 @@
 mod filesystem;
 mod stream;
 
-pub use filesystem::FsBlobStore;
+pub use filesystem::{FsBlobStore, UploadRecovery};

@@ -11,6 +11,8 @@ use tokio::sync::mpsc;
 const READ_CHUNK: usize = 1 << 20;
 /// Chunks buffered between the disk thread and the network.
 const CHANNEL_DEPTH: usize = 4;
+/// Largest write buffer of an append.
+const WRITE_BUFFER: usize = 1 << 20;
 /// Flush to disk every this many bytes while writing: keeps write-back flowing so the
 /// final fsync before acknowledging a blob is short.
 const SYNC_EVERY: u64 = 64 << 20;
@@ -71,7 +73,9 @@ pub async fn append_file(
         let mut file = file;
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
-        let mut out = io::BufWriter::with_capacity(1 << 20, &mut file);
+        // Small blobs get small buffers, so many concurrent uploads stay cheap.
+        let buffer = expected_len.map_or(WRITE_BUFFER, |len| (len as usize).clamp(4096, WRITE_BUFFER));
+        let mut out = io::BufWriter::with_capacity(buffer, &mut file);
         let mut written = 0u64;
         let mut since_sync = 0u64;
         while let Some(chunk) = rx.blocking_recv() {

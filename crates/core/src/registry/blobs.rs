@@ -33,7 +33,7 @@ impl Registry {
         let range = range
             .map(|r| r.resolve(size))
             .transpose()
-            .map_err(|e| Error::RangeInvalid(e.to_string()))?;
+            .map_err(|_| Error::RangeNotSatisfiable { size })?;
         let body = if with_body {
             match self.blobs.read_blob(digest, range).await {
                 Ok(stream) => Some(stream),

@@ -94,13 +94,13 @@ impl Registry {
         let mut expected_len = framing.length;
         if let Some(range) = framing.range {
             if range.start != session.size {
-                return Err(Error::RangeInvalid(format!(
+                return Err(Error::ChunkRejected(format!(
                     "chunk starts at byte {} but the upload has {} bytes; send chunks in order",
                     range.start, session.size
                 )));
             }
             if framing.length.is_some_and(|len| len != range.len()) {
-                return Err(Error::RangeInvalid(format!(
+                return Err(Error::ChunkRejected(format!(
                     "Content-Range covers {} bytes but Content-Length is {}",
                     range.len(),
                     framing.length.unwrap_or_default()

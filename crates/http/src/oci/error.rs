@@ -20,7 +20,13 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::ManifestTooLarge { .. } => {
             return (ErrorCode::SizeInvalid, StatusCode::PAYLOAD_TOO_LARGE)
         }
-        Error::RangeInvalid(_) => ErrorCode::RangeInvalid,
+        Error::ChunkRejected(_) => {
+            return (
+                ErrorCode::BlobUploadInvalid,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+            )
+        }
+        Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
         Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
         Error::UploadInvalid(_) | Error::BodyInterrupted(_) => ErrorCode::BlobUploadInvalid,
         Error::Unsupported(_) => {
@@ -66,6 +72,11 @@ pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    if let Error::RangeNotSatisfiable { size } = err {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+    }
     response
 }
 
@@ -104,7 +115,8 @@ mod tests {
             (Error::ManifestInvalid("x".into()), "MANIFEST_INVALID", 400),
             (Error::ManifestBlobUnknown(d), "MANIFEST_BLOB_UNKNOWN", 400),
             (Error::ManifestTooLarge { limit: 1 }, "SIZE_INVALID", 413),
-            (Error::RangeInvalid("x".into()), "RANGE_INVALID", 416),
+            (Error::ChunkRejected("x".into()), "BLOB_UPLOAD_INVALID", 416),
+            (Error::RangeNotSatisfiable { size: 3 }, "RANGE_INVALID", 416),
             (Error::SizeInvalid("x".into()), "SIZE_INVALID", 400),
             (Error::UploadInvalid("x".into()), "BLOB_UPLOAD_INVALID", 400),
             (

@@ -3,7 +3,8 @@
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use berth_core::Error;
 
-/// Decodes `%XX` escapes and `+` of a query component; None if the escapes are broken.
+/// Decodes `%XX` escapes of a query component; None if the escapes are broken. A `+` stays
+/// a plus: media types (`...+json`) carry one, and no value this API reads can hold a space.
 fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -14,10 +15,6 @@ fn percent_decode(raw: &str) -> Option<String> {
                 let hex = raw.get(i + 1..i + 3)?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             b => {
                 out.push(b);
@@ -88,6 +85,12 @@ mod tests {
         assert_eq!(query_params(q, "tag").collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(query_param(q, "bad").as_deref(), Some("%zz"));
         assert_eq!(query_param(q, "missing"), None);
+        let q = "artifactType=application/vnd.example+json&b=application%2Fx%2Bjson";
+        assert_eq!(
+            query_param(q, "artifactType").as_deref(),
+            Some("application/vnd.example+json")
+        );
+        assert_eq!(query_param(q, "b").as_deref(), Some("application/x+json"));
         assert_eq!(query_param("", "x"), None);
     }
 }

@@ -17,12 +17,9 @@ pub async fn handle(
     match req.method {
         Method::GET | Method::HEAD => {
             let with_body = req.method == Method::GET;
-            let range = match header_str(req.headers, "range") {
-                Some(raw) => {
-                    RangeRequest::parse(raw).map_err(|e| Error::RangeInvalid(e.to_string()))?
-                }
-                None => None,
-            };
+            // A malformed Range is ignored and the whole blob served, as RFC 9110 says.
+            let range = header_str(req.headers, "range")
+                .and_then(|raw| RangeRequest::parse(raw).ok().flatten());
             let blob = registry.read_blob(name, digest, range, with_body).await?;
             let sent = blob.range.map_or(blob.size, |r| r.len());
             let mut response = Response::new(match blob.body {

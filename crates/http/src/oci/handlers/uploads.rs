@@ -44,7 +44,7 @@ fn framing(req: &Req<'_>) -> Result<ChunkFraming, Error> {
         .map(|raw| {
             raw.parse::<ContentRange>()
                 .map(|r| r.0)
-                .map_err(|e| Error::RangeInvalid(e.to_string()))
+                .map_err(|e| Error::ChunkRejected(e.to_string()))
         })
         .transpose()?;
     Ok(ChunkFraming {
