@@ -1,0 +1,187 @@
+# shellcheck shell=bash disable=SC2034  # variables here are for the sourcing scripts
+# Shared helpers for the interop scripts; source it, then call start_registry.
+#
+# Environment:
+#   REGISTRY_URL       use an already-running registry (e.g. http://127.0.0.1:5000)
+#   INTEROP_REGISTRY   what to start otherwise: berth (default) | distribution
+#   BERTH_BIN          berth binary (default: target/debug/berth)
+#   INTEROP_RESULTS    file that run.sh collects PASS/FAIL lines in
+#   INTEROP_KEEP=1     keep the temp dir (server log, data) for debugging
+set -euo pipefail
+
+INTEROP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$INTEROP_DIR/../.." && pwd)
+SUITE=$(basename "$0" .sh)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/berth-interop-$SUITE.XXXXXX")
+RESULTS=${INTEROP_RESULTS:-$WORK/results}
+SERVER_PID=
+REG=
+NS=
+FINISHED=
+PASSED=0
+FAILED=0
+
+cleanup() {
+  local rc=$?
+  # A script that dies outside a check (set -e) must still show up as a failure.
+  if [[ -z $FINISHED ]]; then
+    echo "FAIL $SUITE/(aborted, exit $rc)" | tee -a "$RESULTS"
+    [[ -f $WORK/server.log ]] && tail -n 20 "$WORK/server.log" | sed 's/^/     server| /'
+  fi
+  if [[ -n $SERVER_PID ]]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    # Give it 5 s to shut down cleanly, then stop waiting for it.
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ -n ${INTEROP_KEEP:-} ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+start_registry() {
+  NS=interop  # repository namespace for this run
+  if [[ -n ${REGISTRY_URL:-} ]]; then
+    REG=${REGISTRY_URL#http://}
+    REG=${REG%/}
+    # A shared registry keeps earlier runs' repositories: use fresh ones.
+    NS=interop/run-$(date +%s)-$$
+  else
+    REG=127.0.0.1:$(free_port)
+    mkdir -p "$WORK/data"
+    case ${INTEROP_REGISTRY:-berth} in
+      berth)
+        local bin=${BERTH_BIN:-$ROOT/target/debug/berth}
+        [[ $bin == /* ]] || bin=$PWD/$bin
+        "$bin" serve --listen "$REG" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+        ;;
+      distribution)
+        cat >"$WORK/config.yml" <<EOF
+version: 0.1
+log: {level: info}
+storage:
+  filesystem: {rootdirectory: $WORK/data}
+  delete: {enabled: true}
+http: {addr: $REG}
+EOF
+        docker-registry serve "$WORK/config.yml" >"$WORK/server.log" 2>&1 &
+        ;;
+      *) echo "unknown INTEROP_REGISTRY=$INTEROP_REGISTRY" >&2; return 1 ;;
+    esac
+    SERVER_PID=$!
+  fi
+  local i
+  for i in $(seq 100); do
+    curl -fsS -o /dev/null "http://$REG/v2/" 2>/dev/null && break
+    if [[ -n $SERVER_PID ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "registry exited before becoming ready" >&2; return 1
+    fi
+    ((i < 100)) || { echo "registry at $REG not ready after 20s" >&2; return 1; }
+    sleep 0.2
+  done
+  setup_containers_env
+}
+
+# skopeo/podman as root otherwise write to /var/lib/containers and /run/containers
+# and read the host's registries/policy; pretend to be rootless and point
+# everything (HOME, XDG dirs, storage, config) into $WORK instead.
+setup_containers_env() {
+  local c=$WORK/home/.config/containers
+  mkdir -p "$c" "$WORK/run" "$WORK/tmp"
+  echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$c/policy.json"
+  echo "{}" >"$WORK/auth.json"  # podman refuses a REGISTRY_AUTH_FILE that does not exist
+  printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
+    "$REG" >"$c/registries.conf"
+  printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$c/containers.conf"
+  CT_ENV=(env HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config"
+    XDG_DATA_HOME="$WORK/home/.local/share" XDG_RUNTIME_DIR="$WORK/run" TMPDIR="$WORK/tmp"
+    CONTAINERS_REGISTRIES_CONF="$c/registries.conf" CONTAINERS_CONF="$c/containers.conf"
+    REGISTRY_AUTH_FILE="$WORK/auth.json"
+    _CONTAINERS_USERNS_CONFIGURED=1 _CONTAINERS_ROOTLESS_UID=1000)
+  POLICY=$c/policy.json
+}
+
+# sko [--global-opt...] CMD ARGS...: skopeo in the private environment, plain HTTP.
+sko() {
+  local global=()
+  while [[ $1 == --* ]]; do global+=("$1" "$2"); shift 2; done
+  local cmd=$1; shift
+  local tls=(--tls-verify=false)
+  [[ $cmd == copy ]] && tls=(--src-tls-verify=false --dest-tls-verify=false)
+  "${CT_ENV[@]}" skopeo --policy "$POLICY" "${global[@]}" "$cmd" "${tls[@]}" "$@"
+}
+
+pod() {
+  local cmd=$1; shift
+  local extra=()
+  case $cmd in pull | push) extra=(--tls-verify=false --signature-policy "$POLICY") ;; esac
+  "${CT_ENV[@]}" podman --root "$WORK/storage" --runroot "$WORK/run/storage" \
+    --storage-driver vfs "$cmd" "${extra[@]}" "$@"
+}
+
+# check NAME CMD...: run CMD (errexit on, output captured) and record the result.
+# A registry that stops answering must not hang CI, so each check has a deadline.
+check() {
+  local name=$1 rc=0; shift
+  (set -e; "$@") >"$WORK/check.log" 2>&1 &
+  local pid=$!
+  (
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "${INTEROP_CHECK_TIMEOUT:-300}" & s=$!
+    wait "$s"
+    echo "timed out after ${INTEROP_CHECK_TIMEOUT:-300}s" >>"$WORK/check.log"
+    kill_tree "$pid"
+  ) &
+  local dog=$!
+  wait "$pid" || rc=$?
+  kill "$dog" 2>/dev/null || true
+  wait "$dog" 2>/dev/null || true
+  if ((rc == 0)); then
+    PASSED=$((PASSED + 1))
+    echo "PASS $SUITE/$name" | tee -a "$RESULTS"
+  else
+    FAILED=$((FAILED + 1))
+    echo "FAIL $SUITE/$name" | tee -a "$RESULTS"
+    tail -n 25 "$WORK/check.log" | sed 's/^/     | /'
+  fi
+}
+
+kill_tree() {
+  local c
+  for c in $(ps -o pid= --ppid "$1"); do kill_tree "$c"; done
+  kill "$1" 2>/dev/null || true
+}
+
+# same GOT WANT: string equality that says what differed.
+same() {
+  [[ $1 == "$2" ]] || { printf 'got:  %s\nwant: %s\n' "$1" "$2"; return 1; }
+}
+
+# has_header FILE 'Name: value': a header line in a `curl -D FILE` dump (case-insensitive).
+has_header() {
+  tr -d '\r' <"$1" | grep -qix "$2" || { echo "missing header '$2' in:"; cat "$1"; return 1; }
+}
+
+sha256() { echo "sha256:$(sha256sum | cut -d' ' -f1)"; }
+
+# status METHOD URL [curl args...]: print the HTTP status code only.
+status() {
+  local m=$1 u=$2; shift 2
+  curl -s -o /dev/null -w '%{http_code}' -X "$m" "$@" "$u"
+}
+
+MANIFEST_ACCEPT='application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json'
+
+# Standalone runs print the closing count; under run.sh only run.sh does.
+finish() {
+  FINISHED=1
+  if ((FAILED)) && [[ -f $WORK/server.log ]]; then
+    tail -n 30 "$WORK/server.log" | sed 's/^/     server| /'
+  fi
+  [[ -n ${INTEROP_RESULTS:-} ]] || echo "$PASSED passed, $FAILED failed"
+  ((FAILED == 0))
+}
