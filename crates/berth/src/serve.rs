@@ -2,6 +2,7 @@
 //! application, serves until SIGINT/SIGTERM, then drains in-flight requests.
 
 use crate::config::Config;
+use axum::serve::ListenerExt as _;
 use berth_core::access::OpenAccess;
 use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
@@ -18,6 +19,8 @@ use std::time::Duration;
 pub enum ServeError {
     #[error("data directory {dir} is not usable: {source}")]
     DataDir { dir: String, source: std::io::Error },
+    #[error("data directory {dir} is in use by another berth server")]
+    DataDirBusy { dir: String },
     #[error("cannot open the database in {dir}: {message}")]
     Database { dir: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -31,8 +34,10 @@ pub enum ServeError {
     Server(std::io::Error),
 }
 
-/// Creates the data directory and proves it writable, so a bad one fails at startup.
-fn prepare_data_dir(dir: &Path) -> Result<(), ServeError> {
+/// Creates the data directory, proves it writable and takes the server lock on it, so a
+/// bad directory or a second server on the same one fails at startup. The returned file
+/// holds the lock until the process exits.
+fn prepare_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
     let fail = |source| ServeError::DataDir {
         dir: dir.display().to_string(),
         source,
@@ -40,7 +45,20 @@ fn prepare_data_dir(dir: &Path) -> Result<(), ServeError> {
     std::fs::create_dir_all(dir).map_err(fail)?;
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"ok").map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)
+    std::fs::remove_file(&probe).map_err(fail)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("berth.lock"))
+        .map_err(fail)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirBusy {
+            dir: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(fail(source)),
+    }
 }
 
 pub fn run(config: Config) -> Result<(), ServeError> {
@@ -50,6 +68,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,7 +80,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 async fn serve(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.value.clone();
     let shown_dir = data_dir.display().to_string();
-    prepare_data_dir(&data_dir)?;
+    let _lock = prepare_data_dir(&data_dir)?;
     let blobs = FsBlobStore::open(&data_dir).map_err(|source| ServeError::DataDir {
         dir: shown_dir.clone(),
         source,
@@ -88,7 +107,14 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen {
             addr: addr.to_string(),
             source,
-        })?;
+        })?
+        // Without TCP_NODELAY, a response whose body is written after its head waits for the
+        // client's delayed ACK (40 ms on Linux) on every reused connection.
+        .tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
     let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
     let app = berth_http::router(AppState {
         registry,

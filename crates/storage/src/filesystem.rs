@@ -75,12 +75,9 @@ impl FsBlobStore {
                 },
             }
         }
-        report.lost.extend(
-            sessions
-                .keys()
-                .filter(|id| !present.contains(*id))
-                .cloned(),
-        );
+        report
+            .lost
+            .extend(sessions.keys().filter(|id| !present.contains(*id)).cloned());
         Ok(report)
     }
 
@@ -355,8 +352,14 @@ mod tests {
                 lost: vec!["gone".to_owned(), "short".to_owned()],
             }
         );
-        assert_eq!(collect(store.read_upload("acked").await.unwrap()).await, b"abc");
-        assert_eq!(collect(store.read_upload("torn").await.unwrap()).await, b"abc");
+        assert_eq!(
+            collect(store.read_upload("acked").await.unwrap()).await,
+            b"abc"
+        );
+        assert_eq!(
+            collect(store.read_upload("torn").await.unwrap()).await,
+            b"abc"
+        );
         assert!(matches!(
             store.read_upload("orphan").await,
             Err(StoreError::NotFound)

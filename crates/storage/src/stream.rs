@@ -74,7 +74,8 @@ pub async fn append_file(
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
         // Small blobs get small buffers, so many concurrent uploads stay cheap.
-        let buffer = expected_len.map_or(WRITE_BUFFER, |len| (len as usize).clamp(4096, WRITE_BUFFER));
+        let buffer =
+            expected_len.map_or(WRITE_BUFFER, |len| (len as usize).clamp(4096, WRITE_BUFFER));
         let mut out = io::BufWriter::with_capacity(buffer, &mut file);
         let mut written = 0u64;
         let mut since_sync = 0u64;

@@ -707,7 +707,10 @@ impl TestServer {
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            let child = self.child.as_mut().expect("wait_exit(): berth is not running");
+            let child = self
+                .child
+                .as_mut()
+                .expect("wait_exit(): berth is not running");
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
                 return Some(status);
@@ -721,12 +724,7 @@ impl TestServer {
 
     /// A field of `/proc/<pid>/status` in KiB (e.g. `VmRSS`, `VmHWM`).
     pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
-        let pid = self.pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
+        proc_status_kib(self.pid()?, field)
     }
 
     /// Open a raw HTTP/1.1 request whose body the caller writes piecemeal
@@ -739,10 +737,7 @@ impl TestServer {
         content_length: u64,
     ) -> RawRequest {
         let url = self.resolve(path);
-        let rest = url
-            .split_once("://")
-            .map(|(_, r)| r)
-            .expect("absolute URL");
+        let rest = url.split_once("://").map(|(_, r)| r).expect("absolute URL");
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -1009,6 +1004,15 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (e.g. `VmRSS`, `VmHWM`); Linux only.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// A raw HTTP/1.1 request in flight (see [`TestServer::raw_request`]).

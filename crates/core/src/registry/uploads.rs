@@ -174,11 +174,16 @@ impl Registry {
                 .read_upload(&session.id)
                 .await
                 .map_err(|e| store_error("read upload", e))?;
+            // Only the acknowledged bytes count: a crash mid-append may leave more.
             let mut read = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| store_error("read upload", StoreError::Io(e)))?;
-                read += chunk.len() as u64;
-                hasher.update(&chunk);
+                let wanted = (session.size - read).min(chunk.len() as u64) as usize;
+                hasher.update(&chunk[..wanted]);
+                read += wanted as u64;
+                if read == session.size {
+                    break;
+                }
             }
             if read != session.size {
                 return Err(Error::internal(

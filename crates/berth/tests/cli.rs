@@ -1,0 +1,482 @@
+//! The `berth` binary's startup and shutdown behaviour: configuration errors,
+//! unusable ports and data directories, `config show`, and SIGTERM.
+//!
+//! ```text
+//! cargo nextest run -p berth --test cli
+//! ```
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every variable Berth reads; cleared so the caller's environment cannot leak in.
+const BERTH_VARS: &[&str] = &[
+    "BERTH_CONFIG",
+    "BERTH_DATA_DIR",
+    "BERTH_LISTEN",
+    "BERTH_UPLOAD_TTL",
+    "BERTH_LOG",
+];
+
+fn berth() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    for var in BERTH_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Run to completion; kill and panic if it is still running after `timeout`
+/// (a server that should have refused to start, for instance).
+fn run(mut cmd: Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for berth") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            panic!("{cmd:?} still running after {timeout:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+const QUICK: Duration = Duration::from_secs(20);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+/// A configuration error: non-zero exit, nothing on stdout, and exactly one
+/// line on stderr, `error: ...`, containing every one of `needles`.
+fn assert_config_error(output: &Output, needles: &[&str], context: &str) {
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "{context}: expected a failure, got {}; stderr: {stderr}",
+        output.status
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{context}: unexpected stdout: {}",
+        text(&output.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{context}: expected one line on stderr, got: {stderr:?}"
+    );
+    assert!(
+        lines[0].starts_with("error: "),
+        "{context}: stderr must start with `error: `: {stderr:?}"
+    );
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "{context}: the error does not mention {needle:?}: {stderr:?}"
+        );
+    }
+}
+
+/// A startup failure after logging began: non-zero exit and a final
+/// `error: ...` line (the only one) starting with `prefix`.
+fn assert_startup_error(output: &Output, prefix: &str, context: &str) -> String {
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "{context}: expected a failure, got {}; stderr: {stderr}",
+        output.status
+    );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{context}: expected one `error: ` line on stderr: {stderr:?}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(prefix),
+        "{context}: the last stderr line should start with {prefix:?}: {stderr:?}"
+    );
+    last.to_string()
+}
+
+fn write_config(dir: &Path, toml: &str) -> std::path::PathBuf {
+    let path = dir.join("berth.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------
+// Configuration errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn unknown_config_key_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\nlisen = \"127.0.0.1:5000\"\n",
+    );
+    let mut cmd = berth();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["lisen", "unknown field", &config.display().to_string()],
+        "unknown key",
+    );
+    assert_eq!(output.status.code(), Some(2), "configuration errors exit 2");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created when the configuration is invalid"
+    );
+}
+
+#[test]
+fn invalid_listen_address_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    let config = write_config(dir.path(), "listen = \"not-an-address\"\n");
+    let mut cmd = berth();
+    cmd.args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data);
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["listen address", "not-an-address", "config file"],
+        "listen in the file",
+    );
+
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", "300.1.2.3:80", "--data-dir"])
+        .arg(&data);
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["listen address", "300.1.2.3:80", "command line"],
+        "--listen",
+    );
+
+    let mut cmd = berth();
+    cmd.args(["serve", "--data-dir"])
+        .arg(&data)
+        .env("BERTH_LISTEN", "127.0.0.1")
+        .env("BERTH_UPLOAD_TTL", "1d");
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["listen address", "\"127.0.0.1\"", "environment"],
+        "BERTH_LISTEN without a port",
+    );
+
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("BERTH_UPLOAD_TTL", "5 weeks");
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["upload_ttl", "5 weeks", "environment"],
+        "BERTH_UPLOAD_TTL",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Startup errors
+// ---------------------------------------------------------------------------
+
+#[test]
+fn busy_port_is_reported() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"));
+    let output = run(cmd, QUICK);
+    let line = assert_startup_error(
+        &output,
+        &format!("error: cannot listen on {addr}: "),
+        "busy port",
+    );
+    assert!(
+        line.to_lowercase().contains("in use"),
+        "the error should say why: {line}"
+    );
+    drop(taken);
+}
+
+#[test]
+fn unusable_data_dir_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let data = file.join("data");
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    let output = run(cmd, QUICK);
+    let line = assert_startup_error(&output, "error: data directory ", "data dir under a file");
+    assert!(
+        line.contains(&data.display().to_string()),
+        "the error names the directory: {line}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// config show
+// ---------------------------------------------------------------------------
+
+/// `config show` as `setting -> (value, source)`.
+fn config_show(cmd: Command) -> HashMap<String, (String, String)> {
+    let output = run(cmd, QUICK);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "config show failed ({}): {}",
+        output.status,
+        text(&output.stderr)
+    );
+    let mut settings = HashMap::new();
+    for line in stdout.lines() {
+        let (key, rest) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("config show line without `=`: {line:?}"));
+        let rest = rest.trim();
+        let (value, source) = match rest.rsplit_once("  (") {
+            Some((value, source)) => (
+                value.trim().to_string(),
+                source.trim_end_matches(')').to_string(),
+            ),
+            None => (rest.to_string(), String::new()),
+        };
+        settings.insert(key.trim().to_string(), (value, source));
+    }
+    settings
+}
+
+fn expect_setting(
+    settings: &HashMap<String, (String, String)>,
+    key: &str,
+    value: &str,
+    source: &str,
+) {
+    let got = settings
+        .get(key)
+        .unwrap_or_else(|| panic!("config show lacks {key}: {settings:?}"));
+    assert_eq!(
+        (got.0.as_str(), got.1.as_str()),
+        (value, source),
+        "config show: {key}"
+    );
+}
+
+#[test]
+fn config_show_reports_defaults() {
+    let mut cmd = berth();
+    cmd.args(["config", "show"]);
+    let settings = config_show(cmd);
+    expect_setting(&settings, "config file", "(none)", "");
+    expect_setting(&settings, "listen", "127.0.0.1:5000", "default");
+    expect_setting(&settings, "data_dir", "./berth-data", "default");
+    expect_setting(&settings, "upload_ttl", "86400s", "default");
+    expect_setting(&settings, "log", "info", "default");
+}
+
+#[test]
+fn config_show_reports_sources_by_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "listen = \"127.0.0.1:6001\"\n\
+         data_dir = \"/file/dir\"\n\
+         upload_ttl = \"2h\"\n\
+         log = \"debug\"\n",
+    );
+    let config_shown = config.display().to_string();
+
+    // The file alone (named by BERTH_CONFIG).
+    let mut cmd = berth();
+    cmd.args(["config", "show"]).env("BERTH_CONFIG", &config);
+    let settings = config_show(cmd);
+    expect_setting(&settings, "config file", &config_shown, "");
+    expect_setting(&settings, "listen", "127.0.0.1:6001", "config file");
+    expect_setting(&settings, "data_dir", "/file/dir", "config file");
+    expect_setting(&settings, "upload_ttl", "7200s", "config file");
+    expect_setting(&settings, "log", "debug", "config file");
+
+    // The environment beats the file.
+    let mut cmd = berth();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["config", "show"])
+        .env("BERTH_LISTEN", "127.0.0.1:6002")
+        .env("BERTH_DATA_DIR", "/env/dir")
+        .env("BERTH_UPLOAD_TTL", "3h");
+    let settings = config_show(cmd);
+    expect_setting(&settings, "listen", "127.0.0.1:6002", "environment");
+    expect_setting(&settings, "data_dir", "/env/dir", "environment");
+    expect_setting(&settings, "upload_ttl", "10800s", "environment");
+    expect_setting(&settings, "log", "debug", "config file");
+
+    // A flag beats the environment and the file.
+    let mut cmd = berth();
+    cmd.args(["config", "show", "--config"])
+        .arg(&config)
+        .args(["--data-dir", "/flag/dir"])
+        .env("BERTH_DATA_DIR", "/env/dir")
+        .env("BERTH_LOG", "warn");
+    let settings = config_show(cmd);
+    expect_setting(&settings, "config file", &config_shown, "");
+    expect_setting(&settings, "listen", "127.0.0.1:6001", "config file");
+    expect_setting(&settings, "data_dir", "/flag/dir", "command line");
+    expect_setting(&settings, "upload_ttl", "7200s", "config file");
+    expect_setting(&settings, "log", "warn", "environment");
+}
+
+// ---------------------------------------------------------------------------
+// SIGTERM
+// ---------------------------------------------------------------------------
+
+/// SIGTERM lets the request in flight finish (201), then exits with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
+    let mut server = TestServer::spawn().await;
+    let repo = unique_repo("cli-sigterm");
+    let blob = random_bytes(4 * 1024 * 1024 + 5);
+    let digest = sha256_digest(&blob);
+    let location = server.open_session(&repo).await;
+    let id = location
+        .split('?')
+        .next()
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap()
+        .to_string();
+    let upload = server.data_dir().unwrap().join("uploads").join(&id);
+
+    let mut in_flight = server
+        .raw_request(
+            "PUT",
+            &with_digest(&location, &digest),
+            &[("Content-Type", MT_OCTET_STREAM)],
+            blob.len() as u64,
+        )
+        .await;
+    let half = blob.len() / 2;
+    in_flight.send(&blob[..half]).await.expect("first half");
+    // The server is writing the body once bytes reach the upload file.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&upload).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never started writing the upload"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        server.is_running(),
+        "berth exited with a request in flight; log:\n{}",
+        server.log()
+    );
+    in_flight.send(&blob[half..]).await.expect("second half");
+    let (status, response) = in_flight
+        .response(Duration::from_secs(30))
+        .await
+        .expect("response to the in-flight PUT");
+    assert_eq!(
+        status,
+        201,
+        "the in-flight upload must complete; response:\n{response}\nlog:\n{}",
+        server.log()
+    );
+    let exit = server
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("berth did not exit after SIGTERM; log:\n{}", server.log()));
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "exit status after SIGTERM; log:\n{}",
+        server.log()
+    );
+
+    // What it acknowledged on the way out is there after a restart.
+    server.restart().await;
+    let resp = server.get_blob(&repo, &digest).await;
+    let (_, body) = expect_status(resp, 200, "GET the blob after restart").await;
+    assert!(body == blob, "the blob's bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let server = TestServer::spawn().await;
+    let data = server.data_dir().expect("spawned server").to_owned();
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    let output = tokio::task::spawn_blocking(move || run(cmd, QUICK))
+        .await
+        .unwrap();
+    let line = assert_startup_error(&output, "error: data directory ", "data dir in use");
+    assert!(line.contains("in use by another berth server"), "{line}");
+    // The first server is unaffected.
+    let response = server
+        .client()
+        .get(server.url("/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
