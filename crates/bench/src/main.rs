@@ -1,1 +1,603 @@
-fn main() {}
+//! berth-bench: side-by-side benchmark of OCI registries on loopback.
+//!
+//! Every scenario runs against every target, interleaved: scenario by
+//! scenario, round by round, with the starting target alternating each round
+//! (A B, B A, A B, ...). The table shows the median over rounds and the ratio
+//! of the first target over the second.
+
+mod data;
+mod registry;
+mod report;
+mod scenarios;
+mod stats;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::data::{small_blobs, BigBlob, CHUNK};
+use crate::report::{Better, Report};
+use crate::scenarios::{big, catalog, manifest, small};
+use crate::target::{Cost, Target, TargetSpec};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+
+const MIB: u64 = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// 1 GiB blob, POST + one streamed PUT ?digest=
+    Push,
+    /// the same blob size in PATCH chunks, then PUT ?digest=
+    PushChunked,
+    /// GET of the large blob
+    Pull,
+    /// many small blobs pushed, then pulled, at fixed concurrency
+    Small,
+    /// manifest GET by tag at fixed concurrency
+    Manifest,
+    /// `_catalog` over many repositories
+    Catalog,
+}
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Side-by-side OCI registry benchmark (loopback only)")]
+struct Args {
+    /// NAME=URL@PID (PID of the server, for CPU time and peak RSS; optional).
+    /// Repeat; ratios are first over second.
+    #[arg(long = "target", required = true)]
+    targets: Vec<TargetSpec>,
+    /// Measured rounds per scenario and target.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Comma-separated subset of scenarios to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "push,push-chunked,pull,small,manifest,catalog"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Smoke-test sizes: 64 MiB blob, 200 small blobs, 1,000 repositories,
+    /// 3 s of manifest GETs (explicit size options still win).
+    #[arg(long)]
+    quick: bool,
+    /// Large blob size in MiB [default: 1024, quick: 64].
+    #[arg(long)]
+    blob_mib: Option<u64>,
+    /// Chunk size of the chunked push, in MiB.
+    #[arg(long, default_value_t = 16)]
+    chunk_mib: u64,
+    /// Number of small blobs [default: 2000, quick: 200].
+    #[arg(long)]
+    small_count: Option<usize>,
+    /// Smallest small blob in KiB.
+    #[arg(long, default_value_t = 4)]
+    small_min_kib: usize,
+    /// Largest small blob in KiB.
+    #[arg(long, default_value_t = 64)]
+    small_max_kib: usize,
+    /// Concurrency of small blob pushes and pulls.
+    #[arg(long, default_value_t = 32)]
+    small_concurrency: usize,
+    /// Concurrency of manifest GETs.
+    #[arg(long, default_value_t = 64)]
+    manifest_concurrency: usize,
+    /// Seconds of manifest GETs per round [default: 10, quick: 3].
+    #[arg(long)]
+    manifest_secs: Option<f64>,
+    /// Stop a manifest round after this many requests even before its time.
+    #[arg(long, default_value_t = u64::MAX)]
+    manifest_max: u64,
+    /// Repositories for the catalog scenario [default: 10000, quick: 1000].
+    #[arg(long)]
+    catalog_repos: Option<usize>,
+    /// `n` of GET /v2/_catalog?n= [default: catalog repos + 1000]; further
+    /// pages (Link header) are followed and timed too.
+    #[arg(long)]
+    catalog_page: Option<usize>,
+    /// Timed catalog listings per target.
+    #[arg(long, default_value_t = 5)]
+    catalog_reps: usize,
+    /// Concurrency of unmeasured setup (catalog repositories).
+    #[arg(long, default_value_t = 32)]
+    setup_concurrency: usize,
+    /// Do not run `sync` (flush dirty pages) before each large-blob run.
+    #[arg(long)]
+    no_sync: bool,
+    /// Hash pulled blobs and compare with the digest (costs client CPU).
+    #[arg(long)]
+    verify: bool,
+    /// Seed of all generated data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds to wait for each target's GET /v2/ to answer 200.
+    #[arg(long, default_value_t = 60)]
+    ready_timeout: u64,
+    /// Client runtime threads [default: one per core].
+    #[arg(long)]
+    client_threads: Option<usize>,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write all samples as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Sizes after applying `--quick` defaults.
+#[derive(Debug)]
+struct Sizes {
+    blob: u64,
+    chunk: u64,
+    small_count: usize,
+    manifest_time: Duration,
+    catalog_repos: usize,
+    catalog_page: usize,
+}
+
+impl Sizes {
+    fn from_args(a: &Args) -> Result<Self> {
+        let pick = |explicit: Option<u64>, full: u64, quick: u64| {
+            explicit.unwrap_or(if a.quick { quick } else { full })
+        };
+        let blob = pick(a.blob_mib, 1024, 64) * MIB;
+        let chunk = a.chunk_mib * MIB;
+        if blob == 0 || chunk == 0 {
+            return Err("--blob-mib and --chunk-mib must be positive".into());
+        }
+        if a.small_min_kib == 0 || a.small_min_kib > a.small_max_kib {
+            return Err("need 0 < --small-min-kib <= --small-max-kib".into());
+        }
+        let catalog_repos = pick(a.catalog_repos.map(|n| n as u64), 10_000, 1_000) as usize;
+        let manifest_secs = a.manifest_secs.unwrap_or(if a.quick { 3.0 } else { 10.0 });
+        Ok(Sizes {
+            blob,
+            chunk,
+            small_count: pick(a.small_count.map(|n| n as u64), 2_000, 200) as usize,
+            manifest_time: Duration::from_secs_f64(manifest_secs),
+            catalog_repos,
+            catalog_page: a.catalog_page.unwrap_or(catalog_repos + 1_000),
+        })
+    }
+}
+
+/// Target indices for round `round`: the starting target rotates.
+fn order(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |i| (i + round) % n)
+}
+
+/// `value` with `prec` decimals, or "n/a".
+fn opt(value: Option<f64>, prec: usize) -> String {
+    value.map_or_else(|| "n/a".into(), |v| format!("{v:.prec$}"))
+}
+
+/// Server, client and other processes' CPU during a run as a share of one
+/// core, for the log.
+fn cpu_note(cost: &Cost) -> String {
+    let pct = |c: Option<f64>| opt(c.map(|c| c / cost.wall.as_secs_f64() * 100.0), 0);
+    format!(
+        "CPU % of a core: server {}, client {}, others {}",
+        pct(cost.cpu),
+        pct(cost.client_cpu),
+        pct(cost.other_cpu)
+    )
+}
+
+/// Metrics of the large-blob scenarios.
+const BIG_METRICS: [(&str, Better); 2] =
+    [("MB/s", Better::Higher), ("server CPU s/GB", Better::Lower)];
+
+fn mb_per_s(bytes: u64, cost: &Cost) -> f64 {
+    bytes as f64 / 1e6 / cost.wall.as_secs_f64()
+}
+
+struct Bench {
+    args: Args,
+    sizes: Sizes,
+    targets: Vec<Arc<Target>>,
+    report: Report,
+}
+
+impl Bench {
+    fn log(&self, scenario: &str, round: usize, t: usize, what: String) {
+        eprintln!(
+            "[{scenario}] round {}/{} {}: {what}",
+            round + 1,
+            self.args.rounds,
+            self.targets[t].name
+        );
+    }
+
+    fn big_blob_metrics(&mut self, scenario: &str, t: usize, res: Result<Cost>, round: usize) {
+        const METRICS: [(&str, Better); 2] = BIG_METRICS;
+        match res {
+            Ok(cost) => {
+                let size = self.sizes.blob;
+                let (rate, cpu) = (mb_per_s(size, &cost), cost.cpu_per_gb(size));
+                self.log(
+                    scenario,
+                    round,
+                    t,
+                    format!(
+                        "{rate:.0} MB/s, CPU {} s/GB ({})",
+                        opt(cpu, 2),
+                        cpu_note(&cost)
+                    ),
+                );
+                self.report.observe(&cost);
+                self.report
+                    .add(scenario, METRICS[0].0, METRICS[0].1, t, Some(rate));
+                self.report
+                    .add(scenario, METRICS[1].0, METRICS[1].1, t, cpu);
+            }
+            Err(e) => self.report.fail(scenario, &METRICS, t, e.to_string()),
+        }
+    }
+
+    /// Digests of the large blobs, computed in parallel before any timing.
+    async fn big_blobs(&self, seeds: &[u64]) -> Result<Vec<BigBlob>> {
+        let size = self.sizes.blob;
+        eprintln!(
+            "computing digests of {} blob(s) of {} MiB ...",
+            seeds.len(),
+            size / MIB
+        );
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = seeds
+            .iter()
+            .map(|&s| tokio::task::spawn_blocking(move || BigBlob::new(s, size)))
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await?);
+        }
+        eprintln!("... done in {:.1} s", start.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    /// Flush the page cache's dirty pages so that one target's write-back
+    /// does not land in the next target's measurement.
+    fn settle(&self) {
+        if !self.args.no_sync {
+            if let Err(e) = std::process::Command::new("sync").status() {
+                eprintln!("warning: sync: {e}");
+            }
+        }
+    }
+
+    fn seed(&self, group: u64, round: usize) -> u64 {
+        self.args
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(group * 1000 + round as u64)
+    }
+
+    async fn push(&mut self, chunked: bool) -> Result<()> {
+        let (mib, chunk_mib) = (self.sizes.blob / MIB, self.sizes.chunk / MIB);
+        let (name, group) = if chunked {
+            (format!("push {mib} MiB in {chunk_mib} MiB chunks"), 2)
+        } else {
+            (format!("push {mib} MiB monolithic"), 1)
+        };
+        // A fresh blob every round so no registry can skip work for a blob it has.
+        let seeds: Vec<u64> = (0..self.args.rounds).map(|r| self.seed(group, r)).collect();
+        let blobs = self.big_blobs(&seeds).await?;
+        for (round, blob) in blobs.iter().enumerate() {
+            for t in order(round, self.targets.len()) {
+                self.settle();
+                let target = &self.targets[t];
+                let res = if chunked {
+                    big::push_chunked(target, blob, self.sizes.chunk).await
+                } else {
+                    big::push_monolithic(target, blob).await
+                };
+                self.big_blob_metrics(&name, t, res, round);
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull(&mut self) -> Result<()> {
+        let name = format!("pull {} MiB", self.sizes.blob / MIB);
+        // The first monolithic-push blob; pushed here (unmeasured) if missing.
+        let blob = self.big_blobs(&[self.seed(1, 0)]).await?.remove(0);
+        let mut ready = vec![true; self.targets.len()];
+        for (t, target) in self.targets.iter().enumerate() {
+            if let Err(e) = big::ensure(target, &blob).await {
+                ready[t] = false;
+                self.report
+                    .fail(&name, &BIG_METRICS, t, format!("setup: {e}"));
+            }
+        }
+        for round in 0..self.args.rounds {
+            for t in order(round, self.targets.len()).filter(|&t| ready[t]) {
+                self.settle();
+                let res = big::pull(&self.targets[t], &blob, self.args.verify).await;
+                self.big_blob_metrics(&name, t, res, round);
+            }
+        }
+        Ok(())
+    }
+
+    async fn small(&mut self) -> Result<()> {
+        let (n, conc) = (self.sizes.small_count, self.args.small_concurrency);
+        let (lo, hi) = (
+            self.args.small_min_kib * 1024,
+            self.args.small_max_kib * 1024,
+        );
+        let push_name = format!("push {n} small blobs (c={conc})");
+        let pull_name = format!("pull {n} small blobs (c={conc})");
+        const METRICS: [(&str, Better); 2] = [
+            ("blobs/s", Better::Higher),
+            ("server CPU ms/blob", Better::Lower),
+        ];
+        // pushed[round][target]: pulls only read blobs that were pushed.
+        let mut pushed = Vec::new();
+        let mut sets = Vec::new();
+        for round in 0..self.args.rounds {
+            let mut ok = vec![false; self.targets.len()];
+            let seed = self.seed(3, round);
+            let set =
+                Arc::new(tokio::task::spawn_blocking(move || small_blobs(seed, n, lo, hi)).await?);
+            for t in order(round, self.targets.len()) {
+                match small::push(&self.targets[t], &set, conc).await {
+                    Ok(cost) => {
+                        ok[t] = true;
+                        self.small_metrics(&push_name, round, t, &cost, n);
+                    }
+                    Err(e) => self.report.fail(&push_name, &METRICS, t, e.to_string()),
+                }
+            }
+            sets.push(set);
+            pushed.push(ok);
+        }
+        for (round, set) in sets.iter().enumerate() {
+            for t in order(round, self.targets.len()) {
+                if !pushed[round][t] {
+                    self.report
+                        .fail(&pull_name, &METRICS, t, "skipped: push failed".into());
+                    continue;
+                }
+                match small::pull(&self.targets[t], set, conc, self.args.verify).await {
+                    Ok(cost) => self.small_metrics(&pull_name, round, t, &cost, n),
+                    Err(e) => self.report.fail(&pull_name, &METRICS, t, e.to_string()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn small_metrics(&mut self, name: &str, round: usize, t: usize, cost: &Cost, n: usize) {
+        let rate = n as f64 / cost.wall.as_secs_f64();
+        let cpu = cost.cpu.map(|c| c * 1000.0 / n as f64);
+        self.log(
+            name,
+            round,
+            t,
+            format!(
+                "{rate:.0} blobs/s, CPU {} ms/blob ({})",
+                opt(cpu, 3),
+                cpu_note(cost)
+            ),
+        );
+        self.report.observe(cost);
+        self.report
+            .add(name, "blobs/s", Better::Higher, t, Some(rate));
+        self.report
+            .add(name, "server CPU ms/blob", Better::Lower, t, cpu);
+    }
+
+    async fn manifest(&mut self) -> Result<()> {
+        let conc = self.args.manifest_concurrency;
+        let name = format!("manifest GET by tag (c={conc})");
+        const METRICS: [(&str, Better); 3] = [
+            ("req/s", Better::Higher),
+            ("p99 ms", Better::Lower),
+            ("server CPU µs/req", Better::Lower),
+        ];
+        let mut ready = vec![true; self.targets.len()];
+        for (t, target) in self.targets.iter().enumerate() {
+            if let Err(e) = manifest::setup(target).await {
+                ready[t] = false;
+                self.report.fail(&name, &METRICS, t, format!("setup: {e}"));
+            }
+        }
+        for round in 0..self.args.rounds {
+            for t in order(round, self.targets.len()).filter(|&t| ready[t]) {
+                let res = manifest::run(
+                    &self.targets[t],
+                    conc,
+                    self.sizes.manifest_time,
+                    self.args.manifest_max,
+                )
+                .await;
+                match res {
+                    Ok(o) => {
+                        let rate = o.requests as f64 / o.cost.wall.as_secs_f64();
+                        let p99 = o.p99.as_secs_f64() * 1000.0;
+                        let cpu = o.cost.cpu.map(|c| c * 1e6 / o.requests.max(1) as f64);
+                        self.log(
+                            &name,
+                            round,
+                            t,
+                            format!(
+                                "{rate:.0} req/s, p99 {p99:.1} ms, CPU {} µs/req, client {} µs/req ({})",
+                                opt(cpu, 0),
+                                opt(o.cost.client_cpu.map(|c| c * 1e6 / o.requests.max(1) as f64), 0),
+                                cpu_note(&o.cost)
+                            ),
+                        );
+                        self.report.observe(&o.cost);
+                        self.report
+                            .add(&name, METRICS[0].0, METRICS[0].1, t, Some(rate));
+                        self.report
+                            .add(&name, METRICS[1].0, METRICS[1].1, t, Some(p99));
+                        self.report.add(&name, METRICS[2].0, METRICS[2].1, t, cpu);
+                    }
+                    Err(e) => self.report.fail(&name, &METRICS, t, e.to_string()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn catalog(&mut self) -> Result<()> {
+        let (repos, page, reps) = (
+            self.sizes.catalog_repos,
+            self.sizes.catalog_page,
+            self.args.catalog_reps,
+        );
+        let name = format!("_catalog, {repos} repos (n={page})");
+        const METRICS: [(&str, Better); 2] = [
+            ("seconds", Better::Lower),
+            ("repos listed", Better::Neither),
+        ];
+        let mut ready = vec![true; self.targets.len()];
+        for (t, target) in self.targets.iter().enumerate() {
+            eprintln!(
+                "[{name}] creating {repos} repositories on {} ...",
+                target.name
+            );
+            let start = std::time::Instant::now();
+            if let Err(e) = catalog::setup(target, repos, self.args.setup_concurrency).await {
+                ready[t] = false;
+                self.report.fail(&name, &METRICS, t, format!("setup: {e}"));
+            } else {
+                eprintln!(
+                    "[{name}] ... done in {:.1} s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        for rep in 0..reps {
+            for t in order(rep, self.targets.len()).filter(|&t| ready[t]) {
+                match catalog::list(&self.targets[t], page).await {
+                    Ok((took, listed)) => {
+                        eprintln!(
+                            "[{name}] rep {}/{reps} {}: {:.3} s, {listed} repos",
+                            rep + 1,
+                            self.targets[t].name,
+                            took.as_secs_f64()
+                        );
+                        if listed < repos {
+                            eprintln!("WARNING: {} listed {listed} repositories, expected at least {repos}", self.targets[t].name);
+                        }
+                        self.report.add(
+                            &name,
+                            METRICS[0].0,
+                            METRICS[0].1,
+                            t,
+                            Some(took.as_secs_f64()),
+                        );
+                        self.report
+                            .add(&name, METRICS[1].0, METRICS[1].1, t, Some(listed as f64));
+                    }
+                    Err(e) => self.report.fail(&name, &METRICS, t, e.to_string()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(args: Args) -> Result<()> {
+    let sizes = Sizes::from_args(&args)?;
+    if sizes.chunk % CHUNK as u64 != 0 {
+        return Err("--chunk-mib must be whole MiB".into());
+    }
+    let pool = args
+        .manifest_concurrency
+        .max(args.small_concurrency)
+        .max(args.setup_concurrency)
+        * 2;
+    let targets = args
+        .targets
+        .iter()
+        .map(|s| Target::new(s.clone(), pool).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    for t in &targets {
+        t.wait_ready(Duration::from_secs(args.ready_timeout))
+            .await?;
+        if t.proc.is_none() {
+            eprintln!("note: no PID for {}; CPU and RSS are not measured", t.name);
+        }
+    }
+    let mut report = Report::new(targets.iter().map(|t| t.name.clone()).collect());
+    report.preamble = format!(
+        "Rounds: {}, medians shown; ratio = {} / {}. Large blob {} MiB, {} small blobs of {}–{} KiB.\n\n",
+        args.rounds,
+        targets[0].name,
+        targets.get(1).map_or("-", |t| t.name.as_str()),
+        sizes.blob / MIB,
+        sizes.small_count,
+        args.small_min_kib,
+        args.small_max_kib,
+    );
+    let mut bench = Bench {
+        args,
+        sizes,
+        targets,
+        report,
+    };
+
+    let selected = bench.args.scenarios.clone();
+    let all = [
+        Scenario::Push,
+        Scenario::PushChunked,
+        Scenario::Pull,
+        Scenario::Small,
+        Scenario::Manifest,
+        Scenario::Catalog,
+    ];
+    for s in all.into_iter().filter(|s| selected.contains(s)) {
+        let res = match s {
+            Scenario::Push => bench.push(false).await,
+            Scenario::PushChunked => bench.push(true).await,
+            Scenario::Pull => bench.pull().await,
+            Scenario::Small => bench.small().await,
+            Scenario::Manifest => bench.manifest().await,
+            Scenario::Catalog => bench.catalog().await,
+        };
+        if let Err(e) = res {
+            let msg = format!("{s:?}: {e}");
+            eprintln!("ERROR: {msg}");
+            bench.report.errors.push(msg);
+        }
+    }
+
+    for t in 0..bench.targets.len() {
+        let rss = bench.targets[t].peak_rss_mib();
+        bench
+            .report
+            .add("server", "peak RSS MiB", Better::Lower, t, rss);
+    }
+
+    let md = bench.report.markdown();
+    print!("{md}");
+    if let Some(path) = &bench.args.out {
+        std::fs::write(path, &md).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    if let Some(path) = &bench.args.json {
+        let json = serde_json::to_vec_pretty(&bench.report)?;
+        std::fs::write(path, json).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.client_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder.enable_all().build().expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("berth-bench: {e}");
+        std::process::exit(1);
+    }
+}

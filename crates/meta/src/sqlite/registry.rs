@@ -213,6 +213,41 @@ impl BlobLinks for SqliteMeta {
     }
 }
 
+/// Whether `table` (a repository link table) holds `digest` for the repository.
+async fn row_exists(
+    tx: &mut Transaction<'_, Sqlite>,
+    table: &'static str,
+    repo_id: i64,
+    digest: &Digest,
+) -> Result<bool, MetaError> {
+    let sql = format!("SELECT 1 FROM {table} WHERE repository_id = ? AND digest = ?");
+    let found: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(repo_id)
+        .bind(digest.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(found.is_some())
+}
+
+impl SqliteMeta {
+    /// One manifest by a query taking the repository name and a key (tag or digest).
+    async fn fetch_manifest(
+        &self,
+        sql: &'static str,
+        repo: &RepoName,
+        key: &str,
+    ) -> Result<Option<ManifestRecord>, MetaError> {
+        let row = sqlx::query(sql)
+            .bind(repo.as_str())
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(manifest_from_row).transpose()
+    }
+}
+
 fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, MetaError> {
     Ok(ManifestRecord {
         digest: parse_digest(row.get("digest"))?,
@@ -227,28 +262,12 @@ impl Manifests for SqliteMeta {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let repo_id = ensure_repository(&mut tx, m.repo.as_str(), m.now).await?;
         for blob in &m.blobs {
-            let linked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(blob.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if linked.is_none() {
+            if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
             }
         }
         for child in &m.children {
-            let present: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if present.is_none() {
+            if !row_exists(&mut tx, "repository_manifests", repo_id, child).await? {
                 return Err(MetaError::MissingManifest(child.clone()));
             }
         }
@@ -322,18 +341,15 @@ impl Manifests for SqliteMeta {
         repo: &RepoName,
         tag: &str,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row = sqlx::query(
+        self.fetch_manifest(
             "SELECT m.digest, m.media_type, m.body FROM tags t \
              JOIN repositories r ON r.id = t.repository_id \
              JOIN manifests m ON m.digest = t.digest \
              WHERE r.name = ? AND t.name = ?",
+            repo,
+            tag,
         )
-        .bind(repo.as_str())
-        .bind(tag)
-        .fetch_optional(&self.read)
         .await
-        .map_err(backend)?;
-        row.as_ref().map(manifest_from_row).transpose()
     }
 
     async fn manifest_by_digest(
@@ -341,18 +357,15 @@ impl Manifests for SqliteMeta {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError> {
-        let row = sqlx::query(
+        self.fetch_manifest(
             "SELECT m.digest, m.media_type, m.body FROM repository_manifests rm \
              JOIN repositories r ON r.id = rm.repository_id \
              JOIN manifests m ON m.digest = rm.digest \
              WHERE r.name = ? AND rm.digest = ?",
+            repo,
+            &digest.to_string(),
         )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .fetch_optional(&self.read)
         .await
-        .map_err(backend)?;
-        row.as_ref().map(manifest_from_row).transpose()
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {

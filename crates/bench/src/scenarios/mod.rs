@@ -1,0 +1,6 @@
+//! Scenario groups; each module holds the setup and measured run of one group.
+
+pub mod big;
+pub mod catalog;
+pub mod manifest;
+pub mod small;

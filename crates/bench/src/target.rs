@@ -1,0 +1,293 @@
+//! A benchmark target: a registry URL plus (optionally) the PID of its server
+//! process, whose CPU time and peak RSS are read from /proc.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+
+use crate::Result;
+
+#[derive(Clone, Debug)]
+pub struct TargetSpec {
+    pub name: String,
+    pub url: Url,
+    pub pid: Option<u32>,
+}
+
+impl FromStr for TargetSpec {
+    type Err = String;
+
+    /// `NAME=URL@PID` or `NAME=URL`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("target {s:?}: expected NAME=URL@PID"))?;
+        let (url, pid) = match rest.rsplit_once('@') {
+            Some((u, p)) if !p.contains('/') => {
+                let pid = p
+                    .parse::<u32>()
+                    .map_err(|e| format!("target {s:?}: bad PID {p:?}: {e}"))?;
+                (u, Some(pid))
+            }
+            _ => (rest, None),
+        };
+        let mut url = Url::parse(url).map_err(|e| format!("target {s:?}: bad URL: {e}"))?;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        match url.host_str() {
+            Some("127.0.0.1" | "localhost" | "[::1]") => {}
+            other => {
+                return Err(format!(
+                    "target {s:?}: only loopback hosts allowed, got {other:?}"
+                ))
+            }
+        }
+        if name.is_empty() {
+            return Err(format!("target {s:?}: empty name"));
+        }
+        Ok(TargetSpec {
+            name: name.to_string(),
+            url,
+            pid,
+        })
+    }
+}
+
+/// Clock ticks per second for /proc/PID/stat (`getconf CLK_TCK`, nearly always 100).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// Non-idle CPU seconds of the whole machine, all cores (from /proc/stat).
+fn machine_busy_seconds(ticks: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle) / ticks)
+}
+
+#[derive(Debug)]
+pub struct Proc {
+    pid: u32,
+    ticks: f64,
+}
+
+impl Proc {
+    pub fn new(pid: u32) -> Self {
+        Proc {
+            pid,
+            ticks: clock_ticks(),
+        }
+    }
+
+    /// The process exists and is not a zombie (exited, not yet reaped).
+    pub fn alive(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    }
+
+    /// User + system CPU seconds consumed so far by the whole process.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .map_err(|e| format!("reading /proc/{}/stat: {e}", self.pid))?;
+        // The command name (field 2) may contain spaces: split after its ')'.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, a)| a)
+            .ok_or("malformed /proc/PID/stat")?;
+        // Fields after ')' start at field 3 (state); utime/stime are 14/15.
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let utime: f64 = f.get(11).ok_or("short stat")?.parse()?;
+        let stime: f64 = f.get(12).ok_or("short stat")?.parse()?;
+        Ok((utime + stime) / self.ticks)
+    }
+
+    /// Peak resident set size (VmHWM) in MiB.
+    pub fn peak_rss_mib(&self) -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .map_err(|e| format!("reading /proc/{}/status: {e}", self.pid))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .ok_or("no VmHWM in /proc/PID/status")?;
+        let kib: f64 = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib / 1024.0)
+    }
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub name: String,
+    pub base: Url,
+    pub proc: Option<Proc>,
+    pub client: reqwest::Client,
+}
+
+/// What one measured run cost: wall time and server CPU seconds (if known).
+#[derive(Clone, Copy, Debug)]
+pub struct Cost {
+    pub wall: Duration,
+    /// Server CPU seconds (user + system), if its PID is known.
+    pub cpu: Option<f64>,
+    /// This benchmark client's own CPU seconds, to show it is not the bottleneck.
+    pub client_cpu: Option<f64>,
+    /// CPU seconds of everything else on the machine (a sign of noise).
+    pub other_cpu: Option<f64>,
+}
+
+impl Cost {
+    /// Server CPU seconds per GB (1e9 bytes) moved.
+    pub fn cpu_per_gb(&self, bytes: u64) -> Option<f64> {
+        self.cpu.map(|c| c / (bytes as f64 / 1e9))
+    }
+}
+
+impl Target {
+    pub fn new(spec: TargetSpec, pool: usize) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(pool)
+            .pool_idle_timeout(Duration::from_secs(300))
+            .connect_timeout(Duration::from_secs(10))
+            .http1_only()
+            .build()?;
+        Ok(Target {
+            name: spec.name,
+            base: spec.url,
+            proc: spec.pid.map(Proc::new),
+            client,
+        })
+    }
+
+    /// Absolute URL for a path relative to the registry root (e.g. `v2/`).
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("valid URL path")
+    }
+
+    fn cpu(&self) -> Option<f64> {
+        self.proc.as_ref().and_then(|p| p.cpu_seconds().ok())
+    }
+
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.proc.as_ref().and_then(|p| p.peak_rss_mib().ok())
+    }
+
+    /// Run `f`, measuring wall-clock time and the CPU time of the server,
+    /// of this client and of everything else on the machine.
+    pub async fn measure<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<(T, Cost)> {
+        let me = Proc::new(std::process::id());
+        let sample = || {
+            (
+                self.cpu(),
+                me.cpu_seconds().ok(),
+                machine_busy_seconds(me.ticks),
+            )
+        };
+        let (cpu0, client0, busy0) = sample();
+        let start = Instant::now();
+        let out = f.await?;
+        let wall = start.elapsed();
+        let (cpu1, client1, busy1) = sample();
+        let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        let (cpu, client_cpu) = (delta(cpu0, cpu1), delta(client0, client1));
+        let other_cpu = (|| Some((delta(busy0, busy1)? - cpu? - client_cpu?).max(0.0)))();
+        let cost = Cost {
+            wall,
+            cpu,
+            client_cpu,
+            other_cpu,
+        };
+        Ok((out, cost))
+    }
+
+    /// Wait until `GET /v2/` answers 200 (the server process must stay alive).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let url = self.url("v2/");
+        loop {
+            if let Some(p) = &self.proc {
+                if !p.alive() {
+                    return Err(
+                        format!("{}: server process {} is not running", self.name, p.pid).into(),
+                    );
+                }
+            }
+            let last = match self
+                .client
+                .get(url.clone())
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => return Ok(()),
+                Ok(r) => format!("status {}", r.status()),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{}: GET {url} not 200 after {timeout:?} ({last})",
+                    self.name
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_target_specs() {
+        let t: TargetSpec = "berth=http://127.0.0.1:5000@1234".parse().unwrap();
+        assert_eq!(t.name, "berth");
+        assert_eq!(t.url.as_str(), "http://127.0.0.1:5000/");
+        assert_eq!(t.pid, Some(1234));
+        let t: TargetSpec = "d=http://localhost:5001/".parse().unwrap();
+        assert_eq!(t.pid, None);
+        assert!("x=http://10.0.0.1:5000@1".parse::<TargetSpec>().is_err());
+        assert!("nourl".parse::<TargetSpec>().is_err());
+    }
+
+    #[test]
+    fn reads_own_proc_stats() {
+        let p = Proc::new(std::process::id());
+        assert!(p.alive());
+        assert!(p.cpu_seconds().unwrap() >= 0.0);
+        assert!(p.peak_rss_mib().unwrap() > 0.0);
+        assert!(machine_busy_seconds(p.ticks).unwrap() > 0.0);
+    }
+}
