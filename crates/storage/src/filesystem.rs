@@ -1,6 +1,6 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::stream::{append_file, io_error, read_file};
+use crate::stream::{append_file, io_error, read_blob_file, read_file};
 use berth_core::ports::{BlobStore, ByteStream, StoreError};
 use berth_oci::{ByteRange, Digest};
 use std::collections::{HashMap, HashSet};
@@ -148,7 +148,7 @@ impl BlobStore for FsBlobStore {
             })
         })
         .await?;
-        Ok(read_file(file, start, len))
+        Ok(read_blob_file(file, start, len))
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {

@@ -9,15 +9,76 @@ use tokio::sync::mpsc;
 
 /// Chunk size of reads; large enough that per-chunk overhead vanishes, small enough to stay constant.
 const READ_CHUNK: usize = 1 << 20;
+/// Blobs at least this large are memory mapped for reading.
+const MAP_AT_LEAST: u64 = 1 << 20;
+/// Size of each mapping handed to the network.
+const MAP_CHUNK: u64 = 2 << 20;
+/// Mapped chunks queued ahead of the network.
+const MAP_DEPTH: usize = 2;
 /// Chunks buffered between the disk thread and the network.
 const CHANNEL_DEPTH: usize = 4;
-/// Largest write buffer of an append.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Most request-body frames gathered into one write.
+const BATCH_FRAMES: usize = 64;
 /// Flush to disk every this many bytes while writing: keeps write-back flowing so the
 /// final fsync before acknowledging a blob is short.
 const SYNC_EVERY: u64 = 64 << 20;
 
-/// Streams `len` bytes of `file` from `start`.
+/// Streams `len` bytes of an immutable blob file from `start`. Large ranges are memory
+/// mapped chunk by chunk and sent without copying them through user space; small ones
+/// are read.
+pub fn read_blob_file(file: File, start: u64, len: u64) -> ByteStream {
+    if len < MAP_AT_LEAST {
+        return read_file(file, start, len);
+    }
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(MAP_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let end = start + len;
+        let mut at = start;
+        while at < end {
+            let chunk_len = (end - at).min(MAP_CHUNK);
+            let chunk = match map_chunk(&file, at, chunk_len) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return; // the reader went away
+            }
+            at += chunk_len;
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Maps `len` bytes of `file` from `start` and faults them in here, on a blocking thread,
+/// so that a cold blob's disk reads never stall the async runtime. Each chunk is its own
+/// mapping, unmapped when the network is done with it: resident memory stays constant.
+#[allow(unsafe_code)]
+fn map_chunk(file: &File, start: u64, len: u64) -> io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: mappings are only ever made of committed blob files, which are immutable:
+    // written once as an upload, fsynced, renamed into their content-addressed place and
+    // never written or truncated again. Deleting one unlinks it, which leaves existing
+    // mappings valid. Nothing in Berth writes through or aliases this read-only mapping.
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(len)
+            .map(file)?
+    };
+    let mut touched = 0u8;
+    for page in map.iter().step_by(4096) {
+        touched ^= *page;
+    }
+    std::hint::black_box(touched);
+    Ok(Bytes::from_owner(map))
+}
+
+/// Streams `len` bytes of `file` from `start` by reading it.
 pub fn read_file(mut file: File, start: u64, len: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
     tokio::task::spawn_blocking(move || {
@@ -27,29 +88,24 @@ pub fn read_file(mut file: File, start: u64, len: u64) -> ByteStream {
         }
         let mut remaining = len;
         while remaining > 0 {
-            let want = remaining.min(READ_CHUNK as u64) as usize;
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match file.read(&mut buf[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            let want = remaining.min(READ_CHUNK as u64);
+            // Read into spare capacity: no zero-filling of a buffer about to be overwritten.
+            let mut buf = Vec::with_capacity(want as usize);
+            match (&mut file).take(want).read_to_end(&mut buf) {
+                Ok(n) if n as u64 == want => {}
+                Ok(_) => {
+                    let _ = tx.blocking_send(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than expected",
+                    )));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
                 }
             }
-            if filled < want {
-                let _ = tx.blocking_send(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shorter than expected",
-                )));
-                return;
-            }
-            buf.truncate(filled);
-            remaining -= filled as u64;
+            remaining -= want;
             if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return; // the reader went away
             }
@@ -60,57 +116,118 @@ pub fn read_file(mut file: File, start: u64, len: u64) -> ByteStream {
     }))
 }
 
+/// Flushes a file to disk on its own thread when asked, so writing never waits for the
+/// disk: the final fsync before a blob is acknowledged then has little left to do.
+struct BackgroundSync {
+    requests: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl BackgroundSync {
+    fn start(file: &File) -> io::Result<BackgroundSync> {
+        let file = file.try_clone()?;
+        // Depth 1: while a flush runs, one more may be queued; further requests are dropped.
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("berth-fsync".into())
+            .spawn(move || {
+                while pending.recv().is_ok() {
+                    if let Err(e) = file.sync_data() {
+                        tracing::debug!(error = %e, "background flush failed");
+                    }
+                }
+            })?;
+        Ok(BackgroundSync { requests, thread })
+    }
+
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    fn finish(self) {
+        drop(self.requests);
+        let _ = self.thread.join();
+    }
+}
+
+/// Writes every buffer of a batch with as few system calls as the kernel allows.
+fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = batch.iter().map(|b| io::IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Appends `data` to `file` at `offset`, all or nothing: on failure or a length other than
 /// `expected_len`, the file is cut back to `offset`. Returns the bytes appended.
 pub async fn append_file(
     file: File,
     offset: u64,
-    mut data: ByteStream,
+    data: ByteStream,
     expected_len: Option<u64>,
 ) -> Result<u64, StoreError> {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH * 4);
+    // Frames that arrived together travel as one batch: one wake-up and one write each.
+    let mut data = data.ready_chunks(BATCH_FRAMES);
+    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(CHANNEL_DEPTH);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<(File, u64)> {
         let mut file = file;
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
-        // Small blobs get small buffers, so many concurrent uploads stay cheap.
-        let buffer =
-            expected_len.map_or(WRITE_BUFFER, |len| (len as usize).clamp(4096, WRITE_BUFFER));
-        let mut out = io::BufWriter::with_capacity(buffer, &mut file);
+        let mut sync: Option<BackgroundSync> = None;
         let mut written = 0u64;
         let mut since_sync = 0u64;
-        while let Some(chunk) = rx.blocking_recv() {
-            out.write_all(&chunk)?;
-            written += chunk.len() as u64;
-            since_sync += chunk.len() as u64;
-            if since_sync >= SYNC_EVERY {
-                out.flush()?;
-                out.get_ref().sync_data()?;
-                since_sync = 0;
+        let result = (|| {
+            while let Some(batch) = rx.blocking_recv() {
+                write_batch(&mut file, &batch)?;
+                let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
+                written += len;
+                since_sync += len;
+                if since_sync >= SYNC_EVERY {
+                    if sync.is_none() {
+                        sync = Some(BackgroundSync::start(&file)?);
+                    }
+                    if let Some(sync) = &sync {
+                        sync.request();
+                    }
+                    since_sync = 0;
+                }
             }
+            Ok(())
+        })();
+        if let Some(sync) = sync {
+            sync.finish();
         }
-        out.flush()?;
-        drop(out);
-        Ok((file, written))
+        result.map(|()| (file, written))
     });
 
     let mut source_error = None;
     let mut received = 0u64;
-    while let Some(item) = data.next().await {
-        match item {
-            Ok(chunk) => {
-                received += chunk.len() as u64;
-                if expected_len.is_some_and(|max| received > max) {
-                    break;
+    'receive: while let Some(items) = data.next().await {
+        let mut batch = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(chunk) => {
+                    received += chunk.len() as u64;
+                    if expected_len.is_some_and(|max| received > max) {
+                        break 'receive;
+                    }
+                    batch.push(chunk);
                 }
-                if tx.send(chunk).await.is_err() {
-                    break; // the writer failed; its error is reported below
+                Err(e) => {
+                    source_error = Some(e);
+                    break 'receive;
                 }
             }
-            Err(e) => {
-                source_error = Some(e);
-                break;
-            }
+        }
+        if tx.send(batch).await.is_err() {
+            break; // the writer failed; its error is reported below
         }
     }
     drop(tx);

@@ -4,8 +4,13 @@ use super::backend;
 use berth_core::ports::MetaError;
 use sqlx::SqlitePool;
 
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_registry.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_registry.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_catalog_version.sql"),
+    ),
+];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
     sqlx::query(

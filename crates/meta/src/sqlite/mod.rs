@@ -1,5 +1,6 @@
 //! The SQLite backend: one writer connection (SQLite has one writer anyway) and a reader pool.
 
+mod catalog;
 mod migrate;
 mod registry;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
+    catalog: std::sync::Arc<catalog::CatalogCache>,
 }
 
 impl SqliteMeta {
@@ -39,7 +41,11 @@ impl SqliteMeta {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(SqliteMeta { read, write })
+        Ok(SqliteMeta {
+            read,
+            write,
+            catalog: Default::default(),
+        })
     }
 
     /// Closes both pools, finishing the WAL checkpoint.

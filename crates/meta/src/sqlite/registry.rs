@@ -1,5 +1,6 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
+use super::catalog::CatalogCache;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
     BlobLinks, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord, Repositories,
@@ -24,15 +25,28 @@ async fn ensure_repository(
     repo: &str,
     now: i64,
 ) -> Result<i64, MetaError> {
-    sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) \
-         ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id",
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+        .bind(repo)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id = sqlx::query_scalar(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) RETURNING id",
     )
     .bind(repo)
     .bind(now)
     .fetch_one(&mut **tx)
     .await
-    .map_err(backend)
+    .map_err(backend)?;
+    // Cached catalogs compare this counter to know they are stale.
+    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'repositories'")
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(id)
 }
 
 async fn link_blob_tx(
@@ -61,6 +75,15 @@ async fn link_blob_tx(
     .await
     .map_err(backend)?;
     Ok(())
+}
+
+/// Splits a newline-joined listing. Long listings come back as one aggregated value because
+/// every row crossing from SQLite's thread costs more than building the string; repository
+/// names and tags cannot contain a newline.
+fn split_names(joined: Option<String>) -> Vec<String> {
+    joined
+        .map(|all| all.split('\n').map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadSession, MetaError> {
@@ -433,16 +456,17 @@ impl Tags for SqliteMeta {
         let Some(repo_id) = repo_id else {
             return Ok(None);
         };
-        let tags = sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(name, char(10) ORDER BY name) FROM \
+             (SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?)",
         )
         .bind(repo_id)
         .bind(last.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.read)
+        .fetch_one(&self.read)
         .await
         .map_err(backend)?;
-        Ok(Some(tags))
+        Ok(Some(split_names(joined)))
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<bool, MetaError> {
@@ -466,12 +490,24 @@ impl Repositories for SqliteMeta {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, MetaError> {
-        sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
-            .bind(last.unwrap_or(""))
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)
+        let version: i64 =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'repositories'")
+                .fetch_one(&self.read)
+                .await
+                .map_err(backend)?;
+        if let Some(page) = self.catalog.page(version, last, limit) {
+            return Ok(page);
+        }
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(name, char(10) ORDER BY name) FROM repositories",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        let all = split_names(joined);
+        let page = CatalogCache::slice(&all, last, limit);
+        self.catalog.store(version, all);
+        Ok(page)
     }
 
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError> {
