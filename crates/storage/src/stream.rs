@@ -144,9 +144,10 @@ impl BackgroundSync {
         let _ = self.requests.try_send(());
     }
 
+    /// Lets a running flush complete on its own; the commit's fsync covers the rest.
     fn finish(self) {
         drop(self.requests);
-        let _ = self.thread.join();
+        drop(self.thread);
     }
 }
 
@@ -182,7 +183,9 @@ pub async fn append_file(
         file.seek(SeekFrom::Start(offset))?;
         let mut sync: Option<BackgroundSync> = None;
         let mut written = 0u64;
-        let mut since_sync = 0u64;
+        // Counted from the file's start, so chunked uploads made of many small appends
+        // are flushed as they go too, not all at the final fsync.
+        let mut since_sync = offset % SYNC_EVERY;
         let result = (|| {
             while let Some(batch) = rx.blocking_recv() {
                 write_batch(&mut file, &batch)?;
