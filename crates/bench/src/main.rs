@@ -109,6 +109,9 @@ struct Args {
     /// Do not run `sync` (flush dirty pages) before each large-blob run.
     #[arg(long)]
     no_sync: bool,
+    /// Do not drop clean page-cache pages before each large push (needs root to take effect).
+    #[arg(long)]
+    no_drop_caches: bool,
     /// Hash pulled blobs and compare with the digest (costs client CPU).
     #[arg(long)]
     verify: bool,
@@ -270,6 +273,16 @@ impl Bench {
         }
     }
 
+    /// Before a large push: also drop clean cached pages, so every target writes into the
+    /// same empty cache instead of paying page reclaim for the gigabytes earlier rounds left.
+    fn settle_for_push(&self) {
+        self.settle();
+        if !self.args.no_drop_caches {
+            // Silently skipped without root: the run is then noisier, not wrong.
+            let _ = std::fs::write("/proc/sys/vm/drop_caches", "1");
+        }
+    }
+
     fn seed(&self, group: u64, round: usize) -> u64 {
         self.args
             .seed
@@ -289,7 +302,7 @@ impl Bench {
         let blobs = self.big_blobs(&seeds).await?;
         for (round, blob) in blobs.iter().enumerate() {
             for t in order(round, self.targets.len()) {
-                self.settle();
+                self.settle_for_push();
                 let target = &self.targets[t];
                 let res = if chunked {
                     big::push_chunked(target, blob, self.sizes.chunk).await

@@ -17,6 +17,8 @@ const MAP_CHUNK: u64 = 2 << 20;
 const MAP_DEPTH: usize = 2;
 /// Chunks buffered between the disk thread and the network.
 const CHANNEL_DEPTH: usize = 4;
+/// Appends at least this long get their disk space reserved before writing.
+const PREALLOCATE_AT_LEAST: u64 = 8 << 20;
 /// Most request-body frames gathered into one write.
 const BATCH_FRAMES: usize = 64;
 /// Flush to disk every this many bytes while writing: keeps write-back flowing so the
@@ -181,6 +183,12 @@ pub async fn append_file(
         let mut file = file;
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
+        if let Some(len) = expected_len.filter(|len| *len >= PREALLOCATE_AT_LEAST) {
+            // Reserving the blocks up front spares the filesystem allocating them page by
+            // page; unsupported filesystems just skip it. A rollback's truncate frees them.
+            let _ =
+                rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::KEEP_SIZE, offset, len);
+        }
         let mut sync: Option<BackgroundSync> = None;
         let mut written = 0u64;
         // Counted from the file's start, so chunked uploads made of many small appends
