@@ -124,6 +124,12 @@ impl Registry {
             .await;
         let appended = match appended {
             Ok(n) => n,
+            Err(StoreError::LengthMismatch { expected, actual }) if framing.range.is_some() => {
+                *hash = Some(base);
+                return Err(Error::ChunkRejected(format!(
+                    "Content-Range covers {expected} bytes but the body carried {actual}"
+                )));
+            }
             Err(err) => {
                 *hash = Some(base);
                 return Err(store_error("append upload", err));
