@@ -6,6 +6,7 @@ pub mod manifest;
 pub mod name;
 pub mod range;
 pub mod reference;
+pub mod scope;
 
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::ErrorCode;
@@ -13,3 +14,4 @@ pub use manifest::{Descriptor, ManifestKind, ParsedManifest};
 pub use name::RepoName;
 pub use range::{ByteRange, ContentRange, RangeRequest};
 pub use reference::{Reference, Tag};
+pub use scope::Scope;
