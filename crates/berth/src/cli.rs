@@ -33,6 +33,52 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage user accounts (works on the data directory, server running or not).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        name: String,
+        /// Make the user a site administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (required: passwords never go in arguments).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Change a user's password, read from standard input.
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a personal access token and print it (it is shown only once).
+    Create {
+        user: String,
+        /// repo:public_read, repo:read, repo:write or repo:admin.
+        #[arg(long)]
+        scope: String,
+        /// Limit the token to repositories matching this pattern (`*` matches anything); repeatable.
+        #[arg(long = "repo", value_name = "PATTERN")]
+        repos: Vec<String>,
+        /// Expire the token after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires: Option<u32>,
+        /// A label to recognize the token by.
+        #[arg(long, value_name = "LABEL", default_value = "cli")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -52,7 +98,7 @@ impl Command {
     pub fn listen_flag(&self) -> Option<&str> {
         match self {
             Command::Serve(args) => args.listen.as_deref(),
-            Command::Config(_) => None,
+            Command::Config(_) | Command::User(_) | Command::Token(_) => None,
         }
     }
 }

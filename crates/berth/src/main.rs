@@ -1,5 +1,6 @@
 //! The `berth` binary: parses the command line and runs a subcommand.
 
+mod admin;
 mod cli;
 mod config;
 mod serve;
@@ -16,12 +17,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command {
-        cli::Command::Serve(_) => serve::run(config),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        cli::Command::Serve(_) => serve::run(config).map_err(Into::into),
         cli::Command::Config(cli::ConfigCommand::Show) => {
             print!("{}", config.describe());
             Ok(())
         }
+        cli::Command::User(command) => admin::user(&config, command),
+        cli::Command::Token(command) => admin::token(&config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,13 @@ pub enum Error {
     NotFound(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
+    #[error("account {0} is not known")]
+    AccountUnknown(String),
+    #[error("{0}")]
+    AccountInvalid(String),
+    /// Something with that name already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
     #[error("authentication required")]
     Unauthorized,
     #[error("requested access to the resource is denied")]

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod error;
+pub mod identity;
 pub mod ports;
 pub mod registry;
 pub mod time;

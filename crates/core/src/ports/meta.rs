@@ -12,6 +12,9 @@ pub enum MetaError {
     /// An index references a manifest that is not in the repository.
     #[error("manifest {0} is not in the repository")]
     MissingManifest(Digest),
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
     #[error("database failure: {0}")]
     Backend(String),
 }
@@ -160,7 +163,72 @@ pub trait Repositories: Send + Sync {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError>;
 }
 
-/// A complete metadata backend.
-pub trait MetaStore: UploadSessions + BlobLinks + Manifests + Tags + Repositories {}
+/// A user account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
 
-impl<T: UploadSessions + BlobLinks + Manifests + Tags + Repositories> MetaStore for T {}
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub now: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Accounts: Send + Sync {
+    /// Creates the user; `Conflict` if the name is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<i64, MetaError>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, MetaError>;
+    /// False if there is no such user.
+    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, MetaError>;
+}
+
+/// A personal access token as stored: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub label: String,
+    pub scope: String,
+    pub repositories: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub user_id: i64,
+    pub label: String,
+    pub token_hash: String,
+    pub scope: String,
+    pub repositories: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[async_trait::async_trait]
+pub trait AccessTokens: Send + Sync {
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, MetaError>;
+    async fn tokens_of_user(&self, user_id: i64) -> Result<Vec<TokenRecord>, MetaError>;
+}
+
+/// A complete metadata backend.
+pub trait MetaStore:
+    UploadSessions + BlobLinks + Manifests + Tags + Repositories + Accounts + AccessTokens
+{
+}
+
+impl<T> MetaStore for T where
+    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + Accounts + AccessTokens
+{
+}

@@ -5,6 +5,7 @@ mod meta;
 
 pub use blob_store::{BlobStore, ByteStream, StoreError};
 pub use meta::{
-    BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest, ReferrerRecord,
-    Repositories, Tags, UploadSession, UploadSessions,
+    AccessTokens, Accounts, BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore,
+    NewManifest, NewToken, NewUser, ReferrerRecord, Repositories, Tags, TokenRecord, UploadSession,
+    UploadSessions, UserRecord,
 };

@@ -63,6 +63,7 @@ impl From<MetaError> for Error {
             MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => {
                 Error::ManifestBlobUnknown(d)
             }
+            MetaError::Conflict(what) => Error::Conflict(what),
             MetaError::Backend(msg) => Error::Internal(format!("metadata: {msg}")),
         }
     }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_catalog_version.sql"),
     ),
+    (3, include_str!("../../migrations/sqlite/0003_accounts.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

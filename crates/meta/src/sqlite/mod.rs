@@ -1,5 +1,6 @@
 //! The SQLite backend: one writer connection (SQLite has one writer anyway) and a reader pool.
 
+mod accounts;
 mod catalog;
 mod migrate;
 mod registry;
