@@ -12,7 +12,7 @@ const READ_CHUNK: usize = 1 << 20;
 /// Blobs at least this large are memory mapped for reading.
 const MAP_AT_LEAST: u64 = 1 << 20;
 /// Size of each mapping handed to the network.
-const MAP_CHUNK: u64 = 1 << 20;
+const MAP_CHUNK: u64 = 2 << 20;
 /// Mapped chunks queued ahead of the network.
 const MAP_DEPTH: usize = 2;
 /// Chunks buffered between the disk thread and the network.
