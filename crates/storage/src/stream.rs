@@ -32,23 +32,39 @@ pub fn read_blob_file(file: File, start: u64, len: u64) -> ByteStream {
     if len < MAP_AT_LEAST {
         return read_file(file, start, len);
     }
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(MAP_DEPTH);
-    tokio::task::spawn_blocking(move || {
-        let end = start + len;
-        let mut at = start;
-        while at < end {
-            let chunk_len = (end - at).min(MAP_CHUNK);
-            let chunk = match map_chunk(&file, at, chunk_len) {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
+    let end = start + len;
+    let mut at = start;
+    stream_from_blocking(MAP_DEPTH, move || {
+        if at >= end {
+            return Ok(None);
+        }
+        let chunk_len = (end - at).min(MAP_CHUNK);
+        let chunk = map_chunk(&file, at, chunk_len)?;
+        at += chunk_len;
+        Ok(Some(chunk))
+    })
+}
+
+/// Runs `next` on a blocking thread until it yields `None` or an error, handing each chunk
+/// to the returned stream through a channel of `depth` chunks; stops early when the reader
+/// goes away.
+fn stream_from_blocking(
+    depth: usize,
+    mut next: impl FnMut() -> io::Result<Option<Bytes>> + Send + 'static,
+) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(depth);
+    tokio::task::spawn_blocking(move || loop {
+        match next() {
+            Ok(None) => return,
+            Ok(Some(chunk)) => {
+                if tx.blocking_send(Ok(chunk)).is_err() {
+                    return; // the reader went away
                 }
-            };
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return; // the reader went away
             }
-            at += chunk_len;
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
         }
     });
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -82,47 +98,35 @@ fn map_chunk(file: &File, start: u64, len: u64) -> io::Result<Bytes> {
 
 /// Streams `len` bytes of `file` from `start` by reading it.
 pub fn read_file(mut file: File, start: u64, len: u64) -> ByteStream {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = file.seek(SeekFrom::Start(start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
+    let mut positioned = false;
+    let mut remaining = len;
+    stream_from_blocking(CHANNEL_DEPTH, move || {
+        if !positioned {
+            file.seek(SeekFrom::Start(start))?;
+            positioned = true;
         }
-        let mut remaining = len;
-        while remaining > 0 {
-            let want = remaining.min(READ_CHUNK as u64);
-            // Read into spare capacity: no zero-filling of a buffer about to be overwritten.
-            let mut buf = Vec::with_capacity(want as usize);
-            match (&mut file).take(want).read_to_end(&mut buf) {
-                Ok(n) if n as u64 == want => {}
-                Ok(_) => {
-                    let _ = tx.blocking_send(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "file shorter than expected",
-                    )));
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-            remaining -= want;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // the reader went away
-            }
+        if remaining == 0 {
+            return Ok(None);
         }
-    });
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+        let want = remaining.min(READ_CHUNK as u64);
+        // Read into spare capacity: no zero-filling of a buffer about to be overwritten.
+        let mut buf = Vec::with_capacity(want as usize);
+        if (&mut file).take(want).read_to_end(&mut buf)? as u64 != want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than expected",
+            ));
+        }
+        remaining -= want;
+        Ok(Some(Bytes::from(buf)))
+    })
 }
 
 /// Flushes a file to disk on its own thread when asked, so writing never waits for the
 /// disk: the final fsync before a blob is acknowledged then has little left to do.
+/// Dropping it lets a running flush complete on its own; the commit's fsync covers the rest.
 struct BackgroundSync {
     requests: std::sync::mpsc::SyncSender<()>,
-    thread: std::thread::JoinHandle<()>,
 }
 
 impl BackgroundSync {
@@ -130,7 +134,7 @@ impl BackgroundSync {
         let file = file.try_clone()?;
         // Depth 1: while a flush runs, one more may be queued; further requests are dropped.
         let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("berth-fsync".into())
             .spawn(move || {
                 while pending.recv().is_ok() {
@@ -139,17 +143,11 @@ impl BackgroundSync {
                     }
                 }
             })?;
-        Ok(BackgroundSync { requests, thread })
+        Ok(BackgroundSync { requests })
     }
 
     fn request(&self) {
         let _ = self.requests.try_send(());
-    }
-
-    /// Lets a running flush complete on its own; the commit's fsync covers the rest.
-    fn finish(self) {
-        drop(self.requests);
-        drop(self.thread);
     }
 }
 
@@ -212,9 +210,7 @@ pub async fn append_file(
             }
             Ok(())
         })();
-        if let Some(sync) = sync {
-            sync.finish();
-        }
+        drop(sync);
         result.map(|()| (file, written))
     });
 

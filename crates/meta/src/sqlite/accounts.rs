@@ -1,5 +1,6 @@
 //! The identity ports on SQLite: users and personal access tokens.
 
+use super::registry::split_names;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
     AccessTokens, Accounts, MetaError, NewToken, NewUser, TokenRecord, UserRecord,
@@ -24,9 +25,7 @@ fn token_from_row(row: &SqliteRow) -> TokenRecord {
         user_id: row.get("user_id"),
         label: row.get("label"),
         scope: row.get("scope"),
-        repositories: repositories
-            .map(|r| r.split('\n').map(str::to_owned).collect())
-            .unwrap_or_default(),
+        repositories: split_names(repositories),
         created_at: row.get("created_at"),
         expires_at: row.get("expires_at"),
         last_used_at: row.get("last_used_at"),

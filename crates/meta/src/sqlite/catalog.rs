@@ -1,11 +1,11 @@
 //! The catalog cache: every repository name, sorted, kept while the repository counter
 //! says nothing was added or removed, so a `_catalog` page costs one indexed read.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct CatalogCache {
-    names: Mutex<Option<(i64, Arc<Vec<String>>)>>,
+    names: Mutex<Option<(i64, Vec<String>)>>,
 }
 
 impl CatalogCache {
@@ -20,7 +20,7 @@ impl CatalogCache {
 
     pub fn store(&self, version: i64, all: Vec<String>) {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        *names = Some((version, Arc::new(all)));
+        *names = Some((version, all));
     }
 
     /// At most `limit` names strictly after `last` from a sorted list.

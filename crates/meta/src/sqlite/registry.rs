@@ -77,10 +77,10 @@ async fn link_blob_tx(
     Ok(())
 }
 
-/// Splits a newline-joined listing. Long listings come back as one aggregated value because
-/// every row crossing from SQLite's thread costs more than building the string; repository
-/// names and tags cannot contain a newline.
-fn split_names(joined: Option<String>) -> Vec<String> {
+/// Splits a newline-joined list (listings, a token's repository patterns). Long listings
+/// come back as one aggregated value because every row crossing from SQLite's thread costs
+/// more than building the string; names, tags and patterns cannot contain a newline.
+pub(super) fn split_names(joined: Option<String>) -> Vec<String> {
     joined
         .map(|all| all.split('\n').map(str::to_owned).collect())
         .unwrap_or_default()
