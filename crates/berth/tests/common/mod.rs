@@ -83,6 +83,15 @@ fn entropy() -> String {
 }
 
 /// A short lowercase hex id, unique across processes and runs.
+/// `?query`, or nothing for an empty query.
+fn query_suffix(query: &str) -> String {
+    if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    }
+}
+
 pub fn unique_id() -> String {
     let h = Sha256::digest(entropy().as_bytes());
     hex::encode(&h[..6])
@@ -250,6 +259,17 @@ pub struct PushedManifest {
 }
 
 impl PushedManifest {
+    /// A manifest pushed as `bytes` with `media_type`, its digest derived from the bytes.
+    pub fn new(repo: &str, bytes: Vec<u8>, media_type: &str, blobs: Vec<String>) -> Self {
+        PushedManifest {
+            repo: repo.to_string(),
+            digest: sha256_digest(&bytes),
+            bytes,
+            media_type: media_type.to_string(),
+            blobs,
+        }
+    }
+
     pub fn descriptor(&self) -> Descriptor {
         Descriptor::of(&self.media_type, &self.bytes)
     }
@@ -833,11 +853,7 @@ impl TestServer {
 
     /// GET `/v2/<repo>/tags/list` with an optional query string (without `?`).
     pub async fn list_tags(&self, repo: &str, query: &str) -> Response {
-        let q = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
+        let q = query_suffix(query);
         self.request(Method::GET, &format!("/v2/{repo}/tags/list{q}"))
             .send()
             .await
@@ -846,11 +862,7 @@ impl TestServer {
 
     /// GET `/v2/<repo>/referrers/<digest>` with an optional query string.
     pub async fn referrers(&self, repo: &str, digest: &str, query: &str) -> Response {
-        let q = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
+        let q = query_suffix(query);
         self.request(Method::GET, &format!("/v2/{repo}/referrers/{digest}{q}"))
             .send()
             .await
@@ -953,13 +965,12 @@ impl TestServer {
         );
         self.push_manifest_ok(repo, tag, MT_OCI_MANIFEST, &manifest)
             .await;
-        PushedManifest {
-            repo: repo.to_string(),
-            digest: sha256_digest(&manifest),
-            bytes: manifest,
-            media_type: MT_OCI_MANIFEST.to_string(),
-            blobs: vec![config_digest, layer_digest],
-        }
+        PushedManifest::new(
+            repo,
+            manifest,
+            MT_OCI_MANIFEST,
+            vec![config_digest, layer_digest],
+        )
     }
 
     /// Push an artifact (empty config, one random layer) referring to `subject`.
@@ -981,13 +992,7 @@ impl TestServer {
         );
         self.push_manifest_ok(repo, None, MT_OCI_MANIFEST, &manifest)
             .await;
-        PushedManifest {
-            repo: repo.to_string(),
-            digest: sha256_digest(&manifest),
-            bytes: manifest,
-            media_type: MT_OCI_MANIFEST.to_string(),
-            blobs: vec![empty, layer_digest],
-        }
+        PushedManifest::new(repo, manifest, MT_OCI_MANIFEST, vec![empty, layer_digest])
     }
 
     /// Tags of `repo` (`GET tags/list`, must be 200).

@@ -353,13 +353,7 @@ async fn referrers_fixture(server: &TestServer, label: &str) -> ReferrersFixture
     server
         .push_manifest_ok(&repo, None, MT_OCI_MANIFEST, &bytes)
         .await;
-    let plain = PushedManifest {
-        repo: repo.clone(),
-        digest: sha256_digest(&bytes),
-        bytes,
-        media_type: MT_OCI_MANIFEST.to_string(),
-        blobs: Vec::new(),
-    };
+    let plain = PushedManifest::new(&repo, bytes, MT_OCI_MANIFEST, Vec::new());
 
     // Index with a subject and no artifactType.
     let child = server.push_random_image(&repo, None).await;
@@ -370,13 +364,7 @@ async fn referrers_fixture(server: &TestServer, label: &str) -> ReferrersFixture
     server
         .push_manifest_ok(&repo, None, MT_OCI_INDEX, &bytes)
         .await;
-    let index = PushedManifest {
-        repo: repo.clone(),
-        digest: sha256_digest(&bytes),
-        bytes,
-        media_type: MT_OCI_INDEX.to_string(),
-        blobs: Vec::new(),
-    };
+    let index = PushedManifest::new(&repo, bytes, MT_OCI_INDEX, Vec::new());
 
     // Noise that must not show up: an artifact for another subject in the same
     // repository, and an artifact for the same subject digest in another repository.

@@ -95,13 +95,7 @@ async fn pull_image_index() {
     server
         .push_manifest_ok(&repo, Some("multi"), MT_OCI_INDEX, &bytes)
         .await;
-    let pushed = PushedManifest {
-        repo: repo.clone(),
-        digest: sha256_digest(&bytes),
-        bytes,
-        media_type: MT_OCI_INDEX.to_string(),
-        blobs: Vec::new(),
-    };
+    let pushed = PushedManifest::new(&repo, bytes, MT_OCI_INDEX, Vec::new());
     check_manifest_get(&server, &pushed, "multi").await;
     check_manifest_head(&server, &pushed, "multi").await;
     check_manifest_get(&server, &pushed, &pushed.digest).await;
@@ -130,13 +124,7 @@ async fn pull_docker_manifest_content_type() {
     server
         .push_manifest_ok(&repo, Some("docker"), MT_DOCKER_MANIFEST, &bytes)
         .await;
-    let pushed = PushedManifest {
-        repo: repo.clone(),
-        digest: sha256_digest(&bytes),
-        bytes,
-        media_type: MT_DOCKER_MANIFEST.to_string(),
-        blobs: Vec::new(),
-    };
+    let pushed = PushedManifest::new(&repo, bytes, MT_DOCKER_MANIFEST, Vec::new());
     check_manifest_get(&server, &pushed, "docker").await;
     check_manifest_head(&server, &pushed, &pushed.digest).await;
 }

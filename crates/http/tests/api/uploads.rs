@@ -51,6 +51,30 @@ async fn assert_blob_absent(app: &TestApp, repo: &str, digest: &str) {
 }
 
 /// PATCHes one chunk with its `Content-Range`.
+/// Every method on the session at `location` answers 404 `BLOB_UPLOAD_UNKNOWN`: status,
+/// a chunk continuing at `size`, finishing with the digest of `uploaded`, and cancel.
+async fn assert_session_unknown(app: &TestApp, location: &str, size: usize, uploaded: &[u8]) {
+    assert_error(
+        app.send(app.get(location)).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
+    let resp = patch_chunk(app, location, size, b"more").await;
+    assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    let put = app.put(&with_query(
+        location,
+        &format!("digest={}", sha256(uploaded)),
+    ));
+    assert_error(app.send(put).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_error(
+        app.send(app.delete(location)).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
+}
+
 async fn patch_chunk(app: &TestApp, location: &str, start: usize, chunk: &[u8]) -> Response {
     let end = start + chunk.len() - 1;
     let patch = app
@@ -247,25 +271,7 @@ async fn delete_cancels_the_session() {
     let resp = app.send(app.delete(&location)).await;
     assert_eq!(resp.status(), 204);
 
-    assert_error(
-        app.send(app.get(&location)).await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-    )
-    .await;
-    let resp = patch_chunk(&app, &location, 9, b"more").await;
-    assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
-    let put = app.put(&with_query(
-        &location,
-        &format!("digest={}", sha256(b"abandoned")),
-    ));
-    assert_error(app.send(put).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
-    assert_error(
-        app.send(app.delete(&location)).await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-    )
-    .await;
+    assert_session_unknown(&app, &location, 9, b"abandoned").await;
     assert_blob_absent(&app, "repo", &sha256(b"abandoned")).await;
 }
 
@@ -321,25 +327,7 @@ async fn a_session_belongs_to_its_repository() {
     let foreign = location.replace("/v2/repo-a/", "/v2/repo-b/");
     assert_ne!(foreign, location);
 
-    assert_error(
-        app.send(app.get(&foreign)).await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-    )
-    .await;
-    let resp = patch_chunk(&app, &foreign, 5, b"for b").await;
-    assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
-    let put = app.put(&with_query(
-        &foreign,
-        &format!("digest={}", sha256(b"for a")),
-    ));
-    assert_error(app.send(put).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
-    assert_error(
-        app.send(app.delete(&foreign)).await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-    )
-    .await;
+    assert_session_unknown(&app, &foreign, 5, b"for a").await;
 
     // Nothing of that touched the session in repo-a.
     assert_eq!(app.upload_range(&location).await, "0-4");
