@@ -4,6 +4,7 @@
 # Environment:
 #   REGISTRY_URL       use an already-running registry (e.g. http://127.0.0.1:5000)
 #   INTEROP_REGISTRY   what to start otherwise: berth (default) | distribution
+#   INTEROP_CREDS      USER:PASSWORD for a REGISTRY_URL registry that wants credentials
 #   BERTH_BIN          berth binary (default: target/debug/berth)
 #   INTEROP_RESULTS    file that run.sh collects PASS/FAIL lines in
 #   INTEROP_KEEP=1     keep the temp dir (server log, data) for debugging
@@ -17,6 +18,12 @@ RESULTS=${INTEROP_RESULTS:-$WORK/results}
 SERVER_PID=
 REG=
 NS=
+DATA=                 # the started berth's data dir (for the admin CLI); empty otherwise
+BERTH=                # the berth binary
+# The site admin a fresh Berth creates on first start (from BERTH_ADMIN_PASSWORD).
+ADMIN_PASSWORD=interop-admin-Pw-1
+ADMIN_CREDS=          # USER:PASSWORD every ordinary check uses; empty = anonymous (distribution)
+CURL_AUTH=()          # the same for curl
 FINISHED=
 PASSED=0
 FAILED=0
@@ -50,14 +57,18 @@ start_registry() {
     REG=${REG%/}
     # A shared registry keeps earlier runs' repositories: use fresh ones.
     NS=interop/run-$(date +%s)-$$
+    ADMIN_CREDS=${INTEROP_CREDS:-}
   else
     REG=127.0.0.1:$(free_port)
     mkdir -p "$WORK/data"
     case ${INTEROP_REGISTRY:-berth} in
       berth)
-        local bin=${BERTH_BIN:-$ROOT/target/debug/berth}
-        [[ $bin == /* ]] || bin=$PWD/$bin
-        "$bin" serve --listen "$REG" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+        BERTH=${BERTH_BIN:-$ROOT/target/debug/berth}
+        [[ $BERTH == /* ]] || BERTH=$PWD/$BERTH
+        DATA=$WORK/data
+        ADMIN_CREDS=admin:$ADMIN_PASSWORD
+        BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+          "$BERTH" serve --listen "$REG" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
         ;;
       distribution)
         cat >"$WORK/config.yml" <<EOF
@@ -74,9 +85,12 @@ EOF
     esac
     SERVER_PID=$!
   fi
+  export ADMIN_CREDS
+  if [[ -n $ADMIN_CREDS ]]; then CURL_AUTH=(-u "$ADMIN_CREDS"); fi
+  # Ready = /v2/ answers, either 200 or a 401 challenge.
   local i
   for i in $(seq 100); do
-    curl -fsS -o /dev/null "http://$REG/v2/" 2>/dev/null && break
+    case $(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/") in 200 | 401) break ;; esac
     if [[ -n $SERVER_PID ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "registry exited before becoming ready" >&2; return 1
     fi
@@ -93,33 +107,52 @@ setup_containers_env() {
   local c=$WORK/home/.config/containers
   mkdir -p "$c" "$WORK/run" "$WORK/tmp"
   echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$c/policy.json"
-  echo "{}" >"$WORK/auth.json"  # podman refuses a REGISTRY_AUTH_FILE that does not exist
+  # skopeo, podman and buildah all read REGISTRY_AUTH_FILE: the ordinary checks run as the
+  # admin through it. NOAUTH is an empty one for anonymous calls (`AUTH_FILE=$NOAUTH sko ...`).
+  # podman refuses a REGISTRY_AUTH_FILE that does not exist, so both always exist.
+  NOAUTH=$WORK/noauth.json
+  echo "{}" >"$NOAUTH"
+  write_authfile "$WORK/auth.json" "$ADMIN_CREDS"
   printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
     "$REG" >"$c/registries.conf"
   printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$c/containers.conf"
   CT_ENV=(env HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config"
     XDG_DATA_HOME="$WORK/home/.local/share" XDG_RUNTIME_DIR="$WORK/run" TMPDIR="$WORK/tmp"
     CONTAINERS_REGISTRIES_CONF="$c/registries.conf" CONTAINERS_CONF="$c/containers.conf"
-    REGISTRY_AUTH_FILE="$WORK/auth.json"
     _CONTAINERS_USERNS_CONFIGURED=1 _CONTAINERS_ROOTLESS_UID=1000)
   POLICY=$c/policy.json
 }
 
-# sko [--global-opt...] CMD ARGS...: skopeo in the private environment, plain HTTP.
+# write_authfile FILE [USER:PASSWORD]: a containers auth.json for $REG (empty without creds).
+write_authfile() {
+  if [[ -n ${2:-} ]]; then
+    jq -n --arg reg "$REG" --arg auth "$(printf %s "$2" | base64 -w0)" '{auths: {($reg): {$auth}}}' >"$1"
+  else
+    echo "{}" >"$1"
+  fi
+}
+
+# sko [--global-opt...] CMD ARGS...: skopeo in the private environment, plain HTTP, as the
+# admin unless --creds/--src-creds/--dest-creds say otherwise or AUTH_FILE=$NOAUTH is set.
 sko() {
   local global=()
   while [[ $1 == --* ]]; do global+=("$1" "$2"); shift 2; done
   local cmd=$1; shift
   local tls=(--tls-verify=false)
   [[ $cmd == copy ]] && tls=(--src-tls-verify=false --dest-tls-verify=false)
-  "${CT_ENV[@]}" skopeo --policy "$POLICY" "${global[@]}" "$cmd" "${tls[@]}" "$@"
+  "${CT_ENV[@]}" REGISTRY_AUTH_FILE="${AUTH_FILE:-$WORK/auth.json}" \
+    skopeo --policy "$POLICY" "${global[@]}" "$cmd" "${tls[@]}" "$@"
 }
 
+# pod CMD ARGS...: podman in the private environment; same credentials as sko.
 pod() {
   local cmd=$1; shift
   local extra=()
-  case $cmd in pull | push) extra=(--tls-verify=false --signature-policy "$POLICY") ;; esac
-  "${CT_ENV[@]}" podman --root "$WORK/storage" --runroot "$WORK/run/storage" \
+  case $cmd in
+    pull | push) extra=(--tls-verify=false --signature-policy "$POLICY") ;;
+    login) extra=(--tls-verify=false) ;;
+  esac
+  "${CT_ENV[@]}" REGISTRY_AUTH_FILE="${AUTH_FILE:-$WORK/auth.json}" podman --root "$WORK/storage" --runroot "$WORK/run/storage" \
     --storage-driver vfs "$cmd" "${extra[@]}" "$@"
 }
 
@@ -168,10 +201,13 @@ has_header() {
 
 sha256() { echo "sha256:$(sha256sum | cut -d' ' -f1)"; }
 
-# status METHOD URL [curl args...]: print the HTTP status code only.
+# acurl ARGS...: curl as the admin (plain Basic), or anonymously when there are no creds.
+acurl() { curl "${CURL_AUTH[@]}" "$@"; }
+
+# status METHOD URL [curl args...]: print the HTTP status code only (as the admin).
 status() {
   local m=$1 u=$2; shift 2
-  curl -s -o /dev/null -w '%{http_code}' -X "$m" "$@" "$u"
+  acurl -s -o /dev/null -w '%{http_code}' -X "$m" "$@" "$u"
 }
 
 MANIFEST_ACCEPT='application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json'

@@ -6,7 +6,8 @@ PY=${ORAS_PYTHON:-$ROOT/target/interop-venv/bin/python}
 "$PY" -c 'import oras' || { echo "no oras-py in $PY: run scripts/test to create the venv" >&2; exit 1; }
 start_registry
 
-orasctl() { "$PY" "$INTEROP_DIR/orasctl.py" "$@"; }
+# As the admin; HOME in $WORK so oras-py finds no ~/.docker/config.json of the host's.
+orasctl() { HOME=$WORK/home "$PY" "$INTEROP_DIR/orasctl.py" ${ADMIN_CREDS:+--creds "$ADMIN_CREDS"} "$@"; }
 SBOM=application/vnd.example.sbom.v1
 SIG=application/vnd.example.signature.v1
 API=http://$REG/v2/$NS/oras
@@ -18,7 +19,7 @@ echo 'signed, sealed, delivered' >"$WORK/in/sig.txt"
 check artifact-push eval 'orasctl push "$REG/$NS/oras:sbom" "$WORK/in/sbom.bin" --artifact-type "$SBOM" --chunked >"$WORK/art.json"'
 check artifact-pull-identical eval 'orasctl pull "$REG/$NS/oras:sbom" "$WORK/out" && cmp "$WORK/in/sbom.bin" "$WORK/out/sbom.bin"'
 artifact_manifest() {
-  curl -fsS -H "Accept: $MANIFEST_ACCEPT" "$API/manifests/sbom" >"$WORK/art.manifest"
+  acurl -fsS -H "Accept: $MANIFEST_ACCEPT" "$API/manifests/sbom" >"$WORK/art.manifest"
   same "$(sha256 <"$WORK/art.manifest")" "$(jq -r .digest "$WORK/art.json")"
   same "$(jq -r .artifactType "$WORK/art.manifest")" "$SBOM"
 }
@@ -42,7 +43,7 @@ check referrers-oci-subject-header eval 'same "$(jq -r .oci_subject "$WORK/ref1.
 
 # referrers DIGEST [QUERY]: GET the referrers index into $WORK/refs.{json,headers}.
 referrers() {
-  curl -fsS -D "$WORK/refs.headers" -o "$WORK/refs.json" "$API/referrers/$1${2:-}"
+  acurl -fsS -D "$WORK/refs.headers" -o "$WORK/refs.json" "$API/referrers/$1${2:-}"
   has_header "$WORK/refs.headers" 'content-type: application/vnd.oci.image.index.v1+json'
   jq -e '.schemaVersion == 2 and .mediaType == "application/vnd.oci.image.index.v1+json"' "$WORK/refs.json" >/dev/null
 }
@@ -50,7 +51,7 @@ referrers() {
 # (empty annotations may be omitted, so normalise them away on both sides).
 ANN='(if (.annotations // {}) != {} then {annotations} else {} end)'
 descriptor() {
-  curl -fsS -H "Accept: $MANIFEST_ACCEPT" -o "$WORK/m.json" "$API/manifests/$1"
+  acurl -fsS -H "Accept: $MANIFEST_ACCEPT" -o "$WORK/m.json" "$API/manifests/$1"
   jq -c --arg d "$1" --arg t "$2" --argjson s "$(wc -c <"$WORK/m.json")" \
     "{mediaType, digest: \$d, size: \$s, artifactType: \$t} + $ANN" "$WORK/m.json"
 }

@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Tiny CLI over oras-py (it ships no CLI) for oras.sh. Plain HTTP, anonymous.
+"""Tiny CLI over oras-py (it ships no CLI) for oras.sh. Plain HTTP; anonymous unless
+--creds USER:PASSWORD is given, which oras-py's token backend then trades for a bearer
+token at the realm of the registry's 401 challenge (Basic on the /token request).
+
+  orasctl.py [--creds USER:PASSWORD] COMMAND ...
 
   orasctl.py push REF FILE --artifact-type T [--subject JSON] [--annotation K=V] [--chunked]
       OCI 1.1 artifact: manifest.artifactType=T, empty config, FILE as the layer.
@@ -74,8 +78,24 @@ def push_legacy(reg, a):
     report(sent[0], ok(resp))
 
 
+def refresh_rejected_tokens(auth):
+    """oras-py (0.2.43; oras-project/oras-py#187, open) keeps the first bearer token it gets
+    and re-sends it when the registry answers 401. A push starts with a HEAD (does the blob
+    exist?) whose challenge asks for `pull` only, so the POST that follows gets 401
+    error="insufficient_scope" forever. Do what the token spec asks of a client instead (and
+    skopeo, podman, docker, oras-go do): on a 401 with a token in hand, get a new token for
+    the scope of that challenge. Registries that ignore scopes (ghcr.io) never send the 401."""
+    inner = auth.authenticate_request
+
+    def authenticate_request(original, headers, refresh=False):
+        return inner(original, headers, refresh=refresh or original.status_code == 401)
+
+    auth.authenticate_request = authenticate_request
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--creds", metavar="USER:PASSWORD")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("push")
     p.add_argument("ref")
@@ -95,6 +115,11 @@ def main():
     a = ap.parse_args()
 
     reg = oras.provider.Registry(insecure=True)
+    refresh_rejected_tokens(reg.auth)
+    if a.creds:
+        # What Registry.login() does in-process, without writing a docker config file.
+        user, _, password = a.creds.partition(":")
+        reg.auth.set_basic_auth(user, password)
     if a.cmd == "push":
         push(reg, a)
     elif a.cmd == "push-legacy":

@@ -31,7 +31,7 @@ pull_back() {
   pod pull "$ref"
   same_id "$ref"
   pod image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$ref" | grep -Fx "$R@$pushed"
-  same "$(curl -fsS -H "Accept: $MANIFEST_ACCEPT" "http://$REG/v2/$NS/podman/manifests/${1:1}" | sha256)" "$pushed"
+  same "$(acurl -fsS -H "Accept: $MANIFEST_ACCEPT" "http://$REG/v2/$NS/podman/manifests/${1:1}" | sha256)" "$pushed"
 }
 check rmi-pull-oci pull_back :oci oci
 check rmi-pull-v2s2 pull_back :v2s2 v2s2

@@ -35,7 +35,7 @@ check copy-out-identical copy_out
 
 # skopeo and podman rely on these when resolving a tag to a digest.
 head_manifest() {
-  curl -fsS -I -H "Accept: $MANIFEST_ACCEPT" "http://$REG/v2/$NS/skopeo/manifests/v1" >"$WORK/h"
+  acurl -fsS -I -H "Accept: $MANIFEST_ACCEPT" "http://$REG/v2/$NS/skopeo/manifests/v1" >"$WORK/h"
   has_header "$WORK/h" "docker-content-digest: $digest"
   has_header "$WORK/h" 'content-type: application/vnd.oci.image.manifest.v1+json'
   has_header "$WORK/h" "content-length: $(jq -r .size <<<"$one")"

@@ -1,22 +1,43 @@
-//! Administration subcommands (`berth user …`, `berth token …`): they work directly on the
-//! data directory's database, whether or not a server is running on it.
+//! The administration subcommands (`berth user|token|org|team|repo|audit …`): they work
+//! directly on the data directory's database, whether or not a server is running on it, and
+//! go through the same management service as the API, acting as the site admin `cli`.
 
-use crate::cli::{TokenCommand, UserCommand};
+mod accounts;
+mod audit;
+mod orgs;
+mod repos;
+
+use crate::cli::AdminCommand;
 use crate::config::Config;
-use berth_core::identity::{Identity, TokenRequest, TokenScope};
+use berth_core::identity::{Acting, Identity};
+use berth_core::ports::Permission;
 use berth_meta::SqliteMeta;
-use std::io::BufRead;
+use berth_oci::RepoName;
 use std::sync::Arc;
 
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+type CliError = Box<dyn std::error::Error>;
+type CliResult<T = ()> = Result<T, CliError>;
+type Service = Identity<SqliteMeta>;
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+pub fn run(config: &Config, command: AdminCommand) -> CliResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
+        .build()?;
+    runtime.block_on(async {
+        let identity = open(config).await?;
+        let acting = Acting::cli();
+        match command {
+            AdminCommand::User(command) => accounts::user(&identity, &acting, command).await,
+            AdminCommand::Token(command) => accounts::token(&identity, &acting, command).await,
+            AdminCommand::Org(command) => orgs::org(&identity, &acting, command).await,
+            AdminCommand::Team(command) => orgs::team(&identity, &acting, command).await,
+            AdminCommand::Repo(command) => repos::repo(&identity, &acting, command).await,
+            AdminCommand::Audit(args) => audit::show(&identity, &acting, args).await,
+        }
+    })
 }
 
-async fn open(config: &Config) -> Result<Identity<SqliteMeta>, Box<dyn std::error::Error>> {
+async fn open(config: &Config) -> CliResult<Service> {
     let dir = &config.data_dir.value;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("data directory {} is not usable: {e}", dir.display()))?;
@@ -26,68 +47,16 @@ async fn open(config: &Config) -> Result<Identity<SqliteMeta>, Box<dyn std::erro
     Ok(Identity::new(Arc::new(meta)))
 }
 
-/// One line of standard input, without its line ending.
-fn read_password() -> Result<String, Box<dyn std::error::Error>> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
-    if password.is_empty() {
-        return Err("no password on standard input".into());
-    }
-    Ok(password)
+/// A repository as users type it; a bare name is an official image, as on Docker Hub.
+fn repository_name(text: &str) -> CliResult<RepoName> {
+    Ok(text.parse::<RepoName>()?.with_default_namespace())
 }
 
-pub fn user(config: &Config, command: UserCommand) -> CliResult {
-    runtime()?.block_on(async {
-        let identity = open(config).await?;
-        match command {
-            UserCommand::Create { name, admin, .. } => {
-                let password = read_password()?;
-                identity.create_user(&name, &password, admin).await?;
-                println!(
-                    "created user {name}{}",
-                    if admin { " (site admin)" } else { "" }
-                );
-            }
-            UserCommand::Passwd { name, .. } => {
-                let password = read_password()?;
-                identity.set_password(&name, &password).await?;
-                println!("changed the password of {name}");
-            }
-        }
-        Ok(())
-    })
+fn permission(text: &str) -> CliResult<Permission> {
+    Ok(text.parse::<Permission>()?)
 }
 
-pub fn token(config: &Config, command: TokenCommand) -> CliResult {
-    runtime()?.block_on(async {
-        let identity = open(config).await?;
-        match command {
-            TokenCommand::Create {
-                user,
-                scope,
-                repos,
-                expires,
-                name,
-            } => {
-                let scope: TokenScope = scope.parse()?;
-                let created = identity
-                    .create_token(TokenRequest {
-                        user: &user,
-                        label: &name,
-                        scope,
-                        repositories: repos,
-                        expires_in_days: expires,
-                    })
-                    .await?;
-                // The secret alone on stdout, so scripts can capture it.
-                println!("{}", created.secret);
-                eprintln!(
-                    "token {:?} for {user}: {scope}; shown once, store it now",
-                    created.record.label
-                );
-            }
-        }
-        Ok(())
-    })
+/// An instant as the CLI shows it, or `never`.
+fn instant(unix: Option<i64>) -> String {
+    unix.map_or_else(|| "never".to_owned(), berth_core::time::rfc3339)
 }

@@ -33,12 +33,32 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Manage user accounts (works on the data directory, server running or not).
+    /// Administration on the data directory, server running or not.
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+/// The administration subcommands. They act as a site admin named `cli`: whoever can open
+/// the data directory already controls everything in it.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
     /// Manage personal access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage organizations and their access tokens.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage an organization's teams, their members and their repository permissions.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Manage repositories: creation, visibility, collaborators, deletion.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Show the audit log, newest first.
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +79,36 @@ pub enum UserCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// List every user.
+    List,
+    /// Grant or revoke site administration.
+    Admin {
+        name: String,
+        #[arg(long, conflicts_with = "revoke", required_unless_present = "revoke")]
+        grant: bool,
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Turn a user's two-factor authentication off (for a lost device).
+    #[command(name = "disable-2fa")]
+    DisableTwoFactor { name: String },
+}
+
+/// What a new token may do, for personal and organization tokens alike.
+#[derive(Debug, Args)]
+pub struct TokenSpec {
+    /// repo:public_read, repo:read, repo:write or repo:admin.
+    #[arg(long)]
+    pub scope: String,
+    /// Limit the token to repositories matching this pattern (`*` matches anything); repeatable.
+    #[arg(long = "repo", value_name = "PATTERN")]
+    pub repos: Vec<String>,
+    /// Expire the token after this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub expires: Option<u32>,
+    /// A label to recognize the token by.
+    #[arg(long, value_name = "LABEL", default_value = "cli")]
+    pub name: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,19 +116,144 @@ pub enum TokenCommand {
     /// Create a personal access token and print it (it is shown only once).
     Create {
         user: String,
-        /// repo:public_read, repo:read, repo:write or repo:admin.
-        #[arg(long)]
-        scope: String,
-        /// Limit the token to repositories matching this pattern (`*` matches anything); repeatable.
-        #[arg(long = "repo", value_name = "PATTERN")]
-        repos: Vec<String>,
-        /// Expire the token after this many days.
-        #[arg(long, value_name = "DAYS")]
-        expires: Option<u32>,
-        /// A label to recognize the token by.
-        #[arg(long, value_name = "LABEL", default_value = "cli")]
-        name: String,
+        #[command(flatten)]
+        spec: TokenSpec,
     },
+    /// List a user's personal access tokens.
+    List { user: String },
+    /// Revoke one of a user's personal access tokens.
+    Revoke { user: String, id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization with USER in its owners team.
+    Create {
+        org: String,
+        #[arg(long, value_name = "USER", required = true)]
+        owner: String,
+    },
+    /// List every organization.
+    List,
+    /// Manage organization access tokens.
+    #[command(subcommand)]
+    Token(OrgTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgTokenCommand {
+    /// Create an organization access token and print it (it is shown only once).
+    Create {
+        org: String,
+        #[command(flatten)]
+        spec: TokenSpec,
+    },
+    /// List an organization's access tokens.
+    List { org: String },
+    /// Revoke an organization access token.
+    Revoke { org: String, id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team.
+    Create {
+        org: String,
+        team: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a team with its memberships and permissions.
+    Delete { org: String, team: String },
+    /// List an organization's teams with their members.
+    List { org: String },
+    /// Add a user to a team.
+    Add {
+        org: String,
+        team: String,
+        user: String,
+    },
+    /// Remove a user from a team.
+    Remove {
+        org: String,
+        team: String,
+        user: String,
+    },
+    /// Give a team a permission on one of the organization's repositories.
+    Grant {
+        org: String,
+        team: String,
+        repo: String,
+        /// read, write or admin.
+        #[arg(long)]
+        permission: String,
+    },
+    /// Take a team's permission on a repository away.
+    Revoke {
+        org: String,
+        team: String,
+        repo: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create an empty repository (private by default, or as its namespace is configured).
+    Create {
+        name: String,
+        #[arg(long, conflicts_with = "private")]
+        public: bool,
+        #[arg(long)]
+        private: bool,
+    },
+    /// List a namespace's repositories with their permissions.
+    List { namespace: String },
+    /// Make a repository public or private.
+    Visibility {
+        name: String,
+        #[arg(value_enum)]
+        visibility: Visibility,
+    },
+    /// Delete a repository with its tags (blobs are left for garbage collection).
+    Delete {
+        name: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Manage collaborators on a personal repository.
+    #[command(subcommand)]
+    Collaborator(CollaboratorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollaboratorCommand {
+    /// Add a collaborator (or change their permission).
+    Add {
+        repo: String,
+        user: String,
+        /// read, write or admin.
+        #[arg(long, default_value = "write")]
+        permission: String,
+    },
+    /// Remove a collaborator.
+    Remove { repo: String, user: String },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only actions by or on this account (or repository, or `org/team`).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// At most this many records.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +273,7 @@ impl Command {
     pub fn listen_flag(&self) -> Option<&str> {
         match self {
             Command::Serve(args) => args.listen.as_deref(),
-            Command::Config(_) | Command::User(_) | Command::Token(_) => None,
+            Command::Config(_) | Command::Admin(_) => None,
         }
     }
 }

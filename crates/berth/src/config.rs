@@ -57,6 +57,10 @@ pub struct Config {
     pub data_dir: Setting<PathBuf>,
     pub upload_ttl: Setting<Duration>,
     pub log: Setting<String>,
+    /// The URL clients reach Berth at, for the token service's realm (None: the request's Host).
+    pub public_url: Setting<Option<String>>,
+    /// Lifetime of the registry's bearer tokens.
+    pub token_ttl: Setting<Duration>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -67,6 +71,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     upload_ttl: Option<String>,
     log: Option<String>,
+    public_url: Option<String>,
+    token_ttl: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,9 +103,13 @@ fn parse_listen(raw: &str, source: Source) -> Result<SocketAddr, ConfigError> {
 }
 
 /// Durations like `90s`, `30m`, `24h`, `7d`.
-fn parse_duration(raw: &str, source: Source) -> Result<Duration, ConfigError> {
+fn parse_duration(
+    setting: &'static str,
+    raw: &str,
+    source: Source,
+) -> Result<Duration, ConfigError> {
     let invalid = || ConfigError::Invalid {
-        setting: "upload_ttl",
+        setting,
         value: raw.to_owned(),
         origin: source,
         reason: "expected a number with a unit s, m, h or d, e.g. 24h".into(),
@@ -120,6 +130,23 @@ fn parse_duration(raw: &str, source: Source) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(secs))
 }
 
+/// An `http://` or `https://` URL without a trailing slash.
+fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let valid = (trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        && !trimmed.contains(char::is_whitespace)
+        && !trimmed.contains('"');
+    if !valid {
+        return Err(ConfigError::Invalid {
+            setting: "public_url",
+            value: raw.to_owned(),
+            origin: source,
+            reason: "expected an http:// or https:// URL, e.g. https://registry.example.com".into(),
+        });
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -132,6 +159,8 @@ impl Config {
             data_dir: Setting::default(PathBuf::from("./berth-data")),
             upload_ttl: Setting::default(Duration::from_secs(24 * 3600)),
             log: Setting::default("info".to_owned()),
+            public_url: Setting::default(None),
+            token_ttl: Setting::default(Duration::from_secs(300)),
         };
         let file_path = global
             .config
@@ -148,11 +177,23 @@ impl Config {
             config.data_dir.set(file.data_dir, Source::File);
             config.upload_ttl.set(
                 file.upload_ttl
-                    .map(|d| parse_duration(&d, Source::File))
+                    .map(|d| parse_duration("upload_ttl", &d, Source::File))
                     .transpose()?,
                 Source::File,
             );
             config.log.set(file.log, Source::File);
+            config.public_url.set(
+                file.public_url
+                    .map(|u| parse_url(&u, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.token_ttl.set(
+                file.token_ttl
+                    .map(|d| parse_duration("token_ttl", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
         }
         config.config_file = file_path;
         config.listen.set(
@@ -166,11 +207,23 @@ impl Config {
             .set(env("BERTH_DATA_DIR").map(PathBuf::from), Source::Env);
         config.upload_ttl.set(
             env("BERTH_UPLOAD_TTL")
-                .map(|d| parse_duration(&d, Source::Env))
+                .map(|d| parse_duration("upload_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.log.set(env("BERTH_LOG"), Source::Env);
+        config.public_url.set(
+            env("BERTH_PUBLIC_URL")
+                .map(|u| parse_url(&u, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.token_ttl.set(
+            env("BERTH_TOKEN_TTL")
+                .map(|d| parse_duration("token_ttl", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.listen.set(
             listen_flag
                 .map(|l| parse_listen(l, Source::Flag))
@@ -211,6 +264,18 @@ impl Config {
             "log         = {}  ({})",
             self.log.value, self.log.source
         );
+        let _ = writeln!(
+            out,
+            "public_url  = {}  ({})",
+            self.public_url.value.as_deref().unwrap_or("(from each request's Host)"),
+            self.public_url.source
+        );
+        let _ = writeln!(
+            out,
+            "token_ttl   = {}s  ({})",
+            self.token_ttl.value.as_secs(),
+            self.token_ttl.source
+        );
         out
     }
 }
@@ -232,11 +297,11 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("90s", Source::Flag).unwrap().as_secs(), 90);
-        assert_eq!(parse_duration("2h", Source::Flag).unwrap().as_secs(), 7200);
-        assert_eq!(parse_duration("1d", Source::Flag).unwrap().as_secs(), 86400);
+        assert_eq!(parse_duration("t", "90s", Source::Flag).unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("t", "2h", Source::Flag).unwrap().as_secs(), 7200);
+        assert_eq!(parse_duration("t", "1d", Source::Flag).unwrap().as_secs(), 86400);
         for bad in ["", "h", "10", "0s", "-1h", "1w"] {
-            assert!(parse_duration(bad, Source::Flag).is_err(), "{bad:?}");
+            assert!(parse_duration("t", bad, Source::Flag).is_err(), "{bad:?}");
         }
     }
 

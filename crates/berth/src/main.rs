@@ -23,8 +23,7 @@ fn main() -> ExitCode {
             print!("{}", config.describe());
             Ok(())
         }
-        cli::Command::User(command) => admin::user(&config, command),
-        cli::Command::Token(command) => admin::token(&config, command),
+        cli::Command::Admin(command) => admin::run(&config, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,9 @@
 
 use crate::config::Config;
 use axum::serve::ListenerExt as _;
-use berth_core::access::OpenAccess;
+use berth_core::access::PolicyAuthorizer;
+use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::identity::Identity;
 use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
@@ -92,9 +94,25 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             message: e.to_string(),
         })?;
     recover_uploads(&blobs, &meta, &shown_dir).await?;
+    let meta_store = Arc::new(meta.clone());
+    create_first_admin(&meta_store, &shown_dir).await?;
+    let authorizer = Arc::new(PolicyAuthorizer::new(meta_store.clone()));
+    let auth = Authenticator::new(
+        meta_store.clone(),
+        authorizer,
+        AuthSettings {
+            token_ttl: config.token_ttl.value,
+            ..AuthSettings::default()
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Database {
+        dir: shown_dir.clone(),
+        message: e.to_string(),
+    })?;
     let registry = Registry::new(
         Arc::new(blobs),
-        Arc::new(meta.clone()),
+        meta_store,
         RegistryOptions {
             upload_ttl: config.upload_ttl.value,
         },
@@ -118,16 +136,42 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
     let app = berth_http::router(AppState {
         registry,
-        authorizer: Arc::new(OpenAccess),
+        auth: Arc::new(auth),
+        public_url: config.public_url.value.clone(),
     });
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
-    axum::serve(listener, app)
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(ServeError::Server)?;
     expiry.abort();
     meta.close().await;
     tracing::info!("berth stopped");
+    Ok(())
+}
+
+/// On first start (no accounts yet) creates the site admin `admin`, with the password from
+/// `BERTH_ADMIN_PASSWORD` or a random one printed once, so the registry is never open.
+async fn create_first_admin(meta: &Arc<SqliteMeta>, shown_dir: &str) -> Result<(), ServeError> {
+    let from_env = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let generated = Identity::new(meta.clone())
+        .first_start_admin(from_env)
+        .await
+        .map_err(|e| ServeError::Database {
+            dir: shown_dir.to_owned(),
+            message: format!("cannot create the first admin: {e}"),
+        })?;
+    if let Some(password) = generated {
+        // The one time a secret is logged: there is no other way to hand it over.
+        tracing::warn!(
+            "created site admin \"admin\" with password {password} (shown once; change it with `berth user passwd admin --password-stdin`)"
+        );
+    }
     Ok(())
 }
 

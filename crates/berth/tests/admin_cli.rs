@@ -1,5 +1,5 @@
-//! The administration subcommands against a data directory: `berth user …` and
-//! `berth token …`, with and without a server running on it.
+//! The administration subcommands against a data directory (`berth user|token|org|team|
+//! repo|audit …`), with and without a server running on it.
 
 mod common;
 
@@ -223,4 +223,404 @@ async fn administration_works_while_a_server_runs_on_the_data_dir() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+}
+
+/// Runs a command that must succeed and returns its standard output.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = berth(dir, args, "");
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed: {}",
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+fn create_user(dir: &Path, name: &str, admin: bool) {
+    let mut args = vec!["user", "create", name, "--password-stdin"];
+    if admin {
+        args.push("--admin");
+    }
+    let out = berth(dir, &args, "long-password\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The audit log's actions, oldest first.
+fn audit_actions(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["audit"];
+    args.extend_from_slice(extra);
+    let mut actions: Vec<String> = ok(dir, &args)
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split("  ").collect();
+            assert_eq!(fields[1], "cli", "the CLI acts as `cli`: {line}");
+            format!("{} {}", fields[2], fields[3])
+        })
+        .collect();
+    actions.reverse();
+    actions
+}
+
+#[test]
+fn organizations_teams_and_repositories_are_managed_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "bob", false);
+    create_user(dir, "carol", false);
+
+    assert_fails_with(
+        &berth(dir, &["org", "create", "acme", "--owner", "ghost"], ""),
+        "account ghost is not known",
+    );
+    assert!(
+        ok(dir, &["org", "create", "acme", "--owner", "bob"]).contains("created organization acme")
+    );
+    assert_fails_with(
+        &berth(dir, &["org", "create", "bob", "--owner", "carol"], ""),
+        "already exists",
+    );
+    assert_eq!(ok(dir, &["org", "list"]), "acme\nlibrary\n");
+
+    ok(
+        dir,
+        &[
+            "team",
+            "create",
+            "acme",
+            "devs",
+            "--description",
+            "Developers",
+        ],
+    );
+    ok(dir, &["team", "add", "acme", "devs", "carol"]);
+    assert!(ok(dir, &["team", "add", "acme", "devs", "carol"]).contains("already"));
+    assert_eq!(
+        ok(dir, &["team", "list", "acme"]),
+        "devs: carol  (Developers)\nowners: bob  (Owners of the organization)\n"
+    );
+    assert_fails_with(
+        &berth(dir, &["team", "add", "acme", "ops", "carol"], ""),
+        "team ops is not known in acme",
+    );
+
+    assert_eq!(
+        ok(dir, &["repo", "create", "acme/app"]),
+        "created private repository acme/app\n"
+    );
+    assert_eq!(
+        ok(dir, &["repo", "create", "acme/site", "--public"]),
+        "created public repository acme/site\n"
+    );
+    assert_fails_with(
+        &berth(dir, &["repo", "create", "acme/app"], ""),
+        "already exists",
+    );
+    ok(
+        dir,
+        &[
+            "team",
+            "grant",
+            "acme",
+            "devs",
+            "acme/app",
+            "--permission",
+            "write",
+        ],
+    );
+    assert_eq!(
+        ok(dir, &["repo", "list", "acme"]),
+        "acme/app  private  teams: devs=write  collaborators: none\n\
+         acme/site  public  teams: none  collaborators: none\n"
+    );
+    assert_fails_with(
+        &berth(
+            dir,
+            &[
+                "team",
+                "grant",
+                "acme",
+                "devs",
+                "acme/app",
+                "--permission",
+                "owner",
+            ],
+            "",
+        ),
+        "unknown permission",
+    );
+    assert_fails_with(
+        &berth(
+            dir,
+            &[
+                "team",
+                "grant",
+                "acme",
+                "devs",
+                "acme/missing",
+                "--permission",
+                "read",
+            ],
+            "",
+        ),
+        "repository acme/missing is not known",
+    );
+
+    ok(dir, &["repo", "visibility", "acme/app", "public"]);
+    ok(dir, &["team", "revoke", "acme", "devs", "acme/app"]);
+    assert!(ok(dir, &["repo", "list", "acme"]).starts_with("acme/app  public  teams: none"));
+
+    assert_fails_with(
+        &berth(dir, &["repo", "delete", "acme/app"], ""),
+        "add --yes",
+    );
+    ok(dir, &["repo", "delete", "acme/app", "--yes"]);
+    assert!(!ok(dir, &["repo", "list", "acme"]).contains("acme/app"));
+
+    // Every organization keeps its owners team and at least one owner.
+    assert_fails_with(
+        &berth(dir, &["team", "delete", "acme", "owners"], ""),
+        "cannot be deleted",
+    );
+    assert_fails_with(
+        &berth(dir, &["team", "remove", "acme", "owners", "bob"], ""),
+        "last owner",
+    );
+    ok(dir, &["team", "remove", "acme", "devs", "carol"]);
+    ok(dir, &["team", "delete", "acme", "devs"]);
+    assert_eq!(
+        ok(dir, &["team", "list", "acme"]),
+        "owners: bob  (Owners of the organization)\n"
+    );
+
+    assert_eq!(
+        audit_actions(dir, &[]),
+        [
+            "user.create bob",
+            "user.create carol",
+            "org.create acme",
+            "team.create acme/devs",
+            "team.member.add acme/devs",
+            "repository.create acme/app",
+            "repository.create acme/site",
+            "repository.team.grant acme/app",
+            "repository.visibility acme/app",
+            "repository.team.revoke acme/app",
+            "repository.delete acme/app",
+            "team.member.remove acme/devs",
+            "team.delete acme/devs",
+        ]
+    );
+    assert_eq!(
+        audit_actions(dir, &["--account", "acme/app", "--limit", "2"]),
+        [
+            "repository.team.revoke acme/app",
+            "repository.delete acme/app"
+        ]
+    );
+}
+
+#[test]
+fn tokens_are_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "dev", false);
+    create_user(dir, "ops", false);
+    ok(
+        dir,
+        &[
+            "token",
+            "create",
+            "dev",
+            "--scope",
+            "repo:write",
+            "--name",
+            "ci",
+            "--repo",
+            "dev/*",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "token",
+            "create",
+            "dev",
+            "--scope",
+            "repo:read",
+            "--expires",
+            "7",
+        ],
+    );
+    ok(dir, &["token", "create", "ops", "--scope", "repo:read"]);
+
+    let listed = ok(dir, &["token", "list", "dev"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].starts_with("1  \"ci\"  repo:write  dev/*  created "),
+        "{listed}"
+    );
+    assert!(
+        lines[0].ends_with("expires never  last used never  active"),
+        "{listed}"
+    );
+    assert!(
+        lines[1].starts_with("2  \"cli\"  repo:read  all repositories"),
+        "{listed}"
+    );
+    assert!(!lines[1].contains("expires never"), "{listed}");
+
+    assert_eq!(
+        ok(dir, &["token", "revoke", "dev", "1"]),
+        "revoked token 1 of dev\n"
+    );
+    assert!(ok(dir, &["token", "list", "dev"])
+        .lines()
+        .next()
+        .unwrap()
+        .contains("  revoked "));
+    assert!(ok(dir, &["token", "revoke", "dev", "1"]).contains("already revoked"));
+    // Another user's token is as unknown as one that does not exist.
+    assert_fails_with(
+        &berth(dir, &["token", "revoke", "dev", "3"], ""),
+        "token 3 is not known",
+    );
+    assert_fails_with(
+        &berth(dir, &["token", "revoke", "dev", "99"], ""),
+        "token 99 is not known",
+    );
+    assert!(ok(dir, &["token", "list", "ops"]).ends_with("active\n"));
+
+    // Organization tokens act for the organization and are listed with it, not the user.
+    ok(dir, &["org", "create", "acme", "--owner", "ops"]);
+    let out = berth(
+        dir,
+        &[
+            "org",
+            "token",
+            "create",
+            "acme",
+            "--scope",
+            "repo:write",
+            "--name",
+            "deploy",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).trim().starts_with("berth_pat_"));
+    assert!(ok(dir, &["org", "token", "list", "acme"]).starts_with("4  \"deploy\"  repo:write"));
+    assert_eq!(ok(dir, &["token", "list", "ops"]).lines().count(), 1);
+    assert_fails_with(
+        &berth(dir, &["org", "token", "revoke", "acme", "3"], ""),
+        "token 3 is not known",
+    );
+    ok(dir, &["org", "token", "revoke", "acme", "4"]);
+
+    let actions = audit_actions(dir, &["--account", "dev"]);
+    assert_eq!(
+        actions,
+        [
+            "user.create dev",
+            "token.create dev",
+            "token.create dev",
+            "token.revoke dev"
+        ]
+    );
+}
+
+#[test]
+fn site_admins_are_granted_and_revoked_but_one_always_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "root", true);
+    create_user(dir, "bob", false);
+    assert_eq!(ok(dir, &["user", "list"]), "bob\nroot (site admin)\n");
+    assert_fails_with(
+        &berth(dir, &["user", "admin", "root", "--revoke"], ""),
+        "last site admin",
+    );
+    ok(dir, &["user", "admin", "bob", "--grant"]);
+    ok(dir, &["user", "admin", "root", "--revoke"]);
+    assert_eq!(ok(dir, &["user", "list"]), "bob (site admin)\nroot\n");
+    assert_fails_with(
+        &berth(dir, &["user", "admin", "ghost", "--grant"], ""),
+        "not known",
+    );
+    assert_fails_with(
+        &berth(
+            dir,
+            &["user", "create", "cli", "--password-stdin"],
+            "long-password\n",
+        ),
+        "reserved",
+    );
+    assert_fails_with(&berth(dir, &["user", "disable-2fa", "bob"], ""), "not on");
+    assert_eq!(
+        audit_actions(dir, &["--account", "root"]),
+        ["user.create root", "user.admin root"]
+    );
+}
+
+#[test]
+fn collaborators_join_personal_repositories_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "bob", false);
+    create_user(dir, "carol", false);
+    ok(dir, &["org", "create", "acme", "--owner", "bob"]);
+    ok(dir, &["repo", "create", "bob/tool", "--private"]);
+    ok(dir, &["repo", "create", "acme/app"]);
+
+    assert_eq!(
+        ok(dir, &["repo", "collaborator", "add", "bob/tool", "carol"]),
+        "carol has write on bob/tool\n"
+    );
+    assert_eq!(
+        ok(dir, &["repo", "list", "bob"]),
+        "bob/tool  private  teams: none  collaborators: carol=write\n"
+    );
+    ok(
+        dir,
+        &[
+            "repo",
+            "collaborator",
+            "add",
+            "bob/tool",
+            "carol",
+            "--permission",
+            "read",
+        ],
+    );
+    assert!(ok(dir, &["repo", "list", "bob"]).contains("collaborators: carol=read"));
+    assert_fails_with(
+        &berth(
+            dir,
+            &["repo", "collaborator", "add", "acme/app", "carol"],
+            "",
+        ),
+        "belongs to an organization",
+    );
+    ok(
+        dir,
+        &["repo", "collaborator", "remove", "bob/tool", "carol"],
+    );
+    assert!(ok(dir, &["repo", "list", "bob"]).contains("collaborators: none"));
+    assert_fails_with(
+        &berth(dir, &["repo", "list", "ghost"], ""),
+        "account ghost is not known",
+    );
+    assert_fails_with(
+        &berth(dir, &["repo", "create", "Bad/Name"], ""),
+        "invalid repository name",
+    );
+    assert_eq!(
+        audit_actions(dir, &["--account", "bob/tool"]),
+        [
+            "repository.create bob/tool",
+            "repository.collaborator.set bob/tool",
+            "repository.collaborator.set bob/tool",
+            "repository.collaborator.remove bob/tool",
+        ]
+    );
 }

@@ -179,7 +179,7 @@ impl Bench {
     async fn start(label: &str) -> Bench {
         let server = TestServer::spawn().await;
         let pid = server.pid().expect("spawned server");
-        let client = reqwest::Client::builder()
+        let client = common::admin_client_builder()
             .timeout(Duration::from_secs(900))
             .build()
             .unwrap();

@@ -51,11 +51,27 @@ pub enum Error {
     AccountUnknown(String),
     #[error("{0}")]
     AccountInvalid(String),
+    /// No such access token among the ones the caller may manage; said the same whether it
+    /// does not exist or belongs to someone else.
+    #[error("token {0} is not known")]
+    TokenUnknown(i64),
+    #[error("team {team} is not known in {org}")]
+    TeamUnknown { org: String, team: String },
     /// Something with that name already exists.
     #[error("{0} already exists")]
     Conflict(String),
     #[error("authentication required")]
     Unauthorized,
+    /// A sign-in with a wrong name, password or token; never says which part was wrong.
+    #[error("incorrect username or password")]
+    CredentialsInvalid,
+    /// The password was right but the account needs its two-factor code (or, for registry
+    /// clients, an access token instead of the password).
+    #[error("{0}")]
+    TwoFactorRequired(String),
+    /// Too many failed sign-ins from this account or address.
+    #[error("too many failed sign-in attempts; retry in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("requested access to the resource is denied")]
     Denied,
     /// The client went away or sent a broken body; nothing was committed.

@@ -1,9 +1,11 @@
 //! Berth's HTTP surface: the router and the state every handler shares.
 
+mod auth;
 pub mod oci;
 
+use axum::routing::{any, get};
 use axum::Router;
-use berth_core::access::Authorizer;
+use berth_core::auth::Authenticator;
 use berth_core::Registry;
 use std::sync::Arc;
 
@@ -11,13 +13,23 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
-    pub authorizer: Arc<dyn Authorizer>,
+    /// Sign-in, the token service and (through it) the authorizer.
+    pub auth: Arc<Authenticator>,
+    /// The URL clients reach Berth at (for the token realm); None: from the request's Host.
+    pub public_url: Option<String>,
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(oci::routes())
+        .route(
+            "/token",
+            get(auth::token::get_token)
+                .post(auth::token::post_token)
+                .fallback(auth::token::other_method),
+        )
+        .fallback(any(not_found))
         .layer(axum::middleware::map_response(oci::api_version_header))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
@@ -40,4 +52,10 @@ async fn log_request(
         tracing::debug!(%method, %path, status, micros, "request");
     }
     response
+}
+
+/// Any path no route claims: an OCI-style 404, never an empty answer.
+async fn not_found(request: axum::extract::Request) -> axum::response::Response {
+    let err = berth_core::Error::NotFound(request.uri().path().chars().take(300).collect());
+    oci::error_response(&err, request.method())
 }

@@ -26,7 +26,19 @@ impl RepoName {
     pub fn namespace(&self) -> Option<&str> {
         self.0.split_once('/').map(|(ns, _)| ns)
     }
+
+    /// A bare name such as `nginx` means the official image `library/nginx`, as on Docker Hub.
+    pub fn with_default_namespace(self) -> RepoName {
+        if self.0.contains('/') || self.0.len() + OFFICIAL_PREFIX.len() > MAX_NAME_LEN {
+            self
+        } else {
+            RepoName(format!("{OFFICIAL_PREFIX}{}", self.0))
+        }
+    }
 }
+
+/// Where bare names live.
+const OFFICIAL_PREFIX: &str = "library/";
 
 fn component_is_valid(component: &str) -> bool {
     // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
@@ -93,6 +105,16 @@ impl fmt::Debug for RepoName {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn bare_names_are_official_images() {
+        let bare: RepoName = "nginx".parse().unwrap();
+        assert_eq!(bare.with_default_namespace().as_str(), "library/nginx");
+        let full: RepoName = "team/app".parse().unwrap();
+        assert_eq!(full.clone().with_default_namespace(), full);
+        let long: RepoName = "a".repeat(250).parse().unwrap();
+        assert_eq!(long.clone().with_default_namespace(), long);
+    }
 
     #[test]
     fn accepts_spec_examples() {

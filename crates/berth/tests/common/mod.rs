@@ -476,8 +476,32 @@ impl std::fmt::Debug for TestServer {
     }
 }
 
+/// The site admin every spawned server starts with (through `BERTH_ADMIN_PASSWORD`).
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// `Authorization: Basic …` for a name and a password or token.
+pub fn basic_auth(name: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{secret}"));
+    format!("Basic {encoded}")
+}
+
+/// A client that signs every request in as the site admin with Basic credentials, so the
+/// protocol tests exercise the registry, not access control (which has its own tests).
+pub fn admin_client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        basic_auth(ADMIN_USER, ADMIN_PASSWORD)
+            .parse()
+            .expect("header"),
+    );
+    reqwest::Client::builder().default_headers(headers)
+}
+
 fn build_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    admin_client_builder()
         .timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(4)
         .build()
@@ -593,6 +617,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&self.options.args)
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
@@ -767,7 +792,8 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("connect to {authority}: {e}"));
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
-             Content-Length: {content_length}\r\n"
+             Content-Length: {content_length}\r\nAuthorization: {}\r\n",
+            basic_auth(ADMIN_USER, ADMIN_PASSWORD)
         );
         for (name, value) in headers {
             let _ = write!(head, "{name}: {value}\r\n");

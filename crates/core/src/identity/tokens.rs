@@ -1,6 +1,11 @@
-//! Personal access tokens: Docker Hub's scopes, recognizable secrets, stored only as hashes.
+//! Access tokens: Docker Hub's scopes, recognizable secrets stored only as hashes, and
+//! creating, listing and revoking personal and organization tokens.
 
+use super::{Acting, Identity};
 use crate::error::{Error, Result};
+use crate::ports::{IdentityStore, NewToken, TokenRecord, OWNERS_TEAM};
+use crate::time::now_unix;
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::str::FromStr;
@@ -85,6 +90,220 @@ pub fn validate_repository_pattern(pattern: &str) -> Result<()> {
         .parse::<berth_oci::RepoName>()
         .map(|_| ())
         .map_err(|e| Error::AccountInvalid(format!("invalid repository pattern {pattern:?}: {e}")))
+}
+
+/// A token just created: its record, and the secret, which is never stored or shown again.
+#[derive(Debug)]
+pub struct CreatedToken {
+    pub record: TokenRecord,
+    pub secret: String,
+}
+
+/// What a new personal access token may do.
+#[derive(Debug, Clone)]
+pub struct TokenRequest<'a> {
+    pub user: &'a str,
+    pub label: &'a str,
+    pub scope: TokenScope,
+    pub repositories: Vec<String>,
+    pub expires_in_days: Option<u32>,
+}
+
+/// What a new organization access token may do; it acts for the organization.
+#[derive(Debug, Clone)]
+pub struct OrgTokenRequest<'a> {
+    pub org: &'a str,
+    pub label: &'a str,
+    pub scope: TokenScope,
+    pub repositories: Vec<String>,
+    pub expires_in_days: Option<u32>,
+}
+
+impl<S: IdentityStore + ?Sized> Identity<S> {
+    /// Creates a personal access token (for oneself or, as a site admin, for anyone); the
+    /// secret is returned once.
+    pub async fn create_token(
+        &self,
+        acting: &Acting<'_>,
+        request: TokenRequest<'_>,
+    ) -> Result<CreatedToken> {
+        acting.require_credentials_of(request.user)?;
+        let user = self.user_record(request.user).await?;
+        let created = self
+            .insert_token(
+                user.id,
+                None,
+                request.label,
+                request.scope,
+                request.repositories,
+                request.expires_in_days,
+            )
+            .await?;
+        self.audit(
+            acting,
+            "token.create",
+            request.user,
+            token_detail(&created.record),
+        )
+        .await;
+        Ok(created)
+    }
+
+    /// A user's personal tokens, oldest first (the user or a site admin).
+    pub async fn list_tokens(&self, acting: &Acting<'_>, user: &str) -> Result<Vec<TokenRecord>> {
+        acting.require_self_or_site_admin(user)?;
+        let user = self.user_record(user).await?;
+        Ok(self.store.tokens_of_user(user.id).await?)
+    }
+
+    /// Revokes one of `user`'s personal tokens; false if it already was. A token id that is
+    /// not theirs is `TokenUnknown`, whether or not it exists.
+    pub async fn revoke_token(&self, acting: &Acting<'_>, user: &str, id: i64) -> Result<bool> {
+        acting.require_credentials_of(user)?;
+        let owner = self.user_record(user).await?;
+        let token = self
+            .store
+            .token_by_id(id)
+            .await?
+            .filter(|t| t.user_id == owner.id && t.org_id.is_none())
+            .ok_or(Error::TokenUnknown(id))?;
+        self.mark_revoked(acting, &token, user).await
+    }
+
+    /// Creates an organization access token (organization owners and site admins).
+    pub async fn create_org_token(
+        &self,
+        acting: &Acting<'_>,
+        request: OrgTokenRequest<'_>,
+    ) -> Result<CreatedToken> {
+        let org = self.org_for_owner(acting, request.org).await?;
+        if acting.principal.limits.is_some() {
+            return Err(Error::Denied);
+        }
+        let creator = self.token_creator(acting, org.id).await?;
+        let created = self
+            .insert_token(
+                creator,
+                Some(org.id),
+                request.label,
+                request.scope,
+                request.repositories,
+                request.expires_in_days,
+            )
+            .await?;
+        self.audit(
+            acting,
+            "token.create",
+            &org.name,
+            token_detail(&created.record),
+        )
+        .await;
+        Ok(created)
+    }
+
+    /// An organization's tokens, oldest first (organization owners and site admins).
+    pub async fn list_org_tokens(
+        &self,
+        acting: &Acting<'_>,
+        org: &str,
+    ) -> Result<Vec<TokenRecord>> {
+        let org = self.org_for_owner(acting, org).await?;
+        Ok(self.store.tokens_of_org(org.id).await?)
+    }
+
+    /// Revokes an organization token; false if it already was.
+    pub async fn revoke_org_token(&self, acting: &Acting<'_>, org: &str, id: i64) -> Result<bool> {
+        let org = self.org_for_owner(acting, org).await?;
+        let token = self
+            .store
+            .token_by_id(id)
+            .await?
+            .filter(|t| t.org_id == Some(org.id))
+            .ok_or(Error::TokenUnknown(id))?;
+        self.mark_revoked(acting, &token, &org.name).await
+    }
+
+    async fn mark_revoked(
+        &self,
+        acting: &Acting<'_>,
+        token: &TokenRecord,
+        target: &str,
+    ) -> Result<bool> {
+        if token.revoked_at.is_some() || !self.store.revoke_token(token.id, now_unix()).await? {
+            return Ok(false);
+        }
+        self.audit(
+            acting,
+            "token.revoke",
+            target,
+            json!({ "id": token.id, "label": token.label }),
+        )
+        .await;
+        Ok(true)
+    }
+
+    /// Who an organization token is recorded as created by: the caller, or for the CLI
+    /// (which has no account) the organization's first owner, else the first site admin.
+    async fn token_creator(&self, acting: &Acting<'_>, org_id: i64) -> Result<i64> {
+        let (id, _) = acting.user()?;
+        if !acting.is_cli() {
+            return Ok(id);
+        }
+        if let Some(owners) = self.store.team(org_id, OWNERS_TEAM).await? {
+            if let Some(first) = self.store.team_members(owners.id).await?.first() {
+                return Ok(self.user_record(first).await?.id);
+            }
+        }
+        let users = self.store.list_users().await?;
+        users
+            .into_iter()
+            .find(|u| u.is_admin)
+            .map(|u| u.id)
+            .ok_or_else(|| {
+                Error::AccountInvalid(
+                    "no owner or site admin account to record as the token's creator".to_owned(),
+                )
+            })
+    }
+
+    async fn insert_token(
+        &self,
+        user_id: i64,
+        org_id: Option<i64>,
+        label: &str,
+        scope: TokenScope,
+        repositories: Vec<String>,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedToken> {
+        for pattern in &repositories {
+            validate_repository_pattern(pattern)?;
+        }
+        let secret = new_token_secret()?;
+        let now = now_unix();
+        let token = NewToken {
+            user_id,
+            org_id,
+            label: label.to_owned(),
+            token_hash: hash_token(&secret),
+            scope: scope.as_str().to_owned(),
+            repositories,
+            created_at: now,
+            expires_at: expires_in_days.map(|days| now + i64::from(days) * 86_400),
+        };
+        let record = self.store.create_token(&token).await?;
+        Ok(CreatedToken { record, secret })
+    }
+}
+
+/// What the audit log keeps about a new token: everything but the secret.
+fn token_detail(token: &TokenRecord) -> serde_json::Value {
+    json!({
+        "id": token.id,
+        "label": token.label,
+        "scope": token.scope,
+        "repositories": token.repositories,
+        "expires_at": token.expires_at,
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //!
 //! One small trait per aggregate; a backend implements them all and is used as `MetaStore`.
 
+use super::identity::IdentityStore;
 use berth_oci::{Digest, RepoName};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,72 +164,13 @@ pub trait Repositories: Send + Sync {
     async fn repository_exists(&self, repo: &RepoName) -> Result<bool, MetaError>;
 }
 
-/// A user account as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    pub id: i64,
-    pub name: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub name: String,
-    pub password_hash: String,
-    pub is_admin: bool,
-    pub now: i64,
-}
-
-#[async_trait::async_trait]
-pub trait Accounts: Send + Sync {
-    /// Creates the user; `Conflict` if the name is taken.
-    async fn create_user(&self, user: &NewUser) -> Result<i64, MetaError>;
-    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, MetaError>;
-    /// False if there is no such user.
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, MetaError>;
-}
-
-/// A personal access token as stored: never the secret, only its hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub id: i64,
-    pub user_id: i64,
-    pub label: String,
-    pub scope: String,
-    pub repositories: Vec<String>,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub user_id: i64,
-    pub label: String,
-    pub token_hash: String,
-    pub scope: String,
-    pub repositories: Vec<String>,
-    pub created_at: i64,
-    pub expires_at: Option<i64>,
-}
-
-#[async_trait::async_trait]
-pub trait AccessTokens: Send + Sync {
-    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, MetaError>;
-    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, MetaError>;
-    async fn tokens_of_user(&self, user_id: i64) -> Result<Vec<TokenRecord>, MetaError>;
-}
-
 /// A complete metadata backend.
 pub trait MetaStore:
-    UploadSessions + BlobLinks + Manifests + Tags + Repositories + Accounts + AccessTokens
+    UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore
 {
 }
 
 impl<T> MetaStore for T where
-    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + Accounts + AccessTokens
+    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore
 {
 }

@@ -1,11 +1,17 @@
 //! The ports: small traits through which the domain reaches storage and the database.
 
 mod blob_store;
+mod identity;
 mod meta;
 
 pub use blob_store::{BlobStore, ByteStream, StoreError};
+pub use identity::{
+    AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, AuditRecord,
+    IdentityStore, NamespaceOwner, NamespaceRecord, Namespaces, NewToken, NewUser, OrgRecord,
+    Organizations, Permission, RefreshTokenRecord, RefreshTokens, RepositoryAccess,
+    RepositoryRecord, SigningKeys, TeamRecord, TokenRecord, UserRecord, Viewer, OWNERS_TEAM,
+};
 pub use meta::{
-    AccessTokens, Accounts, BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore,
-    NewManifest, NewToken, NewUser, ReferrerRecord, Repositories, Tags, TokenRecord, UploadSession,
-    UploadSessions, UserRecord,
+    BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest, ReferrerRecord,
+    Repositories, Tags, UploadSession, UploadSessions,
 };

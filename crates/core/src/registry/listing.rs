@@ -1,7 +1,9 @@
 //! Paginated listings: a repository's tags and the catalog of repositories.
 
 use super::Registry;
+use crate::access::TokenLimits;
 use crate::error::{Error, Result};
+use crate::ports::Viewer;
 use berth_oci::RepoName;
 
 /// Largest page served, whatever `n` asks for.
@@ -47,8 +49,15 @@ impl Registry {
         Ok(page(items, limit))
     }
 
-    /// Repository names, sorted, after `last`, at most `n`.
-    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page> {
+    /// Repository names `viewer` may see, sorted, after `last`, at most `n`, narrowed to
+    /// a token's repository patterns.
+    pub async fn catalog(
+        &self,
+        viewer: Viewer,
+        limits: Option<&TokenLimits>,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page> {
         let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
         if limit == 0 {
             return Ok(Page {
@@ -56,7 +65,28 @@ impl Registry {
                 next: None,
             });
         }
-        let items = self.meta.list_repositories(last, limit + 1).await?;
+        if viewer == Viewer::Everything && limits.is_none() {
+            let items = self.meta.list_repositories(last, limit + 1).await?;
+            return Ok(page(items, limit));
+        }
+        // Token patterns are applied here, reading on until the page is full.
+        let mut items = Vec::new();
+        let mut after = last.map(str::to_owned);
+        loop {
+            let batch = self
+                .meta
+                .visible_repositories(viewer, after.as_deref(), limit + 1)
+                .await?;
+            let exhausted = batch.len() <= limit as usize;
+            after = batch.last().cloned();
+            items.extend(batch.into_iter().filter(|name| {
+                limits.is_none_or(|l| name.parse::<RepoName>().is_ok_and(|repo| l.covers(&repo)))
+            }));
+            if exhausted || items.len() > limit as usize {
+                break;
+            }
+        }
+        items.truncate(limit as usize + 1);
         Ok(page(items, limit))
     }
 }

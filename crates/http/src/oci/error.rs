@@ -40,8 +40,14 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         // it must not tell whether an account exists.
         Error::AccountUnknown(_) => ErrorCode::Unauthorized,
         Error::AccountInvalid(_) => return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST),
+        Error::TokenUnknown(_) | Error::TeamUnknown { .. } => {
+            return (ErrorCode::Denied, StatusCode::NOT_FOUND)
+        }
         Error::Conflict(_) => return (ErrorCode::Denied, StatusCode::CONFLICT),
-        Error::Unauthorized => ErrorCode::Unauthorized,
+        Error::Unauthorized | Error::CredentialsInvalid | Error::TwoFactorRequired(_) => {
+            ErrorCode::Unauthorized
+        }
+        Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
         Error::Denied => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
@@ -77,10 +83,19 @@ pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
         header::HeaderValue::from_static("application/json"),
     );
     headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-    if let Error::RangeNotSatisfiable { size } = err {
-        if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
-            headers.insert(header::CONTENT_RANGE, v);
+    match err {
+        Error::RangeNotSatisfiable { size } => {
+            if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+                headers.insert(header::CONTENT_RANGE, v);
+            }
         }
+        Error::TooManyRequests { retry_after_secs } => {
+            headers.insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(*retry_after_secs),
+            );
+        }
+        _ => {}
     }
     response
 }
@@ -139,8 +154,30 @@ mod tests {
             (Error::MethodNotAllowed("PATCH".into()), "UNSUPPORTED", 405),
             (Error::AccountUnknown("x".into()), "UNAUTHORIZED", 401),
             (Error::AccountInvalid("x".into()), "UNSUPPORTED", 400),
+            (Error::TokenUnknown(3), "DENIED", 404),
+            (
+                Error::TeamUnknown {
+                    org: "acme".into(),
+                    team: "devs".into(),
+                },
+                "DENIED",
+                404,
+            ),
             (Error::Conflict("x".into()), "DENIED", 409),
             (Error::Unauthorized, "UNAUTHORIZED", 401),
+            (Error::CredentialsInvalid, "UNAUTHORIZED", 401),
+            (
+                Error::TwoFactorRequired("x".into()),
+                "UNAUTHORIZED",
+                401,
+            ),
+            (
+                Error::TooManyRequests {
+                    retry_after_secs: 5,
+                },
+                "TOOMANYREQUESTS",
+                429,
+            ),
             (Error::Denied, "DENIED", 403),
             (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
         ];

@@ -3,9 +3,15 @@
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use berth_core::Error;
 
-/// Decodes `%XX` escapes of a query component; None if the escapes are broken. A `+` stays
-/// a plus: media types (`...+json`) carry one, and no value this API reads can hold a space.
+/// Decodes `%XX` escapes of a query component; None if the escapes are broken. In queries
+/// a `+` stays a plus: media types (`...+json`) carry one, and no value the registry API
+/// reads can hold a space.
 fn percent_decode(raw: &str) -> Option<String> {
+    decode_component(raw, false)
+}
+
+/// Decodes one component of a query or (with `plus_is_space`) of an HTML form body.
+pub(crate) fn decode_component(raw: &str, plus_is_space: bool) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -15,6 +21,10 @@ fn percent_decode(raw: &str) -> Option<String> {
                 let hex = raw.get(i + 1..i + 3)?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
             }
             b => {
                 out.push(b);

@@ -4,7 +4,7 @@
 mod access;
 mod error;
 mod handlers;
-mod headers;
+pub(crate) mod headers;
 pub mod route;
 
 use crate::AppState;
@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, Method, Request};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use berth_core::access::Principal;
+use crate::auth;
 use berth_core::Error;
 pub use error::error_response;
 use route::OciRoute;
@@ -53,17 +53,48 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
     let method = request.method().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
     let needs = access::needs(&route, &method, &query)?;
-    state
-        .authorizer
-        .authorize(&Principal::Anonymous, &needs)
-        .await?;
     let (parts, body) = request.into_parts();
+    let peer = auth::peer_address(&parts.extensions);
+    let caller = match auth::identify(&state, &parts.headers, peer).await {
+        Ok(caller) => caller,
+        Err(err) => {
+            return Ok(auth::refuse(
+                &state,
+                &parts.headers,
+                &method,
+                &err,
+                &needs.required,
+                false,
+            ))
+        }
+    };
+    if let Err(err) = caller.authorize(&state, &needs.required).await {
+        let insufficient_scope = caller.is_bearer();
+        return Ok(auth::refuse(
+            &state,
+            &parts.headers,
+            &method,
+            &err,
+            &needs.required,
+            insufficient_scope,
+        ));
+    }
+    let mount_allowed = match &needs.mount_from {
+        Some(need) => caller.allows(&state, need).await?,
+        None => false,
+    };
+    let principal = match route {
+        OciRoute::Catalog => Some(caller.principal(&state).await?),
+        _ => None,
+    };
     let req = handlers::Req {
         state: &state,
         method,
         query: &query,
         headers: &parts.headers,
         body,
+        mount_allowed,
+        principal,
     };
     match route {
         OciRoute::Base => handlers::base(req),

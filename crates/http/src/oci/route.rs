@@ -28,10 +28,12 @@ pub enum OciRoute {
     Referrers { name: RepoName, digest: Digest },
 }
 
+/// A repository name from path segments; a bare name is an official image (`library/…`).
 fn name(segments: &[&str]) -> Result<RepoName, Error> {
     segments
         .join("/")
         .parse()
+        .map(RepoName::with_default_namespace)
         .map_err(|e: berth_oci::name::NameError| Error::NameInvalid(e.to_string()))
 }
 
@@ -146,7 +148,7 @@ mod tests {
         assert_eq!(
             OciRoute::parse("a/manifests/latest").unwrap(),
             OciRoute::Manifest {
-                name: n("a"),
+                name: n("library/a"),
                 reference: "latest".parse().unwrap()
             }
         );
@@ -160,29 +162,29 @@ mod tests {
         assert_eq!(
             OciRoute::parse(&format!("a/blobs/{}", D.replace(':', "%3A"))).unwrap(),
             OciRoute::Blob {
-                name: n("a"),
+                name: n("library/a"),
                 digest: D.parse().unwrap()
             }
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads/").unwrap(),
-            OciRoute::UploadStart { name: n("a") }
+            OciRoute::UploadStart { name: n("library/a") }
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads").unwrap(),
-            OciRoute::UploadStart { name: n("a") }
+            OciRoute::UploadStart { name: n("library/a") }
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads/abc123").unwrap(),
             OciRoute::Upload {
-                name: n("a"),
+                name: n("library/a"),
                 id: "abc123".into()
             }
         );
         assert_eq!(
             OciRoute::parse(&format!("x/referrers/{D}")).unwrap(),
             OciRoute::Referrers {
-                name: n("x"),
+                name: n("library/x"),
                 digest: D.parse().unwrap()
             }
         );

@@ -44,10 +44,10 @@ async fn get_streams_a_blob_larger_than_one_read_chunk() {
 async fn head_returns_the_headers_without_a_body() {
     let app = TestApp::spawn().await;
     let content = bytes(3, 321);
-    let blob = app.push_blob("repo", &content).await;
+    let blob = app.push_blob("ns/repo", &content).await;
 
     let resp = app
-        .send(app.head(&format!("/v2/repo/blobs/{}", blob.digest)))
+        .send(app.head(&format!("/v2/ns/repo/blobs/{}", blob.digest)))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-length"), "321");
@@ -58,9 +58,9 @@ async fn head_returns_the_headers_without_a_body() {
 #[tokio::test]
 async fn an_empty_blob_is_served_empty() {
     let app = TestApp::spawn().await;
-    let blob = app.push_blob("repo", b"").await;
+    let blob = app.push_blob("ns/repo", b"").await;
     let resp = app
-        .send(app.get(&format!("/v2/repo/blobs/{}", blob.digest)))
+        .send(app.get(&format!("/v2/ns/repo/blobs/{}", blob.digest)))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-length"), "0");
@@ -70,10 +70,10 @@ async fn an_empty_blob_is_served_empty() {
 #[tokio::test]
 async fn a_percent_escaped_colon_in_the_digest_is_understood() {
     let app = TestApp::spawn().await;
-    let blob = app.push_blob("repo", b"escaped").await;
+    let blob = app.push_blob("ns/repo", b"escaped").await;
     let escaped = blob.digest.replace(':', "%3A");
     let resp = app
-        .send(app.get(&format!("/v2/repo/blobs/{escaped}")))
+        .send(app.get(&format!("/v2/ns/repo/blobs/{escaped}")))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), &b"escaped"[..]);
@@ -200,8 +200,8 @@ async fn malformed_or_foreign_ranges_are_ignored_and_the_whole_blob_served() {
 #[tokio::test]
 async fn delete_unlinks_the_blob_from_the_repository() {
     let app = TestApp::spawn().await;
-    let blob = app.push_blob("repo", b"to be deleted").await;
-    let path = format!("/v2/repo/blobs/{}", blob.digest);
+    let blob = app.push_blob("ns/repo", b"to be deleted").await;
+    let path = format!("/v2/ns/repo/blobs/{}", blob.digest);
 
     let resp = app.send(app.delete(&path)).await;
     assert_eq!(resp.status(), 202);
@@ -246,13 +246,13 @@ async fn sha512_blobs_are_served_by_their_sha512_digest() {
     let content = bytes(5, 777);
     let digest = sha512(&content);
     let post = app
-        .post(&format!("/v2/repo/blobs/uploads/?digest={digest}"))
+        .post(&format!("/v2/ns/repo/blobs/uploads/?digest={digest}"))
         .body(content.clone());
     let resp = app.send(post).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
 
-    let resp = app.send(app.get(&format!("/v2/repo/blobs/{digest}"))).await;
+    let resp = app.send(app.get(&format!("/v2/ns/repo/blobs/{digest}"))).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     assert_eq!(resp.bytes().await.unwrap(), content);
@@ -261,8 +261,8 @@ async fn sha512_blobs_are_served_by_their_sha512_digest() {
 #[tokio::test]
 async fn blobs_refuse_other_methods() {
     let app = TestApp::spawn().await;
-    let blob = app.push_blob("repo", b"x").await;
-    let path = format!("/v2/repo/blobs/{}", blob.digest);
+    let blob = app.push_blob("ns/repo", b"x").await;
+    let path = format!("/v2/ns/repo/blobs/{}", blob.digest);
     for method in [
         reqwest::Method::PUT,
         reqwest::Method::POST,

@@ -69,16 +69,16 @@ async fn tags_are_listed_sorted_with_the_repository_name() {
 #[tokio::test]
 async fn tags_are_paginated_with_n_and_link() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
     let all = sorted_tags();
 
-    let resp = app.send(app.get("/v2/repo/tags/list?n=3")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?n=3")).await;
     assert_eq!(
         next_link(&resp).as_deref(),
-        Some(format!("/v2/repo/tags/list?n=3&last={}", all[2]).as_str())
+        Some(format!("/v2/ns/repo/tags/list?n=3&last={}", all[2]).as_str())
     );
 
-    let pages = walk(&app, "/v2/repo/tags/list?n=3", "tags").await;
+    let pages = walk(&app, "/v2/ns/repo/tags/list?n=3", "tags").await;
     assert_eq!(pages.len(), 3);
     assert_eq!(pages[0], all[..3]);
     assert_eq!(pages[1], all[3..6]);
@@ -88,32 +88,32 @@ async fn tags_are_paginated_with_n_and_link() {
 #[tokio::test]
 async fn last_starts_after_the_given_tag() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
     let all = sorted_tags();
 
-    let resp = app.send(app.get("/v2/repo/tags/list?last=B")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?last=B")).await;
     assert_eq!(maybe_header(&resp, "link"), None);
     let after_b: Vec<String> = all.iter().filter(|t| t.as_str() > "B").cloned().collect();
     assert_eq!(strings(&json_body(resp).await["tags"]), after_b);
 
-    let resp = app.send(app.get("/v2/repo/tags/list?n=2&last=a")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?n=2&last=a")).await;
     assert!(next_link(&resp).is_some());
     assert_eq!(strings(&json_body(resp).await["tags"]), ["latest", "v10"]);
 
     // A `last` that is not itself a tag still orders correctly.
-    let resp = app.send(app.get("/v2/repo/tags/list?last=u")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?last=u")).await;
     assert_eq!(strings(&json_body(resp).await["tags"]), ["v10", "v2"]);
-    let resp = app.send(app.get("/v2/repo/tags/list?last=zzz")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?last=zzz")).await;
     assert!(strings(&json_body(resp).await["tags"]).is_empty());
 }
 
 #[tokio::test]
 async fn n_as_large_as_the_list_has_no_link() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
     for n in [7, 8, 100_000] {
         let resp = app
-            .send(app.get(&format!("/v2/repo/tags/list?n={n}")))
+            .send(app.get(&format!("/v2/ns/repo/tags/list?n={n}")))
             .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(maybe_header(&resp, "link"), None, "n={n}");
@@ -124,22 +124,22 @@ async fn n_as_large_as_the_list_has_no_link() {
 #[tokio::test]
 async fn n_zero_is_an_empty_page() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
-    let resp = app.send(app.get("/v2/repo/tags/list?n=0")).await;
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list?n=0")).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(maybe_header(&resp, "link"), None);
     let body = json_body(resp).await;
-    assert_eq!(body["name"], "repo");
+    assert_eq!(body["name"], "ns/repo");
     assert!(strings(&body["tags"]).is_empty());
 }
 
 #[tokio::test]
 async fn an_invalid_n_is_pagination_number_invalid() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
     for n in ["-1", "abc", "1.5", "99999999999999999999", "0x10"] {
         let resp = app
-            .send(app.get(&format!("/v2/repo/tags/list?n={n}")))
+            .send(app.get(&format!("/v2/ns/repo/tags/list?n={n}")))
             .await;
         assert_error(resp, 400, "PAGINATION_NUMBER_INVALID").await;
         let resp = app.send(app.get(&format!("/v2/_catalog?n={n}"))).await;
@@ -171,8 +171,8 @@ async fn a_repository_with_blobs_but_no_tags_lists_no_tags() {
 #[tokio::test]
 async fn head_on_a_listing_has_headers_and_no_body() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &TAGS).await;
-    for path in ["/v2/repo/tags/list?n=2", "/v2/_catalog"] {
+    repo_with_tags(&app, "ns/repo", &TAGS).await;
+    for path in ["/v2/ns/repo/tags/list?n=2", "/v2/_catalog"] {
         let resp = app.send(app.head(path)).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "content-type"), "application/json");
@@ -180,7 +180,14 @@ async fn head_on_a_listing_has_headers_and_no_body() {
     }
 }
 
-const REPOS: [&str; 6] = ["zeta", "alpha/one", "alpha", "beta/x/y", "alpha-two", "b"];
+const REPOS: [&str; 6] = [
+    "zeta/z",
+    "alpha/one",
+    "alpha/a",
+    "beta/x/y",
+    "alpha-two/a",
+    "b/b",
+];
 
 fn sorted_repos() -> Vec<String> {
     let mut repos: Vec<String> = REPOS.iter().map(|r| r.to_string()).collect();
@@ -257,8 +264,8 @@ async fn an_empty_registry_has_an_empty_catalog() {
 #[tokio::test]
 async fn listings_refuse_other_methods() {
     let app = TestApp::spawn().await;
-    repo_with_tags(&app, "repo", &["v1"]).await;
-    for path in ["/v2/repo/tags/list", "/v2/_catalog"] {
+    repo_with_tags(&app, "ns/repo", &["v1"]).await;
+    for path in ["/v2/ns/repo/tags/list", "/v2/_catalog"] {
         for method in [
             reqwest::Method::POST,
             reqwest::Method::PUT,

@@ -63,27 +63,27 @@ async fn put_by_tag_answers_201_with_location_and_digest() {
 #[tokio::test]
 async fn put_by_digest_stores_an_untagged_manifest() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 2).await;
-    let resp = app.push_manifest("repo", &m.digest(), &m).await;
+    let m = oci_image(&app, "ns/repo", 2).await;
+    let resp = app.push_manifest("ns/repo", &m.digest(), &m).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(
         header(&resp, "location"),
-        format!("/v2/repo/manifests/{}", m.digest())
+        format!("/v2/ns/repo/manifests/{}", m.digest())
     );
-    assert_served(&app, "repo", &m.digest(), &m).await;
-    assert!(tags_of(&app, "repo").await.is_empty());
+    assert_served(&app, "ns/repo", &m.digest(), &m).await;
+    assert!(tags_of(&app, "ns/repo").await.is_empty());
 }
 
 #[tokio::test]
 async fn put_by_sha512_digest_is_served_by_that_digest() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 3).await;
+    let m = oci_image(&app, "ns/repo", 3).await;
     let digest = sha512(&m.body);
-    let resp = app.push_manifest("repo", &digest, &m).await;
+    let resp = app.push_manifest("ns/repo", &digest, &m).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     let resp = app
-        .send(app.get(&format!("/v2/repo/manifests/{digest}")))
+        .send(app.get(&format!("/v2/ns/repo/manifests/{digest}")))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
@@ -93,13 +93,13 @@ async fn put_by_sha512_digest_is_served_by_that_digest() {
 #[tokio::test]
 async fn put_by_a_digest_that_does_not_match_is_digest_invalid() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 4).await;
+    let m = oci_image(&app, "ns/repo", 4).await;
     let wrong = sha256(b"some other manifest");
-    let resp = app.push_manifest("repo", &wrong, &m).await;
+    let resp = app.push_manifest("ns/repo", &wrong, &m).await;
     assert_error(resp, 400, "DIGEST_INVALID").await;
     for reference in [wrong, m.digest()] {
         let resp = app
-            .send(app.get(&format!("/v2/repo/manifests/{reference}")))
+            .send(app.get(&format!("/v2/ns/repo/manifests/{reference}")))
             .await;
         assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
     }
@@ -147,25 +147,25 @@ async fn every_manifest_format_round_trips_byte_for_byte() {
 #[tokio::test]
 async fn the_manifest_body_is_not_reformatted() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
     // Odd spacing, key order and a trailing newline must all survive.
     let body = format!(
         "{{ \"layers\" : [],\n\t\"config\":{},  \"schemaVersion\" :2 ,\"mediaType\":\"{OCI_MANIFEST}\"}}\n",
         config.json()
     );
     let m = Manifest::raw(OCI_MANIFEST, body);
-    app.push_manifest_ok("repo", "odd", &m).await;
-    assert_served(&app, "repo", "odd", &m).await;
+    app.push_manifest_ok("ns/repo", "odd", &m).await;
+    assert_served(&app, "ns/repo", "odd", &m).await;
 }
 
 #[tokio::test]
 async fn tag_query_parameters_add_tags_to_a_push_by_digest() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 7).await;
+    let m = oci_image(&app, "ns/repo", 7).await;
     let resp = app
         .send(
             app.put(&format!(
-                "/v2/repo/manifests/{}?tag=v1&tag=v1.0&tag=latest",
+                "/v2/ns/repo/manifests/{}?tag=v1&tag=v1.0&tag=latest",
                 m.digest()
             ))
             .header("content-type", OCI_MANIFEST)
@@ -173,23 +173,23 @@ async fn tag_query_parameters_add_tags_to_a_push_by_digest() {
         )
         .await;
     assert_eq!(resp.status(), 201);
-    assert_eq!(tags_of(&app, "repo").await, ["latest", "v1", "v1.0"]);
+    assert_eq!(tags_of(&app, "ns/repo").await, ["latest", "v1", "v1.0"]);
     for tag in ["v1", "v1.0", "latest"] {
-        assert_served(&app, "repo", tag, &m).await;
+        assert_served(&app, "ns/repo", tag, &m).await;
     }
 }
 
 #[tokio::test]
 async fn an_invalid_tag_query_parameter_is_tag_invalid() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 8).await;
+    let m = oci_image(&app, "ns/repo", 8).await;
     let put = app
-        .put(&format!("/v2/repo/manifests/{}?tag=-bad", m.digest()))
+        .put(&format!("/v2/ns/repo/manifests/{}?tag=-bad", m.digest()))
         .header("content-type", OCI_MANIFEST)
         .body(m.body.clone());
     assert_error(app.send(put).await, 400, "TAG_INVALID").await;
     let resp = app
-        .send(app.get(&format!("/v2/repo/manifests/{}", m.digest())))
+        .send(app.get(&format!("/v2/ns/repo/manifests/{}", m.digest())))
         .await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
 }
@@ -197,18 +197,18 @@ async fn an_invalid_tag_query_parameter_is_tag_invalid() {
 #[tokio::test]
 async fn pushing_a_tag_again_moves_it() {
     let app = TestApp::spawn().await;
-    let first = app.push_image("repo", "latest", 9).await;
-    let second = app.push_image("repo", "latest", 10).await;
-    assert_served(&app, "repo", "latest", &second).await;
-    assert_served(&app, "repo", &first.digest(), &first).await;
-    assert_eq!(tags_of(&app, "repo").await, ["latest"]);
+    let first = app.push_image("ns/repo", "latest", 9).await;
+    let second = app.push_image("ns/repo", "latest", 10).await;
+    assert_served(&app, "ns/repo", "latest", &second).await;
+    assert_served(&app, "ns/repo", &first.digest(), &first).await;
+    assert_eq!(tags_of(&app, "ns/repo").await, ["latest"]);
 }
 
 #[tokio::test]
 async fn missing_layers_and_configs_are_manifest_blob_unknown() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
-    let layer = app.push_blob("repo", b"layer").await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
+    let layer = app.push_blob("ns/repo", b"layer").await;
     let absent = Descriptor::of(OCI_CONFIG, b"never pushed");
 
     let missing_layer = ManifestBuilder::oci_image(
@@ -222,47 +222,47 @@ async fn missing_layers_and_configs_are_manifest_blob_unknown() {
     let foreign_layer = ManifestBuilder::oci_image(&config, &[elsewhere]).build();
 
     for m in [missing_layer, missing_config, foreign_layer] {
-        let resp = app.push_manifest("repo", "broken", &m).await;
+        let resp = app.push_manifest("ns/repo", "broken", &m).await;
         assert_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
         let resp = app
-            .send(app.get(&format!("/v2/repo/manifests/{}", m.digest())))
+            .send(app.get(&format!("/v2/ns/repo/manifests/{}", m.digest())))
             .await;
         assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
     }
-    assert!(tags_of(&app, "repo").await.is_empty());
+    assert!(tags_of(&app, "ns/repo").await.is_empty());
 }
 
 #[tokio::test]
 async fn an_index_with_a_missing_child_is_manifest_blob_unknown() {
     let app = TestApp::spawn().await;
-    let present = app.push_image("repo", "present", 11).await;
-    let absent = oci_image(&app, "repo", 12).await; // never pushed as a manifest
+    let present = app.push_image("ns/repo", "present", 11).await;
+    let absent = oci_image(&app, "ns/repo", 12).await; // never pushed as a manifest
     let index = ManifestBuilder::oci_index(&[present.descriptor(), absent.descriptor()]).build();
-    let resp = app.push_manifest("repo", "multi", &index).await;
+    let resp = app.push_manifest("ns/repo", "multi", &index).await;
     assert_error(resp, 400, "MANIFEST_BLOB_UNKNOWN").await;
-    let resp = app.send(app.get("/v2/repo/manifests/multi")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/multi")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn a_missing_subject_is_allowed_and_reported_in_oci_subject() {
     let app = TestApp::spawn().await;
-    app.push_blob_as("repo", b"{}", OCI_EMPTY).await;
-    let payload = app.push_blob("repo", b"signature").await;
+    app.push_blob_as("ns/repo", b"{}", OCI_EMPTY).await;
+    let payload = app.push_blob("ns/repo", b"signature").await;
     let subject = Descriptor::of(OCI_MANIFEST, b"a manifest pushed later or never");
     let m = ManifestBuilder::artifact("application/vnd.example.sig", &[payload])
         .subject(&subject)
         .build();
-    let resp = app.push_manifest("repo", &m.digest(), &m).await;
+    let resp = app.push_manifest("ns/repo", &m.digest(), &m).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "oci-subject"), subject.digest);
-    assert_served(&app, "repo", &m.digest(), &m).await;
+    assert_served(&app, "ns/repo", &m.digest(), &m).await;
 }
 
 #[tokio::test]
 async fn schema1_manifests_are_refused_as_unsupported() {
     let app = TestApp::spawn().await;
-    let schema1 = r#"{"schemaVersion":1,"name":"repo","tag":"old","architecture":"amd64","fsLayers":[],"history":[]}"#;
+    let schema1 = r#"{"schemaVersion":1,"name":"ns/repo","tag":"old","architecture":"amd64","fsLayers":[],"history":[]}"#;
     for content_type in [
         DOCKER_SCHEMA1_SIGNED,
         "application/vnd.docker.distribution.manifest.v1+json",
@@ -270,7 +270,7 @@ async fn schema1_manifests_are_refused_as_unsupported() {
     ] {
         let m = Manifest::raw(content_type, schema1);
         let error = assert_error(
-            app.push_manifest("repo", "old", &m).await,
+            app.push_manifest("ns/repo", "old", &m).await,
             400,
             "UNSUPPORTED",
         )
@@ -283,22 +283,22 @@ async fn schema1_manifests_are_refused_as_unsupported() {
 #[tokio::test]
 async fn a_content_type_that_contradicts_the_media_type_is_manifest_invalid() {
     let app = TestApp::spawn().await;
-    let m = oci_image(&app, "repo", 13).await;
+    let m = oci_image(&app, "ns/repo", 13).await;
     let pushed_as_docker = Manifest::raw(
         "application/vnd.docker.distribution.manifest.v2+json",
         m.body.clone(),
     );
-    let resp = app.push_manifest("repo", "x", &pushed_as_docker).await;
+    let resp = app.push_manifest("ns/repo", "x", &pushed_as_docker).await;
     assert_error(resp, 400, "MANIFEST_INVALID").await;
     let pushed_as_index = Manifest::raw(OCI_INDEX, m.body.clone());
-    let resp = app.push_manifest("repo", "x", &pushed_as_index).await;
+    let resp = app.push_manifest("ns/repo", "x", &pushed_as_index).await;
     assert_error(resp, 400, "MANIFEST_INVALID").await;
 }
 
 #[tokio::test]
 async fn malformed_manifests_are_manifest_invalid() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
     let cases = [
         "not json at all".to_owned(),
         "{\"schemaVersion\":2,".to_owned(),
@@ -324,44 +324,44 @@ async fn malformed_manifests_are_manifest_invalid() {
             OCI_MANIFEST
         };
         let m = Manifest::raw(media_type, body);
-        let resp = app.push_manifest("repo", "bad", &m).await;
+        let resp = app.push_manifest("ns/repo", "bad", &m).await;
         assert_error(resp, 400, "MANIFEST_INVALID").await;
     }
-    let resp = app.send(app.get("/v2/repo/manifests/bad")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/bad")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn a_manifest_over_4_mib_is_413() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
     let padding = "x".repeat(4 * 1024 * 1024);
     let m = ManifestBuilder::oci_image(&config, &[])
         .annotation("padding", &padding)
         .build();
     assert!(m.body.len() > 4 * 1024 * 1024);
-    let resp = app.push_manifest("repo", "huge", &m).await;
+    let resp = app.push_manifest("ns/repo", "huge", &m).await;
     assert_error(resp, 413, "SIZE_INVALID").await;
 
     // The same without a Content-Length: the limit holds for a streamed body too.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         m.body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     let put = app
-        .put("/v2/repo/manifests/huge")
+        .put("/v2/ns/repo/manifests/huge")
         .header("content-type", OCI_MANIFEST)
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )));
     assert_error(app.send(put).await, 413, "SIZE_INVALID").await;
 
-    let resp = app.send(app.get("/v2/repo/manifests/huge")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/huge")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
 }
 
 #[tokio::test]
 async fn a_manifest_just_under_the_limit_is_accepted() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
     let empty = ManifestBuilder::oci_image(&config, &[])
         .annotation("padding", "")
         .build();
@@ -370,55 +370,55 @@ async fn a_manifest_just_under_the_limit_is_accepted() {
         .annotation("padding", &"y".repeat(room))
         .build();
     assert_eq!(m.body.len(), 4 * 1024 * 1024);
-    app.push_manifest_ok("repo", "big", &m).await;
-    assert_served(&app, "repo", "big", &m).await;
+    app.push_manifest_ok("ns/repo", "big", &m).await;
+    assert_served(&app, "ns/repo", "big", &m).await;
 }
 
 #[tokio::test]
 async fn delete_by_tag_removes_only_the_tag() {
     let app = TestApp::spawn().await;
-    let m = app.push_image("repo", "v1", 14).await;
-    app.push_manifest_ok("repo", "v2", &m).await;
+    let m = app.push_image("ns/repo", "v1", 14).await;
+    app.push_manifest_ok("ns/repo", "v2", &m).await;
 
-    let resp = app.send(app.delete("/v2/repo/manifests/v1")).await;
+    let resp = app.send(app.delete("/v2/ns/repo/manifests/v1")).await;
     assert_eq!(resp.status(), 202);
 
-    let resp = app.send(app.get("/v2/repo/manifests/v1")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/v1")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
-    assert_served(&app, "repo", &m.digest(), &m).await;
-    assert_served(&app, "repo", "v2", &m).await;
-    assert_eq!(tags_of(&app, "repo").await, ["v2"]);
+    assert_served(&app, "ns/repo", &m.digest(), &m).await;
+    assert_served(&app, "ns/repo", "v2", &m).await;
+    assert_eq!(tags_of(&app, "ns/repo").await, ["v2"]);
 }
 
 #[tokio::test]
 async fn delete_by_digest_removes_the_manifest_and_its_tags() {
     let app = TestApp::spawn().await;
-    let m = app.push_image("repo", "v1", 15).await;
-    app.push_manifest_ok("repo", "v2", &m).await;
-    let keep = app.push_image("repo", "other", 16).await;
+    let m = app.push_image("ns/repo", "v1", 15).await;
+    app.push_manifest_ok("ns/repo", "v2", &m).await;
+    let keep = app.push_image("ns/repo", "other", 16).await;
 
     let resp = app
-        .send(app.delete(&format!("/v2/repo/manifests/{}", m.digest())))
+        .send(app.delete(&format!("/v2/ns/repo/manifests/{}", m.digest())))
         .await;
     assert_eq!(resp.status(), 202);
 
     for reference in [m.digest(), "v1".to_owned(), "v2".to_owned()] {
-        let path = format!("/v2/repo/manifests/{reference}");
+        let path = format!("/v2/ns/repo/manifests/{reference}");
         assert_error(app.send(app.get(&path)).await, 404, "MANIFEST_UNKNOWN").await;
         assert_head_error(app.send(app.head(&path)).await, 404).await;
     }
-    assert_eq!(tags_of(&app, "repo").await, ["other"]);
-    assert_served(&app, "repo", "other", &keep).await;
+    assert_eq!(tags_of(&app, "ns/repo").await, ["other"]);
+    assert_served(&app, "ns/repo", "other", &keep).await;
 }
 
 #[tokio::test]
 async fn delete_of_something_unknown_is_404() {
     let app = TestApp::spawn().await;
-    app.push_image("repo", "v1", 17).await;
-    let resp = app.send(app.delete("/v2/repo/manifests/nope")).await;
+    app.push_image("ns/repo", "v1", 17).await;
+    let resp = app.send(app.delete("/v2/ns/repo/manifests/nope")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
     let resp = app
-        .send(app.delete(&format!("/v2/repo/manifests/{}", sha256(b"x"))))
+        .send(app.delete(&format!("/v2/ns/repo/manifests/{}", sha256(b"x"))))
         .await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
     let resp = app.send(app.delete("/v2/no-such-repo/manifests/v1")).await;
@@ -458,7 +458,7 @@ async fn a_manifest_is_only_visible_in_its_repository() {
 async fn manifests_refuse_other_methods() {
     let app = TestApp::spawn().await;
     for method in [reqwest::Method::POST, reqwest::Method::PATCH] {
-        let resp = app.send(app.request(method, "/v2/repo/manifests/v1")).await;
+        let resp = app.send(app.request(method, "/v2/ns/repo/manifests/v1")).await;
         assert_error(resp, 405, "UNSUPPORTED").await;
     }
 }
@@ -466,12 +466,12 @@ async fn manifests_refuse_other_methods() {
 #[tokio::test]
 async fn non_distributable_layers_need_not_be_pushed() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{}", OCI_CONFIG).await;
+    let config = app.push_blob_as("ns/repo", b"{}", OCI_CONFIG).await;
     let foreign = Descriptor::of(
         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
         b"lives elsewhere",
     );
     let m = ManifestBuilder::oci_image(&config, &[foreign]).build();
-    app.push_manifest_ok("repo", "windows", &m).await;
-    assert_served(&app, "repo", "windows", &m).await;
+    app.push_manifest_ok("ns/repo", "windows", &m).await;
+    assert_served(&app, "ns/repo", "windows", &m).await;
 }

@@ -66,11 +66,11 @@ fn entry<'a>(entries: &'a [Value], m: &Manifest) -> &'a Value {
 #[tokio::test]
 async fn no_referrers_is_an_empty_index() {
     let app = TestApp::spawn().await;
-    let image = app.push_image("repo", "v1", 2).await;
+    let image = app.push_image("ns/repo", "v1", 2).await;
     let unknown = sha256(b"nothing refers to this");
     for digest in [image.digest(), unknown] {
         let resp = app
-            .send(app.get(&format!("/v2/repo/referrers/{digest}")))
+            .send(app.get(&format!("/v2/ns/repo/referrers/{digest}")))
             .await;
         assert_eq!(maybe_header(&resp, "oci-filters-applied"), None);
         assert!(referrers(resp).await.is_empty());
@@ -80,9 +80,9 @@ async fn no_referrers_is_an_empty_index() {
 #[tokio::test]
 async fn referrers_are_listed_with_type_size_and_annotations() {
     let app = TestApp::spawn().await;
-    let f = fixture(&app, "repo").await;
+    let f = fixture(&app, "ns/repo").await;
     let resp = app
-        .send(app.get(&format!("/v2/repo/referrers/{}", f.subject.digest())))
+        .send(app.get(&format!("/v2/ns/repo/referrers/{}", f.subject.digest())))
         .await;
     assert_eq!(maybe_header(&resp, "oci-filters-applied"), None);
     let entries = referrers(resp).await;
@@ -111,8 +111,8 @@ async fn referrers_are_listed_with_type_size_and_annotations() {
 #[tokio::test]
 async fn the_artifact_type_filter_is_applied_and_announced() {
     let app = TestApp::spawn().await;
-    let f = fixture(&app, "repo").await;
-    let path = format!("/v2/repo/referrers/{}", f.subject.digest());
+    let f = fixture(&app, "ns/repo").await;
+    let path = format!("/v2/ns/repo/referrers/{}", f.subject.digest());
 
     // Media types contain '+': sent raw (as curl users type it) it is a plus, not a space...
     let resp = app
@@ -143,18 +143,18 @@ async fn the_artifact_type_filter_is_applied_and_announced() {
 #[tokio::test]
 async fn an_index_can_refer_to_a_subject() {
     let app = TestApp::spawn().await;
-    let subject = app.push_image("repo", "v1", 3).await;
-    let child = app.push_image("repo", "child", 4).await;
+    let subject = app.push_image("ns/repo", "v1", 3).await;
+    let child = app.push_image("ns/repo", "child", 4).await;
     let index = ManifestBuilder::oci_index(&[child.descriptor()])
         .field("artifactType", json!("application/vnd.example.bundle"))
         .subject(&subject.descriptor())
         .build();
-    let resp = app.push_manifest("repo", &index.digest(), &index).await;
+    let resp = app.push_manifest("ns/repo", &index.digest(), &index).await;
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "oci-subject"), subject.digest());
 
     let resp = app
-        .send(app.get(&format!("/v2/repo/referrers/{}", subject.digest())))
+        .send(app.get(&format!("/v2/ns/repo/referrers/{}", subject.digest())))
         .await;
     let entries = referrers(resp).await;
     assert_eq!(entries.len(), 1);
@@ -166,21 +166,21 @@ async fn an_index_can_refer_to_a_subject() {
 #[tokio::test]
 async fn referrers_pushed_before_their_subject_are_listed() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("repo", b"{\"later\":1}", OCI_CONFIG).await;
-    let layer = app.push_blob("repo", b"later layer").await;
+    let config = app.push_blob_as("ns/repo", b"{\"later\":1}", OCI_CONFIG).await;
+    let layer = app.push_blob("ns/repo", b"later layer").await;
     let subject = ManifestBuilder::oci_image(&config, &[layer]).build();
 
-    app.push_blob_as("repo", b"{}", OCI_EMPTY).await;
-    let note = app.push_blob("repo", b"note").await;
+    app.push_blob_as("ns/repo", b"{}", OCI_EMPTY).await;
+    let note = app.push_blob("ns/repo", b"note").await;
     let referrer = ManifestBuilder::artifact("application/vnd.example.note", &[note])
         .subject(&subject.descriptor())
         .build();
-    app.push_manifest_ok("repo", &referrer.digest(), &referrer)
+    app.push_manifest_ok("ns/repo", &referrer.digest(), &referrer)
         .await;
-    app.push_manifest_ok("repo", "v1", &subject).await;
+    app.push_manifest_ok("ns/repo", "v1", &subject).await;
 
     let resp = app
-        .send(app.get(&format!("/v2/repo/referrers/{}", subject.digest())))
+        .send(app.get(&format!("/v2/ns/repo/referrers/{}", subject.digest())))
         .await;
     let entries = referrers(resp).await;
     assert_eq!(entries.len(), 1);
@@ -190,13 +190,13 @@ async fn referrers_pushed_before_their_subject_are_listed() {
 #[tokio::test]
 async fn a_deleted_referrer_is_no_longer_listed() {
     let app = TestApp::spawn().await;
-    let f = fixture(&app, "repo").await;
+    let f = fixture(&app, "ns/repo").await;
     let resp = app
-        .send(app.delete(&format!("/v2/repo/manifests/{}", f.sbom.digest())))
+        .send(app.delete(&format!("/v2/ns/repo/manifests/{}", f.sbom.digest())))
         .await;
     assert_eq!(resp.status(), 202);
     let resp = app
-        .send(app.get(&format!("/v2/repo/referrers/{}", f.subject.digest())))
+        .send(app.get(&format!("/v2/ns/repo/referrers/{}", f.subject.digest())))
         .await;
     let entries = referrers(resp).await;
     assert_eq!(entries.len(), 1);
@@ -217,9 +217,9 @@ async fn referrers_of_another_repository_are_not_listed() {
 #[tokio::test]
 async fn head_on_referrers_has_no_body() {
     let app = TestApp::spawn().await;
-    let f = fixture(&app, "repo").await;
+    let f = fixture(&app, "ns/repo").await;
     let resp = app
-        .send(app.head(&format!("/v2/repo/referrers/{}", f.subject.digest())))
+        .send(app.head(&format!("/v2/ns/repo/referrers/{}", f.subject.digest())))
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-type"), OCI_INDEX);
@@ -236,7 +236,7 @@ async fn an_invalid_digest_is_digest_invalid() {
         "md5:d41d8cd98f00b204e9800998ecf8427e",
     ] {
         let resp = app
-            .send(app.get(&format!("/v2/repo/referrers/{digest}")))
+            .send(app.get(&format!("/v2/ns/repo/referrers/{digest}")))
             .await;
         assert_error(resp, 400, "DIGEST_INVALID").await;
     }
@@ -245,7 +245,7 @@ async fn an_invalid_digest_is_digest_invalid() {
 #[tokio::test]
 async fn referrers_refuse_other_methods() {
     let app = TestApp::spawn().await;
-    let path = format!("/v2/repo/referrers/{}", sha256(b"x"));
+    let path = format!("/v2/ns/repo/referrers/{}", sha256(b"x"));
     for method in [
         reqwest::Method::PUT,
         reqwest::Method::POST,

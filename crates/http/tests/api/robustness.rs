@@ -59,7 +59,7 @@ async fn the_longest_valid_name_is_accepted() {
 #[tokio::test]
 async fn invalid_digests_are_digest_invalid() {
     let app = TestApp::spawn().await;
-    app.push_blob("repo", b"x").await;
+    app.push_blob("ns/repo", b"x").await;
     let upper = sha256(b"x").to_uppercase().replace("SHA256", "sha256");
     for digest in [
         "sha256:abc",
@@ -70,14 +70,14 @@ async fn invalid_digests_are_digest_invalid() {
         "sha512:abcd",
     ] {
         for path in [
-            format!("/v2/repo/blobs/{digest}"),
-            format!("/v2/repo/referrers/{digest}"),
+            format!("/v2/ns/repo/blobs/{digest}"),
+            format!("/v2/ns/repo/referrers/{digest}"),
         ] {
             assert_error(app.send(app.get(&path)).await, 400, "DIGEST_INVALID").await;
         }
         if digest.contains(':') {
             // With a colon the reference is a digest, not a tag.
-            let path = format!("/v2/repo/manifests/{digest}");
+            let path = format!("/v2/ns/repo/manifests/{digest}");
             assert_error(app.send(app.get(&path)).await, 400, "DIGEST_INVALID").await;
         }
     }
@@ -86,29 +86,29 @@ async fn invalid_digests_are_digest_invalid() {
 #[tokio::test]
 async fn invalid_tags_are_tag_invalid() {
     let app = TestApp::spawn().await;
-    let image = app.push_image("repo", "v1", 1).await;
+    let image = app.push_image("ns/repo", "v1", 1).await;
     let long = "t".repeat(129);
     for tag in ["-bad", ".bad", long.as_str(), "a%20b", "caf%C3%A9"] {
-        let path = format!("/v2/repo/manifests/{tag}");
+        let path = format!("/v2/ns/repo/manifests/{tag}");
         assert_error(app.send(app.get(&path)).await, 400, "TAG_INVALID").await;
-        let resp = app.push_manifest("repo", tag, &image).await;
+        let resp = app.push_manifest("ns/repo", tag, &image).await;
         assert_error(resp, 400, "TAG_INVALID").await;
     }
     // 128 characters is fine.
-    app.push_manifest_ok("repo", &"t".repeat(128), &image).await;
+    app.push_manifest_ok("ns/repo", &"t".repeat(128), &image).await;
 }
 
 #[tokio::test]
 async fn unknown_endpoints_are_404() {
     let app = TestApp::spawn().await;
-    app.push_image("repo", "v1", 2).await;
+    app.push_image("ns/repo", "v1", 2).await;
     for path in [
         "/v2/repo",
-        "/v2/repo/unknown/x",
-        "/v2/repo/tags",
-        "/v2/repo/tags/list/extra",
+        "/v2/ns/repo/unknown/x",
+        "/v2/ns/repo/tags",
+        "/v2/ns/repo/tags/list/extra",
         "/v2/tags/list",
-        "/v2/repo/manifest/v1",
+        "/v2/ns/repo/manifest/v1",
         "/v2/_catalog/x",
     ] {
         let resp = app.send(app.get(path)).await;
@@ -129,20 +129,20 @@ async fn unknown_endpoints_are_404() {
 #[tokio::test]
 async fn wrong_methods_are_405_unsupported() {
     let app = TestApp::spawn().await;
-    let image = app.push_image("repo", "v1", 3).await;
-    let location = app.start_upload("repo").await;
+    let image = app.push_image("ns/repo", "v1", 3).await;
+    let location = app.start_upload("ns/repo").await;
     let digest = image.digest();
     for (method, path) in [
         (Method::PATCH, "/v2/".to_owned()),
         (Method::DELETE, "/v2/_catalog".to_owned()),
-        (Method::PATCH, "/v2/repo/tags/list".to_owned()),
-        (Method::POST, "/v2/repo/manifests/v1".to_owned()),
-        (Method::PATCH, format!("/v2/repo/blobs/{digest}")),
-        (Method::GET, "/v2/repo/blobs/uploads/".to_owned()),
-        (Method::HEAD, "/v2/repo/blobs/uploads/".to_owned()),
+        (Method::PATCH, "/v2/ns/repo/tags/list".to_owned()),
+        (Method::POST, "/v2/ns/repo/manifests/v1".to_owned()),
+        (Method::PATCH, format!("/v2/ns/repo/blobs/{digest}")),
+        (Method::GET, "/v2/ns/repo/blobs/uploads/".to_owned()),
+        (Method::HEAD, "/v2/ns/repo/blobs/uploads/".to_owned()),
         (Method::POST, location),
-        (Method::PUT, format!("/v2/repo/referrers/{digest}")),
-        (Method::OPTIONS, "/v2/repo/manifests/v1".to_owned()),
+        (Method::PUT, format!("/v2/ns/repo/referrers/{digest}")),
+        (Method::OPTIONS, "/v2/ns/repo/manifests/v1".to_owned()),
         (Method::from_bytes(b"BREW").unwrap(), "/v2/".to_owned()),
     ] {
         let resp = app.send(app.request(method.clone(), &path)).await;
@@ -153,7 +153,7 @@ async fn wrong_methods_are_405_unsupported() {
         }
     }
     // Nothing was changed by the refused requests.
-    let resp = app.send(app.get("/v2/repo/manifests/v1")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/v1")).await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -174,17 +174,17 @@ fn split_head(raw: &[u8]) -> (String, &[u8]) {
 #[tokio::test]
 async fn head_error_responses_have_no_body_on_the_wire() {
     let app = TestApp::spawn().await;
-    app.push_image("repo", "v1", 4).await;
+    app.push_image("ns/repo", "v1", 4).await;
     let digest = sha256(b"absent");
     for (path, status) in [
-        (format!("/v2/repo/blobs/{digest}"), "404"),
-        (format!("/v2/repo/manifests/{digest}"), "404"),
-        ("/v2/repo/manifests/nope".to_owned(), "404"),
+        (format!("/v2/ns/repo/blobs/{digest}"), "404"),
+        (format!("/v2/ns/repo/manifests/{digest}"), "404"),
+        ("/v2/ns/repo/manifests/nope".to_owned(), "404"),
         ("/v2/other/manifests/v1".to_owned(), "404"),
         ("/v2/UPPER/manifests/v1".to_owned(), "400"),
-        ("/v2/repo/blobs/sha256:bad".to_owned(), "400"),
-        ("/v2/repo/blobs/uploads/".to_owned(), "405"),
-        ("/v2/repo/tags/list?n=x".to_owned(), "400"),
+        ("/v2/ns/repo/blobs/sha256:bad".to_owned(), "400"),
+        ("/v2/ns/repo/blobs/uploads/".to_owned(), "405"),
+        ("/v2/ns/repo/tags/list?n=x".to_owned(), "400"),
         ("/v2/nowhere".to_owned(), "404"),
     ] {
         let request = format!(
@@ -208,7 +208,7 @@ async fn head_error_responses_have_no_body_on_the_wire() {
 #[tokio::test]
 async fn errors_carry_the_api_version_header() {
     let app = TestApp::spawn().await;
-    for path in ["/v2/UPPER/tags/list", "/v2/repo/tags/list", "/v2/a/b"] {
+    for path in ["/v2/UPPER/tags/list", "/v2/ns/repo/tags/list", "/v2/a/b"] {
         let resp = app.send(app.get(path)).await;
         assert!(resp.status().is_client_error());
         assert_eq!(
@@ -239,7 +239,7 @@ async fn aborted_patch(app: &TestApp, location: &str, promised: usize, sent: &[u
 async fn a_truncated_chunk_leaves_the_session_at_its_old_size() {
     let app = TestApp::spawn().await;
     let content = bytes(7, 3000);
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     let first = app
         .patch(&location)
         .header("content-range", "0-999")
@@ -274,7 +274,7 @@ async fn a_truncated_chunk_leaves_the_session_at_its_old_size() {
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
     assert_eq!(resp.status(), 201);
-    let resp = app.send(app.get(&format!("/v2/repo/blobs/{digest}"))).await;
+    let resp = app.send(app.get(&format!("/v2/ns/repo/blobs/{digest}"))).await;
     assert_eq!(resp.bytes().await.unwrap(), content);
 }
 
@@ -285,7 +285,7 @@ async fn a_truncated_monolithic_upload_stores_nothing() {
     let digest = sha256(&content);
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
-        "POST /v2/repo/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: test\r\n\
+        "POST /v2/ns/repo/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: test\r\n\
          Content-Length: 500\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -295,12 +295,12 @@ async fn a_truncated_monolithic_upload_stores_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let resp = app
-        .send(app.head(&format!("/v2/repo/blobs/{digest}")))
+        .send(app.head(&format!("/v2/ns/repo/blobs/{digest}")))
         .await;
     assert_eq!(resp.status(), 404);
     // And the same push, complete, works.
     let post = app
-        .post(&format!("/v2/repo/blobs/uploads/?digest={digest}"))
+        .post(&format!("/v2/ns/repo/blobs/uploads/?digest={digest}"))
         .body(content.clone());
     assert_eq!(app.send(post).await.status(), 201);
 }
@@ -308,10 +308,10 @@ async fn a_truncated_monolithic_upload_stores_nothing() {
 #[tokio::test]
 async fn a_truncated_manifest_push_stores_nothing() {
     let app = TestApp::spawn().await;
-    let image = app.push_image("repo", "v1", 10).await;
+    let image = app.push_image("ns/repo", "v1", 10).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
-        "PUT /v2/repo/manifests/v2 HTTP/1.1\r\nHost: test\r\n\
+        "PUT /v2/ns/repo/manifests/v2 HTTP/1.1\r\nHost: test\r\n\
          Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
          Content-Length: {}\r\n\r\n",
         image.body.len()
@@ -325,9 +325,9 @@ async fn a_truncated_manifest_push_stores_nothing() {
     drop(stream);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let resp = app.send(app.get("/v2/repo/manifests/v2")).await;
+    let resp = app.send(app.get("/v2/ns/repo/manifests/v2")).await;
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
-    let resp = app.send(app.get("/v2/repo/tags/list")).await;
+    let resp = app.send(app.get("/v2/ns/repo/tags/list")).await;
     let tags: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(tags["tags"], serde_json::json!(["v1"]));
 }
@@ -392,7 +392,7 @@ fn method() -> impl Strategy<Value = Method> {
 fn segment(known: Vec<String>) -> impl Strategy<Value = String> {
     prop_oneof![
         3 => prop::sample::select(vec![
-            "blobs", "uploads", "manifests", "tags", "list", "referrers", "_catalog", "repo",
+            "blobs", "uploads", "manifests", "tags", "list", "referrers", "_catalog", "ns/repo",
             "library", "latest", "v1", "",
         ])
         .prop_map(str::to_owned),
@@ -455,7 +455,7 @@ fn body(manifest: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
 /// A path that names a real endpoint, with a name and reference that may or may not be valid.
 fn endpoint_path(known: Vec<String>) -> impl Strategy<Value = String> {
     let name = prop_oneof![
-        3 => Just("repo".to_owned()),
+        3 => Just("ns/repo".to_owned()),
         1 => Just("library/repo".to_owned()),
         1 => "[a-z0-9._/-]{1,20}",
         1 => "[ -~]{0,12}".prop_map(|s| s.replace(['?', '#', '/', ' '], "")),
@@ -512,8 +512,8 @@ fn random_requests_never_cause_a_server_error() {
         .unwrap();
     let (app, known, manifest) = runtime.block_on(async {
         let app = TestApp::spawn().await;
-        let image = app.push_image("repo", "latest", 9).await;
-        let location = app.start_upload("repo").await;
+        let image = app.push_image("ns/repo", "latest", 9).await;
+        let location = app.start_upload("ns/repo").await;
         let id = location.rsplit('/').next().unwrap().to_owned();
         let known = vec![
             image.digest(),

@@ -5,6 +5,7 @@
 //! than taken from the server's crates, so the tests check the wire format independently.
 
 use berth_core::access::OpenAccess;
+use berth_core::auth::{AuthSettings, Authenticator};
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
@@ -245,10 +246,16 @@ async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
     let meta = SqliteMeta::open(&dir.join("berth.db"))
         .await
         .expect("database");
-    let registry = Registry::new(Arc::new(blobs), Arc::new(meta), RegistryOptions::default());
+    let meta = Arc::new(meta);
+    // The protocol tests run with access open; access control has its own tests.
+    let auth = Authenticator::new(meta.clone(), Arc::new(OpenAccess), AuthSettings::default())
+        .await
+        .expect("authenticator");
+    let registry = Registry::new(Arc::new(blobs), meta, RegistryOptions::default());
     let app = berth_http::router(AppState {
         registry,
-        authorizer: Arc::new(OpenAccess),
+        auth: Arc::new(auth),
+        public_url: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");

@@ -110,8 +110,8 @@ async fn post_opens_a_session_and_put_completes_it() {
 #[tokio::test]
 async fn post_without_the_trailing_slash_opens_a_session_too() {
     let app = TestApp::spawn().await;
-    let resp = app.send(app.post("/v2/repo/blobs/uploads")).await;
-    assert_session(&resp, 202, "repo", "0-0");
+    let resp = app.send(app.post("/v2/ns/repo/blobs/uploads")).await;
+    assert_session(&resp, 202, "ns/repo", "0-0");
 }
 
 #[tokio::test]
@@ -120,12 +120,12 @@ async fn monolithic_post_with_digest_creates_the_blob_at_once() {
     let content = bytes(11, 4096);
     let digest = sha256(&content);
     let post = app
-        .post(&format!("/v2/repo/blobs/uploads/?digest={digest}"))
+        .post(&format!("/v2/ns/repo/blobs/uploads/?digest={digest}"))
         .header("content-type", "application/octet-stream")
         .body(content.clone());
     let resp = app.send(post).await;
-    assert_created(&resp, "repo", &digest);
-    assert_eq!(blob_bytes(&app, "repo", &digest).await, content);
+    assert_created(&resp, "ns/repo", &digest);
+    assert_eq!(blob_bytes(&app, "ns/repo", &digest).await, content);
 }
 
 #[tokio::test]
@@ -134,14 +134,14 @@ async fn monolithic_post_with_a_wrong_digest_stores_nothing() {
     let content = bytes(12, 100);
     let claimed = sha256(b"something else");
     let post = app
-        .post(&format!("/v2/repo/blobs/uploads/?digest={claimed}"))
+        .post(&format!("/v2/ns/repo/blobs/uploads/?digest={claimed}"))
         .body(content.clone());
     assert_error(app.send(post).await, 400, "DIGEST_INVALID").await;
-    assert_blob_absent(&app, "repo", &claimed).await;
-    assert_blob_absent(&app, "repo", &sha256(&content)).await;
+    assert_blob_absent(&app, "ns/repo", &claimed).await;
+    assert_blob_absent(&app, "ns/repo", &sha256(&content)).await;
 
     let post = app
-        .post("/v2/repo/blobs/uploads/?digest=sha256:tooshort")
+        .post("/v2/ns/repo/blobs/uploads/?digest=sha256:tooshort")
         .body(content.clone());
     assert_error(app.send(post).await, 400, "DIGEST_INVALID").await;
 }
@@ -150,11 +150,11 @@ async fn monolithic_post_with_a_wrong_digest_stores_nothing() {
 async fn chunks_patched_in_order_make_up_the_blob() {
     let app = TestApp::spawn().await;
     let content = bytes(13, 3000);
-    let mut location = app.start_upload("repo").await;
+    let mut location = app.start_upload("ns/repo").await;
     for (i, chunk) in content.chunks(1000).enumerate() {
         let resp = patch_chunk(&app, &location, i * 1000, chunk).await;
         let range = format!("0-{}", (i + 1) * 1000 - 1);
-        location = assert_session(&resp, 202, "repo", &range);
+        location = assert_session(&resp, 202, "ns/repo", &range);
     }
     assert_eq!(app.upload_range(&location).await, "0-2999");
 
@@ -162,14 +162,14 @@ async fn chunks_patched_in_order_make_up_the_blob() {
     let resp = app
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
-    assert_created(&resp, "repo", &digest);
-    assert_eq!(blob_bytes(&app, "repo", &digest).await, content);
+    assert_created(&resp, "ns/repo", &digest);
+    assert_eq!(blob_bytes(&app, "ns/repo", &digest).await, content);
 }
 
 #[tokio::test]
 async fn chunks_without_content_range_are_appended() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     for chunk in [&b"hello "[..], b"chunked ", b"world"] {
         let resp = app.send(app.patch(&location).body(chunk.to_vec())).await;
         assert_eq!(resp.status(), 202);
@@ -180,9 +180,9 @@ async fn chunks_without_content_range_are_appended() {
     let put = app
         .put(&with_query(&location, &format!("digest={digest}")))
         .body("!");
-    assert_created(&app.send(put).await, "repo", &digest);
+    assert_created(&app.send(put).await, "ns/repo", &digest);
     assert_eq!(
-        blob_bytes(&app, "repo", &digest).await,
+        blob_bytes(&app, "ns/repo", &digest).await,
         b"hello chunked world!"
     );
 }
@@ -190,7 +190,7 @@ async fn chunks_without_content_range_are_appended() {
 #[tokio::test]
 async fn an_out_of_order_chunk_is_416_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     assert_eq!(
         patch_chunk(&app, &location, 0, &[1; 10]).await.status(),
         202
@@ -204,7 +204,7 @@ async fn an_out_of_order_chunk_is_416_and_changes_nothing() {
 #[tokio::test]
 async fn an_overlapping_chunk_is_416_and_changes_nothing() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     assert_eq!(
         patch_chunk(&app, &location, 0, &[1; 10]).await.status(),
         202
@@ -218,13 +218,13 @@ async fn an_overlapping_chunk_is_416_and_changes_nothing() {
 
     // The session is still good for the right chunk.
     let resp = patch_chunk(&app, &location, 10, &[3; 5]).await;
-    assert_session(&resp, 202, "repo", "0-14");
+    assert_session(&resp, 202, "ns/repo", "0-14");
 }
 
 #[tokio::test]
 async fn a_content_range_that_disagrees_with_content_length_is_refused() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     let patch = app
         .patch(&location)
         .header("content-range", "0-19")
@@ -237,7 +237,7 @@ async fn a_content_range_that_disagrees_with_content_length_is_refused() {
 #[tokio::test]
 async fn a_malformed_content_range_is_refused() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     for bad in ["abc", "5", "9-1", "-5"] {
         let patch = app
             .patch(&location)
@@ -265,20 +265,20 @@ async fn get_reports_the_session_progress_with_204() {
 #[tokio::test]
 async fn delete_cancels_the_session() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     patch_chunk(&app, &location, 0, b"abandoned").await;
 
     let resp = app.send(app.delete(&location)).await;
     assert_eq!(resp.status(), 204);
 
     assert_session_unknown(&app, &location, 9, b"abandoned").await;
-    assert_blob_absent(&app, "repo", &sha256(b"abandoned")).await;
+    assert_blob_absent(&app, "ns/repo", &sha256(b"abandoned")).await;
 }
 
 #[tokio::test]
 async fn put_without_a_digest_is_refused_and_the_session_survives() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     patch_chunk(&app, &location, 0, b"keep me").await;
 
     let resp = app.send(app.put(&location)).await;
@@ -293,13 +293,13 @@ async fn put_without_a_digest_is_refused_and_the_session_survives() {
     let resp = app
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
-    assert_created(&resp, "repo", &digest);
+    assert_created(&resp, "ns/repo", &digest);
 }
 
 #[tokio::test]
 async fn put_with_a_wrong_digest_ends_the_session_and_stores_nothing() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     let content = bytes(15, 256);
     patch_chunk(&app, &location, 0, &content).await;
 
@@ -315,16 +315,16 @@ async fn put_with_a_wrong_digest_ends_the_session_and_stores_nothing() {
         "BLOB_UPLOAD_UNKNOWN",
     )
     .await;
-    assert_blob_absent(&app, "repo", &claimed).await;
-    assert_blob_absent(&app, "repo", &sha256(&content)).await;
+    assert_blob_absent(&app, "ns/repo", &claimed).await;
+    assert_blob_absent(&app, "ns/repo", &sha256(&content)).await;
 }
 
 #[tokio::test]
 async fn a_session_belongs_to_its_repository() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo-a").await;
+    let location = app.start_upload("ns/repo-a").await;
     patch_chunk(&app, &location, 0, b"for a").await;
-    let foreign = location.replace("/v2/repo-a/", "/v2/repo-b/");
+    let foreign = location.replace("/v2/ns/repo-a/", "/v2/ns/repo-b/");
     assert_ne!(foreign, location);
 
     assert_session_unknown(&app, &foreign, 5, b"for a").await;
@@ -337,9 +337,9 @@ async fn a_session_belongs_to_its_repository() {
 #[tokio::test]
 async fn an_unknown_session_is_blob_upload_unknown() {
     let app = TestApp::spawn().await;
-    app.start_upload("repo").await;
+    app.start_upload("ns/repo").await;
     for id in ["0123456789abcdef0123456789abcdef", "not-a-session", "x"] {
-        let path = format!("/v2/repo/blobs/uploads/{id}");
+        let path = format!("/v2/ns/repo/blobs/uploads/{id}");
         assert_error(app.send(app.get(&path)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
         let resp = app.send(app.patch(&path).body("x")).await;
         assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
@@ -367,10 +367,10 @@ async fn mount_from_a_percent_encoded_source_is_201() {
     let app = TestApp::spawn().await;
     let blob = app.push_blob("library/base", b"encoded").await;
     let post = app.post(&format!(
-        "/v2/app/blobs/uploads/?mount={}&from=library%2Fbase",
+        "/v2/team/app/blobs/uploads/?mount={}&from=library%2Fbase",
         blob.digest.replace(':', "%3A")
     ));
-    assert_created(&app.send(post).await, "app", &blob.digest);
+    assert_created(&app.send(post).await, "team/app", &blob.digest);
 }
 
 #[tokio::test]
@@ -384,9 +384,9 @@ async fn mount_that_cannot_be_satisfied_opens_a_session_instead() {
         format!("mount={missing}"),
     ] {
         let resp = app
-            .send(app.post(&format!("/v2/target/blobs/uploads/?{query}")))
+            .send(app.post(&format!("/v2/ns/target/blobs/uploads/?{query}")))
             .await;
-        let location = assert_session(&resp, 202, "target", "0-0");
+        let location = assert_session(&resp, 202, "ns/target", "0-0");
         // The session is a real one.
         assert_eq!(app.upload_range(&location).await, "0-0");
     }
@@ -415,7 +415,7 @@ async fn mount_with_an_invalid_source_or_digest_is_400() {
 async fn sha512_digests_complete_chunked_uploads() {
     let app = TestApp::spawn().await;
     let content = bytes(16, 2500);
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     patch_chunk(&app, &location, 0, &content[..1000]).await;
     patch_chunk(&app, &location, 1000, &content[1000..]).await;
 
@@ -423,14 +423,14 @@ async fn sha512_digests_complete_chunked_uploads() {
     let resp = app
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
-    assert_created(&resp, "repo", &digest);
-    assert_eq!(blob_bytes(&app, "repo", &digest).await, content);
+    assert_created(&resp, "ns/repo", &digest);
+    assert_eq!(blob_bytes(&app, "ns/repo", &digest).await, content);
 }
 
 #[tokio::test]
 async fn unsupported_digest_algorithms_are_digest_invalid() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     let put = app.put(&with_query(
         &location,
         "digest=md5:d41d8cd98f00b204e9800998ecf8427e",
@@ -441,8 +441,8 @@ async fn unsupported_digest_algorithms_are_digest_invalid() {
 #[tokio::test]
 async fn the_same_blob_pushed_twice_is_fine() {
     let app = TestApp::spawn().await;
-    let first = app.push_blob("repo", b"twice").await;
-    let second = app.push_blob("repo", b"twice").await;
+    let first = app.push_blob("ns/repo", b"twice").await;
+    let second = app.push_blob("ns/repo", b"twice").await;
     assert_eq!(first, second);
     let other = app.push_blob("elsewhere", b"twice").await;
     assert_eq!(other.digest, first.digest);
@@ -452,12 +452,12 @@ async fn the_same_blob_pushed_twice_is_fine() {
 #[tokio::test]
 async fn upload_endpoints_refuse_other_methods() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     for (method, path) in [
-        (reqwest::Method::GET, "/v2/repo/blobs/uploads/"),
-        (reqwest::Method::PUT, "/v2/repo/blobs/uploads/"),
-        (reqwest::Method::PATCH, "/v2/repo/blobs/uploads/"),
-        (reqwest::Method::DELETE, "/v2/repo/blobs/uploads/"),
+        (reqwest::Method::GET, "/v2/ns/repo/blobs/uploads/"),
+        (reqwest::Method::PUT, "/v2/ns/repo/blobs/uploads/"),
+        (reqwest::Method::PATCH, "/v2/ns/repo/blobs/uploads/"),
+        (reqwest::Method::DELETE, "/v2/ns/repo/blobs/uploads/"),
         (reqwest::Method::POST, location.as_str()),
     ] {
         let resp = app.send(app.request(method.clone(), path)).await;
@@ -468,7 +468,7 @@ async fn upload_endpoints_refuse_other_methods() {
 #[tokio::test]
 async fn concurrent_chunks_for_the_same_offset_are_accepted_once() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     let (a, b) = tokio::join!(
         patch_chunk(&app, &location, 0, &[0xA; 4096]),
         patch_chunk(&app, &location, 0, &[0xB; 4096]),
@@ -488,32 +488,32 @@ async fn concurrent_chunks_for_the_same_offset_are_accepted_once() {
     let resp = app
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
-    assert_created(&resp, "repo", &digest);
+    assert_created(&resp, "ns/repo", &digest);
 }
 
 #[tokio::test]
 async fn an_upload_resumes_after_a_restart() {
     let mut app = TestApp::spawn().await;
     let content = bytes(17, 5000);
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     patch_chunk(&app, &location, 0, &content[..3000]).await;
 
     app.restart().await;
     assert_eq!(app.upload_range(&location).await, "0-2999");
     let resp = patch_chunk(&app, &location, 3000, &content[3000..]).await;
-    assert_session(&resp, 202, "repo", "0-4999");
+    assert_session(&resp, 202, "ns/repo", "0-4999");
     let digest = sha256(&content);
     let resp = app
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
-    assert_created(&resp, "repo", &digest);
-    assert_eq!(blob_bytes(&app, "repo", &digest).await, content);
+    assert_created(&resp, "ns/repo", &digest);
+    assert_eq!(blob_bytes(&app, "ns/repo", &digest).await, content);
 }
 
 #[tokio::test]
 async fn a_streamed_chunk_shorter_than_its_content_range_is_refused() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     // No Content-Length: the body is streamed, and only its end shows it is short.
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 5])]);
     let patch = app
@@ -529,7 +529,7 @@ async fn a_streamed_chunk_shorter_than_its_content_range_is_refused() {
 #[tokio::test]
 async fn a_final_chunk_out_of_order_is_416_and_the_session_survives() {
     let app = TestApp::spawn().await;
-    let location = app.start_upload("repo").await;
+    let location = app.start_upload("ns/repo").await;
     patch_chunk(&app, &location, 0, b"first").await;
     let digest = sha256(b"firstsecond");
     let put = app
@@ -543,5 +543,5 @@ async fn a_final_chunk_out_of_order_is_416_and_the_session_survives() {
         .put(&with_query(&location, &format!("digest={digest}")))
         .header("content-range", "5-10")
         .body("second");
-    assert_created(&app.send(put).await, "repo", &digest);
+    assert_created(&app.send(put).await, "ns/repo", &digest);
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0002_catalog_version.sql"),
     ),
     (3, include_str!("../../migrations/sqlite/0003_accounts.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_access.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

@@ -1,9 +1,16 @@
 //! The SQLite backend: one writer connection (SQLite has one writer anyway) and a reader pool.
 
+mod access;
 mod accounts;
+mod audit;
 mod catalog;
 mod migrate;
+mod namespaces;
+mod orgs;
 mod registry;
+mod repositories;
+mod signing;
+mod tokens;
 
 use berth_core::ports::MetaError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -1,6 +1,7 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
 use super::catalog::CatalogCache;
+use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
     BlobLinks, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord, Repositories,
@@ -17,36 +18,6 @@ fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
 fn parse_repo(raw: &str) -> Result<RepoName, MetaError> {
     raw.parse()
         .map_err(|e| MetaError::Backend(format!("stored repository name is invalid: {e}")))
-}
-
-/// The id of `repo`, creating the repository if it does not exist yet.
-async fn ensure_repository(
-    tx: &mut Transaction<'_, Sqlite>,
-    repo: &str,
-    now: i64,
-) -> Result<i64, MetaError> {
-    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-        .bind(repo)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    if let Some(id) = existing {
-        return Ok(id);
-    }
-    let id = sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) RETURNING id",
-    )
-    .bind(repo)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(backend)?;
-    // Cached catalogs compare this counter to know they are stale.
-    sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'repositories'")
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(id)
 }
 
 async fn link_blob_tx(

@@ -5,6 +5,7 @@ use crate::oci::headers::{insert, query_param};
 use crate::oci::method_not_allowed;
 use axum::body::Body;
 use axum::http::{header, Method, Response};
+use berth_core::access::Principal;
 use berth_core::registry::Page;
 use berth_core::Error;
 use berth_oci::RepoName;
@@ -84,7 +85,13 @@ pub async fn catalog(req: Req<'_>) -> Result<Response<Body>, Error> {
         return Err(method_not_allowed(&req.method));
     }
     let (n, last) = page_params(req.query)?;
-    let page = req.state.registry.catalog(last.as_deref(), n).await?;
+    let principal = req.principal.unwrap_or_else(Principal::anonymous);
+    let viewer = req.state.auth.authorizer().viewer(&principal);
+    let page = req
+        .state
+        .registry
+        .catalog(viewer, principal.limits.as_ref(), last.as_deref(), n)
+        .await?;
     let body = serde_json::json!({ "repositories": page.items });
     Ok(json_page(&req.method, body, &page, "/v2/_catalog", n))
 }

@@ -9,6 +9,7 @@ pub mod uploads;
 use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
+use berth_core::access::Principal;
 use berth_core::ports::ByteStream;
 use berth_core::Error;
 use futures_util::TryStreamExt;
@@ -20,6 +21,10 @@ pub struct Req<'a> {
     pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Body,
+    /// Whether the caller may read the source of a cross-repository mount.
+    pub mount_allowed: bool,
+    /// Who is calling, for listings that show only what they may read (the catalog).
+    pub principal: Option<Principal>,
 }
 
 impl Req<'_> {

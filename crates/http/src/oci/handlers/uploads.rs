@@ -60,15 +60,17 @@ pub async fn start(req: Req<'_>, name: &RepoName) -> Result<Response<Body>, Erro
     let registry = req.state.registry.clone();
     if let Some(mount) = query_param(req.query, "mount") {
         let digest = parse_digest(&mount)?;
-        if let Some(from) = query_param(req.query, "from") {
+        let from = query_param(req.query, "from").filter(|_| req.mount_allowed);
+        if let Some(from) = from {
             let from: RepoName = from
-                .parse()
-                .map_err(|e: berth_oci::name::NameError| Error::NameInvalid(e.to_string()))?;
+                .parse::<RepoName>()
+                .map_err(|e: berth_oci::name::NameError| Error::NameInvalid(e.to_string()))?
+                .with_default_namespace();
             if registry.mount_blob(name, &digest, &from).await?.is_some() {
                 return Ok(blob_created(name, &digest));
             }
         }
-        // Not mountable: fall back to a fresh session, as the spec asks.
+        // Not mountable (or not readable by the caller): fall back to a fresh session, as the spec asks.
         let session = registry.start_upload(name).await?;
         return Ok(session_response(StatusCode::ACCEPTED, &session));
     }

@@ -1,0 +1,193 @@
+//! The permission rules, as pure functions of a principal and the stored facts about one
+//! repository: namespace owners and site admins hold everything, teams and collaborators
+//! what they were granted, everyone may read public repositories, and tokens narrow it all.
+
+use super::{Action, ActionSet, Actor, Principal};
+use crate::identity::TokenScope;
+use crate::ports::{AccessFacts, NamespaceOwner, Permission};
+use berth_oci::RepoName;
+
+/// The actions a permission level allows.
+pub fn permission_actions(permission: Option<Permission>) -> ActionSet {
+    match permission {
+        None => ActionSet::NONE,
+        Some(Permission::Read) => ActionSet::of(&[Action::Pull]),
+        Some(Permission::Write) => ActionSet::of(&[Action::Pull, Action::Push]),
+        Some(Permission::Admin) => ActionSet::ALL,
+    }
+}
+
+/// The actor's own permission on a repository, before any token limits.
+fn actor_permission(actor: &Actor, facts: &AccessFacts) -> Option<Permission> {
+    let public_read = (facts.is_private == Some(false)).then_some(Permission::Read);
+    let granted = match actor {
+        Actor::Anonymous => None,
+        Actor::User { is_admin: true, .. } => Some(Permission::Admin),
+        Actor::User { id, .. } => {
+            let owner = facts.namespace_owner == Some(NamespaceOwner::User(*id)) || facts.owns_org;
+            let owned = owner.then_some(Permission::Admin);
+            owned
+                .max(facts.team_permission)
+                .max(facts.collaborator_permission)
+        }
+        Actor::Organization { id, .. } => (facts.namespace_owner
+            == Some(NamespaceOwner::Organization(*id)))
+        .then_some(Permission::Admin),
+    };
+    granted.max(public_read)
+}
+
+/// The principal's permission on `repo` given the stored facts, token limits applied.
+/// A repository that does not exist is only open to its namespace's owners and site admins,
+/// so outsiders cannot tell a private repository from a missing one.
+pub fn repository_permission(
+    principal: &Principal,
+    repo: &RepoName,
+    facts: &AccessFacts,
+) -> Option<Permission> {
+    let permission = actor_permission(&principal.actor, facts);
+    let Some(limits) = &principal.limits else {
+        return permission;
+    };
+    if !limits.covers(repo) {
+        return None;
+    }
+    let cap = match limits.scope {
+        TokenScope::PublicRead if facts.is_private == Some(false) => Some(Permission::Read),
+        TokenScope::PublicRead => None,
+        TokenScope::Read => Some(Permission::Read),
+        TokenScope::Write => Some(Permission::Write),
+        TokenScope::Admin => Some(Permission::Admin),
+    };
+    permission.min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TokenLimits;
+    use super::*;
+
+    fn repo() -> RepoName {
+        "alice/app".parse().unwrap()
+    }
+
+    fn user(id: i64) -> Principal {
+        Principal {
+            actor: Actor::User {
+                id,
+                name: format!("u{id}"),
+                is_admin: false,
+            },
+            limits: None,
+        }
+    }
+
+    fn with_token(mut principal: Principal, scope: TokenScope, repos: &[&str]) -> Principal {
+        principal.limits = Some(TokenLimits {
+            token_id: 1,
+            scope,
+            repositories: repos.iter().map(|r| r.to_string()).collect(),
+        });
+        principal
+    }
+
+    fn facts(private: Option<bool>) -> AccessFacts {
+        AccessFacts {
+            is_private: private,
+            namespace_owner: Some(NamespaceOwner::User(1)),
+            ..AccessFacts::default()
+        }
+    }
+
+    #[test]
+    fn owners_admins_and_the_public() {
+        let admin = Principal {
+            actor: Actor::User {
+                id: 9,
+                name: "root".into(),
+                is_admin: true,
+            },
+            limits: None,
+        };
+        for private in [None, Some(true), Some(false)] {
+            let f = facts(private);
+            assert_eq!(
+                repository_permission(&user(1), &repo(), &f),
+                Some(Permission::Admin)
+            );
+            assert_eq!(
+                repository_permission(&admin, &repo(), &f),
+                Some(Permission::Admin)
+            );
+            let public = (private == Some(false)).then_some(Permission::Read);
+            assert_eq!(repository_permission(&user(2), &repo(), &f), public);
+            assert_eq!(
+                repository_permission(&Principal::anonymous(), &repo(), &f),
+                public
+            );
+        }
+    }
+
+    #[test]
+    fn teams_and_collaborators_take_the_highest_grant() {
+        let mut f = facts(Some(true));
+        f.team_permission = Some(Permission::Read);
+        f.collaborator_permission = Some(Permission::Write);
+        assert_eq!(
+            repository_permission(&user(2), &repo(), &f),
+            Some(Permission::Write)
+        );
+        f.owns_org = true;
+        assert_eq!(
+            repository_permission(&user(2), &repo(), &f),
+            Some(Permission::Admin)
+        );
+    }
+
+    #[test]
+    fn tokens_narrow_by_scope_and_pattern() {
+        let f = facts(Some(true));
+        let owner = user(1);
+        let cases = [
+            (TokenScope::PublicRead, None),
+            (TokenScope::Read, Some(Permission::Read)),
+            (TokenScope::Write, Some(Permission::Write)),
+            (TokenScope::Admin, Some(Permission::Admin)),
+        ];
+        for (scope, expected) in cases {
+            let p = with_token(owner.clone(), scope, &[]);
+            assert_eq!(repository_permission(&p, &repo(), &f), expected, "{scope}");
+        }
+        let public = facts(Some(false));
+        let p = with_token(owner.clone(), TokenScope::PublicRead, &[]);
+        assert_eq!(
+            repository_permission(&p, &repo(), &public),
+            Some(Permission::Read)
+        );
+        let elsewhere = with_token(owner.clone(), TokenScope::Admin, &["alice/other", "bob/*"]);
+        assert_eq!(repository_permission(&elsewhere, &repo(), &f), None);
+        let matching = with_token(owner, TokenScope::Write, &["alice/*"]);
+        assert_eq!(
+            repository_permission(&matching, &repo(), &f),
+            Some(Permission::Write)
+        );
+    }
+
+    #[test]
+    fn organization_tokens_act_for_their_namespace() {
+        let org = |id| Principal {
+            actor: Actor::Organization {
+                id,
+                name: "acme".into(),
+            },
+            limits: None,
+        };
+        let mut f = facts(Some(true));
+        f.namespace_owner = Some(NamespaceOwner::Organization(5));
+        assert_eq!(
+            repository_permission(&org(5), &repo(), &f),
+            Some(Permission::Admin)
+        );
+        assert_eq!(repository_permission(&org(6), &repo(), &f), None);
+    }
+}

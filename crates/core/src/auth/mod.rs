@@ -1,0 +1,116 @@
+//! Proving who a caller is: sign-in with a password or an access token, the Docker token
+//! service's signed bearer tokens and refresh tokens, and the brake on password guessing.
+
+mod cache;
+pub mod jwt;
+mod login;
+pub mod throttle;
+mod token_service;
+
+pub use login::LoginPurpose;
+pub use token_service::{bearer_grants, IssuedToken, REFRESH_TOKEN_PREFIX};
+
+use crate::access::{Authorizer, Principal};
+use crate::ports::{AuditEvent, IdentityStore};
+use crate::time::now_unix;
+use crate::{Error, Result};
+use cache::TtlCache;
+use jwt::{Claims, TokenSigner};
+use std::sync::Arc;
+use std::time::Duration;
+use throttle::LoginThrottle;
+
+/// How the token service identifies itself.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The JWT `iss` claim.
+    pub issuer: String,
+    /// The `service` of challenges and the JWT `aud` claim.
+    pub service: String,
+    /// Lifetime of a registry bearer token.
+    pub token_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            issuer: "berth".into(),
+            service: "berth".into(),
+            token_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How long a verified password is remembered, so clients that send Basic credentials on
+/// every request do not pay for argon2id each time. A changed password takes effect for
+/// cached sign-ins within this time.
+const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
+const CACHE_CAPACITY: usize = 4096;
+
+/// Authentication over the identity store.
+pub struct Authenticator {
+    store: Arc<dyn IdentityStore>,
+    authorizer: Arc<dyn Authorizer>,
+    signer: TokenSigner,
+    settings: AuthSettings,
+    throttle: LoginThrottle,
+    /// Verified password sign-ins: SHA-256 of name and password → who signed in.
+    passwords: TtlCache<Principal>,
+    /// Verified bearer tokens: SHA-256 of the token → its claims.
+    bearers: TtlCache<Arc<Claims>>,
+}
+
+impl Authenticator {
+    /// Loads the signing key every node shares, creating it on first start.
+    pub async fn new(
+        store: Arc<dyn IdentityStore>,
+        authorizer: Arc<dyn Authorizer>,
+        settings: AuthSettings,
+    ) -> Result<Authenticator> {
+        let candidate = TokenSigner::generate().map_err(|e| Error::internal("signing key", e))?;
+        let secret = store
+            .signing_key_or_insert(&candidate.secret(), now_unix())
+            .await?;
+        let signer =
+            TokenSigner::from_secret(&secret).map_err(|e| Error::internal("signing key", e))?;
+        Ok(Authenticator {
+            store,
+            authorizer,
+            signer,
+            settings,
+            throttle: LoginThrottle::default(),
+            passwords: TtlCache::new(CACHE_CAPACITY),
+            bearers: TtlCache::new(CACHE_CAPACITY),
+        })
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub fn authorizer(&self) -> &Arc<dyn Authorizer> {
+        &self.authorizer
+    }
+
+    /// Appends to the audit log; a failure is logged, never returned, so it cannot turn a
+    /// sign-in into an error.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        address: Option<std::net::IpAddr>,
+    ) {
+        let event = AuditEvent {
+            at: now_unix(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: None,
+            address: address.map(|a| a.to_string()),
+        };
+        if let Err(err) = self.store.record_audit(&event).await {
+            tracing::warn!(error = %err, action, "could not write the audit log");
+        }
+    }
+}

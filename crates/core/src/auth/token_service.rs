@@ -1,0 +1,267 @@
+//! The Docker token service: bearer tokens whose `access` claim is the intersection of what
+//! was asked and what the caller may do, offline refresh tokens, and checking bearers.
+
+use super::cache::key_of;
+use super::jwt::{Claims, ResourceAccess};
+use super::Authenticator;
+use crate::access::{Action, ActionSet, Actor, Need, Principal, Resource};
+use crate::identity::hash_token;
+use crate::time::{now_unix, rfc3339};
+use crate::{Error, Result};
+use berth_oci::{RepoName, Scope};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Refresh tokens are recognizable like access tokens.
+pub const REFRESH_TOKEN_PREFIX: &str = "berth_rt_";
+
+/// What the token endpoints answer.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+    /// The granted scopes, space-separated, as the OAuth2 answer lists them.
+    pub scope: String,
+    pub refresh_token: Option<String>,
+}
+
+const REPOSITORY: &str = "repository";
+const REGISTRY: &str = "registry";
+const CATALOG: &str = "catalog";
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).map_err(|e| Error::internal("randomness", e))?;
+    Ok(hex::encode(buf))
+}
+
+fn wanted_actions(scope: &Scope) -> ActionSet {
+    if scope.actions.iter().any(|a| a == "*") {
+        return ActionSet::ALL;
+    }
+    let actions: Vec<Action> = scope
+        .actions
+        .iter()
+        .filter_map(|a| Action::parse(a))
+        .collect();
+    ActionSet::of(&actions)
+}
+
+/// Whether a verified bearer token covers one need. Any valid token passes the version check.
+pub fn bearer_grants(claims: &Claims, need: &Need) -> bool {
+    let (kind, name, action) = match &need.resource {
+        Resource::Registry => return true,
+        Resource::Catalog => (REGISTRY, CATALOG, "*"),
+        Resource::Repository(repo) => (REPOSITORY, repo.as_str(), need.action.as_str()),
+    };
+    claims.access.iter().any(|access| {
+        access.kind == kind
+            && access.name == name
+            && access.actions.iter().any(|a| a == action || a == "*")
+    })
+}
+
+impl Authenticator {
+    /// Grants what was asked for and is allowed (asking for more is not an error) in a
+    /// signed token; with `offline`, also a refresh token for signed-in callers.
+    pub async fn issue(
+        &self,
+        principal: &Principal,
+        requested: &[Scope],
+        offline: bool,
+    ) -> Result<IssuedToken> {
+        let mut access = Vec::new();
+        for scope in requested {
+            if let Some(granted) = self.grant(principal, scope).await? {
+                access.push(granted);
+            }
+        }
+        let scope = access
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let now = now_unix();
+        let ttl = self.settings.token_ttl.as_secs();
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            sub: principal.name(),
+            aud: self.settings.service.clone(),
+            exp: now + ttl as i64,
+            nbf: now,
+            iat: now,
+            jti: random_hex(16)?,
+            access,
+            tid: principal.limits.as_ref().map(|l| l.token_id),
+        };
+        let token = self
+            .signer
+            .sign(&claims)
+            .map_err(|e| Error::internal("sign token", e))?;
+        let refresh_token = match (offline, principal.is_anonymous()) {
+            (true, false) => Some(self.new_refresh_token(principal).await?),
+            _ => None,
+        };
+        Ok(IssuedToken {
+            token,
+            expires_in: ttl,
+            issued_at: rfc3339(now),
+            scope,
+            refresh_token,
+        })
+    }
+
+    /// One requested scope, narrowed to what is allowed; None when nothing is.
+    async fn grant(&self, principal: &Principal, scope: &Scope) -> Result<Option<ResourceAccess>> {
+        let wanted = wanted_actions(scope);
+        let (resource, name) = match (scope.resource_type.as_str(), scope.name.as_str()) {
+            (REPOSITORY, name) => match name.parse::<RepoName>() {
+                Ok(repo) => {
+                    let repo = repo.with_default_namespace();
+                    (Resource::Repository(repo.clone()), repo.to_string())
+                }
+                Err(_) => return Ok(None),
+            },
+            (REGISTRY, CATALOG) if wanted == ActionSet::ALL => (Resource::Catalog, CATALOG.into()),
+            _ => return Ok(None),
+        };
+        let allowed = self.authorizer.actions(principal, &resource).await?;
+        let granted = wanted.intersect(allowed);
+        if granted.is_empty() {
+            return Ok(None);
+        }
+        let actions = match resource {
+            Resource::Catalog => vec!["*".to_owned()],
+            _ => granted.actions().map(|a| a.as_str().to_owned()).collect(),
+        };
+        Ok(Some(ResourceAccess {
+            kind: scope.resource_type.clone(),
+            name,
+            actions,
+        }))
+    }
+
+    async fn new_refresh_token(&self, principal: &Principal) -> Result<String> {
+        let (user_id, token_id) = match (&principal.actor, &principal.limits) {
+            (_, Some(limits)) => {
+                let token = self
+                    .store
+                    .token_by_id(limits.token_id)
+                    .await?
+                    .ok_or(Error::CredentialsInvalid)?;
+                (token.user_id, Some(token.id))
+            }
+            (Actor::User { id, .. }, None) => (*id, None),
+            _ => return Err(Error::CredentialsInvalid),
+        };
+        let secret = format!("{REFRESH_TOKEN_PREFIX}{}", random_hex(32)?);
+        self.store
+            .create_refresh_token(user_id, token_id, &hash_token(&secret), now_unix())
+            .await?;
+        Ok(secret)
+    }
+
+    /// Signs in with a refresh token: it acts with the limits of the access token it came
+    /// from, and ends when that token is revoked or the password changes.
+    pub async fn refresh_login(
+        &self,
+        refresh_token: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal> {
+        let started = Instant::now();
+        if let Err(wait) = self.throttle.check(None, address, started) {
+            return Err(Error::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let record = match self
+            .store
+            .refresh_token_by_hash(&hash_token(refresh_token))
+            .await?
+        {
+            Some(record) if record.revoked_at.is_none() => record,
+            _ => {
+                self.throttle.record_failure(None, address, started);
+                return Err(Error::CredentialsInvalid);
+            }
+        };
+        match record.access_token_id {
+            Some(token_id) => {
+                let token = self
+                    .store
+                    .token_by_id(token_id)
+                    .await?
+                    .ok_or(Error::CredentialsInvalid)?;
+                self.token_principal(&token).await
+            }
+            None => {
+                let user = self
+                    .store
+                    .user_by_id(record.user_id)
+                    .await?
+                    .ok_or(Error::CredentialsInvalid)?;
+                Ok(Principal {
+                    actor: Actor::User {
+                        id: user.id,
+                        name: user.name,
+                        is_admin: user.is_admin,
+                    },
+                    limits: None,
+                })
+            }
+        }
+    }
+
+    /// Checks a bearer token's signature, audience and lifetime (verified tokens are
+    /// remembered until they expire).
+    pub fn verify_bearer(&self, token: &str) -> Result<Arc<Claims>> {
+        let key = key_of(&[token]);
+        let now = Instant::now();
+        if let Some(claims) = self.bearers.get(&key, now) {
+            return Ok(claims);
+        }
+        let unix_now = now_unix();
+        let claims = self
+            .signer
+            .verify(token, &self.settings.service, unix_now)
+            .map_err(|_| Error::Unauthorized)?;
+        let claims = Arc::new(claims);
+        let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
+        self.bearers.insert(key, claims.clone(), now + left, now);
+        Ok(claims)
+    }
+
+    /// The principal a bearer token was issued to, for what its claims alone cannot answer
+    /// (which repositories a catalog shows).
+    pub async fn principal_of(&self, claims: &Claims) -> Result<Principal> {
+        if let Some(token_id) = claims.tid {
+            let token = self
+                .store
+                .token_by_id(token_id)
+                .await?
+                .ok_or(Error::Unauthorized)?;
+            return self
+                .token_principal(&token)
+                .await
+                .map_err(|_| Error::Unauthorized);
+        }
+        if claims.sub.is_empty() {
+            return Ok(Principal::anonymous());
+        }
+        let user = self
+            .store
+            .user_by_name(&claims.sub)
+            .await?
+            .ok_or(Error::Unauthorized)?;
+        Ok(Principal {
+            actor: Actor::User {
+                id: user.id,
+                name: user.name,
+                is_admin: user.is_admin,
+            },
+            limits: None,
+        })
+    }
+}

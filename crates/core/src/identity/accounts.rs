@@ -1,0 +1,231 @@
+//! User accounts: creating them, passwords, the site-admin flag, reading them back without
+//! their secrets, and the first administrator of an empty database.
+
+use super::{check_password, hash_password, validate_username, Acting, Identity};
+use crate::error::{Error, Result};
+use crate::ports::{IdentityStore, NewUser, UserRecord};
+use crate::time::now_unix;
+use serde_json::json;
+
+/// A user as management shows it: never the password hash or the TOTP secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+    pub totp_enabled: bool,
+}
+
+impl From<UserRecord> for Account {
+    fn from(user: UserRecord) -> Account {
+        Account {
+            id: user.id,
+            name: user.name,
+            is_admin: user.is_admin,
+            created_at: user.created_at,
+            totp_enabled: user.totp_enabled,
+        }
+    }
+}
+
+/// The account an empty database starts with.
+pub const FIRST_ADMIN: &str = "admin";
+
+/// Length of a generated first-admin password: about 143 bits from letters and digits.
+const GENERATED_PASSWORD_LEN: usize = 24;
+
+/// What the audit log names as the actor of changes Berth makes on its own.
+const SERVER_ACTOR: &str = "berth";
+
+impl<S: IdentityStore + ?Sized> Identity<S> {
+    /// Creates a user with an argon2id-hashed password (site admins only). `Conflict` when a
+    /// user or organization already has the name.
+    pub async fn create_user(
+        &self,
+        acting: &Acting<'_>,
+        name: &str,
+        password: &str,
+        is_admin: bool,
+    ) -> Result<Account> {
+        acting.require_site_admin()?;
+        let account = self.insert_user(name, password, is_admin).await?;
+        self.audit(acting, "user.create", name, json!({ "admin": is_admin }))
+            .await;
+        Ok(account)
+    }
+
+    async fn insert_user(&self, name: &str, password: &str, is_admin: bool) -> Result<Account> {
+        validate_username(name)?;
+        check_password(password)?;
+        let user = NewUser {
+            name: name.to_owned(),
+            password_hash: hash_password(password)?,
+            is_admin,
+            now: now_unix(),
+        };
+        let id = self.store.create_user(&user).await?;
+        Ok(Account {
+            id,
+            name: user.name,
+            is_admin,
+            created_at: user.now,
+            totp_enabled: false,
+        })
+    }
+
+    /// Replaces a user's password (the user or a site admin) and ends the user's refresh
+    /// tokens, so sessions opened with the old password do not outlive it.
+    pub async fn set_password(
+        &self,
+        acting: &Acting<'_>,
+        name: &str,
+        password: &str,
+    ) -> Result<()> {
+        acting.require_credentials_of(name)?;
+        check_password(password)?;
+        let user = self.user_record(name).await?;
+        let hash = hash_password(password)?;
+        if !self.store.set_password_hash(name, &hash).await? {
+            return Err(Error::AccountUnknown(name.to_owned()));
+        }
+        self.store
+            .revoke_refresh_tokens_of_user(user.id, now_unix())
+            .await?;
+        self.audit(acting, "user.password", name, serde_json::Value::Null)
+            .await;
+        Ok(())
+    }
+
+    /// Grants or revokes site administration (site admins only); the last site admin cannot
+    /// be demoted, so the instance always stays manageable.
+    pub async fn set_admin(&self, acting: &Acting<'_>, name: &str, is_admin: bool) -> Result<()> {
+        acting.require_site_admin()?;
+        let user = self.user_record(name).await?;
+        if user.is_admin == is_admin {
+            return Ok(());
+        }
+        if !is_admin {
+            let admins = self.store.list_users().await?;
+            if admins.iter().filter(|u| u.is_admin).count() <= 1 {
+                return Err(Error::AccountInvalid(format!(
+                    "{name} is the last site admin; make another user admin first"
+                )));
+            }
+        }
+        if !self.store.set_admin(name, is_admin).await? {
+            return Err(Error::AccountUnknown(name.to_owned()));
+        }
+        self.audit(acting, "user.admin", name, json!({ "admin": is_admin }))
+            .await;
+        Ok(())
+    }
+
+    /// Every user, by name (site admins only).
+    pub async fn list_users(&self, acting: &Acting<'_>) -> Result<Vec<Account>> {
+        acting.require_site_admin()?;
+        let users = self.store.list_users().await?;
+        Ok(users.into_iter().map(Account::from).collect())
+    }
+
+    /// One user (the user or a site admin).
+    pub async fn user(&self, acting: &Acting<'_>, name: &str) -> Result<Account> {
+        acting.require_self_or_site_admin(name)?;
+        Ok(self.user_record(name).await?.into())
+    }
+
+    /// On an empty database, creates the site admin `admin` with `password_from_env` or a
+    /// random password; returns the random one, which the caller shows once. `None` when the
+    /// password came from the environment or users already exist.
+    pub async fn first_start_admin(
+        &self,
+        password_from_env: Option<String>,
+    ) -> Result<Option<String>> {
+        if self.store.count_users().await? > 0 {
+            return Ok(None);
+        }
+        let (password, generated) = match password_from_env {
+            Some(password) => (password, false),
+            None => (random_password()?, true),
+        };
+        match self.insert_user(FIRST_ADMIN, &password, true).await {
+            Ok(_) => {}
+            // Another node of the same database got there first.
+            Err(Error::Conflict(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        }
+        self.audit_as(
+            SERVER_ACTOR,
+            None,
+            "user.create",
+            FIRST_ADMIN,
+            json!({ "admin": true, "first_start": true }),
+        )
+        .await;
+        Ok(generated.then_some(password))
+    }
+
+    pub(super) async fn user_record(&self, name: &str) -> Result<UserRecord> {
+        self.store
+            .user_by_name(name)
+            .await?
+            .ok_or_else(|| Error::AccountUnknown(name.to_owned()))
+    }
+}
+
+/// Letters and digits chosen uniformly: bytes past the last whole multiple of the alphabet's
+/// size are redrawn, so no character is more likely than another.
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let mut password = String::with_capacity(GENERATED_PASSWORD_LEN);
+    while password.len() < GENERATED_PASSWORD_LEN {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| Error::internal("password randomness", e))?;
+        for byte in bytes.into_iter().filter(|&b| b < limit) {
+            if password.len() < GENERATED_PASSWORD_LEN {
+                password.push(char::from(ALPHABET[usize::from(byte) % ALPHABET.len()]));
+            }
+        }
+    }
+    Ok(password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_alphanumeric_and_fresh() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_eq!(a.len(), GENERATED_PASSWORD_LEN);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, b);
+        assert!(check_password(&a).is_ok());
+    }
+
+    #[test]
+    fn accounts_carry_no_secrets() {
+        let record = UserRecord {
+            id: 1,
+            name: "alice".into(),
+            password_hash: "$argon2id$x".into(),
+            is_admin: false,
+            created_at: 5,
+            totp_secret: Some("JBSWY3DP".into()),
+            totp_enabled: true,
+        };
+        let account = Account::from(record);
+        assert_eq!(
+            account,
+            Account {
+                id: 1,
+                name: "alice".into(),
+                is_admin: false,
+                created_at: 5,
+                totp_enabled: true,
+            }
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! The identity ports: accounts, access tokens, organizations and teams, repository access
+//! settings, the audit log and the token-service keys, as the database stores them.
+
+use super::meta::MetaError;
+use berth_oci::RepoName;
+use std::fmt;
+use std::str::FromStr;
+
+type Result<T> = std::result::Result<T, MetaError>;
+
+/// A level of access to a repository, as teams and collaborators hold it; each includes the
+/// ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Pull.
+    Read,
+    /// Pull and push.
+    Write,
+    /// Pull, push, delete, and the repository's settings (visibility, collaborators).
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 3] = [Permission::Read, Permission::Write, Permission::Admin];
+
+    /// The wire and database spelling, as Docker Hub's API uses it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown permission {s:?}: use read, write or admin"))
+    }
+}
+
+/// A user account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+    /// The base32 TOTP secret, once two-factor setup has started.
+    pub totp_secret: Option<String>,
+    /// Two-factor authentication is on (the secret was confirmed with a code).
+    pub totp_enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub now: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Accounts: Send + Sync {
+    /// Creates the user and its namespace; `Conflict` if the name is taken by a user or an
+    /// organization.
+    async fn create_user(&self, user: &NewUser) -> Result<i64>;
+    async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>>;
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+    async fn count_users(&self) -> Result<u64>;
+    /// False if there is no such user.
+    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool>;
+    async fn set_admin(&self, name: &str, is_admin: bool) -> Result<bool>;
+    /// Sets (or with `None` clears) the TOTP secret and whether two-factor is on.
+    async fn set_totp(&self, name: &str, secret: Option<&str>, enabled: bool) -> Result<bool>;
+}
+
+/// An access token as stored: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    /// The user who created it; for a personal token, the user it acts for.
+    pub user_id: i64,
+    /// Set for an organization access token: it acts for the organization, not the user.
+    pub org_id: Option<i64>,
+    pub label: String,
+    pub scope: String,
+    pub repositories: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub user_id: i64,
+    pub org_id: Option<i64>,
+    pub label: String,
+    pub token_hash: String,
+    pub scope: String,
+    pub repositories: Vec<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[async_trait::async_trait]
+pub trait AccessTokens: Send + Sync {
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord>;
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>>;
+    async fn token_by_id(&self, id: i64) -> Result<Option<TokenRecord>>;
+    /// A user's personal tokens (not organization tokens), oldest first.
+    async fn tokens_of_user(&self, user_id: i64) -> Result<Vec<TokenRecord>>;
+    /// An organization's tokens, oldest first.
+    async fn tokens_of_org(&self, org_id: i64) -> Result<Vec<TokenRecord>>;
+    /// Marks the token revoked; false if it does not exist or was already revoked.
+    async fn revoke_token(&self, id: i64, now: i64) -> Result<bool>;
+    /// Records a use; true when this was the token's first use ever.
+    async fn touch_token(&self, id: i64, now: i64) -> Result<bool>;
+}
+
+/// An offline (refresh) token of the token service, stored as the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub id: i64,
+    pub user_id: i64,
+    /// The access token the login used, whose limits the refresh keeps (and whose
+    /// revocation ends it).
+    pub access_token_id: Option<i64>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[async_trait::async_trait]
+pub trait RefreshTokens: Send + Sync {
+    async fn create_refresh_token(
+        &self,
+        user_id: i64,
+        access_token_id: Option<i64>,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<RefreshTokenRecord>;
+    async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>>;
+    /// Revokes every refresh token of the user (after a password change); returns how many.
+    async fn revoke_refresh_tokens_of_user(&self, user_id: i64, now: i64) -> Result<u64>;
+}
+
+/// Who owns a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceOwner {
+    User(i64),
+    Organization(i64),
+}
+
+/// The first component of repository names: a user's or an organization's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceRecord {
+    pub name: String,
+    pub owner: NamespaceOwner,
+    /// Whether a repository created by a push is private.
+    pub default_private: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub id: i64,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// The team every organization has; its members own the organization.
+pub const OWNERS_TEAM: &str = "owners";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRecord {
+    pub id: i64,
+    pub org_id: i64,
+    pub name: String,
+    pub description: String,
+    pub member_count: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Namespaces: Send + Sync {
+    async fn namespace(&self, name: &str) -> Result<Option<NamespaceRecord>>;
+    async fn set_default_private(&self, name: &str, private: bool) -> Result<bool>;
+}
+
+#[async_trait::async_trait]
+pub trait Organizations: Send + Sync {
+    /// Creates the organization, its namespace and its owners team with `owner` in it;
+    /// `Conflict` if the name is taken by a user or an organization.
+    async fn create_org(&self, name: &str, owner_user_id: i64, now: i64) -> Result<OrgRecord>;
+    async fn org_by_name(&self, name: &str) -> Result<Option<OrgRecord>>;
+    async fn org_by_id(&self, id: i64) -> Result<Option<OrgRecord>>;
+    /// Every organization, by name.
+    async fn list_orgs(&self) -> Result<Vec<OrgRecord>>;
+    /// Organizations the user is a member of (through any team), by name.
+    async fn orgs_of_user(&self, user_id: i64) -> Result<Vec<OrgRecord>>;
+    /// `Conflict` if the organization already has a team of that name.
+    async fn create_team(&self, org_id: i64, name: &str, description: &str) -> Result<TeamRecord>;
+    async fn team(&self, org_id: i64, name: &str) -> Result<Option<TeamRecord>>;
+    /// The organization's teams, by name.
+    async fn teams(&self, org_id: i64) -> Result<Vec<TeamRecord>>;
+    /// Deletes the team with its memberships and grants.
+    async fn delete_team(&self, team_id: i64) -> Result<bool>;
+    /// False if the user already was a member.
+    async fn add_team_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    async fn remove_team_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    /// Member names, sorted.
+    async fn team_members(&self, team_id: i64) -> Result<Vec<String>>;
+    /// Whether the user is in the organization's owners team.
+    async fn is_org_owner(&self, org_id: i64, user_id: i64) -> Result<bool>;
+}
+
+/// A repository's access settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryRecord {
+    pub id: i64,
+    pub name: String,
+    pub namespace: String,
+    pub is_private: bool,
+    pub created_at: i64,
+}
+
+/// Who is asking for a listing: it only shows what they may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Site admins: every repository.
+    Everything,
+    /// Anonymous callers and `repo:public_read` tokens: public repositories.
+    Public,
+    /// A user: public repositories and the ones their namespace, teams or collaborations
+    /// give them.
+    User(i64),
+    /// An organization token: public repositories and the organization's.
+    Organization(i64),
+}
+
+/// What decides one caller's access to one repository, read in one query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessFacts {
+    /// `None` if the repository does not exist.
+    pub is_private: Option<bool>,
+    /// The namespace's owner, if the namespace is a user or an organization.
+    pub namespace_owner: Option<NamespaceOwner>,
+    /// The user is in the owners team of the namespace's organization.
+    pub owns_org: bool,
+    /// The highest permission the user's teams hold on the repository.
+    pub team_permission: Option<Permission>,
+    /// The user's permission as a collaborator on the repository.
+    pub collaborator_permission: Option<Permission>,
+}
+
+#[async_trait::async_trait]
+pub trait RepositoryAccess: Send + Sync {
+    /// The facts for `user_id` (None: anonymous or an organization token) on `repo`.
+    async fn access_facts(&self, user_id: Option<i64>, repo: &RepoName) -> Result<AccessFacts>;
+    async fn repository(&self, repo: &RepoName) -> Result<Option<RepositoryRecord>>;
+    /// Creates an empty repository; `private: None` takes the namespace's default (private
+    /// when the namespace has no record). `Conflict` if it exists.
+    async fn create_repository(
+        &self,
+        repo: &RepoName,
+        private: Option<bool>,
+        now: i64,
+    ) -> Result<RepositoryRecord>;
+    async fn set_repository_private(&self, repo: &RepoName, private: bool) -> Result<bool>;
+    /// Removes the repository with its tags, manifest and blob links, grants and
+    /// collaborators (stored bytes stay for garbage collection).
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool>;
+    /// Repositories of one namespace visible to `viewer`, by name.
+    async fn repositories_in_namespace(
+        &self,
+        namespace: &str,
+        viewer: Viewer,
+    ) -> Result<Vec<RepositoryRecord>>;
+    /// Repository names visible to `viewer`, in lexical order after `last`, at most `limit`.
+    async fn visible_repositories(
+        &self,
+        viewer: Viewer,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>>;
+    /// Sets a team's permission on a repository (replacing any earlier one).
+    async fn grant_team(&self, team_id: i64, repo_id: i64, permission: Permission) -> Result<()>;
+    async fn revoke_team(&self, team_id: i64, repo_id: i64) -> Result<bool>;
+    /// (team name, permission) pairs on the repository, by team name.
+    async fn team_grants(&self, repo_id: i64) -> Result<Vec<(String, Permission)>>;
+    async fn set_collaborator(
+        &self,
+        repo_id: i64,
+        user_id: i64,
+        permission: Permission,
+    ) -> Result<()>;
+    async fn remove_collaborator(&self, repo_id: i64, user_id: i64) -> Result<bool>;
+    /// (user name, permission) pairs, by user name.
+    async fn collaborators(&self, repo_id: i64) -> Result<Vec<(String, Permission)>>;
+}
+
+/// One permission-relevant action, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// Who did it: a user name, `org/<name>` for an organization token, or `anonymous`.
+    pub actor: String,
+    /// What was done, e.g. `login`, `token.create`, `repository.visibility`.
+    pub action: String,
+    /// What it was done to, e.g. a repository or account name.
+    pub target: String,
+    /// Details as a JSON object, if any.
+    pub detail: Option<String>,
+    /// The client address.
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub event: AuditEvent,
+}
+
+/// Which audit records to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only records by this actor or about this target.
+    pub account: Option<String>,
+    /// Only records with an id below this (for paging back in time).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[async_trait::async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Newest first.
+    async fn audit_records(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+}
+
+#[async_trait::async_trait]
+pub trait SigningKeys: Send + Sync {
+    /// The token-service signing key; the first caller's `candidate` is stored and every
+    /// node gets the same key back.
+    async fn signing_key_or_insert(&self, candidate: &[u8], now: i64) -> Result<Vec<u8>>;
+}
+
+/// Every identity port.
+pub trait IdentityStore:
+    Accounts
+    + AccessTokens
+    + RefreshTokens
+    + Namespaces
+    + Organizations
+    + RepositoryAccess
+    + AuditLog
+    + SigningKeys
+{
+}
+
+impl<T> IdentityStore for T where
+    T: Accounts
+        + AccessTokens
+        + RefreshTokens
+        + Namespaces
+        + Organizations
+        + RepositoryAccess
+        + AuditLog
+        + SigningKeys
+{
+}

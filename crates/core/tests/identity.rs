@@ -1,0 +1,802 @@
+//! The management service against the real SQLite store: who may change accounts, tokens,
+//! organizations, teams and repository settings, and what the audit log keeps of it.
+
+use berth_core::access::{Actor, Principal, TokenLimits};
+use berth_core::identity::totp::totp_code;
+use berth_core::identity::{
+    verify_password, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
+};
+use berth_core::ports::{
+    Accounts, AuditQuery, Permission, RefreshTokens, RepositoryAccess, OWNERS_TEAM,
+};
+use berth_core::time::now_unix;
+use berth_core::Error;
+use berth_meta::SqliteMeta;
+use berth_oci::RepoName;
+use std::sync::Arc;
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteMeta>,
+    identity: Identity<SqliteMeta>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    World {
+        _dir: dir,
+        identity: Identity::new(store.clone()),
+        store,
+    }
+}
+
+fn cli() -> Acting<'static> {
+    Acting::cli()
+}
+
+fn as_user(principal: &Principal) -> Acting<'_> {
+    Acting::new(principal, Some("192.0.2.7".to_owned()))
+}
+
+impl World {
+    /// Creates a user through the CLI and returns the principal signing in as them.
+    async fn user(&self, name: &str, is_admin: bool) -> Principal {
+        let account = self
+            .identity
+            .create_user(&cli(), name, "long-password", is_admin)
+            .await
+            .unwrap();
+        Principal {
+            actor: Actor::User {
+                id: account.id,
+                name: name.to_owned(),
+                is_admin,
+            },
+            limits: None,
+        }
+    }
+
+    async fn actions(&self, account: &str) -> Vec<String> {
+        let query = AuditQuery {
+            account: Some(account.to_owned()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        let mut actions: Vec<String> = self
+            .identity
+            .audit_records(&cli(), query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event.action)
+            .collect();
+        actions.reverse();
+        actions
+    }
+}
+
+fn with_token(principal: &Principal, scope: TokenScope, repos: &[&str]) -> Principal {
+    Principal {
+        actor: principal.actor.clone(),
+        limits: Some(TokenLimits {
+            token_id: 99,
+            scope,
+            repositories: repos.iter().map(|r| r.to_string()).collect(),
+        }),
+    }
+}
+
+fn repo(name: &str) -> RepoName {
+    name.parse().unwrap()
+}
+
+#[track_caller]
+fn assert_denied<T: std::fmt::Debug>(result: Result<T, Error>) {
+    assert!(matches!(result, Err(Error::Denied)), "{result:?}");
+}
+
+#[track_caller]
+fn assert_name_unknown<T: std::fmt::Debug>(result: Result<T, Error>) {
+    assert!(matches!(result, Err(Error::NameUnknown(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn only_site_admins_administer_users() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    let bob = w.user("bob", false).await;
+    let id = &w.identity;
+
+    assert_denied(
+        id.create_user(&as_user(&bob), "eve", "long-password", false)
+            .await,
+    );
+    assert!(id
+        .create_user(&as_user(&root), "carol", "long-password", false)
+        .await
+        .is_ok());
+    assert!(matches!(
+        id.create_user(&cli(), "bob", "long-password", false).await,
+        Err(Error::Conflict(_))
+    ));
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    assert!(matches!(
+        id.create_user(&cli(), "acme", "long-password", false).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        id.create_user(&cli(), "cli", "long-password", false).await,
+        Err(Error::AccountInvalid(_))
+    ));
+
+    assert_denied(id.list_users(&as_user(&bob)).await);
+    let names: Vec<String> = id
+        .list_users(&as_user(&root))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["bob", "carol", "root"]);
+    assert_eq!(id.user(&as_user(&bob), "bob").await.unwrap().name, "bob");
+    assert_denied(id.user(&as_user(&bob), "carol").await);
+    let admin_token = with_token(&root, TokenScope::Read, &[]);
+    assert_denied(id.list_users(&as_user(&admin_token)).await);
+
+    assert_denied(id.set_admin(&as_user(&bob), "bob", true).await);
+    assert!(matches!(
+        id.set_admin(&cli(), "root", false).await,
+        Err(Error::AccountInvalid(_))
+    ));
+    id.set_admin(&cli(), "bob", true).await.unwrap();
+    id.set_admin(&cli(), "root", false).await.unwrap();
+    assert!(w.store.user_by_name("bob").await.unwrap().unwrap().is_admin);
+    assert_eq!(
+        w.actions("root").await,
+        ["user.create", "user.create", "user.admin"]
+    );
+}
+
+#[tokio::test]
+async fn passwords_change_for_oneself_or_by_a_site_admin_and_end_refresh_tokens() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    w.user("carol", false).await;
+    let id = &w.identity;
+    let bob_id = bob.user_id().unwrap();
+    w.store
+        .create_refresh_token(bob_id, None, "refresh-hash", now_unix())
+        .await
+        .unwrap();
+
+    assert_denied(
+        id.set_password(&as_user(&bob), "carol", "new-password")
+            .await,
+    );
+    let tokened = with_token(&bob, TokenScope::Admin, &[]);
+    assert_denied(
+        id.set_password(&as_user(&tokened), "bob", "new-password")
+            .await,
+    );
+    assert!(matches!(
+        id.set_password(&as_user(&bob), "bob", "short").await,
+        Err(Error::AccountInvalid(_))
+    ));
+    id.set_password(&as_user(&bob), "bob", "new-password")
+        .await
+        .unwrap();
+    let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
+    assert!(verify_password("new-password", &stored.password_hash));
+    let refresh = w
+        .store
+        .refresh_token_by_hash("refresh-hash")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(refresh.revoked_at.is_some(), "{refresh:?}");
+
+    id.set_password(&cli(), "carol", "admin-chosen")
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.set_password(&cli(), "nobody", "admin-chosen").await,
+        Err(Error::AccountUnknown(_))
+    ));
+    let audit = id
+        .audit_records(
+            &cli(),
+            AuditQuery {
+                account: Some("bob".into()),
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let change = &audit[0].event;
+    assert_eq!(
+        (change.action.as_str(), change.actor.as_str()),
+        ("user.password", "bob")
+    );
+    assert_eq!(change.address.as_deref(), Some("192.0.2.7"));
+}
+
+#[tokio::test]
+async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_admin() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let root = w.user("root", true).await;
+    let id = &w.identity;
+
+    assert_denied(id.begin_totp(&as_user(&root), "bob").await);
+    let setup = id.begin_totp(&as_user(&bob), "bob").await.unwrap();
+    assert!(
+        setup
+            .otpauth_url
+            .starts_with("otpauth://totp/Berth:bob?secret="),
+        "{}",
+        setup.otpauth_url
+    );
+    let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
+    assert_eq!(stored.totp_secret.as_deref(), Some(setup.secret.as_str()));
+    assert!(!stored.totp_enabled);
+
+    assert!(matches!(
+        id.confirm_totp(&as_user(&bob), "bob", "000000x").await,
+        Err(Error::AccountInvalid(_))
+    ));
+    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    id.confirm_totp(&as_user(&bob), "bob", &code).await.unwrap();
+    assert!(
+        w.store
+            .user_by_name("bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .totp_enabled
+    );
+    assert!(id.begin_totp(&as_user(&bob), "bob").await.is_err());
+
+    assert!(id.disable_totp(&as_user(&bob), "bob", None).await.is_err());
+    assert!(id
+        .disable_totp(&as_user(&bob), "bob", Some("12345"))
+        .await
+        .is_err());
+    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    id.disable_totp(&as_user(&bob), "bob", Some(&code))
+        .await
+        .unwrap();
+    let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
+    assert!(!stored.totp_enabled && stored.totp_secret.is_none());
+
+    // A lost device: a site admin turns it off without a code.
+    let setup = id.begin_totp(&as_user(&bob), "bob").await.unwrap();
+    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    id.confirm_totp(&as_user(&bob), "bob", &code).await.unwrap();
+    id.disable_totp(&as_user(&root), "bob", None).await.unwrap();
+    assert!(
+        !w.store
+            .user_by_name("bob")
+            .await
+            .unwrap()
+            .unwrap()
+            .totp_enabled
+    );
+    assert_eq!(
+        w.actions("bob").await,
+        [
+            "user.create",
+            "user.2fa.enable",
+            "user.2fa.disable",
+            "user.2fa.enable",
+            "user.2fa.disable"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn personal_tokens_are_managed_by_their_owner_and_other_ids_stay_hidden() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let carol = w.user("carol", false).await;
+    let id = &w.identity;
+    let request = |user| TokenRequest {
+        user,
+        label: "ci",
+        scope: TokenScope::Write,
+        repositories: vec!["bob/*".into()],
+        expires_in_days: Some(30),
+    };
+
+    let created = id
+        .create_token(&as_user(&bob), request("bob"))
+        .await
+        .unwrap();
+    assert!(created.secret.starts_with("berth_pat_"));
+    assert_eq!(created.record.repositories, ["bob/*"]);
+    assert_denied(id.create_token(&as_user(&carol), request("bob")).await);
+    let tokened = with_token(&bob, TokenScope::Admin, &[]);
+    assert_denied(id.create_token(&as_user(&tokened), request("bob")).await);
+    let carols = id.create_token(&cli(), request("carol")).await.unwrap();
+
+    assert_denied(id.list_tokens(&as_user(&carol), "bob").await);
+    assert!(matches!(
+        id.revoke_token(&as_user(&bob), "bob", carols.record.id)
+            .await,
+        Err(Error::TokenUnknown(_))
+    ));
+    assert!(matches!(
+        id.revoke_token(&as_user(&bob), "bob", 12_345).await,
+        Err(Error::TokenUnknown(_))
+    ));
+    assert!(id
+        .revoke_token(&as_user(&bob), "bob", created.record.id)
+        .await
+        .unwrap());
+    assert!(!id
+        .revoke_token(&as_user(&bob), "bob", created.record.id)
+        .await
+        .unwrap());
+    let listed = id.list_tokens(&as_user(&bob), "bob").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].revoked_at.is_some());
+    assert_eq!(
+        w.actions("bob").await,
+        ["user.create", "token.create", "token.revoke"]
+    );
+}
+
+#[tokio::test]
+async fn organizations_are_managed_by_their_owners() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let carol = w.user("carol", false).await;
+    let root = w.user("root", true).await;
+    let id = &w.identity;
+
+    assert!(matches!(
+        id.create_org(&as_user(&Principal::anonymous()), "anon", None)
+            .await,
+        Err(Error::Unauthorized)
+    ));
+    let write_token = with_token(&bob, TokenScope::Write, &[]);
+    assert_denied(id.create_org(&as_user(&write_token), "acme", None).await);
+    assert_denied(id.create_org(&as_user(&bob), "acme", Some("carol")).await);
+    assert!(id.create_org(&cli(), "acme", None).await.is_err());
+    let acme = id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    id.create_org(&cli(), "globex", Some("carol"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.create_org(&cli(), "bob", Some("carol")).await,
+        Err(Error::Conflict(_))
+    ));
+
+    let names = |orgs: Vec<berth_core::ports::OrgRecord>| -> Vec<String> {
+        orgs.into_iter().map(|o| o.name).collect()
+    };
+    assert_eq!(names(id.list_orgs(&as_user(&bob)).await.unwrap()), ["acme"]);
+    assert_eq!(
+        names(id.list_orgs(&as_user(&root)).await.unwrap()),
+        ["acme", "globex", "library"]
+    );
+
+    assert_denied(id.create_team(&as_user(&carol), "acme", "devs", "").await);
+    id.create_team(&as_user(&bob), "acme", "devs", "Developers")
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.create_team(&as_user(&bob), "acme", "devs", "").await,
+        Err(Error::Conflict(_))
+    ));
+    assert_denied(id.list_teams(&as_user(&carol), "acme").await);
+    assert!(id
+        .add_team_member(&as_user(&bob), "acme", "devs", "carol")
+        .await
+        .unwrap());
+    assert!(!id
+        .add_team_member(&as_user(&bob), "acme", "devs", "carol")
+        .await
+        .unwrap());
+    assert_eq!(
+        names(id.list_orgs(&as_user(&carol)).await.unwrap()),
+        ["acme", "globex"]
+    );
+    let teams: Vec<String> = id
+        .list_teams(&as_user(&carol), "acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(teams, ["devs", OWNERS_TEAM]);
+    assert_eq!(
+        id.team_members(&as_user(&carol), "acme", "devs")
+            .await
+            .unwrap(),
+        ["carol"]
+    );
+    assert_denied(
+        id.add_team_member(&as_user(&carol), "acme", "owners", "carol")
+            .await,
+    );
+    assert!(matches!(
+        id.add_team_member(&as_user(&bob), "acme", "ghosts", "carol")
+            .await,
+        Err(Error::TeamUnknown { .. })
+    ));
+
+    assert!(matches!(
+        id.remove_team_member(&as_user(&bob), "acme", OWNERS_TEAM, "bob")
+            .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    assert!(matches!(
+        id.delete_team(&as_user(&bob), "acme", OWNERS_TEAM).await,
+        Err(Error::AccountInvalid(_))
+    ));
+    id.add_team_member(&cli(), "acme", OWNERS_TEAM, "carol")
+        .await
+        .unwrap();
+    assert!(id
+        .remove_team_member(&as_user(&carol), "acme", OWNERS_TEAM, "bob")
+        .await
+        .unwrap());
+    assert_denied(id.delete_team(&as_user(&bob), "acme", "devs").await);
+    id.delete_team(&as_user(&carol), "acme", "devs")
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.delete_team(&as_user(&carol), "acme", "devs").await,
+        Err(Error::TeamUnknown { .. })
+    ));
+
+    // Organization tokens: by owners, recorded as created by the caller (or, from the CLI,
+    // by the first owner).
+    let request = || OrgTokenRequest {
+        org: "acme",
+        label: "deploy",
+        scope: TokenScope::Read,
+        repositories: vec![],
+        expires_in_days: None,
+    };
+    assert_denied(id.create_org_token(&as_user(&bob), request()).await);
+    let token = id
+        .create_org_token(&as_user(&carol), request())
+        .await
+        .unwrap();
+    assert_eq!(token.record.org_id, Some(acme.id));
+    assert_eq!(token.record.user_id, carol.user_id().unwrap());
+    let from_cli = id.create_org_token(&cli(), request()).await.unwrap();
+    assert_eq!(from_cli.record.user_id, carol.user_id().unwrap());
+    assert_eq!(id.list_org_tokens(&cli(), "acme").await.unwrap().len(), 2);
+    assert!(id.list_tokens(&cli(), "carol").await.unwrap().is_empty());
+    assert_denied(id.list_org_tokens(&as_user(&bob), "acme").await);
+    assert!(matches!(
+        id.revoke_org_token(&cli(), "globex", token.record.id).await,
+        Err(Error::TokenUnknown(_))
+    ));
+    assert!(id
+        .revoke_org_token(&as_user(&carol), "acme", token.record.id)
+        .await
+        .unwrap());
+    assert_eq!(
+        w.actions("acme").await,
+        ["org.create", "token.create", "token.create", "token.revoke"]
+    );
+    assert_eq!(
+        w.actions("acme/devs").await,
+        ["team.create", "team.member.add", "team.delete"]
+    );
+}
+
+#[tokio::test]
+async fn repository_settings_need_admin_and_private_repositories_look_missing() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let carol = w.user("carol", false).await;
+    let dave = w.user("dave", false).await;
+    let id = &w.identity;
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    id.create_team(&as_user(&bob), "acme", "devs", "")
+        .await
+        .unwrap();
+    id.add_team_member(&as_user(&bob), "acme", "devs", "carol")
+        .await
+        .unwrap();
+    let app = repo("acme/app");
+
+    assert_denied(id.create_repository(&as_user(&carol), &app, None).await);
+    assert!(matches!(
+        id.create_repository(&cli(), &repo("ghost/app"), None).await,
+        Err(Error::AccountUnknown(_))
+    ));
+    assert!(matches!(
+        id.create_repository(&cli(), &repo("app"), None).await,
+        Err(Error::NameInvalid(_))
+    ));
+    let created = id
+        .create_repository(&as_user(&bob), &app, None)
+        .await
+        .unwrap();
+    assert!(created.is_private, "namespaces default to private");
+    // Someone who cannot see it is refused as before, not told that it exists.
+    assert_denied(id.create_repository(&as_user(&carol), &app, None).await);
+    assert!(matches!(
+        id.create_repository(&as_user(&bob), &app, None).await,
+        Err(Error::Conflict(_))
+    ));
+
+    for outsider in [&carol, &dave, &Principal::anonymous()] {
+        assert_name_unknown(id.repository(&as_user(outsider), &app).await);
+        assert_name_unknown(
+            id.set_repository_visibility(&as_user(outsider), &app, false)
+                .await,
+        );
+        assert_name_unknown(id.delete_repository(&as_user(outsider), &app).await);
+        assert_name_unknown(
+            id.grant_team(&as_user(outsider), "acme", "devs", &app, Permission::Admin)
+                .await,
+        );
+    }
+    assert_name_unknown(id.repository(&as_user(&bob), &repo("acme/missing")).await);
+
+    id.grant_team(&as_user(&bob), "acme", "devs", &app, Permission::Read)
+        .await
+        .unwrap();
+    assert_eq!(
+        id.repository(&as_user(&carol), &app).await.unwrap().id,
+        created.id
+    );
+    assert_denied(
+        id.set_repository_visibility(&as_user(&carol), &app, false)
+            .await,
+    );
+    id.grant_team(&as_user(&bob), "acme", "devs", &app, Permission::Admin)
+        .await
+        .unwrap();
+    id.set_repository_visibility(&as_user(&carol), &app, false)
+        .await
+        .unwrap();
+    let settings = id
+        .repository_settings(&as_user(&carol), &app)
+        .await
+        .unwrap();
+    assert!(!settings.repository.is_private);
+    assert_eq!(
+        settings.team_grants,
+        [("devs".to_owned(), Permission::Admin)]
+    );
+
+    // Visible to everyone now, but settings still need Admin.
+    assert!(id.repository(&as_user(&dave), &app).await.is_ok());
+    assert_denied(id.delete_repository(&as_user(&dave), &app).await);
+    assert!(matches!(
+        id.delete_repository(&as_user(&Principal::anonymous()), &app)
+            .await,
+        Err(Error::Unauthorized)
+    ));
+
+    // Listings show what the caller may see, narrowed by token patterns.
+    id.create_repository(&as_user(&bob), &repo("acme/secret"), Some(true))
+        .await
+        .unwrap();
+    let listed = |p: Principal| {
+        let id = id.clone();
+        async move {
+            id.namespace_repositories(&as_user(&p), "acme")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(dave.clone()).await, ["acme/app"]);
+    assert_eq!(listed(Principal::anonymous()).await, ["acme/app"]);
+    assert_eq!(listed(bob.clone()).await, ["acme/app", "acme/secret"]);
+    assert_eq!(
+        listed(with_token(&bob, TokenScope::Read, &["acme/s*"])).await,
+        ["acme/secret"]
+    );
+
+    // Teams only on their organization's repositories; tokens narrow settings too.
+    id.create_repository(&as_user(&bob), &repo("bob/tool"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.grant_team(
+            &as_user(&bob),
+            "acme",
+            "devs",
+            &repo("bob/tool"),
+            Permission::Read
+        )
+        .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    let write_token = with_token(&bob, TokenScope::Write, &[]);
+    assert_denied(
+        id.set_repository_visibility(&as_user(&write_token), &app, true)
+            .await,
+    );
+    assert!(id
+        .revoke_team(&as_user(&bob), "acme", "devs", &app)
+        .await
+        .unwrap());
+    assert!(!id
+        .revoke_team(&as_user(&bob), "acme", "devs", &app)
+        .await
+        .unwrap());
+
+    id.delete_repository(&as_user(&bob), &app).await.unwrap();
+    assert_name_unknown(id.repository(&as_user(&bob), &app).await);
+    assert_eq!(
+        w.actions("acme/app").await,
+        [
+            "repository.create",
+            "repository.team.grant",
+            "repository.team.grant",
+            "repository.visibility",
+            "repository.team.revoke",
+            "repository.delete"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn collaborators_are_for_personal_repositories() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let carol = w.user("carol", false).await;
+    let id = &w.identity;
+    let tool = repo("bob/tool");
+    id.create_repository(&as_user(&bob), &tool, None)
+        .await
+        .unwrap();
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    id.create_repository(&as_user(&bob), &repo("acme/app"), None)
+        .await
+        .unwrap();
+
+    assert_name_unknown(id.repository(&as_user(&carol), &tool).await);
+    id.set_collaborator(&as_user(&bob), &tool, "carol", Permission::Write)
+        .await
+        .unwrap();
+    assert!(id.repository(&as_user(&carol), &tool).await.is_ok());
+    let facts = w.store.access_facts(carol.user_id(), &tool).await.unwrap();
+    assert_eq!(facts.collaborator_permission, Some(Permission::Write));
+    assert_denied(
+        id.set_collaborator(&as_user(&carol), &tool, "carol", Permission::Admin)
+            .await,
+    );
+    assert!(matches!(
+        id.set_collaborator(&as_user(&bob), &tool, "bob", Permission::Read)
+            .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    assert!(matches!(
+        id.set_collaborator(&as_user(&bob), &repo("acme/app"), "carol", Permission::Read)
+            .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    assert!(matches!(
+        id.set_collaborator(&as_user(&bob), &tool, "nobody", Permission::Read)
+            .await,
+        Err(Error::AccountUnknown(_))
+    ));
+    let settings = id.repository_settings(&as_user(&bob), &tool).await.unwrap();
+    assert_eq!(
+        settings.collaborators,
+        [("carol".to_owned(), Permission::Write)]
+    );
+    assert!(id
+        .remove_collaborator(&as_user(&bob), &tool, "carol")
+        .await
+        .unwrap());
+    assert_name_unknown(id.repository(&as_user(&carol), &tool).await);
+}
+
+#[tokio::test]
+async fn namespace_defaults_are_set_by_their_owners() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let carol = w.user("carol", false).await;
+    let id = &w.identity;
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+
+    assert_denied(
+        id.set_default_visibility(&as_user(&carol), "bob", false)
+            .await,
+    );
+    assert_denied(
+        id.set_default_visibility(&as_user(&carol), "acme", false)
+            .await,
+    );
+    id.set_default_visibility(&as_user(&bob), "acme", false)
+        .await
+        .unwrap();
+    assert!(
+        !id.namespace_settings(&as_user(&bob), "acme")
+            .await
+            .unwrap()
+            .default_private
+    );
+    let app = id
+        .create_repository(&as_user(&bob), &repo("acme/app"), None)
+        .await
+        .unwrap();
+    assert!(!app.is_private);
+    id.set_default_visibility(&cli(), "bob", false)
+        .await
+        .unwrap();
+    assert!(matches!(
+        id.set_default_visibility(&cli(), "ghost", false).await,
+        Err(Error::AccountUnknown(_))
+    ));
+    assert_eq!(
+        w.actions("acme").await,
+        ["org.create", "namespace.default_visibility"]
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_is_for_site_admins() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    assert_denied(
+        w.identity
+            .audit_records(&as_user(&bob), AuditQuery::default())
+            .await,
+    );
+    w.user("carol", false).await;
+    let records = w
+        .identity
+        .audit_records(&cli(), AuditQuery::default())
+        .await
+        .unwrap();
+    let targets: Vec<&str> = records.iter().map(|r| r.event.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["carol", "bob"],
+        "newest first; no limit means a default page"
+    );
+    assert!(records.iter().all(|r| r.event.actor == "cli"));
+}
+
+#[tokio::test]
+async fn the_first_start_creates_one_admin() {
+    let w = world().await;
+    let password = w.identity.first_start_admin(None).await.unwrap().unwrap();
+    assert_eq!(password.len(), 24);
+    let admin = w.store.user_by_name("admin").await.unwrap().unwrap();
+    assert!(admin.is_admin);
+    assert!(verify_password(&password, &admin.password_hash));
+    assert_eq!(w.identity.first_start_admin(None).await.unwrap(), None);
+    assert_eq!(w.store.count_users().await.unwrap(), 1);
+
+    let w = world().await;
+    let from_env = w
+        .identity
+        .first_start_admin(Some("from-the-environment".into()))
+        .await
+        .unwrap();
+    assert_eq!(from_env, None);
+    let admin = w.store.user_by_name("admin").await.unwrap().unwrap();
+    assert!(verify_password(
+        "from-the-environment",
+        &admin.password_hash
+    ));
+    assert_eq!(w.actions("admin").await, ["user.create"]);
+    let w = world().await;
+    assert!(w
+        .identity
+        .first_start_admin(Some("short".into()))
+        .await
+        .is_err());
+}

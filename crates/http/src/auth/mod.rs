@@ -1,0 +1,130 @@
+//! Who is calling: the credentials on a request, the challenge that asks for them, and the
+//! Docker token endpoints that trade them for bearer tokens.
+
+mod challenge;
+pub(crate) mod token;
+
+pub(crate) use challenge::refuse;
+
+use crate::AppState;
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use berth_core::access::{Need, Principal};
+use berth_core::auth::bearer_grants;
+use berth_core::auth::jwt::Claims;
+use berth_core::Error;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A caller as its credentials show it: a principal (anonymous, or signed in with Basic
+/// credentials), or the grants of a bearer token from our token service.
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    Principal(Principal),
+    Bearer(Arc<Claims>),
+}
+
+impl Caller {
+    /// Checks every need: against the permission rules for a principal, against the token's
+    /// `access` claim for a bearer.
+    pub async fn authorize(&self, state: &AppState, needs: &[Need]) -> Result<(), Error> {
+        match self {
+            Caller::Principal(principal) => {
+                state.auth.authorizer().authorize(principal, needs).await
+            }
+            Caller::Bearer(claims) => match needs.iter().all(|n| bearer_grants(claims, n)) {
+                true => Ok(()),
+                false => Err(Error::Unauthorized),
+            },
+        }
+    }
+
+    /// Whether one optional need is granted (a mount's source repository).
+    pub async fn allows(&self, state: &AppState, need: &Need) -> Result<bool, Error> {
+        match self.authorize(state, std::slice::from_ref(need)).await {
+            Ok(()) => Ok(true),
+            Err(Error::Unauthorized | Error::Denied) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The principal behind the credentials, for listings that show only what it may read.
+    pub async fn principal(&self, state: &AppState) -> Result<Principal, Error> {
+        match self {
+            Caller::Principal(principal) => Ok(principal.clone()),
+            Caller::Bearer(claims) => state.auth.principal_of(claims).await,
+        }
+    }
+
+    pub fn is_bearer(&self) -> bool {
+        matches!(self, Caller::Bearer(_))
+    }
+}
+
+/// `user:secret` from a Basic `Authorization` value.
+pub(crate) fn basic_credentials(value: &str) -> Result<(String, String), Error> {
+    let decoded = STANDARD
+        .decode(value.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(Error::CredentialsInvalid)?;
+    let (name, secret) = decoded.split_once(':').ok_or(Error::CredentialsInvalid)?;
+    Ok((name.to_owned(), secret.to_owned()))
+}
+
+/// The `Authorization` header split into scheme and value, if present.
+fn authorization(headers: &HeaderMap) -> Result<Option<(String, &str)>, Error> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| Error::CredentialsInvalid)?;
+    let (scheme, rest) = value.split_once(' ').ok_or(Error::CredentialsInvalid)?;
+    Ok(Some((scheme.to_ascii_lowercase(), rest.trim())))
+}
+
+/// Who is calling, from the `Authorization` header (none: anonymous).
+pub(crate) async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> Result<Caller, Error> {
+    match authorization(headers)? {
+        None => Ok(Caller::Principal(Principal::anonymous())),
+        Some((scheme, value)) if scheme == "basic" => {
+            let (name, secret) = basic_credentials(value)?;
+            state
+                .auth
+                .basic(&name, &secret, peer)
+                .await
+                .map(Caller::Principal)
+        }
+        Some((scheme, value)) if scheme == "bearer" => {
+            state.auth.verify_bearer(value).map(Caller::Bearer)
+        }
+        Some(_) => Err(Error::CredentialsInvalid),
+    }
+}
+
+/// The client's address, when the server knows it.
+pub(crate) fn peer_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        let encoded = STANDARD.encode("alice:pa:ss word");
+        assert_eq!(
+            basic_credentials(&encoded).unwrap(),
+            ("alice".to_owned(), "pa:ss word".to_owned())
+        );
+        assert!(basic_credentials("not base64!").is_err());
+        assert!(basic_credentials(&STANDARD.encode("no-colon")).is_err());
+    }
+}
