@@ -57,13 +57,17 @@ descriptor() {
 }
 listed() { jq -c "[.manifests[] | {mediaType, digest, size, artifactType} + $ANN] | sort_by(.digest)" "$WORK/refs.json"; }
 
+# Both referrers must exist, or the comparisons below compare two empty lists.
+pushed_referrers() { [[ $ref1 == sha256:* && $ref2 == sha256:* ]] || { echo "referrers not pushed: '$ref1' '$ref2'"; return 1; }; }
 all_referrers() {
+  pushed_referrers
   referrers "$SUBJ"
   # The legacy artifact has no artifactType field: the registry must report config.mediaType.
   same "$(listed)" "$( (descriptor "$ref1" "$SBOM"; descriptor "$ref2" "$SIG") | jq -sc 'sort_by(.digest)')"
 }
 check referrers-list all_referrers
 filtered() {
+  pushed_referrers
   referrers "$SUBJ" "?artifactType=$SBOM"
   has_header "$WORK/refs.headers" 'oci-filters-applied: artifactType'
   same "$(listed)" "[$(descriptor "$ref1" "$SBOM")]"

@@ -267,7 +267,10 @@ impl Config {
         let _ = writeln!(
             out,
             "public_url  = {}  ({})",
-            self.public_url.value.as_deref().unwrap_or("(from each request's Host)"),
+            self.public_url
+                .value
+                .as_deref()
+                .unwrap_or("(from each request's Host)"),
             self.public_url.source
         );
         let _ = writeln!(
@@ -297,9 +300,18 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("t", "90s", Source::Flag).unwrap().as_secs(), 90);
-        assert_eq!(parse_duration("t", "2h", Source::Flag).unwrap().as_secs(), 7200);
-        assert_eq!(parse_duration("t", "1d", Source::Flag).unwrap().as_secs(), 86400);
+        assert_eq!(
+            parse_duration("t", "90s", Source::Flag).unwrap().as_secs(),
+            90
+        );
+        assert_eq!(
+            parse_duration("t", "2h", Source::Flag).unwrap().as_secs(),
+            7200
+        );
+        assert_eq!(
+            parse_duration("t", "1d", Source::Flag).unwrap().as_secs(),
+            86400
+        );
         for bad in ["", "h", "10", "0s", "-1h", "1w"] {
             assert!(parse_duration("t", bad, Source::Flag).is_err(), "{bad:?}");
         }

@@ -144,9 +144,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Server)?;
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(ServeError::Server)?;
     expiry.abort();
     meta.close().await;
     tracing::info!("berth stopped");

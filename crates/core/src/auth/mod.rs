@@ -93,8 +93,8 @@ impl Authenticator {
     }
 
     /// Appends to the audit log; a failure is logged, never returned, so it cannot turn a
-    /// sign-in into an error.
-    async fn audit(
+    /// sign-in (or a completed delete) into an error.
+    pub async fn audit(
         &self,
         actor: &str,
         action: &str,

@@ -57,6 +57,14 @@ impl Caller {
         }
     }
 
+    /// The name the audit log records.
+    pub fn name(&self) -> String {
+        match self {
+            Caller::Principal(principal) => principal.name(),
+            Caller::Bearer(claims) => claims.sub.clone(),
+        }
+    }
+
     pub fn is_bearer(&self) -> bool {
         matches!(self, Caller::Bearer(_))
     }

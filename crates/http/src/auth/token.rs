@@ -36,7 +36,10 @@ fn scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Scope>, E
 }
 
 /// `GET /token?service=&scope=&offline_token=`.
-pub(crate) async fn get_token(State(state): State<AppState>, request: Request<Body>) -> Response<Body> {
+pub(crate) async fn get_token(
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> Response<Body> {
     let method = request.method().clone();
     let (parts, _) = request.into_parts();
     let result = async {
@@ -106,13 +109,18 @@ fn unsupported_grant(grant: &str) -> Response<Body> {
 }
 
 /// `POST /token` with an `application/x-www-form-urlencoded` body.
-pub(crate) async fn post_token(State(state): State<AppState>, request: Request<Body>) -> Response<Body> {
+pub(crate) async fn post_token(
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> Response<Body> {
     let method = request.method().clone();
     let peer = peer_address(request.extensions());
     let result = async {
         let body = to_bytes(request.into_body(), MAX_FORM_BYTES)
             .await
-            .map_err(|_| Error::SizeInvalid(format!("the form is larger than {MAX_FORM_BYTES} bytes")))?;
+            .map_err(|_| {
+                Error::SizeInvalid(format!("the form is larger than {MAX_FORM_BYTES} bytes"))
+            })?;
         let body = std::str::from_utf8(&body)
             .map_err(|_| Error::Unsupported("the form is not UTF-8".into()))?;
         let form: Vec<(String, String)> = body
@@ -128,7 +136,11 @@ pub(crate) async fn post_token(State(state): State<AppState>, request: Request<B
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        let requested = scopes(form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.as_str()))?;
+        let requested = scopes(
+            form.iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.as_str()),
+        )?;
         let offline = field("access_type") == Some("offline");
         let principal = match field("grant_type").unwrap_or_default() {
             "password" => {

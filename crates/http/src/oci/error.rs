@@ -166,11 +166,7 @@ mod tests {
             (Error::Conflict("x".into()), "DENIED", 409),
             (Error::Unauthorized, "UNAUTHORIZED", 401),
             (Error::CredentialsInvalid, "UNAUTHORIZED", 401),
-            (
-                Error::TwoFactorRequired("x".into()),
-                "UNAUTHORIZED",
-                401,
-            ),
+            (Error::TwoFactorRequired("x".into()), "UNAUTHORIZED", 401),
             (
                 Error::TooManyRequests {
                     retry_after_secs: 5,

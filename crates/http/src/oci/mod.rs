@@ -7,6 +7,7 @@ mod handlers;
 pub(crate) mod headers;
 pub mod route;
 
+use crate::auth;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
@@ -14,7 +15,6 @@ use axum::http::{HeaderValue, Method, Request};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use crate::auth;
 use berth_core::Error;
 pub use error::error_response;
 use route::OciRoute;
@@ -96,7 +96,8 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         mount_allowed,
         principal,
     };
-    match route {
+    let deleted = deletion(&route, &req.method);
+    let response = match route {
         OciRoute::Base => handlers::base(req),
         OciRoute::Catalog => handlers::listing::catalog(req).await,
         OciRoute::Tags { name } => handlers::listing::tags(req, &name).await,
@@ -109,6 +110,31 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         OciRoute::Referrers { name, digest } => {
             handlers::referrers::list(req, &name, &digest).await
         }
+    }?;
+    if let Some((action, target)) = deleted {
+        if response.status().is_success() {
+            let actor = caller.name();
+            state.auth.audit(&actor, action, &target, peer).await;
+        }
+    }
+    Ok(response)
+}
+
+/// Deletes are permission-relevant: the audit log records each one that succeeds.
+fn deletion(route: &OciRoute, method: &Method) -> Option<(&'static str, String)> {
+    if method != Method::DELETE {
+        return None;
+    }
+    match route {
+        OciRoute::Manifest {
+            name,
+            reference: berth_oci::Reference::Digest(digest),
+        } => Some(("manifest.delete", format!("{name}@{digest}"))),
+        OciRoute::Manifest { name, reference } => {
+            Some(("tag.delete", format!("{name}:{reference}")))
+        }
+        OciRoute::Blob { name, digest } => Some(("blob.delete", format!("{name}@{digest}"))),
+        _ => None,
     }
 }
 

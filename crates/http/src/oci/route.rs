@@ -168,11 +168,15 @@ mod tests {
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads/").unwrap(),
-            OciRoute::UploadStart { name: n("library/a") }
+            OciRoute::UploadStart {
+                name: n("library/a")
+            }
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads").unwrap(),
-            OciRoute::UploadStart { name: n("library/a") }
+            OciRoute::UploadStart {
+                name: n("library/a")
+            }
         );
         assert_eq!(
             OciRoute::parse("a/blobs/uploads/abc123").unwrap(),

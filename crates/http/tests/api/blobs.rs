@@ -252,7 +252,9 @@ async fn sha512_blobs_are_served_by_their_sha512_digest() {
     assert_eq!(resp.status(), 201);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
 
-    let resp = app.send(app.get(&format!("/v2/ns/repo/blobs/{digest}"))).await;
+    let resp = app
+        .send(app.get(&format!("/v2/ns/repo/blobs/{digest}")))
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "docker-content-digest"), digest);
     assert_eq!(resp.bytes().await.unwrap(), content);

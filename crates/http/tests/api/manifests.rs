@@ -458,7 +458,9 @@ async fn a_manifest_is_only_visible_in_its_repository() {
 async fn manifests_refuse_other_methods() {
     let app = TestApp::spawn().await;
     for method in [reqwest::Method::POST, reqwest::Method::PATCH] {
-        let resp = app.send(app.request(method, "/v2/ns/repo/manifests/v1")).await;
+        let resp = app
+            .send(app.request(method, "/v2/ns/repo/manifests/v1"))
+            .await;
         assert_error(resp, 405, "UNSUPPORTED").await;
     }
 }

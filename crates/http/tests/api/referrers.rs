@@ -166,7 +166,9 @@ async fn an_index_can_refer_to_a_subject() {
 #[tokio::test]
 async fn referrers_pushed_before_their_subject_are_listed() {
     let app = TestApp::spawn().await;
-    let config = app.push_blob_as("ns/repo", b"{\"later\":1}", OCI_CONFIG).await;
+    let config = app
+        .push_blob_as("ns/repo", b"{\"later\":1}", OCI_CONFIG)
+        .await;
     let layer = app.push_blob("ns/repo", b"later layer").await;
     let subject = ManifestBuilder::oci_image(&config, &[layer]).build();
 

@@ -95,7 +95,8 @@ async fn invalid_tags_are_tag_invalid() {
         assert_error(resp, 400, "TAG_INVALID").await;
     }
     // 128 characters is fine.
-    app.push_manifest_ok("ns/repo", &"t".repeat(128), &image).await;
+    app.push_manifest_ok("ns/repo", &"t".repeat(128), &image)
+        .await;
 }
 
 #[tokio::test]
@@ -274,7 +275,9 @@ async fn a_truncated_chunk_leaves_the_session_at_its_old_size() {
         .send(app.put(&with_query(&location, &format!("digest={digest}"))))
         .await;
     assert_eq!(resp.status(), 201);
-    let resp = app.send(app.get(&format!("/v2/ns/repo/blobs/{digest}"))).await;
+    let resp = app
+        .send(app.get(&format!("/v2/ns/repo/blobs/{digest}")))
+        .await;
     assert_eq!(resp.bytes().await.unwrap(), content);
 }
 
