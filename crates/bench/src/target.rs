@@ -18,13 +18,13 @@ pub struct TargetSpec {
 impl FromStr for TargetSpec {
     type Err = String;
 
-    /// `NAME=URL@PID` or `NAME=URL`.
+    /// `NAME=URL@PID` or `NAME=URL`; the URL may carry `user:password@` for Basic credentials.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let (name, rest) = s
             .split_once('=')
             .ok_or_else(|| format!("target {s:?}: expected NAME=URL@PID"))?;
         let (url, pid) = match rest.rsplit_once('@') {
-            Some((u, p)) if !p.contains('/') => {
+            Some((u, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
                 let pid = p
                     .parse::<u32>()
                     .map_err(|e| format!("target {s:?}: bad PID {p:?}: {e}"))?;
@@ -171,7 +171,22 @@ impl Cost {
 
 impl Target {
     pub fn new(spec: TargetSpec, pool: usize) -> Result<Self> {
+        let mut base = spec.url;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if !base.username().is_empty() {
+            // Credentials in the URL sign every request in (Basic), as a logged-in client would.
+            use base64::Engine as _;
+            let credentials = format!("{}:{}", base.username(), base.password().unwrap_or(""));
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Basic {encoded}").parse()?,
+            );
+            let _ = base.set_username("");
+            let _ = base.set_password(None);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .no_proxy()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(pool)
@@ -181,7 +196,7 @@ impl Target {
             .build()?;
         Ok(Target {
             name: spec.name,
-            base: spec.url,
+            base,
             proc: spec.pid.map(Proc::new),
             client,
         })
@@ -279,6 +294,12 @@ mod tests {
         let t: TargetSpec = "d=http://localhost:5001/".parse().unwrap();
         assert_eq!(t.pid, None);
         assert!("x=http://10.0.0.1:5000@1".parse::<TargetSpec>().is_err());
+        let t: TargetSpec = "b=http://admin:secret@127.0.0.1:5000@77".parse().unwrap();
+        assert_eq!((t.url.username(), t.pid), ("admin", Some(77)));
+        let t: TargetSpec = "b=http://admin:secret@127.0.0.1:5000".parse().unwrap();
+        assert_eq!((t.url.password(), t.pid), (Some("secret"), None));
+        let target = Target::new(t, 1).unwrap();
+        assert_eq!(target.base.as_str(), "http://127.0.0.1:5000/");
         assert!("nourl".parse::<TargetSpec>().is_err());
     }
 

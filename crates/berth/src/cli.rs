@@ -220,6 +220,12 @@ pub enum RepoCommand {
         #[arg(value_enum)]
         visibility: Visibility,
     },
+    /// Set whether repositories a push creates in a namespace are public or private.
+    DefaultVisibility {
+        namespace: String,
+        #[arg(value_enum)]
+        visibility: Visibility,
+    },
     /// Delete a repository with its tags (blobs are left for garbage collection).
     Delete {
         name: String,

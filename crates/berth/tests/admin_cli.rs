@@ -624,3 +624,23 @@ fn collaborators_join_personal_repositories_only() {
         ]
     );
 }
+
+#[test]
+fn a_namespace_decides_the_visibility_of_new_repositories() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "alice", false);
+    ok(dir, &["repo", "create", "alice/before"]);
+    ok(dir, &["repo", "default-visibility", "alice", "public"]);
+    ok(dir, &["repo", "create", "alice/after"]);
+    let listing = ok(dir, &["repo", "list", "alice"]);
+    assert!(listing.contains("alice/before  private"), "{listing}");
+    assert!(listing.contains("alice/after  public"), "{listing}");
+    assert_fails_with(
+        &berth(dir, &["repo", "default-visibility", "nobody", "public"], ""),
+        "not known",
+    );
+    assert!(audit_actions(dir, &[])
+        .iter()
+        .any(|a| a.starts_with("namespace.default_visibility alice")));
+}

@@ -53,6 +53,19 @@ pub(super) async fn repo(
                 .await?;
             println!("{repo} is {}", visibility_word(private));
         }
+        RepoCommand::DefaultVisibility {
+            namespace,
+            visibility,
+        } => {
+            let private = visibility == Visibility::Private;
+            identity
+                .set_default_visibility(acting, &namespace, private)
+                .await?;
+            println!(
+                "repositories pushed to {namespace} from now on are {}",
+                visibility_word(private)
+            );
+        }
         RepoCommand::Delete { name, yes } => {
             let repo = repository_name(&name)?;
             if !yes {
