@@ -6,7 +6,7 @@ use axum::serve::ListenerExt as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
 use berth_core::identity::Identity;
-use berth_core::ports::{BlobStore as _, UploadSessions as _};
+use berth_core::ports::{BlobStore as _, IdentityStore, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
@@ -110,6 +110,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         message: e.to_string(),
     })?;
+    let identity = Identity::<dyn IdentityStore>::new(meta_store.clone());
     let registry = Registry::new(
         Arc::new(blobs),
         meta_store,
@@ -137,6 +138,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let app = berth_http::router(AppState {
         registry,
         auth: Arc::new(auth),
+        identity,
         public_url: config.public_url.value.clone(),
     });
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");

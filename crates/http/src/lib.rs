@@ -1,11 +1,14 @@
 //! Berth's HTTP surface: the router and the state every handler shares.
 
+mod api;
 mod auth;
 pub mod oci;
 
 use axum::routing::{any, get};
 use axum::Router;
 use berth_core::auth::Authenticator;
+use berth_core::identity::Identity;
+use berth_core::ports::IdentityStore;
 use berth_core::Registry;
 use std::sync::Arc;
 
@@ -15,6 +18,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Sign-in, the token service and (through it) the authorizer.
     pub auth: Arc<Authenticator>,
+    /// Account, organization, token and repository-setting management (the `/api/` surface).
+    pub identity: Identity<dyn IdentityStore>,
     /// The URL clients reach Berth at (for the token realm); None: from the request's Host.
     pub public_url: Option<String>,
 }
@@ -23,6 +28,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(oci::routes())
+        .merge(api::routes())
         .route(
             "/token",
             get(auth::token::get_token)

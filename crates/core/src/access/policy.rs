@@ -50,7 +50,8 @@ pub fn repository_permission(
         return permission;
     };
     if !limits.covers(repo) {
-        return None;
+        // Outside its repositories a token is worth what no credentials are: public pulls.
+        return (facts.is_private == Some(false)).then_some(Permission::Read);
     }
     let cap = match limits.scope {
         TokenScope::PublicRead if facts.is_private == Some(false) => Some(Permission::Read),
@@ -166,6 +167,11 @@ mod tests {
         );
         let elsewhere = with_token(owner.clone(), TokenScope::Admin, &["alice/other", "bob/*"]);
         assert_eq!(repository_permission(&elsewhere, &repo(), &f), None);
+        assert_eq!(
+            repository_permission(&elsewhere, &repo(), &public),
+            Some(Permission::Read),
+            "public repositories stay pullable"
+        );
         let matching = with_token(owner, TokenScope::Write, &["alice/*"]);
         assert_eq!(
             repository_permission(&matching, &repo(), &f),

@@ -47,20 +47,25 @@ impl Authenticator {
         purpose: LoginPurpose<'_>,
     ) -> Result<Principal> {
         let started = Instant::now();
-        if let Err(wait) = self.throttle.check(Some(name), address, started) {
+        // Tokens carry 256 random bits, so they are throttled per address only: failed
+        // password guesses against an account must not lock its CI tokens out.
+        let is_token = secret.starts_with(TOKEN_PREFIX);
+        let account = (!is_token).then_some(name);
+        if let Err(wait) = self.throttle.check(account, address, started) {
             return Err(Error::TooManyRequests {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
-        let outcome = if secret.starts_with(TOKEN_PREFIX) {
+        let outcome = if is_token {
             self.token_login(name, secret, address).await
         } else {
             self.password_login(name, secret, address, purpose).await
         };
         match &outcome {
-            Ok(_) => self.throttle.record_success(name),
+            Ok(_) if !is_token => self.throttle.record_success(name),
+            Ok(_) => {}
             Err(Error::CredentialsInvalid) => {
-                self.throttle.record_failure(Some(name), address, started);
+                self.throttle.record_failure(account, address, started);
                 self.audit(name, "login.failure", name, address).await;
             }
             Err(_) => {}

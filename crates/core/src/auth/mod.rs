@@ -1,12 +1,14 @@
 //! Proving who a caller is: sign-in with a password or an access token, the Docker token
 //! service's signed bearer tokens and refresh tokens, and the brake on password guessing.
 
+mod api_token;
 mod cache;
 pub mod jwt;
 mod login;
 pub mod throttle;
 mod token_service;
 
+pub use api_token::API_TOKEN_TTL;
 pub use login::LoginPurpose;
 pub use token_service::{bearer_grants, IssuedToken, REFRESH_TOKEN_PREFIX};
 

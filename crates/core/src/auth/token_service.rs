@@ -31,7 +31,7 @@ const REPOSITORY: &str = "repository";
 const REGISTRY: &str = "registry";
 const CATALOG: &str = "catalog";
 
-fn random_hex(bytes: usize) -> Result<String> {
+pub(super) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
     getrandom::getrandom(&mut buf).map_err(|e| Error::internal("randomness", e))?;
     Ok(hex::encode(buf))

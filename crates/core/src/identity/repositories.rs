@@ -311,11 +311,16 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         repo: &RepoName,
     ) -> Result<(RepositoryRecord, crate::ports::TeamRecord)> {
         let record = self.repository_for(acting, repo, Permission::Admin).await?;
-        let org_record = self
-            .store
-            .org_by_name(org)
-            .await?
-            .ok_or_else(|| Error::AccountUnknown(org.to_owned()))?;
+        let org_record = match self.store.org_by_name(org).await? {
+            Some(record) => record,
+            // The repository's own namespace, and not an organization: a user's.
+            None if record.namespace == org => {
+                return Err(Error::AccountInvalid(format!(
+                    "{repo} is a personal repository: give collaborators access instead of teams"
+                )))
+            }
+            None => return Err(Error::AccountUnknown(org.to_owned())),
+        };
         if record.namespace != org_record.name {
             return Err(Error::AccountInvalid(format!(
                 "{repo} is not in the organization {org}: teams are granted their own organization's repositories"

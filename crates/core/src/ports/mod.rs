@@ -1,10 +1,14 @@
 //! The ports: small traits through which the domain reaches storage and the database.
 
 mod blob_store;
+mod hub;
 mod identity;
 mod meta;
 
 pub use blob_store::{BlobStore, ByteStream, StoreError};
+pub use hub::{
+    HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,
+};
 pub use identity::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, AuditRecord,
     IdentityStore, NamespaceOwner, NamespaceRecord, Namespaces, NewToken, NewUser, OrgRecord,

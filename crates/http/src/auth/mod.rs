@@ -4,7 +4,7 @@
 mod challenge;
 pub(crate) mod token;
 
-pub(crate) use challenge::refuse;
+pub(crate) use challenge::{base_url, refuse};
 
 use crate::AppState;
 use axum::http::{header, HeaderMap};

@@ -45,7 +45,13 @@ pub(crate) async fn get_token(
     let result = async {
         let query = parts.uri.query().unwrap_or_default();
         let peer = peer_address(&parts.extensions);
-        let requested: Vec<String> = query_params(query, "scope").collect();
+        // A query's `+` is a space here: clients join several scopes with one (`a+b`).
+        let requested: Vec<String> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(k, _)| *k == "scope")
+            .filter_map(|(_, v)| decode_component(v, true))
+            .collect();
         let requested = scopes(requested.iter().map(String::as_str))?;
         let offline = query_params(query, "offline_token").any(|v| v == "true");
         let principal = match parts.headers.get(header::AUTHORIZATION) {

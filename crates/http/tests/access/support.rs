@@ -6,10 +6,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
-use berth_core::identity::{hash_password, hash_token, new_token_secret};
+use berth_core::identity::{hash_password, hash_token, new_token_secret, Identity};
 use berth_core::ports::{
-    AccessTokens as _, Accounts as _, NewToken, NewUser, Organizations as _, Permission,
-    RepositoryAccess as _,
+    AccessTokens as _, Accounts as _, IdentityStore, NewToken, NewUser, Organizations as _,
+    Permission, RepositoryAccess as _,
 };
 use berth_core::registry::RegistryOptions;
 use berth_core::time::now_unix;
@@ -129,9 +129,11 @@ impl Server {
             .await
             .expect("authenticator");
         let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
+        let identity: Arc<dyn IdentityStore> = meta.clone();
         let app = berth_http::router(AppState {
             registry,
             auth: Arc::new(auth),
+            identity: Identity::new(identity),
             public_url: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -336,7 +338,10 @@ impl Server {
         let resp = self.put_manifest(creds, repo, reference, body).await;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        assert_eq!(status, 201, "pushing a manifest to {repo}:{reference}: {text}");
+        assert_eq!(
+            status, 201,
+            "pushing a manifest to {repo}:{reference}: {text}"
+        );
     }
 
     /// Pushes an image (a config and a layer, unique to `seed`) tagged `tag`, and a
@@ -554,8 +559,11 @@ impl Snapshot {
                 None => s,
             }
         };
-        let mut headers: Vec<(String, String)> =
-            self.headers.iter().map(|(n, v)| (n.clone(), fix(v))).collect();
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), fix(v)))
+            .collect();
         headers.sort();
         Snapshot {
             status: self.status,

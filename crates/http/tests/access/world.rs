@@ -62,7 +62,6 @@ pub struct World {
     /// Site admin credentials, for setting content up.
     pub admin: Creds,
     pub users: HashMap<&'static str, i64>,
-    pub acme: i64,
     pub images: HashMap<&'static str, Image>,
     /// Token id and secret.
     pub pats: HashMap<Pat, (i64, String)>,
@@ -108,7 +107,11 @@ impl World {
             .expect("repository")
             .expect("library/nginx exists");
         assert!(!official.is_private, "official images are public");
-        for (name, private) in [(ALICE_SECRET, true), (ALICE_HIDDEN, true), (ACME_SECRET, true)] {
+        for (name, private) in [
+            (ALICE_SECRET, true),
+            (ALICE_HIDDEN, true),
+            (ACME_SECRET, true),
+        ] {
             let record = server
                 .meta
                 .repository(&crate::support::repo(name))
@@ -160,7 +163,6 @@ impl World {
             server,
             admin,
             users,
-            acme,
             images,
             pats,
         }

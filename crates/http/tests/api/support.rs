@@ -6,6 +6,7 @@
 
 use berth_core::access::OpenAccess;
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::identity::Identity;
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
@@ -251,10 +252,11 @@ async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
     let auth = Authenticator::new(meta.clone(), Arc::new(OpenAccess), AuthSettings::default())
         .await
         .expect("authenticator");
-    let registry = Registry::new(Arc::new(blobs), meta, RegistryOptions::default());
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
     let app = berth_http::router(AppState {
         registry,
         auth: Arc::new(auth),
+        identity: Identity::new(meta),
         public_url: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

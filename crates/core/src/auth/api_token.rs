@@ -1,0 +1,60 @@
+//! Management API sign-in tokens: short-lived JWTs for `/api/`, signed with the token
+//! service's key but for their own audience, so neither kind is accepted in place of the other.
+
+use super::jwt::Claims;
+use super::token_service::random_hex;
+use super::Authenticator;
+use crate::access::Principal;
+use crate::time::now_unix;
+use crate::{Error, Result};
+use std::time::Duration;
+
+/// How long an API token signs its holder in; then the client signs in again.
+pub const API_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Appended to the service name to form API tokens' `aud`: registry bearer tokens carry the
+/// bare service name, so each verifier refuses the other's tokens.
+const API_AUDIENCE_SUFFIX: &str = ":api";
+
+impl Authenticator {
+    /// The `aud` of API tokens.
+    pub fn api_audience(&self) -> String {
+        format!("{}{API_AUDIENCE_SUFFIX}", self.settings.service)
+    }
+
+    /// An API token for a caller who just signed in. A sign-in with an access token keeps
+    /// that token's limits (and ends with its revocation): the JWT names it in `tid`.
+    pub fn issue_api_token(&self, principal: &Principal) -> Result<String> {
+        if principal.is_anonymous() {
+            return Err(Error::Unauthorized);
+        }
+        let now = now_unix();
+        let claims = Claims {
+            iss: self.settings.issuer.clone(),
+            sub: principal.name(),
+            aud: self.api_audience(),
+            exp: now + API_TOKEN_TTL.as_secs() as i64,
+            nbf: now,
+            iat: now,
+            jti: random_hex(16)?,
+            access: Vec::new(),
+            tid: principal.limits.as_ref().map(|l| l.token_id),
+        };
+        self.signer
+            .sign(&claims)
+            .map_err(|e| Error::internal("sign API token", e))
+    }
+
+    /// Who an API token signs in. The account (or access token) is read again on every
+    /// request, so a changed admin flag, a revoked token or a removed account applies at once.
+    pub async fn verify_api_token(&self, token: &str) -> Result<Principal> {
+        let claims = self
+            .signer
+            .verify(token, &self.api_audience(), now_unix())
+            .map_err(|_| Error::Unauthorized)?;
+        if claims.sub.is_empty() {
+            return Err(Error::Unauthorized);
+        }
+        self.principal_of(&claims).await
+    }
+}

@@ -1,0 +1,239 @@
+//! The JSON management API under `/api/v1/`: a thin mapping of paths, methods and JSON
+//! bodies onto the management service, which checks permissions and writes the audit log.
+//!
+//! Callers authenticate with Basic credentials (a password, refused for accounts with
+//! two-factor authentication as for registry clients, or an access token) or with
+//! `Bearer <token>` from `POST /api/v1/users/login`. Registry bearer tokens from `/token`
+//! are not accepted here, nor API tokens on `/v2/`.
+
+mod audit;
+mod error;
+mod orgs;
+mod repositories;
+mod route;
+mod tokens;
+mod users;
+mod wire;
+
+use crate::auth::{base_url, basic_credentials, peer_address};
+use crate::AppState;
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use axum::routing::any;
+use axum::Router;
+use berth_core::access::{Actor, Principal};
+use berth_core::identity::Acting;
+use berth_core::Error;
+use error::{ApiError, ApiResult};
+use route::Route;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::IpAddr;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api", any(dispatch))
+        .route("/api/", any(dispatch))
+        .route("/api/{*rest}", any(dispatch))
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response<Body> {
+    let method = request.method().clone();
+    let base = base_url(&state, request.headers());
+    let mut response = match handle(&state, request).await {
+        Ok(response) => response,
+        Err(err) => error::render(&err, &method),
+    };
+    // Account data and secrets must not be kept by caches between us and the client.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // Bearer, not Basic: a Basic challenge would make browsers prompt for a password.
+        let challenge = format!("Bearer realm=\"{base}/api/v1/users/login\"");
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+    }
+    response
+}
+
+/// One API request: who sends it, from where, and what it carries.
+pub(crate) struct Call<'a> {
+    pub state: &'a AppState,
+    pub principal: Principal,
+    pub address: Option<IpAddr>,
+    pub query: String,
+    /// The absolute URL of the request without its query, for page links.
+    pub link: String,
+    body: Bytes,
+}
+
+impl Call<'_> {
+    /// The caller as the management service takes it.
+    pub fn acting(&self) -> Acting<'_> {
+        Acting::new(&self.principal, self.address.map(|a| a.to_string()))
+    }
+
+    /// The body as `T` (required).
+    pub fn json<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        wire::parse_json(&self.body)
+    }
+
+    /// The body as `T`, or its default when the request has none.
+    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> ApiResult<T> {
+        wire::parse_optional_json(&self.body)
+    }
+
+    /// The page of `items` the query asks for.
+    pub fn page<T: Serialize>(&self, items: Vec<T>) -> ApiResult<Response<Body>> {
+        let request = wire::PageRequest::from_query(&self.query)?;
+        wire::ok(&wire::Page::of(items, request, &self.link, &self.query))
+    }
+
+    /// The account whose tokens a request is about: `?username=` (for site admins; the
+    /// management service refuses anyone else), or the caller's own.
+    pub fn account(&self) -> ApiResult<String> {
+        if let Some(name) = crate::oci::headers::query_param(&self.query, "username") {
+            return Ok(name);
+        }
+        match &self.principal.actor {
+            Actor::User { name, .. } => Ok(name.clone()),
+            Actor::Anonymous => Err(Error::Unauthorized.into()),
+            Actor::Organization { .. } => Err(Error::Denied.into()),
+        }
+    }
+}
+
+async fn handle(state: &AppState, request: Request<Body>) -> ApiResult<Response<Body>> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let rest = path.strip_prefix("/api").unwrap_or_default();
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let route = Route::parse(rest, &method)?;
+    if !route.methods().contains(&method) {
+        return Err(ApiError::MethodNotAllowed(route.methods()));
+    }
+    let (parts, body) = request.into_parts();
+    let address = peer_address(&parts.extensions);
+    // Signing in takes its credentials from the body; a stale header must not block it.
+    let principal = match route {
+        Route::Login => Principal::anonymous(),
+        _ => identify(state, &parts.headers, address).await?,
+    };
+    let body =
+        to_bytes(body, wire::MAX_BODY_BYTES)
+            .await
+            .map_err(|err| match exceeds_limit(&err) {
+                true => ApiError::BodyTooLarge,
+                false => ApiError::BadRequest("the request body could not be read".to_owned()),
+            })?;
+    let call = Call {
+        state,
+        principal,
+        address,
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        link: format!("{}{path}", base_url(state, &parts.headers)),
+        body,
+    };
+    route_to_handler(&call, route, &method).await
+}
+
+async fn route_to_handler(
+    call: &Call<'_>,
+    route: Route,
+    method: &Method,
+) -> ApiResult<Response<Body>> {
+    match (route, method.as_str()) {
+        (Route::Login, "POST") => users::login(call).await,
+        (Route::Users, "GET") => users::list(call).await,
+        (Route::Users, "POST") => users::create(call).await,
+        (Route::User(name), "GET") => users::show(call, &name).await,
+        (Route::User(name), "PATCH") => users::update(call, &name).await,
+        (Route::TwoFactor(name), "POST") => users::begin_two_factor(call, &name).await,
+        (Route::TwoFactor(name), "DELETE") => users::disable_two_factor(call, &name).await,
+        (Route::TwoFactorConfirm(name), "POST") => users::confirm_two_factor(call, &name).await,
+        (Route::AccessTokens, "GET") => tokens::list(call).await,
+        (Route::AccessTokens, "POST") => tokens::create(call).await,
+        (Route::AccessToken(id), "GET") => tokens::show(call, id).await,
+        (Route::AccessToken(id), "PATCH") => tokens::update(call, id).await,
+        (Route::AccessToken(id), "DELETE") => tokens::revoke(call, id).await,
+        (Route::Orgs, "GET") => orgs::list(call).await,
+        (Route::Orgs, "POST") => orgs::create(call).await,
+        (Route::Org(org), "GET") => orgs::show(call, &org).await,
+        (Route::Groups(org), "GET") => orgs::list_groups(call, &org).await,
+        (Route::Groups(org), "POST") => orgs::create_group(call, &org).await,
+        (Route::Group { org, team }, "GET") => orgs::show_group(call, &org, &team).await,
+        (Route::Group { org, team }, "DELETE") => orgs::delete_group(call, &org, &team).await,
+        (Route::Members { org, team }, "GET") => orgs::members(call, &org, &team).await,
+        (Route::Members { org, team }, "POST") => orgs::add_member(call, &org, &team).await,
+        (Route::Member { org, team, user }, "DELETE") => {
+            orgs::remove_member(call, &org, &team, &user).await
+        }
+        (Route::OrgTokens(org), "GET") => tokens::list_org(call, &org).await,
+        (Route::OrgTokens(org), "POST") => tokens::create_org(call, &org).await,
+        (Route::OrgToken { org, id }, "GET") => tokens::show_org(call, &org, id).await,
+        (Route::OrgToken { org, id }, "DELETE") => tokens::revoke_org(call, &org, id).await,
+        (Route::Namespace(namespace), "GET") => repositories::namespace(call, &namespace).await,
+        (Route::Namespace(namespace), "PATCH") => {
+            repositories::update_namespace(call, &namespace).await
+        }
+        (Route::NamespaceRepositories(namespace), "GET") => {
+            repositories::in_namespace(call, &namespace).await
+        }
+        (Route::Repositories, "POST") => repositories::create(call).await,
+        (Route::Repository(repo), "GET") => repositories::show(call, &repo).await,
+        (Route::Repository(repo), "PATCH") => repositories::update(call, &repo).await,
+        (Route::Repository(repo), "DELETE") => repositories::delete(call, &repo).await,
+        (Route::RepositoryGroups(repo), "GET") => repositories::groups(call, &repo).await,
+        (Route::RepositoryGroups(repo), "POST") => repositories::grant_group(call, &repo).await,
+        (Route::RepositoryGroup(repo, team), "DELETE") => {
+            repositories::revoke_group(call, &repo, &team).await
+        }
+        (Route::Collaborators(repo), "GET") => repositories::collaborators(call, &repo).await,
+        (Route::Collaborators(repo), "POST") => repositories::add_collaborator(call, &repo).await,
+        (Route::Collaborator(repo, user), "DELETE") => {
+            repositories::remove_collaborator(call, &repo, &user).await
+        }
+        (Route::AuditLogs, "GET") => audit::list(call).await,
+        // `Route::methods` already refused these; kept in step with it by its tests.
+        (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
+    }
+}
+
+/// Who is calling: Basic credentials (password or access token), an API token, or nobody.
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    address: Option<IpAddr>,
+) -> ApiResult<Principal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Principal::anonymous());
+    };
+    let value = value.to_str().map_err(|_| Error::CredentialsInvalid)?;
+    let (scheme, credentials) = value.split_once(' ').ok_or(Error::CredentialsInvalid)?;
+    let principal = match scheme.to_ascii_lowercase().as_str() {
+        "basic" => {
+            let (name, secret) = basic_credentials(credentials)?;
+            state.auth.basic(&name, &secret, address).await?
+        }
+        "bearer" => state.auth.verify_api_token(credentials.trim()).await?,
+        _ => return Err(Error::CredentialsInvalid.into()),
+    };
+    Ok(principal)
+}
+
+/// Whether reading a body failed because it was over the limit (rather than cut off).
+fn exceeds_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}

@@ -1,0 +1,171 @@
+//! Signing in to the API, user accounts, and turning two-factor authentication on and off.
+
+use super::error::ApiResult;
+use super::wire::{created, instant, no_content, ok};
+use super::Call;
+use axum::body::Body;
+use axum::http::Response;
+use berth_core::auth::LoginPurpose;
+use berth_core::identity::{Account, MIN_PASSWORD_LEN};
+use berth_core::Error;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// A user as Docker Hub's API shows one (the fields Berth has).
+#[derive(Debug, Serialize)]
+struct UserView {
+    id: i64,
+    username: String,
+    date_joined: String,
+    is_admin: bool,
+    has_2fa: bool,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl From<Account> for UserView {
+    fn from(account: Account) -> UserView {
+        UserView {
+            id: account.id,
+            username: account.name,
+            date_joined: instant(account.created_at),
+            is_admin: account.is_admin,
+            has_2fa: account.totp_enabled,
+            kind: "User",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    otp: Option<String>,
+}
+
+/// `POST /api/v1/users/login` → `{"token"}`, as Docker Hub answers. The password may also be
+/// an access token; the API token then keeps that token's limits.
+pub(super) async fn login(call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let request: LoginRequest = call.json()?;
+    let otp = request.otp.as_deref().filter(|code| !code.is_empty());
+    let principal = call
+        .state
+        .auth
+        .login(
+            &request.username,
+            &request.password,
+            call.address,
+            LoginPurpose::Interactive { otp },
+        )
+        .await?;
+    let token = call.state.auth.issue_api_token(&principal)?;
+    ok(&json!({ "token": token }))
+}
+
+pub(super) async fn list(call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let accounts = call.state.identity.list_users(&call.acting()).await?;
+    call.page(accounts.into_iter().map(UserView::from).collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+pub(super) async fn create(call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let request: NewUser = call.json()?;
+    let account = call
+        .state
+        .identity
+        .create_user(
+            &call.acting(),
+            &request.username,
+            &request.password,
+            request.is_admin,
+        )
+        .await?;
+    created(&UserView::from(account))
+}
+
+pub(super) async fn show(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let account = call.state.identity.user(&call.acting(), name).await?;
+    ok(&UserView::from(account))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChange {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    is_admin: Option<bool>,
+}
+
+/// Changes the password and/or the site-admin flag. Both are checked before either is
+/// written, so a refused request changes nothing.
+pub(super) async fn update(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let change: UserChange = call.json()?;
+    let acting = call.acting();
+    let identity = &call.state.identity;
+    if let Some(password) = &change.password {
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(Error::AccountInvalid(format!(
+                "a password needs at least {MIN_PASSWORD_LEN} characters"
+            ))
+            .into());
+        }
+    }
+    // Only site admins may change the flag; they may also change any password.
+    if let Some(is_admin) = change.is_admin {
+        identity.set_admin(&acting, name, is_admin).await?;
+    }
+    if let Some(password) = &change.password {
+        identity.set_password(&acting, name, password).await?;
+    }
+    ok(&UserView::from(identity.user(&acting, name).await?))
+}
+
+/// Starts two-factor setup: the secret and the `otpauth://` URL for an authenticator app.
+/// It takes effect once confirmed with a code.
+pub(super) async fn begin_two_factor(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let setup = call.state.identity.begin_totp(&call.acting(), name).await?;
+    ok(&json!({ "secret": setup.secret, "otpauth_url": setup.otpauth_url }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TwoFactorCode {
+    code: String,
+}
+
+pub(super) async fn confirm_two_factor(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let request: TwoFactorCode = call.json()?;
+    let acting = call.acting();
+    let identity = &call.state.identity;
+    identity.confirm_totp(&acting, name, &request.code).await?;
+    ok(&UserView::from(identity.user(&acting, name).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionalCode {
+    #[serde(default)]
+    code: Option<String>,
+}
+
+/// Turns two-factor authentication off: the user with a current code, or a site admin
+/// (for a lost device) without one.
+pub(super) async fn disable_two_factor(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let request: OptionalCode = call.optional_json()?;
+    call.state
+        .identity
+        .disable_totp(&call.acting(), name, request.code.as_deref())
+        .await?;
+    no_content()
+}

@@ -1,0 +1,386 @@
+//! The in-process Berth every management test talks to: the real router over SQLite with
+//! the policy authorizer and the management service, a site admin, and clients that sign in
+//! to the API (`/api/v1/`) or use the registry (`/v2/`) with Basic credentials.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use berth_core::access::PolicyAuthorizer;
+use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::identity::Identity;
+use berth_core::registry::RegistryOptions;
+use berth_core::Registry;
+use berth_http::AppState;
+use berth_meta::SqliteMeta;
+use berth_storage::FsBlobStore;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Client, Method, RequestBuilder};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// What every account the tests create signs in with, unless a test changes it.
+pub const PASSWORD: &str = "correct horse battery";
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// How a request proves who sends it.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    Anonymous,
+    /// `Authorization: Bearer …`
+    Bearer(String),
+    /// `Authorization: Basic …`: a password or an access token.
+    Basic(String, String),
+}
+
+impl Credentials {
+    fn apply(&self, request: RequestBuilder) -> RequestBuilder {
+        match self {
+            Credentials::Anonymous => request,
+            Credentials::Bearer(token) => request.header(AUTHORIZATION, format!("Bearer {token}")),
+            Credentials::Basic(name, secret) => request.header(
+                AUTHORIZATION,
+                format!("Basic {}", STANDARD.encode(format!("{name}:{secret}"))),
+            ),
+        }
+    }
+}
+
+/// A response, read whole: status, headers and the body as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    pub fn expect(self, status: u16) -> Reply {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts an error answer: its status and the code of its first error.
+    pub fn expect_error(self, status: u16, code: &str) -> Reply {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(self.body["errors"][0]["code"], code, "{}", self.text);
+        assert!(
+            self.body["errors"][0]["message"].is_string(),
+            "{}",
+            self.text
+        );
+        self
+    }
+
+    /// The message of an error answer.
+    pub fn message(&self) -> &str {
+        self.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("text"))
+    }
+}
+
+/// Berth served in-process on a loopback port, over its own data directory.
+pub struct Berth {
+    pub addr: SocketAddr,
+    client: Client,
+    server: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Berth {
+    /// A fresh instance whose only account is the site admin `admin`.
+    pub async fn start() -> Berth {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
+        let meta = Arc::new(
+            SqliteMeta::open(&dir.path().join("berth.db"))
+                .await
+                .expect("database"),
+        );
+        Identity::new(meta.clone())
+            .first_start_admin(Some(ADMIN_PASSWORD.to_owned()))
+            .await
+            .expect("first admin");
+        let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
+        let auth = Authenticator::new(meta.clone(), authorizer, AuthSettings::default())
+            .await
+            .expect("authenticator");
+        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
+        let app = berth_http::router(AppState {
+            registry,
+            auth: Arc::new(auth),
+            identity: Identity::new(meta),
+            public_url: None,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .expect("server");
+        });
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Berth {
+            addr,
+            client,
+            server,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a request with `credentials` and an optional JSON body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        credentials: &Credentials,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = credentials.apply(self.client.request(method, self.url(path)));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes as the body (for malformed JSON).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        credentials: &Credentials,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let request = credentials
+            .apply(self.client.request(method, self.url(path)))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// `GET` with a raw `Authorization` value (for credentials that cannot be read).
+    pub async fn get_with_authorization(&self, path: &str, authorization: &str) -> Reply {
+        let request = self
+            .client
+            .get(self.url(path))
+            .header(AUTHORIZATION, authorization);
+        Reply::read(request.send().await.expect("request")).await
+    }
+
+    /// `POST /api/v1/users/login`.
+    pub async fn login(&self, username: &str, password: &str, otp: Option<&str>) -> Reply {
+        let mut body = json!({ "username": username, "password": password });
+        if let Some(otp) = otp {
+            body["otp"] = json!(otp);
+        }
+        self.send(
+            Method::POST,
+            "/api/v1/users/login",
+            &Credentials::Anonymous,
+            Some(body),
+        )
+        .await
+    }
+
+    /// A client signed in to the API with a password.
+    pub async fn session(&self, username: &str, password: &str) -> Session<'_> {
+        let reply = self.login(username, password, None).await.expect(200);
+        let token = reply.body["token"].as_str().expect("token").to_owned();
+        Session {
+            berth: self,
+            credentials: Credentials::Bearer(token),
+        }
+    }
+
+    pub async fn admin(&self) -> Session<'_> {
+        self.session("admin", ADMIN_PASSWORD).await
+    }
+
+    pub fn anonymous(&self) -> Session<'_> {
+        Session {
+            berth: self,
+            credentials: Credentials::Anonymous,
+        }
+    }
+
+    pub fn with(&self, credentials: Credentials) -> Session<'_> {
+        Session {
+            berth: self,
+            credentials,
+        }
+    }
+
+    /// Creates a user (as the admin, through the API) and signs in as them.
+    pub async fn user(&self, name: &str) -> Session<'_> {
+        self.admin()
+            .await
+            .post(
+                "/api/v1/users",
+                json!({ "username": name, "password": PASSWORD }),
+            )
+            .await
+            .expect(201);
+        self.session(name, PASSWORD).await
+    }
+}
+
+/// A client with fixed credentials.
+pub struct Session<'a> {
+    pub berth: &'a Berth,
+    pub credentials: Credentials,
+}
+
+impl Session<'_> {
+    pub async fn get(&self, path: &str) -> Reply {
+        self.berth
+            .send(Method::GET, path, &self.credentials, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.berth
+            .send(Method::POST, path, &self.credentials, Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.berth
+            .send(Method::PATCH, path, &self.credentials, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.berth
+            .send(Method::DELETE, path, &self.credentials, None)
+            .await
+    }
+
+    /// Pushes a small image (config, one layer, manifest) to `repo:tag` over `/v2/`;
+    /// returns the status of the first step that failed, or of the manifest `PUT` (201).
+    pub async fn push_image(&self, repo: &str, tag: &str) -> u16 {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","repo":"{repo}"}}"#);
+        let layer = format!("layer of {repo}:{tag}");
+        let mut descriptors = Vec::new();
+        for (media_type, content) in [
+            (OCI_CONFIG, config.as_bytes()),
+            (OCI_LAYER, layer.as_bytes()),
+        ] {
+            let digest = sha256(content);
+            let status = self
+                .registry(
+                    Method::POST,
+                    &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                )
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(content.to_vec())
+                .send()
+                .await
+                .expect("blob upload")
+                .status()
+                .as_u16();
+            if status != 201 {
+                return status;
+            }
+            descriptors
+                .push(json!({ "mediaType": media_type, "digest": digest, "size": content.len() }));
+        }
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptors[0],
+            "layers": [descriptors[1]],
+        });
+        self.registry(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
+            .header(CONTENT_TYPE, OCI_MANIFEST)
+            .body(manifest.to_string())
+            .send()
+            .await
+            .expect("manifest push")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /v2/<repo>/manifests/<tag>`: the status.
+    pub async fn pull_manifest(&self, repo: &str, tag: &str) -> u16 {
+        self.registry(Method::GET, &format!("/v2/{repo}/manifests/{tag}"))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .expect("manifest pull")
+            .status()
+            .as_u16()
+    }
+
+    fn registry(&self, method: Method, path: &str) -> RequestBuilder {
+        self.credentials
+            .apply(self.berth.client.request(method, self.berth.url(path)))
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Basic credentials for `/v2/`.
+pub fn basic(name: &str, secret: &str) -> Credentials {
+    Credentials::Basic(name.to_owned(), secret.to_owned())
+}
