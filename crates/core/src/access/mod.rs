@@ -8,7 +8,7 @@ pub use authorizer::PolicyAuthorizer;
 pub use policy::{permission_actions, repository_permission};
 
 use crate::identity::TokenScope;
-use crate::ports::Viewer;
+use crate::ports::{UserRecord, Viewer};
 use crate::Result;
 use berth_oci::RepoName;
 
@@ -76,6 +76,26 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A user signed in with their password (no token limits).
+    pub fn user(user: UserRecord) -> Principal {
+        Principal {
+            actor: Actor::User {
+                id: user.id,
+                name: user.name,
+                is_admin: user.is_admin,
+            },
+            limits: None,
+        }
+    }
+
+    /// The same caller, narrowed by a token.
+    pub fn limited(self, limits: TokenLimits) -> Principal {
+        Principal {
+            limits: Some(limits),
+            ..self
+        }
+    }
+
     pub fn anonymous() -> Principal {
         Principal {
             actor: Actor::Anonymous,
@@ -261,6 +281,31 @@ impl Authorizer for OpenAccess {
 
     fn viewer(&self, _principal: &Principal) -> Viewer {
         Viewer::Everything
+    }
+}
+
+/// Principals for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn user(id: i64, name: &str, is_admin: bool) -> Principal {
+        Principal {
+            actor: Actor::User {
+                id,
+                name: name.to_owned(),
+                is_admin,
+            },
+            limits: None,
+        }
+    }
+
+    pub fn with_token(principal: Principal, scope: TokenScope, repos: &[&str]) -> Principal {
+        principal.limited(TokenLimits {
+            token_id: 1,
+            scope,
+            repositories: repos.iter().map(|r| r.to_string()).collect(),
+        })
     }
 }
 

@@ -65,7 +65,7 @@ pub fn repository_permission(
 
 #[cfg(test)]
 mod tests {
-    use super::super::TokenLimits;
+    use super::super::testing::{self, with_token};
     use super::*;
 
     fn repo() -> RepoName {
@@ -73,23 +73,7 @@ mod tests {
     }
 
     fn user(id: i64) -> Principal {
-        Principal {
-            actor: Actor::User {
-                id,
-                name: format!("u{id}"),
-                is_admin: false,
-            },
-            limits: None,
-        }
-    }
-
-    fn with_token(mut principal: Principal, scope: TokenScope, repos: &[&str]) -> Principal {
-        principal.limits = Some(TokenLimits {
-            token_id: 1,
-            scope,
-            repositories: repos.iter().map(|r| r.to_string()).collect(),
-        });
-        principal
+        testing::user(id, &format!("u{id}"), false)
     }
 
     fn facts(private: Option<bool>) -> AccessFacts {

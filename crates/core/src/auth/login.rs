@@ -133,14 +133,7 @@ impl Authenticator {
             }
         }
         self.audit(&user.name, "login", &user.name, address).await;
-        Ok(Principal {
-            actor: Actor::User {
-                id: user.id,
-                name: user.name,
-                is_admin: user.is_admin,
-            },
-            limits: None,
-        })
+        Ok(Principal::user(user))
     }
 
     async fn token_login(
@@ -186,38 +179,32 @@ impl Authenticator {
             return Err(Error::CredentialsInvalid);
         }
         let scope = token.scope.parse().map_err(|_| Error::CredentialsInvalid)?;
-        let actor = match token.org_id {
+        let acting = match token.org_id {
             Some(org_id) => {
                 let org = self
                     .store
                     .org_by_id(org_id)
                     .await?
                     .ok_or(Error::CredentialsInvalid)?;
-                Actor::Organization {
-                    id: org.id,
-                    name: org.name,
+                Principal {
+                    actor: Actor::Organization {
+                        id: org.id,
+                        name: org.name,
+                    },
+                    limits: None,
                 }
             }
-            None => {
-                let user = self
-                    .store
+            None => Principal::user(
+                self.store
                     .user_by_id(token.user_id)
                     .await?
-                    .ok_or(Error::CredentialsInvalid)?;
-                Actor::User {
-                    id: user.id,
-                    name: user.name,
-                    is_admin: user.is_admin,
-                }
-            }
+                    .ok_or(Error::CredentialsInvalid)?,
+            ),
         };
-        Ok(Principal {
-            actor,
-            limits: Some(TokenLimits {
-                token_id: token.id,
-                scope,
-                repositories: token.repositories.clone(),
-            }),
-        })
+        Ok(acting.limited(TokenLimits {
+            token_id: token.id,
+            scope,
+            repositories: token.repositories.clone(),
+        }))
     }
 }

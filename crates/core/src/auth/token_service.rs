@@ -202,14 +202,7 @@ impl Authenticator {
                     .user_by_id(record.user_id)
                     .await?
                     .ok_or(Error::CredentialsInvalid)?;
-                Ok(Principal {
-                    actor: Actor::User {
-                        id: user.id,
-                        name: user.name,
-                        is_admin: user.is_admin,
-                    },
-                    limits: None,
-                })
+                Ok(Principal::user(user))
             }
         }
     }
@@ -255,13 +248,6 @@ impl Authenticator {
             .user_by_name(&claims.sub)
             .await?
             .ok_or(Error::Unauthorized)?;
-        Ok(Principal {
-            actor: Actor::User {
-                id: user.id,
-                name: user.name,
-                is_admin: user.is_admin,
-            },
-            limits: None,
-        })
+        Ok(Principal::user(user))
     }
 }

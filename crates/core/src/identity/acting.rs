@@ -127,26 +127,10 @@ impl<'a> Acting<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::TokenLimits;
+    use crate::access::testing::{self, with_token};
 
     fn user(name: &str, is_admin: bool) -> Principal {
-        Principal {
-            actor: Actor::User {
-                id: 7,
-                name: name.to_owned(),
-                is_admin,
-            },
-            limits: None,
-        }
-    }
-
-    fn with_token(mut principal: Principal, scope: TokenScope, repos: &[&str]) -> Principal {
-        principal.limits = Some(TokenLimits {
-            token_id: 1,
-            scope,
-            repositories: repos.iter().map(|r| r.to_string()).collect(),
-        });
-        principal
+        testing::user(7, name, is_admin)
     }
 
     fn org() -> Principal {
