@@ -20,7 +20,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::data::{small_blobs, BigBlob, CHUNK};
 use crate::report::{Better, Report};
-use crate::scenarios::{big, catalog, manifest, small};
+use crate::scenarios::{big, catalog, manifest, search, small};
 use crate::target::{Cost, Target, TargetSpec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -42,6 +42,8 @@ enum Scenario {
     Manifest,
     /// `_catalog` over many repositories
     Catalog,
+    /// `/v1/search` over many repositories (targets without it are skipped)
+    Search,
 }
 
 #[derive(Debug, Parser)]
@@ -59,11 +61,11 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "push,push-chunked,pull,small,manifest,catalog"
+        default_value = "push,push-chunked,pull,small,manifest,catalog,search"
     )]
     scenarios: Vec<Scenario>,
     /// Smoke-test sizes: 64 MiB blob, 200 small blobs, 1,000 repositories,
-    /// 3 s of manifest GETs (explicit size options still win).
+    /// 3 s of manifest GETs, 5,000 searchable repositories (explicit size options still win).
     #[arg(long)]
     quick: bool,
     /// Large blob size in MiB [default: 1024, quick: 64].
@@ -103,7 +105,13 @@ struct Args {
     /// Timed catalog listings per target.
     #[arg(long, default_value_t = 5)]
     catalog_reps: usize,
-    /// Concurrency of unmeasured setup (catalog repositories).
+    /// Repositories for the search scenario [default: 100000, quick: 5000].
+    #[arg(long)]
+    search_repos: Option<usize>,
+    /// Timed searches per round and target (exact, prefix, word and no-match in turn).
+    #[arg(long, default_value_t = 200)]
+    search_queries: usize,
+    /// Concurrency of unmeasured setup (catalog and search repositories).
     #[arg(long, default_value_t = 32)]
     setup_concurrency: usize,
     /// Do not run `sync` (flush dirty pages) before each large-blob run.
@@ -141,6 +149,7 @@ struct Sizes {
     manifest_time: Duration,
     catalog_repos: usize,
     catalog_page: usize,
+    search_repos: usize,
 }
 
 impl Sizes {
@@ -165,6 +174,7 @@ impl Sizes {
             manifest_time: Duration::from_secs_f64(manifest_secs),
             catalog_repos,
             catalog_page: a.catalog_page.unwrap_or(catalog_repos + 1_000),
+            search_repos: pick(a.search_repos.map(|n| n as u64), 100_000, 5_000) as usize,
         })
     }
 }
@@ -518,6 +528,91 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Search latency, one query at a time, signed in as the target's user and anonymously
+    /// (who sees only public repositories).
+    async fn search(&mut self) -> Result<()> {
+        let (repos, count) = (self.sizes.search_repos, self.args.search_queries);
+        const METRICS: [(&str, Better); 2] =
+            [("median ms", Better::Lower), ("p99 ms", Better::Lower)];
+        let scenarios = [
+            format!("/v1/search, {repos} repos, signed in"),
+            format!("/v1/search, {repos} repos, anonymous"),
+        ];
+        let anonymous = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .http1_only()
+            .build()?;
+        let mut ready = vec![false; self.targets.len()];
+        for (t, target) in self.targets.iter().enumerate() {
+            if !search::supported(target).await? {
+                eprintln!("[search] {} has no /v1/search: skipped", target.name);
+                continue;
+            }
+            eprintln!(
+                "[search] creating {repos} repositories on {} ...",
+                target.name
+            );
+            let start = std::time::Instant::now();
+            match search::setup(target, repos, self.args.setup_concurrency).await {
+                Ok(()) => {
+                    ready[t] = true;
+                    eprintln!(
+                        "[search] ... done in {:.1} s",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                Err(e) => {
+                    for name in &scenarios {
+                        self.report.fail(name, &METRICS, t, format!("setup: {e}"));
+                    }
+                }
+            }
+        }
+        for round in 0..self.args.rounds {
+            let queries = search::queries(repos, count, self.seed(7, round));
+            for t in order(round, self.targets.len()).filter(|&t| ready[t]) {
+                for (name, client) in scenarios.iter().zip([None, Some(&anonymous)]) {
+                    match search::run(&self.targets[t], client, &queries).await {
+                        Ok(latencies) => {
+                            let all: Vec<Duration> = latencies.iter().map(|(_, d)| *d).collect();
+                            let (median, p99) = search::summary(&all);
+                            let by_kind: Vec<String> = search::KINDS
+                                .iter()
+                                .enumerate()
+                                .map(|(k, kind)| {
+                                    let of_kind: Vec<Duration> = latencies
+                                        .iter()
+                                        .filter(|(q, _)| *q == k)
+                                        .map(|(_, d)| *d)
+                                        .collect();
+                                    format!("{kind} {:.1}", search::summary(&of_kind).0)
+                                })
+                                .collect();
+                            self.log(
+                                name,
+                                round,
+                                t,
+                                format!(
+                                    "median {median:.2} ms, p99 {p99:.2} ms (medians by kind, ms: {})",
+                                    by_kind.join(", ")
+                                ),
+                            );
+                            self.report
+                                .add(name, METRICS[0].0, METRICS[0].1, t, Some(median));
+                            self.report
+                                .add(name, METRICS[1].0, METRICS[1].1, t, Some(p99));
+                        }
+                        Err(e) => self.report.fail(name, &METRICS, t, e.to_string()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn run(args: Args) -> Result<()> {
     let sizes = Sizes::from_args(&args)?;
     if sizes.chunk % CHUNK as u64 != 0 {
@@ -566,6 +661,7 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Small,
         Scenario::Manifest,
         Scenario::Catalog,
+        Scenario::Search,
     ];
     for s in all.into_iter().filter(|s| selected.contains(s)) {
         let res = match s {
@@ -575,6 +671,7 @@ async fn run(args: Args) -> Result<()> {
             Scenario::Small => bench.small().await,
             Scenario::Manifest => bench.manifest().await,
             Scenario::Catalog => bench.catalog().await,
+            Scenario::Search => bench.search().await,
         };
         if let Err(e) = res {
             let msg = format!("{s:?}: {e}");

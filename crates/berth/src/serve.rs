@@ -1,12 +1,14 @@
-//! `berth serve`: the composition root. Opens the stores, builds the registry and the HTTP
-//! application, serves until SIGINT/SIGTERM, then drains in-flight requests.
+//! `berth serve`: the composition root. Opens the stores, builds the registry, the Hub and
+//! the HTTP application, serves until SIGINT/SIGTERM, then drains in-flight requests and
+//! writes the pulls still in memory.
 
 use crate::config::Config;
 use axum::serve::ListenerExt as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::hub::Hub;
 use berth_core::identity::Identity;
-use berth_core::ports::{BlobStore as _, IdentityStore, UploadSessions as _};
+use berth_core::ports::{BlobStore as _, IdentityStore, MetaStore, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
@@ -97,6 +99,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let meta_store = Arc::new(meta.clone());
     create_first_admin(&meta_store, &shown_dir).await?;
     let authorizer = Arc::new(PolicyAuthorizer::new(meta_store.clone()));
+    let hub = Arc::new(Hub::new(
+        meta_store.clone() as Arc<dyn MetaStore>,
+        authorizer.clone(),
+    ));
     let auth = Authenticator::new(
         meta_store.clone(),
         authorizer,
@@ -135,10 +141,13 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             }
         });
     let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
+    let (stop_flushing, stop) = tokio::sync::oneshot::channel();
+    let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
     let app = berth_http::router(AppState {
         registry,
         auth: Arc::new(auth),
         identity,
+        hub: hub.clone(),
         public_url: config.public_url.value.clone(),
     });
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
@@ -150,6 +159,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     .await
     .map_err(ServeError::Server)?;
     expiry.abort();
+    // Pulls of the last seconds are only in memory: the flusher writes them before it ends.
+    let _ = stop_flushing.send(());
+    if let Err(err) = pull_flusher.await {
+        tracing::warn!(error = %err, "the pull recorder failed");
+    }
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
@@ -243,6 +257,29 @@ async fn expire_uploads_periodically(registry: Registry) {
         tick.tick().await;
         expire_uploads(&registry).await;
     }
+}
+
+/// Writes the pulls recorded since the last flush (counts, last pulled).
+async fn flush_pulls(hub: &Hub) {
+    match hub.flush_pulls().await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(pulls = n, "recorded pulls"),
+        Err(err) => tracing::warn!(error = %err, "could not record pulls"),
+    }
+}
+
+/// Flushes every 5 seconds, and once more when told to stop (a flush under way finishes
+/// first, so no batch is lost halfway).
+async fn flush_pulls_until(hub: Arc<Hub>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    const PERIOD: Duration = Duration::from_secs(5);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush_pulls(&hub).await,
+            _ = &mut stop => break,
+        }
+    }
+    flush_pulls(&hub).await;
 }
 
 async fn shutdown_signal() {

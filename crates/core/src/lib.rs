@@ -3,6 +3,7 @@
 pub mod access;
 pub mod auth;
 pub mod error;
+pub mod hub;
 pub mod identity;
 pub mod ports;
 pub mod registry;

@@ -3,10 +3,13 @@
 mod api;
 mod auth;
 pub mod oci;
+mod ui;
+mod v1_search;
 
 use axum::routing::{any, get};
 use axum::Router;
 use berth_core::auth::Authenticator;
+use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::ports::IdentityStore;
 use berth_core::Registry;
@@ -20,6 +23,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Account, organization, token and repository-setting management (the `/api/` surface).
     pub identity: Identity<dyn IdentityStore>,
+    /// Search, stars, descriptions, pull counts and the tags view.
+    pub hub: Arc<Hub>,
     /// The URL clients reach Berth at (for the token realm); None: from the request's Host.
     pub public_url: Option<String>,
 }
@@ -29,11 +34,16 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(oci::routes())
         .merge(api::routes())
+        .merge(ui::routes())
         .route(
             "/token",
             get(auth::token::get_token)
                 .post(auth::token::post_token)
                 .fallback(auth::token::other_method),
+        )
+        .route(
+            "/v1/search",
+            get(v1_search::search).fallback(v1_search::other_method),
         )
         .fallback(any(not_found))
         .layer(axum::middleware::map_response(oci::api_version_header))

@@ -3,4 +3,5 @@
 pub mod big;
 pub mod catalog;
 pub mod manifest;
+pub mod search;
 pub mod small;

@@ -25,6 +25,22 @@ impl Authenticator {
     /// An API token for a caller who just signed in. A sign-in with an access token keeps
     /// that token's limits (and ends with its revocation): the JWT names it in `tid`.
     pub fn issue_api_token(&self, principal: &Principal) -> Result<String> {
+        self.issue_sign_in(principal, self.api_audience(), API_TOKEN_TTL)
+    }
+
+    /// Who an API token signs in. The account (or access token) is read again on every
+    /// request, so a changed admin flag, a revoked token or a removed account applies at once.
+    pub async fn verify_api_token(&self, token: &str) -> Result<Principal> {
+        self.verify_sign_in(token, &self.api_audience()).await
+    }
+
+    /// A sign-in JWT for `audience`, valid for `ttl`, without registry grants.
+    pub(super) fn issue_sign_in(
+        &self,
+        principal: &Principal,
+        audience: String,
+        ttl: Duration,
+    ) -> Result<String> {
         if principal.is_anonymous() {
             return Err(Error::Unauthorized);
         }
@@ -32,8 +48,8 @@ impl Authenticator {
         let claims = Claims {
             iss: self.settings.issuer.clone(),
             sub: principal.name(),
-            aud: self.api_audience(),
-            exp: now + API_TOKEN_TTL.as_secs() as i64,
+            aud: audience,
+            exp: now + ttl.as_secs() as i64,
             nbf: now,
             iat: now,
             jti: random_hex(16)?,
@@ -42,15 +58,14 @@ impl Authenticator {
         };
         self.signer
             .sign(&claims)
-            .map_err(|e| Error::internal("sign API token", e))
+            .map_err(|e| Error::internal("sign a sign-in token", e))
     }
 
-    /// Who an API token signs in. The account (or access token) is read again on every
-    /// request, so a changed admin flag, a revoked token or a removed account applies at once.
-    pub async fn verify_api_token(&self, token: &str) -> Result<Principal> {
+    /// Who a sign-in JWT for `audience` signs in, read again from the store.
+    pub(super) async fn verify_sign_in(&self, token: &str, audience: &str) -> Result<Principal> {
         let claims = self
             .signer
-            .verify(token, &self.api_audience(), now_unix())
+            .verify(token, audience, now_unix())
             .map_err(|_| Error::Unauthorized)?;
         if claims.sub.is_empty() {
             return Err(Error::Unauthorized);

@@ -7,10 +7,12 @@ pub mod jwt;
 mod login;
 pub mod throttle;
 mod token_service;
+mod ui_session;
 
 pub use api_token::API_TOKEN_TTL;
 pub use login::LoginPurpose;
 pub use token_service::{bearer_grants, IssuedToken, REFRESH_TOKEN_PREFIX};
+pub use ui_session::UI_SESSION_TTL;
 
 use crate::access::{Authorizer, Principal};
 use crate::ports::{AuditEvent, IdentityStore};

@@ -46,7 +46,7 @@ impl<'a> Acting<'a> {
         *self.principal == *CLI_PRINCIPAL
     }
 
-    pub(super) fn actor_name(&self) -> String {
+    pub(crate) fn actor_name(&self) -> String {
         match self.principal.name() {
             name if name.is_empty() => "anonymous".to_owned(),
             name => name,
@@ -63,7 +63,7 @@ impl<'a> Acting<'a> {
     }
 
     /// Refuses unless the caller is a site admin.
-    pub(super) fn require_site_admin(&self) -> Result<()> {
+    pub(crate) fn require_site_admin(&self) -> Result<()> {
         self.user()?;
         if self.principal.is_site_admin() {
             Ok(())

@@ -44,8 +44,11 @@ pub enum SearchSort {
     /// stars and pulls.
     #[default]
     Relevance,
+    /// Most stars first, then most pulls (relevance plays no part).
     Stars,
+    /// Most pulls first, then most stars.
     Pulls,
+    /// Most recently pushed first; never pushed last.
     LastUpdated,
 }
 
@@ -54,6 +57,9 @@ pub struct SearchQuery {
     pub text: String,
     /// Only repositories this viewer may read appear.
     pub viewer: Viewer,
+    /// An access token's repository patterns (`*` matches any run of characters), which
+    /// narrow the viewer further; empty: no narrowing.
+    pub name_patterns: Vec<String>,
     pub official_only: bool,
     pub min_stars: u64,
     pub namespace: Option<String>,
@@ -106,9 +112,10 @@ pub trait HubStore: Send + Sync {
     async fn unstar(&self, user_id: i64, repo: &RepoName) -> Result<bool>;
     async fn has_starred(&self, user_id: i64, repo: &RepoName) -> Result<bool>;
     /// Records a batch of pulls in one transaction: per repository the pull count (a
-    /// manifest that is a child of an index in the repository is part of the index's pull
-    /// and not counted again) and last pulled; per tag last pulled (a pull by digest
-    /// touches the tags pointing at it).
+    /// manifest fetched by digest that is a child of an index in the repository is part of
+    /// the index's pull and not counted again; a pull by tag always counts) and last pulled;
+    /// per tag last pulled (a pull by digest touches the tags pointing at the manifest or at
+    /// an index holding it).
     async fn record_pulls(&self, pulls: &[PullEvent]) -> Result<()>;
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// Marks an organization as a verified publisher (or not); false if there is none.

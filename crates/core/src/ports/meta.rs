@@ -2,6 +2,7 @@
 //!
 //! One small trait per aggregate; a backend implements them all and is used as `MetaStore`.
 
+use super::hub::HubStore;
 use super::identity::IdentityStore;
 use berth_oci::{Digest, RepoName};
 
@@ -118,7 +119,8 @@ pub struct ReferrerRecord {
 
 #[async_trait::async_trait]
 pub trait Manifests: Send + Sync {
-    /// Stores the manifest, links it into the repository and points its tags at it, atomically.
+    /// Stores the manifest, links it into the repository, points its tags at it and records
+    /// the push as the repository's latest, atomically.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), MetaError>;
     async fn manifest_by_tag(
         &self,
@@ -166,11 +168,11 @@ pub trait Repositories: Send + Sync {
 
 /// A complete metadata backend.
 pub trait MetaStore:
-    UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore
+    UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore + HubStore
 {
 }
 
 impl<T> MetaStore for T where
-    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore
+    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore + HubStore
 {
 }

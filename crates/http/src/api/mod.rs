@@ -1,5 +1,7 @@
-//! The JSON management API under `/api/v1/`: a thin mapping of paths, methods and JSON
-//! bodies onto the management service, which checks permissions and writes the audit log.
+//! The JSON API under `/api/v1/`: a thin mapping of paths, methods and JSON bodies onto the
+//! management service (which checks permissions and writes the audit log) and the Hub
+//! service (search, stars, descriptions, tags); its OpenAPI description is
+//! `/api/openapi.json`.
 //!
 //! Callers authenticate with Basic credentials (a password, refused for accounts with
 //! two-factor authentication as for registry clients, or an access token) or with
@@ -7,13 +9,16 @@
 //! are not accepted here, nor API tokens on `/v2/`.
 
 mod audit;
-mod error;
+pub(crate) mod error;
+mod hub;
+mod openapi;
 mod orgs;
 mod repositories;
 mod route;
+mod search;
 mod tokens;
 mod users;
-mod wire;
+pub(crate) mod wire;
 
 use crate::auth::{base_url, basic_credentials, peer_address};
 use crate::AppState;
@@ -94,6 +99,23 @@ impl Call<'_> {
         wire::ok(&wire::Page::of(items, request, &self.link, &self.query))
     }
 
+    /// The page `request` asked for, already cut out of `total` items by the store.
+    pub fn page_of_total<T: Serialize>(
+        &self,
+        total: u64,
+        results: Vec<T>,
+        request: wire::PageRequest,
+    ) -> ApiResult<Response<Body>> {
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        wire::ok(&wire::Page::slice(
+            total,
+            results,
+            request,
+            &self.link,
+            &self.query,
+        ))
+    }
+
     /// The account whose tokens a request is about: `?username=` (for site admins; the
     /// management service refuses anyone else), or the caller's own.
     pub fn account(&self) -> ApiResult<String> {
@@ -119,9 +141,10 @@ async fn handle(state: &AppState, request: Request<Body>) -> ApiResult<Response<
     }
     let (parts, body) = request.into_parts();
     let address = peer_address(&parts.extensions);
-    // Signing in takes its credentials from the body; a stale header must not block it.
+    // Signing in takes its credentials from the body, and the API's description is public:
+    // a stale header must block neither.
     let principal = match route {
-        Route::Login => Principal::anonymous(),
+        Route::Login | Route::OpenApi => Principal::anonymous(),
         _ => identify(state, &parts.headers, address).await?,
     };
     let body =
@@ -148,6 +171,7 @@ async fn route_to_handler(
     method: &Method,
 ) -> ApiResult<Response<Body>> {
     match (route, method.as_str()) {
+        (Route::OpenApi, "GET") => openapi::document(),
         (Route::Login, "POST") => users::login(call).await,
         (Route::Users, "GET") => users::list(call).await,
         (Route::Users, "POST") => users::create(call).await,
@@ -164,6 +188,7 @@ async fn route_to_handler(
         (Route::Orgs, "GET") => orgs::list(call).await,
         (Route::Orgs, "POST") => orgs::create(call).await,
         (Route::Org(org), "GET") => orgs::show(call, &org).await,
+        (Route::Org(org), "PATCH") => hub::update_org(call, &org).await,
         (Route::Groups(org), "GET") => orgs::list_groups(call, &org).await,
         (Route::Groups(org), "POST") => orgs::create_group(call, &org).await,
         (Route::Group { org, team }, "GET") => orgs::show_group(call, &org, &team).await,
@@ -198,6 +223,10 @@ async fn route_to_handler(
         (Route::Collaborator(repo, user), "DELETE") => {
             repositories::remove_collaborator(call, &repo, &user).await
         }
+        (Route::RepositoryStar(repo), "PUT") => hub::star(call, &repo).await,
+        (Route::RepositoryStar(repo), "DELETE") => hub::unstar(call, &repo).await,
+        (Route::RepositoryTags(repo), "GET") => hub::tags(call, &repo).await,
+        (Route::Search, "GET") => search::search(call).await,
         (Route::AuditLogs, "GET") => audit::list(call).await,
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),

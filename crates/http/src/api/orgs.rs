@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[derive(Debug, Serialize)]
-struct OrgView {
+pub(super) struct OrgView {
     id: i64,
     orgname: String,
     date_joined: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    /// Shown in the answer to the change that sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_verified: Option<bool>,
 }
 
 impl From<OrgRecord> for OrgView {
@@ -26,6 +29,7 @@ impl From<OrgRecord> for OrgView {
             orgname: org.name,
             date_joined: instant(org.created_at),
             kind: "Organization",
+            is_verified: None,
         }
     }
 }

@@ -1,12 +1,13 @@
-//! Namespaces and repositories: creating, reading, visibility, deleting, and who besides
-//! the owners may use a repository (team grants and collaborators).
+//! Namespaces and repositories: creating, reading (with the Hub's numbers, descriptions and
+//! README), visibility and descriptions, deleting, and who besides the owners may use a
+//! repository (team grants and collaborators).
 
 use super::error::{ApiError, ApiResult};
-use super::wire::{created, instant, no_content, ok};
+use super::hub::RepositorySummary;
+use super::wire::{created, instant, no_content, ok, Page, PageRequest};
 use super::Call;
 use axum::body::Body;
 use axum::http::Response;
-use berth_core::access::{Action, Resource};
 use berth_core::ports::{NamespaceOwner, NamespaceRecord, Permission, RepositoryRecord};
 use berth_oci::RepoName;
 use serde::{Deserialize, Serialize};
@@ -47,8 +48,6 @@ struct RepositoryView {
     full_name: String,
     is_private: bool,
     date_registered: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    permissions: Option<Permissions>,
 }
 
 impl From<RepositoryRecord> for RepositoryView {
@@ -65,7 +64,6 @@ impl From<RepositoryRecord> for RepositoryView {
             full_name: record.name,
             is_private: record.is_private,
             date_registered: instant(record.created_at),
-            permissions: None,
         }
     }
 }
@@ -120,14 +118,38 @@ pub(super) async fn update_namespace(
     ))
 }
 
-/// The namespace's repositories the caller may see.
+/// The namespace's repositories the caller may see, each with its stars, pulls and badges.
 pub(super) async fn in_namespace(call: &Call<'_>, namespace: &str) -> ApiResult<Response<Body>> {
+    let request = PageRequest::from_query(&call.query)?;
     let records = call
         .state
         .identity
         .namespace_repositories(&call.acting(), namespace)
         .await?;
-    call.page(records.into_iter().map(RepositoryView::from).collect())
+    let count = records.len();
+    let mut results = Vec::new();
+    for record in records
+        .into_iter()
+        .skip(request.offset())
+        .take(request.size)
+    {
+        let Ok(repo) = record.name.parse::<RepoName>() else {
+            continue;
+        };
+        match call.state.hub.repository(&call.principal, &repo).await {
+            Ok(view) => results.push(RepositorySummary::from(view.info)),
+            // Deleted since it was listed.
+            Err(berth_core::Error::NameUnknown(_)) => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
+    ok(&Page::slice(
+        count,
+        results,
+        request,
+        &call.link,
+        &call.query,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,23 +181,42 @@ pub(super) async fn create(call: &Call<'_>) -> ApiResult<Response<Body>> {
     created(&RepositoryView::from(record))
 }
 
+/// A repository as its page shows it: the Hub's numbers and badges, both descriptions, the
+/// README rendered to safe HTML, and what the caller may do with it.
+#[derive(Debug, Serialize)]
+struct RepositoryDetail {
+    #[serde(flatten)]
+    summary: RepositorySummary,
+    /// The README in Markdown, as written.
+    full_description: String,
+    /// The README rendered and sanitized, ready to show.
+    readme_html: String,
+    has_starred: bool,
+    permissions: Permissions,
+}
+
+async fn detail(call: &Call<'_>, repo: &RepoName) -> ApiResult<RepositoryDetail> {
+    let view = call.state.hub.repository(&call.principal, repo).await?;
+    // The authorizer's answer, so an access token's limits narrow it.
+    let level = view.permission;
+    let full_description = view.info.full_description.clone();
+    Ok(RepositoryDetail {
+        summary: RepositorySummary::from(view.info),
+        full_description,
+        readme_html: view.readme_html,
+        has_starred: view.starred,
+        permissions: Permissions {
+            read: level.is_some(),
+            write: level >= Some(Permission::Write),
+            admin: level >= Some(Permission::Admin),
+        },
+    })
+}
+
 /// The repository with what the caller may do with it; one the caller cannot read answers
 /// exactly as a missing one.
 pub(super) async fn show(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
-    let record = call.state.identity.repository(&call.acting(), repo).await?;
-    let actions = call
-        .state
-        .auth
-        .authorizer()
-        .actions(&call.principal, &Resource::Repository(repo.clone()))
-        .await?;
-    let mut view = RepositoryView::from(record);
-    view.permissions = Some(Permissions {
-        read: actions.contains(Action::Pull),
-        write: actions.contains(Action::Push),
-        admin: actions.contains(Action::Delete),
-    });
-    ok(&view)
+    ok(&detail(call, repo).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,20 +224,32 @@ pub(super) async fn show(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response
 struct RepositoryChange {
     #[serde(default)]
     is_private: Option<bool>,
+    /// At most 100 characters.
+    #[serde(default)]
+    description: Option<String>,
+    /// The README, in Markdown.
+    #[serde(default)]
+    full_description: Option<String>,
 }
 
+/// Changes visibility and descriptions. Descriptions go first: a description the Hub refuses
+/// (too long) then leaves the visibility as it was.
 pub(super) async fn update(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
     let change: RepositoryChange = call.json()?;
     let acting = call.acting();
-    let identity = &call.state.identity;
+    if change.description.is_some() || change.full_description.is_some() {
+        call.state
+            .hub
+            .set_descriptions(&acting, repo, change.description, change.full_description)
+            .await?;
+    }
     if let Some(private) = change.is_private {
-        identity
+        call.state
+            .identity
             .set_repository_visibility(&acting, repo, private)
             .await?;
     }
-    ok(&RepositoryView::from(
-        identity.repository(&acting, repo).await?,
-    ))
+    ok(&detail(call, repo).await?)
 }
 
 /// Deletes the repository with its tags and settings; its bytes wait for garbage collection.

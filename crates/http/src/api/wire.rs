@@ -2,7 +2,7 @@
 //! `{count, next, previous, results}` pages, and instants as RFC 3339.
 
 use super::error::{ApiError, ApiResult};
-use crate::oci::headers::query_param;
+use crate::oci::headers::{decode_component, query_param};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -88,6 +88,17 @@ pub(crate) fn query_number<T: std::str::FromStr>(query: &str, key: &str) -> ApiR
             ))
         }),
     }
+}
+
+/// Text from the query string, where a `+` is a space as in an HTML form (`q=web+server`);
+/// None if absent or broken.
+pub(crate) fn query_text(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(k, true).as_deref() == Some(key))
+            .then(|| decode_component(v, true))
+            .flatten()
+    })
 }
 
 /// Which slice of a listing the query asks for: `page` (from 1) and `page_size` (1 to 100).
@@ -243,6 +254,16 @@ mod tests {
             "",
         );
         assert!(beyond.results.is_empty() && beyond.next.is_none());
+    }
+
+    #[test]
+    fn query_text_reads_plus_as_space() {
+        assert_eq!(
+            query_text("n=3&q=web+server%2B1", "q").as_deref(),
+            Some("web server+1")
+        );
+        assert_eq!(query_text("n=3", "q"), None);
+        assert_eq!(query_text("q", "q").as_deref(), Some(""));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Access control over HTTP, against the real policy authorizer over SQLite: the Docker
-//! token service and the authorization matrix of callers × repositories × operations.
+//! token service, and the authorization matrices of callers × repositories × operations
+//! of the registry and of the management API.
 
 mod support;
 mod world;
 
+mod api_matrix;
 mod matrix;
 mod token;

@@ -8,7 +8,7 @@ use crate::support::{
     Image, Snapshot, PASSWORD,
 };
 use crate::world::{
-    missing_twin, Pat, World, ACME_SECRET, ALICE_HIDDEN, ALICE_SECRET, REPOSITORIES,
+    is_private, missing_twin, Pat, World, ALICE_HIDDEN, ALICE_SECRET, REPOSITORIES,
 };
 use berth_core::time::now_unix;
 use reqwest::{Client, Method};
@@ -16,7 +16,7 @@ use std::fmt;
 
 /// What a caller may do to one repository: nothing, pull, pull and push, or everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Level {
+pub(crate) enum Level {
     No,
     Read,
     Write,
@@ -42,7 +42,7 @@ impl Level {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Who {
+pub(crate) enum Who {
     Anonymous,
     /// A user with their password.
     User(&'static str),
@@ -51,12 +51,12 @@ enum Who {
 }
 
 /// One kind of caller and what it may do to each repository of the world.
-struct Row {
-    label: &'static str,
-    who: Who,
+pub(crate) struct Row {
+    pub label: &'static str,
+    pub who: Who,
     /// In the order of [`REPOSITORIES`]: alice/public, alice/secret, alice/hidden,
     /// acme/public, acme/secret, library/nginx.
-    access: [Level; 6],
+    pub access: [Level; 6],
     /// Where this caller mounts blobs into: a repository of their own where possible.
     mount_into: &'static str,
     /// Whether they may push there.
@@ -80,7 +80,7 @@ const fn row(
 }
 
 #[rustfmt::skip]
-const ROWS: [Row; 15] = [
+pub(crate) const ROWS: [Row; 15] = [
     // (who, how they sign in, their access to [alice/public, alice/secret, alice/hidden,
     // acme/public, acme/secret, library/nginx], the repository they mount into, and whether
     // they may push there)
@@ -245,7 +245,7 @@ impl Caller {
     }
 }
 
-fn creds_of(world: &World, who: Who) -> Creds {
+pub(crate) fn creds_of(world: &World, who: Who) -> Creds {
     match who {
         Who::Anonymous => Creds::Anonymous,
         Who::User(name) => Creds::basic(name, PASSWORD),
@@ -634,8 +634,7 @@ async fn run_cell(
         }
     }
     check_effect(world, row, op, name, image, &reference, outcome).await?;
-    let private = [ALICE_SECRET, ALICE_HIDDEN, ACME_SECRET].contains(&name);
-    if private && outcome != Outcome::Allowed {
+    if is_private(name) && outcome != Outcome::Allowed {
         let twin = missing_twin(name);
         let twin_answers = perform(world, caller, row, op, twin, image, &reference).await;
         for (real, missing) in answers.iter().zip(&twin_answers) {

@@ -1,11 +1,13 @@
 //! The harness of the access tests: a registry served in-process with the real policy
-//! authorizer over SQLite, fixtures written through the identity ports, content pushed over
-//! HTTP by the site admin, and helpers to compare and decode what the server answers.
+//! authorizer and the Hub service over SQLite, fixtures written through the identity ports,
+//! content pushed over HTTP by the site admin, and helpers to compare and decode what the
+//! server answers.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::hub::Hub;
 use berth_core::identity::{hash_password, hash_token, new_token_secret, Identity};
 use berth_core::ports::{
     AccessTokens as _, Accounts as _, IdentityStore, NewToken, NewUser, Organizations as _,
@@ -125,6 +127,7 @@ impl Server {
                 .expect("database"),
         );
         let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
+        let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
         let auth = Authenticator::new(meta.clone(), authorizer, settings)
             .await
             .expect("authenticator");
@@ -134,6 +137,7 @@ impl Server {
             registry,
             auth: Arc::new(auth),
             identity: Identity::new(identity),
+            hub,
             public_url: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -30,6 +30,11 @@ pub const REPOSITORIES: [&str; 6] = [
     LIBRARY_NGINX,
 ];
 
+/// Whether a repository of the world is private.
+pub fn is_private(name: &str) -> bool {
+    [ALICE_SECRET, ALICE_HIDDEN, ACME_SECRET].contains(&name)
+}
+
 /// A repository that does not exist, in the namespace of `name` and with a name of the
 /// same length, so the two answers can be compared byte for byte.
 pub fn missing_twin(name: &str) -> &'static str {

@@ -6,6 +6,7 @@
 
 use berth_core::access::OpenAccess;
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
@@ -253,10 +254,12 @@ async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
         .await
         .expect("authenticator");
     let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
+    let hub = Arc::new(Hub::new(meta.clone(), Arc::new(OpenAccess)));
     let app = berth_http::router(AppState {
         registry,
         auth: Arc::new(auth),
         identity: Identity::new(meta),
+        hub,
         public_url: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

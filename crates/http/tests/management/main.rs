@@ -1,11 +1,17 @@
-//! The management API under `/api/v1/` end to end: the real router over SQLite with the
-//! policy authorizer and the management service, checked both through the API and through
-//! what registry clients can then do on `/v2/`.
+//! The JSON API under `/api/v1/` and Docker's `/v1/search` end to end: the real router over
+//! SQLite with the policy authorizer and the management and Hub services, checked through
+//! the API, through what registry clients can then do on `/v2/`, and against the OpenAPI
+//! document.
 
+mod schema;
 mod support;
 
 mod accounts;
 mod audit;
+mod hub_pulls;
+mod hub_repositories;
+mod hub_search;
+mod openapi;
 mod organizations;
 mod repositories;
 mod requests;

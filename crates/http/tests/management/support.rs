@@ -1,11 +1,13 @@
 //! The in-process Berth every management test talks to: the real router over SQLite with
-//! the policy authorizer and the management service, a site admin, and clients that sign in
-//! to the API (`/api/v1/`) or use the registry (`/v2/`) with Basic credentials.
+//! the policy authorizer, the management and Hub services, a site admin, and clients that
+//! sign in to the API (`/api/v1/`) or use the registry (`/v2/`) with Basic credentials.
+//! Every API answer is checked against the OpenAPI document on the way.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
@@ -28,9 +30,11 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// What every account the tests create signs in with, unless a test changes it.
 pub const PASSWORD: &str = "correct horse battery";
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 
 /// How a request proves who sends it.
 #[derive(Debug, Clone)]
@@ -123,6 +127,8 @@ impl Reply {
 /// Berth served in-process on a loopback port, over its own data directory.
 pub struct Berth {
     pub addr: SocketAddr,
+    /// The server's Hub, for flushing recorded pulls without waiting for a timer.
+    pub hub: Arc<Hub>,
     client: Client,
     server: JoinHandle<()>,
     _dir: TempDir,
@@ -149,6 +155,7 @@ impl Berth {
             .await
             .expect("first admin");
         let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
+        let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
         let auth = Authenticator::new(meta.clone(), authorizer, AuthSettings::default())
             .await
             .expect("authenticator");
@@ -157,6 +164,7 @@ impl Berth {
             registry,
             auth: Arc::new(auth),
             identity: Identity::new(meta),
+            hub: hub.clone(),
             public_url: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -176,10 +184,16 @@ impl Berth {
             .expect("client");
         Berth {
             addr,
+            hub,
             client,
             server,
             _dir: dir,
         }
+    }
+
+    /// Writes the pulls recorded so far, as the server's timer does every few seconds.
+    pub async fn flush_pulls(&self) {
+        self.hub.flush_pulls().await.expect("flush pulls");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -194,11 +208,15 @@ impl Berth {
         credentials: &Credentials,
         body: Option<Value>,
     ) -> Reply {
-        let mut request = credentials.apply(self.client.request(method, self.url(path)));
+        let mut request = credentials.apply(self.client.request(method.clone(), self.url(path)));
         if let Some(body) = body {
             request = request.json(&body);
         }
-        Reply::read(request.send().await.expect("request")).await
+        checked(
+            &method,
+            path,
+            Reply::read(request.send().await.expect("request")).await,
+        )
     }
 
     /// Sends raw bytes as the body (for malformed JSON).
@@ -210,10 +228,14 @@ impl Berth {
         body: impl Into<reqwest::Body>,
     ) -> Reply {
         let request = credentials
-            .apply(self.client.request(method, self.url(path)))
+            .apply(self.client.request(method.clone(), self.url(path)))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        Reply::read(request.send().await.expect("request")).await
+        checked(
+            &method,
+            path,
+            Reply::read(request.send().await.expect("request")).await,
+        )
     }
 
     /// `GET` with a raw `Authorization` value (for credentials that cannot be read).
@@ -222,7 +244,11 @@ impl Berth {
             .client
             .get(self.url(path))
             .header(AUTHORIZATION, authorization);
-        Reply::read(request.send().await.expect("request")).await
+        checked(
+            &Method::GET,
+            path,
+            Reply::read(request.send().await.expect("request")).await,
+        )
     }
 
     /// `POST /api/v1/users/login`.
@@ -280,6 +306,19 @@ impl Berth {
             .expect(201);
         self.session(name, PASSWORD).await
     }
+}
+
+/// The reply, after checking it against the OpenAPI document.
+fn checked(method: &Method, path: &str, reply: Reply) -> Reply {
+    if let Err(problem) =
+        crate::schema::check_answer(method.as_str(), path, reply.status, &reply.body)
+    {
+        panic!(
+            "the answer does not match openapi.json: {problem}\nbody: {}",
+            reply.text
+        );
+    }
+    reply
 }
 
 /// A client with fixed credentials.
@@ -369,10 +408,126 @@ impl Session<'_> {
             .as_u16()
     }
 
+    /// `HEAD /v2/<repo>/manifests/<reference>`: the status.
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> u16 {
+        self.registry(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+            .send()
+            .await
+            .expect("manifest head")
+            .status()
+            .as_u16()
+    }
+
+    /// Uploads `content` as a blob of `repo`; its descriptor.
+    pub async fn push_blob(&self, repo: &str, media_type: &str, content: &[u8]) -> Value {
+        let digest = sha256(content);
+        let status = self
+            .registry(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            )
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await
+            .expect("blob upload")
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "blob upload to {repo}");
+        json!({ "mediaType": media_type, "digest": digest, "size": content.len() })
+    }
+
+    /// Pushes `manifest` (of `media_type`) as `repo:reference`; its digest.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &Value,
+    ) -> String {
+        let body = manifest.to_string();
+        let status = self
+            .registry(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header(CONTENT_TYPE, media_type)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("manifest push")
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "manifest push to {repo}:{reference}");
+        sha256(body.as_bytes())
+    }
+
+    /// Pushes an image for one platform with layers of the given contents, tagged `tag` (or
+    /// untagged with a digest reference when `tag` is None); its manifest descriptor.
+    pub async fn push_platform_image(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        (os, architecture): (&str, &str),
+        layers: &[&[u8]],
+    ) -> Value {
+        let config = platform_config(os, architecture);
+        let config = self.push_blob(repo, OCI_CONFIG, config.as_bytes()).await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            descriptors.push(self.push_blob(repo, OCI_LAYER, layer).await);
+        }
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": descriptors,
+        });
+        let digest = sha256(manifest.to_string().as_bytes());
+        let reference = tag.unwrap_or(&digest);
+        self.push_manifest(repo, reference, OCI_MANIFEST, &manifest)
+            .await;
+        json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": manifest.to_string().len(),
+            "platform": { "os": os, "architecture": architecture },
+        })
+    }
+
+    /// Pushes an index of `images` (descriptors with platforms) as `repo:tag`; its digest.
+    pub async fn push_index(&self, repo: &str, tag: &str, images: &[Value]) -> String {
+        let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": images });
+        self.push_manifest(repo, tag, OCI_INDEX, &index).await
+    }
+
+    /// Attaches an artifact of `artifact_type` to `subject` (a manifest descriptor) in `repo`;
+    /// its digest.
+    pub async fn push_referrer(&self, repo: &str, subject: &Value, artifact_type: &str) -> String {
+        let empty = self.push_blob(repo, EMPTY_CONFIG, b"{}").await;
+        let payload = self
+            .push_blob(repo, "application/octet-stream", artifact_type.as_bytes())
+            .await;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": artifact_type,
+            "config": empty,
+            "layers": [payload],
+            "subject": { "mediaType": subject["mediaType"], "digest": subject["digest"], "size": subject["size"] },
+        });
+        let digest = sha256(manifest.to_string().as_bytes());
+        self.push_manifest(repo, &digest, OCI_MANIFEST, &manifest)
+            .await
+    }
+
     fn registry(&self, method: Method, path: &str) -> RequestBuilder {
         self.credentials
             .apply(self.berth.client.request(method, self.berth.url(path)))
     }
+}
+
+/// The image config [`Session::push_platform_image`] pushes.
+pub fn platform_config(os: &str, architecture: &str) -> String {
+    format!(r#"{{"architecture":"{architecture}","os":"{os}"}}"#)
 }
 
 /// `sha256:<hex>` of `bytes`.

@@ -86,16 +86,51 @@ const ORG_PAGE: &str = "SELECT group_concat(name, char(10) ORDER BY name) FROM (
      WHERE n.org_id = ?2 AND r.name > ?1 \
      ORDER BY name LIMIT ?3)";
 
+/// Whether a user holds anything on the repository row `r` beyond public read: it is in a
+/// namespace they own, granted to one of their teams, or collaborated on.
+macro_rules! user_holds {
+    () => {
+        concat!(
+            "(r.namespace IN (",
+            owned_namespaces!(),
+            ") OR r.id IN (",
+            granted_repositories!(),
+            ") OR r.id IN (",
+            collaborations!(),
+            "))"
+        )
+    };
+}
+
+/// Whether a user (?2 the user's id, ?3 the owners team's name) may see the repository row
+/// `r`: it is public or they hold something on it. Search filters with it too.
+pub(super) const USER_SEES: &str = concat!("(r.is_private = 0 OR ", user_holds!(), ")");
+
+/// The ids of the repositories a user (?2, ?3) holds something on, read from what they hold
+/// rather than by testing every repository: the same three sources as [`USER_SEES`].
+pub(super) const USER_HELD_IDS: &str = concat!(
+    "SELECT h.id FROM (",
+    owned_namespaces!(),
+    ") AS owned CROSS JOIN repositories h ON h.namespace = owned.name UNION ",
+    granted_repositories!(),
+    " UNION ",
+    collaborations!()
+);
+
+/// The ids of the repositories an organization token (?2 the organization's id) holds.
+pub(super) const ORG_HELD_IDS: &str = "SELECT h.id FROM namespaces n \
+     CROSS JOIN repositories h ON h.namespace = n.name WHERE n.org_id = ?2";
+
+/// Whether an organization token may see the repository row `r`.
+pub(super) const ORG_SEES: &str =
+    "(r.is_private = 0 OR r.namespace IN (SELECT name FROM namespaces WHERE org_id = ?2))";
+
 /// One namespace for a user; its size bounds the work, so plain filters do.
 const USER_NAMESPACE: &str = concat!(
-    "SELECT id, name, namespace, is_private, created_at FROM repositories ",
-    "WHERE namespace = ?1 AND (is_private = 0 OR namespace IN (",
-    owned_namespaces!(),
-    ") OR id IN (",
-    granted_repositories!(),
-    ") OR id IN (",
-    collaborations!(),
-    ")) ORDER BY name"
+    "SELECT id, name, namespace, is_private, created_at FROM repositories r ",
+    "WHERE namespace = ?1 AND (r.is_private = 0 OR ",
+    user_holds!(),
+    ") ORDER BY name"
 );
 
 const ORG_NAMESPACE: &str = "SELECT id, name, namespace, is_private, created_at \

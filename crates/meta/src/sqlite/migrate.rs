@@ -12,6 +12,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (3, include_str!("../../migrations/sqlite/0003_accounts.sql")),
     (4, include_str!("../../migrations/sqlite/0004_access.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_hub.sql")),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

@@ -4,11 +4,14 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod hub;
 mod migrate;
 mod namespaces;
 mod orgs;
+mod pulls;
 mod registry;
 mod repositories;
+mod search;
 mod signing;
 mod tokens;
 
@@ -17,6 +20,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use std::path::Path;
 use std::time::Duration;
+
+/// How much of the database file each connection maps into memory.
+const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
@@ -36,7 +42,10 @@ impl SqliteMeta {
             // WAL + NORMAL: a commit survives a process crash; blob bytes are fsynced separately.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Reads through a memory map skip a copy and a system call per page: search
+            // reads thousands of rows a query.
+            .pragma("mmap_size", MMAP_BYTES.to_string());
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

@@ -10,7 +10,7 @@ use berth_core::ports::{
 use berth_oci::{Digest, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
 
-fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
+pub(super) fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
     raw.parse()
         .map_err(|e| MetaError::Backend(format!("stored digest {raw:?} is invalid: {e}")))
 }
@@ -314,6 +314,12 @@ impl Manifests for SqliteMeta {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        sqlx::query("UPDATE repositories SET last_pushed_at = ? WHERE id = ?")
+            .bind(m.now)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         for tag in &m.tags {
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, digest, pushed_at) VALUES (?, ?, ?, ?) \

@@ -5,7 +5,9 @@ use crate::oci::headers::{content_length, header_str, insert, query_params};
 use crate::oci::method_not_allowed;
 use axum::body::Body;
 use axum::http::{header, Method, Response, StatusCode};
+use berth_core::ports::PullEvent;
 use berth_core::registry::PutManifest;
+use berth_core::time::now_unix;
 use berth_core::Error;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{Reference, RepoName, Tag};
@@ -33,6 +35,19 @@ pub async fn handle(
             let digest = manifest.digest.to_string();
             insert(headers, "docker-content-digest", &digest);
             insert(headers, "etag", &format!("\"{digest}\""));
+            // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
+            // memory and written in batches, so pulls do not wait for the database.
+            if req.method == Method::GET {
+                req.state.hub.record_pull(PullEvent {
+                    repo: name.clone(),
+                    tag: match reference {
+                        Reference::Tag(tag) => Some(tag.to_string()),
+                        Reference::Digest(_) => None,
+                    },
+                    digest: manifest.digest,
+                    at: now_unix(),
+                });
+            }
             Ok(response)
         }
         Method::PUT => {

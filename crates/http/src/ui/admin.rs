@@ -1,0 +1,186 @@
+//! Site administration: the users (list, create, grant or revoke site admin) and the audit
+//! log. The management service refuses everyone but site admins.
+
+use super::html::{html, url_component, Html};
+use super::layout::{form_start, time};
+use super::session::Notice;
+use super::{Submission, UiError, UiResult, Visitor};
+use crate::api::wire::query_text;
+use axum::extract::Path;
+use axum::response::Response;
+use berth_core::identity::MIN_PASSWORD_LEN;
+use berth_core::ports::AuditQuery;
+
+/// Audit records per page.
+const AUDIT_PAGE: u32 = 50;
+
+fn admin_tabs(current: &str) -> Html {
+    let mut out = Html::new();
+    html!(out, "<nav aria-label=\"Administration\"><ul class=\"tabs\">");
+    for (href, label) in [("/admin/users", "Users"), ("/admin/audit", "Audit log")] {
+        html!(out, "<li><a href=\"" (href) "\"");
+        if href == current {
+            out.raw(" aria-current=\"page\"");
+        }
+        html!(out, ">" (label) "</a></li>");
+    }
+    html!(out, "</ul></nav>");
+    out
+}
+
+/// `GET /admin/users`.
+pub(crate) async fn users(visitor: Visitor) -> Response {
+    let result = render_users(&visitor).await;
+    visitor.respond(result)
+}
+
+async fn render_users(visitor: &Visitor) -> UiResult {
+    let accounts = visitor
+        .state
+        .identity
+        .list_users(&visitor.acting())
+        .await?;
+    let mut body = Html::new();
+    html!(body, "<h1>Administration</h1>" [admin_tabs("/admin/users")]
+        "<section class=\"panel\" aria-labelledby=\"users-title\"><h2 id=\"users-title\">Users</h2>"
+        "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Username</th>"
+        "<th scope=\"col\">Role</th><th scope=\"col\">Two-factor</th><th scope=\"col\">Joined</th>"
+        "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>");
+    for account in &accounts {
+        let action = format!("/admin/users/{}/admin", url_component(&account.name));
+        html!(body, "<tr><td><a href=\"/u/" (account.name) "\">" (account.name) "</a></td><td>");
+        if account.is_admin {
+            html!(body, "<span class=\"badge admin\">Site admin</span>");
+        } else {
+            html!(body, "User");
+        }
+        html!(body, "</td><td>" (if account.totp_enabled { "On" } else { "Off" }) "</td>"
+            "<td>" [time(account.created_at)] "</td><td>");
+        let mut form = form_start(visitor, &action, "inline");
+        if account.is_admin {
+            html!(form, "<input type=\"hidden\" name=\"admin\" value=\"revoke\">"
+                "<button type=\"submit\" class=\"secondary\">Remove site admin from " (account.name) "</button></form>");
+        } else {
+            html!(form, "<input type=\"hidden\" name=\"admin\" value=\"grant\">"
+                "<button type=\"submit\" class=\"secondary\">Make " (account.name) " a site admin</button></form>");
+        }
+        html!(body, [form] "</td></tr>");
+    }
+    html!(body, "</tbody></table></div></section>"
+        "<section class=\"panel\" aria-labelledby=\"new-user-title\"><h2 id=\"new-user-title\">Create a user</h2>"
+        [form_start(visitor, "/admin/users", "stack")]
+        "<div class=\"field\"><label for=\"new-username\">Username</label>"
+        "<input type=\"text\" id=\"new-username\" name=\"username\" autocomplete=\"off\" "
+        "autocapitalize=\"none\" spellcheck=\"false\" required></div>"
+        "<div class=\"field\"><label for=\"new-user-password\">Password</label>"
+        "<p class=\"hint\" id=\"new-user-password-hint\">At least " (MIN_PASSWORD_LEN) " characters; "
+        "the user can change it in their settings.</p>"
+        "<input type=\"password\" id=\"new-user-password\" name=\"password\" autocomplete=\"new-password\" "
+        "aria-describedby=\"new-user-password-hint\" minlength=\"" (MIN_PASSWORD_LEN) "\" required></div>"
+        "<label><input type=\"checkbox\" name=\"admin\" value=\"on\"> Site admin</label>"
+        "<div><button type=\"submit\">Create user</button></div></form></section>"
+    );
+    Ok(visitor.page("Users", body))
+}
+
+/// `POST /admin/users`.
+pub(crate) async fn create_user(submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        let name = form.required("username", "A username")?;
+        let password = form.secret("password", "A password")?;
+        let account = visitor
+            .state
+            .identity
+            .create_user(&visitor.acting(), name, password, form.checked("admin"))
+            .await?;
+        Ok::<_, UiError>(Notice::success(format!("User {} created.", account.name)))
+    }
+    .await;
+    submission.outcome(result, "/admin/users")
+}
+
+/// `POST /admin/users/{name}/admin`: `admin=grant` or `admin=revoke`.
+pub(crate) async fn set_admin(Path(name): Path<String>, submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        let grant = match form.text("admin") {
+            "grant" => true,
+            "revoke" => false,
+            _ => return Err(UiError::Invalid("Say grant or revoke.".to_owned())),
+        };
+        visitor
+            .state
+            .identity
+            .set_admin(&visitor.acting(), &name, grant)
+            .await?;
+        Ok(Notice::success(if grant {
+            format!("{name} is a site admin.")
+        } else {
+            format!("{name} is no longer a site admin.")
+        }))
+    }
+    .await;
+    submission.outcome(result, "/admin/users")
+}
+
+/// `GET /admin/audit?account=&before=`: newest first, a page at a time.
+pub(crate) async fn audit(visitor: Visitor) -> Response {
+    let result = render_audit(&visitor).await;
+    visitor.respond(result)
+}
+
+async fn render_audit(visitor: &Visitor) -> UiResult {
+    let query = visitor.here.split_once('?').map_or("", |(_, query)| query);
+    let account = query_text(query, "account")
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    let before = query_text(query, "before").and_then(|b| b.parse::<i64>().ok());
+    let records = visitor
+        .state
+        .identity
+        .audit_records(
+            &visitor.acting(),
+            AuditQuery {
+                account: account.clone(),
+                before,
+                limit: AUDIT_PAGE,
+            },
+        )
+        .await?;
+    let account = account.unwrap_or_default();
+    let mut body = Html::new();
+    html!(body, "<h1>Administration</h1>" [admin_tabs("/admin/audit")]
+        "<section class=\"panel\" aria-labelledby=\"audit-title\"><h2 id=\"audit-title\">Audit log</h2>"
+        "<form method=\"get\" action=\"/admin/audit\" class=\"inline\">"
+        "<div class=\"field\"><label for=\"audit-account\">Only by or about</label>"
+        "<input type=\"text\" id=\"audit-account\" name=\"account\" value=\"" (account) "\" "
+        "placeholder=\"a user or organization\" autocapitalize=\"none\" spellcheck=\"false\"></div>"
+        "<button type=\"submit\" class=\"secondary\">Filter</button></form>");
+    if records.is_empty() {
+        html!(body, "<p class=\"muted\">No entries.</p></section>");
+        return Ok(visitor.page("Audit log", body));
+    }
+    html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">When</th>"
+        "<th scope=\"col\">Who</th><th scope=\"col\">Action</th><th scope=\"col\">On</th>"
+        "<th scope=\"col\">Details</th><th scope=\"col\">Address</th></tr></thead><tbody>");
+    for record in &records {
+        let event = &record.event;
+        html!(body, "<tr><td>" [time(event.at)] "</td><td>" (event.actor) "</td>"
+            "<td><code>" (event.action) "</code></td><td>" (event.target) "</td>"
+            "<td>" (event.detail.as_deref().unwrap_or_default()) "</td>"
+            "<td>" (event.address.as_deref().unwrap_or_default()) "</td></tr>");
+    }
+    html!(body, "</tbody></table></div>");
+    if records.len() == AUDIT_PAGE as usize {
+        if let Some(oldest) = records.last() {
+            let mut href = format!("/admin/audit?before={}", oldest.id);
+            if !account.is_empty() {
+                href.push_str(&format!("&account={}", url_component(&account)));
+            }
+            html!(body, "<p class=\"pagination\"><a href=\"" (href) "\">Older entries</a></p>");
+        }
+    }
+    html!(body, "</section>");
+    Ok(visitor.page("Audit log", body))
+}

@@ -1,0 +1,188 @@
+//! Signing in (password, then the two-factor code when the account has it on) and signing
+//! out; throttling and the audit log come from the authenticator.
+
+use super::html::{html, Html};
+use super::layout::{csrf_field, form_start};
+use super::session::{clear_cookie, session_cookie, Notice, SESSION_COOKIE};
+use super::{local_path, Submission, UiError, Visitor};
+use crate::api::wire::query_text;
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use berth_core::auth::LoginPurpose;
+use berth_core::identity::TOKEN_PREFIX;
+use berth_core::Error;
+
+/// `GET /login`: the sign-in form, or straight on for someone already signed in.
+pub(crate) async fn form(visitor: Visitor) -> Response {
+    let next = next_of(&visitor);
+    if visitor.user_name().is_some() {
+        return visitor.redirect(&next, None);
+    }
+    sign_in_page(&visitor, StatusCode::OK, "", &next, None)
+}
+
+/// Where to go after signing in: `?next=` when it is a page of ours.
+fn next_of(visitor: &Visitor) -> String {
+    visitor
+        .here
+        .split_once('?')
+        .and_then(|(_, query)| query_text(query, "next"))
+        .filter(|next| local_path(next).is_some())
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+fn sign_in_page(
+    visitor: &Visitor,
+    status: StatusCode,
+    username: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
+    let mut body = Html::new();
+    html!(body, "<div class=\"panel narrow\"><h1>Sign in to Berth</h1>");
+    if let Some(error) = error {
+        html!(body, "<div class=\"notice error\" role=\"alert\" id=\"sign-in-error\">" (error) "</div>");
+    }
+    html!(body,
+        [form_start(visitor, "/login", "stack")]
+        "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
+        "<div class=\"field\"><label for=\"username\">Username</label>"
+        "<input type=\"text\" id=\"username\" name=\"username\" value=\"" (username) "\" "
+        "autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus></div>"
+        "<div class=\"field\"><label for=\"password\">Password</label>"
+        "<input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required></div>"
+        "<div><button type=\"submit\">Sign in</button></div>"
+        "</form>"
+        "<p class=\"hint\">Registry clients (docker, podman, skopeo) sign in with the same "
+        "username and password, or with an access token made in your account settings.</p>"
+        "</div>"
+    );
+    visitor.page_with_status(status, "Sign in", body)
+}
+
+/// The second step: the password was right and the account wants its two-factor code. The
+/// password travels again (hidden, on a page nobody caches) so nothing is kept on the server.
+fn two_factor_page(
+    visitor: &Visitor,
+    status: StatusCode,
+    username: &str,
+    password: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Response {
+    let mut body = Html::new();
+    html!(body, "<div class=\"panel narrow\"><h1>Two-factor authentication</h1>");
+    if let Some(error) = error {
+        html!(body, "<div class=\"notice error\" role=\"alert\">" (error) "</div>");
+    }
+    html!(body,
+        "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>.</p>"
+        [form_start(visitor, "/login", "stack")]
+        "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
+        "<input type=\"hidden\" name=\"username\" value=\"" (username) "\">"
+        "<input type=\"hidden\" name=\"password\" value=\"" (password) "\">"
+        "<div class=\"field\"><label for=\"otp\">Authentication code</label>"
+        "<input type=\"text\" id=\"otp\" name=\"otp\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" "
+        "autocomplete=\"one-time-code\" maxlength=\"8\" required autofocus></div>"
+        "<div><button type=\"submit\">Verify and sign in</button></div>"
+        "</form></div>"
+    );
+    visitor.page_with_status(status, "Two-factor authentication", body)
+}
+
+/// `POST /login`.
+pub(crate) async fn submit(submission: Submission) -> Response {
+    let Submission { visitor, form } = &submission;
+    let next = form
+        .get("next")
+        .and_then(local_path)
+        .unwrap_or("/")
+        .to_owned();
+    let username = form.text("username");
+    let password = form.get("password").unwrap_or_default();
+    let otp: String = form.text("otp").chars().filter(|c| !c.is_whitespace()).collect();
+    if username.is_empty() || password.is_empty() {
+        let message = "Enter your username and password.";
+        return sign_in_page(visitor, StatusCode::BAD_REQUEST, username, &next, Some(message));
+    }
+    if password.starts_with(TOKEN_PREFIX) {
+        let message = "Access tokens are for registry clients and the API. Sign in here with your password.";
+        return sign_in_page(visitor, StatusCode::BAD_REQUEST, username, &next, Some(message));
+    }
+    let purpose = LoginPurpose::Interactive {
+        otp: (!otp.is_empty()).then_some(otp.as_str()),
+    };
+    let auth = &visitor.state.auth;
+    match auth.login(username, password, visitor.address, purpose).await {
+        Ok(principal) => match auth.issue_ui_session(&principal) {
+            Ok(token) => {
+                let mut response = visitor.redirect(&next, None);
+                if let Some(cookie) = session_cookie(&token, visitor.secure) {
+                    response.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                response
+            }
+            Err(err) => visitor.respond(Err(err.into())),
+        },
+        Err(Error::TwoFactorRequired(_)) => {
+            two_factor_page(visitor, StatusCode::OK, username, password, &next, None)
+        }
+        Err(Error::CredentialsInvalid) if !otp.is_empty() => two_factor_page(
+            visitor,
+            StatusCode::BAD_REQUEST,
+            username,
+            password,
+            &next,
+            Some("That code is not valid. Codes change every 30 seconds: try the current one."),
+        ),
+        Err(Error::CredentialsInvalid) => sign_in_page(
+            visitor,
+            StatusCode::BAD_REQUEST,
+            username,
+            &next,
+            Some("Incorrect username or password."),
+        ),
+        Err(err @ Error::TooManyRequests { .. }) => {
+            let message = UiError::Domain(err).message();
+            sign_in_page(
+                visitor,
+                StatusCode::TOO_MANY_REQUESTS,
+                username,
+                &next,
+                Some(&message),
+            )
+        }
+        Err(err) => visitor.respond(Err(err.into())),
+    }
+}
+
+/// `GET /logout`: signing out changes state, so it takes a button (a form), not a link.
+pub(crate) async fn confirm_sign_out(visitor: Visitor) -> Response {
+    let Some(name) = visitor.user_name() else {
+        return visitor.redirect("/", None);
+    };
+    let mut body = Html::new();
+    html!(body,
+        "<div class=\"panel narrow\"><h1>Sign out</h1><p>You are signed in as <strong>" (name) "</strong>.</p>"
+        "<form method=\"post\" action=\"/logout\">" [csrf_field(&visitor)]
+        "<button type=\"submit\">Sign out</button></form></div>"
+    );
+    visitor.page("Sign out", body)
+}
+
+/// `POST /logout`: ends the session in this browser.
+pub(crate) async fn sign_out(submission: Submission) -> Response {
+    let visitor = &submission.visitor;
+    if let Some(name) = visitor.user_name() {
+        visitor
+            .state
+            .auth
+            .audit(name, "logout", name, visitor.address)
+            .await;
+    }
+    let mut response = visitor.redirect("/", Some(Notice::success("You are signed out.")));
+    if let Some(cookie) = clear_cookie(SESSION_COOKIE, visitor.secure) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}

@@ -1,0 +1,128 @@
+//! Namespace pages: a user's repositories the visitor may see, and creating a repository
+//! in a namespace one administers.
+
+use super::html::{html, Html};
+use super::layout::{form_start, short_name, time, visibility_badge};
+use super::session::Notice;
+use super::{Submission, UiError, UiResult, Visitor};
+use axum::extract::Path;
+use axum::response::Response;
+use berth_core::ports::RepositoryRecord;
+use berth_core::Error;
+use berth_oci::RepoName;
+
+/// `GET /u/{name}`: a user's namespace; an organization's lives at `/orgs/{name}`.
+pub(crate) async fn user_page(visitor: Visitor, Path(name): Path<String>) -> Response {
+    let result = render_user(&visitor, &name).await;
+    visitor.respond(result)
+}
+
+async fn render_user(visitor: &Visitor, name: &str) -> UiResult {
+    let identity = &visitor.state.identity;
+    let acting = visitor.acting();
+    if identity.org(&acting, name).await.is_ok() {
+        return Ok(visitor.redirect(&format!("/orgs/{name}"), None));
+    }
+    let repositories = identity.namespace_repositories(&acting, name).await?;
+    let mut body = Html::new();
+    html!(body, "<div class=\"heading-row\"><h1>" (name) "</h1><span class=\"badge\">User</span></div>"
+        "<section class=\"panel\" aria-labelledby=\"repos-title\">"
+        "<h2 id=\"repos-title\">Repositories</h2>");
+    if repositories.is_empty() {
+        html!(body, "<p class=\"muted\">No repositories to show.</p>");
+    } else {
+        body.fragment(&repository_list(&repositories));
+    }
+    html!(body, "</section>");
+    let administers = visitor.user_name() == Some(name) || visitor.is_site_admin();
+    if administers {
+        body.fragment(&new_repository_form(visitor, name));
+    }
+    Ok(visitor.page(name, body))
+}
+
+/// Repositories as a list: name, visibility, since when.
+pub(crate) fn repository_list(repositories: &[RepositoryRecord]) -> Html {
+    let mut out = Html::new();
+    html!(out, "<ul class=\"repo-list\">");
+    for repository in repositories {
+        html!(out,
+            "<li><span><a href=\"/r/" (repository.name) "\">" (repository.name) "</a> "
+            [visibility_badge(repository.is_private)] "</span>"
+            "<span class=\"muted\">Created " [time(repository.created_at)] "</span></li>"
+        );
+    }
+    html!(out, "</ul>");
+    out
+}
+
+/// The form that creates an empty repository in `namespace` (a push creates one too).
+pub(crate) fn new_repository_form(visitor: &Visitor, namespace: &str) -> Html {
+    let mut out = Html::new();
+    html!(out,
+        "<section class=\"panel\" aria-labelledby=\"new-repo-title\">"
+        "<h2 id=\"new-repo-title\">Create a repository</h2>"
+        "<p class=\"hint\">Pushing to a new name creates the repository too; creating it first "
+        "lets you choose its visibility before anything is in it.</p>"
+        [form_start(visitor, "/repositories", "stack")]
+        "<input type=\"hidden\" name=\"namespace\" value=\"" (namespace) "\">"
+        "<div class=\"field\"><label for=\"new-repo-name\">Name</label>"
+        "<p class=\"hint\" id=\"new-repo-hint\">In " (namespace) "/…, lowercase letters, digits and . _ - /</p>"
+        "<input type=\"text\" id=\"new-repo-name\" name=\"name\" aria-describedby=\"new-repo-hint\" "
+        "autocapitalize=\"none\" spellcheck=\"false\" required></div>"
+        "<fieldset><legend>Visibility</legend>"
+        "<label><input type=\"radio\" name=\"visibility\" value=\"public\" checked> Public: anyone can pull</label>"
+        "<label><input type=\"radio\" name=\"visibility\" value=\"private\"> Private: only people you give access</label>"
+        "</fieldset>"
+        "<div><button type=\"submit\">Create repository</button></div></form></section>"
+    );
+    out
+}
+
+/// The namespace page a repository belongs to.
+pub(crate) async fn namespace_href(visitor: &Visitor, namespace: &str) -> String {
+    match visitor.state.identity.org(&visitor.acting(), namespace).await {
+        Ok(_) => format!("/orgs/{namespace}"),
+        Err(_) => format!("/u/{namespace}"),
+    }
+}
+
+/// `POST /repositories`.
+pub(crate) async fn create_repository(submission: Submission) -> Response {
+    let form = &submission.form;
+    let namespace = form.text("namespace");
+    let result = create(&submission, namespace).await;
+    match result {
+        Ok(repo) => submission.visitor.redirect(
+            &format!("/r/{repo}"),
+            Some(Notice::success(format!("Repository {repo} created."))),
+        ),
+        Err(err) => {
+            let back = namespace_href(&submission.visitor, namespace).await;
+            submission.outcome(Err(err), &back)
+        }
+    }
+}
+
+async fn create(submission: &Submission, namespace: &str) -> UiResult<RepoName> {
+    let form = &submission.form;
+    let name = form.required("name", "A name")?;
+    let name = short_name(name, namespace);
+    let repo: RepoName = format!("{namespace}/{name}")
+        .parse()
+        .map_err(|e: berth_oci::name::NameError| {
+            UiError::Domain(Error::NameInvalid(e.to_string()))
+        })?;
+    let private = match form.text("visibility") {
+        "private" => true,
+        "public" => false,
+        _ => return Err(UiError::Invalid("Choose public or private.".to_owned())),
+    };
+    submission
+        .visitor
+        .state
+        .identity
+        .create_repository(&submission.visitor.acting(), &repo, Some(private))
+        .await?;
+    Ok(repo)
+}

@@ -1,0 +1,162 @@
+//! Pull activity on SQLite: a batch of manifest pulls written in one transaction as
+//! per-repository counts and last-pulled times, and per-tag last-pulled times.
+
+use super::backend;
+use berth_core::ports::{MetaError, PullEvent};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::collections::BTreeMap;
+
+/// Identical pulls in a batch (same repository, manifest and tag) collapse into one write.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    pulls: u64,
+    last_at: i64,
+}
+
+/// repository → (manifest digest, tag asked for) → tally.
+type Batch<'a> = BTreeMap<&'a str, BTreeMap<(String, Option<&'a str>), Tally>>;
+
+fn tally(pulls: &[PullEvent]) -> Batch<'_> {
+    let mut batch: Batch<'_> = BTreeMap::new();
+    for pull in pulls {
+        let key = (pull.digest.to_string(), pull.tag.as_deref());
+        batch
+            .entry(pull.repo.as_str())
+            .or_default()
+            .entry(key)
+            .and_modify(|t| {
+                t.pulls += 1;
+                t.last_at = t.last_at.max(pull.at);
+            })
+            .or_insert(Tally {
+                pulls: 1,
+                last_at: pull.at,
+            });
+    }
+    batch
+}
+
+pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<(), MetaError> {
+    if pulls.is_empty() {
+        return Ok(());
+    }
+    let mut tx = write.begin().await.map_err(backend)?;
+    for (repo, manifests) in tally(pulls) {
+        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Deleted since the pull: nothing left to count against.
+        let Some(repo_id) = repo_id else { continue };
+        let mut counted = 0u64;
+        let mut last_at = i64::MIN;
+        for ((digest, tag), tally) in manifests {
+            last_at = last_at.max(tally.last_at);
+            // A client pulling an image index goes on to fetch the manifest for its own
+            // platform by digest; that is the same pull. A pull by tag always starts one.
+            if tag.is_some() || !is_child_of_index(&mut tx, repo_id, &digest).await? {
+                counted += tally.pulls;
+            }
+            touch_tags(&mut tx, repo_id, &digest, tag, tally.last_at).await?;
+        }
+        sqlx::query(
+            "UPDATE repositories SET pull_count = pull_count + ?1, \
+             last_pulled_at = max(coalesce(last_pulled_at, ?2), ?2) WHERE id = ?3",
+        )
+        .bind(i64::try_from(counted).unwrap_or(i64::MAX))
+        .bind(last_at)
+        .bind(repo_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
+    tx.commit().await.map_err(backend)
+}
+
+/// Whether `digest` is one of the manifests of an index in the repository.
+async fn is_child_of_index(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    let child: i64 = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM manifest_children c \
+         JOIN repository_manifests rm ON rm.digest = c.manifest \
+         WHERE c.child = ? AND rm.repository_id = ?)",
+    )
+    .bind(digest)
+    .bind(repo_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(child != 0)
+}
+
+/// Moves the last-pulled time of the tags a pull went through: the tag asked for, or for a
+/// pull by digest every tag pointing at the manifest or at an index holding it.
+async fn touch_tags(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    digest: &str,
+    tag: Option<&str>,
+    at: i64,
+) -> Result<(), MetaError> {
+    let query = match tag {
+        Some(tag) => sqlx::query(
+            "UPDATE tags SET last_pulled_at = max(coalesce(last_pulled_at, ?1), ?1) \
+             WHERE repository_id = ?2 AND name = ?3",
+        )
+        .bind(at)
+        .bind(repo_id)
+        .bind(tag),
+        None => sqlx::query(
+            "UPDATE tags SET last_pulled_at = max(coalesce(last_pulled_at, ?1), ?1) \
+             WHERE repository_id = ?2 AND (digest = ?3 \
+             OR digest IN (SELECT manifest FROM manifest_children WHERE child = ?3))",
+        )
+        .bind(at)
+        .bind(repo_id)
+        .bind(digest),
+    };
+    query.execute(&mut **tx).await.map_err(backend)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_oci::Digest;
+
+    fn pull(repo: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEvent {
+        PullEvent {
+            repo: repo.parse().unwrap(),
+            tag: tag.map(str::to_owned),
+            digest: digest.clone(),
+            at,
+        }
+    }
+
+    #[test]
+    fn identical_pulls_collapse_and_keep_the_latest_time() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let pulls = [
+            pull("x/app", &a, Some("v1"), 10),
+            pull("x/app", &a, Some("v1"), 30),
+            pull("x/app", &a, Some("v1"), 20),
+            pull("x/app", &a, None, 5),
+            pull("x/app", &b, None, 7),
+            pull("y/app", &a, Some("v1"), 1),
+        ];
+        let batch = tally(&pulls);
+        assert_eq!(batch.len(), 2);
+        let app = &batch["x/app"];
+        assert_eq!(app.len(), 3);
+        let by_tag = app[&(a.to_string(), Some("v1"))];
+        assert_eq!((by_tag.pulls, by_tag.last_at), (3, 30));
+        let by_digest = app[&(a.to_string(), None)];
+        assert_eq!((by_digest.pulls, by_digest.last_at), (1, 5));
+        assert_eq!(batch["y/app"].len(), 1);
+    }
+}
