@@ -705,7 +705,11 @@ async fn paging_one_at_a_time_gives_the_order_of_one_page() {
     }
     create(&meta, "alice/web", true).await;
     for viewer in [Viewer::Public, Viewer::User(alice), Viewer::Everything] {
-        for sort in [SearchSort::Relevance, SearchSort::Stars, SearchSort::LastUpdated] {
+        for sort in [
+            SearchSort::Relevance,
+            SearchSort::Stars,
+            SearchSort::LastUpdated,
+        ] {
             let mut whole = query("web", viewer);
             whole.sort = sort;
             let (total, expected) = search(&meta, &whole).await;

@@ -284,11 +284,6 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    if std::env::var_os("BERTH_SEARCH_KEEP").is_some() {
-        println!("database kept at {}", path.display());
-        std::mem::forget(dir);
-        return Fixture { _dir: tempfile::tempdir().unwrap(), meta, user: reader, org: orgs[7].id, names };
-    }
     println!(
         "built {} repositories in {:.1?}",
         names.len(),

@@ -249,7 +249,8 @@ impl Browser {
         self.fill("username", user).await;
         self.fill("password", password).await;
         self.press("Sign in").await;
-        self.expect_text("main h1", &format!("Welcome, {user}")).await;
+        self.expect_text("main h1", &format!("Welcome, {user}"))
+            .await;
     }
 
     /// Signs out through the account menu in the header.
@@ -274,7 +275,7 @@ impl Browser {
         let height = self
             .client
             .execute(
-                "return Math.ceil(document.documentElement.scrollHeight);",
+                "window.scrollTo(0, 0); return Math.ceil(document.documentElement.scrollHeight);",
                 vec![],
             )
             .await

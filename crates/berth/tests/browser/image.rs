@@ -121,7 +121,14 @@ impl Skopeo {
 
     /// `skopeo copy oci:{layout}:{tag} docker://{destination}` signed in as `user` with
     /// `secret` (a password or an access token).
-    pub fn push(&self, layout: &Path, tag: &str, destination: &str, user: &str, secret: &str) -> Output {
+    pub fn push(
+        &self,
+        layout: &Path,
+        tag: &str,
+        destination: &str,
+        user: &str,
+        secret: &str,
+    ) -> Output {
         let work = self.work.path();
         let config = work.join("home/.config/containers");
         Command::new(&self.program)

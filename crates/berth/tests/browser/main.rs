@@ -29,7 +29,9 @@ async fn create_user(browser: &Browser, name: &str, password: &str) {
     browser.fill("new-username", name).await;
     browser.fill("new-user-password", password).await;
     browser.press("Create user").await;
-    browser.expect_notice(&format!("User {name} created.")).await;
+    browser
+        .expect_notice(&format!("User {name} created."))
+        .await;
 }
 
 #[tokio::test]
@@ -65,9 +67,7 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
     browser.fill("token-label", "laptop").await;
     browser.choose("token-scope", "repo:write").await;
     browser.press("Create token").await;
-    let secret = browser
-        .expect_text("#new-token-secret", "berth_pat_")
-        .await;
+    let secret = browser.expect_text("#new-token-secret", "berth_pat_").await;
     assert_eq!(
         browser.text("#new-token-login").await,
         format!("docker login {host} -u alice")
@@ -161,9 +161,7 @@ async fn organizations_grant_teams_and_hide_private_repositories() {
     browser.press("Add to readers").await;
     browser.expect_notice("bob added to readers.").await;
     browser.fill("new-repo-name", "app").await;
-    browser
-        .click("input[name=visibility][value=private]")
-        .await;
+    browser.click("input[name=visibility][value=private]").await;
     browser.press("Create repository").await;
     browser.expect_notice("Repository acme/app created.").await;
     browser.expect_text(".heading-row", "Private").await;
@@ -171,7 +169,13 @@ async fn organizations_grant_teams_and_hide_private_repositories() {
     let skopeo = Skopeo::new(&tools.skopeo);
     let layout = skopeo.dir().join("app");
     write_layout(&layout, "1.0", "the acme app");
-    skopeo.push_ok(&layout, "1.0", &format!("{host}/acme/app:1.0"), "alice", ALICE_PASSWORD);
+    skopeo.push_ok(
+        &layout,
+        "1.0",
+        &format!("{host}/acme/app:1.0"),
+        "alice",
+        ALICE_PASSWORD,
+    );
 
     browser.open("/orgs/acme").await;
     browser.choose("grant-team", "readers").await;
@@ -182,7 +186,10 @@ async fn organizations_grant_teams_and_hide_private_repositories() {
         .expect_notice("readers now has Read-only on acme/app.")
         .await;
     let grants = browser.expect_text("#permissions table", "acme/app").await;
-    assert!(grants.contains("readers") && grants.contains("Read-only"), "{grants}");
+    assert!(
+        grants.contains("readers") && grants.contains("Read-only"),
+        "{grants}"
+    );
     browser.screenshot("organization").await;
     browser.open("/orgs").await;
     browser.screenshot("organizations").await;
@@ -275,7 +282,9 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
             .send()
     };
     let fields = "label=forged&scope=repo%3Aadmin&expires=never";
-    let without_token = create_token(fields.to_owned(), server.base()).await.unwrap();
+    let without_token = create_token(fields.to_owned(), server.base())
+        .await
+        .unwrap();
     assert_eq!(without_token.status(), 403);
     assert!(without_token.text().await.unwrap().contains("Form refused"));
     let with_token = format!("_csrf={csrf}&{fields}");
@@ -289,12 +298,7 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
     // Two-factor setup shows the secret and the otpauth URL, and takes a code to finish.
     browser.open("/settings").await;
     browser.press("Set up two-factor authentication").await;
-    let secret = browser
-        .element("#totp-secret")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let secret = browser.element("#totp-secret").await.text().await.unwrap();
     let url = browser.text("#totp-url").await;
     assert!(url.starts_with("otpauth://totp/"), "{url}");
     assert!(url.contains(&secret), "{url}");
@@ -318,7 +322,9 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
     browser.screenshot("two-factor-sign-in").await;
     browser.fill("otp", &wrong_code(&secret)).await;
     browser.press("Verify and sign in").await;
-    browser.expect_text("main .notice", "That code is not valid.").await;
+    browser
+        .expect_text("main .notice", "That code is not valid.")
+        .await;
     browser.fill("otp", &current_code(&secret)).await;
     browser.press("Verify and sign in").await;
     browser.expect_text("main h1", "Welcome, admin").await;

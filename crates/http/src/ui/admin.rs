@@ -16,7 +16,10 @@ const AUDIT_PAGE: u32 = 50;
 
 fn admin_tabs(current: &str) -> Html {
     let mut out = Html::new();
-    html!(out, "<nav aria-label=\"Administration\"><ul class=\"tabs\">");
+    html!(
+        out,
+        "<nav aria-label=\"Administration\"><ul class=\"tabs\">"
+    );
     for (href, label) in [("/admin/users", "Users"), ("/admin/audit", "Audit log")] {
         html!(out, "<li><a href=\"" (href) "\"");
         if href == current {
@@ -35,11 +38,7 @@ pub(crate) async fn users(visitor: Visitor) -> Response {
 }
 
 async fn render_users(visitor: &Visitor) -> UiResult {
-    let accounts = visitor
-        .state
-        .identity
-        .list_users(&visitor.acting())
-        .await?;
+    let accounts = visitor.state.identity.list_users(&visitor.acting()).await?;
     let mut body = Html::new();
     html!(body, "<h1>Administration</h1>" [admin_tabs("/admin/users")]
         "<section class=\"panel\" aria-labelledby=\"users-title\"><h2 id=\"users-title\">Users</h2>"

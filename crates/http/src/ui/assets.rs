@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn asset_names_change_with_their_content() {
         let css = STYLESHEET.href();
-        assert!(css.starts_with("/static/berth.") && css.ends_with(".css"), "{css}");
+        assert!(
+            css.starts_with("/static/berth.") && css.ends_with(".css"),
+            "{css}"
+        );
         assert_ne!(css, SCRIPT.href());
         assert_eq!(css.len(), "/static/berth.0123456789.css".len());
     }

@@ -45,7 +45,10 @@ async fn render(visitor: &Visitor) -> UiResult {
         "<section class=\"panel\" aria-labelledby=\"mine-title\">"
         "<h2 id=\"mine-title\">Your repositories</h2>");
     if repositories.is_empty() {
-        html!(body, "<p class=\"muted\">None yet: push an image to create one.</p>");
+        html!(
+            body,
+            "<p class=\"muted\">None yet: push an image to create one.</p>"
+        );
     } else {
         let shown = &repositories[..repositories.len().min(HOME_REPOSITORIES)];
         body.fragment(&repository_list(shown));

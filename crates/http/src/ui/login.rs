@@ -39,7 +39,10 @@ fn sign_in_page(
     error: Option<&str>,
 ) -> Response {
     let mut body = Html::new();
-    html!(body, "<div class=\"panel narrow\"><h1>Sign in to Berth</h1>");
+    html!(
+        body,
+        "<div class=\"panel narrow\"><h1>Sign in to Berth</h1>"
+    );
     if let Some(error) = error {
         html!(body, "<div class=\"notice error\" role=\"alert\" id=\"sign-in-error\">" (error) "</div>");
     }
@@ -71,7 +74,10 @@ fn two_factor_page(
     error: Option<&str>,
 ) -> Response {
     let mut body = Html::new();
-    html!(body, "<div class=\"panel narrow\"><h1>Two-factor authentication</h1>");
+    html!(
+        body,
+        "<div class=\"panel narrow\"><h1>Two-factor authentication</h1>"
+    );
     if let Some(error) = error {
         html!(body, "<div class=\"notice error\" role=\"alert\">" (error) "</div>");
     }
@@ -100,20 +106,40 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         .to_owned();
     let username = form.text("username");
     let password = form.get("password").unwrap_or_default();
-    let otp: String = form.text("otp").chars().filter(|c| !c.is_whitespace()).collect();
+    let otp: String = form
+        .text("otp")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     if username.is_empty() || password.is_empty() {
         let message = "Enter your username and password.";
-        return sign_in_page(visitor, StatusCode::BAD_REQUEST, username, &next, Some(message));
+        return sign_in_page(
+            visitor,
+            StatusCode::BAD_REQUEST,
+            username,
+            &next,
+            Some(message),
+        );
     }
     if password.starts_with(TOKEN_PREFIX) {
-        let message = "Access tokens are for registry clients and the API. Sign in here with your password.";
-        return sign_in_page(visitor, StatusCode::BAD_REQUEST, username, &next, Some(message));
+        let message =
+            "Access tokens are for registry clients and the API. Sign in here with your password.";
+        return sign_in_page(
+            visitor,
+            StatusCode::BAD_REQUEST,
+            username,
+            &next,
+            Some(message),
+        );
     }
     let purpose = LoginPurpose::Interactive {
         otp: (!otp.is_empty()).then_some(otp.as_str()),
     };
     let auth = &visitor.state.auth;
-    match auth.login(username, password, visitor.address, purpose).await {
+    match auth
+        .login(username, password, visitor.address, purpose)
+        .await
+    {
         Ok(principal) => match auth.issue_ui_session(&principal) {
             Ok(token) => {
                 let mut response = visitor.redirect(&next, None);

@@ -37,7 +37,10 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home::page))
         .route("/login", get(login::form).post(login::submit))
-        .route("/logout", get(login::confirm_sign_out).post(login::sign_out))
+        .route(
+            "/logout",
+            get(login::confirm_sign_out).post(login::sign_out),
+        )
         .route("/search", get(search::page))
         .route("/settings", get(settings::page))
         .route("/settings/password", post(settings::change_password))
@@ -149,8 +152,7 @@ impl Visitor {
 
     /// The signed-in user's name, or the error that sends the visitor to the sign-in page.
     pub fn require_user(&self) -> UiResult<&str> {
-        self.user_name()
-            .ok_or(UiError::Domain(Error::Unauthorized))
+        self.user_name().ok_or(UiError::Domain(Error::Unauthorized))
     }
 
     pub fn is_site_admin(&self) -> bool {

@@ -81,7 +81,12 @@ pub(crate) fn new_repository_form(visitor: &Visitor, namespace: &str) -> Html {
 
 /// The namespace page a repository belongs to.
 pub(crate) async fn namespace_href(visitor: &Visitor, namespace: &str) -> String {
-    match visitor.state.identity.org(&visitor.acting(), namespace).await {
+    match visitor
+        .state
+        .identity
+        .org(&visitor.acting(), namespace)
+        .await
+    {
         Ok(_) => format!("/orgs/{namespace}"),
         Err(_) => format!("/u/{namespace}"),
     }
@@ -108,11 +113,12 @@ async fn create(submission: &Submission, namespace: &str) -> UiResult<RepoName> 
     let form = &submission.form;
     let name = form.required("name", "A name")?;
     let name = short_name(name, namespace);
-    let repo: RepoName = format!("{namespace}/{name}")
-        .parse()
-        .map_err(|e: berth_oci::name::NameError| {
-            UiError::Domain(Error::NameInvalid(e.to_string()))
-        })?;
+    let repo: RepoName =
+        format!("{namespace}/{name}")
+            .parse()
+            .map_err(|e: berth_oci::name::NameError| {
+                UiError::Domain(Error::NameInvalid(e.to_string()))
+            })?;
     let private = match form.text("visibility") {
         "private" => true,
         "public" => false,

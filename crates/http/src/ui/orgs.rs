@@ -25,11 +25,7 @@ pub(crate) async fn list(visitor: Visitor) -> Response {
 
 async fn render_list(visitor: &Visitor) -> UiResult {
     visitor.require_user()?;
-    let orgs = visitor
-        .state
-        .identity
-        .list_orgs(&visitor.acting())
-        .await?;
+    let orgs = visitor.state.identity.list_orgs(&visitor.acting()).await?;
     let mut body = Html::new();
     html!(body, "<h1>Organizations</h1><section class=\"panel\" aria-labelledby=\"orgs-title\"><h2 id=\"orgs-title\">");
     if visitor.is_site_admin() {
@@ -39,7 +35,10 @@ async fn render_list(visitor: &Visitor) -> UiResult {
     }
     html!(body, "</h2>");
     if orgs.is_empty() {
-        html!(body, "<p class=\"muted\">You are not in any organization yet.</p>");
+        html!(
+            body,
+            "<p class=\"muted\">You are not in any organization yet.</p>"
+        );
     } else {
         html!(body, "<ul class=\"repo-list\">");
         for org in &orgs {
@@ -158,7 +157,8 @@ async fn membership(visitor: &Visitor, org: &str) -> UiResult<Option<Membership>
                 .user_name()
                 .is_some_and(|me| members.iter().any(|m| m == me))
     });
-    let is_owner = visitor.is_site_admin() || (visitor.principal.limits.is_none() && in_owners_team);
+    let is_owner =
+        visitor.is_site_admin() || (visitor.principal.limits.is_none() && in_owners_team);
     Ok(Some(Membership {
         teams: with_members,
         is_owner,
@@ -182,9 +182,15 @@ fn teams_section(visitor: &Visitor, org: &str, membership: &Membership) -> Html 
             for member in members {
                 html!(out, "<li><a href=\"/u/" (member) "\">" (member) "</a>");
                 if membership.is_owner {
-                    html!(out, " " [button_form(visitor,
-                        &format!("{team_path}/members/{}/remove", url_component(member)),
-                        &format!("Remove {member} from {}", team.name), "link")]);
+                    html!(
+                        out,
+                        " "[button_form(
+                            visitor,
+                            &format!("{team_path}/members/{}/remove", url_component(member)),
+                            &format!("Remove {member} from {}", team.name),
+                            "link"
+                        )]
+                    );
                 }
                 html!(out, "</li>");
             }
@@ -253,7 +259,10 @@ async fn permissions_section(
         "<h2 id=\"permissions-title\">Team permissions</h2>"
         "<p>Owners can do everything; other teams can do what they are granted on each repository.</p>");
     if grants.is_empty() {
-        html!(out, "<p class=\"muted\">No team has been granted a repository yet.</p>");
+        html!(
+            out,
+            "<p class=\"muted\">No team has been granted a repository yet.</p>"
+        );
     } else {
         html!(out, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Repository</th>"
             "<th scope=\"col\">Team</th><th scope=\"col\">Permission</th>"
@@ -402,10 +411,7 @@ pub(crate) async fn grant(Path(org): Path<String>, submission: Submission) -> Re
         let Submission { visitor, form } = &submission;
         let team = form.required("team", "A team")?;
         let repo = repository_in(&org, form.required("repository", "A repository")?)?;
-        let permission: Permission = form
-            .text("permission")
-            .parse()
-            .map_err(UiError::Invalid)?;
+        let permission: Permission = form.text("permission").parse().map_err(UiError::Invalid)?;
         visitor
             .state
             .identity
@@ -433,7 +439,9 @@ pub(crate) async fn revoke_grant(
             .identity
             .revoke_team(&visitor.acting(), &org, &team, &repo)
             .await?;
-        Ok(Notice::success(format!("{team} no longer has access to {repo}.")))
+        Ok(Notice::success(format!(
+            "{team} no longer has access to {repo}."
+        )))
     }
     .await;
     submission.outcome(result, &org_page(&org, "permissions"))

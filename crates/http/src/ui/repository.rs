@@ -82,7 +82,10 @@ async fn heading(
     current: &str,
 ) -> Html {
     let namespace = repo.namespace().unwrap_or_default();
-    let short = repo.as_str().strip_prefix(&format!("{namespace}/")).unwrap_or(repo.as_str());
+    let short = repo
+        .as_str()
+        .strip_prefix(&format!("{namespace}/"))
+        .unwrap_or(repo.as_str());
     let mut out = Html::new();
     html!(out, "<div class=\"heading-row\"><h1><a href=\""
         (namespace_href(visitor, namespace).await) "\">" (namespace) "</a> / " (short) "</h1>"
@@ -114,7 +117,10 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
     let state = &visitor.state;
     // Read permission or NameUnknown: a hidden repository is a missing one.
     let record = state.identity.repository(&visitor.acting(), repo).await?;
-    let tags = state.registry.list_tags(repo, None, Some(TAGS_SHOWN)).await?;
+    let tags = state
+        .registry
+        .list_tags(repo, None, Some(TAGS_SHOWN))
+        .await?;
     let can = abilities(visitor, repo).await?;
     let host = visitor.registry_host();
     let mut body = heading(visitor, repo, record.is_private, can.admin, "overview").await;
@@ -124,7 +130,10 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
         .iter()
         .find(|tag| *tag == "latest")
         .or(tags.items.first());
-    html!(body, "<section class=\"panel\" aria-labelledby=\"pull-title\"><h2 id=\"pull-title\">Pull</h2>");
+    html!(
+        body,
+        "<section class=\"panel\" aria-labelledby=\"pull-title\"><h2 id=\"pull-title\">Pull</h2>"
+    );
     match default_tag {
         Some(tag) => {
             body.fragment(&copyable(
@@ -136,8 +145,14 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
         None => html!(body, "<p class=\"muted\">Nothing to pull yet.</p>"),
     }
     if can.push {
-        html!(body, "<h3>Push</h3>"
-            [copyable("push-command", &format!("docker push {host}/{repo}:TAG"), "Copy the push command")]);
+        html!(
+            body,
+            "<h3>Push</h3>"[copyable(
+                "push-command",
+                &format!("docker push {host}/{repo}:TAG"),
+                "Copy the push command"
+            )]
+        );
     }
     html!(body, "</section><section class=\"panel\" id=\"tags\" aria-labelledby=\"tags-title\">"
         "<h2 id=\"tags-title\">Tags</h2>");
@@ -187,10 +202,19 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
     html!(body, "> Private: only people given access (to everyone else it does not exist)</label>"
         "</fieldset><div><button type=\"submit\">Save visibility</button></div></form></section>");
     if is_org {
-        let teams = identity.list_teams(&acting, namespace).await.unwrap_or_default();
+        let teams = identity
+            .list_teams(&acting, namespace)
+            .await
+            .unwrap_or_default();
         html!(body, "<section class=\"panel\" id=\"teams\" aria-labelledby=\"teams-title\">"
             "<h2 id=\"teams-title\">Team permissions</h2>");
-        grants_table(visitor, &mut body, &settings.team_grants, &format!("{base}/teams"), "Team");
+        grants_table(
+            visitor,
+            &mut body,
+            &settings.team_grants,
+            &format!("{base}/teams"),
+            "Team",
+        );
         let grantable: Vec<_> = teams
             .iter()
             .filter(|team| team.name != berth_core::ports::OWNERS_TEAM)
@@ -212,7 +236,13 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
     } else {
         html!(body, "<section class=\"panel\" id=\"collaborators\" aria-labelledby=\"collaborators-title\">"
             "<h2 id=\"collaborators-title\">Collaborators</h2>");
-        grants_table(visitor, &mut body, &settings.collaborators, &format!("{base}/collaborators"), "User");
+        grants_table(
+            visitor,
+            &mut body,
+            &settings.collaborators,
+            &format!("{base}/collaborators"),
+            "User",
+        );
         html!(body, [form_start(visitor, &format!("{base}/collaborators"), "inline")]
             "<div class=\"field\"><label for=\"collaborator\">Username</label>"
             "<input type=\"text\" id=\"collaborator\" name=\"user\" autocapitalize=\"none\" spellcheck=\"false\" required></div>"
@@ -243,7 +273,10 @@ fn grants_table(
     who: &str,
 ) {
     if grants.is_empty() {
-        html!(*out, "<p class=\"muted\">Nobody besides the owners has access.</p>");
+        html!(
+            *out,
+            "<p class=\"muted\">Nobody besides the owners has access.</p>"
+        );
         return;
     }
     html!(*out, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">" (who) "</th>"
@@ -366,7 +399,9 @@ async fn revoke_team(submission: &Submission, repo: &RepoName, team: &str) -> Ui
         .identity
         .revoke_team(&visitor.acting(), org, team, repo)
         .await?;
-    Ok(Notice::success(format!("{team} no longer has access to {repo}.")))
+    Ok(Notice::success(format!(
+        "{team} no longer has access to {repo}."
+    )))
 }
 
 /// Deletes after the name was typed again; then to the namespace's page.

@@ -186,7 +186,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; berth_session=tok"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; berth_session=tok"),
+        );
         headers.append(header::COOKIE, HeaderValue::from_static("berth_notice=n"));
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("tok"));
         assert_eq!(cookie(&headers, NOTICE_COOKIE), Some("n"));

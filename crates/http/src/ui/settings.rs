@@ -309,9 +309,10 @@ impl TokenFields {
         }
         let expires_in_days = match form.text("expires") {
             "" | "never" => None,
-            days => Some(days.parse::<u32>().map_err(|_| {
-                UiError::Invalid("Choose an expiry from the list.".to_owned())
-            })?),
+            days => Some(
+                days.parse::<u32>()
+                    .map_err(|_| UiError::Invalid("Choose an expiry from the list.".to_owned()))?,
+            ),
         };
         Ok(TokenFields {
             label,
@@ -410,9 +411,15 @@ pub(crate) fn token_table(visitor: &Visitor, tokens: &[TokenRecord], base: &str)
         } else if expired {
             html!(out, "<span class=\"badge expired\">Expired</span></td><td>");
         } else {
-            html!(out, "Active</td><td>"
-                [button_form(visitor, &format!("{base}/{}/revoke", token.id),
-                    &format!("Revoke {}", token.label), "danger")]);
+            html!(
+                out,
+                "Active</td><td>"[button_form(
+                    visitor,
+                    &format!("{base}/{}/revoke", token.id),
+                    &format!("Revoke {}", token.label),
+                    "danger"
+                )]
+            );
         }
         html!(out, "</td></tr>");
     }

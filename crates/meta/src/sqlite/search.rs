@@ -135,9 +135,10 @@ fn filters(query: &SearchQuery) -> Vec<String> {
     filters
 }
 
-/// Filters that confine the search to one namespace, which its index then finds directly.
+/// Filters that confine the search to one namespace or to a token's repositories, which
+/// the name indexes then find directly: SQLite picks the way, not a walk in order.
 fn scoped(query: &SearchQuery) -> bool {
-    query.namespace.is_some() || query.official_only
+    query.namespace.is_some() || query.official_only || !query.name_patterns.is_empty()
 }
 
 fn where_all(conditions: &[String]) -> String {
@@ -208,7 +209,8 @@ enum Strategy {
     /// Read every candidate and sort: for few candidates.
     Sort,
     /// Walk the index of the order asked, testing each repository against the candidates,
-    /// until the page is full: for many. Within one namespace, its own index is walked.
+    /// until the page is full: for many. With a scope (a namespace, a token's repositories)
+    /// the repositories in scope are tested instead, found through their indexes.
     Walk,
 }
 
@@ -265,7 +267,7 @@ fn page_statement(
     let (order, index) = order(query.sort);
     let source = match (&full_text, strategy) {
         (None, _) if segment.condition.is_some() || scoped(query) => {
-            // Few rows through the indexes the conditions name: let SQLite pick them.
+            // Few rows through the indexes the conditions name: SQLite picks them.
             "repositories r".to_owned()
         }
         (None, _) => format!("repositories r INDEXED BY {index}"),
@@ -486,7 +488,7 @@ pub(super) async fn run(read: &SqlitePool, query: &SearchQuery) -> Result<Search
         }
         let strategy = match viewer_full_text(query, segment) {
             None => Strategy::Sort,
-            // One namespace: its few repositories are tested against the matches.
+            // Few repositories in scope: each is tested against the matches.
             Some(_) if scoped(query) => Strategy::Walk,
             Some(full_text) => {
                 let small = strategy(unplaced, repositories, offset, limit) == Strategy::Sort;
