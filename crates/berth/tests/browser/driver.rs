@@ -6,6 +6,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,6 +89,8 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(&tools.chromedriver)
             .arg(format!("--port={port}"))
+            // Its own process group, so the browser it starts can be ended with it.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -294,16 +297,19 @@ impl Browser {
         path
     }
 
-    pub async fn close(mut self) {
+    /// Ends the WebDriver session (which quits the browser); dropping ends the rest.
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test never reaches close(): chromedriver takes its browser with it.
+        // A failed test never ends its session, and the browser outlives a killed
+        // chromedriver: end the whole process group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

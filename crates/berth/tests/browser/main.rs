@@ -281,22 +281,26 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
             .body(body)
             .send()
     };
-    let fields = "label=forged&scope=repo%3Aadmin&expires=never";
-    let without_token = create_token(fields.to_owned(), server.base())
-        .await
-        .unwrap();
+    let fields = |label: &str| format!("label={label}&scope=repo%3Aadmin&expires=never");
+    let without_token = create_token(fields("forged"), server.base()).await.unwrap();
     assert_eq!(without_token.status(), 403);
     assert!(without_token.text().await.unwrap().contains("Form refused"));
-    let with_token = format!("_csrf={csrf}&{fields}");
-    let other_site = create_token(with_token.clone(), "http://evil.example")
+    let other_site = create_token(
+        format!("_csrf={csrf}&{}", fields("forged")),
+        "http://evil.example",
+    )
+    .await
+    .unwrap();
+    assert_eq!(other_site.status(), 403);
+    let ours = create_token(format!("_csrf={csrf}&{}", fields("script")), server.base())
         .await
         .unwrap();
-    assert_eq!(other_site.status(), 403);
-    let ours = create_token(with_token, server.base()).await.unwrap();
     assert_eq!(ours.status(), 201, "the same form from our page works");
+    browser.open("/settings").await;
+    let tokens = browser.expect_text("#tokens table", "script").await;
+    assert!(!tokens.contains("forged"), "{tokens}");
 
     // Two-factor setup shows the secret and the otpauth URL, and takes a code to finish.
-    browser.open("/settings").await;
     browser.press("Set up two-factor authentication").await;
     let secret = browser.element("#totp-secret").await.text().await.unwrap();
     let url = browser.text("#totp-url").await;

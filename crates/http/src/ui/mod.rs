@@ -376,7 +376,13 @@ fn referer_path(parts: &Parts) -> Option<String> {
 
 /// `path` if it is a path on this site (not `//elsewhere` or a full URL), for redirects.
 pub(crate) fn local_path(path: &str) -> Option<&str> {
-    let local = path.starts_with('/') && !path.starts_with("//") && !path.contains('\\');
+    // Browsers drop tabs and newlines from URLs and read `\` as `/`, so `/\t/host` or
+    // `/\host` would leave the site.
+    let local = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control());
     local.then_some(path)
 }
 
@@ -435,6 +441,8 @@ mod tests {
         assert_eq!(local_path("//evil.example/"), None);
         assert_eq!(local_path("https://evil.example/"), None);
         assert_eq!(local_path("/\\evil.example"), None);
+        assert_eq!(local_path("/\t/evil.example"), None);
+        assert_eq!(local_path("/settings#tokens"), Some("/settings#tokens"));
     }
 
     #[test]
