@@ -397,3 +397,56 @@ async fn chunked_gigabyte_push_and_pull_use_constant_memory() {
     bench.pull(&digest, BLOB_SIZE).await;
     bench.end("pull", sampler, started, BLOB_SIZE);
 }
+
+/// A burst of requests with one account's Basic credentials, none verified yet: they take
+/// turns, one argon2id check runs (each holds ~19 MiB) and the rest find it remembered, so
+/// memory stays bounded instead of growing with the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_sign_ins_checks_the_password_once() {
+    let server = TestServer::spawn().await;
+    let pid = server.pid().expect("spawned server");
+    let data_dir = server.data_dir().expect("spawned server").to_owned();
+    let mut create = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["user", "create", "burst", "--password-stdin", "--data-dir"])
+        .arg(&data_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("berth user create");
+    {
+        use std::io::Write as _;
+        let mut stdin = create.stdin.take().expect("stdin");
+        stdin.write_all(b"burst-password\n").expect("password");
+    }
+    assert!(create.wait().expect("berth user create").success());
+
+    let client = reqwest::Client::new();
+    let baseline = proc_status_kib(pid, "VmRSS").expect("VmRSS");
+    let reset = reset_peak(pid);
+    let sampler = RssSampler::start(pid);
+    let requests = (0..64).map(|_| {
+        client
+            .get(server.url("/v2/"))
+            .header("authorization", basic_auth("burst", "burst-password"))
+            .send()
+    });
+    for response in futures_util::future::join_all(requests).await {
+        assert_eq!(response.expect("GET /v2/").status(), 200);
+    }
+    let peak = if reset {
+        proc_status_kib(pid, "VmHWM").expect("VmHWM")
+    } else {
+        sampler.max_kib()
+    };
+    let growth = peak.saturating_sub(baseline);
+    eprintln!(
+        "64 concurrent first sign-ins: server RSS {:.1} MiB -> peak {:.1} MiB",
+        mib(baseline),
+        mib(peak)
+    );
+    assert!(
+        growth < 96 * 1024,
+        "peak memory grew by {:.1} MiB during the burst",
+        mib(growth)
+    );
+}

@@ -38,16 +38,11 @@ struct SearchResult {
 
 impl From<RepositoryInfo> for SearchResult {
     fn from(info: RepositoryInfo) -> SearchResult {
-        let full = if info.name.starts_with(&format!("{}/", info.namespace)) {
-            info.name
-        } else {
-            format!("{}/{}", info.namespace, info.name)
-        };
         SearchResult {
-            name: full
-                .strip_prefix("library/")
-                .map(str::to_owned)
-                .unwrap_or(full),
+            name: match info.name.strip_prefix("library/") {
+                Some(official) => official.to_owned(),
+                None => info.name,
+            },
             description: info.description,
             star_count: info.star_count,
             is_official: info.is_official,

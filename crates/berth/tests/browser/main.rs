@@ -81,7 +81,7 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
 
     let skopeo = Skopeo::new(&tools.skopeo);
     let layout = skopeo.dir().join("hello");
-    write_layout(&layout, "v1", "hello from the browser test");
+    let pushed_digest = write_layout(&layout, "v1", "hello from the browser test");
     let destination = format!("{host}/alice/hello:v1");
     skopeo.push_ok(&layout, "v1", &destination, "alice", &secret);
 
@@ -94,7 +94,80 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
     // The copy button, hidden without scripts, is shown by ours.
     let copy = browser.element("button[data-copy=pull-command]").await;
     assert!(copy.is_displayed().await.unwrap(), "the copy button shows");
+
+    // The Tags tab shows the tag with the digest that was pushed, ready to copy.
+    browser.click(".tabs a[href='/r/alice/hello/-/tags']").await;
+    let row = browser.expect_text("#tags tbody tr", "v1").await;
+    assert!(
+        row.contains("Single image") && row.contains("None"),
+        "{row}"
+    );
+    assert_eq!(browser.text("#digest-0").await, pushed_digest);
+    let copy_digest = browser.element("button[data-copy=digest-0]").await;
+    assert!(
+        copy_digest.is_displayed().await.unwrap(),
+        "digests copy too"
+    );
+    browser.screenshot("repository-tags").await;
+
+    // A star counts once and can be taken back.
+    browser.open("/r/alice/hello").await;
+    assert_eq!(browser.text("#star-count").await, "0");
+    browser.press("Star").await;
+    browser.expect_notice("You starred alice/hello.").await;
+    assert_eq!(browser.text("#star-count").await, "1");
+    browser.press("Unstar").await;
+    browser
+        .expect_notice("You no longer star alice/hello.")
+        .await;
+    assert_eq!(browser.text("#star-count").await, "0");
+    browser.press("Star").await;
+    browser.expect_notice("You starred alice/hello.").await;
+
+    // The owner writes a description and a README; the README's markup renders, its
+    // script does not.
+    browser
+        .click(".tabs a[href='/r/alice/hello/-/settings']")
+        .await;
+    browser
+        .fill("short-description-field", "Greets whoever pulls it")
+        .await;
+    browser
+        .fill(
+            "readme-field",
+            "## Usage\n\nRun **hello**.\n\n<script>document.title = 'scripted'</script>",
+        )
+        .await;
+    browser.press("Save description").await;
+    browser
+        .expect_notice("The description of alice/hello is saved.")
+        .await;
+    browser.open("/r/alice/hello").await;
+    browser.expect_text("#readme h2", "Usage").await;
+    assert_eq!(browser.text("#readme strong").await, "hello");
+    assert_eq!(
+        browser.text("#short-description").await,
+        "Greets whoever pulls it"
+    );
+    let scripts = browser
+        .client
+        .find_all(fantoccini::Locator::Css("#readme script"))
+        .await
+        .unwrap();
+    assert!(scripts.is_empty(), "a README cannot add scripts");
+    assert!(!browser.client.title().await.unwrap().contains("scripted"));
     browser.screenshot("repository").await;
+
+    // The search box finds it, with its description and star.
+    browser.fill("site-search", "hello").await;
+    browser.click("form.search button").await;
+    let result = browser.expect_text("#results", "alice/hello").await;
+    assert!(result.contains("Greets whoever pulls it"), "{result}");
+    assert!(result.contains("1 star"), "{result}");
+    browser.screenshot("search").await;
+    browser.click("#results a.name").await;
+    browser.expect_text("main h1", "hello").await;
+    assert!(browser.url().await.ends_with("/r/alice/hello"));
 
     browser.open("/settings").await;
     let tokens = browser.expect_text("#tokens table", "laptop").await;

@@ -29,15 +29,19 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password for unknown accounts").unwrap_or_default())
 }
 
-/// argon2id is deliberately slow; keep it off the async workers.
-async fn password_matches(password: &str, hash: &str) -> bool {
-    let (password, hash) = (password.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
-}
-
 impl Authenticator {
+    /// argon2id is deliberately slow and memory-hard: keep it off the async workers and
+    /// run only as many at once as there are cores.
+    async fn password_matches(&self, password: &str, hash: &str) -> bool {
+        let Ok(_permit) = self.password_checks.acquire().await else {
+            return false;
+        };
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Verifies a name with a password or an access token.
     pub async fn login(
         &self,
@@ -88,6 +92,12 @@ impl Authenticator {
                 .await;
         }
         let key = key_of(&[name, secret]);
+        if let Some(principal) = self.passwords.get(&key, Instant::now()) {
+            return Ok(principal);
+        }
+        let _turn = self.sign_in_turns[usize::from(key[0]) % self.sign_in_turns.len()]
+            .lock()
+            .await;
         let now = Instant::now();
         if let Some(principal) = self.passwords.get(&key, now) {
             return Ok(principal);
@@ -108,10 +118,10 @@ impl Authenticator {
         purpose: LoginPurpose<'_>,
     ) -> Result<Principal> {
         let Some(user) = self.store.user_by_name(name).await? else {
-            password_matches(password, decoy_hash()).await;
+            self.password_matches(password, decoy_hash()).await;
             return Err(Error::CredentialsInvalid);
         };
-        if !password_matches(password, &user.password_hash).await {
+        if !self.password_matches(password, &user.password_hash).await {
             return Err(Error::CredentialsInvalid);
         }
         if user.totp_enabled {

@@ -62,7 +62,16 @@ pub struct Authenticator {
     passwords: TtlCache<Principal>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,
+    /// Bounds concurrent argon2id checks (each holds ~19 MiB and a core for tens of ms), so
+    /// a burst of sign-ins queues instead of growing memory.
+    password_checks: tokio::sync::Semaphore,
+    /// Requests with the same Basic credentials take turns on one of these, so a burst of
+    /// them runs one password check and the rest find it in the cache.
+    sign_in_turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// How many stripes `sign_in_turns` has.
+const SIGN_IN_STRIPES: usize = 64;
 
 impl Authenticator {
     /// Loads the signing key every node shares, creating it on first start.
@@ -85,6 +94,12 @@ impl Authenticator {
             throttle: LoginThrottle::default(),
             passwords: TtlCache::new(CACHE_CAPACITY),
             bearers: TtlCache::new(CACHE_CAPACITY),
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            ),
+            sign_in_turns: (0..SIGN_IN_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         })
     }
 

@@ -35,27 +35,20 @@ pub(super) struct RepositorySummary {
     pub last_pulled: Option<String>,
 }
 
-/// The short and full names of a repository the Hub describes.
-pub(super) fn names(info: &RepositoryInfo) -> (String, String) {
-    match info
-        .name
+/// A repository's name without its namespace (`app/api` of `acme/app/api`).
+fn short_name(info: &RepositoryInfo) -> String {
+    info.name
         .strip_prefix(info.namespace.as_str())
         .and_then(|rest| rest.strip_prefix('/'))
-    {
-        Some(short) => (short.to_owned(), info.name.clone()),
-        None => (
-            info.name.clone(),
-            format!("{}/{}", info.namespace, info.name),
-        ),
-    }
+        .unwrap_or(&info.name)
+        .to_owned()
 }
 
 impl From<RepositoryInfo> for RepositorySummary {
     fn from(info: RepositoryInfo) -> RepositorySummary {
-        let (name, full_name) = names(&info);
         RepositorySummary {
-            name,
-            full_name,
+            name: short_name(&info),
+            full_name: info.name,
             namespace: info.namespace,
             description: info.description,
             is_private: info.is_private,
@@ -88,7 +81,7 @@ struct TagEntry {
     name: String,
     digest: String,
     media_type: String,
-    /// The manifest's config and layers (for an index, every platform's), in bytes.
+    /// The manifest's layers (for an index, every platform's), in bytes: what a pull downloads.
     full_size: u64,
     /// The platforms of an index; empty for a single image.
     images: Vec<Image>,
@@ -232,10 +225,10 @@ mod tests {
     }
 
     #[test]
-    fn short_and_full_names() {
-        let mut info = RepositoryInfo {
-            name: "acme/app/api".into(),
-            namespace: "acme".into(),
+    fn short_names_drop_the_namespace_only() {
+        let info = |name: &str, namespace: &str| RepositoryInfo {
+            name: name.into(),
+            namespace: namespace.into(),
             is_private: false,
             description: String::new(),
             full_description: String::new(),
@@ -247,8 +240,7 @@ mod tests {
             is_official: false,
             is_verified: false,
         };
-        assert_eq!(names(&info), ("app/api".into(), "acme/app/api".into()));
-        info.name = "app/api".into();
-        assert_eq!(names(&info), ("app/api".into(), "acme/app/api".into()));
+        assert_eq!(short_name(&info("acme/app/api", "acme")), "app/api");
+        assert_eq!(short_name(&info("acmeco/app", "acme")), "acmeco/app");
     }
 }

@@ -6,6 +6,7 @@ use super::html::{html, Html};
 use super::session::{Notice, NoticeKind, CSRF_FIELD};
 use super::Visitor;
 use crate::api::wire::query_text;
+use berth_core::ports::RepositoryInfo;
 
 /// A whole HTML document around a page's body.
 pub(crate) fn document(visitor: &Visitor, title: &str, body: &Html) -> Html {
@@ -201,6 +202,53 @@ pub(crate) fn short_name<'a>(full: &'a str, namespace: &str) -> &'a str {
         .unwrap_or(full)
 }
 
+/// The Hub's marks on a repository: "Official" for `library`, "Verified publisher" for a
+/// verified organization's.
+pub(crate) fn hub_badges(info: &RepositoryInfo) -> Html {
+    let mut out = Html::new();
+    if info.is_official {
+        html!(out, "<span class=\"badge official\">Official</span>");
+    }
+    if info.is_verified {
+        html!(
+            out,
+            "<span class=\"badge verified\">Verified publisher</span>"
+        );
+    }
+    out
+}
+
+/// A byte count as people read sizes (`12.3 MB`), in powers of 1000 as registries show them.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+/// A count with thousands separated (`12,345`), as listings show stars and pulls.
+pub(crate) fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +272,22 @@ mod tests {
     fn short_names_drop_only_their_namespace() {
         assert_eq!(short_name("acme/app/api", "acme"), "app/api");
         assert_eq!(short_name("acmex/app", "acme"), "acmex/app");
+    }
+
+    #[test]
+    fn sizes_read_like_a_registry_shows_them() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(32_100), "32.1 kB");
+        assert_eq!(human_size(7_340_032), "7.3 MB");
+        assert_eq!(human_size(3_000_000_000), "3.0 GB");
+    }
+
+    #[test]
+    fn counts_separate_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
     }
 }

@@ -1,25 +1,40 @@
-//! Repository pages under `/r/{namespace}/{name}`: the overview (visibility, pull command,
-//! tags) for anyone who may pull, and `/-/settings` for its admins (visibility,
-//! collaborators or team permissions, deletion). `-` cannot be a repository path component,
-//! so `/-/` always separates the repository from the page.
+//! Repository pages under `/r/{namespace}/{name}`: the overview (badges, stars, pulls, pull
+//! command, README) and `/-/tags` for anyone who may pull, and `/-/settings` for its admins
+//! (descriptions, visibility, collaborators or team permissions, deletion). `-` cannot be a
+//! repository path component, so `/-/` always separates the repository from the page.
 
 use super::html::{html, url_component, Html};
 use super::layout::{
-    button_form, copyable, form_start, option, permission_select, visibility_badge,
+    button_form, copyable, count, form_start, hub_badges, human_size, option, permission_select,
+    time, visibility_badge,
 };
 use super::namespaces::namespace_href;
 use super::orgs::permission_label;
 use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
+use crate::api::wire::query_text;
 use axum::extract::Path;
 use axum::response::Response;
 use berth_core::access::{Action, Resource};
-use berth_core::ports::Permission;
+use berth_core::hub::{
+    Platform, RepositoryView, TagView, MAX_DESCRIPTION_CHARS, MAX_FULL_DESCRIPTION_CHARS,
+};
+use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::Error;
 use berth_oci::RepoName;
 
-/// Tags the overview lists; the Hub's tags view pages through the rest.
-const TAGS_SHOWN: u32 = 100;
+/// Tags the overview shows; the Tags tab pages through all of them.
+const RECENT_TAGS: u32 = 10;
+
+/// Tags per page of the Tags tab.
+const TAGS_PER_PAGE: u32 = 25;
+
+/// The orders the Tags tab offers, as in its `sort` parameter and menu.
+const TAG_SORTS: [(TagSort, &str, &str); 3] = [
+    (TagSort::LastPushed, "last_pushed", "Recently pushed"),
+    (TagSort::LastPulled, "last_pulled", "Recently pulled"),
+    (TagSort::Name, "name", "Name"),
+];
 
 /// A repository and the page of it asked for.
 struct Target {
@@ -45,6 +60,7 @@ pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response
         let target = target(&path)?;
         match target.page.as_deref() {
             None => overview(&visitor, &target.repo).await,
+            Some("tags") => tags_tab(&visitor, &target.repo).await,
             Some("settings") => settings(&visitor, &target.repo).await,
             Some(_) => Err(Error::NotFound(path.clone()).into()),
         }
@@ -73,11 +89,11 @@ async fn abilities(visitor: &Visitor, repo: &RepoName) -> UiResult<Abilities> {
     })
 }
 
-/// The page header every repository page shares: name, visibility, tabs.
+/// The page header every repository page shares: name, visibility, Hub badges, tabs.
 async fn heading(
     visitor: &Visitor,
     repo: &RepoName,
-    is_private: bool,
+    info: &RepositoryInfo,
     admin: bool,
     current: &str,
 ) -> Html {
@@ -89,9 +105,10 @@ async fn heading(
     let mut out = Html::new();
     html!(out, "<div class=\"heading-row\"><h1><a href=\""
         (namespace_href(visitor, namespace).await) "\">" (namespace) "</a> / " (short) "</h1>"
-        [visibility_badge(is_private)] "</div>"
+        [visibility_badge(info.is_private)] [hub_badges(info)] "</div>"
         "<nav aria-label=\"Repository\"><ul class=\"tabs\">"
-        [tab(&format!("/r/{repo}"), "Overview", current == "overview")]);
+        [tab(&format!("/r/{repo}"), "Overview", current == "overview")]
+        [tab(&format!("/r/{repo}/-/tags"), "Tags", current == "tags")]);
     if admin {
         out.fragment(&tab(
             &format!("/r/{repo}/-/settings"),
@@ -114,22 +131,31 @@ fn tab(href: &str, label: &str, current: bool) -> Html {
 }
 
 async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
-    let state = &visitor.state;
+    let hub = &visitor.state.hub;
     // Read permission or NameUnknown: a hidden repository is a missing one.
-    let record = state.identity.repository(&visitor.acting(), repo).await?;
-    let tags = state
-        .registry
-        .list_tags(repo, None, Some(TAGS_SHOWN))
+    let view = hub.repository(&visitor.principal, repo).await?;
+    let recent = hub
+        .tags(
+            &visitor.principal,
+            repo,
+            TagSort::LastPushed,
+            1,
+            RECENT_TAGS,
+        )
         .await?;
     let can = abilities(visitor, repo).await?;
+    let info = &view.info;
     let host = visitor.registry_host();
-    let mut body = heading(visitor, repo, record.is_private, can.admin, "overview").await;
-    // The Hub adds here: badges, short description, stars, pulls and the rendered README.
-    let default_tag = tags
-        .items
+    let mut body = heading(visitor, repo, info, can.admin, "overview").await;
+    if !info.description.is_empty() {
+        html!(body, "<p class=\"lead\" id=\"short-description\">" (info.description) "</p>");
+    }
+    body.fragment(&activity(visitor, repo, &view));
+    let default_tag = recent
+        .tags
         .iter()
-        .find(|tag| *tag == "latest")
-        .or(tags.items.first());
+        .find(|tag| tag.name == "latest")
+        .or(recent.tags.first());
     html!(
         body,
         "<section class=\"panel\" aria-labelledby=\"pull-title\"><h2 id=\"pull-title\">Pull</h2>"
@@ -138,7 +164,7 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
         Some(tag) => {
             body.fragment(&copyable(
                 "pull-command",
-                &format!("docker pull {host}/{repo}:{tag}"),
+                &format!("docker pull {host}/{repo}:{}", tag.name),
                 "Copy the pull command",
             ));
         }
@@ -155,36 +181,224 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
         );
     }
     html!(body, "</section><section class=\"panel\" id=\"tags\" aria-labelledby=\"tags-title\">"
-        "<h2 id=\"tags-title\">Tags</h2>");
-    if tags.items.is_empty() {
+        "<h2 id=\"tags-title\">Recent tags</h2>");
+    if recent.tags.is_empty() {
         html!(body, "<p class=\"muted\">No tags yet.</p>");
     } else {
-        html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Tag</th>"
-            "<th scope=\"col\">Pull command</th></tr></thead><tbody>");
-        for (index, tag) in tags.items.iter().enumerate() {
-            html!(body, "<tr><td><code>" (tag) "</code></td><td>"
-                [copyable(&format!("pull-tag-{index}"), &format!("docker pull {host}/{repo}:{tag}"),
-                    &format!("Copy the pull command for {tag}"))]
-                "</td></tr>");
+        html!(body, "<ul class=\"tag-list\">");
+        for tag in &recent.tags {
+            html!(body, "<li><code>" (tag.name) "</code></li>");
         }
-        html!(body, "</tbody></table></div>");
-        if tags.next.is_some() {
-            html!(body, "<p class=\"hint\">Showing the first " (TAGS_SHOWN) " tags.</p>");
+        html!(body, "</ul><p><a href=\"/r/" (repo) "/-/tags\">All " (count(recent.total)) " "
+            (if recent.total == 1 { "tag" } else { "tags" }) " with digests, sizes and platforms</a></p>");
+    }
+    html!(body, "</section><section class=\"panel readme\" id=\"readme\" aria-labelledby=\"readme-title\">"
+        "<h2 id=\"readme-title\">README</h2>");
+    if view.readme_html.trim().is_empty() {
+        html!(
+            body,
+            "<p class=\"muted\">This repository has no README yet.</p>"
+        );
+        if can.admin {
+            html!(body, "<p><a href=\"/r/" (repo) "/-/settings#descriptions\">Write one</a></p>");
         }
+    } else {
+        // The Hub renders the Markdown to sanitized HTML; this is the one place trusted
+        // markup enters a page.
+        body.trusted(&view.readme_html);
     }
     html!(body, "</section>");
     Ok(visitor.page(repo.as_str(), body))
+}
+
+/// Stars (with the star button), pulls and the last push and pull.
+fn activity(visitor: &Visitor, repo: &RepoName, view: &RepositoryView) -> Html {
+    let info = &view.info;
+    let mut out = Html::new();
+    html!(out, "<section class=\"panel\" id=\"activity\" aria-label=\"Activity\"><ul class=\"stats\">"
+        "<li><span id=\"star-count\">" (count(info.star_count)) "</span> "
+        (if info.star_count == 1 { "star" } else { "stars" }) "</li>"
+        "<li><span id=\"pull-count\">" (count(info.pull_count)) "</span> "
+        (if info.pull_count == 1 { "pull" } else { "pulls" }) "</li>"
+        "<li>Last pushed " [maybe_time(info.last_pushed_at, "never")] "</li>"
+        "<li>Last pulled " [maybe_time(info.last_pulled_at, "never")] "</li></ul>");
+    if visitor.user_name().is_some() {
+        let (action, label) = if view.starred {
+            ("unstar", "Unstar")
+        } else {
+            ("star", "Star")
+        };
+        html!(
+            out,
+            [button_form(
+                visitor,
+                &format!("/r/{repo}/-/{action}"),
+                label,
+                "secondary"
+            )]
+        );
+    } else {
+        html!(out, "<p class=\"hint\"><a href=\"/login?next=" (url_component(&format!("/r/{repo}")))
+            "\">Sign in</a> to star this repository.</p>");
+    }
+    html!(out, "</section>");
+    out
+}
+
+/// A time, or `missing` when there is none.
+fn maybe_time(at: Option<i64>, missing: &'static str) -> Html {
+    let mut out = Html::new();
+    match at {
+        Some(at) => out.fragment(&time(at)),
+        None => out.raw(missing),
+    };
+    out
+}
+
+/// `/r/{repo}/-/tags?sort=&page=`: every tag with what it is made of.
+async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
+    let query = visitor.here.split_once('?').map_or("", |(_, query)| query);
+    let sort_value = query_text(query, "sort").unwrap_or_default();
+    let (sort, sort_value) = TAG_SORTS
+        .iter()
+        .find(|(_, value, _)| *value == sort_value)
+        .map_or((TagSort::LastPushed, "last_pushed"), |(sort, value, _)| {
+            (*sort, *value)
+        });
+    let page_number = query_text(query, "page")
+        .and_then(|page| page.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let hub = &visitor.state.hub;
+    let view = hub.repository(&visitor.principal, repo).await?;
+    let page = hub
+        .tags(&visitor.principal, repo, sort, page_number, TAGS_PER_PAGE)
+        .await?;
+    let can = abilities(visitor, repo).await?;
+    let mut body = heading(visitor, repo, &view.info, can.admin, "tags").await;
+    html!(body, "<form class=\"filters\" method=\"get\" action=\"/r/" (repo) "/-/tags\" aria-label=\"Sort tags\">"
+        "<div class=\"field\"><label for=\"tag-sort\">Sort by</label><select id=\"tag-sort\" name=\"sort\">");
+    for (each, value, label) in TAG_SORTS {
+        body.fragment(&option(value, label, each == sort));
+    }
+    html!(body, "</select></div><button type=\"submit\">Sort</button></form>"
+        "<section class=\"panel\" id=\"tags\" aria-labelledby=\"tags-title\">"
+        "<h2 id=\"tags-title\">" (count(page.total)) " " (if page.total == 1 { "tag" } else { "tags" }) "</h2>");
+    if page.tags.is_empty() {
+        html!(body, "<p class=\"muted\">No tags yet.</p>");
+    } else {
+        html!(body, "<div class=\"table-wrap\"><table><thead><tr>"
+            "<th scope=\"col\">Tag</th><th scope=\"col\">Digest</th><th scope=\"col\">Size</th>"
+            "<th scope=\"col\">Platforms</th><th scope=\"col\">Last pushed</th>"
+            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Attached</th></tr></thead><tbody>");
+        for (index, tag) in page.tags.iter().enumerate() {
+            body.fragment(&tag_row(index, tag));
+        }
+        html!(body, "</tbody></table></div>");
+    }
+    let pages = page.total.div_ceil(u64::from(TAGS_PER_PAGE)).max(1);
+    if pages > 1 {
+        let href = |number: u32| format!("/r/{repo}/-/tags?sort={sort_value}&page={number}");
+        html!(body, "<nav class=\"pagination\" aria-label=\"Tag pages\">");
+        if page_number > 1 {
+            html!(body, "<a href=\"" (href(page_number - 1)) "\" rel=\"prev\">Previous page</a>");
+        }
+        html!(body, "<span>Page " (page_number) " of " (pages) "</span>");
+        if u64::from(page_number) < pages {
+            html!(body, "<a href=\"" (href(page_number + 1)) "\" rel=\"next\">Next page</a>");
+        }
+        html!(body, "</nav>");
+    }
+    html!(body, "</section>");
+    Ok(visitor.page(&format!("Tags of {repo}"), body))
+}
+
+fn tag_row(index: usize, tag: &TagView) -> Html {
+    let mut out = Html::new();
+    html!(out, "<tr><th scope=\"row\"><code>" (tag.name) "</code></th><td class=\"digest\">"
+        [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
+        "</td><td>" (human_size(tag.size)) "</td><td>");
+    if tag.platforms.is_empty() {
+        html!(out, "<span class=\"muted\">Single image</span>");
+    } else {
+        let platforms: Vec<String> = tag.platforms.iter().map(platform_name).collect();
+        html!(out, (platforms.join(", ")));
+    }
+    html!(out, "</td><td>" [time(tag.last_pushed_at)] "</td><td>"
+        [maybe_time(tag.last_pulled_at, "never")] "</td><td>");
+    if tag.referrers.is_empty() {
+        html!(out, "<span class=\"muted\">None</span>");
+    } else {
+        html!(out, "<ul class=\"referrers\">");
+        for referrer in &tag.referrers {
+            let kind = referrer
+                .artifact_type
+                .as_deref()
+                .unwrap_or(&referrer.media_type);
+            html!(out, "<li title=\"" (referrer.digest) "\">" (referrer_label(kind))
+                " <code>" (kind) "</code></li>");
+        }
+        html!(out, "</ul>");
+    }
+    html!(out, "</td></tr>");
+    out
+}
+
+/// `linux/arm/v7`, as `docker` names platforms.
+fn platform_name(platform: &Platform) -> String {
+    match &platform.variant {
+        Some(variant) => format!("{}/{}/{variant}", platform.os, platform.architecture),
+        None => format!("{}/{}", platform.os, platform.architecture),
+    }
+}
+
+/// What kind of thing a referrer's artifact type says it is, in words.
+fn referrer_label(artifact_type: &str) -> &'static str {
+    let kind = artifact_type.to_ascii_lowercase();
+    if ["sbom", "spdx", "cyclonedx"]
+        .iter()
+        .any(|k| kind.contains(k))
+    {
+        "SBOM"
+    } else if ["signature", "cosign", "notary", "sigstore"]
+        .iter()
+        .any(|k| kind.contains(k))
+    {
+        "Signature"
+    } else if kind.contains("attestation") || kind.contains("in-toto") {
+        "Attestation"
+    } else {
+        "Artifact"
+    }
 }
 
 async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
     let identity = &visitor.state.identity;
     let acting = visitor.acting();
     let settings = identity.repository_settings(&acting, repo).await?;
+    let view = visitor
+        .state
+        .hub
+        .repository(&visitor.principal, repo)
+        .await?;
     let namespace = repo.namespace().unwrap_or_default();
     let is_org = identity.org(&acting, namespace).await.is_ok();
     let is_private = settings.repository.is_private;
     let base = format!("/r/{repo}/-/settings");
-    let mut body = heading(visitor, repo, is_private, true, "settings").await;
+    let mut body = heading(visitor, repo, &view.info, true, "settings").await;
+    html!(body,
+        "<section class=\"panel\" id=\"descriptions\" aria-labelledby=\"descriptions-title\">"
+        "<h2 id=\"descriptions-title\">Description and README</h2>"
+        [form_start(visitor, &format!("{base}/descriptions"), "stack")]
+        "<div class=\"field\"><label for=\"short-description-field\">Short description</label>"
+        "<input type=\"text\" id=\"short-description-field\" name=\"description\" maxlength=\""
+        (MAX_DESCRIPTION_CHARS) "\" value=\"" (view.info.description) "\" aria-describedby=\"short-description-hint\">"
+        "<p class=\"hint\" id=\"short-description-hint\">One line, up to " (MAX_DESCRIPTION_CHARS)
+        " characters, shown in search results.</p></div>"
+        "<div class=\"field\"><label for=\"readme-field\">README (Markdown)</label>"
+        "<textarea id=\"readme-field\" class=\"readme-source\" name=\"full_description\" maxlength=\""
+        (MAX_FULL_DESCRIPTION_CHARS) "\">" (view.info.full_description) "</textarea></div>"
+        "<div><button type=\"submit\">Save description</button></div></form></section>");
     html!(body,
         "<section class=\"panel\" id=\"visibility\" aria-labelledby=\"visibility-title\">"
         "<h2 id=\"visibility-title\">Visibility</h2>"
@@ -302,6 +516,9 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
     let page = target.page.as_deref().unwrap_or_default();
     let parts: Vec<&str> = page.split('/').collect();
     let result = match parts.as_slice() {
+        ["star"] => return star(&submission, repo, true).await,
+        ["unstar"] => return star(&submission, repo, false).await,
+        ["settings", "descriptions"] => set_descriptions(&submission, repo).await,
         ["settings", "visibility"] => set_visibility(&submission, repo).await,
         ["settings", "collaborators"] => add_collaborator(&submission, repo).await,
         ["settings", "collaborators", user, "revoke"] => {
@@ -313,6 +530,47 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
         _ => return submission.visitor.not_found(),
     };
     submission.outcome(result, &back)
+}
+
+/// Stars or unstars, then back to the repository's page.
+async fn star(submission: &Submission, repo: &RepoName, starring: bool) -> Response {
+    let visitor = &submission.visitor;
+    let hub = &visitor.state.hub;
+    let result = if starring {
+        hub.star(&visitor.principal, repo).await
+    } else {
+        hub.unstar(&visitor.principal, repo).await
+    };
+    let notice = result.map(|()| {
+        Notice::success(if starring {
+            format!("You starred {repo}.")
+        } else {
+            format!("You no longer star {repo}.")
+        })
+    });
+    submission.outcome(notice.map_err(UiError::from), &format!("/r/{repo}"))
+}
+
+async fn set_descriptions(submission: &Submission, repo: &RepoName) -> UiResult<Notice> {
+    let Submission { visitor, form } = submission;
+    // Browsers send a textarea's line breaks as CRLF; the README keeps the author's LF.
+    let readme = form
+        .get("full_description")
+        .unwrap_or_default()
+        .replace("\r\n", "\n");
+    visitor
+        .state
+        .hub
+        .set_descriptions(
+            &visitor.acting(),
+            repo,
+            Some(form.text("description").to_owned()),
+            Some(readme),
+        )
+        .await?;
+    Ok(Notice::success(format!(
+        "The description of {repo} is saved."
+    )))
 }
 
 async fn set_visibility(submission: &Submission, repo: &RepoName) -> UiResult<Notice> {
@@ -424,5 +682,54 @@ async fn delete(submission: &Submission, repo: &RepoName) -> Response {
             visitor.redirect(&to, Some(Notice::success(format!("{repo} is deleted."))))
         }
         Err(err) => submission.outcome(Err(err.into()), &back),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_read_as_docker_names_them() {
+        let arm = Platform {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: Some("v7".into()),
+        };
+        assert_eq!(platform_name(&arm), "linux/arm/v7");
+        let amd = Platform {
+            variant: None,
+            architecture: "amd64".into(),
+            ..arm
+        };
+        assert_eq!(platform_name(&amd), "linux/amd64");
+    }
+
+    #[test]
+    fn attached_artifacts_are_named_by_kind() {
+        assert_eq!(referrer_label("application/spdx+json"), "SBOM");
+        assert_eq!(referrer_label("application/vnd.cyclonedx+json"), "SBOM");
+        assert_eq!(
+            referrer_label("application/vnd.dev.cosign.artifact.sig.v1+json"),
+            "Signature"
+        );
+        assert_eq!(
+            referrer_label("application/vnd.cncf.notary.signature"),
+            "Signature"
+        );
+        assert_eq!(
+            referrer_label("application/vnd.in-toto+json"),
+            "Attestation"
+        );
+        assert_eq!(referrer_label("application/vnd.example.thing"), "Artifact");
+    }
+
+    #[test]
+    fn pages_of_a_repository_follow_the_dash() {
+        let tags = target("acme/app/api/-/tags").unwrap();
+        assert_eq!(tags.repo.as_str(), "acme/app/api");
+        assert_eq!(tags.page.as_deref(), Some("tags"));
+        assert_eq!(target("acme/app/").unwrap().page, None);
+        assert!(target("acme/App").is_err());
     }
 }
