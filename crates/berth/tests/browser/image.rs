@@ -146,6 +146,10 @@ impl Skopeo {
             .arg(config.join("policy.json"))
             .arg("copy")
             .arg("--dest-tls-verify=false")
+            // skopeo compresses the layout's plain layers, so the manifest it pushes is not
+            // the one in the layout: it writes the digest of what it pushed here.
+            .arg("--digestfile")
+            .arg(work.join("pushed-digest"))
             .arg("--dest-creds")
             .arg(format!("{user}:{secret}"))
             .arg(format!("oci:{}:{tag}", layout.display()))
@@ -154,8 +158,16 @@ impl Skopeo {
             .expect("run skopeo")
     }
 
-    /// Like [`Skopeo::push`], failing the test unless the push worked.
-    pub fn push_ok(&self, layout: &Path, tag: &str, destination: &str, user: &str, secret: &str) {
+    /// Like [`Skopeo::push`], failing the test unless the push worked; returns the digest
+    /// of the manifest the registry received.
+    pub fn push_ok(
+        &self,
+        layout: &Path,
+        tag: &str,
+        destination: &str,
+        user: &str,
+        secret: &str,
+    ) -> String {
         let output = self.push(layout, tag, destination, user, secret);
         assert!(
             output.status.success(),
@@ -163,6 +175,10 @@ impl Skopeo {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        std::fs::read_to_string(self.work.path().join("pushed-digest"))
+            .expect("skopeo writes the pushed digest")
+            .trim()
+            .to_owned()
     }
 }
 

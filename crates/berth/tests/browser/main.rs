@@ -81,9 +81,9 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
 
     let skopeo = Skopeo::new(&tools.skopeo);
     let layout = skopeo.dir().join("hello");
-    let pushed_digest = write_layout(&layout, "v1", "hello from the browser test");
+    write_layout(&layout, "v1", "hello from the browser test");
     let destination = format!("{host}/alice/hello:v1");
-    skopeo.push_ok(&layout, "v1", &destination, "alice", &secret);
+    let pushed_digest = skopeo.push_ok(&layout, "v1", &destination, "alice", &secret);
 
     browser.open("/r/alice/hello").await;
     browser.expect_text("#tags", "v1").await;
@@ -143,8 +143,8 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
         .expect_notice("The description of alice/hello is saved.")
         .await;
     browser.open("/r/alice/hello").await;
-    browser.expect_text("#readme h2", "Usage").await;
-    assert_eq!(browser.text("#readme strong").await, "hello");
+    browser.expect_text("#readme-body h2", "Usage").await;
+    assert_eq!(browser.text("#readme-body strong").await, "hello");
     assert_eq!(
         browser.text("#short-description").await,
         "Greets whoever pulls it"

@@ -192,7 +192,7 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
         html!(body, "</ul><p><a href=\"/r/" (repo) "/-/tags\">All " (count(recent.total)) " "
             (if recent.total == 1 { "tag" } else { "tags" }) " with digests, sizes and platforms</a></p>");
     }
-    html!(body, "</section><section class=\"panel readme\" id=\"readme\" aria-labelledby=\"readme-title\">"
+    html!(body, "</section><section class=\"panel\" id=\"readme\" aria-labelledby=\"readme-title\">"
         "<h2 id=\"readme-title\">README</h2>");
     if view.readme_html.trim().is_empty() {
         html!(
@@ -205,7 +205,9 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
     } else {
         // The Hub renders the Markdown to sanitized HTML; this is the one place trusted
         // markup enters a page.
+        html!(body, "<div class=\"readme\" id=\"readme-body\">");
         body.trusted(&view.readme_html);
+        html!(body, "</div>");
     }
     html!(body, "</section>");
     Ok(visitor.page(repo.as_str(), body))
@@ -317,7 +319,7 @@ fn tag_row(index: usize, tag: &TagView) -> Html {
     let mut out = Html::new();
     html!(out, "<tr><th scope=\"row\"><code>" (tag.name) "</code></th><td class=\"digest\">"
         [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
-        "</td><td>" (human_size(tag.size)) "</td><td>");
+        "</td><td class=\"size\">" (human_size(tag.size)) "</td><td>");
     if tag.platforms.is_empty() {
         html!(out, "<span class=\"muted\">Single image</span>");
     } else {
