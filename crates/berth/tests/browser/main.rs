@@ -110,6 +110,23 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
     );
     browser.screenshot("repository-tags").await;
 
+    // The tag's page shows what the image is: its layers and its configuration.
+    browser
+        .click("#tags a[href='/r/alice/hello/-/tags/v1']")
+        .await;
+    browser
+        .expect_text("#manifest-digest", &pushed_digest)
+        .await;
+    let layers = browser.expect_text("#layers tbody", "sha256:").await;
+    assert!(
+        layers.contains("application/vnd.oci.image.layer"),
+        "{layers}"
+    );
+    let config = browser.expect_text("#config", "cat /hello.txt").await;
+    assert!(config.contains("linux/amd64"), "{config}");
+    browser.expect_text("#manifest pre", "\"layers\"").await;
+    browser.screenshot("tag-detail").await;
+
     // A star counts once and can be taken back.
     browser.open("/r/alice/hello").await;
     assert_eq!(browser.text("#star-count").await, "0");
@@ -198,6 +215,30 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
     browser.open("/r/alice/hello").await;
     let tags = browser.expect_text("#tags", "v1").await;
     assert!(!tags.contains("v2"), "nothing was pushed: {tags}");
+
+    // The owner deletes the tag from the Tags tab, after typing its name again.
+    browser.open("/r/alice/hello/-/tags").await;
+    browser.click("#tags a[aria-label='Delete tag v1']").await;
+    browser.expect_text("main h2", "Delete the tag v1").await;
+    browser.fill("confirm-tag", "v2").await;
+    browser.press("Delete tag").await;
+    browser
+        .expect_notice("Type v1 exactly to delete it; nothing was deleted.")
+        .await;
+    browser.screenshot("tag-delete").await;
+    browser.fill("confirm-tag", "v1").await;
+    browser.press("Delete tag").await;
+    browser
+        .expect_notice("The tag alice/hello:v1 is deleted.")
+        .await;
+    browser.expect_text("#tags", "No tags yet.").await;
+    let pull = reqwest::Client::new()
+        .get(server.url("/v2/alice/hello/manifests/v1"))
+        .basic_auth("alice", Some(ALICE_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 404, "the registry no longer has the tag");
     browser.close().await;
 }
 
@@ -311,7 +352,19 @@ async fn organizations_grant_teams_and_hide_private_repositories() {
         .unwrap();
     assert_eq!(private.status(), 404);
     assert_eq!(missing.status(), 404);
-    assert_eq!(private.text().await.unwrap(), missing.text().await.unwrap());
+    let hidden_page = missing.text().await.unwrap();
+    assert_eq!(private.text().await.unwrap(), hidden_page);
+    let private_tag = anonymous
+        .get(server.url("/r/acme/app/-/tags/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        private_tag.status(),
+        404,
+        "a private tag's page is hidden too"
+    );
+    assert_eq!(private_tag.text().await.unwrap(), hidden_page);
 
     browser.sign_in(ADMIN_USER, ADMIN_PASSWORD).await;
     browser.open("/admin/audit").await;
@@ -319,6 +372,20 @@ async fn organizations_grant_teams_and_hide_private_repositories() {
         .expect_text("main table", "repository.team.grant")
         .await;
     browser.screenshot("admin-audit").await;
+
+    // A site admin marks the organization a verified publisher; its repositories show it.
+    browser.open("/admin/publishers").await;
+    browser.expect_text("main table", "Not verified").await;
+    browser.press("Mark acme verified").await;
+    browser.expect_notice("acme is a verified publisher.").await;
+    browser
+        .expect_text("main table", "Verified publisher")
+        .await;
+    browser.screenshot("admin-publishers").await;
+    browser.open("/r/acme/app").await;
+    browser
+        .expect_text("main .badge.verified", "Verified publisher")
+        .await;
     browser.close().await;
 }
 

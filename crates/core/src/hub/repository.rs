@@ -141,6 +141,11 @@ impl Hub {
         Ok(())
     }
 
+    /// Whether an organization is a verified publisher; public, as its repositories show it.
+    pub async fn org_verified(&self, org: &str) -> Result<bool> {
+        Ok(self.store.org_verified(org).await?)
+    }
+
     /// Marks an organization as a verified publisher, or not (site admins only).
     pub async fn set_verified(&self, acting: &Acting<'_>, org: &str, verified: bool) -> Result<()> {
         acting.require_site_admin()?;

@@ -1,5 +1,4 @@
-//! Site administration: the users (list, create, grant or revoke site admin) and the audit
-//! log. The management service refuses everyone but site admins.
+//! Site administration: users (list, create, grant or revoke site admin), verified publishers and the audit log; the services refuse everyone but site admins.
 
 use super::html::{html, url_component, Html};
 use super::layout::{form_start, time};
@@ -10,6 +9,7 @@ use axum::extract::Path;
 use axum::response::Response;
 use berth_core::identity::MIN_PASSWORD_LEN;
 use berth_core::ports::AuditQuery;
+use berth_core::Error;
 
 /// Audit records per page.
 const AUDIT_PAGE: u32 = 50;
@@ -20,7 +20,11 @@ fn admin_tabs(current: &str) -> Html {
         out,
         "<nav aria-label=\"Administration\"><ul class=\"tabs\">"
     );
-    for (href, label) in [("/admin/users", "Users"), ("/admin/audit", "Audit log")] {
+    for (href, label) in [
+        ("/admin/users", "Users"),
+        ("/admin/publishers", "Verified publishers"),
+        ("/admin/audit", "Audit log"),
+    ] {
         html!(out, "<li><a href=\"" (href) "\"");
         if href == current {
             out.raw(" aria-current=\"page\"");
@@ -121,6 +125,85 @@ pub(crate) async fn set_admin(Path(name): Path<String>, submission: Submission) 
     }
     .await;
     submission.outcome(result, "/admin/users")
+}
+
+/// `GET /admin/publishers`: every organization with its verified-publisher mark.
+pub(crate) async fn publishers(visitor: Visitor) -> Response {
+    let result = render_publishers(&visitor).await;
+    visitor.respond(result)
+}
+
+async fn render_publishers(visitor: &Visitor) -> UiResult {
+    // Everyone else would see their own organizations here: only site admins get the page.
+    if !visitor.is_site_admin() {
+        visitor.require_user()?;
+        return Err(UiError::Domain(Error::Denied));
+    }
+    let orgs = visitor.state.identity.list_orgs(&visitor.acting()).await?;
+    let mut body = Html::new();
+    html!(body, "<h1>Administration</h1>" [admin_tabs("/admin/publishers")]
+        "<section class=\"panel\" aria-labelledby=\"publishers-title\">"
+        "<h2 id=\"publishers-title\">Verified publishers</h2>"
+        "<p class=\"hint\">Repositories of a verified organization carry the verified-publisher badge.</p>");
+    if orgs.is_empty() {
+        html!(
+            body,
+            "<p class=\"muted\">No organizations yet.</p></section>"
+        );
+        return Ok(visitor.page("Verified publishers", body));
+    }
+    html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Organization</th>"
+        "<th scope=\"col\">Status</th>"
+        "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>");
+    for org in &orgs {
+        let verified = visitor.state.hub.org_verified(&org.name).await?;
+        let action = format!("/admin/publishers/{}", url_component(&org.name));
+        html!(body, "<tr><td><a href=\"/orgs/" (url_component(&org.name)) "\">" (org.name) "</a></td><td>");
+        if verified {
+            html!(
+                body,
+                "<span class=\"badge verified\">Verified publisher</span>"
+            );
+        } else {
+            html!(body, "Not verified");
+        }
+        html!(body, "</td><td>");
+        let mut form = form_start(visitor, &action, "inline");
+        if verified {
+            html!(form, "<input type=\"hidden\" name=\"verified\" value=\"no\">"
+                "<button type=\"submit\" class=\"secondary\">Remove the verified mark from " (org.name) "</button></form>");
+        } else {
+            html!(form, "<input type=\"hidden\" name=\"verified\" value=\"yes\">"
+                "<button type=\"submit\" class=\"secondary\">Mark " (org.name) " verified</button></form>");
+        }
+        html!(body, [form] "</td></tr>");
+    }
+    html!(body, "</tbody></table></div></section>");
+    Ok(visitor.page("Verified publishers", body))
+}
+
+/// `POST /admin/publishers/{org}`: `verified=yes` or `verified=no`.
+pub(crate) async fn set_verified(Path(org): Path<String>, submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        let verified = match form.text("verified") {
+            "yes" => true,
+            "no" => false,
+            _ => return Err(UiError::Invalid("Say yes or no.".to_owned())),
+        };
+        visitor
+            .state
+            .hub
+            .set_verified(&visitor.acting(), &org, verified)
+            .await?;
+        Ok(Notice::success(if verified {
+            format!("{org} is a verified publisher.")
+        } else {
+            format!("{org} is no longer a verified publisher.")
+        }))
+    }
+    .await;
+    submission.outcome(result, "/admin/publishers")
 }
 
 /// `GET /admin/audit?account=&before=`: newest first, a page at a time.

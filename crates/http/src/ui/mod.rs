@@ -15,6 +15,7 @@ mod repository;
 mod search;
 mod session;
 mod settings;
+mod tag_detail;
 
 use crate::auth::{base_url, peer_address};
 use crate::AppState;
@@ -76,6 +77,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/r/{*path}", get(repository::show).post(repository::change))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{name}/admin", post(admin::set_admin))
+        .route("/admin/publishers", get(admin::publishers))
+        .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
         .route("/static/{file}", get(assets::serve))
 }

@@ -11,6 +11,7 @@ use super::layout::{
 use super::namespaces::namespace_href;
 use super::orgs::permission_label;
 use super::session::Notice;
+use super::tag_detail;
 use super::{Submission, UiError, UiResult, Visitor};
 use crate::api::wire::query_text;
 use axum::extract::Path;
@@ -21,7 +22,7 @@ use berth_core::hub::{
 };
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::Error;
-use berth_oci::RepoName;
+use berth_oci::{Reference, RepoName, Tag};
 
 /// Tags the overview shows; the Tags tab pages through all of them.
 const RECENT_TAGS: u32 = 10;
@@ -58,15 +59,26 @@ fn target(path: &str) -> UiResult<Target> {
 pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response {
     let result = async {
         let target = target(&path)?;
-        match target.page.as_deref() {
-            None => overview(&visitor, &target.repo).await,
-            Some("tags") => tags_tab(&visitor, &target.repo).await,
-            Some("settings") => settings(&visitor, &target.repo).await,
-            Some(_) => Err(Error::NotFound(path.clone()).into()),
+        let repo = &target.repo;
+        match page_parts(&target).as_slice() {
+            [] => overview(&visitor, repo).await,
+            ["tags"] => tags_tab(&visitor, repo).await,
+            ["tags", tag] => tag_detail::page(&visitor, repo, tag).await,
+            ["tags", tag, "delete"] => confirm_tag_deletion(&visitor, repo, tag).await,
+            ["settings"] => settings(&visitor, repo).await,
+            _ => Err(Error::NotFound(path.clone()).into()),
         }
     }
     .await;
     visitor.respond(result)
+}
+
+/// The page's path segments after `/-/`; none for the overview.
+fn page_parts(target: &Target) -> Vec<&str> {
+    target
+        .page
+        .as_deref()
+        .map_or_else(Vec::new, |page| page.split('/').collect())
 }
 
 /// What the visitor may do with the repository, as the authorizer says (a token session
@@ -90,7 +102,7 @@ async fn abilities(visitor: &Visitor, repo: &RepoName) -> UiResult<Abilities> {
 }
 
 /// The page header every repository page shares: name, visibility, Hub badges, tabs.
-async fn heading(
+pub(super) async fn heading(
     visitor: &Visitor,
     repo: &RepoName,
     info: &RepositoryInfo,
@@ -292,9 +304,16 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
         html!(body, "<div class=\"table-wrap\"><table><thead><tr>"
             "<th scope=\"col\">Tag</th><th scope=\"col\">Digest</th><th scope=\"col\">Size</th>"
             "<th scope=\"col\">Platforms</th><th scope=\"col\">Last pushed</th>"
-            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Attached</th></tr></thead><tbody>");
+            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Attached</th>");
+        if can.admin {
+            html!(
+                body,
+                "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th>"
+            );
+        }
+        html!(body, "</tr></thead><tbody>");
         for (index, tag) in page.tags.iter().enumerate() {
-            body.fragment(&tag_row(index, tag));
+            body.fragment(&tag_row(repo, index, tag, can.admin));
         }
         html!(body, "</tbody></table></div>");
     }
@@ -315,9 +334,10 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
     Ok(visitor.page(&format!("Tags of {repo}"), body))
 }
 
-fn tag_row(index: usize, tag: &TagView) -> Html {
+fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Html {
     let mut out = Html::new();
-    html!(out, "<tr><th scope=\"row\"><code>" (tag.name) "</code></th><td class=\"digest\">"
+    let detail = format!("/r/{repo}/-/tags/{}", url_component(&tag.name));
+    html!(out, "<tr><th scope=\"row\"><a href=\"" (detail) "\"><code>" (tag.name) "</code></a></th><td class=\"digest\">"
         [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
         "</td><td class=\"size\">" (human_size(tag.size)) "</td><td>");
     if tag.platforms.is_empty() {
@@ -342,8 +362,107 @@ fn tag_row(index: usize, tag: &TagView) -> Html {
         }
         html!(out, "</ul>");
     }
-    html!(out, "</td></tr>");
+    html!(out, "</td>");
+    if deletable {
+        let href = format!("/r/{repo}/-/tags/{}/delete", url_component(&tag.name));
+        html!(out, "<td><a class=\"button danger\" href=\"" (href) "\" aria-label=\"Delete tag "
+            (tag.name) "\">Delete</a></td>");
+    }
+    html!(out, "</tr>");
     out
+}
+
+/// Refuses unless the visitor may delete tags: Admin on the repository, the permission the
+/// registry's `DELETE` asks the authorizer for. Hidden repositories stay missing ones.
+async fn require_tag_deletion(visitor: &Visitor, repo: &RepoName) -> UiResult<()> {
+    visitor
+        .state
+        .hub
+        .repository(&visitor.principal, repo)
+        .await?;
+    if abilities(visitor, repo).await?.admin {
+        return Ok(());
+    }
+    visitor.require_user()?;
+    Err(UiError::Domain(Error::Denied))
+}
+
+/// An existing tag of the repository, or the missing page.
+async fn existing_tag(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiResult<Tag> {
+    let missing = || UiError::Domain(Error::NotFound(tag.to_owned()));
+    let parsed: Tag = tag.parse().map_err(|_| missing())?;
+    match visitor
+        .state
+        .registry
+        .get_manifest(repo, &Reference::Tag(parsed.clone()))
+        .await
+    {
+        Ok(_) => Ok(parsed),
+        Err(Error::ManifestUnknown(_)) => Err(missing()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `/r/{repo}/-/tags/{tag}/delete`: the tag's name typed again before it goes.
+async fn confirm_tag_deletion(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiResult {
+    require_tag_deletion(visitor, repo).await?;
+    let tag = existing_tag(visitor, repo, tag).await?;
+    let view = visitor
+        .state
+        .hub
+        .repository(&visitor.principal, repo)
+        .await?;
+    let action = format!("/r/{repo}/-/tags/{}/delete", url_component(tag.as_str()));
+    let mut body = heading(visitor, repo, &view.info, true, "tags").await;
+    html!(body,
+        "<section class=\"panel\" id=\"delete-tag\" aria-labelledby=\"delete-tag-title\">"
+        "<h2 id=\"delete-tag-title\">Delete the tag " (tag.as_str()) "</h2>"
+        "<p>Pulls of " (repo) ":" (tag.as_str()) " stop working. The image stays under its digest "
+        "and under any other tag.</p>"
+        [form_start(visitor, &action, "inline")]
+        "<div class=\"field\"><label for=\"confirm-tag\">Type <strong>" (tag.as_str())
+        "</strong> to confirm</label>"
+        "<input type=\"text\" id=\"confirm-tag\" name=\"confirm\" autocapitalize=\"none\" "
+        "autocomplete=\"off\" spellcheck=\"false\" required></div>"
+        "<button type=\"submit\" class=\"danger\">Delete tag</button></form>"
+        "<p><a href=\"/r/" (repo) "/-/tags\">Keep it and go back to the tags</a></p></section>"
+    );
+    Ok(visitor.page(&format!("Delete {repo}:{}", tag.as_str()), body))
+}
+
+/// Deletes the tag once its name was typed again, audited as the registry audits it.
+async fn delete_tag(submission: &Submission, repo: &RepoName, tag: &str) -> Response {
+    let Submission { visitor, form } = submission;
+    let back = format!("/r/{repo}/-/tags/{}/delete", url_component(tag));
+    let result = async {
+        require_tag_deletion(visitor, repo).await?;
+        let parsed = existing_tag(visitor, repo, tag).await?;
+        if form.text("confirm") != tag {
+            return Err(UiError::Invalid(format!(
+                "Type {tag} exactly to delete it; nothing was deleted."
+            )));
+        }
+        visitor
+            .state
+            .registry
+            .delete_manifest(repo, &Reference::Tag(parsed))
+            .await?;
+        let target = format!("{repo}:{tag}");
+        let actor = visitor.principal.name();
+        visitor
+            .state
+            .auth
+            .audit(&actor, "tag.delete", &target, visitor.address)
+            .await;
+        Ok(Notice::success(format!("The tag {target} is deleted.")))
+    }
+    .await;
+    match result {
+        Ok(notice) => visitor.redirect(&format!("/r/{repo}/-/tags"), Some(notice)),
+        // A tag that is gone (or never was) has no confirmation page to go back to.
+        Err(UiError::Domain(Error::NotFound(_))) => visitor.not_found(),
+        Err(err) => submission.outcome(Err(err), &back),
+    }
 }
 
 /// `linux/arm/v7`, as `docker` names platforms.
@@ -515,9 +634,7 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
     };
     let repo = &target.repo;
     let back = format!("/r/{repo}/-/settings");
-    let page = target.page.as_deref().unwrap_or_default();
-    let parts: Vec<&str> = page.split('/').collect();
-    let result = match parts.as_slice() {
+    let result = match page_parts(&target).as_slice() {
         ["star"] => return star(&submission, repo, true).await,
         ["unstar"] => return star(&submission, repo, false).await,
         ["settings", "descriptions"] => set_descriptions(&submission, repo).await,
@@ -529,6 +646,7 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
         ["settings", "teams"] => grant_team(&submission, repo).await,
         ["settings", "teams", team, "revoke"] => revoke_team(&submission, repo, team).await,
         ["delete"] => return delete(&submission, repo).await,
+        ["tags", tag, "delete"] => return delete_tag(&submission, repo, tag).await,
         _ => return submission.visitor.not_found(),
     };
     submission.outcome(result, &back)
