@@ -42,6 +42,20 @@ impl Authenticator {
             .unwrap_or(false)
     }
 
+    /// `TooManyRequests` while the account or the address has used up its failed sign-ins.
+    pub(super) fn not_throttled(
+        &self,
+        account: Option<&str>,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<()> {
+        self.throttle
+            .check(account, address, now)
+            .map_err(|wait| Error::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            })
+    }
+
     /// Verifies a name with a password or an access token.
     pub async fn login(
         &self,
@@ -55,11 +69,7 @@ impl Authenticator {
         // password guesses against an account must not lock its CI tokens out.
         let is_token = secret.starts_with(TOKEN_PREFIX);
         let account = (!is_token).then_some(name);
-        if let Err(wait) = self.throttle.check(account, address, started) {
-            return Err(Error::TooManyRequests {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
+        self.not_throttled(account, address, started)?;
         let outcome = if is_token {
             self.token_login(name, secret, address).await
         } else {

@@ -171,11 +171,7 @@ impl Authenticator {
         address: Option<IpAddr>,
     ) -> Result<Principal> {
         let started = Instant::now();
-        if let Err(wait) = self.throttle.check(None, address, started) {
-            return Err(Error::TooManyRequests {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
+        self.not_throttled(None, address, started)?;
         let record = match self
             .store
             .refresh_token_by_hash(&hash_token(refresh_token))

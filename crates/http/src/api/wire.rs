@@ -2,7 +2,7 @@
 //! `{count, next, previous, results}` pages, and instants as RFC 3339.
 
 use super::error::{ApiError, ApiResult};
-use crate::oci::headers::{decode_component, query_param};
+use crate::oci::headers::{form_pairs, query_param};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -93,12 +93,7 @@ pub(crate) fn query_number<T: std::str::FromStr>(query: &str, key: &str) -> ApiR
 /// Text from the query string, where a `+` is a space as in an HTML form (`q=web+server`);
 /// None if absent or broken.
 pub(crate) fn query_text(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode_component(k, true).as_deref() == Some(key))
-            .then(|| decode_component(v, true))
-            .flatten()
-    })
+    form_pairs(query).find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Which slice of a listing the query asks for: `page` (from 1) and `page_size` (1 to 100).

@@ -3,7 +3,7 @@
 
 use super::{basic_credentials, peer_address};
 use crate::oci::error_response;
-use crate::oci::headers::{decode_component, query_params};
+use crate::oci::headers::{form_pairs, query_params};
 use crate::AppState;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
@@ -46,11 +46,9 @@ pub(crate) async fn get_token(
         let query = parts.uri.query().unwrap_or_default();
         let peer = peer_address(&parts.extensions);
         // A query's `+` is a space here: clients join several scopes with one (`a+b`).
-        let requested: Vec<String> = query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .filter(|(k, _)| *k == "scope")
-            .filter_map(|(_, v)| decode_component(v, true))
+        let requested: Vec<String> = form_pairs(query)
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v)
             .collect();
         let requested = scopes(requested.iter().map(String::as_str))?;
         let offline = query_params(query, "offline_token").any(|v| v == "true");
@@ -129,14 +127,7 @@ pub(crate) async fn post_token(
             })?;
         let body = std::str::from_utf8(&body)
             .map_err(|_| Error::Unsupported("the form is not UTF-8".into()))?;
-        let form: Vec<(String, String)> = body
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                Some((decode_component(k, true)?, decode_component(v, true)?))
-            })
-            .collect();
+        let form: Vec<(String, String)> = form_pairs(body).collect();
         let field = |name: &str| {
             form.iter()
                 .find(|(k, _)| k == name)

@@ -45,6 +45,20 @@ pub fn query_params<'a>(query: &'a str, key: &'a str) -> impl Iterator<Item = St
     })
 }
 
+/// The name/value pairs of an HTML form body (or of a query read the same way), where `+`
+/// is a space; pairs with broken escapes are dropped.
+pub(crate) fn form_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((
+                decode_component(name, true)?,
+                decode_component(value, true)?,
+            ))
+        })
+}
+
 /// The first value of `key` in a query string.
 pub fn query_param(query: &str, key: &str) -> Option<String> {
     query_params(query, key).next()

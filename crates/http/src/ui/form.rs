@@ -2,7 +2,7 @@
 //! pairs, with the field look-ups the pages need.
 
 use super::{UiError, UiResult};
-use crate::oci::headers::decode_component;
+use crate::oci::headers::form_pairs;
 
 /// The fields of one submitted form, in the order sent (a field may repeat).
 #[derive(Debug, Default)]
@@ -11,19 +11,7 @@ pub(crate) struct Form(Vec<(String, String)>);
 impl Form {
     /// Undecodable pairs are dropped: a browser never sends them.
     pub fn parse(body: &[u8]) -> Form {
-        let body = String::from_utf8_lossy(body);
-        let fields = body
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .filter_map(|pair| {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                Some((
-                    decode_component(name, true)?,
-                    decode_component(value, true)?,
-                ))
-            })
-            .collect();
-        Form(fields)
+        Form(form_pairs(&String::from_utf8_lossy(body)).collect())
     }
 
     /// The first value of a field, as sent.
