@@ -21,6 +21,15 @@ check push-oci push oci
 check push-v2s2 push v2s2
 check v2s2-media-type eval 'sko inspect --raw "docker://$R:v2s2" | jq -e ".mediaType == \"application/vnd.docker.distribution.manifest.v2+json\""'
 
+# The Hub's tags view names the platform of both single images (OCI and Docker schema 2), read
+# from the configuration podman pushed.
+tags_platforms() {
+  same "$(acurl -fsS "http://$REG/api/v1/repositories/$NS/podman/-/tags?ordering=name" |
+    jq -c '[.results[] | [.name, (.images | map(.os + "/" + .architecture))]]')" \
+    '[["oci",["linux/amd64"]],["v2s2",["linux/amd64"]]]'
+}
+check tags-view-platform tags_platforms
+
 # Each pull starts from empty storage so that every blob really comes from the registry.
 # pull_back :TAG|@DIGEST FORMAT: pull what `push FORMAT` pushed.
 pull_back() {

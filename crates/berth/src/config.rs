@@ -61,6 +61,8 @@ pub struct Config {
     pub public_url: Setting<Option<String>>,
     /// Lifetime of the registry's bearer tokens.
     pub token_ttl: Setting<Duration>,
+    /// Whether visitors may create their own accounts in the web UI.
+    pub allow_signup: Setting<bool>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -73,6 +75,7 @@ struct FileConfig {
     log: Option<String>,
     public_url: Option<String>,
     token_ttl: Option<String>,
+    allow_signup: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,21 @@ fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
     Ok(Some(trimmed.to_owned()))
 }
 
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), for environment variables; the
+/// file has TOML's own booleans.
+fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            setting,
+            value: raw.to_owned(),
+            origin: source,
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -161,6 +179,7 @@ impl Config {
             log: Setting::default("info".to_owned()),
             public_url: Setting::default(None),
             token_ttl: Setting::default(Duration::from_secs(300)),
+            allow_signup: Setting::default(false),
         };
         let file_path = global
             .config
@@ -194,6 +213,7 @@ impl Config {
                     .transpose()?,
                 Source::File,
             );
+            config.allow_signup.set(file.allow_signup, Source::File);
         }
         config.config_file = file_path;
         config.listen.set(
@@ -224,6 +244,12 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        config.allow_signup.set(
+            env("BERTH_ALLOW_SIGNUP")
+                .map(|b| parse_bool("allow_signup", &b, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.listen.set(
             listen_flag
                 .map(|l| parse_listen(l, Source::Flag))
@@ -241,32 +267,32 @@ impl Config {
             .config_file
             .as_ref()
             .map_or("(none)".to_owned(), |p| p.display().to_string());
-        let _ = writeln!(out, "config file = {file}");
+        let _ = writeln!(out, "config file  = {file}");
         let _ = writeln!(
             out,
-            "listen      = {}  ({})",
+            "listen       = {}  ({})",
             self.listen.value, self.listen.source
         );
         let _ = writeln!(
             out,
-            "data_dir    = {}  ({})",
+            "data_dir     = {}  ({})",
             self.data_dir.value.display(),
             self.data_dir.source
         );
         let _ = writeln!(
             out,
-            "upload_ttl  = {}s  ({})",
+            "upload_ttl   = {}s  ({})",
             self.upload_ttl.value.as_secs(),
             self.upload_ttl.source
         );
         let _ = writeln!(
             out,
-            "log         = {}  ({})",
+            "log          = {}  ({})",
             self.log.value, self.log.source
         );
         let _ = writeln!(
             out,
-            "public_url  = {}  ({})",
+            "public_url   = {}  ({})",
             self.public_url
                 .value
                 .as_deref()
@@ -275,9 +301,14 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "token_ttl   = {}s  ({})",
+            "token_ttl    = {}s  ({})",
             self.token_ttl.value.as_secs(),
             self.token_ttl.source
+        );
+        let _ = writeln!(
+            out,
+            "allow_signup = {}  ({})",
+            self.allow_signup.value, self.allow_signup.source
         );
         out
     }
@@ -318,6 +349,23 @@ mod tests {
     }
 
     #[test]
+    fn booleans() {
+        for yes in ["true", "TRUE", "1", "yes", " on "] {
+            assert!(parse_bool("b", yes, Source::Env).unwrap(), "{yes:?}");
+        }
+        for no in ["false", "False", "0", "no", "off"] {
+            assert!(!parse_bool("b", no, Source::Env).unwrap(), "{no:?}");
+        }
+        let err = parse_bool("allow_signup", "maybe", Source::Env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("allow_signup") && err.contains("maybe") && err.contains("environment"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn file_values_apply_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
@@ -333,10 +381,36 @@ mod tests {
         let config = Config::load(&global, None).unwrap();
         assert_eq!(config.listen.value.port(), 6000);
         assert_eq!(config.listen.source, Source::File);
+        assert!(
+            !config.allow_signup.value,
+            "sign-up is off unless turned on"
+        );
+        assert_eq!(config.allow_signup.source, Source::Default);
         assert_eq!(config.data_dir.value, PathBuf::from("/flag/dir"));
         assert_eq!(config.data_dir.source, Source::Flag);
         let config = Config::load(&global, Some("127.0.0.1:7000")).unwrap();
         assert_eq!(config.listen.value.port(), 7000);
+    }
+
+    #[test]
+    fn sign_up_is_turned_on_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "allow_signup = true\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert!(config.allow_signup.value);
+        assert_eq!(config.allow_signup.source, Source::File);
+        assert!(config
+            .describe()
+            .contains("allow_signup = true  (config file)"));
+
+        std::fs::write(&path, "allow_signup = \"yes\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("invalid type"), "TOML booleans only: {err}");
     }
 
     #[test]

@@ -116,7 +116,13 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         message: e.to_string(),
     })?;
-    let identity = Identity::<dyn IdentityStore>::new(meta_store.clone());
+    let identity = Identity::<dyn IdentityStore>::new(meta_store.clone())
+        .with_signup(config.allow_signup.value);
+    if identity.signup_allowed() {
+        tracing::info!(
+            "self-service sign-up is open: anyone who reaches /signup can create an account"
+        );
+    }
     let registry = Registry::new(
         Arc::new(blobs),
         meta_store,
@@ -141,6 +147,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             }
         });
     let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
+    // Manifests stored before platforms were recorded get theirs while Berth serves.
+    let backfill = tokio::spawn(backfill_platforms(registry.clone()));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
     let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
     let app = berth_http::router(AppState {
@@ -159,6 +167,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     .await
     .map_err(ServeError::Server)?;
     expiry.abort();
+    // An unfinished backfill loses at most one uncommitted batch and resumes at the next start.
+    backfill.abort();
     // Pulls of the last seconds are only in memory: the flusher writes them before it ends.
     let _ = stop_flushing.send(());
     if let Err(err) = pull_flusher.await {
@@ -246,6 +256,23 @@ async fn expire_uploads(registry: &Registry) {
                 tracing::warn!(error = %err, "upload expiry failed");
                 return;
             }
+        }
+    }
+}
+
+/// Reads the platform of every manifest that has none recorded yet; a failure is logged,
+/// never fatal, and what is left is read at the next start.
+async fn backfill_platforms(registry: Registry) {
+    match registry.backfill_platforms().await {
+        Ok(report) if report.recorded + report.unread == 0 => {}
+        Ok(report) => tracing::info!(
+            recorded = report.recorded,
+            with_platform = report.with_platform,
+            unread = report.unread,
+            "recorded the platforms of manifests stored without one"
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "the platform backfill stopped; it resumes at the next start")
         }
     }
 }

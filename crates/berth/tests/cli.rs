@@ -22,6 +22,9 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_LISTEN",
     "BERTH_UPLOAD_TTL",
     "BERTH_LOG",
+    "BERTH_PUBLIC_URL",
+    "BERTH_TOKEN_TTL",
+    "BERTH_ALLOW_SIGNUP",
 ];
 
 fn berth() -> Command {
@@ -228,6 +231,17 @@ fn invalid_listen_address_is_a_one_line_error() {
         &["upload_ttl", "5 weeks", "environment"],
         "BERTH_UPLOAD_TTL",
     );
+
+    let mut cmd = berth();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("BERTH_ALLOW_SIGNUP", "sometimes");
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["allow_signup", "sometimes", "environment"],
+        "BERTH_ALLOW_SIGNUP",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -330,6 +344,7 @@ fn config_show_reports_defaults() {
     expect_setting(&settings, "data_dir", "./berth-data", "default");
     expect_setting(&settings, "upload_ttl", "86400s", "default");
     expect_setting(&settings, "log", "info", "default");
+    expect_setting(&settings, "allow_signup", "false", "default");
 }
 
 #[test]
@@ -340,7 +355,8 @@ fn config_show_reports_sources_by_precedence() {
         "listen = \"127.0.0.1:6001\"\n\
          data_dir = \"/file/dir\"\n\
          upload_ttl = \"2h\"\n\
-         log = \"debug\"\n",
+         log = \"debug\"\n\
+         allow_signup = true\n",
     );
     let config_shown = config.display().to_string();
 
@@ -353,6 +369,7 @@ fn config_show_reports_sources_by_precedence() {
     expect_setting(&settings, "data_dir", "/file/dir", "config file");
     expect_setting(&settings, "upload_ttl", "7200s", "config file");
     expect_setting(&settings, "log", "debug", "config file");
+    expect_setting(&settings, "allow_signup", "true", "config file");
 
     // The environment beats the file.
     let mut cmd = berth();
@@ -361,9 +378,11 @@ fn config_show_reports_sources_by_precedence() {
         .args(["config", "show"])
         .env("BERTH_LISTEN", "127.0.0.1:6002")
         .env("BERTH_DATA_DIR", "/env/dir")
-        .env("BERTH_UPLOAD_TTL", "3h");
+        .env("BERTH_UPLOAD_TTL", "3h")
+        .env("BERTH_ALLOW_SIGNUP", "false");
     let settings = config_show(cmd);
     expect_setting(&settings, "listen", "127.0.0.1:6002", "environment");
+    expect_setting(&settings, "allow_signup", "false", "environment");
     expect_setting(&settings, "data_dir", "/env/dir", "environment");
     expect_setting(&settings, "upload_ttl", "10800s", "environment");
     expect_setting(&settings, "log", "debug", "config file");

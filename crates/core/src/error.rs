@@ -74,6 +74,9 @@ pub enum Error {
     TooManyRequests { retry_after_secs: u64 },
     #[error("requested access to the resource is denied")]
     Denied,
+    /// Self-service sign-up was asked for, and the site admin has not turned it on.
+    #[error("self-service sign-up is turned off on this server; ask a site admin for an account")]
+    SignupClosed,
     /// The client went away or sent a broken body; nothing was committed.
     #[error("request body could not be read: {0}")]
     BodyInterrupted(String),

@@ -6,8 +6,8 @@ use berth_core::access::{Actor, PolicyAuthorizer, Principal, TokenLimits};
 use berth_core::hub::{Hub, Platform, SearchRequest, TagPage};
 use berth_core::identity::{Acting, Identity, TokenScope};
 use berth_core::ports::{
-    Accounts, AuditLog, AuditQuery, BlobLinks, Manifests, Namespaces, NewManifest, Permission,
-    PullEvent, SearchSort, TagSort,
+    Accounts, AuditLog, AuditQuery, BlobLinks, ManifestPlatform, Manifests, Namespaces,
+    NewManifest, Permission, PullEvent, SearchSort, TagSort,
 };
 use berth_core::time::now_unix;
 use berth_core::Error;
@@ -89,6 +89,7 @@ fn manifest(name: &str, media_type: &str, body: String, tags: &[&str]) -> NewMan
         subject: None,
         artifact_type: None,
         annotations_json: None,
+        platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: now_unix(),
     }
@@ -801,4 +802,72 @@ async fn site_admins_mark_verified_publishers_and_library_is_official() {
     let mut official = search_for("");
     official.official_only = true;
     assert_eq!(w.names(&anonymous, &official).await.1, ["library/nginx"]);
+}
+
+#[tokio::test]
+async fn a_namespace_lists_what_the_visitor_may_read_most_recently_pushed_first() {
+    let w = world().await;
+    let alice = w.user("alice", false).await;
+    let outsider = w.user("outsider", false).await;
+    for (name, private) in [
+        ("alice/old", false),
+        ("alice/new", false),
+        ("alice/secret", true),
+        ("alice/empty", false),
+        ("bob/other", false),
+    ] {
+        w.repository(name, private).await;
+    }
+    for (name, at) in [
+        ("alice/old", 1_000),
+        ("alice/secret", 2_000),
+        ("alice/new", 3_000),
+        ("bob/other", 4_000),
+    ] {
+        let body = format!(r#"{{"schemaVersion":2,"seed":"{name}"}}"#);
+        let mut pushed = manifest(name, OCI_MANIFEST, body, &["latest"]);
+        pushed.now = at;
+        w.put(pushed).await;
+    }
+    let listed = |principal: Principal, page: u32, page_size: u32| {
+        let hub = w.hub.clone();
+        async move {
+            let found = hub
+                .in_namespace(&principal, "alice", page, page_size)
+                .await
+                .unwrap();
+            let names: Vec<String> = found.results.into_iter().map(|r| r.name).collect();
+            (found.total, names)
+        }
+    };
+    let everything = ["alice/new", "alice/secret", "alice/old", "alice/empty"];
+    assert_eq!(
+        listed(alice.clone(), 1, 25).await,
+        (4, everything.map(String::from).to_vec())
+    );
+    let public = ["alice/new", "alice/old", "alice/empty"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(listed(outsider.clone(), 1, 25).await, (3, public.clone()));
+    assert_eq!(listed(Principal::anonymous(), 1, 25).await, (3, public));
+    // Pages count the same repositories, and the total never includes hidden ones.
+    assert_eq!(
+        listed(alice.clone(), 2, 2).await,
+        (4, vec!["alice/old".to_owned(), "alice/empty".to_owned()])
+    );
+    assert_eq!(
+        listed(outsider, 2, 2).await,
+        (3, vec!["alice/empty".to_owned()])
+    );
+    // A token limited to some repositories lists only those.
+    let limited = with_token(&alice, TokenScope::Read, &["alice/s*"]);
+    assert_eq!(
+        listed(limited, 1, 25).await,
+        (1, vec!["alice/secret".to_owned()])
+    );
+    let missing = w.hub.in_namespace(&alice, "nobody", 1, 25).await;
+    assert!(
+        matches!(missing, Err(Error::AccountUnknown(_))),
+        "{missing:?}"
+    );
 }

@@ -1,10 +1,12 @@
 //! The management service against the real SQLite store: who may change accounts, tokens,
 //! organizations, teams and repository settings, and what the audit log keeps of it.
 
-use berth_core::access::{Actor, Principal, TokenLimits};
+use berth_core::access::{Actor, PolicyAuthorizer, Principal, TokenLimits};
+use berth_core::auth::{AuthSettings, Authenticator, LoginPurpose};
 use berth_core::identity::totp::totp_code;
 use berth_core::identity::{
     verify_password, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
+    SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW,
 };
 use berth_core::ports::{
     Accounts, AuditQuery, Permission, RefreshTokens, RepositoryAccess, OWNERS_TEAM,
@@ -13,6 +15,7 @@ use berth_core::time::now_unix;
 use berth_core::Error;
 use berth_meta::SqliteMeta;
 use berth_oci::RepoName;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 struct World {
@@ -799,4 +802,179 @@ async fn the_first_start_creates_one_admin() {
         .first_start_admin(Some("short".into()))
         .await
         .is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Self-service sign-up
+// ---------------------------------------------------------------------------
+
+/// A client address from the documentation range.
+fn client(last: u8) -> Option<IpAddr> {
+    Some(IpAddr::from([198, 51, 100, last]))
+}
+
+impl World {
+    /// The same service with self-service sign-up open, as `allow_signup = true` makes it.
+    fn open_for_signup(&self) -> Identity<SqliteMeta> {
+        self.identity.clone().with_signup(true)
+    }
+}
+
+#[tokio::test]
+async fn sign_up_is_refused_while_it_is_off() {
+    let w = world().await;
+    assert!(!w.identity.signup_allowed(), "off unless turned on");
+    let refused = w
+        .identity
+        .sign_up("newcomer", "long-password", client(1))
+        .await;
+    assert!(matches!(refused, Err(Error::SignupClosed)), "{refused:?}");
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("sign-up is turned off"));
+    assert!(w.store.user_by_name("newcomer").await.unwrap().is_none());
+    assert!(w.actions("newcomer").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_signed_up_account_signs_in_and_is_not_a_site_admin() {
+    let w = world().await;
+    let open = w.open_for_signup();
+    assert!(open.signup_allowed());
+    let account = open
+        .sign_up("newcomer", "long-password", client(7))
+        .await
+        .unwrap();
+    assert_eq!(account.name, "newcomer");
+    assert!(!account.is_admin);
+    let stored = w.store.user_by_name("newcomer").await.unwrap().unwrap();
+    assert!(!stored.is_admin);
+    assert!(stored.password_hash.starts_with("$argon2id$"));
+    assert!(verify_password("long-password", &stored.password_hash));
+
+    let authorizer = Arc::new(PolicyAuthorizer::new(w.store.clone()));
+    let auth = Authenticator::new(w.store.clone(), authorizer, AuthSettings::default())
+        .await
+        .unwrap();
+    let signed_in = auth
+        .login(
+            "newcomer",
+            "long-password",
+            client(7),
+            LoginPurpose::Registry,
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in, account.principal());
+    assert!(!signed_in.is_site_admin());
+    assert_denied(open.list_users(&as_user(&signed_in)).await);
+
+    let query = AuditQuery {
+        account: Some("newcomer".to_owned()),
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let records = w.identity.audit_records(&cli(), query).await.unwrap();
+    let signup = records
+        .iter()
+        .find(|r| r.event.action == "account.signup")
+        .expect("the sign-up is in the audit log");
+    assert_eq!(signup.event.actor, "newcomer");
+    assert_eq!(signup.event.target, "newcomer");
+    assert_eq!(signup.event.address.as_deref(), Some("198.51.100.7"));
+}
+
+#[tokio::test]
+async fn sign_up_keeps_the_rules_for_names_and_passwords() {
+    let w = world().await;
+    w.user("alice", false).await;
+    w.identity
+        .create_org(&cli(), "acme", Some("alice"))
+        .await
+        .unwrap();
+    let open = w.open_for_signup();
+    for taken in ["alice", "acme", "library"] {
+        let refused = open.sign_up(taken, "long-password", client(1)).await;
+        assert!(
+            matches!(&refused, Err(Error::Conflict(name)) if name == taken),
+            "{taken}: {refused:?}"
+        );
+    }
+    for (name, password, says) in [
+        ("cli", "long-password", "reserved"),
+        ("anonymous", "long-password", "reserved"),
+        ("Not Valid", "long-password", "lowercase letters"),
+        ("x", "long-password", "2 to 39"),
+        ("newcomer", "short", "8 characters"),
+    ] {
+        match open.sign_up(name, password, client(1)).await {
+            Err(Error::AccountInvalid(message)) => {
+                assert!(message.contains(says), "{name}: {message}")
+            }
+            other => panic!("{name} / {password}: {other:?}"),
+        }
+    }
+    let alice = w.store.user_by_name("alice").await.unwrap().unwrap();
+    assert!(
+        verify_password("long-password", &alice.password_hash),
+        "a refused sign-up leaves the existing account alone"
+    );
+    assert_eq!(w.store.list_users().await.unwrap().len(), 1);
+
+    // Refusals cost nothing from the address's allowance.
+    for n in 0..SIGNUPS_PER_ADDRESS {
+        open.sign_up(&format!("member{n}"), "long-password", client(1))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn sign_ups_are_rationed_per_client_address() {
+    let w = world().await;
+    let open = w.open_for_signup();
+    for n in 0..SIGNUPS_PER_ADDRESS {
+        open.sign_up(&format!("bot{n}"), "long-password", client(9))
+            .await
+            .unwrap();
+    }
+    match open.sign_up("one-more", "long-password", client(9)).await {
+        Err(Error::TooManyRequests { retry_after_secs }) => {
+            assert!(
+                retry_after_secs > SIGNUP_WINDOW.as_secs() - 60
+                    && retry_after_secs <= SIGNUP_WINDOW.as_secs(),
+                "{retry_after_secs}"
+            );
+        }
+        other => panic!("the address used up its allowance: {other:?}"),
+    }
+    assert!(w.store.user_by_name("one-more").await.unwrap().is_none());
+
+    // Clones of the service (one per request) share the allowance.
+    let refused = open
+        .clone()
+        .sign_up("one-more", "long-password", client(9))
+        .await;
+    assert!(
+        matches!(refused, Err(Error::TooManyRequests { .. })),
+        "{refused:?}"
+    );
+
+    // Another address has its own allowance.
+    open.sign_up("one-more", "long-password", client(10))
+        .await
+        .unwrap();
+
+    // Callers without a known address share one.
+    for n in 0..SIGNUPS_PER_ADDRESS {
+        open.sign_up(&format!("anon{n}"), "long-password", None)
+            .await
+            .unwrap();
+    }
+    let refused = open.sign_up("anon-more", "long-password", None).await;
+    assert!(
+        matches!(refused, Err(Error::TooManyRequests { .. })),
+        "{refused:?}"
+    );
 }

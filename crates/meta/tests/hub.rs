@@ -2,8 +2,9 @@
 //! search index, stars, pull accounting, search ranking, filters and privacy, the tags view.
 
 use berth_core::ports::{
-    Accounts, BlobLinks, HubStore, Manifests, NewManifest, NewUser, Organizations, PullEvent,
-    RepositoryAccess, RepositoryInfo, SearchQuery, SearchSort, TagSort, Viewer,
+    Accounts, BlobLinks, HubStore, ManifestPlatform, Manifests, NewManifest, NewUser,
+    Organizations, PullEvent, RepositoryAccess, RepositoryInfo, SearchQuery, SearchSort, TagSort,
+    Viewer,
 };
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
@@ -65,6 +66,7 @@ async fn push_image(meta: &SqliteMeta, name: &str, seed: &str, tags: &[&str], at
         subject: None,
         artifact_type: None,
         annotations_json: None,
+        platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: at,
     })
@@ -92,6 +94,7 @@ async fn push_index(
         subject: None,
         artifact_type: None,
         annotations_json: None,
+        platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: at,
     })

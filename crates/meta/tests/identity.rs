@@ -2,10 +2,10 @@
 //! shared name space, organizations and teams, repository access, tokens, audit, signing keys.
 
 use berth_core::ports::{
-    AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks, Manifests,
-    MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken, NewUser, Organizations,
-    Permission, RefreshTokens, Repositories, RepositoryAccess, SigningKeys, Tags, UploadSession,
-    UploadSessions, Viewer, OWNERS_TEAM,
+    AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
+    ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken,
+    NewUser, Organizations, Permission, RefreshTokens, Repositories, RepositoryAccess, SigningKeys,
+    Tags, UploadSession, UploadSessions, Viewer, OWNERS_TEAM,
 };
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
@@ -733,6 +733,7 @@ async fn deleting_a_repository_removes_everything_attached() {
         subject: None,
         artifact_type: None,
         annotations_json: None,
+        platform: ManifestPlatform::None,
         tags: vec!["latest".into()],
         now: NOW,
     })

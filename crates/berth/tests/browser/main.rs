@@ -5,10 +5,12 @@
 //! Without chromium, chromedriver or skopeo the tests skip with a message, unless `CI` is
 //! set; `scripts/test` installs all three.
 
+mod accessibility;
 #[path = "../common/mod.rs"]
 mod common;
 mod driver;
 mod image;
+mod signup;
 
 use common::{TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use driver::{tools_or_skip, Browser};
@@ -95,13 +97,11 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
     let copy = browser.element("button[data-copy=pull-command]").await;
     assert!(copy.is_displayed().await.unwrap(), "the copy button shows");
 
-    // The Tags tab shows the tag with the digest that was pushed, ready to copy.
+    // The Tags tab shows the tag with the digest that was pushed, ready to copy, and the
+    // platform its configuration names (nothing attached yet).
     browser.click(".tabs a[href='/r/alice/hello/-/tags']").await;
     let row = browser.expect_text("#tags tbody tr", "v1").await;
-    assert!(
-        row.contains("Single image") && row.contains("None"),
-        "{row}"
-    );
+    assert!(row.contains("linux/amd64") && row.contains("None"), "{row}");
     assert_eq!(browser.text("#digest-0").await, pushed_digest);
     let copy_digest = browser.element("button[data-copy=digest-0]").await;
     assert!(
@@ -160,7 +160,8 @@ async fn a_token_made_in_settings_pushes_until_it_is_revoked() {
         .expect_notice("The description of alice/hello is saved.")
         .await;
     browser.open("/r/alice/hello").await;
-    browser.expect_text("#readme-body h2", "Usage").await;
+    // "## Usage" sits under the page's README heading (h2).
+    browser.expect_text("#readme-body h4", "Usage").await;
     assert_eq!(browser.text("#readme-body strong").await, "hello");
     assert_eq!(
         browser.text("#short-description").await,

@@ -1,4 +1,5 @@
-//! Slowing down password guessing: failed sign-ins counted per account and per client address.
+//! Slowing down password guessing (failed sign-ins counted per account and per client
+//! address) and rationing actions per client address (accounts made by self-service sign-up).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -88,6 +89,30 @@ impl Default for LoginThrottle {
     }
 }
 
+/// A ration of one kind of action per client address (IPv6: per /64) within a window, such
+/// as accounts created by self-service sign-up. Unlike failed sign-ins, an action is counted
+/// when it is allowed, so a burst of them cannot slip past the check together.
+pub struct AddressAllowance {
+    taken: FailureCounts<IpAddr>,
+}
+
+impl AddressAllowance {
+    /// `per_window` actions per address within `window`, counted from the first of them.
+    pub fn new(per_window: u32, window: Duration) -> Self {
+        AddressAllowance {
+            taken: FailureCounts::new(ThrottlePolicy {
+                max_failures: per_window,
+                window,
+            }),
+        }
+    }
+
+    /// Takes one action from `address`'s allowance; Err(retry_after) when it is used up.
+    pub fn take(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.taken.take(address_key(address), now)
+    }
+}
+
 /// Account names are case-insensitive, so `Alice` and `alice` share one budget.
 fn account_key(name: &str) -> String {
     name.chars()
@@ -138,20 +163,39 @@ impl<K: Eq + Hash + Clone> FailureCounts<K> {
         now.saturating_duration_since(failures.first) >= self.policy.window
     }
 
-    /// How long until `key` may try again, if it has used up its failures.
-    fn blocked(&self, key: &K, now: Instant) -> Option<Duration> {
-        let entries = self.lock();
-        let failures = entries.get(key)?;
+    /// How long until these failures' key may try again, if it has used them up.
+    fn wait(&self, failures: &Failures, now: Instant) -> Option<Duration> {
         if self.expired(failures, now) || failures.count < self.policy.max_failures {
             return None;
         }
         Some(self.policy.window - now.saturating_duration_since(failures.first))
     }
 
+    /// How long until `key` may try again, if it has used up its failures.
+    fn blocked(&self, key: &K, now: Instant) -> Option<Duration> {
+        let entries = self.lock();
+        self.wait(entries.get(key)?, now)
+    }
+
     fn record(&self, key: K, now: Instant) {
         let mut entries = self.lock();
+        self.count(&mut entries, key, now);
+    }
+
+    /// Counts one more for `key` unless it is blocked: the check and the count under one
+    /// lock, so concurrent callers cannot all pass the check before any of them counts.
+    fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
+        let mut entries = self.lock();
+        if let Some(wait) = entries.get(&key).and_then(|f| self.wait(f, now)) {
+            return Err(wait);
+        }
+        self.count(&mut entries, key, now);
+        Ok(())
+    }
+
+    fn count(&self, entries: &mut HashMap<K, Failures>, key: K, now: Instant) {
         if !entries.contains_key(&key) {
-            self.make_room(&mut entries, now);
+            self.make_room(entries, now);
         }
         let failures = entries.entry(key).or_insert(Failures {
             first: now,
@@ -331,6 +375,30 @@ mod tests {
         throttle.record_failure(None, Some(v4(1)), now);
         assert!(throttle.check(None, Some(v4(1)), now).is_err());
         assert_eq!(throttle.check(None, Some(mapped(2)), now), Ok(()));
+    }
+
+    #[test]
+    fn an_allowance_is_taken_per_address_until_the_window_passes() {
+        let allowance = AddressAllowance::new(2, 10 * MINUTE);
+        let start = Instant::now();
+        assert_eq!(allowance.take(v4(1), start), Ok(()));
+        assert_eq!(allowance.take(v4(1), start + MINUTE), Ok(()));
+        assert_eq!(allowance.take(v4(1), start + MINUTE), Err(9 * MINUTE));
+        assert_eq!(
+            allowance.take(v4(1), start + 2 * MINUTE),
+            Err(8 * MINUTE),
+            "a refused action is not counted, so the wait does not grow"
+        );
+        assert_eq!(allowance.take(v4(2), start + MINUTE), Ok(()));
+        assert_eq!(allowance.take(v4(1), start + 10 * MINUTE), Ok(()));
+
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        allowance.take(ip("2001:db8::1"), start).unwrap();
+        allowance.take(ip("2001:db8::2"), start).unwrap();
+        assert!(
+            allowance.take(ip("2001:db8::3"), start).is_err(),
+            "one /64 is one client"
+        );
     }
 
     #[test]

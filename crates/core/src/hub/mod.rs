@@ -9,7 +9,7 @@ mod search;
 mod tags;
 
 pub use pulls::MAX_PENDING_PULLS;
-pub use readme::render_readme;
+pub use readme::{render_readme, render_readme_nested};
 pub use repository::{RepositoryView, MAX_DESCRIPTION_CHARS, MAX_FULL_DESCRIPTION_CHARS};
 pub use search::{SearchRequest, MAX_PAGE_SIZE, MAX_SEARCH_TEXT_CHARS};
 pub use tags::{Platform, ReferrerView, TagPage, TagView};

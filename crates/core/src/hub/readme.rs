@@ -4,10 +4,20 @@
 //! turned into text (so it shows, escaped, and never runs), and a link or image whose URL is
 //! not http, https, mailto or relative is left out, keeping its text.
 
-use pulldown_cmark::{html, Event, LinkType, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{html, Event, HeadingLevel, LinkType, Options, Parser, Tag, TagEnd};
 
 /// Markdown (CommonMark with tables and strikethrough) to sanitized HTML.
 pub fn render_readme(markdown: &str) -> String {
+    render_readme_nested(markdown, 0)
+}
+
+/// Like [`render_readme`], for a page that shows the README under a heading of `level`
+/// (1 to 5): its headings move down so that a `#` heading becomes `level + 1` (none deeper
+/// than h6), and the page keeps one h1 and an unbroken outline. Level 0 keeps them as written.
+pub fn render_readme_nested(markdown: &str, level: u8) -> String {
+    let nested = |heading: HeadingLevel| {
+        HeadingLevel::try_from((heading as usize + usize::from(level)).min(6)).unwrap_or(heading)
+    };
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut events = Vec::new();
     // One entry per open link or image: whether it was kept, and whether its text is its
@@ -47,6 +57,20 @@ pub fn render_readme(markdown: &str) -> String {
                 }
             }
             _ if inside_dropped_autolink => {}
+            Event::Start(Tag::Heading {
+                level,
+                id,
+                classes,
+                attrs,
+            }) => events.push(Event::Start(Tag::Heading {
+                level: nested(level),
+                id,
+                classes,
+                attrs,
+            })),
+            Event::End(TagEnd::Heading(level)) => {
+                events.push(Event::End(TagEnd::Heading(nested(level))))
+            }
             other => events.push(other),
         }
     }
@@ -134,6 +158,17 @@ mod tests {
         assert!(html.contains("<img src=\"https://x.test/logo.png\" alt=\"logo\""));
         assert!(html.contains("<a href=\"https://example.com\">https://example.com</a>"));
         assert!(html.contains("<a href=\"mailto:ops@example.com\">"));
+    }
+
+    #[test]
+    fn a_nested_readme_keeps_the_page_outline() {
+        let markdown = "# Redis\n\n## Usage\n\n###### Deep\n";
+        assert_eq!(
+            render_readme_nested(markdown, 2),
+            "<h3>Redis</h3>\n<h4>Usage</h4>\n<h6>Deep</h6>\n"
+        );
+        assert_eq!(render_readme_nested(markdown, 0), render_readme(markdown));
+        assert!(render_readme(markdown).starts_with("<h1>Redis</h1>"));
     }
 
     #[test]

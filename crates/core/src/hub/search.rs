@@ -2,7 +2,7 @@
 
 use super::Hub;
 use crate::access::Principal;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ports::{SearchPage, SearchQuery, SearchSort};
 
 /// Largest page a search returns (Docker Hub's limit for `n`).
@@ -51,5 +51,30 @@ impl Hub {
             limit,
         };
         Ok(self.store.search(&query).await?)
+    }
+
+    /// A namespace's repositories as its page lists them: the search with only a namespace
+    /// filter, so exactly what the principal may find there, most recently pushed first
+    /// (never pushed last, by name). `AccountUnknown` when there is no such namespace.
+    pub async fn in_namespace(
+        &self,
+        principal: &Principal,
+        namespace: &str,
+        page: u32,
+        page_size: u32,
+    ) -> Result<SearchPage> {
+        if self.store.namespace(namespace).await?.is_none() {
+            return Err(Error::AccountUnknown(namespace.to_owned()));
+        }
+        let request = SearchRequest {
+            text: String::new(),
+            official_only: false,
+            min_stars: 0,
+            namespace: Some(namespace.to_owned()),
+            sort: SearchSort::LastUpdated,
+            page,
+            page_size,
+        };
+        self.search(principal, &request).await
     }
 }

@@ -8,6 +8,8 @@ use crate::ports::{TagRecord, TagSort};
 use berth_oci::{Digest, ManifestKind, ParsedManifest, RepoName};
 use std::collections::HashMap;
 
+pub use berth_oci::Platform;
+
 /// One page of a repository's tags and how many it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagPage {
@@ -22,19 +24,14 @@ pub struct TagView {
     pub media_type: String,
     /// Config and layers for an image; for an index, the sum of its manifests' sizes.
     pub size: u64,
-    /// The platforms of an index (attestations left out); empty for a single image, whose
-    /// platform is in its config blob.
+    /// The platforms of an index (attestations left out), or the one of a single image
+    /// (recorded from its configuration when it was pushed); empty for an artifact, an
+    /// image whose configuration names none, and an image the platform backfill has not
+    /// reached yet.
     pub platforms: Vec<Platform>,
     pub last_pushed_at: i64,
     pub last_pulled_at: Option<i64>,
     pub referrers: Vec<ReferrerView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,19 +78,10 @@ fn shape(media_type: &str, body: &[u8]) -> Option<Shape> {
                     let reference_type = d.annotations.as_ref().and_then(|a| a.get(REFERENCE_TYPE));
                     reference_type.and_then(|t| t.as_str()) != Some("attestation-manifest")
                 })
-                .filter_map(|d| d.platform.as_ref().and_then(platform))
+                .filter_map(|d| d.platform.as_ref().and_then(Platform::from_json))
                 .collect(),
             manifests: parsed.manifests.into_iter().map(|d| d.digest).collect(),
         },
-    })
-}
-
-fn platform(value: &serde_json::Value) -> Option<Platform> {
-    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    Some(Platform {
-        os: text("os")?,
-        architecture: text("architecture")?,
-        variant: text("variant").filter(|v| !v.is_empty()),
     })
 }
 
@@ -128,7 +116,7 @@ impl Hub {
         sizes: &mut HashMap<Digest, u64>,
     ) -> Result<TagView> {
         let (size, platforms) = match shape(&record.media_type, &record.body) {
-            Some(Shape::Image { size }) => (size, Vec::new()),
+            Some(Shape::Image { size }) => (size, record.platform.into_iter().collect()),
             Some(Shape::Index {
                 manifests,
                 platforms,

@@ -1,11 +1,16 @@
-//! User accounts: creating them, passwords, the site-admin flag, reading them back without
-//! their secrets, and the first administrator of an empty database.
+//! User accounts: creating them (by a site admin, or by self-service sign-up when it is
+//! open), passwords, the site-admin flag, reading them back without their secrets, and the
+//! first administrator of an empty database.
 
 use super::{check_password, hash_password, validate_username, Acting, Identity};
+use crate::access::{Actor, Principal};
+use crate::auth::throttle::AddressAllowance;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NewUser, UserRecord};
 use crate::time::now_unix;
 use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 /// A user as management shows it: never the password hash or the TOTP secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +30,46 @@ impl From<UserRecord> for Account {
             is_admin: user.is_admin,
             created_at: user.created_at,
             totp_enabled: user.totp_enabled,
+        }
+    }
+}
+
+impl Account {
+    /// The account signed in with its password: who a session opened for it acts as.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            actor: Actor::User {
+                id: self.id,
+                name: self.name.clone(),
+                is_admin: self.is_admin,
+            },
+            limits: None,
+        }
+    }
+}
+
+/// Accounts one client address (IPv6: one /64) may create by self-service sign-up within
+/// [`SIGNUP_WINDOW`]: enough for a household or an office, too few for a script.
+pub const SIGNUPS_PER_ADDRESS: u32 = 5;
+
+/// The window [`SIGNUPS_PER_ADDRESS`] is counted over.
+pub const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Sign-ups whose client address is unknown all count against this one address.
+const UNKNOWN_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// Self-service sign-up: whether the site admin opened it, and the accounts each client
+/// address has made lately (in memory, like the sign-in throttle).
+pub(super) struct SelfSignup {
+    pub(super) allowed: bool,
+    per_address: AddressAllowance,
+}
+
+impl SelfSignup {
+    pub(super) fn new(allowed: bool) -> SelfSignup {
+        SelfSignup {
+            allowed,
+            per_address: AddressAllowance::new(SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW),
         }
     }
 }
@@ -55,9 +100,47 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         Ok(account)
     }
 
+    /// Self-service sign-up, when the site admin has opened it: creates a user that is never
+    /// a site admin, under the same name and password rules as [`Identity::create_user`],
+    /// audited as the new user from `address`. `SignupClosed` when sign-up is off,
+    /// `Conflict` when a user or organization has the name (or it is reserved, as `library`
+    /// is), `TooManyRequests` once `address` has made [`SIGNUPS_PER_ADDRESS`] accounts within
+    /// [`SIGNUP_WINDOW`] (callers whose address is unknown share one allowance).
+    pub async fn sign_up(
+        &self,
+        name: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Account> {
+        if !self.signup.allowed {
+            return Err(Error::SignupClosed);
+        }
+        // The free checks first: a mistyped form or a taken name neither costs an argon2id
+        // hash nor uses up the address's allowance.
+        check_new_account(name, password)?;
+        if self.store.namespace(name).await?.is_some() {
+            return Err(Error::Conflict(name.to_owned()));
+        }
+        self.signup
+            .per_address
+            .take(address.unwrap_or(UNKNOWN_ADDRESS), Instant::now())
+            .map_err(|wait| Error::TooManyRequests {
+                retry_after_secs: wait.as_secs().max(1),
+            })?;
+        let account = self.insert_user(name, password, false).await?;
+        self.audit_as(
+            name,
+            address.map(|a| a.to_string()),
+            "account.signup",
+            name,
+            serde_json::Value::Null,
+        )
+        .await;
+        Ok(account)
+    }
+
     async fn insert_user(&self, name: &str, password: &str, is_admin: bool) -> Result<Account> {
-        validate_username(name)?;
-        check_password(password)?;
+        check_new_account(name, password)?;
         let user = NewUser {
             name: name.to_owned(),
             password_hash: hash_password(password)?,
@@ -171,6 +254,13 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .await?
             .ok_or_else(|| Error::AccountUnknown(name.to_owned()))
     }
+}
+
+/// The rules every new account meets, however it is made: a valid, unreserved name and a
+/// long enough password.
+fn check_new_account(name: &str, password: &str) -> Result<()> {
+    validate_username(name)?;
+    check_password(password)
 }
 
 /// Letters and digits chosen uniformly: bytes past the last whole multiple of the alphabet's

@@ -13,10 +13,10 @@ mod tokens;
 pub mod totp;
 mod two_factor;
 
-pub use accounts::{Account, FIRST_ADMIN};
+pub use accounts::{Account, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
 pub use acting::{Acting, CLI_ACTOR};
 pub use audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-pub use names::{validate_team_name, validate_username, RESERVED_NAMES};
+pub use names::{validate_team_name, validate_username, NAME_RULE, RESERVED_NAMES};
 pub use passwords::{hash_password, verify_password};
 pub use repositories::RepositorySettings;
 pub use tokens::{
@@ -26,11 +26,15 @@ pub use tokens::{
 pub use two_factor::{TotpSetup, TOTP_ISSUER};
 
 use crate::error::{Error, Result};
+use accounts::SelfSignup;
 use std::sync::Arc;
 
 /// Account, organization, repository-setting and token management over the identity store.
 pub struct Identity<S: ?Sized> {
     store: Arc<S>,
+    /// Whether people may create their own accounts, and how many per address; shared by
+    /// every clone, so the allowance holds across requests.
+    signup: Arc<SelfSignup>,
 }
 
 // By hand: a derive would require the store itself to be `Clone`, but only the `Arc` is cloned.
@@ -38,13 +42,32 @@ impl<S: ?Sized> Clone for Identity<S> {
     fn clone(&self) -> Self {
         Identity {
             store: self.store.clone(),
+            signup: self.signup.clone(),
         }
     }
 }
 
 impl<S: ?Sized> Identity<S> {
+    /// The service with self-service sign-up closed (see [`Identity::with_signup`]).
     pub fn new(store: Arc<S>) -> Self {
-        Identity { store }
+        Identity {
+            store,
+            signup: Arc::new(SelfSignup::new(false)),
+        }
+    }
+
+    /// The same service with self-service sign-up open or closed (the `allow_signup`
+    /// setting), and a fresh per-address allowance.
+    pub fn with_signup(self, allowed: bool) -> Self {
+        Identity {
+            signup: Arc::new(SelfSignup::new(allowed)),
+            ..self
+        }
+    }
+
+    /// Whether people may create their own accounts here.
+    pub fn signup_allowed(&self) -> bool {
+        self.signup.allowed
     }
 }
 

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 pub const RESERVED_NAMES: [&str; 3] = ["anonymous", "berth", "cli"];
 
 /// What account and team names may look like.
-const NAME_RULE: &str = "2 to 39 lowercase letters and digits, with single '-' or '_' between them";
+pub const NAME_RULE: &str =
+    "2 to 39 lowercase letters and digits, with single '-' or '_' between them";
 
 /// A user or organization name: [`NAME_RULE`], and not one of [`RESERVED_NAMES`].
 pub fn validate_username(name: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use super::identity::Viewer;
 use super::meta::MetaError;
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, Platform, RepoName};
 
 type Result<T> = std::result::Result<T, MetaError>;
 
@@ -84,14 +84,16 @@ pub enum TagSort {
     Name,
 }
 
-/// A tag with what the tags view needs from the store; sizes and platforms are read from
-/// the manifest body by the Hub service.
+/// A tag with what the tags view needs from the store; sizes and an index's platforms are
+/// read from the manifest body by the Hub service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRecord {
     pub name: String,
     pub digest: Digest,
     pub media_type: String,
     pub body: Vec<u8>,
+    /// An image's platform, as recorded when it was pushed (or by the backfill).
+    pub platform: Option<Platform>,
     pub pushed_at: i64,
     pub last_pulled_at: Option<i64>,
 }

@@ -4,7 +4,7 @@
 
 use super::hub::HubStore;
 use super::identity::IdentityStore;
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, Platform, RepoName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -96,8 +96,21 @@ pub struct NewManifest {
     pub artifact_type: Option<String>,
     /// The manifest's annotations as a JSON object, for referrer listings.
     pub annotations_json: Option<String>,
+    /// The platform its image configuration names, stored with the manifest row.
+    pub platform: ManifestPlatform,
     pub tags: Vec<String>,
     pub now: i64,
+}
+
+/// What a push learned of an image manifest's platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestPlatform {
+    /// An index, an artifact, or an image configuration naming no platform.
+    None,
+    Known(Platform),
+    /// The configuration could not be read just now (a storage failure): the platform
+    /// backfill reads it again at the next start.
+    Unread,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +154,20 @@ pub trait Manifests: Send + Sync {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRecord>, MetaError>;
+    /// Manifests (of any repository) whose platform has not been read: stored before
+    /// platforms were recorded, or pushed while their configuration could not be read. In
+    /// digest order after `after`, at most `limit`.
+    async fn manifests_without_platform(
+        &self,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<ManifestRecord>, MetaError>;
+    /// Records the platforms read for such manifests (None: they have none), in one
+    /// transaction; a manifest whose platform a push recorded meanwhile is left alone.
+    async fn record_platforms(
+        &self,
+        platforms: &[(Digest, Option<Platform>)],
+    ) -> Result<(), MetaError>;
 }
 
 #[async_trait::async_trait]

@@ -16,6 +16,6 @@ pub use identity::{
     RepositoryRecord, SigningKeys, TeamRecord, TokenRecord, UserRecord, Viewer, OWNERS_TEAM,
 };
 pub use meta::{
-    BlobLinks, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest, ReferrerRecord,
-    Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
+    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };

@@ -1,5 +1,6 @@
 //! Manifest push, pull and delete: validation, byte-exact storage, tags.
 
+use super::platforms::read_platform;
 use super::Registry;
 use crate::error::{Error, Result};
 use crate::ports::{ManifestRecord, NewManifest};
@@ -59,6 +60,8 @@ impl Registry {
             .as_ref()
             .filter(|a| !a.is_empty())
             .map(|a| serde_json::Value::Object(a.clone()).to_string());
+        // One small read for an image (its configuration), stored in the same transaction.
+        let platform = read_platform(&*self.blobs, &parsed).await;
         let record = NewManifest {
             repo: put.repo.clone(),
             digest: digest.clone(),
@@ -69,6 +72,7 @@ impl Registry {
             subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
             artifact_type: parsed.effective_artifact_type().map(str::to_owned),
             annotations_json,
+            platform,
             tags,
             now: now_unix(),
         };

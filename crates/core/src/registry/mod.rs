@@ -3,12 +3,14 @@
 mod blobs;
 mod listing;
 mod manifests;
+mod platforms;
 mod referrers;
 mod uploads;
 
 pub use blobs::BlobContent;
 pub use listing::Page;
 pub use manifests::{ManifestPushed, PutManifest};
+pub use platforms::PlatformBackfill;
 pub use referrers::Referrer;
 pub use uploads::ChunkFraming;
 

@@ -83,7 +83,8 @@ struct TagEntry {
     media_type: String,
     /// The manifest's layers (for an index, every platform's), in bytes: what a pull downloads.
     full_size: u64,
-    /// The platforms of an index; empty for a single image.
+    /// The platforms of an index, or the one platform of a single image; empty for an
+    /// artifact or an image whose configuration names none.
     images: Vec<Image>,
     /// Docker Hub's name for the last push.
     last_updated: String,

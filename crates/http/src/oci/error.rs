@@ -48,7 +48,7 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
             ErrorCode::Unauthorized
         }
         Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
-        Error::Denied => ErrorCode::Denied,
+        Error::Denied | Error::SignupClosed => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -175,6 +175,7 @@ mod tests {
                 429,
             ),
             (Error::Denied, "DENIED", 403),
+            (Error::SignupClosed, "DENIED", 403),
             (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
         ];
         for (err, code, status) in table {

@@ -2,13 +2,14 @@
 //! organizations and the commands to push when signed in.
 
 use super::html::{html, Html};
-use super::layout::copyable;
-use super::namespaces::repository_list;
+use super::layout::{copyable, count};
+use super::listing::repository_results;
 use super::{UiResult, Visitor};
 use axum::response::Response;
 
-/// How many of one's repositories the start page lists before linking to the rest.
-const HOME_REPOSITORIES: usize = 20;
+/// How many of one's repositories (the most recently pushed) the start page lists before
+/// linking to the rest.
+const HOME_REPOSITORIES: u32 = 10;
 
 /// `GET /`.
 pub(crate) async fn page(visitor: Visitor) -> Response {
@@ -38,22 +39,25 @@ async fn render(visitor: &Visitor) -> UiResult {
     };
     let identity = &visitor.state.identity;
     let acting = visitor.acting();
-    let repositories = identity.namespace_repositories(&acting, name).await?;
+    let repositories = visitor
+        .state
+        .hub
+        .in_namespace(&visitor.principal, name, 1, HOME_REPOSITORIES)
+        .await?;
     let orgs = identity.list_orgs(&acting).await?;
     let mut body = Html::new();
     html!(body, "<h1>Welcome, " (name) "</h1><div class=\"columns\">"
         "<section class=\"panel\" aria-labelledby=\"mine-title\">"
         "<h2 id=\"mine-title\">Your repositories</h2>");
-    if repositories.is_empty() {
+    if repositories.total == 0 {
         html!(
             body,
             "<p class=\"muted\">None yet: push an image to create one.</p>"
         );
     } else {
-        let shown = &repositories[..repositories.len().min(HOME_REPOSITORIES)];
-        body.fragment(&repository_list(shown));
+        body.fragment(&repository_results(&repositories.results));
     }
-    html!(body, "<p><a href=\"/u/" (name) "\">All your repositories</a></p></section>"
+    html!(body, "<p><a href=\"/u/" (name) "\">All your repositories (" (count(repositories.total)) ")</a></p></section>"
         "<section class=\"panel\" aria-labelledby=\"orgs-title\">"
         "<h2 id=\"orgs-title\">");
     if visitor.is_site_admin() {

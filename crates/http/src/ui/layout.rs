@@ -80,6 +80,9 @@ fn site_header(visitor: &Visitor) -> Html {
         }
         None => {
             out.fragment(&nav_link(path, "/login", "Sign in"));
+            if visitor.state.identity.signup_allowed() {
+                out.fragment(&nav_link(path, "/signup", "Sign up"));
+            }
         }
     }
     html!(out, "</ul></nav></div></header>");

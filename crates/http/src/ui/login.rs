@@ -1,34 +1,55 @@
 //! Signing in (password, then the two-factor code when the account has it on) and signing
 //! out; throttling and the audit log come from the authenticator.
 
-use super::html::{html, Html};
+use super::html::{html, url_component, Html};
 use super::layout::{csrf_field, form_start};
 use super::session::{clear_cookie, session_cookie, Notice, SESSION_COOKIE};
 use super::{local_path, Submission, UiError, Visitor};
 use crate::api::wire::query_text;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
+use berth_core::access::Principal;
 use berth_core::auth::LoginPurpose;
 use berth_core::identity::TOKEN_PREFIX;
 use berth_core::Error;
 
 /// `GET /login`: the sign-in form, or straight on for someone already signed in.
 pub(crate) async fn form(visitor: Visitor) -> Response {
-    let next = next_of(&visitor);
+    let next = next_of(&visitor, "/");
     if visitor.user_name().is_some() {
         return visitor.redirect(&next, None);
     }
     sign_in_page(&visitor, StatusCode::OK, "", &next, None)
 }
 
-/// Where to go after signing in: `?next=` when it is a page of ours.
-fn next_of(visitor: &Visitor) -> String {
+/// Where to go after signing in: `?next=` when it is a page of ours, else `fallback`.
+pub(super) fn next_of(visitor: &Visitor, fallback: &str) -> String {
     visitor
         .here
         .split_once('?')
         .and_then(|(_, query)| query_text(query, "next"))
         .filter(|next| local_path(next).is_some())
-        .unwrap_or_else(|| "/".to_owned())
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// Opens a session for `principal` in this browser (the session cookie) and goes on to
+/// `next`, with `notice` there: the end of every way of signing in.
+pub(super) fn signed_in(
+    visitor: &Visitor,
+    principal: &Principal,
+    next: &str,
+    notice: Option<Notice>,
+) -> Response {
+    match visitor.state.auth.issue_ui_session(principal) {
+        Ok(token) => {
+            let mut response = visitor.redirect(next, notice);
+            if let Some(cookie) = session_cookie(&token, visitor.secure) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(err) => visitor.respond(Err(err.into())),
+    }
 }
 
 fn sign_in_page(
@@ -58,8 +79,16 @@ fn sign_in_page(
         "</form>"
         "<p class=\"hint\">Registry clients (docker, podman, skopeo) sign in with the same "
         "username and password, or with an access token made in your account settings.</p>"
-        "</div>"
     );
+    if visitor.state.identity.signup_allowed() {
+        let signup = if next == "/" {
+            "/signup".to_owned()
+        } else {
+            format!("/signup?next={}", url_component(next))
+        };
+        html!(body, "<p id=\"sign-up-offer\">No account? <a href=\"" (signup) "\">Create one</a></p>");
+    }
+    html!(body, "</div>");
     visitor.page_with_status(status, "Sign in", body)
 }
 
@@ -140,16 +169,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         .login(username, password, visitor.address, purpose)
         .await
     {
-        Ok(principal) => match auth.issue_ui_session(&principal) {
-            Ok(token) => {
-                let mut response = visitor.redirect(&next, None);
-                if let Some(cookie) = session_cookie(&token, visitor.secure) {
-                    response.headers_mut().append(header::SET_COOKIE, cookie);
-                }
-                response
-            }
-            Err(err) => visitor.respond(Err(err.into())),
-        },
+        Ok(principal) => signed_in(visitor, &principal, &next, None),
         Err(Error::TwoFactorRequired(_)) => {
             two_factor_page(visitor, StatusCode::OK, username, password, &next, None)
         }

@@ -8,6 +8,7 @@ mod form;
 mod home;
 pub(crate) mod html;
 mod layout;
+mod listing;
 mod login;
 mod namespaces;
 mod orgs;
@@ -15,6 +16,7 @@ mod repository;
 mod search;
 mod session;
 mod settings;
+mod signup;
 mod tag_detail;
 
 use crate::auth::{base_url, peer_address};
@@ -42,6 +44,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/logout",
             get(login::confirm_sign_out).post(login::sign_out),
         )
+        .route("/signup", get(signup::form).post(signup::submit))
         .route("/search", get(search::page))
         .route("/settings", get(settings::page))
         .route("/settings/password", post(settings::change_password))
@@ -329,7 +332,7 @@ impl FromRequest<AppState> for Submission {
                 let back = referer_path(&parts).unwrap_or_else(|| "/".to_owned());
                 return Err(visitor.sign_in_first(&back));
             }
-            // Signed-out forms (signing in) are guarded by the origin check alone.
+            // Signed-out forms (signing in, signing up) are guarded by the origin check alone.
             (None, None) => {}
         }
         Ok(Submission { visitor, form })

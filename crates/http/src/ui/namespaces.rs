@@ -1,17 +1,17 @@
-//! Namespace pages: a user's repositories the visitor may see, and creating a repository
-//! in a namespace one administers.
+//! Namespace pages: a user's repositories the visitor may see, as search results show
+//! them, a page at a time, and creating a repository in a namespace one administers.
 
-use super::html::{html, Html};
-use super::layout::{form_start, short_name, time, visibility_badge};
+use super::html::{html, url_component, Html};
+use super::layout::{form_start, short_name};
+use super::listing::{page_parameter, pagination, repository_results, result_count, PAGE_SIZE};
 use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
 use axum::response::Response;
-use berth_core::ports::RepositoryRecord;
 use berth_core::Error;
 use berth_oci::RepoName;
 
-/// `GET /u/{name}`: a user's namespace; an organization's lives at `/orgs/{name}`.
+/// `GET /u/{name}?page=`: a user's namespace; an organization's lives at `/orgs/{name}`.
 pub(crate) async fn user_page(visitor: Visitor, Path(name): Path<String>) -> Response {
     let result = render_user(&visitor, &name).await;
     visitor.respond(result)
@@ -23,17 +23,11 @@ async fn render_user(visitor: &Visitor, name: &str) -> UiResult {
     if identity.org(&acting, name).await.is_ok() {
         return Ok(visitor.redirect(&format!("/orgs/{name}"), None));
     }
-    let repositories = identity.namespace_repositories(&acting, name).await?;
+    let repositories =
+        repositories_section(visitor, name, &format!("/u/{}", url_component(name))).await?;
     let mut body = Html::new();
     html!(body, "<div class=\"heading-row\"><h1>" (name) "</h1><span class=\"badge\">User</span></div>"
-        "<section class=\"panel\" aria-labelledby=\"repos-title\">"
-        "<h2 id=\"repos-title\">Repositories</h2>");
-    if repositories.is_empty() {
-        html!(body, "<p class=\"muted\">No repositories to show.</p>");
-    } else {
-        body.fragment(&repository_list(&repositories));
-    }
-    html!(body, "</section>");
+        [repositories]);
     let administers = visitor.user_name() == Some(name) || visitor.is_site_admin();
     if administers {
         body.fragment(&new_repository_form(visitor, name));
@@ -41,19 +35,40 @@ async fn render_user(visitor: &Visitor, name: &str) -> UiResult {
     Ok(visitor.page(name, body))
 }
 
-/// Repositories as a list: name, visibility, since when.
-pub(crate) fn repository_list(repositories: &[RepositoryRecord]) -> Html {
+/// A namespace's repositories the visitor may see, a page at a time (the `page` parameter
+/// of this request), each as search results show it; `base` is the namespace page's path.
+pub(crate) async fn repositories_section(
+    visitor: &Visitor,
+    namespace: &str,
+    base: &str,
+) -> UiResult<Html> {
+    let query = visitor.here.split_once('?').map_or("", |(_, query)| query);
+    let page = page_parameter(query).map_err(UiError::Invalid)?;
+    let found = visitor
+        .state
+        .hub
+        .in_namespace(&visitor.principal, namespace, page, PAGE_SIZE)
+        .await?;
     let mut out = Html::new();
-    html!(out, "<ul class=\"repo-list\">");
-    for repository in repositories {
-        html!(out,
-            "<li><span><a href=\"/r/" (repository.name) "\">" (repository.name) "</a> "
-            [visibility_badge(repository.is_private)] "</span>"
-            "<span class=\"muted\">Created " [time(repository.created_at)] "</span></li>"
-        );
+    html!(out, "<section class=\"panel\" id=\"repositories\" aria-labelledby=\"repos-title\">"
+        "<h2 id=\"repos-title\">Repositories</h2>");
+    if found.total == 0 {
+        html!(out, "<p class=\"muted\">No repositories to show.</p>");
+    } else {
+        html!(out, "<p class=\"muted\" id=\"repository-count\">" (result_count(found.total))
+            " · most recently pushed first</p>");
     }
-    html!(out, "</ul>");
-    out
+    let href = |page: u32| {
+        if page > 1 {
+            format!("{base}?page={page}")
+        } else {
+            base.to_owned()
+        }
+    };
+    html!(out, [repository_results(&found.results)]
+        [pagination("Repository pages", page, found.total, PAGE_SIZE, href)]
+        "</section>");
+    Ok(out)
 }
 
 /// The form that creates an empty repository in `namespace` (a push creates one too).

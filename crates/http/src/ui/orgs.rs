@@ -1,10 +1,11 @@
 //! Organizations: the list and creating one, and an organization's page — its visible
-//! repositories for everyone, its teams for members, and for owners the forms that manage
-//! teams, members, team permissions on repositories and organization access tokens.
+//! repositories (as search results show them) for everyone, its teams for members, and for
+//! owners the forms that manage teams, members, team permissions on repositories and
+//! organization access tokens.
 
 use super::html::{html, url_component, Html};
 use super::layout::{button_form, form_start, option, permission_select, short_name};
-use super::namespaces::{new_repository_form, repository_list};
+use super::namespaces::{new_repository_form, repositories_section};
 use super::session::Notice;
 use super::settings::{new_token_panel, revoked_notice, token_form, token_table, TokenFields};
 use super::{Submission, UiError, UiResult, Visitor};
@@ -98,28 +99,24 @@ async fn render(visitor: &Visitor, org: &str, status: StatusCode, first: Option<
     let acting = visitor.acting();
     let record = identity.org(&acting, org).await?;
     let org = record.name.as_str();
-    let repositories = identity.namespace_repositories(&acting, org).await?;
+    let base = format!("/orgs/{}", url_component(org));
+    let repositories = repositories_section(visitor, org, &base).await?;
     let membership = membership(visitor, org).await?;
     let mut body = Html::new();
     html!(body, "<div class=\"heading-row\"><h1>" (org) "</h1><span class=\"badge\">Organization</span></div>");
     if let Some(first) = first {
         body.fragment(&first);
     }
-    html!(body, "<section class=\"panel\" id=\"repositories\" aria-labelledby=\"repos-title\">"
-        "<h2 id=\"repos-title\">Repositories</h2>");
-    if repositories.is_empty() {
-        html!(body, "<p class=\"muted\">No repositories to show.</p>");
-    } else {
-        body.fragment(&repository_list(&repositories));
-    }
-    html!(body, "</section>");
+    body.fragment(&repositories);
     let Some(membership) = membership else {
         return Ok(visitor.page_with_status(status, org, body));
     };
     body.fragment(&teams_section(visitor, org, &membership));
     if membership.is_owner {
+        // Every repository, for the permission form's menu.
+        let all = identity.namespace_repositories(&acting, org).await?;
         body.fragment(&new_repository_form(visitor, org));
-        body.fragment(&permissions_section(visitor, org, &repositories, &membership.teams).await?);
+        body.fragment(&permissions_section(visitor, org, &all, &membership.teams).await?);
         let tokens = identity.list_org_tokens(&acting, org).await?;
         let base = format!("/orgs/{org}/tokens");
         html!(body,

@@ -18,7 +18,8 @@ use axum::extract::Path;
 use axum::response::Response;
 use berth_core::access::{Action, Resource};
 use berth_core::hub::{
-    Platform, RepositoryView, TagView, MAX_DESCRIPTION_CHARS, MAX_FULL_DESCRIPTION_CHARS,
+    render_readme_nested, Platform, RepositoryView, TagView, MAX_DESCRIPTION_CHARS,
+    MAX_FULL_DESCRIPTION_CHARS,
 };
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::Error;
@@ -215,10 +216,10 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
             html!(body, "<p><a href=\"/r/" (repo) "/-/settings#descriptions\">Write one</a></p>");
         }
     } else {
-        // The Hub renders the Markdown to sanitized HTML; this is the one place trusted
-        // markup enters a page.
+        // The Hub renders the Markdown to sanitized HTML, its headings below this section's
+        // h2; this is the one place trusted markup enters a page.
         html!(body, "<div class=\"readme\" id=\"readme-body\">");
-        body.trusted(&view.readme_html);
+        body.trusted(&render_readme_nested(&info.full_description, 2));
         html!(body, "</div>");
     }
     html!(body, "</section>");
@@ -341,7 +342,8 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
         [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
         "</td><td class=\"size\">" (human_size(tag.size)) "</td><td>");
     if tag.platforms.is_empty() {
-        html!(out, "<span class=\"muted\">Single image</span>");
+        // An artifact, or an image whose configuration names no platform.
+        html!(out, "<span class=\"muted\">None</span>");
     } else {
         let platforms: Vec<String> = tag.platforms.iter().map(platform_name).collect();
         html!(out, (platforms.join(", ")));

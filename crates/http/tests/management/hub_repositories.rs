@@ -2,6 +2,8 @@
 //! and the tags view with sizes, platforms and attached artifacts.
 
 use crate::support::{basic, Berth, Session, OCI_INDEX, OCI_MANIFEST, PASSWORD};
+use berth_core::ports::{ManifestPlatform, Manifests as _, NewManifest};
+use berth_core::registry::PlatformBackfill;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -267,7 +269,11 @@ async fn the_tags_view_shows_sizes_platforms_pulls_and_attached_artifacts() {
     assert_eq!(v1["digest"], single["digest"]);
     assert_eq!(v1["media_type"], OCI_MANIFEST);
     assert_eq!(v1["full_size"], 30, "the sum of its layers");
-    assert_eq!(v1["images"], json!([]), "platforms are an index's");
+    assert_eq!(
+        v1["images"],
+        json!([{ "os": "linux", "architecture": "amd64", "variant": null }]),
+        "a single image's platform, from its configuration"
+    );
     assert_eq!(
         v1["referrers"],
         json!([{
@@ -337,4 +343,173 @@ async fn the_tags_view_shows_sizes_platforms_pulls_and_attached_artifacts() {
         .get("/api/v1/repositories/alice/app/-/tags")
         .await
         .expect_error(404, "NAME_UNKNOWN");
+}
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// An image configuration as `docker buildx` writes one for 64-bit ARM.
+const ARM64_CONFIG: &str = r#"{"architecture":"arm64","variant":"v8","os":"linux",
+    "config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+
+/// A manifest (Docker schema 2 for a Docker configuration, OCI otherwise) of `config`
+/// pushed as a blob of `config_type`, with one layer.
+async fn image_manifest(
+    registry: &Session<'_>,
+    repo: &str,
+    config_type: &str,
+    config: &[u8],
+) -> (&'static str, Value) {
+    let config = registry.push_blob(repo, config_type, config).await;
+    let layer = registry
+        .push_blob(repo, LAYER, config_type.as_bytes())
+        .await;
+    let media_type = if config_type == DOCKER_CONFIG {
+        DOCKER_MANIFEST
+    } else {
+        OCI_MANIFEST
+    };
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config,
+        "layers": [layer],
+    });
+    (media_type, manifest)
+}
+
+/// The `images` of tag `name` of `alice/app`, as its owner sees them.
+async fn images(alice: &Session<'_>, name: &str) -> Value {
+    let page = alice
+        .get("/api/v1/repositories/alice/app/-/tags?page_size=100")
+        .await
+        .expect(200);
+    tag(&page.body, name)["images"].clone()
+}
+
+#[tokio::test]
+async fn a_single_image_shows_its_platform_and_an_artifact_none() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    let registry = berth.with(basic("alice", PASSWORD));
+
+    // docker buildx --platform linux/arm64 pushes a Docker schema 2 image.
+    let (media_type, arm) = image_manifest(
+        &registry,
+        "alice/app",
+        DOCKER_CONFIG,
+        ARM64_CONFIG.as_bytes(),
+    )
+    .await;
+    registry
+        .push_manifest("alice/app", "arm", media_type, &arm)
+        .await;
+    assert_eq!(
+        images(&alice, "arm").await,
+        json!([{ "os": "linux", "architecture": "arm64", "variant": "v8" }])
+    );
+
+    // An artifact (oras, helm) has no platform, whatever its configuration says.
+    let (_, mut chart) = image_manifest(
+        &registry,
+        "alice/app",
+        "application/vnd.cncf.helm.config.v1+json",
+        ARM64_CONFIG.as_bytes(),
+    )
+    .await;
+    chart["artifactType"] = json!("application/vnd.cncf.helm.config.v1+json");
+    registry
+        .push_manifest("alice/app", "chart", OCI_MANIFEST, &chart)
+        .await;
+    assert_eq!(images(&alice, "chart").await, json!([]));
+
+    // An image configuration that is not JSON, or names no platform, pushes fine and shows
+    // none.
+    let (media_type, broken) =
+        image_manifest(&registry, "alice/app", OCI_CONFIG, b"\x00 not json {").await;
+    registry
+        .push_manifest("alice/app", "broken", media_type, &broken)
+        .await;
+    assert_eq!(images(&alice, "broken").await, json!([]));
+    let (media_type, unnamed) = image_manifest(
+        &registry,
+        "alice/app",
+        OCI_CONFIG,
+        br#"{"os":"","architecture":""}"#,
+    )
+    .await;
+    registry
+        .push_manifest("alice/app", "unnamed", media_type, &unnamed)
+        .await;
+    assert_eq!(images(&alice, "unnamed").await, json!([]));
+
+    // The same image pushed again under another tag shows the same platform.
+    registry
+        .push_manifest("alice/app", "arm-again", DOCKER_MANIFEST, &arm)
+        .await;
+    assert_eq!(
+        images(&alice, "arm-again").await,
+        images(&alice, "arm").await
+    );
+}
+
+#[tokio::test]
+async fn the_backfill_finds_the_platform_of_an_image_stored_without_one() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    let registry = berth.with(basic("alice", PASSWORD));
+    // An image whose manifest an older Berth stored, with no platform recorded, and one
+    // whose configuration is no longer in storage.
+    let (media_type, arm) =
+        image_manifest(&registry, "alice/app", OCI_CONFIG, ARM64_CONFIG.as_bytes()).await;
+    let gone = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "digest": format!("sha256:{}", "0".repeat(64)), "size": 2 },
+        "layers": [],
+    });
+    for (tag, manifest) in [("old", &arm), ("gone", &gone)] {
+        let body = manifest.to_string().into_bytes();
+        berth
+            .meta
+            .put_manifest(&NewManifest {
+                repo: "alice/app".parse().unwrap(),
+                digest: berth_oci::Digest::sha256_of(&body),
+                media_type: media_type.to_owned(),
+                body,
+                blobs: vec![],
+                children: vec![],
+                subject: None,
+                artifact_type: None,
+                annotations_json: None,
+                platform: ManifestPlatform::Unread,
+                tags: vec![tag.to_owned()],
+                now: 1_700_000_000,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(images(&alice, "old").await, json!([]));
+
+    let report = berth.registry.backfill_platforms().await.unwrap();
+    assert_eq!(
+        report,
+        PlatformBackfill {
+            recorded: 2,
+            with_platform: 1,
+            unread: 0
+        }
+    );
+    assert_eq!(
+        images(&alice, "old").await,
+        json!([{ "os": "linux", "architecture": "arm64", "variant": "v8" }])
+    );
+    assert_eq!(images(&alice, "gone").await, json!([]));
+    // Done once: a second run finds nothing left to read.
+    assert_eq!(
+        berth.registry.backfill_platforms().await.unwrap(),
+        PlatformBackfill::default()
+    );
 }

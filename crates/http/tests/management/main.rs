@@ -16,4 +16,5 @@ mod organizations;
 mod repositories;
 mod requests;
 mod sign_in;
+mod signup;
 mod tokens;

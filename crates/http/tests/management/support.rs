@@ -9,6 +9,7 @@ use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
+use berth_core::ports::IdentityStore;
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
@@ -129,6 +130,10 @@ pub struct Berth {
     pub addr: SocketAddr,
     /// The server's Hub, for flushing recorded pulls without waiting for a timer.
     pub hub: Arc<Hub>,
+    /// The server's registry, for its background work (the platform backfill).
+    pub registry: Registry,
+    /// The server's database, for writing what an older Berth would have left there.
+    pub meta: Arc<SqliteMeta>,
     client: Client,
     server: JoinHandle<()>,
     _dir: TempDir,
@@ -143,6 +148,11 @@ impl Drop for Berth {
 impl Berth {
     /// A fresh instance whose only account is the site admin `admin`.
     pub async fn start() -> Berth {
+        Berth::start_with_signup(false).await
+    }
+
+    /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
+    pub async fn start_with_signup(allow_signup: bool) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
         let meta = Arc::new(
@@ -161,9 +171,9 @@ impl Berth {
             .expect("authenticator");
         let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
         let app = berth_http::router(AppState {
-            registry,
+            registry: registry.clone(),
             auth: Arc::new(auth),
-            identity: Identity::new(meta),
+            identity: Identity::<dyn IdentityStore>::new(meta.clone()).with_signup(allow_signup),
             hub: hub.clone(),
             public_url: None,
         });
@@ -185,6 +195,8 @@ impl Berth {
         Berth {
             addr,
             hub,
+            registry,
+            meta,
             client,
             server,
             _dir: dir,

@@ -1,7 +1,7 @@
 //! The Hub ports on SQLite: repository details, descriptions, stars, verified publishers
 //! and the tags view; search and pull recording have their own modules.
 
-use super::registry::parse_digest;
+use super::registry::{parse_digest, platform_from_row};
 use super::{backend, pulls, search, SqliteMeta};
 use berth_core::ports::{
     HubStore, MetaError, PullEvent, RepositoryInfo, SearchPage, SearchQuery, TagRecord, TagSort,
@@ -202,7 +202,8 @@ impl HubStore for SqliteMeta {
             .await
             .map_err(backend)?;
         let rows = sqlx::query(&format!(
-            "SELECT t.name, t.digest, m.media_type, m.body, t.pushed_at, t.last_pulled_at \
+            "SELECT t.name, t.digest, m.media_type, m.body, t.pushed_at, t.last_pulled_at, \
+             m.platform_os, m.platform_architecture, m.platform_variant \
              FROM tags t JOIN manifests m ON m.digest = t.digest \
              WHERE t.repository_id = ? ORDER BY {} LIMIT ? OFFSET ?",
             tag_order(sort)
@@ -221,6 +222,7 @@ impl HubStore for SqliteMeta {
                     digest: parse_digest(row.get("digest"))?,
                     media_type: row.get("media_type"),
                     body: row.get("body"),
+                    platform: platform_from_row(row),
                     pushed_at: row.get("pushed_at"),
                     last_pulled_at: row.get("last_pulled_at"),
                 })

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_accounts.sql")),
     (4, include_str!("../../migrations/sqlite/0004_access.sql")),
     (5, include_str!("../../migrations/sqlite/0005_hub.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_platforms.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

@@ -4,10 +4,10 @@ use super::catalog::CatalogCache;
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
-    BlobLinks, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord, Repositories,
-    Tags, UploadSession, UploadSessions,
+    BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord,
+    Repositories, Tags, UploadSession, UploadSessions,
 };
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
 
 pub(super) fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
@@ -242,6 +242,36 @@ impl SqliteMeta {
     }
 }
 
+/// Records a manifest's platform (None: it has none) unless one is recorded already.
+async fn set_platform(
+    tx: &mut Transaction<'_, Sqlite>,
+    digest: &str,
+    platform: Option<&Platform>,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE manifests SET platform_os = ?, platform_architecture = ?, \
+         platform_variant = ?, platform_read = 1 WHERE digest = ? AND platform_read = 0",
+    )
+    .bind(platform.map(|p| &p.os))
+    .bind(platform.map(|p| &p.architecture))
+    .bind(platform.and_then(|p| p.variant.as_ref()))
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The platform recorded in a row with `platform_os`, `platform_architecture` and
+/// `platform_variant`.
+pub(super) fn platform_from_row(row: &sqlx::sqlite::SqliteRow) -> Option<Platform> {
+    Some(Platform {
+        os: row.get::<Option<String>, _>("platform_os")?,
+        architecture: row.get::<Option<String>, _>("platform_architecture")?,
+        variant: row.get("platform_variant"),
+    })
+}
+
 fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, MetaError> {
     Ok(ManifestRecord {
         digest: parse_digest(row.get("digest"))?,
@@ -266,10 +296,16 @@ impl Manifests for SqliteMeta {
             }
         }
         let digest = m.digest.to_string();
+        let (platform, platform_read) = match &m.platform {
+            ManifestPlatform::None => (None, true),
+            ManifestPlatform::Known(platform) => (Some(platform), true),
+            ManifestPlatform::Unread => (None, false),
+        };
         let inserted = sqlx::query(
             "INSERT OR IGNORE INTO manifests \
-             (digest, media_type, size, body, subject, artifact_type, annotations, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             (digest, media_type, size, body, subject, artifact_type, annotations, created_at, \
+              platform_os, platform_architecture, platform_variant, platform_read) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&digest)
         .bind(&m.media_type)
@@ -279,9 +315,17 @@ impl Manifests for SqliteMeta {
         .bind(&m.artifact_type)
         .bind(&m.annotations_json)
         .bind(m.now)
+        .bind(platform.map(|p| &p.os))
+        .bind(platform.map(|p| &p.architecture))
+        .bind(platform.and_then(|p| p.variant.as_ref()))
+        .bind(platform_read)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if inserted.rows_affected() == 0 && platform_read {
+            // Pushed again before the backfill reached it: what this push read settles it.
+            set_platform(&mut tx, &digest, platform).await?;
+        }
         if inserted.rows_affected() == 1 {
             for blob in &m.blobs {
                 sqlx::query(
@@ -414,6 +458,39 @@ impl Manifests for SqliteMeta {
                 })
             })
             .collect()
+    }
+
+    async fn manifests_without_platform(
+        &self,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<ManifestRecord>, MetaError> {
+        // Walks the partial index of unread manifests, which holds nothing once the
+        // backfill is done.
+        let rows = sqlx::query(
+            "SELECT digest, media_type, body FROM manifests INDEXED BY manifests_platform_unread \
+             WHERE platform_read = 0 AND digest > ? ORDER BY digest LIMIT ?",
+        )
+        .bind(after.map(|d| d.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(manifest_from_row).collect()
+    }
+
+    async fn record_platforms(
+        &self,
+        platforms: &[(Digest, Option<Platform>)],
+    ) -> Result<(), MetaError> {
+        if platforms.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for (digest, platform) in platforms {
+            set_platform(&mut tx, &digest.to_string(), platform.as_ref()).await?;
+        }
+        tx.commit().await.map_err(backend)
     }
 }
 
