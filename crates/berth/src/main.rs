@@ -3,12 +3,14 @@
 mod admin;
 mod cli;
 mod config;
+mod memory;
 mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    memory::return_large_buffers_to_the_kernel();
     let cli = cli::Cli::parse();
     let config = match config::Config::load(&cli.global, cli.command.listen_flag()) {
         Ok(config) => config,
