@@ -10,7 +10,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    memory::return_large_buffers_to_the_kernel();
+    memory::tune_allocator();
     let cli = cli::Cli::parse();
     let config = match config::Config::load(&cli.global, cli.command.listen_flag()) {
         Ok(config) => config,
