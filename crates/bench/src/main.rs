@@ -5,6 +5,7 @@
 //! (A B, B A, A B, ...). The table shows the median over rounds and the ratio
 //! of the first target over the second.
 
+mod bearer;
 mod data;
 mod registry;
 mod report;

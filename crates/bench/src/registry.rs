@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
-use reqwest::{Body, Response, StatusCode, Url};
+use reqwest::{Body, Method, Response, StatusCode, Url};
 
 use crate::target::Target;
 use crate::Result;
@@ -45,8 +45,8 @@ impl Target {
     /// POST /v2/<repo>/blobs/uploads/ and return the upload URL.
     pub async fn start_upload(&self, repo: &str) -> Result<Url> {
         let resp = self
-            .client
-            .post(self.url(&format!("v2/{repo}/blobs/uploads/")))
+            .request(Method::POST, self.url(&format!("v2/{repo}/blobs/uploads/")))
+            .await?
             .header(CONTENT_LENGTH, 0)
             .send()
             .await?;
@@ -63,8 +63,8 @@ impl Target {
         len: u64,
     ) -> Result<()> {
         let resp = self
-            .client
-            .put(with_digest(upload, digest))
+            .request(Method::PUT, with_digest(upload, digest))
+            .await?
             .header(CONTENT_TYPE, OCTET_STREAM)
             .header(CONTENT_LENGTH, len)
             .body(body)
@@ -77,8 +77,8 @@ impl Target {
     /// PATCH one chunk (`start..start+len`) and return the next upload URL.
     pub async fn patch_chunk(&self, upload: Url, start: u64, body: Body, len: u64) -> Result<Url> {
         let resp = self
-            .client
-            .patch(upload)
+            .request(Method::PATCH, upload)
+            .await?
             .header(CONTENT_TYPE, OCTET_STREAM)
             .header(CONTENT_LENGTH, len)
             .header(CONTENT_RANGE, format!("{}-{}", start, start + len - 1))
@@ -111,8 +111,8 @@ impl Target {
             .append_pair("mount", digest)
             .append_pair("from", from);
         let resp = self
-            .client
-            .post(url)
+            .request(Method::POST, url)
+            .await?
             .header(CONTENT_LENGTH, 0)
             .send()
             .await?;
@@ -132,8 +132,8 @@ impl Target {
 
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
         let resp = self
-            .client
-            .head(self.url(&format!("v2/{repo}/blobs/{digest}")))
+            .request(Method::HEAD, self.url(&format!("v2/{repo}/blobs/{digest}")))
+            .await?
             .send()
             .await?;
         match resp.status() {
@@ -147,8 +147,8 @@ impl Target {
     /// read. Follows redirects (reqwest's default policy).
     pub async fn pull_blob(&self, repo: &str, digest: &str, verify: bool) -> Result<u64> {
         let resp = self
-            .client
-            .get(self.url(&format!("v2/{repo}/blobs/{digest}")))
+            .request(Method::GET, self.url(&format!("v2/{repo}/blobs/{digest}")))
+            .await?
             .send()
             .await?;
         let resp = expect(resp, StatusCode::OK, "GET blob").await?;
@@ -173,8 +173,11 @@ impl Target {
 
     pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: Bytes) -> Result<()> {
         let resp = self
-            .client
-            .put(self.url(&format!("v2/{repo}/manifests/{reference}")))
+            .request(
+                Method::PUT,
+                self.url(&format!("v2/{repo}/manifests/{reference}")),
+            )
+            .await?
             .header(CONTENT_TYPE, OCI_MANIFEST)
             .body(manifest)
             .send()
@@ -186,8 +189,8 @@ impl Target {
     /// GET a manifest and return its body length.
     pub async fn get_manifest(&self, url: Url) -> Result<usize> {
         let resp = self
-            .client
-            .get(url)
+            .request(Method::GET, url)
+            .await?
             .header(reqwest::header::ACCEPT, OCI_MANIFEST)
             .send()
             .await?;

@@ -4,8 +4,9 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
+use reqwest::{RequestBuilder, Url};
 
+use crate::bearer::BearerAuth;
 use crate::Result;
 
 #[derive(Clone, Debug)]
@@ -148,6 +149,8 @@ pub struct Target {
     pub base: Url,
     pub proc: Option<Proc>,
     pub client: reqwest::Client,
+    /// Bearer tokens per repository, when the target has credentials.
+    bearer: Option<BearerAuth>,
 }
 
 /// What one measured run cost: wall time and server CPU seconds (if known).
@@ -173,15 +176,17 @@ impl Target {
     pub fn new(spec: TargetSpec, pool: usize) -> Result<Self> {
         let mut base = spec.url;
         let mut headers = reqwest::header::HeaderMap::new();
+        let mut bearer = None;
         if !base.username().is_empty() {
-            // Credentials in the URL sign every request in (Basic), as a logged-in client would.
+            // Credentials in the URL sign the client in: registry requests carry a bearer
+            // token per repository, as docker's do; other APIs get Basic credentials.
             use base64::Engine as _;
             let credentials = format!("{}:{}", base.username(), base.password().unwrap_or(""));
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                format!("Basic {encoded}").parse()?,
-            );
+            let basic: reqwest::header::HeaderValue = format!("Basic {encoded}").parse()?;
+            headers.insert(reqwest::header::AUTHORIZATION, basic.clone());
+            let plain = reqwest::Client::builder().no_proxy().http1_only().build()?;
+            bearer = Some(BearerAuth::new(basic, plain));
             let _ = base.set_username("");
             let _ = base.set_password(None);
         }
@@ -199,7 +204,17 @@ impl Target {
             base,
             proc: spec.pid.map(Proc::new),
             client,
+            bearer,
         })
+    }
+
+    /// A request to `url`, signed in when the target has credentials.
+    pub async fn request(&self, method: reqwest::Method, url: Url) -> Result<RequestBuilder> {
+        let request = self.client.request(method, url.clone());
+        match &self.bearer {
+            Some(bearer) => bearer.sign(&self.base, &url, request).await,
+            None => Ok(request),
+        }
     }
 
     /// Absolute URL for a path relative to the registry root (e.g. `v2/`).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::LINK;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::data::sha256_digest;
 use crate::registry::{image_config, image_manifest};
@@ -64,7 +64,7 @@ pub async fn list(t: &Target, page: usize) -> Result<(Duration, usize)> {
     let mut url = t.url(&format!("v2/_catalog?n={page}"));
     let mut total = 0;
     loop {
-        let resp = t.client.get(url.clone()).send().await?;
+        let resp = t.request(Method::GET, url.clone()).await?.send().await?;
         if resp.status() != StatusCode::OK {
             let status = resp.status();
             let body: String = resp
