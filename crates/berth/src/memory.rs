@@ -4,7 +4,7 @@
 /// Every allocation of at least this size is its own memory mapping, unmapped when freed.
 const OWN_MAPPING_BYTES: i32 = 4 << 20;
 /// Free memory kept at the top of an allocator heap before it is handed back to the kernel.
-const KEEP_FREE_BYTES: i32 = 8 << 20;
+const KEEP_FREE_BYTES: i32 = 4 << 20;
 
 /// glibc adapts both thresholds as the program runs: once the first password check's 19 MiB
 /// (argon2id) is freed, the next one lands in the heap and stays resident, once per allocator
@@ -12,7 +12,7 @@ const KEEP_FREE_BYTES: i32 = 8 << 20;
 /// also pins the trim threshold at its 128 KiB default, which hands the network read buffers
 /// of an upload (a few hundred KiB each) back to the kernel as soon as they are freed and
 /// faults them in again for the next read (a 1 GiB push took 2.4 instead of 1.8 CPU seconds).
-/// Keeping 8 MiB per heap avoids that churn. And one arena per core instead of eight: each
+/// Keeping 4 MiB per heap avoids that churn. And one arena per core instead of eight: each
 /// SQLite connection runs on its own thread, and every thread with its own arena keeps its
 /// own free memory.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
