@@ -39,15 +39,6 @@ pub fn read_blob_file(file: File, start: u64, len: u64) -> ByteStream {
             return Ok(None);
         }
         let chunk_len = (end - at).min(MAP_CHUNK);
-        if at == start {
-            read_ahead(&file, at, chunk_len);
-        }
-        // The disk reads the next chunk while this one goes out: a blob that is not in the
-        // page cache streams at disk speed, not at one page fault's read-ahead at a time.
-        let next = at + chunk_len;
-        if next < end {
-            read_ahead(&file, next, (end - next).min(MAP_CHUNK));
-        }
         let chunk = map_chunk(&file, at, chunk_len)?;
         at += chunk_len;
         Ok(Some(chunk))
@@ -79,17 +70,6 @@ fn stream_from_blocking(
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
-}
-
-/// Asks the kernel to start reading `len` bytes from `start` into the page cache, without
-/// waiting; a hint, so a refusal changes nothing.
-fn read_ahead(file: &File, start: u64, len: u64) {
-    let _ = rustix::fs::fadvise(
-        file,
-        start,
-        std::num::NonZeroU64::new(len),
-        rustix::fs::Advice::WillNeed,
-    );
 }
 
 /// Maps `len` bytes of `file` from `start` and faults them in here, on a blocking thread,
