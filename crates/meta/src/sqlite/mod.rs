@@ -21,7 +21,7 @@ use sqlx::SqlitePool;
 use std::path::Path;
 use std::time::Duration;
 
-/// How much of the database file each connection maps into memory.
+/// How much of the database file each reading connection maps into memory.
 const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -49,7 +49,9 @@ impl SqliteMeta {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            // The writer reads few pages, and through its own small page cache; mapping the
+            // file there only added the pages it touched to the server's resident memory.
+            .connect_with(options.clone().pragma("mmap_size", "0"))
             .await
             .map_err(backend)?;
         migrate::run(&write).await?;
