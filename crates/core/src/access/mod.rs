@@ -78,12 +78,13 @@ pub struct Principal {
 impl Principal {
     /// A user signed in with their password (no token limits).
     pub fn user(user: UserRecord) -> Principal {
+        Principal::signed_in_user(user.id, user.name, user.is_admin)
+    }
+
+    /// The user `id` named `name` signed in with their password (no token limits).
+    pub fn signed_in_user(id: i64, name: String, is_admin: bool) -> Principal {
         Principal {
-            actor: Actor::User {
-                id: user.id,
-                name: user.name,
-                is_admin: user.is_admin,
-            },
+            actor: Actor::User { id, name, is_admin },
             limits: None,
         }
     }
@@ -290,14 +291,7 @@ pub(crate) mod testing {
     use super::*;
 
     pub fn user(id: i64, name: &str, is_admin: bool) -> Principal {
-        Principal {
-            actor: Actor::User {
-                id,
-                name: name.to_owned(),
-                is_admin,
-            },
-            limits: None,
-        }
+        Principal::signed_in_user(id, name.to_owned(), is_admin)
     }
 
     pub fn with_token(principal: Principal, scope: TokenScope, repos: &[&str]) -> Principal {

@@ -3,7 +3,7 @@
 //! first administrator of an empty database.
 
 use super::{check_password, hash_password, validate_username, Acting, Identity};
-use crate::access::{Actor, Principal};
+use crate::access::Principal;
 use crate::auth::throttle::AddressAllowance;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NewUser, UserRecord};
@@ -37,14 +37,7 @@ impl From<UserRecord> for Account {
 impl Account {
     /// The account signed in with its password: who a session opened for it acts as.
     pub fn principal(&self) -> Principal {
-        Principal {
-            actor: Actor::User {
-                id: self.id,
-                name: self.name.clone(),
-                is_admin: self.is_admin,
-            },
-            limits: None,
-        }
+        Principal::signed_in_user(self.id, self.name.clone(), self.is_admin)
     }
 }
 

@@ -2,12 +2,26 @@
 
 use berth_oci::{ByteRange, Digest};
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use std::io;
 use std::pin::Pin;
 
 /// A stream of bytes flowing in or out of a store; never a whole blob in memory.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+/// The whole of a small stream (an image configuration, say): `None` as soon as it holds
+/// more than `max` bytes, so an oversized one is never gathered.
+pub async fn collect_at_most(mut stream: ByteStream, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Some(bytes))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

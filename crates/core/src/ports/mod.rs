@@ -5,7 +5,7 @@ mod hub;
 mod identity;
 mod meta;
 
-pub use blob_store::{BlobStore, ByteStream, StoreError};
+pub use blob_store::{collect_at_most, BlobStore, ByteStream, StoreError};
 pub use hub::{
     HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,
 };

@@ -2,10 +2,9 @@
 
 use super::Registry;
 use crate::error::Result;
-use crate::ports::{BlobStore, ManifestPlatform, StoreError};
+use crate::ports::{collect_at_most, BlobStore, ManifestPlatform, StoreError};
 use berth_oci::platform::{is_image_config, MAX_PLATFORM_CONFIG_BYTES};
 use berth_oci::{Digest, ManifestKind, ParsedManifest, Platform};
-use futures_util::StreamExt;
 
 /// Manifests examined per backfill step (one read query, one write transaction).
 const BACKFILL_BATCH: u32 = 100;
@@ -55,20 +54,14 @@ async fn read_small_blob(
     blobs: &dyn BlobStore,
     digest: &Digest,
 ) -> std::result::Result<Option<Vec<u8>>, StoreError> {
-    let mut stream = match blobs.read_blob(digest, None).await {
+    let stream = match blobs.read_blob(digest, None).await {
         Ok(stream) => stream,
         Err(StoreError::NotFound) => return Ok(None),
         Err(err) => return Err(err),
     };
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(StoreError::Io)?;
-        if (bytes.len() + chunk.len()) as u64 > MAX_PLATFORM_CONFIG_BYTES {
-            return Ok(None);
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Some(bytes))
+    collect_at_most(stream, MAX_PLATFORM_CONFIG_BYTES)
+        .await
+        .map_err(StoreError::Io)
 }
 
 impl Registry {

@@ -6,9 +6,9 @@ use super::repository::heading;
 use super::{UiError, UiResult, Visitor};
 use crate::api::wire::query_text;
 use berth_core::access::{Action, Resource};
+use berth_core::ports::collect_at_most;
 use berth_core::Error;
 use berth_oci::{Digest, Reference, RepoName, Tag};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 /// Image configurations are a few kilobytes; a larger one is not shown rather than buffered.
@@ -218,18 +218,13 @@ async fn read_config(
         Err(Error::BlobUnknown(_)) => return Ok(None),
         Err(other) => return Err(other.into()),
     };
-    let Some(mut stream) = content.body else {
+    let Some(stream) = content.body else {
         return Ok(None);
     };
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|err| Error::Internal(format!("read config blob: {err}")))?;
-        bytes.extend_from_slice(&chunk);
-        if bytes.len() as u64 > MAX_CONFIG_BYTES {
-            return Ok(None);
-        }
-    }
-    Ok(serde_json::from_slice(&bytes).ok())
+    let bytes = collect_at_most(stream, MAX_CONFIG_BYTES)
+        .await
+        .map_err(|err| Error::Internal(format!("read config blob: {err}")))?;
+    Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
 #[cfg(test)]
