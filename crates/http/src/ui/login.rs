@@ -52,6 +52,21 @@ pub(super) fn signed_in(
     }
 }
 
+/// The opening of a narrow account form panel (signing in, its second step, signing up):
+/// the heading, and why the last attempt was refused, announced to screen readers.
+pub(super) fn narrow_panel_start(title: &str, error_id: Option<&str>, error: Option<&str>) -> Html {
+    let mut body = Html::new();
+    html!(body, "<div class=\"panel narrow\"><h1>" (title) "</h1>");
+    if let Some(error) = error {
+        html!(body, "<div class=\"notice error\" role=\"alert\"");
+        if let Some(id) = error_id {
+            html!(body, " id=\"" (id) "\"");
+        }
+        html!(body, ">" (error) "</div>");
+    }
+    body
+}
+
 fn sign_in_page(
     visitor: &Visitor,
     status: StatusCode,
@@ -59,14 +74,7 @@ fn sign_in_page(
     next: &str,
     error: Option<&str>,
 ) -> Response {
-    let mut body = Html::new();
-    html!(
-        body,
-        "<div class=\"panel narrow\"><h1>Sign in to Berth</h1>"
-    );
-    if let Some(error) = error {
-        html!(body, "<div class=\"notice error\" role=\"alert\" id=\"sign-in-error\">" (error) "</div>");
-    }
+    let mut body = narrow_panel_start("Sign in to Berth", Some("sign-in-error"), error);
     html!(body,
         [form_start(visitor, "/login", "stack")]
         "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
@@ -102,14 +110,7 @@ fn two_factor_page(
     next: &str,
     error: Option<&str>,
 ) -> Response {
-    let mut body = Html::new();
-    html!(
-        body,
-        "<div class=\"panel narrow\"><h1>Two-factor authentication</h1>"
-    );
-    if let Some(error) = error {
-        html!(body, "<div class=\"notice error\" role=\"alert\">" (error) "</div>");
-    }
+    let mut body = narrow_panel_start("Two-factor authentication", None, error);
     html!(body,
         "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>.</p>"
         [form_start(visitor, "/login", "stack")]

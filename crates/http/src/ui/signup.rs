@@ -1,8 +1,8 @@
 //! Self-service sign-up, when the site admin allows it: the form, the new account, its first session.
 
-use super::html::{html, url_component, Html};
+use super::html::{html, url_component};
 use super::layout::form_start;
-use super::login::{next_of, signed_in};
+use super::login::{narrow_panel_start, next_of, signed_in};
 use super::session::Notice;
 use super::{local_path, Submission, UiError, Visitor};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -40,14 +40,7 @@ fn signup_page(
     } else {
         format!("/login?next={}", url_component(next))
     };
-    let mut body = Html::new();
-    html!(
-        body,
-        "<div class=\"panel narrow\"><h1>Create your Berth account</h1>"
-    );
-    if let Some(error) = error {
-        html!(body, "<div class=\"notice error\" role=\"alert\" id=\"sign-up-error\">" (error) "</div>");
-    }
+    let mut body = narrow_panel_start("Create your Berth account", Some("sign-up-error"), error);
     html!(body,
         [form_start(visitor, "/signup", "stack")]
         "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
