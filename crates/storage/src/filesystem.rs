@@ -1,6 +1,7 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::stream::{append_file, io_error, read_blob_file, read_file};
+use crate::append::append_file;
+use crate::stream::{io_error, read_blob_file, read_file};
 use berth_core::ports::{BlobStore, ByteStream, StoreError};
 use berth_oci::{ByteRange, Digest};
 use std::collections::{HashMap, HashSet};

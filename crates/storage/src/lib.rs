@@ -1,5 +1,6 @@
 //! Blob storage backends implementing the core's `BlobStore` port.
 
+mod append;
 mod filesystem;
 mod stream;
 

@@ -1,0 +1,254 @@
+//! Appends to upload files, all or nothing: the request is received on the async side and
+//! written on a blocking thread, through the page cache (`buffered`) or, for large
+//! appends, around it (`direct`).
+
+mod buffered;
+mod direct;
+
+use berth_core::ports::{ByteStream, StoreError};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use tokio::task::JoinHandle;
+
+/// Appends `data` to `file` at `offset`, all or nothing: on failure or a length other than
+/// `expected_len`, the file is cut back to `offset`. Returns the bytes appended.
+pub async fn append_file(
+    file: File,
+    offset: u64,
+    data: ByteStream,
+    expected_len: Option<u64>,
+) -> Result<u64, StoreError> {
+    let (received, written) = match direct::Direct::enable(&file, offset, expected_len) {
+        Some(direct) => direct.append(file, offset, data, expected_len).await,
+        None => buffered::append(file, offset, data, expected_len).await,
+    };
+    let written = written.map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?;
+    let (file, written) = written.map_err(StoreError::Io)?;
+    let rollback = |error: StoreError| {
+        if let Err(e) = file.set_len(offset) {
+            tracing::error!(error = %e, "could not roll back a failed append");
+        }
+        Err(error)
+    };
+    let received = match received {
+        Ok(received) => received,
+        Err(error) => return rollback(error),
+    };
+    if let Some(expected) = expected_len.filter(|expected| *expected != received) {
+        return rollback(StoreError::LengthMismatch {
+            expected,
+            actual: received,
+        });
+    }
+    if written != received {
+        return rollback(StoreError::Io(io::Error::other("short write")));
+    }
+    Ok(written)
+}
+
+/// What each way of appending returns: the bytes received (or why receiving stopped), and
+/// the writer thread's outcome, which hands the file back for the rollback.
+type Outcome = (
+    Result<u64, StoreError>,
+    Result<io::Result<(File, u64)>, tokio::task::JoinError>,
+);
+
+/// Runs `write` on a blocking thread after positioning `file` at `offset`; hands the file
+/// back with the bytes written.
+fn spawn_writer(
+    mut file: File,
+    offset: u64,
+    write: impl FnOnce(&mut File) -> io::Result<u64> + Send + 'static,
+) -> JoinHandle<io::Result<(File, u64)>> {
+    tokio::task::spawn_blocking(move || {
+        file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
+        file.seek(SeekFrom::Start(offset))?;
+        let written = write(&mut file)?;
+        Ok((file, written))
+    })
+}
+
+/// Adds one received frame's length to `received`; `true` when that goes past
+/// `expected_len`, where receiving stops (the caller reports the mismatch).
+fn past_expected(received: &mut u64, frame_len: usize, expected_len: Option<u64>) -> bool {
+    *received += frame_len as u64;
+    expected_len.is_some_and(|max| *received > max)
+}
+
+/// Flushes what an append wrote every `every` bytes, on a thread of its own, so writing
+/// never waits for the disk and the final fsync before a blob is acknowledged has little
+/// left to do.
+struct Flushes {
+    every: u64,
+    since_last: u64,
+    background: Option<BackgroundSync>,
+}
+
+impl Flushes {
+    fn new(offset: u64, every: u64) -> Flushes {
+        Flushes {
+            every,
+            // Counted from the file's start, so chunked uploads made of many small appends
+            // are flushed as they go too, not all at the final fsync.
+            since_last: offset % every,
+            background: None,
+        }
+    }
+
+    fn wrote(&mut self, file: &File, len: u64) -> io::Result<()> {
+        self.since_last += len;
+        if self.since_last >= self.every {
+            if self.background.is_none() {
+                self.background = Some(BackgroundSync::start(file)?);
+            }
+            if let Some(background) = &self.background {
+                background.request();
+            }
+            self.since_last = 0;
+        }
+        Ok(())
+    }
+}
+
+/// A thread that flushes a file to disk when asked. Dropping it lets a running flush
+/// complete on its own; the commit's fsync covers the rest.
+struct BackgroundSync {
+    requests: std::sync::mpsc::SyncSender<()>,
+}
+
+impl BackgroundSync {
+    fn start(file: &File) -> io::Result<BackgroundSync> {
+        let file = file.try_clone()?;
+        // Depth 1: while a flush runs, one more may be queued; further requests are dropped.
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("berth-fsync".into())
+            .spawn(move || {
+                while pending.recv().is_ok() {
+                    if let Err(e) = file.sync_data() {
+                        tracing::debug!(error = %e, "background flush failed");
+                    }
+                }
+            })?;
+        Ok(BackgroundSync { requests })
+    }
+
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::io::Read;
+
+    const MIB: usize = 1 << 20;
+
+    /// Bytes that differ at every offset, so a misplaced block shows.
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+            .collect()
+    }
+
+    /// `bytes` as request frames of an odd size, so they straddle every block boundary;
+    /// `then` is appended after the last frame.
+    fn frames(bytes: &[u8], then: Option<io::Error>) -> ByteStream {
+        let mut items: Vec<io::Result<Bytes>> = bytes
+            .chunks(65_537)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        items.extend(then.map(Err));
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    fn file_in(dir: &tempfile::TempDir) -> (File, std::path::PathBuf) {
+        let path = dir.path().join("upload");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        (file, path)
+    }
+
+    fn contents(path: &std::path::Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn large_appends_keep_every_byte_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = file_in(&dir);
+        // Aligned and large (written directly), with an unaligned tail.
+        let first = pattern(9 * MIB + 1234, 1);
+        let n = append_file(file, 0, frames(&first, None), Some(first.len() as u64))
+            .await
+            .unwrap();
+        assert_eq!(n, first.len() as u64);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            n,
+            "nothing past the append"
+        );
+        // Large but at an unaligned offset (written through the page cache).
+        let (file, _) = file_in(&dir);
+        let second = pattern(8 * MIB + 7, 2);
+        append_file(file, n, frames(&second, None), Some(second.len() as u64))
+            .await
+            .unwrap();
+        // Small, of unknown length.
+        let (file, _) = file_in(&dir);
+        let third = pattern(5000, 3);
+        let at = n + second.len() as u64;
+        append_file(file, at, frames(&third, None), None)
+            .await
+            .unwrap();
+        assert_eq!(contents(&path), [first, second, third].concat());
+    }
+
+    #[tokio::test]
+    async fn a_failed_large_append_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = file_in(&dir);
+        let before = pattern(4 * MIB, 1);
+        let offset = before.len() as u64;
+        append_file(file, 0, frames(&before, None), None)
+            .await
+            .unwrap();
+        let body = pattern(9 * MIB, 2);
+        let announced = Some(body.len() as u64);
+
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "client went away");
+        let (file, _) = file_in(&dir);
+        let cut = frames(&body[..5 * MIB], Some(reset));
+        assert!(matches!(
+            append_file(file, offset, cut, announced).await,
+            Err(StoreError::Source(_))
+        ));
+        assert_eq!(contents(&path), before);
+
+        let (file, _) = file_in(&dir);
+        let short = frames(&body[..body.len() - 1], None);
+        assert!(matches!(
+            append_file(file, offset, short, announced).await,
+            Err(StoreError::LengthMismatch { expected, actual })
+                if expected == body.len() as u64 && actual == expected - 1
+        ));
+        assert_eq!(contents(&path), before);
+
+        let (file, _) = file_in(&dir);
+        let long = frames(&[&body[..], b"x"].concat(), None);
+        assert!(matches!(
+            append_file(file, offset, long, announced).await,
+            Err(StoreError::LengthMismatch { .. })
+        ));
+        assert_eq!(contents(&path), before);
+    }
+}
