@@ -1,7 +1,7 @@
 //! Appends written through the page cache: request frames handed to the writer as they
 //! come, in batches.
 
-use super::{past_expected, spawn_writer, Flushes, Outcome};
+use super::pipeline::{past_expected, spawn_writer, Flushes, Outcome};
 use berth_core::ports::{ByteStream, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -7,7 +7,7 @@
 //! this adds, into the blocks, is made while each frame is still in the CPU cache from
 //! hashing.
 
-use super::{past_expected, spawn_writer, Flushes, Outcome};
+use super::pipeline::{past_expected, spawn_writer, Flushes, Outcome};
 use berth_core::ports::{ByteStream, StoreError};
 use futures_util::StreamExt;
 use memmap2::MmapMut;
