@@ -14,7 +14,9 @@ pub(super) type Outcome = (
 );
 
 /// Runs `write` on a blocking thread after positioning `file` at `offset`; hands the file
-/// back with the bytes written.
+/// back with the bytes written. When writing fails, the file is cut back to `offset` here,
+/// since it is not handed back: a full disk keeps nothing of the append, including space
+/// reserved for it.
 pub(super) fn spawn_writer(
     mut file: File,
     offset: u64,
@@ -23,8 +25,15 @@ pub(super) fn spawn_writer(
     tokio::task::spawn_blocking(move || {
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
-        let written = write(&mut file)?;
-        Ok((file, written))
+        match write(&mut file) {
+            Ok(written) => Ok((file, written)),
+            Err(e) => {
+                if let Err(cut) = file.set_len(offset) {
+                    tracing::error!(error = %cut, "could not roll back a failed append");
+                }
+                Err(e)
+            }
+        }
     })
 }
 
