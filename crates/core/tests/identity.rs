@@ -47,6 +47,14 @@ fn as_user(principal: &Principal) -> Acting<'_> {
 }
 
 impl World {
+    /// The sign-in service over this world's store.
+    async fn authenticator(&self) -> Authenticator {
+        let authorizer = Arc::new(PolicyAuthorizer::new(self.store.clone()));
+        Authenticator::new(self.store.clone(), authorizer, AuthSettings::default())
+            .await
+            .unwrap()
+    }
+
     /// Creates a user through the CLI and returns the principal signing in as them.
     async fn user(&self, name: &str, is_admin: bool) -> Principal {
         let account = self
@@ -270,14 +278,20 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
         .disable_totp(&as_user(&bob), "bob", Some("12345"))
         .await
         .is_err());
-    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
-    id.disable_totp(&as_user(&bob), "bob", Some(&code))
+    // The code that turned it on was used up; the next step's code is current too.
+    assert!(id
+        .disable_totp(&as_user(&bob), "bob", Some(&code))
+        .await
+        .is_err());
+    let next_code = totp_code(&setup.secret, now_unix() + 30, 6).unwrap();
+    id.disable_totp(&as_user(&bob), "bob", Some(&next_code))
         .await
         .unwrap();
     let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
     assert!(!stored.totp_enabled && stored.totp_secret.is_none());
 
-    // A lost device: a site admin turns it off without a code.
+    // A lost device: a site admin turns it off without a code. A new secret starts with no
+    // code used, though a later step of the old one was.
     let setup = id.begin_totp(&as_user(&bob), "bob").await.unwrap();
     let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
     id.confirm_totp(&as_user(&bob), "bob", &code).await.unwrap();
@@ -300,6 +314,225 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
             "user.2fa.disable"
         ]
     );
+}
+
+/// Waits for the next second of the clock: sign-in JWTs carry whole seconds, and one issued
+/// in the second of a password change counts as issued after it.
+async fn into_the_next_second() {
+    let now = now_unix();
+    while now_unix() == now {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits, if need be, until at least `secs` seconds of the current 30 s TOTP step are left,
+/// so codes computed now for the steps around it are all still current when they are checked.
+async fn with_time_left_in_the_step(secs: i64) {
+    while 30 - now_unix() % 30 < secs {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_ends_password_sign_ins_but_not_access_token_ones() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let root = w.user("root", true).await;
+    let auth = w.authenticator().await;
+    let signed_in = auth
+        .login(
+            "bob",
+            "long-password",
+            None,
+            LoginPurpose::Interactive { otp: None },
+        )
+        .await
+        .unwrap();
+    let ui_session = auth.issue_ui_session(&signed_in).unwrap();
+    let api_token = auth.issue_api_token(&signed_in).unwrap();
+    let access_token = w
+        .identity
+        .create_token(
+            &as_user(&bob),
+            TokenRequest {
+                user: "bob",
+                label: "ci",
+                scope: TokenScope::Write,
+                repositories: Vec::new(),
+                expires_in_days: None,
+            },
+        )
+        .await
+        .unwrap();
+    let with_access_token = auth
+        .login("bob", &access_token.secret, None, LoginPurpose::Registry)
+        .await
+        .unwrap();
+    let token_api_token = auth.issue_api_token(&with_access_token).unwrap();
+    let root_session = auth.issue_ui_session(&root).unwrap();
+    assert_eq!(auth.verify_ui_session(&ui_session).await.unwrap(), bob);
+    assert_eq!(auth.verify_api_token(&api_token).await.unwrap(), bob);
+
+    into_the_next_second().await;
+    w.identity
+        .set_password(&as_user(&bob), "bob", "another-password")
+        .await
+        .unwrap();
+    let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
+    assert!(stored.sessions_valid_from > 0);
+
+    assert!(matches!(
+        auth.verify_ui_session(&ui_session).await,
+        Err(Error::Unauthorized)
+    ));
+    assert!(matches!(
+        auth.verify_api_token(&api_token).await,
+        Err(Error::Unauthorized)
+    ));
+    // Signed in with an access token: it ends with the token, not with the password.
+    assert_eq!(
+        auth.verify_api_token(&token_api_token).await.unwrap(),
+        with_access_token
+    );
+    // Other accounts' sessions are untouched.
+    assert_eq!(auth.verify_ui_session(&root_session).await.unwrap(), root);
+
+    // Sessions opened after the change, in the same second too, are valid.
+    let signed_in = auth
+        .login(
+            "bob",
+            "another-password",
+            None,
+            LoginPurpose::Interactive { otp: None },
+        )
+        .await
+        .unwrap();
+    let ui_session = auth.issue_ui_session(&signed_in).unwrap();
+    let api_token = auth.issue_api_token(&signed_in).unwrap();
+    assert_eq!(auth.verify_ui_session(&ui_session).await.unwrap(), bob);
+    assert_eq!(auth.verify_api_token(&api_token).await.unwrap(), bob);
+
+    // A site admin setting the password ends the user's sessions the same way.
+    into_the_next_second().await;
+    w.identity
+        .set_password(&cli(), "bob", "admin-chosen")
+        .await
+        .unwrap();
+    assert!(auth.verify_ui_session(&ui_session).await.is_err());
+    assert!(auth.verify_api_token(&api_token).await.is_err());
+    assert!(auth.verify_api_token(&token_api_token).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_remembered_basic_password_counts_only_while_it_is_the_password() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let auth = w.authenticator().await;
+    assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
+    // Remembered now: a second request costs no argon2id, and still signs bob in.
+    assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
+
+    w.identity
+        .set_password(&as_user(&bob), "bob", "another-password")
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth.basic("bob", "long-password", None).await,
+        Err(Error::CredentialsInvalid)
+    ));
+    assert_eq!(
+        auth.basic("bob", "another-password", None).await.unwrap(),
+        bob
+    );
+
+    // Two-factor authentication turned on applies at the next request as well.
+    let setup = w.identity.begin_totp(&as_user(&bob), "bob").await.unwrap();
+    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    w.identity
+        .confirm_totp(&as_user(&bob), "bob", &code)
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth.basic("bob", "another-password", None).await,
+        Err(Error::TwoFactorRequired(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_two_factor_code_signs_in_once() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let auth = w.authenticator().await;
+    let setup = w.identity.begin_totp(&as_user(&bob), "bob").await.unwrap();
+    let sign_in = |code: String| {
+        let auth = &auth;
+        async move {
+            auth.login(
+                "bob",
+                "long-password",
+                None,
+                LoginPurpose::Interactive { otp: Some(&code) },
+            )
+            .await
+        }
+    };
+    with_time_left_in_the_step(10).await;
+    let now = now_unix();
+    let [previous, current, next] =
+        [-30, 0, 30].map(|offset| totp_code(&setup.secret, now + offset, 6).unwrap());
+
+    // The code that turns two-factor on is used up by it.
+    w.identity
+        .confirm_totp(&as_user(&bob), "bob", &previous)
+        .await
+        .unwrap();
+    assert!(matches!(
+        sign_in(previous.clone()).await,
+        Err(Error::CredentialsInvalid)
+    ));
+
+    assert_eq!(sign_in(current.clone()).await.unwrap(), bob);
+    assert!(
+        matches!(
+            sign_in(current.clone()).await,
+            Err(Error::CredentialsInvalid)
+        ),
+        "a code signs in once"
+    );
+    assert_eq!(sign_in(next.clone()).await.unwrap(), bob);
+    assert!(
+        matches!(
+            w.identity
+                .disable_totp(&as_user(&bob), "bob", Some(&current))
+                .await,
+            Err(Error::AccountInvalid(_))
+        ),
+        "an older code after a newer one was used"
+    );
+    assert!(
+        matches!(
+            w.identity
+                .disable_totp(&as_user(&bob), "bob", Some(&next))
+                .await,
+            Err(Error::AccountInvalid(_))
+        ),
+        "turning it off takes an unused code too"
+    );
+
+    // Every code of this step and the ones around it is used now. With a new secret (a
+    // site admin turned two-factor off for a lost device), two sign-ins racing with one
+    // code: only one gets in.
+    w.identity.disable_totp(&cli(), "bob", None).await.unwrap();
+    let setup = w.identity.begin_totp(&as_user(&bob), "bob").await.unwrap();
+    let [previous, current] =
+        [-30, 0].map(|offset| totp_code(&setup.secret, now + offset, 6).unwrap());
+    w.identity
+        .confirm_totp(&as_user(&bob), "bob", &previous)
+        .await
+        .unwrap();
+    let (first, second) = tokio::join!(sign_in(current.clone()), sign_in(current));
+    assert!(first.is_ok() ^ second.is_ok(), "{first:?} and {second:?}");
+    assert!(matches!(first.and(second), Err(Error::CredentialsInvalid)));
 }
 
 #[tokio::test]

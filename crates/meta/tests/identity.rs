@@ -125,8 +125,12 @@ async fn user_settings_change_only_existing_users() {
     assert_eq!(stored.name, "alice");
     assert_eq!(stored.password_hash, "hash-of-alice");
     assert!(!stored.is_admin && !stored.totp_enabled && stored.totp_secret.is_none());
+    assert_eq!(stored.sessions_valid_from, 0, "no password change yet");
 
-    assert!(meta.set_password_hash("alice", "new").await.unwrap());
+    assert!(meta
+        .set_password_hash("alice", "new", NOW + 5)
+        .await
+        .unwrap());
     assert!(meta.set_admin("alice", true).await.unwrap());
     assert!(meta
         .set_totp("alice", Some("JBSWY3DPEHPK3PXP"), false)
@@ -134,6 +138,7 @@ async fn user_settings_change_only_existing_users() {
         .unwrap());
     let stored = meta.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(stored.password_hash, "new");
+    assert_eq!(stored.sessions_valid_from, NOW + 5, "with the hash");
     assert!(stored.is_admin);
     assert_eq!(stored.totp_secret.as_deref(), Some("JBSWY3DPEHPK3PXP"));
     assert!(!stored.totp_enabled);
@@ -147,10 +152,54 @@ async fn user_settings_change_only_existing_users() {
     assert!(stored.totp_secret.is_none() && !stored.totp_enabled);
     assert!(!meta.user_by_id(bob).await.unwrap().unwrap().is_admin);
 
-    assert!(!meta.set_password_hash("ghost", "x").await.unwrap());
+    assert!(!meta.set_password_hash("ghost", "x", NOW).await.unwrap());
     assert!(!meta.set_admin("ghost", true).await.unwrap());
     assert!(!meta.set_totp("ghost", None, false).await.unwrap());
     assert_eq!(meta.user_by_id(9999).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over() {
+    let (_dir, meta) = open().await;
+    let alice = user(&meta, "alice").await;
+    let bob = user(&meta, "bob").await;
+    let step = NOW / 30;
+    meta.set_totp("alice", Some("JBSWY3DPEHPK3PXP"), false)
+        .await
+        .unwrap();
+
+    assert!(meta.claim_totp_step(alice, step).await.unwrap());
+    assert!(!meta.claim_totp_step(alice, step).await.unwrap(), "used");
+    assert!(
+        !meta.claim_totp_step(alice, step - 1).await.unwrap(),
+        "older than the last used"
+    );
+    assert!(meta.claim_totp_step(bob, step).await.unwrap(), "per user");
+    assert!(!meta.claim_totp_step(9999, step).await.unwrap());
+
+    // Confirming the same secret keeps what was used with it.
+    meta.set_totp("alice", Some("JBSWY3DPEHPK3PXP"), true)
+        .await
+        .unwrap();
+    assert!(!meta.claim_totp_step(alice, step).await.unwrap());
+    assert!(meta.claim_totp_step(alice, step + 1).await.unwrap());
+    // A different secret, or none, has no used codes.
+    meta.set_totp("alice", Some("KRSXG5DSNFXGOIDB"), false)
+        .await
+        .unwrap();
+    assert!(meta.claim_totp_step(alice, step).await.unwrap());
+    meta.set_totp("alice", None, false).await.unwrap();
+    assert!(meta.claim_totp_step(alice, step).await.unwrap());
+
+    // Racing claims of one step: exactly one wins.
+    meta.set_totp("bob", Some("JBSWY3DPEHPK3PXP"), true)
+        .await
+        .unwrap();
+    let (first, second) = tokio::join!(
+        meta.claim_totp_step(bob, step + 2),
+        meta.claim_totp_step(bob, step + 2)
+    );
+    assert!(first.unwrap() ^ second.unwrap());
 }
 
 #[tokio::test]
@@ -1078,6 +1127,10 @@ async fn upgrading_keeps_existing_users_and_repositories_as_they_were() {
 
     let library = meta.user_by_name("library").await.unwrap().unwrap();
     assert!(!library.totp_enabled);
+    assert_eq!(
+        library.sessions_valid_from, 0,
+        "existing sessions stay valid"
+    );
     let namespace = meta.namespace("library").await.unwrap().unwrap();
     assert_eq!(
         namespace.owner,

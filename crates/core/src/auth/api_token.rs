@@ -29,7 +29,8 @@ impl Authenticator {
     }
 
     /// Who an API token signs in. The account (or access token) is read again on every
-    /// request, so a changed admin flag, a revoked token or a removed account applies at once.
+    /// request, so a changed admin flag, a revoked token, a removed account or a changed
+    /// password (for a password sign-in) applies at once.
     pub async fn verify_api_token(&self, token: &str) -> Result<Principal> {
         self.verify_sign_in(token, &self.api_audience()).await
     }
@@ -61,7 +62,11 @@ impl Authenticator {
             .map_err(|e| Error::internal("sign a sign-in token", e))
     }
 
-    /// Who a sign-in JWT for `audience` signs in, read again from the store.
+    /// Who a sign-in JWT for `audience` signs in, read again from the store. A sign-in with
+    /// an access token (`tid`) lasts as long as that token; a sign-in with a password ends
+    /// when the password changes: issued before the user's `sessions_valid_from`, it is
+    /// refused. Issued in the same second counts as after, so the session a password change
+    /// opens for the browser that made it is valid (and the one in flight with it may be).
     pub(super) async fn verify_sign_in(&self, token: &str, audience: &str) -> Result<Principal> {
         let claims = self
             .signer
@@ -70,6 +75,14 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Err(Error::Unauthorized);
         }
-        self.principal_of(&claims).await
+        if claims.tid.is_some() {
+            return self.principal_of(&claims).await;
+        }
+        // The row read anyway to learn the user's current admin flag holds the timestamp.
+        let user = self.signed_in_user(&claims.sub).await?;
+        if claims.iat < user.sessions_valid_from {
+            return Err(Error::Unauthorized);
+        }
+        Ok(Principal::user(user))
     }
 }

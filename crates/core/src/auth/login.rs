@@ -1,15 +1,15 @@
 //! Sign-in: a name with a password (argon2id, two-factor aware) or with an access token,
 //! throttled per account and address, and answered alike whatever was wrong.
 
-use super::cache::key_of;
+use super::cache::{key_of, Key};
 use super::{Authenticator, PASSWORD_CACHE_TTL};
 use crate::access::{Actor, Principal, TokenLimits};
-use crate::identity::{hash_password, hash_token, totp, verify_password, TOKEN_PREFIX};
+use crate::identity::{hash_password, hash_token, use_totp_code, verify_password, TOKEN_PREFIX};
 use crate::ports::TokenRecord;
 use crate::time::now_unix;
 use crate::{Error, Result};
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// What the sign-in is for: registry clients cannot answer a two-factor prompt, so with
@@ -18,6 +18,13 @@ use std::time::Instant;
 pub enum LoginPurpose<'a> {
     Registry,
     Interactive { otp: Option<&'a str> },
+}
+
+/// A verified sign-in, with the stored password hash a password was checked against (none
+/// for an access token): what the Basic-credentials cache remembers.
+struct SignedIn {
+    principal: Principal,
+    password_hash: Option<Arc<str>>,
 }
 
 /// A token's last use is written at most this often.
@@ -64,6 +71,17 @@ impl Authenticator {
         address: Option<IpAddr>,
         purpose: LoginPurpose<'_>,
     ) -> Result<Principal> {
+        let signed_in = self.sign_in(name, secret, address, purpose).await?;
+        Ok(signed_in.principal)
+    }
+
+    async fn sign_in(
+        &self,
+        name: &str,
+        secret: &str,
+        address: Option<IpAddr>,
+        purpose: LoginPurpose<'_>,
+    ) -> Result<SignedIn> {
         let started = Instant::now();
         // Tokens carry 256 random bits, so they are throttled per address only: failed
         // password guesses against an account must not lock its CI tokens out.
@@ -71,7 +89,12 @@ impl Authenticator {
         let account = (!is_token).then_some(name);
         self.not_throttled(account, address, started)?;
         let outcome = if is_token {
-            self.token_login(name, secret, address).await
+            self.token_login(name, secret, address)
+                .await
+                .map(|principal| SignedIn {
+                    principal,
+                    password_hash: None,
+                })
         } else {
             self.password_login(name, secret, address, purpose).await
         };
@@ -88,7 +111,8 @@ impl Authenticator {
     }
 
     /// Basic credentials sent with every request: a verified password is remembered briefly
-    /// (by a hash of name and password); tokens are checked every time, so revoking one
+    /// (by a hash of name and password) with the stored hash it matched, and counts only
+    /// while the account still has that hash; tokens are checked every time, so revoking one
     /// takes effect at once.
     pub async fn basic(
         &self,
@@ -102,22 +126,39 @@ impl Authenticator {
                 .await;
         }
         let key = key_of(&[name, secret]);
-        if let Some(principal) = self.passwords.get(&key, Instant::now()) {
+        if let Some(principal) = self.remembered_password(&key, name).await? {
             return Ok(principal);
         }
         let _turn = self.sign_in_turns[usize::from(key[0]) % self.sign_in_turns.len()]
             .lock()
             .await;
-        let now = Instant::now();
-        if let Some(principal) = self.passwords.get(&key, now) {
+        if let Some(principal) = self.remembered_password(&key, name).await? {
             return Ok(principal);
         }
-        let principal = self
-            .login(name, secret, address, LoginPurpose::Registry)
+        let now = Instant::now();
+        let signed_in = self
+            .sign_in(name, secret, address, LoginPurpose::Registry)
             .await?;
-        self.passwords
-            .insert(key, principal.clone(), now + PASSWORD_CACHE_TTL, now);
-        Ok(principal)
+        if let Some(hash) = signed_in.password_hash {
+            self.passwords
+                .insert(key, hash, now + PASSWORD_CACHE_TTL, now);
+        }
+        Ok(signed_in.principal)
+    }
+
+    /// Who a remembered password signs in, read afresh: only while the account still has the
+    /// password hash it was checked against and no two-factor authentication, so a changed
+    /// password (here, on another node or from the CLI) or two-factor turned on applies at
+    /// the next request. The account is read for it, as a token's is; argon2id is not run.
+    async fn remembered_password(&self, key: &Key, name: &str) -> Result<Option<Principal>> {
+        let Some(checked_hash) = self.passwords.get(key, Instant::now()) else {
+            return Ok(None);
+        };
+        let Some(user) = self.store.user_by_name(name).await? else {
+            return Ok(None);
+        };
+        let still_valid = *user.password_hash == *checked_hash && !user.totp_enabled;
+        Ok(still_valid.then(|| Principal::user(user)))
     }
 
     async fn password_login(
@@ -126,7 +167,7 @@ impl Authenticator {
         password: &str,
         address: Option<IpAddr>,
         purpose: LoginPurpose<'_>,
-    ) -> Result<Principal> {
+    ) -> Result<SignedIn> {
         let Some(user) = self.store.user_by_name(name).await? else {
             self.password_matches(password, decoy_hash()).await;
             return Err(Error::CredentialsInvalid);
@@ -146,14 +187,19 @@ impl Authenticator {
                     return Err(Error::TwoFactorRequired("two-factor code required".into()))
                 }
                 LoginPurpose::Interactive { otp: Some(code) } => {
-                    if !totp::verify_totp(secret, code, now_unix()) {
+                    // Only after the password: someone without it cannot use codes up.
+                    if !use_totp_code(&*self.store, user.id, secret, code).await? {
                         return Err(Error::CredentialsInvalid);
                     }
                 }
             }
         }
         self.audit(&user.name, "login", &user.name, address).await;
-        Ok(Principal::user(user))
+        let password_hash = Arc::from(user.password_hash.as_str());
+        Ok(SignedIn {
+            principal: Principal::user(user),
+            password_hash: Some(password_hash),
+        })
     }
 
     async fn token_login(

@@ -14,7 +14,7 @@ pub use login::LoginPurpose;
 pub use token_service::{bearer_grants, IssuedToken, REFRESH_TOKEN_PREFIX};
 pub use ui_session::UI_SESSION_TTL;
 
-use crate::access::{Authorizer, Principal};
+use crate::access::Authorizer;
 use crate::ports::{AuditEvent, IdentityStore};
 use crate::time::now_unix;
 use crate::{Error, Result};
@@ -46,8 +46,8 @@ impl Default for AuthSettings {
 }
 
 /// How long a verified password is remembered, so clients that send Basic credentials on
-/// every request do not pay for argon2id each time. A changed password takes effect for
-/// cached sign-ins within this time.
+/// every request do not pay for argon2id each time. A remembered password counts only while
+/// the account keeps the hash it matched, so a changed password takes effect at once.
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 4096;
 
@@ -58,8 +58,9 @@ pub struct Authenticator {
     signer: TokenSigner,
     settings: AuthSettings,
     throttle: LoginThrottle,
-    /// Verified password sign-ins: SHA-256 of name and password → who signed in.
-    passwords: TtlCache<Principal>,
+    /// Verified password sign-ins: SHA-256 of name and password → the stored password hash
+    /// the password matched.
+    passwords: TtlCache<Arc<str>>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,
     /// Bounds concurrent argon2id checks (each holds ~19 MiB and a core for tens of ms), so

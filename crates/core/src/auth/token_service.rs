@@ -6,6 +6,7 @@ use super::jwt::{Claims, ResourceAccess};
 use super::Authenticator;
 use crate::access::{Action, ActionSet, Actor, Need, Principal, Resource};
 use crate::identity::hash_token;
+use crate::ports::UserRecord;
 use crate::time::{now_unix, rfc3339};
 use crate::{Error, Result};
 use berth_oci::{RepoName, Scope};
@@ -223,7 +224,8 @@ impl Authenticator {
     }
 
     /// The principal a bearer token was issued to, for what its claims alone cannot answer
-    /// (which repositories a catalog shows).
+    /// (which repositories a catalog shows). A password change does not end a registry
+    /// bearer token here: like its grants, it runs out within `token_ttl`.
     pub async fn principal_of(&self, claims: &Claims) -> Result<Principal> {
         if let Some(token_id) = claims.tid {
             let token = self
@@ -239,11 +241,14 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Ok(Principal::anonymous());
         }
-        let user = self
-            .store
-            .user_by_name(&claims.sub)
+        Ok(Principal::user(self.signed_in_user(&claims.sub).await?))
+    }
+
+    /// The account a password sign-in names, as stored now; `Unauthorized` once it is gone.
+    pub(super) async fn signed_in_user(&self, name: &str) -> Result<UserRecord> {
+        self.store
+            .user_by_name(name)
             .await?
-            .ok_or(Error::Unauthorized)?;
-        Ok(Principal::user(user))
+            .ok_or(Error::Unauthorized)
     }
 }

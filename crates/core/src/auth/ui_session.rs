@@ -23,8 +23,8 @@ impl Authenticator {
         self.issue_sign_in(principal, self.ui_audience(), UI_SESSION_TTL)
     }
 
-    /// Who a session signs in, with the account read again (a removed account or a lost
-    /// admin flag applies at once).
+    /// Who a session signs in, with the account read again (a removed account, a lost admin
+    /// flag or a password changed since the session was opened applies at once).
     pub async fn verify_ui_session(&self, token: &str) -> Result<Principal> {
         self.verify_sign_in(token, &self.ui_audience()).await
     }

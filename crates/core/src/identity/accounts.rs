@@ -150,8 +150,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         })
     }
 
-    /// Replaces a user's password (the user or a site admin) and ends the user's refresh
-    /// tokens, so sessions opened with the old password do not outlive it.
+    /// Replaces a user's password (the user or a site admin) and ends everything signed in
+    /// with the old one: web UI sessions and API tokens issued before now (the store moves
+    /// the user's `sessions_valid_from` with the hash) and the user's refresh tokens. Sign-ins
+    /// with an access token are not ended; they end with that token.
     pub async fn set_password(
         &self,
         acting: &Acting<'_>,
@@ -162,7 +164,11 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         check_password(password)?;
         let user = self.user_record(name).await?;
         let hash = hash_password(password)?;
-        if !self.store.set_password_hash(name, &hash).await? {
+        if !self
+            .store
+            .set_password_hash(name, &hash, now_unix())
+            .await?
+        {
             return Err(Error::AccountUnknown(name.to_owned()));
         }
         self.store
@@ -298,6 +304,7 @@ mod tests {
             created_at: 5,
             totp_secret: Some("JBSWY3DP".into()),
             totp_enabled: true,
+            sessions_valid_from: 7,
         };
         let account = Account::from(record);
         assert_eq!(

@@ -23,6 +23,7 @@ pub use tokens::{
     hash_token, new_token_secret, validate_repository_pattern, CreatedToken, OrgTokenRequest,
     TokenRequest, TokenScope, TOKEN_PREFIX,
 };
+pub(crate) use two_factor::use_totp_code;
 pub use two_factor::{TotpSetup, TOTP_ISSUER};
 
 use crate::error::{Error, Result};

@@ -43,21 +43,26 @@ pub fn totp_code(secret_base32: &str, unix_time: i64, digits: u32) -> Option<Str
     Some(format!("{code:0width$}", width = digits as usize))
 }
 
-/// Accepts the code for the current 30 s step or one step either side.
-pub fn verify_totp(secret_base32: &str, code: &str, unix_time: i64) -> bool {
+/// Accepts the code for the current 30 s step or one step either side, answering which step
+/// it is the code of (the latest, should two steps share a code), so that the caller can
+/// refuse it once it has been used: see [`crate::ports::Accounts::claim_totp_step`].
+pub fn verify_totp(secret_base32: &str, code: &str, unix_time: i64) -> Option<i64> {
     if code.len() != CODE_DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     // Every step is computed and compared, so timing does not tell which one matched.
     [-STEP_SECS, 0, STEP_SECS]
         .into_iter()
-        .map(|offset| {
-            unix_time
-                .checked_add(offset)
-                .and_then(|time| totp_code(secret_base32, time, CODE_DIGITS))
-                .is_some_and(|expected| same_bytes(expected.as_bytes(), code.as_bytes()))
+        .filter_map(|offset| unix_time.checked_add(offset))
+        .fold(None, |latest, time| {
+            let matched = totp_code(secret_base32, time, CODE_DIGITS)
+                .is_some_and(|expected| same_bytes(expected.as_bytes(), code.as_bytes()));
+            if matched {
+                Some(time / STEP_SECS)
+            } else {
+                latest
+            }
         })
-        .fold(false, |any, matched| any | matched)
 }
 
 /// The `otpauth://` URL authenticator apps read from a QR code.
@@ -226,17 +231,30 @@ mod tests {
     }
 
     #[test]
-    fn one_step_either_side_is_accepted() {
+    fn one_step_either_side_is_accepted_and_named() {
         let secret = rfc_secret();
         // The start of a step, so ±30 s lands exactly one step away.
         let time = 1_111_111_110;
+        let step = time / STEP_SECS;
         let code = totp_code(&secret, time, 6).unwrap();
         for offset in [0, 29, -30, 30, 59] {
-            assert!(verify_totp(&secret, &code, time + offset), "{offset:+}");
+            assert_eq!(
+                verify_totp(&secret, &code, time + offset),
+                Some(step),
+                "{offset:+}"
+            );
         }
         for offset in [-90, -31, 60, 90] {
-            assert!(!verify_totp(&secret, &code, time + offset), "{offset:+}");
+            assert_eq!(
+                verify_totp(&secret, &code, time + offset),
+                None,
+                "{offset:+}"
+            );
         }
+        let next = totp_code(&secret, time + STEP_SECS, 6).unwrap();
+        assert_eq!(verify_totp(&secret, &next, time), Some(step + 1));
+        let previous = totp_code(&secret, time - STEP_SECS, 6).unwrap();
+        assert_eq!(verify_totp(&secret, &previous, time), Some(step - 1));
     }
 
     #[test]
@@ -255,9 +273,9 @@ mod tests {
             "12 456".to_owned(),
             "+12345".to_owned(),
         ] {
-            assert!(!verify_totp(&secret, &bad, time), "{bad:?}");
+            assert_eq!(verify_totp(&secret, &bad, time), None, "{bad:?}");
         }
-        assert!(!verify_totp("invalid!", &code, time));
+        assert_eq!(verify_totp("invalid!", &code, time), None);
     }
 
     #[test]

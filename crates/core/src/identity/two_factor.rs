@@ -1,10 +1,11 @@
 //! Turning TOTP two-factor authentication on and off: a secret is stored pending, becomes
-//! active once the user proves their authenticator app has it, and is removed again.
+//! active once the user proves their authenticator app has it, and is removed again. Every
+//! code is accepted once only, wherever it is given.
 
 use super::totp::{new_totp_secret, otpauth_url, verify_totp};
 use super::{Acting, Identity};
 use crate::error::{Error, Result};
-use crate::ports::IdentityStore;
+use crate::ports::{Accounts, IdentityStore};
 use crate::time::now_unix;
 
 /// The issuer authenticator apps show next to the account name.
@@ -56,7 +57,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             }
             (Some(secret), false) => secret,
         };
-        if !verify_totp(secret, code, now_unix()) {
+        if !use_totp_code(&*self.store, user.id, secret, code).await? {
             return Err(invalid_code());
         }
         if !self.store.set_totp(name, Some(secret), true).await? {
@@ -85,8 +86,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         };
         // A site admin acting on someone else needs no code; the user always does once it is on.
         let needs_code = user.totp_enabled && caller == name;
-        if needs_code && !code.is_some_and(|code| verify_totp(secret, code, now_unix())) {
-            return Err(invalid_code());
+        if needs_code {
+            let accepted = match code {
+                Some(code) => use_totp_code(&*self.store, user.id, secret, code).await?,
+                None => false,
+            };
+            if !accepted {
+                return Err(invalid_code());
+            }
         }
         if !self.store.set_totp(name, None, false).await? {
             return Err(Error::AccountUnknown(name.to_owned()));
@@ -99,6 +106,25 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     }
 }
 
+/// Whether `code` is a current code of `secret` that has not been used yet; accepting it
+/// uses it up. Its time step must be later than the user's last accepted one, recorded with
+/// a compare-and-set, so a code seen over someone's shoulder, or sent by two sign-ins at
+/// once, passes only once; and once a code has passed, the older ones still inside the
+/// ±30 s window do not either.
+pub(crate) async fn use_totp_code<S: Accounts + ?Sized>(
+    store: &S,
+    user_id: i64,
+    secret: &str,
+    code: &str,
+) -> Result<bool> {
+    let Some(step) = verify_totp(secret, code, now_unix()) else {
+        return Ok(false);
+    };
+    Ok(store.claim_totp_step(user_id, step).await?)
+}
+
 fn invalid_code() -> Error {
-    Error::AccountInvalid("the two-factor code is not valid".to_owned())
+    Error::AccountInvalid(
+        "the two-factor code is not valid, or was used already: each code works once".to_owned(),
+    )
 }

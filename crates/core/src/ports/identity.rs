@@ -62,6 +62,9 @@ pub struct UserRecord {
     pub totp_secret: Option<String>,
     /// Two-factor authentication is on (the secret was confirmed with a code).
     pub totp_enabled: bool,
+    /// Unix seconds of the last password change: sessions signed in with a password before
+    /// it are over (0: never changed).
+    pub sessions_valid_from: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -82,11 +85,18 @@ pub trait Accounts: Send + Sync {
     /// Every user, by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     async fn count_users(&self) -> Result<u64>;
-    /// False if there is no such user.
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool>;
+    /// Replaces the password hash and, in the same statement, moves `sessions_valid_from` to
+    /// `now`, so no sign-in with the old password outlives it. False if there is no such user.
+    async fn set_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<bool>;
     async fn set_admin(&self, name: &str, is_admin: bool) -> Result<bool>;
-    /// Sets (or with `None` clears) the TOTP secret and whether two-factor is on.
+    /// Sets (or with `None` clears) the TOTP secret and whether two-factor is on. A different
+    /// secret (or none) starts with no code used; the same one keeps its last used step, so
+    /// the code that confirmed a secret cannot sign in again.
     async fn set_totp(&self, name: &str, secret: Option<&str>, enabled: bool) -> Result<bool>;
+    /// Records `step` as the user's last used TOTP time step if it is later than the one
+    /// recorded, in one compare-and-set; false when it is not (its code, or a later one, was
+    /// used already), so of two sign-ins racing with one code only one gets true.
+    async fn claim_totp_step(&self, user_id: i64, step: i64) -> Result<bool>;
 }
 
 /// An access token as stored: never the secret, only its hash.

@@ -180,7 +180,10 @@ pub(crate) async fn submit(submission: Submission) -> Response {
             username,
             password,
             &next,
-            Some("That code is not valid. Codes change every 30 seconds: try the current one."),
+            Some(
+                "That code is not valid. Each code works once and codes change every 30 \
+                 seconds: try the next one.",
+            ),
         ),
         Err(Error::CredentialsInvalid) => sign_in_page(
             visitor,

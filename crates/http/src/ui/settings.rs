@@ -4,6 +4,7 @@
 
 use super::html::{html, Html};
 use super::layout::{button_form, copyable, form_start, option, time};
+use super::login::signed_in;
 use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
@@ -124,10 +125,22 @@ fn two_factor_setup(visitor: &Visitor, setup: &TotpSetup) -> Html {
     out
 }
 
-/// `POST /settings/password`.
+/// `POST /settings/password`. The change ends every session signed in with the old
+/// password, this browser's too, so this browser gets a new session at once: whoever changed
+/// the password stays signed in, every other browser and API token of theirs is signed out.
 pub(crate) async fn change_password(submission: Submission) -> Response {
-    let result = set_password(&submission).await;
-    submission.outcome(result, "/settings#password")
+    match set_password(&submission).await {
+        Ok(notice) => {
+            let visitor = &submission.visitor;
+            signed_in(
+                visitor,
+                &visitor.principal,
+                "/settings#password",
+                Some(notice),
+            )
+        }
+        Err(err) => submission.outcome(Err(err), "/settings#password"),
+    }
 }
 
 async fn set_password(submission: &Submission) -> UiResult<Notice> {
@@ -166,7 +179,10 @@ async fn set_password(submission: &Submission) -> UiResult<Notice> {
         .identity
         .set_password(&visitor.acting(), name, new)
         .await?;
-    Ok(Notice::success("Your password is changed."))
+    Ok(Notice::success(
+        "Your password is changed. Everywhere else you were signed in with the old one, you \
+         are signed out; access tokens keep working.",
+    ))
 }
 
 /// `POST /settings/two-factor`: a fresh secret, shown with the form that confirms it.

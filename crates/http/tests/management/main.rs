@@ -3,6 +3,7 @@
 //! the API, through what registry clients can then do on `/v2/`, and against the OpenAPI
 //! document.
 
+mod browser;
 mod schema;
 mod support;
 
@@ -15,6 +16,7 @@ mod openapi;
 mod organizations;
 mod repositories;
 mod requests;
+mod sessions;
 mod sign_in;
 mod signup;
 mod tokens;

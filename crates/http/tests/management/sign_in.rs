@@ -1,7 +1,9 @@
 //! Signing in to the API: passwords, two-factor codes, and keeping API tokens and registry
 //! bearer tokens apart.
 
-use crate::support::{basic, Berth, Credentials, ADMIN_PASSWORD, PASSWORD};
+use crate::support::{
+    basic, with_time_left_in_the_step, Berth, Credentials, ADMIN_PASSWORD, PASSWORD,
+};
 use berth_core::identity::totp::totp_code;
 use berth_core::time::now_unix;
 use reqwest::Method;
@@ -97,9 +99,17 @@ async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
         )
         .await
         .expect_error(400, "BAD_REQUEST");
-    let code = totp_code(&secret, now_unix(), 6).unwrap();
+    // Each code works once: turning it on, signing in and turning it off take the codes of
+    // three steps, the current one and those either side of it.
+    with_time_left_in_the_step(10).await;
+    let now = now_unix();
+    let [previous, current, next] =
+        [-30, 0, 30].map(|offset| totp_code(&secret, now + offset, 6).unwrap());
     let confirmed = alice
-        .post("/api/v1/users/alice/2fa/confirm", json!({ "code": code }))
+        .post(
+            "/api/v1/users/alice/2fa/confirm",
+            json!({ "code": previous }),
+        )
         .await
         .expect(200);
     assert_eq!(confirmed.body["has_2fa"], true);
@@ -123,9 +133,8 @@ async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
         201
     );
 
-    let code = totp_code(&secret, now_unix(), 6).unwrap();
     let signed_in = berth
-        .login("alice", PASSWORD, Some(&code))
+        .login("alice", PASSWORD, Some(&current))
         .await
         .expect(200);
     let token = signed_in.body["token"].as_str().unwrap().to_owned();
@@ -142,17 +151,77 @@ async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
         )
         .await;
     off.expect_error(400, "BAD_REQUEST");
-    let code = totp_code(&secret, now_unix(), 6).unwrap();
     berth
         .send(
             Method::DELETE,
             "/api/v1/users/alice/2fa",
             &alice.credentials,
-            Some(json!({ "code": code })),
+            Some(json!({ "code": next })),
         )
         .await
         .expect(204);
     berth.login("alice", PASSWORD, None).await.expect(200);
+}
+
+#[tokio::test]
+async fn a_two_factor_code_signs_in_once() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    let secret = alice
+        .post("/api/v1/users/alice/2fa", json!({}))
+        .await
+        .expect(200)
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    with_time_left_in_the_step(10).await;
+    let now = now_unix();
+    let [previous, current, next] =
+        [-30, 0, 30].map(|offset| totp_code(&secret, now + offset, 6).unwrap());
+    alice
+        .post(
+            "/api/v1/users/alice/2fa/confirm",
+            json!({ "code": previous }),
+        )
+        .await
+        .expect(200);
+
+    let signed_in = berth
+        .login("alice", PASSWORD, Some(&current))
+        .await
+        .expect(200);
+    assert!(signed_in.body["token"].is_string());
+    // The same code again, as someone who saw it would send it: refused like a wrong one.
+    let replayed = berth
+        .login("alice", PASSWORD, Some(&current))
+        .await
+        .expect_error(401, "UNAUTHORIZED");
+    assert!(replayed.body.get("token").is_none());
+    assert_eq!(
+        replayed.message(),
+        berth
+            .login("alice", "not the password", None)
+            .await
+            .expect_error(401, "UNAUTHORIZED")
+            .message(),
+        "nothing says the code was right once"
+    );
+    // The code that turned two-factor on cannot sign in either.
+    berth
+        .login("alice", PASSWORD, Some(&previous))
+        .await
+        .expect_error(401, "UNAUTHORIZED");
+
+    // Once a newer code is used, an older one still inside the window is refused.
+    berth
+        .login("alice", PASSWORD, Some(&next))
+        .await
+        .expect(200);
+    berth
+        .login("alice", PASSWORD, Some(&current))
+        .await
+        .expect_error(401, "UNAUTHORIZED");
 }
 
 #[tokio::test]

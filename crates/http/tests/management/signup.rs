@@ -1,92 +1,12 @@
 //! Self-service sign-up in the web UI: a missing page with no links to it while it is off;
 //! when on, a form that makes an account, signs it in and refuses with reasons.
 
+use crate::browser::{browser, get_page, post_form, post_form_from};
 use crate::support::{basic, Berth};
-use reqwest::header::{HeaderMap, LOCATION, ORIGIN, RETRY_AFTER, SET_COOKIE};
-use reqwest::Client;
+use reqwest::header::RETRY_AFTER;
 use serde_json::json;
 
 const NEW_PASSWORD: &str = "a long new password";
-
-/// An HTML page (or a redirect) as a browser receives it.
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Page {
-    #[track_caller]
-    fn expect(self, status: u16) -> Page {
-        assert_eq!(self.status, status, "page:\n{}", self.text);
-        self
-    }
-
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .map_or("", |v| v.to_str().unwrap())
-    }
-
-    /// `name=value` of every cookie the answer sets, for the next request's `Cookie`.
-    fn cookies(&self) -> String {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next())
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.headers
-            .get_all(SET_COOKIE)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .find(|v| v.starts_with(&format!("{name}=")))
-    }
-}
-
-/// A browser without a cookie jar: no redirects followed, cookies passed by hand.
-fn browser() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn read(response: reqwest::Response) -> Page {
-    Page {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        text: response.text().await.unwrap(),
-    }
-}
-
-async fn get_page(berth: &Berth, path: &str, cookies: &str) -> Page {
-    let mut request = browser().get(berth.url(path));
-    if !cookies.is_empty() {
-        request = request.header("cookie", cookies);
-    }
-    read(request.send().await.unwrap()).await
-}
-
-/// Submits a form as a page of `origin` would.
-async fn post_form_from(berth: &Berth, origin: &str, path: &str, fields: &[(&str, &str)]) -> Page {
-    let response = browser()
-        .post(berth.url(path))
-        .header(ORIGIN, origin)
-        .form(fields)
-        .send()
-        .await
-        .unwrap();
-    read(response).await
-}
-
-/// Submits a form from one of Berth's own pages.
-async fn post_form(berth: &Berth, path: &str, fields: &[(&str, &str)]) -> Page {
-    post_form_from(berth, &berth.url(""), path, fields).await
-}
 
 /// The sign-up form's fields.
 fn signup<'a>(username: &'a str, password: &'a str, confirm: &'a str) -> Vec<(&'a str, &'a str)> {

@@ -11,6 +11,7 @@ use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::ports::IdentityStore;
 use berth_core::registry::RegistryOptions;
+use berth_core::time::now_unix;
 use berth_core::Registry;
 use berth_http::AppState;
 use berth_meta::SqliteMeta;
@@ -550,4 +551,21 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Basic credentials for `/v2/`.
 pub fn basic(name: &str, secret: &str) -> Credentials {
     Credentials::Basic(name.to_owned(), secret.to_owned())
+}
+
+/// Waits for the next second of the clock: sign-in JWTs carry whole seconds, and one issued
+/// in the second of a password change counts as issued after it.
+pub async fn into_the_next_second() {
+    let now = now_unix();
+    while now_unix() == now {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits, if need be, until at least `secs` seconds of the current 30 s TOTP step are left,
+/// so codes computed now for the steps around it are all still current when they are checked.
+pub async fn with_time_left_in_the_step(secs: i64) {
+    while 30 - now_unix() % 30 < secs {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

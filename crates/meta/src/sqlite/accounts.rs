@@ -1,5 +1,5 @@
 //! User accounts on SQLite: creation with their namespace, lookups, passwords, the admin
-//! flag and two-factor settings.
+//! flag and two-factor settings with the last used code's time step.
 
 use super::namespaces::claim_namespace;
 use super::{backend, SqliteMeta};
@@ -8,7 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 const USER_COLUMNS: &str =
-    "id, name, password_hash, is_admin, created_at, totp_secret, totp_enabled";
+    "id, name, password_hash, is_admin, created_at, totp_secret, totp_enabled, sessions_valid_from";
 
 fn user_from_row(row: &SqliteRow) -> UserRecord {
     UserRecord {
@@ -19,6 +19,7 @@ fn user_from_row(row: &SqliteRow) -> UserRecord {
         created_at: row.get("created_at"),
         totp_secret: row.get("totp_secret"),
         totp_enabled: row.get::<i64, _>("totp_enabled") != 0,
+        sessions_valid_from: row.get("sessions_valid_from"),
     }
 }
 
@@ -78,13 +79,16 @@ impl Accounts for SqliteMeta {
         Ok(count as u64)
     }
 
-    async fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE name = ?")
-            .bind(hash)
-            .bind(name)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+    async fn set_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, sessions_valid_from = ? WHERE name = ?",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(name)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -104,13 +108,32 @@ impl Accounts for SqliteMeta {
         secret: Option<&str>,
         enabled: bool,
     ) -> Result<bool, MetaError> {
-        let done = sqlx::query("UPDATE users SET totp_secret = ?, totp_enabled = ? WHERE name = ?")
-            .bind(secret)
-            .bind(i64::from(enabled))
-            .bind(name)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        // SET reads the row as it was, so `totp_secret IS ?` compares the old secret with the
+        // new one: steps used with another secret say nothing about this one's codes.
+        let done = sqlx::query(
+            "UPDATE users SET totp_secret = ?, totp_enabled = ?, \
+             totp_last_step = CASE WHEN totp_secret IS ? THEN totp_last_step ELSE 0 END \
+             WHERE name = ?",
+        )
+        .bind(secret)
+        .bind(i64::from(enabled))
+        .bind(secret)
+        .bind(name)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_totp_step(&self, user_id: i64, step: i64) -> Result<bool, MetaError> {
+        let done =
+            sqlx::query("UPDATE users SET totp_last_step = ? WHERE id = ? AND totp_last_step < ?")
+                .bind(step)
+                .bind(user_id)
+                .bind(step)
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -17,6 +17,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_platforms.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_sessions_and_totp_steps.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
