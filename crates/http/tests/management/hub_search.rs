@@ -468,15 +468,10 @@ async fn nobody_finds_a_repository_they_cannot_read() {
     assert!(sees_hidden(
         &bob.get("/api/v1/search?q=gem").await.expect(200)
     ));
-    let token = alice
-        .post(
-            "/api/v1/access-tokens",
-            json!({ "token_label": "ci", "scopes": ["repo:public_read"] }),
-        )
-        .await
-        .expect(201);
-    let secret = token.body["token"].as_str().expect("secret");
-    let public_only = berth.with(basic("alice", secret));
+    let secret = alice
+        .new_access_token(json!({ "token_label": "ci", "scopes": ["repo:public_read"] }))
+        .await;
+    let public_only = berth.with(basic("alice", &secret));
     assert!(!sees_hidden(
         &public_only.get("/api/v1/search?q=gem").await.expect(200)
     ));

@@ -15,16 +15,8 @@ async fn a_password_change_signs_out_every_other_session_but_not_the_changers_br
     let laptop = sign_in(&berth, "bob", PASSWORD).await;
     let phone = sign_in(&berth, "bob", PASSWORD).await;
     let secret = api
-        .post(
-            "/api/v1/access-tokens",
-            json!({ "token_label": "ci", "scopes": ["repo:write"] }),
-        )
-        .await
-        .expect(201)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .new_access_token(json!({ "token_label": "ci", "scopes": ["repo:write"] }))
+        .await;
     let via_access_token = berth.login("bob", &secret, None).await.expect(200);
     let tokened = berth.with(Credentials::Bearer(
         via_access_token.body["token"].as_str().unwrap().to_owned(),

@@ -353,6 +353,17 @@ impl Session<'_> {
             .await
     }
 
+    /// Creates an access token as `request` asks (`POST /api/v1/access-tokens`); its secret.
+    pub async fn new_access_token(&self, request: Value) -> String {
+        self.post("/api/v1/access-tokens", request)
+            .await
+            .expect(201)
+            .body["token"]
+            .as_str()
+            .expect("the new token's secret")
+            .to_owned()
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
         self.berth
             .send(Method::PATCH, path, &self.credentials, Some(body))

@@ -188,16 +188,8 @@ async fn token_requests_are_checked() {
     );
     // Signed in with a token, one cannot make tokens.
     let secret = bob
-        .post(
-            "/api/v1/access-tokens",
-            json!({ "token_label": "x", "scopes": ["repo:admin"] }),
-        )
-        .await
-        .expect(201)
-        .body["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .new_access_token(json!({ "token_label": "x", "scopes": ["repo:admin"] }))
+        .await;
     berth
         .with(Credentials::Basic("bob".into(), secret))
         .post(
