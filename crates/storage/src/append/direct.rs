@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use tokio::sync::mpsc;
 
-/// Appends at least this long, starting at an aligned offset, are written directly.
+/// Appends of a known length at least this long, starting at an aligned offset, are written
+/// directly; so are those of unknown length that turn out longer than one block.
 const DIRECT_AT_LEAST: u64 = 8 << 20;
 /// Direct writes start and end on multiples of this: the largest logical block size in
 /// common use. A filesystem that wants more refuses the write and gets the buffered path.
@@ -39,13 +40,18 @@ const FLUSH_EVERY: u64 = 16 << 20;
 pub(super) struct Direct {
     buffered_flags: OFlags,
     direct: bool,
+    /// Whether anything was written yet: only then is a partly filled block the end of a
+    /// large append rather than all of a small one.
+    wrote: bool,
 }
 
 impl Direct {
     /// Puts `file` in direct mode when an append of `len` bytes at `offset` qualifies and
-    /// the filesystem allows it; `None` means write through the page cache.
+    /// the filesystem allows it; `None` means write through the page cache. An append of
+    /// unknown length qualifies (docker streams a whole layer so): should it end within its
+    /// first block, that block goes through the page cache after all.
     pub(super) fn enable(file: &File, offset: u64, len: Option<u64>) -> Option<Direct> {
-        if !offset.is_multiple_of(ALIGN as u64) || len.is_none_or(|len| len < DIRECT_AT_LEAST) {
+        if !offset.is_multiple_of(ALIGN as u64) || len.is_some_and(|len| len < DIRECT_AT_LEAST) {
             return None;
         }
         let buffered_flags = fcntl_getfl(file).ok()?;
@@ -53,6 +59,7 @@ impl Direct {
         Some(Direct {
             buffered_flags,
             direct: true,
+            wrote: false,
         })
     }
 
@@ -64,7 +71,7 @@ impl Direct {
         expected_len: Option<u64>,
     ) -> Outcome {
         let (tx, rx) = mpsc::channel(POOL);
-        let (pool, recycler) = BlockPool::new();
+        let (pool, recycler) = BlockPool::new(expected_len.is_none());
         let writer = spawn_writer(file, offset, move |file| {
             self.write_blocks(file, offset, expected_len, rx, recycler)
         });
@@ -79,15 +86,7 @@ impl Direct {
         mut rx: mpsc::Receiver<Block>,
         recycler: Recycler,
     ) -> io::Result<u64> {
-        if let Some(len) = expected_len {
-            // Reserved and inside the file's size, direct writes are plain overwrites for
-            // the filesystem; past the end each one must also grow the file, and measured
-            // half as fast on ext4. The reserved range reads as zeros until written; a
-            // failed append's rollback cuts it off again, as does the recovery after a crash
-            // (upload files are trimmed to their session's size). Filesystems without
-            // `fallocate` just write past the end.
-            let _ = rustix::fs::fallocate(&*file, FallocateFlags::empty(), offset, len);
-        }
+        let mut reserved = Reservation::start(file, offset, expected_len);
         let mut flushes = Flushes::new(offset, FLUSH_EVERY);
         let mut written = 0u64;
         let mut queued = Vec::with_capacity(BLOCKS_PER_WRITE);
@@ -99,14 +98,16 @@ impl Direct {
                     Err(_) => break,
                 }
             }
-            self.write(file, &queued)?;
             let len: u64 = queued.iter().map(|block| block.filled as u64).sum();
+            reserved.cover(file, offset + written + len);
+            self.write(file, &queued)?;
             written += len;
             flushes.wrote(file, len)?;
             for block in queued.drain(..) {
                 recycler.give_back(block);
             }
         }
+        reserved.cut_to(file, offset + written)?;
         Ok(written)
     }
 
@@ -116,8 +117,15 @@ impl Direct {
             return Ok(());
         };
         // Direct writes must end aligned too. Only an append's last block can be partly
-        // filled, so only its unaligned tail goes through the page cache.
-        let tail = last.filled % ALIGN;
+        // filled, so only its unaligned tail goes through the page cache; or all of it, when
+        // it is all of a small append of unknown length.
+        let small = !self.wrote && blocks.len() == 1 && last.filled < BLOCK;
+        let tail = if small {
+            last.filled
+        } else {
+            last.filled % ALIGN
+        };
+        self.wrote = true;
         let mut slices: Vec<IoSlice<'_>> = blocks
             .iter()
             .map(|block| IoSlice::new(&block.bytes[..block.filled]))
@@ -161,6 +169,62 @@ impl Direct {
         }
         Ok(())
     }
+}
+
+/// Space reserved for an append and inside the file's size before it is written. Direct
+/// writes there are plain overwrites for the filesystem; past the end each one must also
+/// grow the file, which measured half as fast on ext4. The reserved range reads as zeros
+/// until written; a failed append's rollback cuts it off again, as does the recovery after
+/// a crash (upload files are trimmed to their session's size). Filesystems without
+/// `fallocate` just write past the end.
+struct Reservation {
+    /// The end of the reserved range.
+    end: u64,
+    /// Whether the append's length is unknown: then space is reserved `RESERVE_AHEAD` at a
+    /// time as the writes come, and what was not written is cut off at the end.
+    grows: bool,
+}
+
+/// Reserved at a time for an append of unknown length.
+const RESERVE_AHEAD: u64 = 64 << 20;
+
+impl Reservation {
+    fn start(file: &File, offset: u64, expected_len: Option<u64>) -> Reservation {
+        match expected_len {
+            Some(len) => {
+                reserve(file, offset, len);
+                Reservation {
+                    end: offset + len,
+                    grows: false,
+                }
+            }
+            None => Reservation {
+                end: offset,
+                grows: true,
+            },
+        }
+    }
+
+    /// Makes sure everything up to `end` is reserved.
+    fn cover(&mut self, file: &File, end: u64) {
+        if self.grows && end > self.end {
+            let len = end - self.end + RESERVE_AHEAD;
+            reserve(file, self.end, len);
+            self.end += len;
+        }
+    }
+
+    /// Cuts off what was reserved past `end`, where the append's bytes end.
+    fn cut_to(&self, file: &File, end: u64) -> io::Result<()> {
+        if self.grows && self.end > end {
+            file.set_len(end)?;
+        }
+        Ok(())
+    }
+}
+
+fn reserve(file: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fallocate(file, FallocateFlags::empty(), offset, len);
 }
 
 /// Receives the request into blocks. Each frame is copied as soon as it arrives, right
@@ -212,10 +276,14 @@ struct Block {
 }
 
 impl Block {
-    fn new() -> io::Result<Block> {
+    /// An empty block; `huge` asks for a huge page, which is faulted in (zeroed) whole at
+    /// the first byte written, so it is not asked for where a few KiB may be all.
+    fn new(huge: bool) -> io::Result<Block> {
         // Anonymous mappings are page aligned, as direct I/O requires.
         let bytes = MmapMut::map_anon(BLOCK)?;
-        let _ = bytes.advise(memmap2::Advice::HugePage); // a hint; small pages work too
+        if huge {
+            let _ = bytes.advise(memmap2::Advice::HugePage); // a hint; small pages work too
+        }
         Ok(Block { bytes, filled: 0 })
     }
 
@@ -233,6 +301,9 @@ impl Block {
 struct BlockPool {
     returned: mpsc::UnboundedReceiver<Block>,
     allocated: usize,
+    /// Whether the append may turn out small (its length is unknown): its first block then
+    /// gets small pages.
+    may_be_small: bool,
 }
 
 /// The writer's way to hand a written block back to the pool.
@@ -246,11 +317,12 @@ impl Recycler {
 }
 
 impl BlockPool {
-    fn new() -> (BlockPool, Recycler) {
+    fn new(may_be_small: bool) -> (BlockPool, Recycler) {
         let (give_back, returned) = mpsc::unbounded_channel();
         let pool = BlockPool {
             returned,
             allocated: 0,
+            may_be_small,
         };
         (pool, Recycler(give_back))
     }
@@ -262,8 +334,9 @@ impl BlockPool {
             return Ok(Some(block));
         }
         if self.allocated < POOL {
+            let huge = !(self.may_be_small && self.allocated == 0);
             self.allocated += 1;
-            return Block::new().map(Some);
+            return Block::new(huge).map(Some);
         }
         Ok(self.returned.recv().await)
     }
@@ -274,7 +347,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_large_aligned_appends_of_known_length_go_direct() {
+    fn large_or_unknown_length_appends_at_aligned_offsets_go_direct() {
         let dir = tempfile::tempdir().unwrap();
         let file = File::create(dir.path().join("upload")).unwrap();
         let large = Some(DIRECT_AT_LEAST);
@@ -282,16 +355,18 @@ mod tests {
             Direct::enable(&file, 1, large).is_none(),
             "unaligned offset"
         );
+        assert!(Direct::enable(&file, 1, None).is_none(), "unaligned offset");
         assert!(Direct::enable(&file, 0, Some(DIRECT_AT_LEAST - 1)).is_none());
-        assert!(Direct::enable(&file, 0, None).is_none(), "unknown length");
         let flags = fcntl_getfl(&file).unwrap();
-        let direct = Direct::enable(&file, ALIGN as u64 * 3, large);
-        assert!(
-            direct.is_some(),
-            "the test directory's filesystem refused direct writes; they are what this tests"
-        );
-        assert!(fcntl_getfl(&file).unwrap().contains(OFlags::DIRECT));
-        direct.unwrap().end_direct(&file).unwrap();
-        assert_eq!(fcntl_getfl(&file).unwrap(), flags);
+        for len in [large, None] {
+            let direct = Direct::enable(&file, ALIGN as u64 * 3, len);
+            assert!(
+                direct.is_some(),
+                "the test directory's filesystem refused direct writes; they are what this tests"
+            );
+            assert!(fcntl_getfl(&file).unwrap().contains(OFlags::DIRECT));
+            direct.unwrap().end_direct(&file).unwrap();
+            assert_eq!(fcntl_getfl(&file).unwrap(), flags);
+        }
     }
 }

@@ -122,6 +122,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn appends_of_unknown_length_keep_every_byte_and_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = file_in(&dir);
+        // Small, at an aligned offset: all of it in the first block, through the page cache.
+        let mut expected = pattern(4096 + 100, 1);
+        append_file(file, 0, frames(&expected, None), None)
+            .await
+            .unwrap();
+        // Large, at an unaligned offset: through the page cache.
+        let second = pattern(3 * MIB, 2);
+        let (file, _) = file_in(&dir);
+        append_file(file, expected.len() as u64, frames(&second, None), None)
+            .await
+            .unwrap();
+        expected.extend_from_slice(&second);
+        let pad = pattern(expected.len().next_multiple_of(4096) - expected.len(), 3);
+        let (file, _) = file_in(&dir);
+        append_file(file, expected.len() as u64, frames(&pad, None), None)
+            .await
+            .unwrap();
+        expected.extend_from_slice(&pad);
+        // Large, aligned, past more than one reservation, with an unaligned tail: direct
+        // writes, and the space reserved ahead of them cut off at the end.
+        let large = pattern(70 * MIB + 5, 4);
+        let (file, _) = file_in(&dir);
+        append_file(file, expected.len() as u64, frames(&large, None), None)
+            .await
+            .unwrap();
+        expected.extend_from_slice(&large);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            expected.len() as u64,
+            "nothing reserved is left past the append"
+        );
+        assert!(contents(&path) == expected, "the bytes differ");
+
+        // Failing midway: nothing of it stays, reserved space included.
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "client went away");
+        let cut = frames(&pattern(9 * MIB, 5), Some(reset));
+        let (file, _) = file_in(&dir);
+        assert!(matches!(
+            append_file(file, expected.len() as u64, cut, None).await,
+            Err(StoreError::Source(_))
+        ));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            expected.len() as u64
+        );
+    }
+
+    #[tokio::test]
     async fn a_failed_large_append_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let (file, path) = file_in(&dir);
