@@ -1,12 +1,12 @@
 //! Appends written through the page cache: request frames handed to the writer as they
 //! come, in batches.
 
-use super::pipeline::{past_expected, spawn_writer, Flushes, Outcome};
+use super::pipeline::{past_expected, spawn_writer, write_all_vectored, Flushes, Outcome};
 use berth_core::ports::{ByteStream, StoreError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IoSlice};
 use tokio::sync::mpsc;
 
 /// Batches queued between the network and the writer.
@@ -82,15 +82,6 @@ fn write_batches(
 
 /// Writes every buffer of a batch with as few system calls as the kernel allows.
 fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> = batch.iter().map(|b| io::IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    write_all_vectored(file, &mut slices, |_| Ok(false))
 }

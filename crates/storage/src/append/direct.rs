@@ -7,13 +7,13 @@
 //! this adds, into the blocks, is made while each frame is still in the CPU cache from
 //! hashing.
 
-use super::pipeline::{past_expected, spawn_writer, Flushes, Outcome};
+use super::pipeline::{past_expected, spawn_writer, write_all_vectored, Flushes, Outcome};
 use berth_core::ports::{ByteStream, StoreError};
 use futures_util::StreamExt;
 use memmap2::MmapMut;
 use rustix::fs::{fcntl_getfl, fcntl_setfl, FallocateFlags, OFlags};
 use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use tokio::sync::mpsc;
 
 /// Appends of a known length at least this long, starting at an aligned offset, are written
@@ -40,9 +40,6 @@ const FLUSH_EVERY: u64 = 16 << 20;
 pub(super) struct Direct {
     buffered_flags: OFlags,
     direct: bool,
-    /// Whether anything was written yet: only then is a partly filled block the end of a
-    /// large append rather than all of a small one.
-    wrote: bool,
 }
 
 impl Direct {
@@ -59,7 +56,6 @@ impl Direct {
         Some(Direct {
             buffered_flags,
             direct: true,
-            wrote: false,
         })
     }
 
@@ -99,8 +95,13 @@ impl Direct {
                 }
             }
             let len: u64 = queued.iter().map(|block| block.filled as u64).sum();
-            reserved.cover(file, offset + written + len);
-            self.write(file, &queued)?;
+            // One partly filled block before anything was written: all of a small append
+            // of unknown length, which goes through the page cache and needs no reserving.
+            let small = written == 0 && queued.len() == 1 && queued[0].filled < BLOCK;
+            if !small {
+                reserved.cover(file, offset + written + len);
+            }
+            self.write(file, &queued, small)?;
             written += len;
             flushes.wrote(file, len)?;
             for block in queued.drain(..) {
@@ -111,21 +112,19 @@ impl Direct {
         Ok(written)
     }
 
-    /// Writes the blocks' bytes, in order, at the file's position.
-    fn write(&mut self, file: &mut File, blocks: &[Block]) -> io::Result<()> {
+    /// Writes the blocks' bytes, in order, at the file's position; all through the page
+    /// cache when they are a `small` append.
+    fn write(&mut self, file: &mut File, blocks: &[Block], small: bool) -> io::Result<()> {
         let Some(last) = blocks.last() else {
             return Ok(());
         };
         // Direct writes must end aligned too. Only an append's last block can be partly
-        // filled, so only its unaligned tail goes through the page cache; or all of it, when
-        // it is all of a small append of unknown length.
-        let small = !self.wrote && blocks.len() == 1 && last.filled < BLOCK;
+        // filled, so only its unaligned tail goes through the page cache.
         let tail = if small {
             last.filled
         } else {
             last.filled % ALIGN
         };
-        self.wrote = true;
         let mut slices: Vec<IoSlice<'_>> = blocks
             .iter()
             .map(|block| IoSlice::new(&block.bytes[..block.filled]))
@@ -133,41 +132,26 @@ impl Direct {
         if let Some(last_slice) = slices.last_mut() {
             *last_slice = IoSlice::new(&last.bytes[..last.filled - tail]);
         }
-        self.write_slices(file, &mut slices)?;
+        // Refused when the filesystem cannot write this directly (a block size above
+        // `ALIGN`, no direct I/O for this file, or a short write that left the position
+        // unaligned): nothing of that attempt was written, so go on through the page cache.
+        write_all_vectored(file, &mut slices, |file| self.end_direct(file))?;
         if tail > 0 {
             self.end_direct(file)?;
             let rest = &last.bytes[last.filled - tail..last.filled];
-            self.write_slices(file, &mut [IoSlice::new(rest)])?;
+            write_all_vectored(file, &mut [IoSlice::new(rest)], |_| Ok(false))?;
         }
         Ok(())
     }
 
-    fn write_slices(&mut self, file: &mut File, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-        let mut slices = slices;
-        while slices.iter().any(|slice| !slice.is_empty()) {
-            match file.write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Refused when the filesystem cannot write this directly (a block size above
-                // `ALIGN`, no direct I/O for this file, or a short write that left the
-                // position unaligned): nothing of this attempt was written, so go on
-                // through the page cache.
-                Err(e) if self.direct && e.kind() == io::ErrorKind::InvalidInput => {
-                    self.end_direct(file)?;
-                }
-                Err(e) => return Err(e),
-            }
+    /// Puts the file back to writing through the page cache; `true` if it was direct.
+    fn end_direct(&mut self, file: &File) -> io::Result<bool> {
+        if !self.direct {
+            return Ok(false);
         }
-        Ok(())
-    }
-
-    fn end_direct(&mut self, file: &File) -> io::Result<()> {
-        if self.direct {
-            fcntl_setfl(file, self.buffered_flags)?;
-            self.direct = false;
-        }
-        Ok(())
+        fcntl_setfl(file, self.buffered_flags)?;
+        self.direct = false;
+        Ok(true)
     }
 }
 

@@ -25,9 +25,7 @@ pub async fn append_file(
     let written = written.map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?;
     let (file, written) = written.map_err(StoreError::Io)?;
     let rollback = |error: StoreError| {
-        if let Err(e) = file.set_len(offset) {
-            tracing::error!(error = %e, "could not roll back a failed append");
-        }
+        pipeline::cut_back(&file, offset);
         Err(error)
     };
     let received = match received {

@@ -3,7 +3,7 @@
 
 use berth_core::ports::StoreError;
 use std::fs::File;
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use tokio::task::JoinHandle;
 
 /// What each way of appending returns: the bytes received (or why receiving stopped), and
@@ -28,13 +28,39 @@ pub(super) fn spawn_writer(
         match write(&mut file) {
             Ok(written) => Ok((file, written)),
             Err(e) => {
-                if let Err(cut) = file.set_len(offset) {
-                    tracing::error!(error = %cut, "could not roll back a failed append");
-                }
+                cut_back(&file, offset);
                 Err(e)
             }
         }
     })
+}
+
+/// Rolls a failed append back: cuts `file` to `offset`, where the append began.
+pub(super) fn cut_back(file: &File, offset: u64) {
+    if let Err(e) = file.set_len(offset) {
+        tracing::error!(error = %e, "could not roll back a failed append");
+    }
+}
+
+/// Writes all of `slices` at the file's position with as few system calls as the kernel
+/// allows. A write the kernel refuses as invalid goes to `refused`, which may change how the
+/// file is written and answer `true` to try again; `false` gives the error back.
+pub(super) fn write_all_vectored(
+    file: &mut File,
+    slices: &mut [IoSlice<'_>],
+    mut refused: impl FnMut(&File) -> io::Result<bool>,
+) -> io::Result<()> {
+    let mut slices = slices;
+    while slices.iter().any(|slice| !slice.is_empty()) {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput && refused(&*file)? => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Adds one received frame's length to `received`; `true` when that goes past
