@@ -57,6 +57,13 @@ pub enum Error {
     TokenUnknown(i64),
     #[error("team {team} is not known in {org}")]
     TeamUnknown { org: String, team: String },
+    /// A request that cannot be carried out as written; the message names what is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such webhook (or delivery) among the ones the caller may manage; said the same
+    /// whether it does not exist or belongs to someone else.
+    #[error("webhook {0} is not known")]
+    WebhookUnknown(String),
     /// Something with that name already exists.
     #[error("{0} already exists")]
     Conflict(String),

@@ -2,12 +2,16 @@
 
 pub mod access;
 pub mod auth;
+pub mod clock;
 pub mod error;
+pub mod events;
 pub mod hub;
 pub mod identity;
+pub mod jobs;
 pub mod ports;
 pub mod registry;
 pub mod time;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use registry::Registry;

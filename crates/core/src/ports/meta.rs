@@ -2,8 +2,12 @@
 //!
 //! One small trait per aggregate; a backend implements them all and is used as `MetaStore`.
 
+use super::events::EventLog;
 use super::hub::HubStore;
 use super::identity::IdentityStore;
+use super::jobs::JobQueue;
+use super::webhooks::WebhookStore;
+use crate::events::NewEvent;
 use berth_oci::{Digest, Platform, RepoName};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +67,8 @@ pub trait UploadSessions: Send + Sync {
 
 #[async_trait::async_trait]
 pub trait BlobLinks: Send + Sync {
-    /// Records the blob and links it into `repo` (creating the repository).
+    /// Records the blob and links it into `repo` (creating the repository, with its
+    /// `repository.created` event).
     async fn link_blob(
         &self,
         repo: &RepoName,
@@ -100,6 +105,10 @@ pub struct NewManifest {
     pub platform: ManifestPlatform,
     pub tags: Vec<String>,
     pub now: i64,
+    /// Who pushes; named in the `repository.created` event when the push creates it.
+    pub actor: Option<String>,
+    /// Recorded in the push's transaction (the `manifest.pushed` event).
+    pub events: Vec<NewEvent>,
 }
 
 /// What a push learned of an image manifest's platform.
@@ -132,8 +141,9 @@ pub struct ReferrerRecord {
 
 #[async_trait::async_trait]
 pub trait Manifests: Send + Sync {
-    /// Stores the manifest, links it into the repository, points its tags at it and records
-    /// the push as the repository's latest, atomically.
+    /// Stores the manifest, links it into the repository, points its tags at it, records
+    /// the push as the repository's latest and records its events (and `repository.created`
+    /// when the push creates the repository), atomically.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), MetaError>;
     async fn manifest_by_tag(
         &self,
@@ -145,8 +155,14 @@ pub trait Manifests: Send + Sync {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError>;
-    /// Removes the manifest from the repository with every tag pointing at it.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Removes the manifest from the repository with every tag pointing at it, recording
+    /// `manifest.deleted` (naming those tags) by `actor` in the same transaction.
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError>;
     /// Manifests in `repo` whose subject is `subject`, optionally of one artifact type.
     async fn referrers(
         &self,
@@ -179,7 +195,13 @@ pub trait Tags: Send + Sync {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<Vec<String>>, MetaError>;
-    async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<bool, MetaError>;
+    /// Removes the tag, recording `tag.deleted` by `actor` in the same transaction.
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError>;
 }
 
 #[async_trait::async_trait]
@@ -195,11 +217,29 @@ pub trait Repositories: Send + Sync {
 
 /// A complete metadata backend.
 pub trait MetaStore:
-    UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore + HubStore
+    UploadSessions
+    + BlobLinks
+    + Manifests
+    + Tags
+    + Repositories
+    + IdentityStore
+    + HubStore
+    + EventLog
+    + JobQueue
+    + WebhookStore
 {
 }
 
 impl<T> MetaStore for T where
-    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + IdentityStore + HubStore
+    T: UploadSessions
+        + BlobLinks
+        + Manifests
+        + Tags
+        + Repositories
+        + IdentityStore
+        + HubStore
+        + EventLog
+        + JobQueue
+        + WebhookStore
 {
 }

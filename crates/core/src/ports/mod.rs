@@ -1,9 +1,12 @@
 //! The ports: small traits through which the domain reaches storage and the database.
 
 mod blob_store;
+mod events;
 mod hub;
 mod identity;
+mod jobs;
 mod meta;
+mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, StoreError};
 pub use hub::{
@@ -18,4 +21,10 @@ pub use identity::{
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
+};
+pub use events::EventLog;
+pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
+pub use webhooks::{
+    AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
+    WebhookRecord, WebhookStore,
 };

@@ -1,6 +1,6 @@
 //! Blob reads and deletes within a repository.
 
-use super::{store_error, Registry};
+use super::{store_error, ChangedBy, Registry};
 use crate::error::{Error, Result};
 use crate::ports::{ByteStream, StoreError};
 use berth_oci::{ByteRange, Digest, RangeRequest, RepoName};
@@ -50,8 +50,14 @@ impl Registry {
     }
 
     /// Removes the blob from `repo`; its bytes stay until garbage collection finds them unused.
-    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        by: ChangedBy<'_>,
+    ) -> Result<()> {
         if self.meta.unlink_blob(repo, digest).await? {
+            self.audit(by, "blob.delete", format!("{repo}@{digest}")).await;
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

@@ -15,7 +15,9 @@ pub use referrers::Referrer;
 pub use uploads::ChunkFraming;
 
 use crate::error::Error;
-use crate::ports::{BlobStore, MetaError, MetaStore, StoreError};
+use crate::jobs::Wake;
+use crate::ports::{AuditEvent, BlobStore, MetaError, MetaStore, StoreError};
+use crate::time::now_unix;
 use std::sync::Arc;
 use std::time::Duration;
 use uploads::UploadLocks;
@@ -42,6 +44,26 @@ pub struct Registry {
     meta: Arc<dyn MetaStore>,
     uploads: Arc<UploadLocks>,
     options: RegistryOptions,
+    /// Told after every change that recorded events, so they go out at once.
+    wake: Wake,
+}
+
+/// Who makes a registry change: named in its events and in the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangedBy<'a> {
+    /// An account name, `org/NAME`, or None for an anonymous caller.
+    pub actor: Option<&'a str>,
+    pub address: Option<&'a str>,
+}
+
+impl<'a> ChangedBy<'a> {
+    /// A change by `actor` (empty: anonymous) from `address`.
+    pub fn new(actor: &'a str, address: Option<&'a str>) -> ChangedBy<'a> {
+        ChangedBy {
+            actor: Some(actor).filter(|a| !a.is_empty()),
+            address,
+        }
+    }
 }
 
 impl Registry {
@@ -55,6 +77,28 @@ impl Registry {
             meta,
             uploads: Arc::new(UploadLocks::default()),
             options,
+            wake: Wake::default(),
+        }
+    }
+
+    /// The same registry, waking `wake` (the jobs runner) after changes that record events.
+    pub fn with_wake(self, wake: Wake) -> Registry {
+        Registry { wake, ..self }
+    }
+
+    /// Appends to the audit log a change that already happened: a failure to write is
+    /// logged, not returned, because undoing the change would be worse than a gap in the log.
+    async fn audit(&self, by: ChangedBy<'_>, action: &str, target: String) {
+        let event = AuditEvent {
+            at: now_unix(),
+            actor: by.actor.unwrap_or("anonymous").to_owned(),
+            action: action.to_owned(),
+            target,
+            detail: None,
+            address: by.address.map(str::to_owned),
+        };
+        if let Err(err) = self.meta.record_audit(&event).await {
+            tracing::warn!(error = %err, action, "could not write the audit log");
         }
     }
 }

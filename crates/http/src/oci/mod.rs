@@ -95,8 +95,9 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         body,
         mount_allowed,
         principal,
+        actor: caller.name(),
+        address: peer.map(|a| a.to_string()),
     };
-    let deleted = deletion(&route, &req.method);
     let response = match route {
         OciRoute::Base => handlers::base(req),
         OciRoute::Catalog => handlers::listing::catalog(req).await,
@@ -111,31 +112,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
             handlers::referrers::list(req, &name, &digest).await
         }
     }?;
-    if let Some((action, target)) = deleted {
-        if response.status().is_success() {
-            let actor = caller.name();
-            state.auth.audit(&actor, action, &target, peer).await;
-        }
-    }
     Ok(response)
-}
-
-/// Deletes are permission-relevant: the audit log records each one that succeeds.
-fn deletion(route: &OciRoute, method: &Method) -> Option<(&'static str, String)> {
-    if method != Method::DELETE {
-        return None;
-    }
-    match route {
-        OciRoute::Manifest {
-            name,
-            reference: berth_oci::Reference::Digest(digest),
-        } => Some(("manifest.delete", format!("{name}@{digest}"))),
-        OciRoute::Manifest { name, reference } => {
-            Some(("tag.delete", format!("{name}:{reference}")))
-        }
-        OciRoute::Blob { name, digest } => Some(("blob.delete", format!("{name}@{digest}"))),
-        _ => None,
-    }
 }
 
 /// Answers with 405 for a method a route does not support.

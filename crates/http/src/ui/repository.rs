@@ -22,6 +22,7 @@ use berth_core::hub::{
     MAX_FULL_DESCRIPTION_CHARS,
 };
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
+use berth_core::registry::ChangedBy;
 use berth_core::Error;
 use berth_oci::{Reference, RepoName, Tag};
 
@@ -432,7 +433,7 @@ async fn confirm_tag_deletion(visitor: &Visitor, repo: &RepoName, tag: &str) -> 
     Ok(visitor.page(&format!("Delete {repo}:{}", tag.as_str()), body))
 }
 
-/// Deletes the tag once its name was typed again, audited as the registry audits it.
+/// Deletes the tag once its name was typed again, through the registry's delete.
 async fn delete_tag(submission: &Submission, repo: &RepoName, tag: &str) -> Response {
     let Submission { visitor, form } = submission;
     let back = format!("/r/{repo}/-/tags/{}/delete", url_component(tag));
@@ -444,19 +445,19 @@ async fn delete_tag(submission: &Submission, repo: &RepoName, tag: &str) -> Resp
                 "Type {tag} exactly to delete it; nothing was deleted."
             )));
         }
+        // The registry's own delete: the same event and audit entry as a client's DELETE.
+        let actor = visitor.principal.name();
+        let address = visitor.address.map(|a| a.to_string());
         visitor
             .state
             .registry
-            .delete_manifest(repo, &Reference::Tag(parsed))
+            .delete_manifest(
+                repo,
+                &Reference::Tag(parsed),
+                ChangedBy::new(&actor, address.as_deref()),
+            )
             .await?;
-        let target = format!("{repo}:{tag}");
-        let actor = visitor.principal.name();
-        visitor
-            .state
-            .auth
-            .audit(&actor, "tag.delete", &target, visitor.address)
-            .await;
-        Ok(Notice::success(format!("The tag {target} is deleted.")))
+        Ok(Notice::success(format!("The tag {repo}:{tag} is deleted.")))
     }
     .await;
     match result {

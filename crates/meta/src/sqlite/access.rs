@@ -202,7 +202,7 @@ impl RepositoryAccess for SqliteMeta {
         now: i64,
     ) -> Result<RepositoryRecord, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let created = insert_repository(&mut tx, repo.as_str(), private, now)
+        let created = insert_repository(&mut tx, repo.as_str(), private, now, None)
             .await?
             .ok_or_else(|| MetaError::Conflict(format!("repository {repo}")))?;
         tx.commit().await.map_err(backend)?;

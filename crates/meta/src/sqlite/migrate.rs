@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_sessions_and_totp_steps.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_events_jobs_webhooks.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

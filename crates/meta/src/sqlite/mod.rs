@@ -4,7 +4,9 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod events;
 mod hub;
+mod jobs;
 mod migrate;
 mod namespaces;
 mod orgs;
@@ -14,6 +16,7 @@ mod repositories;
 mod search;
 mod signing;
 mod tokens;
+mod webhooks;
 
 use berth_core::ports::MetaError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

@@ -1,8 +1,10 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
 use super::catalog::CatalogCache;
+use super::events::{record_event, record_events};
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
+use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::ports::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord,
     Repositories, Tags, UploadSession, UploadSessions,
@@ -27,7 +29,8 @@ async fn link_blob_tx(
     size: u64,
     now: i64,
 ) -> Result<(), MetaError> {
-    let repo_id = ensure_repository(tx, repo, now).await?;
+    // The upload's pusher is not known here; the manifest push that follows names it.
+    let repo_id = ensure_repository(tx, repo, now, None).await?;
     let digest = digest.to_string();
     sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
         .bind(&digest)
@@ -284,7 +287,7 @@ fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, Me
 impl Manifests for SqliteMeta {
     async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let repo_id = ensure_repository(&mut tx, m.repo.as_str(), m.now).await?;
+        let repo_id = ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
         for blob in &m.blobs {
             if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
@@ -377,6 +380,7 @@ impl Manifests for SqliteMeta {
             .await
             .map_err(backend)?;
         }
+        record_events(&mut tx, &m.events, m.now).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -412,7 +416,22 @@ impl Manifests for SqliteMeta {
         .await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let tags: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(t.name, char(10) ORDER BY t.name) FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.digest = ?",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         // Tags pointing at the manifest go with it (ON DELETE CASCADE).
         let done = sqlx::query(
             "DELETE FROM repository_manifests WHERE digest = ? \
@@ -420,10 +439,20 @@ impl Manifests for SqliteMeta {
         )
         .bind(digest.to_string())
         .bind(repo.as_str())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let data = ManifestDeletedData {
+            digest: digest.to_string(),
+            tags: split_names(tags),
+        };
+        let event = NewEvent::about(EventKind::ManifestDeleted, repo.as_str(), actor, data_of(&data));
+        record_event(&mut tx, event, berth_core::time::now_unix()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn referrers(
@@ -523,17 +552,33 @@ impl Tags for SqliteMeta {
         Ok(Some(split_names(joined)))
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &str) -> Result<bool, MetaError> {
-        let done = sqlx::query(
+    async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let digest: Option<String> = sqlx::query_scalar(
             "DELETE FROM tags WHERE name = ? \
-             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?) RETURNING digest",
         )
         .bind(tag)
         .bind(repo.as_str())
-        .execute(&self.write)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
+        let Some(digest) = digest else {
+            return Ok(false);
+        };
+        let data = TagDeletedData {
+            tag: tag.to_owned(),
+            digest,
+        };
+        let event = NewEvent::about(EventKind::TagDeleted, repo.as_str(), actor, data_of(&data));
+        record_event(&mut tx, event, berth_core::time::now_unix()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 }
 

@@ -2,6 +2,8 @@
 //! cached catalogs watch.
 
 use super::backend;
+use super::events::record_event;
+use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{MetaError, RepositoryRecord};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
@@ -37,13 +39,15 @@ pub(super) async fn bump_catalog_version(
     Ok(())
 }
 
-/// Inserts the repository unless the name exists (then `None`). `private: None` takes the
-/// namespace's default, and private when no account owns the namespace.
+/// Inserts the repository unless the name exists (then `None`), with its
+/// `repository.created` event by `actor`. `private: None` takes the namespace's default, and
+/// private when no account owns the namespace.
 pub(super) async fn insert_repository(
     tx: &mut Transaction<'_, Sqlite>,
     name: &str,
     private: Option<bool>,
     now: i64,
+    actor: Option<&str>,
 ) -> Result<Option<RepositoryRecord>, MetaError> {
     let row = sqlx::query(&format!(
         "INSERT INTO repositories (name, namespace, is_private, created_at) \
@@ -61,14 +65,24 @@ pub(super) async fn insert_repository(
         return Ok(None);
     };
     bump_catalog_version(tx).await?;
-    Ok(Some(repository_from_row(&row)))
+    let record = repository_from_row(&row);
+    let data = serde_json::json!({ "is_private": record.is_private });
+    record_event(
+        tx,
+        NewEvent::about(EventKind::RepositoryCreated, name, actor, data),
+        now,
+    )
+    .await?;
+    Ok(Some(record))
 }
 
-/// The id of `repo`, creating the repository (as a push does) if it does not exist yet.
+/// The id of `repo`, creating the repository (as a push does, by `actor`) if it does not
+/// exist yet.
 pub(super) async fn ensure_repository(
     tx: &mut Transaction<'_, Sqlite>,
     repo: &str,
     now: i64,
+    actor: Option<&str>,
 ) -> Result<i64, MetaError> {
     let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(repo)
@@ -78,7 +92,7 @@ pub(super) async fn ensure_repository(
     if let Some(id) = existing {
         return Ok(id);
     }
-    let created = insert_repository(tx, repo, None, now).await?;
+    let created = insert_repository(tx, repo, None, now, actor).await?;
     created
         .map(|record| record.id)
         .ok_or_else(|| MetaError::Backend(format!("repository {repo} appeared mid-transaction")))

@@ -43,7 +43,7 @@ pub async fn handle(
             Ok(response)
         }
         Method::DELETE => {
-            registry.delete_blob(name, digest).await?;
+            registry.delete_blob(name, digest, req.changed_by()).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         ref other => Err(method_not_allowed(other)),

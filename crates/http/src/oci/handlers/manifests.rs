@@ -83,6 +83,7 @@ pub async fn handle(
                     extra_tags: &extra_tags,
                     content_type: content_type.as_deref(),
                     body: &body,
+                    by: req.changed_by(),
                 })
                 .await?;
             let mut response = empty(StatusCode::CREATED);
@@ -99,7 +100,9 @@ pub async fn handle(
             Ok(response)
         }
         Method::DELETE => {
-            registry.delete_manifest(name, reference).await?;
+            registry
+                .delete_manifest(name, reference, req.changed_by())
+                .await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         ref other => Err(method_not_allowed(other)),

@@ -25,9 +25,18 @@ pub struct Req<'a> {
     pub mount_allowed: bool,
     /// Who is calling, for listings that show only what they may read (the catalog).
     pub principal: Option<Principal>,
+    /// The caller's name (empty: anonymous), for the events and audit entries of changes.
+    pub actor: String,
+    /// The client's address, for the audit log.
+    pub address: Option<String>,
 }
 
 impl Req<'_> {
+    /// Who makes a change through this request.
+    pub fn changed_by(&self) -> berth_core::registry::ChangedBy<'_> {
+        berth_core::registry::ChangedBy::new(&self.actor, self.address.as_deref())
+    }
+
     /// The request body as a byte stream for the blob store.
     pub fn into_stream(self) -> ByteStream {
         Box::pin(self.body.into_data_stream().map_err(std::io::Error::other))

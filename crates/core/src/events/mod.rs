@@ -1,0 +1,179 @@
+//! Domain events: what happened, written by the store in the same transaction as the change
+//! (an outbox), so a change that commits always has its events and one that rolls back never.
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event, with their wire names (`manifest.pushed`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "manifest.pushed")]
+    ManifestPushed,
+    #[serde(rename = "tag.deleted")]
+    TagDeleted,
+    #[serde(rename = "manifest.deleted")]
+    ManifestDeleted,
+    #[serde(rename = "repository.created")]
+    RepositoryCreated,
+    #[serde(rename = "repository.deleted")]
+    RepositoryDeleted,
+    #[serde(rename = "repository.visibility_changed")]
+    RepositoryVisibilityChanged,
+    #[serde(rename = "access.changed")]
+    AccessChanged,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 7] = [
+        EventKind::ManifestPushed,
+        EventKind::TagDeleted,
+        EventKind::ManifestDeleted,
+        EventKind::RepositoryCreated,
+        EventKind::RepositoryDeleted,
+        EventKind::RepositoryVisibilityChanged,
+        EventKind::AccessChanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ManifestPushed => "manifest.pushed",
+            EventKind::TagDeleted => "tag.deleted",
+            EventKind::ManifestDeleted => "manifest.deleted",
+            EventKind::RepositoryCreated => "repository.created",
+            EventKind::RepositoryDeleted => "repository.deleted",
+            EventKind::RepositoryVisibilityChanged => "repository.visibility_changed",
+            EventKind::AccessChanged => "access.changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// An event about to be recorded with a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    pub namespace: String,
+    /// The repository it concerns (absent for namespace-wide access changes).
+    pub repository: Option<String>,
+    /// Who acted: an account name, `org/NAME`, `cli`, or none (anonymous or the system).
+    pub actor: Option<String>,
+    /// The kind's own fields, as JSON.
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event about `repository` (its namespace is the first component).
+    pub fn about(
+        kind: EventKind,
+        repository: &str,
+        actor: Option<&str>,
+        data: serde_json::Value,
+    ) -> NewEvent {
+        let namespace = repository
+            .split_once('/')
+            .map_or(repository, |(namespace, _)| namespace);
+        NewEvent {
+            kind,
+            namespace: namespace.to_owned(),
+            repository: Some(repository.to_owned()),
+            actor: actor.map(str::to_owned),
+            data,
+        }
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Position in the log: increasing in commit order.
+    pub id: i64,
+    pub kind: EventKind,
+    pub namespace: String,
+    pub repository: Option<String>,
+    pub actor: Option<String>,
+    pub data: serde_json::Value,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// The fields of `manifest.pushed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPushedData {
+    pub digest: String,
+    pub media_type: String,
+    /// Tags the push pointed at the manifest (empty for a push by digest).
+    pub tags: Vec<String>,
+    /// `os/architecture[/variant]` of an image, or of each image of an index.
+    pub platforms: Vec<String>,
+    /// The manifest's bytes plus the sizes its descriptors declare (config and layers of an
+    /// image; the child manifests of an index).
+    pub size: u64,
+}
+
+/// The fields of `tag.deleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagDeletedData {
+    pub tag: String,
+    pub digest: String,
+}
+
+/// The fields of `manifest.deleted`: the manifest and the tags that went with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDeletedData {
+    pub digest: String,
+    pub tags: Vec<String>,
+}
+
+/// The fields of `repository.visibility_changed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisibilityChangedData {
+    pub is_private: bool,
+}
+
+/// The fields of `access.changed`: what changed, for whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessChangedData {
+    /// The audit action (`team.grant`, `collaborator.remove`, ...).
+    pub action: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
+}
+
+/// Serializes an event's fields; they are plain structs, so this cannot fail.
+pub fn data_of<T: Serialize>(fields: &T) -> serde_json::Value {
+    serde_json::to_value(fields).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_wire_names() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind.as_str().into())
+            );
+        }
+        assert_eq!(EventKind::parse("push"), None);
+    }
+
+    #[test]
+    fn an_event_about_a_repository_names_its_namespace() {
+        let event = NewEvent::about(
+            EventKind::TagDeleted,
+            "acme/team/api",
+            Some("bob"),
+            serde_json::json!({}),
+        );
+        assert_eq!(event.namespace, "acme");
+        assert_eq!(event.repository.as_deref(), Some("acme/team/api"));
+        let official = NewEvent::about(EventKind::TagDeleted, "nginx", None, serde_json::json!({}));
+        assert_eq!(official.namespace, "nginx");
+    }
+}

@@ -1,0 +1,260 @@
+//! The durable jobs runner: claims due jobs from the queue with a lease, runs the handler of
+//! each kind, and settles it (done, due again, retried with backoff, or dead).
+//!
+//! Handlers run at least once: a worker that dies leaves its lease to run out and the job is
+//! claimed again, so every handler is written to be idempotent.
+
+pub mod backoff;
+
+pub use backoff::{random_unit, Backoff};
+
+use crate::clock::Clock;
+use crate::ports::{ClaimedJob, JobQueue, MetaError, NewJob, RetryOutcome};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// What a handler reports of a finished run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Done for good: the job is removed.
+    Done,
+    /// A recurring job ran: due again after this long, attempts reset.
+    Again(Duration),
+}
+
+/// Why a run failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// Worth trying again later (a receiver down, a database busy).
+    Retry(String),
+    /// Can never succeed (its subject is gone, its payload is broken): dead now.
+    Permanent(String),
+}
+
+impl From<MetaError> for JobError {
+    fn from(err: MetaError) -> JobError {
+        JobError::Retry(err.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+pub trait JobHandler: Send + Sync {
+    async fn run(&self, job: &ClaimedJob) -> Result<JobOutcome, JobError>;
+
+    /// When a failed attempt is tried again.
+    fn backoff(&self) -> Backoff {
+        Backoff::STANDARD
+    }
+}
+
+/// Work the runner does before each round of claims: turning events into jobs.
+#[async_trait::async_trait]
+pub trait JobFeed: Send + Sync {
+    /// Enqueues what is new; returns how many jobs it made.
+    async fn feed(&self) -> Result<usize, MetaError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// How long a claimed job is its worker's; a job that runs longer may run twice.
+    pub lease: Duration,
+    /// Jobs run at once by this node.
+    pub concurrency: usize,
+    /// How often to look for work nobody woke the runner for (another node's, a retry).
+    pub poll: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            lease: Duration::from_secs(300),
+            concurrency: 16,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Wakes the runner at once instead of at its next poll: given to whatever commits events or
+/// enqueues jobs.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    async fn woken(&self) {
+        self.0.notified().await
+    }
+}
+
+/// The runner of one node.
+#[derive(Clone)]
+pub struct Runner {
+    queue: Arc<dyn JobQueue>,
+    clock: Arc<dyn Clock>,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    feeds: Vec<Arc<dyn JobFeed>>,
+    options: RunnerOptions,
+    slots: Arc<Semaphore>,
+    wake: Wake,
+}
+
+impl Runner {
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        clock: Arc<dyn Clock>,
+        options: RunnerOptions,
+        wake: Wake,
+    ) -> Runner {
+        Runner {
+            queue,
+            clock,
+            handlers: HashMap::new(),
+            feeds: Vec::new(),
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            options,
+            wake,
+        }
+    }
+
+    /// Runs jobs of `kind` with `handler`.
+    pub fn handle(&mut self, kind: &str, handler: Arc<dyn JobHandler>) {
+        self.handlers.insert(kind.to_owned(), handler);
+    }
+
+    pub fn feed(&mut self, feed: Arc<dyn JobFeed>) {
+        self.feeds.push(feed);
+    }
+
+    pub fn wake(&self) -> Wake {
+        self.wake.clone()
+    }
+
+    /// Enqueues a job and wakes the runner.
+    pub async fn enqueue(&self, job: &NewJob) -> Result<bool, MetaError> {
+        let added = self.queue.enqueue_job(job).await?;
+        self.wake.wake();
+        Ok(added)
+    }
+
+    /// Feeds, then claims every job due now and runs them, waiting for all of them; returns
+    /// how many ran. The loop of [`Runner::run_until`] and tests both use it.
+    pub async fn run_due(&self) -> usize {
+        for feed in &self.feeds {
+            if let Err(err) = feed.feed().await {
+                tracing::warn!(error = %err, "could not hand on events");
+            }
+        }
+        let mut ran = 0;
+        loop {
+            let free = self.slots.available_permits().max(1) as u32;
+            let now = self.clock.now_ms();
+            let lease = self.options.lease.as_millis() as i64;
+            let jobs = match self.queue.claim_jobs(now, lease, free).await {
+                Ok(jobs) => jobs,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not claim jobs");
+                    return ran;
+                }
+            };
+            if jobs.is_empty() {
+                return ran;
+            }
+            ran += jobs.len();
+            let mut running = tokio::task::JoinSet::new();
+            for job in jobs {
+                let runner = self.clone();
+                let slot = self.slots.clone().acquire_owned().await;
+                running.spawn(async move {
+                    let _slot = slot;
+                    runner.run_one(job).await;
+                });
+            }
+            while running.join_next().await.is_some() {}
+        }
+    }
+
+    /// Runs jobs as they fall due until `stop` resolves; a job under way when it does is left
+    /// to its lease.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            self.run_due().await;
+            let idle = match self.queue.next_job_due_ms().await {
+                Ok(Some(due)) => {
+                    let wait = (due - self.clock.now_ms()).max(0) as u64;
+                    Duration::from_millis(wait).min(self.options.poll)
+                }
+                _ => self.options.poll,
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = self.wake.woken() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    async fn run_one(&self, job: ClaimedJob) {
+        let Some(handler) = self.handlers.get(&job.kind).cloned() else {
+            let error = format!("no handler for jobs of kind {:?}", job.kind);
+            tracing::warn!(job = job.id, %error);
+            self.settle(self.queue.bury_job(job.id, &job.lease, &error).await, &job);
+            return;
+        };
+        let result = handler.run(&job).await;
+        let now = self.clock.now_ms();
+        match result {
+            Ok(JobOutcome::Done) => self.settle(self.queue.finish_job(job.id, &job.lease).await, &job),
+            Ok(JobOutcome::Again(after)) => {
+                let due = now + after.as_millis() as i64;
+                self.settle(self.queue.reschedule_job(job.id, &job.lease, due).await, &job)
+            }
+            Err(JobError::Permanent(error)) => {
+                tracing::warn!(job = job.id, kind = %job.kind, %error, "job failed for good");
+                self.settle(self.queue.bury_job(job.id, &job.lease, &error).await, &job)
+            }
+            Err(JobError::Retry(error)) => {
+                let delay = handler.backoff().delay(job.attempt, random_unit());
+                let due = now + delay.as_millis() as i64;
+                match self.queue.retry_job(job.id, &job.lease, due, &error).await {
+                    Ok(RetryOutcome::Dead) => tracing::warn!(
+                        job = job.id, kind = %job.kind, attempts = job.attempt, %error,
+                        "job out of attempts"
+                    ),
+                    Ok(RetryOutcome::Scheduled) => tracing::debug!(
+                        job = job.id, kind = %job.kind, %error, retry_in_ms = delay.as_millis() as u64,
+                        "job will be retried"
+                    ),
+                    Ok(RetryOutcome::LeaseLost) => self.settle(Ok(false), &job),
+                    Err(err) => self.settle(Err(err), &job),
+                }
+            }
+        }
+    }
+
+    fn settle(&self, result: Result<bool, MetaError>, job: &ClaimedJob) {
+        match result {
+            Ok(true) => {}
+            // Another worker took the job after this one's lease ran out; its result stands.
+            Ok(false) => tracing::info!(job = job.id, kind = %job.kind, "job lease lost"),
+            Err(err) => tracing::warn!(job = job.id, error = %err, "could not settle a job"),
+        }
+    }
+}
+
+/// Schedules a recurring job once: enqueued due now under its kind as the unique key, it
+/// then reschedules itself with [`JobOutcome::Again`].
+pub fn recurring(kind: &str, now_ms: i64) -> NewJob {
+    NewJob {
+        kind: kind.to_owned(),
+        payload: "{}".to_owned(),
+        due_at_ms: now_ms,
+        max_attempts: u32::MAX,
+        unique_key: Some(kind.to_owned()),
+    }
+}

@@ -1,0 +1,89 @@
+//! The event log on SQLite: events written inside the transactions of the changes that
+//! cause them, read in id order by the webhooks' hand-on and the event stream.
+
+use super::{backend, SqliteMeta};
+use berth_core::events::{EventKind, EventRecord, NewEvent};
+use berth_core::ports::{EventLog, MetaError};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// Records events in the caller's transaction.
+pub(super) async fn record_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<(), MetaError> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO events (kind, namespace, repository, actor, data, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.kind.as_str())
+        .bind(&event.namespace)
+        .bind(&event.repository)
+        .bind(&event.actor)
+        .bind(event.data.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Records one event in the caller's transaction.
+pub(super) async fn record_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    event: NewEvent,
+    now: i64,
+) -> Result<(), MetaError> {
+    record_events(tx, std::slice::from_ref(&event), now).await
+}
+
+fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EventRecord, MetaError> {
+    let kind: String = row.get("kind");
+    let data: String = row.get("data");
+    Ok(EventRecord {
+        id: row.get("id"),
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| MetaError::Backend(format!("stored event kind {kind:?} is unknown")))?,
+        namespace: row.get("namespace"),
+        repository: row.get("repository"),
+        actor: row.get("actor"),
+        data: serde_json::from_str(&data)
+            .map_err(|e| MetaError::Backend(format!("stored event data is not JSON: {e}")))?,
+        created_at: row.get("created_at"),
+    })
+}
+
+#[async_trait::async_trait]
+impl EventLog for SqliteMeta {
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRecord>, MetaError> {
+        // A reader sees every transaction committed before its query began (WAL).
+        let rows = sqlx::query("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn last_event_id(&self) -> Result<i64, MetaError> {
+        sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM events")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    async fn prune_events(&self, before: i64) -> Result<u64, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM events WHERE created_at < ? \
+             AND id <= (SELECT coalesce(min(position), 0) FROM event_cursors)",
+        )
+        .bind(before)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}

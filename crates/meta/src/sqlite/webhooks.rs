@@ -1,0 +1,420 @@
+//! Webhooks on SQLite: their settings, the hand-on of events into deliveries (cursor
+//! compare-and-set and inserts in one transaction), and the attempts history.
+
+use super::jobs::enqueue_in;
+use super::{backend, SqliteMeta};
+use berth_core::ports::{
+    AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, MetaError, NewDelivery,
+    NewJob, NewWebhook, WebhookRecord, WebhookStore,
+};
+use berth_core::webhooks::{PayloadFormat, WebhookEvent, WebhookTarget};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join("\n")
+}
+
+fn split(joined: &str) -> impl Iterator<Item = &str> {
+    joined.split('\n').filter(|s| !s.is_empty())
+}
+
+fn target_columns(target: &WebhookTarget) -> (&'static str, Option<&str>, Option<&str>) {
+    match target {
+        WebhookTarget::Site => ("site", None, None),
+        WebhookTarget::Namespace(namespace) => ("namespace", Some(namespace.as_str()), None),
+        WebhookTarget::Repository(repo) => ("repository", repo.namespace(), Some(repo.as_str())),
+    }
+}
+
+fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
+    let broken = |what: &str| MetaError::Backend(format!("stored webhook has a broken {what}"));
+    let scope: String = row.get("scope");
+    let target = match scope.as_str() {
+        "site" => WebhookTarget::Site,
+        "namespace" => WebhookTarget::Namespace(
+            row.get::<Option<String>, _>("namespace").ok_or_else(|| broken("namespace"))?,
+        ),
+        _ => WebhookTarget::Repository(
+            row.get::<Option<String>, _>("repository")
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(|| broken("repository"))?,
+        ),
+    };
+    let events: String = row.get("events");
+    let tags: String = row.get("tag_filters");
+    let format: String = row.get("format");
+    Ok(WebhookRecord {
+        id: row.get("id"),
+        target,
+        name: row.get("name"),
+        url: row.get("url"),
+        events: split(&events).filter_map(WebhookEvent::parse).collect(),
+        tag_filters: split(&tags).map(str::to_owned).collect(),
+        format: PayloadFormat::parse(&format).ok_or_else(|| broken("format"))?,
+        secret_sealed: row.get("secret_sealed"),
+        header_name: row.get("header_name"),
+        header_value_sealed: row.get("header_value_sealed"),
+        enabled: row.get::<i64, _>("enabled") != 0,
+        disabled_reason: row.get("disabled_reason"),
+        consecutive_failures: row.get::<i64, _>("consecutive_failures").clamp(0, u32::MAX.into())
+            as u32,
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+    })
+}
+
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    delivery: &NewDelivery,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_kind, body, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&delivery.id)
+    .bind(&delivery.webhook_id)
+    .bind(delivery.event_id)
+    .bind(&delivery.event_kind)
+    .bind(&delivery.body)
+    .bind(delivery.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
+}
+
+#[async_trait::async_trait]
+impl WebhookStore for SqliteMeta {
+    async fn create_webhook(&self, w: &NewWebhook, limit: u32) -> Result<(), MetaError> {
+        let (scope, namespace, repository) = target_columns(&w.target);
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhooks WHERE scope = ? \
+             AND coalesce(namespace, '') = coalesce(?, '') AND coalesce(repository, '') = coalesce(?, '')",
+        )
+        .bind(scope)
+        .bind(namespace)
+        .bind(repository)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if count >= i64::from(limit) {
+            return Err(MetaError::Conflict(format!("webhook number {}", count + 1)));
+        }
+        sqlx::query(
+            "INSERT INTO webhooks (id, scope, namespace, repository, name, url, events, tag_filters, \
+             format, secret_sealed, header_name, header_value_sealed, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(scope)
+        .bind(namespace)
+        .bind(repository)
+        .bind(&w.name)
+        .bind(&w.url)
+        .bind(join(w.events.iter().map(|e| e.as_str().to_owned())))
+        .bind(join(w.tag_filters.iter().cloned()))
+        .bind(w.format.as_str())
+        .bind(&w.secret_sealed)
+        .bind(&w.header_name)
+        .bind(&w.header_value_sealed)
+        .bind(&w.created_by)
+        .bind(w.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn webhook(&self, id: &str) -> Result<Option<WebhookRecord>, MetaError> {
+        let row = sqlx::query("SELECT * FROM webhooks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    async fn webhooks_of(&self, target: &WebhookTarget) -> Result<Vec<WebhookRecord>, MetaError> {
+        let (scope, namespace, repository) = target_columns(target);
+        let rows = sqlx::query(
+            "SELECT * FROM webhooks WHERE scope = ? AND coalesce(namespace, '') = coalesce(?, '') \
+             AND coalesce(repository, '') = coalesce(?, '') ORDER BY created_at, id",
+        )
+        .bind(scope)
+        .bind(namespace)
+        .bind(repository)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // Its pending deliveries have nobody left to go to.
+        sqlx::query(
+            "DELETE FROM jobs WHERE unique_key IN \
+             (SELECT 'webhook.deliver:' || id FROM webhook_deliveries WHERE webhook_id = ?)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_webhook_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET enabled = ?, disabled_reason = ?, \
+             consecutive_failures = CASE WHEN ? THEN 0 ELSE consecutive_failures END WHERE id = ?",
+        )
+        .bind(enabled)
+        .bind(if enabled { None } else { reason })
+        .bind(enabled)
+        .bind(id)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn webhooks_listening(
+        &self,
+        namespace: &str,
+        repository: Option<&str>,
+    ) -> Result<Vec<WebhookRecord>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT * FROM webhooks WHERE enabled = 1 AND (scope = 'site' \
+             OR (scope = 'namespace' AND namespace = ?) \
+             OR (scope = 'repository' AND repository = ?)) ORDER BY created_at, id",
+        )
+        .bind(namespace)
+        .bind(repository)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn event_cursor(&self, name: &str) -> Result<i64, MetaError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn hand_on_events(
+        &self,
+        cursor: &str,
+        from: i64,
+        to: i64,
+        deliveries: &[(NewDelivery, NewJob)],
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let moved = sqlx::query(
+            "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
+             ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
+        )
+        .bind(cursor)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let now = now_ms();
+        for (delivery, job) in deliveries {
+            insert_delivery(&mut tx, delivery).await?;
+            enqueue_in(&mut tx, job, now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn enqueue_delivery(&self, delivery: &NewDelivery, job: &NewJob) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        insert_delivery(&mut tx, delivery).await?;
+        enqueue_in(&mut tx, job, now_ms()).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRecord>, MetaError> {
+        let row = sqlx::query("SELECT * FROM webhook_deliveries WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|row| DeliveryRecord {
+            id: row.get("id"),
+            webhook_id: row.get("webhook_id"),
+            event_id: row.get("event_id"),
+            event_kind: row.get("event_kind"),
+            body: row.get("body"),
+            state: match row.get::<String, _>("state").as_str() {
+                "delivered" => DeliveryState::Delivered,
+                "failed" => DeliveryState::Failed,
+                _ => DeliveryState::Pending,
+            },
+            created_at: row.get("created_at"),
+        }))
+    }
+
+    async fn redeliver(&self, id: &str, job: &NewJob) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let done = sqlx::query("UPDATE webhook_deliveries SET state = 'pending' WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        enqueue_in(&mut tx, job, now_ms()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn record_attempt(
+        &self,
+        a: &DeliveryAttempt,
+        verdict: AttemptVerdict,
+        disable_after: u32,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
+             response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.delivery_id)
+        .bind(&a.webhook_id)
+        .bind(i64::from(a.attempt))
+        .bind(a.at_ms)
+        .bind(a.status.map(i64::from))
+        .bind(a.latency_ms as i64)
+        .bind(&a.response)
+        .bind(&a.error)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let state = match verdict {
+            AttemptVerdict::Delivered => Some("delivered"),
+            AttemptVerdict::Failed | AttemptVerdict::Gone => Some("failed"),
+            AttemptVerdict::WillRetry => None,
+        };
+        if let Some(state) = state {
+            sqlx::query("UPDATE webhook_deliveries SET state = ? WHERE id = ?")
+                .bind(state)
+                .bind(&a.delivery_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let disabled_reason = match verdict {
+            AttemptVerdict::Delivered => {
+                sqlx::query("UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?")
+                    .bind(&a.webhook_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                None
+            }
+            AttemptVerdict::WillRetry => None,
+            AttemptVerdict::Gone => {
+                Some("the receiver answered 410 Gone".to_owned())
+            }
+            AttemptVerdict::Failed => {
+                let failures: Option<i64> = sqlx::query_scalar(
+                    "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \
+                     WHERE id = ? RETURNING consecutive_failures",
+                )
+                .bind(&a.webhook_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                failures
+                    .filter(|n| *n >= i64::from(disable_after.max(1)))
+                    .map(|n| format!("disabled after {n} consecutive failed deliveries"))
+            }
+        };
+        let mut disabled = false;
+        if let Some(reason) = disabled_reason {
+            let done = sqlx::query(
+                "UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1",
+            )
+            .bind(&reason)
+            .bind(&a.webhook_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            disabled = done.rows_affected() == 1;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(disabled)
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT a.*, d.event_kind FROM webhook_attempts a \
+             JOIN webhook_deliveries d ON d.id = a.delivery_id \
+             WHERE a.webhook_id = ? ORDER BY a.id DESC LIMIT ?",
+        )
+        .bind(webhook_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|row| DeliveryAttempt {
+                delivery_id: row.get("delivery_id"),
+                webhook_id: row.get("webhook_id"),
+                event_kind: row.get("event_kind"),
+                attempt: row.get::<i64, _>("attempt").clamp(0, u32::MAX.into()) as u32,
+                at_ms: row.get("at"),
+                status: row
+                    .get::<Option<i64>, _>("status")
+                    .and_then(|s| u16::try_from(s).ok()),
+                latency_ms: row.get::<i64, _>("latency_ms").max(0) as u64,
+                response: row.get("response"),
+                error: row.get("error"),
+            })
+            .collect())
+    }
+
+    async fn prune_deliveries(&self, before: i64) -> Result<u64, MetaError> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE created_at < ? AND state != 'pending'",
+        )
+        .bind(before)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}
