@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod orgs;
 mod repos;
+mod webhooks;
 
 use crate::cli::AdminCommand;
 use crate::config::Config;
@@ -24,7 +25,8 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let identity = open(config).await?;
+        let meta = open(config).await?;
+        let identity = Identity::new(meta.clone());
         let acting = Acting::cli();
         match command {
             AdminCommand::User(command) => accounts::user(&identity, &acting, command).await,
@@ -33,18 +35,22 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Team(command) => orgs::team(&identity, &acting, command).await,
             AdminCommand::Repo(command) => repos::repo(&identity, &acting, command).await,
             AdminCommand::Audit(args) => audit::show(&identity, &acting, args).await,
+            AdminCommand::Webhook(command) => {
+                let service = webhooks::service(config, meta)?;
+                webhooks::webhook(&service, &acting, command).await
+            }
         }
     })
 }
 
-async fn open(config: &Config) -> CliResult<Service> {
+async fn open(config: &Config) -> CliResult<Arc<SqliteMeta>> {
     let dir = &config.data_dir.value;
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("data directory {} is not usable: {e}", dir.display()))?;
     let meta = SqliteMeta::open(&dir.join("berth.db"))
         .await
         .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
-    Ok(Identity::new(Arc::new(meta)))
+    Ok(Arc::new(meta))
 }
 
 /// A repository as users type it; a bare name is an official image, as on Docker Hub.

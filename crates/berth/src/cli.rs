@@ -59,6 +59,76 @@ pub enum AdminCommand {
     Repo(RepoCommand),
     /// Show the audit log, newest first.
     Audit(AuditArgs),
+    /// Manage webhooks: where events are sent, their deliveries, pings and redeliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+/// What a webhook fires for: `NAMESPACE/REPO`, `NAMESPACE`, or `--site`.
+#[derive(Debug, Args)]
+pub struct WebhookTargetArgs {
+    /// `NAMESPACE/REPO` (one repository) or `NAMESPACE` (every repository of a user or an
+    /// organization).
+    #[arg(required_unless_present = "site", conflicts_with = "site")]
+    pub target: Option<String>,
+    /// Every repository of the site.
+    #[arg(long)]
+    pub site: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a webhook; prints its id and, this once, its secret.
+    Create {
+        #[command(flatten)]
+        target: WebhookTargetArgs,
+        /// Where deliveries are POSTed (http or https).
+        #[arg(long)]
+        url: String,
+        /// Event kinds: push (the default), tag_delete, manifest_delete, repository.
+        #[arg(long = "event", value_name = "KIND")]
+        events: Vec<String>,
+        /// Only tags matching these glob patterns (`*`); default every tag.
+        #[arg(long = "tag", value_name = "GLOB")]
+        tags: Vec<String>,
+        /// Payload format: dockerhub (the default) or cloudevents.
+        #[arg(long)]
+        format: Option<String>,
+        /// A name for lists (default: the URL's host).
+        #[arg(long)]
+        name: Option<String>,
+        /// A header sent with every delivery, `NAME: VALUE`, stored encrypted.
+        #[arg(long, value_name = "NAME: VALUE")]
+        header: Option<String>,
+    },
+    /// List the webhooks of a repository, a namespace or the site.
+    List {
+        #[command(flatten)]
+        target: WebhookTargetArgs,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a webhook and its pending deliveries.
+    Delete { id: String },
+    /// Send a test ping (delivered by the running server).
+    Ping { id: String },
+    /// The webhook's delivery attempts, newest first.
+    Deliveries {
+        id: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Most attempts shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send a delivery again, with its id and body unchanged.
+    Redeliver { id: String, delivery: String },
+    /// Turn a webhook back on (after it was disabled), forgetting its failures.
+    Enable { id: String },
+    /// Turn a webhook off.
+    Disable { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -63,6 +63,12 @@ pub struct Config {
     pub token_ttl: Setting<Duration>,
     /// Whether visitors may create their own accounts in the web UI.
     pub allow_signup: Setting<bool>,
+    /// Whether webhooks may call loopback and private-network receivers.
+    pub webhook_allow_private: Setting<bool>,
+    /// Consecutive failed deliveries after which a webhook is disabled.
+    pub webhook_disable_after: Setting<u32>,
+    /// The key file webhook secrets are sealed with (None: `secrets.key` in the data directory).
+    pub secrets_key_file: Setting<Option<PathBuf>>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -76,6 +82,9 @@ struct FileConfig {
     public_url: Option<String>,
     token_ttl: Option<String>,
     allow_signup: Option<bool>,
+    webhook_allow_private: Option<bool>,
+    webhook_disable_after: Option<u32>,
+    secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +174,23 @@ fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, 
     }
 }
 
+/// A whole number from 1 up, for counts.
+fn parse_count(setting: &'static str, raw: &str, source: Source) -> Result<u32, ConfigError> {
+    match raw.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            setting,
+            value: raw.to_owned(),
+            origin: source,
+            reason: "expected a whole number from 1 to 4294967295".into(),
+        }),
+    }
+}
+
+fn check_count(setting: &'static str, n: u32, source: Source) -> Result<u32, ConfigError> {
+    parse_count(setting, &n.to_string(), source)
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -180,6 +206,9 @@ impl Config {
             public_url: Setting::default(None),
             token_ttl: Setting::default(Duration::from_secs(300)),
             allow_signup: Setting::default(false),
+            webhook_allow_private: Setting::default(false),
+            webhook_disable_after: Setting::default(5),
+            secrets_key_file: Setting::default(None),
         };
         let file_path = global
             .config
@@ -214,6 +243,18 @@ impl Config {
                 Source::File,
             );
             config.allow_signup.set(file.allow_signup, Source::File);
+            config
+                .webhook_allow_private
+                .set(file.webhook_allow_private, Source::File);
+            config.webhook_disable_after.set(
+                file.webhook_disable_after
+                    .map(|n| check_count("webhook_disable_after", n, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config
+                .secrets_key_file
+                .set(file.secrets_key_file.map(Some), Source::File);
         }
         config.config_file = file_path;
         config.listen.set(
@@ -248,6 +289,22 @@ impl Config {
             env("BERTH_ALLOW_SIGNUP")
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
                 .transpose()?,
+            Source::Env,
+        );
+        config.webhook_allow_private.set(
+            env("BERTH_WEBHOOK_ALLOW_PRIVATE")
+                .map(|b| parse_bool("webhook_allow_private", &b, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.webhook_disable_after.set(
+            env("BERTH_WEBHOOK_DISABLE_AFTER")
+                .map(|n| parse_count("webhook_disable_after", &n, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.secrets_key_file.set(
+            env("BERTH_SECRETS_KEY_FILE").map(|p| Some(PathBuf::from(p))),
             Source::Env,
         );
         config.listen.set(
@@ -310,7 +367,31 @@ impl Config {
             "allow_signup = {}  ({})",
             self.allow_signup.value, self.allow_signup.source
         );
+        let _ = writeln!(
+            out,
+            "webhook_allow_private = {}  ({})",
+            self.webhook_allow_private.value, self.webhook_allow_private.source
+        );
+        let _ = writeln!(
+            out,
+            "webhook_disable_after = {}  ({})",
+            self.webhook_disable_after.value, self.webhook_disable_after.source
+        );
+        let _ = writeln!(
+            out,
+            "secrets_key_file = {}  ({})",
+            self.secrets_key_path().display(),
+            self.secrets_key_file.source
+        );
         out
+    }
+
+    /// Where the key that seals webhook secrets is kept.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .value
+            .clone()
+            .unwrap_or_else(|| self.data_dir.value.join("secrets.key"))
     }
 }
 

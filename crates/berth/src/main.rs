@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod config;
 mod memory;
+mod secrets;
 mod serve;
 
 use clap::Parser;

@@ -1,18 +1,19 @@
-//! `berth serve`: the composition root. Opens the stores, builds the registry, the Hub and
-//! the HTTP application, serves until SIGINT/SIGTERM, then drains in-flight requests and
-//! writes the pulls still in memory.
+//! `berth serve`: opens the stores, recovers interrupted uploads, wires the services and the
+//! jobs runner (`berth_http::wiring`), serves until SIGINT/SIGTERM, then drains in-flight
+//! requests, stops the runner and writes the pulls still in memory.
 
 use crate::config::Config;
 use axum::serve::ListenerExt as _;
-use berth_core::access::PolicyAuthorizer;
-use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::auth::AuthSettings;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
-use berth_core::ports::{BlobStore as _, IdentityStore, MetaStore, UploadSessions as _};
+use berth_core::jobs::RunnerOptions;
+use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
-use berth_core::Registry;
-use berth_http::AppState;
+use berth_core::webhooks::WebhookSettings;
+use berth_http::wiring::{wire, Parts, Settings};
 use berth_meta::SqliteMeta;
+use berth_outbound::HttpTransport;
 use berth_storage::FsBlobStore;
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,6 +37,8 @@ pub enum ServeError {
     Runtime(std::io::Error),
     #[error("server failed: {0}")]
     Server(std::io::Error),
+    #[error("{message}")]
+    Secrets { message: String },
 }
 
 /// Creates the data directory, proves it writable and takes the server lock on it, so a
@@ -98,40 +101,50 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     recover_uploads(&blobs, &meta, &shown_dir).await?;
     let meta_store = Arc::new(meta.clone());
     create_first_admin(&meta_store, &shown_dir).await?;
-    let authorizer = Arc::new(PolicyAuthorizer::new(meta_store.clone()));
-    let hub = Arc::new(Hub::new(
-        meta_store.clone() as Arc<dyn MetaStore>,
-        authorizer.clone(),
-    ));
-    let auth = Authenticator::new(
-        meta_store.clone(),
-        authorizer,
-        AuthSettings {
-            token_ttl: config.token_ttl.value,
-            ..AuthSettings::default()
+    let seal = crate::secrets::load_or_create(&config.secrets_key_path())
+        .map_err(|message| ServeError::Secrets { message })?;
+    let transport = HttpTransport::new(config.webhook_allow_private.value)
+        .map_err(|message| ServeError::Secrets { message })?;
+    let wired = wire(Parts {
+        blobs: Arc::new(blobs),
+        meta: meta_store,
+        clock: berth_core::clock::system(),
+        transport: Arc::new(transport),
+        seal,
+        authorizer: None,
+        settings: Settings {
+            registry: RegistryOptions {
+                upload_ttl: config.upload_ttl.value,
+            },
+            auth: AuthSettings {
+                token_ttl: config.token_ttl.value,
+                ..AuthSettings::default()
+            },
+            allow_signup: config.allow_signup.value,
+            public_url: config.public_url.value.clone(),
+            webhooks: WebhookSettings {
+                allow_private: config.webhook_allow_private.value,
+                disable_after: config.webhook_disable_after.value,
+            },
+            runner: RunnerOptions::default(),
         },
-    )
+    })
     .await
     .map_err(|e| ServeError::Database {
         dir: shown_dir.clone(),
         message: e.to_string(),
     })?;
-    let identity = Identity::<dyn IdentityStore>::new(meta_store.clone())
-        .with_signup(config.allow_signup.value);
-    if identity.signup_allowed() {
+    if wired.state.identity.signup_allowed() {
         tracing::info!(
             "self-service sign-up is open: anyone who reaches /signup can create an account"
         );
     }
-    let registry = Registry::new(
-        Arc::new(blobs),
-        meta_store,
-        RegistryOptions {
-            upload_ttl: config.upload_ttl.value,
-        },
-    );
-    // Expire abandoned uploads before serving, then periodically.
-    expire_uploads(&registry).await;
+    if config.webhook_allow_private.value {
+        tracing::info!(
+            "webhooks may call loopback and private-network addresses (webhook_allow_private)"
+        );
+    }
+    let hub = wired.state.hub.clone();
     let addr = config.listen.value;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -146,18 +159,15 @@ async fn serve(config: Config) -> Result<(), ServeError> {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-    let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
-    // Manifests stored before platforms were recorded get theirs while Berth serves.
-    let backfill = tokio::spawn(backfill_platforms(registry.clone()));
+    // Upload expiry, the platform backfill, history pruning and webhook deliveries are jobs;
+    // a job under way at shutdown is left to its lease and runs again.
+    let (stop_runner, runner_stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(wired.runner.run_until(async {
+        let _ = runner_stopped.await;
+    }));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
     let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
-    let app = berth_http::router(AppState {
-        registry,
-        auth: Arc::new(auth),
-        identity,
-        hub: hub.clone(),
-        public_url: config.public_url.value.clone(),
-    });
+    let app = berth_http::router(wired.state);
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
     axum::serve(
         listener,
@@ -166,9 +176,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(ServeError::Server)?;
-    expiry.abort();
-    // An unfinished backfill loses at most one uncommitted batch and resumes at the next start.
-    backfill.abort();
+    let _ = stop_runner.send(());
+    if let Err(err) = runner.await {
+        tracing::warn!(error = %err, "the jobs runner failed");
+    }
     // Pulls of the last seconds are only in memory: the flusher writes them before it ends.
     let _ = stop_flushing.send(());
     if let Err(err) = pull_flusher.await {
@@ -243,47 +254,6 @@ async fn recover_uploads(
         );
     }
     Ok(())
-}
-
-/// Expires every upload session idle for longer than the TTL (in bounded batches).
-async fn expire_uploads(registry: &Registry) {
-    // A bound, in case a session keeps failing to go away.
-    for _ in 0..100 {
-        match registry.expire_uploads().await {
-            Ok(0) => return,
-            Ok(n) => tracing::info!(expired = n, "removed abandoned uploads"),
-            Err(err) => {
-                tracing::warn!(error = %err, "upload expiry failed");
-                return;
-            }
-        }
-    }
-}
-
-/// Reads the platform of every manifest that has none recorded yet; a failure is logged,
-/// never fatal, and what is left is read at the next start.
-async fn backfill_platforms(registry: Registry) {
-    match registry.backfill_platforms().await {
-        Ok(report) if report.recorded + report.unread == 0 => {}
-        Ok(report) => tracing::info!(
-            recorded = report.recorded,
-            with_platform = report.with_platform,
-            unread = report.unread,
-            "recorded the platforms of manifests stored without one"
-        ),
-        Err(err) => {
-            tracing::warn!(error = %err, "the platform backfill stopped; it resumes at the next start")
-        }
-    }
-}
-
-async fn expire_uploads_periodically(registry: Registry) {
-    const PERIOD: Duration = Duration::from_secs(600);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PERIOD, PERIOD);
-    loop {
-        tick.tick().await;
-        expire_uploads(&registry).await;
-    }
 }
 
 /// Writes the pulls recorded since the last flush (counts, last pulled).

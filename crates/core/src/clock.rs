@@ -51,7 +51,8 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        self.now_ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.now_ms
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 
     pub fn set_ms(&self, unix_ms: i64) {

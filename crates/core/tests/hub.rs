@@ -92,6 +92,8 @@ fn manifest(name: &str, media_type: &str, body: String, tags: &[&str]) -> NewMan
         platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: now_unix(),
+        actor: None,
+        events: Vec::new(),
     }
 }
 

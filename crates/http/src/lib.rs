@@ -5,6 +5,7 @@ mod auth;
 pub mod oci;
 mod ui;
 mod v1_search;
+pub mod wiring;
 
 use axum::routing::{any, get};
 use axum::Router;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The URL clients reach Berth at (for the token realm); None: from the request's Host.
     pub public_url: Option<String>,
+    /// Webhooks: their settings, pings, redeliveries and history, and the event stream.
+    pub webhooks: berth_core::webhooks::Webhooks,
 }
 
 /// The whole HTTP application.

@@ -69,6 +69,8 @@ async fn push_image(meta: &SqliteMeta, name: &str, seed: &str, tags: &[&str], at
         platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: at,
+        actor: None,
+        events: Vec::new(),
     })
     .await
     .unwrap();
@@ -97,6 +99,8 @@ async fn push_index(
         platform: ManifestPlatform::None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         now: at,
+        actor: None,
+        events: Vec::new(),
     })
     .await
     .unwrap();

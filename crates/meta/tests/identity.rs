@@ -785,6 +785,8 @@ async fn deleting_a_repository_removes_everything_attached() {
         platform: ManifestPlatform::None,
         tags: vec!["latest".into()],
         now: NOW,
+        actor: None,
+        events: Vec::new(),
     })
     .await
     .unwrap();

@@ -46,6 +46,8 @@ fn manifest(body: &str, media_type: &str, tag: &str, platform: ManifestPlatform)
         platform,
         tags: vec![tag.to_owned()],
         now: NOW,
+        actor: None,
+        events: Vec::new(),
     }
 }
 

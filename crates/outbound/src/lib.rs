@@ -41,9 +41,13 @@ impl CheckedResolver {
             (true, Some(first)) => Err(OutboundError::Refused(format!(
                 "{host} resolves to {}, {}",
                 first.ip(),
-                check_address(first.ip()).err().map_or(String::new(), |w| w.to_string())
+                check_address(first.ip())
+                    .err()
+                    .map_or(String::new(), |w| w.to_string())
             ))),
-            (true, None) => Err(OutboundError::Failed(format!("{host} resolves to no address"))),
+            (true, None) => Err(OutboundError::Failed(format!(
+                "{host} resolves to no address"
+            ))),
         }
     }
 }
@@ -112,7 +116,8 @@ impl WebhookTransport for HttpTransport {
                 _ => None,
             };
             if let Some(ip) = literal {
-                check_address(ip).map_err(|why| OutboundError::Refused(format!("{ip} is {why}")))?;
+                check_address(ip)
+                    .map_err(|why| OutboundError::Refused(format!("{ip} is {why}")))?;
             }
         }
         let timeout = request.timeout;
@@ -122,9 +127,7 @@ impl WebhookTransport for HttpTransport {
         }
         let exchange = async {
             let response = builder.send().await.map_err(|e| {
-                if let Some(refused) = std::error::Error::source(&e)
-                    .and_then(find_refusal)
-                {
+                if let Some(refused) = std::error::Error::source(&e).and_then(find_refusal) {
                     refused
                 } else if e.is_timeout() {
                     OutboundError::Timeout(timeout.as_secs())

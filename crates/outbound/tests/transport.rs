@@ -9,10 +9,19 @@ use std::time::{Duration, Instant};
 
 async fn receiver() -> String {
     let app = Router::new()
-        .route("/ok", post(|body: String| async move { format!("got {} bytes", body.len()) }))
+        .route(
+            "/ok",
+            post(|body: String| async move { format!("got {} bytes", body.len()) }),
+        )
         .route(
             "/redirect",
-            post(|| async { (axum::http::StatusCode::FOUND, [("location", "/ok")], "moved") }),
+            post(|| async {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", "/ok")],
+                    "moved",
+                )
+            }),
         )
         .route(
             "/slow",
@@ -21,10 +30,7 @@ async fn receiver() -> String {
                 "late"
             }),
         )
-        .route(
-            "/huge",
-            post(|| async { "x".repeat(8 * 1024 * 1024) }),
-        );
+        .route("/huge", post(|| async { "x".repeat(8 * 1024 * 1024) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -47,12 +53,21 @@ async fn private_receivers_are_refused_unless_allowed() {
     let by_ip = strict
         .post(request(format!("{base}/ok"), Duration::from_secs(5)))
         .await;
-    assert!(matches!(by_ip, Err(OutboundError::Refused(ref why)) if why.contains("loopback")), "{by_ip:?}");
+    assert!(
+        matches!(by_ip, Err(OutboundError::Refused(ref why)) if why.contains("loopback")),
+        "{by_ip:?}"
+    );
     let port = base.rsplit(':').next().unwrap();
     let by_name = strict
-        .post(request(format!("http://localhost:{port}/ok"), Duration::from_secs(5)))
+        .post(request(
+            format!("http://localhost:{port}/ok"),
+            Duration::from_secs(5),
+        ))
         .await;
-    assert!(matches!(by_name, Err(OutboundError::Refused(_))), "{by_name:?}");
+    assert!(
+        matches!(by_name, Err(OutboundError::Refused(_))),
+        "{by_name:?}"
+    );
 
     let open = HttpTransport::new(true).unwrap();
     let answer = open

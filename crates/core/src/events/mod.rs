@@ -1,6 +1,10 @@
 //! Domain events: what happened, written by the store in the same transaction as the change
 //! (an outbox), so a change that commits always has its events and one that rolls back never.
 
+mod stream;
+
+pub use stream::{visible_events, EventPage, MAX_EVENT_PAGE};
+
 use serde::{Deserialize, Serialize};
 
 /// The kinds of event, with their wire names (`manifest.pushed`, ...).

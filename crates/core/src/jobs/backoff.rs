@@ -26,7 +26,8 @@ impl Backoff {
     /// `random` is uniform in [0, 1).
     pub fn delay(&self, failed: u32, random: f64) -> Duration {
         let exponent = failed.saturating_sub(1).min(64) as i32;
-        let base = (self.first.as_secs_f64() * self.factor.powi(exponent)).min(self.max.as_secs_f64());
+        let base =
+            (self.first.as_secs_f64() * self.factor.powi(exponent)).min(self.max.as_secs_f64());
         let spread = 1.0 + self.jitter * (2.0 * random.clamp(0.0, 1.0) - 1.0);
         Duration::from_secs_f64((base * spread).max(0.0))
     }
@@ -67,7 +68,10 @@ mod tests {
         assert_eq!(b.delay(3, 0.999_999_999).as_secs(), 23);
         for _ in 0..1000 {
             let d = b.delay(3, random_unit());
-            assert!(d >= Duration::from_secs(16) && d <= Duration::from_secs(24), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(16) && d <= Duration::from_secs(24),
+                "{d:?}"
+            );
         }
     }
 }

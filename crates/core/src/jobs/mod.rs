@@ -5,6 +5,7 @@
 //! claimed again, so every handler is written to be idempotent.
 
 pub mod backoff;
+pub mod maintenance;
 
 pub use backoff::{random_unit, Backoff};
 
@@ -209,10 +210,15 @@ impl Runner {
         let result = handler.run(&job).await;
         let now = self.clock.now_ms();
         match result {
-            Ok(JobOutcome::Done) => self.settle(self.queue.finish_job(job.id, &job.lease).await, &job),
+            Ok(JobOutcome::Done) => {
+                self.settle(self.queue.finish_job(job.id, &job.lease).await, &job)
+            }
             Ok(JobOutcome::Again(after)) => {
                 let due = now + after.as_millis() as i64;
-                self.settle(self.queue.reschedule_job(job.id, &job.lease, due).await, &job)
+                self.settle(
+                    self.queue.reschedule_job(job.id, &job.lease, due).await,
+                    &job,
+                )
             }
             Err(JobError::Permanent(error)) => {
                 tracing::warn!(job = job.id, kind = %job.kind, %error, "job failed for good");

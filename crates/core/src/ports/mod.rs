@@ -9,6 +9,7 @@ mod meta;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, StoreError};
+pub use events::EventLog;
 pub use hub::{
     HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,
 };
@@ -18,12 +19,11 @@ pub use identity::{
     Organizations, Permission, RefreshTokenRecord, RefreshTokens, RepositoryAccess,
     RepositoryRecord, SigningKeys, TeamRecord, TokenRecord, UserRecord, Viewer, OWNERS_TEAM,
 };
+pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
-pub use events::EventLog;
-pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
     WebhookRecord, WebhookStore,

@@ -130,8 +130,12 @@ pub trait WebhookStore: Send + Sync {
     async fn webhooks_of(&self, target: &WebhookTarget) -> Result<Vec<WebhookRecord>>;
     async fn delete_webhook(&self, id: &str) -> Result<bool>;
     /// Turns the webhook on (clearing its failures) or off with a reason.
-    async fn set_webhook_enabled(&self, id: &str, enabled: bool, reason: Option<&str>)
-        -> Result<bool>;
+    async fn set_webhook_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<bool>;
     /// The enabled webhooks that may fire for a repository of `namespace`: the site's, the
     /// namespace's and, when `repository` is given, the repository's.
     async fn webhooks_listening(

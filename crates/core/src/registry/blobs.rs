@@ -57,7 +57,8 @@ impl Registry {
         by: ChangedBy<'_>,
     ) -> Result<()> {
         if self.meta.unlink_blob(repo, digest).await? {
-            self.audit(by, "blob.delete", format!("{repo}@{digest}")).await;
+            self.audit(by, "blob.delete", format!("{repo}@{digest}"))
+                .await;
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

@@ -53,7 +53,10 @@ fn check_v4(ip: Ipv4Addr) -> Result<(), AddressRefusal> {
         Err(AddressRefusal::LinkLocal)
     } else if ip.is_multicast() || ip.is_broadcast() {
         Err(AddressRefusal::Multicast)
-    } else if a >= 240 || (a == 198 && (18..20).contains(&b)) || (a == 192 && b == 0 && ip.octets()[2] == 0) {
+    } else if a >= 240
+        || (a == 198 && (18..20).contains(&b))
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
         // Reserved (240/4), benchmarking (198.18/15), IETF protocol assignments (192.0.0/24).
         Err(AddressRefusal::Reserved)
     } else {
@@ -161,7 +164,13 @@ mod tests {
 
     #[test]
     fn public_addresses_are_allowed() {
-        for ip in ["93.184.215.14", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+        for ip in [
+            "93.184.215.14",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+        ] {
             assert_eq!(refused(ip), None, "{ip}");
         }
     }

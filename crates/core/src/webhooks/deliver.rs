@@ -115,7 +115,10 @@ impl JobHandler for DeliverWebhook {
         };
         let mut headers = vec![
             ("content-type".to_owned(), content_type.to_owned()),
-            ("user-agent".to_owned(), concat!("Berth-Webhook/", env!("CARGO_PKG_VERSION")).to_owned()),
+            (
+                "user-agent".to_owned(),
+                concat!("Berth-Webhook/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ),
             ("webhook-id".to_owned(), delivery.id.clone()),
             ("webhook-timestamp".to_owned(), timestamp.to_string()),
             (

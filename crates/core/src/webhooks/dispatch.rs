@@ -211,10 +211,17 @@ mod tests {
 
     #[test]
     fn docker_hub_pushes_are_one_delivery_per_wanted_tag() {
-        let push = event(EventKind::ManifestPushed, json!({"tags": ["1.0", "latest", "dev"]}));
+        let push = event(
+            EventKind::ManifestPushed,
+            json!({"tags": ["1.0", "latest", "dev"]}),
+        );
         let all = webhook(&[WebhookEvent::Push], &[], PayloadFormat::DockerHub);
         assert_eq!(tags_to_send(&all, &push).len(), 3);
-        let releases = webhook(&[WebhookEvent::Push], &["1.*", "latest"], PayloadFormat::DockerHub);
+        let releases = webhook(
+            &[WebhookEvent::Push],
+            &["1.*", "latest"],
+            PayloadFormat::DockerHub,
+        );
         assert_eq!(
             tags_to_send(&releases, &push),
             vec![Some("1.0".to_owned()), Some("latest".to_owned())]

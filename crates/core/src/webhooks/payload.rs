@@ -109,10 +109,17 @@ fn cloud_event(event: &EventRecord, context: &RenderContext<'_>) -> Value {
     if let Some(info) = context.repository {
         data.insert("is_private".into(), json!(info.is_private));
     }
-    let subject = match (event.data.get("tags").and_then(Value::as_array), event.data.get("digest")) {
+    let subject = match (
+        event.data.get("tags").and_then(Value::as_array),
+        event.data.get("digest"),
+    ) {
         (Some(tags), _) if !tags.is_empty() => tags[0].as_str().map(str::to_owned),
         (_, Some(Value::String(digest))) => Some(digest.clone()),
-        _ => event.data.get("tag").and_then(Value::as_str).map(str::to_owned),
+        _ => event
+            .data
+            .get("tag")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     };
     let mut body = json!({
         "specversion": "1.0",
@@ -192,11 +199,26 @@ mod tests {
         );
         let repo = &body["repository"];
         for field in [
-            "comment_count", "date_created", "description", "dockerfile", "full_description",
-            "is_official", "is_private", "is_trusted", "name", "namespace", "owner", "repo_name",
-            "repo_url", "star_count", "status",
+            "comment_count",
+            "date_created",
+            "description",
+            "dockerfile",
+            "full_description",
+            "is_official",
+            "is_private",
+            "is_trusted",
+            "name",
+            "namespace",
+            "owner",
+            "repo_name",
+            "repo_url",
+            "star_count",
+            "status",
         ] {
-            assert!(repo.get(field).is_some(), "repository.{field} is missing: {repo}");
+            assert!(
+                repo.get(field).is_some(),
+                "repository.{field} is missing: {repo}"
+            );
         }
         assert_eq!(repo["repo_name"], "alice/app");
         assert_eq!(repo["name"], "app");
@@ -215,9 +237,13 @@ mod tests {
             public_url: "https://registry.example",
             repository: None,
         };
-        let body: Value =
-            serde_json::from_str(&render(PayloadFormat::CloudEvents, &pushed(), None, &context))
-                .unwrap();
+        let body: Value = serde_json::from_str(&render(
+            PayloadFormat::CloudEvents,
+            &pushed(),
+            None,
+            &context,
+        ))
+        .unwrap();
         assert_eq!(body["specversion"], "1.0");
         assert_eq!(body["id"], "evt_42");
         assert_eq!(body["type"], "io.berth.manifest.pushed");
@@ -241,7 +267,8 @@ mod tests {
             repository: None,
         };
         let body: Value =
-            serde_json::from_str(&render(PayloadFormat::DockerHub, &event, None, &context)).unwrap();
+            serde_json::from_str(&render(PayloadFormat::DockerHub, &event, None, &context))
+                .unwrap();
         assert_eq!(body["event"], "repository.deleted");
         assert_eq!(body["event_data"]["actor"], "alice");
         assert_eq!(body["repository"]["repo_name"], "alice/app");

@@ -62,7 +62,11 @@ mod tests {
         let sealed = key.seal("Bearer s3cret");
         assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
         assert_eq!(key.open(&sealed).as_deref(), Some("Bearer s3cret"));
-        assert_ne!(key.seal("Bearer s3cret"), sealed, "each seal has its own nonce");
+        assert_ne!(
+            key.seal("Bearer s3cret"),
+            sealed,
+            "each seal has its own nonce"
+        );
         let other = SealKey::from_bytes(&SealKey::generate());
         assert_eq!(other.open(&sealed), None);
         let mut altered = sealed.clone();

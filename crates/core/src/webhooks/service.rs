@@ -152,6 +152,11 @@ impl Webhooks {
         &self.settings
     }
 
+    /// The event log, for the event stream.
+    pub fn event_log(&self) -> &dyn crate::ports::EventLog {
+        &*self.store
+    }
+
     pub async fn create(
         &self,
         acting: &Acting<'_>,
@@ -205,7 +210,8 @@ impl Webhooks {
                 )),
                 other => other.into(),
             })?;
-        self.audit(acting, "webhook.create", &record.id, &target).await;
+        self.audit(acting, "webhook.create", &record.id, &target)
+            .await;
         let stored = self
             .store
             .webhook(&record.id)
@@ -217,7 +223,11 @@ impl Webhooks {
         })
     }
 
-    pub async fn list(&self, acting: &Acting<'_>, target: &WebhookTarget) -> Result<Vec<WebhookView>> {
+    pub async fn list(
+        &self,
+        acting: &Acting<'_>,
+        target: &WebhookTarget,
+    ) -> Result<Vec<WebhookView>> {
         self.require_admin_of(acting, target).await?;
         Ok(self
             .store
@@ -235,18 +245,28 @@ impl Webhooks {
     pub async fn delete(&self, acting: &Acting<'_>, id: &str) -> Result<()> {
         let record = self.managed(acting, id).await?;
         self.store.delete_webhook(id).await?;
-        self.audit(acting, "webhook.delete", id, &record.target).await;
+        self.audit(acting, "webhook.delete", id, &record.target)
+            .await;
         Ok(())
     }
 
     /// Turns a webhook on (its run of failures forgotten) or off.
-    pub async fn set_enabled(&self, acting: &Acting<'_>, id: &str, enabled: bool) -> Result<WebhookView> {
+    pub async fn set_enabled(
+        &self,
+        acting: &Acting<'_>,
+        id: &str,
+        enabled: bool,
+    ) -> Result<WebhookView> {
         let record = self.managed(acting, id).await?;
         let reason = (!enabled).then(|| format!("disabled by {}", acting.actor_name()));
         self.store
             .set_webhook_enabled(id, enabled, reason.as_deref())
             .await?;
-        let action = if enabled { "webhook.enable" } else { "webhook.disable" };
+        let action = if enabled {
+            "webhook.enable"
+        } else {
+            "webhook.disable"
+        };
         self.audit(acting, action, id, &record.target).await;
         self.get(acting, id).await
     }
@@ -301,9 +321,17 @@ impl Webhooks {
     }
 
     /// The webhook's delivery attempts, newest first.
-    pub async fn attempts(&self, acting: &Acting<'_>, id: &str, limit: u32) -> Result<Vec<DeliveryAttempt>> {
+    pub async fn attempts(
+        &self,
+        acting: &Acting<'_>,
+        id: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>> {
         self.managed(acting, id).await?;
-        Ok(self.store.delivery_attempts(id, limit.clamp(1, 1000)).await?)
+        Ok(self
+            .store
+            .delivery_attempts(id, limit.clamp(1, 1000))
+            .await?)
     }
 
     /// The webhook, if the caller manages it; otherwise unknown, as if it did not exist.
@@ -353,7 +381,9 @@ impl Webhooks {
                     (Actor::User { id, .. }, NamespaceOwner::Organization(org)) => {
                         self.store.is_org_owner(org, *id).await?
                     }
-                    (Actor::Organization { id, .. }, NamespaceOwner::Organization(org)) => *id == org,
+                    (Actor::Organization { id, .. }, NamespaceOwner::Organization(org)) => {
+                        *id == org
+                    }
                     _ => false,
                 };
                 if full && owner {
@@ -459,7 +489,9 @@ fn check_header((name, value): (String, String)) -> Result<(String, String)> {
     let name = name.trim().to_ascii_lowercase();
     let token = !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
     if !token {
         return Err(Error::Invalid(format!(
             "invalid header name {:?}",

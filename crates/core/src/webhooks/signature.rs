@@ -73,10 +73,22 @@ mod tests {
         let secret = new_secret();
         assert!(secret.starts_with(SECRET_PREFIX));
         let signature = sign(&secret, "msg_1", 1_700_000_000, b"{}");
-        assert!(verify(&secret, "msg_1", 1_700_000_000, b"{}", &format!("v1,bogus {signature}")));
+        assert!(verify(
+            &secret,
+            "msg_1",
+            1_700_000_000,
+            b"{}",
+            &format!("v1,bogus {signature}")
+        ));
         assert!(!verify(&secret, "msg_2", 1_700_000_000, b"{}", &signature));
         assert!(!verify(&secret, "msg_1", 1_700_000_001, b"{}", &signature));
         assert!(!verify(&secret, "msg_1", 1_700_000_000, b"{ }", &signature));
-        assert!(!verify(&new_secret(), "msg_1", 1_700_000_000, b"{}", &signature));
+        assert!(!verify(
+            &new_secret(),
+            "msg_1",
+            1_700_000_000,
+            b"{}",
+            &signature
+        ));
     }
 }

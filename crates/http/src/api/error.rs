@@ -74,10 +74,11 @@ pub(crate) fn render(err: &ApiError, method: &Method) -> Response<Body> {
 /// registry hides accounts behind `UNAUTHORIZED`; here they are what the caller manages.
 fn api_classification(err: &Error) -> Option<(StatusCode, &'static str)> {
     Some(match err {
-        Error::AccountUnknown(_) | Error::TokenUnknown(_) | Error::TeamUnknown { .. } => {
-            (StatusCode::NOT_FOUND, "NOT_FOUND")
-        }
-        Error::AccountInvalid(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        Error::AccountUnknown(_)
+        | Error::TokenUnknown(_)
+        | Error::TeamUnknown { .. }
+        | Error::WebhookUnknown(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        Error::AccountInvalid(_) | Error::Invalid(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
         _ => return None,
     })

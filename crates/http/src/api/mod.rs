@@ -18,6 +18,7 @@ mod route;
 mod search;
 mod tokens;
 mod users;
+mod webhooks;
 pub(crate) mod wire;
 
 use crate::auth::{base_url, basic_credentials, peer_address};
@@ -29,6 +30,7 @@ use axum::routing::any;
 use axum::Router;
 use berth_core::access::{Actor, Principal};
 use berth_core::identity::Acting;
+use berth_core::webhooks::WebhookTarget;
 use berth_core::Error;
 use error::{ApiError, ApiResult};
 use route::Route;
@@ -228,6 +230,29 @@ async fn route_to_handler(
         (Route::RepositoryTags(repo), "GET") => hub::tags(call, &repo).await,
         (Route::Search, "GET") => search::search(call).await,
         (Route::AuditLogs, "GET") => audit::list(call).await,
+        (Route::RepositoryWebhooks(repo), "GET") => {
+            webhooks::list(call, WebhookTarget::Repository(repo)).await
+        }
+        (Route::RepositoryWebhooks(repo), "POST") => {
+            webhooks::create(call, WebhookTarget::Repository(repo)).await
+        }
+        (Route::NamespaceWebhooks(namespace), "GET") => {
+            webhooks::list(call, WebhookTarget::Namespace(namespace)).await
+        }
+        (Route::NamespaceWebhooks(namespace), "POST") => {
+            webhooks::create(call, WebhookTarget::Namespace(namespace)).await
+        }
+        (Route::SiteWebhooks, "GET") => webhooks::list(call, WebhookTarget::Site).await,
+        (Route::SiteWebhooks, "POST") => webhooks::create(call, WebhookTarget::Site).await,
+        (Route::Webhook(id), "GET") => webhooks::show(call, &id).await,
+        (Route::Webhook(id), "PATCH") => webhooks::update(call, &id).await,
+        (Route::Webhook(id), "DELETE") => webhooks::delete(call, &id).await,
+        (Route::WebhookPing(id), "POST") => webhooks::ping(call, &id).await,
+        (Route::WebhookDeliveries(id), "GET") => webhooks::deliveries(call, &id).await,
+        (Route::WebhookRedeliver(id, delivery), "POST") => {
+            webhooks::redeliver(call, &id, &delivery).await
+        }
+        (Route::Events, "GET") => webhooks::events(call).await,
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

@@ -53,6 +53,14 @@ pub(crate) enum Route {
     RepositoryTags(RepoName),
     Search,
     AuditLogs,
+    RepositoryWebhooks(RepoName),
+    NamespaceWebhooks(String),
+    SiteWebhooks,
+    Webhook(String),
+    WebhookPing(String),
+    WebhookDeliveries(String),
+    WebhookRedeliver(String, String),
+    Events,
 }
 
 const GET: Method = Method::GET;
@@ -174,6 +182,34 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     }),
     endpoint("/api/v1/search", &[GET], |_| Ok(Route::Search)),
     endpoint("/api/v1/auditlogs", &[GET], |_| Ok(Route::AuditLogs)),
+    endpoint(
+        "/api/v1/repositories/{name}/-/webhooks",
+        &[GET, POST],
+        |p| Ok(Route::RepositoryWebhooks(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/webhooks",
+        &[GET, POST],
+        |p| Ok(Route::NamespaceWebhooks(p.text("namespace"))),
+    ),
+    endpoint("/api/v1/webhooks", &[GET, POST], |_| {
+        Ok(Route::SiteWebhooks)
+    }),
+    endpoint("/api/v1/webhooks/{id}", &[GET, PATCH, DELETE], |p| {
+        Ok(Route::Webhook(p.text("id")))
+    }),
+    endpoint("/api/v1/webhooks/{id}/ping", &[POST], |p| {
+        Ok(Route::WebhookPing(p.text("id")))
+    }),
+    endpoint("/api/v1/webhooks/{id}/deliveries", &[GET], |p| {
+        Ok(Route::WebhookDeliveries(p.text("id")))
+    }),
+    endpoint(
+        "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+        &[POST],
+        |p| Ok(Route::WebhookRedeliver(p.text("id"), p.text("delivery"))),
+    ),
+    endpoint("/api/v1/events", &[GET], |_| Ok(Route::Events)),
 ];
 
 const fn endpoint(
@@ -324,6 +360,14 @@ impl Route {
             Route::RepositoryTags(_) => "/api/v1/repositories/{name}/-/tags",
             Route::Search => "/api/v1/search",
             Route::AuditLogs => "/api/v1/auditlogs",
+            Route::RepositoryWebhooks(_) => "/api/v1/repositories/{name}/-/webhooks",
+            Route::NamespaceWebhooks(_) => "/api/v1/namespaces/{namespace}/webhooks",
+            Route::SiteWebhooks => "/api/v1/webhooks",
+            Route::Webhook(_) => "/api/v1/webhooks/{id}",
+            Route::WebhookPing(_) => "/api/v1/webhooks/{id}/ping",
+            Route::WebhookDeliveries(_) => "/api/v1/webhooks/{id}/deliveries",
+            Route::WebhookRedeliver(..) => "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            Route::Events => "/api/v1/events",
         }
     }
 }

@@ -39,8 +39,10 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         // Account errors belong to the management API; should one reach a registry route,
         // it must not tell whether an account exists.
         Error::AccountUnknown(_) => ErrorCode::Unauthorized,
-        Error::AccountInvalid(_) => return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST),
-        Error::TokenUnknown(_) | Error::TeamUnknown { .. } => {
+        Error::AccountInvalid(_) | Error::Invalid(_) => {
+            return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST)
+        }
+        Error::TokenUnknown(_) | Error::TeamUnknown { .. } | Error::WebhookUnknown(_) => {
             return (ErrorCode::Denied, StatusCode::NOT_FOUND)
         }
         Error::Conflict(_) => return (ErrorCode::Denied, StatusCode::CONFLICT),

@@ -229,6 +229,7 @@ impl Visitor {
                 | Error::AccountUnknown(_)
                 | Error::TeamUnknown { .. }
                 | Error::TokenUnknown(_)
+                | Error::WebhookUnknown(_)
                 | Error::NotFound(_),
             ) => return self.not_found(),
             UiError::Domain(Error::Unauthorized | Error::Denied) => (

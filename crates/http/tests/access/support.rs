@@ -5,21 +5,15 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use berth_core::access::PolicyAuthorizer;
-use berth_core::auth::{AuthSettings, Authenticator};
-use berth_core::hub::Hub;
-use berth_core::identity::{hash_password, hash_token, new_token_secret, Identity};
+use berth_core::auth::AuthSettings;
+use berth_core::identity::{hash_password, hash_token, new_token_secret};
 use berth_core::ports::{
-    AccessTokens as _, Accounts as _, IdentityStore, NewToken, NewUser, Organizations as _,
-    Permission, RepositoryAccess as _,
+    AccessTokens as _, Accounts as _, NewToken, NewUser, Organizations as _, Permission,
+    RepositoryAccess as _,
 };
-use berth_core::registry::RegistryOptions;
 use berth_core::time::now_unix;
-use berth_core::Registry;
-use berth_http::AppState;
 use berth_meta::SqliteMeta;
 use berth_oci::RepoName;
-use berth_storage::FsBlobStore;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
@@ -30,8 +24,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -103,14 +95,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub meta: Arc<SqliteMeta>,
     pub client: Client,
-    handle: JoinHandle<()>,
+    _served: berth_testkit::Served,
     _dir: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
 }
 
 impl Server {
@@ -120,41 +106,14 @@ impl Server {
 
     pub async fn start_with(settings: AuthSettings) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
-        let meta = Arc::new(
-            SqliteMeta::open(&dir.path().join("berth.db"))
-                .await
-                .expect("database"),
-        );
-        let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
-        let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
-        let auth = Authenticator::new(meta.clone(), authorizer, settings)
-            .await
-            .expect("authenticator");
-        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
-        let identity: Arc<dyn IdentityStore> = meta.clone();
-        let app = berth_http::router(AppState {
-            registry,
-            auth: Arc::new(auth),
-            identity: Identity::new(identity),
-            hub,
-            public_url: None,
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let handle = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("server");
-        });
+        let mut options = berth_testkit::Options::default();
+        options.settings.auth = settings;
+        let served = berth_testkit::serve(dir.path(), options).await;
         Server {
-            addr,
-            meta,
+            addr: served.addr,
+            meta: served.meta.clone(),
             client: client(None),
-            handle,
+            _served: served,
             _dir: dir,
         }
     }

@@ -5,14 +5,6 @@
 //! than taken from the server's crates, so the tests check the wire format independently.
 
 use berth_core::access::OpenAccess;
-use berth_core::auth::{AuthSettings, Authenticator};
-use berth_core::hub::Hub;
-use berth_core::identity::Identity;
-use berth_core::registry::RegistryOptions;
-use berth_core::Registry;
-use berth_http::AppState;
-use berth_meta::SqliteMeta;
-use berth_storage::FsBlobStore;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Map, Value};
@@ -23,8 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -232,48 +223,26 @@ impl ManifestBuilder {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
-    server: JoinHandle<()>,
+    server: berth_testkit::Served,
     dir: TempDir,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// Serves a registry over the data in `dir` on a fresh loopback port.
-async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
-    let blobs = FsBlobStore::open(dir.join("data")).expect("blob store");
-    let meta = SqliteMeta::open(&dir.join("berth.db"))
-        .await
-        .expect("database");
-    let meta = Arc::new(meta);
-    // The protocol tests run with access open; access control has its own tests.
-    let auth = Authenticator::new(meta.clone(), Arc::new(OpenAccess), AuthSettings::default())
-        .await
-        .expect("authenticator");
-    let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
-    let hub = Arc::new(Hub::new(meta.clone(), Arc::new(OpenAccess)));
-    let app = berth_http::router(AppState {
-        registry,
-        auth: Arc::new(auth),
-        identity: Identity::new(meta),
-        hub,
-        public_url: None,
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("server");
-    });
-    (addr, server)
+/// Serves a registry over the data in `dir` on a fresh loopback port, wired as `berth serve`
+/// wires it but with access open: the protocol tests run with access open; access control
+/// has its own tests.
+async fn serve(dir: &Path) -> berth_testkit::Served {
+    let options = berth_testkit::Options {
+        authorizer: Some(Arc::new(OpenAccess)),
+        ..Default::default()
+    };
+    berth_testkit::serve(dir, options).await
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (addr, server) = serve(dir.path()).await;
+        let server = serve(dir.path()).await;
+        let addr = server.addr;
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -290,11 +259,8 @@ impl TestApp {
     /// Stops the server and starts a new one over the same data, as a process restart
     /// would: everything the registry kept only in memory is gone. The port changes.
     pub async fn restart(&mut self) {
-        self.server.abort();
-        let _ = (&mut self.server).await;
-        let (addr, server) = serve(self.dir.path()).await;
-        self.addr = addr;
-        self.server = server;
+        self.server = serve(self.dir.path()).await;
+        self.addr = self.server.addr;
     }
 
     /// The absolute URL of a path (or of a `Location`, which may already be absolute).

@@ -487,6 +487,8 @@ async fn the_backfill_finds_the_platform_of_an_image_stored_without_one() {
                 platform: ManifestPlatform::Unread,
                 tags: vec![tag.to_owned()],
                 now: 1_700_000_000,
+                actor: None,
+                events: Vec::new(),
             })
             .await
             .unwrap();

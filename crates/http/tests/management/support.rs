@@ -5,17 +5,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use berth_core::access::PolicyAuthorizer;
-use berth_core::auth::{AuthSettings, Authenticator};
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
-use berth_core::ports::IdentityStore;
-use berth_core::registry::RegistryOptions;
 use berth_core::time::now_unix;
 use berth_core::Registry;
-use berth_http::AppState;
 use berth_meta::SqliteMeta;
-use berth_storage::FsBlobStore;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{json, Value};
@@ -24,8 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
@@ -136,14 +128,9 @@ pub struct Berth {
     /// The server's database, for writing what an older Berth would have left there.
     pub meta: Arc<SqliteMeta>,
     client: Client,
-    server: JoinHandle<()>,
+    /// The server itself, for its jobs runner and services.
+    pub served: berth_testkit::Served,
     _dir: TempDir,
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl Berth {
@@ -155,7 +142,7 @@ impl Berth {
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
-        let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
+        // The first admin exists before the server starts, as `berth serve` makes it.
         let meta = Arc::new(
             SqliteMeta::open(&dir.path().join("berth.db"))
                 .await
@@ -165,29 +152,14 @@ impl Berth {
             .first_start_admin(Some(ADMIN_PASSWORD.to_owned()))
             .await
             .expect("first admin");
-        let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
-        let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
-        let auth = Authenticator::new(meta.clone(), authorizer, AuthSettings::default())
-            .await
-            .expect("authenticator");
-        let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
-        let app = berth_http::router(AppState {
-            registry: registry.clone(),
-            auth: Arc::new(auth),
-            identity: Identity::<dyn IdentityStore>::new(meta.clone()).with_signup(allow_signup),
-            hub: hub.clone(),
-            public_url: None,
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .expect("server");
-        });
+        meta.close().await;
+        let mut options = berth_testkit::Options::default();
+        options.settings.allow_signup = allow_signup;
+        let served = berth_testkit::serve(dir.path(), options).await;
+        let addr = served.addr;
+        let hub = served.state.hub.clone();
+        let registry = served.state.registry.clone();
+        let meta = served.meta.clone();
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -199,7 +171,7 @@ impl Berth {
             registry,
             meta,
             client,
-            server,
+            served,
             _dir: dir,
         }
     }

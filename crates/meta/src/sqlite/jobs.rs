@@ -1,7 +1,9 @@
 //! The jobs table on SQLite: enqueue, claim with a lease in one statement, settle by lease.
 
 use super::{backend, SqliteMeta};
-use berth_core::ports::{ClaimedJob, JobQueue, JobRecord, JobState, MetaError, NewJob, RetryOutcome};
+use berth_core::ports::{
+    ClaimedJob, JobQueue, JobRecord, JobState, MetaError, NewJob, RetryOutcome,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 /// Enqueues in the caller's transaction; false if the unique key is taken.
@@ -134,7 +136,12 @@ impl JobQueue for SqliteMeta {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn reschedule_job(&self, id: i64, lease: &str, due_at_ms: i64) -> Result<bool, MetaError> {
+    async fn reschedule_job(
+        &self,
+        id: i64,
+        lease: &str,
+        due_at_ms: i64,
+    ) -> Result<bool, MetaError> {
         let done = sqlx::query(
             "UPDATE jobs SET due_at = ?, attempts = 0, lease_token = NULL, lease_until = NULL, \
              last_error = NULL, updated_at = ? WHERE id = ? AND lease_token = ?",

@@ -287,7 +287,8 @@ fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, Me
 impl Manifests for SqliteMeta {
     async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let repo_id = ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
+        let repo_id =
+            ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
         for blob in &m.blobs {
             if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
@@ -449,7 +450,12 @@ impl Manifests for SqliteMeta {
             digest: digest.to_string(),
             tags: split_names(tags),
         };
-        let event = NewEvent::about(EventKind::ManifestDeleted, repo.as_str(), actor, data_of(&data));
+        let event = NewEvent::about(
+            EventKind::ManifestDeleted,
+            repo.as_str(),
+            actor,
+            data_of(&data),
+        );
         record_event(&mut tx, event, berth_core::time::now_unix()).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)

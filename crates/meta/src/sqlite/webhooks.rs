@@ -4,8 +4,8 @@
 use super::jobs::enqueue_in;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
-    AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, MetaError, NewDelivery,
-    NewJob, NewWebhook, WebhookRecord, WebhookStore,
+    AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, MetaError, NewDelivery, NewJob,
+    NewWebhook, WebhookRecord, WebhookStore,
 };
 use berth_core::webhooks::{PayloadFormat, WebhookEvent, WebhookTarget};
 use sqlx::sqlite::SqliteRow;
@@ -33,7 +33,8 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
     let target = match scope.as_str() {
         "site" => WebhookTarget::Site,
         "namespace" => WebhookTarget::Namespace(
-            row.get::<Option<String>, _>("namespace").ok_or_else(|| broken("namespace"))?,
+            row.get::<Option<String>, _>("namespace")
+                .ok_or_else(|| broken("namespace"))?,
         ),
         _ => WebhookTarget::Repository(
             row.get::<Option<String>, _>("repository")
@@ -57,8 +58,9 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
         header_value_sealed: row.get("header_value_sealed"),
         enabled: row.get::<i64, _>("enabled") != 0,
         disabled_reason: row.get("disabled_reason"),
-        consecutive_failures: row.get::<i64, _>("consecutive_failures").clamp(0, u32::MAX.into())
-            as u32,
+        consecutive_failures: row
+            .get::<i64, _>("consecutive_failures")
+            .clamp(0, u32::MAX.into()) as u32,
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
     })
@@ -253,7 +255,11 @@ impl WebhookStore for SqliteMeta {
         Ok(true)
     }
 
-    async fn enqueue_delivery(&self, delivery: &NewDelivery, job: &NewJob) -> Result<(), MetaError> {
+    async fn enqueue_delivery(
+        &self,
+        delivery: &NewDelivery,
+        job: &NewJob,
+    ) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         insert_delivery(&mut tx, delivery).await?;
         enqueue_in(&mut tx, job, now_ms()).await?;
@@ -341,9 +347,7 @@ impl WebhookStore for SqliteMeta {
                 None
             }
             AttemptVerdict::WillRetry => None,
-            AttemptVerdict::Gone => {
-                Some("the receiver answered 410 Gone".to_owned())
-            }
+            AttemptVerdict::Gone => Some("the receiver answered 410 Gone".to_owned()),
             AttemptVerdict::Failed => {
                 let failures: Option<i64> = sqlx::query_scalar(
                     "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \

@@ -6,7 +6,7 @@ use crate::oci::method_not_allowed;
 use axum::body::Body;
 use axum::http::{header, Method, Response, StatusCode};
 use berth_core::ports::PullEvent;
-use berth_core::registry::PutManifest;
+use berth_core::registry::{ChangedBy, PutManifest};
 use berth_core::time::now_unix;
 use berth_core::Error;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
@@ -83,7 +83,7 @@ pub async fn handle(
                     extra_tags: &extra_tags,
                     content_type: content_type.as_deref(),
                     body: &body,
-                    by: req.changed_by(),
+                    by: ChangedBy::new(&req.actor, req.address.as_deref()),
                 })
                 .await?;
             let mut response = empty(StatusCode::CREATED);

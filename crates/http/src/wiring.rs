@@ -1,0 +1,136 @@
+//! The composition: every service built from the stores and settings, and the jobs runner
+//! with its handlers. `berth serve` and the test kit both wire through [`wire`], so tests
+//! run the server that ships.
+
+use crate::AppState;
+use berth_core::access::{Authorizer, PolicyAuthorizer};
+use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::clock::Clock;
+use berth_core::hub::Hub;
+use berth_core::identity::Identity;
+use berth_core::jobs::maintenance::{
+    BackfillPlatforms, ExpireUploads, PruneHistory, BACKFILL_PLATFORMS_JOB, EXPIRE_UPLOADS_JOB,
+    PRUNE_HISTORY_JOB,
+};
+use berth_core::jobs::{recurring, Runner, RunnerOptions, Wake};
+use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
+use berth_core::registry::RegistryOptions;
+use berth_core::webhooks::{
+    DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,
+};
+use berth_core::{Registry, Result};
+use std::sync::Arc;
+
+/// What the server is made of.
+pub struct Parts {
+    pub blobs: Arc<dyn BlobStore>,
+    pub meta: Arc<dyn MetaStore>,
+    pub clock: Arc<dyn Clock>,
+    /// How webhook deliveries leave the server.
+    pub transport: Arc<dyn WebhookTransport>,
+    /// What webhook secrets are sealed with.
+    pub seal: SealKey,
+    /// None: the real permission rules ([`PolicyAuthorizer`]); protocol tests pass open access.
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    pub settings: Settings,
+}
+
+/// The settings the services take.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub registry: RegistryOptions,
+    pub auth: AuthSettings,
+    pub allow_signup: bool,
+    pub public_url: Option<String>,
+    pub webhooks: WebhookSettings,
+    pub runner: RunnerOptions,
+}
+
+/// A wired server: the HTTP application's state and the jobs runner to run beside it.
+pub struct Wired {
+    pub state: AppState,
+    pub runner: Runner,
+}
+
+/// Builds every service and the runner, with its handlers registered and its recurring
+/// jobs scheduled (each once, whichever node schedules it first).
+pub async fn wire(parts: Parts) -> Result<Wired> {
+    let Parts {
+        blobs,
+        meta,
+        clock,
+        transport,
+        seal,
+        authorizer,
+        settings,
+    } = parts;
+    let authorizer = authorizer
+        .unwrap_or_else(|| Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>)));
+    let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
+    let auth = Authenticator::new(meta.clone(), authorizer, settings.auth.clone()).await?;
+    let identity =
+        Identity::<dyn IdentityStore>::new(meta.clone()).with_signup(settings.allow_signup);
+    let wake = Wake::default();
+    let registry =
+        Registry::new(blobs, meta.clone(), settings.registry.clone()).with_wake(wake.clone());
+    let webhooks = Webhooks::new(
+        meta.clone(),
+        transport.clone(),
+        seal.clone(),
+        clock.clone(),
+        settings.webhooks.clone(),
+        wake.clone(),
+    );
+    let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| "http://localhost".to_owned());
+    runner.feed(Arc::new(EventHandOn::new(
+        meta.clone(),
+        clock.clone(),
+        &public_url,
+    )));
+    runner.handle(
+        DELIVER_JOB,
+        Arc::new(DeliverWebhook::new(
+            meta.clone(),
+            transport,
+            seal,
+            clock.clone(),
+            settings.webhooks.disable_after,
+        )),
+    );
+    runner.handle(
+        EXPIRE_UPLOADS_JOB,
+        Arc::new(ExpireUploads(registry.clone())),
+    );
+    runner.handle(
+        BACKFILL_PLATFORMS_JOB,
+        Arc::new(BackfillPlatforms(registry.clone())),
+    );
+    runner.handle(
+        PRUNE_HISTORY_JOB,
+        Arc::new(PruneHistory {
+            store: meta.clone(),
+            clock: clock.clone(),
+        }),
+    );
+    let now = clock.now_ms();
+    for kind in [
+        EXPIRE_UPLOADS_JOB,
+        BACKFILL_PLATFORMS_JOB,
+        PRUNE_HISTORY_JOB,
+    ] {
+        runner.enqueue(&recurring(kind, now)).await?;
+    }
+    let state = AppState {
+        registry,
+        auth: Arc::new(auth),
+        identity,
+        hub,
+        public_url: settings.public_url,
+        webhooks,
+    };
+    Ok(Wired { state, runner })
+}

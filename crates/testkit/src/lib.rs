@@ -1,0 +1,121 @@
+//! The test kit: a Berth server wired by `berth_http::wiring::wire` (the function `berth
+//! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
+//! jobs runner running beside it.
+
+use berth_core::access::Authorizer;
+use berth_core::clock::Clock;
+use berth_core::jobs::Runner;
+use berth_core::webhooks::{SealKey, WebhookTransport};
+use berth_http::wiring::{wire, Parts, Settings};
+use berth_http::AppState;
+use berth_meta::SqliteMeta;
+use berth_outbound::HttpTransport;
+use berth_storage::FsBlobStore;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How to build a test server; the defaults are `berth serve`'s, except that webhooks may
+/// call loopback receivers.
+pub struct Options {
+    pub settings: Settings,
+    /// None: the real permission rules.
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// None: the system clock.
+    pub clock: Option<Arc<dyn Clock>>,
+    /// None: real HTTP, loopback allowed.
+    pub transport: Option<Arc<dyn WebhookTransport>>,
+    /// Whether the jobs runner runs by itself (false: the test drives `run_due`).
+    pub run_jobs: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let mut settings = Settings::default();
+        settings.webhooks.allow_private = true;
+        Options {
+            settings,
+            authorizer: None,
+            clock: None,
+            transport: None,
+            run_jobs: true,
+        }
+    }
+}
+
+/// A running server; stopped (server and runner) when dropped.
+pub struct Served {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub meta: Arc<SqliteMeta>,
+    pub runner: Runner,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Served {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Serves the data in `dir` (its blobs in `dir/data`, its database `dir/berth.db`).
+pub async fn serve(dir: &Path, options: Options) -> Served {
+    let blobs = FsBlobStore::open(dir.join("data")).expect("blob store");
+    let meta = Arc::new(
+        SqliteMeta::open(&dir.join("berth.db"))
+            .await
+            .expect("database"),
+    );
+    let transport = options.transport.unwrap_or_else(|| {
+        Arc::new(HttpTransport::new(options.settings.webhooks.allow_private).expect("HTTP client"))
+    });
+    let wired = wire(Parts {
+        blobs: Arc::new(blobs),
+        meta: meta.clone(),
+        clock: options.clock.unwrap_or_else(berth_core::clock::system),
+        transport,
+        seal: SealKey::from_bytes(&SealKey::generate()),
+        authorizer: options.authorizer,
+        settings: options.settings,
+    })
+    .await
+    .expect("wiring");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let app = berth_http::router(wired.state.clone());
+    let mut tasks = vec![tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("server");
+    })];
+    if options.run_jobs {
+        let runner = wired.runner.clone();
+        tasks.push(tokio::spawn(runner.run_until(std::future::pending())));
+    }
+    Served {
+        addr,
+        state: wired.state,
+        meta,
+        runner: wired.runner,
+        tasks,
+    }
+}
+
+/// A fresh data directory; keep it alive as long as the server.
+pub fn data_dir() -> TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
