@@ -48,6 +48,8 @@ pub struct WebhookRecord {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     pub consecutive_failures: u32,
+    /// The newest event when the webhook was made: it hears only of later ones.
+    pub after_event: i64,
     pub created_by: String,
     pub created_at: i64,
 }

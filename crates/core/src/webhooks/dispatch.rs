@@ -131,7 +131,7 @@ pub(super) fn new_delivery_id() -> String {
 /// The tags the webhook fires for (one delivery each), `[None]` for one delivery not about
 /// a tag, or nothing when the webhook does not want the event.
 fn tags_to_send(webhook: &WebhookRecord, event: &EventRecord) -> Vec<Option<String>> {
-    if !webhook.events.iter().any(|e| e.covers(event.kind)) {
+    if event.id <= webhook.after_event || !webhook.events.iter().any(|e| e.covers(event.kind)) {
         return Vec::new();
     }
     let wanted = |tag: &str| {
@@ -192,6 +192,7 @@ mod tests {
             enabled: true,
             disabled_reason: None,
             consecutive_failures: 0,
+            after_event: 0,
             created_by: "alice".into(),
             created_at: 0,
         }
@@ -230,6 +231,16 @@ mod tests {
         assert_eq!(tags_to_send(&cloud, &push), vec![None]);
         let none = webhook(&[WebhookEvent::Push], &["2.*"], PayloadFormat::CloudEvents);
         assert!(tags_to_send(&none, &push).is_empty());
+    }
+
+    #[test]
+    fn a_webhook_hears_only_of_events_after_it_was_made() {
+        let push = event(EventKind::ManifestPushed, json!({"tags": ["1.0"]}));
+        let mut hook = webhook(&[WebhookEvent::Push], &[], PayloadFormat::DockerHub);
+        hook.after_event = push.id;
+        assert!(tags_to_send(&hook, &push).is_empty());
+        hook.after_event = push.id - 1;
+        assert_eq!(tags_to_send(&hook, &push).len(), 1);
     }
 
     #[test]

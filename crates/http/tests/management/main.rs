@@ -20,3 +20,4 @@ mod sessions;
 mod sign_in;
 mod signup;
 mod tokens;
+mod webhooks;

@@ -404,6 +404,16 @@ impl Session<'_> {
             .as_u16()
     }
 
+    /// `DELETE /v2/<repo>/manifests/<tag>`: the status.
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> u16 {
+        self.registry(Method::DELETE, &format!("/v2/{repo}/manifests/{tag}"))
+            .send()
+            .await
+            .expect("tag delete")
+            .status()
+            .as_u16()
+    }
+
     /// `HEAD /v2/<repo>/manifests/<reference>`: the status.
     pub async fn head_manifest(&self, repo: &str, reference: &str) -> u16 {
         self.registry(Method::HEAD, &format!("/v2/{repo}/manifests/{reference}"))

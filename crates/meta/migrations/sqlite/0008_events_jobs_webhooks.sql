@@ -61,6 +61,8 @@ CREATE TABLE webhooks (
     enabled              INTEGER NOT NULL DEFAULT 1,
     disabled_reason      TEXT,
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    -- The newest event when the webhook was made: it hears only of later ones.
+    after_event          INTEGER NOT NULL DEFAULT 0,
     created_by           TEXT NOT NULL,
     created_at           INTEGER NOT NULL
 );

@@ -61,6 +61,7 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
         consecutive_failures: row
             .get::<i64, _>("consecutive_failures")
             .clamp(0, u32::MAX.into()) as u32,
+        after_event: row.get("after_event"),
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
     })
@@ -110,8 +111,9 @@ impl WebhookStore for SqliteMeta {
         }
         sqlx::query(
             "INSERT INTO webhooks (id, scope, namespace, repository, name, url, events, tag_filters, \
-             format, secret_sealed, header_name, header_value_sealed, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             format, secret_sealed, header_name, header_value_sealed, created_by, created_at, \
+             after_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             (SELECT coalesce(max(id), 0) FROM events))",
         )
         .bind(&w.id)
         .bind(scope)
