@@ -4,7 +4,7 @@
 use axum::routing::post;
 use axum::Router;
 use berth_core::webhooks::{OutboundError, OutboundRequest, WebhookTransport};
-use berth_outbound::{HttpTransport, MAX_RESPONSE_READ};
+use berth_outbound::HttpTransport;
 use std::time::{Duration, Instant};
 
 async fn receiver() -> String {
@@ -107,5 +107,4 @@ async fn slow_and_enormous_answers_are_cut_off() {
         .unwrap();
     assert_eq!(huge.status, 200);
     assert_eq!(huge.body_start.len(), 1024);
-    assert!(MAX_RESPONSE_READ < 8 * 1024 * 1024);
 }

@@ -128,8 +128,8 @@ pub struct Berth {
     /// The server's database, for writing what an older Berth would have left there.
     pub meta: Arc<SqliteMeta>,
     client: Client,
-    /// The server itself, for its jobs runner and services.
-    pub served: berth_testkit::Served,
+    /// The server itself: dropping it stops the server and its jobs runner.
+    _served: berth_testkit::Served,
     _dir: TempDir,
 }
 
@@ -171,7 +171,7 @@ impl Berth {
             registry,
             meta,
             client,
-            served,
+            _served: served,
             _dir: dir,
         }
     }

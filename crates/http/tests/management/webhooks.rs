@@ -460,7 +460,7 @@ async fn pings_redeliveries_and_410_are_handled_and_recorded() {
 #[tokio::test]
 async fn the_event_stream_shows_each_caller_what_it_may_see() {
     let berth = Berth::start().await;
-    let alice = berth.user("alice").await;
+    berth.user("alice").await;
     let bob = berth.user("bob").await;
     assert_eq!(
         berth
