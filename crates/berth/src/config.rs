@@ -63,6 +63,8 @@ pub struct Config {
     pub token_ttl: Setting<Duration>,
     /// Whether visitors may create their own accounts in the web UI.
     pub allow_signup: Setting<bool>,
+    /// How long audit records are kept after they last happened.
+    pub audit_retention: Setting<Duration>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -76,6 +78,7 @@ struct FileConfig {
     public_url: Option<String>,
     token_ttl: Option<String>,
     allow_signup: Option<bool>,
+    audit_retention: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,7 @@ impl Config {
             public_url: Setting::default(None),
             token_ttl: Setting::default(Duration::from_secs(300)),
             allow_signup: Setting::default(false),
+            audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
         };
         let file_path = global
             .config
@@ -214,6 +218,12 @@ impl Config {
                 Source::File,
             );
             config.allow_signup.set(file.allow_signup, Source::File);
+            config.audit_retention.set(
+                file.audit_retention
+                    .map(|d| parse_duration("audit_retention", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
         }
         config.config_file = file_path;
         config.listen.set(
@@ -247,6 +257,12 @@ impl Config {
         config.allow_signup.set(
             env("BERTH_ALLOW_SIGNUP")
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.audit_retention.set(
+            env("BERTH_AUDIT_RETENTION")
+                .map(|d| parse_duration("audit_retention", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -309,6 +325,12 @@ impl Config {
             out,
             "allow_signup = {}  ({})",
             self.allow_signup.value, self.allow_signup.source
+        );
+        let _ = writeln!(
+            out,
+            "audit_retention = {}s  ({})",
+            self.audit_retention.value.as_secs(),
+            self.audit_retention.source
         );
         out
     }
@@ -411,6 +433,34 @@ mod tests {
         std::fs::write(&path, "allow_signup = \"yes\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("invalid type"), "TOML booleans only: {err}");
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_a_year_and_is_set_in_the_file() {
+        let global = GlobalArgs {
+            config: None,
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.audit_retention.value.as_secs(), 365 * 86400);
+        assert_eq!(config.audit_retention.source, Source::Default);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "audit_retention = \"90d\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.audit_retention.value.as_secs(), 90 * 86400);
+        assert!(config
+            .describe()
+            .contains("audit_retention = 7776000s  (config file)"));
+
+        std::fs::write(&path, "audit_retention = \"forever\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("audit_retention"), "{err}");
     }
 
     #[test]

@@ -147,6 +147,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             }
         });
     let expiry = tokio::spawn(expire_uploads_periodically(registry.clone()));
+    let audit_pruning = tokio::spawn(prune_audit_periodically(
+        identity.clone(),
+        config.audit_retention.value,
+    ));
     // Manifests stored before platforms were recorded get theirs while Berth serves.
     let backfill = tokio::spawn(backfill_platforms(registry.clone()));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
@@ -167,6 +171,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     .await
     .map_err(ServeError::Server)?;
     expiry.abort();
+    audit_pruning.abort();
     // An unfinished backfill loses at most one uncommitted batch and resumes at the next start.
     backfill.abort();
     // Pulls of the last seconds are only in memory: the flusher writes them before it ends.
@@ -283,6 +288,23 @@ async fn expire_uploads_periodically(registry: Registry) {
     loop {
         tick.tick().await;
         expire_uploads(&registry).await;
+    }
+}
+
+/// Deletes the audit records older than `retention` now and then every hour. A stopgap
+/// until the durable jobs runner takes it over.
+async fn prune_audit_periodically(identity: Identity<dyn IdentityStore>, retention: Duration) {
+    const PERIOD: Duration = Duration::from_secs(3600);
+    let retention_secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(PERIOD);
+    loop {
+        tick.tick().await;
+        let before = berth_core::time::now_unix().saturating_sub(retention_secs);
+        match identity.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "removed audit records past audit_retention"),
+            Err(err) => tracing::warn!(error = %err, "could not prune the audit log"),
+        }
     }
 }
 

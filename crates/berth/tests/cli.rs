@@ -25,6 +25,7 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_PUBLIC_URL",
     "BERTH_TOKEN_TTL",
     "BERTH_ALLOW_SIGNUP",
+    "BERTH_AUDIT_RETENTION",
 ];
 
 fn berth() -> Command {
@@ -345,6 +346,7 @@ fn config_show_reports_defaults() {
     expect_setting(&settings, "upload_ttl", "86400s", "default");
     expect_setting(&settings, "log", "info", "default");
     expect_setting(&settings, "allow_signup", "false", "default");
+    expect_setting(&settings, "audit_retention", "31536000s", "default");
 }
 
 #[test]

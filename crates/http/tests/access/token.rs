@@ -1,10 +1,9 @@
 //! The Docker token service as clients use it: the challenge on `/v2/`, `GET /token` and the
 //! OAuth2 `POST /token`, what the tokens grant, refresh tokens, forged and expired bearers,
-//! Basic credentials on `/v2/`, throttled guessing and two-factor accounts.
+//! Basic credentials on `/v2/` and two-factor accounts (throttled guessing: `throttle.rs`).
 
 use crate::support::{
-    accept_manifests, access_of, client, fresh_loopback, jwt_claims, Creds, Server, Snapshot,
-    PASSWORD,
+    accept_manifests, access_of, jwt_claims, Creds, Server, Snapshot, PASSWORD,
 };
 use crate::world::{
     Pat, World, ACME_PUBLIC, ACME_SECRET, ALICE_HIDDEN, ALICE_PUBLIC, ALICE_SECRET,
@@ -17,7 +16,6 @@ use berth_core::ports::{Accounts as _, SigningKeys as _};
 use berth_core::time::{now_unix, rfc3339};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 
 fn actions(list: &[&str]) -> Option<Vec<String>> {
@@ -778,109 +776,6 @@ async fn bearer_tokens_stop_working_when_they_expire() {
         &server.challenge(Some("repository:admin/app:pull"), false),
     )
     .await;
-}
-
-/// Sends `count` sign-ins of `name` with a wrong password to `GET /token` from `from`,
-/// returning the answers.
-async fn fail_sign_ins(
-    server: &Server,
-    from: &reqwest::Client,
-    name: &str,
-    count: usize,
-) -> Vec<Snapshot> {
-    let mut answers = Vec::new();
-    for _ in 0..count {
-        let resp = Creds::basic(name, "guessing wrong")
-            .apply(from.get(server.url("/token?service=berth")))
-            .send()
-            .await
-            .expect("request");
-        answers.push(Snapshot::of(resp).await);
-    }
-    answers
-}
-
-fn is_throttled(answer: &Snapshot) -> bool {
-    answer.status == 429
-        && answer.error_code().as_deref() == Some("TOOMANYREQUESTS")
-        && answer
-            .header("retry-after")
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|secs| (1..=15 * 60).contains(&secs))
-}
-
-#[tokio::test]
-async fn repeated_failures_are_throttled_without_revealing_accounts() {
-    let world = World::build().await;
-    let server = &world.server;
-
-    let mut sequences = HashMap::new();
-    for name in ["alice", "nobody-here"] {
-        let from = client(Some(fresh_loopback()));
-        let answers = fail_sign_ins(server, &from, name, 7).await;
-        for (i, answer) in answers.iter().enumerate() {
-            if i < 5 {
-                assert_eq!(answer.status, 401, "{name}: failure {} {answer:?}", i + 1);
-            } else {
-                assert!(is_throttled(answer), "{name}: failure {} {answer:?}", i + 1);
-            }
-        }
-        sequences.insert(name, answers);
-    }
-    // Alike for an account that exists and one that does not (the wait may differ by the
-    // second the requests took).
-    let strip = |answers: &[Snapshot]| -> Vec<(u16, Option<String>)> {
-        answers.iter().map(|a| (a.status, a.error_code())).collect()
-    };
-    assert_eq!(strip(&sequences["alice"]), strip(&sequences["nobody-here"]));
-    assert_eq!(sequences["alice"][0], sequences["nobody-here"][0]);
-
-    // The account is held, from any address and for every way of signing in, even with
-    // the right password.
-    let elsewhere = client(Some(fresh_loopback()));
-    let held = [
-        Creds::basic("alice", PASSWORD).apply(elsewhere.get(server.url("/token?service=berth"))),
-        elsewhere
-            .post(server.url("/token"))
-            .body(crate::support::form(&[
-                ("grant_type", "password"),
-                ("username", "alice"),
-                ("password", PASSWORD),
-            ])),
-        Creds::basic("alice", "still guessing").apply(elsewhere.get(server.url("/v2/"))),
-    ];
-    for request in held {
-        let answer = Snapshot::of(request.send().await.expect("request")).await;
-        assert!(is_throttled(&answer), "{answer:?}");
-    }
-    // Her access tokens are not: guessing her password must not lock her CI out.
-    let resp = world
-        .pat(Pat::Read)
-        .apply(elsewhere.get(server.url("/token?service=berth")))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 200);
-    // Other accounts are not held.
-    let resp = Creds::basic("bob", PASSWORD)
-        .apply(elsewhere.get(server.url("/token?service=berth")))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 200);
-
-    // One address guessing across many accounts is held too, for every account.
-    let guesser = client(Some(fresh_loopback()));
-    for i in 0..10 {
-        let answers = fail_sign_ins(server, &guesser, &format!("victim{i}"), 3).await;
-        assert!(answers.iter().all(|a| a.status == 401), "{answers:?}");
-    }
-    let resp = Creds::basic("bob", PASSWORD)
-        .apply(guesser.get(server.url("/token?service=berth")))
-        .send()
-        .await
-        .expect("request");
-    assert!(is_throttled(&Snapshot::of(resp).await));
 }
 
 #[tokio::test]

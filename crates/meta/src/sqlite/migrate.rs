@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_sessions_and_totp_steps.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
