@@ -320,6 +320,91 @@ async fn scopes_may_share_one_query_parameter() {
 }
 
 #[tokio::test]
+async fn scope_floods_are_merged_or_refused_never_signed() {
+    let world = World::build().await;
+    let server = &world.server;
+    let anonymous = Creds::Anonymous;
+    let scope = format!("repository:{ALICE_PUBLIC}:pull");
+    let token_query = |scopes: &[String]| {
+        let mut query = "/token?service=berth".to_owned();
+        for scope in scopes {
+            query.push_str("&scope=");
+            query.push_str(scope);
+        }
+        query
+    };
+
+    // Repeats, and the same repository asked for twice, make one grant each.
+    let repeated: Vec<String> = std::iter::repeat_n(scope.clone(), 20)
+        .chain([format!("repository:{ALICE_PUBLIC}:push,pull,pull")])
+        .collect();
+    let resp = server
+        .send(server.request(&anonymous, Method::GET, &token_query(&repeated)))
+        .await;
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["token"].as_str().unwrap());
+    assert_eq!(
+        claims["access"],
+        json!([{ "type": "repository", "name": ALICE_PUBLIC, "actions": ["pull"] }])
+    );
+
+    // 1,500 copies of one scope (a 55 KB query): refused before anything is signed.
+    let flood = vec![scope.clone(); 1500];
+    let resp = server
+        .send(server.request(&anonymous, Method::GET, &token_query(&flood)))
+        .await;
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 400, "{}", &body.to_string()[..200.min(body.to_string().len())]);
+    assert_eq!(error_code(&body), Some("UNSUPPORTED"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("longer than"),
+        "{body}"
+    );
+
+    // At most 32 distinct scopes, on GET and on the OAuth2 form alike.
+    let distinct = |count: usize| -> Vec<String> {
+        (0..count)
+            .map(|i| format!("repository:alice/r{i}:pull"))
+            .collect()
+    };
+    let resp = server
+        .send(server.request(&anonymous, Method::GET, &token_query(&distinct(32))))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = server
+        .send(server.request(&anonymous, Method::GET, &token_query(&distinct(33))))
+        .await;
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), Some("UNSUPPORTED"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 32"),
+        "{body}"
+    );
+    let scopes = distinct(33).join(" ");
+    let (status, body) = json_of(
+        server
+            .post_token(&[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("scope", &scopes),
+            ])
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(error_code(&body), Some("UNSUPPORTED"));
+}
+
+#[tokio::test]
 async fn bearer_tokens_open_what_they_grant_and_nothing_else() {
     let world = World::build().await;
     let server = &world.server;
