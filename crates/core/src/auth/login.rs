@@ -85,7 +85,9 @@ impl Authenticator {
             true => Lane::Trusted,
             false => Lane::Ordinary,
         };
-        let outcome = self.password_login(name, secret, address, purpose, lane).await;
+        let outcome = self
+            .password_login(name, secret, address, purpose, lane)
+            .await;
         match &outcome {
             // A two-factor prompt means the password was right.
             Ok(_) | Err(Error::TwoFactorRequired(_)) => attempt.succeeded(Instant::now()),

@@ -471,7 +471,9 @@ mod tests {
         );
         fail(&throttle, "bob", v4(1), 1, later + 2 * SECOND);
         assert_eq!(
-            throttle.begin("alice", Some(v4(1)), later + 2 * SECOND).err(),
+            throttle
+                .begin("alice", Some(v4(1)), later + 2 * SECOND)
+                .err(),
             Some(4 * SECOND)
         );
     }
@@ -577,7 +579,9 @@ mod tests {
         assert!(throttle
             .begin("a", Some(ip("2001:db8:1:2:abcd::9")), now)
             .is_err());
-        assert!(throttle.begin("a", Some(ip("2001:db8:1:3::1")), now).is_ok());
+        assert!(throttle
+            .begin("a", Some(ip("2001:db8:1:3::1")), now)
+            .is_ok());
 
         let mapped = |last: u8| IpAddr::V6(Ipv4Addr::new(192, 0, 2, last).to_ipv6_mapped());
         fail(&throttle, "a", mapped(1), 3, now);

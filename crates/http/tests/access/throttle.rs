@@ -117,7 +117,9 @@ async fn throttling_does_not_reveal_which_accounts_exist() {
     assert!(answers.iter().all(|a| a.status == 401), "{answers:?}");
     let answers = fail_sign_ins(server, &guesser, "victim2", 2).await;
     assert!(answers.iter().all(|a| a.status == 401), "{answers:?}");
-    assert!(is_throttled(&sign_in(server, &guesser, "bob", PASSWORD).await));
+    assert!(is_throttled(
+        &sign_in(server, &guesser, "bob", PASSWORD).await
+    ));
 }
 
 /// Sends `count` wrong-password sign-ins for `name` at once, from `from(i)`, and returns
@@ -153,7 +155,10 @@ async fn concurrent_guesses_are_counted_before_they_are_checked() {
     let server = Server::start().await;
     server.user("alice", false).await;
     let trusted = client(Some(fresh_loopback()));
-    assert_eq!(sign_in(&server, &trusted, "alice", PASSWORD).await.status, 200);
+    assert_eq!(
+        sign_in(&server, &trusted, "alice", PASSWORD).await.status,
+        200
+    );
 
     // 200 at once from one address: its five free failures, no more.
     let one = client(Some(fresh_loopback()));
@@ -166,12 +171,18 @@ async fn concurrent_guesses_are_counted_before_they_are_checked() {
     let clients: Vec<_> = (0..200).map(|_| client(Some(fresh_loopback()))).collect();
     let (checked, waited) =
         concurrent_failures(&server, "alice", 200, |i| clients[i].clone()).await;
-    assert!(checked <= 11, "{checked} passwords checked from 200 addresses");
+    assert!(
+        checked <= 11,
+        "{checked} passwords checked from 200 addresses"
+    );
     assert_eq!(checked + waited, 200);
 
     // Her password from the address she signed in from still gets in at once.
     let started = Instant::now();
-    assert_eq!(sign_in(&server, &trusted, "alice", PASSWORD).await.status, 200);
+    assert_eq!(
+        sign_in(&server, &trusted, "alice", PASSWORD).await.status,
+        200
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 

@@ -2,9 +2,7 @@
 //! OAuth2 `POST /token`, what the tokens grant, refresh tokens, forged and expired bearers,
 //! Basic credentials on `/v2/` and two-factor accounts (throttled guessing: `throttle.rs`).
 
-use crate::support::{
-    accept_manifests, access_of, jwt_claims, Creds, Server, Snapshot, PASSWORD,
-};
+use crate::support::{accept_manifests, access_of, jwt_claims, Creds, Server, Snapshot, PASSWORD};
 use crate::world::{
     Pat, World, ACME_PUBLIC, ACME_SECRET, ALICE_HIDDEN, ALICE_PUBLIC, ALICE_SECRET,
 };
@@ -355,7 +353,12 @@ async fn scope_floods_are_merged_or_refused_never_signed() {
         .send(server.request(&anonymous, Method::GET, &token_query(&flood)))
         .await;
     let (status, body) = json_of(resp).await;
-    assert_eq!(status, 400, "{}", &body.to_string()[..200.min(body.to_string().len())]);
+    assert_eq!(
+        status,
+        400,
+        "{}",
+        &body.to_string()[..200.min(body.to_string().len())]
+    );
     assert_eq!(error_code(&body), Some("UNSUPPORTED"));
     assert!(
         body["errors"][0]["message"]

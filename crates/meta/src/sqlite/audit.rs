@@ -13,7 +13,6 @@ const MAX_AUDIT_PAGE: u32 = 1000;
 /// Records one pruning statement deletes.
 const PRUNE_BATCH: i64 = 5000;
 
-
 #[async_trait::async_trait]
 impl AuditLog for SqliteMeta {
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), MetaError> {
