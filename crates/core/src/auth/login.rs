@@ -66,9 +66,15 @@ impl Authenticator {
     ) -> Result<SignedIn> {
         // Tokens carry 256 random bits: guessing one is hopeless, so a valid token is never
         // refused for what others did from the same address or against the same account.
+        // It is checked first; only a wrong one meets the throttle.
         if secret.starts_with(TOKEN_PREFIX) {
             let outcome = self.token_login(name, secret, address).await;
             if let Err(Error::CredentialsInvalid) = &outcome {
+                // Wrong tokens cost no argon2id, but each would be an audit record: they
+                // slow their address down like wrong passwords do.
+                self.throttle
+                    .failed_without_check(address, Instant::now())
+                    .map_err(too_many)?;
                 self.audit(name, "login.failure", name, address).await;
             }
             return outcome.map(|principal| SignedIn {

@@ -197,17 +197,14 @@ impl SignInThrottle {
             accounts,
         } = &mut *state;
 
-        let address_record = addresses.get(&address).copied();
-        if let Some(record) = address_record.filter(|r| address_active(policy, r, now)) {
-            if record.in_flight >= policy.address_in_flight {
-                return Err(policy.first_delay);
-            }
-            if let Some(beyond) = record.failures.checked_sub(policy.address_free_failures) {
-                let due = record.last_failure + policy.delay(beyond, policy.address_max_delay);
-                if due > now {
-                    return Err(due - now);
-                }
-            }
+        if let Some(wait) = address_wait(policy, addresses.get(&address), now) {
+            return Err(wait);
+        }
+        if addresses
+            .get(&address)
+            .is_some_and(|r| r.in_flight >= policy.address_in_flight)
+        {
+            return Err(policy.first_delay);
         }
 
         let mut took_slot = None;
@@ -228,24 +225,7 @@ impl SignInThrottle {
         }
 
         // Allowed: charge the attempt to both.
-        if !addresses.contains_key(&address) {
-            make_room(
-                addresses,
-                |r| address_active(policy, r, now),
-                |r| r.last_failure,
-            );
-        }
-        let record = addresses.entry(address).or_insert(AddressRecord {
-            failures: 0,
-            last_failure: now,
-            in_flight: 0,
-        });
-        if !address_active(policy, record, now) {
-            record.failures = 0;
-        }
-        record.failures = record.failures.saturating_add(1);
-        record.last_failure = now;
-        record.in_flight += 1;
+        charge_address(policy, addresses, address, now).in_flight += 1;
 
         if !accounts.contains_key(&account) {
             make_room(
@@ -274,6 +254,24 @@ impl SignInThrottle {
         })
     }
 
+    /// Counts a failure that needed no password check (a wrong access token) against
+    /// `address` only, or Err(retry_after) when the address must wait anyway: then the
+    /// failure is answered as throttled and not recorded again.
+    pub fn failed_without_check(
+        &self,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let policy = &self.policy;
+        let address = address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key);
+        let mut state = self.lock();
+        if let Some(wait) = address_wait(policy, state.addresses.get(&address), now) {
+            return Err(wait);
+        }
+        charge_address(policy, &mut state.addresses, address, now);
+        Ok(())
+    }
+
     #[cfg(test)]
     fn tracked(&self) -> (usize, usize) {
         let state = self.lock();
@@ -285,6 +283,46 @@ impl Default for SignInThrottle {
     fn default() -> Self {
         SignInThrottle::new(SignInPolicy::default())
     }
+}
+
+/// How long an address must wait before its next attempt, if it has used up its free
+/// failures and the last one was too recent.
+fn address_wait(
+    policy: &SignInPolicy,
+    record: Option<&AddressRecord>,
+    now: Instant,
+) -> Option<Duration> {
+    let record = record.filter(|r| address_active(policy, r, now))?;
+    let beyond = record.failures.checked_sub(policy.address_free_failures)?;
+    let due = record.last_failure + policy.delay(beyond, policy.address_max_delay);
+    (due > now).then(|| due - now)
+}
+
+/// Counts one failure of `address` (starting over if its old ones are forgotten).
+fn charge_address<'a>(
+    policy: &SignInPolicy,
+    addresses: &'a mut HashMap<IpAddr, AddressRecord>,
+    address: IpAddr,
+    now: Instant,
+) -> &'a mut AddressRecord {
+    if !addresses.contains_key(&address) {
+        make_room(
+            addresses,
+            |r| address_active(policy, r, now),
+            |r| r.last_failure,
+        );
+    }
+    let record = addresses.entry(address).or_insert(AddressRecord {
+        failures: 0,
+        last_failure: now,
+        in_flight: 0,
+    });
+    if !address_active(policy, record, now) {
+        record.failures = 0;
+    }
+    record.failures = record.failures.saturating_add(1);
+    record.last_failure = now;
+    record
 }
 
 /// Whether an address record still matters: failures not yet forgotten, or a check running.
@@ -560,6 +598,18 @@ mod tests {
         let third = throttle.begin("c", Some(v4(1)), now).unwrap();
         second.succeeded(now);
         third.succeeded(now);
+    }
+
+    #[test]
+    fn wrong_tokens_count_against_the_address_only() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(throttle.failed_without_check(Some(v4(1)), now), Ok(()));
+        }
+        assert_eq!(throttle.failed_without_check(Some(v4(1)), now), Err(SECOND));
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
+        assert!(throttle.begin("alice", Some(v4(2)), now).is_ok());
     }
 
     #[test]

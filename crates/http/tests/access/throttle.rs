@@ -245,3 +245,27 @@ async fn an_honest_sign_in_stays_quick_during_a_flood_of_unknown_names() {
         "the honest sign-in took {honest_latency:?}"
     );
 }
+
+#[tokio::test]
+async fn wrong_tokens_slow_their_address_down_and_valid_ones_still_work() {
+    let world = World::build().await;
+    let server = &world.server;
+    let from = client(Some(fresh_loopback()));
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let secret = format!("berth_pat_{i:064}");
+        statuses.push(
+            sign_in(server, &from, &format!("name{i}"), &secret)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+    let resp = world
+        .pat(Pat::Read)
+        .apply(from.get(server.url("/token?service=berth")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200, "a valid token is never throttled");
+}
