@@ -915,3 +915,21 @@ async fn accounts_with_two_factor_sign_in_with_access_tokens_only() {
         assert_eq!(resp.status(), 200, "{creds:?}");
     }
 }
+
+#[tokio::test]
+async fn a_token_the_registry_would_refuse_is_never_issued() {
+    // Only a huge issuer name makes a token this long; what matters is that the service
+    // checks what it signs against what the verifier accepts.
+    let server = Server::start_with(AuthSettings {
+        issuer: "i".repeat(70_000),
+        ..AuthSettings::default()
+    })
+    .await;
+    let (status, body) = json_of(server.get_token(&Creds::Anonymous, &[], false).await).await;
+    assert_eq!(status, 400, "{}", body.to_string().len());
+    assert_eq!(error_code(&body), Some("UNSUPPORTED"));
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("more than the 65536"));
+}
