@@ -100,7 +100,7 @@ impl Authenticator {
             Err(Error::CredentialsInvalid) => {
                 self.audit(name, "login.failure", name, address).await;
             }
-            Err(_) => {}
+            Err(_) => attempt.not_checked(Instant::now()),
         }
         outcome
     }

@@ -126,16 +126,29 @@ impl SignInAttempt<'_> {
     }
 
     /// The password was right: the charge is refunded and the address is trusted by the
-    /// account. The account's failures stay, so the owner signing in does not hand a
+    /// account. The account's other failures stay, so the owner signing in does not hand a
     /// distributed guesser a fresh set of free failures.
     pub fn succeeded(&self, now: Instant) {
+        self.settle(now, true);
+    }
+
+    /// The password was never checked (the queue was full, the store failed): the charge
+    /// is refunded.
+    pub fn not_checked(&self, now: Instant) {
+        self.settle(now, false);
+    }
+
+    fn settle(&self, now: Instant, trust: bool) {
         let throttle = self.throttle;
+        let policy = throttle.policy;
         let mut state = throttle.lock();
         if let Some(record) = state.addresses.get_mut(&self.address) {
             record.failures = record.failures.saturating_sub(1);
         }
-        let policy = throttle.policy;
         if !state.accounts.contains_key(&self.account) {
+            if !trust {
+                return;
+            }
             make_room(
                 &mut state.accounts,
                 |r| account_active(&policy, r, now),
@@ -148,11 +161,13 @@ impl SignInAttempt<'_> {
         if self.listed_address {
             record.failing.retain(|ip| *ip != self.address);
         }
-        record.trusted.retain(|(ip, _)| *ip != self.address);
-        if record.trusted.len() >= MAX_TRUSTED_ADDRESSES {
-            record.trusted.remove(0);
+        if trust {
+            record.trusted.retain(|(ip, _)| *ip != self.address);
+            if record.trusted.len() >= MAX_TRUSTED_ADDRESSES {
+                record.trusted.remove(0);
+            }
+            record.trusted.push((self.address, now));
         }
-        record.trusted.push((self.address, now));
     }
 }
 
@@ -539,6 +554,20 @@ mod tests {
             .unwrap()
             .succeeded(now);
         fail(&throttle, "alice", v4(1), 1, now);
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
+    }
+
+    #[test]
+    fn an_attempt_that_was_never_checked_costs_nothing() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        for _ in 0..10 {
+            throttle
+                .begin("alice", Some(v4(1)), now)
+                .unwrap()
+                .not_checked(now);
+        }
+        fail(&throttle, "alice", v4(1), 5, now);
         assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
     }
 
