@@ -40,6 +40,7 @@ pub struct SignInPolicy {
     /// The longest gap between two rationed attempts on an account: rationing slows a
     /// distributed guesser down, it never locks the account.
     pub account_max_delay: Duration,
+    /// The first wait, for an address or an account; each further one doubles.
     pub first_delay: Duration,
     /// Failures are forgotten this long after the last one.
     pub forget_after: Duration,
