@@ -69,6 +69,8 @@ pub struct Config {
     pub webhook_disable_after: Setting<u32>,
     /// The key file webhook secrets are sealed with (None: `secrets.key` in the data directory).
     pub secrets_key_file: Setting<Option<PathBuf>>,
+    /// How long audit records are kept after they last happened.
+    pub audit_retention: Setting<Duration>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -85,6 +87,7 @@ struct FileConfig {
     webhook_allow_private: Option<bool>,
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
+    audit_retention: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +212,7 @@ impl Config {
             webhook_allow_private: Setting::default(false),
             webhook_disable_after: Setting::default(5),
             secrets_key_file: Setting::default(None),
+            audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
         };
         let file_path = global
             .config
@@ -255,6 +259,12 @@ impl Config {
             config
                 .secrets_key_file
                 .set(file.secrets_key_file.map(Some), Source::File);
+            config.audit_retention.set(
+                file.audit_retention
+                    .map(|d| parse_duration("audit_retention", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
         }
         config.config_file = file_path;
         config.listen.set(
@@ -305,6 +315,12 @@ impl Config {
         );
         config.secrets_key_file.set(
             env("BERTH_SECRETS_KEY_FILE").map(|p| Some(PathBuf::from(p))),
+            Source::Env,
+        );
+        config.audit_retention.set(
+            env("BERTH_AUDIT_RETENTION")
+                .map(|d| parse_duration("audit_retention", &d, Source::Env))
+                .transpose()?,
             Source::Env,
         );
         config.listen.set(
@@ -382,6 +398,12 @@ impl Config {
             "secrets_key_file = {}  ({})",
             self.secrets_key_path().display(),
             self.secrets_key_file.source
+        );
+        let _ = writeln!(
+            out,
+            "audit_retention = {}s  ({})",
+            self.audit_retention.value.as_secs(),
+            self.audit_retention.source
         );
         out
     }
@@ -492,6 +514,34 @@ mod tests {
         std::fs::write(&path, "allow_signup = \"yes\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("invalid type"), "TOML booleans only: {err}");
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_a_year_and_is_set_in_the_file() {
+        let global = GlobalArgs {
+            config: None,
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.audit_retention.value.as_secs(), 365 * 86400);
+        assert_eq!(config.audit_retention.source, Source::Default);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "audit_retention = \"90d\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.audit_retention.value.as_secs(), 90 * 86400);
+        assert!(config
+            .describe()
+            .contains("audit_retention = 7776000s  (config file)"));
+
+        std::fs::write(&path, "audit_retention = \"forever\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("audit_retention"), "{err}");
     }
 
     #[test]

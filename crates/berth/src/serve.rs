@@ -127,6 +127,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
                 disable_after: config.webhook_disable_after.value,
             },
             runner: RunnerOptions::default(),
+            audit_retention: config.audit_retention.value,
         },
     })
     .await

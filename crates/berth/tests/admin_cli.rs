@@ -644,3 +644,46 @@ fn a_namespace_decides_the_visibility_of_new_repositories() {
         .iter()
         .any(|a| a.starts_with("namespace.default_visibility alice")));
 }
+
+/// The audit lines by or about `account`, newest first.
+fn audit_lines(dir: &Path, account: &str) -> Vec<String> {
+    ok(dir, &["audit", "--account", account])
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_are_one_line_and_the_server_prunes_past_the_retention() {
+    let options = common::SpawnOptions::default().env("BERTH_AUDIT_RETENTION", "2s");
+    let mut server = TestServer::spawn_with(options).await;
+    let plain = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = plain
+            .get(server.url("/v2/"))
+            .basic_auth("mallory", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let dir = server.data_dir().expect("spawned server").to_owned();
+    let lines = audit_lines(&dir, "mallory");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("login.failure") && lines[0].contains("(3 times, last "),
+        "{lines:?}"
+    );
+
+    // The server prunes when it starts and then hourly.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    server.restart().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !audit_lines(&dir, "mallory").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the records past audit_retention are still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -25,6 +25,7 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_PUBLIC_URL",
     "BERTH_TOKEN_TTL",
     "BERTH_ALLOW_SIGNUP",
+    "BERTH_AUDIT_RETENTION",
 ];
 
 fn berth() -> Command {
@@ -345,6 +346,7 @@ fn config_show_reports_defaults() {
     expect_setting(&settings, "upload_ttl", "86400s", "default");
     expect_setting(&settings, "log", "info", "default");
     expect_setting(&settings, "allow_signup", "false", "default");
+    expect_setting(&settings, "audit_retention", "31536000s", "default");
 }
 
 #[test]
@@ -379,9 +381,11 @@ fn config_show_reports_sources_by_precedence() {
         .env("BERTH_LISTEN", "127.0.0.1:6002")
         .env("BERTH_DATA_DIR", "/env/dir")
         .env("BERTH_UPLOAD_TTL", "3h")
-        .env("BERTH_ALLOW_SIGNUP", "false");
+        .env("BERTH_ALLOW_SIGNUP", "false")
+        .env("BERTH_AUDIT_RETENTION", "30d");
     let settings = config_show(cmd);
     expect_setting(&settings, "listen", "127.0.0.1:6002", "environment");
+    expect_setting(&settings, "audit_retention", "2592000s", "environment");
     expect_setting(&settings, "allow_signup", "false", "environment");
     expect_setting(&settings, "data_dir", "/env/dir", "environment");
     expect_setting(&settings, "upload_ttl", "10800s", "environment");

@@ -9,8 +9,8 @@ use berth_core::clock::Clock;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::jobs::maintenance::{
-    BackfillPlatforms, ExpireUploads, PruneHistory, BACKFILL_PLATFORMS_JOB, EXPIRE_UPLOADS_JOB,
-    PRUNE_HISTORY_JOB,
+    BackfillPlatforms, ExpireUploads, PruneAudit, PruneHistory, BACKFILL_PLATFORMS_JOB,
+    EXPIRE_UPLOADS_JOB, PRUNE_AUDIT_JOB, PRUNE_HISTORY_JOB,
 };
 use berth_core::jobs::{recurring, Runner, RunnerOptions, Wake};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
@@ -36,7 +36,7 @@ pub struct Parts {
 }
 
 /// The settings the services take.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub registry: RegistryOptions,
     pub auth: AuthSettings,
@@ -44,6 +44,22 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub webhooks: WebhookSettings,
     pub runner: RunnerOptions,
+    /// How long audit records are kept (`audit_retention`).
+    pub audit_retention: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            registry: RegistryOptions::default(),
+            auth: AuthSettings::default(),
+            allow_signup: false,
+            public_url: None,
+            webhooks: WebhookSettings::default(),
+            runner: RunnerOptions::default(),
+            audit_retention: std::time::Duration::from_secs(365 * 86400),
+        }
+    }
 }
 
 /// A wired server: the HTTP application's state and the jobs runner to run beside it.
@@ -116,11 +132,20 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             clock: clock.clone(),
         }),
     );
+    runner.handle(
+        PRUNE_AUDIT_JOB,
+        Arc::new(PruneAudit {
+            store: meta.clone(),
+            clock: clock.clone(),
+            retention: settings.audit_retention,
+        }),
+    );
     let now = clock.now_ms();
     for kind in [
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
+        PRUNE_AUDIT_JOB,
     ] {
         runner.enqueue(&recurring(kind, now)).await?;
     }

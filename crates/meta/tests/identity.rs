@@ -5,7 +5,7 @@ use berth_core::ports::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
     ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken,
     NewUser, Organizations, Permission, RefreshTokens, Repositories, RepositoryAccess, SigningKeys,
-    Tags, UploadSession, UploadSessions, Viewer, OWNERS_TEAM,
+    Tags, UploadSession, UploadSessions, Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
@@ -1068,6 +1068,93 @@ async fn audit_records_read_newest_first_and_filter_by_account() {
         1000,
         "pages are capped"
     );
+}
+
+#[tokio::test]
+async fn repeated_identical_failures_fold_into_one_record_with_a_count() {
+    let (_dir, meta) = open().await;
+    let failure = |at: i64, address: &str, name: &str| AuditEvent {
+        address: Some(address.to_owned()),
+        ..event(at, name, "login.failure", name)
+    };
+    for at in [100, 110, 120] {
+        meta.record_audit(&failure(at, "192.0.2.1", "alice"))
+            .await
+            .unwrap();
+    }
+    // Another address, another name, or a success are records of their own.
+    meta.record_audit(&failure(130, "192.0.2.2", "alice"))
+        .await
+        .unwrap();
+    meta.record_audit(&failure(140, "192.0.2.1", "bob"))
+        .await
+        .unwrap();
+    meta.record_audit(&event(150, "alice", "login", "alice"))
+        .await
+        .unwrap();
+    meta.record_audit(&event(160, "alice", "login", "alice"))
+        .await
+        .unwrap();
+    // A repeat after the folding window starts a new record.
+    let late = 120 + AUDIT_FOLD_WINDOW_SECS + 1;
+    meta.record_audit(&failure(late, "192.0.2.1", "alice"))
+        .await
+        .unwrap();
+
+    let records = meta
+        .audit_records(&AuditQuery {
+            account: None,
+            before: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(i64, i64, u32, &str)> = records
+        .iter()
+        .map(|r| (r.event.at, r.last_at, r.count, r.event.actor.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (late, late, 1, "alice"),
+            (160, 160, 1, "alice"),
+            (150, 150, 1, "alice"),
+            (140, 140, 1, "bob"),
+            (130, 130, 1, "alice"),
+            (100, 120, 3, "alice"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn pruning_removes_records_that_last_happened_before_the_cut() {
+    let (_dir, meta) = open().await;
+    for at in 0..6_000 {
+        meta.record_audit(&event(at, "bulk", "pull", "x"))
+            .await
+            .unwrap();
+    }
+    let failure = |at: i64| AuditEvent {
+        address: Some("192.0.2.1".to_owned()),
+        ..event(at, "mallory", "login.failure", "mallory")
+    };
+    // First seen before the cut, still happening after it: kept.
+    meta.record_audit(&failure(5_000)).await.unwrap();
+    meta.record_audit(&failure(6_500)).await.unwrap();
+
+    assert_eq!(meta.prune_audit(5_500).await.unwrap(), 5_500);
+    assert_eq!(meta.prune_audit(5_500).await.unwrap(), 0, "idempotent");
+    let left = meta
+        .audit_records(&AuditQuery {
+            account: None,
+            before: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 501);
+    assert!(left.iter().all(|r| r.last_at >= 5_500));
+    assert!(left.iter().any(|r| r.event.at == 5_000 && r.count == 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

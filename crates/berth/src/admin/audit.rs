@@ -27,6 +27,13 @@ pub(super) async fn show(identity: &Service, acting: &Acting<'_>, args: AuditArg
         if let Some(address) = event.address {
             line.push_str(&format!("  from {address}"));
         }
+        if record.count > 1 {
+            line.push_str(&format!(
+                "  ({} times, last {})",
+                record.count,
+                instant(Some(record.last_at))
+            ));
+        }
         println!("{line}");
     }
     Ok(())

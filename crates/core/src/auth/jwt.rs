@@ -14,9 +14,10 @@ const ALGORITHM: &str = "EdDSA";
 /// must never outlive its `exp`.
 const CLOCK_SKEW_SECS: i64 = 60;
 
-/// Longer input is refused before any decoding work. Far above any token we issue, and
-/// above what HTTP servers accept in a header anyway.
-const MAX_TOKEN_LEN: usize = 64 * 1024;
+/// Longer input is refused before any decoding work. Far above any token we issue (the
+/// token service refuses to sign one this long), and above what HTTP servers accept in a
+/// header anyway.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
 /// Length of the key id, in base64url characters of the public key's SHA-256.
 const KID_LEN: usize = 16;

@@ -1,16 +1,17 @@
-//! Sign-in: a name with a password (argon2id, two-factor aware) or with an access token,
-//! throttled per account and address, and answered alike whatever was wrong.
+//! Sign-in: a name with a password (argon2id, two-factor aware, throttled per account and
+//! address) or with an access token (never throttled), answered alike whatever was wrong.
 
 use super::cache::{key_of, Key};
+use super::verifier::Lane;
 use super::{Authenticator, PASSWORD_CACHE_TTL};
 use crate::access::{Actor, Principal, TokenLimits};
-use crate::identity::{hash_password, hash_token, use_totp_code, verify_password, TOKEN_PREFIX};
+use crate::identity::{hash_password, hash_token, use_totp_code, TOKEN_PREFIX};
 use crate::ports::TokenRecord;
 use crate::time::now_unix;
 use crate::{Error, Result};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the sign-in is for: registry clients cannot answer a two-factor prompt, so with
 /// two-factor on they must use an access token; interactive sign-ins give the code.
@@ -36,33 +37,14 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password for unknown accounts").unwrap_or_default())
 }
 
+/// Why a password check was not run: the sign-in is answered "too many requests".
+fn too_many(wait: Duration) -> Error {
+    Error::TooManyRequests {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
 impl Authenticator {
-    /// argon2id is deliberately slow and memory-hard: keep it off the async workers and
-    /// run only as many at once as there are cores.
-    async fn password_matches(&self, password: &str, hash: &str) -> bool {
-        let Ok(_permit) = self.password_checks.acquire().await else {
-            return false;
-        };
-        let (password, hash) = (password.to_owned(), hash.to_owned());
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .unwrap_or(false)
-    }
-
-    /// `TooManyRequests` while the account or the address has used up its failed sign-ins.
-    pub(super) fn not_throttled(
-        &self,
-        account: Option<&str>,
-        address: Option<IpAddr>,
-        now: Instant,
-    ) -> Result<()> {
-        self.throttle
-            .check(account, address, now)
-            .map_err(|wait| Error::TooManyRequests {
-                retry_after_secs: wait.as_secs().max(1),
-            })
-    }
-
     /// Verifies a name with a password or an access token.
     pub async fn login(
         &self,
@@ -82,30 +64,43 @@ impl Authenticator {
         address: Option<IpAddr>,
         purpose: LoginPurpose<'_>,
     ) -> Result<SignedIn> {
-        let started = Instant::now();
-        // Tokens carry 256 random bits, so they are throttled per address only: failed
-        // password guesses against an account must not lock its CI tokens out.
-        let is_token = secret.starts_with(TOKEN_PREFIX);
-        let account = (!is_token).then_some(name);
-        self.not_throttled(account, address, started)?;
-        let outcome = if is_token {
-            self.token_login(name, secret, address)
-                .await
-                .map(|principal| SignedIn {
-                    principal,
-                    password_hash: None,
-                })
-        } else {
-            self.password_login(name, secret, address, purpose).await
-        };
-        match &outcome {
-            Ok(_) if !is_token => self.throttle.record_success(name),
-            Ok(_) => {}
-            Err(Error::CredentialsInvalid) => {
-                self.throttle.record_failure(account, address, started);
+        // Tokens carry 256 random bits: guessing one is hopeless, so a valid token is never
+        // refused for what others did from the same address or against the same account.
+        // It is checked first; only a wrong one meets the throttle.
+        if secret.starts_with(TOKEN_PREFIX) {
+            let outcome = self.token_login(name, secret, address).await;
+            if let Err(Error::CredentialsInvalid) = &outcome {
+                // Wrong tokens cost no argon2id, but each would be an audit record: they
+                // slow their address down like wrong passwords do.
+                self.throttle
+                    .failed_without_check(address, Instant::now())
+                    .map_err(too_many)?;
                 self.audit(name, "login.failure", name, address).await;
             }
-            Err(_) => {}
+            return outcome.map(|principal| SignedIn {
+                principal,
+                password_hash: None,
+            });
+        }
+        // Charged before the check, so concurrent guesses are counted one by one.
+        let attempt = self
+            .throttle
+            .begin(name, address, Instant::now())
+            .map_err(too_many)?;
+        let lane = match attempt.trusted() {
+            true => Lane::Trusted,
+            false => Lane::Ordinary,
+        };
+        let outcome = self
+            .password_login(name, secret, address, purpose, lane)
+            .await;
+        match &outcome {
+            // A two-factor prompt means the password was right.
+            Ok(_) | Err(Error::TwoFactorRequired(_)) => attempt.succeeded(Instant::now()),
+            Err(Error::CredentialsInvalid) => {
+                self.audit(name, "login.failure", name, address).await;
+            }
+            Err(_) => attempt.not_checked(Instant::now()),
         }
         outcome
     }
@@ -167,12 +162,22 @@ impl Authenticator {
         password: &str,
         address: Option<IpAddr>,
         purpose: LoginPurpose<'_>,
+        lane: Lane,
     ) -> Result<SignedIn> {
+        let busy = |_| too_many(Duration::from_secs(1));
         let Some(user) = self.store.user_by_name(name).await? else {
-            self.password_matches(password, decoy_hash()).await;
+            self.password_checks
+                .imitate(password, decoy_hash())
+                .await
+                .map_err(busy)?;
             return Err(Error::CredentialsInvalid);
         };
-        if !self.password_matches(password, &user.password_hash).await {
+        let matches = self
+            .password_checks
+            .verify(password, &user.password_hash, lane)
+            .await
+            .map_err(busy)?;
+        if !matches {
             return Err(Error::CredentialsInvalid);
         }
         if user.totp_enabled {

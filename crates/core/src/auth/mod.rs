@@ -8,10 +8,11 @@ mod login;
 pub mod throttle;
 mod token_service;
 mod ui_session;
+mod verifier;
 
 pub use api_token::API_TOKEN_TTL;
 pub use login::LoginPurpose;
-pub use token_service::{bearer_grants, IssuedToken, REFRESH_TOKEN_PREFIX};
+pub use token_service::{bearer_grants, IssuedToken, MAX_SCOPES, REFRESH_TOKEN_PREFIX};
 pub use ui_session::UI_SESSION_TTL;
 
 use crate::access::Authorizer;
@@ -22,7 +23,8 @@ use cache::TtlCache;
 use jwt::{Claims, TokenSigner};
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::LoginThrottle;
+use throttle::SignInThrottle;
+use verifier::PasswordChecks;
 
 /// How the token service identifies itself.
 #[derive(Debug, Clone)]
@@ -57,15 +59,14 @@ pub struct Authenticator {
     authorizer: Arc<dyn Authorizer>,
     signer: TokenSigner,
     settings: AuthSettings,
-    throttle: LoginThrottle,
+    throttle: SignInThrottle,
     /// Verified password sign-ins: SHA-256 of name and password → the stored password hash
     /// the password matched.
     passwords: TtlCache<Arc<str>>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,
-    /// Bounds concurrent argon2id checks (each holds ~19 MiB and a core for tens of ms), so
-    /// a burst of sign-ins queues instead of growing memory.
-    password_checks: tokio::sync::Semaphore,
+    /// Bounds concurrent argon2id checks and their queue, keeping one for trusted sign-ins.
+    password_checks: PasswordChecks,
     /// Requests with the same Basic credentials take turns on one of these, so a burst of
     /// them runs one password check and the rest find it in the cache.
     sign_in_turns: Vec<tokio::sync::Mutex<()>>,
@@ -92,10 +93,10 @@ impl Authenticator {
             authorizer,
             signer,
             settings,
-            throttle: LoginThrottle::default(),
+            throttle: SignInThrottle::default(),
             passwords: TtlCache::new(CACHE_CAPACITY),
             bearers: TtlCache::new(CACHE_CAPACITY),
-            password_checks: tokio::sync::Semaphore::new(
+            password_checks: PasswordChecks::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             ),
             sign_in_turns: (0..SIGN_IN_STRIPES)
@@ -129,7 +130,7 @@ impl Authenticator {
             detail: None,
             address: address.map(|a| a.to_string()),
         };
-        if let Err(err) = self.store.record_audit(&event).await {
+        if let Err(err) = self.store.record_audit(&event.capped()).await {
             tracing::warn!(error = %err, action, "could not write the audit log");
         }
     }

@@ -1,10 +1,11 @@
-//! Slowing down password guessing (failed sign-ins counted per account and per client
-//! address) and rationing actions per client address (accounts made by self-service sign-up).
+//! Slowing down password guessing (failures charged before each check, per client address
+//! and per account, with delays that grow instead of locks) and rationing actions per client
+//! address (accounts made by self-service sign-up).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Keys tracked per kind before expired ones are pruned; the cap on memory under a flood.
@@ -18,98 +19,451 @@ const KEYS_AFTER_EVICTION: usize = MAX_TRACKED_KEYS * 9 / 10;
 /// Far above the longest valid account name, so names cut alike are never real accounts.
 const MAX_ACCOUNT_KEY_CHARS: usize = 64;
 
-/// How many failures are allowed within a window, counted from the first of them.
+/// Addresses remembered per account as ones it signed in from.
+const MAX_TRUSTED_ADDRESSES: usize = 8;
+
+/// How password sign-ins are slowed down. Every attempt is charged as a failure before its
+/// password is checked (and refunded if it was right), so a burst of concurrent guesses
+/// cannot pass a check that none of them has counted in yet.
 #[derive(Debug, Clone, Copy)]
-pub struct ThrottlePolicy {
-    pub max_failures: u32,
-    pub window: Duration,
+pub struct SignInPolicy {
+    /// Failures one address (IPv6: one /64) may make before each further attempt from it
+    /// waits: `first_delay` after the last failure, doubling with each failure beyond these.
+    pub address_free_failures: u32,
+    /// The longest an address is made to wait between attempts.
+    pub address_max_delay: Duration,
+    /// Distinct addresses that may fail against one account before the account's attempts
+    /// from addresses it has not signed in from are rationed: one per delay, doubling from
+    /// `first_delay` up to `account_max_delay`. One stranger's failures alone never ration
+    /// the account: they only slow the stranger down.
+    pub account_free_addresses: usize,
+    /// The longest gap between two rationed attempts on an account: rationing slows a
+    /// distributed guesser down, it never locks the account.
+    pub account_max_delay: Duration,
+    /// The first wait, for an address or an account; each further one doubles.
+    pub first_delay: Duration,
+    /// Failures are forgotten this long after the last one.
+    pub forget_after: Duration,
+    /// How long an address an account signed in from stays exempt from that account's
+    /// rationing.
+    pub trust_for: Duration,
+    /// Password checks one address may have under way at once.
+    pub address_in_flight: u32,
 }
 
-/// Failed logins in memory; a restart forgets them, which only gives an attacker one more
-/// window.
-pub struct LoginThrottle {
-    per_account: FailureCounts<String>,
-    per_address: FailureCounts<IpAddr>,
+impl Default for SignInPolicy {
+    fn default() -> Self {
+        SignInPolicy {
+            address_free_failures: 5,
+            address_max_delay: Duration::from_secs(15 * 60),
+            account_free_addresses: 10,
+            account_max_delay: Duration::from_secs(60),
+            first_delay: Duration::from_secs(1),
+            forget_after: Duration::from_secs(60 * 60),
+            trust_for: Duration::from_secs(30 * 24 * 60 * 60),
+            address_in_flight: 2,
+        }
+    }
 }
 
-impl LoginThrottle {
-    pub fn new(per_account: ThrottlePolicy, per_address: ThrottlePolicy) -> Self {
-        LoginThrottle {
-            per_account: FailureCounts::new(per_account),
-            per_address: FailureCounts::new(per_address),
+impl SignInPolicy {
+    /// `first_delay` doubled `beyond` times, at most `max`.
+    fn delay(&self, beyond: u32, max: Duration) -> Duration {
+        self.first_delay
+            .checked_mul(1u32.checked_shl(beyond.min(31)).unwrap_or(u32::MAX))
+            .map_or(max, |delay| delay.min(max))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct AddressRecord {
+    /// Failures charged, including attempts still being checked.
+    failures: u32,
+    last_failure: Instant,
+    in_flight: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AccountRecord {
+    /// Distinct addresses with failures, up to the policy's free count.
+    failing: Vec<IpAddr>,
+    failures: u32,
+    last_failure: Option<Instant>,
+    /// When the next rationed attempt may start.
+    next_slot: Option<Instant>,
+    /// Addresses the account signed in from, with when.
+    trusted: Vec<(IpAddr, Instant)>,
+}
+
+/// Failed sign-ins in memory; a restart forgets them, which only gives an attacker one more
+/// round of free failures.
+pub struct SignInThrottle {
+    policy: SignInPolicy,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    addresses: HashMap<IpAddr, AddressRecord>,
+    accounts: HashMap<String, AccountRecord>,
+}
+
+/// A password check that was allowed to start, charged as a failure until
+/// [`SignInAttempt::succeeded`]; dropping it ends the check.
+pub struct SignInAttempt<'a> {
+    throttle: &'a SignInThrottle,
+    account: String,
+    address: IpAddr,
+    trusted: bool,
+    /// Whether this attempt put its address on the account's list of failing addresses.
+    listed_address: bool,
+}
+
+impl SignInAttempt<'_> {
+    /// Whether the account has signed in from this address lately: such attempts skip the
+    /// account's rationing and get the verification lane kept for them.
+    pub fn trusted(&self) -> bool {
+        self.trusted
+    }
+
+    /// The password was right: the charge is refunded and the address is trusted by the
+    /// account. The account's other failures stay, so the owner signing in does not hand a
+    /// distributed guesser a fresh set of free failures.
+    pub fn succeeded(&self, now: Instant) {
+        self.settle(now, true);
+    }
+
+    /// The password was never checked (the queue was full, the store failed): the charge
+    /// is refunded.
+    pub fn not_checked(&self, now: Instant) {
+        self.settle(now, false);
+    }
+
+    fn settle(&self, now: Instant, trust: bool) {
+        let throttle = self.throttle;
+        let policy = throttle.policy;
+        let mut state = throttle.lock();
+        if let Some(record) = state.addresses.get_mut(&self.address) {
+            record.failures = record.failures.saturating_sub(1);
+        }
+        if !state.accounts.contains_key(&self.account) {
+            if !trust {
+                return;
+            }
+            make_room(
+                &mut state.accounts,
+                |r| account_active(&policy, r, now),
+                account_last_seen,
+            );
+        }
+        let record = state.accounts.entry(self.account.clone()).or_default();
+        forget_stale(&policy, record, now);
+        record.failures = record.failures.saturating_sub(1);
+        if self.listed_address {
+            record.failing.retain(|ip| *ip != self.address);
+        }
+        if trust {
+            record.trusted.retain(|(ip, _)| *ip != self.address);
+            if record.trusted.len() >= MAX_TRUSTED_ADDRESSES {
+                record.trusted.remove(0);
+            }
+            record.trusted.push((self.address, now));
+        }
+    }
+}
+
+impl Drop for SignInAttempt<'_> {
+    fn drop(&mut self) {
+        if let Some(record) = self.throttle.lock().addresses.get_mut(&self.address) {
+            record.in_flight = record.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl SignInThrottle {
+    pub fn new(policy: SignInPolicy) -> Self {
+        SignInThrottle {
+            policy,
+            state: Mutex::new(State::default()),
         }
     }
 
-    /// Err(retry_after) when either the account or the address has used up its failures
-    /// within the window.
-    pub fn check(
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Counts stay meaningful even if a holder of the lock panicked.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a password check of `account` from `address`, charged as a failure, or
+    /// Err(retry_after) when the address must wait, the account is rationed and its next
+    /// slot is not yet due, or the address has too many checks under way. Checking and
+    /// charging happen under one lock, so concurrent attempts are counted one by one.
+    pub fn begin(
         &self,
-        account: Option<&str>,
+        account: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<SignInAttempt<'_>, Duration> {
+        let policy = &self.policy;
+        // Callers without a known address share one: they are not exempt.
+        let address = address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key);
+        let account = account_key(account);
+        let mut state = self.lock();
+        let State {
+            addresses,
+            accounts,
+        } = &mut *state;
+
+        if let Some(wait) = address_wait(policy, addresses.get(&address), now) {
+            return Err(wait);
+        }
+        if addresses
+            .get(&address)
+            .is_some_and(|r| r.in_flight >= policy.address_in_flight)
+        {
+            return Err(policy.first_delay);
+        }
+
+        let mut took_slot = None;
+        let mut trusted = false;
+        if let Some(record) = accounts.get_mut(&account) {
+            forget_stale(policy, record, now);
+            trusted = record.trusted.iter().any(|(ip, _)| *ip == address);
+            let rationed = record.failing.len() >= policy.account_free_addresses;
+            if rationed && !trusted {
+                if let Some(due) = record.next_slot.filter(|due| *due > now) {
+                    return Err(due - now);
+                }
+                let beyond = record
+                    .failures
+                    .saturating_sub(policy.account_free_addresses as u32);
+                took_slot = Some(now + policy.delay(beyond, policy.account_max_delay));
+            }
+        }
+
+        // Allowed: charge the attempt to both.
+        charge_address(policy, addresses, address, now).in_flight += 1;
+
+        if !accounts.contains_key(&account) {
+            make_room(
+                accounts,
+                |r| account_active(policy, r, now),
+                account_last_seen,
+            );
+        }
+        let record = accounts.entry(account.clone()).or_default();
+        let listed_address = record.failing.len() < policy.account_free_addresses
+            && !record.failing.contains(&address);
+        if listed_address {
+            record.failing.push(address);
+        }
+        record.failures = record.failures.saturating_add(1);
+        record.last_failure = Some(now);
+        if took_slot.is_some() {
+            record.next_slot = took_slot;
+        }
+        Ok(SignInAttempt {
+            throttle: self,
+            account,
+            address,
+            trusted,
+            listed_address,
+        })
+    }
+
+    /// Counts a failure that needed no password check (a wrong access token) against
+    /// `address` only, or Err(retry_after) when the address must wait anyway: then the
+    /// failure is answered as throttled and not recorded again.
+    pub fn failed_without_check(
+        &self,
         address: Option<IpAddr>,
         now: Instant,
     ) -> Result<(), Duration> {
-        let account_wait =
-            account.and_then(|name| self.per_account.blocked(&account_key(name), now));
-        let address_wait = address.and_then(|ip| self.per_address.blocked(&address_key(ip), now));
-        match account_wait.max(address_wait) {
-            Some(retry_after) => Err(retry_after),
-            None => Ok(()),
+        let policy = &self.policy;
+        let address = address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key);
+        let mut state = self.lock();
+        if let Some(wait) = address_wait(policy, state.addresses.get(&address), now) {
+            return Err(wait);
         }
+        charge_address(policy, &mut state.addresses, address, now);
+        Ok(())
     }
 
-    pub fn record_failure(&self, account: Option<&str>, address: Option<IpAddr>, now: Instant) {
-        if let Some(name) = account {
-            self.per_account.record(account_key(name), now);
-        }
-        if let Some(ip) = address {
-            self.per_address.record(address_key(ip), now);
-        }
-    }
-
-    /// A success clears the account's failures (not the address's).
-    pub fn record_success(&self, account: &str) {
-        self.per_account.clear(&account_key(account));
+    #[cfg(test)]
+    fn tracked(&self) -> (usize, usize) {
+        let state = self.lock();
+        (state.addresses.len(), state.accounts.len())
     }
 }
 
-impl Default for LoginThrottle {
-    /// 5 failures per account and 30 per address within 15 minutes.
+impl Default for SignInThrottle {
     fn default() -> Self {
-        let window = Duration::from_secs(15 * 60);
-        LoginThrottle::new(
-            ThrottlePolicy {
-                max_failures: 5,
-                window,
-            },
-            ThrottlePolicy {
-                max_failures: 30,
-                window,
-            },
-        )
+        SignInThrottle::new(SignInPolicy::default())
     }
+}
+
+/// How long an address must wait before its next attempt, if it has used up its free
+/// failures and the last one was too recent.
+fn address_wait(
+    policy: &SignInPolicy,
+    record: Option<&AddressRecord>,
+    now: Instant,
+) -> Option<Duration> {
+    let record = record.filter(|r| address_active(policy, r, now))?;
+    let beyond = record.failures.checked_sub(policy.address_free_failures)?;
+    let due = record.last_failure + policy.delay(beyond, policy.address_max_delay);
+    (due > now).then(|| due - now)
+}
+
+/// Counts one failure of `address` (starting over if its old ones are forgotten).
+fn charge_address<'a>(
+    policy: &SignInPolicy,
+    addresses: &'a mut HashMap<IpAddr, AddressRecord>,
+    address: IpAddr,
+    now: Instant,
+) -> &'a mut AddressRecord {
+    if !addresses.contains_key(&address) {
+        make_room(
+            addresses,
+            |r| address_active(policy, r, now),
+            |r| r.last_failure,
+        );
+    }
+    let record = addresses.entry(address).or_insert(AddressRecord {
+        failures: 0,
+        last_failure: now,
+        in_flight: 0,
+    });
+    if !address_active(policy, record, now) {
+        record.failures = 0;
+    }
+    record.failures = record.failures.saturating_add(1);
+    record.last_failure = now;
+    record
+}
+
+/// Whether an address record still matters: failures not yet forgotten, or a check running.
+fn address_active(policy: &SignInPolicy, record: &AddressRecord, now: Instant) -> bool {
+    record.in_flight > 0 || now.saturating_duration_since(record.last_failure) < policy.forget_after
+}
+
+/// Whether an account record still matters: failures not yet forgotten, or a trusted address.
+fn account_active(policy: &SignInPolicy, record: &AccountRecord, now: Instant) -> bool {
+    record
+        .last_failure
+        .is_some_and(|at| now.saturating_duration_since(at) < policy.forget_after)
+        || record
+            .trusted
+            .iter()
+            .any(|(_, at)| now.saturating_duration_since(*at) < policy.trust_for)
+}
+
+/// Forgets an account's failures once the last is old enough, and trust that has lapsed.
+fn forget_stale(policy: &SignInPolicy, record: &mut AccountRecord, now: Instant) {
+    let failures_live = record
+        .last_failure
+        .is_some_and(|at| now.saturating_duration_since(at) < policy.forget_after);
+    if !failures_live {
+        record.failing.clear();
+        record.failures = 0;
+        record.next_slot = None;
+    }
+    record
+        .trusted
+        .retain(|(_, at)| now.saturating_duration_since(*at) < policy.trust_for);
+}
+
+fn account_last_seen(record: &AccountRecord) -> Instant {
+    record
+        .trusted
+        .iter()
+        .map(|(_, at)| *at)
+        .chain(record.last_failure)
+        .max()
+        .unwrap_or_else(Instant::now)
+}
+
+/// Keeps a map under [`MAX_TRACKED_KEYS`] before a new key goes in: records that no longer
+/// matter go first, then the least recently seen down to [`KEYS_AFTER_EVICTION`].
+fn make_room<K: Eq + Hash + Clone, V>(
+    entries: &mut HashMap<K, V>,
+    live: impl Fn(&V) -> bool,
+    last_seen: impl Fn(&V) -> Instant,
+) {
+    if entries.len() < MAX_TRACKED_KEYS {
+        return;
+    }
+    entries.retain(|_, record| live(record));
+    if entries.len() <= KEYS_AFTER_EVICTION {
+        return;
+    }
+    let excess = entries.len() - KEYS_AFTER_EVICTION;
+    let mut by_age: Vec<(Instant, K)> = entries
+        .iter()
+        .map(|(key, record)| (last_seen(record), key.clone()))
+        .collect();
+    by_age.select_nth_unstable_by_key(excess - 1, |(seen, _)| *seen);
+    for (_, key) in &by_age[..excess] {
+        entries.remove(key);
+    }
+}
+
+/// How many actions are allowed within a window, counted from the first of them.
+#[derive(Debug, Clone, Copy)]
+struct AllowancePolicy {
+    per_window: u32,
+    window: Duration,
 }
 
 /// A ration of one kind of action per client address (IPv6: per /64) within a window, such
-/// as accounts created by self-service sign-up. Unlike failed sign-ins, an action is counted
-/// when it is allowed, so a burst of them cannot slip past the check together.
+/// as accounts created by self-service sign-up. An action is counted when it is allowed, so
+/// a burst of them cannot slip past the check together.
 pub struct AddressAllowance {
-    taken: FailureCounts<IpAddr>,
+    policy: AllowancePolicy,
+    taken: Mutex<HashMap<IpAddr, Taken>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    first: Instant,
+    count: u32,
 }
 
 impl AddressAllowance {
     /// `per_window` actions per address within `window`, counted from the first of them.
     pub fn new(per_window: u32, window: Duration) -> Self {
         AddressAllowance {
-            taken: FailureCounts::new(ThrottlePolicy {
-                max_failures: per_window,
-                window,
-            }),
+            policy: AllowancePolicy { per_window, window },
+            taken: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes one action from `address`'s allowance; Err(retry_after) when it is used up.
+    /// The check and the count happen under one lock.
     pub fn take(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        self.taken.take(address_key(address), now)
+        let AllowancePolicy { per_window, window } = self.policy;
+        let expired = |taken: &Taken| now.saturating_duration_since(taken.first) >= window;
+        let key = address_key(address);
+        let mut entries = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(taken) = entries.get(&key).filter(|t| !expired(t)) {
+            if taken.count >= per_window {
+                return Err(window - now.saturating_duration_since(taken.first));
+            }
+        }
+        if !entries.contains_key(&key) {
+            make_room(&mut entries, |t| !expired(t), |t| t.first);
+        }
+        let taken = entries.entry(key).or_insert(Taken {
+            first: now,
+            count: 0,
+        });
+        if expired(taken) {
+            *taken = Taken {
+                first: now,
+                count: 0,
+            };
+        }
+        taken.count = taken.count.saturating_add(1);
+        Ok(())
     }
 }
 
@@ -134,176 +488,158 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    first: Instant,
-    count: u32,
-}
-
-/// Failures of one kind of key under one policy.
-struct FailureCounts<K> {
-    policy: ThrottlePolicy,
-    entries: Mutex<HashMap<K, Failures>>,
-}
-
-impl<K: Eq + Hash + Clone> FailureCounts<K> {
-    fn new(policy: ThrottlePolicy) -> Self {
-        FailureCounts {
-            policy,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Failures>> {
-        // Counts stay meaningful even if a holder of the lock panicked.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn expired(&self, failures: &Failures, now: Instant) -> bool {
-        now.saturating_duration_since(failures.first) >= self.policy.window
-    }
-
-    /// How long until these failures' key may try again, if it has used them up.
-    fn wait(&self, failures: &Failures, now: Instant) -> Option<Duration> {
-        if self.expired(failures, now) || failures.count < self.policy.max_failures {
-            return None;
-        }
-        Some(self.policy.window - now.saturating_duration_since(failures.first))
-    }
-
-    /// How long until `key` may try again, if it has used up its failures.
-    fn blocked(&self, key: &K, now: Instant) -> Option<Duration> {
-        let entries = self.lock();
-        self.wait(entries.get(key)?, now)
-    }
-
-    fn record(&self, key: K, now: Instant) {
-        let mut entries = self.lock();
-        self.count(&mut entries, key, now);
-    }
-
-    /// Counts one more for `key` unless it is blocked: the check and the count under one
-    /// lock, so concurrent callers cannot all pass the check before any of them counts.
-    fn take(&self, key: K, now: Instant) -> Result<(), Duration> {
-        let mut entries = self.lock();
-        if let Some(wait) = entries.get(&key).and_then(|f| self.wait(f, now)) {
-            return Err(wait);
-        }
-        self.count(&mut entries, key, now);
-        Ok(())
-    }
-
-    fn count(&self, entries: &mut HashMap<K, Failures>, key: K, now: Instant) {
-        if !entries.contains_key(&key) {
-            self.make_room(entries, now);
-        }
-        let failures = entries.entry(key).or_insert(Failures {
-            first: now,
-            count: 0,
-        });
-        if self.expired(failures, now) {
-            *failures = Failures {
-                first: now,
-                count: 0,
-            };
-        }
-        failures.count = failures.count.saturating_add(1);
-    }
-
-    fn clear(&self, key: &K) {
-        self.lock().remove(key);
-    }
-
-    fn make_room(&self, entries: &mut HashMap<K, Failures>, now: Instant) {
-        if entries.len() < MAX_TRACKED_KEYS {
-            return;
-        }
-        entries.retain(|_, failures| !self.expired(failures, now));
-        if entries.len() <= KEYS_AFTER_EVICTION {
-            return;
-        }
-        let excess = entries.len() - KEYS_AFTER_EVICTION;
-        let mut by_age: Vec<(Instant, K)> = entries
-            .iter()
-            .map(|(key, failures)| (failures.first, key.clone()))
-            .collect();
-        by_age.select_nth_unstable_by_key(excess - 1, |(first, _)| *first);
-        for (_, key) in &by_age[..excess] {
-            entries.remove(key);
-        }
-    }
-
-    #[cfg(test)]
-    fn tracked(&self) -> usize {
-        self.lock().len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
+    const SECOND: Duration = Duration::from_secs(1);
     const MINUTE: Duration = Duration::from_secs(60);
-
-    fn throttle(per_account: u32, per_address: u32) -> LoginThrottle {
-        LoginThrottle::new(
-            ThrottlePolicy {
-                max_failures: per_account,
-                window: 10 * MINUTE,
-            },
-            ThrottlePolicy {
-                max_failures: per_address,
-                window: 10 * MINUTE,
-            },
-        )
-    }
 
     fn v4(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
     }
 
-    #[test]
-    fn blocks_after_the_allowed_failures() {
-        let throttle = throttle(3, 100);
-        let start = Instant::now();
-        for n in 0..3 {
-            assert_eq!(throttle.check(Some("alice"), None, start), Ok(()));
-            throttle.record_failure(Some("alice"), None, start + Duration::from_secs(n));
+    /// `count` wrong passwords for `account` from `address`, each finished before the next.
+    fn fail(throttle: &SignInThrottle, account: &str, address: IpAddr, count: u32, now: Instant) {
+        for n in 0..count {
+            let attempt = throttle.begin(account, Some(address), now);
+            assert!(attempt.is_ok(), "failure {} of {count} was refused", n + 1);
         }
-        assert_eq!(
-            throttle.check(Some("alice"), None, start + MINUTE),
-            Err(9 * MINUTE)
-        );
-        assert_eq!(throttle.check(Some("bob"), None, start + MINUTE), Ok(()));
-        assert_eq!(throttle.check(None, None, start + MINUTE), Ok(()));
     }
 
     #[test]
-    fn window_expiry_unblocks_and_starts_a_new_count() {
-        let throttle = throttle(2, 100);
+    fn an_address_waits_longer_after_each_failure_beyond_the_free_ones() {
+        let throttle = SignInThrottle::default();
         let start = Instant::now();
-        throttle.record_failure(Some("alice"), None, start);
-        throttle.record_failure(Some("alice"), None, start);
-        let later = start + 10 * MINUTE;
-        assert!(throttle
-            .check(Some("alice"), None, later - Duration::from_secs(1))
-            .is_err());
-        assert_eq!(throttle.check(Some("alice"), None, later), Ok(()));
-
-        throttle.record_failure(Some("alice"), None, later);
-        assert_eq!(throttle.check(Some("alice"), None, later), Ok(()));
-        throttle.record_failure(Some("alice"), None, later);
-        assert_eq!(throttle.check(Some("alice"), None, later), Err(10 * MINUTE));
+        fail(&throttle, "alice", v4(1), 5, start);
+        assert_eq!(
+            throttle.begin("alice", Some(v4(1)), start).err(),
+            Some(SECOND)
+        );
+        let later = start + SECOND;
+        fail(&throttle, "alice", v4(1), 1, later);
+        assert_eq!(
+            throttle.begin("bob", Some(v4(1)), later).err(),
+            Some(2 * SECOND),
+            "the address is slowed down for every account"
+        );
+        fail(&throttle, "bob", v4(1), 1, later + 2 * SECOND);
+        assert_eq!(
+            throttle
+                .begin("alice", Some(v4(1)), later + 2 * SECOND)
+                .err(),
+            Some(4 * SECOND)
+        );
     }
 
     #[test]
-    fn account_names_are_case_insensitive() {
-        let throttle = throttle(2, 100);
+    fn a_strangers_failures_do_not_touch_the_owner_elsewhere() {
+        let throttle = SignInThrottle::default();
+        let start = Instant::now();
+        fail(&throttle, "alice", v4(66), 5, start);
+        for n in 0..20 {
+            let now = start + Duration::from_secs(1 << n.min(10));
+            let _ = throttle.begin("alice", Some(v4(66)), now);
+        }
+        let attempt = throttle.begin("alice", Some(v4(1)), start + SECOND);
+        assert!(attempt.is_ok(), "the owner's address is not held");
+    }
+
+    #[test]
+    fn a_success_refunds_its_charge_but_not_earlier_failures() {
+        let throttle = SignInThrottle::default();
         let now = Instant::now();
-        throttle.record_failure(Some("Alice"), None, now);
-        throttle.record_failure(Some("ALICE"), None, now);
-        assert!(throttle.check(Some("alice"), None, now).is_err());
+        fail(&throttle, "alice", v4(1), 4, now);
+        throttle
+            .begin("alice", Some(v4(1)), now)
+            .unwrap()
+            .succeeded(now);
+        fail(&throttle, "alice", v4(1), 1, now);
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
+    }
+
+    #[test]
+    fn an_attempt_that_was_never_checked_costs_nothing() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        for _ in 0..10 {
+            throttle
+                .begin("alice", Some(v4(1)), now)
+                .unwrap()
+                .not_checked(now);
+        }
+        fail(&throttle, "alice", v4(1), 5, now);
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
+    }
+
+    #[test]
+    fn many_addresses_ration_the_account_except_where_it_signed_in_before() {
+        let throttle = SignInThrottle::default();
+        let start = Instant::now();
+        throttle
+            .begin("alice", Some(v4(200)), start)
+            .unwrap()
+            .succeeded(start);
+        for n in 0..10 {
+            fail(&throttle, "alice", v4(n), 1, start);
+        }
+        // A slot for the next unknown address, then one per growing delay.
+        fail(&throttle, "alice", v4(20), 1, start);
+        assert_eq!(
+            throttle.begin("alice", Some(v4(21)), start).err(),
+            Some(SECOND)
+        );
+        fail(&throttle, "alice", v4(21), 1, start + SECOND);
+        assert_eq!(
+            throttle.begin("ALICE", Some(v4(22)), start + SECOND).err(),
+            Some(2 * SECOND),
+            "names are case-insensitive"
+        );
+        // Never more than a minute: a slowdown, not a lock.
+        let mut now = start + 3 * SECOND;
+        for n in 30..60 {
+            if let Err(wait) = throttle.begin("alice", Some(v4(n)), now) {
+                assert!(wait <= MINUTE, "{wait:?}");
+                now += wait;
+                fail(&throttle, "alice", v4(n), 1, now);
+            }
+        }
+        assert!(throttle.begin("alice", Some(v4(61)), now).is_err());
+        assert!(
+            throttle.begin("alice", Some(v4(200)), now).is_ok(),
+            "the address she signed in from is not rationed"
+        );
+        assert!(throttle.begin("bob", Some(v4(62)), now).is_ok());
+        // An hour without failures forgets them.
+        assert!(throttle
+            .begin("alice", Some(v4(63)), now + 60 * MINUTE)
+            .is_ok());
+    }
+
+    #[test]
+    fn concurrent_checks_per_address_are_bounded() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        let first = throttle.begin("a", Some(v4(1)), now).unwrap();
+        let second = throttle.begin("b", Some(v4(1)), now).unwrap();
+        assert!(throttle.begin("c", Some(v4(1)), now).is_err());
+        assert!(throttle.begin("c", Some(v4(2)), now).is_ok());
+        drop(first);
+        let third = throttle.begin("c", Some(v4(1)), now).unwrap();
+        second.succeeded(now);
+        third.succeeded(now);
+    }
+
+    #[test]
+    fn wrong_tokens_count_against_the_address_only() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(throttle.failed_without_check(Some(v4(1)), now), Ok(()));
+        }
+        assert_eq!(throttle.failed_without_check(Some(v4(1)), now), Err(SECOND));
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_err());
+        assert!(throttle.begin("alice", Some(v4(2)), now).is_ok());
     }
 
     #[test]
@@ -313,68 +649,43 @@ mod tests {
     }
 
     #[test]
-    fn success_resets_the_account_but_not_the_address() {
-        let throttle = throttle(2, 2);
-        let now = Instant::now();
-        throttle.record_failure(Some("alice"), Some(v4(1)), now);
-        throttle.record_failure(Some("alice"), Some(v4(1)), now);
-        assert!(throttle.check(Some("alice"), None, now).is_err());
-
-        throttle.record_success("Alice");
-        assert_eq!(throttle.check(Some("alice"), None, now), Ok(()));
-        assert!(throttle.check(Some("alice"), Some(v4(1)), now).is_err());
-        assert_eq!(throttle.check(Some("alice"), Some(v4(2)), now), Ok(()));
-    }
-
-    #[test]
-    fn an_address_is_blocked_across_accounts() {
-        let throttle = throttle(100, 3);
-        let now = Instant::now();
-        for name in ["a", "b", "c"] {
-            throttle.record_failure(Some(name), Some(v4(7)), now);
-        }
-        assert!(throttle.check(Some("d"), Some(v4(7)), now).is_err());
-        assert!(throttle.check(None, Some(v4(7)), now).is_err());
-        assert_eq!(throttle.check(Some("d"), Some(v4(8)), now), Ok(()));
-    }
-
-    #[test]
-    fn the_longer_wait_is_reported() {
-        let throttle = throttle(1, 1);
-        let start = Instant::now();
-        throttle.record_failure(Some("alice"), None, start);
-        throttle.record_failure(None, Some(v4(1)), start + 4 * MINUTE);
-        assert_eq!(
-            throttle.check(Some("alice"), Some(v4(1)), start + 5 * MINUTE),
-            Err(9 * MINUTE)
-        );
-    }
-
-    #[test]
-    fn ipv6_is_counted_per_64() {
-        let throttle = throttle(100, 2);
+    fn ipv6_is_counted_per_64_and_mapped_ipv4_as_ipv4() {
+        let throttle = SignInThrottle::default();
         let now = Instant::now();
         let ip = |text: &str| text.parse::<IpAddr>().unwrap();
-        throttle.record_failure(None, Some(ip("2001:db8:1:2::1")), now);
-        throttle.record_failure(None, Some(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), now);
+        for n in 0..5 {
+            let _ = throttle.begin("a", Some(ip(&format!("2001:db8:1:2::{n}"))), now);
+        }
         assert!(throttle
-            .check(None, Some(ip("2001:db8:1:2:abcd::9")), now)
+            .begin("a", Some(ip("2001:db8:1:2:abcd::9")), now)
             .is_err());
-        assert_eq!(
-            throttle.check(None, Some(ip("2001:db8:1:3::1")), now),
-            Ok(())
-        );
+        assert!(throttle
+            .begin("a", Some(ip("2001:db8:1:3::1")), now)
+            .is_ok());
+
+        let mapped = |last: u8| IpAddr::V6(Ipv4Addr::new(192, 0, 2, last).to_ipv6_mapped());
+        fail(&throttle, "a", mapped(1), 3, now);
+        fail(&throttle, "a", v4(1), 2, now);
+        assert!(throttle.begin("a", Some(v4(1)), now).is_err());
+        assert!(throttle.begin("a", Some(mapped(2)), now).is_ok());
     }
 
     #[test]
-    fn ipv4_mapped_addresses_count_as_ipv4() {
-        let throttle = throttle(100, 2);
-        let now = Instant::now();
-        let mapped = |last: u8| IpAddr::V6(Ipv4Addr::new(192, 0, 2, last).to_ipv6_mapped());
-        throttle.record_failure(None, Some(mapped(1)), now);
-        throttle.record_failure(None, Some(v4(1)), now);
-        assert!(throttle.check(None, Some(v4(1)), now).is_err());
-        assert_eq!(throttle.check(None, Some(mapped(2)), now), Ok(()));
+    fn memory_stays_bounded_under_a_flood() {
+        let throttle = SignInThrottle::default();
+        let start = Instant::now();
+        for n in 0..50_000u32 {
+            let now = start + Duration::from_millis(u64::from(n));
+            let address = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+            drop(throttle.begin(&format!("user{n}"), Some(address), now));
+            let (addresses, accounts) = throttle.tracked();
+            assert!(addresses <= MAX_TRACKED_KEYS && accounts <= MAX_TRACKED_KEYS);
+        }
+        // The newest keys are the ones kept.
+        let last = start + Duration::from_millis(49_999);
+        let newest = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 49_999));
+        fail(&throttle, "x", newest, 4, last);
+        assert!(throttle.begin("x", Some(newest), last).is_err());
     }
 
     #[test]
@@ -399,41 +710,5 @@ mod tests {
             allowance.take(ip("2001:db8::3"), start).is_err(),
             "one /64 is one client"
         );
-    }
-
-    #[test]
-    fn memory_stays_bounded_under_a_flood() {
-        let throttle = LoginThrottle::default();
-        let start = Instant::now();
-        for n in 0..50_000u32 {
-            let now = start + Duration::from_millis(u64::from(n));
-            let address = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
-            throttle.record_failure(Some(&format!("user{n}")), Some(address), now);
-            assert!(throttle.per_address.tracked() <= MAX_TRACKED_KEYS);
-        }
-        assert!(throttle.per_account.tracked() <= MAX_TRACKED_KEYS);
-
-        // The newest keys are the ones kept.
-        let last = start + Duration::from_millis(49_999);
-        let newest = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 49_999));
-        for _ in 0..29 {
-            throttle.record_failure(None, Some(newest), last);
-        }
-        assert!(throttle.check(None, Some(newest), last).is_err());
-    }
-
-    #[test]
-    fn expired_keys_are_pruned_before_live_ones_are_dropped() {
-        let throttle = throttle(1, 1);
-        let start = Instant::now();
-        throttle.record_failure(Some("victim"), None, start + 9 * MINUTE);
-        for n in 0..MAX_TRACKED_KEYS - 1 {
-            throttle.record_failure(Some(&format!("old{n}")), None, start);
-        }
-        // The flood has expired; the victim's failure is still live and must survive.
-        let now = start + 10 * MINUTE;
-        throttle.record_failure(Some("new"), None, now);
-        assert_eq!(throttle.per_account.tracked(), 2);
-        assert!(throttle.check(Some("victim"), None, now).is_err());
     }
 }

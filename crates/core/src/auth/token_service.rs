@@ -2,7 +2,7 @@
 //! was asked and what the caller may do, offline refresh tokens, and checking bearers.
 
 use super::cache::key_of;
-use super::jwt::{Claims, ResourceAccess};
+use super::jwt::{Claims, ResourceAccess, MAX_TOKEN_LEN};
 use super::Authenticator;
 use crate::access::{Action, ActionSet, Actor, Need, Principal, Resource};
 use crate::identity::hash_token;
@@ -10,7 +10,6 @@ use crate::ports::UserRecord;
 use crate::time::{now_unix, rfc3339};
 use crate::{Error, Result};
 use berth_oci::{RepoName, Scope};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,10 @@ pub struct IssuedToken {
     pub scope: String,
     pub refresh_token: Option<String>,
 }
+
+/// The most distinct scopes one token request may ask for: docker asks for one to three
+/// (a cross-repository mount), so this only stops requests no client makes.
+pub const MAX_SCOPES: usize = 32;
 
 const REPOSITORY: &str = "repository";
 const REGISTRY: &str = "registry";
@@ -48,6 +51,42 @@ fn wanted_actions(scope: &Scope) -> ActionSet {
         .filter_map(|a| Action::parse(a))
         .collect();
     ActionSet::of(&actions)
+}
+
+/// The requested scopes with repeats merged: one per resource, each action once. More than
+/// [`MAX_SCOPES`] resources is refused.
+fn distinct_scopes(requested: &[Scope]) -> Result<Vec<Scope>> {
+    let mut distinct: Vec<Scope> = Vec::new();
+    for scope in requested {
+        let full = distinct.len() == MAX_SCOPES;
+        let seen = distinct
+            .iter_mut()
+            .find(|s| s.resource_type == scope.resource_type && s.name == scope.name);
+        match seen {
+            Some(seen) => add_distinct(&mut seen.actions, &scope.actions),
+            None if full => {
+                return Err(Error::Unsupported(format!(
+                    "a token request may ask for at most {MAX_SCOPES} distinct scopes"
+                )))
+            }
+            None => {
+                let mut actions = Vec::new();
+                add_distinct(&mut actions, &scope.actions);
+                distinct.push(Scope {
+                    actions,
+                    ..scope.clone()
+                });
+            }
+        }
+    }
+    Ok(distinct)
+}
+
+/// Adds `more` to `actions`, each action once (sorted: thousands of repeats stay cheap).
+fn add_distinct(actions: &mut Vec<String>, more: &[String]) {
+    actions.extend_from_slice(more);
+    actions.sort_unstable();
+    actions.dedup();
 }
 
 /// Whether a verified bearer token covers one need. Any valid token passes the version check.
@@ -73,10 +112,17 @@ impl Authenticator {
         requested: &[Scope],
         offline: bool,
     ) -> Result<IssuedToken> {
-        let mut access = Vec::new();
-        for scope in requested {
-            if let Some(granted) = self.grant(principal, scope).await? {
-                access.push(granted);
+        let mut access: Vec<ResourceAccess> = Vec::new();
+        for scope in distinct_scopes(requested)? {
+            if let Some(granted) = self.grant(principal, &scope).await? {
+                // `a` and `library/a` are one repository: one entry with both grants.
+                match access
+                    .iter_mut()
+                    .find(|a| a.kind == granted.kind && a.name == granted.name)
+                {
+                    Some(seen) => add_distinct(&mut seen.actions, &granted.actions),
+                    None => access.push(granted),
+                }
             }
         }
         let scope = access
@@ -101,6 +147,14 @@ impl Authenticator {
             .signer
             .sign(&claims)
             .map_err(|e| Error::internal("sign token", e))?;
+        if token.len() > MAX_TOKEN_LEN {
+            // The registry would refuse it: say so now rather than fail every request later.
+            return Err(Error::Unsupported(format!(
+                "the token for these scopes would be {} bytes, more than the {MAX_TOKEN_LEN} \
+                 the registry accepts: ask for fewer scopes",
+                token.len()
+            )));
+        }
         let refresh_token = match (offline, principal.is_anonymous()) {
             (true, false) => Some(self.new_refresh_token(principal).await?),
             _ => None,
@@ -165,24 +219,16 @@ impl Authenticator {
     }
 
     /// Signs in with a refresh token: it acts with the limits of the access token it came
-    /// from, and ends when that token is revoked or the password changes.
-    pub async fn refresh_login(
-        &self,
-        refresh_token: &str,
-        address: Option<IpAddr>,
-    ) -> Result<Principal> {
-        let started = Instant::now();
-        self.not_throttled(None, address, started)?;
+    /// from, and ends when that token is revoked or the password changes. Like access
+    /// tokens, refresh tokens carry 256 random bits and are not throttled.
+    pub async fn refresh_login(&self, refresh_token: &str) -> Result<Principal> {
         let record = match self
             .store
             .refresh_token_by_hash(&hash_token(refresh_token))
             .await?
         {
             Some(record) if record.revoked_at.is_none() => record,
-            _ => {
-                self.throttle.record_failure(None, address, started);
-                return Err(Error::CredentialsInvalid);
-            }
+            _ => return Err(Error::CredentialsInvalid),
         };
         match record.access_token_id {
             Some(token_id) => {

@@ -71,7 +71,7 @@ impl Hub {
             detail: Some(detail.to_string()),
             address: acting.address.clone(),
         };
-        if let Err(err) = self.store.record_audit(&event).await {
+        if let Err(err) = self.store.record_audit(&event.capped()).await {
             tracing::warn!(%err, action, target, "could not write the audit log");
         }
     }

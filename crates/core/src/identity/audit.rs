@@ -27,6 +27,13 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         Ok(self.store.audit_records(&query).await?)
     }
 
+    /// Deletes the audit records that last happened before `before` (Unix seconds), as
+    /// the `audit_retention` setting asks; returns how many. A job of the server's, not an
+    /// action of anyone's, so it is not itself recorded.
+    pub async fn prune_audit(&self, before: i64) -> Result<u64> {
+        Ok(self.store.prune_audit(before).await?)
+    }
+
     /// Records a change that already happened: a failure to write the record is logged,
     /// not returned, because undoing the change would be worse than a gap in the log.
     pub(super) async fn audit(
@@ -62,7 +69,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             detail: (!detail.is_null()).then(|| detail.to_string()),
             address,
         };
-        if let Err(err) = self.store.record_audit(&event).await {
+        if let Err(err) = self.store.record_audit(&event.capped()).await {
             tracing::warn!(%err, action, target, "could not write the audit log");
         }
     }

@@ -16,7 +16,9 @@ mod two_factor;
 pub use accounts::{Account, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
 pub use acting::{Acting, CLI_ACTOR};
 pub use audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-pub use names::{validate_team_name, validate_username, NAME_RULE, RESERVED_NAMES};
+pub use names::{
+    validate_team_name, validate_username, MAX_ACCOUNT_NAME_LEN, NAME_RULE, RESERVED_NAMES,
+};
 pub use passwords::{hash_password, verify_password};
 pub use repositories::RepositorySettings;
 pub use tokens::{

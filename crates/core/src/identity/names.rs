@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 /// Berth itself, callers without credentials); an account with one would be ambiguous there.
 pub const RESERVED_NAMES: [&str; 3] = ["anonymous", "berth", "cli"];
 
+/// The longest account or team name.
+pub const MAX_ACCOUNT_NAME_LEN: usize = 39;
+
 /// What account and team names may look like.
 pub const NAME_RULE: &str =
     "2 to 39 lowercase letters and digits, with single '-' or '_' between them";
@@ -42,7 +45,7 @@ pub fn validate_team_name(name: &str) -> Result<()> {
 fn is_valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    (2..=39).contains(&bytes.len())
+    (2..=MAX_ACCOUNT_NAME_LEN).contains(&bytes.len())
         && alnum(bytes[0])
         && alnum(bytes[bytes.len() - 1])
         && bytes.iter().all(|&b| alnum(b) || b == b'-' || b == b'_')

@@ -1,6 +1,6 @@
 //! The recurring housekeeping jobs: expiring abandoned uploads, reading the platforms of
-//! manifests stored before they were recorded, and pruning old events, deliveries and dead
-//! jobs. Each is idempotent, as every job must be.
+//! manifests stored before they were recorded, pruning old events, deliveries and dead jobs,
+//! and the audit log past `audit_retention`. Each is idempotent, as every job must be.
 
 use super::{JobError, JobHandler, JobOutcome};
 use crate::clock::Clock;
@@ -12,6 +12,7 @@ use std::time::Duration;
 pub const EXPIRE_UPLOADS_JOB: &str = "uploads.expire";
 pub const BACKFILL_PLATFORMS_JOB: &str = "platforms.backfill";
 pub const PRUNE_HISTORY_JOB: &str = "history.prune";
+pub const PRUNE_AUDIT_JOB: &str = "audit.prune";
 
 /// How long events, settled deliveries and dead jobs are kept.
 pub const HISTORY_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -77,5 +78,25 @@ impl JobHandler for PruneHistory {
             tracing::info!(events, deliveries, jobs, "pruned old history");
         }
         Ok(JobOutcome::Again(Duration::from_secs(24 * 3600)))
+    }
+}
+
+/// Deletes audit records older than `audit_retention`; hourly.
+pub struct PruneAudit {
+    pub store: Arc<dyn MetaStore>,
+    pub clock: Arc<dyn Clock>,
+    pub retention: Duration,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for PruneAudit {
+    async fn run(&self, _job: &ClaimedJob) -> Result<JobOutcome, JobError> {
+        let kept = i64::try_from(self.retention.as_secs()).unwrap_or(i64::MAX);
+        let before = self.clock.now_unix().saturating_sub(kept);
+        let pruned = self.store.prune_audit(before).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "removed audit records past audit_retention");
+        }
+        Ok(JobOutcome::Again(Duration::from_secs(3600)))
     }
 }

@@ -339,10 +339,58 @@ pub struct AuditEvent {
     pub address: Option<String>,
 }
 
+/// The longest actor stored: `org/` and an account name of the longest legal length.
+pub const MAX_AUDIT_ACTOR_LEN: usize = 4 + crate::identity::MAX_ACCOUNT_NAME_LEN;
+/// The longest target stored: a repository name and a tag (up to 128 characters), both of
+/// the longest legal length.
+pub const MAX_AUDIT_TARGET_LEN: usize = berth_oci::name::MAX_NAME_LEN + 1 + 128;
+/// The longest action stored (actions are short fixed words such as `login.failure`).
+pub const MAX_AUDIT_ACTION_LEN: usize = 64;
+/// The longest free text stored (details; addresses are far shorter).
+pub const MAX_AUDIT_TEXT_LEN: usize = 1024;
+
+impl AuditEvent {
+    /// Every field cut to its limit, so what a client sends (a made-up name of any length)
+    /// cannot make rows large. Cut text is still what it was up to the cut.
+    #[must_use]
+    pub fn capped(mut self) -> AuditEvent {
+        cut(&mut self.actor, MAX_AUDIT_ACTOR_LEN);
+        cut(&mut self.action, MAX_AUDIT_ACTION_LEN);
+        cut(&mut self.target, MAX_AUDIT_TARGET_LEN);
+        if let Some(detail) = &mut self.detail {
+            cut(detail, MAX_AUDIT_TEXT_LEN);
+        }
+        if let Some(address) = &mut self.address {
+            cut(address, MAX_AUDIT_TEXT_LEN);
+        }
+        self
+    }
+
+    /// Whether repeats of this event are folded into one record with a count: failures,
+    /// which a client can repeat as often as it likes, unlike the changes it is allowed.
+    pub fn folds_repeats(&self) -> bool {
+        self.action.ends_with(".failure")
+    }
+}
+
+/// Cuts `text` to at most `max_bytes`, at a character boundary.
+fn cut(text: &mut String, max_bytes: usize) {
+    if text.len() > max_bytes {
+        let end = text.floor_char_boundary(max_bytes);
+        text.truncate(end);
+    }
+}
+
+/// One stored audit record: an event, or identical repeats of it folded together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: i64,
+    /// Its `at` is when it first happened.
     pub event: AuditEvent,
+    /// How many times it happened (1 unless repeats were folded in).
+    pub count: u32,
+    /// When it last happened.
+    pub last_at: i64,
 }
 
 /// Which audit records to read.
@@ -355,11 +403,23 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// How long after a failure an identical one is still folded into its record; a later
+/// repeat starts a new record, so the log still shows roughly when failures happened.
+pub const AUDIT_FOLD_WINDOW_SECS: i64 = 60 * 60;
+
 #[async_trait::async_trait]
 pub trait AuditLog: Send + Sync {
+    /// Appends `event` (already [`AuditEvent::capped`]). When the event
+    /// [folds repeats](AuditEvent::folds_repeats) and the newest record with the same actor,
+    /// action, target, detail and address last happened at most [`AUDIT_FOLD_WINDOW_SECS`]
+    /// before it, that record's count goes up by one and its `last_at` becomes the event's
+    /// `at` instead, atomically.
     async fn record_audit(&self, event: &AuditEvent) -> Result<()>;
     /// Newest first.
     async fn audit_records(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
+    /// Deletes the records that last happened before `before` (Unix seconds); returns how
+    /// many. Idempotent.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
 }
 
 #[async_trait::async_trait]

@@ -19,8 +19,14 @@ struct LogEntry {
     /// What it was done to.
     name: String,
     data: Value,
+    /// When it (first) happened.
     timestamp: String,
     address: Option<String>,
+    /// How many times it happened: identical failures from one address are counted in one
+    /// entry.
+    count: u32,
+    /// When it last happened.
+    last_timestamp: String,
 }
 
 impl From<AuditRecord> for LogEntry {
@@ -38,6 +44,8 @@ impl From<AuditRecord> for LogEntry {
             data,
             timestamp: instant(event.at),
             address: event.address,
+            count: record.count,
+            last_timestamp: instant(record.last_at),
         }
     }
 }

@@ -9,13 +9,17 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use berth_core::access::Principal;
-use berth_core::auth::{IssuedToken, LoginPurpose};
+use berth_core::auth::{IssuedToken, LoginPurpose, MAX_SCOPES};
 use berth_core::Error;
 use berth_oci::Scope;
 use serde_json::json;
 
 /// A form body larger than this is refused: credentials and scopes are small.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// A `GET /token` query longer than this is refused: room for the most scopes a request
+/// may carry, each with a repository name of the longest legal length.
+const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     let body = body.to_string();
@@ -44,6 +48,12 @@ pub(crate) async fn get_token(
     let (parts, _) = request.into_parts();
     let result = async {
         let query = parts.uri.query().unwrap_or_default();
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(Error::Unsupported(format!(
+                "the query is longer than {MAX_QUERY_BYTES} bytes: ask for at most \
+                 {MAX_SCOPES} scopes"
+            )));
+        }
         let peer = peer_address(&parts.extensions);
         // A query's `+` is a space here: clients join several scopes with one (`a+b`).
         let requested: Vec<String> = form_pairs(query)
@@ -150,7 +160,7 @@ pub(crate) async fn post_token(
             }
             "refresh_token" => {
                 let refresh = field("refresh_token").unwrap_or_default();
-                state.auth.refresh_login(refresh, peer).await?
+                state.auth.refresh_login(refresh).await?
             }
             other => return Ok(unsupported_grant(other)),
         };

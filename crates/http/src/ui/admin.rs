@@ -212,6 +212,15 @@ pub(crate) async fn audit(visitor: Visitor) -> Response {
     visitor.respond(result)
 }
 
+/// How often an entry happened, when identical failures were counted in it.
+fn times(count: u32) -> Html {
+    let mut out = Html::new();
+    if count > 1 {
+        html!(out, " <span class=\"muted\">×" (count.to_string()) "</span>");
+    }
+    out
+}
+
 async fn render_audit(visitor: &Visitor) -> UiResult {
     let query = visitor.here.split_once('?').map_or("", |(_, query)| query);
     let account = query_text(query, "account")
@@ -249,7 +258,7 @@ async fn render_audit(visitor: &Visitor) -> UiResult {
     for record in &records {
         let event = &record.event;
         html!(body, "<tr><td>" [time(event.at)] "</td><td>" (event.actor) "</td>"
-            "<td><code>" (event.action) "</code></td><td>" (event.target) "</td>"
+            "<td><code>" (event.action) "</code>" [times(record.count)] "</td><td>" (event.target) "</td>"
             "<td>" (event.detail.as_deref().unwrap_or_default()) "</td>"
             "<td>" (event.address.as_deref().unwrap_or_default()) "</td></tr>");
     }

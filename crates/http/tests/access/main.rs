@@ -1,5 +1,5 @@
 //! Access control over HTTP, against the real policy authorizer over SQLite: the Docker
-//! token service, and the authorization matrices of callers × repositories × operations
+//! token service, sign-in throttling, and the authorization matrices of callers × repositories × operations
 //! of the registry and of the management API.
 
 mod support;
@@ -7,4 +7,5 @@ mod world;
 
 mod api_matrix;
 mod matrix;
+mod throttle;
 mod token;

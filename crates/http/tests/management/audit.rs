@@ -112,3 +112,38 @@ async fn the_log_pages_back_and_is_for_site_admins_only() {
         .await
         .expect_error(400, "BAD_REQUEST");
 }
+
+#[tokio::test]
+async fn failed_sign_ins_are_stored_cut_and_repeats_counted_in_one_entry() {
+    let berth = Berth::start().await;
+    let admin = berth.admin().await;
+    let long_name = "x".repeat(60_000);
+    for _ in 0..3 {
+        berth.login(&long_name, "wrong", None).await.expect(401);
+    }
+    berth.login("mallory", "wrong", None).await.expect(401);
+
+    let logs = admin.get("/api/v1/auditlogs").await.expect(200);
+    let failures: Vec<&Value> = entries(&logs)
+        .iter()
+        .filter(|e| e["action"] == "login.failure")
+        .collect();
+    let sizes: Vec<usize> = failures.iter().map(|e| e.to_string().len()).collect();
+    assert_eq!(failures.len(), 2, "entry sizes {sizes:?}");
+    let (mallory, long) = (failures[0], failures[1]);
+    assert_eq!(mallory["name"], "mallory");
+    assert_eq!(mallory["count"], 1);
+    assert_eq!(long["count"], 3, "identical failures are one entry");
+    assert!(long["last_timestamp"].as_str().unwrap() >= long["timestamp"].as_str().unwrap());
+    // Names are cut at the longest a legal one can be; the entry stays small.
+    let actor = long["account"].as_str().unwrap();
+    let target = long["name"].as_str().unwrap();
+    assert!(
+        actor.len() <= 43 && target.len() <= 384,
+        "{} {}",
+        actor.len(),
+        target.len()
+    );
+    assert!(long_name.starts_with(actor));
+    assert!(long.to_string().len() < 1024, "{}", long.to_string().len());
+}

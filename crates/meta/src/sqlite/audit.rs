@@ -1,18 +1,48 @@
-//! The audit log on SQLite: permission-relevant actions, appended and read newest first.
+//! The audit log on SQLite: permission-relevant actions appended (identical repeated
+//! failures folded into one row with a count), read newest first, pruned by age.
 
 use super::{backend, SqliteMeta};
-use berth_core::ports::{AuditEvent, AuditLog, AuditQuery, AuditRecord, MetaError};
+use berth_core::ports::{
+    AuditEvent, AuditLog, AuditQuery, AuditRecord, MetaError, AUDIT_FOLD_WINDOW_SECS,
+};
 use sqlx::Row;
 
 /// The most records one read returns, whatever the caller asks for.
 const MAX_AUDIT_PAGE: u32 = 1000;
 
+/// Records one pruning statement deletes.
+const PRUNE_BATCH: i64 = 5000;
+
 #[async_trait::async_trait]
 impl AuditLog for SqliteMeta {
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if event.folds_repeats() {
+            // One statement inside the write transaction: concurrent repeats each add one.
+            let folded = sqlx::query(
+                "UPDATE audit_log SET count = count + 1, last_at = MAX(last_at, ?1) \
+                 WHERE id = (SELECT id FROM audit_log \
+                   WHERE address IS ?2 AND action = ?3 ORDER BY id DESC LIMIT 1) \
+                 AND actor = ?4 AND target = ?5 AND detail IS ?6 AND last_at >= ?7",
+            )
+            .bind(event.at)
+            .bind(&event.address)
+            .bind(&event.action)
+            .bind(&event.actor)
+            .bind(&event.target)
+            .bind(&event.detail)
+            .bind(event.at - AUDIT_FOLD_WINDOW_SECS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if folded.rows_affected() == 1 {
+                tx.commit().await.map_err(backend)?;
+                return Ok(());
+            }
+        }
         sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, target, detail, address) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, actor, action, target, detail, address, count, last_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?1)",
         )
         .bind(event.at)
         .bind(&event.actor)
@@ -20,9 +50,10 @@ impl AuditLog for SqliteMeta {
         .bind(&event.target)
         .bind(&event.detail)
         .bind(&event.address)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(())
     }
 
@@ -32,15 +63,16 @@ impl AuditLog for SqliteMeta {
         // Separate statements so an account filter can use the actor and target indexes.
         let rows = match &query.account {
             Some(account) => sqlx::query(
-                "SELECT id, at, actor, action, target, detail, address FROM audit_log \
+                "SELECT id, at, actor, action, target, detail, address, count, last_at \
+                 FROM audit_log \
                  WHERE (actor = ?1 OR target = ?1) AND id < ?2 ORDER BY id DESC LIMIT ?3",
             )
             .bind(account)
             .bind(before)
             .bind(limit),
             None => sqlx::query(
-                "SELECT id, at, actor, action, target, detail, address FROM audit_log \
-                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT id, at, actor, action, target, detail, address, count, last_at \
+                 FROM audit_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
             )
             .bind(before)
             .bind(limit),
@@ -60,7 +92,30 @@ impl AuditLog for SqliteMeta {
                     detail: row.get("detail"),
                     address: row.get("address"),
                 },
+                count: u32::try_from(row.get::<i64, _>("count")).unwrap_or(u32::MAX),
+                last_at: row.get("last_at"),
             })
             .collect())
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64, MetaError> {
+        // In batches, so a first prune of years of records does not hold the write lock
+        // for long at a time.
+        let mut pruned = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_log WHERE id IN \
+                 (SELECT id FROM audit_log WHERE last_at < ? LIMIT ?)",
+            )
+            .bind(before)
+            .bind(PRUNE_BATCH)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+            pruned += done.rows_affected();
+            if done.rows_affected() < PRUNE_BATCH as u64 {
+                return Ok(pruned);
+            }
+        }
     }
 }

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_events_jobs_webhooks.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
