@@ -54,12 +54,19 @@ async fn receiver(addr: SocketAddr, secrets: Arc<Mutex<Vec<String>>>) -> Arc<Mut
                     .iter()
                     .any(|s| verify(s, &id, timestamp, body.as_bytes(), &signature));
                 let body = serde_json::from_str(&body).unwrap_or(Value::Null);
-                log.lock().unwrap().push(Delivery { id, signed, body, at });
+                log.lock().unwrap().push(Delivery {
+                    id,
+                    signed,
+                    body,
+                    at,
+                });
                 "ok"
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("receiver port");
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("receiver port");
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     got
 }
@@ -79,7 +86,12 @@ async fn create_webhook(server: &TestServer, repo: &str, url: &str) -> String {
         .send()
         .await
         .expect("create webhook");
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap_or_default());
+    assert_eq!(
+        resp.status(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
     let body: Value = resp.json().await.unwrap();
     body["secret"].as_str().unwrap().to_owned()
 }
@@ -114,7 +126,12 @@ async fn a_delivery_survives_kill_9_between_the_201_and_its_sending() {
     server.restart().await;
     // Sent at once if it never went out; otherwise at its first retry (within ~12 s).
     let deliveries = wait_for(&got, 1, Duration::from_secs(40)).await;
-    assert_eq!(deliveries.len(), 1, "the acknowledged push was not delivered: {}", server.log());
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "the acknowledged push was not delivered: {}",
+        server.log()
+    );
     let delivery = &deliveries[0];
     assert!(delivery.signed);
     assert_eq!(delivery.body["push_data"]["tag"], "2");
@@ -142,8 +159,12 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
     let server = Arc::new(server);
     let mut pushers = tokio::task::JoinSet::new();
     for worker in 0..16 {
-        let (server, repo, template, acknowledged) =
-            (server.clone(), repo.clone(), template.clone(), acknowledged.clone());
+        let (server, repo, template, acknowledged) = (
+            server.clone(),
+            repo.clone(),
+            template.clone(),
+            acknowledged.clone(),
+        );
         pushers.spawn(async move {
             for n in (worker..PUSHES).step_by(16) {
                 let mut manifest = template.clone();
@@ -162,7 +183,10 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
     }
     let deliveries = wait_for(&got, 2 * PUSHES, Duration::from_secs(120)).await;
     assert_eq!(deliveries.len(), 2 * PUSHES, "deliveries lost");
-    assert!(deliveries.iter().all(|d| d.signed), "every delivery is signed");
+    assert!(
+        deliveries.iter().all(|d| d.signed),
+        "every delivery is signed"
+    );
     let mut ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
     ids.sort();
     ids.dedup();
@@ -178,7 +202,10 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
         })
         .collect();
     assert_eq!(per_digest.len(), PUSHES);
-    assert!(per_digest.values().all(|n| *n == 2), "each push reaches both webhooks once");
+    assert!(
+        per_digest.values().all(|n| *n == 2),
+        "each push reaches both webhooks once"
+    );
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     let p99 = latencies[latencies.len() * 99 / 100];
@@ -188,5 +215,8 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0
     );
-    assert!(p50 < Duration::from_secs(1), "p50 from 201 to delivery is {p50:?}");
+    assert!(
+        p50 < Duration::from_secs(1),
+        "p50 from 201 to delivery is {p50:?}"
+    );
 }

@@ -38,7 +38,7 @@ async fn user(meta: &SqliteMeta, name: &str) -> i64 {
 }
 
 async fn create(meta: &SqliteMeta, name: &str, private: bool) {
-    meta.create_repository(&repo(name), Some(private), NOW)
+    meta.create_repository(&repo(name), Some(private), NOW, None)
         .await
         .unwrap();
 }
@@ -204,7 +204,10 @@ async fn descriptions_are_set_separately_and_feed_the_search_index() {
         ["alice/edge"]
     );
 
-    assert!(meta.delete_repository(&repo("alice/edge")).await.unwrap());
+    assert!(meta
+        .delete_repository(&repo("alice/edge"), None)
+        .await
+        .unwrap());
     assert!(names(&meta, "balancer", Viewer::Public).await.is_empty());
     assert!(!meta
         .set_descriptions(&repo("alice/edge"), Some("x"), None)
@@ -416,7 +419,7 @@ async fn search_shows_only_what_the_viewer_may_read() {
         .await
         .unwrap()
         .unwrap();
-    meta.grant_team(dev.id, shared.id, berth_core::ports::Permission::Read)
+    meta.grant_team(dev.id, shared.id, berth_core::ports::Permission::Read, None)
         .await
         .unwrap();
     let collab = meta
@@ -424,7 +427,7 @@ async fn search_shows_only_what_the_viewer_may_read() {
         .await
         .unwrap()
         .unwrap();
-    meta.set_collaborator(collab.id, carol, berth_core::ports::Permission::Read)
+    meta.set_collaborator(collab.id, carol, berth_core::ports::Permission::Read, None)
         .await
         .unwrap();
 
@@ -496,11 +499,11 @@ async fn search_shows_only_what_the_viewer_may_read() {
     assert_eq!(search(&meta, &query("  ", Viewer::User(bob))).await.0, 2);
 
     // Visibility changes reach the index.
-    meta.set_repository_private(&repo("alice/public-app"), true)
+    meta.set_repository_private(&repo("alice/public-app"), true, None)
         .await
         .unwrap();
     assert_eq!(sees(Viewer::Public).await, (0, vec![]));
-    meta.set_repository_private(&repo("alice/secret-app"), false)
+    meta.set_repository_private(&repo("alice/secret-app"), false, None)
         .await
         .unwrap();
     assert_eq!(

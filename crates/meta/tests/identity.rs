@@ -272,10 +272,10 @@ async fn organizations_start_with_their_owner_and_manage_teams() {
     assert!(meta.orgs_of_user(bob).await.unwrap().is_empty());
 
     let api = meta
-        .create_repository(&repo("acme/api"), None, NOW)
+        .create_repository(&repo("acme/api"), None, NOW, None)
         .await
         .unwrap();
-    meta.grant_team(dev.id, api.id, Permission::Write)
+    meta.grant_team(dev.id, api.id, Permission::Write, None)
         .await
         .unwrap();
     assert!(meta.delete_team(dev.id).await.unwrap());
@@ -330,7 +330,7 @@ async fn pushed_repositories_take_their_namespace_default() {
         "existing repositories keep theirs"
     );
     // A second push into an existing repository leaves its visibility alone.
-    meta.set_repository_private(&repo("library/nginx"), true)
+    meta.set_repository_private(&repo("library/nginx"), true, None)
         .await
         .unwrap();
     let digest = Digest::sha256_of(b"another layer");
@@ -347,28 +347,28 @@ async fn created_repositories_honour_explicit_visibility() {
     assert!(meta.list_repositories(None, 100).await.unwrap().is_empty());
 
     let open = meta
-        .create_repository(&repo("alice/open"), Some(false), NOW)
+        .create_repository(&repo("alice/open"), Some(false), NOW, None)
         .await
         .unwrap();
     assert!(!open.is_private);
     assert_eq!(open.namespace, "alice");
     let default = meta
-        .create_repository(&repo("alice/default"), None, NOW)
+        .create_repository(&repo("alice/default"), None, NOW, None)
         .await
         .unwrap();
     assert!(default.is_private);
     let closed = meta
-        .create_repository(&repo("library/closed"), Some(true), NOW)
+        .create_repository(&repo("library/closed"), Some(true), NOW, None)
         .await
         .unwrap();
     assert!(closed.is_private);
     let library = meta
-        .create_repository(&repo("library/open"), None, NOW)
+        .create_repository(&repo("library/open"), None, NOW, None)
         .await
         .unwrap();
     assert!(!library.is_private);
     assert_conflict(
-        meta.create_repository(&repo("alice/open"), Some(true), NOW)
+        meta.create_repository(&repo("alice/open"), Some(true), NOW, None)
             .await,
         "repository alice/open",
     );
@@ -389,7 +389,7 @@ async fn created_repositories_honour_explicit_visibility() {
             "library/open"
         ]
     );
-    meta.create_repository(&repo("alice/later"), None, NOW)
+    meta.create_repository(&repo("alice/later"), None, NOW, None)
         .await
         .unwrap();
     assert_eq!(
@@ -401,12 +401,12 @@ async fn created_repositories_honour_explicit_visibility() {
     assert!(meta.repository_exists(&repo("alice/later")).await.unwrap());
 
     assert!(meta
-        .set_repository_private(&repo("alice/open"), true)
+        .set_repository_private(&repo("alice/open"), true, None)
         .await
         .unwrap());
     assert!(is_private(&meta, "alice/open").await);
     assert!(!meta
-        .set_repository_private(&repo("ghost/x"), true)
+        .set_repository_private(&repo("ghost/x"), true, None)
         .await
         .unwrap());
     assert_eq!(meta.repository(&repo("ghost/x")).await.unwrap(), None);
@@ -453,13 +453,13 @@ async fn access_facts_tell_who_may_do_what() {
     );
     // A team member: the highest grant of all their teams counts.
     assert_eq!(facts(Some(tom), "acme/api").await.team_permission, None);
-    meta.grant_team(dev.id, api, Permission::Read)
+    meta.grant_team(dev.id, api, Permission::Read, None)
         .await
         .unwrap();
     let tom_facts = facts(Some(tom), "acme/api").await;
     assert_eq!(tom_facts.team_permission, Some(Permission::Read));
     assert!(!tom_facts.owns_org);
-    meta.grant_team(ops.id, api, Permission::Admin)
+    meta.grant_team(ops.id, api, Permission::Admin, None)
         .await
         .unwrap();
     meta.add_team_member(ops.id, tom).await.unwrap();
@@ -467,7 +467,7 @@ async fn access_facts_tell_who_may_do_what() {
         facts(Some(tom), "acme/api").await.team_permission,
         Some(Permission::Admin)
     );
-    meta.grant_team(ops.id, api, Permission::Write)
+    meta.grant_team(ops.id, api, Permission::Write, None)
         .await
         .unwrap();
     assert_eq!(
@@ -481,15 +481,15 @@ async fn access_facts_tell_who_may_do_what() {
             ("ops".to_owned(), Permission::Write)
         ]
     );
-    assert!(meta.revoke_team(ops.id, api).await.unwrap());
-    assert!(!meta.revoke_team(ops.id, api).await.unwrap());
+    assert!(meta.revoke_team(ops.id, api, None).await.unwrap());
+    assert!(!meta.revoke_team(ops.id, api, None).await.unwrap());
     assert_eq!(
         facts(Some(tom), "acme/api").await.team_permission,
         Some(Permission::Read)
     );
 
     // A collaborator.
-    meta.set_collaborator(api, carol, Permission::Write)
+    meta.set_collaborator(api, carol, Permission::Write, None)
         .await
         .unwrap();
     assert_eq!(
@@ -501,10 +501,10 @@ async fn access_facts_tell_who_may_do_what() {
             ..Default::default()
         }
     );
-    meta.set_collaborator(api, carol, Permission::Admin)
+    meta.set_collaborator(api, carol, Permission::Admin, None)
         .await
         .unwrap();
-    meta.set_collaborator(api, tom, Permission::Read)
+    meta.set_collaborator(api, tom, Permission::Read, None)
         .await
         .unwrap();
     assert_eq!(
@@ -519,8 +519,8 @@ async fn access_facts_tell_who_may_do_what() {
         (tom_facts.team_permission, tom_facts.collaborator_permission),
         (Some(Permission::Read), Some(Permission::Read))
     );
-    assert!(meta.remove_collaborator(api, tom).await.unwrap());
-    assert!(!meta.remove_collaborator(api, tom).await.unwrap());
+    assert!(meta.remove_collaborator(api, tom, None).await.unwrap());
+    assert!(!meta.remove_collaborator(api, tom, None).await.unwrap());
 
     // An outsider and an anonymous caller only learn visibility and ownership.
     let outsider = AccessFacts {
@@ -530,7 +530,7 @@ async fn access_facts_tell_who_may_do_what() {
     };
     assert_eq!(facts(Some(eve), "acme/api").await, outsider);
     assert_eq!(facts(None, "acme/api").await, outsider);
-    meta.set_repository_private(&repo("acme/api"), false)
+    meta.set_repository_private(&repo("acme/api"), false, None)
         .await
         .unwrap();
     assert_eq!(facts(None, "acme/api").await.is_private, Some(false));
@@ -597,24 +597,24 @@ async fn listings_show_each_viewer_what_they_may_read() {
     ] {
         push(&meta, name).await;
     }
-    meta.set_repository_private(&repo("alice/pub"), false)
+    meta.set_repository_private(&repo("alice/pub"), false, None)
         .await
         .unwrap();
     let granted = push(&meta, "acme/granted").await;
-    meta.grant_team(dev.id, granted, Permission::Read)
+    meta.grant_team(dev.id, granted, Permission::Read, None)
         .await
         .unwrap();
     let shared = push(&meta, "bob/shared").await;
-    meta.set_collaborator(shared, dave, Permission::Read)
+    meta.set_collaborator(shared, dave, Permission::Read, None)
         .await
         .unwrap();
     // Reachable both as public and through a grant: listed once.
     let both = push(&meta, "library/nginx").await;
-    meta.set_collaborator(both, dave, Permission::Write)
+    meta.set_collaborator(both, dave, Permission::Write, None)
         .await
         .unwrap();
     push(&meta, "ghost/x").await;
-    meta.create_repository(&repo("zzz/open"), Some(false), NOW)
+    meta.create_repository(&repo("zzz/open"), Some(false), NOW, None)
         .await
         .unwrap();
 
@@ -791,10 +791,10 @@ async fn deleting_a_repository_removes_everything_attached() {
     .await
     .unwrap();
     let id = meta.repository(&name).await.unwrap().unwrap().id;
-    meta.grant_team(dev.id, id, Permission::Write)
+    meta.grant_team(dev.id, id, Permission::Write, None)
         .await
         .unwrap();
-    meta.set_collaborator(id, bob, Permission::Admin)
+    meta.set_collaborator(id, bob, Permission::Admin, None)
         .await
         .unwrap();
     meta.create_upload_session(&UploadSession {
@@ -815,8 +815,8 @@ async fn deleting_a_repository_removes_everything_attached() {
         ["acme/app", "acme/other"]
     );
 
-    assert!(meta.delete_repository(&name).await.unwrap());
-    assert!(!meta.delete_repository(&name).await.unwrap());
+    assert!(meta.delete_repository(&name, None).await.unwrap());
+    assert!(!meta.delete_repository(&name, None).await.unwrap());
     assert_eq!(meta.repository(&name).await.unwrap(), None);
     assert!(!meta.repository_exists(&name).await.unwrap());
     assert_eq!(meta.list_tags(&name, None, 10).await.unwrap(), None);
@@ -853,7 +853,10 @@ async fn deleting_a_repository_removes_everything_attached() {
         (None, None)
     );
     assert_eq!(meta.list_tags(&name, None, 10).await.unwrap(), Some(vec![]));
-    assert!(!meta.delete_repository(&repo("ghost/x")).await.unwrap());
+    assert!(!meta
+        .delete_repository(&repo("ghost/x"), None)
+        .await
+        .unwrap());
 }
 
 fn token(user_id: i64, org_id: Option<i64>, label: &str) -> NewToken {

@@ -269,7 +269,7 @@ async fn fixture() -> Fixture {
         .into_iter()
         .take(50)
     {
-        meta.grant_team(team.id, repo.id, Permission::Read)
+        meta.grant_team(team.id, repo.id, Permission::Read, None)
             .await
             .unwrap();
     }
@@ -280,7 +280,7 @@ async fn fixture() -> Fixture {
         .into_iter()
         .take(20)
     {
-        meta.set_collaborator(repo.id, reader, Permission::Read)
+        meta.set_collaborator(repo.id, reader, Permission::Read, None)
             .await
             .unwrap();
     }

@@ -49,7 +49,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         }
         let record = self
             .store
-            .create_repository(repo, private, now_unix())
+            .create_repository(repo, private, now_unix(), Some(&acting.actor_name()))
             .await?;
         self.audit(
             acting,
@@ -97,7 +97,11 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if record.is_private == private {
             return Ok(());
         }
-        if !self.store.set_repository_private(repo, private).await? {
+        if !self
+            .store
+            .set_repository_private(repo, private, Some(&acting.actor_name()))
+            .await?
+        {
             return Err(Error::NameUnknown(repo.clone()));
         }
         self.audit(
@@ -114,7 +118,11 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     /// stored bytes are left for garbage collection.
     pub async fn delete_repository(&self, acting: &Acting<'_>, repo: &RepoName) -> Result<()> {
         self.repository_for(acting, repo, Permission::Admin).await?;
-        if !self.store.delete_repository(repo).await? {
+        if !self
+            .store
+            .delete_repository(repo, Some(&acting.actor_name()))
+            .await?
+        {
             return Err(Error::NameUnknown(repo.clone()));
         }
         self.audit(
@@ -162,7 +170,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     ) -> Result<()> {
         let (record, team) = self.team_on_repository(acting, org, team, repo).await?;
         self.store
-            .grant_team(team.id, record.id, permission)
+            .grant_team(team.id, record.id, permission, Some(&acting.actor_name()))
             .await?;
         self.audit(
             acting,
@@ -183,7 +191,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         repo: &RepoName,
     ) -> Result<bool> {
         let (record, team) = self.team_on_repository(acting, org, team, repo).await?;
-        let revoked = self.store.revoke_team(team.id, record.id).await?;
+        let revoked = self
+            .store
+            .revoke_team(team.id, record.id, Some(&acting.actor_name()))
+            .await?;
         if revoked {
             self.audit(
                 acting,
@@ -207,7 +218,12 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     ) -> Result<()> {
         let (record, collaborator) = self.collaborator_on(acting, repo, user).await?;
         self.store
-            .set_collaborator(record.id, collaborator, permission)
+            .set_collaborator(
+                record.id,
+                collaborator,
+                permission,
+                Some(&acting.actor_name()),
+            )
             .await?;
         self.audit(
             acting,
@@ -229,7 +245,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let (record, collaborator) = self.collaborator_on(acting, repo, user).await?;
         let removed = self
             .store
-            .remove_collaborator(record.id, collaborator)
+            .remove_collaborator(record.id, collaborator, Some(&acting.actor_name()))
             .await?;
         if removed {
             self.audit(

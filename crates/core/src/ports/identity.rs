@@ -284,16 +284,26 @@ pub trait RepositoryAccess: Send + Sync {
     async fn repository(&self, repo: &RepoName) -> Result<Option<RepositoryRecord>>;
     /// Creates an empty repository; `private: None` takes the namespace's default (private
     /// when the namespace has no record). `Conflict` if it exists.
+    /// Creates the repository, with its `repository.created` event by `actor`.
     async fn create_repository(
         &self,
         repo: &RepoName,
         private: Option<bool>,
         now: i64,
+        actor: Option<&str>,
     ) -> Result<RepositoryRecord>;
-    async fn set_repository_private(&self, repo: &RepoName, private: bool) -> Result<bool>;
+    /// Sets the visibility, recording `repository.visibility_changed` by `actor` in the same
+    /// transaction when it changed; false if there is no such repository.
+    async fn set_repository_private(
+        &self,
+        repo: &RepoName,
+        private: bool,
+        actor: Option<&str>,
+    ) -> Result<bool>;
     /// Removes the repository with its tags, manifest and blob links, grants and
-    /// collaborators (stored bytes stay for garbage collection).
-    async fn delete_repository(&self, repo: &RepoName) -> Result<bool>;
+    /// collaborators (stored bytes stay for garbage collection), recording
+    /// `repository.deleted` by `actor` in the same transaction.
+    async fn delete_repository(&self, repo: &RepoName, actor: Option<&str>) -> Result<bool>;
     /// Repositories of one namespace visible to `viewer`, by name.
     async fn repositories_in_namespace(
         &self,
@@ -308,8 +318,15 @@ pub trait RepositoryAccess: Send + Sync {
         limit: u32,
     ) -> Result<Vec<String>>;
     /// Sets a team's permission on a repository (replacing any earlier one).
-    async fn grant_team(&self, team_id: i64, repo_id: i64, permission: Permission) -> Result<()>;
-    async fn revoke_team(&self, team_id: i64, repo_id: i64) -> Result<bool>;
+    /// Grants and revocations record `access.changed` by `actor` in the same transaction.
+    async fn grant_team(
+        &self,
+        team_id: i64,
+        repo_id: i64,
+        permission: Permission,
+        actor: Option<&str>,
+    ) -> Result<()>;
+    async fn revoke_team(&self, team_id: i64, repo_id: i64, actor: Option<&str>) -> Result<bool>;
     /// (team name, permission) pairs on the repository, by team name.
     async fn team_grants(&self, repo_id: i64) -> Result<Vec<(String, Permission)>>;
     async fn set_collaborator(
@@ -317,8 +334,14 @@ pub trait RepositoryAccess: Send + Sync {
         repo_id: i64,
         user_id: i64,
         permission: Permission,
+        actor: Option<&str>,
     ) -> Result<()>;
-    async fn remove_collaborator(&self, repo_id: i64, user_id: i64) -> Result<bool>;
+    async fn remove_collaborator(
+        &self,
+        repo_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool>;
     /// (user name, permission) pairs, by user name.
     async fn collaborators(&self, repo_id: i64) -> Result<Vec<(String, Permission)>>;
 }

@@ -531,16 +531,16 @@ async fn prepare(
             let namespace = target.split('/').next().expect("namespace");
             let name = format!("{namespace}/doomed-{:05}", unique());
             let record = meta
-                .create_repository(&repo(&name), Some(is_private(target)), now_unix())
+                .create_repository(&repo(&name), Some(is_private(target)), now_unix(), None)
                 .await
                 .expect("repository");
             for (team, permission) in team_grants(target) {
-                meta.grant_team(extras.teams[team], record.id, *permission)
+                meta.grant_team(extras.teams[team], record.id, *permission, None)
                     .await
                     .expect("grant");
             }
             for (user, permission) in collaborators(target) {
-                meta.set_collaborator(record.id, world.users[user], *permission)
+                meta.set_collaborator(record.id, world.users[user], *permission, None)
                     .await
                     .expect("collaborator");
             }
@@ -549,13 +549,13 @@ async fn prepare(
         }
         Op::GroupRevoke => {
             let id = repo_id(world, target).await;
-            meta.grant_team(extras.teams[SPARE], id, Permission::Read)
+            meta.grant_team(extras.teams[SPARE], id, Permission::Read, None)
                 .await
                 .expect("grant");
         }
         Op::CollaboratorRemove => {
             let id = repo_id(world, target).await;
-            meta.set_collaborator(id, extras.sam, Permission::Read)
+            meta.set_collaborator(id, extras.sam, Permission::Read, None)
                 .await
                 .expect("collaborator");
         }
@@ -1063,22 +1063,22 @@ async fn restore(world: &World, extras: &Extras, op: Op, target: &str, prepared:
     let spare = extras.teams[SPARE];
     match op {
         Op::RepositoryPatch => {
-            meta.set_repository_private(&repo(target), is_private(target))
+            meta.set_repository_private(&repo(target), is_private(target), None)
                 .await
                 .expect("visibility");
         }
         Op::RepositoryDelete => {
-            meta.delete_repository(&repo(&prepared.name))
+            meta.delete_repository(&repo(&prepared.name), None)
                 .await
                 .expect("delete");
         }
         Op::GroupGrant | Op::GroupRevoke => {
             let id = repo_id(world, target).await;
-            meta.revoke_team(spare, id).await.expect("revoke");
+            meta.revoke_team(spare, id, None).await.expect("revoke");
         }
         Op::CollaboratorAdd | Op::CollaboratorRemove => {
             let id = repo_id(world, target).await;
-            meta.remove_collaborator(id, extras.sam)
+            meta.remove_collaborator(id, extras.sam, None)
                 .await
                 .expect("collaborator");
         }

@@ -220,7 +220,7 @@ impl Server {
     pub async fn set_private(&self, name: &str, private: bool) {
         assert!(self
             .meta
-            .set_repository_private(&repo(name), private)
+            .set_repository_private(&repo(name), private, None)
             .await
             .expect("visibility"));
     }
@@ -244,7 +244,7 @@ impl Server {
         for name in repositories {
             let id = self.repo_id(name).await;
             self.meta
-                .grant_team(team.id, id, permission)
+                .grant_team(team.id, id, permission, None)
                 .await
                 .expect("grant");
         }
@@ -253,7 +253,7 @@ impl Server {
     pub async fn collaborator(&self, repository: &str, user: i64, permission: Permission) {
         let id = self.repo_id(repository).await;
         self.meta
-            .set_collaborator(id, user, permission)
+            .set_collaborator(id, user, permission, None)
             .await
             .expect("collaborator");
     }

@@ -506,3 +506,91 @@ async fn the_event_stream_shows_each_caller_what_it_may_see() {
     let all = berth.admin().await.get("/api/v1/events").await.expect(200);
     assert_eq!(all.body["events"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn repository_settings_changes_are_events_and_fire_repository_webhooks() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    berth.user("bob").await;
+    let receiver = Receiver::start().await;
+    alice
+        .post(
+            "/api/v1/namespaces/alice/webhooks",
+            json!({ "hook_url": receiver.url, "events": ["repository"] }),
+        )
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/repositories",
+            json!({ "namespace": "alice", "name": "site", "is_private": true }),
+        )
+        .await
+        .expect(201);
+    alice
+        .patch(
+            "/api/v1/repositories/alice/site",
+            json!({ "is_private": false }),
+        )
+        .await
+        .expect(200);
+    // Setting what is already set changes nothing and says nothing.
+    alice
+        .patch(
+            "/api/v1/repositories/alice/site",
+            json!({ "is_private": false }),
+        )
+        .await
+        .expect(200);
+    alice
+        .post(
+            "/api/v1/repositories/alice/site/-/collaborators",
+            json!({ "user": "bob", "permission": "write" }),
+        )
+        .await
+        .expect(201);
+    alice
+        .delete("/api/v1/repositories/alice/site")
+        .await
+        .expect(204);
+
+    // Deliveries run side by side, so they may arrive in any order.
+    let got = receiver.wait_for(3).await;
+    let by_kind = |kind: &str| {
+        got.iter()
+            .map(Received::json)
+            .find(|body| body["event"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} delivery in {got:?}"))
+    };
+    assert_eq!(
+        by_kind("repository.created")["repository"]["repo_name"],
+        "alice/site"
+    );
+    assert_eq!(
+        by_kind("repository.visibility_changed")["event_data"]["is_private"],
+        false
+    );
+    assert_eq!(
+        by_kind("repository.deleted")["event_data"]["actor"],
+        "alice"
+    );
+
+    let events = berth.admin().await.get("/api/v1/events").await.expect(200);
+    let access: Vec<&Value> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "access.changed")
+        .collect();
+    assert_eq!(access.len(), 1, "{}", events.text);
+    assert_eq!(access[0]["data"]["action"], "collaborator.set");
+    assert_eq!(access[0]["data"]["subject"], "bob");
+    assert_eq!(access[0]["data"]["permission"], "write");
+    assert_eq!(access[0]["actor"], "alice");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.count(),
+        3,
+        "access changes are not repository events"
+    );
+}

@@ -1,18 +1,21 @@
 //! Repository access on SQLite: visibility, team grants, collaborators, the facts one
 //! authorization reads, and listings filtered to what a viewer may see.
 
+use super::events::record_event;
 use super::namespaces::namespace_owner;
 use super::registry::split_names;
 use super::repositories::{
     bump_catalog_version, insert_repository, namespace_of, repository_from_row, REPOSITORY_COLUMNS,
 };
 use super::{backend, SqliteMeta};
+use berth_core::events::{data_of, AccessChangedData, EventKind, NewEvent, VisibilityChangedData};
 use berth_core::ports::{
     AccessFacts, MetaError, Permission, Repositories, RepositoryAccess, RepositoryRecord, Viewer,
     OWNERS_TEAM,
 };
+use berth_core::time::now_unix;
 use berth_oci::RepoName;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 // The queries below share parameter numbers: ?2 is the viewer's user or organization id and
 // ?3 the owners team's name. The fragments are macros so `concat!` builds each query once,
@@ -200,9 +203,10 @@ impl RepositoryAccess for SqliteMeta {
         repo: &RepoName,
         private: Option<bool>,
         now: i64,
+        actor: Option<&str>,
     ) -> Result<RepositoryRecord, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        let created = insert_repository(&mut tx, repo.as_str(), private, now, None)
+        let created = insert_repository(&mut tx, repo.as_str(), private, now, actor)
             .await?
             .ok_or_else(|| MetaError::Conflict(format!("repository {repo}")))?;
         tx.commit().await.map_err(backend)?;
@@ -213,17 +217,45 @@ impl RepositoryAccess for SqliteMeta {
         &self,
         repo: &RepoName,
         private: bool,
+        actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let done = sqlx::query("UPDATE repositories SET is_private = ? WHERE name = ?")
-            .bind(i64::from(private))
-            .bind(repo.as_str())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let was: Option<i64> =
+            sqlx::query_scalar("SELECT is_private FROM repositories WHERE name = ?")
+                .bind(repo.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(was) = was else {
+            return Ok(false);
+        };
+        if (was != 0) != private {
+            sqlx::query("UPDATE repositories SET is_private = ? WHERE name = ?")
+                .bind(i64::from(private))
+                .bind(repo.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let data = data_of(&VisibilityChangedData {
+                is_private: private,
+            });
+            let event = NewEvent::about(
+                EventKind::RepositoryVisibilityChanged,
+                repo.as_str(),
+                actor,
+                data,
+            );
+            record_event(&mut tx, event, now_unix()).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
-    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetaError> {
+    async fn delete_repository(
+        &self,
+        repo: &RepoName,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         // Blob and manifest links, tags, grants and collaborators go with the row
         // (ON DELETE CASCADE); uploads in progress name the repository rather than
@@ -242,6 +274,13 @@ impl RepositoryAccess for SqliteMeta {
             .await
             .map_err(backend)?;
         bump_catalog_version(&mut tx).await?;
+        let event = NewEvent::about(
+            EventKind::RepositoryDeleted,
+            repo.as_str(),
+            actor,
+            serde_json::json!({}),
+        );
+        record_event(&mut tx, event, now_unix()).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
@@ -303,7 +342,9 @@ impl RepositoryAccess for SqliteMeta {
         team_id: i64,
         repo_id: i64,
         permission: Permission,
+        actor: Option<&str>,
     ) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO team_repositories (team_id, repository_id, permission) VALUES (?, ?, ?) \
              ON CONFLICT(team_id, repository_id) DO UPDATE SET permission = excluded.permission",
@@ -311,21 +352,53 @@ impl RepositoryAccess for SqliteMeta {
         .bind(team_id)
         .bind(repo_id)
         .bind(permission.as_str())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        let subject = "SELECT name FROM teams WHERE id = ?";
+        access_changed(
+            &mut tx,
+            repo_id,
+            subject,
+            team_id,
+            "team.grant",
+            Some(permission),
+            actor,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
     }
 
-    async fn revoke_team(&self, team_id: i64, repo_id: i64) -> Result<bool, MetaError> {
+    async fn revoke_team(
+        &self,
+        team_id: i64,
+        repo_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done =
             sqlx::query("DELETE FROM team_repositories WHERE team_id = ? AND repository_id = ?")
                 .bind(team_id)
                 .bind(repo_id)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let subject = "SELECT name FROM teams WHERE id = ?";
+        access_changed(
+            &mut tx,
+            repo_id,
+            subject,
+            team_id,
+            "team.revoke",
+            None,
+            actor,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn team_grants(&self, repo_id: i64) -> Result<Vec<(String, Permission)>, MetaError> {
@@ -345,7 +418,9 @@ impl RepositoryAccess for SqliteMeta {
         repo_id: i64,
         user_id: i64,
         permission: Permission,
+        actor: Option<&str>,
     ) -> Result<(), MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO collaborators (repository_id, user_id, permission) VALUES (?, ?, ?) \
              ON CONFLICT(repository_id, user_id) DO UPDATE SET permission = excluded.permission",
@@ -353,20 +428,52 @@ impl RepositoryAccess for SqliteMeta {
         .bind(repo_id)
         .bind(user_id)
         .bind(permission.as_str())
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        let subject = "SELECT name FROM users WHERE id = ?";
+        access_changed(
+            &mut tx,
+            repo_id,
+            subject,
+            user_id,
+            "collaborator.set",
+            Some(permission),
+            actor,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
     }
 
-    async fn remove_collaborator(&self, repo_id: i64, user_id: i64) -> Result<bool, MetaError> {
+    async fn remove_collaborator(
+        &self,
+        repo_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM collaborators WHERE repository_id = ? AND user_id = ?")
             .bind(repo_id)
             .bind(user_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let subject = "SELECT name FROM users WHERE id = ?";
+        access_changed(
+            &mut tx,
+            repo_id,
+            subject,
+            user_id,
+            "collaborator.remove",
+            None,
+            actor,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn collaborators(&self, repo_id: i64) -> Result<Vec<(String, Permission)>, MetaError> {
@@ -380,4 +487,34 @@ impl RepositoryAccess for SqliteMeta {
         .map_err(backend)?;
         named_permissions(rows)
     }
+}
+
+/// Records `access.changed` about repository `repo_id` for the team or user `subject_id`
+/// (named by `subject_sql`), in the caller's transaction.
+async fn access_changed(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    subject_sql: &str,
+    subject_id: i64,
+    action: &str,
+    permission: Option<Permission>,
+    actor: Option<&str>,
+) -> Result<(), MetaError> {
+    let repo: String = sqlx::query_scalar("SELECT name FROM repositories WHERE id = ?")
+        .bind(repo_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let subject: String = sqlx::query_scalar(subject_sql)
+        .bind(subject_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let data = data_of(&AccessChangedData {
+        action: action.to_owned(),
+        subject,
+        permission: permission.map(|p| p.as_str().to_owned()),
+    });
+    let event = NewEvent::about(EventKind::AccessChanged, &repo, actor, data);
+    record_event(tx, event, now_unix()).await
 }
