@@ -92,8 +92,13 @@ check push-v2-pulls-the-new-digest pushed_and_pulled v2 2
 
 # The history shows each push's delivery, answered 200 at the first attempt, newest first.
 deliveries_delivered() {
-  local json
-  json=$(bcli webhook deliveries "$HOOK_ID" --json)
+  local json i
+  # The attempt is recorded once the receiver's answer is in: allow for that moment.
+  for i in $(seq 50); do
+    json=$(bcli webhook deliveries "$HOOK_ID" --json)
+    [[ $(jq length <<<"$json") -ge 2 ]] && break
+    sleep 0.2
+  done
   same "$(jq -c '[.[] | [.event, .attempt, .status]]' <<<"$json")" \
     '[["manifest.pushed",1,200],["manifest.pushed",1,200]]'
   bcli webhook deliveries "$HOOK_ID" | grep -q ' 200 '
@@ -142,8 +147,8 @@ check wrong-signature-refused-401 forged_refused
 
 stale_refused() {
   forged_body
-  local then=$(($(date +%s) - 600))
-  same "$(post_signed msg_stale "$then" "$(sign msg_stale "$then" "$WORK/forged.json")" "$WORK/forged.json")" 401
+  local stale=$(($(date +%s) - 600))
+  same "$(post_signed msg_stale "$stale" "$(sign msg_stale "$stale" "$WORK/forged.json")" "$WORK/forged.json")" 401
   no_new_deployment
 }
 check stale-timestamp-refused-401 stale_refused
