@@ -12,12 +12,14 @@ Standard library only. See README.md next to this file.
 import argparse
 import base64
 import collections
+import datetime
 import hashlib
 import hmac
 import http.server
 import json
 import os
 import queue
+import re
 import shlex
 import subprocess
 import sys
@@ -31,15 +33,23 @@ TOLERANCE_SECONDS = 5 * 60
 SEEN_LIMIT = 10_000
 # A Berth push payload is a few KiB; anything much larger is not one.
 MAX_BODY = 1 << 20
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+LOG_LOCK = threading.Lock()
 
 
 def log(message):
-    print(f"redeploy: {message}", file=sys.stderr, flush=True)
+    # One write per line under a lock: request threads and the deployer log concurrently.
+    with LOG_LOCK:
+        sys.stderr.write(f"redeploy: {message}\n")
+        sys.stderr.flush()
 
 
 def secret_key(secret):
     """The HMAC key of a `whsec_<base64>` secret."""
-    return base64.b64decode(secret.removeprefix("whsec_"))
+    key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    if not key:
+        raise ValueError("empty secret")
+    return key
 
 
 def signature_valid(key, msg_id, timestamp, body, header):
@@ -56,15 +66,20 @@ def signature_valid(key, msg_id, timestamp, body, header):
 
 
 def pushed_image(payload):
-    """(repository, digest, tag) of a push, from either payload format; None otherwise."""
+    """(repository, digest, tag, pushed_at) of a push, from either payload format; None
+    otherwise."""
     if payload.get("type") == "io.berth.manifest.pushed":  # CloudEvents
         data = payload.get("data") or {}
         tags = data.get("tags") or [""]
-        return data.get("repository"), data.get("digest"), tags[0]
+        try:
+            pushed_at = int(datetime.datetime.fromisoformat(payload.get("time", "")).timestamp())
+        except (TypeError, ValueError):
+            pushed_at = 0
+        return data.get("repository"), data.get("digest"), tags[0], pushed_at
     push = payload.get("push_data")
     if isinstance(push, dict):  # Docker Hub format
         repository = (payload.get("repository") or {}).get("repo_name")
-        return repository, push.get("digest"), push.get("tag", "")
+        return repository, push.get("digest"), push.get("tag", ""), push.get("pushed_at", 0)
     return None
 
 
@@ -104,10 +119,16 @@ class Deployer:
             msg_id, repository, digest, tag, pushed_at = self.jobs.get()
             key = (repository, tag)
             if pushed_at < self.newest.get(key, 0):
-                log(f"{msg_id}: {repository}:{tag} {digest} is older than the deployed one; skipped")
+                log(f"{msg_id}: {repository}:{tag} {digest} is older than what is deployed; "
+                    "skipped")
                 continue
             image = f"{self.args.registry}/{repository}@{digest}"
-            if self.deploy(msg_id, image, repository, digest, tag):
+            try:
+                deployed = self.deploy(msg_id, image, repository, digest, tag)
+            except OSError as error:  # podman or the shell missing: say so and keep serving
+                log(f"{msg_id}: {error}")
+                deployed = False
+            if deployed:
                 self.newest[key] = pushed_at
             else:
                 self.forget(msg_id)
@@ -123,7 +144,8 @@ class Deployer:
             return False
         if self.args.then:
             log(f"{msg_id}: {self.args.then}")
-            if subprocess.run(self.args.then, shell=True, env=env, stdout=sys.stderr).returncode != 0:
+            then = subprocess.run(self.args.then, shell=True, env=env, stdout=sys.stderr)
+            if then.returncode != 0:
                 log(f"{msg_id}: '{self.args.then}' failed")
                 return False
         log(f"{msg_id}: deployed {image}")
@@ -145,15 +167,18 @@ def handler_for(args, key, deployer):
             self.answer(200, "redeploy receiver: POST webhooks here")
 
         def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                return self.answer(400, "bad Content-Length")
+            if not 0 <= length <= MAX_BODY:
                 return self.answer(413, "body too large")
             body = self.rfile.read(length)
             msg_id = self.headers.get("webhook-id", "")
             timestamp = self.headers.get("webhook-timestamp", "")
             signature = self.headers.get("webhook-signature", "")
             if not (msg_id and timestamp.isdigit() and signature):
-                return self.answer(401, "missing webhook-id, webhook-timestamp or webhook-signature")
+                return self.answer(401, "missing webhook-id, -timestamp or -signature")
             if abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
                 return self.answer(401, "timestamp too far from now")
             if not signature_valid(key, msg_id, timestamp, body, signature):
@@ -166,14 +191,16 @@ def handler_for(args, key, deployer):
             pushed = pushed_image(payload) if isinstance(payload, dict) else None
             if pushed is None:
                 return self.answer(200, "not a push; nothing to do")  # pings, other events
-            repository, digest, tag = pushed
-            if not (isinstance(repository, str) and isinstance(digest, str) and digest.startswith("sha256:")):
+            repository, digest, tag, pushed_at = pushed
+            if not isinstance(pushed_at, int):
+                pushed_at = 0
+            if not (isinstance(repository, str) and isinstance(digest, str)
+                    and DIGEST.fullmatch(digest)):
                 return self.answer(400, "push without a repository or digest")
             if args.repository and repository not in args.repository:
                 return self.answer(200, f"{repository} is not deployed here")
             if not deployer.claim(msg_id):
                 return self.answer(200, "already accepted")
-            pushed_at = (payload.get("push_data") or {}).get("pushed_at") or int(timestamp)
             deployer.submit(msg_id, repository, digest, tag, pushed_at)
             # Answer at once: a pull can take longer than the sender waits (10 s).
             self.answer(200, f"deploying {repository}@{digest}")
@@ -205,7 +232,8 @@ def main():
                         help="podman command with its global options, e.g. 'podman --root DIR' "
                         "(env REDEPLOY_PODMAN)")
     parser.add_argument("--pull-arg", action="append", default=[], metavar="ARG",
-                        help="option for `podman pull`, e.g. --pull-arg=--tls-verify=false (repeatable)")
+                        help="an option for `podman pull`, e.g. --pull-arg=--tls-verify=false "
+                        "(repeatable)")
     parser.add_argument("--secret-file", help="read the whsec_ secret from this file")
     args = parser.parse_args()
     if not args.registry:
@@ -217,7 +245,10 @@ def main():
         secret = env("WEBHOOK_SECRET", "")
     if not secret.startswith("whsec_"):
         parser.error("WEBHOOK_SECRET (or --secret-file) must hold the whsec_ secret Berth printed")
-    key = secret_key(secret)
+    try:
+        key = secret_key(secret)
+    except ValueError:
+        parser.error("the secret after whsec_ is not base64")
     server = http.server.ThreadingHTTPServer(
         (args.listen, args.port), handler_for(args, key, Deployer(args)))
     log(f"listening on {args.listen}:{server.server_address[1]}, pulling from {args.registry}")
