@@ -2,7 +2,7 @@
 # The redeploy scenario end to end: a push fires a signed webhook, and the example receiver
 # (examples/redeploy) verifies it and `podman pull`s exactly the pushed digest. Forged,
 # stale and repeated deliveries change nothing.
-# shellcheck disable=SC2016  # `check NAME eval '...'` expands its text when it runs
+# shellcheck disable=SC2016  # the receiver's --then and the inline Python expand their own variables
 source "$(dirname "$0")/lib.sh"
 # Receivers on loopback are private addresses, which Berth refuses unless told otherwise.
 REGISTRY_ENV=(BERTH_WEBHOOK_ALLOW_PRIVATE=true)
@@ -62,7 +62,7 @@ start_receiver || { echo "FAIL $SUITE/receiver-start" | tee -a "$RESULTS"; FAILE
 # $WORK/TAG.digest.
 push() { sko copy --digestfile "$WORK/$1.digest" "oci:$IMG:$1" "docker://$R:$1"; }
 
-# deployed_after N: wait (at most 30 s) until the receiver has made N deployments; print the
+# wait_deployed N: wait (at most 30 s) until the receiver has made N deployments; print the
 # digest of the Nth.
 wait_deployed() {
   local i
