@@ -101,7 +101,10 @@ deliveries_delivered() {
   done
   same "$(jq -c '[.[] | [.event, .attempt, .status]]' <<<"$json")" \
     '[["manifest.pushed",1,200],["manifest.pushed",1,200]]'
-  bcli webhook deliveries "$HOOK_ID" | grep -q ' 200 '
+  # Read it whole before grep: `grep -q` stops reading at the first match.
+  local lines
+  lines=$(bcli webhook deliveries "$HOOK_ID")
+  grep -q ' 200 ' <<<"$lines"
 }
 check deliveries-show-200 deliveries_delivered
 
@@ -164,8 +167,9 @@ redelivery_deduplicated() {
     ((i < 150)) || { echo "the redelivery was not sent within 30 s"; return 1; }
     sleep 0.2
   done
-  same "$(bcli webhook deliveries "$HOOK_ID" --json | jq -r '.[0].status')" 200
-  grep -q "already accepted" <(bcli webhook deliveries "$HOOK_ID" --json | jq -r '.[0].response')
+  local newest
+  newest=$(bcli webhook deliveries "$HOOK_ID" --json | jq -c '.[0] | [.delivery_id, .status, .response]')
+  same "$newest" "$(jq -nc --arg d "$delivery" '[$d, 200, "already accepted\n"]')"
   no_new_deployment
 }
 check redelivery-not-redeployed redelivery_deduplicated
