@@ -24,6 +24,8 @@ BERTH=                # the berth binary
 ADMIN_PASSWORD=interop-admin-Pw-1
 ADMIN_CREDS=          # USER:PASSWORD every ordinary check uses; empty = anonymous (distribution)
 CURL_AUTH=()          # the same for curl
+REGISTRY_ENV=()       # NAME=VALUE settings for the berth a suite starts (set before start_registry)
+HELPER_PIDS=()        # other processes a suite started in the background; cleanup stops them
 FINISHED=
 PASSED=0
 FAILED=0
@@ -35,6 +37,8 @@ cleanup() {
     echo "FAIL $SUITE/(aborted, exit $rc)" | tee -a "$RESULTS"
     [[ -f $WORK/server.log ]] && tail -n 20 "$WORK/server.log" | sed 's/^/     server| /'
   fi
+  local helper
+  for helper in "${HELPER_PIDS[@]}"; do kill "$helper" 2>/dev/null || true; done
   if [[ -n $SERVER_PID ]]; then
     kill "$SERVER_PID" 2>/dev/null || true
     # Give it 5 s to shut down cleanly, then stop waiting for it.
@@ -67,7 +71,7 @@ start_registry() {
         [[ $BERTH == /* ]] || BERTH=$PWD/$BERTH
         DATA=$WORK/data
         ADMIN_CREDS=admin:$ADMIN_PASSWORD
-        BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+        env "${REGISTRY_ENV[@]}" BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
           "$BERTH" serve --listen "$REG" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
         ;;
       distribution)
