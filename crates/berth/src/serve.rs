@@ -128,6 +128,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         meta_store,
         RegistryOptions {
             upload_ttl: config.upload_ttl.value,
+            max_upload_sessions: config.max_upload_sessions.value,
+            max_blob_size: config.max_blob_size.value,
         },
     );
     // Expire abandoned uploads before serving, then periodically.

@@ -801,7 +801,8 @@ async fn deleting_a_repository_removes_everything_attached() {
         size: 0,
         created_at: NOW,
         updated_at: NOW,
-    })
+        owner: None,
+    }, None)
     .await
     .unwrap();
     push(&meta, "acme/other").await;

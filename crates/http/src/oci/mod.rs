@@ -95,6 +95,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         body,
         mount_allowed,
         principal,
+        account: Some(caller.name()).filter(|name| !name.is_empty()),
     };
     let deleted = deletion(&route, &req.method);
     let response = match route {

@@ -232,8 +232,11 @@ impl ManifestBuilder {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
+    /// The registry behind the server, for what only it can tell (the memory it keeps).
+    pub registry: Registry,
     server: JoinHandle<()>,
     dir: TempDir,
+    options: RegistryOptions,
 }
 
 impl Drop for TestApp {
@@ -243,7 +246,7 @@ impl Drop for TestApp {
 }
 
 /// Serves a registry over the data in `dir` on a fresh loopback port.
-async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
+async fn serve(dir: &Path, options: RegistryOptions) -> (SocketAddr, JoinHandle<()>, Registry) {
     let blobs = FsBlobStore::open(dir.join("data")).expect("blob store");
     let meta = SqliteMeta::open(&dir.join("berth.db"))
         .await
@@ -253,7 +256,8 @@ async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
     let auth = Authenticator::new(meta.clone(), Arc::new(OpenAccess), AuthSettings::default())
         .await
         .expect("authenticator");
-    let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
+    let registry = Registry::new(Arc::new(blobs), meta.clone(), options);
+    let kept = registry.clone();
     let hub = Arc::new(Hub::new(meta.clone(), Arc::new(OpenAccess)));
     let app = berth_http::router(AppState {
         registry,
@@ -267,13 +271,18 @@ async fn serve(dir: &Path) -> (SocketAddr, JoinHandle<()>) {
     let server = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("server");
     });
-    (addr, server)
+    (addr, server, kept)
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(RegistryOptions::default()).await
+    }
+
+    /// A registry with its tunables (limits) set.
+    pub async fn spawn_with(options: RegistryOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (addr, server) = serve(dir.path()).await;
+        let (addr, server, registry) = serve(dir.path(), options.clone()).await;
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -282,9 +291,18 @@ impl TestApp {
         TestApp {
             addr,
             client,
+            registry,
             server,
             dir,
+            options,
         }
+    }
+
+    /// Files of unfinished uploads in the data directory.
+    pub fn upload_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("data").join("uploads"))
+            .expect("uploads directory")
+            .count()
     }
 
     /// Stops the server and starts a new one over the same data, as a process restart
@@ -292,9 +310,10 @@ impl TestApp {
     pub async fn restart(&mut self) {
         self.server.abort();
         let _ = (&mut self.server).await;
-        let (addr, server) = serve(self.dir.path()).await;
+        let (addr, server, registry) = serve(self.dir.path(), self.options.clone()).await;
         self.addr = addr;
         self.server = server;
+        self.registry = registry;
     }
 
     /// The absolute URL of a path (or of a `Location`, which may already be absolute).

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_sessions_and_totp_steps.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_upload_owners_and_link_media_types.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

@@ -25,6 +25,9 @@ pub struct Req<'a> {
     pub mount_allowed: bool,
     /// Who is calling, for listings that show only what they may read (the catalog).
     pub principal: Option<Principal>,
+    /// The signed-in account (user or `org/<name>`) the request acts for; `None` when
+    /// anonymous. Upload sessions are counted against it.
+    pub account: Option<String>,
 }
 
 impl Req<'_> {

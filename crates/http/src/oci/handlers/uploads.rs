@@ -71,18 +71,19 @@ pub async fn start(req: Req<'_>, name: &RepoName) -> Result<Response<Body>, Erro
             }
         }
         // Not mountable (or not readable by the caller): fall back to a fresh session, as the spec asks.
-        let session = registry.start_upload(name).await?;
+        let session = registry.start_upload(name, req.account.as_deref()).await?;
         return Ok(session_response(StatusCode::ACCEPTED, &session));
     }
     if let Some(raw) = query_param(req.query, "digest") {
         let digest = parse_digest(&raw)?;
         let length = content_length(req.headers)?;
+        let account = req.account.clone();
         registry
-            .upload_monolithic(name, &digest, length, req.into_stream())
+            .upload_monolithic(name, account.as_deref(), &digest, length, req.into_stream())
             .await?;
         return Ok(blob_created(name, &digest));
     }
-    let session = registry.start_upload(name).await?;
+    let session = registry.start_upload(name, req.account.as_deref()).await?;
     Ok(session_response(StatusCode::ACCEPTED, &session))
 }
 
