@@ -22,7 +22,7 @@ async fn unknown_upload_ids_answer_404_on_every_method() {
         bogus_id(1, 8192),
         bogus_id(2, 32), // the shape Berth issues, naming no session
         "not-an-upload".to_owned(),
-        "..".to_owned(),
+        "...".to_owned(),
         real.rsplit('/').next().unwrap().to_uppercase(),
     ];
     let digest = sha256(b"x");
@@ -51,15 +51,16 @@ async fn unknown_upload_ids_answer_404_on_every_method() {
 }
 
 #[tokio::test]
-async fn twenty_thousand_bogus_upload_ids_keep_no_memory() {
+async fn bogus_upload_ids_keep_no_memory() {
     let app = std::sync::Arc::new(TestApp::spawn().await);
     let location = app.start_upload("ns/repo").await;
     app.send(app.patch(&location).body("live")).await;
     let workers = (0..8u32).map(|worker| {
         let app = app.clone();
         tokio::spawn(async move {
-            for n in 0..2_500u32 {
-                let seed = worker * 2_500 + n;
+            // 2,000 over HTTP (the core's test sends 20,000 straight to the registry).
+            for n in 0..250u32 {
+                let seed = worker * 250 + n;
                 let path = format!("/v2/ns/repo/blobs/uploads/{}", bogus_id(seed, 8192));
                 let request = match seed % 3 {
                     0 => app.patch(&path).body("abc"),
