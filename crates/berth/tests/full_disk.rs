@@ -22,8 +22,12 @@ struct SmallFilesystem {
 impl SmallFilesystem {
     /// Mounts one, or says why it cannot.
     fn mount(size: &str) -> Result<SmallFilesystem, String> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        if uid != "0" {
             return Err("not running as root, so a tmpfs cannot be mounted".into());
         }
         let mount_point = tempfile::Builder::new()
@@ -120,6 +124,8 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
             &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
         )
         .header("Content-Type", MT_OCTET_STREAM)
+        // Refused before the whole body is read, the connection cannot be reused.
+        .header("Connection", "close")
         .body(big.clone())
         .send()
         .await
@@ -136,6 +142,7 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
         .client()
         .patch(&location)
         .header("Content-Type", MT_OCTET_STREAM)
+        .header("Connection", "close")
         .body(big.clone())
         .send()
         .await
