@@ -180,6 +180,32 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
         expect_status(resp, 200, "blob pull on a full disk").await;
     }
 
+    // With no byte left, a manifest push (a database write) is refused the same way, or
+    // fits in space the database holds already; never a bare 500.
+    std::fs::remove_file(&filler).expect("free space");
+    let filler = fill(disk.path(), 0);
+    let config = image.blobs[0].clone();
+    let layer = image.blobs[1].clone();
+    let manifest = encode_manifest(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_OCI_MANIFEST,
+        "config": {"mediaType": MT_OCI_CONFIG, "digest": config, "size": 1},
+        "layers": [{"mediaType": MT_OCI_LAYER, "digest": layer, "size": 512}],
+        "annotations": {"filler": "x".repeat(64 << 10)},
+    }));
+    let resp = server
+        .push_manifest(repo, "on-full-disk", MT_OCI_MANIFEST, &manifest)
+        .await;
+    eprintln!("a manifest push with no space left answered {}", resp.status());
+    match resp.status().as_u16() {
+        201 => {}
+        _ => {
+            expect_error(resp, &[507], &["BLOB_UPLOAD_INVALID"], "manifest on a full disk").await;
+            let resp = server.get_manifest(repo, "on-full-disk").await;
+            assert_eq!(resp.status(), 404, "a refused manifest is not visible");
+        }
+    }
+
     // Space freed: the same pushes work.
     std::fs::remove_file(&filler).expect("free space");
     let resp = server
