@@ -502,7 +502,16 @@ mod tests {
 
     #[test]
     fn durations_never_wrap_or_panic() {
-        for bad in ["5é", "é", "é5s", "1٣s", "+5s", "5 s", "999999999999999999d", "36501d"] {
+        for bad in [
+            "5é",
+            "é",
+            "é5s",
+            "1٣s",
+            "+5s",
+            "5 s",
+            "999999999999999999d",
+            "36501d",
+        ] {
             let err = parse_duration("token_ttl", bad, Source::Env)
                 .unwrap_err()
                 .to_string();
@@ -512,7 +521,9 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_duration("t", "36500d", Source::Env).unwrap().as_secs(),
+            parse_duration("t", "36500d", Source::Env)
+                .unwrap()
+                .as_secs(),
             MAX_DURATION_SECS
         );
     }
@@ -526,7 +537,17 @@ mod tests {
         assert_eq!(size("2T").unwrap(), Some(2 << 40));
         assert_eq!(size("none").unwrap(), None);
         assert_eq!(size("Unlimited").unwrap(), None);
-        for bad in ["", "0", "-1", "1.5G", "10XB", "é", "5é", "99999999999TiB", "1 2"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1.5G",
+            "10XB",
+            "é",
+            "5é",
+            "99999999999TiB",
+            "1 2",
+        ] {
             let err = size(bad).unwrap_err().to_string();
             assert!(err.contains("max_blob_size"), "{bad:?}: {err}");
         }
@@ -542,11 +563,7 @@ mod tests {
     fn limits_come_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
-        std::fs::write(
-            &path,
-            "max_upload_sessions = 5\nmax_blob_size = \"1GiB\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "max_upload_sessions = 5\nmax_blob_size = \"1GiB\"\n").unwrap();
         let global = GlobalArgs {
             config: Some(path.clone()),
             data_dir: None,

@@ -291,7 +291,12 @@ fn upload_limits_are_configurable() {
     cmd.args(["config", "show", "--config"]).arg(&config);
     let settings = config_show(cmd);
     expect_setting(&settings, "max_upload_sessions", "7", "config file");
-    expect_setting(&settings, "max_blob_size", "2147483648 bytes", "config file");
+    expect_setting(
+        &settings,
+        "max_blob_size",
+        "2147483648 bytes",
+        "config file",
+    );
 
     let mut cmd = berth();
     cmd.args(["config", "show", "--config"])

@@ -130,8 +130,16 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
         .send()
         .await
         .expect("monolithic push");
-    let error = expect_error(resp, &[507], &["BLOB_UPLOAD_INVALID"], "monolithic push on a full disk").await;
-    let message = error.raw["errors"][0]["message"].as_str().unwrap_or_default();
+    let error = expect_error(
+        resp,
+        &[507],
+        &["BLOB_UPLOAD_INVALID"],
+        "monolithic push on a full disk",
+    )
+    .await;
+    let message = error.raw["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         message.contains("out of storage space"),
         "the message says what happened: {message}"
@@ -147,7 +155,13 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
         .send()
         .await
         .expect("chunk on a full disk");
-    expect_error(resp, &[507], &["BLOB_UPLOAD_INVALID"], "chunk on a full disk").await;
+    expect_error(
+        resp,
+        &[507],
+        &["BLOB_UPLOAD_INVALID"],
+        "chunk on a full disk",
+    )
+    .await;
     // The session stays where it was, with none of the refused bytes.
     let resp = server.client().get(&location).send().await.expect("status");
     let (headers, _) = expect_status(resp, 204, "session after the refused chunk").await;
@@ -196,11 +210,20 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
     let resp = server
         .push_manifest(repo, "on-full-disk", MT_OCI_MANIFEST, &manifest)
         .await;
-    eprintln!("a manifest push with no space left answered {}", resp.status());
+    eprintln!(
+        "a manifest push with no space left answered {}",
+        resp.status()
+    );
     match resp.status().as_u16() {
         201 => {}
         _ => {
-            expect_error(resp, &[507], &["BLOB_UPLOAD_INVALID"], "manifest on a full disk").await;
+            expect_error(
+                resp,
+                &[507],
+                &["BLOB_UPLOAD_INVALID"],
+                "manifest on a full disk",
+            )
+            .await;
             let resp = server.get_manifest(repo, "on-full-disk").await;
             assert_eq!(resp.status(), 404, "a refused manifest is not visible");
         }

@@ -12,10 +12,8 @@ use reqwest::Method;
 
 #[tokio::test]
 async fn an_account_holds_at_most_max_upload_sessions() {
-    let server = TestServer::spawn_with(
-        SpawnOptions::default().env("BERTH_MAX_UPLOAD_SESSIONS", "3"),
-    )
-    .await;
+    let server =
+        TestServer::spawn_with(SpawnOptions::default().env("BERTH_MAX_UPLOAD_SESSIONS", "3")).await;
     let repo = "admin/limited";
     let mut sessions = Vec::new();
     for _ in 0..3 {
@@ -23,7 +21,9 @@ async fn an_account_holds_at_most_max_upload_sessions() {
     }
     let resp = server.start_upload(repo).await;
     let error = expect_error(resp, &[429], &["TOOMANYREQUESTS"], "a fourth session").await;
-    let message = error.raw["errors"][0]["message"].as_str().unwrap_or_default();
+    let message = error.raw["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(message.contains("3 unfinished uploads"), "{message}");
     // A whole-blob push needs a session too.
     let blob = random_bytes(64);

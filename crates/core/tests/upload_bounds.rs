@@ -29,7 +29,9 @@ impl World {
 async fn world(options: RegistryOptions) -> World {
     let dir = tempfile::tempdir().unwrap();
     let blobs = FsBlobStore::open(dir.path().join("data")).unwrap();
-    let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
     let registry = Registry::new(Arc::new(blobs), Arc::new(meta), options);
     World { dir, registry }
 }
@@ -122,7 +124,10 @@ async fn sessions_keep_memory_only_while_they_exist() {
         )
         .await
         .unwrap();
-    w.registry.cancel_upload(&repo, &cancelled.id).await.unwrap();
+    w.registry
+        .cancel_upload(&repo, &cancelled.id)
+        .await
+        .unwrap();
     assert_eq!(w.registry.upload_slots(), 0);
 }
 
@@ -168,7 +173,10 @@ async fn upload_sessions_are_capped_per_account() {
             body(vec![b"x".to_vec()]),
         )
         .await;
-    assert!(matches!(refused, Err(Error::UploadLimit { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::UploadLimit { .. })),
+        "{refused:?}"
+    );
     // Ending one makes room again.
     w.registry
         .cancel_upload(&repo, &opened[0].id)
@@ -235,7 +243,10 @@ async fn blobs_over_the_size_limit_are_refused_and_leave_nothing() {
         .registry
         .append_chunk(&repo, &session.id, framing, body(vec![vec![1; 401]]))
         .await;
-    assert!(matches!(refused, Err(Error::BlobTooLarge { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::BlobTooLarge { .. })),
+        "{refused:?}"
+    );
     assert!(
         matches!(
             w.registry.upload_status(&repo, &session.id).await,
@@ -255,7 +266,10 @@ async fn blobs_over_the_size_limit_are_refused_and_leave_nothing() {
             body(vec![vec![2; 512]; 4]),
         )
         .await;
-    assert!(matches!(streamed, Err(Error::BlobTooLarge { .. })), "{streamed:?}");
+    assert!(
+        matches!(streamed, Err(Error::BlobTooLarge { .. })),
+        "{streamed:?}"
+    );
     assert!(matches!(
         w.registry.upload_status(&repo, &session.id).await,
         Err(Error::UploadUnknown)

@@ -131,7 +131,10 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &str,
-    ) -> Result<(UploadSession, tokio::sync::OwnedMutexGuard<Option<HashState>>)> {
+    ) -> Result<(
+        UploadSession,
+        tokio::sync::OwnedMutexGuard<Option<HashState>>,
+    )> {
         if !is_upload_id(id) {
             return Err(Error::UploadUnknown);
         }

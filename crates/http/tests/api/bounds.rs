@@ -33,9 +33,7 @@ async fn unknown_upload_ids_answer_404_on_every_method() {
                 Method::PUT => with_query(&location, &format!("digest={digest}")),
                 _ => location.clone(),
             };
-            let resp = app
-                .send(app.request(method.clone(), &path).body("x"))
-                .await;
+            let resp = app.send(app.request(method.clone(), &path).body("x")).await;
             assert_error(resp, 404, "BLOB_UPLOAD_UNKNOWN").await;
         }
     }
@@ -103,7 +101,11 @@ async fn blobs_over_max_blob_size_are_refused_with_size_invalid() {
             .body(fits.clone()),
         )
         .await;
-    assert_eq!(resp.status(), 201, "a blob of exactly the limit is accepted");
+    assert_eq!(
+        resp.status(),
+        201,
+        "a blob of exactly the limit is accepted"
+    );
 
     let over = bytes(2, 1001);
     let resp = app
@@ -132,7 +134,12 @@ async fn blobs_over_max_blob_size_are_refused_with_size_invalid() {
         )
         .await;
     assert_error(resp, 413, "SIZE_INVALID").await;
-    assert_error(app.send(app.get(&location)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_error(
+        app.send(app.get(&location)).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
 
     // A body of unknown length is stopped once it crosses the limit.
     let location = app.start_upload("ns/repo").await;
@@ -141,11 +148,18 @@ async fn blobs_over_max_blob_size_are_refused_with_size_invalid() {
         .send(
             app.patch(&location)
                 .header(CONTENT_TYPE, "application/octet-stream")
-                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))),
+                .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                    chunks,
+                ))),
         )
         .await;
     assert_error(resp, 413, "SIZE_INVALID").await;
-    assert_error(app.send(app.get(&location)).await, 404, "BLOB_UPLOAD_UNKNOWN").await;
+    assert_error(
+        app.send(app.get(&location)).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+    )
+    .await;
     assert_eq!(app.upload_files(), 0, "nothing of the refused blobs stays");
 }
 
@@ -172,7 +186,10 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
         }
     })
     .await;
-    assert!(read.is_ok(), "the server answered without waiting for the body");
+    assert!(
+        read.is_ok(),
+        "the server answered without waiting for the body"
+    );
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert_eq!(app.upload_files(), 0);
@@ -186,9 +203,7 @@ async fn each_repository_serves_the_media_type_pushed_to_it() {
         let config = app.push_blob_as(repo, b"{}", OCI_CONFIG).await;
         let layer = app.push_blob(repo, &bytes(9, 64)).await;
         // No `mediaType` field: the Content-Type of the push is the only statement of type.
-        let manifest = ManifestBuilder::oci_image(&config, &[layer])
-            .build()
-            .body;
+        let manifest = ManifestBuilder::oci_image(&config, &[layer]).build().body;
         let mut doc: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
         doc.as_object_mut().unwrap().remove("mediaType");
         let body = serde_json::to_vec(&doc).unwrap();
@@ -200,7 +215,10 @@ async fn each_repository_serves_the_media_type_pushed_to_it() {
             .await;
         digests.push(sha256(&body));
     }
-    assert_eq!(digests[0], digests[1], "the same bytes in both repositories");
+    assert_eq!(
+        digests[0], digests[1],
+        "the same bytes in both repositories"
+    );
     for (repo, media_type) in [("ns/oci", OCI_MANIFEST), ("ns/docker", DOCKER_MANIFEST)] {
         for reference in ["v1", digests[0].as_str()] {
             let path = format!("/v2/{repo}/manifests/{reference}");
@@ -218,8 +236,12 @@ async fn each_repository_serves_the_media_type_pushed_to_it() {
         .bytes()
         .await
         .unwrap();
-    app.push_manifest_ok("ns/oci", "v2", &Manifest::raw(DOCKER_MANIFEST, body.to_vec()))
-        .await;
+    app.push_manifest_ok(
+        "ns/oci",
+        "v2",
+        &Manifest::raw(DOCKER_MANIFEST, body.to_vec()),
+    )
+    .await;
     let resp = app.send(app.get("/v2/ns/oci/manifests/v1")).await;
     assert_eq!(header(&resp, "content-type"), DOCKER_MANIFEST);
 }
