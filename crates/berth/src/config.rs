@@ -278,8 +278,26 @@ fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, 
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+/// A variable's text (unset and empty are the same); text that is not UTF-8 is an error
+/// rather than silently ignored.
+fn env(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::Invalid {
+            setting: name,
+            value: raw.to_string_lossy().into_owned(),
+            origin: Source::Env,
+            reason: "not valid UTF-8".into(),
+        }),
+    }
+}
+
+/// A variable naming a path, which need not be UTF-8.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 impl Config {
@@ -298,10 +316,7 @@ impl Config {
             )),
             max_blob_size: Setting::default(None),
         };
-        let file_path = global
-            .config
-            .clone()
-            .or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
+        let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
             let file = read_file(path)?;
             config.listen.set(
@@ -346,47 +361,45 @@ impl Config {
         }
         config.config_file = file_path;
         config.listen.set(
-            env("BERTH_LISTEN")
+            env("BERTH_LISTEN")?
                 .map(|l| parse_listen(&l, Source::Env))
                 .transpose()?,
             Source::Env,
         );
-        config
-            .data_dir
-            .set(env("BERTH_DATA_DIR").map(PathBuf::from), Source::Env);
+        config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
         config.upload_ttl.set(
-            env("BERTH_UPLOAD_TTL")
+            env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
-        config.log.set(env("BERTH_LOG"), Source::Env);
+        config.log.set(env("BERTH_LOG")?, Source::Env);
         config.public_url.set(
-            env("BERTH_PUBLIC_URL")
+            env("BERTH_PUBLIC_URL")?
                 .map(|u| parse_url(&u, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.token_ttl.set(
-            env("BERTH_TOKEN_TTL")
+            env("BERTH_TOKEN_TTL")?
                 .map(|d| parse_duration("token_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.allow_signup.set(
-            env("BERTH_ALLOW_SIGNUP")
+            env("BERTH_ALLOW_SIGNUP")?
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.max_upload_sessions.set(
-            env("BERTH_MAX_UPLOAD_SESSIONS")
+            env("BERTH_MAX_UPLOAD_SESSIONS")?
                 .map(|n| parse_limit("max_upload_sessions", &n, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.max_blob_size.set(
-            env("BERTH_MAX_BLOB_SIZE")
+            env("BERTH_MAX_BLOB_SIZE")?
                 .map(|n| parse_size("max_blob_size", &n, Source::Env))
                 .transpose()?,
             Source::Env,

@@ -272,6 +272,18 @@ fn bad_durations_and_sizes_are_one_line_errors_not_panics() {
         );
         assert_config_error(&output, &[setting, value, "environment"], var);
     }
+    // Bytes that are not UTF-8 are an error too, not silently ignored.
+    let mut cmd = berth();
+    cmd.args(["config", "show"]).env(
+        "BERTH_TOKEN_TTL",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"5\xffm"),
+    );
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["BERTH_TOKEN_TTL", "UTF-8", "environment"],
+        "non-UTF-8",
+    );
 }
 
 #[test]
