@@ -162,6 +162,27 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
         "chunk on a full disk",
     )
     .await;
+    // Of unknown length, as docker streams a layer (the direct-write path).
+    let frames: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
+    let resp = server
+        .client()
+        .patch(&location)
+        .header("Content-Type", MT_OCTET_STREAM)
+        .header("Connection", "close")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            frames,
+        )))
+        .send()
+        .await
+        .expect("streamed chunk on a full disk");
+    expect_error(
+        resp,
+        &[507],
+        &["BLOB_UPLOAD_INVALID"],
+        "streamed chunk on a full disk",
+    )
+    .await;
     // The session stays where it was, with none of the refused bytes.
     let resp = server.client().get(&location).send().await.expect("status");
     let (headers, _) = expect_status(resp, 204, "session after the refused chunk").await;
