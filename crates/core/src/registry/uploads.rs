@@ -65,7 +65,7 @@ impl UploadLocks {
 
 /// Whether `id` has the shape of the session ids Berth issues (32 lowercase hex digits, a
 /// simple UUID). Anything else names no session and is refused before any lookup.
-pub fn is_upload_id(id: &str) -> bool {
+fn is_upload_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -451,4 +451,40 @@ fn cap_stream(
         }
         Ok(bytes)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_have_the_issued_shape() {
+        assert!(is_upload_id(&uuid::Uuid::new_v4().simple().to_string()));
+        for bad in [
+            "",
+            "abc",
+            &"a".repeat(33),
+            &"A".repeat(32),
+            &"g".repeat(32),
+            &"é".repeat(16),
+        ] {
+            assert!(!is_upload_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idle_slots_are_dropped_past_the_bound_and_held_ones_kept() {
+        let locks = UploadLocks::default();
+        let held = locks.slot("held");
+        for n in 1..MAX_SLOTS {
+            locks.slot(&format!("idle-{n}"));
+        }
+        assert_eq!(locks.len(), MAX_SLOTS);
+        locks.slot("one-more");
+        assert_eq!(locks.len(), 2, "only the held slot and the new one stay");
+        assert!(
+            Arc::ptr_eq(&held, &locks.slot("held")),
+            "a held slot is never replaced"
+        );
+    }
 }
