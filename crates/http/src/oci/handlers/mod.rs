@@ -10,9 +10,7 @@ use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
 use berth_core::access::Principal;
-use berth_core::ports::ByteStream;
 use berth_core::Error;
-use futures_util::TryStreamExt;
 
 /// The parts of a request a handler uses.
 pub struct Req<'a> {
@@ -28,13 +26,6 @@ pub struct Req<'a> {
     /// The signed-in account (user or `org/<name>`) the request acts for; `None` when
     /// anonymous. Upload sessions are counted against it.
     pub account: Option<String>,
-}
-
-impl Req<'_> {
-    /// The request body as a byte stream for the blob store.
-    pub fn into_stream(self) -> ByteStream {
-        Box::pin(self.body.into_data_stream().map_err(std::io::Error::other))
-    }
 }
 
 /// A response with a status, no body and `Content-Length: 0`.
