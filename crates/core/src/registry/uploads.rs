@@ -107,7 +107,11 @@ impl Registry {
             }
         }
         match created? {
-            true => Ok(session),
+            true => {
+                // Its first chunk then finds the slot without a second lookup.
+                self.uploads.slot(&session.id);
+                Ok(session)
+            }
             false => Err(Error::UploadLimit {
                 limit: limit.unwrap_or_default(),
             }),

@@ -45,7 +45,12 @@ async fn unknown_upload_ids_answer_404_on_every_method() {
         "BLOB_UPLOAD_UNKNOWN",
     )
     .await;
-    assert_eq!(app.registry.upload_slots(), 0);
+    assert_eq!(
+        app.registry.upload_slots(),
+        1,
+        "memory for the one real session only"
+    );
+    assert_eq!(app.upload_range(&real).await, "0-0");
 }
 
 #[tokio::test]
