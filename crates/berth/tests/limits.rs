@@ -79,3 +79,49 @@ async fn blobs_over_max_blob_size_are_refused() {
     let resp = server.head_blob(repo, &sha256_digest(&over)).await;
     assert_eq!(resp.status(), 404, "nothing of it is visible");
 }
+
+/// The reproduction of issue 18: 20,000 requests naming made-up 8 KB upload ids grew the
+/// server by 157 MiB for good. Now each is a 404 and the memory stays where it was.
+#[tokio::test]
+async fn made_up_upload_ids_do_not_grow_the_server() {
+    let server = std::sync::Arc::new(TestServer::spawn().await);
+    // Warm up the allocator and the connection pool with the same kind of request.
+    let flood = |server: std::sync::Arc<TestServer>, first: u32, count: u32| async move {
+        for n in first..first + count {
+            let id: String = format!("{:08x}", n.wrapping_mul(2_654_435_761))
+                .chars()
+                .cycle()
+                .take(8192)
+                .collect();
+            let path = format!("/v2/admin/flood/blobs/uploads/{id}");
+            let request = match n % 3 {
+                0 => server.request(Method::PATCH, &path).body("abc"),
+                1 => server.request(
+                    Method::PUT,
+                    &format!("{path}?digest={}", sha256_digest(b"")),
+                ),
+                _ => server.request(Method::DELETE, &path),
+            };
+            let resp = request.send().await.expect("request");
+            assert_eq!(resp.status(), 404, "made-up id {n}");
+        }
+    };
+    let warm: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(flood(server.clone(), w * 100, 100)))
+        .collect();
+    for task in warm {
+        task.await.unwrap();
+    }
+    let before = server.proc_status_kib("VmRSS").expect("RSS");
+    let workers: Vec<_> = (0..8)
+        .map(|w| tokio::spawn(flood(server.clone(), 1_000_000 + w * 2_500, 2_500)))
+        .collect();
+    for task in workers {
+        task.await.unwrap();
+    }
+    let after = server.proc_status_kib("VmRSS").expect("RSS");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over 20,000 made-up upload ids"
+    );
+}
