@@ -71,6 +71,10 @@ pub struct Config {
     pub secrets_key_file: Setting<Option<PathBuf>>,
     /// How long audit records are kept after they last happened.
     pub audit_retention: Setting<Duration>,
+    /// Unfinished upload sessions one account may hold (`None`: no cap).
+    pub max_upload_sessions: Setting<Option<u32>>,
+    /// The largest blob accepted, in bytes (`None`: no limit).
+    pub max_blob_size: Setting<Option<u64>>,
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -88,6 +92,26 @@ struct FileConfig {
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
     audit_retention: Option<String>,
+    max_upload_sessions: Option<NumberOrText>,
+    max_blob_size: Option<NumberOrText>,
+}
+
+/// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
+/// `"none"`); both go through the same parser as the environment variable.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(i64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn into_text(self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(t) => t,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,32 +141,121 @@ fn parse_listen(raw: &str, source: Source) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// The longest duration accepted: longer ones are surely typos, and would overflow the
+/// timestamps they are added to.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 86400;
+
 /// Durations like `90s`, `30m`, `24h`, `7d`.
-fn parse_duration(
+pub(crate) fn parse_duration(
     setting: &'static str,
     raw: &str,
     source: Source,
 ) -> Result<Duration, ConfigError> {
-    let invalid = || ConfigError::Invalid {
+    let invalid = |reason: &str| ConfigError::Invalid {
         setting,
         value: raw.to_owned(),
         origin: source,
-        reason: "expected a number with a unit s, m, h or d, e.g. 24h".into(),
+        reason: reason.to_owned(),
     };
-    let raw_trim = raw.trim();
-    let (number, unit) = raw_trim.split_at(raw_trim.len().saturating_sub(1));
-    let number: u64 = number.parse().map_err(|_| invalid())?;
-    let secs = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        "d" => number * 86400,
-        _ => return Err(invalid()),
+    const EXPECTED: &str = "expected a number with a unit s, m, h or d, e.g. 24h";
+    let trimmed = raw.trim();
+    let Some(unit) = trimmed.chars().next_back() else {
+        return Err(invalid(EXPECTED));
     };
+    let number = &trimmed[..trimmed.len() - unit.len_utf8()];
+    let scale: u64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return Err(invalid(EXPECTED)),
+    };
+    let number = parse_digits(number).ok_or_else(|| invalid(EXPECTED))?;
+    let secs = number
+        .checked_mul(scale)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .ok_or_else(|| invalid("too long; at most 36500d (100 years)"))?;
     if secs == 0 {
-        return Err(invalid());
+        return Err(invalid("must be longer than zero"));
     }
     Ok(Duration::from_secs(secs))
+}
+
+/// A plain decimal number (ASCII digits only: no sign, no spaces inside), or None.
+fn parse_digits(raw: &str) -> Option<u64> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
+/// Whether `raw` says "no limit".
+fn is_unlimited(raw: &str) -> bool {
+    matches!(
+        raw.trim().to_ascii_lowercase().as_str(),
+        "none" | "unlimited"
+    )
+}
+
+/// Sizes like `512`, `100KiB`, `500MB`, `10G`, `1TiB` (units are binary: K, KB and KiB are
+/// all 1024 bytes), or `none`.
+pub(crate) fn parse_size(
+    setting: &'static str,
+    raw: &str,
+    source: Source,
+) -> Result<Option<u64>, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        setting,
+        value: raw.to_owned(),
+        origin: source,
+        reason: reason.to_owned(),
+    };
+    const EXPECTED: &str =
+        "expected a size in bytes with an optional unit (KiB, MiB, GiB, TiB), e.g. 10GiB, or none";
+    if is_unlimited(raw) {
+        return Ok(None);
+    }
+    let trimmed = raw.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(invalid(EXPECTED)),
+    };
+    let number = parse_digits(number).ok_or_else(|| invalid(EXPECTED))?;
+    let bytes = number
+        .checked_mul(scale)
+        .ok_or_else(|| invalid("too large; at most 16 EiB"))?;
+    if bytes == 0 {
+        return Err(invalid("must be larger than zero (or none for no limit)"));
+    }
+    Ok(Some(bytes))
+}
+
+/// A positive count, or `none` for no limit.
+pub(crate) fn parse_limit(
+    setting: &'static str,
+    raw: &str,
+    source: Source,
+) -> Result<Option<u32>, ConfigError> {
+    if is_unlimited(raw) {
+        return Ok(None);
+    }
+    match parse_digits(raw.trim()).map(u32::try_from) {
+        Some(Ok(n)) if n > 0 => Ok(Some(n)),
+        _ => Err(ConfigError::Invalid {
+            setting,
+            value: raw.to_owned(),
+            origin: source,
+            reason: format!("expected a whole number from 1 to {}, or none", u32::MAX),
+        }),
+    }
 }
 
 /// An `http://` or `https://` URL without a trailing slash.
@@ -177,6 +290,28 @@ fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, 
     }
 }
 
+/// A variable's text (unset and empty are the same); text that is not UTF-8 is an error
+/// rather than silently ignored.
+fn env(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value).filter(|v| !v.is_empty())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => Err(ConfigError::Invalid {
+            setting: name,
+            value: raw.to_string_lossy().into_owned(),
+            origin: Source::Env,
+            reason: "not valid UTF-8".into(),
+        }),
+    }
+}
+
+/// A variable naming a path, which need not be UTF-8.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// A whole number from 1 up, for counts.
 fn parse_count(setting: &'static str, raw: &str, source: Source) -> Result<u32, ConfigError> {
     match raw.trim().parse::<u32>() {
@@ -194,10 +329,6 @@ fn check_count(setting: &'static str, n: u32, source: Source) -> Result<u32, Con
     parse_count(setting, &n.to_string(), source)
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 impl Config {
     pub fn load(global: &GlobalArgs, listen_flag: Option<&str>) -> Result<Config, ConfigError> {
         let mut config = Config {
@@ -213,11 +344,12 @@ impl Config {
             webhook_disable_after: Setting::default(5),
             secrets_key_file: Setting::default(None),
             audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
+            max_upload_sessions: Setting::default(Some(
+                berth_core::registry::DEFAULT_MAX_UPLOAD_SESSIONS,
+            )),
+            max_blob_size: Setting::default(None),
         };
-        let file_path = global
-            .config
-            .clone()
-            .or_else(|| env("BERTH_CONFIG").map(PathBuf::from));
+        let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
             let file = read_file(path)?;
             config.listen.set(
@@ -265,61 +397,82 @@ impl Config {
                     .transpose()?,
                 Source::File,
             );
+            config.max_upload_sessions.set(
+                file.max_upload_sessions
+                    .map(|n| parse_limit("max_upload_sessions", &n.into_text(), Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.max_blob_size.set(
+                file.max_blob_size
+                    .map(|n| parse_size("max_blob_size", &n.into_text(), Source::File))
+                    .transpose()?,
+                Source::File,
+            );
         }
         config.config_file = file_path;
         config.listen.set(
-            env("BERTH_LISTEN")
+            env("BERTH_LISTEN")?
                 .map(|l| parse_listen(&l, Source::Env))
                 .transpose()?,
             Source::Env,
         );
-        config
-            .data_dir
-            .set(env("BERTH_DATA_DIR").map(PathBuf::from), Source::Env);
+        config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
         config.upload_ttl.set(
-            env("BERTH_UPLOAD_TTL")
+            env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
-        config.log.set(env("BERTH_LOG"), Source::Env);
+        config.log.set(env("BERTH_LOG")?, Source::Env);
         config.public_url.set(
-            env("BERTH_PUBLIC_URL")
+            env("BERTH_PUBLIC_URL")?
                 .map(|u| parse_url(&u, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.token_ttl.set(
-            env("BERTH_TOKEN_TTL")
+            env("BERTH_TOKEN_TTL")?
                 .map(|d| parse_duration("token_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.allow_signup.set(
-            env("BERTH_ALLOW_SIGNUP")
+            env("BERTH_ALLOW_SIGNUP")?
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.webhook_allow_private.set(
-            env("BERTH_WEBHOOK_ALLOW_PRIVATE")
+            env("BERTH_WEBHOOK_ALLOW_PRIVATE")?
                 .map(|b| parse_bool("webhook_allow_private", &b, Source::Env))
                 .transpose()?,
             Source::Env,
         );
         config.webhook_disable_after.set(
-            env("BERTH_WEBHOOK_DISABLE_AFTER")
+            env("BERTH_WEBHOOK_DISABLE_AFTER")?
                 .map(|n| parse_count("webhook_disable_after", &n, Source::Env))
                 .transpose()?,
             Source::Env,
         );
-        config.secrets_key_file.set(
-            env("BERTH_SECRETS_KEY_FILE").map(|p| Some(PathBuf::from(p))),
+        config
+            .secrets_key_file
+            .set(env_path("BERTH_SECRETS_KEY_FILE").map(Some), Source::Env);
+        config.audit_retention.set(
+            env("BERTH_AUDIT_RETENTION")?
+                .map(|d| parse_duration("audit_retention", &d, Source::Env))
+                .transpose()?,
             Source::Env,
         );
-        config.audit_retention.set(
-            env("BERTH_AUDIT_RETENTION")
-                .map(|d| parse_duration("audit_retention", &d, Source::Env))
+        config.max_upload_sessions.set(
+            env("BERTH_MAX_UPLOAD_SESSIONS")?
+                .map(|n| parse_limit("max_upload_sessions", &n, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.max_blob_size.set(
+            env("BERTH_MAX_BLOB_SIZE")?
+                .map(|n| parse_size("max_blob_size", &n, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -336,52 +489,63 @@ impl Config {
     /// Every setting with its value and source, one per line.
     pub fn describe(&self) -> String {
         let mut out = String::new();
+        let mut line = |name: &str, value: &dyn fmt::Display, source: Option<Source>| {
+            let _ = match source {
+                Some(source) => writeln!(out, "{name:<19} = {value}  ({source})"),
+                None => writeln!(out, "{name:<19} = {value}"),
+            };
+        };
         let file = self
             .config_file
             .as_ref()
             .map_or("(none)".to_owned(), |p| p.display().to_string());
-        let _ = writeln!(out, "config file  = {file}");
-        let _ = writeln!(
-            out,
-            "listen       = {}  ({})",
-            self.listen.value, self.listen.source
+        line("config file", &file, None);
+        line("listen", &self.listen.value, Some(self.listen.source));
+        line(
+            "data_dir",
+            &self.data_dir.value.display(),
+            Some(self.data_dir.source),
         );
-        let _ = writeln!(
-            out,
-            "data_dir     = {}  ({})",
-            self.data_dir.value.display(),
-            self.data_dir.source
+        line(
+            "upload_ttl",
+            &format!("{}s", self.upload_ttl.value.as_secs()),
+            Some(self.upload_ttl.source),
         );
-        let _ = writeln!(
-            out,
-            "upload_ttl   = {}s  ({})",
-            self.upload_ttl.value.as_secs(),
-            self.upload_ttl.source
-        );
-        let _ = writeln!(
-            out,
-            "log          = {}  ({})",
-            self.log.value, self.log.source
-        );
-        let _ = writeln!(
-            out,
-            "public_url   = {}  ({})",
-            self.public_url
+        line("log", &self.log.value, Some(self.log.source));
+        line(
+            "public_url",
+            &self
+                .public_url
                 .value
                 .as_deref()
                 .unwrap_or("(from each request's Host)"),
-            self.public_url.source
+            Some(self.public_url.source),
         );
-        let _ = writeln!(
-            out,
-            "token_ttl    = {}s  ({})",
-            self.token_ttl.value.as_secs(),
-            self.token_ttl.source
+        line(
+            "token_ttl",
+            &format!("{}s", self.token_ttl.value.as_secs()),
+            Some(self.token_ttl.source),
         );
-        let _ = writeln!(
-            out,
-            "allow_signup = {}  ({})",
-            self.allow_signup.value, self.allow_signup.source
+        line(
+            "allow_signup",
+            &self.allow_signup.value,
+            Some(self.allow_signup.source),
+        );
+        line(
+            "max_upload_sessions",
+            &self
+                .max_upload_sessions
+                .value
+                .map_or("none".to_owned(), |n| n.to_string()),
+            Some(self.max_upload_sessions.source),
+        );
+        line(
+            "max_blob_size",
+            &self
+                .max_blob_size
+                .value
+                .map_or("none".to_owned(), |n| format!("{n} bytes")),
+            Some(self.max_blob_size.source),
         );
         let _ = writeln!(
             out,
@@ -452,6 +616,135 @@ mod tests {
     }
 
     #[test]
+    fn durations_never_wrap_or_panic() {
+        for bad in [
+            "5é",
+            "é",
+            "é5s",
+            "1٣s",
+            "+5s",
+            "5 s",
+            "999999999999999999d",
+            "36501d",
+        ] {
+            let err = parse_duration("token_ttl", bad, Source::Env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("token_ttl") && !err.contains('\n'),
+                "{bad:?}: {err}"
+            );
+        }
+        assert_eq!(
+            parse_duration("t", "36500d", Source::Env)
+                .unwrap()
+                .as_secs(),
+            MAX_DURATION_SECS
+        );
+    }
+
+    #[test]
+    fn sizes_and_limits() {
+        let size = |raw| parse_size("max_blob_size", raw, Source::Env);
+        assert_eq!(size("512").unwrap(), Some(512));
+        assert_eq!(size("1KiB").unwrap(), Some(1024));
+        assert_eq!(size("10 gb").unwrap(), Some(10 << 30));
+        assert_eq!(size("2T").unwrap(), Some(2 << 40));
+        assert_eq!(size("none").unwrap(), None);
+        assert_eq!(size("Unlimited").unwrap(), None);
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1.5G",
+            "10XB",
+            "é",
+            "5é",
+            "99999999999TiB",
+            "1 2",
+        ] {
+            let err = size(bad).unwrap_err().to_string();
+            assert!(err.contains("max_blob_size"), "{bad:?}: {err}");
+        }
+        let limit = |raw| parse_limit("max_upload_sessions", raw, Source::File);
+        assert_eq!(limit("100").unwrap(), Some(100));
+        assert_eq!(limit("none").unwrap(), None);
+        for bad in ["0", "-5", "4294967296", "ten", "١"] {
+            assert!(limit(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn limits_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "max_upload_sessions = 5\nmax_blob_size = \"1GiB\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.max_upload_sessions.value, Some(5));
+        assert_eq!(config.max_blob_size.value, Some(1 << 30));
+        let shown = config.describe();
+        assert!(
+            shown.contains("max_blob_size       = 1073741824 bytes  (config file)"),
+            "{shown}"
+        );
+        std::fs::write(&path, "max_upload_sessions = -1\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("max_upload_sessions"), "{err}");
+        let defaults = Config::load(
+            &GlobalArgs {
+                config: None,
+                data_dir: None,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(defaults.max_upload_sessions.value, Some(100));
+        assert_eq!(defaults.max_blob_size.value, None);
+    }
+
+    mod never_panic {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any text: an error or a value, never a panic.
+            #[test]
+            fn settings_parsers_take_any_text(raw in "\\PC{0,40}") {
+                let _ = parse_duration("upload_ttl", &raw, Source::Env);
+                let _ = parse_size("max_blob_size", &raw, Source::Env);
+                let _ = parse_limit("max_upload_sessions", &raw, Source::Env);
+                let _ = parse_bool("allow_signup", &raw, Source::Env);
+                let _ = parse_listen(&raw, Source::Env);
+                let _ = parse_url(&raw, Source::Env);
+            }
+
+            /// Numbers with units are multiplied exactly, or refused: never wrapped.
+            #[test]
+            fn durations_are_exact_or_refused(n in any::<u64>(), unit in "[smhd]") {
+                let scale = match unit.as_str() { "s" => 1, "m" => 60, "h" => 3600, _ => 86400 };
+                match parse_duration("t", &format!("{n}{unit}"), Source::Env) {
+                    Ok(d) => prop_assert_eq!(Some(d.as_secs()), n.checked_mul(scale)),
+                    Err(_) => prop_assert!(n.checked_mul(scale).is_none_or(|s| s == 0 || s > MAX_DURATION_SECS)),
+                }
+            }
+
+            #[test]
+            fn sizes_are_exact_or_refused(n in any::<u64>(), unit in "(|B|KiB|MiB|GiB|TiB)") {
+                let shift = match unit.as_str() { "KiB" => 10, "MiB" => 20, "GiB" => 30, "TiB" => 40, _ => 0 };
+                let expected = n.checked_mul(1u64 << shift).filter(|b| *b > 0);
+                let parsed = parse_size("s", &format!("{n}{unit}"), Source::Env).ok().flatten();
+                prop_assert_eq!(parsed, expected);
+            }
+        }
+    }
+
+    #[test]
     fn booleans() {
         for yes in ["true", "TRUE", "1", "yes", " on "] {
             assert!(parse_bool("b", yes, Source::Env).unwrap(), "{yes:?}");
@@ -509,7 +802,7 @@ mod tests {
         assert_eq!(config.allow_signup.source, Source::File);
         assert!(config
             .describe()
-            .contains("allow_signup = true  (config file)"));
+            .contains("allow_signup        = true  (config file)"));
 
         std::fs::write(&path, "allow_signup = \"yes\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();

@@ -115,6 +115,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         settings: Settings {
             registry: RegistryOptions {
                 upload_ttl: config.upload_ttl.value,
+                max_upload_sessions: config.max_upload_sessions.value,
+                max_blob_size: config.max_blob_size.value,
             },
             auth: AuthSettings {
                 token_ttl: config.token_ttl.value,

@@ -26,6 +26,11 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_TOKEN_TTL",
     "BERTH_ALLOW_SIGNUP",
     "BERTH_AUDIT_RETENTION",
+    "BERTH_MAX_UPLOAD_SESSIONS",
+    "BERTH_MAX_BLOB_SIZE",
+    "BERTH_WEBHOOK_ALLOW_PRIVATE",
+    "BERTH_WEBHOOK_DISABLE_AFTER",
+    "BERTH_SECRETS_KEY_FILE",
 ];
 
 fn berth() -> Command {
@@ -243,6 +248,80 @@ fn invalid_listen_address_is_a_one_line_error() {
         &["allow_signup", "sometimes", "environment"],
         "BERTH_ALLOW_SIGNUP",
     );
+}
+
+/// Values that once panicked (a unit split inside a multi-byte character) or wrapped
+/// around (a multiplication overflowing): each is a one-line error naming the setting.
+#[test]
+fn bad_durations_and_sizes_are_one_line_errors_not_panics() {
+    let cases = [
+        ("BERTH_UPLOAD_TTL", "5é", "upload_ttl"),
+        ("BERTH_TOKEN_TTL", "é", "token_ttl"),
+        ("BERTH_TOKEN_TTL", "999999999999999999d", "token_ttl"),
+        ("BERTH_UPLOAD_TTL", "18446744073709551615s", "upload_ttl"),
+        ("BERTH_MAX_BLOB_SIZE", "99999999999TiB", "max_blob_size"),
+        ("BERTH_MAX_BLOB_SIZE", "1é", "max_blob_size"),
+        ("BERTH_MAX_UPLOAD_SESSIONS", "0", "max_upload_sessions"),
+        ("BERTH_MAX_UPLOAD_SESSIONS", "٣", "max_upload_sessions"),
+    ];
+    for (var, value, setting) in cases {
+        let mut cmd = berth();
+        cmd.args(["config", "show"]).env(var, value);
+        let output = run(cmd, QUICK);
+        assert_ne!(
+            output.status.code(),
+            Some(101),
+            "{var}={value} panicked: {}",
+            text(&output.stderr)
+        );
+        assert_config_error(&output, &[setting, value, "environment"], var);
+    }
+    // Bytes that are not UTF-8 are an error too, not silently ignored.
+    let mut cmd = berth();
+    cmd.args(["config", "show"]).env(
+        "BERTH_TOKEN_TTL",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"5\xffm"),
+    );
+    let output = run(cmd, QUICK);
+    assert_config_error(
+        &output,
+        &["BERTH_TOKEN_TTL", "UTF-8", "environment"],
+        "non-UTF-8",
+    );
+}
+
+#[test]
+fn upload_limits_are_configurable() {
+    let mut cmd = berth();
+    cmd.args(["config", "show"]);
+    let settings = config_show(cmd);
+    expect_setting(&settings, "max_upload_sessions", "100", "default");
+    expect_setting(&settings, "max_blob_size", "none", "default");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "max_upload_sessions = 7\nmax_blob_size = \"2GiB\"\n",
+    );
+    let mut cmd = berth();
+    cmd.args(["config", "show", "--config"]).arg(&config);
+    let settings = config_show(cmd);
+    expect_setting(&settings, "max_upload_sessions", "7", "config file");
+    expect_setting(
+        &settings,
+        "max_blob_size",
+        "2147483648 bytes",
+        "config file",
+    );
+
+    let mut cmd = berth();
+    cmd.args(["config", "show", "--config"])
+        .arg(&config)
+        .env("BERTH_MAX_UPLOAD_SESSIONS", "none")
+        .env("BERTH_MAX_BLOB_SIZE", "512MiB");
+    let settings = config_show(cmd);
+    expect_setting(&settings, "max_upload_sessions", "none", "environment");
+    expect_setting(&settings, "max_blob_size", "536870912 bytes", "environment");
 }
 
 // ---------------------------------------------------------------------------

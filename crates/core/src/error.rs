@@ -84,6 +84,15 @@ pub enum Error {
     /// Self-service sign-up was asked for, and the site admin has not turned it on.
     #[error("self-service sign-up is turned off on this server; ask a site admin for an account")]
     SignupClosed,
+    /// The account holds as many unfinished upload sessions as `max_upload_sessions` allows.
+    #[error("you have {limit} unfinished uploads, the most this registry allows; finish or cancel some (they expire when idle)")]
+    UploadLimit { limit: u32 },
+    /// A blob larger than `max_blob_size`; nothing of it was kept.
+    #[error("blobs on this registry may be at most {limit} bytes; this one is {size}")]
+    BlobTooLarge { limit: u64, size: String },
+    /// The registry's disk is full; nothing of the request was kept.
+    #[error("the registry is out of storage space; nothing of this upload was kept (ask its operator to free space, then retry)")]
+    StorageFull,
     /// The client went away or sent a broken body; nothing was committed.
     #[error("request body could not be read: {0}")]
     BodyInterrupted(String),

@@ -797,13 +797,17 @@ async fn deleting_a_repository_removes_everything_attached() {
     meta.set_collaborator(id, bob, Permission::Admin, None)
         .await
         .unwrap();
-    meta.create_upload_session(&UploadSession {
-        id: "upload-1".into(),
-        repo: name.clone(),
-        size: 0,
-        created_at: NOW,
-        updated_at: NOW,
-    })
+    meta.create_upload_session(
+        &UploadSession {
+            id: "upload-1".into(),
+            repo: name.clone(),
+            size: 0,
+            created_at: NOW,
+            updated_at: NOW,
+            owner: None,
+        },
+        None,
+    )
     .await
     .unwrap();
     push(&meta, "acme/other").await;

@@ -211,6 +211,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn parse_never_panics(s in ".*") {
             let _ = s.parse::<Digest>();

@@ -335,6 +335,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256), ct in proptest::option::of("\\PC{0,40}")) {
             let _ = ParsedManifest::parse(ct.as_deref(), &bytes);

@@ -182,9 +182,22 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Numeric ranges at the edges of what parses (19 digits) still have a length.
+        #[test]
+        fn content_ranges_of_large_numbers(start in "[0-9]{1,20}", end in "[0-9]{1,20}") {
+            if let Ok(ContentRange(range)) = format!("bytes {start}-{end}/*").parse::<ContentRange>() {
+                prop_assert!(range.start <= range.end);
+                prop_assert_eq!(range.len() - 1, range.end - range.start);
+            }
+        }
+
         #[test]
         fn parsers_never_panic(s in "\\PC*", size in 0u64..1000) {
-            let _ = s.parse::<ContentRange>();
+            if let Ok(ContentRange(range)) = s.parse::<ContentRange>() {
+                prop_assert_eq!(range.len() - 1, range.end - range.start);
+            }
             if let Ok(Some(r)) = RangeRequest::parse(&s) {
                 if let Ok(range) = r.resolve(size) {
                     prop_assert!(range.start <= range.end && range.end < size);

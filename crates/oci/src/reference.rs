@@ -108,6 +108,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn parse_never_panics(s in "\\PC*") {
             let _ = s.parse::<Reference>();

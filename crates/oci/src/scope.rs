@@ -143,6 +143,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,80}") {
             let _ = s.parse::<Scope>();

@@ -561,6 +561,12 @@ impl TestServer {
             .prefix("berth-test-data-")
             .tempdir()
             .expect("create data dir");
+        Self::spawn_on(data_dir, options).await
+    }
+
+    /// Like [`TestServer::spawn_with`], on a data directory the test prepared (on a small
+    /// filesystem, for instance).
+    pub async fn spawn_on(data_dir: tempfile::TempDir, options: SpawnOptions) -> Self {
         let log_dir = tempfile::Builder::new()
             .prefix("berth-test-log-")
             .tempdir()

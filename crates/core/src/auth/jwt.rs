@@ -461,6 +461,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn arbitrary_strings_never_panic(input in ".{0,400}") {
             let signer = TokenSigner::from_secret(&[1u8; 32]).unwrap();

@@ -21,6 +21,9 @@ pub enum MetaError {
     /// A unique name is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The database's disk is full; the change was not made.
+    #[error("the database's disk is full")]
+    StorageFull,
     #[error("database failure: {0}")]
     Backend(String),
 }
@@ -34,11 +37,20 @@ pub struct UploadSession {
     pub size: u64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The account that opened it (`None`: anonymous, or opened before owners were kept).
+    pub owner: Option<String>,
 }
 
 #[async_trait::async_trait]
 pub trait UploadSessions: Send + Sync {
-    async fn create_upload_session(&self, session: &UploadSession) -> Result<(), MetaError>;
+    /// Records a new session; false (and nothing recorded) when its owner already holds
+    /// `max_per_owner` sessions. The count and the insert are one atomic step, so a burst of
+    /// requests cannot pass the cap together.
+    async fn create_upload_session(
+        &self,
+        session: &UploadSession,
+        max_per_owner: Option<u32>,
+    ) -> Result<bool, MetaError>;
     async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError>;
     /// Moves the session from `from` to `to` bytes; false if it was not at `from` (or is gone).
     async fn advance_upload_session(

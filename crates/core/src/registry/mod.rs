@@ -27,12 +27,21 @@ use uploads::UploadLocks;
 pub struct RegistryOptions {
     /// Upload sessions untouched for this long are expired and their bytes removed.
     pub upload_ttl: Duration,
+    /// Unfinished upload sessions one account may hold (`None`: no cap).
+    pub max_upload_sessions: Option<u32>,
+    /// The largest blob accepted, in bytes (`None`: no limit).
+    pub max_blob_size: Option<u64>,
 }
+
+/// Default of `max_upload_sessions`: far more than a parallel `docker push` opens.
+pub const DEFAULT_MAX_UPLOAD_SESSIONS: u32 = 100;
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             upload_ttl: Duration::from_secs(24 * 3600),
+            max_upload_sessions: Some(DEFAULT_MAX_UPLOAD_SESSIONS),
+            max_blob_size: None,
         }
     }
 }
@@ -110,6 +119,10 @@ impl From<MetaError> for Error {
                 Error::ManifestBlobUnknown(d)
             }
             MetaError::Conflict(what) => Error::Conflict(what),
+            MetaError::StorageFull => {
+                tracing::error!("the database's disk is full");
+                Error::StorageFull
+            }
             MetaError::Backend(msg) => Error::Internal(format!("metadata: {msg}")),
         }
     }
@@ -123,6 +136,18 @@ fn store_error(context: &str, err: StoreError) -> Error {
             "the request promised {expected} bytes but carried {actual}"
         )),
         StoreError::NotFound => Error::internal(context, "stored bytes are missing"),
+        StoreError::Io(e) if is_out_of_space(&e) => {
+            tracing::error!(context, "the data directory is full");
+            Error::StorageFull
+        }
         StoreError::Io(e) => Error::internal(context, e),
     }
+}
+
+/// Whether an I/O failure means the disk (or the account's quota on it) is full.
+fn is_out_of_space(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }

@@ -17,21 +17,56 @@ struct HashState {
 
 /// Per-session serialization and hash state on this node. Losing it (restart, another node)
 /// only costs a re-read of the uploaded bytes.
+///
+/// Only sessions found in the store get a slot, and a slot goes when its session ends; as a
+/// bound against sessions that end elsewhere (another node, a repository deletion), idle
+/// slots are dropped once `MAX_SLOTS` are held.
 #[derive(Default)]
 pub(super) struct UploadLocks {
-    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<HashState>>>>>,
+    sessions: Mutex<HashMap<String, Slot>>,
 }
 
+type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// Slots kept before idle ones are dropped; each holds an id and a hasher (~200 bytes).
+const MAX_SLOTS: usize = 10_000;
+
 impl UploadLocks {
-    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Option<HashState>>> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The slot of a session already holding one.
+    fn existing(&self, id: &str) -> Option<Slot> {
+        self.map().get(id).cloned()
+    }
+
+    /// The slot of a session the caller has found in the store, created if needed.
+    fn slot(&self, id: &str) -> Slot {
+        let mut sessions = self.map();
+        if let Some(slot) = sessions.get(id) {
+            return slot.clone();
+        }
+        if sessions.len() >= MAX_SLOTS {
+            // A slot nobody holds only caches a hash, which a re-read rebuilds.
+            sessions.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
         sessions.entry(id.to_owned()).or_default().clone()
     }
 
     fn forget(&self, id: &str) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.remove(id);
+        self.map().remove(id);
     }
+
+    fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+/// Whether `id` has the shape of the session ids Berth issues (32 lowercase hex digits, a
+/// simple UUID). Anything else names no session and is refused before any lookup.
+fn is_upload_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// How a chunk is framed by the client.
@@ -44,8 +79,13 @@ pub struct ChunkFraming {
 }
 
 impl Registry {
-    /// Opens an upload session in `repo`.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadSession> {
+    /// Opens an upload session in `repo` for `owner` (the signed-in account; `None` for
+    /// anonymous callers). `UploadLimit` when the owner holds `max_upload_sessions` already.
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        owner: Option<&str>,
+    ) -> Result<UploadSession> {
         let now = now_unix();
         let session = UploadSession {
             id: uuid::Uuid::new_v4().simple().to_string(),
@@ -53,21 +93,80 @@ impl Registry {
             size: 0,
             created_at: now,
             updated_at: now,
+            owner: owner.map(str::to_owned),
         };
         self.blobs
             .create_upload(&session.id)
             .await
             .map_err(|e| store_error("create upload", e))?;
-        self.meta.create_upload_session(&session).await?;
-        Ok(session)
+        let limit = self.options.max_upload_sessions;
+        let created = self.meta.create_upload_session(&session, limit).await;
+        if !matches!(created, Ok(true)) {
+            if let Err(err) = self.blobs.delete_upload(&session.id).await {
+                tracing::warn!(upload = %session.id, error = %err, "could not remove upload bytes");
+            }
+        }
+        match created? {
+            true => {
+                // Its first chunk then finds the slot without a second lookup.
+                self.uploads.slot(&session.id);
+                Ok(session)
+            }
+            false => Err(Error::UploadLimit {
+                limit: limit.unwrap_or_default(),
+            }),
+        }
     }
 
     /// The session `id` of `repo`, or `UploadUnknown`.
     pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadSession> {
+        if !is_upload_id(id) {
+            return Err(Error::UploadUnknown);
+        }
         match self.meta.upload_session(id).await? {
             Some(session) if &session.repo == repo => Ok(session),
             _ => Err(Error::UploadUnknown),
         }
+    }
+
+    /// The session `id` of `repo`, locked against concurrent requests on it. Memory is only
+    /// spent on ids of sessions that exist: an unknown id is refused before it gets a slot.
+    async fn lock_session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<(
+        UploadSession,
+        tokio::sync::OwnedMutexGuard<Option<HashState>>,
+    )> {
+        if !is_upload_id(id) {
+            return Err(Error::UploadUnknown);
+        }
+        let slot = match self.uploads.existing(id) {
+            Some(slot) => slot,
+            None => {
+                self.upload_status(repo, id).await?;
+                self.uploads.slot(id)
+            }
+        };
+        let guard = slot.lock_owned().await;
+        // Read again under the lock: another request may have moved or ended the session.
+        match self.meta.upload_session(id).await? {
+            Some(session) if &session.repo == repo => Ok((session, guard)),
+            // Another repository's session: its slot stays, serializing its own requests.
+            Some(_) => Err(Error::UploadUnknown),
+            None => {
+                // Ended meanwhile (here or on another node): nothing is left to serialize.
+                drop(guard);
+                self.uploads.forget(id);
+                Err(Error::UploadUnknown)
+            }
+        }
+    }
+
+    /// How many sessions this node keeps a lock and hash for (bounded; for tests and metrics).
+    pub fn upload_slots(&self) -> usize {
+        self.uploads.len()
     }
 
     /// Appends one chunk to a session, all or nothing.
@@ -78,9 +177,7 @@ impl Registry {
         framing: ChunkFraming,
         body: ByteStream,
     ) -> Result<UploadSession> {
-        let slot = self.uploads.slot(id);
-        let mut hash = slot.lock().await;
-        let session = self.upload_status(repo, id).await?;
+        let (session, mut hash) = self.lock_session(repo, id).await?;
         self.append_locked(session, &mut hash, framing, body).await
     }
 
@@ -108,6 +205,18 @@ impl Registry {
             }
             expected_len = Some(range.len());
         }
+        let limit = self.options.max_blob_size;
+        if let (Some(limit), Some(len)) = (limit, expected_len) {
+            let end = session.size.saturating_add(len);
+            if end > limit {
+                // Refused before a byte is read; the blob could never be completed.
+                self.discard_upload(&session.id).await;
+                return Err(Error::BlobTooLarge {
+                    limit,
+                    size: end.to_string(),
+                });
+            }
+        }
         let base = self
             .hash_state(&session, hash.take(), Algorithm::Sha256)
             .await?;
@@ -118,10 +227,23 @@ impl Registry {
                 sink.lock().unwrap_or_else(|e| e.into_inner()).update(bytes);
             }
         }));
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let body = match limit {
+            Some(limit) => cap_stream(hashed, limit.saturating_sub(session.size), &overflowed),
+            None => hashed,
+        };
         let appended = self
             .blobs
-            .append_upload(&session.id, session.size, hashed, expected_len)
+            .append_upload(&session.id, session.size, body, expected_len)
             .await;
+        if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+            // The append rolled back; the rest of the session cannot become a blob either.
+            self.discard_upload(&session.id).await;
+            return Err(Error::BlobTooLarge {
+                limit: limit.unwrap_or_default(),
+                size: format!("more than {}", limit.unwrap_or_default()),
+            });
+        }
         let appended = match appended {
             Ok(n) => n,
             Err(StoreError::LengthMismatch { expected, actual }) if framing.range.is_some() => {
@@ -213,9 +335,7 @@ impl Registry {
         framing: ChunkFraming,
         body: ByteStream,
     ) -> Result<u64> {
-        let slot = self.uploads.slot(id);
-        let mut hash = slot.lock().await;
-        let session = self.upload_status(repo, id).await?;
+        let (session, mut hash) = self.lock_session(repo, id).await?;
         let session = self
             .append_locked(session, &mut hash, framing, body)
             .await?;
@@ -246,11 +366,20 @@ impl Registry {
     pub async fn upload_monolithic(
         &self,
         repo: &RepoName,
+        owner: Option<&str>,
         digest: &Digest,
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let session = self.start_upload(repo).await?;
+        if let (Some(limit), Some(len)) = (self.options.max_blob_size, length) {
+            if len > limit {
+                return Err(Error::BlobTooLarge {
+                    limit,
+                    size: len.to_string(),
+                });
+            }
+        }
+        let session = self.start_upload(repo, owner).await?;
         let framing = ChunkFraming {
             range: None,
             length,
@@ -266,9 +395,7 @@ impl Registry {
 
     /// Cancels a session and removes its bytes.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
-        let slot = self.uploads.slot(id);
-        let _guard = slot.lock().await;
-        let session = self.upload_status(repo, id).await?;
+        let (session, _guard) = self.lock_session(repo, id).await?;
         self.discard_upload(&session.id).await;
         Ok(())
     }
@@ -307,5 +434,61 @@ impl Registry {
             self.discard_upload(&session.id).await;
         }
         Ok(stale.len())
+    }
+}
+
+/// Passes `stream` through until more than `room` bytes have gone by, then fails it (and
+/// sets `overflowed`), so the blob store rolls the append back.
+fn cap_stream(
+    stream: ByteStream,
+    room: u64,
+    overflowed: &Arc<std::sync::atomic::AtomicBool>,
+) -> ByteStream {
+    let overflowed = overflowed.clone();
+    let mut seen = 0u64;
+    Box::pin(stream.map(move |chunk| {
+        let bytes = chunk?;
+        seen = seen.saturating_add(bytes.len() as u64);
+        if seen > room {
+            overflowed.store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(std::io::Error::other("the blob exceeds max_blob_size"));
+        }
+        Ok(bytes)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_have_the_issued_shape() {
+        assert!(is_upload_id(&uuid::Uuid::new_v4().simple().to_string()));
+        for bad in [
+            "",
+            "abc",
+            &"a".repeat(33),
+            &"A".repeat(32),
+            &"g".repeat(32),
+            &"é".repeat(16),
+        ] {
+            assert!(!is_upload_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idle_slots_are_dropped_past_the_bound_and_held_ones_kept() {
+        let locks = UploadLocks::default();
+        let held = locks.slot("held");
+        for n in 1..MAX_SLOTS {
+            locks.slot(&format!("idle-{n}"));
+        }
+        assert_eq!(locks.len(), MAX_SLOTS);
+        locks.slot("one-more");
+        assert_eq!(locks.len(), 2, "only the held slot and the new one stay");
+        assert!(
+            Arc::ptr_eq(&held, &locks.slot("held")),
+            "a held slot is never replaced"
+        );
     }
 }

@@ -261,6 +261,37 @@ mod tests {
         assert_eq!(query_text("q", "q").as_deref(), Some(""));
     }
 
+    mod never_panic {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any page query: a page or a 400, and any page slices any listing.
+            #[test]
+            fn page_queries_take_anything(
+                page in "(|[0-9]{1,22}|-1|x|\\PC{0,6})",
+                size in "(|[0-9]{1,22}|0|\\PC{0,6})",
+                items in 0usize..50,
+            ) {
+                let query = format!("page={page}&page_size={size}&q=a+b");
+                if let Ok(request) = PageRequest::from_query(&query) {
+                    let listed = Page::of((0..items).collect::<Vec<_>>(), request, "/l", &query);
+                    prop_assert!(listed.results.len() <= request.size);
+                }
+                let _ = query_text(&query, "q");
+                let _ = query_number::<u32>(&query, "page");
+            }
+
+            #[test]
+            fn json_bodies_are_parsed_or_refused(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let _ = parse_json::<serde_json::Value>(&body);
+                let _ = parse_optional_json::<Option<serde_json::Value>>(&body);
+            }
+        }
+    }
+
     #[test]
     fn bodies_are_parsed_strictly() {
         #[derive(Debug, serde::Deserialize, Default)]

@@ -135,4 +135,31 @@ mod tests {
         assert!(basic_credentials("not base64!").is_err());
         assert!(basic_credentials(&STANDARD.encode("no-colon")).is_err());
     }
+
+    mod never_panic {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any `Authorization` value: a scheme and credentials, or an error.
+            #[test]
+            fn authorization_headers_take_anything(raw in "\\PC{0,80}") {
+                let _ = basic_credentials(&raw);
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = header::HeaderValue::from_str(&raw) {
+                    headers.insert(header::AUTHORIZATION, value);
+                    let _ = authorization(&headers);
+                }
+            }
+
+            /// Any name without a colon and any secret survive encoding and decoding.
+            #[test]
+            fn basic_credentials_round_trip(name in "[^:]{0,20}", secret in "\\PC{0,40}") {
+                let encoded = STANDARD.encode(format!("{name}:{secret}"));
+                prop_assert_eq!(basic_credentials(&encoded).ok(), Some((name, secret)));
+            }
+        }
+    }
 }

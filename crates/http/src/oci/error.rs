@@ -29,6 +29,18 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
         Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
         Error::UploadInvalid(_) | Error::BodyInterrupted(_) => ErrorCode::BlobUploadInvalid,
+        Error::BlobTooLarge { .. } => {
+            return (ErrorCode::SizeInvalid, StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Error::UploadLimit { .. } => ErrorCode::TooManyRequests,
+        // A spec code ("the upload can no longer proceed") that every client knows, with
+        // 507 so clients and proxies see a server-side condition; the message says which.
+        Error::StorageFull => {
+            return (
+                ErrorCode::BlobUploadInvalid,
+                StatusCode::INSUFFICIENT_STORAGE,
+            )
+        }
         Error::Unsupported(_) => {
             // A refused format (schema 1) is a bad request, not a missing method.
             return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST);
@@ -179,6 +191,16 @@ mod tests {
             (Error::Denied, "DENIED", 403),
             (Error::SignupClosed, "DENIED", 403),
             (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
+            (
+                Error::BlobTooLarge {
+                    limit: 1,
+                    size: "2".into(),
+                },
+                "SIZE_INVALID",
+                413,
+            ),
+            (Error::UploadLimit { limit: 100 }, "TOOMANYREQUESTS", 429),
+            (Error::StorageFull, "BLOB_UPLOAD_INVALID", 507),
         ];
         for (err, code, status) in table {
             let (c, s) = classify(&err);

@@ -18,7 +18,11 @@ pub(crate) fn decode_component(raw: &str, plus_is_space: bool) -> Option<String>
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
+                // Two hex digits exactly: `from_str_radix` alone would take `%+f` as 15.
                 let hex = raw.get(i + 1..i + 3)?;
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -116,5 +120,48 @@ mod tests {
         );
         assert_eq!(query_param(q, "b").as_deref(), Some("application/x+json"));
         assert_eq!(query_param("", "x"), None);
+        assert_eq!(decode_component("%+f", false), None);
+    }
+
+    mod never_panic {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Text rich in the characters the decoders treat specially.
+        const QUERYISH: &str = "([a-zA-Z0-9=&+%]|%[0-9a-fA-F]{0,2}|\\PC){0,60}";
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn query_and_form_decoding_take_anything(text in QUERYISH, key in "[a-z%+]{0,4}") {
+                let _ = query_params(&text, &key).count();
+                let _ = query_param(&text, &key);
+                for (name, value) in form_pairs(&text) {
+                    prop_assert!(!name.contains('+') || text.contains("%2B") || text.contains("%2b"));
+                    let _ = value;
+                }
+                let _ = decode_component(&text, true);
+            }
+
+            /// Every string survives escaping every byte and decoding it again.
+            #[test]
+            fn escapes_round_trip(text in "\\PC{0,40}") {
+                let escaped: String = text.bytes().map(|b| format!("%{b:02X}")).collect();
+                prop_assert_eq!(decode_component(&escaped, true), Some(text.clone()));
+                prop_assert_eq!(query_param(&format!("k={escaped}"), "k"), Some(text));
+            }
+
+            #[test]
+            fn content_length_is_a_number_or_an_error(raw in "[ 0-9a-z+-]{0,24}") {
+                let mut headers = HeaderMap::new();
+                if let Ok(value) = HeaderValue::from_str(&raw) {
+                    headers.insert(axum::http::header::CONTENT_LENGTH, value);
+                    if let Ok(Some(n)) = content_length(&headers) {
+                        prop_assert_eq!(Some(n), raw.trim().parse::<u64>().ok());
+                    }
+                }
+            }
+        }
     }
 }

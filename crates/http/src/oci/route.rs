@@ -223,6 +223,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
         #[test]
         fn parse_never_panics(s in "[a-z0-9/._:%-]{0,80}") {
             let _ = OciRoute::parse(&s);

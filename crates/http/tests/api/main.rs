@@ -5,6 +5,7 @@ mod support;
 
 mod base;
 mod blobs;
+mod bounds;
 mod listing;
 mod manifests;
 mod referrers;

@@ -5,6 +5,8 @@
 //! than taken from the server's crates, so the tests check the wire format independently.
 
 use berth_core::access::OpenAccess;
+use berth_core::registry::RegistryOptions;
+use berth_core::Registry;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Map, Value};
@@ -223,26 +225,35 @@ impl ManifestBuilder {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: Client,
+    /// The registry behind the server, for what only it can tell (the memory it keeps).
+    pub registry: Registry,
     server: berth_testkit::Served,
     dir: TempDir,
+    options: RegistryOptions,
 }
 
 /// Serves a registry over the data in `dir` on a fresh loopback port, wired as `berth serve`
 /// wires it but with access open: the protocol tests run with access open; access control
 /// has its own tests.
-async fn serve(dir: &Path) -> berth_testkit::Served {
-    let options = berth_testkit::Options {
+async fn serve(dir: &Path, registry: RegistryOptions) -> berth_testkit::Served {
+    let mut options = berth_testkit::Options {
         authorizer: Some(Arc::new(OpenAccess)),
         ..Default::default()
     };
+    options.settings.registry = registry;
     berth_testkit::serve(dir, options).await
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(RegistryOptions::default()).await
+    }
+
+    /// A registry with its tunables (limits) set.
+    pub async fn spawn_with(options: RegistryOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = serve(dir.path()).await;
-        let addr = server.addr;
+        let server = serve(dir.path(), options.clone()).await;
+        let (addr, registry) = (server.addr, server.state.registry.clone());
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -251,16 +262,26 @@ impl TestApp {
         TestApp {
             addr,
             client,
+            registry,
             server,
             dir,
+            options,
         }
+    }
+
+    /// Files of unfinished uploads in the data directory.
+    pub fn upload_files(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("data").join("uploads"))
+            .expect("uploads directory")
+            .count()
     }
 
     /// Stops the server and starts a new one over the same data, as a process restart
     /// would: everything the registry kept only in memory is gone. The port changes.
     pub async fn restart(&mut self) {
-        self.server = serve(self.dir.path()).await;
+        self.server = serve(self.dir.path(), self.options.clone()).await;
         self.addr = self.server.addr;
+        self.registry = self.server.state.registry.clone();
     }
 
     /// The absolute URL of a path (or of a `Location`, which may already be absolute).

@@ -202,9 +202,12 @@ impl HubStore for SqliteMeta {
             .await
             .map_err(backend)?;
         let rows = sqlx::query(&format!(
-            "SELECT t.name, t.digest, m.media_type, m.body, t.pushed_at, t.last_pulled_at, \
+            "SELECT t.name, t.digest, COALESCE(rm.media_type, m.media_type) AS media_type, \
+             m.body, t.pushed_at, t.last_pulled_at, \
              m.platform_os, m.platform_architecture, m.platform_variant \
              FROM tags t JOIN manifests m ON m.digest = t.digest \
+             JOIN repository_manifests rm \
+               ON rm.repository_id = t.repository_id AND rm.digest = t.digest \
              WHERE t.repository_id = ? ORDER BY {} LIMIT ? OFFSET ?",
             tag_order(sort)
         ))

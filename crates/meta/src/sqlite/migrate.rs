@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0008_events_jobs_webhooks.sql"),
     ),
     (
+        9,
+        include_str!("../../migrations/sqlite/0009_upload_owners_and_link_media_types.sql"),
+    ),
+    (
         10,
         include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
     ),

@@ -78,5 +78,13 @@ impl SqliteMeta {
 }
 
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {
+    // SQLITE_FULL (13): the disk is full, which the operator must hear about as such.
+    let full = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.parse::<i32>().is_ok_and(|code| code & 0xff == 13));
+    if full {
+        return MetaError::StorageFull;
+    }
     MetaError::Backend(err.to_string())
 }

@@ -67,24 +67,38 @@ fn session_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadSession, Meta
         size: row.get::<i64, _>("size") as u64,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        owner: row.get("owner"),
     })
 }
 
 #[async_trait::async_trait]
 impl UploadSessions for SqliteMeta {
-    async fn create_upload_session(&self, s: &UploadSession) -> Result<(), MetaError> {
-        sqlx::query(
-            "INSERT INTO upload_sessions (id, repository, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+    async fn create_upload_session(
+        &self,
+        s: &UploadSession,
+        max_per_owner: Option<u32>,
+    ) -> Result<bool, MetaError> {
+        // One statement on the single writer: the count cannot change between check and insert.
+        let done = sqlx::query(
+            "INSERT INTO upload_sessions (id, repository, size, created_at, updated_at, owner) \
+             SELECT ?, ?, ?, ?, ?, ? \
+             WHERE ? IS NULL OR ? IS NULL \
+                OR (SELECT COUNT(*) FROM upload_sessions WHERE owner = ?) < ?",
         )
         .bind(&s.id)
         .bind(s.repo.as_str())
         .bind(s.size as i64)
         .bind(s.created_at)
         .bind(s.updated_at)
+        .bind(&s.owner)
+        .bind(&s.owner)
+        .bind(max_per_owner.map(i64::from))
+        .bind(&s.owner)
+        .bind(max_per_owner.map(i64::from))
         .execute(&self.write)
         .await
         .map_err(backend)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError> {
@@ -352,13 +366,17 @@ impl Manifests for SqliteMeta {
                 .map_err(backend)?;
             }
         }
+        // The type this repository was pushed: the shared manifest row keeps the first one.
         sqlx::query(
-            "INSERT INTO repository_manifests (repository_id, digest, pushed_at) VALUES (?, ?, ?) \
-             ON CONFLICT(repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at",
+            "INSERT INTO repository_manifests (repository_id, digest, pushed_at, media_type) \
+             VALUES (?, ?, ?, ?) \
+             ON CONFLICT(repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at, \
+             media_type = excluded.media_type",
         )
         .bind(repo_id)
         .bind(&digest)
         .bind(m.now)
+        .bind(&m.media_type)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -391,8 +409,11 @@ impl Manifests for SqliteMeta {
         tag: &str,
     ) -> Result<Option<ManifestRecord>, MetaError> {
         self.fetch_manifest(
-            "SELECT m.digest, m.media_type, m.body FROM tags t \
+            "SELECT m.digest, COALESCE(rm.media_type, m.media_type) AS media_type, m.body \
+             FROM tags t \
              JOIN repositories r ON r.id = t.repository_id \
+             JOIN repository_manifests rm \
+               ON rm.repository_id = t.repository_id AND rm.digest = t.digest \
              JOIN manifests m ON m.digest = t.digest \
              WHERE r.name = ? AND t.name = ?",
             repo,
@@ -407,7 +428,8 @@ impl Manifests for SqliteMeta {
         digest: &Digest,
     ) -> Result<Option<ManifestRecord>, MetaError> {
         self.fetch_manifest(
-            "SELECT m.digest, m.media_type, m.body FROM repository_manifests rm \
+            "SELECT m.digest, COALESCE(rm.media_type, m.media_type) AS media_type, m.body \
+             FROM repository_manifests rm \
              JOIN repositories r ON r.id = rm.repository_id \
              JOIN manifests m ON m.digest = rm.digest \
              WHERE r.name = ? AND rm.digest = ?",
@@ -468,7 +490,8 @@ impl Manifests for SqliteMeta {
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRecord>, MetaError> {
         let rows = sqlx::query(
-            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations \
+            "SELECT m.digest, COALESCE(rm.media_type, m.media_type) AS media_type, m.size, \
+             m.artifact_type, m.annotations \
              FROM manifests m \
              JOIN repository_manifests rm ON rm.digest = m.digest \
              JOIN repositories r ON r.id = rm.repository_id \

@@ -10,9 +10,7 @@ use crate::AppState;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
 use berth_core::access::Principal;
-use berth_core::ports::ByteStream;
 use berth_core::Error;
-use futures_util::TryStreamExt;
 
 /// The parts of a request a handler uses.
 pub struct Req<'a> {
@@ -25,6 +23,9 @@ pub struct Req<'a> {
     pub mount_allowed: bool,
     /// Who is calling, for listings that show only what they may read (the catalog).
     pub principal: Option<Principal>,
+    /// The signed-in account (user or `org/<name>`) the request acts for; `None` when
+    /// anonymous. Upload sessions are counted against it.
+    pub account: Option<String>,
     /// The caller's name (empty: anonymous), for the events and audit entries of changes.
     pub actor: String,
     /// The client's address, for the audit log.
@@ -35,11 +36,6 @@ impl Req<'_> {
     /// Who makes a change through this request.
     pub fn changed_by(&self) -> berth_core::registry::ChangedBy<'_> {
         berth_core::registry::ChangedBy::new(&self.actor, self.address.as_deref())
-    }
-
-    /// The request body as a byte stream for the blob store.
-    pub fn into_stream(self) -> ByteStream {
-        Box::pin(self.body.into_data_stream().map_err(std::io::Error::other))
     }
 }
 

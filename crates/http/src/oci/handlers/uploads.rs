@@ -6,10 +6,82 @@ use crate::oci::headers::{content_length, header_str, insert, query_param, uploa
 use crate::oci::method_not_allowed;
 use axum::body::Body;
 use axum::http::{Method, Response, StatusCode};
+use berth_core::ports::ByteStream;
 use berth_core::ports::UploadSession;
 use berth_core::registry::ChunkFraming;
 use berth_core::Error;
 use berth_oci::{ContentRange, Digest, RepoName};
+use futures_util::Stream;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A request body the blob store reads, which the handler can still finish reading when the
+/// upload is refused halfway (a full disk, a blob crossing `max_blob_size`). A client still
+/// sending when the connection closes sees a reset instead of the refusal, so the rest is
+/// read and dropped first: at most `DRAIN_BYTES` within `DRAIN_TIME`, then the connection
+/// may close. A body never read (refused on its declared length) is not drained: the
+/// client learns at once, and one that sent `Expect: 100-continue` sends nothing.
+struct RefusableBody {
+    inner: Arc<Mutex<axum::body::BodyDataStream>>,
+    started: Arc<AtomicBool>,
+}
+
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+impl RefusableBody {
+    fn new(body: Body) -> Self {
+        RefusableBody {
+            inner: Arc::new(Mutex::new(body.into_data_stream())),
+            started: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn poll_inner(
+        inner: &Mutex<axum::body::BodyDataStream>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<bytes::Bytes, axum::Error>>> {
+        let mut stream = inner.lock().unwrap_or_else(|e| e.into_inner());
+        Pin::new(&mut *stream).poll_next(cx)
+    }
+
+    /// The body as the blob store reads it.
+    fn stream(&self) -> ByteStream {
+        let inner = self.inner.clone();
+        let started = self.started.clone();
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            started.store(true, Ordering::Relaxed);
+            RefusableBody::poll_inner(&inner, cx)
+                .map(|item| item.map(|r| r.map_err(std::io::Error::other)))
+        }))
+    }
+
+    /// Passes `result` on, after reading what is left of the body when the store stopped
+    /// reading it because of a refusal the client must see.
+    async fn settle<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        let refused_midway = matches!(result, Err(Error::StorageFull | Error::BlobTooLarge { .. }))
+            && self.started.load(Ordering::Relaxed);
+        if refused_midway {
+            let inner = self.inner.clone();
+            let drain = async move {
+                let mut left = DRAIN_BYTES;
+                while let Some(Ok(bytes)) =
+                    futures_util::future::poll_fn(|cx| RefusableBody::poll_inner(&inner, cx)).await
+                {
+                    left = match left.checked_sub(bytes.len()) {
+                        Some(left) => left,
+                        None => break,
+                    };
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        }
+        result
+    }
+}
 
 fn parse_digest(raw: &str) -> Result<Digest, Error> {
     raw.parse()
@@ -71,18 +143,21 @@ pub async fn start(req: Req<'_>, name: &RepoName) -> Result<Response<Body>, Erro
             }
         }
         // Not mountable (or not readable by the caller): fall back to a fresh session, as the spec asks.
-        let session = registry.start_upload(name).await?;
+        let session = registry.start_upload(name, req.account.as_deref()).await?;
         return Ok(session_response(StatusCode::ACCEPTED, &session));
     }
     if let Some(raw) = query_param(req.query, "digest") {
         let digest = parse_digest(&raw)?;
         let length = content_length(req.headers)?;
-        registry
-            .upload_monolithic(name, &digest, length, req.into_stream())
-            .await?;
+        let account = req.account.clone();
+        let body = RefusableBody::new(req.body);
+        let pushed = registry
+            .upload_monolithic(name, account.as_deref(), &digest, length, body.stream())
+            .await;
+        body.settle(pushed).await?;
         return Ok(blob_created(name, &digest));
     }
-    let session = registry.start_upload(name).await?;
+    let session = registry.start_upload(name, req.account.as_deref()).await?;
     Ok(session_response(StatusCode::ACCEPTED, &session))
 }
 
@@ -95,9 +170,11 @@ pub async fn session(req: Req<'_>, name: &RepoName, id: &str) -> Result<Response
         }
         Method::PATCH => {
             let framing = framing(&req)?;
-            let session = registry
-                .append_chunk(name, id, framing, req.into_stream())
-                .await?;
+            let body = RefusableBody::new(req.body);
+            let appended = registry
+                .append_chunk(name, id, framing, body.stream())
+                .await;
+            let session = body.settle(appended).await?;
             Ok(session_response(StatusCode::ACCEPTED, &session))
         }
         Method::PUT => {
@@ -108,9 +185,11 @@ pub async fn session(req: Req<'_>, name: &RepoName, id: &str) -> Result<Response
             })?;
             let digest = parse_digest(&raw)?;
             let framing = framing(&req)?;
-            registry
-                .complete_upload(name, id, &digest, framing, req.into_stream())
-                .await?;
+            let body = RefusableBody::new(req.body);
+            let completed = registry
+                .complete_upload(name, id, &digest, framing, body.stream())
+                .await;
+            body.settle(completed).await?;
             Ok(blob_created(name, &digest))
         }
         Method::DELETE => {
