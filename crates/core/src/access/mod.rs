@@ -5,10 +5,12 @@ mod authorizer;
 mod policy;
 
 pub use authorizer::PolicyAuthorizer;
-pub use policy::{permission_actions, repository_permission};
+pub use policy::{
+    permission_actions, permission_of, personal_change_allowed, repository_permission,
+};
 
 use crate::identity::TokenScope;
-use crate::ports::{UserRecord, Viewer};
+use crate::ports::{Permission, UserRecord, Viewer};
 use crate::Result;
 use berth_oci::RepoName;
 
@@ -243,6 +245,20 @@ impl Need {
 pub trait Authorizer: Send + Sync {
     /// Everything `principal` may do to `resource`.
     async fn actions(&self, principal: &Principal, resource: &Resource) -> Result<ActionSet>;
+
+    /// The principal's permission level on `repo` (what [`Authorizer::actions`] amounts
+    /// to). Namespace owners hold Admin even on names that do not exist yet, so callers that
+    /// need the repository check that it exists too.
+    async fn permission(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+    ) -> Result<Option<Permission>> {
+        let actions = self
+            .actions(principal, &Resource::Repository(repo.clone()))
+            .await?;
+        Ok(permission_of(actions))
+    }
 
     /// Which repositories listings show the principal (its token patterns apply on top).
     fn viewer(&self, principal: &Principal) -> Viewer {

@@ -17,6 +17,29 @@ pub fn permission_actions(permission: Option<Permission>) -> ActionSet {
     }
 }
 
+/// The permission level a set of actions amounts to (the inverse of [`permission_actions`]).
+pub fn permission_of(actions: ActionSet) -> Option<Permission> {
+    if !actions.contains(Action::Pull) {
+        None
+    } else if actions.contains(Action::Delete) {
+        Some(Permission::Admin)
+    } else if actions.contains(Action::Push) {
+        Some(Permission::Write)
+    } else {
+        Some(Permission::Read)
+    }
+}
+
+/// Whether the principal's credentials allow a change it makes for itself about `repo`
+/// (a star) rather than to the repository: a password sign-in, or a token that may write
+/// (`repo:write` and up) and covers `repo`. A read-only token makes no writes of any kind.
+pub fn personal_change_allowed(principal: &Principal, repo: &RepoName) -> bool {
+    principal
+        .limits
+        .as_ref()
+        .is_none_or(|l| l.scope.includes(TokenScope::Write) && l.covers(repo))
+}
+
 /// The actor's own permission on a repository, before any token limits.
 fn actor_permission(actor: &Actor, facts: &AccessFacts) -> Option<Permission> {
     let public_read = (facts.is_private == Some(false)).then_some(Permission::Read);
@@ -161,6 +184,42 @@ mod tests {
             repository_permission(&matching, &repo(), &f),
             Some(Permission::Write)
         );
+    }
+
+    #[test]
+    fn permissions_round_trip_through_actions() {
+        for permission in [
+            None,
+            Some(Permission::Read),
+            Some(Permission::Write),
+            Some(Permission::Admin),
+        ] {
+            assert_eq!(permission_of(permission_actions(permission)), permission);
+        }
+        assert_eq!(permission_of(ActionSet::of(&[Action::Push])), None);
+    }
+
+    #[test]
+    fn read_only_tokens_change_nothing_even_for_themselves() {
+        let owner = user(1);
+        assert!(personal_change_allowed(&owner, &repo()));
+        for (scope, patterns, allowed) in [
+            (TokenScope::PublicRead, &[][..], false),
+            (TokenScope::Read, &[][..], false),
+            (TokenScope::Read, &["alice/app"][..], false),
+            (TokenScope::Write, &[][..], true),
+            (TokenScope::Write, &["alice/*"][..], true),
+            (TokenScope::Write, &["alice/other"][..], false),
+            (TokenScope::Admin, &[][..], true),
+            (TokenScope::Admin, &["bob/*"][..], false),
+        ] {
+            let p = with_token(owner.clone(), scope, patterns);
+            assert_eq!(
+                personal_change_allowed(&p, &repo()),
+                allowed,
+                "{scope} {patterns:?}"
+            );
+        }
     }
 
     #[test]

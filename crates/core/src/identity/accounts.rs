@@ -88,7 +88,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     ) -> Result<Account> {
         acting.require_site_admin()?;
         let account = self.insert_user(name, password, is_admin).await?;
-        self.audit(acting, "user.create", name, json!({ "admin": is_admin }))
+        self.audit
+            .record_by(acting, "user.create", name, json!({ "admin": is_admin }))
             .await;
         Ok(account)
     }
@@ -121,14 +122,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 retry_after_secs: wait.as_secs().max(1),
             })?;
         let account = self.insert_user(name, password, false).await?;
-        self.audit_as(
-            name,
-            address.map(|a| a.to_string()),
-            "account.signup",
-            name,
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_from(
+                name,
+                address,
+                "account.signup",
+                name,
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(account)
     }
 
@@ -174,7 +176,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         self.store
             .revoke_refresh_tokens_of_user(user.id, now_unix())
             .await?;
-        self.audit(acting, "user.password", name, serde_json::Value::Null)
+        self.audit
+            .record_by(acting, "user.password", name, serde_json::Value::Null)
             .await;
         Ok(())
     }
@@ -198,7 +201,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.set_admin(name, is_admin).await? {
             return Err(Error::AccountUnknown(name.to_owned()));
         }
-        self.audit(acting, "user.admin", name, json!({ "admin": is_admin }))
+        self.audit
+            .record_by(acting, "user.admin", name, json!({ "admin": is_admin }))
             .await;
         Ok(())
     }
@@ -236,14 +240,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             Err(Error::Conflict(_)) => return Ok(None),
             Err(err) => return Err(err),
         }
-        self.audit_as(
-            SERVER_ACTOR,
-            None,
-            "user.create",
-            FIRST_ADMIN,
-            json!({ "admin": true, "first_start": true }),
-        )
-        .await;
+        self.audit
+            .record(
+                SERVER_ACTOR,
+                None,
+                "user.create",
+                FIRST_ADMIN,
+                json!({ "admin": true, "first_start": true }),
+            )
+            .await;
         Ok(generated.then_some(password))
     }
 

@@ -32,7 +32,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         validate_username(name)?;
         let org = self.store.create_org(name, owner_id, now_unix()).await?;
         let owner = owner.unwrap_or(caller);
-        self.audit(acting, "org.create", name, json!({ "owner": owner }))
+        self.audit
+            .record_by(acting, "org.create", name, json!({ "owner": owner }))
             .await;
         Ok(org)
     }
@@ -63,13 +64,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let org = self.org_for_owner(acting, org).await?;
         validate_team_name(team)?;
         let record = self.store.create_team(org.id, team, description).await?;
-        self.audit(
-            acting,
-            "team.create",
-            &team_target(&org.name, team),
-            json!({ "description": description }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "team.create",
+                &team_target(&org.name, team),
+                json!({ "description": description }),
+            )
+            .await;
         Ok(record)
     }
 
@@ -85,13 +87,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.delete_team(record.id).await? {
             return Err(team_unknown(&org.name, team));
         }
-        self.audit(
-            acting,
-            "team.delete",
-            &team_target(&org.name, team),
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "team.delete",
+                &team_target(&org.name, team),
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(())
     }
 
@@ -126,13 +129,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let member = self.user_record(user).await?;
         let added = self.store.add_team_member(record.id, member.id).await?;
         if added {
-            self.audit(
-                acting,
-                "team.member.add",
-                &team_target(&org.name, team),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "team.member.add",
+                    &team_target(&org.name, team),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(added)
     }
@@ -160,13 +164,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         }
         let removed = self.store.remove_team_member(record.id, member.id).await?;
         if removed {
-            self.audit(
-                acting,
-                "team.member.remove",
-                &team_target(&org.name, team),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "team.member.remove",
+                    &team_target(&org.name, team),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(removed)
     }

@@ -1,9 +1,9 @@
 //! Repository settings: creating and deleting repositories, visibility, team grants,
-//! collaborators and namespace defaults. Settings need Admin on the repository, and a
-//! repository the caller cannot read answers exactly like a missing one.
+//! collaborators and namespace defaults. Settings need Admin on the repository, as the
+//! [`crate::access::Authorizer`] decides it for the registry too, and a repository the
+//! caller cannot read answers exactly like a missing one.
 
 use super::{Acting, Identity};
-use crate::access::repository_permission;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NamespaceOwner, NamespaceRecord, Permission, RepositoryRecord};
 use crate::time::now_unix;
@@ -37,11 +37,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         };
         // Refused alike whether or not the repository exists, so creating cannot probe for
         // private ones; only those who could see it learn that it already exists.
-        let facts = self
-            .store
-            .access_facts(acting.principal.user_id(), repo)
-            .await?;
-        if repository_permission(acting.principal, repo, &facts) != Some(Permission::Admin) {
+        let permission = self.authorizer.permission(acting.principal, repo).await?;
+        if permission != Some(Permission::Admin) {
             return Err(refusal(acting));
         }
         if self.store.namespace(namespace).await?.is_none() {
@@ -51,13 +48,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .store
             .create_repository(repo, private, now_unix())
             .await?;
-        self.audit(
-            acting,
-            "repository.create",
-            repo.as_str(),
-            json!({ "private": record.is_private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.create",
+                repo.as_str(),
+                json!({ "private": record.is_private }),
+            )
+            .await;
         Ok(record)
     }
 
@@ -100,13 +98,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.set_repository_private(repo, private).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        self.audit(
-            acting,
-            "repository.visibility",
-            repo.as_str(),
-            json!({ "private": private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.visibility",
+                repo.as_str(),
+                json!({ "private": private }),
+            )
+            .await;
         Ok(())
     }
 
@@ -117,13 +116,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.delete_repository(repo).await? {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        self.audit(
-            acting,
-            "repository.delete",
-            repo.as_str(),
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.delete",
+                repo.as_str(),
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(())
     }
 
@@ -164,13 +164,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         self.store
             .grant_team(team.id, record.id, permission)
             .await?;
-        self.audit(
-            acting,
-            "repository.team.grant",
-            repo.as_str(),
-            json!({ "team": team.name, "permission": permission.as_str() }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.team.grant",
+                repo.as_str(),
+                json!({ "team": team.name, "permission": permission.as_str() }),
+            )
+            .await;
         Ok(())
     }
 
@@ -185,13 +186,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let (record, team) = self.team_on_repository(acting, org, team, repo).await?;
         let revoked = self.store.revoke_team(team.id, record.id).await?;
         if revoked {
-            self.audit(
-                acting,
-                "repository.team.revoke",
-                repo.as_str(),
-                json!({ "team": team.name }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "repository.team.revoke",
+                    repo.as_str(),
+                    json!({ "team": team.name }),
+                )
+                .await;
         }
         Ok(revoked)
     }
@@ -209,13 +211,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         self.store
             .set_collaborator(record.id, collaborator, permission)
             .await?;
-        self.audit(
-            acting,
-            "repository.collaborator.set",
-            repo.as_str(),
-            json!({ "user": user, "permission": permission.as_str() }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.collaborator.set",
+                repo.as_str(),
+                json!({ "user": user, "permission": permission.as_str() }),
+            )
+            .await;
         Ok(())
     }
 
@@ -232,13 +235,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .remove_collaborator(record.id, collaborator)
             .await?;
         if removed {
-            self.audit(
-                acting,
-                "repository.collaborator.remove",
-                repo.as_str(),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "repository.collaborator.remove",
+                    repo.as_str(),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(removed)
     }
@@ -266,13 +270,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.set_default_private(namespace, private).await? {
             return Err(Error::AccountUnknown(namespace.to_owned()));
         }
-        self.audit(
-            acting,
-            "namespace.default_visibility",
-            namespace,
-            json!({ "private": private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "namespace.default_visibility",
+                namespace,
+                json!({ "private": private }),
+            )
+            .await;
         Ok(())
     }
 
@@ -284,21 +289,21 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         repo: &RepoName,
         needed: Permission,
     ) -> Result<RepositoryRecord> {
-        let facts = self
+        let held = self.authorizer.permission(acting.principal, repo).await?;
+        // Namespace owners hold Admin even on a repository that does not exist yet, so
+        // existence is checked before the level: a missing one is missing to everyone.
+        let Some(held) = held else {
+            return Err(Error::NameUnknown(repo.clone()));
+        };
+        let record = self
             .store
-            .access_facts(acting.principal.user_id(), repo)
-            .await?;
-        // Namespace owners hold Admin even on a repository that does not exist yet.
-        let exists = facts.is_private.is_some();
-        match repository_permission(acting.principal, repo, &facts).filter(|_| exists) {
-            None => return Err(Error::NameUnknown(repo.clone())),
-            Some(held) if held < needed => return Err(refusal(acting)),
-            Some(_) => {}
-        }
-        self.store
             .repository(repo)
             .await?
-            .ok_or_else(|| Error::NameUnknown(repo.clone()))
+            .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
+        if held < needed {
+            return Err(refusal(acting));
+        }
+        Ok(record)
     }
 
     /// The repository and the team, when the caller is an admin of the repository and the
