@@ -678,7 +678,7 @@ async fn prepare(
                 .await
                 .expect("member");
         }
-        Op::OwnUser => prepared.name = caller.own().to_owned(),
+        Op::OwnUser | Op::TwoFactorBegin => prepared.name = caller.own().to_owned(),
         Op::TokenRevoke | Op::TokenShow | Op::TokenDeactivate => {
             // The caller's own; anonymous callers and organizations have none: alice's.
             let owner = user_id(world, caller.account().unwrap_or("alice")).await;
