@@ -6,7 +6,8 @@ mod policy;
 
 pub use authorizer::PolicyAuthorizer;
 pub use policy::{
-    permission_actions, permission_of, personal_change_allowed, repository_permission,
+    owns_namespace, permission_actions, permission_of, personal_change_allowed,
+    repository_permission,
 };
 
 use crate::identity::TokenScope;

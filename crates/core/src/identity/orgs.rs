@@ -2,8 +2,9 @@
 //! (the organization's owners and site admins).
 
 use super::{validate_team_name, validate_username, Acting, Identity};
+use crate::access::owns_namespace;
 use crate::error::{Error, Result};
-use crate::ports::{IdentityStore, OrgRecord, TeamRecord, OWNERS_TEAM};
+use crate::ports::{IdentityStore, NamespaceOwner, OrgRecord, TeamRecord, OWNERS_TEAM};
 use crate::time::now_unix;
 use serde_json::json;
 
@@ -181,7 +182,12 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     pub(super) async fn org_for_owner(&self, acting: &Acting<'_>, name: &str) -> Result<OrgRecord> {
         let (user_id, _) = acting.user_with_full_authority()?;
         let org = self.org_record(name).await?;
-        if acting.principal.is_site_admin() || self.store.is_org_owner(org.id, user_id).await? {
+        if acting.principal.is_site_admin() {
+            return Ok(org);
+        }
+        let owns_org = self.store.is_org_owner(org.id, user_id).await?;
+        let namespace = Some(NamespaceOwner::Organization(org.id));
+        if owns_namespace(&acting.principal.actor, namespace, owns_org) {
             Ok(org)
         } else {
             Err(Error::Denied)

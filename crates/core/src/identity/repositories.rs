@@ -4,6 +4,7 @@
 //! caller cannot read answers exactly like a missing one.
 
 use super::{Acting, Identity};
+use crate::access::owns_namespace;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NamespaceOwner, NamespaceRecord, Permission, RepositoryRecord};
 use crate::time::now_unix;
@@ -374,11 +375,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .namespace(name)
             .await?
             .ok_or_else(|| Error::AccountUnknown(name.to_owned()))?;
-        let allowed = acting.principal.is_site_admin()
-            || match namespace.owner {
-                NamespaceOwner::User(id) => id == user_id,
-                NamespaceOwner::Organization(id) => self.store.is_org_owner(id, user_id).await?,
-            };
+        if acting.principal.is_site_admin() {
+            return Ok(namespace);
+        }
+        // Only an organization's namespace needs the fact of who owns the organization.
+        let owns_org = match namespace.owner {
+            NamespaceOwner::Organization(id) => self.store.is_org_owner(id, user_id).await?,
+            NamespaceOwner::User(_) => false,
+        };
+        let allowed = owns_namespace(&acting.principal.actor, Some(namespace.owner), owns_org);
         if allowed {
             Ok(namespace)
         } else {
