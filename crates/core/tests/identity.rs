@@ -716,6 +716,29 @@ async fn access_tokens_neither_see_nor_manage_access_tokens() {
     );
 }
 
+/// A site admin's access token, even an unrestricted `repo:admin` one, creates no accounts
+/// and makes no site admins: either would hand out credentials that outlive the token.
+#[tokio::test]
+async fn site_admin_tokens_create_no_accounts_and_no_admins() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    w.user("bob", false).await;
+    let id = &w.identity;
+    let token = with_token(&root, TokenScope::Admin, &[]);
+    assert_denied(
+        id.create_user(&as_user(&token), "eve", "long-password", true)
+            .await,
+    );
+    assert_denied(id.set_admin(&as_user(&token), "bob", true).await);
+    assert!(
+        id.list_users(&as_user(&token)).await.is_ok(),
+        "reading is fine"
+    );
+    assert!(!id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert!(id.user(&cli(), "eve").await.is_err());
+    id.set_admin(&as_user(&root), "bob", true).await.unwrap();
+}
+
 /// Repository settings are decided by the authorizer the service is given, the one the
 /// registry asks, and not by a copy of the rules: with one that refuses everything, even
 /// the namespace's owner changes nothing, and with one that allows everything, anyone may.

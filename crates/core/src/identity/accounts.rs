@@ -77,8 +77,9 @@ const GENERATED_PASSWORD_LEN: usize = 24;
 const SERVER_ACTOR: &str = "berth";
 
 impl<S: IdentityStore + ?Sized> Identity<S> {
-    /// Creates a user with an argon2id-hashed password (site admins only). `Conflict` when a
-    /// user or organization already has the name.
+    /// Creates a user with an argon2id-hashed password (site admins signed in with a
+    /// password: an account with a known password would outlive a leaked token's
+    /// revocation). `Conflict` when a user or organization already has the name.
     pub async fn create_user(
         &self,
         acting: &Acting<'_>,
@@ -87,6 +88,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         is_admin: bool,
     ) -> Result<Account> {
         acting.require_site_admin()?;
+        acting.require_password_sign_in()?;
         let account = self.insert_user(name, password, is_admin).await?;
         self.audit
             .record_by(acting, "user.create", name, json!({ "admin": is_admin }))
@@ -182,10 +184,12 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         Ok(())
     }
 
-    /// Grants or revokes site administration (site admins only); the last site admin cannot
-    /// be demoted, so the instance always stays manageable.
+    /// Grants or revokes site administration (site admins signed in with a password, for the
+    /// reason [`Identity::create_user`] gives); the last site admin cannot be demoted, so the
+    /// instance always stays manageable.
     pub async fn set_admin(&self, acting: &Acting<'_>, name: &str, is_admin: bool) -> Result<()> {
         acting.require_site_admin()?;
+        acting.require_password_sign_in()?;
         let user = self.user_record(name).await?;
         if user.is_admin == is_admin {
             return Ok(());
