@@ -111,6 +111,16 @@ impl Principal {
         self.actor == Actor::Anonymous
     }
 
+    /// The error for not enough permission on something the caller may see: an anonymous
+    /// caller is asked to sign in (credentials may help), anyone else is refused.
+    pub fn refusal(&self) -> crate::Error {
+        if self.is_anonymous() {
+            crate::Error::Unauthorized
+        } else {
+            crate::Error::Denied
+        }
+    }
+
     /// A site admin using their password or an unrestricted admin-scoped token.
     pub fn is_site_admin(&self) -> bool {
         matches!(self.actor, Actor::User { is_admin: true, .. })
@@ -276,11 +286,7 @@ pub trait Authorizer: Send + Sync {
                 .await?
                 .contains(need.action)
             {
-                return Err(if principal.is_anonymous() {
-                    crate::Error::Unauthorized
-                } else {
-                    crate::Error::Denied
-                });
+                return Err(principal.refusal());
             }
         }
         Ok(())

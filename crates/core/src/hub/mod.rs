@@ -51,13 +51,3 @@ impl Hub {
         }
     }
 }
-
-/// Not enough permission on something the caller may see: an anonymous caller is asked to
-/// sign in, anyone else is refused.
-fn refusal(principal: &Principal) -> Error {
-    if principal.is_anonymous() {
-        Error::Unauthorized
-    } else {
-        Error::Denied
-    }
-}

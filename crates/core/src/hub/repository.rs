@@ -1,7 +1,7 @@
 //! One repository as the Hub shows it, and what its users change on it: descriptions,
 //! stars, and (for site admins) the verified mark of an organization.
 
-use super::{readme::render_readme, refusal, Hub};
+use super::{readme::render_readme, Hub};
 use crate::access::{personal_change_allowed, Actor, Principal};
 use crate::error::{Error, Result};
 use crate::identity::Acting;
@@ -97,7 +97,7 @@ impl Hub {
         full_description: Option<String>,
     ) -> Result<()> {
         if self.readable(acting.principal, repo).await? < Permission::Admin {
-            return Err(refusal(acting.principal));
+            return Err(acting.principal.refusal());
         }
         check_descriptions(description.as_deref(), full_description.as_deref())?;
         if description.is_none() && full_description.is_none() {

@@ -40,7 +40,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         // private ones; only those who could see it learn that it already exists.
         let permission = self.authorizer.permission(acting.principal, repo).await?;
         if permission != Some(Permission::Admin) {
-            return Err(refusal(acting));
+            return Err(acting.principal.refusal());
         }
         if self.store.namespace(namespace).await?.is_none() {
             return Err(Error::AccountUnknown(namespace.to_owned()));
@@ -302,7 +302,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .await?
             .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
         if held < needed {
-            return Err(refusal(acting));
+            return Err(acting.principal.refusal());
         }
         Ok(record)
     }
@@ -389,15 +389,5 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         } else {
             Err(Error::Denied)
         }
-    }
-}
-
-/// Not enough permission on something the caller may see: an anonymous caller is asked to
-/// sign in, anyone else is refused.
-fn refusal(acting: &Acting<'_>) -> Error {
-    if acting.principal.is_anonymous() {
-        Error::Unauthorized
-    } else {
-        Error::Denied
     }
 }
