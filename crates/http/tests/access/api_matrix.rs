@@ -304,6 +304,9 @@ enum Gate {
     OrgOwner,
     /// Owners of `acme` and site admins, signed in without an access token.
     OrgTokenManager,
+    /// Users with the account's full authority: a password, or an unrestricted `repo:admin`
+    /// token.
+    FullAuthority,
     /// The namespace's owners and site admins, with the account's full authority.
     NamespaceOwner(&'static str),
 }
@@ -331,6 +334,8 @@ enum Op {
     /// Setting the short description and the README.
     DescriptionPatch,
     NamespaceRepositories,
+    /// Creating a repository in the namespace (`POST /repositories`).
+    RepositoryCreate,
     NamespaceGet,
     /// Flipping the default visibility.
     NamespacePatch,
@@ -340,6 +345,8 @@ enum Op {
     OrgMemberAdd,
     OrgMemberRemove,
     OrgTokens,
+    /// Creating an organization of one's own.
+    OrgCreate,
     /// A `repo:read` token of `acme`.
     OrgTokenCreate,
     /// Revoking a token of `acme`, made for the cell.
@@ -365,7 +372,7 @@ enum Op {
 }
 
 /// In the order the cells run: listings before the changes that would add to them.
-const OPS: [Op; 33] = [
+const OPS: [Op; 35] = [
     Op::RepositoryGet,
     Op::RepositoryPatch,
     Op::RepositoryDelete,
@@ -379,6 +386,7 @@ const OPS: [Op; 33] = [
     Op::Unstar,
     Op::DescriptionPatch,
     Op::NamespaceRepositories,
+    Op::RepositoryCreate,
     Op::NamespaceGet,
     Op::NamespacePatch,
     Op::OrgGroups,
@@ -386,6 +394,7 @@ const OPS: [Op; 33] = [
     Op::OrgMemberAdd,
     Op::OrgMemberRemove,
     Op::OrgTokens,
+    Op::OrgCreate,
     Op::OrgTokenCreate,
     Op::OrgTokenRevoke,
     Op::Users,
@@ -415,7 +424,10 @@ impl Op {
             Op::CollaboratorsList | Op::CollaboratorAdd | Op::CollaboratorRemove => {
                 &PERSONAL_REPOSITORIES
             }
-            Op::NamespaceRepositories | Op::NamespaceGet | Op::NamespacePatch => &NAMESPACES,
+            Op::NamespaceRepositories
+            | Op::RepositoryCreate
+            | Op::NamespaceGet
+            | Op::NamespacePatch => &NAMESPACES,
             Op::OrgGroups
             | Op::OrgGroupCreate
             | Op::OrgMemberAdd
@@ -424,6 +436,7 @@ impl Op {
             | Op::OrgTokenCreate
             | Op::OrgTokenRevoke => &["acme"],
             Op::Users
+            | Op::OrgCreate
             | Op::OtherUser
             | Op::OwnUser
             | Op::OwnTokens
@@ -462,6 +475,7 @@ impl Op {
             Op::OrgGroups => Gate::OrgMember,
             Op::OrgGroupCreate | Op::OrgMemberAdd | Op::OrgMemberRemove => Gate::OrgOwner,
             Op::OrgTokens | Op::OrgTokenCreate | Op::OrgTokenRevoke => Gate::OrgTokenManager,
+            Op::OrgCreate => Gate::FullAuthority,
             Op::Users | Op::AuditLogs => Gate::SiteAdmin,
             Op::OtherUser => Gate::UserOrSiteAdmin(SAM),
             Op::OwnUser => Gate::UserOrSiteAdmin(caller.own()),
@@ -492,6 +506,7 @@ impl fmt::Display for Op {
             Op::Unstar => "DELETE /repositories/{name}/-/star",
             Op::DescriptionPatch => "PATCH /repositories/{name} (description and README)",
             Op::NamespaceRepositories => "GET /namespaces/{ns}/repositories",
+            Op::RepositoryCreate => "POST /repositories (in {ns})",
             Op::NamespaceGet => "GET /namespaces/{ns}",
             Op::NamespacePatch => "PATCH /namespaces/{ns} (default visibility)",
             Op::OrgGroups => "GET /orgs/{org}/groups",
@@ -499,6 +514,7 @@ impl fmt::Display for Op {
             Op::OrgMemberAdd => "POST /orgs/{org}/groups/spare/members",
             Op::OrgMemberRemove => "DELETE /orgs/{org}/groups/spare/members/sam",
             Op::OrgTokens => "GET /orgs/{org}/access-tokens",
+            Op::OrgCreate => "POST /orgs",
             Op::OrgTokenCreate => "POST /orgs/{org}/access-tokens",
             Op::OrgTokenRevoke => "DELETE /orgs/{org}/access-tokens/{id}",
             Op::Users => "GET /users",
@@ -541,6 +557,21 @@ fn expected(caller: &Caller, op: Op, target: &'static str, name: &str) -> Expect
             false => Expect::Denied,
         };
     }
+    if op == Op::RepositoryCreate {
+        // Admin on a repository of the namespace that does not exist yet: its owners and
+        // site admins, and tokens of theirs that are admin-scoped and not limited elsewhere.
+        let admin = match caller.who() {
+            Some(Who::User(name)) => name == "admin" || namespace_owners(target).contains(&name),
+            Some(Who::Token(Pat::Admin)) => target == "alice",
+            Some(Who::Token(Pat::Acme)) => target == "acme",
+            _ => false,
+        };
+        return match admin {
+            true => Expect::Allowed,
+            false if caller.is_anonymous() => Expect::Unauthorized,
+            false => Expect::Denied,
+        };
+    }
     if let Some(needed) = op.needs() {
         let column = column_of(target);
         return match caller.level(column, name) {
@@ -572,6 +603,7 @@ fn expected(caller: &Caller, op: Op, target: &'static str, name: &str) -> Expect
         Gate::OwnCredentials(user) => !caller.is_token() && account == user,
         Gate::OrgMember => site_admin || ACME_MEMBERS.contains(&account),
         Gate::OrgOwner => full && (site_admin || namespace_owners("acme").contains(&account)),
+        Gate::FullAuthority => full,
         Gate::OrgTokenManager => {
             !caller.is_token() && (site_admin || namespace_owners("acme").contains(&account))
         }
@@ -679,6 +711,8 @@ async fn prepare(
                 .expect("member");
         }
         Op::OwnUser | Op::TwoFactorBegin => prepared.name = caller.own().to_owned(),
+        Op::RepositoryCreate => prepared.name = format!("{target}/made-{:05}", unique()),
+        Op::OrgCreate => prepared.name = format!("made{:05}", unique()),
         Op::TokenRevoke | Op::TokenShow | Op::TokenDeactivate => {
             // The caller's own; anonymous callers and organizations have none: alice's.
             let owner = user_id(world, caller.account().unwrap_or("alice")).await;
@@ -776,6 +810,14 @@ fn request(
             format!("{namespace}/repositories?page_size=100"),
             None,
         ),
+        Op::RepositoryCreate => {
+            let (namespace, short) = name.split_once('/').expect("a full name");
+            (
+                Method::POST,
+                "/api/v1/repositories".into(),
+                Some(json!({ "namespace": namespace, "name": short })),
+            )
+        }
         Op::NamespaceGet => (Method::GET, namespace, None),
         Op::NamespacePatch => (
             Method::PATCH,
@@ -799,6 +841,11 @@ fn request(
             None,
         ),
         Op::OrgTokens => (Method::GET, format!("{org}/access-tokens"), None),
+        Op::OrgCreate => (
+            Method::POST,
+            "/api/v1/orgs".into(),
+            Some(json!({ "orgname": name })),
+        ),
         Op::OrgTokenCreate => (
             Method::POST,
             format!("{org}/access-tokens"),
@@ -1084,6 +1131,22 @@ fn check_allowed(
             .map(|(a, b)| (a.to_owned(), b.to_owned()));
             same("groups", groups, want.to_vec())?;
         }
+        Op::RepositoryCreate => {
+            status(answer, 201)?;
+            same(
+                "full_name",
+                body["full_name"].as_str(),
+                Some(prepared.name.as_str()),
+            )?;
+        }
+        Op::OrgCreate => {
+            status(answer, 201)?;
+            same(
+                "orgname",
+                body["orgname"].as_str(),
+                Some(prepared.name.as_str()),
+            )?;
+        }
         Op::OrgGroupCreate => {
             status(answer, 201)?;
             same("name", body["name"].as_str(), Some(prepared.team.as_str()))?;
@@ -1258,6 +1321,14 @@ async fn observe(
             let tokens = meta.tokens_of_org(extras.acme).await.expect("tokens");
             tokens.len() > prepared.tokens_before
         }
+        Op::RepositoryCreate => {
+            let record = meta.repository(&repo(&prepared.name)).await;
+            record.expect("repository").is_some()
+        }
+        Op::OrgCreate => {
+            let org = meta.org_by_name(&prepared.name).await;
+            org.expect("organization").is_some()
+        }
         Op::Star | Op::Unstar => {
             let id = user_id(world, caller.account()?).await;
             let starred = meta.has_starred(id, &repo(target)).await.expect("star");
@@ -1294,7 +1365,7 @@ async fn restore(
                 .await
                 .expect("visibility");
         }
-        Op::RepositoryDelete => {
+        Op::RepositoryDelete | Op::RepositoryCreate => {
             meta.delete_repository(&repo(&prepared.name))
                 .await
                 .expect("delete");
