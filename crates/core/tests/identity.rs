@@ -7,7 +7,7 @@ use berth_core::access::{
 use berth_core::auth::{AuthSettings, Authenticator, LoginPurpose};
 use berth_core::identity::totp::totp_code;
 use berth_core::identity::{
-    verify_password, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
+    verify_password, AccountChange, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
     SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW,
 };
 use berth_core::ports::{
@@ -737,6 +737,76 @@ async fn site_admin_tokens_create_no_accounts_and_no_admins() {
     assert!(!id.user(&cli(), "bob").await.unwrap().is_admin);
     assert!(id.user(&cli(), "eve").await.is_err());
     id.set_admin(&as_user(&root), "bob", true).await.unwrap();
+}
+
+/// A change to an account's password and admin flag is one change: every part is
+/// authorized and checked before any is written, so a refused part leaves the other undone.
+#[tokio::test]
+async fn an_account_change_is_all_or_nothing() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    let bob = w.user("bob", false).await;
+    let id = &w.identity;
+    let store = w.store.clone();
+    let hash_of = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .user_by_name(name)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+        }
+    };
+    let (bobs, roots) = (hash_of("bob").await, hash_of("root").await);
+
+    // bob may change his password but not make himself an admin: neither happens.
+    let promote_and_change = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(true),
+    };
+    assert_denied(
+        id.change_account(&as_user(&bob), "bob", promote_and_change)
+            .await,
+    );
+    // The last site admin cannot step down, so the password does not change either.
+    let step_down_and_change = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(false),
+    };
+    assert!(matches!(
+        id.change_account(&as_user(&root), "root", step_down_and_change)
+            .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    // A password too short refuses the promotion that came with it.
+    let short = AccountChange {
+        password: Some("short"),
+        is_admin: Some(true),
+    };
+    assert!(matches!(
+        id.change_account(&as_user(&root), "bob", short).await,
+        Err(Error::AccountInvalid(_))
+    ));
+    assert_eq!(hash_of("bob").await, bobs);
+    assert_eq!(hash_of("root").await, roots);
+    assert!(!id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert_eq!(w.actions("bob").await, ["user.create"]);
+
+    let both = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(true),
+    };
+    id.change_account(&as_user(&root), "bob", both)
+        .await
+        .unwrap();
+    assert!(id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert_ne!(hash_of("bob").await, bobs);
+    assert_eq!(
+        w.actions("bob").await,
+        ["user.create", "user.admin", "user.password"]
+    );
 }
 
 /// Repository settings are decided by the authorizer the service is given, the one the

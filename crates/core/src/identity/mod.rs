@@ -16,7 +16,7 @@ mod tokens;
 pub mod totp;
 mod two_factor;
 
-pub use accounts::{Account, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
+pub use accounts::{Account, AccountChange, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
 pub use acting::{Acting, CLI_ACTOR};
 pub use audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 pub use names::{validate_team_name, validate_username, NAME_RULE, RESERVED_NAMES};

@@ -11,7 +11,7 @@
 //! repository that does not exist.
 
 use crate::matrix::{creds_of, row, Level, Row, Who, ROWS};
-use crate::support::{client, fresh_loopback, repo, unique, Creds, Snapshot};
+use crate::support::{client, fresh_loopback, repo, unique, Creds, Snapshot, PASSWORD};
 use crate::world::{
     is_private, missing_twin, Pat, World, ACME_PUBLIC, ACME_SECRET, ALICE_HIDDEN, ALICE_PUBLIC,
     ALICE_SECRET, REPOSITORIES,
@@ -368,11 +368,13 @@ enum Op {
     TokenDeactivate,
     /// Starting two-factor setup for one's own account.
     TwoFactorBegin,
+    /// Setting one's own password (to the same one: the cell puts the old hash back).
+    PasswordChange,
     AuditLogs,
 }
 
 /// In the order the cells run: listings before the changes that would add to them.
-const OPS: [Op; 35] = [
+const OPS: [Op; 36] = [
     Op::RepositoryGet,
     Op::RepositoryPatch,
     Op::RepositoryDelete,
@@ -407,6 +409,7 @@ const OPS: [Op; 35] = [
     Op::TokenShow,
     Op::TokenDeactivate,
     Op::TwoFactorBegin,
+    Op::PasswordChange,
     Op::AuditLogs,
 ];
 
@@ -446,6 +449,7 @@ impl Op {
             | Op::TokenShow
             | Op::TokenDeactivate
             | Op::TwoFactorBegin
+            | Op::PasswordChange
             | Op::AuditLogs => &[""],
         }
     }
@@ -485,6 +489,7 @@ impl Op {
                 Gate::PasswordUser
             }
             Op::TwoFactorBegin => Gate::OwnCredentials(caller.own()),
+            Op::PasswordChange => Gate::CredentialsOf(caller.own()),
             repository => unreachable!("{repository:?} is about one repository"),
         }
     }
@@ -527,6 +532,7 @@ impl fmt::Display for Op {
             Op::TokenShow => "GET /access-tokens/{id}",
             Op::TokenDeactivate => "PATCH /access-tokens/{id} (is_active: false)",
             Op::TwoFactorBegin => "POST /users/{own name}/2fa",
+            Op::PasswordChange => "PATCH /users/{own name} (password)",
             Op::AuditLogs => "GET /auditlogs",
         })
     }
@@ -639,6 +645,8 @@ struct Prepared {
     token_id: i64,
     /// The repository's short description and README before the cell.
     descriptions: (String, String),
+    /// The caller's password hash and `sessions_valid_from` before the cell.
+    password: (String, i64),
 }
 
 async fn repo_id(world: &World, name: &str) -> i64 {
@@ -711,6 +719,14 @@ async fn prepare(
                 .expect("member");
         }
         Op::OwnUser | Op::TwoFactorBegin => prepared.name = caller.own().to_owned(),
+        Op::PasswordChange => {
+            prepared.name = caller.own().to_owned();
+            if let Some(account) = caller.account() {
+                let user = meta.user_by_name(account).await.expect("user");
+                let user = user.expect("exists");
+                prepared.password = (user.password_hash, user.sessions_valid_from);
+            }
+        }
         Op::RepositoryCreate => prepared.name = format!("{target}/made-{:05}", unique()),
         Op::OrgCreate => prepared.name = format!("made{:05}", unique()),
         Op::TokenRevoke | Op::TokenShow | Op::TokenDeactivate => {
@@ -886,6 +902,11 @@ fn request(
             Some(json!({ "is_active": false })),
         ),
         Op::TwoFactorBegin => (Method::POST, format!("/api/v1/users/{name}/2fa"), None),
+        Op::PasswordChange => (
+            Method::PATCH,
+            format!("/api/v1/users/{name}"),
+            Some(json!({ "password": PASSWORD })),
+        ),
         Op::AuditLogs => (
             Method::GET,
             "/api/v1/auditlogs?account=alice&limit=1000".into(),
@@ -1184,14 +1205,14 @@ fn check_allowed(
                 vec!["admin".into(), STALE_ADMIN.into()],
             )?;
         }
-        Op::OtherUser | Op::OwnUser => {
+        Op::OtherUser | Op::OwnUser | Op::PasswordChange => {
             status(answer, 200)?;
             let name = match op {
                 Op::OtherUser => SAM,
                 _ => prepared.name.as_str(),
             };
             same("username", body["username"].as_str(), Some(name))?;
-            let is_admin = caller.is_site_admin() && op == Op::OwnUser;
+            let is_admin = caller.is_site_admin() && op != Op::OtherUser;
             same("is_admin", body["is_admin"].as_bool(), Some(is_admin))?;
             same("type", body["type"].as_str(), Some("User"))?;
         }
@@ -1344,6 +1365,11 @@ async fn observe(
             let user = meta.user_by_name(account).await.expect("user");
             user.expect("exists").totp_secret.is_some()
         }
+        Op::PasswordChange => {
+            let account = caller.account()?;
+            let user = meta.user_by_name(account).await.expect("user");
+            user.expect("exists").password_hash != prepared.password.0
+        }
         _ => return None,
     })
 }
@@ -1412,6 +1438,15 @@ async fn restore(
                 meta.set_totp(account, None, false)
                     .await
                     .expect("two-factor");
+            }
+        }
+        Op::PasswordChange => {
+            // The old hash and session start: every sign-in of the matrix stays valid.
+            if let Some(account) = caller.account() {
+                let (hash, valid_from) = &prepared.password;
+                meta.set_password_hash(account, hash, *valid_from)
+                    .await
+                    .expect("password");
             }
         }
         _ => {}
