@@ -105,7 +105,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     ));
     let auth = Authenticator::new(
         meta_store.clone(),
-        authorizer.clone(),
+        authorizer,
         AuthSettings {
             token_ttl: config.token_ttl.value,
             ..AuthSettings::default()
@@ -116,9 +116,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         message: e.to_string(),
     })?;
-    // The registry, the Hub and the management service ask one authorizer.
     let identity = Identity::<dyn IdentityStore>::new(meta_store.clone())
-        .with_authorizer(authorizer)
         .with_signup(config.allow_signup.value);
     if identity.signup_allowed() {
         tracing::info!(
