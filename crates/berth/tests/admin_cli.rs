@@ -202,6 +202,56 @@ fn tokens_are_printed_once_and_stored_only_as_hashes() {
     );
 }
 
+/// `berth token create` (and `berth org token create`) keep the label and expiry rules the
+/// API keeps: they are the management service's, not a handler's.
+#[test]
+fn token_labels_and_expiries_are_checked_as_in_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "dev", false);
+    ok(dir, &["org", "create", "acme", "--owner", "dev"]);
+    let too_long = "x".repeat(101);
+    for (flags, expected) in [
+        (
+            vec!["--name", "   "],
+            "a token label needs 1 to 100 characters",
+        ),
+        (
+            vec!["--name", too_long.as_str()],
+            "a token label needs 1 to 100 characters",
+        ),
+        (vec!["--expires", "0"], "expires after at least 1 day"),
+    ] {
+        for command in [
+            &["token", "create", "dev"][..],
+            &["org", "token", "create", "acme"][..],
+        ] {
+            let mut args = command.to_vec();
+            args.extend(["--scope", "repo:read"]);
+            args.extend(flags.iter().copied());
+            assert_fails_with(&berth(dir, &args, ""), expected);
+        }
+    }
+    assert_eq!(ok(dir, &["token", "list", "dev"]), "");
+    assert_eq!(ok(dir, &["org", "token", "list", "acme"]), "");
+    ok(
+        dir,
+        &[
+            "token",
+            "create",
+            "dev",
+            "--scope",
+            "repo:read",
+            "--name",
+            "  laptop  ",
+        ],
+    );
+    assert!(
+        ok(dir, &["token", "list", "dev"]).starts_with("1  \"laptop\"  repo:read"),
+        "the label is stored trimmed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administration_works_while_a_server_runs_on_the_data_dir() {
     let server = TestServer::spawn().await;

@@ -1,6 +1,7 @@
 //! Berth's domain: the registry and the access seam, talking to the world only through ports.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;

@@ -272,8 +272,14 @@ async fn search_ranks_exact_names_then_prefixes_then_words_and_stars_break_ties(
     // Two stars put bob's exact match ahead of alice's, and nothing ahead of an exact match.
     for fan in ["fan1", "fan2"] {
         let fan = w.user(fan, false).await;
-        w.hub.star(&fan, &repo("bob/redis")).await.unwrap();
-        w.hub.star(&fan, &repo("carol/redis-tools")).await.unwrap();
+        w.hub
+            .star(&as_user(&fan), &repo("bob/redis"))
+            .await
+            .unwrap();
+        w.hub
+            .star(&as_user(&fan), &repo("carol/redis-tools"))
+            .await
+            .unwrap();
     }
     let page = w
         .hub
@@ -501,14 +507,14 @@ async fn stars_belong_to_signed_in_users_who_can_read_the_repository() {
     w.repository("alice/hidden", true).await;
     let app = repo("alice/app");
 
-    w.hub.star(&bob, &app).await.unwrap();
-    w.hub.star(&bob, &app).await.unwrap();
-    w.hub.star(&alice, &app).await.unwrap();
+    w.hub.star(&as_user(&bob), &app).await.unwrap();
+    w.hub.star(&as_user(&bob), &app).await.unwrap();
+    w.hub.star(&as_user(&alice), &app).await.unwrap();
     let view = w.hub.repository(&bob, &app).await.unwrap();
     assert!(view.starred);
     assert_eq!(view.info.star_count, 2);
-    w.hub.unstar(&bob, &app).await.unwrap();
-    w.hub.unstar(&bob, &app).await.unwrap();
+    w.hub.unstar(&as_user(&bob), &app).await.unwrap();
+    w.hub.unstar(&as_user(&bob), &app).await.unwrap();
     let view = w.hub.repository(&bob, &app).await.unwrap();
     assert!(!view.starred);
     assert_eq!(view.info.star_count, 1);
@@ -523,7 +529,7 @@ async fn stars_belong_to_signed_in_users_who_can_read_the_repository() {
     );
 
     assert!(matches!(
-        w.hub.star(&Principal::anonymous(), &app).await,
+        w.hub.star(&as_user(&Principal::anonymous()), &app).await,
         Err(Error::Unauthorized)
     ));
     let org_token = Principal {
@@ -534,11 +540,77 @@ async fn stars_belong_to_signed_in_users_who_can_read_the_repository() {
         limits: None,
     };
     assert!(matches!(
-        w.hub.star(&org_token, &app).await,
+        w.hub.star(&as_user(&org_token), &app).await,
         Err(Error::Denied)
     ));
-    assert_name_unknown(w.hub.star(&bob, &repo("alice/hidden")).await);
-    assert_name_unknown(w.hub.star(&bob, &repo("alice/missing")).await);
+    assert_name_unknown(w.hub.star(&as_user(&bob), &repo("alice/hidden")).await);
+    assert_name_unknown(w.hub.star(&as_user(&bob), &repo("alice/missing")).await);
+}
+
+/// A star is a write: read-only tokens, and tokens for other repositories, make none, even
+/// on a repository they may read; tokens that may write do, and the audit log keeps each
+/// star that changed something.
+#[tokio::test]
+async fn read_only_tokens_do_not_star() {
+    let w = world().await;
+    let alice = w.user("alice", false).await;
+    w.repository("alice/app", false).await;
+    let app = repo("alice/app");
+    for (scope, patterns) in [
+        (TokenScope::PublicRead, &[][..]),
+        (TokenScope::Read, &[][..]),
+        (TokenScope::Read, &["alice/app"][..]),
+        (TokenScope::Admin, &["alice/other"][..]),
+    ] {
+        let token = with_token(&alice, scope, patterns);
+        for result in [
+            w.hub.star(&as_user(&token), &app).await,
+            w.hub.unstar(&as_user(&token), &app).await,
+        ] {
+            assert!(
+                matches!(result, Err(Error::Denied)),
+                "{scope} {patterns:?}: {result:?}"
+            );
+        }
+        assert!(w.hub.repository(&token, &app).await.is_ok(), "it may read");
+    }
+    assert_eq!(
+        w.hub
+            .repository(&alice, &app)
+            .await
+            .unwrap()
+            .info
+            .star_count,
+        0
+    );
+    let write = with_token(&alice, TokenScope::Write, &["alice/app"]);
+    w.hub.star(&as_user(&write), &app).await.unwrap();
+    w.hub.star(&as_user(&write), &app).await.unwrap();
+    assert_eq!(
+        w.hub
+            .repository(&alice, &app)
+            .await
+            .unwrap()
+            .info
+            .star_count,
+        1
+    );
+    w.hub.unstar(&as_user(&alice), &app).await.unwrap();
+    let query = AuditQuery {
+        account: Some("alice/app".into()),
+        limit: 100,
+        ..AuditQuery::default()
+    };
+    let mut actions: Vec<String> = w
+        .store
+        .audit_records(&query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.action)
+        .collect();
+    actions.retain(|a| a.contains("star"));
+    assert_eq!(actions, ["repository.unstar", "repository.star"]);
 }
 
 #[tokio::test]

@@ -1,11 +1,13 @@
 //! The management service against the real SQLite store: who may change accounts, tokens,
 //! organizations, teams and repository settings, and what the audit log keeps of it.
 
-use berth_core::access::{Actor, PolicyAuthorizer, Principal, TokenLimits};
+use berth_core::access::{
+    ActionSet, Actor, Authorizer, OpenAccess, PolicyAuthorizer, Principal, Resource, TokenLimits,
+};
 use berth_core::auth::{AuthSettings, Authenticator, LoginPurpose};
 use berth_core::identity::totp::totp_code;
 use berth_core::identity::{
-    verify_password, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
+    verify_password, AccountChange, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
     SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW,
 };
 use berth_core::ports::{
@@ -584,6 +586,273 @@ async fn personal_tokens_are_managed_by_their_owner_and_other_ids_stay_hidden() 
     assert_eq!(
         w.actions("bob").await,
         ["user.create", "token.create", "token.revoke"]
+    );
+}
+
+/// The label and expiry rules the JSON API applied are the service's own: the web UI and
+/// `berth token create` call the service directly, and are refused alike.
+#[tokio::test]
+async fn token_labels_and_expiries_are_checked_for_every_surface() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let id = &w.identity;
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    let too_long = "x".repeat(101);
+    let refused: [(&str, Option<u32>); 4] = [
+        ("", None),
+        (" \t ", None),
+        (&too_long, None),
+        ("ci", Some(0)),
+    ];
+    // The web UI acts as the signed-in user, the CLI as `cli`.
+    for acting in [as_user(&bob), cli()] {
+        for (label, expires_in_days) in refused {
+            let personal = TokenRequest {
+                user: "bob",
+                label,
+                scope: TokenScope::Read,
+                repositories: vec![],
+                expires_in_days,
+            };
+            let result = id.create_token(&acting, personal).await;
+            assert!(
+                matches!(result, Err(Error::AccountInvalid(_))),
+                "{label:?} {expires_in_days:?}: {result:?}"
+            );
+            let org = OrgTokenRequest {
+                org: "acme",
+                label,
+                scope: TokenScope::Read,
+                repositories: vec![],
+                expires_in_days,
+            };
+            let result = id.create_org_token(&acting, org).await;
+            assert!(
+                matches!(result, Err(Error::AccountInvalid(_))),
+                "{label:?} {expires_in_days:?}: {result:?}"
+            );
+        }
+    }
+    assert!(id.list_tokens(&cli(), "bob").await.unwrap().is_empty());
+    assert!(id.list_org_tokens(&cli(), "acme").await.unwrap().is_empty());
+    assert_eq!(w.actions("bob").await, ["user.create", "org.create"]);
+
+    // The longest label passes, and labels are stored trimmed wherever they came from.
+    let longest = "é".repeat(100);
+    for (label, stored) in [
+        ("  laptop \n", "laptop"),
+        (longest.as_str(), longest.as_str()),
+    ] {
+        let request = TokenRequest {
+            user: "bob",
+            label,
+            scope: TokenScope::Read,
+            repositories: vec![],
+            expires_in_days: Some(1),
+        };
+        let created = id.create_token(&cli(), request).await.unwrap();
+        assert_eq!(created.record.label, stored);
+        let expires = created.record.expires_at.unwrap() - created.record.created_at;
+        assert_eq!(expires, 86_400);
+    }
+}
+
+/// As on Docker Hub, access tokens do not manage access tokens: not even an unrestricted
+/// `repo:admin` token of the account, or of a site admin, lists, creates or revokes them.
+#[tokio::test]
+async fn access_tokens_neither_see_nor_manage_access_tokens() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let root = w.user("root", true).await;
+    let id = &w.identity;
+    id.create_org(&as_user(&bob), "acme", None).await.unwrap();
+    let request = TokenRequest {
+        user: "bob",
+        label: "ci",
+        scope: TokenScope::Read,
+        repositories: vec![],
+        expires_in_days: None,
+    };
+    let bobs = id.create_token(&as_user(&bob), request).await.unwrap();
+    let org_request = OrgTokenRequest {
+        org: "acme",
+        label: "deploy",
+        scope: TokenScope::Read,
+        repositories: vec![],
+        expires_in_days: None,
+    };
+    let acmes = id
+        .create_org_token(&as_user(&bob), org_request.clone())
+        .await
+        .unwrap();
+    for scope in TokenScope::ALL {
+        for patterns in [&[][..], &["bob/app"][..]] {
+            for principal in [&bob, &root] {
+                let tokened = with_token(principal, scope, patterns);
+                let acting = as_user(&tokened);
+                assert_denied(id.list_tokens(&acting, "bob").await);
+                assert_denied(id.revoke_token(&acting, "bob", bobs.record.id).await);
+                assert_denied(id.list_org_tokens(&acting, "acme").await);
+                assert_denied(id.create_org_token(&acting, org_request.clone()).await);
+                assert_denied(id.revoke_org_token(&acting, "acme", acmes.record.id).await);
+            }
+        }
+    }
+    // The owner's unrestricted admin token still manages the organization itself.
+    let admin_token = with_token(&bob, TokenScope::Admin, &[]);
+    id.create_team(&as_user(&admin_token), "acme", "devs", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        id.list_tokens(&as_user(&bob), "bob").await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        id.list_org_tokens(&as_user(&root), "acme")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A site admin's access token, even an unrestricted `repo:admin` one, creates no accounts
+/// and makes no site admins: either would hand out credentials that outlive the token.
+#[tokio::test]
+async fn site_admin_tokens_create_no_accounts_and_no_admins() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    w.user("bob", false).await;
+    let id = &w.identity;
+    let token = with_token(&root, TokenScope::Admin, &[]);
+    assert_denied(
+        id.create_user(&as_user(&token), "eve", "long-password", true)
+            .await,
+    );
+    assert_denied(id.set_admin(&as_user(&token), "bob", true).await);
+    assert!(
+        id.list_users(&as_user(&token)).await.is_ok(),
+        "reading is fine"
+    );
+    assert!(!id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert!(id.user(&cli(), "eve").await.is_err());
+    id.set_admin(&as_user(&root), "bob", true).await.unwrap();
+}
+
+/// A change to an account's password and admin flag is one change: every part is
+/// authorized and checked before any is written, so a refused part leaves the other undone.
+#[tokio::test]
+async fn an_account_change_is_all_or_nothing() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    let bob = w.user("bob", false).await;
+    let id = &w.identity;
+    let store = w.store.clone();
+    let hash_of = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .user_by_name(name)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash
+        }
+    };
+    let (bobs, roots) = (hash_of("bob").await, hash_of("root").await);
+
+    // bob may change his password but not make himself an admin: neither happens.
+    let promote_and_change = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(true),
+    };
+    assert_denied(
+        id.change_account(&as_user(&bob), "bob", promote_and_change)
+            .await,
+    );
+    // The last site admin cannot step down, so the password does not change either.
+    let step_down_and_change = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(false),
+    };
+    assert!(matches!(
+        id.change_account(&as_user(&root), "root", step_down_and_change)
+            .await,
+        Err(Error::AccountInvalid(_))
+    ));
+    // A password too short refuses the promotion that came with it.
+    let short = AccountChange {
+        password: Some("short"),
+        is_admin: Some(true),
+    };
+    assert!(matches!(
+        id.change_account(&as_user(&root), "bob", short).await,
+        Err(Error::AccountInvalid(_))
+    ));
+    assert_eq!(hash_of("bob").await, bobs);
+    assert_eq!(hash_of("root").await, roots);
+    assert!(!id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert_eq!(w.actions("bob").await, ["user.create"]);
+
+    let both = AccountChange {
+        password: Some("another long password"),
+        is_admin: Some(true),
+    };
+    id.change_account(&as_user(&root), "bob", both)
+        .await
+        .unwrap();
+    assert!(id.user(&cli(), "bob").await.unwrap().is_admin);
+    assert_ne!(hash_of("bob").await, bobs);
+    assert_eq!(
+        w.actions("bob").await,
+        ["user.create", "user.admin", "user.password"]
+    );
+}
+
+/// Repository settings are decided by the authorizer the service is given, the one the
+/// registry asks, and not by a copy of the rules: with one that refuses everything, even
+/// the namespace's owner changes nothing, and with one that allows everything, anyone may.
+#[tokio::test]
+async fn repository_settings_are_decided_by_the_authorizer() {
+    struct RefuseAll;
+    #[async_trait::async_trait]
+    impl Authorizer for RefuseAll {
+        async fn actions(
+            &self,
+            _principal: &Principal,
+            _resource: &Resource,
+        ) -> berth_core::Result<ActionSet> {
+            Ok(ActionSet::NONE)
+        }
+    }
+    let w = world().await;
+    let alice = w.user("alice", false).await;
+    let bob = w.user("bob", false).await;
+    let app = repo("alice/app");
+    w.identity
+        .create_repository(&as_user(&alice), &app, Some(true))
+        .await
+        .unwrap();
+
+    let refusing = w.identity.clone().with_authorizer(Arc::new(RefuseAll));
+    assert_name_unknown(
+        refusing
+            .set_repository_visibility(&as_user(&alice), &app, false)
+            .await,
+    );
+    assert_denied(
+        refusing
+            .create_repository(&as_user(&alice), &repo("alice/other"), None)
+            .await,
+    );
+    let open = w.identity.clone().with_authorizer(Arc::new(OpenAccess));
+    open.set_repository_visibility(&as_user(&bob), &app, false)
+        .await
+        .unwrap();
+    assert!(!w.store.repository(&app).await.unwrap().unwrap().is_private);
+    assert_eq!(
+        w.actions("alice/app").await,
+        ["repository.create", "repository.visibility"]
     );
 }
 

@@ -4,6 +4,7 @@
 use super::CliResult;
 use crate::cli::{WebhookCommand, WebhookTargetArgs};
 use crate::config::Config;
+use berth_core::access::PolicyAuthorizer;
 use berth_core::identity::Acting;
 use berth_core::jobs::Wake;
 use berth_core::ports::MetaStore;
@@ -14,8 +15,10 @@ use std::sync::Arc;
 pub(super) fn service(config: &Config, meta: Arc<dyn MetaStore>) -> CliResult<Webhooks> {
     let seal = crate::secrets::load_or_create(&config.secrets_key_path())?;
     let transport = HttpTransport::new(config.webhook_allow_private.value)?;
+    let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
     Ok(Webhooks::new(
         meta,
+        authorizer,
         Arc::new(transport),
         seal,
         berth_core::clock::system(),

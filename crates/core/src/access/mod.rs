@@ -5,10 +5,13 @@ mod authorizer;
 mod policy;
 
 pub use authorizer::PolicyAuthorizer;
-pub use policy::{permission_actions, repository_permission};
+pub use policy::{
+    owns_namespace, permission_actions, permission_of, personal_change_allowed,
+    repository_permission,
+};
 
 use crate::identity::TokenScope;
-use crate::ports::{UserRecord, Viewer};
+use crate::ports::{Permission, UserRecord, Viewer};
 use crate::Result;
 use berth_oci::RepoName;
 
@@ -106,6 +109,16 @@ impl Principal {
 
     pub fn is_anonymous(&self) -> bool {
         self.actor == Actor::Anonymous
+    }
+
+    /// The error for not enough permission on something the caller may see: an anonymous
+    /// caller is asked to sign in (credentials may help), anyone else is refused.
+    pub fn refusal(&self) -> crate::Error {
+        if self.is_anonymous() {
+            crate::Error::Unauthorized
+        } else {
+            crate::Error::Denied
+        }
     }
 
     /// A site admin using their password or an unrestricted admin-scoped token.
@@ -244,6 +257,20 @@ pub trait Authorizer: Send + Sync {
     /// Everything `principal` may do to `resource`.
     async fn actions(&self, principal: &Principal, resource: &Resource) -> Result<ActionSet>;
 
+    /// The principal's permission level on `repo` (what [`Authorizer::actions`] amounts
+    /// to). Namespace owners hold Admin even on names that do not exist yet, so callers that
+    /// need the repository check that it exists too.
+    async fn permission(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+    ) -> Result<Option<Permission>> {
+        let actions = self
+            .actions(principal, &Resource::Repository(repo.clone()))
+            .await?;
+        Ok(permission_of(actions))
+    }
+
     /// Which repositories listings show the principal (its token patterns apply on top).
     fn viewer(&self, principal: &Principal) -> Viewer {
         principal.viewer()
@@ -259,11 +286,7 @@ pub trait Authorizer: Send + Sync {
                 .await?
                 .contains(need.action)
             {
-                return Err(if principal.is_anonymous() {
-                    crate::Error::Unauthorized
-                } else {
-                    crate::Error::Denied
-                });
+                return Err(principal.refusal());
             }
         }
         Ok(())

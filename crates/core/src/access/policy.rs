@@ -17,22 +17,53 @@ pub fn permission_actions(permission: Option<Permission>) -> ActionSet {
     }
 }
 
+/// The permission level a set of actions amounts to (the inverse of [`permission_actions`]).
+pub fn permission_of(actions: ActionSet) -> Option<Permission> {
+    if !actions.contains(Action::Pull) {
+        None
+    } else if actions.contains(Action::Delete) {
+        Some(Permission::Admin)
+    } else if actions.contains(Action::Push) {
+        Some(Permission::Write)
+    } else {
+        Some(Permission::Read)
+    }
+}
+
+/// Whether the principal's credentials allow a change it makes for itself about `repo`
+/// (a star) rather than to the repository: a password sign-in, or a token that may write
+/// (`repo:write` and up) and covers `repo`. A read-only token makes no writes of any kind.
+pub fn personal_change_allowed(principal: &Principal, repo: &RepoName) -> bool {
+    principal
+        .limits
+        .as_ref()
+        .is_none_or(|l| l.scope.includes(TokenScope::Write) && l.covers(repo))
+}
+
+/// Whether the actor owns a namespace owned by `owner`: the user it belongs to, an owner of
+/// the organization it belongs to (`owns_org`, a fact from the store: the user is in its
+/// owners team), or that organization itself (its token). Namespace owners hold Admin on
+/// every repository in it and manage its settings.
+pub fn owns_namespace(actor: &Actor, owner: Option<NamespaceOwner>, owns_org: bool) -> bool {
+    match actor {
+        Actor::Anonymous => false,
+        Actor::User { id, .. } => owner == Some(NamespaceOwner::User(*id)) || owns_org,
+        Actor::Organization { id, .. } => owner == Some(NamespaceOwner::Organization(*id)),
+    }
+}
+
 /// The actor's own permission on a repository, before any token limits.
 fn actor_permission(actor: &Actor, facts: &AccessFacts) -> Option<Permission> {
     let public_read = (facts.is_private == Some(false)).then_some(Permission::Read);
+    let owned =
+        owns_namespace(actor, facts.namespace_owner, facts.owns_org).then_some(Permission::Admin);
     let granted = match actor {
         Actor::Anonymous => None,
         Actor::User { is_admin: true, .. } => Some(Permission::Admin),
-        Actor::User { id, .. } => {
-            let owner = facts.namespace_owner == Some(NamespaceOwner::User(*id)) || facts.owns_org;
-            let owned = owner.then_some(Permission::Admin);
-            owned
-                .max(facts.team_permission)
-                .max(facts.collaborator_permission)
-        }
-        Actor::Organization { id, .. } => (facts.namespace_owner
-            == Some(NamespaceOwner::Organization(*id)))
-        .then_some(Permission::Admin),
+        Actor::User { .. } => owned
+            .max(facts.team_permission)
+            .max(facts.collaborator_permission),
+        Actor::Organization { .. } => owned,
     };
     granted.max(public_read)
 }
@@ -161,6 +192,64 @@ mod tests {
             repository_permission(&matching, &repo(), &f),
             Some(Permission::Write)
         );
+    }
+
+    #[test]
+    fn namespaces_are_owned_by_their_user_their_organization_and_its_owners() {
+        let alice = NamespaceOwner::User(1);
+        let acme = NamespaceOwner::Organization(5);
+        assert!(owns_namespace(&user(1).actor, Some(alice), false));
+        assert!(!owns_namespace(&user(2).actor, Some(alice), false));
+        assert!(owns_namespace(&user(2).actor, Some(acme), true));
+        assert!(!owns_namespace(&user(2).actor, Some(acme), false));
+        let org = |id| Actor::Organization {
+            id,
+            name: "acme".into(),
+        };
+        assert!(owns_namespace(&org(5), Some(acme), false));
+        assert!(!owns_namespace(&org(6), Some(acme), false));
+        assert!(
+            !owns_namespace(&org(1), Some(alice), false),
+            "ids of users are not orgs'"
+        );
+        assert!(!owns_namespace(&Actor::Anonymous, Some(alice), true));
+        assert!(!owns_namespace(&user(1).actor, None, false));
+    }
+
+    #[test]
+    fn permissions_round_trip_through_actions() {
+        for permission in [
+            None,
+            Some(Permission::Read),
+            Some(Permission::Write),
+            Some(Permission::Admin),
+        ] {
+            assert_eq!(permission_of(permission_actions(permission)), permission);
+        }
+        assert_eq!(permission_of(ActionSet::of(&[Action::Push])), None);
+    }
+
+    #[test]
+    fn read_only_tokens_change_nothing_even_for_themselves() {
+        let owner = user(1);
+        assert!(personal_change_allowed(&owner, &repo()));
+        for (scope, patterns, allowed) in [
+            (TokenScope::PublicRead, &[][..], false),
+            (TokenScope::Read, &[][..], false),
+            (TokenScope::Read, &["alice/app"][..], false),
+            (TokenScope::Write, &[][..], true),
+            (TokenScope::Write, &["alice/*"][..], true),
+            (TokenScope::Write, &["alice/other"][..], false),
+            (TokenScope::Admin, &[][..], true),
+            (TokenScope::Admin, &["bob/*"][..], false),
+        ] {
+            let p = with_token(owner.clone(), scope, patterns);
+            assert_eq!(
+                personal_change_allowed(&p, &repo()),
+                allowed,
+                "{scope} {patterns:?}"
+            );
+        }
     }
 
     #[test]

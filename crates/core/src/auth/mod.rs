@@ -16,7 +16,8 @@ pub use token_service::{bearer_grants, IssuedToken, MAX_SCOPES, REFRESH_TOKEN_PR
 pub use ui_session::UI_SESSION_TTL;
 
 use crate::access::Authorizer;
-use crate::ports::{AuditEvent, IdentityStore};
+use crate::audit::Audit;
+use crate::ports::IdentityStore;
 use crate::time::now_unix;
 use crate::{Error, Result};
 use cache::TtlCache;
@@ -57,6 +58,8 @@ const CACHE_CAPACITY: usize = 4096;
 pub struct Authenticator {
     store: Arc<dyn IdentityStore>,
     authorizer: Arc<dyn Authorizer>,
+    /// Sign-ins and their failures are recorded through the one audit writer.
+    audit: Audit,
     signer: TokenSigner,
     settings: AuthSettings,
     throttle: SignInThrottle,
@@ -89,6 +92,7 @@ impl Authenticator {
         let signer =
             TokenSigner::from_secret(&secret).map_err(|e| Error::internal("signing key", e))?;
         Ok(Authenticator {
+            audit: Audit::over(store.clone()),
             store,
             authorizer,
             signer,
@@ -113,8 +117,15 @@ impl Authenticator {
         &self.authorizer
     }
 
-    /// Appends to the audit log; a failure is logged, never returned, so it cannot turn a
-    /// sign-in (or a completed delete) into an error.
+    /// The audit log's one writer, for the surfaces that hold this service (the registry's
+    /// dispatcher, the web UI's sign-out).
+    pub fn audit_log(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Appends an entry without details to the audit log through [`Audit`]; a failure is
+    /// logged, never returned, so it cannot turn a sign-in (or a completed delete) into an
+    /// error.
     pub async fn audit(
         &self,
         actor: &str,
@@ -122,16 +133,8 @@ impl Authenticator {
         target: &str,
         address: Option<std::net::IpAddr>,
     ) {
-        let event = AuditEvent {
-            at: now_unix(),
-            actor: actor.to_owned(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            detail: None,
-            address: address.map(|a| a.to_string()),
-        };
-        if let Err(err) = self.store.record_audit(&event.capped()).await {
-            tracing::warn!(error = %err, action, "could not write the audit log");
-        }
+        self.audit
+            .record_from(actor, address, action, target, serde_json::Value::Null)
+            .await;
     }
 }

@@ -1,14 +1,14 @@
 //! One repository as the Hub shows it, and what its users change on it: descriptions,
 //! stars, and (for site admins) the verified mark of an organization.
 
-use super::{readme::render_readme, refusal, Hub};
-use crate::access::{Actor, Principal};
+use super::{readme::render_readme, Hub};
+use crate::access::{personal_change_allowed, Actor, Principal};
 use crate::error::{Error, Result};
 use crate::identity::Acting;
 use crate::ports::{Permission, RepositoryInfo};
 use crate::time::now_unix;
 use berth_oci::RepoName;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Longest short description (Docker Hub's limit).
 pub const MAX_DESCRIPTION_CHARS: usize = 100;
@@ -97,7 +97,7 @@ impl Hub {
         full_description: Option<String>,
     ) -> Result<()> {
         if self.readable(acting.principal, repo).await? < Permission::Admin {
-            return Err(refusal(acting.principal));
+            return Err(acting.principal.refusal());
         }
         check_descriptions(description.as_deref(), full_description.as_deref())?;
         if description.is_none() && full_description.is_none() {
@@ -111,34 +111,54 @@ impl Hub {
             return Err(Error::NameUnknown(repo.clone()));
         }
         // The README can be long: the log says that it changed, not what it says.
-        self.audit(
-            acting,
-            "repository.description",
-            repo.as_str(),
-            json!({
-                "description": description,
-                "full_description_changed": full_description.is_some(),
-            }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.description",
+                repo.as_str(),
+                json!({
+                    "description": description,
+                    "full_description_changed": full_description.is_some(),
+                }),
+            )
+            .await;
         Ok(())
     }
 
     /// Stars the repository for the signed-in user (not anonymous callers, not organization
-    /// tokens) who may read it; starring twice is the same as once.
-    pub async fn star(&self, principal: &Principal, repo: &RepoName) -> Result<()> {
-        let user_id = starring_user(principal)?;
-        self.readable(principal, repo).await?;
-        self.store.star(user_id, repo, now_unix()).await?;
+    /// tokens) who may read it; starring twice is the same as once. A star is a write, so a
+    /// read-only token (or one not covering the repository) may not make one.
+    pub async fn star(&self, acting: &Acting<'_>, repo: &RepoName) -> Result<()> {
+        let user_id = self.may_star(acting.principal, repo).await?;
+        if self.store.star(user_id, repo, now_unix()).await? {
+            self.audit
+                .record_by(acting, "repository.star", repo.as_str(), Value::Null)
+                .await;
+        }
         Ok(())
     }
 
-    /// Takes the user's star away; unstarring what was not starred is no error.
-    pub async fn unstar(&self, principal: &Principal, repo: &RepoName) -> Result<()> {
+    /// Takes the user's star away; unstarring what was not starred is no error. Needs what
+    /// starring needs.
+    pub async fn unstar(&self, acting: &Acting<'_>, repo: &RepoName) -> Result<()> {
+        let user_id = self.may_star(acting.principal, repo).await?;
+        if self.store.unstar(user_id, repo).await? {
+            self.audit
+                .record_by(acting, "repository.unstar", repo.as_str(), Value::Null)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The user whose star it is, when the principal may read the repository and its
+    /// credentials allow a write; a repository it cannot read is `NameUnknown`.
+    async fn may_star(&self, principal: &Principal, repo: &RepoName) -> Result<i64> {
         let user_id = starring_user(principal)?;
         self.readable(principal, repo).await?;
-        self.store.unstar(user_id, repo).await?;
-        Ok(())
+        if !personal_change_allowed(principal, repo) {
+            return Err(Error::Denied);
+        }
+        Ok(user_id)
     }
 
     /// Whether an organization is a verified publisher; public, as its repositories show it.
@@ -158,7 +178,8 @@ impl Hub {
         if !self.store.set_org_verified(org, verified).await? {
             return Err(Error::AccountUnknown(org.to_owned()));
         }
-        self.audit(acting, "org.verified", org, json!({ "verified": verified }))
+        self.audit
+            .record_by(acting, "org.verified", org, json!({ "verified": verified }))
             .await;
         Ok(())
     }

@@ -41,6 +41,15 @@ impl Account {
     }
 }
 
+/// What a change to an account asks for; `None` leaves that part as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AccountChange<'a> {
+    /// A new password: the user or a site admin.
+    pub password: Option<&'a str>,
+    /// Whether the user is a site admin: site admins.
+    pub is_admin: Option<bool>,
+}
+
 /// Accounts one client address (IPv6: one /64) may create by self-service sign-up within
 /// [`SIGNUP_WINDOW`]: enough for a household or an office, too few for a script.
 pub const SIGNUPS_PER_ADDRESS: u32 = 5;
@@ -77,8 +86,9 @@ const GENERATED_PASSWORD_LEN: usize = 24;
 const SERVER_ACTOR: &str = "berth";
 
 impl<S: IdentityStore + ?Sized> Identity<S> {
-    /// Creates a user with an argon2id-hashed password (site admins only). `Conflict` when a
-    /// user or organization already has the name.
+    /// Creates a user with an argon2id-hashed password (site admins signed in with a
+    /// password: an account with a known password would outlive a leaked token's
+    /// revocation). `Conflict` when a user or organization already has the name.
     pub async fn create_user(
         &self,
         acting: &Acting<'_>,
@@ -87,8 +97,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         is_admin: bool,
     ) -> Result<Account> {
         acting.require_site_admin()?;
+        acting.require_password_sign_in()?;
         let account = self.insert_user(name, password, is_admin).await?;
-        self.audit(acting, "user.create", name, json!({ "admin": is_admin }))
+        self.audit
+            .record_by(acting, "user.create", name, json!({ "admin": is_admin }))
             .await;
         Ok(account)
     }
@@ -121,14 +133,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 retry_after_secs: wait.as_secs().max(1),
             })?;
         let account = self.insert_user(name, password, false).await?;
-        self.audit_as(
-            name,
-            address.map(|a| a.to_string()),
-            "account.signup",
-            name,
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_from(
+                name,
+                address,
+                "account.signup",
+                name,
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(account)
     }
 
@@ -150,44 +163,60 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         })
     }
 
-    /// Replaces a user's password (the user or a site admin) and ends everything signed in
-    /// with the old one: web UI sessions and API tokens issued before now (the store moves
-    /// the user's `sessions_valid_from` with the hash) and the user's refresh tokens. Sign-ins
-    /// with an access token are not ended; they end with that token.
+    /// Replaces a user's password (the user or a site admin, signed in with a password) and
+    /// ends everything signed in with the old one: web UI sessions and API tokens issued
+    /// before now (the store moves the user's `sessions_valid_from` with the hash) and the
+    /// user's refresh tokens. Sign-ins with an access token are not ended; they end with that
+    /// token.
     pub async fn set_password(
         &self,
         acting: &Acting<'_>,
         name: &str,
         password: &str,
     ) -> Result<()> {
-        acting.require_credentials_of(name)?;
-        check_password(password)?;
-        let user = self.user_record(name).await?;
-        let hash = hash_password(password)?;
-        if !self
-            .store
-            .set_password_hash(name, &hash, now_unix())
-            .await?
-        {
-            return Err(Error::AccountUnknown(name.to_owned()));
-        }
-        self.store
-            .revoke_refresh_tokens_of_user(user.id, now_unix())
-            .await?;
-        self.audit(acting, "user.password", name, serde_json::Value::Null)
-            .await;
-        Ok(())
+        let change = AccountChange {
+            password: Some(password),
+            is_admin: None,
+        };
+        self.change_account(acting, name, change).await
     }
 
-    /// Grants or revokes site administration (site admins only); the last site admin cannot
-    /// be demoted, so the instance always stays manageable.
+    /// Grants or revokes site administration (site admins signed in with a password, for the
+    /// reason [`Identity::create_user`] gives); the last site admin cannot be demoted, so the
+    /// instance always stays manageable.
     pub async fn set_admin(&self, acting: &Acting<'_>, name: &str, is_admin: bool) -> Result<()> {
-        acting.require_site_admin()?;
-        let user = self.user_record(name).await?;
-        if user.is_admin == is_admin {
-            return Ok(());
+        let change = AccountChange {
+            password: None,
+            is_admin: Some(is_admin),
+        };
+        self.change_account(acting, name, change).await
+    }
+
+    /// Changes an account's password and/or site-admin flag as one change: every part is
+    /// authorized and checked before any is written, so a refused request changes nothing.
+    /// Each part is audited on its own (`user.admin`, `user.password`); setting the flag it
+    /// already has changes and records nothing.
+    pub async fn change_account(
+        &self,
+        acting: &Acting<'_>,
+        name: &str,
+        change: AccountChange<'_>,
+    ) -> Result<()> {
+        if change.is_admin.is_some() {
+            acting.require_site_admin()?;
+            acting.require_password_sign_in()?;
         }
-        if !is_admin {
+        if change.password.is_some() {
+            acting.require_credentials_of(name)?;
+        }
+        if let Some(password) = change.password {
+            check_password(password)?;
+        }
+        let user = self.user_record(name).await?;
+        let admin = change
+            .is_admin
+            .filter(|&is_admin| is_admin != user.is_admin);
+        if admin == Some(false) {
             let admins = self.store.list_users().await?;
             if admins.iter().filter(|u| u.is_admin).count() <= 1 {
                 return Err(Error::AccountInvalid(format!(
@@ -195,11 +224,31 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 )));
             }
         }
-        if !self.store.set_admin(name, is_admin).await? {
-            return Err(Error::AccountUnknown(name.to_owned()));
+        let hash = change.password.map(hash_password).transpose()?;
+
+        if let Some(is_admin) = admin {
+            if !self.store.set_admin(name, is_admin).await? {
+                return Err(Error::AccountUnknown(name.to_owned()));
+            }
+            self.audit
+                .record_by(acting, "user.admin", name, json!({ "admin": is_admin }))
+                .await;
         }
-        self.audit(acting, "user.admin", name, json!({ "admin": is_admin }))
-            .await;
+        if let Some(hash) = hash {
+            if !self
+                .store
+                .set_password_hash(name, &hash, now_unix())
+                .await?
+            {
+                return Err(Error::AccountUnknown(name.to_owned()));
+            }
+            self.store
+                .revoke_refresh_tokens_of_user(user.id, now_unix())
+                .await?;
+            self.audit
+                .record_by(acting, "user.password", name, serde_json::Value::Null)
+                .await;
+        }
         Ok(())
     }
 
@@ -236,14 +285,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             Err(Error::Conflict(_)) => return Ok(None),
             Err(err) => return Err(err),
         }
-        self.audit_as(
-            SERVER_ACTOR,
-            None,
-            "user.create",
-            FIRST_ADMIN,
-            json!({ "admin": true, "first_start": true }),
-        )
-        .await;
+        self.audit
+            .record(
+                SERVER_ACTOR,
+                None,
+                "user.create",
+                FIRST_ADMIN,
+                json!({ "admin": true, "first_start": true }),
+            )
+            .await;
         Ok(generated.then_some(password))
     }
 

@@ -103,6 +103,15 @@ impl<'a> Acting<'a> {
         }
     }
 
+    /// Refuses callers signed in with an access token (anonymous ones are asked to sign in).
+    pub(super) fn require_password_sign_in(&self) -> Result<()> {
+        self.user()?;
+        match self.principal.limits {
+            None => Ok(()),
+            Some(_) => Err(Error::Denied),
+        }
+    }
+
     /// Like [`Acting::require_credentials_of`], for the user's own credentials only.
     pub(super) fn require_own_credentials(&self, account: &str) -> Result<()> {
         let (_, name) = self.user()?;
@@ -198,7 +207,17 @@ mod tests {
                 acting.require_credentials_of("alice"),
                 Err(Error::Denied)
             ));
+            assert!(matches!(
+                acting.require_password_sign_in(),
+                Err(Error::Denied)
+            ));
         }
+        assert!(acting.require_password_sign_in().is_ok());
+        let anonymous = Principal::anonymous();
+        assert!(matches!(
+            Acting::new(&anonymous, None).require_password_sign_in(),
+            Err(Error::Unauthorized)
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (the organization's owners and site admins).
 
 use super::{validate_team_name, validate_username, Acting, Identity};
+use crate::access::owns_namespace;
 use crate::error::{Error, Result};
-use crate::ports::{IdentityStore, OrgRecord, TeamRecord, OWNERS_TEAM};
+use crate::ports::{IdentityStore, NamespaceOwner, OrgRecord, TeamRecord, OWNERS_TEAM};
 use crate::time::now_unix;
 use serde_json::json;
 
@@ -32,7 +33,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         validate_username(name)?;
         let org = self.store.create_org(name, owner_id, now_unix()).await?;
         let owner = owner.unwrap_or(caller);
-        self.audit(acting, "org.create", name, json!({ "owner": owner }))
+        self.audit
+            .record_by(acting, "org.create", name, json!({ "owner": owner }))
             .await;
         Ok(org)
     }
@@ -63,13 +65,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let org = self.org_for_owner(acting, org).await?;
         validate_team_name(team)?;
         let record = self.store.create_team(org.id, team, description).await?;
-        self.audit(
-            acting,
-            "team.create",
-            &team_target(&org.name, team),
-            json!({ "description": description }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "team.create",
+                &team_target(&org.name, team),
+                json!({ "description": description }),
+            )
+            .await;
         Ok(record)
     }
 
@@ -85,13 +88,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.delete_team(record.id).await? {
             return Err(team_unknown(&org.name, team));
         }
-        self.audit(
-            acting,
-            "team.delete",
-            &team_target(&org.name, team),
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "team.delete",
+                &team_target(&org.name, team),
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(())
     }
 
@@ -126,13 +130,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let member = self.user_record(user).await?;
         let added = self.store.add_team_member(record.id, member.id).await?;
         if added {
-            self.audit(
-                acting,
-                "team.member.add",
-                &team_target(&org.name, team),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "team.member.add",
+                    &team_target(&org.name, team),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(added)
     }
@@ -160,13 +165,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         }
         let removed = self.store.remove_team_member(record.id, member.id).await?;
         if removed {
-            self.audit(
-                acting,
-                "team.member.remove",
-                &team_target(&org.name, team),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "team.member.remove",
+                    &team_target(&org.name, team),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(removed)
     }
@@ -176,7 +182,12 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
     pub(super) async fn org_for_owner(&self, acting: &Acting<'_>, name: &str) -> Result<OrgRecord> {
         let (user_id, _) = acting.user_with_full_authority()?;
         let org = self.org_record(name).await?;
-        if acting.principal.is_site_admin() || self.store.is_org_owner(org.id, user_id).await? {
+        if acting.principal.is_site_admin() {
+            return Ok(org);
+        }
+        let owns_org = self.store.is_org_owner(org.id, user_id).await?;
+        let namespace = Some(NamespaceOwner::Organization(org.id));
+        if owns_namespace(&acting.principal.actor, namespace, owns_org) {
             Ok(org)
         } else {
             Err(Error::Denied)

@@ -1,9 +1,10 @@
 //! Repository settings: creating and deleting repositories, visibility, team grants,
-//! collaborators and namespace defaults. Settings need Admin on the repository, and a
-//! repository the caller cannot read answers exactly like a missing one.
+//! collaborators and namespace defaults. Settings need Admin on the repository, as the
+//! [`crate::access::Authorizer`] decides it for the registry too, and a repository the
+//! caller cannot read answers exactly like a missing one.
 
 use super::{Acting, Identity};
-use crate::access::repository_permission;
+use crate::access::owns_namespace;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NamespaceOwner, NamespaceRecord, Permission, RepositoryRecord};
 use crate::time::now_unix;
@@ -37,12 +38,9 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         };
         // Refused alike whether or not the repository exists, so creating cannot probe for
         // private ones; only those who could see it learn that it already exists.
-        let facts = self
-            .store
-            .access_facts(acting.principal.user_id(), repo)
-            .await?;
-        if repository_permission(acting.principal, repo, &facts) != Some(Permission::Admin) {
-            return Err(refusal(acting));
+        let permission = self.authorizer.permission(acting.principal, repo).await?;
+        if permission != Some(Permission::Admin) {
+            return Err(acting.principal.refusal());
         }
         if self.store.namespace(namespace).await?.is_none() {
             return Err(Error::AccountUnknown(namespace.to_owned()));
@@ -51,13 +49,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .store
             .create_repository(repo, private, now_unix(), Some(&acting.actor_name()))
             .await?;
-        self.audit(
-            acting,
-            "repository.create",
-            repo.as_str(),
-            json!({ "private": record.is_private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.create",
+                repo.as_str(),
+                json!({ "private": record.is_private }),
+            )
+            .await;
         Ok(record)
     }
 
@@ -104,13 +103,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        self.audit(
-            acting,
-            "repository.visibility",
-            repo.as_str(),
-            json!({ "private": private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.visibility",
+                repo.as_str(),
+                json!({ "private": private }),
+            )
+            .await;
         Ok(())
     }
 
@@ -125,13 +125,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         {
             return Err(Error::NameUnknown(repo.clone()));
         }
-        self.audit(
-            acting,
-            "repository.delete",
-            repo.as_str(),
-            serde_json::Value::Null,
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.delete",
+                repo.as_str(),
+                serde_json::Value::Null,
+            )
+            .await;
         Ok(())
     }
 
@@ -172,13 +173,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         self.store
             .grant_team(team.id, record.id, permission, Some(&acting.actor_name()))
             .await?;
-        self.audit(
-            acting,
-            "repository.team.grant",
-            repo.as_str(),
-            json!({ "team": team.name, "permission": permission.as_str() }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.team.grant",
+                repo.as_str(),
+                json!({ "team": team.name, "permission": permission.as_str() }),
+            )
+            .await;
         Ok(())
     }
 
@@ -196,13 +198,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .revoke_team(team.id, record.id, Some(&acting.actor_name()))
             .await?;
         if revoked {
-            self.audit(
-                acting,
-                "repository.team.revoke",
-                repo.as_str(),
-                json!({ "team": team.name }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "repository.team.revoke",
+                    repo.as_str(),
+                    json!({ "team": team.name }),
+                )
+                .await;
         }
         Ok(revoked)
     }
@@ -225,13 +228,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 Some(&acting.actor_name()),
             )
             .await?;
-        self.audit(
-            acting,
-            "repository.collaborator.set",
-            repo.as_str(),
-            json!({ "user": user, "permission": permission.as_str() }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "repository.collaborator.set",
+                repo.as_str(),
+                json!({ "user": user, "permission": permission.as_str() }),
+            )
+            .await;
         Ok(())
     }
 
@@ -248,13 +252,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .remove_collaborator(record.id, collaborator, Some(&acting.actor_name()))
             .await?;
         if removed {
-            self.audit(
-                acting,
-                "repository.collaborator.remove",
-                repo.as_str(),
-                json!({ "user": user }),
-            )
-            .await;
+            self.audit
+                .record_by(
+                    acting,
+                    "repository.collaborator.remove",
+                    repo.as_str(),
+                    json!({ "user": user }),
+                )
+                .await;
         }
         Ok(removed)
     }
@@ -282,13 +287,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.set_default_private(namespace, private).await? {
             return Err(Error::AccountUnknown(namespace.to_owned()));
         }
-        self.audit(
-            acting,
-            "namespace.default_visibility",
-            namespace,
-            json!({ "private": private }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "namespace.default_visibility",
+                namespace,
+                json!({ "private": private }),
+            )
+            .await;
         Ok(())
     }
 
@@ -300,21 +306,21 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         repo: &RepoName,
         needed: Permission,
     ) -> Result<RepositoryRecord> {
-        let facts = self
+        let held = self.authorizer.permission(acting.principal, repo).await?;
+        // Namespace owners hold Admin even on a repository that does not exist yet, so
+        // existence is checked before the level: a missing one is missing to everyone.
+        let Some(held) = held else {
+            return Err(Error::NameUnknown(repo.clone()));
+        };
+        let record = self
             .store
-            .access_facts(acting.principal.user_id(), repo)
-            .await?;
-        // Namespace owners hold Admin even on a repository that does not exist yet.
-        let exists = facts.is_private.is_some();
-        match repository_permission(acting.principal, repo, &facts).filter(|_| exists) {
-            None => return Err(Error::NameUnknown(repo.clone())),
-            Some(held) if held < needed => return Err(refusal(acting)),
-            Some(_) => {}
-        }
-        self.store
             .repository(repo)
             .await?
-            .ok_or_else(|| Error::NameUnknown(repo.clone()))
+            .ok_or_else(|| Error::NameUnknown(repo.clone()))?;
+        if held < needed {
+            return Err(acting.principal.refusal());
+        }
+        Ok(record)
     }
 
     /// The repository and the team, when the caller is an admin of the repository and the
@@ -385,25 +391,19 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .namespace(name)
             .await?
             .ok_or_else(|| Error::AccountUnknown(name.to_owned()))?;
-        let allowed = acting.principal.is_site_admin()
-            || match namespace.owner {
-                NamespaceOwner::User(id) => id == user_id,
-                NamespaceOwner::Organization(id) => self.store.is_org_owner(id, user_id).await?,
-            };
+        if acting.principal.is_site_admin() {
+            return Ok(namespace);
+        }
+        // Only an organization's namespace needs the fact of who owns the organization.
+        let owns_org = match namespace.owner {
+            NamespaceOwner::Organization(id) => self.store.is_org_owner(id, user_id).await?,
+            NamespaceOwner::User(_) => false,
+        };
+        let allowed = owns_namespace(&acting.principal.actor, Some(namespace.owner), owns_org);
         if allowed {
             Ok(namespace)
         } else {
             Err(Error::Denied)
         }
-    }
-}
-
-/// Not enough permission on something the caller may see: an anonymous caller is asked to
-/// sign in, anyone else is refused.
-fn refusal(acting: &Acting<'_>) -> Error {
-    if acting.principal.is_anonymous() {
-        Error::Unauthorized
-    } else {
-        Error::Denied
     }
 }

@@ -1,5 +1,7 @@
-//! Access tokens: Docker Hub's scopes, recognizable secrets stored only as hashes, and
-//! creating, listing and revoking personal and organization tokens.
+//! Access tokens: Docker Hub's scopes, recognizable secrets stored only as hashes, the rules
+//! a new token meets (label, expiry, repository patterns) whichever surface asks for it, and
+//! creating, listing and revoking personal and organization tokens. As on Docker Hub, access
+//! tokens cannot manage access tokens: all of it needs a password sign-in.
 
 use super::{Acting, Identity};
 use crate::error::{Error, Result};
@@ -12,6 +14,9 @@ use std::str::FromStr;
 
 /// Every secret starts with this, so leaked tokens are easy to recognize and scan for.
 pub const TOKEN_PREFIX: &str = "berth_pat_";
+
+/// Longest label accepted; labels name a token in lists, they are not documents.
+pub const MAX_TOKEN_LABEL_CHARS: usize = 100;
 
 /// Docker Hub's access-token scopes; each includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -92,6 +97,30 @@ pub fn validate_repository_pattern(pattern: &str) -> Result<()> {
         .map_err(|e| Error::AccountInvalid(format!("invalid repository pattern {pattern:?}: {e}")))
 }
 
+/// The label a new token is stored with: trimmed, and 1 to [`MAX_TOKEN_LABEL_CHARS`]
+/// characters long.
+fn token_label(label: &str) -> Result<&str> {
+    let label = label.trim();
+    if (1..=MAX_TOKEN_LABEL_CHARS).contains(&label.chars().count()) {
+        Ok(label)
+    } else {
+        Err(Error::AccountInvalid(format!(
+            "a token label needs 1 to {MAX_TOKEN_LABEL_CHARS} characters"
+        )))
+    }
+}
+
+/// A token that expires does so after at least a day; `None` is a token that does not.
+fn token_expiry(expires_in_days: Option<u32>, now: i64) -> Result<Option<i64>> {
+    match expires_in_days {
+        Some(0) => Err(Error::AccountInvalid(
+            "a token expires after at least 1 day (leave the expiry out for a token that does not expire)"
+                .to_owned(),
+        )),
+        days => Ok(days.map(|days| now + i64::from(days) * 86_400)),
+    }
+}
+
 /// A token just created: its record, and the secret, which is never stored or shown again.
 #[derive(Debug)]
 pub struct CreatedToken {
@@ -139,19 +168,21 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 request.expires_in_days,
             )
             .await?;
-        self.audit(
-            acting,
-            "token.create",
-            request.user,
-            token_detail(&created.record),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "token.create",
+                request.user,
+                token_detail(&created.record),
+            )
+            .await;
         Ok(created)
     }
 
-    /// A user's personal tokens, oldest first (the user or a site admin).
+    /// A user's personal tokens, oldest first (the user or a site admin, signed in with a
+    /// password: a token must not learn what other tokens exist and may do).
     pub async fn list_tokens(&self, acting: &Acting<'_>, user: &str) -> Result<Vec<TokenRecord>> {
-        acting.require_self_or_site_admin(user)?;
+        acting.require_credentials_of(user)?;
         let user = self.user_record(user).await?;
         Ok(self.store.tokens_of_user(user.id).await?)
     }
@@ -176,10 +207,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         acting: &Acting<'_>,
         request: OrgTokenRequest<'_>,
     ) -> Result<CreatedToken> {
-        let org = self.org_for_owner(acting, request.org).await?;
-        if acting.principal.limits.is_some() {
-            return Err(Error::Denied);
-        }
+        let org = self.org_tokens_for(acting, request.org).await?;
         let creator = self.token_creator(acting, org.id).await?;
         let created = self
             .insert_token(
@@ -191,13 +219,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 request.expires_in_days,
             )
             .await?;
-        self.audit(
-            acting,
-            "token.create",
-            &org.name,
-            token_detail(&created.record),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "token.create",
+                &org.name,
+                token_detail(&created.record),
+            )
+            .await;
         Ok(created)
     }
 
@@ -207,13 +236,13 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         acting: &Acting<'_>,
         org: &str,
     ) -> Result<Vec<TokenRecord>> {
-        let org = self.org_for_owner(acting, org).await?;
+        let org = self.org_tokens_for(acting, org).await?;
         Ok(self.store.tokens_of_org(org.id).await?)
     }
 
     /// Revokes an organization token; false if it already was.
     pub async fn revoke_org_token(&self, acting: &Acting<'_>, org: &str, id: i64) -> Result<bool> {
-        let org = self.org_for_owner(acting, org).await?;
+        let org = self.org_tokens_for(acting, org).await?;
         let token = self
             .store
             .token_by_id(id)
@@ -221,6 +250,18 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             .filter(|t| t.org_id == Some(org.id))
             .ok_or(Error::TokenUnknown(id))?;
         self.mark_revoked(acting, &token, &org.name).await
+    }
+
+    /// The organization, when the caller may manage its tokens: an owner or a site admin,
+    /// signed in with a password (an owner's token manages the organization, not its tokens).
+    async fn org_tokens_for(
+        &self,
+        acting: &Acting<'_>,
+        org: &str,
+    ) -> Result<crate::ports::OrgRecord> {
+        let org = self.org_for_owner(acting, org).await?;
+        acting.require_password_sign_in()?;
+        Ok(org)
     }
 
     async fn mark_revoked(
@@ -232,13 +273,14 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if token.revoked_at.is_some() || !self.store.revoke_token(token.id, now_unix()).await? {
             return Ok(false);
         }
-        self.audit(
-            acting,
-            "token.revoke",
-            target,
-            json!({ "id": token.id, "label": token.label }),
-        )
-        .await;
+        self.audit
+            .record_by(
+                acting,
+                "token.revoke",
+                target,
+                json!({ "id": token.id, "label": token.label }),
+            )
+            .await;
         Ok(true)
     }
 
@@ -275,11 +317,13 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         repositories: Vec<String>,
         expires_in_days: Option<u32>,
     ) -> Result<CreatedToken> {
+        let label = token_label(label)?;
+        let now = now_unix();
+        let expires_at = token_expiry(expires_in_days, now)?;
         for pattern in &repositories {
             validate_repository_pattern(pattern)?;
         }
         let secret = new_token_secret()?;
-        let now = now_unix();
         let token = NewToken {
             user_id,
             org_id,
@@ -288,7 +332,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             scope: scope.as_str().to_owned(),
             repositories,
             created_at: now,
-            expires_at: expires_in_days.map(|days| now + i64::from(days) * 86_400),
+            expires_at,
         };
         let record = self.store.create_token(&token).await?;
         Ok(CreatedToken { record, secret })
@@ -331,6 +375,34 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(hash_token(&a), hash_token(&a));
         assert!(!hash_token(&a).contains(&a[TOKEN_PREFIX.len()..]));
+    }
+
+    #[test]
+    fn labels_are_trimmed_and_bounded() {
+        assert_eq!(token_label("  ci  ").unwrap(), "ci");
+        let longest = "é".repeat(MAX_TOKEN_LABEL_CHARS);
+        assert_eq!(token_label(&longest).unwrap(), longest);
+        for bad in ["", "   ", &format!("{longest}x")] {
+            assert!(
+                matches!(token_label(bad), Err(Error::AccountInvalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiries_are_at_least_a_day() {
+        assert_eq!(token_expiry(None, 1000).unwrap(), None);
+        assert_eq!(
+            token_expiry(Some(2), 1000).unwrap(),
+            Some(1000 + 2 * 86_400)
+        );
+        let longest = token_expiry(Some(u32::MAX), i64::from(u32::MAX)).unwrap();
+        assert!(longest.is_some_and(|at| at > 0), "no overflow");
+        assert!(matches!(
+            token_expiry(Some(0), 1000),
+            Err(Error::AccountInvalid(_))
+        ));
     }
 
     #[test]

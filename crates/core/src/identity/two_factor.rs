@@ -63,7 +63,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if !self.store.set_totp(name, Some(secret), true).await? {
             return Err(Error::AccountUnknown(name.to_owned()));
         }
-        self.audit(acting, "user.2fa.enable", name, serde_json::Value::Null)
+        self.audit
+            .record_by(acting, "user.2fa.enable", name, serde_json::Value::Null)
             .await;
         Ok(())
     }
@@ -99,7 +100,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             return Err(Error::AccountUnknown(name.to_owned()));
         }
         if user.totp_enabled {
-            self.audit(acting, "user.2fa.disable", name, serde_json::Value::Null)
+            self.audit
+                .record_by(acting, "user.2fa.disable", name, serde_json::Value::Null)
                 .await;
         }
         Ok(())

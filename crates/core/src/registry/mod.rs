@@ -14,10 +14,10 @@ pub use platforms::PlatformBackfill;
 pub use referrers::Referrer;
 pub use uploads::ChunkFraming;
 
+use crate::audit::Audit;
 use crate::error::Error;
 use crate::jobs::Wake;
-use crate::ports::{AuditEvent, BlobStore, MetaError, MetaStore, StoreError};
-use crate::time::now_unix;
+use crate::ports::{BlobStore, MetaError, MetaStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use uploads::UploadLocks;
@@ -95,20 +95,17 @@ impl Registry {
         Registry { wake, ..self }
     }
 
-    /// Appends to the audit log a change that already happened: a failure to write is
-    /// logged, not returned, because undoing the change would be worse than a gap in the log.
+    /// Appends to the audit log a change that already happened, through the one writer.
     async fn audit(&self, by: ChangedBy<'_>, action: &str, target: String) {
-        let event = AuditEvent {
-            at: now_unix(),
-            actor: by.actor.unwrap_or("anonymous").to_owned(),
-            action: action.to_owned(),
-            target,
-            detail: None,
-            address: by.address.map(str::to_owned),
-        };
-        if let Err(err) = self.meta.record_audit(&event).await {
-            tracing::warn!(error = %err, action, "could not write the audit log");
-        }
+        Audit::over(self.meta.clone())
+            .record(
+                by.actor.unwrap_or("anonymous"),
+                by.address,
+                action,
+                &target,
+                serde_json::Value::Null,
+            )
+            .await;
     }
 }
 

@@ -9,14 +9,14 @@ use super::dispatch::new_delivery_id;
 use super::seal::SealKey;
 use super::signature::new_secret;
 use super::{check_url, PayloadFormat, WebhookEvent, WebhookTarget, WebhookTransport};
-use crate::access::{repository_permission, Actor};
+use crate::access::{owns_namespace, Actor, Authorizer};
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::identity::Acting;
 use crate::jobs::Wake;
 use crate::ports::{
-    AuditEvent, DeliveryAttempt, MetaStore, NamespaceOwner, NewDelivery, NewWebhook, Permission,
-    WebhookRecord,
+    DeliveryAttempt, MetaStore, NamespaceOwner, NewDelivery, NewWebhook, Permission, WebhookRecord,
 };
 use crate::time::rfc3339;
 use std::sync::Arc;
@@ -122,6 +122,7 @@ pub struct CreatedWebhook {
 #[derive(Clone)]
 pub struct Webhooks {
     store: Arc<dyn MetaStore>,
+    authorizer: Arc<dyn Authorizer>,
     transport: Arc<dyn WebhookTransport>,
     seal: SealKey,
     clock: Arc<dyn Clock>,
@@ -132,6 +133,7 @@ pub struct Webhooks {
 impl Webhooks {
     pub fn new(
         store: Arc<dyn MetaStore>,
+        authorizer: Arc<dyn Authorizer>,
         transport: Arc<dyn WebhookTransport>,
         seal: SealKey,
         clock: Arc<dyn Clock>,
@@ -140,6 +142,7 @@ impl Webhooks {
     ) -> Webhooks {
         Webhooks {
             store,
+            authorizer,
             transport,
             seal,
             clock,
@@ -355,9 +358,13 @@ impl Webhooks {
         match target {
             WebhookTarget::Site => acting.require_site_admin(),
             WebhookTarget::Repository(repo) => {
-                let facts = self.store.access_facts(principal.user_id(), repo).await?;
-                let exists = facts.is_private.is_some();
-                match repository_permission(principal, repo, &facts).filter(|_| exists) {
+                let exists = self.store.repository_exists(repo).await?;
+                match self
+                    .authorizer
+                    .permission(principal, repo)
+                    .await?
+                    .filter(|_| exists)
+                {
                     None => Err(Error::NameUnknown(repo.clone())),
                     Some(Permission::Admin) => Ok(()),
                     Some(_) => Err(Error::Denied),
@@ -376,16 +383,13 @@ impl Webhooks {
                 let full = principal.limits.as_ref().is_none_or(|l| {
                     l.scope == crate::identity::TokenScope::Admin && l.repositories.is_empty()
                 });
-                let owner = match (&principal.actor, namespace.owner) {
-                    (Actor::User { id, .. }, NamespaceOwner::User(owner)) => *id == owner,
+                let owns_org = match (&principal.actor, namespace.owner) {
                     (Actor::User { id, .. }, NamespaceOwner::Organization(org)) => {
                         self.store.is_org_owner(org, *id).await?
                     }
-                    (Actor::Organization { id, .. }, NamespaceOwner::Organization(org)) => {
-                        *id == org
-                    }
                     _ => false,
                 };
+                let owner = owns_namespace(&principal.actor, Some(namespace.owner), owns_org);
                 if full && owner {
                     Ok(())
                 } else {
@@ -424,19 +428,10 @@ impl Webhooks {
     }
 
     async fn audit(&self, acting: &Acting<'_>, action: &str, id: &str, target: &WebhookTarget) {
-        let event = AuditEvent {
-            at: self.clock.now_unix(),
-            actor: acting.actor_name(),
-            action: action.to_owned(),
-            target: id.to_owned(),
-            detail: Some(
-                serde_json::json!({ "scope": target.scope(), "target": target.name() }).to_string(),
-            ),
-            address: acting.address.clone(),
-        };
-        if let Err(err) = self.store.record_audit(&event).await {
-            tracing::warn!(error = %err, action, "could not write the audit log");
-        }
+        let detail = serde_json::json!({ "scope": target.scope(), "target": target.name() });
+        Audit::over(self.store.clone())
+            .record_by(acting, action, id, detail)
+            .await;
     }
 }
 

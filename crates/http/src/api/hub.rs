@@ -65,13 +65,13 @@ impl From<RepositoryInfo> for RepositorySummary {
 
 /// `PUT /repositories/{name}/-/star`: idempotent, like the button.
 pub(super) async fn star(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
-    call.state.hub.star(&call.principal, repo).await?;
+    call.state.hub.star(&call.acting(), repo).await?;
     no_content()
 }
 
 /// `DELETE /repositories/{name}/-/star`: also 204 when there was no star.
 pub(super) async fn unstar(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
-    call.state.hub.unstar(&call.principal, repo).await?;
+    call.state.hub.unstar(&call.acting(), repo).await?;
     no_content()
 }
 

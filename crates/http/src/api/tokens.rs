@@ -15,9 +15,6 @@ use berth_core::time::now_unix;
 use berth_core::Error;
 use serde::{Deserialize, Serialize};
 
-/// Longest label accepted; labels name a token in lists, they are not documents.
-const MAX_LABEL_CHARS: usize = 100;
-
 #[derive(Debug, Serialize)]
 struct TokenView {
     id: i64,
@@ -88,21 +85,9 @@ struct NewToken {
 }
 
 impl NewToken {
-    /// The one scope asked for (scopes nest, so one says everything), and the checks the
-    /// service leaves to the caller.
+    /// The one scope asked for (scopes nest, so one says everything). The label, expiry and
+    /// repository rules are the management service's, the same for the UI and the CLI.
     fn scope(&self) -> ApiResult<TokenScope> {
-        let label_chars = self.token_label.trim().chars().count();
-        if !(1..=MAX_LABEL_CHARS).contains(&label_chars) {
-            return Err(ApiError::BadRequest(format!(
-                "token_label must have 1 to {MAX_LABEL_CHARS} characters"
-            )));
-        }
-        if self.expires_in_days == Some(0) {
-            return Err(ApiError::BadRequest(
-                "expires_in_days must be at least 1 (leave it out for a token that does not expire)"
-                    .to_owned(),
-            ));
-        }
         match self.scopes.as_slice() {
             [scope] => Ok(scope.parse()?),
             _ => Err(ApiError::BadRequest(
@@ -141,7 +126,7 @@ pub(super) async fn create(call: &Call<'_>) -> ApiResult<Response<Body>> {
             &call.acting(),
             TokenRequest {
                 user: &account,
-                label: request.token_label.trim(),
+                label: &request.token_label,
                 scope,
                 repositories: request.repositories,
                 expires_in_days: request.expires_in_days,
@@ -212,7 +197,7 @@ pub(super) async fn create_org(call: &Call<'_>, org: &str) -> ApiResult<Response
             &call.acting(),
             OrgTokenRequest {
                 org,
-                label: request.token_label.trim(),
+                label: &request.token_label,
                 scope,
                 repositories: request.repositories,
                 expires_in_days: request.expires_in_days,

@@ -6,8 +6,7 @@ use super::Call;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::auth::LoginPurpose;
-use berth_core::identity::{Account, MIN_PASSWORD_LEN};
-use berth_core::Error;
+use berth_core::identity::{Account, AccountChange};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -107,27 +106,19 @@ struct UserChange {
     is_admin: Option<bool>,
 }
 
-/// Changes the password and/or the site-admin flag. Both are checked before either is
-/// written, so a refused request changes nothing.
+/// Changes the password and/or the site-admin flag, as one change of the management service
+/// (which checks both before writing either, so a refused request changes nothing).
 pub(super) async fn update(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
     let change: UserChange = call.json()?;
     let acting = call.acting();
     let identity = &call.state.identity;
-    if let Some(password) = &change.password {
-        if password.chars().count() < MIN_PASSWORD_LEN {
-            return Err(Error::AccountInvalid(format!(
-                "a password needs at least {MIN_PASSWORD_LEN} characters"
-            ))
-            .into());
-        }
-    }
-    // Only site admins may change the flag; they may also change any password.
-    if let Some(is_admin) = change.is_admin {
-        identity.set_admin(&acting, name, is_admin).await?;
-    }
-    if let Some(password) = &change.password {
-        identity.set_password(&acting, name, password).await?;
-    }
+    let account_change = AccountChange {
+        password: change.password.as_deref(),
+        is_admin: change.is_admin,
+    };
+    identity
+        .change_account(&acting, name, account_change)
+        .await?;
     ok(&UserView::from(identity.user(&acting, name).await?))
 }
 

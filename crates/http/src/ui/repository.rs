@@ -660,9 +660,9 @@ async fn star(submission: &Submission, repo: &RepoName, starring: bool) -> Respo
     let visitor = &submission.visitor;
     let hub = &visitor.state.hub;
     let result = if starring {
-        hub.star(&visitor.principal, repo).await
+        hub.star(&visitor.acting(), repo).await
     } else {
-        hub.unstar(&visitor.principal, repo).await
+        hub.unstar(&visitor.acting(), repo).await
     };
     let notice = result.map(|()| {
         Notice::success(if starring {

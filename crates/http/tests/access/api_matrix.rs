@@ -1,22 +1,25 @@
-//! The management API's authorization matrix: the callers of the registry matrix, and an
-//! expired and a revoked token, × the `/api/v1/` endpoints for repositories (with their
-//! groups and collaborators), namespaces, the organization, accounts, access tokens and the
-//! audit log × the world's repositories and namespaces. Each cell states what the caller
+//! The management API's authorization matrix: the callers of the registry matrix, tokens of
+//! every scope limited to one repository, and an expired and a revoked token, × the
+//! `/api/v1/` endpoints for repositories (with their groups, collaborators, stars and
+//! descriptions), namespaces, the organization (with its tokens), accounts (with two-factor
+//! setup), access tokens and the audit log × the world's repositories and namespaces. Access
+//! tokens stay within their scope here too: a read-only one makes no writes of any kind, and
+//! as on Docker Hub no access token manages access tokens or credentials. Each cell states what the caller
 //! must get and checks what the request changed: a refused change leaves everything as it
 //! was, and an allowed one is undone before the next cell. A refusal about a private
 //! repository the caller cannot read is byte-identical to the same request about a
 //! repository that does not exist.
 
-use crate::matrix::{creds_of, Level, Row, Who, ROWS};
-use crate::support::{client, fresh_loopback, repo, unique, Creds, Snapshot};
+use crate::matrix::{creds_of, row, Level, Row, Who, ROWS};
+use crate::support::{client, fresh_loopback, repo, unique, Creds, Snapshot, PASSWORD};
 use crate::world::{
     is_private, missing_twin, Pat, World, ACME_PUBLIC, ACME_SECRET, ALICE_HIDDEN, ALICE_PUBLIC,
     ALICE_SECRET, REPOSITORIES,
 };
 use berth_core::identity::TOKEN_PREFIX;
 use berth_core::ports::{
-    AccessTokens as _, Accounts as _, Namespaces as _, Organizations as _, Permission,
-    RepositoryAccess as _,
+    AccessTokens as _, Accounts as _, HubStore as _, Namespaces as _, Organizations as _,
+    Permission, RepositoryAccess as _,
 };
 use berth_core::time::now_unix;
 use reqwest::{Client, Method};
@@ -35,6 +38,20 @@ const SAM: &str = "sam";
 const SPARE: &str = "spare";
 /// The site admin whose expired and revoked tokens make the stale rows.
 const STALE_ADMIN: &str = "stale-admin";
+
+/// The short description and README the description cells set.
+const DESCRIPTION: &str = "set by the matrix";
+const README: &str = "# Set by the matrix";
+
+/// alice's tokens limited to `alice/public`, with the scopes below admin (the registry
+/// matrix's limited token is admin-scoped): outside `alice/public` each is worth what no
+/// credentials are, and inside it what its scope allows.
+#[rustfmt::skip]
+const LIMITED_ROWS: [Row; 3] = [
+    row("owner's repo:public_read token limited to alice/public", Who::Token(Pat::PublicReadLimitedToPublic), [Level::Read, Level::No, Level::No, Level::Read, Level::No, Level::Read], "alice/public", false),
+    row("owner's repo:read token limited to alice/public",        Who::Token(Pat::ReadLimitedToPublic),       [Level::Read, Level::No, Level::No, Level::Read, Level::No, Level::Read], "alice/public", false),
+    row("owner's repo:write token limited to alice/public",       Who::Token(Pat::WriteLimitedToPublic),      [Level::Write, Level::No, Level::No, Level::Read, Level::No, Level::Read], "alice/public", true),
+];
 
 /// The teams of `acme` and what they hold on each of its repositories, by team name.
 const ACME_GRANTS: [(&str, Permission); 3] = [
@@ -193,13 +210,30 @@ impl Caller {
         matches!(self.who(), Some(Who::Token(_)))
     }
 
+    /// Whether it signs in with a token that may write (`repo:write` and up).
+    fn token_may_write(&self) -> bool {
+        matches!(
+            self.who(),
+            Some(Who::Token(
+                Pat::Write
+                    | Pat::Admin
+                    | Pat::LimitedToHidden
+                    | Pat::WriteLimitedToPublic
+                    | Pat::Acme
+            ))
+        )
+    }
+
     fn is_site_admin(&self) -> bool {
         self.account() == Some("admin") && self.has_full_authority()
     }
 
     /// Whether its token's repository patterns (if any) take in `name`.
     fn covers(&self, name: &str) -> bool {
-        !matches!(self.who(), Some(Who::Token(Pat::LimitedToHidden))) || name == ALICE_HIDDEN
+        match self.who() {
+            Some(Who::Token(pat)) => pat.limited_to().is_none_or(|only| only == name),
+            _ => true,
+        }
     }
 
     /// Its access to `name`, a repository of the world or one made in the likeness of the
@@ -259,10 +293,20 @@ enum Gate {
     /// Users signed in without an access token: a token must not mint credentials that
     /// outlive its revocation.
     PasswordUser,
+    /// This user and site admins, signed in without an access token: access tokens do not
+    /// manage (or see) access tokens.
+    CredentialsOf(&'static str),
+    /// This user alone, signed in without an access token.
+    OwnCredentials(&'static str),
     /// Members of `acme` (through any team) and site admins.
     OrgMember,
     /// Owners of `acme` and site admins, with the account's full authority.
     OrgOwner,
+    /// Owners of `acme` and site admins, signed in without an access token.
+    OrgTokenManager,
+    /// Users with the account's full authority: a password, or an unrestricted `repo:admin`
+    /// token.
+    FullAuthority,
     /// The namespace's owners and site admins, with the account's full authority.
     NamespaceOwner(&'static str),
 }
@@ -283,7 +327,15 @@ enum Op {
     /// Making `sam` a reader.
     CollaboratorAdd,
     CollaboratorRemove,
+    /// Starring (as the caller's account).
+    Star,
+    /// Taking away a star the caller's account gave.
+    Unstar,
+    /// Setting the short description and the README.
+    DescriptionPatch,
     NamespaceRepositories,
+    /// Creating a repository in the namespace (`POST /repositories`).
+    RepositoryCreate,
     NamespaceGet,
     /// Flipping the default visibility.
     NamespacePatch,
@@ -293,6 +345,12 @@ enum Op {
     OrgMemberAdd,
     OrgMemberRemove,
     OrgTokens,
+    /// Creating an organization of one's own.
+    OrgCreate,
+    /// A `repo:read` token of `acme`.
+    OrgTokenCreate,
+    /// Revoking a token of `acme`, made for the cell.
+    OrgTokenRevoke,
     Users,
     /// `sam`'s account.
     OtherUser,
@@ -304,11 +362,19 @@ enum Op {
     TokenCreate,
     /// Revoking a token of one's own, made for the cell.
     TokenRevoke,
+    /// One's own token, made for the cell.
+    TokenShow,
+    /// `{"is_active": false}` on one's own token, made for the cell.
+    TokenDeactivate,
+    /// Starting two-factor setup for one's own account.
+    TwoFactorBegin,
+    /// Setting one's own password (to the same one: the cell puts the old hash back).
+    PasswordChange,
     AuditLogs,
 }
 
 /// In the order the cells run: listings before the changes that would add to them.
-const OPS: [Op; 25] = [
+const OPS: [Op; 36] = [
     Op::RepositoryGet,
     Op::RepositoryPatch,
     Op::RepositoryDelete,
@@ -318,7 +384,11 @@ const OPS: [Op; 25] = [
     Op::CollaboratorsList,
     Op::CollaboratorAdd,
     Op::CollaboratorRemove,
+    Op::Star,
+    Op::Unstar,
+    Op::DescriptionPatch,
     Op::NamespaceRepositories,
+    Op::RepositoryCreate,
     Op::NamespaceGet,
     Op::NamespacePatch,
     Op::OrgGroups,
@@ -326,6 +396,9 @@ const OPS: [Op; 25] = [
     Op::OrgMemberAdd,
     Op::OrgMemberRemove,
     Op::OrgTokens,
+    Op::OrgCreate,
+    Op::OrgTokenCreate,
+    Op::OrgTokenRevoke,
     Op::Users,
     Op::OtherUser,
     Op::OwnUser,
@@ -333,6 +406,10 @@ const OPS: [Op; 25] = [
     Op::AlicesTokens,
     Op::TokenCreate,
     Op::TokenRevoke,
+    Op::TokenShow,
+    Op::TokenDeactivate,
+    Op::TwoFactorBegin,
+    Op::PasswordChange,
     Op::AuditLogs,
 ];
 
@@ -340,24 +417,39 @@ impl Op {
     /// The repositories, namespaces or organizations the endpoint is tried on.
     fn targets(self) -> &'static [&'static str] {
         match self {
-            Op::RepositoryGet | Op::RepositoryPatch | Op::RepositoryDelete => &REPOSITORIES,
+            Op::RepositoryGet
+            | Op::RepositoryPatch
+            | Op::RepositoryDelete
+            | Op::Star
+            | Op::Unstar
+            | Op::DescriptionPatch => &REPOSITORIES,
             Op::GroupsList | Op::GroupGrant | Op::GroupRevoke => &ORG_REPOSITORIES,
             Op::CollaboratorsList | Op::CollaboratorAdd | Op::CollaboratorRemove => {
                 &PERSONAL_REPOSITORIES
             }
-            Op::NamespaceRepositories | Op::NamespaceGet | Op::NamespacePatch => &NAMESPACES,
+            Op::NamespaceRepositories
+            | Op::RepositoryCreate
+            | Op::NamespaceGet
+            | Op::NamespacePatch => &NAMESPACES,
             Op::OrgGroups
             | Op::OrgGroupCreate
             | Op::OrgMemberAdd
             | Op::OrgMemberRemove
-            | Op::OrgTokens => &["acme"],
+            | Op::OrgTokens
+            | Op::OrgTokenCreate
+            | Op::OrgTokenRevoke => &["acme"],
             Op::Users
+            | Op::OrgCreate
             | Op::OtherUser
             | Op::OwnUser
             | Op::OwnTokens
             | Op::AlicesTokens
             | Op::TokenCreate
             | Op::TokenRevoke
+            | Op::TokenShow
+            | Op::TokenDeactivate
+            | Op::TwoFactorBegin
+            | Op::PasswordChange
             | Op::AuditLogs => &[""],
         }
     }
@@ -368,6 +460,7 @@ impl Op {
             Op::RepositoryGet => Some(Level::Read),
             Op::RepositoryPatch
             | Op::RepositoryDelete
+            | Op::DescriptionPatch
             | Op::GroupsList
             | Op::GroupGrant
             | Op::GroupRevoke
@@ -384,14 +477,19 @@ impl Op {
             Op::NamespaceRepositories => Gate::Anyone,
             Op::NamespaceGet | Op::NamespacePatch => Gate::NamespaceOwner(target),
             Op::OrgGroups => Gate::OrgMember,
-            Op::OrgGroupCreate | Op::OrgMemberAdd | Op::OrgMemberRemove | Op::OrgTokens => {
-                Gate::OrgOwner
-            }
+            Op::OrgGroupCreate | Op::OrgMemberAdd | Op::OrgMemberRemove => Gate::OrgOwner,
+            Op::OrgTokens | Op::OrgTokenCreate | Op::OrgTokenRevoke => Gate::OrgTokenManager,
+            Op::OrgCreate => Gate::FullAuthority,
             Op::Users | Op::AuditLogs => Gate::SiteAdmin,
             Op::OtherUser => Gate::UserOrSiteAdmin(SAM),
-            Op::OwnUser | Op::OwnTokens => Gate::UserOrSiteAdmin(caller.own()),
-            Op::AlicesTokens => Gate::UserOrSiteAdmin("alice"),
-            Op::TokenCreate | Op::TokenRevoke => Gate::PasswordUser,
+            Op::OwnUser => Gate::UserOrSiteAdmin(caller.own()),
+            Op::OwnTokens => Gate::CredentialsOf(caller.own()),
+            Op::AlicesTokens => Gate::CredentialsOf("alice"),
+            Op::TokenCreate | Op::TokenRevoke | Op::TokenShow | Op::TokenDeactivate => {
+                Gate::PasswordUser
+            }
+            Op::TwoFactorBegin => Gate::OwnCredentials(caller.own()),
+            Op::PasswordChange => Gate::CredentialsOf(caller.own()),
             repository => unreachable!("{repository:?} is about one repository"),
         }
     }
@@ -409,7 +507,11 @@ impl fmt::Display for Op {
             Op::CollaboratorsList => "GET /repositories/{name}/-/collaborators",
             Op::CollaboratorAdd => "POST /repositories/{name}/-/collaborators",
             Op::CollaboratorRemove => "DELETE /repositories/{name}/-/collaborators/sam",
+            Op::Star => "PUT /repositories/{name}/-/star",
+            Op::Unstar => "DELETE /repositories/{name}/-/star",
+            Op::DescriptionPatch => "PATCH /repositories/{name} (description and README)",
             Op::NamespaceRepositories => "GET /namespaces/{ns}/repositories",
+            Op::RepositoryCreate => "POST /repositories (in {ns})",
             Op::NamespaceGet => "GET /namespaces/{ns}",
             Op::NamespacePatch => "PATCH /namespaces/{ns} (default visibility)",
             Op::OrgGroups => "GET /orgs/{org}/groups",
@@ -417,6 +519,9 @@ impl fmt::Display for Op {
             Op::OrgMemberAdd => "POST /orgs/{org}/groups/spare/members",
             Op::OrgMemberRemove => "DELETE /orgs/{org}/groups/spare/members/sam",
             Op::OrgTokens => "GET /orgs/{org}/access-tokens",
+            Op::OrgCreate => "POST /orgs",
+            Op::OrgTokenCreate => "POST /orgs/{org}/access-tokens",
+            Op::OrgTokenRevoke => "DELETE /orgs/{org}/access-tokens/{id}",
             Op::Users => "GET /users",
             Op::OtherUser => "GET /users/sam",
             Op::OwnUser => "GET /users/{own name}",
@@ -424,6 +529,10 @@ impl fmt::Display for Op {
             Op::AlicesTokens => "GET /access-tokens?username=alice",
             Op::TokenCreate => "POST /access-tokens",
             Op::TokenRevoke => "DELETE /access-tokens/{id}",
+            Op::TokenShow => "GET /access-tokens/{id}",
+            Op::TokenDeactivate => "PATCH /access-tokens/{id} (is_active: false)",
+            Op::TwoFactorBegin => "POST /users/{own name}/2fa",
+            Op::PasswordChange => "PATCH /users/{own name} (password)",
             Op::AuditLogs => "GET /auditlogs",
         })
     }
@@ -434,6 +543,40 @@ impl fmt::Display for Op {
 fn expected(caller: &Caller, op: Op, target: &'static str, name: &str) -> Expect {
     if caller.is_stale() {
         return Expect::Unauthorized;
+    }
+    if matches!(op, Op::Star | Op::Unstar) {
+        // Stars are the account's: anonymous callers are asked to sign in, organizations
+        // have none; then the repository must be readable, and a star is a write that a
+        // read-only token (or one for other repositories) does not make.
+        if caller.is_anonymous() {
+            return Expect::Unauthorized;
+        }
+        if caller.account().is_none() {
+            return Expect::Denied;
+        }
+        if caller.level(column_of(target), name) == Level::No {
+            return Expect::Hidden;
+        }
+        let token_may = caller.token_may_write() && caller.covers(name);
+        return match !caller.is_token() || token_may {
+            true => Expect::Allowed,
+            false => Expect::Denied,
+        };
+    }
+    if op == Op::RepositoryCreate {
+        // Admin on a repository of the namespace that does not exist yet: its owners and
+        // site admins, and tokens of theirs that are admin-scoped and not limited elsewhere.
+        let admin = match caller.who() {
+            Some(Who::User(name)) => name == "admin" || namespace_owners(target).contains(&name),
+            Some(Who::Token(Pat::Admin)) => target == "alice",
+            Some(Who::Token(Pat::Acme)) => target == "acme",
+            _ => false,
+        };
+        return match admin {
+            true => Expect::Allowed,
+            false if caller.is_anonymous() => Expect::Unauthorized,
+            false => Expect::Denied,
+        };
     }
     if let Some(needed) = op.needs() {
         let column = column_of(target);
@@ -462,8 +605,14 @@ fn expected(caller: &Caller, op: Op, target: &'static str, name: &str) -> Expect
         Gate::SiteAdmin => site_admin,
         Gate::UserOrSiteAdmin(user) => account == user || site_admin,
         Gate::PasswordUser => !caller.is_token(),
+        Gate::CredentialsOf(user) => !caller.is_token() && (account == user || site_admin),
+        Gate::OwnCredentials(user) => !caller.is_token() && account == user,
         Gate::OrgMember => site_admin || ACME_MEMBERS.contains(&account),
         Gate::OrgOwner => full && (site_admin || namespace_owners("acme").contains(&account)),
+        Gate::FullAuthority => full,
+        Gate::OrgTokenManager => {
+            !caller.is_token() && (site_admin || namespace_owners("acme").contains(&account))
+        }
         Gate::NamespaceOwner(namespace) => {
             full && (site_admin || namespace_owners(namespace).contains(&account))
         }
@@ -492,8 +641,12 @@ struct Prepared {
     team: String,
     /// How many personal tokens the caller's account had.
     tokens_before: usize,
-    /// The token the cell revokes.
+    /// The token the cell revokes or shows.
     token_id: i64,
+    /// The repository's short description and README before the cell.
+    descriptions: (String, String),
+    /// The caller's password hash and `sessions_valid_from` before the cell.
+    password: (String, i64),
 }
 
 async fn repo_id(world: &World, name: &str) -> i64 {
@@ -565,8 +718,18 @@ async fn prepare(
                 .await
                 .expect("member");
         }
-        Op::OwnUser => prepared.name = caller.own().to_owned(),
-        Op::TokenRevoke => {
+        Op::OwnUser | Op::TwoFactorBegin => prepared.name = caller.own().to_owned(),
+        Op::PasswordChange => {
+            prepared.name = caller.own().to_owned();
+            if let Some(account) = caller.account() {
+                let user = meta.user_by_name(account).await.expect("user");
+                let user = user.expect("exists");
+                prepared.password = (user.password_hash, user.sessions_valid_from);
+            }
+        }
+        Op::RepositoryCreate => prepared.name = format!("{target}/made-{:05}", unique()),
+        Op::OrgCreate => prepared.name = format!("made{:05}", unique()),
+        Op::TokenRevoke | Op::TokenShow | Op::TokenDeactivate => {
             // The caller's own; anonymous callers and organizations have none: alice's.
             let owner = user_id(world, caller.account().unwrap_or("alice")).await;
             let (id, _) = world
@@ -580,6 +743,31 @@ async fn prepare(
                 let id = user_id(world, account).await;
                 prepared.tokens_before = meta.tokens_of_user(id).await.expect("tokens").len();
             }
+        }
+        Op::OrgTokenCreate => {
+            let tokens = meta.tokens_of_org(extras.acme).await.expect("tokens");
+            prepared.tokens_before = tokens.len();
+        }
+        Op::OrgTokenRevoke => {
+            let olivia = world.users["olivia"];
+            let (id, _) = world
+                .server
+                .token(olivia, Some(extras.acme), "repo:read", &[], None)
+                .await;
+            prepared.token_id = id;
+        }
+        Op::Unstar => {
+            if let Some(account) = caller.account() {
+                let id = user_id(world, account).await;
+                meta.star(id, &repo(target), now_unix())
+                    .await
+                    .expect("star");
+            }
+        }
+        Op::DescriptionPatch => {
+            let info = meta.repository_info(&repo(target)).await.expect("info");
+            let info = info.expect("exists");
+            prepared.descriptions = (info.description, info.full_description);
         }
         _ => {}
     }
@@ -626,11 +814,26 @@ fn request(
             format!("{repository}/-/collaborators/{SAM}"),
             None,
         ),
+        Op::Star => (Method::PUT, format!("{repository}/-/star"), None),
+        Op::Unstar => (Method::DELETE, format!("{repository}/-/star"), None),
+        Op::DescriptionPatch => (
+            Method::PATCH,
+            repository,
+            Some(json!({ "description": DESCRIPTION, "full_description": README })),
+        ),
         Op::NamespaceRepositories => (
             Method::GET,
             format!("{namespace}/repositories?page_size=100"),
             None,
         ),
+        Op::RepositoryCreate => {
+            let (namespace, short) = name.split_once('/').expect("a full name");
+            (
+                Method::POST,
+                "/api/v1/repositories".into(),
+                Some(json!({ "namespace": namespace, "name": short })),
+            )
+        }
         Op::NamespaceGet => (Method::GET, namespace, None),
         Op::NamespacePatch => (
             Method::PATCH,
@@ -654,6 +857,21 @@ fn request(
             None,
         ),
         Op::OrgTokens => (Method::GET, format!("{org}/access-tokens"), None),
+        Op::OrgCreate => (
+            Method::POST,
+            "/api/v1/orgs".into(),
+            Some(json!({ "orgname": name })),
+        ),
+        Op::OrgTokenCreate => (
+            Method::POST,
+            format!("{org}/access-tokens"),
+            Some(json!({ "token_label": "made by the matrix", "scopes": ["repo:read"] })),
+        ),
+        Op::OrgTokenRevoke => (
+            Method::DELETE,
+            format!("{org}/access-tokens/{}", prepared.token_id),
+            None,
+        ),
         Op::Users => (Method::GET, "/api/v1/users?page_size=100".into(), None),
         Op::OtherUser => (Method::GET, format!("/api/v1/users/{SAM}"), None),
         Op::OwnUser => (Method::GET, format!("/api/v1/users/{name}"), None),
@@ -672,6 +890,22 @@ fn request(
             Method::DELETE,
             format!("/api/v1/access-tokens/{}", prepared.token_id),
             None,
+        ),
+        Op::TokenShow => (
+            Method::GET,
+            format!("/api/v1/access-tokens/{}", prepared.token_id),
+            None,
+        ),
+        Op::TokenDeactivate => (
+            Method::PATCH,
+            format!("/api/v1/access-tokens/{}", prepared.token_id),
+            Some(json!({ "is_active": false })),
+        ),
+        Op::TwoFactorBegin => (Method::POST, format!("/api/v1/users/{name}/2fa"), None),
+        Op::PasswordChange => (
+            Method::PATCH,
+            format!("/api/v1/users/{name}"),
+            Some(json!({ "password": PASSWORD })),
         ),
         Op::AuditLogs => (
             Method::GET,
@@ -767,6 +1001,9 @@ fn alices_token_ids(world: &World) -> Vec<String> {
         Pat::Write,
         Pat::Admin,
         Pat::LimitedToHidden,
+        Pat::PublicReadLimitedToPublic,
+        Pat::ReadLimitedToPublic,
+        Pat::WriteLimitedToPublic,
     ]
     .iter()
     .map(|pat| world.pats[pat].0.to_string())
@@ -814,7 +1051,39 @@ fn check_allowed(
         | Op::GroupRevoke
         | Op::CollaboratorRemove
         | Op::OrgMemberRemove
+        | Op::OrgTokenRevoke
+        | Op::Star
+        | Op::Unstar
         | Op::TokenRevoke => status(answer, 204)?,
+        Op::DescriptionPatch => {
+            status(answer, 200)?;
+            same(
+                "description",
+                body["description"].as_str(),
+                Some(DESCRIPTION),
+            )?;
+            same(
+                "full_description",
+                body["full_description"].as_str(),
+                Some(README),
+            )?;
+        }
+        Op::TokenShow | Op::TokenDeactivate => {
+            status(answer, 200)?;
+            same("id", body["id"].as_i64(), Some(prepared.token_id))?;
+            let active = op == Op::TokenShow;
+            same("is_active", body["is_active"].as_bool(), Some(active))?;
+            if body.get("token").is_some() {
+                return Err(format!("a token shows its secret again: {}", answer.body));
+            }
+        }
+        Op::TwoFactorBegin => {
+            status(answer, 200)?;
+            let url = body["otpauth_url"].as_str().unwrap_or_default();
+            if !url.starts_with("otpauth://totp/") || body["secret"].as_str().is_none() {
+                return Err(format!("not a two-factor setup: {}", answer.body));
+            }
+        }
         Op::GroupsList => {
             status(answer, 200)?;
             let results = results(answer)?;
@@ -883,6 +1152,22 @@ fn check_allowed(
             .map(|(a, b)| (a.to_owned(), b.to_owned()));
             same("groups", groups, want.to_vec())?;
         }
+        Op::RepositoryCreate => {
+            status(answer, 201)?;
+            same(
+                "full_name",
+                body["full_name"].as_str(),
+                Some(prepared.name.as_str()),
+            )?;
+        }
+        Op::OrgCreate => {
+            status(answer, 201)?;
+            same(
+                "orgname",
+                body["orgname"].as_str(),
+                Some(prepared.name.as_str()),
+            )?;
+        }
         Op::OrgGroupCreate => {
             status(answer, 201)?;
             same("name", body["name"].as_str(), Some(prepared.team.as_str()))?;
@@ -920,14 +1205,14 @@ fn check_allowed(
                 vec!["admin".into(), STALE_ADMIN.into()],
             )?;
         }
-        Op::OtherUser | Op::OwnUser => {
+        Op::OtherUser | Op::OwnUser | Op::PasswordChange => {
             status(answer, 200)?;
             let name = match op {
                 Op::OtherUser => SAM,
                 _ => prepared.name.as_str(),
             };
             same("username", body["username"].as_str(), Some(name))?;
-            let is_admin = caller.is_site_admin() && op == Op::OwnUser;
+            let is_admin = caller.is_site_admin() && op != Op::OtherUser;
             same("is_admin", body["is_admin"].as_bool(), Some(is_admin))?;
             same("type", body["type"].as_str(), Some("User"))?;
         }
@@ -943,7 +1228,7 @@ fn check_allowed(
             };
             same("token ids", field_of(&results, "id"), want)?;
         }
-        Op::TokenCreate => {
+        Op::TokenCreate | Op::OrgTokenCreate => {
             status(answer, 201)?;
             let secret = body["token"].as_str().unwrap_or_default();
             if !secret.starts_with(TOKEN_PREFIX) {
@@ -1049,16 +1334,55 @@ async fn observe(
             let tokens = meta.tokens_of_user(id).await.expect("tokens");
             tokens.len() > prepared.tokens_before
         }
-        Op::TokenRevoke => {
+        Op::TokenRevoke | Op::TokenDeactivate | Op::OrgTokenRevoke => {
             let token = meta.token_by_id(prepared.token_id).await.expect("token");
             token.expect("exists").revoked_at.is_some()
+        }
+        Op::OrgTokenCreate => {
+            let tokens = meta.tokens_of_org(extras.acme).await.expect("tokens");
+            tokens.len() > prepared.tokens_before
+        }
+        Op::RepositoryCreate => {
+            let record = meta.repository(&repo(&prepared.name)).await;
+            record.expect("repository").is_some()
+        }
+        Op::OrgCreate => {
+            let org = meta.org_by_name(&prepared.name).await;
+            org.expect("organization").is_some()
+        }
+        Op::Star | Op::Unstar => {
+            let id = user_id(world, caller.account()?).await;
+            let starred = meta.has_starred(id, &repo(target)).await.expect("star");
+            starred == (op == Op::Star)
+        }
+        Op::DescriptionPatch => {
+            let info = meta.repository_info(&repo(target)).await.expect("info");
+            let info = info.expect("exists");
+            (info.description.as_str(), info.full_description.as_str()) == (DESCRIPTION, README)
+        }
+        Op::TwoFactorBegin => {
+            let account = caller.account()?;
+            let user = meta.user_by_name(account).await.expect("user");
+            user.expect("exists").totp_secret.is_some()
+        }
+        Op::PasswordChange => {
+            let account = caller.account()?;
+            let user = meta.user_by_name(account).await.expect("user");
+            user.expect("exists").password_hash != prepared.password.0
         }
         _ => return None,
     })
 }
 
 /// Puts back what the cell set up or changed.
-async fn restore(world: &World, extras: &Extras, op: Op, target: &str, prepared: &Prepared) {
+async fn restore(
+    world: &World,
+    extras: &Extras,
+    caller: &Caller,
+    op: Op,
+    target: &str,
+    prepared: &Prepared,
+) {
     let meta = &world.server.meta;
     let spare = extras.teams[SPARE];
     match op {
@@ -1067,7 +1391,7 @@ async fn restore(world: &World, extras: &Extras, op: Op, target: &str, prepared:
                 .await
                 .expect("visibility");
         }
-        Op::RepositoryDelete => {
+        Op::RepositoryDelete | Op::RepositoryCreate => {
             meta.delete_repository(&repo(&prepared.name), None)
                 .await
                 .expect("delete");
@@ -1096,6 +1420,34 @@ async fn restore(world: &World, extras: &Extras, op: Op, target: &str, prepared:
             meta.remove_team_member(spare, extras.sam)
                 .await
                 .expect("member");
+        }
+        Op::Star | Op::Unstar => {
+            if let Some(account) = caller.account() {
+                let id = user_id(world, account).await;
+                meta.unstar(id, &repo(target)).await.expect("unstar");
+            }
+        }
+        Op::DescriptionPatch => {
+            let (description, readme) = &prepared.descriptions;
+            meta.set_descriptions(&repo(target), Some(description), Some(readme))
+                .await
+                .expect("descriptions");
+        }
+        Op::TwoFactorBegin => {
+            if let Some(account) = caller.account() {
+                meta.set_totp(account, None, false)
+                    .await
+                    .expect("two-factor");
+            }
+        }
+        Op::PasswordChange => {
+            // The old hash and session start: every sign-in of the matrix stays valid.
+            if let Some(account) = caller.account() {
+                let (hash, valid_from) = &prepared.password;
+                meta.set_password_hash(account, hash, *valid_from)
+                    .await
+                    .expect("password");
+            }
         }
         _ => {}
     }
@@ -1126,7 +1478,7 @@ async fn run_cell(
     )
     .await;
     let changed = observe(world, extras, caller, op, target, &prepared).await;
-    restore(world, extras, op, target, &prepared).await;
+    restore(world, extras, caller, op, target, &prepared).await;
 
     let outcome = match expect {
         Expect::Allowed => check_allowed(world, caller, op, target, &prepared, &answer),
@@ -1199,20 +1551,20 @@ fn report(cells: usize, failures: &[String]) {
     );
 }
 
-/// The registry matrix's rows, to be referred to by every cell.
-fn rows() -> &'static [Row; 15] {
-    &ROWS
+/// The registry matrix's rows and the API matrix's limited tokens, to be referred to by
+/// every cell.
+fn rows() -> impl Iterator<Item = &'static Row> {
+    ROWS.iter().chain(LIMITED_ROWS.iter())
 }
 
-/// Every caller of the registry matrix with its password or token as Basic credentials, and
-/// a site admin's expired and revoked tokens (refused everywhere, alike on private and
-/// missing repositories).
+/// Every caller of the registry matrix and every scope of token limited to one repository,
+/// with its password or token as Basic credentials, and a site admin's expired and revoked
+/// tokens (refused everywhere, alike on private and missing repositories).
 #[tokio::test]
 async fn every_caller_of_the_api_with_basic_credentials_gets_exactly_its_access() {
     let world = World::build().await;
     let extras = Extras::build(&world).await;
     let mut callers: Vec<Caller> = rows()
-        .iter()
         .map(|row| Caller {
             label: row.label.to_owned(),
             subject: Subject::Row(row),
@@ -1230,7 +1582,10 @@ async fn every_caller_of_the_api_with_basic_credentials_gets_exactly_its_access(
         });
     }
     let (cells, failures) = run_matrix(&world, &extras, &callers).await;
-    assert_eq!(cells, (ROWS.len() + 2) * cells_per_caller());
+    assert_eq!(
+        cells,
+        (ROWS.len() + LIMITED_ROWS.len() + 2) * cells_per_caller()
+    );
     println!("{cells} cells");
     report(cells, &failures);
 }
@@ -1245,11 +1600,13 @@ async fn api_sign_in_tokens_carry_exactly_the_access_of_what_signed_in() {
         matches!(
             who,
             Who::User("alice" | "admin" | "rita")
-                | Who::Token(Pat::Read | Pat::LimitedToHidden | Pat::Acme)
+                | Who::Token(
+                    Pat::Read | Pat::LimitedToHidden | Pat::ReadLimitedToPublic | Pat::Acme
+                )
         )
     };
     let mut callers = Vec::new();
-    for row in rows().iter().filter(|row| chosen(row.who)) {
+    for row in rows().filter(|row| chosen(row.who)) {
         let Creds::Basic(name, secret) = creds_of(&world, row.who) else {
             unreachable!("every chosen row signs in");
         };
@@ -1278,7 +1635,7 @@ async fn api_sign_in_tokens_carry_exactly_the_access_of_what_signed_in() {
             creds: Creds::Bearer(token),
         });
     }
-    assert_eq!(callers.len(), 6);
+    assert_eq!(callers.len(), 7);
     let (cells, failures) = run_matrix(&world, &extras, &callers).await;
     assert_eq!(cells, callers.len() * cells_per_caller());
     println!("{cells} cells");

@@ -63,7 +63,7 @@ pub(crate) struct Row {
     may_push_there: bool,
 }
 
-const fn row(
+pub(crate) const fn row(
     label: &'static str,
     who: Who,
     access: [Level; 6],

@@ -58,8 +58,27 @@ pub enum Pat {
     Admin,
     /// alice's, `repo:admin` limited to `alice/hidden`.
     LimitedToHidden,
+    /// alice's, `repo:public_read` limited to `alice/public`.
+    PublicReadLimitedToPublic,
+    /// alice's, `repo:read` limited to `alice/public`.
+    ReadLimitedToPublic,
+    /// alice's, `repo:write` limited to `alice/public`.
+    WriteLimitedToPublic,
     /// The organization `acme`'s, `repo:admin`, created by olivia.
     Acme,
+}
+
+impl Pat {
+    /// The one repository a limited token is limited to; `None` for one of every repository.
+    pub fn limited_to(self) -> Option<&'static str> {
+        match self {
+            Pat::LimitedToHidden => Some(ALICE_HIDDEN),
+            Pat::PublicReadLimitedToPublic
+            | Pat::ReadLimitedToPublic
+            | Pat::WriteLimitedToPublic => Some(ALICE_PUBLIC),
+            Pat::PublicRead | Pat::Read | Pat::Write | Pat::Admin | Pat::Acme => None,
+        }
+    }
 }
 
 pub struct World {
@@ -152,12 +171,15 @@ impl World {
         ] {
             pats.insert(pat, server.token(alice, None, scope, &[], None).await);
         }
-        pats.insert(
-            Pat::LimitedToHidden,
-            server
-                .token(alice, None, "repo:admin", &[ALICE_HIDDEN], None)
-                .await,
-        );
+        for (pat, scope) in [
+            (Pat::LimitedToHidden, "repo:admin"),
+            (Pat::PublicReadLimitedToPublic, "repo:public_read"),
+            (Pat::ReadLimitedToPublic, "repo:read"),
+            (Pat::WriteLimitedToPublic, "repo:write"),
+        ] {
+            let only = pat.limited_to().into_iter().collect::<Vec<_>>();
+            pats.insert(pat, server.token(alice, None, scope, &only, None).await);
+        }
         pats.insert(
             Pat::Acme,
             server

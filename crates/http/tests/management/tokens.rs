@@ -1,7 +1,8 @@
 //! Personal access tokens through the API: created with the secret shown once, listed
 //! without it, revoked (and kept), and honoured or refused by the registry accordingly.
 
-use crate::support::{basic, Berth, Credentials};
+use crate::browser::{get_page, post_signed_in_form, sign_in};
+use crate::support::{basic, Berth, Credentials, PASSWORD};
 use serde_json::json;
 
 #[tokio::test]
@@ -198,4 +199,42 @@ async fn token_requests_are_checked() {
         )
         .await
         .expect_error(403, "DENIED");
+}
+
+/// The web UI's token form keeps the label and expiry rules the API keeps: they are the
+/// management service's, so a label too long or an expiry of 0 days is refused here too.
+#[tokio::test]
+async fn the_web_ui_refuses_the_tokens_the_api_refuses() {
+    let berth = Berth::start().await;
+    let bob = berth.user("bob").await;
+    let session = sign_in(&berth, "bob", PASSWORD).await;
+    let too_long = "x".repeat(101);
+    for (label, expires, message) in [
+        (
+            too_long.as_str(),
+            "never",
+            "token label needs 1 to 100 characters",
+        ),
+        ("ci", "0", "token expires after at least 1 day"),
+    ] {
+        let fields = [
+            ("label", label),
+            ("scope", "repo:read"),
+            ("expires", expires),
+        ];
+        let answer =
+            post_signed_in_form(&berth, &session, "/settings", "/settings/tokens", &fields)
+                .await
+                .expect(303);
+        assert_eq!(answer.location(), "/settings#tokens");
+        let cookies = format!("{session}; {}", answer.cookies());
+        let page = get_page(&berth, "/settings", &cookies).await.expect(200);
+        assert!(
+            page.text.contains(message),
+            "{label:?} {expires}: {}",
+            page.text
+        );
+    }
+    let listed = bob.get("/api/v1/access-tokens").await.expect(200);
+    assert_eq!(listed.body["count"], 0, "nothing was created");
 }
