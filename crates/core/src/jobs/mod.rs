@@ -23,6 +23,9 @@ pub enum JobOutcome {
     Done,
     /// A recurring job ran: due again after this long, attempts reset.
     Again(Duration),
+    /// Done, and the handler already removed the job (with its lease) in its own last
+    /// transaction, saving a write.
+    Settled,
 }
 
 /// Why a run failed.
@@ -142,40 +145,55 @@ impl Runner {
         Ok(added)
     }
 
-    /// Feeds, then claims every job due now and runs them, waiting for all of them; returns
-    /// how many ran. The loop of [`Runner::run_until`] and tests both use it.
+    /// Runs every job due now, and what falls due or is fed while they run, until nothing is
+    /// left to claim and nothing runs; returns how many ran. Jobs start as slots free up, and
+    /// new events are handed on whenever the runner is woken, so a delivery waits neither
+    /// for a whole batch nor for a poll. The loop of [`Runner::run_until`] and tests use it.
     pub async fn run_due(&self) -> usize {
-        for feed in &self.feeds {
-            if let Err(err) = feed.feed().await {
-                tracing::warn!(error = %err, "could not hand on events");
-            }
-        }
         let mut ran = 0;
+        let mut running = tokio::task::JoinSet::new();
         loop {
-            let free = self.slots.available_permits().max(1) as u32;
-            let now = self.clock.now_ms();
-            let lease = self.options.lease.as_millis() as i64;
-            let jobs = match self.queue.claim_jobs(now, lease, free).await {
-                Ok(jobs) => jobs,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not claim jobs");
-                    return ran;
+            for feed in &self.feeds {
+                if let Err(err) = feed.feed().await {
+                    tracing::warn!(error = %err, "could not hand on events");
                 }
-            };
-            if jobs.is_empty() {
+            }
+            let free = self.slots.available_permits() as u32;
+            let mut claimed = 0;
+            if free > 0 {
+                let now = self.clock.now_ms();
+                let lease = self.options.lease.as_millis() as i64;
+                match self.queue.claim_jobs(now, lease, free).await {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for job in jobs {
+                            let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let runner = self.clone();
+                            running.spawn(async move {
+                                let _slot = slot;
+                                runner.run_one(job).await;
+                            });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "could not claim jobs"),
+                }
+            }
+            ran += claimed;
+            if claimed > 0 && self.slots.available_permits() > 0 {
+                // More may be due: claim again at once.
+                continue;
+            }
+            if running.is_empty() {
                 return ran;
             }
-            ran += jobs.len();
-            let mut running = tokio::task::JoinSet::new();
-            for job in jobs {
-                let runner = self.clone();
-                let slot = self.slots.clone().acquire_owned().await;
-                running.spawn(async move {
-                    let _slot = slot;
-                    runner.run_one(job).await;
-                });
+            // Every slot busy, or nothing due: go on when a job ends or new work is signalled.
+            tokio::select! {
+                _ = running.join_next() => {}
+                _ = self.wake.woken() => {}
+                _ = tokio::time::sleep(self.options.poll) => {}
             }
-            while running.join_next().await.is_some() {}
         }
     }
 
@@ -213,6 +231,7 @@ impl Runner {
             Ok(JobOutcome::Done) => {
                 self.settle(self.queue.finish_job(job.id, &job.lease).await, &job)
             }
+            Ok(JobOutcome::Settled) => {}
             Ok(JobOutcome::Again(after)) => {
                 let due = now + after.as_millis() as i64;
                 self.settle(

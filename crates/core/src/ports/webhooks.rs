@@ -8,7 +8,8 @@
 //!   events between are handed on exactly once, whichever node does it.
 //! - `record_attempt` stores the attempt, settles the delivery and keeps the webhook's run of
 //!   consecutive failed deliveries in one transaction; the webhook is disabled when the run
-//!   reaches the limit.
+//!   reaches the limit. A delivered attempt also finishes its job (given by id and lease) in
+//!   that transaction: one write per delivery, not two.
 
 use super::jobs::NewJob;
 use super::meta::MetaError;
@@ -168,6 +169,7 @@ pub trait WebhookStore: Send + Sync {
         attempt: &DeliveryAttempt,
         verdict: AttemptVerdict,
         disable_after: u32,
+        job: Option<(i64, &str)>,
     ) -> Result<bool>;
     /// The webhook's attempts, newest first, at most `limit`.
     async fn delivery_attempts(&self, webhook_id: &str, limit: u32)

@@ -99,7 +99,7 @@ impl JobHandler for DeliverWebhook {
         if !webhook.enabled {
             attempt.error = Some("not sent: the webhook is disabled".into());
             self.store
-                .record_attempt(&attempt, AttemptVerdict::Failed, self.disable_after)
+                .record_attempt(&attempt, AttemptVerdict::Failed, self.disable_after, None)
                 .await?;
             return Ok(JobOutcome::Done);
         }
@@ -167,13 +167,19 @@ impl JobHandler for DeliverWebhook {
         };
         let disabled = self
             .store
-            .record_attempt(&attempt, verdict.clone(), self.disable_after)
+            .record_attempt(
+                &attempt,
+                verdict.clone(),
+                self.disable_after,
+                Some((job.id, &job.lease)),
+            )
             .await?;
         if disabled {
             tracing::warn!(webhook = %webhook.id, url = %webhook.url, "webhook disabled after failed deliveries");
         }
         match verdict {
-            AttemptVerdict::Delivered => Ok(JobOutcome::Done),
+            // Its job went in the same transaction as the attempt.
+            AttemptVerdict::Delivered => Ok(JobOutcome::Settled),
             AttemptVerdict::Gone => Err(JobError::Permanent(
                 "the receiver answered 410 Gone: webhook disabled".into(),
             )),

@@ -309,8 +309,17 @@ impl WebhookStore for SqliteMeta {
         a: &DeliveryAttempt,
         verdict: AttemptVerdict,
         disable_after: u32,
+        job: Option<(i64, &str)>,
     ) -> Result<bool, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
+        if let (AttemptVerdict::Delivered, Some((id, lease))) = (&verdict, job) {
+            sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ?")
+                .bind(id)
+                .bind(lease)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
              response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
