@@ -3,6 +3,7 @@
 //! ping, enable, disable and delete buttons and its delivery history with redeliveries.
 //! Every call goes through the `Webhooks` service, which decides who may manage what.
 
+use super::form::Form;
 use super::html::{html, url_component, Html};
 use super::layout::{button_form, copyable, form_start, option, time};
 use super::session::Notice;
@@ -195,8 +196,7 @@ fn create_form(visitor: &Visitor, action: &str) -> Html {
 }
 
 /// The new webhook's request, as the form sends it.
-fn request_of(submission: &Submission) -> UiResult<WebhookRequest> {
-    let form = &submission.form;
+fn request_of(form: &Form) -> UiResult<WebhookRequest> {
     let url = form.required("url", "A URL")?.to_owned();
     let events: Vec<String> = form.all("events").map(str::to_owned).collect();
     if events.is_empty() {
@@ -239,7 +239,7 @@ pub(crate) async fn create(submission: &Submission, place: ListPage) -> Response
     };
     let back = format!("{}#new-webhook", list_href(visitor, &target).await);
     let result = async {
-        let request = request_of(submission)?;
+        let request = request_of(&submission.form)?;
         Ok::<_, UiError>(
             visitor
                 .state
@@ -649,6 +649,44 @@ mod tests {
         assert_eq!(
             target_of(&view("repository", "acme/app")),
             WebhookTarget::Repository("acme/app".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_form_becomes_the_request_the_service_checks() {
+        let form = Form::parse(
+            b"name=deploy&url=https%3A%2F%2Fh.example%2Fx&events=push&events=tag_delete\
+              &tags=v*%2C+latest++1.*&format=cloudevents&header_name=Authorization\
+              &header_value=Bearer+t",
+        );
+        let request = request_of(&form).unwrap();
+        assert_eq!(request.name.as_deref(), Some("deploy"));
+        assert_eq!(request.url, "https://h.example/x");
+        assert_eq!(request.events, ["push", "tag_delete"]);
+        assert_eq!(request.tags, ["v*", "latest", "1.*"]);
+        assert_eq!(request.format.as_deref(), Some("cloudevents"));
+        assert_eq!(
+            request.header,
+            Some(("Authorization".to_owned(), "Bearer t".to_owned()))
+        );
+
+        let unnamed = request_of(&Form::parse(
+            b"url=https%3A%2F%2Fh.example&events=push&name=",
+        ))
+        .unwrap();
+        assert_eq!(unnamed.name, None, "the service names it after the host");
+        assert_eq!(unnamed.header, None);
+        assert!(unnamed.tags.is_empty());
+
+        let message = |body: &[u8]| match request_of(&Form::parse(body)) {
+            Err(UiError::Invalid(message)) => message,
+            other => panic!("refused as invalid, not {other:?}"),
+        };
+        assert!(message(b"url=https%3A%2F%2Fh.example").contains("at least one event"));
+        assert!(message(b"events=push").contains("URL is required"));
+        assert!(
+            message(b"url=https%3A%2F%2Fh.example&events=push&header_value=x")
+                .contains("needs a header name")
         );
     }
 
