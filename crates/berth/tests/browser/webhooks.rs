@@ -4,8 +4,8 @@
 
 use super::common::{SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use super::driver::{tools_or_skip, Browser};
-use super::{create_user, ALICE_PASSWORD};
-use axum::http::HeaderMap;
+use super::{create_user, ALICE_PASSWORD, BOB_PASSWORD};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use berth_core::webhooks::verify;
@@ -32,23 +32,27 @@ impl Received {
     }
 }
 
-/// A receiver on loopback that records every request and answers `200 thanks`.
+/// A receiver on loopback that records every request and answers `thanks` with the status
+/// it is told (200 at first).
 struct Receiver {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    status: Arc<Mutex<u16>>,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let log = received.clone();
+        let status = Arc::new(Mutex::new(200));
+        let (log, answer) = (received.clone(), status.clone());
         let app = Router::new().route(
             "/hook",
             post(move |headers: HeaderMap, body: String| {
-                let log = log.clone();
+                let (log, answer) = (log.clone(), answer.clone());
                 async move {
                     log.lock().unwrap().push(Received { headers, body });
-                    "thanks"
+                    let status = *answer.lock().unwrap();
+                    (StatusCode::from_u16(status).unwrap(), "thanks")
                 }
             }),
         );
@@ -58,7 +62,12 @@ impl Receiver {
         Receiver {
             url: format!("http://{addr}/hook"),
             received,
+            status,
         }
+    }
+
+    fn answer(&self, status: u16) {
+        *self.status.lock().unwrap() = status;
     }
 
     /// Waits (at most 15 s) until `n` requests came; returns them all, oldest first.
@@ -109,6 +118,7 @@ async fn a_webhook_made_in_settings_hears_a_push_and_redelivers_it() {
 
     browser.sign_in(ADMIN_USER, ADMIN_PASSWORD).await;
     create_user(&browser, "alice", ALICE_PASSWORD).await;
+    create_user(&browser, "bob", BOB_PASSWORD).await;
     browser.sign_out().await;
     browser.sign_in("alice", ALICE_PASSWORD).await;
     browser.open("/u/alice").await;
@@ -280,6 +290,38 @@ async fn a_webhook_made_in_settings_hears_a_push_and_redelivers_it() {
     browser
         .expect_text("#webhooks tbody tr", &receiver.url)
         .await;
+
+    // A receiver that answers 410 Gone disables the webhook, and its pages say so.
+    receiver.answer(410);
+    browser.click("#webhooks tbody a").await;
+    let own = browser.url().await;
+    let own = &own[own.find("/webhooks/").unwrap()..];
+    browser.press("Send a test ping").await;
+    browser.expect_notice("A test ping is on its way").await;
+    let gone = "the receiver answered 410 Gone";
+    reload_until(&browser, own, ".heading-row", gone).await;
+    let attempt = browser.text("#deliveries tbody tr").await;
+    assert!(
+        attempt.contains("ping") && attempt.contains("410"),
+        "{attempt}"
+    );
+    browser.screenshot("webhook-gone").await;
+    browser.open("/settings/webhooks").await;
+    let row = browser.expect_text("#webhooks tbody tr", "Disabled").await;
+    assert!(row.contains(gone), "{row}");
+    browser.sign_out().await;
+
+    // Bob, who may only pull alice/app, is refused its webhooks as he is its settings, and
+    // alice's own webhook does not exist for him.
+    browser.sign_in("bob", BOB_PASSWORD).await;
+    browser.open("/r/alice/app/-/settings").await;
+    browser.expect_text("main h1", "Not allowed").await;
+    browser.open("/r/alice/app/-/settings/webhooks").await;
+    browser.expect_text("main h1", "Not allowed").await;
+    browser.open(own).await;
+    browser.expect_text("main h1", "Page not found").await;
+    browser.open("/settings/webhooks").await;
+    browser.expect_text("#webhooks", "No webhooks yet.").await;
     browser.sign_out().await;
 
     // Someone without Admin on the repository gets what they get for its other settings.
