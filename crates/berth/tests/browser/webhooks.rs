@@ -142,12 +142,14 @@ async fn a_webhook_made_in_settings_hears_a_push_and_redelivers_it() {
         .await;
     browser.press("Create webhook").await;
     browser
-        .expect_notice("Webhooks are sent over http or https, not \"ftp\".")
+        .expect_notice("Not created: webhooks are sent over http or https, not \"ftp\".")
         .await;
     browser.fill("webhook-url", &receiver.url).await;
     browser.fill("webhook-tags", "v* a/b").await;
     browser.press("Create webhook").await;
-    browser.expect_notice("Invalid tag pattern \"a/b\"").await;
+    browser
+        .expect_notice("Not created: invalid tag pattern \"a/b\"")
+        .await;
     browser.expect_text("#webhooks", "No webhooks yet.").await;
 
     // A webhook for pushes and tag deletions of v* tags, with an Authorization header.

@@ -240,13 +240,18 @@ pub(crate) async fn create(submission: &Submission, place: ListPage) -> Response
     let back = format!("{}#new-webhook", list_href(visitor, &target).await);
     let result = async {
         let request = request_of(&submission.form)?;
-        Ok::<_, UiError>(
-            visitor
-                .state
-                .webhooks
-                .create(&visitor.acting(), target, request)
-                .await?,
-        )
+        visitor
+            .state
+            .webhooks
+            .create(&visitor.acting(), target, request)
+            .await
+            .map_err(|err| match err {
+                // The service's reason, as written (it may start with a repository's name).
+                Error::Invalid(reason) => {
+                    UiError::Invalid(format!("Not created: {}", full_stop(&reason)))
+                }
+                other => other.into(),
+            })
     }
     .await;
     match result {
@@ -258,6 +263,15 @@ pub(crate) async fn create(submission: &Submission, place: ListPage) -> Response
             visitor.respond(answer)
         }
         Err(err) => submission.outcome(Err(err), &back),
+    }
+}
+
+/// `text` ending with a full stop.
+fn full_stop(text: &str) -> String {
+    if text.ends_with(['.', '!', '?']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
     }
 }
 
