@@ -204,3 +204,99 @@ async fn pullers_and_strangers_cannot_reach_a_repositorys_webhooks() {
     .await;
     assert_eq!(answer.status, 404, "{}", answer.text);
 }
+
+#[tokio::test]
+async fn organization_owners_and_site_admins_manage_their_own_webhooks() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    berth.user("bob").await;
+    alice
+        .post("/api/v1/orgs", json!({ "orgname": "acme" }))
+        .await
+        .expect(201);
+    alice
+        .post("/api/v1/orgs/acme/groups", json!({ "name": "readers" }))
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/orgs/acme/groups/readers/members",
+            json!({ "member": "bob" }),
+        )
+        .await
+        .expect(201);
+
+    // An owner creates one on the organization's page; the organization's page links to it.
+    let owner = sign_in(&berth, "alice", PASSWORD).await;
+    let org_page = get_page(&berth, "/orgs/acme", &owner).await.expect(200);
+    assert!(org_page.text.contains("href=\"/orgs/acme/webhooks\""));
+    let list = "/orgs/acme/webhooks";
+    let made = post_signed_in_form(
+        &berth,
+        &owner,
+        list,
+        list,
+        &[
+            ("url", "http://h/acme"),
+            ("events", "push"),
+            ("events", "repository"),
+        ],
+    )
+    .await
+    .expect(201);
+    assert!(made.text.contains("whsec_"), "{}", made.text);
+    let hooks = alice
+        .get("/api/v1/namespaces/acme/webhooks")
+        .await
+        .expect(200);
+    assert_eq!(hooks.body["count"], 1);
+    assert_eq!(
+        hooks.body["results"][0]["events"],
+        json!(["push", "repository"])
+    );
+
+    // A member who is not an owner is refused the page and the form.
+    let member = sign_in(&berth, "bob", PASSWORD).await;
+    let refused = get_page(&berth, list, &member).await.expect(403);
+    assert!(!refused.text.contains("http://h/acme"));
+    let forged = post_signed_in_form(
+        &berth,
+        &member,
+        "/settings",
+        list,
+        &[("url", "http://h/bob"), ("events", "push")],
+    )
+    .await
+    .expect(303);
+    let with_notice = format!("{member}; {}", forged.cookies());
+    let notice = get_page(&berth, "/settings", &with_notice).await.text;
+    assert!(
+        notice.contains("You do not have permission to do that."),
+        "{notice}"
+    );
+    assert_eq!(
+        alice
+            .get("/api/v1/namespaces/acme/webhooks")
+            .await
+            .expect(200)
+            .body["count"],
+        1
+    );
+
+    // Site-wide webhooks are for site admins only.
+    get_page(&berth, "/admin/webhooks", &owner)
+        .await
+        .expect(403);
+    let admin = sign_in(&berth, "admin", crate::support::ADMIN_PASSWORD).await;
+    let site = post_signed_in_form(
+        &berth,
+        &admin,
+        "/admin/webhooks",
+        "/admin/webhooks",
+        &[("url", "http://h/site"), ("events", "push")],
+    )
+    .await
+    .expect(201);
+    assert!(site.text.contains("Webhooks of the site"), "{}", site.text);
+    assert!(site.text.contains("http://h/site"));
+}
