@@ -1,7 +1,8 @@
 //! The web UI's webhook forms over HTTP: what the `Webhooks` service refuses (a bad URL, an
 //! unknown event kind or format, a reserved header, the 26th webhook of a target) comes back
 //! as the form's error notice naming it, and nothing is created; the secret is on the
-//! creation answer only; a puller cannot reach a repository's webhooks.
+//! creation answer only; a puller cannot reach a repository's webhooks, a member who is not
+//! an owner an organization's, a user the site's.
 
 use crate::browser::{get_page, post_signed_in_form, sign_in};
 use crate::support::{basic, Berth, Session, PASSWORD};
