@@ -1,6 +1,6 @@
 //! The main pages over a normal amount of data: search filters, namespace pages, accessibility and weight.
 
-use super::common::{TestServer, ADMIN_PASSWORD, ADMIN_USER};
+use super::common::{SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use super::driver::{tools_or_skip, Browser, Tools};
 use super::image::{write_layout, Skopeo};
 use super::{create_user, registry_host, ALICE_PASSWORD, BOB_PASSWORD};
@@ -177,6 +177,54 @@ async fn populate(server: &TestServer, browser: &Browser, tools: &Tools) {
     )
     .await;
     server.push_random_image("library/alpine", Some("3")).await;
+}
+
+/// A webhook on `alice/hello` whose receiver is a closed loopback port, pinged once and
+/// waited for until its failed attempt is in the history; returns its id.
+async fn failing_webhook(server: &TestServer) -> String {
+    let created = api(
+        server,
+        "alice",
+        ALICE_PASSWORD,
+        Method::POST,
+        "/repositories/alice/hello/-/webhooks",
+        json!({"name": "deploy", "hook_url": "http://127.0.0.1:9/hook", "events": ["push", "tag_delete"], "tags": ["v*"]}),
+    )
+    .await;
+    let id = created["id"].as_str().expect("a webhook id").to_owned();
+    let path = format!("/webhooks/{id}");
+    api(
+        server,
+        "alice",
+        ALICE_PASSWORD,
+        Method::POST,
+        &format!("{path}/ping"),
+        Value::Null,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let deliveries = api(
+            server,
+            "alice",
+            ALICE_PASSWORD,
+            Method::GET,
+            &format!("{path}/deliveries"),
+            Value::Null,
+        )
+        .await;
+        if deliveries["results"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            return id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attempt recorded: {deliveries}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// The value of the form field with this id.
@@ -484,9 +532,13 @@ async fn main_pages_are_accessible_light_and_self_contained() {
     let Some(tools) = tools_or_skip("accessibility") else {
         return;
     };
-    let server = TestServer::spawn().await;
+    // The webhook below calls a closed port on loopback, so its history has failures.
+    let options = SpawnOptions::default().env("BERTH_WEBHOOK_ALLOW_PRIVATE", "true");
+    let server = TestServer::spawn_with(options).await;
     let browser = Browser::start(&tools, server.base()).await;
     populate(&server, &browser, &tools).await;
+    let webhook = failing_webhook(&server).await;
+    let webhook_page = format!("/webhooks/{webhook}");
 
     let visits: [(Option<Account>, &[&str]); 3] = [
         (
@@ -499,15 +551,25 @@ async fn main_pages_are_accessible_light_and_self_contained() {
                 "/r/alice/hello/-/tags",
                 "/r/alice/hello/-/tags/v1",
                 "/r/alice/hello/-/settings",
+                "/r/alice/hello/-/settings/webhooks",
+                &webhook_page,
+                &format!("{webhook_page}/delete"),
                 "/settings",
+                "/settings/webhooks",
                 "/orgs",
                 "/orgs/acme",
+                "/orgs/acme/webhooks",
                 "/u/alice",
             ],
         ),
         (
             Some((ADMIN_USER, ADMIN_PASSWORD)),
-            &["/admin/users", "/admin/publishers", "/admin/audit"],
+            &[
+                "/admin/users",
+                "/admin/publishers",
+                "/admin/audit",
+                "/admin/webhooks",
+            ],
         ),
         (
             None,

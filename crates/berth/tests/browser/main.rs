@@ -11,6 +11,7 @@ mod common;
 mod driver;
 mod image;
 mod signup;
+mod webhooks;
 
 use common::{TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use driver::{tools_or_skip, Browser};

@@ -1,4 +1,4 @@
-//! Site administration: users (list, create, grant or revoke site admin), verified publishers and the audit log; the services refuse everyone but site admins.
+//! Site administration: users (list, create, grant or revoke site admin), verified publishers and the audit log (site-wide webhooks are in `webhooks.rs`); the services refuse everyone but site admins.
 
 use super::html::{html, url_component, Html};
 use super::layout::{form_start, time};
@@ -14,7 +14,7 @@ use berth_core::Error;
 /// Audit records per page.
 const AUDIT_PAGE: u32 = 50;
 
-fn admin_tabs(current: &str) -> Html {
+pub(super) fn admin_tabs(current: &str) -> Html {
     let mut out = Html::new();
     html!(
         out,
@@ -24,6 +24,7 @@ fn admin_tabs(current: &str) -> Html {
         ("/admin/users", "Users"),
         ("/admin/publishers", "Verified publishers"),
         ("/admin/audit", "Audit log"),
+        ("/admin/webhooks", "Webhooks"),
     ] {
         html!(out, "<li><a href=\"" (href) "\"");
         if href == current {

@@ -43,6 +43,14 @@ impl Form {
         }
     }
 
+    /// Every value of a field that may repeat (checkboxes of one name), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(field, _)| field == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// Whether a checkbox was ticked.
     pub fn checked(&self, name: &str) -> bool {
         self.get(name).is_some()
@@ -57,6 +65,7 @@ mod tests {
     fn fields_are_decoded_as_browsers_encode_them() {
         let form = Form::parse(b"name=web+app&pw=a%26b%3D+c&flag&name=second&empty=");
         assert_eq!(form.get("name"), Some("web app"));
+        assert_eq!(form.all("name").collect::<Vec<_>>(), ["web app", "second"]);
         assert_eq!(form.get("pw"), Some("a&b= c"));
         assert!(form.checked("flag"));
         assert!(!form.checked("missing"));

@@ -18,6 +18,7 @@ mod session;
 mod settings;
 mod signup;
 mod tag_detail;
+mod webhooks;
 
 use crate::auth::{base_url, peer_address};
 use crate::AppState;
@@ -59,6 +60,10 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/settings/tokens", post(settings::create_token))
         .route("/settings/tokens/{id}/revoke", post(settings::revoke_token))
+        .route(
+            "/settings/webhooks",
+            get(webhooks::user_list).post(webhooks::user_create),
+        )
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}", get(orgs::page))
         .route("/orgs/{org}/teams", post(orgs::create_team))
@@ -75,6 +80,14 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/orgs/{org}/tokens", post(orgs::create_token))
         .route("/orgs/{org}/tokens/{id}/revoke", post(orgs::revoke_token))
+        .route(
+            "/orgs/{org}/webhooks",
+            get(webhooks::org_list).post(webhooks::org_create),
+        )
+        .route(
+            "/webhooks/{*path}",
+            get(webhooks::show).post(webhooks::change),
+        )
         .route("/u/{name}", get(namespaces::user_page))
         .route("/repositories", post(namespaces::create_repository))
         .route("/r/{*path}", get(repository::show).post(repository::change))
@@ -83,6 +96,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/publishers", get(admin::publishers))
         .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
+        .route(
+            "/admin/webhooks",
+            get(webhooks::site_list).post(webhooks::site_create),
+        )
         .route("/static/{file}", get(assets::serve))
 }
 

@@ -1,7 +1,7 @@
 //! Organizations: the list and creating one, and an organization's page — its visible
 //! repositories (as search results show them) for everyone, its teams for members, and for
 //! owners the forms that manage teams, members, team permissions on repositories and
-//! organization access tokens.
+//! organization access tokens, with a link to its webhooks (`webhooks.rs`).
 
 use super::html::{html, url_component, Html};
 use super::layout::{button_form, form_start, option, permission_select, short_name};
@@ -127,6 +127,11 @@ async fn render(visitor: &Visitor, org: &str, status: StatusCode, first: Option<
             [token_form(visitor, &base)]
             "<h3>Tokens</h3>"
             [token_table(visitor, &tokens, &base)]
+            "</section>"
+            "<section class=\"panel\" id=\"webhooks\" aria-labelledby=\"org-webhooks-title\">"
+            "<h2 id=\"org-webhooks-title\">Webhooks</h2>"
+            "<p>Webhooks on the organization fire for every one of its repositories.</p>"
+            "<p><a href=\"/orgs/" (url_component(org)) "/webhooks\">Manage the organization's webhooks</a></p>"
             "</section>"
         );
     }

@@ -1,6 +1,7 @@
 //! Repository pages under `/r/{namespace}/{name}`: the overview (badges, stars, pulls, pull
 //! command, README) and `/-/tags` for anyone who may pull, and `/-/settings` for its admins
-//! (descriptions, visibility, collaborators or team permissions, deletion). `-` cannot be a
+//! (descriptions, visibility, collaborators or team permissions, deletion) with
+//! `/-/settings/webhooks` (in `webhooks.rs`). `-` cannot be a
 //! repository path component, so `/-/` always separates the repository from the page.
 
 use super::html::{html, url_component, Html};
@@ -12,9 +13,11 @@ use super::namespaces::namespace_href;
 use super::orgs::permission_label;
 use super::session::Notice;
 use super::tag_detail;
+use super::webhooks;
 use super::{Submission, UiError, UiResult, Visitor};
 use crate::api::wire::query_text;
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::Response;
 use berth_core::access::{Action, Resource};
 use berth_core::hub::{
@@ -23,6 +26,7 @@ use berth_core::hub::{
 };
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::registry::ChangedBy;
+use berth_core::webhooks::WebhookTarget;
 use berth_core::Error;
 use berth_oci::{Reference, RepoName, Tag};
 
@@ -68,6 +72,11 @@ pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response
             ["tags", tag] => tag_detail::page(&visitor, repo, tag).await,
             ["tags", tag, "delete"] => confirm_tag_deletion(&visitor, repo, tag).await,
             ["settings"] => settings(&visitor, repo).await,
+            ["settings", "webhooks"] => {
+                webhooks::ListPage::Repository(repo.clone())
+                    .render(&visitor, StatusCode::OK, None)
+                    .await
+            }
             _ => Err(Error::NotFound(path.clone()).into()),
         }
     }
@@ -588,6 +597,18 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
             [permission_select("collaborator-permission", "permission")]
             "</div><button type=\"submit\">Add collaborator</button></form></section>");
     }
+    let hooks = visitor
+        .state
+        .webhooks
+        .list(&acting, &WebhookTarget::Repository(repo.clone()))
+        .await?;
+    html!(body,
+        "<section class=\"panel\" id=\"webhooks\" aria-labelledby=\"webhooks-title\">"
+        "<h2 id=\"webhooks-title\">Webhooks</h2>"
+        "<p>Call a URL when an image is pushed or a tag deleted, to redeploy or to tell a chat. "
+        (count(hooks.len() as u64)) " " (if hooks.len() == 1 { "webhook" } else { "webhooks" })
+        " on this repository.</p>"
+        "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"
         "<h2 id=\"delete-title\">Delete this repository</h2>"
@@ -648,6 +669,10 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
         }
         ["settings", "teams"] => grant_team(&submission, repo).await,
         ["settings", "teams", team, "revoke"] => revoke_team(&submission, repo, team).await,
+        ["settings", "webhooks"] => {
+            return webhooks::create(&submission, webhooks::ListPage::Repository(repo.clone()))
+                .await
+        }
         ["delete"] => return delete(&submission, repo).await,
         ["tags", tag, "delete"] => return delete_tag(&submission, repo, tag).await,
         _ => return submission.visitor.not_found(),

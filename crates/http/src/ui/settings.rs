@@ -1,6 +1,7 @@
 //! Account settings: the password, two-factor authentication, and personal access tokens
 //! (created with a scope, repositories and an expiry, shown once, listed and revoked). The
-//! token pieces are shared with organization tokens.
+//! token pieces are shared with organization tokens. Its webhooks have their own page
+//! (`webhooks.rs`).
 
 use super::html::{html, Html};
 use super::layout::{button_form, copyable, form_start, option, time};
@@ -56,6 +57,10 @@ async fn render(visitor: &Visitor, status: StatusCode, first: Option<Html>) -> U
         "<h3>Your tokens</h3>"
         [token_table(visitor, &tokens, "/settings/tokens")]
         "</section>"
+        "<section class=\"panel\" id=\"webhooks\" aria-labelledby=\"webhooks-title\">"
+        "<h2 id=\"webhooks-title\">Webhooks</h2>"
+        "<p>Webhooks on your namespace fire for every one of your repositories.</p>"
+        "<p><a href=\"/settings/webhooks\">Manage your webhooks</a></p></section>"
     );
     Ok(visitor.page_with_status(status, "Account settings", body))
 }

@@ -20,4 +20,5 @@ mod sessions;
 mod sign_in;
 mod signup;
 mod tokens;
+mod ui_webhooks;
 mod webhooks;
