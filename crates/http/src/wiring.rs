@@ -12,7 +12,7 @@ use berth_core::jobs::maintenance::{
     BackfillPlatforms, ExpireUploads, PruneAudit, PruneHistory, BACKFILL_PLATFORMS_JOB,
     EXPIRE_UPLOADS_JOB, PRUNE_AUDIT_JOB, PRUNE_HISTORY_JOB,
 };
-use berth_core::jobs::{recurring, Runner, RunnerOptions, Wake};
+use berth_core::jobs::{Runner, RunnerOptions, Wake};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
@@ -142,14 +142,13 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             retention: settings.audit_retention,
         }),
     );
-    let now = clock.now_ms();
     for kind in [
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
         PRUNE_AUDIT_JOB,
     ] {
-        runner.enqueue(&recurring(kind, now)).await?;
+        runner.run_at_start(kind).await?;
     }
     let state = AppState {
         registry,

@@ -23,16 +23,24 @@ pub struct ExpireUploads(pub Registry);
 #[async_trait::async_trait]
 impl JobHandler for ExpireUploads {
     async fn run(&self, _job: &ClaimedJob) -> Result<JobOutcome, JobError> {
-        // Bounded batches, and a bound on them, in case a session keeps failing to go away.
-        for _ in 0..100 {
-            match self.0.expire_uploads().await {
-                Ok(0) => break,
-                Ok(n) => tracing::info!(expired = n, "removed abandoned uploads"),
-                Err(err) => return Err(JobError::Retry(err.to_string())),
-            }
-        }
+        expire_abandoned_uploads(&self.0)
+            .await
+            .map_err(|e| JobError::Retry(e.to_string()))?;
         Ok(JobOutcome::Again(Duration::from_secs(600)))
     }
+}
+
+/// Removes every upload session idle longer than `upload_ttl`, in bounded batches (and a
+/// bound on them, in case a session keeps failing to go away). `serve` runs it once before
+/// listening, so a restart never offers a session that has expired.
+pub async fn expire_abandoned_uploads(registry: &Registry) -> crate::Result<()> {
+    for _ in 0..100 {
+        match registry.expire_uploads().await? {
+            0 => break,
+            n => tracing::info!(expired = n, "removed abandoned uploads"),
+        }
+    }
+    Ok(())
 }
 
 /// Reads the platform of every manifest stored without one; runs once per start, resuming

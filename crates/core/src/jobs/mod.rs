@@ -145,6 +145,17 @@ impl Runner {
         Ok(added)
     }
 
+    /// Schedules a recurring job (see [`recurring`]) to run now: enqueued if no node has,
+    /// otherwise brought forward, so each start runs it once at once.
+    pub async fn run_at_start(&self, kind: &str) -> Result<(), MetaError> {
+        let now = self.clock.now_ms();
+        if !self.queue.enqueue_job(&recurring(kind, now)).await? {
+            self.queue.bring_forward(kind, now).await?;
+        }
+        self.wake.wake();
+        Ok(())
+    }
+
     /// Runs every job due now, and what falls due or is fed while they run, until nothing is
     /// left to claim and nothing runs; returns how many ran. Jobs start as slots free up, and
     /// new events are handed on whenever the runner is woken, so a delivery waits neither

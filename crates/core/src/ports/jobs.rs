@@ -73,6 +73,9 @@ pub enum RetryOutcome {
 pub trait JobQueue: Send + Sync {
     /// Adds a job; false if its unique key is held by a live job.
     async fn enqueue_job(&self, job: &NewJob) -> Result<bool>;
+    /// Makes the pending job holding `unique_key` due no later than `due_at_ms` (a recurring
+    /// job runs at every start, not only when its period is up); false if there is none.
+    async fn bring_forward(&self, unique_key: &str, due_at_ms: i64) -> Result<bool>;
     /// Claims up to `limit` pending jobs due at `now_ms` whose lease is free or ran out,
     /// earliest due first, leasing each until `now_ms + lease_ms`.
     async fn claim_jobs(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<ClaimedJob>>;

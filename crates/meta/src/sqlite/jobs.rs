@@ -46,6 +46,18 @@ impl JobQueue for SqliteMeta {
         Ok(added)
     }
 
+    async fn bring_forward(&self, unique_key: &str, due_at_ms: i64) -> Result<bool, MetaError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET due_at = min(due_at, ?) WHERE unique_key = ? AND state = 'pending'",
+        )
+        .bind(due_at_ms)
+        .bind(unique_key)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn claim_jobs(
         &self,
         now_ms: i64,
