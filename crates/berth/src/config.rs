@@ -3,8 +3,9 @@
 
 use crate::cli::GlobalArgs;
 use serde::Deserialize;
+use ipnet::IpNet;
 use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,6 +64,26 @@ pub struct Config {
     pub token_ttl: Setting<Duration>,
     /// Whether visitors may create their own accounts in the web UI.
     pub allow_signup: Setting<bool>,
+    /// Addresses that may read `/metrics` without credentials (others need a site admin).
+    pub metrics_allow: Setting<Vec<IpNet>>,
+    /// How log lines are written.
+    pub log_format: Setting<LogFormat>,
+}
+
+/// `text` for people reading a terminal, `json` (one object per line) for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -76,6 +97,8 @@ struct FileConfig {
     public_url: Option<String>,
     token_ttl: Option<String>,
     allow_signup: Option<bool>,
+    metrics_allow: Option<Vec<String>>,
+    log_format: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +173,54 @@ fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
     Ok(Some(trimmed.to_owned()))
 }
 
+/// The loopback addresses: who may read `/metrics` unless `metrics_allow` says otherwise.
+pub fn loopback_only() -> Vec<IpNet> {
+    let v4 = IpNet::new(IpAddr::from([127, 0, 0, 0]), 8);
+    let v6 = IpNet::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 128);
+    v4.into_iter().chain(v6).collect()
+}
+
+/// CIDRs like `10.0.0.0/8` or `fd00::/8`; a bare address stands for itself alone.
+fn parse_cidrs<S: AsRef<str>>(
+    setting: &'static str,
+    raw: &[S],
+    source: Source,
+) -> Result<Vec<IpNet>, ConfigError> {
+    raw.iter()
+        .map(|item| {
+            let item = item.as_ref().trim();
+            item.parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    setting,
+                    value: item.to_owned(),
+                    origin: source,
+                    reason: "expected a CIDR such as 10.0.0.0/8 or fd00::/8, or one address"
+                        .into(),
+                })
+        })
+        .collect()
+}
+
+/// A comma-separated list, for environment variables; the file has TOML arrays.
+fn split_list(raw: &str) -> Vec<&str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+fn parse_log_format(raw: &str, source: Source) -> Result<LogFormat, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::Invalid {
+            setting: "log_format",
+            value: raw.to_owned(),
+            origin: source,
+            reason: "expected text or json".into(),
+        }),
+    }
+}
+
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), for environment variables; the
 /// file has TOML's own booleans.
 fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, ConfigError> {
@@ -180,6 +251,8 @@ impl Config {
             public_url: Setting::default(None),
             token_ttl: Setting::default(Duration::from_secs(300)),
             allow_signup: Setting::default(false),
+            metrics_allow: Setting::default(loopback_only()),
+            log_format: Setting::default(LogFormat::Text),
         };
         let file_path = global
             .config
@@ -214,6 +287,18 @@ impl Config {
                 Source::File,
             );
             config.allow_signup.set(file.allow_signup, Source::File);
+            config.metrics_allow.set(
+                file.metrics_allow
+                    .map(|list| parse_cidrs("metrics_allow", &list, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.log_format.set(
+                file.log_format
+                    .map(|f| parse_log_format(&f, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
         }
         config.config_file = file_path;
         config.listen.set(
@@ -247,6 +332,18 @@ impl Config {
         config.allow_signup.set(
             env("BERTH_ALLOW_SIGNUP")
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.metrics_allow.set(
+            env("BERTH_METRICS_ALLOW")
+                .map(|list| parse_cidrs("metrics_allow", &split_list(&list), Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.log_format.set(
+            env("BERTH_LOG_FORMAT")
+                .map(|f| parse_log_format(&f, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -309,6 +406,27 @@ impl Config {
             out,
             "allow_signup = {}  ({})",
             self.allow_signup.value, self.allow_signup.source
+        );
+        let allowed: Vec<String> = self
+            .metrics_allow
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "metrics_allow = {}  ({})",
+            if allowed.is_empty() {
+                "(nobody without credentials)".to_owned()
+            } else {
+                allowed.join(", ")
+            },
+            self.metrics_allow.source
+        );
+        let _ = writeln!(
+            out,
+            "log_format   = {}  ({})",
+            self.log_format.value, self.log_format.source
         );
         out
     }

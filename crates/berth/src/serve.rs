@@ -2,7 +2,7 @@
 //! the HTTP application, serves until SIGINT/SIGTERM, then drains in-flight requests and
 //! writes the pulls still in memory.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use axum::serve::ListenerExt as _;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::auth::{AuthSettings, Authenticator};
@@ -66,14 +66,19 @@ fn prepare_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
 }
 
 pub fn run(config: Config) -> Result<(), ServeError> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log.value)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format.value {
+        // One JSON object per line, with the request span (its id) on every line of a request.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,13 +156,21 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let backfill = tokio::spawn(backfill_platforms(registry.clone()));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
     let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
-    let app = berth_http::router(AppState {
-        registry,
-        auth: Arc::new(auth),
-        identity,
-        hub: hub.clone(),
-        public_url: config.public_url.value.clone(),
+    let probe = Arc::new(crate::probe::Stores {
+        meta: meta.clone(),
+        blob_root: data_dir.clone(),
     });
+    let ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
+    let app = berth_http::router_with(
+        AppState {
+            registry,
+            auth: Arc::new(auth),
+            identity,
+            hub: hub.clone(),
+            public_url: config.public_url.value.clone(),
+        },
+        ops,
+    );
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
     axum::serve(
         listener,

@@ -87,7 +87,10 @@ impl Authenticator {
         // password guesses against an account must not lock its CI tokens out.
         let is_token = secret.starts_with(TOKEN_PREFIX);
         let account = (!is_token).then_some(name);
-        self.not_throttled(account, address, started)?;
+        if let Err(err) = self.not_throttled(account, address, started) {
+            self.tally.refused(&err);
+            return Err(err);
+        }
         let outcome = if is_token {
             self.token_login(name, secret, address)
                 .await
@@ -107,6 +110,7 @@ impl Authenticator {
             }
             Err(_) => {}
         }
+        self.tally.record(is_token, &outcome);
         outcome
     }
 

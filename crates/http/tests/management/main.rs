@@ -12,6 +12,7 @@ mod audit;
 mod hub_pulls;
 mod hub_repositories;
 mod hub_search;
+mod operations;
 mod openapi;
 mod organizations;
 mod repositories;

@@ -13,6 +13,7 @@ use berth_core::ports::IdentityStore;
 use berth_core::registry::RegistryOptions;
 use berth_core::time::now_unix;
 use berth_core::Registry;
+use berth_http::ops::{Operations, PoolStats, StoreProbe};
 use berth_http::AppState;
 use berth_meta::SqliteMeta;
 use berth_storage::FsBlobStore;
@@ -154,6 +155,16 @@ impl Berth {
 
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
+        Berth::start_configured(allow_signup, None).await
+    }
+
+    /// Like [`Berth::start`], with the operations endpoints wired to the stores as `serve`
+    /// wires them, and `/metrics` open without credentials to `metrics_allow` only.
+    pub async fn start_with_metrics_allow(metrics_allow: Vec<ipnet::IpNet>) -> Berth {
+        Berth::start_configured(false, Some(metrics_allow)).await
+    }
+
+    async fn start_configured(allow_signup: bool, metrics_allow: Option<Vec<ipnet::IpNet>>) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
         let meta = Arc::new(
@@ -171,13 +182,23 @@ impl Berth {
             .await
             .expect("authenticator");
         let registry = Registry::new(Arc::new(blobs), meta.clone(), RegistryOptions::default());
-        let app = berth_http::router(AppState {
+        let state = AppState {
             registry: registry.clone(),
             auth: Arc::new(auth),
             identity: Identity::<dyn IdentityStore>::new(meta.clone()).with_signup(allow_signup),
             hub: hub.clone(),
             public_url: None,
-        });
+        };
+        let app = match metrics_allow {
+            None => berth_http::router(state),
+            Some(allowed) => {
+                let probe = Arc::new(Stores {
+                    meta: meta.clone(),
+                    blob_root: dir.path().join("data"),
+                });
+                berth_http::router_with(state, Operations::new(allowed, probe))
+            }
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let server = tokio::spawn(async move {
@@ -332,6 +353,46 @@ fn checked(method: &Method, path: &str, reply: Reply) -> Reply {
         );
     }
     reply
+}
+
+/// The stores as `/readyz` and `/metrics` see them (as `berth serve` composes them).
+struct Stores {
+    meta: Arc<SqliteMeta>,
+    blob_root: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl StoreProbe for Stores {
+    async fn database(&self) -> Result<(), String> {
+        self.meta.ping().await.map_err(|e| e.to_string())
+    }
+
+    async fn blobs(&self) -> Result<(), String> {
+        for dir in ["blobs", "uploads"] {
+            std::fs::read_dir(self.blob_root.join(dir)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn uploads_in_progress(&self) -> Result<u64, String> {
+        self.meta
+            .open_upload_sessions()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn pools(&self) -> Vec<PoolStats> {
+        self.meta
+            .pool_use()
+            .into_iter()
+            .map(|pool| PoolStats {
+                name: pool.name,
+                open: pool.open,
+                idle: pool.idle,
+                max: pool.max,
+            })
+            .collect()
+    }
 }
 
 /// A client with fixed credentials.

@@ -39,8 +39,10 @@ impl SqliteMeta {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a commit survives a process crash; blob bytes are fsynced separately.
-            .synchronous(SqliteSynchronous::Normal)
+            // WAL + FULL: every commit is fsynced to the WAL before it returns, so a write that
+            // was acknowledged survives a power cut, not only a killed process (NORMAL syncs
+            // only at checkpoints). Blob bytes are fsynced separately, before their commit.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             // Reads through a memory map skip a copy and a system call per page: search
@@ -67,11 +69,61 @@ impl SqliteMeta {
         })
     }
 
+    /// The writer's `PRAGMA synchronous` level (0 off, 1 normal, 2 full, 3 extra): what an
+    /// acknowledgement is worth, for checks that commits are synced before the answer.
+    pub async fn writer_synchronous(&self) -> Result<i64, MetaError> {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.write)
+            .await
+            .map_err(backend)
+    }
+
+    /// Whether the database answers a read, for readiness checks.
+    pub async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(&self.read)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    /// Upload sessions open now (started, neither finished nor cancelled nor expired).
+    pub async fn open_upload_sessions(&self) -> Result<u64, MetaError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// How busy the connection pools are, for metrics.
+    pub fn pool_use(&self) -> [PoolUse; 2] {
+        let of = |name, pool: &SqlitePool| PoolUse {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        [of("read", &self.read), of("write", &self.write)]
+    }
+
     /// Closes both pools, finishing the WAL checkpoint.
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// One connection pool's use at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// `read` or `write`.
+    pub name: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {
