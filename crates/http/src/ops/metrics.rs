@@ -317,6 +317,17 @@ fn counter(
     Ok(())
 }
 
+/// A gauge without labels.
+fn single_gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    let family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(family)
+}
+
 fn gauge(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -406,20 +417,20 @@ impl Collector for Scrape {
             "Response body bytes sent, by route kind",
             per_kind(&requests.sent),
         )?;
-        gauge(
+        single_gauge(
             &mut encoder,
             "berth_http_requests_in_flight",
             "Requests under way",
-            [(vec![], requests.in_flight.load(Ordering::Relaxed))],
+            requests.in_flight.load(Ordering::Relaxed),
         )?;
 
         let snapshot = &self.snapshot;
         if let Some(uploads) = snapshot.uploads_in_progress {
-            gauge(
+            single_gauge(
                 &mut encoder,
                 "berth_uploads_in_progress",
                 "Upload sessions open: started, and not yet finished, cancelled or expired",
-                [(vec![], i64::try_from(uploads).unwrap_or(i64::MAX))],
+                i64::try_from(uploads).unwrap_or(i64::MAX),
             )?;
         }
         let sign_ins = &snapshot.sign_ins;
@@ -467,7 +478,7 @@ impl Collector for Scrape {
         )?;
 
         let process = &snapshot.process;
-        let bytes_gauges = [
+        let process_gauges = [
             (
                 "process_resident_memory_bytes",
                 "Resident memory size in bytes",
@@ -490,13 +501,13 @@ impl Collector for Scrape {
             ),
             ("process_threads", "Number of OS threads", process.threads),
         ];
-        for (name, help, value) in bytes_gauges {
+        for (name, help, value) in process_gauges {
             if let Some(value) = value {
-                gauge(
+                single_gauge(
                     &mut encoder,
                     name,
                     help,
-                    [(vec![], i64::try_from(value).unwrap_or(i64::MAX))],
+                    i64::try_from(value).unwrap_or(i64::MAX),
                 )?;
             }
         }
