@@ -532,6 +532,86 @@ mod tests {
     }
 
     #[test]
+    fn metrics_allow_takes_cidrs_and_single_addresses() {
+        let parsed = parse_cidrs(
+            "metrics_allow",
+            &["10.1.2.3/8", " fd00::/8 ", "192.0.2.7", "::1"],
+            Source::File,
+        )
+        .unwrap();
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8", "192.0.2.7/32", "::1/128"]);
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0/8", ""] {
+            let err = parse_cidrs("metrics_allow", &[bad], Source::Env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("metrics_allow") && err.contains("CIDR") && err.contains("environment"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert_eq!(split_list(" 10.0.0.0/8, ,::1 "), ["10.0.0.0/8", "::1"]);
+        let loopback: Vec<String> = loopback_only().iter().map(ToString::to_string).collect();
+        assert_eq!(loopback, ["127.0.0.0/8", "::1/128"]);
+    }
+
+    #[test]
+    fn operations_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(&path, "").unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.metrics_allow.value, loopback_only());
+        assert_eq!(config.metrics_allow.source, Source::Default);
+        assert_eq!(config.log_format.value, LogFormat::Text);
+
+        std::fs::write(
+            &path,
+            "metrics_allow = [\"10.0.0.0/8\", \"::1\"]\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        let allowed: Vec<String> = config
+            .metrics_allow
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(allowed, ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(config.metrics_allow.source, Source::File);
+        assert_eq!(config.log_format.value, LogFormat::Json);
+        let described = config.describe();
+        assert!(
+            described.contains("metrics_allow = 10.0.0.0/8, ::1/128  (config file)"),
+            "{described}"
+        );
+        assert!(
+            described.contains("log_format   = json  (config file)"),
+            "{described}"
+        );
+
+        // An empty list: nobody reads metrics without a site admin's credentials.
+        std::fs::write(&path, "metrics_allow = []\n").unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert!(config.metrics_allow.value.is_empty());
+        assert!(config.describe().contains("(nobody without credentials)"));
+
+        for (text, named) in [
+            ("metrics_allow = [\"10.0.0.300/8\"]\n", "metrics_allow"),
+            ("log_format = \"xml\"\n", "log_format"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&global, None).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("config file"), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
     fn bad_files_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
