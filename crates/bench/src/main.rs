@@ -182,8 +182,7 @@ impl Sizes {
             chunk,
             small_count: pick(a.small_count.map(|n| n as u64), 2_000, 200) as usize,
             manifest_time: Duration::from_secs_f64(manifest_secs),
-            manifest_push_count: pick(a.manifest_push_count.map(|n| n as u64), 1_000, 200)
-                as usize,
+            manifest_push_count: pick(a.manifest_push_count.map(|n| n as u64), 1_000, 200) as usize,
             catalog_repos,
             catalog_page: a.catalog_page.unwrap_or(catalog_repos + 1_000),
             search_repos: pick(a.search_repos.map(|n| n as u64), 100_000, 5_000) as usize,
@@ -504,7 +503,9 @@ impl Bench {
         }
         for round in 0..self.args.rounds {
             for t in order(round, self.targets.len()) {
-                let Some(set) = blobs[t].clone() else { continue };
+                let Some(set) = blobs[t].clone() else {
+                    continue;
+                };
                 match manifest_push::run(&self.targets[t], &set, round, n, conc).await {
                     Ok(o) => {
                         let rate = o.manifests as f64 / o.cost.wall.as_secs_f64();

@@ -2,8 +2,8 @@
 //! validated once at startup, with the source of every value remembered.
 
 use crate::cli::GlobalArgs;
-use serde::Deserialize;
 use ipnet::IpNet;
+use serde::Deserialize;
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -196,8 +196,7 @@ fn parse_cidrs<S: AsRef<str>>(
                     setting,
                     value: item.to_owned(),
                     origin: source,
-                    reason: "expected a CIDR such as 10.0.0.0/8 or fd00::/8, or one address"
-                        .into(),
+                    reason: "expected a CIDR such as 10.0.0.0/8 or fd00::/8, or one address".into(),
                 })
         })
         .collect()
@@ -205,7 +204,10 @@ fn parse_cidrs<S: AsRef<str>>(
 
 /// A comma-separated list, for environment variables; the file has TOML arrays.
 fn split_list(raw: &str) -> Vec<&str> {
-    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_log_format(raw: &str, source: Source) -> Result<LogFormat, ConfigError> {
@@ -546,7 +548,9 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains("metrics_allow") && err.contains("CIDR") && err.contains("environment"),
+                err.contains("metrics_allow")
+                    && err.contains("CIDR")
+                    && err.contains("environment"),
                 "{bad:?}: {err}"
             );
         }

@@ -74,7 +74,11 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         .with_writer(std::io::stderr);
     match config.log_format.value {
         // One JSON object per line, with the request span (its id) on every line of a request.
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),

@@ -409,7 +409,12 @@ fn operations_settings_come_from_the_environment_and_bad_ones_stop_startup() {
     let mut cmd = berth();
     cmd.args(["config", "show"]);
     let settings = config_show(cmd);
-    expect_setting(&settings, "metrics_allow", "127.0.0.0/8, ::1/128", "default");
+    expect_setting(
+        &settings,
+        "metrics_allow",
+        "127.0.0.0/8, ::1/128",
+        "default",
+    );
     expect_setting(&settings, "log_format", "text", "default");
 
     let mut cmd = berth();
@@ -466,7 +471,10 @@ async fn json_logs_are_one_object_per_line_naming_the_request() {
     for line in log.lines().filter(|line| !line.starts_with("[...]")) {
         let object: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
-        assert!(object["level"].is_string() && object["fields"].is_object(), "{line}");
+        assert!(
+            object["level"].is_string() && object["fields"].is_object(),
+            "{line}"
+        );
         if object["span"]["id"] == "cli-json-probe-1" {
             named += 1;
             assert_eq!(object["span"]["name"], "request", "{line}");

@@ -757,7 +757,9 @@ async fn acknowledged_writes_survive_kill_and_a_dropped_page_cache() {
     for i in 0..12 {
         pushed.push((
             format!("v{i}"),
-            server.push_random_image(&repo, Some(&format!("v{i}"))).await,
+            server
+                .push_random_image(&repo, Some(&format!("v{i}")))
+                .await,
         ));
     }
     // A tag moved and a tag deleted are acknowledged writes too.

@@ -9,7 +9,9 @@ const FULL: i64 = 2;
 #[tokio::test]
 async fn every_commit_is_synced_before_it_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
     assert_eq!(
         meta.writer_synchronous().await.unwrap(),
         FULL,
@@ -18,14 +20,18 @@ async fn every_commit_is_synced_before_it_returns() {
     meta.close().await;
 
     // Reopened (migrations already run), the setting holds too.
-    let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
     assert_eq!(meta.writer_synchronous().await.unwrap(), FULL);
 }
 
 #[tokio::test]
 async fn the_store_reports_that_it_answers_and_how_busy_its_pools_are() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+    let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
     meta.ping().await.unwrap();
     assert_eq!(meta.open_upload_sessions().await.unwrap(), 0);
     let [read, write] = meta.pool_use();

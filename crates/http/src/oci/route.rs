@@ -121,7 +121,9 @@ impl OciRoute {
         match OciRoute::parse(rest) {
             Err(Error::TagInvalid(_)) if method != Method::PUT => {
                 let reference = rest.rsplit('/').next().unwrap_or_default();
-                Err(Error::ManifestUnknown(reference.chars().take(200).collect()))
+                Err(Error::ManifestUnknown(
+                    reference.chars().take(200).collect(),
+                ))
             }
             parsed => parsed,
         }

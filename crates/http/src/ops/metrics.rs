@@ -353,7 +353,11 @@ impl Collector for Scrape {
                     let n = load(&requests.requests[(k * METHODS.len() + m) * CLASSES.len() + c]);
                     if n > 0 {
                         rows.push((
-                            vec![("kind", kind.as_str()), ("method", *method), ("status", *class)],
+                            vec![
+                                ("kind", kind.as_str()),
+                                ("method", *method),
+                                ("status", *class),
+                            ],
                             n,
                         ));
                     }
@@ -389,12 +393,9 @@ impl Collector for Scrape {
                 .collect();
             let sum = load(&latency.sum_nanos) as f64 / 1e9;
             let labels = [("kind", kind.as_str())];
-            family.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                sum,
-                count,
-                &buckets,
-                None,
-            )?;
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
 
         let per_kind = |values: &[AtomicU64; KINDS]| {
@@ -583,7 +584,11 @@ mod tests {
         );
         let latency = &metrics.latency[kind_index(RouteKind::Manifest)];
         assert_eq!(latency.buckets[1].load(Ordering::Relaxed), 1, "≤ 1 ms");
-        assert_eq!(latency.buckets[BUCKETS.len()].load(Ordering::Relaxed), 1, "+Inf");
+        assert_eq!(
+            latency.buckets[BUCKETS.len()].load(Ordering::Relaxed),
+            1,
+            "+Inf"
+        );
         assert_eq!(latency.count.load(Ordering::Relaxed), 2);
     }
 

@@ -83,10 +83,12 @@ pub(crate) fn routes(ops: Operations) -> Router<AppState> {
     Router::new()
         .route(
             "/metrics",
-            any(move |State(state): State<AppState>, request: Request<Body>| {
-                let ops = for_metrics.clone();
-                async move { metrics_endpoint(&state, &ops, request).await }
-            }),
+            any(
+                move |State(state): State<AppState>, request: Request<Body>| {
+                    let ops = for_metrics.clone();
+                    async move { metrics_endpoint(&state, &ops, request).await }
+                },
+            ),
         )
         .route("/healthz", any(healthz))
         .route(

@@ -205,7 +205,10 @@ async fn a_reference_that_cannot_be_a_tag_is_an_unknown_manifest_except_to_a_pus
         let path = format!("/v2/ns/repo/manifests/{reference}");
         let error = assert_error(app.send(app.get(&path)).await, 404, "MANIFEST_UNKNOWN").await;
         assert!(
-            error["message"].as_str().unwrap().contains(&reference[..10.min(reference.len())]),
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&reference[..10.min(reference.len())]),
             "{error}"
         );
         assert_head_error(app.send(app.head(&path)).await, 404).await;

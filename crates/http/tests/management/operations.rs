@@ -146,7 +146,11 @@ async fn metrics_from_an_allowed_address_show_requests_uploads_sign_ins_and_the_
     assert!(received.is_some_and(|n| n > 0.0), "{text}");
     let sent = sample(text, r#"berth_http_sent_bytes_total{kind="manifest"}"#);
     assert!(sent.is_some_and(|n| n > 0.0), "{text}");
-    assert_eq!(sample(text, "berth_uploads_in_progress"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(text, "berth_uploads_in_progress"),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(
         sample(
             text,
@@ -268,7 +272,13 @@ async fn every_answer_and_every_log_line_of_a_request_carry_its_id() {
     );
     let berth = Berth::start_with_metrics_allow(loopback()).await;
     let mut ids = Vec::new();
-    for path in ["/v2/", "/v2/nothing/here", "/api/v1/search?q=x", "/healthz", "/"] {
+    for path in [
+        "/v2/",
+        "/v2/nothing/here",
+        "/api/v1/search?q=x",
+        "/healthz",
+        "/",
+    ] {
         let reply = raw(&berth, Method::GET, path, None).await;
         let id = reply
             .headers

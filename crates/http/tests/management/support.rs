@@ -164,7 +164,10 @@ impl Berth {
         Berth::start_configured(false, Some(metrics_allow)).await
     }
 
-    async fn start_configured(allow_signup: bool, metrics_allow: Option<Vec<ipnet::IpNet>>) -> Berth {
+    async fn start_configured(
+        allow_signup: bool,
+        metrics_allow: Option<Vec<ipnet::IpNet>>,
+    ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         let blobs = FsBlobStore::open(dir.path().join("data")).expect("blob store");
         let meta = Arc::new(
