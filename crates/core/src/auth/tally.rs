@@ -70,10 +70,14 @@ impl SignInCounts {
 impl SignInTally {
     pub(super) fn record<T>(&self, is_token: bool, outcome: &Result<T, Error>) {
         match outcome {
-            Ok(_) if is_token => self.with_token.fetch_add(1, Ordering::Relaxed),
-            Ok(_) => self.with_password.fetch_add(1, Ordering::Relaxed),
-            Err(err) => return self.refused(err),
-        };
+            Ok(_) if is_token => self.signed_in(&self.with_token),
+            Ok(_) => self.signed_in(&self.with_password),
+            Err(err) => self.refused(err),
+        }
+    }
+
+    fn signed_in(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn refused(&self, err: &Error) {
