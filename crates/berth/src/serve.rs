@@ -12,7 +12,7 @@ use berth_core::ports::{BlobStore as _, IdentityStore, MetaStore, UploadSessions
 use berth_core::registry::RegistryOptions;
 use berth_core::Registry;
 use berth_http::AppState;
-use berth_meta::SqliteMeta;
+use berth_meta::{Durability, SqliteMeta};
 use berth_storage::FsBlobStore;
 use std::collections::HashMap;
 use std::path::Path;
@@ -98,7 +98,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         source,
     })?;
-    let meta = SqliteMeta::open(&data_dir.join("berth.db"))
+    // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
+    // `SqliteMeta::sync` through the store probe).
+    let meta = SqliteMeta::open_with(&data_dir.join("berth.db"), Durability::GroupCommit)
         .await
         .map_err(|e| ServeError::Database {
             dir: shown_dir.clone(),

@@ -32,6 +32,9 @@ pub trait StoreProbe: Send + Sync {
     async fn uploads_in_progress(&self) -> Result<u64, String>;
     /// The database's connection pools.
     fn pools(&self) -> Vec<PoolStats>;
+    /// Returns once every commit made so far is on stable storage: awaited before any
+    /// answer to a write is sent, so one flush serves every request waiting at once.
+    async fn durable(&self) -> Result<(), String>;
 }
 
 /// The operations settings and the request metrics the router records into.
@@ -68,6 +71,15 @@ impl Operations {
             metrics_allow: metrics_allow.into(),
             probe: Some(probe),
             requests: Default::default(),
+        }
+    }
+
+    /// Holds an answer to a write until what it did is on stable storage; a failed flush
+    /// turns it into an error, since the write may be lost.
+    pub(crate) async fn durable(&self) -> Result<(), String> {
+        match &self.probe {
+            Some(probe) => probe.durable().await,
+            None => Ok(()),
         }
     }
 

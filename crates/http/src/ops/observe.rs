@@ -6,7 +6,7 @@ use super::metrics::{RequestMetrics, RouteKind};
 use super::Operations;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
@@ -82,6 +82,21 @@ pub(crate) async fn observe(
             tracing::debug!(%method, %path, status, micros, "request");
         }
         (status, response)
+    };
+    // Writes are acknowledged only once on stable storage (a GET of `/token` can issue a
+    // refresh token, so it counts as one).
+    let writes = !matches!(method, Method::GET | Method::HEAD) || kind == RouteKind::Token;
+    if writes {
+        if let Err(detail) = ops.durable().await {
+            let _entered = span.enter();
+            tracing::error!(%detail, "a write could not be made durable");
+            response = crate::oci::error_response(&berth_core::Error::Internal(detail), &method);
+        }
+    }
+    let status = if writes {
+        response.status().as_u16()
+    } else {
+        status
     };
     metrics.record(kind, &method, status, started.elapsed());
     match response.body().size_hint().exact() {

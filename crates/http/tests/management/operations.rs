@@ -327,3 +327,40 @@ async fn every_answer_and_every_log_line_of_a_request_carry_its_id() {
         );
     }
 }
+
+#[tokio::test]
+async fn answers_to_writes_wait_for_the_database_to_flush_and_reads_do_not() {
+    let berth = Berth::start_with_metrics_allow(loopback()).await;
+    let admin = berth.with(basic("admin", ADMIN_PASSWORD));
+    let before = berth.meta.wal_flushes();
+    assert_eq!(admin.push_image("alice/app", "v1").await, 201);
+    let after_push = berth.meta.wal_flushes();
+    // Two blob uploads and a manifest PUT, each answered after a flush of its own (one at
+    // a time here, so none shares another's).
+    assert_eq!(
+        after_push - before,
+        3,
+        "every acknowledged write waited for a flush"
+    );
+    for _ in 0..5 {
+        assert_eq!(admin.pull_manifest("alice/app", "v1").await, 200);
+    }
+    assert_eq!(
+        berth.meta.wal_flushes(),
+        after_push,
+        "reads wait for nothing"
+    );
+    berth
+        .admin()
+        .await
+        .patch(
+            "/api/v1/repositories/alice/app",
+            serde_json::json!({ "description": "flushed" }),
+        )
+        .await
+        .expect(200);
+    assert!(
+        berth.meta.wal_flushes() > after_push,
+        "an API change waited for a flush"
+    );
+}

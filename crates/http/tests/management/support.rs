@@ -384,6 +384,10 @@ impl StoreProbe for Stores {
             .map_err(|e| e.to_string())
     }
 
+    async fn durable(&self) -> Result<(), String> {
+        self.meta.sync().await.map_err(|e| e.to_string())
+    }
+
     fn pools(&self) -> Vec<PoolStats> {
         self.meta
             .pool_use()

@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod durability;
 mod hub;
 mod migrate;
 mod namespaces;
@@ -30,19 +31,43 @@ pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
     catalog: std::sync::Arc<catalog::CatalogCache>,
+    wal: std::sync::Arc<durability::WalSync>,
+}
+
+/// When a commit is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each commit is flushed before it returns (`synchronous=FULL`): for the CLI and
+    /// anything else that does not call [`SqliteMeta::sync`].
+    EveryCommit,
+    /// Commits return unflushed (`synchronous=NORMAL`), and whoever acknowledges a write
+    /// first awaits [`SqliteMeta::sync`], which flushes the commits of many requests at
+    /// once: `serve` does it before every answer to a write.
+    GroupCommit,
 }
 
 impl SqliteMeta {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`; every commit is
+    /// flushed before it returns.
     pub async fn open(path: &Path) -> Result<SqliteMeta, MetaError> {
+        SqliteMeta::open_with(path, Durability::EveryCommit).await
+    }
+
+    /// Opens the database at `path` with the durability asked for.
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<SqliteMeta, MetaError> {
+        let synchronous = match durability {
+            // WAL + FULL: every commit is fsynced to the WAL before it returns, so a write
+            // that was acknowledged survives a power cut, not only a killed process.
+            Durability::EveryCommit => SqliteSynchronous::Full,
+            // WAL + NORMAL syncs only at checkpoints; `sync` makes commits durable.
+            Durability::GroupCommit => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + FULL: every commit is fsynced to the WAL before it returns, so a write that
-            // was acknowledged survives a power cut, not only a killed process (NORMAL syncs
-            // only at checkpoints). Blob bytes are fsynced separately, before their commit.
-            .synchronous(SqliteSynchronous::Full)
+            // Blob bytes are fsynced separately, before their commit.
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             // Reads through a memory map skip a copy and a system call per page: search
@@ -66,7 +91,24 @@ impl SqliteMeta {
             read,
             write,
             catalog: Default::default(),
+            wal: std::sync::Arc::new(durability::WalSync::new(path)),
         })
+    }
+
+    /// Returns once every commit that returned before the call is on stable storage (one
+    /// flush of the WAL, shared with every caller waiting at the same time). Needed with
+    /// [`Durability::GroupCommit`]; with `EveryCommit` it only repeats what is done.
+    pub async fn sync(&self) -> Result<(), MetaError> {
+        self.wal
+            .sync()
+            .await
+            .map_err(|e| MetaError::Backend(format!("flushing the database's WAL: {e}")))
+    }
+
+    /// How many flushes [`SqliteMeta::sync`] has done: fewer than its callers when commits
+    /// were grouped.
+    pub fn wal_flushes(&self) -> u64 {
+        self.wal.flushes()
     }
 
     /// The writer's `PRAGMA synchronous` level (0 off, 1 normal, 2 full, 3 extra): what an
