@@ -734,9 +734,10 @@ async fn expired_uploads_are_removed_at_startup() {
 /// Drops the kernel's clean page cache (`echo 3 > /proc/sys/vm/drop_caches`), which needs
 /// root and a writable `/proc/sys`. This is not a power cut: dirty pages that were never
 /// written back stay in memory and still reach the restarted server, so it shows only that
-/// what was acknowledged is read back from the disk, not that it was fsynced. The check
-/// that it was fsynced is the database's `synchronous=FULL` (crates/meta/tests/durability.rs)
-/// and the fsync before a blob's rename (crates/storage).
+/// what was acknowledged is read back from the disk, not that it was fsynced. The checks
+/// that it was are the group commit's flush before every answer to a write
+/// (crates/meta/tests/durability.rs, crates/http/tests/management/operations.rs) and the
+/// fsync before a blob's rename (crates/storage).
 fn drop_page_cache() -> bool {
     match std::fs::write("/proc/sys/vm/drop_caches", b"3\n") {
         Ok(()) => true,
