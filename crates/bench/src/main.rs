@@ -21,7 +21,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::data::{small_blobs, BigBlob, CHUNK};
 use crate::report::{Better, Report};
-use crate::scenarios::{big, catalog, manifest, search, small};
+use crate::scenarios::{big, catalog, manifest, manifest_push, search, small};
 use crate::target::{Cost, Target, TargetSpec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +41,8 @@ enum Scenario {
     Small,
     /// manifest GET by tag at fixed concurrency
     Manifest,
+    /// new manifests PUT by tag at fixed concurrency
+    ManifestPush,
     /// `_catalog` over many repositories
     Catalog,
     /// `/v1/search` over many repositories (targets without it are skipped)
@@ -62,7 +64,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "push,push-chunked,pull,small,manifest,catalog,search"
+        default_value = "push,push-chunked,pull,small,manifest,manifest-push,catalog,search"
     )]
     scenarios: Vec<Scenario>,
     /// Smoke-test sizes: 64 MiB blob, 200 small blobs, 1,000 repositories,
@@ -93,6 +95,12 @@ struct Args {
     /// Seconds of manifest GETs per round [default: 10, quick: 3].
     #[arg(long)]
     manifest_secs: Option<f64>,
+    /// Manifests pushed per round of the manifest-push scenario [default: 1000, quick: 200].
+    #[arg(long)]
+    manifest_push_count: Option<usize>,
+    /// Concurrency of manifest pushes.
+    #[arg(long, default_value_t = 16)]
+    manifest_push_concurrency: usize,
     /// Stop a manifest round after this many requests even before its time.
     #[arg(long, default_value_t = u64::MAX)]
     manifest_max: u64,
@@ -148,6 +156,7 @@ struct Sizes {
     chunk: u64,
     small_count: usize,
     manifest_time: Duration,
+    manifest_push_count: usize,
     catalog_repos: usize,
     catalog_page: usize,
     search_repos: usize,
@@ -173,6 +182,7 @@ impl Sizes {
             chunk,
             small_count: pick(a.small_count.map(|n| n as u64), 2_000, 200) as usize,
             manifest_time: Duration::from_secs_f64(manifest_secs),
+            manifest_push_count: pick(a.manifest_push_count.map(|n| n as u64), 1_000, 200) as usize,
             catalog_repos,
             catalog_page: a.catalog_page.unwrap_or(catalog_repos + 1_000),
             search_repos: pick(a.search_repos.map(|n| n as u64), 100_000, 5_000) as usize,
@@ -470,6 +480,61 @@ impl Bench {
         Ok(())
     }
 
+    async fn manifest_push(&mut self) -> Result<()> {
+        let (n, conc) = (
+            self.sizes.manifest_push_count,
+            self.args.manifest_push_concurrency,
+        );
+        let name = format!("push {n} manifests (c={conc})");
+        const METRICS: [(&str, Better); 3] = [
+            ("manifests/s", Better::Higher),
+            ("p99 ms", Better::Lower),
+            ("server CPU µs/manifest", Better::Lower),
+        ];
+        let mut blobs = Vec::new();
+        for (t, target) in self.targets.iter().enumerate() {
+            match manifest_push::setup(target).await {
+                Ok(b) => blobs.push(Some(b)),
+                Err(e) => {
+                    blobs.push(None);
+                    self.report.fail(&name, &METRICS, t, format!("setup: {e}"));
+                }
+            }
+        }
+        for round in 0..self.args.rounds {
+            for t in order(round, self.targets.len()) {
+                let Some(set) = blobs[t].clone() else {
+                    continue;
+                };
+                match manifest_push::run(&self.targets[t], &set, round, n, conc).await {
+                    Ok(o) => {
+                        let rate = o.manifests as f64 / o.cost.wall.as_secs_f64();
+                        let p99 = o.p99.as_secs_f64() * 1000.0;
+                        let cpu = o.cost.cpu.map(|c| c * 1e6 / o.manifests.max(1) as f64);
+                        self.log(
+                            &name,
+                            round,
+                            t,
+                            format!(
+                                "{rate:.0} manifests/s, p99 {p99:.1} ms, CPU {} µs/manifest ({})",
+                                opt(cpu, 0),
+                                cpu_note(&o.cost)
+                            ),
+                        );
+                        self.report.observe(&o.cost);
+                        self.report
+                            .add(&name, METRICS[0].0, METRICS[0].1, t, Some(rate));
+                        self.report
+                            .add(&name, METRICS[1].0, METRICS[1].1, t, Some(p99));
+                        self.report.add(&name, METRICS[2].0, METRICS[2].1, t, cpu);
+                    }
+                    Err(e) => self.report.fail(&name, &METRICS, t, e.to_string()),
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn catalog(&mut self) -> Result<()> {
         let (repos, page, reps) = (
             self.sizes.catalog_repos,
@@ -671,6 +736,7 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Pull,
         Scenario::Small,
         Scenario::Manifest,
+        Scenario::ManifestPush,
         Scenario::Catalog,
         Scenario::Search,
     ];
@@ -688,6 +754,7 @@ async fn run(args: Args) -> Result<()> {
             Scenario::Pull => bench.pull().await,
             Scenario::Small => bench.small().await,
             Scenario::Manifest => bench.manifest().await,
+            Scenario::ManifestPush => bench.manifest_push().await,
             Scenario::Catalog => bench.catalog().await,
             Scenario::Search => bench.search().await,
         };

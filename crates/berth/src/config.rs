@@ -2,9 +2,10 @@
 //! validated once at startup, with the source of every value remembered.
 
 use crate::cli::GlobalArgs;
+use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,6 +76,26 @@ pub struct Config {
     pub max_upload_sessions: Setting<Option<u32>>,
     /// The largest blob accepted, in bytes (`None`: no limit).
     pub max_blob_size: Setting<Option<u64>>,
+    /// Addresses that may read `/metrics` without credentials (others need a site admin).
+    pub metrics_allow: Setting<Vec<IpNet>>,
+    /// How log lines are written.
+    pub log_format: Setting<LogFormat>,
+}
+
+/// `text` for people reading a terminal, `json` (one object per line) for log collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 /// The TOML file's shape; unknown keys are errors so typos do not pass silently.
@@ -88,6 +109,8 @@ struct FileConfig {
     public_url: Option<String>,
     token_ttl: Option<String>,
     allow_signup: Option<bool>,
+    metrics_allow: Option<Vec<String>>,
+    log_format: Option<String>,
     webhook_allow_private: Option<bool>,
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
@@ -275,6 +298,56 @@ fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
     Ok(Some(trimmed.to_owned()))
 }
 
+/// The loopback addresses: who may read `/metrics` unless `metrics_allow` says otherwise.
+pub fn loopback_only() -> Vec<IpNet> {
+    let v4 = IpNet::new(IpAddr::from([127, 0, 0, 0]), 8);
+    let v6 = IpNet::new(IpAddr::from(std::net::Ipv6Addr::LOCALHOST), 128);
+    v4.into_iter().chain(v6).collect()
+}
+
+/// CIDRs like `10.0.0.0/8` or `fd00::/8`; a bare address stands for itself alone.
+fn parse_cidrs<S: AsRef<str>>(
+    setting: &'static str,
+    raw: &[S],
+    source: Source,
+) -> Result<Vec<IpNet>, ConfigError> {
+    raw.iter()
+        .map(|item| {
+            let item = item.as_ref().trim();
+            item.parse::<IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    setting,
+                    value: item.to_owned(),
+                    origin: source,
+                    reason: "expected a CIDR such as 10.0.0.0/8 or fd00::/8, or one address".into(),
+                })
+        })
+        .collect()
+}
+
+/// A comma-separated list, for environment variables; the file has TOML arrays.
+fn split_list(raw: &str) -> Vec<&str> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn parse_log_format(raw: &str, source: Source) -> Result<LogFormat, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(ConfigError::Invalid {
+            setting: "log_format",
+            value: raw.to_owned(),
+            origin: source,
+            reason: "expected text or json".into(),
+        }),
+    }
+}
+
 /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), for environment variables; the
 /// file has TOML's own booleans.
 fn parse_bool(setting: &'static str, raw: &str, source: Source) -> Result<bool, ConfigError> {
@@ -348,6 +421,8 @@ impl Config {
                 berth_core::registry::DEFAULT_MAX_UPLOAD_SESSIONS,
             )),
             max_blob_size: Setting::default(None),
+            metrics_allow: Setting::default(loopback_only()),
+            log_format: Setting::default(LogFormat::Text),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -406,6 +481,18 @@ impl Config {
             config.max_blob_size.set(
                 file.max_blob_size
                     .map(|n| parse_size("max_blob_size", &n.into_text(), Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.metrics_allow.set(
+                file.metrics_allow
+                    .map(|list| parse_cidrs("metrics_allow", &list, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.log_format.set(
+                file.log_format
+                    .map(|f| parse_log_format(&f, Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -473,6 +560,18 @@ impl Config {
         config.max_blob_size.set(
             env("BERTH_MAX_BLOB_SIZE")?
                 .map(|n| parse_size("max_blob_size", &n, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.metrics_allow.set(
+            env("BERTH_METRICS_ALLOW")?
+                .map(|list| parse_cidrs("metrics_allow", &split_list(&list), Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.log_format.set(
+            env("BERTH_LOG_FORMAT")?
+                .map(|f| parse_log_format(&f, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -568,6 +667,27 @@ impl Config {
             "audit_retention = {}s  ({})",
             self.audit_retention.value.as_secs(),
             self.audit_retention.source
+        );
+        let allowed: Vec<String> = self
+            .metrics_allow
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "metrics_allow = {}  ({})",
+            if allowed.is_empty() {
+                "(nobody without credentials)".to_owned()
+            } else {
+                allowed.join(", ")
+            },
+            self.metrics_allow.source
+        );
+        let _ = writeln!(
+            out,
+            "log_format   = {}  ({})",
+            self.log_format.value, self.log_format.source
         );
         out
     }
@@ -835,6 +955,88 @@ mod tests {
         std::fs::write(&path, "audit_retention = \"forever\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("audit_retention"), "{err}");
+    }
+
+    #[test]
+    fn metrics_allow_takes_cidrs_and_single_addresses() {
+        let parsed = parse_cidrs(
+            "metrics_allow",
+            &["10.1.2.3/8", " fd00::/8 ", "192.0.2.7", "::1"],
+            Source::File,
+        )
+        .unwrap();
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::/8", "192.0.2.7/32", "::1/128"]);
+        for bad in ["10.0.0.0/33", "example.com", "10.0.0/8", ""] {
+            let err = parse_cidrs("metrics_allow", &[bad], Source::Env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("metrics_allow")
+                    && err.contains("CIDR")
+                    && err.contains("environment"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert_eq!(split_list(" 10.0.0.0/8, ,::1 "), ["10.0.0.0/8", "::1"]);
+        let loopback: Vec<String> = loopback_only().iter().map(ToString::to_string).collect();
+        assert_eq!(loopback, ["127.0.0.0/8", "::1/128"]);
+    }
+
+    #[test]
+    fn operations_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(&path, "").unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.metrics_allow.value, loopback_only());
+        assert_eq!(config.metrics_allow.source, Source::Default);
+        assert_eq!(config.log_format.value, LogFormat::Text);
+
+        std::fs::write(
+            &path,
+            "metrics_allow = [\"10.0.0.0/8\", \"::1\"]\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        let allowed: Vec<String> = config
+            .metrics_allow
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(allowed, ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(config.metrics_allow.source, Source::File);
+        assert_eq!(config.log_format.value, LogFormat::Json);
+        let described = config.describe();
+        assert!(
+            described.contains("metrics_allow = 10.0.0.0/8, ::1/128  (config file)"),
+            "{described}"
+        );
+        assert!(
+            described.contains("log_format   = json  (config file)"),
+            "{described}"
+        );
+
+        // An empty list: nobody reads metrics without a site admin's credentials.
+        std::fs::write(&path, "metrics_allow = []\n").unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert!(config.metrics_allow.value.is_empty());
+        assert!(config.describe().contains("(nobody without credentials)"));
+
+        for (text, named) in [
+            ("metrics_allow = [\"10.0.0.300/8\"]\n", "metrics_allow"),
+            ("log_format = \"xml\"\n", "log_format"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&global, None).unwrap_err().to_string();
+            assert!(err.contains(named) && err.contains("config file"), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod admin;
 mod cli;
 mod config;
 mod memory;
+mod probe;
 mod secrets;
 mod serve;
 

@@ -2,7 +2,7 @@
 //! jobs runner (`berth_http::wiring`), serves until SIGINT/SIGTERM, then drains in-flight
 //! requests, stops the runner and writes the pulls still in memory.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use axum::serve::ListenerExt as _;
 use berth_core::auth::AuthSettings;
 use berth_core::hub::Hub;
@@ -13,7 +13,7 @@ use berth_core::ports::{BlobStore as _, UploadSessions as _};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::WebhookSettings;
 use berth_http::wiring::{wire, Parts, Settings};
-use berth_meta::SqliteMeta;
+use berth_meta::{Durability, SqliteMeta};
 use berth_outbound::HttpTransport;
 use berth_storage::FsBlobStore;
 use std::collections::HashMap;
@@ -70,14 +70,23 @@ fn prepare_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
 }
 
 pub fn run(config: Config) -> Result<(), ServeError> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log.value)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format.value {
+        // One JSON object per line, with the request span (its id) on every line of a request.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,7 +102,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         source,
     })?;
-    let meta = SqliteMeta::open(&data_dir.join("berth.db"))
+    // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
+    // `SqliteMeta::sync` through the store probe).
+    let meta = SqliteMeta::open_with(&data_dir.join("berth.db"), Durability::GroupCommit)
         .await
         .map_err(|e| ServeError::Database {
             dir: shown_dir.clone(),
@@ -176,7 +187,12 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     }));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
     let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
-    let app = berth_http::router(wired.state);
+    let probe = Arc::new(crate::probe::Stores {
+        meta: meta.clone(),
+        blob_root: data_dir.clone(),
+    });
+    let ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
+    let app = berth_http::router_with(wired.state, ops);
     tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
     axum::serve(
         listener,

@@ -31,6 +31,8 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_WEBHOOK_ALLOW_PRIVATE",
     "BERTH_WEBHOOK_DISABLE_AFTER",
     "BERTH_SECRETS_KEY_FILE",
+    "BERTH_METRICS_ALLOW",
+    "BERTH_LOG_FORMAT",
 ];
 
 fn berth() -> Command {
@@ -483,6 +485,85 @@ fn config_show_reports_sources_by_precedence() {
     expect_setting(&settings, "data_dir", "/flag/dir", "command line");
     expect_setting(&settings, "upload_ttl", "7200s", "config file");
     expect_setting(&settings, "log", "warn", "environment");
+}
+
+#[test]
+fn operations_settings_come_from_the_environment_and_bad_ones_stop_startup() {
+    let mut cmd = berth();
+    cmd.args(["config", "show"]);
+    let settings = config_show(cmd);
+    expect_setting(
+        &settings,
+        "metrics_allow",
+        "127.0.0.0/8, ::1/128",
+        "default",
+    );
+    expect_setting(&settings, "log_format", "text", "default");
+
+    let mut cmd = berth();
+    cmd.args(["config", "show"])
+        .env("BERTH_METRICS_ALLOW", "10.0.0.0/8, 192.0.2.1")
+        .env("BERTH_LOG_FORMAT", "json");
+    let settings = config_show(cmd);
+    expect_setting(
+        &settings,
+        "metrics_allow",
+        "10.0.0.0/8, 192.0.2.1/32",
+        "environment",
+    );
+    expect_setting(&settings, "log_format", "json", "environment");
+
+    for (var, value) in [
+        ("BERTH_METRICS_ALLOW", "10.0.0.0/8,not-a-cidr"),
+        ("BERTH_LOG_FORMAT", "yaml"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = berth();
+        cmd.args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env(var, value);
+        let output = run(cmd, QUICK);
+        let setting = var.trim_start_matches("BERTH_").to_ascii_lowercase();
+        assert_config_error(&output, &[&setting, "environment"], var);
+    }
+}
+
+/// `log_format = "json"`: every line on stderr is one JSON object, and the lines of a
+/// request carry its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_naming_the_request() {
+    let server = TestServer::spawn_with(
+        SpawnOptions::default()
+            .env("BERTH_LOG_FORMAT", "json")
+            .env("BERTH_LOG", "info,berth_http=debug"),
+    )
+    .await;
+    let response = server
+        .client()
+        .get(server.url("/v2/no/such/manifests/latest"))
+        .header("x-request-id", "cli-json-probe-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "cli-json-probe-1");
+    // The log line is written as the response leaves.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log();
+    let mut named = 0;
+    // The harness shows only the log's tail, after a `[...]` mark.
+    for line in log.lines().filter(|line| !line.starts_with("[...]")) {
+        let object: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line:?}"));
+        assert!(
+            object["level"].is_string() && object["fields"].is_object(),
+            "{line}"
+        );
+        if object["span"]["id"] == "cli-json-probe-1" {
+            named += 1;
+            assert_eq!(object["span"]["name"], "request", "{line}");
+        }
+    }
+    assert!(named >= 1, "no line names the request: {log}");
 }
 
 // ---------------------------------------------------------------------------

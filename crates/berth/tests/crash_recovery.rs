@@ -730,3 +730,75 @@ async fn expired_uploads_are_removed_at_startup() {
     expect_status(resp, 201, "PUT a fresh session").await;
     assert_blob(&server, &repo, &digest, &bytes, "fresh blob").await;
 }
+
+/// Drops the kernel's clean page cache (`echo 3 > /proc/sys/vm/drop_caches`), which needs
+/// root and a writable `/proc/sys`. This is not a power cut: dirty pages that were never
+/// written back stay in memory and still reach the restarted server, so it shows only that
+/// what was acknowledged is read back from the disk, not that it was fsynced. The checks
+/// that it was are the group commit's flush before every answer to a write
+/// (crates/meta/tests/durability.rs, crates/http/tests/management/operations.rs) and the
+/// fsync before a blob's rename (crates/storage).
+fn drop_page_cache() -> bool {
+    match std::fs::write("/proc/sys/vm/drop_caches", b"3\n") {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!("not dropping the page cache ({err}): needs root and a writable /proc/sys");
+            false
+        }
+    }
+}
+
+/// Every acknowledged push, tag move and delete is still there after `kill -9` and (when
+/// this runs as root) a dropped page cache, read back from disk byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_and_a_dropped_page_cache() {
+    let mut server = TestServer::spawn().await;
+    let repo = unique_repo("durable");
+    let mut pushed = Vec::new();
+    for i in 0..12 {
+        pushed.push((
+            format!("v{i}"),
+            server
+                .push_random_image(&repo, Some(&format!("v{i}")))
+                .await,
+        ));
+    }
+    // A tag moved and a tag deleted are acknowledged writes too.
+    let moved = server.push_random_image(&repo, Some("v0")).await;
+    pushed[0].1 = moved;
+    let resp = server
+        .request(Method::DELETE, &format!("/v2/{repo}/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    expect_status(resp, 202, "DELETE tag v1").await;
+    let deleted = pushed.remove(1);
+
+    server.kill_hard();
+    let dropped = drop_page_cache();
+    server.restart().await;
+
+    for (tag, image) in &pushed {
+        let context = format!("{repo}:{tag} after kill -9 (page cache dropped: {dropped})");
+        let (headers, body) =
+            expect_status(server.get_manifest(&repo, tag).await, 200, &context).await;
+        assert!(body == image.bytes, "{context}: wrong manifest bytes");
+        assert_eq!(
+            header(&headers, "docker-content-digest").as_deref(),
+            Some(image.digest.as_str()),
+            "{context}"
+        );
+        for digest in &image.blobs {
+            let (_, blob) =
+                expect_status(server.get_blob(&repo, digest).await, 200, &context).await;
+            assert_eq!(&sha256_digest(&blob), digest, "{context}: blob {digest}");
+        }
+    }
+    let resp = server.get_manifest(&repo, &deleted.0).await;
+    expect_status(resp, 404, "the deleted tag stays deleted").await;
+    let mut tags = server.tags(&repo).await;
+    tags.sort();
+    let mut expected: Vec<String> = pushed.iter().map(|(tag, _)| tag.clone()).collect();
+    expected.sort();
+    assert_eq!(tags, expected);
+}

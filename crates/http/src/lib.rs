@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 pub mod oci;
+pub mod ops;
 mod ui;
 mod v1_search;
 pub mod wiring;
@@ -32,8 +33,14 @@ pub struct AppState {
     pub webhooks: berth_core::webhooks::Webhooks,
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, with default operations settings (metrics for loopback
+/// callers only, and no store probe, so `/readyz` answers 503).
 pub fn router(state: AppState) -> Router {
+    router_with(state, ops::Operations::default())
+}
+
+/// The whole HTTP application, with the operations endpoints set up by `ops`.
+pub fn router_with(state: AppState, ops: ops::Operations) -> Router {
     Router::new()
         .merge(oci::routes())
         .merge(api::routes())
@@ -48,29 +55,11 @@ pub fn router(state: AppState) -> Router {
             "/v1/search",
             get(v1_search::search).fallback(v1_search::other_method),
         )
+        .merge(ops::routes(ops.clone()))
         .fallback(any(not_found))
         .layer(axum::middleware::map_response(oci::api_version_header))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(ops, ops::observe))
         .with_state(state)
-}
-
-/// One structured log line per request: debug for success, warn for server errors.
-async fn log_request(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, micros, "request failed");
-    } else {
-        tracing::debug!(%method, %path, status, micros, "request");
-    }
-    response
 }
 
 /// Any path no route claims: an OCI-style 404, never an empty answer.

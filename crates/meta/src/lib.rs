@@ -2,4 +2,4 @@
 
 pub mod sqlite;
 
-pub use sqlite::SqliteMeta;
+pub use sqlite::{Durability, PoolUse, SqliteMeta};

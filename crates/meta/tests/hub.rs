@@ -356,9 +356,10 @@ async fn exact_names_beat_prefixes_which_beat_words() {
         names(&meta, "redi", Viewer::Public).await[..2],
         ["alice/redis", "bob/redis-cache"]
     );
+    // A name that starts with the text outranks one that has it as a later word.
     assert_eq!(
         names(&meta, "cach", Viewer::Public).await,
-        ["bob/redis-cache", "carol/cache"]
+        ["carol/cache", "bob/redis-cache"]
     );
     // Several words: all of them in sequence in the name outranks any one of them.
     assert_eq!(

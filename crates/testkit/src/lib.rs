@@ -2,6 +2,8 @@
 //! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
 //! jobs runner running beside it.
 
+mod probe;
+
 use berth_core::access::Authorizer;
 use berth_core::clock::Clock;
 use berth_core::jobs::Runner;
@@ -30,6 +32,9 @@ pub struct Options {
     pub transport: Option<Arc<dyn WebhookTransport>>,
     /// Whether the jobs runner runs by itself (false: the test drives `run_due`).
     pub run_jobs: bool,
+    /// Some: the operations endpoints wired to the stores as `serve` wires them, with
+    /// `/metrics` open without credentials to these networks only.
+    pub metrics_allow: Option<Vec<ipnet::IpNet>>,
 }
 
 impl Default for Options {
@@ -42,6 +47,7 @@ impl Default for Options {
             clock: None,
             transport: None,
             run_jobs: true,
+            metrics_allow: None,
         }
     }
 }
@@ -93,7 +99,19 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
     .expect("wiring");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
-    let app = berth_http::router(wired.state.clone());
+    let app = match options.metrics_allow {
+        None => berth_http::router(wired.state.clone()),
+        Some(allowed) => {
+            let probe = Arc::new(probe::Stores {
+                meta: meta.clone(),
+                blob_root: dir.join("data"),
+            });
+            berth_http::router_with(
+                wired.state.clone(),
+                berth_http::ops::Operations::new(allowed, probe),
+            )
+        }
+    };
     let mut tasks = vec![tokio::spawn(async move {
         axum::serve(
             listener,

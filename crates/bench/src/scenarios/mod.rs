@@ -3,5 +3,6 @@
 pub mod big;
 pub mod catalog;
 pub mod manifest;
+pub mod manifest_push;
 pub mod search;
 pub mod small;

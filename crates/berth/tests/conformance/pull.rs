@@ -320,6 +320,26 @@ async fn pull_blob_scoped_to_repository() {
     .await;
 }
 
+/// The upstream OCI conformance suite's "nonexistent manifest": `.INVALID_MANIFEST_NAME`,
+/// which cannot be a tag, answers `GET` and `HEAD` with 404 `MANIFEST_UNKNOWN`, as
+/// Distribution does, in a repository that has other manifests.
+#[tokio::test]
+async fn pull_manifest_by_a_name_that_cannot_be_a_tag_is_404() {
+    let server = TestServer::start().await;
+    let repo = unique_repo("pull-invalid-tag");
+    server.push_random_image(&repo, Some("present")).await;
+    let resp = server.get_manifest(&repo, ".INVALID_MANIFEST_NAME").await;
+    expect_error(
+        resp,
+        &[404],
+        &["MANIFEST_UNKNOWN"],
+        "GET .INVALID_MANIFEST_NAME",
+    )
+    .await;
+    let resp = server.head_manifest(&repo, ".INVALID_MANIFEST_NAME").await;
+    assert_eq!(resp.status(), 404, "HEAD .INVALID_MANIFEST_NAME");
+}
+
 /// Names outside the spec's `<name>` grammar: 400 NAME_INVALID, or 404.
 #[tokio::test]
 async fn pull_invalid_name() {

@@ -72,21 +72,28 @@ impl Authenticator {
             if let Err(Error::CredentialsInvalid) = &outcome {
                 // Wrong tokens cost no argon2id, but each would be an audit record: they
                 // slow their address down like wrong passwords do.
-                self.throttle
-                    .failed_without_check(address, Instant::now())
-                    .map_err(too_many)?;
+                if let Err(wait) = self.throttle.failed_without_check(address, Instant::now()) {
+                    let err = too_many(wait);
+                    self.tally.refused(&err);
+                    return Err(err);
+                }
                 self.audit(name, "login.failure", name, address).await;
             }
+            self.tally.record(true, &outcome);
             return outcome.map(|principal| SignedIn {
                 principal,
                 password_hash: None,
             });
         }
         // Charged before the check, so concurrent guesses are counted one by one.
-        let attempt = self
-            .throttle
-            .begin(name, address, Instant::now())
-            .map_err(too_many)?;
+        let attempt = match self.throttle.begin(name, address, Instant::now()) {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                let err = too_many(wait);
+                self.tally.refused(&err);
+                return Err(err);
+            }
+        };
         let lane = match attempt.trusted() {
             true => Lane::Trusted,
             false => Lane::Ordinary,
@@ -102,6 +109,7 @@ impl Authenticator {
             }
             Err(_) => attempt.not_checked(Instant::now()),
         }
+        self.tally.record(false, &outcome);
         outcome
     }
 

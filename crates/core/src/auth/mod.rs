@@ -5,6 +5,7 @@ mod api_token;
 mod cache;
 pub mod jwt;
 mod login;
+mod tally;
 pub mod throttle;
 mod token_service;
 mod ui_session;
@@ -12,6 +13,7 @@ mod verifier;
 
 pub use api_token::API_TOKEN_TTL;
 pub use login::LoginPurpose;
+pub use tally::{RefusalReason, SignInCounts};
 pub use token_service::{bearer_grants, IssuedToken, MAX_SCOPES, REFRESH_TOKEN_PREFIX};
 pub use ui_session::UI_SESSION_TTL;
 
@@ -73,6 +75,8 @@ pub struct Authenticator {
     /// Requests with the same Basic credentials take turns on one of these, so a burst of
     /// them runs one password check and the rest find it in the cache.
     sign_in_turns: Vec<tokio::sync::Mutex<()>>,
+    /// Sign-ins and refusals, for metrics.
+    tally: tally::SignInTally,
 }
 
 /// How many stripes `sign_in_turns` has.
@@ -106,7 +110,14 @@ impl Authenticator {
             sign_in_turns: (0..SIGN_IN_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            tally: tally::SignInTally::default(),
         })
+    }
+
+    /// Sign-ins so far (a password or an access token checked, not a remembered one
+    /// reused), and refused sign-ins by reason.
+    pub fn sign_in_counts(&self) -> SignInCounts {
+        self.tally.counts()
     }
 
     pub fn settings(&self) -> &AuthSettings {

@@ -259,7 +259,7 @@ async fn route_to_handler(
 }
 
 /// Who is calling: Basic credentials (password or access token), an API token, or nobody.
-async fn identify(
+pub(crate) async fn identify(
     state: &AppState,
     headers: &HeaderMap,
     address: Option<IpAddr>,

@@ -49,8 +49,8 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         .strip_prefix("/v2")
         .map(|r| r.strip_prefix('/').unwrap_or(r))
         .unwrap_or_default();
-    let route = OciRoute::parse(rest)?;
     let method = request.method().clone();
+    let route = OciRoute::parse_for(rest, &method)?;
     let query = request.uri().query().unwrap_or_default().to_owned();
     let needs = access::needs(&route, &method, &query)?;
     let (parts, body) = request.into_parts();

@@ -1,6 +1,7 @@
 //! Parsing a `/v2/...` path into the endpoint it names. Repository names contain slashes,
 //! so the endpoint is recognized from the end of the path.
 
+use axum::http::Method;
 use berth_core::Error;
 use berth_oci::reference::ReferenceError;
 use berth_oci::{Digest, Reference, RepoName};
@@ -112,6 +113,22 @@ impl OciRoute {
         Err(not_found())
     }
 
+    /// Parses the path of a request with `method`. A manifest reference that cannot be a tag
+    /// names nothing that could be stored, so reading or deleting it answers like any unknown
+    /// manifest (404 `MANIFEST_UNKNOWN`, as Distribution does and the OCI conformance suite
+    /// expects); only a push is told that the tag is invalid.
+    pub fn parse_for(rest: &str, method: &Method) -> Result<OciRoute, Error> {
+        match OciRoute::parse(rest) {
+            Err(Error::TagInvalid(_)) if method != Method::PUT => {
+                let reference = rest.rsplit('/').next().unwrap_or_default();
+                Err(Error::ManifestUnknown(
+                    reference.chars().take(200).collect(),
+                ))
+            }
+            parsed => parsed,
+        }
+    }
+
     /// The repository the route belongs to, if any.
     pub fn repository(&self) -> Option<&RepoName> {
         match self {
@@ -216,6 +233,19 @@ mod tests {
             Err(Error::TagInvalid(_))
         ));
         assert!(matches!(OciRoute::parse("a/b"), Err(Error::NotFound(_))));
+        for method in [Method::GET, Method::HEAD, Method::DELETE] {
+            assert!(
+                matches!(
+                    OciRoute::parse_for("a/manifests/.INVALID_MANIFEST_NAME", &method),
+                    Err(Error::ManifestUnknown(reference)) if reference == ".INVALID_MANIFEST_NAME"
+                ),
+                "{method}"
+            );
+        }
+        assert!(matches!(
+            OciRoute::parse_for("a/manifests/.INVALID_MANIFEST_NAME", &Method::PUT),
+            Err(Error::TagInvalid(_))
+        ));
         assert!(matches!(
             OciRoute::parse("tags/list"),
             Err(Error::NotFound(_))

@@ -194,6 +194,39 @@ async fn an_invalid_tag_query_parameter_is_tag_invalid() {
     assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
 }
 
+/// The OCI conformance suite's "nonexistent manifest" is `.INVALID_MANIFEST_NAME`: a name
+/// that cannot be a tag names nothing stored, so reading or deleting it is a 404, as on
+/// Distribution; only a push is told that the tag is invalid.
+#[tokio::test]
+async fn a_reference_that_cannot_be_a_tag_is_an_unknown_manifest_except_to_a_push() {
+    let app = TestApp::spawn().await;
+    let m = app.push_image("ns/repo", "latest", 11).await;
+    for reference in [".INVALID_MANIFEST_NAME", "-bad", &"x".repeat(129)] {
+        let path = format!("/v2/ns/repo/manifests/{reference}");
+        let error = assert_error(app.send(app.get(&path)).await, 404, "MANIFEST_UNKNOWN").await;
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&reference[..10.min(reference.len())]),
+            "{error}"
+        );
+        assert_head_error(app.send(app.head(&path)).await, 404).await;
+        assert_error(app.send(app.delete(&path)).await, 404, "MANIFEST_UNKNOWN").await;
+        let put = app
+            .put(&path)
+            .header("content-type", OCI_MANIFEST)
+            .body(m.body.clone());
+        assert_error(app.send(put).await, 400, "TAG_INVALID").await;
+    }
+    // The same in a repository that does not exist: still nothing by that name.
+    let resp = app
+        .send(app.get("/v2/ns/missing/manifests/.INVALID_MANIFEST_NAME"))
+        .await;
+    assert_error(resp, 404, "MANIFEST_UNKNOWN").await;
+    assert_served(&app, "ns/repo", "latest", &m).await;
+}
+
 #[tokio::test]
 async fn pushing_a_tag_again_moves_it() {
     let app = TestApp::spawn().await;

@@ -84,13 +84,13 @@ async fn invalid_digests_are_digest_invalid() {
 }
 
 #[tokio::test]
-async fn invalid_tags_are_tag_invalid() {
+async fn invalid_tags_are_tag_invalid_to_a_push_and_unknown_to_a_read() {
     let app = TestApp::spawn().await;
     let image = app.push_image("ns/repo", "v1", 1).await;
     let long = "t".repeat(129);
     for tag in ["-bad", ".bad", long.as_str(), "a%20b", "caf%C3%A9"] {
         let path = format!("/v2/ns/repo/manifests/{tag}");
-        assert_error(app.send(app.get(&path)).await, 400, "TAG_INVALID").await;
+        assert_error(app.send(app.get(&path)).await, 404, "MANIFEST_UNKNOWN").await;
         let resp = app.push_manifest("ns/repo", tag, &image).await;
         assert_error(resp, 400, "TAG_INVALID").await;
     }

@@ -358,6 +358,93 @@ async fn api_search_filters_sorts_and_pages() {
 }
 
 #[tokio::test]
+async fn a_name_that_starts_with_the_text_ranks_above_one_that_has_it_later() {
+    let berth = Berth::start().await;
+    let admin = berth.admin().await;
+    let alice = berth.user("alice").await;
+    let bob = berth.user("bob").await;
+    repository(&admin, "alice/my-redis", false, "").await;
+    repository(&admin, "alice/redis-tools", false, "").await;
+    repository(&admin, "alice/hosted-redis-cache", false, "").await;
+    repository(&admin, "alice/redistribute", false, "").await;
+    repository(&admin, "library/redis", false, "").await;
+    repository(&admin, "alice/toolbox", false, "Talks to redis.").await;
+    // The names with the word later on are the popular ones: popularity orders only within
+    // a tier, never across.
+    for session in [&alice, &bob] {
+        for repo in ["alice/my-redis", "alice/hosted-redis-cache"] {
+            session
+                .berth
+                .send(
+                    Method::PUT,
+                    &format!("/api/v1/repositories/{repo}/-/star"),
+                    &session.credentials,
+                    None,
+                )
+                .await
+                .expect(204);
+        }
+    }
+    pulled(&berth, "alice/my-redis", 2).await;
+    berth.flush_pulls().await;
+
+    let anonymous = berth.anonymous();
+    let found = anonymous.get("/api/v1/search?q=redis").await.expect(200);
+    let order = names(&found);
+    assert_eq!(order.len(), 6, "{order:?}");
+    assert_eq!(order[0], "library/redis", "the exact name first: {order:?}");
+    let mut starting: Vec<&str> = order[1..3].iter().map(String::as_str).collect();
+    starting.sort_unstable();
+    assert_eq!(
+        starting,
+        ["alice/redis-tools", "alice/redistribute"],
+        "names starting with the text next: {order:?}"
+    );
+    assert_eq!(
+        order[3..5],
+        ["alice/my-redis", "alice/hosted-redis-cache"],
+        "then the word later in the name, by popularity: {order:?}"
+    );
+    assert_eq!(order[5], "alice/toolbox", "the description last: {order:?}");
+
+    // Pages cut across the tiers in the same order.
+    let second = anonymous
+        .get("/api/v1/search?q=redis&page=2&page_size=2")
+        .await
+        .expect(200);
+    assert_eq!(names(&second), order[2..4]);
+
+    // Several words: after the exact name, one that starts with them ranks above one that
+    // has them later, however popular.
+    repository(&admin, "alice/my-redis-tools", false, "").await;
+    repository(&admin, "alice/redis-tools-extra", false, "").await;
+    alice
+        .berth
+        .send(
+            Method::PUT,
+            "/api/v1/repositories/alice/my-redis-tools/-/star",
+            &alice.credentials,
+            None,
+        )
+        .await
+        .expect(204);
+    let words = anonymous
+        .get("/api/v1/search?q=redis-tools")
+        .await
+        .expect(200);
+    let order = names(&words);
+    assert_eq!(
+        order[..3],
+        [
+            "alice/redis-tools",
+            "alice/redis-tools-extra",
+            "alice/my-redis-tools"
+        ],
+        "{order:?}"
+    );
+}
+
+#[tokio::test]
 async fn verified_publishers_are_marked_by_site_admins() {
     let berth = Berth::start().await;
     let admin = berth.admin().await;

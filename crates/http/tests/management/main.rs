@@ -13,6 +13,7 @@ mod hub_pulls;
 mod hub_repositories;
 mod hub_search;
 mod openapi;
+mod operations;
 mod organizations;
 mod repositories;
 mod requests;

@@ -141,6 +141,19 @@ impl Berth {
 
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
+        Berth::start_configured(allow_signup, None).await
+    }
+
+    /// Like [`Berth::start`], with the operations endpoints wired to the stores as `serve`
+    /// wires them, and `/metrics` open without credentials to `metrics_allow` only.
+    pub async fn start_with_metrics_allow(metrics_allow: Vec<ipnet::IpNet>) -> Berth {
+        Berth::start_configured(false, Some(metrics_allow)).await
+    }
+
+    async fn start_configured(
+        allow_signup: bool,
+        metrics_allow: Option<Vec<ipnet::IpNet>>,
+    ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         // The first admin exists before the server starts, as `berth serve` makes it.
         let meta = Arc::new(
@@ -155,6 +168,7 @@ impl Berth {
         meta.close().await;
         let mut options = berth_testkit::Options::default();
         options.settings.allow_signup = allow_signup;
+        options.metrics_allow = metrics_allow;
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
         let hub = served.state.hub.clone();

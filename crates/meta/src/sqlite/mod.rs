@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod durability;
 mod events;
 mod hub;
 mod jobs;
@@ -33,17 +34,43 @@ pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
     catalog: std::sync::Arc<catalog::CatalogCache>,
+    wal: std::sync::Arc<durability::WalSync>,
+}
+
+/// When a commit is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Each commit is flushed before it returns (`synchronous=FULL`): for the CLI and
+    /// anything else that does not call [`SqliteMeta::sync`].
+    EveryCommit,
+    /// Commits return unflushed (`synchronous=NORMAL`), and whoever acknowledges a write
+    /// first awaits [`SqliteMeta::sync`], which flushes the commits of many requests at
+    /// once: `serve` does it before every answer to a write.
+    GroupCommit,
 }
 
 impl SqliteMeta {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the database at `path`; every commit is
+    /// flushed before it returns.
     pub async fn open(path: &Path) -> Result<SqliteMeta, MetaError> {
+        SqliteMeta::open_with(path, Durability::EveryCommit).await
+    }
+
+    /// Opens the database at `path` with the durability asked for.
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<SqliteMeta, MetaError> {
+        let synchronous = match durability {
+            // WAL + FULL: every commit is fsynced to the WAL before it returns, so a write
+            // that was acknowledged survives a power cut, not only a killed process.
+            Durability::EveryCommit => SqliteSynchronous::Full,
+            // WAL + NORMAL syncs only at checkpoints; `sync` makes commits durable.
+            Durability::GroupCommit => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // WAL + NORMAL: a commit survives a process crash; blob bytes are fsynced separately.
-            .synchronous(SqliteSynchronous::Normal)
+            // Blob bytes are fsynced separately, before their commit.
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
             // Reads through a memory map skip a copy and a system call per page: search
@@ -67,7 +94,62 @@ impl SqliteMeta {
             read,
             write,
             catalog: Default::default(),
+            wal: std::sync::Arc::new(durability::WalSync::new(path)),
         })
+    }
+
+    /// Returns once every commit that returned before the call is on stable storage (one
+    /// flush of the WAL, shared with every caller waiting at the same time). Needed with
+    /// [`Durability::GroupCommit`]; with `EveryCommit` it only repeats what is done.
+    pub async fn sync(&self) -> Result<(), MetaError> {
+        self.wal
+            .sync()
+            .await
+            .map_err(|e| MetaError::Backend(format!("flushing the database's WAL: {e}")))
+    }
+
+    /// How many flushes [`SqliteMeta::sync`] has done: fewer than its callers when commits
+    /// were grouped.
+    pub fn wal_flushes(&self) -> u64 {
+        self.wal.flushes()
+    }
+
+    /// The writer's `PRAGMA synchronous` level (0 off, 1 normal, 2 full, 3 extra): what an
+    /// acknowledgement is worth, for checks that commits are synced before the answer.
+    pub async fn writer_synchronous(&self) -> Result<i64, MetaError> {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.write)
+            .await
+            .map_err(backend)
+    }
+
+    /// Whether the database answers a read, for readiness checks.
+    pub async fn ping(&self) -> Result<(), MetaError> {
+        sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(&self.read)
+            .await
+            .map(drop)
+            .map_err(backend)
+    }
+
+    /// Upload sessions open now (started, neither finished nor cancelled nor expired).
+    pub async fn open_upload_sessions(&self) -> Result<u64, MetaError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// How busy the connection pools are, for metrics.
+    pub fn pool_use(&self) -> [PoolUse; 2] {
+        let of = |name, pool: &SqlitePool| PoolUse {
+            name,
+            open: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        };
+        [of("read", &self.read), of("write", &self.write)]
     }
 
     /// Closes both pools, finishing the WAL checkpoint.
@@ -75,6 +157,18 @@ impl SqliteMeta {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// One connection pool's use at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// `read` or `write`.
+    pub name: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
 }
 
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {

@@ -1,6 +1,7 @@
 //! Repository search on SQLite: matches from the full-text index, ranked in tiers (exact
-//! name, then names with the query's words in sequence, then any word in the name or the
-//! description) and by popularity within each, filtered to what the viewer may see.
+//! name, then names that start with the query's words, then names with them in sequence
+//! later on, then any word in the name or the description) and by popularity within each,
+//! filtered to what the viewer may see.
 //!
 //! The cost is what is read per candidate, so each tier is read the cheaper of two ways:
 //! few matches are read and sorted outright; many are found by walking the index of the
@@ -26,11 +27,21 @@ const POPULARITY: &str = "((1.0 + r.star_count) * (1.0 + r.star_count) * (1.0 + 
 // Parameters every statement below shares: ?1 the query text, ?2 the viewer's user or
 // organization id and ?3 the owners team's name (as the visibility filters expect), ?4 the
 // statement's full-text expression, ?5 the namespace, ?6 the minimum stars, ?7 the page
-// size, ?8 the offset, and from ?9 on the token's repository patterns.
-const FIRST_PATTERN_PARAMETER: usize = 9;
+// size, ?8 the offset, ?9 the pattern of names that start with the query, and from ?10 on
+// the token's repository patterns.
+const FIRST_PATTERN_PARAMETER: usize = 10;
 
 /// The whole name or the name after its namespace is the query (both indexed).
 const EXACT: &str = "(r.name = ?1 OR r.short_name = ?1)";
+
+/// Not the exact name, and the name or the name after its namespace starts with the query's
+/// words (GLOB ?9): `redis-tools` for `redis`.
+const STARTS_WITH_QUERY: &str = "NOT (r.name = ?1 OR r.short_name = ?1) \
+     AND (r.short_name GLOB ?9 OR r.name GLOB ?9)";
+
+/// Neither the exact name nor one that starts with the query: `my-redis` for `redis`.
+const QUERY_LATER_IN_NAME: &str = "NOT (r.name = ?1 OR r.short_name = ?1) \
+     AND NOT (r.short_name GLOB ?9 OR r.name GLOB ?9)";
 
 /// Candidates from the full-text index; CROSS JOIN keeps SQLite from turning the join
 /// around and evaluating the full-text query once per repository.
@@ -44,6 +55,11 @@ struct Terms {
     /// The query's words in sequence in the name, the last one as a prefix (every name that
     /// starts with the query, and every exact match, is one of these).
     name_runs: String,
+    /// A GLOB pattern for names that start with the query's words. Words are letters and
+    /// digits only, so none is special to GLOB; the `*` between them stands for the
+    /// separators a name has there (`-`, `_`, `.`, `/`), the full-text condition it is
+    /// always paired with having already put the words in sequence.
+    name_start: String,
     /// Any one word in the name or the description.
     any_word: String,
 }
@@ -65,6 +81,7 @@ impl Terms {
         let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
         Some(Terms {
             name_runs: format!("name : \"{}\" *", words.join(" ")),
+            name_start: format!("{}*", words.join("*")),
             // Only these columns: `visibility` holds words too.
             any_word: format!("{{name description}} : ({})", quoted.join(" OR ")),
             text,
@@ -194,7 +211,11 @@ fn segments(query: &SearchQuery, terms: Option<&Terms>) -> Vec<Segment> {
         },
         Segment {
             full_text: Some(terms.name_runs.clone()),
-            condition: Some("NOT (r.name = ?1 OR r.short_name = ?1)"),
+            condition: Some(STARTS_WITH_QUERY),
+        },
+        Segment {
+            full_text: Some(terms.name_runs.clone()),
+            condition: Some(QUERY_LATER_IN_NAME),
         },
         Segment {
             full_text: Some(format!("({}) NOT ({})", terms.any_word, terms.name_runs)),
@@ -400,8 +421,9 @@ fn total_statements(query: &SearchQuery, terms: Option<&Terms>) -> Vec<Statement
 fn bind_all<'q>(
     statement: &'q Statement,
     query: &'q SearchQuery,
-    text: &'q str,
+    terms: Option<&'q Terms>,
 ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    let text = terms.map_or("", |t| t.text.as_str());
     let viewer_id = match query.viewer {
         Viewer::User(id) | Viewer::Organization(id) => Some(id),
         Viewer::Everything | Viewer::Public => None,
@@ -414,7 +436,8 @@ fn bind_all<'q>(
         .bind(query.namespace.as_deref())
         .bind(i64::try_from(query.min_stars).unwrap_or(i64::MAX))
         .bind(i64::from(statement.limit))
-        .bind(i64::from(statement.offset));
+        .bind(i64::from(statement.offset))
+        .bind(terms.map(|t| t.name_start.as_str()));
     for pattern in &query.name_patterns {
         bound = bound.bind(glob_pattern(pattern));
     }
@@ -425,9 +448,9 @@ async fn count(
     read: &SqlitePool,
     statement: &Statement,
     query: &SearchQuery,
-    text: &str,
+    terms: Option<&Terms>,
 ) -> Result<u64, MetaError> {
-    let count: i64 = bind_all(statement, query, text)
+    let count: i64 = bind_all(statement, query, terms)
         .fetch_one(read)
         .await
         .map_err(backend)?
@@ -457,10 +480,9 @@ pub(super) async fn run(read: &SqlitePool, query: &SearchQuery) -> Result<Search
             results: Vec::new(),
         });
     }
-    let text = terms.as_ref().map_or("", |t| t.text.as_str());
     let mut total = 0;
     for statement in total_statements(query, terms.as_ref()) {
-        total += count(read, &statement, query, text).await?;
+        total += count(read, &statement, query, terms.as_ref()).await?;
     }
     if u64::from(query.offset) >= total {
         return Ok(SearchPage {
@@ -502,12 +524,18 @@ pub(super) async fn run(read: &SqlitePool, query: &SearchQuery) -> Result<Search
             }
         };
         let statement = page_statement(query, segment, strategy, offset, limit);
-        let page = bind_all(&statement, query, text)
+        let page = bind_all(&statement, query, terms.as_ref())
             .fetch_all(read)
             .await
             .map_err(backend)?;
         if page.is_empty() && offset > 0 {
-            let seen = count(read, &segment_count_statement(query, segment), query, text).await?;
+            let seen = count(
+                read,
+                &segment_count_statement(query, segment),
+                query,
+                terms.as_ref(),
+            )
+            .await?;
             offset -= u32::try_from(seen).unwrap_or(u32::MAX).min(offset);
             continue;
         }
@@ -530,6 +558,7 @@ mod tests {
         let terms = Terms::new("  Web-Server\") OR *x ").unwrap();
         assert_eq!(terms.text, "web-server\") or *x");
         assert_eq!(terms.name_runs, "name : \"web server or x\" *");
+        assert_eq!(terms.name_start, "web*server*or*x*");
         assert_eq!(
             terms.any_word,
             "{name description} : (\"web\" OR \"server\" OR \"or\" OR \"x\")"
