@@ -38,6 +38,10 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Why a password check was not run: the sign-in is answered "too many requests".
+/// How long a password sign-in may be held back by the throttle before it is answered
+/// `429` instead.
+const SIGN_IN_PATIENCE: Duration = Duration::from_secs(10);
+
 fn too_many(wait: Duration) -> Error {
     Error::TooManyRequests {
         retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -85,13 +89,21 @@ impl Authenticator {
                 password_hash: None,
             });
         }
-        // Charged before the check, so concurrent guesses are counted one by one.
-        let attempt = match self.throttle.begin(name, address, Instant::now()) {
-            Ok(attempt) => attempt,
-            Err(wait) => {
-                let err = too_many(wait);
-                self.tally.refused(&err);
-                return Err(err);
+        // Charged before the check, so concurrent guesses are counted one by one. A short
+        // wait is served here rather than refused: registry clients do not retry a 429 from
+        // the token service, and the address (shared behind NAT, or by parallel uploads) is
+        // slowed down either way. Only a wait longer than the patience left is a 429.
+        let patience_until = Instant::now() + SIGN_IN_PATIENCE;
+        let attempt = loop {
+            let now = Instant::now();
+            match self.throttle.begin(name, address, now) {
+                Ok(attempt) => break attempt,
+                Err(wait) if now + wait <= patience_until => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    let err = too_many(wait);
+                    self.tally.refused(&err);
+                    return Err(err);
+                }
             }
         };
         let lane = match attempt.trusted() {

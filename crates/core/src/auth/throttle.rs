@@ -51,6 +51,9 @@ pub struct SignInPolicy {
     pub address_in_flight: u32,
 }
 
+/// When to try again while an address has all its checks under way.
+pub const BUSY_RETRY: Duration = Duration::from_millis(25);
+
 impl Default for SignInPolicy {
     fn default() -> Self {
         SignInPolicy {
@@ -220,7 +223,8 @@ impl SignInThrottle {
             .get(&address)
             .is_some_and(|r| r.in_flight >= policy.address_in_flight)
         {
-            return Err(policy.first_delay);
+            // A check of this address is under way: one will be over in well under this.
+            return Err(BUSY_RETRY);
         }
 
         let mut took_slot = None;
