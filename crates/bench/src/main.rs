@@ -493,7 +493,7 @@ impl Bench {
         ];
         let mut blobs = Vec::new();
         for (t, target) in self.targets.iter().enumerate() {
-            match manifest_push::setup(target).await {
+            match manifest_push::setup(target, manifest_push::REPO).await {
                 Ok(b) => blobs.push(Some(b)),
                 Err(e) => {
                     blobs.push(None);
@@ -506,7 +506,16 @@ impl Bench {
                 let Some(set) = blobs[t].clone() else {
                     continue;
                 };
-                match manifest_push::run(&self.targets[t], &set, round, n, conc).await {
+                match manifest_push::run(
+                    &self.targets[t],
+                    &set,
+                    manifest_push::REPO,
+                    round,
+                    n,
+                    conc,
+                )
+                .await
+                {
                     Ok(o) => {
                         let rate = o.manifests as f64 / o.cost.wall.as_secs_f64();
                         let p99 = o.p99.as_secs_f64() * 1000.0;
@@ -530,6 +539,68 @@ impl Bench {
                     }
                     Err(e) => self.report.fail(&name, &METRICS, t, e.to_string()),
                 }
+            }
+        }
+        self.manifest_push_with_webhooks(n, conc).await
+    }
+
+    /// The same pushes to a repository two webhooks listen on (Berth only: Distribution has
+    /// no webhooks), and how long after the last `201` the receiver has every delivery.
+    async fn manifest_push_with_webhooks(&mut self, n: usize, conc: usize) -> Result<()> {
+        let name = format!("push {n} manifests (c={conc}), two webhooks (Berth only)");
+        const METRICS: [(&str, Better); 3] = [
+            ("manifests/s", Better::Higher),
+            ("p99 ms", Better::Lower),
+            ("deliveries done after last 201, ms", Better::Lower),
+        ];
+        let target = self.targets[0].clone();
+        let (url, received) = manifest_push::start_receiver().await?;
+        let set = match manifest_push::setup(&target, manifest_push::HOOKED_REPO).await {
+            Ok(set) => set,
+            Err(e) => {
+                self.report.fail(&name, &METRICS, 0, format!("setup: {e}"));
+                return Ok(());
+            }
+        };
+        if let Err(e) =
+            manifest_push::create_webhooks(&target, manifest_push::HOOKED_REPO, &url, 2).await
+        {
+            self.report.fail(&name, &METRICS, 0, e.to_string());
+            return Ok(());
+        }
+        let mut expected = 0;
+        for round in 0..self.args.rounds {
+            match manifest_push::run(&target, &set, manifest_push::HOOKED_REPO, round, n, conc)
+                .await
+            {
+                Ok(o) => {
+                    expected += 2 * o.manifests;
+                    let drain = manifest_push::drained(
+                        &received,
+                        expected,
+                        std::time::Duration::from_secs(120),
+                    )
+                    .await;
+                    let rate = o.manifests as f64 / o.cost.wall.as_secs_f64();
+                    let p99 = o.p99.as_secs_f64() * 1000.0;
+                    let drain_ms = drain.map(|d| d.as_secs_f64() * 1000.0);
+                    self.log(
+                        &name,
+                        round,
+                        0,
+                        format!(
+                            "{rate:.0} manifests/s, p99 {p99:.1} ms, deliveries done {} ms after the last 201",
+                            opt(drain_ms, 0)
+                        ),
+                    );
+                    self.report
+                        .add(&name, METRICS[0].0, METRICS[0].1, 0, Some(rate));
+                    self.report
+                        .add(&name, METRICS[1].0, METRICS[1].1, 0, Some(p99));
+                    self.report
+                        .add(&name, METRICS[2].0, METRICS[2].1, 0, drain_ms);
+                }
+                Err(e) => self.report.fail(&name, &METRICS, 0, e.to_string()),
             }
         }
         Ok(())

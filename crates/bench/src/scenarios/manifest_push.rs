@@ -22,13 +22,13 @@ pub struct Blobs {
     layer: (String, usize),
 }
 
-pub async fn setup(t: &Target) -> Result<Blobs> {
+pub async fn setup(t: &Target, repo: &str) -> Result<Blobs> {
     let config = image_config("manifest-push");
     let mut layer = vec![0u8; 16 * 1024];
     WyRand::new(7).fill(&mut layer);
     let (cd, ld) = (sha256_digest(&config), sha256_digest(&layer));
-    t.push_blob(REPO, &cd, config.clone()).await?;
-    t.push_blob(REPO, &ld, layer.clone().into()).await?;
+    t.push_blob(repo, &cd, config.clone()).await?;
+    t.push_blob(repo, &ld, layer.clone().into()).await?;
     Ok(Blobs {
         config: (cd, config.len()),
         layer: (ld, layer.len()),
@@ -58,6 +58,7 @@ pub struct Outcome {
 pub async fn run(
     t: &Arc<Target>,
     blobs: &Blobs,
+    repo: &'static str,
     round: usize,
     count: usize,
     concurrency: usize,
@@ -78,7 +79,7 @@ pub async fn run(
                             let Some(body) = bodies.get(i) else { break };
                             let start = Instant::now();
                             let tag = format!("r{round}-{i}");
-                            if let Err(e) = t.put_manifest(REPO, &tag, body.clone()).await {
+                            if let Err(e) = t.put_manifest(repo, &tag, body.clone()).await {
                                 next.store(usize::MAX / 2, Ordering::Relaxed);
                                 return Err(e);
                             }
@@ -102,4 +103,84 @@ pub async fn run(
         cost,
         p99: Duration::from_micros(u64::from(p99)),
     })
+}
+
+/// The repository the webhook variant pushes to: two webhooks listen on it.
+pub const HOOKED_REPO: &str = "bench/manifest-push-hooks";
+
+/// A webhook receiver on loopback that answers every request `204` and counts them. Plain
+/// HTTP/1.1 over tokio: the benchmark measures Berth, not a web framework.
+pub async fn start_receiver() -> Result<(String, Arc<AtomicUsize>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(socket);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok((url, count))
+}
+
+/// Creates `n` push webhooks on `repo` for `url` through Berth's API.
+pub async fn create_webhooks(t: &Target, repo: &str, url: &str, n: usize) -> Result<()> {
+    for i in 0..n {
+        let response = t
+            .client
+            .post(t.url(&format!("api/v1/repositories/{repo}/-/webhooks")))
+            .json(&serde_json::json!({ "name": format!("bench {i}"), "hook_url": url }))
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("creating a webhook: {status}: {body}").into());
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `count` reaches `expected` (at most `limit`); how long it took.
+pub async fn drained(count: &AtomicUsize, expected: usize, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while count.load(Ordering::SeqCst) < expected {
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Some(start.elapsed())
 }
