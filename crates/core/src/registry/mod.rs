@@ -55,6 +55,7 @@ pub struct Registry {
     options: RegistryOptions,
     /// Told after every change that recorded events, so they go out at once.
     wake: Wake,
+    audit: Audit,
 }
 
 /// Who makes a registry change: named in its events and in the audit log.
@@ -83,6 +84,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             blobs,
+            audit: Audit::over(meta.clone()),
             meta,
             uploads: Arc::new(UploadLocks::default()),
             options,
@@ -97,7 +99,7 @@ impl Registry {
 
     /// Appends to the audit log a change that already happened, through the one writer.
     async fn audit(&self, by: ChangedBy<'_>, action: &str, target: String) {
-        Audit::over(self.meta.clone())
+        self.audit
             .record(
                 by.actor.unwrap_or("anonymous"),
                 by.address,

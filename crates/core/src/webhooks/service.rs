@@ -122,6 +122,7 @@ pub struct CreatedWebhook {
 #[derive(Clone)]
 pub struct Webhooks {
     store: Arc<dyn MetaStore>,
+    audit: Audit,
     authorizer: Arc<dyn Authorizer>,
     transport: Arc<dyn WebhookTransport>,
     seal: SealKey,
@@ -141,6 +142,7 @@ impl Webhooks {
         wake: Wake,
     ) -> Webhooks {
         Webhooks {
+            audit: Audit::over(store.clone()),
             store,
             authorizer,
             transport,
@@ -429,9 +431,7 @@ impl Webhooks {
 
     async fn audit(&self, acting: &Acting<'_>, action: &str, id: &str, target: &WebhookTarget) {
         let detail = serde_json::json!({ "scope": target.scope(), "target": target.name() });
-        Audit::over(self.store.clone())
-            .record_by(acting, action, id, detail)
-            .await;
+        self.audit.record_by(acting, action, id, detail).await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The jobs table on SQLite: enqueue, claim with a lease in one statement, settle by lease.
 
-use super::{backend, SqliteMeta};
+use super::{backend, count_column, wall_ms, SqliteMeta};
 use berth_core::ports::{
     ClaimedJob, JobQueue, JobRecord, JobState, MetaError, NewJob, RetryOutcome,
 };
@@ -31,10 +31,6 @@ pub(super) async fn enqueue_in(
 
 fn new_lease() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn wall_ms() -> i64 {
-    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
 }
 
 #[async_trait::async_trait]
@@ -89,8 +85,8 @@ impl JobQueue for SqliteMeta {
                 id: row.get("id"),
                 kind: row.get("kind"),
                 payload: row.get("payload"),
-                attempt: row.get::<i64, _>("attempts").clamp(0, u32::MAX.into()) as u32,
-                max_attempts: row.get::<i64, _>("max_attempts").clamp(0, u32::MAX.into()) as u32,
+                attempt: count_column(row, "attempts"),
+                max_attempts: count_column(row, "max_attempts"),
                 lease: row.get("lease_token"),
             })
             .collect())
@@ -198,8 +194,8 @@ impl JobQueue for SqliteMeta {
                     JobState::Pending
                 },
                 due_at_ms: row.get("due_at"),
-                attempts: row.get::<i64, _>("attempts").clamp(0, u32::MAX.into()) as u32,
-                max_attempts: row.get::<i64, _>("max_attempts").clamp(0, u32::MAX.into()) as u32,
+                attempts: count_column(row, "attempts"),
+                max_attempts: count_column(row, "max_attempts"),
                 leased_until_ms: row.get("lease_until"),
                 last_error: row.get("last_error"),
             })

@@ -171,6 +171,17 @@ pub struct PoolUse {
     pub max: u32,
 }
 
+/// Milliseconds since the epoch, for the bookkeeping columns of jobs and deliveries.
+pub(super) fn wall_ms() -> i64 {
+    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
+}
+
+/// A stored count (attempts, failures) as the ports carry it.
+pub(super) fn count_column(row: &sqlx::sqlite::SqliteRow, column: &str) -> u32 {
+    use sqlx::Row as _;
+    row.get::<i64, _>(column).clamp(0, u32::MAX.into()) as u32
+}
+
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {
     // SQLITE_FULL (13): the disk is full, which the operator must hear about as such.
     let full = err

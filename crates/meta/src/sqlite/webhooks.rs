@@ -2,7 +2,7 @@
 //! compare-and-set and inserts in one transaction), and the attempts history.
 
 use super::jobs::enqueue_in;
-use super::{backend, SqliteMeta};
+use super::{backend, count_column, wall_ms, SqliteMeta};
 use berth_core::ports::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, MetaError, NewDelivery, NewJob,
     NewWebhook, WebhookRecord, WebhookStore,
@@ -58,9 +58,7 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
         header_value_sealed: row.get("header_value_sealed"),
         enabled: row.get::<i64, _>("enabled") != 0,
         disabled_reason: row.get("disabled_reason"),
-        consecutive_failures: row
-            .get::<i64, _>("consecutive_failures")
-            .clamp(0, u32::MAX.into()) as u32,
+        consecutive_failures: count_column(row, "consecutive_failures"),
         after_event: row.get("after_event"),
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
@@ -85,10 +83,6 @@ async fn insert_delivery(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
 }
 
 #[async_trait::async_trait]
@@ -248,7 +242,7 @@ impl WebhookStore for SqliteMeta {
         if moved.rows_affected() != 1 {
             return Ok(false);
         }
-        let now = now_ms();
+        let now = wall_ms();
         for (delivery, job) in deliveries {
             insert_delivery(&mut tx, delivery).await?;
             enqueue_in(&mut tx, job, now).await?;
@@ -264,7 +258,7 @@ impl WebhookStore for SqliteMeta {
     ) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         insert_delivery(&mut tx, delivery).await?;
-        enqueue_in(&mut tx, job, now_ms()).await?;
+        enqueue_in(&mut tx, job, wall_ms()).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -299,7 +293,7 @@ impl WebhookStore for SqliteMeta {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        enqueue_in(&mut tx, job, now_ms()).await?;
+        enqueue_in(&mut tx, job, wall_ms()).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
@@ -410,7 +404,7 @@ impl WebhookStore for SqliteMeta {
                 delivery_id: row.get("delivery_id"),
                 webhook_id: row.get("webhook_id"),
                 event_kind: row.get("event_kind"),
-                attempt: row.get::<i64, _>("attempt").clamp(0, u32::MAX.into()) as u32,
+                attempt: count_column(row, "attempt"),
                 at_ms: row.get("at"),
                 status: row
                     .get::<Option<i64>, _>("status")
