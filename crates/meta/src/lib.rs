@@ -2,4 +2,4 @@
 
 pub mod sqlite;
 
-pub use sqlite::{Durability, PoolUse, SqliteMeta};
+pub use sqlite::{BlobRecord, ContentCounts, Durability, PoolUse, SqliteMeta, SqliteSnapshot};

@@ -16,8 +16,11 @@ mod registry;
 mod repositories;
 mod search;
 mod signing;
+mod snapshot;
 mod tokens;
 mod webhooks;
+
+pub use snapshot::{BlobRecord, ContentCounts, SqliteSnapshot};
 
 use berth_core::ports::MetaError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
