@@ -26,12 +26,12 @@ impl FsBlobStore {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+        blob_path_under(&self.root, digest)
+    }
+
+    /// The directory `blobs/` and `uploads/` are under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Crash recovery of the upload scratch files, for startup: run it before serving,
@@ -89,6 +89,15 @@ impl FsBlobStore {
         }
         Ok(self.root.join("uploads").join(id))
     }
+}
+
+/// Where a store rooted at `root` keeps blob `digest` (a backup uses the same layout).
+pub(crate) fn blob_path_under(root: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    root.join("blobs")
+        .join(digest.algorithm().as_str())
+        .join(&hex[..2])
+        .join(hex)
 }
 
 /// What [`FsBlobStore::recover_uploads`] found and did.

@@ -2,6 +2,8 @@
 
 mod append;
 mod filesystem;
+mod maintenance;
 mod stream;
 
 pub use filesystem::{FsBlobStore, UploadRecovery};
+pub use maintenance::{BlobHealth, Exported, StoredFile, StoredKind};
