@@ -36,6 +36,54 @@ pub enum Command {
     /// Administration on the data directory, server running or not.
     #[command(flatten)]
     Admin(AdminCommand),
+    /// Copy the database and every blob it references into an empty directory; safe while
+    /// the server runs and takes pushes.
+    Backup(BackupArgs),
+    /// Fill an empty (or absent) data directory from a backup, verifying every blob.
+    Restore(RestoreArgs),
+    /// Check that every blob the database references is there with the right size and
+    /// digest, and look for orphaned files; exit status 0 only when nothing is wrong.
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the backup goes: a directory that is empty or does not exist yet.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Copy every blob, even where a hard link to it would do (same filesystem).
+    #[arg(long)]
+    pub copy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A directory `berth backup` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Remove orphaned files and move corrupt blobs to `quarantine/` (needs the server
+    /// stopped; database rows are never deleted).
+    #[arg(long)]
+    pub repair: bool,
+    /// Print one JSON document instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Files changed more recently than this are not called orphaned: an upload or a
+    /// commit may be under way (`0s` for none).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = grace_period)]
+    pub grace: std::time::Duration,
+}
+
+fn grace_period(raw: &str) -> Result<std::time::Duration, String> {
+    if matches!(raw.trim(), "0" | "0s" | "0m" | "0h" | "0d") {
+        return Ok(std::time::Duration::ZERO);
+    }
+    crate::config::parse_duration("--grace", raw, crate::config::Source::Flag)
+        .map_err(|e| e.to_string())
 }
 
 /// The administration subcommands. They act as a site admin named `cli`: whoever can open
@@ -349,7 +397,11 @@ impl Command {
     pub fn listen_flag(&self) -> Option<&str> {
         match self {
             Command::Serve(args) => args.listen.as_deref(),
-            Command::Config(_) | Command::Admin(_) => None,
+            Command::Config(_)
+            | Command::Admin(_)
+            | Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Fsck(_) => None,
         }
     }
 }

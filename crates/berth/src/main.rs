@@ -1,10 +1,14 @@
 //! The `berth` binary: parses the command line and runs a subcommand.
 
 mod admin;
+mod backup;
 mod cli;
 mod config;
+mod datadir;
+mod fsck;
 mod memory;
 mod probe;
+mod restore;
 mod secrets;
 mod serve;
 
@@ -28,6 +32,15 @@ fn main() -> ExitCode {
             Ok(())
         }
         cli::Command::Admin(command) => admin::run(&config, command),
+        cli::Command::Backup(args) => backup::run(&config, &args),
+        cli::Command::Restore(args) => restore::run(&config, &args),
+        cli::Command::Fsck(args) => match fsck::run(&config, &args) {
+            // Problems found (and not all repaired) are a failure without an error line:
+            // the report said what they are.
+            Ok(false) => return ExitCode::FAILURE,
+            Ok(true) => Ok(()),
+            Err(err) => Err(err),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

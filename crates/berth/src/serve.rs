@@ -54,18 +54,11 @@ fn prepare_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
     let probe = dir.join(".write-probe");
     std::fs::write(&probe, b"ok").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("berth.lock"))
-        .map_err(fail)?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirBusy {
+    match crate::datadir::try_lock(dir).map_err(fail)? {
+        Some(lock) => Ok(lock),
+        None => Err(ServeError::DataDirBusy {
             dir: dir.display().to_string(),
         }),
-        Err(std::fs::TryLockError::Error(source)) => Err(fail(source)),
     }
 }
 
@@ -104,7 +97,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
     // `SqliteMeta::sync` through the store probe).
-    let meta = SqliteMeta::open_with(&data_dir.join("berth.db"), Durability::GroupCommit)
+    let meta = SqliteMeta::open_with(
+        &data_dir.join(crate::datadir::DATABASE_FILE),
+        Durability::GroupCommit,
+    )
         .await
         .map_err(|e| ServeError::Database {
             dir: shown_dir.clone(),

@@ -192,14 +192,16 @@ impl FsBlobStore {
         Ok(Exported::Copied)
     }
 
-    /// Copies `source` into the store as blob `digest`, hashing as it copies: the blob
-    /// appears (by rename, fsynced) only when the bytes have the size and digest given.
-    pub fn import_blob(&self, source: &Path, digest: &Digest, size: u64) -> io::Result<()> {
+    /// Copies blob `digest` from the same layout under `source_root` (a backup) into the
+    /// store, hashing as it copies: the blob appears (by rename, fsynced) only when the
+    /// bytes have the size and digest given.
+    pub fn import_blob(&self, source_root: &Path, digest: &Digest, size: u64) -> io::Result<()> {
+        let source = blob_path_under(source_root, digest);
         let target = blob_path_under(self.root(), digest);
         if target.exists() {
             return Ok(());
         }
-        let input = File::open(source).map_err(|e| {
+        let input = File::open(&source).map_err(|e| {
             io::Error::new(e.kind(), format!("blob {digest} cannot be read: {e}"))
         })?;
         let scratch = self
@@ -377,14 +379,17 @@ mod tests {
 
         let restored = tempfile::tempdir().unwrap();
         let target = FsBlobStore::open(restored.path()).unwrap();
-        let source = blob_path_under(copy.path(), &digest);
-        target.import_blob(&source, &digest, 8).unwrap();
+        target.import_blob(copy.path(), &digest, 8).unwrap();
         assert_eq!(target.check_blob(&digest, 8).unwrap(), BlobHealth::Sound);
 
+        // The backup's file for `other` holds the wrong bytes.
         let other = Digest::sha256_of(b"something else");
-        let err = target.import_blob(&source, &other, 8).unwrap_err();
+        let planted = blob_path_under(copy.path(), &other);
+        fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        fs::copy(blob_path_under(copy.path(), &digest), &planted).unwrap();
+        let err = target.import_blob(copy.path(), &other, 8).unwrap_err();
         assert!(err.to_string().contains("hash to"), "{err}");
-        let err = target.import_blob(&source, &other, 3).unwrap_err();
+        let err = target.import_blob(copy.path(), &other, 3).unwrap_err();
         assert!(err.to_string().contains("8 bytes"), "{err}");
         assert_eq!(target.check_blob(&other, 8).unwrap(), BlobHealth::Missing);
         assert_eq!(
