@@ -36,10 +36,9 @@ pub fn require_empty(dir: &Path, what: &str) -> Result<(), String> {
             )),
         },
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotADirectory => Err(format!(
-            "{what} {} is not a directory",
-            dir.display()
-        )),
+        Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+            Err(format!("{what} {} is not a directory", dir.display()))
+        }
         Err(err) => Err(format!("{what} {} is not usable: {err}", dir.display())),
     }
 }
@@ -72,7 +71,11 @@ mod tests {
         assert!(require_empty(dir.path(), "target").is_ok());
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let err = require_empty(dir.path(), "backup target").unwrap_err();
-        assert!(err.starts_with("backup target ") && err.ends_with("is not empty (it must be empty or absent)"), "{err}");
+        assert!(
+            err.starts_with("backup target ")
+                && err.ends_with("is not empty (it must be empty or absent)"),
+            "{err}"
+        );
         let err = require_empty(&dir.path().join("file"), "target").unwrap_err();
         assert!(err.ends_with("is not a directory"), "{err}");
     }

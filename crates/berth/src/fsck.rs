@@ -116,9 +116,7 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
         }
         orphan(&store, file, args.repair, &mut report)?;
     }
-    report.clean = report.missing == 0
-        && report.corrupt == 0
-        && report.orphaned == report.removed;
+    report.clean = report.missing == 0 && report.corrupt == 0 && report.orphaned == report.removed;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -152,9 +150,9 @@ fn check_records(
         };
         report.corrupt += 1;
         let quarantined_to = if repair {
-            let moved = store.quarantine_blob(&record.digest).map_err(|e| {
-                format!("cannot move corrupt blob {digest} to quarantine: {e}")
-            })?;
+            let moved = store
+                .quarantine_blob(&record.digest)
+                .map_err(|e| format!("cannot move corrupt blob {digest} to quarantine: {e}"))?;
             report.quarantined += 1;
             Some(moved.display().to_string())
         } else {

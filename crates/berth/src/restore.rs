@@ -3,7 +3,9 @@
 //! refused unless its size and digest are the recorded ones; the database goes in last, so
 //! a restore cut short leaves no database that names missing content.
 
-use crate::backup::{write_private, BackupManifest, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SECRETS_KEY_FILE};
+use crate::backup::{
+    write_private, BackupManifest, FORMAT_NAME, FORMAT_VERSION, MANIFEST_FILE, SECRETS_KEY_FILE,
+};
 use crate::cli::RestoreArgs;
 use crate::config::Config;
 use crate::datadir;
@@ -68,12 +70,8 @@ fn secrets_key_to_write(
         return Ok(None);
     }
     let source = from.join(SECRETS_KEY_FILE);
-    let key = std::fs::read(&source).map_err(|e| {
-        format!(
-            "the backup's {} cannot be read: {e}",
-            source.display()
-        )
-    })?;
+    let key = std::fs::read(&source)
+        .map_err(|e| format!("the backup's {} cannot be read: {e}", source.display()))?;
     let target = config.secrets_key_path();
     match std::fs::read(&target) {
         Ok(existing) if existing.trim_ascii() == key.trim_ascii() => Ok(None),
@@ -114,9 +112,8 @@ async fn restore(
         .into());
     }
 
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        format!("data directory {} is not usable: {e}", data_dir.display())
-    })?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("data directory {} is not usable: {e}", data_dir.display()))?;
     // Held until the restore ends, so no server starts on a half-filled directory.
     let _lock = datadir::try_lock(data_dir)?.ok_or_else(|| {
         format!(

@@ -101,11 +101,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         &data_dir.join(crate::datadir::DATABASE_FILE),
         Durability::GroupCommit,
     )
-        .await
-        .map_err(|e| ServeError::Database {
-            dir: shown_dir.clone(),
-            message: e.to_string(),
-        })?;
+    .await
+    .map_err(|e| ServeError::Database {
+        dir: shown_dir.clone(),
+        message: e.to_string(),
+    })?;
     recover_uploads(&blobs, &meta, &shown_dir).await?;
     let meta_store = Arc::new(meta.clone());
     create_first_admin(&meta_store, &shown_dir).await?;

@@ -167,12 +167,12 @@ impl FsBlobStore {
         let target = blob_path_under(target_root, digest);
         let actual = match fs::metadata(&source) {
             Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("blob {digest} is in the database but its file is missing (run `berth fsck`)"),
-                ))
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "blob {digest} is in the database but its file is missing (run `berth fsck`)"
+                ),
+            )),
             Err(e) => return Err(e),
         };
         if actual != size {
@@ -201,9 +201,8 @@ impl FsBlobStore {
         if target.exists() {
             return Ok(());
         }
-        let input = File::open(&source).map_err(|e| {
-            io::Error::new(e.kind(), format!("blob {digest} cannot be read: {e}"))
-        })?;
+        let input = File::open(&source)
+            .map_err(|e| io::Error::new(e.kind(), format!("blob {digest} cannot be read: {e}")))?;
         let scratch = self
             .root()
             .join("uploads")
@@ -374,7 +373,9 @@ mod tests {
             store.export_blob(&digest, 8, copy.path(), false).unwrap(),
             Exported::Copied
         );
-        let err = store.export_blob(&digest, 9, copy.path(), false).unwrap_err();
+        let err = store
+            .export_blob(&digest, 9, copy.path(), false)
+            .unwrap_err();
         assert!(err.to_string().contains("has 8 bytes"), "{err}");
 
         let restored = tempfile::tempdir().unwrap();
@@ -393,7 +394,9 @@ mod tests {
         assert!(err.to_string().contains("8 bytes"), "{err}");
         assert_eq!(target.check_blob(&other, 8).unwrap(), BlobHealth::Missing);
         assert_eq!(
-            fs::read_dir(restored.path().join("uploads")).unwrap().count(),
+            fs::read_dir(restored.path().join("uploads"))
+                .unwrap()
+                .count(),
             0,
             "a refused import leaves no scratch file"
         );

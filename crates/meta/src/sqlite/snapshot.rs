@@ -146,7 +146,9 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_holds_the_blob_records_of_the_moment_it_was_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let meta = SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap();
+        let meta = SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap();
         let digest = Digest::sha256_of(b"layer");
         let session = UploadSession {
             id: "s1".into(),
