@@ -98,8 +98,16 @@ async fn restore(
         .map_err(|e| format!("the backup in {} is damaged: {e}", from.display()))?;
     let records = snapshot.blob_records().await;
     let counts = snapshot.counts().await;
+    let versions = snapshot.schema_versions().await;
     snapshot.close().await;
-    let (records, counts) = (records?, counts?);
+    let (records, counts, (version, latest)) = (records?, counts?, versions?);
+    if version > latest {
+        return Err(format!(
+            "the backup in {} is of a newer Berth (schema version {version}; this one knows {latest}): restore it with that version",
+            from.display()
+        )
+        .into());
+    }
     if counts != manifest.counts() {
         return Err(format!(
             "the backup in {} does not match its manifest (the database holds {} blobs of {} bytes, the manifest says {} of {})",

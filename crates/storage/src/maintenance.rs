@@ -167,12 +167,14 @@ impl FsBlobStore {
         let target = blob_path_under(target_root, digest);
         let actual = match fs::metadata(&source) {
             Ok(meta) => meta.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
                     "blob {digest} is in the database but its file is missing (run `berth fsck`)"
                 ),
-            )),
+                ))
+            }
             Err(e) => return Err(e),
         };
         if actual != size {

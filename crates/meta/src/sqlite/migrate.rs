@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// The schema version this build migrates databases to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |&(version, _)| version)
+}
+
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",

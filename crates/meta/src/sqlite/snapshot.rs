@@ -97,6 +97,16 @@ impl SqliteSnapshot {
         blob_records(&self.pool).await
     }
 
+    /// The copy's schema version, and the newest this build knows: a copy from a newer
+    /// Berth cannot be served by this one.
+    pub async fn schema_versions(&self) -> Result<(i64, i64), MetaError> {
+        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok((applied.unwrap_or(0), super::migrate::latest_version()))
+    }
+
     pub async fn counts(&self) -> Result<ContentCounts, MetaError> {
         let row = sqlx::query(
             "SELECT (SELECT count(*) FROM repositories) AS repositories, \
@@ -183,6 +193,8 @@ mod tests {
         let counts = snapshot.counts().await.unwrap();
         assert_eq!((counts.blobs, counts.blob_bytes), (1, 5));
         assert_eq!(counts.repositories, 1);
+        let (version, latest) = snapshot.schema_versions().await.unwrap();
+        assert!(version == latest && latest >= 10, "{version} {latest}");
         snapshot.close().await;
         assert!(
             !dir.path().join("copy.db-wal").exists(),
