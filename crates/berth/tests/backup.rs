@@ -234,6 +234,11 @@ async fn a_backup_taken_during_pushes_restores_every_image_acknowledged_before_i
     assert_ok(&restore, "restore");
     let (report, clean) = fsck_json(restored.path(), &["--grace", "0s"]);
     assert!(clean, "fsck of the restored directory: {report}");
+    assert_eq!(
+        std::fs::read(restored.path().join("secrets.key")).unwrap(),
+        std::fs::read(data_dir.join("secrets.key")).unwrap(),
+        "the key that seals webhook secrets comes back with the backup"
+    );
     assert_eq!(count(&report, "checked"), count(&manifest, "blobs"));
 
     let restored_server = TestServer::spawn_on(restored, SpawnOptions::default()).await;
@@ -476,6 +481,29 @@ async fn bad_backup_and_restore_input_is_refused_with_one_line() {
     let restored = path("r8");
     let (report, clean) = fsck_json(&restored, &["--grace", "0s"]);
     assert!(clean, "{report}");
+
+    // A different secrets key where the restore would put the backup's is kept, and refused.
+    let other_key = path("other.key");
+    std::fs::write(&other_key, "ab".repeat(32)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "restore",
+            "--from",
+            &text(&good),
+            "--data-dir",
+            &text(&path("r9")),
+        ])
+        .env_remove("BERTH_CONFIG")
+        .env_remove("BERTH_DATA_DIR")
+        .env("BERTH_SECRETS_KEY_FILE", &other_key)
+        .output()
+        .unwrap();
+    assert_fails_with(&out, "holds a different key than the backup's");
+    assert_eq!(
+        std::fs::read_to_string(&other_key).unwrap(),
+        "ab".repeat(32)
+    );
+    assert!(!path("r9").exists());
 
     // fsck's own bad input.
     let out = berth(&data_dir, &["fsck", "--grace", "soon"]);
