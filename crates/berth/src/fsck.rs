@@ -114,6 +114,10 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
             report.recent_unreferenced += 1;
             continue;
         }
+        // Gone since it was listed: an upload that a live server committed meanwhile.
+        if std::fs::symlink_metadata(&file.path).is_err() {
+            continue;
+        }
         orphan(&store, file, args.repair, &mut report)?;
     }
     report.clean = report.missing == 0 && report.corrupt == 0 && report.orphaned == report.removed;
