@@ -36,13 +36,17 @@ pub enum Command {
     /// Administration on the data directory, server running or not.
     #[command(flatten)]
     Admin(AdminCommand),
-    /// Copy the database and every blob it references into an empty directory; safe while
-    /// the server runs and takes pushes.
+    /// Back up the data directory consistently, while the server runs or not.
+    ///
+    /// The database (an online snapshot) and every blob it references go into an empty
+    /// directory, with a manifest that `restore` checks.
     Backup(BackupArgs),
-    /// Fill an empty (or absent) data directory from a backup, verifying every blob.
+    /// Fill an empty data directory from a backup, verifying every blob.
     Restore(RestoreArgs),
-    /// Check that every blob the database references is there with the right size and
-    /// digest, and look for orphaned files; exit status 0 only when nothing is wrong.
+    /// Check the stored blobs against the database and look for orphaned files.
+    ///
+    /// Every blob the database references must be there with its size and digest. Exit
+    /// status 0 only when nothing is wrong.
     Fsck(FsckArgs),
 }
 
