@@ -463,6 +463,24 @@ async fn bad_backup_and_restore_input_is_refused_with_one_line() {
         "is not a Berth database",
     );
     std::fs::write(&database, &db_bytes).unwrap();
+    // A backup from a newer Berth (a schema version this build does not know).
+    {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", text(&database)))
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+    }
+    assert_fails_with(
+        &berth(&path("r6b"), &["restore", "--from", &text(&good)]),
+        "is of a newer Berth (schema version 999",
+    );
+    assert!(!path("r6b").exists());
+    std::fs::write(&database, &db_bytes).unwrap();
     // One flipped byte in a layer: the restore stops, and no database names missing content.
     let layer = blob_file(&good, &image.blobs[1]);
     let mut bytes = std::fs::read(&layer).unwrap();
