@@ -80,6 +80,12 @@ pub struct Config {
     pub metrics_allow: Setting<Vec<IpNet>>,
     /// How log lines are written.
     pub log_format: Setting<LogFormat>,
+    /// The PEM certificate chain served over HTTPS (with `tls_key`; None: plain HTTP).
+    pub tls_cert: Setting<Option<PathBuf>>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Setting<Option<PathBuf>>,
+    /// Proxies whose `X-Forwarded-*` and `Forwarded` headers are believed.
+    pub trusted_proxies: Setting<Vec<IpNet>>,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -117,6 +123,9 @@ struct FileConfig {
     audit_retention: Option<String>,
     max_upload_sessions: Option<NumberOrText>,
     max_blob_size: Option<NumberOrText>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -146,6 +155,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Inconsistent(String),
     #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
     Invalid {
         setting: &'static str,
@@ -423,6 +434,9 @@ impl Config {
             max_blob_size: Setting::default(None),
             metrics_allow: Setting::default(loopback_only()),
             log_format: Setting::default(LogFormat::Text),
+            tls_cert: Setting::default(None),
+            tls_key: Setting::default(None),
+            trusted_proxies: Setting::default(Vec::new()),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -493,6 +507,14 @@ impl Config {
             config.log_format.set(
                 file.log_format
                     .map(|f| parse_log_format(&f, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.tls_cert.set(file.tls_cert.map(Some), Source::File);
+            config.tls_key.set(file.tls_key.map(Some), Source::File);
+            config.trusted_proxies.set(
+                file.trusted_proxies
+                    .map(|list| parse_cidrs("trusted_proxies", &list, Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -575,6 +597,18 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        config
+            .tls_cert
+            .set(env_path("BERTH_TLS_CERT").map(Some), Source::Env);
+        config
+            .tls_key
+            .set(env_path("BERTH_TLS_KEY").map(Some), Source::Env);
+        config.trusted_proxies.set(
+            env("BERTH_TRUSTED_PROXIES")?
+                .map(|list| parse_cidrs("trusted_proxies", &split_list(&list), Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.listen.set(
             listen_flag
                 .map(|l| parse_listen(l, Source::Flag))
@@ -582,6 +616,21 @@ impl Config {
             Source::Flag,
         );
         config.data_dir.set(global.data_dir.clone(), Source::Flag);
+        match (&config.tls_cert.value, &config.tls_key.value) {
+            (Some(_), None) => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "tls_cert is set (from {}) but tls_key is not: set both for HTTPS, or neither",
+                    config.tls_cert.source
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "tls_key is set (from {}) but tls_cert is not: set both for HTTPS, or neither",
+                    config.tls_key.source
+                )))
+            }
+            _ => {}
+        }
         Ok(config)
     }
 
@@ -688,6 +737,38 @@ impl Config {
             out,
             "log_format   = {}  ({})",
             self.log_format.value, self.log_format.source
+        );
+        let shown_path = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map_or("(none: plain HTTP)".to_owned(), |p| p.display().to_string())
+        };
+        let _ = writeln!(
+            out,
+            "tls_cert     = {}  ({})",
+            shown_path(&self.tls_cert.value),
+            self.tls_cert.source
+        );
+        let _ = writeln!(
+            out,
+            "tls_key      = {}  ({})",
+            shown_path(&self.tls_key.value),
+            self.tls_key.source
+        );
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "trusted_proxies = {}  ({})",
+            if proxies.is_empty() {
+                "(none: forwarding headers are ignored)".to_owned()
+            } else {
+                proxies.join(", ")
+            },
+            self.trusted_proxies.source
         );
         out
     }

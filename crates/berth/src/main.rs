@@ -7,6 +7,7 @@ mod memory;
 mod probe;
 mod secrets;
 mod serve;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;
