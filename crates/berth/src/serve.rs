@@ -151,6 +151,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             },
             runner: RunnerOptions::default(),
             audit_retention: config.audit_retention.value,
+            forwarding: berth_http::origin::Forwarding {
+                trusted_proxies: config.trusted_proxies.value.clone(),
+                tls: certificates.is_some(),
+            },
         },
     })
     .await
