@@ -876,6 +876,46 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_proxy_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(
+            &path,
+            "tls_cert = \"/etc/berth/cert.pem\"\ntls_key = \"/etc/berth/key.pem\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(
+            config.tls_cert.value.as_deref(),
+            Some(Path::new("/etc/berth/cert.pem"))
+        );
+        assert_eq!(config.tls_key.source, Source::File);
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
+        std::fs::write(&path, "tls_cert = \"/etc/berth/cert.pem\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tls_cert is set (from config file) but tls_key is not: set both for HTTPS, or neither"
+        );
+        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.300\"]\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.300") && !err.contains('\n'),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn limits_come_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
