@@ -907,7 +907,11 @@ mod tests {
             err,
             "tls_cert is set (from config file) but tls_key is not: set both for HTTPS, or neither"
         );
-        std::fs::write(&path, "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.300\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.300\"]\n",
+        )
+        .unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(
             err.contains("trusted_proxies") && err.contains("10.0.0.300") && !err.contains('\n'),

@@ -93,8 +93,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// A certificate chain and its private key, checked to belong together.
 fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, String> {
     let read = |setting: &str, path: &Path| {
-        std::fs::read(path)
-            .map_err(|e| format!("cannot read {setting} {}: {e}", path.display()))
+        std::fs::read(path).map_err(|e| format!("cannot read {setting} {}: {e}", path.display()))
     };
     let cert_pem = read("tls_cert", cert_path)?;
     let key_pem = read("tls_key", key_path)?;
@@ -126,8 +125,7 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, String> 
 /// ends. A failed reload is logged once per change and the certificate in use stays.
 pub async fn reload_on_change(certificates: Arc<Certificates>) {
     #[cfg(unix)]
-    let mut hangups =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = certificates.stamp();
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

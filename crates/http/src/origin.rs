@@ -35,7 +35,10 @@ impl RequestOrigin {
     /// The origin the middleware set; a request that did not pass through it (none in the
     /// router) counts as an unknown client over plain HTTP.
     pub(crate) fn of(extensions: &Extensions) -> RequestOrigin {
-        extensions.get::<RequestOrigin>().cloned().unwrap_or_default()
+        extensions
+            .get::<RequestOrigin>()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -81,9 +84,9 @@ impl Forwarding {
             return direct;
         };
         let forwarded = match joined(headers, "x-forwarded-for") {
-            Some(list) => self.from_x_forwarded(peer, &list, headers),
+            Some(list) => self.read_x_forwarded(peer, &list, headers),
             None => match joined(headers, header::FORWARDED.as_str()) {
-                Some(list) => self.from_forwarded(peer, &list),
+                Some(list) => self.read_forwarded(peer, &list),
                 None => Hop::default(),
             },
         };
@@ -98,7 +101,7 @@ impl Forwarding {
     }
 
     /// `X-Forwarded-For` with `X-Forwarded-Proto` and `X-Forwarded-Host`.
-    fn from_x_forwarded(&self, peer: IpAddr, list: &str, headers: &HeaderMap) -> Hop {
+    fn read_x_forwarded(&self, peer: IpAddr, list: &str, headers: &HeaderMap) -> Hop {
         let chain: Vec<Option<IpAddr>> = list.split(',').map(parse_node).collect();
         // The outermost proxy's view of the request: proxies overwrite or pass these on, and
         // the first value is what the client-facing one saw.
@@ -115,7 +118,7 @@ impl Forwarding {
     }
 
     /// RFC 7239 `Forwarded`: one element per hop, each with `for`, `proto` and `host`.
-    fn from_forwarded(&self, peer: IpAddr, list: &str) -> Hop {
+    fn read_forwarded(&self, peer: IpAddr, list: &str) -> Hop {
         let elements: Vec<Element> = split_outside_quotes(list, ',')
             .into_iter()
             .map(|e| parse_element(&e))
@@ -202,7 +205,9 @@ fn parse_node(raw: &str) -> Option<IpAddr> {
         let (inside, _port) = rest.split_once(']')?;
         return inside.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
     }
-    node.parse::<SocketAddr>().ok().map(|s| s.ip().to_canonical())
+    node.parse::<SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 /// Splits on `separator` except inside quoted strings (which may hold it, and `\"`).
@@ -253,10 +258,7 @@ fn parse_element(raw: &str) -> Element {
 }
 
 fn unquote(value: &str) -> String {
-    match value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-    {
+    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
         Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
         None => value.to_owned(),
     }

@@ -2,9 +2,9 @@
 //! service, with the scope they need.
 
 use crate::oci::error_response;
+use crate::origin::RequestOrigin;
 use crate::AppState;
 use axum::body::Body;
-use crate::origin::RequestOrigin;
 use axum::http::{header, Extensions, HeaderValue, Method, Response};
 use berth_core::access::{Need, Resource};
 use berth_core::Error;

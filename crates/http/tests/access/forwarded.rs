@@ -83,7 +83,10 @@ async fn a_trusted_proxys_clients_are_throttled_each_on_their_own() {
     // Another client behind the same proxy is not slowed down by the guesser.
     let (status, took) = sign_in(&server, &proxy, "203.0.113.2", "alice", PASSWORD).await;
     assert_eq!(status, 200);
-    assert!(took < HELD, "an honest client behind the proxy was held: {took:?}");
+    assert!(
+        took < HELD,
+        "an honest client behind the proxy was held: {took:?}"
+    );
     // The right-most address that is not the proxy counts, whatever a client put before it.
     let (_, took) = sign_in(
         &server,
@@ -93,7 +96,10 @@ async fn a_trusted_proxys_clients_are_throttled_each_on_their_own() {
         "wrong",
     )
     .await;
-    assert!(took >= HELD, "the guesser hid behind a spoofed entry: {took:?}");
+    assert!(
+        took >= HELD,
+        "the guesser hid behind a spoofed entry: {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -164,12 +170,18 @@ async fn metrics_allow_and_the_token_realm_follow_only_the_trusted_proxy() {
     );
     assert_eq!(
         realm(&direct).await,
-        format!("Bearer realm=\"http://{}/token\",service=\"berth\"", server.addr)
+        format!(
+            "Bearer realm=\"http://{}/token\",service=\"berth\"",
+            server.addr
+        )
     );
     // RFC 7239 `Forwarded` from the proxy says the same.
     let response = proxy
         .get(server.url("/v2/"))
-        .header("forwarded", "for=203.0.113.9;proto=https;host=\"hub.example:8443\"")
+        .header(
+            "forwarded",
+            "for=203.0.113.9;proto=https;host=\"hub.example:8443\"",
+        )
         .send()
         .await
         .unwrap();
