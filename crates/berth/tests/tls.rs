@@ -271,6 +271,26 @@ async fn https_serves_the_certificate_over_http1_and_http2() {
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains(&realm), "{challenge}");
 
+    // A browser's sign-in over HTTP/2 (no Host header, only `:authority`) passes the
+    // same-origin check, and its session cookie is marked Secure.
+    let browser = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_der(ca.cert.der()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = format!("https://localhost:{}", server.addr.port());
+    let response = browser
+        .post(format!("{origin}/login"))
+        .header("origin", &origin)
+        .form(&[("username", "admin"), ("password", "tls-test-Pw-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 303, "{:?}", response.headers());
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+
     // Plain HTTP on the HTTPS port is not served.
     let mut plain = TcpStream::connect(server.addr).await.unwrap();
     plain
