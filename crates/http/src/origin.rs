@@ -34,11 +34,13 @@ pub struct RequestOrigin {
 impl RequestOrigin {
     /// The origin the middleware set; a request that did not pass through it (none in the
     /// router) counts as an unknown client over plain HTTP.
-    pub(crate) fn of(extensions: &Extensions) -> RequestOrigin {
-        extensions
-            .get::<RequestOrigin>()
-            .cloned()
-            .unwrap_or_default()
+    pub(crate) fn of(extensions: &Extensions) -> &RequestOrigin {
+        static UNKNOWN: RequestOrigin = RequestOrigin {
+            client: None,
+            https: false,
+            host: None,
+        };
+        extensions.get::<RequestOrigin>().unwrap_or(&UNKNOWN)
     }
 }
 

@@ -167,7 +167,7 @@ pub(crate) fn same_origin(
     };
     // The host the client asked for (from a trusted proxy, the one it forwarded; over
     // HTTP/2, the `:authority`), or the Host header as it reached us.
-    let asked = crate::origin::RequestOrigin::of(extensions).host;
+    let asked = crate::origin::RequestOrigin::of(extensions).host.as_deref();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let public = state.public_url.as_deref().and_then(authority_of);
     asked.is_some_and(|asked| asked.eq_ignore_ascii_case(&authority))
