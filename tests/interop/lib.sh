@@ -25,6 +25,8 @@ ADMIN_PASSWORD=interop-admin-Pw-1
 ADMIN_CREDS=          # USER:PASSWORD every ordinary check uses; empty = anonymous (distribution)
 CURL_AUTH=()          # the same for curl
 REGISTRY_ENV=()       # NAME=VALUE settings for the berth a suite starts (set before start_registry)
+SCHEME=http           # https when a suite starts berth with tls_cert/tls_key
+CURL_TLS=()           # curl options that trust the suite's test CA (with SCHEME=https)
 HELPER_PIDS=()        # other processes a suite started in the background; cleanup stops them
 FINISHED=
 PASSED=0
@@ -94,7 +96,7 @@ EOF
   # Ready = /v2/ answers, either 200 or a 401 challenge.
   local i
   for i in $(seq 100); do
-    case $(curl -s -o /dev/null -w '%{http_code}' "http://$REG/v2/") in 200 | 401) break ;; esac
+    case $(curl -s "${CURL_TLS[@]}" -o /dev/null -w '%{http_code}' "$SCHEME://$REG/v2/") in 200 | 401) break ;; esac
     if [[ -n $SERVER_PID ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
       echo "registry exited before becoming ready" >&2; return 1
     fi
@@ -117,8 +119,11 @@ setup_containers_env() {
   NOAUTH=$WORK/noauth.json
   echo "{}" >"$NOAUTH"
   write_authfile "$WORK/auth.json" "$ADMIN_CREDS"
-  printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = true\n' \
-    "$REG" >"$c/registries.conf"
+  # Plain HTTP needs `insecure`; an HTTPS suite verifies the server against its test CA.
+  local insecure=true
+  [[ $SCHEME == https ]] && insecure=false
+  printf 'unqualified-search-registries = []\n[[registry]]\nlocation = "%s"\ninsecure = %s\n' \
+    "$REG" "$insecure" >"$c/registries.conf"
   printf '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' >"$c/containers.conf"
   CT_ENV=(env HOME="$WORK/home" XDG_CONFIG_HOME="$WORK/home/.config"
     XDG_DATA_HOME="$WORK/home/.local/share" XDG_RUNTIME_DIR="$WORK/run" TMPDIR="$WORK/tmp"

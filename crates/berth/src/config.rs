@@ -80,6 +80,12 @@ pub struct Config {
     pub metrics_allow: Setting<Vec<IpNet>>,
     /// How log lines are written.
     pub log_format: Setting<LogFormat>,
+    /// The PEM certificate chain served over HTTPS (with `tls_key`; None: plain HTTP).
+    pub tls_cert: Setting<Option<PathBuf>>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Setting<Option<PathBuf>>,
+    /// Proxies whose `X-Forwarded-*` and `Forwarded` headers are believed.
+    pub trusted_proxies: Setting<Vec<IpNet>>,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -117,6 +123,9 @@ struct FileConfig {
     audit_retention: Option<String>,
     max_upload_sessions: Option<NumberOrText>,
     max_blob_size: Option<NumberOrText>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -146,6 +155,8 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Inconsistent(String),
     #[error("invalid {setting} {value:?} (from {origin}): {reason}")]
     Invalid {
         setting: &'static str,
@@ -423,6 +434,9 @@ impl Config {
             max_blob_size: Setting::default(None),
             metrics_allow: Setting::default(loopback_only()),
             log_format: Setting::default(LogFormat::Text),
+            tls_cert: Setting::default(None),
+            tls_key: Setting::default(None),
+            trusted_proxies: Setting::default(Vec::new()),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -493,6 +507,14 @@ impl Config {
             config.log_format.set(
                 file.log_format
                     .map(|f| parse_log_format(&f, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.tls_cert.set(file.tls_cert.map(Some), Source::File);
+            config.tls_key.set(file.tls_key.map(Some), Source::File);
+            config.trusted_proxies.set(
+                file.trusted_proxies
+                    .map(|list| parse_cidrs("trusted_proxies", &list, Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -575,6 +597,18 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        config
+            .tls_cert
+            .set(env_path("BERTH_TLS_CERT").map(Some), Source::Env);
+        config
+            .tls_key
+            .set(env_path("BERTH_TLS_KEY").map(Some), Source::Env);
+        config.trusted_proxies.set(
+            env("BERTH_TRUSTED_PROXIES")?
+                .map(|list| parse_cidrs("trusted_proxies", &split_list(&list), Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.listen.set(
             listen_flag
                 .map(|l| parse_listen(l, Source::Flag))
@@ -582,6 +616,21 @@ impl Config {
             Source::Flag,
         );
         config.data_dir.set(global.data_dir.clone(), Source::Flag);
+        match (&config.tls_cert.value, &config.tls_key.value) {
+            (Some(_), None) => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "tls_cert is set (from {}) but tls_key is not: set both for HTTPS, or neither",
+                    config.tls_cert.source
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "tls_key is set (from {}) but tls_cert is not: set both for HTTPS, or neither",
+                    config.tls_key.source
+                )))
+            }
+            _ => {}
+        }
         Ok(config)
     }
 
@@ -689,6 +738,38 @@ impl Config {
             "log_format   = {}  ({})",
             self.log_format.value, self.log_format.source
         );
+        let shown_path = |path: &Option<PathBuf>| {
+            path.as_ref()
+                .map_or("(none: plain HTTP)".to_owned(), |p| p.display().to_string())
+        };
+        let _ = writeln!(
+            out,
+            "tls_cert     = {}  ({})",
+            shown_path(&self.tls_cert.value),
+            self.tls_cert.source
+        );
+        let _ = writeln!(
+            out,
+            "tls_key      = {}  ({})",
+            shown_path(&self.tls_key.value),
+            self.tls_key.source
+        );
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = writeln!(
+            out,
+            "trusted_proxies = {}  ({})",
+            if proxies.is_empty() {
+                "(none: forwarding headers are ignored)".to_owned()
+            } else {
+                proxies.join(", ")
+            },
+            self.trusted_proxies.source
+        );
         out
     }
 
@@ -792,6 +873,50 @@ mod tests {
         for bad in ["0", "-5", "4294967296", "ten", "١"] {
             assert!(limit(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tls_and_proxy_settings_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(
+            &path,
+            "tls_cert = \"/etc/berth/cert.pem\"\ntls_key = \"/etc/berth/key.pem\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(
+            config.tls_cert.value.as_deref(),
+            Some(Path::new("/etc/berth/cert.pem"))
+        );
+        assert_eq!(config.tls_key.source, Source::File);
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .value
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
+        std::fs::write(&path, "tls_cert = \"/etc/berth/cert.pem\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "tls_cert is set (from config file) but tls_key is not: set both for HTTPS, or neither"
+        );
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.300\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("10.0.0.300") && !err.contains('\n'),
+            "{err}"
+        );
     }
 
     #[test]

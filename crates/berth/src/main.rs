@@ -11,6 +11,7 @@ mod probe;
 mod restore;
 mod secrets;
 mod serve;
+mod tls;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -40,6 +40,8 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("{message}")]
     Secrets { message: String },
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Creates the data directory, proves it writable and takes the server lock on it, so a
@@ -90,6 +92,13 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 async fn serve(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.value.clone();
     let shown_dir = data_dir.display().to_string();
+    // The certificate is checked before anything else starts, so a bad one fails fast.
+    let certificates = match (&config.tls_cert.value, &config.tls_key.value) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            crate::tls::Certificates::load(cert, key).map_err(ServeError::Tls)?,
+        )),
+        _ => None,
+    };
     let _lock = prepare_data_dir(&data_dir)?;
     let blobs = FsBlobStore::open(&data_dir).map_err(|source| ServeError::DataDir {
         dir: shown_dir.clone(),
@@ -138,6 +147,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             },
             runner: RunnerOptions::default(),
             audit_retention: config.audit_retention.value,
+            forwarding: berth_http::origin::Forwarding {
+                trusted_proxies: config.trusted_proxies.value.clone(),
+                tls: certificates.is_some(),
+            },
         },
     })
     .await
@@ -167,14 +180,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen {
             addr: addr.to_string(),
             source,
-        })?
-        // Without TCP_NODELAY, a response whose body is written after its head waits for the
-        // client's delayed ACK (40 ms on Linux) on every reused connection.
-        .tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
+        })?;
     // Upload expiry, the platform backfill, history pruning and webhook deliveries are jobs;
     // a job under way at shutdown is left to its lease and runs again.
     let (stop_runner, runner_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -189,14 +195,45 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     });
     let ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
     let app = berth_http::router_with(wired.state, ops);
-    tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(ServeError::Server)?;
+    match certificates {
+        Some(certificates) => {
+            let tls = certificates.server_config().map_err(ServeError::Tls)?;
+            let listener = crate::tls::TlsListener::new(listener, tls).map_err(|source| {
+                ServeError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                }
+            })?;
+            let reloader = tokio::spawn(crate::tls::reload_on_change(certificates));
+            tracing::info!(%addr, data_dir = %shown_dir, "berth is listening (HTTPS)");
+            // `tap_io` only so axum hands handlers the client's address as it does for TCP.
+            axum::serve(
+                listener.tap_io(|_| {}),
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServeError::Server)?;
+            reloader.abort();
+        }
+        None => {
+            // Without TCP_NODELAY, a response whose body is written after its head waits for
+            // the client's delayed ACK (40 ms on Linux) on every reused connection.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %err, "could not set TCP_NODELAY");
+                }
+            });
+            tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(ServeError::Server)?;
+        }
+    }
     let _ = stop_runner.send(());
     if let Err(err) = runner.await {
         tracing::warn!(error = %err, "the jobs runner failed");

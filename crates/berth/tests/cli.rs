@@ -33,6 +33,9 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_SECRETS_KEY_FILE",
     "BERTH_METRICS_ALLOW",
     "BERTH_LOG_FORMAT",
+    "BERTH_TLS_CERT",
+    "BERTH_TLS_KEY",
+    "BERTH_TRUSTED_PROXIES",
 ];
 
 fn berth() -> Command {
@@ -499,10 +502,18 @@ fn operations_settings_come_from_the_environment_and_bad_ones_stop_startup() {
         "default",
     );
     expect_setting(&settings, "log_format", "text", "default");
+    expect_setting(
+        &settings,
+        "trusted_proxies",
+        "(none: forwarding headers are ignored)",
+        "default",
+    );
+    expect_setting(&settings, "tls_cert", "(none: plain HTTP)", "default");
 
     let mut cmd = berth();
     cmd.args(["config", "show"])
         .env("BERTH_METRICS_ALLOW", "10.0.0.0/8, 192.0.2.1")
+        .env("BERTH_TRUSTED_PROXIES", "10.1.2.3/8,fd00::/8, 192.0.2.7")
         .env("BERTH_LOG_FORMAT", "json");
     let settings = config_show(cmd);
     expect_setting(
@@ -512,9 +523,17 @@ fn operations_settings_come_from_the_environment_and_bad_ones_stop_startup() {
         "environment",
     );
     expect_setting(&settings, "log_format", "json", "environment");
+    expect_setting(
+        &settings,
+        "trusted_proxies",
+        "10.0.0.0/8, fd00::/8, 192.0.2.7/32",
+        "environment",
+    );
 
     for (var, value) in [
         ("BERTH_METRICS_ALLOW", "10.0.0.0/8,not-a-cidr"),
+        ("BERTH_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("BERTH_TRUSTED_PROXIES", "nginx"),
         ("BERTH_LOG_FORMAT", "yaml"),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@ mod api;
 mod auth;
 pub mod oci;
 pub mod ops;
+pub mod origin;
 mod ui;
 mod v1_search;
 pub mod wiring;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Webhooks: their settings, pings, redeliveries and history, and the event stream.
     pub webhooks: berth_core::webhooks::Webhooks,
+    /// Which proxies' forwarding headers are believed, and whether the listener is HTTPS.
+    pub forwarding: Arc<origin::Forwarding>,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The whole HTTP application, with the operations endpoints set up by `ops`.
 pub fn router_with(state: AppState, ops: ops::Operations) -> Router {
+    let forwarding = state.forwarding.clone();
     Router::new()
         .merge(oci::routes())
         .merge(api::routes())
@@ -59,6 +63,11 @@ pub fn router_with(state: AppState, ops: ops::Operations) -> Router {
         .fallback(any(not_found))
         .layer(axum::middleware::map_response(oci::api_version_header))
         .layer(axum::middleware::from_fn_with_state(ops, ops::observe))
+        // Outermost: everything inside reads the client's address from this one place.
+        .layer(axum::middleware::from_fn_with_state(
+            forwarding,
+            origin::attach,
+        ))
         .with_state(state)
 }
 

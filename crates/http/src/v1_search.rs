@@ -86,7 +86,7 @@ pub(crate) async fn search(
     };
     let principal = match principal {
         Ok(principal) => principal,
-        Err(err) => return refuse(&state, &parts.headers, &method, &err, &[], false),
+        Err(err) => return refuse(&state, &parts.extensions, &method, &err, &[], false),
     };
     let text = query_text(query, "q").unwrap_or_default();
     let request = SearchRequest {

@@ -46,6 +46,8 @@ pub struct Settings {
     pub runner: RunnerOptions,
     /// How long audit records are kept (`audit_retention`).
     pub audit_retention: std::time::Duration,
+    /// `trusted_proxies`, and whether `serve` speaks HTTPS itself.
+    pub forwarding: crate::origin::Forwarding,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             webhooks: WebhookSettings::default(),
             runner: RunnerOptions::default(),
             audit_retention: std::time::Duration::from_secs(365 * 86400),
+            forwarding: crate::origin::Forwarding::default(),
         }
     }
 }
@@ -157,6 +160,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         hub,
         public_url: settings.public_url,
         webhooks,
+        forwarding: Arc::new(settings.forwarding),
     };
     Ok(Wired { state, runner })
 }

@@ -47,7 +47,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 async fn dispatch(State(state): State<AppState>, request: Request<Body>) -> Response<Body> {
     let method = request.method().clone();
-    let base = base_url(&state, request.headers());
+    let base = base_url(&state, request.extensions());
     let mut response = match handle(&state, request).await {
         Ok(response) => response,
         Err(err) => error::render(&err, &method),
@@ -161,7 +161,7 @@ async fn handle(state: &AppState, request: Request<Body>) -> ApiResult<Response<
         principal,
         address,
         query: parts.uri.query().unwrap_or_default().to_owned(),
-        link: format!("{}{path}", base_url(state, &parts.headers)),
+        link: format!("{}{path}", base_url(state, &parts.extensions)),
         body,
     };
     route_to_handler(&call, route, &method).await

@@ -2,33 +2,22 @@
 //! service, with the scope they need.
 
 use crate::oci::error_response;
+use crate::origin::RequestOrigin;
 use crate::AppState;
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, Method, Response};
+use axum::http::{header, Extensions, HeaderValue, Method, Response};
 use berth_core::access::{Need, Resource};
 use berth_core::Error;
 
-/// Where the token service is: the configured public URL, or the address the client used.
-pub(crate) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+/// Where the token service is: the configured public URL, or the scheme and host the client
+/// used (as a trusted proxy forwarded them, if one did).
+pub(crate) fn base_url(state: &AppState, extensions: &Extensions) -> String {
     if let Some(url) = &state.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
+    let origin = RequestOrigin::of(extensions);
+    let scheme = if origin.https { "https" } else { "http" };
+    let host = origin.host.as_deref().unwrap_or("localhost");
     format!("{scheme}://{host}")
 }
 
@@ -69,7 +58,7 @@ fn scope_of(needs: &[Need]) -> String {
 /// (or a token with more scope) could help.
 pub(crate) fn refuse(
     state: &AppState,
-    headers: &HeaderMap,
+    extensions: &Extensions,
     method: &Method,
     err: &Error,
     needs: &[Need],
@@ -84,7 +73,7 @@ pub(crate) fn refuse(
         let settings = state.auth.settings();
         let mut challenge = format!(
             "Bearer realm=\"{}/token\",service=\"{}\"",
-            base_url(state, headers),
+            base_url(state, extensions),
             settings.service
         );
         let scope = scope_of(needs);

@@ -114,11 +114,10 @@ pub(crate) async fn identify(
     }
 }
 
-/// The client's address, when the server knows it.
+/// The client's address, when the server knows it: the TCP peer's, or the one a trusted
+/// proxy forwarded (`crate::origin`).
 pub(crate) fn peer_address(extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip())
+    crate::origin::RequestOrigin::of(extensions).client
 }
 
 #[cfg(test)]

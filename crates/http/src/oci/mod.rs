@@ -60,7 +60,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         Err(err) => {
             return Ok(auth::refuse(
                 &state,
-                &parts.headers,
+                &parts.extensions,
                 &method,
                 &err,
                 &needs.required,
@@ -72,7 +72,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         let insufficient_scope = caller.is_bearer();
         return Ok(auth::refuse(
             &state,
-            &parts.headers,
+            &parts.extensions,
             &method,
             &err,
             &needs.required,

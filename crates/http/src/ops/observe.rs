@@ -59,6 +59,12 @@ pub(crate) async fn observe(
     };
     let kind = RouteKind::of_path(request.uri().path());
     let method = request.method().clone();
+    // As the origin layer (outside this one) worked it out: behind a trusted proxy, the
+    // proxy's client.
+    let client = request
+        .extensions()
+        .get::<crate::origin::RequestOrigin>()
+        .and_then(|origin| origin.client);
     let span = tracing::info_span!("request", id = %id);
     // Only bodies that carry bytes are wrapped to count them.
     if request.body().size_hint().exact() != Some(0) {
@@ -76,10 +82,11 @@ pub(crate) async fn observe(
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros() as u64;
         let _entered = span.enter();
+        let client = client.map(tracing::field::display);
         if status >= 500 {
-            tracing::warn!(%method, %path, status, micros, "request failed");
+            tracing::warn!(%method, %path, status, micros, client, "request failed");
         } else {
-            tracing::debug!(%method, %path, status, micros, "request");
+            tracing::debug!(%method, %path, status, micros, client, "request");
         }
         (status, response)
     };

@@ -136,8 +136,8 @@ impl FromRequestParts<AppState> for Visitor {
             stale_session: false,
             notice: session::cookie(headers, NOTICE_COOKIE).and_then(Notice::from_cookie),
             address: peer_address(&parts.extensions),
-            base: base_url(state, headers),
-            secure: session::is_secure(state, headers),
+            base: base_url(state, &parts.extensions),
+            secure: session::is_secure(state, &parts.extensions),
             here: parts
                 .uri
                 .path_and_query()
@@ -333,7 +333,7 @@ impl FromRequest<AppState> for Submission {
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = request.into_parts();
         let visitor = Visitor::from_request_parts(&mut parts, state).await?;
-        if !session::same_origin(state, &parts.headers) {
+        if !session::same_origin(state, &parts.headers, &parts.extensions) {
             return Err(visitor.forgery());
         }
         let Ok(bytes) = to_bytes(body, MAX_FORM_BYTES).await else {

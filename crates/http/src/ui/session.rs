@@ -136,12 +136,9 @@ pub(crate) fn csrf_matches(session: &str, submitted: &str) -> bool {
     }
 }
 
-/// Whether the browser reached us over TLS, directly or through a proxy that says so.
-pub(crate) fn is_secure(state: &AppState, headers: &HeaderMap) -> bool {
-    let forwarded_https = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+/// Whether the browser reached us over TLS, directly or through a trusted proxy that says so.
+pub(crate) fn is_secure(state: &AppState, extensions: &axum::http::Extensions) -> bool {
+    let forwarded_https = crate::origin::RequestOrigin::of(extensions).https;
     let public_https = state
         .public_url
         .as_deref()
@@ -152,7 +149,11 @@ pub(crate) fn is_secure(state: &AppState, headers: &HeaderMap) -> bool {
 /// Whether a submission comes from one of our own pages: its `Origin` (or, without one, its
 /// `Referer`) must name this host. Clients that send neither are not browsers acting for
 /// another site, so they pass; the CSRF token still guards signed-in forms.
-pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> bool {
     let claimed = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
@@ -164,9 +165,13 @@ pub(crate) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
         // "null" (a sandboxed or privacy-stripped origin) or garbage: not provably ours.
         return false;
     };
+    // The host the client asked for (from a trusted proxy, the one it forwarded; over
+    // HTTP/2, the `:authority`), or the Host header as it reached us.
+    let asked = crate::origin::RequestOrigin::of(extensions).host.as_deref();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let public = state.public_url.as_deref().and_then(authority_of);
-    host.is_some_and(|host| host.eq_ignore_ascii_case(&authority))
+    asked.is_some_and(|asked| asked.eq_ignore_ascii_case(&authority))
+        || host.is_some_and(|host| host.eq_ignore_ascii_case(&authority))
         || public.is_some_and(|public| public.eq_ignore_ascii_case(&authority))
 }
 

@@ -105,9 +105,14 @@ impl Server {
     }
 
     pub async fn start_with(settings: AuthSettings) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
         let mut options = berth_testkit::Options::default();
         options.settings.auth = settings;
+        Server::start_with_options(options).await
+    }
+
+    /// With the test kit's options as given (the session cap aside).
+    pub async fn start_with_options(mut options: berth_testkit::Options) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
         // The matrix opens hundreds of sessions as one admin and finishes none of them; the
         // cap on sessions per account has its own tests.
         options.settings.registry.max_upload_sessions = None;
