@@ -124,6 +124,7 @@ impl World {
                 is_admin,
             },
             limits: None,
+            credential_generation: None,
         }
     }
 
@@ -538,6 +539,7 @@ async fn stars_belong_to_signed_in_users_who_can_read_the_repository() {
             name: "acme".into(),
         },
         limits: None,
+        credential_generation: None,
     };
     assert!(matches!(
         w.hub.star(&as_user(&org_token), &app).await,

@@ -71,6 +71,7 @@ impl World {
                 is_admin,
             },
             limits: None,
+            credential_generation: None,
         }
     }
 

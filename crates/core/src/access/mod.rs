@@ -76,12 +76,21 @@ pub struct Principal {
     pub actor: Actor,
     /// Set when the caller authenticated with an access token.
     pub limits: Option<TokenLimits>,
+    /// For a user read from the store: the account's credential generation at that moment.
+    /// A session opened for this principal carries it, so a password change that lands
+    /// between checking the password and opening the session still ends the session.
+    /// `None`: not read from the store (the CLI, anonymous, an organization).
+    pub credential_generation: Option<i64>,
 }
 
 impl Principal {
     /// A user signed in with their password (no token limits).
     pub fn user(user: UserRecord) -> Principal {
-        Principal::signed_in_user(user.id, user.name, user.is_admin)
+        let generation = user.credential_generation;
+        Principal {
+            credential_generation: Some(generation),
+            ..Principal::signed_in_user(user.id, user.name, user.is_admin)
+        }
     }
 
     /// The user `id` named `name` signed in with their password (no token limits).
@@ -89,6 +98,7 @@ impl Principal {
         Principal {
             actor: Actor::User { id, name, is_admin },
             limits: None,
+            credential_generation: None,
         }
     }
 
@@ -104,6 +114,7 @@ impl Principal {
         Principal {
             actor: Actor::Anonymous,
             limits: None,
+            credential_generation: None,
         }
     }
 

@@ -15,7 +15,7 @@ pub use hub::{
 };
 pub use identity::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, AuditRecord,
-    IdentityStore, NamespaceOwner, NamespaceRecord, Namespaces, NewToken, NewUser, OrgRecord,
+    EndedSessions, IdentityStore, RecoveryCodeCounts, RecoveryCodes, NamespaceOwner, NamespaceRecord, Namespaces, NewToken, NewUser, OrgRecord,
     Organizations, Permission, RefreshTokenRecord, RefreshTokens, RepositoryAccess,
     RepositoryRecord, SigningKeys, TeamRecord, TokenRecord, UserRecord, Viewer,
     AUDIT_FOLD_WINDOW_SECS, MAX_AUDIT_ACTION_LEN, MAX_AUDIT_ACTOR_LEN, MAX_AUDIT_TARGET_LEN,

@@ -59,7 +59,7 @@ pub(super) async fn login(call: &Call<'_>) -> ApiResult<Response<Body>> {
             LoginPurpose::Interactive { otp },
         )
         .await?;
-    let token = call.state.auth.issue_api_token(&principal)?;
+    let token = call.state.auth.issue_api_token(&principal).await?;
     ok(&json!({ "token": token }))
 }
 

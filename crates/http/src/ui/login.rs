@@ -34,13 +34,13 @@ pub(super) fn next_of(visitor: &Visitor, fallback: &str) -> String {
 
 /// Opens a session for `principal` in this browser (the session cookie) and goes on to
 /// `next`, with `notice` there: the end of every way of signing in.
-pub(super) fn signed_in(
+pub(super) async fn signed_in(
     visitor: &Visitor,
     principal: &Principal,
     next: &str,
     notice: Option<Notice>,
 ) -> Response {
-    match visitor.state.auth.issue_ui_session(principal) {
+    match visitor.state.auth.issue_ui_session(principal).await {
         Ok(token) => {
             let mut response = visitor.redirect(next, notice);
             if let Some(cookie) = session_cookie(&token, visitor.secure) {
@@ -170,7 +170,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         .login(username, password, visitor.address, purpose)
         .await
     {
-        Ok(principal) => signed_in(visitor, &principal, &next, None),
+        Ok(principal) => signed_in(visitor, &principal, &next, None).await,
         Err(Error::TwoFactorRequired(_)) => {
             two_factor_page(visitor, StatusCode::OK, username, password, &next, None)
         }
@@ -220,9 +220,15 @@ pub(crate) async fn confirm_sign_out(visitor: Visitor) -> Response {
     visitor.page("Sign out", body)
 }
 
-/// `POST /logout`: ends the session in this browser.
+/// `POST /logout`: ends the session on the server (a copy of the cookie kept anywhere no
+/// longer signs in) and in this browser.
 pub(crate) async fn sign_out(submission: Submission) -> Response {
     let visitor = &submission.visitor;
+    if let Some(token) = visitor.session_token() {
+        if let Err(err) = visitor.state.auth.end_ui_session(token).await {
+            return visitor.respond(Err(err.into()));
+        }
+    }
     if let Some(name) = visitor.user_name() {
         visitor
             .state

@@ -160,6 +160,11 @@ impl FromRequestParts<AppState> for Visitor {
 }
 
 impl Visitor {
+    /// The valid session token this request came with, if any.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     /// The visitor as the management services take a caller.
     pub fn acting(&self) -> Acting<'_> {
         Acting::new(&self.principal, self.address.map(|a| a.to_string()))

@@ -11,6 +11,7 @@ use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
+use berth_core::access::Principal;
 use berth_core::auth::LoginPurpose;
 use berth_core::identity::{
     validate_repository_pattern, CreatedToken, TokenRequest, TokenScope, TotpSetup,
@@ -137,12 +138,12 @@ pub(crate) async fn change_password(submission: Submission) -> Response {
     match set_password(&submission).await {
         Ok(notice) => {
             let visitor = &submission.visitor;
-            signed_in(
-                visitor,
-                &visitor.principal,
-                "/settings#password",
-                Some(notice),
-            )
+            // The session opened now carries the generation the change moved the account to.
+            let afresh = Principal {
+                credential_generation: None,
+                ..visitor.principal.clone()
+            };
+            signed_in(visitor, &afresh, "/settings#password", Some(notice)).await
         }
         Err(err) => submission.outcome(Err(err), "/settings#password"),
     }
