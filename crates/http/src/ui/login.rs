@@ -112,14 +112,15 @@ fn two_factor_page(
 ) -> Response {
     let mut body = narrow_panel_start("Two-factor authentication", None, error);
     html!(body,
-        "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>.</p>"
+        "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>, "
+        "or one of your recovery codes.</p>"
         [form_start(visitor, "/login", "stack")]
         "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
         "<input type=\"hidden\" name=\"username\" value=\"" (username) "\">"
         "<input type=\"hidden\" name=\"password\" value=\"" (password) "\">"
         "<div class=\"field\"><label for=\"otp\">Authentication code</label>"
-        "<input type=\"text\" id=\"otp\" name=\"otp\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" "
-        "autocomplete=\"one-time-code\" maxlength=\"8\" required autofocus></div>"
+        "<input type=\"text\" id=\"otp\" name=\"otp\" autocapitalize=\"none\" spellcheck=\"false\" "
+        "autocomplete=\"one-time-code\" maxlength=\"16\" required autofocus></div>"
         "<div><button type=\"submit\">Verify and sign in</button></div>"
         "</form></div>"
     );
@@ -136,11 +137,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         .to_owned();
     let username = form.text("username");
     let password = form.get("password").unwrap_or_default();
-    let otp: String = form
-        .text("otp")
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let otp = form.text("otp").trim();
     if username.is_empty() || password.is_empty() {
         let message = "Enter your username and password.";
         return sign_in_page(
@@ -163,7 +160,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         );
     }
     let purpose = LoginPurpose::Interactive {
-        otp: (!otp.is_empty()).then_some(otp.as_str()),
+        otp: (!otp.is_empty()).then_some(otp),
     };
     let auth = &visitor.state.auth;
     match auth
@@ -182,7 +179,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
             &next,
             Some(
                 "That code is not valid. Each code works once and codes change every 30 \
-                 seconds: try the next one.",
+                 seconds: try the next one, or a recovery code you have not used.",
             ),
         ),
         Err(Error::CredentialsInvalid) => sign_in_page(
