@@ -57,6 +57,7 @@ fn with_token(principal: &Principal, scope: TokenScope, repos: &[&str]) -> Princ
             scope,
             repositories: repos.iter().map(|r| r.to_string()).collect(),
         }),
+        credential_generation: None,
     }
 }
 
