@@ -172,7 +172,18 @@ pub(super) async fn confirm_two_factor(call: &Call<'_>, name: &str) -> ApiResult
     let identity = &call.state.identity;
     let recovery_codes = identity.confirm_totp(&acting, name, &request.code).await?;
     let user = UserView::from(identity.user(&acting, name).await?);
-    ok(&json!({ "user": user, "recovery_codes": recovery_codes }))
+    ok(&TwoFactorEnabled {
+        user,
+        recovery_codes,
+    })
+}
+
+/// The user as it now is, with its recovery codes, shown this once.
+#[derive(Debug, Serialize)]
+struct TwoFactorEnabled {
+    #[serde(flatten)]
+    user: UserView,
+    recovery_codes: Vec<String>,
 }
 
 /// A new set of recovery codes, shown this once; the earlier set stops working.

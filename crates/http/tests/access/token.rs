@@ -730,6 +730,8 @@ fn claims_for(sub: &str, repo: &str) -> Claims {
             actions: vec!["pull".into()],
         }],
         tid: None,
+        uid: None,
+        gen: None,
     }
 }
 
