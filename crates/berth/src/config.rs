@@ -970,7 +970,10 @@ mod tests {
         assert_eq!(config.refresh_token_ttl.source, Source::File);
         std::fs::write(&path, "refresh_token_ttl = \"soon\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
-        assert!(err.contains("refresh_token_ttl") && !err.contains('\n'), "{err}");
+        assert!(
+            err.contains("refresh_token_ttl") && !err.contains('\n'),
+            "{err}"
+        );
     }
 
     #[test]

@@ -800,8 +800,14 @@ async fn berth_user_passwd_right_after_a_browser_sign_in_signs_that_browser_out(
     assert!(out.status.success(), "{}", stderr(&out));
     let browser = browser_session(&server, "bob", "long-password").await;
     let basic = common::basic_auth("bob", "long-password");
-    assert_eq!(status_with(&server, "/settings", ("cookie", &browser)).await, 200);
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &basic)).await, 200);
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        200
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        200
+    );
 
     // At once, in the same second as often as not: whole-second timestamps let this
     // browser stay signed in.
@@ -817,7 +823,10 @@ async fn berth_user_passwd_right_after_a_browser_sign_in_signs_that_browser_out(
         303,
         "sent to sign in again"
     );
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &basic)).await, 401);
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -830,7 +839,12 @@ async fn berth_user_disable_signs_a_running_servers_users_out_and_enable_lets_th
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let token = berth_on(&server, &["token", "create", "bob", "--scope", "repo:read"], "").await;
+    let token = berth_on(
+        &server,
+        &["token", "create", "bob", "--scope", "repo:read"],
+        "",
+    )
+    .await;
     assert!(token.status.success(), "{}", stderr(&token));
     let secret = stdout(&token)
         .split_whitespace()
@@ -840,20 +854,42 @@ async fn berth_user_disable_signs_a_running_servers_users_out_and_enable_lets_th
     let browser = browser_session(&server, "bob", "long-password").await;
     let basic = common::basic_auth("bob", "long-password");
     let tokened = common::basic_auth("bob", &secret);
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &tokened)).await, 200);
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        200
+    );
 
     let out = berth_on(&server, &["user", "disable", "bob"], "").await;
     assert!(stdout(&out).contains("disabled bob"), "{}", stderr(&out));
-    assert_eq!(status_with(&server, "/settings", ("cookie", &browser)).await, 303);
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &basic)).await, 401);
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &tokened)).await, 401);
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        303
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        401
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        401
+    );
     let listed = berth_on(&server, &["user", "list"], "").await;
-    assert!(stdout(&listed).contains("bob (disabled)"), "{}", stdout(&listed));
+    assert!(
+        stdout(&listed).contains("bob (disabled)"),
+        "{}",
+        stdout(&listed)
+    );
 
     let out = berth_on(&server, &["user", "enable", "bob"], "").await;
     assert!(stdout(&out).contains("enabled bob"), "{}", stderr(&out));
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &basic)).await, 200);
-    assert_eq!(status_with(&server, "/v2/", ("authorization", &tokened)).await, 200);
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        200
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        200
+    );
     assert_eq!(
         status_with(&server, "/settings", ("cookie", &browser)).await,
         303,
@@ -869,19 +905,31 @@ fn berth_user_delete_keeps_repositories_unless_forced_and_is_audited() {
     create_user(dir, "bob", false);
     ok(dir, &["repo", "create", "bob/app"]);
     assert_fails_with(&berth(dir, &["user", "delete", "bob"], ""), "bob/app");
-    assert_fails_with(&berth(dir, &["user", "delete", "root"], ""), "last site admin");
+    assert_fails_with(
+        &berth(dir, &["user", "delete", "root"], ""),
+        "last site admin",
+    );
     assert_fails_with(&berth(dir, &["user", "delete", "ghost"], ""), "not known");
     let out = ok(dir, &["user", "delete", "bob", "--force"]);
     assert_eq!(out, "deleted repository bob/app\ndeleted user bob\n");
     assert_eq!(ok(dir, &["user", "list"]), "root (site admin)\n");
     let actions = audit_actions(dir, &[]);
-    assert!(actions.contains(&"repository.delete bob/app".to_owned()), "{actions:?}");
-    assert!(actions.contains(&"user.delete bob".to_owned()), "{actions:?}");
+    assert!(
+        actions.contains(&"repository.delete bob/app".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"user.delete bob".to_owned()),
+        "{actions:?}"
+    );
     // The name is free again, with nothing of the old account's.
     create_user(dir, "bob", false);
     assert_fails_with(&berth(dir, &["user", "disable", "nobody"], ""), "not known");
     ok(dir, &["user", "disable", "bob"]);
-    assert_eq!(ok(dir, &["user", "disable", "bob"]), "bob was already disabled\n");
+    assert_eq!(
+        ok(dir, &["user", "disable", "bob"]),
+        "bob was already disabled\n"
+    );
     let actions = audit_actions(dir, &["--account", "bob"]);
     assert_eq!(
         actions.iter().filter(|a| *a == "user.disable bob").count(),

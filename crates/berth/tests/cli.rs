@@ -261,7 +261,11 @@ fn bad_durations_and_sizes_are_one_line_errors_not_panics() {
         ("BERTH_UPLOAD_TTL", "5é", "upload_ttl"),
         ("BERTH_TOKEN_TTL", "é", "token_ttl"),
         ("BERTH_TOKEN_TTL", "999999999999999999d", "token_ttl"),
-        ("BERTH_REFRESH_TOKEN_TTL", "ninety days", "refresh_token_ttl"),
+        (
+            "BERTH_REFRESH_TOKEN_TTL",
+            "ninety days",
+            "refresh_token_ttl",
+        ),
         ("BERTH_UPLOAD_TTL", "18446744073709551615s", "upload_ttl"),
         ("BERTH_MAX_BLOB_SIZE", "99999999999TiB", "max_blob_size"),
         ("BERTH_MAX_BLOB_SIZE", "1é", "max_blob_size"),

@@ -5,6 +5,7 @@ use berth_core::access::{
     ActionSet, Actor, Authorizer, OpenAccess, PolicyAuthorizer, Principal, Resource, TokenLimits,
 };
 use berth_core::auth::{AuthSettings, Authenticator, LoginPurpose};
+use berth_core::clock::{Clock, ManualClock};
 use berth_core::identity::totp::totp_code;
 use berth_core::identity::{
     verify_password, AccountChange, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
@@ -13,7 +14,6 @@ use berth_core::identity::{
 use berth_core::ports::{
     Accounts, AuditQuery, Permission, RefreshTokens, RepositoryAccess, OWNERS_TEAM,
 };
-use berth_core::clock::{Clock, ManualClock};
 use berth_core::Error;
 use berth_meta::SqliteMeta;
 use berth_oci::RepoName;

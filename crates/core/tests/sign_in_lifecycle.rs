@@ -292,7 +292,13 @@ async fn a_disabled_account_loses_every_credential_at_once_and_enabling_restores
     }
     // Others are untouched.
     w.auth.verify_ui_session(&carol).await.unwrap();
-    assert!(w.store.user_by_name("bob").await.unwrap().unwrap().is_disabled());
+    assert!(w
+        .store
+        .user_by_name("bob")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_disabled());
 
     // Enabled again: the password and the access tokens work again; what was signed in
     // before does not come back.
@@ -436,7 +442,11 @@ async fn recovery_codes_sign_in_once_each_and_regenerating_voids_the_old_set() {
     let owner = w.user("bob", false).await;
     let (_, codes) = w.two_factor(&owner, "bob").await;
     assert_eq!(codes.len(), RECOVERY_CODE_COUNT);
-    let counts = w.identity.recovery_code_counts(&cli(), "bob").await.unwrap();
+    let counts = w
+        .identity
+        .recovery_code_counts(&cli(), "bob")
+        .await
+        .unwrap();
     assert_eq!((counts.unused, counts.total), (10, 10));
 
     // Typed with capitals and without the dash, it still signs in; once.
@@ -457,7 +467,11 @@ async fn recovery_codes_sign_in_once_each_and_regenerating_voids_the_old_set() {
         otp: Some(&codes[2]),
     };
     assert!(w.auth.login("bob", "wrong", None, purpose).await.is_err());
-    let counts = w.identity.recovery_code_counts(&cli(), "bob").await.unwrap();
+    let counts = w
+        .identity
+        .recovery_code_counts(&cli(), "bob")
+        .await
+        .unwrap();
     assert_eq!(counts.unused, 8);
 
     // Someone else (even a site admin) cannot regenerate them; the user can.
@@ -480,7 +494,11 @@ async fn recovery_codes_sign_in_once_each_and_regenerating_voids_the_old_set() {
         .disable_totp(&acting(&owner), "bob", Some(&fresh[1]))
         .await
         .unwrap();
-    let counts = w.identity.recovery_code_counts(&cli(), "bob").await.unwrap();
+    let counts = w
+        .identity
+        .recovery_code_counts(&cli(), "bob")
+        .await
+        .unwrap();
     assert_eq!(counts.total, 0);
 }
 

@@ -3,10 +3,10 @@
 
 use berth_core::ports::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
-    EndedSessions, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken,
-    NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens, Repositories,
-    RepositoryAccess, SigningKeys,
-    Tags, UploadSession, UploadSessions, Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
+    EndedSessions, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest,
+    NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens, Repositories,
+    RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
+    AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
@@ -1277,7 +1277,10 @@ async fn credential_generations_move_with_passwords_and_disabling_only() {
     assert_eq!(generation(&meta).await, (2, None), "not every change");
 
     assert!(meta.set_disabled("alice", Some(NOW)).await.unwrap());
-    assert!(!meta.set_disabled("alice", Some(NOW + 1)).await.unwrap(), "already");
+    assert!(
+        !meta.set_disabled("alice", Some(NOW + 1)).await.unwrap(),
+        "already"
+    );
     assert_eq!(generation(&meta).await, (3, Some(NOW)));
     assert!(meta.set_disabled("alice", None).await.unwrap());
     assert!(!meta.set_disabled("alice", None).await.unwrap());
@@ -1287,7 +1290,10 @@ async fn credential_generations_move_with_passwords_and_disabling_only() {
     assert!(meta.delete_user(alice).await.unwrap());
     assert!(!meta.delete_user(alice).await.unwrap());
     assert!(meta.user_by_name("alice").await.unwrap().is_none());
-    assert!(meta.namespace("alice").await.unwrap().is_none(), "the name is free");
+    assert!(
+        meta.namespace("alice").await.unwrap().is_none(),
+        "the name is free"
+    );
 }
 
 #[tokio::test]
@@ -1312,7 +1318,10 @@ async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
     meta.replace_recovery_codes(alice, &hashes).await.unwrap();
     let counts = meta.recovery_code_counts(alice).await.unwrap();
     assert_eq!((counts.unused, counts.total), (2, 2));
-    assert!(!meta.use_recovery_code(bob, "h1", NOW).await.unwrap(), "alice's");
+    assert!(
+        !meta.use_recovery_code(bob, "h1", NOW).await.unwrap(),
+        "alice's"
+    );
     let (first, second) = tokio::join!(
         meta.use_recovery_code(alice, "h1", NOW),
         meta.use_recovery_code(alice, "h1", NOW)

@@ -1,8 +1,8 @@
 //! The Docker token service: bearer tokens whose `access` claim is the intersection of what
 //! was asked and what the caller may do, offline refresh tokens, and checking bearers.
 
-use super::cache::key_of;
 use super::api_token::sign_in_is_current;
+use super::cache::key_of;
 use super::jwt::{Claims, ResourceAccess, MAX_TOKEN_LEN};
 use super::Authenticator;
 use crate::access::{Action, ActionSet, Actor, Need, Principal, Resource};

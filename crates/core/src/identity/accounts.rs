@@ -292,9 +292,15 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             return Ok(false);
         }
         if disabled {
-            self.store.revoke_refresh_tokens_of_user(user.id, now).await?;
+            self.store
+                .revoke_refresh_tokens_of_user(user.id, now)
+                .await?;
         }
-        let action = if disabled { "user.disable" } else { "user.enable" };
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
         self.audit
             .record_by(acting, action, name, serde_json::Value::Null)
             .await;
@@ -347,9 +353,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             )));
         }
         for repo in &repositories {
-            let repo: RepoName = repo
-                .parse()
-                .map_err(|_| Error::NameInvalid(repo.clone()))?;
+            let repo: RepoName = repo.parse().map_err(|_| Error::NameInvalid(repo.clone()))?;
             self.delete_repository(acting, &repo).await?;
         }
         if !self.store.delete_user(user.id).await? {
@@ -368,7 +372,12 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
 
     /// The rules disabling and deleting share: not one's own account, and not the last
     /// enabled site admin, so the instance always stays manageable.
-    async fn check_removable(&self, acting: &Acting<'_>, user: &UserRecord, verb: &str) -> Result<()> {
+    async fn check_removable(
+        &self,
+        acting: &Acting<'_>,
+        user: &UserRecord,
+        verb: &str,
+    ) -> Result<()> {
         let (caller_id, _) = acting.user()?;
         if caller_id == user.id {
             return Err(Error::AccountInvalid(format!(

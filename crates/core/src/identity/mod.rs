@@ -16,6 +16,7 @@ mod tokens;
 pub mod totp;
 mod two_factor;
 
+pub use accounts::DeletedAccount;
 pub use accounts::{Account, AccountChange, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
 pub use acting::{Acting, CLI_ACTOR};
 pub use audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
@@ -30,7 +31,6 @@ pub use tokens::{
 };
 pub(crate) use two_factor::use_second_factor;
 pub use two_factor::{TotpSetup, RECOVERY_CODE_COUNT, TOTP_ISSUER};
-pub use accounts::DeletedAccount;
 
 use crate::access::{Authorizer, PolicyAuthorizer};
 use crate::audit::Audit;

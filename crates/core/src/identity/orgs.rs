@@ -30,7 +30,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             _ => caller_id,
         };
         validate_username(name)?;
-        let org = self.store.create_org(name, owner_id, self.now_unix()).await?;
+        let org = self
+            .store
+            .create_org(name, owner_id, self.now_unix())
+            .await?;
         let owner = owner.unwrap_or(caller);
         self.audit
             .record_by(acting, "org.create", name, json!({ "owner": owner }))

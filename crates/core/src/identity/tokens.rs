@@ -269,7 +269,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         token: &TokenRecord,
         target: &str,
     ) -> Result<bool> {
-        if token.revoked_at.is_some() || !self.store.revoke_token(token.id, self.now_unix()).await? {
+        if token.revoked_at.is_some() || !self.store.revoke_token(token.id, self.now_unix()).await?
+        {
             return Ok(false);
         }
         self.audit

@@ -253,6 +253,12 @@ fn new_recovery_code() -> Result<String> {
     ))
 }
 
+fn invalid_code() -> Error {
+    Error::AccountInvalid(
+        "the two-factor code is not valid, or was used already: each code works once".to_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,10 +272,4 @@ mod tests {
         let typed = format!(" {} ", code.to_uppercase().replace('-', " "));
         assert_eq!(normalize_recovery_code(&typed), code.replace('-', ""));
     }
-}
-
-fn invalid_code() -> Error {
-    Error::AccountInvalid(
-        "the two-factor code is not valid, or was used already: each code works once".to_owned(),
-    )
 }

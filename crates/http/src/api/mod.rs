@@ -184,9 +184,7 @@ async fn route_to_handler(
         (Route::TwoFactor(name), "DELETE") => users::disable_two_factor(call, &name).await,
         (Route::TwoFactorConfirm(name), "POST") => users::confirm_two_factor(call, &name).await,
         (Route::RecoveryCodes(name), "GET") => users::recovery_code_counts(call, &name).await,
-        (Route::RecoveryCodes(name), "POST") => {
-            users::regenerate_recovery_codes(call, &name).await
-        }
+        (Route::RecoveryCodes(name), "POST") => users::regenerate_recovery_codes(call, &name).await,
         (Route::AccessTokens, "GET") => tokens::list(call).await,
         (Route::AccessTokens, "POST") => tokens::create(call).await,
         (Route::AccessToken(id), "GET") => tokens::show(call, id).await,

@@ -135,9 +135,9 @@ pub(crate) async fn set_status(Path(name): Path<String>, submission: Submission)
             .set_disabled(&visitor.acting(), &name, disable)
             .await?;
         Ok(Notice::success(match (disable, changed) {
-            (true, true) => format!(
-                "{name} is disabled: its password, tokens and sessions no longer work."
-            ),
+            (true, true) => {
+                format!("{name} is disabled: its password, tokens and sessions no longer work.")
+            }
             (true, false) => format!("{name} was already disabled."),
             (false, true) => format!("{name} is enabled again."),
             (false, false) => format!("{name} was not disabled."),

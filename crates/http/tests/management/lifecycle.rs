@@ -193,7 +193,11 @@ async fn a_disabled_account_is_signed_out_everywhere_at_its_next_request() {
         .expect(200);
     remembered.get("/api/v1/users/bob").await.expect(200);
     tokened.get("/api/v1/users/bob").await.expect(200);
-    assert_eq!(registry_with(&berth, &bearer).await, 401, "not brought back");
+    assert_eq!(
+        registry_with(&berth, &bearer).await,
+        401,
+        "not brought back"
+    );
     let bob = berth.session("bob", PASSWORD).await;
     bob.patch("/api/v1/users/bob", json!({ "disabled": true }))
         .await
@@ -329,9 +333,12 @@ async fn deleting_an_account_through_the_api_follows_the_rule_for_its_namespace(
         .expect_error(400, "BAD_REQUEST");
     assert!(last_owner.message().contains("acme"), "{}", last_owner.text);
     berth.user("carol").await;
-    bob.post("/api/v1/orgs/acme/groups/owners/members", json!({ "member": "carol" }))
-        .await
-        .expect(201);
+    bob.post(
+        "/api/v1/orgs/acme/groups/owners/members",
+        json!({ "member": "carol" }),
+    )
+    .await
+    .expect(201);
     let owns = admin
         .delete("/api/v1/users/bob")
         .await
@@ -456,12 +463,21 @@ async fn recovery_codes_are_shown_once_and_sign_in_once_each() {
         .get("/api/v1/users/alice/2fa/recovery-codes")
         .await
         .expect(200);
-    assert_eq!((counts.body["unused"].as_u64(), counts.body["total"].as_u64()), (Some(8), Some(10)));
+    assert_eq!(
+        (
+            counts.body["unused"].as_u64(),
+            counts.body["total"].as_u64()
+        ),
+        (Some(8), Some(10))
+    );
     let regenerated = api
         .post("/api/v1/users/alice/2fa/recovery-codes", json!({}))
         .await
         .expect(200);
-    assert_eq!(regenerated.body["recovery_codes"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        regenerated.body["recovery_codes"].as_array().unwrap().len(),
+        10
+    );
     berth
         .login("alice", PASSWORD, Some(shown[2]))
         .await

@@ -1,11 +1,9 @@
 //! Signing in to the API: passwords, two-factor codes, and keeping API tokens and registry
 //! bearer tokens apart.
 
-use crate::support::{
-    basic, Berth, Credentials, ADMIN_PASSWORD, PASSWORD,
-};
-use berth_core::identity::totp::totp_code;
+use crate::support::{basic, Berth, Credentials, ADMIN_PASSWORD, PASSWORD};
 use berth_core::clock::Clock as _;
+use berth_core::identity::totp::totp_code;
 use reqwest::Method;
 use serde_json::json;
 

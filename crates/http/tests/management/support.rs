@@ -587,4 +587,3 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn basic(name: &str, secret: &str) -> Credentials {
     Credentials::Basic(name.to_owned(), secret.to_owned())
 }
-

@@ -13,12 +13,14 @@ impl EndedSessions for SqliteMeta {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("INSERT INTO ended_sessions (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO ended_sessions (jti, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
