@@ -105,9 +105,18 @@ impl Server {
     }
 
     pub async fn start_with(settings: AuthSettings) -> Server {
+        Server::start_on_clock(settings, None).await
+    }
+
+    /// Like [`Server::start_with`], reading the time from `clock` (a test moves it).
+    pub async fn start_on_clock(
+        settings: AuthSettings,
+        clock: Option<Arc<dyn berth_core::clock::Clock>>,
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut options = berth_testkit::Options::default();
         options.settings.auth = settings;
+        options.clock = clock;
         // The matrix opens hundreds of sessions as one admin and finishes none of them; the
         // cap on sessions per account has its own tests.
         options.settings.registry.max_upload_sessions = None;
