@@ -214,6 +214,18 @@ pub enum UserCommand {
     /// Turn a user's two-factor authentication off (for a lost device).
     #[command(name = "disable-2fa")]
     DisableTwoFactor { name: String },
+    /// Disable an account: its password, tokens and sessions stop working at once.
+    Disable { name: String },
+    /// Enable a disabled account again (its password and unrevoked access tokens work again).
+    Enable { name: String },
+    /// Delete an account with its tokens, sessions and memberships. Refused while it owns
+    /// repositories (unless --force) or is the last owner of an organization.
+    Delete {
+        name: String,
+        /// Delete the repositories of its namespace with it.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// What a new token may do, for personal and organization tokens alike.

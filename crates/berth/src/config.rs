@@ -62,6 +62,8 @@ pub struct Config {
     pub public_url: Setting<Option<String>>,
     /// Lifetime of the registry's bearer tokens.
     pub token_ttl: Setting<Duration>,
+    /// Lifetime of the token service's refresh (offline) tokens.
+    pub refresh_token_ttl: Setting<Duration>,
     /// Whether visitors may create their own accounts in the web UI.
     pub allow_signup: Setting<bool>,
     /// Whether webhooks may call loopback and private-network receivers.
@@ -114,6 +116,7 @@ struct FileConfig {
     log: Option<String>,
     public_url: Option<String>,
     token_ttl: Option<String>,
+    refresh_token_ttl: Option<String>,
     allow_signup: Option<bool>,
     metrics_allow: Option<Vec<String>>,
     log_format: Option<String>,
@@ -423,6 +426,7 @@ impl Config {
             log: Setting::default("info".to_owned()),
             public_url: Setting::default(None),
             token_ttl: Setting::default(Duration::from_secs(300)),
+            refresh_token_ttl: Setting::default(berth_core::auth::DEFAULT_REFRESH_TOKEN_TTL),
             allow_signup: Setting::default(false),
             webhook_allow_private: Setting::default(false),
             webhook_disable_after: Setting::default(5),
@@ -464,6 +468,12 @@ impl Config {
             config.token_ttl.set(
                 file.token_ttl
                     .map(|d| parse_duration("token_ttl", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.refresh_token_ttl.set(
+                file.refresh_token_ttl
+                    .map(|d| parse_duration("refresh_token_ttl", &d, Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -543,6 +553,12 @@ impl Config {
         config.token_ttl.set(
             env("BERTH_TOKEN_TTL")?
                 .map(|d| parse_duration("token_ttl", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.refresh_token_ttl.set(
+            env("BERTH_REFRESH_TOKEN_TTL")?
+                .map(|d| parse_duration("refresh_token_ttl", &d, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -673,6 +689,11 @@ impl Config {
             "token_ttl",
             &format!("{}s", self.token_ttl.value.as_secs()),
             Some(self.token_ttl.source),
+        );
+        line(
+            "refresh_token_ttl",
+            &format!("{}s", self.refresh_token_ttl.value.as_secs()),
+            Some(self.refresh_token_ttl.source),
         );
         line(
             "allow_signup",
@@ -1052,6 +1073,32 @@ mod tests {
         std::fs::write(&path, "allow_signup = \"yes\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("invalid type"), "TOML booleans only: {err}");
+    }
+
+    #[test]
+    fn refresh_tokens_last_ninety_days_unless_the_file_says_otherwise() {
+        let global = GlobalArgs {
+            config: None,
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.refresh_token_ttl.value.as_secs(), 90 * 86400);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "refresh_token_ttl = \"7d\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        let config = Config::load(&global, None).unwrap();
+        assert_eq!(config.refresh_token_ttl.value.as_secs(), 7 * 86400);
+        assert_eq!(config.refresh_token_ttl.source, Source::File);
+        std::fs::write(&path, "refresh_token_ttl = \"soon\"\n").unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(
+            err.contains("refresh_token_ttl") && !err.contains('\n'),
+            "{err}"
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             },
             auth: AuthSettings {
                 token_ttl: config.token_ttl.value,
+                refresh_token_ttl: config.refresh_token_ttl.value,
                 ..AuthSettings::default()
             },
             allow_signup: config.allow_signup.value,

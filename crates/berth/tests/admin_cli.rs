@@ -737,3 +737,203 @@ async fn repeated_failures_are_one_line_and_the_server_prunes_past_the_retention
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Signs a browser in to the web UI of `server`; its session cookie (`name=value`).
+async fn browser_session(server: &TestServer, name: &str, password: &str) -> String {
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(server.url("/login"))
+        .form(&[("username", name), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "signed in");
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|c| c.starts_with("berth_session="))
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// The status of `path` requested with `cookie` or `authorization` (no redirects followed).
+async fn status_with(server: &TestServer, path: &str, header: (&str, &str)) -> u16 {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(server.url(path))
+        .header(header.0, header.1)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Runs `berth ARGS` on the server's data directory off the async workers.
+async fn berth_on(server: &TestServer, args: &[&str], input: &str) -> Output {
+    let dir = server.data_dir().expect("spawned server").to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        berth(&dir, &args, &input)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_user_passwd_right_after_a_browser_sign_in_signs_that_browser_out() {
+    let server = TestServer::spawn().await;
+    let out = berth_on(
+        &server,
+        &["user", "create", "bob", "--password-stdin"],
+        "long-password\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let browser = browser_session(&server, "bob", "long-password").await;
+    let basic = common::basic_auth("bob", "long-password");
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        200
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        200
+    );
+
+    // At once, in the same second as often as not: whole-second timestamps let this
+    // browser stay signed in.
+    let out = berth_on(
+        &server,
+        &["user", "passwd", "bob", "--password-stdin"],
+        "another-password\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        303,
+        "sent to sign in again"
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berth_user_disable_signs_a_running_servers_users_out_and_enable_lets_them_back() {
+    let server = TestServer::spawn().await;
+    let out = berth_on(
+        &server,
+        &["user", "create", "bob", "--password-stdin"],
+        "long-password\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = berth_on(
+        &server,
+        &["token", "create", "bob", "--scope", "repo:read"],
+        "",
+    )
+    .await;
+    assert!(token.status.success(), "{}", stderr(&token));
+    let secret = stdout(&token)
+        .split_whitespace()
+        .find(|word| word.starts_with("berth_pat_"))
+        .expect("the token")
+        .to_owned();
+    let browser = browser_session(&server, "bob", "long-password").await;
+    let basic = common::basic_auth("bob", "long-password");
+    let tokened = common::basic_auth("bob", &secret);
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        200
+    );
+
+    let out = berth_on(&server, &["user", "disable", "bob"], "").await;
+    assert!(stdout(&out).contains("disabled bob"), "{}", stderr(&out));
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        303
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        401
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        401
+    );
+    let listed = berth_on(&server, &["user", "list"], "").await;
+    assert!(
+        stdout(&listed).contains("bob (disabled)"),
+        "{}",
+        stdout(&listed)
+    );
+
+    let out = berth_on(&server, &["user", "enable", "bob"], "").await;
+    assert!(stdout(&out).contains("enabled bob"), "{}", stderr(&out));
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &basic)).await,
+        200
+    );
+    assert_eq!(
+        status_with(&server, "/v2/", ("authorization", &tokened)).await,
+        200
+    );
+    assert_eq!(
+        status_with(&server, "/settings", ("cookie", &browser)).await,
+        303,
+        "sessions do not come back"
+    );
+}
+
+#[test]
+fn berth_user_delete_keeps_repositories_unless_forced_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_user(dir, "root", true);
+    create_user(dir, "bob", false);
+    ok(dir, &["repo", "create", "bob/app"]);
+    assert_fails_with(&berth(dir, &["user", "delete", "bob"], ""), "bob/app");
+    assert_fails_with(
+        &berth(dir, &["user", "delete", "root"], ""),
+        "last site admin",
+    );
+    assert_fails_with(&berth(dir, &["user", "delete", "ghost"], ""), "not known");
+    let out = ok(dir, &["user", "delete", "bob", "--force"]);
+    assert_eq!(out, "deleted repository bob/app\ndeleted user bob\n");
+    assert_eq!(ok(dir, &["user", "list"]), "root (site admin)\n");
+    let actions = audit_actions(dir, &[]);
+    assert!(
+        actions.contains(&"repository.delete bob/app".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"user.delete bob".to_owned()),
+        "{actions:?}"
+    );
+    // The name is free again, with nothing of the old account's.
+    create_user(dir, "bob", false);
+    assert_fails_with(&berth(dir, &["user", "disable", "nobody"], ""), "not known");
+    ok(dir, &["user", "disable", "bob"]);
+    assert_eq!(
+        ok(dir, &["user", "disable", "bob"]),
+        "bob was already disabled\n"
+    );
+    let actions = audit_actions(dir, &["--account", "bob"]);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "user.disable bob").count(),
+        1,
+        "{actions:?}"
+    );
+}

@@ -57,6 +57,7 @@ fn with_token(principal: &Principal, scope: TokenScope, repos: &[&str]) -> Princ
             scope,
             repositories: repos.iter().map(|r| r.to_string()).collect(),
         }),
+        credential_generation: None,
     }
 }
 
@@ -124,6 +125,7 @@ impl World {
                 is_admin,
             },
             limits: None,
+            credential_generation: None,
         }
     }
 
@@ -538,6 +540,7 @@ async fn stars_belong_to_signed_in_users_who_can_read_the_repository() {
             name: "acme".into(),
         },
         limits: None,
+        credential_generation: None,
     };
     assert!(matches!(
         w.hub.star(&as_user(&org_token), &app).await,

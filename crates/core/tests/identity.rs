@@ -5,6 +5,7 @@ use berth_core::access::{
     ActionSet, Actor, Authorizer, OpenAccess, PolicyAuthorizer, Principal, Resource, TokenLimits,
 };
 use berth_core::auth::{AuthSettings, Authenticator, LoginPurpose};
+use berth_core::clock::{Clock, ManualClock};
 use berth_core::identity::totp::totp_code;
 use berth_core::identity::{
     verify_password, AccountChange, Acting, Identity, OrgTokenRequest, TokenRequest, TokenScope,
@@ -13,7 +14,6 @@ use berth_core::identity::{
 use berth_core::ports::{
     Accounts, AuditQuery, Permission, RefreshTokens, RepositoryAccess, OWNERS_TEAM,
 };
-use berth_core::time::now_unix;
 use berth_core::Error;
 use berth_meta::SqliteMeta;
 use berth_oci::RepoName;
@@ -24,6 +24,9 @@ struct World {
     _dir: tempfile::TempDir,
     store: Arc<SqliteMeta>,
     identity: Identity<SqliteMeta>,
+    /// Stands still until a test moves it: everything in a test happens in one second
+    /// (and one TOTP step) unless it says otherwise.
+    clock: Arc<ManualClock>,
 }
 
 async fn world() -> World {
@@ -33,10 +36,12 @@ async fn world() -> World {
             .await
             .unwrap(),
     );
+    let clock = ManualClock::starting_now();
     World {
         _dir: dir,
-        identity: Identity::new(store.clone()),
+        identity: Identity::new(store.clone()).with_clock(clock.clone()),
         store,
+        clock,
     }
 }
 
@@ -55,6 +60,7 @@ impl World {
         Authenticator::new(self.store.clone(), authorizer, AuthSettings::default())
             .await
             .unwrap()
+            .with_clock(self.clock.clone())
     }
 
     /// Creates a user through the CLI and returns the principal signing in as them.
@@ -71,6 +77,7 @@ impl World {
                 is_admin,
             },
             limits: None,
+            credential_generation: None,
         }
     }
 
@@ -101,6 +108,7 @@ fn with_token(principal: &Principal, scope: TokenScope, repos: &[&str]) -> Princ
             scope,
             repositories: repos.iter().map(|r| r.to_string()).collect(),
         }),
+        credential_generation: None,
     }
 }
 
@@ -183,7 +191,7 @@ async fn passwords_change_for_oneself_or_by_a_site_admin_and_end_refresh_tokens(
     let id = &w.identity;
     let bob_id = bob.user_id().unwrap();
     w.store
-        .create_refresh_token(bob_id, None, "refresh-hash", now_unix())
+        .create_refresh_token(bob_id, None, "refresh-hash", w.clock.now_unix())
         .await
         .unwrap();
 
@@ -263,7 +271,7 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
         id.confirm_totp(&as_user(&bob), "bob", "000000x").await,
         Err(Error::AccountInvalid(_))
     ));
-    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    let code = totp_code(&setup.secret, w.clock.now_unix(), 6).unwrap();
     id.confirm_totp(&as_user(&bob), "bob", &code).await.unwrap();
     assert!(
         w.store
@@ -285,7 +293,7 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
         .disable_totp(&as_user(&bob), "bob", Some(&code))
         .await
         .is_err());
-    let next_code = totp_code(&setup.secret, now_unix() + 30, 6).unwrap();
+    let next_code = totp_code(&setup.secret, w.clock.now_unix() + 30, 6).unwrap();
     id.disable_totp(&as_user(&bob), "bob", Some(&next_code))
         .await
         .unwrap();
@@ -295,7 +303,7 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
     // A lost device: a site admin turns it off without a code. A new secret starts with no
     // code used, though a later step of the old one was.
     let setup = id.begin_totp(&as_user(&bob), "bob").await.unwrap();
-    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    let code = totp_code(&setup.secret, w.clock.now_unix(), 6).unwrap();
     id.confirm_totp(&as_user(&bob), "bob", &code).await.unwrap();
     id.disable_totp(&as_user(&root), "bob", None).await.unwrap();
     assert!(
@@ -318,23 +326,6 @@ async fn two_factor_is_confirmed_with_a_code_and_turned_off_by_the_user_or_an_ad
     );
 }
 
-/// Waits for the next second of the clock: sign-in JWTs carry whole seconds, and one issued
-/// in the second of a password change counts as issued after it.
-async fn into_the_next_second() {
-    let now = now_unix();
-    while now_unix() == now {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits, if need be, until at least `secs` seconds of the current 30 s TOTP step are left,
-/// so codes computed now for the steps around it are all still current when they are checked.
-async fn with_time_left_in_the_step(secs: i64) {
-    while 30 - now_unix() % 30 < secs {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_password_change_ends_password_sign_ins_but_not_access_token_ones() {
     let w = world().await;
@@ -350,8 +341,8 @@ async fn a_password_change_ends_password_sign_ins_but_not_access_token_ones() {
         )
         .await
         .unwrap();
-    let ui_session = auth.issue_ui_session(&signed_in).unwrap();
-    let api_token = auth.issue_api_token(&signed_in).unwrap();
+    let ui_session = auth.issue_ui_session(&signed_in).await.unwrap();
+    let api_token = auth.issue_api_token(&signed_in).await.unwrap();
     let access_token = w
         .identity
         .create_token(
@@ -370,18 +361,17 @@ async fn a_password_change_ends_password_sign_ins_but_not_access_token_ones() {
         .login("bob", &access_token.secret, None, LoginPurpose::Registry)
         .await
         .unwrap();
-    let token_api_token = auth.issue_api_token(&with_access_token).unwrap();
-    let root_session = auth.issue_ui_session(&root).unwrap();
+    let token_api_token = auth.issue_api_token(&with_access_token).await.unwrap();
+    let root_session = auth.issue_ui_session(&root).await.unwrap();
     assert_eq!(auth.verify_ui_session(&ui_session).await.unwrap(), bob);
     assert_eq!(auth.verify_api_token(&api_token).await.unwrap(), bob);
 
-    into_the_next_second().await;
     w.identity
         .set_password(&as_user(&bob), "bob", "another-password")
         .await
         .unwrap();
     let stored = w.store.user_by_name("bob").await.unwrap().unwrap();
-    assert!(stored.sessions_valid_from > 0);
+    assert_eq!(stored.credential_generation, 1);
 
     assert!(matches!(
         auth.verify_ui_session(&ui_session).await,
@@ -409,13 +399,12 @@ async fn a_password_change_ends_password_sign_ins_but_not_access_token_ones() {
         )
         .await
         .unwrap();
-    let ui_session = auth.issue_ui_session(&signed_in).unwrap();
-    let api_token = auth.issue_api_token(&signed_in).unwrap();
+    let ui_session = auth.issue_ui_session(&signed_in).await.unwrap();
+    let api_token = auth.issue_api_token(&signed_in).await.unwrap();
     assert_eq!(auth.verify_ui_session(&ui_session).await.unwrap(), bob);
     assert_eq!(auth.verify_api_token(&api_token).await.unwrap(), bob);
 
     // A site admin setting the password ends the user's sessions the same way.
-    into_the_next_second().await;
     w.identity
         .set_password(&cli(), "bob", "admin-chosen")
         .await
@@ -449,7 +438,7 @@ async fn a_remembered_basic_password_counts_only_while_it_is_the_password() {
 
     // Two-factor authentication turned on applies at the next request as well.
     let setup = w.identity.begin_totp(&as_user(&bob), "bob").await.unwrap();
-    let code = totp_code(&setup.secret, now_unix(), 6).unwrap();
+    let code = totp_code(&setup.secret, w.clock.now_unix(), 6).unwrap();
     w.identity
         .confirm_totp(&as_user(&bob), "bob", &code)
         .await
@@ -478,8 +467,7 @@ async fn a_two_factor_code_signs_in_once() {
             .await
         }
     };
-    with_time_left_in_the_step(10).await;
-    let now = now_unix();
+    let now = w.clock.now_unix();
     let [previous, current, next] =
         [-30, 0, 30].map(|offset| totp_code(&setup.secret, now + offset, 6).unwrap());
 

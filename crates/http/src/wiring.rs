@@ -86,10 +86,13 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     let authorizer = authorizer
         .unwrap_or_else(|| Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>)));
     let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
-    let auth = Authenticator::new(meta.clone(), authorizer.clone(), settings.auth.clone()).await?;
+    let auth = Authenticator::new(meta.clone(), authorizer.clone(), settings.auth.clone())
+        .await?
+        .with_clock(clock.clone());
     let identity = Identity::<dyn IdentityStore>::new(meta.clone())
         .with_authorizer(authorizer.clone())
-        .with_signup(settings.allow_signup);
+        .with_signup(settings.allow_signup)
+        .with_clock(clock.clone());
     let wake = Wake::default();
     let registry =
         Registry::new(blobs, meta.clone(), settings.registry.clone()).with_wake(wake.clone());

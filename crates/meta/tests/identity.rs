@@ -3,9 +3,10 @@
 
 use berth_core::ports::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
-    ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken,
-    NewUser, Organizations, Permission, RefreshTokens, Repositories, RepositoryAccess, SigningKeys,
-    Tags, UploadSession, UploadSessions, Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
+    EndedSessions, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest,
+    NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens, Repositories,
+    RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
+    AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
@@ -1254,4 +1255,85 @@ async fn upgrading_keeps_existing_users_and_repositories_as_they_were() {
             .unwrap(),
         ["alice/app", "nginx"]
     );
+}
+
+#[tokio::test]
+async fn credential_generations_move_with_passwords_and_disabling_only() {
+    let (_dir, meta) = open().await;
+    let alice = user(&meta, "alice").await;
+    let generation = |meta: &SqliteMeta| {
+        let meta = meta.clone();
+        async move {
+            let user = meta.user_by_name("alice").await.unwrap().unwrap();
+            (user.credential_generation, user.disabled_at)
+        }
+    };
+    assert_eq!(generation(&meta).await, (0, None));
+    // Two changes within one second are two generations.
+    meta.set_password_hash("alice", "a", NOW).await.unwrap();
+    meta.set_password_hash("alice", "b", NOW).await.unwrap();
+    assert_eq!(generation(&meta).await, (2, None));
+    meta.set_admin("alice", true).await.unwrap();
+    assert_eq!(generation(&meta).await, (2, None), "not every change");
+
+    assert!(meta.set_disabled("alice", Some(NOW)).await.unwrap());
+    assert!(
+        !meta.set_disabled("alice", Some(NOW + 1)).await.unwrap(),
+        "already"
+    );
+    assert_eq!(generation(&meta).await, (3, Some(NOW)));
+    assert!(meta.set_disabled("alice", None).await.unwrap());
+    assert!(!meta.set_disabled("alice", None).await.unwrap());
+    assert_eq!(generation(&meta).await, (3, None), "enabling ends nothing");
+    assert!(!meta.set_disabled("nobody", Some(NOW)).await.unwrap());
+
+    assert!(meta.delete_user(alice).await.unwrap());
+    assert!(!meta.delete_user(alice).await.unwrap());
+    assert!(meta.user_by_name("alice").await.unwrap().is_none());
+    assert!(
+        meta.namespace("alice").await.unwrap().is_none(),
+        "the name is free"
+    );
+}
+
+#[tokio::test]
+async fn ended_sessions_are_remembered_until_they_would_have_expired() {
+    let (_dir, meta) = open().await;
+    meta.end_session("a", NOW + 10, NOW).await.unwrap();
+    meta.end_session("a", NOW + 10, NOW).await.unwrap();
+    assert!(meta.session_ended("a").await.unwrap());
+    assert!(!meta.session_ended("b").await.unwrap());
+    // Ending another later forgets the ones whose tokens have expired by then.
+    meta.end_session("b", NOW + 100, NOW + 11).await.unwrap();
+    assert!(!meta.session_ended("a").await.unwrap());
+    assert!(meta.session_ended("b").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
+    let (_dir, meta) = open().await;
+    let alice = user(&meta, "alice").await;
+    let bob = user(&meta, "bob").await;
+    let hashes = vec!["h1".to_owned(), "h2".to_owned()];
+    meta.replace_recovery_codes(alice, &hashes).await.unwrap();
+    let counts = meta.recovery_code_counts(alice).await.unwrap();
+    assert_eq!((counts.unused, counts.total), (2, 2));
+    assert!(
+        !meta.use_recovery_code(bob, "h1", NOW).await.unwrap(),
+        "alice's"
+    );
+    let (first, second) = tokio::join!(
+        meta.use_recovery_code(alice, "h1", NOW),
+        meta.use_recovery_code(alice, "h1", NOW)
+    );
+    assert!(first.unwrap() ^ second.unwrap());
+    assert_eq!(meta.recovery_code_counts(alice).await.unwrap().unused, 1);
+    // A new set voids the old one, used or not.
+    meta.replace_recovery_codes(alice, &["h3".to_owned()])
+        .await
+        .unwrap();
+    assert!(!meta.use_recovery_code(alice, "h2", NOW).await.unwrap());
+    assert!(meta.use_recovery_code(alice, "h3", NOW).await.unwrap());
+    meta.clear_recovery_codes(alice).await.unwrap();
+    assert_eq!(meta.recovery_code_counts(alice).await.unwrap().total, 0);
 }

@@ -38,6 +38,9 @@ pub(super) async fn user(
                 if account.totp_enabled {
                     traits.push("two-factor on");
                 }
+                if account.disabled {
+                    traits.push("disabled");
+                }
                 if traits.is_empty() {
                     println!("{}", account.name);
                 } else {
@@ -56,6 +59,27 @@ pub(super) async fn user(
         UserCommand::DisableTwoFactor { name } => {
             identity.disable_totp(acting, &name, None).await?;
             println!("turned two-factor authentication off for {name}");
+        }
+        UserCommand::Disable { name } => {
+            if identity.set_disabled(acting, &name, true).await? {
+                println!("disabled {name}: its password, tokens and sessions no longer work");
+            } else {
+                println!("{name} was already disabled");
+            }
+        }
+        UserCommand::Enable { name } => {
+            if identity.set_disabled(acting, &name, false).await? {
+                println!("enabled {name}");
+            } else {
+                println!("{name} was not disabled");
+            }
+        }
+        UserCommand::Delete { name, force } => {
+            let deleted = identity.delete_user(acting, &name, force).await?;
+            for repo in &deleted.repositories {
+                println!("deleted repository {repo}");
+            }
+            println!("deleted user {name}");
         }
     }
     Ok(())

@@ -451,10 +451,25 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
     browser.screenshot("two-factor-setup").await;
     browser.fill("confirm-code", &current_code(&secret)).await;
     browser.press("Turn on").await;
+    // Turned on, the page shows the recovery codes, this once.
     browser
-        .expect_notice("Two-factor authentication is on.")
+        .expect_text("#recovery-title", "Two-factor authentication is on")
         .await;
+    let codes: Vec<String> = browser
+        .text("#recovery-codes")
+        .await
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    browser.screenshot("two-factor-recovery-codes").await;
     browser.expect_text("#two-factor", "On.").await;
+    browser.open("/settings").await;
+    let settings = browser.text("main").await;
+    assert!(!settings.contains(&codes[0]), "shown once");
+    browser
+        .expect_text("#recovery-codes-left", "Recovery codes left: 10 of 10.")
+        .await;
     browser.sign_out().await;
 
     // Signing in now asks for the code after the password, and refuses a wrong one.
@@ -476,6 +491,35 @@ async fn two_factor_sign_in_and_forged_forms_are_refused() {
     browser.fill("otp", &next_code(&secret)).await;
     browser.press("Verify and sign in").await;
     browser.expect_text("main h1", "Welcome, admin").await;
+
+    // Signing out ends the session on the server: the cookie, replayed, signs nobody in.
+    let cookie = format!("berth_session={}", browser.session_cookie().await);
+    browser.sign_out().await;
+    let replayed = client
+        .get(server.url("/settings"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 303, "sent to sign in");
+
+    // A recovery code stands in for the app's code, once.
+    for attempt in 0..2 {
+        browser.open("/login").await;
+        browser.fill("username", ADMIN_USER).await;
+        browser.fill("password", ADMIN_PASSWORD).await;
+        browser.press("Sign in").await;
+        browser.fill("otp", &codes[0]).await;
+        browser.press("Verify and sign in").await;
+        if attempt == 0 {
+            browser.expect_text("main h1", "Welcome, admin").await;
+            browser.sign_out().await;
+        } else {
+            browser
+                .expect_text("main .notice", "That code is not valid.")
+                .await;
+        }
+    }
     browser.close().await;
 }
 

@@ -71,17 +71,36 @@ pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
 }
 
 /// An authenticated (or anonymous) caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Principal {
     pub actor: Actor,
     /// Set when the caller authenticated with an access token.
     pub limits: Option<TokenLimits>,
+    /// For a user read from the store: the account's credential generation at that moment.
+    /// A session opened for this principal carries it, so a password change that lands
+    /// between checking the password and opening the session still ends the session.
+    /// `None`: not read from the store (the CLI, anonymous, an organization).
+    pub credential_generation: Option<i64>,
 }
+
+/// By hand: the same caller is the same whatever credential generation it was read at, which
+/// says when it was read, not who it is.
+impl PartialEq for Principal {
+    fn eq(&self, other: &Principal) -> bool {
+        self.actor == other.actor && self.limits == other.limits
+    }
+}
+
+impl Eq for Principal {}
 
 impl Principal {
     /// A user signed in with their password (no token limits).
     pub fn user(user: UserRecord) -> Principal {
-        Principal::signed_in_user(user.id, user.name, user.is_admin)
+        let generation = user.credential_generation;
+        Principal {
+            credential_generation: Some(generation),
+            ..Principal::signed_in_user(user.id, user.name, user.is_admin)
+        }
     }
 
     /// The user `id` named `name` signed in with their password (no token limits).
@@ -89,6 +108,7 @@ impl Principal {
         Principal {
             actor: Actor::User { id, name, is_admin },
             limits: None,
+            credential_generation: None,
         }
     }
 
@@ -104,6 +124,7 @@ impl Principal {
         Principal {
             actor: Actor::Anonymous,
             limits: None,
+            credential_generation: None,
         }
     }
 

@@ -124,6 +124,7 @@ mod tests {
                 is_admin: true,
             },
             limits: None,
+            credential_generation: None,
         };
         for private in [None, Some(true), Some(false)] {
             let f = facts(private);
@@ -260,6 +261,7 @@ mod tests {
                 name: "acme".into(),
             },
             limits: None,
+            credential_generation: None,
         };
         let mut f = facts(Some(true));
         f.namespace_owner = Some(NamespaceOwner::Organization(5));

@@ -46,6 +46,15 @@ pub struct Claims {
     /// id of the personal/organization access token the grant came from
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<i64>,
+    /// For a password sign-in: the account's id, so a later account of the same name is
+    /// not signed in by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    /// For a password sign-in: the account's credential generation when it signed in; the
+    /// token is refused once the account's has moved on (password changed, account
+    /// disabled). Absent counts as 0, the generation of an account never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +250,8 @@ mod tests {
                 actions: vec!["pull".to_owned(), "push".to_owned()],
             }],
             tid: Some(42),
+            uid: None,
+            gen: None,
         }
     }
 

@@ -5,9 +5,8 @@ use super::cache::{key_of, Key};
 use super::verifier::Lane;
 use super::{Authenticator, PASSWORD_CACHE_TTL};
 use crate::access::{Actor, Principal, TokenLimits};
-use crate::identity::{hash_password, hash_token, use_totp_code, TOKEN_PREFIX};
+use crate::identity::{hash_password, hash_token, use_second_factor, TOKEN_PREFIX};
 use crate::ports::TokenRecord;
-use crate::time::now_unix;
 use crate::{Error, Result};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -27,6 +26,11 @@ struct SignedIn {
     principal: Principal,
     password_hash: Option<Arc<str>>,
 }
+
+/// What a remembered password was checked against: the stored hash and the account's
+/// credential generation then. Either moving on (a password change, the account disabled
+/// and enabled again) forgets it.
+pub(super) type RememberedPassword = (Arc<str>, i64);
 
 /// A token's last use is written at most this often.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -154,25 +158,32 @@ impl Authenticator {
         let signed_in = self
             .sign_in(name, secret, address, LoginPurpose::Registry)
             .await?;
-        if let Some(hash) = signed_in.password_hash {
+        if let (Some(hash), Some(generation)) = (
+            signed_in.password_hash,
+            signed_in.principal.credential_generation,
+        ) {
             self.passwords
-                .insert(key, hash, now + PASSWORD_CACHE_TTL, now);
+                .insert(key, (hash, generation), now + PASSWORD_CACHE_TTL, now);
         }
         Ok(signed_in.principal)
     }
 
     /// Who a remembered password signs in, read afresh: only while the account still has the
-    /// password hash it was checked against and no two-factor authentication, so a changed
-    /// password (here, on another node or from the CLI) or two-factor turned on applies at
-    /// the next request. The account is read for it, as a token's is; argon2id is not run.
+    /// password hash and credential generation it was checked against, is enabled, and has
+    /// no two-factor authentication, so a changed password (here, on another node or from
+    /// the CLI), a disabled account or two-factor turned on applies at the next request.
+    /// The account is read for it, as a token's is; argon2id is not run.
     async fn remembered_password(&self, key: &Key, name: &str) -> Result<Option<Principal>> {
-        let Some(checked_hash) = self.passwords.get(key, Instant::now()) else {
+        let Some((checked_hash, generation)) = self.passwords.get(key, Instant::now()) else {
             return Ok(None);
         };
         let Some(user) = self.store.user_by_name(name).await? else {
             return Ok(None);
         };
-        let still_valid = *user.password_hash == *checked_hash && !user.totp_enabled;
+        let still_valid = *user.password_hash == *checked_hash
+            && user.credential_generation == generation
+            && !user.is_disabled()
+            && !user.totp_enabled;
         Ok(still_valid.then(|| Principal::user(user)))
     }
 
@@ -197,7 +208,9 @@ impl Authenticator {
             .verify(password, &user.password_hash, lane)
             .await
             .map_err(busy)?;
-        if !matches {
+        // A disabled account is refused like a wrong password: its password says nothing
+        // about whether the account exists.
+        if !matches || user.is_disabled() {
             return Err(Error::CredentialsInvalid);
         }
         if user.totp_enabled {
@@ -213,7 +226,8 @@ impl Authenticator {
                 }
                 LoginPurpose::Interactive { otp: Some(code) } => {
                     // Only after the password: someone without it cannot use codes up.
-                    if !use_totp_code(&*self.store, user.id, secret, code).await? {
+                    let now = self.now_unix();
+                    if !use_second_factor(&*self.store, user.id, secret, code, now).await? {
                         return Err(Error::CredentialsInvalid);
                     }
                 }
@@ -246,7 +260,7 @@ impl Authenticator {
         if !owner.eq_ignore_ascii_case(name) {
             return Err(Error::CredentialsInvalid);
         }
-        let now = now_unix();
+        let now = self.now_unix();
         if token
             .last_used_at
             .is_none_or(|used| used + TOUCH_INTERVAL_SECS <= now)
@@ -264,14 +278,24 @@ impl Authenticator {
     }
 
     /// Who a stored token acts for, with its limits; a revoked or expired token, or one
-    /// whose owner is gone, is refused like a wrong password.
+    /// whose owner is gone or disabled (for an organization token: whose creator), is
+    /// refused like a wrong password.
     pub(crate) async fn token_principal(&self, token: &TokenRecord) -> Result<Principal> {
-        if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now_unix()) {
+        let now = self.now_unix();
+        if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
             return Err(Error::CredentialsInvalid);
         }
         let scope = token.scope.parse().map_err(|_| Error::CredentialsInvalid)?;
         let acting = match token.org_id {
             Some(org_id) => {
+                let creator_enabled = self
+                    .store
+                    .user_by_id(token.user_id)
+                    .await?
+                    .is_some_and(|user| !user.is_disabled());
+                if !creator_enabled {
+                    return Err(Error::CredentialsInvalid);
+                }
                 let org = self
                     .store
                     .org_by_id(org_id)
@@ -283,12 +307,14 @@ impl Authenticator {
                         name: org.name,
                     },
                     limits: None,
+                    credential_generation: None,
                 }
             }
             None => Principal::user(
                 self.store
                     .user_by_id(token.user_id)
                     .await?
+                    .filter(|user| !user.is_disabled())
                     .ok_or(Error::CredentialsInvalid)?,
             ),
         };

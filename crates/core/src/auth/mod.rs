@@ -19,8 +19,8 @@ pub use ui_session::UI_SESSION_TTL;
 
 use crate::access::Authorizer;
 use crate::audit::Audit;
+use crate::clock::Clock;
 use crate::ports::IdentityStore;
-use crate::time::now_unix;
 use crate::{Error, Result};
 use cache::TtlCache;
 use jwt::{Claims, TokenSigner};
@@ -38,7 +38,12 @@ pub struct AuthSettings {
     pub service: String,
     /// Lifetime of a registry bearer token.
     pub token_ttl: Duration,
+    /// Lifetime of an offline (refresh) token (`refresh_token_ttl`).
+    pub refresh_token_ttl: Duration,
 }
+
+/// How long a refresh token lasts unless `refresh_token_ttl` says otherwise: 90 days.
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(90 * 86400);
 
 impl Default for AuthSettings {
     fn default() -> Self {
@@ -46,6 +51,7 @@ impl Default for AuthSettings {
             issuer: "berth".into(),
             service: "berth".into(),
             token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
         }
     }
 }
@@ -66,8 +72,8 @@ pub struct Authenticator {
     settings: AuthSettings,
     throttle: SignInThrottle,
     /// Verified password sign-ins: SHA-256 of name and password → the stored password hash
-    /// the password matched.
-    passwords: TtlCache<Arc<str>>,
+    /// the password matched and the account's credential generation then.
+    passwords: TtlCache<login::RememberedPassword>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,
     /// Bounds concurrent argon2id checks and their queue, keeping one for trusted sign-ins.
@@ -77,6 +83,8 @@ pub struct Authenticator {
     sign_in_turns: Vec<tokio::sync::Mutex<()>>,
     /// Sign-ins and refusals, for metrics.
     tally: tally::SignInTally,
+    /// What issuing and checking tokens, sessions and two-factor codes read the time from.
+    clock: Arc<dyn Clock>,
 }
 
 /// How many stripes `sign_in_turns` has.
@@ -89,9 +97,10 @@ impl Authenticator {
         authorizer: Arc<dyn Authorizer>,
         settings: AuthSettings,
     ) -> Result<Authenticator> {
+        let clock = crate::clock::system();
         let candidate = TokenSigner::generate().map_err(|e| Error::internal("signing key", e))?;
         let secret = store
-            .signing_key_or_insert(&candidate.secret(), now_unix())
+            .signing_key_or_insert(&candidate.secret(), clock.now_unix())
             .await?;
         let signer =
             TokenSigner::from_secret(&secret).map_err(|e| Error::internal("signing key", e))?;
@@ -111,7 +120,18 @@ impl Authenticator {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             tally: tally::SignInTally::default(),
+            clock,
         })
+    }
+
+    /// The same service reading the time from `clock` (tests move a manual one).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Authenticator {
+        Authenticator { clock, ..self }
+    }
+
+    fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
     }
 
     /// Sign-ins so far (a password or an access token checked, not a remembered one

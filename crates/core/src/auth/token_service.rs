@@ -1,13 +1,14 @@
 //! The Docker token service: bearer tokens whose `access` claim is the intersection of what
 //! was asked and what the caller may do, offline refresh tokens, and checking bearers.
 
+use super::api_token::sign_in_is_current;
 use super::cache::key_of;
 use super::jwt::{Claims, ResourceAccess, MAX_TOKEN_LEN};
 use super::Authenticator;
 use crate::access::{Action, ActionSet, Actor, Need, Principal, Resource};
 use crate::identity::hash_token;
 use crate::ports::UserRecord;
-use crate::time::{now_unix, rfc3339};
+use crate::time::rfc3339;
 use crate::{Error, Result};
 use berth_oci::{RepoName, Scope};
 use std::sync::Arc;
@@ -130,7 +131,8 @@ impl Authenticator {
             .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
             .collect::<Vec<_>>()
             .join(" ");
-        let now = now_unix();
+        let (uid, gen) = self.account_stamp(principal).await?;
+        let now = self.now_unix();
         let ttl = self.settings.token_ttl.as_secs();
         let claims = Claims {
             iss: self.settings.issuer.clone(),
@@ -142,6 +144,8 @@ impl Authenticator {
             jti: random_hex(16)?,
             access,
             tid: principal.limits.as_ref().map(|l| l.token_id),
+            uid,
+            gen,
         };
         let token = self
             .signer
@@ -213,21 +217,29 @@ impl Authenticator {
         };
         let secret = format!("{REFRESH_TOKEN_PREFIX}{}", random_hex(32)?);
         self.store
-            .create_refresh_token(user_id, token_id, &hash_token(&secret), now_unix())
+            .create_refresh_token(user_id, token_id, &hash_token(&secret), self.now_unix())
             .await?;
         Ok(secret)
     }
 
     /// Signs in with a refresh token: it acts with the limits of the access token it came
-    /// from, and ends when that token is revoked or the password changes. Like access
-    /// tokens, refresh tokens carry 256 random bits and are not throttled.
+    /// from, and ends after `refresh_token_ttl`, when that token is revoked, when the
+    /// password changes or two-factor authentication is turned on (both revoke it), and
+    /// while the account is disabled. Like access tokens, refresh tokens carry 256 random
+    /// bits and are not throttled.
     pub async fn refresh_login(&self, refresh_token: &str) -> Result<Principal> {
+        let ttl = i64::try_from(self.settings.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX);
+        let now = self.now_unix();
         let record = match self
             .store
             .refresh_token_by_hash(&hash_token(refresh_token))
             .await?
         {
-            Some(record) if record.revoked_at.is_none() => record,
+            Some(record)
+                if record.revoked_at.is_none() && record.created_at.saturating_add(ttl) > now =>
+            {
+                record
+            }
             _ => return Err(Error::CredentialsInvalid),
         };
         match record.access_token_id {
@@ -244,34 +256,58 @@ impl Authenticator {
                     .store
                     .user_by_id(record.user_id)
                     .await?
+                    .filter(|user| !user.is_disabled())
                     .ok_or(Error::CredentialsInvalid)?;
                 Ok(Principal::user(user))
             }
         }
     }
 
-    /// Checks a bearer token's signature, audience and lifetime (verified tokens are
-    /// remembered until they expire).
-    pub fn verify_bearer(&self, token: &str) -> Result<Arc<Claims>> {
+    /// Checks a bearer token's signature, audience and lifetime (verified signatures are
+    /// remembered until the token expires), then that what it was issued to still stands:
+    /// for a password sign-in, the account enabled at the same credential generation; for
+    /// an access-token sign-in, the token unrevoked and its owner enabled. That last check
+    /// reads one row per request (two for an access token), as a remembered Basic password
+    /// does, so a password change, a disabled account or a revoked token ends the
+    /// account's registry tokens at the next request rather than when they run out.
+    pub async fn verify_bearer(&self, token: &str) -> Result<Arc<Claims>> {
         let key = key_of(&[token]);
         let now = Instant::now();
-        if let Some(claims) = self.bearers.get(&key, now) {
-            return Ok(claims);
-        }
-        let unix_now = now_unix();
-        let claims = self
-            .signer
-            .verify(token, &self.settings.service, unix_now)
-            .map_err(|_| Error::Unauthorized)?;
-        let claims = Arc::new(claims);
-        let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
-        self.bearers.insert(key, claims.clone(), now + left, now);
+        let unix_now = self.now_unix();
+        let claims = match self.bearers.get(&key, now) {
+            Some(claims) if unix_now < claims.exp => claims,
+            _ => {
+                let claims = self
+                    .signer
+                    .verify(token, &self.settings.service, unix_now)
+                    .map_err(|_| Error::Unauthorized)?;
+                let claims = Arc::new(claims);
+                let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
+                self.bearers.insert(key, claims.clone(), now + left, now);
+                claims
+            }
+        };
+        self.bearer_still_stands(&claims).await?;
         Ok(claims)
     }
 
+    async fn bearer_still_stands(&self, claims: &Claims) -> Result<()> {
+        if claims.tid.is_some() {
+            return self.principal_of(claims).await.map(drop);
+        }
+        if claims.sub.is_empty() {
+            return Ok(());
+        }
+        let user = self.signed_in_user(&claims.sub).await?;
+        match sign_in_is_current(claims, &user) {
+            true => Ok(()),
+            false => Err(Error::Unauthorized),
+        }
+    }
+
     /// The principal a bearer token was issued to, for what its claims alone cannot answer
-    /// (which repositories a catalog shows). A password change does not end a registry
-    /// bearer token here: like its grants, it runs out within `token_ttl`.
+    /// (which repositories a catalog shows); refused once it no longer stands (see
+    /// [`Authenticator::verify_bearer`]).
     pub async fn principal_of(&self, claims: &Claims) -> Result<Principal> {
         if let Some(token_id) = claims.tid {
             let token = self
@@ -287,7 +323,11 @@ impl Authenticator {
         if claims.sub.is_empty() {
             return Ok(Principal::anonymous());
         }
-        Ok(Principal::user(self.signed_in_user(&claims.sub).await?))
+        let user = self.signed_in_user(&claims.sub).await?;
+        if !sign_in_is_current(claims, &user) {
+            return Err(Error::Unauthorized);
+        }
+        Ok(Principal::user(user))
     }
 
     /// The account a password sign-in names, as stored now; `Unauthorized` once it is gone.

@@ -6,8 +6,8 @@ use super::{check_password, hash_password, validate_username, Acting, Identity};
 use crate::access::Principal;
 use crate::auth::throttle::AddressAllowance;
 use crate::error::{Error, Result};
-use crate::ports::{IdentityStore, NewUser, UserRecord};
-use crate::time::now_unix;
+use crate::ports::{IdentityStore, NewUser, UserRecord, Viewer, OWNERS_TEAM};
+use berth_oci::RepoName;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ pub struct Account {
     pub is_admin: bool,
     pub created_at: i64,
     pub totp_enabled: bool,
+    /// A site admin disabled it: nothing signs it in until it is enabled again.
+    pub disabled: bool,
 }
 
 impl From<UserRecord> for Account {
@@ -30,8 +32,16 @@ impl From<UserRecord> for Account {
             is_admin: user.is_admin,
             created_at: user.created_at,
             totp_enabled: user.totp_enabled,
+            disabled: user.disabled_at.is_some(),
         }
     }
+}
+
+/// What deleting an account removed besides it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeletedAccount {
+    /// The repositories of its namespace, deleted first (only with `force`).
+    pub repositories: Vec<String>,
 }
 
 impl Account {
@@ -151,7 +161,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             name: name.to_owned(),
             password_hash: hash_password(password)?,
             is_admin,
-            now: now_unix(),
+            now: self.now_unix(),
         };
         let id = self.store.create_user(&user).await?;
         Ok(Account {
@@ -160,14 +170,16 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             is_admin,
             created_at: user.now,
             totp_enabled: false,
+            disabled: false,
         })
     }
 
     /// Replaces a user's password (the user or a site admin, signed in with a password) and
-    /// ends everything signed in with the old one: web UI sessions and API tokens issued
-    /// before now (the store moves the user's `sessions_valid_from` with the hash) and the
-    /// user's refresh tokens. Sign-ins with an access token are not ended; they end with that
-    /// token.
+    /// ends everything signed in with the old one: web UI sessions, API tokens and registry
+    /// bearer tokens issued before (the store moves the user's credential generation on with
+    /// the hash, so one signed in during the same second ends too), remembered Basic
+    /// passwords, and the user's refresh tokens. Sign-ins with an access token are not
+    /// ended; they end with that token.
     pub async fn set_password(
         &self,
         acting: &Acting<'_>,
@@ -237,17 +249,153 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         if let Some(hash) = hash {
             if !self
                 .store
-                .set_password_hash(name, &hash, now_unix())
+                .set_password_hash(name, &hash, self.now_unix())
                 .await?
             {
                 return Err(Error::AccountUnknown(name.to_owned()));
             }
             self.store
-                .revoke_refresh_tokens_of_user(user.id, now_unix())
+                .revoke_refresh_tokens_of_user(user.id, self.now_unix())
                 .await?;
             self.audit
                 .record_by(acting, "user.password", name, serde_json::Value::Null)
                 .await;
+        }
+        Ok(())
+    }
+
+    /// Disables an account (`disabled`) or enables it again (site admins signed in with a
+    /// password). A disabled account's password, access tokens (organization tokens it made
+    /// too), refresh tokens, web sessions and registry tokens all stop at their next use:
+    /// its credential generation moves on and its refresh tokens are revoked. Enabling does
+    /// not bring those sessions back, only the password and the unrevoked access tokens.
+    /// Admins cannot disable themselves or the last enabled site admin. Returns whether
+    /// anything changed (audited as `user.disable` / `user.enable`).
+    pub async fn set_disabled(
+        &self,
+        acting: &Acting<'_>,
+        name: &str,
+        disabled: bool,
+    ) -> Result<bool> {
+        acting.require_site_admin()?;
+        acting.require_password_sign_in()?;
+        let user = self.user_record(name).await?;
+        if disabled {
+            self.check_removable(acting, &user, "disable").await?;
+        }
+        let now = self.now_unix();
+        if !self
+            .store
+            .set_disabled(name, disabled.then_some(now))
+            .await?
+        {
+            return Ok(false);
+        }
+        if disabled {
+            self.store
+                .revoke_refresh_tokens_of_user(user.id, now)
+                .await?;
+        }
+        let action = if disabled {
+            "user.disable"
+        } else {
+            "user.enable"
+        };
+        self.audit
+            .record_by(acting, action, name, serde_json::Value::Null)
+            .await;
+        Ok(true)
+    }
+
+    /// Deletes an account (site admins signed in with a password). Its tokens, refresh
+    /// tokens, sessions, team memberships, collaborations and stars go with it. Refused
+    /// while it is the last owner of an organization (name another owner first), and while
+    /// its namespace holds repositories unless `force`: then each repository is deleted
+    /// first through [`Identity::delete_repository`] (its events and audit entry), so no
+    /// later account of the same name inherits them. Admins cannot delete themselves or the
+    /// last enabled site admin. Audited as `user.delete`.
+    pub async fn delete_user(
+        &self,
+        acting: &Acting<'_>,
+        name: &str,
+        force: bool,
+    ) -> Result<DeletedAccount> {
+        acting.require_site_admin()?;
+        acting.require_password_sign_in()?;
+        let user = self.user_record(name).await?;
+        self.check_removable(acting, &user, "delete").await?;
+        for org in self.store.orgs_of_user(user.id).await? {
+            let Some(owners) = self.store.team(org.id, OWNERS_TEAM).await? else {
+                continue;
+            };
+            let owner_names = self.store.team_members(owners.id).await?;
+            if owner_names.len() == 1 && owner_names[0] == user.name {
+                return Err(Error::AccountInvalid(format!(
+                    "{name} is the last owner of the organization {}; make someone else an \
+                     owner first",
+                    org.name
+                )));
+            }
+        }
+        let repositories: Vec<String> = self
+            .store
+            .repositories_in_namespace(name, Viewer::Everything)
+            .await?
+            .into_iter()
+            .map(|repo| repo.name)
+            .collect();
+        if !repositories.is_empty() && !force {
+            return Err(Error::Invalid(format!(
+                "{name} owns {} repositories ({}); delete them first, or delete the account \
+                 with force to delete them with it",
+                repositories.len(),
+                repositories.join(", ")
+            )));
+        }
+        for repo in &repositories {
+            let repo: RepoName = repo.parse().map_err(|_| Error::NameInvalid(repo.clone()))?;
+            self.delete_repository(acting, &repo).await?;
+        }
+        if !self.store.delete_user(user.id).await? {
+            return Err(Error::AccountUnknown(name.to_owned()));
+        }
+        self.audit
+            .record_by(
+                acting,
+                "user.delete",
+                name,
+                json!({ "repositories_deleted": repositories.len() }),
+            )
+            .await;
+        Ok(DeletedAccount { repositories })
+    }
+
+    /// The rules disabling and deleting share: not one's own account, and not the last
+    /// enabled site admin, so the instance always stays manageable.
+    async fn check_removable(
+        &self,
+        acting: &Acting<'_>,
+        user: &UserRecord,
+        verb: &str,
+    ) -> Result<()> {
+        let (caller_id, _) = acting.user()?;
+        if caller_id == user.id {
+            return Err(Error::AccountInvalid(format!(
+                "you cannot {verb} your own account; ask another site admin"
+            )));
+        }
+        if user.is_admin && !user.is_disabled() {
+            let users = self.store.list_users().await?;
+            let enabled_admins = users
+                .iter()
+                .filter(|u| u.is_admin && !u.is_disabled())
+                .count();
+            if enabled_admins <= 1 {
+                return Err(Error::AccountInvalid(format!(
+                    "{} is the last site admin; make another user admin first",
+                    user.name
+                )));
+            }
         }
         Ok(())
     }
@@ -355,6 +503,8 @@ mod tests {
             totp_secret: Some("JBSWY3DP".into()),
             totp_enabled: true,
             sessions_valid_from: 7,
+            credential_generation: 3,
+            disabled_at: None,
         };
         let account = Account::from(record);
         assert_eq!(
@@ -365,6 +515,7 @@ mod tests {
                 is_admin: false,
                 created_at: 5,
                 totp_enabled: true,
+                disabled: false,
             }
         );
     }

@@ -26,6 +26,7 @@ static CLI_PRINCIPAL: LazyLock<Principal> = LazyLock::new(|| Principal {
         is_admin: true,
     },
     limits: None,
+    credential_generation: None,
 });
 
 impl<'a> Acting<'a> {
@@ -149,6 +150,7 @@ mod tests {
                 name: "acme".into(),
             },
             limits: None,
+            credential_generation: None,
         }
     }
 

@@ -16,6 +16,7 @@ mod tokens;
 pub mod totp;
 mod two_factor;
 
+pub use accounts::DeletedAccount;
 pub use accounts::{Account, AccountChange, FIRST_ADMIN, SIGNUPS_PER_ADDRESS, SIGNUP_WINDOW};
 pub use acting::{Acting, CLI_ACTOR};
 pub use audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
@@ -28,11 +29,12 @@ pub use tokens::{
     hash_token, new_token_secret, validate_repository_pattern, CreatedToken, OrgTokenRequest,
     TokenRequest, TokenScope, MAX_TOKEN_LABEL_CHARS, TOKEN_PREFIX,
 };
-pub(crate) use two_factor::use_totp_code;
-pub use two_factor::{TotpSetup, TOTP_ISSUER};
+pub(crate) use two_factor::use_second_factor;
+pub use two_factor::{TotpSetup, RECOVERY_CODE_COUNT, TOTP_ISSUER};
 
 use crate::access::{Authorizer, PolicyAuthorizer};
 use crate::audit::Audit;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ports::IdentityStore;
 use accounts::SelfSignup;
@@ -48,6 +50,8 @@ pub struct Identity<S: ?Sized> {
     /// Whether people may create their own accounts, and how many per address; shared by
     /// every clone, so the allowance holds across requests.
     signup: Arc<SelfSignup>,
+    /// What two-factor checks and the times changes record read the time from.
+    clock: Arc<dyn Clock>,
 }
 
 // By hand: a derive would require the store itself to be `Clone`, but only the `Arc` is cloned.
@@ -58,6 +62,7 @@ impl<S: ?Sized> Clone for Identity<S> {
             authorizer: self.authorizer.clone(),
             audit: self.audit.clone(),
             signup: self.signup.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -71,6 +76,7 @@ impl<S: IdentityStore + ?Sized + 'static> Identity<S> {
             audit: Audit::over(store.clone()),
             store,
             signup: Arc::new(SelfSignup::new(false)),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -80,6 +86,16 @@ impl<S: ?Sized> Identity<S> {
     /// so both surfaces decide alike.
     pub fn with_authorizer(self, authorizer: Arc<dyn Authorizer>) -> Self {
         Identity { authorizer, ..self }
+    }
+
+    /// The same service reading the time from `clock` (tests move a manual one).
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Identity { clock, ..self }
+    }
+
+    fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
     }
 
     /// The audit log's writer, for callers outside the management service (the registry).

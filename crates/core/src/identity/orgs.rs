@@ -5,7 +5,6 @@ use super::{validate_team_name, validate_username, Acting, Identity};
 use crate::access::owns_namespace;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NamespaceOwner, OrgRecord, TeamRecord, OWNERS_TEAM};
-use crate::time::now_unix;
 use serde_json::json;
 
 impl<S: IdentityStore + ?Sized> Identity<S> {
@@ -31,7 +30,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             _ => caller_id,
         };
         validate_username(name)?;
-        let org = self.store.create_org(name, owner_id, now_unix()).await?;
+        let org = self
+            .store
+            .create_org(name, owner_id, self.now_unix())
+            .await?;
         let owner = owner.unwrap_or(caller);
         self.audit
             .record_by(acting, "org.create", name, json!({ "owner": owner }))

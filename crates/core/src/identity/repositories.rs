@@ -7,7 +7,6 @@ use super::{Acting, Identity};
 use crate::access::owns_namespace;
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NamespaceOwner, NamespaceRecord, Permission, RepositoryRecord};
-use crate::time::now_unix;
 use berth_oci::RepoName;
 use serde_json::json;
 
@@ -47,7 +46,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         }
         let record = self
             .store
-            .create_repository(repo, private, now_unix(), Some(&acting.actor_name()))
+            .create_repository(repo, private, self.now_unix(), Some(&acting.actor_name()))
             .await?;
         self.audit
             .record_by(

@@ -6,7 +6,6 @@
 use super::{Acting, Identity};
 use crate::error::{Error, Result};
 use crate::ports::{IdentityStore, NewToken, TokenRecord, OWNERS_TEAM};
-use crate::time::now_unix;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -270,7 +269,8 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         token: &TokenRecord,
         target: &str,
     ) -> Result<bool> {
-        if token.revoked_at.is_some() || !self.store.revoke_token(token.id, now_unix()).await? {
+        if token.revoked_at.is_some() || !self.store.revoke_token(token.id, self.now_unix()).await?
+        {
             return Ok(false);
         }
         self.audit
@@ -318,7 +318,7 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         expires_in_days: Option<u32>,
     ) -> Result<CreatedToken> {
         let label = token_label(label)?;
-        let now = now_unix();
+        let now = self.now_unix();
         let expires_at = token_expiry(expires_in_days, now)?;
         for pattern in &repositories {
             validate_repository_pattern(pattern)?;

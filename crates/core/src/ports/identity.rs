@@ -62,9 +62,20 @@ pub struct UserRecord {
     pub totp_secret: Option<String>,
     /// Two-factor authentication is on (the secret was confirmed with a code).
     pub totp_enabled: bool,
-    /// Unix seconds of the last password change: sessions signed in with a password before
-    /// it are over (0: never changed).
+    /// Unix seconds of the last password change (0: never changed); for reading only, what
+    /// ends older sign-ins is `credential_generation`.
     pub sessions_valid_from: i64,
+    /// Moves by one whenever every sign-in made before must end (a password change, the
+    /// account disabled); sign-in tokens carry the value they were issued at.
+    pub credential_generation: i64,
+    /// When a site admin disabled the account; `None`: enabled.
+    pub disabled_at: Option<i64>,
+}
+
+impl UserRecord {
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -85,9 +96,18 @@ pub trait Accounts: Send + Sync {
     /// Every user, by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
     async fn count_users(&self) -> Result<u64>;
-    /// Replaces the password hash and, in the same statement, moves `sessions_valid_from` to
-    /// `now`, so no sign-in with the old password outlives it. False if there is no such user.
+    /// Replaces the password hash and, in the same statement, moves `credential_generation`
+    /// on by one (and `sessions_valid_from` to `now`), so no sign-in with the old password
+    /// outlives it. False if there is no such user.
     async fn set_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<bool>;
+    /// Disables the account (`Some(now)`), moving `credential_generation` on by one in the
+    /// same statement, or enables it again (`None`). False if there is no such user or it
+    /// already was in that state.
+    async fn set_disabled(&self, name: &str, disabled_at: Option<i64>) -> Result<bool>;
+    /// Deletes the account with its namespace, tokens, refresh tokens, memberships, grants,
+    /// stars and recovery codes (its repositories must be gone first). False if there is no
+    /// such user.
+    async fn delete_user(&self, id: i64) -> Result<bool>;
     async fn set_admin(&self, name: &str, is_admin: bool) -> Result<bool>;
     /// Sets (or with `None` clears) the TOTP secret and whether two-factor is on. A different
     /// secret (or none) starts with no code used; the same one keeps its last used step, so
@@ -167,6 +187,35 @@ pub trait RefreshTokens: Send + Sync {
     async fn refresh_token_by_hash(&self, token_hash: &str) -> Result<Option<RefreshTokenRecord>>;
     /// Revokes every refresh token of the user (after a password change); returns how many.
     async fn revoke_refresh_tokens_of_user(&self, user_id: i64, now: i64) -> Result<u64>;
+}
+
+/// Web sessions ended before they expired (signed out).
+#[async_trait::async_trait]
+pub trait EndedSessions: Send + Sync {
+    /// Records the session `jti` as ended until `expires_at` (when its token would expire
+    /// anyway), and forgets ended sessions whose tokens expired before `now`. Idempotent.
+    async fn end_session(&self, jti: &str, expires_at: i64, now: i64) -> Result<()>;
+    /// Whether the session `jti` was ended.
+    async fn session_ended(&self, jti: &str) -> Result<bool>;
+}
+
+/// Two-factor recovery codes, stored as hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryCodeCounts {
+    pub unused: u64,
+    pub total: u64,
+}
+
+#[async_trait::async_trait]
+pub trait RecoveryCodes: Send + Sync {
+    /// Replaces the user's codes (used or not) with `code_hashes`, in one transaction.
+    async fn replace_recovery_codes(&self, user_id: i64, code_hashes: &[String]) -> Result<()>;
+    /// Marks the unused code with `code_hash` used, in one compare-and-set: of two sign-ins
+    /// racing with one code only one gets true.
+    async fn use_recovery_code(&self, user_id: i64, code_hash: &str, now: i64) -> Result<bool>;
+    async fn recovery_code_counts(&self, user_id: i64) -> Result<RecoveryCodeCounts>;
+    /// Deletes every code of the user (two-factor turned off).
+    async fn clear_recovery_codes(&self, user_id: i64) -> Result<()>;
 }
 
 /// Who owns a namespace.
@@ -457,6 +506,8 @@ pub trait IdentityStore:
     Accounts
     + AccessTokens
     + RefreshTokens
+    + EndedSessions
+    + RecoveryCodes
     + Namespaces
     + Organizations
     + RepositoryAccess
@@ -469,6 +520,8 @@ impl<T> IdentityStore for T where
     T: Accounts
         + AccessTokens
         + RefreshTokens
+        + EndedSessions
+        + RecoveryCodes
         + Namespaces
         + Organizations
         + RepositoryAccess

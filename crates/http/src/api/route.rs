@@ -18,6 +18,7 @@ pub(crate) enum Route {
     User(String),
     TwoFactor(String),
     TwoFactorConfirm(String),
+    RecoveryCodes(String),
     AccessTokens,
     AccessToken(i64),
     Orgs,
@@ -84,7 +85,7 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/openapi.json", &[GET], |_| Ok(Route::OpenApi)),
     endpoint("/api/v1/users/login", &[POST], |_| Ok(Route::Login)),
     endpoint("/api/v1/users", &[GET, POST], |_| Ok(Route::Users)),
-    endpoint("/api/v1/users/{username}", &[GET, PATCH], |p| {
+    endpoint("/api/v1/users/{username}", &[GET, PATCH, DELETE], |p| {
         Ok(Route::User(p.text("username")))
     }),
     endpoint("/api/v1/users/{username}/2fa", &[POST, DELETE], |p| {
@@ -93,6 +94,11 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/users/{username}/2fa/confirm", &[POST], |p| {
         Ok(Route::TwoFactorConfirm(p.text("username")))
     }),
+    endpoint(
+        "/api/v1/users/{username}/2fa/recovery-codes",
+        &[GET, POST],
+        |p| Ok(Route::RecoveryCodes(p.text("username"))),
+    ),
     endpoint("/api/v1/access-tokens", &[GET, POST], |_| {
         Ok(Route::AccessTokens)
     }),
@@ -338,6 +344,7 @@ impl Route {
             Route::User(_) => "/api/v1/users/{username}",
             Route::TwoFactor(_) => "/api/v1/users/{username}/2fa",
             Route::TwoFactorConfirm(_) => "/api/v1/users/{username}/2fa/confirm",
+            Route::RecoveryCodes(_) => "/api/v1/users/{username}/2fa/recovery-codes",
             Route::AccessTokens => "/api/v1/access-tokens",
             Route::AccessToken(_) => "/api/v1/access-tokens/{id}",
             Route::Orgs => "/api/v1/orgs",
@@ -421,6 +428,10 @@ mod tests {
             (
                 "v1/users/alice/2fa/confirm",
                 Route::TwoFactorConfirm("alice".into()),
+            ),
+            (
+                "v1/users/alice/2fa/recovery-codes",
+                Route::RecoveryCodes("alice".into()),
             ),
             ("v1/access-tokens/7", Route::AccessToken(7)),
             (

@@ -18,6 +18,8 @@ struct UserView {
     date_joined: String,
     is_admin: bool,
     has_2fa: bool,
+    /// A site admin disabled the account.
+    disabled: bool,
     #[serde(rename = "type")]
     kind: &'static str,
 }
@@ -30,6 +32,7 @@ impl From<Account> for UserView {
             date_joined: instant(account.created_at),
             is_admin: account.is_admin,
             has_2fa: account.totp_enabled,
+            disabled: account.disabled,
             kind: "User",
         }
     }
@@ -59,7 +62,7 @@ pub(super) async fn login(call: &Call<'_>) -> ApiResult<Response<Body>> {
             LoginPurpose::Interactive { otp },
         )
         .await?;
-    let token = call.state.auth.issue_api_token(&principal)?;
+    let token = call.state.auth.issue_api_token(&principal).await?;
     ok(&json!({ "token": token }))
 }
 
@@ -104,22 +107,50 @@ struct UserChange {
     password: Option<String>,
     #[serde(default)]
     is_admin: Option<bool>,
+    #[serde(default)]
+    disabled: Option<bool>,
 }
 
 /// Changes the password and/or the site-admin flag, as one change of the management service
-/// (which checks both before writing either, so a refused request changes nothing).
+/// (which checks both before writing either, so a refused request changes nothing), and
+/// disables or enables the account (site admins): `disabled` alone, or after the rest.
 pub(super) async fn update(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
     let change: UserChange = call.json()?;
     let acting = call.acting();
     let identity = &call.state.identity;
-    let account_change = AccountChange {
-        password: change.password.as_deref(),
-        is_admin: change.is_admin,
-    };
-    identity
-        .change_account(&acting, name, account_change)
-        .await?;
+    if change.password.is_some() || change.is_admin.is_some() {
+        let account_change = AccountChange {
+            password: change.password.as_deref(),
+            is_admin: change.is_admin,
+        };
+        identity
+            .change_account(&acting, name, account_change)
+            .await?;
+    }
+    if let Some(disabled) = change.disabled {
+        identity.set_disabled(&acting, name, disabled).await?;
+    }
     ok(&UserView::from(identity.user(&acting, name).await?))
+}
+
+/// `DELETE /api/v1/users/{username}[?force=true]` (site admins): see
+/// `Identity::delete_user` for what goes with the account and when it is refused.
+pub(super) async fn delete(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let force = match crate::oci::headers::query_param(&call.query, "force").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(berth_core::Error::Invalid(format!(
+                "force must be true or false, not {other:?}"
+            ))
+            .into())
+        }
+    };
+    call.state
+        .identity
+        .delete_user(&call.acting(), name, force)
+        .await?;
+    no_content()
 }
 
 /// Starts two-factor setup: the secret and the `otpauth://` URL for an authenticator app.
@@ -139,8 +170,43 @@ pub(super) async fn confirm_two_factor(call: &Call<'_>, name: &str) -> ApiResult
     let request: TwoFactorCode = call.json()?;
     let acting = call.acting();
     let identity = &call.state.identity;
-    identity.confirm_totp(&acting, name, &request.code).await?;
-    ok(&UserView::from(identity.user(&acting, name).await?))
+    let recovery_codes = identity.confirm_totp(&acting, name, &request.code).await?;
+    let user = UserView::from(identity.user(&acting, name).await?);
+    ok(&TwoFactorEnabled {
+        user,
+        recovery_codes,
+    })
+}
+
+/// The user as it now is, with its recovery codes, shown this once.
+#[derive(Debug, Serialize)]
+struct TwoFactorEnabled {
+    #[serde(flatten)]
+    user: UserView,
+    recovery_codes: Vec<String>,
+}
+
+/// A new set of recovery codes, shown this once; the earlier set stops working.
+pub(super) async fn regenerate_recovery_codes(
+    call: &Call<'_>,
+    name: &str,
+) -> ApiResult<Response<Body>> {
+    let recovery_codes = call
+        .state
+        .identity
+        .regenerate_recovery_codes(&call.acting(), name)
+        .await?;
+    ok(&json!({ "recovery_codes": recovery_codes }))
+}
+
+/// How many recovery codes are left (never the codes).
+pub(super) async fn recovery_code_counts(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
+    let counts = call
+        .state
+        .identity
+        .recovery_code_counts(&call.acting(), name)
+        .await?;
+    ok(&json!({ "unused": counts.unused, "total": counts.total }))
 }
 
 #[derive(Debug, Default, Deserialize)]

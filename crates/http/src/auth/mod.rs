@@ -108,7 +108,7 @@ pub(crate) async fn identify(
                 .map(Caller::Principal)
         }
         Some((scheme, value)) if scheme == "bearer" => {
-            state.auth.verify_bearer(value).map(Caller::Bearer)
+            state.auth.verify_bearer(value).await.map(Caller::Bearer)
         }
         Some(_) => Err(Error::CredentialsInvalid),
     }

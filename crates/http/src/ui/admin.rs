@@ -1,4 +1,4 @@
-//! Site administration: users (list, create, grant or revoke site admin), verified publishers and the audit log (site-wide webhooks are in `webhooks.rs`); the services refuse everyone but site admins.
+//! Site administration: users (list, create, grant or revoke site admin, disable, enable, delete), verified publishers and the audit log (site-wide webhooks are in `webhooks.rs`); the services refuse everyone but site admins.
 
 use super::html::{html, url_component, Html};
 use super::layout::{form_start, time};
@@ -48,7 +48,7 @@ async fn render_users(visitor: &Visitor) -> UiResult {
     html!(body, "<h1>Administration</h1>" [admin_tabs("/admin/users")]
         "<section class=\"panel\" aria-labelledby=\"users-title\"><h2 id=\"users-title\">Users</h2>"
         "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Username</th>"
-        "<th scope=\"col\">Role</th><th scope=\"col\">Two-factor</th><th scope=\"col\">Joined</th>"
+        "<th scope=\"col\">Role</th><th scope=\"col\">Status</th><th scope=\"col\">Two-factor</th><th scope=\"col\">Joined</th>"
         "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>");
     for account in &accounts {
         let action = format!("/admin/users/{}/admin", url_component(&account.name));
@@ -57,6 +57,12 @@ async fn render_users(visitor: &Visitor) -> UiResult {
             html!(body, "<span class=\"badge admin\">Site admin</span>");
         } else {
             html!(body, "User");
+        }
+        html!(body, "</td><td>");
+        if account.disabled {
+            html!(body, "<span class=\"badge\">Disabled</span>");
+        } else {
+            html!(body, "Active");
         }
         html!(body, "</td><td>" (if account.totp_enabled { "On" } else { "Off" }) "</td>"
             "<td>" [time(account.created_at)] "</td><td>");
@@ -68,7 +74,17 @@ async fn render_users(visitor: &Visitor) -> UiResult {
             html!(form, "<input type=\"hidden\" name=\"admin\" value=\"grant\">"
                 "<button type=\"submit\" class=\"secondary\">Make " (account.name) " a site admin</button></form>");
         }
-        html!(body, [form] "</td></tr>");
+        html!(body, [form]);
+        let status = format!("/admin/users/{}/status", url_component(&account.name));
+        let mut form = form_start(visitor, &status, "inline");
+        if account.disabled {
+            html!(form, "<input type=\"hidden\" name=\"status\" value=\"enable\">"
+                "<button type=\"submit\" class=\"secondary\">Enable " (account.name) "</button></form>");
+        } else {
+            html!(form, "<input type=\"hidden\" name=\"status\" value=\"disable\">"
+                "<button type=\"submit\" class=\"secondary\">Disable " (account.name) "</button></form>");
+        }
+        html!(body, [form] [delete_user_form(visitor, &account.name)] "</td></tr>");
     }
     html!(body, "</tbody></table></div></section>"
         "<section class=\"panel\" aria-labelledby=\"new-user-title\"><h2 id=\"new-user-title\">Create a user</h2>"
@@ -85,6 +101,74 @@ async fn render_users(visitor: &Visitor) -> UiResult {
         "<div><button type=\"submit\">Create user</button></div></form></section>"
     );
     Ok(visitor.page("Users", body))
+}
+
+/// Deleting an account asks for its name typed again, and, to take its repositories with it,
+/// a box ticked: nothing is deleted by one stray click.
+fn delete_user_form(visitor: &Visitor, name: &str) -> Html {
+    let action = format!("/admin/users/{}/delete", url_component(name));
+    let id = format!("delete-{}", url_component(name));
+    let mut out = Html::new();
+    html!(out, "<details class=\"inline\"><summary>Delete " (name) "</summary>"
+        [form_start(visitor, &action, "stack")]
+        "<p class=\"hint\">Its tokens, sessions and memberships go with it. An account that owns "
+        "repositories is kept unless they go too; the last owner of an organization is kept.</p>"
+        "<div class=\"field\"><label for=\"" (id) "-confirm\">Type " (name) " to confirm</label>"
+        "<input type=\"text\" id=\"" (id) "-confirm\" name=\"confirm\" autocomplete=\"off\" required></div>"
+        "<label><input type=\"checkbox\" name=\"force\" value=\"on\"> Delete its repositories too</label>"
+        "<div><button type=\"submit\" class=\"danger\">Delete " (name) "</button></div></form></details>");
+    out
+}
+
+/// `POST /admin/users/{name}/status`: `status=disable` or `status=enable`.
+pub(crate) async fn set_status(Path(name): Path<String>, submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        let disable = match form.text("status") {
+            "disable" => true,
+            "enable" => false,
+            _ => return Err(UiError::Invalid("Say disable or enable.".to_owned())),
+        };
+        let changed = visitor
+            .state
+            .identity
+            .set_disabled(&visitor.acting(), &name, disable)
+            .await?;
+        Ok(Notice::success(match (disable, changed) {
+            (true, true) => {
+                format!("{name} is disabled: its password, tokens and sessions no longer work.")
+            }
+            (true, false) => format!("{name} was already disabled."),
+            (false, true) => format!("{name} is enabled again."),
+            (false, false) => format!("{name} was not disabled."),
+        }))
+    }
+    .await;
+    submission.outcome(result, "/admin/users")
+}
+
+/// `POST /admin/users/{name}/delete`: `confirm` must repeat the name; `force=on` deletes
+/// the account's repositories with it.
+pub(crate) async fn delete_user(Path(name): Path<String>, submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        if form.text("confirm") != name {
+            return Err(UiError::Invalid(format!(
+                "Type {name} to confirm deleting the account."
+            )));
+        }
+        let deleted = visitor
+            .state
+            .identity
+            .delete_user(&visitor.acting(), &name, form.checked("force"))
+            .await?;
+        Ok(Notice::success(match deleted.repositories.len() {
+            0 => format!("User {name} deleted."),
+            n => format!("User {name} deleted, with its {n} repositories."),
+        }))
+    }
+    .await;
+    submission.outcome(result, "/admin/users")
 }
 
 /// `POST /admin/users`.

@@ -34,13 +34,13 @@ pub(super) fn next_of(visitor: &Visitor, fallback: &str) -> String {
 
 /// Opens a session for `principal` in this browser (the session cookie) and goes on to
 /// `next`, with `notice` there: the end of every way of signing in.
-pub(super) fn signed_in(
+pub(super) async fn signed_in(
     visitor: &Visitor,
     principal: &Principal,
     next: &str,
     notice: Option<Notice>,
 ) -> Response {
-    match visitor.state.auth.issue_ui_session(principal) {
+    match visitor.state.auth.issue_ui_session(principal).await {
         Ok(token) => {
             let mut response = visitor.redirect(next, notice);
             if let Some(cookie) = session_cookie(&token, visitor.secure) {
@@ -112,14 +112,15 @@ fn two_factor_page(
 ) -> Response {
     let mut body = narrow_panel_start("Two-factor authentication", None, error);
     html!(body,
-        "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>.</p>"
+        "<p>Enter the six-digit code your authenticator app shows for <strong>" (username) "</strong>, "
+        "or one of your recovery codes.</p>"
         [form_start(visitor, "/login", "stack")]
         "<input type=\"hidden\" name=\"next\" value=\"" (next) "\">"
         "<input type=\"hidden\" name=\"username\" value=\"" (username) "\">"
         "<input type=\"hidden\" name=\"password\" value=\"" (password) "\">"
         "<div class=\"field\"><label for=\"otp\">Authentication code</label>"
-        "<input type=\"text\" id=\"otp\" name=\"otp\" inputmode=\"numeric\" pattern=\"[0-9 ]*\" "
-        "autocomplete=\"one-time-code\" maxlength=\"8\" required autofocus></div>"
+        "<input type=\"text\" id=\"otp\" name=\"otp\" autocapitalize=\"none\" spellcheck=\"false\" "
+        "autocomplete=\"one-time-code\" maxlength=\"16\" required autofocus></div>"
         "<div><button type=\"submit\">Verify and sign in</button></div>"
         "</form></div>"
     );
@@ -136,11 +137,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         .to_owned();
     let username = form.text("username");
     let password = form.get("password").unwrap_or_default();
-    let otp: String = form
-        .text("otp")
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let otp = form.text("otp").trim();
     if username.is_empty() || password.is_empty() {
         let message = "Enter your username and password.";
         return sign_in_page(
@@ -163,14 +160,14 @@ pub(crate) async fn submit(submission: Submission) -> Response {
         );
     }
     let purpose = LoginPurpose::Interactive {
-        otp: (!otp.is_empty()).then_some(otp.as_str()),
+        otp: (!otp.is_empty()).then_some(otp),
     };
     let auth = &visitor.state.auth;
     match auth
         .login(username, password, visitor.address, purpose)
         .await
     {
-        Ok(principal) => signed_in(visitor, &principal, &next, None),
+        Ok(principal) => signed_in(visitor, &principal, &next, None).await,
         Err(Error::TwoFactorRequired(_)) => {
             two_factor_page(visitor, StatusCode::OK, username, password, &next, None)
         }
@@ -182,7 +179,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
             &next,
             Some(
                 "That code is not valid. Each code works once and codes change every 30 \
-                 seconds: try the next one.",
+                 seconds: try the next one, or a recovery code you have not used.",
             ),
         ),
         Err(Error::CredentialsInvalid) => sign_in_page(
@@ -220,9 +217,15 @@ pub(crate) async fn confirm_sign_out(visitor: Visitor) -> Response {
     visitor.page("Sign out", body)
 }
 
-/// `POST /logout`: ends the session in this browser.
+/// `POST /logout`: ends the session on the server (a copy of the cookie kept anywhere no
+/// longer signs in) and in this browser.
 pub(crate) async fn sign_out(submission: Submission) -> Response {
     let visitor = &submission.visitor;
+    if let Some(token) = visitor.session_token() {
+        if let Err(err) = visitor.state.auth.end_ui_session(token).await {
+            return visitor.respond(Err(err.into()));
+        }
+    }
     if let Some(name) = visitor.user_name() {
         visitor
             .state

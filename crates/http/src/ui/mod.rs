@@ -55,6 +55,10 @@ pub(crate) fn routes() -> Router<AppState> {
             post(settings::confirm_two_factor),
         )
         .route(
+            "/settings/two-factor/recovery-codes",
+            post(settings::regenerate_recovery_codes),
+        )
+        .route(
             "/settings/two-factor/disable",
             post(settings::disable_two_factor),
         )
@@ -93,6 +97,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/r/{*path}", get(repository::show).post(repository::change))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{name}/admin", post(admin::set_admin))
+        .route("/admin/users/{name}/status", post(admin::set_status))
+        .route("/admin/users/{name}/delete", post(admin::delete_user))
         .route("/admin/publishers", get(admin::publishers))
         .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
@@ -160,6 +166,11 @@ impl FromRequestParts<AppState> for Visitor {
 }
 
 impl Visitor {
+    /// The valid session token this request came with, if any.
+    pub fn session_token(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     /// The visitor as the management services take a caller.
     pub fn acting(&self) -> Acting<'_> {
         Acting::new(&self.principal, self.address.map(|a| a.to_string()))

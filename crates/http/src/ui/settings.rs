@@ -11,12 +11,13 @@ use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
+use berth_core::access::Principal;
 use berth_core::auth::LoginPurpose;
 use berth_core::identity::{
     validate_repository_pattern, CreatedToken, TokenRequest, TokenScope, TotpSetup,
     MIN_PASSWORD_LEN,
 };
-use berth_core::ports::TokenRecord;
+use berth_core::ports::{RecoveryCodeCounts, TokenRecord};
 use berth_core::time::now_unix;
 use berth_core::Error;
 
@@ -33,6 +34,7 @@ async fn render(visitor: &Visitor, status: StatusCode, first: Option<Html>) -> U
     let acting = visitor.acting();
     let account = identity.user(&acting, name).await?;
     let tokens = identity.list_tokens(&acting, name).await?;
+    let recovery = identity.recovery_code_counts(&acting, name).await?;
     let mut body = Html::new();
     html!(body, "<h1>Account settings</h1>");
     if let Some(first) = first {
@@ -48,7 +50,7 @@ async fn render(visitor: &Visitor, status: StatusCode, first: Option<Html>) -> U
     html!(body, " · member since " [time(account.created_at)] " · "
         "<a href=\"/u/" (account.name) "\">your repositories</a></p></section>"
         [password_section(visitor)]
-        [two_factor_section(visitor, account.totp_enabled)]
+        [two_factor_section(visitor, account.totp_enabled, recovery)]
         "<section class=\"panel\" id=\"tokens\" aria-labelledby=\"tokens-title\">"
         "<h2 id=\"tokens-title\">Personal access tokens</h2>"
         "<p>Registry clients and scripts use a token in place of your password; it can do less "
@@ -84,18 +86,20 @@ fn password_section(visitor: &Visitor) -> Html {
     out
 }
 
-fn two_factor_section(visitor: &Visitor, enabled: bool) -> Html {
+fn two_factor_section(visitor: &Visitor, enabled: bool, recovery: RecoveryCodeCounts) -> Html {
     let mut out = Html::new();
     html!(out, "<section class=\"panel\" id=\"two-factor\" aria-labelledby=\"two-factor-title\">"
         "<h2 id=\"two-factor-title\">Two-factor authentication</h2>");
     if enabled {
         html!(out,
-            "<p><strong>On.</strong> Signing in here asks for a code from your authenticator app; "
-            "registry clients need an access token.</p>"
+            "<p><strong>On.</strong> Signing in here asks for a code from your authenticator app "
+            "(or one of your recovery codes); registry clients need an access token.</p>"
+            "<p id=\"recovery-codes-left\">Recovery codes left: " (recovery.unused) " of " (recovery.total) ".</p>"
+            [button_form(visitor, "/settings/two-factor/recovery-codes", "Generate new recovery codes", "secondary")]
             [form_start(visitor, "/settings/two-factor/disable", "inline")]
-            "<div class=\"field\"><label for=\"disable-code\">Current code</label>"
-            "<input type=\"text\" id=\"disable-code\" name=\"code\" inputmode=\"numeric\" "
-            "autocomplete=\"one-time-code\" maxlength=\"8\" required></div>"
+            "<div class=\"field\"><label for=\"disable-code\">Current code or a recovery code</label>"
+            "<input type=\"text\" id=\"disable-code\" name=\"code\" "
+            "autocomplete=\"one-time-code\" maxlength=\"16\" required></div>"
             "<button type=\"submit\" class=\"danger\">Turn off</button></form>"
         );
     } else {
@@ -137,12 +141,12 @@ pub(crate) async fn change_password(submission: Submission) -> Response {
     match set_password(&submission).await {
         Ok(notice) => {
             let visitor = &submission.visitor;
-            signed_in(
-                visitor,
-                &visitor.principal,
-                "/settings#password",
-                Some(notice),
-            )
+            // The session opened now carries the generation the change moved the account to.
+            let afresh = Principal {
+                credential_generation: None,
+                ..visitor.principal.clone()
+            };
+            signed_in(visitor, &afresh, "/settings#password", Some(notice)).await
         }
         Err(err) => submission.outcome(Err(err), "/settings#password"),
     }
@@ -212,23 +216,75 @@ pub(crate) async fn begin_two_factor(submission: Submission) -> Response {
     }
 }
 
-/// `POST /settings/two-factor/confirm`.
+/// The panel showing a new set of recovery codes, this once.
+fn recovery_codes_panel(codes: &[String], heading: &str) -> Html {
+    let mut out = Html::new();
+    html!(out,
+        "<section class=\"secret\" aria-labelledby=\"recovery-title\">"
+        "<h2 id=\"recovery-title\">" (heading) "</h2>"
+        "<p>Each recovery code signs you in once in place of a code from your authenticator "
+        "app, should you lose it. Keep them somewhere safe: they are shown only this once, "
+        "and any earlier codes no longer work.</p><ul id=\"recovery-codes\">");
+    for code in codes {
+        html!(out, "<li><code>" (code) "</code></li>");
+    }
+    html!(out, "</ul></section>");
+    out
+}
+
+/// `POST /settings/two-factor/confirm`: on success, the recovery codes, shown once.
 pub(crate) async fn confirm_two_factor(submission: Submission) -> Response {
+    let visitor = &submission.visitor;
     let result = async {
-        let Submission { visitor, form } = &submission;
         let name = visitor.require_user()?;
-        let code = form.required("code", "The code")?.replace(' ', "");
-        visitor
-            .state
-            .identity
-            .confirm_totp(&visitor.acting(), name, &code)
-            .await?;
-        Ok(Notice::success(
-            "Two-factor authentication is on. Registry clients now need an access token.",
-        ))
+        let code = submission
+            .form
+            .required("code", "The code")?
+            .replace(' ', "");
+        Ok::<_, UiError>(
+            visitor
+                .state
+                .identity
+                .confirm_totp(&visitor.acting(), name, &code)
+                .await?,
+        )
     }
     .await;
-    submission.outcome(result, "/settings#two-factor")
+    match result {
+        Ok(codes) => {
+            let panel = recovery_codes_panel(
+                &codes,
+                "Two-factor authentication is on: save your recovery codes",
+            );
+            let page = render(visitor, StatusCode::OK, Some(panel)).await;
+            visitor.respond(page)
+        }
+        Err(err) => submission.outcome(Err(err), "/settings#two-factor"),
+    }
+}
+
+/// `POST /settings/two-factor/recovery-codes`: a new set, shown once; the old set is void.
+pub(crate) async fn regenerate_recovery_codes(submission: Submission) -> Response {
+    let visitor = &submission.visitor;
+    let result = async {
+        let name = visitor.require_user()?;
+        Ok::<_, UiError>(
+            visitor
+                .state
+                .identity
+                .regenerate_recovery_codes(&visitor.acting(), name)
+                .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(codes) => {
+            let panel = recovery_codes_panel(&codes, "Your new recovery codes");
+            let page = render(visitor, StatusCode::OK, Some(panel)).await;
+            visitor.respond(page)
+        }
+        Err(err) => submission.outcome(Err(err), "/settings#two-factor"),
+    }
 }
 
 /// `POST /settings/two-factor/disable`.

@@ -102,7 +102,7 @@ pub(crate) async fn submit(submission: Submission) -> Response {
                 "Welcome to Berth, {}. Your account is ready.",
                 account.name
             ));
-            signed_in(visitor, &account.principal(), &next, Some(welcome))
+            signed_in(visitor, &account.principal(), &next, Some(welcome)).await
         }
         Err(Error::SignupClosed) => visitor.not_found(),
         Err(Error::Conflict(_)) => refuse(

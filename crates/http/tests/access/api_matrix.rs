@@ -409,8 +409,10 @@ const OPS: [Op; 36] = [
     Op::TokenShow,
     Op::TokenDeactivate,
     Op::TwoFactorBegin,
-    Op::PasswordChange,
     Op::AuditLogs,
+    // Last: it ends the sign-ins made with the password (putting the old hash back moves
+    // the account's credential generation on again), so later cells would find them gone.
+    Op::PasswordChange,
 ];
 
 impl Op {
@@ -1441,7 +1443,7 @@ async fn restore(
             }
         }
         Op::PasswordChange => {
-            // The old hash and session start: every sign-in of the matrix stays valid.
+            // The old hash back: the caller's password signs in again.
             if let Some(account) = caller.account() {
                 let (hash, valid_from) = &prepared.password;
                 meta.set_password_hash(account, hash, *valid_from)

@@ -110,6 +110,17 @@ impl Server {
         Server::start_with_options(options).await
     }
 
+    /// Like [`Server::start_with`], reading the time from `clock` (a test moves it).
+    pub async fn start_on_clock(
+        settings: AuthSettings,
+        clock: Option<Arc<dyn berth_core::clock::Clock>>,
+    ) -> Server {
+        let mut options = berth_testkit::Options::default();
+        options.settings.auth = settings;
+        options.clock = clock;
+        Server::start_with_options(options).await
+    }
+
     /// With the test kit's options as given (the session cap aside).
     pub async fn start_with_options(mut options: berth_testkit::Options) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -36,6 +36,14 @@ impl Page {
             .join("; ")
     }
 
+    /// `existing` cookies with the ones this answer sets (a notice after a redirect).
+    pub fn cookies_with(&self, existing: &str) -> String {
+        match self.cookies() {
+            set if set.is_empty() => existing.to_owned(),
+            set => format!("{existing}; {set}"),
+        }
+    }
+
     /// The whole `Set-Cookie` value for the cookie `name`, if the answer sets it.
     pub fn set_cookie(&self, name: &str) -> Option<String> {
         self.headers

@@ -1,11 +1,9 @@
 //! Signing in to the API: passwords, two-factor codes, and keeping API tokens and registry
 //! bearer tokens apart.
 
-use crate::support::{
-    basic, with_time_left_in_the_step, Berth, Credentials, ADMIN_PASSWORD, PASSWORD,
-};
+use crate::support::{basic, Berth, Credentials, ADMIN_PASSWORD, PASSWORD};
+use berth_core::clock::Clock as _;
 use berth_core::identity::totp::totp_code;
-use berth_core::time::now_unix;
 use reqwest::Method;
 use serde_json::json;
 
@@ -80,7 +78,7 @@ async fn basic_credentials_work_on_the_api_and_no_credentials_are_asked_for() {
 
 #[tokio::test]
 async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
-    let berth = Berth::start().await;
+    let berth = Berth::start_with_manual_clock().await;
     let alice = berth.user("alice").await;
 
     let setup = alice
@@ -101,8 +99,7 @@ async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
         .expect_error(400, "BAD_REQUEST");
     // Each code works once: turning it on, signing in and turning it off take the codes of
     // three steps, the current one and those either side of it.
-    with_time_left_in_the_step(10).await;
-    let now = now_unix();
+    let now = berth.clock().now_unix();
     let [previous, current, next] =
         [-30, 0, 30].map(|offset| totp_code(&secret, now + offset, 6).unwrap());
     let confirmed = alice
@@ -165,7 +162,7 @@ async fn with_two_factor_on_the_password_alone_no_longer_signs_in() {
 
 #[tokio::test]
 async fn a_two_factor_code_signs_in_once() {
-    let berth = Berth::start().await;
+    let berth = Berth::start_with_manual_clock().await;
     let alice = berth.user("alice").await;
     let secret = alice
         .post("/api/v1/users/alice/2fa", json!({}))
@@ -175,8 +172,7 @@ async fn a_two_factor_code_signs_in_once() {
         .as_str()
         .unwrap()
         .to_owned();
-    with_time_left_in_the_step(10).await;
-    let now = now_unix();
+    let now = berth.clock().now_unix();
     let [previous, current, next] =
         [-30, 0, 30].map(|offset| totp_code(&secret, now + offset, 6).unwrap());
     alice

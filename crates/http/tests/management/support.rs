@@ -5,9 +5,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use berth_core::clock::ManualClock;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
-use berth_core::time::now_unix;
 use berth_core::Registry;
 use berth_meta::SqliteMeta;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -128,6 +128,8 @@ pub struct Berth {
     /// The server's database, for writing what an older Berth would have left there.
     pub meta: Arc<SqliteMeta>,
     client: Client,
+    /// The server's clock, when the test moves it (see [`Berth::start_with_manual_clock`]).
+    clock: Option<Arc<ManualClock>>,
     /// The server itself: dropping it stops the server and its jobs runner.
     _served: berth_testkit::Served,
     _dir: TempDir,
@@ -141,18 +143,30 @@ impl Berth {
 
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
-        Berth::start_configured(allow_signup, None).await
+        Berth::start_configured(allow_signup, None, None).await
+    }
+
+    /// Like [`Berth::start`], on a clock that stands still until the test moves it: TOTP
+    /// steps and expiries follow [`Berth::clock`], so nothing waits for the wall clock.
+    pub async fn start_with_manual_clock() -> Berth {
+        Berth::start_configured(false, None, Some(ManualClock::starting_now())).await
+    }
+
+    /// The server's clock (only for [`Berth::start_with_manual_clock`]).
+    pub fn clock(&self) -> &ManualClock {
+        self.clock.as_deref().expect("started with a manual clock")
     }
 
     /// Like [`Berth::start`], with the operations endpoints wired to the stores as `serve`
     /// wires them, and `/metrics` open without credentials to `metrics_allow` only.
     pub async fn start_with_metrics_allow(metrics_allow: Vec<ipnet::IpNet>) -> Berth {
-        Berth::start_configured(false, Some(metrics_allow)).await
+        Berth::start_configured(false, Some(metrics_allow), None).await
     }
 
     async fn start_configured(
         allow_signup: bool,
         metrics_allow: Option<Vec<ipnet::IpNet>>,
+        clock: Option<Arc<ManualClock>>,
     ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         // The first admin exists before the server starts, as `berth serve` makes it.
@@ -169,6 +183,9 @@ impl Berth {
         let mut options = berth_testkit::Options::default();
         options.settings.allow_signup = allow_signup;
         options.metrics_allow = metrics_allow;
+        options.clock = clock
+            .clone()
+            .map(|clock| clock as Arc<dyn berth_core::clock::Clock>);
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
         let hub = served.state.hub.clone();
@@ -185,6 +202,7 @@ impl Berth {
             registry,
             meta,
             client,
+            clock,
             _served: served,
             _dir: dir,
         }
@@ -268,6 +286,16 @@ impl Berth {
     /// A client signed in to the API with a password.
     pub async fn session(&self, username: &str, password: &str) -> Session<'_> {
         let reply = self.login(username, password, None).await.expect(200);
+        let token = reply.body["token"].as_str().expect("token").to_owned();
+        Session {
+            berth: self,
+            credentials: Credentials::Bearer(token),
+        }
+    }
+
+    /// A client signed in to the API with a password and a two-factor (or recovery) code.
+    pub async fn session_with_code(&self, username: &str, code: &str) -> Session<'_> {
+        let reply = self.login(username, PASSWORD, Some(code)).await.expect(200);
         let token = reply.body["token"].as_str().expect("token").to_owned();
         Session {
             berth: self,
@@ -558,21 +586,4 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Basic credentials for `/v2/`.
 pub fn basic(name: &str, secret: &str) -> Credentials {
     Credentials::Basic(name.to_owned(), secret.to_owned())
-}
-
-/// Waits for the next second of the clock: sign-in JWTs carry whole seconds, and one issued
-/// in the second of a password change counts as issued after it.
-pub async fn into_the_next_second() {
-    let now = now_unix();
-    while now_unix() == now {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits, if need be, until at least `secs` seconds of the current 30 s TOTP step are left,
-/// so codes computed now for the steps around it are all still current when they are checked.
-pub async fn with_time_left_in_the_step(secs: i64) {
-    while 30 - now_unix() % 30 < secs {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

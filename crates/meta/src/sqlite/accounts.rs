@@ -7,8 +7,8 @@ use berth_core::ports::{Accounts, MetaError, NamespaceOwner, NewUser, UserRecord
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-const USER_COLUMNS: &str =
-    "id, name, password_hash, is_admin, created_at, totp_secret, totp_enabled, sessions_valid_from";
+const USER_COLUMNS: &str = "id, name, password_hash, is_admin, created_at, totp_secret, \
+     totp_enabled, sessions_valid_from, credential_generation, disabled_at";
 
 fn user_from_row(row: &SqliteRow) -> UserRecord {
     UserRecord {
@@ -20,6 +20,8 @@ fn user_from_row(row: &SqliteRow) -> UserRecord {
         totp_secret: row.get("totp_secret"),
         totp_enabled: row.get::<i64, _>("totp_enabled") != 0,
         sessions_valid_from: row.get("sessions_valid_from"),
+        credential_generation: row.get("credential_generation"),
+        disabled_at: row.get("disabled_at"),
     }
 }
 
@@ -81,7 +83,8 @@ impl Accounts for SqliteMeta {
 
     async fn set_password_hash(&self, name: &str, hash: &str, now: i64) -> Result<bool, MetaError> {
         let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, sessions_valid_from = ? WHERE name = ?",
+            "UPDATE users SET password_hash = ?, sessions_valid_from = ?, \
+             credential_generation = credential_generation + 1 WHERE name = ?",
         )
         .bind(hash)
         .bind(now)
@@ -89,6 +92,37 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_disabled(&self, name: &str, disabled_at: Option<i64>) -> Result<bool, MetaError> {
+        let done = match disabled_at {
+            Some(at) => sqlx::query(
+                "UPDATE users SET disabled_at = ?, \
+                 credential_generation = credential_generation + 1 \
+                 WHERE name = ? AND disabled_at IS NULL",
+            )
+            .bind(at)
+            .bind(name),
+            None => sqlx::query(
+                "UPDATE users SET disabled_at = NULL WHERE name = ? AND disabled_at IS NOT NULL",
+            )
+            .bind(name),
+        }
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<bool, MetaError> {
+        // Everything the account holds references it with ON DELETE CASCADE: its namespace,
+        // tokens, refresh tokens, team memberships, collaborations, stars and recovery codes.
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_session_lifecycle.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

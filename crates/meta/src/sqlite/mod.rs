@@ -15,6 +15,7 @@ mod pulls;
 mod registry;
 mod repositories;
 mod search;
+mod sessions;
 mod signing;
 mod snapshot;
 mod tokens;
