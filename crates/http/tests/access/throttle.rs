@@ -47,13 +47,18 @@ async fn a_strangers_failures_slow_down_the_strangers_address_only() {
     // second after the last failure, then two, then four (short waits are served by holding
     // the answer back), even with the right password.
     let stranger = client(Some(loopback(2)));
-    let started = std::time::Instant::now();
-    let answers = fail_sign_ins(server, &stranger, "alice", 5).await;
-    assert!(answers.iter().all(|a| a.status == 401), "{answers:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "free failures are not held"
-    );
+    // Each free failure is answered without the shortest hold (1 s); timing each one on
+    // its own keeps a loaded machine's slow password checks from adding up to a hold.
+    for attempt in 1..=5 {
+        let started = std::time::Instant::now();
+        let answer = sign_in(server, &stranger, "alice", "guessing wrong").await;
+        assert_eq!(answer.status, 401, "{answer:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "free failure {attempt} was held: {:?}",
+            started.elapsed()
+        );
+    }
     let held = std::time::Instant::now();
     let answers = fail_sign_ins(server, &stranger, "alice", 2).await;
     assert!(answers.iter().all(|a| a.status == 401), "{answers:?}");
