@@ -31,6 +31,10 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Webhooks: their settings, pings, redeliveries and history, and the event stream.
     pub webhooks: berth_core::webhooks::Webhooks,
+    /// Space used per repository and namespace, and namespace quotas.
+    pub usage: berth_core::lifecycle::UsageService,
+    /// Garbage collection (its totals feed `/metrics`).
+    pub collector: berth_core::lifecycle::Collector,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback
