@@ -1,9 +1,10 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
 mod accounts;
 mod audit;
+mod lifecycle;
 mod orgs;
 mod repos;
 mod webhooks;
@@ -39,6 +40,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
                 let service = webhooks::service(config, meta)?;
                 webhooks::webhook(&service, &acting, command).await
             }
+            AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
+            AdminCommand::Usage(args) => lifecycle::usage(config, meta, &acting, args).await,
+            AdminCommand::Quota(command) => lifecycle::quota(config, meta, &acting, command).await,
         }
     })
 }

@@ -142,6 +142,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             },
             runner: RunnerOptions::default(),
             audit_retention: config.audit_retention.value,
+            gc: config.gc_options(),
+            default_quota: config.default_quota.value,
         },
     })
     .await

@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_gc_and_usage.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
