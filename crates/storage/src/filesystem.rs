@@ -157,6 +157,12 @@ impl BlobStore for FsBlobStore {
         blocking(move || remove_if_present(&path)).await
     }
 
+    async fn delete_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        // One trip to the blocking pool for the whole batch.
+        let paths: Vec<PathBuf> = digests.iter().map(|d| self.blob_path(d)).collect();
+        blocking(move || paths.iter().try_for_each(|path| remove_if_present(path))).await
+    }
+
     async fn lock_collection(&self) -> Result<Option<CollectionLock>, StoreError> {
         let path = self.root.join("gc.lock");
         blocking(move || {

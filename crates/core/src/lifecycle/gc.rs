@@ -247,13 +247,13 @@ impl Collector {
         marked: &[(Digest, u64)],
         report: &mut GcReport,
     ) -> Result<(), GcError> {
-        for (digest, size) in marked {
-            self.blobs.delete_blob(digest).await?;
+        let names: Vec<Digest> = marked.iter().map(|(d, _)| d.clone()).collect();
+        self.blobs.delete_blobs(&names).await?;
+        self.store.drop_doomed_blobs(&names).await?;
+        for (_, size) in marked {
             report.blobs += 1;
             report.bytes += size;
         }
-        let names: Vec<Digest> = marked.iter().map(|(d, _)| d.clone()).collect();
-        self.store.drop_doomed_blobs(&names).await?;
         Ok(())
     }
 

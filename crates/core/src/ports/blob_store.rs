@@ -57,6 +57,15 @@ pub trait BlobStore: Send + Sync {
     /// Removes a blob's bytes (garbage collection); succeeds when they are already gone.
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
 
+    /// Removes the bytes of several blobs (garbage collection); those already gone are
+    /// skipped. A backend may do it in one go; the default deletes one at a time.
+    async fn delete_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        for digest in digests {
+            self.delete_blob(digest).await?;
+        }
+        Ok(())
+    }
+
     /// The right to delete blobs: at most one collector holds it at a time, across every
     /// process using this store; `None` when another holds it. It ends when the returned
     /// value is dropped or the holding process dies (a `kill -9` frees it), so a collector
