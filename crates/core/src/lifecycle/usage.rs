@@ -63,6 +63,12 @@ impl UsageService {
         self.store.repository_usage(repo).await?.ok_or_else(unknown)
     }
 
+    /// The namespace's quota, shown beside a repository's usage to whoever may see the
+    /// repository (a limit, not what others store).
+    pub async fn quota_of(&self, namespace: &str) -> Result<Option<u64>> {
+        Ok(self.store.namespace_usage(namespace).await?.quota)
+    }
+
     /// Sets or (with `None`) lifts a namespace's quota; site admins only. A quota below the
     /// current usage is allowed: pushes that add bytes are then refused.
     pub async fn set_quota(
