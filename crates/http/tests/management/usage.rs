@@ -47,6 +47,17 @@ async fn quotas_set_by_site_admins_cap_pushes_and_usage_is_shown_to_owners() {
     put_quota(&admin, json!(null)).await.expect(200);
     assert_eq!(registry.push_image("alice/app", "v2").await, 201);
 
+    // The pages: the namespace's owner sees the storage panel, the repository page its size.
+    let cookies = crate::browser::sign_in(&berth, "alice", PASSWORD).await;
+    let page = crate::browser::get_page(&berth, "/u/alice", &cookies).await.expect(200);
+    assert!(page.text.contains("id=\"usage-text\""), "{}", page.text);
+    assert!(page.text.contains("no quota"), "{}", page.text);
+    let page = crate::browser::get_page(&berth, "/r/alice/app", &cookies).await.expect(200);
+    assert!(page.text.contains("<span id=\"usage\">"), "{}", page.text);
+    let cookies = crate::browser::sign_in(&berth, "bob", PASSWORD).await;
+    let page = crate::browser::get_page(&berth, "/u/alice", &cookies).await.expect(200);
+    assert!(!page.text.contains("id=\"usage-text\""), "only owners see the storage panel");
+
     put_quota(&admin, json!("10 parsecs"))
         .await
         .expect_error(400, "BAD_REQUEST");
