@@ -483,3 +483,52 @@ async fn concurrent_pushes_never_pass_the_quota_and_usage_stays_exact_through_de
     assert!(a.unwrap() + b.unwrap() >= counted);
     assert!(meta.doomed_blobs(10).await.unwrap().is_empty());
 }
+
+/// Pushes `images` small images (config, 4 KiB layer, manifest) into `namespace`; the time.
+async fn push_images(app: &TestApp, namespace: &str, start: usize, images: usize) -> Duration {
+    let repo = format!("{namespace}/app");
+    let started = std::time::Instant::now();
+    for n in start..start + images {
+        let config = format!("{{\"os\":\"linux\",\"n\":{n}}}");
+        let layer = [bytes((n % 251) as u8, 4096), n.to_le_bytes().to_vec()].concat();
+        let (status, body) = try_push_blob(app, &repo, config.as_bytes()).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = try_push_blob(app, &repo, &layer).await;
+        assert_eq!(status, 201, "{body}");
+        let manifest = ManifestBuilder::oci_image(
+            &Descriptor::of(OCI_CONFIG, config.as_bytes()),
+            &[Descriptor::of(OCI_LAYER, &layer)],
+        )
+        .build();
+        app.push_manifest_ok(&repo, &format!("v{n}"), &manifest).await;
+    }
+    started.elapsed()
+}
+
+/// Side by side in one process: the same pushes into a namespace without a quota and into
+/// one with a (never reached) quota, alternated so machine noise hits both alike. Prints
+/// the totals; `docs/PERFORMANCE.md` records them.
+#[tokio::test]
+#[ignore = "a measurement; run it by name"]
+async fn pushes_with_a_quota_cost_about_the_same_as_without() {
+    let app = TestApp::spawn().await;
+    app.meta().set_quota("quota", Some(1 << 40)).await.unwrap();
+    let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
+    const IMAGES: usize = 100;
+    for round in 0..6 {
+        // Which goes first alternates, so warming up and drifting load favour neither.
+        if round % 2 == 0 {
+            without += push_images(&app, "plain", round * IMAGES, IMAGES).await;
+            with += push_images(&app, "quota", round * IMAGES, IMAGES).await;
+        } else {
+            with += push_images(&app, "quota", round * IMAGES, IMAGES).await;
+            without += push_images(&app, "plain", round * IMAGES, IMAGES).await;
+        }
+    }
+    let ratio = with.as_secs_f64() / without.as_secs_f64();
+    eprintln!(
+        "{} images each: without a quota {without:?}, with one {with:?} ({:+.1} %)",
+        6 * IMAGES,
+        (ratio - 1.0) * 100.0
+    );
+}
