@@ -87,7 +87,9 @@ async fn kill_9_at_any_moment_of_a_gc_run_loses_no_referenced_blob() {
     for step in 0..40u64 {
         // Spread over startup, scanning, marking, deleting and dropping.
         let delay = Duration::from_millis(5 + step * 4);
-        let mut child = gc_command(&data_dir, &["--json"]).spawn().expect("spawn gc");
+        let mut child = gc_command(&data_dir, &["--json"])
+            .spawn()
+            .expect("spawn gc");
         let started = Instant::now();
         let mut finished = false;
         while started.elapsed() < delay {

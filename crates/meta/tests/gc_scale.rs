@@ -110,7 +110,10 @@ async fn gc_over_a_million_blob_rows() {
     let (reads, slowest_push) = probes.await.unwrap();
     let slowest_read = *reads.last().unwrap();
     let p99_read = reads[reads.len() * 99 / 100];
-    let over_50ms = reads.iter().filter(|t| **t > Duration::from_millis(50)).count();
+    let over_50ms = reads
+        .iter()
+        .filter(|t| **t > Duration::from_millis(50))
+        .count();
     eprintln!(
         "gc over {BLOBS} rows: {} blobs deleted ({} bytes) in {took:?}; peak RSS {} MiB \
          (at start {} MiB); {} manifest reads: p99 {p99_read:?}, slowest {slowest_read:?}, \

@@ -14,9 +14,8 @@ use berth_storage::FsBlobStore;
 use std::sync::Arc;
 
 fn usage_service(meta: &Arc<SqliteMeta>) -> UsageService {
-    let authorizer: Arc<dyn Authorizer> = Arc::new(PolicyAuthorizer::new(
-        meta.clone() as Arc<dyn IdentityStore>
-    ));
+    let authorizer: Arc<dyn Authorizer> =
+        Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>));
     UsageService::new(meta.clone() as Arc<dyn MetaStore>, authorizer)
 }
 
@@ -52,7 +51,11 @@ pub(super) async fn gc(config: &Config, meta: Arc<SqliteMeta>, args: GcArgs) -> 
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
         println!(
             "{verb} {} blobs ({}), {} orphan manifests, {} expired uploads in {} ms",
             report.blobs,
@@ -72,10 +75,15 @@ fn print_usage(usage: Usage, json: bool) {
             serde_json::json!({ "bytes": usage.bytes, "quota": usage.quota })
         );
     } else {
-        let quota = usage
-            .quota
-            .map_or_else(|| "no quota".to_owned(), |q| format!("quota {}", format_size(q)));
-        println!("{} ({} bytes), {quota}", format_size(usage.bytes), usage.bytes);
+        let quota = usage.quota.map_or_else(
+            || "no quota".to_owned(),
+            |q| format!("quota {}", format_size(q)),
+        );
+        println!(
+            "{} ({} bytes), {quota}",
+            format_size(usage.bytes),
+            usage.bytes
+        );
     }
 }
 

@@ -119,10 +119,7 @@ pub fn parse_quota(raw: &str) -> std::result::Result<Option<u64>, String> {
     const EXPECTED: &str =
         "expected a size in bytes with an optional unit (KiB, MiB, GiB, TiB), e.g. 10GiB, or none";
     let trimmed = raw.trim();
-    if matches!(
-        trimmed.to_ascii_lowercase().as_str(),
-        "none" | "unlimited"
-    ) {
+    if matches!(trimmed.to_ascii_lowercase().as_str(), "none" | "unlimited") {
         return Ok(None);
     }
     let digits_end = trimmed
@@ -154,7 +151,7 @@ pub fn parse_quota(raw: &str) -> std::result::Result<Option<u64>, String> {
 pub fn format_size(bytes: u64) -> String {
     for (unit, scale) in UNITS {
         if bytes >= scale {
-            if bytes % scale == 0 || scale == 1 {
+            if bytes.is_multiple_of(scale) || scale == 1 {
                 return format!("{} {unit}", bytes / scale);
             }
             return format!("{:.1} {unit}", bytes as f64 / scale as f64);
@@ -175,7 +172,15 @@ mod tests {
         assert_eq!(parse_quota("0"), Ok(Some(0)));
         assert_eq!(parse_quota("none"), Ok(None));
         assert_eq!(parse_quota("NONE"), Ok(None));
-        for bad in ["", "GiB", "-1", "1.5GiB", "10 parsecs", "99999999999TiB", "1e9"] {
+        for bad in [
+            "",
+            "GiB",
+            "-1",
+            "1.5GiB",
+            "10 parsecs",
+            "99999999999TiB",
+            "1e9",
+        ] {
             assert!(parse_quota(bad).is_err(), "{bad:?}");
         }
     }

@@ -7,8 +7,8 @@ use super::hub::HubStore;
 use super::identity::IdentityStore;
 use super::jobs::JobQueue;
 use super::lifecycle::{Collection, UsageStore};
-use super::BlobStore;
 use super::webhooks::WebhookStore;
+use super::BlobStore;
 use crate::events::NewEvent;
 use berth_oci::{Digest, Platform, RepoName};
 
@@ -281,7 +281,7 @@ impl<T> MetaStore for T where
         + EventLog
         + JobQueue
         + WebhookStore
-    + Collection
-    + UsageStore
+        + Collection
+        + UsageStore
 {
 }

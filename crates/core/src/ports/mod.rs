@@ -22,8 +22,8 @@ pub use identity::{
     AUDIT_FOLD_WINDOW_SECS, MAX_AUDIT_ACTION_LEN, MAX_AUDIT_ACTOR_LEN, MAX_AUDIT_TARGET_LEN,
     MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
 };
-pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
+pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,

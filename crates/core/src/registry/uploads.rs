@@ -446,10 +446,7 @@ impl Registry {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<Option<u64>> {
-        Ok(self
-            .meta
-            .mount_blob(repo, from, digest, now_unix())
-            .await?)
+        Ok(self.meta.mount_blob(repo, from, digest, now_unix()).await?)
     }
 
     /// Expires sessions idle for longer than the configured TTL; returns how many.

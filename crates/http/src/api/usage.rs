@@ -44,7 +44,11 @@ struct QuotaChange {
 
 /// `GET /api/v1/namespaces/{namespace}/usage`.
 pub(super) async fn namespace(call: &Call<'_>, namespace: &str) -> ApiResult<Response<Body>> {
-    let usage = call.state.usage.namespace(&call.acting(), namespace).await?;
+    let usage = call
+        .state
+        .usage
+        .namespace(&call.acting(), namespace)
+        .await?;
     ok(&UsageView::from(usage))
 }
 
@@ -65,7 +69,9 @@ pub(super) async fn set_quota(call: &Call<'_>, namespace: &str) -> ApiResult<Res
         None => None,
         Some(QuotaValue::Bytes(bytes)) if bytes <= i64::MAX as u64 => Some(bytes),
         Some(QuotaValue::Bytes(_)) => {
-            return Err(ApiError::BadRequest("quota: too large; at most 8 EiB".into()))
+            return Err(ApiError::BadRequest(
+                "quota: too large; at most 8 EiB".into(),
+            ))
         }
         Some(QuotaValue::Text(text)) => {
             parse_quota(&text).map_err(|e| ApiError::BadRequest(format!("quota: {e}")))?

@@ -95,12 +95,18 @@ pub(crate) async fn usage_section(visitor: &Visitor, namespace: &str) -> Html {
                 .unwrap_or(100);
             html!(out, " of its " (format_size(quota)) " quota (" (percent.to_string()) " %).");
             if usage.bytes >= quota {
-                html!(out, " Pushes that add content are refused until space is freed.");
+                html!(
+                    out,
+                    " Pushes that add content are refused until space is freed."
+                );
             }
         }
         None => html!(out, "; no quota."),
     }
-    html!(out, "</p><p class=\"hint\">A layer shared by several repositories counts once.</p></section>");
+    html!(
+        out,
+        "</p><p class=\"hint\">A layer shared by several repositories counts once.</p></section>"
+    );
     out
 }
 

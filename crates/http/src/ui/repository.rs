@@ -24,10 +24,10 @@ use berth_core::hub::{
     render_readme_nested, Platform, RepositoryView, TagView, MAX_DESCRIPTION_CHARS,
     MAX_FULL_DESCRIPTION_CHARS,
 };
+use berth_core::lifecycle::format_size;
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::registry::ChangedBy;
 use berth_core::webhooks::WebhookTarget;
-use berth_core::lifecycle::format_size;
 use berth_core::Error;
 use berth_oci::{Reference, RepoName, Tag};
 

@@ -45,7 +45,9 @@ fn blob_file(app: &TestApp, digest: &str) -> std::path::PathBuf {
 
 /// GETs a blob and checks its bytes hash to its digest.
 async fn blob_is_whole(app: &TestApp, repo: &str, digest: &str) -> bool {
-    let resp = app.send(app.get(&format!("/v2/{repo}/blobs/{digest}"))).await;
+    let resp = app
+        .send(app.get(&format!("/v2/{repo}/blobs/{digest}")))
+        .await;
     if resp.status() != 200 {
         return false;
     }
@@ -73,14 +75,18 @@ async fn gc_deletes_unreferenced_blobs_after_the_grace_and_keeps_every_reference
     // Shared across repositories: a layer used by images in two repositories.
     let shared = bytes(1, 300);
     let kept_image = {
-        let config = app.push_blob_as("gc/a", b"{\"os\":\"linux\"}", OCI_CONFIG).await;
+        let config = app
+            .push_blob_as("gc/a", b"{\"os\":\"linux\"}", OCI_CONFIG)
+            .await;
         let layer = app.push_blob("gc/a", &shared).await;
         let m = ManifestBuilder::oci_image(&config, &[layer]).build();
         app.push_manifest_ok("gc/a", "v1", &m).await;
         m
     };
     let other_repo_image = {
-        let config = app.push_blob_as("gc/b", b"{\"os\":\"linux\",\"b\":1}", OCI_CONFIG).await;
+        let config = app
+            .push_blob_as("gc/b", b"{\"os\":\"linux\",\"b\":1}", OCI_CONFIG)
+            .await;
         let layer = app.push_blob("gc/b", &shared).await;
         let own = app.push_blob("gc/b", &bytes(2, 200)).await;
         let m = ManifestBuilder::oci_image(&config, &[layer, own]).build();
@@ -103,11 +109,13 @@ async fn gc_deletes_unreferenced_blobs_after_the_grace_and_keeps_every_reference
     }
     // Garbage: a blob nobody references, and an image whose manifest is deleted.
     let loose = app.push_blob("gc/a", &bytes(3, 100)).await;
-    let doomed_config = app.push_blob_as("gc/c", b"{\"os\":\"linux\",\"c\":1}", OCI_CONFIG).await;
+    let doomed_config = app
+        .push_blob_as("gc/c", b"{\"os\":\"linux\",\"c\":1}", OCI_CONFIG)
+        .await;
     let doomed_layer = app.push_blob("gc/c", &bytes(4, 150)).await;
     let doomed_shared = app.push_blob("gc/c", &shared).await;
-    let doomed = ManifestBuilder::oci_image(&doomed_config, &[doomed_layer.clone(), doomed_shared])
-        .build();
+    let doomed =
+        ManifestBuilder::oci_image(&doomed_config, &[doomed_layer.clone(), doomed_shared]).build();
     app.push_manifest_ok("gc/c", "v1", &doomed).await;
     let resp = app
         .send(app.delete(&format!("/v2/gc/c/manifests/{}", doomed.digest())))
@@ -117,7 +125,10 @@ async fn gc_deletes_unreferenced_blobs_after_the_grace_and_keeps_every_reference
     // Within the grace period nothing goes.
     let report = collect(&app, Duration::from_secs(3600)).await;
     assert_eq!((report.blobs, report.bytes), (0, 0), "{report:?}");
-    assert_eq!(report.manifests, 1, "the deleted manifest's row goes at once");
+    assert_eq!(
+        report.manifests, 1,
+        "the deleted manifest's row goes at once"
+    );
     assert!(blob_file(&app, &loose.digest).exists());
 
     // Past it, exactly the unreferenced blobs go.
@@ -179,8 +190,7 @@ async fn push_round(
     for _attempt in 0..50 {
         let mut descriptors = Vec::new();
         let mut uploads_ok = true;
-        for content in std::iter::once(config.as_bytes()).chain(layers.iter().map(Vec::as_slice))
-        {
+        for content in std::iter::once(config.as_bytes()).chain(layers.iter().map(Vec::as_slice)) {
             let (status, body) = try_push_blob(app, repo, content).await;
             match status {
                 201 => descriptors.push(Descriptor::of(OCI_LAYER, content)),
@@ -197,8 +207,7 @@ async fn push_round(
             continue;
         }
         let config_descriptor = Descriptor::of(OCI_CONFIG, config.as_bytes());
-        let manifest =
-            ManifestBuilder::oci_image(&config_descriptor, &descriptors[1..]).build();
+        let manifest = ManifestBuilder::oci_image(&config_descriptor, &descriptors[1..]).build();
         let resp = app
             .push_manifest(repo, &format!("r{round}"), &manifest)
             .await;
@@ -257,12 +266,16 @@ async fn pushes_racing_gc_never_leave_an_acknowledged_manifest_pointing_at_missi
     for pusher in 0..PUSHERS {
         let (app, pool, refusals) = (app.clone(), pool.clone(), refusals.clone());
         pushers.push(tokio::spawn(async move {
-            let repo = if pusher % 2 == 0 { "race/one" } else { "race/two" };
+            let repo = if pusher % 2 == 0 {
+                "race/one"
+            } else {
+                "race/two"
+            };
             let mut kept = Vec::new();
             let mut churned = 0;
             for n in 0..ROUNDS {
                 let round = pusher * ROUNDS + n;
-                let keep = round % 4 == 0;
+                let keep = round.is_multiple_of(4);
                 let layers = if keep {
                     vec![bytes((round % 250) as u8, 300 + round)]
                 } else {
@@ -327,7 +340,10 @@ async fn pushes_racing_gc_never_leave_an_acknowledged_manifest_pointing_at_missi
             }
         }
     }
-    assert!(missing.is_empty(), "acknowledged manifests lost bytes: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged manifests lost bytes: {missing:#?}"
+    );
 }
 
 /// `quota exceeded: namespace uses X of Y`, as a 403 `DENIED`.
@@ -367,7 +383,10 @@ async fn a_push_past_the_quota_is_refused_on_both_paths_and_its_bytes_are_freed(
     let resp = app.send(patch).await;
     assert_eq!(resp.status(), 202);
     let location = header(&resp, "location").to_owned();
-    let put = app.put(&with_query(&location, &format!("digest={}", sha256(&second))));
+    let put = app.put(&with_query(
+        &location,
+        &format!("digest={}", sha256(&second)),
+    ));
     let resp = app.send(put).await;
     let status = resp.status().as_u16();
     assert_quota_refusal(status, &resp.text().await.unwrap(), "600 B", "1000 B").await;
@@ -379,7 +398,9 @@ async fn a_push_past_the_quota_is_refused_on_both_paths_and_its_bytes_are_freed(
     assert_eq!(status, 201, "{body}");
     assert_eq!(meta.namespace_usage("q").await.unwrap().bytes, 600);
     assert_eq!(
-        meta.repository_usage(&"q/other".parse().unwrap()).await.unwrap(),
+        meta.repository_usage(&"q/other".parse().unwrap())
+            .await
+            .unwrap(),
         Some(600)
     );
 
@@ -420,9 +441,8 @@ async fn concurrent_pushes_never_pass_the_quota_and_usage_stays_exact_through_de
         pushers.push(tokio::spawn(async move {
             let mut accepted = 0;
             for n in 0..4u8 {
-                let repo = if n % 2 == 0 { "c/a" } else { "c/b" };
-                let (status, body) =
-                    try_push_blob(&app, repo, &bytes(pusher * 8 + n, BLOB)).await;
+                let repo = if n.is_multiple_of(2) { "c/a" } else { "c/b" };
+                let (status, body) = try_push_blob(&app, repo, &bytes(pusher * 8 + n, BLOB)).await;
                 match status {
                     201 => accepted += 1,
                     403 => assert!(body.contains("quota exceeded"), "{body}"),
@@ -454,9 +474,12 @@ async fn concurrent_pushes_never_pass_the_quota_and_usage_stays_exact_through_de
                 // (nothing references it): then a re-link is told BLOB_UNKNOWN.
                 for content in [&own, &shared] {
                     let (status, body) = try_push_blob(&app, repo, content).await;
-                    assert!(status == 201 || body.contains("BLOB_UNKNOWN"), "{status} {body}");
+                    assert!(
+                        status == 201 || body.contains("BLOB_UNKNOWN"),
+                        "{status} {body}"
+                    );
                 }
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let resp = app
                         .send(app.delete(&format!("/v2/{repo}/blobs/{}", sha256(&own))))
                         .await;
@@ -477,8 +500,14 @@ async fn concurrent_pushes_never_pass_the_quota_and_usage_stays_exact_through_de
     let repair = meta.recompute_usage().await.unwrap();
     assert_eq!(repair.corrected, 0, "the running totals matched a recount");
     assert_eq!(meta.namespace_usage("c").await.unwrap().bytes, counted);
-    let a = meta.repository_usage(&"c/a".parse().unwrap()).await.unwrap();
-    let b = meta.repository_usage(&"c/b".parse().unwrap()).await.unwrap();
+    let a = meta
+        .repository_usage(&"c/a".parse().unwrap())
+        .await
+        .unwrap();
+    let b = meta
+        .repository_usage(&"c/b".parse().unwrap())
+        .await
+        .unwrap();
     // A blob in both repositories counts in each, once in the namespace.
     assert!(a.unwrap() + b.unwrap() >= counted);
     assert!(meta.doomed_blobs(10).await.unwrap().is_empty());
@@ -500,7 +529,8 @@ async fn push_images(app: &TestApp, namespace: &str, start: usize, images: usize
             &[Descriptor::of(OCI_LAYER, &layer)],
         )
         .build();
-        app.push_manifest_ok(&repo, &format!("v{n}"), &manifest).await;
+        app.push_manifest_ok(&repo, &format!("v{n}"), &manifest)
+            .await;
     }
     started.elapsed()
 }
@@ -515,15 +545,24 @@ async fn pushes_with_a_quota_cost_about_the_same_as_without() {
     app.meta().set_quota("quota", Some(1 << 40)).await.unwrap();
     let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
     const IMAGES: usize = 100;
-    for round in 0..6 {
+    for round in 0..6usize {
         // Which goes first alternates, so warming up and drifting load favour neither.
-        if round % 2 == 0 {
-            without += push_images(&app, "plain", round * IMAGES, IMAGES).await;
-            with += push_images(&app, "quota", round * IMAGES, IMAGES).await;
+        let (plain, quota) = if round.is_multiple_of(2) {
+            let plain = push_images(&app, "plain", round * IMAGES, IMAGES).await;
+            (
+                plain,
+                push_images(&app, "quota", round * IMAGES, IMAGES).await,
+            )
         } else {
-            with += push_images(&app, "quota", round * IMAGES, IMAGES).await;
-            without += push_images(&app, "plain", round * IMAGES, IMAGES).await;
-        }
+            let quota = push_images(&app, "quota", round * IMAGES, IMAGES).await;
+            (
+                push_images(&app, "plain", round * IMAGES, IMAGES).await,
+                quota,
+            )
+        };
+        eprintln!("round {round}: without {plain:?}, with {quota:?}");
+        without += plain;
+        with += quota;
     }
     let ratio = with.as_secs_f64() / without.as_secs_f64();
     eprintln!(

@@ -275,11 +275,6 @@ impl TestApp {
         self.server.meta.clone()
     }
 
-    /// The server's wired services (the collector, usage).
-    pub fn state(&self) -> &berth_http::AppState {
-        &self.server.state
-    }
-
     /// Where the blob store keeps its files.
     pub fn blob_root(&self) -> std::path::PathBuf {
         self.dir.path().join("data")

@@ -21,6 +21,6 @@ mod sessions;
 mod sign_in;
 mod signup;
 mod tokens;
-mod usage;
 mod ui_webhooks;
+mod usage;
 mod webhooks;

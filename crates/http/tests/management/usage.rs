@@ -30,7 +30,10 @@ async fn quotas_set_by_site_admins_cap_pushes_and_usage_is_shown_to_owners() {
     assert_eq!(set.body, json!({ "bytes": 0, "quota": 1024 }));
 
     assert_eq!(registry.push_image("alice/app", "v1").await, 201);
-    let usage = alice.get("/api/v1/namespaces/alice/usage").await.expect(200);
+    let usage = alice
+        .get("/api/v1/namespaces/alice/usage")
+        .await
+        .expect(200);
     let used = usage.body["bytes"].as_u64().unwrap();
     assert!(used > 0 && used < 1024, "{}", usage.text);
     assert_eq!(usage.body["quota"], 1024);
@@ -49,14 +52,23 @@ async fn quotas_set_by_site_admins_cap_pushes_and_usage_is_shown_to_owners() {
 
     // The pages: the namespace's owner sees the storage panel, the repository page its size.
     let cookies = crate::browser::sign_in(&berth, "alice", PASSWORD).await;
-    let page = crate::browser::get_page(&berth, "/u/alice", &cookies).await.expect(200);
+    let page = crate::browser::get_page(&berth, "/u/alice", &cookies)
+        .await
+        .expect(200);
     assert!(page.text.contains("id=\"usage-text\""), "{}", page.text);
     assert!(page.text.contains("no quota"), "{}", page.text);
-    let page = crate::browser::get_page(&berth, "/r/alice/app", &cookies).await.expect(200);
+    let page = crate::browser::get_page(&berth, "/r/alice/app", &cookies)
+        .await
+        .expect(200);
     assert!(page.text.contains("<span id=\"usage\">"), "{}", page.text);
     let cookies = crate::browser::sign_in(&berth, "bob", PASSWORD).await;
-    let page = crate::browser::get_page(&berth, "/u/alice", &cookies).await.expect(200);
-    assert!(!page.text.contains("id=\"usage-text\""), "only owners see the storage panel");
+    let page = crate::browser::get_page(&berth, "/u/alice", &cookies)
+        .await
+        .expect(200);
+    assert!(
+        !page.text.contains("id=\"usage-text\""),
+        "only owners see the storage panel"
+    );
 
     put_quota(&admin, json!("10 parsecs"))
         .await
@@ -66,7 +78,10 @@ async fn quotas_set_by_site_admins_cap_pushes_and_usage_is_shown_to_owners() {
     bob.get("/api/v1/namespaces/alice/usage")
         .await
         .expect_error(404, "NOT_FOUND");
-    let repair = admin.post("/api/v1/usage/recompute", json!({})).await.expect(200);
+    let repair = admin
+        .post("/api/v1/usage/recompute", json!({}))
+        .await
+        .expect(200);
     assert_eq!(repair.body, json!({ "corrected": 0 }));
     alice
         .post("/api/v1/usage/recompute", json!({}))

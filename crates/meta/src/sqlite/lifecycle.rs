@@ -384,10 +384,7 @@ impl UsageStore for SqliteMeta {
     async fn recompute_usage(&self) -> Result<UsageRepair, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         for sql in RECOUNT {
-            sqlx::query(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(sql).execute(&mut *tx).await.map_err(backend)?;
         }
         let wrong_repositories: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM recount_repository c \
@@ -422,10 +419,7 @@ impl UsageStore for SqliteMeta {
             "DROP TABLE recount_repository",
             "DROP TABLE recount_namespace",
         ] {
-            sqlx::query(sql)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(sql).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(UsageRepair {

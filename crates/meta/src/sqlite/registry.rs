@@ -7,8 +7,8 @@ use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::ports::{
-    BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord,
-    Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
+    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
 use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
@@ -168,7 +168,15 @@ impl BlobLinks for SqliteMeta {
         now: i64,
     ) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        link_checked(&mut tx, repo.as_str(), digest, size, now, LinkSource::Vouched).await?;
+        link_checked(
+            &mut tx,
+            repo.as_str(),
+            digest,
+            size,
+            now,
+            LinkSource::Vouched,
+        )
+        .await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -197,7 +205,15 @@ impl BlobLinks for SqliteMeta {
             return Ok(None);
         };
         let size = size.max(0) as u64;
-        link_checked(&mut tx, repo.as_str(), digest, size, now, LinkSource::Vouched).await?;
+        link_checked(
+            &mut tx,
+            repo.as_str(),
+            digest,
+            size,
+            now,
+            LinkSource::Vouched,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(size))
     }
