@@ -180,3 +180,56 @@ async fn probe(meta: Arc<SqliteMeta>, stop: Arc<AtomicBool>) -> (Vec<Duration>, 
 }
 
 static PUSHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The cost of a quota on the linking transaction, at the store: the same blob links into
+/// a namespace without a quota and into one with a (never reached) quota, in alternating
+/// batches so machine noise hits both alike; the median batch of each.
+#[tokio::test]
+#[ignore = "a measurement; run it by name"]
+async fn links_with_a_quota_cost_about_the_same_as_without() {
+    use berth_core::ports::{BlobLinks, UsageStore};
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMeta::open_with(
+        &dir.path().join("berth.db"),
+        berth_meta::Durability::GroupCommit,
+    )
+    .await
+    .unwrap();
+    // Which name carries the quota is switchable, to tell a cost from the names' order.
+    let (limited, unlimited) = match std::env::var("QUOTA_ON_FIRST") {
+        Ok(_) => ("aaa", "zzz"),
+        Err(_) => ("zzz", "aaa"),
+    };
+    meta.set_quota(limited, Some(1 << 40)).await.unwrap();
+    let (mut plain, mut quota) = (Vec::new(), Vec::new());
+    let mut n = 0u64;
+    for batch in 0..40 {
+        let order = if batch % 2 == 0 {
+            [unlimited, limited]
+        } else {
+            [limited, unlimited]
+        };
+        for namespace in order {
+            let repo = format!("{namespace}/app").parse().unwrap();
+            let started = Instant::now();
+            for _ in 0..200 {
+                n += 1;
+                let digest: Digest = format!("sha256:{n:064x}").parse().unwrap();
+                meta.link_blob(&repo, &digest, 4096, 0).await.unwrap();
+            }
+            let took = started.elapsed();
+            if namespace == unlimited {
+                plain.push(took)
+            } else {
+                quota.push(took)
+            }
+        }
+    }
+    plain.sort();
+    quota.sort();
+    let (p, q) = (plain[plain.len() / 2], quota[quota.len() / 2]);
+    eprintln!(
+        "median batch of 200 links: without a quota {p:?}, with one {q:?} ({:+.1} %)",
+        (q.as_secs_f64() / p.as_secs_f64() - 1.0) * 100.0
+    );
+}
