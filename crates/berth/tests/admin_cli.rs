@@ -737,3 +737,52 @@ async fn repeated_failures_are_one_line_and_the_server_prunes_past_the_retention
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn quota_usage_and_gc_on_the_data_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = berth(
+        dir.path(),
+        &["user", "create", "alice", "--password-stdin"],
+        "correct-horse\n",
+    );
+    assert!(create.status.success(), "{}", stderr(&create));
+
+    let set = berth(dir.path(), &["quota", "set", "alice", "10GiB"], "");
+    assert!(set.status.success(), "{}", stderr(&set));
+    let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
+    assert!(usage.status.success(), "{}", stderr(&usage));
+    let shown: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(shown, serde_json::json!({ "bytes": 0, "quota": 10u64 << 30 }));
+    let lifted = berth(dir.path(), &["quota", "set", "alice", "none"], "");
+    assert!(lifted.status.success(), "{}", stderr(&lifted));
+    let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
+    let shown: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(shown["quota"], serde_json::Value::Null);
+
+    assert_fails_with(
+        &berth(dir.path(), &["quota", "set", "alice", "10 parsecs"], ""),
+        "invalid size",
+    );
+    assert_fails_with(
+        &berth(dir.path(), &["quota", "set", "nobody", "1GiB"], ""),
+        "not known",
+    );
+    let repaired = berth(dir.path(), &["usage", "--recompute"], "");
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    assert!(stdout(&repaired).contains("0 totals corrected"));
+
+    let dry = berth(dir.path(), &["gc", "--dry-run", "--json"], "");
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    assert_eq!(report["blobs"], 0);
+    assert_eq!(report["dry_run"], true);
+    let bad_grace = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["gc", "--data-dir"])
+        .arg(dir.path())
+        .env("BERTH_GC_GRACE", "soon")
+        .output()
+        .expect("run berth gc");
+    assert!(!bad_grace.status.success());
+    assert!(stderr(&bad_grace).contains("gc_grace"), "{}", stderr(&bad_grace));
+}
