@@ -753,7 +753,10 @@ fn quota_usage_and_gc_on_the_data_directory() {
     let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
     assert!(usage.status.success(), "{}", stderr(&usage));
     let shown: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
-    assert_eq!(shown, serde_json::json!({ "bytes": 0, "quota": 10u64 << 30 }));
+    assert_eq!(
+        shown,
+        serde_json::json!({ "bytes": 0, "quota": 10u64 << 30 })
+    );
     let lifted = berth(dir.path(), &["quota", "set", "alice", "none"], "");
     assert!(lifted.status.success(), "{}", stderr(&lifted));
     let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
@@ -784,5 +787,9 @@ fn quota_usage_and_gc_on_the_data_directory() {
         .output()
         .expect("run berth gc");
     assert!(!bad_grace.status.success());
-    assert!(stderr(&bad_grace).contains("gc_grace"), "{}", stderr(&bad_grace));
+    assert!(
+        stderr(&bad_grace).contains("gc_grace"),
+        "{}",
+        stderr(&bad_grace)
+    );
 }

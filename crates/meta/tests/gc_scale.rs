@@ -186,7 +186,7 @@ static PUSHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 /// batches so machine noise hits both alike; the median batch of each.
 #[tokio::test]
 #[ignore = "a measurement; run it by name"]
-async fn links_with_a_quota_cost_about_the_same_as_without() {
+async fn measure_links_with_and_without_a_quota() {
     use berth_core::ports::{BlobLinks, UsageStore};
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMeta::open_with(

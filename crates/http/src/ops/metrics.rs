@@ -473,12 +473,15 @@ impl Collector for Scrape {
                 (vec![("outcome", "failed")], gc.failures),
             ],
         )?;
-        counter(
-            &mut encoder,
-            "berth_gc_reclaimed_bytes",
-            "Blob bytes garbage collection deleted",
-            [(vec![], gc.bytes)],
-        )?;
+        {
+            let family = encoder.encode_descriptor(
+                "berth_gc_reclaimed_bytes",
+                "Blob bytes garbage collection deleted",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(gc.bytes).encode(family)?;
+        }
         counter(
             &mut encoder,
             "berth_gc_deleted",

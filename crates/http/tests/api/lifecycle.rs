@@ -540,7 +540,7 @@ async fn push_images(app: &TestApp, namespace: &str, start: usize, images: usize
 /// the totals; `docs/PERFORMANCE.md` records them.
 #[tokio::test]
 #[ignore = "a measurement; run it by name"]
-async fn pushes_with_a_quota_cost_about_the_same_as_without() {
+async fn measure_pushes_with_and_without_a_quota() {
     let app = TestApp::spawn().await;
     app.meta().set_quota("quota", Some(1 << 40)).await.unwrap();
     let (mut without, mut with) = (Duration::ZERO, Duration::ZERO);
