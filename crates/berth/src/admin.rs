@@ -27,6 +27,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
         .build()?;
     runtime.block_on(async {
         let meta = open(config).await?;
+        // As the server does at start: namespaces this command creates get `default_quota`.
+        berth_core::ports::UsageStore::set_default_quota(&*meta, config.default_quota.value)
+            .await?;
         let identity = Identity::new(meta.clone());
         let acting = Acting::cli();
         match command {
@@ -41,8 +44,8 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
                 webhooks::webhook(&service, &acting, command).await
             }
             AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
-            AdminCommand::Usage(args) => lifecycle::usage(config, meta, &acting, args).await,
-            AdminCommand::Quota(command) => lifecycle::quota(config, meta, &acting, command).await,
+            AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,
+            AdminCommand::Quota(command) => lifecycle::quota(meta, &acting, command).await,
         }
     })
 }

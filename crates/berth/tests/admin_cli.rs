@@ -775,6 +775,30 @@ fn quota_usage_and_gc_on_the_data_directory() {
     assert!(repaired.status.success(), "{}", stderr(&repaired));
     assert!(stdout(&repaired).contains("0 totals corrected"));
 
+    // `default_quota` applies to namespaces created from then on, not to existing ones.
+    let with_default = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("BERTH_DEFAULT_QUOTA", "1GiB")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    };
+    let org = with_default(&["org", "create", "acme", "--owner", "alice"]);
+    assert!(org.status.success(), "{}", stderr(&org));
+    let shown = with_default(&["usage", "acme", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["quota"], 1u64 << 30);
+    let shown = with_default(&["usage", "alice", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(
+        shown["quota"],
+        serde_json::Value::Null,
+        "alice existed before"
+    );
+
     let dry = berth(dir.path(), &["gc", "--dry-run", "--json"], "");
     assert!(dry.status.success(), "{}", stderr(&dry));
     let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");

@@ -19,13 +19,6 @@ fn usage_service(meta: &Arc<SqliteMeta>) -> UsageService {
     UsageService::new(meta.clone() as Arc<dyn MetaStore>, authorizer)
 }
 
-/// Applies `default_quota` as the server does at start, so namespaces the CLI creates
-/// start with it too.
-async fn apply_default_quota(config: &Config, meta: &SqliteMeta) -> CliResult {
-    meta.set_default_quota(config.default_quota.value).await?;
-    Ok(())
-}
-
 pub(super) async fn gc(config: &Config, meta: Arc<SqliteMeta>, args: GcArgs) -> CliResult {
     let dir = &config.data_dir.value;
     let blobs = Arc::new(
@@ -88,12 +81,10 @@ fn print_usage(usage: Usage, json: bool) {
 }
 
 pub(super) async fn usage(
-    config: &Config,
     meta: Arc<SqliteMeta>,
     acting: &Acting<'_>,
     args: UsageArgs,
 ) -> CliResult {
-    apply_default_quota(config, &meta).await?;
     let service = usage_service(&meta);
     if args.recompute {
         let repair = service.recompute(acting).await?;
@@ -119,12 +110,10 @@ pub(super) async fn usage(
 }
 
 pub(super) async fn quota(
-    config: &Config,
     meta: Arc<SqliteMeta>,
     acting: &Acting<'_>,
     command: QuotaCommand,
 ) -> CliResult {
-    apply_default_quota(config, &meta).await?;
     let service = usage_service(&meta);
     match command {
         QuotaCommand::Set { namespace, size } => {
