@@ -1,9 +1,10 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
 mod accounts;
 mod audit;
+mod lifecycle;
 mod orgs;
 mod repos;
 mod webhooks;
@@ -26,6 +27,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
         .build()?;
     runtime.block_on(async {
         let meta = open(config).await?;
+        // As the server does at start: namespaces this command creates get `default_quota`.
+        berth_core::ports::UsageStore::set_default_quota(&*meta, config.default_quota.value)
+            .await?;
         let identity = Identity::new(meta.clone());
         let acting = Acting::cli();
         match command {
@@ -39,6 +43,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
                 let service = webhooks::service(config, meta)?;
                 webhooks::webhook(&service, &acting, command).await
             }
+            AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
+            AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,
+            AdminCommand::Quota(command) => lifecycle::quota(meta, &acting, command).await,
         }
     })
 }

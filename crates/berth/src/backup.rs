@@ -4,8 +4,10 @@
 //! copied, and last a manifest (`berth-backup.json`) that `restore` checks.
 //!
 //! Why the snapshot's blobs are all there: a blob's file is renamed into place, fsynced,
-//! before the commit that records it, and committed files are never changed in place or
-//! removed while a row names them. Blobs pushed after the snapshot are simply not in it.
+//! before the commit that records it, and committed files are never changed in place.
+//! Garbage collection removes only blobs it marked (`deleting_at`), which the backup skips,
+//! and it cannot run while the backup holds the collection lock. Blobs pushed after the
+//! snapshot are simply not in it.
 
 use crate::cli::BackupArgs;
 use crate::config::Config;
@@ -74,6 +76,10 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
     std::fs::create_dir_all(target)
         .map_err(|e| format!("cannot create the backup target {shown}: {e}"))?;
     let snapshot_path = target.join(datadir::DATABASE_FILE);
+    let store = FsBlobStore::open(data_dir)?;
+    // Held until every blob is linked or copied: no garbage collection may delete bytes
+    // the snapshot records meanwhile.
+    let _collection = hold_collection(&store).await?;
     let created_at = berth_core::time::rfc3339(berth_core::time::now_unix());
     let meta = SqliteMeta::open(&data_dir.join(datadir::DATABASE_FILE))
         .await
@@ -90,7 +96,6 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
     snapshot.close().await;
     let (records, counts) = (records?, counts?);
 
-    let store = FsBlobStore::open(data_dir)?;
     let (mut linked, mut copied) = (0u64, 0u64);
     let mut try_link = link;
     for record in &records {
@@ -136,6 +141,23 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
         "backed up {} repositories, {} manifests, {} tags and {} blobs ({} bytes: {linked} hard-linked, {copied} copied) to {shown}",
         counts.repositories, counts.manifests, counts.tags, counts.blobs, counts.blob_bytes
     ))
+}
+
+/// Takes the data directory's collection lock, waiting for a garbage collection run
+/// under way (in the server or another command) to finish.
+pub async fn hold_collection(store: &FsBlobStore) -> CliResult<berth_core::ports::CollectionLock> {
+    use berth_core::ports::BlobStore as _;
+    let mut told = false;
+    loop {
+        if let Some(lock) = store.lock_collection().await? {
+            return Ok(lock);
+        }
+        if !told {
+            eprintln!("waiting for a garbage collection run to finish");
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Writes a file only its owner can read (the secrets key is in there), flushed.

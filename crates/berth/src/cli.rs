@@ -114,6 +114,43 @@ pub enum AdminCommand {
     /// Manage webhooks: where events are sent, their deliveries, pings and redeliveries.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Delete blobs nothing references (after `gc_grace`), orphan manifests and expired
+    /// uploads, now; the server keeps serving meanwhile.
+    Gc(GcArgs),
+    /// Space a namespace or a repository uses, with the namespace's quota.
+    Usage(UsageArgs),
+    /// Namespace quotas.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only count what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object: `{"blobs": N, "bytes": N, "manifests": N, "uploads": N, ...}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// `NAMESPACE` or `NAMESPACE/REPO`.
+    #[arg(required_unless_present = "recompute")]
+    pub target: Option<String>,
+    /// One JSON object: `{"bytes": N, "quota": N|null}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Recount every total from the stored links (a repair), then show the target if given.
+    #[arg(long)]
+    pub recompute: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Set a namespace's quota: a size such as `10GiB` or `500MB` (binary units), or `none`.
+    Set { namespace: String, size: String },
 }
 
 /// What a webhook fires for: `NAMESPACE/REPO`, `NAMESPACE`, or `--site`.
@@ -137,7 +174,8 @@ pub enum WebhookCommand {
         /// Where deliveries are POSTed (http or https).
         #[arg(long)]
         url: String,
-        /// Event kinds: push (the default), tag_delete, manifest_delete, repository.
+        /// Event kinds: push (the default), tag_delete, manifest_delete, repository,
+        /// quota_warning.
         #[arg(long = "event", value_name = "KIND")]
         events: Vec<String>,
         /// Only tags matching these glob patterns (`*`); default every tag.

@@ -75,6 +75,12 @@ pub struct Config {
     /// How long audit records are kept after they last happened.
     pub audit_retention: Setting<Duration>,
     /// Unfinished upload sessions one account may hold (`None`: no cap).
+    /// How long an unreferenced blob is kept before garbage collection deletes it.
+    pub gc_grace: Setting<Duration>,
+    /// How often garbage collection runs in the server.
+    pub gc_interval: Setting<Duration>,
+    /// The quota a namespace created from now on starts with (None: no quota).
+    pub default_quota: Setting<Option<u64>>,
     pub max_upload_sessions: Setting<Option<u32>>,
     /// The largest blob accepted, in bytes (`None`: no limit).
     pub max_blob_size: Setting<Option<u64>>,
@@ -124,6 +130,9 @@ struct FileConfig {
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
     audit_retention: Option<String>,
+    gc_grace: Option<String>,
+    gc_interval: Option<String>,
+    default_quota: Option<NumberOrText>,
     max_upload_sessions: Option<NumberOrText>,
     max_blob_size: Option<NumberOrText>,
     tls_cert: Option<PathBuf>,
@@ -432,6 +441,9 @@ impl Config {
             webhook_disable_after: Setting::default(5),
             secrets_key_file: Setting::default(None),
             audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
+            gc_grace: Setting::default(Duration::from_secs(3600)),
+            gc_interval: Setting::default(Duration::from_secs(3600)),
+            default_quota: Setting::default(None),
             max_upload_sessions: Setting::default(Some(
                 berth_core::registry::DEFAULT_MAX_UPLOAD_SESSIONS,
             )),
@@ -493,6 +505,24 @@ impl Config {
             config.audit_retention.set(
                 file.audit_retention
                     .map(|d| parse_duration("audit_retention", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.gc_grace.set(
+                file.gc_grace
+                    .map(|d| parse_duration("gc_grace", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.gc_interval.set(
+                file.gc_interval
+                    .map(|d| parse_duration("gc_interval", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.default_quota.set(
+                file.default_quota
+                    .map(|n| parse_size("default_quota", &n.into_text(), Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -586,6 +616,24 @@ impl Config {
         config.audit_retention.set(
             env("BERTH_AUDIT_RETENTION")?
                 .map(|d| parse_duration("audit_retention", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.gc_grace.set(
+            env("BERTH_GC_GRACE")?
+                .map(|d| parse_duration("gc_grace", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.gc_interval.set(
+            env("BERTH_GC_INTERVAL")?
+                .map(|d| parse_duration("gc_interval", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.default_quota.set(
+            env("BERTH_DEFAULT_QUOTA")?
+                .map(|n| parse_size("default_quota", &n, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -738,6 +786,26 @@ impl Config {
             self.audit_retention.value.as_secs(),
             self.audit_retention.source
         );
+        let _ = writeln!(
+            out,
+            "gc_grace     = {}s  ({})",
+            self.gc_grace.value.as_secs(),
+            self.gc_grace.source
+        );
+        let _ = writeln!(
+            out,
+            "gc_interval  = {}s  ({})",
+            self.gc_interval.value.as_secs(),
+            self.gc_interval.source
+        );
+        let _ = writeln!(
+            out,
+            "default_quota = {}  ({})",
+            self.default_quota
+                .value
+                .map_or("none".to_owned(), |n| format!("{n} bytes")),
+            self.default_quota.source
+        );
         let allowed: Vec<String> = self
             .metrics_allow
             .value
@@ -792,6 +860,15 @@ impl Config {
             self.trusted_proxies.source
         );
         out
+    }
+
+    /// Garbage collection's settings.
+    pub fn gc_options(&self) -> berth_core::lifecycle::GcOptions {
+        berth_core::lifecycle::GcOptions {
+            grace: self.gc_grace.value,
+            interval: self.gc_interval.value,
+            ..Default::default()
+        }
     }
 
     /// Where the key that seals webhook secrets is kept.

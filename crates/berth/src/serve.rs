@@ -152,6 +152,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
                 trusted_proxies: config.trusted_proxies.value.clone(),
                 tls: certificates.is_some(),
             },
+            gc: config.gc_options(),
+            default_quota: config.default_quota.value,
         },
     })
     .await

@@ -937,3 +937,83 @@ fn berth_user_delete_keeps_repositories_unless_forced_and_is_audited() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn quota_usage_and_gc_on_the_data_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = berth(
+        dir.path(),
+        &["user", "create", "alice", "--password-stdin"],
+        "correct-horse\n",
+    );
+    assert!(create.status.success(), "{}", stderr(&create));
+
+    let set = berth(dir.path(), &["quota", "set", "alice", "10GiB"], "");
+    assert!(set.status.success(), "{}", stderr(&set));
+    let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
+    assert!(usage.status.success(), "{}", stderr(&usage));
+    let shown: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(
+        shown,
+        serde_json::json!({ "bytes": 0, "quota": 10u64 << 30 })
+    );
+    let lifted = berth(dir.path(), &["quota", "set", "alice", "none"], "");
+    assert!(lifted.status.success(), "{}", stderr(&lifted));
+    let usage = berth(dir.path(), &["usage", "alice", "--json"], "");
+    let shown: serde_json::Value = serde_json::from_slice(&usage.stdout).expect("JSON");
+    assert_eq!(shown["quota"], serde_json::Value::Null);
+
+    assert_fails_with(
+        &berth(dir.path(), &["quota", "set", "alice", "10 parsecs"], ""),
+        "invalid size",
+    );
+    assert_fails_with(
+        &berth(dir.path(), &["quota", "set", "nobody", "1GiB"], ""),
+        "not known",
+    );
+    let repaired = berth(dir.path(), &["usage", "--recompute"], "");
+    assert!(repaired.status.success(), "{}", stderr(&repaired));
+    assert!(stdout(&repaired).contains("0 totals corrected"));
+
+    // `default_quota` applies to namespaces created from then on, not to existing ones.
+    let with_default = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("BERTH_DEFAULT_QUOTA", "1GiB")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
+    };
+    let org = with_default(&["org", "create", "acme", "--owner", "alice"]);
+    assert!(org.status.success(), "{}", stderr(&org));
+    let shown = with_default(&["usage", "acme", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["quota"], 1u64 << 30);
+    let shown = with_default(&["usage", "alice", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(
+        shown["quota"],
+        serde_json::Value::Null,
+        "alice existed before"
+    );
+
+    let dry = berth(dir.path(), &["gc", "--dry-run", "--json"], "");
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    assert_eq!(report["blobs"], 0);
+    assert_eq!(report["dry_run"], true);
+    let bad_grace = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["gc", "--data-dir"])
+        .arg(dir.path())
+        .env("BERTH_GC_GRACE", "soon")
+        .output()
+        .expect("run berth gc");
+    assert!(!bad_grace.status.success());
+    assert!(
+        stderr(&bad_grace).contains("gc_grace"),
+        "{}",
+        stderr(&bad_grace)
+    );
+}

@@ -29,6 +29,9 @@ const BERTH_VARS: &[&str] = &[
     "BERTH_AUDIT_RETENTION",
     "BERTH_MAX_UPLOAD_SESSIONS",
     "BERTH_MAX_BLOB_SIZE",
+    "BERTH_GC_GRACE",
+    "BERTH_GC_INTERVAL",
+    "BERTH_DEFAULT_QUOTA",
     "BERTH_WEBHOOK_ALLOW_PRIVATE",
     "BERTH_WEBHOOK_DISABLE_AFTER",
     "BERTH_SECRETS_KEY_FILE",
@@ -273,6 +276,9 @@ fn bad_durations_and_sizes_are_one_line_errors_not_panics() {
         ("BERTH_MAX_BLOB_SIZE", "99999999999TiB", "max_blob_size"),
         ("BERTH_MAX_BLOB_SIZE", "1é", "max_blob_size"),
         ("BERTH_MAX_UPLOAD_SESSIONS", "0", "max_upload_sessions"),
+        ("BERTH_GC_GRACE", "-1s", "gc_grace"),
+        ("BERTH_GC_INTERVAL", "0s", "gc_interval"),
+        ("BERTH_DEFAULT_QUOTA", "10 parsecs", "default_quota"),
         ("BERTH_MAX_UPLOAD_SESSIONS", "٣", "max_upload_sessions"),
     ];
     for (var, value, setting) in cases {

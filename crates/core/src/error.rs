@@ -90,6 +90,13 @@ pub enum Error {
     /// A blob larger than `max_blob_size`; nothing of it was kept.
     #[error("blobs on this registry may be at most {limit} bytes; this one is {size}")]
     BlobTooLarge { limit: u64, size: String },
+    /// The push would take the namespace past its quota; nothing of it was kept.
+    #[error(
+        "quota exceeded: namespace uses {} of {}",
+        crate::lifecycle::format_size(*.used),
+        crate::lifecycle::format_size(*.quota)
+    )]
+    QuotaExceeded { used: u64, quota: u64 },
     /// The registry's disk is full; nothing of the request was kept.
     #[error("the registry is out of storage space; nothing of this upload was kept (ask its operator to free space, then retry)")]
     StorageFull,

@@ -34,6 +34,10 @@ pub struct AppState {
     pub webhooks: berth_core::webhooks::Webhooks,
     /// Which proxies' forwarding headers are believed, and whether the listener is HTTPS.
     pub forwarding: Arc<origin::Forwarding>,
+    /// Space used per repository and namespace, and namespace quotas.
+    pub usage: berth_core::lifecycle::UsageService,
+    /// Garbage collection (its totals feed `/metrics`).
+    pub collector: berth_core::lifecycle::Collector,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

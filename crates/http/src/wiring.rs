@@ -13,6 +13,8 @@ use berth_core::jobs::maintenance::{
     EXPIRE_UPLOADS_JOB, PRUNE_AUDIT_JOB, PRUNE_HISTORY_JOB,
 };
 use berth_core::jobs::{Runner, RunnerOptions, Wake};
+use berth_core::lifecycle::gc::CollectGarbage;
+use berth_core::lifecycle::{Collector, GcOptions, UsageService, GC_JOB};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
@@ -48,6 +50,10 @@ pub struct Settings {
     pub audit_retention: std::time::Duration,
     /// `trusted_proxies`, and whether `serve` speaks HTTPS itself.
     pub forwarding: crate::origin::Forwarding,
+    /// Garbage collection: `gc_grace`, `gc_interval`.
+    pub gc: GcOptions,
+    /// The quota namespaces created from now on start with (`default_quota`).
+    pub default_quota: Option<u64>,
 }
 
 impl Default for Settings {
@@ -61,6 +67,8 @@ impl Default for Settings {
             runner: RunnerOptions::default(),
             audit_retention: std::time::Duration::from_secs(365 * 86400),
             forwarding: crate::origin::Forwarding::default(),
+            gc: GcOptions::default(),
+            default_quota: None,
         }
     }
 }
@@ -94,8 +102,17 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         .with_signup(settings.allow_signup)
         .with_clock(clock.clone());
     let wake = Wake::default();
-    let registry =
-        Registry::new(blobs, meta.clone(), settings.registry.clone()).with_wake(wake.clone());
+    let registry = Registry::new(blobs.clone(), meta.clone(), settings.registry.clone())
+        .with_wake(wake.clone());
+    meta.set_default_quota(settings.default_quota).await?;
+    let usage = UsageService::new(meta.clone(), authorizer.clone());
+    let collector = Collector::new(
+        meta.clone(),
+        blobs,
+        registry.clone(),
+        clock.clone(),
+        settings.gc.clone(),
+    );
     let webhooks = Webhooks::new(
         meta.clone(),
         authorizer,
@@ -148,7 +165,9 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             retention: settings.audit_retention,
         }),
     );
+    runner.handle(GC_JOB, Arc::new(CollectGarbage(collector.clone())));
     for kind in [
+        GC_JOB,
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
@@ -164,6 +183,8 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         public_url: settings.public_url,
         webhooks,
         forwarding: Arc::new(settings.forwarding),
+        usage,
+        collector,
     };
     Ok(Wired { state, runner })
 }

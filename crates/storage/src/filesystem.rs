@@ -2,7 +2,7 @@
 
 use crate::append::append_file;
 use crate::stream::{io_error, read_blob_file, read_file};
-use berth_core::ports::{BlobStore, ByteStream, StoreError};
+use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError};
 use berth_oci::{ByteRange, Digest};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -164,6 +164,31 @@ impl BlobStore for FsBlobStore {
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         blocking(move || remove_if_present(&path)).await
+    }
+
+    async fn delete_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        // One trip to the blocking pool for the whole batch.
+        let paths: Vec<PathBuf> = digests.iter().map(|d| self.blob_path(d)).collect();
+        blocking(move || paths.iter().try_for_each(|path| remove_if_present(path))).await
+    }
+
+    async fn lock_collection(&self) -> Result<Option<CollectionLock>, StoreError> {
+        let path = self.root.join("gc.lock");
+        blocking(move || {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(StoreError::Io)?;
+            // An advisory lock the kernel drops with the process, however it ends.
+            match file.try_lock() {
+                Ok(()) => Ok(Some(Box::new(file) as CollectionLock)),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(err)) => Err(StoreError::Io(err)),
+            }
+        })
+        .await
     }
 
     async fn create_upload(&self, id: &str) -> Result<(), StoreError> {

@@ -24,10 +24,13 @@ pub enum EventKind {
     RepositoryVisibilityChanged,
     #[serde(rename = "access.changed")]
     AccessChanged,
+    /// A link took a namespace past 85 % of its quota.
+    #[serde(rename = "quota.warning")]
+    QuotaWarning,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -35,6 +38,7 @@ impl EventKind {
         EventKind::RepositoryDeleted,
         EventKind::RepositoryVisibilityChanged,
         EventKind::AccessChanged,
+        EventKind::QuotaWarning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl EventKind {
             EventKind::RepositoryDeleted => "repository.deleted",
             EventKind::RepositoryVisibilityChanged => "repository.visibility_changed",
             EventKind::AccessChanged => "access.changed",
+            EventKind::QuotaWarning => "quota.warning",
         }
     }
 
@@ -145,6 +150,16 @@ pub struct AccessChangedData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
 }
+
+/// The fields of `quota.warning`: the namespace's usage after the link that crossed 85 %.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaWarningData {
+    pub bytes: u64,
+    pub quota: u64,
+}
+
+/// The share of its quota past which a namespace's link records `quota.warning`, in percent.
+pub const QUOTA_WARNING_PERCENT: u64 = 85;
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.
 pub fn data_of<T: Serialize>(fields: &T) -> serde_json::Value {

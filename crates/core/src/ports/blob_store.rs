@@ -37,6 +37,9 @@ pub enum StoreError {
     Io(io::Error),
 }
 
+/// A held [`BlobStore::lock_collection`]: the hold ends when it is dropped.
+pub type CollectionLock = Box<dyn std::any::Any + Send + Sync>;
+
 /// Where blob bytes live. Blobs are immutable and named by digest; uploads are appendable
 /// scratch files named by session id that become blobs on commit.
 #[async_trait::async_trait]
@@ -51,8 +54,23 @@ pub trait BlobStore: Send + Sync {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StoreError>;
 
-    /// Removes a blob's bytes (garbage collection).
+    /// Removes a blob's bytes (garbage collection); succeeds when they are already gone.
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
+
+    /// Removes the bytes of several blobs (garbage collection); those already gone are
+    /// skipped. A backend may do it in one go; the default deletes one at a time.
+    async fn delete_blobs(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        for digest in digests {
+            self.delete_blob(digest).await?;
+        }
+        Ok(())
+    }
+
+    /// The right to delete blobs: at most one collector holds it at a time, across every
+    /// process using this store; `None` when another holds it. It ends when the returned
+    /// value is dropped or the holding process dies (a `kill -9` frees it), so a collector
+    /// finishing an interrupted run knows the interrupted one can no longer delete anything.
+    async fn lock_collection(&self) -> Result<Option<CollectionLock>, StoreError>;
 
     /// Creates empty scratch space for an upload session.
     async fn create_upload(&self, id: &str) -> Result<(), StoreError>;

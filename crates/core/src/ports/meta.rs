@@ -6,7 +6,9 @@ use super::events::EventLog;
 use super::hub::HubStore;
 use super::identity::IdentityStore;
 use super::jobs::JobQueue;
+use super::lifecycle::{Collection, UsageStore};
 use super::webhooks::WebhookStore;
+use super::BlobStore;
 use crate::events::NewEvent;
 use berth_oci::{Digest, Platform, RepoName};
 
@@ -21,6 +23,13 @@ pub enum MetaError {
     /// A unique name is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The blob is being garbage-collected (or its bytes are gone): it cannot be linked;
+    /// the client uploads it again.
+    #[error("blob {0} is being garbage-collected")]
+    BlobCollected(Digest),
+    /// The link would take the namespace past its quota; nothing was linked.
+    #[error("quota exceeded: the namespace would use {used} of {quota} bytes")]
+    QuotaExceeded { used: u64, quota: u64 },
     /// The database's disk is full; the change was not made.
     #[error("the database's disk is full")]
     StorageFull,
@@ -67,20 +76,27 @@ pub trait UploadSessions: Send + Sync {
         before: i64,
         limit: u32,
     ) -> Result<Vec<UploadSession>, MetaError>;
-    /// In one transaction: link the verified blob into the session's repository and end the session.
+    /// In one transaction: link the verified blob into the session's repository and end the
+    /// session. Refused with `BlobCollected` (nothing changed) when the blob is doomed, or
+    /// when `bytes` does not hold it, checked inside the transaction, so that a collector
+    /// that deleted the bytes after they were committed cannot go unnoticed; refused with
+    /// `QuotaExceeded` when the link would take the namespace past its quota. Records
+    /// `quota.warning` when the link takes the namespace past 85 % of it.
     async fn complete_upload_session(
         &self,
         id: &str,
         digest: &Digest,
         size: u64,
         now: i64,
+        bytes: &dyn BlobStore,
     ) -> Result<(), MetaError>;
 }
 
 #[async_trait::async_trait]
 pub trait BlobLinks: Send + Sync {
     /// Records the blob and links it into `repo` (creating the repository, with its
-    /// `repository.created` event).
+    /// `repository.created` event). The caller guarantees the bytes are stored (imports and
+    /// tests); refused with `BlobCollected` when the blob is doomed.
     async fn link_blob(
         &self,
         repo: &RepoName,
@@ -93,6 +109,16 @@ pub trait BlobLinks: Send + Sync {
         &self,
         repo: &RepoName,
         digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
+    /// Links `digest` from `from` into `repo` in one transaction, if `from` holds it and it is
+    /// not doomed; returns its size, `None` when there is nothing to mount. Quotas as for
+    /// [`UploadSessions::complete_upload_session`].
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+        now: i64,
     ) -> Result<Option<u64>, MetaError>;
     /// Removes the link; false if there was none.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
@@ -239,6 +265,8 @@ pub trait MetaStore:
     + EventLog
     + JobQueue
     + WebhookStore
+    + Collection
+    + UsageStore
 {
 }
 
@@ -253,5 +281,7 @@ impl<T> MetaStore for T where
         + EventLog
         + JobQueue
         + WebhookStore
+        + Collection
+        + UsageStore
 {
 }

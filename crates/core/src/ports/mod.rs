@@ -5,10 +5,11 @@ mod events;
 mod hub;
 mod identity;
 mod jobs;
+mod lifecycle;
 mod meta;
 mod webhooks;
 
-pub use blob_store::{collect_at_most, BlobStore, ByteStream, StoreError};
+pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
 pub use events::EventLog;
 pub use hub::{
     HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,
@@ -22,6 +23,7 @@ pub use identity::{
     MAX_AUDIT_TARGET_LEN, MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
+pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,

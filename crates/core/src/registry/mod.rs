@@ -117,6 +117,9 @@ impl From<MetaError> for Error {
             MetaError::MissingBlob(d) | MetaError::MissingManifest(d) => {
                 Error::ManifestBlobUnknown(d)
             }
+            // Linked while being collected: the client uploads it again.
+            MetaError::BlobCollected(d) => Error::BlobUnknown(d),
+            MetaError::QuotaExceeded { used, quota } => Error::QuotaExceeded { used, quota },
             MetaError::Conflict(what) => Error::Conflict(what),
             MetaError::StorageFull => {
                 tracing::error!("the database's disk is full");

@@ -350,13 +350,35 @@ impl Registry {
                 actual,
             });
         }
+        // Refused before the bytes become a blob when the quota is known to be exceeded.
+        if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await? {
+            self.discard_upload(&session.id).await;
+            return Err(Error::QuotaExceeded { used, quota });
+        }
         self.blobs
             .commit_upload(&session.id, digest)
             .await
             .map_err(|e| store_error("commit upload", e))?;
-        self.meta
-            .complete_upload_session(&session.id, digest, session.size, now_unix())
-            .await?;
+        let linked = self
+            .meta
+            .complete_upload_session(
+                &session.id,
+                digest,
+                session.size,
+                now_unix(),
+                self.blobs.as_ref(),
+            )
+            .await;
+        if let Err(err) = linked {
+            self.discard_upload(&session.id).await;
+            if matches!(err, crate::ports::MetaError::QuotaExceeded { .. }) {
+                // A concurrent push took the room: the bytes are the collector's to free.
+                if let Err(err) = self.meta.abandon_blob(digest, session.size).await {
+                    tracing::warn!(%digest, error = %err, "could not hand refused bytes to GC");
+                }
+            }
+            return Err(err.into());
+        }
         drop(hash);
         self.uploads.forget(id);
         Ok(session.size)
@@ -377,6 +399,12 @@ impl Registry {
                     limit,
                     size: len.to_string(),
                 });
+            }
+        }
+        if let Some(len) = length {
+            // Refused before a byte is stored when the length says the quota cannot hold it.
+            if let Some((used, quota)) = self.meta.quota_check(repo, digest, len).await? {
+                return Err(Error::QuotaExceeded { used, quota });
             }
         }
         let session = self.start_upload(repo, owner).await?;
@@ -418,11 +446,7 @@ impl Registry {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<Option<u64>> {
-        let Some(size) = self.meta.linked_blob_size(from, digest).await? else {
-            return Ok(None);
-        };
-        self.meta.link_blob(repo, digest, size, now_unix()).await?;
-        Ok(Some(size))
+        Ok(self.meta.mount_blob(repo, from, digest, now_unix()).await?)
     }
 
     /// Expires sessions idle for longer than the configured TTL; returns how many.

@@ -93,14 +93,17 @@ pub enum WebhookEvent {
     ManifestDelete,
     /// A repository created, deleted, or made public or private.
     Repository,
+    /// A push took the namespace past 85 % of its quota.
+    QuotaWarning,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 4] = [
+    pub const ALL: [WebhookEvent; 5] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
         WebhookEvent::Repository,
+        WebhookEvent::QuotaWarning,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +112,7 @@ impl WebhookEvent {
             WebhookEvent::TagDelete => "tag_delete",
             WebhookEvent::ManifestDelete => "manifest_delete",
             WebhookEvent::Repository => "repository",
+            WebhookEvent::QuotaWarning => "quota_warning",
         }
     }
 
@@ -128,6 +132,7 @@ impl WebhookEvent {
                     | EventKind::RepositoryDeleted
                     | EventKind::RepositoryVisibilityChanged
             ),
+            WebhookEvent::QuotaWarning => kind == EventKind::QuotaWarning,
         }
     }
 }

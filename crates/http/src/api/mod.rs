@@ -17,6 +17,7 @@ mod repositories;
 mod route;
 mod search;
 mod tokens;
+mod usage;
 mod users;
 mod webhooks;
 pub(crate) mod wire;
@@ -214,6 +215,10 @@ async fn route_to_handler(
         (Route::NamespaceRepositories(namespace), "GET") => {
             repositories::in_namespace(call, &namespace).await
         }
+        (Route::NamespaceUsage(namespace), "GET") => usage::namespace(call, &namespace).await,
+        (Route::NamespaceQuota(namespace), "PUT") => usage::set_quota(call, &namespace).await,
+        (Route::RepositoryUsage(repo), "GET") => usage::repository(call, &repo).await,
+        (Route::RecomputeUsage, "POST") => usage::recompute(call).await,
         (Route::Repositories, "POST") => repositories::create(call).await,
         (Route::Repository(repo), "GET") => repositories::show(call, &repo).await,
         (Route::Repository(repo), "PATCH") => repositories::update(call, &repo).await,

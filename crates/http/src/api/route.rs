@@ -44,6 +44,10 @@ pub(crate) enum Route {
     },
     Namespace(String),
     NamespaceRepositories(String),
+    NamespaceUsage(String),
+    NamespaceQuota(String),
+    RepositoryUsage(RepoName),
+    RecomputeUsage,
     Repositories,
     Repository(RepoName),
     RepositoryGroups(RepoName),
@@ -158,6 +162,15 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/namespaces/{namespace}/repositories", &[GET], |p| {
         Ok(Route::NamespaceRepositories(p.text("namespace")))
     }),
+    endpoint("/api/v1/namespaces/{namespace}/usage", &[GET], |p| {
+        Ok(Route::NamespaceUsage(p.text("namespace")))
+    }),
+    endpoint("/api/v1/namespaces/{namespace}/quota", &[PUT], |p| {
+        Ok(Route::NamespaceQuota(p.text("namespace")))
+    }),
+    endpoint("/api/v1/usage/recompute", &[POST], |_| {
+        Ok(Route::RecomputeUsage)
+    }),
     endpoint("/api/v1/repositories", &[POST], |_| Ok(Route::Repositories)),
     endpoint("/api/v1/repositories/{name}", &[GET, PATCH, DELETE], |p| {
         Ok(Route::Repository(p.repo()?))
@@ -185,6 +198,9 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     }),
     endpoint("/api/v1/repositories/{name}/-/tags", &[GET], |p| {
         Ok(Route::RepositoryTags(p.repo()?))
+    }),
+    endpoint("/api/v1/repositories/{name}/-/usage", &[GET], |p| {
+        Ok(Route::RepositoryUsage(p.repo()?))
     }),
     endpoint("/api/v1/search", &[GET], |_| Ok(Route::Search)),
     endpoint("/api/v1/auditlogs", &[GET], |_| Ok(Route::AuditLogs)),
@@ -357,6 +373,10 @@ impl Route {
             Route::OrgToken { .. } => "/api/v1/orgs/{org}/access-tokens/{id}",
             Route::Namespace(_) => "/api/v1/namespaces/{namespace}",
             Route::NamespaceRepositories(_) => "/api/v1/namespaces/{namespace}/repositories",
+            Route::NamespaceUsage(_) => "/api/v1/namespaces/{namespace}/usage",
+            Route::NamespaceQuota(_) => "/api/v1/namespaces/{namespace}/quota",
+            Route::RepositoryUsage(_) => "/api/v1/repositories/{name}/-/usage",
+            Route::RecomputeUsage => "/api/v1/usage/recompute",
             Route::Repositories => "/api/v1/repositories",
             Route::Repository(_) => "/api/v1/repositories/{name}",
             Route::RepositoryGroups(_) => "/api/v1/repositories/{name}/-/groups",

@@ -62,7 +62,7 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
             ErrorCode::Unauthorized
         }
         Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
-        Error::Denied | Error::SignupClosed => ErrorCode::Denied,
+        Error::Denied | Error::SignupClosed | Error::QuotaExceeded { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -190,6 +190,14 @@ mod tests {
             ),
             (Error::Denied, "DENIED", 403),
             (Error::SignupClosed, "DENIED", 403),
+            (
+                Error::QuotaExceeded {
+                    used: 10 << 30,
+                    quota: 10 << 30,
+                },
+                "DENIED",
+                403,
+            ),
             (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
             (
                 Error::BlobTooLarge {

@@ -295,6 +295,35 @@ pub struct Snapshot {
     pub pools: Vec<PoolStats>,
     pub sign_ins: berth_core::auth::SignInCounts,
     pub process: ProcessStats,
+    /// Garbage collection's totals since the process started.
+    pub gc: GcTotals,
+}
+
+/// Garbage collection's totals, read from the collector's counters at a scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcTotals {
+    pub runs: u64,
+    pub failures: u64,
+    pub blobs: u64,
+    pub bytes: u64,
+    pub manifests: u64,
+    pub duration_ms: u64,
+    pub last_duration_ms: u64,
+}
+
+impl GcTotals {
+    pub fn read(metrics: &berth_core::lifecycle::gc::GcMetrics) -> GcTotals {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GcTotals {
+            runs: load(&metrics.runs),
+            failures: load(&metrics.failures),
+            blobs: load(&metrics.blobs),
+            bytes: load(&metrics.bytes),
+            manifests: load(&metrics.manifests),
+            duration_ms: load(&metrics.duration_ms),
+            last_duration_ms: load(&metrics.last_duration_ms),
+        }
+    }
 }
 
 /// Everything `/metrics` shows, encoded at each scrape.
@@ -433,6 +462,52 @@ impl Collector for Scrape {
                 "Upload sessions open: started, and not yet finished, cancelled or expired",
                 i64::try_from(uploads).unwrap_or(i64::MAX),
             )?;
+        }
+        let gc = &snapshot.gc;
+        counter(
+            &mut encoder,
+            "berth_gc_runs",
+            "Garbage collection runs, by outcome",
+            [
+                (vec![("outcome", "done")], gc.runs),
+                (vec![("outcome", "failed")], gc.failures),
+            ],
+        )?;
+        {
+            let family = encoder.encode_descriptor(
+                "berth_gc_reclaimed_bytes",
+                "Blob bytes garbage collection deleted",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(gc.bytes).encode(family)?;
+        }
+        counter(
+            &mut encoder,
+            "berth_gc_deleted",
+            "Blobs and orphan manifests garbage collection deleted, by what",
+            [
+                (vec![("what", "blob")], gc.blobs),
+                (vec![("what", "manifest")], gc.manifests),
+            ],
+        )?;
+        {
+            let family = encoder.encode_descriptor(
+                "berth_gc_duration_seconds",
+                "Time spent in garbage collection runs",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(gc.duration_ms as f64 / 1000.0).encode(family)?;
+        }
+        {
+            let family = encoder.encode_descriptor(
+                "berth_gc_last_duration_seconds",
+                "How long the latest garbage collection run took",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(gc.last_duration_ms as f64 / 1000.0).encode(family)?;
         }
         let sign_ins = &snapshot.sign_ins;
         counter(

@@ -16,7 +16,7 @@ use axum::routing::any;
 use axum::Router;
 use berth_core::Error;
 use ipnet::IpNet;
-use metrics::{ProcessStats, RequestMetrics, Scrape, Snapshot};
+use metrics::{GcTotals, ProcessStats, RequestMetrics, Scrape, Snapshot};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -220,6 +220,7 @@ async fn metrics_endpoint(
         pools: ops.probe.as_ref().map(|p| p.pools()).unwrap_or_default(),
         sign_ins: state.auth.sign_in_counts(),
         process: ProcessStats::read(),
+        gc: GcTotals::read(&state.collector.metrics()),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(Scrape {

@@ -8,6 +8,7 @@ use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
 use axum::response::Response;
+use berth_core::lifecycle::format_size;
 use berth_core::Error;
 use berth_oci::RepoName;
 
@@ -28,6 +29,7 @@ async fn render_user(visitor: &Visitor, name: &str) -> UiResult {
     let mut body = Html::new();
     html!(body, "<div class=\"heading-row\"><h1>" (name) "</h1><span class=\"badge\">User</span></div>"
         [repositories]);
+    body.fragment(&usage_section(visitor, name).await);
     let administers = visitor.user_name() == Some(name) || visitor.is_site_admin();
     if administers {
         body.fragment(&new_repository_form(visitor, name));
@@ -69,6 +71,43 @@ pub(crate) async fn repositories_section(
         [pagination("Repository pages", page, found.total, PAGE_SIZE, href)]
         "</section>");
     Ok(out)
+}
+
+/// The space the namespace uses and its quota, for those who may see it (site admins and
+/// the namespace's owners); nothing for anyone else.
+pub(crate) async fn usage_section(visitor: &Visitor, namespace: &str) -> Html {
+    let mut out = Html::new();
+    let Ok(usage) = visitor
+        .state
+        .usage
+        .namespace(&visitor.acting(), namespace)
+        .await
+    else {
+        return out;
+    };
+    html!(out, "<section class=\"panel\" id=\"usage\" aria-labelledby=\"usage-title\">"
+        "<h2 id=\"usage-title\">Storage</h2><p id=\"usage-text\">Uses "
+        (format_size(usage.bytes)));
+    match usage.quota {
+        Some(quota) => {
+            let percent = (usage.bytes as u128 * 100)
+                .checked_div(quota as u128)
+                .unwrap_or(100);
+            html!(out, " of its " (format_size(quota)) " quota (" (percent.to_string()) " %).");
+            if usage.bytes >= quota {
+                html!(
+                    out,
+                    " Pushes that add content are refused until space is freed."
+                );
+            }
+        }
+        None => html!(out, "; no quota."),
+    }
+    html!(
+        out,
+        "</p><p class=\"hint\">A layer shared by several repositories counts once.</p></section>"
+    );
+    out
 }
 
 /// The form that creates an empty repository in `namespace` (a push creates one too).

@@ -5,7 +5,7 @@
 
 use super::html::{html, url_component, Html};
 use super::layout::{button_form, form_start, option, permission_select, short_name};
-use super::namespaces::{new_repository_form, repositories_section};
+use super::namespaces::{new_repository_form, repositories_section, usage_section};
 use super::session::Notice;
 use super::settings::{new_token_panel, revoked_notice, token_form, token_table, TokenFields};
 use super::{Submission, UiError, UiResult, Visitor};
@@ -108,6 +108,7 @@ async fn render(visitor: &Visitor, org: &str, status: StatusCode, first: Option<
         body.fragment(&first);
     }
     body.fragment(&repositories);
+    body.fragment(&usage_section(visitor, org).await);
     let Some(membership) = membership else {
         return Ok(visitor.page_with_status(status, org, body));
     };

@@ -24,6 +24,7 @@ use berth_core::hub::{
     render_readme_nested, Platform, RepositoryView, TagView, MAX_DESCRIPTION_CHARS,
     MAX_FULL_DESCRIPTION_CHARS,
 };
+use berth_core::lifecycle::format_size;
 use berth_core::ports::{Permission, RepositoryInfo, TagSort};
 use berth_core::registry::ChangedBy;
 use berth_core::webhooks::WebhookTarget;
@@ -173,7 +174,13 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
     if !info.description.is_empty() {
         html!(body, "<p class=\"lead\" id=\"short-description\">" (info.description) "</p>");
     }
-    body.fragment(&activity(visitor, repo, &view));
+    let stored = visitor
+        .state
+        .usage
+        .repository(&visitor.acting(), repo)
+        .await
+        .ok();
+    body.fragment(&activity(visitor, repo, &view, stored));
     let default_tag = recent
         .tags
         .iter()
@@ -237,7 +244,12 @@ async fn overview(visitor: &Visitor, repo: &RepoName) -> UiResult {
 }
 
 /// Stars (with the star button), pulls and the last push and pull.
-fn activity(visitor: &Visitor, repo: &RepoName, view: &RepositoryView) -> Html {
+fn activity(
+    visitor: &Visitor,
+    repo: &RepoName,
+    view: &RepositoryView,
+    stored: Option<u64>,
+) -> Html {
     let info = &view.info;
     let mut out = Html::new();
     html!(out, "<section class=\"panel\" id=\"activity\" aria-label=\"Activity\"><ul class=\"stats\">"
@@ -246,7 +258,11 @@ fn activity(visitor: &Visitor, repo: &RepoName, view: &RepositoryView) -> Html {
         "<li><span id=\"pull-count\">" (count(info.pull_count)) "</span> "
         (if info.pull_count == 1 { "pull" } else { "pulls" }) "</li>"
         "<li>Last pushed " [maybe_time(info.last_pushed_at, "never")] "</li>"
-        "<li>Last pulled " [maybe_time(info.last_pulled_at, "never")] "</li></ul>");
+        "<li>Last pulled " [maybe_time(info.last_pulled_at, "never")] "</li>");
+    if let Some(bytes) = stored {
+        html!(out, "<li><span id=\"usage\">" (format_size(bytes)) "</span> stored</li>");
+    }
+    html!(out, "</ul>");
     if visitor.user_name().is_some() {
         let (action, label) = if view.starred {
             ("unstar", "Unstar")

@@ -29,6 +29,7 @@ fn event_label(event: &str) -> &'static str {
         "tag_delete" => "Tag deleted",
         "manifest_delete" => "Manifest deleted",
         "repository" => "Repository created, deleted or made public or private",
+        "quota_warning" => "Namespace past 85 % of its quota",
         _ => "Other",
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod base;
 mod blobs;
 mod bounds;
+mod lifecycle;
 mod listing;
 mod manifests;
 mod referrers;

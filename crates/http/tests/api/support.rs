@@ -269,6 +269,17 @@ impl TestApp {
         }
     }
 
+    /// The metadata store behind the server, for what the protocol does not show (usage
+    /// counters, quotas).
+    pub fn meta(&self) -> Arc<berth_meta::SqliteMeta> {
+        self.server.meta.clone()
+    }
+
+    /// Where the blob store keeps its files.
+    pub fn blob_root(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Files of unfinished uploads in the data directory.
     pub fn upload_files(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("data").join("uploads"))

@@ -23,4 +23,5 @@ mod sign_in;
 mod signup;
 mod tokens;
 mod ui_webhooks;
+mod usage;
 mod webhooks;

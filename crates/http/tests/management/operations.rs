@@ -172,6 +172,16 @@ async fn metrics_from_an_allowed_address_show_requests_uploads_sign_ins_and_the_
         sample(text, r#"berth_db_connections_idle{pool="read"}"#).is_some(),
         "{text}"
     );
+    // Garbage collection's figures are there from the start (the run at startup counts).
+    for gc in [
+        "berth_gc_reclaimed_bytes_total",
+        r#"berth_gc_deleted_total{what="blob"}"#,
+        r#"berth_gc_runs_total{outcome="done"}"#,
+        "berth_gc_duration_seconds_total",
+        "berth_gc_last_duration_seconds",
+    ] {
+        assert!(sample(text, gc).is_some(), "{gc}: {text}");
+    }
     for process in [
         "process_resident_memory_bytes",
         "process_open_fds",

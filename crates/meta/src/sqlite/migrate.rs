@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_session_lifecycle.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_gc_and_usage.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

@@ -2,12 +2,13 @@
 
 use super::catalog::CatalogCache;
 use super::events::{record_event, record_events};
+use super::lifecycle::{link_checked, LinkSource};
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::ports::{
-    BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord,
-    Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
+    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
 use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
@@ -20,35 +21,6 @@ pub(super) fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
 fn parse_repo(raw: &str) -> Result<RepoName, MetaError> {
     raw.parse()
         .map_err(|e| MetaError::Backend(format!("stored repository name is invalid: {e}")))
-}
-
-async fn link_blob_tx(
-    tx: &mut Transaction<'_, Sqlite>,
-    repo: &str,
-    digest: &Digest,
-    size: u64,
-    now: i64,
-) -> Result<(), MetaError> {
-    // The upload's pusher is not known here; the manifest push that follows names it.
-    let repo_id = ensure_repository(tx, repo, now, None).await?;
-    let digest = digest.to_string();
-    sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
-        .bind(&digest)
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    sqlx::query(
-        "INSERT OR IGNORE INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?)",
-    )
-    .bind(repo_id)
-    .bind(&digest)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
 }
 
 /// Splits a newline-joined list (listings, a token's repository patterns). Long listings
@@ -162,6 +134,7 @@ impl UploadSessions for SqliteMeta {
         digest: &Digest,
         size: u64,
         now: i64,
+        bytes: &dyn BlobStore,
     ) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let repo: Option<String> =
@@ -172,7 +145,15 @@ impl UploadSessions for SqliteMeta {
                 .map_err(backend)?;
         let repo =
             repo.ok_or_else(|| MetaError::Backend(format!("upload session {id} vanished")))?;
-        link_blob_tx(&mut tx, &repo, digest, size, now).await?;
+        link_checked(
+            &mut tx,
+            &repo,
+            digest,
+            size,
+            now,
+            LinkSource::Committed(bytes),
+        )
+        .await?;
         tx.commit().await.map_err(backend)
     }
 }
@@ -187,8 +168,54 @@ impl BlobLinks for SqliteMeta {
         now: i64,
     ) -> Result<(), MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        link_blob_tx(&mut tx, repo.as_str(), digest, size, now).await?;
+        link_checked(
+            &mut tx,
+            repo.as_str(),
+            digest,
+            size,
+            now,
+            LinkSource::Vouched,
+        )
+        .await?;
         tx.commit().await.map_err(backend)
+    }
+
+    async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<Option<u64>, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // In the linking transaction: a source link read here cannot be collected before
+        // the commit (the collector marks on this same writer).
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs rb \
+             JOIN repositories r ON r.id = rb.repository_id \
+             JOIN blobs b ON b.digest = rb.digest \
+             WHERE r.name = ? AND rb.digest = ? AND b.deleting_at IS NULL",
+        )
+        .bind(from.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(size) = size else {
+            return Ok(None);
+        };
+        let size = size.max(0) as u64;
+        link_checked(
+            &mut tx,
+            repo.as_str(),
+            digest,
+            size,
+            now,
+            LinkSource::Vouched,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(size))
     }
 
     async fn linked_blob_size(

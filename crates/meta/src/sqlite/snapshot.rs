@@ -112,8 +112,9 @@ impl SqliteSnapshot {
             "SELECT (SELECT count(*) FROM repositories) AS repositories, \
                     (SELECT count(*) FROM manifests) AS manifests, \
                     (SELECT count(*) FROM tags) AS tags, \
-                    (SELECT count(*) FROM blobs) AS blobs, \
-                    (SELECT coalesce(sum(size), 0) FROM blobs) AS blob_bytes",
+                    (SELECT count(*) FROM blobs WHERE deleting_at IS NULL) AS blobs, \
+                    (SELECT coalesce(sum(size), 0) FROM blobs WHERE deleting_at IS NULL) \
+                      AS blob_bytes",
         )
         .fetch_one(&self.pool)
         .await
@@ -134,10 +135,11 @@ impl SqliteSnapshot {
 }
 
 async fn blob_records(pool: &SqlitePool) -> Result<Vec<BlobRecord>, MetaError> {
-    let rows = sqlx::query("SELECT digest, size FROM blobs ORDER BY digest")
-        .fetch_all(pool)
-        .await
-        .map_err(backend)?;
+    let rows =
+        sqlx::query("SELECT digest, size FROM blobs WHERE deleting_at IS NULL ORDER BY digest")
+            .fetch_all(pool)
+            .await
+            .map_err(backend)?;
     rows.iter()
         .map(|row| {
             Ok(BlobRecord {
@@ -152,6 +154,21 @@ async fn blob_records(pool: &SqlitePool) -> Result<Vec<BlobRecord>, MetaError> {
 mod tests {
     use super::*;
     use berth_core::ports::{UploadSession, UploadSessions as _};
+
+    /// Puts `data` in `bytes` as a blob, the way a finished upload does.
+    async fn store_bytes(bytes: &berth_storage::FsBlobStore, upload: &str, data: &'static [u8]) {
+        use berth_core::ports::BlobStore as _;
+        bytes.create_upload(upload).await.unwrap();
+        let stream: berth_core::ports::ByteStream =
+            Box::pin(futures_util::stream::once(async move {
+                Ok(bytes::Bytes::from_static(data))
+            }));
+        bytes.append_upload(upload, 0, stream, None).await.unwrap();
+        bytes
+            .commit_upload(upload, &Digest::sha256_of(data))
+            .await
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn a_snapshot_holds_the_blob_records_of_the_moment_it_was_taken() {
@@ -169,7 +186,9 @@ mod tests {
             owner: None,
         };
         meta.create_upload_session(&session, None).await.unwrap();
-        meta.complete_upload_session("s1", &digest, 5, 2)
+        let bytes = berth_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap();
+        store_bytes(&bytes, "s1", b"layer").await;
+        meta.complete_upload_session("s1", &digest, 5, 2, &bytes)
             .await
             .unwrap();
         let copy = dir.path().join("copy.db");
@@ -180,7 +199,8 @@ mod tests {
             ..session
         };
         meta.create_upload_session(&later, None).await.unwrap();
-        meta.complete_upload_session("s2", &Digest::sha256_of(b"later"), 5, 3)
+        store_bytes(&bytes, "s2", b"later").await;
+        meta.complete_upload_session("s2", &Digest::sha256_of(b"later"), 5, 3, &bytes)
             .await
             .unwrap();
         assert_eq!(meta.blob_records().await.unwrap().len(), 2);

@@ -1,0 +1,142 @@
+//! Garbage collection under `kill -9`: the real `berth gc` is killed at spread-out moments
+//! of its run, again and again, on a data directory holding referenced images and garbage;
+//! every referenced blob must survive every kill, and a later run must finish the job.
+//!
+//! ```text
+//! cargo nextest run -p berth --test gc_crash
+//! ```
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn blob_path(data_dir: &Path, digest: &str) -> std::path::PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    data_dir
+        .join("blobs")
+        .join("sha256")
+        .join(&hex[..2])
+        .join(hex)
+}
+
+fn gc_command(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("gc")
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("BERTH_GC_GRACE", "1s")
+        .env_remove("BERTH_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs `berth gc --json` to the end; its report.
+fn gc_to_the_end(data_dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = gc_command(data_dir, extra).output().expect("run berth gc");
+    assert!(
+        out.status.success(),
+        "berth gc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[tokio::test]
+async fn kill_9_at_any_moment_of_a_gc_run_loses_no_referenced_blob() {
+    let mut server = TestServer::spawn().await;
+    let data_dir = server.data_dir().expect("spawned").to_path_buf();
+    let mut referenced = Vec::new();
+    for n in 0..10 {
+        let image = server
+            .push_random_image("crash/kept", Some(&format!("v{n}")))
+            .await;
+        referenced.extend(image.blobs.clone());
+    }
+    // Garbage: blobs no manifest names, a deleted image, and a layer shared with it.
+    let mut garbage = Vec::new();
+    for _ in 0..400 {
+        garbage.push(server.push_blob("crash/junk", &random_bytes(64)).await);
+    }
+    // A layer linked (and left unreferenced) in the junk repository, but named by a
+    // manifest in the kept one: it stays.
+    let shared_bytes = random_bytes(256);
+    let shared = server.push_blob("crash/junk", &shared_bytes).await;
+    server.push_blob("crash/kept", &shared_bytes).await;
+    let config = server.push_empty_blob("crash/kept").await;
+    let manifest = image_manifest(
+        &Descriptor::of(MT_OCI_CONFIG, EMPTY_JSON),
+        &[Descriptor::of(MT_OCI_LAYER, &shared_bytes)],
+    );
+    server
+        .push_manifest_ok("crash/kept", Some("shared"), MT_OCI_MANIFEST, &manifest)
+        .await;
+    referenced.push(shared);
+    referenced.push(config);
+    server.kill_hard();
+    // Past the 1 s grace.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let mut kills = 0;
+    let mut completed = Vec::new();
+    for step in 0..40u64 {
+        // Spread over startup, scanning, marking, deleting and dropping.
+        let delay = Duration::from_millis(5 + step * 4);
+        let mut child = gc_command(&data_dir, &["--json"])
+            .spawn()
+            .expect("spawn gc");
+        let started = Instant::now();
+        let mut finished = false;
+        while started.elapsed() < delay {
+            if let Ok(Some(_)) = child.try_wait() {
+                finished = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !finished {
+            let _ = child.kill();
+            kills += 1;
+        }
+        let out = child.wait_with_output().expect("reap gc");
+        if finished && out.status.success() {
+            completed.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        for digest in &referenced {
+            assert!(
+                blob_path(&data_dir, digest).exists(),
+                "after a kill at {delay:?}, referenced blob {digest} is gone"
+            );
+        }
+        if finished {
+            break;
+        }
+    }
+    eprintln!("{kills} runs killed; completed: {completed:?}");
+    assert!(kills >= 3, "some runs were killed mid-way");
+
+    // A run to the end finishes whatever a killed one marked; nothing is left after it.
+    let report = gc_to_the_end(&data_dir, &["--json"]);
+    eprintln!("final run: {report}");
+    let leftover = garbage
+        .iter()
+        .filter(|d| blob_path(&data_dir, d).exists())
+        .count();
+    assert_eq!(leftover, 0, "every garbage blob is deleted");
+    let dry = gc_to_the_end(&data_dir, &["--dry-run", "--json"]);
+    assert_eq!(dry["blobs"], 0, "{dry}");
+
+    // The server serves every referenced blob, whole.
+    server.restart().await;
+    for digest in &referenced {
+        let resp = server.get_blob("crash/kept", digest).await;
+        assert_eq!(resp.status(), 200, "{digest}");
+        let body = resp.bytes().await.expect("body");
+        assert_eq!(&sha256_digest(&body), digest);
+    }
+}

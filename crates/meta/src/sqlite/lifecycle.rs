@@ -1,0 +1,429 @@
+//! Garbage collection and usage on SQLite: marking and dropping unreferenced blobs, orphan
+//! manifests, the guarded link every linking path goes through, quotas and recounts.
+
+use super::events::record_event;
+use super::registry::parse_digest;
+use super::repositories::{ensure_repository, namespace_of};
+use super::{backend, SqliteMeta};
+use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_WARNING_PERCENT};
+use berth_core::ports::{
+    BlobStore, CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore,
+};
+use berth_oci::{Digest, RepoName};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// A list of strings as one JSON array parameter, read in SQL through `json_each`: one bind
+/// for a whole batch instead of a placeholder each.
+fn json_list<T: ToString>(items: &[T]) -> String {
+    serde_json::Value::from(items.iter().map(T::to_string).collect::<Vec<_>>()).to_string()
+}
+
+/// The namespace's stored usage and quota, in the caller's transaction.
+async fn usage_tx(tx: &mut Transaction<'_, Sqlite>, namespace: &str) -> Result<Usage, MetaError> {
+    let row = sqlx::query("SELECT bytes, quota FROM namespace_usage WHERE namespace = ?")
+        .bind(namespace)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(row.map_or_else(Usage::default, |row| usage_from_row(&row)))
+}
+
+fn usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Usage {
+    Usage {
+        bytes: row.get::<i64, _>("bytes").max(0) as u64,
+        quota: row.get::<Option<i64>, _>("quota").map(|q| q.max(0) as u64),
+    }
+}
+
+/// Where the bytes of a link come from, for the in-transaction check.
+pub(super) enum LinkSource<'a> {
+    /// Freshly committed bytes: checked in `bytes` while the writer is held, because a
+    /// collector may have deleted them after the upload committed and before this link.
+    Committed(&'a dyn BlobStore),
+    /// Bytes another repository links (a mount), or the caller vouches for: a blob row that
+    /// is not doomed always has its bytes, so the row is the check.
+    Vouched,
+}
+
+/// Links `digest` into `repo` in the caller's transaction, the one way every linking path
+/// takes: refuses a doomed blob (`BlobCollected`), checks the bytes are there, enforces the
+/// namespace's quota (`QuotaExceeded`) and records `quota.warning` when the link crosses
+/// 85 % of it. A new link of a blob refreshes `linked_at`, which keeps it through the grace
+/// period the client needs to push the manifest.
+pub(super) async fn link_checked(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: &str,
+    digest: &Digest,
+    size: u64,
+    now: i64,
+    source: LinkSource<'_>,
+) -> Result<(), MetaError> {
+    let digest_text = digest.to_string();
+    // A write first, so the transaction holds the write lock from here on: no collector (of
+    // this process or another) can mark the blob between the checks below and the commit.
+    sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
+        .bind(&digest_text)
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let doomed: Option<i64> = sqlx::query_scalar("SELECT deleting_at FROM blobs WHERE digest = ?")
+        .bind(&digest_text)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if doomed.is_some() {
+        return Err(MetaError::BlobCollected(digest.clone()));
+    }
+    if let LinkSource::Committed(bytes) = source {
+        // Not doomed now, so no collector is between marking and dropping this blob: its
+        // bytes are either there and stay (this link protects them), or already gone.
+        match bytes.blob_size(digest).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(MetaError::BlobCollected(digest.clone())),
+            Err(err) => return Err(MetaError::Backend(format!("checking stored bytes: {err}"))),
+        }
+    }
+    let repo_id = ensure_repository(tx, repo, now, None).await?;
+    let namespace = namespace_of(repo);
+    let before = usage_tx(tx, namespace).await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?) \
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
+    )
+    .bind(repo_id)
+    .bind(&digest_text)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(quota) = before.quota else {
+        return Ok(());
+    };
+    let after = usage_tx(tx, namespace).await?;
+    if after.bytes > before.bytes && after.bytes > quota {
+        return Err(MetaError::QuotaExceeded {
+            used: before.bytes,
+            quota,
+        });
+    }
+    let threshold = quota.saturating_mul(QUOTA_WARNING_PERCENT) / 100;
+    if before.bytes < threshold && after.bytes >= threshold {
+        let data = QuotaWarningData {
+            bytes: after.bytes,
+            quota,
+        };
+        let event = NewEvent::about(EventKind::QuotaWarning, repo, None, data_of(&data));
+        record_event(tx, event, now).await?;
+    }
+    Ok(())
+}
+
+fn split_candidates(joined: Option<String>) -> Result<Vec<(Digest, u64)>, MetaError> {
+    super::registry::split_names(joined)
+        .iter()
+        .map(|line| {
+            let (digest, size) = line
+                .split_once(' ')
+                .ok_or_else(|| MetaError::Backend(format!("bad candidate row {line:?}")))?;
+            Ok((parse_digest(digest)?, size.parse().unwrap_or(0)))
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Collection for SqliteMeta {
+    async fn doomed_blobs(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(digest || ' ' || size, char(10)) FROM \
+             (SELECT digest, size FROM blobs INDEXED BY blobs_doomed \
+              WHERE deleting_at IS NOT NULL LIMIT ?)",
+        )
+        .bind(i64::from(limit))
+        .fetch_one(&self.write)
+        .await
+        .map_err(backend)?;
+        split_candidates(joined)
+    }
+
+    async fn collectable_blobs(
+        &self,
+        after: Option<&str>,
+        window: u32,
+        cutoff: i64,
+    ) -> Result<CandidateWindow, MetaError> {
+        let row = sqlx::query(
+            "WITH win AS MATERIALIZED (SELECT digest, size, created_at, deleting_at FROM blobs \
+               WHERE digest > ?1 ORDER BY digest LIMIT ?2) \
+             SELECT (SELECT max(digest) FROM win) AS last, \
+               (SELECT group_concat(w.digest || ' ' || w.size, char(10)) FROM win w \
+                WHERE w.deleting_at IS NULL AND w.created_at <= ?3 \
+                  AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.digest = w.digest) \
+                  AND NOT EXISTS (SELECT 1 FROM repository_blobs rb \
+                                  WHERE rb.digest = w.digest AND rb.linked_at > ?3)) AS found",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(window))
+        .bind(cutoff)
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(CandidateWindow {
+            last: row.get("last"),
+            candidates: split_candidates(row.get("found"))?,
+        })
+    }
+
+    async fn mark_blobs(
+        &self,
+        digests: &[Digest],
+        cutoff: i64,
+        now: i64,
+    ) -> Result<Vec<(Digest, u64)>, MetaError> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        // The re-check and the mark are one statement on the writer: a link or a manifest
+        // committed since the scan keeps its blob.
+        let rows = sqlx::query(
+            "UPDATE blobs SET deleting_at = ?3 \
+             WHERE digest IN (SELECT value FROM json_each(?1)) AND deleting_at IS NULL \
+               AND created_at <= ?2 \
+               AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.digest = blobs.digest) \
+               AND NOT EXISTS (SELECT 1 FROM repository_blobs rb \
+                               WHERE rb.digest = blobs.digest AND rb.linked_at > ?2) \
+             RETURNING digest, size",
+        )
+        .bind(json_list(digests))
+        .bind(cutoff)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let marked = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    parse_digest(row.get("digest"))?,
+                    row.get::<i64, _>("size").max(0) as u64,
+                ))
+            })
+            .collect::<Result<Vec<_>, MetaError>>()?;
+        if !marked.is_empty() {
+            // Their stale links go now, so no manifest push can name them from here on.
+            let names: Vec<&Digest> = marked.iter().map(|(d, _)| d).collect();
+            sqlx::query(
+                "DELETE FROM repository_blobs WHERE digest IN (SELECT value FROM json_each(?))",
+            )
+            .bind(json_list(&names))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(marked)
+    }
+
+    async fn drop_doomed_blobs(&self, digests: &[Digest]) -> Result<(), MetaError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "DELETE FROM blobs WHERE digest IN (SELECT value FROM json_each(?)) \
+             AND deleting_at IS NOT NULL",
+        )
+        .bind(json_list(digests))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn orphan_manifests(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, MetaError> {
+        let joined: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(digest, char(10)) FROM \
+             (SELECT m.digest FROM manifests m WHERE m.digest > ? \
+                AND NOT EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.digest = m.digest) \
+                AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.child = m.digest) \
+              ORDER BY m.digest LIMIT ?)",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(super::registry::split_names(joined))
+    }
+
+    async fn delete_orphan_manifests(&self, digests: &[String]) -> Result<u64, MetaError> {
+        if digests.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE digest IN (SELECT value FROM json_each(?)) \
+             AND NOT EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.digest = manifests.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.child = manifests.digest)",
+        )
+        .bind(json_list(digests))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn abandon_blob(&self, digest: &Digest, size: u64) -> Result<(), MetaError> {
+        // Created "long ago": the next run takes it unless something links it meanwhile.
+        sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, 0)")
+            .bind(digest.to_string())
+            .bind(size as i64)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// The recount: every total as the links say it should be.
+const RECOUNT: &[&str] = &[
+    "DROP TABLE IF EXISTS temp.recount_namespace_blobs",
+    "DROP TABLE IF EXISTS temp.recount_repository",
+    "DROP TABLE IF EXISTS temp.recount_namespace",
+    "CREATE TEMP TABLE recount_namespace_blobs AS \
+     SELECT r.namespace AS namespace, rb.digest AS digest, b.size AS size, count(*) AS refs \
+     FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id \
+     JOIN blobs b ON b.digest = rb.digest GROUP BY r.namespace, rb.digest",
+    "CREATE TEMP TABLE recount_repository AS \
+     SELECT r.id AS repository_id, coalesce(sum(b.size), 0) AS bytes FROM repositories r \
+     LEFT JOIN repository_blobs rb ON rb.repository_id = r.id \
+     LEFT JOIN blobs b ON b.digest = rb.digest GROUP BY r.id",
+    "CREATE TEMP TABLE recount_namespace AS \
+     SELECT namespace, sum(size) AS bytes FROM recount_namespace_blobs GROUP BY namespace",
+];
+
+#[async_trait::async_trait]
+impl UsageStore for SqliteMeta {
+    async fn namespace_usage(&self, namespace: &str) -> Result<Usage, MetaError> {
+        let row = sqlx::query("SELECT bytes, quota FROM namespace_usage WHERE namespace = ?")
+            .bind(namespace)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        Ok(row.map_or_else(Usage::default, |row| usage_from_row(&row)))
+    }
+
+    async fn repository_usage(&self, repo: &RepoName) -> Result<Option<u64>, MetaError> {
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT coalesce(u.bytes, 0) FROM repositories r \
+             LEFT JOIN repository_usage u ON u.repository_id = r.id WHERE r.name = ?",
+        )
+        .bind(repo.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(bytes.map(|b| b.max(0) as u64))
+    }
+
+    async fn set_quota(&self, namespace: &str, quota: Option<u64>) -> Result<(), MetaError> {
+        sqlx::query(
+            "INSERT INTO namespace_usage (namespace, bytes, quota) VALUES (?, 0, ?) \
+             ON CONFLICT (namespace) DO UPDATE SET quota = excluded.quota",
+        )
+        .bind(namespace)
+        .bind(quota.map(|q| q.min(i64::MAX as u64) as i64))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn set_default_quota(&self, quota: Option<u64>) -> Result<(), MetaError> {
+        let quota = quota.map(|q| q.min(i64::MAX as u64) as i64);
+        // Skips the write (and the writer) when nothing changes, as on most starts.
+        sqlx::query("UPDATE quota_defaults SET quota = ?1 WHERE id = 1 AND quota IS NOT ?1")
+            .bind(quota)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn quota_check(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<(u64, u64)>, MetaError> {
+        let row = sqlx::query(
+            "SELECT u.bytes, u.quota, EXISTS (SELECT 1 FROM namespace_blobs nb \
+               WHERE nb.namespace = u.namespace AND nb.digest = ?2) AS held \
+             FROM namespace_usage u WHERE u.namespace = ?1 AND u.quota IS NOT NULL",
+        )
+        .bind(namespace_of(repo.as_str()))
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let usage = usage_from_row(&row);
+        let held: bool = row.get::<i64, _>("held") != 0;
+        let quota = usage.quota.unwrap_or(u64::MAX);
+        if held || usage.bytes.saturating_add(size) <= quota {
+            return Ok(None);
+        }
+        Ok(Some((usage.bytes, quota)))
+    }
+
+    async fn recompute_usage(&self) -> Result<UsageRepair, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for sql in RECOUNT {
+            sqlx::query(sql).execute(&mut *tx).await.map_err(backend)?;
+        }
+        let wrong_repositories: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM recount_repository c \
+             LEFT JOIN repository_usage u ON u.repository_id = c.repository_id \
+             WHERE coalesce(u.bytes, 0) <> c.bytes",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let wrong_namespaces: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT namespace FROM namespace_usage \
+               UNION SELECT namespace FROM recount_namespace) n \
+             LEFT JOIN namespace_usage u ON u.namespace = n.namespace \
+             LEFT JOIN recount_namespace c ON c.namespace = n.namespace \
+             WHERE coalesce(u.bytes, 0) <> coalesce(c.bytes, 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Rebuilt without the triggers' arithmetic: the per-namespace table first (its
+        // insert trigger would add sizes, so the totals are set after it).
+        for sql in [
+            "DELETE FROM namespace_blobs",
+            "INSERT INTO namespace_blobs (namespace, digest, size, refs) \
+             SELECT namespace, digest, size, refs FROM recount_namespace_blobs",
+            "UPDATE namespace_usage SET bytes = coalesce((SELECT bytes FROM recount_namespace c \
+               WHERE c.namespace = namespace_usage.namespace), 0)",
+            "DELETE FROM repository_usage",
+            "INSERT INTO repository_usage (repository_id, bytes) \
+             SELECT repository_id, bytes FROM recount_repository",
+            "DROP TABLE recount_namespace_blobs",
+            "DROP TABLE recount_repository",
+            "DROP TABLE recount_namespace",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(UsageRepair {
+            corrected: (wrong_repositories + wrong_namespaces).max(0) as u64,
+        })
+    }
+}
