@@ -9,6 +9,7 @@ pub mod events;
 pub mod hub;
 pub mod identity;
 pub mod jobs;
+pub mod lifecycle;
 pub mod ports;
 pub mod registry;
 pub mod time;

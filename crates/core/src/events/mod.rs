@@ -24,10 +24,12 @@ pub enum EventKind {
     RepositoryVisibilityChanged,
     #[serde(rename = "access.changed")]
     AccessChanged,
+    #[serde(rename = "retention.completed")]
+    RetentionCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -35,6 +37,7 @@ impl EventKind {
         EventKind::RepositoryDeleted,
         EventKind::RepositoryVisibilityChanged,
         EventKind::AccessChanged,
+        EventKind::RetentionCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl EventKind {
             EventKind::RepositoryDeleted => "repository.deleted",
             EventKind::RepositoryVisibilityChanged => "repository.visibility_changed",
             EventKind::AccessChanged => "access.changed",
+            EventKind::RetentionCompleted => "retention.completed",
         }
     }
 
@@ -144,6 +148,24 @@ pub struct AccessChangedData {
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
+}
+
+/// The fields of `retention.completed`: one real retention run of a repository or a
+/// namespace, and what it deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionCompletedData {
+    pub run_id: i64,
+    /// `repository` or `namespace`.
+    pub scope: String,
+    pub target: String,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    /// `ns/repo:tag`.
+    pub tags: Vec<String>,
+    /// `ns/repo@digest`.
+    pub manifests: Vec<String>,
+    /// Bytes that garbage collection can now reclaim.
+    pub bytes: u64,
 }
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.

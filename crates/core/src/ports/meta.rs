@@ -6,6 +6,7 @@ use super::events::EventLog;
 use super::hub::HubStore;
 use super::identity::IdentityStore;
 use super::jobs::JobQueue;
+use super::lifecycle::LifecycleStore;
 use super::webhooks::WebhookStore;
 use crate::events::NewEvent;
 use berth_oci::{Digest, Platform, RepoName};
@@ -18,6 +19,10 @@ pub enum MetaError {
     /// An index references a manifest that is not in the repository.
     #[error("manifest {0} is not in the repository")]
     MissingManifest(Digest),
+    /// An immutable tag would be moved to another manifest or deleted; `rule` describes
+    /// the rule that protects it.
+    #[error("tag {tag} is immutable under {rule}")]
+    TagImmutable { tag: String, rule: String },
     /// A unique name is taken.
     #[error("{0} already exists")]
     Conflict(String),
@@ -239,6 +244,7 @@ pub trait MetaStore:
     + EventLog
     + JobQueue
     + WebhookStore
+    + LifecycleStore
 {
 }
 
@@ -253,5 +259,6 @@ impl<T> MetaStore for T where
         + EventLog
         + JobQueue
         + WebhookStore
+    + LifecycleStore
 {
 }

@@ -5,6 +5,7 @@ mod events;
 mod hub;
 mod identity;
 mod jobs;
+mod lifecycle;
 mod meta;
 mod webhooks;
 
@@ -22,6 +23,9 @@ pub use identity::{
     MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
+pub use lifecycle::{
+    LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
+};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,

@@ -118,6 +118,7 @@ impl From<MetaError> for Error {
                 Error::ManifestBlobUnknown(d)
             }
             MetaError::Conflict(what) => Error::Conflict(what),
+            MetaError::TagImmutable { tag, rule } => Error::TagImmutable { tag, rule },
             MetaError::StorageFull => {
                 tracing::error!("the database's disk is full");
                 Error::StorageFull

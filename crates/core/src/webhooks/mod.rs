@@ -14,6 +14,7 @@ pub use deliver::{DeliverWebhook, DELIVER_JOB, WEBHOOK_BACKOFF, WEBHOOK_MAX_ATTE
 pub use dispatch::{EventHandOn, WEBHOOKS_CURSOR};
 pub use payload::{render, RenderContext};
 pub use seal::{SealKey, SEAL_KEY_BYTES};
+pub(crate) use service::require_admin_of;
 pub use service::{
     CreatedWebhook, WebhookRequest, WebhookSettings, WebhookView, Webhooks, MAX_WEBHOOKS_PER_TARGET,
 };
@@ -93,14 +94,17 @@ pub enum WebhookEvent {
     ManifestDelete,
     /// A repository created, deleted, or made public or private.
     Repository,
+    /// A retention run deleted tags or manifests (`retention.completed`).
+    Retention,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 4] = [
+    pub const ALL: [WebhookEvent; 5] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
         WebhookEvent::Repository,
+        WebhookEvent::Retention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +113,7 @@ impl WebhookEvent {
             WebhookEvent::TagDelete => "tag_delete",
             WebhookEvent::ManifestDelete => "manifest_delete",
             WebhookEvent::Repository => "repository",
+            WebhookEvent::Retention => "retention",
         }
     }
 
@@ -128,6 +133,7 @@ impl WebhookEvent {
                     | EventKind::RepositoryDeleted
                     | EventKind::RepositoryVisibilityChanged
             ),
+            WebhookEvent::Retention => kind == EventKind::RetentionCompleted,
         }
     }
 }

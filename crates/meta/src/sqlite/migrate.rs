@@ -33,6 +33,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_audit_folding.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_immutable_tags_and_retention.sql"),
+    ),
 ];
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {

@@ -8,6 +8,7 @@ mod durability;
 mod events;
 mod hub;
 mod jobs;
+mod lifecycle;
 mod migrate;
 mod namespaces;
 mod orgs;
