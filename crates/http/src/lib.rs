@@ -31,6 +31,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Webhooks: their settings, pings, redeliveries and history, and the event stream.
     pub webhooks: berth_core::webhooks::Webhooks,
+    /// Immutable tag rules, retention policies and their runs.
+    pub lifecycle: berth_core::lifecycle::Lifecycle,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -13,6 +13,9 @@ use berth_core::jobs::maintenance::{
     EXPIRE_UPLOADS_JOB, PRUNE_AUDIT_JOB, PRUNE_HISTORY_JOB,
 };
 use berth_core::jobs::{Runner, RunnerOptions, Wake};
+use berth_core::lifecycle::{
+    Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
+};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
@@ -90,6 +93,12 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     let wake = Wake::default();
     let registry =
         Registry::new(blobs, meta.clone(), settings.registry.clone()).with_wake(wake.clone());
+    let lifecycle = Lifecycle::new(
+        meta.clone(),
+        authorizer.clone(),
+        clock.clone(),
+        wake.clone(),
+    );
     let webhooks = Webhooks::new(
         meta.clone(),
         authorizer,
@@ -142,7 +151,13 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             retention: settings.audit_retention,
         }),
     );
+    runner.handle(
+        RETENTION_SCHEDULE_JOB,
+        Arc::new(RetentionScheduler(lifecycle.clone())),
+    );
+    runner.handle(RETENTION_RUN_JOB, Arc::new(RetentionRunJob(lifecycle.clone())));
     for kind in [
+        RETENTION_SCHEDULE_JOB,
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
@@ -157,6 +172,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         hub,
         public_url: settings.public_url,
         webhooks,
+        lifecycle,
     };
     Ok(Wired { state, runner })
 }

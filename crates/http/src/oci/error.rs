@@ -62,7 +62,7 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
             ErrorCode::Unauthorized
         }
         Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
-        Error::Denied | Error::SignupClosed => ErrorCode::Denied,
+        Error::Denied | Error::SignupClosed | Error::TagImmutable { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -189,6 +189,14 @@ mod tests {
                 429,
             ),
             (Error::Denied, "DENIED", 403),
+            (
+                Error::TagImmutable {
+                    tag: "v1".into(),
+                    rule: "the immutable-tag rule of namespace acme (every tag)".into(),
+                },
+                "DENIED",
+                403,
+            ),
             (Error::SignupClosed, "DENIED", 403),
             (Error::Internal("disk on fire".into()), "UNKNOWN", 500),
             (

@@ -348,7 +348,11 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
 fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Html {
     let mut out = Html::new();
     let detail = format!("/r/{repo}/-/tags/{}", url_component(&tag.name));
-    html!(out, "<tr><th scope=\"row\"><a href=\"" (detail) "\"><code>" (tag.name) "</code></a></th><td class=\"digest\">"
+    html!(out, "<tr><th scope=\"row\"><a href=\"" (detail) "\"><code>" (tag.name) "</code></a>");
+    if tag.immutable {
+        html!(out, " <span class=\"badge immutable\" title=\"An immutable-tag rule protects this tag: it can be neither moved nor deleted\">Immutable</span>");
+    }
+    html!(out, "</th><td class=\"digest\">"
         [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
         "</td><td class=\"size\">" (human_size(tag.size)) "</td><td>");
     if tag.platforms.is_empty() {
@@ -375,7 +379,9 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
         html!(out, "</ul>");
     }
     html!(out, "</td>");
-    if deletable {
+    if deletable && tag.immutable {
+        html!(out, "<td><span class=\"muted\">Immutable</span></td>");
+    } else if deletable {
         let href = format!("/r/{repo}/-/tags/{}/delete", url_component(&tag.name));
         html!(out, "<td><a class=\"button danger\" href=\"" (href) "\" aria-label=\"Delete tag "
             (tag.name) "\">Delete</a></td>");
