@@ -1,9 +1,10 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|immutable|retention …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
 mod accounts;
 mod audit;
+mod lifecycle;
 mod orgs;
 mod repos;
 mod webhooks;
@@ -35,6 +36,12 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Team(command) => orgs::team(&identity, &acting, command).await,
             AdminCommand::Repo(command) => repos::repo(&identity, &acting, command).await,
             AdminCommand::Audit(args) => audit::show(&identity, &acting, args).await,
+            AdminCommand::Immutable(command) => {
+                lifecycle::immutable(&lifecycle::service(meta), &acting, command).await
+            }
+            AdminCommand::Retention(command) => {
+                lifecycle::retention(&lifecycle::service(meta), &acting, command).await
+            }
             AdminCommand::Webhook(command) => {
                 let service = webhooks::service(config, meta)?;
                 webhooks::webhook(&service, &acting, command).await
