@@ -123,3 +123,12 @@ pub fn check_tag_patterns(patterns: &[String], what: &str) -> Result<Vec<String>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// 64 hex digits derived from `name`, for readable test digests.
+    pub fn hex_of(name: &str) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(name.as_bytes()))
+    }
+}

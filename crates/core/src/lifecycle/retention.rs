@@ -369,21 +369,22 @@ fn deletion_order(doomed: &[&ManifestFacts]) -> Vec<ManifestFacts> {
             }
         }
     }
-    let mut ready: BTreeSet<&str> = waiting_on
+    // Among the ready ones, oldest push first: the order people read the list in.
+    let mut ready: BTreeSet<(i64, &str)> = waiting_on
         .iter()
         .filter(|(_, n)| **n == 0)
-        .map(|(d, _)| *d)
+        .map(|(d, _)| (set[d].pushed_at, *d))
         .collect();
     let mut out = Vec::with_capacity(doomed.len());
-    while let Some(digest) = ready.pop_first() {
+    while let Some((_, digest)) = ready.pop_first() {
         let m = set[digest];
         out.push(m.clone());
         for r in referred(m) {
             if let Some(count) = waiting_on.get_mut(r.as_str()) {
                 *count -= 1;
                 if *count == 0 {
-                    if let Some((key, _)) = set.get_key_value(r.as_str()) {
-                        ready.insert(key);
+                    if let Some((key, m)) = set.get_key_value(r.as_str()) {
+                        ready.insert((m.pushed_at, key));
                     }
                 }
             }
@@ -402,4 +403,287 @@ fn deletion_order(doomed: &[&ManifestFacts]) -> Vec<ManifestFacts> {
         out.extend(rest);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Target;
+
+    const NOW: i64 = 1_000 * DAY;
+
+    /// A digest-like name for test manifest `n`.
+    fn d(name: &str) -> String {
+        format!("sha256:{}", crate::lifecycle::tests_support::hex_of(name))
+    }
+
+    fn tag(name: &str, manifest: &str, pushed_days_ago: i64, pulled_days_ago: Option<i64>) -> TagFacts {
+        TagFacts {
+            name: name.to_owned(),
+            digest: d(manifest),
+            pushed_at: NOW - pushed_days_ago * DAY,
+            last_pulled_at: pulled_days_ago.map(|days| NOW - days * DAY),
+        }
+    }
+
+    fn image(name: &str, pushed_days_ago: i64) -> ManifestFacts {
+        ManifestFacts {
+            digest: d(name),
+            pushed_at: NOW - pushed_days_ago * DAY,
+            subject: None,
+            children: Vec::new(),
+        }
+    }
+
+    fn index(name: &str, pushed_days_ago: i64, children: &[&str]) -> ManifestFacts {
+        ManifestFacts {
+            children: children.iter().map(|c| d(c)).collect(),
+            ..image(name, pushed_days_ago)
+        }
+    }
+
+    fn referrer(name: &str, pushed_days_ago: i64, subject: &str) -> ManifestFacts {
+        ManifestFacts {
+            subject: Some(d(subject)),
+            ..image(name, pushed_days_ago)
+        }
+    }
+
+    fn rule(tags: &[&str]) -> ImmutableRule {
+        ImmutableRule {
+            target: Target::Namespace("acme".into()),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            excludes: Vec::new(),
+            exempt_cosign: true,
+            updated_by: "alice".into(),
+            updated_at: 0,
+        }
+    }
+
+    fn keep_last(n: u32) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last_pushed: Some(n),
+            ..RetentionPolicy::default()
+        }
+    }
+
+    /// The plan as names: deleted tags, and deleted manifests in deletion order.
+    fn outcome(
+        tags: Vec<TagFacts>,
+        manifests: Vec<ManifestFacts>,
+        policy: &RetentionPolicy,
+        rules: &[ImmutableRule],
+    ) -> (Vec<String>, Vec<String>) {
+        let snapshot = RepoSnapshot { tags, manifests };
+        let planned = plan(&snapshot, policy, rules, NOW);
+        let by_digest: HashMap<String, String> = ["a", "b", "c", "d", "e", "i1", "i2", "c1", "c2", "c3", "sig", "sbom", "att", "u1", "u2", "x"]
+            .iter()
+            .map(|n| (d(n), (*n).to_owned()))
+            .collect();
+        (
+            planned.tags.iter().map(|t| t.name.clone()).collect(),
+            planned
+                .manifests
+                .iter()
+                .map(|m| by_digest.get(&m.digest).cloned().unwrap_or(m.digest.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn keep_the_last_pushed_and_let_the_others_go_with_their_manifests() {
+        let (tags, manifests) = outcome(
+            vec![tag("v1", "a", 40, None), tag("v2", "b", 30, None), tag("v3", "c", 20, None), tag("v4", "d", 10, None)],
+            vec![image("a", 40), image("b", 30), image("c", 20), image("d", 10)],
+            &keep_last(2),
+            &[],
+        );
+        assert_eq!(tags, ["v1", "v2"]);
+        assert_eq!(manifests, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_manifest_another_kept_tag_points_at_stays() {
+        let (tags, manifests) = outcome(
+            vec![tag("old", "a", 40, None), tag("new", "b", 1, None), tag("stable", "a", 2, None)],
+            vec![image("a", 40), image("b", 1)],
+            &keep_last(2),
+            &[],
+        );
+        assert_eq!(tags, ["old"]);
+        assert!(manifests.is_empty(), "{manifests:?}");
+    }
+
+    #[test]
+    fn children_shared_with_a_kept_index_stay_and_the_index_goes_first() {
+        let (tags, manifests) = outcome(
+            vec![tag("v1", "i1", 40, None), tag("v2", "i2", 1, None)],
+            vec![
+                index("i1", 40, &["c1", "c2"]),
+                index("i2", 1, &["c1", "c3"]),
+                image("c1", 40),
+                image("c2", 40),
+                image("c3", 1),
+            ],
+            &keep_last(1),
+            &[],
+        );
+        assert_eq!(tags, ["v1"]);
+        assert_eq!(manifests, ["i1", "c2"], "c1 is i2's too; the index before its child");
+    }
+
+    #[test]
+    fn old_untagged_children_of_a_kept_index_are_not_untagged_garbage() {
+        let policy = RetentionPolicy {
+            untagged_days: Some(7),
+            ..RetentionPolicy::default()
+        };
+        let (tags, manifests) = outcome(
+            vec![tag("v1", "i1", 40, None)],
+            vec![index("i1", 40, &["c1"]), image("c1", 40), image("u1", 30), image("u2", 1)],
+            &policy,
+            &[],
+        );
+        assert!(tags.is_empty());
+        assert_eq!(manifests, ["u1"], "only the old standalone untagged manifest");
+    }
+
+    #[test]
+    fn referrers_go_with_their_subject_and_stay_with_it() {
+        let manifests = vec![
+            image("a", 40),
+            referrer("sig", 40, "a"),
+            image("b", 1),
+            referrer("sbom", 40, "b"),
+        ];
+        let tags = vec![tag("old", "a", 40, None), tag("new", "b", 1, None)];
+        let untagged_too = RetentionPolicy {
+            untagged_days: Some(0),
+            ..keep_last(1)
+        };
+        let (gone_tags, gone) = outcome(tags, manifests, &untagged_too, &[]);
+        assert_eq!(gone_tags, ["old"]);
+        assert_eq!(gone, ["sig", "a"], "the signature first, then its subject; b's SBOM stays");
+    }
+
+    #[test]
+    fn a_kept_referrer_keeps_its_subject() {
+        let (tags, manifests) = outcome(
+            vec![tag("old", "a", 40, None), tag("new", "b", 1, None), tag("sig-tag", "sig", 1, None)],
+            vec![image("a", 40), image("b", 1), referrer("sig", 1, "a")],
+            &keep_last(2),
+            &[],
+        );
+        assert_eq!(tags, ["old"]);
+        assert!(manifests.is_empty(), "a is what the kept signature refers to: {manifests:?}");
+    }
+
+    #[test]
+    fn cosign_fallback_tags_follow_their_image() {
+        let sig_of = |m: &str| format!("{}.sig", d(m).replace(':', "-"));
+        let (tags, manifests) = outcome(
+            vec![
+                tag("old", "a", 40, None),
+                tag("new", "b", 1, None),
+                tag(&sig_of("a"), "sig", 40, None),
+                tag(&sig_of("b"), "att", 40, None),
+            ],
+            vec![image("a", 40), image("b", 1), image("sig", 40), image("att", 40)],
+            &keep_last(1),
+            &[],
+        );
+        assert_eq!(tags, ["old".to_owned(), sig_of("a")]);
+        let mut manifests = manifests;
+        manifests.sort();
+        assert_eq!(manifests, ["a", "sig"], "b's attestation stays with b");
+    }
+
+    #[test]
+    fn immutable_tags_and_their_manifests_are_never_deleted() {
+        let (tags, manifests) = outcome(
+            vec![tag("v1.0", "a", 400, None), tag("dev-1", "b", 300, None), tag("dev-2", "c", 1, None)],
+            vec![image("a", 400), image("b", 300), image("c", 1)],
+            &keep_last(1),
+            &[rule(&["v*"])],
+        );
+        assert_eq!(tags, ["dev-1"]);
+        assert_eq!(manifests, ["b"]);
+    }
+
+    #[test]
+    fn pulls_keep_tags_and_a_pull_by_digest_counts_for_its_tags() {
+        // The store moves a tag's last pull when its manifest (or an index holding it) is
+        // pulled by digest; the planner sees that time on every such tag.
+        let policy = RetentionPolicy {
+            keep_last_pulled: Some(1),
+            keep_pulled_days: Some(30),
+            ..RetentionPolicy::default()
+        };
+        let (tags, manifests) = outcome(
+            vec![
+                tag("never", "a", 1, None),
+                tag("long-ago", "b", 100, Some(90)),
+                tag("recent", "c", 100, Some(10)),
+                tag("latest-pull", "d", 100, Some(1)),
+            ],
+            vec![image("a", 1), image("b", 100), image("c", 100), image("d", 100)],
+            &policy,
+            &[],
+        );
+        assert_eq!(tags, ["long-ago", "never"]);
+        assert_eq!(manifests, ["b", "a"], "oldest push first");
+    }
+
+    #[test]
+    fn tag_patterns_narrow_the_rules_and_leave_other_tags_alone() {
+        let policy = RetentionPolicy {
+            tags: vec!["pr-*".into()],
+            ..keep_last(1)
+        };
+        let (tags, _) = outcome(
+            vec![tag("latest", "a", 400, None), tag("pr-1", "b", 30, None), tag("pr-2", "c", 1, None)],
+            vec![image("a", 400), image("b", 30), image("c", 1)],
+            &policy,
+            &[],
+        );
+        assert_eq!(tags, ["pr-1"]);
+    }
+
+    #[test]
+    fn deleting_every_tag_is_flagged() {
+        let snapshot = RepoSnapshot {
+            tags: vec![tag("a", "a", 40, None)],
+            manifests: vec![image("a", 40)],
+        };
+        let policy = RetentionPolicy {
+            keep_pushed_days: Some(7),
+            ..RetentionPolicy::default()
+        };
+        assert!(plan(&snapshot, &policy, &[], NOW).deletes_every_tag);
+        assert!(!plan(&snapshot, &keep_last(1), &[], NOW).deletes_every_tag);
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        let ok = RetentionRequest {
+            keep_last_pushed: Some(10),
+            schedule: Some("daily".into()),
+            ..RetentionRequest::default()
+        };
+        assert_eq!(ok.check().unwrap().keep_last_pushed, Some(10));
+        let bad = [
+            (RetentionRequest { keep_last_pushed: Some(-1), ..Default::default() }, "keep_last_pushed"),
+            (RetentionRequest { keep_last_pulled: Some(0), ..Default::default() }, "keep_last_pulled"),
+            (RetentionRequest { keep_pushed_days: Some(1_000_000), ..Default::default() }, "keep_pushed_days"),
+            (RetentionRequest { untagged_days: Some(-3), ..Default::default() }, "untagged_days"),
+            (RetentionRequest::default(), "at least one rule"),
+            (RetentionRequest { tags: vec!["v*".into()], untagged_days: Some(1), ..Default::default() }, "keep rule"),
+            (RetentionRequest { keep_last_pushed: Some(1), tags: vec!["a b".into()], ..Default::default() }, "tag pattern"),
+            (RetentionRequest { keep_last_pushed: Some(1), schedule: Some("sometimes".into()), ..Default::default() }, "schedule"),
+        ];
+        for (request, says) in bad {
+            let err = request.check().unwrap_err();
+            assert!(err.contains(says), "{request:?}: {err}");
+        }
+    }
 }
