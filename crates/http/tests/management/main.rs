@@ -12,6 +12,7 @@ mod audit;
 mod hub_pulls;
 mod hub_repositories;
 mod hub_search;
+mod lifecycle;
 mod openapi;
 mod operations;
 mod organizations;

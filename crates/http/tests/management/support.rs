@@ -356,6 +356,40 @@ impl Session<'_> {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.berth
+            .send(Method::PUT, path, &self.credentials, Some(body))
+            .await
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>`, read whole (a refusal's JSON body included).
+    pub async fn put_manifest_reply(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &Value,
+    ) -> Reply {
+        let response = self
+            .registry(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header(CONTENT_TYPE, media_type)
+            .body(manifest.to_string())
+            .send()
+            .await
+            .expect("manifest push");
+        Reply::read(response).await
+    }
+
+    /// `DELETE /v2/<repo>/manifests/<reference>`, read whole.
+    pub async fn delete_manifest_reply(&self, repo: &str, reference: &str) -> Reply {
+        let response = self
+            .registry(Method::DELETE, &format!("/v2/{repo}/manifests/{reference}"))
+            .send()
+            .await
+            .expect("manifest delete");
+        Reply::read(response).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.berth
             .send(Method::DELETE, path, &self.credentials, None)
