@@ -29,6 +29,7 @@ fn event_label(event: &str) -> &'static str {
         "tag_delete" => "Tag deleted",
         "manifest_delete" => "Manifest deleted",
         "repository" => "Repository created, deleted or made public or private",
+        "retention" => "Retention run finished (what it deleted)",
         _ => "Other",
     }
 }
