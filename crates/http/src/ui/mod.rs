@@ -6,6 +6,7 @@ mod admin;
 mod assets;
 mod form;
 mod home;
+mod lifecycle;
 pub(crate) mod html;
 mod layout;
 mod listing;
@@ -64,7 +65,11 @@ pub(crate) fn routes() -> Router<AppState> {
             "/settings/webhooks",
             get(webhooks::user_list).post(webhooks::user_create),
         )
+        .route("/settings/lifecycle", get(lifecycle::user_page))
+        .route("/settings/lifecycle/{action}", post(lifecycle::user_change))
         .route("/orgs", get(orgs::list).post(orgs::create))
+        .route("/orgs/{org}/lifecycle", get(lifecycle::org_page))
+        .route("/orgs/{org}/lifecycle/{action}", post(lifecycle::org_change))
         .route("/orgs/{org}", get(orgs::page))
         .route("/orgs/{org}/teams", post(orgs::create_team))
         .route("/orgs/{org}/teams/{team}/delete", post(orgs::delete_team))

@@ -14,6 +14,7 @@ use super::orgs::permission_label;
 use super::session::Notice;
 use super::tag_detail;
 use super::webhooks;
+use super::lifecycle;
 use super::{Submission, UiError, UiResult, Visitor};
 use crate::api::wire::query_text;
 use axum::extract::Path;
@@ -76,6 +77,9 @@ pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response
                 webhooks::ListPage::Repository(repo.clone())
                     .render(&visitor, StatusCode::OK, None)
                     .await
+            }
+            ["settings", "lifecycle"] => {
+                lifecycle::show(&visitor, lifecycle::Place::Repository(repo.clone())).await
             }
             _ => Err(Error::NotFound(path.clone()).into()),
         }
@@ -614,7 +618,11 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
         "<p>Call a URL when an image is pushed or a tag deleted, to redeploy or to tell a chat. "
         (count(hooks.len() as u64)) " " (if hooks.len() == 1 { "webhook" } else { "webhooks" })
         " on this repository.</p>"
-        "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>");
+        "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>"
+        "<section class=\"panel\" id=\"lifecycle\" aria-labelledby=\"lifecycle-title\">"
+        "<h2 id=\"lifecycle-title\">Lifecycle</h2>"
+        "<p>Immutable tags, the retention policy, and dry runs of what it would delete.</p>"
+        "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"
         "<h2 id=\"delete-title\">Delete this repository</h2>"
@@ -678,6 +686,14 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
         ["settings", "webhooks"] => {
             return webhooks::create(&submission, webhooks::ListPage::Repository(repo.clone()))
                 .await
+        }
+        ["settings", "lifecycle", action] => {
+            return lifecycle::change(
+                &submission,
+                lifecycle::Place::Repository(repo.clone()),
+                action,
+            )
+            .await
         }
         ["delete"] => return delete(&submission, repo).await,
         ["tags", tag, "delete"] => return delete_tag(&submission, repo, tag).await,
