@@ -289,3 +289,57 @@ async fn a_pull_by_digest_keeps_the_tags_pointing_at_it() {
     assert!(!dry.text.contains(&b_digest), "{}", dry.text);
     let _ = sha256(b"");
 }
+
+/// The repository's lifecycle page as alice's browser uses it: a refused policy names what
+/// was wrong and changes nothing; a saved one is shown; the dry run lists what would go and
+/// "Delete them now" deletes exactly that; the tag list marks an immutable tag.
+#[tokio::test]
+async fn the_lifecycle_page_sets_a_policy_and_shows_its_dry_run() {
+    use crate::browser::{get_page, post_signed_in_form, sign_in};
+    use crate::support::PASSWORD;
+    let berth = Berth::start().await;
+    berth.user("alice").await;
+    let registry = berth.with(basic("alice", PASSWORD));
+    assert_eq!(registry.push_image("alice/app", "old").await, 201);
+    into_the_next_second().await;
+    assert_eq!(registry.push_image("alice/app", "new").await, 201);
+    let cookies = sign_in(&berth, "alice", PASSWORD).await;
+    let page = "/r/alice/app/-/settings/lifecycle";
+    let submit = |action: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let cookies = cookies.clone();
+        let berth = &berth;
+        async move {
+            post_signed_in_form(berth, &cookies, page, &format!("{page}/{action}"), &fields).await
+        }
+    };
+    let follow = |answer: crate::browser::Page| {
+        let cookies = format!("{cookies}; {}", answer.cookies());
+        let berth = &berth;
+        async move { get_page(berth, page, &cookies).await.expect(200).text }
+    };
+
+    let refused = submit("retention", vec![("keep_last_pushed", "-2")]).await.expect(303);
+    let text = follow(refused).await;
+    assert!(text.contains("keep_last_pushed must be from 1"), "{text}");
+    assert!(text.contains("No policy: nothing is deleted."), "{text}");
+
+    let saved = submit("retention", vec![("keep_last_pushed", "1"), ("schedule", "daily")]).await.expect(303);
+    let text = follow(saved).await;
+    assert!(text.contains("keep tags: the 1 last pushed; runs daily"), "{text}");
+
+    let dry = submit("dry-run", vec![]).await.expect(200);
+    assert!(dry.text.contains("<li><code>alice/app:old</code></li>"), "{}", dry.text);
+    assert!(dry.text.contains("would delete 1 tags and 1 images"), "{}", dry.text);
+    assert_eq!(registry.head_manifest("alice/app", "old").await, 200);
+
+    let ran = submit("run", vec![]).await.expect(303);
+    let text = follow(ran).await;
+    assert!(text.contains("Deleted 1 tags and 1 images"), "{text}");
+    assert_eq!(registry.head_manifest("alice/app", "old").await, 404);
+    assert!(text.contains("manual by alice"), "the run is in the history: {text}");
+
+    let rule = submit("immutable", vec![("tags", "new")]).await.expect(303);
+    follow(rule).await;
+    let tags = get_page(&berth, "/r/alice/app/-/tags", &cookies).await.expect(200).text;
+    assert!(tags.contains("badge immutable"), "{tags}");
+}
