@@ -24,8 +24,17 @@ impl Schedule {
             other => other.to_owned(),
         };
         let cron = cron::Schedule::from_str(&expression).map_err(|e| {
+            // The parser's message may point at the text over several lines: keep its last.
+            let reason = e.to_string();
+            let reason = reason
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("not a cron expression")
+                .to_owned();
             format!(
-                "invalid schedule {:?}: use daily or a cron expression such as \"0 3 * * *\" ({e})",
+                "invalid schedule {:?}: use daily or a cron expression such as \"0 3 * * *\" ({reason})",
                 text.chars().take(60).collect::<String>()
             )
         })?;
