@@ -627,3 +627,217 @@ impl LifecycleStore for SqliteMeta {
         rows.iter().map(run_from_row).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::repositories::ensure_repository;
+    use super::*;
+    use berth_core::access::PolicyAuthorizer;
+    use berth_core::identity::Acting;
+    use berth_core::jobs::Wake;
+    use berth_core::lifecycle::{plan, Lifecycle};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    fn digest(kind: &str, i: usize) -> String {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(format!("{kind}{i}").as_bytes()))
+        )
+    }
+
+    /// `count` images in `repo`, tagged `t0`… and pushed a second apart (the last newest),
+    /// each with a layer of its own and one shared config, written in one transaction.
+    async fn seed(meta: &SqliteMeta, repo: &str, count: usize) {
+        let mut tx = meta.write.begin().await.unwrap();
+        let repo_id = ensure_repository(&mut tx, repo, 0, None).await.unwrap();
+        let config = digest("config", 0);
+        sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, 100, 0)")
+            .bind(&config)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for i in 0..count {
+            let (manifest, layer) = (digest("manifest", i), digest("layer", i));
+            let at = 1_000_000 + i as i64;
+            sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, 1000, 0)")
+                .bind(&layer)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO manifests (digest, media_type, size, body, created_at, platform_read) \
+                 VALUES (?, 'application/vnd.oci.image.manifest.v1+json', 10, x'7b7d', 0, 1)",
+            )
+            .bind(&manifest)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            for blob in [&config, &layer] {
+                sqlx::query("INSERT INTO manifest_blobs (manifest, digest) VALUES (?, ?)")
+                    .bind(&manifest)
+                    .bind(blob)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO repository_manifests (repository_id, digest, pushed_at) VALUES (?, ?, ?)",
+            )
+            .bind(repo_id)
+            .bind(&manifest)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, pushed_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(repo_id)
+            .bind(format!("t{i}"))
+            .bind(&manifest)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    async fn open() -> (tempfile::TempDir, Arc<SqliteMeta>) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), super::super::Durability::GroupCommit)
+            .await
+            .unwrap();
+        (dir, Arc::new(meta))
+    }
+
+    fn keep_last(n: u32) -> RetentionPolicy {
+        RetentionPolicy {
+            keep_last_pushed: Some(n),
+            ..RetentionPolicy::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_planned_under_an_older_policy_deletes_nothing_and_changed_items_are_skipped() {
+        let (_dir, meta) = open().await;
+        let repo: RepoName = "acme/app".parse().unwrap();
+        seed(&meta, repo.as_str(), 4).await;
+        let target = Target::Repository(repo.clone());
+        let first = meta
+            .set_retention_policy(&target, &keep_last(1), None, "alice", 0)
+            .await
+            .unwrap();
+        let snapshot = meta.retention_snapshot(&repo).await.unwrap().unwrap();
+        let planned = plan(&snapshot, &first.policy, &[], 2_000_000);
+        assert_eq!(planned.tags.len(), 3);
+        let apply = |revision| RetentionApply {
+            repo: &repo,
+            policy_target: &target,
+            policy_revision: revision,
+            tags: &planned.tags,
+            manifests: &planned.manifests,
+            actor: Some("alice"),
+            now: 0,
+        };
+
+        // Someone edits the policy between the plan and the run: the run stops whole.
+        let second = meta
+            .set_retention_policy(&target, &keep_last(2), None, "bob", 1)
+            .await
+            .unwrap();
+        assert_eq!(second.revision, first.revision + 1);
+        let stale = meta.apply_retention(&apply(first.revision)).await;
+        assert!(matches!(stale, Err(MetaError::Conflict(_))), "{stale:?}");
+        assert_eq!(meta.retention_snapshot(&repo).await.unwrap().unwrap(), snapshot);
+
+        // t0 is pushed again (to t1's image) after the plan: it and both images stay.
+        sqlx::query("UPDATE tags SET digest = ?, pushed_at = 5 WHERE name = 't0'")
+            .bind(digest("manifest", 1))
+            .execute(&meta.write)
+            .await
+            .unwrap();
+        let applied = meta.apply_retention(&apply(second.revision)).await.unwrap();
+        assert_eq!(applied.tags, ["t1", "t2"]);
+        assert_eq!(applied.manifests, [digest("manifest", 0), digest("manifest", 2)]);
+        assert_eq!(applied.skipped, 2, "t0 changed, and the image it now names is needed");
+        let left = meta.retention_snapshot(&repo).await.unwrap().unwrap();
+        let mut names: Vec<&str> = left.tags.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["t0", "t3"]);
+    }
+
+    #[tokio::test]
+    async fn retention_deletes_pass_the_immutable_rules_of_the_transaction() {
+        let (_dir, meta) = open().await;
+        let repo: RepoName = "acme/app".parse().unwrap();
+        seed(&meta, repo.as_str(), 2).await;
+        let target = Target::Repository(repo.clone());
+        let stored = meta
+            .set_retention_policy(&target, &keep_last(1), None, "alice", 0)
+            .await
+            .unwrap();
+        let snapshot = meta.retention_snapshot(&repo).await.unwrap().unwrap();
+        let planned = plan(&snapshot, &stored.policy, &[], 2_000_000);
+        // The rule arrives after the plan was made without it.
+        meta.set_immutable_rule(&ImmutableRule {
+            target: Target::Namespace("acme".into()),
+            tags: vec!["t0".into()],
+            excludes: Vec::new(),
+            exempt_cosign: true,
+            updated_by: "alice".into(),
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+        let applied = meta
+            .apply_retention(&RetentionApply {
+                repo: &repo,
+                policy_target: &target,
+                policy_revision: stored.revision,
+                tags: &planned.tags,
+                manifests: &planned.manifests,
+                actor: None,
+                now: 0,
+            })
+            .await
+            .unwrap();
+        assert!(applied.tags.is_empty() && applied.manifests.is_empty(), "{applied:?}");
+        assert_eq!(applied.skipped, 2);
+    }
+
+    /// `cargo test -p berth-meta --release --lib ten_thousand -- --nocapture` for the number
+    /// docs/PERFORMANCE.md records; in debug builds it only has to stay far from a bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dry_run_over_ten_thousand_tags_answers_quickly() {
+        let (_dir, meta) = open().await;
+        let repo: RepoName = "acme/big".parse().unwrap();
+        seed(&meta, repo.as_str(), 10_000).await;
+        let store: Arc<dyn berth_core::ports::MetaStore> = meta.clone();
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            Arc::new(PolicyAuthorizer::new(store)),
+            berth_core::clock::system(),
+            Wake::default(),
+        );
+        let acting = Acting::cli();
+        let target = Target::Repository(repo);
+        meta.set_retention_policy(&target, &keep_last(100), None, "cli", 0)
+            .await
+            .unwrap();
+        let mut fastest = std::time::Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let report = lifecycle.run(&acting, &target, true).await.unwrap();
+            fastest = fastest.min(started.elapsed());
+            assert_eq!(report.tags.len(), 9_900);
+            assert_eq!(report.manifests.len(), 9_900);
+            assert_eq!(report.bytes, 9_900 * (1000 + 10), "layers and manifests; the config is shared");
+        }
+        println!("retention dry run over 10,000 tags: {fastest:?} (fastest of 3)");
+        let bound = if cfg!(debug_assertions) { 10 } else { 1 };
+        assert!(fastest.as_secs() < bound, "{fastest:?}");
+    }
+}
