@@ -755,27 +755,79 @@ async fn retention_and_immutable_tags_from_the_command_line() {
         tokio::task::spawn_blocking(move || berth(&dir, &args, ""))
     };
 
-    let out = cli(vec!["retention", "set", "admin/app", "--keep-last-pushed", "-1"]).await.unwrap();
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "-1",
+    ])
+    .await
+    .unwrap();
     assert_fails_with(&out, "keep_last_pushed must be from 1 to 100000, not -1");
-    let out = cli(vec!["retention", "set", "admin/app", "--keep-last-pushed", "1", "--schedule", "at noon"]).await.unwrap();
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "1",
+        "--schedule",
+        "at noon",
+    ])
+    .await
+    .unwrap();
     assert_fails_with(&out, "invalid schedule \"at noon\"");
-    let out = cli(vec!["retention", "set", "admin/app", "--keep-pushed-days", "1", "--tag", "no/slash"]).await.unwrap();
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-pushed-days",
+        "1",
+        "--tag",
+        "no/slash",
+    ])
+    .await
+    .unwrap();
     assert_fails_with(&out, "invalid tag pattern");
     let out = cli(vec!["retention", "show", "admin/app"]).await.unwrap();
-    assert_eq!(stdout(&out).trim(), "admin/app has no retention policy", "nothing was set");
+    assert_eq!(
+        stdout(&out).trim(),
+        "admin/app has no retention policy",
+        "nothing was set"
+    );
 
-    let out = cli(vec!["retention", "set", "admin/app", "--keep-last-pushed", "1", "--schedule", "daily"]).await.unwrap();
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "1",
+        "--schedule",
+        "daily",
+    ])
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let dry = cli(vec!["retention", "run", "admin/app", "--dry-run", "--json"]).await.unwrap();
+    let dry = cli(vec!["retention", "run", "admin/app", "--dry-run", "--json"])
+        .await
+        .unwrap();
     assert!(dry.status.success(), "{}", stderr(&dry));
     let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
     // Pushed in the same second, the names break the tie: t1 is kept.
-    assert_eq!(dry["tags"], serde_json::json!(["admin/app:t2", "admin/app:t3"]));
+    assert_eq!(
+        dry["tags"],
+        serde_json::json!(["admin/app:t2", "admin/app:t3"])
+    );
     assert_eq!(dry["manifests"].as_array().unwrap().len(), 2);
-    assert!(dry["bytes"].as_u64().unwrap() > 1024, "two random 512-byte layers and more: {dry}");
+    assert!(
+        dry["bytes"].as_u64().unwrap() > 1024,
+        "two random 512-byte layers and more: {dry}"
+    );
     assert_eq!(server.get_manifest("admin/app", "t2").await.status(), 200);
 
-    let real = cli(vec!["retention", "run", "admin/app", "--json"]).await.unwrap();
+    let real = cli(vec!["retention", "run", "admin/app", "--json"])
+        .await
+        .unwrap();
     assert!(real.status.success(), "{}", stderr(&real));
     let real: serde_json::Value = serde_json::from_slice(&real.stdout).expect("JSON");
     for field in ["tags", "manifests", "bytes"] {
@@ -784,11 +836,27 @@ async fn retention_and_immutable_tags_from_the_command_line() {
     assert_eq!(server.get_manifest("admin/app", "t2").await.status(), 404);
     assert_eq!(server.get_manifest("admin/app", "t1").await.status(), 200);
     let runs = cli(vec!["retention", "runs", "admin/app"]).await.unwrap();
-    assert!(stdout(&runs).contains("manual  by cli  2 tags  2 manifests"), "{}", stdout(&runs));
+    assert!(
+        stdout(&runs).contains("manual  by cli  2 tags  2 manifests"),
+        "{}",
+        stdout(&runs)
+    );
 
-    let out = cli(vec!["immutable", "set", "admin", "--tag", "t*", "--exclude", "t9"]).await.unwrap();
+    let out = cli(vec![
+        "immutable",
+        "set",
+        "admin",
+        "--tag",
+        "t*",
+        "--exclude",
+        "t9",
+    ])
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let shown = cli(vec!["immutable", "show", "admin", "--json"]).await.unwrap();
+    let shown = cli(vec!["immutable", "show", "admin", "--json"])
+        .await
+        .unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
     assert_eq!(shown["tags"], serde_json::json!(["t*"]));
     assert_eq!(shown["excludes"], serde_json::json!(["t9"]));
@@ -798,7 +866,10 @@ async fn retention_and_immutable_tags_from_the_command_line() {
         .await;
     let (_, body) = expect_status(refused, 403, "push over an immutable tag").await;
     let body = String::from_utf8_lossy(&body);
-    assert!(body.contains("DENIED") && body.contains("tag t1 is immutable"), "{body}");
+    assert!(
+        body.contains("DENIED") && body.contains("tag t1 is immutable"),
+        "{body}"
+    );
     let out = cli(vec!["immutable", "clear", "admin"]).await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = cli(vec!["immutable", "clear", "admin"]).await.unwrap();

@@ -155,7 +155,10 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         RETENTION_SCHEDULE_JOB,
         Arc::new(RetentionScheduler(lifecycle.clone())),
     );
-    runner.handle(RETENTION_RUN_JOB, Arc::new(RetentionRunJob(lifecycle.clone())));
+    runner.handle(
+        RETENTION_RUN_JOB,
+        Arc::new(RetentionRunJob(lifecycle.clone())),
+    );
     for kind in [
         RETENTION_SCHEDULE_JOB,
         EXPIRE_UPLOADS_JOB,

@@ -14,7 +14,12 @@ use std::sync::Arc;
 
 pub(super) fn service(meta: Arc<dyn MetaStore>) -> Lifecycle {
     let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
-    Lifecycle::new(meta, authorizer, berth_core::clock::system(), Wake::default())
+    Lifecycle::new(
+        meta,
+        authorizer,
+        berth_core::clock::system(),
+        Wake::default(),
+    )
 }
 
 fn target(text: &str) -> CliResult<Target> {
@@ -31,7 +36,11 @@ fn rule_line(rule: &ImmutableRule) -> String {
         "{}  tags={tags}  exclude={}  cosign={}  set by {} at {}",
         rule.target,
         rule.excludes.join(","),
-        if rule.exempt_cosign { "exempt" } else { "immutable" },
+        if rule.exempt_cosign {
+            "exempt"
+        } else {
+            "immutable"
+        },
         rule.updated_by,
         rfc3339(rule.updated_at)
     )
@@ -82,7 +91,9 @@ pub(super) async fn immutable(
         ImmutableCommand::Show { target: text, json } => {
             let target = target(&text)?;
             match lifecycle.immutable_rule(acting, &target).await? {
-                Some(rule) if json => println!("{}", serde_json::to_string_pretty(&rule_json(&rule))?),
+                Some(rule) if json => {
+                    println!("{}", serde_json::to_string_pretty(&rule_json(&rule))?)
+                }
                 Some(rule) => println!("{}", rule_line(&rule)),
                 None if json => println!("null"),
                 None => println!("{target} has no immutable-tag rule"),

@@ -6,7 +6,7 @@ pub mod retention;
 mod schedule;
 mod service;
 
-pub use immutable::{is_cosign_fallback_tag, protecting, ImmutableRule, ImmutableRequest};
+pub use immutable::{is_cosign_fallback_tag, protecting, ImmutableRequest, ImmutableRule};
 pub use retention::{plan, RetentionPlan, RetentionPolicy, RetentionRequest};
 pub use schedule::Schedule;
 pub use service::{

@@ -54,9 +54,9 @@ pub struct RetentionRequest {
 fn bounded(value: Option<i64>, name: &str, min: i64, max: u32) -> Result<Option<u32>, String> {
     match value {
         None => Ok(None),
-        Some(n) if n < min || n > i64::from(max) => Err(format!(
-            "{name} must be from {min} to {max}, not {n}"
-        )),
+        Some(n) if n < min || n > i64::from(max) => {
+            Err(format!("{name} must be from {min} to {max}, not {n}"))
+        }
         Some(n) => Ok(Some(n as u32)),
     }
 }
@@ -65,8 +65,18 @@ impl RetentionRequest {
     /// The checked policy, or what is wrong with the request.
     pub fn check(&self) -> Result<RetentionPolicy, String> {
         let policy = RetentionPolicy {
-            keep_last_pushed: bounded(self.keep_last_pushed, "keep_last_pushed", 1, MAX_KEEP_COUNT)?,
-            keep_last_pulled: bounded(self.keep_last_pulled, "keep_last_pulled", 1, MAX_KEEP_COUNT)?,
+            keep_last_pushed: bounded(
+                self.keep_last_pushed,
+                "keep_last_pushed",
+                1,
+                MAX_KEEP_COUNT,
+            )?,
+            keep_last_pulled: bounded(
+                self.keep_last_pulled,
+                "keep_last_pulled",
+                1,
+                MAX_KEEP_COUNT,
+            )?,
             keep_pushed_days: bounded(self.keep_pushed_days, "keep_pushed_days", 1, MAX_DAYS)?,
             keep_pulled_days: bounded(self.keep_pulled_days, "keep_pulled_days", 1, MAX_DAYS)?,
             tags: check_tag_patterns(&self.tags, "tag")?,
@@ -84,7 +94,9 @@ impl RetentionRequest {
             );
         }
         if !policy.has_tag_rules() && !policy.tags.is_empty() {
-            return Err("tag patterns narrow the keep rules; set at least one keep rule".to_owned());
+            return Err(
+                "tag patterns narrow the keep rules; set at least one keep rule".to_owned(),
+            );
         }
         Ok(policy)
     }
@@ -260,7 +272,10 @@ pub fn plan(
                     .get_key_value(subject.as_str())
                     .map(|(k, _)| *k)
                     .unwrap_or_default();
-                attached.entry(subject).or_default().push(tag.digest.as_str());
+                attached
+                    .entry(subject)
+                    .or_default()
+                    .push(tag.digest.as_str());
                 attached_subjects
                     .entry(tag.digest.as_str())
                     .or_default()
@@ -281,7 +296,10 @@ pub fn plan(
     let mut is_child: HashSet<&str> = HashSet::new();
     for m in &snapshot.manifests {
         if let Some(subject) = m.subject.as_deref().filter(|s| present.contains_key(s)) {
-            referrers.entry(subject).or_default().push(m.digest.as_str());
+            referrers
+                .entry(subject)
+                .or_default()
+                .push(m.digest.as_str());
         }
         is_child.extend(m.children.iter().map(String::as_str));
     }
@@ -293,7 +311,9 @@ pub fn plan(
             continue; // kept above if one of its tags stays
         }
         let dependent = is_child.contains(digest)
-            || m.subject.as_deref().is_some_and(|s| present.contains_key(s))
+            || m.subject
+                .as_deref()
+                .is_some_and(|s| present.contains_key(s))
             || attached_manifests.contains(digest);
         let expired = untagged_cutoff.is_some_and(|cutoff| m.pushed_at < cutoff);
         if !dependent && !expired {
@@ -340,8 +360,8 @@ pub fn plan(
         .iter()
         .filter(|t| attached_to(t).is_none())
         .count();
-    let deletes_every_tag = plain_tags > 0
-        && tags.iter().filter(|t| attached_to(t).is_none()).count() == plain_tags;
+    let deletes_every_tag =
+        plain_tags > 0 && tags.iter().filter(|t| attached_to(t).is_none()).count() == plain_tags;
     RetentionPlan {
         tags,
         manifests,
@@ -417,7 +437,12 @@ mod tests {
         format!("sha256:{}", crate::lifecycle::tests_support::hex_of(name))
     }
 
-    fn tag(name: &str, manifest: &str, pushed_days_ago: i64, pulled_days_ago: Option<i64>) -> TagFacts {
+    fn tag(
+        name: &str,
+        manifest: &str,
+        pushed_days_ago: i64,
+        pulled_days_ago: Option<i64>,
+    ) -> TagFacts {
         TagFacts {
             name: name.to_owned(),
             digest: d(manifest),
@@ -476,16 +501,24 @@ mod tests {
     ) -> (Vec<String>, Vec<String>) {
         let snapshot = RepoSnapshot { tags, manifests };
         let planned = plan(&snapshot, policy, rules, NOW);
-        let by_digest: HashMap<String, String> = ["a", "b", "c", "d", "e", "i1", "i2", "c1", "c2", "c3", "sig", "sbom", "att", "u1", "u2", "x"]
-            .iter()
-            .map(|n| (d(n), (*n).to_owned()))
-            .collect();
+        let by_digest: HashMap<String, String> = [
+            "a", "b", "c", "d", "e", "i1", "i2", "c1", "c2", "c3", "sig", "sbom", "att", "u1",
+            "u2", "x",
+        ]
+        .iter()
+        .map(|n| (d(n), (*n).to_owned()))
+        .collect();
         (
             planned.tags.iter().map(|t| t.name.clone()).collect(),
             planned
                 .manifests
                 .iter()
-                .map(|m| by_digest.get(&m.digest).cloned().unwrap_or(m.digest.clone()))
+                .map(|m| {
+                    by_digest
+                        .get(&m.digest)
+                        .cloned()
+                        .unwrap_or(m.digest.clone())
+                })
                 .collect(),
         )
     }
@@ -493,8 +526,18 @@ mod tests {
     #[test]
     fn keep_the_last_pushed_and_let_the_others_go_with_their_manifests() {
         let (tags, manifests) = outcome(
-            vec![tag("v1", "a", 40, None), tag("v2", "b", 30, None), tag("v3", "c", 20, None), tag("v4", "d", 10, None)],
-            vec![image("a", 40), image("b", 30), image("c", 20), image("d", 10)],
+            vec![
+                tag("v1", "a", 40, None),
+                tag("v2", "b", 30, None),
+                tag("v3", "c", 20, None),
+                tag("v4", "d", 10, None),
+            ],
+            vec![
+                image("a", 40),
+                image("b", 30),
+                image("c", 20),
+                image("d", 10),
+            ],
             &keep_last(2),
             &[],
         );
@@ -505,7 +548,11 @@ mod tests {
     #[test]
     fn a_manifest_another_kept_tag_points_at_stays() {
         let (tags, manifests) = outcome(
-            vec![tag("old", "a", 40, None), tag("new", "b", 1, None), tag("stable", "a", 2, None)],
+            vec![
+                tag("old", "a", 40, None),
+                tag("new", "b", 1, None),
+                tag("stable", "a", 2, None),
+            ],
             vec![image("a", 40), image("b", 1)],
             &keep_last(2),
             &[],
@@ -529,7 +576,11 @@ mod tests {
             &[],
         );
         assert_eq!(tags, ["v1"]);
-        assert_eq!(manifests, ["i1", "c2"], "c1 is i2's too; the index before its child");
+        assert_eq!(
+            manifests,
+            ["i1", "c2"],
+            "c1 is i2's too; the index before its child"
+        );
     }
 
     #[test]
@@ -540,12 +591,21 @@ mod tests {
         };
         let (tags, manifests) = outcome(
             vec![tag("v1", "i1", 40, None)],
-            vec![index("i1", 40, &["c1"]), image("c1", 40), image("u1", 30), image("u2", 1)],
+            vec![
+                index("i1", 40, &["c1"]),
+                image("c1", 40),
+                image("u1", 30),
+                image("u2", 1),
+            ],
             &policy,
             &[],
         );
         assert!(tags.is_empty());
-        assert_eq!(manifests, ["u1"], "only the old standalone untagged manifest");
+        assert_eq!(
+            manifests,
+            ["u1"],
+            "only the old standalone untagged manifest"
+        );
     }
 
     #[test]
@@ -563,19 +623,30 @@ mod tests {
         };
         let (gone_tags, gone) = outcome(tags, manifests, &untagged_too, &[]);
         assert_eq!(gone_tags, ["old"]);
-        assert_eq!(gone, ["sig", "a"], "the signature first, then its subject; b's SBOM stays");
+        assert_eq!(
+            gone,
+            ["sig", "a"],
+            "the signature first, then its subject; b's SBOM stays"
+        );
     }
 
     #[test]
     fn a_kept_referrer_keeps_its_subject() {
         let (tags, manifests) = outcome(
-            vec![tag("old", "a", 40, None), tag("new", "b", 1, None), tag("sig-tag", "sig", 1, None)],
+            vec![
+                tag("old", "a", 40, None),
+                tag("new", "b", 1, None),
+                tag("sig-tag", "sig", 1, None),
+            ],
             vec![image("a", 40), image("b", 1), referrer("sig", 1, "a")],
             &keep_last(2),
             &[],
         );
         assert_eq!(tags, ["old"]);
-        assert!(manifests.is_empty(), "a is what the kept signature refers to: {manifests:?}");
+        assert!(
+            manifests.is_empty(),
+            "a is what the kept signature refers to: {manifests:?}"
+        );
     }
 
     #[test]
@@ -588,7 +659,12 @@ mod tests {
                 tag(&sig_of("a"), "sig", 40, None),
                 tag(&sig_of("b"), "att", 40, None),
             ],
-            vec![image("a", 40), image("b", 1), image("sig", 40), image("att", 40)],
+            vec![
+                image("a", 40),
+                image("b", 1),
+                image("sig", 40),
+                image("att", 40),
+            ],
             &keep_last(1),
             &[],
         );
@@ -601,7 +677,11 @@ mod tests {
     #[test]
     fn immutable_tags_and_their_manifests_are_never_deleted() {
         let (tags, manifests) = outcome(
-            vec![tag("v1.0", "a", 400, None), tag("dev-1", "b", 300, None), tag("dev-2", "c", 1, None)],
+            vec![
+                tag("v1.0", "a", 400, None),
+                tag("dev-1", "b", 300, None),
+                tag("dev-2", "c", 1, None),
+            ],
             vec![image("a", 400), image("b", 300), image("c", 1)],
             &keep_last(1),
             &[rule(&["v*"])],
@@ -626,7 +706,12 @@ mod tests {
                 tag("recent", "c", 100, Some(10)),
                 tag("latest-pull", "d", 100, Some(1)),
             ],
-            vec![image("a", 1), image("b", 100), image("c", 100), image("d", 100)],
+            vec![
+                image("a", 1),
+                image("b", 100),
+                image("c", 100),
+                image("d", 100),
+            ],
             &policy,
             &[],
         );
@@ -641,7 +726,11 @@ mod tests {
             ..keep_last(1)
         };
         let (tags, _) = outcome(
-            vec![tag("latest", "a", 400, None), tag("pr-1", "b", 30, None), tag("pr-2", "c", 1, None)],
+            vec![
+                tag("latest", "a", 400, None),
+                tag("pr-1", "b", 30, None),
+                tag("pr-2", "c", 1, None),
+            ],
             vec![image("a", 400), image("b", 30), image("c", 1)],
             &policy,
             &[],
@@ -672,14 +761,59 @@ mod tests {
         };
         assert_eq!(ok.check().unwrap().keep_last_pushed, Some(10));
         let bad = [
-            (RetentionRequest { keep_last_pushed: Some(-1), ..Default::default() }, "keep_last_pushed"),
-            (RetentionRequest { keep_last_pulled: Some(0), ..Default::default() }, "keep_last_pulled"),
-            (RetentionRequest { keep_pushed_days: Some(1_000_000), ..Default::default() }, "keep_pushed_days"),
-            (RetentionRequest { untagged_days: Some(-3), ..Default::default() }, "untagged_days"),
+            (
+                RetentionRequest {
+                    keep_last_pushed: Some(-1),
+                    ..Default::default()
+                },
+                "keep_last_pushed",
+            ),
+            (
+                RetentionRequest {
+                    keep_last_pulled: Some(0),
+                    ..Default::default()
+                },
+                "keep_last_pulled",
+            ),
+            (
+                RetentionRequest {
+                    keep_pushed_days: Some(1_000_000),
+                    ..Default::default()
+                },
+                "keep_pushed_days",
+            ),
+            (
+                RetentionRequest {
+                    untagged_days: Some(-3),
+                    ..Default::default()
+                },
+                "untagged_days",
+            ),
             (RetentionRequest::default(), "at least one rule"),
-            (RetentionRequest { tags: vec!["v*".into()], untagged_days: Some(1), ..Default::default() }, "keep rule"),
-            (RetentionRequest { keep_last_pushed: Some(1), tags: vec!["a b".into()], ..Default::default() }, "tag pattern"),
-            (RetentionRequest { keep_last_pushed: Some(1), schedule: Some("sometimes".into()), ..Default::default() }, "schedule"),
+            (
+                RetentionRequest {
+                    tags: vec!["v*".into()],
+                    untagged_days: Some(1),
+                    ..Default::default()
+                },
+                "keep rule",
+            ),
+            (
+                RetentionRequest {
+                    keep_last_pushed: Some(1),
+                    tags: vec!["a b".into()],
+                    ..Default::default()
+                },
+                "tag pattern",
+            ),
+            (
+                RetentionRequest {
+                    keep_last_pushed: Some(1),
+                    schedule: Some("sometimes".into()),
+                    ..Default::default()
+                },
+                "schedule",
+            ),
         ];
         for (request, says) in bad {
             let err = request.check().unwrap_err();

@@ -78,7 +78,13 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused_with_its_text() {
-        for bad in ["every day", "61 * * * *", "* * *", "0 0 31 2 *", &"1 ".repeat(60)] {
+        for bad in [
+            "every day",
+            "61 * * * *",
+            "* * *",
+            "0 0 31 2 *",
+            &"1 ".repeat(60),
+        ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(err.contains("schedule"), "{bad}: {err}");
         }

@@ -101,7 +101,13 @@ impl Lifecycle {
         .await
     }
 
-    async fn audit(&self, acting: &Acting<'_>, action: &str, target: &Target, detail: serde_json::Value) {
+    async fn audit(
+        &self,
+        acting: &Acting<'_>,
+        action: &str,
+        target: &Target,
+        detail: serde_json::Value,
+    ) {
         let mut detail = detail;
         if let serde_json::Value::Object(fields) = &mut detail {
             fields.insert("scope".into(), target.scope().into());
@@ -214,7 +220,8 @@ impl Lifecycle {
             .store
             .set_retention_policy(target, &policy, next_run_at, &acting.actor_name(), now)
             .await?;
-        let detail = serde_json::json!({ "policy": policy.describe(), "revision": stored.revision });
+        let detail =
+            serde_json::json!({ "policy": policy.describe(), "revision": stored.revision });
         self.audit(acting, "retention.set", target, detail).await;
         Ok(stored)
     }
@@ -379,9 +386,9 @@ impl Lifecycle {
                 })
                 .await
                 .map_err(|e| match e {
-                    MetaError::Conflict(what) => Error::Invalid(format!(
-                        "{what}; the retention run stopped, run it again"
-                    )),
+                    MetaError::Conflict(what) => {
+                        Error::Invalid(format!("{what}; the retention run stopped, run it again"))
+                    }
                     other => other.into(),
                 })?;
             report.skipped += applied.skipped;
@@ -431,7 +438,11 @@ impl Lifecycle {
             actor: Some(actor.to_owned()),
             data: data_of(&data),
         };
-        report.run_id = Some(self.store.record_retention_run(&record, Some(event)).await?);
+        report.run_id = Some(
+            self.store
+                .record_retention_run(&record, Some(event))
+                .await?,
+        );
         self.wake.wake();
         tracing::info!(
             target = %target, trigger = trigger.as_str(), tags = report.tags.len(),
@@ -496,7 +507,13 @@ impl Lifecycle {
                     "manifests": report.manifests.len(), "bytes": report.bytes, "scope": target.scope(),
                 });
                 self.audit
-                    .record(SCHEDULER_ACTOR, None, "retention.run", target.name(), detail)
+                    .record(
+                        SCHEDULER_ACTOR,
+                        None,
+                        "retention.run",
+                        target.name(),
+                        detail,
+                    )
                     .await;
                 Ok(report)
             }

@@ -119,6 +119,5 @@ pub trait LifecycleStore: Send + Sync {
         event: Option<NewEvent>,
     ) -> Result<i64>;
     /// Runs recorded for `target`, newest first.
-    async fn retention_runs(&self, target: &Target, limit: u32)
-        -> Result<Vec<RetentionRunRecord>>;
+    async fn retention_runs(&self, target: &Target, limit: u32) -> Result<Vec<RetentionRunRecord>>;
 }

@@ -259,6 +259,6 @@ impl<T> MetaStore for T where
         + EventLog
         + JobQueue
         + WebhookStore
-    + LifecycleStore
+        + LifecycleStore
 {
 }

@@ -394,10 +394,10 @@ impl Webhooks {
 /// namespace's owners (with an unnarrowed token), site admins for the site. Webhooks and
 /// the lifecycle rules are managed under this one check.
 pub(crate) async fn require_admin_of(
-store: &dyn MetaStore,
-authorizer: &dyn Authorizer,
-acting: &Acting<'_>,
-target: &WebhookTarget,
+    store: &dyn MetaStore,
+    authorizer: &dyn Authorizer,
+    acting: &Acting<'_>,
+    target: &WebhookTarget,
 ) -> Result<()> {
     let principal = acting.principal;
     if principal.is_anonymous() {

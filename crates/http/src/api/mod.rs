@@ -281,7 +281,9 @@ async fn route_to_handler(
         (Route::NamespaceRetentionRuns(ns), "GET") => {
             lifecycle::retention_runs(call, lifecycle::namespace_target(&ns)?).await
         }
-        (Route::RepositoryTag(repo, tag), "DELETE") => lifecycle::delete_tag(call, &repo, &tag).await,
+        (Route::RepositoryTag(repo, tag), "DELETE") => {
+            lifecycle::delete_tag(call, &repo, &tag).await
+        }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

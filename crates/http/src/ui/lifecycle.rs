@@ -107,7 +107,15 @@ impl Place {
             "Also make cosign's fallback tags (<code>sha256-….sig</code>, <code>.att</code>, <code>.sbom</code>) immutable</label>"
             "<button type=\"submit\">Save the rule</button></form>");
         if rule.is_some() {
-            html!(body, [button_form(visitor, &format!("{base}/immutable-clear"), "Remove the rule", "danger")]);
+            html!(
+                body,
+                [button_form(
+                    visitor,
+                    &format!("{base}/immutable-clear"),
+                    "Remove the rule",
+                    "danger"
+                )]
+            );
         }
         html!(body, "</section>");
 
@@ -126,11 +134,14 @@ impl Place {
             Some(stored) => {
                 html!(body, "<p id=\"retention-current\">In force: <strong>" (stored.policy.describe()) "</strong>");
                 if let Some(next) = stored.next_run_at {
-                    html!(body, ". Next run " [time(next)]);
+                    html!(body, ". Next run "[time(next)]);
                 }
                 html!(body, "</p>");
             }
-            None => html!(body, "<p class=\"muted\" id=\"retention-current\">No policy: nothing is deleted.</p>"),
+            None => html!(
+                body,
+                "<p class=\"muted\" id=\"retention-current\">No policy: nothing is deleted.</p>"
+            ),
         }
         html!(body, [form_start(visitor, &format!("{base}/retention"), "stack")]
             "<div class=\"field\"><label for=\"keep-last-pushed\">Keep the N most recently pushed tags</label>"
@@ -182,8 +193,11 @@ impl Place {
                 html!(body, "</ul>");
             }
             if !(report.tags.is_empty() && report.manifests.is_empty()) {
-                html!(body, "<p>A run deletes exactly these, leaving alone any that changed meanwhile.</p>"
-                    [button_form(visitor, &format!("{base}/run"), "Delete them now", "danger")]);
+                html!(
+                    body,
+                    "<p>A run deletes exactly these, leaving alone any that changed meanwhile.</p>"
+                        [button_form(visitor, &format!("{base}/run"), "Delete them now", "danger")]
+                );
             }
             html!(body, "</section>");
         }
@@ -201,8 +215,10 @@ impl Place {
                     (run.actor.as_deref().unwrap_or("-")) "</td><td>" (run.tags.len()) "</td><td>"
                     (run.manifests.len()) "</td><td>" (human_size(run.bytes)) "</td><td>");
                 match &run.error {
-                    Some(error) => html!(body, "Refused: " (error)),
-                    None if run.skipped > 0 => html!(body, "Done; " (run.skipped) " left alone (changed)"),
+                    Some(error) => html!(body, "Refused: "(error)),
+                    None if run.skipped > 0 => {
+                        html!(body, "Done; " (run.skipped) " left alone (changed)")
+                    }
                     None => html!(body, "Done"),
                 }
                 html!(body, "</td></tr>");
@@ -228,7 +244,9 @@ fn count(form: &Form, name: &str, label: &str) -> UiResult<Option<i64>> {
     match form.text(name).trim() {
         "" => Ok(None),
         text => text.parse().map(Some).map_err(|_| {
-            UiError::Invalid(format!("{label} must be a whole number; nothing was changed."))
+            UiError::Invalid(format!(
+                "{label} must be a whole number; nothing was changed."
+            ))
         }),
     }
 }
@@ -277,13 +295,22 @@ pub(crate) async fn change(submission: &Submission, place: Place, action: &str) 
         "retention" => {
             let request = async {
                 Ok::<_, UiError>(RetentionRequest {
-                    keep_last_pushed: count(form, "keep_last_pushed", "Keep the N most recently pushed")?,
-                    keep_last_pulled: count(form, "keep_last_pulled", "Keep the N most recently pulled")?,
+                    keep_last_pushed: count(
+                        form,
+                        "keep_last_pushed",
+                        "Keep the N most recently pushed",
+                    )?,
+                    keep_last_pulled: count(
+                        form,
+                        "keep_last_pulled",
+                        "Keep the N most recently pulled",
+                    )?,
                     keep_pushed_days: count(form, "keep_pushed_days", "Pushed within")?,
                     keep_pulled_days: count(form, "keep_pulled_days", "Pulled within")?,
                     tags: globs(form.text("tags")),
                     untagged_days: count(form, "untagged_days", "Untagged older than")?,
-                    schedule: Some(form.text("schedule").to_owned()).filter(|s| !s.trim().is_empty()),
+                    schedule: Some(form.text("schedule").to_owned())
+                        .filter(|s| !s.trim().is_empty()),
                     allow_empty: form.checked("allow_empty"),
                 })
             }
@@ -292,9 +319,7 @@ pub(crate) async fn change(submission: &Submission, place: Place, action: &str) 
                 Ok(request) => lifecycle
                     .set_retention(&acting, &target, request)
                     .await
-                    .map(|stored| {
-                        Notice::success(format!("Saved: {}.", stored.policy.describe()))
-                    })
+                    .map(|stored| Notice::success(format!("Saved: {}.", stored.policy.describe())))
                     .map_err(refused),
                 Err(err) => Err(err),
             }

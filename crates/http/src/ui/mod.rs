@@ -6,9 +6,9 @@ mod admin;
 mod assets;
 mod form;
 mod home;
-mod lifecycle;
 pub(crate) mod html;
 mod layout;
+mod lifecycle;
 mod listing;
 mod login;
 mod namespaces;
@@ -69,7 +69,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/settings/lifecycle/{action}", post(lifecycle::user_change))
         .route("/orgs", get(orgs::list).post(orgs::create))
         .route("/orgs/{org}/lifecycle", get(lifecycle::org_page))
-        .route("/orgs/{org}/lifecycle/{action}", post(lifecycle::org_change))
+        .route(
+            "/orgs/{org}/lifecycle/{action}",
+            post(lifecycle::org_change),
+        )
         .route("/orgs/{org}", get(orgs::page))
         .route("/orgs/{org}/teams", post(orgs::create_team))
         .route("/orgs/{org}/teams/{team}/delete", post(orgs::delete_team))

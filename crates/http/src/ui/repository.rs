@@ -9,12 +9,12 @@ use super::layout::{
     button_form, copyable, count, form_start, hub_badges, human_size, option, permission_select,
     time, visibility_badge,
 };
+use super::lifecycle;
 use super::namespaces::namespace_href;
 use super::orgs::permission_label;
 use super::session::Notice;
 use super::tag_detail;
 use super::webhooks;
-use super::lifecycle;
 use super::{Submission, UiError, UiResult, Visitor};
 use crate::api::wire::query_text;
 use axum::extract::Path;

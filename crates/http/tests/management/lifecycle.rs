@@ -3,7 +3,9 @@
 //! list marking immutable tags; retention dry runs that a real run then matches exactly,
 //! with its history, event and audit entry; bad input refused with nothing changed.
 
-use crate::support::{basic, into_the_next_second, sha256, Berth, Session, ADMIN_PASSWORD, OCI_MANIFEST};
+use crate::support::{
+    basic, into_the_next_second, sha256, Berth, Session, ADMIN_PASSWORD, OCI_MANIFEST,
+};
 use serde_json::{json, Value};
 
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -12,7 +14,11 @@ const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Uploads a config and one layer made from `seed` to `repo`; the image manifest for them.
 async fn image_manifest(registry: &Session<'_>, repo: &str, seed: &str) -> Value {
     let config = registry
-        .push_blob(repo, CONFIG, format!(r#"{{"os":"linux","architecture":"amd64","seed":"{seed}"}}"#).as_bytes())
+        .push_blob(
+            repo,
+            CONFIG,
+            format!(r#"{{"os":"linux","architecture":"amd64","seed":"{seed}"}}"#).as_bytes(),
+        )
         .await;
     let layer = registry
         .push_blob(repo, LAYER, format!("layer {seed}").as_bytes())
@@ -36,8 +42,12 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
     let registry = berth.with(basic("admin", ADMIN_PASSWORD));
     let repo = "admin/app";
     let first = image_manifest(&registry, repo, "one").await;
-    let first_digest = registry.push_manifest(repo, "v1", OCI_MANIFEST, &first).await;
-    registry.push_manifest(repo, "v1-rc", OCI_MANIFEST, &first).await;
+    let first_digest = registry
+        .push_manifest(repo, "v1", OCI_MANIFEST, &first)
+        .await;
+    registry
+        .push_manifest(repo, "v1-rc", OCI_MANIFEST, &first)
+        .await;
 
     let rule = admin
         .put(
@@ -50,7 +60,9 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
     assert_eq!(rule.body["exempt_cosign"], true);
 
     // A CI rerun pushing the same bytes is a no-op success.
-    let again = registry.put_manifest_reply(repo, "v1", OCI_MANIFEST, &first).await;
+    let again = registry
+        .put_manifest_reply(repo, "v1", OCI_MANIFEST, &first)
+        .await;
     assert_eq!(again.status, 201, "{}", again.text);
 
     // Another manifest under the tag: refused with the registry's error, naming the rule.
@@ -61,7 +73,9 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
         .expect_error(403, "DENIED");
     let message = moved.message();
     assert!(
-        message.contains("v1") && message.contains("immutable") && message.contains("namespace admin (tags v*, except *-rc)"),
+        message.contains("v1")
+            && message.contains("immutable")
+            && message.contains("namespace admin (tags v*, except *-rc)"),
         "{message}"
     );
     assert_eq!(
@@ -69,8 +83,14 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
         200,
         "the tag still serves"
     );
-    let pulled = admin.get("/api/v1/repositories/admin/app/-/tags").await.expect(200);
-    assert_eq!(tag_entry(&pulled.body, "v1")["digest"], first_digest.as_str());
+    let pulled = admin
+        .get("/api/v1/repositories/admin/app/-/tags")
+        .await
+        .expect(200);
+    assert_eq!(
+        tag_entry(&pulled.body, "v1")["digest"],
+        first_digest.as_str()
+    );
 
     // Deletes: by tag and by digest over /v2/, and through the JSON API.
     registry
@@ -87,9 +107,14 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
         .expect_error(403, "DENIED");
 
     // An excluded tag moves freely; the list marks only protected tags.
-    let moved_rc = registry.put_manifest_reply(repo, "v1-rc", OCI_MANIFEST, &second).await;
+    let moved_rc = registry
+        .put_manifest_reply(repo, "v1-rc", OCI_MANIFEST, &second)
+        .await;
     assert_eq!(moved_rc.status, 201, "{}", moved_rc.text);
-    let tags = admin.get("/api/v1/repositories/admin/app/-/tags").await.expect(200);
+    let tags = admin
+        .get("/api/v1/repositories/admin/app/-/tags")
+        .await
+        .expect(200);
     assert_eq!(tag_entry(&tags.body, "v1")["immutable"], true);
     assert_eq!(tag_entry(&tags.body, "v1-rc")["immutable"], false);
 
@@ -99,12 +124,32 @@ async fn immutable_tags_refuse_moves_and_deletes_everywhere_but_take_the_same_di
         .await
         .expect(200);
     let sig_tag = format!("{}.sig", first_digest.replace(':', "-"));
-    registry.push_manifest(repo, &sig_tag, OCI_MANIFEST, &first).await;
-    let resigned = registry.put_manifest_reply(repo, &sig_tag, OCI_MANIFEST, &second).await;
-    assert_eq!(resigned.status, 201, "cosign rewrites its tag: {}", resigned.text);
-    let latest = registry.put_manifest_reply(repo, "v1-rc", OCI_MANIFEST, &first).await;
-    assert_eq!(latest.status, 403, "now every tag is immutable: {}", latest.text);
-    assert!(latest.message().contains("repository admin/app (every tag)"), "{}", latest.text);
+    registry
+        .push_manifest(repo, &sig_tag, OCI_MANIFEST, &first)
+        .await;
+    let resigned = registry
+        .put_manifest_reply(repo, &sig_tag, OCI_MANIFEST, &second)
+        .await;
+    assert_eq!(
+        resigned.status, 201,
+        "cosign rewrites its tag: {}",
+        resigned.text
+    );
+    let latest = registry
+        .put_manifest_reply(repo, "v1-rc", OCI_MANIFEST, &first)
+        .await;
+    assert_eq!(
+        latest.status, 403,
+        "now every tag is immutable: {}",
+        latest.text
+    );
+    assert!(
+        latest
+            .message()
+            .contains("repository admin/app (every tag)"),
+        "{}",
+        latest.text
+    );
 
     // Cleared, the tag can go again.
     admin
@@ -137,38 +182,72 @@ async fn only_admins_of_the_target_manage_its_rules_and_bad_ones_change_nothing(
     bob.put("/api/v1/namespaces/admin/immutable", json!({}))
         .await
         .expect_error(403, "DENIED");
-    bob.put("/api/v1/repositories/admin/app/-/retention", json!({"keep_last_pushed": 1}))
-        .await
-        .expect_error(404, "NAME_UNKNOWN");
+    bob.put(
+        "/api/v1/repositories/admin/app/-/retention",
+        json!({"keep_last_pushed": 1}),
+    )
+    .await
+    .expect_error(404, "NAME_UNKNOWN");
 
     admin
-        .put("/api/v1/namespaces/admin/immutable", json!({ "tags": ["v*"] }))
+        .put(
+            "/api/v1/namespaces/admin/immutable",
+            json!({ "tags": ["v*"] }),
+        )
         .await
         .expect(200);
     let refused = admin
-        .put("/api/v1/namespaces/admin/immutable", json!({ "tags": ["v/*"] }))
+        .put(
+            "/api/v1/namespaces/admin/immutable",
+            json!({ "tags": ["v/*"] }),
+        )
         .await
         .expect_error(400, "BAD_REQUEST");
     assert!(refused.message().contains("\"v/*\""), "{}", refused.text);
-    let kept = admin.get("/api/v1/namespaces/admin/immutable").await.expect(200);
-    assert_eq!(kept.body["tags"], json!(["v*"]), "the refused change changed nothing");
+    let kept = admin
+        .get("/api/v1/namespaces/admin/immutable")
+        .await
+        .expect(200);
+    assert_eq!(
+        kept.body["tags"],
+        json!(["v*"]),
+        "the refused change changed nothing"
+    );
 
     let path = "/api/v1/repositories/admin/app/-/retention";
     admin
-        .put(path, json!({ "keep_last_pushed": 5, "schedule": "0 3 * * *" }))
+        .put(
+            path,
+            json!({ "keep_last_pushed": 5, "schedule": "0 3 * * *" }),
+        )
         .await
         .expect(200);
     for (body, says) in [
-        (json!({ "keep_last_pushed": -1 }), "keep_last_pushed must be from 1"),
-        (json!({ "keep_last_pushed": 10_000_000 }), "keep_last_pushed must be from 1"),
+        (
+            json!({ "keep_last_pushed": -1 }),
+            "keep_last_pushed must be from 1",
+        ),
+        (
+            json!({ "keep_last_pushed": 10_000_000 }),
+            "keep_last_pushed must be from 1",
+        ),
         (json!({ "keep_pushed_days": 0 }), "keep_pushed_days"),
-        (json!({ "keep_last_pushed": 1, "tags": ["a b"] }), "tag pattern"),
-        (json!({ "keep_last_pushed": 1, "schedule": "61 * * * *" }), "schedule"),
+        (
+            json!({ "keep_last_pushed": 1, "tags": ["a b"] }),
+            "tag pattern",
+        ),
+        (
+            json!({ "keep_last_pushed": 1, "schedule": "61 * * * *" }),
+            "schedule",
+        ),
         (json!({ "tags": ["v*"] }), "at least one rule"),
         // Nothing was ever pulled: keeping the last pulled keeps nothing.
         (json!({ "keep_last_pulled": 1 }), "allow_empty"),
     ] {
-        let refused = admin.put(path, body.clone()).await.expect_error(400, "BAD_REQUEST");
+        let refused = admin
+            .put(path, body.clone())
+            .await
+            .expect_error(400, "BAD_REQUEST");
         assert!(refused.message().contains(says), "{body}: {}", refused.text);
     }
     let policy = admin.get(path).await.expect(200);
@@ -192,17 +271,28 @@ async fn a_real_run_deletes_exactly_what_the_dry_run_listed() {
     let registry = berth.with(basic("admin", ADMIN_PASSWORD));
     let repo = "admin/app";
     let old = image_manifest(&registry, repo, "old").await;
-    let old_digest = registry.push_manifest(repo, "old", OCI_MANIFEST, &old).await;
-    let old_descriptor = json!({ "mediaType": OCI_MANIFEST, "digest": old_digest, "size": old.to_string().len() });
+    let old_digest = registry
+        .push_manifest(repo, "old", OCI_MANIFEST, &old)
+        .await;
+    let old_descriptor =
+        json!({ "mediaType": OCI_MANIFEST, "digest": old_digest, "size": old.to_string().len() });
     let signature = registry
-        .push_referrer(repo, &old_descriptor, "application/vnd.dev.cosign.simplesigning.v1+json")
+        .push_referrer(
+            repo,
+            &old_descriptor,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+        )
         .await;
     into_the_next_second().await;
     let middle = image_manifest(&registry, repo, "middle").await;
-    registry.push_manifest(repo, "middle", OCI_MANIFEST, &middle).await;
+    registry
+        .push_manifest(repo, "middle", OCI_MANIFEST, &middle)
+        .await;
     into_the_next_second().await;
     let new = image_manifest(&registry, repo, "new").await;
-    registry.push_manifest(repo, "new", OCI_MANIFEST, &new).await;
+    registry
+        .push_manifest(repo, "new", OCI_MANIFEST, &new)
+        .await;
 
     admin
         .put(
@@ -212,20 +302,33 @@ async fn a_real_run_deletes_exactly_what_the_dry_run_listed() {
         .await
         .expect(200);
     let run = "/api/v1/repositories/admin/app/-/retention/run";
-    let dry = admin.post(run, json!({ "dry_run": true })).await.expect(200);
+    let dry = admin
+        .post(run, json!({ "dry_run": true }))
+        .await
+        .expect(200);
     assert_eq!(dry.body["tags"], json!(["admin/app:old"]));
     assert_eq!(
         dry.body["manifests"],
-        json!([format!("admin/app@{signature}"), format!("admin/app@{old_digest}")]),
+        json!([
+            format!("admin/app@{signature}"),
+            format!("admin/app@{old_digest}")
+        ]),
         "the signature goes with its subject, and first"
     );
     let bytes = dry.body["bytes"].as_u64().expect("bytes");
     // Both manifests, the old image's config and layer, and the signature's payload (its
     // empty config is shared with nothing else either).
     assert!(bytes > old.to_string().len() as u64, "{}", dry.text);
-    assert_eq!(registry.head_manifest(repo, "old").await, 200, "a dry run deletes nothing");
+    assert_eq!(
+        registry.head_manifest(repo, "old").await,
+        200,
+        "a dry run deletes nothing"
+    );
 
-    let real = admin.post(run, json!({ "dry_run": false })).await.expect(200);
+    let real = admin
+        .post(run, json!({ "dry_run": false }))
+        .await
+        .expect(200);
     assert_eq!(real.body["tags"], dry.body["tags"]);
     assert_eq!(real.body["manifests"], dry.body["manifests"]);
     assert_eq!(real.body["bytes"], dry.body["bytes"]);
@@ -235,7 +338,10 @@ async fn a_real_run_deletes_exactly_what_the_dry_run_listed() {
     assert_eq!(registry.head_manifest(repo, "middle").await, 200);
     assert_eq!(registry.head_manifest(repo, "new").await, 200);
 
-    let again = admin.post(run, json!({ "dry_run": true })).await.expect(200);
+    let again = admin
+        .post(run, json!({ "dry_run": true }))
+        .await
+        .expect(200);
     assert_eq!(again.body["tags"], json!([]), "nothing left to delete");
 
     let runs = admin
@@ -257,7 +363,10 @@ async fn a_real_run_deletes_exactly_what_the_dry_run_listed() {
         .unwrap_or_else(|| panic!("no retention.completed in {}", events.text));
     assert_eq!(completed["data"]["run_id"], real.body["run_id"]);
     assert_eq!(completed["data"]["tags"], dry.body["tags"]);
-    let audit = admin.get("/api/v1/auditlogs?action=retention.run").await.expect(200);
+    let audit = admin
+        .get("/api/v1/auditlogs?action=retention.run")
+        .await
+        .expect(200);
     assert!(audit.text.contains("retention.run"), "{}", audit.text);
 }
 
@@ -270,8 +379,14 @@ async fn a_pull_by_digest_keeps_the_tags_pointing_at_it() {
     for tag in ["a", "b", "c"] {
         assert_eq!(registry.push_image(repo, tag).await, 201);
     }
-    let tags = admin.get("/api/v1/repositories/admin/pulled/-/tags").await.expect(200);
-    let b_digest = tag_entry(&tags.body, "b")["digest"].as_str().unwrap().to_owned();
+    let tags = admin
+        .get("/api/v1/repositories/admin/pulled/-/tags")
+        .await
+        .expect(200);
+    let b_digest = tag_entry(&tags.body, "b")["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(registry.pull_manifest(repo, &b_digest).await, 200);
     berth.flush_pulls().await;
     admin
@@ -282,10 +397,16 @@ async fn a_pull_by_digest_keeps_the_tags_pointing_at_it() {
         .await
         .expect(200);
     let dry = admin
-        .post("/api/v1/repositories/admin/pulled/-/retention/run", json!({ "dry_run": true }))
+        .post(
+            "/api/v1/repositories/admin/pulled/-/retention/run",
+            json!({ "dry_run": true }),
+        )
         .await
         .expect(200);
-    assert_eq!(dry.body["tags"], json!(["admin/pulled:a", "admin/pulled:c"]));
+    assert_eq!(
+        dry.body["tags"],
+        json!(["admin/pulled:a", "admin/pulled:c"])
+    );
     assert!(!dry.text.contains(&b_digest), "{}", dry.text);
     let _ = sha256(b"");
 }
@@ -318,28 +439,52 @@ async fn the_lifecycle_page_sets_a_policy_and_shows_its_dry_run() {
         async move { get_page(berth, page, &cookies).await.expect(200).text }
     };
 
-    let refused = submit("retention", vec![("keep_last_pushed", "-2")]).await.expect(303);
+    let refused = submit("retention", vec![("keep_last_pushed", "-2")])
+        .await
+        .expect(303);
     let text = follow(refused).await;
     assert!(text.contains("keep_last_pushed must be from 1"), "{text}");
     assert!(text.contains("No policy: nothing is deleted."), "{text}");
 
-    let saved = submit("retention", vec![("keep_last_pushed", "1"), ("schedule", "daily")]).await.expect(303);
+    let saved = submit(
+        "retention",
+        vec![("keep_last_pushed", "1"), ("schedule", "daily")],
+    )
+    .await
+    .expect(303);
     let text = follow(saved).await;
-    assert!(text.contains("keep tags: the 1 last pushed; runs daily"), "{text}");
+    assert!(
+        text.contains("keep tags: the 1 last pushed; runs daily"),
+        "{text}"
+    );
 
     let dry = submit("dry-run", vec![]).await.expect(200);
-    assert!(dry.text.contains("<li><code>alice/app:old</code></li>"), "{}", dry.text);
-    assert!(dry.text.contains("would delete 1 tags and 1 images"), "{}", dry.text);
+    assert!(
+        dry.text.contains("<li><code>alice/app:old</code></li>"),
+        "{}",
+        dry.text
+    );
+    assert!(
+        dry.text.contains("would delete 1 tags and 1 images"),
+        "{}",
+        dry.text
+    );
     assert_eq!(registry.head_manifest("alice/app", "old").await, 200);
 
     let ran = submit("run", vec![]).await.expect(303);
     let text = follow(ran).await;
     assert!(text.contains("Deleted 1 tags and 1 images"), "{text}");
     assert_eq!(registry.head_manifest("alice/app", "old").await, 404);
-    assert!(text.contains("manual by alice"), "the run is in the history: {text}");
+    assert!(
+        text.contains("manual by alice"),
+        "the run is in the history: {text}"
+    );
 
     let rule = submit("immutable", vec![("tags", "new")]).await.expect(303);
     follow(rule).await;
-    let tags = get_page(&berth, "/r/alice/app/-/tags", &cookies).await.expect(200).text;
+    let tags = get_page(&berth, "/r/alice/app/-/tags", &cookies)
+        .await
+        .expect(200)
+        .text;
     assert!(tags.contains("badge immutable"), "{tags}");
 }

@@ -9,8 +9,7 @@ use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagD
 use berth_core::lifecycle::retention::{ManifestFacts, RepoSnapshot, TagFacts};
 use berth_core::lifecycle::{protecting, ImmutableRule, RetentionPolicy, Target};
 use berth_core::ports::{
-    LifecycleStore, MetaError, RetentionApplied, RetentionApply, RetentionRunRecord,
-    StoredPolicy,
+    LifecycleStore, MetaError, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
 };
 use berth_oci::RepoName;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
@@ -29,8 +28,9 @@ fn rule_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ImmutableRule, MetaErr
     let scope: String = row.get("scope");
     let target: String = row.get("target");
     Ok(ImmutableRule {
-        target: Target::from_stored(&scope, &target)
-            .ok_or_else(|| MetaError::Backend(format!("stored rule target {target:?} is invalid")))?,
+        target: Target::from_stored(&scope, &target).ok_or_else(|| {
+            MetaError::Backend(format!("stored rule target {target:?} is invalid"))
+        })?,
         tags: patterns(row.get("tags")),
         excludes: patterns(row.get("excludes")),
         exempt_cosign: row.get::<i64, _>("exempt_cosign") != 0,
@@ -110,8 +110,9 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RetentionRunRecord, Met
     };
     Ok(RetentionRunRecord {
         id: row.get("id"),
-        target: Target::from_stored(&scope, &target)
-            .ok_or_else(|| MetaError::Backend(format!("stored run target {target:?} is invalid")))?,
+        target: Target::from_stored(&scope, &target).ok_or_else(|| {
+            MetaError::Backend(format!("stored run target {target:?} is invalid"))
+        })?,
         trigger: row.get("trigger"),
         actor: row.get("actor"),
         started_at: row.get("started_at"),
@@ -566,8 +567,12 @@ impl LifecycleStore for SqliteMeta {
                 digest: digest.to_owned(),
                 tags: Vec::new(),
             };
-            let event =
-                NewEvent::about(EventKind::ManifestDeleted, repo, apply.actor, data_of(&data));
+            let event = NewEvent::about(
+                EventKind::ManifestDeleted,
+                repo,
+                apply.actor,
+                data_of(&data),
+            );
             record_event(&mut tx, event, apply.now).await?;
             applied.manifests.push(digest.to_owned());
         }
@@ -707,9 +712,12 @@ mod tests {
 
     async fn open() -> (tempfile::TempDir, Arc<SqliteMeta>) {
         let dir = tempfile::tempdir().unwrap();
-        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), super::super::Durability::GroupCommit)
-            .await
-            .unwrap();
+        let meta = SqliteMeta::open_with(
+            &dir.path().join("berth.db"),
+            super::super::Durability::GroupCommit,
+        )
+        .await
+        .unwrap();
         (dir, Arc::new(meta))
     }
 
@@ -751,7 +759,10 @@ mod tests {
         assert_eq!(second.revision, first.revision + 1);
         let stale = meta.apply_retention(&apply(first.revision)).await;
         assert!(matches!(stale, Err(MetaError::Conflict(_))), "{stale:?}");
-        assert_eq!(meta.retention_snapshot(&repo).await.unwrap().unwrap(), snapshot);
+        assert_eq!(
+            meta.retention_snapshot(&repo).await.unwrap().unwrap(),
+            snapshot
+        );
 
         // t0 is pushed again (to t1's image) after the plan: it and both images stay.
         sqlx::query("UPDATE tags SET digest = ?, pushed_at = 5 WHERE name = 't0'")
@@ -761,8 +772,14 @@ mod tests {
             .unwrap();
         let applied = meta.apply_retention(&apply(second.revision)).await.unwrap();
         assert_eq!(applied.tags, ["t1", "t2"]);
-        assert_eq!(applied.manifests, [digest("manifest", 0), digest("manifest", 2)]);
-        assert_eq!(applied.skipped, 2, "t0 changed, and the image it now names is needed");
+        assert_eq!(
+            applied.manifests,
+            [digest("manifest", 0), digest("manifest", 2)]
+        );
+        assert_eq!(
+            applied.skipped, 2,
+            "t0 changed, and the image it now names is needed"
+        );
         let left = meta.retention_snapshot(&repo).await.unwrap().unwrap();
         let mut names: Vec<&str> = left.tags.iter().map(|t| t.name.as_str()).collect();
         names.sort();
@@ -804,7 +821,10 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(applied.tags.is_empty() && applied.manifests.is_empty(), "{applied:?}");
+        assert!(
+            applied.tags.is_empty() && applied.manifests.is_empty(),
+            "{applied:?}"
+        );
         assert_eq!(applied.skipped, 2);
     }
 
@@ -834,7 +854,11 @@ mod tests {
             fastest = fastest.min(started.elapsed());
             assert_eq!(report.tags.len(), 9_900);
             assert_eq!(report.manifests.len(), 9_900);
-            assert_eq!(report.bytes, 9_900 * (1000 + 10), "layers and manifests; the config is shared");
+            assert_eq!(
+                report.bytes,
+                9_900 * (1000 + 10),
+                "layers and manifests; the config is shared"
+            );
         }
         println!("retention dry run over 10,000 tags: {fastest:?} (fastest of 3)");
         let bound = if cfg!(debug_assertions) { 10 } else { 1 };

@@ -6,11 +6,11 @@ use super::lifecycle::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
+use berth_core::lifecycle::protecting;
 use berth_core::ports::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest, ReferrerRecord,
     Repositories, Tags, UploadSession, UploadSessions,
 };
-use berth_core::lifecycle::protecting;
 use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
 
