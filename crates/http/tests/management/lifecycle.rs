@@ -488,3 +488,57 @@ async fn the_lifecycle_page_sets_a_policy_and_shows_its_dry_run() {
         .text;
     assert!(tags.contains("badge immutable"), "{tags}");
 }
+
+#[tokio::test]
+async fn a_namespace_policy_governs_its_repositories_unless_one_has_its_own() {
+    let berth = Berth::start().await;
+    let admin = berth.admin().await;
+    let registry = berth.with(basic("admin", ADMIN_PASSWORD));
+    for repo in ["admin/one", "admin/two"] {
+        assert_eq!(registry.push_image(repo, "old").await, 201);
+    }
+    into_the_next_second().await;
+    for repo in ["admin/one", "admin/two"] {
+        assert_eq!(registry.push_image(repo, "new").await, 201);
+    }
+    admin
+        .put(
+            "/api/v1/namespaces/admin/retention",
+            json!({ "keep_last_pushed": 1 }),
+        )
+        .await
+        .expect(200);
+    admin
+        .put(
+            "/api/v1/repositories/admin/two/-/retention",
+            json!({ "keep_last_pushed": 2 }),
+        )
+        .await
+        .expect(200);
+    let dry = admin
+        .post(
+            "/api/v1/namespaces/admin/retention/run",
+            json!({ "dry_run": true }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        dry.body["tags"],
+        json!(["admin/one:old"]),
+        "admin/two keeps two"
+    );
+    let real = admin
+        .post(
+            "/api/v1/namespaces/admin/retention/run",
+            json!({ "dry_run": false }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(real.body["tags"], dry.body["tags"]);
+    assert_eq!(real.body["manifests"], dry.body["manifests"]);
+    let runs = admin
+        .get("/api/v1/namespaces/admin/retention/runs")
+        .await
+        .expect(200);
+    assert_eq!(runs.body["count"], 1);
+}
