@@ -828,6 +828,68 @@ mod tests {
         assert_eq!(applied.skipped, 2);
     }
 
+    #[tokio::test]
+    async fn a_due_schedule_queues_one_run_that_is_recorded_as_scheduled() {
+        use berth_core::jobs::JobHandler as _;
+        use berth_core::lifecycle::{RetentionRunJob, RETENTION_RUN_JOB};
+        use berth_core::ports::JobQueue as _;
+        let (_dir, meta) = open().await;
+        let repo: RepoName = "acme/app".parse().unwrap();
+        seed(&meta, repo.as_str(), 3).await;
+        let store: Arc<dyn berth_core::ports::MetaStore> = meta.clone();
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            Arc::new(PolicyAuthorizer::new(store)),
+            berth_core::clock::system(),
+            Wake::default(),
+        );
+        let target = Target::Repository(repo.clone());
+        let policy = RetentionPolicy {
+            schedule: Some("daily".into()),
+            ..keep_last(1)
+        };
+        // Due a minute ago.
+        let due = berth_core::time::now_unix() - 60;
+        meta.set_retention_policy(&target, &policy, Some(due), "alice", 0)
+            .await
+            .unwrap();
+        assert_eq!(lifecycle.queue_due_runs(&*meta).await.unwrap(), 1);
+        assert_eq!(
+            lifecycle.queue_due_runs(&*meta).await.unwrap(),
+            0,
+            "moved on to the next midnight: not queued twice"
+        );
+        let next = meta
+            .retention_policy(&target)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_run_at;
+        assert!(next.unwrap() > berth_core::time::now_unix(), "{next:?}");
+
+        let jobs = meta.claim_jobs(i64::MAX / 2, 60_000, 10).await.unwrap();
+        let job = jobs
+            .iter()
+            .find(|j| j.kind == RETENTION_RUN_JOB)
+            .expect("a retention run job");
+        let outcome = RetentionRunJob(lifecycle).run(job).await.unwrap();
+        assert_eq!(outcome, berth_core::jobs::JobOutcome::Done);
+        let runs = meta.retention_runs(&target, 10).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].trigger, "schedule");
+        assert_eq!(runs[0].actor.as_deref(), Some("retention"));
+        assert_eq!(runs[0].tags, ["acme/app:t0", "acme/app:t1"]);
+        assert_eq!(
+            meta.retention_snapshot(&repo)
+                .await
+                .unwrap()
+                .unwrap()
+                .tags
+                .len(),
+            1
+        );
+    }
+
     /// `cargo test -p berth-meta --release --lib ten_thousand -- --nocapture` for the number
     /// docs/PERFORMANCE.md records; in debug builds it only has to stay far from a bound.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
