@@ -542,3 +542,61 @@ async fn a_namespace_policy_governs_its_repositories_unless_one_has_its_own() {
         .expect(200);
     assert_eq!(runs.body["count"], 1);
 }
+
+/// The namespace pages: a user manages their own namespace's rule at `/settings/lifecycle`;
+/// an organization's page is its owners', and a member who is not an owner is refused.
+#[tokio::test]
+async fn namespace_lifecycle_pages_belong_to_the_namespace_owners() {
+    use crate::browser::{get_page, post_signed_in_form, sign_in};
+    use crate::support::PASSWORD;
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    berth.user("bob").await;
+    alice
+        .post("/api/v1/orgs", json!({ "orgname": "acme" }))
+        .await
+        .expect(201);
+    alice
+        .post("/api/v1/orgs/acme/groups", json!({ "name": "devs" }))
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/orgs/acme/groups/devs/members",
+            json!({ "member": "bob" }),
+        )
+        .await
+        .expect(201);
+
+    let cookies = sign_in(&berth, "alice", PASSWORD).await;
+    let own = "/settings/lifecycle";
+    let saved = post_signed_in_form(
+        &berth,
+        &cookies,
+        own,
+        "/settings/lifecycle/immutable",
+        &[("tags", "v* release-*")],
+    )
+    .await
+    .expect(303);
+    let with_notice = format!("{cookies}; {}", saved.cookies());
+    let page = get_page(&berth, own, &with_notice).await.expect(200).text;
+    assert!(
+        page.contains("the immutable-tag rule of namespace alice (tags v*, release-*)"),
+        "{page}"
+    );
+    let rule = alice
+        .get("/api/v1/namespaces/alice/immutable")
+        .await
+        .expect(200);
+    assert_eq!(rule.body["tags"], json!(["v*", "release-*"]));
+
+    let org_page = get_page(&berth, "/orgs/acme/lifecycle", &cookies)
+        .await
+        .expect(200)
+        .text;
+    assert!(org_page.contains("Lifecycle of acme"), "{org_page}");
+    let bob = sign_in(&berth, "bob", PASSWORD).await;
+    let refused = get_page(&berth, "/orgs/acme/lifecycle", &bob).await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+}
