@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod lifecycle;
 mod orgs;
+mod policies;
 mod repos;
 mod webhooks;
 
@@ -39,6 +40,12 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Team(command) => orgs::team(&identity, &acting, command).await,
             AdminCommand::Repo(command) => repos::repo(&identity, &acting, command).await,
             AdminCommand::Audit(args) => audit::show(&identity, &acting, args).await,
+            AdminCommand::Immutable(command) => {
+                policies::immutable(&policies::service(meta), &acting, command).await
+            }
+            AdminCommand::Retention(command) => {
+                policies::retention(&policies::service(meta), &acting, command).await
+            }
             AdminCommand::Webhook(command) => {
                 let service = webhooks::service(config, meta)?;
                 webhooks::webhook(&service, &acting, command).await

@@ -122,6 +122,12 @@ pub enum AdminCommand {
     /// Namespace quotas.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Immutable tags: which tags of a repository or namespace can be neither moved nor deleted.
+    #[command(subcommand)]
+    Immutable(ImmutableCommand),
+    /// Retention policies: what a repository or namespace keeps, dry runs and runs.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +159,95 @@ pub enum QuotaCommand {
     Set { namespace: String, size: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ImmutableCommand {
+    /// Set (replace) the rule of TARGET (`NAMESPACE/REPO` or `NAMESPACE`); without --tag every
+    /// tag is immutable.
+    Set {
+        target: String,
+        /// Immutable tags, as glob patterns (`v*`); repeatable.
+        #[arg(long = "tag", value_name = "GLOB")]
+        tags: Vec<String>,
+        /// Tags left mutable although a --tag matches them; repeatable.
+        #[arg(long = "exclude", value_name = "GLOB")]
+        excludes: Vec<String>,
+        /// Make cosign's fallback tags (`sha256-<hex>.sig|.att|.sbom`) immutable too.
+        #[arg(long)]
+        include_cosign: bool,
+    },
+    /// Show the rule of TARGET.
+    Show {
+        target: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the rule of TARGET.
+    Clear { target: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Set (replace) the policy of TARGET (`NAMESPACE/REPO` or `NAMESPACE`; a repository's
+    /// own policy overrides its namespace's). Tags no keep rule keeps are deleted.
+    Set {
+        target: String,
+        /// Keep the N most recently pushed tags.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        keep_last_pushed: Option<i64>,
+        /// Keep the N most recently pulled tags.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        keep_last_pulled: Option<i64>,
+        /// Keep tags pushed within D days.
+        #[arg(long, value_name = "D", allow_negative_numbers = true)]
+        keep_pushed_days: Option<i64>,
+        /// Keep tags pulled within D days.
+        #[arg(long, value_name = "D", allow_negative_numbers = true)]
+        keep_pulled_days: Option<i64>,
+        /// Apply the keep rules to tags matching these globs only; repeatable.
+        #[arg(long = "tag", value_name = "GLOB")]
+        tags: Vec<String>,
+        /// Remove untagged manifests pushed more than D days ago.
+        #[arg(long, value_name = "D", allow_negative_numbers = true)]
+        untagged_days: Option<i64>,
+        /// Run by itself: `daily` or a cron expression (five fields, UTC).
+        #[arg(long, value_name = "CRON")]
+        schedule: Option<String>,
+        /// Allow the policy to delete every tag of a repository.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Show the policy of TARGET.
+    Show {
+        target: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the policy of TARGET.
+    Clear { target: String },
+    /// Run retention on TARGET now: with --dry-run only list what would go.
+    Run {
+        target: String,
+        /// Delete nothing; list the tags and manifests that would go and the bytes freed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print `{"tags": [...], "manifests": [...], "bytes": N}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The recorded runs of TARGET, newest first.
+    Runs {
+        target: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Most runs shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
 /// What a webhook fires for: `NAMESPACE/REPO`, `NAMESPACE`, or `--site`.
 #[derive(Debug, Args)]
 pub struct WebhookTargetArgs {
@@ -175,7 +270,7 @@ pub enum WebhookCommand {
         #[arg(long)]
         url: String,
         /// Event kinds: push (the default), tag_delete, manifest_delete, repository,
-        /// quota_warning.
+        /// quota_warning, retention.
         #[arg(long = "event", value_name = "KIND")]
         events: Vec<String>,
         /// Only tags matching these glob patterns (`*`); default every tag.

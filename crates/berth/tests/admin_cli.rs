@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{expect_status, TestServer, MT_OCI_MANIFEST};
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -1016,4 +1016,156 @@ fn quota_usage_and_gc_on_the_data_directory() {
         "{}",
         stderr(&bad_grace)
     );
+}
+
+/// `berth retention …` and `berth immutable …` on the data directory of a running server:
+/// bad input fails with one line and changes nothing, the dry run's JSON lists exactly what
+/// the real run then deletes, and an immutable rule set from the CLI refuses the server's
+/// pushes over the tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_and_immutable_tags_from_the_command_line() {
+    let server = TestServer::spawn().await;
+    let dir = server.data_dir().expect("spawned server").to_owned();
+    let mut pushed = Vec::new();
+    for tag in ["t1", "t2", "t3"] {
+        pushed.push(server.push_random_image("admin/app", Some(tag)).await);
+    }
+    let cli = |args: Vec<&'static str>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || berth(&dir, &args, ""))
+    };
+
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "-1",
+    ])
+    .await
+    .unwrap();
+    assert_fails_with(&out, "keep_last_pushed must be from 1 to 100000, not -1");
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "1",
+        "--schedule",
+        "at noon",
+    ])
+    .await
+    .unwrap();
+    assert_fails_with(&out, "invalid schedule \"at noon\"");
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-pushed-days",
+        "1",
+        "--tag",
+        "no/slash",
+    ])
+    .await
+    .unwrap();
+    assert_fails_with(&out, "invalid tag pattern");
+    let out = cli(vec!["retention", "show", "admin/app"]).await.unwrap();
+    assert_eq!(
+        stdout(&out).trim(),
+        "admin/app has no retention policy",
+        "nothing was set"
+    );
+
+    let out = cli(vec![
+        "retention",
+        "set",
+        "admin/app",
+        "--keep-last-pushed",
+        "1",
+        "--schedule",
+        "daily",
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dry = cli(vec!["retention", "run", "admin/app", "--dry-run", "--json"])
+        .await
+        .unwrap();
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    // The newest push stays (pushes within one second: the first name).
+    let listed: Vec<String> = dry["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t.as_str()
+                .unwrap()
+                .trim_start_matches("admin/app:")
+                .to_owned()
+        })
+        .collect();
+    let kept = ["t1", "t2", "t3"]
+        .into_iter()
+        .find(|t| !listed.iter().any(|l| l == t))
+        .expect("one tag kept");
+    assert_eq!(listed.len(), 2, "{dry}");
+    assert_eq!(dry["manifests"].as_array().unwrap().len(), 2);
+    assert!(
+        dry["bytes"].as_u64().unwrap() > 1024,
+        "two random 512-byte layers and more: {dry}"
+    );
+    let gone = listed[0].clone();
+    assert_eq!(server.get_manifest("admin/app", &gone).await.status(), 200);
+
+    let real = cli(vec!["retention", "run", "admin/app", "--json"])
+        .await
+        .unwrap();
+    assert!(real.status.success(), "{}", stderr(&real));
+    let real: serde_json::Value = serde_json::from_slice(&real.stdout).expect("JSON");
+    for field in ["tags", "manifests", "bytes"] {
+        assert_eq!(real[field], dry[field], "{field}");
+    }
+    assert_eq!(server.get_manifest("admin/app", &gone).await.status(), 404);
+    assert_eq!(server.get_manifest("admin/app", kept).await.status(), 200);
+    let runs = cli(vec!["retention", "runs", "admin/app"]).await.unwrap();
+    assert!(
+        stdout(&runs).contains("manual  by cli  2 tags  2 manifests"),
+        "{}",
+        stdout(&runs)
+    );
+
+    let out = cli(vec![
+        "immutable",
+        "set",
+        "admin",
+        "--tag",
+        "t*",
+        "--exclude",
+        "t9",
+    ])
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = cli(vec!["immutable", "show", "admin", "--json"])
+        .await
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(shown["tags"], serde_json::json!(["t*"]));
+    assert_eq!(shown["excludes"], serde_json::json!(["t9"]));
+    let other = server.push_random_image("admin/app", None).await;
+    let refused = server
+        .push_manifest("admin/app", kept, MT_OCI_MANIFEST, &other.bytes)
+        .await;
+    let (_, body) = expect_status(refused, 403, "push over an immutable tag").await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("DENIED") && body.contains(&format!("tag {kept} is immutable")),
+        "{body}"
+    );
+    let out = cli(vec!["immutable", "clear", "admin"]).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(vec!["immutable", "clear", "admin"]).await.unwrap();
+    assert_fails_with(&out, "admin has no immutable-tag rule");
+    let _ = pushed;
 }

@@ -81,6 +81,11 @@ pub enum Error {
     TooManyRequests { retry_after_secs: u64 },
     #[error("requested access to the resource is denied")]
     Denied,
+    /// A push would move an immutable tag to another manifest, or a delete would remove it.
+    #[error(
+        "tag {tag} is immutable under {rule}: it cannot be pointed at another manifest or deleted"
+    )]
+    TagImmutable { tag: String, rule: String },
     /// Self-service sign-up was asked for, and the site admin has not turned it on.
     #[error("self-service sign-up is turned off on this server; ask a site admin for an account")]
     SignupClosed,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub usage: berth_core::lifecycle::UsageService,
     /// Garbage collection (its totals feed `/metrics`).
     pub collector: berth_core::lifecycle::Collector,
+    /// Immutable tag rules, retention policies and their runs.
+    pub lifecycle: berth_core::lifecycle::Lifecycle,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -15,6 +15,9 @@ use berth_core::jobs::maintenance::{
 use berth_core::jobs::{Runner, RunnerOptions, Wake};
 use berth_core::lifecycle::gc::CollectGarbage;
 use berth_core::lifecycle::{Collector, GcOptions, UsageService, GC_JOB};
+use berth_core::lifecycle::{
+    Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
+};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
@@ -113,6 +116,12 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         clock.clone(),
         settings.gc.clone(),
     );
+    let lifecycle = Lifecycle::new(
+        meta.clone(),
+        authorizer.clone(),
+        clock.clone(),
+        wake.clone(),
+    );
     let webhooks = Webhooks::new(
         meta.clone(),
         authorizer,
@@ -166,8 +175,17 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         }),
     );
     runner.handle(GC_JOB, Arc::new(CollectGarbage(collector.clone())));
+    runner.handle(
+        RETENTION_SCHEDULE_JOB,
+        Arc::new(RetentionScheduler(lifecycle.clone())),
+    );
+    runner.handle(
+        RETENTION_RUN_JOB,
+        Arc::new(RetentionRunJob(lifecycle.clone())),
+    );
     for kind in [
         GC_JOB,
+        RETENTION_SCHEDULE_JOB,
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
@@ -185,6 +203,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         forwarding: Arc::new(settings.forwarding),
         usage,
         collector,
+        lifecycle,
     };
     Ok(Wired { state, runner })
 }

@@ -10,6 +10,7 @@ mod accessibility;
 mod common;
 mod driver;
 mod image;
+mod lifecycle;
 mod signup;
 mod webhooks;
 

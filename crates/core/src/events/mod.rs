@@ -27,10 +27,12 @@ pub enum EventKind {
     /// A link took a namespace past 85 % of its quota.
     #[serde(rename = "quota.warning")]
     QuotaWarning,
+    #[serde(rename = "retention.completed")]
+    RetentionCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -39,6 +41,7 @@ impl EventKind {
         EventKind::RepositoryVisibilityChanged,
         EventKind::AccessChanged,
         EventKind::QuotaWarning,
+        EventKind::RetentionCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +54,7 @@ impl EventKind {
             EventKind::RepositoryVisibilityChanged => "repository.visibility_changed",
             EventKind::AccessChanged => "access.changed",
             EventKind::QuotaWarning => "quota.warning",
+            EventKind::RetentionCompleted => "retention.completed",
         }
     }
 
@@ -160,6 +164,24 @@ pub struct QuotaWarningData {
 
 /// The share of its quota past which a namespace's link records `quota.warning`, in percent.
 pub const QUOTA_WARNING_PERCENT: u64 = 85;
+
+/// The fields of `retention.completed`: one real retention run of a repository or a
+/// namespace, and what it deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionCompletedData {
+    pub run_id: i64,
+    /// `repository` or `namespace`.
+    pub scope: String,
+    pub target: String,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    /// `ns/repo:tag`.
+    pub tags: Vec<String>,
+    /// `ns/repo@digest`.
+    pub manifests: Vec<String>,
+    /// Bytes that garbage collection can now reclaim.
+    pub bytes: u64,
+}
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.
 pub fn data_of<T: Serialize>(fields: &T) -> serde_json::Value {

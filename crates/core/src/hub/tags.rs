@@ -4,6 +4,7 @@
 use super::Hub;
 use crate::access::Principal;
 use crate::error::Result;
+use crate::lifecycle::protecting;
 use crate::ports::{TagRecord, TagSort};
 use berth_oci::{Digest, ManifestKind, ParsedManifest, RepoName};
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub struct TagView {
     pub last_pushed_at: i64,
     pub last_pulled_at: Option<i64>,
     pub referrers: Vec<ReferrerView>,
+    /// An immutable-tag rule (the repository's or its namespace's) protects it.
+    pub immutable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +103,14 @@ impl Hub {
         let limit = page_size.clamp(1, super::MAX_PAGE_SIZE);
         let offset = page.max(1).saturating_sub(1).saturating_mul(limit);
         let (total, records) = self.store.tag_records(repo, sort, offset, limit).await?;
+        let rules = self.store.immutable_rules_for(repo).await?;
         // Tags often share manifests (and indexes their children): size each once.
         let mut sizes = HashMap::new();
         let mut tags = Vec::with_capacity(records.len());
         for record in records {
-            tags.push(self.tag_view(repo, record, &mut sizes).await?);
+            let mut view = self.tag_view(repo, record, &mut sizes).await?;
+            view.immutable = protecting(&rules, &view.name).is_some();
+            tags.push(view);
         }
         Ok(TagPage { total, tags })
     }
@@ -143,6 +149,7 @@ impl Hub {
             last_pushed_at: record.pushed_at,
             last_pulled_at: record.last_pulled_at,
             referrers,
+            immutable: false,
         })
     }
 

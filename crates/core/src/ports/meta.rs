@@ -7,6 +7,7 @@ use super::hub::HubStore;
 use super::identity::IdentityStore;
 use super::jobs::JobQueue;
 use super::lifecycle::{Collection, UsageStore};
+use super::policies::LifecycleStore;
 use super::webhooks::WebhookStore;
 use super::BlobStore;
 use crate::events::NewEvent;
@@ -20,6 +21,10 @@ pub enum MetaError {
     /// An index references a manifest that is not in the repository.
     #[error("manifest {0} is not in the repository")]
     MissingManifest(Digest),
+    /// An immutable tag would be moved to another manifest or deleted; `rule` describes
+    /// the rule that protects it.
+    #[error("tag {tag} is immutable under {rule}")]
+    TagImmutable { tag: String, rule: String },
     /// A unique name is taken.
     #[error("{0} already exists")]
     Conflict(String),
@@ -267,6 +272,7 @@ pub trait MetaStore:
     + WebhookStore
     + Collection
     + UsageStore
+    + LifecycleStore
 {
 }
 
@@ -283,5 +289,6 @@ impl<T> MetaStore for T where
         + WebhookStore
         + Collection
         + UsageStore
+        + LifecycleStore
 {
 }

@@ -7,6 +7,7 @@ mod identity;
 mod jobs;
 mod lifecycle;
 mod meta;
+mod policies;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
@@ -27,6 +28,9 @@ pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore}
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
+};
+pub use policies::{
+    LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
 };
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,

@@ -121,6 +121,7 @@ impl From<MetaError> for Error {
             MetaError::BlobCollected(d) => Error::BlobUnknown(d),
             MetaError::QuotaExceeded { used, quota } => Error::QuotaExceeded { used, quota },
             MetaError::Conflict(what) => Error::Conflict(what),
+            MetaError::TagImmutable { tag, rule } => Error::TagImmutable { tag, rule },
             MetaError::StorageFull => {
                 tracing::error!("the database's disk is full");
                 Error::StorageFull

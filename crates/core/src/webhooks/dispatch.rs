@@ -257,4 +257,16 @@ mod tests {
         let access = event(EventKind::AccessChanged, json!({}));
         assert!(tags_to_send(&all, &access).is_empty());
     }
+
+    #[test]
+    fn retention_runs_reach_webhooks_that_ask_for_them_once() {
+        let run = event(
+            EventKind::RetentionCompleted,
+            json!({"tags": ["acme/app:old"]}),
+        );
+        let retention = webhook(&[WebhookEvent::Retention], &[], PayloadFormat::DockerHub);
+        assert_eq!(tags_to_send(&retention, &run), vec![None]);
+        let push_only = webhook(&[WebhookEvent::Push], &[], PayloadFormat::DockerHub);
+        assert!(tags_to_send(&push_only, &run).is_empty());
+    }
 }

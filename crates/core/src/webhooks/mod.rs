@@ -14,6 +14,7 @@ pub use deliver::{DeliverWebhook, DELIVER_JOB, WEBHOOK_BACKOFF, WEBHOOK_MAX_ATTE
 pub use dispatch::{EventHandOn, WEBHOOKS_CURSOR};
 pub use payload::{render, RenderContext};
 pub use seal::{SealKey, SEAL_KEY_BYTES};
+pub(crate) use service::require_admin_of;
 pub use service::{
     CreatedWebhook, WebhookRequest, WebhookSettings, WebhookView, Webhooks, MAX_WEBHOOKS_PER_TARGET,
 };
@@ -95,15 +96,18 @@ pub enum WebhookEvent {
     Repository,
     /// A push took the namespace past 85 % of its quota.
     QuotaWarning,
+    /// A retention run deleted tags or manifests (`retention.completed`).
+    Retention,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 5] = [
+    pub const ALL: [WebhookEvent; 6] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
         WebhookEvent::Repository,
         WebhookEvent::QuotaWarning,
+        WebhookEvent::Retention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +117,7 @@ impl WebhookEvent {
             WebhookEvent::ManifestDelete => "manifest_delete",
             WebhookEvent::Repository => "repository",
             WebhookEvent::QuotaWarning => "quota_warning",
+            WebhookEvent::Retention => "retention",
         }
     }
 
@@ -133,6 +138,7 @@ impl WebhookEvent {
                     | EventKind::RepositoryVisibilityChanged
             ),
             WebhookEvent::QuotaWarning => kind == EventKind::QuotaWarning,
+            WebhookEvent::Retention => kind == EventKind::RetentionCompleted,
         }
     }
 }

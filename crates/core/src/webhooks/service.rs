@@ -353,52 +353,7 @@ impl Webhooks {
 
     /// Refuses unless the caller holds Admin on the target.
     async fn require_admin_of(&self, acting: &Acting<'_>, target: &WebhookTarget) -> Result<()> {
-        let principal = acting.principal;
-        if principal.is_anonymous() {
-            return Err(Error::Unauthorized);
-        }
-        match target {
-            WebhookTarget::Site => acting.require_site_admin(),
-            WebhookTarget::Repository(repo) => {
-                let exists = self.store.repository_exists(repo).await?;
-                match self
-                    .authorizer
-                    .permission(principal, repo)
-                    .await?
-                    .filter(|_| exists)
-                {
-                    None => Err(Error::NameUnknown(repo.clone())),
-                    Some(Permission::Admin) => Ok(()),
-                    Some(_) => Err(Error::Denied),
-                }
-            }
-            WebhookTarget::Namespace(name) => {
-                let namespace = self
-                    .store
-                    .namespace(name)
-                    .await?
-                    .ok_or_else(|| Error::AccountUnknown(name.clone()))?;
-                if principal.is_site_admin() {
-                    return Ok(());
-                }
-                // A token narrowed to some repositories, or below admin, manages no namespace.
-                let full = principal.limits.as_ref().is_none_or(|l| {
-                    l.scope == crate::identity::TokenScope::Admin && l.repositories.is_empty()
-                });
-                let owns_org = match (&principal.actor, namespace.owner) {
-                    (Actor::User { id, .. }, NamespaceOwner::Organization(org)) => {
-                        self.store.is_org_owner(org, *id).await?
-                    }
-                    _ => false,
-                };
-                let owner = owns_namespace(&principal.actor, Some(namespace.owner), owns_org);
-                if full && owner {
-                    Ok(())
-                } else {
-                    Err(Error::Denied)
-                }
-            }
-        }
+        require_admin_of(&*self.store, &*self.authorizer, acting, target).await
     }
 
     /// The URL, if Berth may call it: a web URL whose host resolves only to addresses it may
@@ -435,6 +390,61 @@ impl Webhooks {
     }
 }
 
+/// Refuses unless the caller holds Admin on the target: the repository's admins, the
+/// namespace's owners (with an unnarrowed token), site admins for the site. Webhooks and
+/// the lifecycle rules are managed under this one check.
+pub(crate) async fn require_admin_of(
+    store: &dyn MetaStore,
+    authorizer: &dyn Authorizer,
+    acting: &Acting<'_>,
+    target: &WebhookTarget,
+) -> Result<()> {
+    let principal = acting.principal;
+    if principal.is_anonymous() {
+        return Err(Error::Unauthorized);
+    }
+    match target {
+        WebhookTarget::Site => acting.require_site_admin(),
+        WebhookTarget::Repository(repo) => {
+            let exists = store.repository_exists(repo).await?;
+            match authorizer
+                .permission(principal, repo)
+                .await?
+                .filter(|_| exists)
+            {
+                None => Err(Error::NameUnknown(repo.clone())),
+                Some(Permission::Admin) => Ok(()),
+                Some(_) => Err(Error::Denied),
+            }
+        }
+        WebhookTarget::Namespace(name) => {
+            let namespace = store
+                .namespace(name)
+                .await?
+                .ok_or_else(|| Error::AccountUnknown(name.clone()))?;
+            if principal.is_site_admin() {
+                return Ok(());
+            }
+            // A token narrowed to some repositories, or below admin, manages no namespace.
+            let full = principal.limits.as_ref().is_none_or(|l| {
+                l.scope == crate::identity::TokenScope::Admin && l.repositories.is_empty()
+            });
+            let owns_org = match (&principal.actor, namespace.owner) {
+                (Actor::User { id, .. }, NamespaceOwner::Organization(org)) => {
+                    store.is_org_owner(org, *id).await?
+                }
+                _ => false,
+            };
+            let owner = owns_namespace(&principal.actor, Some(namespace.owner), owns_org);
+            if full && owner {
+                Ok(())
+            } else {
+                Err(Error::Denied)
+            }
+        }
+    }
+}
+
 fn parse_events(names: &[String]) -> Result<Vec<WebhookEvent>> {
     if names.is_empty() {
         return Ok(vec![WebhookEvent::Push]);
@@ -443,7 +453,7 @@ fn parse_events(names: &[String]) -> Result<Vec<WebhookEvent>> {
     for name in names {
         let event = WebhookEvent::parse(name.trim()).ok_or_else(|| {
             Error::Invalid(format!(
-                "unknown event kind {name:?}; use push, tag_delete, manifest_delete or repository"
+                "unknown event kind {name:?}; use push, tag_delete, manifest_delete, repository or retention"
             ))
         })?;
         if !events.contains(&event) {

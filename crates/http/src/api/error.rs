@@ -17,6 +17,8 @@ pub(crate) enum ApiError {
     BodyTooLarge,
     /// No endpoint has this path.
     NoRoute(String),
+    /// The endpoint exists and the thing it reads is not set (a rule, a policy).
+    Missing(String),
     /// The path exists, the method does not; these are the ones it has.
     MethodNotAllowed(&'static [Method]),
 }
@@ -46,6 +48,7 @@ pub(crate) fn render(err: &ApiError, method: &Method) -> Response<Body> {
                 super::wire::MAX_BODY_BYTES
             ),
         ),
+        ApiError::Missing(what) => envelope(StatusCode::NOT_FOUND, "NOT_FOUND", what),
         ApiError::NoRoute(path) => envelope(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",

@@ -92,6 +92,8 @@ struct TagEntry {
     tag_last_pulled: Option<String>,
     /// Signatures, SBOMs and other artifacts attached to the tag's manifest.
     referrers: Vec<Referrer>,
+    /// An immutable-tag rule protects the tag: it can be neither moved nor deleted.
+    immutable: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +123,7 @@ impl From<TagView> for TagEntry {
             tag_last_pushed: pushed,
             tag_last_pulled: tag.last_pulled_at.map(instant),
             referrers: tag.referrers.into_iter().map(Referrer::from).collect(),
+            immutable: tag.immutable,
         }
     }
 }

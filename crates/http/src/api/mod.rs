@@ -11,6 +11,7 @@
 mod audit;
 pub(crate) mod error;
 mod hub;
+mod lifecycle;
 mod openapi;
 mod orgs;
 mod repositories;
@@ -31,6 +32,7 @@ use axum::routing::any;
 use axum::Router;
 use berth_core::access::{Actor, Principal};
 use berth_core::identity::Acting;
+use berth_core::lifecycle::Target;
 use berth_core::webhooks::WebhookTarget;
 use berth_core::Error;
 use error::{ApiError, ApiResult};
@@ -261,8 +263,59 @@ async fn route_to_handler(
             webhooks::redeliver(call, &id, &delivery).await
         }
         (Route::Events, "GET") => webhooks::events(call).await,
+        (Route::RepositoryImmutable(repo), m) => {
+            lifecycle_call(call, Target::Repository(repo), m, Lifecycle::Immutable).await
+        }
+        (Route::NamespaceImmutable(ns), m) => {
+            let target = lifecycle::namespace_target(&ns)?;
+            lifecycle_call(call, target, m, Lifecycle::Immutable).await
+        }
+        (Route::RepositoryRetention(repo), m) => {
+            lifecycle_call(call, Target::Repository(repo), m, Lifecycle::Retention).await
+        }
+        (Route::NamespaceRetention(ns), m) => {
+            let target = lifecycle::namespace_target(&ns)?;
+            lifecycle_call(call, target, m, Lifecycle::Retention).await
+        }
+        (Route::RepositoryRetentionRun(repo), "POST") => {
+            lifecycle::run_retention(call, Target::Repository(repo)).await
+        }
+        (Route::NamespaceRetentionRun(ns), "POST") => {
+            lifecycle::run_retention(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::RepositoryRetentionRuns(repo), "GET") => {
+            lifecycle::retention_runs(call, Target::Repository(repo)).await
+        }
+        (Route::NamespaceRetentionRuns(ns), "GET") => {
+            lifecycle::retention_runs(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::RepositoryTag(repo, tag), "DELETE") => {
+            lifecycle::delete_tag(call, &repo, &tag).await
+        }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
+    }
+}
+
+/// Which lifecycle setting a `GET`/`PUT`/`DELETE` is about.
+enum Lifecycle {
+    Immutable,
+    Retention,
+}
+
+async fn lifecycle_call(
+    call: &Call<'_>,
+    target: Target,
+    method: &str,
+    setting: Lifecycle,
+) -> ApiResult<Response<Body>> {
+    match (setting, method) {
+        (Lifecycle::Immutable, "GET") => lifecycle::show_immutable(call, target).await,
+        (Lifecycle::Immutable, "PUT") => lifecycle::set_immutable(call, target).await,
+        (Lifecycle::Immutable, _) => lifecycle::clear_immutable(call, target).await,
+        (Lifecycle::Retention, "GET") => lifecycle::show_retention(call, target).await,
+        (Lifecycle::Retention, "PUT") => lifecycle::set_retention(call, target).await,
+        (Lifecycle::Retention, _) => lifecycle::clear_retention(call, target).await,
     }
 }
 

@@ -66,6 +66,15 @@ pub(crate) enum Route {
     WebhookDeliveries(String),
     WebhookRedeliver(String, String),
     Events,
+    RepositoryImmutable(RepoName),
+    NamespaceImmutable(String),
+    RepositoryRetention(RepoName),
+    NamespaceRetention(String),
+    RepositoryRetentionRun(RepoName),
+    NamespaceRetentionRun(String),
+    RepositoryRetentionRuns(RepoName),
+    NamespaceRetentionRuns(String),
+    RepositoryTag(RepoName, String),
 }
 
 const GET: Method = Method::GET;
@@ -232,6 +241,49 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
         |p| Ok(Route::WebhookRedeliver(p.text("id"), p.text("delivery"))),
     ),
     endpoint("/api/v1/events", &[GET], |_| Ok(Route::Events)),
+    endpoint(
+        "/api/v1/repositories/{name}/-/immutable",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::RepositoryImmutable(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/immutable",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::NamespaceImmutable(p.text("namespace"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/retention",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::RepositoryRetention(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/retention",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::NamespaceRetention(p.text("namespace"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/retention/run",
+        &[POST],
+        |p| Ok(Route::RepositoryRetentionRun(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/retention/run",
+        &[POST],
+        |p| Ok(Route::NamespaceRetentionRun(p.text("namespace"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/retention/runs",
+        &[GET],
+        |p| Ok(Route::RepositoryRetentionRuns(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/retention/runs",
+        &[GET],
+        |p| Ok(Route::NamespaceRetentionRuns(p.text("namespace"))),
+    ),
+    endpoint("/api/v1/repositories/{name}/-/tags/{tag}", &[DELETE], |p| {
+        Ok(Route::RepositoryTag(p.repo()?, p.text("tag")))
+    }),
 ];
 
 const fn endpoint(
@@ -395,6 +447,15 @@ impl Route {
             Route::WebhookDeliveries(_) => "/api/v1/webhooks/{id}/deliveries",
             Route::WebhookRedeliver(..) => "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             Route::Events => "/api/v1/events",
+            Route::RepositoryImmutable(_) => "/api/v1/repositories/{name}/-/immutable",
+            Route::NamespaceImmutable(_) => "/api/v1/namespaces/{namespace}/immutable",
+            Route::RepositoryRetention(_) => "/api/v1/repositories/{name}/-/retention",
+            Route::NamespaceRetention(_) => "/api/v1/namespaces/{namespace}/retention",
+            Route::RepositoryRetentionRun(_) => "/api/v1/repositories/{name}/-/retention/run",
+            Route::NamespaceRetentionRun(_) => "/api/v1/namespaces/{namespace}/retention/run",
+            Route::RepositoryRetentionRuns(_) => "/api/v1/repositories/{name}/-/retention/runs",
+            Route::NamespaceRetentionRuns(_) => "/api/v1/namespaces/{namespace}/retention/runs",
+            Route::RepositoryTag(..) => "/api/v1/repositories/{name}/-/tags/{tag}",
         }
     }
 }

@@ -62,7 +62,10 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
             ErrorCode::Unauthorized
         }
         Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
-        Error::Denied | Error::SignupClosed | Error::QuotaExceeded { .. } => ErrorCode::Denied,
+        Error::Denied
+        | Error::SignupClosed
+        | Error::QuotaExceeded { .. }
+        | Error::TagImmutable { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -189,6 +192,14 @@ mod tests {
                 429,
             ),
             (Error::Denied, "DENIED", 403),
+            (
+                Error::TagImmutable {
+                    tag: "v1".into(),
+                    rule: "the immutable-tag rule of namespace acme (every tag)".into(),
+                },
+                "DENIED",
+                403,
+            ),
             (Error::SignupClosed, "DENIED", 403),
             (
                 Error::QuotaExceeded {

@@ -8,6 +8,7 @@ mod form;
 mod home;
 pub(crate) mod html;
 mod layout;
+mod lifecycle;
 mod listing;
 mod login;
 mod namespaces;
@@ -68,7 +69,14 @@ pub(crate) fn routes() -> Router<AppState> {
             "/settings/webhooks",
             get(webhooks::user_list).post(webhooks::user_create),
         )
+        .route("/settings/lifecycle", get(lifecycle::user_page))
+        .route("/settings/lifecycle/{action}", post(lifecycle::user_change))
         .route("/orgs", get(orgs::list).post(orgs::create))
+        .route("/orgs/{org}/lifecycle", get(lifecycle::org_page))
+        .route(
+            "/orgs/{org}/lifecycle/{action}",
+            post(lifecycle::org_change),
+        )
         .route("/orgs/{org}", get(orgs::page))
         .route("/orgs/{org}/teams", post(orgs::create_team))
         .route("/orgs/{org}/teams/{team}/delete", post(orgs::delete_team))

@@ -9,6 +9,7 @@ use super::layout::{
     button_form, copyable, count, form_start, hub_badges, human_size, option, permission_select,
     time, visibility_badge,
 };
+use super::lifecycle;
 use super::namespaces::namespace_href;
 use super::orgs::permission_label;
 use super::session::Notice;
@@ -77,6 +78,9 @@ pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response
                 webhooks::ListPage::Repository(repo.clone())
                     .render(&visitor, StatusCode::OK, None)
                     .await
+            }
+            ["settings", "lifecycle"] => {
+                lifecycle::show(&visitor, lifecycle::Place::Repository(repo.clone())).await
             }
             _ => Err(Error::NotFound(path.clone()).into()),
         }
@@ -364,7 +368,11 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
 fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Html {
     let mut out = Html::new();
     let detail = format!("/r/{repo}/-/tags/{}", url_component(&tag.name));
-    html!(out, "<tr><th scope=\"row\"><a href=\"" (detail) "\"><code>" (tag.name) "</code></a></th><td class=\"digest\">"
+    html!(out, "<tr><th scope=\"row\"><a href=\"" (detail) "\"><code>" (tag.name) "</code></a>");
+    if tag.immutable {
+        html!(out, " <span class=\"badge immutable\" title=\"An immutable-tag rule protects this tag: it can be neither moved nor deleted\">Immutable</span>");
+    }
+    html!(out, "</th><td class=\"digest\">"
         [copyable(&format!("digest-{index}"), &tag.digest.to_string(), &format!("Copy the digest of {}", tag.name))]
         "</td><td class=\"size\">" (human_size(tag.size)) "</td><td>");
     if tag.platforms.is_empty() {
@@ -391,7 +399,9 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
         html!(out, "</ul>");
     }
     html!(out, "</td>");
-    if deletable {
+    if deletable && tag.immutable {
+        html!(out, "<td><span class=\"muted\">Immutable</span></td>");
+    } else if deletable {
         let href = format!("/r/{repo}/-/tags/{}/delete", url_component(&tag.name));
         html!(out, "<td><a class=\"button danger\" href=\"" (href) "\" aria-label=\"Delete tag "
             (tag.name) "\">Delete</a></td>");
@@ -624,7 +634,11 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
         "<p>Call a URL when an image is pushed or a tag deleted, to redeploy or to tell a chat. "
         (count(hooks.len() as u64)) " " (if hooks.len() == 1 { "webhook" } else { "webhooks" })
         " on this repository.</p>"
-        "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>");
+        "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>"
+        "<section class=\"panel\" id=\"lifecycle\" aria-labelledby=\"lifecycle-title\">"
+        "<h2 id=\"lifecycle-title\">Lifecycle</h2>"
+        "<p>Immutable tags, the retention policy, and dry runs of what it would delete.</p>"
+        "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"
         "<h2 id=\"delete-title\">Delete this repository</h2>"
@@ -688,6 +702,14 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
         ["settings", "webhooks"] => {
             return webhooks::create(&submission, webhooks::ListPage::Repository(repo.clone()))
                 .await
+        }
+        ["settings", "lifecycle", action] => {
+            return lifecycle::change(
+                &submission,
+                lifecycle::Place::Repository(repo.clone()),
+                action,
+            )
+            .await
         }
         ["delete"] => return delete(&submission, repo).await,
         ["tags", tag, "delete"] => return delete_tag(&submission, repo, tag).await,

@@ -30,6 +30,7 @@ fn event_label(event: &str) -> &'static str {
         "manifest_delete" => "Manifest deleted",
         "repository" => "Repository created, deleted or made public or private",
         "quota_warning" => "Namespace past 85 % of its quota",
+        "retention" => "Retention run finished (what it deleted)",
         _ => "Other",
     }
 }

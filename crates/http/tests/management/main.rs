@@ -7,12 +7,13 @@ mod browser;
 mod schema;
 mod support;
 
+mod account_lifecycle;
 mod accounts;
 mod audit;
+mod content_lifecycle;
 mod hub_pulls;
 mod hub_repositories;
 mod hub_search;
-mod lifecycle;
 mod openapi;
 mod operations;
 mod organizations;

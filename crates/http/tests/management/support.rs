@@ -384,6 +384,40 @@ impl Session<'_> {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.berth
+            .send(Method::PUT, path, &self.credentials, Some(body))
+            .await
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>`, read whole (a refusal's JSON body included).
+    pub async fn put_manifest_reply(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        manifest: &Value,
+    ) -> Reply {
+        let response = self
+            .registry(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .header(CONTENT_TYPE, media_type)
+            .body(manifest.to_string())
+            .send()
+            .await
+            .expect("manifest push");
+        Reply::read(response).await
+    }
+
+    /// `DELETE /v2/<repo>/manifests/<reference>`, read whole.
+    pub async fn delete_manifest_reply(&self, repo: &str, reference: &str) -> Reply {
+        let response = self
+            .registry(Method::DELETE, &format!("/v2/{repo}/manifests/{reference}"))
+            .send()
+            .await
+            .expect("manifest delete");
+        Reply::read(response).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.berth
             .send(Method::DELETE, path, &self.credentials, None)
@@ -586,4 +620,13 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// Basic credentials for `/v2/`.
 pub fn basic(name: &str, secret: &str) -> Credentials {
     Credentials::Basic(name.to_owned(), secret.to_owned())
+}
+
+/// Waits for the next second of the wall clock: push times are whole seconds, and a test
+/// that orders pushes by time needs them in different seconds.
+pub async fn into_the_next_second() {
+    let now = berth_core::time::now_unix();
+    while berth_core::time::now_unix() == now {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_gc_and_usage.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_immutable_tags_and_retention.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

@@ -12,6 +12,7 @@ mod lifecycle;
 mod migrate;
 mod namespaces;
 mod orgs;
+mod policies;
 mod pulls;
 mod registry;
 mod repositories;

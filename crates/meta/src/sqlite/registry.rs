@@ -3,9 +3,11 @@
 use super::catalog::CatalogCache;
 use super::events::{record_event, record_events};
 use super::lifecycle::{link_checked, LinkSource};
+use super::policies::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
+use berth_core::lifecycle::protecting;
 use berth_core::ports::{
     BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
@@ -330,6 +332,25 @@ impl Manifests for SqliteMeta {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let repo_id =
             ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
+        let digest = m.digest.to_string();
+        // An immutable tag may be pushed again with the manifest it has (a CI rerun), never
+        // moved; checked in this transaction, so no rule or tag changes in between.
+        let rules = immutable_rules_on(&mut tx, m.repo.as_str()).await?;
+        for tag in m.tags.iter().filter(|_| !rules.is_empty()) {
+            if protecting(&rules, tag).is_none() {
+                continue;
+            }
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT digest FROM tags WHERE repository_id = ? AND name = ?")
+                    .bind(repo_id)
+                    .bind(tag)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            if current.is_some_and(|current| current != digest) {
+                refuse_if_immutable(&rules, tag)?;
+            }
+        }
         for blob in &m.blobs {
             if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
@@ -340,7 +361,6 @@ impl Manifests for SqliteMeta {
                 return Err(MetaError::MissingManifest(child.clone()));
             }
         }
-        let digest = m.digest.to_string();
         let (platform, platform_read) = match &m.platform {
             ManifestPlatform::None => (None, true),
             ManifestPlatform::Known(platform) => (Some(platform), true),
@@ -482,6 +502,11 @@ impl Manifests for SqliteMeta {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
+        let tags = split_names(tags);
+        let rules = immutable_rules_on(&mut tx, repo.as_str()).await?;
+        for tag in &tags {
+            refuse_if_immutable(&rules, tag)?;
+        }
         // Tags pointing at the manifest go with it (ON DELETE CASCADE).
         let done = sqlx::query(
             "DELETE FROM repository_manifests WHERE digest = ? \
@@ -497,7 +522,7 @@ impl Manifests for SqliteMeta {
         }
         let data = ManifestDeletedData {
             digest: digest.to_string(),
-            tags: split_names(tags),
+            tags,
         };
         let event = NewEvent::about(
             EventKind::ManifestDeleted,
@@ -615,6 +640,21 @@ impl Tags for SqliteMeta {
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
         let mut tx = self.write.begin().await.map_err(backend)?;
+        let rules = immutable_rules_on(&mut tx, repo.as_str()).await?;
+        if protecting(&rules, tag).is_some() {
+            let present: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM tags WHERE name = ? \
+                 AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+            )
+            .bind(tag)
+            .bind(repo.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if present.is_some() {
+                refuse_if_immutable(&rules, tag)?;
+            }
+        }
         let digest: Option<String> = sqlx::query_scalar(
             "DELETE FROM tags WHERE name = ? \
              AND repository_id = (SELECT id FROM repositories WHERE name = ?) RETURNING digest",
