@@ -2,103 +2,26 @@
 //! delivered by the server's own jobs runner to a real receiver on loopback that checks the
 //! Standard Webhooks signature; bad input refused; pings, history and redelivery.
 
-use crate::support::{basic, Berth, PASSWORD};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use berth_core::webhooks::verify;
+use crate::support::{basic, Berth, Reply, Session, PASSWORD};
+use berth_testkit::receiver::{Received, Receiver};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Received {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    /// Whether the Standard Webhooks signature is this body's, under `secret`.
-    pub fn signed_with(&self, secret: &str) -> bool {
-        let timestamp: i64 = self.header("webhook-timestamp").parse().unwrap_or(0);
-        verify(
-            secret,
-            self.header("webhook-id"),
-            timestamp,
-            self.body.as_bytes(),
-            self.header("webhook-signature"),
-        )
-    }
-}
-
-/// A receiver on loopback that records what it gets and answers `status`.
-pub struct Receiver {
-    pub url: String,
-    pub received: Arc<Mutex<Vec<Received>>>,
-    pub status: Arc<Mutex<u16>>,
-}
-
-impl Receiver {
-    pub async fn start() -> Receiver {
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let status = Arc::new(Mutex::new(200));
-        let (log, answer) = (received.clone(), status.clone());
-        let app = Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: String| {
-                let (log, answer) = (log.clone(), answer.clone());
-                async move {
-                    log.lock().unwrap().push(Received { headers, body });
-                    let status = *answer.lock().unwrap();
-                    (StatusCode::from_u16(status).unwrap(), "thanks")
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            received,
-            status,
+/// The webhook's delivery history once it holds `n` attempts: an attempt is recorded just
+/// after the receiver answered, so it may show a moment after the delivery arrived.
+async fn history(owner: &Session<'_>, id: &str, n: usize) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let history = owner
+            .get(&format!("/api/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect(200);
+        let count = history.body["results"].as_array().map_or(0, Vec::len);
+        if count >= n {
+            return history;
         }
-    }
-
-    pub fn answer(&self, status: u16) {
-        *self.status.lock().unwrap() = status;
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
-    /// Waits (at most 10 s) until `n` requests came; returns them all.
-    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = self.received.lock().unwrap().clone();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} deliveries, got {}: {got:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(Instant::now() < deadline, "{count} attempts recorded, not {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -173,10 +96,7 @@ async fn a_push_is_delivered_signed_in_docker_hubs_format_with_the_digest() {
     );
     assert_eq!(body["push_data"]["platforms"], json!(["linux/amd64"]));
 
-    let history = alice
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
-        .await
-        .expect(200);
+    let history = history(&alice, &id, 1).await;
     let attempt = &history.body["results"][0];
     assert_eq!(attempt["status"], 200);
     assert_eq!(attempt["event"], "manifest.pushed");
@@ -433,10 +353,7 @@ async fn pings_redeliveries_and_410_are_handled_and_recorded() {
     let got = receiver.wait_for(4).await;
     assert_eq!(got[3].json()["push_data"]["tag"], "3");
 
-    let history = alice
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
-        .await
-        .expect(200);
+    let history = history(&alice, &id, 4).await;
     let statuses: Vec<&Value> = history.body["results"]
         .as_array()
         .unwrap()
