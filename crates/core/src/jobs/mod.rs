@@ -68,6 +68,10 @@ pub struct RunnerOptions {
     pub concurrency: usize,
     /// How often to look for work nobody woke the runner for (another node's, a retry).
     pub poll: Duration,
+    /// How long a woken runner waits before it hands events on and claims, so that the
+    /// events of pushes committing meanwhile share those writes: under a burst of pushes
+    /// that is one hand-on and one claim for many events, not one each.
+    pub gather: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -76,6 +80,7 @@ impl Default for RunnerOptions {
             lease: Duration::from_secs(300),
             concurrency: 16,
             poll: Duration::from_secs(1),
+            gather: Duration::from_millis(10),
         }
     }
 }
@@ -168,9 +173,14 @@ impl Runner {
         let mut ran = 0;
         let mut running = tokio::task::JoinSet::new();
         let mut look = true;
+        let mut woken = false;
         // The last claim took as many jobs as there were slots: more may be due.
         let mut backlog = false;
         loop {
+            if woken && !self.options.gather.is_zero() {
+                tokio::time::sleep(self.options.gather).await;
+            }
+            woken = false;
             if look {
                 for feed in &self.feeds {
                     if let Err(err) = feed.feed().await {
@@ -210,7 +220,7 @@ impl Runner {
             // Every slot busy, or nothing due: go on when a job ends or new work is signalled.
             tokio::select! {
                 _ = running.join_next() => {}
-                _ = self.wake.woken() => look = true,
+                _ = self.wake.woken() => (look, woken) = (true, true),
                 _ = tokio::time::sleep(self.options.poll) => look = true,
             }
         }
@@ -231,7 +241,7 @@ impl Runner {
             };
             tokio::select! {
                 _ = &mut stop => return,
-                _ = self.wake.woken() => {}
+                _ = self.wake.woken() => tokio::time::sleep(self.options.gather).await,
                 _ = tokio::time::sleep(idle) => {}
             }
         }
