@@ -511,3 +511,73 @@ async fn repository_settings_changes_are_events_and_fire_repository_webhooks() {
         "access changes are not repository events"
     );
 }
+
+#[tokio::test]
+async fn joining_and_leaving_a_team_are_access_changes_of_its_repositories() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    berth.user("bob").await;
+    alice
+        .post("/api/v1/orgs", json!({ "orgname": "acme" }))
+        .await
+        .expect(201);
+    alice
+        .post("/api/v1/orgs/acme/groups", json!({ "name": "devs" }))
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/repositories",
+            json!({ "namespace": "acme", "name": "api", "is_private": true }),
+        )
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/repositories/acme/api/-/groups",
+            json!({ "group_name": "devs", "permission": "write" }),
+        )
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/orgs/acme/groups/devs/members",
+            json!({ "member": "bob" }),
+        )
+        .await
+        .expect(201);
+    alice
+        .delete("/api/v1/orgs/acme/groups/devs/members/bob")
+        .await
+        .expect(204);
+
+    let events = berth.admin().await.get("/api/v1/events").await.expect(200);
+    let access: Vec<&Value> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "access.changed")
+        .collect();
+    let actions: Vec<&Value> = access.iter().map(|e| &e["data"]["action"]).collect();
+    assert_eq!(
+        actions,
+        [
+            &json!("team.grant"),
+            &json!("team.member.add"),
+            &json!("team.member.remove")
+        ],
+        "{}",
+        events.text
+    );
+    let joined = access[1];
+    assert_eq!(joined["repository"], "acme/api");
+    assert_eq!(joined["actor"], "alice");
+    assert_eq!(
+        joined["data"],
+        json!({ "action": "team.member.add", "subject": "bob", "team": "devs", "permission": "write" })
+    );
+    assert_eq!(
+        access[2]["data"],
+        json!({ "action": "team.member.remove", "subject": "bob", "team": "devs" })
+    );
+}
