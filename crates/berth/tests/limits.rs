@@ -96,10 +96,7 @@ async fn made_up_upload_ids_do_not_grow_the_server() {
             let path = format!("/v2/admin/flood/blobs/uploads/{id}");
             let request = match n % 3 {
                 0 => server.request(Method::PATCH, &path).body("abc"),
-                1 => server.request(
-                    Method::PUT,
-                    &format!("{path}?digest={}", sha256(b"")),
-                ),
+                1 => server.request(Method::PUT, &format!("{path}?digest={}", sha256(b""))),
                 _ => server.request(Method::DELETE, &path),
             };
             let resp = request.send().await.expect("request");

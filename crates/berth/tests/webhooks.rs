@@ -112,9 +112,7 @@ async fn a_thousand_pushes_to_two_webhooks_are_each_delivered_once() {
     while let Some(done) = pushers.join_next().await {
         done.unwrap();
     }
-    let deliveries = receiver
-        .collect(2 * PUSHES, Duration::from_secs(120))
-        .await;
+    let deliveries = receiver.collect(2 * PUSHES, Duration::from_secs(120)).await;
     assert_eq!(deliveries.len(), 2 * PUSHES, "deliveries lost");
     assert!(
         deliveries.iter().all(|d| signed_with_any(d, &secrets)),

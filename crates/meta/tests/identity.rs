@@ -1262,7 +1262,14 @@ async fn upgrading_keeps_existing_users_and_repositories_as_they_were() {
 async fn access_events(
     meta: &SqliteMeta,
     after: i64,
-) -> Vec<(String, String, String, Option<String>, Option<String>, Option<String>)> {
+) -> Vec<(
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
     meta.events_after(after, 100)
         .await
         .unwrap()
@@ -1288,7 +1295,14 @@ fn changed(
     subject: &str,
     permission: Option<&str>,
     team: &str,
-) -> (String, String, String, Option<String>, Option<String>, Option<String>) {
+) -> (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
     (
         repo.to_owned(),
         action.to_owned(),
@@ -1342,8 +1356,20 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     assert_eq!(
         access_events(&meta, start).await,
         [
-            changed("acme/api", "team.member.add", "tom", Some("admin"), OWNERS_TEAM),
-            changed("acme/web", "team.member.add", "tom", Some("admin"), OWNERS_TEAM),
+            changed(
+                "acme/api",
+                "team.member.add",
+                "tom",
+                Some("admin"),
+                OWNERS_TEAM
+            ),
+            changed(
+                "acme/web",
+                "team.member.add",
+                "tom",
+                Some("admin"),
+                OWNERS_TEAM
+            ),
         ]
     );
     let start = meta.last_event_id().await.unwrap();

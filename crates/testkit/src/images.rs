@@ -60,7 +60,8 @@ impl Descriptor {
     }
 
     pub fn json(&self) -> Value {
-        let mut v = json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size });
+        let mut v =
+            json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size });
         if let Some(artifact_type) = &self.artifact_type {
             v["artifactType"] = json!(artifact_type);
         }

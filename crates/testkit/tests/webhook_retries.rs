@@ -100,11 +100,7 @@ async fn a_receiver_down_for_a_while_gets_the_delivery_on_the_backoff_schedule()
     assert_eq!(receiver.count(), 3);
     clock.advance(Duration::from_secs(3600));
     served.runner.run_due().await;
-    assert_eq!(
-        receiver.count(),
-        3,
-        "delivered once, then done"
-    );
+    assert_eq!(receiver.count(), 3, "delivered once, then done");
 
     let attempts = served
         .state

@@ -31,9 +31,9 @@ pub const REGISTRY_ENV: &str = "BERTH_TEST_REGISTRY";
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub use berth_testkit::images::{
-    image_manifest as image_manifest_json, pretty, sha256, Descriptor, OCI_CONFIG as MT_OCI_CONFIG, OCI_EMPTY as MT_OCI_EMPTY,
-    OCI_INDEX as MT_OCI_INDEX, OCI_LAYER as MT_OCI_LAYER_GZIP, OCI_LAYER_TAR as MT_OCI_LAYER,
-    OCI_MANIFEST as MT_OCI_MANIFEST,
+    image_manifest as image_manifest_json, pretty, sha256, Descriptor, OCI_CONFIG as MT_OCI_CONFIG,
+    OCI_EMPTY as MT_OCI_EMPTY, OCI_INDEX as MT_OCI_INDEX, OCI_LAYER as MT_OCI_LAYER_GZIP,
+    OCI_LAYER_TAR as MT_OCI_LAYER, OCI_MANIFEST as MT_OCI_MANIFEST,
 };
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MT_DOCKER_MANIFEST_LIST: &str =

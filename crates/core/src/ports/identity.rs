@@ -232,8 +232,12 @@ pub trait Organizations: Send + Sync {
     /// the team reaches (its grants; every repository of the organization for its owners).
     async fn delete_team(&self, team_id: i64, actor: Option<&str>) -> Result<bool>;
     /// False if the user already was a member.
-    async fn add_team_member(&self, team_id: i64, user_id: i64, actor: Option<&str>)
-        -> Result<bool>;
+    async fn add_team_member(
+        &self,
+        team_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool>;
     /// False if the user was not a member.
     async fn remove_team_member(
         &self,

@@ -24,7 +24,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
 
-pub use berth_testkit::images::{sha256, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER, OCI_MANIFEST};
+pub use berth_testkit::images::{
+    sha256, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
+};
 use berth_testkit::images::{Descriptor, Pusher};
 pub const SIGNATURE_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
@@ -64,9 +66,10 @@ impl Creds {
     pub fn authorization(&self) -> Option<String> {
         match self {
             Creds::Anonymous => None,
-            Creds::Basic(name, secret) => {
-                Some(format!("Basic {}", STANDARD.encode(format!("{name}:{secret}"))))
-            }
+            Creds::Basic(name, secret) => Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{name}:{secret}"))
+            )),
             Creds::Bearer(token) => Some(format!("Bearer {token}")),
         }
     }

@@ -491,7 +491,8 @@ impl Session<'_> {
     }
 
     fn pusher(&self) -> Pusher<'_> {
-        Pusher::new(&self.berth.client, &self.berth.base).authorized(self.credentials.authorization())
+        Pusher::new(&self.berth.client, &self.berth.base)
+            .authorized(self.credentials.authorization())
     }
 
     fn registry(&self, method: Method, path: &str) -> RequestBuilder {

@@ -20,7 +20,10 @@ async fn history(owner: &Session<'_>, id: &str, n: usize) -> Reply {
         if count >= n {
             return history;
         }
-        assert!(Instant::now() < deadline, "{count} attempts recorded, not {n}");
+        assert!(
+            Instant::now() < deadline,
+            "{count} attempts recorded, not {n}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

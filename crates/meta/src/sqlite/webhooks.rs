@@ -443,83 +443,86 @@ async fn write_attempt(
     waiting: &WaitingAttempt,
 ) -> Result<bool, MetaError> {
     let (a, verdict, disable_after) = (&waiting.attempt, &waiting.verdict, waiting.disable_after);
-    let job = waiting.job.as_ref().map(|(id, lease)| (*id, lease.as_str()));
-        if let (AttemptVerdict::Delivered, Some((id, lease))) = (&verdict, job) {
-            sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ?")
-                .bind(id)
-                .bind(lease)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
+    let job = waiting
+        .job
+        .as_ref()
+        .map(|(id, lease)| (*id, lease.as_str()));
+    if let (AttemptVerdict::Delivered, Some((id, lease))) = (&verdict, job) {
+        sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ?")
+            .bind(id)
+            .bind(lease)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
              response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.delivery_id)
-        .bind(&a.webhook_id)
-        .bind(i64::from(a.attempt))
-        .bind(a.at_ms)
-        .bind(a.status.map(i64::from))
-        .bind(a.latency_ms as i64)
-        .bind(&a.response)
-        .bind(&a.error)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let state = match verdict {
-            AttemptVerdict::Delivered => Some("delivered"),
-            AttemptVerdict::Failed | AttemptVerdict::Gone => Some("failed"),
-            AttemptVerdict::WillRetry => None,
-        };
-        if let Some(state) = state {
-            sqlx::query("UPDATE webhook_deliveries SET state = ? WHERE id = ?")
-                .bind(state)
-                .bind(&a.delivery_id)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        let disabled_reason = match verdict {
-            AttemptVerdict::Delivered => {
-                // Most deliveries end a run of none: then the row is not rewritten.
-                sqlx::query(
-                    "UPDATE webhooks SET consecutive_failures = 0 \
+    )
+    .bind(&a.delivery_id)
+    .bind(&a.webhook_id)
+    .bind(i64::from(a.attempt))
+    .bind(a.at_ms)
+    .bind(a.status.map(i64::from))
+    .bind(a.latency_ms as i64)
+    .bind(&a.response)
+    .bind(&a.error)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let state = match verdict {
+        AttemptVerdict::Delivered => Some("delivered"),
+        AttemptVerdict::Failed | AttemptVerdict::Gone => Some("failed"),
+        AttemptVerdict::WillRetry => None,
+    };
+    if let Some(state) = state {
+        sqlx::query("UPDATE webhook_deliveries SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(&a.delivery_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    let disabled_reason = match verdict {
+        AttemptVerdict::Delivered => {
+            // Most deliveries end a run of none: then the row is not rewritten.
+            sqlx::query(
+                "UPDATE webhooks SET consecutive_failures = 0 \
                      WHERE id = ? AND consecutive_failures != 0",
-                )
-                    .bind(&a.webhook_id)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(backend)?;
-                None
-            }
-            AttemptVerdict::WillRetry => None,
-            AttemptVerdict::Gone => Some("the receiver answered 410 Gone".to_owned()),
-            AttemptVerdict::Failed => {
-                let failures: Option<i64> = sqlx::query_scalar(
-                    "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \
-                     WHERE id = ? RETURNING consecutive_failures",
-                )
-                .bind(&a.webhook_id)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(backend)?;
-                failures
-                    .filter(|n| *n >= i64::from(disable_after.max(1)))
-                    .map(|n| format!("disabled after {n} consecutive failed deliveries"))
-            }
-        };
-        let mut disabled = false;
-        if let Some(reason) = disabled_reason {
-            let done = sqlx::query(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1",
             )
-            .bind(&reason)
             .bind(&a.webhook_id)
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
-            disabled = done.rows_affected() == 1;
+            None
         }
-        Ok(disabled)
+        AttemptVerdict::WillRetry => None,
+        AttemptVerdict::Gone => Some("the receiver answered 410 Gone".to_owned()),
+        AttemptVerdict::Failed => {
+            let failures: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \
+                     WHERE id = ? RETURNING consecutive_failures",
+            )
+            .bind(&a.webhook_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+            failures
+                .filter(|n| *n >= i64::from(disable_after.max(1)))
+                .map(|n| format!("disabled after {n} consecutive failed deliveries"))
+        }
+    };
+    let mut disabled = false;
+    if let Some(reason) = disabled_reason {
+        let done = sqlx::query(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1",
+        )
+        .bind(&reason)
+        .bind(&a.webhook_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        disabled = done.rows_affected() == 1;
+    }
+    Ok(disabled)
 }
