@@ -222,7 +222,8 @@ impl Target {
         self.base.join(path).expect("valid URL path")
     }
 
-    fn cpu(&self) -> Option<f64> {
+    /// The server's CPU seconds so far (user + system), if its PID is known.
+    pub fn cpu(&self) -> Option<f64> {
         self.proc.as_ref().and_then(|p| p.cpu_seconds().ok())
     }
 

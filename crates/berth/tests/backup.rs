@@ -106,7 +106,7 @@ async fn assert_pulls(server: &TestServer, tag: &str, image: &PushedManifest, co
     for digest in &image.blobs {
         let resp = server.get_blob(&image.repo, digest).await;
         let (_, body) = expect_status(resp, 200, &format!("{context}: blob {digest}")).await;
-        assert_eq!(&sha256_digest(&body), digest, "{context}: blob {digest}");
+        assert_eq!(&sha256(&body), digest, "{context}: blob {digest}");
     }
 }
 
@@ -117,7 +117,7 @@ async fn push_image_with_layer(
     tag: &str,
     layer_len: usize,
 ) -> PushedManifest {
-    let config = encode_manifest(&serde_json::json!({
+    let config = pretty(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": []}, "berth.test": unique_id(),
     }));
@@ -302,7 +302,7 @@ async fn fsck_finds_missing_corrupt_and_orphaned_files_and_repairs_only_what_is_
         .set_len(len - 1)
         .unwrap();
     // Orphans: a blob file no record names, an upload file no session owns.
-    let stray_digest = sha256_digest(b"nobody references me");
+    let stray_digest = sha256(b"nobody references me");
     let stray = blob_file(&data_dir, &stray_digest);
     std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
     std::fs::write(&stray, b"nobody references me").unwrap();

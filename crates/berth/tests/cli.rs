@@ -607,7 +607,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_cleanly() {
     let mut server = TestServer::spawn().await;
     let repo = unique_repo("cli-sigterm");
     let blob = random_bytes(4 * 1024 * 1024 + 5);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
     let location = server.open_session(&repo).await;
     let id = location
         .split('?')

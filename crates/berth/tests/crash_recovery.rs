@@ -100,7 +100,7 @@ async fn assert_blob(server: &TestServer, repo: &str, digest: &str, bytes: &[u8]
         body == bytes,
         "{context}: blob {digest} has the wrong bytes"
     );
-    assert_eq!(sha256_digest(&body), digest, "{context}: content digest");
+    assert_eq!(sha256(&body), digest, "{context}: content digest");
     if let Some(d) = header(&headers, "docker-content-digest") {
         assert_eq!(d, digest, "{context}: Docker-Content-Digest");
     }
@@ -161,7 +161,7 @@ async fn kill_during_chunk_upload_keeps_acknowledged_chunks() {
     let total = n1 + rest.len() as u64;
     let mut whole = first.clone();
     whole.extend_from_slice(&rest);
-    let digest = sha256_digest(&whole);
+    let digest = sha256(&whole);
 
     let location = server.open_session(&repo).await;
     let id = session_id(&location);
@@ -240,7 +240,7 @@ async fn kill_during_manifest_put_commits_nothing() {
     let repo = unique_repo("crash-manifest");
     let base = server.push_random_image(&repo, Some("base")).await;
 
-    let config = encode_manifest(&json!({
+    let config = pretty(&json!({
         "architecture": "amd64",
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": []},
@@ -253,7 +253,7 @@ async fn kill_during_manifest_put_commits_nothing() {
         &Descriptor::of(MT_OCI_CONFIG, &config),
         &[Descriptor::of(MT_OCI_LAYER, &layer)],
     );
-    let digest = sha256_digest(&manifest);
+    let digest = sha256(&manifest);
 
     let mut in_flight = server
         .raw_request(
@@ -416,7 +416,7 @@ impl Pusher {
 fn blob_push(repo: &str, bytes: Vec<u8>) -> BlobPush {
     BlobPush {
         repo: repo.to_string(),
-        digest: sha256_digest(&bytes),
+        digest: sha256(&bytes),
         bytes: Arc::new(bytes),
         acked: false,
     }
@@ -434,7 +434,7 @@ async fn check_blob(server: &TestServer, push: &BlobPush) {
         return;
     }
     let (_, body) = expect_status(resp, 200, &context).await;
-    assert_eq!(sha256_digest(&body), push.digest, "{context}: wrong digest");
+    assert_eq!(sha256(&body), push.digest, "{context}: wrong digest");
     assert!(body == *push.bytes, "{context}: wrong bytes");
 }
 
@@ -449,7 +449,7 @@ async fn check_manifest(server: &TestServer, push: &ManifestPush) {
             continue;
         }
         let (headers, body) = expect_status(resp, 200, &context).await;
-        assert_eq!(sha256_digest(&body), push.digest, "{context}: wrong digest");
+        assert_eq!(sha256(&body), push.digest, "{context}: wrong digest");
         assert!(body == *push.bytes, "{context}: wrong bytes");
         assert_eq!(
             header(&headers, "docker-content-digest").as_deref(),
@@ -520,7 +520,7 @@ async fn kill_under_load_loses_nothing_acknowledged() {
             let len = rng.range(4 * 1024, 64 * 1024) as usize;
             jobs.push(Job::Blob(blob_push(repo, rng.bytes(len))));
             if i % (BLOBS / IMAGES) == 0 {
-                let config = encode_manifest(&json!({
+                let config = pretty(&json!({
                     "architecture": "amd64",
                     "os": "linux",
                     "rootfs": {"type": "layers", "diff_ids": []},
@@ -538,7 +538,7 @@ async fn kill_under_load_loses_nothing_acknowledged() {
                     ManifestPush {
                         repo: repo.clone(),
                         tag: format!("r{round}-m{i}"),
-                        digest: sha256_digest(&manifest),
+                        digest: sha256(&manifest),
                         bytes: Arc::new(manifest),
                         acked: false,
                     },
@@ -719,7 +719,7 @@ async fn expired_uploads_are_removed_at_startup() {
     // A fresh session still works under the short TTL.
     let location = server.open_session(&repo).await;
     patch_chunk(&server, &location, 0, &bytes, "PATCH a fresh session").await;
-    let digest = sha256_digest(&bytes);
+    let digest = sha256(&bytes);
     let resp = server
         .client()
         .put(with_digest(&location, &digest))
@@ -791,7 +791,7 @@ async fn acknowledged_writes_survive_kill_and_a_dropped_page_cache() {
         for digest in &image.blobs {
             let (_, blob) =
                 expect_status(server.get_blob(&repo, digest).await, 200, &context).await;
-            assert_eq!(&sha256_digest(&blob), digest, "{context}: blob {digest}");
+            assert_eq!(&sha256(&blob), digest, "{context}: blob {digest}");
         }
     }
     let resp = server.get_manifest(&repo, &deleted.0).await;

@@ -117,7 +117,7 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
     // Leave 1 MiB free, then push 4 MiB in one request and in a chunk.
     let filler = fill(disk.path(), 1 << 20);
     let big = random_bytes(4 << 20);
-    let digest = sha256_digest(&big);
+    let digest = sha256(&big);
     let resp = server
         .request(
             reqwest::Method::POST,
@@ -219,7 +219,7 @@ async fn a_full_disk_refuses_pushes_cleanly_and_recovers() {
     let filler = fill(disk.path(), 0);
     let config = image.blobs[0].clone();
     let layer = image.blobs[1].clone();
-    let manifest = encode_manifest(&serde_json::json!({
+    let manifest = pretty(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": MT_OCI_MANIFEST,
         "config": {"mediaType": MT_OCI_CONFIG, "digest": config, "size": 1},

@@ -30,7 +30,7 @@ async fn an_account_holds_at_most_max_upload_sessions() {
     let resp = server
         .request(
             Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256_digest(&blob)),
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&blob)),
         )
         .header("Content-Type", MT_OCTET_STREAM)
         .body(blob.clone())
@@ -42,7 +42,7 @@ async fn an_account_holds_at_most_max_upload_sessions() {
     // Finishing one and cancelling one make room for two.
     let resp = server
         .client()
-        .put(with_digest(&sessions[0], &sha256_digest(&blob)))
+        .put(with_digest(&sessions[0], &sha256(&blob)))
         .header("Content-Type", MT_OCTET_STREAM)
         .body(blob.clone())
         .send()
@@ -68,7 +68,7 @@ async fn blobs_over_max_blob_size_are_refused() {
     let resp = server
         .request(
             Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256_digest(&over)),
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&over)),
         )
         .header("Content-Type", MT_OCTET_STREAM)
         .body(over.clone())
@@ -76,7 +76,7 @@ async fn blobs_over_max_blob_size_are_refused() {
         .await
         .unwrap();
     expect_error(resp, &[413], &["SIZE_INVALID"], "a blob over the limit").await;
-    let resp = server.head_blob(repo, &sha256_digest(&over)).await;
+    let resp = server.head_blob(repo, &sha256(&over)).await;
     assert_eq!(resp.status(), 404, "nothing of it is visible");
 }
 
@@ -96,10 +96,7 @@ async fn made_up_upload_ids_do_not_grow_the_server() {
             let path = format!("/v2/admin/flood/blobs/uploads/{id}");
             let request = match n % 3 {
                 0 => server.request(Method::PATCH, &path).body("abc"),
-                1 => server.request(
-                    Method::PUT,
-                    &format!("{path}?digest={}", sha256_digest(b"")),
-                ),
+                1 => server.request(Method::PUT, &format!("{path}?digest={}", sha256(b""))),
                 _ => server.request(Method::DELETE, &path),
             };
             let resp = request.send().await.expect("request");

@@ -414,7 +414,7 @@ async fn search_shows_only_what_the_viewer_may_read() {
     create(&meta, "acme/shared-app", true).await;
     create(&meta, "dave/collab-app", true).await;
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
-    meta.add_team_member(dev.id, bob).await.unwrap();
+    meta.add_team_member(dev.id, bob, None).await.unwrap();
     let shared = meta
         .repository(&repo("acme/shared-app"))
         .await

@@ -1,11 +1,12 @@
 //! The identity ports of the SQLite backend against a real database file: accounts and the
 //! shared name space, organizations and teams, repository access, tokens, audit, signing keys.
 
+use berth_core::events::{AccessChangedData, EventKind};
 use berth_core::ports::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
-    EndedSessions, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest,
-    NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens, Repositories,
-    RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
+    EndedSessions, EventLog, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces,
+    NewManifest, NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens,
+    Repositories, RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
     AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
 use berth_meta::SqliteMeta;
@@ -243,9 +244,9 @@ async fn organizations_start_with_their_owner_and_manage_teams() {
         .unwrap();
     assert_eq!((dev.name.as_str(), dev.member_count), ("dev", 0));
     assert_conflict(meta.create_team(acme.id, "dev", "again").await, "team dev");
-    assert!(meta.add_team_member(dev.id, bob).await.unwrap());
-    assert!(!meta.add_team_member(dev.id, bob).await.unwrap());
-    assert!(meta.add_team_member(dev.id, alice).await.unwrap());
+    assert!(meta.add_team_member(dev.id, bob, None).await.unwrap());
+    assert!(!meta.add_team_member(dev.id, bob, None).await.unwrap());
+    assert!(meta.add_team_member(dev.id, alice, None).await.unwrap());
     assert_eq!(meta.team_members(dev.id).await.unwrap(), ["alice", "bob"]);
     assert_eq!(
         meta.orgs_of_user(bob).await.unwrap(),
@@ -268,8 +269,8 @@ async fn organizations_start_with_their_owner_and_manage_teams() {
         .collect();
     assert_eq!(teams, [("dev".to_owned(), 2), ("owners".to_owned(), 1)]);
 
-    assert!(meta.remove_team_member(dev.id, bob).await.unwrap());
-    assert!(!meta.remove_team_member(dev.id, bob).await.unwrap());
+    assert!(meta.remove_team_member(dev.id, bob, None).await.unwrap());
+    assert!(!meta.remove_team_member(dev.id, bob, None).await.unwrap());
     assert!(meta.orgs_of_user(bob).await.unwrap().is_empty());
 
     let api = meta
@@ -279,8 +280,8 @@ async fn organizations_start_with_their_owner_and_manage_teams() {
     meta.grant_team(dev.id, api.id, Permission::Write, None)
         .await
         .unwrap();
-    assert!(meta.delete_team(dev.id).await.unwrap());
-    assert!(!meta.delete_team(dev.id).await.unwrap());
+    assert!(meta.delete_team(dev.id, None).await.unwrap());
+    assert!(!meta.delete_team(dev.id, None).await.unwrap());
     assert_eq!(meta.team(acme.id, "dev").await.unwrap(), None);
     assert!(meta.team_grants(api.id).await.unwrap().is_empty());
     assert!(meta.team_members(dev.id).await.unwrap().is_empty());
@@ -424,7 +425,7 @@ async fn access_facts_tell_who_may_do_what() {
     let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     let ops = meta.create_team(acme.id, "ops", "").await.unwrap();
-    meta.add_team_member(dev.id, tom).await.unwrap();
+    meta.add_team_member(dev.id, tom, None).await.unwrap();
     push(&meta, "alice/app").await;
     let api = push(&meta, "acme/api").await;
     let facts = |user: Option<i64>, name: &'static str| {
@@ -463,7 +464,7 @@ async fn access_facts_tell_who_may_do_what() {
     meta.grant_team(ops.id, api, Permission::Admin, None)
         .await
         .unwrap();
-    meta.add_team_member(ops.id, tom).await.unwrap();
+    meta.add_team_member(ops.id, tom, None).await.unwrap();
     assert_eq!(
         facts(Some(tom), "acme/api").await.team_permission,
         Some(Permission::Admin)
@@ -587,7 +588,7 @@ async fn listings_show_each_viewer_what_they_may_read() {
     let eve = user(&meta, "eve").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
-    meta.add_team_member(dev.id, dave).await.unwrap();
+    meta.add_team_member(dev.id, dave, None).await.unwrap();
     for name in [
         "alice/a",
         "alice/b",
@@ -767,7 +768,7 @@ async fn deleting_a_repository_removes_everything_attached() {
     let bob = user(&meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
-    meta.add_team_member(dev.id, bob).await.unwrap();
+    meta.add_team_member(dev.id, bob, None).await.unwrap();
     let name = repo("acme/app");
     let layer = Digest::sha256_of(b"layer");
     meta.link_blob(&name, &layer, 5, NOW).await.unwrap();
@@ -1336,4 +1337,157 @@ async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
     assert!(meta.use_recovery_code(alice, "h3", NOW).await.unwrap());
     meta.clear_recovery_codes(alice).await.unwrap();
     assert_eq!(meta.recovery_code_counts(alice).await.unwrap().total, 0);
+}
+
+/// The `access.changed` events recorded after event `after`: (repository, action, subject,
+/// permission, team, actor).
+async fn access_events(
+    meta: &SqliteMeta,
+    after: i64,
+) -> Vec<(
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+)> {
+    meta.events_after(after, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::AccessChanged)
+        .map(|e| {
+            let data: AccessChangedData = serde_json::from_value(e.data).unwrap();
+            (
+                e.repository.unwrap(),
+                data.action,
+                data.subject,
+                data.permission,
+                data.team,
+                e.actor,
+            )
+        })
+        .collect()
+}
+
+fn changed(
+    repo: &str,
+    action: &str,
+    subject: &str,
+    permission: Option<&str>,
+    team: &str,
+) -> (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    (
+        repo.to_owned(),
+        action.to_owned(),
+        subject.to_owned(),
+        permission.map(str::to_owned),
+        Some(team.to_owned()),
+        Some("olivia".to_owned()),
+    )
+}
+
+#[tokio::test]
+async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches() {
+    let (_dir, meta) = open().await;
+    let olivia = user(&meta, "olivia").await;
+    let tom = user(&meta, "tom").await;
+    let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
+    let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
+    let idle = meta.create_team(acme.id, "idle", "").await.unwrap();
+    let api = push(&meta, "acme/api").await;
+    let web = push(&meta, "acme/web").await;
+    push(&meta, "acmeco/other").await;
+    meta.grant_team(dev.id, api, Permission::Write, None)
+        .await
+        .unwrap();
+    meta.grant_team(dev.id, web, Permission::Read, None)
+        .await
+        .unwrap();
+    let by = Some("olivia");
+
+    // Joining a team with grants: one event per granted repository, with the permission.
+    let start = meta.last_event_id().await.unwrap();
+    assert!(meta.add_team_member(dev.id, tom, by).await.unwrap());
+    assert_eq!(
+        access_events(&meta, start).await,
+        [
+            changed("acme/api", "team.member.add", "tom", Some("write"), "dev"),
+            changed("acme/web", "team.member.add", "tom", Some("read"), "dev"),
+        ]
+    );
+    // Joining again changes nothing and says nothing; a team without grants neither.
+    let start = meta.last_event_id().await.unwrap();
+    assert!(!meta.add_team_member(dev.id, tom, by).await.unwrap());
+    assert!(meta.add_team_member(idle.id, tom, by).await.unwrap());
+    assert_eq!(access_events(&meta, start).await, []);
+
+    // The owners team reaches every repository of the organization, as Admin, and no
+    // repository of another namespace that merely starts with the same letters.
+    let owners = meta.team(acme.id, OWNERS_TEAM).await.unwrap().unwrap();
+    let start = meta.last_event_id().await.unwrap();
+    assert!(meta.add_team_member(owners.id, tom, by).await.unwrap());
+    assert_eq!(
+        access_events(&meta, start).await,
+        [
+            changed(
+                "acme/api",
+                "team.member.add",
+                "tom",
+                Some("admin"),
+                OWNERS_TEAM
+            ),
+            changed(
+                "acme/web",
+                "team.member.add",
+                "tom",
+                Some("admin"),
+                OWNERS_TEAM
+            ),
+        ]
+    );
+    let start = meta.last_event_id().await.unwrap();
+    assert!(meta.remove_team_member(owners.id, tom, by).await.unwrap());
+    assert_eq!(
+        access_events(&meta, start).await,
+        [
+            changed("acme/api", "team.member.remove", "tom", None, OWNERS_TEAM),
+            changed("acme/web", "team.member.remove", "tom", None, OWNERS_TEAM),
+        ]
+    );
+
+    // Leaving: the same repositories, without a permission.
+    let start = meta.last_event_id().await.unwrap();
+    assert!(meta.remove_team_member(dev.id, tom, by).await.unwrap());
+    assert!(!meta.remove_team_member(dev.id, tom, by).await.unwrap());
+    assert_eq!(
+        access_events(&meta, start).await,
+        [
+            changed("acme/api", "team.member.remove", "tom", None, "dev"),
+            changed("acme/web", "team.member.remove", "tom", None, "dev"),
+        ]
+    );
+
+    // Deleting a team takes its grants from its members: one event per granted repository.
+    meta.add_team_member(dev.id, tom, by).await.unwrap();
+    let start = meta.last_event_id().await.unwrap();
+    assert!(meta.delete_team(dev.id, by).await.unwrap());
+    assert_eq!(
+        access_events(&meta, start).await,
+        [
+            changed("acme/api", "team.delete", "dev", None, "dev"),
+            changed("acme/web", "team.delete", "dev", None, "dev"),
+        ]
+    );
+    let start = meta.last_event_id().await.unwrap();
+    assert!(!meta.delete_team(dev.id, by).await.unwrap());
+    assert_eq!(access_events(&meta, start).await, []);
 }

@@ -261,7 +261,7 @@ async fn fixture() -> Fixture {
     // and collaborates on 20 of user3's.
     let team = meta.create_team(orgs[7].id, "dev", "").await.unwrap();
     let reader = user(&meta, "reader").await;
-    meta.add_team_member(team.id, reader).await.unwrap();
+    meta.add_team_member(team.id, reader, None).await.unwrap();
     for repo in meta
         .repositories_in_namespace("org7", Viewer::Everything)
         .await

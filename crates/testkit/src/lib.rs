@@ -1,8 +1,11 @@
 //! The test kit: a Berth server wired by `berth_http::wiring::wire` (the function `berth
 //! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
-//! jobs runner running beside it.
+//! jobs runner running beside it; image builders and push helpers ([`images`]); a webhook
+//! receiver that checks signatures ([`receiver`]).
 
+pub mod images;
 mod probe;
+pub mod receiver;
 
 use berth_core::access::Authorizer;
 use berth_core::clock::Clock;

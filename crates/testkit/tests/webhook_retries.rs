@@ -3,48 +3,21 @@
 //! disabled, and says why. The server is wired as `berth serve` wires it; the test drives its
 //! jobs runner and its clock.
 
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::Router;
 use berth_core::clock::ManualClock;
 use berth_core::identity::Acting;
 use berth_core::registry::{ChangedBy, PutManifest};
 use berth_core::webhooks::{WebhookRequest, WebhookTarget};
 use berth_oci::{Reference, RepoName};
+use berth_testkit::receiver::Receiver;
 use berth_testkit::{data_dir, serve, Options, Served};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A receiver that answers `status` and counts what it gets.
-struct Receiver {
-    url: String,
-    status: Arc<AtomicU16>,
-    got: Arc<AtomicUsize>,
-}
-
+/// A receiver that answers `status`.
 async fn receiver(status: u16) -> Receiver {
-    let answer = Arc::new(AtomicU16::new(status));
-    let got = Arc::new(AtomicUsize::new(0));
-    let (a, g) = (answer.clone(), got.clone());
-    let app = Router::new().route(
-        "/hook",
-        post(move || {
-            let (a, g) = (a.clone(), g.clone());
-            async move {
-                g.fetch_add(1, Ordering::SeqCst);
-                StatusCode::from_u16(a.load(Ordering::SeqCst)).unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Receiver {
-        url: format!("http://{addr}/hook"),
-        status: answer,
-        got,
-    }
+    let receiver = Receiver::start().await;
+    receiver.answer(status);
+    receiver
 }
 
 /// Pushes an empty index tagged `tag` to `repo`, as the CLI's actor.
@@ -109,29 +82,25 @@ async fn a_receiver_down_for_a_while_gets_the_delivery_on_the_backoff_schedule()
     push(&served, &repo, "2").await;
 
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 1, "sent at once");
+    assert_eq!(receiver.count(), 1, "sent at once");
     // The first retry comes 8–12 s later, not before.
     clock.advance(Duration::from_secs(7));
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 1);
+    assert_eq!(receiver.count(), 1);
     clock.advance(Duration::from_secs(6));
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 2);
+    assert_eq!(receiver.count(), 2);
     // Then 24–36 s. The receiver comes back meanwhile.
-    receiver.status.store(200, Ordering::SeqCst);
+    receiver.answer(200);
     clock.advance(Duration::from_secs(20));
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 2);
+    assert_eq!(receiver.count(), 2);
     clock.advance(Duration::from_secs(20));
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 3);
+    assert_eq!(receiver.count(), 3);
     clock.advance(Duration::from_secs(3600));
     served.runner.run_due().await;
-    assert_eq!(
-        receiver.got.load(Ordering::SeqCst),
-        3,
-        "delivered once, then done"
-    );
+    assert_eq!(receiver.count(), 3, "delivered once, then done");
 
     let attempts = served
         .state
@@ -168,7 +137,7 @@ async fn a_receiver_that_keeps_failing_is_disabled_after_the_set_number_of_deliv
         served.runner.run_due().await;
         clock.advance(Duration::from_secs(4 * 3600));
     }
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 26);
+    assert_eq!(receiver.count(), 26);
     let view = served
         .state
         .webhooks
@@ -183,7 +152,7 @@ async fn a_receiver_that_keeps_failing_is_disabled_after_the_set_number_of_deliv
     // A disabled webhook hears nothing more.
     push(&served, &repo, "3").await;
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 26);
+    assert_eq!(receiver.count(), 26);
     // Turned back on, it does, and its failures start from zero.
     served
         .state
@@ -191,10 +160,10 @@ async fn a_receiver_that_keeps_failing_is_disabled_after_the_set_number_of_deliv
         .set_enabled(&Acting::cli(), &id, true)
         .await
         .unwrap();
-    receiver.status.store(204, Ordering::SeqCst);
+    receiver.answer(204);
     push(&served, &repo, "4").await;
     served.runner.run_due().await;
-    assert_eq!(receiver.got.load(Ordering::SeqCst), 27);
+    assert_eq!(receiver.count(), 27);
     let view = served
         .state
         .webhooks

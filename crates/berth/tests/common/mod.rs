@@ -8,7 +8,8 @@
 //! Include it from a test crate with
 //! `#[path = "../common/mod.rs"] mod common;`.
 
-#![allow(dead_code)]
+// Each test binary uses a part of the harness, and of the test kit's names it passes on.
+#![allow(dead_code, unused_imports)]
 
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -29,12 +30,11 @@ pub const REGISTRY_ENV: &str = "BERTH_TEST_REGISTRY";
 /// How long to wait for `GET /v2/` to answer 200 after (re)starting Berth.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MT_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MT_OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MT_OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MT_OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub use berth_testkit::images::{
+    image_manifest as image_manifest_json, pretty, sha256, Descriptor, OCI_CONFIG as MT_OCI_CONFIG,
+    OCI_EMPTY as MT_OCI_EMPTY, OCI_INDEX as MT_OCI_INDEX, OCI_LAYER as MT_OCI_LAYER_GZIP,
+    OCI_LAYER_TAR as MT_OCI_LAYER, OCI_MANIFEST as MT_OCI_MANIFEST,
+};
 pub const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MT_DOCKER_MANIFEST_LIST: &str =
     "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -119,111 +119,23 @@ pub fn random_bytes(len: usize) -> Vec<u8> {
     out
 }
 
-/// `sha256:<hex>` digest of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 /// A syntactically valid sha256 digest of random content (almost surely unknown).
 pub fn random_digest() -> String {
-    sha256_digest(&random_bytes(64))
+    sha256(&random_bytes(64))
 }
 
 // ---------------------------------------------------------------------------
 // Manifest builders
 // ---------------------------------------------------------------------------
 
-/// An OCI content descriptor.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    pub artifact_type: Option<String>,
-    pub annotations: Vec<(String, String)>,
-}
-
-impl Descriptor {
-    /// Descriptor of `bytes` with the given media type.
-    pub fn of(media_type: &str, bytes: &[u8]) -> Self {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: sha256_digest(bytes),
-            size: bytes.len() as u64,
-            artifact_type: None,
-            annotations: Vec::new(),
-        }
-    }
-
-    /// The OCI empty descriptor (`{}` as `application/vnd.oci.empty.v1+json`).
-    pub fn empty() -> Self {
-        Descriptor::of(MT_OCI_EMPTY, EMPTY_JSON)
-    }
-
-    pub fn with_artifact_type(mut self, artifact_type: &str) -> Self {
-        self.artifact_type = Some(artifact_type.to_string());
-        self
-    }
-
-    pub fn with_annotation(mut self, key: &str, value: &str) -> Self {
-        self.annotations.push((key.to_string(), value.to_string()));
-        self
-    }
-
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        });
-        if let Some(at) = &self.artifact_type {
-            v["artifactType"] = json!(at);
-        }
-        if !self.annotations.is_empty() {
-            v["annotations"] = annotations_json(&self.annotations);
-        }
-        v
-    }
-}
-
-fn annotations_json(annotations: &[(String, String)]) -> Value {
-    let map: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    Value::Object(map)
-}
-
-/// Serialise a manifest deliberately *non-compactly* (pretty printed plus a
-/// trailing newline) so that a registry re-encoding the JSON would change the
-/// bytes and be caught by the "byte identical" assertions.
-pub fn encode_manifest(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).expect("serialise manifest");
-    out.push(b'\n');
-    out
-}
-
 /// Minimal OCI image manifest JSON (`config` + `layers`).
 pub fn image_manifest(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
-    encode_manifest(&image_manifest_value(config, layers))
-}
-
-pub fn image_manifest_value(config: &Descriptor, layers: &[Descriptor]) -> Value {
-    json!({
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_MANIFEST,
-        "config": config.to_json(),
-        "layers": layers.iter().map(Descriptor::to_json).collect::<Vec<_>>(),
-    })
+    pretty(&image_manifest_json(config, layers))
 }
 
 /// OCI image index JSON listing `manifests`.
 pub fn image_index(manifests: &[Descriptor]) -> Vec<u8> {
-    encode_manifest(&json!({
-        "schemaVersion": 2,
-        "mediaType": MT_OCI_INDEX,
-        "manifests": manifests.iter().map(Descriptor::to_json).collect::<Vec<_>>(),
-    }))
+    pretty(&berth_testkit::images::image_index(manifests))
 }
 
 /// An OCI 1.1 "artifact": an image manifest with `artifactType`, the empty
@@ -234,17 +146,13 @@ pub fn artifact_manifest(
     subject: &Descriptor,
     annotations: &[(&str, &str)],
 ) -> Vec<u8> {
-    let mut v = image_manifest_value(&Descriptor::empty(), layers);
+    let mut v = image_manifest_json(&Descriptor::empty(), layers);
     v["artifactType"] = json!(artifact_type);
-    v["subject"] = subject.to_json();
+    v["subject"] = subject.json();
     if !annotations.is_empty() {
-        let owned: Vec<(String, String)> = annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        v["annotations"] = annotations_json(&owned);
+        v["annotations"] = berth_testkit::images::annotations(annotations);
     }
-    encode_manifest(&v)
+    pretty(&v)
 }
 
 /// A manifest that was pushed successfully.
@@ -263,7 +171,7 @@ impl PushedManifest {
     pub fn new(repo: &str, bytes: Vec<u8>, media_type: &str, blobs: Vec<String>) -> Self {
         PushedManifest {
             repo: repo.to_string(),
-            digest: sha256_digest(&bytes),
+            digest: sha256(&bytes),
             bytes,
             media_type: media_type.to_string(),
             blobs,
@@ -925,7 +833,7 @@ impl TestServer {
 
     /// Push a blob with POST + monolithic PUT; return its digest.
     pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
-        let digest = sha256_digest(bytes);
+        let digest = sha256(bytes);
         let location = self.open_session(repo).await;
         let resp = self
             .client
@@ -963,7 +871,7 @@ impl TestServer {
         media_type: &str,
         bytes: &[u8],
     ) -> Response {
-        let digest = sha256_digest(bytes);
+        let digest = sha256(bytes);
         let reference = reference.unwrap_or(&digest);
         let resp = self.push_manifest(repo, reference, media_type, bytes).await;
         let status = resp.status();
@@ -982,7 +890,7 @@ impl TestServer {
     /// Push a small random image (config + one layer + manifest) to `repo`,
     /// tagged with `tag` or by digest when `tag` is None.
     pub async fn push_random_image(&self, repo: &str, tag: Option<&str>) -> PushedManifest {
-        let config_bytes = encode_manifest(&json!({
+        let config_bytes = pretty(&json!({
             "architecture": "amd64",
             "os": "linux",
             "rootfs": {"type": "layers", "diff_ids": []},

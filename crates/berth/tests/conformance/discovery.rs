@@ -340,16 +340,16 @@ async fn referrers_fixture(server: &TestServer, label: &str) -> ReferrersFixture
         .await;
 
     // Image manifest without artifactType: the referrer's artifactType is the config mediaType.
-    let config = encode_manifest(&json!({"id": unique_id()}));
+    let config = pretty(&json!({"id": unique_id()}));
     server.push_blob(&repo, &config).await;
     let layer = random_bytes(40);
     server.push_blob(&repo, &layer).await;
-    let mut v = image_manifest_value(
+    let mut v = image_manifest_json(
         &Descriptor::of(CUSTOM_CONFIG_TYPE, &config),
         &[Descriptor::of(MT_OCI_LAYER, &layer)],
     );
-    v["subject"] = sd.to_json();
-    let bytes = encode_manifest(&v);
+    v["subject"] = sd.json();
+    let bytes = pretty(&v);
     server
         .push_manifest_ok(&repo, None, MT_OCI_MANIFEST, &bytes)
         .await;
@@ -358,9 +358,9 @@ async fn referrers_fixture(server: &TestServer, label: &str) -> ReferrersFixture
     // Index with a subject and no artifactType.
     let child = server.push_random_image(&repo, None).await;
     let mut iv: Value = serde_json::from_slice(&image_index(&[child.descriptor()])).unwrap();
-    iv["subject"] = sd.to_json();
+    iv["subject"] = sd.json();
     iv["annotations"] = json!({"org.example.kind": "index-referrer"});
-    let bytes = encode_manifest(&iv);
+    let bytes = pretty(&iv);
     server
         .push_manifest_ok(&repo, None, MT_OCI_INDEX, &bytes)
         .await;

@@ -106,7 +106,7 @@ async fn pull_image_index() {
 async fn pull_docker_manifest_content_type() {
     let server = TestServer::start().await;
     let repo = unique_repo("pull-docker-type");
-    let config = encode_manifest(&json!({
+    let config = pretty(&json!({
         "architecture": "amd64",
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": []},
@@ -115,11 +115,11 @@ async fn pull_docker_manifest_content_type() {
     let layer = random_bytes(300);
     server.push_blob(&repo, &config).await;
     server.push_blob(&repo, &layer).await;
-    let bytes = encode_manifest(&json!({
+    let bytes = pretty(&json!({
         "schemaVersion": 2,
         "mediaType": MT_DOCKER_MANIFEST,
-        "config": Descriptor::of("application/vnd.docker.container.image.v1+json", &config).to_json(),
-        "layers": [Descriptor::of("application/vnd.docker.image.rootfs.diff.tar.gzip", &layer).to_json()],
+        "config": Descriptor::of("application/vnd.docker.container.image.v1+json", &config).json(),
+        "layers": [Descriptor::of("application/vnd.docker.image.rootfs.diff.tar.gzip", &layer).json()],
     }));
     server
         .push_manifest_ok(&repo, Some("docker"), MT_DOCKER_MANIFEST, &bytes)

@@ -92,7 +92,7 @@ async fn push_blob_post_then_put() {
     let server = TestServer::start().await;
     let repo = unique_repo("push-post-put");
     let blob = random_bytes(4096);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let resp = server.start_upload(&repo).await;
     let (headers, _) = expect_status(resp, 202, "POST /blobs/uploads/").await;
@@ -128,7 +128,7 @@ async fn push_blob_monolithic_single_post() {
     let server = TestServer::start().await;
     let repo = unique_repo("push-single-post");
     let blob = random_bytes(2048);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let resp = server
         .request(
@@ -161,7 +161,7 @@ async fn push_blob_chunked_in_order() {
     let mut location = server.resolve(&require_header(&headers, "location", "POST"));
     let chunk = chunk_size(&headers);
     let blob = random_bytes(chunk * 2 + 123);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let mut offset = 0;
     for (i, piece) in blob.chunks(chunk).enumerate() {
@@ -194,7 +194,7 @@ async fn push_blob_chunked_final_chunk_in_put() {
     let location = server.resolve(&require_header(&headers, "location", "POST"));
     let chunk = chunk_size(&headers);
     let blob = random_bytes(chunk + 321);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let resp = patch_chunk(&server, &location, &blob[..chunk], 0).await;
     let location = expect_chunk_accepted(&server, resp, chunk - 1, "PATCH first chunk").await;
@@ -230,8 +230,8 @@ async fn push_upload_session_status() {
     let location = expect_session_status(&server, &location, 699, "GET after PATCH").await;
 
     // The session can still be completed from the location GET returned.
-    finish_upload(&server, &location, &sha256_digest(&data), "PUT close").await;
-    assert_blob(&server, &repo, &sha256_digest(&data), &data, "GET blob").await;
+    finish_upload(&server, &location, &sha256(&data), "PUT close").await;
+    assert_blob(&server, &repo, &sha256(&data), &data, "GET blob").await;
 }
 
 #[tokio::test]
@@ -243,7 +243,7 @@ async fn push_blob_chunk_out_of_order_rejected() {
     let location = server.resolve(&require_header(&headers, "location", "POST"));
     let chunk = chunk_size(&headers);
     let blob = random_bytes(chunk * 3);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     // The first chunk must start at 0.
     let resp = patch_chunk(&server, &location, &blob[10..chunk], 10).await;
@@ -281,7 +281,7 @@ async fn push_blob_chunk_overlapping_rejected() {
     let location = server.resolve(&require_header(&headers, "location", "POST"));
     let chunk = chunk_size(&headers);
     let blob = random_bytes(chunk * 2);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let resp = patch_chunk(&server, &location, &blob[..chunk], 0).await;
     let location = expect_chunk_accepted(&server, resp, chunk - 1, "PATCH chunk 0").await;
@@ -344,7 +344,7 @@ async fn push_blob_wrong_digest_rejected() {
     )
     .await;
     expect_status(
-        server.head_blob(&repo, &sha256_digest(&blob)).await,
+        server.head_blob(&repo, &sha256(&blob)).await,
         404,
         "HEAD real digest",
     )
@@ -372,7 +372,7 @@ async fn push_blob_upload_cancel() {
     )
     .await;
     expect_status(
-        server.head_blob(&repo, &sha256_digest(&data)).await,
+        server.head_blob(&repo, &sha256(&data)).await,
         404,
         "HEAD blob of cancelled upload",
     )
@@ -417,7 +417,7 @@ async fn push_blob_mount_missing_starts_session() {
     // The source repository exists but does not hold the blob.
     server.push_blob(&source, &random_bytes(64)).await;
     let blob = random_bytes(900);
-    let digest = sha256_digest(&blob);
+    let digest = sha256(&blob);
 
     let resp = server
         .request(
@@ -452,7 +452,7 @@ async fn push_blob_mount_missing_starts_session() {
 
 /// Push config + layer and return the manifest bytes referencing them.
 async fn pushed_image_manifest(server: &TestServer, repo: &str) -> Vec<u8> {
-    let config = encode_manifest(&serde_json::json!({"os": "linux", "id": unique_id()}));
+    let config = pretty(&serde_json::json!({"os": "linux", "id": unique_id()}));
     let layer = random_bytes(256);
     server.push_blob(repo, &config).await;
     server.push_blob(repo, &layer).await;
@@ -464,7 +464,7 @@ async fn pushed_image_manifest(server: &TestServer, repo: &str) -> Vec<u8> {
 
 /// 201, `Location` pointing at the manifest, `Docker-Content-Digest` == digest.
 async fn expect_manifest_created(server: &TestServer, resp: Response, bytes: &[u8], ctx: &str) {
-    let digest = sha256_digest(bytes);
+    let digest = sha256(bytes);
     let (headers, _) = expect_status(resp, 201, ctx).await;
     let location = server.resolve(&require_header(&headers, "location", ctx));
     let dcd = require_header(&headers, "docker-content-digest", ctx);
@@ -499,7 +499,7 @@ async fn push_manifest_by_digest() {
     let server = TestServer::start().await;
     let repo = unique_repo("push-manifest-digest");
     let manifest = pushed_image_manifest(&server, &repo).await;
-    let digest = sha256_digest(&manifest);
+    let digest = sha256(&manifest);
     let resp = server
         .push_manifest(&repo, &digest, MT_OCI_MANIFEST, &manifest)
         .await;
@@ -537,7 +537,7 @@ async fn push_manifest_digest_mismatch_rejected() {
 async fn push_manifest_missing_blob_rejected() {
     let server = TestServer::start().await;
     let repo = unique_repo("push-manifest-missing-blob");
-    let config = encode_manifest(&serde_json::json!({"os": "linux", "id": unique_id()}));
+    let config = pretty(&serde_json::json!({"os": "linux", "id": unique_id()}));
     server.push_blob(&repo, &config).await;
     let missing_layer = random_bytes(128); // never uploaded
     let manifest = image_manifest(
@@ -652,7 +652,7 @@ async fn push_manifest_with_subject_returns_oci_subject() {
         &[],
     );
     let resp = server
-        .push_manifest(&repo, &sha256_digest(&manifest), MT_OCI_MANIFEST, &manifest)
+        .push_manifest(&repo, &sha256(&manifest), MT_OCI_MANIFEST, &manifest)
         .await;
     let (headers, _) = expect_status(resp, 201, "PUT artifact with subject").await;
     let oci_subject = require_header(&headers, "oci-subject", "PUT artifact with subject");

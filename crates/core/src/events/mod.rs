@@ -148,11 +148,18 @@ pub struct VisibilityChangedData {
 /// The fields of `access.changed`: what changed, for whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessChangedData {
-    /// The audit action (`team.grant`, `collaborator.remove`, ...).
+    /// The audit action (`team.grant`, `collaborator.remove`, `team.member.add`,
+    /// `team.member.remove`, `team.delete`, ...).
     pub action: String,
+    /// The user or team whose access changed.
     pub subject: String,
+    /// The permission the subject holds now, when it gained one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
+    /// The team through which a member's access changed (membership changes and team
+    /// deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// The fields of `quota.warning`: the namespace's usage after the link that crossed 85 %.

@@ -87,7 +87,11 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
             )));
         }
         let record = self.team_record(&org, team).await?;
-        if !self.store.delete_team(record.id).await? {
+        if !self
+            .store
+            .delete_team(record.id, Some(&acting.actor_name()))
+            .await?
+        {
             return Err(team_unknown(&org.name, team));
         }
         self.audit
@@ -130,7 +134,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
         let org = self.org_for_owner(acting, org).await?;
         let record = self.team_record(&org, team).await?;
         let member = self.user_record(user).await?;
-        let added = self.store.add_team_member(record.id, member.id).await?;
+        let added = self
+            .store
+            .add_team_member(record.id, member.id, Some(&acting.actor_name()))
+            .await?;
         if added {
             self.audit
                 .record_by(
@@ -165,7 +172,10 @@ impl<S: IdentityStore + ?Sized> Identity<S> {
                 )));
             }
         }
-        let removed = self.store.remove_team_member(record.id, member.id).await?;
+        let removed = self
+            .store
+            .remove_team_member(record.id, member.id, Some(&acting.actor_name()))
+            .await?;
         if removed {
             self.audit
                 .record_by(

@@ -68,6 +68,10 @@ pub struct RunnerOptions {
     pub concurrency: usize,
     /// How often to look for work nobody woke the runner for (another node's, a retry).
     pub poll: Duration,
+    /// How long a woken runner waits before it hands events on and claims, so that the
+    /// events of pushes committing meanwhile share those writes: under a burst of pushes
+    /// that is one hand-on and one claim for many events, not one each.
+    pub gather: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -76,6 +80,7 @@ impl Default for RunnerOptions {
             lease: Duration::from_secs(300),
             concurrency: 16,
             poll: Duration::from_secs(1),
+            gather: Duration::from_millis(10),
         }
     }
 }
@@ -160,23 +165,37 @@ impl Runner {
     /// left to claim and nothing runs; returns how many ran. Jobs start as slots free up, and
     /// new events are handed on whenever the runner is woken, so a delivery waits neither
     /// for a whole batch nor for a poll. The loop of [`Runner::run_until`] and tests use it.
+    ///
+    /// A claim is a write on the database's one writer, so the runner claims only when work
+    /// may be waiting: at the start, when woken (events committed, jobs enqueued), at each
+    /// poll, and when a slot frees up after a claim that filled every slot.
     pub async fn run_due(&self) -> usize {
         let mut ran = 0;
         let mut running = tokio::task::JoinSet::new();
+        let mut look = true;
+        let mut woken = false;
+        // The last claim took as many jobs as there were slots: more may be due.
+        let mut backlog = false;
         loop {
-            for feed in &self.feeds {
-                if let Err(err) = feed.feed().await {
-                    tracing::warn!(error = %err, "could not hand on events");
+            if woken && !self.options.gather.is_zero() {
+                tokio::time::sleep(self.options.gather).await;
+            }
+            woken = false;
+            if look {
+                for feed in &self.feeds {
+                    if let Err(err) = feed.feed().await {
+                        tracing::warn!(error = %err, "could not hand on events");
+                    }
                 }
             }
             let free = self.slots.available_permits() as u32;
-            let mut claimed = 0;
-            if free > 0 {
+            if (look || backlog) && free > 0 {
                 let now = self.clock.now_ms();
                 let lease = self.options.lease.as_millis() as i64;
                 match self.queue.claim_jobs(now, lease, free).await {
                     Ok(jobs) => {
-                        claimed = jobs.len();
+                        backlog = jobs.len() as u32 >= free;
+                        ran += jobs.len();
                         for job in jobs {
                             let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                                 break;
@@ -188,22 +207,21 @@ impl Runner {
                             });
                         }
                     }
-                    Err(err) => tracing::warn!(error = %err, "could not claim jobs"),
+                    Err(err) => {
+                        backlog = false;
+                        tracing::warn!(error = %err, "could not claim jobs")
+                    }
                 }
             }
-            ran += claimed;
-            if claimed > 0 && self.slots.available_permits() > 0 {
-                // More may be due: claim again at once.
-                continue;
-            }
+            look = false;
             if running.is_empty() {
                 return ran;
             }
             // Every slot busy, or nothing due: go on when a job ends or new work is signalled.
             tokio::select! {
                 _ = running.join_next() => {}
-                _ = self.wake.woken() => {}
-                _ = tokio::time::sleep(self.options.poll) => {}
+                _ = self.wake.woken() => (look, woken) = (true, true),
+                _ = tokio::time::sleep(self.options.poll) => look = true,
             }
         }
     }
@@ -223,7 +241,7 @@ impl Runner {
             };
             tokio::select! {
                 _ = &mut stop => return,
-                _ = self.wake.woken() => {}
+                _ = self.wake.woken() => tokio::time::sleep(self.options.gather).await,
                 _ = tokio::time::sleep(idle) => {}
             }
         }

@@ -276,11 +276,24 @@ pub trait Organizations: Send + Sync {
     async fn team(&self, org_id: i64, name: &str) -> Result<Option<TeamRecord>>;
     /// The organization's teams, by name.
     async fn teams(&self, org_id: i64) -> Result<Vec<TeamRecord>>;
-    /// Deletes the team with its memberships and grants.
-    async fn delete_team(&self, team_id: i64) -> Result<bool>;
+    /// Deletes the team with its memberships and grants. Membership changes and deletions
+    /// record `access.changed` by `actor` in the same transaction, one for each repository
+    /// the team reaches (its grants; every repository of the organization for its owners).
+    async fn delete_team(&self, team_id: i64, actor: Option<&str>) -> Result<bool>;
     /// False if the user already was a member.
-    async fn add_team_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
-    async fn remove_team_member(&self, team_id: i64, user_id: i64) -> Result<bool>;
+    async fn add_team_member(
+        &self,
+        team_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool>;
+    /// False if the user was not a member.
+    async fn remove_team_member(
+        &self,
+        team_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool>;
     /// Member names, sorted.
     async fn team_members(&self, team_id: i64) -> Result<Vec<String>>;
     /// Whether the user is in the organization's owners team.

@@ -9,7 +9,10 @@
 //! - `record_attempt` stores the attempt, settles the delivery and keeps the webhook's run of
 //!   consecutive failed deliveries in one transaction; the webhook is disabled when the run
 //!   reaches the limit. A delivered attempt also finishes its job (given by id and lease) in
-//!   that transaction: one write per delivery, not two.
+//!   that transaction. Attempts recorded at the same time may share one transaction (in the
+//!   order they were recorded, each all-or-nothing on its own): a backend with one writer
+//!   then commits a burst of finished deliveries once, not once each. It returns once its
+//!   attempt is committed.
 
 use super::jobs::NewJob;
 use super::meta::MetaError;

@@ -716,7 +716,7 @@ async fn prepare(
         }
         Op::OrgGroupCreate => prepared.team = format!("new-{}", unique()),
         Op::OrgMemberRemove => {
-            meta.add_team_member(extras.teams[SPARE], extras.sam)
+            meta.add_team_member(extras.teams[SPARE], extras.sam, None)
                 .await
                 .expect("member");
         }
@@ -1415,11 +1415,11 @@ async fn restore(
         }
         Op::OrgGroupCreate => {
             if let Some(team) = meta.team(extras.acme, &prepared.team).await.expect("team") {
-                meta.delete_team(team.id).await.expect("delete team");
+                meta.delete_team(team.id, None).await.expect("delete team");
             }
         }
         Op::OrgMemberAdd | Op::OrgMemberRemove => {
-            meta.remove_team_member(spare, extras.sam)
+            meta.remove_team_member(spare, extras.sam, None)
                 .await
                 .expect("member");
         }

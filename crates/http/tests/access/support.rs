@@ -3,7 +3,7 @@
 //! content pushed over HTTP by the site admin, and helpers to compare and decode what the
 //! server answers.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use berth_core::auth::AuthSettings;
 use berth_core::identity::{hash_password, hash_token, new_token_secret};
@@ -17,7 +17,6 @@ use berth_oci::RepoName;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,20 +24,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tempfile::TempDir;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub use berth_testkit::images::{
+    sha256, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
+};
+use berth_testkit::images::{Descriptor, Pusher};
 pub const SIGNATURE_TYPE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 
 /// Every fixture user's password: `+`, spaces, `&`, `=` and `%` check form and Basic decoding.
 pub const PASSWORD: &str = "s3cret +pass&word=%41 ok";
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// A number no other call in this process returns: makes pushed content and tags unique.
 pub fn unique() -> u32 {
@@ -68,6 +61,18 @@ impl Creds {
             Creds::Bearer(token) => request.bearer_auth(token),
         }
     }
+
+    /// The `Authorization` header's value, if any.
+    pub fn authorization(&self) -> Option<String> {
+        match self {
+            Creds::Anonymous => None,
+            Creds::Basic(name, secret) => Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{name}:{secret}"))
+            )),
+            Creds::Bearer(token) => Some(format!("Bearer {token}")),
+        }
+    }
 }
 
 /// A plain HTTP client; `from` picks the loopback address requests come from, so tests
@@ -95,6 +100,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub meta: Arc<SqliteMeta>,
     pub client: Client,
+    /// `http://127.0.0.1:PORT`
+    base: String,
     _served: berth_testkit::Served,
     _dir: TempDir,
 }
@@ -132,6 +139,7 @@ impl Server {
             addr: served.addr,
             meta: served.meta.clone(),
             client: client(None),
+            base: served.url(),
             _served: served,
             _dir: dir,
         }
@@ -256,7 +264,7 @@ impl Server {
         let team = self.meta.create_team(org, name, "").await.expect("team");
         for &member in members {
             self.meta
-                .add_team_member(team.id, member)
+                .add_team_member(team.id, member, None)
                 .await
                 .expect("member");
         }
@@ -279,22 +287,14 @@ impl Server {
 
     // --- content over HTTP ---
 
+    /// Pushes to `/v2/` as `creds`.
+    fn pusher(&self, creds: &Creds) -> Pusher<'_> {
+        Pusher::new(&self.client, &self.base).authorized(creds.authorization())
+    }
+
     /// Pushes `content` in one request (`POST ?digest=`) and returns its digest.
     pub async fn push_blob(&self, creds: &Creds, repo: &str, content: &[u8]) -> String {
-        let digest = sha256(content);
-        let resp = self
-            .send(
-                self.request(
-                    creds,
-                    Method::POST,
-                    &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                )
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(content.to_vec()),
-            )
-            .await;
-        assert_eq!(resp.status(), 201, "pushing a blob to {repo}: {resp:?}");
-        digest
+        self.pusher(creds).push_blob_ok(repo, content).await
     }
 
     pub async fn put_manifest(
@@ -304,26 +304,15 @@ impl Server {
         reference: &str,
         body: &[u8],
     ) -> Response {
-        self.send(
-            self.request(
-                creds,
-                Method::PUT,
-                &format!("/v2/{repo}/manifests/{reference}"),
-            )
-            .header(CONTENT_TYPE, OCI_MANIFEST)
-            .body(body.to_vec()),
-        )
-        .await
+        self.pusher(creds)
+            .put_manifest(repo, reference, OCI_MANIFEST, body)
+            .await
     }
 
     pub async fn push_manifest(&self, creds: &Creds, repo: &str, reference: &str, body: &[u8]) {
-        let resp = self.put_manifest(creds, repo, reference, body).await;
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(
-            status, 201,
-            "pushing a manifest to {repo}:{reference}: {text}"
-        );
+        self.pusher(creds)
+            .push_manifest_ok(repo, reference, OCI_MANIFEST, body)
+            .await;
     }
 
     /// Pushes an image (a config and a layer, unique to `seed`) tagged `tag`, and a
@@ -406,17 +395,16 @@ pub fn repo(name: &str) -> RepoName {
 
 /// An OCI image manifest with a config and layers given as (digest, size).
 pub fn image_manifest(config: (&str, usize), layers: &[(&str, usize)]) -> Vec<u8> {
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|(digest, size)| json!({"mediaType": OCI_LAYER, "digest": digest, "size": size}))
-        .collect();
-    serde_json::to_vec_pretty(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config.0, "size": config.1},
-        "layers": layers,
-    }))
-    .expect("json")
+    let described = |media_type: &str, (digest, size): (&str, usize)| Descriptor {
+        media_type: media_type.to_owned(),
+        digest: digest.to_owned(),
+        size: size as u64,
+        artifact_type: None,
+        annotations: Vec::new(),
+    };
+    let layers: Vec<Descriptor> = layers.iter().map(|l| described(OCI_LAYER, *l)).collect();
+    let manifest = berth_testkit::images::image_manifest(&described(OCI_CONFIG, config), &layers);
+    serde_json::to_vec_pretty(&manifest).expect("json")
 }
 
 /// What [`Server::push_image`] pushed.

@@ -10,7 +10,7 @@ use berth_core::Registry;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::{json, Map, Value};
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha512};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,21 +19,14 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub use berth_testkit::images::{
+    sha256, Descriptor, OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_LAYER, OCI_MANIFEST,
+};
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// `sha512:<hex>` of `bytes`.
 pub fn sha512(bytes: &[u8]) -> String {
@@ -89,28 +82,6 @@ pub async fn assert_head_error(resp: Response, status: u16) {
     assert_eq!(resp.status().as_u16(), status);
     assert_eq!(header(&resp, "content-type"), "application/json");
     assert!(resp.bytes().await.expect("body").is_empty());
-}
-
-/// A content descriptor as manifests carry them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: usize,
-}
-
-impl Descriptor {
-    pub fn of(media_type: &str, content: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type.to_owned(),
-            digest: sha256(content),
-            size: content.len(),
-        }
-    }
-
-    pub fn json(&self) -> Value {
-        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
-    }
 }
 
 /// A manifest exactly as it goes over the wire: its media type and bytes.

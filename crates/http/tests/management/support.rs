@@ -13,7 +13,6 @@ use berth_meta::SqliteMeta;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +23,8 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// What every account the tests create signs in with, unless a test changes it.
 pub const PASSWORD: &str = "correct horse battery";
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+pub use berth_testkit::images::{sha256, OCI_INDEX, OCI_MANIFEST};
+use berth_testkit::images::{Pusher, SmallImage, OCI_CONFIG, OCI_EMPTY, OCI_LAYER};
 
 /// How a request proves who sends it.
 #[derive(Debug, Clone)]
@@ -41,14 +37,22 @@ pub enum Credentials {
 }
 
 impl Credentials {
-    fn apply(&self, request: RequestBuilder) -> RequestBuilder {
+    /// The `Authorization` header's value, if any.
+    fn authorization(&self) -> Option<String> {
         match self {
-            Credentials::Anonymous => request,
-            Credentials::Bearer(token) => request.header(AUTHORIZATION, format!("Bearer {token}")),
-            Credentials::Basic(name, secret) => request.header(
-                AUTHORIZATION,
-                format!("Basic {}", STANDARD.encode(format!("{name}:{secret}"))),
-            ),
+            Credentials::Anonymous => None,
+            Credentials::Bearer(token) => Some(format!("Bearer {token}")),
+            Credentials::Basic(name, secret) => Some(format!(
+                "Basic {}",
+                STANDARD.encode(format!("{name}:{secret}"))
+            )),
+        }
+    }
+
+    fn apply(&self, request: RequestBuilder) -> RequestBuilder {
+        match self.authorization() {
+            Some(value) => request.header(AUTHORIZATION, value),
+            None => request,
         }
     }
 }
@@ -130,6 +134,8 @@ pub struct Berth {
     client: Client,
     /// The server's clock, when the test moves it (see [`Berth::start_with_manual_clock`]).
     clock: Option<Arc<ManualClock>>,
+    /// `http://127.0.0.1:PORT`
+    base: String,
     /// The server itself: dropping it stops the server and its jobs runner.
     _served: berth_testkit::Served,
     _dir: TempDir,
@@ -188,6 +194,7 @@ impl Berth {
             .map(|clock| clock as Arc<dyn berth_core::clock::Clock>);
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
+        let base = served.url();
         let hub = served.state.hub.clone();
         let registry = served.state.registry.clone();
         let meta = served.meta.clone();
@@ -203,6 +210,7 @@ impl Berth {
             meta,
             client,
             clock,
+            base,
             _served: served,
             _dir: dir,
         }
@@ -427,46 +435,11 @@ impl Session<'_> {
     /// Pushes a small image (config, one layer, manifest) to `repo:tag` over `/v2/`;
     /// returns the status of the first step that failed, or of the manifest `PUT` (201).
     pub async fn push_image(&self, repo: &str, tag: &str) -> u16 {
-        let config = format!(r#"{{"architecture":"amd64","os":"linux","repo":"{repo}"}}"#);
-        let layer = format!("layer of {repo}:{tag}");
-        let mut descriptors = Vec::new();
-        for (media_type, content) in [
-            (OCI_CONFIG, config.as_bytes()),
-            (OCI_LAYER, layer.as_bytes()),
-        ] {
-            let digest = sha256(content);
-            let status = self
-                .registry(
-                    Method::POST,
-                    &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                )
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(content.to_vec())
-                .send()
-                .await
-                .expect("blob upload")
-                .status()
-                .as_u16();
-            if status != 201 {
-                return status;
-            }
-            descriptors
-                .push(json!({ "mediaType": media_type, "digest": digest, "size": content.len() }));
-        }
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptors[0],
-            "layers": [descriptors[1]],
-        });
-        self.registry(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
-            .header(CONTENT_TYPE, OCI_MANIFEST)
-            .body(manifest.to_string())
-            .send()
-            .await
-            .expect("manifest push")
-            .status()
-            .as_u16()
+        let image = SmallImage::new(
+            format!(r#"{{"architecture":"amd64","os":"linux","repo":"{repo}"}}"#),
+            format!("layer of {repo}:{tag}"),
+        );
+        self.pusher().push_image(repo, tag, &image).await
     }
 
     /// `GET /v2/<repo>/manifests/<tag>`: the status.
@@ -503,20 +476,7 @@ impl Session<'_> {
 
     /// Uploads `content` as a blob of `repo`; its descriptor.
     pub async fn push_blob(&self, repo: &str, media_type: &str, content: &[u8]) -> Value {
-        let digest = sha256(content);
-        let status = self
-            .registry(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-            )
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(content.to_vec())
-            .send()
-            .await
-            .expect("blob upload")
-            .status()
-            .as_u16();
-        assert_eq!(status, 201, "blob upload to {repo}");
+        let digest = self.pusher().push_blob_ok(repo, content).await;
         json!({ "mediaType": media_type, "digest": digest, "size": content.len() })
     }
 
@@ -528,18 +488,9 @@ impl Session<'_> {
         media_type: &str,
         manifest: &Value,
     ) -> String {
-        let body = manifest.to_string();
-        let status = self
-            .registry(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-            .header(CONTENT_TYPE, media_type)
-            .body(body.clone())
-            .send()
+        self.pusher()
+            .push_manifest_ok(repo, reference, media_type, manifest.to_string().as_bytes())
             .await
-            .expect("manifest push")
-            .status()
-            .as_u16();
-        assert_eq!(status, 201, "manifest push to {repo}:{reference}");
-        sha256(body.as_bytes())
     }
 
     /// Pushes an image for one platform with layers of the given contents, tagged `tag` (or
@@ -584,7 +535,7 @@ impl Session<'_> {
     /// Attaches an artifact of `artifact_type` to `subject` (a manifest descriptor) in `repo`;
     /// its digest.
     pub async fn push_referrer(&self, repo: &str, subject: &Value, artifact_type: &str) -> String {
-        let empty = self.push_blob(repo, EMPTY_CONFIG, b"{}").await;
+        let empty = self.push_blob(repo, OCI_EMPTY, b"{}").await;
         let payload = self
             .push_blob(repo, "application/octet-stream", artifact_type.as_bytes())
             .await;
@@ -601,6 +552,11 @@ impl Session<'_> {
             .await
     }
 
+    fn pusher(&self) -> Pusher<'_> {
+        Pusher::new(&self.berth.client, &self.berth.base)
+            .authorized(self.credentials.authorization())
+    }
+
     fn registry(&self, method: Method, path: &str) -> RequestBuilder {
         self.credentials
             .apply(self.berth.client.request(method, self.berth.url(path)))
@@ -610,11 +566,6 @@ impl Session<'_> {
 /// The image config [`Session::push_platform_image`] pushes.
 pub fn platform_config(os: &str, architecture: &str) -> String {
     format!(r#"{{"architecture":"{architecture}","os":"{os}"}}"#)
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Basic credentials for `/v2/`.

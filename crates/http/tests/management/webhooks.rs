@@ -2,103 +2,29 @@
 //! delivered by the server's own jobs runner to a real receiver on loopback that checks the
 //! Standard Webhooks signature; bad input refused; pings, history and redelivery.
 
-use crate::support::{basic, Berth, PASSWORD};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use berth_core::webhooks::verify;
+use crate::support::{basic, Berth, Reply, Session, PASSWORD};
+use berth_testkit::receiver::{Received, Receiver};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Received {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).expect("a JSON body")
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    /// Whether the Standard Webhooks signature is this body's, under `secret`.
-    pub fn signed_with(&self, secret: &str) -> bool {
-        let timestamp: i64 = self.header("webhook-timestamp").parse().unwrap_or(0);
-        verify(
-            secret,
-            self.header("webhook-id"),
-            timestamp,
-            self.body.as_bytes(),
-            self.header("webhook-signature"),
-        )
-    }
-}
-
-/// A receiver on loopback that records what it gets and answers `status`.
-pub struct Receiver {
-    pub url: String,
-    pub received: Arc<Mutex<Vec<Received>>>,
-    pub status: Arc<Mutex<u16>>,
-}
-
-impl Receiver {
-    pub async fn start() -> Receiver {
-        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let status = Arc::new(Mutex::new(200));
-        let (log, answer) = (received.clone(), status.clone());
-        let app = Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: String| {
-                let (log, answer) = (log.clone(), answer.clone());
-                async move {
-                    log.lock().unwrap().push(Received { headers, body });
-                    let status = *answer.lock().unwrap();
-                    (StatusCode::from_u16(status).unwrap(), "thanks")
-                }
-            }),
+/// The webhook's delivery history once it holds `n` attempts: an attempt is recorded just
+/// after the receiver answered, so it may show a moment after the delivery arrived.
+async fn history(owner: &Session<'_>, id: &str, n: usize) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let history = owner
+            .get(&format!("/api/v1/webhooks/{id}/deliveries"))
+            .await
+            .expect(200);
+        let count = history.body["results"].as_array().map_or(0, Vec::len);
+        if count >= n {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} attempts recorded, not {n}"
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            received,
-            status,
-        }
-    }
-
-    pub fn answer(&self, status: u16) {
-        *self.status.lock().unwrap() = status;
-    }
-
-    pub fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-
-    /// Waits (at most 10 s) until `n` requests came; returns them all.
-    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let got = self.received.lock().unwrap().clone();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} deliveries, got {}: {got:?}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -173,10 +99,7 @@ async fn a_push_is_delivered_signed_in_docker_hubs_format_with_the_digest() {
     );
     assert_eq!(body["push_data"]["platforms"], json!(["linux/amd64"]));
 
-    let history = alice
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
-        .await
-        .expect(200);
+    let history = history(&alice, &id, 1).await;
     let attempt = &history.body["results"][0];
     assert_eq!(attempt["status"], 200);
     assert_eq!(attempt["event"], "manifest.pushed");
@@ -433,10 +356,7 @@ async fn pings_redeliveries_and_410_are_handled_and_recorded() {
     let got = receiver.wait_for(4).await;
     assert_eq!(got[3].json()["push_data"]["tag"], "3");
 
-    let history = alice
-        .get(&format!("/api/v1/webhooks/{id}/deliveries"))
-        .await
-        .expect(200);
+    let history = history(&alice, &id, 4).await;
     let statuses: Vec<&Value> = history.body["results"]
         .as_array()
         .unwrap()
@@ -592,5 +512,75 @@ async fn repository_settings_changes_are_events_and_fire_repository_webhooks() {
         receiver.count(),
         3,
         "access changes are not repository events"
+    );
+}
+
+#[tokio::test]
+async fn joining_and_leaving_a_team_are_access_changes_of_its_repositories() {
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    berth.user("bob").await;
+    alice
+        .post("/api/v1/orgs", json!({ "orgname": "acme" }))
+        .await
+        .expect(201);
+    alice
+        .post("/api/v1/orgs/acme/groups", json!({ "name": "devs" }))
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/repositories",
+            json!({ "namespace": "acme", "name": "api", "is_private": true }),
+        )
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/repositories/acme/api/-/groups",
+            json!({ "group_name": "devs", "permission": "write" }),
+        )
+        .await
+        .expect(201);
+    alice
+        .post(
+            "/api/v1/orgs/acme/groups/devs/members",
+            json!({ "member": "bob" }),
+        )
+        .await
+        .expect(201);
+    alice
+        .delete("/api/v1/orgs/acme/groups/devs/members/bob")
+        .await
+        .expect(204);
+
+    let events = berth.admin().await.get("/api/v1/events").await.expect(200);
+    let access: Vec<&Value> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "access.changed")
+        .collect();
+    let actions: Vec<&Value> = access.iter().map(|e| &e["data"]["action"]).collect();
+    assert_eq!(
+        actions,
+        [
+            &json!("team.grant"),
+            &json!("team.member.add"),
+            &json!("team.member.remove")
+        ],
+        "{}",
+        events.text
+    );
+    let joined = access[1];
+    assert_eq!(joined["repository"], "acme/api");
+    assert_eq!(joined["actor"], "alice");
+    assert_eq!(
+        joined["data"],
+        json!({ "action": "team.member.add", "subject": "bob", "team": "devs", "permission": "write" })
+    );
+    assert_eq!(
+        access[2]["data"],
+        json!({ "action": "team.member.remove", "subject": "bob", "team": "devs" })
     );
 }

@@ -16,6 +16,7 @@ use berth_core::ports::{
 use berth_core::time::now_unix;
 use berth_oci::RepoName;
 use sqlx::{Row, Sqlite, Transaction};
+use std::collections::BTreeMap;
 
 // The queries below share parameter numbers: ?2 is the viewer's user or organization id and
 // ?3 the owners team's name. The fragments are macros so `concat!` builds each query once,
@@ -514,7 +515,56 @@ async fn access_changed(
         action: action.to_owned(),
         subject,
         permission: permission.map(|p| p.as_str().to_owned()),
+        team: None,
     });
     let event = NewEvent::about(EventKind::AccessChanged, &repo, actor, data);
     record_event(tx, event, now_unix()).await
+}
+
+/// Records `access.changed` by `action` about `subject` (a member or the team itself) for
+/// every repository the team's members reach through it: the team's grants, and for an
+/// organization's owners team every repository of the organization, which owners hold
+/// Admin on. `gains`: the subject now holds the team's permission, named in the event.
+/// In the caller's transaction, before a deletion takes the grants away.
+pub(super) async fn team_access_changed(
+    tx: &mut Transaction<'_, Sqlite>,
+    team_id: i64,
+    action: &str,
+    subject: &str,
+    gains: bool,
+    actor: Option<&str>,
+) -> Result<(), MetaError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT t.name, r.name, g.permission FROM team_repositories g \
+         JOIN teams t ON t.id = g.team_id JOIN repositories r ON r.id = g.repository_id \
+         WHERE g.team_id = ?1 \
+         UNION ALL \
+         SELECT t.name, r.name, 'admin' FROM teams t JOIN organizations o ON o.id = t.org_id \
+         JOIN repositories r ON substr(r.name, 1, length(o.name) + 1) = o.name || '/' \
+         WHERE t.id = ?1 AND t.name = ?2",
+    )
+    .bind(team_id)
+    .bind(OWNERS_TEAM)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    // One event per repository, naming the highest permission the team gives on it.
+    let mut reached: BTreeMap<String, (String, Permission)> = BTreeMap::new();
+    for (team, repo, permission) in rows {
+        let permission = parse_permission(&permission)?;
+        let entry = reached.entry(repo).or_insert((team, permission));
+        entry.1 = entry.1.max(permission);
+    }
+    let now = now_unix();
+    for (repo, (team, permission)) in reached {
+        let data = data_of(&AccessChangedData {
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            permission: gains.then(|| permission.as_str().to_owned()),
+            team: Some(team),
+        });
+        let event = NewEvent::about(EventKind::AccessChanged, &repo, actor, data);
+        record_event(tx, event, now).await?;
+    }
+    Ok(())
 }

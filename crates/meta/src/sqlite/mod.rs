@@ -41,6 +41,8 @@ pub struct SqliteMeta {
     write: SqlitePool,
     catalog: std::sync::Arc<catalog::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
+    /// Delivery attempts waiting to be written together.
+    attempts: std::sync::Arc<webhooks::AttemptBatch>,
 }
 
 /// When a commit is on stable storage.
@@ -100,6 +102,7 @@ impl SqliteMeta {
             read,
             write,
             catalog: Default::default(),
+            attempts: Default::default(),
             wal: std::sync::Arc::new(durability::WalSync::new(path)),
         })
     }

@@ -1,13 +1,14 @@
 //! Organizations on SQLite: creation with their namespace and owners team, teams and
 //! team membership.
 
+use super::access::team_access_changed;
 use super::namespaces::claim_namespace;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
     MetaError, NamespaceOwner, OrgRecord, Organizations, TeamRecord, OWNERS_TEAM,
 };
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 
 fn org_from_row(row: &SqliteRow) -> OrgRecord {
     OrgRecord {
@@ -162,37 +163,73 @@ impl Organizations for SqliteMeta {
         Ok(rows.iter().map(team_from_row).collect())
     }
 
-    async fn delete_team(&self, team_id: i64) -> Result<bool, MetaError> {
-        // Memberships and grants go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM teams WHERE id = ?")
+    async fn delete_team(&self, team_id: i64, actor: Option<&str>) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let team: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
             .bind(team_id)
-            .execute(&self.write)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        let Some(team) = team else {
+            return Ok(false);
+        };
+        // The grants are read before they go: their members lose what they gave.
+        team_access_changed(&mut tx, team_id, "team.delete", &team, false, actor).await?;
+        // Memberships and grants go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM teams WHERE id = ?")
+            .bind(team_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
-    async fn add_team_member(&self, team_id: i64, user_id: i64) -> Result<bool, MetaError> {
+    async fn add_team_member(
+        &self,
+        team_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "INSERT INTO team_members (team_id, user_id) VALUES (?, ?) \
              ON CONFLICT(team_id, user_id) DO NOTHING",
         )
         .bind(team_id)
         .bind(user_id)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let user = user_name(&mut tx, user_id).await?;
+        team_access_changed(&mut tx, team_id, "team.member.add", &user, true, actor).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
-    async fn remove_team_member(&self, team_id: i64, user_id: i64) -> Result<bool, MetaError> {
+    async fn remove_team_member(
+        &self,
+        team_id: i64,
+        user_id: i64,
+        actor: Option<&str>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
         let done = sqlx::query("DELETE FROM team_members WHERE team_id = ? AND user_id = ?")
             .bind(team_id)
             .bind(user_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let user = user_name(&mut tx, user_id).await?;
+        team_access_changed(&mut tx, team_id, "team.member.remove", &user, false, actor).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn team_members(&self, team_id: i64) -> Result<Vec<String>, MetaError> {
@@ -219,4 +256,12 @@ impl Organizations for SqliteMeta {
         .map_err(backend)?;
         Ok(found.is_some())
     }
+}
+
+async fn user_name(tx: &mut Transaction<'_, Sqlite>, user_id: i64) -> Result<String, MetaError> {
+    sqlx::query_scalar("SELECT name FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)
 }

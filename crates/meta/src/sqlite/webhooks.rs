@@ -305,82 +305,40 @@ impl WebhookStore for SqliteMeta {
         disable_after: u32,
         job: Option<(i64, &str)>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        if let (AttemptVerdict::Delivered, Some((id, lease))) = (&verdict, job) {
-            sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ?")
-                .bind(id)
-                .bind(lease)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
-             response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.delivery_id)
-        .bind(&a.webhook_id)
-        .bind(i64::from(a.attempt))
-        .bind(a.at_ms)
-        .bind(a.status.map(i64::from))
-        .bind(a.latency_ms as i64)
-        .bind(&a.response)
-        .bind(&a.error)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let state = match verdict {
-            AttemptVerdict::Delivered => Some("delivered"),
-            AttemptVerdict::Failed | AttemptVerdict::Gone => Some("failed"),
-            AttemptVerdict::WillRetry => None,
-        };
-        if let Some(state) = state {
-            sqlx::query("UPDATE webhook_deliveries SET state = ? WHERE id = ?")
-                .bind(state)
-                .bind(&a.delivery_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let disabled_reason = match verdict {
-            AttemptVerdict::Delivered => {
-                sqlx::query("UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?")
-                    .bind(&a.webhook_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                None
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.attempts.waiting.lock().unwrap().push(WaitingAttempt {
+            attempt: a.clone(),
+            verdict,
+            disable_after,
+            job: job.map(|(id, lease)| (id, lease.to_owned())),
+            reply,
+        });
+        {
+            // Whoever holds the turn writes every attempt waiting by then, this one included
+            // unless an earlier holder already took it.
+            let _turn = self.attempts.turn.lock().await;
+            let batch = std::mem::take(&mut *self.attempts.waiting.lock().unwrap());
+            if !batch.is_empty() {
+                match write_attempts(&self.write, &batch).await {
+                    Ok(results) => {
+                        for (waiting, result) in batch.into_iter().zip(results) {
+                            let _ = waiting.reply.send(result);
+                        }
+                    }
+                    Err(err) => {
+                        let err = err.to_string();
+                        for waiting in batch {
+                            let _ = waiting.reply.send(Err(MetaError::Backend(err.clone())));
+                        }
+                    }
+                }
             }
-            AttemptVerdict::WillRetry => None,
-            AttemptVerdict::Gone => Some("the receiver answered 410 Gone".to_owned()),
-            AttemptVerdict::Failed => {
-                let failures: Option<i64> = sqlx::query_scalar(
-                    "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \
-                     WHERE id = ? RETURNING consecutive_failures",
-                )
-                .bind(&a.webhook_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                failures
-                    .filter(|n| *n >= i64::from(disable_after.max(1)))
-                    .map(|n| format!("disabled after {n} consecutive failed deliveries"))
-            }
-        };
-        let mut disabled = false;
-        if let Some(reason) = disabled_reason {
-            let done = sqlx::query(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1",
-            )
-            .bind(&reason)
-            .bind(&a.webhook_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            disabled = done.rows_affected() == 1;
         }
-        tx.commit().await.map_err(backend)?;
-        Ok(disabled)
+        answer.await.unwrap_or_else(|_| {
+            Err(MetaError::Backend(
+                "the batch holding the attempt was abandoned".into(),
+            ))
+        })
     }
 
     async fn delivery_attempts(
@@ -426,4 +384,145 @@ impl WebhookStore for SqliteMeta {
         .map_err(backend)?;
         Ok(done.rows_affected())
     }
+}
+
+/// Delivery attempts recorded at the same moment, written together: on the one SQLite
+/// writer, a transaction per attempt cost more than the attempts themselves (each commit
+/// appends every page it touched to the WAL), and deliveries finish in bursts.
+#[derive(Debug, Default)]
+pub(super) struct AttemptBatch {
+    waiting: std::sync::Mutex<Vec<WaitingAttempt>>,
+    /// Held while a batch is written; the next holder takes what arrived meanwhile.
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct WaitingAttempt {
+    attempt: DeliveryAttempt,
+    verdict: AttemptVerdict,
+    disable_after: u32,
+    job: Option<(i64, String)>,
+    reply: tokio::sync::oneshot::Sender<Result<bool, MetaError>>,
+}
+
+/// Writes a batch of attempts in one transaction, in order (so runs of failures count as
+/// they would one by one); for each, whether it disabled its webhook. Each attempt is
+/// written under a savepoint: one that cannot be written (its webhook deleted meanwhile)
+/// fails alone, and the others commit.
+async fn write_attempts(
+    write: &sqlx::SqlitePool,
+    batch: &[WaitingAttempt],
+) -> Result<Vec<Result<bool, MetaError>>, MetaError> {
+    let mut tx = write.begin().await.map_err(backend)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for waiting in batch {
+        sqlx::query("SAVEPOINT attempt")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let result = write_attempt(&mut tx, waiting).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO attempt")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("RELEASE attempt")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        results.push(result);
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(results)
+}
+
+/// One attempt of a batch, in the batch's transaction (see the port's contract).
+async fn write_attempt(
+    tx: &mut Transaction<'_, Sqlite>,
+    waiting: &WaitingAttempt,
+) -> Result<bool, MetaError> {
+    let (a, verdict, disable_after) = (&waiting.attempt, &waiting.verdict, waiting.disable_after);
+    let job = waiting
+        .job
+        .as_ref()
+        .map(|(id, lease)| (*id, lease.as_str()));
+    if let (AttemptVerdict::Delivered, Some((id, lease))) = (&verdict, job) {
+        sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ?")
+            .bind(id)
+            .bind(lease)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    sqlx::query(
+        "INSERT INTO webhook_attempts (delivery_id, webhook_id, attempt, at, status, latency_ms, \
+             response, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&a.delivery_id)
+    .bind(&a.webhook_id)
+    .bind(i64::from(a.attempt))
+    .bind(a.at_ms)
+    .bind(a.status.map(i64::from))
+    .bind(a.latency_ms as i64)
+    .bind(&a.response)
+    .bind(&a.error)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let state = match verdict {
+        AttemptVerdict::Delivered => Some("delivered"),
+        AttemptVerdict::Failed | AttemptVerdict::Gone => Some("failed"),
+        AttemptVerdict::WillRetry => None,
+    };
+    if let Some(state) = state {
+        sqlx::query("UPDATE webhook_deliveries SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(&a.delivery_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    let disabled_reason = match verdict {
+        AttemptVerdict::Delivered => {
+            // Most deliveries end a run of none: then the row is not rewritten.
+            sqlx::query(
+                "UPDATE webhooks SET consecutive_failures = 0 \
+                     WHERE id = ? AND consecutive_failures != 0",
+            )
+            .bind(&a.webhook_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+            None
+        }
+        AttemptVerdict::WillRetry => None,
+        AttemptVerdict::Gone => Some("the receiver answered 410 Gone".to_owned()),
+        AttemptVerdict::Failed => {
+            let failures: Option<i64> = sqlx::query_scalar(
+                "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 \
+                     WHERE id = ? RETURNING consecutive_failures",
+            )
+            .bind(&a.webhook_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+            failures
+                .filter(|n| *n >= i64::from(disable_after.max(1)))
+                .map(|n| format!("disabled after {n} consecutive failed deliveries"))
+        }
+    };
+    let mut disabled = false;
+    if let Some(reason) = disabled_reason {
+        let done = sqlx::query(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = ? WHERE id = ? AND enabled = 1",
+        )
+        .bind(&reason)
+        .bind(&a.webhook_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        disabled = done.rows_affected() == 1;
+    }
+    Ok(disabled)
 }
