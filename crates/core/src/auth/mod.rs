@@ -52,7 +52,8 @@ impl Default for AuthSettings {
 
 /// How long a verified password is remembered, so clients that send Basic credentials on
 /// every request do not pay for argon2id each time. A remembered password counts only while
-/// the account keeps the hash it matched, so a changed password takes effect at once.
+/// the account keeps the hash it matched, so a changed password takes effect at once (while
+/// no credentials changed anywhere, that is known without reading the account).
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 4096;
 
@@ -65,9 +66,9 @@ pub struct Authenticator {
     signer: TokenSigner,
     settings: AuthSettings,
     throttle: SignInThrottle,
-    /// Verified password sign-ins: SHA-256 of name and password → the stored password hash
-    /// the password matched.
-    passwords: TtlCache<Arc<str>>,
+    /// Verified password sign-ins: SHA-256 of name and password → who signed in, the stored
+    /// password hash it matched and the credentials epoch of the check.
+    passwords: TtlCache<login::RememberedPassword>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,
     /// Bounds concurrent argon2id checks and their queue, keeping one for trusted sign-ins.

@@ -89,6 +89,7 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -99,6 +100,7 @@ impl Accounts for SqliteMeta {
             .execute(&self.write)
             .await
             .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -122,7 +124,12 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
+    }
+
+    fn credentials_epoch(&self) -> Option<u64> {
+        self.credentials.current()
     }
 
     async fn claim_totp_step(&self, user_id: i64, step: i64) -> Result<bool, MetaError> {

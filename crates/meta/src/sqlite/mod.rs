@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod credentials;
 mod durability;
 mod events;
 mod hub;
@@ -35,6 +36,7 @@ pub struct SqliteMeta {
     write: SqlitePool,
     catalog: std::sync::Arc<catalog::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
+    credentials: std::sync::Arc<credentials::CredentialsEpoch>,
 }
 
 /// When a commit is on stable storage.
@@ -95,6 +97,7 @@ impl SqliteMeta {
             write,
             catalog: Default::default(),
             wal: std::sync::Arc::new(durability::WalSync::new(path)),
+            credentials: std::sync::Arc::new(credentials::CredentialsEpoch::beside(path)),
         })
     }
 
