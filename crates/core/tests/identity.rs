@@ -479,7 +479,10 @@ async fn credentials_changed_by_another_process_end_a_remembered_password_at_onc
     let bob = w.user("bob", true).await;
     let auth = w.authenticator().await;
     assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
-    assert_eq!(auth.basic("root", "long-password", None).await.unwrap(), root);
+    assert_eq!(
+        auth.basic("root", "long-password", None).await.unwrap(),
+        root
+    );
 
     // `berth user …` opens the same database file in a process of its own.
     let cli_store = Arc::new(
@@ -501,7 +504,10 @@ async fn credentials_changed_by_another_process_end_a_remembered_password_at_onc
         Err(Error::CredentialsInvalid)
     ));
     // Another account's remembered password is checked against its account again, and holds.
-    assert_eq!(auth.basic("root", "long-password", None).await.unwrap(), root);
+    assert_eq!(
+        auth.basic("root", "long-password", None).await.unwrap(),
+        root
+    );
 }
 
 #[tokio::test]

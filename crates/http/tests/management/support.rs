@@ -141,18 +141,26 @@ impl Berth {
 
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
-        Berth::start_configured(allow_signup, None).await
+        Berth::start_configured(allow_signup, None, false).await
     }
 
     /// Like [`Berth::start`], with the operations endpoints wired to the stores as `serve`
     /// wires them, and `/metrics` open without credentials to `metrics_allow` only.
     pub async fn start_with_metrics_allow(metrics_allow: Vec<ipnet::IpNet>) -> Berth {
-        Berth::start_configured(false, Some(metrics_allow)).await
+        Berth::start_configured(false, Some(metrics_allow), false).await
+    }
+
+    /// Like [`Berth::start_with_metrics_allow`] with loopback allowed, but with request
+    /// metrics off (`metrics = false`).
+    pub async fn start_without_metrics() -> Berth {
+        let loopback = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        Berth::start_configured(false, Some(loopback), true).await
     }
 
     async fn start_configured(
         allow_signup: bool,
         metrics_allow: Option<Vec<ipnet::IpNet>>,
+        metrics_off: bool,
     ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         // The first admin exists before the server starts, as `berth serve` makes it.
@@ -169,6 +177,7 @@ impl Berth {
         let mut options = berth_testkit::Options::default();
         options.settings.allow_signup = allow_signup;
         options.metrics_allow = metrics_allow;
+        options.metrics_off = metrics_off;
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
         let hub = served.state.hub.clone();
