@@ -84,8 +84,12 @@ pub(crate) async fn observe(
         (status, response)
     };
     // Writes are acknowledged only once on stable storage (a GET of `/token` can issue a
-    // refresh token, so it counts as one).
-    let writes = !matches!(method, Method::GET | Method::HEAD) || kind == RouteKind::Token;
+    // refresh token, so it counts as one). An upload's `202` (a session started, a chunk
+    // taken) acknowledges nothing kept: a session lost to a power cut only makes the client
+    // start over, and its blob's `201` waits for the flush. Holding the `202`s for it made
+    // every upload start wait for the disk.
+    let writes = (!matches!(method, Method::GET | Method::HEAD) || kind == RouteKind::Token)
+        && !(kind == RouteKind::Upload && status == 202);
     if writes {
         if let Err(detail) = ops.durable().await {
             let _entered = span.enter();

@@ -350,6 +350,20 @@ async fn answers_to_writes_wait_for_the_database_to_flush_and_reads_do_not() {
         after_push,
         "reads wait for nothing"
     );
+    // Starting an upload keeps nothing a client relies on: its `202` does not wait either.
+    let started = raw(
+        &berth,
+        Method::POST,
+        "/v2/alice/app/blobs/uploads/",
+        Some(&basic_header("admin", ADMIN_PASSWORD)),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    assert_eq!(
+        berth.meta.wal_flushes(),
+        after_push,
+        "an upload's 202 waits for no flush"
+    );
     berth
         .admin()
         .await
