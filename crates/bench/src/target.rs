@@ -144,6 +144,11 @@ impl Proc {
         self.status_mib("VmRSS:")
     }
 
+    /// Anonymous resident memory now (RssAnon: heap, stacks; not mapped file pages) in MiB.
+    pub fn rss_anon_mib(&self) -> Result<f64> {
+        self.status_mib("RssAnon:")
+    }
+
     /// A `kB` field of /proc/PID/status in MiB.
     fn status_mib(&self, field: &str) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
@@ -252,8 +257,10 @@ impl Target {
         self.proc.as_ref().and_then(|p| p.peak_rss_mib().ok())
     }
 
-    pub fn rss_mib(&self) -> Option<f64> {
-        self.proc.as_ref().and_then(|p| p.rss_mib().ok())
+    /// (VmRSS, RssAnon) in MiB.
+    pub fn rss_mib(&self) -> Option<(f64, f64)> {
+        let p = self.proc.as_ref()?;
+        Some((p.rss_mib().ok()?, p.rss_anon_mib().ok()?))
     }
 
     /// Run `f`, measuring wall-clock time and the CPU time of the server,

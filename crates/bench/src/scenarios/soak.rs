@@ -110,10 +110,15 @@ pub struct Outcome {
     pub kinds: Vec<KindSummary>,
     /// (seconds since the start, resident MiB).
     pub rss: Vec<(f64, f64)>,
+    /// (seconds since the start, anonymous resident MiB: without mapped file pages such as
+    /// the database's).
+    pub rss_anon: Vec<(f64, f64)>,
     /// Resident memory at the end minus at the middle of the run.
     pub rss_growth_second_half_mib: Option<f64>,
     /// Least-squares slope of the second half's samples.
     pub rss_slope_second_half_mib_per_min: Option<f64>,
+    pub rss_anon_growth_second_half_mib: Option<f64>,
+    pub rss_anon_slope_second_half_mib_per_min: Option<f64>,
 }
 
 async fn timed<T>(what: &str, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -332,19 +337,21 @@ async fn big_pusher(
     (pushed, took)
 }
 
-/// Resident memory (VmRSS) of the server every `every` until the deadline.
+/// Resident memory (VmRSS, RssAnon) of the server every `every` until the deadline.
 async fn rss_sampler(
     t: Arc<Target>,
     every: Duration,
     start: Instant,
     deadline: Instant,
-) -> Vec<(f64, f64)> {
+) -> Vec<(f64, f64, f64)> {
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if let Some(rss) = t.rss_mib() {
-            samples.push((start.elapsed().as_secs_f64(), rss));
+        if let Some((rss, anon)) = t.rss_mib() {
+            let at = start.elapsed().as_secs_f64();
+            eprintln!("[soak] {}: {at:.0} s, RSS {rss:.1} MiB (anonymous {anon:.1})", t.name);
+            samples.push((at, rss, anon));
         }
         if Instant::now() >= deadline {
             return samples;
@@ -470,7 +477,9 @@ pub async fn run(t: &Arc<Target>, options: &Options) -> Result<Outcome> {
         }
     }
     let (bigs, mut big_took) = big.await?;
-    let rss = sampler.await?;
+    let samples = sampler.await?;
+    let rss: Vec<(f64, f64)> = samples.iter().map(|s| (s.0, s.1)).collect();
+    let rss_anon: Vec<(f64, f64)> = samples.iter().map(|s| (s.0, s.2)).collect();
     let seconds = start.elapsed().as_secs_f64();
     requests += 2 * bigs.len() as u64;
 
@@ -497,6 +506,7 @@ pub async fn run(t: &Arc<Target>, options: &Options) -> Result<Outcome> {
         })
         .collect();
     let (growth, slope) = second_half_growth(&rss);
+    let (anon_growth, anon_slope) = second_half_growth(&rss_anon);
     let errors = std::mem::take(&mut *errors.lock().map_err(|_| "errors lock poisoned")?);
     Ok(Outcome {
         target: t.name.clone(),
@@ -511,8 +521,11 @@ pub async fn run(t: &Arc<Target>, options: &Options) -> Result<Outcome> {
         big_push_p50_ms: percentile(&mut big_took, 50.0).map(f64::from),
         kinds,
         rss,
+        rss_anon,
         rss_growth_second_half_mib: growth,
         rss_slope_second_half_mib_per_min: slope,
+        rss_anon_growth_second_half_mib: anon_growth,
+        rss_anon_slope_second_half_mib_per_min: anon_slope,
     })
 }
 
@@ -525,7 +538,8 @@ pub fn markdown(o: &Outcome) -> String {
          - requests: {} ({:.0}/s), errors: {}\n\
          - images acknowledged: {}, intact afterwards: {}\n\
          - {} MiB blobs acknowledged: {}, intact afterwards: {} (push p50 {} ms)\n\
-         - RSS: first {} MiB, middle {} MiB, last {} MiB, peak {} MiB; second half: growth {} MiB, slope {} MiB/min\n\n\
+         - RSS: first {} MiB, middle {} MiB, last {} MiB, peak {} MiB; second half: growth {} MiB, slope {} MiB/min\n\
+         - anonymous RSS (without mapped file pages): first {} MiB, middle {} MiB, last {} MiB; second half: growth {} MiB, slope {} MiB/min\n\n\
          | request | count | p50 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- |\n",
         o.target,
         o.seconds / 60.0,
@@ -544,6 +558,11 @@ pub fn markdown(o: &Outcome) -> String {
         opt(o.rss.iter().map(|s| s.1).reduce(f64::max), 1),
         opt(o.rss_growth_second_half_mib, 1),
         opt(o.rss_slope_second_half_mib_per_min, 2),
+        opt(o.rss_anon.first().map(|s| s.1), 1),
+        opt(o.rss_anon.get(o.rss_anon.len() / 2).map(|s| s.1), 1),
+        opt(o.rss_anon.last().map(|s| s.1), 1),
+        opt(o.rss_anon_growth_second_half_mib, 1),
+        opt(o.rss_anon_slope_second_half_mib_per_min, 2),
     );
     for k in &o.kinds {
         md.push_str(&format!(
