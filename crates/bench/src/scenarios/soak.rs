@@ -350,7 +350,10 @@ async fn rss_sampler(
         tick.tick().await;
         if let Some((rss, anon)) = t.rss_mib() {
             let at = start.elapsed().as_secs_f64();
-            eprintln!("[soak] {}: {at:.0} s, RSS {rss:.1} MiB (anonymous {anon:.1})", t.name);
+            eprintln!(
+                "[soak] {}: {at:.0} s, RSS {rss:.1} MiB (anonymous {anon:.1})",
+                t.name
+            );
             samples.push((at, rss, anon));
         }
         if Instant::now() >= deadline {

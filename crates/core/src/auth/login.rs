@@ -180,18 +180,23 @@ impl Authenticator {
         Ok(signed_in.principal)
     }
 
-    /// Who a remembered password signs in, only while the account still has the password
+    /// Who a remembered password signs in (remembered while used, forgotten after a minute
+    /// without), only while the account still has the password
     /// hash it was checked against and no two-factor authentication, so a changed password
     /// (here, from the CLI, or on another node) or two-factor turned on applies at the next
     /// request. While the store's credentials epoch has not moved since the check, nothing
     /// of that can have changed and the remembered answer stands without a database read
     /// (as a bearer token's does); otherwise the account is read, and argon2id is not run.
     async fn remembered_password(&self, key: &Key, name: &str) -> Result<Option<Principal>> {
-        let Some(remembered) = self.passwords.get(key, Instant::now()) else {
+        let now = Instant::now();
+        let epoch = self.store.credentials_epoch();
+        // An entry in use stays (argon2id runs again only after a minute without it): every
+        // use is checked against the epoch, or the account, below.
+        let Some(remembered) = self.passwords.get_extending(key, now, PASSWORD_CACHE_TTL) else {
             return Ok(None);
         };
-        let epoch = self.store.credentials_epoch();
         if epoch.is_some() && epoch == remembered.epoch {
+            // Nothing about any account's credentials changed since the check.
             return Ok(Some(remembered.principal));
         }
         let Some(user) = self.store.user_by_name(name).await? else {
@@ -204,7 +209,6 @@ impl Authenticator {
         let principal = Principal::user(user);
         // The account was read after `epoch`: the answer holds at that epoch from now on.
         if epoch.is_some() {
-            let now = Instant::now();
             let refreshed = RememberedPassword {
                 principal: principal.clone(),
                 password_hash: remembered.password_hash,
