@@ -87,27 +87,3 @@ async fn group_commit_flushes_the_commits_of_many_callers_at_once() {
         "one flush for the first, one for the 31 behind it"
     );
 }
-
-#[tokio::test]
-async fn under_group_commit_the_wal_is_checkpointed_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("berth.db");
-    let meta = SqliteMeta::open_with(&database, Durability::GroupCommit)
-        .await
-        .unwrap();
-    let before = std::fs::metadata(&database).unwrap().len();
-    // Enough rows for new pages; far fewer than the 1,000 WAL pages at which a writer
-    // would checkpoint by itself: only the background checkpoint moves them.
-    for i in 0..400 {
-        audit(&meta, i).await;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::fs::metadata(&database).unwrap().len() == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing copied the WAL's pages into the database file"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    meta.close().await;
-}

@@ -30,9 +30,6 @@ use std::time::Duration;
 /// (SQLite's default is 2 MiB each); other pages come from the kernel's page cache.
 const READER_CACHE_KIB: u32 = 512;
 
-/// How often the WAL is checkpointed in the background under group commit.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {
@@ -41,8 +38,6 @@ pub struct SqliteMeta {
     catalog: std::sync::Arc<catalog::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
     credentials: std::sync::Arc<credentials::CredentialsEpoch>,
-    /// Under group commit: the connection that checkpoints the WAL, off the writer.
-    checkpoints: Option<SqlitePool>,
 }
 
 /// When a commit is on stable storage.
@@ -87,18 +82,10 @@ impl SqliteMeta {
             // soak). Each connection reads through its own bounded page cache instead
             // (readers: `READER_CACHE_KIB`; the writer: SQLite's 2 MiB).
             .pragma("mmap_size", "0");
-        // Under group commit the writer never checkpoints: a checkpoint flushes the database
-        // file, and the single writer (and every write queued behind it) waited for that
-        // flush while large uploads were being written back. A connection of its own
-        // checkpoints in the background (PASSIVE: it blocks no reader or writer).
-        let writer_options = match durability {
-            Durability::EveryCommit => options.clone(),
-            Durability::GroupCommit => options.clone().pragma("wal_autocheckpoint", "0"),
-        };
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(writer_options)
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
         migrate::run(&write).await?;
@@ -112,26 +99,12 @@ impl SqliteMeta {
             )
             .await
             .map_err(backend)?;
-        let checkpoints = match durability {
-            Durability::EveryCommit => None,
-            Durability::GroupCommit => {
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .connect_with(options)
-                    .await
-                    .map_err(backend)?;
-                tokio::spawn(checkpoint_until_closed(pool.clone()));
-                Some(pool)
-            }
-        };
         Ok(SqliteMeta {
             read,
             write,
             catalog: Default::default(),
             wal: std::sync::Arc::new(durability::WalSync::new(path)),
             credentials: std::sync::Arc::new(credentials::CredentialsEpoch::beside(path)),
-            checkpoints,
         })
     }
 
@@ -189,36 +162,10 @@ impl SqliteMeta {
         [of("read", &self.read), of("write", &self.write)]
     }
 
-    /// Closes the pools, finishing the WAL checkpoint.
+    /// Closes both pools, finishing the WAL checkpoint.
     pub async fn close(&self) {
-        if let Some(checkpoints) = &self.checkpoints {
-            checkpoints.close().await;
-        }
         self.read.close().await;
         self.write.close().await;
-    }
-}
-
-/// Checkpoints the WAL every [`CHECKPOINT_EVERY`] until the pool is closed. PASSIVE copies
-/// what no reader still needs and never waits for a lock; the WAL starts over from its
-/// beginning at the next write after a complete one, so it stays small.
-async fn checkpoint_until_closed(pool: SqlitePool) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::warn!(%err, "WAL checkpoint failed; it is tried again");
-        }
     }
 }
 
