@@ -37,7 +37,13 @@ pub(super) struct RememberedPassword {
     /// The store's credentials epoch read before the account was (see
     /// [`crate::ports::Accounts::credentials_epoch`]).
     epoch: Option<u64>,
+    /// When argon2id checked the password.
+    checked_at: Instant,
 }
+
+/// A remembered password is checked again this long after its check however often it is
+/// used: a bound on trusting it should a credentials change fail to move the epoch.
+const PASSWORD_RECHECK_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// A token's last use is written at most this often.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -173,6 +179,7 @@ impl Authenticator {
                 principal: signed_in.principal.clone(),
                 password_hash: hash,
                 epoch,
+                checked_at: now,
             };
             self.passwords
                 .insert(key, remembered, now + PASSWORD_CACHE_TTL, now);
@@ -181,18 +188,23 @@ impl Authenticator {
     }
 
     /// Who a remembered password signs in (remembered while used, forgotten after a minute
-    /// without), only while the account still has the password
-    /// hash it was checked against and no two-factor authentication, so a changed password
-    /// (here, from the CLI, or on another node) or two-factor turned on applies at the next
-    /// request. While the store's credentials epoch has not moved since the check, nothing
-    /// of that can have changed and the remembered answer stands without a database read
-    /// (as a bearer token's does); otherwise the account is read, and argon2id is not run.
+    /// without), only while the account still has the password hash it was checked against
+    /// and no two-factor authentication, so a changed password (here, from the CLI, or on
+    /// another node) or two-factor turned on applies at the next request. While the store's
+    /// credentials epoch has not moved since the check, nothing of that can have changed and
+    /// the remembered answer stands without a database read (as a bearer token's does);
+    /// otherwise the account is read, and argon2id is not run. However often it is used, a
+    /// password is checked again [`PASSWORD_RECHECK_AFTER`] after its check.
     async fn remembered_password(&self, key: &Key, name: &str) -> Result<Option<Principal>> {
         let now = Instant::now();
         let epoch = self.store.credentials_epoch();
         // An entry in use stays (argon2id runs again only after a minute without it): every
         // use is checked against the epoch, or the account, below.
-        let Some(remembered) = self.passwords.get_extending(key, now, PASSWORD_CACHE_TTL) else {
+        let Some(remembered) = self
+            .passwords
+            .get_extending(key, now, PASSWORD_CACHE_TTL)
+            .filter(|r| now.duration_since(r.checked_at) < PASSWORD_RECHECK_AFTER)
+        else {
             return Ok(None);
         };
         if epoch.is_some() && epoch == remembered.epoch {
@@ -213,6 +225,7 @@ impl Authenticator {
                 principal: principal.clone(),
                 password_hash: remembered.password_hash,
                 epoch,
+                checked_at: remembered.checked_at,
             };
             self.passwords
                 .insert(*key, refreshed, now + PASSWORD_CACHE_TTL, now);

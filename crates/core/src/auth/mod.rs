@@ -51,9 +51,10 @@ impl Default for AuthSettings {
 }
 
 /// How long a verified password is remembered after its last use, so clients that send Basic
-/// credentials on every request do not pay for argon2id each time. A remembered password counts only while
-/// the account keeps the hash it matched, so a changed password takes effect at once (while
-/// no credentials changed anywhere, that is known without reading the account).
+/// credentials on every request do not pay for argon2id each time. A remembered password
+/// counts only while the account keeps the hash it matched, so a changed password takes
+/// effect at once (while no credentials changed anywhere, that is known without reading the
+/// account).
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 4096;
 

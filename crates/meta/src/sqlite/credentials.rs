@@ -49,7 +49,7 @@ impl CredentialsEpoch {
         };
         if let Err(err) = appended {
             tracing::error!(path = %self.path.display(), %err,
-                "cannot move the credentials epoch: a server on this data directory may accept the old credentials for up to a minute");
+                "cannot move the credentials epoch: a server on this data directory may accept remembered old credentials for up to 15 minutes");
         }
     }
 }
