@@ -21,8 +21,8 @@ use clap::{Parser, ValueEnum};
 
 use crate::data::{small_blobs, BigBlob, CHUNK};
 use crate::report::{Better, Report};
-use crate::scenarios::{big, catalog, manifest, manifest_push, search, small};
-use crate::target::{Cost, Target, TargetSpec};
+use crate::scenarios::{big, catalog, manifest, manifest_push, search, small, soak};
+use crate::target::{Cost, SignIn, Target, TargetSpec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub type Result<T> = std::result::Result<T, Error>;
@@ -47,6 +47,9 @@ enum Scenario {
     Catalog,
     /// `/v1/search` over many repositories (targets without it are skipped)
     Search,
+    /// many clients pushing and pulling small images for minutes, with large blobs, then
+    /// every acknowledged push checked (not in the default set; one target after another)
+    Soak,
 }
 
 #[derive(Debug, Parser)]
@@ -56,6 +59,12 @@ struct Args {
     /// Repeat; ratios are first over second.
     #[arg(long = "target", required = true)]
     targets: Vec<TargetSpec>,
+    /// How a target with credentials in its URL is signed in: `bearer` asks its token
+    /// service for a token per repository (as docker does), `basic` sends the URL's
+    /// `user:password` as Basic credentials on every request (as curl scripts and
+    /// htpasswd-era tools do).
+    #[arg(long, value_enum, default_value = "bearer")]
+    auth: SignIn,
     /// Measured rounds per scenario and target.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -123,6 +132,24 @@ struct Args {
     /// Concurrency of unmeasured setup (catalog and search repositories).
     #[arg(long, default_value_t = 32)]
     setup_concurrency: usize,
+    /// Minutes of the soak scenario.
+    #[arg(long, env = "SOAK_MINUTES", default_value_t = 30.0)]
+    soak_minutes: f64,
+    /// Concurrent clients of the soak scenario.
+    #[arg(long, default_value_t = 100)]
+    soak_clients: usize,
+    /// Repositories the soak's images are spread over.
+    #[arg(long, default_value_t = 20)]
+    soak_repos: usize,
+    /// Seconds between the soak's large-blob pushes.
+    #[arg(long, default_value_t = 5.0)]
+    soak_big_every: f64,
+    /// Size of the soak's large blobs in MiB.
+    #[arg(long, default_value_t = 64)]
+    soak_big_mib: u64,
+    /// Seconds between samples of the server's resident memory during the soak.
+    #[arg(long, default_value_t = 10.0)]
+    soak_rss_every: f64,
     /// Do not run `sync` (flush dirty pages) before each large-blob run.
     #[arg(long)]
     no_sync: bool,
@@ -225,6 +252,8 @@ struct Bench {
     sizes: Sizes,
     targets: Vec<Arc<Target>>,
     report: Report,
+    /// The soak scenario's results, printed after the table.
+    soak_markdown: String,
 }
 
 impl Bench {
@@ -761,6 +790,36 @@ impl Bench {
 }
 
 impl Bench {
+    /// The soak, on each target in turn (not interleaved: each takes minutes).
+    async fn soak(&mut self) -> Result<()> {
+        let a = &self.args;
+        if a.soak_clients == 0 || a.soak_repos == 0 || a.soak_minutes <= 0.0 {
+            return Err("the soak needs clients, repositories and minutes above 0".into());
+        }
+        let options = soak::Options {
+            duration: Duration::from_secs_f64(a.soak_minutes * 60.0),
+            clients: a.soak_clients,
+            repos: a.soak_repos,
+            big_every: Duration::from_secs_f64(a.soak_big_every.max(0.1)),
+            big_size: a.soak_big_mib.max(1) * MIB,
+            rss_every: Duration::from_secs_f64(a.soak_rss_every.max(0.1)),
+            verify_concurrency: a.setup_concurrency,
+            seed: a.seed,
+        };
+        for t in 0..self.targets.len() {
+            let outcome = soak::run(&self.targets[t], &options).await?;
+            let md = soak::markdown(&outcome);
+            eprint!("{md}");
+            self.soak_markdown.push_str(&md);
+            if let Some(path) = &self.args.json {
+                let path = path.with_extension(format!("soak-{}.json", outcome.target));
+                std::fs::write(&path, serde_json::to_vec_pretty(&outcome)?)
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The peak resident memory so far (VmHWM) of the first `servers` servers.
     fn record_peak_rss(&mut self, metric: &'static str, servers: usize) {
         for t in 0..servers.min(self.targets.len()) {
@@ -779,11 +838,12 @@ async fn run(args: Args) -> Result<()> {
         .manifest_concurrency
         .max(args.small_concurrency)
         .max(args.setup_concurrency)
+        .max(args.soak_clients)
         * 2;
     let targets = args
         .targets
         .iter()
-        .map(|s| Target::new(s.clone(), pool).map(Arc::new))
+        .map(|s| Target::new(s.clone(), pool, args.auth).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
     for t in &targets {
         t.wait_ready(Duration::from_secs(args.ready_timeout))
@@ -794,7 +854,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut report = Report::new(targets.iter().map(|t| t.name.clone()).collect());
     report.preamble = format!(
-        "Rounds: {}, medians shown; ratio = {} / {}. Large blob {} MiB, {} small blobs of {}–{} KiB.\n\n",
+        "Rounds: {}, medians shown; ratio = {} / {}. Large blob {} MiB, {} small blobs of {}–{} KiB. Signed in with {}.\n\n",
         args.rounds,
         targets[0].name,
         targets.get(1).map_or("-", |t| t.name.as_str()),
@@ -802,12 +862,17 @@ async fn run(args: Args) -> Result<()> {
         sizes.small_count,
         args.small_min_kib,
         args.small_max_kib,
+        match args.auth {
+            SignIn::Bearer => "bearer tokens",
+            SignIn::Basic => "Basic credentials on every request",
+        },
     );
     let mut bench = Bench {
         args,
         sizes,
         targets,
         report,
+        soak_markdown: String::new(),
     };
 
     let selected = bench.args.scenarios.clone();
@@ -820,6 +885,7 @@ async fn run(args: Args) -> Result<()> {
         Scenario::ManifestPush,
         Scenario::Catalog,
         Scenario::Search,
+        Scenario::Soak,
     ];
     let mut registry_peak_recorded = false;
     for s in all.into_iter().filter(|s| selected.contains(s)) {
@@ -838,6 +904,7 @@ async fn run(args: Args) -> Result<()> {
             Scenario::ManifestPush => bench.manifest_push().await,
             Scenario::Catalog => bench.catalog().await,
             Scenario::Search => bench.search().await,
+            Scenario::Soak => bench.soak().await,
         };
         if let Err(e) = res {
             let msg = format!("{s:?}: {e}");
@@ -852,7 +919,8 @@ async fn run(args: Args) -> Result<()> {
         bench.record_peak_rss("peak RSS MiB", usize::MAX);
     }
 
-    let md = bench.report.markdown();
+    let mut md = bench.report.markdown();
+    md.push_str(&bench.soak_markdown);
     print!("{md}");
     if let Some(path) = &bench.args.out {
         std::fs::write(path, &md).map_err(|e| format!("writing {}: {e}", path.display()))?;

@@ -112,6 +112,9 @@ impl Report {
         if self.targets.len() >= 2 {
             header.push(format!("ratio {}/{}", self.targets[0], self.targets[1]));
         }
+        if self.targets.len() >= 3 {
+            header.push(format!("ratio {}/{}", self.targets[0], self.targets[2]));
+        }
         out.push_str(&format!("| {} |\n", header.join(" | ")));
         out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
         for r in &self.rows {
@@ -133,8 +136,8 @@ impl Report {
                 }
                 cells.push(cell);
             }
-            if self.targets.len() >= 2 {
-                cells.push(match (medians[0], medians[1]) {
+            for other in 1..self.targets.len().min(3) {
+                cells.push(match (medians[0], medians[other]) {
                     (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
                     _ => "n/a".to_string(),
                 });

@@ -9,6 +9,15 @@ use reqwest::{RequestBuilder, Url};
 use crate::bearer::BearerAuth;
 use crate::Result;
 
+/// How a target whose URL carries credentials is signed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SignIn {
+    /// A bearer token per repository from the registry's token service.
+    Bearer,
+    /// The credentials as Basic on every request.
+    Basic,
+}
+
 #[derive(Clone, Debug)]
 pub struct TargetSpec {
     pub name: String,
@@ -127,14 +136,29 @@ impl Proc {
 
     /// Peak resident set size (VmHWM) in MiB.
     pub fn peak_rss_mib(&self) -> Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident set size now (VmRSS) in MiB.
+    pub fn rss_mib(&self) -> Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    /// Anonymous resident memory now (RssAnon: heap, stacks; not mapped file pages) in MiB.
+    pub fn rss_anon_mib(&self) -> Result<f64> {
+        self.status_mib("RssAnon:")
+    }
+
+    /// A `kB` field of /proc/PID/status in MiB.
+    fn status_mib(&self, field: &str) -> Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .map_err(|e| format!("reading /proc/{}/status: {e}", self.pid))?;
         let line = status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .ok_or("no VmHWM in /proc/PID/status")?;
+            .find(|l| l.starts_with(field))
+            .ok_or_else(|| format!("no {field} in /proc/PID/status"))?;
         let kib: f64 = line
-            .trim_start_matches("VmHWM:")
+            .trim_start_matches(field)
             .trim()
             .trim_end_matches("kB")
             .trim()
@@ -173,20 +197,23 @@ impl Cost {
 }
 
 impl Target {
-    pub fn new(spec: TargetSpec, pool: usize) -> Result<Self> {
+    pub fn new(spec: TargetSpec, pool: usize, sign_in: SignIn) -> Result<Self> {
         let mut base = spec.url;
         let mut headers = reqwest::header::HeaderMap::new();
         let mut bearer = None;
         if !base.username().is_empty() {
             // Credentials in the URL sign the client in: registry requests carry a bearer
-            // token per repository, as docker's do; other APIs get Basic credentials.
+            // token per repository, as docker's do (other APIs get Basic credentials), or
+            // every request carries the Basic credentials.
             use base64::Engine as _;
             let credentials = format!("{}:{}", base.username(), base.password().unwrap_or(""));
             let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
             let basic: reqwest::header::HeaderValue = format!("Basic {encoded}").parse()?;
             headers.insert(reqwest::header::AUTHORIZATION, basic.clone());
-            let plain = reqwest::Client::builder().no_proxy().http1_only().build()?;
-            bearer = Some(BearerAuth::new(basic, plain));
+            if sign_in == SignIn::Bearer {
+                let plain = reqwest::Client::builder().no_proxy().http1_only().build()?;
+                bearer = Some(BearerAuth::new(basic, plain));
+            }
             let _ = base.set_username("");
             let _ = base.set_password(None);
         }
@@ -229,6 +256,12 @@ impl Target {
 
     pub fn peak_rss_mib(&self) -> Option<f64> {
         self.proc.as_ref().and_then(|p| p.peak_rss_mib().ok())
+    }
+
+    /// (VmRSS, RssAnon) in MiB.
+    pub fn rss_mib(&self) -> Option<(f64, f64)> {
+        let p = self.proc.as_ref()?;
+        Some((p.rss_mib().ok()?, p.rss_anon_mib().ok()?))
     }
 
     /// Run `f`, measuring wall-clock time and the CPU time of the server,
@@ -314,8 +347,12 @@ mod tests {
         assert_eq!((t.url.username(), t.pid), ("admin", Some(77)));
         let t: TargetSpec = "b=http://admin:secret@127.0.0.1:5000".parse().unwrap();
         assert_eq!((t.url.password(), t.pid), (Some("secret"), None));
-        let target = Target::new(t, 1).unwrap();
+        let target = Target::new(t.clone(), 1, SignIn::Bearer).unwrap();
         assert_eq!(target.base.as_str(), "http://127.0.0.1:5000/");
+        assert!(target.bearer.is_some());
+        let target = Target::new(t, 1, SignIn::Basic).unwrap();
+        assert_eq!(target.base.as_str(), "http://127.0.0.1:5000/");
+        assert!(target.bearer.is_none(), "Basic on every request, no tokens");
         assert!("nourl".parse::<TargetSpec>().is_err());
     }
 
@@ -325,6 +362,7 @@ mod tests {
         assert!(p.alive());
         assert!(p.cpu_seconds().unwrap() >= 0.0);
         assert!(p.peak_rss_mib().unwrap() > 0.0);
+        assert!(p.rss_mib().unwrap() > 0.0);
         assert!(machine_busy_seconds(p.ticks).unwrap() > 0.0);
     }
 }

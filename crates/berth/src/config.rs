@@ -84,6 +84,8 @@ pub struct Config {
     pub max_upload_sessions: Setting<Option<u32>>,
     /// The largest blob accepted, in bytes (`None`: no limit).
     pub max_blob_size: Setting<Option<u64>>,
+    /// Whether requests are counted and timed for `/metrics` (off: `/metrics` answers 404).
+    pub metrics: Setting<bool>,
     /// Addresses that may read `/metrics` without credentials (others need a site admin).
     pub metrics_allow: Setting<Vec<IpNet>>,
     /// How log lines are written.
@@ -124,6 +126,7 @@ struct FileConfig {
     token_ttl: Option<String>,
     refresh_token_ttl: Option<String>,
     allow_signup: Option<bool>,
+    metrics: Option<bool>,
     metrics_allow: Option<Vec<String>>,
     log_format: Option<String>,
     webhook_allow_private: Option<bool>,
@@ -448,6 +451,7 @@ impl Config {
                 berth_core::registry::DEFAULT_MAX_UPLOAD_SESSIONS,
             )),
             max_blob_size: Setting::default(None),
+            metrics: Setting::default(true),
             metrics_allow: Setting::default(loopback_only()),
             log_format: Setting::default(LogFormat::Text),
             tls_cert: Setting::default(None),
@@ -490,6 +494,7 @@ impl Config {
                 Source::File,
             );
             config.allow_signup.set(file.allow_signup, Source::File);
+            config.metrics.set(file.metrics, Source::File);
             config
                 .webhook_allow_private
                 .set(file.webhook_allow_private, Source::File);
@@ -595,6 +600,12 @@ impl Config {
         config.allow_signup.set(
             env("BERTH_ALLOW_SIGNUP")?
                 .map(|b| parse_bool("allow_signup", &b, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.metrics.set(
+            env("BERTH_METRICS")?
+                .map(|b| parse_bool("metrics", &b, Source::Env))
                 .transpose()?,
             Source::Env,
         );
@@ -805,6 +816,11 @@ impl Config {
                 .value
                 .map_or("none".to_owned(), |n| format!("{n} bytes")),
             self.default_quota.source
+        );
+        let _ = writeln!(
+            out,
+            "metrics      = {}  ({})",
+            self.metrics.value, self.metrics.source
         );
         let allowed: Vec<String> = self
             .metrics_allow

@@ -196,7 +196,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         meta: meta.clone(),
         blob_root: data_dir.clone(),
     });
-    let ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
+    let mut ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
+    if !config.metrics.value {
+        ops = ops.without_metrics();
+    }
     let app = berth_http::router_with(wired.state, ops);
     match certificates {
         Some(certificates) => {

@@ -450,6 +450,56 @@ async fn a_remembered_basic_password_counts_only_while_it_is_the_password() {
 }
 
 #[tokio::test]
+async fn a_remembered_basic_password_is_answered_without_reading_the_database() {
+    let w = world().await;
+    let bob = w.user("bob", false).await;
+    let auth = w.authenticator().await;
+    assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
+    // With the database closed, only what the cache holds can answer.
+    w.store.close().await;
+    assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
+    assert!(auth.basic("bob", "wrong-password", None).await.is_err());
+}
+
+#[tokio::test]
+async fn credentials_changed_by_another_process_end_a_remembered_password_at_once() {
+    let w = world().await;
+    let root = w.user("root", true).await;
+    let bob = w.user("bob", true).await;
+    let auth = w.authenticator().await;
+    assert_eq!(auth.basic("bob", "long-password", None).await.unwrap(), bob);
+    assert_eq!(
+        auth.basic("root", "long-password", None).await.unwrap(),
+        root
+    );
+
+    // `berth user …` opens the same database file in a process of its own.
+    let cli_store = Arc::new(
+        SqliteMeta::open(&w._dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    let cli_identity = Identity::new(cli_store);
+    cli_identity.set_admin(&cli(), "bob", false).await.unwrap();
+    let demoted = auth.basic("bob", "long-password", None).await.unwrap();
+    assert!(!demoted.is_site_admin(), "{demoted:?}");
+
+    cli_identity
+        .set_password(&cli(), "bob", "another-password")
+        .await
+        .unwrap();
+    assert!(matches!(
+        auth.basic("bob", "long-password", None).await,
+        Err(Error::CredentialsInvalid)
+    ));
+    // Another account's remembered password is checked against its account again, and holds.
+    assert_eq!(
+        auth.basic("root", "long-password", None).await.unwrap(),
+        root
+    );
+}
+
+#[tokio::test]
 async fn a_two_factor_code_signs_in_once() {
     let w = world().await;
     let bob = w.user("bob", false).await;

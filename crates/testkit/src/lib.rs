@@ -38,6 +38,8 @@ pub struct Options {
     /// Some: the operations endpoints wired to the stores as `serve` wires them, with
     /// `/metrics` open without credentials to these networks only.
     pub metrics_allow: Option<Vec<ipnet::IpNet>>,
+    /// Requests are not counted and `/metrics` answers 404, as with `metrics = false`.
+    pub metrics_off: bool,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             transport: None,
             run_jobs: true,
             metrics_allow: None,
+            metrics_off: false,
         }
     }
 }
@@ -102,19 +105,21 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
     .expect("wiring");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
-    let app = match options.metrics_allow {
-        None => berth_http::router(wired.state.clone()),
+    let ops = match options.metrics_allow {
+        None => berth_http::ops::Operations::default(),
         Some(allowed) => {
             let probe = Arc::new(probe::Stores {
                 meta: meta.clone(),
                 blob_root: dir.join("data"),
             });
-            berth_http::router_with(
-                wired.state.clone(),
-                berth_http::ops::Operations::new(allowed, probe),
-            )
+            berth_http::ops::Operations::new(allowed, probe)
         }
     };
+    let ops = match options.metrics_off {
+        true => ops.without_metrics(),
+        false => ops,
+    };
+    let app = berth_http::router_with(wired.state.clone(), ops);
     let mut tasks = vec![tokio::spawn(async move {
         axum::serve(
             listener,

@@ -6,3 +6,4 @@ pub mod manifest;
 pub mod manifest_push;
 pub mod search;
 pub mod small;
+pub mod soak;

@@ -4,7 +4,7 @@
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(crate) type Key = [u8; 32];
 
@@ -39,6 +39,17 @@ impl<V: Clone> TtlCache<V> {
             .map(|(value, _)| value.clone())
     }
 
+    /// Like [`TtlCache::get`], and a live entry's life is extended to `now + ttl` when less
+    /// than half of `ttl` is left: entries in use stay, idle ones expire.
+    pub fn get_extending(&self, key: &Key, now: Instant, ttl: Duration) -> Option<V> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (value, until) = entries.get_mut(key).filter(|(_, until)| now < *until)?;
+        if *until < now + ttl / 2 {
+            *until = now + ttl;
+        }
+        Some(value.clone())
+    }
+
     pub fn insert(&self, key: Key, value: V, until: Instant, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity {
@@ -55,7 +66,6 @@ impl<V: Clone> TtlCache<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn entries_expire_and_capacity_holds() {
@@ -70,5 +80,25 @@ mod tests {
         assert!(cache.entries.lock().unwrap().len() <= 2);
         assert_eq!(cache.get(&key_of(&["c"]), now), Some(3));
         assert_ne!(key_of(&["ab", "c"]), key_of(&["a", "bc"]));
+    }
+
+    #[test]
+    fn entries_in_use_are_extended_and_idle_ones_expire() {
+        let cache = TtlCache::new(4);
+        let ttl = Duration::from_secs(60);
+        let start = Instant::now();
+        cache.insert(key_of(&["a"]), 1, start + ttl, start);
+        // Used every 20 s, it outlives its first minute many times over.
+        for step in 1..=10 {
+            let now = start + Duration::from_secs(20 * step);
+            assert_eq!(
+                cache.get_extending(&key_of(&["a"]), now, ttl),
+                Some(1),
+                "{step}"
+            );
+        }
+        // Left alone for a minute, it is gone.
+        let idle = start + Duration::from_secs(200 + 61);
+        assert_eq!(cache.get_extending(&key_of(&["a"]), idle, ttl), None);
     }
 }

@@ -27,10 +27,22 @@ struct SignedIn {
     password_hash: Option<Arc<str>>,
 }
 
-/// What a remembered password was checked against: the stored hash and the account's
-/// credential generation then. Either moving on (a password change, the account disabled
-/// and enabled again) forgets it.
-pub(super) type RememberedPassword = (Arc<str>, i64);
+/// A verified password as the Basic-credentials cache keeps it.
+#[derive(Clone)]
+pub(super) struct RememberedPassword {
+    principal: Principal,
+    /// The stored hash the password matched.
+    password_hash: Arc<str>,
+    /// The store's credentials epoch read before the account was (see
+    /// [`crate::ports::Accounts::credentials_epoch`]).
+    epoch: Option<u64>,
+    /// When argon2id checked the password.
+    checked_at: Instant,
+}
+
+/// A remembered password is checked again this long after its check however often it is
+/// used: a bound on trusting it should a credentials change fail to move the epoch.
+const PASSWORD_RECHECK_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// A token's last use is written at most this often.
 const TOUCH_INTERVAL_SECS: i64 = 60;
@@ -130,9 +142,9 @@ impl Authenticator {
     }
 
     /// Basic credentials sent with every request: a verified password is remembered briefly
-    /// (by a hash of name and password) with the stored hash it matched, and counts only
-    /// while the account still has that hash; tokens are checked every time, so revoking one
-    /// takes effect at once.
+    /// (by a hash of name and password) with who it signed in, the stored hash it matched and
+    /// the store's credentials epoch at the check; tokens are checked every time, so revoking
+    /// one takes effect at once.
     pub async fn basic(
         &self,
         name: &str,
@@ -155,36 +167,73 @@ impl Authenticator {
             return Ok(principal);
         }
         let now = Instant::now();
+        // Read before the account is: a change committed after this read moves the epoch
+        // past it, so what the check saw is not trusted after the change.
+        let epoch = self.store.credentials_epoch();
         let signed_in = self
             .sign_in(name, secret, address, LoginPurpose::Registry)
             .await?;
-        if let (Some(hash), Some(generation)) = (
-            signed_in.password_hash,
-            signed_in.principal.credential_generation,
-        ) {
+        if let Some(hash) = signed_in.password_hash {
+            let remembered = RememberedPassword {
+                principal: signed_in.principal.clone(),
+                password_hash: hash,
+                epoch,
+                checked_at: now,
+            };
             self.passwords
-                .insert(key, (hash, generation), now + PASSWORD_CACHE_TTL, now);
+                .insert(key, remembered, now + PASSWORD_CACHE_TTL, now);
         }
         Ok(signed_in.principal)
     }
 
-    /// Who a remembered password signs in, read afresh: only while the account still has the
-    /// password hash and credential generation it was checked against, is enabled, and has
-    /// no two-factor authentication, so a changed password (here, on another node or from
-    /// the CLI), a disabled account or two-factor turned on applies at the next request.
-    /// The account is read for it, as a token's is; argon2id is not run.
+    /// Who a remembered password signs in (remembered while used, forgotten after a minute
+    /// without), only while the account still has the password hash and credential
+    /// generation it was checked against, is enabled and has no two-factor authentication,
+    /// so a changed password (here, from the CLI, or on another node), a disabled account or
+    /// two-factor turned on applies at the next request. While the store's
+    /// credentials epoch has not moved since the check, nothing of that can have changed and
+    /// the remembered answer stands without a database read (as a bearer token's does);
+    /// otherwise the account is read, and argon2id is not run. However often it is used, a
+    /// password is checked again [`PASSWORD_RECHECK_AFTER`] after its check.
     async fn remembered_password(&self, key: &Key, name: &str) -> Result<Option<Principal>> {
-        let Some((checked_hash, generation)) = self.passwords.get(key, Instant::now()) else {
+        let now = Instant::now();
+        let epoch = self.store.credentials_epoch();
+        // An entry in use stays (argon2id runs again only after a minute without it): every
+        // use is checked against the epoch, or the account, below.
+        let Some(remembered) = self
+            .passwords
+            .get_extending(key, now, PASSWORD_CACHE_TTL)
+            .filter(|r| now.duration_since(r.checked_at) < PASSWORD_RECHECK_AFTER)
+        else {
             return Ok(None);
         };
+        if epoch.is_some() && epoch == remembered.epoch {
+            // Nothing about any account's credentials changed since the check.
+            return Ok(Some(remembered.principal));
+        }
         let Some(user) = self.store.user_by_name(name).await? else {
             return Ok(None);
         };
-        let still_valid = *user.password_hash == *checked_hash
-            && user.credential_generation == generation
+        let still_valid = *user.password_hash == *remembered.password_hash
+            && remembered.principal.credential_generation == Some(user.credential_generation)
             && !user.is_disabled()
             && !user.totp_enabled;
-        Ok(still_valid.then(|| Principal::user(user)))
+        if !still_valid {
+            return Ok(None);
+        }
+        let principal = Principal::user(user);
+        // The account was read after `epoch`: the answer holds at that epoch from now on.
+        if epoch.is_some() {
+            let refreshed = RememberedPassword {
+                principal: principal.clone(),
+                password_hash: remembered.password_hash,
+                epoch,
+                checked_at: remembered.checked_at,
+            };
+            self.passwords
+                .insert(*key, refreshed, now + PASSWORD_CACHE_TTL, now);
+        }
+        Ok(Some(principal))
     }
 
     async fn password_login(

@@ -56,9 +56,11 @@ impl Default for AuthSettings {
     }
 }
 
-/// How long a verified password is remembered, so clients that send Basic credentials on
-/// every request do not pay for argon2id each time. A remembered password counts only while
-/// the account keeps the hash it matched, so a changed password takes effect at once.
+/// How long a verified password is remembered after its last use, so clients that send Basic
+/// credentials on every request do not pay for argon2id each time. A remembered password
+/// counts only while the account keeps the hash it matched, so a changed password takes
+/// effect at once (while no credentials changed anywhere, that is known without reading the
+/// account).
 const PASSWORD_CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAPACITY: usize = 4096;
 
@@ -71,8 +73,9 @@ pub struct Authenticator {
     signer: TokenSigner,
     settings: AuthSettings,
     throttle: SignInThrottle,
-    /// Verified password sign-ins: SHA-256 of name and password → the stored password hash
-    /// the password matched and the account's credential generation then.
+    /// Verified password sign-ins: SHA-256 of name and password → who signed in (with the
+    /// account's credential generation then), the stored password hash it matched and the
+    /// credentials epoch of the check.
     passwords: TtlCache<login::RememberedPassword>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
     bearers: TtlCache<Arc<Claims>>,

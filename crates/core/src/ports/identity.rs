@@ -117,6 +117,14 @@ pub trait Accounts: Send + Sync {
     /// recorded, in one compare-and-set; false when it is not (its code, or a later one, was
     /// used already), so of two sign-ins racing with one code only one gets true.
     async fn claim_totp_step(&self, user_id: i64, step: i64) -> Result<bool>;
+    /// A number that moves after every change to an account's credentials (its password,
+    /// site-admin flag or two-factor settings), made by this process or any other on the same
+    /// data, and that is cheap to read (no database query): a sign-in remembered at one epoch
+    /// is trusted without reading the account only while the epoch stays. `None`: not
+    /// tracked, so callers read the account.
+    fn credentials_epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An access token as stored: never the secret, only its hash.

@@ -69,6 +69,14 @@ fn is_upload_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether an append records the session's new size in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Advance,
+    /// The caller completes the session right after, which records everything at once.
+    LeaveToCompletion,
+}
+
 /// How a chunk is framed by the client.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChunkFraming {
@@ -178,7 +186,8 @@ impl Registry {
         body: ByteStream,
     ) -> Result<UploadSession> {
         let (session, mut hash) = self.lock_session(repo, id).await?;
-        self.append_locked(session, &mut hash, framing, body).await
+        self.append_locked(session, &mut hash, framing, body, Record::Advance)
+            .await
     }
 
     async fn append_locked(
@@ -187,6 +196,7 @@ impl Registry {
         hash: &mut Option<HashState>,
         framing: ChunkFraming,
         body: ByteStream,
+        record: Record,
     ) -> Result<UploadSession> {
         let mut expected_len = framing.length;
         if let Some(range) = framing.range {
@@ -263,10 +273,11 @@ impl Registry {
         }
         let new_size = session.size + appended;
         let now = now_unix();
-        if !self
-            .meta
-            .advance_upload_session(&session.id, session.size, new_size, now)
-            .await?
+        if record == Record::Advance
+            && !self
+                .meta
+                .advance_upload_session(&session.id, session.size, new_size, now)
+                .await?
         {
             // Someone else moved or ended the session (another node); our bytes are stale.
             return Err(Error::UploadUnknown);
@@ -336,8 +347,12 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let (session, mut hash) = self.lock_session(repo, id).await?;
+        // The session's size is not recorded for the last chunk: the completion below ends
+        // the session, and if it fails first, the store still has the size before this
+        // chunk, which is what a retry appends after (bytes past it are not acknowledged, as
+        // after a crash mid-append). One write less on the single writer per blob.
         let session = self
-            .append_locked(session, &mut hash, framing, body)
+            .append_locked(session, &mut hash, framing, body, Record::LeaveToCompletion)
             .await?;
         let state = self
             .hash_state(&session, hash.take(), digest.algorithm())

@@ -42,7 +42,9 @@ pub trait StoreProbe: Send + Sync {
 pub struct Operations {
     metrics_allow: Arc<[IpNet]>,
     probe: Option<Arc<dyn StoreProbe>>,
-    pub(crate) requests: Arc<RequestMetrics>,
+    /// None with metrics off (`metrics = false`): requests are neither counted nor timed,
+    /// and `/metrics` answers 404.
+    pub(crate) requests: Option<Arc<RequestMetrics>>,
 }
 
 impl Default for Operations {
@@ -52,7 +54,7 @@ impl Default for Operations {
         Operations {
             metrics_allow: loopback().into(),
             probe: None,
-            requests: Default::default(),
+            requests: Some(Default::default()),
         }
     }
 }
@@ -70,7 +72,16 @@ impl Operations {
         Operations {
             metrics_allow: metrics_allow.into(),
             probe: Some(probe),
-            requests: Default::default(),
+            requests: Some(Default::default()),
+        }
+    }
+
+    /// The same without request metrics (`metrics = false`): for operators who do not
+    /// scrape, and to measure what the metrics cost.
+    pub fn without_metrics(self) -> Operations {
+        Operations {
+            requests: None,
+            ..self
         }
     }
 
@@ -186,6 +197,10 @@ async fn metrics_endpoint(
     request: Request<Body>,
 ) -> Response<Body> {
     let method = request.method().clone();
+    let Some(requests) = ops.requests.clone() else {
+        let err = Error::NotFound("/metrics (metrics are off: `metrics = false`)".into());
+        return crate::oci::error_response(&err, &method);
+    };
     if let Some(refused) = only_reads(&method) {
         return refused;
     }
@@ -223,10 +238,7 @@ async fn metrics_endpoint(
         gc: GcTotals::read(&state.collector.metrics()),
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    registry.register_collector(Box::new(Scrape {
-        requests: ops.requests.clone(),
-        snapshot,
-    }));
+    registry.register_collector(Box::new(Scrape { requests, snapshot }));
     let mut text = String::with_capacity(16 * 1024);
     if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &registry) {
         return crate::oci::error_response(&Error::internal("metrics", err), &method);

@@ -51,8 +51,8 @@ pub(crate) async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let metrics = &ops.requests;
-    let _in_flight = metrics.start();
+    let metrics = ops.requests.as_ref();
+    let _in_flight = metrics.map(|m| m.start());
     let id = match request.headers().get(&REQUEST_ID).and_then(forwarded_id) {
         Some(id) => id.to_owned(),
         None => new_request_id(),
@@ -67,7 +67,7 @@ pub(crate) async fn observe(
         .and_then(|origin| origin.client);
     let span = tracing::info_span!("request", id = %id);
     // Only bodies that carry bytes are wrapped to count them.
-    if request.body().size_hint().exact() != Some(0) {
+    if let Some(metrics) = metrics.filter(|_| request.body().size_hint().exact() != Some(0)) {
         let body = std::mem::take(request.body_mut());
         *request.body_mut() = Body::new(Counted {
             inner: body,
@@ -91,8 +91,12 @@ pub(crate) async fn observe(
         (status, response)
     };
     // Writes are acknowledged only once on stable storage (a GET of `/token` can issue a
-    // refresh token, so it counts as one).
-    let writes = !matches!(method, Method::GET | Method::HEAD) || kind == RouteKind::Token;
+    // refresh token, so it counts as one). An upload's `202` (a session started, a chunk
+    // taken) acknowledges nothing kept: a session lost to a power cut only makes the client
+    // start over, and its blob's `201` waits for the flush. Holding the `202`s for it made
+    // every upload start wait for the disk.
+    let writes = (!matches!(method, Method::GET | Method::HEAD) || kind == RouteKind::Token)
+        && !(kind == RouteKind::Upload && status == 202);
     if writes {
         if let Err(detail) = ops.durable().await {
             let _entered = span.enter();
@@ -105,15 +109,17 @@ pub(crate) async fn observe(
     } else {
         status
     };
-    metrics.record(kind, &method, status, started.elapsed());
-    match response.body().size_hint().exact() {
-        Some(len) => metrics.sent(kind, len),
-        None => {
-            let body = std::mem::take(response.body_mut());
-            *response.body_mut() = Body::new(Counted {
-                inner: body,
-                count: Count::Sent(metrics.clone(), kind),
-            });
+    if let Some(metrics) = metrics {
+        metrics.record(kind, &method, status, started.elapsed());
+        match response.body().size_hint().exact() {
+            Some(len) => metrics.sent(kind, len),
+            None => {
+                let body = std::mem::take(response.body_mut());
+                *response.body_mut() = Body::new(Counted {
+                    inner: body,
+                    count: Count::Sent(metrics.clone(), kind),
+                });
+            }
         }
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -360,6 +360,20 @@ async fn answers_to_writes_wait_for_the_database_to_flush_and_reads_do_not() {
         after_push,
         "reads wait for nothing"
     );
+    // Starting an upload keeps nothing a client relies on: its `202` does not wait either.
+    let started = raw(
+        &berth,
+        Method::POST,
+        "/v2/alice/app/blobs/uploads/",
+        Some(&basic_header("admin", ADMIN_PASSWORD)),
+    )
+    .await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    assert_eq!(
+        berth.meta.wal_flushes(),
+        after_push,
+        "an upload's 202 waits for no flush"
+    );
     berth
         .admin()
         .await
@@ -373,4 +387,19 @@ async fn answers_to_writes_wait_for_the_database_to_flush_and_reads_do_not() {
         berth.meta.wal_flushes() > after_push,
         "an API change waited for a flush"
     );
+}
+
+#[tokio::test]
+async fn with_metrics_off_nothing_is_counted_and_metrics_is_not_found() {
+    let berth = Berth::start_without_metrics().await;
+    let admin = berth.with(basic("admin", ADMIN_PASSWORD));
+    assert_eq!(admin.push_image("alice/app", "v1").await, 201);
+    assert_eq!(admin.pull_manifest("alice/app", "v1").await, 200);
+    let metrics = raw(&berth, Method::GET, "/metrics", None).await;
+    assert_eq!(metrics.status, 404, "{}", metrics.text);
+    assert!(metrics.text.contains("metrics = false"), "{}", metrics.text);
+    // What the layer does besides metrics is still done: ids, health.
+    let health = raw(&berth, Method::GET, "/healthz", None).await;
+    assert_eq!(health.status, 200);
+    assert!(health.headers.contains_key("x-request-id"));
 }

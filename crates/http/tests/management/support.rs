@@ -149,13 +149,13 @@ impl Berth {
 
     /// Like [`Berth::start`], with self-service sign-up open or closed (`allow_signup`).
     pub async fn start_with_signup(allow_signup: bool) -> Berth {
-        Berth::start_configured(allow_signup, None, None).await
+        Berth::start_configured(allow_signup, None, None, false).await
     }
 
     /// Like [`Berth::start`], on a clock that stands still until the test moves it: TOTP
     /// steps and expiries follow [`Berth::clock`], so nothing waits for the wall clock.
     pub async fn start_with_manual_clock() -> Berth {
-        Berth::start_configured(false, None, Some(ManualClock::starting_now())).await
+        Berth::start_configured(false, None, Some(ManualClock::starting_now()), false).await
     }
 
     /// The server's clock (only for [`Berth::start_with_manual_clock`]).
@@ -166,13 +166,21 @@ impl Berth {
     /// Like [`Berth::start`], with the operations endpoints wired to the stores as `serve`
     /// wires them, and `/metrics` open without credentials to `metrics_allow` only.
     pub async fn start_with_metrics_allow(metrics_allow: Vec<ipnet::IpNet>) -> Berth {
-        Berth::start_configured(false, Some(metrics_allow), None).await
+        Berth::start_configured(false, Some(metrics_allow), None, false).await
+    }
+
+    /// Like [`Berth::start_with_metrics_allow`] with loopback allowed, but with request
+    /// metrics off (`metrics = false`).
+    pub async fn start_without_metrics() -> Berth {
+        let loopback = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        Berth::start_configured(false, Some(loopback), None, true).await
     }
 
     async fn start_configured(
         allow_signup: bool,
         metrics_allow: Option<Vec<ipnet::IpNet>>,
         clock: Option<Arc<ManualClock>>,
+        metrics_off: bool,
     ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         // The first admin exists before the server starts, as `berth serve` makes it.
@@ -192,6 +200,7 @@ impl Berth {
         options.clock = clock
             .clone()
             .map(|clock| clock as Arc<dyn berth_core::clock::Clock>);
+        options.metrics_off = metrics_off;
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
         let base = served.url();

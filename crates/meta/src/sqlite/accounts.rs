@@ -92,6 +92,7 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -112,6 +113,8 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        // A remembered password of the account must be looked at again.
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -123,6 +126,7 @@ impl Accounts for SqliteMeta {
             .execute(&self.write)
             .await
             .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -133,6 +137,7 @@ impl Accounts for SqliteMeta {
             .execute(&self.write)
             .await
             .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
@@ -156,7 +161,12 @@ impl Accounts for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
+    }
+
+    fn credentials_epoch(&self) -> Option<u64> {
+        self.credentials.current()
     }
 
     async fn claim_totp_step(&self, user_id: i64, step: i64) -> Result<bool, MetaError> {

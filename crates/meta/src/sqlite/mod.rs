@@ -4,6 +4,7 @@ mod access;
 mod accounts;
 mod audit;
 mod catalog;
+mod credentials;
 mod durability;
 mod events;
 mod hub;
@@ -31,8 +32,9 @@ use sqlx::SqlitePool;
 use std::path::Path;
 use std::time::Duration;
 
-/// How much of the database file each reading connection maps into memory.
-const MMAP_BYTES: u64 = 256 * 1024 * 1024;
+/// Each reader's page cache: hot index pages fit, and eight readers hold 4 MiB at most
+/// (SQLite's default is 2 MiB each); other pages come from the kernel's page cache.
+const READER_CACHE_KIB: u32 = 512;
 
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
@@ -43,6 +45,7 @@ pub struct SqliteMeta {
     wal: std::sync::Arc<durability::WalSync>,
     /// Delivery attempts waiting to be written together.
     attempts: std::sync::Arc<webhooks::AttemptBatch>,
+    credentials: std::sync::Arc<credentials::CredentialsEpoch>,
 }
 
 /// When a commit is on stable storage.
@@ -81,21 +84,27 @@ impl SqliteMeta {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30))
-            // Reads through a memory map skip a copy and a system call per page: search
-            // reads thousands of rows a query.
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            // No connection maps the file: each mapping's resident pages count towards the
+            // server's RSS once per connection, so eight readers that had touched the whole
+            // database showed it eight times over, growing with the database (issue 11's
+            // soak). Each connection reads through its own bounded page cache instead
+            // (readers: `READER_CACHE_KIB`; the writer: SQLite's 2 MiB).
+            .pragma("mmap_size", "0");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            // The writer reads few pages, and through its own small page cache; mapping the
-            // file there only added the pages it touched to the server's resident memory.
-            .connect_with(options.clone().pragma("mmap_size", "0"))
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
         migrate::run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options.read_only(true))
+            .connect_with(
+                options
+                    .clone()
+                    .read_only(true)
+                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            )
             .await
             .map_err(backend)?;
         Ok(SqliteMeta {
@@ -104,6 +113,7 @@ impl SqliteMeta {
             catalog: Default::default(),
             attempts: Default::default(),
             wal: std::sync::Arc::new(durability::WalSync::new(path)),
+            credentials: std::sync::Arc::new(credentials::CredentialsEpoch::beside(path)),
         })
     }
 
