@@ -29,8 +29,12 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
     runtime.block_on(async {
         let meta = open(config).await?;
         // As the server does at start: namespaces this command creates get `default_quota`.
-        berth_core::ports::UsageStore::set_default_quota(&*meta, config.default_quota.value)
-            .await?;
+        // Only when this command was given one: run without the server's configuration, it
+        // keeps the one the server stored.
+        if config.default_quota.source != crate::config::Source::Default {
+            berth_core::ports::UsageStore::set_default_quota(&*meta, config.default_quota.value)
+                .await?;
+        }
         let identity = Identity::new(meta.clone());
         let acting = Acting::cli();
         match command {

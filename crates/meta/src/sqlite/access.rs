@@ -206,7 +206,7 @@ impl RepositoryAccess for SqliteMeta {
         now: i64,
         actor: Option<&str>,
     ) -> Result<RepositoryRecord, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let created = insert_repository(&mut tx, repo.as_str(), private, now, actor)
             .await?
             .ok_or_else(|| MetaError::Conflict(format!("repository {repo}")))?;
@@ -220,7 +220,7 @@ impl RepositoryAccess for SqliteMeta {
         private: bool,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let was: Option<i64> =
             sqlx::query_scalar("SELECT is_private FROM repositories WHERE name = ?")
                 .bind(repo.as_str())
@@ -257,7 +257,7 @@ impl RepositoryAccess for SqliteMeta {
         repo: &RepoName,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         // Blob and manifest links, tags, grants and collaborators go with the row
         // (ON DELETE CASCADE); uploads in progress name the repository rather than
         // reference it, so they are removed here.
@@ -345,7 +345,7 @@ impl RepositoryAccess for SqliteMeta {
         permission: Permission,
         actor: Option<&str>,
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO team_repositories (team_id, repository_id, permission) VALUES (?, ?, ?) \
              ON CONFLICT(team_id, repository_id) DO UPDATE SET permission = excluded.permission",
@@ -376,7 +376,7 @@ impl RepositoryAccess for SqliteMeta {
         repo_id: i64,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let done =
             sqlx::query("DELETE FROM team_repositories WHERE team_id = ? AND repository_id = ?")
                 .bind(team_id)
@@ -421,7 +421,7 @@ impl RepositoryAccess for SqliteMeta {
         permission: Permission,
         actor: Option<&str>,
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO collaborators (repository_id, user_id, permission) VALUES (?, ?, ?) \
              ON CONFLICT(repository_id, user_id) DO UPDATE SET permission = excluded.permission",
@@ -452,7 +452,7 @@ impl RepositoryAccess for SqliteMeta {
         user_id: i64,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let done = sqlx::query("DELETE FROM collaborators WHERE repository_id = ? AND user_id = ?")
             .bind(repo_id)
             .bind(user_id)

@@ -28,7 +28,7 @@ fn user_from_row(row: &SqliteRow) -> UserRecord {
 #[async_trait::async_trait]
 impl Accounts for SqliteMeta {
     async fn create_user(&self, user: &NewUser) -> Result<i64, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let created: Option<i64> = sqlx::query_scalar(
             "INSERT INTO users (name, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT(name) DO NOTHING RETURNING id",

@@ -16,7 +16,7 @@ const PRUNE_BATCH: i64 = 5000;
 #[async_trait::async_trait]
 impl AuditLog for SqliteMeta {
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         if event.folds_repeats() {
             // One statement inside the write transaction: concurrent repeats each add one.
             let folded = sqlx::query(

@@ -68,7 +68,7 @@ impl HubStore for SqliteMeta {
         description: Option<&str>,
         full_description: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo.as_str())
             .fetch_optional(&mut *tx)

@@ -36,7 +36,7 @@ fn new_lease() -> String {
 #[async_trait::async_trait]
 impl JobQueue for SqliteMeta {
     async fn enqueue_job(&self, job: &NewJob) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let added = enqueue_in(&mut tx, job, wall_ms()).await?;
         tx.commit().await.map_err(backend)?;
         Ok(added)

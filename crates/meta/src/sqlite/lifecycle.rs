@@ -184,7 +184,7 @@ impl Collection for SqliteMeta {
         if digests.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         // The re-check and the mark are one statement on the writer: a link or a manifest
         // committed since the scan keeps its blob.
         let rows = sqlx::query(
@@ -382,7 +382,7 @@ impl UsageStore for SqliteMeta {
     }
 
     async fn recompute_usage(&self) -> Result<UsageRepair, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         for sql in RECOUNT {
             sqlx::query(sql).execute(&mut *tx).await.map_err(backend)?;
         }

@@ -36,6 +36,24 @@ use std::time::Duration;
 /// (SQLite's default is 2 MiB each); other pages come from the kernel's page cache.
 const READER_CACHE_KIB: u32 = 512;
 
+/// How every write transaction begins: with the write lock taken at once. A deferred one
+/// that read first could not take it after another process (`berth gc`, `berth user …`
+/// beside the server) committed, and would fail with `SQLITE_BUSY` instead of waiting.
+const IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+/// Begins a write transaction on `pool` with the write lock taken at once ([`IMMEDIATE`]).
+async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetaError> {
+    match pool.begin_with(IMMEDIATE).await {
+        // sqlx counts transactions itself, and its count stays raised after a `COMMIT` that
+        // SQLite had already rolled back (a full disk): a custom `BEGIN` is then refused, and
+        // a plain begin opens a `SAVEPOINT`, which outside a transaction SQLite runs as one.
+        Err(sqlx::Error::InvalidSavePointStatement) => pool.begin().await.map_err(backend),
+        started => started.map_err(backend),
+    }
+}
+
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {

@@ -39,7 +39,7 @@ impl Organizations for SqliteMeta {
         owner_user_id: i64,
         now: i64,
     ) -> Result<OrgRecord, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let row = sqlx::query(
             "INSERT INTO organizations (name, created_at) VALUES (?, ?) \
              ON CONFLICT(name) DO NOTHING RETURNING id, name, created_at",
@@ -164,7 +164,7 @@ impl Organizations for SqliteMeta {
     }
 
     async fn delete_team(&self, team_id: i64, actor: Option<&str>) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let team: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = ?")
             .bind(team_id)
             .fetch_optional(&mut *tx)
@@ -191,7 +191,7 @@ impl Organizations for SqliteMeta {
         user_id: i64,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let done = sqlx::query(
             "INSERT INTO team_members (team_id, user_id) VALUES (?, ?) \
              ON CONFLICT(team_id, user_id) DO NOTHING",
@@ -216,7 +216,7 @@ impl Organizations for SqliteMeta {
         user_id: i64,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let done = sqlx::query("DELETE FROM team_members WHERE team_id = ? AND user_id = ?")
             .bind(team_id)
             .bind(user_id)

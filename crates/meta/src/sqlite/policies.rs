@@ -467,7 +467,7 @@ impl LifecycleStore for SqliteMeta {
         apply: &RetentionApply<'_>,
     ) -> Result<RetentionApplied, MetaError> {
         let repo = apply.repo.as_str();
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let mut applied = RetentionApplied::default();
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo)
@@ -585,7 +585,7 @@ impl LifecycleStore for SqliteMeta {
         run: &RetentionRunRecord,
         event: Option<NewEvent>,
     ) -> Result<i64, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO retention_runs (scope, target, trigger, actor, started_at, finished_at, \
              tags, manifests, skipped, bytes, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \

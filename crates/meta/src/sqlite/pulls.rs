@@ -40,7 +40,7 @@ pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<()
     if pulls.is_empty() {
         return Ok(());
     }
-    let mut tx = write.begin().await.map_err(backend)?;
+    let mut tx = super::begin_write(write).await?;
     for (repo, manifests) in tally(pulls) {
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo)

@@ -138,7 +138,7 @@ impl UploadSessions for SqliteMeta {
         now: i64,
         bytes: &dyn BlobStore,
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let repo: Option<String> =
             sqlx::query_scalar("DELETE FROM upload_sessions WHERE id = ? RETURNING repository")
                 .bind(id)
@@ -169,7 +169,7 @@ impl BlobLinks for SqliteMeta {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         link_checked(
             &mut tx,
             repo.as_str(),
@@ -189,7 +189,7 @@ impl BlobLinks for SqliteMeta {
         digest: &Digest,
         now: i64,
     ) -> Result<Option<u64>, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         // In the linking transaction: a source link read here cannot be collected before
         // the commit (the collector marks on this same writer).
         let size: Option<i64> = sqlx::query_scalar(
@@ -329,7 +329,7 @@ fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, Me
 #[async_trait::async_trait]
 impl Manifests for SqliteMeta {
     async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let repo_id =
             ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
         let digest = m.digest.to_string();
@@ -492,7 +492,7 @@ impl Manifests for SqliteMeta {
         digest: &Digest,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let tags: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(t.name, char(10) ORDER BY t.name) FROM tags t \
              JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.digest = ?",
@@ -596,7 +596,7 @@ impl Manifests for SqliteMeta {
         if platforms.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         for (digest, platform) in platforms {
             set_platform(&mut tx, &digest.to_string(), platform.as_ref()).await?;
         }
@@ -639,7 +639,7 @@ impl Tags for SqliteMeta {
         tag: &str,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let rules = immutable_rules_on(&mut tx, repo.as_str()).await?;
         if protecting(&rules, tag).is_some() {
             let present: Option<i64> = sqlx::query_scalar(

@@ -7,7 +7,7 @@ use berth_core::ports::{EndedSessions, MetaError, RecoveryCodeCounts, RecoveryCo
 #[async_trait::async_trait]
 impl EndedSessions for SqliteMeta {
     async fn end_session(&self, jti: &str, expires_at: i64, now: i64) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         sqlx::query("DELETE FROM ended_sessions WHERE expires_at < ?")
             .bind(now)
             .execute(&mut *tx)
@@ -41,7 +41,7 @@ impl RecoveryCodes for SqliteMeta {
         user_id: i64,
         code_hashes: &[String],
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)

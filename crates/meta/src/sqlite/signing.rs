@@ -12,7 +12,7 @@ impl SigningKeys for SqliteMeta {
     ) -> Result<Vec<u8>, MetaError> {
         // Insert and read back in one transaction on the writer, so every caller gets the
         // key that was stored first.
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         sqlx::query(
             "INSERT INTO signing_keys (id, secret, created_at) VALUES (1, ?, ?) \
              ON CONFLICT(id) DO NOTHING",

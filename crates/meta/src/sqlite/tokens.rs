@@ -115,7 +115,7 @@ impl AccessTokens for SqliteMeta {
     async fn touch_token(&self, id: i64, now: i64) -> Result<bool, MetaError> {
         // RETURNING only sees the new value, so read the old one first, in the same
         // transaction: of concurrent first uses exactly one reports it.
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let never_used: Option<bool> =
             sqlx::query_scalar("SELECT last_used_at IS NULL FROM access_tokens WHERE id = ?")
                 .bind(id)

@@ -89,7 +89,7 @@ async fn insert_delivery(
 impl WebhookStore for SqliteMeta {
     async fn create_webhook(&self, w: &NewWebhook, limit: u32) -> Result<(), MetaError> {
         let (scope, namespace, repository) = target_columns(&w.target);
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let count: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM webhooks WHERE scope = ? \
              AND coalesce(namespace, '') = coalesce(?, '') AND coalesce(repository, '') = coalesce(?, '')",
@@ -154,7 +154,7 @@ impl WebhookStore for SqliteMeta {
     }
 
     async fn delete_webhook(&self, id: &str) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         // Its pending deliveries have nobody left to go to.
         sqlx::query(
             "DELETE FROM jobs WHERE unique_key IN \
@@ -228,7 +228,7 @@ impl WebhookStore for SqliteMeta {
         to: i64,
         deliveries: &[(NewDelivery, NewJob)],
     ) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let moved = sqlx::query(
             "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
              ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
@@ -256,7 +256,7 @@ impl WebhookStore for SqliteMeta {
         delivery: &NewDelivery,
         job: &NewJob,
     ) -> Result<(), MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         insert_delivery(&mut tx, delivery).await?;
         enqueue_in(&mut tx, job, wall_ms()).await?;
         tx.commit().await.map_err(backend)
@@ -284,7 +284,7 @@ impl WebhookStore for SqliteMeta {
     }
 
     async fn redeliver(&self, id: &str, job: &NewJob) -> Result<bool, MetaError> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut tx = super::begin_write(&self.write).await?;
         let done = sqlx::query("UPDATE webhook_deliveries SET state = 'pending' WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -413,7 +413,7 @@ async fn write_attempts(
     write: &sqlx::SqlitePool,
     batch: &[WaitingAttempt],
 ) -> Result<Vec<Result<bool, MetaError>>, MetaError> {
-    let mut tx = write.begin().await.map_err(backend)?;
+    let mut tx = super::begin_write(write).await?;
     let mut results = Vec::with_capacity(batch.len());
     for waiting in batch {
         sqlx::query("SAVEPOINT attempt")
