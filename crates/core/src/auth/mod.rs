@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::ports::IdentityStore;
 use crate::{Error, Result};
 use cache::TtlCache;
-use jwt::{Claims, TokenSigner};
+use jwt::TokenSigner;
 use std::sync::Arc;
 use std::time::Duration;
 use throttle::SignInThrottle;
@@ -78,7 +78,7 @@ pub struct Authenticator {
     /// credentials epoch of the check.
     passwords: TtlCache<login::RememberedPassword>,
     /// Verified bearer tokens: SHA-256 of the token → its claims.
-    bearers: TtlCache<Arc<Claims>>,
+    bearers: TtlCache<token_service::VerifiedBearer>,
     /// Bounds concurrent argon2id checks and their queue, keeping one for trusted sign-ins.
     password_checks: PasswordChecks,
     /// Requests with the same Basic credentials take turns on one of these, so a burst of

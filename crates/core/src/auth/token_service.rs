@@ -91,6 +91,15 @@ fn add_distinct(actions: &mut Vec<String>, more: &[String]) {
 }
 
 /// Whether a verified bearer token covers one need. Any valid token passes the version check.
+/// A bearer token as the cache keeps it: its verified claims, and the credentials epoch at
+/// which what it was issued to was last found standing, until when.
+#[derive(Clone)]
+pub(super) struct VerifiedBearer {
+    claims: Arc<Claims>,
+    stood_at: Option<u64>,
+    stands_until: i64,
+}
+
 pub fn bearer_grants(claims: &Claims, need: &Need) -> bool {
     let (kind, name, action) = match &need.resource {
         Resource::Registry => return true,
@@ -266,41 +275,69 @@ impl Authenticator {
     /// Checks a bearer token's signature, audience and lifetime (verified signatures are
     /// remembered until the token expires), then that what it was issued to still stands:
     /// for a password sign-in, the account enabled at the same credential generation; for
-    /// an access-token sign-in, the token unrevoked and its owner enabled. That last check
-    /// reads one row per request (two for an access token), as a remembered Basic password
-    /// does, so a password change, a disabled account or a revoked token ends the
-    /// account's registry tokens at the next request rather than when they run out.
+    /// an access-token sign-in, the token unrevoked and unexpired and its owner enabled. So a
+    /// password change, a disabled account or a revoked token ends the account's registry
+    /// tokens at the next request rather than when they run out.
+    ///
+    /// While the store's credentials epoch (moved by every password, admin, two-factor,
+    /// disable, delete and token-revoke change, in any process) stays where it was when the
+    /// token was last found standing, nothing it depends on can have changed, and the answer
+    /// is given from memory: a bearer costs no database read then, as a remembered Basic
+    /// password does not.
     pub async fn verify_bearer(&self, token: &str) -> Result<Arc<Claims>> {
         let key = key_of(&[token]);
         let now = Instant::now();
         let unix_now = self.now_unix();
-        let claims = match self.bearers.get(&key, now) {
-            Some(claims) if unix_now < claims.exp => claims,
-            _ => {
-                let claims = self
-                    .signer
-                    .verify(token, &self.settings.service, unix_now)
-                    .map_err(|_| Error::Unauthorized)?;
-                let claims = Arc::new(claims);
-                let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
-                self.bearers.insert(key, claims.clone(), now + left, now);
-                claims
+        let epoch = self.store.credentials_epoch();
+        let cached = self
+            .bearers
+            .get(&key, now)
+            .filter(|entry| unix_now < entry.claims.exp);
+        if let Some(entry) = &cached {
+            let unchanged = epoch.is_some() && entry.stood_at == epoch;
+            if unchanged && unix_now < entry.stands_until {
+                return Ok(entry.claims.clone());
             }
+        }
+        let claims = match cached {
+            Some(entry) => entry.claims,
+            None => Arc::new(
+                self.signer
+                    .verify(token, &self.settings.service, unix_now)
+                    .map_err(|_| Error::Unauthorized)?,
+            ),
         };
-        self.bearer_still_stands(&claims).await?;
+        let stands_until = self.bearer_still_stands(&claims).await?;
+        let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
+        let entry = VerifiedBearer {
+            claims: claims.clone(),
+            stood_at: epoch,
+            stands_until: stands_until.min(claims.exp),
+        };
+        self.bearers.insert(key, entry, now + left, now);
         Ok(claims)
     }
 
-    async fn bearer_still_stands(&self, claims: &Claims) -> Result<()> {
-        if claims.tid.is_some() {
-            return self.principal_of(claims).await.map(drop);
+    /// Whether what the bearer was issued to still stands; until when it does if nothing
+    /// changes (an access token's own expiry), as Unix seconds.
+    async fn bearer_still_stands(&self, claims: &Claims) -> Result<i64> {
+        if let Some(token_id) = claims.tid {
+            let token = self
+                .store
+                .token_by_id(token_id)
+                .await?
+                .ok_or(Error::Unauthorized)?;
+            self.token_principal(&token)
+                .await
+                .map_err(|_| Error::Unauthorized)?;
+            return Ok(token.expires_at.unwrap_or(i64::MAX));
         }
         if claims.sub.is_empty() {
-            return Ok(());
+            return Ok(i64::MAX);
         }
         let user = self.signed_in_user(&claims.sub).await?;
         match sign_in_is_current(claims, &user) {
-            true => Ok(()),
+            true => Ok(i64::MAX),
             false => Err(Error::Unauthorized),
         }
     }

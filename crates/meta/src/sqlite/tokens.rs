@@ -109,6 +109,8 @@ impl AccessTokens for SqliteMeta {
         .execute(&self.write)
         .await
         .map_err(backend)?;
+        // Registry bearer tokens issued to it must be looked at again.
+        self.credentials.bump();
         Ok(done.rows_affected() == 1)
     }
 
