@@ -943,3 +943,34 @@ async fn a_token_the_registry_would_refuse_is_never_issued() {
         .unwrap()
         .contains("more than the 65536"));
 }
+
+/// A registry bearer issued to an access token keeps working from memory, and ends at the
+/// very next request once the token is revoked (the revoke moves the credentials epoch the
+/// remembered answer depends on), not when the bearer runs out.
+#[tokio::test]
+async fn a_bearer_of_a_revoked_access_token_stops_at_the_next_request() {
+    let world = World::build().await;
+    let server = &world.server;
+    let owner = server.user("bearer-revoke", true).await;
+    let (token_id, secret) = server.token(owner, None, "repo:admin", &[], None).await;
+    let scope = format!("repository:{ALICE_SECRET}:pull");
+    let (bearer, _) = server
+        .bearer(&Creds::basic("bearer-revoke", &secret), &[scope.as_str()])
+        .await;
+    let pull = || {
+        server.send(accept_manifests(server.request(
+            &bearer,
+            Method::GET,
+            &format!("/v2/{ALICE_SECRET}/manifests/v1"),
+        )))
+    };
+    for _ in 0..3 {
+        assert_eq!(pull().await.status(), 200, "the bearer pulls");
+    }
+    server.revoke(token_id).await;
+    assert_eq!(
+        pull().await.status(),
+        401,
+        "refused once its token is revoked"
+    );
+}
