@@ -307,7 +307,7 @@ impl Authenticator {
                     .map_err(|_| Error::Unauthorized)?,
             ),
         };
-        let stands_until = self.bearer_still_stands(&claims).await?;
+        let (_, stands_until) = self.standing_principal(&claims).await?;
         let left = Duration::from_secs((claims.exp - unix_now).max(0) as u64);
         let entry = VerifiedBearer {
             claims: claims.clone(),
@@ -318,53 +318,38 @@ impl Authenticator {
         Ok(claims)
     }
 
-    /// Whether what the bearer was issued to still stands; until when it does if nothing
-    /// changes (an access token's own expiry), as Unix seconds.
-    async fn bearer_still_stands(&self, claims: &Claims) -> Result<i64> {
-        if let Some(token_id) = claims.tid {
-            let token = self
-                .store
-                .token_by_id(token_id)
-                .await?
-                .ok_or(Error::Unauthorized)?;
-            self.token_principal(&token)
-                .await
-                .map_err(|_| Error::Unauthorized)?;
-            return Ok(token.expires_at.unwrap_or(i64::MAX));
-        }
-        if claims.sub.is_empty() {
-            return Ok(i64::MAX);
-        }
-        let user = self.signed_in_user(&claims.sub).await?;
-        match sign_in_is_current(claims, &user) {
-            true => Ok(i64::MAX),
-            false => Err(Error::Unauthorized),
-        }
-    }
-
     /// The principal a bearer token was issued to, for what its claims alone cannot answer
     /// (which repositories a catalog shows); refused once it no longer stands (see
     /// [`Authenticator::verify_bearer`]).
     pub async fn principal_of(&self, claims: &Claims) -> Result<Principal> {
+        self.standing_principal(claims)
+            .await
+            .map(|(principal, _)| principal)
+    }
+
+    /// Who the bearer was issued to, if that still stands, and until when it does if nothing
+    /// changes (an access token's own expiry), as Unix seconds.
+    async fn standing_principal(&self, claims: &Claims) -> Result<(Principal, i64)> {
         if let Some(token_id) = claims.tid {
             let token = self
                 .store
                 .token_by_id(token_id)
                 .await?
                 .ok_or(Error::Unauthorized)?;
-            return self
+            let principal = self
                 .token_principal(&token)
                 .await
-                .map_err(|_| Error::Unauthorized);
+                .map_err(|_| Error::Unauthorized)?;
+            return Ok((principal, token.expires_at.unwrap_or(i64::MAX)));
         }
         if claims.sub.is_empty() {
-            return Ok(Principal::anonymous());
+            return Ok((Principal::anonymous(), i64::MAX));
         }
         let user = self.signed_in_user(&claims.sub).await?;
         if !sign_in_is_current(claims, &user) {
             return Err(Error::Unauthorized);
         }
-        Ok(Principal::user(user))
+        Ok((Principal::user(user), i64::MAX))
     }
 
     /// The account a password sign-in names, as stored now; `Unauthorized` once it is gone.
