@@ -79,7 +79,7 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
     let store = FsBlobStore::open(data_dir)?;
     // Held until every blob is linked or copied: no garbage collection may delete bytes
     // the snapshot records meanwhile.
-    let _collection = hold_collection(&store).await?;
+    let _collection = datadir::hold_collection(&store).await?;
     let created_at = berth_core::time::rfc3339(berth_core::time::now_unix());
     let meta = SqliteMeta::open(&data_dir.join(datadir::DATABASE_FILE))
         .await
@@ -141,23 +141,6 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
         "backed up {} repositories, {} manifests, {} tags and {} blobs ({} bytes: {linked} hard-linked, {copied} copied) to {shown}",
         counts.repositories, counts.manifests, counts.tags, counts.blobs, counts.blob_bytes
     ))
-}
-
-/// Takes the data directory's collection lock, waiting for a garbage collection run
-/// under way (in the server or another command) to finish.
-pub async fn hold_collection(store: &FsBlobStore) -> CliResult<berth_core::ports::CollectionLock> {
-    use berth_core::ports::BlobStore as _;
-    let mut told = false;
-    loop {
-        if let Some(lock) = store.lock_collection().await? {
-            return Ok(lock);
-        }
-        if !told {
-            eprintln!("waiting for a garbage collection run to finish");
-            told = true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
 }
 
 /// Writes a file only its owner can read (the secrets key is in there), flushed.

@@ -1,5 +1,6 @@
-//! The data directory's guards: the lock a server holds on it (`berth.lock`), and the
-//! emptiness a restore target and a backup destination must have.
+//! The data directory's guards: the lock a server holds on it (`berth.lock`), the
+//! collection lock a backup or check waits for (`gc.lock`), and the emptiness a restore
+//! target and a backup destination must have.
 
 use std::fs::File;
 use std::io;
@@ -58,6 +59,25 @@ pub fn require_database(dir: &Path) -> Result<(), String> {
 /// Flushes a directory's entries (a new or renamed file in it) to stable storage.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Takes the data directory's collection lock, waiting for a garbage collection run
+/// under way (in the server or another command) to finish.
+pub async fn hold_collection(
+    store: &berth_storage::FsBlobStore,
+) -> Result<berth_core::ports::CollectionLock, berth_core::ports::StoreError> {
+    use berth_core::ports::BlobStore as _;
+    let mut told = false;
+    loop {
+        if let Some(lock) = store.lock_collection().await? {
+            return Ok(lock);
+        }
+        if !told {
+            eprintln!("waiting for a garbage collection run to finish");
+            told = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]

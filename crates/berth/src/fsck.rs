@@ -82,7 +82,7 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
         .build()?;
     // Held to the end: a garbage collection run would otherwise delete blobs between the
     // reading of their records and the check of their files, and they would look missing.
-    let _collection = runtime.block_on(crate::backup::hold_collection(&store))?;
+    let _collection = runtime.block_on(datadir::hold_collection(&store))?;
     // Listed before the records are read: see the module's comment.
     let files = store.stored_files()?;
     let (records, sessions) = runtime.block_on(async {

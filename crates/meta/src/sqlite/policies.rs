@@ -828,6 +828,17 @@ mod tests {
         assert_eq!(applied.skipped, 2);
     }
 
+    /// The lifecycle service on `meta`, on the system clock, as the server wires it.
+    fn lifecycle_of(meta: &Arc<SqliteMeta>) -> Lifecycle {
+        let store: Arc<dyn berth_core::ports::MetaStore> = meta.clone();
+        Lifecycle::new(
+            store.clone(),
+            Arc::new(PolicyAuthorizer::new(store)),
+            berth_core::clock::system(),
+            Wake::default(),
+        )
+    }
+
     #[tokio::test]
     async fn a_due_schedule_queues_one_run_that_is_recorded_as_scheduled() {
         use berth_core::jobs::JobHandler as _;
@@ -836,13 +847,7 @@ mod tests {
         let (_dir, meta) = open().await;
         let repo: RepoName = "acme/app".parse().unwrap();
         seed(&meta, repo.as_str(), 3).await;
-        let store: Arc<dyn berth_core::ports::MetaStore> = meta.clone();
-        let lifecycle = Lifecycle::new(
-            store.clone(),
-            Arc::new(PolicyAuthorizer::new(store)),
-            berth_core::clock::system(),
-            Wake::default(),
-        );
+        let lifecycle = lifecycle_of(&meta);
         let target = Target::Repository(repo.clone());
         let policy = RetentionPolicy {
             schedule: Some("daily".into()),
@@ -897,13 +902,7 @@ mod tests {
         let (_dir, meta) = open().await;
         let repo: RepoName = "acme/big".parse().unwrap();
         seed(&meta, repo.as_str(), 10_000).await;
-        let store: Arc<dyn berth_core::ports::MetaStore> = meta.clone();
-        let lifecycle = Lifecycle::new(
-            store.clone(),
-            Arc::new(PolicyAuthorizer::new(store)),
-            berth_core::clock::system(),
-            Wake::default(),
-        );
+        let lifecycle = lifecycle_of(&meta);
         let acting = Acting::cli();
         let target = Target::Repository(repo);
         meta.set_retention_policy(&target, &keep_last(100), None, "cli", 0)
