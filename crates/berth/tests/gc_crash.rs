@@ -1,6 +1,7 @@
 //! Garbage collection under `kill -9`: the real `berth gc` is killed at spread-out moments
 //! of its run, again and again, on a data directory holding referenced images and garbage;
-//! every referenced blob must survive every kill, and a later run must finish the job.
+//! every referenced blob must survive every kill, and a later run must finish the job. The
+//! same with the server itself killed while its own collection runs.
 //!
 //! ```text
 //! cargo nextest run -p berth --test gc_crash
@@ -139,4 +140,89 @@ async fn kill_9_at_any_moment_of_a_gc_run_loses_no_referenced_blob() {
         let body = resp.bytes().await.expect("body");
         assert_eq!(&sha256(&body), digest);
     }
+}
+
+/// The server's own collection (the one each start runs, then every `gc_interval`) killed
+/// with the server: `berth serve` is killed at spread-out moments after it starts, again and
+/// again, while a client keeps pulling. Every referenced blob survives every kill, and a
+/// server left running finishes the job.
+#[tokio::test]
+async fn kill_9_of_the_server_during_its_collection_loses_no_referenced_blob() {
+    let options = SpawnOptions::default()
+        .env("BERTH_GC_GRACE", "1s")
+        .env("BERTH_GC_INTERVAL", "1s");
+    let mut server = TestServer::spawn_with(options).await;
+    let data_dir = server.data_dir().expect("spawned").to_path_buf();
+    let mut referenced = Vec::new();
+    let mut tags = Vec::new();
+    for n in 0..5 {
+        let tag = format!("v{n}");
+        let image = server.push_random_image("crash/served", Some(&tag)).await;
+        referenced.extend(image.blobs.clone());
+        tags.push(tag);
+    }
+    // Every run starts with what the last one left; keep giving it garbage.
+    let mut garbage = Vec::new();
+    for _ in 0..600 {
+        garbage.push(server.push_blob("crash/junk", &random_bytes(64)).await);
+    }
+    // Past the 1 s grace.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let mut kills = 0;
+    let mut left_after_kills = Vec::new();
+    for step in 0..12u64 {
+        server.restart().await;
+        // A pull during the collection is answered.
+        let resp = server.get_manifest("crash/served", &tags[step as usize % 5]).await;
+        assert_eq!(resp.status(), 200);
+        tokio::time::sleep(Duration::from_millis(step * 7)).await;
+        server.kill_hard();
+        kills += 1;
+        for digest in &referenced {
+            assert!(
+                blob_path(&data_dir, digest).exists(),
+                "after a kill {step}, referenced blob {digest} is gone"
+            );
+        }
+        let left = garbage
+            .iter()
+            .filter(|d| blob_path(&data_dir, d).exists())
+            .count();
+        left_after_kills.push(left);
+        if left == 0 {
+            break;
+        }
+    }
+    eprintln!("{kills} servers killed; garbage left after each: {left_after_kills:?}");
+
+    // Left running, the server finishes: every garbage blob goes (polled, generously).
+    server.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = garbage
+            .iter()
+            .filter(|d| blob_path(&data_dir, d).exists())
+            .count();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} garbage blobs still there after 120 s; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for digest in &referenced {
+        let resp = server.get_blob("crash/served", digest).await;
+        assert_eq!(resp.status(), 200, "{digest}");
+        let body = resp.bytes().await.expect("body");
+        assert_eq!(&sha256(&body), digest);
+    }
+    assert!(
+        server.log().contains("garbage collection"),
+        "a run is logged: {}",
+        server.log()
+    );
 }
