@@ -895,7 +895,6 @@ mod tests {
                 actor: None,
                 now: 0,
                 run_id: None,
-            run_id: None,
             })
             .await
             .unwrap();
@@ -904,6 +903,71 @@ mod tests {
             "{applied:?}"
         );
         assert_eq!(applied.skipped, 2);
+    }
+
+    #[tokio::test]
+    async fn a_started_run_lists_what_each_repository_lost_until_it_is_finished() {
+        let (_dir, meta) = open().await;
+        seed(&meta, "acme/one", 3).await;
+        let target = Target::Namespace("acme".into());
+        let policy = meta
+            .set_retention_policy(&target, &keep_last(1), None, "alice", 0)
+            .await
+            .unwrap();
+        let run = RetentionRunRecord {
+            id: 0,
+            target: target.clone(),
+            trigger: "manual".into(),
+            actor: Some("alice".into()),
+            started_at: 10,
+            finished_at: 10,
+            tags: Vec::new(),
+            manifests: Vec::new(),
+            skipped: 0,
+            bytes: 0,
+            error: None,
+        };
+        let run_id = meta.start_retention_run(&run).await.unwrap();
+        let repo: RepoName = "acme/one".parse().unwrap();
+        let snapshot = meta.retention_snapshot(&repo).await.unwrap().unwrap();
+        let planned = plan(&snapshot, &policy.policy, &[], 2_000_000);
+        meta.apply_retention(&RetentionApply {
+            repo: &repo,
+            policy_target: &target,
+            policy_revision: policy.revision,
+            tags: &planned.tags,
+            manifests: &planned.manifests,
+            actor: Some("alice"),
+            now: 11,
+            run_id: Some(run_id),
+        })
+        .await
+        .unwrap();
+        // As a crash here would leave it: interrupted, listing what acme/one lost.
+        let recorded = meta.retention_runs(&target, 10).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        let interrupted = &recorded[0];
+        assert_eq!(interrupted.id, run_id);
+        assert_eq!(interrupted.error.as_deref(), Some(INTERRUPTED_RUN));
+        assert_eq!(interrupted.tags, ["acme/one:t0", "acme/one:t1"]);
+        assert_eq!(interrupted.manifests.len(), 2);
+        // Finished, the same record says so.
+        let finished = RetentionRunRecord {
+            id: run_id,
+            finished_at: 12,
+            tags: interrupted.tags.clone(),
+            manifests: interrupted.manifests.clone(),
+            bytes: 5,
+            ..run
+        };
+        assert_eq!(
+            meta.record_retention_run(&finished, None).await.unwrap(),
+            run_id
+        );
+        let recorded = meta.retention_runs(&target, 10).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].error, None);
+        assert_eq!((recorded[0].finished_at, recorded[0].bytes), (12, 5));
     }
 
     /// The lifecycle service on `meta`, on the system clock, as the server wires it.
