@@ -181,6 +181,39 @@ impl Collector {
         }
     }
 
+    /// Finishes what an interrupted run marked (deletes the bytes, then the rows), now: at
+    /// a start, a crashed process's recurring job stays leased for a while, and a marked
+    /// blob cannot be linked again until its row is dropped. Returns how many blobs it
+    /// finished; 0 when another collector holds the lock (that one finishes them).
+    pub async fn finish_interrupted(&self) -> Result<u64, GcError> {
+        let Some(_hold) = self.blobs.lock_collection().await? else {
+            return Ok(0);
+        };
+        let mut report = GcReport::default();
+        self.finish_doomed(&mut report).await?;
+        if report.resumed > 0 {
+            self.metrics.blobs.fetch_add(report.blobs, Ordering::Relaxed);
+            self.metrics.bytes.fetch_add(report.bytes, Ordering::Relaxed);
+            tracing::info!(
+                blobs = report.blobs,
+                bytes = report.bytes,
+                "garbage collection: finished the blobs an interrupted run had marked"
+            );
+        }
+        Ok(report.resumed)
+    }
+
+    async fn finish_doomed(&self, report: &mut GcReport) -> Result<(), GcError> {
+        loop {
+            let doomed = self.store.doomed_blobs(self.options.batch).await?;
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            report.resumed += doomed.len() as u64;
+            self.delete_marked(&doomed, report).await?;
+        }
+    }
+
     async fn run_inner(&self, dry_run: bool) -> Result<GcReport, GcError> {
         let mut report = GcReport {
             dry_run,
@@ -194,14 +227,7 @@ impl Collector {
             return Err(GcError::Busy);
         };
         // 1. What an interrupted run marked is doomed: finish it.
-        loop {
-            let doomed = self.store.doomed_blobs(self.options.batch).await?;
-            if doomed.is_empty() {
-                break;
-            }
-            report.resumed += doomed.len() as u64;
-            self.delete_marked(&doomed, &mut report).await?;
-        }
+        self.finish_doomed(&mut report).await?;
         // 2. Manifests of deleted repositories (and deleted manifests) nothing lists.
         report.manifests = self.delete_orphan_manifests().await?;
         // 3 and 4. Unreferenced blobs past the grace period, window by window.
