@@ -564,3 +564,71 @@ impl UsageStore for SqliteMeta {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{begin_write, Durability};
+    use super::*;
+    use berth_storage::FsBlobStore;
+
+    /// The bytes of `content` in the store, and an old, unreferenced row for them: what a
+    /// collector takes.
+    async fn garbage(meta: &SqliteMeta, root: &std::path::Path, content: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(content);
+        let hex = digest.to_string().trim_start_matches("sha256:").to_owned();
+        let dir = root.join("blobs").join("sha256").join(&hex[..2]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&hex), content).unwrap();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, 0)")
+            .bind(digest.to_string())
+            .bind(content.len() as i64)
+            .execute(&meta.write)
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn a_collection_between_the_byte_check_and_the_link_is_caught_in_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), Durability::GroupCommit)
+            .await
+            .unwrap();
+        let root = dir.path().join("data");
+        let store = FsBlobStore::open(&root).unwrap();
+
+        // Nothing happens in between: the check made before the transaction stands.
+        let kept = garbage(&meta, &root, b"kept").await;
+        let committed = check_committed(&meta.read, &store, &kept).await.unwrap();
+        assert!(committed.present_at_marks.is_some());
+        let mut tx = begin_write(&meta.write).await.unwrap();
+        link_checked(&mut tx, "acme/app", &kept, 4, 30, LinkSource::Committed(committed))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // A collector marks, deletes and drops the blob after its bytes were found: the
+        // link sees the mark count move, looks again, and refuses.
+        let taken = garbage(&meta, &root, b"taken").await;
+        let committed = check_committed(&meta.read, &store, &taken).await.unwrap();
+        assert!(committed.present_at_marks.is_some());
+        let marked = meta.mark_blobs(&[taken.clone()], 10, 20).await.unwrap();
+        assert_eq!(marked.len(), 1);
+        store.delete_blobs(&[taken.clone()]).await.unwrap();
+        meta.drop_doomed_blobs(&[taken.clone()]).await.unwrap();
+        let mut tx = begin_write(&meta.write).await.unwrap();
+        let refused = link_checked(
+            &mut tx,
+            "acme/app",
+            &taken,
+            5,
+            30,
+            LinkSource::Committed(committed),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(MetaError::BlobCollected(_))),
+            "{refused:?}"
+        );
+    }
+}
