@@ -210,7 +210,10 @@ async fn kill_9_of_the_server_during_its_collection_loses_no_referenced_blob() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("berth serve exited by itself: {status}");
         }
-        assert!(Instant::now() < deadline, "the start's collection never began");
+        assert!(
+            Instant::now() < deadline,
+            "the start's collection never began"
+        );
     };
     let after_kill = left(&data_dir);
     eprintln!(

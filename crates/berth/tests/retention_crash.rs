@@ -151,7 +151,10 @@ async fn kill_9_during_a_retention_run_leaves_a_consistent_registry_and_an_hones
     let recorded_manifest_set: BTreeSet<String> = recorded_manifests.iter().cloned().collect();
     assert_eq!(recorded_tags.len(), recorded_tag_set.len(), "each once");
     assert_eq!(recorded_manifests.len(), recorded_manifest_set.len());
-    assert_eq!(recorded_tag_set, planned_tags, "the history lists every deletion");
+    assert_eq!(
+        recorded_tag_set, planned_tags,
+        "the history lists every deletion"
+    );
     assert_eq!(recorded_manifest_set, planned_manifests);
 
     // The registry serves exactly what the policy keeps, whole.

@@ -127,8 +127,13 @@ async fn immutable_tags_are_marked_and_usage_and_quota_are_shown_and_set() {
     browser.fill("quota-field", "1KiB").await;
     browser.press("Set the quota").await;
     browser.expect_notice("The quota of admin is 1 KiB").await;
-    let usage = browser.expect_text("#usage-text", "of its 1 KiB quota").await;
-    assert!(usage.contains("Pushes that add content are refused"), "{usage}");
+    let usage = browser
+        .expect_text("#usage-text", "of its 1 KiB quota")
+        .await;
+    assert!(
+        usage.contains("Pushes that add content are refused"),
+        "{usage}"
+    );
     browser.screenshot("namespace-quota").await;
     let content = random_bytes(256);
     let refused = server

@@ -192,8 +192,12 @@ impl Collector {
         let mut report = GcReport::default();
         self.finish_doomed(&mut report).await?;
         if report.resumed > 0 {
-            self.metrics.blobs.fetch_add(report.blobs, Ordering::Relaxed);
-            self.metrics.bytes.fetch_add(report.bytes, Ordering::Relaxed);
+            self.metrics
+                .blobs
+                .fetch_add(report.blobs, Ordering::Relaxed);
+            self.metrics
+                .bytes
+                .fetch_add(report.bytes, Ordering::Relaxed);
             tracing::info!(
                 blobs = report.blobs,
                 bytes = report.bytes,

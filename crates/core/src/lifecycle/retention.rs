@@ -320,8 +320,8 @@ pub fn plan(
                 .is_some_and(|s| present.contains_key(s))
             || attached_manifests.contains(digest);
         // Pulled by digest within the days a pull keeps: a digest-pinned deployment.
-        let pulled_recently = pulled_since
-            .is_some_and(|since| m.last_pulled_at.is_some_and(|at| at >= since));
+        let pulled_recently =
+            pulled_since.is_some_and(|since| m.last_pulled_at.is_some_and(|at| at >= since));
         let expired =
             untagged_cutoff.is_some_and(|cutoff| m.pushed_at < cutoff) && !pulled_recently;
         if !dependent && !expired {

@@ -205,10 +205,15 @@ async fn a_gc_dry_run_counts_exactly_what_the_real_run_then_deletes() {
     let index = ManifestBuilder::oci_index(&[child_a.descriptor(), child_b.descriptor()]).build();
     app.push_manifest_ok("dry/orphans", "multi", &index).await;
     let sharing_config = app
-        .push_blob_as("dry/orphans", b"{\"os\":\"linux\",\"sharing\":1}", OCI_CONFIG)
+        .push_blob_as(
+            "dry/orphans",
+            b"{\"os\":\"linux\",\"sharing\":1}",
+            OCI_CONFIG,
+        )
         .await;
     let sharing = ManifestBuilder::oci_image(&sharing_config, &[kept_layer]).build();
-    app.push_manifest_ok("dry/orphans", "sharing", &sharing).await;
+    app.push_manifest_ok("dry/orphans", "sharing", &sharing)
+        .await;
     for digest in [
         child_a.digest(),
         child_b.digest(),

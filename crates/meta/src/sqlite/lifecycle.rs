@@ -602,9 +602,16 @@ mod tests {
         let committed = check_committed(&meta.read, &store, &kept).await.unwrap();
         assert!(committed.present_at_marks.is_some());
         let mut tx = begin_write(&meta.write).await.unwrap();
-        link_checked(&mut tx, "acme/app", &kept, 4, 30, LinkSource::Committed(committed))
-            .await
-            .unwrap();
+        link_checked(
+            &mut tx,
+            "acme/app",
+            &kept,
+            4,
+            30,
+            LinkSource::Committed(committed),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
 
         // A collector marks, deletes and drops the blob after its bytes were found: the
@@ -612,10 +619,18 @@ mod tests {
         let taken = garbage(&meta, &root, b"taken").await;
         let committed = check_committed(&meta.read, &store, &taken).await.unwrap();
         assert!(committed.present_at_marks.is_some());
-        let marked = meta.mark_blobs(&[taken.clone()], 10, 20).await.unwrap();
+        let marked = meta
+            .mark_blobs(std::slice::from_ref(&taken), 10, 20)
+            .await
+            .unwrap();
         assert_eq!(marked.len(), 1);
-        store.delete_blobs(&[taken.clone()]).await.unwrap();
-        meta.drop_doomed_blobs(&[taken.clone()]).await.unwrap();
+        store
+            .delete_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
+        meta.drop_doomed_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
         let mut tx = begin_write(&meta.write).await.unwrap();
         let refused = link_checked(
             &mut tx,
