@@ -1,6 +1,7 @@
 //! Garbage collection under `kill -9`: the real `berth gc` is killed at spread-out moments
 //! of its run, again and again, on a data directory holding referenced images and garbage;
-//! every referenced blob must survive every kill, and a later run must finish the job.
+//! every referenced blob must survive every kill, and a later run must finish the job. The
+//! same with the server itself killed while its own collection runs.
 //!
 //! ```text
 //! cargo nextest run -p berth --test gc_crash
@@ -139,4 +140,110 @@ async fn kill_9_at_any_moment_of_a_gc_run_loses_no_referenced_blob() {
         let body = resp.bytes().await.expect("body");
         assert_eq!(&sha256(&body), digest);
     }
+}
+
+/// `berth serve` on `data_dir` with a 1 s grace, its output dropped; port 0 is refused, so
+/// a port is picked by binding first.
+fn serve_command(data_dir: &Path) -> Command {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("BERTH_GC_GRACE", "1s")
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env_remove("BERTH_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// The server killed in the middle of its own collection (the one each start runs): the
+/// kill comes once some garbage files are gone and others are not. Every referenced blob
+/// survives; the next start finishes what the killed run had marked before it serves (a
+/// marked blob could not be pushed again until then), and a later run collects the rest.
+#[tokio::test]
+async fn kill_9_of_the_server_during_its_collection_loses_no_referenced_blob() {
+    let options = SpawnOptions::default().env("BERTH_GC_GRACE", "1s");
+    let mut server = TestServer::spawn_with(options).await;
+    let data_dir = server.data_dir().expect("spawned").to_path_buf();
+    let mut referenced = Vec::new();
+    for n in 0..5 {
+        let image = server
+            .push_random_image("crash/served", Some(&format!("v{n}")))
+            .await;
+        referenced.extend(image.blobs.clone());
+    }
+    let mut garbage = Vec::new();
+    let mut garbage_bytes = Vec::new();
+    for _ in 0..2000 {
+        let bytes = random_bytes(64);
+        garbage.push(server.push_blob("crash/junk", &bytes).await);
+        garbage_bytes.push(bytes);
+    }
+    server.kill_hard();
+    // Past the 1 s grace.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let left = |data_dir: &Path| {
+        garbage
+            .iter()
+            .filter(|d| blob_path(data_dir, d).exists())
+            .count()
+    };
+
+    // Started, and killed as soon as its collection has deleted some garbage.
+    let mut child = serve_command(&data_dir).spawn().expect("spawn berth serve");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed_with = loop {
+        let now_left = left(&data_dir);
+        if now_left < garbage.len() {
+            let _ = child.kill();
+            let _ = child.wait();
+            break now_left;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("berth serve exited by itself: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the start's collection never began"
+        );
+    };
+    let after_kill = left(&data_dir);
+    eprintln!(
+        "killed with {killed_with} of {} garbage blobs left ({after_kill} once dead)",
+        garbage.len()
+    );
+    assert!(after_kill > 0, "killed before the collection finished");
+    for digest in &referenced {
+        assert!(
+            blob_path(&data_dir, digest).exists(),
+            "after the kill, referenced blob {digest} is gone"
+        );
+    }
+
+    // The next start finishes the killed run's marks before it answers.
+    server.restart().await;
+    let dry = gc_to_the_end(&data_dir, &["--dry-run", "--json"]);
+    assert_eq!(dry["resumed"], 0, "nothing is left marked: {dry}");
+    for digest in &referenced {
+        let resp = server.get_blob("crash/served", digest).await;
+        assert_eq!(resp.status(), 200, "{digest}");
+        let body = resp.bytes().await.expect("body");
+        assert_eq!(&sha256(&body), digest);
+    }
+    // Every garbage blob can be pushed again, whatever the killed run did to it, and a
+    // collection beside the server then takes the ones nobody pushed.
+    for bytes in garbage_bytes.iter().take(50) {
+        server.push_blob("crash/again", bytes).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    gc_to_the_end(&data_dir, &["--json"]);
+    assert_eq!(left(&data_dir), 0, "every garbage blob is collected");
 }

@@ -183,6 +183,13 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         RETENTION_RUN_JOB,
         Arc::new(RetentionRunJob(lifecycle.clone())),
     );
+    // A collection the last process left half-done is finished now rather than when its
+    // leased job runs again: its marked blobs cannot be pushed again until then. At most
+    // one batch is marked at a time, so this is short; awaited, so that it never holds the
+    // lock the start's own collection is about to take.
+    if let Err(err) = collector.finish_interrupted().await {
+        tracing::warn!(error = %err, "finishing an interrupted garbage collection failed");
+    }
     for kind in [
         GC_JOB,
         RETENTION_SCHEDULE_JOB,

@@ -228,7 +228,7 @@ pub(super) async fn retention(
                         r.bytes,
                         r.error
                             .as_deref()
-                            .map(|e| format!("  refused: {e}"))
+                            .map(|e| format!("  stopped: {e}"))
                             .unwrap_or_default()
                     );
                 }

@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Most rounds of orphan-manifest deletion per run (an index orphans its children).
+const ORPHAN_PASSES: usize = 16;
+
 /// The job kind of the recurring collection.
 pub const GC_JOB: &str = "gc.collect";
 
@@ -178,6 +181,43 @@ impl Collector {
         }
     }
 
+    /// Finishes what an interrupted run marked (deletes the bytes, then the rows), now: at
+    /// a start, a crashed process's recurring job stays leased for a while, and a marked
+    /// blob cannot be linked again until its row is dropped. Returns how many blobs it
+    /// finished; 0 when another collector holds the lock (that one finishes them).
+    pub async fn finish_interrupted(&self) -> Result<u64, GcError> {
+        let Some(_hold) = self.blobs.lock_collection().await? else {
+            return Ok(0);
+        };
+        let mut report = GcReport::default();
+        self.finish_doomed(&mut report).await?;
+        if report.resumed > 0 {
+            self.metrics
+                .blobs
+                .fetch_add(report.blobs, Ordering::Relaxed);
+            self.metrics
+                .bytes
+                .fetch_add(report.bytes, Ordering::Relaxed);
+            tracing::info!(
+                blobs = report.blobs,
+                bytes = report.bytes,
+                "garbage collection: finished the blobs an interrupted run had marked"
+            );
+        }
+        Ok(report.resumed)
+    }
+
+    async fn finish_doomed(&self, report: &mut GcReport) -> Result<(), GcError> {
+        loop {
+            let doomed = self.store.doomed_blobs(self.options.batch).await?;
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            report.resumed += doomed.len() as u64;
+            self.delete_marked(&doomed, report).await?;
+        }
+    }
+
     async fn run_inner(&self, dry_run: bool) -> Result<GcReport, GcError> {
         let mut report = GcReport {
             dry_run,
@@ -185,36 +225,13 @@ impl Collector {
         };
         let cutoff = self.clock.now_unix() - self.options.grace.as_secs() as i64;
         if dry_run {
-            report.manifests = self.count_orphan_manifests().await?;
-            let mut after: Option<String> = None;
-            loop {
-                let window = self
-                    .store
-                    .collectable_blobs(after.as_deref(), self.options.window, cutoff)
-                    .await?;
-                for (_, size) in &window.candidates {
-                    report.blobs += 1;
-                    report.bytes += size;
-                }
-                match window.last {
-                    Some(last) => after = Some(last),
-                    None => break,
-                }
-            }
-            return Ok(report);
+            return self.dry_run(cutoff, report).await;
         }
         let Some(_hold) = self.blobs.lock_collection().await? else {
             return Err(GcError::Busy);
         };
         // 1. What an interrupted run marked is doomed: finish it.
-        loop {
-            let doomed = self.store.doomed_blobs(self.options.batch).await?;
-            if doomed.is_empty() {
-                break;
-            }
-            report.resumed += doomed.len() as u64;
-            self.delete_marked(&doomed, &mut report).await?;
-        }
+        self.finish_doomed(&mut report).await?;
         // 2. Manifests of deleted repositories (and deleted manifests) nothing lists.
         report.manifests = self.delete_orphan_manifests().await?;
         // 3 and 4. Unreferenced blobs past the grace period, window by window.
@@ -257,27 +274,69 @@ impl Collector {
         Ok(())
     }
 
-    async fn count_orphan_manifests(&self) -> Result<u64, GcError> {
-        let mut found = 0;
+    /// What a real run started now would delete, step by step as it would: the blobs an
+    /// interrupted run marked, the orphan manifests and those their deletion orphans in
+    /// turn, the blobs only those manifests reference, and the unreferenced blobs.
+    async fn dry_run(&self, cutoff: i64, mut report: GcReport) -> Result<GcReport, GcError> {
+        let (doomed, doomed_bytes) = self.store.doomed_totals().await?;
+        report.resumed = doomed;
+        report.blobs += doomed;
+        report.bytes += doomed_bytes;
+        let orphans = self.orphan_closure().await?;
+        report.manifests = orphans.len() as u64;
+        for (_, size) in self.store.blobs_only_in(&orphans, cutoff).await? {
+            report.blobs += 1;
+            report.bytes += size;
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let window = self
+                .store
+                .collectable_blobs(after.as_deref(), self.options.window, cutoff)
+                .await?;
+            for (_, size) in &window.candidates {
+                report.blobs += 1;
+                report.bytes += size;
+            }
+            match window.last {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// The orphan manifests, and the children their deletion would orphan, level by level
+    /// (as many levels as a real run goes round).
+    async fn orphan_closure(&self) -> Result<Vec<String>, GcError> {
+        let mut gone = Vec::new();
         let mut after: Option<String> = None;
         loop {
             let page = self
                 .store
                 .orphan_manifests(after.as_deref(), self.options.batch)
                 .await?;
-            found += page.len() as u64;
             match page.last() {
                 Some(last) => after = Some(last.clone()),
-                None => return Ok(found),
+                None => break,
             }
+            gone.extend(page);
         }
+        for _ in 1..ORPHAN_PASSES {
+            let next = self.store.orphaned_children(&gone).await?;
+            if next.is_empty() {
+                break;
+            }
+            gone.extend(next);
+        }
+        Ok(gone)
     }
 
     async fn delete_orphan_manifests(&self) -> Result<u64, GcError> {
         let mut deleted = 0;
         // Deleting an index can orphan its children: go round until a pass finds nothing
         // (bounded, in case something keeps re-creating them).
-        for _ in 0..16 {
+        for _ in 0..ORPHAN_PASSES {
             let mut pass = 0;
             let mut after: Option<String> = None;
             loop {

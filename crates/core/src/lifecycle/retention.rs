@@ -160,6 +160,9 @@ pub struct TagFacts {
 pub struct ManifestFacts {
     pub digest: String,
     pub pushed_at: i64,
+    /// The last pull of this manifest in the repository, by tag or by digest: what keeps an
+    /// untagged manifest under "pulled within D days".
+    pub last_pulled_at: Option<i64>,
     pub subject: Option<String>,
     pub children: Vec<String>,
 }
@@ -305,6 +308,7 @@ pub fn plan(
     }
     let attached_manifests: HashSet<&str> = attached.values().flatten().copied().collect();
     let untagged_cutoff = policy.untagged_days.map(|d| now - i64::from(d) * DAY);
+    let pulled_since = policy.keep_pulled_days.map(|d| now - i64::from(d) * DAY);
     for m in &snapshot.manifests {
         let digest = m.digest.as_str();
         if tagged_before.contains(digest) {
@@ -315,7 +319,11 @@ pub fn plan(
                 .as_deref()
                 .is_some_and(|s| present.contains_key(s))
             || attached_manifests.contains(digest);
-        let expired = untagged_cutoff.is_some_and(|cutoff| m.pushed_at < cutoff);
+        // Pulled by digest within the days a pull keeps: a digest-pinned deployment.
+        let pulled_recently =
+            pulled_since.is_some_and(|since| m.last_pulled_at.is_some_and(|at| at >= since));
+        let expired =
+            untagged_cutoff.is_some_and(|cutoff| m.pushed_at < cutoff) && !pulled_recently;
         if !dependent && !expired {
             roots.push(digest);
         }
@@ -455,6 +463,7 @@ mod tests {
         ManifestFacts {
             digest: d(name),
             pushed_at: NOW - pushed_days_ago * DAY,
+            last_pulled_at: None,
             subject: None,
             children: Vec::new(),
         }
@@ -717,6 +726,50 @@ mod tests {
         );
         assert_eq!(tags, ["long-ago", "never"]);
         assert_eq!(manifests, ["b", "a"], "oldest push first");
+    }
+
+    #[test]
+    fn an_untagged_manifest_pulled_by_digest_within_the_days_stays() {
+        let pulled = |name: &str, pushed_days_ago: i64, pulled_days_ago: i64| ManifestFacts {
+            last_pulled_at: Some(NOW - pulled_days_ago * DAY),
+            ..image(name, pushed_days_ago)
+        };
+        let policy = RetentionPolicy {
+            keep_pulled_days: Some(30),
+            untagged_days: Some(7),
+            ..RetentionPolicy::default()
+        };
+        let (tags, manifests) = outcome(
+            vec![tag("v1", "a", 1, Some(1))],
+            vec![
+                image("a", 1),
+                pulled("u1", 100, 2),
+                pulled("u2", 100, 60),
+                image("x", 100),
+            ],
+            &policy,
+            &[],
+        );
+        assert!(tags.is_empty(), "{tags:?}");
+        let mut manifests = manifests;
+        manifests.sort();
+        assert_eq!(
+            manifests,
+            ["u2", "x"],
+            "u1 was pulled 2 days ago; u2's pull is past the 30 days, x was never pulled"
+        );
+        // Without a pull rule, untagged manifests age by their push alone.
+        let untagged_only = RetentionPolicy {
+            untagged_days: Some(7),
+            ..RetentionPolicy::default()
+        };
+        let (_, manifests) = outcome(
+            vec![tag("v1", "a", 1, Some(1))],
+            vec![image("a", 1), pulled("u1", 100, 2)],
+            &untagged_only,
+            &[],
+        );
+        assert_eq!(manifests, ["u1"]);
     }
 
     #[test]

@@ -337,7 +337,28 @@ impl Lifecycle {
         actor: &str,
     ) -> Result<RunReport> {
         let started_at = self.clock.now_unix();
-        let plans = self.plans(target, started_at).await?;
+        let plans = match self.plans(target, started_at).await {
+            Ok(plans) => plans,
+            // A scheduled run nobody watches leaves its refusal in the history.
+            Err(Error::Invalid(why)) if !dry_run && trigger == RunTrigger::Schedule => {
+                let record = RetentionRunRecord {
+                    id: 0,
+                    target: target.clone(),
+                    trigger: trigger.as_str().to_owned(),
+                    actor: Some(actor.to_owned()),
+                    started_at,
+                    finished_at: started_at,
+                    tags: Vec::new(),
+                    manifests: Vec::new(),
+                    skipped: 0,
+                    bytes: 0,
+                    error: Some(why.clone()),
+                };
+                self.store.record_retention_run(&record, None).await?;
+                return Err(Error::Invalid(why));
+            }
+            Err(other) => return Err(other),
+        };
         let planned_gone: Vec<(RepoName, Vec<String>)> = plans
             .iter()
             .map(|p| {
@@ -367,13 +388,36 @@ impl Lifecycle {
         }
         // Counted before the deletes, while the plan's manifests are still linked.
         let planned_bytes = self.store.unreferenced_bytes(&planned_gone).await?;
+        let mut record = RetentionRunRecord {
+            id: 0,
+            target: target.clone(),
+            trigger: trigger.as_str().to_owned(),
+            actor: Some(actor.to_owned()),
+            started_at,
+            finished_at: started_at,
+            tags: Vec::new(),
+            manifests: Vec::new(),
+            skipped: 0,
+            bytes: 0,
+            error: None,
+        };
+        // Recorded before the first delete: a crash mid-run leaves it in the history as
+        // interrupted, with what each repository's transaction deleted added to it.
+        let run_id = if plans
+            .iter()
+            .any(|p| !p.plan.tags.is_empty() || !p.plan.manifests.is_empty())
+        {
+            Some(self.store.start_retention_run(&record).await?)
+        } else {
+            None
+        };
         let mut report = RunReport::default();
         let mut gone = Vec::new();
         for p in &plans {
             if p.plan.tags.is_empty() && p.plan.manifests.is_empty() {
                 continue;
             }
-            let applied = self
+            let applied = match self
                 .store
                 .apply_retention(&RetentionApply {
                     repo: &p.repo,
@@ -383,14 +427,32 @@ impl Lifecycle {
                     manifests: &p.plan.manifests,
                     actor: Some(actor),
                     now: self.clock.now_unix(),
+                    run_id,
                 })
                 .await
-                .map_err(|e| match e {
-                    MetaError::Conflict(what) => {
-                        Error::Invalid(format!("{what}; the retention run stopped, run it again"))
+            {
+                Ok(applied) => applied,
+                Err(err) => {
+                    let err = match err {
+                        MetaError::Conflict(what) => Error::Invalid(format!(
+                            "{what}; the retention run stopped, run it again"
+                        )),
+                        other => other.into(),
+                    };
+                    // The record says why the run stopped, and keeps what it had deleted.
+                    record.id = run_id.unwrap_or(0);
+                    record.finished_at = self.clock.now_unix();
+                    record.tags = report.tags;
+                    record.manifests = report.manifests;
+                    record.skipped = report.skipped;
+                    record.error = Some(err.to_string());
+                    if let Err(failed) = self.store.record_retention_run(&record, None).await {
+                        tracing::warn!(target = %target, error = %failed, "recording a stopped retention run failed");
                     }
-                    other => other.into(),
-                })?;
+                    self.wake.wake();
+                    return Err(err);
+                }
+            };
             report.skipped += applied.skipped;
             report
                 .tags
@@ -406,19 +468,12 @@ impl Lifecycle {
         } else {
             self.store.unreferenced_bytes(&gone).await?
         };
-        let record = RetentionRunRecord {
-            id: 0,
-            target: target.clone(),
-            trigger: trigger.as_str().to_owned(),
-            actor: Some(actor.to_owned()),
-            started_at,
-            finished_at: self.clock.now_unix(),
-            tags: report.tags.clone(),
-            manifests: report.manifests.clone(),
-            skipped: report.skipped,
-            bytes: report.bytes,
-            error: None,
-        };
+        record.id = run_id.unwrap_or(0);
+        record.finished_at = self.clock.now_unix();
+        record.tags = report.tags.clone();
+        record.manifests = report.manifests.clone();
+        record.skipped = report.skipped;
+        record.bytes = report.bytes;
         let data = RetentionCompletedData {
             run_id: 0, // filled in by the store, which knows the id
             scope: target.scope().to_owned(),
@@ -518,21 +573,6 @@ impl Lifecycle {
                 Ok(report)
             }
             Err(Error::Invalid(why)) => {
-                let now = self.clock.now_unix();
-                let record = RetentionRunRecord {
-                    id: 0,
-                    target: target.clone(),
-                    trigger: RunTrigger::Schedule.as_str().to_owned(),
-                    actor: Some(SCHEDULER_ACTOR.to_owned()),
-                    started_at: now,
-                    finished_at: now,
-                    tags: Vec::new(),
-                    manifests: Vec::new(),
-                    skipped: 0,
-                    bytes: 0,
-                    error: Some(why.clone()),
-                };
-                self.store.record_retention_run(&record, None).await?;
                 tracing::warn!(target = %target, error = %why, "scheduled retention run refused");
                 Err(Error::Invalid(why))
             }

@@ -55,6 +55,15 @@ pub trait Collection: Send + Sync {
     /// Deletes those of `digests` that are still orphans, in one transaction; returns how
     /// many went (their blob and child references go with them).
     async fn delete_orphan_manifests(&self, digests: &[String]) -> Result<u64>;
+    /// How many blobs are doomed, and their bytes (what a run finishes first).
+    async fn doomed_totals(&self) -> Result<(u64, u64)>;
+    /// The manifests that deleting the orphans `gone` would orphan in turn: children of
+    /// `gone`, not in it, that no repository holds and that only manifests of `gone` list.
+    async fn orphaned_children(&self, gone: &[String]) -> Result<Vec<String>>;
+    /// The blobs that only manifests of `gone` reference and that would be collectable once
+    /// those are deleted (not doomed, created at or before `cutoff`, linked into no
+    /// repository after it). A read, for the dry run.
+    async fn blobs_only_in(&self, gone: &[String], cutoff: i64) -> Result<Vec<(Digest, u64)>>;
     /// Records bytes stored under `digest` that nothing links (a refused upload), so the
     /// collector reclaims them at its next run.
     async fn abandon_blob(&self, digest: &Digest, size: u64) -> Result<()>;

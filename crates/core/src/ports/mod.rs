@@ -31,6 +31,7 @@ pub use meta::{
 };
 pub use policies::{
     LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
+    INTERRUPTED_RUN,
 };
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,

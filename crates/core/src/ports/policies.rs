@@ -10,7 +10,11 @@
 //!   (otherwise [`MetaError::Conflict`], nothing deleted), then deletes each planned tag and
 //!   manifest only if it is unchanged since the plan (same digest and push time; for a
 //!   manifest, nothing left in the repository pointing at it), skipping the others.
-//! - `record_retention_run` stores the run and its event in one transaction.
+//! - `start_retention_run` records a real run before it deletes anything, as interrupted;
+//!   `apply_retention` adds what it deleted to that record in its own transaction, and
+//!   `record_retention_run` finishes it (or stores a new one) with its event in one
+//!   transaction. A run cut short by a crash stays recorded as interrupted, listing exactly
+//!   what it deleted.
 
 use super::meta::MetaError;
 use crate::events::NewEvent;
@@ -43,6 +47,8 @@ pub struct RetentionApply<'a> {
     pub manifests: &'a [ManifestFacts],
     pub actor: Option<&'a str>,
     pub now: i64,
+    /// The run's record (`start_retention_run`), to which the deletions are added.
+    pub run_id: Option<i64>,
 }
 
 /// What a run deleted in one repository.
@@ -54,7 +60,11 @@ pub struct RetentionApplied {
     pub skipped: u32,
 }
 
-/// A finished retention run, to record.
+/// What the history says of a run that never finished: the process stopped during it.
+pub const INTERRUPTED_RUN: &str =
+    "interrupted: the process stopped before the run finished; what it deleted is listed";
+
+/// A retention run, to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetentionRunRecord {
     pub id: i64,
@@ -112,7 +122,11 @@ pub trait LifecycleStore: Send + Sync {
     /// Applies a plan in one transaction (see the module's contract); records `tag.deleted`
     /// and `manifest.deleted` events as the registry's deletes do.
     async fn apply_retention(&self, apply: &RetentionApply<'_>) -> Result<RetentionApplied>;
-    /// Records a finished run and its event; returns the run's id.
+    /// Records a run that is starting (with no deletions, as interrupted until finished);
+    /// returns its id.
+    async fn start_retention_run(&self, run: &RetentionRunRecord) -> Result<i64>;
+    /// Records a finished run and its event: completes the started record `run.id`, or
+    /// (id 0) stores a new one; returns the run's id.
     async fn record_retention_run(
         &self,
         run: &RetentionRunRecord,

@@ -291,6 +291,31 @@ pub(crate) async fn set_verified(Path(org): Path<String>, submission: Submission
     submission.outcome(result, "/admin/publishers")
 }
 
+/// `POST /admin/quotas/{namespace}`: a site admin sets or lifts a namespace's quota from
+/// its page.
+pub(crate) async fn set_quota(Path(namespace): Path<String>, submission: Submission) -> Response {
+    let result = async {
+        let Submission { visitor, form } = &submission;
+        let quota = berth_core::lifecycle::parse_quota(form.text("quota"))
+            .map_err(|why| UiError::Invalid(format!("Nothing was changed: {why}.")))?;
+        let usage = visitor
+            .state
+            .usage
+            .set_quota(&visitor.acting(), &namespace, quota)
+            .await?;
+        Ok(Notice::success(match usage.quota {
+            Some(quota) => format!(
+                "The quota of {namespace} is {}; it uses {}.",
+                berth_core::lifecycle::format_size(quota),
+                berth_core::lifecycle::format_size(usage.bytes)
+            ),
+            None => format!("{namespace} has no quota now."),
+        }))
+    }
+    .await;
+    submission.outcome(result, &format!("/u/{}", url_component(&namespace)))
+}
+
 /// `GET /admin/audit?account=&before=`: newest first, a page at a time.
 pub(crate) async fn audit(visitor: Visitor) -> Response {
     let result = render_audit(&visitor).await;

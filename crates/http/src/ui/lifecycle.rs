@@ -215,7 +215,7 @@ impl Place {
                     (run.actor.as_deref().unwrap_or("-")) "</td><td>" (run.tags.len()) "</td><td>"
                     (run.manifests.len()) "</td><td>" (human_size(run.bytes)) "</td><td>");
                 match &run.error {
-                    Some(error) => html!(body, "Refused: "(error)),
+                    Some(error) => html!(body, "Stopped: "(error)),
                     None if run.skipped > 0 => {
                         html!(body, "Done; " (run.skipped) " left alone (changed)")
                     }

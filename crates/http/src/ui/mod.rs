@@ -110,6 +110,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/publishers", get(admin::publishers))
         .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/quotas/{namespace}", post(admin::set_quota))
         .route(
             "/admin/webhooks",
             get(webhooks::site_list).post(webhooks::site_create),

@@ -105,8 +105,24 @@ pub(crate) async fn usage_section(visitor: &Visitor, namespace: &str) -> Html {
     }
     html!(
         out,
-        "</p><p class=\"hint\">A layer shared by several repositories counts once.</p></section>"
+        "</p><p class=\"hint\">A layer shared by several repositories counts once.</p>"
     );
+    if visitor.is_site_admin() {
+        // As `parse_quota` reads it back: whole units, else bytes.
+        let current = match usage.quota {
+            None => "none".to_owned(),
+            Some(quota) => match format_size(quota).replace(' ', "") {
+                whole if !whole.contains('.') => whole,
+                _ => quota.to_string(),
+            },
+        };
+        html!(out, [form_start(visitor, &format!("/admin/quotas/{}", url_component(namespace)), "inline")]
+            "<div class=\"field\"><label for=\"quota-field\">Quota (a size such as 10GiB, or none)</label>"
+            "<input type=\"text\" id=\"quota-field\" name=\"quota\" value=\"" (current)
+            "\" autocapitalize=\"none\" spellcheck=\"false\" required></div>"
+            "<button type=\"submit\">Set the quota</button></form>");
+    }
+    html!(out, "</section>");
     out
 }
 

@@ -184,6 +184,84 @@ async fn gc_deletes_unreferenced_blobs_after_the_grace_and_keeps_every_reference
     assert_eq!((report.blobs, report.manifests), (0, 0), "{report:?}");
 }
 
+async fn dry_run(app: &TestApp) -> GcReport {
+    collector(app, Duration::ZERO)
+        .run(true)
+        .await
+        .expect("dry run")
+}
+
+#[tokio::test]
+async fn a_gc_dry_run_counts_exactly_what_the_real_run_then_deletes() {
+    let app = TestApp::spawn().await;
+    // Kept: an image whose layer an orphan shares.
+    let kept = app.push_image("dry/kept", "v1", 20).await;
+    let kept_layer = app.push_blob("dry/orphans", &bytes(20, 64)).await;
+    // Orphans at two levels: an index and its two children, all deleted by digest (the
+    // children first, so they are left listed only by the deleted index), and an image
+    // sharing the kept image's layer.
+    let child_a = app.push_image("dry/orphans", "a", 21).await;
+    let child_b = app.push_image("dry/orphans", "b", 22).await;
+    let index = ManifestBuilder::oci_index(&[child_a.descriptor(), child_b.descriptor()]).build();
+    app.push_manifest_ok("dry/orphans", "multi", &index).await;
+    let sharing_config = app
+        .push_blob_as(
+            "dry/orphans",
+            b"{\"os\":\"linux\",\"sharing\":1}",
+            OCI_CONFIG,
+        )
+        .await;
+    let sharing = ManifestBuilder::oci_image(&sharing_config, &[kept_layer]).build();
+    app.push_manifest_ok("dry/orphans", "sharing", &sharing)
+        .await;
+    for digest in [
+        child_a.digest(),
+        child_b.digest(),
+        index.digest(),
+        sharing.digest(),
+    ] {
+        let resp = app
+            .send(app.delete(&format!("/v2/dry/orphans/manifests/{digest}")))
+            .await;
+        assert_eq!(resp.status(), 202, "deleting {digest}");
+    }
+    // A loose blob, and one an interrupted run had marked.
+    app.push_blob("dry/orphans", &bytes(23, 100)).await;
+    let marked = app.push_blob("dry/orphans", &bytes(24, 50)).await;
+    let now = berth_core::time::now_unix();
+    let doomed = app
+        .meta()
+        .mark_blobs(&[marked.digest.parse().unwrap()], now + 1, now)
+        .await
+        .expect("mark");
+    assert_eq!(doomed.len(), 1);
+
+    let dry = dry_run(&app).await;
+    let real = collect(&app, Duration::ZERO).await;
+    eprintln!("dry: {dry:?}\nreal: {real:?}");
+    assert_eq!(
+        (dry.blobs, dry.bytes, dry.manifests, dry.resumed),
+        (real.blobs, real.bytes, real.manifests, real.resumed),
+        "the dry run counts what the run deletes"
+    );
+    // Exactly: 4 manifests; the children's configs and layers, the sharing image's config,
+    // the loose blob and the marked one (the kept layer stays).
+    assert_eq!(real.manifests, 4, "{real:?}");
+    assert_eq!(real.blobs, 7, "{real:?}");
+    assert_eq!(real.resumed, 1, "{real:?}");
+    let pulled = app.send(app.get("/v2/dry/kept/manifests/v1")).await;
+    assert_eq!(pulled.status(), 200);
+    let doc: serde_json::Value = serde_json::from_slice(&kept.body).unwrap();
+    let layer = doc["layers"][0]["digest"].as_str().unwrap();
+    assert!(blob_is_whole(&app, "dry/kept", layer).await, "kept layer");
+    let after = dry_run(&app).await;
+    assert_eq!(
+        (after.blobs, after.manifests),
+        (0, 0),
+        "nothing left: {after:?}"
+    );
+}
+
 /// One acknowledged manifest: where, and the blobs it names.
 struct Acknowledged {
     repo: &'static str,

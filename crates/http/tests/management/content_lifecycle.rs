@@ -408,7 +408,68 @@ async fn a_pull_by_digest_keeps_the_tags_pointing_at_it() {
         json!(["admin/pulled:a", "admin/pulled:c"])
     );
     assert!(!dry.text.contains(&b_digest), "{}", dry.text);
-    let _ = sha256(b"");
+}
+
+/// A manifest no tag points at, pulled by digest (a deployment pinned to it), is kept by
+/// "pulled within D days" while an untagged one nobody pulls goes; a HEAD and Berth's own
+/// reads (the API's tag list) are not pulls.
+#[tokio::test]
+async fn an_untagged_manifest_pulled_by_digest_is_kept_by_the_pull_rule() {
+    let berth = Berth::start().await;
+    let admin = berth.admin().await;
+    let registry = berth.with(basic("admin", ADMIN_PASSWORD));
+    let repo = "admin/pinned";
+    assert_eq!(registry.push_image(repo, "latest").await, 201);
+    let mut untagged = Vec::new();
+    for seed in ["pinned", "forgotten"] {
+        let manifest = image_manifest(&registry, repo, seed).await;
+        let digest = sha256(manifest.to_string().as_bytes());
+        registry
+            .push_manifest(repo, &digest, OCI_MANIFEST, &manifest)
+            .await;
+        untagged.push(digest);
+    }
+    let (pinned, forgotten) = (&untagged[0], &untagged[1]);
+    assert_eq!(registry.pull_manifest(repo, pinned).await, 200);
+    assert_eq!(registry.head_manifest(repo, forgotten).await, 200);
+    admin
+        .get("/api/v1/repositories/admin/pinned/-/tags")
+        .await
+        .expect(200);
+    berth.flush_pulls().await;
+    // Untagged for "0 days" means pushed before this second.
+    into_the_next_second().await;
+    admin
+        .put(
+            "/api/v1/repositories/admin/pinned/-/retention",
+            json!({ "keep_last_pushed": 1, "keep_pulled_days": 30, "untagged_days": 0 }),
+        )
+        .await
+        .expect(200);
+    let dry = admin
+        .post(
+            "/api/v1/repositories/admin/pinned/-/retention/run",
+            json!({ "dry_run": true }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(dry.body["tags"], json!([]), "{}", dry.text);
+    assert_eq!(
+        dry.body["manifests"],
+        json!([format!("{repo}@{forgotten}")]),
+        "the pinned manifest stays: {}",
+        dry.text
+    );
+    let real = admin
+        .post(
+            "/api/v1/repositories/admin/pinned/-/retention/run",
+            json!({ "dry_run": false }),
+        )
+        .await
+        .expect(200);
+    assert_eq!(real.body["manifests"], dry.body["manifests"]);
+    assert_eq!(registry.pull_manifest(repo, pinned).await, 200);
+    assert_eq!(registry.head_manifest(repo, forgotten).await, 404);
 }
 
 /// The repository's lifecycle page as alice's browser uses it: a refused policy names what

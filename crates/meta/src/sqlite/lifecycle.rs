@@ -35,21 +35,80 @@ fn usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Usage {
     }
 }
 
-/// Where the bytes of a link come from, for the in-transaction check.
+/// Where the bytes of a link come from, for the check that they are still there.
 pub(super) enum LinkSource<'a> {
-    /// Freshly committed bytes: checked in `bytes` while the writer is held, because a
-    /// collector may have deleted them after the upload committed and before this link.
-    Committed(&'a dyn BlobStore),
+    /// Freshly committed bytes: a collector may have deleted them after the upload committed
+    /// and before this link. Checked before the transaction (`check_committed`).
+    Committed(CommittedBytes<'a>),
     /// Bytes another repository links (a mount), or the caller vouches for: a blob row that
     /// is not doomed always has its bytes, so the row is the check.
     Vouched,
 }
 
+/// Freshly committed upload bytes, as seen before the linking transaction.
+pub(super) struct CommittedBytes<'a> {
+    store: &'a dyn BlobStore,
+    /// The collector's mark count read (in the same snapshot) when the blob was not doomed,
+    /// before its bytes were then found present; `None`: check them in the transaction.
+    present_at_marks: Option<i64>,
+}
+
+/// The collector's mark count, bumped in each marking transaction.
+async fn gc_marks<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
+    executor: E,
+) -> Result<Option<i64>, MetaError> {
+    sqlx::query_scalar("SELECT value FROM counters WHERE name = 'gc_marks'")
+        .fetch_optional(executor)
+        .await
+        .map_err(backend)
+}
+
+/// Looks at freshly committed bytes before the linking transaction, so that the single
+/// writer is never held across a stat of the blob store (a network round trip on S3).
+///
+/// Reads, in one snapshot, the collector's mark count and whether the blob is doomed, then
+/// stats the bytes. A collector deletes bytes only after a marking transaction, so if the
+/// blob was not doomed in that snapshot and the count is unchanged once the linking
+/// transaction holds the writer, no collector can have deleted the bytes since they were
+/// found: `link_checked` trusts this check. Otherwise (a collector marked something in
+/// between, rarely) it checks the bytes again inside the transaction.
+pub(super) async fn check_committed<'a>(
+    read: &sqlx::SqlitePool,
+    store: &'a dyn BlobStore,
+    digest: &Digest,
+) -> Result<CommittedBytes<'a>, MetaError> {
+    let row = sqlx::query(
+        "SELECT (SELECT value FROM counters WHERE name = 'gc_marks') AS marks, \
+           (SELECT deleting_at IS NOT NULL FROM blobs WHERE digest = ?) AS doomed",
+    )
+    .bind(digest.to_string())
+    .fetch_one(read)
+    .await
+    .map_err(backend)?;
+    let marks: Option<i64> = row.get("marks");
+    let doomed: Option<i64> = row.get("doomed");
+    let unchecked = CommittedBytes {
+        store,
+        present_at_marks: None,
+    };
+    if doomed == Some(1) || marks.is_none() {
+        return Ok(unchecked);
+    }
+    match store.blob_size(digest).await {
+        Ok(Some(_)) => Ok(CommittedBytes {
+            store,
+            present_at_marks: marks,
+        }),
+        Ok(None) => Ok(unchecked),
+        Err(err) => Err(MetaError::Backend(format!("checking stored bytes: {err}"))),
+    }
+}
+
 /// Links `digest` into `repo` in the caller's transaction, the one way every linking path
-/// takes: refuses a doomed blob (`BlobCollected`), checks the bytes are there, enforces the
-/// namespace's quota (`QuotaExceeded`) and records `quota.warning` when the link crosses
-/// 85 % of it. A new link of a blob refreshes `linked_at`, which keeps it through the grace
-/// period the client needs to push the manifest.
+/// takes: refuses a doomed blob (`BlobCollected`), makes sure the bytes are there, enforces
+/// the namespace's quota (`QuotaExceeded`) and records `quota.warning` when the link
+/// crosses 85 % of it. A new link of a blob refreshes `linked_at`, which keeps it through
+/// the grace period the client needs to push the manifest.
 pub(super) async fn link_checked(
     tx: &mut Transaction<'_, Sqlite>,
     repo: &str,
@@ -76,13 +135,21 @@ pub(super) async fn link_checked(
     if doomed.is_some() {
         return Err(MetaError::BlobCollected(digest.clone()));
     }
-    if let LinkSource::Committed(bytes) = source {
-        // Not doomed now, so no collector is between marking and dropping this blob: its
-        // bytes are either there and stay (this link protects them), or already gone.
-        match bytes.blob_size(digest).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(MetaError::BlobCollected(digest.clone())),
-            Err(err) => return Err(MetaError::Backend(format!("checking stored bytes: {err}"))),
+    if let LinkSource::Committed(committed) = source {
+        // Found present before the transaction, and no collector has marked anything since:
+        // nothing can have deleted them (see `check_committed`).
+        let checked_before = committed.present_at_marks.is_some()
+            && committed.present_at_marks == gc_marks(&mut **tx).await?;
+        if !checked_before {
+            // Not doomed now, so no collector is between marking and dropping this blob:
+            // its bytes are either there and stay (this link protects them), or gone.
+            match committed.store.blob_size(digest).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(MetaError::BlobCollected(digest.clone())),
+                Err(err) => {
+                    return Err(MetaError::Backend(format!("checking stored bytes: {err}")))
+                }
+            }
         }
     }
     let repo_id = ensure_repository(tx, repo, now, None).await?;
@@ -212,6 +279,11 @@ impl Collection for SqliteMeta {
             })
             .collect::<Result<Vec<_>, MetaError>>()?;
         if !marked.is_empty() {
+            // Tells links that checked their bytes before taking the writer to check again.
+            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'gc_marks'")
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             // Their stale links go now, so no manifest push can name them from here on.
             let names: Vec<&Digest> = marked.iter().map(|(d, _)| d).collect();
             sqlx::query(
@@ -275,6 +347,71 @@ impl Collection for SqliteMeta {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected())
+    }
+
+    async fn doomed_totals(&self) -> Result<(u64, u64), MetaError> {
+        let row = sqlx::query(
+            "SELECT count(*) AS blobs, coalesce(sum(size), 0) AS bytes \
+             FROM blobs INDEXED BY blobs_doomed WHERE deleting_at IS NOT NULL",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok((
+            row.get::<i64, _>("blobs").max(0) as u64,
+            row.get::<i64, _>("bytes").max(0) as u64,
+        ))
+    }
+
+    async fn orphaned_children(&self, gone: &[String]) -> Result<Vec<String>, MetaError> {
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let joined: Option<String> = sqlx::query_scalar(
+            "WITH gone(digest) AS MATERIALIZED (SELECT value FROM json_each(?1)) \
+             SELECT group_concat(child, char(10)) FROM (SELECT DISTINCT c.child FROM \
+               manifest_children c JOIN manifests m ON m.digest = c.child \
+               WHERE c.manifest IN (SELECT digest FROM gone) \
+                 AND c.child NOT IN (SELECT digest FROM gone) \
+                 AND NOT EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.digest = c.child) \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_children p WHERE p.child = c.child \
+                                 AND p.manifest NOT IN (SELECT digest FROM gone)) \
+               ORDER BY c.child)",
+        )
+        .bind(json_list(gone))
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(super::registry::split_names(joined))
+    }
+
+    async fn blobs_only_in(
+        &self,
+        gone: &[String],
+        cutoff: i64,
+    ) -> Result<Vec<(Digest, u64)>, MetaError> {
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let joined: Option<String> = sqlx::query_scalar(
+            "WITH gone(digest) AS MATERIALIZED (SELECT value FROM json_each(?1)) \
+             SELECT group_concat(digest || ' ' || size, char(10)) FROM (\
+               SELECT DISTINCT b.digest, b.size FROM manifest_blobs mb \
+               JOIN blobs b ON b.digest = mb.digest \
+               WHERE mb.manifest IN (SELECT digest FROM gone) \
+                 AND b.deleting_at IS NULL AND b.created_at <= ?2 \
+                 AND NOT EXISTS (SELECT 1 FROM manifest_blobs o WHERE o.digest = b.digest \
+                                 AND o.manifest NOT IN (SELECT digest FROM gone)) \
+                 AND NOT EXISTS (SELECT 1 FROM repository_blobs rb \
+                                 WHERE rb.digest = b.digest AND rb.linked_at > ?2) \
+               ORDER BY b.digest)",
+        )
+        .bind(json_list(gone))
+        .bind(cutoff)
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        split_candidates(joined)
     }
 
     async fn abandon_blob(&self, digest: &Digest, size: u64) -> Result<(), MetaError> {
@@ -425,5 +562,88 @@ impl UsageStore for SqliteMeta {
         Ok(UsageRepair {
             corrected: (wrong_repositories + wrong_namespaces).max(0) as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{begin_write, Durability};
+    use super::*;
+    use berth_storage::FsBlobStore;
+
+    /// The bytes of `content` in the store, and an old, unreferenced row for them: what a
+    /// collector takes.
+    async fn garbage(meta: &SqliteMeta, root: &std::path::Path, content: &[u8]) -> Digest {
+        let digest = Digest::sha256_of(content);
+        let hex = digest.to_string().trim_start_matches("sha256:").to_owned();
+        let dir = root.join("blobs").join("sha256").join(&hex[..2]);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&hex), content).unwrap();
+        sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, 0)")
+            .bind(digest.to_string())
+            .bind(content.len() as i64)
+            .execute(&meta.write)
+            .await
+            .unwrap();
+        digest
+    }
+
+    #[tokio::test]
+    async fn a_collection_between_the_byte_check_and_the_link_is_caught_in_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), Durability::GroupCommit)
+            .await
+            .unwrap();
+        let root = dir.path().join("data");
+        let store = FsBlobStore::open(&root).unwrap();
+
+        // Nothing happens in between: the check made before the transaction stands.
+        let kept = garbage(&meta, &root, b"kept").await;
+        let committed = check_committed(&meta.read, &store, &kept).await.unwrap();
+        assert!(committed.present_at_marks.is_some());
+        let mut tx = begin_write(&meta.write).await.unwrap();
+        link_checked(
+            &mut tx,
+            "acme/app",
+            &kept,
+            4,
+            30,
+            LinkSource::Committed(committed),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        // A collector marks, deletes and drops the blob after its bytes were found: the
+        // link sees the mark count move, looks again, and refuses.
+        let taken = garbage(&meta, &root, b"taken").await;
+        let committed = check_committed(&meta.read, &store, &taken).await.unwrap();
+        assert!(committed.present_at_marks.is_some());
+        let marked = meta
+            .mark_blobs(std::slice::from_ref(&taken), 10, 20)
+            .await
+            .unwrap();
+        assert_eq!(marked.len(), 1);
+        store
+            .delete_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
+        meta.drop_doomed_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
+        let mut tx = begin_write(&meta.write).await.unwrap();
+        let refused = link_checked(
+            &mut tx,
+            "acme/app",
+            &taken,
+            5,
+            30,
+            LinkSource::Committed(committed),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(MetaError::BlobCollected(_))),
+            "{refused:?}"
+        );
     }
 }

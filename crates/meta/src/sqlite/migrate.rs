@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_immutable_tags_and_retention.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_lifecycle_marks_pulls_and_runs.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

@@ -10,6 +10,7 @@ use berth_core::lifecycle::retention::{ManifestFacts, RepoSnapshot, TagFacts};
 use berth_core::lifecycle::{protecting, ImmutableRule, RetentionPolicy, Target};
 use berth_core::ports::{
     LifecycleStore, MetaError, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
+    INTERRUPTED_RUN,
 };
 use berth_oci::RepoName;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
@@ -123,6 +124,39 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RetentionRunRecord, Met
         bytes: row.get::<i64, _>("bytes").max(0) as u64,
         error: row.get("error"),
     })
+}
+
+/// Adds one repository's deletions to a started run's record, in the transaction that made
+/// them: whatever happens next, the history lists what is gone.
+async fn add_to_run(
+    tx: &mut Transaction<'_, Sqlite>,
+    run_id: i64,
+    repo: &str,
+    applied: &RetentionApplied,
+) -> Result<(), MetaError> {
+    let row = sqlx::query("SELECT tags, manifests FROM retention_runs WHERE id = ?")
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| MetaError::Backend(format!("retention run {run_id} vanished")))?;
+    let list = |column: &str| -> Vec<String> {
+        serde_json::from_str(&row.get::<String, _>(column)).unwrap_or_default()
+    };
+    let (mut tags, mut manifests) = (list("tags"), list("manifests"));
+    tags.extend(applied.tags.iter().map(|t| format!("{repo}:{t}")));
+    manifests.extend(applied.manifests.iter().map(|d| format!("{repo}@{d}")));
+    sqlx::query(
+        "UPDATE retention_runs SET tags = ?, manifests = ?, skipped = skipped + ? WHERE id = ?",
+    )
+    .bind(serde_json::to_string(&tags).unwrap_or_default())
+    .bind(serde_json::to_string(&manifests).unwrap_or_default())
+    .bind(i64::from(applied.skipped))
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// The (target, revision) of the policy in force for `repo`: its own, else its namespace's.
@@ -363,7 +397,8 @@ impl LifecycleStore for SqliteMeta {
                 .push(row.get("child"));
         }
         let manifests = sqlx::query(
-            "SELECT rm.digest, rm.pushed_at, m.subject FROM repository_manifests rm \
+            "SELECT rm.digest, rm.pushed_at, rm.last_pulled_at, m.subject \
+             FROM repository_manifests rm \
              JOIN manifests m ON m.digest = rm.digest WHERE rm.repository_id = ?",
         )
         .bind(repo_id)
@@ -377,6 +412,7 @@ impl LifecycleStore for SqliteMeta {
                 children: children.remove(&digest).unwrap_or_default(),
                 digest,
                 pushed_at: row.get("pushed_at"),
+                last_pulled_at: row.get("last_pulled_at"),
                 subject: row.get("subject"),
             }
         })
@@ -576,8 +612,29 @@ impl LifecycleStore for SqliteMeta {
             record_event(&mut tx, event, apply.now).await?;
             applied.manifests.push(digest.to_owned());
         }
+        if let Some(run_id) = apply.run_id {
+            add_to_run(&mut tx, run_id, repo, &applied).await?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(applied)
+    }
+
+    async fn start_retention_run(&self, run: &RetentionRunRecord) -> Result<i64, MetaError> {
+        sqlx::query_scalar(
+            "INSERT INTO retention_runs (scope, target, trigger, actor, started_at, finished_at, \
+             tags, manifests, skipped, bytes, error, finished) \
+             VALUES (?, ?, ?, ?, ?, ?, '[]', '[]', 0, 0, ?, 0) RETURNING id",
+        )
+        .bind(run.target.scope())
+        .bind(run.target.name())
+        .bind(&run.trigger)
+        .bind(&run.actor)
+        .bind(run.started_at)
+        .bind(run.started_at)
+        .bind(INTERRUPTED_RUN)
+        .fetch_one(&self.write)
+        .await
+        .map_err(backend)
     }
 
     async fn record_retention_run(
@@ -586,7 +643,24 @@ impl LifecycleStore for SqliteMeta {
         event: Option<NewEvent>,
     ) -> Result<i64, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = if run.id != 0 {
+            sqlx::query_scalar(
+                "UPDATE retention_runs SET finished_at = ?, tags = ?, manifests = ?, skipped = ?, \
+                 bytes = ?, error = ?, finished = 1 WHERE id = ? RETURNING id",
+            )
+            .bind(run.finished_at)
+            .bind(serde_json::to_string(&run.tags).unwrap_or_default())
+            .bind(serde_json::to_string(&run.manifests).unwrap_or_default())
+            .bind(i64::from(run.skipped))
+            .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
+            .bind(&run.error)
+            .bind(run.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| MetaError::Backend(format!("retention run {} vanished", run.id)))?
+        } else {
+            sqlx::query_scalar(
             "INSERT INTO retention_runs (scope, target, trigger, actor, started_at, finished_at, \
              tags, manifests, skipped, bytes, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING id",
@@ -604,7 +678,8 @@ impl LifecycleStore for SqliteMeta {
         .bind(&run.error)
         .fetch_one(&mut *tx)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        };
         if let Some(mut event) = event {
             if let serde_json::Value::Object(fields) = &mut event.data {
                 fields.insert("run_id".into(), id.into());
@@ -749,6 +824,7 @@ mod tests {
             manifests: &planned.manifests,
             actor: Some("alice"),
             now: 0,
+            run_id: None,
         };
 
         // Someone edits the policy between the plan and the run: the run stops whole.
@@ -818,6 +894,7 @@ mod tests {
                 manifests: &planned.manifests,
                 actor: None,
                 now: 0,
+                run_id: None,
             })
             .await
             .unwrap();
@@ -826,6 +903,71 @@ mod tests {
             "{applied:?}"
         );
         assert_eq!(applied.skipped, 2);
+    }
+
+    #[tokio::test]
+    async fn a_started_run_lists_what_each_repository_lost_until_it_is_finished() {
+        let (_dir, meta) = open().await;
+        seed(&meta, "acme/one", 3).await;
+        let target = Target::Namespace("acme".into());
+        let policy = meta
+            .set_retention_policy(&target, &keep_last(1), None, "alice", 0)
+            .await
+            .unwrap();
+        let run = RetentionRunRecord {
+            id: 0,
+            target: target.clone(),
+            trigger: "manual".into(),
+            actor: Some("alice".into()),
+            started_at: 10,
+            finished_at: 10,
+            tags: Vec::new(),
+            manifests: Vec::new(),
+            skipped: 0,
+            bytes: 0,
+            error: None,
+        };
+        let run_id = meta.start_retention_run(&run).await.unwrap();
+        let repo: RepoName = "acme/one".parse().unwrap();
+        let snapshot = meta.retention_snapshot(&repo).await.unwrap().unwrap();
+        let planned = plan(&snapshot, &policy.policy, &[], 2_000_000);
+        meta.apply_retention(&RetentionApply {
+            repo: &repo,
+            policy_target: &target,
+            policy_revision: policy.revision,
+            tags: &planned.tags,
+            manifests: &planned.manifests,
+            actor: Some("alice"),
+            now: 11,
+            run_id: Some(run_id),
+        })
+        .await
+        .unwrap();
+        // As a crash here would leave it: interrupted, listing what acme/one lost.
+        let recorded = meta.retention_runs(&target, 10).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        let interrupted = &recorded[0];
+        assert_eq!(interrupted.id, run_id);
+        assert_eq!(interrupted.error.as_deref(), Some(INTERRUPTED_RUN));
+        assert_eq!(interrupted.tags, ["acme/one:t0", "acme/one:t1"]);
+        assert_eq!(interrupted.manifests.len(), 2);
+        // Finished, the same record says so.
+        let finished = RetentionRunRecord {
+            id: run_id,
+            finished_at: 12,
+            tags: interrupted.tags.clone(),
+            manifests: interrupted.manifests.clone(),
+            bytes: 5,
+            ..run
+        };
+        assert_eq!(
+            meta.record_retention_run(&finished, None).await.unwrap(),
+            run_id
+        );
+        let recorded = meta.retention_runs(&target, 10).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].error, None);
+        assert_eq!((recorded[0].finished_at, recorded[0].bytes), (12, 5));
     }
 
     /// The lifecycle service on `meta`, on the system clock, as the server wires it.

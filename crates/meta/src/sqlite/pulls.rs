@@ -1,5 +1,6 @@
 //! Pull activity on SQLite: a batch of manifest pulls written in one transaction as
-//! per-repository counts and last-pulled times, and per-tag last-pulled times.
+//! per-repository counts and last-pulled times, and per-tag and per-manifest last-pulled
+//! times.
 
 use super::backend;
 use berth_core::ports::{MetaError, PullEvent};
@@ -59,6 +60,7 @@ pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<()
                 counted += tally.pulls;
             }
             touch_tags(&mut tx, repo_id, &digest, tag, tally.last_at).await?;
+            touch_manifest(&mut tx, repo_id, &digest, tally.last_at).await?;
         }
         sqlx::query(
             "UPDATE repositories SET pull_count = pull_count + ?1, \
@@ -120,6 +122,27 @@ async fn touch_tags(
         .bind(digest),
     };
     query.execute(&mut **tx).await.map_err(backend)?;
+    Ok(())
+}
+
+/// Moves the last-pulled time of the manifest itself, which retention reads for manifests
+/// no tag points at.
+async fn touch_manifest(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    digest: &str,
+    at: i64,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE repository_manifests SET last_pulled_at = max(coalesce(last_pulled_at, ?1), ?1) \
+         WHERE repository_id = ?2 AND digest = ?3",
+    )
+    .bind(at)
+    .bind(repo_id)
+    .bind(digest)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 

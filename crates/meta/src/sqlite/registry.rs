@@ -2,7 +2,7 @@
 
 use super::catalog::CatalogCache;
 use super::events::{record_event, record_events};
-use super::lifecycle::{link_checked, LinkSource};
+use super::lifecycle::{check_committed, link_checked, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
@@ -138,6 +138,8 @@ impl UploadSessions for SqliteMeta {
         now: i64,
         bytes: &dyn BlobStore,
     ) -> Result<(), MetaError> {
+        // Before the writer is taken: a stat of the blob store must not hold it.
+        let committed = check_committed(&self.read, bytes, digest).await?;
         let mut tx = super::begin_write(&self.write).await?;
         let repo: Option<String> =
             sqlx::query_scalar("DELETE FROM upload_sessions WHERE id = ? RETURNING repository")
@@ -153,7 +155,7 @@ impl UploadSessions for SqliteMeta {
             digest,
             size,
             now,
-            LinkSource::Committed(bytes),
+            LinkSource::Committed(committed),
         )
         .await?;
         tx.commit().await.map_err(backend)
