@@ -12,6 +12,7 @@ mod lifecycle;
 mod listing;
 mod login;
 mod namespaces;
+mod ratelimits;
 mod orgs;
 mod repository;
 mod search;
@@ -110,6 +111,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/publishers", get(admin::publishers))
         .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
+        .route(
+            "/admin/rate-limits",
+            get(ratelimits::page).post(ratelimits::set),
+        )
+        .route("/admin/rate-limits/{account}/clear", post(ratelimits::clear))
         .route(
             "/admin/webhooks",
             get(webhooks::site_list).post(webhooks::site_create),
