@@ -108,17 +108,27 @@ impl Buckets {
     /// Spends one pull of `key` on `digest`, unless an index this allowance paid for lately
     /// lists it.
     pub fn take(&self, key: &str, rate: &Rate, now_us: i64, digest: &Digest) -> Verdict {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if !inner.entries.contains_key(key) {
-            self.make_room(&mut inner, now_us);
+            self.make_room(inner, now_us);
+            inner.entries.insert(key.to_owned(), Entry::default());
         }
-        let entry = inner.entries.entry(key.to_owned()).or_default();
-        entry.free_children.retain(|(_, until)| *until > now_us);
-        if entry.free_children.iter().any(|(d, _)| d == digest) {
+        // Looked up by `&str`: a pull allocates nothing for an allowance already tracked.
+        let Some(entry) = inner.entries.get_mut(key) else {
             return Verdict::Allowed {
-                remaining: remaining(rate, entry.tat_us, now_us),
+                remaining: rate.pulls,
                 charged: false,
             };
+        };
+        if !entry.free_children.is_empty() {
+            entry.free_children.retain(|(_, until)| *until > now_us);
+            if entry.free_children.iter().any(|(d, _)| d == digest) {
+                return Verdict::Allowed {
+                    remaining: remaining(rate, entry.tat_us, now_us),
+                    charged: false,
+                };
+            }
         }
         let start = entry.tat_us.max(now_us);
         let next = start + rate.interval_us();
@@ -128,12 +138,16 @@ impl Buckets {
                 full_at_us: start,
             };
         }
-        let advance = next - entry.tat_us.max(now_us);
         entry.tat_us = next;
-        let left = remaining(rate, next, now_us);
-        *inner.spent.entry(key.to_owned()).or_default() += advance;
+        let advance = next - start;
+        match inner.spent.get_mut(key) {
+            Some(spent) => *spent += advance,
+            None => {
+                inner.spent.insert(key.to_owned(), advance);
+            }
+        }
         Verdict::Allowed {
-            remaining: left,
+            remaining: remaining(rate, next, now_us),
             charged: true,
         }
     }
