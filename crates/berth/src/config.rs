@@ -161,7 +161,11 @@ struct RateLimitFile {
 }
 
 /// A pull limit `N;w=S`, or `none` (only useful in a variable, to lift a file's limit).
-fn parse_rate(setting: &'static str, raw: &str, source: Source) -> Result<Option<Rate>, ConfigError> {
+fn parse_rate(
+    setting: &'static str,
+    raw: &str,
+    source: Source,
+) -> Result<Option<Rate>, ConfigError> {
     if is_unlimited(raw) {
         return Ok(None);
     }
@@ -617,7 +621,8 @@ impl Config {
                 ),
             ] {
                 setting.set(
-                    raw.map(|r| parse_rate(name, &r, Source::File)).transpose()?,
+                    raw.map(|r| parse_rate(name, &r, Source::File))
+                        .transpose()?,
                     Source::File,
                 );
             }

@@ -44,7 +44,11 @@ async fn pull(limits: &PullLimits, client: &str) -> Result<u32, Error> {
 #[tokio::test]
 async fn nodes_share_their_pulls_through_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
     let clock = ManualClock::starting_now();
     let one = PullLimits::new(store.clone(), clock.clone(), tiers());
     let two = PullLimits::new(store.clone(), clock.clone(), tiers());
@@ -53,7 +57,11 @@ async fn nodes_share_their_pulls_through_the_database() {
     // Before an exchange, the other node does not know yet (the inexactness across nodes).
     assert_eq!(pull(&two, "192.0.2.1").await.unwrap(), 3);
     one.exchange().await.unwrap();
-    assert_eq!(two.exchange().await.unwrap(), 1, "one row of node one's spending");
+    assert_eq!(
+        two.exchange().await.unwrap(),
+        1,
+        "one row of node one's spending"
+    );
     assert_eq!(pull(&two, "192.0.2.1").await.unwrap(), 0);
     assert_eq!(one.exchange().await.unwrap(), 1, "node two's first pull");
     assert_eq!(two.exchange().await.unwrap(), 0, "it hands on its second");
@@ -80,13 +88,21 @@ async fn nodes_share_their_pulls_through_the_database() {
     assert_eq!(pull(&one, "192.0.2.3").await.unwrap(), 3);
     one.exchange().await.unwrap();
     let late = PullLimits::new(store.clone(), clock.clone(), tiers());
-    assert_eq!(late.exchange().await.unwrap(), 1, "only the recent row is left");
+    assert_eq!(
+        late.exchange().await.unwrap(),
+        1,
+        "only the recent row is left"
+    );
 }
 
 #[tokio::test]
 async fn plans_set_in_one_process_reach_another() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
     let identity = Identity::new(store.clone());
     identity
         .create_user(&Acting::cli(), "alice", "correct horse battery", false)
@@ -97,13 +113,17 @@ async fn plans_set_in_one_process_reach_another() {
     let alice = Puller::Account("alice");
     // No tiers and no plans: nothing is counted.
     server.exchange().await.unwrap();
-    assert_eq!(server.check(alice, "library").await.unwrap(), PullOutcome::Free);
+    assert_eq!(
+        server.check(alice, "library").await.unwrap(),
+        PullOutcome::Free
+    );
     let cli = PullLimits::new(store.clone(), clock.clone(), Tiers::default());
     cli.set_plan(&Acting::cli(), "alice", Plan::parse("2;w=60").unwrap())
         .await
         .unwrap();
     assert!(matches!(
-        cli.set_plan(&Acting::cli(), "nobody", Plan::Unlimited).await,
+        cli.set_plan(&Acting::cli(), "nobody", Plan::Unlimited)
+            .await,
         Err(Error::AccountUnknown(_))
     ));
     // The server learns that plans exist at its next exchange, and reads alice's afresh

@@ -1,13 +1,17 @@
 //! `berth plan set|clear|list`: pull rate-limit plans, through the same service as the API.
 
-use super::{CliResult, instant};
+use super::{instant, CliResult};
 use crate::cli::PlanCommand;
 use berth_core::identity::Acting;
 use berth_core::ratelimit::{Plan, PullLimits, Tiers};
 use berth_meta::SqliteMeta;
 use std::sync::Arc;
 
-pub(super) async fn plan(meta: Arc<SqliteMeta>, acting: &Acting<'_>, command: PlanCommand) -> CliResult {
+pub(super) async fn plan(
+    meta: Arc<SqliteMeta>,
+    acting: &Acting<'_>,
+    command: PlanCommand,
+) -> CliResult {
     // Plans need no tiers: a server reads them from the database within 30 seconds.
     let service = PullLimits::new(meta, berth_core::clock::system(), Tiers::default());
     match command {
@@ -45,7 +49,11 @@ pub(super) async fn plan(meta: Arc<SqliteMeta>, acting: &Acting<'_>, command: Pl
                     println!(
                         "{}\t{}\t{}\tset by {} at {}",
                         p.account,
-                        if p.is_organization { "organization" } else { "user" },
+                        if p.is_organization {
+                            "organization"
+                        } else {
+                            "user"
+                        },
                         p.plan,
                         p.updated_by,
                         instant(Some(p.updated_at))

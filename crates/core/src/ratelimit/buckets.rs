@@ -31,7 +31,10 @@ pub enum Verdict {
     Allowed { remaining: u32, charged: bool },
     /// Over the limit: the next pull is allowed in `retry_after_us`, and the whole
     /// allowance is back at `full_at_us` (microseconds since the epoch).
-    Refused { retry_after_us: i64, full_at_us: i64 },
+    Refused {
+        retry_after_us: i64,
+        full_at_us: i64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -328,7 +331,12 @@ mod tests {
         let buckets = Buckets::with_capacity(10);
         buckets.take("busy", &rate("1;w=3600"), t0, &digest(1));
         for n in 0..100 {
-            buckets.take(&format!("ip:{n}"), &rate("1000;w=1"), t0 + n * S, &digest(1));
+            buckets.take(
+                &format!("ip:{n}"),
+                &rate("1000;w=1"),
+                t0 + n * S,
+                &digest(1),
+            );
         }
         assert!(matches!(
             buckets.take("busy", &rate("1;w=3600"), t0 + 200 * S, &digest(1)),

@@ -17,8 +17,7 @@ impl Rate {
     /// Parses `100;w=21600` strictly: a positive count, `;w=`, a positive number of seconds
     /// up to a year; no spaces, units or other parameters. The error says what is expected.
     pub fn parse(raw: &str) -> Result<Rate, String> {
-        const EXPECTED: &str =
-            "expected PULLS;w=SECONDS, e.g. 100;w=21600 (100 pulls per 6 hours)";
+        const EXPECTED: &str = "expected PULLS;w=SECONDS, e.g. 100;w=21600 (100 pulls per 6 hours)";
         let (pulls, window) = raw.split_once(";w=").ok_or_else(|| EXPECTED.to_owned())?;
         let number = |text: &str| -> Option<u64> {
             if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -29,10 +28,12 @@ impl Rate {
         let pulls = number(pulls).ok_or_else(|| EXPECTED.to_owned())?;
         let window = number(window).ok_or_else(|| EXPECTED.to_owned())?;
         if pulls == 0 {
-            return Err("the number of pulls must be at least 1 (leave the tier out for no limit)".into());
+            return Err(
+                "the number of pulls must be at least 1 (leave the tier out for no limit)".into(),
+            );
         }
-        let pulls = u32::try_from(pulls)
-            .map_err(|_| format!("at most {} pulls per window", u32::MAX))?;
+        let pulls =
+            u32::try_from(pulls).map_err(|_| format!("at most {} pulls per window", u32::MAX))?;
         if window == 0 || window > MAX_WINDOW_SECS {
             return Err(format!(
                 "the window must be from 1 to {MAX_WINDOW_SECS} seconds (a year)"
@@ -112,8 +113,20 @@ mod tests {
         );
         assert_eq!(Rate::parse("1;w=1").unwrap().to_string(), "1;w=1");
         for bad in [
-            "", "100", "100;w=", ";w=60", "0;w=60", "10;w=0", "10; w=60", "10;w=6h", "-1;w=60",
-            "10;w=60;x=1", "10;W=60", "1;w=99999999999", "4294967296;w=60", " 10;w=60",
+            "",
+            "100",
+            "100;w=",
+            ";w=60",
+            "0;w=60",
+            "10;w=0",
+            "10; w=60",
+            "10;w=6h",
+            "-1;w=60",
+            "10;w=60;x=1",
+            "10;W=60",
+            "1;w=99999999999",
+            "4294967296;w=60",
+            " 10;w=60",
         ] {
             assert!(Rate::parse(bad).is_err(), "{bad:?} must be refused");
         }

@@ -127,7 +127,9 @@ impl PullLimits {
         Ok(facts)
     }
 
-    fn lock_facts(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<AccountFacts>, i64)>> {
+    fn lock_facts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Option<AccountFacts>, i64)>> {
         self.shared.facts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -149,7 +151,11 @@ impl PullLimits {
         Ok(match self.attribution(puller, namespace).await? {
             Attribution::Free => PullOutcome::Free,
             Attribution::Counted { key, source, rate } => PullOutcome::Allowed {
-                remaining: self.shared.buckets.peek(&key, &rate, self.now_us()).remaining,
+                remaining: self
+                    .shared
+                    .buckets
+                    .peek(&key, &rate, self.now_us())
+                    .remaining,
                 rate,
                 source,
             },

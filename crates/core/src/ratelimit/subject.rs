@@ -178,7 +178,10 @@ mod tests {
             client_group("192.0.2.8".parse().unwrap())
         );
         // An IPv4 client seen through a dual-stack socket is still one IPv4 address.
-        assert_eq!(client_group("::ffff:192.0.2.7".parse().unwrap()), "192.0.2.7");
+        assert_eq!(
+            client_group("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
     }
 
     #[test]

@@ -80,7 +80,12 @@ pub(super) async fn set_plan(call: &Call<'_>, account: &str) -> ApiResult<Respon
 
 /// `DELETE /api/v1/rate-limits/plans/{account}`: back to the account's tier.
 pub(super) async fn clear_plan(call: &Call<'_>, account: &str) -> ApiResult<Response<Body>> {
-    match call.state.pull_limits.clear_plan(&call.acting(), account).await? {
+    match call
+        .state
+        .pull_limits
+        .clear_plan(&call.acting(), account)
+        .await?
+    {
         true => no_content(),
         false => Err(ApiError::Missing(format!("{account} has no plan"))),
     }

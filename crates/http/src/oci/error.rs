@@ -61,9 +61,7 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::Unauthorized | Error::CredentialsInvalid | Error::TwoFactorRequired(_) => {
             ErrorCode::Unauthorized
         }
-        Error::TooManyRequests { .. } | Error::PullRateLimited { .. } => {
-            ErrorCode::TooManyRequests
-        }
+        Error::TooManyRequests { .. } | Error::PullRateLimited { .. } => ErrorCode::TooManyRequests,
         Error::Denied
         | Error::SignupClosed
         | Error::QuotaExceeded { .. }

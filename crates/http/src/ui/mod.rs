@@ -12,8 +12,8 @@ mod lifecycle;
 mod listing;
 mod login;
 mod namespaces;
-mod ratelimits;
 mod orgs;
+mod ratelimits;
 mod repository;
 mod search;
 mod session;
@@ -115,7 +115,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/admin/rate-limits",
             get(ratelimits::page).post(ratelimits::set),
         )
-        .route("/admin/rate-limits/{account}/clear", post(ratelimits::clear))
+        .route(
+            "/admin/rate-limits/{account}/clear",
+            post(ratelimits::clear),
+        )
         .route(
             "/admin/webhooks",
             get(webhooks::site_list).post(webhooks::site_create),
