@@ -388,3 +388,66 @@ async fn only_site_admins_manage_plans_and_bad_plans_are_refused() {
     let audit = admin.get("/api/v1/auditlogs").await.expect(200);
     assert!(audit.text.contains("rate_plan.set"), "{}", audit.text);
 }
+
+#[tokio::test]
+async fn site_admins_set_and_remove_plans_in_the_web_ui() {
+    use crate::browser::{get_page, post_signed_in_form, sign_in};
+    let berth = limited(Tiers {
+        anonymous: rate("100;w=21600"),
+        ..Tiers::default()
+    })
+    .await;
+    berth.user("alice").await;
+    let admin = sign_in(&berth, "admin", crate::support::ADMIN_PASSWORD).await;
+    let page = get_page(&berth, "/admin/rate-limits", &admin).await.expect(200);
+    assert!(
+        page.text.contains("100 pulls per 21600 s") && page.text.contains("No plans yet"),
+        "{}",
+        page.text
+    );
+    let page_path = "/admin/rate-limits";
+    let set = post_signed_in_form(
+        &berth,
+        &admin,
+        page_path,
+        page_path,
+        &[("account", "alice"), ("plan", "50;w=3600")],
+    )
+    .await
+    .expect(303);
+    let shown = get_page(&berth, page_path, &set.cookies_with(&admin))
+        .await
+        .expect(200);
+    assert!(
+        shown.text.contains("The plan of alice is 50;w=3600.") && shown.text.contains("<td>alice</td>"),
+        "{}",
+        shown.text
+    );
+    let bad = post_signed_in_form(
+        &berth,
+        &admin,
+        page_path,
+        page_path,
+        &[("account", "alice"), ("plan", "lots")],
+    )
+    .await
+    .expect(303);
+    let shown = get_page(&berth, page_path, &bad.cookies_with(&admin))
+        .await
+        .expect(200);
+    assert!(shown.text.contains("expected PULLS;w=SECONDS"), "{}", shown.text);
+    post_signed_in_form(
+        &berth,
+        &admin,
+        page_path,
+        "/admin/rate-limits/alice/clear",
+        &[],
+    )
+    .await
+    .expect(303);
+    let plans = berth.admin().await.get("/api/v1/rate-limits").await.expect(200);
+    assert_eq!(plans.body["plans"], json!([]));
+    // Everyone else is refused.
+    let alice = sign_in(&berth, "alice", PASSWORD).await;
+    get_page(&berth, page_path, &alice).await.expect(403);
+}
