@@ -199,13 +199,14 @@ impl PullLimits {
                 let retry_after_secs = u64::try_from((retry_after_us + 999_999) / 1_000_000)
                     .unwrap_or(1)
                     .max(1);
-                let now_secs = now.div_euclid(1_000_000);
+                // Both instants rounded up the same way, so they agree when they coincide.
+                let ceil_secs = |us: i64| (us + 999_999).div_euclid(1_000_000);
                 Err(Error::PullRateLimited {
                     limit: rate.to_string(),
                     charged_to: source,
                     retry_after_secs,
-                    next_at: crate::time::rfc3339(now_secs + retry_after_secs as i64),
-                    full_at: crate::time::rfc3339((full_at_us + 999_999).div_euclid(1_000_000)),
+                    next_at: crate::time::rfc3339(ceil_secs(now + retry_after_us)),
+                    full_at: crate::time::rfc3339(ceil_secs(full_at_us)),
                 })
             }
         }

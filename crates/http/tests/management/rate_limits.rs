@@ -399,7 +399,9 @@ async fn site_admins_set_and_remove_plans_in_the_web_ui() {
     .await;
     berth.user("alice").await;
     let admin = sign_in(&berth, "admin", crate::support::ADMIN_PASSWORD).await;
-    let page = get_page(&berth, "/admin/rate-limits", &admin).await.expect(200);
+    let page = get_page(&berth, "/admin/rate-limits", &admin)
+        .await
+        .expect(200);
     assert!(
         page.text.contains("100 pulls per 21600 s") && page.text.contains("No plans yet"),
         "{}",
@@ -419,7 +421,8 @@ async fn site_admins_set_and_remove_plans_in_the_web_ui() {
         .await
         .expect(200);
     assert!(
-        shown.text.contains("The plan of alice is 50;w=3600.") && shown.text.contains("<td>alice</td>"),
+        shown.text.contains("The plan of alice is 50;w=3600.")
+            && shown.text.contains("<td>alice</td>"),
         "{}",
         shown.text
     );
@@ -435,7 +438,11 @@ async fn site_admins_set_and_remove_plans_in_the_web_ui() {
     let shown = get_page(&berth, page_path, &bad.cookies_with(&admin))
         .await
         .expect(200);
-    assert!(shown.text.contains("expected PULLS;w=SECONDS"), "{}", shown.text);
+    assert!(
+        shown.text.contains("expected PULLS;w=SECONDS"),
+        "{}",
+        shown.text
+    );
     post_signed_in_form(
         &berth,
         &admin,
@@ -445,7 +452,12 @@ async fn site_admins_set_and_remove_plans_in_the_web_ui() {
     )
     .await
     .expect(303);
-    let plans = berth.admin().await.get("/api/v1/rate-limits").await.expect(200);
+    let plans = berth
+        .admin()
+        .await
+        .get("/api/v1/rate-limits")
+        .await
+        .expect(200);
     assert_eq!(plans.body["plans"], json!([]));
     // Everyone else is refused.
     let alice = sign_in(&berth, "alice", PASSWORD).await;
