@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -6,6 +6,7 @@ mod accounts;
 mod audit;
 mod lifecycle;
 mod orgs;
+mod plans;
 mod policies;
 mod repos;
 mod webhooks;
@@ -57,6 +58,7 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
             AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,
             AdminCommand::Quota(command) => lifecycle::quota(meta, &acting, command).await,
+            AdminCommand::Plan(command) => plans::plan(meta, &acting, command).await,
         }
     })
 }

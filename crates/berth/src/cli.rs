@@ -128,6 +128,25 @@ pub enum AdminCommand {
     /// Retention policies: what a repository or namespace keeps, dry runs and runs.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Pull rate-limit plans of accounts and organizations (they replace `[rate_limit]`'s
+    /// tiers for that account).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Set the plan of ACCOUNT (a user or an organization): `unlimited`, or `N;w=S` for N
+    /// manifest pulls per S seconds (e.g. "500;w=21600").
+    Set { account: String, plan: String },
+    /// Remove ACCOUNT's plan: it goes back to its tier.
+    Clear { account: String },
+    /// List every plan.
+    List {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

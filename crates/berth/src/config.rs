@@ -2,6 +2,7 @@
 //! validated once at startup, with the source of every value remembered.
 
 use crate::cli::GlobalArgs;
+use berth_core::ratelimit::Rate;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt::{self, Write as _};
@@ -96,6 +97,11 @@ pub struct Config {
     pub tls_key: Setting<Option<PathBuf>>,
     /// Proxies whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Setting<Vec<IpNet>>,
+    /// `[rate_limit]`: manifest pulls per window for anonymous clients (per address, IPv6
+    /// per /64), signed-in users and organizations; `None`: that tier is not limited.
+    pub rate_limit_anonymous: Setting<Option<Rate>>,
+    pub rate_limit_authenticated: Setting<Option<Rate>>,
+    pub rate_limit_organization: Setting<Option<Rate>>,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -141,6 +147,36 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    rate_limit: Option<RateLimitFile>,
+}
+
+/// The `[rate_limit]` section: `anonymous = "100;w=21600"` and so on; an absent key means
+/// no limit for that tier.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFile {
+    anonymous: Option<String>,
+    authenticated: Option<String>,
+    organization: Option<String>,
+}
+
+/// A pull limit `N;w=S`, or `none` (only useful in a variable, to lift a file's limit).
+fn parse_rate(
+    setting: &'static str,
+    raw: &str,
+    source: Source,
+) -> Result<Option<Rate>, ConfigError> {
+    if is_unlimited(raw) {
+        return Ok(None);
+    }
+    Rate::parse(raw.trim())
+        .map(Some)
+        .map_err(|reason| ConfigError::Invalid {
+            setting,
+            value: raw.to_owned(),
+            origin: source,
+            reason,
+        })
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -457,6 +493,9 @@ impl Config {
             tls_cert: Setting::default(None),
             tls_key: Setting::default(None),
             trusted_proxies: Setting::default(Vec::new()),
+            rate_limit_anonymous: Setting::default(None),
+            rate_limit_authenticated: Setting::default(None),
+            rate_limit_organization: Setting::default(None),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -563,6 +602,30 @@ impl Config {
                     .transpose()?,
                 Source::File,
             );
+            let limits = file.rate_limit.unwrap_or_default();
+            for (setting, raw, name) in [
+                (
+                    &mut config.rate_limit_anonymous,
+                    limits.anonymous,
+                    "rate_limit.anonymous",
+                ),
+                (
+                    &mut config.rate_limit_authenticated,
+                    limits.authenticated,
+                    "rate_limit.authenticated",
+                ),
+                (
+                    &mut config.rate_limit_organization,
+                    limits.organization,
+                    "rate_limit.organization",
+                ),
+            ] {
+                setting.set(
+                    raw.map(|r| parse_rate(name, &r, Source::File))
+                        .transpose()?,
+                    Source::File,
+                );
+            }
         }
         config.config_file = file_path;
         config.listen.set(
@@ -684,6 +747,30 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        for (setting, variable, name) in [
+            (
+                &mut config.rate_limit_anonymous,
+                "BERTH_RATE_LIMIT_ANONYMOUS",
+                "rate_limit.anonymous",
+            ),
+            (
+                &mut config.rate_limit_authenticated,
+                "BERTH_RATE_LIMIT_AUTHENTICATED",
+                "rate_limit.authenticated",
+            ),
+            (
+                &mut config.rate_limit_organization,
+                "BERTH_RATE_LIMIT_ORGANIZATION",
+                "rate_limit.organization",
+            ),
+        ] {
+            setting.set(
+                env(variable)?
+                    .map(|r| parse_rate(name, &r, Source::Env))
+                    .transpose()?,
+                Source::Env,
+            );
+        }
         config.listen.set(
             listen_flag
                 .map(|l| parse_listen(l, Source::Flag))
@@ -875,7 +962,30 @@ impl Config {
             },
             self.trusted_proxies.source
         );
+        for (name, setting) in [
+            ("rate_limit.anonymous", &self.rate_limit_anonymous),
+            ("rate_limit.authenticated", &self.rate_limit_authenticated),
+            ("rate_limit.organization", &self.rate_limit_organization),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name} = {}  ({})",
+                setting
+                    .value
+                    .map_or("none (not limited)".to_owned(), |r| r.to_string()),
+                setting.source
+            );
+        }
         out
+    }
+
+    /// The pull rate-limit tiers.
+    pub fn rate_limit_tiers(&self) -> berth_core::ratelimit::Tiers {
+        berth_core::ratelimit::Tiers {
+            anonymous: self.rate_limit_anonymous.value,
+            authenticated: self.rate_limit_authenticated.value,
+            organization: self.rate_limit_organization.value,
+        }
     }
 
     /// Garbage collection's settings.

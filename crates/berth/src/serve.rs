@@ -154,6 +154,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             },
             gc: config.gc_options(),
             default_quota: config.default_quota.value,
+            rate_limit: config.rate_limit_tiers(),
         },
     })
     .await
@@ -192,6 +193,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     }));
     let (stop_flushing, stop) = tokio::sync::oneshot::channel();
     let pull_flusher = tokio::spawn(flush_pulls_until(hub.clone(), stop));
+    // Runs for the life of the process: what it has not handed on at exit is at most one
+    // second of this node's pulls.
+    let limit_exchange = tokio::spawn(exchange_pull_limits(wired.state.pull_limits.clone()));
     let probe = Arc::new(crate::probe::Stores {
         meta: meta.clone(),
         blob_root: data_dir.clone(),
@@ -246,6 +250,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     }
     // Pulls of the last seconds are only in memory: the flusher writes them before it ends.
     let _ = stop_flushing.send(());
+    limit_exchange.abort();
     if let Err(err) = pull_flusher.await {
         tracing::warn!(error = %err, "the pull recorder failed");
     }
@@ -341,6 +346,19 @@ async fn flush_pulls_until(hub: Arc<Hub>, mut stop: tokio::sync::oneshot::Receiv
         }
     }
     flush_pulls(&hub).await;
+}
+
+/// Every second, hands this node's pull-limit spending to the database and applies what
+/// the other nodes spent (the first round also reads what this node spent before a restart).
+async fn exchange_pull_limits(limits: berth_core::ratelimit::PullLimits) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(err) = limits.exchange().await {
+            tracing::warn!(error = %err, "could not exchange pull rate-limit counts");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1169,3 +1169,43 @@ async fn retention_and_immutable_tags_from_the_command_line() {
     assert_fails_with(&out, "admin has no immutable-tag rule");
     let _ = pushed;
 }
+
+#[test]
+fn pull_rate_limit_plans_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    create_user(dir.path(), "alice", false);
+    assert_eq!(
+        ok(dir.path(), &["plan", "list"]).trim(),
+        "no plans: every account has its tier's limit"
+    );
+    ok(dir.path(), &["plan", "set", "alice", "500;w=21600"]);
+    ok(dir.path(), &["plan", "set", "library", "unlimited"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(dir.path(), &["plan", "list", "--json"])).expect("JSON");
+    assert_eq!(listed[0]["account"], "alice");
+    assert_eq!(listed[0]["kind"], "user");
+    assert_eq!(listed[0]["plan"], "500;w=21600");
+    assert_eq!(listed[0]["updated_by"], "cli");
+    assert_eq!(listed[1]["account"], "library");
+    assert_eq!(listed[1]["kind"], "organization");
+    assert_eq!(listed[1]["plan"], "unlimited");
+    assert_fails_with(
+        &berth(dir.path(), &["plan", "set", "alice", "500 per 6h"], ""),
+        "expected PULLS;w=SECONDS",
+    );
+    assert_fails_with(
+        &berth(dir.path(), &["plan", "set", "nobody", "unlimited"], ""),
+        "not known",
+    );
+    ok(dir.path(), &["plan", "clear", "alice"]);
+    assert_fails_with(
+        &berth(dir.path(), &["plan", "clear", "alice"], ""),
+        "alice has no plan",
+    );
+    let actions = audit_actions(dir.path(), &[]);
+    assert!(
+        actions.contains(&"rate_plan.set alice".to_owned())
+            && actions.contains(&"rate_plan.clear alice".to_owned()),
+        "{actions:?}"
+    );
+}

@@ -342,6 +342,64 @@ fn upload_limits_are_configurable() {
     expect_setting(&settings, "max_blob_size", "536870912 bytes", "environment");
 }
 
+#[test]
+fn pull_rate_limits_are_configured_per_tier_and_checked() {
+    let mut cmd = berth();
+    cmd.args(["config", "show"]);
+    let settings = config_show(cmd);
+    expect_setting(
+        &settings,
+        "rate_limit.anonymous",
+        "none (not limited)",
+        "default",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[rate_limit]\nanonymous = \"100;w=21600\"\nauthenticated = \"200;w=21600\"\n",
+    );
+    let mut cmd = berth();
+    cmd.args(["config", "show", "--config"])
+        .arg(&config)
+        .env("BERTH_RATE_LIMIT_ORGANIZATION", "5000;w=86400")
+        .env("BERTH_RATE_LIMIT_AUTHENTICATED", "none");
+    let settings = config_show(cmd);
+    expect_setting(
+        &settings,
+        "rate_limit.anonymous",
+        "100;w=21600",
+        "config file",
+    );
+    expect_setting(
+        &settings,
+        "rate_limit.authenticated",
+        "none (not limited)",
+        "environment",
+    );
+    expect_setting(
+        &settings,
+        "rate_limit.organization",
+        "5000;w=86400",
+        "environment",
+    );
+
+    for bad in ["100", "0;w=60", "100;w=6h", "100 ; w=60"] {
+        let mut cmd = berth();
+        cmd.args(["config", "show"])
+            .env("BERTH_RATE_LIMIT_ANONYMOUS", bad);
+        assert_config_error(
+            &run(cmd, QUICK),
+            &["rate_limit.anonymous", bad, "environment"],
+            bad,
+        );
+    }
+    let typo = write_config(dir.path(), "[rate_limit]\nanonymus = \"1;w=1\"\n");
+    let mut cmd = berth();
+    cmd.args(["config", "show", "--config"]).arg(&typo);
+    assert_config_error(&run(cmd, QUICK), &["anonymus", "unknown field"], "typo");
+}
+
 // ---------------------------------------------------------------------------
 // Startup errors
 // ---------------------------------------------------------------------------

@@ -79,6 +79,15 @@ pub enum Error {
     /// Too many failed sign-ins from this account or address.
     #[error("too many failed sign-in attempts; retry in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
+    /// A manifest pull over the caller's pull rate limit (HTTP 429 with `Retry-After`).
+    #[error("you have reached your pull rate limit of {limit} (pulls;w=seconds) for {charged_to}; the next pull is allowed in {retry_after_secs} s, at {next_at}, and the whole allowance is back at {full_at}. Sign in, or ask the registry's operator for a plan, to pull more")]
+    PullRateLimited {
+        limit: String,
+        charged_to: String,
+        retry_after_secs: u64,
+        next_at: String,
+        full_at: String,
+    },
     #[error("requested access to the resource is denied")]
     Denied,
     /// A push would move an immutable tag to another manifest, or a delete would remove it.

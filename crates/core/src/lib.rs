@@ -11,6 +11,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lifecycle;
 pub mod ports;
+pub mod ratelimit;
 pub mod registry;
 pub mod time;
 pub mod webhooks;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub collector: berth_core::lifecycle::Collector,
     /// Immutable tag rules, retention policies and their runs.
     pub lifecycle: berth_core::lifecycle::Lifecycle,
+    /// Pull rate limits: the counters, plans, and the exchange with other nodes.
+    pub pull_limits: berth_core::ratelimit::PullLimits,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -19,6 +19,7 @@ use berth_core::lifecycle::{
     Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
+use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
     DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,
@@ -57,6 +58,8 @@ pub struct Settings {
     pub gc: GcOptions,
     /// The quota namespaces created from now on start with (`default_quota`).
     pub default_quota: Option<u64>,
+    /// Pull rate limits per tier (`[rate_limit]`; none: only plans limit).
+    pub rate_limit: berth_core::ratelimit::Tiers,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             forwarding: crate::origin::Forwarding::default(),
             gc: GcOptions::default(),
             default_quota: None,
+            rate_limit: berth_core::ratelimit::Tiers::default(),
         }
     }
 }
@@ -109,6 +113,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         .with_wake(wake.clone());
     meta.set_default_quota(settings.default_quota).await?;
     let usage = UsageService::new(meta.clone(), authorizer.clone());
+    let pull_limits = PullLimits::new(meta.clone(), clock.clone(), settings.rate_limit);
     let collector = Collector::new(
         meta.clone(),
         blobs,
@@ -211,6 +216,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         usage,
         collector,
         lifecycle,
+        pull_limits,
     };
     Ok(Wired { state, runner })
 }

@@ -273,6 +273,7 @@ pub trait MetaStore:
     + Collection
     + UsageStore
     + LifecycleStore
+    + super::RateLimitStore
 {
 }
 
@@ -290,5 +291,6 @@ impl<T> MetaStore for T where
         + Collection
         + UsageStore
         + LifecycleStore
+        + super::RateLimitStore
 {
 }

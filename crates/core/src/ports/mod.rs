@@ -8,6 +8,7 @@ mod jobs;
 mod lifecycle;
 mod meta;
 mod policies;
+mod ratelimit;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
@@ -33,6 +34,7 @@ pub use policies::{
     LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
     INTERRUPTED_RUN,
 };
+pub use ratelimit::{PlanRecord, RateLimitStore, SpentRow};
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
     WebhookRecord, WebhookStore,

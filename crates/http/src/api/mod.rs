@@ -14,6 +14,7 @@ mod hub;
 mod lifecycle;
 mod openapi;
 mod orgs;
+mod ratelimits;
 mod repositories;
 mod route;
 mod search;
@@ -292,6 +293,9 @@ async fn route_to_handler(
         (Route::RepositoryTag(repo, tag), "DELETE") => {
             lifecycle::delete_tag(call, &repo, &tag).await
         }
+        (Route::RateLimits, "GET") => ratelimits::show(call).await,
+        (Route::RatePlan(account), "PUT") => ratelimits::set_plan(call, &account).await,
+        (Route::RatePlan(account), "DELETE") => ratelimits::clear_plan(call, &account).await,
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

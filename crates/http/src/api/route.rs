@@ -75,6 +75,8 @@ pub(crate) enum Route {
     RepositoryRetentionRuns(RepoName),
     NamespaceRetentionRuns(String),
     RepositoryTag(RepoName, String),
+    RateLimits,
+    RatePlan(String),
 }
 
 const GET: Method = Method::GET;
@@ -284,6 +286,10 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/repositories/{name}/-/tags/{tag}", &[DELETE], |p| {
         Ok(Route::RepositoryTag(p.repo()?, p.text("tag")))
     }),
+    endpoint("/api/v1/rate-limits", &[GET], |_| Ok(Route::RateLimits)),
+    endpoint("/api/v1/rate-limits/plans/{account}", &[PUT, DELETE], |p| {
+        Ok(Route::RatePlan(p.text("account")))
+    }),
 ];
 
 const fn endpoint(
@@ -456,6 +462,8 @@ impl Route {
             Route::RepositoryRetentionRuns(_) => "/api/v1/repositories/{name}/-/retention/runs",
             Route::NamespaceRetentionRuns(_) => "/api/v1/namespaces/{namespace}/retention/runs",
             Route::RepositoryTag(..) => "/api/v1/repositories/{name}/-/tags/{tag}",
+            Route::RateLimits => "/api/v1/rate-limits",
+            Route::RatePlan(_) => "/api/v1/rate-limits/plans/{account}",
         }
     }
 }

@@ -61,7 +61,7 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::Unauthorized | Error::CredentialsInvalid | Error::TwoFactorRequired(_) => {
             ErrorCode::Unauthorized
         }
-        Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+        Error::TooManyRequests { .. } | Error::PullRateLimited { .. } => ErrorCode::TooManyRequests,
         Error::Denied
         | Error::SignupClosed
         | Error::QuotaExceeded { .. }
@@ -106,7 +106,10 @@ pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
                 headers.insert(header::CONTENT_RANGE, v);
             }
         }
-        Error::TooManyRequests { retry_after_secs } => {
+        Error::TooManyRequests { retry_after_secs }
+        | Error::PullRateLimited {
+            retry_after_secs, ..
+        } => {
             headers.insert(
                 header::RETRY_AFTER,
                 header::HeaderValue::from(*retry_after_secs),
@@ -187,6 +190,17 @@ mod tests {
             (
                 Error::TooManyRequests {
                     retry_after_secs: 5,
+                },
+                "TOOMANYREQUESTS",
+                429,
+            ),
+            (
+                Error::PullRateLimited {
+                    limit: "100;w=21600".into(),
+                    charged_to: "192.0.2.1".into(),
+                    retry_after_secs: 216,
+                    next_at: "2026-01-01T00:03:36Z".into(),
+                    full_at: "2026-01-01T06:00:00Z".into(),
                 },
                 "TOOMANYREQUESTS",
                 429,

@@ -97,6 +97,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         principal,
         actor: caller.name(),
         address: peer.map(|a| a.to_string()),
+        client: peer,
         account: Some(caller.name()).filter(|name| !name.is_empty()),
     };
     let response = match route {

@@ -25,6 +25,7 @@ pub(super) fn admin_tabs(current: &str) -> Html {
         ("/admin/publishers", "Verified publishers"),
         ("/admin/audit", "Audit log"),
         ("/admin/webhooks", "Webhooks"),
+        ("/admin/rate-limits", "Rate limits"),
     ] {
         html!(out, "<li><a href=\"" (href) "\"");
         if href == current {

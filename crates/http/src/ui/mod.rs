@@ -13,6 +13,7 @@ mod listing;
 mod login;
 mod namespaces;
 mod orgs;
+mod ratelimits;
 mod repository;
 mod search;
 mod session;
@@ -111,6 +112,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/admin/publishers/{org}", post(admin::set_verified))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/quotas/{namespace}", post(admin::set_quota))
+        .route(
+            "/admin/rate-limits",
+            get(ratelimits::page).post(ratelimits::set),
+        )
+        .route(
+            "/admin/rate-limits/{account}/clear",
+            post(ratelimits::clear),
+        )
         .route(
             "/admin/webhooks",
             get(webhooks::site_list).post(webhooks::site_create),

@@ -17,6 +17,7 @@ mod hub_search;
 mod openapi;
 mod operations;
 mod organizations;
+mod rate_limits;
 mod repositories;
 mod requests;
 mod sessions;

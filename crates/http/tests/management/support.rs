@@ -176,11 +176,27 @@ impl Berth {
         Berth::start_configured(false, Some(loopback), None, true).await
     }
 
+    /// Like [`Berth::start`], with the test kit's options changed by `edit` first (settings
+    /// such as `rate_limit` or `forwarding`).
+    pub async fn start_with(edit: impl FnOnce(&mut berth_testkit::Options)) -> Berth {
+        Berth::start_edited(false, None, None, false, edit).await
+    }
+
     async fn start_configured(
         allow_signup: bool,
         metrics_allow: Option<Vec<ipnet::IpNet>>,
         clock: Option<Arc<ManualClock>>,
         metrics_off: bool,
+    ) -> Berth {
+        Berth::start_edited(allow_signup, metrics_allow, clock, metrics_off, |_| {}).await
+    }
+
+    async fn start_edited(
+        allow_signup: bool,
+        metrics_allow: Option<Vec<ipnet::IpNet>>,
+        clock: Option<Arc<ManualClock>>,
+        metrics_off: bool,
+        edit: impl FnOnce(&mut berth_testkit::Options),
     ) -> Berth {
         let dir = tempfile::tempdir().expect("temp dir");
         // The first admin exists before the server starts, as `berth serve` makes it.
@@ -201,6 +217,7 @@ impl Berth {
             .clone()
             .map(|clock| clock as Arc<dyn berth_core::clock::Clock>);
         options.metrics_off = metrics_off;
+        edit(&mut options);
         let served = berth_testkit::serve(dir.path(), options).await;
         let addr = served.addr;
         let base = served.url();

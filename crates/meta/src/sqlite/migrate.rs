@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_lifecycle_marks_pulls_and_runs.sql"),
     ),
+    (
+        18,
+        include_str!("../../migrations/sqlite/0018_rate_limits.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

@@ -15,6 +15,7 @@ mod namespaces;
 mod orgs;
 mod policies;
 mod pulls;
+mod ratelimit;
 mod registry;
 mod repositories;
 mod search;

@@ -2,10 +2,11 @@
 
 use super::{empty, Req};
 use crate::oci::headers::{content_length, header_str, insert, query_params};
-use crate::oci::method_not_allowed;
+use crate::oci::{error_response, method_not_allowed};
 use axum::body::Body;
-use axum::http::{header, Method, Response, StatusCode};
+use axum::http::{header, HeaderMap, Method, Response, StatusCode};
 use berth_core::ports::PullEvent;
+use berth_core::ratelimit::{PullOutcome, Puller, Rate};
 use berth_core::registry::{ChangedBy, PutManifest};
 use berth_core::time::now_unix;
 use berth_core::Error;
@@ -22,6 +23,33 @@ pub async fn handle(
     match req.method {
         Method::GET | Method::HEAD => {
             let manifest = registry.get_manifest(name, reference).await?;
+            let limits = &req.state.pull_limits;
+            let puller = match &req.account {
+                Some(account) => Puller::Account(account),
+                None => Puller::Anonymous(req.client),
+            };
+            let namespace = name.namespace().unwrap_or(name.as_str());
+            // A GET is a pull and spends one (an index's platforms then come free); a HEAD
+            // only reads what is left.
+            let allowance = if req.method == Method::GET {
+                let pulled = limits
+                    .pull(
+                        puller,
+                        namespace,
+                        &manifest.digest,
+                        &manifest.media_type,
+                        &manifest.body,
+                    )
+                    .await;
+                match pulled {
+                    Err(err @ Error::PullRateLimited { .. }) => {
+                        return Ok(rate_limited(&err, &req.method))
+                    }
+                    other => other?,
+                }
+            } else {
+                limits.check(puller, namespace).await?
+            };
             let len = manifest.body.len();
             let body = if req.method == Method::GET {
                 Body::from(manifest.body)
@@ -35,6 +63,14 @@ pub async fn handle(
             let digest = manifest.digest.to_string();
             insert(headers, "docker-content-digest", &digest);
             insert(headers, "etag", &format!("\"{digest}\""));
+            if let PullOutcome::Allowed {
+                rate,
+                remaining,
+                source,
+            } = &allowance
+            {
+                rate_limit_headers(headers, rate, *remaining, source);
+            }
             // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
             // memory and written in batches, so pulls do not wait for the database.
             if req.method == Method::GET {
@@ -107,4 +143,29 @@ pub async fn handle(
         }
         ref other => Err(method_not_allowed(other)),
     }
+}
+
+/// Docker Hub's headers: the limit and what is left, both as `N;w=S`, and whose allowance.
+fn rate_limit_headers(headers: &mut HeaderMap, rate: &Rate, remaining: u32, source: &str) {
+    insert(headers, "ratelimit-limit", &rate.to_string());
+    insert(
+        headers,
+        "ratelimit-remaining",
+        &format!("{remaining};w={}", rate.window_secs),
+    );
+    insert(headers, "docker-ratelimit-source", source);
+}
+
+/// The `429` of a pull over its limit, with the same headers as an allowed pull.
+fn rate_limited(err: &Error, method: &Method) -> Response<Body> {
+    let mut response = error_response(err, method);
+    if let Error::PullRateLimited {
+        limit, charged_to, ..
+    } = err
+    {
+        if let Ok(rate) = Rate::parse(limit) {
+            rate_limit_headers(response.headers_mut(), &rate, 0, charged_to);
+        }
+    }
+    response
 }

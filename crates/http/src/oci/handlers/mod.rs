@@ -30,6 +30,8 @@ pub struct Req<'a> {
     pub actor: String,
     /// The client's address, for the audit log.
     pub address: Option<String>,
+    /// The client's address, for anonymous pull rate limits.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Req<'_> {
