@@ -2,6 +2,7 @@
 //! validated once at startup, with the source of every value remembered.
 
 use crate::cli::GlobalArgs;
+use berth_core::mirror::{validate_mirrors, MirrorAccess, MirrorConfig};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt::{self, Write as _};
@@ -96,6 +97,10 @@ pub struct Config {
     pub tls_key: Setting<Option<PathBuf>>,
     /// Proxies whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Setting<Vec<IpNet>>,
+    /// The `[[mirror]]` entries: upstream registries served through the pull-through cache.
+    pub mirrors: Setting<Vec<MirrorConfig>>,
+    /// The mirror that serves names matching no local repository (docker's `registry-mirrors`).
+    pub mirror_default: Setting<Option<String>>,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -141,6 +146,52 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    mirror: Option<Vec<MirrorEntry>>,
+    mirror_default: Option<String>,
+}
+
+/// One `[[mirror]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorEntry {
+    prefix: String,
+    upstream: String,
+    username: Option<String>,
+    password: Option<String>,
+    ttl: Option<String>,
+    tls_verify: Option<bool>,
+    /// `public` (default) or `signed-in`.
+    access: Option<String>,
+}
+
+impl MirrorEntry {
+    fn into_config(self) -> Result<MirrorConfig, ConfigError> {
+        let mut config = MirrorConfig::new(&self.prefix, &self.upstream);
+        config.username = self.username;
+        config.password = self.password;
+        if let Some(ttl) = self.ttl {
+            config.ttl = parse_duration("mirror ttl", &ttl, Source::File)?;
+        }
+        config.tls_verify = self.tls_verify.unwrap_or(true);
+        if let Some(access) = self.access {
+            config.access = MirrorAccess::parse(&access).ok_or_else(|| ConfigError::Invalid {
+                setting: "mirror access",
+                value: access.clone(),
+                origin: Source::File,
+                reason: "expected public or signed-in".into(),
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// `BERTH_MIRROR_PASSWORD_<PREFIX>`: a mirror's upstream password kept out of the file
+/// (prefix upper-cased, `-` as `_`).
+fn mirror_password_variable(prefix: &str) -> String {
+    format!(
+        "BERTH_MIRROR_PASSWORD_{}",
+        prefix.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -457,6 +508,8 @@ impl Config {
             tls_cert: Setting::default(None),
             tls_key: Setting::default(None),
             trusted_proxies: Setting::default(Vec::new()),
+            mirrors: Setting::default(Vec::new()),
+            mirror_default: Setting::default(None),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -563,6 +616,20 @@ impl Config {
                     .transpose()?,
                 Source::File,
             );
+            config.mirrors.set(
+                file.mirror
+                    .map(|entries| {
+                        entries
+                            .into_iter()
+                            .map(MirrorEntry::into_config)
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?,
+                Source::File,
+            );
+            config
+                .mirror_default
+                .set(file.mirror_default.map(Some), Source::File);
         }
         config.config_file = file_path;
         config.listen.set(
@@ -691,6 +758,19 @@ impl Config {
             Source::Flag,
         );
         config.data_dir.set(global.data_dir.clone(), Source::Flag);
+        config
+            .mirror_default
+            .set(env("BERTH_MIRROR_DEFAULT")?.map(Some), Source::Env);
+        for mirror in &mut config.mirrors.value {
+            if let Ok(password) = std::env::var(mirror_password_variable(&mirror.prefix)) {
+                mirror.password = Some(password);
+            }
+        }
+        validate_mirrors(
+            &config.mirrors.value,
+            config.mirror_default.value.as_deref(),
+        )
+        .map_err(ConfigError::Inconsistent)?;
         match (&config.tls_cert.value, &config.tls_key.value) {
             (Some(_), None) => {
                 return Err(ConfigError::Inconsistent(format!(
@@ -874,6 +954,29 @@ impl Config {
                 proxies.join(", ")
             },
             self.trusted_proxies.source
+        );
+        for mirror in &self.mirrors.value {
+            let _ = writeln!(
+                out,
+                "mirror {} = {} (ttl {}s, tls_verify {}, {}, {})  ({})",
+                mirror.prefix,
+                mirror.upstream,
+                mirror.ttl.as_secs(),
+                mirror.tls_verify,
+                mirror.access.as_str(),
+                match (&mirror.username, &mirror.password) {
+                    (Some(user), Some(_)) => format!("as {user}, password set"),
+                    (Some(user), None) => format!("as {user}"),
+                    _ => "anonymous".to_owned(),
+                },
+                self.mirrors.source
+            );
+        }
+        let _ = writeln!(
+            out,
+            "mirror_default = {}  ({})",
+            self.mirror_default.value.as_deref().unwrap_or("(none)"),
+            self.mirror_default.source
         );
         out
     }

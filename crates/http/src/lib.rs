@@ -40,6 +40,8 @@ pub struct AppState {
     pub collector: berth_core::lifecycle::Collector,
     /// Immutable tag rules, retention policies and their runs.
     pub lifecycle: berth_core::lifecycle::Lifecycle,
+    /// The pull-through cache: `[[mirror]]` upstreams and the transparent mirror.
+    pub mirrors: berth_core::mirror::Mirrors,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -19,6 +19,7 @@ use berth_core::lifecycle::{
     Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
+use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
     DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,
@@ -37,6 +38,8 @@ pub struct Parts {
     pub seal: SealKey,
     /// None: the real permission rules ([`PolicyAuthorizer`]); protocol tests pass open access.
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// The `[[mirror]]` entries with the clients that reach their upstreams.
+    pub mirrors: Vec<Mirror>,
     pub settings: Settings,
 }
 
@@ -57,6 +60,8 @@ pub struct Settings {
     pub gc: GcOptions,
     /// The quota namespaces created from now on start with (`default_quota`).
     pub default_quota: Option<u64>,
+    /// The mirror that serves names matching no local repository (`mirror_default`).
+    pub mirror_default: Option<String>,
 }
 
 impl Default for Settings {
@@ -72,6 +77,7 @@ impl Default for Settings {
             forwarding: crate::origin::Forwarding::default(),
             gc: GcOptions::default(),
             default_quota: None,
+            mirror_default: None,
         }
     }
 }
@@ -92,10 +98,30 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         transport,
         seal,
         authorizer,
+        mirrors,
         settings,
     } = parts;
+    let wake = Wake::default();
+    let registry = Registry::new(blobs.clone(), meta.clone(), settings.registry.clone())
+        .with_wake(wake.clone());
     let authorizer = authorizer
         .unwrap_or_else(|| Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>)));
+    let mirrors = Mirrors::new(
+        mirrors,
+        settings.mirror_default.as_deref(),
+        registry.clone(),
+        meta.clone(),
+        blobs.clone(),
+        clock.clone(),
+        settings.registry.max_blob_size,
+    );
+    // Mirrored names are read-only and follow their mirror's access rule, everywhere the
+    // authorizer is asked (the registry, the token service, listings).
+    let authorizer: Arc<dyn Authorizer> = if mirrors.is_empty() {
+        authorizer
+    } else {
+        Arc::new(MirrorAuthorizer::new(authorizer, mirrors.clone()))
+    };
     let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
     let auth = Authenticator::new(meta.clone(), authorizer.clone(), settings.auth.clone())
         .await?
@@ -104,9 +130,6 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         .with_authorizer(authorizer.clone())
         .with_signup(settings.allow_signup)
         .with_clock(clock.clone());
-    let wake = Wake::default();
-    let registry = Registry::new(blobs.clone(), meta.clone(), settings.registry.clone())
-        .with_wake(wake.clone());
     meta.set_default_quota(settings.default_quota).await?;
     let usage = UsageService::new(meta.clone(), authorizer.clone());
     let collector = Collector::new(
@@ -204,6 +227,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         usage,
         collector,
         lifecycle,
+        mirrors,
     };
     Ok(Wired { state, runner })
 }

@@ -5,13 +5,49 @@ use crate::oci::headers::{content_length, header_str, insert, query_params};
 use crate::oci::method_not_allowed;
 use axum::body::Body;
 use axum::http::{header, Method, Response, StatusCode};
-use berth_core::ports::PullEvent;
+use berth_core::ports::{ManifestRecord, PullEvent};
 use berth_core::registry::{ChangedBy, PutManifest};
 use berth_core::time::now_unix;
 use berth_core::Error;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{Reference, RepoName, Tag};
 use http_body_util::{BodyExt, Limited};
+
+/// A manifest pull's answer (the body only for GET), recording a GET as a pull.
+pub(super) fn serve(
+    req: &Req<'_>,
+    name: &RepoName,
+    reference: &Reference,
+    manifest: ManifestRecord,
+) -> Response<Body> {
+    let len = manifest.body.len();
+    let body = if req.method == Method::GET {
+        Body::from(manifest.body)
+    } else {
+        Body::empty()
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    insert(headers, "content-type", &manifest.media_type);
+    headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    let digest = manifest.digest.to_string();
+    insert(headers, "docker-content-digest", &digest);
+    insert(headers, "etag", &format!("\"{digest}\""));
+    // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
+    // memory and written in batches, so pulls do not wait for the database.
+    if req.method == Method::GET {
+        req.state.hub.record_pull(PullEvent {
+            repo: name.clone(),
+            tag: match reference {
+                Reference::Tag(tag) => Some(tag.to_string()),
+                Reference::Digest(_) => None,
+            },
+            digest: manifest.digest,
+            at: now_unix(),
+        });
+    }
+    response
+}
 
 pub async fn handle(
     req: Req<'_>,
@@ -22,33 +58,7 @@ pub async fn handle(
     match req.method {
         Method::GET | Method::HEAD => {
             let manifest = registry.get_manifest(name, reference).await?;
-            let len = manifest.body.len();
-            let body = if req.method == Method::GET {
-                Body::from(manifest.body)
-            } else {
-                Body::empty()
-            };
-            let mut response = Response::new(body);
-            let headers = response.headers_mut();
-            insert(headers, "content-type", &manifest.media_type);
-            headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-            let digest = manifest.digest.to_string();
-            insert(headers, "docker-content-digest", &digest);
-            insert(headers, "etag", &format!("\"{digest}\""));
-            // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
-            // memory and written in batches, so pulls do not wait for the database.
-            if req.method == Method::GET {
-                req.state.hub.record_pull(PullEvent {
-                    repo: name.clone(),
-                    tag: match reference {
-                        Reference::Tag(tag) => Some(tag.to_string()),
-                        Reference::Digest(_) => None,
-                    },
-                    digest: manifest.digest,
-                    at: now_unix(),
-                });
-            }
-            Ok(response)
+            Ok(serve(&req, name, reference, manifest))
         }
         Method::PUT => {
             if content_length(req.headers)?.is_some_and(|len| len > MAX_MANIFEST_BYTES as u64) {
