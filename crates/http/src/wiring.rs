@@ -18,8 +18,8 @@ use berth_core::lifecycle::{Collector, GcOptions, UsageService, GC_JOB};
 use berth_core::lifecycle::{
     Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
-use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
+use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::{
     DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,

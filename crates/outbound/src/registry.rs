@@ -15,7 +15,10 @@ use berth_core::webhooks::check_address;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::Digest;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode, Url};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -129,8 +132,10 @@ impl RegistryClient {
             (Some(user), password) => {
                 let raw = format!("{user}:{}", password.as_deref().unwrap_or_default());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
-                    .map_err(|_| "username or password holds characters a header cannot".to_owned())?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|_| {
+                        "username or password holds characters a header cannot".to_owned()
+                    })?;
                 value.set_sensitive(true);
                 Some(value)
             }
@@ -202,7 +207,13 @@ impl RegistryClient {
         let mut challenged = false;
         loop {
             let response = self
-                .follow(method.clone(), url.clone(), &headers, auth.as_ref(), body.clone())
+                .follow(
+                    method.clone(),
+                    url.clone(),
+                    &headers,
+                    auth.as_ref(),
+                    body.clone(),
+                )
                 .await?;
             if response.status() != StatusCode::UNAUTHORIZED || challenged {
                 return Ok(response);
@@ -229,7 +240,9 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, UpstreamError> {
         for _ in 0..=MAX_REDIRECTS {
             let client = self.client_for(&url)?;
-            let mut request = client.request(method.clone(), url.clone()).headers(headers.clone());
+            let mut request = client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone());
             if let (true, Some(auth)) = (self.is_home(&url), auth) {
                 request = request.header(AUTHORIZATION, auth.clone());
             }
@@ -252,7 +265,10 @@ impl RegistryClient {
                 .join(location)
                 .map_err(|e| UpstreamError::Invalid(format!("redirect to a bad URL: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(UpstreamError::Refused(format!("redirect to {}", url.scheme())));
+                return Err(UpstreamError::Refused(format!(
+                    "redirect to {}",
+                    url.scheme()
+                )));
             }
         }
         Err(UpstreamError::Invalid("too many redirects".to_owned()))
@@ -274,7 +290,11 @@ impl RegistryClient {
 
     /// Answers a `WWW-Authenticate` challenge: Basic credentials, or a bearer token from the
     /// realm for `scopes` (the realm's own `scope` when it names one).
-    async fn answer(&self, challenge: &str, scopes: &[String]) -> Result<HeaderValue, UpstreamError> {
+    async fn answer(
+        &self,
+        challenge: &str,
+        scopes: &[String],
+    ) -> Result<HeaderValue, UpstreamError> {
         let (scheme, params) = parse_challenge(challenge);
         if scheme.eq_ignore_ascii_case("basic") {
             self.wants_basic
@@ -282,7 +302,9 @@ impl RegistryClient {
             return self.basic.clone().ok_or(UpstreamError::Denied(401));
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(UpstreamError::Invalid(format!("unknown auth scheme {scheme}")));
+            return Err(UpstreamError::Invalid(format!(
+                "unknown auth scheme {scheme}"
+            )));
         }
         let realm = params
             .get("realm")
@@ -325,8 +347,9 @@ impl RegistryClient {
             .token
             .or(answer.access_token)
             .ok_or_else(|| UpstreamError::Invalid("token answer without a token".to_owned()))?;
-        let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| UpstreamError::Invalid("token holds characters a header cannot".to_owned()))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            UpstreamError::Invalid("token holds characters a header cannot".to_owned())
+        })?;
         header.set_sensitive(true);
         // Docker's default lifetime is 60 s; keep a margin for the clock and the trip.
         let lifetime = answer.expires_in.unwrap_or(60).max(30) - 20;
@@ -353,10 +376,20 @@ impl RegistryClient {
     }
 
     /// Whether the remote has the blob; its size if so (a `HEAD`).
-    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, UpstreamError> {
+    pub async fn blob_size(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let response = self
-            .send(Method::HEAD, url, &Self::pull_scope(repo), HeaderMap::new(), None)
+            .send(
+                Method::HEAD,
+                url,
+                &Self::pull_scope(repo),
+                HeaderMap::new(),
+                None,
+            )
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -367,14 +400,27 @@ impl RegistryClient {
 
     /// Links a blob the remote holds in `from` into `repo`; false when the remote did not
     /// mount it (then push it).
-    pub async fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<bool, UpstreamError> {
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<bool, UpstreamError> {
         let mut url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         url.query_pairs_mut()
             .append_pair("mount", &digest.to_string())
             .append_pair("from", from);
         let mut scopes = Self::push_scope(repo);
         scopes.push(format!("repository:{from}:pull"));
-        let response = self.send(Method::POST, url, &scopes, HeaderMap::new(), Some(bytes::Bytes::new())).await?;
+        let response = self
+            .send(
+                Method::POST,
+                url,
+                &scopes,
+                HeaderMap::new(),
+                Some(bytes::Bytes::new()),
+            )
+            .await?;
         match response.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => Ok(false),
@@ -383,11 +429,22 @@ impl RegistryClient {
     }
 
     /// Uploads a blob: a session, then its bytes in one `PUT` (streamed).
-    pub async fn push_blob(&self, repo: &str, digest: &Digest, blob: PushBlob) -> Result<(), UpstreamError> {
+    pub async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        blob: PushBlob,
+    ) -> Result<(), UpstreamError> {
         let scopes = Self::push_scope(repo);
         let url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
         let started = self
-            .send(Method::POST, url.clone(), &scopes, HeaderMap::new(), Some(bytes::Bytes::new()))
+            .send(
+                Method::POST,
+                url.clone(),
+                &scopes,
+                HeaderMap::new(),
+                Some(bytes::Bytes::new()),
+            )
             .await?;
         if started.status() != StatusCode::ACCEPTED {
             return Err(status_error(started.status()));
@@ -401,9 +458,12 @@ impl RegistryClient {
             .join(location)
             .map_err(|e| UpstreamError::Invalid(format!("upload Location: {e}")))?;
         if !self.is_home(&put) {
-            return Err(UpstreamError::Refused("upload location on another host".to_owned()));
+            return Err(UpstreamError::Refused(
+                "upload location on another host".to_owned(),
+            ));
         }
-        put.query_pairs_mut().append_pair("digest", &digest.to_string());
+        put.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let auth = self.cached_auth(&scopes);
         let mut request = self
             .trusted
@@ -437,7 +497,13 @@ impl RegistryClient {
                 .map_err(|_| UpstreamError::Invalid("bad media type".to_owned()))?,
         );
         let response = self
-            .send(Method::PUT, url, &Self::push_scope(repo), headers, Some(body.into()))
+            .send(
+                Method::PUT,
+                url,
+                &Self::push_scope(repo),
+                headers,
+                Some(body.into()),
+            )
             .await?;
         match response.status() {
             StatusCode::CREATED => Ok(digest_header(response.headers())),
@@ -471,13 +537,17 @@ fn status_error(status: StatusCode) -> UpstreamError {
 
 /// The body, refusing one longer than `max` without reading the rest.
 async fn read_capped(response: reqwest::Response, max: usize) -> Result<Vec<u8>, UpstreamError> {
-    if response.content_length().is_some_and(|len| len > max as u64) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max as u64)
+    {
         return Err(UpstreamError::TooLarge(max));
     }
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| UpstreamError::Unreachable(format!("body broke off: {}", cause(&e))))?;
+        let chunk = chunk
+            .map_err(|e| UpstreamError::Unreachable(format!("body broke off: {}", cause(&e))))?;
         if body.len() + chunk.len() > max {
             return Err(UpstreamError::TooLarge(max));
         }
@@ -493,8 +563,14 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
     let mut params = HashMap::new();
     let mut rest = rest.trim();
     while !rest.is_empty() {
-        let Some((key, after)) = rest.split_once('=') else { break };
-        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
         let after = after.trim_start();
         let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
             match quoted.find('"') {
@@ -515,24 +591,44 @@ fn parse_challenge(header: &str) -> (String, HashMap<String, String>) {
 
 #[async_trait::async_trait]
 impl Upstream for RegistryClient {
-    async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Digest>, UpstreamError> {
+    async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let response = self
-            .send(Method::HEAD, url, &Self::pull_scope(repo), manifest_headers(), None)
+            .send(
+                Method::HEAD,
+                url,
+                &Self::pull_scope(repo),
+                manifest_headers(),
+                None,
+            )
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => digest_header(response.headers())
-                .map(Some)
-                .ok_or_else(|| UpstreamError::Invalid("HEAD without Docker-Content-Digest".to_owned())),
+            s if s.is_success() => digest_header(response.headers()).map(Some).ok_or_else(|| {
+                UpstreamError::Invalid("HEAD without Docker-Content-Digest".to_owned())
+            }),
             s => Err(status_error(s)),
         }
     }
 
-    async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
+    async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let response = self
-            .send(Method::GET, url, &Self::pull_scope(repo), manifest_headers(), None)
+            .send(
+                Method::GET,
+                url,
+                &Self::pull_scope(repo),
+                manifest_headers(),
+                None,
+            )
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -557,16 +653,28 @@ impl Upstream for RegistryClient {
         self.blob_size(repo, digest).await
     }
 
-    async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Option<UpstreamBlob>, UpstreamError> {
+    async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<UpstreamBlob>, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
         let response = self
-            .send(Method::GET, url, &Self::pull_scope(repo), HeaderMap::new(), None)
+            .send(
+                Method::GET,
+                url,
+                &Self::pull_scope(repo),
+                HeaderMap::new(),
+                None,
+            )
             .await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             StatusCode::OK => {}
             s if s.is_success() => {
-                return Err(UpstreamError::Invalid(format!("unexpected status {s} for a blob")))
+                return Err(UpstreamError::Invalid(format!(
+                    "unexpected status {s} for a blob"
+                )))
             }
             s => return Err(status_error(s)),
         }
@@ -579,6 +687,24 @@ impl Upstream for RegistryClient {
             body: Box::pin(body),
         }))
     }
+}
+
+/// A `[[mirror]]` entry with the client that reaches its upstream.
+pub fn connect_mirror(
+    config: berth_core::mirror::MirrorConfig,
+) -> Result<berth_core::mirror::Mirror, String> {
+    let client = RegistryClient::new(&RemoteRegistry {
+        url: config.upstream.clone(),
+        username: config.username.clone(),
+        password: config.password.clone(),
+        tls_verify: config.tls_verify,
+        timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| format!("mirror {}: {e}", config.prefix))?;
+    Ok(berth_core::mirror::Mirror {
+        config,
+        upstream: Arc::new(client),
+    })
 }
 
 #[cfg(test)]
@@ -601,22 +727,4 @@ mod tests {
         assert_eq!(params["realm"], "https://ghcr.io/token");
         assert_eq!(params["service"], "ghcr.io");
     }
-}
-
-/// A `[[mirror]]` entry with the client that reaches its upstream.
-pub fn connect_mirror(
-    config: berth_core::mirror::MirrorConfig,
-) -> Result<berth_core::mirror::Mirror, String> {
-    let client = RegistryClient::new(&RemoteRegistry {
-        url: config.upstream.clone(),
-        username: config.username.clone(),
-        password: config.password.clone(),
-        tls_verify: config.tls_verify,
-        timeout: Duration::from_secs(30),
-    })
-    .map_err(|e| format!("mirror {}: {e}", config.prefix))?;
-    Ok(berth_core::mirror::Mirror {
-        config,
-        upstream: Arc::new(client),
-    })
 }

@@ -93,7 +93,10 @@ impl Mirrors {
         if !with_body {
             // A HEAD tells the size; the bytes come with the first GET.
             let head = self
-                .timed(target, self.upstream(target).head_blob(&target.remote, digest))
+                .timed(
+                    target,
+                    self.upstream(target).head_blob(&target.remote, digest),
+                )
                 .await;
             return match head {
                 Ok(Some(size)) => Ok(BlobContent {
@@ -132,7 +135,9 @@ impl Mirrors {
                 .ok()
                 .flatten();
             if let Some(Err(why)) = settled {
-                return Err(Error::Upstream(format!("fetching the blob from the upstream: {why}")));
+                return Err(Error::Upstream(format!(
+                    "fetching the blob from the upstream: {why}"
+                )));
             }
         }
         match self.cached_blob(target, digest, range, true).await? {
@@ -172,7 +177,12 @@ impl Mirrors {
             .map_err(|e| Error::internal("blob size", e))?;
         let Some(size) = stored else { return Ok(None) };
         let now = self.inner.clock.now_unix();
-        match self.inner.meta.link_blob(&target.local, digest, size, now).await {
+        match self
+            .inner
+            .meta
+            .link_blob(&target.local, digest, size, now)
+            .await
+        {
             Ok(()) => {}
             // Being collected: fetch it again.
             Err(MetaError::BlobCollected(_)) => return Ok(None),
@@ -216,7 +226,10 @@ impl Mirrors {
         lead: Lead,
     ) -> Result<Option<(u64, ByteStream)>> {
         let got = self
-            .timed(target, self.upstream(target).get_blob(&target.remote, digest))
+            .timed(
+                target,
+                self.upstream(target).get_blob(&target.remote, digest),
+            )
             .await;
         let blob = match got {
             Ok(Some(blob)) => blob,
@@ -226,7 +239,10 @@ impl Mirrors {
             }
             Err(err) => {
                 lead.finish(Err(err.to_string()));
-                return Err(upstream_failure(&err, "fetching the blob from the upstream"));
+                return Err(upstream_failure(
+                    &err,
+                    "fetching the blob from the upstream",
+                ));
             }
         };
         if let (Some(limit), Some(size)) = (self.inner.max_blob_size, blob.size) {
@@ -245,9 +261,10 @@ impl Mirrors {
         }
         let (client_tx, client_rx) = mpsc::channel::<io::Result<Bytes>>(FRAMES_AHEAD);
         let client: Option<ByteStream> = blob.size.map(|_| {
-            Box::pin(futures_util::stream::unfold(client_rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            })) as ByteStream
+            Box::pin(futures_util::stream::unfold(
+                client_rx,
+                |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+            )) as ByteStream
         });
         let task = Pump {
             mirrors: self.clone(),
@@ -293,7 +310,9 @@ impl Pump {
         let outcome = match (appended, read) {
             (_, Err(failure)) => Err(failure),
             (Err(err), Ok(_)) => Err(PumpFailure::Other(format!("storing it: {err}"))),
-            (Ok(_), Ok((actual, total, held))) => self.commit(actual, total).await.map(|()| (total, held)),
+            (Ok(_), Ok((actual, total, held))) => {
+                self.commit(actual, total).await.map(|()| (total, held))
+            }
         };
         match outcome {
             Ok((total, held)) => {
@@ -339,7 +358,9 @@ impl Pump {
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(err) => {
-                    let _ = store.send(Err(io::Error::other("upstream interrupted"))).await;
+                    let _ = store
+                        .send(Err(io::Error::other("upstream interrupted")))
+                        .await;
                     return Err(PumpFailure::Corrupt(format!(
                         "the upstream's body broke off after {total} bytes: {err}"
                     )));
@@ -390,7 +411,12 @@ impl Pump {
             .map_err(|e| PumpFailure::Other(format!("committing it: {e}")))?;
         inner
             .meta
-            .link_blob(&self.target.local, &self.digest, total, inner.clock.now_unix())
+            .link_blob(
+                &self.target.local,
+                &self.digest,
+                total,
+                inner.clock.now_unix(),
+            )
             .await
             .map_err(|e| PumpFailure::Other(format!("linking it: {e}")))
     }

@@ -150,7 +150,11 @@ impl Mirrors {
         reference: &str,
         tag: Option<&Tag>,
     ) -> Fetched {
-        let key = (target.mirror, target.local.to_string(), reference.to_owned());
+        let key = (
+            target.mirror,
+            target.local.to_string(),
+            reference.to_owned(),
+        );
         self.inner
             .manifest_flights
             .run(key, self.fetch_and_store(target, reference, tag))
@@ -165,7 +169,11 @@ impl Mirrors {
     ) -> Fetched {
         let counters = self.counters(target);
         let got = self
-            .timed(target, self.upstream(target).get_manifest(&target.remote, reference))
+            .timed(
+                target,
+                self.upstream(target)
+                    .get_manifest(&target.remote, reference),
+            )
             .await;
         let manifest = match got {
             Ok(Some(manifest)) => manifest,
@@ -239,7 +247,12 @@ impl Mirrors {
     }
 
     /// The error a client sees when nothing is cached.
-    fn failure(&self, target: &MirrorTarget, failure: FetchFailure, reference: &Reference) -> Error {
+    fn failure(
+        &self,
+        target: &MirrorTarget,
+        failure: FetchFailure,
+        reference: &Reference,
+    ) -> Error {
         match failure {
             FetchFailure::NotFound => Error::ManifestUnknown(reference.to_string()),
             FetchFailure::Upstream(err) => {

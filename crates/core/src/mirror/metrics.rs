@@ -61,10 +61,8 @@ impl MirrorCounters {
     }
     pub(crate) fn upstream_call(&self, took: Duration, failed: Option<&UpstreamError>) {
         self.upstream_requests.fetch_add(1, Relaxed);
-        self.upstream_micros.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            Relaxed,
-        );
+        self.upstream_micros
+            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
         if failed.is_some() {
             self.upstream_errors.fetch_add(1, Relaxed);
         }

@@ -287,10 +287,7 @@ impl Mirrors {
             Some(i) => Some(self.inner.mirrors[i].config.access),
             None if self.is_empty() => None,
             None => Some(
-                if self
-                    .configs()
-                    .any(|m| m.access == MirrorAccess::Public)
-                {
+                if self.configs().any(|m| m.access == MirrorAccess::Public) {
                     MirrorAccess::Public
                 } else {
                     MirrorAccess::SignedIn
@@ -308,7 +305,12 @@ impl Mirrors {
         }
         let name = repo.as_str();
         if let Some((first, rest)) = name.split_once('/') {
-            if let Some(i) = self.inner.mirrors.iter().position(|m| m.config.prefix == first) {
+            if let Some(i) = self
+                .inner
+                .mirrors
+                .iter()
+                .position(|m| m.config.prefix == first)
+            {
                 return Ok(Some(self.target(i, repo.clone(), rest)));
             }
         }
@@ -331,8 +333,7 @@ impl Mirrors {
 
     fn target(&self, mirror: usize, local: RepoName, remote: &str) -> MirrorTarget {
         // Docker Hub keeps official images under `library/`, which docker adds by itself.
-        let remote = if self.inner.mirrors[mirror].config.is_docker_hub() && !remote.contains('/')
-        {
+        let remote = if self.inner.mirrors[mirror].config.is_docker_hub() && !remote.contains('/') {
             format!("library/{remote}")
         } else {
             remote.to_owned()
@@ -395,4 +396,3 @@ fn upstream_failure(err: &UpstreamError, what: &str) -> Error {
         other => Error::Upstream(format!("{what}: {other}")),
     }
 }
-

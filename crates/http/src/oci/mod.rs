@@ -54,8 +54,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
     let query = request.uri().query().unwrap_or_default().to_owned();
     // Mirrored repositories are read-only caches: any write is refused before sign-in.
     if let Some(repo) = route.repository() {
-        if !matches!(method, Method::GET | Method::HEAD) && state.mirrors.prefixed(repo).is_some()
-        {
+        if !matches!(method, Method::GET | Method::HEAD) && state.mirrors.prefixed(repo).is_some() {
             return Err(Error::Denied);
         }
     }

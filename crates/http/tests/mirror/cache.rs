@@ -56,7 +56,11 @@ async fn a_first_pull_fetches_and_a_second_is_served_from_the_cache() {
         first.headers()["docker-content-digest"].to_str().unwrap(),
         digest.to_string()
     );
-    assert_eq!(first.bytes().await.unwrap().as_ref(), image.manifest.as_slice(), "byte for byte");
+    assert_eq!(
+        first.bytes().await.unwrap().as_ref(),
+        image.manifest.as_slice(),
+        "byte for byte"
+    );
     for blob in [&image.config, &image.layer] {
         let digest = Digest::sha256_of(blob);
         let got = get(&format!("{base}/blobs/{digest}")).await;
@@ -70,15 +74,25 @@ async fn a_first_pull_fetches_and_a_second_is_served_from_the_cache() {
     let second = get(&format!("{base}/manifests/v1")).await;
     assert_eq!(second.status(), 200);
     assert!(second.headers().get("warning").is_none());
-    assert_eq!(get(&format!("{base}/manifests/{digest}")).await.status(), 200);
+    assert_eq!(
+        get(&format!("{base}/manifests/{digest}")).await.status(),
+        200
+    );
     for blob in [&image.config, &image.layer] {
         let got = get(&format!("{base}/blobs/{}", Digest::sha256_of(blob))).await;
         assert_eq!(got.bytes().await.unwrap().as_ref(), blob.as_slice());
     }
-    assert_eq!(proxy.total(), fetched, "the second pull went to the upstream");
+    assert_eq!(
+        proxy.total(),
+        fetched,
+        "the second pull went to the upstream"
+    );
     let totals = &berth.state.mirrors.totals()[0].1;
     assert!(totals.hits >= 4, "{totals:?}");
-    assert_eq!(totals.bytes_saved, (image.config.len() + image.layer.len()) as u64);
+    assert_eq!(
+        totals.bytes_saved,
+        (image.config.len() + image.layer.len()) as u64
+    );
 
     // The cached repository is read-only for clients.
     let push = reqwest::Client::new()
@@ -97,22 +111,51 @@ async fn a_tag_updated_upstream_is_seen_after_the_ttl() {
     }
     let upstream = Distribution::start(None).await;
     let seeder = client_for(&upstream.url, None);
-    let old = seed(&seeder, "team/app", "latest", &SmallImage::linux("old", "ttl")).await;
+    let old = seed(
+        &seeder,
+        "team/app",
+        "latest",
+        &SmallImage::linux("old", "ttl"),
+    )
+    .await;
     let proxy = CountingProxy::start(&upstream.url).await;
     let dir = data_dir();
     let (berth, clock) = berth_mirroring(dir.path(), &proxy.url, Duration::from_secs(60)).await;
     let url = format!("{}/v2/up/team/app/manifests/latest", berth.url());
-    let digest_of = |r: &reqwest::Response| r.headers()["docker-content-digest"].to_str().unwrap().to_owned();
+    let digest_of = |r: &reqwest::Response| {
+        r.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
     assert_eq!(digest_of(&get(&url).await), old.to_string());
 
-    let new = seed(&seeder, "team/app", "latest", &SmallImage::linux("new", "ttl")).await;
+    let new = seed(
+        &seeder,
+        "team/app",
+        "latest",
+        &SmallImage::linux("new", "ttl"),
+    )
+    .await;
     clock.advance(Duration::from_secs(30));
-    assert_eq!(digest_of(&get(&url).await), old.to_string(), "within the ttl the cache answers");
+    assert_eq!(
+        digest_of(&get(&url).await),
+        old.to_string(),
+        "within the ttl the cache answers"
+    );
     assert_eq!(proxy.count("HEAD", "/manifests/latest"), 0);
 
     clock.advance(Duration::from_secs(31));
-    assert_eq!(digest_of(&get(&url).await), new.to_string(), "after the ttl the tag moved");
-    assert_eq!(proxy.count("HEAD", "/manifests/latest"), 1, "revalidated with a HEAD");
+    assert_eq!(
+        digest_of(&get(&url).await),
+        new.to_string(),
+        "after the ttl the tag moved"
+    );
+    assert_eq!(
+        proxy.count("HEAD", "/manifests/latest"),
+        1,
+        "revalidated with a HEAD"
+    );
 
     // Unchanged after the next ttl: a HEAD, and no GET.
     let gets = proxy.count("GET", "/manifests/latest");
@@ -135,17 +178,28 @@ async fn the_cache_keeps_serving_when_the_upstream_is_stopped() {
     let base = format!("{}/v2/up/team/app", berth.url());
     assert_eq!(get(&format!("{base}/manifests/v1")).await.status(), 200);
     for blob in [&image.config, &image.layer] {
-        assert_eq!(get(&format!("{base}/blobs/{}", Digest::sha256_of(blob))).await.status(), 200);
+        assert_eq!(
+            get(&format!("{base}/blobs/{}", Digest::sha256_of(blob)))
+                .await
+                .status(),
+            200
+        );
     }
 
     upstream.stop();
     clock.advance(Duration::from_secs(120));
     let stale = get(&format!("{base}/manifests/v1")).await;
     assert_eq!(stale.status(), 200);
-    assert_eq!(stale.headers()["docker-content-digest"].to_str().unwrap(), digest.to_string());
+    assert_eq!(
+        stale.headers()["docker-content-digest"].to_str().unwrap(),
+        digest.to_string()
+    );
     let warning = stale.headers()["warning"].to_str().unwrap().to_owned();
     assert!(warning.starts_with("110 "), "{warning}");
-    assert_eq!(get(&format!("{base}/manifests/{digest}")).await.status(), 200);
+    assert_eq!(
+        get(&format!("{base}/manifests/{digest}")).await.status(),
+        200
+    );
     for blob in [&image.config, &image.layer] {
         let got = get(&format!("{base}/blobs/{}", Digest::sha256_of(blob))).await;
         assert_eq!(got.bytes().await.unwrap().as_ref(), blob.as_slice());
@@ -153,27 +207,36 @@ async fn the_cache_keeps_serving_when_the_upstream_is_stopped() {
     // What was never cached gets a clean gateway error, not a 500.
     let unseen = get(&format!("{base}/manifests/never-pulled")).await;
     assert_eq!(unseen.status(), 502);
-    assert!(unseen.text().await.unwrap().contains("\"code\":\"UNKNOWN\""));
+    assert!(unseen
+        .text()
+        .await
+        .unwrap()
+        .contains("\"code\":\"UNKNOWN\""));
     let totals = &berth.state.mirrors.totals()[0].1;
-    assert!(totals.stale >= 1 && totals.upstream_errors >= 2, "{totals:?}");
+    assert!(
+        totals.stale >= 1 && totals.upstream_errors >= 2,
+        "{totals:?}"
+    );
 }
 
 /// 256 MiB of bytes no compressor shortens, made on the fly.
 fn big_blob_stream(size: u64) -> berth_core::ports::ByteStream {
     const FRAME: u64 = 1 << 20;
-    Box::pin(futures_util::stream::iter((0..size.div_ceil(FRAME)).map(move |i| {
-        let len = FRAME.min(size - i * FRAME) as usize;
-        let mut frame = vec![0u8; len];
-        let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        for chunk in frame.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let bytes = state.to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-        Ok(bytes::Bytes::from(frame))
-    })))
+    Box::pin(futures_util::stream::iter((0..size.div_ceil(FRAME)).map(
+        move |i| {
+            let len = FRAME.min(size - i * FRAME) as usize;
+            let mut frame = vec![0u8; len];
+            let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for chunk in frame.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let bytes = state.to_le_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+            Ok(bytes::Bytes::from(frame))
+        },
+    )))
 }
 
 async fn sha256_of_stream(mut stream: berth_core::ports::ByteStream) -> Digest {
@@ -181,7 +244,9 @@ async fn sha256_of_stream(mut stream: berth_core::ports::ByteStream) -> Digest {
     while let Some(frame) = stream.next().await {
         hasher.update(frame.unwrap());
     }
-    format!("sha256:{}", hex::encode(hasher.finalize())).parse().unwrap()
+    format!("sha256:{}", hex::encode(hasher.finalize()))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,8 @@ async fn answer(path: &str) -> Vec<u8> {
     let honest = SmallImage::linux("liar", "faults");
     let good_digest = Digest::sha256_of(GOOD);
     let head = |status: &str, headers: &str, len: usize| {
-        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n").into_bytes()
+        format!("HTTP/1.1 {status}\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n")
+            .into_bytes()
     };
     if path.ends_with("/manifests/wrong-digest") {
         let other = Digest::sha256_of(b"something else");
@@ -37,7 +38,11 @@ async fn answer(path: &str) -> Vec<u8> {
         out
     } else if path.ends_with("/manifests/enormous") {
         // Announced larger than pushes may be; never sent.
-        head("200 OK", "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n", 5 << 20)
+        head(
+            "200 OK",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+            5 << 20,
+        )
     } else if path.ends_with(&format!("/blobs/{good_digest}")) && path.contains("/wrong/") {
         let wrong = b"the wrong bytes";
         let mut out = head("200 OK", "", wrong.len());
@@ -106,7 +111,11 @@ async fn corrupt_upstream_data_is_never_cached() {
         assert_eq!(response.status(), 502);
         assert!(response.text().await.unwrap().contains("digest"));
     }
-    let response = client.get(format!("{base}/app/manifests/enormous")).send().await.unwrap();
+    let response = client
+        .get(format!("{base}/app/manifests/enormous"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 502);
 
     let good = Digest::sha256_of(GOOD);
@@ -114,15 +123,16 @@ async fn corrupt_upstream_data_is_never_cached() {
         for _ in 0..2 {
             // The status is sent before the bytes are known wrong: the body then breaks off,
             // which every client notices (length or digest).
-            match client.get(format!("{base}/{repo}/blobs/{good}")).send().await {
-                Ok(response) => {
-                    let body = response.bytes().await;
-                    assert!(
-                        body.as_ref().map_or(true, |b| b.as_ref() != GOOD),
-                        "{repo}: a corrupt blob was served whole"
-                    );
-                }
-                Err(_) => {}
+            let sent = client
+                .get(format!("{base}/{repo}/blobs/{good}"))
+                .send()
+                .await;
+            if let Ok(response) = sent {
+                let body = response.bytes().await;
+                assert!(
+                    body.as_ref().map_or(true, |b| b.as_ref() != GOOD),
+                    "{repo}: a corrupt blob was served whole"
+                );
             }
         }
     }
@@ -147,7 +157,13 @@ async fn a_rate_limited_upstream_serves_the_cache_and_maps_the_error() {
         return;
     }
     let upstream = Distribution::start(None).await;
-    seed(&client_for(&upstream.url, None), "team/app", "v1", &SmallImage::linux("429", "x")).await;
+    seed(
+        &client_for(&upstream.url, None),
+        "team/app",
+        "v1",
+        &SmallImage::linux("429", "x"),
+    )
+    .await;
     let proxy = CountingProxy::start(&upstream.url).await;
     let clock = berth_core::clock::ManualClock::starting_now();
     let dir = data_dir();
@@ -161,7 +177,13 @@ async fn a_rate_limited_upstream_serves_the_cache_and_maps_the_error() {
     )
     .await;
     let base = format!("{}/v2/up/team/app", berth.url());
-    assert_eq!(reqwest::get(format!("{base}/manifests/v1")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{base}/manifests/v1"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     proxy.answer_with(429);
     clock.advance(Duration::from_secs(61));

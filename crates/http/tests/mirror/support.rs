@@ -130,7 +130,9 @@ pub fn htpasswd_line(user: &str, password: &str) -> Option<String> {
         .args(["-nbB", user, password])
         .output();
     match out {
-        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+        Ok(out) if out.status.success() => {
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
         _ => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -192,7 +194,9 @@ async fn forward(State(state): State<ProxyState>, request: Request<Body>) -> Res
         return response;
     }
     let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
-    let mut upstream = state.client.request(method, format!("{}{path}", state.target));
+    let mut upstream = state
+        .client
+        .request(method, format!("{}{path}", state.target));
     for (name, value) in request.headers() {
         if name != "host" {
             upstream = upstream.header(name.as_str(), value.as_bytes());

@@ -32,9 +32,20 @@ async fn unprefixed_pulls_go_through_the_default_mirror_or_the_one_ns_names() {
     }
     let hub = Distribution::start(None).await;
     let other = Distribution::start(None).await;
-    let from_hub = seed(&client_for(&hub.url, None), "team/app", "v1", &SmallImage::linux(1, "hub")).await;
-    let from_other =
-        seed(&client_for(&other.url, None), "team/app", "v1", &SmallImage::linux(2, "other")).await;
+    let from_hub = seed(
+        &client_for(&hub.url, None),
+        "team/app",
+        "v1",
+        &SmallImage::linux(1, "hub"),
+    )
+    .await;
+    let from_other = seed(
+        &client_for(&other.url, None),
+        "team/app",
+        "v1",
+        &SmallImage::linux(2, "other"),
+    )
+    .await;
     let dir = data_dir();
     let mut options = Options {
         mirrors: vec![
@@ -47,7 +58,8 @@ async fn unprefixed_pulls_go_through_the_default_mirror_or_the_one_ns_names() {
     let berth = serve(dir.path(), options).await;
 
     // docker's registry-mirrors: the Hub path, unchanged.
-    let (status, digest) = manifest_status(&format!("{}/v2/team/app/manifests/v1", berth.url())).await;
+    let (status, digest) =
+        manifest_status(&format!("{}/v2/team/app/manifests/v1", berth.url())).await;
     assert_eq!((status, digest), (200, from_hub.to_string()));
     // Cached under the mirror's prefix, where it can be pulled by that name as well.
     let (status, digest) =
@@ -95,7 +107,8 @@ async fn an_htpasswd_upstream_is_reached_with_the_mirrors_credentials() {
         },
     )
     .await;
-    let (status, got) = manifest_status(&format!("{}/v2/up/team/app/manifests/v1", berth.url())).await;
+    let (status, got) =
+        manifest_status(&format!("{}/v2/up/team/app/manifests/v1", berth.url())).await;
     assert_eq!((status, got), (200, digest.to_string()));
     let layer = berth_oci::Digest::sha256_of(&image.layer);
     let blob = reqwest::get(format!("{}/v2/up/team/app/blobs/{layer}", berth.url()))
@@ -103,7 +116,8 @@ async fn an_htpasswd_upstream_is_reached_with_the_mirrors_credentials() {
         .unwrap();
     assert_eq!(blob.bytes().await.unwrap().as_ref(), image.layer.as_slice());
     // Without credentials the upstream refuses, and so does the mirror (no cache to serve).
-    let (status, _) = manifest_status(&format!("{}/v2/anon/team/app/manifests/v1", berth.url())).await;
+    let (status, _) =
+        manifest_status(&format!("{}/v2/anon/team/app/manifests/v1", berth.url())).await;
     assert_eq!(status, 403);
 }
 
@@ -146,8 +160,14 @@ async fn a_token_auth_upstream_is_reached_through_its_realm() {
         manifest_status(&format!("{}/v2/up/alice/private/manifests/v1", berth.url())).await;
     assert_eq!((status, got), (200, digest.to_string()));
     let config_digest = berth_oci::Digest::sha256_of(&image.config);
-    let blob = reqwest::get(format!("{}/v2/up/alice/private/blobs/{config_digest}", berth.url()))
-        .await
-        .unwrap();
-    assert_eq!(blob.bytes().await.unwrap().as_ref(), image.config.as_slice());
+    let blob = reqwest::get(format!(
+        "{}/v2/up/alice/private/blobs/{config_digest}",
+        berth.url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        blob.bytes().await.unwrap().as_ref(),
+        image.config.as_slice()
+    );
 }

@@ -330,7 +330,11 @@ impl SqliteMeta {
     /// A push checks that the manifest's blobs and children are in the repository; a
     /// mirror's copy does not (`check_references: false`), since they are fetched when
     /// first asked for. The reference rows are written alike, so GC keeps what arrives.
-    async fn store_manifest(&self, m: &NewManifest, check_references: bool) -> Result<(), MetaError> {
+    async fn store_manifest(
+        &self,
+        m: &NewManifest,
+        check_references: bool,
+    ) -> Result<(), MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         let repo_id =
             ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
