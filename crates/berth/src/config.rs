@@ -1137,6 +1137,71 @@ mod tests {
     }
 
     #[test]
+    fn mirrors_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(
+            &path,
+            "mirror_default = \"dockerhub\"\n\
+             [[mirror]]\nprefix = \"dockerhub\"\nupstream = \"https://registry-1.docker.io\"\n\
+             username = \"bot\"\npassword = \"s3cret\"\n\
+             [[mirror]]\nprefix = \"ghcr\"\nupstream = \"https://ghcr.io\"\nttl = \"10m\"\n\
+             tls_verify = false\naccess = \"signed-in\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        let mirrors = &config.mirrors.value;
+        assert_eq!(mirrors.len(), 2);
+        assert_eq!(mirrors[0].ttl, berth_core::mirror::DEFAULT_MIRROR_TTL);
+        assert_eq!(mirrors[0].password.as_deref(), Some("s3cret"));
+        assert_eq!(mirrors[1].ttl.as_secs(), 600);
+        assert!(!mirrors[1].tls_verify);
+        assert_eq!(mirrors[1].access, MirrorAccess::SignedIn);
+        assert_eq!(config.mirror_default.value.as_deref(), Some("dockerhub"));
+        let described = config.describe();
+        assert!(described.contains("mirror ghcr = https://ghcr.io"), "{described}");
+        assert!(!described.contains("s3cret"), "the password is never shown");
+
+        for (text, expected) in [
+            (
+                "mirror_default = \"nope\"\n[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\n",
+                "mirror_default = \"nope\" names no [[mirror]] prefix",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\n[[mirror]]\nprefix = \"a\"\nupstream = \"https://b.example\"\n",
+                "mirror #2 (a): prefix a is used twice",
+            ),
+            (
+                "[[mirror]]\nprefix = \"A/b\"\nupstream = \"https://a.example\"\n",
+                "mirror #1 (A/b): prefix must be one lowercase name component (letters, digits, - and _)",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example/v2\"\n",
+                "mirror #1 (a): upstream must be the registry's root URL, without a path",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"ftp://a.example\"\n",
+                "mirror #1 (a): upstream must be an http:// or https:// URL with a host",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&global, None).unwrap_err().to_string();
+            assert_eq!(err, expected);
+        }
+        std::fs::write(
+            &path,
+            "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\nttl = \"soon\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("mirror ttl") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
     fn limits_come_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
