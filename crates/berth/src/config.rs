@@ -1163,7 +1163,10 @@ mod tests {
         assert_eq!(mirrors[1].access, MirrorAccess::SignedIn);
         assert_eq!(config.mirror_default.value.as_deref(), Some("dockerhub"));
         let described = config.describe();
-        assert!(described.contains("mirror ghcr = https://ghcr.io"), "{described}");
+        assert!(
+            described.contains("mirror ghcr = https://ghcr.io"),
+            "{described}"
+        );
         assert!(!described.contains("s3cret"), "the password is never shown");
 
         for (text, expected) in [

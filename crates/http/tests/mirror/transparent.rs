@@ -171,3 +171,54 @@ async fn a_token_auth_upstream_is_reached_through_its_realm() {
         image.config.as_slice()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_mirror_refuses_anonymous_pulls() {
+    let dir = data_dir();
+    // Nothing listens on the upstream: a caller let through reaches it and gets 502.
+    let mut config = mirror("private", "http://127.0.0.1:9", Duration::from_secs(3600));
+    config.access = berth_core::mirror::MirrorAccess::SignedIn;
+    let berth = serve(
+        dir.path(),
+        Options {
+            mirrors: vec![config],
+            ..Options::default()
+        },
+    )
+    .await;
+    berth
+        .meta
+        .create_user(&NewUser {
+            name: "bob".to_owned(),
+            password_hash: hash_password("bob-password-1").unwrap(),
+            is_admin: false,
+            now: now_unix(),
+        })
+        .await
+        .unwrap();
+    let url = format!("{}/v2/private/team/app/manifests/v1", berth.url());
+    let anonymous = reqwest::get(&url).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let signed_in = reqwest::Client::new()
+        .get(&url)
+        .basic_auth("bob", Some("bob-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        502,
+        "let through to the (unreachable) upstream"
+    );
+    // Even a signed-in caller cannot push into a mirror.
+    let push = reqwest::Client::new()
+        .post(format!(
+            "{}/v2/private/team/app/blobs/uploads/",
+            berth.url()
+        ))
+        .basic_auth("bob", Some("bob-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(push.status(), 403);
+}
