@@ -3,6 +3,7 @@
 
 use crate::cli::GlobalArgs;
 use berth_core::ratelimit::Rate;
+use berth_core::mirror::{validate_mirrors, MirrorAccess, MirrorConfig};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt::{self, Write as _};
@@ -102,6 +103,10 @@ pub struct Config {
     pub rate_limit_anonymous: Setting<Option<Rate>>,
     pub rate_limit_authenticated: Setting<Option<Rate>>,
     pub rate_limit_organization: Setting<Option<Rate>>,
+    /// The `[[mirror]]` entries: upstream registries served through the pull-through cache.
+    pub mirrors: Setting<Vec<MirrorConfig>>,
+    /// The mirror that serves names matching no local repository (docker's `registry-mirrors`).
+    pub mirror_default: Setting<Option<String>>,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -148,6 +153,8 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
     rate_limit: Option<RateLimitFile>,
+    mirror: Option<Vec<MirrorEntry>>,
+    mirror_default: Option<String>,
 }
 
 /// The `[rate_limit]` section: `anonymous = "100;w=21600"` and so on; an absent key means
@@ -177,6 +184,50 @@ fn parse_rate(
             origin: source,
             reason,
         })
+}
+
+/// One `[[mirror]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorEntry {
+    prefix: String,
+    upstream: String,
+    username: Option<String>,
+    password: Option<String>,
+    ttl: Option<String>,
+    tls_verify: Option<bool>,
+    /// `public` (default) or `signed-in`.
+    access: Option<String>,
+}
+
+impl MirrorEntry {
+    fn into_config(self) -> Result<MirrorConfig, ConfigError> {
+        let mut config = MirrorConfig::new(&self.prefix, &self.upstream);
+        config.username = self.username;
+        config.password = self.password;
+        if let Some(ttl) = self.ttl {
+            config.ttl = parse_duration("mirror ttl", &ttl, Source::File)?;
+        }
+        config.tls_verify = self.tls_verify.unwrap_or(true);
+        if let Some(access) = self.access {
+            config.access = MirrorAccess::parse(&access).ok_or_else(|| ConfigError::Invalid {
+                setting: "mirror access",
+                value: access.clone(),
+                origin: Source::File,
+                reason: "expected public or signed-in".into(),
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// `BERTH_MIRROR_PASSWORD_<PREFIX>`: a mirror's upstream password kept out of the file
+/// (prefix upper-cased, `-` as `_`).
+fn mirror_password_variable(prefix: &str) -> String {
+    format!(
+        "BERTH_MIRROR_PASSWORD_{}",
+        prefix.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -496,6 +547,8 @@ impl Config {
             rate_limit_anonymous: Setting::default(None),
             rate_limit_authenticated: Setting::default(None),
             rate_limit_organization: Setting::default(None),
+            mirrors: Setting::default(Vec::new()),
+            mirror_default: Setting::default(None),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -626,6 +679,20 @@ impl Config {
                     Source::File,
                 );
             }
+            config.mirrors.set(
+                file.mirror
+                    .map(|entries| {
+                        entries
+                            .into_iter()
+                            .map(MirrorEntry::into_config)
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?,
+                Source::File,
+            );
+            config
+                .mirror_default
+                .set(file.mirror_default.map(Some), Source::File);
         }
         config.config_file = file_path;
         config.listen.set(
@@ -778,6 +845,19 @@ impl Config {
             Source::Flag,
         );
         config.data_dir.set(global.data_dir.clone(), Source::Flag);
+        config
+            .mirror_default
+            .set(env("BERTH_MIRROR_DEFAULT")?.map(Some), Source::Env);
+        for mirror in &mut config.mirrors.value {
+            if let Ok(password) = std::env::var(mirror_password_variable(&mirror.prefix)) {
+                mirror.password = Some(password);
+            }
+        }
+        validate_mirrors(
+            &config.mirrors.value,
+            config.mirror_default.value.as_deref(),
+        )
+        .map_err(ConfigError::Inconsistent)?;
         match (&config.tls_cert.value, &config.tls_key.value) {
             (Some(_), None) => {
                 return Err(ConfigError::Inconsistent(format!(
@@ -976,6 +1056,29 @@ impl Config {
                 setting.source
             );
         }
+        for mirror in &self.mirrors.value {
+            let _ = writeln!(
+                out,
+                "mirror {} = {} (ttl {}s, tls_verify {}, {}, {})  ({})",
+                mirror.prefix,
+                mirror.upstream,
+                mirror.ttl.as_secs(),
+                mirror.tls_verify,
+                mirror.access.as_str(),
+                match (&mirror.username, &mirror.password) {
+                    (Some(user), Some(_)) => format!("as {user}, password set"),
+                    (Some(user), None) => format!("as {user}"),
+                    _ => "anonymous".to_owned(),
+                },
+                self.mirrors.source
+            );
+        }
+        let _ = writeln!(
+            out,
+            "mirror_default = {}  ({})",
+            self.mirror_default.value.as_deref().unwrap_or("(none)"),
+            self.mirror_default.source
+        );
         out
     }
 
@@ -1141,6 +1244,74 @@ mod tests {
             err.contains("trusted_proxies") && err.contains("10.0.0.300") && !err.contains('\n'),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mirrors_come_from_the_file_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+        };
+        std::fs::write(
+            &path,
+            "mirror_default = \"dockerhub\"\n\
+             [[mirror]]\nprefix = \"dockerhub\"\nupstream = \"https://registry-1.docker.io\"\n\
+             username = \"bot\"\npassword = \"s3cret\"\n\
+             [[mirror]]\nprefix = \"ghcr\"\nupstream = \"https://ghcr.io\"\nttl = \"10m\"\n\
+             tls_verify = false\naccess = \"signed-in\"\n",
+        )
+        .unwrap();
+        let config = Config::load(&global, None).unwrap();
+        let mirrors = &config.mirrors.value;
+        assert_eq!(mirrors.len(), 2);
+        assert_eq!(mirrors[0].ttl, berth_core::mirror::DEFAULT_MIRROR_TTL);
+        assert_eq!(mirrors[0].password.as_deref(), Some("s3cret"));
+        assert_eq!(mirrors[1].ttl.as_secs(), 600);
+        assert!(!mirrors[1].tls_verify);
+        assert_eq!(mirrors[1].access, MirrorAccess::SignedIn);
+        assert_eq!(config.mirror_default.value.as_deref(), Some("dockerhub"));
+        let described = config.describe();
+        assert!(
+            described.contains("mirror ghcr = https://ghcr.io"),
+            "{described}"
+        );
+        assert!(!described.contains("s3cret"), "the password is never shown");
+
+        for (text, expected) in [
+            (
+                "mirror_default = \"nope\"\n[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\n",
+                "mirror_default = \"nope\" names no [[mirror]] prefix",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\n[[mirror]]\nprefix = \"a\"\nupstream = \"https://b.example\"\n",
+                "mirror #2 (a): prefix a is used twice",
+            ),
+            (
+                "[[mirror]]\nprefix = \"A/b\"\nupstream = \"https://a.example\"\n",
+                "mirror #1 (A/b): prefix must be one lowercase name component (letters, digits, - and _)",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example/v2\"\n",
+                "mirror #1 (a): upstream must be the registry's root URL, without a path",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"ftp://a.example\"\n",
+                "mirror #1 (a): upstream must be an http:// or https:// URL with a host",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Config::load(&global, None).unwrap_err().to_string();
+            assert_eq!(err, expected);
+        }
+        std::fs::write(
+            &path,
+            "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\nttl = \"soon\"\n",
+        )
+        .unwrap();
+        let err = Config::load(&global, None).unwrap_err().to_string();
+        assert!(err.contains("mirror ttl") && !err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum ServeError {
     Secrets { message: String },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Mirror(String),
 }
 
 /// Creates the data directory, proves it writable and takes the server lock on it, so a
@@ -122,6 +124,14 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|message| ServeError::Secrets { message })?;
     let transport = HttpTransport::new(config.webhook_allow_private.value)
         .map_err(|message| ServeError::Secrets { message })?;
+    let mirrors = config
+        .mirrors
+        .value
+        .iter()
+        .cloned()
+        .map(berth_outbound::registry::connect_mirror)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServeError::Mirror)?;
     let wired = wire(Parts {
         blobs: Arc::new(blobs),
         meta: meta_store,
@@ -129,6 +139,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         transport: Arc::new(transport),
         seal,
         authorizer: None,
+        mirrors,
         settings: Settings {
             registry: RegistryOptions {
                 upload_ttl: config.upload_ttl.value,
@@ -155,6 +166,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             gc: config.gc_options(),
             default_quota: config.default_quota.value,
             rate_limit: config.rate_limit_tiers(),
+            mirror_default: config.mirror_default.value.clone(),
         },
     })
     .await

@@ -117,6 +117,10 @@ pub enum Error {
     /// The client went away or sent a broken body; nothing was committed.
     #[error("request body could not be read: {0}")]
     BodyInterrupted(String),
+    /// A mirror's upstream failed (or sent corrupt data) and nothing is cached to serve
+    /// instead; the message says what the upstream did (HTTP 502).
+    #[error("{0}")]
+    Upstream(String),
     /// A fault of ours or of a backend; the message is for logs, not for clients.
     #[error("internal error: {0}")]
     Internal(String),

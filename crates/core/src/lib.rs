@@ -10,6 +10,7 @@ pub mod hub;
 pub mod identity;
 pub mod jobs;
 pub mod lifecycle;
+pub mod mirror;
 pub mod ports;
 pub mod ratelimit;
 pub mod registry;

@@ -42,6 +42,8 @@ pub struct AppState {
     pub lifecycle: berth_core::lifecycle::Lifecycle,
     /// Pull rate limits: the counters, plans, and the exchange with other nodes.
     pub pull_limits: berth_core::ratelimit::PullLimits,
+    /// The pull-through cache: `[[mirror]]` upstreams and the transparent mirror.
+    pub mirrors: berth_core::mirror::Mirrors,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -18,6 +18,7 @@ use berth_core::lifecycle::{Collector, GcOptions, UsageService, GC_JOB};
 use berth_core::lifecycle::{
     Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
+use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
@@ -38,6 +39,8 @@ pub struct Parts {
     pub seal: SealKey,
     /// None: the real permission rules ([`PolicyAuthorizer`]); protocol tests pass open access.
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// The `[[mirror]]` entries with the clients that reach their upstreams.
+    pub mirrors: Vec<Mirror>,
     pub settings: Settings,
 }
 
@@ -60,6 +63,8 @@ pub struct Settings {
     pub default_quota: Option<u64>,
     /// Pull rate limits per tier (`[rate_limit]`; none: only plans limit).
     pub rate_limit: berth_core::ratelimit::Tiers,
+    /// The mirror that serves names matching no local repository (`mirror_default`).
+    pub mirror_default: Option<String>,
 }
 
 impl Default for Settings {
@@ -76,6 +81,7 @@ impl Default for Settings {
             gc: GcOptions::default(),
             default_quota: None,
             rate_limit: berth_core::ratelimit::Tiers::default(),
+            mirror_default: None,
         }
     }
 }
@@ -96,10 +102,30 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         transport,
         seal,
         authorizer,
+        mirrors,
         settings,
     } = parts;
+    let wake = Wake::default();
+    let registry = Registry::new(blobs.clone(), meta.clone(), settings.registry.clone())
+        .with_wake(wake.clone());
     let authorizer = authorizer
         .unwrap_or_else(|| Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>)));
+    let mirrors = Mirrors::new(
+        mirrors,
+        settings.mirror_default.as_deref(),
+        registry.clone(),
+        meta.clone(),
+        blobs.clone(),
+        clock.clone(),
+        settings.registry.max_blob_size,
+    );
+    // Mirrored names are read-only and follow their mirror's access rule, everywhere the
+    // authorizer is asked (the registry, the token service, listings).
+    let authorizer: Arc<dyn Authorizer> = if mirrors.is_empty() {
+        authorizer
+    } else {
+        Arc::new(MirrorAuthorizer::new(authorizer, mirrors.clone()))
+    };
     let hub = Arc::new(Hub::new(meta.clone(), authorizer.clone()));
     let auth = Authenticator::new(meta.clone(), authorizer.clone(), settings.auth.clone())
         .await?
@@ -108,9 +134,6 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         .with_authorizer(authorizer.clone())
         .with_signup(settings.allow_signup)
         .with_clock(clock.clone());
-    let wake = Wake::default();
-    let registry = Registry::new(blobs.clone(), meta.clone(), settings.registry.clone())
-        .with_wake(wake.clone());
     meta.set_default_quota(settings.default_quota).await?;
     let usage = UsageService::new(meta.clone(), authorizer.clone());
     let pull_limits = PullLimits::new(meta.clone(), clock.clone(), settings.rate_limit);
@@ -217,6 +240,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         collector,
         lifecycle,
         pull_limits,
+        mirrors,
     };
     Ok(Wired { state, runner })
 }

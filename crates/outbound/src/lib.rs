@@ -1,6 +1,9 @@
-//! Outgoing HTTP for webhook deliveries: reqwest over rustls, a resolver that drops every
-//! address Berth may not call (so DNS rebinding gains nothing: the connection goes to an
-//! address that was checked), no redirects, a time limit and a cap on what is read back.
+//! Outgoing HTTP: webhook deliveries and remote registries (`registry`), over reqwest and
+//! rustls, with a resolver that drops every address Berth may not call (so DNS rebinding
+//! gains nothing: the connection goes to an address that was checked), time limits and caps
+//! on what is read back. Webhooks follow no redirects.
+
+pub mod registry;
 
 use berth_core::webhooks::{
     check_address, OutboundError, OutboundRequest, OutboundResponse, WebhookTransport,
@@ -18,8 +21,8 @@ const KEPT: usize = 1024;
 /// Resolves names, keeping only addresses Berth may call (all of them when private
 /// targets are allowed).
 #[derive(Debug, Clone, Copy)]
-struct CheckedResolver {
-    allow_private: bool,
+pub(crate) struct CheckedResolver {
+    pub(crate) allow_private: bool,
 }
 
 impl CheckedResolver {
@@ -90,7 +93,7 @@ impl HttpTransport {
 }
 
 /// The innermost cause of an error, which says what actually went wrong.
-fn cause(err: &reqwest::Error) -> String {
+pub(crate) fn cause(err: &reqwest::Error) -> String {
     let mut source: &dyn std::error::Error = err;
     while let Some(next) = source.source() {
         source = next;
@@ -170,7 +173,7 @@ impl WebhookTransport for HttpTransport {
 }
 
 /// An address refusal from our resolver, wherever reqwest wrapped it.
-fn find_refusal(mut error: &(dyn std::error::Error + 'static)) -> Option<OutboundError> {
+pub(crate) fn find_refusal(mut error: &(dyn std::error::Error + 'static)) -> Option<OutboundError> {
     loop {
         if let Some(OutboundError::Refused(why)) = error.downcast_ref::<OutboundError>() {
             return Some(OutboundError::Refused(why.clone()));

@@ -40,6 +40,8 @@ pub struct Options {
     pub metrics_allow: Option<Vec<ipnet::IpNet>>,
     /// Requests are not counted and `/metrics` answers 404, as with `metrics = false`.
     pub metrics_off: bool,
+    /// `[[mirror]]` entries, reached through the real registry client.
+    pub mirrors: Vec<berth_core::mirror::MirrorConfig>,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             run_jobs: true,
             metrics_allow: None,
             metrics_off: false,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -99,6 +102,11 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
         transport,
         seal: SealKey::from_bytes(&SealKey::generate()),
         authorizer: options.authorizer,
+        mirrors: options
+            .mirrors
+            .into_iter()
+            .map(|m| berth_outbound::registry::connect_mirror(m).expect("mirror client"))
+            .collect(),
         settings: options.settings,
     })
     .await

@@ -246,6 +246,10 @@ impl ActionSet {
         ActionSet(self.0 & other.0)
     }
 
+    pub fn union(self, other: ActionSet) -> ActionSet {
+        ActionSet(self.0 | other.0)
+    }
+
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }

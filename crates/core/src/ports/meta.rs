@@ -188,6 +188,10 @@ pub trait Manifests: Send + Sync {
     /// the push as the repository's latest and records its events (and `repository.created`
     /// when the push creates the repository), atomically.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), MetaError>;
+    /// As [`Manifests::put_manifest`], for a manifest copied from a mirror's upstream: its
+    /// blobs and children need not be in the repository yet (they are fetched when first
+    /// asked for), but are recorded as its references all the same.
+    async fn put_cached_manifest(&self, manifest: &NewManifest) -> Result<(), MetaError>;
     async fn manifest_by_tag(
         &self,
         repo: &RepoName,

@@ -67,6 +67,8 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         | Error::QuotaExceeded { .. }
         | Error::TagImmutable { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
+        // Distribution's catch-all code, with the gateway status a proxy's failure has.
+        Error::Upstream(_) => return (ErrorCode::Unknown, StatusCode::BAD_GATEWAY),
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, status)

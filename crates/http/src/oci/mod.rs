@@ -52,6 +52,12 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
     let method = request.method().clone();
     let route = OciRoute::parse_for(rest, &method)?;
     let query = request.uri().query().unwrap_or_default().to_owned();
+    // Mirrored repositories are read-only caches: any write is refused before sign-in.
+    if let Some(repo) = route.repository() {
+        if !matches!(method, Method::GET | Method::HEAD) && state.mirrors.prefixed(repo).is_some() {
+            return Err(Error::Denied);
+        }
+    }
     let needs = access::needs(&route, &method, &query)?;
     let (parts, body) = request.into_parts();
     let peer = auth::peer_address(&parts.extensions);
@@ -87,6 +93,15 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         OciRoute::Catalog => Some(caller.principal(&state).await?),
         _ => None,
     };
+    let mirror = match &route {
+        OciRoute::Manifest { name, .. } | OciRoute::Blob { name, .. }
+            if matches!(method, Method::GET | Method::HEAD) && !state.mirrors.is_empty() =>
+        {
+            let ns = headers::query_param(&query, "ns");
+            state.mirrors.resolve(name, ns.as_deref()).await?
+        }
+        _ => None,
+    };
     let req = handlers::Req {
         state: &state,
         method,
@@ -100,7 +115,21 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         client: peer,
         account: Some(caller.name()).filter(|name| !name.is_empty()),
     };
-    let response = match route {
+    let response = match (route, mirror) {
+        (OciRoute::Manifest { reference, .. }, Some(target)) => {
+            handlers::mirror::manifest(req, &target, &reference).await
+        }
+        (OciRoute::Blob { digest, .. }, Some(target)) => {
+            handlers::mirror::blob(req, &target, &digest).await
+        }
+        (route, _) => local(req, route).await,
+    }?;
+    Ok(response)
+}
+
+/// A request for a local repository (or the registry itself).
+async fn local(req: handlers::Req<'_>, route: OciRoute) -> Result<Response, Error> {
+    match route {
         OciRoute::Base => handlers::base(req),
         OciRoute::Catalog => handlers::listing::catalog(req).await,
         OciRoute::Tags { name } => handlers::listing::tags(req, &name).await,
@@ -113,8 +142,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         OciRoute::Referrers { name, digest } => {
             handlers::referrers::list(req, &name, &digest).await
         }
-    }?;
-    Ok(response)
+    }
 }
 
 /// Answers with 405 for a method a route does not support.

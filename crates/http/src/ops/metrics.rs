@@ -297,6 +297,8 @@ pub struct Snapshot {
     pub process: ProcessStats,
     /// Garbage collection's totals since the process started.
     pub gc: GcTotals,
+    /// Each mirror's figures, by prefix.
+    pub mirrors: Vec<(String, berth_core::mirror::MirrorTotals)>,
 }
 
 /// Garbage collection's totals, read from the collector's counters at a scrape.
@@ -509,6 +511,7 @@ impl Collector for Scrape {
             )?;
             ConstGauge::new(gc.last_duration_ms as f64 / 1000.0).encode(family)?;
         }
+        encode_mirrors(&mut encoder, &snapshot.mirrors)?;
         let sign_ins = &snapshot.sign_ins;
         counter(
             &mut encoder,
@@ -598,6 +601,80 @@ impl Collector for Scrape {
         }
         Ok(())
     }
+}
+
+/// The pull-through cache's figures, one series per mirror (labelled by its prefix).
+fn encode_mirrors(
+    encoder: &mut DescriptorEncoder<'_>,
+    mirrors: &[(String, berth_core::mirror::MirrorTotals)],
+) -> Result<(), std::fmt::Error> {
+    use berth_core::mirror::MirrorTotals;
+    if mirrors.is_empty() {
+        return Ok(());
+    }
+    /// A metric's name, help and the figure it reads.
+    type MirrorCounter = (&'static str, &'static str, fn(&MirrorTotals) -> u64);
+    let counters: [MirrorCounter; 8] = [
+        (
+            "berth_mirror_hits",
+            "Manifests and blobs served from a mirror's cache without fetching them",
+            |t| t.hits,
+        ),
+        (
+            "berth_mirror_misses",
+            "Manifests and blobs fetched from the upstream for a client",
+            |t| t.misses,
+        ),
+        (
+            "berth_mirror_stale",
+            "Cached answers served because the upstream failed or did not confirm them",
+            |t| t.stale,
+        ),
+        (
+            "berth_mirror_upstream_requests",
+            "Requests sent to the upstream",
+            |t| t.upstream_requests,
+        ),
+        (
+            "berth_mirror_upstream_errors",
+            "Upstream requests that failed: down, timed out, 429, 5xx, refused",
+            |t| t.upstream_errors,
+        ),
+        (
+            "berth_mirror_corrupt",
+            "Upstream manifests and blobs refused: wrong digest, truncated, too large",
+            |t| t.corrupt,
+        ),
+        (
+            "berth_mirror_saved_bytes",
+            "Blob bytes served from the cache, which the upstream did not have to send",
+            |t| t.bytes_saved,
+        ),
+        (
+            "berth_mirror_fetched_bytes",
+            "Blob bytes fetched from the upstream",
+            |t| t.bytes_fetched,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (prefix, totals) in mirrors {
+            let labels = [("mirror", prefix.as_str())];
+            ConstCounter::new(value(totals)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    let mut family = encoder.encode_descriptor(
+        "berth_mirror_upstream_wait_seconds",
+        "Time spent waiting for upstream answers (sum; divide by the requests for the mean)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (prefix, totals) in mirrors {
+        let labels = [("mirror", prefix.as_str())];
+        ConstCounter::new(totals.upstream_micros as f64 / 1e6)
+            .encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

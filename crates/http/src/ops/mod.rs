@@ -236,6 +236,7 @@ async fn metrics_endpoint(
         sign_ins: state.auth.sign_in_counts(),
         process: ProcessStats::read(),
         gc: GcTotals::read(&state.collector.metrics()),
+        mirrors: state.mirrors.totals(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(Scrape { requests, snapshot }));

@@ -328,9 +328,15 @@ fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord, Me
     })
 }
 
-#[async_trait::async_trait]
-impl Manifests for SqliteMeta {
-    async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
+impl SqliteMeta {
+    /// A push checks that the manifest's blobs and children are in the repository; a
+    /// mirror's copy does not (`check_references: false`), since they are fetched when
+    /// first asked for. The reference rows are written alike, so GC keeps what arrives.
+    async fn store_manifest(
+        &self,
+        m: &NewManifest,
+        check_references: bool,
+    ) -> Result<(), MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         let repo_id =
             ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
@@ -353,12 +359,12 @@ impl Manifests for SqliteMeta {
                 refuse_if_immutable(&rules, tag)?;
             }
         }
-        for blob in &m.blobs {
+        for blob in m.blobs.iter().filter(|_| check_references) {
             if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
             }
         }
-        for child in &m.children {
+        for child in m.children.iter().filter(|_| check_references) {
             if !row_exists(&mut tx, "repository_manifests", repo_id, child).await? {
                 return Err(MetaError::MissingManifest(child.clone()));
             }
@@ -450,6 +456,17 @@ impl Manifests for SqliteMeta {
         }
         record_events(&mut tx, &m.events, m.now).await?;
         tx.commit().await.map_err(backend)
+    }
+}
+
+#[async_trait::async_trait]
+impl Manifests for SqliteMeta {
+    async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
+        self.store_manifest(m, true).await
+    }
+
+    async fn put_cached_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
+        self.store_manifest(m, false).await
     }
 
     async fn manifest_by_tag(

@@ -5,7 +5,7 @@ use crate::oci::headers::{content_length, header_str, insert, query_params};
 use crate::oci::{error_response, method_not_allowed};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
-use berth_core::ports::PullEvent;
+use berth_core::ports::{ManifestRecord, PullEvent};
 use berth_core::ratelimit::{PullOutcome, Puller, Rate};
 use berth_core::registry::{ChangedBy, PutManifest};
 use berth_core::time::now_unix;
@@ -13,6 +13,86 @@ use berth_core::Error;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{Reference, RepoName, Tag};
 use http_body_util::{BodyExt, Limited};
+
+/// A manifest pull's answer (the body only for GET), recording a GET as a pull.
+pub(super) fn serve(
+    req: &Req<'_>,
+    name: &RepoName,
+    reference: &Reference,
+    manifest: ManifestRecord,
+) -> Response<Body> {
+    let len = manifest.body.len();
+    let body = if req.method == Method::GET {
+        Body::from(manifest.body)
+    } else {
+        Body::empty()
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    insert(headers, "content-type", &manifest.media_type);
+    headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    let digest = manifest.digest.to_string();
+    insert(headers, "docker-content-digest", &digest);
+    insert(headers, "etag", &format!("\"{digest}\""));
+    // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
+    // memory and written in batches, so pulls do not wait for the database.
+    if req.method == Method::GET {
+        req.state.hub.record_pull(PullEvent {
+            repo: name.clone(),
+            tag: match reference {
+                Reference::Tag(tag) => Some(tag.to_string()),
+                Reference::Digest(_) => None,
+            },
+            digest: manifest.digest,
+            at: now_unix(),
+        });
+    }
+    response
+}
+
+/// Answers a manifest GET or HEAD within the caller's pull allowance: a GET spends one pull
+/// (an index's platforms then come free), a HEAD only reads what is left; the answer carries
+/// the rate-limit headers, or is the `429` once the allowance is spent.
+pub(super) async fn serve_limited(
+    req: Req<'_>,
+    name: &RepoName,
+    reference: &Reference,
+    manifest: ManifestRecord,
+) -> Result<Response<Body>, Error> {
+    let limits = &req.state.pull_limits;
+    let puller = match &req.account {
+        Some(account) => Puller::Account(account),
+        None => Puller::Anonymous(req.client),
+    };
+    let namespace = name.namespace().unwrap_or(name.as_str());
+    let allowance = if req.method == Method::GET {
+        let pulled = limits
+            .pull(
+                puller,
+                namespace,
+                &manifest.digest,
+                &manifest.media_type,
+                &manifest.body,
+            )
+            .await;
+        match pulled {
+            Err(err @ Error::PullRateLimited { .. }) => return Ok(rate_limited(&err, &req.method)),
+            other => other?,
+        }
+    } else {
+        limits.check(puller, namespace).await?
+    };
+    let mut response = serve(&req, name, reference, manifest);
+    if let PullOutcome::Allowed {
+        rate,
+        remaining,
+        source,
+    } = &allowance
+    {
+        rate_limit_headers(response.headers_mut(), rate, *remaining, source);
+    }
+    Ok(response)
+}
 
 pub async fn handle(
     req: Req<'_>,
@@ -23,68 +103,7 @@ pub async fn handle(
     match req.method {
         Method::GET | Method::HEAD => {
             let manifest = registry.get_manifest(name, reference).await?;
-            let limits = &req.state.pull_limits;
-            let puller = match &req.account {
-                Some(account) => Puller::Account(account),
-                None => Puller::Anonymous(req.client),
-            };
-            let namespace = name.namespace().unwrap_or(name.as_str());
-            // A GET is a pull and spends one (an index's platforms then come free); a HEAD
-            // only reads what is left.
-            let allowance = if req.method == Method::GET {
-                let pulled = limits
-                    .pull(
-                        puller,
-                        namespace,
-                        &manifest.digest,
-                        &manifest.media_type,
-                        &manifest.body,
-                    )
-                    .await;
-                match pulled {
-                    Err(err @ Error::PullRateLimited { .. }) => {
-                        return Ok(rate_limited(&err, &req.method))
-                    }
-                    other => other?,
-                }
-            } else {
-                limits.check(puller, namespace).await?
-            };
-            let len = manifest.body.len();
-            let body = if req.method == Method::GET {
-                Body::from(manifest.body)
-            } else {
-                Body::empty()
-            };
-            let mut response = Response::new(body);
-            let headers = response.headers_mut();
-            insert(headers, "content-type", &manifest.media_type);
-            headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
-            let digest = manifest.digest.to_string();
-            insert(headers, "docker-content-digest", &digest);
-            insert(headers, "etag", &format!("\"{digest}\""));
-            if let PullOutcome::Allowed {
-                rate,
-                remaining,
-                source,
-            } = &allowance
-            {
-                rate_limit_headers(headers, rate, *remaining, source);
-            }
-            // A pull is a GET: clients HEAD to check for updates without pulling. Recorded in
-            // memory and written in batches, so pulls do not wait for the database.
-            if req.method == Method::GET {
-                req.state.hub.record_pull(PullEvent {
-                    repo: name.clone(),
-                    tag: match reference {
-                        Reference::Tag(tag) => Some(tag.to_string()),
-                        Reference::Digest(_) => None,
-                    },
-                    digest: manifest.digest,
-                    at: now_unix(),
-                });
-            }
-            Ok(response)
+            serve_limited(req, name, reference, manifest).await
         }
         Method::PUT => {
             if content_length(req.headers)?.is_some_and(|len| len > MAX_MANIFEST_BYTES as u64) {

@@ -3,6 +3,7 @@
 pub mod blobs;
 pub mod listing;
 pub mod manifests;
+pub mod mirror;
 pub mod referrers;
 pub mod uploads;
 
