@@ -40,6 +40,8 @@ pub struct AppState {
     pub collector: berth_core::lifecycle::Collector,
     /// Immutable tag rules, retention policies and their runs.
     pub lifecycle: berth_core::lifecycle::Lifecycle,
+    /// Trusted keys, signature states and pull policies (checked on manifest GET).
+    pub signatures: berth_core::signatures::Signatures,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

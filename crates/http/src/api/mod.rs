@@ -17,6 +17,7 @@ mod orgs;
 mod repositories;
 mod route;
 mod search;
+mod signatures;
 mod tokens;
 mod usage;
 mod users;
@@ -291,6 +292,30 @@ async fn route_to_handler(
         }
         (Route::RepositoryTag(repo, tag), "DELETE") => {
             lifecycle::delete_tag(call, &repo, &tag).await
+        }
+        (Route::RepositoryTrustedKeys(repo), "GET") => {
+            signatures::list_keys(call, Target::Repository(repo)).await
+        }
+        (Route::RepositoryTrustedKeys(repo), "POST") => {
+            signatures::add_key(call, Target::Repository(repo)).await
+        }
+        (Route::NamespaceTrustedKeys(ns), "GET") => {
+            signatures::list_keys(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::NamespaceTrustedKeys(ns), "POST") => {
+            signatures::add_key(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::RepositoryTrustedKey(repo, key), "DELETE") => {
+            signatures::remove_key(call, Target::Repository(repo), &key).await
+        }
+        (Route::NamespaceTrustedKey(ns, key), "DELETE") => {
+            signatures::remove_key(call, lifecycle::namespace_target(&ns)?, &key).await
+        }
+        (Route::RepositoryPullPolicy(repo), m) => {
+            signatures::pull_policy(call, Target::Repository(repo), m).await
+        }
+        (Route::NamespacePullPolicy(ns), m) => {
+            signatures::pull_policy(call, lifecycle::namespace_target(&ns)?, m).await
         }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),

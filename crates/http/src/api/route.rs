@@ -75,6 +75,12 @@ pub(crate) enum Route {
     RepositoryRetentionRuns(RepoName),
     NamespaceRetentionRuns(String),
     RepositoryTag(RepoName, String),
+    RepositoryTrustedKeys(RepoName),
+    NamespaceTrustedKeys(String),
+    RepositoryTrustedKey(RepoName, String),
+    NamespaceTrustedKey(String, String),
+    RepositoryPullPolicy(RepoName),
+    NamespacePullPolicy(String),
 }
 
 const GET: Method = Method::GET;
@@ -284,6 +290,36 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/repositories/{name}/-/tags/{tag}", &[DELETE], |p| {
         Ok(Route::RepositoryTag(p.repo()?, p.text("tag")))
     }),
+    endpoint(
+        "/api/v1/repositories/{name}/-/trusted-keys",
+        &[GET, POST],
+        |p| Ok(Route::RepositoryTrustedKeys(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/trusted-keys",
+        &[GET, POST],
+        |p| Ok(Route::NamespaceTrustedKeys(p.text("namespace"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/trusted-keys/{key}",
+        &[DELETE],
+        |p| Ok(Route::RepositoryTrustedKey(p.repo()?, p.text("key"))),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
+        &[DELETE],
+        |p| Ok(Route::NamespaceTrustedKey(p.text("namespace"), p.text("key"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/pull-policy",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::RepositoryPullPolicy(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/pull-policy",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::NamespacePullPolicy(p.text("namespace"))),
+    ),
 ];
 
 const fn endpoint(
@@ -456,6 +492,12 @@ impl Route {
             Route::RepositoryRetentionRuns(_) => "/api/v1/repositories/{name}/-/retention/runs",
             Route::NamespaceRetentionRuns(_) => "/api/v1/namespaces/{namespace}/retention/runs",
             Route::RepositoryTag(..) => "/api/v1/repositories/{name}/-/tags/{tag}",
+            Route::RepositoryTrustedKeys(_) => "/api/v1/repositories/{name}/-/trusted-keys",
+            Route::NamespaceTrustedKeys(_) => "/api/v1/namespaces/{namespace}/trusted-keys",
+            Route::RepositoryTrustedKey(..) => "/api/v1/repositories/{name}/-/trusted-keys/{key}",
+            Route::NamespaceTrustedKey(..) => "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
+            Route::RepositoryPullPolicy(_) => "/api/v1/repositories/{name}/-/pull-policy",
+            Route::NamespacePullPolicy(_) => "/api/v1/namespaces/{namespace}/pull-policy",
         }
     }
 }

@@ -65,7 +65,8 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::Denied
         | Error::SignupClosed
         | Error::QuotaExceeded { .. }
-        | Error::TagImmutable { .. } => ErrorCode::Denied,
+        | Error::TagImmutable { .. }
+        | Error::PullRefused { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_immutable_tags_and_retention.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_trusted_keys_signatures_pull_policies.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.
