@@ -203,6 +203,14 @@ mod tests {
             ),
             (Error::SignupClosed, "DENIED", 403),
             (
+                Error::PullRefused {
+                    policy: "the namespace acme's pull policy \"verified signatures only\"".into(),
+                    reason: "sha256:… has no signature".into(),
+                },
+                "DENIED",
+                403,
+            ),
+            (
                 Error::QuotaExceeded {
                     used: 10 << 30,
                     quota: 10 << 30,

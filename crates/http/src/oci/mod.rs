@@ -98,6 +98,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         actor: caller.name(),
         address: peer.map(|a| a.to_string()),
         account: Some(caller.name()).filter(|name| !name.is_empty()),
+        caller,
     };
     let response = match route {
         OciRoute::Base => handlers::base(req),

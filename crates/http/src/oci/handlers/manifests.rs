@@ -13,6 +13,16 @@ use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::{Reference, RepoName, Tag};
 use http_body_util::{BodyExt, Limited};
 
+/// Site admins are exempt from pull policies (replication and repairs); asked only when a
+/// policy refuses, so ordinary pulls never pay for the lookup a bearer token needs.
+async fn is_site_admin(state: &crate::AppState, caller: &crate::auth::Caller) -> Result<bool, Error> {
+    match caller.principal(state).await {
+        Ok(principal) => Ok(principal.is_site_admin()),
+        Err(Error::Unauthorized | Error::CredentialsInvalid) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
 pub async fn handle(
     req: Req<'_>,
     name: &RepoName,
@@ -22,6 +32,23 @@ pub async fn handle(
     match req.method {
         Method::GET | Method::HEAD => {
             let manifest = registry.get_manifest(name, reference).await?;
+            // Pull policies guard what a pull downloads: a GET. A HEAD tells only the digest,
+            // which signers need before they can sign.
+            if req.method == Method::GET {
+                if let Some(refusal) = req
+                    .state
+                    .signatures
+                    .pull_refusal(name, reference, &manifest)
+                    .await?
+                {
+                    if !is_site_admin(req.state, &req.caller).await? {
+                        return Err(Error::PullRefused {
+                            policy: refusal.policy,
+                            reason: refusal.reason,
+                        });
+                    }
+                }
+            }
             let len = manifest.body.len();
             let body = if req.method == Method::GET {
                 Body::from(manifest.body)

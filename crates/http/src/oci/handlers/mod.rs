@@ -30,6 +30,9 @@ pub struct Req<'a> {
     pub actor: String,
     /// The client's address, for the audit log.
     pub address: Option<String>,
+    /// The credentials as presented, for the site-admin exemption of pull policies (asked
+    /// only when a policy refuses).
+    pub caller: crate::auth::Caller,
 }
 
 impl Req<'_> {
