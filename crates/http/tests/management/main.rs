@@ -21,6 +21,7 @@ mod repositories;
 mod requests;
 mod sessions;
 mod sign_in;
+mod signatures;
 mod signup;
 mod tokens;
 mod ui_webhooks;
