@@ -656,7 +656,7 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
         "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>"
         "<section class=\"panel\" id=\"lifecycle\" aria-labelledby=\"lifecycle-title\">"
         "<h2 id=\"lifecycle-title\">Lifecycle</h2>"
-        "<p>Immutable tags, the retention policy, and dry runs of what it would delete.</p>"
+        "<p>Immutable tags, the retention policy, and dry runs of what it would delete; the keys trusted to sign its images and its pull policy.</p>"
         "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"
