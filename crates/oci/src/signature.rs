@@ -62,7 +62,10 @@ impl SignatureForm {
 
     /// Whether its layers are cosign simple-signing payloads that a key can verify.
     pub fn is_cosign(self) -> bool {
-        matches!(self, SignatureForm::CosignTag | SignatureForm::CosignReferrer)
+        matches!(
+            self,
+            SignatureForm::CosignTag | SignatureForm::CosignReferrer
+        )
     }
 }
 
@@ -226,12 +229,9 @@ pub fn simple_signing_digest(payload: &[u8]) -> Result<Digest, PayloadError> {
             parsed.critical.kind.chars().take(80).collect(),
         ));
     }
-    parsed
-        .critical
-        .image
-        .digest
-        .parse()
-        .map_err(|_| PayloadError::BadDigest(parsed.critical.image.digest.chars().take(80).collect()))
+    parsed.critical.image.digest.parse().map_err(|_| {
+        PayloadError::BadDigest(parsed.critical.image.digest.chars().take(80).collect())
+    })
 }
 
 #[cfg(test)]
@@ -257,7 +257,10 @@ mod tests {
             Some((d.clone(), CosignTagKind::Attestation))
         );
         let sbom = format!("sha256-{}.sbom", d.hex());
-        assert_eq!(cosign_tag_subject(&sbom), Some((d.clone(), CosignTagKind::Sbom)));
+        assert_eq!(
+            cosign_tag_subject(&sbom),
+            Some((d.clone(), CosignTagKind::Sbom))
+        );
         for other in [
             format!("sha256-{}", d.hex()),
             format!("sha256-{}.txt", d.hex()),
@@ -284,7 +287,10 @@ mod tests {
             Some(SignatureForm::SigstoreBundle)
         );
         let mut sign = serde_json::Map::new();
-        sign.insert(BUNDLE_PREDICATE_ANNOTATION.into(), COSIGN_SIGN_PREDICATE.into());
+        sign.insert(
+            BUNDLE_PREDICATE_ANNOTATION.into(),
+            COSIGN_SIGN_PREDICATE.into(),
+        );
         assert_eq!(
             signature_form_of_artifact(
                 "application/vnd.dev.sigstore.bundle+json;version=0.2",
@@ -343,10 +349,16 @@ mod tests {
         assert_eq!(layers[0].signature, "AAAA");
         assert!(!layers[0].keyless);
 
-        let image = sig_manifest.replace(SIMPLE_SIGNING_LAYER, "application/vnd.oci.image.layer.v1.tar+gzip");
+        let image = sig_manifest.replace(
+            SIMPLE_SIGNING_LAYER,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        );
         let parsed = ParsedManifest::parse(None, image.as_bytes()).unwrap();
         assert!(!is_supply_chain_artifact(&parsed, None));
-        assert!(is_supply_chain_artifact(&parsed, Some(&cosign_signature_tag(&d))));
+        assert!(is_supply_chain_artifact(
+            &parsed,
+            Some(&cosign_signature_tag(&d))
+        ));
         assert!(cosign_layers(&parsed).is_empty());
     }
 }

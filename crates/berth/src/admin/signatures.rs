@@ -96,7 +96,10 @@ pub(super) async fn trust(
             let target = target(&text)?;
             let keys = service.keys(acting, &target).await?;
             if json {
-                println!("{}", serde_json::to_string(&serde_json::json!({ "keys": keys }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&serde_json::json!({ "keys": keys }))?
+                );
             } else if keys.is_empty() {
                 println!("{target} trusts no keys of its own");
             } else {

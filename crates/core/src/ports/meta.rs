@@ -292,6 +292,6 @@ impl<T> MetaStore for T where
         + Collection
         + UsageStore
         + LifecycleStore
-    + SignatureStore
+        + SignatureStore
 {
 }

@@ -54,8 +54,12 @@ pub trait SignatureStore: Send + Sync {
     /// The keys `repo` trusts: its own and its namespace's.
     async fn trusted_keys_for(&self, repo: &RepoName) -> Result<Vec<TrustedKeyRecord>>;
     /// False when the target has no key of that name.
-    async fn remove_trusted_key(&self, target: &Target, name: &str, event: NewEvent)
-        -> Result<bool>;
+    async fn remove_trusted_key(
+        &self,
+        target: &Target,
+        name: &str,
+        event: NewEvent,
+    ) -> Result<bool>;
 
     /// Every pull policy of the registry (they are few; the pull path caches them).
     async fn pull_policies(&self) -> Result<Vec<StoredPullPolicy>>;

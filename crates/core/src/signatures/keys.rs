@@ -84,8 +84,9 @@ impl PublicKey {
     }
 
     fn from_spki_der(der: &[u8]) -> Result<PublicKey, String> {
-        let info = SubjectPublicKeyInfoRef::try_from(der)
-            .map_err(|e| format!("the PUBLIC KEY block is not a valid SubjectPublicKeyInfo: {e}"))?;
+        let info = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| {
+            format!("the PUBLIC KEY block is not a valid SubjectPublicKeyInfo: {e}")
+        })?;
         let key_bytes = info
             .subject_public_key
             .as_bytes()
@@ -98,7 +99,8 @@ impl PublicKey {
                 .and_then(|p| p.decode_as::<ObjectIdentifier>().ok());
             if curve != Some(P256) {
                 return Err(
-                    "only the P-256 curve is supported for ECDSA keys (cosign's default)".to_owned(),
+                    "only the P-256 curve is supported for ECDSA keys (cosign's default)"
+                        .to_owned(),
                 );
             }
             if key_bytes.len() != 65 || key_bytes[0] != 4 {

@@ -137,7 +137,11 @@ pub struct Refusal {
 }
 
 fn policy_name(target: &Target, rule: &str) -> String {
-    format!("the {} {}'s pull policy \"{rule}\"", target.scope(), target.name())
+    format!(
+        "the {} {}'s pull policy \"{rule}\"",
+        target.scope(),
+        target.name()
+    )
 }
 
 /// Applies one policy to the facts.
@@ -234,15 +238,39 @@ mod tests {
         use SignatureState::*;
         let table: Vec<(&PullPolicy, PolicyFacts, Option<&str>)> = vec![
             (&signed_only, facts(Verified, vec![]), None),
-            (&signed_only, facts(Signed, vec![]), Some("no signature verifies")),
-            (&signed_only, facts(Unsigned, vec![]), Some("has no signature")),
+            (
+                &signed_only,
+                facts(Signed, vec![]),
+                Some("no signature verifies"),
+            ),
+            (
+                &signed_only,
+                facts(Unsigned, vec![]),
+                Some("has no signature"),
+            ),
             (&high, facts(Unsigned, vec![summary(0, 0, 3, 9)]), None),
-            (&high, facts(Unsigned, vec![summary(0, 1, 0, 0)]), Some("1 finding(s)")),
-            (&high, facts(Unsigned, vec![summary(2, 0, 0, 0)]), Some("2 finding(s)")),
+            (
+                &high,
+                facts(Unsigned, vec![summary(0, 1, 0, 0)]),
+                Some("1 finding(s)"),
+            ),
+            (
+                &high,
+                facts(Unsigned, vec![summary(2, 0, 0, 0)]),
+                Some("2 finding(s)"),
+            ),
             (&high, facts(Unsigned, vec![None]), Some("not been scanned")),
             (&high_lenient, facts(Unsigned, vec![None]), None),
-            (&high_lenient, facts(Unsigned, vec![None, summary(0, 1, 0, 0)]), Some("finding")),
-            (&high, facts(Unsigned, vec![summary(0, 0, 0, 0), None]), Some("not been scanned")),
+            (
+                &high_lenient,
+                facts(Unsigned, vec![None, summary(0, 1, 0, 0)]),
+                Some("finding"),
+            ),
+            (
+                &high,
+                facts(Unsigned, vec![summary(0, 0, 0, 0), None]),
+                Some("not been scanned"),
+            ),
         ];
         for (policy, facts, expected) in table {
             let outcome = evaluate(&ns, policy, &facts);

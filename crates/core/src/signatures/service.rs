@@ -95,7 +95,9 @@ impl PolicyCache {
         for stored in policies {
             match stored.target {
                 Target::Repository(repo) => {
-                    snapshot.repositories.insert(repo.to_string(), stored.policy);
+                    snapshot
+                        .repositories
+                        .insert(repo.to_string(), stored.policy);
                 }
                 Target::Namespace(ns) => {
                     snapshot.namespaces.insert(ns, stored.policy);
@@ -158,7 +160,13 @@ impl Signatures {
         .await
     }
 
-    fn event(&self, kind: EventKind, target: &Target, actor: &str, data: serde_json::Value) -> NewEvent {
+    fn event(
+        &self,
+        kind: EventKind,
+        target: &Target,
+        actor: &str,
+        data: serde_json::Value,
+    ) -> NewEvent {
         NewEvent {
             kind,
             namespace: target.namespace().to_owned(),
@@ -171,7 +179,13 @@ impl Signatures {
         }
     }
 
-    async fn audit(&self, acting: &Acting<'_>, action: &str, target: &Target, detail: serde_json::Value) {
+    async fn audit(
+        &self,
+        acting: &Acting<'_>,
+        action: &str,
+        target: &Target,
+        detail: serde_json::Value,
+    ) {
         let mut detail = detail;
         if let serde_json::Value::Object(fields) = &mut detail {
             fields.insert("scope".into(), target.scope().into());
@@ -241,7 +255,12 @@ impl Signatures {
     }
 
     /// Stops trusting a key; false when the target has none of that name.
-    pub async fn remove_key(&self, acting: &Acting<'_>, target: &Target, name: &str) -> Result<bool> {
+    pub async fn remove_key(
+        &self,
+        acting: &Acting<'_>,
+        target: &Target,
+        name: &str,
+    ) -> Result<bool> {
         self.require_admin(acting, target).await?;
         let data = serde_json::json!({
             "change": "removed", "scope": target.scope(), "target": target.name(), "key": name,
@@ -249,8 +268,13 @@ impl Signatures {
         let event = self.event(EventKind::TrustChanged, target, &acting.actor_name(), data);
         let removed = self.store.remove_trusted_key(target, name, event).await?;
         if removed {
-            self.audit(acting, "trust.remove", target, serde_json::json!({ "key": name }))
-                .await;
+            self.audit(
+                acting,
+                "trust.remove",
+                target,
+                serde_json::json!({ "key": name }),
+            )
+            .await;
             self.queue_reverify(target).await?;
         }
         Ok(removed)
@@ -308,7 +332,12 @@ impl Signatures {
             "change": "set", "scope": target.scope(), "target": target.name(),
             "policy": policy, "description": policy.describe(),
         });
-        let event = self.event(EventKind::PullPolicyChanged, target, &stored.updated_by, data);
+        let event = self.event(
+            EventKind::PullPolicyChanged,
+            target,
+            &stored.updated_by,
+            data,
+        );
         self.store.set_pull_policy(&stored, event).await?;
         self.reload_policies().await?;
         let detail = serde_json::json!({ "policy": policy.describe() });
@@ -321,7 +350,12 @@ impl Signatures {
         let data = serde_json::json!({
             "change": "cleared", "scope": target.scope(), "target": target.name(),
         });
-        let event = self.event(EventKind::PullPolicyChanged, target, &acting.actor_name(), data);
+        let event = self.event(
+            EventKind::PullPolicyChanged,
+            target,
+            &acting.actor_name(),
+            data,
+        );
         let cleared = self.store.clear_pull_policy(target, event).await?;
         self.reload_policies().await?;
         if cleared {
@@ -355,7 +389,9 @@ impl Signatures {
             tokio::spawn(async move {
                 match store.pull_policies().await {
                     Ok(policies) => cache.replace(policies, clock.now_ms()),
-                    Err(err) => tracing::warn!(error = %err, "pull policies could not be read again"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "pull policies could not be read again")
+                    }
                 }
                 cache.refreshing.store(false, Ordering::Release);
             });
@@ -525,14 +561,20 @@ fn check_key_name(name: &str) -> std::result::Result<String, String> {
 pub struct VerifySignatures(pub Signatures);
 
 fn payload_of(job: &ClaimedJob) -> std::result::Result<serde_json::Value, JobError> {
-    serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("broken payload: {e}")))
+    serde_json::from_str(&job.payload)
+        .map_err(|e| JobError::Permanent(format!("broken payload: {e}")))
 }
 
 #[async_trait::async_trait]
 impl JobHandler for VerifySignatures {
     async fn run(&self, job: &ClaimedJob) -> std::result::Result<JobOutcome, JobError> {
         let payload = payload_of(job)?;
-        let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or_default();
+        let field = |name: &str| {
+            payload
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        };
         let outcome = if job.kind == REVERIFY_JOB {
             let target = Target::from_stored(field("scope"), field("target"))
                 .ok_or_else(|| JobError::Permanent("the payload names no target".to_owned()))?;
@@ -576,7 +618,8 @@ impl SignatureFeed {
             return Ok(Some(subject));
         }
         // Referrers are pushed by digest; a tagged image cannot be one worth reading.
-        if !data.tags.is_empty() || data.media_type != "application/vnd.oci.image.manifest.v1+json" {
+        if !data.tags.is_empty() || data.media_type != "application/vnd.oci.image.manifest.v1+json"
+        {
             return Ok(None);
         }
         let Ok(digest) = data.digest.parse::<Digest>() else {
@@ -592,8 +635,10 @@ impl SignatureFeed {
             return Ok(None);
         };
         let artifact_type = parsed.effective_artifact_type().unwrap_or_default();
-        Ok(signature_form_of_artifact(artifact_type, parsed.annotations.as_ref())
-            .map(|_| subject.digest.clone()))
+        Ok(
+            signature_form_of_artifact(artifact_type, parsed.annotations.as_ref())
+                .map(|_| subject.digest.clone()),
+        )
     }
 }
 
@@ -614,7 +659,10 @@ impl JobFeed for SignatureFeed {
         };
         let mut jobs: Vec<NewJob> = Vec::new();
         for event in &events {
-            let Some(repo) = event.repository.as_deref().and_then(|r| r.parse::<RepoName>().ok())
+            let Some(repo) = event
+                .repository
+                .as_deref()
+                .and_then(|r| r.parse::<RepoName>().ok())
             else {
                 continue;
             };
@@ -625,9 +673,11 @@ impl JobFeed for SignatureFeed {
                         Err(_) => None,
                     }
                 }
-                EventKind::TagDeleted => serde_json::from_value::<TagDeletedData>(event.data.clone())
-                    .ok()
-                    .and_then(|d| signature_tag_subject(std::slice::from_ref(&d.tag))),
+                EventKind::TagDeleted => {
+                    serde_json::from_value::<TagDeletedData>(event.data.clone())
+                        .ok()
+                        .and_then(|d| signature_tag_subject(std::slice::from_ref(&d.tag)))
+                }
                 EventKind::ManifestDeleted => {
                     serde_json::from_value::<ManifestDeletedData>(event.data.clone())
                         .ok()

@@ -153,7 +153,10 @@ async fn verify_layer(
     let content = match registry.read_blob(repo, &layer.payload, None, true).await {
         Ok(content) => content,
         Err(Error::BlobUnknown(_)) => {
-            return Ok(Err(format!("payload {} is not in the repository", layer.payload)))
+            return Ok(Err(format!(
+                "payload {} is not in the repository",
+                layer.payload
+            )))
         }
         Err(other) => return Err(other),
     };

@@ -308,7 +308,12 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint(
         "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
         &[DELETE],
-        |p| Ok(Route::NamespaceTrustedKey(p.text("namespace"), p.text("key"))),
+        |p| {
+            Ok(Route::NamespaceTrustedKey(
+                p.text("namespace"),
+                p.text("key"),
+            ))
+        },
     ),
     endpoint(
         "/api/v1/repositories/{name}/-/pull-policy",

@@ -249,7 +249,10 @@ async fn trust_sections(visitor: &Visitor, target: &Target, base: &str) -> UiRes
     }
     html!(body, "</p>");
     if keys.is_empty() {
-        html!(body, "<p class=\"muted\" id=\"keys-none\">No trusted keys.</p>");
+        html!(
+            body,
+            "<p class=\"muted\" id=\"keys-none\">No trusted keys.</p>"
+        );
     } else {
         html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Name</th>"
             "<th scope=\"col\">Algorithm</th><th scope=\"col\">Fingerprint</th><th scope=\"col\">Added</th>"
@@ -279,15 +282,23 @@ async fn trust_sections(visitor: &Visitor, target: &Target, base: &str) -> UiRes
         Some(stored) => html!(body, "<p id=\"pull-policy-current\">In force: <strong>" (stored.policy.describe()) "</strong></p>"),
         None => html!(body, "<p class=\"muted\" id=\"pull-policy-current\">No policy: every image can be pulled.</p>"),
     }
-    let severity = p.and_then(|p| p.block_severity).map(|s| s.as_str()).unwrap_or("");
+    let severity = p
+        .and_then(|p| p.block_severity)
+        .map(|s| s.as_str())
+        .unwrap_or("");
     html!(body, [form_start(visitor, &format!("{base}/pull-policy"), "stack")]
         "<label><input type=\"checkbox\" id=\"require-signature\" name=\"require_signature\" value=\"1\""
         (if p.is_some_and(|p| p.require_signature) { " checked" } else { "" }) "> "
         "Only images with a signature verified by a trusted key</label>"
         "<div class=\"field\"><label for=\"block-severity\">Refuse images with findings of severity</label>"
         "<select id=\"block-severity\" name=\"block_severity\">");
-    for (value, label) in [("", "no limit"), ("critical", "critical"), ("high", "high or higher"),
-        ("medium", "medium or higher"), ("low", "low or higher")] {
+    for (value, label) in [
+        ("", "no limit"),
+        ("critical", "critical"),
+        ("high", "high or higher"),
+        ("medium", "medium or higher"),
+        ("low", "low or higher"),
+    ] {
         html!(body, "<option value=\"" (value) "\"" (if value == severity { " selected" } else { "" }) ">" (label) "</option>");
     }
     html!(body, "</select></div>"
@@ -296,7 +307,15 @@ async fn trust_sections(visitor: &Visitor, target: &Target, base: &str) -> UiRes
         "Let images that were not scanned yet through</label>"
         "<button type=\"submit\">Save the pull policy</button></form>");
     if policy.is_some() {
-        html!(body, [button_form(visitor, &format!("{base}/pull-policy-clear"), "Remove the pull policy", "danger")]);
+        html!(
+            body,
+            [button_form(
+                visitor,
+                &format!("{base}/pull-policy-clear"),
+                "Remove the pull policy",
+                "danger"
+            )]
+        );
     }
     html!(body, "</section>");
     Ok(body)
@@ -422,7 +441,12 @@ pub(crate) async fn change(submission: &Submission, place: Place, action: &str) 
             .signatures
             .add_key(&acting, &target, form.text("name"), form.text("public_key"))
             .await
-            .map(|key| Notice::success(format!("Trusted {} ({}, {}).", key.name, key.algorithm, key.fingerprint)))
+            .map(|key| {
+                Notice::success(format!(
+                    "Trusted {} ({}, {}).",
+                    key.name, key.algorithm, key.fingerprint
+                ))
+            })
             .map_err(refused),
         "trust-remove" => match visitor
             .state
@@ -430,14 +454,20 @@ pub(crate) async fn change(submission: &Submission, place: Place, action: &str) 
             .remove_key(&acting, &target, form.text("name"))
             .await
         {
-            Ok(true) => Ok(Notice::success(format!("{} is no longer trusted.", form.text("name")))),
-            Ok(false) => Err(UiError::Invalid("There is no such key; nothing was changed.".to_owned())),
+            Ok(true) => Ok(Notice::success(format!(
+                "{} is no longer trusted.",
+                form.text("name")
+            ))),
+            Ok(false) => Err(UiError::Invalid(
+                "There is no such key; nothing was changed.".to_owned(),
+            )),
             Err(err) => Err(refused(err)),
         },
         "pull-policy" => {
             let request = PullPolicyRequest {
                 require_signature: form.checked("require_signature"),
-                block_severity: Some(form.text("block_severity").to_owned()).filter(|s| !s.is_empty()),
+                block_severity: Some(form.text("block_severity").to_owned())
+                    .filter(|s| !s.is_empty()),
                 allow_unscanned: form.checked("allow_unscanned"),
             };
             match request.check() {

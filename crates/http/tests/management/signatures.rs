@@ -111,8 +111,7 @@ async fn push_signature(
             })
             .to_string();
             let config = registry.push_blob(repo, CONFIG, config.as_bytes()).await;
-            let manifest =
-                json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer] });
+            let manifest = json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer] });
             let tag = format!("{}.sig", subject.0.replace(':', "-"));
             registry
                 .push_manifest(repo, &tag, OCI_MANIFEST, &manifest)
@@ -147,8 +146,7 @@ async fn push_image(registry: &Session<'_>, repo: &str, tag: &str) -> (String, u
     let layer = registry
         .push_blob(repo, LAYER, format!("layer {repo}:{tag}").as_bytes())
         .await;
-    let manifest =
-        json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer] });
+    let manifest = json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer] });
     let digest = registry
         .push_manifest(repo, tag, OCI_MANIFEST, &manifest)
         .await;
@@ -165,7 +163,15 @@ async fn sign(
 ) -> String {
     let payload = payload(repo, &image.0);
     let signature = STANDARD.encode(Signer::load(key).sign(&payload));
-    push_signature(registry, repo, (&image.0, image.1), &payload, &signature, form).await
+    push_signature(
+        registry,
+        repo,
+        (&image.0, image.1),
+        &payload,
+        &signature,
+        form,
+    )
+    .await
 }
 
 /// The tag's `signature` as the tags API shows it, once it is `state` (the verification runs
@@ -232,7 +238,13 @@ async fn a_cosign_signature_is_verified_only_by_a_trusted_key_and_removing_the_k
     assert_eq!(verified["keys"], json!(["release"]));
 
     // A second trusted key that signed nothing changes nothing.
-    trust(&admin, &format!("/api/v1/repositories/{repo}/-"), "other", "other").await;
+    trust(
+        &admin,
+        &format!("/api/v1/repositories/{repo}/-"),
+        "other",
+        "other",
+    )
+    .await;
     let listed = admin
         .get(&format!("/api/v1/repositories/{repo}/-/trusted-keys"))
         .await
@@ -270,12 +282,35 @@ async fn every_key_type_verifies_in_both_cosign_forms() {
         let image = push_image(&registry, repo, tag).await;
         sign(&registry, repo, &image, key, form).await;
     }
-    trust(&admin, &format!("/api/v1/repositories/{repo}/-"), "ec", "release").await;
-    let ed = trust(&admin, &format!("/api/v1/repositories/{repo}/-"), "ed", "ed25519").await;
+    trust(
+        &admin,
+        &format!("/api/v1/repositories/{repo}/-"),
+        "ec",
+        "release",
+    )
+    .await;
+    let ed = trust(
+        &admin,
+        &format!("/api/v1/repositories/{repo}/-"),
+        "ed",
+        "ed25519",
+    )
+    .await;
     assert_eq!(ed["algorithm"], "ed25519");
-    let rsa = trust(&admin, &format!("/api/v1/repositories/{repo}/-"), "rsa", "rsa").await;
+    let rsa = trust(
+        &admin,
+        &format!("/api/v1/repositories/{repo}/-"),
+        "rsa",
+        "rsa",
+    )
+    .await;
     assert_eq!(rsa["algorithm"], "rsa");
-    for (tag, key) in [("ecdsa", "ec"), ("ed", "ed"), ("ed-ref", "ed"), ("rsa", "rsa")] {
+    for (tag, key) in [
+        ("ecdsa", "ec"),
+        ("ed", "ed"),
+        ("ed-ref", "ed"),
+        ("rsa", "rsa"),
+    ] {
         let signature = signature_becomes(&admin, repo, tag, "verified").await;
         assert_eq!(signature["keys"], json!([key]), "{tag}");
     }
@@ -296,8 +331,15 @@ async fn tampered_payloads_wrong_keys_and_broken_encodings_never_verify() {
     let signature = STANDARD.encode(signer.sign(&signed_payload));
     let mut altered = signed_payload.clone();
     altered.extend_from_slice(b" ");
-    push_signature(&registry, repo, (&tampered.0, tampered.1), &altered, &signature, Form::Tag)
-        .await;
+    push_signature(
+        &registry,
+        repo,
+        (&tampered.0, tampered.1),
+        &altered,
+        &signature,
+        Form::Tag,
+    )
+    .await;
 
     // A valid signature by the trusted key, over a payload naming another image.
     let elsewhere = push_image(&registry, repo, "elsewhere").await;
@@ -339,7 +381,13 @@ async fn tampered_payloads_wrong_keys_and_broken_encodings_never_verify() {
     )
     .await;
 
-    for tag in ["tampered", "elsewhere", "wrong-key", "garbled", "bad-base64"] {
+    for tag in [
+        "tampered",
+        "elsewhere",
+        "wrong-key",
+        "garbled",
+        "bad-base64",
+    ] {
         let signature = signature_becomes(&admin, repo, tag, "signed").await;
         assert_eq!(signature["keys"], json!([]), "{tag}");
     }
@@ -368,33 +416,57 @@ async fn keys_that_are_not_keys_are_refused_by_name_and_only_admins_manage_trust
             .post(path, json!({ "name": "k", "public_key": text }))
             .await
             .expect_error(400, "BAD_REQUEST");
-        assert!(refused.message().contains(expected), "{}", refused.message());
+        assert!(
+            refused.message().contains(expected),
+            "{}",
+            refused.message()
+        );
     }
     alice
-        .post(path, json!({ "name": "bad name!", "public_key": fixture("release.pub") }))
+        .post(
+            path,
+            json!({ "name": "bad name!", "public_key": fixture("release.pub") }),
+        )
         .await
         .expect_error(400, "BAD_REQUEST");
     alice
-        .post(path, json!({ "name": "release", "public_key": fixture("release.pub") }))
+        .post(
+            path,
+            json!({ "name": "release", "public_key": fixture("release.pub") }),
+        )
         .await
         .expect(201);
     alice
-        .post(path, json!({ "name": "release", "public_key": fixture("other.pub") }))
+        .post(
+            path,
+            json!({ "name": "release", "public_key": fixture("other.pub") }),
+        )
         .await
         .expect_error(409, "CONFLICT");
     let refused = bob
-        .post(path, json!({ "name": "mine", "public_key": fixture("other.pub") }))
+        .post(
+            path,
+            json!({ "name": "mine", "public_key": fixture("other.pub") }),
+        )
         .await;
-    assert!(matches!(refused.status, 401 | 403 | 404), "{}", refused.status);
+    assert!(
+        matches!(refused.status, 401 | 403 | 404),
+        "{}",
+        refused.status
+    );
     bob.get(path).await;
     let listed = admin.get(path).await.expect(200);
     assert_eq!(listed.body["keys"].as_array().unwrap().len(), 1);
-    let audit = admin.get("/api/v1/auditlogs?action=trust.add").await.expect(200);
+    let audit = admin
+        .get("/api/v1/auditlogs?action=trust.add")
+        .await
+        .expect(200);
     assert!(audit.text.contains("trust.add"), "{}", audit.text);
 }
 
 #[tokio::test]
-async fn a_signature_policy_refuses_unverified_pulls_by_name_and_lets_signatures_and_admins_through() {
+async fn a_signature_policy_refuses_unverified_pulls_by_name_and_lets_signatures_and_admins_through(
+) {
     let berth = Berth::start().await;
     let admin = berth.admin().await;
     let alice = berth.user("alice").await;
@@ -419,19 +491,40 @@ async fn a_signature_policy_refuses_unverified_pulls_by_name_and_lets_signatures
     assert_eq!(refused.status, 403, "{}", refused.text);
     assert_eq!(refused.body["errors"][0]["code"], "DENIED");
     let message = refused.body["errors"][0]["message"].as_str().unwrap();
-    assert!(message.contains("namespace alice's pull policy \"verified signatures only\""), "{message}");
+    assert!(
+        message.contains("namespace alice's pull policy \"verified signatures only\""),
+        "{message}"
+    );
     assert!(message.contains("has no signature"), "{message}");
     // A HEAD only tells the digest, which a signer needs.
     assert_eq!(registry.head_manifest(repo, "unsigned").await, 200);
     // The verified image, and the signature itself, pull.
-    assert_eq!(registry.pull_manifest_reply(repo, "signed").await.status, 200);
-    assert_eq!(registry.pull_manifest_reply(repo, &signed.0).await.status, 200);
+    assert_eq!(
+        registry.pull_manifest_reply(repo, "signed").await.status,
+        200
+    );
+    assert_eq!(
+        registry.pull_manifest_reply(repo, &signed.0).await.status,
+        200
+    );
     let sig_tag = format!("{}.sig", signed.0.replace(':', "-"));
-    assert_eq!(registry.pull_manifest_reply(repo, &sig_tag).await.status, 200);
-    assert_eq!(registry.pull_manifest_reply(repo, &signature).await.status, 200);
+    assert_eq!(
+        registry.pull_manifest_reply(repo, &sig_tag).await.status,
+        200
+    );
+    assert_eq!(
+        registry.pull_manifest_reply(repo, &signature).await.status,
+        200
+    );
     // Site admins are exempt (replication, repairs).
     let site_admin = berth.with(basic("admin", ADMIN_PASSWORD));
-    assert_eq!(site_admin.pull_manifest_reply(repo, "unsigned").await.status, 200);
+    assert_eq!(
+        site_admin
+            .pull_manifest_reply(repo, "unsigned")
+            .await
+            .status,
+        200
+    );
 
     // Signed by an untrusted key: refused with that reason.
     let other = push_image(&registry, repo, "other").await;
@@ -439,14 +532,21 @@ async fn a_signature_policy_refuses_unverified_pulls_by_name_and_lets_signatures
     signature_becomes(&alice, repo, "other", "signed").await;
     let refused = registry.pull_manifest_reply(repo, "other").await;
     assert_eq!(refused.status, 403);
-    assert!(refused.text.contains("no signature verifies"), "{}", refused.text);
+    assert!(
+        refused.text.contains("no signature verifies"),
+        "{}",
+        refused.text
+    );
 
     // Cleared, everything pulls again.
     alice
         .delete("/api/v1/namespaces/alice/pull-policy")
         .await
         .expect(204);
-    assert_eq!(registry.pull_manifest_reply(repo, "unsigned").await.status, 200);
+    assert_eq!(
+        registry.pull_manifest_reply(repo, "unsigned").await.status,
+        200
+    );
     let _ = admin;
 }
 
@@ -459,12 +559,9 @@ async fn a_severity_policy_reads_the_scanner_summaries() {
     let clean = push_image(&registry, repo, "clean").await;
     let vulnerable = push_image(&registry, repo, "vulnerable").await;
     push_image(&registry, repo, "unscanned").await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        berth.database_path().display()
-    ))
-    .await
-    .expect("database");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", berth.database_path().display()))
+        .await
+        .expect("database");
     for (digest, critical, high, medium) in [(&clean.0, 0, 0, 4), (&vulnerable.0, 1, 2, 0)] {
         sqlx::query(
             "INSERT INTO vulnerability_summaries \
@@ -487,14 +584,25 @@ async fn a_severity_policy_reads_the_scanner_summaries() {
         )
         .await
         .expect(200);
-    assert_eq!(registry.pull_manifest_reply(repo, "clean").await.status, 200);
+    assert_eq!(
+        registry.pull_manifest_reply(repo, "clean").await.status,
+        200
+    );
     let refused = registry.pull_manifest_reply(repo, "vulnerable").await;
     assert_eq!(refused.status, 403);
-    assert!(refused.text.contains("block severity high or higher"), "{}", refused.text);
+    assert!(
+        refused.text.contains("block severity high or higher"),
+        "{}",
+        refused.text
+    );
     assert!(refused.text.contains("3 finding(s)"), "{}", refused.text);
     let refused = registry.pull_manifest_reply(repo, "unscanned").await;
     assert_eq!(refused.status, 403);
-    assert!(refused.text.contains("not been scanned yet"), "{}", refused.text);
+    assert!(
+        refused.text.contains("not been scanned yet"),
+        "{}",
+        refused.text
+    );
 
     let lenient = alice
         .put(
@@ -504,8 +612,17 @@ async fn a_severity_policy_reads_the_scanner_summaries() {
         .await
         .expect(200);
     assert_eq!(lenient.body["allow_unscanned"], true);
-    assert_eq!(registry.pull_manifest_reply(repo, "unscanned").await.status, 200);
-    assert_eq!(registry.pull_manifest_reply(repo, "vulnerable").await.status, 403);
+    assert_eq!(
+        registry.pull_manifest_reply(repo, "unscanned").await.status,
+        200
+    );
+    assert_eq!(
+        registry
+            .pull_manifest_reply(repo, "vulnerable")
+            .await
+            .status,
+        403
+    );
     alice
         .put(
             &format!("/api/v1/repositories/{repo}/-/pull-policy"),
@@ -514,7 +631,10 @@ async fn a_severity_policy_reads_the_scanner_summaries() {
         .await
         .expect_error(400, "BAD_REQUEST");
     alice
-        .put(&format!("/api/v1/repositories/{repo}/-/pull-policy"), json!({}))
+        .put(
+            &format!("/api/v1/repositories/{repo}/-/pull-policy"),
+            json!({}),
+        )
         .await
         .expect_error(400, "BAD_REQUEST");
 }

@@ -95,14 +95,13 @@ impl SignatureStore for SqliteMeta {
     }
 
     async fn trusted_keys(&self, target: &Target) -> Result<Vec<TrustedKeyRecord>, MetaError> {
-        let rows = sqlx::query(
-            "SELECT * FROM trusted_keys WHERE scope = ? AND target = ? ORDER BY name",
-        )
-        .bind(target.scope())
-        .bind(target.name())
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM trusted_keys WHERE scope = ? AND target = ? ORDER BY name")
+                .bind(target.scope())
+                .bind(target.name())
+                .fetch_all(&self.read)
+                .await
+                .map_err(backend)?;
         rows.iter().map(key_from_row).collect()
     }
 
@@ -128,15 +127,14 @@ impl SignatureStore for SqliteMeta {
         event: NewEvent,
     ) -> Result<bool, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
-        let removed = sqlx::query(
-            "DELETE FROM trusted_keys WHERE scope = ? AND target = ? AND name = ?",
-        )
-        .bind(target.scope())
-        .bind(target.name())
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let removed =
+            sqlx::query("DELETE FROM trusted_keys WHERE scope = ? AND target = ? AND name = ?")
+                .bind(target.scope())
+                .bind(target.name())
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         if removed.rows_affected() == 0 {
             return Ok(false);
         }

@@ -15,7 +15,10 @@ use http_body_util::{BodyExt, Limited};
 
 /// Site admins are exempt from pull policies (replication and repairs); asked only when a
 /// policy refuses, so ordinary pulls never pay for the lookup a bearer token needs.
-async fn is_site_admin(state: &crate::AppState, caller: &crate::auth::Caller) -> Result<bool, Error> {
+async fn is_site_admin(
+    state: &crate::AppState,
+    caller: &crate::auth::Caller,
+) -> Result<bool, Error> {
     match caller.principal(state).await {
         Ok(principal) => Ok(principal.is_site_admin()),
         Err(Error::Unauthorized | Error::CredentialsInvalid) => Ok(false),
