@@ -638,3 +638,75 @@ async fn a_severity_policy_reads_the_scanner_summaries() {
         .await
         .expect_error(400, "BAD_REQUEST");
 }
+
+#[tokio::test]
+async fn the_web_ui_manages_keys_and_the_pull_policy_and_shows_each_tags_state() {
+    use crate::browser::{get_page, post_signed_in_form, sign_in};
+    let berth = Berth::start().await;
+    let alice = berth.user("alice").await;
+    let registry = berth.with(basic("alice", PASSWORD));
+    let repo = "alice/app";
+    let image = push_image(&registry, repo, "v1").await;
+    push_image(&registry, repo, "plain").await;
+    sign(&registry, repo, &image, "release", Form::Tag).await;
+    let cookies = sign_in(&berth, "alice", PASSWORD).await;
+    let page = "/r/alice/app/-/settings/lifecycle";
+
+    let refused = post_signed_in_form(
+        &berth,
+        &cookies,
+        page,
+        &format!("{page}/trust-add"),
+        &[("name", "release"), ("public_key", "not a key")],
+    )
+    .await
+    .expect(303);
+    let shown = get_page(&berth, page, &refused.cookies_with(&cookies))
+        .await
+        .expect(200);
+    assert!(shown.text.contains("not a PEM public key"), "{}", shown.text);
+
+    let release = fixture("release.pub");
+    post_signed_in_form(
+        &berth,
+        &cookies,
+        page,
+        &format!("{page}/trust-add"),
+        &[("name", "release"), ("public_key", &release)],
+    )
+    .await
+    .expect(303);
+    post_signed_in_form(
+        &berth,
+        &cookies,
+        page,
+        &format!("{page}/pull-policy"),
+        &[("require_signature", "1"), ("block_severity", "")],
+    )
+    .await
+    .expect(303);
+    let shown = get_page(&berth, page, &cookies).await.expect(200);
+    assert!(shown.text.contains("ecdsa-p256"), "{}", shown.text);
+    assert!(
+        shown.text.contains("In force: <strong>verified signatures only</strong>"),
+        "{}",
+        shown.text
+    );
+    let api = alice
+        .get(&format!("/api/v1/repositories/{repo}/-/pull-policy"))
+        .await
+        .expect(200);
+    assert_eq!(api.body["require_signature"], true);
+
+    signature_becomes(&alice, repo, "v1", "verified").await;
+    let tags = get_page(&berth, &format!("/r/{repo}/-/tags"), &cookies)
+        .await
+        .expect(200);
+    assert!(tags.text.contains("Verified</span> <span class=\"signature-keys\">by release"), "{}", tags.text);
+    assert!(tags.text.contains("Unsigned"), "{}", tags.text);
+    let tag_page = get_page(&berth, &format!("/r/{repo}/-/tags/v1"), &cookies)
+        .await
+        .expect(200);
+    assert!(tag_page.text.contains("id=\"signature-state\""), "{}", tag_page.text);
+    assert!(tag_page.text.contains("by release"), "{}", tag_page.text);
+}
