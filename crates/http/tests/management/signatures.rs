@@ -664,7 +664,11 @@ async fn the_web_ui_manages_keys_and_the_pull_policy_and_shows_each_tags_state()
     let shown = get_page(&berth, page, &refused.cookies_with(&cookies))
         .await
         .expect(200);
-    assert!(shown.text.contains("not a PEM public key"), "{}", shown.text);
+    assert!(
+        shown.text.contains("not a PEM public key"),
+        "{}",
+        shown.text
+    );
 
     let release = fixture("release.pub");
     post_signed_in_form(
@@ -688,7 +692,9 @@ async fn the_web_ui_manages_keys_and_the_pull_policy_and_shows_each_tags_state()
     let shown = get_page(&berth, page, &cookies).await.expect(200);
     assert!(shown.text.contains("ecdsa-p256"), "{}", shown.text);
     assert!(
-        shown.text.contains("In force: <strong>verified signatures only</strong>"),
+        shown
+            .text
+            .contains("In force: <strong>verified signatures only</strong>"),
         "{}",
         shown.text
     );
@@ -702,11 +708,20 @@ async fn the_web_ui_manages_keys_and_the_pull_policy_and_shows_each_tags_state()
     let tags = get_page(&berth, &format!("/r/{repo}/-/tags"), &cookies)
         .await
         .expect(200);
-    assert!(tags.text.contains("Verified</span> <span class=\"signature-keys\">by release"), "{}", tags.text);
+    assert!(
+        tags.text
+            .contains("Verified</span> <span class=\"signature-keys\">by release"),
+        "{}",
+        tags.text
+    );
     assert!(tags.text.contains("Unsigned"), "{}", tags.text);
     let tag_page = get_page(&berth, &format!("/r/{repo}/-/tags/v1"), &cookies)
         .await
         .expect(200);
-    assert!(tag_page.text.contains("id=\"signature-state\""), "{}", tag_page.text);
+    assert!(
+        tag_page.text.contains("id=\"signature-state\""),
+        "{}",
+        tag_page.text
+    );
     assert!(tag_page.text.contains("by release"), "{}", tag_page.text);
 }
