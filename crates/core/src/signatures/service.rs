@@ -78,6 +78,9 @@ struct PolicySnapshot {
 
 struct PolicyCache {
     snapshot: RwLock<Arc<PolicySnapshot>>,
+    /// Whether the snapshot holds any policy: what the pull path reads first, a plain load
+    /// (no lock, no reference count) when no policy is set anywhere.
+    any: AtomicBool,
     loaded_at_ms: AtomicI64,
     refreshing: AtomicBool,
 }
@@ -104,11 +107,13 @@ impl PolicyCache {
                 }
             }
         }
+        let any = !(snapshot.repositories.is_empty() && snapshot.namespaces.is_empty());
         let snapshot = Arc::new(snapshot);
         match self.snapshot.write() {
             Ok(mut guard) => *guard = snapshot,
             Err(poisoned) => *poisoned.into_inner() = snapshot,
         }
+        self.any.store(any, Ordering::Release);
         self.loaded_at_ms.store(now_ms, Ordering::Release);
     }
 }
@@ -135,6 +140,7 @@ impl Signatures {
     ) -> Result<Signatures> {
         let policies = Arc::new(PolicyCache {
             snapshot: RwLock::new(Arc::new(PolicySnapshot::default())),
+            any: AtomicBool::new(false),
             loaded_at_ms: AtomicI64::new(0),
             refreshing: AtomicBool::new(false),
         });
@@ -371,9 +377,10 @@ impl Signatures {
         Ok(())
     }
 
-    /// This node's copy of the policies, read again in the background once it is older than
-    /// [`POLICY_REFRESH_MS`] (the pull that notices waits for nothing).
-    fn cached_policies(&self) -> Arc<PolicySnapshot> {
+    /// This node's copy of the policies (`None`: there are none), read again in the
+    /// background once it is older than [`POLICY_REFRESH_MS`] (the pull that notices waits
+    /// for nothing).
+    fn cached_policies(&self) -> Option<Arc<PolicySnapshot>> {
         let now = self.clock.now_ms();
         let stale = now - self.policies.loaded_at_ms.load(Ordering::Acquire) > POLICY_REFRESH_MS;
         if stale
@@ -396,11 +403,15 @@ impl Signatures {
                 cache.refreshing.store(false, Ordering::Release);
             });
         }
-        self.policies.current()
+        if self.policies.any.load(Ordering::Acquire) {
+            Some(self.policies.current())
+        } else {
+            None
+        }
     }
 
     /// Why a pull of `manifest` from `repo` is refused by a pull policy, if it is. With no
-    /// policy anywhere this is one read of an in-memory map; facts are read only when a
+    /// policy anywhere this is two atomic loads and a clock read; facts are read only when a
     /// policy applies. Supply-chain artifacts themselves (signatures, attestations, SBOMs)
     /// always pass, so signing and copying keep working. Site admins are exempted by the
     /// caller, which knows who is asking.
@@ -410,10 +421,9 @@ impl Signatures {
         reference: &Reference,
         manifest: &ManifestRecord,
     ) -> Result<Option<Refusal>> {
-        let snapshot = self.cached_policies();
-        if snapshot.repositories.is_empty() && snapshot.namespaces.is_empty() {
+        let Some(snapshot) = self.cached_policies() else {
             return Ok(None);
-        }
+        };
         let mut applying: Vec<(Target, PullPolicy)> = Vec::new();
         if let Some(policy) = snapshot.repositories.get(repo.as_str()) {
             applying.push((Target::Repository(repo.clone()), *policy));
