@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -9,6 +9,7 @@ mod orgs;
 mod plans;
 mod policies;
 mod repos;
+mod signatures;
 mod webhooks;
 
 use crate::cli::AdminCommand;
@@ -54,6 +55,14 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Webhook(command) => {
                 let service = webhooks::service(config, meta)?;
                 webhooks::webhook(&service, &acting, command).await
+            }
+            AdminCommand::Trust(command) => {
+                let service = signatures::service(config, meta).await?;
+                signatures::trust(&service, &acting, command).await
+            }
+            AdminCommand::Policy(command) => {
+                let service = signatures::service(config, meta).await?;
+                signatures::policy(&service, &acting, command).await
             }
             AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
             AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,

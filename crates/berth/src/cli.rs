@@ -132,6 +132,12 @@ pub enum AdminCommand {
     /// tiers for that account).
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Public keys a repository or namespace trusts to sign its images (cosign.pub files).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Pull policies: verified signatures only, or no findings of a severity or worse.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +153,64 @@ pub enum PlanCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust a public key (PEM, as `cosign generate-key-pair` writes cosign.pub: ECDSA P-256,
+    /// Ed25519 or RSA) for TARGET (`NAMESPACE/REPO` or `NAMESPACE`).
+    Add {
+        target: String,
+        /// The key's name, shown with the images it verifies.
+        #[arg(long)]
+        name: String,
+        /// The public key file.
+        #[arg(long, value_name = "FILE.pub")]
+        key: std::path::PathBuf,
+    },
+    /// The keys TARGET trusts itself (a repository also trusts its namespace's).
+    List {
+        target: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting the key NAME; images it verified are checked again.
+    Remove { target: String, name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Set TARGET's pull policy (`NAMESPACE/REPO` or `NAMESPACE`). Options not given keep
+    /// their current value; a repository's policy and its namespace's both apply.
+    Set {
+        target: String,
+        /// Refuse pulls of images without a signature verified by a trusted key.
+        #[arg(long, conflicts_with = "no_require_signature")]
+        require_signature: bool,
+        /// No longer require a verified signature.
+        #[arg(long)]
+        no_require_signature: bool,
+        /// Refuse pulls of images with findings of this severity or worse (`low`, `medium`,
+        /// `high`, `critical`), or `none` to stop.
+        #[arg(long, value_name = "SEVERITY")]
+        block_severity: Option<String>,
+        /// With --block-severity: let images not scanned yet through.
+        #[arg(long, conflicts_with = "no_allow_unscanned")]
+        allow_unscanned: bool,
+        /// Refuse images not scanned yet again.
+        #[arg(long)]
+        no_allow_unscanned: bool,
+    },
+    /// Show TARGET's pull policy.
+    Show {
+        target: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove TARGET's pull policy.
+    Clear { target: String },
 }
 
 #[derive(Debug, Args)]

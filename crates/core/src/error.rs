@@ -95,6 +95,10 @@ pub enum Error {
         "tag {tag} is immutable under {rule}: it cannot be pointed at another manifest or deleted"
     )]
     TagImmutable { tag: String, rule: String },
+    /// A pull policy refuses this manifest; `policy` names it (where it is set and what it
+    /// asks), `reason` says what the manifest lacks.
+    #[error("pull refused by {policy}: {reason}")]
+    PullRefused { policy: String, reason: String },
     /// Self-service sign-up was asked for, and the site admin has not turned it on.
     #[error("self-service sign-up is turned off on this server; ask a site admin for an account")]
     SignupClosed,

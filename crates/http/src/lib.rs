@@ -44,6 +44,8 @@ pub struct AppState {
     pub pull_limits: berth_core::ratelimit::PullLimits,
     /// The pull-through cache: `[[mirror]]` upstreams and the transparent mirror.
     pub mirrors: berth_core::mirror::Mirrors,
+    /// Trusted keys, signature states and pull policies (checked on manifest GET).
+    pub signatures: berth_core::signatures::Signatures,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

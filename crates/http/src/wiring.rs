@@ -22,6 +22,9 @@ use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
+use berth_core::signatures::{
+    SignatureFeed, Signatures, VerifySignatures, REVERIFY_JOB, VERIFY_JOB,
+};
 use berth_core::webhooks::{
     DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,
 };
@@ -152,13 +155,21 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     );
     let webhooks = Webhooks::new(
         meta.clone(),
-        authorizer,
+        authorizer.clone(),
         transport.clone(),
         seal.clone(),
         clock.clone(),
         settings.webhooks.clone(),
         wake.clone(),
     );
+    let signatures = Signatures::new(
+        meta.clone(),
+        registry.clone(),
+        authorizer.clone(),
+        clock.clone(),
+        wake.clone(),
+    )
+    .await?;
     let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
     let public_url = settings
         .public_url
@@ -169,6 +180,10 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         clock.clone(),
         &public_url,
     )));
+    runner.feed(Arc::new(SignatureFeed::new(meta.clone(), clock.clone())));
+    let verify = Arc::new(VerifySignatures(signatures.clone()));
+    runner.handle(VERIFY_JOB, verify.clone());
+    runner.handle(REVERIFY_JOB, verify);
     runner.handle(
         DELIVER_JOB,
         Arc::new(DeliverWebhook::new(
@@ -241,6 +256,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         lifecycle,
         pull_limits,
         mirrors,
+        signatures,
     };
     Ok(Wired { state, runner })
 }

@@ -8,6 +8,7 @@ pub mod platform;
 pub mod range;
 pub mod reference;
 pub mod scope;
+pub mod signature;
 
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::ErrorCode;

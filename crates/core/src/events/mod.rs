@@ -29,10 +29,19 @@ pub enum EventKind {
     QuotaWarning,
     #[serde(rename = "retention.completed")]
     RetentionCompleted,
+    /// A trusted key was added to or removed from a namespace or repository.
+    #[serde(rename = "trust.changed")]
+    TrustChanged,
+    /// A pull policy was set or cleared.
+    #[serde(rename = "pull_policy.changed")]
+    PullPolicyChanged,
+    /// An image's signature state (unsigned, signed, verified, and by which keys) changed.
+    #[serde(rename = "signature.changed")]
+    SignatureChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -42,6 +51,9 @@ impl EventKind {
         EventKind::AccessChanged,
         EventKind::QuotaWarning,
         EventKind::RetentionCompleted,
+        EventKind::TrustChanged,
+        EventKind::PullPolicyChanged,
+        EventKind::SignatureChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +67,9 @@ impl EventKind {
             EventKind::AccessChanged => "access.changed",
             EventKind::QuotaWarning => "quota.warning",
             EventKind::RetentionCompleted => "retention.completed",
+            EventKind::TrustChanged => "trust.changed",
+            EventKind::PullPolicyChanged => "pull_policy.changed",
+            EventKind::SignatureChanged => "signature.changed",
         }
     }
 

@@ -6,6 +6,7 @@ use crate::access::Principal;
 use crate::error::Result;
 use crate::lifecycle::protecting;
 use crate::ports::{TagRecord, TagSort};
+use crate::signatures::ImageSignature;
 use berth_oci::{Digest, ManifestKind, ParsedManifest, RepoName};
 use std::collections::HashMap;
 
@@ -35,6 +36,8 @@ pub struct TagView {
     pub referrers: Vec<ReferrerView>,
     /// An immutable-tag rule (the repository's or its namespace's) protects it.
     pub immutable: bool,
+    /// Unsigned, signed, or verified with the names of the trusted keys.
+    pub signature: ImageSignature,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,10 +109,20 @@ impl Hub {
         let rules = self.store.immutable_rules_for(repo).await?;
         // Tags often share manifests (and indexes their children): size each once.
         let mut sizes = HashMap::new();
+        let digests: Vec<Digest> = records.iter().map(|r| r.digest.clone()).collect();
+        let signatures: HashMap<Digest, ImageSignature> = self
+            .store
+            .signature_states(repo, &digests)
+            .await?
+            .into_iter()
+            .collect();
         let mut tags = Vec::with_capacity(records.len());
         for record in records {
             let mut view = self.tag_view(repo, record, &mut sizes).await?;
             view.immutable = protecting(&rules, &view.name).is_some();
+            if let Some(signature) = signatures.get(&view.digest) {
+                view.signature = signature.clone();
+            }
             tags.push(view);
         }
         Ok(TagPage { total, tags })
@@ -150,6 +163,7 @@ impl Hub {
             last_pulled_at: record.last_pulled_at,
             referrers,
             immutable: false,
+            signature: ImageSignature::unsigned(),
         })
     }
 

@@ -8,6 +8,7 @@ use super::identity::IdentityStore;
 use super::jobs::JobQueue;
 use super::lifecycle::{Collection, UsageStore};
 use super::policies::LifecycleStore;
+use super::signatures::SignatureStore;
 use super::webhooks::WebhookStore;
 use super::BlobStore;
 use crate::events::NewEvent;
@@ -278,6 +279,7 @@ pub trait MetaStore:
     + UsageStore
     + LifecycleStore
     + super::RateLimitStore
+    + SignatureStore
 {
 }
 
@@ -296,5 +298,6 @@ impl<T> MetaStore for T where
         + UsageStore
         + LifecycleStore
         + super::RateLimitStore
+        + SignatureStore
 {
 }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod meta;
 mod policies;
 mod ratelimit;
+mod signatures;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
@@ -35,6 +36,7 @@ pub use policies::{
     INTERRUPTED_RUN,
 };
 pub use ratelimit::{PlanRecord, RateLimitStore, SpentRow};
+pub use signatures::{SignatureStore, StoredPullPolicy, TrustedKeyRecord};
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
     WebhookRecord, WebhookStore,

@@ -94,6 +94,8 @@ struct TagEntry {
     referrers: Vec<Referrer>,
     /// An immutable-tag rule protects the tag: it can be neither moved nor deleted.
     immutable: bool,
+    /// `{"state": "unsigned|signed|verified", "keys": [names of the trusted keys]}`.
+    signature: berth_core::signatures::ImageSignature,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +126,7 @@ impl From<TagView> for TagEntry {
             tag_last_pulled: tag.last_pulled_at.map(instant),
             referrers: tag.referrers.into_iter().map(Referrer::from).collect(),
             immutable: tag.immutable,
+            signature: tag.signature,
         }
     }
 }

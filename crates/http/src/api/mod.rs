@@ -18,6 +18,7 @@ mod ratelimits;
 mod repositories;
 mod route;
 mod search;
+mod signatures;
 mod tokens;
 mod usage;
 mod users;
@@ -296,6 +297,30 @@ async fn route_to_handler(
         (Route::RateLimits, "GET") => ratelimits::show(call).await,
         (Route::RatePlan(account), "PUT") => ratelimits::set_plan(call, &account).await,
         (Route::RatePlan(account), "DELETE") => ratelimits::clear_plan(call, &account).await,
+        (Route::RepositoryTrustedKeys(repo), "GET") => {
+            signatures::list_keys(call, Target::Repository(repo)).await
+        }
+        (Route::RepositoryTrustedKeys(repo), "POST") => {
+            signatures::add_key(call, Target::Repository(repo)).await
+        }
+        (Route::NamespaceTrustedKeys(ns), "GET") => {
+            signatures::list_keys(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::NamespaceTrustedKeys(ns), "POST") => {
+            signatures::add_key(call, lifecycle::namespace_target(&ns)?).await
+        }
+        (Route::RepositoryTrustedKey(repo, key), "DELETE") => {
+            signatures::remove_key(call, Target::Repository(repo), &key).await
+        }
+        (Route::NamespaceTrustedKey(ns, key), "DELETE") => {
+            signatures::remove_key(call, lifecycle::namespace_target(&ns)?, &key).await
+        }
+        (Route::RepositoryPullPolicy(repo), m) => {
+            signatures::pull_policy(call, Target::Repository(repo), m).await
+        }
+        (Route::NamespacePullPolicy(ns), m) => {
+            signatures::pull_policy(call, lifecycle::namespace_target(&ns)?, m).await
+        }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

@@ -77,6 +77,12 @@ pub(crate) enum Route {
     RepositoryTag(RepoName, String),
     RateLimits,
     RatePlan(String),
+    RepositoryTrustedKeys(RepoName),
+    NamespaceTrustedKeys(String),
+    RepositoryTrustedKey(RepoName, String),
+    NamespaceTrustedKey(String, String),
+    RepositoryPullPolicy(RepoName),
+    NamespacePullPolicy(String),
 }
 
 const GET: Method = Method::GET;
@@ -290,6 +296,41 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/rate-limits/plans/{account}", &[PUT, DELETE], |p| {
         Ok(Route::RatePlan(p.text("account")))
     }),
+    endpoint(
+        "/api/v1/repositories/{name}/-/trusted-keys",
+        &[GET, POST],
+        |p| Ok(Route::RepositoryTrustedKeys(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/trusted-keys",
+        &[GET, POST],
+        |p| Ok(Route::NamespaceTrustedKeys(p.text("namespace"))),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/trusted-keys/{key}",
+        &[DELETE],
+        |p| Ok(Route::RepositoryTrustedKey(p.repo()?, p.text("key"))),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
+        &[DELETE],
+        |p| {
+            Ok(Route::NamespaceTrustedKey(
+                p.text("namespace"),
+                p.text("key"),
+            ))
+        },
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/pull-policy",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::RepositoryPullPolicy(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/namespaces/{namespace}/pull-policy",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::NamespacePullPolicy(p.text("namespace"))),
+    ),
 ];
 
 const fn endpoint(
@@ -464,6 +505,12 @@ impl Route {
             Route::RepositoryTag(..) => "/api/v1/repositories/{name}/-/tags/{tag}",
             Route::RateLimits => "/api/v1/rate-limits",
             Route::RatePlan(_) => "/api/v1/rate-limits/plans/{account}",
+            Route::RepositoryTrustedKeys(_) => "/api/v1/repositories/{name}/-/trusted-keys",
+            Route::NamespaceTrustedKeys(_) => "/api/v1/namespaces/{namespace}/trusted-keys",
+            Route::RepositoryTrustedKey(..) => "/api/v1/repositories/{name}/-/trusted-keys/{key}",
+            Route::NamespaceTrustedKey(..) => "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
+            Route::RepositoryPullPolicy(_) => "/api/v1/repositories/{name}/-/pull-policy",
+            Route::NamespacePullPolicy(_) => "/api/v1/namespaces/{namespace}/pull-policy",
         }
     }
 }

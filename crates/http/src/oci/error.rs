@@ -65,7 +65,8 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::Denied
         | Error::SignupClosed
         | Error::QuotaExceeded { .. }
-        | Error::TagImmutable { .. } => ErrorCode::Denied,
+        | Error::TagImmutable { .. }
+        | Error::PullRefused { .. } => ErrorCode::Denied,
         Error::Internal(_) => ErrorCode::Unknown,
         // Distribution's catch-all code, with the gateway status a proxy's failure has.
         Error::Upstream(_) => return (ErrorCode::Unknown, StatusCode::BAD_GATEWAY),
@@ -217,6 +218,14 @@ mod tests {
                 403,
             ),
             (Error::SignupClosed, "DENIED", 403),
+            (
+                Error::PullRefused {
+                    policy: "the namespace acme's pull policy \"verified signatures only\"".into(),
+                    reason: "sha256:… has no signature".into(),
+                },
+                "DENIED",
+                403,
+            ),
             (
                 Error::QuotaExceeded {
                     used: 10 << 30,

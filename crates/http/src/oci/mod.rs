@@ -114,6 +114,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         address: peer.map(|a| a.to_string()),
         client: peer,
         account: Some(caller.name()).filter(|name| !name.is_empty()),
+        caller,
     };
     let response = match (route, mirror) {
         (OciRoute::Manifest { reference, .. }, Some(target)) => {

@@ -1,8 +1,9 @@
 //! Content lifecycle pages: a repository's (`/r/{repo}/-/settings/lifecycle`), an
 //! organization's (`/orgs/{org}/lifecycle`) or the signed-in user's namespace's
 //! (`/settings/lifecycle`) immutable-tag rule and retention policy, a dry run listing exactly
-//! what a run would delete, the run itself and the recent runs. Every call goes through the
-//! `Lifecycle` service, which decides who may manage what.
+//! what a run would delete, the run itself and the recent runs; the trusted keys and the pull
+//! policy. Every call goes through the `Lifecycle` or `Signatures` service, which decides who
+//! may manage what.
 
 use super::form::Form;
 use super::html::{html, url_component, Html};
@@ -12,6 +13,7 @@ use super::{Submission, UiError, UiResult, Visitor};
 use axum::extract::Path;
 use axum::response::Response;
 use berth_core::lifecycle::{ImmutableRequest, RetentionRequest, RunReport, Target};
+use berth_core::signatures::PullPolicyRequest;
 use berth_core::Error;
 use berth_oci::RepoName;
 
@@ -202,6 +204,8 @@ impl Place {
             html!(body, "</section>");
         }
 
+        body.fragment(&trust_sections(visitor, &target, &base).await?);
+
         html!(body, "<section class=\"panel\" id=\"runs\" aria-labelledby=\"runs-title\">"
             "<h2 id=\"runs-title\">Recent runs</h2>");
         if runs.is_empty() {
@@ -228,6 +232,93 @@ impl Place {
         html!(body, "</section>");
         Ok(visitor.page(&title, body))
     }
+}
+
+/// The trusted keys and the pull policy of the target, with their forms.
+async fn trust_sections(visitor: &Visitor, target: &Target, base: &str) -> UiResult<Html> {
+    let acting = visitor.acting();
+    let signatures = &visitor.state.signatures;
+    let keys = signatures.keys(&acting, target).await?;
+    let policy = signatures.pull_policy(&acting, target).await?;
+    let mut body = Html::new();
+    html!(body, "<section class=\"panel\" id=\"trusted-keys\" aria-labelledby=\"keys-title\">"
+        "<h2 id=\"keys-title\">Trusted keys</h2>"
+        "<p>Images signed with <code>cosign sign --key</code> by one of these keys show as verified.");
+    if matches!(target, Target::Repository(_)) {
+        html!(body, " The repository also trusts its namespace's keys.");
+    }
+    html!(body, "</p>");
+    if keys.is_empty() {
+        html!(
+            body,
+            "<p class=\"muted\" id=\"keys-none\">No trusted keys.</p>"
+        );
+    } else {
+        html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Name</th>"
+            "<th scope=\"col\">Algorithm</th><th scope=\"col\">Fingerprint</th><th scope=\"col\">Added</th>"
+            "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>");
+        for key in &keys {
+            html!(body, "<tr><th scope=\"row\">" (key.name) "</th><td>" (key.algorithm) "</td><td><code>"
+                (key.fingerprint) "</code></td><td>" [time(key.added_at)] " by " (key.added_by) "</td><td>"
+                [form_start(visitor, &format!("{base}/trust-remove"), "inline")]
+                "<input type=\"hidden\" name=\"name\" value=\"" (key.name) "\">"
+                "<button type=\"submit\" class=\"danger\" aria-label=\"Remove key " (key.name) "\">Remove</button></form></td></tr>");
+        }
+        html!(body, "</tbody></table></div>");
+    }
+    html!(body, [form_start(visitor, &format!("{base}/trust-add"), "stack")]
+        "<div class=\"field\"><label for=\"key-name\">Key name</label>"
+        "<input type=\"text\" id=\"key-name\" name=\"name\" placeholder=\"release\" autocapitalize=\"none\" spellcheck=\"false\"></div>"
+        "<div class=\"field\"><label for=\"key-pem\">Public key (the contents of cosign.pub)</label>"
+        "<textarea id=\"key-pem\" name=\"public_key\" rows=\"5\" spellcheck=\"false\" placeholder=\"-----BEGIN PUBLIC KEY-----\"></textarea></div>"
+        "<button type=\"submit\">Trust the key</button></form></section>");
+
+    let p = policy.as_ref().map(|s| s.policy);
+    html!(body, "<section class=\"panel\" id=\"pull-policy\" aria-labelledby=\"pull-policy-title\">"
+        "<h2 id=\"pull-policy-title\">Pull policy</h2>"
+        "<p>Pulls of images the policy refuses are answered with an error naming it; site admins "
+        "and signatures themselves are exempt. A repository's policy and its namespace's both apply.</p>");
+    match &policy {
+        Some(stored) => html!(body, "<p id=\"pull-policy-current\">In force: <strong>" (stored.policy.describe()) "</strong></p>"),
+        None => html!(body, "<p class=\"muted\" id=\"pull-policy-current\">No policy: every image can be pulled.</p>"),
+    }
+    let severity = p
+        .and_then(|p| p.block_severity)
+        .map(|s| s.as_str())
+        .unwrap_or("");
+    html!(body, [form_start(visitor, &format!("{base}/pull-policy"), "stack")]
+        "<label><input type=\"checkbox\" id=\"require-signature\" name=\"require_signature\" value=\"1\""
+        (if p.is_some_and(|p| p.require_signature) { " checked" } else { "" }) "> "
+        "Only images with a signature verified by a trusted key</label>"
+        "<div class=\"field\"><label for=\"block-severity\">Refuse images with findings of severity</label>"
+        "<select id=\"block-severity\" name=\"block_severity\">");
+    for (value, label) in [
+        ("", "no limit"),
+        ("critical", "critical"),
+        ("high", "high or higher"),
+        ("medium", "medium or higher"),
+        ("low", "low or higher"),
+    ] {
+        html!(body, "<option value=\"" (value) "\"" (if value == severity { " selected" } else { "" }) ">" (label) "</option>");
+    }
+    html!(body, "</select></div>"
+        "<label><input type=\"checkbox\" id=\"allow-unscanned\" name=\"allow_unscanned\" value=\"1\""
+        (if p.is_some_and(|p| p.allow_unscanned) { " checked" } else { "" }) "> "
+        "Let images that were not scanned yet through</label>"
+        "<button type=\"submit\">Save the pull policy</button></form>");
+    if policy.is_some() {
+        html!(
+            body,
+            [button_form(
+                visitor,
+                &format!("{base}/pull-policy-clear"),
+                "Remove the pull policy",
+                "danger"
+            )]
+        );
+    }
+    html!(body, "</section>");
+    Ok(body)
 }
 
 /// Globs typed separated by spaces or commas.
@@ -344,6 +435,58 @@ pub(crate) async fn change(submission: &Submission, place: Place, action: &str) 
                     human_size(report.bytes)
                 ))
             })
+            .map_err(refused),
+        "trust-add" => visitor
+            .state
+            .signatures
+            .add_key(&acting, &target, form.text("name"), form.text("public_key"))
+            .await
+            .map(|key| {
+                Notice::success(format!(
+                    "Trusted {} ({}, {}).",
+                    key.name, key.algorithm, key.fingerprint
+                ))
+            })
+            .map_err(refused),
+        "trust-remove" => match visitor
+            .state
+            .signatures
+            .remove_key(&acting, &target, form.text("name"))
+            .await
+        {
+            Ok(true) => Ok(Notice::success(format!(
+                "{} is no longer trusted.",
+                form.text("name")
+            ))),
+            Ok(false) => Err(UiError::Invalid(
+                "There is no such key; nothing was changed.".to_owned(),
+            )),
+            Err(err) => Err(refused(err)),
+        },
+        "pull-policy" => {
+            let request = PullPolicyRequest {
+                require_signature: form.checked("require_signature"),
+                block_severity: Some(form.text("block_severity").to_owned())
+                    .filter(|s| !s.is_empty()),
+                allow_unscanned: form.checked("allow_unscanned"),
+            };
+            match request.check() {
+                Ok(policy) => visitor
+                    .state
+                    .signatures
+                    .set_pull_policy(&acting, &target, policy)
+                    .await
+                    .map(|stored| Notice::success(format!("Saved: {}.", stored.policy.describe())))
+                    .map_err(refused),
+                Err(reason) => Err(UiError::Invalid(format!("Nothing was changed: {reason}."))),
+            }
+        }
+        "pull-policy-clear" => visitor
+            .state
+            .signatures
+            .clear_pull_policy(&acting, &target)
+            .await
+            .map(|_| Notice::success("The pull policy is removed.".to_owned()))
             .map_err(refused),
         _ => return visitor.not_found(),
     };

@@ -133,7 +133,7 @@ async fn render(visitor: &Visitor, org: &str, status: StatusCode, first: Option<
             "<h2 id=\"org-webhooks-title\">Webhooks</h2>"
             "<p>Webhooks on the organization fire for every one of its repositories.</p>"
             "<p><a href=\"/orgs/" (url_component(org)) "/webhooks\">Manage the organization's webhooks</a></p>"
-            "<p><a href=\"/orgs/" (url_component(org)) "/lifecycle\">Immutable tags and retention</a></p>"
+            "<p><a href=\"/orgs/" (url_component(org)) "/lifecycle\">Immutable tags, retention, trusted keys and pull policy</a></p>"
             "</section>"
         );
     }

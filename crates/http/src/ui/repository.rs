@@ -335,7 +335,8 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
         html!(body, "<div class=\"table-wrap\"><table><thead><tr>"
             "<th scope=\"col\">Tag</th><th scope=\"col\">Digest</th><th scope=\"col\">Size</th>"
             "<th scope=\"col\">Platforms</th><th scope=\"col\">Last pushed</th>"
-            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Attached</th>");
+            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Signature</th>"
+            "<th scope=\"col\">Attached</th>");
         if can.admin {
             html!(
                 body,
@@ -383,7 +384,8 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
         html!(out, (platforms.join(", ")));
     }
     html!(out, "</td><td>" [time(tag.last_pushed_at)] "</td><td>"
-        [maybe_time(tag.last_pulled_at, "never")] "</td><td>");
+        [maybe_time(tag.last_pulled_at, "never")] "</td><td>"
+        [signature_badge(&tag.signature)] "</td><td>");
     if tag.referrers.is_empty() {
         html!(out, "<span class=\"muted\">None</span>");
     } else {
@@ -407,6 +409,23 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
             (tag.name) "\">Delete</a></td>");
     }
     html!(out, "</tr>");
+    out
+}
+
+/// An image's signature state: verified (with the keys' names), signed, or unsigned.
+pub(super) fn signature_badge(signature: &berth_core::signatures::ImageSignature) -> Html {
+    use berth_core::signatures::SignatureState;
+    let mut out = Html::new();
+    match signature.state {
+        SignatureState::Verified => {
+            let keys = signature.keys.join(", ");
+            html!(out, "<span class=\"badge verified\" title=\"A cosign signature checks against a trusted key\">Verified</span> <span class=\"signature-keys\">by " (keys) "</span>");
+        }
+        SignatureState::Signed => {
+            html!(out, "<span class=\"badge signed\" title=\"Signed, but no signature checks against a key this repository trusts\">Signed (unverified)</span>");
+        }
+        SignatureState::Unsigned => html!(out, "<span class=\"muted\">Unsigned</span>"),
+    }
     out
 }
 
@@ -637,7 +656,7 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
         "<p><a href=\"/r/" (repo) "/-/settings/webhooks\">Manage webhooks</a></p></section>"
         "<section class=\"panel\" id=\"lifecycle\" aria-labelledby=\"lifecycle-title\">"
         "<h2 id=\"lifecycle-title\">Lifecycle</h2>"
-        "<p>Immutable tags, the retention policy, and dry runs of what it would delete.</p>"
+        "<p>Immutable tags, the retention policy, and dry runs of what it would delete; the keys trusted to sign its images and its pull policy.</p>"
         "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"

@@ -63,7 +63,7 @@ async fn render(visitor: &Visitor, status: StatusCode, first: Option<Html>) -> U
         "<h2 id=\"webhooks-title\">Webhooks</h2>"
         "<p>Webhooks on your namespace fire for every one of your repositories.</p>"
         "<p><a href=\"/settings/webhooks\">Manage your webhooks</a></p>"
-        "<p><a href=\"/settings/lifecycle\">Immutable tags and retention</a></p></section>"
+        "<p><a href=\"/settings/lifecycle\">Immutable tags, retention, trusted keys and pull policy</a></p></section>"
     );
     Ok(visitor.page_with_status(status, "Account settings", body))
 }

@@ -99,12 +99,20 @@ pub(super) async fn page(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiRes
         .await?
         .contains(Action::Delete);
     let manifest: Value = serde_json::from_slice(&record.body).unwrap_or(Value::Null);
+    let signature = visitor
+        .state
+        .signatures
+        .states(repo, std::slice::from_ref(&record.digest))
+        .await?
+        .remove(&record.digest)
+        .unwrap_or_else(berth_core::signatures::ImageSignature::unsigned);
     let mut body = heading(visitor, repo, &view.info, admin, "tags").await;
     let tag_href = format!("/r/{repo}/-/tags/{}", url_component(tag));
     html!(body, "<section class=\"panel\" id=\"tag-summary\" aria-labelledby=\"tag-title\">"
         "<h2 id=\"tag-title\">" (repo) ":" (tag) "</h2><dl>"
         "<dt>Digest</dt><dd><code id=\"manifest-digest\">" (record.digest) "</code></dd>"
-        "<dt>Media type</dt><dd><code>" (record.media_type) "</code></dd></dl>");
+        "<dt>Media type</dt><dd><code>" (record.media_type) "</code></dd>"
+        "<dt>Signature</dt><dd id=\"signature-state\">" [super::repository::signature_badge(&signature)] "</dd></dl>");
     if matches!(reference, Reference::Digest(_)) {
         html!(body, "<p><a href=\"" (tag_href) "\">Back to the tag</a></p>");
     }

@@ -22,6 +22,7 @@ mod repositories;
 mod requests;
 mod sessions;
 mod sign_in;
+mod signatures;
 mod signup;
 mod tokens;
 mod ui_webhooks;

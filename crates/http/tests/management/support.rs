@@ -242,6 +242,12 @@ impl Berth {
         }
     }
 
+    /// The server's SQLite database file, for writing what another component (the scanner)
+    /// would have stored.
+    pub fn database_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("berth.db")
+    }
+
     /// Writes the pulls recorded so far, as the server's timer does every few seconds.
     pub async fn flush_pulls(&self) {
         self.hub.flush_pulls().await.expect("flush pulls");
@@ -477,6 +483,17 @@ impl Session<'_> {
             .expect("manifest pull")
             .status()
             .as_u16()
+    }
+
+    /// `GET /v2/<repo>/manifests/<reference>`, read whole (a refusal's JSON body included).
+    pub async fn pull_manifest_reply(&self, repo: &str, reference: &str) -> Reply {
+        let response = self
+            .registry(Method::GET, &format!("/v2/{repo}/manifests/{reference}"))
+            .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+            .send()
+            .await
+            .expect("manifest pull");
+        Reply::read(response).await
     }
 
     /// `DELETE /v2/<repo>/manifests/<tag>`: the status.

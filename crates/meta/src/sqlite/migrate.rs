@@ -50,6 +50,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0014_lifecycle_marks_pulls_and_runs.sql"),
     ),
     (
+        15,
+        include_str!("../../migrations/sqlite/0015_trusted_keys_signatures_pull_policies.sql"),
+    ),
+    (
         18,
         include_str!("../../migrations/sqlite/0018_rate_limits.sql"),
     ),

@@ -20,6 +20,7 @@ mod registry;
 mod repositories;
 mod search;
 mod sessions;
+mod signatures;
 mod signing;
 mod snapshot;
 mod tokens;

@@ -64,6 +64,23 @@ pub(super) async fn serve_limited(
         Some(account) => Puller::Account(account),
         None => Puller::Anonymous(req.client),
     };
+    // Pull policies guard what a pull downloads: a GET. A HEAD tells only the digest, which
+    // signers need before they can sign. A refused pull spends nothing.
+    if req.method == Method::GET {
+        if let Some(refusal) = req
+            .state
+            .signatures
+            .pull_refusal(name, reference, &manifest)
+            .await?
+        {
+            if !is_site_admin(req.state, &req.caller).await? {
+                return Err(Error::PullRefused {
+                    policy: refusal.policy,
+                    reason: refusal.reason,
+                });
+            }
+        }
+    }
     let namespace = name.namespace().unwrap_or(name.as_str());
     let allowance = if req.method == Method::GET {
         let pulled = limits
@@ -92,6 +109,19 @@ pub(super) async fn serve_limited(
         rate_limit_headers(response.headers_mut(), rate, *remaining, source);
     }
     Ok(response)
+}
+
+/// Site admins are exempt from pull policies (replication and repairs); asked only when a
+/// policy refuses, so ordinary pulls never pay for the lookup a bearer token needs.
+async fn is_site_admin(
+    state: &crate::AppState,
+    caller: &crate::auth::Caller,
+) -> Result<bool, Error> {
+    match caller.principal(state).await {
+        Ok(principal) => Ok(principal.is_site_admin()),
+        Err(Error::Unauthorized | Error::CredentialsInvalid) => Ok(false),
+        Err(other) => Err(other),
+    }
 }
 
 pub async fn handle(

@@ -33,6 +33,9 @@ pub struct Req<'a> {
     pub address: Option<String>,
     /// The client's address, for anonymous pull rate limits.
     pub client: Option<std::net::IpAddr>,
+    /// The credentials as presented, for the site-admin exemption of pull policies (asked
+    /// only when a policy refuses).
+    pub caller: crate::auth::Caller,
 }
 
 impl Req<'_> {

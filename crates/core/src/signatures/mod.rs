@@ -1,0 +1,96 @@
+//! Supply-chain trust: the public keys a namespace or repository trusts, the verification of
+//! cosign signatures against them (the state of each image: unsigned, signed, verified), and
+//! the pull policies that refuse images without a verified signature or with findings of a
+//! severity (read from the scanner's summaries).
+
+pub mod keys;
+pub mod policy;
+mod service;
+mod verify;
+
+pub use keys::{KeyAlgorithm, PublicKey};
+pub use policy::{evaluate, PolicyFacts, PullPolicy, PullPolicyRequest, Refusal, Severity};
+pub use service::{
+    SignatureFeed, Signatures, TrustedKeyView, VerifySignatures, REVERIFY_JOB, VERIFY_JOB,
+};
+pub use verify::check_image;
+
+use serde::{Deserialize, Serialize};
+
+/// What is known of an image's signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureState {
+    /// No signature of any recognised form.
+    Unsigned,
+    /// Signed, but no signature checks against a key the repository trusts.
+    Signed,
+    /// A cosign signature names the image's digest and checks against a trusted key.
+    Verified,
+}
+
+impl SignatureState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureState::Unsigned => "unsigned",
+            SignatureState::Signed => "signed",
+            SignatureState::Verified => "verified",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SignatureState> {
+        match text {
+            "unsigned" => Some(SignatureState::Unsigned),
+            "signed" => Some(SignatureState::Signed),
+            "verified" => Some(SignatureState::Verified),
+            _ => None,
+        }
+    }
+}
+
+/// An image's signature state with the names of the trusted keys that verify it, as the API
+/// shows it per tag: `{"state": "verified", "keys": ["release"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSignature {
+    pub state: SignatureState,
+    pub keys: Vec<String>,
+}
+
+impl ImageSignature {
+    pub fn unsigned() -> ImageSignature {
+        ImageSignature {
+            state: SignatureState::Unsigned,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// The scanner's counts of findings per severity for one image (table
+/// `vulnerability_summaries`, written by the scanner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VulnerabilitySummary {
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+    /// Seconds since the Unix epoch.
+    pub scanned_at: i64,
+}
+
+impl VulnerabilitySummary {
+    /// Findings of `severity` or worse (findings of unknown severity are not counted).
+    pub fn at_or_above(&self, severity: Severity) -> u64 {
+        let counts = [
+            (Severity::Critical, self.critical),
+            (Severity::High, self.high),
+            (Severity::Medium, self.medium),
+            (Severity::Low, self.low),
+        ];
+        counts
+            .iter()
+            .filter(|(s, _)| *s >= severity)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
