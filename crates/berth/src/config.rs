@@ -1,6 +1,10 @@
 //! Configuration: defaults, then the TOML file, then `BERTH_*` variables, then flags,
 //! validated once at startup, with the source of every value remembered.
 
+mod storage;
+
+pub use storage::{StorageConfig, StorageKind};
+
 use crate::cli::GlobalArgs;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -96,6 +100,8 @@ pub struct Config {
     pub tls_key: Setting<Option<PathBuf>>,
     /// Proxies whose `X-Forwarded-*` and `Forwarded` headers are believed.
     pub trusted_proxies: Setting<Vec<IpNet>>,
+    /// Where blob bytes are kept (`[storage]`).
+    pub storage: StorageConfig,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -141,6 +147,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<Vec<String>>,
+    storage: Option<storage::StorageFile>,
 }
 
 /// A TOML value that may be written as a number (`100`) or as text (`"100"`, `"10GiB"`,
@@ -457,6 +464,7 @@ impl Config {
             tls_cert: Setting::default(None),
             tls_key: Setting::default(None),
             trusted_proxies: Setting::default(Vec::new()),
+            storage: StorageConfig::default(),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -468,6 +476,9 @@ impl Config {
                 Source::File,
             );
             config.data_dir.set(file.data_dir, Source::File);
+            if let Some(section) = file.storage {
+                config.storage.apply_file(section)?;
+            }
             config.upload_ttl.set(
                 file.upload_ttl
                     .map(|d| parse_duration("upload_ttl", &d, Source::File))
@@ -572,6 +583,7 @@ impl Config {
             Source::Env,
         );
         config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
+        config.storage.apply_env()?;
         config.upload_ttl.set(
             env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
@@ -706,6 +718,7 @@ impl Config {
             }
             _ => {}
         }
+        config.storage.check()?;
         Ok(config)
     }
 
@@ -875,6 +888,7 @@ impl Config {
             },
             self.trusted_proxies.source
         );
+        self.storage.describe(&mut out);
         out
     }
 

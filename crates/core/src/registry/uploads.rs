@@ -371,7 +371,7 @@ impl Registry {
             return Err(Error::QuotaExceeded { used, quota });
         }
         self.blobs
-            .commit_upload(&session.id, digest)
+            .commit_upload(&session.id, digest, session.size)
             .await
             .map_err(|e| store_error("commit upload", e))?;
         let linked = self

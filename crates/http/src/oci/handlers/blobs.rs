@@ -16,6 +16,16 @@ pub async fn handle(
     let registry = &req.state.registry;
     match req.method {
         Method::GET | Method::HEAD => {
+            if req.method == Method::GET {
+                if let Some(location) = registry.blob_location(name, digest).await? {
+                    // The client fetches the bytes (and any Range of them) from the store.
+                    let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
+                    let headers = response.headers_mut();
+                    insert(headers, "location", &location);
+                    insert(headers, "docker-content-digest", &digest.to_string());
+                    return Ok(response);
+                }
+            }
             let with_body = req.method == Method::GET;
             // A malformed Range is ignored and the whole blob served, as RFC 9110 says.
             let range = header_str(req.headers, "range")
