@@ -2,6 +2,7 @@
 //! jobs runner (`berth_http::wiring`), serves until SIGINT/SIGTERM, then drains in-flight
 //! requests, stops the runner and writes the pulls still in memory.
 
+use crate::backends::blobs::BlobBackend;
 use crate::config::{Config, LogFormat};
 use axum::serve::ListenerExt as _;
 use berth_core::auth::AuthSettings;
@@ -15,7 +16,6 @@ use berth_core::webhooks::WebhookSettings;
 use berth_http::wiring::{wire, Parts, Settings};
 use berth_meta::{Durability, SqliteMeta};
 use berth_outbound::HttpTransport;
-use crate::backends::blobs::BlobBackend;
 use berth_storage::FsBlobStore;
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,7 +103,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => None,
     };
     let _lock = prepare_data_dir(&data_dir)?;
-    let blobs = BlobBackend::open(&config).await.map_err(ServeError::Blobs)?;
+    let blobs = BlobBackend::open(&config)
+        .await
+        .map_err(ServeError::Blobs)?;
     // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
     // `SqliteMeta::sync` through the store probe).
     let meta = SqliteMeta::open_with(

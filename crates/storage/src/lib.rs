@@ -8,6 +8,6 @@ pub mod s3;
 mod stream;
 
 pub use filesystem::{FsBlobStore, UploadRecovery};
+pub use maintenance::{BlobHealth, Exported, StoredFile, StoredKind};
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Settings};
-pub use maintenance::{BlobHealth, Exported, StoredFile, StoredKind};

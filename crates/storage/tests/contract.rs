@@ -41,7 +41,10 @@ async fn backends(test: &str) -> Vec<Backend> {
 }
 
 #[cfg(feature = "s3")]
-fn s3_settings(garage: &berth_testkit::garage::Garage, redirect: bool) -> berth_storage::S3Settings {
+fn s3_settings(
+    garage: &berth_testkit::garage::Garage,
+    redirect: bool,
+) -> berth_storage::S3Settings {
     berth_storage::S3Settings {
         endpoint: Some(garage.endpoint.clone()),
         region: garage.region.clone(),
@@ -188,7 +191,10 @@ async fn chunks_become_a_blob_that_reads_whole_and_in_ranges() {
             .commit_upload(&again, &digest, all.len() as u64)
             .await
             .unwrap();
-        assert_eq!(store.blob_size(&digest).await.unwrap(), Some(all.len() as u64));
+        assert_eq!(
+            store.blob_size(&digest).await.unwrap(),
+            Some(all.len() as u64)
+        );
     }
 }
 
@@ -257,7 +263,11 @@ async fn an_upload_continues_on_another_node() {
         // The other node has no state of its own: it reads the bytes so far once (to hash
         // them) and appends after them.
         let read = collect(backend.other_node.read_upload(&id).await.unwrap()).await;
-        assert!(read == all, "{}: the other node reads the upload", backend.name);
+        assert!(
+            read == all,
+            "{}: the other node reads the upload",
+            backend.name
+        );
         let more = pattern(2 * MIB + 3, 3);
         backend
             .other_node
@@ -287,7 +297,12 @@ async fn empty_blobs_missing_things_and_deletes() {
         store.create_upload(&id).await.unwrap();
         let empty = Digest::sha256_of(b"");
         store.commit_upload(&id, &empty, 0).await.unwrap();
-        assert_eq!(store.blob_size(&empty).await.unwrap(), Some(0), "{}", backend.name);
+        assert_eq!(
+            store.blob_size(&empty).await.unwrap(),
+            Some(0),
+            "{}",
+            backend.name
+        );
         assert!(collect(store.read_blob(&empty, None).await.unwrap())
             .await
             .is_empty());
@@ -324,7 +339,12 @@ async fn empty_blobs_missing_things_and_deletes() {
         digests.push(absent);
         store.delete_blobs(&digests).await.unwrap();
         for digest in &digests {
-            assert_eq!(store.blob_size(digest).await.unwrap(), None, "{}", backend.name);
+            assert_eq!(
+                store.blob_size(digest).await.unwrap(),
+                None,
+                "{}",
+                backend.name
+            );
         }
         // An abandoned upload goes with its bytes.
         let id = upload_id();
@@ -338,7 +358,11 @@ async fn empty_blobs_missing_things_and_deletes() {
         // The collection lock is exclusive while held.
         let held = store.lock_collection().await.unwrap();
         assert!(held.is_some());
-        assert!(store.lock_collection().await.unwrap().is_none(), "{}", backend.name);
+        assert!(
+            store.lock_collection().await.unwrap().is_none(),
+            "{}",
+            backend.name
+        );
         drop(held);
         assert!(store.lock_collection().await.unwrap().is_some());
     }

@@ -186,7 +186,14 @@ admin_token = "{secret}"
         must(
             self,
             &[
-                "bucket", "allow", "--read", "--write", "--owner", &self.bucket, "--key", "berth",
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                &self.bucket,
+                "--key",
+                "berth",
             ],
         );
         self.access_key_id = id;

@@ -26,11 +26,9 @@ impl BlobBackend {
                     .map_err(|e| format!("blob storage in {} is not usable: {e}", dir.display()))
             }
             #[cfg(feature = "s3")]
-            StorageKind::S3 => {
-                berth_storage::S3BlobStore::open(&config.storage.s3_settings())
-                    .await
-                    .map(|store| BlobBackend::S3(Arc::new(store)))
-            }
+            StorageKind::S3 => berth_storage::S3BlobStore::open(&config.storage.s3_settings())
+                .await
+                .map(|store| BlobBackend::S3(Arc::new(store))),
             #[cfg(not(feature = "s3"))]
             StorageKind::S3 => Err(
                 "[storage] kind = \"s3\" needs a berth built with the cargo feature `s3`".into(),

@@ -67,19 +67,6 @@ impl fmt::Debug for StorageConfig {
     }
 }
 
-/// The variable of each key.
-const VARIABLES: [(&str, &str); 9] = [
-    ("kind", "BERTH_STORAGE_KIND"),
-    ("endpoint", "BERTH_STORAGE_ENDPOINT"),
-    ("region", "BERTH_STORAGE_REGION"),
-    ("bucket", "BERTH_STORAGE_BUCKET"),
-    ("prefix", "BERTH_STORAGE_PREFIX"),
-    ("access_key_id", "BERTH_STORAGE_ACCESS_KEY_ID"),
-    ("secret_access_key", "BERTH_STORAGE_SECRET_ACCESS_KEY"),
-    ("path_style", "BERTH_STORAGE_PATH_STYLE"),
-    ("redirect", "BERTH_STORAGE_REDIRECT"),
-];
-
 fn parse_kind(raw: &str, source: Source) -> Result<StorageKind, ConfigError> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "filesystem" => Ok(StorageKind::Filesystem),
@@ -117,15 +104,14 @@ impl Default for StorageConfig {
 impl StorageConfig {
     pub(super) fn apply_file(&mut self, file: StorageFile) -> Result<(), ConfigError> {
         let from = Source::File;
-        self.kind.set(
-            file.kind.map(|k| parse_kind(&k, from)).transpose()?,
-            from,
-        );
+        self.kind
+            .set(file.kind.map(|k| parse_kind(&k, from)).transpose()?, from);
         self.endpoint.set(text(file.endpoint).map(Some), from);
         self.region.set(text(file.region), from);
         self.bucket.set(text(file.bucket).map(Some), from);
         self.prefix.set(file.prefix, from);
-        self.access_key_id.set(text(file.access_key_id).map(Some), from);
+        self.access_key_id
+            .set(text(file.access_key_id).map(Some), from);
         self.secret_access_key
             .set(text(file.secret_access_key).map(Some), from);
         self.path_style.set(file.path_style.map(Some), from);
@@ -144,7 +130,8 @@ impl StorageConfig {
         self.endpoint
             .set(env("BERTH_STORAGE_ENDPOINT")?.map(Some), from);
         self.region.set(env("BERTH_STORAGE_REGION")?, from);
-        self.bucket.set(env("BERTH_STORAGE_BUCKET")?.map(Some), from);
+        self.bucket
+            .set(env("BERTH_STORAGE_BUCKET")?.map(Some), from);
         self.prefix.set(env("BERTH_STORAGE_PREFIX")?, from);
         self.access_key_id
             .set(env("BERTH_STORAGE_ACCESS_KEY_ID")?.map(Some), from);
@@ -191,7 +178,11 @@ impl StorageConfig {
             }
             StorageKind::Filesystem => {
                 let set = [
-                    ("endpoint", self.endpoint.value.is_some(), self.endpoint.source),
+                    (
+                        "endpoint",
+                        self.endpoint.value.is_some(),
+                        self.endpoint.source,
+                    ),
                     ("bucket", self.bucket.value.is_some(), self.bucket.source),
                     (
                         "access_key_id",
@@ -278,14 +269,17 @@ impl StorageConfig {
             },
             self.secret_access_key.source,
         );
-        line("storage.path_style", &self.path_style(), self.path_style.source);
-        line("storage.redirect", &self.redirect.value, self.redirect.source);
+        line(
+            "storage.path_style",
+            &self.path_style(),
+            self.path_style.source,
+        );
+        line(
+            "storage.redirect",
+            &self.redirect.value,
+            self.redirect.source,
+        );
     }
-}
-
-/// Each key's variable, for the README and the tests.
-pub fn variables() -> &'static [(&'static str, &'static str)] {
-    &VARIABLES
 }
 
 #[cfg(test)]
@@ -331,7 +325,10 @@ mod tests {
         let mut shown = String::new();
         config.describe(&mut shown);
         assert!(shown.contains("storage.bucket") && shown.contains("registry"));
-        assert!(!shown.contains("secret\n") && shown.contains("(set)"), "{shown}");
+        assert!(
+            !shown.contains("secret\n") && shown.contains("(set)"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -354,12 +351,29 @@ mod tests {
         assert!(err.contains("unknown field"), "{err}");
     }
 
+    /// The variable of each key, as the README lists them.
+    const VARIABLES: [(&str, &str); 9] = [
+        ("kind", "BERTH_STORAGE_KIND"),
+        ("endpoint", "BERTH_STORAGE_ENDPOINT"),
+        ("region", "BERTH_STORAGE_REGION"),
+        ("bucket", "BERTH_STORAGE_BUCKET"),
+        ("prefix", "BERTH_STORAGE_PREFIX"),
+        ("access_key_id", "BERTH_STORAGE_ACCESS_KEY_ID"),
+        ("secret_access_key", "BERTH_STORAGE_SECRET_ACCESS_KEY"),
+        ("path_style", "BERTH_STORAGE_PATH_STYLE"),
+        ("redirect", "BERTH_STORAGE_REDIRECT"),
+    ];
+
     #[test]
-    fn every_key_has_a_variable() {
-        assert_eq!(variables().len(), 9);
-        for (key, variable) in variables() {
+    fn every_key_has_its_variable_and_is_in_the_readme() {
+        let readme = include_str!("../../../../README.md");
+        for (key, variable) in VARIABLES {
+            assert!(
+                readme.contains(&format!("| `{key}` | `{variable}` |")),
+                "README lists {key} with {variable}"
+            );
             assert_eq!(
-                *variable,
+                variable,
                 format!("BERTH_STORAGE_{}", key.to_ascii_uppercase())
             );
         }

@@ -109,7 +109,11 @@ impl PartCopier {
 fn etag_of(body: &str) -> Option<String> {
     let start = body.find("<ETag>")? + "<ETag>".len();
     let end = start + body[start..].find("</ETag>")?;
-    Some(body[start..end].replace("&quot;", "\"").replace("&#34;", "\""))
+    Some(
+        body[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#34;", "\""),
+    )
 }
 
 #[cfg(test)]

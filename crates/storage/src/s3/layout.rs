@@ -77,7 +77,11 @@ impl Keys {
 
     /// A probe object written and removed at startup to prove the bucket writable.
     pub fn probe(&self) -> String {
-        format!("{}.berth-probe-{}", self.prefix, uuid::Uuid::new_v4().simple())
+        format!(
+            "{}.berth-probe-{}",
+            self.prefix,
+            uuid::Uuid::new_v4().simple()
+        )
     }
 }
 
@@ -200,8 +204,16 @@ mod tests {
 
     #[test]
     fn blobs_of_100_gib_and_up_to_5_tib_stay_under_the_part_limit() {
-        assert!(most_segments(100 * GIB) < 5_000, "{}", most_segments(100 * GIB));
-        assert!(most_segments(5 << 40) < MAX_PARTS, "{}", most_segments(5 << 40));
+        assert!(
+            most_segments(100 * GIB) < 5_000,
+            "{}",
+            most_segments(100 * GIB)
+        );
+        assert!(
+            most_segments(5 << 40) < MAX_PARTS,
+            "{}",
+            most_segments(5 << 40)
+        );
         // Distribution's fixed 10 MiB parts run out at about 98 GiB (distribution #4572).
         assert!(100 * GIB / (10 << 20) > MAX_PARTS);
     }

@@ -154,9 +154,10 @@ impl S3BlobStore {
                 settings.prefix
             ));
         }
-        let endpoint = settings.endpoint.clone().unwrap_or_else(|| {
-            format!("https://s3.{}.amazonaws.com", settings.region)
-        });
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", settings.region));
         let endpoint_url = url::Url::parse(&endpoint)
             .map_err(|e| format!("[storage] endpoint {endpoint:?} is not a URL: {e}"))?;
         if !matches!(endpoint_url.scheme(), "http" | "https") || endpoint_url.host().is_none() {
@@ -187,8 +188,33 @@ impl S3BlobStore {
                 copier_client = copier_client.add_root_certificate(certificate);
             }
         }
-        let store = AmazonS3Builder::new()
-            .with_endpoint(endpoint.trim_end_matches('/'))
+        let base = endpoint.trim_end_matches('/');
+        let bucket_url = if settings.path_style {
+            format!("{base}/{}/", settings.bucket)
+        } else {
+            let mut url = endpoint_url.clone();
+            let host = format!(
+                "{}.{}",
+                settings.bucket,
+                endpoint_url.host_str().unwrap_or("")
+            );
+            url.set_host(Some(&host))
+                .map_err(|e| format!("[storage] bucket {:?}: {e}", settings.bucket))?;
+            url.set_path("/");
+            url.to_string()
+        };
+        let bucket_url = url::Url::parse(&bucket_url)
+            .map_err(|e| format!("[storage] bucket URL {bucket_url:?}: {e}"))?;
+        let mut builder = AmazonS3Builder::new();
+        if settings.endpoint.is_some() {
+            // object_store takes a virtual-hosted endpoint with the bucket in it.
+            builder = builder.with_endpoint(if settings.path_style {
+                endpoint.trim_end_matches('/')
+            } else {
+                bucket_url.as_str().trim_end_matches('/')
+            });
+        }
+        let store = builder
             .with_region(&settings.region)
             .with_bucket_name(&settings.bucket)
             .with_access_key_id(&settings.access_key_id)
@@ -207,19 +233,6 @@ impl S3BlobStore {
             .with_client_options(options)
             .build()
             .map_err(|e| format!("[storage] is not usable: {e}"))?;
-        let base = endpoint.trim_end_matches('/');
-        let bucket_url = if settings.path_style {
-            format!("{base}/{}/", settings.bucket)
-        } else {
-            let mut url = endpoint_url.clone();
-            let host = format!("{}.{}", settings.bucket, endpoint_url.host_str().unwrap_or(""));
-            url.set_host(Some(&host))
-                .map_err(|e| format!("[storage] bucket {:?}: {e}", settings.bucket))?;
-            url.set_path("/");
-            url.to_string()
-        };
-        let bucket_url = url::Url::parse(&bucket_url)
-            .map_err(|e| format!("[storage] bucket URL {bucket_url:?}: {e}"))?;
         let copier = Arc::new(PartCopier::new(
             copier_client
                 .build()
@@ -580,9 +593,9 @@ impl BlobStore for S3BlobStore {
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError> {
         let objects = self.upload_objects(id).await?;
-        let chain = objects.chain_to(offset).ok_or_else(|| {
-            other_error(format!("upload {id} holds no chain of {offset} bytes"))
-        })?;
+        let chain = objects
+            .chain_to(offset)
+            .ok_or_else(|| other_error(format!("upload {id} holds no chain of {offset} bytes")))?;
         // Leftovers of appends that failed or were never acknowledged go first, so that
         // only this append's segments can extend the chain.
         let stale: Vec<String> = objects
@@ -722,7 +735,10 @@ mod tests {
             ca_bundle: None,
         };
         let err = S3BlobStore::open(&settings).await.unwrap_err();
-        assert!(err.starts_with("S3 bucket \"registry\" at http://127.0.0.1:1 is not usable"), "{err}");
+        assert!(
+            err.starts_with("S3 bucket \"registry\" at http://127.0.0.1:1 is not usable"),
+            "{err}"
+        );
         assert!(!err.contains('\n'));
     }
 }
