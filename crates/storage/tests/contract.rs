@@ -186,7 +186,7 @@ async fn chunks_become_a_blob_that_reads_whole_and_in_ranges() {
         // Committing the same bytes again keeps the blob.
         let again = upload_id();
         store.create_upload(&again).await.unwrap();
-        append_all(store, &again, &[all.clone()]).await;
+        append_all(store, &again, std::slice::from_ref(&all)).await;
         store
             .commit_upload(&again, &digest, all.len() as u64)
             .await
