@@ -172,7 +172,14 @@ admin_token = "{secret}"
                 .cli(args)
                 .unwrap_or_else(|e| panic!("{e}\n{}", garage.log()))
         };
-        must(self, &["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        // The node answers `node id` before its RPC port listens: retry until it does.
+        loop {
+            match self.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]) {
+                Ok(_) => break,
+                Err(err) if Instant::now() > deadline => panic!("{err}\n{}", self.log()),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
         must(self, &["layout", "apply", "--version", "1"]);
         // The layout takes effect asynchronously: retry the first write until it does.
         loop {

@@ -468,9 +468,31 @@ impl S3BlobStore {
                     .enumerate()
                     .map(|(i, segment)| {
                         let copier = self.copier.clone();
+                        let store = self.store.clone();
                         let (key, upload, source) =
                             (key.to_owned(), upload.clone(), segment.key.clone());
+                        let small = segment.len < MIN_PART;
                         async move {
+                            if small {
+                                // Only the last can be: some stores (Garage) refuse to copy
+                                // a source under 5 MiB, so its bytes (fewer) are sent.
+                                let bytes = store
+                                    .get(&Path::from(source.as_str()))
+                                    .await
+                                    .map_err(|e| e.to_string())?
+                                    .bytes()
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                                return store
+                                    .put_part(
+                                        &Path::from(key.as_str()),
+                                        &upload,
+                                        i,
+                                        PutPayload::from_bytes(bytes),
+                                    )
+                                    .await
+                                    .map_err(|e| e.to_string());
+                            }
                             copier
                                 .copy_part(&key, &upload, i + 1, &source)
                                 .await
