@@ -4,6 +4,8 @@
 # Environment:
 #   REGISTRY_URL       use an already-running registry (e.g. http://127.0.0.1:5000)
 #   INTEROP_REGISTRY   what to start otherwise: berth (default) | distribution
+#   INTEROP_STORAGE    garage: the berth started keeps its blobs in a private Garage
+#                      (scripts/garage), with BERTH_STORAGE_REDIRECT as given (default true)
 #   INTEROP_CREDS      USER:PASSWORD for a REGISTRY_URL registry that wants credentials
 #   BERTH_BIN          berth binary (default: target/debug/berth)
 #   INTEROP_RESULTS    file that run.sh collects PASS/FAIL lines in
@@ -73,7 +75,13 @@ start_registry() {
         [[ $BERTH == /* ]] || BERTH=$PWD/$BERTH
         DATA=$WORK/data
         ADMIN_CREDS=admin:$ADMIN_PASSWORD
-        env "${REGISTRY_ENV[@]}" BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+        local storage_env=()
+        if [[ ${INTEROP_STORAGE:-} == garage ]]; then
+          "$ROOT/scripts/garage" start "$WORK/garage" >/dev/null
+          HELPER_PIDS+=("$(cat "$WORK/garage/garage.pid")")
+          mapfile -t storage_env < <(grep '^BERTH_' "$WORK/garage/env")
+        fi
+        env "${REGISTRY_ENV[@]}" "${storage_env[@]}" BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
           "$BERTH" serve --listen "$REG" --data-dir "$DATA" >"$WORK/server.log" 2>&1 &
         ;;
       distribution)

@@ -13,7 +13,7 @@ use crate::cli::BackupArgs;
 use crate::config::Config;
 use crate::datadir;
 use berth_meta::{ContentCounts, SqliteMeta, SqliteSnapshot};
-use berth_storage::{Exported, FsBlobStore};
+use berth_storage::Exported;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::Path;
@@ -60,6 +60,7 @@ impl BackupManifest {
 
 pub fn run(config: &Config, args: &BackupArgs) -> CliResult {
     let data_dir = &config.data_dir.value;
+    crate::backends::blobs::require_filesystem(config, "berth backup")?;
     datadir::require_database(data_dir)?;
     datadir::require_empty(&args.to, "backup target")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -76,10 +77,11 @@ async fn back_up(config: &Config, target: &Path, link: bool) -> CliResult<String
     std::fs::create_dir_all(target)
         .map_err(|e| format!("cannot create the backup target {shown}: {e}"))?;
     let snapshot_path = target.join(datadir::DATABASE_FILE);
-    let store = FsBlobStore::open(data_dir)?;
+    let backend = crate::backends::blobs::BlobBackend::open(config).await?;
+    let store = backend.filesystem("berth backup")?;
     // Held until every blob is linked or copied: no garbage collection may delete bytes
     // the snapshot records meanwhile.
-    let _collection = datadir::hold_collection(&store).await?;
+    let _collection = datadir::hold_collection(store).await?;
     let created_at = berth_core::time::rfc3339(berth_core::time::now_unix());
     let meta = SqliteMeta::open(&data_dir.join(datadir::DATABASE_FILE))
         .await

@@ -1,6 +1,10 @@
 //! Configuration: defaults, then the TOML file, then `BERTH_*` variables, then flags,
 //! validated once at startup, with the source of every value remembered.
 
+mod storage;
+
+pub use storage::{StorageConfig, StorageKind};
+
 use crate::cli::GlobalArgs;
 use berth_core::ratelimit::Rate;
 use berth_core::mirror::{validate_mirrors, MirrorAccess, MirrorConfig};
@@ -107,6 +111,8 @@ pub struct Config {
     pub mirrors: Setting<Vec<MirrorConfig>>,
     /// The mirror that serves names matching no local repository (docker's `registry-mirrors`).
     pub mirror_default: Setting<Option<String>>,
+    /// Where blob bytes are kept (`[storage]`).
+    pub storage: StorageConfig,
 }
 
 /// `text` for people reading a terminal, `json` (one object per line) for log collectors.
@@ -155,6 +161,7 @@ struct FileConfig {
     rate_limit: Option<RateLimitFile>,
     mirror: Option<Vec<MirrorEntry>>,
     mirror_default: Option<String>,
+    storage: Option<storage::StorageFile>,
 }
 
 /// The `[rate_limit]` section: `anonymous = "100;w=21600"` and so on; an absent key means
@@ -549,6 +556,7 @@ impl Config {
             rate_limit_organization: Setting::default(None),
             mirrors: Setting::default(Vec::new()),
             mirror_default: Setting::default(None),
+            storage: StorageConfig::default(),
         };
         let file_path = global.config.clone().or_else(|| env_path("BERTH_CONFIG"));
         if let Some(path) = &file_path {
@@ -560,6 +568,9 @@ impl Config {
                 Source::File,
             );
             config.data_dir.set(file.data_dir, Source::File);
+            if let Some(section) = file.storage {
+                config.storage.apply_file(section)?;
+            }
             config.upload_ttl.set(
                 file.upload_ttl
                     .map(|d| parse_duration("upload_ttl", &d, Source::File))
@@ -702,6 +713,7 @@ impl Config {
             Source::Env,
         );
         config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
+        config.storage.apply_env()?;
         config.upload_ttl.set(
             env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
@@ -873,6 +885,7 @@ impl Config {
             }
             _ => {}
         }
+        config.storage.check()?;
         Ok(config)
     }
 
@@ -1079,6 +1092,7 @@ impl Config {
             self.mirror_default.value.as_deref().unwrap_or("(none)"),
             self.mirror_default.source
         );
+        self.storage.describe(&mut out);
         out
     }
 

@@ -65,6 +65,7 @@ enum Problem {
 /// Runs the check; `Ok(true)` when nothing is wrong once it is done.
 pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
     let data_dir = &config.data_dir.value;
+    crate::backends::blobs::require_filesystem(config, "berth fsck")?;
     datadir::require_database(data_dir)?;
     let _lock = if args.repair {
         Some(datadir::try_lock(data_dir)?.ok_or_else(|| {
@@ -76,13 +77,14 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
     } else {
         None
     };
-    let store = FsBlobStore::open(data_dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let backend = runtime.block_on(crate::backends::blobs::BlobBackend::open(config))?;
+    let store = backend.filesystem("berth fsck")?;
     // Held to the end: a garbage collection run would otherwise delete blobs between the
     // reading of their records and the check of their files, and they would look missing.
-    let _collection = runtime.block_on(datadir::hold_collection(&store))?;
+    let _collection = runtime.block_on(datadir::hold_collection(store))?;
     // Listed before the records are read: see the module's comment.
     let files = store.stored_files()?;
     let (records, sessions) = runtime.block_on(async {
@@ -99,7 +101,7 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
         repair: args.repair,
         ..Report::default()
     };
-    check_records(&store, &records, args.repair, &mut report)?;
+    check_records(store, &records, args.repair, &mut report)?;
     let now = berth_core::time::now_unix();
     let grace = i64::try_from(args.grace.as_secs()).unwrap_or(i64::MAX);
     let referenced: HashSet<&Digest> = records.iter().map(|r| &r.digest).collect();
@@ -121,7 +123,7 @@ pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
         if std::fs::symlink_metadata(&file.path).is_err() {
             continue;
         }
-        orphan(&store, file, args.repair, &mut report)?;
+        orphan(store, file, args.repair, &mut report)?;
     }
     report.clean = report.missing == 0 && report.corrupt == 0 && report.orphaned == report.removed;
     if args.json {

@@ -1,14 +1,13 @@
 //! How `/readyz` and `/metrics` see the stores `serve` composed: the SQLite database and
-//! the blob directories under the data directory.
+//! the blob store (the directories under the data directory, or the bucket).
 
+use crate::backends::blobs::BlobBackend;
 use berth_http::ops::{PoolStats, StoreProbe};
 use berth_meta::SqliteMeta;
-use std::path::PathBuf;
 
 pub struct Stores {
     pub meta: SqliteMeta,
-    /// The blob store's root (`blobs/` and `uploads/` below it).
-    pub blob_root: PathBuf,
+    pub blobs: BlobBackend,
 }
 
 #[async_trait::async_trait]
@@ -18,10 +17,23 @@ impl StoreProbe for Stores {
     }
 
     /// Both directories are there and can be listed: a lost mount or a permission change
-    /// shows here before a push fails on it.
+    /// shows here before a push fails on it. A bucket answers a lookup.
     async fn blobs(&self) -> Result<(), String> {
+        let root = match &self.blobs {
+            BlobBackend::Filesystem(files) => files.root(),
+            #[cfg(feature = "s3")]
+            BlobBackend::S3(bucket) => {
+                use berth_core::ports::BlobStore as _;
+                let nothing = berth_oci::Digest::sha256_of(b"");
+                return bucket
+                    .blob_size(&nothing)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("S3 bucket: {e}"));
+            }
+        };
         for dir in ["blobs", "uploads"] {
-            let path = self.blob_root.join(dir);
+            let path = root.join(dir);
             let mut entries = tokio::fs::read_dir(&path)
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -17,6 +17,7 @@ type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 pub fn run(config: &Config, args: &RestoreArgs) -> CliResult {
     let data_dir = &config.data_dir.value;
+    crate::backends::blobs::require_filesystem(config, "berth restore")?;
     datadir::require_empty(data_dir, "data directory")?;
     let manifest = read_manifest(&args.from)?;
     let key_to_write = secrets_key_to_write(config, &args.from, &manifest)?;

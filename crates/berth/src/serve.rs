@@ -2,6 +2,7 @@
 //! jobs runner (`berth_http::wiring`), serves until SIGINT/SIGTERM, then drains in-flight
 //! requests, stops the runner and writes the pulls still in memory.
 
+use crate::backends::blobs::BlobBackend;
 use crate::config::{Config, LogFormat};
 use axum::serve::ListenerExt as _;
 use berth_core::auth::AuthSettings;
@@ -44,6 +45,8 @@ pub enum ServeError {
     Tls(String),
     #[error("{0}")]
     Mirror(String),
+    #[error("{0}")]
+    Blobs(String),
 }
 
 /// Creates the data directory, proves it writable and takes the server lock on it, so a
@@ -102,10 +105,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => None,
     };
     let _lock = prepare_data_dir(&data_dir)?;
-    let blobs = FsBlobStore::open(&data_dir).map_err(|source| ServeError::DataDir {
-        dir: shown_dir.clone(),
-        source,
-    })?;
+    let blobs = BlobBackend::open(&config)
+        .await
+        .map_err(ServeError::Blobs)?;
     // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
     // `SqliteMeta::sync` through the store probe).
     let meta = SqliteMeta::open_with(
@@ -117,7 +119,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         dir: shown_dir.clone(),
         message: e.to_string(),
     })?;
-    recover_uploads(&blobs, &meta, &shown_dir).await?;
+    if let BlobBackend::Filesystem(files) = &blobs {
+        // On S3 an append leaves no torn bytes behind and the next one clears leftovers.
+        recover_uploads(files, &meta, &shown_dir).await?;
+    }
     let meta_store = Arc::new(meta.clone());
     create_first_admin(&meta_store, &shown_dir).await?;
     let seal = crate::secrets::load_or_create(&config.secrets_key_path())
@@ -133,7 +138,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServeError::Mirror)?;
     let wired = wire(Parts {
-        blobs: Arc::new(blobs),
+        blobs: blobs.store(),
         meta: meta_store,
         clock: berth_core::clock::system(),
         transport: Arc::new(transport),
@@ -210,7 +215,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let limit_exchange = tokio::spawn(exchange_pull_limits(wired.state.pull_limits.clone()));
     let probe = Arc::new(crate::probe::Stores {
         meta: meta.clone(),
-        blob_root: data_dir.clone(),
+        blobs,
     });
     let mut ops = berth_http::ops::Operations::new(config.metrics_allow.value.clone(), probe);
     if !config.metrics.value {
@@ -246,7 +251,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
                     tracing::debug!(error = %err, "could not set TCP_NODELAY");
                 }
             });
-            tracing::info!(%addr, data_dir = %shown_dir, "berth is listening");
+            tracing::info!(%addr, data_dir = %shown_dir, storage = %config.storage.kind.value, "berth is listening");
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -309,7 +309,10 @@ mod tests {
             Bytes::from_static(content),
         )]));
         store.append_upload("u", 0, body, None).await.unwrap();
-        store.commit_upload("u", &digest).await.unwrap();
+        store
+            .commit_upload("u", &digest, content.len() as u64)
+            .await
+            .unwrap();
         (store, digest)
     }
 

@@ -1,8 +1,10 @@
 //! The test kit: a Berth server wired by `berth_http::wiring::wire` (the function `berth
 //! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
 //! jobs runner running beside it; image builders and push helpers ([`images`]); a webhook
-//! receiver that checks signatures ([`receiver`]).
+//! receiver that checks signatures ([`receiver`]); a private Garage, the S3-compatible
+//! store, for tests that want one ([`garage`]).
 
+pub mod garage;
 pub mod images;
 mod probe;
 pub mod receiver;

@@ -10,7 +10,6 @@ use berth_core::lifecycle::{format_size, parse_quota, Collector, UsageService};
 use berth_core::ports::{IdentityStore, MetaStore, Usage, UsageStore};
 use berth_core::Registry;
 use berth_meta::SqliteMeta;
-use berth_storage::FsBlobStore;
 use std::sync::Arc;
 
 fn usage_service(meta: &Arc<SqliteMeta>) -> UsageService {
@@ -20,11 +19,12 @@ fn usage_service(meta: &Arc<SqliteMeta>) -> UsageService {
 }
 
 pub(super) async fn gc(config: &Config, meta: Arc<SqliteMeta>, args: GcArgs) -> CliResult {
-    let dir = &config.data_dir.value;
-    let blobs = Arc::new(
-        FsBlobStore::open(dir)
-            .map_err(|e| format!("blob storage in {} is not usable: {e}", dir.display()))?,
-    );
+    // On S3 the collection lock holds within one process only, so a collector here could
+    // run beside the server's: there, garbage collection runs in the server (gc_interval).
+    crate::backends::blobs::require_filesystem(config, "berth gc")?;
+    let blobs = crate::backends::blobs::BlobBackend::open(config)
+        .await?
+        .store();
     let registry = Registry::new(
         blobs.clone(),
         meta.clone(),

@@ -406,7 +406,7 @@ impl Pump {
         }
         inner
             .blobs
-            .commit_upload(&self.id, &self.digest)
+            .commit_upload(&self.id, &self.digest, total)
             .await
             .map_err(|e| PumpFailure::Other(format!("committing it: {e}")))?;
         inner

@@ -54,6 +54,13 @@ pub trait BlobStore: Send + Sync {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StoreError>;
 
+    /// A URL from which a client may fetch the blob directly, for a limited time (a presigned
+    /// URL of an object store), or `None` when its bytes are only served through Berth (the
+    /// default). It does not check that the blob exists.
+    async fn blob_location(&self, _digest: &Digest) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Removes a blob's bytes (garbage collection); succeeds when they are already gone.
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
 
@@ -89,9 +96,11 @@ pub trait BlobStore: Send + Sync {
     /// Streams the bytes uploaded so far (to rebuild a hash after a restart).
     async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError>;
 
-    /// Durably makes the upload's bytes the blob `digest` (already verified by the caller)
-    /// and removes the upload. Idempotent when the blob already exists.
-    async fn commit_upload(&self, id: &str, digest: &Digest) -> Result<(), StoreError>;
+    /// Durably makes the upload's first `size` bytes (the acknowledged ones, already
+    /// verified against `digest` by the caller) the blob `digest`, and removes the upload.
+    /// The blob appears under its name all at once, never partly written. Idempotent when
+    /// the blob already exists.
+    async fn commit_upload(&self, id: &str, digest: &Digest, size: u64) -> Result<(), StoreError>;
 
     /// Discards an upload's bytes; succeeds when there is nothing to discard.
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;

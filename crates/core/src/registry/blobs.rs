@@ -21,6 +21,21 @@ impl Registry {
             .ok_or_else(|| Error::BlobUnknown(digest.clone()))
     }
 
+    /// Where a client may fetch `digest` of `repo` directly (a presigned URL of an object
+    /// store configured to redirect), or `None`: serve it with [`Registry::read_blob`].
+    pub async fn blob_location(&self, repo: &RepoName, digest: &Digest) -> Result<Option<String>> {
+        let location = self
+            .blobs
+            .blob_location(digest)
+            .await
+            .map_err(|e| store_error("locate blob", e))?;
+        if location.is_some() {
+            // Signing needs no request to the store; the link check does the access part.
+            self.blob_size(repo, digest).await?;
+        }
+        Ok(location)
+    }
+
     /// Opens a blob of `repo` for reading, honouring a `Range` request.
     pub async fn read_blob(
         &self,

@@ -378,7 +378,7 @@ impl Registry {
             }
         }
         self.blobs
-            .commit_upload(&session.id, digest)
+            .commit_upload(&session.id, digest, session.size)
             .await
             .map_err(|e| store_error("commit upload", e))?;
         let linked = self

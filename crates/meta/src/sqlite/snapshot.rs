@@ -165,7 +165,7 @@ mod tests {
             }));
         bytes.append_upload(upload, 0, stream, None).await.unwrap();
         bytes
-            .commit_upload(upload, &Digest::sha256_of(data))
+            .commit_upload(upload, &Digest::sha256_of(data), data.len() as u64)
             .await
             .unwrap();
     }

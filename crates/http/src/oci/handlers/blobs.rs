@@ -47,6 +47,16 @@ pub async fn handle(
     let registry = &req.state.registry;
     match req.method {
         Method::GET | Method::HEAD => {
+            if req.method == Method::GET {
+                if let Some(location) = registry.blob_location(name, digest).await? {
+                    // The client fetches the bytes (and any Range of them) from the store.
+                    let mut response = empty(StatusCode::TEMPORARY_REDIRECT);
+                    let headers = response.headers_mut();
+                    insert(headers, "location", &location);
+                    insert(headers, "docker-content-digest", &digest.to_string());
+                    return Ok(response);
+                }
+            }
             let with_body = req.method == Method::GET;
             let range = range_of(&req);
             let blob = registry.read_blob(name, digest, range, with_body).await?;

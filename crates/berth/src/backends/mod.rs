@@ -1,0 +1,3 @@
+//! Opening the backends the configuration names, for `serve` and the administration commands.
+
+pub mod blobs;
