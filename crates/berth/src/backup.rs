@@ -59,6 +59,7 @@ impl BackupManifest {
 }
 
 pub fn run(config: &Config, args: &BackupArgs) -> CliResult {
+    crate::backends::metadata::require_sqlite(config, "berth backup")?;
     let data_dir = &config.data_dir.value;
     datadir::require_database(data_dir)?;
     datadir::require_empty(&args.to, "backup target")?;

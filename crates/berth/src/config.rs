@@ -56,6 +56,9 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub listen: Setting<SocketAddr>,
     pub data_dir: Setting<PathBuf>,
+    /// Where the metadata lives: `None` is SQLite in the data directory (the default), or a
+    /// `postgres://` URL (cargo feature `postgres`). May hold a password: shown redacted.
+    pub database_url: Setting<Option<String>>,
     pub upload_ttl: Setting<Duration>,
     pub log: Setting<String>,
     /// The URL clients reach Berth at, for the token service's realm (None: the request's Host).
@@ -120,6 +123,7 @@ impl fmt::Display for LogFormat {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     upload_ttl: Option<String>,
     log: Option<String>,
     public_url: Option<String>,
@@ -324,6 +328,41 @@ fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
     Ok(Some(trimmed.to_owned()))
 }
 
+/// A `postgres://` (or `postgresql://`) URL. Whether this build can open it is decided by the
+/// metadata factory (`backends::metadata`), which names the cargo feature when it cannot.
+fn parse_database_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
+    let trimmed = raw.trim();
+    let rest = trimmed
+        .strip_prefix("postgres://")
+        .or_else(|| trimmed.strip_prefix("postgresql://"));
+    if !rest.is_some_and(|rest| !rest.is_empty()) || trimmed.contains(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            setting: "database_url",
+            value: redact_database_url(raw),
+            origin: source,
+            reason: "expected a postgres:// URL, e.g. postgres://berth:PASSWORD@db.example.com/berth \
+                     (leave it unset for SQLite in data_dir)"
+                .into(),
+        });
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+/// The URL with any password replaced by `***`, for logs, errors and `berth config`.
+pub fn redact_database_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// The loopback addresses: who may read `/metrics` unless `metrics_allow` says otherwise.
 pub fn loopback_only() -> Vec<IpNet> {
     let v4 = IpNet::new(IpAddr::from([127, 0, 0, 0]), 8);
@@ -434,6 +473,7 @@ impl Config {
             config_file: None,
             listen: Setting::default(SocketAddr::from(([127, 0, 0, 1], 5000))),
             data_dir: Setting::default(PathBuf::from("./berth-data")),
+            database_url: Setting::default(None),
             upload_ttl: Setting::default(Duration::from_secs(24 * 3600)),
             log: Setting::default("info".to_owned()),
             public_url: Setting::default(None),
@@ -468,6 +508,12 @@ impl Config {
                 Source::File,
             );
             config.data_dir.set(file.data_dir, Source::File);
+            config.database_url.set(
+                file.database_url
+                    .map(|u| parse_database_url(&u, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
             config.upload_ttl.set(
                 file.upload_ttl
                     .map(|d| parse_duration("upload_ttl", &d, Source::File))
@@ -572,6 +618,12 @@ impl Config {
             Source::Env,
         );
         config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
+        config.database_url.set(
+            env("BERTH_DATABASE_URL")?
+                .map(|u| parse_database_url(&u, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.upload_ttl.set(
             env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
@@ -733,6 +785,15 @@ impl Config {
             "upload_ttl",
             &format!("{}s", self.upload_ttl.value.as_secs()),
             Some(self.upload_ttl.source),
+        );
+        line(
+            "database_url",
+            &self
+                .database_url
+                .value
+                .as_deref()
+                .map_or_else(|| "(SQLite in data_dir)".to_owned(), redact_database_url),
+            Some(self.database_url.source),
         );
         line("log", &self.log.value, Some(self.log.source));
         line(
@@ -987,6 +1048,33 @@ mod tests {
         for bad in ["0", "-5", "4294967296", "ten", "١"] {
             assert!(limit(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn database_urls_are_postgres_and_never_shown_with_their_password() {
+        let url = |raw| parse_database_url(raw, Source::File);
+        assert_eq!(
+            url(" postgres://berth:pw@db:5432/berth ").unwrap().as_deref(),
+            Some("postgres://berth:pw@db:5432/berth")
+        );
+        assert!(url("postgresql://db/berth").is_ok());
+        for bad in ["", "sqlite://x.db", "mysql://db/x", "postgres://", "postgres://a b"] {
+            let err = url(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("database_url") && !err.contains('\n'),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = url("mysql://root:hunter2@db/x").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(
+            redact_database_url("postgres://berth:s3cret@db:5432/berth?sslmode=disable"),
+            "postgres://berth:***@db:5432/berth?sslmode=disable"
+        );
+        assert_eq!(
+            redact_database_url("postgres://db/berth"),
+            "postgres://db/berth"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `berth` binary: parses the command line and runs a subcommand.
 
 mod admin;
+mod backends;
 mod backup;
 mod cli;
 mod config;

@@ -108,6 +108,10 @@ pub enum Error {
     /// The client went away or sent a broken body; nothing was committed.
     #[error("request body could not be read: {0}")]
     BodyInterrupted(String),
+    /// The database cannot be reached just now; nothing was changed and the client may
+    /// retry. The message is for logs, not for clients.
+    #[error("the registry's database is unavailable just now; retry shortly")]
+    Unavailable(String),
     /// A fault of ours or of a backend; the message is for logs, not for clients.
     #[error("internal error: {0}")]
     Internal(String),

@@ -1,9 +1,11 @@
 //! The test kit: a Berth server wired by `berth_http::wiring::wire` (the function `berth
 //! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
 //! jobs runner running beside it; image builders and push helpers ([`images`]); a webhook
-//! receiver that checks signatures ([`receiver`]).
+//! receiver that checks signatures ([`receiver`]); a private PostgreSQL cluster with a
+//! database per test ([`postgres`]).
 
 pub mod images;
+pub mod postgres;
 mod probe;
 pub mod receiver;
 

@@ -1,6 +1,5 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
-use super::catalog::CatalogCache;
 use super::events::{record_event, record_events};
 use super::lifecycle::{link_checked, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
@@ -8,6 +7,7 @@ use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::protecting;
+use berth_core::registry::CatalogCache;
 use berth_core::ports::{
     BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,

@@ -1,0 +1,3 @@
+//! The backends `serve` and the administration commands open, chosen by configuration.
+
+pub mod metadata;

@@ -1,0 +1,396 @@
+//! The contract of the registry ports, the event log and the job queue, run against every
+//! backend: SQLite, and a real PostgreSQL (a private cluster from the test kit; skipped with
+//! a loud notice when PostgreSQL is not installed, required under `CI=true`). Where
+//! PostgreSQL runs transactions side by side, "two nodes" are two stores on one database.
+
+use berth_core::events::{EventKind, NewEvent};
+use berth_core::ports::{
+    BlobLinks, BlobStore, EventLog, JobQueue, ManifestPlatform, Manifests, MetaError,
+    NewJob, NewManifest, Repositories, RetryOutcome, Tags, UploadSession, UploadSessions,
+};
+use berth_meta::{PostgresMeta, SqliteMeta};
+use berth_oci::{Digest, RepoName};
+use berth_storage::FsBlobStore;
+use std::sync::Arc;
+
+const NOW: i64 = 1_700_000_000;
+const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Every port this suite covers, as one object.
+trait Store:
+    UploadSessions + BlobLinks + Manifests + Tags + Repositories + EventLog + JobQueue
+{
+}
+impl<T> Store for T where
+    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + EventLog + JobQueue
+{
+}
+
+/// One backend under test: two stores ("nodes") on the same database.
+struct Backend {
+    name: &'static str,
+    node: Arc<dyn Store>,
+    other_node: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn backends(test: &str) -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let sqlite = SqliteMeta::open(&path).await.unwrap();
+    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
+    let mut all = vec![Backend {
+        name: "sqlite",
+        node: Arc::new(sqlite),
+        other_node: Arc::new(sqlite_other),
+        _dir: dir,
+    }];
+    if let Some(db) = berth_testkit::postgres::database(test) {
+        let node = PostgresMeta::connect(&db.url).await.unwrap();
+        // The second node migrates nothing: the schema is there.
+        let other = PostgresMeta::connect(&db.url).await.unwrap();
+        all.push(Backend {
+            name: "postgres",
+            node: Arc::new(node),
+            other_node: Arc::new(other),
+            _dir: tempfile::tempdir().unwrap(),
+        });
+    }
+    all
+}
+
+fn repo(name: &str) -> RepoName {
+    name.parse().unwrap()
+}
+
+fn session(id: &str, owner: Option<&str>) -> UploadSession {
+    UploadSession {
+        id: id.to_owned(),
+        repo: repo("alice/app"),
+        size: 0,
+        created_at: NOW,
+        updated_at: NOW,
+        owner: owner.map(str::to_owned),
+    }
+}
+
+fn manifest(repo_name: &str, body: &str, blobs: &[&Digest], tags: &[&str]) -> NewManifest {
+    NewManifest {
+        repo: repo(repo_name),
+        digest: Digest::sha256_of(body.as_bytes()),
+        media_type: OCI.to_owned(),
+        body: body.as_bytes().to_vec(),
+        blobs: blobs.iter().map(|d| (*d).clone()).collect(),
+        children: vec![],
+        subject: None,
+        artifact_type: None,
+        annotations_json: None,
+        platform: ManifestPlatform::None,
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        now: NOW,
+        actor: Some("alice".to_owned()),
+        events: vec![NewEvent::about(
+            EventKind::ManifestPushed,
+            repo_name,
+            Some("alice"),
+            serde_json::json!({ "body": body }),
+        )],
+    }
+}
+
+/// Stores `bytes` as a blob in `blobs` through an upload, as a push does.
+async fn stored_blob(blobs: &FsBlobStore, id: &str, bytes: &'static [u8]) -> Digest {
+    let digest = Digest::sha256_of(bytes);
+    blobs.create_upload(id).await.unwrap();
+    let stream: berth_core::ports::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+        bytes::Bytes::from_static(bytes),
+    )]));
+    blobs.append_upload(id, 0, stream, None).await.unwrap();
+    blobs.commit_upload(id, &digest).await.unwrap();
+    digest
+}
+
+#[tokio::test]
+async fn upload_sessions_advance_by_compare_and_set_on_any_node() {
+    for b in backends("upload_sessions_advance_by_compare_and_set_on_any_node").await {
+        let s = session("s1", Some("alice"));
+        assert!(b.node.create_upload_session(&s, None).await.unwrap(), "{}", b.name);
+        // The other node sees it at once and continues it.
+        let seen = b.other_node.upload_session("s1").await.unwrap().unwrap();
+        assert_eq!(seen, s, "{}", b.name);
+        assert!(b.other_node.advance_upload_session("s1", 0, 10, NOW + 1).await.unwrap());
+        // A stale advance (from the size before) loses, on either node.
+        assert!(!b.node.advance_upload_session("s1", 0, 5, NOW + 2).await.unwrap(), "{}", b.name);
+        let now = b.node.upload_session("s1").await.unwrap().unwrap();
+        assert_eq!((now.size, now.updated_at), (10, NOW + 1), "{}", b.name);
+
+        // Many advances from the same size at once, over both nodes: exactly one wins.
+        let racers: Vec<_> = (0..16u64)
+            .map(|i| {
+                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                tokio::spawn(async move {
+                    store.advance_upload_session("s1", 10, 20 + i, NOW + 3).await.unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for racer in racers {
+            winners += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(winners, 1, "{}", b.name);
+
+        assert!(b.node.upload_session("nope").await.unwrap().is_none());
+        assert!(!b.node.advance_upload_session("nope", 0, 1, NOW).await.unwrap());
+        let stale = b.node.stale_upload_sessions(NOW + 4, 10).await.unwrap();
+        assert_eq!(stale.len(), 1, "{}", b.name);
+        assert!(b.node.stale_upload_sessions(NOW + 3, 10).await.unwrap().is_empty());
+        b.node.remove_upload_session("s1").await.unwrap();
+        assert!(b.other_node.upload_session("s1").await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_uploads_over_two_nodes_cannot_pass_the_cap() {
+    for b in backends("a_burst_of_uploads_over_two_nodes_cannot_pass_the_cap").await {
+        let racers: Vec<_> = (0..20)
+            .map(|i| {
+                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                tokio::spawn(async move {
+                    let s = session(&format!("burst-{i}"), Some("bob"));
+                    store.create_upload_session(&s, Some(3)).await.unwrap()
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for racer in racers {
+            created += usize::from(racer.await.unwrap());
+        }
+        assert_eq!(created, 3, "{}", b.name);
+        // Other owners and anonymous sessions are not counted against bob.
+        assert!(b.node.create_upload_session(&session("carol-1", Some("carol")), Some(3)).await.unwrap());
+        assert!(b.node.create_upload_session(&session("anon-1", None), Some(3)).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
+    for b in backends("completing_an_upload_links_the_blob_only_when_its_bytes_are_stored").await {
+        let data = tempfile::tempdir().unwrap();
+        let blobs = FsBlobStore::open(data.path()).unwrap();
+        let digest = stored_blob(&blobs, "u1", b"layer bytes").await;
+        b.node.create_upload_session(&session("u1", None), None).await.unwrap();
+        b.node
+            .complete_upload_session("u1", &digest, 11, NOW, &blobs as &dyn BlobStore)
+            .await
+            .unwrap();
+        assert!(b.node.upload_session("u1").await.unwrap().is_none(), "{}", b.name);
+        assert_eq!(
+            b.other_node.linked_blob_size(&repo("alice/app"), &digest).await.unwrap(),
+            Some(11),
+            "{}",
+            b.name
+        );
+        assert!(b.node.repository_exists(&repo("alice/app")).await.unwrap());
+
+        // Bytes that are not there: refused, and the session is still open to retry.
+        let missing = Digest::sha256_of(b"never stored");
+        b.node.create_upload_session(&session("u2", None), None).await.unwrap();
+        let refused = b
+            .node
+            .complete_upload_session("u2", &missing, 12, NOW, &blobs as &dyn BlobStore)
+            .await;
+        assert!(matches!(refused, Err(MetaError::BlobCollected(_))), "{}: {refused:?}", b.name);
+        assert!(b.node.upload_session("u2").await.unwrap().is_some(), "{}", b.name);
+        assert_eq!(b.node.linked_blob_size(&repo("alice/app"), &missing).await.unwrap(), None);
+
+        // Mounting: from a repository that holds it, and not from one that does not.
+        let size = b
+            .node
+            .mount_blob(&repo("bob/copy"), &repo("alice/app"), &digest, NOW)
+            .await
+            .unwrap();
+        assert_eq!(size, Some(11), "{}", b.name);
+        let none = b
+            .node
+            .mount_blob(&repo("bob/copy2"), &repo("nobody/none"), &digest, NOW)
+            .await
+            .unwrap();
+        assert_eq!(none, None, "{}", b.name);
+        assert!(!b.node.repository_exists(&repo("bob/copy2")).await.unwrap(), "{}", b.name);
+        assert!(b.node.unlink_blob(&repo("bob/copy"), &digest).await.unwrap());
+        assert!(!b.node.unlink_blob(&repo("bob/copy"), &digest).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn manifests_tags_and_referrers_behave_alike() {
+    for b in backends("manifests_tags_and_referrers_behave_alike").await {
+        let layer = Digest::sha256_of(b"layer");
+        let body = r#"{"schemaVersion":2,"layers":["one"]}"#;
+        // A manifest naming a blob the repository does not hold: refused, nothing created.
+        let refused = b.node.put_manifest(&manifest("alice/web", body, &[&layer], &["v1"])).await;
+        assert!(matches!(refused, Err(MetaError::MissingBlob(_))), "{}: {refused:?}", b.name);
+        assert!(!b.node.repository_exists(&repo("alice/web")).await.unwrap(), "{}", b.name);
+        let before = b.node.last_event_id().await.unwrap();
+
+        b.node.link_blob(&repo("alice/web"), &layer, 5, NOW).await.unwrap();
+        let pushed = manifest("alice/web", body, &[&layer], &["v1", "latest", "V2", "a"]);
+        b.node.put_manifest(&pushed).await.unwrap();
+        let got = b.other_node.manifest_by_tag(&repo("alice/web"), "v1").await.unwrap().unwrap();
+        assert_eq!((got.digest.clone(), got.body.clone()), (pushed.digest.clone(), pushed.body.clone()));
+        assert_eq!(got.media_type, OCI);
+        let by_digest = b
+            .node
+            .manifest_by_digest(&repo("alice/web"), &pushed.digest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_digest.body, pushed.body, "{}", b.name);
+        assert!(b.node.manifest_by_tag(&repo("alice/web"), "nope").await.unwrap().is_none());
+        assert!(b.node.manifest_by_tag(&repo("bob/web"), "v1").await.unwrap().is_none());
+
+        // Tags in bytewise order (upper case first), paged by `last`.
+        let tags = b.node.list_tags(&repo("alice/web"), None, 100).await.unwrap().unwrap();
+        assert_eq!(tags, ["V2", "a", "latest", "v1"], "{}", b.name);
+        let page = b.node.list_tags(&repo("alice/web"), Some("a"), 1).await.unwrap().unwrap();
+        assert_eq!(page, ["latest"], "{}", b.name);
+        assert_eq!(b.node.list_tags(&repo("nobody/x"), None, 10).await.unwrap(), None);
+
+        // The push recorded its event after the repository's creation, in one commit.
+        let events = b.node.events_after(before, 100).await.unwrap();
+        let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [EventKind::RepositoryCreated, EventKind::ManifestPushed],
+            "{}",
+            b.name
+        );
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+
+        assert!(b.node.delete_tag(&repo("alice/web"), "a", Some("alice")).await.unwrap());
+        assert!(!b.node.delete_tag(&repo("alice/web"), "a", Some("alice")).await.unwrap());
+        assert!(b.node.delete_manifest(&repo("alice/web"), &pushed.digest, Some("alice")).await.unwrap());
+        assert!(!b.node.delete_manifest(&repo("alice/web"), &pushed.digest, None).await.unwrap());
+        assert_eq!(
+            b.node.list_tags(&repo("alice/web"), None, 100).await.unwrap().unwrap(),
+            Vec::<String>::new(),
+            "{}",
+            b.name
+        );
+        let last = b.node.events_after(before, 100).await.unwrap();
+        let deleted = last.iter().find(|e| e.kind == EventKind::ManifestDeleted).unwrap();
+        assert_eq!(
+            deleted.data["tags"],
+            serde_json::json!(["V2", "latest", "v1"]),
+            "{}",
+            b.name
+        );
+        let tag_deleted = last.iter().find(|e| e.kind == EventKind::TagDeleted).unwrap();
+        assert_eq!(tag_deleted.data["tag"], "a", "{}", b.name);
+
+        // Referrers: a manifest whose subject is another, filtered by artifact type.
+        let subject_body = r#"{"schemaVersion":2,"layers":[]}"#;
+        let subject = manifest("alice/web", subject_body, &[], &["base"]);
+        b.node.put_manifest(&subject).await.unwrap();
+        let mut signature = manifest("alice/web", r#"{"sig":1}"#, &[], &[]);
+        signature.subject = Some(subject.digest.clone());
+        signature.artifact_type = Some("application/vnd.example.sig".to_owned());
+        b.node.put_manifest(&signature).await.unwrap();
+        let referrers = b.node.referrers(&repo("alice/web"), &subject.digest, None).await.unwrap();
+        assert_eq!(referrers.len(), 1, "{}", b.name);
+        assert_eq!(referrers[0].digest, signature.digest);
+        assert_eq!(referrers[0].size, 9);
+        let other_type = b
+            .node
+            .referrers(&repo("alice/web"), &subject.digest, Some("text/plain"))
+            .await
+            .unwrap();
+        assert!(other_type.is_empty(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_node_sees_repositories_another_node_created_in_its_catalog() {
+    for b in backends("a_node_sees_repositories_another_node_created_in_its_catalog").await {
+        let d = Digest::sha256_of(b"x");
+        for name in ["b/two", "a/one", "c/three"] {
+            b.node.link_blob(&repo(name), &d, 1, NOW).await.unwrap();
+        }
+        assert_eq!(
+            b.other_node.list_repositories(None, 100).await.unwrap(),
+            ["a/one", "b/two", "c/three"],
+            "{}",
+            b.name
+        );
+        assert_eq!(b.other_node.list_repositories(Some("a/one"), 1).await.unwrap(), ["b/two"]);
+        // Created on the first node after the second cached its catalog.
+        b.node.link_blob(&repo("a/zero"), &d, 1, NOW).await.unwrap();
+        assert_eq!(
+            b.other_node.list_repositories(None, 2).await.unwrap(),
+            ["a/one", "a/zero"],
+            "{}",
+            b.name
+        );
+    }
+}
+
+fn job(kind: &str, key: Option<&str>, due: i64) -> NewJob {
+    NewJob {
+        kind: kind.to_owned(),
+        payload: "{}".to_owned(),
+        due_at_ms: due,
+        max_attempts: 2,
+        unique_key: key.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn each_job_is_claimed_by_one_node_and_leases_hand_over() {
+    for b in backends("each_job_is_claimed_by_one_node_and_leases_hand_over").await {
+        assert!(b.node.enqueue_job(&job("gc", Some("gc"), 0)).await.unwrap());
+        assert!(!b.other_node.enqueue_job(&job("gc", Some("gc"), 0)).await.unwrap(), "{}", b.name);
+        for _ in 0..40 {
+            b.node.enqueue_job(&job("work", None, 0)).await.unwrap();
+        }
+        // Both nodes claim at once, again and again: every job is handed out exactly once.
+        let claimers: Vec<_> = [b.node.clone(), b.other_node.clone()]
+            .into_iter()
+            .map(|store| {
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    loop {
+                        let claimed = store.claim_jobs(1_000, 60_000, 3).await.unwrap();
+                        if claimed.is_empty() {
+                            return ids;
+                        }
+                        ids.extend(claimed.into_iter().map(|job| job.id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!((count, all.len()), (41, 41), "{}", b.name);
+
+        // A lease that ran out is claimed again by the other node; the first node's lease
+        // is then worth nothing.
+        b.node.enqueue_job(&job("late", Some("late"), 2_000)).await.unwrap();
+        let first = b.node.claim_jobs(2_000, 100, 1).await.unwrap().remove(0);
+        assert!(b.other_node.claim_jobs(2_050, 100, 1).await.unwrap().is_empty(), "{}", b.name);
+        let second = b.other_node.claim_jobs(2_200, 100, 1).await.unwrap().remove(0);
+        assert_eq!((second.id, second.attempt), (first.id, 2), "{}", b.name);
+        assert!(!b.node.finish_job(first.id, &first.lease).await.unwrap(), "{}", b.name);
+        // Out of attempts: the retry buries it.
+        let outcome = b.other_node.retry_job(second.id, &second.lease, 3_000, "boom").await.unwrap();
+        assert_eq!(outcome, RetryOutcome::Dead, "{}", b.name);
+        let dead = b.node.list_jobs(true, 10).await.unwrap();
+        assert_eq!(dead.len(), 1, "{}", b.name);
+        assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
+        assert_eq!(b.node.prune_dead_jobs(i64::MAX).await.unwrap(), 1, "{}", b.name);
+    }
+}
