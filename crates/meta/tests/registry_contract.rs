@@ -1,12 +1,14 @@
-//! The contract of the registry ports, the event log and the job queue, run against every
+//! The contract of the registry ports, the Hub's store, the event log and the job queue,
+//! run against every
 //! backend: SQLite, and a real PostgreSQL (a private cluster from the test kit; skipped with
 //! a loud notice when PostgreSQL is not installed, required under `CI=true`). Where
 //! PostgreSQL runs transactions side by side, "two nodes" are two stores on one database.
 
 use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{
-    BlobLinks, BlobStore, EventLog, JobQueue, ManifestPlatform, Manifests, MetaError,
-    NewJob, NewManifest, Repositories, RetryOutcome, Tags, UploadSession, UploadSessions,
+    BlobLinks, BlobStore, EventLog, HubStore, JobQueue, ManifestPlatform, Manifests, MetaError,
+    NewJob, NewManifest, PullEvent, Repositories, RetryOutcome, SearchQuery, SearchSort, TagSort,
+    Tags, UploadSession, UploadSessions, Viewer,
 };
 use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
@@ -18,11 +20,18 @@ const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Every port this suite covers, as one object.
 trait Store:
-    UploadSessions + BlobLinks + Manifests + Tags + Repositories + EventLog + JobQueue
+    UploadSessions + BlobLinks + Manifests + Tags + Repositories + HubStore + EventLog + JobQueue
 {
 }
 impl<T> Store for T where
-    T: UploadSessions + BlobLinks + Manifests + Tags + Repositories + EventLog + JobQueue
+    T: UploadSessions
+        + BlobLinks
+        + Manifests
+        + Tags
+        + Repositories
+        + HubStore
+        + EventLog
+        + JobQueue
 {
 }
 
@@ -392,5 +401,163 @@ async fn each_job_is_claimed_by_one_node_and_leases_hand_over() {
         assert_eq!(dead.len(), 1, "{}", b.name);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
         assert_eq!(b.node.prune_dead_jobs(i64::MAX).await.unwrap(), 1, "{}", b.name);
+    }
+}
+
+fn search_for(text: &str, viewer: Viewer, sort: SearchSort, offset: u32, limit: u32) -> SearchQuery {
+    SearchQuery {
+        text: text.to_owned(),
+        viewer,
+        name_patterns: Vec::new(),
+        official_only: false,
+        min_stars: 0,
+        namespace: None,
+        sort,
+        offset,
+        limit,
+    }
+}
+
+fn pull(repo_name: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEvent {
+    PullEvent {
+        repo: repo(repo_name),
+        tag: tag.map(str::to_owned),
+        digest: digest.clone(),
+        at,
+    }
+}
+
+#[tokio::test]
+async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() {
+    for b in backends("search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see").await {
+        let d = Digest::sha256_of(b"x");
+        for name in [
+            "bob/my-redis",
+            "alice/redis-tools",
+            "library/redis",
+            "carol/cache",
+            "dave/other",
+            "erin/redis-cli",
+        ] {
+            b.node.link_blob(&repo(name), &d, 1, NOW).await.unwrap();
+        }
+        assert!(b
+            .node
+            .set_descriptions(&repo("carol/cache"), Some("A Redis cache"), None)
+            .await
+            .unwrap());
+        let popular = Digest::sha256_of(b"popular");
+        let pulls: Vec<PullEvent> = (0..3).map(|i| pull("erin/redis-cli", &popular, None, NOW + i)).collect();
+        b.node.record_pulls(&pulls).await.unwrap();
+
+        let names = |page: berth_core::ports::SearchPage| {
+            (page.total, page.results.into_iter().map(|r| r.name).collect::<Vec<_>>())
+        };
+        let all = b
+            .node
+            .search(&search_for("Redis", Viewer::Everything, SearchSort::Relevance, 0, 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            names(all),
+            (
+                5,
+                vec![
+                    // The exact name, then names starting with the query (more pulled
+                    // first), then the query later in the name, then the description.
+                    "library/redis".to_owned(),
+                    "erin/redis-cli".to_owned(),
+                    "alice/redis-tools".to_owned(),
+                    "bob/my-redis".to_owned(),
+                    "carol/cache".to_owned(),
+                ]
+            ),
+            "{}",
+            b.name
+        );
+        let page = b
+            .node
+            .search(&search_for("redis", Viewer::Everything, SearchSort::Relevance, 1, 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            names(page),
+            (5, vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]),
+            "{}",
+            b.name
+        );
+        let by_pulls = b
+            .node
+            .search(&search_for("redis", Viewer::Everything, SearchSort::Pulls, 0, 2))
+            .await
+            .unwrap();
+        assert_eq!(
+            names(by_pulls),
+            (5, vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]),
+            "{}",
+            b.name
+        );
+        // A new namespace's repositories start private: anonymous callers find only the
+        // public official image, in results and total alike.
+        let public = b
+            .node
+            .search(&search_for("redis", Viewer::Public, SearchSort::Relevance, 0, 10))
+            .await
+            .unwrap();
+        assert_eq!(names(public), (1, vec!["library/redis".to_owned()]), "{}", b.name);
+        let nothing = b
+            .node
+            .search(&search_for(" -/- ", Viewer::Everything, SearchSort::Relevance, 0, 10))
+            .await
+            .unwrap();
+        assert_eq!(nothing.total, 0, "{}", b.name);
+        let mut scoped = search_for("redis", Viewer::Everything, SearchSort::Relevance, 0, 10);
+        scoped.name_patterns = vec!["alice/*".to_owned(), "bob/my-*".to_owned()];
+        assert_eq!(
+            names(b.node.search(&scoped).await.unwrap()),
+            (2, vec!["alice/redis-tools".to_owned(), "bob/my-redis".to_owned()]),
+            "{}",
+            b.name
+        );
+        let mut every = search_for("", Viewer::Everything, SearchSort::LastUpdated, 0, 100);
+        every.namespace = Some("carol".to_owned());
+        assert_eq!(names(b.node.search(&every).await.unwrap()), (1, vec!["carol/cache".to_owned()]));
+    }
+}
+
+#[tokio::test]
+async fn a_platform_manifest_pulled_after_its_index_is_not_counted_twice() {
+    for b in backends("a_platform_manifest_pulled_after_its_index_is_not_counted_twice").await {
+        let child = manifest("alice/multi", r#"{"child":1}"#, &[], &[]);
+        b.node.put_manifest(&child).await.unwrap();
+        let mut index = manifest("alice/multi", r#"{"index":1}"#, &[], &["v1"]);
+        index.children = vec![child.digest.clone()];
+        b.node.put_manifest(&index).await.unwrap();
+        b.node
+            .record_pulls(&[
+                pull("alice/multi", &index.digest, Some("v1"), NOW + 10),
+                pull("alice/multi", &child.digest, None, NOW + 11),
+            ])
+            .await
+            .unwrap();
+        // Another node flushes its own batch: a pull of the index by digest counts.
+        b.other_node
+            .record_pulls(&[
+                pull("alice/multi", &index.digest, None, NOW + 5),
+                pull("gone/repo", &index.digest, None, NOW + 5),
+            ])
+            .await
+            .unwrap();
+        let info = b.node.repository_info(&repo("alice/multi")).await.unwrap().unwrap();
+        assert_eq!((info.pull_count, info.last_pulled_at), (2, Some(NOW + 11)), "{}", b.name);
+        let (total, tags) = b
+            .node
+            .tag_records(&repo("alice/multi"), TagSort::LastPulled, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(total, 1, "{}", b.name);
+        // The pull of the child by digest went through the index's tag.
+        assert_eq!(tags[0].last_pulled_at, Some(NOW + 11), "{}", b.name);
+        assert_eq!(tags[0].digest, index.digest);
     }
 }

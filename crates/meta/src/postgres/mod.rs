@@ -7,6 +7,7 @@
 //! a transaction-scoped advisory lock on a name (see [`lock_name`]).
 
 mod events;
+mod hub;
 mod jobs;
 mod links;
 mod migrate;
@@ -15,8 +16,7 @@ mod registry;
 use berth_core::ports::MetaError;
 use berth_core::registry::CatalogCache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
-use std::str::FromStr as _;
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,12 +30,12 @@ impl PostgresMeta {
         "Manifests",
         "Tags",
         "Repositories",
+        "HubStore",
         "EventLog",
         "JobQueue",
     ];
     pub const MISSING_PORTS: &'static [&'static str] = &[
         "IdentityStore",
-        "HubStore",
         "WebhookStore",
         "Collection",
         "UsageStore",
@@ -65,9 +65,15 @@ impl PostgresMeta {
     /// server cannot be reached and `Backend` when it refuses (a wrong password, no such
     /// database); the message never holds the password.
     pub async fn connect(url: &str) -> Result<PostgresMeta, MetaError> {
-        let options = PgConnectOptions::from_str(url)
+        let options = url
+            .parse::<PgConnectOptions>()
             .map_err(|e| MetaError::Backend(format!("database_url is invalid: {e}")))?
             .application_name("berth");
+        // One connection first, outside the pool: the pool retries a refused connection
+        // until its timeout and then reports only that it timed out, where startup must
+        // say why (refused, no such database, a wrong password).
+        let probe = PgConnection::connect_with(&options).await.map_err(backend)?;
+        probe.close().await.map_err(backend)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
