@@ -1,4 +1,5 @@
-//! The contract of the registry ports, the Hub's store, the event log and the job queue,
+//! The contract of the registry ports, the Hub's store, the event log, the job queue and
+//! garbage collection with usage,
 //! run against every
 //! backend: SQLite, and a real PostgreSQL (a private cluster from the test kit; skipped with
 //! a loud notice when PostgreSQL is not installed, required under `CI=true`). Where
@@ -6,9 +7,9 @@
 
 use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{
-    BlobLinks, BlobStore, EventLog, HubStore, JobQueue, ManifestPlatform, Manifests, MetaError,
+    BlobLinks, BlobStore, Collection, EventLog, HubStore, JobQueue, ManifestPlatform, Manifests, MetaError,
     NewJob, NewManifest, PullEvent, Repositories, RetryOutcome, SearchQuery, SearchSort, TagSort,
-    Tags, UploadSession, UploadSessions, Viewer,
+    Tags, UploadSession, UploadSessions, UsageStore, Viewer,
 };
 use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
@@ -20,7 +21,16 @@ const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Every port this suite covers, as one object.
 trait Store:
-    UploadSessions + BlobLinks + Manifests + Tags + Repositories + HubStore + EventLog + JobQueue
+    UploadSessions
+    + BlobLinks
+    + Manifests
+    + Tags
+    + Repositories
+    + HubStore
+    + EventLog
+    + JobQueue
+    + Collection
+    + UsageStore
 {
 }
 impl<T> Store for T where
@@ -32,6 +42,8 @@ impl<T> Store for T where
         + HubStore
         + EventLog
         + JobQueue
+        + Collection
+        + UsageStore
 {
 }
 
@@ -559,5 +571,101 @@ async fn a_platform_manifest_pulled_after_its_index_is_not_counted_twice() {
         // The pull of the child by digest went through the index's tag.
         assert_eq!(tags[0].last_pulled_at, Some(NOW + 11), "{}", b.name);
         assert_eq!(tags[0].digest, index.digest);
+    }
+}
+
+#[tokio::test]
+async fn a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marked() {
+    for b in backends("a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marked").await {
+        let stale = Digest::sha256_of(b"stale");
+        let used = Digest::sha256_of(b"used");
+        b.node.link_blob(&repo("alice/app"), &stale, 10, NOW).await.unwrap();
+        b.node.link_blob(&repo("alice/app"), &used, 20, NOW).await.unwrap();
+        b.node
+            .put_manifest(&manifest("alice/app", r#"{"uses":1}"#, &[&used], &["v1"]))
+            .await
+            .unwrap();
+        let window = b.node.collectable_blobs(None, 100, NOW + 1).await.unwrap();
+        assert_eq!(window.candidates, [(stale.clone(), 10)], "{}", b.name);
+        // Both asked: only the unreferenced one is marked, its stale link dropped.
+        let marked = b
+            .other_node
+            .mark_blobs(&[stale.clone(), used.clone()], NOW + 1, NOW + 2)
+            .await
+            .unwrap();
+        assert_eq!(marked, [(stale.clone(), 10)], "{}", b.name);
+        assert_eq!(b.node.linked_blob_size(&repo("alice/app"), &stale).await.unwrap(), None);
+        let relinked = b.node.link_blob(&repo("bob/app"), &stale, 10, NOW + 3).await;
+        assert!(matches!(relinked, Err(MetaError::BlobCollected(_))), "{}: {relinked:?}", b.name);
+        let pushed = b
+            .node
+            .put_manifest(&manifest("alice/app", r#"{"late":1}"#, &[&stale], &[]))
+            .await;
+        assert!(matches!(pushed, Err(MetaError::MissingBlob(_))), "{}: {pushed:?}", b.name);
+        assert_eq!(b.node.doomed_blobs(10).await.unwrap(), [(stale.clone(), 10)]);
+        b.node.drop_doomed_blobs(&[stale.clone()]).await.unwrap();
+        assert!(b.node.doomed_blobs(10).await.unwrap().is_empty(), "{}", b.name);
+
+        // A manifest no repository holds any longer is an orphan, and goes.
+        let orphan = manifest("alice/app", r#"{"orphan":1}"#, &[], &[]);
+        b.node.put_manifest(&orphan).await.unwrap();
+        assert!(b.node.delete_manifest(&repo("alice/app"), &orphan.digest, None).await.unwrap());
+        let orphans = b.node.orphan_manifests(None, 10).await.unwrap();
+        assert_eq!(orphans, [orphan.digest.to_string()], "{}", b.name);
+        assert_eq!(b.node.delete_orphan_manifests(&orphans).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link() {
+    for b in backends("usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link").await {
+        let shared = Digest::sha256_of(b"shared");
+        b.node.link_blob(&repo("alice/a"), &shared, 100, NOW).await.unwrap();
+        b.node.link_blob(&repo("alice/b"), &shared, 100, NOW).await.unwrap();
+        let usage = b.other_node.namespace_usage("alice").await.unwrap();
+        assert_eq!((usage.bytes, usage.quota), (100, None), "{}", b.name);
+        assert_eq!(b.node.repository_usage(&repo("alice/b")).await.unwrap(), Some(100));
+        assert_eq!(b.node.repository_usage(&repo("alice/none")).await.unwrap(), None);
+
+        b.node.set_quota("alice", Some(150)).await.unwrap();
+        let big = Digest::sha256_of(b"big");
+        assert_eq!(
+            b.node.quota_check(&repo("alice/c"), &big, 60).await.unwrap(),
+            Some((100, 150)),
+            "{}",
+            b.name
+        );
+        // A blob the namespace holds already adds nothing.
+        assert_eq!(b.node.quota_check(&repo("alice/c"), &shared, 100).await.unwrap(), None);
+        let refused = b.node.link_blob(&repo("alice/c"), &big, 60, NOW).await;
+        assert!(
+            matches!(refused, Err(MetaError::QuotaExceeded { used: 100, quota: 150 })),
+            "{}: {refused:?}",
+            b.name
+        );
+        assert!(!b.node.repository_exists(&repo("alice/c")).await.unwrap(), "{}", b.name);
+        // Links from two nodes at once cannot both pass the quota with its last bytes.
+        let racers: Vec<_> = (0..6u8)
+            .map(|i| {
+                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                tokio::spawn(async move {
+                    let digest = Digest::sha256_of(&[i]);
+                    store.link_blob(&repo("alice/d"), &digest, 20, NOW).await
+                })
+            })
+            .collect();
+        let mut linked = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(()) => linked += 1,
+                Err(MetaError::QuotaExceeded { .. }) => {}
+                Err(other) => panic!("{}: {other:?}", b.name),
+            }
+        }
+        assert_eq!(linked, 2, "{}", b.name);
+        assert_eq!(b.node.namespace_usage("alice").await.unwrap().bytes, 140);
+        assert_eq!(b.node.recompute_usage().await.unwrap().corrected, 0, "{}", b.name);
+        b.node.set_quota("alice", None).await.unwrap();
+        b.node.link_blob(&repo("alice/c"), &big, 60, NOW).await.unwrap();
     }
 }

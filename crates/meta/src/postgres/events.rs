@@ -8,8 +8,10 @@ use sqlx::{Postgres, Row, Transaction};
 
 /// Serializes the transactions that write events, so ids commit in id order: a reader that
 /// saw event 7 can never later find a 6 that committed after it (SQLite's single writer
-/// gives this for free). Held from the first event of a transaction to its commit.
-const EVENT_ORDER_LOCK: &str = "berth:events";
+/// gives this for free). Taken as the first step of every transaction that may record an
+/// event ([`PostgresMeta::begin_recording`]), before any row lock, so it cannot close a
+/// cycle of waits; held to the commit.
+pub(super) const EVENT_ORDER_LOCK: &str = "berth:events";
 
 /// Records events in the caller's transaction.
 pub(super) async fn record_events(
@@ -20,6 +22,8 @@ pub(super) async fn record_events(
     if events.is_empty() {
         return Ok(());
     }
+    // Already held when the transaction began with `begin_recording`; taking it again in
+    // the same transaction does not wait.
     super::lock_name(tx, EVENT_ORDER_LOCK).await?;
     for event in events {
         sqlx::query(

@@ -381,10 +381,12 @@ impl HubStore for PostgresMeta {
         // Repositories in name order (the tally's), so two nodes flushing at once lock
         // their rows in the same order and never deadlock.
         for (repo, manifests) in tally_pulls(pulls) {
-            let repo_id: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-                    .bind(repo)
-                    .fetch_optional(&mut *tx)
+            // The repository row first, then its tags, as a push takes them.
+            let repo_id: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
+            )
+            .bind(repo)
+            .fetch_optional(&mut *tx)
                     .await
                     .map_err(backend)?;
             // Deleted since the pull: nothing left to count against.

@@ -9,6 +9,7 @@
 mod events;
 mod hub;
 mod jobs;
+mod lifecycle;
 mod links;
 mod migrate;
 mod registry;
@@ -33,12 +34,12 @@ impl PostgresMeta {
         "HubStore",
         "EventLog",
         "JobQueue",
+        "Collection",
+        "UsageStore",
     ];
     pub const MISSING_PORTS: &'static [&'static str] = &[
         "IdentityStore",
         "WebhookStore",
-        "Collection",
-        "UsageStore",
         "LifecycleStore",
     ];
 }
@@ -111,6 +112,15 @@ impl PostgresMeta {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
         self.pool.begin().await.map_err(backend)
+    }
+
+    /// Begins a transaction that may record events, holding the event-order lock from the
+    /// start (see `events::EVENT_ORDER_LOCK`). Such transactions run one at a time, as
+    /// every write does on SQLite; reads and event-free writes run beside them.
+    async fn begin_recording(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
+        let mut tx = self.begin().await?;
+        lock_name(&mut tx, events::EVENT_ORDER_LOCK).await?;
+        Ok(tx)
     }
 }
 

@@ -136,7 +136,7 @@ impl UploadSessions for PostgresMeta {
         now: i64,
         bytes: &dyn BlobStore,
     ) -> Result<(), MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         let repo: Option<String> =
             sqlx::query_scalar("DELETE FROM upload_sessions WHERE id = $1 RETURNING repository")
                 .bind(id)
@@ -167,7 +167,7 @@ impl BlobLinks for PostgresMeta {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         link_checked(
             &mut tx,
             repo.as_str(),
@@ -187,7 +187,7 @@ impl BlobLinks for PostgresMeta {
         digest: &Digest,
         now: i64,
     ) -> Result<Option<u64>, MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         // The source link is locked until the commit, so the collector cannot drop it
         // (and then the blob) between this read and the new link.
         let size: Option<i64> = sqlx::query_scalar(
@@ -252,22 +252,43 @@ impl BlobLinks for PostgresMeta {
     }
 }
 
-/// Whether `table` (a repository link table) holds `digest` for the repository; the row is
-/// locked until the commit so that a concurrent delete cannot remove what a manifest is
-/// about to reference.
-async fn row_exists(
+/// Whether the repository links `digest` and the blob is not doomed. The link and the blob
+/// row are locked until the commit: a collector marking the blob (which locks the blob row
+/// first, then re-checks references in a fresh snapshot) either waits for this push and
+/// then sees its reference, or marked first, and then this check finds the blob doomed.
+async fn blob_linked(
     tx: &mut Transaction<'_, Postgres>,
-    table: &'static str,
     repo_id: i64,
     digest: &Digest,
 ) -> Result<bool, MetaError> {
-    let sql = format!("SELECT 1 FROM {table} WHERE repository_id = $1 AND digest = $2 FOR SHARE");
-    let found: Option<i32> = sqlx::query_scalar(&sql)
-        .bind(repo_id)
-        .bind(digest.to_string())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest \
+         WHERE rb.repository_id = $1 AND rb.digest = $2 AND b.deleting_at IS NULL \
+         FOR SHARE OF rb, b",
+    )
+    .bind(repo_id)
+    .bind(digest.to_string())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(found.is_some())
+}
+
+/// Whether the repository holds the manifest `digest`; the link is locked until the commit,
+/// so a concurrent delete cannot remove what an index is about to list.
+async fn manifest_linked(
+    tx: &mut Transaction<'_, Postgres>,
+    repo_id: i64,
+    digest: &Digest,
+) -> Result<bool, MetaError> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM repository_manifests WHERE repository_id = $1 AND digest = $2 FOR SHARE",
+    )
+    .bind(repo_id)
+    .bind(digest.to_string())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(found.is_some())
 }
 
@@ -320,9 +341,17 @@ impl PostgresMeta {
 #[async_trait::async_trait]
 impl Manifests for PostgresMeta {
     async fn put_manifest(&self, m: &NewManifest) -> Result<(), MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         let repo_id =
             ensure_repository(&mut tx, m.repo.as_str(), m.now, m.actor.as_deref()).await?;
+        // The repository row first, then its tags: the order the pull flush takes them
+        // in too, so the two never wait on each other in a cycle.
+        sqlx::query("UPDATE repositories SET last_pushed_at = $1 WHERE id = $2")
+            .bind(m.now)
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         let digest = m.digest.to_string();
         // An immutable tag may be pushed again with the manifest it has (a CI rerun), never
         // moved; the rules are read under their lock and the tag row locked, so neither
@@ -345,12 +374,12 @@ impl Manifests for PostgresMeta {
             }
         }
         for blob in &m.blobs {
-            if !row_exists(&mut tx, "repository_blobs", repo_id, blob).await? {
+            if !blob_linked(&mut tx, repo_id, blob).await? {
                 return Err(MetaError::MissingBlob(blob.clone()));
             }
         }
         for child in &m.children {
-            if !row_exists(&mut tx, "repository_manifests", repo_id, child).await? {
+            if !manifest_linked(&mut tx, repo_id, child).await? {
                 return Err(MetaError::MissingManifest(child.clone()));
             }
         }
@@ -421,12 +450,6 @@ impl Manifests for PostgresMeta {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query("UPDATE repositories SET last_pushed_at = $1 WHERE id = $2")
-            .bind(m.now)
-            .bind(repo_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         for tag in &m.tags {
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, digest, pushed_at) VALUES ($1, $2, $3, $4) \
@@ -487,7 +510,7 @@ impl Manifests for PostgresMeta {
         digest: &Digest,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         let rules = immutable_rules_on(&mut tx, repo.as_str()).await?;
         // The tags are locked with the manifest link, so the event names exactly the tags
         // that went with it.
@@ -640,7 +663,7 @@ impl Tags for PostgresMeta {
         tag: &str,
         actor: Option<&str>,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_recording().await?;
         let rules = immutable_rules_on(&mut tx, repo.as_str()).await?;
         let digest: Option<String> = sqlx::query_scalar(
             "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id \
