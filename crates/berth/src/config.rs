@@ -340,9 +340,10 @@ fn parse_database_url(raw: &str, source: Source) -> Result<Option<String>, Confi
             setting: "database_url",
             value: redact_database_url(raw),
             origin: source,
-            reason: "expected a postgres:// URL, e.g. postgres://berth:PASSWORD@db.example.com/berth \
+            reason:
+                "expected a postgres:// URL, e.g. postgres://berth:PASSWORD@db.example.com/berth \
                      (leave it unset for SQLite in data_dir)"
-                .into(),
+                    .into(),
         });
     }
     Ok(Some(trimmed.to_owned()))
@@ -1054,11 +1055,19 @@ mod tests {
     fn database_urls_are_postgres_and_never_shown_with_their_password() {
         let url = |raw| parse_database_url(raw, Source::File);
         assert_eq!(
-            url(" postgres://berth:pw@db:5432/berth ").unwrap().as_deref(),
+            url(" postgres://berth:pw@db:5432/berth ")
+                .unwrap()
+                .as_deref(),
             Some("postgres://berth:pw@db:5432/berth")
         );
         assert!(url("postgresql://db/berth").is_ok());
-        for bad in ["", "sqlite://x.db", "mysql://db/x", "postgres://", "postgres://a b"] {
+        for bad in [
+            "",
+            "sqlite://x.db",
+            "mysql://db/x",
+            "postgres://",
+            "postgres://a b",
+        ] {
             let err = url(bad).unwrap_err().to_string();
             assert!(
                 err.contains("database_url") && !err.contains('\n'),

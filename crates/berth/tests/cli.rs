@@ -392,7 +392,10 @@ fn unusable_data_dir_is_reported() {
 #[test]
 fn a_database_url_that_is_not_postgres_is_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "database_url = \"mysql://root:hunter2@db/berth\"\n");
+    let config = write_config(
+        dir.path(),
+        "database_url = \"mysql://root:hunter2@db/berth\"\n",
+    );
     let mut cmd = berth();
     cmd.arg("--config").arg(&config).args(["config", "show"]);
     let output = run(cmd, QUICK);
@@ -442,14 +445,17 @@ fn an_unreachable_database_stops_serve_and_commands_with_one_line_without_its_pa
         .arg(dir.path().join("backup"));
     let output = run(backup, QUICK);
     let line = assert_startup_error(&output, "error: berth backup works on the SQLite", "backup");
-    assert!(line.contains("pg_dump") && !line.contains("hunter2"), "{line}");
+    assert!(
+        line.contains("pg_dump") && !line.contains("hunter2"),
+        "{line}"
+    );
 }
 
 #[test]
 fn serve_on_postgres_refuses_naming_what_is_not_ported_yet() {
-    let Some(db) =
-        berth_testkit::postgres::database("serve_on_postgres_refuses_naming_what_is_not_ported_yet")
-    else {
+    let Some(db) = berth_testkit::postgres::database(
+        "serve_on_postgres_refuses_naming_what_is_not_ported_yet",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -464,14 +470,20 @@ fn serve_on_postgres_refuses_naming_what_is_not_ported_yet() {
         "error: the PostgreSQL metadata backend is not complete",
         "serve on postgres",
     );
-    assert!(line.contains("IdentityStore") && line.contains("unset database_url"), "{line}");
+    assert!(
+        line.contains("IdentityStore") && line.contains("unset database_url"),
+        "{line}"
+    );
 }
 
 #[test]
 fn config_show_names_the_database_without_its_password() {
     let mut cmd = berth();
-    cmd.env("BERTH_DATABASE_URL", "postgres://berth:hunter2@db.internal:5432/berth")
-        .args(["config", "show"]);
+    cmd.env(
+        "BERTH_DATABASE_URL",
+        "postgres://berth:hunter2@db.internal:5432/berth",
+    )
+    .args(["config", "show"]);
     let settings = config_show(cmd);
     expect_setting(
         &settings,

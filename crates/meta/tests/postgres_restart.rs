@@ -26,8 +26,14 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
         "{failed:?}"
     );
     // Bounded by the pool's acquire timeout, not by TCP's.
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
-    let write = meta.link_blob(&"bob/app".parse().unwrap(), &blob, 1, 0).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let write = meta
+        .link_blob(&"bob/app".parse().unwrap(), &blob, 1, 0)
+        .await;
     assert!(matches!(write, Err(MetaError::Unavailable(_))), "{write:?}");
 
     berth_testkit::postgres::restart();
@@ -43,5 +49,7 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
     };
     // What committed before the restart is there; the refused write left nothing.
     assert_eq!(names, ["alice/app"]);
-    meta.link_blob(&"carol/app".parse().unwrap(), &blob, 1, 0).await.unwrap();
+    meta.link_blob(&"carol/app".parse().unwrap(), &blob, 1, 0)
+        .await
+        .unwrap();
 }

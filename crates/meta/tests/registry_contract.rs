@@ -7,9 +7,9 @@
 
 use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{
-    BlobLinks, BlobStore, Collection, EventLog, HubStore, JobQueue, ManifestPlatform, Manifests, MetaError,
-    NewJob, NewManifest, PullEvent, Repositories, RetryOutcome, SearchQuery, SearchSort, TagSort,
-    Tags, UploadSession, UploadSessions, UsageStore, Viewer,
+    BlobLinks, BlobStore, Collection, EventLog, HubStore, JobQueue, ManifestPlatform, Manifests,
+    MetaError, NewJob, NewManifest, PullEvent, Repositories, RetryOutcome, SearchQuery, SearchSort,
+    TagSort, Tags, UploadSession, UploadSessions, UsageStore, Viewer,
 };
 use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
@@ -135,22 +135,44 @@ async fn stored_blob(blobs: &FsBlobStore, id: &str, bytes: &'static [u8]) -> Dig
 async fn upload_sessions_advance_by_compare_and_set_on_any_node() {
     for b in backends("upload_sessions_advance_by_compare_and_set_on_any_node").await {
         let s = session("s1", Some("alice"));
-        assert!(b.node.create_upload_session(&s, None).await.unwrap(), "{}", b.name);
+        assert!(
+            b.node.create_upload_session(&s, None).await.unwrap(),
+            "{}",
+            b.name
+        );
         // The other node sees it at once and continues it.
         let seen = b.other_node.upload_session("s1").await.unwrap().unwrap();
         assert_eq!(seen, s, "{}", b.name);
-        assert!(b.other_node.advance_upload_session("s1", 0, 10, NOW + 1).await.unwrap());
+        assert!(b
+            .other_node
+            .advance_upload_session("s1", 0, 10, NOW + 1)
+            .await
+            .unwrap());
         // A stale advance (from the size before) loses, on either node.
-        assert!(!b.node.advance_upload_session("s1", 0, 5, NOW + 2).await.unwrap(), "{}", b.name);
+        assert!(
+            !b.node
+                .advance_upload_session("s1", 0, 5, NOW + 2)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
         let now = b.node.upload_session("s1").await.unwrap().unwrap();
         assert_eq!((now.size, now.updated_at), (10, NOW + 1), "{}", b.name);
 
         // Many advances from the same size at once, over both nodes: exactly one wins.
         let racers: Vec<_> = (0..16u64)
             .map(|i| {
-                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                let store = if i % 2 == 0 {
+                    b.node.clone()
+                } else {
+                    b.other_node.clone()
+                };
                 tokio::spawn(async move {
-                    store.advance_upload_session("s1", 10, 20 + i, NOW + 3).await.unwrap()
+                    store
+                        .advance_upload_session("s1", 10, 20 + i, NOW + 3)
+                        .await
+                        .unwrap()
                 })
             })
             .collect();
@@ -161,10 +183,19 @@ async fn upload_sessions_advance_by_compare_and_set_on_any_node() {
         assert_eq!(winners, 1, "{}", b.name);
 
         assert!(b.node.upload_session("nope").await.unwrap().is_none());
-        assert!(!b.node.advance_upload_session("nope", 0, 1, NOW).await.unwrap());
+        assert!(!b
+            .node
+            .advance_upload_session("nope", 0, 1, NOW)
+            .await
+            .unwrap());
         let stale = b.node.stale_upload_sessions(NOW + 4, 10).await.unwrap();
         assert_eq!(stale.len(), 1, "{}", b.name);
-        assert!(b.node.stale_upload_sessions(NOW + 3, 10).await.unwrap().is_empty());
+        assert!(b
+            .node
+            .stale_upload_sessions(NOW + 3, 10)
+            .await
+            .unwrap()
+            .is_empty());
         b.node.remove_upload_session("s1").await.unwrap();
         assert!(b.other_node.upload_session("s1").await.unwrap().is_none());
     }
@@ -175,7 +206,11 @@ async fn a_burst_of_uploads_over_two_nodes_cannot_pass_the_cap() {
     for b in backends("a_burst_of_uploads_over_two_nodes_cannot_pass_the_cap").await {
         let racers: Vec<_> = (0..20)
             .map(|i| {
-                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                let store = if i % 2 == 0 {
+                    b.node.clone()
+                } else {
+                    b.other_node.clone()
+                };
                 tokio::spawn(async move {
                     let s = session(&format!("burst-{i}"), Some("bob"));
                     store.create_upload_session(&s, Some(3)).await.unwrap()
@@ -188,8 +223,16 @@ async fn a_burst_of_uploads_over_two_nodes_cannot_pass_the_cap() {
         }
         assert_eq!(created, 3, "{}", b.name);
         // Other owners and anonymous sessions are not counted against bob.
-        assert!(b.node.create_upload_session(&session("carol-1", Some("carol")), Some(3)).await.unwrap());
-        assert!(b.node.create_upload_session(&session("anon-1", None), Some(3)).await.unwrap());
+        assert!(b
+            .node
+            .create_upload_session(&session("carol-1", Some("carol")), Some(3))
+            .await
+            .unwrap());
+        assert!(b
+            .node
+            .create_upload_session(&session("anon-1", None), Some(3))
+            .await
+            .unwrap());
     }
 }
 
@@ -199,14 +242,24 @@ async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
         let data = tempfile::tempdir().unwrap();
         let blobs = FsBlobStore::open(data.path()).unwrap();
         let digest = stored_blob(&blobs, "u1", b"layer bytes").await;
-        b.node.create_upload_session(&session("u1", None), None).await.unwrap();
+        b.node
+            .create_upload_session(&session("u1", None), None)
+            .await
+            .unwrap();
         b.node
             .complete_upload_session("u1", &digest, 11, NOW, &blobs as &dyn BlobStore)
             .await
             .unwrap();
-        assert!(b.node.upload_session("u1").await.unwrap().is_none(), "{}", b.name);
+        assert!(
+            b.node.upload_session("u1").await.unwrap().is_none(),
+            "{}",
+            b.name
+        );
         assert_eq!(
-            b.other_node.linked_blob_size(&repo("alice/app"), &digest).await.unwrap(),
+            b.other_node
+                .linked_blob_size(&repo("alice/app"), &digest)
+                .await
+                .unwrap(),
             Some(11),
             "{}",
             b.name
@@ -215,14 +268,31 @@ async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
 
         // Bytes that are not there: refused, and the session is still open to retry.
         let missing = Digest::sha256_of(b"never stored");
-        b.node.create_upload_session(&session("u2", None), None).await.unwrap();
+        b.node
+            .create_upload_session(&session("u2", None), None)
+            .await
+            .unwrap();
         let refused = b
             .node
             .complete_upload_session("u2", &missing, 12, NOW, &blobs as &dyn BlobStore)
             .await;
-        assert!(matches!(refused, Err(MetaError::BlobCollected(_))), "{}: {refused:?}", b.name);
-        assert!(b.node.upload_session("u2").await.unwrap().is_some(), "{}", b.name);
-        assert_eq!(b.node.linked_blob_size(&repo("alice/app"), &missing).await.unwrap(), None);
+        assert!(
+            matches!(refused, Err(MetaError::BlobCollected(_))),
+            "{}: {refused:?}",
+            b.name
+        );
+        assert!(
+            b.node.upload_session("u2").await.unwrap().is_some(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.node
+                .linked_blob_size(&repo("alice/app"), &missing)
+                .await
+                .unwrap(),
+            None
+        );
 
         // Mounting: from a repository that holds it, and not from one that does not.
         let size = b
@@ -237,9 +307,21 @@ async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
             .await
             .unwrap();
         assert_eq!(none, None, "{}", b.name);
-        assert!(!b.node.repository_exists(&repo("bob/copy2")).await.unwrap(), "{}", b.name);
-        assert!(b.node.unlink_blob(&repo("bob/copy"), &digest).await.unwrap());
-        assert!(!b.node.unlink_blob(&repo("bob/copy"), &digest).await.unwrap());
+        assert!(
+            !b.node.repository_exists(&repo("bob/copy2")).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(b
+            .node
+            .unlink_blob(&repo("bob/copy"), &digest)
+            .await
+            .unwrap());
+        assert!(!b
+            .node
+            .unlink_blob(&repo("bob/copy"), &digest)
+            .await
+            .unwrap());
     }
 }
 
@@ -249,16 +331,38 @@ async fn manifests_tags_and_referrers_behave_alike() {
         let layer = Digest::sha256_of(b"layer");
         let body = r#"{"schemaVersion":2,"layers":["one"]}"#;
         // A manifest naming a blob the repository does not hold: refused, nothing created.
-        let refused = b.node.put_manifest(&manifest("alice/web", body, &[&layer], &["v1"])).await;
-        assert!(matches!(refused, Err(MetaError::MissingBlob(_))), "{}: {refused:?}", b.name);
-        assert!(!b.node.repository_exists(&repo("alice/web")).await.unwrap(), "{}", b.name);
+        let refused = b
+            .node
+            .put_manifest(&manifest("alice/web", body, &[&layer], &["v1"]))
+            .await;
+        assert!(
+            matches!(refused, Err(MetaError::MissingBlob(_))),
+            "{}: {refused:?}",
+            b.name
+        );
+        assert!(
+            !b.node.repository_exists(&repo("alice/web")).await.unwrap(),
+            "{}",
+            b.name
+        );
         let before = b.node.last_event_id().await.unwrap();
 
-        b.node.link_blob(&repo("alice/web"), &layer, 5, NOW).await.unwrap();
+        b.node
+            .link_blob(&repo("alice/web"), &layer, 5, NOW)
+            .await
+            .unwrap();
         let pushed = manifest("alice/web", body, &[&layer], &["v1", "latest", "V2", "a"]);
         b.node.put_manifest(&pushed).await.unwrap();
-        let got = b.other_node.manifest_by_tag(&repo("alice/web"), "v1").await.unwrap().unwrap();
-        assert_eq!((got.digest.clone(), got.body.clone()), (pushed.digest.clone(), pushed.body.clone()));
+        let got = b
+            .other_node
+            .manifest_by_tag(&repo("alice/web"), "v1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (got.digest.clone(), got.body.clone()),
+            (pushed.digest.clone(), pushed.body.clone())
+        );
         assert_eq!(got.media_type, OCI);
         let by_digest = b
             .node
@@ -267,15 +371,38 @@ async fn manifests_tags_and_referrers_behave_alike() {
             .unwrap()
             .unwrap();
         assert_eq!(by_digest.body, pushed.body, "{}", b.name);
-        assert!(b.node.manifest_by_tag(&repo("alice/web"), "nope").await.unwrap().is_none());
-        assert!(b.node.manifest_by_tag(&repo("bob/web"), "v1").await.unwrap().is_none());
+        assert!(b
+            .node
+            .manifest_by_tag(&repo("alice/web"), "nope")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(b
+            .node
+            .manifest_by_tag(&repo("bob/web"), "v1")
+            .await
+            .unwrap()
+            .is_none());
 
         // Tags in bytewise order (upper case first), paged by `last`.
-        let tags = b.node.list_tags(&repo("alice/web"), None, 100).await.unwrap().unwrap();
+        let tags = b
+            .node
+            .list_tags(&repo("alice/web"), None, 100)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(tags, ["V2", "a", "latest", "v1"], "{}", b.name);
-        let page = b.node.list_tags(&repo("alice/web"), Some("a"), 1).await.unwrap().unwrap();
+        let page = b
+            .node
+            .list_tags(&repo("alice/web"), Some("a"), 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(page, ["latest"], "{}", b.name);
-        assert_eq!(b.node.list_tags(&repo("nobody/x"), None, 10).await.unwrap(), None);
+        assert_eq!(
+            b.node.list_tags(&repo("nobody/x"), None, 10).await.unwrap(),
+            None
+        );
 
         // The push recorded its event after the repository's creation, in one commit.
         let events = b.node.events_after(before, 100).await.unwrap();
@@ -288,25 +415,51 @@ async fn manifests_tags_and_referrers_behave_alike() {
         );
         assert!(events.windows(2).all(|w| w[0].id < w[1].id));
 
-        assert!(b.node.delete_tag(&repo("alice/web"), "a", Some("alice")).await.unwrap());
-        assert!(!b.node.delete_tag(&repo("alice/web"), "a", Some("alice")).await.unwrap());
-        assert!(b.node.delete_manifest(&repo("alice/web"), &pushed.digest, Some("alice")).await.unwrap());
-        assert!(!b.node.delete_manifest(&repo("alice/web"), &pushed.digest, None).await.unwrap());
+        assert!(b
+            .node
+            .delete_tag(&repo("alice/web"), "a", Some("alice"))
+            .await
+            .unwrap());
+        assert!(!b
+            .node
+            .delete_tag(&repo("alice/web"), "a", Some("alice"))
+            .await
+            .unwrap());
+        assert!(b
+            .node
+            .delete_manifest(&repo("alice/web"), &pushed.digest, Some("alice"))
+            .await
+            .unwrap());
+        assert!(!b
+            .node
+            .delete_manifest(&repo("alice/web"), &pushed.digest, None)
+            .await
+            .unwrap());
         assert_eq!(
-            b.node.list_tags(&repo("alice/web"), None, 100).await.unwrap().unwrap(),
+            b.node
+                .list_tags(&repo("alice/web"), None, 100)
+                .await
+                .unwrap()
+                .unwrap(),
             Vec::<String>::new(),
             "{}",
             b.name
         );
         let last = b.node.events_after(before, 100).await.unwrap();
-        let deleted = last.iter().find(|e| e.kind == EventKind::ManifestDeleted).unwrap();
+        let deleted = last
+            .iter()
+            .find(|e| e.kind == EventKind::ManifestDeleted)
+            .unwrap();
         assert_eq!(
             deleted.data["tags"],
             serde_json::json!(["V2", "latest", "v1"]),
             "{}",
             b.name
         );
-        let tag_deleted = last.iter().find(|e| e.kind == EventKind::TagDeleted).unwrap();
+        let tag_deleted = last
+            .iter()
+            .find(|e| e.kind == EventKind::TagDeleted)
+            .unwrap();
         assert_eq!(tag_deleted.data["tag"], "a", "{}", b.name);
 
         // Referrers: a manifest whose subject is another, filtered by artifact type.
@@ -317,7 +470,11 @@ async fn manifests_tags_and_referrers_behave_alike() {
         signature.subject = Some(subject.digest.clone());
         signature.artifact_type = Some("application/vnd.example.sig".to_owned());
         b.node.put_manifest(&signature).await.unwrap();
-        let referrers = b.node.referrers(&repo("alice/web"), &subject.digest, None).await.unwrap();
+        let referrers = b
+            .node
+            .referrers(&repo("alice/web"), &subject.digest, None)
+            .await
+            .unwrap();
         assert_eq!(referrers.len(), 1, "{}", b.name);
         assert_eq!(referrers[0].digest, signature.digest);
         assert_eq!(referrers[0].size, 9);
@@ -343,7 +500,13 @@ async fn a_node_sees_repositories_another_node_created_in_its_catalog() {
             "{}",
             b.name
         );
-        assert_eq!(b.other_node.list_repositories(Some("a/one"), 1).await.unwrap(), ["b/two"]);
+        assert_eq!(
+            b.other_node
+                .list_repositories(Some("a/one"), 1)
+                .await
+                .unwrap(),
+            ["b/two"]
+        );
         // Created on the first node after the second cached its catalog.
         b.node.link_blob(&repo("a/zero"), &d, 1, NOW).await.unwrap();
         assert_eq!(
@@ -369,7 +532,14 @@ fn job(kind: &str, key: Option<&str>, due: i64) -> NewJob {
 async fn each_job_is_claimed_by_one_node_and_leases_hand_over() {
     for b in backends("each_job_is_claimed_by_one_node_and_leases_hand_over").await {
         assert!(b.node.enqueue_job(&job("gc", Some("gc"), 0)).await.unwrap());
-        assert!(!b.other_node.enqueue_job(&job("gc", Some("gc"), 0)).await.unwrap(), "{}", b.name);
+        assert!(
+            !b.other_node
+                .enqueue_job(&job("gc", Some("gc"), 0))
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
         for _ in 0..40 {
             b.node.enqueue_job(&job("work", None, 0)).await.unwrap();
         }
@@ -400,23 +570,58 @@ async fn each_job_is_claimed_by_one_node_and_leases_hand_over() {
 
         // A lease that ran out is claimed again by the other node; the first node's lease
         // is then worth nothing.
-        b.node.enqueue_job(&job("late", Some("late"), 2_000)).await.unwrap();
+        b.node
+            .enqueue_job(&job("late", Some("late"), 2_000))
+            .await
+            .unwrap();
         let first = b.node.claim_jobs(2_000, 100, 1).await.unwrap().remove(0);
-        assert!(b.other_node.claim_jobs(2_050, 100, 1).await.unwrap().is_empty(), "{}", b.name);
-        let second = b.other_node.claim_jobs(2_200, 100, 1).await.unwrap().remove(0);
+        assert!(
+            b.other_node
+                .claim_jobs(2_050, 100, 1)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            b.name
+        );
+        let second = b
+            .other_node
+            .claim_jobs(2_200, 100, 1)
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!((second.id, second.attempt), (first.id, 2), "{}", b.name);
-        assert!(!b.node.finish_job(first.id, &first.lease).await.unwrap(), "{}", b.name);
+        assert!(
+            !b.node.finish_job(first.id, &first.lease).await.unwrap(),
+            "{}",
+            b.name
+        );
         // Out of attempts: the retry buries it.
-        let outcome = b.other_node.retry_job(second.id, &second.lease, 3_000, "boom").await.unwrap();
+        let outcome = b
+            .other_node
+            .retry_job(second.id, &second.lease, 3_000, "boom")
+            .await
+            .unwrap();
         assert_eq!(outcome, RetryOutcome::Dead, "{}", b.name);
         let dead = b.node.list_jobs(true, 10).await.unwrap();
         assert_eq!(dead.len(), 1, "{}", b.name);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
-        assert_eq!(b.node.prune_dead_jobs(i64::MAX).await.unwrap(), 1, "{}", b.name);
+        assert_eq!(
+            b.node.prune_dead_jobs(i64::MAX).await.unwrap(),
+            1,
+            "{}",
+            b.name
+        );
     }
 }
 
-fn search_for(text: &str, viewer: Viewer, sort: SearchSort, offset: u32, limit: u32) -> SearchQuery {
+fn search_for(
+    text: &str,
+    viewer: Viewer,
+    sort: SearchSort,
+    offset: u32,
+    limit: u32,
+) -> SearchQuery {
     SearchQuery {
         text: text.to_owned(),
         viewer,
@@ -441,7 +646,8 @@ fn pull(repo_name: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEve
 
 #[tokio::test]
 async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() {
-    for b in backends("search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see").await {
+    for b in backends("search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see").await
+    {
         let d = Digest::sha256_of(b"x");
         for name in [
             "bob/my-redis",
@@ -459,15 +665,26 @@ async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() 
             .await
             .unwrap());
         let popular = Digest::sha256_of(b"popular");
-        let pulls: Vec<PullEvent> = (0..3).map(|i| pull("erin/redis-cli", &popular, None, NOW + i)).collect();
+        let pulls: Vec<PullEvent> = (0..3)
+            .map(|i| pull("erin/redis-cli", &popular, None, NOW + i))
+            .collect();
         b.node.record_pulls(&pulls).await.unwrap();
 
         let names = |page: berth_core::ports::SearchPage| {
-            (page.total, page.results.into_iter().map(|r| r.name).collect::<Vec<_>>())
+            (
+                page.total,
+                page.results.into_iter().map(|r| r.name).collect::<Vec<_>>(),
+            )
         };
         let all = b
             .node
-            .search(&search_for("Redis", Viewer::Everything, SearchSort::Relevance, 0, 10))
+            .search(&search_for(
+                "Redis",
+                Viewer::Everything,
+                SearchSort::Relevance,
+                0,
+                10,
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -489,23 +706,41 @@ async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() 
         );
         let page = b
             .node
-            .search(&search_for("redis", Viewer::Everything, SearchSort::Relevance, 1, 2))
+            .search(&search_for(
+                "redis",
+                Viewer::Everything,
+                SearchSort::Relevance,
+                1,
+                2,
+            ))
             .await
             .unwrap();
         assert_eq!(
             names(page),
-            (5, vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]),
+            (
+                5,
+                vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]
+            ),
             "{}",
             b.name
         );
         let by_pulls = b
             .node
-            .search(&search_for("redis", Viewer::Everything, SearchSort::Pulls, 0, 2))
+            .search(&search_for(
+                "redis",
+                Viewer::Everything,
+                SearchSort::Pulls,
+                0,
+                2,
+            ))
             .await
             .unwrap();
         assert_eq!(
             names(by_pulls),
-            (5, vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]),
+            (
+                5,
+                vec!["erin/redis-cli".to_owned(), "alice/redis-tools".to_owned()]
+            ),
             "{}",
             b.name
         );
@@ -513,13 +748,30 @@ async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() 
         // public official image, in results and total alike.
         let public = b
             .node
-            .search(&search_for("redis", Viewer::Public, SearchSort::Relevance, 0, 10))
+            .search(&search_for(
+                "redis",
+                Viewer::Public,
+                SearchSort::Relevance,
+                0,
+                10,
+            ))
             .await
             .unwrap();
-        assert_eq!(names(public), (1, vec!["library/redis".to_owned()]), "{}", b.name);
+        assert_eq!(
+            names(public),
+            (1, vec!["library/redis".to_owned()]),
+            "{}",
+            b.name
+        );
         let nothing = b
             .node
-            .search(&search_for(" -/- ", Viewer::Everything, SearchSort::Relevance, 0, 10))
+            .search(&search_for(
+                " -/- ",
+                Viewer::Everything,
+                SearchSort::Relevance,
+                0,
+                10,
+            ))
             .await
             .unwrap();
         assert_eq!(nothing.total, 0, "{}", b.name);
@@ -527,13 +779,19 @@ async fn search_ranks_in_the_same_tiers_and_hides_what_the_viewer_may_not_see() 
         scoped.name_patterns = vec!["alice/*".to_owned(), "bob/my-*".to_owned()];
         assert_eq!(
             names(b.node.search(&scoped).await.unwrap()),
-            (2, vec!["alice/redis-tools".to_owned(), "bob/my-redis".to_owned()]),
+            (
+                2,
+                vec!["alice/redis-tools".to_owned(), "bob/my-redis".to_owned()]
+            ),
             "{}",
             b.name
         );
         let mut every = search_for("", Viewer::Everything, SearchSort::LastUpdated, 0, 100);
         every.namespace = Some("carol".to_owned());
-        assert_eq!(names(b.node.search(&every).await.unwrap()), (1, vec!["carol/cache".to_owned()]));
+        assert_eq!(
+            names(b.node.search(&every).await.unwrap()),
+            (1, vec!["carol/cache".to_owned()])
+        );
     }
 }
 
@@ -560,8 +818,18 @@ async fn a_platform_manifest_pulled_after_its_index_is_not_counted_twice() {
             ])
             .await
             .unwrap();
-        let info = b.node.repository_info(&repo("alice/multi")).await.unwrap().unwrap();
-        assert_eq!((info.pull_count, info.last_pulled_at), (2, Some(NOW + 11)), "{}", b.name);
+        let info = b
+            .node
+            .repository_info(&repo("alice/multi"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (info.pull_count, info.last_pulled_at),
+            (2, Some(NOW + 11)),
+            "{}",
+            b.name
+        );
         let (total, tags) = b
             .node
             .tag_records(&repo("alice/multi"), TagSort::LastPulled, 0, 10)
@@ -576,11 +844,19 @@ async fn a_platform_manifest_pulled_after_its_index_is_not_counted_twice() {
 
 #[tokio::test]
 async fn a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marked() {
-    for b in backends("a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marked").await {
+    for b in
+        backends("a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marked").await
+    {
         let stale = Digest::sha256_of(b"stale");
         let used = Digest::sha256_of(b"used");
-        b.node.link_blob(&repo("alice/app"), &stale, 10, NOW).await.unwrap();
-        b.node.link_blob(&repo("alice/app"), &used, 20, NOW).await.unwrap();
+        b.node
+            .link_blob(&repo("alice/app"), &stale, 10, NOW)
+            .await
+            .unwrap();
+        b.node
+            .link_blob(&repo("alice/app"), &used, 20, NOW)
+            .await
+            .unwrap();
         b.node
             .put_manifest(&manifest("alice/app", r#"{"uses":1}"#, &[&used], &["v1"]))
             .await
@@ -594,22 +870,53 @@ async fn a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marke
             .await
             .unwrap();
         assert_eq!(marked, [(stale.clone(), 10)], "{}", b.name);
-        assert_eq!(b.node.linked_blob_size(&repo("alice/app"), &stale).await.unwrap(), None);
-        let relinked = b.node.link_blob(&repo("bob/app"), &stale, 10, NOW + 3).await;
-        assert!(matches!(relinked, Err(MetaError::BlobCollected(_))), "{}: {relinked:?}", b.name);
+        assert_eq!(
+            b.node
+                .linked_blob_size(&repo("alice/app"), &stale)
+                .await
+                .unwrap(),
+            None
+        );
+        let relinked = b
+            .node
+            .link_blob(&repo("bob/app"), &stale, 10, NOW + 3)
+            .await;
+        assert!(
+            matches!(relinked, Err(MetaError::BlobCollected(_))),
+            "{}: {relinked:?}",
+            b.name
+        );
         let pushed = b
             .node
             .put_manifest(&manifest("alice/app", r#"{"late":1}"#, &[&stale], &[]))
             .await;
-        assert!(matches!(pushed, Err(MetaError::MissingBlob(_))), "{}: {pushed:?}", b.name);
-        assert_eq!(b.node.doomed_blobs(10).await.unwrap(), [(stale.clone(), 10)]);
-        b.node.drop_doomed_blobs(&[stale.clone()]).await.unwrap();
-        assert!(b.node.doomed_blobs(10).await.unwrap().is_empty(), "{}", b.name);
+        assert!(
+            matches!(pushed, Err(MetaError::MissingBlob(_))),
+            "{}: {pushed:?}",
+            b.name
+        );
+        assert_eq!(
+            b.node.doomed_blobs(10).await.unwrap(),
+            [(stale.clone(), 10)]
+        );
+        b.node
+            .drop_doomed_blobs(std::slice::from_ref(&stale))
+            .await
+            .unwrap();
+        assert!(
+            b.node.doomed_blobs(10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
 
         // A manifest no repository holds any longer is an orphan, and goes.
         let orphan = manifest("alice/app", r#"{"orphan":1}"#, &[], &[]);
         b.node.put_manifest(&orphan).await.unwrap();
-        assert!(b.node.delete_manifest(&repo("alice/app"), &orphan.digest, None).await.unwrap());
+        assert!(b
+            .node
+            .delete_manifest(&repo("alice/app"), &orphan.digest, None)
+            .await
+            .unwrap());
         let orphans = b.node.orphan_manifests(None, 10).await.unwrap();
         assert_eq!(orphans, [orphan.digest.to_string()], "{}", b.name);
         assert_eq!(b.node.delete_orphan_manifests(&orphans).await.unwrap(), 1);
@@ -620,34 +927,69 @@ async fn a_marked_blob_is_never_linked_again_and_a_referenced_one_is_never_marke
 async fn usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link() {
     for b in backends("usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link").await {
         let shared = Digest::sha256_of(b"shared");
-        b.node.link_blob(&repo("alice/a"), &shared, 100, NOW).await.unwrap();
-        b.node.link_blob(&repo("alice/b"), &shared, 100, NOW).await.unwrap();
+        b.node
+            .link_blob(&repo("alice/a"), &shared, 100, NOW)
+            .await
+            .unwrap();
+        b.node
+            .link_blob(&repo("alice/b"), &shared, 100, NOW)
+            .await
+            .unwrap();
         let usage = b.other_node.namespace_usage("alice").await.unwrap();
         assert_eq!((usage.bytes, usage.quota), (100, None), "{}", b.name);
-        assert_eq!(b.node.repository_usage(&repo("alice/b")).await.unwrap(), Some(100));
-        assert_eq!(b.node.repository_usage(&repo("alice/none")).await.unwrap(), None);
+        assert_eq!(
+            b.node.repository_usage(&repo("alice/b")).await.unwrap(),
+            Some(100)
+        );
+        assert_eq!(
+            b.node.repository_usage(&repo("alice/none")).await.unwrap(),
+            None
+        );
 
         b.node.set_quota("alice", Some(150)).await.unwrap();
         let big = Digest::sha256_of(b"big");
         assert_eq!(
-            b.node.quota_check(&repo("alice/c"), &big, 60).await.unwrap(),
+            b.node
+                .quota_check(&repo("alice/c"), &big, 60)
+                .await
+                .unwrap(),
             Some((100, 150)),
             "{}",
             b.name
         );
         // A blob the namespace holds already adds nothing.
-        assert_eq!(b.node.quota_check(&repo("alice/c"), &shared, 100).await.unwrap(), None);
+        assert_eq!(
+            b.node
+                .quota_check(&repo("alice/c"), &shared, 100)
+                .await
+                .unwrap(),
+            None
+        );
         let refused = b.node.link_blob(&repo("alice/c"), &big, 60, NOW).await;
         assert!(
-            matches!(refused, Err(MetaError::QuotaExceeded { used: 100, quota: 150 })),
+            matches!(
+                refused,
+                Err(MetaError::QuotaExceeded {
+                    used: 100,
+                    quota: 150
+                })
+            ),
             "{}: {refused:?}",
             b.name
         );
-        assert!(!b.node.repository_exists(&repo("alice/c")).await.unwrap(), "{}", b.name);
+        assert!(
+            !b.node.repository_exists(&repo("alice/c")).await.unwrap(),
+            "{}",
+            b.name
+        );
         // Links from two nodes at once cannot both pass the quota with its last bytes.
         let racers: Vec<_> = (0..6u8)
             .map(|i| {
-                let store = if i % 2 == 0 { b.node.clone() } else { b.other_node.clone() };
+                let store = if i % 2 == 0 {
+                    b.node.clone()
+                } else {
+                    b.other_node.clone()
+                };
                 tokio::spawn(async move {
                     let digest = Digest::sha256_of(&[i]);
                     store.link_blob(&repo("alice/d"), &digest, 20, NOW).await
@@ -664,8 +1006,16 @@ async fn usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link() {
         }
         assert_eq!(linked, 2, "{}", b.name);
         assert_eq!(b.node.namespace_usage("alice").await.unwrap().bytes, 140);
-        assert_eq!(b.node.recompute_usage().await.unwrap().corrected, 0, "{}", b.name);
+        assert_eq!(
+            b.node.recompute_usage().await.unwrap().corrected,
+            0,
+            "{}",
+            b.name
+        );
         b.node.set_quota("alice", None).await.unwrap();
-        b.node.link_blob(&repo("alice/c"), &big, 60, NOW).await.unwrap();
+        b.node
+            .link_blob(&repo("alice/c"), &big, 60, NOW)
+            .await
+            .unwrap();
     }
 }

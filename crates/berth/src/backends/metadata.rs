@@ -20,9 +20,9 @@ impl MetadataBackend {
     pub fn of(config: &Config) -> MetadataBackend {
         match &config.database_url.value {
             Some(url) => MetadataBackend::Postgres(url.clone()),
-            None => MetadataBackend::Sqlite(
-                config.data_dir.value.join(crate::datadir::DATABASE_FILE),
-            ),
+            None => {
+                MetadataBackend::Sqlite(config.data_dir.value.join(crate::datadir::DATABASE_FILE))
+            }
         }
     }
 }
@@ -58,11 +58,9 @@ pub async fn open(config: &Config, durability: Durability) -> Result<SqliteMeta,
     match MetadataBackend::of(config) {
         MetadataBackend::Sqlite(path) => {
             let dir = config.data_dir.value.display().to_string();
-            std::fs::create_dir_all(&config.data_dir.value).map_err(|e| {
-                MetadataError::Sqlite {
-                    dir: dir.clone(),
-                    message: e.to_string(),
-                }
+            std::fs::create_dir_all(&config.data_dir.value).map_err(|e| MetadataError::Sqlite {
+                dir: dir.clone(),
+                message: e.to_string(),
             })?;
             SqliteMeta::open_with(&path, durability)
                 .await

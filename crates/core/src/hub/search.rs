@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(words.words, ["web", "server", "or", "x"]);
         assert_eq!(SearchWords::parse(" /-/ "), None);
         let many = "w ".repeat(40);
-        assert_eq!(SearchWords::parse(&many).unwrap().words.len(), MAX_QUERY_WORDS);
+        assert_eq!(
+            SearchWords::parse(&many).unwrap().words.len(),
+            MAX_QUERY_WORDS
+        );
     }
 
     #[test]

@@ -236,7 +236,11 @@ mod tests {
             ),
             (Error::UploadLimit { limit: 100 }, "TOOMANYREQUESTS", 429),
             (Error::StorageFull, "BLOB_UPLOAD_INVALID", 507),
-            (Error::Unavailable("connection refused".into()), "UNKNOWN", 503),
+            (
+                Error::Unavailable("connection refused".into()),
+                "UNKNOWN",
+                503,
+            ),
         ];
         for (err, code, status) in table {
             let (c, s) = classify(&err);

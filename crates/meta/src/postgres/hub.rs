@@ -8,8 +8,8 @@
 use super::{backend, PostgresMeta};
 use berth_core::hub::{counts_as_pull, tally_pulls, SearchTier, SearchWords};
 use berth_core::ports::{
-    HubStore, MetaError, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort,
-    TagRecord, TagSort, Viewer, OWNERS_TEAM,
+    HubStore, MetaError, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord,
+    TagSort, Viewer, OWNERS_TEAM,
 };
 use berth_oci::{Platform, RepoName};
 use sqlx::postgres::PgRow;
@@ -208,7 +208,11 @@ fn bind_all<'q>(
         Viewer::User(id) | Viewer::Organization(id) => Some(id),
         Viewer::Everything | Viewer::Public => None,
     };
-    let patterns: Vec<String> = query.name_patterns.iter().map(|p| like_pattern(p)).collect();
+    let patterns: Vec<String> = query
+        .name_patterns
+        .iter()
+        .map(|p| like_pattern(p))
+        .collect();
     sqlx::query(sql)
         .bind(terms.map_or("", |t| t.text.as_str()))
         .bind(viewer_id)
@@ -382,11 +386,10 @@ impl HubStore for PostgresMeta {
         // their rows in the same order and never deadlock.
         for (repo, manifests) in tally_pulls(pulls) {
             // The repository row first, then its tags, as a push takes them.
-            let repo_id: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
-            )
-            .bind(repo)
-            .fetch_optional(&mut *tx)
+            let repo_id: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE")
+                    .bind(repo)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(backend)?;
             // Deleted since the pull: nothing left to count against.
@@ -533,7 +536,10 @@ mod tests {
     fn query_words_become_tsquery_terms_and_patterns() {
         let terms = Terms::new("  Web-Server\") OR *x ").unwrap();
         assert_eq!(terms.text, "web-server\") or *x");
-        assert_eq!(terms.name_run, "'web':A <-> 'server':A <-> 'or':A <-> 'x':*A");
+        assert_eq!(
+            terms.name_run,
+            "'web':A <-> 'server':A <-> 'or':A <-> 'x':*A"
+        );
         assert_eq!(terms.name_start, "web%server%or%x%");
         assert_eq!(terms.any_word, "'web' | 'server' | 'or' | 'x'");
         assert_eq!(Terms::new(" /-/ "), None);

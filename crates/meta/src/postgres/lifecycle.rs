@@ -8,9 +8,7 @@
 
 use super::links::namespace_of;
 use super::{backend, PostgresMeta};
-use berth_core::ports::{
-    CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore,
-};
+use berth_core::ports::{CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore};
 use berth_oci::{Digest, RepoName};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -36,13 +34,12 @@ fn quota_column(quota: Option<u64>) -> Option<i64> {
 #[async_trait::async_trait]
 impl Collection for PostgresMeta {
     async fn doomed_blobs(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetaError> {
-        let rows = sqlx::query(
-            "SELECT digest, size FROM blobs WHERE deleting_at IS NOT NULL LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT digest, size FROM blobs WHERE deleting_at IS NOT NULL LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
         rows.iter().map(digest_and_size).collect()
     }
 
@@ -178,13 +175,11 @@ impl Collection for PostgresMeta {
         let mut tx = self.begin().await?;
         // Locked first: a push linking one of them (its foreign key takes a share lock on
         // the row) finishes before the re-check below, which then sees its link.
-        sqlx::query(
-            "SELECT 1 FROM manifests WHERE digest = ANY($1) ORDER BY digest FOR UPDATE",
-        )
-        .bind(digests)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query("SELECT 1 FROM manifests WHERE digest = ANY($1) ORDER BY digest FOR UPDATE")
+            .bind(digests)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         let done = sqlx::query(
             "DELETE FROM manifests WHERE digest = ANY($1) \
              AND NOT EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.digest = manifests.digest) \

@@ -2,8 +2,8 @@
 //! (with the catalog counter and its event), linking a blob (doomed blobs, stored bytes,
 //! quotas) and reading the immutable-tag rules a tag change must obey.
 
-use super::events::record_event;
 use super::backend;
+use super::events::record_event;
 use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_WARNING_PERCENT};
 use berth_core::lifecycle::{protecting, ImmutableRule, Target};
 use berth_core::ports::{BlobStore, MetaError, Usage};

@@ -37,11 +37,8 @@ impl PostgresMeta {
         "Collection",
         "UsageStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] = &[
-        "IdentityStore",
-        "WebhookStore",
-        "LifecycleStore",
-    ];
+    pub const MISSING_PORTS: &'static [&'static str] =
+        &["IdentityStore", "WebhookStore", "LifecycleStore"];
 }
 
 /// How long a request waits for a connection before it is answered 503: long enough to
@@ -73,7 +70,9 @@ impl PostgresMeta {
         // One connection first, outside the pool: the pool retries a refused connection
         // until its timeout and then reports only that it timed out, where startup must
         // say why (refused, no such database, a wrong password).
-        let probe = PgConnection::connect_with(&options).await.map_err(backend)?;
+        let probe = PgConnection::connect_with(&options)
+            .await
+            .map_err(backend)?;
         probe.close().await.map_err(backend)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -159,7 +158,10 @@ pub(crate) fn backend(err: sqlx::Error) -> MetaError {
             // or starting; 53300: too many connections; 40001/40P01: serialization
             // failure or deadlock, which a retry resolves.
             if code.starts_with("08")
-                || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+                )
             {
                 return MetaError::Unavailable(err.to_string());
             }

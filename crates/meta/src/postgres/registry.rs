@@ -713,11 +713,10 @@ impl Repositories for PostgresMeta {
         if let Some(page) = self.catalog.page(version, last, limit) {
             return Ok(page);
         }
-        let all: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM repositories ORDER BY name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
+        let all: Vec<String> = sqlx::query_scalar("SELECT name FROM repositories ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         let page = CatalogCache::slice(&all, last, limit);
         self.catalog.store(version, all);
         Ok(page)

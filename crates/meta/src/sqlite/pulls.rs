@@ -24,7 +24,10 @@ pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<()
             last_at = last_at.max(tally.last_at);
             // Whether it is an index's child is read only for pulls by digest.
             let by_tag = tag.is_some();
-            if counts_as_pull(by_tag, !by_tag && is_child_of_index(&mut tx, repo_id, &digest).await?) {
+            if counts_as_pull(
+                by_tag,
+                !by_tag && is_child_of_index(&mut tx, repo_id, &digest).await?,
+            ) {
                 counted += tally.pulls;
             }
             touch_tags(&mut tx, repo_id, &digest, tag, tally.last_at).await?;

@@ -7,11 +7,11 @@ use super::repositories::ensure_repository;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::protecting;
-use berth_core::registry::CatalogCache;
 use berth_core::ports::{
     BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
+use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
 
