@@ -335,7 +335,7 @@ fn parse_database_url(raw: &str, source: Source) -> Result<Option<String>, Confi
     let rest = trimmed
         .strip_prefix("postgres://")
         .or_else(|| trimmed.strip_prefix("postgresql://"));
-    if !rest.is_some_and(|rest| !rest.is_empty()) || trimmed.contains(char::is_whitespace) {
+    if rest.is_none_or(str::is_empty) || trimmed.contains(char::is_whitespace) {
         return Err(ConfigError::Invalid {
             setting: "database_url",
             value: redact_database_url(raw),

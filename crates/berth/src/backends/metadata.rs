@@ -37,6 +37,7 @@ pub enum MetadataError {
     Unreachable { url: String, message: String },
     #[error("the database at {url} refused to open: {message}")]
     Refused { url: String, message: String },
+    #[cfg(not(feature = "postgres"))]
     #[error(
         "database_url is set to {url}, but this berth was built without PostgreSQL support \
          (cargo feature `postgres`); rebuild with it, or unset database_url to use SQLite"
