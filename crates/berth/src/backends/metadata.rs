@@ -33,8 +33,10 @@ impl MetadataBackend {
 pub enum MetadataError {
     #[error("cannot open the database in {dir}: {message}")]
     Sqlite { dir: String, message: String },
+    #[cfg(feature = "postgres")]
     #[error("cannot reach the database at {url}: {message}")]
     Unreachable { url: String, message: String },
+    #[cfg(feature = "postgres")]
     #[error("the database at {url} refused to open: {message}")]
     Refused { url: String, message: String },
     #[cfg(not(feature = "postgres"))]
@@ -43,6 +45,7 @@ pub enum MetadataError {
          (cargo feature `postgres`); rebuild with it, or unset database_url to use SQLite"
     )]
     NotBuiltIn { url: String },
+    #[cfg(feature = "postgres")]
     #[error(
         "the PostgreSQL metadata backend is not complete in this build: it does not yet \
          implement {missing} (done: {done}); unset database_url to use SQLite"
