@@ -73,12 +73,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
 }
 
 async fn open(config: &Config) -> CliResult<Arc<SqliteMeta>> {
-    let dir = &config.data_dir.value;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("data directory {} is not usable: {e}", dir.display()))?;
-    let meta = SqliteMeta::open(&dir.join("berth.db"))
+    let meta = crate::backends::metadata::open(config, berth_meta::Durability::EveryCommit)
         .await
-        .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))?;
+        .map_err(|e| e.to_string())?;
     Ok(Arc::new(meta))
 }
 

@@ -59,6 +59,7 @@ impl BackupManifest {
 }
 
 pub fn run(config: &Config, args: &BackupArgs) -> CliResult {
+    crate::backends::metadata::require_sqlite(config, "berth backup")?;
     let data_dir = &config.data_dir.value;
     crate::backends::blobs::require_filesystem(config, "berth backup")?;
     datadir::require_database(data_dir)?;

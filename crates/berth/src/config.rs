@@ -6,8 +6,8 @@ mod storage;
 pub use storage::{StorageConfig, StorageKind};
 
 use crate::cli::GlobalArgs;
-use berth_core::ratelimit::Rate;
 use berth_core::mirror::{validate_mirrors, MirrorAccess, MirrorConfig};
+use berth_core::ratelimit::Rate;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::fmt::{self, Write as _};
@@ -62,6 +62,9 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     pub listen: Setting<SocketAddr>,
     pub data_dir: Setting<PathBuf>,
+    /// Where the metadata lives: `None` is SQLite in the data directory (the default), or a
+    /// `postgres://` URL (cargo feature `postgres`). May hold a password: shown redacted.
+    pub database_url: Setting<Option<String>>,
     pub upload_ttl: Setting<Duration>,
     pub log: Setting<String>,
     /// The URL clients reach Berth at, for the token service's realm (None: the request's Host).
@@ -137,6 +140,7 @@ impl fmt::Display for LogFormat {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     upload_ttl: Option<String>,
     log: Option<String>,
     public_url: Option<String>,
@@ -418,6 +422,42 @@ fn parse_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
     Ok(Some(trimmed.to_owned()))
 }
 
+/// A `postgres://` (or `postgresql://`) URL. Whether this build can open it is decided by the
+/// metadata factory (`backends::metadata`), which names the cargo feature when it cannot.
+fn parse_database_url(raw: &str, source: Source) -> Result<Option<String>, ConfigError> {
+    let trimmed = raw.trim();
+    let rest = trimmed
+        .strip_prefix("postgres://")
+        .or_else(|| trimmed.strip_prefix("postgresql://"));
+    if rest.is_none_or(str::is_empty) || trimmed.contains(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            setting: "database_url",
+            value: redact_database_url(raw),
+            origin: source,
+            reason:
+                "expected a postgres:// URL, e.g. postgres://berth:PASSWORD@db.example.com/berth \
+                     (leave it unset for SQLite in data_dir)"
+                    .into(),
+        });
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+/// The URL with any password replaced by `***`, for logs, errors and `berth config`.
+pub fn redact_database_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// The loopback addresses: who may read `/metrics` unless `metrics_allow` says otherwise.
 pub fn loopback_only() -> Vec<IpNet> {
     let v4 = IpNet::new(IpAddr::from([127, 0, 0, 0]), 8);
@@ -528,6 +568,7 @@ impl Config {
             config_file: None,
             listen: Setting::default(SocketAddr::from(([127, 0, 0, 1], 5000))),
             data_dir: Setting::default(PathBuf::from("./berth-data")),
+            database_url: Setting::default(None),
             upload_ttl: Setting::default(Duration::from_secs(24 * 3600)),
             log: Setting::default("info".to_owned()),
             public_url: Setting::default(None),
@@ -571,6 +612,12 @@ impl Config {
             if let Some(section) = file.storage {
                 config.storage.apply_file(section)?;
             }
+            config.database_url.set(
+                file.database_url
+                    .map(|u| parse_database_url(&u, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
             config.upload_ttl.set(
                 file.upload_ttl
                     .map(|d| parse_duration("upload_ttl", &d, Source::File))
@@ -714,6 +761,12 @@ impl Config {
         );
         config.data_dir.set(env_path("BERTH_DATA_DIR"), Source::Env);
         config.storage.apply_env()?;
+        config.database_url.set(
+            env("BERTH_DATABASE_URL")?
+                .map(|u| parse_database_url(&u, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.upload_ttl.set(
             env("BERTH_UPLOAD_TTL")?
                 .map(|d| parse_duration("upload_ttl", &d, Source::Env))
@@ -913,6 +966,15 @@ impl Config {
             "upload_ttl",
             &format!("{}s", self.upload_ttl.value.as_secs()),
             Some(self.upload_ttl.source),
+        );
+        line(
+            "database_url",
+            &self
+                .database_url
+                .value
+                .as_deref()
+                .map_or_else(|| "(SQLite in data_dir)".to_owned(), redact_database_url),
+            Some(self.database_url.source),
         );
         line("log", &self.log.value, Some(self.log.source));
         line(
@@ -1214,6 +1276,41 @@ mod tests {
         for bad in ["0", "-5", "4294967296", "ten", "١"] {
             assert!(limit(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn database_urls_are_postgres_and_never_shown_with_their_password() {
+        let url = |raw| parse_database_url(raw, Source::File);
+        assert_eq!(
+            url(" postgres://berth:pw@db:5432/berth ")
+                .unwrap()
+                .as_deref(),
+            Some("postgres://berth:pw@db:5432/berth")
+        );
+        assert!(url("postgresql://db/berth").is_ok());
+        for bad in [
+            "",
+            "sqlite://x.db",
+            "mysql://db/x",
+            "postgres://",
+            "postgres://a b",
+        ] {
+            let err = url(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("database_url") && !err.contains('\n'),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = url("mysql://root:hunter2@db/x").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(
+            redact_database_url("postgres://berth:s3cret@db:5432/berth?sslmode=disable"),
+            "postgres://berth:***@db:5432/berth?sslmode=disable"
+        );
+        assert_eq!(
+            redact_database_url("postgres://db/berth"),
+            "postgres://db/berth"
+        );
     }
 
     #[test]

@@ -64,6 +64,7 @@ enum Problem {
 
 /// Runs the check; `Ok(true)` when nothing is wrong once it is done.
 pub fn run(config: &Config, args: &FsckArgs) -> CliResult<bool> {
+    crate::backends::metadata::require_sqlite(config, "berth fsck")?;
     let data_dir = &config.data_dir.value;
     crate::backends::blobs::require_filesystem(config, "berth fsck")?;
     datadir::require_database(data_dir)?;

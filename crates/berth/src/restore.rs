@@ -16,6 +16,7 @@ use std::path::Path;
 type CliResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 pub fn run(config: &Config, args: &RestoreArgs) -> CliResult {
+    crate::backends::metadata::require_sqlite(config, "berth restore")?;
     let data_dir = &config.data_dir.value;
     crate::backends::blobs::require_filesystem(config, "berth restore")?;
     datadir::require_empty(data_dir, "data directory")?;

@@ -30,6 +30,8 @@ pub enum ServeError {
     DataDirBusy { dir: String },
     #[error("cannot open the database in {dir}: {message}")]
     Database { dir: String, message: String },
+    #[error("{0}")]
+    Metadata(#[from] crate::backends::metadata::MetadataError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -110,15 +112,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(ServeError::Blobs)?;
     // Commits are flushed in groups, before each answer to a write (the HTTP layer awaits
     // `SqliteMeta::sync` through the store probe).
-    let meta = SqliteMeta::open_with(
-        &data_dir.join(crate::datadir::DATABASE_FILE),
-        Durability::GroupCommit,
-    )
-    .await
-    .map_err(|e| ServeError::Database {
-        dir: shown_dir.clone(),
-        message: e.to_string(),
-    })?;
+    let meta = crate::backends::metadata::open(&config, Durability::GroupCommit).await?;
     if let BlobBackend::Filesystem(files) = &blobs {
         // On S3 an append leaves no torn bytes behind and the next one clears leftovers.
         recover_uploads(files, &meta, &shown_dir).await?;

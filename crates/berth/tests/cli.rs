@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 const BERTH_VARS: &[&str] = &[
     "BERTH_CONFIG",
     "BERTH_DATA_DIR",
+    "BERTH_DATABASE_URL",
     "BERTH_LISTEN",
     "BERTH_UPLOAD_TTL",
     "BERTH_LOG",
@@ -452,6 +453,114 @@ fn unusable_data_dir_is_reported() {
 }
 
 // ---------------------------------------------------------------------------
+// database_url
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_database_url_that_is_not_postgres_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "database_url = \"mysql://root:hunter2@db/berth\"\n",
+    );
+    let mut cmd = berth();
+    cmd.arg("--config").arg(&config).args(["config", "show"]);
+    let output = run(cmd, QUICK);
+    assert_config_error(&output, &["database_url", "postgres://"], "mysql URL");
+    assert!(!text(&output.stderr).contains("hunter2"));
+}
+
+/// A URL to a loopback port nothing listens on.
+fn unreachable_database_url() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("postgres://berth:hunter2@127.0.0.1:{port}/berth")
+}
+
+#[test]
+fn an_unreachable_database_stops_serve_and_commands_with_one_line_without_its_password() {
+    let url = unreachable_database_url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = berth();
+    serve
+        .env("BERTH_DATABASE_URL", &url)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let output = run(serve, QUICK);
+    let line = assert_startup_error(&output, "error: cannot reach the database at ", "serve");
+    assert!(line.contains("postgres://berth:***@127.0.0.1:"), "{line}");
+    assert!(!text(&output.stderr).contains("hunter2"), "{line}");
+
+    let mut list = berth();
+    list.env("BERTH_DATABASE_URL", &url)
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["user", "list"]);
+    let output = run(list, QUICK);
+    let line = assert_startup_error(&output, "error: cannot reach the database at ", "user list");
+    assert!(!line.contains("hunter2"), "{line}");
+
+    let mut backup = berth();
+    backup
+        .env("BERTH_DATABASE_URL", &url)
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["backup", "--to"])
+        .arg(dir.path().join("backup"));
+    let output = run(backup, QUICK);
+    let line = assert_startup_error(&output, "error: berth backup works on the SQLite", "backup");
+    assert!(
+        line.contains("pg_dump") && !line.contains("hunter2"),
+        "{line}"
+    );
+}
+
+#[test]
+fn serve_on_postgres_refuses_naming_what_is_not_ported_yet() {
+    let Some(db) = berth_testkit::postgres::database(
+        "serve_on_postgres_refuses_naming_what_is_not_ported_yet",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = berth();
+    serve
+        .env("BERTH_DATABASE_URL", &db.url)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"));
+    let output = run(serve, Duration::from_secs(60));
+    let line = assert_startup_error(
+        &output,
+        "error: the PostgreSQL metadata backend is not complete",
+        "serve on postgres",
+    );
+    assert!(
+        line.contains("IdentityStore") && line.contains("unset database_url"),
+        "{line}"
+    );
+}
+
+#[test]
+fn config_show_names_the_database_without_its_password() {
+    let mut cmd = berth();
+    cmd.env(
+        "BERTH_DATABASE_URL",
+        "postgres://berth:hunter2@db.internal:5432/berth",
+    )
+    .args(["config", "show"]);
+    let settings = config_show(cmd);
+    expect_setting(
+        &settings,
+        "database_url",
+        "postgres://berth:***@db.internal:5432/berth",
+        "environment",
+    );
+}
+
+// ---------------------------------------------------------------------------
 // config show
 // ---------------------------------------------------------------------------
 
@@ -507,6 +616,7 @@ fn config_show_reports_defaults() {
     expect_setting(&settings, "config file", "(none)", "");
     expect_setting(&settings, "listen", "127.0.0.1:5000", "default");
     expect_setting(&settings, "data_dir", "./berth-data", "default");
+    expect_setting(&settings, "database_url", "(SQLite in data_dir)", "default");
     expect_setting(&settings, "upload_ttl", "86400s", "default");
     expect_setting(&settings, "log", "info", "default");
     expect_setting(&settings, "allow_signup", "false", "default");

@@ -125,6 +125,10 @@ pub enum Error {
     /// instead; the message says what the upstream did (HTTP 502).
     #[error("{0}")]
     Upstream(String),
+    /// The database cannot be reached just now; nothing was changed and the client may
+    /// retry. The message is for logs, not for clients.
+    #[error("the registry's database is unavailable just now; retry shortly")]
+    Unavailable(String),
     /// A fault of ours or of a backend; the message is for logs, not for clients.
     #[error("internal error: {0}")]
     Internal(String),

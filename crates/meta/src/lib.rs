@@ -1,5 +1,10 @@
-//! Metadata backends implementing the core's ports; SQLite is the embedded default.
+//! Metadata backends implementing the core's ports; SQLite is the embedded default and
+//! PostgreSQL (cargo feature `postgres`) serves several nodes.
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresMeta;
 pub use sqlite::{BlobRecord, ContentCounts, Durability, PoolUse, SqliteMeta, SqliteSnapshot};

@@ -2,10 +2,12 @@
 //! serve` uses) over a fresh temporary data directory, served on a loopback port, with its
 //! jobs runner running beside it; image builders and push helpers ([`images`]); a webhook
 //! receiver that checks signatures ([`receiver`]); a private Garage, the S3-compatible
-//! store, for tests that want one ([`garage`]).
+//! store, for tests that want one ([`garage`]); a private PostgreSQL cluster with a
+//! database per test ([`postgres`]).
 
 pub mod garage;
 pub mod images;
+pub mod postgres;
 mod probe;
 pub mod receiver;
 

@@ -2,16 +2,21 @@
 //! with its rendered README, stars, pull activity, the verified-publisher mark and the tags
 //! view — each showing only what the caller may read.
 
+mod pull_tally;
 mod pulls;
 mod readme;
 mod repository;
 mod search;
 mod tags;
 
+pub use pull_tally::{counts_as_pull, tally_pulls, PullBatch, PullTally};
 pub use pulls::MAX_PENDING_PULLS;
 pub use readme::{render_readme, render_readme_nested};
 pub use repository::{RepositoryView, MAX_DESCRIPTION_CHARS, MAX_FULL_DESCRIPTION_CHARS};
-pub use search::{SearchRequest, MAX_PAGE_SIZE, MAX_SEARCH_TEXT_CHARS};
+pub use search::{
+    popularity, SearchRequest, SearchTier, SearchWords, MAX_PAGE_SIZE, MAX_QUERY_WORDS,
+    MAX_SEARCH_TEXT_CHARS,
+};
 pub use tags::{Platform, ReferrerView, TagPage, TagView};
 
 use crate::access::{Authorizer, Principal};

@@ -11,6 +11,72 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 /// Search text beyond this is ignored: no repository name is longer.
 pub const MAX_SEARCH_TEXT_CHARS: usize = 255;
 
+/// Query words beyond this are ignored: they would only widen an already broad search.
+pub const MAX_QUERY_WORDS: usize = 16;
+
+/// The query as every backend reads it: lowercased and trimmed (names are lowercase), and
+/// its words split on everything but letters and digits, as the full-text indexes split
+/// names and descriptions, so each word is a plain token that needs no escaping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchWords {
+    /// The whole text, lowercased and trimmed: what an exact name match compares with.
+    pub text: String,
+    /// At most [`MAX_QUERY_WORDS`].
+    pub words: Vec<String>,
+}
+
+impl SearchWords {
+    /// None when the text has no words (only separators): nothing can match it.
+    pub fn parse(text: &str) -> Option<SearchWords> {
+        let text = text.trim().to_lowercase();
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(MAX_QUERY_WORDS)
+            .map(str::to_owned)
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        Some(SearchWords { text, words })
+    }
+}
+
+/// The relevance tiers, best first. Under [`SearchSort::Relevance`] every result of a tier
+/// comes before any of the next, and within a tier the most popular ([`popularity`]) come
+/// first, then by name. The other sorts replace the tiers; every backend ranks alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SearchTier {
+    /// The whole name, or the name after its namespace, is the query (`library/redis` or
+    /// `alice/redis` for `redis`).
+    ExactName,
+    /// Not exact, and the name or the name after its namespace starts with the query's
+    /// words in sequence, the last as a prefix (`redis-tools` for `redis`).
+    NameStartsWithQuery,
+    /// The query's words in sequence later in the name (`my-redis` for `redis`).
+    QueryLaterInName,
+    /// Any one query word in the name or the short description, and none of the above.
+    AnyWord,
+}
+
+impl SearchTier {
+    /// The tiers in the order results are given.
+    pub const ALL: [SearchTier; 4] = [
+        SearchTier::ExactName,
+        SearchTier::NameStartsWithQuery,
+        SearchTier::QueryLaterInName,
+        SearchTier::AnyWord,
+    ];
+}
+
+/// Stars and pulls as one number to order by: (1 + stars)² · (1 + pulls) orders exactly like
+/// 2·ln(1 + stars) + ln(1 + pulls), a star weighing like a pull squared. Backends compute the
+/// same expression in SQL (and index it).
+pub fn popularity(stars: u64, pulls: u64) -> f64 {
+    let (stars, pulls) = (stars as f64, pulls as f64);
+    (1.0 + stars) * (1.0 + stars) * (1.0 + pulls)
+}
+
 /// A search as the API and `/v1/search` ask for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchRequest {
@@ -76,5 +142,30 @@ impl Hub {
             page_size,
         };
         self.search(principal, &request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_lowercased_and_split_on_separators() {
+        let words = SearchWords::parse("  Web-Server\") OR *x ").unwrap();
+        assert_eq!(words.text, "web-server\") or *x");
+        assert_eq!(words.words, ["web", "server", "or", "x"]);
+        assert_eq!(SearchWords::parse(" /-/ "), None);
+        let many = "w ".repeat(40);
+        assert_eq!(
+            SearchWords::parse(&many).unwrap().words.len(),
+            MAX_QUERY_WORDS
+        );
+    }
+
+    #[test]
+    fn a_star_weighs_like_a_pull_squared() {
+        assert!(popularity(1, 0) > popularity(0, 2));
+        assert!(popularity(1, 0) < popularity(0, 4));
+        assert_eq!(popularity(0, 0), 1.0);
     }
 }

@@ -39,6 +39,10 @@ pub enum MetaError {
     /// The database's disk is full; the change was not made.
     #[error("the database's disk is full")]
     StorageFull,
+    /// The database cannot be reached just now (restarting, failing over, out of
+    /// connections); nothing was changed and the same request may be retried.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("database failure: {0}")]
     Backend(String),
 }

@@ -1,6 +1,7 @@
 //! The registry service: the OCI distribution operations, over the blob store and metadata ports.
 
 mod blobs;
+mod catalog;
 mod listing;
 mod manifests;
 mod platforms;
@@ -8,6 +9,7 @@ mod referrers;
 mod uploads;
 
 pub use blobs::BlobContent;
+pub use catalog::CatalogCache;
 pub use listing::Page;
 pub use manifests::{ManifestPushed, PutManifest};
 pub use platforms::PlatformBackfill;
@@ -126,6 +128,7 @@ impl From<MetaError> for Error {
                 tracing::error!("the database's disk is full");
                 Error::StorageFull
             }
+            MetaError::Unavailable(msg) => Error::Unavailable(msg),
             MetaError::Backend(msg) => Error::Internal(format!("metadata: {msg}")),
         }
     }

@@ -371,8 +371,7 @@ impl Registry {
         }
         // Refused before the bytes become a blob when the quota is known to be exceeded.
         if session.size >= QUOTA_PRECHECK_MIN_BYTES {
-            if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await?
-            {
+            if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await? {
                 self.discard_upload(&session.id).await;
                 return Err(Error::QuotaExceeded { used, quota });
             }

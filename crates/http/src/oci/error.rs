@@ -70,6 +70,8 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::Internal(_) => ErrorCode::Unknown,
         // Distribution's catch-all code, with the gateway status a proxy's failure has.
         Error::Upstream(_) => return (ErrorCode::Unknown, StatusCode::BAD_GATEWAY),
+        // Retryable: clients and load balancers retry a 503 (with `Retry-After`).
+        Error::Unavailable(_) => return (ErrorCode::Unknown, StatusCode::SERVICE_UNAVAILABLE),
     };
     let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (code, status)
@@ -82,6 +84,10 @@ pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
         Error::Internal(detail) => {
             tracing::error!(%detail, "request failed");
             code.default_message().to_owned()
+        }
+        Error::Unavailable(detail) => {
+            tracing::warn!(%detail, "request failed: the database is unavailable");
+            err.to_string()
         }
         other => other.to_string(),
     };
@@ -118,10 +124,20 @@ pub fn error_response(err: &Error, method: &Method) -> Response<Body> {
                 header::HeaderValue::from(*retry_after_secs),
             );
         }
+        Error::Unavailable(_) => {
+            headers.insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECS),
+            );
+        }
         _ => {}
     }
     response
 }
+
+/// When a client should retry after the database was unavailable: a restart or failover
+/// takes seconds, and the pool reconnects on its own.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -245,11 +261,26 @@ mod tests {
             ),
             (Error::UploadLimit { limit: 100 }, "TOOMANYREQUESTS", 429),
             (Error::StorageFull, "BLOB_UPLOAD_INVALID", 507),
+            (
+                Error::Unavailable("connection refused".into()),
+                "UNKNOWN",
+                503,
+            ),
         ];
         for (err, code, status) in table {
             let (c, s) = classify(&err);
             assert_eq!((c.as_str(), s.as_u16()), (code, status), "{err:?}");
         }
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_retryable_503_without_its_detail() {
+        let err = Error::Unavailable("connect to 10.0.0.7:5432: refused".into());
+        let response = error_response(&err, &Method::GET);
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        // The message sent is the error's text, which leaves the detail to the log.
+        assert!(!err.to_string().contains("10.0.0.7"), "{err}");
     }
 
     #[test]

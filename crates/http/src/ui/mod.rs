@@ -288,6 +288,14 @@ impl Visitor {
                 "Too many attempts",
                 err.message(),
             ),
+            UiError::Domain(Error::Unavailable(detail)) => {
+                tracing::warn!(%detail, path = %self.here, "web UI request failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again shortly",
+                    err.message(),
+                )
+            }
             UiError::Domain(Error::Internal(detail)) => {
                 tracing::warn!(%detail, path = %self.here, "web UI request failed");
                 (

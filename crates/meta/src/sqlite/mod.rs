@@ -3,7 +3,6 @@
 mod access;
 mod accounts;
 mod audit;
-mod catalog;
 mod credentials;
 mod durability;
 mod events;
@@ -61,7 +60,7 @@ async fn begin_write(
 pub struct SqliteMeta {
     read: SqlitePool,
     write: SqlitePool,
-    catalog: std::sync::Arc<catalog::CatalogCache>,
+    catalog: std::sync::Arc<berth_core::registry::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
     /// Delivery attempts waiting to be written together.
     attempts: std::sync::Arc<webhooks::AttemptBatch>,

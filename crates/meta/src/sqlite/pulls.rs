@@ -3,46 +3,15 @@
 //! times.
 
 use super::backend;
+use berth_core::hub::{counts_as_pull, tally_pulls};
 use berth_core::ports::{MetaError, PullEvent};
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use std::collections::BTreeMap;
-
-/// Identical pulls in a batch (same repository, manifest and tag) collapse into one write.
-#[derive(Debug, Clone, Copy)]
-struct Tally {
-    pulls: u64,
-    last_at: i64,
-}
-
-/// repository → (manifest digest, tag asked for) → tally.
-type Batch<'a> = BTreeMap<&'a str, BTreeMap<(String, Option<&'a str>), Tally>>;
-
-fn tally(pulls: &[PullEvent]) -> Batch<'_> {
-    let mut batch: Batch<'_> = BTreeMap::new();
-    for pull in pulls {
-        let key = (pull.digest.to_string(), pull.tag.as_deref());
-        batch
-            .entry(pull.repo.as_str())
-            .or_default()
-            .entry(key)
-            .and_modify(|t| {
-                t.pulls += 1;
-                t.last_at = t.last_at.max(pull.at);
-            })
-            .or_insert(Tally {
-                pulls: 1,
-                last_at: pull.at,
-            });
-    }
-    batch
-}
-
 pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<(), MetaError> {
     if pulls.is_empty() {
         return Ok(());
     }
     let mut tx = super::begin_write(write).await?;
-    for (repo, manifests) in tally(pulls) {
+    for (repo, manifests) in tally_pulls(pulls) {
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repo)
             .fetch_optional(&mut *tx)
@@ -54,9 +23,12 @@ pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<()
         let mut last_at = i64::MIN;
         for ((digest, tag), tally) in manifests {
             last_at = last_at.max(tally.last_at);
-            // A client pulling an image index goes on to fetch the manifest for its own
-            // platform by digest; that is the same pull. A pull by tag always starts one.
-            if tag.is_some() || !is_child_of_index(&mut tx, repo_id, &digest).await? {
+            // Whether it is an index's child is read only for pulls by digest.
+            let by_tag = tag.is_some();
+            if counts_as_pull(
+                by_tag,
+                !by_tag && is_child_of_index(&mut tx, repo_id, &digest).await?,
+            ) {
                 counted += tally.pulls;
             }
             touch_tags(&mut tx, repo_id, &digest, tag, tally.last_at).await?;
@@ -144,42 +116,4 @@ async fn touch_manifest(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_oci::Digest;
-
-    fn pull(repo: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEvent {
-        PullEvent {
-            repo: repo.parse().unwrap(),
-            tag: tag.map(str::to_owned),
-            digest: digest.clone(),
-            at,
-        }
-    }
-
-    #[test]
-    fn identical_pulls_collapse_and_keep_the_latest_time() {
-        let a = Digest::sha256_of(b"a");
-        let b = Digest::sha256_of(b"b");
-        let pulls = [
-            pull("x/app", &a, Some("v1"), 10),
-            pull("x/app", &a, Some("v1"), 30),
-            pull("x/app", &a, Some("v1"), 20),
-            pull("x/app", &a, None, 5),
-            pull("x/app", &b, None, 7),
-            pull("y/app", &a, Some("v1"), 1),
-        ];
-        let batch = tally(&pulls);
-        assert_eq!(batch.len(), 2);
-        let app = &batch["x/app"];
-        assert_eq!(app.len(), 3);
-        let by_tag = app[&(a.to_string(), Some("v1"))];
-        assert_eq!((by_tag.pulls, by_tag.last_at), (3, 30));
-        let by_digest = app[&(a.to_string(), None)];
-        assert_eq!((by_digest.pulls, by_digest.last_at), (1, 5));
-        assert_eq!(batch["y/app"].len(), 1);
-    }
 }

@@ -1,6 +1,5 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
-use super::catalog::CatalogCache;
 use super::events::{record_event, record_events};
 use super::lifecycle::{check_committed, link_checked, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
@@ -12,6 +11,7 @@ use berth_core::ports::{
     BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
+use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
 use sqlx::{Row, Sqlite, Transaction};
 

@@ -12,16 +12,13 @@
 use super::access::{ORG_HELD_IDS, ORG_SEES, USER_HELD_IDS, USER_SEES};
 use super::backend;
 use super::hub::{info_from_row, INFO_COLUMNS, INFO_JOINS};
+use berth_core::hub::{SearchTier, SearchWords};
 use berth_core::ports::{MetaError, SearchPage, SearchQuery, SearchSort, Viewer, OWNERS_TEAM};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row, Sqlite, SqlitePool};
 
-/// Query words beyond this are ignored: they would only widen an already broad search.
-const MAX_QUERY_WORDS: usize = 16;
-
-/// Stars and pulls as one number to order by: (1 + stars)² · (1 + pulls) orders exactly like
-/// 2·ln(1 + stars) + ln(1 + pulls), a star weighing like a pull squared, without needing
-/// SQLite's optional math functions. The same expression is indexed (0005_hub.sql).
+/// [`berth_core::hub::popularity`] in SQL, without needing SQLite's optional math
+/// functions. The same expression is indexed (0005_hub.sql).
 const POPULARITY: &str = "((1.0 + r.star_count) * (1.0 + r.star_count) * (1.0 + r.pull_count))";
 
 // Parameters every statement below shares: ?1 the query text, ?2 the viewer's user or
@@ -67,17 +64,7 @@ struct Terms {
 impl Terms {
     /// None when the text has no words (only separators): nothing can match it.
     fn new(text: &str) -> Option<Terms> {
-        let text = text.trim().to_lowercase();
-        // The full-text index splits on everything but letters and digits; split the query
-        // alike so every word is a plain token that needs no escaping inside quotes.
-        let words: Vec<&str> = text
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .take(MAX_QUERY_WORDS)
-            .collect();
-        if words.is_empty() {
-            return None;
-        }
+        let SearchWords { text, words } = SearchWords::parse(text)?;
         let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
         Some(Terms {
             name_runs: format!("name : \"{}\" *", words.join(" ")),
@@ -204,24 +191,27 @@ fn segments(query: &SearchQuery, terms: Option<&Terms>) -> Vec<Segment> {
             condition: None,
         }];
     }
-    vec![
-        Segment {
-            full_text: None,
-            condition: Some(EXACT),
-        },
-        Segment {
-            full_text: Some(terms.name_runs.clone()),
-            condition: Some(STARTS_WITH_QUERY),
-        },
-        Segment {
-            full_text: Some(terms.name_runs.clone()),
-            condition: Some(QUERY_LATER_IN_NAME),
-        },
-        Segment {
-            full_text: Some(format!("({}) NOT ({})", terms.any_word, terms.name_runs)),
-            condition: None,
-        },
-    ]
+    SearchTier::ALL
+        .iter()
+        .map(|tier| match tier {
+            SearchTier::ExactName => Segment {
+                full_text: None,
+                condition: Some(EXACT),
+            },
+            SearchTier::NameStartsWithQuery => Segment {
+                full_text: Some(terms.name_runs.clone()),
+                condition: Some(STARTS_WITH_QUERY),
+            },
+            SearchTier::QueryLaterInName => Segment {
+                full_text: Some(terms.name_runs.clone()),
+                condition: Some(QUERY_LATER_IN_NAME),
+            },
+            SearchTier::AnyWord => Segment {
+                full_text: Some(format!("({}) NOT ({})", terms.any_word, terms.name_runs)),
+                condition: None,
+            },
+        })
+        .collect()
 }
 
 /// How a segment's page is read.

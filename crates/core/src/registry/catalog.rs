@@ -1,8 +1,14 @@
-//! The catalog cache: every repository name, sorted, kept while the repository counter
-//! says nothing was added or removed, so a `_catalog` page costs one indexed read.
+//! The catalog cache: every repository name, sorted, kept while the database's repository
+//! counter says nothing was added or removed, so a `_catalog` page costs one indexed read.
+//! Shared by the metadata backends: the counter lives in the database, so every node of a
+//! cluster sees another node's change at its next read and drops its copy.
 
 use std::sync::Mutex;
 
+/// Repository names as of one value of the database's repository counter. A backend reads
+/// the counter, asks [`CatalogCache::page`], and on a miss reads every name and stores them
+/// under the counter value it read first: a change committed in between only makes the
+/// next read miss again.
 #[derive(Debug, Default)]
 pub struct CatalogCache {
     names: Mutex<Option<(i64, Vec<String>)>>,
