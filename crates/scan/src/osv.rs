@@ -73,6 +73,9 @@ struct RawAdvisory {
     details: Option<String>,
     #[serde(default)]
     aliases: Option<Vec<String>>,
+    /// Debian's and Alpine's records name the CVE they derive from here.
+    #[serde(default)]
+    upstream: Option<Vec<String>>,
     #[serde(default)]
     severity: Option<Vec<RawSeverity>>,
     #[serde(default)]
@@ -216,7 +219,7 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
         id,
         modified,
         summary,
-        aliases: raw.aliases.unwrap_or_default(),
+        aliases: raw.aliases.unwrap_or_default().into_iter().chain(raw.upstream.unwrap_or_default()).collect(),
         severity,
         score,
         affected,
