@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod ports;
 pub mod registry;
+pub mod scan;
 pub mod time;
 pub mod webhooks;
 

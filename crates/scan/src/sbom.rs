@@ -71,9 +71,9 @@ pub fn purl(package: &Package, os: Option<&OsRelease>) -> String {
 }
 
 /// The SBOM of an image: `subject` is `namespace/repository`, `digest` the manifest's,
-/// `timestamp` RFC 3339. The serial number derives from the digest, so the same image
-/// always gets the same document apart from its timestamp.
-pub fn cyclonedx(inventory: &Inventory, subject: &str, digest: &str, timestamp: &str, tool_version: &str) -> Value {
+/// `timestamp` RFC 3339 if wanted. The serial number derives from the digest, so without
+/// a timestamp the same inventory always gives the same bytes (and the same referrer).
+pub fn cyclonedx(inventory: &Inventory, subject: &str, digest: &str, timestamp: Option<&str>, tool_version: &str) -> Value {
     let hex: String = digest.rsplit(':').next().unwrap_or_default().chars().chain(std::iter::repeat('0')).take(32).collect();
     let serial = format!("urn:uuid:{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
     let mut components: Vec<Value> = Vec::new();
@@ -104,16 +104,19 @@ pub fn cyclonedx(inventory: &Inventory, subject: &str, digest: &str, timestamp: 
         }
         components.push(component);
     }
-    json!({
+    let mut document = json!({
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
         "serialNumber": serial,
         "version": 1,
         "metadata": {
-            "timestamp": timestamp,
             "tools": {"components": [{"type": "application", "name": "berth", "version": tool_version}]},
             "component": {"type": "container", "bom-ref": digest, "name": subject, "version": digest},
         },
         "components": components,
-    })
+    });
+    if let Some(timestamp) = timestamp {
+        document["metadata"]["timestamp"] = json!(timestamp);
+    }
+    document
 }

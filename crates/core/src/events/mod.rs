@@ -29,10 +29,13 @@ pub enum EventKind {
     QuotaWarning,
     #[serde(rename = "retention.completed")]
     RetentionCompleted,
+    /// An image was scanned for vulnerabilities.
+    #[serde(rename = "scan.completed")]
+    ScanCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -42,6 +45,7 @@ impl EventKind {
         EventKind::AccessChanged,
         EventKind::QuotaWarning,
         EventKind::RetentionCompleted,
+        EventKind::ScanCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl EventKind {
             EventKind::AccessChanged => "access.changed",
             EventKind::QuotaWarning => "quota.warning",
             EventKind::RetentionCompleted => "retention.completed",
+            EventKind::ScanCompleted => "scan.completed",
         }
     }
 
@@ -188,6 +193,22 @@ pub struct RetentionCompletedData {
     pub manifests: Vec<String>,
     /// Bytes that garbage collection can now reclaim.
     pub bytes: u64,
+}
+
+/// The fields of `scan.completed`: one image's scan and its counts by severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCompletedData {
+    pub digest: String,
+    /// The tags pointing at the image when it was scanned.
+    pub tags: Vec<String>,
+    pub packages: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+    /// Whether a vulnerability database was loaded (without one only the inventory ran).
+    pub matched: bool,
 }
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.

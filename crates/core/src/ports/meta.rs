@@ -8,6 +8,7 @@ use super::identity::IdentityStore;
 use super::jobs::JobQueue;
 use super::lifecycle::{Collection, UsageStore};
 use super::policies::LifecycleStore;
+use super::scans::ScanStore;
 use super::webhooks::WebhookStore;
 use super::BlobStore;
 use crate::events::NewEvent;
@@ -273,6 +274,7 @@ pub trait MetaStore:
     + Collection
     + UsageStore
     + LifecycleStore
+    + ScanStore
 {
 }
 
@@ -290,5 +292,6 @@ impl<T> MetaStore for T where
         + Collection
         + UsageStore
         + LifecycleStore
+        + ScanStore
 {
 }

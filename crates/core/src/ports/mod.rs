@@ -8,6 +8,7 @@ mod jobs;
 mod lifecycle;
 mod meta;
 mod policies;
+mod scans;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
@@ -32,6 +33,7 @@ pub use meta::{
 pub use policies::{
     LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
 };
+pub use scans::{ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary};
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,
     WebhookRecord, WebhookStore,

@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_immutable_tags_and_retention.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_vulnerability_scanning.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

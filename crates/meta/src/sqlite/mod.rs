@@ -17,6 +17,7 @@ mod policies;
 mod pulls;
 mod registry;
 mod repositories;
+mod scans;
 mod search;
 mod sessions;
 mod signing;
