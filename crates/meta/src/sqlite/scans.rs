@@ -15,7 +15,7 @@ use std::collections::HashMap;
 /// held for long.
 const DROP_BATCH: i64 = 5_000;
 
-fn json<T: serde::Serialize>(value: &T) -> String {
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
