@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|vulndb|scan …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -8,6 +8,7 @@ mod lifecycle;
 mod orgs;
 mod policies;
 mod repos;
+mod scanning;
 mod webhooks;
 
 use crate::cli::AdminCommand;
@@ -57,6 +58,8 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Gc(args) => lifecycle::gc(config, meta, args).await,
             AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,
             AdminCommand::Quota(command) => lifecycle::quota(meta, &acting, command).await,
+            AdminCommand::Vulndb(command) => scanning::vulndb(config, meta, command).await,
+            AdminCommand::Scan(args) => scanning::scan(config, meta, args).await,
         }
     })
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub collector: berth_core::lifecycle::Collector,
     /// Immutable tag rules, retention policies and their runs.
     pub lifecycle: berth_core::lifecycle::Lifecycle,
+    /// Vulnerability scans: results per image and the summaries beside tags.
+    pub scanner: berth_core::scan::Scanner,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

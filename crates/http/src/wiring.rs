@@ -20,6 +20,7 @@ use berth_core::lifecycle::{
 };
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::registry::RegistryOptions;
+use berth_core::scan::{RescanAll, ScanFeed, ScanImage, Scanner, RESCAN_JOB, SCAN_JOB};
 use berth_core::webhooks::{
     DeliverWebhook, EventHandOn, SealKey, WebhookSettings, WebhookTransport, Webhooks, DELIVER_JOB,
 };
@@ -109,6 +110,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         .with_wake(wake.clone());
     meta.set_default_quota(settings.default_quota).await?;
     let usage = UsageService::new(meta.clone(), authorizer.clone());
+    let scanner = Scanner::new(meta.clone(), blobs.clone(), registry.clone(), clock.clone());
     let collector = Collector::new(
         meta.clone(),
         blobs,
@@ -141,6 +143,10 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         clock.clone(),
         &public_url,
     )));
+    // Scans run after the push committed and answered: the feed reads its event.
+    runner.feed(Arc::new(ScanFeed::new(meta.clone(), clock.clone())));
+    runner.handle(SCAN_JOB, Arc::new(ScanImage(scanner.clone())));
+    runner.handle(RESCAN_JOB, Arc::new(RescanAll(scanner.clone())));
     runner.handle(
         DELIVER_JOB,
         Arc::new(DeliverWebhook::new(
@@ -204,6 +210,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         usage,
         collector,
         lifecycle,
+        scanner,
     };
     Ok(Wired { state, runner })
 }

@@ -292,6 +292,9 @@ async fn route_to_handler(
         (Route::RepositoryTag(repo, tag), "DELETE") => {
             lifecycle::delete_tag(call, &repo, &tag).await
         }
+        (Route::TagVulnerabilities(repo, tag), "GET") => {
+            hub::tag_vulnerabilities(call, &repo, &tag).await
+        }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

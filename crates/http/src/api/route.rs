@@ -75,6 +75,8 @@ pub(crate) enum Route {
     RepositoryRetentionRuns(RepoName),
     NamespaceRetentionRuns(String),
     RepositoryTag(RepoName, String),
+    /// A tag's (or digest's) latest scan findings.
+    TagVulnerabilities(RepoName, String),
 }
 
 const GET: Method = Method::GET;
@@ -284,6 +286,11 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/repositories/{name}/-/tags/{tag}", &[DELETE], |p| {
         Ok(Route::RepositoryTag(p.repo()?, p.text("tag")))
     }),
+    endpoint(
+        "/api/v1/repositories/{name}/-/tags/{tag}/vulnerabilities",
+        &[GET],
+        |p| Ok(Route::TagVulnerabilities(p.repo()?, p.text("tag"))),
+    ),
 ];
 
 const fn endpoint(
@@ -456,6 +463,9 @@ impl Route {
             Route::RepositoryRetentionRuns(_) => "/api/v1/repositories/{name}/-/retention/runs",
             Route::NamespaceRetentionRuns(_) => "/api/v1/namespaces/{namespace}/retention/runs",
             Route::RepositoryTag(..) => "/api/v1/repositories/{name}/-/tags/{tag}",
+            Route::TagVulnerabilities(..) => {
+                "/api/v1/repositories/{name}/-/tags/{tag}/vulnerabilities"
+            }
         }
     }
 }
