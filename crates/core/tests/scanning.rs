@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scan/tests/data").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scan/tests/data")
+        .join(path)
 }
 
 fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -26,7 +28,9 @@ fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o644);
-        builder.append_data(&mut header, path, content.as_slice()).unwrap();
+        builder
+            .append_data(&mut header, path, content.as_slice())
+            .unwrap();
     }
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&builder.into_inner().unwrap()).unwrap();
@@ -43,18 +47,40 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let blobs: Arc<dyn berth_core::ports::BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
-    let meta: Arc<dyn MetaStore> = Arc::new(SqliteMeta::open(&dir.path().join("berth.db")).await.unwrap());
+    let blobs: Arc<dyn berth_core::ports::BlobStore> =
+        Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
     let registry = Registry::new(blobs.clone(), meta.clone(), RegistryOptions::default());
-    let scanner = Scanner::new(meta.clone(), blobs.clone(), registry.clone(), Arc::new(SystemClock));
-    World { _dir: dir, meta, blobs, registry, scanner }
+    let scanner = Scanner::new(
+        meta.clone(),
+        blobs.clone(),
+        registry.clone(),
+        Arc::new(SystemClock),
+    );
+    World {
+        _dir: dir,
+        meta,
+        blobs,
+        registry,
+        scanner,
+    }
 }
 
 async fn upload(registry: &Registry, repo: &RepoName, bytes: Vec<u8>) -> (Digest, u64) {
     let digest = Digest::sha256_of(&bytes);
     let size = bytes.len() as u64;
-    let body: berth_core::ports::ByteStream = Box::pin(futures_util::stream::once(async move { Ok(Bytes::from(bytes)) }));
-    registry.upload_monolithic(repo, None, &digest, Some(size), body).await.unwrap();
+    let body: berth_core::ports::ByteStream =
+        Box::pin(futures_util::stream::once(
+            async move { Ok(Bytes::from(bytes)) },
+        ));
+    registry
+        .upload_monolithic(repo, None, &digest, Some(size), body)
+        .await
+        .unwrap();
     (digest, size)
 }
 
@@ -69,14 +95,22 @@ async fn push_debian_image(registry: &Registry, repo: &RepoName) -> Digest {
         ));
     }
     let base = layer(&[
-        ("etc/os-release".to_owned(), std::fs::read(data("os-release-debian12")).unwrap()),
-        ("var/lib/dpkg/status".to_owned(), std::fs::read(data("dpkg-status")).unwrap()),
+        (
+            "etc/os-release".to_owned(),
+            std::fs::read(data("os-release-debian12")).unwrap(),
+        ),
+        (
+            "var/lib/dpkg/status".to_owned(),
+            std::fs::read(data("dpkg-status")).unwrap(),
+        ),
     ]);
     let mut layers = Vec::new();
     for bytes in [base, layer(&python)] {
         layers.push(upload(registry, repo, bytes).await);
     }
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
     let (config, config_size) = upload(registry, repo, config).await;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -111,35 +145,77 @@ async fn a_pushed_image_is_scanned_against_the_imported_database() {
     let feed = ScanFeed::new(w.meta.clone(), Arc::new(SystemClock));
     assert_eq!(feed.feed().await.unwrap(), 1);
     let jobs = w.meta.list_jobs(false, 100).await.unwrap();
-    assert!(jobs.iter().any(|j| j.kind == SCAN_JOB && j.payload.contains(&digest.to_string())), "{jobs:?}");
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == SCAN_JOB && j.payload.contains(&digest.to_string())),
+        "{jobs:?}"
+    );
 
     // Without a database only the inventory runs.
-    let scan = w.scanner.scan(&repo, &digest, &["12".to_owned()]).await.unwrap();
+    let scan = w
+        .scanner
+        .scan(&repo, &digest, &["12".to_owned()])
+        .await
+        .unwrap();
     assert!(scan.packages > 800, "{}", scan.packages);
     assert!(scan.findings.is_empty());
     assert_eq!(scan.db_generation, None);
 
-    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv")).await.unwrap();
+    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv"))
+        .await
+        .unwrap();
     assert_eq!((status.advisories, status.skipped), (15, 2));
     assert_eq!(status.by_ecosystem.get("PyPI"), Some(&6));
     assert_eq!(w.meta.vulndb_status().await.unwrap().unwrap(), status);
 
-    let scan = w.scanner.scan(&repo, &digest, &["12".to_owned()]).await.unwrap();
+    let scan = w
+        .scanner
+        .scan(&repo, &digest, &["12".to_owned()])
+        .await
+        .unwrap();
     // Hand-checked in berth-scan's matching test: the Debian and PyPI findings of this image.
     let c = scan.counts;
-    assert_eq!((c.critical, c.high, c.medium, c.low, c.unknown), (0, 1, 5, 14, 2));
-    let summaries = w.meta.vulnerability_summaries(&[digest.to_string()]).await.unwrap();
+    assert_eq!(
+        (c.critical, c.high, c.medium, c.low, c.unknown),
+        (0, 1, 5, 14, 2)
+    );
+    let summaries = w
+        .meta
+        .vulnerability_summaries(&[digest.to_string()])
+        .await
+        .unwrap();
     assert_eq!(summaries[&digest.to_string()].high, 1);
-    assert_eq!(w.meta.scan_result(&digest.to_string()).await.unwrap().unwrap(), scan);
+    assert_eq!(
+        w.meta
+            .scan_result(&digest.to_string())
+            .await
+            .unwrap()
+            .unwrap(),
+        scan
+    );
 
     // The SBOM is a referrer of the image, CycloneDX, listing the packages.
-    let referrers = w.meta.referrers(&repo, &digest, Some("application/vnd.cyclonedx+json")).await.unwrap();
-    assert_eq!(referrers.len(), 1, "one SBOM, however often the image is scanned");
-    assert_eq!(scan.sbom_digest.as_deref(), Some(referrers[0].digest.to_string().as_str()));
+    let referrers = w
+        .meta
+        .referrers(&repo, &digest, Some("application/vnd.cyclonedx+json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        referrers.len(),
+        1,
+        "one SBOM, however often the image is scanned"
+    );
+    assert_eq!(
+        scan.sbom_digest.as_deref(),
+        Some(referrers[0].digest.to_string().as_str())
+    );
 
     // A scan event was recorded for webhooks.
     let events = w.meta.events_after(0, 1000).await.unwrap();
-    let scanned: Vec<_> = events.iter().filter(|e| e.kind.as_str() == "scan.completed").collect();
+    let scanned: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "scan.completed")
+        .collect();
     assert_eq!(scanned.len(), 2);
     assert_eq!(scanned[1].data["high"], 1);
     assert_eq!(scanned[1].data["tags"], serde_json::json!(["12"]));
@@ -149,20 +225,40 @@ async fn a_pushed_image_is_scanned_against_the_imported_database() {
     for name in ["ALPINE-CVE-2023-5363.json", "ALPINE-CVE-2022-48174.json"] {
         std::fs::copy(data(&format!("osv/{name}")), alpine.path().join(name)).unwrap();
     }
-    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), alpine.path()).await.unwrap();
+    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), alpine.path())
+        .await
+        .unwrap();
     assert_eq!(status.advisories, 2);
     let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
     assert!(scan.findings.is_empty(), "{:?}", scan.findings);
 
     // A path that cannot be read leaves the loaded database alone.
-    assert!(import_vulndb(w.meta.clone(), Arc::new(SystemClock), &alpine.path().join("missing")).await.is_err());
+    assert!(import_vulndb(
+        w.meta.clone(),
+        Arc::new(SystemClock),
+        &alpine.path().join("missing")
+    )
+    .await
+    .is_err());
     assert_eq!(w.meta.vulndb_status().await.unwrap().unwrap().advisories, 2);
-    assert_eq!(w.meta.advisories_for(berth_scan::Ecosystem::Alpine, "openssl").await.unwrap().len(), 1);
+    assert_eq!(
+        w.meta
+            .advisories_for(berth_scan::Ecosystem::Alpine, "openssl")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Indexes and artifacts are not images.
     let sbom: Digest = referrers[0].digest.clone();
     assert!(w.scanner.scan(&repo, &sbom, &[]).await.is_err());
-    let _ = w.meta.manifest_by_digest(&repo, &sbom).await.unwrap().unwrap();
+    let _ = w
+        .meta
+        .manifest_by_digest(&repo, &sbom)
+        .await
+        .unwrap()
+        .unwrap();
 }
 
 /// The issue's figures, measured: an import of 100,000 advisories, and matching an image
@@ -176,7 +272,10 @@ async fn import_and_match_at_scale() {
     let status = std::fs::read_to_string(data("dpkg-status")).unwrap();
     let mut sources: Vec<String> = status
         .lines()
-        .filter_map(|l| l.strip_prefix("Package: ").or_else(|| l.strip_prefix("Source: ")))
+        .filter_map(|l| {
+            l.strip_prefix("Package: ")
+                .or_else(|| l.strip_prefix("Source: "))
+        })
         .map(|s| s.split(' ').next().unwrap().to_owned())
         .collect();
     sources.sort();
@@ -196,16 +295,28 @@ async fn import_and_match_at_scale() {
             "affected": [{"package": {"ecosystem": ecosystem, "name": name},
                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": format!("0.{i}")}]}]}],
         });
-        std::fs::write(osv_dir.path().join(format!("TEST-{i}.json")), doc.to_string()).unwrap();
+        std::fs::write(
+            osv_dir.path().join(format!("TEST-{i}.json")),
+            doc.to_string(),
+        )
+        .unwrap();
     }
     let started = std::time::Instant::now();
-    let imported = import_vulndb(w.meta.clone(), Arc::new(SystemClock), osv_dir.path()).await.unwrap();
+    let imported = import_vulndb(w.meta.clone(), Arc::new(SystemClock), osv_dir.path())
+        .await
+        .unwrap();
     let import_time = started.elapsed();
     assert_eq!(imported.advisories, 100_000);
 
     let repo: RepoName = "alice/debian".parse().unwrap();
     let digest = push_debian_image(&w.registry, &repo).await;
-    let scanner = Scanner::new(w.meta.clone(), w.blobs.clone(), w.registry.clone(), Arc::new(SystemClock)).with_sbom(false);
+    let scanner = Scanner::new(
+        w.meta.clone(),
+        w.blobs.clone(),
+        w.registry.clone(),
+        Arc::new(SystemClock),
+    )
+    .with_sbom(false);
     let started = std::time::Instant::now();
     let scan = scanner.scan(&repo, &digest, &[]).await.unwrap();
     let scan_time = started.elapsed();

@@ -23,7 +23,9 @@ pub fn base_score(vector: &str) -> Result<f64, CvssError> {
     const BASE: [&str; 8] = ["AV", "AC", "PR", "UI", "S", "C", "I", "A"];
     let mut values: [Option<char>; 8] = [None; 8];
     for part in rest.split('/') {
-        let (metric, value) = part.split_once(':').ok_or_else(|| CvssError::Unknown(part.to_owned()))?;
+        let (metric, value) = part
+            .split_once(':')
+            .ok_or_else(|| CvssError::Unknown(part.to_owned()))?;
         let mut chars = value.chars();
         let (Some(value), None) = (chars.next(), chars.next()) else {
             return Err(CvssError::Unknown(part.to_owned()));
@@ -87,14 +89,30 @@ pub fn base_score(vector: &str) -> Result<f64, CvssError> {
         return Ok(0.0);
     }
     let exploitability = 8.22 * attack_vector * attack_complexity * privileges * interaction;
-    let raw = if changed { 1.08 * (impact + exploitability) } else { impact + exploitability };
+    let raw = if changed {
+        1.08 * (impact + exploitability)
+    } else {
+        impact + exploitability
+    };
     Ok(round_up(raw.min(10.0), v31))
 }
 
 fn is_other_metric(metric: &str) -> bool {
     matches!(
         metric,
-        "E" | "RL" | "RC" | "CR" | "IR" | "AR" | "MAV" | "MAC" | "MPR" | "MUI" | "MS" | "MC" | "MI" | "MA"
+        "E" | "RL"
+            | "RC"
+            | "CR"
+            | "IR"
+            | "AR"
+            | "MAV"
+            | "MAC"
+            | "MPR"
+            | "MUI"
+            | "MS"
+            | "MC"
+            | "MI"
+            | "MA"
     )
 }
 

@@ -21,7 +21,13 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Unknown];
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Unknown,
+    ];
 
     /// CVSS v3's qualitative rating of a base score (0.0 is "none", counted as low here:
     /// the advisory still names a flaw).
@@ -146,20 +152,49 @@ pub fn lookup_key(package: &Package, os: Option<&OsRelease>) -> Option<LookupKey
                 Some("ubuntu") => Ecosystem::Ubuntu,
                 _ => Ecosystem::Debian,
             };
-            let name = package.source_name.clone().unwrap_or_else(|| package.name.clone());
-            let version = package.source_version.clone().unwrap_or_else(|| package.version.clone());
+            let name = package
+                .source_name
+                .clone()
+                .unwrap_or_else(|| package.name.clone());
+            let version = package
+                .source_version
+                .clone()
+                .unwrap_or_else(|| package.version.clone());
             (ecosystem, name, version, release)
         }
         PackageKind::Apk => {
-            let name = package.source_name.clone().unwrap_or_else(|| package.name.clone());
+            let name = package
+                .source_name
+                .clone()
+                .unwrap_or_else(|| package.name.clone());
             (Ecosystem::Alpine, name, package.version.clone(), release)
         }
-        PackageKind::Python => (Ecosystem::PyPI, crate::osv::normalize_pypi(&package.name), package.version.clone(), None),
-        PackageKind::Npm => (Ecosystem::Npm, package.name.clone(), package.version.clone(), None),
-        PackageKind::Cargo => (Ecosystem::CratesIo, package.name.clone(), package.version.clone(), None),
+        PackageKind::Python => (
+            Ecosystem::PyPI,
+            crate::osv::normalize_pypi(&package.name),
+            package.version.clone(),
+            None,
+        ),
+        PackageKind::Npm => (
+            Ecosystem::Npm,
+            package.name.clone(),
+            package.version.clone(),
+            None,
+        ),
+        PackageKind::Cargo => (
+            Ecosystem::CratesIo,
+            package.name.clone(),
+            package.version.clone(),
+            None,
+        ),
         PackageKind::Rpm => return None,
     };
-    Some(LookupKey { ecosystem, release, name, version })
+    Some(LookupKey {
+        ecosystem,
+        release,
+        name,
+        version,
+    })
 }
 
 /// Whether an advisory's ecosystem release applies to the image's release. An advisory
@@ -191,7 +226,11 @@ fn key(event: &Event) -> &str {
 /// Whether `version` is in one OSV range, and the fix above it. Events are applied in
 /// version order, as the OSV schema's evaluation describes; an event whose version cannot
 /// be ordered is ignored.
-fn in_range(ecosystem: Ecosystem, version: &str, events: &[Event]) -> Option<(bool, Option<String>)> {
+fn in_range(
+    ecosystem: Ecosystem,
+    version: &str,
+    events: &[Event],
+) -> Option<(bool, Option<String>)> {
     let order = |a: &str, b: &str| -> Option<Ordering> {
         if a == b {
             return Some(Ordering::Equal);
@@ -209,7 +248,10 @@ fn in_range(ecosystem: Ecosystem, version: &str, events: &[Event]) -> Option<(bo
         .collect();
     sorted.sort_by(|a, b| {
         let (ka, kb) = (key(a), key(b));
-        match (ka == "0" && matches!(a, Event::Introduced(_)), kb == "0" && matches!(b, Event::Introduced(_))) {
+        match (
+            ka == "0" && matches!(a, Event::Introduced(_)),
+            kb == "0" && matches!(b, Event::Introduced(_)),
+        ) {
             (true, true) => Ordering::Equal,
             (true, false) => Ordering::Less,
             (false, true) => Ordering::Greater,
@@ -252,11 +294,18 @@ pub fn affects(entry: &Affected, key: &LookupKey) -> Option<Option<String>> {
     if entry.ecosystem != key.ecosystem || entry.package != key.name {
         return None;
     }
-    if !release_matches(entry.ecosystem, entry.release.as_deref(), key.release.as_deref()) {
+    if !release_matches(
+        entry.ecosystem,
+        entry.release.as_deref(),
+        key.release.as_deref(),
+    ) {
         return None;
     }
     if entry.versions.iter().any(|v| v == &key.version) {
-        let fixed = entry.ranges.iter().find_map(|r| in_range(entry.ecosystem, &key.version, r).and_then(|(_, f)| f));
+        let fixed = entry
+            .ranges
+            .iter()
+            .find_map(|r| in_range(entry.ecosystem, &key.version, r).and_then(|(_, f)| f));
         return Some(fixed);
     }
     for range in &entry.ranges {
@@ -269,12 +318,20 @@ pub fn affects(entry: &Affected, key: &LookupKey) -> Option<Option<String>> {
 
 /// Matches every package of `inventory`; `advisories_for` returns the advisories that
 /// name a package in an ecosystem (the store's index does the narrowing).
-pub fn match_inventory(inventory: &Inventory, advisories_for: &mut dyn FnMut(Ecosystem, &str) -> Vec<Advisory>) -> Vec<Finding> {
+pub fn match_inventory(
+    inventory: &Inventory,
+    advisories_for: &mut dyn FnMut(Ecosystem, &str) -> Vec<Advisory>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     for package in &inventory.packages {
-        let Some(key) = lookup_key(package, inventory.os.as_ref()) else { continue };
+        let Some(key) = lookup_key(package, inventory.os.as_ref()) else {
+            continue;
+        };
         for advisory in advisories_for(key.ecosystem, &key.name) {
-            let hit = advisory.affected.iter().find_map(|entry| affects(entry, &key));
+            let hit = advisory
+                .affected
+                .iter()
+                .find_map(|entry| affects(entry, &key));
             if let Some(fixed_version) = hit {
                 findings.push(Finding {
                     package: package.name.clone(),
@@ -290,7 +347,16 @@ pub fn match_inventory(inventory: &Inventory, advisories_for: &mut dyn FnMut(Eco
             }
         }
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.package.cmp(&b.package)).then_with(|| a.advisory.cmp(&b.advisory)));
-    findings.dedup_by(|a, b| a.package == b.package && a.advisory == b.advisory && a.installed_version == b.installed_version);
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.package.cmp(&b.package))
+            .then_with(|| a.advisory.cmp(&b.advisory))
+    });
+    findings.dedup_by(|a, b| {
+        a.package == b.package
+            && a.advisory == b.advisory
+            && a.installed_version == b.installed_version
+    });
     findings
 }

@@ -149,9 +149,16 @@ pub fn normalize_pypi(name: &str) -> String {
 
 /// Parses one OSV JSON document.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
-    let raw: RawAdvisory = serde_json::from_slice(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
-    let id = raw.id.filter(|s| !s.is_empty()).ok_or(EntryError::Missing("id"))?;
-    let modified = raw.modified.filter(|s| !s.is_empty()).ok_or(EntryError::Missing("modified"))?;
+    let raw: RawAdvisory =
+        serde_json::from_slice(bytes).map_err(|e| EntryError::Json(e.to_string()))?;
+    let id = raw
+        .id
+        .filter(|s| !s.is_empty())
+        .ok_or(EntryError::Missing("id"))?;
+    let modified = raw
+        .modified
+        .filter(|s| !s.is_empty())
+        .ok_or(EntryError::Missing("modified"))?;
     if raw.withdrawn.is_some() {
         return Ok(Parsed::Ignored);
     }
@@ -159,9 +166,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
     let mut affected_severity = Vec::new();
     let mut ratings = Vec::new();
     for item in raw.affected.unwrap_or_default() {
-        let Some(package) = item.package else { continue };
-        let (Some(ecosystem), Some(name)) = (package.ecosystem, package.name) else { continue };
-        let Some((ecosystem, release)) = Ecosystem::parse_osv(&ecosystem) else { continue };
+        let Some(package) = item.package else {
+            continue;
+        };
+        let (Some(ecosystem), Some(name)) = (package.ecosystem, package.name) else {
+            continue;
+        };
+        let Some((ecosystem, release)) = Ecosystem::parse_osv(&ecosystem) else {
+            continue;
+        };
         let mut ranges = Vec::new();
         for range in item.ranges.unwrap_or_default() {
             // GIT ranges name commits, which an installed package does not have.
@@ -189,10 +202,17 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
             continue;
         }
         affected_severity.extend(item.severity.unwrap_or_default());
-        for specific in [&item.ecosystem_specific, &item.database_specific].into_iter().flatten() {
+        for specific in [&item.ecosystem_specific, &item.database_specific]
+            .into_iter()
+            .flatten()
+        {
             ratings.extend(rating_of(specific));
         }
-        let package = if ecosystem == Ecosystem::PyPI { normalize_pypi(&name) } else { name };
+        let package = if ecosystem == Ecosystem::PyPI {
+            normalize_pypi(&name)
+        } else {
+            name
+        };
         affected.push(Affected {
             ecosystem,
             release: release.map(str::to_owned),
@@ -207,19 +227,32 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
     if let Some(specific) = &raw.database_specific {
         ratings.splice(0..0, rating_of(specific));
     }
-    let severities: Vec<RawSeverity> = raw.severity.unwrap_or_default().into_iter().chain(affected_severity).collect();
+    let severities: Vec<RawSeverity> = raw
+        .severity
+        .unwrap_or_default()
+        .into_iter()
+        .chain(affected_severity)
+        .collect();
     let (severity, score) = severity_of(&severities, &ratings);
     let summary = raw
         .summary
         .filter(|s| !s.trim().is_empty())
-        .or_else(|| raw.details.map(|d| d.lines().next().unwrap_or_default().to_owned()))
+        .or_else(|| {
+            raw.details
+                .map(|d| d.lines().next().unwrap_or_default().to_owned())
+        })
         .unwrap_or_default();
     let summary: String = summary.chars().take(300).collect();
     Ok(Parsed::Advisory(Advisory {
         id,
         modified,
         summary,
-        aliases: raw.aliases.unwrap_or_default().into_iter().chain(raw.upstream.unwrap_or_default()).collect(),
+        aliases: raw
+            .aliases
+            .unwrap_or_default()
+            .into_iter()
+            .chain(raw.upstream.unwrap_or_default())
+            .collect(),
         severity,
         score,
         affected,
@@ -242,7 +275,9 @@ fn severity_of(severities: &[RawSeverity], ratings: &[Severity]) -> (Severity, O
         .iter()
         .filter(|s| s.kind.as_deref() == Some("CVSS_V3"))
         .filter_map(|s| cvss::base_score(s.score.as_deref()?).ok())
-        .fold(None, |best: Option<f64>, score| Some(best.map_or(score, |b| b.max(score))));
+        .fold(None, |best: Option<f64>, score| {
+            Some(best.map_or(score, |b| b.max(score)))
+        });
     if let Some(score) = best_score {
         return (Severity::from_score(score), Some(score));
     }
@@ -278,7 +313,12 @@ impl ReadStats {
         }
     }
 
-    fn take(&mut self, source: &str, bytes: &[u8], sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>) -> Result<(), ReadError> {
+    fn take(
+        &mut self,
+        source: &str,
+        bytes: &[u8],
+        sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>,
+    ) -> Result<(), ReadError> {
         self.documents += 1;
         match parse(bytes) {
             Ok(Parsed::Advisory(advisory)) => {
@@ -307,13 +347,19 @@ pub enum ReadError {
 }
 
 fn source_error(path: &Path, message: impl std::fmt::Display) -> ReadError {
-    ReadError::Source { path: path.display().to_string(), message: message.to_string() }
+    ReadError::Source {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// Reads every advisory under `path`: a `.zip` archive, a `.json` file, or a directory
 /// holding either (recursively), handing each advisory to `sink` as it is parsed so that
 /// memory stays bounded by one entry.
-pub fn read_path(path: &Path, sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>) -> Result<ReadStats, ReadError> {
+pub fn read_path(
+    path: &Path,
+    sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>,
+) -> Result<ReadStats, ReadError> {
     let mut stats = ReadStats::default();
     let metadata = std::fs::metadata(path).map_err(|e| source_error(path, e))?;
     if metadata.is_dir() {
@@ -324,7 +370,11 @@ pub fn read_path(path: &Path, sink: &mut dyn FnMut(Advisory) -> Result<(), ReadE
     Ok(stats)
 }
 
-fn read_dir(dir: &Path, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>) -> Result<(), ReadError> {
+fn read_dir(
+    dir: &Path,
+    stats: &mut ReadStats,
+    sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| source_error(dir, e))?
         .collect::<Result<_, _>>()
@@ -336,7 +386,10 @@ fn read_dir(dir: &Path, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) ->
         if kind.is_dir() {
             read_dir(&path, stats, sink)?;
         } else if kind.is_file() {
-            let name = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            let name = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
             if name == "json" || name == "zip" {
                 read_file(&path, stats, sink)?;
             }
@@ -345,14 +398,20 @@ fn read_dir(dir: &Path, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) ->
     Ok(())
 }
 
-fn read_file(path: &Path, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>) -> Result<(), ReadError> {
+fn read_file(
+    path: &Path,
+    stats: &mut ReadStats,
+    sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
     let file = std::fs::File::open(path).map_err(|e| source_error(path, e))?;
     if path.extension().and_then(|e| e.to_str()) == Some("zip") {
         return read_zip(path, file, stats, sink);
     }
     let source = path.display().to_string();
     let mut bytes = Vec::new();
-    file.take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes).map_err(|e| source_error(path, e))?;
+    file.take(MAX_ENTRY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| source_error(path, e))?;
     if bytes.len() as u64 > MAX_ENTRY_BYTES {
         stats.documents += 1;
         stats.skip(&source, &EntryError::TooLarge);
@@ -361,8 +420,14 @@ fn read_file(path: &Path, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) 
     stats.take(&source, &bytes, sink)
 }
 
-fn read_zip(path: &Path, file: std::fs::File, stats: &mut ReadStats, sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>) -> Result<(), ReadError> {
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| source_error(path, format!("not a zip archive: {e}")))?;
+fn read_zip(
+    path: &Path,
+    file: std::fs::File,
+    stats: &mut ReadStats,
+    sink: &mut dyn FnMut(Advisory) -> Result<(), ReadError>,
+) -> Result<(), ReadError> {
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| source_error(path, format!("not a zip archive: {e}")))?;
     let mut bytes = Vec::new();
     for index in 0..archive.len() {
         let mut entry = match archive.by_index(index) {
@@ -379,7 +444,9 @@ fn read_zip(path: &Path, file: std::fs::File, stats: &mut ReadStats, sink: &mut 
         let source = format!("{}:{}", path.display(), entry.name());
         bytes.clear();
         // The declared size is the archive's word; the read is bounded whatever it says.
-        let read = (&mut entry).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes);
+        let read = (&mut entry)
+            .take(MAX_ENTRY_BYTES + 1)
+            .read_to_end(&mut bytes);
         if let Err(error) = read {
             stats.documents += 1;
             stats.skip(&source, &error);

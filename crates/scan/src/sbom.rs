@@ -39,7 +39,9 @@ pub fn purl(package: &Package, os: Option<&OsRelease>) -> String {
             format!("{}/{}", encode(vendor), encode(&package.name))
         }
         PackageKind::Npm => match package.name.split_once('/') {
-            Some((scope, name)) if scope.starts_with('@') => format!("{}/{}", encode(scope), encode(name)),
+            Some((scope, name)) if scope.starts_with('@') => {
+                format!("{}/{}", encode(scope), encode(name))
+            }
             _ => encode(&package.name),
         },
         PackageKind::Python => encode(&crate::osv::normalize_pypi(&package.name)),
@@ -54,7 +56,10 @@ pub fn purl(package: &Package, os: Option<&OsRelease>) -> String {
         PackageKind::Cargo => "cargo",
     };
     let mut qualifiers = Vec::new();
-    if matches!(package.kind, PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm) {
+    if matches!(
+        package.kind,
+        PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm
+    ) {
         if let Some(arch) = &package.arch {
             qualifiers.push(format!("arch={}", encode(arch)));
         }
@@ -62,7 +67,10 @@ pub fn purl(package: &Package, os: Option<&OsRelease>) -> String {
             qualifiers.push(format!("distro={}", encode(distro)));
         }
     }
-    let mut purl = format!("pkg:{kind}/{namespace_and_name}@{}", encode(&package.version));
+    let mut purl = format!(
+        "pkg:{kind}/{namespace_and_name}@{}",
+        encode(&package.version)
+    );
     if !qualifiers.is_empty() {
         purl.push('?');
         purl.push_str(&qualifiers.join("&"));
@@ -73,9 +81,29 @@ pub fn purl(package: &Package, os: Option<&OsRelease>) -> String {
 /// The SBOM of an image: `subject` is `namespace/repository`, `digest` the manifest's,
 /// `timestamp` RFC 3339 if wanted. The serial number derives from the digest, so without
 /// a timestamp the same inventory always gives the same bytes (and the same referrer).
-pub fn cyclonedx(inventory: &Inventory, subject: &str, digest: &str, timestamp: Option<&str>, tool_version: &str) -> Value {
-    let hex: String = digest.rsplit(':').next().unwrap_or_default().chars().chain(std::iter::repeat('0')).take(32).collect();
-    let serial = format!("urn:uuid:{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+pub fn cyclonedx(
+    inventory: &Inventory,
+    subject: &str,
+    digest: &str,
+    timestamp: Option<&str>,
+    tool_version: &str,
+) -> Value {
+    let hex: String = digest
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(32)
+        .collect();
+    let serial = format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
     let mut components: Vec<Value> = Vec::new();
     if let Some(os) = &inventory.os {
         components.push(json!({
@@ -100,7 +128,9 @@ pub fn cyclonedx(inventory: &Inventory, subject: &str, digest: &str, timestamp: 
             component["licenses"] = json!([{"license": {"name": license}}]);
         }
         if let Some(source) = &package.source_name {
-            component["properties"].as_array_mut().map(|p| p.push(json!({"name": "berth:package:source", "value": source})));
+            component["properties"]
+                .as_array_mut()
+                .map(|p| p.push(json!({"name": "berth:package:source", "value": source})));
         }
         components.push(component);
     }

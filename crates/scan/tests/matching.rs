@@ -14,7 +14,11 @@ use common::*;
 fn database() -> (HashMap<(Ecosystem, String), Vec<Advisory>>, osv::ReadStats) {
     let mut by_package: HashMap<(Ecosystem, String), Vec<Advisory>> = HashMap::new();
     let stats = osv::read_path(&data("osv"), &mut |advisory| {
-        let mut keys: Vec<(Ecosystem, String)> = advisory.affected.iter().map(|a| (a.ecosystem, a.package.clone())).collect();
+        let mut keys: Vec<(Ecosystem, String)> = advisory
+            .affected
+            .iter()
+            .map(|a| (a.ecosystem, a.package.clone()))
+            .collect();
         keys.dedup();
         for key in keys {
             by_package.entry(key).or_default().push(advisory.clone());
@@ -27,8 +31,17 @@ fn database() -> (HashMap<(Ecosystem, String), Vec<Advisory>>, osv::ReadStats) {
 
 fn scan(layers: &[Vec<u8>]) -> Vec<Finding> {
     let (db, _) = database();
-    let inventory = berth_scan::inventory::inventory_layers(layers.iter().enumerate().map(|(i, l)| (format!("#{i}"), l.as_slice())));
-    match_inventory(&inventory, &mut |ecosystem, name| db.get(&(ecosystem, name.to_owned())).cloned().unwrap_or_default())
+    let inventory = berth_scan::inventory::inventory_layers(
+        layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("#{i}"), l.as_slice())),
+    );
+    match_inventory(&inventory, &mut |ecosystem, name| {
+        db.get(&(ecosystem, name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    })
 }
 
 fn rows(findings: &[Finding]) -> Vec<String> {
@@ -92,10 +105,17 @@ fn the_debian_image_matches_by_source_package_and_ecosystem_order() {
         ("libuuid1", "2.38.1-5+deb12u3", "DEBIAN-CVE-2022-0563"),
         ("mount", "2.38.1-5+deb12u3", "DEBIAN-CVE-2022-0563"),
         ("util-linux", "2.38.1-5+deb12u3", "DEBIAN-CVE-2022-0563"),
-        ("util-linux-extra", "2.38.1-5+deb12u3", "DEBIAN-CVE-2022-0563"),
+        (
+            "util-linux-extra",
+            "2.38.1-5+deb12u3",
+            "DEBIAN-CVE-2022-0563",
+        ),
         ("uuid-dev", "2.38.1-5+deb12u3", "DEBIAN-CVE-2022-0563"),
     ];
-    let low: Vec<String> = low.iter().map(|(p, v, a)| format!("{p} {v} {a} low -")).collect();
+    let low: Vec<String> = low
+        .iter()
+        .map(|(p, v, a)| format!("{p} {v} {a} low -"))
+        .collect();
     expected.extend(low.iter().map(String::as_str));
     // Unfixed in Debian 12, no rating in the record: both binaries of source zlib.
     expected.push("zlib1g 1:1.2.13.dfsg-1 DEBIAN-CVE-2023-45853 unknown -");
@@ -103,7 +123,16 @@ fn the_debian_image_matches_by_source_package_and_ecosystem_order() {
     // Not expected: DSA-5532-1 (openssl 3.0.22-1~deb12u2 >= the fix 3.0.11-1~deb12u2).
     assert_eq!(rows(&findings), expected);
     let counts = SeverityCounts::of(&findings);
-    assert_eq!((counts.critical, counts.high, counts.medium, counts.low, counts.unknown), (1, 2, 6, 14, 2));
+    assert_eq!(
+        (
+            counts.critical,
+            counts.high,
+            counts.medium,
+            counts.low,
+            counts.unknown
+        ),
+        (1, 2, 6, 14, 2)
+    );
     assert!(counts.any_at_least(Severity::Critical));
 }
 
@@ -133,18 +162,59 @@ fn releases_and_last_affected_are_honoured() {
         osv::Parsed::Ignored => panic!("ignored"),
     };
     let image = alpine_image();
-    let inventory = berth_scan::inventory::inventory_layers(image.iter().map(|l| ("l".to_owned(), l.as_slice())));
+    let inventory = berth_scan::inventory::inventory_layers(
+        image.iter().map(|l| ("l".to_owned(), l.as_slice())),
+    );
     let run = |advisory: Advisory| {
-        match_inventory(&inventory, &mut |_, name| if name == "openssl" { vec![advisory.clone()] } else { vec![] }).len()
+        match_inventory(&inventory, &mut |_, name| {
+            if name == "openssl" {
+                vec![advisory.clone()]
+            } else {
+                vec![]
+            }
+        })
+        .len()
     };
-    assert_eq!(run(parse(record("Alpine:v3.17", r#"[{"introduced":"0"}]"#))), 0, "another release");
-    assert_eq!(run(parse(record("Alpine:v3.18", r#"[{"introduced":"0"},{"last_affected":"3.1.3-r0"}]"#))), 2);
-    assert_eq!(run(parse(record("Alpine:v3.18", r#"[{"introduced":"0"},{"last_affected":"3.1.2-r0"}]"#))), 0);
-    assert_eq!(run(parse(record("Alpine:v3.18", r#"[{"introduced":"3.1.4-r0"}]"#))), 0, "introduced later");
+    assert_eq!(
+        run(parse(record("Alpine:v3.17", r#"[{"introduced":"0"}]"#))),
+        0,
+        "another release"
+    );
+    assert_eq!(
+        run(parse(record(
+            "Alpine:v3.18",
+            r#"[{"introduced":"0"},{"last_affected":"3.1.3-r0"}]"#
+        ))),
+        2
+    );
+    assert_eq!(
+        run(parse(record(
+            "Alpine:v3.18",
+            r#"[{"introduced":"0"},{"last_affected":"3.1.2-r0"}]"#
+        ))),
+        0
+    );
+    assert_eq!(
+        run(parse(record(
+            "Alpine:v3.18",
+            r#"[{"introduced":"3.1.4-r0"}]"#
+        ))),
+        0,
+        "introduced later"
+    );
     // Events out of order are sorted first.
-    assert_eq!(run(parse(record("Alpine:v3.18", r#"[{"fixed":"3.1.4-r0"},{"introduced":"3.0.0-r0"}]"#))), 2);
+    assert_eq!(
+        run(parse(record(
+            "Alpine:v3.18",
+            r#"[{"fixed":"3.1.4-r0"},{"introduced":"3.0.0-r0"}]"#
+        ))),
+        2
+    );
     // Withdrawn and unsupported-ecosystem records are ignored, not errors.
-    assert!(matches!(osv::parse(br#"{"id":"X","modified":"m","withdrawn":"w","affected":[]}"#), Ok(osv::Parsed::Ignored)));
+    assert!(matches!(
+        osv::parse(br#"{"id":"X","modified":"m","withdrawn":"w","affected":[]}"#),
+        Ok(osv::Parsed::Ignored)
+    ));
     assert!(matches!(
         osv::parse(br#"{"id":"X","modified":"m","affected":[{"package":{"ecosystem":"Go","name":"x"},"versions":["1"]}]}"#),
         Ok(osv::Parsed::Ignored)

@@ -6,18 +6,38 @@ use std::cmp::Ordering::{self, Equal, Greater, Less};
 use berth_scan::cvss::base_score;
 use berth_scan::version::{compare_apk, compare_dpkg, compare_pep440, compare_semver};
 
-fn check(name: &str, compare: fn(&str, &str) -> Option<Ordering>, table: &[(&str, Ordering, &str)]) {
+fn check(
+    name: &str,
+    compare: fn(&str, &str) -> Option<Ordering>,
+    table: &[(&str, Ordering, &str)],
+) {
     for (a, expected, b) in table {
         assert_eq!(compare(a, b), Some(*expected), "{name}: {a} vs {b}");
-        assert_eq!(compare(b, a), Some(expected.reverse()), "{name}: {b} vs {a} (reversed)");
+        assert_eq!(
+            compare(b, a),
+            Some(expected.reverse()),
+            "{name}: {b} vs {a} (reversed)"
+        );
     }
 }
 
 /// Every version must sort strictly before the next one, in both directions.
 fn ascending(name: &str, compare: fn(&str, &str) -> Option<Ordering>, chain: &[&str]) {
     for pair in chain.windows(2) {
-        assert_eq!(compare(pair[0], pair[1]), Some(Less), "{name}: {} < {}", pair[0], pair[1]);
-        assert_eq!(compare(pair[1], pair[0]), Some(Greater), "{name}: {} > {}", pair[1], pair[0]);
+        assert_eq!(
+            compare(pair[0], pair[1]),
+            Some(Less),
+            "{name}: {} < {}",
+            pair[0],
+            pair[1]
+        );
+        assert_eq!(
+            compare(pair[1], pair[0]),
+            Some(Greater),
+            "{name}: {} > {}",
+            pair[1],
+            pair[0]
+        );
     }
 }
 
@@ -43,10 +63,18 @@ fn dpkg_follows_deb_version() {
             ("2.36-9+deb12u4", Greater, "2.36-9+deb12u3"),
             ("7.88.1-10+deb12u5", Less, "7.88.1-10+deb12u12"),
             ("1.0-1-1", Greater, "1.0-1"),
-            ("99999999999999999999999999", Less, "100000000000000000000000000"),
+            (
+                "99999999999999999999999999",
+                Less,
+                "100000000000000000000000000",
+            ),
         ],
     );
-    ascending("dpkg", compare_dpkg, &["1.0~~", "1.0~~a", "1.0~", "1.0", "1.0a", "1.0+", "1.0.1"]);
+    ascending(
+        "dpkg",
+        compare_dpkg,
+        &["1.0~~", "1.0~~a", "1.0~", "1.0", "1.0a", "1.0+", "1.0.1"],
+    );
     for bad in ["", "abc", ":1.0", "a:1.0", "1.0-r$", "1.0 2"] {
         assert_eq!(compare_dpkg(bad, "1.0"), None, "dpkg refuses {bad:?}");
     }
@@ -167,7 +195,11 @@ fn semver_follows_semver_precedence() {
     check(
         "semver",
         compare_semver,
-        &[("1.0.0+build.7", Equal, "1.0.0"), ("v1.2.3", Equal, "1.2.3"), ("4.17.21", Greater, "4.17.4")],
+        &[
+            ("1.0.0+build.7", Equal, "1.0.0"),
+            ("v1.2.3", Equal, "1.2.3"),
+            ("4.17.21", Greater, "4.17.4"),
+        ],
     );
     for bad in ["", "1.2", "1.2.3.4", "1.2.x", "1.2.3-", "1.2.3-a..b"] {
         assert_eq!(compare_semver(bad, "1.0.0"), None, "semver refuses {bad:?}");
@@ -189,7 +221,10 @@ fn cvss_v3_base_scores_match_nvd() {
         ("CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H", 9.9),
         ("CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", 9.8),
         // Log4Shell (CVE-2021-44228), temporal metrics ignored.
-        ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H/E:H/RL:O/RC:C", 10.0),
+        (
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H/E:H/RL:O/RC:C",
+            10.0,
+        ),
         ("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:N/A:N", 5.3),
         ("CVSS:3.1/AV:L/AC:H/PR:L/UI:N/S:U/C:H/I:H/A:H", 7.0),
         ("CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:L/I:L/A:N", 5.4),

@@ -17,19 +17,33 @@ use std::sync::Arc;
 fn scanner(config: &Config, meta: &Arc<SqliteMeta>) -> CliResult<Scanner> {
     let dir = &config.data_dir.value;
     let blobs = Arc::new(
-        FsBlobStore::open(dir).map_err(|e| format!("blob storage in {} is not usable: {e}", dir.display()))?,
+        FsBlobStore::open(dir)
+            .map_err(|e| format!("blob storage in {} is not usable: {e}", dir.display()))?,
     );
     let registry = Registry::new(blobs.clone(), meta.clone(), Default::default());
-    Ok(Scanner::new(meta.clone(), blobs, registry, berth_core::clock::system()))
+    Ok(Scanner::new(
+        meta.clone(),
+        blobs,
+        registry,
+        berth_core::clock::system(),
+    ))
 }
 
-pub(super) async fn vulndb(config: &Config, meta: Arc<SqliteMeta>, command: VulndbCommand) -> CliResult {
+pub(super) async fn vulndb(
+    config: &Config,
+    meta: Arc<SqliteMeta>,
+    command: VulndbCommand,
+) -> CliResult {
     match command {
         VulndbCommand::Import { path } => {
             let started = std::time::Instant::now();
-            let status = import_vulndb(meta.clone() as Arc<dyn MetaStore>, berth_core::clock::system(), &path)
-                .await
-                .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
+            let status = import_vulndb(
+                meta.clone() as Arc<dyn MetaStore>,
+                berth_core::clock::system(),
+                &path,
+            )
+            .await
+            .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
             scanner(config, &meta)?.rescan_all().await?;
             println!(
                 "imported {} advisories from {} in {:.1} s ({} malformed entries skipped, {} withdrawn or of other ecosystems); the server rescans every image",
@@ -44,11 +58,18 @@ pub(super) async fn vulndb(config: &Config, meta: Arc<SqliteMeta>, command: Vuln
         VulndbCommand::Status { json } => {
             let status = meta.vulndb_status().await?;
             if json {
-                println!("{}", serde_json::to_string(&json!({ "loaded": status.is_some(), "database": status }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(
+                        &json!({ "loaded": status.is_some(), "database": status })
+                    )?
+                );
                 return Ok(());
             }
             let Some(status) = status else {
-                println!("no vulnerability database loaded (import one with `berth vulndb import PATH`)");
+                println!(
+                    "no vulnerability database loaded (import one with `berth vulndb import PATH`)"
+                );
                 return Ok(());
             };
             let now = berth_core::time::now_unix();
@@ -62,8 +83,14 @@ pub(super) async fn vulndb(config: &Config, meta: Arc<SqliteMeta>, command: Vuln
                 (now - status.imported_at).max(0) / 86_400,
                 status.source
             );
-            println!("newest advisory modified: {}", status.newest_modified.as_deref().unwrap_or("-"));
-            println!("skipped at import: {} malformed, {} withdrawn or of other ecosystems", status.skipped, status.ignored);
+            println!(
+                "newest advisory modified: {}",
+                status.newest_modified.as_deref().unwrap_or("-")
+            );
+            println!(
+                "skipped at import: {} malformed, {} withdrawn or of other ecosystems",
+                status.skipped, status.ignored
+            );
             Ok(())
         }
     }
@@ -72,13 +99,22 @@ pub(super) async fn vulndb(config: &Config, meta: Arc<SqliteMeta>, command: Vuln
 /// `NAMESPACE/REPO:TAG` or `NAMESPACE/REPO@DIGEST`.
 fn split_reference(text: &str) -> CliResult<(String, Option<String>, Option<Digest>)> {
     if let Some((repo, digest)) = text.split_once('@') {
-        let digest = digest.parse::<Digest>().map_err(|e| format!("{text:?}: {e}"))?;
+        let digest = digest
+            .parse::<Digest>()
+            .map_err(|e| format!("{text:?}: {e}"))?;
         return Ok((repo.to_owned(), None, Some(digest)));
     }
     let slash = text.rfind('/').map_or(0, |i| i + 1);
     match text[slash..].rfind(':') {
-        Some(colon) => Ok((text[..slash + colon].to_owned(), Some(text[slash + colon + 1..].to_owned()), None)),
-        None => Err(format!("{text:?} names no tag or digest: write NAMESPACE/REPO:TAG or NAMESPACE/REPO@DIGEST").into()),
+        Some(colon) => Ok((
+            text[..slash + colon].to_owned(),
+            Some(text[slash + colon + 1..].to_owned()),
+            None,
+        )),
+        None => Err(format!(
+            "{text:?} names no tag or digest: write NAMESPACE/REPO:TAG or NAMESPACE/REPO@DIGEST"
+        )
+        .into()),
     }
 }
 
@@ -92,7 +128,8 @@ pub(super) async fn scan(config: &Config, meta: Arc<SqliteMeta>, args: ScanArgs)
     }
     .ok_or_else(|| format!("{} is not in the registry", args.reference))?;
     // An index (a multi-platform image) is scanned image by image.
-    let parsed = ParsedManifest::parse(Some(&record.media_type), &record.body).map_err(|e| format!("{}: {e}", args.reference))?;
+    let parsed = ParsedManifest::parse(Some(&record.media_type), &record.body)
+        .map_err(|e| format!("{}: {e}", args.reference))?;
     let images: Vec<Digest> = match parsed.kind {
         ManifestKind::Index => parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
         ManifestKind::Image => vec![record.digest.clone()],
@@ -185,7 +222,12 @@ pub(super) async fn scan(config: &Config, meta: Arc<SqliteMeta>, args: ScanArgs)
     }
     if let Some(threshold) = args.fail_on.as_deref().and_then(Severity::parse) {
         if total.any_at_least(threshold) {
-            return Err(format!("{}: findings of severity {} or worse", args.reference, threshold.as_str()).into());
+            return Err(format!(
+                "{}: findings of severity {} or worse",
+                args.reference,
+                threshold.as_str()
+            )
+            .into());
         }
     }
     Ok(())

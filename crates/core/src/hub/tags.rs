@@ -138,10 +138,17 @@ impl Hub {
     ) -> Result<TagView> {
         let shape = shape(&record.media_type, &record.body);
         let scanned: Vec<String> = match &shape {
-            Some(Shape::Index { manifests, .. }) => manifests.iter().map(|d| d.to_string()).collect(),
+            Some(Shape::Index { manifests, .. }) => {
+                manifests.iter().map(|d| d.to_string()).collect()
+            }
             _ => vec![record.digest.to_string()],
         };
-        let vulnerabilities = combine(self.store.vulnerability_summaries(&scanned).await?.into_values());
+        let vulnerabilities = combine(
+            self.store
+                .vulnerability_summaries(&scanned)
+                .await?
+                .into_values(),
+        );
         let (size, platforms) = match shape {
             Some(Shape::Image { size }) => (size, record.platform.into_iter().collect()),
             Some(Shape::Index {
@@ -178,11 +185,20 @@ impl Hub {
     /// The latest scans of what `reference` (a tag or a digest) names: the image, or each
     /// scanned image of an index. `NameUnknown` unless the principal may read the
     /// repository; `ManifestUnknown` when the reference names nothing.
-    pub async fn scans(&self, principal: &Principal, repo: &RepoName, reference: &berth_oci::Reference) -> Result<Vec<ScanRecord>> {
+    pub async fn scans(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+        reference: &berth_oci::Reference,
+    ) -> Result<Vec<ScanRecord>> {
         self.readable(principal, repo).await?;
         let record = match reference {
-            berth_oci::Reference::Tag(tag) => self.store.manifest_by_tag(repo, tag.as_str()).await?,
-            berth_oci::Reference::Digest(digest) => self.store.manifest_by_digest(repo, digest).await?,
+            berth_oci::Reference::Tag(tag) => {
+                self.store.manifest_by_tag(repo, tag.as_str()).await?
+            }
+            berth_oci::Reference::Digest(digest) => {
+                self.store.manifest_by_digest(repo, digest).await?
+            }
         }
         .ok_or_else(|| crate::Error::ManifestUnknown(reference.to_string()))?;
         let digests: Vec<Digest> = match shape(&record.media_type, &record.body) {

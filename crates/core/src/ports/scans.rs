@@ -117,5 +117,11 @@ pub trait ScanStore: Send + Sync {
     /// Where the named consumer stands in the event log.
     async fn scan_cursor(&self, name: &str) -> Result<i64>;
     /// See the module contract.
-    async fn hand_on_scans(&self, cursor: &str, from: i64, to: i64, jobs: &[NewJob]) -> Result<bool>;
+    async fn hand_on_scans(
+        &self,
+        cursor: &str,
+        from: i64,
+        to: i64,
+        jobs: &[NewJob],
+    ) -> Result<bool>;
 }

@@ -46,7 +46,11 @@ fn is_filesystem_layer(media_type: &str) -> bool {
 
 /// The inventory of the layers, bottom first; a layer that cannot be read is noted in the
 /// inventory's warnings and the others still count.
-pub(super) async fn inventory(blobs: Arc<dyn BlobStore>, layers: &[Descriptor], limits: Limits) -> Inventory {
+pub(super) async fn inventory(
+    blobs: Arc<dyn BlobStore>,
+    layers: &[Descriptor],
+    limits: Limits,
+) -> Inventory {
     let handle = tokio::runtime::Handle::current();
     let layers: Vec<Descriptor> = layers.to_vec();
     let work = tokio::task::spawn_blocking(move || {
@@ -54,7 +58,13 @@ pub(super) async fn inventory(blobs: Arc<dyn BlobStore>, layers: &[Descriptor], 
         for layer in layers {
             let name = layer.digest.to_string();
             if !is_filesystem_layer(&layer.media_type) {
-                builder.note_layer_error(&name, &berth_scan::inventory::LayerError::Corrupt(format!("media type {} is not a file-system layer", layer.media_type)));
+                builder.note_layer_error(
+                    &name,
+                    &berth_scan::inventory::LayerError::Corrupt(format!(
+                        "media type {} is not a file-system layer",
+                        layer.media_type
+                    )),
+                );
                 continue;
             }
             let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
@@ -71,11 +81,16 @@ pub(super) async fn inventory(blobs: Arc<dyn BlobStore>, layers: &[Descriptor], 
                         }
                     }
                     Err(error) => {
-                        let _ = sender.send(Err(std::io::Error::other(error.to_string()))).await;
+                        let _ = sender
+                            .send(Err(std::io::Error::other(error.to_string())))
+                            .await;
                     }
                 }
             });
-            let reader = ChannelReader { receiver, current: Bytes::new() };
+            let reader = ChannelReader {
+                receiver,
+                current: Bytes::new(),
+            };
             if let Err(error) = builder.add_layer(reader) {
                 builder.note_layer_error(&name, &error);
             }

@@ -7,10 +7,13 @@ mod layers;
 mod sbom;
 
 use crate::clock::Clock;
-use crate::events::{data_of, EventKind, EventRecord, ManifestPushedData, NewEvent, ScanCompletedData};
+use crate::events::{
+    data_of, EventKind, EventRecord, ManifestPushedData, NewEvent, ScanCompletedData,
+};
 use crate::jobs::{JobError, JobFeed, JobHandler, JobOutcome};
 use crate::ports::{
-    BlobStore, ClaimedJob, MetaError, MetaStore, NewJob, ScanRecord, VulnDbStatus, VulnerabilitySummary,
+    BlobStore, ClaimedJob, MetaError, MetaStore, NewJob, ScanRecord, VulnDbStatus,
+    VulnerabilitySummary,
 };
 use crate::registry::Registry;
 use berth_oci::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
@@ -92,7 +95,12 @@ pub struct Scanner {
 }
 
 impl Scanner {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, registry: Registry, clock: Arc<dyn Clock>) -> Scanner {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        registry: Registry,
+        clock: Arc<dyn Clock>,
+    ) -> Scanner {
         Scanner {
             meta,
             blobs,
@@ -111,12 +119,24 @@ impl Scanner {
 
     /// The same scanner, pushing SBOM referrers or not.
     pub fn with_sbom(self, attach_sbom: bool) -> Scanner {
-        Scanner { attach_sbom, ..self }
+        Scanner {
+            attach_sbom,
+            ..self
+        }
     }
 
     /// Scans one image now and stores the result (with its summary and `scan.completed`).
-    pub async fn scan(&self, repo: &RepoName, digest: &Digest, tags: &[String]) -> Result<ScanRecord, ScanError> {
-        let _slot = self.running.acquire().await.map_err(|e| ScanError::Io(e.to_string()))?;
+    pub async fn scan(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        tags: &[String],
+    ) -> Result<ScanRecord, ScanError> {
+        let _slot = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| ScanError::Io(e.to_string()))?;
         let record = self
             .meta
             .manifest_by_digest(repo, digest)
@@ -126,7 +146,10 @@ impl Scanner {
             .map_err(|e| ScanError::NotAnImage(format!("{digest} ({e})")))?;
         let is_image = parsed.kind == ManifestKind::Image
             && parsed.subject.is_none()
-            && parsed.config.as_ref().is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()));
+            && parsed
+                .config
+                .as_ref()
+                .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()));
         if !is_image {
             return Err(ScanError::NotAnImage(digest.to_string()));
         }
@@ -138,27 +161,43 @@ impl Scanner {
             // itself stays synchronous.
             let mut wanted = BTreeMap::new();
             for package in &inventory.packages {
-                if let Some(key) = berth_scan::matching::lookup_key(package, inventory.os.as_ref()) {
-                    wanted.entry((key.ecosystem, key.name)).or_insert_with(Vec::new);
+                if let Some(key) = berth_scan::matching::lookup_key(package, inventory.os.as_ref())
+                {
+                    wanted
+                        .entry((key.ecosystem, key.name))
+                        .or_insert_with(Vec::new);
                 }
             }
             for ((ecosystem, name), advisories) in wanted.iter_mut() {
                 *advisories = self.meta.advisories_for(*ecosystem, name).await?;
             }
             findings = match_inventory(&inventory, &mut |ecosystem, name| {
-                wanted.get(&(ecosystem, name.to_owned())).cloned().unwrap_or_default()
+                wanted
+                    .get(&(ecosystem, name.to_owned()))
+                    .cloned()
+                    .unwrap_or_default()
             });
         }
         let counts = SeverityCounts::of(&findings);
         let now = self.clock.now_ms() / 1000;
         let os = inventory.os.as_ref().map(|os| {
-            os.pretty_name
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", os.id, os.version_id.clone().unwrap_or_default()))
+            os.pretty_name.clone().unwrap_or_else(|| {
+                format!("{} {}", os.id, os.version_id.clone().unwrap_or_default())
+            })
         });
         let mut warnings = inventory.warnings.clone();
         let sbom_digest = if self.attach_sbom {
-            match sbom::attach(&self.registry, repo, digest, &record.media_type, record.body.len() as u64, &inventory, now).await {
+            match sbom::attach(
+                &self.registry,
+                repo,
+                digest,
+                &record.media_type,
+                record.body.len() as u64,
+                &inventory,
+                now,
+            )
+            .await
+            {
                 Ok(digest) => Some(digest.to_string()),
                 Err(error) => {
                     warnings.push(format!("the SBOM could not be attached: {error}"));
@@ -191,7 +230,12 @@ impl Scanner {
             unknown: counts.unknown,
             matched: status.is_some(),
         };
-        let event = NewEvent::about(EventKind::ScanCompleted, &scan.repository, None, data_of(&data));
+        let event = NewEvent::about(
+            EventKind::ScanCompleted,
+            &scan.repository,
+            None,
+            data_of(&data),
+        );
         self.meta.store_scan(&scan, Some(&event)).await?;
         Ok(scan)
     }
@@ -228,7 +272,11 @@ impl Scanner {
 /// as the new vulnerability database, replacing the old one atomically, and asks for every
 /// image to be rescanned. Malformed entries are skipped and counted; a path that cannot be
 /// read leaves the old database in place.
-pub async fn import_vulndb(meta: Arc<dyn MetaStore>, clock: Arc<dyn Clock>, path: &Path) -> Result<VulnDbStatus, ScanError> {
+pub async fn import_vulndb(
+    meta: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
+    path: &Path,
+) -> Result<VulnDbStatus, ScanError> {
     let generation = meta.begin_vulndb_import().await?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<osv::Advisory>>(2);
     let source = path.to_path_buf();
@@ -237,13 +285,20 @@ pub async fn import_vulndb(meta: Arc<dyn MetaStore>, clock: Arc<dyn Clock>, path
         let mut by_ecosystem: BTreeMap<String, u64> = BTreeMap::new();
         let mut newest: Option<String> = None;
         let stats = osv::read_path(&source, &mut |advisory| {
-            let mut ecosystems: Vec<&str> = advisory.affected.iter().map(|a| a.ecosystem.as_str()).collect();
+            let mut ecosystems: Vec<&str> = advisory
+                .affected
+                .iter()
+                .map(|a| a.ecosystem.as_str())
+                .collect();
             ecosystems.sort_unstable();
             ecosystems.dedup();
             for ecosystem in ecosystems {
                 *by_ecosystem.entry(ecosystem.to_owned()).or_default() += 1;
             }
-            if newest.as_deref().is_none_or(|n| advisory.modified.as_str() > n) {
+            if newest
+                .as_deref()
+                .is_none_or(|n| advisory.modified.as_str() > n)
+            {
                 newest = Some(advisory.modified.clone());
             }
             batch.push(advisory);
@@ -295,10 +350,15 @@ pub struct ScanImage(pub Scanner);
 #[async_trait::async_trait]
 impl JobHandler for ScanImage {
     async fn run(&self, job: &ClaimedJob) -> Result<JobOutcome, JobError> {
-        let payload: ScanJobPayload =
-            serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad scan payload: {e}")))?;
-        let (Ok(repo), Ok(digest)) = (payload.repository.parse::<RepoName>(), payload.digest.parse::<Digest>()) else {
-            return Err(JobError::Permanent("bad scan payload: repository or digest".to_owned()));
+        let payload: ScanJobPayload = serde_json::from_str(&job.payload)
+            .map_err(|e| JobError::Permanent(format!("bad scan payload: {e}")))?;
+        let (Ok(repo), Ok(digest)) = (
+            payload.repository.parse::<RepoName>(),
+            payload.digest.parse::<Digest>(),
+        ) else {
+            return Err(JobError::Permanent(
+                "bad scan payload: repository or digest".to_owned(),
+            ));
         };
         match self.0.scan(&repo, &digest, &payload.tags).await {
             Ok(_) => Ok(JobOutcome::Done),
@@ -318,11 +378,23 @@ impl JobHandler for RescanAll {
         let meta = &self.0.meta;
         let mut after: Option<(String, String)> = None;
         loop {
-            let page = meta.image_manifests(after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())), 500).await?;
-            let Some(last) = page.last().cloned() else { break };
+            let page = meta
+                .image_manifests(after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())), 500)
+                .await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
             let now = self.0.clock.now_ms();
             for (repository, digest) in page {
-                meta.enqueue_job(&scan_job(&ScanJobPayload { repository, digest, tags: Vec::new() }, now)).await?;
+                meta.enqueue_job(&scan_job(
+                    &ScanJobPayload {
+                        repository,
+                        digest,
+                        tags: Vec::new(),
+                    },
+                    now,
+                ))
+                .await?;
             }
             after = Some(last);
         }
@@ -366,10 +438,16 @@ impl JobFeed for ScanFeed {
         loop {
             let from = self.meta.scan_cursor(SCANNER_CURSOR).await?;
             let events = self.meta.events_after(from, BATCH).await?;
-            let Some(last) = events.last() else { return Ok(made) };
+            let Some(last) = events.last() else {
+                return Ok(made);
+            };
             let to = last.id;
             let jobs: Vec<NewJob> = events.iter().filter_map(|e| self.job_for(e)).collect();
-            if !self.meta.hand_on_scans(SCANNER_CURSOR, from, to, &jobs).await? {
+            if !self
+                .meta
+                .hand_on_scans(SCANNER_CURSOR, from, to, &jobs)
+                .await?
+            {
                 // Another node moved the cursor first; it made these jobs.
                 return Ok(made);
             }

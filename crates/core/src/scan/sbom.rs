@@ -17,9 +17,12 @@ const EMPTY_CONFIG: &[u8] = b"{}";
 async fn upload(registry: &Registry, repo: &RepoName, bytes: Vec<u8>) -> Result<(Digest, u64)> {
     let digest = Digest::sha256_of(&bytes);
     let size = bytes.len() as u64;
-    let body: crate::ports::ByteStream =
-        Box::pin(futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(bytes)) }));
-    registry.upload_monolithic(repo, None, &digest, Some(size), body).await?;
+    let body: crate::ports::ByteStream = Box::pin(futures_util::stream::once(async move {
+        Ok::<_, std::io::Error>(Bytes::from(bytes))
+    }));
+    registry
+        .upload_monolithic(repo, None, &digest, Some(size), body)
+        .await?;
     Ok((digest, size))
 }
 
@@ -35,8 +38,19 @@ pub(super) async fn attach(
     inventory: &Inventory,
     _scanned_at: i64,
 ) -> Result<Digest> {
-    let document = cyclonedx(inventory, &repo.to_string(), &subject.to_string(), None, env!("CARGO_PKG_VERSION"));
-    let (sbom, sbom_size) = upload(registry, repo, serde_json::to_vec(&document).unwrap_or_default()).await?;
+    let document = cyclonedx(
+        inventory,
+        &repo.to_string(),
+        &subject.to_string(),
+        None,
+        env!("CARGO_PKG_VERSION"),
+    );
+    let (sbom, sbom_size) = upload(
+        registry,
+        repo,
+        serde_json::to_vec(&document).unwrap_or_default(),
+    )
+    .await?;
     let (config, config_size) = upload(registry, repo, EMPTY_CONFIG.to_vec()).await?;
     let manifest = json!({
         "schemaVersion": 2,

@@ -211,13 +211,29 @@ pub(super) async fn tags(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response
 /// `GET /repositories/{name}/-/tags/{reference}/vulnerabilities`: the latest scan of the
 /// tag's (or digest's) image, or of each scanned image of an index: counts, the findings
 /// (package, installed version, advisory, severity, fixed version) and what could not be read.
-pub(super) async fn tag_vulnerabilities(call: &Call<'_>, repo: &RepoName, reference: &str) -> ApiResult<Response<Body>> {
+pub(super) async fn tag_vulnerabilities(
+    call: &Call<'_>,
+    repo: &RepoName,
+    reference: &str,
+) -> ApiResult<Response<Body>> {
     let reference = if reference.contains(':') {
-        Reference::Digest(reference.parse().map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a digest: {e}")))?)
+        Reference::Digest(
+            reference
+                .parse()
+                .map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a digest: {e}")))?,
+        )
     } else {
-        Reference::Tag(reference.parse().map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a tag: {e}")))?)
+        Reference::Tag(
+            reference
+                .parse()
+                .map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a tag: {e}")))?,
+        )
     };
-    let scans = call.state.hub.scans(&call.principal, repo, &reference).await?;
+    let scans = call
+        .state
+        .hub
+        .scans(&call.principal, repo, &reference)
+        .await?;
     let images: Vec<serde_json::Value> = scans
         .into_iter()
         .map(|scan| {

@@ -413,7 +413,9 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
 }
 
 /// Counts of a scan by severity (`3 critical, 1 high, ...`), or that none was made.
-pub(super) fn vulnerability_counts(summary: Option<&berth_core::ports::VulnerabilitySummary>) -> Html {
+pub(super) fn vulnerability_counts(
+    summary: Option<&berth_core::ports::VulnerabilitySummary>,
+) -> Html {
     let mut out = Html::new();
     let Some(s) = summary else {
         html!(out, "<span class=\"muted\">Not scanned</span>");
@@ -430,7 +432,11 @@ pub(super) fn vulnerability_counts(summary: Option<&berth_core::ports::Vulnerabi
         html!(out, "<span class=\"badge\">None found</span>");
         return out;
     }
-    let shown: Vec<String> = counts.iter().filter(|(_, n)| *n > 0).map(|(name, n)| format!("{n} {name}")).collect();
+    let shown: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
     html!(out, (shown.join(", ")));
     out
 }

@@ -152,8 +152,16 @@ pub(super) async fn page(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiRes
 }
 
 /// The latest scan of the image (or of each scanned image of an index): its findings.
-async fn vulnerabilities_section(visitor: &Visitor, repo: &RepoName, reference: &Reference) -> UiResult<Html> {
-    let scans = visitor.state.hub.scans(&visitor.principal, repo, reference).await?;
+async fn vulnerabilities_section(
+    visitor: &Visitor,
+    repo: &RepoName,
+    reference: &Reference,
+) -> UiResult<Html> {
+    let scans = visitor
+        .state
+        .hub
+        .scans(&visitor.principal, repo, reference)
+        .await?;
     let mut out = Html::new();
     html!(out, "<section class=\"panel\" id=\"vulnerabilities\" aria-labelledby=\"vulnerabilities-title\">"
         "<h2 id=\"vulnerabilities-title\">Vulnerabilities</h2>");

@@ -5,7 +5,9 @@ use super::events::record_event;
 use super::jobs::enqueue_in;
 use super::{backend, wall_ms, SqliteMeta};
 use berth_core::events::NewEvent;
-use berth_core::ports::{MetaError, NewJob, ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary};
+use berth_core::ports::{
+    MetaError, NewJob, ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary,
+};
 use berth_scan::osv::Advisory;
 use berth_scan::Ecosystem;
 use sqlx::Row;
@@ -59,30 +61,42 @@ impl SqliteMeta {
 #[async_trait::async_trait]
 impl ScanStore for SqliteMeta {
     async fn begin_vulndb_import(&self) -> Result<i64, MetaError> {
-        let current: Option<i64> = sqlx::query_scalar("SELECT generation FROM vulndb_state WHERE id = 1")
-            .fetch_optional(&self.write)
-            .await
-            .map_err(backend)?;
-        let highest: Option<i64> = sqlx::query_scalar("SELECT max(generation) FROM vulndb_advisories")
-            .fetch_one(&self.write)
-            .await
-            .map_err(backend)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT generation FROM vulndb_state WHERE id = 1")
+                .fetch_optional(&self.write)
+                .await
+                .map_err(backend)?;
+        let highest: Option<i64> =
+            sqlx::query_scalar("SELECT max(generation) FROM vulndb_advisories")
+                .fetch_one(&self.write)
+                .await
+                .map_err(backend)?;
         // Leftovers of an import that never committed go first.
         self.drop_generations_except(current.unwrap_or(-1)).await?;
         Ok(current.max(highest).unwrap_or(0) + 1)
     }
 
-    async fn add_advisories(&self, generation: i64, advisories: &[Advisory]) -> Result<(), MetaError> {
+    async fn add_advisories(
+        &self,
+        generation: i64,
+        advisories: &[Advisory],
+    ) -> Result<(), MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         for advisory in advisories {
-            sqlx::query("INSERT OR REPLACE INTO vulndb_advisories (generation, id, doc) VALUES (?, ?, ?)")
-                .bind(generation)
-                .bind(&advisory.id)
-                .bind(json(advisory))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            let mut keys: Vec<(&str, &str)> = advisory.affected.iter().map(|a| (a.ecosystem.as_str(), a.package.as_str())).collect();
+            sqlx::query(
+                "INSERT OR REPLACE INTO vulndb_advisories (generation, id, doc) VALUES (?, ?, ?)",
+            )
+            .bind(generation)
+            .bind(&advisory.id)
+            .bind(json(advisory))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            let mut keys: Vec<(&str, &str)> = advisory
+                .affected
+                .iter()
+                .map(|a| (a.ecosystem.as_str(), a.package.as_str()))
+                .collect();
             keys.sort_unstable();
             keys.dedup();
             for (ecosystem, package) in keys {
@@ -120,14 +134,23 @@ impl ScanStore for SqliteMeta {
     }
 
     async fn vulndb_status(&self) -> Result<Option<VulnDbStatus>, MetaError> {
-        let stats: Option<String> = sqlx::query_scalar("SELECT stats FROM vulndb_state WHERE id = 1")
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
-        stats.map(|s| serde_json::from_str(&s).map_err(|e| corrupt("vulnerability database status", e))).transpose()
+        let stats: Option<String> =
+            sqlx::query_scalar("SELECT stats FROM vulndb_state WHERE id = 1")
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?;
+        stats
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|e| corrupt("vulnerability database status", e))
+            })
+            .transpose()
     }
 
-    async fn advisories_for(&self, ecosystem: Ecosystem, package: &str) -> Result<Vec<Advisory>, MetaError> {
+    async fn advisories_for(
+        &self,
+        ecosystem: Ecosystem,
+        package: &str,
+    ) -> Result<Vec<Advisory>, MetaError> {
         let docs: Vec<String> = sqlx::query_scalar(
             "SELECT a.doc FROM vulndb_state s \
              JOIN vulndb_packages p ON p.generation = s.generation AND p.ecosystem = ? AND p.package = ? \
@@ -139,10 +162,16 @@ impl ScanStore for SqliteMeta {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        docs.iter().map(|d| serde_json::from_str(d).map_err(|e| corrupt("advisory", e))).collect()
+        docs.iter()
+            .map(|d| serde_json::from_str(d).map_err(|e| corrupt("advisory", e)))
+            .collect()
     }
 
-    async fn store_scan(&self, scan: &ScanRecord, event: Option<&NewEvent>) -> Result<(), MetaError> {
+    async fn store_scan(
+        &self,
+        scan: &ScanRecord,
+        event: Option<&NewEvent>,
+    ) -> Result<(), MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         sqlx::query(
             "INSERT OR REPLACE INTO scan_results (digest, repository, scanned_at, db_generation, os, packages, findings, warnings, sbom_digest) \
@@ -206,13 +235,18 @@ impl ScanStore for SqliteMeta {
                 low: count("low"),
                 unknown: count("unknown"),
             },
-            findings: serde_json::from_str(row.get::<&str, _>("findings")).map_err(|e| corrupt("findings", e))?,
-            warnings: serde_json::from_str(row.get::<&str, _>("warnings")).map_err(|e| corrupt("warnings", e))?,
+            findings: serde_json::from_str(row.get::<&str, _>("findings"))
+                .map_err(|e| corrupt("findings", e))?,
+            warnings: serde_json::from_str(row.get::<&str, _>("warnings"))
+                .map_err(|e| corrupt("warnings", e))?,
             sbom_digest: row.get("sbom_digest"),
         }))
     }
 
-    async fn vulnerability_summaries(&self, digests: &[String]) -> Result<HashMap<String, VulnerabilitySummary>, MetaError> {
+    async fn vulnerability_summaries(
+        &self,
+        digests: &[String],
+    ) -> Result<HashMap<String, VulnerabilitySummary>, MetaError> {
         let mut out = HashMap::new();
         for chunk in digests.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
@@ -241,7 +275,11 @@ impl ScanStore for SqliteMeta {
         Ok(out)
     }
 
-    async fn image_manifests(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<(String, String)>, MetaError> {
+    async fn image_manifests(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, MetaError> {
         let (after_repo, after_digest) = after.unwrap_or(("", ""));
         let rows = sqlx::query(
             "SELECT r.name, m.digest FROM repository_manifests rm \
@@ -257,19 +295,29 @@ impl ScanStore for SqliteMeta {
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        Ok(rows.iter().map(|row| (row.get("name"), row.get("digest"))).collect())
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("name"), row.get("digest")))
+            .collect())
     }
 
     async fn scan_cursor(&self, name: &str) -> Result<i64, MetaError> {
-        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?;
         Ok(position.unwrap_or(0))
     }
 
-    async fn hand_on_scans(&self, cursor: &str, from: i64, to: i64, jobs: &[NewJob]) -> Result<bool, MetaError> {
+    async fn hand_on_scans(
+        &self,
+        cursor: &str,
+        from: i64,
+        to: i64,
+        jobs: &[NewJob],
+    ) -> Result<bool, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         let moved = sqlx::query(
             "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \

@@ -16,7 +16,9 @@ pub fn parse(text: &str, location: &str) -> (Vec<Package>, usize) {
         let mut license = None;
         let mut any = false;
         for line in paragraph.lines() {
-            let Some((key, value)) = line.split_once(':') else { continue };
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
             any = true;
             let value = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
             match key {

@@ -17,7 +17,11 @@ pub(crate) fn stanzas(text: &str) -> impl Iterator<Item = Vec<(&str, &str)>> {
 }
 
 fn field<'a>(fields: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| *value).filter(|v| !v.is_empty())
+    fields
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| *value)
+        .filter(|v| !v.is_empty())
 }
 
 /// The installed packages of one status file. Stanzas without a name or version, and
@@ -28,7 +32,8 @@ pub fn parse(text: &str, location: &str) -> (Vec<Package>, usize) {
     let mut packages = Vec::new();
     let mut malformed = 0;
     for fields in stanzas(&text) {
-        let (Some(name), Some(version)) = (field(&fields, "Package"), field(&fields, "Version")) else {
+        let (Some(name), Some(version)) = (field(&fields, "Package"), field(&fields, "Version"))
+        else {
             malformed += 1;
             continue;
         };
@@ -40,7 +45,10 @@ pub fn parse(text: &str, location: &str) -> (Vec<Package>, usize) {
         // `Source: name (version)` when the source version differs from the binary's.
         let (source_name, source_version) = match field(&fields, "Source") {
             Some(source) => match source.split_once('(') {
-                Some((name, version)) => (Some(name.trim().to_owned()), Some(version.trim_end_matches(')').trim().to_owned())),
+                Some((name, version)) => (
+                    Some(name.trim().to_owned()),
+                    Some(version.trim_end_matches(')').trim().to_owned()),
+                ),
                 None => (Some(source.to_owned()), None),
             },
             None => (None, None),

@@ -12,13 +12,17 @@ pub fn python(text: &str, location: &str) -> Option<Package> {
         if line.trim().is_empty() {
             break;
         }
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let value = value.trim();
         match key.trim().to_ascii_lowercase().as_str() {
             "name" if name.is_none() => name = Some(value.to_owned()),
             "version" if version.is_none() => version = Some(value.to_owned()),
             "license-expression" => license = Some(value.to_owned()),
-            "license" if license.is_none() && !value.is_empty() && value.len() < 100 => license = Some(value.to_owned()),
+            "license" if license.is_none() && !value.is_empty() && value.len() < 100 => {
+                license = Some(value.to_owned())
+            }
             _ => {}
         }
     }
@@ -41,7 +45,9 @@ pub fn is_npm_manifest(path: &str) -> bool {
     if parts.next() != Some("package.json") {
         return false;
     }
-    let Some(name) = parts.next() else { return false };
+    let Some(name) = parts.next() else {
+        return false;
+    };
     match parts.next() {
         Some("node_modules") => !name.starts_with('@') && !name.starts_with('.'),
         Some(scope) if scope.starts_with('@') => parts.next() == Some("node_modules"),

@@ -90,10 +90,15 @@ fn under(path: &str, dir: &str) -> bool {
     path == dir || (path.starts_with(dir) && path.as_bytes().get(dir.len()) == Some(&b'/'))
 }
 
-pub(super) fn read_layer(builder: &mut InventoryBuilder, reader: impl Read) -> Result<(), LayerError> {
+pub(super) fn read_layer(
+    builder: &mut InventoryBuilder,
+    reader: impl Read,
+) -> Result<(), LayerError> {
     let limits = builder.limits;
     let mut buffered = BufReader::with_capacity(64 * 1024, reader);
-    let head = buffered.fill_buf().map_err(|e| LayerError::Corrupt(e.to_string()))?;
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| LayerError::Corrupt(e.to_string()))?;
     let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
@@ -123,7 +128,9 @@ pub(super) fn read_layer(builder: &mut InventoryBuilder, reader: impl Read) -> R
         (Ok(changes), Stop::None) => changes,
     };
     for dir in &changes.opaque {
-        builder.files.retain(|path, _| !(path.starts_with(dir.as_str()) && path.as_bytes().get(dir.len()) == Some(&b'/')));
+        builder.files.retain(|path, _| {
+            !(path.starts_with(dir.as_str()) && path.as_bytes().get(dir.len()) == Some(&b'/'))
+        });
     }
     for removed in &changes.removed {
         builder.files.retain(|path, _| !under(path, removed));
@@ -155,10 +162,15 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
         let size = entry.header().entry_size().map_err(corrupt)?;
         if kind.is_gnu_longname() || kind.is_pax_local_extensions() {
             if size > limits.max_path_bytes as u64 + 64 * 1024 {
-                return Err(LayerError::Corrupt(format!("a {size}-byte extended header")));
+                return Err(LayerError::Corrupt(format!(
+                    "a {size}-byte extended header"
+                )));
             }
             let mut data = Vec::with_capacity(size as usize);
-            (&mut entry).take(size).read_to_end(&mut data).map_err(corrupt)?;
+            (&mut entry)
+                .take(size)
+                .read_to_end(&mut data)
+                .map_err(corrupt)?;
             if kind.is_gnu_longname() {
                 while data.last() == Some(&0) {
                     data.pop();
@@ -174,18 +186,28 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
         if kind.is_gnu_longlink() || kind.is_pax_global_extensions() {
             continue;
         }
-        let raw_path = pax_path.take().or_else(|| long_name.take()).unwrap_or_else(|| entry.path_bytes().into_owned());
+        let raw_path = pax_path
+            .take()
+            .or_else(|| long_name.take())
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
         long_name = None;
         if let Some(declared) = pax_size.take() {
             // The tar reader sized this entry from its header; a PAX size that says
             // otherwise (files past 8 GiB) would make it read the rest as garbage.
             if declared != size {
-                return Err(LayerError::Corrupt(format!("a PAX size ({declared}) this reader cannot follow")));
+                return Err(LayerError::Corrupt(format!(
+                    "a PAX size ({declared}) this reader cannot follow"
+                )));
             }
         }
         let Some(path) = clean_path(&raw_path, limits.max_path_bytes) else {
-            let shown: String = String::from_utf8_lossy(&raw_path).chars().take(120).collect();
-            builder.warn(format!("entry {shown:?} skipped: absolute escape, `..`, NUL or overlong name"));
+            let shown: String = String::from_utf8_lossy(&raw_path)
+                .chars()
+                .take(120)
+                .collect();
+            builder.warn(format!(
+                "entry {shown:?} skipped: absolute escape, `..`, NUL or overlong name"
+            ));
             continue;
         };
         let (dir, base) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
@@ -193,7 +215,11 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
             if hidden == ".wh..opq" {
                 changes.opaque.push(dir.to_owned());
             } else if !hidden.is_empty() {
-                let target = if dir.is_empty() { hidden.to_owned() } else { format!("{dir}/{hidden}") };
+                let target = if dir.is_empty() {
+                    hidden.to_owned()
+                } else {
+                    format!("{dir}/{hidden}")
+                };
                 changes.files.retain(|p, _| !under(p, &target));
                 changes.removed.push(target);
             }
@@ -209,15 +235,24 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
             continue;
         }
         if size > limits.max_file_bytes {
-            builder.warn(format!("/{path}: {size} bytes, over the {}-byte limit, not read", limits.max_file_bytes));
+            builder.warn(format!(
+                "/{path}: {size} bytes, over the {}-byte limit, not read",
+                limits.max_file_bytes
+            ));
             continue;
         }
         if builder.kept_bytes + layer_kept + size > limits.max_kept_bytes {
-            builder.warn(format!("/{path}: package data past {} bytes in all, not read", limits.max_kept_bytes));
+            builder.warn(format!(
+                "/{path}: package data past {} bytes in all, not read",
+                limits.max_kept_bytes
+            ));
             continue;
         }
         let mut data = Vec::with_capacity(size as usize);
-        (&mut entry).take(size).read_to_end(&mut data).map_err(corrupt)?;
+        (&mut entry)
+            .take(size)
+            .read_to_end(&mut data)
+            .map_err(corrupt)?;
         layer_kept += data.len() as u64;
         changes.files.insert(path, data);
     }
@@ -230,8 +265,15 @@ fn pax_records(data: &[u8]) -> (Option<Vec<u8>>, Option<u64>) {
     let mut size = None;
     let mut rest = data;
     while !rest.is_empty() {
-        let Some(space) = rest.iter().position(|b| *b == b' ') else { break };
-        let Some(length) = std::str::from_utf8(&rest[..space]).ok().and_then(|l| l.parse::<usize>().ok()) else { break };
+        let Some(space) = rest.iter().position(|b| *b == b' ') else {
+            break;
+        };
+        let Some(length) = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            break;
+        };
         if length <= space + 1 || length > rest.len() {
             break;
         }

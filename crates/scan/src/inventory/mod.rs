@@ -88,8 +88,12 @@ impl Default for Limits {
 
 /// Whether a cleaned path names a file the inventory reads.
 pub(crate) fn is_wanted(path: &str) -> bool {
-    matches!(path, "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release" | "usr/lib/os-release")
-        || (path.starts_with("var/lib/dpkg/status.d/") && !path.ends_with(".md5sums") && path.matches('/').count() == 4)
+    matches!(
+        path,
+        "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release" | "usr/lib/os-release"
+    ) || (path.starts_with("var/lib/dpkg/status.d/")
+        && !path.ends_with(".md5sums")
+        && path.matches('/').count() == 4)
         || path.ends_with(".dist-info/METADATA")
         || path.ends_with(".egg-info/PKG-INFO")
         || language::is_npm_manifest(path)
@@ -147,51 +151,66 @@ impl InventoryBuilder {
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         let os = ["etc/os-release", "usr/lib/os-release"]
             .iter()
-            .find_map(|path| files.get(*path).and_then(|bytes| os_release::parse(&text(bytes))));
+            .find_map(|path| {
+                files
+                    .get(*path)
+                    .and_then(|bytes| os_release::parse(&text(bytes)))
+            });
         let mut packages = Vec::new();
         for (path, bytes) in &files {
             let location = format!("/{path}");
-            let found = if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
-                let (found, malformed) = dpkg::parse(&text(bytes), &location);
-                if malformed > 0 {
-                    self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
-                }
-                found
-            } else if path == "lib/apk/db/installed" {
-                let (found, malformed) = apk::parse(&text(bytes), &location);
-                if malformed > 0 {
-                    self.warn(format!("{location}: {malformed} malformed paragraphs skipped"));
-                }
-                found
-            } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
-                match language::python(&text(bytes), &location) {
-                    Some(package) => vec![package],
-                    None => {
-                        self.warn(format!("{location}: no Name or Version"));
-                        Vec::new()
+            let found =
+                if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
+                    let (found, malformed) = dpkg::parse(&text(bytes), &location);
+                    if malformed > 0 {
+                        self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
                     }
-                }
-            } else if path.ends_with("/package.json") {
-                match language::npm(bytes, &location) {
-                    Some(package) => vec![package],
-                    None => {
-                        self.warn(format!("{location}: not a package.json with a name and version"));
-                        Vec::new()
+                    found
+                } else if path == "lib/apk/db/installed" {
+                    let (found, malformed) = apk::parse(&text(bytes), &location);
+                    if malformed > 0 {
+                        self.warn(format!(
+                            "{location}: {malformed} malformed paragraphs skipped"
+                        ));
                     }
-                }
-            } else {
-                Vec::new()
-            };
+                    found
+                } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
+                    match language::python(&text(bytes), &location) {
+                        Some(package) => vec![package],
+                        None => {
+                            self.warn(format!("{location}: no Name or Version"));
+                            Vec::new()
+                        }
+                    }
+                } else if path.ends_with("/package.json") {
+                    match language::npm(bytes, &location) {
+                        Some(package) => vec![package],
+                        None => {
+                            self.warn(format!(
+                                "{location}: not a package.json with a name and version"
+                            ));
+                            Vec::new()
+                        }
+                    }
+                } else {
+                    Vec::new()
+                };
             packages.extend(found);
         }
         packages.sort();
         packages.dedup();
-        Inventory { os, packages, warnings: self.warnings }
+        Inventory {
+            os,
+            packages,
+            warnings: self.warnings,
+        }
     }
 }
 
 /// Inventories a whole image from its layer streams, bottom first, with default limits.
-pub fn inventory_layers<R: std::io::Read>(layers: impl IntoIterator<Item = (String, R)>) -> Inventory {
+pub fn inventory_layers<R: std::io::Read>(
+    layers: impl IntoIterator<Item = (String, R)>,
+) -> Inventory {
     let mut builder = InventoryBuilder::new(Limits::default());
     for (name, reader) in layers {
         if let Err(error) = builder.add_layer(reader) {

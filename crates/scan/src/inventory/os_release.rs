@@ -18,7 +18,9 @@ pub fn parse(text: &str) -> Option<OsRelease> {
     let mut version_id = None;
     let mut pretty_name = None;
     for line in text.lines() {
-        let Some((key, value)) = line.trim().split_once('=') else { continue };
+        let Some((key, value)) = line.trim().split_once('=') else {
+            continue;
+        };
         let value = value.trim();
         let value = value
             .strip_prefix('"')
@@ -33,5 +35,9 @@ pub fn parse(text: &str) -> Option<OsRelease> {
             _ => {}
         }
     }
-    Some(OsRelease { id: id.filter(|i| !i.is_empty())?, version_id: version_id.filter(|v| !v.is_empty()), pretty_name })
+    Some(OsRelease {
+        id: id.filter(|i| !i.is_empty())?,
+        version_id: version_id.filter(|v| !v.is_empty()),
+        pretty_name,
+    })
 }

@@ -41,16 +41,27 @@ struct Tokens<'a> {
 
 impl<'a> Tokens<'a> {
     fn digits(&mut self) -> (&'a str, u128) {
-        let end = self.rest.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(self.rest.len());
+        let end = self
+            .rest
+            .bytes()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(self.rest.len());
         let (text, rest) = self.rest.split_at(end);
         self.rest = rest;
         // Saturating: a 40-digit number still orders after a shorter one.
-        let number = text.bytes().fold(0u128, |n, d| n.saturating_mul(10).saturating_add(u128::from(d - b'0')));
+        let number = text.bytes().fold(0u128, |n, d| {
+            n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
+        });
         (text, number)
     }
 
     fn token(&self, text: &'a str, number: u128, suffix: usize) -> Token<'a> {
-        Token { kind: self.kind, text, number, suffix }
+        Token {
+            kind: self.kind,
+            text,
+            number,
+            suffix,
+        }
     }
 
     fn first(&mut self) -> Token<'a> {
@@ -104,7 +115,10 @@ impl<'a> Tokens<'a> {
                     return invalid(self);
                 }
                 let body = &self.rest[1..];
-                let end = body.bytes().position(|b| !b.is_ascii_lowercase()).unwrap_or(body.len());
+                let end = body
+                    .bytes()
+                    .position(|b| !b.is_ascii_lowercase())
+                    .unwrap_or(body.len());
                 let Some(rank) = suffix_rank(&body[..end]) else {
                     return invalid(self);
                 };
@@ -117,7 +131,10 @@ impl<'a> Tokens<'a> {
                     return invalid(self);
                 }
                 let body = &self.rest[1..];
-                let end = body.bytes().position(|b| !b.is_ascii_hexdigit()).unwrap_or(body.len());
+                let end = body
+                    .bytes()
+                    .position(|b| !b.is_ascii_hexdigit())
+                    .unwrap_or(body.len());
                 if end == 0 {
                     return invalid(self);
                 }
@@ -159,8 +176,14 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
     if !valid(a) || !valid(b) {
         return None;
     }
-    let mut ta = Tokens { rest: a, kind: Kind::InitialDigit };
-    let mut tb = Tokens { rest: b, kind: Kind::InitialDigit };
+    let mut ta = Tokens {
+        rest: a,
+        kind: Kind::InitialDigit,
+    };
+    let mut tb = Tokens {
+        rest: b,
+        kind: Kind::InitialDigit,
+    };
     let (mut x, mut y) = (ta.first(), tb.first());
     while x.kind == y.kind && x.kind < Kind::End {
         let order = compare_tokens(&x, &y);
@@ -185,7 +208,10 @@ pub fn compare(a: &str, b: &str) -> Option<Ordering> {
 
 /// Whether the whole string is one apk version.
 pub fn valid(version: &str) -> bool {
-    let mut tokens = Tokens { rest: version, kind: Kind::InitialDigit };
+    let mut tokens = Tokens {
+        rest: version,
+        kind: Kind::InitialDigit,
+    };
     let mut token = tokens.first();
     while token.kind < Kind::End {
         token = tokens.next();

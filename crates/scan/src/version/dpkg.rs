@@ -29,10 +29,17 @@ fn parse(version: &str) -> Option<DebVersion<'_>> {
     if !starts_with_digit || !upstream.bytes().all(allowed) {
         return None;
     }
-    if !revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b)) {
+    if !revision
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
+    {
         return None;
     }
-    Some(DebVersion { epoch, upstream, revision })
+    Some(DebVersion {
+        epoch,
+        upstream,
+        revision,
+    })
 }
 
 /// Compares two Debian versions; `None` when either is malformed.

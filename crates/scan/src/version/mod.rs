@@ -98,7 +98,9 @@ impl<'de> serde::Deserialize<'de> for Ecosystem {
         let name = String::deserialize(deserializer)?;
         match Ecosystem::parse_osv(&name) {
             Some((ecosystem, None)) => Ok(ecosystem),
-            _ => Err(serde::de::Error::custom(format!("unknown ecosystem {name:?}"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown ecosystem {name:?}"
+            ))),
         }
     }
 }

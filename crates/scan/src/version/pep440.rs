@@ -23,11 +23,16 @@ struct Version {
 
 /// Splits a leading run of ASCII digits off `s`.
 fn number(s: &str) -> (Option<u128>, &str) {
-    let end = s.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .bytes()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
     if end == 0 {
         return (None, s);
     }
-    let value = s[..end].bytes().fold(0u128, |n, d| n.saturating_mul(10).saturating_add(u128::from(d - b'0')));
+    let value = s[..end].bytes().fold(0u128, |n, d| {
+        n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
+    });
     (Some(value), &s[end..])
 }
 
@@ -37,7 +42,9 @@ fn strip_separator(s: &str) -> &str {
 
 /// A keyword from `words` at the start of `s`, longest first, with its index.
 fn keyword<'a>(s: &'a str, words: &[(&str, u8)]) -> Option<(u8, &'a str)> {
-    words.iter().find_map(|(word, value)| s.strip_prefix(word).map(|rest| (*value, rest)))
+    words
+        .iter()
+        .find_map(|(word, value)| s.strip_prefix(word).map(|rest| (*value, rest)))
 }
 
 fn parse(input: &str) -> Option<Version> {
@@ -125,7 +132,14 @@ fn parse(input: &str) -> Option<Version> {
             });
         }
     }
-    Some(Version { epoch, release, pre, post, dev, local: local_parts })
+    Some(Version {
+        epoch,
+        release,
+        pre,
+        post,
+        dev,
+        local: local_parts,
+    })
 }
 
 /// Compares two PEP 440 versions; `None` when either is not one.
@@ -138,7 +152,12 @@ fn release_order(a: &[u128], b: &[u128]) -> Ordering {
     // Trailing zeros do not count: 1.0 == 1.0.0.
     let len = a.len().max(b.len());
     (0..len)
-        .map(|i| a.get(i).copied().unwrap_or(0).cmp(&b.get(i).copied().unwrap_or(0)))
+        .map(|i| {
+            a.get(i)
+                .copied()
+                .unwrap_or(0)
+                .cmp(&b.get(i).copied().unwrap_or(0))
+        })
         .find(|o| o.is_ne())
         .unwrap_or(Ordering::Equal)
 }

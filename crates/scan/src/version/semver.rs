@@ -11,7 +11,9 @@ fn numeric(s: &str) -> Option<u128> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.bytes().fold(0u128, |n, d| n.saturating_mul(10).saturating_add(u128::from(d - b'0'))))
+    Some(s.bytes().fold(0u128, |n, d| {
+        n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
+    }))
 }
 
 fn parse(input: &str) -> Option<SemVer<'_>> {
@@ -34,7 +36,8 @@ fn parse(input: &str) -> Option<SemVer<'_>> {
         Some(pre) => pre.split('.').collect(),
         None => Vec::new(),
     };
-    let valid_identifier = |id: &&str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let valid_identifier =
+        |id: &&str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if !pre.iter().all(valid_identifier) {
         return None;
     }
@@ -54,18 +57,21 @@ fn identifier_order(a: &str, b: &str) -> Ordering {
 /// Compares two semantic versions by precedence; `None` when either is not one.
 pub fn compare(a: &str, b: &str) -> Option<Ordering> {
     let (a, b) = (parse(a)?, parse(b)?);
-    let order = a.core.cmp(&b.core).then_with(|| match (a.pre.is_empty(), b.pre.is_empty()) {
-        (true, true) => Ordering::Equal,
-        // A pre-release has lower precedence than the release itself.
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) => a
-            .pre
-            .iter()
-            .zip(&b.pre)
-            .map(|(x, y)| identifier_order(x, y))
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| a.pre.len().cmp(&b.pre.len())),
-    });
+    let order = a
+        .core
+        .cmp(&b.core)
+        .then_with(|| match (a.pre.is_empty(), b.pre.is_empty()) {
+            (true, true) => Ordering::Equal,
+            // A pre-release has lower precedence than the release itself.
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => a
+                .pre
+                .iter()
+                .zip(&b.pre)
+                .map(|(x, y)| identifier_order(x, y))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| a.pre.len().cmp(&b.pre.len())),
+        });
     Some(order)
 }

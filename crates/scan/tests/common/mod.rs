@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub fn data(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
 }
 
 pub fn read(path: &str) -> Vec<u8> {
@@ -25,7 +27,10 @@ pub fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         // Written raw, so that tests can build the hostile names (`..`, `/…`) the tar
         // crate's own writer refuses.
         let name = &mut header.as_old_mut().name;
-        assert!(path.len() < name.len(), "test paths fit the 100-byte name field");
+        assert!(
+            path.len() < name.len(),
+            "test paths fit the 100-byte name field"
+        );
         name[..path.len()].copy_from_slice(path.as_bytes());
         header.set_cksum();
         builder.append(&header, content.as_slice()).unwrap();
@@ -44,7 +49,10 @@ pub fn python_files(prefix: &str) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(data("python")).unwrap() {
         let dir = entry.unwrap().file_name().into_string().unwrap();
-        files.push((format!("{prefix}/{dir}/METADATA"), read(&format!("python/{dir}/METADATA"))));
+        files.push((
+            format!("{prefix}/{dir}/METADATA"),
+            read(&format!("python/{dir}/METADATA")),
+        ));
     }
     files
 }
@@ -53,7 +61,12 @@ pub fn python_files(prefix: &str) -> Vec<(String, Vec<u8>)> {
 pub fn npm_files(prefix: &str) -> Vec<(String, Vec<u8>)> {
     ["lodash", "minimist"]
         .iter()
-        .map(|name| (format!("{prefix}/node_modules/{name}/package.json"), read(&format!("npm/{name}/package.json"))))
+        .map(|name| {
+            (
+                format!("{prefix}/node_modules/{name}/package.json"),
+                read(&format!("npm/{name}/package.json")),
+            )
+        })
         .collect()
 }
 
@@ -65,13 +78,21 @@ pub fn owned(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
 /// one of npm packages.
 pub fn debian_image() -> Vec<Vec<u8>> {
     vec![
-        layer(&[("etc/os-release", read("os-release-debian12")), ("var/lib/dpkg/status", read("dpkg-status"))]),
-        layer(&owned(&python_files("usr/local/lib/python3.11/site-packages"))),
+        layer(&[
+            ("etc/os-release", read("os-release-debian12")),
+            ("var/lib/dpkg/status", read("dpkg-status")),
+        ]),
+        layer(&owned(&python_files(
+            "usr/local/lib/python3.11/site-packages",
+        ))),
         layer(&owned(&npm_files("app"))),
     ]
 }
 
 /// An Alpine 3.18 image with the apk database in Alpine's documented format.
 pub fn alpine_image() -> Vec<Vec<u8>> {
-    vec![layer(&[("etc/os-release", read("os-release-alpine318")), ("lib/apk/db/installed", read("alpine-installed"))])]
+    vec![layer(&[
+        ("etc/os-release", read("os-release-alpine318")),
+        ("lib/apk/db/installed", read("alpine-installed")),
+    ])]
 }
