@@ -86,13 +86,13 @@ async fn pushed_images_are_scanned_and_gated() {
     for bytes in &layers {
         server.push_blob(&repo, bytes).await;
     }
-    let manifest = image_manifest_json(
+    let manifest = common::pretty(&image_manifest_json(
         &Descriptor::of(MT_OCI_CONFIG, &config),
         &layers
             .iter()
             .map(|l| Descriptor::of(MT_OCI_LAYER_GZIP, l))
             .collect::<Vec<_>>(),
-    );
+    ));
     server
         .push_manifest_ok(&repo, Some("12"), MT_OCI_MANIFEST, &manifest)
         .await;

@@ -206,7 +206,7 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
                 .take(120)
                 .collect();
             builder.warn(format!(
-                "entry {shown:?} skipped: absolute escape, `..`, NUL or overlong name"
+                "entry {shown:?} skipped: a `..` component, a NUL or an overlong name"
             ));
             continue;
         };
