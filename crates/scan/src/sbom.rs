@@ -128,9 +128,9 @@ pub fn cyclonedx(
             component["licenses"] = json!([{"license": {"name": license}}]);
         }
         if let Some(source) = &package.source_name {
-            component["properties"]
-                .as_array_mut()
-                .map(|p| p.push(json!({"name": "berth:package:source", "value": source})));
+            if let Some(properties) = component["properties"].as_array_mut() {
+                properties.push(json!({"name": "berth:package:source", "value": source}));
+            }
         }
         components.push(component);
     }
