@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy|vulndb|scan …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -9,6 +9,7 @@ mod orgs;
 mod plans;
 mod policies;
 mod repos;
+mod scanning;
 mod signatures;
 mod webhooks;
 
@@ -68,6 +69,8 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Usage(args) => lifecycle::usage(meta, &acting, args).await,
             AdminCommand::Quota(command) => lifecycle::quota(meta, &acting, command).await,
             AdminCommand::Plan(command) => plans::plan(meta, &acting, command).await,
+            AdminCommand::Vulndb(command) => scanning::vulndb(config, meta, command).await,
+            AdminCommand::Scan(args) => scanning::scan(config, meta, args).await,
         }
     })
 }

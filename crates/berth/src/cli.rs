@@ -138,6 +138,39 @@ pub enum AdminCommand {
     /// Pull policies: verified signatures only, or no findings of a severity or worse.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The offline vulnerability database (OSV data imported from files).
+    #[command(subcommand)]
+    Vulndb(VulndbCommand),
+    /// Scan an image now: its packages, and the advisories that affect them.
+    ///
+    /// Exit status 1 with --fail-on when a finding of that severity or worse exists.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VulndbCommand {
+    /// Replace the database with OSV data: an `all.zip` archive OSV publishes per
+    /// ecosystem, a `.json` advisory, or a directory of either. Malformed entries are
+    /// skipped and counted; the server then rescans every image.
+    Import { path: PathBuf },
+    /// What is loaded: advisories per ecosystem, when it was imported, how fresh it is.
+    Status {
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// `NAMESPACE/REPO:TAG` or `NAMESPACE/REPO@DIGEST`.
+    pub reference: String,
+    /// One JSON document instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 1 when a finding of this severity or worse exists.
+    #[arg(long, value_name = "SEVERITY", value_parser = ["low", "medium", "high", "critical"])]
+    pub fail_on: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

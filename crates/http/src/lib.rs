@@ -46,6 +46,8 @@ pub struct AppState {
     pub mirrors: berth_core::mirror::Mirrors,
     /// Trusted keys, signature states and pull policies (checked on manifest GET).
     pub signatures: berth_core::signatures::Signatures,
+    /// Vulnerability scans: results per image and the summaries beside tags.
+    pub scanner: berth_core::scan::Scanner,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -22,6 +22,7 @@ use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
+use berth_core::scan::{RescanAll, ScanFeed, ScanImage, Scanner, RESCAN_JOB, SCAN_JOB};
 use berth_core::signatures::{
     SignatureFeed, Signatures, VerifySignatures, REVERIFY_JOB, VERIFY_JOB,
 };
@@ -140,6 +141,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     meta.set_default_quota(settings.default_quota).await?;
     let usage = UsageService::new(meta.clone(), authorizer.clone());
     let pull_limits = PullLimits::new(meta.clone(), clock.clone(), settings.rate_limit);
+    let scanner = Scanner::new(meta.clone(), blobs.clone(), registry.clone(), clock.clone());
     let collector = Collector::new(
         meta.clone(),
         blobs,
@@ -184,6 +186,10 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     let verify = Arc::new(VerifySignatures(signatures.clone()));
     runner.handle(VERIFY_JOB, verify.clone());
     runner.handle(REVERIFY_JOB, verify);
+    // Scans run after the push committed and answered: the feed reads its event.
+    runner.feed(Arc::new(ScanFeed::new(meta.clone(), clock.clone())));
+    runner.handle(SCAN_JOB, Arc::new(ScanImage(scanner.clone())));
+    runner.handle(RESCAN_JOB, Arc::new(RescanAll(scanner.clone())));
     runner.handle(
         DELIVER_JOB,
         Arc::new(DeliverWebhook::new(
@@ -257,6 +263,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         pull_limits,
         mirrors,
         signatures,
+        scanner,
     };
     Ok(Wired { state, runner })
 }

@@ -127,7 +127,10 @@ async fn stored_blob(blobs: &FsBlobStore, id: &str, bytes: &'static [u8]) -> Dig
         bytes::Bytes::from_static(bytes),
     )]));
     blobs.append_upload(id, 0, stream, None).await.unwrap();
-    blobs.commit_upload(id, &digest, bytes.len() as u64).await.unwrap();
+    blobs
+        .commit_upload(id, &digest, bytes.len() as u64)
+        .await
+        .unwrap();
     digest
 }
 

@@ -38,10 +38,13 @@ pub enum EventKind {
     /// An image's signature state (unsigned, signed, verified, and by which keys) changed.
     #[serde(rename = "signature.changed")]
     SignatureChanged,
+    /// An image was scanned for vulnerabilities.
+    #[serde(rename = "scan.completed")]
+    ScanCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -54,6 +57,7 @@ impl EventKind {
         EventKind::TrustChanged,
         EventKind::PullPolicyChanged,
         EventKind::SignatureChanged,
+        EventKind::ScanCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl EventKind {
             EventKind::TrustChanged => "trust.changed",
             EventKind::PullPolicyChanged => "pull_policy.changed",
             EventKind::SignatureChanged => "signature.changed",
+            EventKind::ScanCompleted => "scan.completed",
         }
     }
 
@@ -203,6 +208,22 @@ pub struct RetentionCompletedData {
     pub manifests: Vec<String>,
     /// Bytes that garbage collection can now reclaim.
     pub bytes: u64,
+}
+
+/// The fields of `scan.completed`: one image's scan and its counts by severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCompletedData {
+    pub digest: String,
+    /// The tags pointing at the image when it was scanned.
+    pub tags: Vec<String>,
+    pub packages: u64,
+    pub critical: u64,
+    pub high: u64,
+    pub medium: u64,
+    pub low: u64,
+    pub unknown: u64,
+    /// Whether a vulnerability database was loaded (without one only the inventory ran).
+    pub matched: bool,
 }
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.

@@ -5,7 +5,8 @@ use super::Hub;
 use crate::access::Principal;
 use crate::error::Result;
 use crate::lifecycle::protecting;
-use crate::ports::{TagRecord, TagSort};
+
+use crate::ports::{ScanRecord, TagRecord, TagSort, VulnerabilitySummary};
 use crate::signatures::ImageSignature;
 use berth_oci::{Digest, ManifestKind, ParsedManifest, RepoName};
 use std::collections::HashMap;
@@ -38,6 +39,9 @@ pub struct TagView {
     pub immutable: bool,
     /// Unsigned, signed, or verified with the names of the trusted keys.
     pub signature: ImageSignature,
+    /// Counts of the latest scan by severity: the image's, or for an index the sum over
+    /// its scanned images (scanned at the oldest of their scans); None until scanned.
+    pub vulnerabilities: Option<VulnerabilitySummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +49,18 @@ pub struct ReferrerView {
     pub digest: Digest,
     pub media_type: String,
     pub artifact_type: Option<String>,
+}
+
+/// The summary of several images: counts added, the oldest scan time.
+fn combine(summaries: impl Iterator<Item = VulnerabilitySummary>) -> Option<VulnerabilitySummary> {
+    summaries.reduce(|a, b| VulnerabilitySummary {
+        critical: a.critical + b.critical,
+        high: a.high + b.high,
+        medium: a.medium + b.medium,
+        low: a.low + b.low,
+        unknown: a.unknown + b.unknown,
+        scanned_at: a.scanned_at.min(b.scanned_at),
+    })
 }
 
 /// Nested indexes deeper than this are not followed for sizes.
@@ -134,7 +150,20 @@ impl Hub {
         record: TagRecord,
         sizes: &mut HashMap<Digest, u64>,
     ) -> Result<TagView> {
-        let (size, platforms) = match shape(&record.media_type, &record.body) {
+        let shape = shape(&record.media_type, &record.body);
+        let scanned: Vec<String> = match &shape {
+            Some(Shape::Index { manifests, .. }) => {
+                manifests.iter().map(|d| d.to_string()).collect()
+            }
+            _ => vec![record.digest.to_string()],
+        };
+        let vulnerabilities = combine(
+            self.store
+                .vulnerability_summaries(&scanned)
+                .await?
+                .into_values(),
+        );
+        let (size, platforms) = match shape {
             Some(Shape::Image { size }) => (size, record.platform.into_iter().collect()),
             Some(Shape::Index {
                 manifests,
@@ -164,7 +193,40 @@ impl Hub {
             referrers,
             immutable: false,
             signature: ImageSignature::unsigned(),
+            vulnerabilities,
         })
+    }
+
+    /// The latest scans of what `reference` (a tag or a digest) names: the image, or each
+    /// scanned image of an index. `NameUnknown` unless the principal may read the
+    /// repository; `ManifestUnknown` when the reference names nothing.
+    pub async fn scans(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+        reference: &berth_oci::Reference,
+    ) -> Result<Vec<ScanRecord>> {
+        self.readable(principal, repo).await?;
+        let record = match reference {
+            berth_oci::Reference::Tag(tag) => {
+                self.store.manifest_by_tag(repo, tag.as_str()).await?
+            }
+            berth_oci::Reference::Digest(digest) => {
+                self.store.manifest_by_digest(repo, digest).await?
+            }
+        }
+        .ok_or_else(|| crate::Error::ManifestUnknown(reference.to_string()))?;
+        let digests: Vec<Digest> = match shape(&record.media_type, &record.body) {
+            Some(Shape::Index { manifests, .. }) => manifests,
+            _ => vec![record.digest],
+        };
+        let mut scans = Vec::new();
+        for digest in digests {
+            if let Some(scan) = self.store.scan_result(&digest.to_string()).await? {
+                scans.push(scan);
+            }
+        }
+        Ok(scans)
     }
 
     /// The sum of the sizes of an index's manifests, following nested indexes a few levels;

@@ -8,6 +8,7 @@ use super::identity::IdentityStore;
 use super::jobs::JobQueue;
 use super::lifecycle::{Collection, UsageStore};
 use super::policies::LifecycleStore;
+use super::scans::ScanStore;
 use super::signatures::SignatureStore;
 use super::webhooks::WebhookStore;
 use super::BlobStore;
@@ -284,6 +285,7 @@ pub trait MetaStore:
     + LifecycleStore
     + super::RateLimitStore
     + SignatureStore
+    + ScanStore
 {
 }
 
@@ -303,5 +305,6 @@ impl<T> MetaStore for T where
         + LifecycleStore
         + super::RateLimitStore
         + SignatureStore
+        + ScanStore
 {
 }

@@ -9,6 +9,7 @@ mod lifecycle;
 mod meta;
 mod policies;
 mod ratelimit;
+mod scans;
 mod signatures;
 mod webhooks;
 
@@ -36,6 +37,7 @@ pub use policies::{
     INTERRUPTED_RUN,
 };
 pub use ratelimit::{PlanRecord, RateLimitStore, SpentRow};
+pub use scans::{ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary};
 pub use signatures::{SignatureStore, StoredPullPolicy, TrustedKeyRecord};
 pub use webhooks::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewWebhook,

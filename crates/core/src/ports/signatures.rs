@@ -10,7 +10,7 @@
 //! - `hand_on_signature_events` moves the named event cursor from `from` to `to` with a
 //!   compare-and-set and stores the jobs in the same transaction (false, nothing stored,
 //!   when the cursor was not at `from`), so two nodes never queue the same events twice.
-//! - `vulnerability_summaries` reads what the scanner stored; digests never scanned are left
+//! - `policy_vulnerability_summaries` reads what the scanner stored; digests never scanned are left
 //!   out of the answer.
 
 use super::meta::MetaError;
@@ -88,7 +88,7 @@ pub trait SignatureStore: Send + Sync {
     async fn signed_images(&self, target: &Target) -> Result<Vec<(RepoName, Digest)>>;
 
     /// The scanner's counts for these digests (absent: not scanned).
-    async fn vulnerability_summaries(
+    async fn policy_vulnerability_summaries(
         &self,
         digests: &[Digest],
     ) -> Result<Vec<(Digest, VulnerabilitySummary)>>;

@@ -472,7 +472,7 @@ impl Signatures {
             };
             let found: HashMap<Digest, _> = self
                 .store
-                .vulnerability_summaries(&images)
+                .policy_vulnerability_summaries(&images)
                 .await?
                 .into_iter()
                 .collect();

@@ -98,16 +98,19 @@ pub enum WebhookEvent {
     QuotaWarning,
     /// A retention run deleted tags or manifests (`retention.completed`).
     Retention,
+    /// An image was scanned for vulnerabilities (`scan.completed`).
+    Scan,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 6] = [
+    pub const ALL: [WebhookEvent; 7] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
         WebhookEvent::Repository,
         WebhookEvent::QuotaWarning,
         WebhookEvent::Retention,
+        WebhookEvent::Scan,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +121,7 @@ impl WebhookEvent {
             WebhookEvent::Repository => "repository",
             WebhookEvent::QuotaWarning => "quota_warning",
             WebhookEvent::Retention => "retention",
+            WebhookEvent::Scan => "scan",
         }
     }
 
@@ -139,6 +143,7 @@ impl WebhookEvent {
             ),
             WebhookEvent::QuotaWarning => kind == EventKind::QuotaWarning,
             WebhookEvent::Retention => kind == EventKind::RetentionCompleted,
+            WebhookEvent::Scan => kind == EventKind::ScanCompleted,
         }
     }
 }

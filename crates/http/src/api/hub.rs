@@ -9,8 +9,8 @@ use crate::oci::headers::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::hub::{Platform, ReferrerView, TagView};
-use berth_core::ports::{RepositoryInfo, TagSort};
-use berth_oci::RepoName;
+use berth_core::ports::{RepositoryInfo, TagSort, VulnerabilitySummary};
+use berth_oci::{Reference, RepoName};
 use serde::{Deserialize, Serialize};
 
 /// A repository in a listing (search results, a namespace's repositories), with the Hub's
@@ -96,6 +96,32 @@ struct TagEntry {
     immutable: bool,
     /// `{"state": "unsigned|signed|verified", "keys": [names of the trusted keys]}`.
     signature: berth_core::signatures::ImageSignature,
+    /// Findings of the latest scan by severity; null until the image was scanned.
+    vulnerabilities: Option<Vulnerabilities>,
+}
+
+/// Counts by severity as the API shows them beside a tag.
+#[derive(Debug, Serialize)]
+struct Vulnerabilities {
+    critical: u64,
+    high: u64,
+    medium: u64,
+    low: u64,
+    unknown: u64,
+    scanned_at: String,
+}
+
+impl From<VulnerabilitySummary> for Vulnerabilities {
+    fn from(s: VulnerabilitySummary) -> Vulnerabilities {
+        Vulnerabilities {
+            critical: s.critical,
+            high: s.high,
+            medium: s.medium,
+            low: s.low,
+            unknown: s.unknown,
+            scanned_at: instant(s.scanned_at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +153,7 @@ impl From<TagView> for TagEntry {
             referrers: tag.referrers.into_iter().map(Referrer::from).collect(),
             immutable: tag.immutable,
             signature: tag.signature,
+            vulnerabilities: tag.vulnerabilities.map(Vulnerabilities::from),
         }
     }
 }
@@ -182,6 +209,59 @@ pub(super) async fn tags(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response
         .await?;
     let entries: Vec<TagEntry> = found.tags.into_iter().map(TagEntry::from).collect();
     call.page_of_total(found.total, entries, request)
+}
+
+/// `GET /repositories/{name}/-/tags/{reference}/vulnerabilities`: the latest scan of the
+/// tag's (or digest's) image, or of each scanned image of an index: counts, the findings
+/// (package, installed version, advisory, severity, fixed version) and what could not be read.
+pub(super) async fn tag_vulnerabilities(
+    call: &Call<'_>,
+    repo: &RepoName,
+    reference: &str,
+) -> ApiResult<Response<Body>> {
+    let reference = if reference.contains(':') {
+        Reference::Digest(
+            reference
+                .parse()
+                .map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a digest: {e}")))?,
+        )
+    } else {
+        Reference::Tag(
+            reference
+                .parse()
+                .map_err(|e| ApiError::BadRequest(format!("{reference:?} is not a tag: {e}")))?,
+        )
+    };
+    let scans = call
+        .state
+        .hub
+        .scans(&call.principal, repo, &reference)
+        .await?;
+    let images: Vec<serde_json::Value> = scans
+        .into_iter()
+        .map(|scan| {
+            serde_json::json!({
+                "digest": scan.digest,
+                "os": scan.os,
+                "packages": scan.packages,
+                "vulnerabilities": Vulnerabilities::from(VulnerabilitySummary::of(scan.counts, scan.scanned_at)),
+                "findings": scan.findings.iter().map(|f| serde_json::json!({
+                    "package": f.package,
+                    "ecosystem": f.ecosystem,
+                    "installed_version": f.installed_version,
+                    "advisory": f.advisory,
+                    "aliases": f.aliases,
+                    "severity": f.severity,
+                    "score": f.score,
+                    "fixed_version": f.fixed_version,
+                    "summary": f.summary,
+                })).collect::<Vec<_>>(),
+                "warnings": scan.warnings,
+                "sbom": scan.sbom_digest,
+            })
+        })
+        .collect();
+    ok(&serde_json::json!({ "reference": reference.to_string(), "images": images }))
 }
 
 /// The page number as the Hub service takes it; beyond `u32` no page has results anyway.

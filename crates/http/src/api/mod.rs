@@ -321,6 +321,9 @@ async fn route_to_handler(
         (Route::NamespacePullPolicy(ns), m) => {
             signatures::pull_policy(call, lifecycle::namespace_target(&ns)?, m).await
         }
+        (Route::TagVulnerabilities(repo, tag), "GET") => {
+            hub::tag_vulnerabilities(call, &repo, &tag).await
+        }
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

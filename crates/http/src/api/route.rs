@@ -83,6 +83,8 @@ pub(crate) enum Route {
     NamespaceTrustedKey(String, String),
     RepositoryPullPolicy(RepoName),
     NamespacePullPolicy(String),
+    /// A tag's (or digest's) latest scan findings.
+    TagVulnerabilities(RepoName, String),
 }
 
 const GET: Method = Method::GET;
@@ -331,6 +333,11 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
         &[GET, PUT, DELETE],
         |p| Ok(Route::NamespacePullPolicy(p.text("namespace"))),
     ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/tags/{tag}/vulnerabilities",
+        &[GET],
+        |p| Ok(Route::TagVulnerabilities(p.repo()?, p.text("tag"))),
+    ),
 ];
 
 const fn endpoint(
@@ -511,6 +518,9 @@ impl Route {
             Route::NamespaceTrustedKey(..) => "/api/v1/namespaces/{namespace}/trusted-keys/{key}",
             Route::RepositoryPullPolicy(_) => "/api/v1/repositories/{name}/-/pull-policy",
             Route::NamespacePullPolicy(_) => "/api/v1/namespaces/{namespace}/pull-policy",
+            Route::TagVulnerabilities(..) => {
+                "/api/v1/repositories/{name}/-/tags/{tag}/vulnerabilities"
+            }
         }
     }
 }

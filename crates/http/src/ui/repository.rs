@@ -335,7 +335,7 @@ async fn tags_tab(visitor: &Visitor, repo: &RepoName) -> UiResult {
         html!(body, "<div class=\"table-wrap\"><table><thead><tr>"
             "<th scope=\"col\">Tag</th><th scope=\"col\">Digest</th><th scope=\"col\">Size</th>"
             "<th scope=\"col\">Platforms</th><th scope=\"col\">Last pushed</th>"
-            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Signature</th>"
+            "<th scope=\"col\">Last pulled</th><th scope=\"col\">Signature</th><th scope=\"col\">Vulnerabilities</th>"
             "<th scope=\"col\">Attached</th>");
         if can.admin {
             html!(
@@ -385,7 +385,8 @@ fn tag_row(repo: &RepoName, index: usize, tag: &TagView, deletable: bool) -> Htm
     }
     html!(out, "</td><td>" [time(tag.last_pushed_at)] "</td><td>"
         [maybe_time(tag.last_pulled_at, "never")] "</td><td>"
-        [signature_badge(&tag.signature)] "</td><td>");
+        [signature_badge(&tag.signature)] "</td><td class=\"vulnerabilities\">"
+        [vulnerability_counts(tag.vulnerabilities.as_ref())] "</td><td>");
     if tag.referrers.is_empty() {
         html!(out, "<span class=\"muted\">None</span>");
     } else {
@@ -426,6 +427,35 @@ pub(super) fn signature_badge(signature: &berth_core::signatures::ImageSignature
         }
         SignatureState::Unsigned => html!(out, "<span class=\"muted\">Unsigned</span>"),
     }
+    out
+}
+
+/// Counts of a scan by severity (`3 critical, 1 high, ...`), or that none was made.
+pub(super) fn vulnerability_counts(
+    summary: Option<&berth_core::ports::VulnerabilitySummary>,
+) -> Html {
+    let mut out = Html::new();
+    let Some(s) = summary else {
+        html!(out, "<span class=\"muted\">Not scanned</span>");
+        return out;
+    };
+    let counts = [
+        ("critical", s.critical),
+        ("high", s.high),
+        ("medium", s.medium),
+        ("low", s.low),
+        ("unknown", s.unknown),
+    ];
+    if counts.iter().all(|(_, n)| *n == 0) {
+        html!(out, "<span class=\"badge\">None found</span>");
+        return out;
+    }
+    let shown: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    html!(out, (shown.join(", ")));
     out
 }
 

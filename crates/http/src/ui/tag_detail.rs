@@ -117,6 +117,7 @@ pub(super) async fn page(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiRes
         html!(body, "<p><a href=\"" (tag_href) "\">Back to the tag</a></p>");
     }
     html!(body, "</section>");
+    body.fragment(&vulnerabilities_section(visitor, repo, &reference).await?);
     if let Some(platforms) = manifest["manifests"].as_array() {
         html!(body, "<section class=\"panel\" id=\"platforms\" aria-labelledby=\"platforms-title\">"
             "<h2 id=\"platforms-title\">Platforms</h2><div class=\"table-wrap\"><table><thead><tr>"
@@ -156,6 +157,47 @@ pub(super) async fn page(visitor: &Visitor, repo: &RepoName, tag: &str) -> UiRes
     html!(body, "<section class=\"panel\" id=\"manifest\" aria-labelledby=\"manifest-title\">"
         "<h2 id=\"manifest-title\">Manifest</h2><pre><code>" (pretty) "</code></pre></section>");
     Ok(visitor.page(&format!("{repo}:{tag}"), body))
+}
+
+/// The latest scan of the image (or of each scanned image of an index): its findings.
+async fn vulnerabilities_section(
+    visitor: &Visitor,
+    repo: &RepoName,
+    reference: &Reference,
+) -> UiResult<Html> {
+    let scans = visitor
+        .state
+        .hub
+        .scans(&visitor.principal, repo, reference)
+        .await?;
+    let mut out = Html::new();
+    html!(out, "<section class=\"panel\" id=\"vulnerabilities\" aria-labelledby=\"vulnerabilities-title\">"
+        "<h2 id=\"vulnerabilities-title\">Vulnerabilities</h2>");
+    if scans.is_empty() {
+        html!(out, "<p class=\"muted\">Not scanned yet.</p></section>");
+        return Ok(out);
+    }
+    for scan in &scans {
+        let summary = berth_core::ports::VulnerabilitySummary::of(scan.counts, scan.scanned_at);
+        html!(out, "<p><code>" (scan.digest) "</code>: " (scan.os.as_deref().unwrap_or("unknown OS")) ", "
+            (scan.packages) " packages: " [super::repository::vulnerability_counts(Some(&summary))] "</p>");
+        if !scan.findings.is_empty() {
+            html!(out, "<div class=\"table-wrap\"><table><thead><tr>"
+                "<th scope=\"col\">Severity</th><th scope=\"col\">Package</th><th scope=\"col\">Installed</th>"
+                "<th scope=\"col\">Advisory</th><th scope=\"col\">Fixed in</th></tr></thead><tbody>");
+            for f in &scan.findings {
+                html!(out, "<tr><td>" (f.severity.as_str()) "</td><td>" (f.package) "</td><td><code>"
+                    (f.installed_version) "</code></td><td title=\"" (f.summary) "\">" (f.advisory) "</td><td>"
+                    (f.fixed_version.as_deref().unwrap_or("not fixed")) "</td></tr>");
+            }
+            html!(out, "</tbody></table></div>");
+        }
+        for warning in &scan.warnings {
+            html!(out, "<p class=\"muted\">" (warning) "</p>");
+        }
+    }
+    html!(out, "</section>");
+    Ok(out)
 }
 
 /// The image configuration, read from the repository's config blob.

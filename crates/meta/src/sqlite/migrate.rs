@@ -54,8 +54,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0015_trusted_keys_signatures_pull_policies.sql"),
     ),
     (
-        18,
-        include_str!("../../migrations/sqlite/0018_rate_limits.sql"),
+        16,
+        include_str!("../../migrations/sqlite/0016_vulnerability_scanning.sql"),
+    ),
+    (
+        17,
+        include_str!("../../migrations/sqlite/0017_rate_limits.sql"),
     ),
 ];
 

@@ -17,6 +17,7 @@ mod pulls;
 mod ratelimit;
 mod registry;
 mod repositories;
+mod scans;
 mod search;
 mod sessions;
 mod signatures;

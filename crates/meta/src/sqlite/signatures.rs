@@ -320,7 +320,7 @@ impl SignatureStore for SqliteMeta {
             .collect())
     }
 
-    async fn vulnerability_summaries(
+    async fn policy_vulnerability_summaries(
         &self,
         digests: &[Digest],
     ) -> Result<Vec<(Digest, VulnerabilitySummary)>, MetaError> {

@@ -1,0 +1,330 @@
+//! Scanning through the real stores: an image pushed through the registry service, an OSV
+//! import that replaces the database atomically, the scan with its summary row, event and
+//! SBOM referrer, and the feed that turns pushes into scan jobs.
+
+use berth_core::clock::SystemClock;
+use berth_core::jobs::JobFeed;
+use berth_core::ports::MetaStore;
+use berth_core::registry::{ChangedBy, PutManifest, RegistryOptions};
+use berth_core::scan::{import_vulndb, ScanFeed, Scanner, SCAN_JOB};
+use berth_core::Registry;
+use berth_meta::SqliteMeta;
+use berth_oci::{Digest, Reference, RepoName};
+use berth_storage::FsBlobStore;
+use bytes::Bytes;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn data(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scan/tests/data")
+        .join(path)
+}
+
+fn layer(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, path, content.as_slice())
+            .unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&builder.into_inner().unwrap()).unwrap();
+    gz.finish().unwrap()
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn berth_core::ports::BlobStore>,
+    registry: Registry,
+    scanner: Scanner,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Arc<dyn berth_core::ports::BlobStore> =
+        Arc::new(FsBlobStore::open(dir.path().join("data")).unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        SqliteMeta::open(&dir.path().join("berth.db"))
+            .await
+            .unwrap(),
+    );
+    let registry = Registry::new(blobs.clone(), meta.clone(), RegistryOptions::default());
+    let scanner = Scanner::new(
+        meta.clone(),
+        blobs.clone(),
+        registry.clone(),
+        Arc::new(SystemClock),
+    );
+    World {
+        _dir: dir,
+        meta,
+        blobs,
+        registry,
+        scanner,
+    }
+}
+
+async fn upload(registry: &Registry, repo: &RepoName, bytes: Vec<u8>) -> (Digest, u64) {
+    let digest = Digest::sha256_of(&bytes);
+    let size = bytes.len() as u64;
+    let body: berth_core::ports::ByteStream =
+        Box::pin(futures_util::stream::once(
+            async move { Ok(Bytes::from(bytes)) },
+        ));
+    registry
+        .upload_monolithic(repo, None, &digest, Some(size), body)
+        .await
+        .unwrap();
+    (digest, size)
+}
+
+/// Pushes a Debian 12 image holding this machine's dpkg status and the venv's packages.
+async fn push_debian_image(registry: &Registry, repo: &RepoName) -> Digest {
+    let mut python = Vec::new();
+    for entry in std::fs::read_dir(data("python")).unwrap() {
+        let dir = entry.unwrap().file_name().into_string().unwrap();
+        python.push((
+            format!("usr/lib/python3/dist-packages/{dir}/METADATA"),
+            std::fs::read(data(&format!("python/{dir}/METADATA"))).unwrap(),
+        ));
+    }
+    let base = layer(&[
+        (
+            "etc/os-release".to_owned(),
+            std::fs::read(data("os-release-debian12")).unwrap(),
+        ),
+        (
+            "var/lib/dpkg/status".to_owned(),
+            std::fs::read(data("dpkg-status")).unwrap(),
+        ),
+    ]);
+    let mut layers = Vec::new();
+    for bytes in [base, layer(&python)] {
+        layers.push(upload(registry, repo, bytes).await);
+    }
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let (config, config_size) = upload(registry, repo, config).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+        "layers": layers.iter().map(|(d, s)| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": s
+        })).collect::<Vec<_>>(),
+    });
+    let body = serde_json::to_vec(&manifest).unwrap();
+    registry
+        .put_manifest(PutManifest {
+            repo,
+            reference: &Reference::Tag("12".parse().unwrap()),
+            extra_tags: &[],
+            content_type: Some("application/vnd.oci.image.manifest.v1+json"),
+            body: &body,
+            by: ChangedBy::new("alice", None),
+        })
+        .await
+        .unwrap()
+        .digest
+}
+
+#[tokio::test]
+async fn a_pushed_image_is_scanned_against_the_imported_database() {
+    let w = world().await;
+    let repo: RepoName = "alice/debian".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &repo).await;
+
+    // The push's event becomes a scan job.
+    let feed = ScanFeed::new(w.meta.clone(), Arc::new(SystemClock));
+    assert_eq!(feed.feed().await.unwrap(), 1);
+    let jobs = w.meta.list_jobs(false, 100).await.unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == SCAN_JOB && j.payload.contains(&digest.to_string())),
+        "{jobs:?}"
+    );
+
+    // Without a database only the inventory runs.
+    let scan = w
+        .scanner
+        .scan(&repo, &digest, &["12".to_owned()])
+        .await
+        .unwrap();
+    assert!(scan.packages > 800, "{}", scan.packages);
+    assert!(scan.findings.is_empty());
+    assert_eq!(scan.db_generation, None);
+
+    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv"))
+        .await
+        .unwrap();
+    assert_eq!((status.advisories, status.skipped), (15, 2));
+    assert_eq!(status.by_ecosystem.get("PyPI"), Some(&6));
+    assert_eq!(w.meta.vulndb_status().await.unwrap().unwrap(), status);
+
+    let scan = w
+        .scanner
+        .scan(&repo, &digest, &["12".to_owned()])
+        .await
+        .unwrap();
+    // Hand-checked in berth-scan's matching test: the Debian and PyPI findings of this image.
+    let c = scan.counts;
+    assert_eq!(
+        (c.critical, c.high, c.medium, c.low, c.unknown),
+        (0, 1, 5, 14, 2)
+    );
+    let summaries = w
+        .meta
+        .vulnerability_summaries(&[digest.to_string()])
+        .await
+        .unwrap();
+    assert_eq!(summaries[&digest.to_string()].high, 1);
+    assert_eq!(
+        w.meta
+            .scan_result(&digest.to_string())
+            .await
+            .unwrap()
+            .unwrap(),
+        scan
+    );
+
+    // The SBOM is a referrer of the image, CycloneDX, listing the packages.
+    let referrers = w
+        .meta
+        .referrers(&repo, &digest, Some("application/vnd.cyclonedx+json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        referrers.len(),
+        1,
+        "one SBOM, however often the image is scanned"
+    );
+    assert_eq!(
+        scan.sbom_digest.as_deref(),
+        Some(referrers[0].digest.to_string().as_str())
+    );
+
+    // A scan event was recorded for webhooks.
+    let events = w.meta.events_after(0, 1000).await.unwrap();
+    let scanned: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind.as_str() == "scan.completed")
+        .collect();
+    assert_eq!(scanned.len(), 2);
+    assert_eq!(scanned[1].data["high"], 1);
+    assert_eq!(scanned[1].data["tags"], serde_json::json!(["12"]));
+
+    // A second import replaces the first: only the Alpine advisories remain.
+    let alpine = tempfile::tempdir().unwrap();
+    for name in ["ALPINE-CVE-2023-5363.json", "ALPINE-CVE-2022-48174.json"] {
+        std::fs::copy(data(&format!("osv/{name}")), alpine.path().join(name)).unwrap();
+    }
+    let status = import_vulndb(w.meta.clone(), Arc::new(SystemClock), alpine.path())
+        .await
+        .unwrap();
+    assert_eq!(status.advisories, 2);
+    let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    assert!(scan.findings.is_empty(), "{:?}", scan.findings);
+
+    // A path that cannot be read leaves the loaded database alone.
+    assert!(import_vulndb(
+        w.meta.clone(),
+        Arc::new(SystemClock),
+        &alpine.path().join("missing")
+    )
+    .await
+    .is_err());
+    assert_eq!(w.meta.vulndb_status().await.unwrap().unwrap().advisories, 2);
+    assert_eq!(
+        w.meta
+            .advisories_for(berth_scan::Ecosystem::Alpine, "openssl")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Indexes and artifacts are not images.
+    let sbom: Digest = referrers[0].digest.clone();
+    assert!(w.scanner.scan(&repo, &sbom, &[]).await.is_err());
+    let _ = w
+        .meta
+        .manifest_by_digest(&repo, &sbom)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The issue's figures, measured: an import of 100,000 advisories, and matching an image
+/// of this machine's 863 dpkg packages plus the venv's against them, after the layers are
+/// read. Run with `cargo test --release -p berth-core --test scanning -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: 100,000 advisories"]
+async fn import_and_match_at_scale() {
+    let w = world().await;
+    let osv_dir = tempfile::tempdir().unwrap();
+    let status = std::fs::read_to_string(data("dpkg-status")).unwrap();
+    let mut sources: Vec<String> = status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("Package: ")
+                .or_else(|| l.strip_prefix("Source: "))
+        })
+        .map(|s| s.split(' ').next().unwrap().to_owned())
+        .collect();
+    sources.sort();
+    sources.dedup();
+    for i in 0..100_000usize {
+        // A third on installed source packages (so matching has work), the rest spread over
+        // 30,000 other names in three ecosystems.
+        let (ecosystem, name) = match i % 3 {
+            0 => ("Debian:12".to_owned(), sources[i % sources.len()].clone()),
+            1 => ("PyPI".to_owned(), format!("pkg{}", i % 30_000)),
+            _ => ("npm".to_owned(), format!("pkg{}", i % 30_000)),
+        };
+        let doc = serde_json::json!({
+            "id": format!("TEST-{i}"), "modified": "2026-01-01T00:00:00Z",
+            "summary": "synthetic advisory for the import measurement",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": format!("0.{i}")}]}]}],
+        });
+        std::fs::write(
+            osv_dir.path().join(format!("TEST-{i}.json")),
+            doc.to_string(),
+        )
+        .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let imported = import_vulndb(w.meta.clone(), Arc::new(SystemClock), osv_dir.path())
+        .await
+        .unwrap();
+    let import_time = started.elapsed();
+    assert_eq!(imported.advisories, 100_000);
+
+    let repo: RepoName = "alice/debian".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &repo).await;
+    let scanner = Scanner::new(
+        w.meta.clone(),
+        w.blobs.clone(),
+        w.registry.clone(),
+        Arc::new(SystemClock),
+    )
+    .with_sbom(false);
+    let started = std::time::Instant::now();
+    let scan = scanner.scan(&repo, &digest, &[]).await.unwrap();
+    let scan_time = started.elapsed();
+    println!(
+        "import of 100,000 advisories: {:.1} s; scan of {} packages ({} findings), layers included: {:.2} s",
+        import_time.as_secs_f64(),
+        scan.packages,
+        scan.findings.len(),
+        scan_time.as_secs_f64()
+    );
+}
