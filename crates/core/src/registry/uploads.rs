@@ -30,10 +30,6 @@ type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
 /// Slots kept before idle ones are dropped; each holds an id and a hasher (~200 bytes).
 const MAX_SLOTS: usize = 10_000;
-/// Below this size a quota check before the bytes are committed costs more than it saves:
-/// it is one more database read on every small push, while the link re-checks the quota in
-/// its own transaction anyway and hands refused bytes to the collector.
-const QUOTA_PRECHECK_MIN_BYTES: u64 = 1 << 20;
 
 impl UploadLocks {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
@@ -370,11 +366,9 @@ impl Registry {
             });
         }
         // Refused before the bytes become a blob when the quota is known to be exceeded.
-        if session.size >= QUOTA_PRECHECK_MIN_BYTES {
-            if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await? {
-                self.discard_upload(&session.id).await;
-                return Err(Error::QuotaExceeded { used, quota });
-            }
+        if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await? {
+            self.discard_upload(&session.id).await;
+            return Err(Error::QuotaExceeded { used, quota });
         }
         self.blobs
             .commit_upload(&session.id, digest, session.size)
@@ -422,7 +416,7 @@ impl Registry {
                 });
             }
         }
-        if let Some(len) = length.filter(|len| *len >= QUOTA_PRECHECK_MIN_BYTES) {
+        if let Some(len) = length {
             // Refused before a byte is stored when the length says the quota cannot hold it.
             if let Some((used, quota)) = self.meta.quota_check(repo, digest, len).await? {
                 return Err(Error::QuotaExceeded { used, quota });

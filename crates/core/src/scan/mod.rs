@@ -403,7 +403,8 @@ impl JobHandler for RescanAll {
 }
 
 /// Turns `manifest.pushed` events of images into scan jobs, after the push committed
-/// (its `201` was never waiting for this). A [`JobFeed`] of the runner.
+/// (its `201` was never waiting for this), once a vulnerability database is imported. A
+/// [`JobFeed`] of the runner.
 pub struct ScanFeed {
     meta: Arc<dyn MetaStore>,
     clock: Arc<dyn Clock>,
@@ -442,7 +443,15 @@ impl JobFeed for ScanFeed {
                 return Ok(made);
             };
             let to = last.id;
-            let jobs: Vec<NewJob> = events.iter().filter_map(|e| self.job_for(e)).collect();
+            // Without a vulnerability database a scan would report "none found" for every
+            // image, which is not true, and push an SBOM referrer nobody asked for; images
+            // pushed meanwhile are scanned by the rescan that follows the first import.
+            let scanning = self.meta.vulndb_status().await?.is_some();
+            let jobs: Vec<NewJob> = events
+                .iter()
+                .filter(|_| scanning)
+                .filter_map(|e| self.job_for(e))
+                .collect();
             if !self
                 .meta
                 .hand_on_scans(SCANNER_CURSOR, from, to, &jobs)

@@ -31,6 +31,7 @@ fn event_label(event: &str) -> &'static str {
         "repository" => "Repository created, deleted or made public or private",
         "quota_warning" => "Namespace past 85 % of its quota",
         "retention" => "Retention run finished (what it deleted)",
+        "scan" => "Image scanned for vulnerabilities (counts by severity)",
         _ => "Other",
     }
 }
