@@ -61,8 +61,8 @@ pub struct ScanRecord {
     pub sbom_digest: Option<String>,
 }
 
-/// The counts shown beside a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The counts shown beside a tag, and what "block severity" pull policies read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VulnerabilitySummary {
     pub critical: u64,
     pub high: u64,

@@ -1,5 +1,5 @@
-//! The supply-chain port: trusted keys, pull policies, the stored signature state of each image
-//! and the vulnerability summaries the scanner writes.
+//! The supply-chain port: trusted keys, pull policies and the stored signature state of each
+//! image (the scanner's summaries are read through `ScanStore`).
 //!
 //! Contract for every backend:
 //! - `add_trusted_key` refuses a name the target already uses with [`MetaError::Conflict`];
@@ -10,14 +10,12 @@
 //! - `hand_on_signature_events` moves the named event cursor from `from` to `to` with a
 //!   compare-and-set and stores the jobs in the same transaction (false, nothing stored,
 //!   when the cursor was not at `from`), so two nodes never queue the same events twice.
-//! - `policy_vulnerability_summaries` reads what the scanner stored; digests never scanned are left
-//!   out of the answer.
 
 use super::meta::MetaError;
 use super::NewJob;
 use crate::events::NewEvent;
 use crate::lifecycle::Target;
-use crate::signatures::{ImageSignature, PullPolicy, VulnerabilitySummary};
+use crate::signatures::{ImageSignature, PullPolicy};
 use berth_oci::{Digest, RepoName};
 
 type Result<T> = std::result::Result<T, MetaError>;
@@ -86,12 +84,6 @@ pub trait SignatureStore: Send + Sync {
     async fn verified_in(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// The images with a stored state (they carry signatures) in the target's repositories.
     async fn signed_images(&self, target: &Target) -> Result<Vec<(RepoName, Digest)>>;
-
-    /// The scanner's counts for these digests (absent: not scanned).
-    async fn policy_vulnerability_summaries(
-        &self,
-        digests: &[Digest],
-    ) -> Result<Vec<(Digest, VulnerabilitySummary)>>;
 
     /// See the module contract.
     async fn hand_on_signature_events(

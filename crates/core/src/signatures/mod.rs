@@ -66,17 +66,8 @@ impl ImageSignature {
 }
 
 /// The scanner's counts of findings per severity for one image (table
-/// `vulnerability_summaries`, written by the scanner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct VulnerabilitySummary {
-    pub critical: u64,
-    pub high: u64,
-    pub medium: u64,
-    pub low: u64,
-    pub unknown: u64,
-    /// Seconds since the Unix epoch.
-    pub scanned_at: i64,
-}
+/// `vulnerability_summaries`), read through the scanner's port.
+pub use crate::ports::VulnerabilitySummary;
 
 impl VulnerabilitySummary {
     /// Findings of `severity` or worse (findings of unknown severity are not counted).

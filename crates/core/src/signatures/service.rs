@@ -470,18 +470,12 @@ impl Signatures {
                 }
                 _ => vec![manifest.digest.clone()],
             };
-            let found: HashMap<Digest, _> = self
-                .store
-                .policy_vulnerability_summaries(&images)
-                .await?
-                .into_iter()
-                .collect();
+            let names: Vec<String> = images.iter().map(Digest::to_string).collect();
+            let found = self.store.vulnerability_summaries(&names).await?;
             images
                 .into_iter()
-                .map(|d| {
-                    let summary = found.get(&d).copied();
-                    (d, summary)
-                })
+                .zip(&names)
+                .map(|(d, name)| (d, found.get(name).copied()))
                 .collect()
         } else {
             Vec::new()

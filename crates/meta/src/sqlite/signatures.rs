@@ -7,9 +7,7 @@ use super::{backend, wall_ms, SqliteMeta};
 use berth_core::events::NewEvent;
 use berth_core::lifecycle::Target;
 use berth_core::ports::{MetaError, NewJob, SignatureStore, StoredPullPolicy, TrustedKeyRecord};
-use berth_core::signatures::{
-    ImageSignature, PullPolicy, Severity, SignatureState, VulnerabilitySummary,
-};
+use berth_core::signatures::{ImageSignature, PullPolicy, Severity, SignatureState};
 use berth_oci::{Digest, RepoName};
 use sqlx::Row;
 
@@ -53,10 +51,6 @@ fn signature_from_row(row: &sqlx::sqlite::SqliteRow) -> ImageSignature {
         state: SignatureState::parse(&state).unwrap_or(SignatureState::Signed),
         keys: serde_json::from_str(&keys).unwrap_or_default(),
     }
-}
-
-fn count(row: &sqlx::sqlite::SqliteRow, column: &str) -> u64 {
-    row.get::<i64, _>(column).max(0) as u64
 }
 
 /// `?, ?, …` for `n` values.
@@ -318,39 +312,6 @@ impl SignatureStore for SqliteMeta {
                 Some((repo.parse().ok()?, digest.parse().ok()?))
             })
             .collect())
-    }
-
-    async fn policy_vulnerability_summaries(
-        &self,
-        digests: &[Digest],
-    ) -> Result<Vec<(Digest, VulnerabilitySummary)>, MetaError> {
-        let mut found = Vec::new();
-        for chunk in digests.chunks(500) {
-            let sql = format!(
-                "SELECT * FROM vulnerability_summaries WHERE digest IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for digest in chunk {
-                query = query.bind(digest.to_string());
-            }
-            for row in query.fetch_all(&self.read).await.map_err(backend)? {
-                let digest: String = row.get("digest");
-                let Ok(digest) = digest.parse() else { continue };
-                found.push((
-                    digest,
-                    VulnerabilitySummary {
-                        critical: count(&row, "critical"),
-                        high: count(&row, "high"),
-                        medium: count(&row, "medium"),
-                        low: count(&row, "low"),
-                        unknown: count(&row, "unknown"),
-                        scanned_at: row.get("scanned_at"),
-                    },
-                ));
-            }
-        }
-        Ok(found)
     }
 
     async fn hand_on_signature_events(
