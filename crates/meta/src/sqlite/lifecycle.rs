@@ -28,6 +28,30 @@ async fn usage_tx(tx: &mut Transaction<'_, Sqlite>, namespace: &str) -> Result<U
     Ok(row.map_or_else(Usage::default, |row| usage_from_row(&row)))
 }
 
+/// The repository's id (created when it is new) and its namespace's usage before a link:
+/// one statement in the common case of a repository that exists.
+async fn repository_and_usage(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo: &str,
+    namespace: &str,
+    now: i64,
+) -> Result<(i64, Usage), MetaError> {
+    let row = sqlx::query(
+        "SELECT r.id, coalesce(u.bytes, 0) AS bytes, u.quota FROM repositories r \
+         LEFT JOIN namespace_usage u ON u.namespace = ?2 WHERE r.name = ?1",
+    )
+    .bind(repo)
+    .bind(namespace)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if let Some(row) = row {
+        return Ok((row.get("id"), usage_from_row(&row)));
+    }
+    let repo_id = ensure_repository(tx, repo, now, None).await?;
+    Ok((repo_id, usage_tx(tx, namespace).await?))
+}
+
 fn usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Usage {
     Usage {
         bytes: row.get::<i64, _>("bytes").max(0) as u64,
@@ -51,16 +75,6 @@ pub(super) struct CommittedBytes<'a> {
     /// The collector's mark count read (in the same snapshot) when the blob was not doomed,
     /// before its bytes were then found present; `None`: check them in the transaction.
     present_at_marks: Option<i64>,
-}
-
-/// The collector's mark count, bumped in each marking transaction.
-async fn gc_marks<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
-    executor: E,
-) -> Result<Option<i64>, MetaError> {
-    sqlx::query_scalar("SELECT value FROM counters WHERE name = 'gc_marks'")
-        .fetch_optional(executor)
-        .await
-        .map_err(backend)
 }
 
 /// Looks at freshly committed bytes before the linking transaction, so that the single
@@ -120,26 +134,29 @@ pub(super) async fn link_checked(
     let digest_text = digest.to_string();
     // A write first, so the transaction holds the write lock from here on: no collector (of
     // this process or another) can mark the blob between the checks below and the commit.
-    sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)")
-        .bind(&digest_text)
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let doomed: Option<i64> = sqlx::query_scalar("SELECT deleting_at FROM blobs WHERE digest = ?")
-        .bind(&digest_text)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
+    // One statement for the row, its mark and the collector's mark count: every statement
+    // is a round trip to the single writer, which every push waits for.
+    let row = sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (digest) DO UPDATE SET size = blobs.size \
+         RETURNING deleting_at, (SELECT value FROM counters WHERE name = 'gc_marks') AS marks",
+    )
+    .bind(&digest_text)
+    .bind(size as i64)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let doomed: Option<i64> = row.get("deleting_at");
+    let marks: Option<i64> = row.get("marks");
     if doomed.is_some() {
         return Err(MetaError::BlobCollected(digest.clone()));
     }
     if let LinkSource::Committed(committed) = source {
         // Found present before the transaction, and no collector has marked anything since:
         // nothing can have deleted them (see `check_committed`).
-        let checked_before = committed.present_at_marks.is_some()
-            && committed.present_at_marks == gc_marks(&mut **tx).await?;
+        let checked_before =
+            committed.present_at_marks.is_some() && committed.present_at_marks == marks;
         if !checked_before {
             // Not doomed now, so no collector is between marking and dropping this blob:
             // its bytes are either there and stay (this link protects them), or gone.
@@ -152,9 +169,8 @@ pub(super) async fn link_checked(
             }
         }
     }
-    let repo_id = ensure_repository(tx, repo, now, None).await?;
     let namespace = namespace_of(repo);
-    let before = usage_tx(tx, namespace).await?;
+    let (repo_id, before) = repository_and_usage(tx, repo, namespace, now).await?;
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?) \
          ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",

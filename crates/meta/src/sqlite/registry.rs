@@ -76,10 +76,12 @@ impl UploadSessions for SqliteMeta {
     }
 
     async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError> {
-        // From the writer: a session just created or advanced must be visible at once.
+        // From a reader: in WAL mode a read sees every commit that returned before it, so a
+        // session just created or advanced is visible at once, and the single writer that
+        // every push waits for is spared a round trip per request.
         let row = sqlx::query("SELECT * FROM upload_sessions WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
         row.as_ref().map(session_from_row).transpose()
