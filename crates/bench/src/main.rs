@@ -254,6 +254,8 @@ struct Bench {
     report: Report,
     /// The soak scenario's results, printed after the table.
     soak_markdown: String,
+    /// Whether a scenario ran on Berth alone, after the servers' common peak was taken.
+    ran_berth_only: bool,
 }
 
 impl Bench {
@@ -570,12 +572,16 @@ impl Bench {
                 }
             }
         }
-        self.manifest_push_with_webhooks(n, conc).await
+        Ok(())
     }
 
     /// The same pushes to a repository two webhooks listen on (Berth only: Distribution has
     /// no webhooks), and how long after the last `201` the receiver has every delivery.
-    async fn manifest_push_with_webhooks(&mut self, n: usize, conc: usize) -> Result<()> {
+    async fn manifest_push_with_webhooks(&mut self) -> Result<()> {
+        let (n, conc) = (
+            self.sizes.manifest_push_count,
+            self.args.manifest_push_concurrency,
+        );
         let name = format!("push {n} manifests (c={conc}), two webhooks (Berth only)");
         const METRICS: [(&str, Better); 4] = [
             ("manifests/s", Better::Higher),
@@ -820,6 +826,24 @@ impl Bench {
         Ok(())
     }
 
+    /// Records the servers' common peak, then runs what only Berth serves and is selected
+    /// but not yet run (manifest pushes with webhooks; search runs in its own turn).
+    async fn berth_only_starts(&mut self, started: &mut bool) {
+        *started = true;
+        self.record_peak_rss("peak RSS MiB", usize::MAX);
+        if self.args.scenarios.contains(&Scenario::ManifestPush) {
+            self.ran_berth_only = true;
+            if let Err(e) = self.manifest_push_with_webhooks().await {
+                let msg = format!("ManifestPush (webhooks): {e}");
+                eprintln!("ERROR: {msg}");
+                self.report.errors.push(msg);
+            }
+        }
+        if self.args.scenarios.contains(&Scenario::Search) {
+            self.ran_berth_only = true;
+        }
+    }
+
     /// The peak resident memory so far (VmHWM) of the first `servers` servers.
     fn record_peak_rss(&mut self, metric: &'static str, servers: usize) {
         for t in 0..servers.min(self.targets.len()) {
@@ -873,6 +897,7 @@ async fn run(args: Args) -> Result<()> {
         targets,
         report,
         soak_markdown: String::new(),
+        ran_berth_only: false,
     };
 
     let selected = bench.args.scenarios.clone();
@@ -887,13 +912,12 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Search,
         Scenario::Soak,
     ];
-    let mut registry_peak_recorded = false;
+    // The servers' peaks are compared over the scenarios both serve; what runs on Berth
+    // alone (manifest pushes with webhooks, search) comes after, with its own peak line.
+    let mut berth_only_started = false;
     for s in all.into_iter().filter(|s| selected.contains(s)) {
-        // Search runs on Berth alone: the servers' peaks are compared over the scenarios
-        // both serve, and search's own peak is reported apart.
-        if s == Scenario::Search && !registry_peak_recorded {
-            bench.record_peak_rss("peak RSS MiB", usize::MAX);
-            registry_peak_recorded = true;
+        if s == Scenario::Search && !berth_only_started {
+            bench.berth_only_starts(&mut berth_only_started).await;
         }
         let res = match s {
             Scenario::Push => bench.push(false).await,
@@ -912,11 +936,11 @@ async fn run(args: Args) -> Result<()> {
             bench.report.errors.push(msg);
         }
     }
-
-    if registry_peak_recorded {
-        bench.record_peak_rss("peak RSS MiB after search (Berth only)", 1);
-    } else {
-        bench.record_peak_rss("peak RSS MiB", usize::MAX);
+    if !berth_only_started {
+        bench.berth_only_starts(&mut berth_only_started).await;
+    }
+    if bench.ran_berth_only {
+        bench.record_peak_rss("peak RSS MiB after the Berth-only scenarios", 1);
     }
 
     let mut md = bench.report.markdown();

@@ -91,10 +91,18 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // File I/O runs on the blocking pool, one thread per operation in flight: tokio's
+        // 512 let 64 concurrent uploads start dozens of threads, each with its own stack
+        // and allocator cache resident. Sixteen keep the disk busy (fsyncs overlap) and
+        // the rest queue.
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .map_err(ServeError::Runtime)?;
     runtime.block_on(serve(config))
 }
+
+/// The blocking pool's size (file I/O and fsyncs).
+const BLOCKING_THREADS: usize = 16;
 
 async fn serve(config: Config) -> Result<(), ServeError> {
     let data_dir = config.data_dir.value.clone();

@@ -399,7 +399,7 @@ async fn chunked_gigabyte_push_and_pull_use_constant_memory() {
 }
 
 /// A burst of requests with one account's Basic credentials, none verified yet: they take
-/// turns, one argon2id check runs (each holds ~19 MiB) and the rest find it remembered, so
+/// turns, one argon2id check runs (each holds 7 MiB) and the rest find it remembered, so
 /// memory stays bounded instead of growing with the burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_sign_ins_checks_the_password_once() {

@@ -24,7 +24,7 @@ pub(super) enum Lane {
 pub(super) struct Busy;
 
 pub(super) struct PasswordChecks {
-    /// Every check holds one of these (each holds ~19 MiB and a core for tens of ms).
+    /// Every check holds one of these (each holds 7 MiB, see `identity::passwords`, and a core for tens of ms).
     all: Semaphore,
     /// Ordinary checks also hold one of these. There is one fewer than `all`, so however
     /// many ordinary sign-ins flood in, a trusted sign-in finds a check free.
