@@ -5,6 +5,7 @@
 pub mod gc;
 pub mod immutable;
 pub mod retention;
+pub mod stored;
 mod schedule;
 mod service;
 pub mod usage;
