@@ -595,7 +595,8 @@ async fn plans_attach_to_accounts_and_organizations_and_read_back_as_facts() {
                  INSERT INTO teams (org_id, name) \
                  SELECT id, 'devs' FROM organizations WHERE name IN ('acme', 'zeta'); \
                  INSERT INTO team_members (team_id, user_id) \
-                 SELECT t.id, u.id FROM teams t, users u WHERE u.name = 'alice';",
+                 SELECT t.id, u.id FROM teams t, users u \
+                 WHERE u.name = 'alice' AND t.name = 'devs';",
             )
             .await;
         let store = &*b.node;
@@ -887,9 +888,10 @@ async fn an_event_feed_is_handed_on_once_whichever_node_tries() {
     for b in backends("an_event_feed_is_handed_on_once_whichever_node_tries").await {
         let (one, two) = (&*b.node, &*b.other_node);
         let start = one.scan_cursor("scanner").await.unwrap();
+        let (jobs_a, jobs_b) = ([job("scan", "scan:a")], [job("scan", "scan:b")]);
         let both = tokio::join!(
-            one.hand_on_scans("scanner", start, start + 5, &[job("scan", "scan:a")]),
-            two.hand_on_scans("scanner", start, start + 5, &[job("scan", "scan:b")]),
+            one.hand_on_scans("scanner", start, start + 5, &jobs_a),
+            two.hand_on_scans("scanner", start, start + 5, &jobs_b),
         );
         let won = [both.0.unwrap(), both.1.unwrap()];
         assert_eq!(
