@@ -7,10 +7,10 @@ use berth_core::events::{EventKind, NewEvent};
 use berth_core::lifecycle::retention::{RepoSnapshot, TagFacts};
 use berth_core::lifecycle::{plan, ImmutableRule, RetentionPolicy, Target};
 use berth_core::ports::{
-    EventLog, HubStore, JobQueue, LifecycleStore, ManifestPlatform, Manifests, MetaError,
-    NewJob, NewManifest, PullEvent, RateLimitStore, RetentionApply, RetentionRunRecord,
-    ScanRecord, ScanStore, SignatureStore, StoredPullPolicy, Tags, TrustedKeyRecord,
-    VulnDbStatus, INTERRUPTED_RUN,
+    EventLog, HubStore, JobQueue, LifecycleStore, ManifestPlatform, Manifests, MetaError, NewJob,
+    NewManifest, PullEvent, RateLimitStore, RetentionApply, RetentionRunRecord, ScanRecord,
+    ScanStore, SignatureStore, StoredPullPolicy, Tags, TrustedKeyRecord, VulnDbStatus,
+    INTERRUPTED_RUN,
 };
 use berth_core::ratelimit::{Plan, Rate};
 use berth_core::signatures::{ImageSignature, PullPolicy, Severity, SignatureState};
@@ -188,7 +188,10 @@ async fn immutable_rules_refuse_tag_moves_and_deletes_until_cleared() {
         );
         // Set through one node, obeyed by the other.
         let other = &*b.other_node;
-        assert_eq!(other.immutable_rules_for(&app).await.unwrap(), [rule.clone()]);
+        assert_eq!(
+            other.immutable_rules_for(&app).await.unwrap(),
+            std::slice::from_ref(&rule)
+        );
         let moved = other
             .put_manifest(&manifest("acme/app", "{\"v\":2}", &["v1"], NOW + 1))
             .await;
@@ -229,8 +232,7 @@ async fn immutable_rules_refuse_tag_moves_and_deletes_until_cleared() {
 
 #[tokio::test]
 async fn a_plan_applies_only_under_its_revision_and_skips_what_changed_since() {
-    for b in backends("a_plan_applies_only_under_its_revision_and_skips_what_changed_since").await
-    {
+    for b in backends("a_plan_applies_only_under_its_revision_and_skips_what_changed_since").await {
         let store = &*b.node;
         let app = repo("acme/app");
         let images = seed_images(store, "acme/app", 4).await;
@@ -264,7 +266,11 @@ async fn a_plan_applies_only_under_its_revision_and_skips_what_changed_since() {
             .unwrap();
         assert_eq!(second.revision, first.revision + 1);
         let stale = store.apply_retention(&apply(first.revision)).await;
-        assert!(matches!(stale, Err(MetaError::Conflict(_))), "{}: {stale:?}", b.name);
+        assert!(
+            matches!(stale, Err(MetaError::Conflict(_))),
+            "{}: {stale:?}",
+            b.name
+        );
         assert_eq!(
             store.retention_snapshot(&app).await.unwrap().unwrap(),
             snapshot,
@@ -278,7 +284,10 @@ async fn a_plan_applies_only_under_its_revision_and_skips_what_changed_since() {
             .await
             .unwrap();
         let before = store.last_event_id().await.unwrap();
-        let applied = store.apply_retention(&apply(second.revision)).await.unwrap();
+        let applied = store
+            .apply_retention(&apply(second.revision))
+            .await
+            .unwrap();
         let mut tags = applied.tags.clone();
         tags.sort();
         assert_eq!(tags, ["t1", "t2"], "{}", b.name);
@@ -404,7 +413,12 @@ async fn a_started_run_lists_what_it_deleted_until_it_is_finished() {
         let interrupted = &recorded[0];
         assert_eq!(interrupted.id, run_id);
         assert_eq!(interrupted.error.as_deref(), Some(INTERRUPTED_RUN));
-        assert_eq!(interrupted.tags, ["acme/one:t0", "acme/one:t1"], "{}", b.name);
+        assert_eq!(
+            interrupted.tags,
+            ["acme/one:t0", "acme/one:t1"],
+            "{}",
+            b.name
+        );
         assert_eq!(interrupted.manifests.len(), 2);
         // Finished, the same record says so, and its event names the run.
         let finished = RetentionRunRecord {
@@ -486,9 +500,13 @@ async fn schedules_move_only_under_the_revision_they_were_read_at() {
             store.retention_policy(&target).await.unwrap().as_ref(),
             Some(&stored)
         );
-        assert!(store.due_retention_policies(NOW - 1).await.unwrap().is_empty());
+        assert!(store
+            .due_retention_policies(NOW - 1)
+            .await
+            .unwrap()
+            .is_empty());
         let due = b.other_node.due_retention_policies(NOW).await.unwrap();
-        assert_eq!(due, [stored.clone()], "{}", b.name);
+        assert_eq!(due, std::slice::from_ref(&stored), "{}", b.name);
         // Two nodes move the same due run: one wins.
         let moved = [
             store
@@ -560,7 +578,10 @@ async fn pulls_mark_manifests_and_bytes_count_what_no_one_else_uses() {
             .unwrap();
         assert_eq!(indexed.children, [child.digest.to_string()], "{}", b.name);
         assert!(snapshot.tags.iter().any(|t: &TagFacts| t.name == "multi"));
-        assert_eq!(store.retention_snapshot(&repo("acme/none")).await.unwrap(), None);
+        assert_eq!(
+            store.retention_snapshot(&repo("acme/none")).await.unwrap(),
+            None
+        );
 
         // Gone from acme/app only, the shared body stays; gone from both, it is reclaimed.
         let size = "{\"untagged\":1}".len() as u64;
@@ -612,7 +633,10 @@ async fn plans_attach_to_accounts_and_organizations_and_read_back_as_facts() {
             .await
             .unwrap());
         assert!(
-            !store.set_plan("nobody", limited, "root", NOW).await.unwrap(),
+            !store
+                .set_plan("nobody", limited, "root", NOW)
+                .await
+                .unwrap(),
             "{}",
             b.name
         );
@@ -673,7 +697,10 @@ async fn each_node_gets_every_other_nodes_spending_once() {
         assert_eq!((got[0].at_us, got[0].advance_us), (1_000, 10));
         assert!(seq_two > seq_one, "{}", b.name);
         // Passing back what it got: nothing twice.
-        let (got, again) = two.exchange_spent("n2", &[], 3_000, seq_two, 0).await.unwrap();
+        let (got, again) = two
+            .exchange_spent("n2", &[], 3_000, seq_two, 0)
+            .await
+            .unwrap();
         assert!(got.is_empty() && again == seq_two, "{}: {got:?}", b.name);
         let (got, _) = one
             .exchange_spent("n1", &[], 3_000, seq_one, 0)
@@ -715,19 +742,35 @@ async fn trusted_keys_and_pull_policies_change_with_their_events() {
         let app = Target::Repository(repo("acme/app"));
         let before = store.last_event_id().await.unwrap();
         store
-            .add_trusted_key(&key(&ns, "release"), event(EventKind::SignatureChanged, "acme/app"))
+            .add_trusted_key(
+                &key(&ns, "release"),
+                event(EventKind::SignatureChanged, "acme/app"),
+            )
             .await
             .unwrap();
         store
-            .add_trusted_key(&key(&app, "ci"), event(EventKind::SignatureChanged, "acme/app"))
+            .add_trusted_key(
+                &key(&app, "ci"),
+                event(EventKind::SignatureChanged, "acme/app"),
+            )
             .await
             .unwrap();
         let twice = b
             .other_node
-            .add_trusted_key(&key(&ns, "release"), event(EventKind::SignatureChanged, "acme/app"))
+            .add_trusted_key(
+                &key(&ns, "release"),
+                event(EventKind::SignatureChanged, "acme/app"),
+            )
             .await;
-        assert!(matches!(twice, Err(MetaError::Conflict(_))), "{}: {twice:?}", b.name);
-        assert_eq!(store.trusted_keys(&ns).await.unwrap(), [key(&ns, "release")]);
+        assert!(
+            matches!(twice, Err(MetaError::Conflict(_))),
+            "{}: {twice:?}",
+            b.name
+        );
+        assert_eq!(
+            store.trusted_keys(&ns).await.unwrap(),
+            [key(&ns, "release")]
+        );
         let names: Vec<String> = store
             .trusted_keys_for(&repo("acme/app"))
             .await
@@ -759,7 +802,10 @@ async fn trusted_keys_and_pull_policies_change_with_their_events() {
             .set_pull_policy(&policy, event(EventKind::SignatureChanged, "acme/app"))
             .await
             .unwrap();
-        assert_eq!(b.other_node.pull_policies().await.unwrap(), [policy.clone()]);
+        assert_eq!(
+            b.other_node.pull_policies().await.unwrap(),
+            std::slice::from_ref(&policy)
+        );
         assert!(store
             .clear_pull_policy(&ns, event(EventKind::SignatureChanged, "acme/app"))
             .await
@@ -805,12 +851,24 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         };
         let changed = |e| event(e, "acme/app");
         assert!(store
-            .record_signature_state(&app, &index.digest, &verified, NOW, changed(EventKind::SignatureChanged))
+            .record_signature_state(
+                &app,
+                &index.digest,
+                &verified,
+                NOW,
+                changed(EventKind::SignatureChanged)
+            )
             .await
             .unwrap());
         assert!(
             !b.other_node
-                .record_signature_state(&app, &index.digest, &verified, NOW, changed(EventKind::SignatureChanged))
+                .record_signature_state(
+                    &app,
+                    &index.digest,
+                    &verified,
+                    NOW,
+                    changed(EventKind::SignatureChanged)
+                )
                 .await
                 .unwrap(),
             "{}: the same state is no change",
@@ -819,7 +877,13 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         let tool = repo("acme/tool");
         let tool_digest = digest_of("{\"tool\":1}");
         assert!(store
-            .record_signature_state(&tool, &tool_digest, &signed, NOW, event(EventKind::SignatureChanged, "acme/tool"))
+            .record_signature_state(
+                &tool,
+                &tool_digest,
+                &signed,
+                NOW,
+                event(EventKind::SignatureChanged, "acme/tool")
+            )
             .await
             .unwrap());
 
@@ -827,8 +891,17 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
             .signature_states(&app, &[index.digest.clone(), child.digest.clone()])
             .await
             .unwrap();
-        assert_eq!(states, [(index.digest.clone(), verified.clone())], "{}", b.name);
-        assert!(store.verified_in(&app, &child.digest).await.unwrap(), "{}", b.name);
+        assert_eq!(
+            states,
+            [(index.digest.clone(), verified.clone())],
+            "{}",
+            b.name
+        );
+        assert!(
+            store.verified_in(&app, &child.digest).await.unwrap(),
+            "{}",
+            b.name
+        );
         assert!(store.verified_in(&app, &index.digest).await.unwrap());
         assert!(!store.verified_in(&tool, &tool_digest).await.unwrap());
         let mut signed_images = store
@@ -838,7 +911,10 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         signed_images.sort_by_key(|(r, _)| r.to_string());
         assert_eq!(
             signed_images,
-            [(app.clone(), index.digest.clone()), (tool.clone(), tool_digest.clone())],
+            [
+                (app.clone(), index.digest.clone()),
+                (tool.clone(), tool_digest.clone())
+            ],
             "{}",
             b.name
         );
@@ -850,7 +926,13 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
 
         // Unsigned is no row.
         assert!(store
-            .record_signature_state(&tool, &tool_digest, &ImageSignature::unsigned(), NOW, event(EventKind::SignatureChanged, "acme/tool"))
+            .record_signature_state(
+                &tool,
+                &tool_digest,
+                &ImageSignature::unsigned(),
+                NOW,
+                event(EventKind::SignatureChanged, "acme/tool")
+            )
             .await
             .unwrap());
         assert!(store
@@ -859,7 +941,10 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
             .unwrap()
             .is_empty());
         // The state goes with its manifest: pushed again later, it starts unsigned.
-        assert!(store.delete_manifest(&app, &index.digest, Some("alice")).await.unwrap());
+        assert!(store
+            .delete_manifest(&app, &index.digest, Some("alice"))
+            .await
+            .unwrap());
         store.put_manifest(&index).await.unwrap();
         assert!(
             store
@@ -894,12 +979,7 @@ async fn an_event_feed_is_handed_on_once_whichever_node_tries() {
             two.hand_on_scans("scanner", start, start + 5, &jobs_b),
         );
         let won = [both.0.unwrap(), both.1.unwrap()];
-        assert_eq!(
-            won.iter().filter(|w| **w).count(),
-            1,
-            "{}: {won:?}",
-            b.name
-        );
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{}: {won:?}", b.name);
         assert_eq!(two.scan_cursor("scanner").await.unwrap(), start + 5);
         // The signature feed: the same shape, its own cursor.
         assert!(one
@@ -917,7 +997,12 @@ async fn an_event_feed_is_handed_on_once_whichever_node_tries() {
         let claimed = one.claim_jobs(i64::MAX / 2, 60_000, 10).await.unwrap();
         let mut kinds: Vec<&str> = claimed.iter().map(|j| j.kind.as_str()).collect();
         kinds.sort();
-        assert_eq!(kinds, ["scan", "verify"], "{}: only the winners' jobs", b.name);
+        assert_eq!(
+            kinds,
+            ["scan", "verify"],
+            "{}: only the winners' jobs",
+            b.name
+        );
         let payloads: Vec<&str> = claimed.iter().map(|j| j.payload.as_str()).collect();
         assert!(
             payloads.contains(&r#"{"key":"verify:x"}"#),
@@ -965,7 +1050,10 @@ async fn an_import_is_invisible_until_committed_and_replaces_the_last_whole() {
         assert_eq!(store.vulndb_status().await.unwrap(), None);
         let first = store.begin_vulndb_import().await.unwrap();
         store
-            .add_advisories(first, &[advisory("CVE-1", "openssl"), advisory("CVE-2", "zlib")])
+            .add_advisories(
+                first,
+                &[advisory("CVE-1", "openssl"), advisory("CVE-2", "zlib")],
+            )
             .await
             .unwrap();
         // Repeated ids within and across batches: the last wins.
@@ -1010,10 +1098,17 @@ async fn an_import_is_invisible_until_committed_and_replaces_the_last_whole() {
             .await
             .unwrap();
         assert_eq!(
-            store.advisories_for(Ecosystem::Debian, "zlib").await.unwrap()[0].id,
+            store
+                .advisories_for(Ecosystem::Debian, "zlib")
+                .await
+                .unwrap()[0]
+                .id,
             "CVE-2"
         );
-        store.commit_vulndb_import(&status(second, 1)).await.unwrap();
+        store
+            .commit_vulndb_import(&status(second, 1))
+            .await
+            .unwrap();
         let zlib: Vec<String> = store
             .advisories_for(Ecosystem::Debian, "zlib")
             .await
@@ -1095,7 +1190,12 @@ async fn a_scan_is_stored_once_with_its_summary_and_event() {
         assert_eq!(summaries.len(), 1, "{}", b.name);
         let summary = summaries[&scan.digest];
         assert_eq!(
-            (summary.critical, summary.high, summary.low, summary.scanned_at),
+            (
+                summary.critical,
+                summary.high,
+                summary.low,
+                summary.scanned_at
+            ),
             (1, 2, 3, NOW + 5)
         );
 

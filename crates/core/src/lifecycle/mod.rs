@@ -5,9 +5,9 @@
 pub mod gc;
 pub mod immutable;
 pub mod retention;
-pub mod stored;
 mod schedule;
 mod service;
+pub mod stored;
 pub mod usage;
 
 pub use gc::{Collector, GcOptions, GcReport, GC_JOB};

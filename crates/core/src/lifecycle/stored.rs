@@ -132,7 +132,10 @@ impl<R: Eq + Hash + Clone> UnreferencedBytes<R> {
     /// `blob` (of `size` bytes) is referenced by `manifest`, which is linked into `repo`.
     pub fn blob_use(&mut self, blob: String, size: i64, repo: R, manifest: String) {
         let kept = !self.gone.contains(&(repo, manifest));
-        let entry = self.blobs.entry(blob).or_insert((size.max(0) as u64, false));
+        let entry = self
+            .blobs
+            .entry(blob)
+            .or_insert((size.max(0) as u64, false));
         entry.1 |= kept;
     }
 

@@ -19,7 +19,11 @@ pub(super) fn wall_ms() -> i64 {
 
 /// Stores a job in the caller's transaction (a job with a `unique_key` already queued is
 /// not stored again); true when stored.
-pub(super) async fn enqueue_in<'c, E>(executor: E, job: &NewJob, now_ms: i64) -> Result<bool, MetaError>
+pub(super) async fn enqueue_in<'c, E>(
+    executor: E,
+    job: &NewJob,
+    now_ms: i64,
+) -> Result<bool, MetaError>
 where
     E: sqlx::PgExecutor<'c>,
 {

@@ -220,8 +220,9 @@ pub(super) fn rule_from_row(row: &sqlx::postgres::PgRow) -> Result<ImmutableRule
     let scope: String = row.get("scope");
     let target: String = row.get("target");
     Ok(ImmutableRule {
-        target: Target::from_stored(&scope, &target)
-            .ok_or_else(|| MetaError::Backend(format!("stored rule target {target:?} is invalid")))?,
+        target: Target::from_stored(&scope, &target).ok_or_else(|| {
+            MetaError::Backend(format!("stored rule target {target:?} is invalid"))
+        })?,
         tags: split_patterns(row.get::<&str, _>("tags")),
         excludes: split_patterns(row.get::<&str, _>("excludes")),
         exempt_cosign: row.get("exempt_cosign"),

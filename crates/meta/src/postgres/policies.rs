@@ -450,13 +450,12 @@ impl LifecycleStore for PostgresMeta {
         let repo = apply.repo.as_str();
         let mut tx = self.begin_recording().await?;
         let mut applied = RetentionApplied::default();
-        let repo_id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE",
-        )
-        .bind(repo)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let repo_id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE")
+                .bind(repo)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
         let Some(repo_id) = repo_id else {
             applied.skipped = (apply.tags.len() + apply.manifests.len()) as u32;
             return Ok(applied);

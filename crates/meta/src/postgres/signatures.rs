@@ -119,15 +119,14 @@ impl SignatureStore for PostgresMeta {
         event: NewEvent,
     ) -> Result<bool, MetaError> {
         let mut tx = self.begin_recording().await?;
-        let removed = sqlx::query(
-            "DELETE FROM trusted_keys WHERE scope = $1 AND target = $2 AND name = $3",
-        )
-        .bind(target.scope())
-        .bind(target.name())
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let removed =
+            sqlx::query("DELETE FROM trusted_keys WHERE scope = $1 AND target = $2 AND name = $3")
+                .bind(target.scope())
+                .bind(target.name())
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         if removed.rows_affected() == 0 {
             return Ok(false);
         }
@@ -280,12 +279,12 @@ impl SignatureStore for PostgresMeta {
 
     async fn signed_images(&self, target: &Target) -> Result<Vec<(RepoName, Digest)>, MetaError> {
         let rows = match target {
-            Target::Repository(repo) => sqlx::query(
-                "SELECT repository, digest FROM signature_states WHERE repository = $1",
-            )
-            .bind(repo.as_str())
-            .fetch_all(&self.pool)
-            .await,
+            Target::Repository(repo) => {
+                sqlx::query("SELECT repository, digest FROM signature_states WHERE repository = $1")
+                    .bind(repo.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+            }
             Target::Namespace(ns) => {
                 // Names are `ns/...`; the range keeps the primary key's order usable.
                 sqlx::query(
