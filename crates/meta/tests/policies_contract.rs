@@ -718,6 +718,61 @@ async fn each_node_gets_every_other_nodes_spending_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reader_sees_every_row_of_writers_appending_at_once_exactly_once() {
+    for b in backends("a_reader_sees_every_row_of_writers_appending_at_once_exactly_once").await
+    {
+        const WRITERS: usize = 4;
+        const ROUNDS: usize = 25;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = if w % 2 == 0 {
+                    b.node.clone()
+                } else {
+                    b.other_node.clone()
+                };
+                tokio::spawn(async move {
+                    for round in 0..ROUNDS {
+                        let spent = vec![(format!("w{w}:r{round}"), 1)];
+                        store
+                            .exchange_spent(&format!("n{w}"), &spent, 1_000, i64::MAX, 0)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        // The reader polls while they write, passing back what it got each time.
+        let mut seen: Vec<String> = Vec::new();
+        let mut after = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while seen.len() < WRITERS * ROUNDS && std::time::Instant::now() < deadline {
+            let (rows, last) = b
+                .other_node
+                .exchange_spent("reader", &[], 1_000, after, 0)
+                .await
+                .unwrap();
+            seen.extend(rows.into_iter().map(|r| r.key));
+            after = last;
+            tokio::task::yield_now().await;
+        }
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let (rest, _) = b
+            .node
+            .exchange_spent("reader", &[], 1_000, after, 0)
+            .await
+            .unwrap();
+        assert!(rest.is_empty(), "{}: rows skipped and found late: {rest:?}", b.name);
+        let total = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), total, "{}: a row was returned twice", b.name);
+        assert_eq!(total, WRITERS * ROUNDS, "{}", b.name);
+    }
+}
+
 fn key(target: &Target, name: &str) -> TrustedKeyRecord {
     TrustedKeyRecord {
         target: target.clone(),
