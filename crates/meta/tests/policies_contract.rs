@@ -720,8 +720,7 @@ async fn each_node_gets_every_other_nodes_spending_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_sees_every_row_of_writers_appending_at_once_exactly_once() {
-    for b in backends("a_reader_sees_every_row_of_writers_appending_at_once_exactly_once").await
-    {
+    for b in backends("a_reader_sees_every_row_of_writers_appending_at_once_exactly_once").await {
         const WRITERS: usize = 4;
         const ROUNDS: usize = 25;
         let writers: Vec<_> = (0..WRITERS)
@@ -764,7 +763,11 @@ async fn a_reader_sees_every_row_of_writers_appending_at_once_exactly_once() {
             .exchange_spent("reader", &[], 1_000, after, 0)
             .await
             .unwrap();
-        assert!(rest.is_empty(), "{}: rows skipped and found late: {rest:?}", b.name);
+        assert!(
+            rest.is_empty(),
+            "{}: rows skipped and found late: {rest:?}",
+            b.name
+        );
         let total = seen.len();
         seen.sort();
         seen.dedup();
