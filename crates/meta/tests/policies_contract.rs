@@ -321,6 +321,50 @@ async fn a_plan_applies_only_under_its_revision_and_skips_what_changed_since() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_applying_one_plan_at_once_delete_each_item_once() {
+    for b in backends("two_nodes_applying_one_plan_at_once_delete_each_item_once").await {
+        let app = repo("acme/app");
+        seed_images(&*b.node, "acme/app", 6).await;
+        let target = Target::Repository(app.clone());
+        let stored = b
+            .node
+            .set_retention_policy(&target, &keep_last(1), None, "alice", NOW)
+            .await
+            .unwrap();
+        let snapshot = b.node.retention_snapshot(&app).await.unwrap().unwrap();
+        let planned = plan(&snapshot, &stored.policy, &[], NOW + 100);
+        let before = b.node.last_event_id().await.unwrap();
+        let apply = RetentionApply {
+            repo: &app,
+            policy_target: &target,
+            policy_revision: stored.revision,
+            tags: &planned.tags,
+            manifests: &planned.manifests,
+            actor: None,
+            now: NOW + 100,
+            run_id: None,
+        };
+        let (one, two) = tokio::join!(
+            b.node.apply_retention(&apply),
+            b.other_node.apply_retention(&apply)
+        );
+        let (one, two) = (one.unwrap(), two.unwrap());
+        let mut tags: Vec<String> = one.tags.iter().chain(&two.tags).cloned().collect();
+        tags.sort();
+        assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"], "{}", b.name);
+        assert_eq!(one.manifests.len() + two.manifests.len(), 5, "{}", b.name);
+        assert_eq!(
+            one.skipped + two.skipped,
+            10,
+            "{}: the loser skips all",
+            b.name
+        );
+        let events = b.node.events_after(before, 100).await.unwrap().len();
+        assert_eq!(events, 10, "{}: one event per delete", b.name);
+    }
+}
+
 #[tokio::test]
 async fn retention_deletes_obey_rules_that_arrive_after_the_plan() {
     for b in backends("retention_deletes_obey_rules_that_arrive_after_the_plan").await {
