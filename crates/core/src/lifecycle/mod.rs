@@ -7,6 +7,7 @@ pub mod immutable;
 pub mod retention;
 mod schedule;
 mod service;
+pub mod stored;
 pub mod usage;
 
 pub use gc::{Collector, GcOptions, GcReport, GC_JOB};

@@ -87,6 +87,31 @@ impl Plan {
             Plan::Limited(rate) => Some(*rate),
         }
     }
+
+    /// The plan as every backend stores it: (`pulls`, `window_secs`), both `None` for
+    /// unlimited.
+    pub fn columns(&self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Plan::Unlimited => (None, None),
+            Plan::Limited(rate) => (
+                Some(i64::from(rate.pulls)),
+                Some(i64::from(rate.window_secs)),
+            ),
+        }
+    }
+
+    /// A stored plan from its two columns; a pair the schema's checks should have kept out
+    /// (one of them NULL, a value out of range) reads as no plan at all.
+    pub fn from_columns(pulls: Option<i64>, window_secs: Option<i64>) -> Option<Plan> {
+        match (pulls, window_secs) {
+            (None, None) => Some(Plan::Unlimited),
+            (Some(pulls), Some(window)) => Some(Plan::Limited(Rate {
+                pulls: u32::try_from(pulls).ok()?,
+                window_secs: u32::try_from(window).ok()?,
+            })),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Plan {

@@ -63,6 +63,20 @@ impl ImageSignature {
             keys: Vec::new(),
         }
     }
+
+    /// A stored state (`signed`/`verified`, keys a JSON array of names): a row exists only
+    /// for an image that carries signatures, so an unreadable state reads as `signed`.
+    pub fn from_stored(state: &str, keys: &str) -> ImageSignature {
+        ImageSignature {
+            state: SignatureState::parse(state).unwrap_or(SignatureState::Signed),
+            keys: serde_json::from_str(keys).unwrap_or_default(),
+        }
+    }
+
+    /// The key names as stored: a JSON array.
+    pub fn stored_keys(&self) -> String {
+        serde_json::to_string(&self.keys).unwrap_or_else(|_| "[]".into())
+    }
 }
 
 /// The scanner's counts of findings per severity for one image (table

@@ -52,6 +52,62 @@ pub(super) async fn record_event(
     record_events(tx, std::slice::from_ref(&event), now).await
 }
 
+/// The hand-on of an event feed (webhooks, signatures, scanner): moves the feed's cursor
+/// from `from` to `to` by compare-and-set in a new transaction, returned for the caller to
+/// store what the events became (jobs, deliveries) and commit; `None` (nothing moved) when
+/// the cursor was not at `from`, because another node handed those events on first.
+pub(super) async fn begin_hand_on(
+    meta: &PostgresMeta,
+    cursor: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<Transaction<'static, Postgres>>, MetaError> {
+    let mut tx = meta.begin().await?;
+    // The upsert locks the cursor's row: a second node moving it at once waits, then finds
+    // it no longer at `from`.
+    let moved = sqlx::query(
+        "INSERT INTO event_cursors (name, position) VALUES ($1, $3) \
+         ON CONFLICT (name) DO UPDATE SET position = $3 WHERE event_cursors.position = $2",
+    )
+    .bind(cursor)
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok((moved.rows_affected() == 1).then_some(tx))
+}
+
+/// A hand-on whose events became only jobs: see [`begin_hand_on`].
+pub(super) async fn hand_on_jobs(
+    meta: &PostgresMeta,
+    cursor: &str,
+    from: i64,
+    to: i64,
+    jobs: &[berth_core::ports::NewJob],
+) -> Result<bool, MetaError> {
+    let Some(mut tx) = begin_hand_on(meta, cursor, from, to).await? else {
+        return Ok(false);
+    };
+    let now = super::jobs::wall_ms();
+    for job in jobs {
+        super::jobs::enqueue_in(&mut *tx, job, now).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}
+
+/// Where the named feed stands in the event log (0: at the start).
+pub(super) async fn cursor_position(meta: &PostgresMeta, name: &str) -> Result<i64, MetaError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&meta.pool)
+            .await
+            .map_err(backend)?;
+    Ok(position.unwrap_or(0))
+}
+
 fn event_from_row(row: &sqlx::postgres::PgRow) -> Result<EventRecord, MetaError> {
     let kind: String = row.get("kind");
     let data: String = row.get("data");

@@ -431,6 +431,18 @@ impl HubStore for PostgresMeta {
                     .bind(&digest),
                 };
                 touched.execute(&mut *tx).await.map_err(backend)?;
+                // The manifest's own last pull, which retention reads for manifests no tag
+                // points at.
+                sqlx::query(
+                    "UPDATE repository_manifests SET last_pulled_at = greatest(last_pulled_at, $1) \
+                     WHERE repository_id = $2 AND digest = $3",
+                )
+                .bind(tally.last_at)
+                .bind(repo_id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             }
             sqlx::query(
                 "UPDATE repositories SET pull_count = pull_count + $1, \

@@ -13,28 +13,40 @@ fn new_lease() -> String {
 }
 
 /// Milliseconds since the epoch, for the bookkeeping columns.
-fn wall_ms() -> i64 {
+pub(super) fn wall_ms() -> i64 {
     berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
+}
+
+/// Stores a job in the caller's transaction (a job with a `unique_key` already queued is
+/// not stored again); true when stored.
+pub(super) async fn enqueue_in<'c, E>(
+    executor: E,
+    job: &NewJob,
+    now_ms: i64,
+) -> Result<bool, MetaError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload, unique_key, due_at, max_attempts, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (unique_key) DO NOTHING",
+    )
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(&job.unique_key)
+    .bind(job.due_at_ms)
+    .bind(i64::from(job.max_attempts))
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
 }
 
 #[async_trait::async_trait]
 impl JobQueue for PostgresMeta {
     async fn enqueue_job(&self, job: &NewJob) -> Result<bool, MetaError> {
-        let now_ms = wall_ms();
-        let done = sqlx::query(
-            "INSERT INTO jobs (kind, payload, unique_key, due_at, max_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (unique_key) DO NOTHING",
-        )
-        .bind(&job.kind)
-        .bind(&job.payload)
-        .bind(&job.unique_key)
-        .bind(job.due_at_ms)
-        .bind(i64::from(job.max_attempts))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        enqueue_in(&self.pool, job, wall_ms()).await
     }
 
     async fn bring_forward(&self, unique_key: &str, due_at_ms: i64) -> Result<bool, MetaError> {

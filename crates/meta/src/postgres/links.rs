@@ -5,7 +5,9 @@
 use super::backend;
 use super::events::record_event;
 use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_WARNING_PERCENT};
-use berth_core::lifecycle::{protecting, ImmutableRule, Target};
+pub(super) use berth_core::lifecycle::stored::refuse_if_immutable;
+use berth_core::lifecycle::stored::split_patterns;
+use berth_core::lifecycle::{ImmutableRule, Target};
 use berth_core::ports::{BlobStore, MetaError, Usage};
 use berth_oci::Digest;
 use sqlx::{Postgres, Row, Transaction};
@@ -182,15 +184,6 @@ pub(super) async fn link_checked(
     Ok(())
 }
 
-/// A stored newline-joined pattern list; empty text is no patterns.
-fn patterns(joined: String) -> Vec<String> {
-    if joined.is_empty() {
-        Vec::new()
-    } else {
-        joined.split('\n').map(str::to_owned).collect()
-    }
-}
-
 /// The advisory lock name under which a namespace's immutable rules are read by tag changes
 /// (shared) and must be written by rule changes (exclusive, through `lock_name`), so no rule
 /// changes between a tag change's check and its commit on any node.
@@ -219,31 +212,21 @@ pub(super) async fn immutable_rules_on(
     .fetch_all(&mut **tx)
     .await
     .map_err(backend)?;
-    rows.iter()
-        .map(|row| {
-            let scope: String = row.get("scope");
-            let target: String = row.get("target");
-            Ok(ImmutableRule {
-                target: Target::from_stored(&scope, &target).ok_or_else(|| {
-                    MetaError::Backend(format!("stored rule target {target:?} is invalid"))
-                })?,
-                tags: patterns(row.get("tags")),
-                excludes: patterns(row.get("excludes")),
-                exempt_cosign: row.get("exempt_cosign"),
-                updated_by: row.get("updated_by"),
-                updated_at: row.get("updated_at"),
-            })
-        })
-        .collect()
+    rows.iter().map(rule_from_row).collect()
 }
 
-/// Refuses (`TagImmutable`) when a rule protects `tag`.
-pub(super) fn refuse_if_immutable(rules: &[ImmutableRule], tag: &str) -> Result<(), MetaError> {
-    match protecting(rules, tag) {
-        Some(rule) => Err(MetaError::TagImmutable {
-            tag: tag.to_owned(),
-            rule: rule.describe(),
-        }),
-        None => Ok(()),
-    }
+/// An immutable rule from its row.
+pub(super) fn rule_from_row(row: &sqlx::postgres::PgRow) -> Result<ImmutableRule, MetaError> {
+    let scope: String = row.get("scope");
+    let target: String = row.get("target");
+    Ok(ImmutableRule {
+        target: Target::from_stored(&scope, &target).ok_or_else(|| {
+            MetaError::Backend(format!("stored rule target {target:?} is invalid"))
+        })?,
+        tags: split_patterns(row.get::<&str, _>("tags")),
+        excludes: split_patterns(row.get::<&str, _>("excludes")),
+        exempt_cosign: row.get("exempt_cosign"),
+        updated_by: row.get("updated_by"),
+        updated_at: row.get("updated_at"),
+    })
 }

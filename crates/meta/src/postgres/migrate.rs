@@ -7,8 +7,13 @@ use sqlx::PgPool;
 
 /// PostgreSQL's own numbering, apart from SQLite's: its first file is the schema SQLite
 /// reaches through its migrations 0001-0013.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_schema.sql")),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_policies_limits_supply_chain.sql"),
+    ),
+];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).
 const MIGRATION_LOCK: i64 = 0x62_6572_7468;

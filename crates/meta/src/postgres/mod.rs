@@ -12,7 +12,11 @@ mod jobs;
 mod lifecycle;
 mod links;
 mod migrate;
+mod policies;
+mod ratelimit;
 mod registry;
+mod scans;
+mod signatures;
 
 use berth_core::ports::MetaError;
 use berth_core::registry::CatalogCache;
@@ -36,9 +40,12 @@ impl PostgresMeta {
         "JobQueue",
         "Collection",
         "UsageStore",
+        "LifecycleStore",
+        "RateLimitStore",
+        "SignatureStore",
+        "ScanStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] =
-        &["IdentityStore", "WebhookStore", "LifecycleStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &["IdentityStore", "WebhookStore"];
 }
 
 /// How long a request waits for a connection before it is answered 503: long enough to

@@ -39,6 +39,60 @@ pub(super) async fn record_event(
     record_events(tx, std::slice::from_ref(&event), now).await
 }
 
+/// The hand-on of an event feed (webhooks, signatures, scanner): moves the feed's cursor
+/// from `from` to `to` by compare-and-set in a new write transaction, returned for the
+/// caller to store what the events became (jobs, deliveries) and commit; `None` (nothing
+/// moved) when the cursor was not at `from`, because another process handed them on first.
+pub(super) async fn begin_hand_on(
+    meta: &SqliteMeta,
+    cursor: &str,
+    from: i64,
+    to: i64,
+) -> Result<Option<Transaction<'static, Sqlite>>, MetaError> {
+    let mut tx = super::begin_write(&meta.write).await?;
+    let moved = sqlx::query(
+        "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
+         ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
+    )
+    .bind(cursor)
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok((moved.rows_affected() == 1).then_some(tx))
+}
+
+/// A hand-on whose events became only jobs: see [`begin_hand_on`].
+pub(super) async fn hand_on_jobs(
+    meta: &SqliteMeta,
+    cursor: &str,
+    from: i64,
+    to: i64,
+    jobs: &[berth_core::ports::NewJob],
+) -> Result<bool, MetaError> {
+    let Some(mut tx) = begin_hand_on(meta, cursor, from, to).await? else {
+        return Ok(false);
+    };
+    let now = super::wall_ms();
+    for job in jobs {
+        super::jobs::enqueue_in(&mut tx, job, now).await?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}
+
+/// Where the named feed stands in the event log (0: at the start).
+pub(super) async fn cursor_position(meta: &SqliteMeta, name: &str) -> Result<i64, MetaError> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&meta.read)
+            .await
+            .map_err(backend)?;
+    Ok(position.unwrap_or(0))
+}
+
 fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<EventRecord, MetaError> {
     let kind: String = row.get("kind");
     let data: String = row.get("data");

@@ -3,10 +3,14 @@
 //! and the run history.
 
 use super::events::record_event;
-use super::registry::split_names;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::retention::{ManifestFacts, RepoSnapshot, TagFacts};
+pub(super) use berth_core::lifecycle::stored::refuse_if_immutable;
+use berth_core::lifecycle::stored::{
+    add_to_run_lists, assemble_snapshot, decode_run_list, encode_run_list, join_patterns,
+    run_event, split_patterns, UnreferencedBytes,
+};
 use berth_core::lifecycle::{protecting, ImmutableRule, RetentionPolicy, Target};
 use berth_core::ports::{
     LifecycleStore, MetaError, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,
@@ -14,15 +18,10 @@ use berth_core::ports::{
 };
 use berth_oci::RepoName;
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
-use std::collections::{HashMap, HashSet};
 
-/// A stored newline-joined pattern list; empty text is no patterns.
-fn patterns(joined: String) -> Vec<String> {
-    if joined.is_empty() {
-        Vec::new()
-    } else {
-        split_names(Some(joined))
-    }
+/// A stored pattern list column.
+fn patterns(row: &sqlx::sqlite::SqliteRow, column: &str) -> Vec<String> {
+    split_patterns(row.get::<&str, _>(column))
 }
 
 fn rule_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ImmutableRule, MetaError> {
@@ -32,8 +31,8 @@ fn rule_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ImmutableRule, MetaErr
         target: Target::from_stored(&scope, &target).ok_or_else(|| {
             MetaError::Backend(format!("stored rule target {target:?} is invalid"))
         })?,
-        tags: patterns(row.get("tags")),
-        excludes: patterns(row.get("excludes")),
+        tags: patterns(row, "tags"),
+        excludes: patterns(row, "excludes"),
         exempt_cosign: row.get::<i64, _>("exempt_cosign") != 0,
         updated_by: row.get("updated_by"),
         updated_at: row.get("updated_at"),
@@ -63,17 +62,6 @@ pub(super) async fn immutable_rules_on(
     rows.iter().map(rule_from_row).collect()
 }
 
-/// Refuses (`TagImmutable`) when a rule protects `tag`.
-pub(super) fn refuse_if_immutable(rules: &[ImmutableRule], tag: &str) -> Result<(), MetaError> {
-    match protecting(rules, tag) {
-        Some(rule) => Err(MetaError::TagImmutable {
-            tag: tag.to_owned(),
-            rule: rule.describe(),
-        }),
-        None => Ok(()),
-    }
-}
-
 fn optional_count(row: &sqlx::sqlite::SqliteRow, column: &str) -> Option<u32> {
     row.get::<Option<i64>, _>(column)
         .map(|n| n.clamp(0, u32::MAX.into()) as u32)
@@ -91,7 +79,7 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPolicy, MetaEr
             keep_last_pulled: optional_count(row, "keep_last_pulled"),
             keep_pushed_days: optional_count(row, "keep_pushed_days"),
             keep_pulled_days: optional_count(row, "keep_pulled_days"),
-            tags: patterns(row.get("tags")),
+            tags: patterns(row, "tags"),
             untagged_days: optional_count(row, "untagged_days"),
             schedule: row.get("schedule"),
             allow_empty: row.get::<i64, _>("allow_empty") != 0,
@@ -106,9 +94,7 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPolicy, MetaEr
 fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RetentionRunRecord, MetaError> {
     let scope: String = row.get("scope");
     let target: String = row.get("target");
-    let list = |column: &str| -> Vec<String> {
-        serde_json::from_str(&row.get::<String, _>(column)).unwrap_or_default()
-    };
+    let list = |column: &str| decode_run_list(row.get::<&str, _>(column));
     Ok(RetentionRunRecord {
         id: row.get("id"),
         target: Target::from_stored(&scope, &target).ok_or_else(|| {
@@ -140,17 +126,14 @@ async fn add_to_run(
         .await
         .map_err(backend)?
         .ok_or_else(|| MetaError::Backend(format!("retention run {run_id} vanished")))?;
-    let list = |column: &str| -> Vec<String> {
-        serde_json::from_str(&row.get::<String, _>(column)).unwrap_or_default()
-    };
+    let list = |column: &str| decode_run_list(row.get::<&str, _>(column));
     let (mut tags, mut manifests) = (list("tags"), list("manifests"));
-    tags.extend(applied.tags.iter().map(|t| format!("{repo}:{t}")));
-    manifests.extend(applied.manifests.iter().map(|d| format!("{repo}@{d}")));
+    add_to_run_lists(&mut tags, &mut manifests, repo, applied);
     sqlx::query(
         "UPDATE retention_runs SET tags = ?, manifests = ?, skipped = skipped + ? WHERE id = ?",
     )
-    .bind(serde_json::to_string(&tags).unwrap_or_default())
-    .bind(serde_json::to_string(&manifests).unwrap_or_default())
+    .bind(encode_run_list(&tags))
+    .bind(encode_run_list(&manifests))
     .bind(i64::from(applied.skipped))
     .bind(run_id)
     .execute(&mut **tx)
@@ -220,8 +203,8 @@ impl LifecycleStore for SqliteMeta {
         )
         .bind(rule.target.scope())
         .bind(rule.target.name())
-        .bind(rule.tags.join("\n"))
-        .bind(rule.excludes.join("\n"))
+        .bind(join_patterns(&rule.tags))
+        .bind(join_patterns(&rule.excludes))
         .bind(rule.exempt_cosign)
         .bind(&rule.updated_by)
         .bind(rule.updated_at)
@@ -282,7 +265,7 @@ impl LifecycleStore for SqliteMeta {
         .bind(policy.keep_last_pulled.map(i64::from))
         .bind(policy.keep_pushed_days.map(i64::from))
         .bind(policy.keep_pulled_days.map(i64::from))
-        .bind(policy.tags.join("\n"))
+        .bind(join_patterns(&policy.tags))
         .bind(policy.untagged_days.map(i64::from))
         .bind(&policy.schedule)
         .bind(policy.allow_empty)
@@ -381,8 +364,7 @@ impl LifecycleStore for SqliteMeta {
             last_pulled_at: row.get("last_pulled_at"),
         })
         .collect();
-        let mut children: HashMap<String, Vec<String>> = HashMap::new();
-        for row in sqlx::query(
+        let children = sqlx::query(
             "SELECT c.manifest, c.child FROM manifest_children c \
              JOIN repository_manifests rm ON rm.digest = c.manifest WHERE rm.repository_id = ?",
         )
@@ -390,12 +372,9 @@ impl LifecycleStore for SqliteMeta {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?
-        {
-            children
-                .entry(row.get("manifest"))
-                .or_default()
-                .push(row.get("child"));
-        }
+        .iter()
+        .map(|row| (row.get("manifest"), row.get("child")))
+        .collect::<Vec<_>>();
         let manifests = sqlx::query(
             "SELECT rm.digest, rm.pushed_at, rm.last_pulled_at, m.subject \
              FROM repository_manifests rm \
@@ -406,24 +385,21 @@ impl LifecycleStore for SqliteMeta {
         .await
         .map_err(backend)?
         .iter()
-        .map(|row| {
-            let digest: String = row.get("digest");
-            ManifestFacts {
-                children: children.remove(&digest).unwrap_or_default(),
-                digest,
-                pushed_at: row.get("pushed_at"),
-                last_pulled_at: row.get("last_pulled_at"),
-                subject: row.get("subject"),
-            }
+        .map(|row| ManifestFacts {
+            digest: row.get("digest"),
+            pushed_at: row.get("pushed_at"),
+            last_pulled_at: row.get("last_pulled_at"),
+            subject: row.get("subject"),
+            children: Vec::new(),
         })
         .collect();
         tx.commit().await.map_err(backend)?;
-        Ok(Some(RepoSnapshot { tags, manifests }))
+        Ok(Some(assemble_snapshot(tags, manifests, children)))
     }
 
     async fn unreferenced_bytes(&self, gone: &[(RepoName, Vec<String>)]) -> Result<u64, MetaError> {
         let mut tx = self.read.begin().await.map_err(backend)?;
-        let mut gone_pairs: HashSet<(i64, String)> = HashSet::new();
+        let mut gone_pairs = Vec::new();
         for (repo, digests) in gone {
             let repo_id: Option<i64> =
                 sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
@@ -435,18 +411,11 @@ impl LifecycleStore for SqliteMeta {
                 gone_pairs.extend(digests.iter().map(|d| (id, d.clone())));
             }
         }
-        if gone_pairs.is_empty() {
+        let mut bytes = UnreferencedBytes::new(gone_pairs);
+        if bytes.is_empty() {
             return Ok(0);
         }
-        let manifests: Vec<&str> = {
-            let mut all: Vec<&str> = gone_pairs.iter().map(|(_, d)| d.as_str()).collect();
-            all.sort_unstable();
-            all.dedup();
-            all
-        };
-        let manifests_json = serde_json::to_string(&manifests).unwrap_or_default();
-        // Each manifest body counts once it is in no repository any more.
-        let mut manifest_rows: HashMap<String, (i64, bool)> = HashMap::new();
+        let manifests_json = serde_json::to_string(&bytes.gone_manifests()).unwrap_or_default();
         for row in sqlx::query(
             "SELECT rm.repository_id, rm.digest, m.size FROM repository_manifests rm \
              JOIN manifests m ON m.digest = rm.digest \
@@ -457,20 +426,8 @@ impl LifecycleStore for SqliteMeta {
         .await
         .map_err(backend)?
         {
-            let digest: String = row.get("digest");
-            let left = !gone_pairs.contains(&(row.get("repository_id"), digest.clone()));
-            let entry = manifest_rows
-                .entry(digest)
-                .or_insert((row.get("size"), false));
-            entry.1 |= left;
+            bytes.manifest_link(row.get("repository_id"), row.get("digest"), row.get("size"));
         }
-        let mut bytes: u64 = manifest_rows
-            .values()
-            .filter(|(_, left)| !left)
-            .map(|(size, _)| (*size).max(0) as u64)
-            .sum();
-        // Each blob counts once no manifest left in any repository references it.
-        let mut blob_rows: HashMap<String, (i64, bool)> = HashMap::new();
         for row in sqlx::query(
             "WITH candidates AS (SELECT DISTINCT digest FROM manifest_blobs \
                 WHERE manifest IN (SELECT value FROM json_each(?1))) \
@@ -484,18 +441,15 @@ impl LifecycleStore for SqliteMeta {
         .await
         .map_err(backend)?
         {
-            let blob: String = row.get("blob");
-            let left = !gone_pairs.contains(&(row.get("repository_id"), row.get("manifest")));
-            let entry = blob_rows.entry(blob).or_insert((row.get("size"), false));
-            entry.1 |= left;
+            bytes.blob_use(
+                row.get("blob"),
+                row.get("size"),
+                row.get("repository_id"),
+                row.get("manifest"),
+            );
         }
-        bytes += blob_rows
-            .values()
-            .filter(|(_, left)| !left)
-            .map(|(size, _)| (*size).max(0) as u64)
-            .sum::<u64>();
         tx.commit().await.map_err(backend)?;
-        Ok(bytes)
+        Ok(bytes.total())
     }
 
     async fn apply_retention(
@@ -649,8 +603,8 @@ impl LifecycleStore for SqliteMeta {
                  bytes = ?, error = ?, finished = 1 WHERE id = ? RETURNING id",
             )
             .bind(run.finished_at)
-            .bind(serde_json::to_string(&run.tags).unwrap_or_default())
-            .bind(serde_json::to_string(&run.manifests).unwrap_or_default())
+            .bind(encode_run_list(&run.tags))
+            .bind(encode_run_list(&run.manifests))
             .bind(i64::from(run.skipped))
             .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
             .bind(&run.error)
@@ -671,8 +625,8 @@ impl LifecycleStore for SqliteMeta {
         .bind(&run.actor)
         .bind(run.started_at)
         .bind(run.finished_at)
-        .bind(serde_json::to_string(&run.tags).unwrap_or_default())
-        .bind(serde_json::to_string(&run.manifests).unwrap_or_default())
+        .bind(encode_run_list(&run.tags))
+        .bind(encode_run_list(&run.manifests))
         .bind(i64::from(run.skipped))
         .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
         .bind(&run.error)
@@ -680,11 +634,8 @@ impl LifecycleStore for SqliteMeta {
         .await
         .map_err(backend)?
         };
-        if let Some(mut event) = event {
-            if let serde_json::Value::Object(fields) = &mut event.data {
-                fields.insert("run_id".into(), id.into());
-            }
-            record_event(&mut tx, event, run.finished_at).await?;
+        if let Some(event) = event {
+            record_event(&mut tx, run_event(event, id), run.finished_at).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(id)

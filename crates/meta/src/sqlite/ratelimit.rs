@@ -2,22 +2,9 @@
 
 use super::{backend, SqliteMeta};
 use berth_core::ports::{MetaError, PlanRecord, RateLimitStore, SpentRow};
-use berth_core::ratelimit::{AccountFacts, Plan, Rate};
+use berth_core::ratelimit::{AccountFacts, Plan};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-
-/// A plan from its two columns (both NULL: unlimited); a row the CHECKs should have kept
-/// out reads as no plan at all.
-fn plan_of(pulls: Option<i64>, window_secs: Option<i64>) -> Option<Plan> {
-    match (pulls, window_secs) {
-        (None, None) => Some(Plan::Unlimited),
-        (Some(pulls), Some(window)) => Some(Plan::Limited(Rate {
-            pulls: u32::try_from(pulls).ok()?,
-            window_secs: u32::try_from(window).ok()?,
-        })),
-        _ => None,
-    }
-}
 
 /// The plan of a row joined with `LEFT JOIN rate_plans p` (`has_plan` tells a missing row
 /// from an unlimited plan).
@@ -25,17 +12,7 @@ fn joined_plan(row: &SqliteRow) -> Option<Plan> {
     if !row.get::<bool, _>("has_plan") {
         return None;
     }
-    plan_of(row.get("pulls"), row.get("window_secs"))
-}
-
-fn columns(plan: Plan) -> (Option<i64>, Option<i64>) {
-    match plan {
-        Plan::Unlimited => (None, None),
-        Plan::Limited(rate) => (
-            Some(i64::from(rate.pulls)),
-            Some(i64::from(rate.window_secs)),
-        ),
-    }
+    Plan::from_columns(row.get("pulls"), row.get("window_secs"))
 }
 
 #[async_trait::async_trait]
@@ -100,7 +77,7 @@ impl RateLimitStore for SqliteMeta {
         by: &str,
         now: i64,
     ) -> Result<bool, MetaError> {
-        let (pulls, window) = columns(plan);
+        let (pulls, window) = plan.columns();
         let done = sqlx::query(
             "INSERT INTO rate_plans (namespace, pulls, window_secs, updated_by, updated_at) \
              SELECT name, ?, ?, ?, ? FROM namespaces WHERE name = ? \
@@ -143,7 +120,7 @@ impl RateLimitStore for SqliteMeta {
                 Some(PlanRecord {
                     account: row.get("namespace"),
                     is_organization: row.get("is_org"),
-                    plan: plan_of(row.get("pulls"), row.get("window_secs"))?,
+                    plan: Plan::from_columns(row.get("pulls"), row.get("window_secs"))?,
                     updated_by: row.get("updated_by"),
                     updated_at: row.get("updated_at"),
                 })

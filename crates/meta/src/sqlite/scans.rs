@@ -1,9 +1,8 @@
 //! The vulnerability database and scan results on SQLite (see the port's contract): imports
 //! as generations made current in one statement, results with their summary and event.
 
-use super::events::record_event;
-use super::jobs::enqueue_in;
-use super::{backend, wall_ms, SqliteMeta};
+use super::events::{cursor_position, hand_on_jobs, record_event};
+use super::{backend, SqliteMeta};
 use berth_core::events::NewEvent;
 use berth_core::ports::{
     MetaError, NewJob, ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary,
@@ -302,13 +301,7 @@ impl ScanStore for SqliteMeta {
     }
 
     async fn scan_cursor(&self, name: &str) -> Result<i64, MetaError> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(backend)?;
-        Ok(position.unwrap_or(0))
+        cursor_position(self, name).await
     }
 
     async fn hand_on_scans(
@@ -318,25 +311,6 @@ impl ScanStore for SqliteMeta {
         to: i64,
         jobs: &[NewJob],
     ) -> Result<bool, MetaError> {
-        let mut tx = super::begin_write(&self.write).await?;
-        let moved = sqlx::query(
-            "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
-             ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
-        )
-        .bind(cursor)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let now = wall_ms();
-        for job in jobs {
-            enqueue_in(&mut tx, job, now).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        hand_on_jobs(self, cursor, from, to, jobs).await
     }
 }

@@ -1,8 +1,7 @@
 //! Supply-chain trust on SQLite: trusted keys, pull policies, signature states, the scanner's
 //! vulnerability summaries and the signature feed's cursor.
 
-use super::events::record_event;
-use super::jobs::enqueue_in;
+use super::events::{hand_on_jobs, record_event};
 use super::{backend, wall_ms, SqliteMeta};
 use berth_core::events::NewEvent;
 use berth_core::lifecycle::Target;
@@ -45,12 +44,7 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPullPolicy, Me
 }
 
 fn signature_from_row(row: &sqlx::sqlite::SqliteRow) -> ImageSignature {
-    let state: String = row.get("state");
-    let keys: String = row.get("keys");
-    ImageSignature {
-        state: SignatureState::parse(&state).unwrap_or(SignatureState::Signed),
-        keys: serde_json::from_str(&keys).unwrap_or_default(),
-    }
+    ImageSignature::from_stored(row.get("state"), row.get("keys"))
 }
 
 /// `?, ?, …` for `n` values.
@@ -228,7 +222,7 @@ impl SignatureStore for SqliteMeta {
             .bind(repo.as_str())
             .bind(digest.to_string())
             .bind(signature.state.as_str())
-            .bind(serde_json::to_string(&signature.keys).unwrap_or_else(|_| "[]".into()))
+            .bind(signature.stored_keys())
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -321,25 +315,6 @@ impl SignatureStore for SqliteMeta {
         to: i64,
         jobs: &[NewJob],
     ) -> Result<bool, MetaError> {
-        let mut tx = super::begin_write(&self.write).await?;
-        let moved = sqlx::query(
-            "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
-             ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
-        )
-        .bind(cursor)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if moved.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let now = wall_ms();
-        for job in jobs {
-            enqueue_in(&mut tx, job, now).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
+        hand_on_jobs(self, cursor, from, to, jobs).await
     }
 }

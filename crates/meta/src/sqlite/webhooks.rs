@@ -1,6 +1,7 @@
 //! Webhooks on SQLite: their settings, the hand-on of events into deliveries (cursor
 //! compare-and-set and inserts in one transaction), and the attempts history.
 
+use super::events::{begin_hand_on, cursor_position};
 use super::jobs::enqueue_in;
 use super::{backend, count_column, wall_ms, SqliteMeta};
 use berth_core::ports::{
@@ -212,13 +213,7 @@ impl WebhookStore for SqliteMeta {
     }
 
     async fn event_cursor(&self, name: &str) -> Result<i64, MetaError> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(backend)?;
-        Ok(position.unwrap_or(0))
+        cursor_position(self, name).await
     }
 
     async fn hand_on_events(
@@ -228,20 +223,9 @@ impl WebhookStore for SqliteMeta {
         to: i64,
         deliveries: &[(NewDelivery, NewJob)],
     ) -> Result<bool, MetaError> {
-        let mut tx = super::begin_write(&self.write).await?;
-        let moved = sqlx::query(
-            "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
-             ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
-        )
-        .bind(cursor)
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if moved.rows_affected() != 1 {
+        let Some(mut tx) = begin_hand_on(self, cursor, from, to).await? else {
             return Ok(false);
-        }
+        };
         let now = wall_ms();
         for (delivery, job) in deliveries {
             insert_delivery(&mut tx, delivery).await?;
