@@ -4,11 +4,11 @@ use super::{instant, CliResult};
 use crate::cli::PlanCommand;
 use berth_core::identity::Acting;
 use berth_core::ratelimit::{Plan, PullLimits, Tiers};
-use berth_meta::SqliteMeta;
+use berth_core::ports::MetaStore;
 use std::sync::Arc;
 
 pub(super) async fn plan(
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     acting: &Acting<'_>,
     command: PlanCommand,
 ) -> CliResult {

@@ -7,14 +7,13 @@ use crate::config::Config;
 use berth_core::ports::{Manifests, MetaStore, ScanRecord, ScanStore};
 use berth_core::scan::{import_vulndb, ScanError, Scanner};
 use berth_core::Registry;
-use berth_meta::SqliteMeta;
 use berth_oci::{Digest, ManifestKind, ParsedManifest};
 use berth_scan::matching::{Severity, SeverityCounts};
 use berth_storage::FsBlobStore;
 use serde_json::json;
 use std::sync::Arc;
 
-fn scanner(config: &Config, meta: &Arc<SqliteMeta>) -> CliResult<Scanner> {
+fn scanner(config: &Config, meta: &Arc<dyn MetaStore>) -> CliResult<Scanner> {
     let dir = &config.data_dir.value;
     let blobs = Arc::new(
         FsBlobStore::open(dir)
@@ -31,14 +30,14 @@ fn scanner(config: &Config, meta: &Arc<SqliteMeta>) -> CliResult<Scanner> {
 
 pub(super) async fn vulndb(
     config: &Config,
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     command: VulndbCommand,
 ) -> CliResult {
     match command {
         VulndbCommand::Import { path } => {
             let started = std::time::Instant::now();
             let status = import_vulndb(
-                meta.clone() as Arc<dyn MetaStore>,
+                meta.clone(),
                 berth_core::clock::system(),
                 &path,
             )
@@ -118,7 +117,7 @@ fn split_reference(text: &str) -> CliResult<(String, Option<String>, Option<Dige
     }
 }
 
-pub(super) async fn scan(config: &Config, meta: Arc<SqliteMeta>, args: ScanArgs) -> CliResult {
+pub(super) async fn scan(config: &Config, meta: Arc<dyn MetaStore>, args: ScanArgs) -> CliResult {
     let (repo, tag, digest) = split_reference(&args.reference)?;
     let repo = repository_name(&repo)?;
     let record = match (&tag, &digest) {

@@ -182,6 +182,48 @@ pub struct AccessChangedData {
     pub team: Option<String>,
 }
 
+/// One repository a team reaches, as read before or after a change to the team: the team's
+/// name, the repository and the permission the team gives there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamReach {
+    pub team: String,
+    pub repository: String,
+    pub permission: crate::ports::Permission,
+}
+
+/// The `access.changed` events for a change to a team's membership or the team's deletion
+/// (`action` about `subject`, a member or the team itself): one per repository the team
+/// reaches, naming the highest permission it gives there when `gains` (the subject holds it
+/// now), in repository order. Both metadata backends record exactly these.
+pub fn team_access_events(
+    reach: impl IntoIterator<Item = TeamReach>,
+    action: &str,
+    subject: &str,
+    gains: bool,
+    actor: Option<&str>,
+) -> Vec<NewEvent> {
+    let mut highest: std::collections::BTreeMap<String, (String, crate::ports::Permission)> =
+        std::collections::BTreeMap::new();
+    for r in reach {
+        let entry = highest
+            .entry(r.repository)
+            .or_insert((r.team, r.permission));
+        entry.1 = entry.1.max(r.permission);
+    }
+    highest
+        .into_iter()
+        .map(|(repo, (team, permission))| {
+            let data = data_of(&AccessChangedData {
+                action: action.to_owned(),
+                subject: subject.to_owned(),
+                permission: gains.then(|| permission.as_str().to_owned()),
+                team: Some(team),
+            });
+            NewEvent::about(EventKind::AccessChanged, &repo, actor, data)
+        })
+        .collect()
+}
+
 /// The fields of `quota.warning`: the namespace's usage after the link that crossed 85 %.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaWarningData {

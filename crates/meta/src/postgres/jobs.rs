@@ -12,29 +12,38 @@ fn new_lease() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// Enqueues `job` through `executor` (the pool, or the transaction of a change that
+/// schedules it); false when a job with its unique key is already queued.
+pub(super) async fn enqueue_in(
+    executor: impl sqlx::PgExecutor<'_>,
+    job: &NewJob,
+    now_ms: i64,
+) -> Result<bool, MetaError> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (kind, payload, unique_key, due_at, max_attempts, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (unique_key) DO NOTHING",
+    )
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(&job.unique_key)
+    .bind(job.due_at_ms)
+    .bind(i64::from(job.max_attempts))
+    .bind(now_ms)
+    .execute(executor)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Milliseconds since the epoch, for the bookkeeping columns.
-fn wall_ms() -> i64 {
+pub(super) fn wall_ms() -> i64 {
     berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
 }
 
 #[async_trait::async_trait]
 impl JobQueue for PostgresMeta {
     async fn enqueue_job(&self, job: &NewJob) -> Result<bool, MetaError> {
-        let now_ms = wall_ms();
-        let done = sqlx::query(
-            "INSERT INTO jobs (kind, payload, unique_key, due_at, max_attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (unique_key) DO NOTHING",
-        )
-        .bind(&job.kind)
-        .bind(&job.payload)
-        .bind(&job.unique_key)
-        .bind(job.due_at_ms)
-        .bind(i64::from(job.max_attempts))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        enqueue_in(&self.pool, job, wall_ms()).await
     }
 
     async fn bring_forward(&self, unique_key: &str, due_at_ms: i64) -> Result<bool, MetaError> {
