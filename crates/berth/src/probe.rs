@@ -2,8 +2,8 @@
 //! the blob store (the directories under the data directory, or the bucket).
 
 use crate::backends::blobs::BlobBackend;
-use berth_http::ops::{PoolStats, StoreProbe};
 use crate::backends::metadata::Metadata;
+use berth_http::ops::{PoolStats, StoreProbe};
 
 pub struct Stores {
     pub meta: Metadata,

@@ -272,10 +272,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// On first start (no accounts yet) creates the site admin `admin`, with the password from
 /// `BERTH_ADMIN_PASSWORD` or a random one printed once, so the registry is never open.
-async fn create_first_admin(
-    meta: &Arc<dyn MetaStore>,
-    shown_dir: &str,
-) -> Result<(), ServeError> {
+async fn create_first_admin(meta: &Arc<dyn MetaStore>, shown_dir: &str) -> Result<(), ServeError> {
     let from_env = std::env::var("BERTH_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

@@ -101,7 +101,11 @@ async fn serve_and_the_commands_run_on_postgres() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = berth_on(&db.url, scratch.path(), &["user", "list"], "");
     assert!(listed.status.success(), "{}", text(&listed.stderr));
-    assert!(text(&listed.stdout).contains("bob"), "{}", text(&listed.stdout));
+    assert!(
+        text(&listed.stdout).contains("bob"),
+        "{}",
+        text(&listed.stdout)
+    );
     let resp = reqwest::Client::new()
         .get(first.url("/v2/"))
         .header("Authorization", basic_auth("bob", "bobs-long-password"))

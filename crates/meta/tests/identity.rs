@@ -5,14 +5,13 @@
 //! two callers race, they are two stores ("nodes") on one database.
 
 use berth_core::events::{AccessChangedData, EventKind};
-use berth_core::ports::{
-    AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
-    EndedSessions, EventLog, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces,
-    NewManifest, NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens,
-    Repositories, RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
-    AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
-};
 use berth_core::ports::IdentityStore;
+use berth_core::ports::{
+    AccessFacts, Accounts, AuditEvent, AuditQuery, BlobLinks, EventLog, ManifestPlatform,
+    Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken, NewUser,
+    Organizations, Permission, Repositories, RepositoryAccess, Tags, UploadSession, UploadSessions,
+    Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
+};
 use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
 use std::path::Path;
@@ -102,14 +101,17 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, MetaError>, what: &str)
 #[tokio::test]
 async fn users_and_organizations_share_one_name_space() {
     for backend in backends("users_and_organizations_share_one_name_space").await {
-        eprintln!("{}: users_and_organizations_share_one_name_space", backend.name);
+        eprintln!(
+            "{}: users_and_organizations_share_one_name_space",
+            backend.name
+        );
         users_and_organizations_share_one_name_space_on(&backend).await;
     }
 }
 
 async fn users_and_organizations_share_one_name_space_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
 
     let taken = |name: &str| NewUser {
@@ -162,9 +164,9 @@ async fn user_settings_change_only_existing_users() {
 }
 
 async fn user_settings_change_only_existing_users_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let bob = user(&meta, "bob").await;
-    let alice = user(&meta, "alice").await;
+    let meta: &dyn Store = &*backend.node;
+    let bob = user(meta, "bob").await;
+    let alice = user(meta, "alice").await;
     let names: Vec<_> = meta
         .list_users()
         .await
@@ -215,15 +217,18 @@ async fn user_settings_change_only_existing_users_on(backend: &Backend) {
 #[tokio::test]
 async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over() {
     for backend in backends("each_totp_step_is_claimed_once_and_a_new_secret_starts_over").await {
-        eprintln!("{}: each_totp_step_is_claimed_once_and_a_new_secret_starts_over", backend.name);
+        eprintln!(
+            "{}: each_totp_step_is_claimed_once_and_a_new_secret_starts_over",
+            backend.name
+        );
         each_totp_step_is_claimed_once_and_a_new_secret_starts_over_on(&backend).await;
     }
 }
 
 async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let step = NOW / 30;
     meta.set_totp("alice", Some("JBSWY3DPEHPK3PXP"), false)
         .await
@@ -266,15 +271,18 @@ async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over_on(backend:
 #[tokio::test]
 async fn organizations_start_with_their_owner_and_manage_teams() {
     for backend in backends("organizations_start_with_their_owner_and_manage_teams").await {
-        eprintln!("{}: organizations_start_with_their_owner_and_manage_teams", backend.name);
+        eprintln!(
+            "{}: organizations_start_with_their_owner_and_manage_teams",
+            backend.name
+        );
         organizations_start_with_their_owner_and_manage_teams_on(&backend).await;
     }
 }
 
 async fn organizations_start_with_their_owner_and_manage_teams_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     assert_eq!(acme.name, "acme");
     assert_eq!(meta.org_by_id(acme.id).await.unwrap(), Some(acme.clone()));
@@ -356,31 +364,34 @@ async fn organizations_start_with_their_owner_and_manage_teams_on(backend: &Back
 #[tokio::test]
 async fn pushed_repositories_take_their_namespace_default() {
     for backend in backends("pushed_repositories_take_their_namespace_default").await {
-        eprintln!("{}: pushed_repositories_take_their_namespace_default", backend.name);
+        eprintln!(
+            "{}: pushed_repositories_take_their_namespace_default",
+            backend.name
+        );
         pushed_repositories_take_their_namespace_default_on(&backend).await;
     }
 }
 
 async fn pushed_repositories_take_their_namespace_default_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    user(&meta, "alice").await;
-    push(&meta, "alice/app").await;
-    push(&meta, "library/nginx").await;
-    push(&meta, "ghost/thing").await;
-    push(&meta, "alice").await;
+    let meta: &dyn Store = &*backend.node;
+    user(meta, "alice").await;
+    push(meta, "alice/app").await;
+    push(meta, "library/nginx").await;
+    push(meta, "ghost/thing").await;
+    push(meta, "alice").await;
     assert!(
-        is_private(&meta, "alice/app").await,
+        is_private(meta, "alice/app").await,
         "user namespaces default to private"
     );
     assert!(
-        !is_private(&meta, "library/nginx").await,
+        !is_private(meta, "library/nginx").await,
         "library defaults to public"
     );
     assert!(
-        is_private(&meta, "ghost/thing").await,
+        is_private(meta, "ghost/thing").await,
         "unknown namespaces are private"
     );
-    assert!(is_private(&meta, "alice").await);
+    assert!(is_private(meta, "alice").await);
 
     let record = meta.repository(&repo("alice/app")).await.unwrap().unwrap();
     assert_eq!(
@@ -398,10 +409,10 @@ async fn pushed_repositories_take_their_namespace_default_on(backend: &Backend) 
     );
 
     meta.set_default_private("alice", false).await.unwrap();
-    push(&meta, "alice/open").await;
-    assert!(!is_private(&meta, "alice/open").await);
+    push(meta, "alice/open").await;
+    assert!(!is_private(meta, "alice/open").await);
     assert!(
-        is_private(&meta, "alice/app").await,
+        is_private(meta, "alice/app").await,
         "existing repositories keep theirs"
     );
     // A second push into an existing repository leaves its visibility alone.
@@ -412,20 +423,23 @@ async fn pushed_repositories_take_their_namespace_default_on(backend: &Backend) 
     meta.link_blob(&repo("library/nginx"), &digest, 1, NOW)
         .await
         .unwrap();
-    assert!(is_private(&meta, "library/nginx").await);
+    assert!(is_private(meta, "library/nginx").await);
 }
 
 #[tokio::test]
 async fn created_repositories_honour_explicit_visibility() {
     for backend in backends("created_repositories_honour_explicit_visibility").await {
-        eprintln!("{}: created_repositories_honour_explicit_visibility", backend.name);
+        eprintln!(
+            "{}: created_repositories_honour_explicit_visibility",
+            backend.name
+        );
         created_repositories_honour_explicit_visibility_on(&backend).await;
     }
 }
 
 async fn created_repositories_honour_explicit_visibility_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    user(&meta, "alice").await;
+    let meta: &dyn Store = &*backend.node;
+    user(meta, "alice").await;
     assert!(meta.list_repositories(None, 100).await.unwrap().is_empty());
 
     let open = meta
@@ -455,7 +469,7 @@ async fn created_repositories_honour_explicit_visibility_on(backend: &Backend) {
         "repository alice/open",
     );
     assert!(
-        !is_private(&meta, "alice/open").await,
+        !is_private(meta, "alice/open").await,
         "a conflict changes nothing"
     );
 
@@ -486,7 +500,7 @@ async fn created_repositories_honour_explicit_visibility_on(backend: &Backend) {
         .set_repository_private(&repo("alice/open"), true, None)
         .await
         .unwrap());
-    assert!(is_private(&meta, "alice/open").await);
+    assert!(is_private(meta, "alice/open").await);
     assert!(!meta
         .set_repository_private(&repo("ghost/x"), true, None)
         .await
@@ -503,21 +517,20 @@ async fn access_facts_tell_who_may_do_what() {
 }
 
 async fn access_facts_tell_who_may_do_what_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let olivia = user(&meta, "olivia").await;
-    let tom = user(&meta, "tom").await;
-    let carol = user(&meta, "carol").await;
-    let eve = user(&meta, "eve").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let olivia = user(meta, "olivia").await;
+    let tom = user(meta, "tom").await;
+    let carol = user(meta, "carol").await;
+    let eve = user(meta, "eve").await;
     let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     let ops = meta.create_team(acme.id, "ops", "").await.unwrap();
     meta.add_team_member(dev.id, tom, None).await.unwrap();
-    push(&meta, "alice/app").await;
-    let api = push(&meta, "acme/api").await;
-    let facts = |user: Option<i64>, name: &'static str| {
-        let meta = meta.clone();
-        async move { meta.access_facts(user, &repo(name)).await.unwrap() }
+    push(meta, "alice/app").await;
+    let api = push(meta, "acme/api").await;
+    let facts = |user: Option<i64>, name: &'static str| async move {
+        meta.access_facts(user, &repo(name)).await.unwrap()
     };
     let acme_owner = Some(NamespaceOwner::Organization(acme.id));
 
@@ -669,17 +682,20 @@ fn names(records: Vec<berth_core::ports::RepositoryRecord>) -> Vec<String> {
 #[tokio::test]
 async fn listings_show_each_viewer_what_they_may_read() {
     for backend in backends("listings_show_each_viewer_what_they_may_read").await {
-        eprintln!("{}: listings_show_each_viewer_what_they_may_read", backend.name);
+        eprintln!(
+            "{}: listings_show_each_viewer_what_they_may_read",
+            backend.name
+        );
         listings_show_each_viewer_what_they_may_read_on(&backend).await;
     }
 }
 
 async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
-    let dave = user(&meta, "dave").await;
-    let eve = user(&meta, "eve").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
+    let dave = user(meta, "dave").await;
+    let eve = user(meta, "eve").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     meta.add_team_member(dev.id, dave, None).await.unwrap();
@@ -691,25 +707,25 @@ async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
         "acme/web",
         "bob/secret",
     ] {
-        push(&meta, name).await;
+        push(meta, name).await;
     }
     meta.set_repository_private(&repo("alice/pub"), false, None)
         .await
         .unwrap();
-    let granted = push(&meta, "acme/granted").await;
+    let granted = push(meta, "acme/granted").await;
     meta.grant_team(dev.id, granted, Permission::Read, None)
         .await
         .unwrap();
-    let shared = push(&meta, "bob/shared").await;
+    let shared = push(meta, "bob/shared").await;
     meta.set_collaborator(shared, dave, Permission::Read, None)
         .await
         .unwrap();
     // Reachable both as public and through a grant: listed once.
-    let both = push(&meta, "library/nginx").await;
+    let both = push(meta, "library/nginx").await;
     meta.set_collaborator(both, dave, Permission::Write, None)
         .await
         .unwrap();
-    push(&meta, "ghost/x").await;
+    push(meta, "ghost/x").await;
     meta.create_repository(&repo("zzz/open"), Some(false), NOW, None)
         .await
         .unwrap();
@@ -777,7 +793,7 @@ async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
         assert_eq!(&all, want, "{viewer:?}");
         for limit in [1, 2, 3] {
             assert_eq!(
-                &all_pages(&meta, *viewer, limit).await,
+                &all_pages(meta, *viewer, limit).await,
                 want,
                 "{viewer:?} by {limit}"
             );
@@ -804,15 +820,12 @@ async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
         ["bob/shared", "library/nginx", "zzz/open"]
     );
 
-    let in_namespace = |namespace: &'static str, viewer: Viewer| {
-        let meta = meta.clone();
-        async move {
-            names(
-                meta.repositories_in_namespace(namespace, viewer)
-                    .await
-                    .unwrap(),
-            )
-        }
+    let in_namespace = |namespace: &'static str, viewer: Viewer| async move {
+        names(
+            meta.repositories_in_namespace(namespace, viewer)
+                .await
+                .unwrap(),
+        )
     };
     let acme_all = ["acme/api", "acme/granted", "acme/web"];
     assert_eq!(in_namespace("acme", Viewer::Everything).await, acme_all);
@@ -858,15 +871,18 @@ async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
 #[tokio::test]
 async fn deleting_a_repository_removes_everything_attached() {
     for backend in backends("deleting_a_repository_removes_everything_attached").await {
-        eprintln!("{}: deleting_a_repository_removes_everything_attached", backend.name);
+        eprintln!(
+            "{}: deleting_a_repository_removes_everything_attached",
+            backend.name
+        );
         deleting_a_repository_removes_everything_attached_on(&backend).await;
     }
 }
 
 async fn deleting_a_repository_removes_everything_attached_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     meta.add_team_member(dev.id, bob, None).await.unwrap();
@@ -913,7 +929,7 @@ async fn deleting_a_repository_removes_everything_attached_on(backend: &Backend)
     )
     .await
     .unwrap();
-    push(&meta, "acme/other").await;
+    push(meta, "acme/other").await;
     // Fill the catalog cache, which must notice the deletion.
     assert_eq!(
         meta.visible_repositories(Viewer::Everything, None, 10)
@@ -952,7 +968,7 @@ async fn deleting_a_repository_removes_everything_attached_on(backend: &Backend)
         .is_empty());
 
     // Pushing the name again starts over, without the old grants.
-    push(&meta, "acme/app").await;
+    push(meta, "acme/app").await;
     let facts = meta.access_facts(Some(bob), &name).await.unwrap();
     assert_eq!(facts.is_private, Some(true));
     assert_eq!(
@@ -981,16 +997,21 @@ fn token(user_id: i64, org_id: Option<i64>, label: &str) -> NewToken {
 
 #[tokio::test]
 async fn access_tokens_separate_personal_from_organization_and_record_use() {
-    for backend in backends("access_tokens_separate_personal_from_organization_and_record_use").await {
-        eprintln!("{}: access_tokens_separate_personal_from_organization_and_record_use", backend.name);
+    for backend in
+        backends("access_tokens_separate_personal_from_organization_and_record_use").await
+    {
+        eprintln!(
+            "{}: access_tokens_separate_personal_from_organization_and_record_use",
+            backend.name
+        );
         access_tokens_separate_personal_from_organization_and_record_use_on(&backend).await;
     }
 }
 
 async fn access_tokens_separate_personal_from_organization_and_record_use_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let ci = meta
         .create_token(&NewToken {
@@ -1064,9 +1085,9 @@ async fn refresh_tokens_are_revoked_per_user() {
 }
 
 async fn refresh_tokens_are_revoked_per_user_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let ci = meta.create_token(&token(alice, None, "ci")).await.unwrap();
     let first = meta
         .create_refresh_token(alice, None, "r1", NOW)
@@ -1126,13 +1147,16 @@ fn event(at: i64, actor: &str, action: &str, target: &str) -> AuditEvent {
 #[tokio::test]
 async fn audit_records_read_newest_first_and_filter_by_account() {
     for backend in backends("audit_records_read_newest_first_and_filter_by_account").await {
-        eprintln!("{}: audit_records_read_newest_first_and_filter_by_account", backend.name);
+        eprintln!(
+            "{}: audit_records_read_newest_first_and_filter_by_account",
+            backend.name
+        );
         audit_records_read_newest_first_and_filter_by_account_on(&backend).await;
     }
 }
 
 async fn audit_records_read_newest_first_and_filter_by_account_on(backend: &Backend) {
-    let meta = backend.node.clone();
+    let meta: &dyn Store = &*backend.node;
     let mut login = event(1, "alice", "login", "alice");
     login.detail = Some("{\"method\":\"password\"}".into());
     login.address = Some("192.0.2.7".into());
@@ -1151,7 +1175,6 @@ async fn audit_records_read_newest_first_and_filter_by_account_on(backend: &Back
         .unwrap();
 
     let read = |account: Option<&str>, before: Option<i64>, limit: u32| {
-        let meta = meta.clone();
         let query = AuditQuery {
             account: account.map(str::to_owned),
             before,
@@ -1204,13 +1227,16 @@ async fn audit_records_read_newest_first_and_filter_by_account_on(backend: &Back
 #[tokio::test]
 async fn repeated_identical_failures_fold_into_one_record_with_a_count() {
     for backend in backends("repeated_identical_failures_fold_into_one_record_with_a_count").await {
-        eprintln!("{}: repeated_identical_failures_fold_into_one_record_with_a_count", backend.name);
+        eprintln!(
+            "{}: repeated_identical_failures_fold_into_one_record_with_a_count",
+            backend.name
+        );
         repeated_identical_failures_fold_into_one_record_with_a_count_on(&backend).await;
     }
 }
 
 async fn repeated_identical_failures_fold_into_one_record_with_a_count_on(backend: &Backend) {
-    let meta = backend.node.clone();
+    let meta: &dyn Store = &*backend.node;
     let failure = |at: i64, address: &str, name: &str| AuditEvent {
         address: Some(address.to_owned()),
         ..event(at, name, "login.failure", name)
@@ -1267,13 +1293,16 @@ async fn repeated_identical_failures_fold_into_one_record_with_a_count_on(backen
 #[tokio::test]
 async fn pruning_removes_records_that_last_happened_before_the_cut() {
     for backend in backends("pruning_removes_records_that_last_happened_before_the_cut").await {
-        eprintln!("{}: pruning_removes_records_that_last_happened_before_the_cut", backend.name);
+        eprintln!(
+            "{}: pruning_removes_records_that_last_happened_before_the_cut",
+            backend.name
+        );
         pruning_removes_records_that_last_happened_before_the_cut_on(&backend).await;
     }
 }
 
 async fn pruning_removes_records_that_last_happened_before_the_cut_on(backend: &Backend) {
-    let meta = backend.node.clone();
+    let meta: &dyn Store = &*backend.node;
     for at in 0..6_000 {
         meta.record_audit(&event(at, "bulk", "pull", "x"))
             .await
@@ -1311,12 +1340,12 @@ async fn the_first_stored_signing_key_wins() {
 }
 
 async fn the_first_stored_signing_key_wins_on(backend: &Backend) {
-    let meta = backend.node.clone();
+    let meta: &dyn Store = &*backend.node;
     let callers: Vec<_> = (0..8u8)
         .map(|i| {
             // Half the callers on each node.
             let meta = if i % 2 == 0 {
-                meta.clone()
+                backend.node.clone()
             } else {
                 backend.other_node.clone()
             };
@@ -1409,38 +1438,41 @@ async fn upgrading_keeps_existing_users_and_repositories_as_they_were() {
 #[tokio::test]
 async fn credential_generations_move_with_passwords_and_disabling_only() {
     for backend in backends("credential_generations_move_with_passwords_and_disabling_only").await {
-        eprintln!("{}: credential_generations_move_with_passwords_and_disabling_only", backend.name);
+        eprintln!(
+            "{}: credential_generations_move_with_passwords_and_disabling_only",
+            backend.name
+        );
         credential_generations_move_with_passwords_and_disabling_only_on(&backend).await;
     }
 }
 
 async fn credential_generations_move_with_passwords_and_disabling_only_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let generation = |meta: &Arc<dyn Store>| {
-        let meta = meta.clone();
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let generation = |_: &dyn Store| {
+        let meta = backend.node.clone();
         async move {
             let user = meta.user_by_name("alice").await.unwrap().unwrap();
             (user.credential_generation, user.disabled_at)
         }
     };
-    assert_eq!(generation(&meta).await, (0, None));
+    assert_eq!(generation(meta).await, (0, None));
     // Two changes within one second are two generations.
     meta.set_password_hash("alice", "a", NOW).await.unwrap();
     meta.set_password_hash("alice", "b", NOW).await.unwrap();
-    assert_eq!(generation(&meta).await, (2, None));
+    assert_eq!(generation(meta).await, (2, None));
     meta.set_admin("alice", true).await.unwrap();
-    assert_eq!(generation(&meta).await, (2, None), "not every change");
+    assert_eq!(generation(meta).await, (2, None), "not every change");
 
     assert!(meta.set_disabled("alice", Some(NOW)).await.unwrap());
     assert!(
         !meta.set_disabled("alice", Some(NOW + 1)).await.unwrap(),
         "already"
     );
-    assert_eq!(generation(&meta).await, (3, Some(NOW)));
+    assert_eq!(generation(meta).await, (3, Some(NOW)));
     assert!(meta.set_disabled("alice", None).await.unwrap());
     assert!(!meta.set_disabled("alice", None).await.unwrap());
-    assert_eq!(generation(&meta).await, (3, None), "enabling ends nothing");
+    assert_eq!(generation(meta).await, (3, None), "enabling ends nothing");
     assert!(!meta.set_disabled("nobody", Some(NOW)).await.unwrap());
 
     assert!(meta.delete_user(alice).await.unwrap());
@@ -1455,13 +1487,16 @@ async fn credential_generations_move_with_passwords_and_disabling_only_on(backen
 #[tokio::test]
 async fn ended_sessions_are_remembered_until_they_would_have_expired() {
     for backend in backends("ended_sessions_are_remembered_until_they_would_have_expired").await {
-        eprintln!("{}: ended_sessions_are_remembered_until_they_would_have_expired", backend.name);
+        eprintln!(
+            "{}: ended_sessions_are_remembered_until_they_would_have_expired",
+            backend.name
+        );
         ended_sessions_are_remembered_until_they_would_have_expired_on(&backend).await;
     }
 }
 
 async fn ended_sessions_are_remembered_until_they_would_have_expired_on(backend: &Backend) {
-    let meta = backend.node.clone();
+    let meta: &dyn Store = &*backend.node;
     meta.end_session("a", NOW + 10, NOW).await.unwrap();
     meta.end_session("a", NOW + 10, NOW).await.unwrap();
     assert!(meta.session_ended("a").await.unwrap());
@@ -1475,15 +1510,18 @@ async fn ended_sessions_are_remembered_until_they_would_have_expired_on(backend:
 #[tokio::test]
 async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
     for backend in backends("a_recovery_code_is_used_once_even_by_racing_sign_ins").await {
-        eprintln!("{}: a_recovery_code_is_used_once_even_by_racing_sign_ins", backend.name);
+        eprintln!(
+            "{}: a_recovery_code_is_used_once_even_by_racing_sign_ins",
+            backend.name
+        );
         a_recovery_code_is_used_once_even_by_racing_sign_ins_on(&backend).await;
     }
 }
 
 async fn a_recovery_code_is_used_once_even_by_racing_sign_ins_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let hashes = vec!["h1".to_owned(), "h2".to_owned()];
     meta.replace_recovery_codes(alice, &hashes).await.unwrap();
     let counts = meta.recovery_code_counts(alice).await.unwrap();
@@ -1566,22 +1604,31 @@ fn changed(
 
 #[tokio::test]
 async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches() {
-    for backend in backends("team_membership_changes_record_access_changed_for_each_repository_the_team_reaches").await {
+    for backend in backends(
+        "team_membership_changes_record_access_changed_for_each_repository_the_team_reaches",
+    )
+    .await
+    {
         eprintln!("{}: team_membership_changes_record_access_changed_for_each_repository_the_team_reaches", backend.name);
-        team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(&backend).await;
+        team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(
+            &backend,
+        )
+        .await;
     }
 }
 
-async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(backend: &Backend) {
-    let meta = backend.node.clone();
-    let olivia = user(&meta, "olivia").await;
-    let tom = user(&meta, "tom").await;
+async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(
+    backend: &Backend,
+) {
+    let meta: &dyn Store = &*backend.node;
+    let olivia = user(meta, "olivia").await;
+    let tom = user(meta, "tom").await;
     let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     let idle = meta.create_team(acme.id, "idle", "").await.unwrap();
-    let api = push(&meta, "acme/api").await;
-    let web = push(&meta, "acme/web").await;
-    push(&meta, "acmeco/other").await;
+    let api = push(meta, "acme/api").await;
+    let web = push(meta, "acme/web").await;
+    push(meta, "acmeco/other").await;
     meta.grant_team(dev.id, api, Permission::Write, None)
         .await
         .unwrap();
@@ -1594,7 +1641,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.add_team_member(dev.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.add", "tom", Some("write"), "dev"),
             changed("acme/web", "team.member.add", "tom", Some("read"), "dev"),
@@ -1604,7 +1651,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(!meta.add_team_member(dev.id, tom, by).await.unwrap());
     assert!(meta.add_team_member(idle.id, tom, by).await.unwrap());
-    assert_eq!(access_events(&meta, start).await, []);
+    assert_eq!(access_events(meta, start).await, []);
 
     // The owners team reaches every repository of the organization, as Admin, and no
     // repository of another namespace that merely starts with the same letters.
@@ -1612,7 +1659,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.add_team_member(owners.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed(
                 "acme/api",
@@ -1633,7 +1680,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.remove_team_member(owners.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.remove", "tom", None, OWNERS_TEAM),
             changed("acme/web", "team.member.remove", "tom", None, OWNERS_TEAM),
@@ -1645,7 +1692,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     assert!(meta.remove_team_member(dev.id, tom, by).await.unwrap());
     assert!(!meta.remove_team_member(dev.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.remove", "tom", None, "dev"),
             changed("acme/web", "team.member.remove", "tom", None, "dev"),
@@ -1657,7 +1704,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.delete_team(dev.id, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.delete", "dev", None, "dev"),
             changed("acme/web", "team.delete", "dev", None, "dev"),
@@ -1665,5 +1712,5 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     );
     let start = meta.last_event_id().await.unwrap();
     assert!(!meta.delete_team(dev.id, by).await.unwrap());
-    assert_eq!(access_events(&meta, start).await, []);
+    assert_eq!(access_events(meta, start).await, []);
 }

@@ -120,7 +120,10 @@ async fn pending_job_keys(meta: &dyn Store) -> Vec<String> {
 #[tokio::test]
 async fn webhooks_are_stored_listed_per_target_and_limited() {
     for backend in backends("webhooks_are_stored_listed_per_target_and_limited").await {
-        eprintln!("{}: webhooks_are_stored_listed_per_target_and_limited", backend.name);
+        eprintln!(
+            "{}: webhooks_are_stored_listed_per_target_and_limited",
+            backend.name
+        );
         let meta = &*backend.node;
         // An event before the webhook exists: the webhook hears only of later ones.
         meta.create_repository(&"alice/app".parse().unwrap(), None, NOW, None)
@@ -167,7 +170,10 @@ async fn webhooks_are_stored_listed_per_target_and_limited() {
         assert!(stored.enabled && stored.disabled_reason.is_none());
         assert_eq!(stored.consecutive_failures, 0);
         assert_eq!(stored.after_event, last);
-        assert_eq!((stored.created_by.as_str(), stored.created_at), ("alice", NOW));
+        assert_eq!(
+            (stored.created_by.as_str(), stored.created_at),
+            ("alice", NOW)
+        );
         assert!(meta.webhook("ghost").await.unwrap().is_none());
 
         let ids = |hooks: Vec<berth_core::ports::WebhookRecord>| -> Vec<String> {
@@ -215,7 +221,10 @@ async fn webhooks_are_stored_listed_per_target_and_limited() {
                 .unwrap()),
             ["n1", "s1", "w1"]
         );
-        assert!(meta.set_webhook_enabled("w2", true, Some("ignored")).await.unwrap());
+        assert!(meta
+            .set_webhook_enabled("w2", true, Some("ignored"))
+            .await
+            .unwrap());
         let w2 = meta.webhook("w2").await.unwrap().unwrap();
         assert!(w2.enabled && w2.disabled_reason.is_none());
         assert!(!meta.set_webhook_enabled("ghost", true, None).await.unwrap());
@@ -270,7 +279,10 @@ async fn concurrent_creation_keeps_the_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_handed_on_once_whichever_node_does_it() {
     for backend in backends("events_are_handed_on_once_whichever_node_does_it").await {
-        eprintln!("{}: events_are_handed_on_once_whichever_node_does_it", backend.name);
+        eprintln!(
+            "{}: events_are_handed_on_once_whichever_node_does_it",
+            backend.name
+        );
         let meta = &*backend.node;
         meta.create_webhook(&webhook("w1", WebhookTarget::Site), 5)
             .await
@@ -296,7 +308,10 @@ async fn events_are_handed_on_once_whichever_node_does_it() {
         assert_eq!(stored.event_id, Some(1));
         assert_eq!(stored.webhook_id, "w1");
         assert_eq!(stored.body, format!("{{\"delivery\":\"{won}\"}}"));
-        assert!(meta.delivery(lost).await.unwrap().is_none(), "nothing stored");
+        assert!(
+            meta.delivery(lost).await.unwrap().is_none(),
+            "nothing stored"
+        );
         assert_eq!(
             pending_job_keys(meta).await,
             [format!("{{\"delivery\":\"{won}\"}}")]
@@ -368,7 +383,14 @@ async fn attempts_settle_deliveries_and_a_run_of_failures_disables() {
             meta.delivery("d2").await.unwrap().unwrap().state,
             DeliveryState::Pending
         );
-        assert_eq!(meta.webhook("w1").await.unwrap().unwrap().consecutive_failures, 0);
+        assert_eq!(
+            meta.webhook("w1")
+                .await
+                .unwrap()
+                .unwrap()
+                .consecutive_failures,
+            0
+        );
         assert!(!meta
             .record_attempt(&attempt("d2", "w1", 2), AttemptVerdict::Failed, 2, None)
             .await
@@ -377,7 +399,14 @@ async fn attempts_settle_deliveries_and_a_run_of_failures_disables() {
             meta.delivery("d2").await.unwrap().unwrap().state,
             DeliveryState::Failed
         );
-        assert_eq!(meta.webhook("w1").await.unwrap().unwrap().consecutive_failures, 1);
+        assert_eq!(
+            meta.webhook("w1")
+                .await
+                .unwrap()
+                .unwrap()
+                .consecutive_failures,
+            1
+        );
         assert!(
             meta.record_attempt(&attempt("d3", "w1", 1), AttemptVerdict::Failed, 2, None)
                 .await
@@ -401,7 +430,14 @@ async fn attempts_settle_deliveries_and_a_run_of_failures_disables() {
 
         // Enabled again, a delivery ends the run; 410 Gone disables at once.
         meta.set_webhook_enabled("w1", true, None).await.unwrap();
-        assert_eq!(meta.webhook("w1").await.unwrap().unwrap().consecutive_failures, 0);
+        assert_eq!(
+            meta.webhook("w1")
+                .await
+                .unwrap()
+                .unwrap()
+                .consecutive_failures,
+            0
+        );
         assert!(meta
             .record_attempt(&attempt("d4", "w1", 2), AttemptVerdict::Gone, 5, None)
             .await
@@ -456,7 +492,10 @@ async fn attempts_settle_deliveries_and_a_run_of_failures_disables() {
 #[tokio::test]
 async fn deleting_a_webhook_drops_its_pending_deliveries() {
     for backend in backends("deleting_a_webhook_drops_its_pending_deliveries").await {
-        eprintln!("{}: deleting_a_webhook_drops_its_pending_deliveries", backend.name);
+        eprintln!(
+            "{}: deleting_a_webhook_drops_its_pending_deliveries",
+            backend.name
+        );
         let meta = &*backend.node;
         meta.create_webhook(&webhook("w1", WebhookTarget::Site), 5)
             .await

@@ -3,8 +3,8 @@
 use super::{instant, CliResult};
 use crate::cli::PlanCommand;
 use berth_core::identity::Acting;
-use berth_core::ratelimit::{Plan, PullLimits, Tiers};
 use berth_core::ports::MetaStore;
+use berth_core::ratelimit::{Plan, PullLimits, Tiers};
 use std::sync::Arc;
 
 pub(super) async fn plan(

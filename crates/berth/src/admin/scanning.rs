@@ -36,13 +36,9 @@ pub(super) async fn vulndb(
     match command {
         VulndbCommand::Import { path } => {
             let started = std::time::Instant::now();
-            let status = import_vulndb(
-                meta.clone(),
-                berth_core::clock::system(),
-                &path,
-            )
-            .await
-            .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
+            let status = import_vulndb(meta.clone(), berth_core::clock::system(), &path)
+                .await
+                .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
             scanner(config, &meta)?.rescan_all().await?;
             println!(
                 "imported {} advisories from {} in {:.1} s ({} malformed entries skipped, {} withdrawn or of other ecosystems); the server rescans every image",

@@ -1,9 +1,9 @@
 //! Repository access on PostgreSQL: visibility, team grants, collaborators, the facts one
 //! authorization reads, and listings filtered to what a viewer may see.
 
+use super::accounts::namespace_owner;
 use super::events::{record_event, record_events};
 use super::links::{insert_repository, namespace_of, repository_from_row, REPOSITORY_COLUMNS};
-use super::accounts::namespace_owner;
 use super::{backend, PostgresMeta};
 use berth_core::events::{
     data_of, team_access_events, AccessChangedData, EventKind, NewEvent, TeamReach,
@@ -232,7 +232,8 @@ impl RepositoryAccess for PostgresMeta {
         namespace: &str,
         viewer: Viewer,
     ) -> Result<Vec<RepositoryRecord>, MetaError> {
-        let base = format!("SELECT {REPOSITORY_COLUMNS} FROM repositories r WHERE r.namespace = $1");
+        let base =
+            format!("SELECT {REPOSITORY_COLUMNS} FROM repositories r WHERE r.namespace = $1");
         let rows = match viewer {
             Viewer::Everything => {
                 sqlx::query(&format!("{base} ORDER BY r.name"))
@@ -342,7 +343,16 @@ impl RepositoryAccess for PostgresMeta {
             return Ok(false);
         }
         let subject = "SELECT name FROM teams WHERE id = $1";
-        access_changed(&mut tx, repo_id, subject, team_id, "team.revoke", None, actor).await?;
+        access_changed(
+            &mut tx,
+            repo_id,
+            subject,
+            team_id,
+            "team.revoke",
+            None,
+            actor,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }

@@ -46,8 +46,12 @@ impl PostgresMeta {
         "IdentityStore",
         "WebhookStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] =
-        &["LifecycleStore", "RateLimitStore", "SignatureStore", "ScanStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &[
+        "LifecycleStore",
+        "RateLimitStore",
+        "SignatureStore",
+        "ScanStore",
+    ];
 
     /// The store as every port at once, for `serve` and the administration commands;
     /// `None` while [`PostgresMeta::MISSING_PORTS`] is not empty. When the last port is

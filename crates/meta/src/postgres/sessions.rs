@@ -2,9 +2,7 @@
 //! codes (only their hashes), and the token service's signing key.
 
 use super::{backend, PostgresMeta};
-use berth_core::ports::{
-    EndedSessions, MetaError, RecoveryCodeCounts, RecoveryCodes, SigningKeys,
-};
+use berth_core::ports::{EndedSessions, MetaError, RecoveryCodeCounts, RecoveryCodes, SigningKeys};
 
 #[async_trait::async_trait]
 impl EndedSessions for PostgresMeta {

@@ -49,7 +49,8 @@ impl PostgresMeta {
 #[async_trait::async_trait]
 impl AccessTokens for PostgresMeta {
     async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
-        let repositories = (!token.repositories.is_empty()).then(|| join_lines(&token.repositories));
+        let repositories =
+            (!token.repositories.is_empty()).then(|| join_lines(&token.repositories));
         let row = sqlx::query(&format!(
             "INSERT INTO access_tokens \
              (user_id, org_id, label, token_hash, scope, repositories, created_at, expires_at) \

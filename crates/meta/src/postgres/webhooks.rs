@@ -26,11 +26,11 @@ fn webhook_from_row(row: &PgRow) -> Result<WebhookRecord, MetaError> {
         target,
         name: row.get("name"),
         url: row.get("url"),
-        events: split_lines(Some(&events))
+        events: split_lines(Some(events.as_str()))
             .iter()
             .filter_map(|e| WebhookEvent::parse(e))
             .collect(),
-        tag_filters: split_lines(Some(&tags)),
+        tag_filters: split_lines(Some(tags.as_str())),
         format: PayloadFormat::parse(&format).ok_or_else(|| broken("format"))?,
         secret_sealed: row.get("secret_sealed"),
         header_name: row.get("header_name"),
@@ -82,15 +82,14 @@ impl WebhookStore for PostgresMeta {
             repository.unwrap_or("")
         );
         lock_name(&mut tx, &lock).await?;
-        let count: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM webhooks WHERE {OF_TARGET}"
-        ))
-        .bind(scope)
-        .bind(namespace)
-        .bind(repository)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let count: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM webhooks WHERE {OF_TARGET}"))
+                .bind(scope)
+                .bind(namespace)
+                .bind(repository)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
         if count >= i64::from(limit) {
             return Err(MetaError::Conflict(format!("webhook number {}", count + 1)));
         }

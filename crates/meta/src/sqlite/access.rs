@@ -150,7 +150,8 @@ fn parse_permission(raw: &str) -> Result<Permission, MetaError> {
 
 /// The permission for a rank as ACCESS_FACTS computes it (1 = read … 3 = admin).
 fn permission_of_rank(rank: i64) -> Result<Permission, MetaError> {
-    Permission::of_rank(rank).ok_or_else(|| MetaError::Backend(format!("permission rank {rank} is out of range")))
+    Permission::of_rank(rank)
+        .ok_or_else(|| MetaError::Backend(format!("permission rank {rank} is out of range")))
 }
 
 /// (name, permission) pairs as a grant or collaborator listing stores them.

@@ -25,11 +25,11 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
         target,
         name: row.get("name"),
         url: row.get("url"),
-        events: split_lines(Some(&events))
+        events: split_lines(Some(events.as_str()))
             .iter()
             .filter_map(|e| WebhookEvent::parse(e))
             .collect(),
-        tag_filters: split_lines(Some(&tags)),
+        tag_filters: split_lines(Some(tags.as_str())),
         format: PayloadFormat::parse(&format).ok_or_else(|| broken("format"))?,
         secret_sealed: row.get("secret_sealed"),
         header_name: row.get("header_name"),
