@@ -10,7 +10,7 @@ use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::jobs::maintenance::expire_abandoned_uploads;
 use berth_core::jobs::RunnerOptions;
-use berth_core::ports::{BlobStore as _, MetaStore, UploadSessions as _};
+use berth_core::ports::{BlobStore as _, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::WebhookSettings;
 use berth_http::wiring::{wire, Parts, Settings};

@@ -7,7 +7,7 @@ use crate::config::Config;
 use berth_core::access::{Authorizer, PolicyAuthorizer};
 use berth_core::identity::Acting;
 use berth_core::lifecycle::{format_size, parse_quota, Collector, UsageService};
-use berth_core::ports::{IdentityStore, MetaStore, Usage, UsageStore};
+use berth_core::ports::{IdentityStore, MetaStore, Usage};
 use berth_core::Registry;
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 use super::{instant, repository_name, CliResult};
 use crate::cli::{ScanArgs, VulndbCommand};
 use crate::config::Config;
-use berth_core::ports::{Manifests, MetaStore, ScanRecord, ScanStore};
+use berth_core::ports::{MetaStore, ScanRecord};
 use berth_core::scan::{import_vulndb, ScanError, Scanner};
 use berth_core::Registry;
 use berth_oci::{Digest, ManifestKind, ParsedManifest};
