@@ -302,4 +302,73 @@ mod tests {
         let official = NewEvent::about(EventKind::TagDeleted, "nginx", None, serde_json::json!({}));
         assert_eq!(official.namespace, "nginx");
     }
+
+    #[test]
+    fn a_team_change_is_one_event_per_repository_with_the_highest_permission() {
+        use crate::ports::Permission;
+        let reach = |team: &str, repository: &str, permission| TeamReach {
+            team: team.to_owned(),
+            repository: repository.to_owned(),
+            permission,
+        };
+        let events = team_access_events(
+            [
+                reach("owners", "acme/web", Permission::Admin),
+                reach("owners", "acme/api", Permission::Read),
+                reach("owners", "acme/api", Permission::Admin),
+                reach("owners", "acme/api", Permission::Write),
+            ],
+            "team.member.add",
+            "bob",
+            true,
+            Some("alice"),
+        );
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let data: AccessChangedData = serde_json::from_value(e.data.clone()).unwrap();
+                (e.repository.clone().unwrap(), data.permission, data.team)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "acme/api".into(),
+                    Some("admin".into()),
+                    Some("owners".into())
+                ),
+                (
+                    "acme/web".into(),
+                    Some("admin".into()),
+                    Some("owners".into())
+                ),
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.kind == EventKind::AccessChanged && e.actor.as_deref() == Some("alice")));
+        // A loss names no permission.
+        let lost = team_access_events(
+            [reach("dev", "acme/api", Permission::Write)],
+            "team.member.remove",
+            "bob",
+            false,
+            None,
+        );
+        let data: AccessChangedData = serde_json::from_value(lost[0].data.clone()).unwrap();
+        assert_eq!((data.subject.as_str(), data.permission), ("bob", None));
+    }
+
+    #[test]
+    fn permission_ranks_order_and_round_trip() {
+        use crate::ports::Permission;
+        for p in Permission::ALL {
+            assert_eq!(Permission::of_rank(p.rank()), Some(p));
+        }
+        assert!(Permission::Read.rank() < Permission::Write.rank());
+        assert!(Permission::Write.rank() < Permission::Admin.rank());
+        assert_eq!(Permission::of_rank(0), None);
+        assert_eq!(Permission::of_rank(4), None);
+    }
 }
