@@ -16,14 +16,13 @@ mod webhooks;
 use crate::cli::AdminCommand;
 use crate::config::Config;
 use berth_core::identity::{Acting, Identity};
-use berth_core::ports::Permission;
-use berth_meta::SqliteMeta;
+use berth_core::ports::{MetaStore, Permission};
 use berth_oci::RepoName;
 use std::sync::Arc;
 
 type CliError = Box<dyn std::error::Error>;
 type CliResult<T = ()> = Result<T, CliError>;
-type Service = Identity<SqliteMeta>;
+type Service = Identity<dyn MetaStore>;
 
 pub fn run(config: &Config, command: AdminCommand) -> CliResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -75,11 +74,12 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
     })
 }
 
-async fn open(config: &Config) -> CliResult<Arc<SqliteMeta>> {
+/// The configured store (SQLite in the data directory, or PostgreSQL), as every port.
+async fn open(config: &Config) -> CliResult<Arc<dyn MetaStore>> {
     let meta = crate::backends::metadata::open(config, berth_meta::Durability::EveryCommit)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(meta))
+    Ok(meta.store)
 }
 
 /// A repository as users type it; a bare name is an official image, as on Docker Hub.

@@ -1,12 +1,12 @@
-//! How `/readyz` and `/metrics` see the stores `serve` composed: the SQLite database and
+//! How `/readyz` and `/metrics` see the stores `serve` composed: the database and
 //! the blob store (the directories under the data directory, or the bucket).
 
 use crate::backends::blobs::BlobBackend;
+use crate::backends::metadata::Metadata;
 use berth_http::ops::{PoolStats, StoreProbe};
-use berth_meta::SqliteMeta;
 
 pub struct Stores {
-    pub meta: SqliteMeta,
+    pub meta: Metadata,
     pub blobs: BlobBackend,
 }
 

@@ -10,11 +10,11 @@ use berth_core::hub::Hub;
 use berth_core::identity::Identity;
 use berth_core::jobs::maintenance::expire_abandoned_uploads;
 use berth_core::jobs::RunnerOptions;
-use berth_core::ports::{BlobStore as _, UploadSessions as _};
+use berth_core::ports::{BlobStore as _, MetaStore};
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::WebhookSettings;
 use berth_http::wiring::{wire, Parts, Settings};
-use berth_meta::{Durability, SqliteMeta};
+use berth_meta::Durability;
 use berth_outbound::HttpTransport;
 use berth_storage::FsBlobStore;
 use std::collections::HashMap;
@@ -123,9 +123,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let meta = crate::backends::metadata::open(&config, Durability::GroupCommit).await?;
     if let BlobBackend::Filesystem(files) = &blobs {
         // On S3 an append leaves no torn bytes behind and the next one clears leftovers.
-        recover_uploads(files, &meta, &shown_dir).await?;
+        recover_uploads(files, &*meta, &shown_dir).await?;
     }
-    let meta_store = Arc::new(meta.clone());
+    let meta_store = meta.store.clone();
     create_first_admin(&meta_store, &shown_dir).await?;
     let seal = crate::secrets::load_or_create(&config.secrets_key_path())
         .map_err(|message| ServeError::Secrets { message })?;
@@ -280,7 +280,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// On first start (no accounts yet) creates the site admin `admin`, with the password from
 /// `BERTH_ADMIN_PASSWORD` or a random one printed once, so the registry is never open.
-async fn create_first_admin(meta: &Arc<SqliteMeta>, shown_dir: &str) -> Result<(), ServeError> {
+async fn create_first_admin(meta: &Arc<dyn MetaStore>, shown_dir: &str) -> Result<(), ServeError> {
     let from_env = std::env::var("BERTH_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
@@ -305,7 +305,7 @@ async fn create_first_admin(meta: &Arc<SqliteMeta>, shown_dir: &str) -> Result<(
 /// committed or lost. Make them agree before serving, so every session can resume.
 async fn recover_uploads(
     blobs: &FsBlobStore,
-    meta: &SqliteMeta,
+    meta: &dyn MetaStore,
     shown_dir: &str,
 ) -> Result<(), ServeError> {
     let sessions: HashMap<String, u64> = meta

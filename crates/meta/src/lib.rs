@@ -1,6 +1,7 @@
 //! Metadata backends implementing the core's ports; SQLite is the embedded default and
 //! PostgreSQL (cargo feature `postgres`) serves several nodes.
 
+mod columns;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

@@ -1,34 +1,71 @@
-//! The identity ports of the SQLite backend against a real database file: accounts and the
-//! shared name space, organizations and teams, repository access, tokens, audit, signing keys.
+//! The contract of the identity ports, run against every backend: SQLite, and a real
+//! PostgreSQL (a private cluster from the test kit; skipped with a loud notice when
+//! PostgreSQL is not installed, required under `CI=true`). Accounts and the shared name
+//! space, organizations and teams, repository access, tokens, audit, signing keys. Where
+//! two callers race, they are two stores ("nodes") on one database.
 
 use berth_core::events::{AccessChangedData, EventKind};
+use berth_core::ports::IdentityStore;
 use berth_core::ports::{
-    AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, BlobLinks,
-    EndedSessions, EventLog, ManifestPlatform, Manifests, MetaError, NamespaceOwner, Namespaces,
-    NewManifest, NewToken, NewUser, Organizations, Permission, RecoveryCodes, RefreshTokens,
-    Repositories, RepositoryAccess, SigningKeys, Tags, UploadSession, UploadSessions, Viewer,
-    AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
+    AccessFacts, Accounts, AuditEvent, AuditQuery, BlobLinks, EventLog, ManifestPlatform,
+    Manifests, MetaError, NamespaceOwner, Namespaces, NewManifest, NewToken, NewUser,
+    Organizations, Permission, Repositories, RepositoryAccess, Tags, UploadSession, UploadSessions,
+    Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
-use berth_meta::SqliteMeta;
+use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
 use std::path::Path;
-use tempfile::TempDir;
+use std::sync::Arc;
 
 const NOW: i64 = 1_700_000_000;
 
-async fn open() -> (TempDir, SqliteMeta) {
+/// Every port this suite uses, as one object.
+trait Store:
+    IdentityStore + BlobLinks + Manifests + Tags + UploadSessions + EventLog + Repositories
+{
+}
+impl<T> Store for T where
+    T: IdentityStore + BlobLinks + Manifests + Tags + UploadSessions + EventLog + Repositories
+{
+}
+
+/// One backend under test: two stores ("nodes") on the same database.
+struct Backend {
+    name: &'static str,
+    node: Arc<dyn Store>,
+    other_node: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+async fn backends(test: &str) -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMeta::open(&dir.path().join("berth.db"))
-        .await
-        .unwrap();
-    (dir, meta)
+    let path = dir.path().join("berth.db");
+    let sqlite = SqliteMeta::open(&path).await.unwrap();
+    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
+    let mut all = vec![Backend {
+        name: "sqlite",
+        node: Arc::new(sqlite),
+        other_node: Arc::new(sqlite_other),
+        _dir: dir,
+    }];
+    if let Some(db) = berth_testkit::postgres::database(test) {
+        let node = PostgresMeta::connect(&db.url).await.unwrap();
+        let other = PostgresMeta::connect(&db.url).await.unwrap();
+        all.push(Backend {
+            name: "postgres",
+            node: Arc::new(node),
+            other_node: Arc::new(other),
+            _dir: tempfile::tempdir().unwrap(),
+        });
+    }
+    all
 }
 
 fn repo(name: &str) -> RepoName {
     name.parse().unwrap()
 }
 
-async fn user(meta: &SqliteMeta, name: &str) -> i64 {
+async fn user(meta: &dyn Store, name: &str) -> i64 {
     meta.create_user(&NewUser {
         name: name.to_owned(),
         password_hash: format!("hash-of-{name}"),
@@ -40,13 +77,13 @@ async fn user(meta: &SqliteMeta, name: &str) -> i64 {
 }
 
 /// Creates the repository the way a push does: by linking a blob into it.
-async fn push(meta: &SqliteMeta, name: &str) -> i64 {
+async fn push(meta: &dyn Store, name: &str) -> i64 {
     let digest = Digest::sha256_of(name.as_bytes());
     meta.link_blob(&repo(name), &digest, 42, NOW).await.unwrap();
     meta.repository(&repo(name)).await.unwrap().unwrap().id
 }
 
-async fn is_private(meta: &SqliteMeta, name: &str) -> bool {
+async fn is_private(meta: &dyn Store, name: &str) -> bool {
     meta.repository(&repo(name))
         .await
         .unwrap()
@@ -63,8 +100,18 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, MetaError>, what: &str)
 
 #[tokio::test]
 async fn users_and_organizations_share_one_name_space() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
+    for backend in backends("users_and_organizations_share_one_name_space").await {
+        eprintln!(
+            "{}: users_and_organizations_share_one_name_space",
+            backend.name
+        );
+        users_and_organizations_share_one_name_space_on(&backend).await;
+    }
+}
+
+async fn users_and_organizations_share_one_name_space_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
 
     let taken = |name: &str| NewUser {
@@ -110,9 +157,16 @@ async fn users_and_organizations_share_one_name_space() {
 
 #[tokio::test]
 async fn user_settings_change_only_existing_users() {
-    let (_dir, meta) = open().await;
-    let bob = user(&meta, "bob").await;
-    let alice = user(&meta, "alice").await;
+    for backend in backends("user_settings_change_only_existing_users").await {
+        eprintln!("{}: user_settings_change_only_existing_users", backend.name);
+        user_settings_change_only_existing_users_on(&backend).await;
+    }
+}
+
+async fn user_settings_change_only_existing_users_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let bob = user(meta, "bob").await;
+    let alice = user(meta, "alice").await;
     let names: Vec<_> = meta
         .list_users()
         .await
@@ -162,9 +216,19 @@ async fn user_settings_change_only_existing_users() {
 
 #[tokio::test]
 async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in backends("each_totp_step_is_claimed_once_and_a_new_secret_starts_over").await {
+        eprintln!(
+            "{}: each_totp_step_is_claimed_once_and_a_new_secret_starts_over",
+            backend.name
+        );
+        each_totp_step_is_claimed_once_and_a_new_secret_starts_over_on(&backend).await;
+    }
+}
+
+async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let step = NOW / 30;
     meta.set_totp("alice", Some("JBSWY3DPEHPK3PXP"), false)
         .await
@@ -199,16 +263,26 @@ async fn each_totp_step_is_claimed_once_and_a_new_secret_starts_over() {
         .unwrap();
     let (first, second) = tokio::join!(
         meta.claim_totp_step(bob, step + 2),
-        meta.claim_totp_step(bob, step + 2)
+        backend.other_node.claim_totp_step(bob, step + 2)
     );
     assert!(first.unwrap() ^ second.unwrap());
 }
 
 #[tokio::test]
 async fn organizations_start_with_their_owner_and_manage_teams() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in backends("organizations_start_with_their_owner_and_manage_teams").await {
+        eprintln!(
+            "{}: organizations_start_with_their_owner_and_manage_teams",
+            backend.name
+        );
+        organizations_start_with_their_owner_and_manage_teams_on(&backend).await;
+    }
+}
+
+async fn organizations_start_with_their_owner_and_manage_teams_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     assert_eq!(acme.name, "acme");
     assert_eq!(meta.org_by_id(acme.id).await.unwrap(), Some(acme.clone()));
@@ -289,25 +363,35 @@ async fn organizations_start_with_their_owner_and_manage_teams() {
 
 #[tokio::test]
 async fn pushed_repositories_take_their_namespace_default() {
-    let (_dir, meta) = open().await;
-    user(&meta, "alice").await;
-    push(&meta, "alice/app").await;
-    push(&meta, "library/nginx").await;
-    push(&meta, "ghost/thing").await;
-    push(&meta, "alice").await;
+    for backend in backends("pushed_repositories_take_their_namespace_default").await {
+        eprintln!(
+            "{}: pushed_repositories_take_their_namespace_default",
+            backend.name
+        );
+        pushed_repositories_take_their_namespace_default_on(&backend).await;
+    }
+}
+
+async fn pushed_repositories_take_their_namespace_default_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    user(meta, "alice").await;
+    push(meta, "alice/app").await;
+    push(meta, "library/nginx").await;
+    push(meta, "ghost/thing").await;
+    push(meta, "alice").await;
     assert!(
-        is_private(&meta, "alice/app").await,
+        is_private(meta, "alice/app").await,
         "user namespaces default to private"
     );
     assert!(
-        !is_private(&meta, "library/nginx").await,
+        !is_private(meta, "library/nginx").await,
         "library defaults to public"
     );
     assert!(
-        is_private(&meta, "ghost/thing").await,
+        is_private(meta, "ghost/thing").await,
         "unknown namespaces are private"
     );
-    assert!(is_private(&meta, "alice").await);
+    assert!(is_private(meta, "alice").await);
 
     let record = meta.repository(&repo("alice/app")).await.unwrap().unwrap();
     assert_eq!(
@@ -325,10 +409,10 @@ async fn pushed_repositories_take_their_namespace_default() {
     );
 
     meta.set_default_private("alice", false).await.unwrap();
-    push(&meta, "alice/open").await;
-    assert!(!is_private(&meta, "alice/open").await);
+    push(meta, "alice/open").await;
+    assert!(!is_private(meta, "alice/open").await);
     assert!(
-        is_private(&meta, "alice/app").await,
+        is_private(meta, "alice/app").await,
         "existing repositories keep theirs"
     );
     // A second push into an existing repository leaves its visibility alone.
@@ -339,13 +423,23 @@ async fn pushed_repositories_take_their_namespace_default() {
     meta.link_blob(&repo("library/nginx"), &digest, 1, NOW)
         .await
         .unwrap();
-    assert!(is_private(&meta, "library/nginx").await);
+    assert!(is_private(meta, "library/nginx").await);
 }
 
 #[tokio::test]
 async fn created_repositories_honour_explicit_visibility() {
-    let (_dir, meta) = open().await;
-    user(&meta, "alice").await;
+    for backend in backends("created_repositories_honour_explicit_visibility").await {
+        eprintln!(
+            "{}: created_repositories_honour_explicit_visibility",
+            backend.name
+        );
+        created_repositories_honour_explicit_visibility_on(&backend).await;
+    }
+}
+
+async fn created_repositories_honour_explicit_visibility_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    user(meta, "alice").await;
     assert!(meta.list_repositories(None, 100).await.unwrap().is_empty());
 
     let open = meta
@@ -375,7 +469,7 @@ async fn created_repositories_honour_explicit_visibility() {
         "repository alice/open",
     );
     assert!(
-        !is_private(&meta, "alice/open").await,
+        !is_private(meta, "alice/open").await,
         "a conflict changes nothing"
     );
 
@@ -406,7 +500,7 @@ async fn created_repositories_honour_explicit_visibility() {
         .set_repository_private(&repo("alice/open"), true, None)
         .await
         .unwrap());
-    assert!(is_private(&meta, "alice/open").await);
+    assert!(is_private(meta, "alice/open").await);
     assert!(!meta
         .set_repository_private(&repo("ghost/x"), true, None)
         .await
@@ -416,21 +510,27 @@ async fn created_repositories_honour_explicit_visibility() {
 
 #[tokio::test]
 async fn access_facts_tell_who_may_do_what() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let olivia = user(&meta, "olivia").await;
-    let tom = user(&meta, "tom").await;
-    let carol = user(&meta, "carol").await;
-    let eve = user(&meta, "eve").await;
+    for backend in backends("access_facts_tell_who_may_do_what").await {
+        eprintln!("{}: access_facts_tell_who_may_do_what", backend.name);
+        access_facts_tell_who_may_do_what_on(&backend).await;
+    }
+}
+
+async fn access_facts_tell_who_may_do_what_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let olivia = user(meta, "olivia").await;
+    let tom = user(meta, "tom").await;
+    let carol = user(meta, "carol").await;
+    let eve = user(meta, "eve").await;
     let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     let ops = meta.create_team(acme.id, "ops", "").await.unwrap();
     meta.add_team_member(dev.id, tom, None).await.unwrap();
-    push(&meta, "alice/app").await;
-    let api = push(&meta, "acme/api").await;
-    let facts = |user: Option<i64>, name: &'static str| {
-        let meta = meta.clone();
-        async move { meta.access_facts(user, &repo(name)).await.unwrap() }
+    push(meta, "alice/app").await;
+    let api = push(meta, "acme/api").await;
+    let facts = |user: Option<i64>, name: &'static str| async move {
+        meta.access_facts(user, &repo(name)).await.unwrap()
     };
     let acme_owner = Some(NamespaceOwner::Organization(acme.id));
 
@@ -559,7 +659,7 @@ async fn access_facts_tell_who_may_do_what() {
 }
 
 /// Every page of `viewer`'s listing, `limit` names at a time.
-async fn all_pages(meta: &SqliteMeta, viewer: Viewer, limit: u32) -> Vec<String> {
+async fn all_pages(meta: &dyn Store, viewer: Viewer, limit: u32) -> Vec<String> {
     let mut all = Vec::new();
     loop {
         let page = meta
@@ -581,11 +681,21 @@ fn names(records: Vec<berth_core::ports::RepositoryRecord>) -> Vec<String> {
 
 #[tokio::test]
 async fn listings_show_each_viewer_what_they_may_read() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
-    let dave = user(&meta, "dave").await;
-    let eve = user(&meta, "eve").await;
+    for backend in backends("listings_show_each_viewer_what_they_may_read").await {
+        eprintln!(
+            "{}: listings_show_each_viewer_what_they_may_read",
+            backend.name
+        );
+        listings_show_each_viewer_what_they_may_read_on(&backend).await;
+    }
+}
+
+async fn listings_show_each_viewer_what_they_may_read_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
+    let dave = user(meta, "dave").await;
+    let eve = user(meta, "eve").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     meta.add_team_member(dev.id, dave, None).await.unwrap();
@@ -597,25 +707,25 @@ async fn listings_show_each_viewer_what_they_may_read() {
         "acme/web",
         "bob/secret",
     ] {
-        push(&meta, name).await;
+        push(meta, name).await;
     }
     meta.set_repository_private(&repo("alice/pub"), false, None)
         .await
         .unwrap();
-    let granted = push(&meta, "acme/granted").await;
+    let granted = push(meta, "acme/granted").await;
     meta.grant_team(dev.id, granted, Permission::Read, None)
         .await
         .unwrap();
-    let shared = push(&meta, "bob/shared").await;
+    let shared = push(meta, "bob/shared").await;
     meta.set_collaborator(shared, dave, Permission::Read, None)
         .await
         .unwrap();
     // Reachable both as public and through a grant: listed once.
-    let both = push(&meta, "library/nginx").await;
+    let both = push(meta, "library/nginx").await;
     meta.set_collaborator(both, dave, Permission::Write, None)
         .await
         .unwrap();
-    push(&meta, "ghost/x").await;
+    push(meta, "ghost/x").await;
     meta.create_repository(&repo("zzz/open"), Some(false), NOW, None)
         .await
         .unwrap();
@@ -683,7 +793,7 @@ async fn listings_show_each_viewer_what_they_may_read() {
         assert_eq!(&all, want, "{viewer:?}");
         for limit in [1, 2, 3] {
             assert_eq!(
-                &all_pages(&meta, *viewer, limit).await,
+                &all_pages(meta, *viewer, limit).await,
                 want,
                 "{viewer:?} by {limit}"
             );
@@ -710,15 +820,12 @@ async fn listings_show_each_viewer_what_they_may_read() {
         ["bob/shared", "library/nginx", "zzz/open"]
     );
 
-    let in_namespace = |namespace: &'static str, viewer: Viewer| {
-        let meta = meta.clone();
-        async move {
-            names(
-                meta.repositories_in_namespace(namespace, viewer)
-                    .await
-                    .unwrap(),
-            )
-        }
+    let in_namespace = |namespace: &'static str, viewer: Viewer| async move {
+        names(
+            meta.repositories_in_namespace(namespace, viewer)
+                .await
+                .unwrap(),
+        )
     };
     let acme_all = ["acme/api", "acme/granted", "acme/web"];
     assert_eq!(in_namespace("acme", Viewer::Everything).await, acme_all);
@@ -763,9 +870,19 @@ async fn listings_show_each_viewer_what_they_may_read() {
 
 #[tokio::test]
 async fn deleting_a_repository_removes_everything_attached() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in backends("deleting_a_repository_removes_everything_attached").await {
+        eprintln!(
+            "{}: deleting_a_repository_removes_everything_attached",
+            backend.name
+        );
+        deleting_a_repository_removes_everything_attached_on(&backend).await;
+    }
+}
+
+async fn deleting_a_repository_removes_everything_attached_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     meta.add_team_member(dev.id, bob, None).await.unwrap();
@@ -812,7 +929,7 @@ async fn deleting_a_repository_removes_everything_attached() {
     )
     .await
     .unwrap();
-    push(&meta, "acme/other").await;
+    push(meta, "acme/other").await;
     // Fill the catalog cache, which must notice the deletion.
     assert_eq!(
         meta.visible_repositories(Viewer::Everything, None, 10)
@@ -851,7 +968,7 @@ async fn deleting_a_repository_removes_everything_attached() {
         .is_empty());
 
     // Pushing the name again starts over, without the old grants.
-    push(&meta, "acme/app").await;
+    push(meta, "acme/app").await;
     let facts = meta.access_facts(Some(bob), &name).await.unwrap();
     assert_eq!(facts.is_private, Some(true));
     assert_eq!(
@@ -880,9 +997,21 @@ fn token(user_id: i64, org_id: Option<i64>, label: &str) -> NewToken {
 
 #[tokio::test]
 async fn access_tokens_separate_personal_from_organization_and_record_use() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in
+        backends("access_tokens_separate_personal_from_organization_and_record_use").await
+    {
+        eprintln!(
+            "{}: access_tokens_separate_personal_from_organization_and_record_use",
+            backend.name
+        );
+        access_tokens_separate_personal_from_organization_and_record_use_on(&backend).await;
+    }
+}
+
+async fn access_tokens_separate_personal_from_organization_and_record_use_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let acme = meta.create_org("acme", alice, NOW).await.unwrap();
     let ci = meta
         .create_token(&NewToken {
@@ -949,9 +1078,16 @@ async fn access_tokens_separate_personal_from_organization_and_record_use() {
 
 #[tokio::test]
 async fn refresh_tokens_are_revoked_per_user() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in backends("refresh_tokens_are_revoked_per_user").await {
+        eprintln!("{}: refresh_tokens_are_revoked_per_user", backend.name);
+        refresh_tokens_are_revoked_per_user_on(&backend).await;
+    }
+}
+
+async fn refresh_tokens_are_revoked_per_user_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let ci = meta.create_token(&token(alice, None, "ci")).await.unwrap();
     let first = meta
         .create_refresh_token(alice, None, "r1", NOW)
@@ -1010,7 +1146,17 @@ fn event(at: i64, actor: &str, action: &str, target: &str) -> AuditEvent {
 
 #[tokio::test]
 async fn audit_records_read_newest_first_and_filter_by_account() {
-    let (_dir, meta) = open().await;
+    for backend in backends("audit_records_read_newest_first_and_filter_by_account").await {
+        eprintln!(
+            "{}: audit_records_read_newest_first_and_filter_by_account",
+            backend.name
+        );
+        audit_records_read_newest_first_and_filter_by_account_on(&backend).await;
+    }
+}
+
+async fn audit_records_read_newest_first_and_filter_by_account_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
     let mut login = event(1, "alice", "login", "alice");
     login.detail = Some("{\"method\":\"password\"}".into());
     login.address = Some("192.0.2.7".into());
@@ -1029,7 +1175,6 @@ async fn audit_records_read_newest_first_and_filter_by_account() {
         .unwrap();
 
     let read = |account: Option<&str>, before: Option<i64>, limit: u32| {
-        let meta = meta.clone();
         let query = AuditQuery {
             account: account.map(str::to_owned),
             before,
@@ -1081,7 +1226,17 @@ async fn audit_records_read_newest_first_and_filter_by_account() {
 
 #[tokio::test]
 async fn repeated_identical_failures_fold_into_one_record_with_a_count() {
-    let (_dir, meta) = open().await;
+    for backend in backends("repeated_identical_failures_fold_into_one_record_with_a_count").await {
+        eprintln!(
+            "{}: repeated_identical_failures_fold_into_one_record_with_a_count",
+            backend.name
+        );
+        repeated_identical_failures_fold_into_one_record_with_a_count_on(&backend).await;
+    }
+}
+
+async fn repeated_identical_failures_fold_into_one_record_with_a_count_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
     let failure = |at: i64, address: &str, name: &str| AuditEvent {
         address: Some(address.to_owned()),
         ..event(at, name, "login.failure", name)
@@ -1137,7 +1292,17 @@ async fn repeated_identical_failures_fold_into_one_record_with_a_count() {
 
 #[tokio::test]
 async fn pruning_removes_records_that_last_happened_before_the_cut() {
-    let (_dir, meta) = open().await;
+    for backend in backends("pruning_removes_records_that_last_happened_before_the_cut").await {
+        eprintln!(
+            "{}: pruning_removes_records_that_last_happened_before_the_cut",
+            backend.name
+        );
+        pruning_removes_records_that_last_happened_before_the_cut_on(&backend).await;
+    }
+}
+
+async fn pruning_removes_records_that_last_happened_before_the_cut_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
     for at in 0..6_000 {
         meta.record_audit(&event(at, "bulk", "pull", "x"))
             .await
@@ -1168,10 +1333,22 @@ async fn pruning_removes_records_that_last_happened_before_the_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_stored_signing_key_wins() {
-    let (_dir, meta) = open().await;
+    for backend in backends("the_first_stored_signing_key_wins").await {
+        eprintln!("{}: the_first_stored_signing_key_wins", backend.name);
+        the_first_stored_signing_key_wins_on(&backend).await;
+    }
+}
+
+async fn the_first_stored_signing_key_wins_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
     let callers: Vec<_> = (0..8u8)
         .map(|i| {
-            let meta = meta.clone();
+            // Half the callers on each node.
+            let meta = if i % 2 == 0 {
+                backend.node.clone()
+            } else {
+                backend.other_node.clone()
+            };
             tokio::spawn(async move { meta.signing_key_or_insert(&[i; 32], NOW).await.unwrap() })
         })
         .collect();
@@ -1260,32 +1437,42 @@ async fn upgrading_keeps_existing_users_and_repositories_as_they_were() {
 
 #[tokio::test]
 async fn credential_generations_move_with_passwords_and_disabling_only() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let generation = |meta: &SqliteMeta| {
-        let meta = meta.clone();
+    for backend in backends("credential_generations_move_with_passwords_and_disabling_only").await {
+        eprintln!(
+            "{}: credential_generations_move_with_passwords_and_disabling_only",
+            backend.name
+        );
+        credential_generations_move_with_passwords_and_disabling_only_on(&backend).await;
+    }
+}
+
+async fn credential_generations_move_with_passwords_and_disabling_only_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let generation = |_: &dyn Store| {
+        let meta = backend.node.clone();
         async move {
             let user = meta.user_by_name("alice").await.unwrap().unwrap();
             (user.credential_generation, user.disabled_at)
         }
     };
-    assert_eq!(generation(&meta).await, (0, None));
+    assert_eq!(generation(meta).await, (0, None));
     // Two changes within one second are two generations.
     meta.set_password_hash("alice", "a", NOW).await.unwrap();
     meta.set_password_hash("alice", "b", NOW).await.unwrap();
-    assert_eq!(generation(&meta).await, (2, None));
+    assert_eq!(generation(meta).await, (2, None));
     meta.set_admin("alice", true).await.unwrap();
-    assert_eq!(generation(&meta).await, (2, None), "not every change");
+    assert_eq!(generation(meta).await, (2, None), "not every change");
 
     assert!(meta.set_disabled("alice", Some(NOW)).await.unwrap());
     assert!(
         !meta.set_disabled("alice", Some(NOW + 1)).await.unwrap(),
         "already"
     );
-    assert_eq!(generation(&meta).await, (3, Some(NOW)));
+    assert_eq!(generation(meta).await, (3, Some(NOW)));
     assert!(meta.set_disabled("alice", None).await.unwrap());
     assert!(!meta.set_disabled("alice", None).await.unwrap());
-    assert_eq!(generation(&meta).await, (3, None), "enabling ends nothing");
+    assert_eq!(generation(meta).await, (3, None), "enabling ends nothing");
     assert!(!meta.set_disabled("nobody", Some(NOW)).await.unwrap());
 
     assert!(meta.delete_user(alice).await.unwrap());
@@ -1299,7 +1486,17 @@ async fn credential_generations_move_with_passwords_and_disabling_only() {
 
 #[tokio::test]
 async fn ended_sessions_are_remembered_until_they_would_have_expired() {
-    let (_dir, meta) = open().await;
+    for backend in backends("ended_sessions_are_remembered_until_they_would_have_expired").await {
+        eprintln!(
+            "{}: ended_sessions_are_remembered_until_they_would_have_expired",
+            backend.name
+        );
+        ended_sessions_are_remembered_until_they_would_have_expired_on(&backend).await;
+    }
+}
+
+async fn ended_sessions_are_remembered_until_they_would_have_expired_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
     meta.end_session("a", NOW + 10, NOW).await.unwrap();
     meta.end_session("a", NOW + 10, NOW).await.unwrap();
     assert!(meta.session_ended("a").await.unwrap());
@@ -1312,9 +1509,19 @@ async fn ended_sessions_are_remembered_until_they_would_have_expired() {
 
 #[tokio::test]
 async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
-    let (_dir, meta) = open().await;
-    let alice = user(&meta, "alice").await;
-    let bob = user(&meta, "bob").await;
+    for backend in backends("a_recovery_code_is_used_once_even_by_racing_sign_ins").await {
+        eprintln!(
+            "{}: a_recovery_code_is_used_once_even_by_racing_sign_ins",
+            backend.name
+        );
+        a_recovery_code_is_used_once_even_by_racing_sign_ins_on(&backend).await;
+    }
+}
+
+async fn a_recovery_code_is_used_once_even_by_racing_sign_ins_on(backend: &Backend) {
+    let meta: &dyn Store = &*backend.node;
+    let alice = user(meta, "alice").await;
+    let bob = user(meta, "bob").await;
     let hashes = vec!["h1".to_owned(), "h2".to_owned()];
     meta.replace_recovery_codes(alice, &hashes).await.unwrap();
     let counts = meta.recovery_code_counts(alice).await.unwrap();
@@ -1325,7 +1532,7 @@ async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
     );
     let (first, second) = tokio::join!(
         meta.use_recovery_code(alice, "h1", NOW),
-        meta.use_recovery_code(alice, "h1", NOW)
+        backend.other_node.use_recovery_code(alice, "h1", NOW)
     );
     assert!(first.unwrap() ^ second.unwrap());
     assert_eq!(meta.recovery_code_counts(alice).await.unwrap().unused, 1);
@@ -1342,7 +1549,7 @@ async fn a_recovery_code_is_used_once_even_by_racing_sign_ins() {
 /// The `access.changed` events recorded after event `after`: (repository, action, subject,
 /// permission, team, actor).
 async fn access_events(
-    meta: &SqliteMeta,
+    meta: &dyn Store,
     after: i64,
 ) -> Vec<(
     String,
@@ -1397,15 +1604,31 @@ fn changed(
 
 #[tokio::test]
 async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches() {
-    let (_dir, meta) = open().await;
-    let olivia = user(&meta, "olivia").await;
-    let tom = user(&meta, "tom").await;
+    for backend in backends(
+        "team_membership_changes_record_access_changed_for_each_repository_the_team_reaches",
+    )
+    .await
+    {
+        eprintln!("{}: team_membership_changes_record_access_changed_for_each_repository_the_team_reaches", backend.name);
+        team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(
+            &backend,
+        )
+        .await;
+    }
+}
+
+async fn team_membership_changes_record_access_changed_for_each_repository_the_team_reaches_on(
+    backend: &Backend,
+) {
+    let meta: &dyn Store = &*backend.node;
+    let olivia = user(meta, "olivia").await;
+    let tom = user(meta, "tom").await;
     let acme = meta.create_org("acme", olivia, NOW).await.unwrap();
     let dev = meta.create_team(acme.id, "dev", "").await.unwrap();
     let idle = meta.create_team(acme.id, "idle", "").await.unwrap();
-    let api = push(&meta, "acme/api").await;
-    let web = push(&meta, "acme/web").await;
-    push(&meta, "acmeco/other").await;
+    let api = push(meta, "acme/api").await;
+    let web = push(meta, "acme/web").await;
+    push(meta, "acmeco/other").await;
     meta.grant_team(dev.id, api, Permission::Write, None)
         .await
         .unwrap();
@@ -1418,7 +1641,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.add_team_member(dev.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.add", "tom", Some("write"), "dev"),
             changed("acme/web", "team.member.add", "tom", Some("read"), "dev"),
@@ -1428,7 +1651,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(!meta.add_team_member(dev.id, tom, by).await.unwrap());
     assert!(meta.add_team_member(idle.id, tom, by).await.unwrap());
-    assert_eq!(access_events(&meta, start).await, []);
+    assert_eq!(access_events(meta, start).await, []);
 
     // The owners team reaches every repository of the organization, as Admin, and no
     // repository of another namespace that merely starts with the same letters.
@@ -1436,7 +1659,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.add_team_member(owners.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed(
                 "acme/api",
@@ -1457,7 +1680,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.remove_team_member(owners.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.remove", "tom", None, OWNERS_TEAM),
             changed("acme/web", "team.member.remove", "tom", None, OWNERS_TEAM),
@@ -1469,7 +1692,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     assert!(meta.remove_team_member(dev.id, tom, by).await.unwrap());
     assert!(!meta.remove_team_member(dev.id, tom, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.member.remove", "tom", None, "dev"),
             changed("acme/web", "team.member.remove", "tom", None, "dev"),
@@ -1481,7 +1704,7 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     let start = meta.last_event_id().await.unwrap();
     assert!(meta.delete_team(dev.id, by).await.unwrap());
     assert_eq!(
-        access_events(&meta, start).await,
+        access_events(meta, start).await,
         [
             changed("acme/api", "team.delete", "dev", None, "dev"),
             changed("acme/web", "team.delete", "dev", None, "dev"),
@@ -1489,5 +1712,5 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     );
     let start = meta.last_event_id().await.unwrap();
     assert!(!meta.delete_team(dev.id, by).await.unwrap());
-    assert_eq!(access_events(&meta, start).await, []);
+    assert_eq!(access_events(meta, start).await, []);
 }

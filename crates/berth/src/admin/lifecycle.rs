@@ -7,18 +7,17 @@ use crate::config::Config;
 use berth_core::access::{Authorizer, PolicyAuthorizer};
 use berth_core::identity::Acting;
 use berth_core::lifecycle::{format_size, parse_quota, Collector, UsageService};
-use berth_core::ports::{IdentityStore, MetaStore, Usage, UsageStore};
+use berth_core::ports::{IdentityStore, MetaStore, Usage};
 use berth_core::Registry;
-use berth_meta::SqliteMeta;
 use std::sync::Arc;
 
-fn usage_service(meta: &Arc<SqliteMeta>) -> UsageService {
+fn usage_service(meta: &Arc<dyn MetaStore>) -> UsageService {
     let authorizer: Arc<dyn Authorizer> =
         Arc::new(PolicyAuthorizer::new(meta.clone() as Arc<dyn IdentityStore>));
-    UsageService::new(meta.clone() as Arc<dyn MetaStore>, authorizer)
+    UsageService::new(meta.clone(), authorizer)
 }
 
-pub(super) async fn gc(config: &Config, meta: Arc<SqliteMeta>, args: GcArgs) -> CliResult {
+pub(super) async fn gc(config: &Config, meta: Arc<dyn MetaStore>, args: GcArgs) -> CliResult {
     // On S3 the collection lock holds within one process only, so a collector here could
     // run beside the server's: there, garbage collection runs in the server (gc_interval).
     crate::backends::blobs::require_filesystem(config, "berth gc")?;
@@ -81,7 +80,7 @@ fn print_usage(usage: Usage, json: bool) {
 }
 
 pub(super) async fn usage(
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     acting: &Acting<'_>,
     args: UsageArgs,
 ) -> CliResult {
@@ -110,7 +109,7 @@ pub(super) async fn usage(
 }
 
 pub(super) async fn quota(
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     acting: &Acting<'_>,
     command: QuotaCommand,
 ) -> CliResult {

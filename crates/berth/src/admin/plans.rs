@@ -3,12 +3,12 @@
 use super::{instant, CliResult};
 use crate::cli::PlanCommand;
 use berth_core::identity::Acting;
+use berth_core::ports::MetaStore;
 use berth_core::ratelimit::{Plan, PullLimits, Tiers};
-use berth_meta::SqliteMeta;
 use std::sync::Arc;
 
 pub(super) async fn plan(
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     acting: &Acting<'_>,
     command: PlanCommand,
 ) -> CliResult {

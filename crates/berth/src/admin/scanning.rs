@@ -4,17 +4,16 @@
 use super::{instant, repository_name, CliResult};
 use crate::cli::{ScanArgs, VulndbCommand};
 use crate::config::Config;
-use berth_core::ports::{Manifests, MetaStore, ScanRecord, ScanStore};
+use berth_core::ports::{MetaStore, ScanRecord};
 use berth_core::scan::{import_vulndb, ScanError, Scanner};
 use berth_core::Registry;
-use berth_meta::SqliteMeta;
 use berth_oci::{Digest, ManifestKind, ParsedManifest};
 use berth_scan::matching::{Severity, SeverityCounts};
 use berth_storage::FsBlobStore;
 use serde_json::json;
 use std::sync::Arc;
 
-fn scanner(config: &Config, meta: &Arc<SqliteMeta>) -> CliResult<Scanner> {
+fn scanner(config: &Config, meta: &Arc<dyn MetaStore>) -> CliResult<Scanner> {
     let dir = &config.data_dir.value;
     let blobs = Arc::new(
         FsBlobStore::open(dir)
@@ -31,19 +30,15 @@ fn scanner(config: &Config, meta: &Arc<SqliteMeta>) -> CliResult<Scanner> {
 
 pub(super) async fn vulndb(
     config: &Config,
-    meta: Arc<SqliteMeta>,
+    meta: Arc<dyn MetaStore>,
     command: VulndbCommand,
 ) -> CliResult {
     match command {
         VulndbCommand::Import { path } => {
             let started = std::time::Instant::now();
-            let status = import_vulndb(
-                meta.clone() as Arc<dyn MetaStore>,
-                berth_core::clock::system(),
-                &path,
-            )
-            .await
-            .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
+            let status = import_vulndb(meta.clone(), berth_core::clock::system(), &path)
+                .await
+                .map_err(|e| format!("nothing imported, the loaded database is unchanged: {e}"))?;
             scanner(config, &meta)?.rescan_all().await?;
             println!(
                 "imported {} advisories from {} in {:.1} s ({} malformed entries skipped, {} withdrawn or of other ecosystems); the server rescans every image",
@@ -118,7 +113,7 @@ fn split_reference(text: &str) -> CliResult<(String, Option<String>, Option<Dige
     }
 }
 
-pub(super) async fn scan(config: &Config, meta: Arc<SqliteMeta>, args: ScanArgs) -> CliResult {
+pub(super) async fn scan(config: &Config, meta: Arc<dyn MetaStore>, args: ScanArgs) -> CliResult {
     let (repo, tag, digest) = split_reference(&args.reference)?;
     let repo = repository_name(&repo)?;
     let record = match (&tag, &digest) {

@@ -14,12 +14,11 @@ use berth_core::ports::{MetaStore, StoredPullPolicy};
 use berth_core::signatures::{PullPolicy, Severity, Signatures, TrustedKeyView};
 use berth_core::time::rfc3339;
 use berth_core::Registry;
-use berth_meta::SqliteMeta;
 use berth_storage::FsBlobStore;
 use std::io::Read as _;
 use std::sync::Arc;
 
-pub(super) async fn service(config: &Config, meta: Arc<SqliteMeta>) -> CliResult<Signatures> {
+pub(super) async fn service(config: &Config, meta: Arc<dyn MetaStore>) -> CliResult<Signatures> {
     let dir = &config.data_dir.value;
     let blobs = Arc::new(
         FsBlobStore::open(dir)

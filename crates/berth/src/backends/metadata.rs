@@ -4,8 +4,10 @@
 //! configurations with the same one-line error.
 
 use crate::config::{redact_database_url, Config};
-use berth_meta::{Durability, SqliteMeta};
+use berth_core::ports::{MetaError, MetaStore};
+use berth_meta::{Durability, PoolUse, SqliteMeta};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Which metadata store the configuration names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +25,78 @@ impl MetadataBackend {
             None => {
                 MetadataBackend::Sqlite(config.data_dir.value.join(crate::datadir::DATABASE_FILE))
             }
+        }
+    }
+}
+
+/// The opened metadata store: every port as one object for the services, and the backend
+/// itself for what only operations ask of it (readiness, durability, pool use, closing).
+/// Derefs to the ports.
+#[derive(Clone)]
+pub struct Metadata {
+    pub store: Arc<dyn MetaStore>,
+    pub backend: OpenedBackend,
+}
+
+/// The backend behind a [`Metadata`].
+#[derive(Debug, Clone)]
+pub enum OpenedBackend {
+    Sqlite(SqliteMeta),
+    #[cfg(feature = "postgres")]
+    Postgres(berth_meta::PostgresMeta),
+}
+
+impl std::ops::Deref for Metadata {
+    type Target = dyn MetaStore;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.store
+    }
+}
+
+impl Metadata {
+    /// Whether the database answers a read, for readiness checks.
+    pub async fn ping(&self) -> Result<(), MetaError> {
+        match &self.backend {
+            OpenedBackend::Sqlite(meta) => meta.ping().await,
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(meta) => meta.ping().await,
+        }
+    }
+
+    /// Returns once every commit that returned before the call is durable: SQLite's grouped
+    /// WAL flush; on PostgreSQL every commit already is when it returns.
+    pub async fn sync(&self) -> Result<(), MetaError> {
+        match &self.backend {
+            OpenedBackend::Sqlite(meta) => meta.sync().await,
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Upload sessions open now.
+    pub async fn open_upload_sessions(&self) -> Result<u64, MetaError> {
+        match &self.backend {
+            OpenedBackend::Sqlite(meta) => meta.open_upload_sessions().await,
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(meta) => meta.open_upload_sessions().await,
+        }
+    }
+
+    /// How busy the connection pools are, for metrics.
+    pub fn pool_use(&self) -> Vec<PoolUse> {
+        match &self.backend {
+            OpenedBackend::Sqlite(meta) => meta.pool_use().to_vec(),
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(meta) => vec![meta.pool_use()],
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            OpenedBackend::Sqlite(meta) => meta.close().await,
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(meta) => meta.close().await,
         }
     }
 }
@@ -58,7 +132,7 @@ pub enum MetadataError {
 /// Opens the configured metadata store, migrated, for `serve` (`GroupCommit`) or for an
 /// administration command (`EveryCommit`; ignored by PostgreSQL, where every commit is
 /// durable when it returns).
-pub async fn open(config: &Config, durability: Durability) -> Result<SqliteMeta, MetadataError> {
+pub async fn open(config: &Config, durability: Durability) -> Result<Metadata, MetadataError> {
     match MetadataBackend::of(config) {
         MetadataBackend::Sqlite(path) => {
             let dir = config.data_dir.value.display().to_string();
@@ -66,12 +140,16 @@ pub async fn open(config: &Config, durability: Durability) -> Result<SqliteMeta,
                 dir: dir.clone(),
                 message: e.to_string(),
             })?;
-            SqliteMeta::open_with(&path, durability)
+            let meta = SqliteMeta::open_with(&path, durability)
                 .await
                 .map_err(|e| MetadataError::Sqlite {
                     dir,
                     message: e.to_string(),
-                })
+                })?;
+            Ok(Metadata {
+                store: Arc::new(meta.clone()),
+                backend: OpenedBackend::Sqlite(meta),
+            })
         }
         MetadataBackend::Postgres(url) => open_postgres(&url).await,
     }
@@ -90,8 +168,7 @@ pub fn require_sqlite(config: &Config, command: &'static str) -> Result<(), Meta
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str) -> Result<SqliteMeta, MetadataError> {
-    use berth_core::ports::MetaError;
+async fn open_postgres(url: &str) -> Result<Metadata, MetadataError> {
     use berth_meta::PostgresMeta;
     let shown = redact_database_url(url);
     // Connecting first (and migrating) tells an unreachable or misconfigured database
@@ -106,17 +183,25 @@ async fn open_postgres(url: &str) -> Result<SqliteMeta, MetadataError> {
             message: without_secret(&other.to_string(), url),
         },
     })?;
-    meta.close().await;
-    // Until every port is ported, `serve` and the commands keep taking the SQLite type and
-    // this refuses, naming what is missing, rather than serve half of the registry.
-    Err(MetadataError::Incomplete {
-        missing: PostgresMeta::MISSING_PORTS.join(", "),
-        done: PostgresMeta::DONE_PORTS.join(", "),
-    })
+    match meta.clone().into_meta_store() {
+        Some(store) => Ok(Metadata {
+            store,
+            backend: OpenedBackend::Postgres(meta),
+        }),
+        None => {
+            // Until every port is ported this refuses, naming what is missing, rather than
+            // serve half of the registry.
+            meta.close().await;
+            Err(MetadataError::Incomplete {
+                missing: PostgresMeta::MISSING_PORTS.join(", "),
+                done: PostgresMeta::DONE_PORTS.join(", "),
+            })
+        }
+    }
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(url: &str) -> Result<SqliteMeta, MetadataError> {
+async fn open_postgres(url: &str) -> Result<Metadata, MetadataError> {
     Err(MetadataError::NotBuiltIn {
         url: redact_database_url(url),
     })

@@ -182,6 +182,48 @@ pub struct AccessChangedData {
     pub team: Option<String>,
 }
 
+/// One repository a team reaches, as read before or after a change to the team: the team's
+/// name, the repository and the permission the team gives there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamReach {
+    pub team: String,
+    pub repository: String,
+    pub permission: crate::ports::Permission,
+}
+
+/// The `access.changed` events for a change to a team's membership or the team's deletion
+/// (`action` about `subject`, a member or the team itself): one per repository the team
+/// reaches, naming the highest permission it gives there when `gains` (the subject holds it
+/// now), in repository order. Both metadata backends record exactly these.
+pub fn team_access_events(
+    reach: impl IntoIterator<Item = TeamReach>,
+    action: &str,
+    subject: &str,
+    gains: bool,
+    actor: Option<&str>,
+) -> Vec<NewEvent> {
+    let mut highest: std::collections::BTreeMap<String, (String, crate::ports::Permission)> =
+        std::collections::BTreeMap::new();
+    for r in reach {
+        let entry = highest
+            .entry(r.repository)
+            .or_insert((r.team, r.permission));
+        entry.1 = entry.1.max(r.permission);
+    }
+    highest
+        .into_iter()
+        .map(|(repo, (team, permission))| {
+            let data = data_of(&AccessChangedData {
+                action: action.to_owned(),
+                subject: subject.to_owned(),
+                permission: gains.then(|| permission.as_str().to_owned()),
+                team: Some(team),
+            });
+            NewEvent::about(EventKind::AccessChanged, &repo, actor, data)
+        })
+        .collect()
+}
+
 /// The fields of `quota.warning`: the namespace's usage after the link that crossed 85 %.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaWarningData {
@@ -259,5 +301,74 @@ mod tests {
         assert_eq!(event.repository.as_deref(), Some("acme/team/api"));
         let official = NewEvent::about(EventKind::TagDeleted, "nginx", None, serde_json::json!({}));
         assert_eq!(official.namespace, "nginx");
+    }
+
+    #[test]
+    fn a_team_change_is_one_event_per_repository_with_the_highest_permission() {
+        use crate::ports::Permission;
+        let reach = |team: &str, repository: &str, permission| TeamReach {
+            team: team.to_owned(),
+            repository: repository.to_owned(),
+            permission,
+        };
+        let events = team_access_events(
+            [
+                reach("owners", "acme/web", Permission::Admin),
+                reach("owners", "acme/api", Permission::Read),
+                reach("owners", "acme/api", Permission::Admin),
+                reach("owners", "acme/api", Permission::Write),
+            ],
+            "team.member.add",
+            "bob",
+            true,
+            Some("alice"),
+        );
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let data: AccessChangedData = serde_json::from_value(e.data.clone()).unwrap();
+                (e.repository.clone().unwrap(), data.permission, data.team)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "acme/api".into(),
+                    Some("admin".into()),
+                    Some("owners".into())
+                ),
+                (
+                    "acme/web".into(),
+                    Some("admin".into()),
+                    Some("owners".into())
+                ),
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.kind == EventKind::AccessChanged && e.actor.as_deref() == Some("alice")));
+        // A loss names no permission.
+        let lost = team_access_events(
+            [reach("dev", "acme/api", Permission::Write)],
+            "team.member.remove",
+            "bob",
+            false,
+            None,
+        );
+        let data: AccessChangedData = serde_json::from_value(lost[0].data.clone()).unwrap();
+        assert_eq!((data.subject.as_str(), data.permission), ("bob", None));
+    }
+
+    #[test]
+    fn permission_ranks_order_and_round_trip() {
+        use crate::ports::Permission;
+        for p in Permission::ALL {
+            assert_eq!(Permission::of_rank(p.rank()), Some(p));
+        }
+        assert!(Permission::Read.rank() < Permission::Write.rank());
+        assert!(Permission::Write.rank() < Permission::Admin.rank());
+        assert_eq!(Permission::of_rank(0), None);
+        assert_eq!(Permission::of_rank(4), None);
     }
 }

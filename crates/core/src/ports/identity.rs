@@ -33,6 +33,23 @@ impl Permission {
     }
 }
 
+impl Permission {
+    /// Its rank in the order read < write < admin (1, 2, 3), as a query computes the highest
+    /// of several grants with `max`.
+    pub fn rank(self) -> i64 {
+        match self {
+            Permission::Read => 1,
+            Permission::Write => 2,
+            Permission::Admin => 3,
+        }
+    }
+
+    /// The permission of a [`rank`](Permission::rank); `None` for any other number.
+    pub fn of_rank(rank: i64) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.rank() == rank)
+    }
+}
+
 impl fmt::Display for Permission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

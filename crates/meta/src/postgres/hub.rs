@@ -5,6 +5,7 @@
 //! description B; see migrations/postgres/0001_schema.sql) and ranks in the tiers that
 //! [`SearchTier`] defines, by popularity within each, in one statement.
 
+use super::access::{ORG_SEES, USER_SEES};
 use super::{backend, PostgresMeta};
 use berth_core::hub::{counts_as_pull, tally_pulls, SearchTier, SearchWords};
 use berth_core::ports::{
@@ -68,19 +69,8 @@ fn tag_order(sort: TagSort) -> &'static str {
 // $7 the page size, $8 the offset, $9 the LIKE pattern of names that start with the
 // query's words, $10 the any-word tsquery, $11 the token's repository patterns (LIKE).
 
-/// Whether a user ($2, $3 the owners team) may see the repository row `r`: it is public,
-/// in a namespace they own, granted to one of their teams, or collaborated on.
-const USER_SEES: &str = "(NOT r.is_private OR r.namespace IN ( \
-       SELECT name FROM namespaces WHERE user_id = $2 \
-       UNION ALL SELECT n.name FROM team_members m JOIN teams t ON t.id = m.team_id \
-       JOIN namespaces n ON n.org_id = t.org_id WHERE m.user_id = $2 AND t.name = $3) \
-     OR r.id IN (SELECT g.repository_id FROM team_members m \
-       JOIN team_repositories g ON g.team_id = m.team_id WHERE m.user_id = $2) \
-     OR r.id IN (SELECT repository_id FROM collaborators WHERE user_id = $2))";
-
-/// Whether an organization token ($2 the organization's id) may see the row `r`.
-const ORG_SEES: &str =
-    "(NOT r.is_private OR r.namespace IN (SELECT name FROM namespaces WHERE org_id = $2))";
+// Who sees which repository: `access::USER_SEES` and `access::ORG_SEES`, shared with the
+// listings.
 
 const EXACT: &str = "(r.name = $1 OR r.short_name = $1)";
 const NAME_RUN: &str = "r.search @@ to_tsquery('simple', $4)";

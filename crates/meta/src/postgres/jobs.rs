@@ -12,21 +12,13 @@ fn new_lease() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Milliseconds since the epoch, for the bookkeeping columns.
-pub(super) fn wall_ms() -> i64 {
-    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
-}
-
-/// Stores a job in the caller's transaction (a job with a `unique_key` already queued is
-/// not stored again); true when stored.
-pub(super) async fn enqueue_in<'c, E>(
-    executor: E,
+/// Enqueues `job` through `executor` (the pool, or the transaction of a change that
+/// schedules it); false when a job with its unique key is already queued.
+pub(super) async fn enqueue_in(
+    executor: impl sqlx::PgExecutor<'_>,
     job: &NewJob,
     now_ms: i64,
-) -> Result<bool, MetaError>
-where
-    E: sqlx::PgExecutor<'c>,
-{
+) -> Result<bool, MetaError> {
     let done = sqlx::query(
         "INSERT INTO jobs (kind, payload, unique_key, due_at, max_attempts, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (unique_key) DO NOTHING",
@@ -41,6 +33,11 @@ where
     .await
     .map_err(backend)?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Milliseconds since the epoch, for the bookkeeping columns.
+pub(super) fn wall_ms() -> i64 {
+    berth_core::clock::Clock::now_ms(&berth_core::clock::SystemClock)
 }
 
 #[async_trait::async_trait]

@@ -8,7 +8,7 @@ use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_W
 pub(super) use berth_core::lifecycle::stored::refuse_if_immutable;
 use berth_core::lifecycle::stored::split_patterns;
 use berth_core::lifecycle::{ImmutableRule, Target};
-use berth_core::ports::{BlobStore, MetaError, Usage};
+use berth_core::ports::{BlobStore, MetaError, RepositoryRecord, Usage};
 use berth_oci::Digest;
 use sqlx::{Postgres, Row, Transaction};
 
@@ -36,39 +36,67 @@ pub(super) async fn ensure_repository(
     if let Some(id) = existing {
         return Ok(id);
     }
-    let namespace = namespace_of(repo);
-    let row = sqlx::query(
+    match insert_repository(tx, repo, None, now, actor).await? {
+        Some(created) => Ok(created.id),
+        // Created by another transaction that committed meanwhile.
+        None => sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend),
+    }
+}
+
+pub(super) const REPOSITORY_COLUMNS: &str = "id, name, namespace, is_private, created_at";
+
+pub(super) fn repository_from_row(row: &sqlx::postgres::PgRow) -> RepositoryRecord {
+    RepositoryRecord {
+        id: row.get("id"),
+        name: row.get("name"),
+        namespace: row.get("namespace"),
+        is_private: row.get("is_private"),
+        created_at: row.get("created_at"),
+    }
+}
+
+/// Inserts the repository unless the name exists (then `None`), with the catalog counter
+/// moved and its `repository.created` event by `actor`. `private: None` takes the
+/// namespace's default, and private when no account owns the namespace.
+pub(super) async fn insert_repository(
+    tx: &mut Transaction<'_, Postgres>,
+    repo: &str,
+    private: Option<bool>,
+    now: i64,
+    actor: Option<&str>,
+) -> Result<Option<RepositoryRecord>, MetaError> {
+    let row = sqlx::query(&format!(
         "INSERT INTO repositories (name, namespace, is_private, created_at) \
-         VALUES ($1, $2, coalesce((SELECT default_private FROM namespaces WHERE name = $2), TRUE), $3) \
-         ON CONFLICT (name) DO NOTHING RETURNING id, is_private",
-    )
+         VALUES ($1, $2, coalesce($3, (SELECT default_private FROM namespaces WHERE name = $2), TRUE), $4) \
+         ON CONFLICT (name) DO NOTHING RETURNING {REPOSITORY_COLUMNS}"
+    ))
     .bind(repo)
-    .bind(namespace)
+    .bind(namespace_of(repo))
+    .bind(private)
     .bind(now)
     .fetch_optional(&mut **tx)
     .await
     .map_err(backend)?;
     let Some(row) = row else {
-        // Created by another transaction that committed meanwhile.
-        return sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(backend);
+        return Ok(None);
     };
     sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'repositories'")
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
-    let is_private: bool = row.get("is_private");
-    let data = serde_json::json!({ "is_private": is_private });
+    let record = repository_from_row(&row);
+    let data = serde_json::json!({ "is_private": record.is_private });
     record_event(
         tx,
         NewEvent::about(EventKind::RepositoryCreated, repo, actor, data),
         now,
     )
     .await?;
-    Ok(row.get("id"))
+    Ok(Some(record))
 }
 
 /// Where the bytes of a link come from, for the in-transaction check.

@@ -6,17 +6,24 @@
 //! until the commit: a row lock (`FOR UPDATE` / `FOR SHARE`) on the row the check read, or
 //! a transaction-scoped advisory lock on a name (see [`lock_name`]).
 
+mod access;
+mod accounts;
+mod audit;
 mod events;
 mod hub;
 mod jobs;
 mod lifecycle;
 mod links;
 mod migrate;
+mod orgs;
 mod policies;
 mod ratelimit;
 mod registry;
 mod scans;
+mod sessions;
 mod signatures;
+mod tokens;
+mod webhooks;
 
 use berth_core::ports::MetaError;
 use berth_core::registry::CatalogCache;
@@ -44,8 +51,15 @@ impl PostgresMeta {
         "RateLimitStore",
         "SignatureStore",
         "ScanStore",
+        "IdentityStore",
+        "WebhookStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] = &["IdentityStore", "WebhookStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &[];
+
+    /// The store as every port at once, for `serve` and the administration commands.
+    pub fn into_meta_store(self) -> Option<Arc<dyn berth_core::ports::MetaStore>> {
+        Some(Arc::new(self))
+    }
 }
 
 /// How long a request waits for a connection before it is answered 503: long enough to
@@ -109,6 +123,25 @@ impl PostgresMeta {
     /// The schema version of the database, for checks and `berth doctor`-style reports.
     pub async fn schema_version(&self) -> Result<i64, MetaError> {
         migrate::applied(&self.pool).await
+    }
+
+    /// Upload sessions open now (started, neither finished nor cancelled nor expired).
+    pub async fn open_upload_sessions(&self) -> Result<u64, MetaError> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM upload_sessions")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// How busy the connection pool is, for metrics.
+    pub fn pool_use(&self) -> crate::PoolUse {
+        crate::PoolUse {
+            name: "postgres",
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: MAX_CONNECTIONS,
+        }
     }
 
     /// Closes the pool.

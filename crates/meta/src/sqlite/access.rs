@@ -1,14 +1,17 @@
 //! Repository access on SQLite: visibility, team grants, collaborators, the facts one
 //! authorization reads, and listings filtered to what a viewer may see.
 
-use super::events::record_event;
+use super::events::{record_event, record_events};
 use super::namespaces::namespace_owner;
 use super::registry::split_names;
 use super::repositories::{
     bump_catalog_version, insert_repository, namespace_of, repository_from_row, REPOSITORY_COLUMNS,
 };
 use super::{backend, SqliteMeta};
-use berth_core::events::{data_of, AccessChangedData, EventKind, NewEvent, VisibilityChangedData};
+use berth_core::events::{
+    data_of, team_access_events, AccessChangedData, EventKind, NewEvent, TeamReach,
+    VisibilityChangedData,
+};
 use berth_core::ports::{
     AccessFacts, MetaError, Permission, Repositories, RepositoryAccess, RepositoryRecord, Viewer,
     OWNERS_TEAM,
@@ -16,7 +19,6 @@ use berth_core::ports::{
 use berth_core::time::now_unix;
 use berth_oci::RepoName;
 use sqlx::{Row, Sqlite, Transaction};
-use std::collections::BTreeMap;
 
 // The queries below share parameter numbers: ?2 is the viewer's user or organization id and
 // ?3 the owners team's name. The fragments are macros so `concat!` builds each query once,
@@ -148,9 +150,7 @@ fn parse_permission(raw: &str) -> Result<Permission, MetaError> {
 
 /// The permission for a rank as ACCESS_FACTS computes it (1 = read … 3 = admin).
 fn permission_of_rank(rank: i64) -> Result<Permission, MetaError> {
-    usize::try_from(rank - 1)
-        .ok()
-        .and_then(|i| Permission::ALL.get(i).copied())
+    Permission::of_rank(rank)
         .ok_or_else(|| MetaError::Backend(format!("permission rank {rank} is out of range")))
 }
 
@@ -548,23 +548,16 @@ pub(super) async fn team_access_changed(
     .fetch_all(&mut **tx)
     .await
     .map_err(backend)?;
-    // One event per repository, naming the highest permission the team gives on it.
-    let mut reached: BTreeMap<String, (String, Permission)> = BTreeMap::new();
-    for (team, repo, permission) in rows {
+    let mut reach = Vec::with_capacity(rows.len());
+    for (team, repository, permission) in rows {
         let permission = parse_permission(&permission)?;
-        let entry = reached.entry(repo).or_insert((team, permission));
-        entry.1 = entry.1.max(permission);
-    }
-    let now = now_unix();
-    for (repo, (team, permission)) in reached {
-        let data = data_of(&AccessChangedData {
-            action: action.to_owned(),
-            subject: subject.to_owned(),
-            permission: gains.then(|| permission.as_str().to_owned()),
-            team: Some(team),
+        reach.push(TeamReach {
+            team,
+            repository,
+            permission,
         });
-        let event = NewEvent::about(EventKind::AccessChanged, &repo, actor, data);
-        record_event(tx, event, now).await?;
     }
+    let events = team_access_events(reach, action, subject, gains, actor);
+    record_events(tx, &events, now_unix()).await?;
     Ok(())
 }

@@ -210,7 +210,7 @@ impl SqliteMeta {
 /// One connection pool's use at a moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUse {
-    /// `read` or `write`.
+    /// `read` or `write` (SQLite), `postgres`.
     pub name: &'static str,
     /// Connections open, in use or idle.
     pub open: u32,

@@ -4,6 +4,7 @@
 use super::events::{begin_hand_on, cursor_position};
 use super::jobs::enqueue_in;
 use super::{backend, count_column, wall_ms, SqliteMeta};
+use crate::columns::{join_lines, split_lines, target_columns, target_of_columns};
 use berth_core::ports::{
     AttemptVerdict, DeliveryAttempt, DeliveryRecord, DeliveryState, MetaError, NewDelivery, NewJob,
     NewWebhook, WebhookRecord, WebhookStore,
@@ -12,37 +13,11 @@ use berth_core::webhooks::{PayloadFormat, WebhookEvent, WebhookTarget};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
-fn join(items: impl Iterator<Item = String>) -> String {
-    items.collect::<Vec<_>>().join("\n")
-}
-
-fn split(joined: &str) -> impl Iterator<Item = &str> {
-    joined.split('\n').filter(|s| !s.is_empty())
-}
-
-fn target_columns(target: &WebhookTarget) -> (&'static str, Option<&str>, Option<&str>) {
-    match target {
-        WebhookTarget::Site => ("site", None, None),
-        WebhookTarget::Namespace(namespace) => ("namespace", Some(namespace.as_str()), None),
-        WebhookTarget::Repository(repo) => ("repository", repo.namespace(), Some(repo.as_str())),
-    }
-}
-
 fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
     let broken = |what: &str| MetaError::Backend(format!("stored webhook has a broken {what}"));
     let scope: String = row.get("scope");
-    let target = match scope.as_str() {
-        "site" => WebhookTarget::Site,
-        "namespace" => WebhookTarget::Namespace(
-            row.get::<Option<String>, _>("namespace")
-                .ok_or_else(|| broken("namespace"))?,
-        ),
-        _ => WebhookTarget::Repository(
-            row.get::<Option<String>, _>("repository")
-                .and_then(|r| r.parse().ok())
-                .ok_or_else(|| broken("repository"))?,
-        ),
-    };
+    let target = target_of_columns(&scope, row.get("namespace"), row.get("repository"))
+        .ok_or_else(|| broken("target"))?;
     let events: String = row.get("events");
     let tags: String = row.get("tag_filters");
     let format: String = row.get("format");
@@ -51,8 +26,11 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
         target,
         name: row.get("name"),
         url: row.get("url"),
-        events: split(&events).filter_map(WebhookEvent::parse).collect(),
-        tag_filters: split(&tags).map(str::to_owned).collect(),
+        events: split_lines(Some(events.as_str()))
+            .iter()
+            .filter_map(|e| WebhookEvent::parse(e))
+            .collect(),
+        tag_filters: split_lines(Some(tags.as_str())),
         format: PayloadFormat::parse(&format).ok_or_else(|| broken("format"))?,
         secret_sealed: row.get("secret_sealed"),
         header_name: row.get("header_name"),
@@ -116,8 +94,8 @@ impl WebhookStore for SqliteMeta {
         .bind(repository)
         .bind(&w.name)
         .bind(&w.url)
-        .bind(join(w.events.iter().map(|e| e.as_str().to_owned())))
-        .bind(join(w.tag_filters.iter().cloned()))
+        .bind(join_lines(&w.events.iter().map(|e| e.as_str()).collect::<Vec<_>>()))
+        .bind(join_lines(&w.tag_filters))
         .bind(w.format.as_str())
         .bind(&w.secret_sealed)
         .bind(&w.header_name)
