@@ -49,11 +49,15 @@ impl SignatureState {
 }
 
 /// An image's signature state with the names of the trusted keys that verify it, as the API
-/// shows it per tag: `{"state": "verified", "keys": ["release"]}`.
+/// shows it per tag: `{"state": "verified", "keys": ["release"]}`; a signed image that no
+/// trusted key verifies also says why (`"reasons": […]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSignature {
     pub state: SignatureState,
     pub keys: Vec<String>,
+    /// Why none of the image's signatures verifies (only in state `signed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 impl ImageSignature {
@@ -61,6 +65,7 @@ impl ImageSignature {
         ImageSignature {
             state: SignatureState::Unsigned,
             keys: Vec::new(),
+            reasons: Vec::new(),
         }
     }
 }

@@ -47,9 +47,11 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPullPolicy, Me
 fn signature_from_row(row: &sqlx::sqlite::SqliteRow) -> ImageSignature {
     let state: String = row.get("state");
     let keys: String = row.get("keys");
+    let reasons: String = row.get("reasons");
     ImageSignature {
         state: SignatureState::parse(&state).unwrap_or(SignatureState::Signed),
         keys: serde_json::from_str(&keys).unwrap_or_default(),
+        reasons: serde_json::from_str(&reasons).unwrap_or_default(),
     }
 }
 
@@ -200,7 +202,7 @@ impl SignatureStore for SqliteMeta {
     ) -> Result<bool, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         let before = sqlx::query(
-            "SELECT state, keys FROM signature_states WHERE repository = ? AND digest = ?",
+            "SELECT state, keys, reasons FROM signature_states WHERE repository = ? AND digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -221,14 +223,16 @@ impl SignatureStore for SqliteMeta {
                 .map_err(backend)?;
         } else {
             sqlx::query(
-                "INSERT INTO signature_states (repository, digest, state, keys, checked_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT(repository, digest) DO UPDATE SET \
-                 state = excluded.state, keys = excluded.keys, checked_at = excluded.checked_at",
+                "INSERT INTO signature_states (repository, digest, state, keys, reasons, checked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(repository, digest) DO UPDATE SET \
+                 state = excluded.state, keys = excluded.keys, reasons = excluded.reasons, \
+                 checked_at = excluded.checked_at",
             )
             .bind(repo.as_str())
             .bind(digest.to_string())
             .bind(signature.state.as_str())
             .bind(serde_json::to_string(&signature.keys).unwrap_or_else(|_| "[]".into()))
+            .bind(serde_json::to_string(&signature.reasons).unwrap_or_else(|_| "[]".into()))
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -247,7 +251,7 @@ impl SignatureStore for SqliteMeta {
         let mut found = Vec::new();
         for chunk in digests.chunks(500) {
             let sql = format!(
-                "SELECT digest, state, keys FROM signature_states \
+                "SELECT digest, state, keys, reasons FROM signature_states \
                  WHERE repository = ? AND digest IN ({})",
                 placeholders(chunk.len())
             );

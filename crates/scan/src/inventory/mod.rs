@@ -7,10 +7,12 @@
 //! `./` is dropped, and entries with `..`, NUL or overlong names are skipped and counted.
 
 mod apk;
+pub mod auditable;
 mod dpkg;
 mod language;
 mod layer;
 mod os_release;
+pub mod rpm;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,7 +93,8 @@ pub(crate) fn is_wanted(path: &str) -> bool {
     matches!(
         path,
         "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release" | "usr/lib/os-release"
-    ) || (path.starts_with("var/lib/dpkg/status.d/")
+    ) || rpm::RPMDB_PATHS.contains(&path)
+        || (path.starts_with("var/lib/dpkg/status.d/")
         && !path.ends_with(".md5sums")
         && path.matches('/').count() == 4)
         || path.ends_with(".dist-info/METADATA")
@@ -104,6 +107,8 @@ pub(crate) fn is_wanted(path: &str) -> bool {
 pub struct InventoryBuilder {
     limits: Limits,
     files: BTreeMap<String, Vec<u8>>,
+    /// Which kept files are the dependency lists of Rust binaries (`cargo auditable`).
+    binaries: std::collections::BTreeSet<String>,
     kept_bytes: u64,
     unpacked_bytes: u64,
     entries: u64,
@@ -116,6 +121,7 @@ impl InventoryBuilder {
         InventoryBuilder {
             limits,
             files: BTreeMap::new(),
+            binaries: std::collections::BTreeSet::new(),
             kept_bytes: 0,
             unpacked_bytes: 0,
             entries: 0,
@@ -159,8 +165,28 @@ impl InventoryBuilder {
         let mut packages = Vec::new();
         for (path, bytes) in &files {
             let location = format!("/{path}");
-            let found =
-                if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
+            let found = if self.binaries.contains(path) {
+                match auditable::parse(bytes, &location) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        self.warn(format!("{location}: {why}"));
+                        Vec::new()
+                    }
+                }
+            } else if rpm::RPMDB_PATHS.contains(&path.as_str()) {
+                match rpm::parse(bytes, &location) {
+                    Ok((found, malformed)) => {
+                        if malformed > 0 {
+                            self.warn(format!("{location}: {malformed} malformed headers skipped"));
+                        }
+                        found
+                    }
+                    Err(why) => {
+                        self.warn(format!("{location}: {why}"));
+                        Vec::new()
+                    }
+                }
+            } else if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
                     let (found, malformed) = dpkg::parse(&text(bytes), &location);
                     if malformed > 0 {
                         self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
@@ -192,9 +218,9 @@ impl InventoryBuilder {
                             Vec::new()
                         }
                     }
-                } else {
-                    Vec::new()
-                };
+            } else {
+                Vec::new()
+            };
             packages.extend(found);
         }
         packages.sort();
