@@ -301,7 +301,7 @@ mod tests {
         );
         assert!(matches!(
             parse_bundle(message.as_bytes()).unwrap().content,
-            BundleContent::Message { ref sha256, .. } if sha256 == &[7; 32]
+            BundleContent::Message { ref sha256, .. } if sha256 == &[7u8; 32]
         ));
         for broken in [
             "{",

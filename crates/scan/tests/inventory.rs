@@ -373,7 +373,8 @@ fn an_rpm_database_lists_its_packages_with_their_source_rpm() {
     ]);
     assert!(deleted.packages.is_empty());
     let mut damaged = read("rpm/rpmdb.sqlite");
-    damaged.truncate(damaged.len() / 3);
+    // The first page only: the schema names tables whose pages are missing.
+    damaged.truncate(4096);
     for bytes in [damaged, b"SQLite format 3\0garbage".to_vec(), b"not a database".to_vec()] {
         let inventory = inventory(&[layer(&[("var/lib/rpm/rpmdb.sqlite", bytes)])]);
         assert!(inventory.packages.is_empty());
