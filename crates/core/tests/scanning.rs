@@ -308,7 +308,6 @@ async fn scan_results_live_as_long_as_the_image_in_any_repository() {
 
 #[tokio::test]
 async fn the_sbom_referrer_counts_toward_the_namespace_quota() {
-    use berth_core::ports::UsageStore;
     let w = world().await;
     let repo: RepoName = "alice/debian".parse().unwrap();
     let digest = push_debian_image(&w.registry, &repo).await;
@@ -316,7 +315,10 @@ async fn the_sbom_referrer_counts_toward_the_namespace_quota() {
     let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
     assert!(scan.sbom_digest.is_some(), "{:?}", scan.warnings);
     let after = w.meta.namespace_usage("alice").await.unwrap().bytes;
-    assert!(after > before + 10_000, "the SBOM's bytes count: {before} -> {after}");
+    assert!(
+        after > before + 10_000,
+        "the SBOM's bytes count: {before} -> {after}"
+    );
 
     // A full namespace refuses the SBOM like any push; the scan still stores its result and
     // says why the SBOM is missing.
@@ -327,12 +329,19 @@ async fn the_sbom_referrer_counts_toward_the_namespace_quota() {
     let scan = w.scanner.scan(&other, &digest, &[]).await.unwrap();
     assert_eq!(scan.sbom_digest, None);
     assert!(
-        scan.warnings.iter().any(|w| w.contains("SBOM could not be attached")),
+        scan.warnings
+            .iter()
+            .any(|w| w.contains("SBOM could not be attached")),
         "{:?}",
         scan.warnings
     );
     assert!(w.meta.namespace_usage("bob").await.unwrap().bytes <= used + 100);
-    assert!(w.meta.scan_result(&digest.to_string()).await.unwrap().is_some());
+    assert!(w
+        .meta
+        .scan_result(&digest.to_string())
+        .await
+        .unwrap()
+        .is_some());
 }
 
 /// The figures, measured: an import of 100,000 advisories, and matching an image

@@ -53,10 +53,7 @@ pub enum BundleKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleContent {
     /// A signature over an artifact, named by its SHA-256.
-    Message {
-        sha256: Vec<u8>,
-        signature: Vec<u8>,
-    },
+    Message { sha256: Vec<u8>, signature: Vec<u8> },
     /// A DSSE envelope: signatures over the pre-authentication encoding of the payload.
     Dsse {
         payload_type: String,
@@ -291,9 +288,17 @@ mod tests {
                 hint: Some("abc".to_owned())
             }
         );
-        assert!(matches!(bundle.content, BundleContent::Dsse { ref signatures, .. } if signatures == &[b"sig".to_vec()]));
-        let keyless = dsse.replace(r#""publicKey":{"hint":"abc"}"#, r#""certificate":{"rawBytes":"AAAA"}"#);
-        assert_eq!(parse_bundle(keyless.as_bytes()).unwrap().key, BundleKey::Certificate);
+        assert!(
+            matches!(bundle.content, BundleContent::Dsse { ref signatures, .. } if signatures == &[b"sig".to_vec()])
+        );
+        let keyless = dsse.replace(
+            r#""publicKey":{"hint":"abc"}"#,
+            r#""certificate":{"rawBytes":"AAAA"}"#,
+        );
+        assert_eq!(
+            parse_bundle(keyless.as_bytes()).unwrap().key,
+            BundleKey::Certificate
+        );
         let message = format!(
             r#"{{"verificationMaterial":{{"publicKey":{{}}}},"messageSignature":{{"messageDigest":{{"algorithm":"SHA2_256","digest":"{}"}},"signature":"{}"}}}}"#,
             b64(&[7; 32]),
@@ -342,7 +347,8 @@ mod tests {
     #[test]
     fn notation_envelopes_name_their_target_and_signing_input() {
         let digest = Digest::sha256_of(b"image");
-        let protected = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json"}"#);
+        let protected = URL_SAFE_NO_PAD
+            .encode(br#"{"alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json"}"#);
         let payload = URL_SAFE_NO_PAD.encode(format!(
             r#"{{"targetArtifact":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":12}}}}"#
         ));
@@ -353,7 +359,10 @@ mod tests {
         let jws = parse_notation_jws(envelope.as_bytes()).unwrap();
         assert_eq!(jws.algorithm, "ES256");
         assert_eq!(jws.target, digest);
-        assert_eq!(jws.signing_input, format!("{protected}.{payload}").into_bytes());
+        assert_eq!(
+            jws.signing_input,
+            format!("{protected}.{payload}").into_bytes()
+        );
         assert_eq!(jws.signature, b"sig".to_vec());
         assert!(parse_notation_jws(b"{}").is_err());
         assert!(parse_notation_jws(envelope.replace(&payload, "e30").as_bytes()).is_err());

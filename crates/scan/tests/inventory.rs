@@ -319,7 +319,9 @@ fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o755);
-        builder.append_data(&mut header, path, content.as_slice()).unwrap();
+        builder
+            .append_data(&mut header, path, content.as_slice())
+            .unwrap();
     }
     builder.into_inner().unwrap()
 }
@@ -375,11 +377,18 @@ fn an_rpm_database_lists_its_packages_with_their_source_rpm() {
     let mut damaged = read("rpm/rpmdb.sqlite");
     // The first page only: the schema names tables whose pages are missing.
     damaged.truncate(4096);
-    for bytes in [damaged, b"SQLite format 3\0garbage".to_vec(), b"not a database".to_vec()] {
+    for bytes in [
+        damaged,
+        b"SQLite format 3\0garbage".to_vec(),
+        b"not a database".to_vec(),
+    ] {
         let inventory = inventory(&[layer(&[("var/lib/rpm/rpmdb.sqlite", bytes)])]);
         assert!(inventory.packages.is_empty());
         assert!(
-            inventory.warnings.iter().any(|w| w.contains("rpmdb.sqlite")),
+            inventory
+                .warnings
+                .iter()
+                .any(|w| w.contains("rpmdb.sqlite")),
             "{:?}",
             inventory.warnings
         );
@@ -395,7 +404,12 @@ fn zstd_layers_are_read_like_gzip_ones_in_one_frame_or_many() {
     let one_frame = zstd(&alpine);
     let result = inventory(&[one_frame]);
     assert_eq!(result.os.as_ref().unwrap().id, "alpine");
-    assert_eq!(names(&result, PackageKind::Apk).len(), 6, "{:?}", result.warnings);
+    assert_eq!(
+        names(&result, PackageKind::Apk).len(),
+        6,
+        "{:?}",
+        result.warnings
+    );
 
     // zstd:chunked writes many frames with skippable frames between them.
     let (first, second) = alpine.split_at(1536);
@@ -405,14 +419,23 @@ fn zstd_layers_are_read_like_gzip_ones_in_one_frame_or_many() {
     chunked.extend_from_slice(b"skip!");
     chunked.extend_from_slice(&zstd(second));
     let result = inventory(&[chunked.clone()]);
-    assert_eq!(names(&result, PackageKind::Apk).len(), 6, "{:?}", result.warnings);
+    assert_eq!(
+        names(&result, PackageKind::Apk).len(),
+        6,
+        "{:?}",
+        result.warnings
+    );
 
     // A zstd bomb stops at the unpacked limit like a gzip one.
     let mut builder = tar::Builder::new(Vec::new());
     let mut header = tar::Header::new_gnu();
     header.set_size(64 * 1024 * 1024);
     builder
-        .append_data(&mut header, "bomb", std::io::repeat(0).take(64 * 1024 * 1024))
+        .append_data(
+            &mut header,
+            "bomb",
+            std::io::repeat(0).take(64 * 1024 * 1024),
+        )
         .unwrap();
     let bomb = zstd(&builder.into_inner().unwrap());
     let mut limits = small_limits();

@@ -258,7 +258,9 @@ async fn verify_envelope(
         return Ok(Err("its manifest does not parse".to_owned()));
     };
     let layer = manifest.layers.iter().find(|l| match form {
-        SignatureForm::SigstoreBundle => l.media_type.starts_with("application/vnd.dev.sigstore.bundle"),
+        SignatureForm::SigstoreBundle => l
+            .media_type
+            .starts_with("application/vnd.dev.sigstore.bundle"),
         _ => l.media_type == NOTATION_JWS || l.media_type == NOTATION_COSE,
     });
     let Some(layer) = layer else {
@@ -339,7 +341,10 @@ async fn verify_envelope(
             Err(why) => return Ok(Err(format!("the JWS envelope does not read: {why}"))),
         };
         if &jws.target != digest {
-            return Ok(Err(format!("its payload signs {}, not {digest}", jws.target)));
+            return Ok(Err(format!(
+                "its payload signs {}, not {digest}",
+                jws.target
+            )));
         }
         let mut names = Vec::new();
         for key in keys {

@@ -858,8 +858,12 @@ fn es256(key: &str) -> impl Fn(&[u8]) -> Vec<u8> {
         .into_contents();
     move |input: &[u8]| {
         let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng)
-            .expect("a P-256 key");
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der,
+            &rng,
+        )
+        .expect("a P-256 key");
         key.sign(&rng, input).expect("sign").as_ref().to_vec()
     }
 }
@@ -869,27 +873,45 @@ fn ps256(input: &[u8]) -> Vec<u8> {
     let der = pem::parse(fixture("rsa.key")).expect("PEM").into_contents();
     let key = RsaKeyPair::from_pkcs8(&der).expect("an RSA key");
     let mut signature = vec![0; key.public().modulus_len()];
-    key.sign(&ring::signature::RSA_PSS_SHA256, &SystemRandom::new(), input, &mut signature)
-        .expect("sign");
+    key.sign(
+        &ring::signature::RSA_PSS_SHA256,
+        &SystemRandom::new(),
+        input,
+        &mut signature,
+    )
+    .expect("sign");
     signature
 }
 
 #[tokio::test]
-async fn sigstore_bundles_and_notation_signatures_verify_with_trusted_keys_and_the_rest_stay_signed() {
+async fn sigstore_bundles_and_notation_signatures_verify_with_trusted_keys_and_the_rest_stay_signed(
+) {
     let berth = Berth::start().await;
     let admin = berth.admin().await;
     let registry = berth.with(basic("admin", ADMIN_PASSWORD));
     let repo = "admin/envelopes";
     let path = format!("/api/v1/repositories/{repo}/-");
+    // cosign v3's default: a DSSE bundle whose statement names the image.
+    let dsse = push_image_bytes(&registry, repo, "dsse").await;
     trust(&admin, &path, "release", "release").await;
     trust(&admin, &path, "rsa", "rsa").await;
     let release = Signer::load("release");
     let key_material = json!({ "publicKey": { "hint": "release" }, "tlogEntries": [] });
-
-    // cosign v3's default: a DSSE bundle whose statement names the image.
-    let dsse = push_image_bytes(&registry, repo, "dsse").await;
-    let bundle = dsse_bundle(&cosign_statement(repo, &dsse.0), &release, key_material.clone());
-    push_envelope_referrer(&registry, repo, &dsse, SIGSTORE_BUNDLE, SIGSTORE_BUNDLE, &bundle, bundle_annotations()).await;
+    let bundle = dsse_bundle(
+        &cosign_statement(repo, &dsse.0),
+        &release,
+        key_material.clone(),
+    );
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &dsse,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
 
     // A message-signature bundle over the manifest itself, signed with the RSA key.
     let message = push_image_bytes(&registry, repo, "message").await;
@@ -903,7 +925,16 @@ async fn sigstore_bundles_and_notation_signatures_verify_with_trusted_keys_and_t
         },
     })
     .to_string();
-    push_envelope_referrer(&registry, repo, &message, SIGSTORE_BUNDLE, SIGSTORE_BUNDLE, bundle.as_bytes(), bundle_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &message,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        bundle.as_bytes(),
+        bundle_annotations(),
+    )
+    .await;
 
     // Keyless (a Fulcio certificate): signed, not checkable against keys.
     let keyless = push_image_bytes(&registry, repo, "keyless").await;
@@ -912,40 +943,125 @@ async fn sigstore_bundles_and_notation_signatures_verify_with_trusted_keys_and_t
         &release,
         json!({ "certificate": { "rawBytes": STANDARD.encode(b"not checked") } }),
     );
-    push_envelope_referrer(&registry, repo, &keyless, SIGSTORE_BUNDLE, SIGSTORE_BUNDLE, &bundle, bundle_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &keyless,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
 
     // A statement about another image, attached to this one.
     let elsewhere = push_image_bytes(&registry, repo, "elsewhere").await;
-    let bundle = dsse_bundle(&cosign_statement(repo, &dsse.0), &release, key_material.clone());
-    push_envelope_referrer(&registry, repo, &elsewhere, SIGSTORE_BUNDLE, SIGSTORE_BUNDLE, &bundle, bundle_annotations()).await;
+    let bundle = dsse_bundle(
+        &cosign_statement(repo, &dsse.0),
+        &release,
+        key_material.clone(),
+    );
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &elsewhere,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
 
     // A bundle whose signature is not base64.
     let garbled = push_image_bytes(&registry, repo, "garbled").await;
-    let bundle = String::from_utf8(dsse_bundle(&cosign_statement(repo, &garbled.0), &release, key_material.clone()))
-        .unwrap();
+    let bundle = String::from_utf8(dsse_bundle(
+        &cosign_statement(repo, &garbled.0),
+        &release,
+        key_material.clone(),
+    ))
+    .unwrap();
     let sig_start = bundle.find(r#""sig":""#).unwrap() + 7;
     let bundle = format!("{}!!{}", &bundle[..sig_start], &bundle[sig_start..]);
-    push_envelope_referrer(&registry, repo, &garbled, SIGSTORE_BUNDLE, SIGSTORE_BUNDLE, bundle.as_bytes(), bundle_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &garbled,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        bundle.as_bytes(),
+        bundle_annotations(),
+    )
+    .await;
 
     // Notation JWS: ES256 with the trusted P-256 key, PS256 with the trusted RSA key.
     let jws_es = push_image_bytes(&registry, repo, "jws-es").await;
     let envelope = notation_jws(&jws_es.0, jws_es.1.len(), "ES256", es256("release"));
-    push_envelope_referrer(&registry, repo, &jws_es, NOTATION_SIGNATURE, "application/jose+json", &envelope, notation_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_es,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
     let jws_ps = push_image_bytes(&registry, repo, "jws-ps").await;
     let envelope = notation_jws(&jws_ps.0, jws_ps.1.len(), "PS256", ps256);
-    push_envelope_referrer(&registry, repo, &jws_ps, NOTATION_SIGNATURE, "application/jose+json", &envelope, notation_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_ps,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
 
     // Notation signed by a key nobody trusts, one naming another image, and a COSE one.
     let jws_other = push_image_bytes(&registry, repo, "jws-other").await;
     let envelope = notation_jws(&jws_other.0, jws_other.1.len(), "ES256", es256("other"));
-    push_envelope_referrer(&registry, repo, &jws_other, NOTATION_SIGNATURE, "application/jose+json", &envelope, notation_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_other,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
     let jws_moved = push_image_bytes(&registry, repo, "jws-moved").await;
     let envelope = notation_jws(&jws_es.0, jws_es.1.len(), "ES256", es256("release"));
-    push_envelope_referrer(&registry, repo, &jws_moved, NOTATION_SIGNATURE, "application/jose+json", &envelope, notation_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_moved,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
     let cose = push_image_bytes(&registry, repo, "cose").await;
-    push_envelope_referrer(&registry, repo, &cose, NOTATION_SIGNATURE, "application/cose", b"\xd2\x84", notation_annotations()).await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &cose,
+        NOTATION_SIGNATURE,
+        "application/cose",
+        b"\xd2\x84",
+        notation_annotations(),
+    )
+    .await;
 
-    for (tag, key) in [("dsse", "release"), ("message", "rsa"), ("jws-es", "release"), ("jws-ps", "rsa")] {
+    for (tag, key) in [
+        ("dsse", "release"),
+        ("message", "rsa"),
+        ("jws-es", "release"),
+        ("jws-ps", "rsa"),
+    ] {
         let signature = signature_becomes(&admin, repo, tag, "verified").await;
         assert_eq!(signature["keys"], json!([key]), "{tag}");
     }

@@ -29,7 +29,9 @@ pub fn dependency_json(binary: &[u8]) -> Result<Option<Vec<u8>>, String> {
         return Ok(None);
     };
     if section.size() > MAX_SECTION_BYTES {
-        return Err(format!("its {SECTION} section is over {MAX_SECTION_BYTES} bytes"));
+        return Err(format!(
+            "its {SECTION} section is over {MAX_SECTION_BYTES} bytes"
+        ));
     }
     let compressed = section
         .data()

@@ -97,7 +97,9 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                             &mut std::io::sink(),
                         )?;
                         if skipped < u64::from(length) {
-                            return Err(std::io::Error::other("a skippable zstd frame is cut short"));
+                            return Err(std::io::Error::other(
+                                "a skippable zstd frame is cut short",
+                            ));
                         }
                         continue;
                     }
@@ -170,7 +172,10 @@ fn read_auditable_binary(
     }
     let mut binary = Vec::with_capacity(size as usize);
     binary.extend_from_slice(&head);
-    entry.take(size - 4).read_to_end(&mut binary).map_err(corrupt)?;
+    entry
+        .take(size - 4)
+        .read_to_end(&mut binary)
+        .map_err(corrupt)?;
     match auditable::dependency_json(&binary) {
         Ok(json) => Ok(json),
         Err(why) => {
@@ -333,7 +338,10 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
                 None
             };
             match binary {
-                Some(json) if builder.kept_bytes + layer_kept + json.len() as u64 <= limits.max_kept_bytes => {
+                Some(json)
+                    if builder.kept_bytes + layer_kept + json.len() as u64
+                        <= limits.max_kept_bytes =>
+                {
                     layer_kept += json.len() as u64;
                     changes.binaries.insert(path.clone());
                     changes.files.insert(path, json);

@@ -95,8 +95,8 @@ pub(crate) fn is_wanted(path: &str) -> bool {
         "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release" | "usr/lib/os-release"
     ) || rpm::RPMDB_PATHS.contains(&path)
         || (path.starts_with("var/lib/dpkg/status.d/")
-        && !path.ends_with(".md5sums")
-        && path.matches('/').count() == 4)
+            && !path.ends_with(".md5sums")
+            && path.matches('/').count() == 4)
         || path.ends_with(".dist-info/METADATA")
         || path.ends_with(".egg-info/PKG-INFO")
         || language::is_npm_manifest(path)
@@ -187,37 +187,37 @@ impl InventoryBuilder {
                     }
                 }
             } else if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
-                    let (found, malformed) = dpkg::parse(&text(bytes), &location);
-                    if malformed > 0 {
-                        self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
+                let (found, malformed) = dpkg::parse(&text(bytes), &location);
+                if malformed > 0 {
+                    self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
+                }
+                found
+            } else if path == "lib/apk/db/installed" {
+                let (found, malformed) = apk::parse(&text(bytes), &location);
+                if malformed > 0 {
+                    self.warn(format!(
+                        "{location}: {malformed} malformed paragraphs skipped"
+                    ));
+                }
+                found
+            } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
+                match language::python(&text(bytes), &location) {
+                    Some(package) => vec![package],
+                    None => {
+                        self.warn(format!("{location}: no Name or Version"));
+                        Vec::new()
                     }
-                    found
-                } else if path == "lib/apk/db/installed" {
-                    let (found, malformed) = apk::parse(&text(bytes), &location);
-                    if malformed > 0 {
+                }
+            } else if path.ends_with("/package.json") {
+                match language::npm(bytes, &location) {
+                    Some(package) => vec![package],
+                    None => {
                         self.warn(format!(
-                            "{location}: {malformed} malformed paragraphs skipped"
+                            "{location}: not a package.json with a name and version"
                         ));
+                        Vec::new()
                     }
-                    found
-                } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
-                    match language::python(&text(bytes), &location) {
-                        Some(package) => vec![package],
-                        None => {
-                            self.warn(format!("{location}: no Name or Version"));
-                            Vec::new()
-                        }
-                    }
-                } else if path.ends_with("/package.json") {
-                    match language::npm(bytes, &location) {
-                        Some(package) => vec![package],
-                        None => {
-                            self.warn(format!(
-                                "{location}: not a package.json with a name and version"
-                            ));
-                            Vec::new()
-                        }
-                    }
+                }
             } else {
                 Vec::new()
             };

@@ -70,7 +70,9 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader, RpmError> {
     let data_start = 8 + entries * 16;
     let data = blob
         .get(data_start..data_start + data_len)
-        .ok_or(RpmError::Header("its data store is past the end of the blob"))?;
+        .ok_or(RpmError::Header(
+            "its data store is past the end of the blob",
+        ))?;
     let mut header = RpmHeader::default();
     for index in 0..entries {
         let at = 8 + index * 16;
@@ -102,7 +104,9 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader, RpmError> {
             TAG_SOURCERPM => header.source_rpm = string()?,
             TAG_EPOCH => {
                 if kind != TYPE_INT32 || offset % 4 != 0 {
-                    return Err(RpmError::Header("the epoch is not an aligned 32-bit integer"));
+                    return Err(RpmError::Header(
+                        "the epoch is not an aligned 32-bit integer",
+                    ));
                 }
                 header.epoch = Some(
                     be_u32(data, offset).ok_or(RpmError::Header("the epoch is past the data"))?,
@@ -137,11 +141,11 @@ impl RpmHeader {
             (Some(epoch), version, None) if epoch > 0 => format!("{epoch}:{version}"),
             (_, version, None) => version,
         };
-        let (source_name, source_version) = match self.source_rpm.as_deref().and_then(split_source_rpm)
-        {
-            Some((name, version)) => (Some(name), Some(version)),
-            None => (None, None),
-        };
+        let (source_name, source_version) =
+            match self.source_rpm.as_deref().and_then(split_source_rpm) {
+                Some((name, version)) => (Some(name), Some(version)),
+                None => (None, None),
+            };
         Some(Package {
             kind: PackageKind::Rpm,
             name,
@@ -170,12 +174,19 @@ pub fn parse(bytes: &[u8], location: &str) -> Result<(Vec<Package>, usize), RpmE
             .write_all(head)
             .and_then(|_| file.write_all(&[1, 1]))
             .and_then(|_| file.write_all(tail)),
-        _ => return Err(RpmError::Database("shorter than a SQLite header".to_owned())),
+        _ => {
+            return Err(RpmError::Database(
+                "shorter than a SQLite header".to_owned(),
+            ))
+        }
     };
     written.map_err(|e| database(&e))?;
     let uri = format!(
         "file:{}?immutable=1",
-        file.path().to_string_lossy().replace('?', "%3f").replace('#', "%23")
+        file.path()
+            .to_string_lossy()
+            .replace('?', "%3f")
+            .replace('#', "%23")
     );
     let connection = rusqlite::Connection::open_with_flags(
         uri,
