@@ -103,7 +103,7 @@ pub fn parse_header(blob: &[u8]) -> Result<RpmHeader, RpmError> {
             TAG_ARCH => header.arch = string()?,
             TAG_SOURCERPM => header.source_rpm = string()?,
             TAG_EPOCH => {
-                if kind != TYPE_INT32 || offset % 4 != 0 {
+                if kind != TYPE_INT32 || !offset.is_multiple_of(4) {
                     return Err(RpmError::Header(
                         "the epoch is not an aligned 32-bit integer",
                     ));
