@@ -5,6 +5,9 @@ Same seed + options => byte-identical blobs and digests, so tests can compare
 what a registry hands back against what we generated, without any network.
 
     mkimage.py DIR --seed 7 --tag v1 [--layers 2] [--layer-size 65536] [--index]
+               [--file PATH_IN_IMAGE=LOCAL_FILE ...]
+
+Each --file lands in one more (top) layer, for images with real package databases.
 
 Adds (or replaces) TAG in DIR/index.json and prints a JSON summary:
 {"tag", "mediaType", "digest", "size", "images": [{"platform", "digest",
@@ -80,6 +83,18 @@ def layer_tar(rng, n, size):
     return buf.getvalue()
 
 
+def files_tar(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for image_path, local_path in files:
+            with open(local_path, "rb") as f:
+                data = f.read()
+            info = tarfile.TarInfo(image_path)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def gzip_bytes(data):
     out = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
@@ -87,13 +102,16 @@ def gzip_bytes(data):
     return out.getvalue()
 
 
-def write_image(layout, seed, platform, nlayers, size):
+def write_image(layout, seed, platform, nlayers, size, files=()):
     rng = random.Random(f"{seed}/{platform['architecture']}")
     layers, diff_ids = [], []
-    for n in range(nlayers):
-        raw = layer_tar(rng, n, size)
+    raws = [layer_tar(rng, n, size) for n in range(nlayers)]
+    if files:
+        raws.append(files_tar(files))
+    for raw in raws:
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         layers.append(layout.put(OCI_LAYER, gzip_bytes(raw)))
+    nlayers = len(raws)
     config = dict(platform)
     config.update(
         created=EPOCH,
@@ -125,11 +143,15 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--layer-size", type=int, default=64 * 1024)
     ap.add_argument("--index", action="store_true", help="two-platform image index")
+    ap.add_argument("--file", action="append", default=[], metavar="PATH_IN_IMAGE=LOCAL_FILE")
     args = ap.parse_args()
+    files = [tuple(f.split("=", 1)) for f in args.file]
 
     layout = Layout(args.dir)
     platforms = PLATFORMS if args.index else PLATFORMS[:1]
-    built = [write_image(layout, args.seed, p, args.layers, args.layer_size) for p in platforms]
+    built = [
+        write_image(layout, args.seed, p, args.layers, args.layer_size, files) for p in platforms
+    ]
     if args.index:
         index = {
             "schemaVersion": 2,

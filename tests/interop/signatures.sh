@@ -4,7 +4,9 @@
 # annotation under the `sha256-<hex>.sig` tag), signed by openssl with a P-256 key as
 # `cosign sign --key` does; the key trusted with `berth trust add`; a namespace policy set with
 # `berth policy set`. podman and skopeo pulls of the unsigned image are refused with the
-# message naming the policy; the signed image pulls; a vulnerable image is blocked.
+# message naming the policy; the signed image pulls; a vulnerable image (npm's minimist 1.2.5,
+# its real package.json) is scanned after `berth vulndb import` of real OSV advisories and
+# blocked by the severity policy.
 # shellcheck disable=SC2016  # `check NAME eval '...'` expands its text when it runs
 source "$(dirname "$0")/lib.sh"
 start_registry
@@ -22,7 +24,9 @@ R=docker://$REG/$REPO
 IMG=$WORK/img
 python3 "$INTEROP_DIR/mkimage.py" "$IMG" --seed signed-1 --tag signed >/dev/null
 python3 "$INTEROP_DIR/mkimage.py" "$IMG" --seed unsigned-1 --tag unsigned >/dev/null
-python3 "$INTEROP_DIR/mkimage.py" "$IMG" --seed vulnerable-1 --tag vulnerable >/dev/null
+SCAN_DATA=$ROOT/crates/scan/tests/data
+python3 "$INTEROP_DIR/mkimage.py" "$IMG" --seed vulnerable-1 --tag vulnerable \
+  --file "usr/lib/node_modules/minimist/package.json=$SCAN_DATA/npm/minimist/package.json" >/dev/null
 write_authfile "$WORK/carol.json" "$CAROL"
 # carol is no site admin: site admins are exempt from pull policies.
 as_carol() { AUTH_FILE=$WORK/carol.json "$@"; }
@@ -116,17 +120,20 @@ check podman-signed-pull-passes as_carol pod pull "$REG/$REPO:signed"
 check site-admin-is-exempt sko copy "$R:unsigned" "oci:$WORK/out:admin"
 
 vulnerable_blocked() {
-  local digest
-  # As the site admin, who is exempt: carol's reads are under the policy being changed.
-  digest=$(sko inspect --raw "$R:vulnerable" | sha256)
-  python3 - "$DATA/berth.db" "$digest" <<'EOF'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], timeout=30)
-db.execute("INSERT INTO vulnerability_summaries (digest, critical, high, medium, low, unknown, scanned_at) VALUES (?, 1, 0, 0, 0, 0, strftime('%s','now'))", (sys.argv[2],))
-db.commit()
-EOF
+  # Real advisories (GHSA-xvch-5gv4-984h: minimist < 1.2.6, critical); the running server
+  # rescans every image after an import.
+  cli vulndb import "$SCAN_DATA/osv"
+  local i critical=
+  for i in $(seq 600); do
+    critical=$(curl -s -u "$ADMIN_CREDS" "http://$REG/api/v1/repositories/$REPO/-/tags" |
+      jq -r '.results[] | select(.name == "vulnerable") | .vulnerabilities.critical // empty')
+    [[ -n $critical && $critical -ge 1 ]] && break
+    sleep 0.2
+  done
+  if [[ -z $critical || $critical -lt 1 ]]; then
+    echo "carol/app:vulnerable was never scanned with its critical finding"; return 1
+  fi
   cli policy set carol --no-require-signature --block-severity high --allow-unscanned
-  local i
   # The running server re-reads policies the CLI wrote within two seconds.
   for i in $(seq 100); do
     if ! as_carol pod pull "$REG/$REPO:vulnerable" 2>"$WORK/err" >/dev/null &&
@@ -134,7 +141,11 @@ EOF
       cat "$WORK/err"
       grep -q 'denied' "$WORK/err"
       grep -q '1 finding' "$WORK/err"
-      # Unscanned images pass under --allow-unscanned, signed or not.
+      if as_carol sko copy "$R:vulnerable" "oci:$WORK/out:vulnerable" 2>"$WORK/err"; then
+        echo "skopeo pulled the vulnerable image"; return 1
+      fi
+      grep -q 'block severity high or higher' "$WORK/err"
+      # Images without such findings pass, signed or not.
       as_carol pod pull "$REG/$REPO:unsigned"
       return 0
     fi

@@ -266,9 +266,88 @@ async fn a_pushed_image_is_scanned_against_the_imported_database() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn scan_results_live_as_long_as_the_image_in_any_repository() {
+    let w = world().await;
+    let first: RepoName = "alice/debian".parse().unwrap();
+    let copy: RepoName = "alice/copy".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &first).await;
+    assert_eq!(push_debian_image(&w.registry, &copy).await, digest);
+    w.scanner
+        .clone()
+        .with_sbom(false)
+        .scan(&first, &digest, &[])
+        .await
+        .unwrap();
+    let name = digest.to_string();
+    let kept = |meta: Arc<dyn MetaStore>, name: String| async move {
+        (
+            meta.scan_result(&name).await.unwrap().is_some(),
+            meta.vulnerability_summaries(std::slice::from_ref(&name))
+                .await
+                .unwrap()
+                .contains_key(&name),
+        )
+    };
+    assert_eq!(kept(w.meta.clone(), name.clone()).await, (true, true));
+
+    // Deleted from one repository, the image is still in the other: its result stays.
+    let by_digest = Reference::Digest(digest.clone());
+    w.registry
+        .delete_manifest(&first, &by_digest, ChangedBy::new("alice", None))
+        .await
+        .unwrap();
+    assert_eq!(kept(w.meta.clone(), name.clone()).await, (true, true));
+    // Deleted from the last one, the result and the summary the pull policies read go too.
+    w.registry
+        .delete_manifest(&copy, &by_digest, ChangedBy::new("alice", None))
+        .await
+        .unwrap();
+    assert_eq!(kept(w.meta.clone(), name.clone()).await, (false, false));
+}
+
+#[tokio::test]
+async fn the_sbom_referrer_counts_toward_the_namespace_quota() {
+    let w = world().await;
+    let repo: RepoName = "alice/debian".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &repo).await;
+    let before = w.meta.namespace_usage("alice").await.unwrap().bytes;
+    let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    assert!(scan.sbom_digest.is_some(), "{:?}", scan.warnings);
+    let after = w.meta.namespace_usage("alice").await.unwrap().bytes;
+    assert!(
+        after > before + 10_000,
+        "the SBOM's bytes count: {before} -> {after}"
+    );
+
+    // A full namespace refuses the SBOM like any push; the scan still stores its result and
+    // says why the SBOM is missing.
+    let other: RepoName = "bob/debian".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &other).await;
+    let used = w.meta.namespace_usage("bob").await.unwrap().bytes;
+    w.meta.set_quota("bob", Some(used + 100)).await.unwrap();
+    let scan = w.scanner.scan(&other, &digest, &[]).await.unwrap();
+    assert_eq!(scan.sbom_digest, None);
+    assert!(
+        scan.warnings
+            .iter()
+            .any(|w| w.contains("SBOM could not be attached")),
+        "{:?}",
+        scan.warnings
+    );
+    assert!(w.meta.namespace_usage("bob").await.unwrap().bytes <= used + 100);
+    assert!(w
+        .meta
+        .scan_result(&digest.to_string())
+        .await
+        .unwrap()
+        .is_some());
+}
+
 /// The figures, measured: an import of 100,000 advisories, and matching an image
 /// of this machine's 863 dpkg packages plus the venv's against them, after the layers are
-/// read. Run with `cargo test --release -p berth-core --test scanning -- --ignored --nocapture`.
+/// read, with the scan's peak memory. Run with
+/// `cargo test --release -p berth-core --test scanning -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "a measurement: 100,000 advisories"]
 async fn import_and_match_at_scale() {
@@ -322,9 +401,14 @@ async fn import_and_match_at_scale() {
         Arc::new(SystemClock),
     )
     .with_sbom(false);
+    // The process's peak resident set is reset here, so what it reaches next is the scan's
+    // (the test's own data, the SQLite cache and the runtime included: an upper bound).
+    let resident_before = memory_kib("VmRSS");
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let started = std::time::Instant::now();
     let scan = scanner.scan(&repo, &digest, &[]).await.unwrap();
     let scan_time = started.elapsed();
+    let peak = memory_kib("VmHWM");
     println!(
         "import of 100,000 advisories: {:.1} s; scan of {} packages ({} findings), layers included: {:.2} s",
         import_time.as_secs_f64(),
@@ -332,4 +416,32 @@ async fn import_and_match_at_scale() {
         scan.findings.len(),
         scan_time.as_secs_f64()
     );
+    match (resident_before, peak, reset) {
+        (Some(before), Some(peak), true) => println!(
+            "scanner peak memory: the process's peak resident set during the scan was {:.1} MiB ({:.1} MiB resident before it)",
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0
+        ),
+        _ => println!("scanner peak memory: not measured (no /proc/self/status or clear_refs)"),
+    }
+    if let Some(peak) = peak.filter(|_| reset) {
+        assert!(
+            peak < 200 * 1024,
+            "the scan's peak resident set is {peak} KiB, over the 200 MiB budget"
+        );
+    }
+}
+
+/// A `Vm*` line of `/proc/self/status`, in KiB.
+fn memory_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -1,6 +1,7 @@
 //! The OCI distribution protocol as data: pure, synchronous parsing and validation, no IO.
 
 pub mod digest;
+pub mod envelope;
 pub mod error;
 pub mod manifest;
 pub mod name;

@@ -1,6 +1,8 @@
 //! The inventory of image layers: real package databases (this machine's dpkg status, a
-//! venv's dist-info, npm's package.json, an Alpine `installed` file), whiteouts in layer
-//! order, and hostile layers that must be reported within the limits, never panic.
+//! venv's dist-info, npm's package.json, an Alpine `installed` file, an `rpmdb.sqlite`
+//! written by rpm, a Rust binary built with `cargo auditable`), gzip and zstd layers,
+//! whiteouts in layer order, and hostile layers that must be reported within the limits,
+//! never panic.
 
 mod common;
 
@@ -273,9 +275,13 @@ fn hostile_entries_are_skipped_or_refused() {
         inventory.add_layer(vec![7u8; 4096].as_slice()),
         Err(LayerError::Corrupt(_))
     ));
-    assert_eq!(
+    assert!(matches!(
         inventory.add_layer(&[0x28u8, 0xb5, 0x2f, 0xfd, 0, 0][..]),
-        Err(LayerError::Unsupported("zstd"))
+        Err(LayerError::Corrupt(_))
+    ));
+    assert_eq!(
+        inventory.add_layer(&b"BZh91AY&SY"[..]),
+        Err(LayerError::Unsupported("bzip2"))
     );
 
     // A package database over the per-file limit is skipped with a warning.
@@ -305,4 +311,189 @@ fn hostile_entries_are_skipped_or_refused() {
         inventory.add_layer(layer(&owned(&files)).as_slice()),
         Err(LayerError::TooManyEntries(10))
     );
+}
+
+fn tar_of(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o755);
+        builder
+            .append_data(&mut header, path, content.as_slice())
+            .unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    ruzstd::encoding::compress(bytes, &mut out, ruzstd::encoding::CompressionLevel::Fastest);
+    out
+}
+
+#[test]
+fn an_rpm_database_lists_its_packages_with_their_source_rpm() {
+    for path in [
+        "var/lib/rpm/rpmdb.sqlite",
+        "usr/lib/sysimage/rpm/rpmdb.sqlite",
+    ] {
+        let inventory = inventory(&[layer(&[(path, read("rpm/rpmdb.sqlite"))])]);
+        assert!(inventory.warnings.is_empty(), "{:?}", inventory.warnings);
+        let mut rpms: Vec<String> = inventory
+            .packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} {}",
+                    p.name,
+                    p.version,
+                    p.source_name.as_deref().unwrap_or("-"),
+                    p.source_version.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        rpms.sort();
+        // As `rpm -qa` printed them when the database was made (tests/data/rpm/README.md).
+        assert_eq!(
+            rpms,
+            [
+                "bash 5.1.8-9.el9 bash 5.1.8-9.el9",
+                "openssl-libs 1:3.0.7-27.el9 openssl 3.0.7-27.el9",
+                "zlib 1.2.11-40.el9 zlib 1.2.11-40.el9",
+            ]
+        );
+        assert!(inventory.packages.iter().all(|p| p.kind == PackageKind::Rpm
+            && p.location == format!("/{path}")
+            && p.arch.as_deref() == Some("x86_64")));
+    }
+
+    // A database deleted by a later layer is gone; a damaged one is reported.
+    let deleted = inventory(&[
+        layer(&[("var/lib/rpm/rpmdb.sqlite", read("rpm/rpmdb.sqlite"))]),
+        layer(&[("var/lib/rpm/.wh.rpmdb.sqlite", Vec::new())]),
+    ]);
+    assert!(deleted.packages.is_empty());
+    let mut damaged = read("rpm/rpmdb.sqlite");
+    // The first page only: the schema names tables whose pages are missing.
+    damaged.truncate(4096);
+    for bytes in [
+        damaged,
+        b"SQLite format 3\0garbage".to_vec(),
+        b"not a database".to_vec(),
+    ] {
+        let inventory = inventory(&[layer(&[("var/lib/rpm/rpmdb.sqlite", bytes)])]);
+        assert!(inventory.packages.is_empty());
+        assert!(
+            inventory
+                .warnings
+                .iter()
+                .any(|w| w.contains("rpmdb.sqlite")),
+            "{:?}",
+            inventory.warnings
+        );
+    }
+}
+
+#[test]
+fn zstd_layers_are_read_like_gzip_ones_in_one_frame_or_many() {
+    let alpine = tar_of(&[
+        ("lib/apk/db/installed", read("alpine-installed")),
+        ("etc/os-release", read("os-release-alpine318")),
+    ]);
+    let one_frame = zstd(&alpine);
+    let result = inventory(&[one_frame]);
+    assert_eq!(result.os.as_ref().unwrap().id, "alpine");
+    assert_eq!(
+        names(&result, PackageKind::Apk).len(),
+        6,
+        "{:?}",
+        result.warnings
+    );
+
+    // zstd:chunked writes many frames with skippable frames between them.
+    let (first, second) = alpine.split_at(1536);
+    let mut chunked = zstd(first);
+    chunked.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    chunked.extend_from_slice(&5u32.to_le_bytes());
+    chunked.extend_from_slice(b"skip!");
+    chunked.extend_from_slice(&zstd(second));
+    let result = inventory(&[chunked.clone()]);
+    assert_eq!(
+        names(&result, PackageKind::Apk).len(),
+        6,
+        "{:?}",
+        result.warnings
+    );
+
+    // A zstd bomb stops at the unpacked limit like a gzip one.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(64 * 1024 * 1024);
+    builder
+        .append_data(
+            &mut header,
+            "bomb",
+            std::io::repeat(0).take(64 * 1024 * 1024),
+        )
+        .unwrap();
+    let bomb = zstd(&builder.into_inner().unwrap());
+    let mut limits = small_limits();
+    limits.max_unpacked_bytes = 8 * 1024 * 1024;
+    let mut inventory = InventoryBuilder::new(limits);
+    assert_eq!(
+        inventory.add_layer(bomb.as_slice()),
+        Err(LayerError::TooLarge(8 * 1024 * 1024))
+    );
+    // A frame cut short is a corrupt layer, not a panic.
+    let mut inventory = InventoryBuilder::new(small_limits());
+    assert!(matches!(
+        inventory.add_layer(&chunked[..chunked.len() / 2]),
+        Err(LayerError::Corrupt(_))
+    ));
+}
+
+fn auditable_binary() -> Vec<u8> {
+    let mut binary = Vec::new();
+    flate2::read::GzDecoder::new(read("auditable/hello-auditable.gz").as_slice())
+        .read_to_end(&mut binary)
+        .unwrap();
+    binary
+}
+
+#[test]
+fn a_rust_binary_built_with_cargo_auditable_lists_its_crates() {
+    let binary = auditable_binary();
+    let result = inventory(&[layer(&[
+        ("etc/os-release", read("os-release-debian12")),
+        ("usr/local/bin/hello", binary.clone()),
+        // The same bytes without the execute bit are data, not a program: not read.
+        ("srv/hello.copy", binary.clone()),
+    ])]);
+    let crates: Vec<_> = result
+        .packages
+        .iter()
+        .filter(|p| p.kind == PackageKind::Cargo)
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.location.as_str()))
+        .collect();
+    // Only the crates.io dependency: the binary's own (local) crate is in no advisory.
+    assert_eq!(crates, [("smallvec", "1.6.0", "/usr/local/bin/hello")]);
+
+    // A later layer replacing the binary with another program takes its crates away.
+    let replaced = inventory(&[
+        layer(&[("usr/local/bin/hello", binary.clone())]),
+        layer(&[("usr/local/bin/hello", b"#!/bin/sh\necho hello\n".repeat(10))]),
+    ]);
+    assert!(replaced.packages.is_empty(), "{:?}", replaced.packages);
+    let deleted = inventory(&[
+        layer(&[("usr/local/bin/hello", binary.clone())]),
+        layer(&[("usr/local/bin/.wh.hello", Vec::new())]),
+    ]);
+    assert!(deleted.packages.is_empty());
+
+    // A damaged ELF is not a program with crates, and never a panic.
+    let mut damaged = binary.clone();
+    damaged.truncate(damaged.len() / 2);
+    let result = inventory(&[layer(&[("usr/local/bin/hello", damaged)])]);
+    assert!(result.packages.is_empty());
 }

@@ -160,6 +160,28 @@ impl PublicKey {
                 .is_ok()
         })
     }
+
+    /// Whether `signature` is this key's JWS signature (algorithm `alg`, as a JWS protected
+    /// header names it) over `input`; `Err` names an algorithm no trusted key can use.
+    /// Notation signs with `ES256` (P-256, `r || s`) or `PS256`/`PS384`/`PS512` (RSA-PSS).
+    pub fn verifies_jws(&self, alg: &str, input: &[u8], signature: &[u8]) -> Result<bool, String> {
+        let algorithm: &'static dyn VerificationAlgorithm = match (alg, self.algorithm) {
+            ("ES256", KeyAlgorithm::EcdsaP256) => &signature::ECDSA_P256_SHA256_FIXED,
+            ("PS256", KeyAlgorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
+            ("PS384", KeyAlgorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA384,
+            ("PS512", KeyAlgorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA512,
+            ("ES256" | "PS256" | "PS384" | "PS512", _) => return Ok(false),
+            (other, _) => {
+                return Err(format!(
+                    "JWS algorithm {:?} is not checked (ES256, PS256, PS384 and PS512 are)",
+                    other.chars().take(20).collect::<String>()
+                ))
+            }
+        };
+        Ok(UnparsedPublicKey::new(algorithm, &self.raw)
+            .verify(input, signature)
+            .is_ok())
+    }
 }
 
 /// The modulus of a PKCS#1 RSAPublicKey and its length in bits.

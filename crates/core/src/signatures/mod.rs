@@ -49,11 +49,15 @@ impl SignatureState {
 }
 
 /// An image's signature state with the names of the trusted keys that verify it, as the API
-/// shows it per tag: `{"state": "verified", "keys": ["release"]}`.
+/// shows it per tag: `{"state": "verified", "keys": ["release"]}`; a signed image that no
+/// trusted key verifies also says why (`"reasons": […]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSignature {
     pub state: SignatureState,
     pub keys: Vec<String>,
+    /// Why none of the image's signatures verifies (only in state `signed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 impl ImageSignature {
@@ -61,21 +65,28 @@ impl ImageSignature {
         ImageSignature {
             state: SignatureState::Unsigned,
             keys: Vec::new(),
+            reasons: Vec::new(),
         }
     }
 
     /// A stored state (`signed`/`verified`, keys a JSON array of names): a row exists only
     /// for an image that carries signatures, so an unreadable state reads as `signed`.
-    pub fn from_stored(state: &str, keys: &str) -> ImageSignature {
+    pub fn from_stored(state: &str, keys: &str, reasons: &str) -> ImageSignature {
         ImageSignature {
             state: SignatureState::parse(state).unwrap_or(SignatureState::Signed),
             keys: serde_json::from_str(keys).unwrap_or_default(),
+            reasons: serde_json::from_str(reasons).unwrap_or_default(),
         }
     }
 
     /// The key names as stored: a JSON array.
     pub fn stored_keys(&self) -> String {
         serde_json::to_string(&self.keys).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// Why the signatures found do not verify, as stored: a JSON array.
+    pub fn stored_reasons(&self) -> String {
+        serde_json::to_string(&self.reasons).unwrap_or_else(|_| "[]".into())
     }
 }
 

@@ -420,10 +420,15 @@ pub(super) fn signature_badge(signature: &berth_core::signatures::ImageSignature
     match signature.state {
         SignatureState::Verified => {
             let keys = signature.keys.join(", ");
-            html!(out, "<span class=\"badge verified\" title=\"A cosign signature checks against a trusted key\">Verified</span> <span class=\"signature-keys\">by " (keys) "</span>");
+            html!(out, "<span class=\"badge verified\" title=\"A signature checks against a trusted key\">Verified</span> <span class=\"signature-keys\">by " (keys) "</span>");
         }
         SignatureState::Signed => {
-            html!(out, "<span class=\"badge signed\" title=\"Signed, but no signature checks against a key this repository trusts\">Signed (unverified)</span>");
+            let title = if signature.reasons.is_empty() {
+                "Signed, but no signature checks against a key this repository trusts".to_owned()
+            } else {
+                format!("Signed, but not verified: {}", signature.reasons.join("; "))
+            };
+            html!(out, "<span class=\"badge signed\" title=\"" (title) "\">Signed (unverified)</span>");
         }
         SignatureState::Unsigned => html!(out, "<span class=\"muted\">Unsigned</span>"),
     }

@@ -725,3 +725,370 @@ async fn the_web_ui_manages_keys_and_the_pull_policy_and_shows_each_tags_state()
     );
     assert!(tag_page.text.contains("by release"), "{}", tag_page.text);
 }
+
+const SIGSTORE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const NOTATION_SIGNATURE: &str = "application/vnd.cncf.notary.signature";
+
+/// Pushes a small image as `repo:tag`; its digest and manifest bytes (what a Sigstore message
+/// signature signs).
+async fn push_image_bytes(registry: &Session<'_>, repo: &str, tag: &str) -> (String, Vec<u8>) {
+    let config = registry
+        .push_blob(
+            repo,
+            CONFIG,
+            format!(r#"{{"os":"linux","architecture":"amd64","seed":"{repo}:{tag}"}}"#).as_bytes(),
+        )
+        .await;
+    let layer = registry
+        .push_blob(repo, LAYER, format!("layer {repo}:{tag}").as_bytes())
+        .await;
+    let manifest = json!({ "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer] });
+    let digest = registry
+        .push_manifest(repo, tag, OCI_MANIFEST, &manifest)
+        .await;
+    (digest, manifest.to_string().into_bytes())
+}
+
+/// Pushes `envelope` as the one layer (of `layer_type`) of a referrer of `image` with
+/// `artifact_type`, as cosign v3 (bundles) and notation (signatures) push them.
+async fn push_envelope_referrer(
+    registry: &Session<'_>,
+    repo: &str,
+    image: &(String, Vec<u8>),
+    artifact_type: &str,
+    layer_type: &str,
+    envelope: &[u8],
+    annotations: Value,
+) -> String {
+    let config = registry
+        .push_blob(repo, "application/vnd.oci.empty.v1+json", b"{}")
+        .await;
+    let layer = registry.push_blob(repo, layer_type, envelope).await;
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": config, "layers": [layer],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": image.0, "size": image.1.len() },
+        "annotations": annotations,
+    });
+    let body = manifest.to_string();
+    registry
+        .push_manifest(repo, &sha256(body.as_bytes()), OCI_MANIFEST, &manifest)
+        .await
+}
+
+/// The in-toto statement `cosign sign` (v3) puts in its DSSE bundle for `digest`.
+fn cosign_statement(repo: &str, digest: &str) -> Vec<u8> {
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": format!("127.0.0.1/{repo}"), "digest": { "sha256": digest.trim_start_matches("sha256:") } }],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A Sigstore bundle (v0.3) holding a DSSE envelope of `statement` signed by `signer`;
+/// `material` is its verificationMaterial.
+fn dsse_bundle(statement: &[u8], signer: &Signer, material: Value) -> Vec<u8> {
+    let payload_type = "application/vnd.in-toto+json";
+    let mut pae = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(statement);
+    json!({
+        "mediaType": SIGSTORE_BUNDLE,
+        "verificationMaterial": material,
+        "dsseEnvelope": {
+            "payload": STANDARD.encode(statement),
+            "payloadType": payload_type,
+            "signatures": [{ "sig": STANDARD.encode(signer.sign(&pae)), "keyid": "" }],
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn bundle_annotations() -> Value {
+    json!({
+        "dev.sigstore.bundle.content": "dsse-envelope",
+        "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1",
+    })
+}
+
+/// A notation JWS envelope over `digest` (of `size`), signed with `alg` by `sign`.
+fn notation_jws(digest: &str, size: usize, alg: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let protected = URL_SAFE_NO_PAD.encode(
+        json!({
+            "alg": alg,
+            "crit": ["io.cncf.notary.signingScheme"],
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509",
+            "io.cncf.notary.signingTime": "2026-12-07T12:00:00Z",
+        })
+        .to_string(),
+    );
+    let payload = URL_SAFE_NO_PAD.encode(
+        json!({ "targetArtifact": { "mediaType": OCI_MANIFEST, "digest": digest, "size": size } })
+            .to_string(),
+    );
+    let signature = sign(format!("{protected}.{payload}").as_bytes());
+    json!({
+        "payload": payload,
+        "protected": protected,
+        "header": { "x5c": [], "io.cncf.notary.signingAgent": "berth-test" },
+        "signature": URL_SAFE_NO_PAD.encode(signature),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn notation_annotations() -> Value {
+    json!({ "io.cncf.notary.x509chain.thumbprint#S256": "[\"0000\"]" })
+}
+
+/// JWS ES256 (P-256, `r || s`) with a fixture key.
+fn es256(key: &str) -> impl Fn(&[u8]) -> Vec<u8> {
+    let der = pem::parse(fixture(&format!("{key}.key")))
+        .expect("PEM")
+        .into_contents();
+    move |input: &[u8]| {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der,
+            &rng,
+        )
+        .expect("a P-256 key");
+        key.sign(&rng, input).expect("sign").as_ref().to_vec()
+    }
+}
+
+/// JWS PS256 (RSA-PSS, SHA-256) with the RSA fixture key.
+fn ps256(input: &[u8]) -> Vec<u8> {
+    let der = pem::parse(fixture("rsa.key")).expect("PEM").into_contents();
+    let key = RsaKeyPair::from_pkcs8(&der).expect("an RSA key");
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PSS_SHA256,
+        &SystemRandom::new(),
+        input,
+        &mut signature,
+    )
+    .expect("sign");
+    signature
+}
+
+#[tokio::test]
+async fn sigstore_bundles_and_notation_signatures_verify_with_trusted_keys_and_the_rest_stay_signed(
+) {
+    let berth = Berth::start().await;
+    let admin = berth.admin().await;
+    let registry = berth.with(basic("admin", ADMIN_PASSWORD));
+    let repo = "admin/envelopes";
+    let path = format!("/api/v1/repositories/{repo}/-");
+    // cosign v3's default: a DSSE bundle whose statement names the image.
+    let dsse = push_image_bytes(&registry, repo, "dsse").await;
+    trust(&admin, &path, "release", "release").await;
+    trust(&admin, &path, "rsa", "rsa").await;
+    let release = Signer::load("release");
+    let key_material = json!({ "publicKey": { "hint": "release" }, "tlogEntries": [] });
+    let bundle = dsse_bundle(
+        &cosign_statement(repo, &dsse.0),
+        &release,
+        key_material.clone(),
+    );
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &dsse,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
+
+    // A message-signature bundle over the manifest itself, signed with the RSA key.
+    let message = push_image_bytes(&registry, repo, "message").await;
+    let manifest_sha256 = ring::digest::digest(&ring::digest::SHA256, &message.1);
+    let bundle = json!({
+        "mediaType": SIGSTORE_BUNDLE,
+        "verificationMaterial": { "publicKey": { "hint": "rsa" } },
+        "messageSignature": {
+            "messageDigest": { "algorithm": "SHA2_256", "digest": STANDARD.encode(manifest_sha256.as_ref()) },
+            "signature": STANDARD.encode(Signer::load("rsa").sign(&message.1)),
+        },
+    })
+    .to_string();
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &message,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        bundle.as_bytes(),
+        bundle_annotations(),
+    )
+    .await;
+
+    // Keyless (a Fulcio certificate): signed, not checkable against keys.
+    let keyless = push_image_bytes(&registry, repo, "keyless").await;
+    let bundle = dsse_bundle(
+        &cosign_statement(repo, &keyless.0),
+        &release,
+        json!({ "certificate": { "rawBytes": STANDARD.encode(b"not checked") } }),
+    );
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &keyless,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
+
+    // A statement about another image, attached to this one.
+    let elsewhere = push_image_bytes(&registry, repo, "elsewhere").await;
+    let bundle = dsse_bundle(
+        &cosign_statement(repo, &dsse.0),
+        &release,
+        key_material.clone(),
+    );
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &elsewhere,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        &bundle,
+        bundle_annotations(),
+    )
+    .await;
+
+    // A bundle whose signature is not base64.
+    let garbled = push_image_bytes(&registry, repo, "garbled").await;
+    let bundle = String::from_utf8(dsse_bundle(
+        &cosign_statement(repo, &garbled.0),
+        &release,
+        key_material.clone(),
+    ))
+    .unwrap();
+    let sig_start = bundle.find(r#""sig":""#).unwrap() + 7;
+    let bundle = format!("{}!!{}", &bundle[..sig_start], &bundle[sig_start..]);
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &garbled,
+        SIGSTORE_BUNDLE,
+        SIGSTORE_BUNDLE,
+        bundle.as_bytes(),
+        bundle_annotations(),
+    )
+    .await;
+
+    // Notation JWS: ES256 with the trusted P-256 key, PS256 with the trusted RSA key.
+    let jws_es = push_image_bytes(&registry, repo, "jws-es").await;
+    let envelope = notation_jws(&jws_es.0, jws_es.1.len(), "ES256", es256("release"));
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_es,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
+    let jws_ps = push_image_bytes(&registry, repo, "jws-ps").await;
+    let envelope = notation_jws(&jws_ps.0, jws_ps.1.len(), "PS256", ps256);
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_ps,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
+
+    // Notation signed by a key nobody trusts, one naming another image, and a COSE one.
+    let jws_other = push_image_bytes(&registry, repo, "jws-other").await;
+    let envelope = notation_jws(&jws_other.0, jws_other.1.len(), "ES256", es256("other"));
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_other,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
+    let jws_moved = push_image_bytes(&registry, repo, "jws-moved").await;
+    let envelope = notation_jws(&jws_es.0, jws_es.1.len(), "ES256", es256("release"));
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &jws_moved,
+        NOTATION_SIGNATURE,
+        "application/jose+json",
+        &envelope,
+        notation_annotations(),
+    )
+    .await;
+    let cose = push_image_bytes(&registry, repo, "cose").await;
+    push_envelope_referrer(
+        &registry,
+        repo,
+        &cose,
+        NOTATION_SIGNATURE,
+        "application/cose",
+        b"\xd2\x84",
+        notation_annotations(),
+    )
+    .await;
+
+    for (tag, key) in [
+        ("dsse", "release"),
+        ("message", "rsa"),
+        ("jws-es", "release"),
+        ("jws-ps", "rsa"),
+    ] {
+        let signature = signature_becomes(&admin, repo, tag, "verified").await;
+        assert_eq!(signature["keys"], json!([key]), "{tag}");
+    }
+    // Signed, unverified, each with the reason it did not verify.
+    for (tag, reason) in [
+        ("keyless", "keyless bundle"),
+        ("elsewhere", "does not name"),
+        ("garbled", "not valid base64"),
+        ("jws-other", "checks against no trusted key"),
+        ("jws-moved", "not sha256:"),
+        ("cose", "COSE envelopes are not checked"),
+    ] {
+        let signature = signature_becomes(&admin, repo, tag, "signed").await;
+        assert_eq!(signature["keys"], json!([]), "{tag}");
+        let reasons = signature["reasons"].as_array().expect("reasons");
+        assert!(
+            reasons.iter().any(|r| r.as_str().unwrap().contains(reason)),
+            "{tag}: {reasons:?}"
+        );
+    }
+
+    // Rotation applies to every form: without the RSA key its signatures are signed only.
+    admin
+        .delete(&format!("{path}/trusted-keys/rsa"))
+        .await
+        .expect(204);
+    signature_becomes(&admin, repo, "message", "signed").await;
+    signature_becomes(&admin, repo, "jws-ps", "signed").await;
+    signature_becomes(&admin, repo, "jws-es", "verified").await;
+}

@@ -39,6 +39,8 @@ CREATE TABLE signature_states (
     state       TEXT NOT NULL CHECK (state IN ('signed', 'verified')),
     keys        TEXT NOT NULL,
     checked_at  BIGINT NOT NULL,
+    -- Why the signatures found do not verify (a JSON array of short texts; SQLite 0020).
+    reasons     TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (repository, digest)
 );
 
@@ -141,3 +143,16 @@ CREATE TABLE rate_limit_ledger (
     advance_us  BIGINT NOT NULL
 );
 CREATE INDEX rate_limit_ledger_by_time ON rate_limit_ledger(at_us);
+
+-- Scan results live as long as the image they describe (SQLite 0020): kept per digest, they
+-- go when the last repository holding the digest lets go of it.
+CREATE FUNCTION scan_results_manifest_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = OLD.digest) THEN
+        DELETE FROM scan_results WHERE digest = OLD.digest;
+        DELETE FROM vulnerability_summaries WHERE digest = OLD.digest;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER scan_results_manifest_gone AFTER DELETE ON repository_manifests
+    FOR EACH ROW EXECUTE FUNCTION scan_results_manifest_gone();

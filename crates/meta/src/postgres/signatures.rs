@@ -47,7 +47,7 @@ fn policy_from_row(row: &PgRow) -> Result<StoredPullPolicy, MetaError> {
 }
 
 fn signature_from_row(row: &PgRow) -> ImageSignature {
-    ImageSignature::from_stored(row.get("state"), row.get("keys"))
+    ImageSignature::from_stored(row.get("state"), row.get("keys"), row.get("reasons"))
 }
 
 fn now_secs() -> i64 {
@@ -198,7 +198,7 @@ impl SignatureStore for PostgresMeta {
     ) -> Result<bool, MetaError> {
         let mut tx = self.begin_recording().await?;
         let before = sqlx::query(
-            "SELECT state, keys FROM signature_states WHERE repository = $1 AND digest = $2",
+            "SELECT state, keys, reasons FROM signature_states WHERE repository = $1 AND digest = $2",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -219,14 +219,16 @@ impl SignatureStore for PostgresMeta {
                 .map_err(backend)?;
         } else {
             sqlx::query(
-                "INSERT INTO signature_states (repository, digest, state, keys, checked_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (repository, digest) DO UPDATE SET \
-                 state = EXCLUDED.state, keys = EXCLUDED.keys, checked_at = EXCLUDED.checked_at",
+                "INSERT INTO signature_states (repository, digest, state, keys, reasons, \
+                 checked_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (repository, digest) \
+                 DO UPDATE SET state = EXCLUDED.state, keys = EXCLUDED.keys, \
+                 reasons = EXCLUDED.reasons, checked_at = EXCLUDED.checked_at",
             )
             .bind(repo.as_str())
             .bind(digest.to_string())
             .bind(signature.state.as_str())
             .bind(signature.stored_keys())
+            .bind(signature.stored_reasons())
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -244,7 +246,7 @@ impl SignatureStore for PostgresMeta {
     ) -> Result<Vec<(Digest, ImageSignature)>, MetaError> {
         let digests: Vec<String> = digests.iter().map(Digest::to_string).collect();
         let rows = sqlx::query(
-            "SELECT digest, state, keys FROM signature_states \
+            "SELECT digest, state, keys, reasons FROM signature_states \
              WHERE repository = $1 AND digest = ANY($2)",
         )
         .bind(repo.as_str())

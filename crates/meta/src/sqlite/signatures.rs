@@ -44,7 +44,7 @@ fn policy_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredPullPolicy, Me
 }
 
 fn signature_from_row(row: &sqlx::sqlite::SqliteRow) -> ImageSignature {
-    ImageSignature::from_stored(row.get("state"), row.get("keys"))
+    ImageSignature::from_stored(row.get("state"), row.get("keys"), row.get("reasons"))
 }
 
 /// `?, ?, …` for `n` values.
@@ -194,7 +194,7 @@ impl SignatureStore for SqliteMeta {
     ) -> Result<bool, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
         let before = sqlx::query(
-            "SELECT state, keys FROM signature_states WHERE repository = ? AND digest = ?",
+            "SELECT state, keys, reasons FROM signature_states WHERE repository = ? AND digest = ?",
         )
         .bind(repo.as_str())
         .bind(digest.to_string())
@@ -215,14 +215,16 @@ impl SignatureStore for SqliteMeta {
                 .map_err(backend)?;
         } else {
             sqlx::query(
-                "INSERT INTO signature_states (repository, digest, state, keys, checked_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT(repository, digest) DO UPDATE SET \
-                 state = excluded.state, keys = excluded.keys, checked_at = excluded.checked_at",
+                "INSERT INTO signature_states (repository, digest, state, keys, reasons, checked_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(repository, digest) DO UPDATE SET \
+                 state = excluded.state, keys = excluded.keys, reasons = excluded.reasons, \
+                 checked_at = excluded.checked_at",
             )
             .bind(repo.as_str())
             .bind(digest.to_string())
             .bind(signature.state.as_str())
             .bind(signature.stored_keys())
+            .bind(signature.stored_reasons())
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -241,7 +243,7 @@ impl SignatureStore for SqliteMeta {
         let mut found = Vec::new();
         for chunk in digests.chunks(500) {
             let sql = format!(
-                "SELECT digest, state, keys FROM signature_states \
+                "SELECT digest, state, keys, reasons FROM signature_states \
                  WHERE repository = ? AND digest IN ({})",
                 placeholders(chunk.len())
             );

@@ -1,4 +1,4 @@
-//! Reading one layer: decompression, tar entries with GNU long names and PAX paths
+//! Reading one layer: decompression (gzip, zstd), tar entries with GNU long names and PAX paths
 //! handled here (so that no header is ever read into memory unbounded), path cleaning,
 //! whiteouts, and the limits on bytes, entries and time.
 
@@ -8,7 +8,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::{is_wanted, InventoryBuilder};
+use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+
+use super::{auditable, is_wanted, InventoryBuilder};
 
 /// Why a layer was not (fully) inventoried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,70 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Whether a stream starts with a zstd skippable frame (magic `0x184D2A5?`, little-endian).
+fn is_skippable_zstd_frame(head: &[u8]) -> bool {
+    head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18]
+}
+
+/// A zstd stream of any number of frames, decoded in pure Rust: `zstd:chunked` layers hold
+/// many, with skippable frames between them. The decoder's window is bounded by the decoder
+/// itself (100 MiB at most), whatever a hostile frame header asks for.
+struct ZstdFrames<R> {
+    source: R,
+    decoder: FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if !self.in_frame {
+                if self.source.fill_buf()?.is_empty() {
+                    return Ok(0);
+                }
+                match self.decoder.reset(&mut self.source) {
+                    Ok(()) => self.in_frame = true,
+                    Err(FrameDecoderError::ReadFrameHeaderError(
+                        ReadFrameHeaderError::SkipFrame { length, .. },
+                    )) => {
+                        let skipped = std::io::copy(
+                            &mut (&mut self.source).take(u64::from(length)),
+                            &mut std::io::sink(),
+                        )?;
+                        if skipped < u64::from(length) {
+                            return Err(std::io::Error::other(
+                                "a skippable zstd frame is cut short",
+                            ));
+                        }
+                        continue;
+                    }
+                    Err(error) => return Err(std::io::Error::other(error.to_string())),
+                }
+            }
+            while self.decoder.can_collect() < buf.len() && !self.decoder.is_finished() {
+                let wanted = buf.len() - self.decoder.can_collect();
+                self.decoder
+                    .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBytes(wanted))
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
+            let n = self.decoder.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.decoder.is_finished() {
+                self.in_frame = false;
+                continue;
+            }
+            return Ok(0);
+        }
+    }
+}
+
 /// A layer path made relative and checked: `None` for `..`, NUL, empty or overlong names.
 fn clean_path(raw: &[u8], max: usize) -> Option<String> {
     if raw.len() > max || raw.contains(&0) {
@@ -84,6 +151,38 @@ struct LayerChanges {
     /// Directories whose lower-layer content this layer hides (opaque whiteouts).
     opaque: Vec<String>,
     files: BTreeMap<String, Vec<u8>>,
+    /// Which of `files` are the dependency lists of Rust binaries.
+    binaries: std::collections::BTreeSet<String>,
+}
+
+/// The dependency list of an executable built with `cargo auditable`, if it is one: the
+/// file is read whole only when it starts as an ELF (bounded by the caller's size check),
+/// and only the inflated list is kept.
+fn read_auditable_binary(
+    builder: &mut InventoryBuilder,
+    entry: &mut impl Read,
+    size: u64,
+    path: &str,
+) -> Result<Option<Vec<u8>>, LayerError> {
+    let corrupt = |e: std::io::Error| LayerError::Corrupt(e.to_string());
+    let mut head = [0u8; 4];
+    entry.read_exact(&mut head).map_err(corrupt)?;
+    if !auditable::is_elf(&head) {
+        return Ok(None);
+    }
+    let mut binary = Vec::with_capacity(size as usize);
+    binary.extend_from_slice(&head);
+    entry
+        .take(size - 4)
+        .read_to_end(&mut binary)
+        .map_err(corrupt)?;
+    match auditable::dependency_json(&binary) {
+        Ok(json) => Ok(json),
+        Err(why) => {
+            builder.warn(format!("/{path}: {why}"));
+            Ok(None)
+        }
+    }
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -101,8 +200,12 @@ pub(super) fn read_layer(
         .map_err(|e| LayerError::Corrupt(e.to_string()))?;
     let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Err(LayerError::Unsupported("zstd"));
+    } else if head.starts_with(&ZSTD_MAGIC) || is_skippable_zstd_frame(head) {
+        Box::new(ZstdFrames {
+            source: buffered,
+            decoder: FrameDecoder::new(),
+            in_frame: false,
+        })
     } else if head.starts_with(b"BZh") {
         return Err(LayerError::Unsupported("bzip2"));
     } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z']) {
@@ -136,6 +239,7 @@ pub(super) fn read_layer(
         builder.files.retain(|path, _| !under(path, removed));
     }
     builder.files.extend(changes.files);
+    builder.binaries.extend(changes.binaries);
     builder.kept_bytes = builder.files.values().map(|v| v.len() as u64).sum();
     Ok(())
 }
@@ -226,6 +330,33 @@ fn walk(builder: &mut InventoryBuilder, stream: impl Read) -> Result<LayerChange
             continue;
         }
         if !is_wanted(&path) {
+            let executable =
+                kind.is_file() && entry.header().mode().is_ok_and(|mode| mode & 0o111 != 0);
+            let binary = if executable && (64..=limits.max_file_bytes).contains(&size) {
+                read_auditable_binary(builder, &mut entry, size, &path)?
+            } else {
+                None
+            };
+            match binary {
+                Some(json)
+                    if builder.kept_bytes + layer_kept + json.len() as u64
+                        <= limits.max_kept_bytes =>
+                {
+                    layer_kept += json.len() as u64;
+                    changes.binaries.insert(path.clone());
+                    changes.files.insert(path, json);
+                }
+                Some(_) => builder.warn(format!(
+                    "/{path}: package data past {} bytes in all, not read",
+                    limits.max_kept_bytes
+                )),
+                // Whatever file replaces a binary read below hides its crates.
+                None if builder.files.contains_key(&path) || changes.files.contains_key(&path) => {
+                    changes.files.remove(&path);
+                    changes.removed.push(path);
+                }
+                None => {}
+            }
             continue;
         }
         if !kind.is_file() && kind != tar::EntryType::Continuous {

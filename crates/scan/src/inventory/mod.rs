@@ -7,10 +7,12 @@
 //! `./` is dropped, and entries with `..`, NUL or overlong names are skipped and counted.
 
 mod apk;
+pub mod auditable;
 mod dpkg;
 mod language;
 mod layer;
 mod os_release;
+pub mod rpm;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,9 +93,10 @@ pub(crate) fn is_wanted(path: &str) -> bool {
     matches!(
         path,
         "var/lib/dpkg/status" | "lib/apk/db/installed" | "etc/os-release" | "usr/lib/os-release"
-    ) || (path.starts_with("var/lib/dpkg/status.d/")
-        && !path.ends_with(".md5sums")
-        && path.matches('/').count() == 4)
+    ) || rpm::RPMDB_PATHS.contains(&path)
+        || (path.starts_with("var/lib/dpkg/status.d/")
+            && !path.ends_with(".md5sums")
+            && path.matches('/').count() == 4)
         || path.ends_with(".dist-info/METADATA")
         || path.ends_with(".egg-info/PKG-INFO")
         || language::is_npm_manifest(path)
@@ -104,6 +107,8 @@ pub(crate) fn is_wanted(path: &str) -> bool {
 pub struct InventoryBuilder {
     limits: Limits,
     files: BTreeMap<String, Vec<u8>>,
+    /// Which kept files are the dependency lists of Rust binaries (`cargo auditable`).
+    binaries: std::collections::BTreeSet<String>,
     kept_bytes: u64,
     unpacked_bytes: u64,
     entries: u64,
@@ -116,6 +121,7 @@ impl InventoryBuilder {
         InventoryBuilder {
             limits,
             files: BTreeMap::new(),
+            binaries: std::collections::BTreeSet::new(),
             kept_bytes: 0,
             unpacked_bytes: 0,
             entries: 0,
@@ -159,42 +165,62 @@ impl InventoryBuilder {
         let mut packages = Vec::new();
         for (path, bytes) in &files {
             let location = format!("/{path}");
-            let found =
-                if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
-                    let (found, malformed) = dpkg::parse(&text(bytes), &location);
-                    if malformed > 0 {
-                        self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
+            let found = if self.binaries.contains(path) {
+                match auditable::parse(bytes, &location) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        self.warn(format!("{location}: {why}"));
+                        Vec::new()
                     }
-                    found
-                } else if path == "lib/apk/db/installed" {
-                    let (found, malformed) = apk::parse(&text(bytes), &location);
-                    if malformed > 0 {
+                }
+            } else if rpm::RPMDB_PATHS.contains(&path.as_str()) {
+                match rpm::parse(bytes, &location) {
+                    Ok((found, malformed)) => {
+                        if malformed > 0 {
+                            self.warn(format!("{location}: {malformed} malformed headers skipped"));
+                        }
+                        found
+                    }
+                    Err(why) => {
+                        self.warn(format!("{location}: {why}"));
+                        Vec::new()
+                    }
+                }
+            } else if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
+                let (found, malformed) = dpkg::parse(&text(bytes), &location);
+                if malformed > 0 {
+                    self.warn(format!("{location}: {malformed} malformed stanzas skipped"));
+                }
+                found
+            } else if path == "lib/apk/db/installed" {
+                let (found, malformed) = apk::parse(&text(bytes), &location);
+                if malformed > 0 {
+                    self.warn(format!(
+                        "{location}: {malformed} malformed paragraphs skipped"
+                    ));
+                }
+                found
+            } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
+                match language::python(&text(bytes), &location) {
+                    Some(package) => vec![package],
+                    None => {
+                        self.warn(format!("{location}: no Name or Version"));
+                        Vec::new()
+                    }
+                }
+            } else if path.ends_with("/package.json") {
+                match language::npm(bytes, &location) {
+                    Some(package) => vec![package],
+                    None => {
                         self.warn(format!(
-                            "{location}: {malformed} malformed paragraphs skipped"
+                            "{location}: not a package.json with a name and version"
                         ));
+                        Vec::new()
                     }
-                    found
-                } else if path.ends_with("/METADATA") || path.ends_with("/PKG-INFO") {
-                    match language::python(&text(bytes), &location) {
-                        Some(package) => vec![package],
-                        None => {
-                            self.warn(format!("{location}: no Name or Version"));
-                            Vec::new()
-                        }
-                    }
-                } else if path.ends_with("/package.json") {
-                    match language::npm(bytes, &location) {
-                        Some(package) => vec![package],
-                        None => {
-                            self.warn(format!(
-                                "{location}: not a package.json with a name and version"
-                            ));
-                            Vec::new()
-                        }
-                    }
-                } else {
-                    Vec::new()
-                };
+                }
+            } else {
+                Vec::new()
+            };
             packages.extend(found);
         }
         packages.sort();

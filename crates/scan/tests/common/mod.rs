@@ -22,7 +22,9 @@ pub fn layer(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
     for (path, content) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
-        header.set_mode(0o644);
+        // Programs (anything under a `bin/`) are executable, as the scanner's binary
+        // reader wants them; everything else is plain data.
+        header.set_mode(if path.contains("bin/") { 0o755 } else { 0o644 });
         header.set_entry_type(tar::EntryType::Regular);
         // Written raw, so that tests can build the hostile names (`..`, `/…`) the tar
         // crate's own writer refuses.
