@@ -155,6 +155,12 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         clock.clone(),
         wake.clone(),
     );
+    // Each mirror's namespace gets the retention policy its settings ask for.
+    for mirror in mirrors.configs() {
+        lifecycle
+            .govern_mirror(&mirror.prefix, mirror.retention_days)
+            .await?;
+    }
     let webhooks = Webhooks::new(
         meta.clone(),
         authorizer.clone(),
