@@ -137,7 +137,8 @@ impl PullLimits {
     /// Counted manifest `GET`s allowed and refused so far, by tier (`HEAD`s and free pulls
     /// are not in it).
     pub fn decisions(&self) -> PullDecisions {
-        let read = |counters: &[AtomicU64; 4]| counters.each_ref().map(|c| c.load(Ordering::Relaxed));
+        let read =
+            |counters: &[AtomicU64; 4]| counters.each_ref().map(|c| c.load(Ordering::Relaxed));
         PullDecisions {
             allowed: read(&self.shared.decisions.allowed),
             refused: read(&self.shared.decisions.refused),

@@ -233,7 +233,12 @@ mod tests {
         let anon = Puller::Anonymous(Some("2001:db8::9".parse().unwrap()));
         assert_eq!(
             attribute(anon, None, ns, &t),
-            counted("ip:2001:db8::/64", "2001:db8::/64", "100;w=21600", Tier::Anonymous)
+            counted(
+                "ip:2001:db8::/64",
+                "2001:db8::/64",
+                "100;w=21600",
+                Tier::Anonymous
+            )
         );
         assert_eq!(
             attribute(Puller::Anonymous(None), None, ns, &t),
