@@ -90,6 +90,8 @@ pub struct Lifecycle {
     audit: Audit,
     clock: Arc<dyn Clock>,
     wake: Wake,
+    /// The prefixes of the configured mirrors: namespaces without an account.
+    mirror_namespaces: Arc<[String]>,
 }
 
 impl Lifecycle {
@@ -105,10 +107,27 @@ impl Lifecycle {
             authorizer,
             clock,
             wake,
+            mirror_namespaces: Arc::from([]),
         }
     }
 
+    /// The namespaces the pull-through cache keeps its copies in (the mirrors' prefixes):
+    /// they belong to no account, so site admins manage their rules and those of their
+    /// repositories.
+    #[must_use]
+    pub fn with_mirror_namespaces(mut self, prefixes: Vec<String>) -> Lifecycle {
+        self.mirror_namespaces = prefixes.into();
+        self
+    }
+
     async fn require_admin(&self, acting: &Acting<'_>, target: &Target) -> Result<()> {
+        if self
+            .mirror_namespaces
+            .iter()
+            .any(|ns| ns == target.namespace())
+        {
+            return acting.require_site_admin();
+        }
         crate::webhooks::require_admin_of(
             &*self.store,
             &*self.authorizer,
