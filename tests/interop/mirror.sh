@@ -3,8 +3,8 @@
 # (Debian's docker-registry) on loopback: a first and a second pull (the second reaches no
 # upstream GET, read from its access log), a tag moved upstream seen after the ttl, a
 # multi-arch index whose other platforms are never fetched, docker's registry-mirrors path
-# and containerd's ?ns=, pushes refused, and pulls that keep working with the upstream
-# stopped.
+# and containerd's ?ns=, pushes refused, 20 concurrent skopeo pulls of one uncached 256 MiB
+# layer that reach the upstream once, and pulls that keep working with the upstream stopped.
 # shellcheck disable=SC2016  # `check NAME eval '...'` expands its text when it runs
 source "$(dirname "$0")/lib.sh"
 if [[ -n ${REGISTRY_URL:-} || ${INTEROP_REGISTRY:-berth} != berth ]]; then
@@ -120,6 +120,31 @@ push_refused() {
   grep -qi 'denied' "$WORK/err"
 }
 check push-is-denied push_refused
+
+concurrent_pulls_fetch_once() {
+  # One uncached 256 MiB layer, 20 skopeo pulls at once: the upstream sees one GET of it.
+  python3 "$INTEROP_DIR/mkimage.py" "$IMG" --seed mirror-big --tag big --layers 1 \
+    --layer-size $((256 << 20)) >"$WORK/big.json"
+  sko copy "oci:$IMG:big" "docker://$UP/team/big:v1"
+  local layer i pids=() failed=0
+  layer=$(jq -r '.images[0].layers[0]' "$WORK/big.json")
+  [[ $layer == sha256:* ]]
+  for i in $(seq 20); do
+    anon sko copy "$M_BIG:v1" "dir:$WORK/big-$i" >"$WORK/big-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { failed=1; cat "$WORK/big-$((i + 1)).log"; }
+  done
+  for i in $(seq 20); do
+    [[ $failed == 1 ]] || same "$(sha256 <"$WORK/big-$i/${layer#sha256:}")" "$layer"
+  done
+  rm -rf "$WORK"/big-*
+  ((failed == 0))
+  same "$(grep -c "\"GET /v2/team/big/blobs/$layer" "$WORK/upstream.log" || true)" 1
+}
+M_BIG=docker://$REG/up/team/big
+check twenty-concurrent-pulls-of-an-uncached-256mib-blob-fetch-it-once concurrent_pulls_fetch_once
 
 stop_upstream() {
   kill "$UP_PID"

@@ -65,6 +65,15 @@ class Layout:
             f.write(dumps({"imageLayoutVersion": "1.0.0"}))
 
 
+def random_bytes(rng, size):
+    # randbytes takes at most 2**31 bits at once: large layers are made a MiB at a time
+    # (small ones exactly as before, so their digests do not change).
+    if size <= 1 << 26:
+        return rng.randbytes(size)
+    mib = 1 << 20
+    return b"".join(rng.randbytes(min(mib, size - at)) for at in range(0, size, mib))
+
+
 def layer_tar(rng, n, size):
     # Fixed mtime/owner/ordering; random (incompressible) content so that the
     # gzip blob is roughly `size` bytes and differs per seed.
@@ -74,7 +83,7 @@ def layer_tar(rng, n, size):
         d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 0
         tar.addfile(d)
         for name, data in [
-            (f"layer{n}/data.bin", rng.randbytes(size)),
+            (f"layer{n}/data.bin", random_bytes(rng, size)),
             (f"layer{n}/hello.txt", f"layer {n} seed {rng.random()}\n".encode()),
         ]:
             info = tarfile.TarInfo(name)

@@ -21,7 +21,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::data::{small_blobs, BigBlob, CHUNK};
 use crate::report::{Better, Report};
-use crate::scenarios::{big, catalog, manifest, manifest_push, search, small, soak};
+use crate::scenarios::{big, catalog, manifest, manifest_push, mirror, search, small, soak};
 use crate::target::{Cost, SignIn, Target, TargetSpec};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -50,6 +50,11 @@ enum Scenario {
     /// many clients pushing and pulling small images for minutes, with large blobs, then
     /// every acknowledged push checked (not in the default set; one target after another)
     Soak,
+    /// an image with the large blob as its layer pulled through each target's pull-through
+    /// cache of the `--mirror-upstream` target, cold then cached, against direct pulls from
+    /// that upstream (not in the default set: the targets must mirror it under
+    /// `--mirror-prefix`, as `SCENARIOS=mirror scripts/bench` sets up)
+    Mirror,
 }
 
 #[derive(Debug, Parser)]
@@ -147,6 +152,12 @@ struct Args {
     /// Size of the soak's large blobs in MiB.
     #[arg(long, default_value_t = 64)]
     soak_big_mib: u64,
+    /// The target the mirror scenario's images are pushed to and the others mirror.
+    #[arg(long, default_value = "distribution")]
+    mirror_upstream: String,
+    /// The `[[mirror]]` prefix under which the other targets serve that upstream.
+    #[arg(long, default_value = "up")]
+    mirror_prefix: String,
     /// Seconds between samples of the server's resident memory during the soak.
     #[arg(long, default_value_t = 10.0)]
     soak_rss_every: f64,
@@ -384,6 +395,52 @@ impl Bench {
                 self.settle();
                 let res = big::pull(&self.targets[t], &blob, self.args.verify).await;
                 self.big_blob_metrics(&name, t, res, round);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each round: a fresh image pushed to the upstream (unmeasured), then pulled by every
+    /// target, cold and then again: the others through their mirror, the upstream directly.
+    async fn mirror(&mut self) -> Result<()> {
+        let mib = self.sizes.blob / MIB;
+        let upstream = self
+            .targets
+            .iter()
+            .position(|t| t.name == self.args.mirror_upstream)
+            .ok_or_else(|| {
+                format!(
+                    "--mirror-upstream {}: no target of that name",
+                    self.args.mirror_upstream
+                )
+            })?;
+        let via = &self.targets[upstream].name;
+        let cold = format!("mirror: cold pull of a {mib} MiB image ({via}: direct)");
+        let cached = format!("mirror: cached pull of a {mib} MiB image ({via}: direct)");
+        let seeds: Vec<u64> = (0..self.args.rounds).map(|r| self.seed(9, r)).collect();
+        let layers = self.big_blobs(&seeds).await?;
+        for (round, layer) in layers.into_iter().enumerate() {
+            let image = mirror::MirrorImage::new(round, layer);
+            self.settle_for_push();
+            if let Err(e) = image.seed(&self.targets[upstream]).await {
+                for name in [&cold, &cached] {
+                    for t in 0..self.targets.len() {
+                        let why = format!("seeding the upstream: {e}");
+                        self.report.fail(name, &BIG_METRICS, t, why);
+                    }
+                }
+                continue;
+            }
+            for name in [&cold, &cached] {
+                for t in order(round, self.targets.len()) {
+                    self.settle();
+                    let prefix = (t != upstream).then_some(self.args.mirror_prefix.as_str());
+                    let target = &self.targets[t];
+                    let res = image
+                        .pull(target, &image.name_at(prefix), self.args.verify)
+                        .await;
+                    self.big_blob_metrics(name, t, res, round);
+                }
             }
         }
         Ok(())
@@ -911,6 +968,7 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Catalog,
         Scenario::Search,
         Scenario::Soak,
+        Scenario::Mirror,
     ];
     // The servers' peaks are compared over the scenarios both serve; what runs on Berth
     // alone (manifest pushes with webhooks, search) comes after, with its own peak line.
@@ -929,6 +987,7 @@ async fn run(args: Args) -> Result<()> {
             Scenario::Catalog => bench.catalog().await,
             Scenario::Search => bench.search().await,
             Scenario::Soak => bench.soak().await,
+            Scenario::Mirror => bench.mirror().await,
         };
         if let Err(e) = res {
             let msg = format!("{s:?}: {e}");

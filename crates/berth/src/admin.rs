@@ -47,10 +47,10 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Repo(command) => repos::repo(&identity, &acting, command).await,
             AdminCommand::Audit(args) => audit::show(&identity, &acting, args).await,
             AdminCommand::Immutable(command) => {
-                policies::immutable(&policies::service(meta), &acting, command).await
+                policies::immutable(&policies::service(config, meta), &acting, command).await
             }
             AdminCommand::Retention(command) => {
-                policies::retention(&policies::service(meta), &acting, command).await
+                policies::retention(&policies::service(config, meta), &acting, command).await
             }
             AdminCommand::Webhook(command) => {
                 let service = webhooks::service(config, meta)?;

@@ -209,6 +209,8 @@ struct MirrorEntry {
     tls_verify: Option<bool>,
     /// `public` (default) or `signed-in`.
     access: Option<String>,
+    /// Days after which cached content not pulled is dropped (default 7); 0 keeps it.
+    retention_days: Option<i64>,
 }
 
 impl MirrorEntry {
@@ -227,6 +229,20 @@ impl MirrorEntry {
                 origin: Source::File,
                 reason: "expected public or signed-in".into(),
             })?;
+        }
+        if let Some(days) = self.retention_days {
+            config.retention_days = match u32::try_from(days) {
+                Ok(0) => None,
+                Ok(days) => Some(days),
+                Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "mirror retention_days",
+                        value: days.to_string(),
+                        origin: Source::File,
+                        reason: "expected a number of days, or 0 to keep everything".into(),
+                    })
+                }
+            };
         }
         Ok(config)
     }
@@ -1134,12 +1150,16 @@ impl Config {
         for mirror in &self.mirrors.value {
             let _ = writeln!(
                 out,
-                "mirror {} = {} (ttl {}s, tls_verify {}, {}, {})  ({})",
+                "mirror {} = {} (ttl {}s, tls_verify {}, {}, {}, {})  ({})",
                 mirror.prefix,
                 mirror.upstream,
                 mirror.ttl.as_secs(),
                 mirror.tls_verify,
                 mirror.access.as_str(),
+                match mirror.retention_days {
+                    Some(days) => format!("drops what was not pulled for {days} days"),
+                    None => "keeps everything".to_owned(),
+                },
                 match (&mirror.username, &mirror.password) {
                     (Some(user), Some(_)) => format!("as {user}, password set"),
                     (Some(user), None) => format!("as {user}"),
@@ -1371,7 +1391,7 @@ mod tests {
              [[mirror]]\nprefix = \"dockerhub\"\nupstream = \"https://registry-1.docker.io\"\n\
              username = \"bot\"\npassword = \"s3cret\"\n\
              [[mirror]]\nprefix = \"ghcr\"\nupstream = \"https://ghcr.io\"\nttl = \"10m\"\n\
-             tls_verify = false\naccess = \"signed-in\"\n",
+             tls_verify = false\naccess = \"signed-in\"\nretention_days = 0\n",
         )
         .unwrap();
         let config = Config::load(&global, None).unwrap();
@@ -1382,6 +1402,8 @@ mod tests {
         assert_eq!(mirrors[1].ttl.as_secs(), 600);
         assert!(!mirrors[1].tls_verify);
         assert_eq!(mirrors[1].access, MirrorAccess::SignedIn);
+        assert_eq!(mirrors[0].retention_days, Some(7), "a week by default");
+        assert_eq!(mirrors[1].retention_days, None, "0 keeps everything");
         assert_eq!(config.mirror_default.value.as_deref(), Some("dockerhub"));
         let described = config.describe();
         assert!(
@@ -1406,6 +1428,10 @@ mod tests {
             (
                 "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example/v2\"\n",
                 "mirror #1 (a): upstream must be the registry's root URL, without a path",
+            ),
+            (
+                "[[mirror]]\nprefix = \"a\"\nupstream = \"https://a.example\"\nretention_days = 40000\n",
+                "mirror #1 (a): retention_days must be from 1 to 36500, or 0 to keep everything",
             ),
             (
                 "[[mirror]]\nprefix = \"a\"\nupstream = \"ftp://a.example\"\n",

@@ -154,7 +154,14 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         authorizer.clone(),
         clock.clone(),
         wake.clone(),
-    );
+    )
+    .with_mirror_namespaces(mirrors.configs().map(|m| m.prefix.clone()).collect());
+    // Each mirror's namespace gets the retention policy its settings ask for.
+    for mirror in mirrors.configs() {
+        lifecycle
+            .govern_mirror(&mirror.prefix, mirror.retention_days)
+            .await?;
+    }
     let webhooks = Webhooks::new(
         meta.clone(),
         authorizer.clone(),

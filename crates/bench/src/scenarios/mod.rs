@@ -4,6 +4,7 @@ pub mod big;
 pub mod catalog;
 pub mod manifest;
 pub mod manifest_push;
+pub mod mirror;
 pub mod search;
 pub mod small;
 pub mod soak;

@@ -4,6 +4,7 @@
 
 use super::CliResult;
 use crate::cli::{ImmutableCommand, RetentionCommand};
+use crate::config::Config;
 use berth_core::access::PolicyAuthorizer;
 use berth_core::identity::Acting;
 use berth_core::jobs::Wake;
@@ -12,13 +13,22 @@ use berth_core::ports::{MetaStore, StoredPolicy};
 use berth_core::time::rfc3339;
 use std::sync::Arc;
 
-pub(super) fn service(meta: Arc<dyn MetaStore>) -> Lifecycle {
+pub(super) fn service(config: &Config, meta: Arc<dyn MetaStore>) -> Lifecycle {
     let authorizer = Arc::new(PolicyAuthorizer::new(meta.clone()));
     Lifecycle::new(
         meta,
         authorizer,
         berth_core::clock::system(),
         Wake::default(),
+    )
+    // The mirrors' namespaces have no account: the CLI (a site admin) manages them too.
+    .with_mirror_namespaces(
+        config
+            .mirrors
+            .value
+            .iter()
+            .map(|m| m.prefix.clone())
+            .collect(),
     )
 }
 

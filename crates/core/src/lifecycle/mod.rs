@@ -17,8 +17,8 @@ pub use immutable::{is_cosign_fallback_tag, protecting, ImmutableRequest, Immuta
 pub use retention::{plan, RetentionPlan, RetentionPolicy, RetentionRequest};
 pub use schedule::Schedule;
 pub use service::{
-    Lifecycle, RetentionRunJob, RetentionScheduler, RunReport, RunTrigger, RETENTION_RUN_JOB,
-    RETENTION_SCHEDULE_JOB,
+    mirror_retention, Lifecycle, RetentionRunJob, RetentionScheduler, RunReport, RunTrigger,
+    MIRROR_SETTINGS_ACTOR, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
 
 use berth_oci::RepoName;

@@ -25,6 +25,23 @@ pub const RETENTION_SCHEDULE_JOB: &str = "retention.schedule";
 pub const RETENTION_RUN_JOB: &str = "retention.run";
 /// The actor scheduled runs are recorded under.
 const SCHEDULER_ACTOR: &str = "retention";
+/// Who sets the retention policies of mirrors' namespaces: the `[[mirror]]` settings.
+pub const MIRROR_SETTINGS_ACTOR: &str = "mirror settings";
+
+/// The retention policy a mirror's `retention_days` stands for: keep what was pulled or
+/// cached within the days (a tag resolved by `HEAD` but never pulled yet stays as long as a
+/// fresh copy would), drop the rest, daily. A mirror may empty a repository: the next pull
+/// fetches it again.
+pub fn mirror_retention(days: u32) -> RetentionPolicy {
+    RetentionPolicy {
+        keep_pulled_days: Some(days),
+        keep_pushed_days: Some(days),
+        untagged_days: Some(days),
+        schedule: Some("daily".to_owned()),
+        allow_empty: true,
+        ..RetentionPolicy::default()
+    }
+}
 
 /// Who started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +90,8 @@ pub struct Lifecycle {
     audit: Audit,
     clock: Arc<dyn Clock>,
     wake: Wake,
+    /// The prefixes of the configured mirrors: namespaces without an account.
+    mirror_namespaces: Arc<[String]>,
 }
 
 impl Lifecycle {
@@ -88,10 +107,27 @@ impl Lifecycle {
             authorizer,
             clock,
             wake,
+            mirror_namespaces: Arc::from([]),
         }
     }
 
+    /// The namespaces the pull-through cache keeps its copies in (the mirrors' prefixes):
+    /// they belong to no account, so site admins manage their rules and those of their
+    /// repositories.
+    #[must_use]
+    pub fn with_mirror_namespaces(mut self, prefixes: Vec<String>) -> Lifecycle {
+        self.mirror_namespaces = prefixes.into();
+        self
+    }
+
     async fn require_admin(&self, acting: &Acting<'_>, target: &Target) -> Result<()> {
+        if self
+            .mirror_namespaces
+            .iter()
+            .any(|ns| ns == target.namespace())
+        {
+            return acting.require_site_admin();
+        }
         crate::webhooks::require_admin_of(
             &*self.store,
             &*self.authorizer,
@@ -578,6 +614,60 @@ impl Lifecycle {
             }
             Err(other) => Err(other),
         }
+    }
+}
+
+impl Lifecycle {
+    /// Makes the retention policy of a mirror's namespace what its settings say, at start:
+    /// `Some(days)` stores [`mirror_retention`] (unless it is stored already), `None` removes
+    /// a policy the settings had set (one an admin set by hand stays). Audited as the
+    /// settings; the scheduled runs then go through the ordinary retention path.
+    pub async fn govern_mirror(&self, namespace: &str, days: Option<u32>) -> Result<()> {
+        let target = Target::Namespace(namespace.to_owned());
+        let stored = self.store.retention_policy(&target).await?;
+        let Some(days) = days else {
+            if stored.is_some_and(|s| s.updated_by == MIRROR_SETTINGS_ACTOR)
+                && self.store.clear_retention_policy(&target).await?
+            {
+                self.audit
+                    .record(
+                        MIRROR_SETTINGS_ACTOR,
+                        None,
+                        "retention.clear",
+                        target.name(),
+                        serde_json::json!({ "scope": target.scope() }),
+                    )
+                    .await;
+            }
+            return Ok(());
+        };
+        let policy = mirror_retention(days);
+        if stored.as_ref().is_some_and(|s| s.policy == policy) {
+            return Ok(());
+        }
+        let now = self.clock.now_unix();
+        let next_run_at = policy
+            .schedule
+            .as_deref()
+            .and_then(|text| Schedule::parse(text).ok())
+            .and_then(|schedule| schedule.next_after(now));
+        let stored = self
+            .store
+            .set_retention_policy(&target, &policy, next_run_at, MIRROR_SETTINGS_ACTOR, now)
+            .await?;
+        let detail = serde_json::json!({
+            "policy": policy.describe(), "revision": stored.revision, "scope": target.scope(),
+        });
+        self.audit
+            .record(
+                MIRROR_SETTINGS_ACTOR,
+                None,
+                "retention.set",
+                target.name(),
+                detail,
+            )
+            .await;
+        Ok(())
     }
 }
 

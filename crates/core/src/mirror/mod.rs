@@ -58,6 +58,10 @@ impl MirrorAccess {
 /// Default of a mirror's `ttl`: how long a tag is served before it is checked again.
 pub const DEFAULT_MIRROR_TTL: Duration = Duration::from_secs(3600);
 
+/// Default of a mirror's `retention_days`: cached content not pulled for a week is dropped
+/// (Harbor's proxy projects keep 7 days too).
+pub const DEFAULT_MIRROR_RETENTION_DAYS: u32 = 7;
+
 /// One `[[mirror]]` entry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MirrorConfig {
@@ -71,6 +75,9 @@ pub struct MirrorConfig {
     pub ttl: Duration,
     pub tls_verify: bool,
     pub access: MirrorAccess,
+    /// Cached content neither pulled nor fetched for this many days is dropped by the
+    /// mirror namespace's retention policy (then collected); None keeps everything.
+    pub retention_days: Option<u32>,
 }
 
 impl std::fmt::Debug for MirrorConfig {
@@ -83,6 +90,7 @@ impl std::fmt::Debug for MirrorConfig {
             .field("ttl", &self.ttl)
             .field("tls_verify", &self.tls_verify)
             .field("access", &self.access)
+            .field("retention_days", &self.retention_days)
             .finish()
     }
 }
@@ -98,6 +106,7 @@ impl MirrorConfig {
             ttl: DEFAULT_MIRROR_TTL,
             tls_verify: true,
             access: MirrorAccess::Public,
+            retention_days: Some(DEFAULT_MIRROR_RETENTION_DAYS),
         }
     }
 
@@ -113,6 +122,16 @@ impl MirrorConfig {
                 })
             })
             .unwrap_or_default()
+    }
+
+    /// The name at the upstream of `name` (what follows the prefix): Docker Hub keeps
+    /// official images under `library/`, which docker adds by itself.
+    pub fn remote_name(&self, name: &str) -> String {
+        if self.is_docker_hub() && !name.contains('/') {
+            format!("library/{name}")
+        } else {
+            name.to_owned()
+        }
     }
 
     /// Whether the upstream is Docker Hub, whose official images live under `library/`.
@@ -170,6 +189,12 @@ pub fn validate_mirrors(mirrors: &[MirrorConfig], default: Option<&str>) -> Resu
         }
         if m.ttl.is_zero() {
             return Err(format!("{which}: ttl must be more than 0"));
+        }
+        let max_days = crate::lifecycle::retention::MAX_DAYS;
+        if m.retention_days.is_some_and(|d| d == 0 || d > max_days) {
+            return Err(format!(
+                "{which}: retention_days must be from 1 to {max_days}, or 0 to keep everything"
+            ));
         }
     }
     if let Some(default) = default {
@@ -276,7 +301,12 @@ impl Mirrors {
 
     /// The mirror whose prefix starts `repo`'s name, if any: such names are read-only.
     pub fn prefixed(&self, repo: &RepoName) -> Option<&MirrorConfig> {
-        let first = repo.as_str().split('/').next()?;
+        self.mirroring(repo.as_str())
+    }
+
+    /// As [`Mirrors::prefixed`], for a repository name as stored (listings, pages).
+    pub fn mirroring(&self, name: &str) -> Option<&MirrorConfig> {
+        let (first, _) = name.split_once('/')?;
         self.configs().find(|m| m.prefix == first)
     }
 
@@ -332,16 +362,10 @@ impl Mirrors {
     }
 
     fn target(&self, mirror: usize, local: RepoName, remote: &str) -> MirrorTarget {
-        // Docker Hub keeps official images under `library/`, which docker adds by itself.
-        let remote = if self.inner.mirrors[mirror].config.is_docker_hub() && !remote.contains('/') {
-            format!("library/{remote}")
-        } else {
-            remote.to_owned()
-        };
         MirrorTarget {
             mirror,
             local,
-            remote,
+            remote: self.inner.mirrors[mirror].config.remote_name(remote),
         }
     }
 

@@ -10,5 +10,5 @@ mod subject;
 
 pub use buckets::{Buckets, Quota, Verdict, DEFAULT_CAPACITY};
 pub use rate::{Plan, Rate, MAX_WINDOW_SECS};
-pub use service::{PullLimits, PullOutcome, INDEX_CHILD_GRACE_SECS};
-pub use subject::{attribute, client_group, AccountFacts, Attribution, Puller, Tiers};
+pub use service::{PullDecisions, PullLimits, PullOutcome, INDEX_CHILD_GRACE_SECS};
+pub use subject::{attribute, client_group, AccountFacts, Attribution, Puller, Tier, Tiers};

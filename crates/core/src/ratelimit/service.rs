@@ -4,7 +4,7 @@
 
 use super::buckets::{Buckets, Verdict};
 use super::rate::{Plan, Rate};
-use super::subject::{attribute, AccountFacts, Attribution, Puller, Tiers};
+use super::subject::{attribute, AccountFacts, Attribution, Puller, Tier, Tiers};
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use berth_oci::manifest::{ManifestKind, ParsedManifest};
 use berth_oci::Digest;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How long a platform manifest pulled through its index stays free for the allowance that
@@ -42,6 +42,39 @@ pub enum PullOutcome {
     },
 }
 
+/// Counted pulls this node allowed and refused, by tier, since it started (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PullDecisions {
+    allowed: [u64; 4],
+    refused: [u64; 4],
+}
+
+impl PullDecisions {
+    pub fn allowed(&self, tier: Tier) -> u64 {
+        self.allowed[tier_index(tier)]
+    }
+
+    pub fn refused(&self, tier: Tier) -> u64 {
+        self.refused[tier_index(tier)]
+    }
+}
+
+fn tier_index(tier: Tier) -> usize {
+    match tier {
+        Tier::Anonymous => 0,
+        Tier::Authenticated => 1,
+        Tier::Organization => 2,
+        Tier::Plan => 3,
+    }
+}
+
+/// Relaxed atomics: each figure is independent, read at a scrape.
+#[derive(Default)]
+struct DecisionCounters {
+    allowed: [AtomicU64; 4],
+    refused: [AtomicU64; 4],
+}
+
 /// The rate-limit service; cheap to clone.
 #[derive(Clone)]
 pub struct PullLimits {
@@ -63,6 +96,7 @@ struct Shared {
     /// This process in the ledger: random, so a restarted node reads its own earlier rows.
     node: String,
     last_seq: AtomicI64,
+    decisions: DecisionCounters,
 }
 
 impl PullLimits {
@@ -90,6 +124,7 @@ impl PullLimits {
                 longest_window_secs: AtomicI64::new(longest),
                 node: hex::encode(id),
                 last_seq: AtomicI64::new(0),
+                decisions: DecisionCounters::default(),
             }),
         }
     }
@@ -97,6 +132,17 @@ impl PullLimits {
     /// The configured tiers.
     pub fn tiers(&self) -> Tiers {
         self.shared.tiers
+    }
+
+    /// Counted manifest `GET`s allowed and refused so far, by tier (`HEAD`s and free pulls
+    /// are not in it).
+    pub fn decisions(&self) -> PullDecisions {
+        let read =
+            |counters: &[AtomicU64; 4]| counters.each_ref().map(|c| c.load(Ordering::Relaxed));
+        PullDecisions {
+            allowed: read(&self.shared.decisions.allowed),
+            refused: read(&self.shared.decisions.refused),
+        }
     }
 
     /// How many allowances this node tracks (for metrics and tests).
@@ -150,7 +196,9 @@ impl PullLimits {
     pub async fn check(&self, puller: Puller<'_>, namespace: &str) -> Result<PullOutcome> {
         Ok(match self.attribution(puller, namespace).await? {
             Attribution::Free => PullOutcome::Free,
-            Attribution::Counted { key, source, rate } => PullOutcome::Allowed {
+            Attribution::Counted {
+                key, source, rate, ..
+            } => PullOutcome::Allowed {
                 remaining: self
                     .shared
                     .buckets
@@ -172,14 +220,21 @@ impl PullLimits {
         media_type: &str,
         body: &[u8],
     ) -> Result<PullOutcome> {
-        let (key, source, rate) = match self.attribution(puller, namespace).await? {
+        let (key, source, rate, tier) = match self.attribution(puller, namespace).await? {
             Attribution::Free => return Ok(PullOutcome::Free),
-            Attribution::Counted { key, source, rate } => (key, source, rate),
+            Attribution::Counted {
+                key,
+                source,
+                rate,
+                tier,
+            } => (key, source, rate, tier),
         };
         let now = self.now_us();
+        let decisions = &self.shared.decisions;
         match self.shared.buckets.take(&key, &rate, now, digest) {
             Verdict::Allowed { remaining, charged } => {
                 if charged {
+                    decisions.allowed[tier_index(tier)].fetch_add(1, Ordering::Relaxed);
                     let children = index_children(media_type, body);
                     if !children.is_empty() {
                         let until = now + INDEX_CHILD_GRACE_SECS * 1_000_000;
@@ -196,6 +251,7 @@ impl PullLimits {
                 retry_after_us,
                 full_at_us,
             } => {
+                decisions.refused[tier_index(tier)].fetch_add(1, Ordering::Relaxed);
                 let retry_after_secs = u64::try_from((retry_after_us + 999_999) / 1_000_000)
                     .unwrap_or(1)
                     .max(1);

@@ -35,6 +35,34 @@ impl Tiers {
     }
 }
 
+/// What set the limit a counted pull spends: a tier of `[rate_limit]`, or a plan of the
+/// account or organization that pays. The label of the rate-limit metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    Anonymous,
+    Authenticated,
+    Organization,
+    Plan,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 4] = [
+        Tier::Anonymous,
+        Tier::Authenticated,
+        Tier::Organization,
+        Tier::Plan,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Anonymous => "anonymous",
+            Tier::Authenticated => "authenticated",
+            Tier::Organization => "organization",
+            Tier::Plan => "plan",
+        }
+    }
+}
+
 /// Who pulls, as the credentials show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Puller<'a> {
@@ -61,12 +89,13 @@ pub struct AccountFacts {
 pub enum Attribution {
     /// Not counted, no headers.
     Free,
-    /// Counted against `key`'s allowance of `rate`; `source` is what
+    /// Counted against `key`'s allowance of `rate`, set by `tier`; `source` is what
     /// `docker-ratelimit-source` names (an address, a /64, or an account).
     Counted {
         key: String,
         source: String,
         rate: Rate,
+        tier: Tier,
     },
 }
 
@@ -91,44 +120,56 @@ pub fn attribute(
     namespace: &str,
     tiers: &Tiers,
 ) -> Attribution {
-    let counted = |key: String, source: String, rate: Option<Rate>| match rate {
-        Some(rate) => Attribution::Counted { key, source, rate },
+    let counted = |key: String, source: String, rate: Option<Rate>, tier: Tier| match rate {
+        Some(rate) => Attribution::Counted {
+            key,
+            source,
+            rate,
+            tier,
+        },
         None => Attribution::Free,
     };
-    let account = |name: &str, plan: Option<Plan>, tier: Option<Rate>| {
-        let rate = match plan {
-            Some(plan) => plan.rate(),
-            None => tier,
+    let authenticated = (Tier::Authenticated, tiers.authenticated);
+    let organization = (Tier::Organization, tiers.organization);
+    let account = |name: &str, plan: Option<Plan>, (tier, rate): (Tier, Option<Rate>)| {
+        let (tier, rate) = match plan {
+            Some(plan) => (Tier::Plan, plan.rate()),
+            None => (tier, rate),
         };
-        counted(format!("ns:{name}"), name.to_owned(), rate)
+        counted(format!("ns:{name}"), name.to_owned(), rate, tier)
     };
     let name = match puller {
         Puller::Anonymous(address) => {
             let group = address.map_or_else(|| "unknown".to_owned(), client_group);
-            return counted(format!("ip:{group}"), group, tiers.anonymous);
+            return counted(
+                format!("ip:{group}"),
+                group,
+                tiers.anonymous,
+                Tier::Anonymous,
+            );
         }
         Puller::Account(name) => name,
     };
     let Some(facts) = facts else {
-        return account(name, None, tiers.authenticated);
+        return account(name, None, authenticated);
     };
     if facts.is_site_admin {
         return Attribution::Free;
     }
     if facts.is_organization {
         let org = name.strip_prefix("org/").unwrap_or(name);
-        return account(org, facts.plan, tiers.organization);
+        return account(org, facts.plan, organization);
     }
-    let org = |(org, plan): &(String, Option<Plan>)| account(org, *plan, tiers.organization);
+    let org = |(org, plan): &(String, Option<Plan>)| account(org, *plan, organization);
     if let Some(owner) = facts.organizations.iter().find(|(org, _)| org == namespace) {
         return org(owner);
     }
     if facts.plan.is_some() {
-        return account(name, facts.plan, tiers.authenticated);
+        return account(name, facts.plan, authenticated);
     }
     match facts.organizations.as_slice() {
         [only] => org(only),
-        _ => account(name, None, tiers.authenticated),
+        _ => account(name, None, authenticated),
     }
 }
 
@@ -148,11 +189,12 @@ mod tests {
         }
     }
 
-    fn counted(key: &str, source: &str, limit: &str) -> Attribution {
+    fn counted(key: &str, source: &str, limit: &str, tier: Tier) -> Attribution {
         Attribution::Counted {
             key: key.to_owned(),
             source: source.to_owned(),
             rate: rate(limit),
+            tier,
         }
     }
 
@@ -191,25 +233,30 @@ mod tests {
         let anon = Puller::Anonymous(Some("2001:db8::9".parse().unwrap()));
         assert_eq!(
             attribute(anon, None, ns, &t),
-            counted("ip:2001:db8::/64", "2001:db8::/64", "100;w=21600")
+            counted(
+                "ip:2001:db8::/64",
+                "2001:db8::/64",
+                "100;w=21600",
+                Tier::Anonymous
+            )
         );
         assert_eq!(
             attribute(Puller::Anonymous(None), None, ns, &t),
-            counted("ip:unknown", "unknown", "100;w=21600")
+            counted("ip:unknown", "unknown", "100;w=21600", Tier::Anonymous)
         );
         let alice = Puller::Account("alice");
         assert_eq!(
             attribute(alice, Some(&user(&[], None)), ns, &t),
-            counted("ns:alice", "alice", "200;w=21600")
+            counted("ns:alice", "alice", "200;w=21600", Tier::Authenticated)
         );
         assert_eq!(
             attribute(alice, None, ns, &t),
-            counted("ns:alice", "alice", "200;w=21600")
+            counted("ns:alice", "alice", "200;w=21600", Tier::Authenticated)
         );
         let own = Plan::Limited(rate("7;w=60"));
         assert_eq!(
             attribute(alice, Some(&user(&[], Some(own))), ns, &t),
-            counted("ns:alice", "alice", "7;w=60")
+            counted("ns:alice", "alice", "7;w=60", Tier::Plan)
         );
         assert_eq!(
             attribute(alice, Some(&user(&[], Some(Plan::Unlimited))), ns, &t),
@@ -226,13 +273,13 @@ mod tests {
         };
         assert_eq!(
             attribute(Puller::Account("org/acme"), Some(&org_token), ns, &t),
-            counted("ns:acme", "acme", "5000;w=86400")
+            counted("ns:acme", "acme", "5000;w=86400", Tier::Organization)
         );
         let no_tiers = Tiers::default();
         assert_eq!(attribute(anon, None, ns, &no_tiers), Attribution::Free);
         assert_eq!(
             attribute(alice, Some(&user(&[], Some(own))), ns, &no_tiers),
-            counted("ns:alice", "alice", "7;w=60")
+            counted("ns:alice", "alice", "7;w=60", Tier::Plan)
         );
     }
 
@@ -245,16 +292,16 @@ mod tests {
         // Pulling from one of the member's organizations: that organization pays.
         assert_eq!(
             attribute(alice, Some(&member), "acme", &t),
-            counted("ns:acme", "acme", "3;w=60")
+            counted("ns:acme", "acme", "3;w=60", Tier::Plan)
         );
         assert_eq!(
             attribute(alice, Some(&member), "beta", &t),
-            counted("ns:beta", "beta", "5000;w=86400")
+            counted("ns:beta", "beta", "5000;w=86400", Tier::Organization)
         );
         // Elsewhere, with two organizations: the user's own allowance.
         assert_eq!(
             attribute(alice, Some(&member), "library", &t),
-            counted("ns:alice", "alice", "200;w=21600")
+            counted("ns:alice", "alice", "200;w=21600", Tier::Authenticated)
         );
         // With exactly one organization, it covers every pull of its member...
         let single = user(&[("acme", Some(Plan::Unlimited))], None);
@@ -267,7 +314,7 @@ mod tests {
         let single_with_plan = user(&[("acme", Some(Plan::Unlimited))], Some(own));
         assert_eq!(
             attribute(alice, Some(&single_with_plan), "library", &t),
-            counted("ns:alice", "alice", "9;w=60")
+            counted("ns:alice", "alice", "9;w=60", Tier::Plan)
         );
         assert_eq!(
             attribute(alice, Some(&single_with_plan), "acme", &t),

@@ -9,6 +9,7 @@ use crate::oci::headers::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::hub::{Platform, ReferrerView, TagView};
+use berth_core::mirror::Mirrors;
 use berth_core::ports::{RepositoryInfo, TagSort, VulnerabilitySummary};
 use berth_oci::{Reference, RepoName};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,37 @@ pub(super) struct RepositorySummary {
     /// Last push, as Docker Hub's `last_updated`; null before the first one.
     pub last_updated: Option<String>,
     pub last_pulled: Option<String>,
+    /// Set when the repository is a pull-through cache of an upstream registry (read-only).
+    pub mirror: Option<MirrorOrigin>,
+}
+
+/// Where a mirrored repository's content comes from, and who may pull it.
+#[derive(Debug, Serialize)]
+pub(super) struct MirrorOrigin {
+    /// The `[[mirror]]` prefix, the namespace it is served under.
+    pub prefix: String,
+    /// The upstream registry's URL.
+    pub upstream: String,
+    /// The repository's name at the upstream (`library/nginx`).
+    pub upstream_repository: String,
+    /// `public` or `signed-in`.
+    pub access: &'static str,
+}
+
+impl MirrorOrigin {
+    pub fn of(mirrors: &Mirrors, name: &str) -> Option<MirrorOrigin> {
+        let config = mirrors.mirroring(name)?;
+        let remote = name
+            .strip_prefix(config.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(name);
+        Some(MirrorOrigin {
+            prefix: config.prefix.clone(),
+            upstream: config.upstream.clone(),
+            upstream_repository: config.remote_name(remote),
+            access: config.access.as_str(),
+        })
+    }
 }
 
 /// A repository's name without its namespace (`app/api` of `acme/app/api`).
@@ -44,9 +76,11 @@ fn short_name(info: &RepositoryInfo) -> String {
         .to_owned()
 }
 
-impl From<RepositoryInfo> for RepositorySummary {
-    fn from(info: RepositoryInfo) -> RepositorySummary {
+impl RepositorySummary {
+    /// A repository's summary, marked as a mirror when one of `mirrors` serves it.
+    pub fn new(info: RepositoryInfo, mirrors: &Mirrors) -> RepositorySummary {
         RepositorySummary {
+            mirror: MirrorOrigin::of(mirrors, &info.name),
             name: short_name(&info),
             full_name: info.name,
             namespace: info.namespace,

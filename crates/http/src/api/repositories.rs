@@ -137,7 +137,7 @@ pub(super) async fn in_namespace(call: &Call<'_>, namespace: &str) -> ApiResult<
             continue;
         };
         match call.state.hub.repository(&call.principal, &repo).await {
-            Ok(view) => results.push(RepositorySummary::from(view.info)),
+            Ok(view) => results.push(RepositorySummary::new(view.info, &call.state.mirrors)),
             // Deleted since it was listed.
             Err(berth_core::Error::NameUnknown(_)) => {}
             Err(other) => return Err(other.into()),
@@ -201,7 +201,7 @@ async fn detail(call: &Call<'_>, repo: &RepoName) -> ApiResult<RepositoryDetail>
     let level = view.permission;
     let full_description = view.info.full_description.clone();
     Ok(RepositoryDetail {
-        summary: RepositorySummary::from(view.info),
+        summary: RepositorySummary::new(view.info, &call.state.mirrors),
         full_description,
         readme_html: view.readme_html,
         has_starred: view.starred,

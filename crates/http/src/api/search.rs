@@ -27,7 +27,7 @@ pub(super) async fn search(call: &Call<'_>) -> ApiResult<Response<Body>> {
     let results: Vec<RepositorySummary> = found
         .results
         .into_iter()
-        .map(RepositorySummary::from)
+        .map(|info| RepositorySummary::new(info, &call.state.mirrors))
         .collect();
     call.page_of_total(found.total, results, page)
 }

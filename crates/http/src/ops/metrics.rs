@@ -299,6 +299,8 @@ pub struct Snapshot {
     pub gc: GcTotals,
     /// Each mirror's figures, by prefix.
     pub mirrors: Vec<(String, berth_core::mirror::MirrorTotals)>,
+    /// Counted manifest pulls allowed and refused by the pull rate limits, by tier.
+    pub pull_decisions: berth_core::ratelimit::PullDecisions,
 }
 
 /// Garbage collection's totals, read from the collector's counters at a scrape.
@@ -512,6 +514,20 @@ impl Collector for Scrape {
             ConstGauge::new(gc.last_duration_ms as f64 / 1000.0).encode(family)?;
         }
         encode_mirrors(&mut encoder, &snapshot.mirrors)?;
+        let decisions = &snapshot.pull_decisions;
+        let tiers = berth_core::ratelimit::Tier::ALL;
+        counter(
+            &mut encoder,
+            "berth_pull_limit_allowed",
+            "Manifest pulls the pull rate limits counted and let through, by tier",
+            tiers.map(|tier| (vec![("tier", tier.as_str())], decisions.allowed(tier))),
+        )?;
+        counter(
+            &mut encoder,
+            "berth_pull_limit_refused",
+            "Manifest pulls refused with 429 by the pull rate limits, by tier",
+            tiers.map(|tier| (vec![("tier", tier.as_str())], decisions.refused(tier))),
+        )?;
         let sign_ins = &snapshot.sign_ins;
         counter(
             &mut encoder,
@@ -661,6 +677,23 @@ fn encode_mirrors(
         for (prefix, totals) in mirrors {
             let labels = [("mirror", prefix.as_str())];
             ConstCounter::new(value(totals)).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    {
+        let mut family = encoder.encode_descriptor(
+            "berth_mirror_hit_ratio",
+            "Share of manifests and blobs served from the cache, of all the mirror served since start",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (prefix, totals) in mirrors {
+            let labels = [("mirror", prefix.as_str())];
+            let served = totals.hits + totals.misses;
+            let ratio = match served {
+                0 => 0.0,
+                n => totals.hits as f64 / n as f64,
+            };
+            ConstGauge::new(ratio).encode(family.encode_family(&labels)?)?;
         }
     }
     let mut family = encoder.encode_descriptor(

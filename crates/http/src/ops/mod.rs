@@ -237,6 +237,7 @@ async fn metrics_endpoint(
         process: ProcessStats::read(),
         gc: GcTotals::read(&state.collector.metrics()),
         mirrors: state.mirrors.totals(),
+        pull_decisions: state.pull_limits.decisions(),
     };
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(Scrape { requests, snapshot }));

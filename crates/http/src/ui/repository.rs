@@ -133,7 +133,12 @@ pub(super) async fn heading(
     let mut out = Html::new();
     html!(out, "<div class=\"heading-row\"><h1><a href=\""
         (namespace_href(visitor, namespace).await) "\">" (namespace) "</a> / " (short) "</h1>"
-        [visibility_badge(info.is_private)] [hub_badges(info)] "</div>"
+        [visibility_badge(info.is_private)] [hub_badges(info)]);
+    if let Some(mirror) = visitor.state.mirrors.mirroring(repo.as_str()) {
+        html!(out, " <span class=\"badge mirror\" title=\"A read-only pull-through cache: pulls are fetched from the upstream and kept here; pushes are refused\">Mirror of "
+            (mirror.upstream) "</span>");
+    }
+    html!(out, "</div>"
         "<nav aria-label=\"Repository\"><ul class=\"tabs\">"
         [tab(&format!("/r/{repo}"), "Overview", current == "overview")]
         [tab(&format!("/r/{repo}/-/tags"), "Tags", current == "tags")]);

@@ -143,6 +143,26 @@ async fn manifest_pulls_count_down_and_stop_with_a_429_that_says_when() {
         remaining(&head(&berth, manifest, Some("192.0.2.10")).await),
         "3;w=3600"
     );
+
+    // `/metrics` counts the decisions by tier: four counted pulls let through (HEADs,
+    // blobs and the 404 are not pulls), one refused.
+    let metrics = reqwest::Client::new()
+        .get(berth.url("/metrics"))
+        .basic_auth("admin", Some(crate::support::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "berth_pull_limit_allowed_total{tier=\"anonymous\"} 4\n",
+        "berth_pull_limit_refused_total{tier=\"anonymous\"} 1\n",
+        "berth_pull_limit_allowed_total{tier=\"authenticated\"} 0\n",
+        "berth_pull_limit_refused_total{tier=\"plan\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -6,4 +6,5 @@ mod support;
 
 mod cache;
 mod faults;
+mod governed;
 mod transparent;
