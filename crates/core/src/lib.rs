@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod mirror;
 pub mod ports;
 pub mod ratelimit;
+pub mod replication;
 pub mod registry;
 pub mod scan;
 pub mod signatures;

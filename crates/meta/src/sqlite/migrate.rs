@@ -61,6 +61,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/sqlite/0017_rate_limits.sql"),
     ),
+    (
+        18,
+        include_str!("../../migrations/sqlite/0018_replication.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.
