@@ -478,10 +478,18 @@ impl RegistryClient {
         digest: &Digest,
         scopes: &[String],
     ) -> Result<Option<u64>, UpstreamError> {
+        // The header itself: for a `HEAD`, reqwest's `content_length()` is the (empty)
+        // body's length.
         Ok(self
             .blob_request(Method::HEAD, repo, digest, scopes)
             .await?
-            .map(|r| r.content_length().unwrap_or_default()))
+            .map(|r| {
+                r.headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default()
+            }))
     }
 
     /// Whether the remote has the blob; its size if so (a `HEAD`).
