@@ -377,3 +377,58 @@ async fn bad_rules_are_refused_with_what_is_wrong() {
         .unwrap_err();
     assert!(matches!(unknown, berth_core::Error::ReplicationUnknown(_)));
 }
+
+/// A blob held in memory, served in parts.
+struct InMemory(Vec<u8>);
+
+#[async_trait::async_trait]
+impl berth_core::replication::BlobSource for InMemory {
+    async fn open(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> Result<berth_core::ports::ByteStream, berth_core::mirror::UpstreamError> {
+        let part = self.0[start as usize..(start + len) as usize].to_vec();
+        Ok(Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(part))])))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_are_pushed_in_chunks_to_distribution_and_to_berth() {
+    if !have_distribution() {
+        return;
+    }
+    use berth_core::replication::Destination;
+    let distribution = Distribution::start(None).await;
+    let dir = data_dir();
+    let (berth, _) = source_berth(dir.path()).await;
+    // 3.5 MiB in 1 MiB chunks: three full chunks and a short one.
+    let blob: Vec<u8> = (0..(7 * 512 * 1024)).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = Digest::sha256_of(&blob);
+    for (url, credentials, repo) in [
+        (distribution.url.clone(), None, "chunks/blob"),
+        (berth.url(), Some(("alice", "alice-password-1")), "alice/chunks"),
+    ] {
+        let mut remote = berth_outbound::registry::RemoteRegistry::new(&url);
+        if let Some((user, password)) = credentials {
+            remote.username = Some(user.to_owned());
+            remote.password = Some(password.to_owned());
+        }
+        remote.chunk_size = 1024 * 1024;
+        let client = RegistryClient::new(&remote).unwrap();
+        Destination::push_blob(&client, repo, &digest, blob.len() as u64, &InMemory(blob.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("chunked push to {url}: {e}"));
+        assert_eq!(
+            client.blob_size(repo, &digest).await.unwrap(),
+            Some(blob.len() as u64)
+        );
+        let fetched = client.get_blob(repo, &digest).await.unwrap().unwrap();
+        let mut body = Vec::new();
+        let mut stream = fetched.body;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert!(body == blob, "the bytes came back from {url}");
+    }
+}
