@@ -21,11 +21,11 @@ use berth_core::lifecycle::{
 use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
+use berth_core::registry::RegistryOptions;
 use berth_core::replication::{
     Connector, ReplicationFeed, ReplicationRunJob, ReplicationScheduler, Replications,
     REPLICATION_RUN_JOB, REPLICATION_SCHEDULE_JOB,
 };
-use berth_core::registry::RegistryOptions;
 use berth_core::scan::{RescanAll, ScanFeed, ScanImage, Scanner, RESCAN_JOB, SCAN_JOB};
 use berth_core::signatures::{
     SignatureFeed, Signatures, VerifySignatures, REVERIFY_JOB, VERIFY_JOB,

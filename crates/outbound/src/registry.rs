@@ -767,7 +767,9 @@ fn status_error(status: StatusCode) -> UpstreamError {
         401 | 403 => UpstreamError::Denied(status.as_u16()),
         429 => UpstreamError::Throttled,
         s @ 500..=599 => UpstreamError::Server(s),
-        413 => UpstreamError::Invalid("status 413: the remote refuses content this large".to_owned()),
+        413 => {
+            UpstreamError::Invalid("status 413: the remote refuses content this large".to_owned())
+        }
         s => UpstreamError::Invalid(format!("unexpected status {s}")),
     }
 }

@@ -143,7 +143,9 @@ impl<'a> Copier<'a> {
         let item = format!("{source}:{tag} -> {target}:{tag}");
         match self.copy_tag_inner(source, target, tag).await {
             Ok(Some(true)) => self.tally.record(item, "copied", None),
-            Ok(Some(false)) => self.tally.record(item, "skipped", Some("up to date".to_owned())),
+            Ok(Some(false)) => self
+                .tally
+                .record(item, "skipped", Some("up to date".to_owned())),
             Ok(None) => self.tally.record(
                 item,
                 "skipped",
@@ -158,11 +160,10 @@ impl<'a> Copier<'a> {
         let item = format!("delete {target}:{tag}");
         match self.delete_inner(target, tag).await {
             Ok(true) => self.tally.record(item, "deleted", None),
-            Ok(false) => self.tally.record(
-                item,
-                "skipped",
-                Some("not at the destination".to_owned()),
-            ),
+            Ok(false) => {
+                self.tally
+                    .record(item, "skipped", Some("not at the destination".to_owned()))
+            }
             Err(err) => self.tally.record(item, "failed", Some(err.to_string())),
         }
     }
@@ -172,15 +173,13 @@ impl<'a> Copier<'a> {
             Ok(found) => Ok(found),
             // Registries that cannot delete a tag by name (Distribution 2.x) delete the
             // manifest it points at, by digest.
-            Err(UpstreamError::Invalid(_)) => {
-                match self.dest.manifest_digest(target, tag).await? {
-                    None => Ok(false),
-                    Some(digest) => Ok(self
-                        .dest
-                        .delete_manifest(target, &digest.to_string())
-                        .await?),
-                }
-            }
+            Err(UpstreamError::Invalid(_)) => match self.dest.manifest_digest(target, tag).await? {
+                None => Ok(false),
+                Some(digest) => Ok(self
+                    .dest
+                    .delete_manifest(target, &digest.to_string())
+                    .await?),
+            },
             Err(other) => Err(other.into()),
         }
     }
@@ -344,7 +343,12 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    async fn copy_blob(&mut self, target: &str, digest: &Digest, size: u64) -> Result<(), CopyError> {
+    async fn copy_blob(
+        &mut self,
+        target: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), CopyError> {
         if self.dest.blob_size(target, digest).await?.is_some() {
             self.tally.blobs_skipped += 1;
             self.held
@@ -352,7 +356,12 @@ impl<'a> Copier<'a> {
                 .or_insert_with(|| target.to_owned());
             return Ok(());
         }
-        if let Some(from) = self.held.get(digest).filter(|from| *from != target).cloned() {
+        if let Some(from) = self
+            .held
+            .get(digest)
+            .filter(|from| *from != target)
+            .cloned()
+        {
             if self.dest.mount_blob(target, &from, digest).await? {
                 self.tally.blobs_mounted += 1;
                 return Ok(());

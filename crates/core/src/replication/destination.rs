@@ -59,8 +59,12 @@ pub trait Destination: Send + Sync {
     /// The blob's size if the remote has it in `repo` (a `HEAD`).
     async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, UpstreamError>;
     /// Links a blob the remote holds in `from` into `repo`; false when it did not.
-    async fn mount_blob(&self, repo: &str, from: &str, digest: &Digest)
-        -> Result<bool, UpstreamError>;
+    async fn mount_blob(
+        &self,
+        repo: &str,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<bool, UpstreamError>;
     /// Uploads a blob of `size` bytes; `open(start, len)` streams that part of it. The
     /// implementation decides how many requests it takes (one, or chunks).
     async fn push_blob(

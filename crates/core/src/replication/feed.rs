@@ -10,7 +10,9 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::events::{EventKind, EventRecord, ManifestDeletedData, ManifestPushedData, TagDeletedData};
+use crate::events::{
+    EventKind, EventRecord, ManifestDeletedData, ManifestPushedData, TagDeletedData,
+};
 use crate::jobs::{Backoff, JobError, JobFeed, JobHandler, JobOutcome};
 use crate::ports::{ClaimedJob, MetaError, MetaStore, NewJob, ReplicationRecord};
 use std::sync::Arc;
@@ -46,11 +48,19 @@ fn job_for(rule: &ReplicationRecord, event: &EventRecord, now_ms: i64) -> Option
     let (trigger, tags, delete) = match event.kind {
         EventKind::ManifestPushed if matches!(Trigger::parse(&rule.trigger), Ok(Trigger::Push)) => {
             let data: ManifestPushedData = serde_json::from_value(event.data.clone()).ok()?;
-            ("push", data.tags.into_iter().filter(wanted).collect(), false)
+            (
+                "push",
+                data.tags.into_iter().filter(wanted).collect(),
+                false,
+            )
         }
         EventKind::TagDeleted if rule.deletes => {
             let data: TagDeletedData = serde_json::from_value(event.data.clone()).ok()?;
-            ("delete", vec![data.tag].into_iter().filter(wanted).collect(), true)
+            (
+                "delete",
+                vec![data.tag].into_iter().filter(wanted).collect(),
+                true,
+            )
         }
         EventKind::ManifestDeleted if rule.deletes => {
             let data: ManifestDeletedData = serde_json::from_value(event.data.clone()).ok()?;
@@ -93,7 +103,11 @@ impl JobFeed for ReplicationFeed {
             let now = self.clock.now_ms();
             let jobs: Vec<NewJob> = events
                 .iter()
-                .flat_map(|event| rules.iter().filter_map(move |rule| job_for(rule, event, now)))
+                .flat_map(|event| {
+                    rules
+                        .iter()
+                        .filter_map(move |rule| job_for(rule, event, now))
+                })
                 .collect();
             if !self
                 .store
@@ -222,25 +236,67 @@ mod tests {
     #[test]
     fn pushes_of_matching_tags_make_jobs_for_push_rules_only() {
         let push = rule("push", &["v*"], false);
-        let job = job_for(&push, &event(11, EventKind::ManifestPushed, "acme/api", pushed(&["v1", "dev"])), 0)
-            .expect("a job");
+        let job = job_for(
+            &push,
+            &event(
+                11,
+                EventKind::ManifestPushed,
+                "acme/api",
+                pushed(&["v1", "dev"]),
+            ),
+            0,
+        )
+        .expect("a job");
         let payload: RunPayload = serde_json::from_str(&job.payload).unwrap();
         assert_eq!(payload.tags, vec!["v1"]);
         assert_eq!(payload.repository.as_deref(), Some("acme/api"));
-        assert!(job_for(&push, &event(11, EventKind::ManifestPushed, "acme/api", pushed(&["dev"])), 0).is_none());
-        assert!(job_for(&push, &event(11, EventKind::ManifestPushed, "other/api", pushed(&["v1"])), 0).is_none());
-        assert!(job_for(&push, &event(9, EventKind::ManifestPushed, "acme/api", pushed(&["v1"])), 0).is_none(), "older than the rule");
+        assert!(job_for(
+            &push,
+            &event(11, EventKind::ManifestPushed, "acme/api", pushed(&["dev"])),
+            0
+        )
+        .is_none());
+        assert!(job_for(
+            &push,
+            &event(11, EventKind::ManifestPushed, "other/api", pushed(&["v1"])),
+            0
+        )
+        .is_none());
+        assert!(
+            job_for(
+                &push,
+                &event(9, EventKind::ManifestPushed, "acme/api", pushed(&["v1"])),
+                0
+            )
+            .is_none(),
+            "older than the rule"
+        );
         let manual = rule("manual", &[], false);
-        assert!(job_for(&manual, &event(11, EventKind::ManifestPushed, "acme/api", pushed(&["v1"])), 0).is_none());
+        assert!(job_for(
+            &manual,
+            &event(11, EventKind::ManifestPushed, "acme/api", pushed(&["v1"])),
+            0
+        )
+        .is_none());
     }
 
     #[test]
     fn deletions_are_replicated_only_when_the_rule_says_so() {
         let data = serde_json::json!({"tag": "v1", "digest": "sha256:00"});
         let keeps = rule("push", &[], false);
-        assert!(job_for(&keeps, &event(11, EventKind::TagDeleted, "acme/api", data.clone()), 0).is_none());
+        assert!(job_for(
+            &keeps,
+            &event(11, EventKind::TagDeleted, "acme/api", data.clone()),
+            0
+        )
+        .is_none());
         let deletes = rule("manual", &[], true);
-        let job = job_for(&deletes, &event(11, EventKind::TagDeleted, "acme/api", data), 0).unwrap();
+        let job = job_for(
+            &deletes,
+            &event(11, EventKind::TagDeleted, "acme/api", data),
+            0,
+        )
+        .unwrap();
         let payload: RunPayload = serde_json::from_str(&job.payload).unwrap();
         assert!(payload.delete);
         assert_eq!(payload.tags, vec!["v1"]);

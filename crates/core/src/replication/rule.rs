@@ -17,7 +17,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {
@@ -89,7 +92,9 @@ impl std::fmt::Display for SourcePattern {
 /// Checks tag globs (`*` matches any text); none means every tag.
 pub fn check_tag_patterns(patterns: &[String]) -> Result<(), String> {
     if patterns.len() > MAX_TAG_PATTERNS {
-        return Err(format!("a rule has at most {MAX_TAG_PATTERNS} tag patterns"));
+        return Err(format!(
+            "a rule has at most {MAX_TAG_PATTERNS} tag patterns"
+        ));
     }
     for pattern in patterns {
         let valid = !pattern.is_empty()
@@ -208,9 +213,9 @@ impl Trigger {
         match text.trim() {
             "" | "manual" => Ok(Trigger::Manual),
             "push" => Ok(Trigger::Push),
-            other => Schedule::parse(other).map(Trigger::Schedule).map_err(|e| {
-                format!("{e}; a trigger is push, manual, or a cron expression")
-            }),
+            other => Schedule::parse(other)
+                .map(Trigger::Schedule)
+                .map_err(|e| format!("{e}; a trigger is push, manual, or a cron expression")),
         }
     }
 
@@ -237,7 +242,15 @@ mod tests {
         let one = SourcePattern::parse("acme/api-*").unwrap();
         assert!(one.matches("acme/api-v2"));
         assert!(!one.matches("acme/web"));
-        for bad in ["acme", "/api", "ac*me/api", "Acme/api", "acme/", "acme/a//b", "acme/A"] {
+        for bad in [
+            "acme",
+            "/api",
+            "ac*me/api",
+            "Acme/api",
+            "acme/",
+            "acme/a//b",
+            "acme/A",
+        ] {
             assert!(SourcePattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -245,7 +258,10 @@ mod tests {
     #[test]
     fn destination_names_replace_the_namespace_and_flatten() {
         let source = SourcePattern::parse("acme/*").unwrap();
-        assert_eq!(destination_name(&source, "acme/team/api", None, false), "acme/team/api");
+        assert_eq!(
+            destination_name(&source, "acme/team/api", None, false),
+            "acme/team/api"
+        );
         assert_eq!(
             destination_name(&source, "acme/team/api", Some("mirror"), false),
             "mirror/team/api"
@@ -262,12 +278,21 @@ mod tests {
             check_remote_url("https://ghcr.io/").unwrap(),
             "https://ghcr.io"
         );
-        for bad in ["ftp://x", "http://", "https://u:p@host", "https://h/?a=b", "nonsense"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "https://u:p@host",
+            "https://h/?a=b",
+            "nonsense",
+        ] {
             assert!(check_remote_url(bad).is_err(), "{bad}");
         }
         assert!(matches!(Trigger::parse("push"), Ok(Trigger::Push)));
         assert!(matches!(Trigger::parse("manual"), Ok(Trigger::Manual)));
-        assert!(matches!(Trigger::parse("0 3 * * *"), Ok(Trigger::Schedule(_))));
+        assert!(matches!(
+            Trigger::parse("0 3 * * *"),
+            Ok(Trigger::Schedule(_))
+        ));
         assert!(Trigger::parse("sometimes").is_err());
         assert!(check_tag_patterns(&["v*".into(), "latest".into()]).is_ok());
         assert!(check_tag_patterns(&["v/1".into()]).is_err());

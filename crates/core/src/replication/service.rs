@@ -15,9 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::{data_of, EventKind, NewEvent, ReplicationCompletedData};
 use crate::identity::Acting;
 use crate::jobs::Wake;
-use crate::ports::{
-    BlobStore, MetaStore, NewJob, ReplicationRecord, ReplicationRunRecord,
-};
+use crate::ports::{BlobStore, MetaStore, NewJob, ReplicationRecord, ReplicationRunRecord};
 use crate::time::rfc3339;
 use crate::webhooks::SealKey;
 use berth_oci::RepoName;
@@ -196,7 +194,10 @@ impl Replications {
             .username
             .map(|u| u.trim().to_owned())
             .filter(|u| !u.is_empty());
-        if username.as_ref().is_some_and(|u| u.len() > 255 || u.contains(':')) {
+        if username
+            .as_ref()
+            .is_some_and(|u| u.len() > 255 || u.contains(':'))
+        {
             return Err(Error::Invalid(
                 "a username has at most 255 characters and no ':'".to_owned(),
             ));
@@ -473,10 +474,7 @@ impl Replications {
         let mut last: Option<String> = Some(format!("{}/", source.namespace));
         let prefix = format!("{}/", source.namespace);
         loop {
-            let page = self
-                .store
-                .list_repositories(last.as_deref(), PAGE)
-                .await?;
+            let page = self.store.list_repositories(last.as_deref(), PAGE).await?;
             let Some(final_name) = page.last().cloned() else {
                 break;
             };

@@ -96,10 +96,7 @@ pub(super) async fn update(call: &Call<'_>, name: &str) -> ApiResult<Response<Bo
 
 /// `DELETE /api/v1/replications/{rule}`.
 pub(super) async fn delete(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
-    call.state
-        .replications
-        .delete(&call.acting(), name)
-        .await?;
+    call.state.replications.delete(&call.acting(), name).await?;
     no_content()
 }
 

@@ -116,7 +116,8 @@ async fn render_list(visitor: &Visitor) -> UiResult {
 pub(crate) async fn create(submission: Submission) -> Response {
     let result = async {
         let Submission { visitor, form } = &submission;
-        let optional = |name: &str| Some(form.text(name).trim().to_owned()).filter(|v| !v.is_empty());
+        let optional =
+            |name: &str| Some(form.text(name).trim().to_owned()).filter(|v| !v.is_empty());
         let request = ReplicationRequest {
             name: form.required("name", "A name")?.trim().to_owned(),
             source: form.required("source", "A source")?.to_owned(),
@@ -131,7 +132,10 @@ pub(crate) async fn create(submission: Submission) -> Response {
             to_namespace: optional("to_namespace"),
             flatten: form.checked("flatten"),
             username: optional("username"),
-            password: form.get("password").filter(|p| !p.is_empty()).map(str::to_owned),
+            password: form
+                .get("password")
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
             tls_verify: Some(form.checked("tls_verify")),
             trigger: optional("trigger"),
             deletes: form.checked("deletes"),
@@ -214,7 +218,9 @@ pub(crate) async fn change(
         Ok::<_, UiError>(match action.as_str() {
             "run" => match replications.enqueue_run(&acting, &name).await? {
                 true => Notice::success(format!("A run of {name} is queued.")),
-                false => Notice::success(format!("A run of {name} is already queued or under way.")),
+                false => {
+                    Notice::success(format!("A run of {name} is already queued or under way."))
+                }
             },
             "enable" => {
                 replications.set_enabled(&acting, &name, true).await?;
@@ -229,7 +235,11 @@ pub(crate) async fn change(
                 back = HOME.to_owned();
                 Notice::success(format!("Rule {name} deleted."))
             }
-            _ => return Err(UiError::Domain(Error::NotFound(format!("{HOME}/{name}/{action}")))),
+            _ => {
+                return Err(UiError::Domain(Error::NotFound(format!(
+                    "{HOME}/{name}/{action}"
+                ))))
+            }
         })
     }
     .await;

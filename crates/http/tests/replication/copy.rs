@@ -11,8 +11,7 @@ use berth_core::time::now_unix;
 use berth_oci::Digest;
 use berth_outbound::registry::RegistryClient;
 use berth_testkit::images::{
-    image_index, image_manifest, pretty, Descriptor, SmallImage, OCI_EMPTY, OCI_INDEX,
-    OCI_MANIFEST,
+    image_index, image_manifest, pretty, Descriptor, SmallImage, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,
 };
 use berth_testkit::{data_dir, serve, Options, Served};
 
@@ -98,7 +97,13 @@ async fn images_and_indexes_are_copied_byte_for_byte_and_skipped_the_second_time
     ]));
     put(&source, "alice/team/multi", "latest", OCI_INDEX, &index).await;
     // Not matched by the tag patterns: stays behind.
-    seed(&source, "alice/app", "dev", &SmallImage::linux("dev", "app")).await;
+    seed(
+        &source,
+        "alice/app",
+        "dev",
+        &SmallImage::linux("dev", "app"),
+    )
+    .await;
 
     let mut request = rule("to-dist", "alice/*", &destination.url);
     request.to_namespace = Some("mirror".to_owned());
@@ -110,25 +115,45 @@ async fn images_and_indexes_are_copied_byte_for_byte_and_skipped_the_second_time
         .await
         .unwrap();
     let first = run(&berth, "to-dist").await;
-    assert_eq!((first.tally.copied, first.tally.failed), (3, 0), "{first:?}");
+    assert_eq!(
+        (first.tally.copied, first.tally.failed),
+        (3, 0),
+        "{first:?}"
+    );
     // amd and arm share nothing; each config and layer is pushed once.
     assert_eq!(first.tally.blobs_copied, 8, "{first:?}");
 
     let remote = client_for(&destination.url, None);
-    assert_eq!(bytes_at(&remote, "mirror/app", "v1").await.unwrap(), v1.manifest);
-    assert_eq!(bytes_at(&remote, "mirror/app", "v2").await.unwrap(), v2.manifest);
+    assert_eq!(
+        bytes_at(&remote, "mirror/app", "v1").await.unwrap(),
+        v1.manifest
+    );
+    assert_eq!(
+        bytes_at(&remote, "mirror/app", "v2").await.unwrap(),
+        v2.manifest
+    );
     assert!(bytes_at(&remote, "mirror/app", "dev").await.is_none());
-    assert_eq!(bytes_at(&remote, "mirror/team/multi", "latest").await.unwrap(), index);
+    assert_eq!(
+        bytes_at(&remote, "mirror/team/multi", "latest")
+            .await
+            .unwrap(),
+        index
+    );
     for child in [&amd, &arm] {
         let digest = Digest::sha256_of(&child.manifest).to_string();
         assert_eq!(
-            bytes_at(&remote, "mirror/team/multi", &digest).await.unwrap(),
+            bytes_at(&remote, "mirror/team/multi", &digest)
+                .await
+                .unwrap(),
             child.manifest
         );
         for blob in [&child.config, &child.layer] {
             let blob_digest = Digest::sha256_of(blob);
             assert_eq!(
-                remote.blob_size("mirror/team/multi", &blob_digest).await.unwrap(),
+                remote
+                    .blob_size("mirror/team/multi", &blob_digest)
+                    .await
+                    .unwrap(),
                 Some(blob.len() as u64)
             );
         }
@@ -136,7 +161,11 @@ async fn images_and_indexes_are_copied_byte_for_byte_and_skipped_the_second_time
 
     let second = run(&berth, "to-dist").await;
     assert_eq!(
-        (second.tally.copied, second.tally.skipped, second.tally.failed),
+        (
+            second.tally.copied,
+            second.tally.skipped,
+            second.tally.failed
+        ),
         (0, 3, 0),
         "{second:?}"
     );
@@ -158,7 +187,11 @@ async fn images_and_indexes_are_copied_byte_for_byte_and_skipped_the_second_time
 }
 
 /// A signature in cosign's tag layout and an OCI referrer (an SBOM) of `image` in `repo`.
-async fn attach(source: &RegistryClient, repo: &str, image: &SmallImage) -> (String, Vec<u8>, Vec<u8>) {
+async fn attach(
+    source: &RegistryClient,
+    repo: &str,
+    image: &SmallImage,
+) -> (String, Vec<u8>, Vec<u8>) {
     let subject = Descriptor::of(OCI_MANIFEST, &image.manifest);
     let empty = b"{}".to_vec();
     let signature_layer = b"cosign signature payload".to_vec();
@@ -227,12 +260,24 @@ async fn referrers_and_cosign_signatures_travel_with_their_image() {
         .await
         .unwrap();
     let summary = run(&berth, "to-berth").await;
-    assert_eq!((summary.tally.copied, summary.tally.failed), (1, 0), "{summary:?}");
-    let remote = client_for(&other.url(), Some(("bob", "bob-password-1")));
-    assert_eq!(bytes_at(&remote, "bob/signed", "v1").await.unwrap(), image.manifest);
-    assert_eq!(bytes_at(&remote, "bob/signed", &sig_tag).await.unwrap(), signature);
     assert_eq!(
-        bytes_at(&remote, "bob/signed", &sbom_digest.to_string()).await.unwrap(),
+        (summary.tally.copied, summary.tally.failed),
+        (1, 0),
+        "{summary:?}"
+    );
+    let remote = client_for(&other.url(), Some(("bob", "bob-password-1")));
+    assert_eq!(
+        bytes_at(&remote, "bob/signed", "v1").await.unwrap(),
+        image.manifest
+    );
+    assert_eq!(
+        bytes_at(&remote, "bob/signed", &sig_tag).await.unwrap(),
+        signature
+    );
+    assert_eq!(
+        bytes_at(&remote, "bob/signed", &sbom_digest.to_string())
+            .await
+            .unwrap(),
         sbom
     );
     let listed: serde_json::Value = reqwest::Client::new()
@@ -244,7 +289,11 @@ async fn referrers_and_cosign_signatures_travel_with_their_image() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["manifests"][0]["digest"], sbom_digest.to_string(), "{listed}");
+    assert_eq!(
+        listed["manifests"][0]["digest"],
+        sbom_digest.to_string(),
+        "{listed}"
+    );
     let referrers = berth_core::ports::Manifests::referrers(
         &*other.meta,
         &"bob/signed".parse().unwrap(),
@@ -261,23 +310,44 @@ async fn referrers_and_cosign_signatures_travel_with_their_image() {
     berth
         .state
         .replications
-        .create(&Acting::cli(), rule("to-dist", "alice/signed", &destination.url))
+        .create(
+            &Acting::cli(),
+            rule("to-dist", "alice/signed", &destination.url),
+        )
         .await
         .unwrap();
     let summary = run(&berth, "to-dist").await;
-    assert_eq!((summary.tally.copied, summary.tally.failed), (1, 0), "{summary:?}");
+    assert_eq!(
+        (summary.tally.copied, summary.tally.failed),
+        (1, 0),
+        "{summary:?}"
+    );
     let remote = client_for(&destination.url, None);
-    assert_eq!(bytes_at(&remote, "alice/signed", &sig_tag).await.unwrap(), signature);
-    let fallback = bytes_at(&remote, "alice/signed", &digest.to_string().replacen(':', "-", 1))
-        .await
-        .expect("the referrers tag fallback");
+    assert_eq!(
+        bytes_at(&remote, "alice/signed", &sig_tag).await.unwrap(),
+        signature
+    );
+    let fallback = bytes_at(
+        &remote,
+        "alice/signed",
+        &digest.to_string().replacen(':', "-", 1),
+    )
+    .await
+    .expect("the referrers tag fallback");
     let fallback: serde_json::Value = serde_json::from_slice(&fallback).unwrap();
     assert_eq!(fallback["mediaType"], OCI_INDEX);
     assert_eq!(fallback["manifests"][0]["digest"], sbom_digest.to_string());
-    assert_eq!(fallback["manifests"][0]["artifactType"], "application/spdx+json");
+    assert_eq!(
+        fallback["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
     // A second run finds everything there.
     let again = run(&berth, "to-dist").await;
-    assert_eq!((again.tally.copied, again.tally.skipped), (0, 1), "{again:?}");
+    assert_eq!(
+        (again.tally.copied, again.tally.skipped),
+        (0, 1),
+        "{again:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +370,17 @@ async fn basic_auth_destinations_take_the_credentials_and_refusals_are_recorded_
     wrong.password = Some("not-her-password".to_owned());
     replications.create(&Acting::cli(), wrong).await.unwrap();
     let refused = run(&berth, "wrong").await;
-    assert_eq!((refused.tally.copied, refused.tally.failed), (0, 1), "{refused:?}");
+    assert_eq!(
+        (refused.tally.copied, refused.tally.failed),
+        (0, 1),
+        "{refused:?}"
+    );
     let reason = refused.tally.items[0].reason.clone().unwrap();
     assert!(reason.contains("401"), "{reason}");
-    let history = replications.history(&Acting::cli(), "wrong", 5).await.unwrap();
+    let history = replications
+        .history(&Acting::cli(), "wrong", 5)
+        .await
+        .unwrap();
     assert_eq!(history[0].status, "failed");
     assert_eq!(history[0].items[0].reason.as_deref(), Some(reason.as_str()));
 
@@ -312,9 +389,16 @@ async fn basic_auth_destinations_take_the_credentials_and_refusals_are_recorded_
     right.password = Some("carol-password-1".to_owned());
     replications.create(&Acting::cli(), right).await.unwrap();
     let copied = run(&berth, "right").await;
-    assert_eq!((copied.tally.copied, copied.tally.failed), (1, 0), "{copied:?}");
+    assert_eq!(
+        (copied.tally.copied, copied.tally.failed),
+        (1, 0),
+        "{copied:?}"
+    );
     let remote = client_for(&destination.url, Some(("carol", "carol-password-1")));
-    assert_eq!(bytes_at(&remote, "alice/app", "v1").await.unwrap(), image.manifest);
+    assert_eq!(
+        bytes_at(&remote, "alice/app", "v1").await.unwrap(),
+        image.manifest
+    );
 
     // The password is sealed: neither the listing nor the stored row shows it.
     let listed = serde_json::to_string(&replications.list(&Acting::cli()).await.unwrap()).unwrap();
@@ -333,10 +417,16 @@ async fn bad_rules_are_refused_with_what_is_wrong() {
     let berth = serve(dir.path(), Options::default()).await;
     let replications = &berth.state.replications;
     let cases = [
-        (rule("x", "no-slash", "http://127.0.0.1:5000"), "NAMESPACE/REPO_GLOB"),
+        (
+            rule("x", "no-slash", "http://127.0.0.1:5000"),
+            "NAMESPACE/REPO_GLOB",
+        ),
         (rule("x", "acme/*", "ftp://host"), "http or https"),
         (rule("x", "acme/*", "https://user:pw@host"), "credentials"),
-        (rule("bad name", "acme/*", "http://127.0.0.1:5000"), "invalid rule name"),
+        (
+            rule("bad name", "acme/*", "http://127.0.0.1:5000"),
+            "invalid rule name",
+        ),
         (
             ReplicationRequest {
                 trigger: Some("every day".to_owned()),
@@ -389,7 +479,9 @@ impl berth_core::replication::BlobSource for InMemory {
         len: u64,
     ) -> Result<berth_core::ports::ByteStream, berth_core::mirror::UpstreamError> {
         let part = self.0[start as usize..(start + len) as usize].to_vec();
-        Ok(Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from(part))])))
+        Ok(Box::pin(futures_util::stream::iter([Ok(
+            bytes::Bytes::from(part),
+        )])))
     }
 }
 
@@ -407,7 +499,11 @@ async fn large_blobs_are_pushed_in_chunks_to_distribution_and_to_berth() {
     let digest = Digest::sha256_of(&blob);
     for (url, credentials, repo) in [
         (distribution.url.clone(), None, "chunks/blob"),
-        (berth.url(), Some(("alice", "alice-password-1")), "alice/chunks"),
+        (
+            berth.url(),
+            Some(("alice", "alice-password-1")),
+            "alice/chunks",
+        ),
     ] {
         let mut remote = berth_outbound::registry::RemoteRegistry::new(&url);
         if let Some((user, password)) = credentials {
@@ -416,9 +512,15 @@ async fn large_blobs_are_pushed_in_chunks_to_distribution_and_to_berth() {
         }
         remote.chunk_size = 1024 * 1024;
         let client = RegistryClient::new(&remote).unwrap();
-        Destination::push_blob(&client, repo, &digest, blob.len() as u64, &InMemory(blob.clone()))
-            .await
-            .unwrap_or_else(|e| panic!("chunked push to {url}: {e}"));
+        Destination::push_blob(
+            &client,
+            repo,
+            &digest,
+            blob.len() as u64,
+            &InMemory(blob.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("chunked push to {url}: {e}"));
         assert_eq!(
             client.blob_size(repo, &digest).await.unwrap(),
             Some(blob.len() as u64)

@@ -28,10 +28,21 @@ async fn a_push_is_copied_at_once_and_a_deletion_follows_when_the_rule_says_so()
     let image = SmallImage::linux("pushed", "app");
     let pushed_at = Instant::now();
     let digest = seed(&source, "alice/app", "v1", &image).await;
-    eventually(Duration::from_secs(60), "the push to reach the destination", || {
-        let remote = &remote;
-        async move { remote.head_manifest("alice/app", "v1").await.ok().flatten().is_some() }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the push to reach the destination",
+        || {
+            let remote = &remote;
+            async move {
+                remote
+                    .head_manifest("alice/app", "v1")
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+            }
+        },
+    )
     .await;
     let took = pushed_at.elapsed();
     eprintln!("push-triggered copy visible after {took:?}");
@@ -40,7 +51,13 @@ async fn a_push_is_copied_at_once_and_a_deletion_follows_when_the_rule_says_so()
         Some(digest.clone())
     );
     // A tag the patterns leave out is not copied.
-    seed(&source, "alice/app", "dev", &SmallImage::linux("dev", "app")).await;
+    seed(
+        &source,
+        "alice/app",
+        "dev",
+        &SmallImage::linux("dev", "app"),
+    )
+    .await;
 
     // Deleting the tag here deletes it there (Distribution deletes by digest).
     let deleted = reqwest::Client::new()
@@ -50,12 +67,20 @@ async fn a_push_is_copied_at_once_and_a_deletion_follows_when_the_rule_says_so()
         .await
         .unwrap();
     assert!(deleted.status().is_success(), "{}", deleted.status());
-    eventually(Duration::from_secs(60), "the deletion to reach the destination", || {
-        let remote = &remote;
-        async move { matches!(remote.head_manifest("alice/app", "v1").await, Ok(None)) }
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the deletion to reach the destination",
+        || {
+            let remote = &remote;
+            async move { matches!(remote.head_manifest("alice/app", "v1").await, Ok(None)) }
+        },
+    )
     .await;
-    assert!(remote.head_manifest("alice/app", "dev").await.unwrap().is_none());
+    assert!(remote
+        .head_manifest("alice/app", "dev")
+        .await
+        .unwrap()
+        .is_none());
     let history = replications
         .history(&Acting::cli(), "on-push", 10)
         .await
@@ -112,14 +137,18 @@ async fn a_destination_that_is_down_delays_the_copy_and_loses_nothing() {
 
     // Back up where it was: the job's retry copies the image.
     let _back = Distribution::start_on(None, port).await;
-    eventually(Duration::from_secs(120), "the retried run to succeed", || async {
-        replications
-            .history(&Acting::cli(), "delayed", 10)
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.status == "succeeded" && r.copied == 1)
-    })
+    eventually(
+        Duration::from_secs(120),
+        "the retried run to succeed",
+        || async {
+            replications
+                .history(&Acting::cli(), "delayed", 10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.status == "succeeded" && r.copied == 1)
+        },
+    )
     .await;
     let remote = client_for(&url, None);
     assert_eq!(

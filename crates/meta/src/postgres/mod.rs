@@ -37,8 +37,7 @@ impl PostgresMeta {
         "Collection",
         "UsageStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] =
-        &[
+    pub const MISSING_PORTS: &'static [&'static str] = &[
         "IdentityStore",
         "WebhookStore",
         "LifecycleStore",

@@ -2,8 +2,8 @@
 
 use super::events::record_event;
 use super::jobs::enqueue_in;
-use berth_core::events::NewEvent;
 use super::{backend, begin_write, wall_ms, SqliteMeta};
+use berth_core::events::NewEvent;
 use berth_core::ports::{
     MetaError, NewJob, ReplicationRecord, ReplicationRunRecord, ReplicationStore,
 };
@@ -55,7 +55,8 @@ fn run_of(row: &SqliteRow) -> ReplicationRunRecord {
 #[async_trait::async_trait]
 impl ReplicationStore for SqliteMeta {
     async fn create_replication(&self, rule: &ReplicationRecord) -> Result<(), MetaError> {
-        let tags = serde_json::to_string(&rule.tags).map_err(|e| MetaError::Backend(e.to_string()))?;
+        let tags =
+            serde_json::to_string(&rule.tags).map_err(|e| MetaError::Backend(e.to_string()))?;
         let done = sqlx::query(
             "INSERT INTO replication_rules (name, direction, source, tags_json, remote_url, \
              target_namespace, flatten, username, password_sealed, tls_verify, trigger_spec, \
