@@ -204,8 +204,8 @@ pub enum Trigger {
     Push,
     /// Only when asked.
     Manual,
-    /// On a cron schedule (UTC).
-    Schedule(Schedule),
+    /// On a cron schedule (UTC); boxed, as a parsed schedule is large.
+    Schedule(Box<Schedule>),
 }
 
 impl Trigger {
