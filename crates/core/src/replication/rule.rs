@@ -214,7 +214,7 @@ impl Trigger {
             "" | "manual" => Ok(Trigger::Manual),
             "push" => Ok(Trigger::Push),
             other => Schedule::parse(other)
-                .map(Trigger::Schedule)
+                .map(|schedule| Trigger::Schedule(Box::new(schedule)))
                 .map_err(|e| format!("{e}; a trigger is push, manual, or a cron expression")),
         }
     }

@@ -104,3 +104,83 @@ async fn site_admins_manage_rules_and_see_each_run_with_its_reasons() {
         .await
         .expect_error(404, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn the_ui_creates_a_rule_runs_it_and_shows_its_history() {
+    use crate::browser::{get_page, post_signed_in_form, sign_in};
+    use crate::support::{basic, ADMIN_PASSWORD, PASSWORD};
+    let berth = Berth::start().await;
+    berth.user("alice").await;
+    assert_eq!(
+        berth
+            .with(basic("alice", PASSWORD))
+            .push_image("alice/app", "v1")
+            .await,
+        201
+    );
+    // Not for ordinary users.
+    let alice = sign_in(&berth, "alice", PASSWORD).await;
+    assert_eq!(
+        get_page(&berth, "/admin/replication", &alice).await.status,
+        403
+    );
+
+    let admin = sign_in(&berth, "admin", ADMIN_PASSWORD).await;
+    let refused = post_signed_in_form(
+        &berth,
+        &admin,
+        "/admin/replication",
+        "/admin/replication",
+        &[
+            ("name", "x"),
+            ("source", "nonsense"),
+            ("to", "http://127.0.0.1:9"),
+        ],
+    )
+    .await
+    .expect(303);
+    let with_notice = format!("{admin}; {}", refused.cookies());
+    let page = get_page(&berth, "/admin/replication", &with_notice)
+        .await
+        .expect(200)
+        .text;
+    assert!(page.contains("NAMESPACE/REPO_GLOB"), "{page}");
+
+    post_signed_in_form(
+        &berth,
+        &admin,
+        "/admin/replication",
+        "/admin/replication",
+        &[
+            ("name", "nowhere"),
+            ("source", "alice/*"),
+            ("to", "http://127.0.0.1:9"),
+            ("password", "s3cret-token"),
+            ("username", "bot"),
+            ("trigger", "manual"),
+        ],
+    )
+    .await
+    .expect(303);
+    let list = get_page(&berth, "/admin/replication", &admin)
+        .await
+        .expect(200)
+        .text;
+    assert!(
+        list.contains("nowhere") && !list.contains("s3cret-token"),
+        "{list}"
+    );
+    berth
+        .admin()
+        .await
+        .post("/api/v1/replications/nowhere/run", json!({"wait": true}))
+        .await
+        .expect(200);
+    let rule = get_page(&berth, "/admin/replication/nowhere", &admin)
+        .await
+        .expect(200)
+        .text;
+    assert!(rule.contains("alice/app:v1 -&gt; alice/app:v1"), "{rule}");
+    assert!(rule.contains("unreachable"), "{rule}");
+    assert!(rule.contains("bot, with a stored password"), "{rule}");
+}
