@@ -2,14 +2,20 @@
 //! site admins only, bad rules refused with what is wrong, the password never shown, a run
 //! queued or waited for, its failed items and reasons in the history.
 
-use crate::support::Berth;
+use crate::support::{basic, Berth, PASSWORD};
 use serde_json::json;
 
 #[tokio::test]
 async fn site_admins_manage_rules_and_see_each_run_with_its_reasons() {
     let berth = Berth::start().await;
     let alice = berth.user("alice").await;
-    assert_eq!(alice.push_image("alice/app", "v1").await, 201);
+    assert_eq!(
+        berth
+            .with(basic("alice", PASSWORD))
+            .push_image("alice/app", "v1")
+            .await,
+        201
+    );
     let rule = json!({
         "name": "nowhere",
         "source": "alice/*",
@@ -108,7 +114,7 @@ async fn site_admins_manage_rules_and_see_each_run_with_its_reasons() {
 #[tokio::test]
 async fn the_ui_creates_a_rule_runs_it_and_shows_its_history() {
     use crate::browser::{get_page, post_signed_in_form, sign_in};
-    use crate::support::{basic, ADMIN_PASSWORD, PASSWORD};
+    use crate::support::ADMIN_PASSWORD;
     let berth = Berth::start().await;
     berth.user("alice").await;
     assert_eq!(
