@@ -156,3 +156,64 @@ async fn a_destination_that_is_down_delays_the_copy_and_loses_nothing() {
         Some(digest)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_rule_runs_when_its_time_comes() {
+    if !have_distribution() {
+        return;
+    }
+    let destination = Distribution::start(None).await;
+    let clock = berth_core::clock::ManualClock::starting_now();
+    let dir = data_dir();
+    let berth = berth_testkit::serve(
+        dir.path(),
+        berth_testkit::Options {
+            clock: Some(clock.clone()),
+            ..berth_testkit::Options::default()
+        },
+    )
+    .await;
+    crate::copy::add_user(&berth, "alice", "alice-password-1").await;
+    let source = client_for(&berth.url(), Some(("alice", "alice-password-1")));
+    let digest = seed(
+        &source,
+        "alice/app",
+        "v1",
+        &SmallImage::linux("cron", "app"),
+    )
+    .await;
+    let mut nightly = rule("every-minute", "alice/app", &destination.url);
+    nightly.trigger = Some("* * * * *".to_owned());
+    berth
+        .state
+        .replications
+        .create(&Acting::cli(), nightly)
+        .await
+        .unwrap();
+    let remote = client_for(&destination.url, None);
+    assert!(remote
+        .head_manifest("alice/app", "v1")
+        .await
+        .unwrap()
+        .is_none());
+    // Time passes (the scheduler looks each minute, the run is due at its minute): moved
+    // on until the run has happened, with a generous real-time deadline.
+    eventually(Duration::from_secs(120), "the scheduled run", || {
+        clock.advance(Duration::from_secs(5));
+        berth.runner.wake().wake();
+        let replications = &berth.state.replications;
+        async move {
+            replications
+                .history(&Acting::cli(), "every-minute", 10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.trigger == "schedule" && r.copied == 1)
+        }
+    })
+    .await;
+    assert_eq!(
+        remote.head_manifest("alice/app", "v1").await.unwrap(),
+        Some(digest)
+    );
+}
