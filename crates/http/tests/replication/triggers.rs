@@ -81,14 +81,29 @@ async fn a_push_is_copied_at_once_and_a_deletion_follows_when_the_rule_says_so()
         .await
         .unwrap()
         .is_none());
-    let history = replications
-        .history(&Acting::cli(), "on-push", 10)
-        .await
-        .unwrap();
-    assert!(history.iter().any(|r| r.trigger == "push" && r.copied == 1));
-    assert!(history
-        .iter()
-        .any(|r| r.trigger == "delete" && r.items.iter().any(|i| i.outcome == "deleted")));
+    // The run is recorded just after its last request: wait for the record too.
+    eventually(
+        Duration::from_secs(60),
+        "the deletion's run record",
+        || async {
+            replications
+                .history(&Acting::cli(), "on-push", 10)
+                .await
+                .unwrap()
+                .iter()
+                .any(|r| r.trigger == "delete" && r.items.iter().any(|i| i.outcome == "deleted"))
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(60), "the push's run record", || async {
+        replications
+            .history(&Acting::cli(), "on-push", 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.trigger == "push" && r.copied == 1)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
