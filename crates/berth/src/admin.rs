@@ -1,4 +1,4 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy|vulndb|scan …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy|vulndb|scan|replication …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
@@ -8,6 +8,7 @@ mod lifecycle;
 mod orgs;
 mod plans;
 mod policies;
+mod replication;
 mod repos;
 mod scanning;
 mod signatures;
@@ -70,6 +71,9 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Plan(command) => plans::plan(meta, &acting, command).await,
             AdminCommand::Vulndb(command) => scanning::vulndb(config, meta, command).await,
             AdminCommand::Scan(args) => scanning::scan(config, meta, args).await,
+            AdminCommand::Replication(command) => {
+                replication::replication(config, meta, &acting, command).await
+            }
         }
     })
 }

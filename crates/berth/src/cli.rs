@@ -145,6 +145,78 @@ pub enum AdminCommand {
     ///
     /// Exit status 1 with --fail-on when a finding of that severity or worse exists.
     Scan(ScanArgs),
+    /// Replication rules: copying repositories to other registries, on push, on a schedule
+    /// or when asked, and the history of their runs.
+    #[command(subcommand)]
+    Replication(ReplicationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicationCommand {
+    /// Create a rule that copies matching repositories and tags to another registry.
+    Create {
+        /// The rule's name.
+        name: String,
+        /// Repositories to copy: `NAMESPACE/REPO_GLOB` (`*` matches any text, e.g. `acme/*`).
+        #[arg(long, value_name = "NAMESPACE/REPO_GLOB")]
+        source: String,
+        /// Only tags matching these globs; repeatable (default every tag).
+        #[arg(long = "tag", value_name = "GLOB")]
+        tags: Vec<String>,
+        /// The destination registry's URL (`https://ghcr.io`).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The namespace copies go under there (default: the source's).
+        #[arg(long, value_name = "NS")]
+        to_namespace: Option<String>,
+        /// Keep only the last component of repository names under the destination namespace.
+        #[arg(long)]
+        flatten: bool,
+        /// The account at the destination.
+        #[arg(long, value_name = "U")]
+        username: Option<String>,
+        /// Read the password or access token from standard input (stored encrypted).
+        #[arg(long, requires = "username")]
+        password_stdin: bool,
+        /// Verify the destination's TLS certificate (`--tls-verify=false` to skip).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+        tls_verify: bool,
+        /// When the rule runs: `push`, `manual` (the default), or a cron expression (UTC).
+        #[arg(long, value_name = "push|manual|CRON")]
+        trigger: Option<String>,
+        /// Delete tags at the destination when they are deleted here.
+        #[arg(long)]
+        deletes: bool,
+    },
+    /// Run a rule: queued for the running server, or here and now with --wait.
+    Run {
+        name: String,
+        /// Run it in this process and print a JSON summary (`copied`, `skipped`, `failed`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the rules.
+    List {
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runs of a rule, newest first: what was copied, skipped and failed, and why.
+    History {
+        name: String,
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Most runs shown.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Delete a rule and its history.
+    Delete { name: String },
+    /// Turn a rule back on.
+    Enable { name: String },
+    /// Turn a rule off: it runs neither on push nor on schedule.
+    Disable { name: String },
 }
 
 #[derive(Debug, Subcommand)]

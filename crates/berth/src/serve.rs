@@ -147,6 +147,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         seal,
         authorizer: None,
         mirrors,
+        replication: Arc::new(berth_outbound::registry::RegistryConnector),
         settings: Settings {
             registry: RegistryOptions {
                 upload_ttl: config.upload_ttl.value,

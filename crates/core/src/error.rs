@@ -64,6 +64,9 @@ pub enum Error {
     /// whether it does not exist or belongs to someone else.
     #[error("webhook {0} is not known")]
     WebhookUnknown(String),
+    /// No replication rule of that name.
+    #[error("replication rule {0:?} is not known")]
+    ReplicationUnknown(String),
     /// Something with that name already exists.
     #[error("{0} already exists")]
     Conflict(String),

@@ -14,6 +14,7 @@ pub mod mirror;
 pub mod ports;
 pub mod ratelimit;
 pub mod registry;
+pub mod replication;
 pub mod scan;
 pub mod signatures;
 pub mod time;

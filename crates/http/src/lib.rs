@@ -48,6 +48,8 @@ pub struct AppState {
     pub signatures: berth_core::signatures::Signatures,
     /// Vulnerability scans: results per image and the summaries beside tags.
     pub scanner: berth_core::scan::Scanner,
+    /// Replication rules, their runs and history.
+    pub replications: berth_core::replication::Replications,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -22,6 +22,10 @@ use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
 use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
+use berth_core::replication::{
+    Connector, ReplicationFeed, ReplicationRunJob, ReplicationScheduler, Replications,
+    REPLICATION_RUN_JOB, REPLICATION_SCHEDULE_JOB,
+};
 use berth_core::scan::{RescanAll, ScanFeed, ScanImage, Scanner, RESCAN_JOB, SCAN_JOB};
 use berth_core::signatures::{
     SignatureFeed, Signatures, VerifySignatures, REVERIFY_JOB, VERIFY_JOB,
@@ -45,6 +49,8 @@ pub struct Parts {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// The `[[mirror]]` entries with the clients that reach their upstreams.
     pub mirrors: Vec<Mirror>,
+    /// How replication reaches the registries it copies to.
+    pub replication: Arc<dyn Connector>,
     pub settings: Settings,
 }
 
@@ -107,6 +113,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         seal,
         authorizer,
         mirrors,
+        replication,
         settings,
     } = parts;
     let wake = Wake::default();
@@ -142,6 +149,14 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     let usage = UsageService::new(meta.clone(), authorizer.clone());
     let pull_limits = PullLimits::new(meta.clone(), clock.clone(), settings.rate_limit);
     let scanner = Scanner::new(meta.clone(), blobs.clone(), registry.clone(), clock.clone());
+    let replications = Replications::new(
+        meta.clone(),
+        blobs.clone(),
+        replication,
+        seal.clone(),
+        clock.clone(),
+        wake.clone(),
+    );
     let collector = Collector::new(
         meta.clone(),
         blobs,
@@ -231,6 +246,16 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         }),
     );
     runner.handle(GC_JOB, Arc::new(CollectGarbage(collector.clone())));
+    // Push-triggered and deletion replication read their events after the push committed.
+    runner.feed(Arc::new(ReplicationFeed::new(meta.clone(), clock.clone())));
+    runner.handle(
+        REPLICATION_RUN_JOB,
+        Arc::new(ReplicationRunJob(replications.clone())),
+    );
+    runner.handle(
+        REPLICATION_SCHEDULE_JOB,
+        Arc::new(ReplicationScheduler(replications.clone())),
+    );
     runner.handle(
         RETENTION_SCHEDULE_JOB,
         Arc::new(RetentionScheduler(lifecycle.clone())),
@@ -249,6 +274,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     for kind in [
         GC_JOB,
         RETENTION_SCHEDULE_JOB,
+        REPLICATION_SCHEDULE_JOB,
         EXPIRE_UPLOADS_JOB,
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
@@ -271,6 +297,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         mirrors,
         signatures,
         scanner,
+        replications,
     };
     Ok(Wired { state, runner })
 }

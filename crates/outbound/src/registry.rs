@@ -1,6 +1,7 @@
 //! A client for remote OCI registries, for mirrors (pull) and replication (push): Docker
 //! token auth (`realm`, `service`, `scope`, as Docker Hub and GHCR answer) and Basic auth,
-//! redirects followed only to addresses the webhook address policy allows, bounded time.
+//! redirects followed only to addresses the webhook address policy allows, bounded time;
+//! blobs pushed in one streamed request or, when large, in chunks.
 //!
 //! The configured registry's own host is trusted (the operator chose it, loopback
 //! included); every other host a redirect or a token realm names is resolved through the
@@ -11,6 +12,9 @@ use crate::{cause, find_refusal, CheckedResolver};
 use base64::Engine;
 use berth_core::mirror::{Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 use berth_core::ports::ByteStream;
+use berth_core::replication::{
+    BlobSource, Connector, Destination, ManifestPut, RemoteManifest, RemoteSpec,
+};
 use berth_core::webhooks::check_address;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
 use berth_oci::Digest;
@@ -45,6 +49,8 @@ pub struct RemoteRegistry {
     pub tls_verify: bool,
     /// Limit for answers other than blob bodies, and for each read of a blob body.
     pub timeout: Duration,
+    /// Blobs larger than this are pushed in `PATCH` chunks of this size.
+    pub chunk_size: u64,
 }
 
 impl std::fmt::Debug for RemoteRegistry {
@@ -65,9 +71,15 @@ impl RemoteRegistry {
             password: None,
             tls_verify: true,
             timeout: Duration::from_secs(30),
+            chunk_size: DEFAULT_CHUNK_SIZE,
         }
     }
 }
+
+/// The chunk size of pushes: large, because every chunk is a request the remote commits
+/// (Distribution pushes 16 MiB chunks at about half its one-request speed), yet a bound
+/// on what a broken connection costs.
+pub const DEFAULT_CHUNK_SIZE: u64 = 128 * 1024 * 1024;
 
 /// A bearer token for one set of scopes, until shortly before it expires.
 struct CachedToken {
@@ -90,6 +102,7 @@ pub struct RegistryClient {
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// Set once the registry asked for Basic auth: sent up front from then on.
     wants_basic: std::sync::atomic::AtomicBool,
+    chunk_size: u64,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -151,6 +164,7 @@ impl RegistryClient {
             timeout: remote.timeout,
             tokens: Mutex::new(HashMap::new()),
             wants_basic: std::sync::atomic::AtomicBool::new(false),
+            chunk_size: remote.chunk_size.max(1024 * 1024),
         })
     }
 
@@ -375,27 +389,117 @@ impl RegistryClient {
         vec![format!("repository:{repo}:pull,push")]
     }
 
+    /// A manifest `HEAD` or `GET` under `scopes`: None when the remote says 404.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &str,
+        scopes: &[String],
+    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+        let response = self
+            .send(method, url, scopes, manifest_headers(), None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(response)),
+            s => Err(status_error(s)),
+        }
+    }
+
+    /// A blob `HEAD` or `GET` under `scopes`: None when the remote says 404.
+    async fn blob_request(
+        &self,
+        method: Method,
+        repo: &str,
+        digest: &Digest,
+        scopes: &[String],
+    ) -> Result<Option<reqwest::Response>, UpstreamError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
+        let response = self
+            .send(method, url, scopes, HeaderMap::new(), None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(response)),
+            s => Err(status_error(s)),
+        }
+    }
+
+    /// The digest a `HEAD` of the manifest reports.
+    async fn head_manifest_with(
+        &self,
+        repo: &str,
+        reference: &str,
+        scopes: &[String],
+    ) -> Result<Option<Digest>, UpstreamError> {
+        match self
+            .manifest_request(Method::HEAD, repo, reference, scopes)
+            .await?
+        {
+            None => Ok(None),
+            Some(response) => digest_header(response.headers()).map(Some).ok_or_else(|| {
+                UpstreamError::Invalid("HEAD without Docker-Content-Digest".to_owned())
+            }),
+        }
+    }
+
+    /// The manifest's exact bytes, its type and the digest the remote names.
+    async fn get_manifest_with(
+        &self,
+        repo: &str,
+        reference: &str,
+        scopes: &[String],
+    ) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        let Some(response) = self
+            .manifest_request(Method::GET, repo, reference, scopes)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let digest = digest_header(response.headers());
+        let body = read_capped(response, MAX_MANIFEST_BYTES).await?;
+        Ok(Some(UpstreamManifest {
+            media_type,
+            body,
+            digest,
+        }))
+    }
+
+    async fn blob_size_with(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        scopes: &[String],
+    ) -> Result<Option<u64>, UpstreamError> {
+        // The header itself: for a `HEAD`, reqwest's `content_length()` is the (empty)
+        // body's length.
+        Ok(self
+            .blob_request(Method::HEAD, repo, digest, scopes)
+            .await?
+            .map(|r| {
+                r.headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default()
+            }))
+    }
+
     /// Whether the remote has the blob; its size if so (a `HEAD`).
     pub async fn blob_size(
         &self,
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<u64>, UpstreamError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(
-                Method::HEAD,
-                url,
-                &Self::pull_scope(repo),
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(response.content_length().unwrap_or_default())),
-            s => Err(status_error(s)),
-        }
+        self.blob_size_with(repo, digest, &Self::pull_scope(repo))
+            .await
     }
 
     /// Links a blob the remote holds in `from` into `repo`; false when the remote did not
@@ -423,7 +527,154 @@ impl RegistryClient {
             .await?;
         match response.status() {
             StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => Ok(false),
+            StatusCode::ACCEPTED => {
+                // The remote opened an upload session instead: end it rather than leave it
+                // to expire.
+                if let Some(session) = upload_location(&response) {
+                    if let Ok(session) = self.upload_url(&session) {
+                        let _ = self
+                            .authorized(self.trusted.delete(session), &Self::push_scope(repo))
+                            .send()
+                            .await;
+                    }
+                }
+                Ok(false)
+            }
+            s => Err(status_error(s)),
+        }
+    }
+
+    /// Opens an upload session; where its bytes go.
+    async fn start_upload(&self, repo: &str) -> Result<Url, UpstreamError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
+        let started = self
+            .send(
+                Method::POST,
+                url,
+                &Self::push_scope(repo),
+                HeaderMap::new(),
+                Some(bytes::Bytes::new()),
+            )
+            .await?;
+        if started.status() != StatusCode::ACCEPTED {
+            return Err(status_error(started.status()));
+        }
+        let location = upload_location(&started)
+            .ok_or_else(|| UpstreamError::Invalid("upload without Location".to_owned()))?;
+        self.upload_url(&location)
+    }
+
+    /// An upload `Location`, resolved against the registry; only ever on its own host, where
+    /// the credentials may go.
+    fn upload_url(&self, location: &str) -> Result<Url, UpstreamError> {
+        let url = self
+            .base
+            .join(location)
+            .map_err(|e| UpstreamError::Invalid(format!("upload Location: {e}")))?;
+        if !self.is_home(&url) {
+            return Err(UpstreamError::Refused(
+                "upload location on another host".to_owned(),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// `request` with the credentials cached for `scopes`. Upload requests carry streamed
+    /// bodies that cannot be sent twice, so they cannot answer a challenge themselves: the
+    /// token comes from the session's start (or its renewal before each chunk).
+    fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+        scopes: &[String],
+    ) -> reqwest::RequestBuilder {
+        match self.cached_auth(scopes) {
+            Some(auth) => request.header(AUTHORIZATION, auth),
+            None => request,
+        }
+    }
+
+    /// Renews the token for `scopes` if the remote uses tokens and the cached one ran out
+    /// (a long push outlives Docker's 60-second tokens): asks the session's status, which
+    /// answers the challenge through [`RegistryClient::send`].
+    async fn renew_auth(&self, session: &Url, scopes: &[String]) -> Result<(), UpstreamError> {
+        let uses_tokens = !self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if uses_tokens && self.cached_auth(scopes).is_none() {
+            let status = self
+                .send(Method::GET, session.clone(), scopes, HeaderMap::new(), None)
+                .await?;
+            if !status.status().is_success() {
+                return Err(status_error(status.status()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes at `start` of the upload with a `PATCH`; the session's next URL.
+    async fn push_chunk(
+        &self,
+        repo: &str,
+        session: Url,
+        start: u64,
+        len: u64,
+        body: ByteStream,
+    ) -> Result<Url, UpstreamError> {
+        let scopes = Self::push_scope(repo);
+        self.renew_auth(&session, &scopes).await?;
+        let request = self
+            .trusted
+            .patch(session)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len)
+            .header(
+                "content-range",
+                format!("{start}-{}", (start + len).saturating_sub(1)),
+            )
+            .body(reqwest::Body::wrap_stream(body));
+        let response = self
+            .authorized(request, &scopes)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(response.status()));
+        }
+        let location = upload_location(&response)
+            .ok_or_else(|| UpstreamError::Invalid("chunk answer without Location".to_owned()))?;
+        self.upload_url(&location)
+    }
+
+    /// Ends the upload with a `PUT` naming the digest, carrying `body` (the whole blob, or
+    /// nothing after chunks).
+    async fn finish_upload(
+        &self,
+        repo: &str,
+        mut session: Url,
+        digest: &Digest,
+        size: u64,
+        body: ByteStream,
+    ) -> Result<(), UpstreamError> {
+        let scopes = Self::push_scope(repo);
+        self.renew_auth(&session, &scopes).await?;
+        session
+            .query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let request = self
+            .trusted
+            .put(session)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(body));
+        let response = self
+            .authorized(request, &scopes)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        match response.status() {
+            StatusCode::CREATED => Ok(()),
             s => Err(status_error(s)),
         }
     }
@@ -435,60 +686,19 @@ impl RegistryClient {
         digest: &Digest,
         blob: PushBlob,
     ) -> Result<(), UpstreamError> {
-        let scopes = Self::push_scope(repo);
-        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"))?;
-        let started = self
-            .send(
-                Method::POST,
-                url.clone(),
-                &scopes,
-                HeaderMap::new(),
-                Some(bytes::Bytes::new()),
-            )
-            .await?;
-        if started.status() != StatusCode::ACCEPTED {
-            return Err(status_error(started.status()));
-        }
-        let location = started
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| UpstreamError::Invalid("upload without Location".to_owned()))?;
-        let mut put = url
-            .join(location)
-            .map_err(|e| UpstreamError::Invalid(format!("upload Location: {e}")))?;
-        if !self.is_home(&put) {
-            return Err(UpstreamError::Refused(
-                "upload location on another host".to_owned(),
-            ));
-        }
-        put.query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
-        let auth = self.cached_auth(&scopes);
-        let mut request = self
-            .trusted
-            .put(put)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, blob.size)
-            .body(reqwest::Body::wrap_stream(blob.body));
-        if let Some(auth) = auth {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-        match response.status() {
-            StatusCode::CREATED => Ok(()),
-            s => Err(status_error(s)),
-        }
+        let session = self.start_upload(repo).await?;
+        self.finish_upload(repo, session, digest, blob.size, blob.body)
+            .await
     }
 
-    /// Pushes a manifest byte for byte; returns the digest the remote reports.
-    pub async fn put_manifest(
+    /// Pushes a manifest byte for byte.
+    async fn put_manifest_with(
         &self,
         repo: &str,
         reference: &str,
         media_type: &str,
         body: Vec<u8>,
-    ) -> Result<Option<Digest>, UpstreamError> {
+    ) -> Result<ManifestPut, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -506,10 +716,36 @@ impl RegistryClient {
             )
             .await?;
         match response.status() {
-            StatusCode::CREATED => Ok(digest_header(response.headers())),
+            StatusCode::CREATED => Ok(ManifestPut {
+                digest: digest_header(response.headers()),
+                subject_recorded: response.headers().contains_key("oci-subject"),
+            }),
             s => Err(status_error(s)),
         }
     }
+
+    /// Pushes a manifest byte for byte; returns the digest the remote reports.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        Ok(self
+            .put_manifest_with(repo, reference, media_type, body)
+            .await?
+            .digest)
+    }
+}
+
+/// The `Location` of an upload answer.
+fn upload_location(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn manifest_headers() -> HeaderMap {
@@ -531,6 +767,9 @@ fn status_error(status: StatusCode) -> UpstreamError {
         401 | 403 => UpstreamError::Denied(status.as_u16()),
         429 => UpstreamError::Throttled,
         s @ 500..=599 => UpstreamError::Server(s),
+        413 => {
+            UpstreamError::Invalid("status 413: the remote refuses content this large".to_owned())
+        }
         s => UpstreamError::Invalid(format!("unexpected status {s}")),
     }
 }
@@ -596,23 +835,8 @@ impl Upstream for RegistryClient {
         repo: &str,
         reference: &str,
     ) -> Result<Option<Digest>, UpstreamError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        let response = self
-            .send(
-                Method::HEAD,
-                url,
-                &Self::pull_scope(repo),
-                manifest_headers(),
-                None,
-            )
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => digest_header(response.headers()).map(Some).ok_or_else(|| {
-                UpstreamError::Invalid("HEAD without Docker-Content-Digest".to_owned())
-            }),
-            s => Err(status_error(s)),
-        }
+        self.head_manifest_with(repo, reference, &Self::pull_scope(repo))
+            .await
     }
 
     async fn get_manifest(
@@ -620,33 +844,8 @@ impl Upstream for RegistryClient {
         repo: &str,
         reference: &str,
     ) -> Result<Option<UpstreamManifest>, UpstreamError> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
-        let response = self
-            .send(
-                Method::GET,
-                url,
-                &Self::pull_scope(repo),
-                manifest_headers(),
-                None,
-            )
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if s.is_success() => {}
-            s => return Err(status_error(s)),
-        }
-        let media_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let digest = digest_header(response.headers());
-        let body = read_capped(response, MAX_MANIFEST_BYTES).await?;
-        Ok(Some(UpstreamManifest {
-            media_type,
-            body,
-            digest,
-        }))
+        self.get_manifest_with(repo, reference, &Self::pull_scope(repo))
+            .await
     }
 
     async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, UpstreamError> {
@@ -658,25 +857,17 @@ impl Upstream for RegistryClient {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<UpstreamBlob>, UpstreamError> {
-        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"))?;
-        let response = self
-            .send(
-                Method::GET,
-                url,
-                &Self::pull_scope(repo),
-                HeaderMap::new(),
-                None,
-            )
-            .await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => return Ok(None),
-            StatusCode::OK => {}
-            s if s.is_success() => {
-                return Err(UpstreamError::Invalid(format!(
-                    "unexpected status {s} for a blob"
-                )))
-            }
-            s => return Err(status_error(s)),
+        let Some(response) = self
+            .blob_request(Method::GET, repo, digest, &Self::pull_scope(repo))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if response.status() != StatusCode::OK {
+            return Err(UpstreamError::Invalid(format!(
+                "unexpected status {} for a blob",
+                response.status()
+            )));
         }
         let size = response.content_length();
         let body = response
@@ -686,6 +877,118 @@ impl Upstream for RegistryClient {
             size,
             body: Box::pin(body),
         }))
+    }
+}
+
+/// As a replication destination every request asks for push access (a pull-only token
+/// may not see a repository that does not exist yet).
+#[async_trait::async_trait]
+impl Destination for RegistryClient {
+    async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, UpstreamError> {
+        self.head_manifest_with(repo, reference, &Self::push_scope(repo))
+            .await
+    }
+
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<RemoteManifest>, UpstreamError> {
+        Ok(self
+            .get_manifest_with(repo, reference, &Self::push_scope(repo))
+            .await?
+            .map(|m| RemoteManifest {
+                media_type: m.media_type,
+                body: m.body,
+            }))
+    }
+
+    async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, UpstreamError> {
+        self.blob_size_with(repo, digest, &Self::push_scope(repo))
+            .await
+    }
+
+    async fn mount_blob(
+        &self,
+        repo: &str,
+        from: &str,
+        digest: &Digest,
+    ) -> Result<bool, UpstreamError> {
+        RegistryClient::mount_blob(self, repo, from, digest).await
+    }
+
+    async fn push_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        source: &(dyn BlobSource + '_),
+    ) -> Result<(), UpstreamError> {
+        let mut session = self.start_upload(repo).await?;
+        if size <= self.chunk_size {
+            let body = source.open(0, size).await?;
+            return self.finish_upload(repo, session, digest, size, body).await;
+        }
+        let mut start = 0;
+        while start < size {
+            let len = self.chunk_size.min(size - start);
+            let body = source.open(start, len).await?;
+            session = self.push_chunk(repo, session, start, len, body).await?;
+            start += len;
+        }
+        let empty: ByteStream = Box::pin(futures_util::stream::empty());
+        self.finish_upload(repo, session, digest, 0, empty).await
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<ManifestPut, UpstreamError> {
+        self.put_manifest_with(repo, reference, media_type, body.to_vec())
+            .await
+    }
+
+    async fn delete_manifest(&self, repo: &str, reference: &str) -> Result<bool, UpstreamError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"))?;
+        let response = self
+            .send(
+                Method::DELETE,
+                url,
+                &[format!("repository:{repo}:delete,pull,push")],
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            s if s.is_success() => Ok(true),
+            s => Err(status_error(s)),
+        }
+    }
+}
+
+/// Connects replication to remote registries over HTTP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryConnector;
+
+impl Connector for RegistryConnector {
+    fn connect(&self, remote: &RemoteSpec) -> Result<Arc<dyn Destination>, String> {
+        let client = RegistryClient::new(&RemoteRegistry {
+            url: remote.url.clone(),
+            username: remote.username.clone(),
+            password: remote.password.clone(),
+            tls_verify: remote.tls_verify,
+            timeout: Duration::from_secs(60),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        })?;
+        Ok(Arc::new(client))
     }
 }
 
@@ -699,6 +1002,7 @@ pub fn connect_mirror(
         password: config.password.clone(),
         tls_verify: config.tls_verify,
         timeout: Duration::from_secs(30),
+        chunk_size: DEFAULT_CHUNK_SIZE,
     })
     .map_err(|e| format!("mirror {}: {e}", config.prefix))?;
     Ok(berth_core::mirror::Mirror {

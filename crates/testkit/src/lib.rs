@@ -111,6 +111,7 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
             .into_iter()
             .map(|m| berth_outbound::registry::connect_mirror(m).expect("mirror client"))
             .collect(),
+        replication: Arc::new(berth_outbound::registry::RegistryConnector),
         settings: options.settings,
     })
     .await

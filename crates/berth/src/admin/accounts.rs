@@ -158,7 +158,7 @@ pub(super) fn describe_token(token: &TokenRecord, now: i64) -> String {
 }
 
 /// One line of standard input, without its line ending.
-fn read_password() -> CliResult<String> {
+pub(super) fn read_password() -> CliResult<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();

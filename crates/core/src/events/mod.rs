@@ -41,10 +41,13 @@ pub enum EventKind {
     /// An image was scanned for vulnerabilities.
     #[serde(rename = "scan.completed")]
     ScanCompleted,
+    /// A replication rule's run ended (site-wide: no repository).
+    #[serde(rename = "replication.completed")]
+    ReplicationCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -58,6 +61,7 @@ impl EventKind {
         EventKind::PullPolicyChanged,
         EventKind::SignatureChanged,
         EventKind::ScanCompleted,
+        EventKind::ReplicationCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl EventKind {
             EventKind::PullPolicyChanged => "pull_policy.changed",
             EventKind::SignatureChanged => "signature.changed",
             EventKind::ScanCompleted => "scan.completed",
+            EventKind::ReplicationCompleted => "replication.completed",
         }
     }
 
@@ -266,6 +271,20 @@ pub struct ScanCompletedData {
     pub unknown: u64,
     /// Whether a vulnerability database was loaded (without one only the inventory ran).
     pub matched: bool,
+}
+
+/// The fields of `replication.completed`: one run of a replication rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationCompletedData {
+    pub run_id: i64,
+    pub rule: String,
+    /// `manual`, `push`, `schedule` or `delete`.
+    pub trigger: String,
+    /// `succeeded` or `failed` (some items failed; the run is tried again).
+    pub status: String,
+    pub copied: u64,
+    pub skipped: u64,
+    pub failed: u64,
 }
 
 /// Serializes an event's fields; they are plain structs, so this cannot fail.

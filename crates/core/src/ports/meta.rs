@@ -284,6 +284,7 @@ pub trait MetaStore:
     + UsageStore
     + LifecycleStore
     + super::RateLimitStore
+    + super::ReplicationStore
     + SignatureStore
     + ScanStore
 {
@@ -304,6 +305,7 @@ impl<T> MetaStore for T where
         + UsageStore
         + LifecycleStore
         + super::RateLimitStore
+        + super::ReplicationStore
         + SignatureStore
         + ScanStore
 {

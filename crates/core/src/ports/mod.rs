@@ -9,6 +9,7 @@ mod lifecycle;
 mod meta;
 mod policies;
 mod ratelimit;
+mod replication;
 mod scans;
 mod signatures;
 mod webhooks;
@@ -37,6 +38,7 @@ pub use policies::{
     INTERRUPTED_RUN,
 };
 pub use ratelimit::{PlanRecord, RateLimitStore, SpentRow};
+pub use replication::{ReplicationRecord, ReplicationRunRecord, ReplicationStore};
 pub use scans::{ScanRecord, ScanStore, VulnDbStatus, VulnerabilitySummary};
 pub use signatures::{SignatureStore, StoredPullPolicy, TrustedKeyRecord};
 pub use webhooks::{

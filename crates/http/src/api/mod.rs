@@ -15,6 +15,7 @@ mod lifecycle;
 mod openapi;
 mod orgs;
 mod ratelimits;
+mod replications;
 mod repositories;
 mod route;
 mod search;
@@ -297,6 +298,13 @@ async fn route_to_handler(
         (Route::RateLimits, "GET") => ratelimits::show(call).await,
         (Route::RatePlan(account), "PUT") => ratelimits::set_plan(call, &account).await,
         (Route::RatePlan(account), "DELETE") => ratelimits::clear_plan(call, &account).await,
+        (Route::Replications, "GET") => replications::list(call).await,
+        (Route::Replications, "POST") => replications::create(call).await,
+        (Route::Replication(name), "GET") => replications::show(call, &name).await,
+        (Route::Replication(name), "PATCH") => replications::update(call, &name).await,
+        (Route::Replication(name), "DELETE") => replications::delete(call, &name).await,
+        (Route::ReplicationRun(name), "POST") => replications::run(call, &name).await,
+        (Route::ReplicationHistory(name), "GET") => replications::history(call, &name).await,
         (Route::RepositoryTrustedKeys(repo), "GET") => {
             signatures::list_keys(call, Target::Repository(repo)).await
         }

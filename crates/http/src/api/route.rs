@@ -85,6 +85,10 @@ pub(crate) enum Route {
     NamespacePullPolicy(String),
     /// A tag's (or digest's) latest scan findings.
     TagVulnerabilities(RepoName, String),
+    Replications,
+    Replication(String),
+    ReplicationRun(String),
+    ReplicationHistory(String),
 }
 
 const GET: Method = Method::GET;
@@ -338,6 +342,18 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
         &[GET],
         |p| Ok(Route::TagVulnerabilities(p.repo()?, p.text("tag"))),
     ),
+    endpoint("/api/v1/replications", &[GET, POST], |_| {
+        Ok(Route::Replications)
+    }),
+    endpoint("/api/v1/replications/{rule}", &[GET, PATCH, DELETE], |p| {
+        Ok(Route::Replication(p.text("rule")))
+    }),
+    endpoint("/api/v1/replications/{rule}/run", &[POST], |p| {
+        Ok(Route::ReplicationRun(p.text("rule")))
+    }),
+    endpoint("/api/v1/replications/{rule}/history", &[GET], |p| {
+        Ok(Route::ReplicationHistory(p.text("rule")))
+    }),
 ];
 
 const fn endpoint(
@@ -521,6 +537,10 @@ impl Route {
             Route::TagVulnerabilities(..) => {
                 "/api/v1/repositories/{name}/-/tags/{tag}/vulnerabilities"
             }
+            Route::Replications => "/api/v1/replications",
+            Route::Replication(_) => "/api/v1/replications/{rule}",
+            Route::ReplicationRun(_) => "/api/v1/replications/{rule}/run",
+            Route::ReplicationHistory(_) => "/api/v1/replications/{rule}/history",
         }
     }
 }

@@ -54,9 +54,10 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::AccountInvalid(_) | Error::Invalid(_) => {
             return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST)
         }
-        Error::TokenUnknown(_) | Error::TeamUnknown { .. } | Error::WebhookUnknown(_) => {
-            return (ErrorCode::Denied, StatusCode::NOT_FOUND)
-        }
+        Error::TokenUnknown(_)
+        | Error::TeamUnknown { .. }
+        | Error::WebhookUnknown(_)
+        | Error::ReplicationUnknown(_) => return (ErrorCode::Denied, StatusCode::NOT_FOUND),
         Error::Conflict(_) => return (ErrorCode::Denied, StatusCode::CONFLICT),
         Error::Unauthorized | Error::CredentialsInvalid | Error::TwoFactorRequired(_) => {
             ErrorCode::Unauthorized

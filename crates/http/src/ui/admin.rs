@@ -26,6 +26,7 @@ pub(super) fn admin_tabs(current: &str) -> Html {
         ("/admin/audit", "Audit log"),
         ("/admin/webhooks", "Webhooks"),
         ("/admin/rate-limits", "Rate limits"),
+        ("/admin/replication", "Replication"),
     ] {
         html!(out, "<li><a href=\"" (href) "\"");
         if href == current {

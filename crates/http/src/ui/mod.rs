@@ -14,6 +14,7 @@ mod login;
 mod namespaces;
 mod orgs;
 mod ratelimits;
+mod replication;
 mod repository;
 mod search;
 mod session;
@@ -123,6 +124,15 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(
             "/admin/webhooks",
             get(webhooks::site_list).post(webhooks::site_create),
+        )
+        .route(
+            "/admin/replication",
+            get(replication::page).post(replication::create),
+        )
+        .route("/admin/replication/{rule}", get(replication::show))
+        .route(
+            "/admin/replication/{rule}/{action}",
+            post(replication::change),
         )
         .route("/static/{file}", get(assets::serve))
 }
@@ -276,6 +286,7 @@ impl Visitor {
                 | Error::TeamUnknown { .. }
                 | Error::TokenUnknown(_)
                 | Error::WebhookUnknown(_)
+                | Error::ReplicationUnknown(_)
                 | Error::NotFound(_),
             ) => return self.not_found(),
             UiError::Domain(Error::Unauthorized | Error::Denied) => (

@@ -18,6 +18,7 @@ mod openapi;
 mod operations;
 mod organizations;
 mod rate_limits;
+mod replications;
 mod repositories;
 mod requests;
 mod sessions;

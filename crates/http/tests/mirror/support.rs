@@ -67,8 +67,12 @@ fn free_port() -> u16 {
 impl Distribution {
     /// Starts one, with htpasswd Basic auth when `htpasswd` (a file's text) is given.
     pub async fn start(htpasswd: Option<&str>) -> Distribution {
+        Distribution::start_on(htpasswd, free_port()).await
+    }
+
+    /// Starts one listening on `port` (a registry that comes back where it was).
+    pub async fn start_on(htpasswd: Option<&str>, port: u16) -> Distribution {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let root = dir.path().join("storage");
         std::fs::create_dir_all(&root).expect("storage dir");
         let mut config = format!(

@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0017_rate_limits.sql"),
     ),
     (
+        18,
+        include_str!("../../migrations/sqlite/0018_replication.sql"),
+    ),
+    (
         20,
         include_str!("../../migrations/sqlite/0020_supply_chain.sql"),
     ),

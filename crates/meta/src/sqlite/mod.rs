@@ -16,6 +16,7 @@ mod policies;
 mod pulls;
 mod ratelimit;
 mod registry;
+mod replication;
 mod repositories;
 mod scans;
 mod search;

@@ -1,0 +1,233 @@
+//! Replication rules and their runs on SQLite.
+
+use super::events::record_event;
+use super::jobs::enqueue_in;
+use super::{backend, begin_write, wall_ms, SqliteMeta};
+use berth_core::events::NewEvent;
+use berth_core::ports::{
+    MetaError, NewJob, ReplicationRecord, ReplicationRunRecord, ReplicationStore,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+const RULE_COLUMNS: &str = "name, direction, source, tags_json, remote_url, target_namespace, \
+     flatten, username, password_sealed, tls_verify, trigger_spec, deletes, enabled, created_by, \
+     created_at, after_event";
+
+fn rule_of(row: &SqliteRow) -> ReplicationRecord {
+    let tags: String = row.get("tags_json");
+    ReplicationRecord {
+        name: row.get("name"),
+        direction: row.get("direction"),
+        source: row.get("source"),
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        remote_url: row.get("remote_url"),
+        target_namespace: row.get("target_namespace"),
+        flatten: row.get("flatten"),
+        username: row.get("username"),
+        password_sealed: row.get("password_sealed"),
+        tls_verify: row.get("tls_verify"),
+        trigger: row.get("trigger_spec"),
+        deletes: row.get("deletes"),
+        enabled: row.get("enabled"),
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        after_event: row.get("after_event"),
+    }
+}
+
+fn run_of(row: &SqliteRow) -> ReplicationRunRecord {
+    let count = |column: &str| u64::try_from(row.get::<i64, _>(column)).unwrap_or_default();
+    ReplicationRunRecord {
+        id: row.get("id"),
+        rule: row.get("rule"),
+        trigger: row.get("trigger_kind"),
+        status: row.get("status"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        copied: count("copied"),
+        skipped: count("skipped"),
+        failed: count("failed"),
+        items_json: row.get("items_json"),
+    }
+}
+
+#[async_trait::async_trait]
+impl ReplicationStore for SqliteMeta {
+    async fn create_replication(&self, rule: &ReplicationRecord) -> Result<(), MetaError> {
+        let tags =
+            serde_json::to_string(&rule.tags).map_err(|e| MetaError::Backend(e.to_string()))?;
+        let done = sqlx::query(
+            "INSERT INTO replication_rules (name, direction, source, tags_json, remote_url, \
+             target_namespace, flatten, username, password_sealed, tls_verify, trigger_spec, \
+             deletes, enabled, created_by, created_at, after_event) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             coalesce((SELECT max(id) FROM events), 0)) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(&rule.name)
+        .bind(&rule.direction)
+        .bind(&rule.source)
+        .bind(tags)
+        .bind(&rule.remote_url)
+        .bind(&rule.target_namespace)
+        .bind(rule.flatten)
+        .bind(&rule.username)
+        .bind(&rule.password_sealed)
+        .bind(rule.tls_verify)
+        .bind(&rule.trigger)
+        .bind(rule.deletes)
+        .bind(rule.enabled)
+        .bind(&rule.created_by)
+        .bind(rule.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::Conflict(format!(
+                "replication rule {:?}",
+                rule.name
+            )));
+        }
+        Ok(())
+    }
+
+    async fn replications(&self) -> Result<Vec<ReplicationRecord>, MetaError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM replication_rules ORDER BY name"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(rule_of).collect())
+    }
+
+    async fn replication(&self, name: &str) -> Result<Option<ReplicationRecord>, MetaError> {
+        let row = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM replication_rules WHERE name = ?"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(row.as_ref().map(rule_of))
+    }
+
+    async fn delete_replication(&self, name: &str) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM replication_rules WHERE name = ?")
+            .bind(name)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_replication_enabled(&self, name: &str, enabled: bool) -> Result<bool, MetaError> {
+        let done = sqlx::query("UPDATE replication_rules SET enabled = ? WHERE name = ?")
+            .bind(enabled)
+            .bind(name)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn start_replication_run(
+        &self,
+        rule: &str,
+        trigger: &str,
+        at: i64,
+    ) -> Result<i64, MetaError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO replication_runs (rule, trigger_kind, status, started_at) \
+             VALUES (?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(rule)
+        .bind(trigger)
+        .bind(at)
+        .fetch_one(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn finish_replication_run(
+        &self,
+        run: &ReplicationRunRecord,
+        event: &NewEvent,
+    ) -> Result<(), MetaError> {
+        let mut tx = begin_write(&self.write).await?;
+        sqlx::query(
+            "UPDATE replication_runs SET status = ?, finished_at = ?, copied = ?, skipped = ?, \
+             failed = ?, items_json = ? WHERE id = ?",
+        )
+        .bind(&run.status)
+        .bind(run.finished_at)
+        .bind(i64::try_from(run.copied).unwrap_or(i64::MAX))
+        .bind(i64::try_from(run.skipped).unwrap_or(i64::MAX))
+        .bind(i64::try_from(run.failed).unwrap_or(i64::MAX))
+        .bind(&run.items_json)
+        .bind(run.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        record_event(&mut tx, event.clone(), berth_core::time::now_unix()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn replication_runs(
+        &self,
+        rule: &str,
+        limit: u32,
+    ) -> Result<Vec<ReplicationRunRecord>, MetaError> {
+        let rows = sqlx::query(
+            "SELECT id, rule, trigger_kind, status, started_at, finished_at, copied, skipped, \
+             failed, items_json FROM replication_runs WHERE rule = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(rule)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows.iter().map(run_of).collect())
+    }
+
+    async fn replication_cursor(&self, name: &str) -> Result<i64, MetaError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM event_cursors WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn hand_on_replications(
+        &self,
+        cursor: &str,
+        from: i64,
+        to: i64,
+        jobs: &[NewJob],
+    ) -> Result<bool, MetaError> {
+        let mut tx = begin_write(&self.write).await?;
+        let moved = sqlx::query(
+            "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \
+             ON CONFLICT(name) DO UPDATE SET position = ?3 WHERE position = ?2",
+        )
+        .bind(cursor)
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let now = wall_ms();
+        for job in jobs {
+            enqueue_in(&mut tx, job, now).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+}
