@@ -83,6 +83,13 @@ pub struct Config {
     pub secrets_key_file: Setting<Option<PathBuf>>,
     /// How long audit records are kept after they last happened.
     pub audit_retention: Setting<Duration>,
+    /// Automated builds run at once (`build_concurrency`).
+    pub build_concurrency: Setting<u32>,
+    /// A build running longer is stopped and failed.
+    pub build_timeout: Setting<Duration>,
+    /// Where builds check out sources and keep buildah's storage and layer caches (None:
+    /// `<data_dir>-builds`, beside the data directory and never inside it).
+    pub build_dir: Setting<Option<PathBuf>>,
     /// Unfinished upload sessions one account may hold (`None`: no cap).
     /// How long an unreferenced blob is kept before garbage collection deletes it.
     pub gc_grace: Setting<Duration>,
@@ -154,6 +161,9 @@ struct FileConfig {
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
     audit_retention: Option<String>,
+    build_concurrency: Option<u32>,
+    build_timeout: Option<String>,
+    build_dir: Option<PathBuf>,
     gc_grace: Option<String>,
     gc_interval: Option<String>,
     default_quota: Option<NumberOrText>,
@@ -579,6 +589,9 @@ impl Config {
             webhook_disable_after: Setting::default(5),
             secrets_key_file: Setting::default(None),
             audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
+            build_concurrency: Setting::default(1),
+            build_timeout: Setting::default(Duration::from_secs(3600)),
+            build_dir: Setting::default(None),
             gc_grace: Setting::default(Duration::from_secs(3600)),
             gc_interval: Setting::default(Duration::from_secs(3600)),
             default_quota: Setting::default(None),
@@ -663,6 +676,19 @@ impl Config {
                     .transpose()?,
                 Source::File,
             );
+            config.build_concurrency.set(
+                file.build_concurrency
+                    .map(|n| check_count("build_concurrency", n, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.build_timeout.set(
+                file.build_timeout
+                    .map(|d| parse_duration("build_timeout", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.build_dir.set(file.build_dir.map(Some), Source::File);
             config.gc_grace.set(
                 file.gc_grace
                     .map(|d| parse_duration("gc_grace", &d, Source::File))
@@ -825,6 +851,21 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        config.build_concurrency.set(
+            env("BERTH_BUILD_CONCURRENCY")?
+                .map(|n| parse_count("build_concurrency", &n, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.build_timeout.set(
+            env("BERTH_BUILD_TIMEOUT")?
+                .map(|d| parse_duration("build_timeout", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config
+            .build_dir
+            .set(env_path("BERTH_BUILD_DIR").map(Some), Source::Env);
         config.gc_grace.set(
             env("BERTH_GC_GRACE")?
                 .map(|d| parse_duration("gc_grace", &d, Source::Env))
@@ -1041,6 +1082,23 @@ impl Config {
         );
         let _ = writeln!(
             out,
+            "build_concurrency = {}  ({})",
+            self.build_concurrency.value, self.build_concurrency.source
+        );
+        let _ = writeln!(
+            out,
+            "build_timeout = {}s  ({})",
+            self.build_timeout.value.as_secs(),
+            self.build_timeout.source
+        );
+        let _ = writeln!(
+            out,
+            "build_dir    = {}  ({})",
+            self.build_dir_path().display(),
+            self.build_dir.source
+        );
+        let _ = writeln!(
+            out,
             "gc_grace     = {}s  ({})",
             self.gc_grace.value.as_secs(),
             self.gc_grace.source
@@ -1177,6 +1235,28 @@ impl Config {
     }
 
     /// Where the key that seals webhook secrets is kept.
+    /// Where builds work: `build_dir`, or `<data_dir>-builds` beside the data directory.
+    pub fn build_dir_path(&self) -> PathBuf {
+        self.build_dir.value.clone().unwrap_or_else(|| {
+            let data = &self.data_dir.value;
+            let name = data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "berth-data".into());
+            data.with_file_name(format!("{name}-builds"))
+        })
+    }
+
+    /// The builder's settings.
+    pub fn build_settings(&self) -> berth_core::builds::BuildSettings {
+        berth_core::builds::BuildSettings {
+            concurrency: self.build_concurrency.value as usize,
+            timeout: self.build_timeout.value,
+            work_dir: self.build_dir_path(),
+            ..Default::default()
+        }
+    }
+
     pub fn secrets_key_path(&self) -> PathBuf {
         self.secrets_key_file
             .value

@@ -48,6 +48,8 @@ pub struct AppState {
     pub signatures: berth_core::signatures::Signatures,
     /// Vulnerability scans: results per image and the summaries beside tags.
     pub scanner: berth_core::scan::Scanner,
+    /// Automated builds: sources, rules, hooks, the builder's jobs.
+    pub builds: berth_core::builds::Builds,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -5,6 +5,7 @@
 use crate::AppState;
 use berth_core::access::{Authorizer, PolicyAuthorizer};
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::builds::{BuildSettings, Builds, RunBuild, BUILD_JOB};
 use berth_core::clock::Clock;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub rate_limit: berth_core::ratelimit::Tiers,
     /// The mirror that serves names matching no local repository (`mirror_default`).
     pub mirror_default: Option<String>,
+    /// Automated builds: `build_concurrency`, `build_timeout`, `build_dir`.
+    pub builds: BuildSettings,
 }
 
 impl Default for Settings {
@@ -86,6 +89,7 @@ impl Default for Settings {
             default_quota: None,
             rate_limit: berth_core::ratelimit::Tiers::default(),
             mirror_default: None,
+            builds: BuildSettings::default(),
         }
     }
 }
@@ -172,6 +176,14 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         wake.clone(),
     )
     .await?;
+    let builds = Builds::new(
+        meta.clone(),
+        authorizer.clone(),
+        seal.clone(),
+        clock.clone(),
+        wake.clone(),
+        settings.builds.clone(),
+    );
     let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
     let public_url = settings
         .public_url
@@ -223,6 +235,16 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             retention: settings.audit_retention,
         }),
     );
+    runner.handle(BUILD_JOB, Arc::new(RunBuild(builds.clone())));
+    // Builds this node ran when it stopped died with it: failed now, their jobs finding
+    // them finished. A tag moves only when a push's manifest commits, so none is half-pushed.
+    match builds.fail_interrupted().await {
+        Ok(failed) if !failed.is_empty() => {
+            tracing::warn!(builds = ?failed, "builds interrupted by the last stop are marked failed")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not mark interrupted builds failed"),
+    }
     runner.handle(GC_JOB, Arc::new(CollectGarbage(collector.clone())));
     runner.handle(
         RETENTION_SCHEDULE_JOB,
@@ -264,6 +286,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         mirrors,
         signatures,
         scanner,
+        builds,
     };
     Ok(Wired { state, runner })
 }

@@ -41,10 +41,13 @@ pub enum EventKind {
     /// An image was scanned for vulnerabilities.
     #[serde(rename = "scan.completed")]
     ScanCompleted,
+    /// An automated build finished: succeeded, failed or cancelled.
+    #[serde(rename = "build.completed")]
+    BuildCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -58,6 +61,7 @@ impl EventKind {
         EventKind::PullPolicyChanged,
         EventKind::SignatureChanged,
         EventKind::ScanCompleted,
+        EventKind::BuildCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -75,6 +79,7 @@ impl EventKind {
             EventKind::PullPolicyChanged => "pull_policy.changed",
             EventKind::SignatureChanged => "signature.changed",
             EventKind::ScanCompleted => "scan.completed",
+            EventKind::BuildCompleted => "build.completed",
         }
     }
 

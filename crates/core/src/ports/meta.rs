@@ -286,6 +286,7 @@ pub trait MetaStore:
     + super::RateLimitStore
     + SignatureStore
     + ScanStore
+    + super::BuildStore
 {
 }
 
@@ -306,5 +307,6 @@ impl<T> MetaStore for T where
         + super::RateLimitStore
         + SignatureStore
         + ScanStore
+        + super::BuildStore
 {
 }

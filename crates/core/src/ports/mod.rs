@@ -1,6 +1,7 @@
 //! The ports: small traits through which the domain reaches storage and the database.
 
 mod blob_store;
+mod builds;
 mod events;
 mod hub;
 mod identity;
@@ -13,6 +14,7 @@ mod scans;
 mod signatures;
 mod webhooks;
 
+pub use builds::BuildStore;
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
 pub use events::EventLog;
 pub use hub::{

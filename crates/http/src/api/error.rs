@@ -80,7 +80,8 @@ fn api_classification(err: &Error) -> Option<(StatusCode, &'static str)> {
         Error::AccountUnknown(_)
         | Error::TokenUnknown(_)
         | Error::TeamUnknown { .. }
-        | Error::WebhookUnknown(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        | Error::WebhookUnknown(_)
+        | Error::BuildUnknown(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
         Error::AccountInvalid(_) | Error::Invalid(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
         _ => return None,

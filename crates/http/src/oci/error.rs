@@ -54,7 +54,10 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::AccountInvalid(_) | Error::Invalid(_) => {
             return (ErrorCode::Unsupported, StatusCode::BAD_REQUEST)
         }
-        Error::TokenUnknown(_) | Error::TeamUnknown { .. } | Error::WebhookUnknown(_) => {
+        Error::TokenUnknown(_)
+        | Error::TeamUnknown { .. }
+        | Error::WebhookUnknown(_)
+        | Error::BuildUnknown(_) => {
             return (ErrorCode::Denied, StatusCode::NOT_FOUND)
         }
         Error::Conflict(_) => return (ErrorCode::Denied, StatusCode::CONFLICT),

@@ -276,6 +276,7 @@ impl Visitor {
                 | Error::TeamUnknown { .. }
                 | Error::TokenUnknown(_)
                 | Error::WebhookUnknown(_)
+                | Error::BuildUnknown(_)
                 | Error::NotFound(_),
             ) => return self.not_found(),
             UiError::Domain(Error::Unauthorized | Error::Denied) => (

@@ -38,7 +38,7 @@ impl PostgresMeta {
         "UsageStore",
     ];
     pub const MISSING_PORTS: &'static [&'static str] =
-        &["IdentityStore", "WebhookStore", "LifecycleStore"];
+        &["IdentityStore", "WebhookStore", "LifecycleStore", "BuildStore"];
 }
 
 /// How long a request waits for a connection before it is answered 503: long enough to
