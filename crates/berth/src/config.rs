@@ -90,6 +90,8 @@ pub struct Config {
     /// Where builds check out sources and keep buildah's storage and layer caches (None:
     /// `<data_dir>-builds`, beside the data directory and never inside it).
     pub build_dir: Setting<Option<PathBuf>>,
+    /// The buildah program builds run (a path, or a name looked up on PATH).
+    pub build_buildah: Setting<String>,
     /// Unfinished upload sessions one account may hold (`None`: no cap).
     /// How long an unreferenced blob is kept before garbage collection deletes it.
     pub gc_grace: Setting<Duration>,
@@ -164,6 +166,7 @@ struct FileConfig {
     build_concurrency: Option<u32>,
     build_timeout: Option<String>,
     build_dir: Option<PathBuf>,
+    build_buildah: Option<String>,
     gc_grace: Option<String>,
     gc_interval: Option<String>,
     default_quota: Option<NumberOrText>,
@@ -555,6 +558,20 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// A program to run: a name or a path, one line, not an option.
+fn check_program(setting: &'static str, raw: String, source: Source) -> Result<String, ConfigError> {
+    let program = raw.trim();
+    if program.is_empty() || program.starts_with('-') || program.contains(['\n', '\0']) {
+        return Err(ConfigError::Invalid {
+            setting,
+            value: raw.clone(),
+            origin: source,
+            reason: "expected a program name or path".into(),
+        });
+    }
+    Ok(program.to_owned())
+}
+
 /// A whole number from 1 up, for counts.
 fn parse_count(setting: &'static str, raw: &str, source: Source) -> Result<u32, ConfigError> {
     match raw.trim().parse::<u32>() {
@@ -592,6 +609,7 @@ impl Config {
             build_concurrency: Setting::default(1),
             build_timeout: Setting::default(Duration::from_secs(3600)),
             build_dir: Setting::default(None),
+            build_buildah: Setting::default("buildah".to_owned()),
             gc_grace: Setting::default(Duration::from_secs(3600)),
             gc_interval: Setting::default(Duration::from_secs(3600)),
             default_quota: Setting::default(None),
@@ -689,6 +707,12 @@ impl Config {
                 Source::File,
             );
             config.build_dir.set(file.build_dir.map(Some), Source::File);
+            config.build_buildah.set(
+                file.build_buildah
+                    .map(|p| check_program("build_buildah", p, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
             config.gc_grace.set(
                 file.gc_grace
                     .map(|d| parse_duration("gc_grace", &d, Source::File))
@@ -866,6 +890,12 @@ impl Config {
         config
             .build_dir
             .set(env_path("BERTH_BUILD_DIR").map(Some), Source::Env);
+        config.build_buildah.set(
+            env("BERTH_BUILD_BUILDAH")?
+                .map(|p| check_program("build_buildah", p, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.gc_grace.set(
             env("BERTH_GC_GRACE")?
                 .map(|d| parse_duration("gc_grace", &d, Source::Env))
@@ -1099,6 +1129,11 @@ impl Config {
         );
         let _ = writeln!(
             out,
+            "build_buildah = {}  ({})",
+            self.build_buildah.value, self.build_buildah.source
+        );
+        let _ = writeln!(
+            out,
             "gc_grace     = {}s  ({})",
             self.gc_grace.value.as_secs(),
             self.gc_grace.source
@@ -1253,6 +1288,7 @@ impl Config {
             concurrency: self.build_concurrency.value as usize,
             timeout: self.build_timeout.value,
             work_dir: self.build_dir_path(),
+            buildah: self.build_buildah.value.clone(),
             ..Default::default()
         }
     }

@@ -733,7 +733,37 @@ impl Builds {
             )
             .await?;
         for id in &failed {
-            let _ = std::fs::remove_dir_all(self.settings.work_dir.join(format!("build-{id}")));
+            let work = self.settings.work_dir.join(format!("build-{id}"));
+            // The programs of the build outlived the server (they run in their own process
+            // group): stop them, and revoke the tokens they held, before anything else runs.
+            if let Some(pgid) = std::fs::read_to_string(work.join(runner::PGID_FILE))
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .filter(|pgid| *pgid > 1)
+            {
+                // Only if that group is still one of ours (a reboot may have reused the id).
+                let cmdline = std::fs::read(format!("/proc/{pgid}/cmdline")).unwrap_or_default();
+                let ours = [&self.settings.buildah, &self.settings.git]
+                    .iter()
+                    .any(|program| {
+                        let name = std::path::Path::new(program.as_str())
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        !name.is_empty()
+                            && cmdline.windows(name.len()).any(|w| w == name.as_bytes())
+                    });
+                if ours {
+                    runner::kill_group(pgid);
+                }
+            }
+            let tokens = std::fs::read_to_string(work.join(runner::TOKENS_FILE)).unwrap_or_default();
+            for token in tokens.lines().filter_map(|l| l.trim().parse::<i64>().ok()) {
+                if let Err(err) = self.store.revoke_token(token, self.now()).await {
+                    tracing::warn!(token, error = %err, "could not revoke an interrupted build's token");
+                }
+            }
+            let _ = std::fs::remove_dir_all(work);
         }
         Ok(failed)
     }

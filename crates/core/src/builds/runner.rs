@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 /// Runs one build.
 pub const BUILD_JOB: &str = "build.run";
 
+/// In a build's work directory: the process group of the program running now, and the ids
+/// of the build's tokens, for a restart after a crash to kill and revoke.
+pub(super) const PGID_FILE: &str = "pgid";
+pub(super) const TOKENS_FILE: &str = "tokens";
+
 /// How often a running build looks for a cancellation and saves its log.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -502,7 +507,7 @@ impl Builds {
         };
         let now = self.now();
         let expires = now + self.settings.timeout.as_secs() as i64 + 600;
-        let mut make = |scope: &str, repositories: Vec<String>, label: String| {
+        let make = |scope: &str, repositories: Vec<String>, label: String| {
             let secret = crate::identity::new_token_secret();
             (scope.to_owned(), repositories, label, secret)
         };
@@ -526,6 +531,12 @@ impl Builds {
                 })
                 .await?;
             tokens.ids.push(record.id);
+            // What a restart after a crash revokes, should this process die first.
+            let ids: Vec<String> = tokens.ids.iter().map(i64::to_string).collect();
+            let _ = std::fs::write(
+                self.settings.work_dir.join(format!("build-{build_id}")).join(TOKENS_FILE),
+                ids.join("\n"),
+            );
             out.push((login.clone(), secret));
         }
         let push = out.pop().unwrap_or_default();
@@ -582,6 +593,8 @@ impl Builds {
         let child = cmd
             .spawn()
             .map_err(|e| Stop::Failed(format!("could not start {what}: {e}")))?;
+        // What a restart after a crash kills, should this process die first.
+        let _ = std::fs::write(work.join(PGID_FILE), child.id().to_string());
         let log = log.clone();
         let stop = stop.clone();
         let what = what.to_owned();
@@ -636,7 +649,7 @@ fn supervise(
 }
 
 /// Kills every process of the group `pgid` leads (the program and what it started).
-fn kill_group(pgid: u32) {
+pub(super) fn kill_group(pgid: u32) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .stdout(Stdio::null())

@@ -202,8 +202,20 @@ pub(super) async fn log(call: &Call<'_>, id: &str) -> ApiResult<Response<Body>> 
         );
         return Ok(response);
     }
-    let builds = call.state.builds.clone();
-    let principal = call.principal.clone();
+    Ok(log_stream(
+        call.state.builds.clone(),
+        call.principal.clone(),
+        id,
+    ))
+}
+
+/// A build's log as server-sent events: `log` events with the text as it grows, then one
+/// `end` event naming the final status. The UI's build page reads it too.
+pub(crate) fn log_stream(
+    builds: berth_core::builds::Builds,
+    principal: berth_core::access::Principal,
+    id: i64,
+) -> Response<Body> {
     let stream = futures_util::stream::unfold(
         (0usize, false),
         move |(sent, ended)| {
@@ -253,7 +265,7 @@ pub(super) async fn log(call: &Call<'_>, id: &str) -> ApiResult<Response<Body>> 
     );
     // Proxies must pass each event on as it comes.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    response
 }
 
 /// The badge: SVG, for whoever may read the repository (everyone, when it is public).

@@ -26,6 +26,8 @@ mod users;
 mod webhooks;
 pub(crate) mod wire;
 
+pub(crate) use builds::log_stream as build_log_stream;
+
 use crate::auth::{base_url, basic_credentials, peer_address};
 use crate::AppState;
 use axum::body::{to_bytes, Body, Bytes};

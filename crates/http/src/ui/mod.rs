@@ -4,6 +4,7 @@
 
 mod admin;
 mod assets;
+mod builds;
 mod form;
 mod home;
 pub(crate) mod html;
