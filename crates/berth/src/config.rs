@@ -559,7 +559,11 @@ fn env_path(name: &str) -> Option<PathBuf> {
 }
 
 /// A program to run: a name or a path, one line, not an option.
-fn check_program(setting: &'static str, raw: String, source: Source) -> Result<String, ConfigError> {
+fn check_program(
+    setting: &'static str,
+    raw: String,
+    source: Source,
+) -> Result<String, ConfigError> {
     let program = raw.trim();
     if program.is_empty() || program.starts_with('-') || program.contains(['\n', '\0']) {
         return Err(ConfigError::Invalid {

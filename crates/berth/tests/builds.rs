@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestServer, SpawnOptions, ADMIN_PASSWORD, ADMIN_USER};
+use common::{SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use reqwest::Method;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,11 @@ fn git_repository(root: &Path) -> (String, String) {
     let bare = root.join("app.git");
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    run(root, "git", &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    run(
+        root,
+        "git",
+        &["init", "-q", "--bare", bare.to_str().unwrap()],
+    );
     run(&work, "git", &["init", "-q", "-b", "main"]);
     std::fs::write(work.join("hello.txt"), "Hello Hub\n").unwrap();
     std::fs::write(
@@ -119,7 +123,10 @@ async fn api(server: &TestServer, method: Method, path: &str) -> (u16, Value) {
     let response = server.request(method, path).send().await.unwrap();
     let status = response.status().as_u16();
     let body = response.text().await.unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
 }
 
 /// Polls a build until it is final.
@@ -131,7 +138,11 @@ async fn finished(server: &TestServer, id: i64) -> Value {
         if ["succeeded", "failed", "cancelled"].contains(&build["status"].as_str().unwrap()) {
             return build;
         }
-        assert!(Instant::now() < deadline, "build {id} did not end: {build}\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "build {id} did not end: {build}\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -143,7 +154,10 @@ async fn wait_status(server: &TestServer, id: i64, want: &str) -> Value {
         if build["status"] == want {
             return build;
         }
-        assert!(Instant::now() < deadline, "build {id} never {want}: {build}");
+        assert!(
+            Instant::now() < deadline,
+            "build {id} never {want}: {build}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -151,12 +165,18 @@ async fn wait_status(server: &TestServer, id: i64, want: &str) -> Value {
 async fn trigger(server: &TestServer, repo: &str, git_ref: &str) -> Vec<Value> {
     let (status, body) = {
         let response = server
-            .request(Method::POST, &format!("/api/v1/repositories/{repo}/-/builds"))
+            .request(
+                Method::POST,
+                &format!("/api/v1/repositories/{repo}/-/builds"),
+            )
             .json(&serde_json::json!({ "ref": git_ref }))
             .send()
             .await
             .unwrap();
-        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
     };
     assert_eq!(status, 201, "{body}");
     body["builds"].as_array().unwrap().clone()
@@ -165,7 +185,11 @@ async fn trigger(server: &TestServer, repo: &str, git_ref: &str) -> Vec<Value> {
 /// skopeo with its state in `tmp` (never the machine's), reading plain HTTP.
 fn skopeo(tmp: &Path, args: &[&str]) -> String {
     let policy = tmp.join("policy.json");
-    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
     let out = Command::new("skopeo")
         .arg("--policy")
         .arg(&policy)
@@ -187,8 +211,12 @@ fn image_files(layout: &Path) -> Vec<(String, String)> {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let blob = |digest: &str| {
-        std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:")))
-            .unwrap()
+        std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
     };
     let manifest: Value =
         serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
@@ -229,20 +257,75 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
         .find_map(|l| l.strip_prefix("webhook secret: "))
         .expect("the secret is shown once")
         .to_owned();
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", "main",
-        "--tag", "latest,{sourceref}", "--build-arg", "GREETING=hi"]);
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "tag", "--source", "/^v([0-9.]+)$/",
-        "--tag", "{\\1}", "--context", "multi"]);
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", "main",
-        "--tag", "broken", "--dockerfile", "Dockerfile.broken", "--no-autobuild"]);
+    berth_ok(
+        &dir,
+        &[
+            "build",
+            "rule",
+            "add",
+            repo,
+            "--type",
+            "branch",
+            "--source",
+            "main",
+            "--tag",
+            "latest,{sourceref}",
+            "--build-arg",
+            "GREETING=hi",
+        ],
+    );
+    berth_ok(
+        &dir,
+        &[
+            "build",
+            "rule",
+            "add",
+            repo,
+            "--type",
+            "tag",
+            "--source",
+            "/^v([0-9.]+)$/",
+            "--tag",
+            "{\\1}",
+            "--context",
+            "multi",
+        ],
+    );
+    berth_ok(
+        &dir,
+        &[
+            "build",
+            "rule",
+            "add",
+            repo,
+            "--type",
+            "branch",
+            "--source",
+            "main",
+            "--tag",
+            "broken",
+            "--dockerfile",
+            "Dockerfile.broken",
+            "--no-autobuild",
+        ],
+    );
     let source = berth_ok(&dir, &["build", "source", "show", repo]);
-    assert!(!source.contains(&secret), "the secret is never shown again: {source}");
+    assert!(
+        !source.contains(&secret),
+        "the secret is never shown again: {source}"
+    );
 
     // By hand, with --wait: the last line is the JSON summary.
     let waited = berth(&dir, &["build", "trigger", repo, "--ref", "main", "--wait"]);
     let stdout = String::from_utf8_lossy(&waited.stdout).into_owned();
-    assert!(!waited.status.success(), "the broken rule's build fails the command: {stdout}");
-    let summaries: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        !waited.status.success(),
+        "the broken rule's build fails the command: {stdout}"
+    );
+    let summaries: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let good = summaries.iter().find(|s| s["tags"][0] == "latest").unwrap();
     assert_eq!(good["status"], "succeeded", "{stdout}\n{}", server.log());
     assert_eq!(good["tags"], serde_json::json!(["latest", "main"]));
@@ -250,8 +333,16 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     assert!(digest.starts_with("sha256:"));
     let broken = summaries.iter().find(|s| s["tags"][0] == "broken").unwrap();
     assert_eq!(broken["status"], "failed");
-    assert!(broken["reason"].as_str().unwrap().contains("Dockerfile failed"));
-    let (status, _) = api(&server, Method::GET, &format!("/v2/{repo}/manifests/broken")).await;
+    assert!(broken["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Dockerfile failed"));
+    let (status, _) = api(
+        &server,
+        Method::GET,
+        &format!("/v2/{repo}/manifests/broken"),
+    )
+    .await;
     assert_eq!(status, 404, "a failed build pushes nothing");
     let log = berth_ok(&dir, &["build", "logs", &broken["id"].to_string()]);
     assert!(log.contains("does-not-exist.txt"), "{log}");
@@ -260,18 +351,44 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     let registry = server.base().trim_start_matches("http://").to_owned();
     let creds = format!("{ADMIN_USER}:{ADMIN_PASSWORD}");
     let layout = tmp.path().join("latest");
-    skopeo(tmp.path(), &["copy", "--src-tls-verify=false", "--src-creds", &creds,
-        &format!("docker://{registry}/{repo}:latest"), &format!("oci:{}:latest", layout.display())]);
+    skopeo(
+        tmp.path(),
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{registry}/{repo}:latest"),
+            &format!("oci:{}:latest", layout.display()),
+        ],
+    );
     assert!(image_files(&layout).contains(&("hello.txt".to_owned(), "Hello Hub\n".to_owned())));
-    let raw: Value = serde_json::from_str(&skopeo(tmp.path(), &["inspect", "--raw", "--tls-verify=false",
-        "--creds", &creds, &format!("docker://{registry}/{repo}:latest")])).unwrap();
+    let raw: Value = serde_json::from_str(&skopeo(
+        tmp.path(),
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{registry}/{repo}:latest"),
+        ],
+    ))
+    .unwrap();
     let annotations = &raw["annotations"];
     assert_eq!(annotations["org.opencontainers.image.source"], url.as_str());
-    assert_eq!(annotations["org.opencontainers.image.revision"], commit.as_str());
-    assert_eq!(annotations["org.opencontainers.image.ref.name"], "refs/heads/main");
+    assert_eq!(
+        annotations["org.opencontainers.image.revision"],
+        commit.as_str()
+    );
+    assert_eq!(
+        annotations["org.opencontainers.image.ref.name"],
+        "refs/heads/main"
+    );
 
     // A signed GitHub push of the tag builds the tag rule (the capture is the image tag).
-    let body = serde_json::json!({"ref": "refs/tags/v1.2.3", "after": commit, "deleted": false}).to_string();
+    let body = serde_json::json!({"ref": "refs/tags/v1.2.3", "after": commit, "deleted": false})
+        .to_string();
     let hook = format!("/api/v1/repositories/{repo}/build-hooks/github");
     let unsigned = reqwest::Client::new();
     let refused = |signature: Option<String>| {
@@ -284,17 +401,41 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
         }
         request.send()
     };
-    let before = api(&server, Method::GET, &format!("/api/v1/repositories/{repo}/-/builds")).await.1;
-    for bad in [None, Some(berth_core::builds::hooks::github_signature("wrong", body.as_bytes()))] {
+    let before = api(
+        &server,
+        Method::GET,
+        &format!("/api/v1/repositories/{repo}/-/builds"),
+    )
+    .await
+    .1;
+    for bad in [
+        None,
+        Some(berth_core::builds::hooks::github_signature(
+            "wrong",
+            body.as_bytes(),
+        )),
+    ] {
         assert_eq!(refused(bad).await.unwrap().status(), 401);
     }
-    let after = api(&server, Method::GET, &format!("/api/v1/repositories/{repo}/-/builds")).await.1;
-    assert_eq!(before["builds"].as_array().unwrap().len(), after["builds"].as_array().unwrap().len(),
-        "a refused hook builds nothing");
+    let after = api(
+        &server,
+        Method::GET,
+        &format!("/api/v1/repositories/{repo}/-/builds"),
+    )
+    .await
+    .1;
+    assert_eq!(
+        before["builds"].as_array().unwrap().len(),
+        after["builds"].as_array().unwrap().len(),
+        "a refused hook builds nothing"
+    );
     let started = Instant::now();
-    let response = refused(Some(berth_core::builds::hooks::github_signature(&secret, body.as_bytes())))
-        .await
-        .unwrap();
+    let response = refused(Some(berth_core::builds::hooks::github_signature(
+        &secret,
+        body.as_bytes(),
+    )))
+    .await
+    .unwrap();
     let queued_in = started.elapsed();
     assert_eq!(response.status(), 202);
     let queued: Value = response.json().await.unwrap();
@@ -305,40 +446,119 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     let done = finished(&server, builds[0]["id"].as_i64().unwrap()).await;
     assert_eq!(done["status"], "succeeded", "{}", done["log"]);
     let layout = tmp.path().join("tagged");
-    skopeo(tmp.path(), &["copy", "--src-tls-verify=false", "--src-creds", &creds,
-        &format!("docker://{registry}/{repo}:1.2.3"), &format!("oci:{}:t", layout.display())]);
-    assert_eq!(image_files(&layout), vec![("a.txt".to_owned(), "from the first stage\n".to_owned())],
-        "the multi-stage build keeps only its last stage");
+    skopeo(
+        tmp.path(),
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{registry}/{repo}:1.2.3"),
+            &format!("oci:{}:t", layout.display()),
+        ],
+    );
+    assert_eq!(
+        image_files(&layout),
+        vec![("a.txt".to_owned(), "from the first stage\n".to_owned())],
+        "the multi-stage build keeps only its last stage"
+    );
 
     // Faults: an unknown ref, a missing Dockerfile, a rule list past 10.
     let (status, body) = {
-        let r = server.request(Method::POST, &format!("/api/v1/repositories/{repo}/-/builds"))
-            .json(&serde_json::json!({"ref": "refs/heads/nope"})).send().await.unwrap();
+        let r = server
+            .request(
+                Method::POST,
+                &format!("/api/v1/repositories/{repo}/-/builds"),
+            )
+            .json(&serde_json::json!({"ref": "refs/heads/nope"}))
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     };
-    assert_eq!(status, 400, "no rule matches a branch nobody builds: {body}");
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", "/^gone$/",
-        "--tag", "gone"]);
+    assert_eq!(
+        status, 400,
+        "no rule matches a branch nobody builds: {body}"
+    );
+    berth_ok(
+        &dir,
+        &[
+            "build", "rule", "add", repo, "--type", "branch", "--source", "/^gone$/", "--tag",
+            "gone",
+        ],
+    );
     let gone = trigger(&server, repo, "gone").await;
     let gone = finished(&server, gone[0]["id"].as_i64().unwrap()).await;
     assert_eq!(gone["status"], "failed");
-    assert!(gone["reason"].as_str().unwrap().contains("could not fetch"), "{gone}");
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "tag", "--source", "v1.2.3",
-        "--tag", "nodockerfile", "--dockerfile", "nope/Dockerfile"]);
+    assert!(
+        gone["reason"].as_str().unwrap().contains("could not fetch"),
+        "{gone}"
+    );
+    berth_ok(
+        &dir,
+        &[
+            "build",
+            "rule",
+            "add",
+            repo,
+            "--type",
+            "tag",
+            "--source",
+            "v1.2.3",
+            "--tag",
+            "nodockerfile",
+            "--dockerfile",
+            "nope/Dockerfile",
+        ],
+    );
     let missing = trigger(&server, repo, "refs/tags/v1.2.3").await;
-    let missing = missing.iter().find(|b| b["tags"][0] == "nodockerfile").unwrap();
+    let missing = missing
+        .iter()
+        .find(|b| b["tags"][0] == "nodockerfile")
+        .unwrap();
     let missing = finished(&server, missing["id"].as_i64().unwrap()).await;
-    assert!(missing["reason"].as_str().unwrap().contains("does not exist"), "{missing}");
+    assert!(
+        missing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{missing}"
+    );
     for i in 0..5 {
-        berth_ok(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", &format!("b{i}"), "--tag", "x"]);
+        berth_ok(
+            &dir,
+            &[
+                "build",
+                "rule",
+                "add",
+                repo,
+                "--type",
+                "branch",
+                "--source",
+                &format!("b{i}"),
+                "--tag",
+                "x",
+            ],
+        );
     }
-    let eleventh = berth(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", "b9", "--tag", "x"]);
+    let eleventh = berth(
+        &dir,
+        &[
+            "build", "rule", "add", repo, "--type", "branch", "--source", "b9", "--tag", "x",
+        ],
+    );
     assert!(!eleventh.status.success());
     assert!(String::from_utf8_lossy(&eleventh.stderr).contains("10 build rules"));
 
     // The badge and the list.
-    let badge = server.request(Method::GET, &format!("/api/v1/repositories/{repo}/-/build/badge.svg"))
-        .send().await.unwrap();
+    let badge = server
+        .request(
+            Method::GET,
+            &format!("/api/v1/repositories/{repo}/-/build/badge.svg"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(badge.headers()["content-type"], "image/svg+xml");
     let listed = berth_ok(&dir, &["build", "list", repo, "--json"]);
     let listed: Value = serde_json::from_str(&listed).unwrap();
@@ -361,7 +581,10 @@ fn slow_buildah(dir: &Path) -> PathBuf {
 }
 
 fn sleeping_processes(marker: &Path) -> usize {
-    let out = Command::new("pgrep").args(["-f", &marker.display().to_string()]).output().unwrap();
+    let out = Command::new("pgrep")
+        .args(["-f", &marker.display().to_string()])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
@@ -380,15 +603,42 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     let dir = server.data_dir().unwrap().to_owned();
     let repo = "admin/slow";
     berth_ok(&dir, &["build", "source", "set", repo, "--git", &url]);
-    berth_ok(&dir, &["build", "rule", "add", repo, "--type", "branch", "--source", "main", "--tag", "latest"]);
+    berth_ok(
+        &dir,
+        &[
+            "build", "rule", "add", repo, "--type", "branch", "--source", "main", "--tag", "latest",
+        ],
+    );
 
-    // Two builds, one slot: the second waits queued while the first runs.
-    let first = trigger(&server, repo, "main").await[0]["id"].as_i64().unwrap();
-    let second = trigger(&server, repo, "main").await[0]["id"].as_i64().unwrap();
-    wait_status(&server, first, "running").await;
+    // Two builds, one slot: whichever starts first, the other waits queued while it runs.
+    let a = trigger(&server, repo, "main").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let b = trigger(&server, repo, "main").await[0]["id"]
+        .as_i64()
+        .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let (first, second) = loop {
+        let (_, one) = api(&server, Method::GET, &format!("/api/v1/builds/{a}")).await;
+        let (_, other) = api(&server, Method::GET, &format!("/api/v1/builds/{b}")).await;
+        match (
+            one["status"].as_str().unwrap(),
+            other["status"].as_str().unwrap(),
+        ) {
+            ("running", "queued") => break (a, b),
+            ("queued", "running") => break (b, a),
+            ("queued", "queued") => {}
+            pair => panic!("build_concurrency = 1 runs one build at a time: {pair:?}"),
+        }
+        assert!(Instant::now() < deadline, "no build started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, queued) = api(&server, Method::GET, &format!("/api/v1/builds/{second}")).await;
-    assert_eq!(queued["status"], "queued", "build_concurrency = 1 runs one build at a time");
+    assert_eq!(
+        queued["status"], "queued",
+        "build_concurrency = 1 runs one build at a time"
+    );
 
     // Cancelling the running one kills its processes; the queued one then runs.
     let deadline = Instant::now() + DEADLINE;
@@ -401,8 +651,16 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     let done = finished(&server, first).await;
     assert_eq!(done["status"], "cancelled", "{done}");
     wait_status(&server, second, "running").await;
-    let (_, pulled) = api(&server, Method::GET, &format!("/v2/{repo}/manifests/latest")).await;
-    assert!(pulled["errors"].is_array(), "a cancelled build pushes nothing");
+    let (_, pulled) = api(
+        &server,
+        Method::GET,
+        &format!("/v2/{repo}/manifests/latest"),
+    )
+    .await;
+    assert!(
+        pulled["errors"].is_array(),
+        "a cancelled build pushes nothing"
+    );
 
     // kill -9 of the server mid-build: after the restart the build is failed, its
     // processes are gone, and no tag was pushed.
@@ -410,12 +668,26 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     server.restart().await;
     let failed = finished(&server, second).await;
     assert_eq!(failed["status"], "failed");
-    assert!(failed["reason"].as_str().unwrap().contains("server stopped"), "{failed}");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("server stopped"),
+        "{failed}"
+    );
     let deadline = Instant::now() + DEADLINE;
     while sleeping_processes(&slow) > 0 {
-        assert!(Instant::now() < deadline, "the interrupted build's processes are still running");
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted build's processes are still running"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, _) = api(&server, Method::GET, &format!("/v2/{repo}/manifests/latest")).await;
+    let (status, _) = api(
+        &server,
+        Method::GET,
+        &format!("/v2/{repo}/manifests/latest"),
+    )
+    .await;
     assert_eq!(status, 404, "no half-pushed tag");
 }

@@ -37,7 +37,10 @@ fn line(build: &BuildRecord) -> String {
         build.status.as_str(),
         build.ref_kind.as_str(),
         build.ref_name,
-        build.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)]),
+        build
+            .commit
+            .as_deref()
+            .map_or("-", |c| &c[..c.len().min(12)]),
         build.tags.join(","),
         build.digest.as_deref().unwrap_or("-"),
         build
@@ -59,7 +62,11 @@ fn summary(build: &BuildRecord) -> String {
     .to_string()
 }
 
-pub(super) async fn build(builds: &Builds, acting: &Acting<'_>, command: BuildCommand) -> CliResult {
+pub(super) async fn build(
+    builds: &Builds,
+    acting: &Acting<'_>,
+    command: BuildCommand,
+) -> CliResult {
     match command {
         BuildCommand::Source(command) => source(builds, acting, command).await,
         BuildCommand::Rule(command) => rule(builds, acting, command).await,
@@ -225,7 +232,11 @@ async fn rule(builds: &Builds, acting: &Acting<'_>, command: BuildRuleCommand) -
                         } else {
                             format!(" args={}", rule.spec.build_args.join(","))
                         },
-                        if rule.spec.autobuild { "" } else { "  (manual only)" }
+                        if rule.spec.autobuild {
+                            ""
+                        } else {
+                            "  (manual only)"
+                        }
                     );
                 }
             }

@@ -66,7 +66,10 @@ fn same_secret(a: &str, b: &str) -> bool {
     use sha2::Digest as _;
     // Hashing both first makes the comparison length-independent too.
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Whether the request carries the right signature or token for `secret`; a missing or
@@ -200,8 +203,13 @@ mod tests {
             );
         }
         // A body altered after signing fails.
-        let altered = br#"{"ref":"refs/tags/v9","after":"0123456789abcdef0123456789abcdef01234567"}"#;
-        assert!(!verify(Provider::GitHub, secret, &request(Some(&good_gh), altered)));
+        let altered =
+            br#"{"ref":"refs/tags/v9","after":"0123456789abcdef0123456789abcdef01234567"}"#;
+        assert!(!verify(
+            Provider::GitHub,
+            secret,
+            &request(Some(&good_gh), altered)
+        ));
     }
 
     #[test]
@@ -227,7 +235,10 @@ mod tests {
             event: Some("Push Hook"),
             ..request(None, br#"{"ref":"refs/heads/main","checkout_sha":"abc1"}"#)
         };
-        assert_eq!(pushed_refs(Provider::GitLab, &gitlab).unwrap()[0].name, "main");
+        assert_eq!(
+            pushed_refs(Provider::GitLab, &gitlab).unwrap()[0].name,
+            "main"
+        );
         let generic = br#"{"refs":["refs/heads/main","v2"]}"#;
         let refs = pushed_refs(Provider::Generic, &request(None, generic)).unwrap();
         assert_eq!(refs.len(), 2);

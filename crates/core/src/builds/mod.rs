@@ -320,7 +320,12 @@ impl Builds {
         self.clock.now_ms() / 1000
     }
 
-    async fn require(&self, principal: &Principal, repo: &RepoName, need: Permission) -> Result<()> {
+    async fn require(
+        &self,
+        principal: &Principal,
+        repo: &RepoName,
+        need: Permission,
+    ) -> Result<()> {
         let held = self.authorizer.permission(principal, repo).await?;
         if held.is_some_and(|held| held >= need) {
             Ok(())
@@ -434,7 +439,12 @@ impl Builds {
         let deleted = self.store.delete_build_source(repo.as_str()).await?;
         if deleted {
             self.audit
-                .record_by(acting, "build.source.delete", repo.as_str(), serde_json::Value::Null)
+                .record_by(
+                    acting,
+                    "build.source.delete",
+                    repo.as_str(),
+                    serde_json::Value::Null,
+                )
                 .await;
         }
         Ok(deleted)
@@ -668,11 +678,22 @@ impl Builds {
         let status = self.store.cancel_build(id, self.now()).await?;
         if status == Some(BuildStatus::Queued) {
             let reason = format!("cancelled by {}", acting.principal.name());
-            self.finish(&build, BuildStatus::Cancelled, None, Some(&reason), &build.log)
-                .await?;
+            self.finish(
+                &build,
+                BuildStatus::Cancelled,
+                None,
+                Some(&reason),
+                &build.log,
+            )
+            .await?;
         }
         self.audit
-            .record_by(acting, "build.cancel", &build.repository, serde_json::json!({"id": id}))
+            .record_by(
+                acting,
+                "build.cancel",
+                &build.repository,
+                serde_json::json!({"id": id}),
+            )
             .await;
         self.get(acting.principal, id).await
     }
@@ -757,7 +778,8 @@ impl Builds {
                     runner::kill_group(pgid);
                 }
             }
-            let tokens = std::fs::read_to_string(work.join(runner::TOKENS_FILE)).unwrap_or_default();
+            let tokens =
+                std::fs::read_to_string(work.join(runner::TOKENS_FILE)).unwrap_or_default();
             for token in tokens.lines().filter_map(|l| l.trim().parse::<i64>().ok()) {
                 if let Err(err) = self.store.revoke_token(token, self.now()).await {
                     tracing::warn!(token, error = %err, "could not revoke an interrupted build's token");

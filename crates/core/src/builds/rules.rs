@@ -114,7 +114,9 @@ pub fn check_ref_name(name: &str) -> Result<()> {
             .chars()
             .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
     if bad {
-        return Err(Error::Invalid(format!("{name:?} is not a valid git ref name")));
+        return Err(Error::Invalid(format!(
+            "{name:?} is not a valid git ref name"
+        )));
     }
     Ok(())
 }
@@ -210,7 +212,10 @@ fn parse_pieces(part: &str) -> Result<Vec<Piece>> {
         let name = &after[..close];
         let piece = if name == "sourceref" {
             Piece::SourceRef
-        } else if let Some(n) = name.strip_prefix('\\').and_then(|n| n.parse::<usize>().ok()) {
+        } else if let Some(n) = name
+            .strip_prefix('\\')
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Piece::Capture(n)
         } else {
             return Err(Error::Invalid(format!(
@@ -494,17 +499,32 @@ mod tests {
         let cases: &[(&str, &str, &str, &[&str])] = &[
             // (source, template, ref name, tags)
             ("/^v([0-9.]+)$/", "{\\1}", "v1.2.3", &["1.2.3"]),
-            ("/^v([0-9]+)\\.([0-9]+)/", "{\\1}.{\\2},latest", "v4.7.1", &["4.7", "latest"]),
+            (
+                "/^v([0-9]+)\\.([0-9]+)/",
+                "{\\1}.{\\2},latest",
+                "v4.7.1",
+                &["4.7", "latest"],
+            ),
             ("main", "latest", "main", &["latest"]),
             ("main", "{sourceref}", "main", &["main"]),
-            ("/^feature\\/.*$/", "{sourceref}", "feature/login", &["feature-login"]),
+            (
+                "/^feature\\/.*$/",
+                "{sourceref}",
+                "feature/login",
+                &["feature-login"],
+            ),
             ("/^rel-(.*)$/", "r{\\1}-{sourceref}", "rel-9", &["r9-rel-9"]),
             ("/^x(y)?$/", "a{\\1}", "x", &["a"]),
         ];
         for (source, template, name, want) in cases {
             let pattern = RefPattern::parse(source).unwrap();
-            let caps = pattern.captures(name).unwrap_or_else(|| panic!("{source} ~ {name}"));
-            let tags = TagTemplate::parse(template).unwrap().expand(name, &caps).unwrap();
+            let caps = pattern
+                .captures(name)
+                .unwrap_or_else(|| panic!("{source} ~ {name}"));
+            let tags = TagTemplate::parse(template)
+                .unwrap()
+                .expand(name, &caps)
+                .unwrap();
             assert_eq!(tags, *want, "{source} {template} {name}");
         }
     }
@@ -513,18 +533,90 @@ mod tests {
     fn bad_rules_are_refused_with_what_is_wrong() {
         let base = rule(0, RefKind::Tag, "/^v(.*)$/", "{\\1}").spec;
         let cases: &[(RuleSpec, &str)] = &[
-            (RuleSpec { source: "".into(), ..base.clone() }, "needs a source"),
-            (RuleSpec { source: "/([/".into(), ..base.clone() }, "invalid regular expression"),
-            (RuleSpec { source: "a b".into(), ..base.clone() }, "not a valid git ref"),
-            (RuleSpec { tag: "{\\2}".into(), ..base.clone() }, "has 1 group"),
-            (RuleSpec { tag: "{branch}".into(), ..base.clone() }, "unknown placeholder"),
-            (RuleSpec { tag: "{sourceref".into(), ..base.clone() }, "unclosed"),
-            (RuleSpec { tag: "a,,b".into(), ..base.clone() }, "empty tag"),
-            (RuleSpec { tag: "not/valid".into(), ..base.clone() }, "not a valid image tag"),
-            (RuleSpec { dockerfile: "../Dockerfile".into(), ..base.clone() }, "relative path"),
-            (RuleSpec { context: "/etc".into(), ..base.clone() }, "relative path"),
-            (RuleSpec { build_args: vec!["NOVALUE".into()], ..base.clone() }, "KEY=VALUE"),
-            (RuleSpec { build_args: vec!["A-B=1".into()], ..base.clone() }, "KEY=VALUE"),
+            (
+                RuleSpec {
+                    source: "".into(),
+                    ..base.clone()
+                },
+                "needs a source",
+            ),
+            (
+                RuleSpec {
+                    source: "/([/".into(),
+                    ..base.clone()
+                },
+                "invalid regular expression",
+            ),
+            (
+                RuleSpec {
+                    source: "a b".into(),
+                    ..base.clone()
+                },
+                "not a valid git ref",
+            ),
+            (
+                RuleSpec {
+                    tag: "{\\2}".into(),
+                    ..base.clone()
+                },
+                "has 1 group",
+            ),
+            (
+                RuleSpec {
+                    tag: "{branch}".into(),
+                    ..base.clone()
+                },
+                "unknown placeholder",
+            ),
+            (
+                RuleSpec {
+                    tag: "{sourceref".into(),
+                    ..base.clone()
+                },
+                "unclosed",
+            ),
+            (
+                RuleSpec {
+                    tag: "a,,b".into(),
+                    ..base.clone()
+                },
+                "empty tag",
+            ),
+            (
+                RuleSpec {
+                    tag: "not/valid".into(),
+                    ..base.clone()
+                },
+                "not a valid image tag",
+            ),
+            (
+                RuleSpec {
+                    dockerfile: "../Dockerfile".into(),
+                    ..base.clone()
+                },
+                "relative path",
+            ),
+            (
+                RuleSpec {
+                    context: "/etc".into(),
+                    ..base.clone()
+                },
+                "relative path",
+            ),
+            (
+                RuleSpec {
+                    build_args: vec!["NOVALUE".into()],
+                    ..base.clone()
+                },
+                "KEY=VALUE",
+            ),
+            (
+                RuleSpec {
+                    build_args: vec!["A-B=1".into()],
+                    ..base.clone()
+                },
+                "KEY=VALUE",
+            ),
         ];
         for (spec, want) in cases {
             let err = spec.validate().unwrap_err().to_string();
@@ -590,7 +682,11 @@ mod tests {
         let long = "a".repeat(200);
         let planned = plan(&rules, &[pushed(&format!("refs/heads/{long}"))], true);
         assert!(planned[0].tags.is_empty());
-        assert!(planned[0].error.as_deref().unwrap().contains("not a valid image tag"));
+        assert!(planned[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not a valid image tag"));
     }
 
     #[test]

@@ -136,7 +136,10 @@ impl Builds {
                 "[berth] {} after {:.1} s{}",
                 status.as_str(),
                 started.elapsed().as_secs_f64(),
-                reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ),
         );
         let text = match Arc::try_unwrap(log) {
@@ -157,9 +160,10 @@ impl Builds {
                 if store.build_cancel_requested(id).await.unwrap_or(false) {
                     stop.store(true, Ordering::SeqCst);
                 }
-                let text = log.lock().ok().and_then(|l| {
-                    (l.text().len() != saved).then(|| l.text().to_owned())
-                });
+                let text = log
+                    .lock()
+                    .ok()
+                    .and_then(|l| (l.text().len() != saved).then(|| l.text().to_owned()));
                 if let Some(text) = text {
                     saved = text.len();
                     let _ = store.write_build_log(id, &text).await;
@@ -290,10 +294,12 @@ impl Builds {
         fetched?;
         self.run(
             "git checkout",
-            Command::new(git)
-                .arg("-C")
-                .arg(&checkout)
-                .args(["checkout", "-q", "--detach", "refs/berth/build"]),
+            Command::new(git).arg("-C").arg(&checkout).args([
+                "checkout",
+                "-q",
+                "--detach",
+                "refs/berth/build",
+            ]),
             &git_env,
             work,
             log,
@@ -312,8 +318,12 @@ impl Builds {
         say(log, &format!("[berth] commit {commit}"));
 
         // 2. What to build, inside the checkout only.
-        let context = contained(&checkout, &build.context)
-            .ok_or_else(|| Stop::Failed(format!("the build context {:?} does not exist in the repository", build.context)))?;
+        let context = contained(&checkout, &build.context).ok_or_else(|| {
+            Stop::Failed(format!(
+                "the build context {:?} does not exist in the repository",
+                build.context
+            ))
+        })?;
         let dockerfile = contained(&context, &build.dockerfile)
             .filter(|p| p.is_file())
             .ok_or_else(|| {
@@ -334,10 +344,16 @@ impl Builds {
         }
         let pull_auth = work.join("pull-auth.json");
         let push_auth = work.join("push-auth.json");
-        write_private(&pull_auth, auth_file(&registry, &pull.0, &pull.1).as_bytes())
-            .map_err(|e| failed("writing credentials", &e))?;
-        write_private(&push_auth, auth_file(&registry, &push.0, &push.1).as_bytes())
-            .map_err(|e| failed("writing credentials", &e))?;
+        write_private(
+            &pull_auth,
+            auth_file(&registry, &pull.0, &pull.1).as_bytes(),
+        )
+        .map_err(|e| failed("writing credentials", &e))?;
+        write_private(
+            &push_auth,
+            auth_file(&registry, &push.0, &push.1).as_bytes(),
+        )
+        .map_err(|e| failed("writing credentials", &e))?;
         let registries = work.join("registries.conf");
         std::fs::write(
             &registries,
@@ -347,11 +363,18 @@ impl Builds {
         )
         .map_err(|e| failed("writing registries.conf", &e))?;
         let policy = work.join("policy.json");
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)
-            .map_err(|e| failed("writing policy.json", &e))?;
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .map_err(|e| failed("writing policy.json", &e))?;
 
         // 4. Build in the repository's own storage: its layers are the next build's cache.
-        let storage = self.settings.work_dir.join("cache").join(repo.replace('/', "_"));
+        let storage = self
+            .settings
+            .work_dir
+            .join("cache")
+            .join(repo.replace('/', "_"));
         std::fs::create_dir_all(&storage).map_err(|e| failed("creating the cache", &e))?;
         let env: Vec<(String, String)> = vec![
             ("_CONTAINERS_USERNS_CONFIGURED".into(), "1".into()),
@@ -373,7 +396,13 @@ impl Builds {
             cmd
         };
         let built = format!("localhost/berth-build-{}", build.id);
-        let mut bud = buildah(&["build", "--isolation", "chroot", "--layers", "--pull-always=false"]);
+        let mut bud = buildah(&[
+            "build",
+            "--isolation",
+            "chroot",
+            "--layers",
+            "--pull-always=false",
+        ]);
         bud.arg("--signature-policy")
             .arg(&policy)
             .arg("--authfile")
@@ -388,7 +417,9 @@ impl Builds {
         self.run("buildah build", &mut bud, &env, work, log, stop, deadline)
             .await
             .map_err(|stop| match stop {
-                Stop::Failed(_) => Stop::Failed("the Dockerfile failed to build (see the log)".into()),
+                Stop::Failed(_) => {
+                    Stop::Failed("the Dockerfile failed to build (see the log)".into())
+                }
                 other => other,
             })?;
 
@@ -415,8 +446,16 @@ impl Builds {
             config.arg("--annotation").arg(format!("{key}={value}"));
         }
         config.arg(&container);
-        self.run("buildah config", &mut config, &env, work, log, stop, deadline)
-            .await?;
+        self.run(
+            "buildah config",
+            &mut config,
+            &env,
+            work,
+            log,
+            stop,
+            deadline,
+        )
+        .await?;
         self.run(
             "buildah commit",
             &mut buildah(&["commit", "-q", "--rm", &container, &annotated]),
@@ -442,12 +481,22 @@ impl Builds {
                 .arg(&digest_file)
                 .arg(&annotated)
                 .arg(format!("docker://{registry}/{repo}:{tag}"));
-            self.run("buildah push", &mut push_cmd, &env, work, log, stop, deadline)
-                .await
-                .map_err(|stop| match stop {
-                    Stop::Failed(_) => Stop::Failed(format!("pushing {repo}:{tag} failed (see the log)")),
-                    other => other,
-                })?;
+            self.run(
+                "buildah push",
+                &mut push_cmd,
+                &env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await
+            .map_err(|stop| match stop {
+                Stop::Failed(_) => {
+                    Stop::Failed(format!("pushing {repo}:{tag} failed (see the log)"))
+                }
+                other => other,
+            })?;
             digest = std::fs::read_to_string(&digest_file)
                 .map(|d| d.trim().to_owned())
                 .map_err(|e| failed("reading the pushed digest", &e))?;
@@ -514,7 +563,11 @@ impl Builds {
         let mut out = Vec::new();
         for (scope, repositories, label, secret) in [
             make("repo:read", vec![], format!("build {build_id} pull")),
-            make("repo:write", vec![repo.to_owned()], format!("build {build_id} push")),
+            make(
+                "repo:write",
+                vec![repo.to_owned()],
+                format!("build {build_id} push"),
+            ),
         ] {
             let secret = secret?;
             let record = self
@@ -534,7 +587,10 @@ impl Builds {
             // What a restart after a crash revokes, should this process die first.
             let ids: Vec<String> = tokens.ids.iter().map(i64::to_string).collect();
             let _ = std::fs::write(
-                self.settings.work_dir.join(format!("build-{build_id}")).join(TOKENS_FILE),
+                self.settings
+                    .work_dir
+                    .join(format!("build-{build_id}"))
+                    .join(TOKENS_FILE),
                 ids.join("\n"),
             );
             out.push((login.clone(), secret));
@@ -578,7 +634,10 @@ impl Builds {
         deadline: Instant,
     ) -> Result<(), Stop> {
         cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", work)
             .env("LANG", "C.UTF-8")
             .current_dir(work)
@@ -613,8 +672,14 @@ fn supervise(
     deadline: Instant,
 ) -> Result<(), Stop> {
     let readers: Vec<_> = [
-        child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -638,7 +703,11 @@ fn supervise(
         if stop.load(Ordering::SeqCst) || out_of_time {
             kill_group(child.id());
             let _ = child.wait();
-            break Err(if out_of_time { Stop::TimedOut } else { Stop::Cancelled });
+            break Err(if out_of_time {
+                Stop::TimedOut
+            } else {
+                Stop::Cancelled
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -730,7 +799,13 @@ mod tests {
             .spawn()
             .unwrap();
         let started = Instant::now();
-        let outcome = supervise(child, "sleep", &log, &stop, Instant::now() + Duration::from_secs(60));
+        let outcome = supervise(
+            child,
+            "sleep",
+            &log,
+            &stop,
+            Instant::now() + Duration::from_secs(60),
+        );
         assert!(matches!(outcome, Err(Stop::Cancelled)));
         // The reader threads ended: the background sleep held the pipe and was killed too.
         assert!(started.elapsed() < Duration::from_secs(20));

@@ -14,8 +14,8 @@ mod scans;
 mod signatures;
 mod webhooks;
 
-pub use builds::BuildStore;
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
+pub use builds::BuildStore;
 pub use events::EventLog;
 pub use hub::{
     HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,

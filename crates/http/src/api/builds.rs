@@ -109,7 +109,12 @@ pub(super) async fn set_source(call: &Call<'_>, repo: &RepoName) -> ApiResult<Re
 }
 
 pub(super) async fn delete_source(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
-    if call.state.builds.delete_source(&call.acting(), repo).await? {
+    if call
+        .state
+        .builds
+        .delete_source(&call.acting(), repo)
+        .await?
+    {
         no_content()
     } else {
         Err(ApiError::Missing(format!("{repo} has no build source")))
@@ -123,7 +128,13 @@ pub(super) async fn rules(call: &Call<'_>, repo: &RepoName) -> ApiResult<Respons
 
 pub(super) async fn add_rule(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
     let spec: RuleSpec = call.json()?;
-    created(&call.state.builds.add_rule(&call.acting(), repo, spec).await?)
+    created(
+        &call
+            .state
+            .builds
+            .add_rule(&call.acting(), repo, spec)
+            .await?,
+    )
 }
 
 pub(super) async fn delete_rule(
@@ -134,7 +145,12 @@ pub(super) async fn delete_rule(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::Missing(format!("build rule {id:?} is not known")))?;
-    if call.state.builds.delete_rule(&call.acting(), repo, id).await? {
+    if call
+        .state
+        .builds
+        .delete_rule(&call.acting(), repo, id)
+        .await?
+    {
         no_content()
     } else {
         Err(ApiError::Missing(format!("build rule {id} is not known")))
@@ -154,7 +170,10 @@ pub(super) async fn list(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response
         .builds
         .list(&call.principal, repo, before, limit)
         .await?;
-    let builds: Vec<BuildWire> = builds.into_iter().map(|b| BuildWire::of(b, false)).collect();
+    let builds: Vec<BuildWire> = builds
+        .into_iter()
+        .map(|b| BuildWire::of(b, false))
+        .collect();
     ok(&serde_json::json!({ "builds": builds }))
 }
 
@@ -165,7 +184,10 @@ pub(super) async fn trigger(call: &Call<'_>, repo: &RepoName) -> ApiResult<Respo
         .builds
         .trigger(&call.acting(), repo, body.git_ref.as_deref())
         .await?;
-    let builds: Vec<BuildWire> = builds.into_iter().map(|b| BuildWire::of(b, false)).collect();
+    let builds: Vec<BuildWire> = builds
+        .into_iter()
+        .map(|b| BuildWire::of(b, false))
+        .collect();
     created(&serde_json::json!({ "builds": builds }))
 }
 
@@ -175,12 +197,20 @@ fn build_id(text: &str) -> ApiResult<i64> {
 }
 
 pub(super) async fn show(call: &Call<'_>, id: &str) -> ApiResult<Response<Body>> {
-    let build = call.state.builds.get(&call.principal, build_id(id)?).await?;
+    let build = call
+        .state
+        .builds
+        .get(&call.principal, build_id(id)?)
+        .await?;
     ok(&BuildWire::of(build, true))
 }
 
 pub(super) async fn cancel(call: &Call<'_>, id: &str) -> ApiResult<Response<Body>> {
-    let build = call.state.builds.cancel(&call.acting(), build_id(id)?).await?;
+    let build = call
+        .state
+        .builds
+        .cancel(&call.acting(), build_id(id)?)
+        .await?;
     ok(&BuildWire::of(build, false))
 }
 
@@ -216,47 +246,41 @@ pub(crate) fn log_stream(
     principal: berth_core::access::Principal,
     id: i64,
 ) -> Response<Body> {
-    let stream = futures_util::stream::unfold(
-        (0usize, false),
-        move |(sent, ended)| {
-            let builds = builds.clone();
-            let principal = principal.clone();
-            async move {
-                if ended {
-                    return None;
-                }
-                loop {
-                    let build = match builds.get(&principal, id).await {
-                        Ok(build) => build,
-                        Err(_) => return None,
-                    };
-                    let finished = build.status.is_final();
-                    let fresh = build.log.get(sent..).unwrap_or("");
-                    if !fresh.is_empty() || finished {
-                        let mut chunk = String::new();
-                        if !fresh.is_empty() {
-                            chunk.push_str("event: log\n");
-                            for line in fresh.split('\n') {
-                                chunk.push_str("data: ");
-                                chunk.push_str(line);
-                                chunk.push('\n');
-                            }
+    let stream = futures_util::stream::unfold((0usize, false), move |(sent, ended)| {
+        let builds = builds.clone();
+        let principal = principal.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            loop {
+                let build = match builds.get(&principal, id).await {
+                    Ok(build) => build,
+                    Err(_) => return None,
+                };
+                let finished = build.status.is_final();
+                let fresh = build.log.get(sent..).unwrap_or("");
+                if !fresh.is_empty() || finished {
+                    let mut chunk = String::new();
+                    if !fresh.is_empty() {
+                        chunk.push_str("event: log\n");
+                        for line in fresh.split('\n') {
+                            chunk.push_str("data: ");
+                            chunk.push_str(line);
                             chunk.push('\n');
                         }
-                        if finished {
-                            chunk.push_str(&format!(
-                                "event: end\ndata: {}\n\n",
-                                build.status.as_str()
-                            ));
-                        }
-                        let next = (build.log.len(), finished);
-                        return Some((Ok::<_, std::convert::Infallible>(chunk), next));
+                        chunk.push('\n');
                     }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if finished {
+                        chunk.push_str(&format!("event: end\ndata: {}\n\n", build.status.as_str()));
+                    }
+                    let next = (build.log.len(), finished);
+                    return Some((Ok::<_, std::convert::Infallible>(chunk), next));
                 }
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
-        },
-    );
+        }
+    });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
     headers.insert(
@@ -270,7 +294,11 @@ pub(crate) fn log_stream(
 
 /// The badge: SVG, for whoever may read the repository (everyone, when it is public).
 pub(super) async fn badge(call: &Call<'_>, repo: &RepoName) -> ApiResult<Response<Body>> {
-    let status = call.state.builds.badge_status(&call.principal, repo).await?;
+    let status = call
+        .state
+        .builds
+        .badge_status(&call.principal, repo)
+        .await?;
     let mut response = Response::new(Body::from(badge_svg(status)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -310,8 +338,15 @@ pub(super) async fn hook(
         event,
         body: &call.body,
     };
-    let builds = call.state.builds.receive_hook(repo, provider, &request).await?;
-    let builds: Vec<BuildWire> = builds.into_iter().map(|b| BuildWire::of(b, false)).collect();
+    let builds = call
+        .state
+        .builds
+        .receive_hook(repo, provider, &request)
+        .await?;
+    let builds: Vec<BuildWire> = builds
+        .into_iter()
+        .map(|b| BuildWire::of(b, false))
+        .collect();
     Ok(super::wire::json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "builds": builds }),

@@ -164,13 +164,12 @@ async fn handle(state: &AppState, request: Request<Body>) -> ApiResult<Response<
         Route::BuildHook(..) => berth_core::builds::hooks::MAX_HOOK_BODY,
         _ => wire::MAX_BODY_BYTES,
     };
-    let body =
-        to_bytes(body, limit)
-            .await
-            .map_err(|err| match exceeds_limit(&err) {
-                true => ApiError::BodyTooLarge,
-                false => ApiError::BadRequest("the request body could not be read".to_owned()),
-            })?;
+    let body = to_bytes(body, limit)
+        .await
+        .map_err(|err| match exceeds_limit(&err) {
+            true => ApiError::BodyTooLarge,
+            false => ApiError::BadRequest("the request body could not be read".to_owned()),
+        })?;
     let call = Call {
         state,
         principal,

@@ -43,8 +43,11 @@ pub(super) async fn settings_page(visitor: &Visitor, repo: &RepoName) -> UiResul
             html!(body, "<p>Builds from <code id=\"build-git-url\">" (source.git_url) "</code> ("
                 (source.credential.as_str()) ").</p>");
             if let Some(key) = &source.public_key {
-                html!(body, "<p>Deploy key (read-only on the git host):</p>"
-                    [copyable("build-deploy-key", key, "Copy the deploy key")]);
+                html!(
+                    body,
+                    "<p>Deploy key (read-only on the git host):</p>"
+                        [copyable("build-deploy-key", key, "Copy the deploy key")]
+                );
             }
             html!(body, "<p>Push webhook: <code>" (visitor.base) "/api/v1/repositories/" (repo)
                 "/build-hooks/github</code> (or <code>gitlab</code>, <code>gitea</code>, <code>generic</code>), "
@@ -142,7 +145,10 @@ fn parse_id(text: &str) -> UiResult<i64> {
 /// `GET /r/{repo}/-/builds/{id}`.
 pub(super) async fn build_page(visitor: &Visitor, repo: &RepoName, id: &str) -> UiResult {
     let id = parse_id(id)?;
-    let build = build_of_repo(visitor.state.builds.get(&visitor.principal, id).await?, repo)?;
+    let build = build_of_repo(
+        visitor.state.builds.get(&visitor.principal, id).await?,
+        repo,
+    )?;
     let mut body = Html::new();
     html!(body, "<h1>Build #" (build.id) " of " (repo) "</h1>"
         "<p><a href=\"/r/" (repo) "/-/settings/builds\">All builds</a></p>"
@@ -160,9 +166,20 @@ pub(super) async fn build_page(visitor: &Visitor, repo: &RepoName, id: &str) -> 
     }
     html!(body, "</dl>");
     if !build.status.is_final() {
-        html!(body, [button_form(visitor, &format!("/r/{repo}/-/builds/{}/cancel", build.id), "Cancel build", "danger")]);
+        html!(
+            body,
+            [button_form(
+                visitor,
+                &format!("/r/{repo}/-/builds/{}/cancel", build.id),
+                "Cancel build",
+                "danger"
+            )]
+        );
     }
-    html!(body, "<h2>Log</h2><pre id=\"build-log\" class=\"build-log\" aria-live=\"polite\"");
+    html!(
+        body,
+        "<h2>Log</h2><pre id=\"build-log\" class=\"build-log\" aria-live=\"polite\""
+    );
     if !build.status.is_final() {
         html!(body, " data-log-stream=\"/r/" (repo) "/-/builds/" (build.id) "/log\"");
     }
@@ -177,7 +194,10 @@ pub(super) async fn log_stream(
     id: &str,
 ) -> UiResult<Response<Body>> {
     let id = parse_id(id)?;
-    build_of_repo(visitor.state.builds.get(&visitor.principal, id).await?, repo)?;
+    build_of_repo(
+        visitor.state.builds.get(&visitor.principal, id).await?,
+        repo,
+    )?;
     Ok(crate::api::build_log_stream(
         visitor.state.builds.clone(),
         visitor.principal.clone(),
@@ -186,7 +206,11 @@ pub(super) async fn log_stream(
 }
 
 /// The build forms under `/r/{repo}/-/settings/builds/…` and `/-/builds/{id}/cancel`.
-pub(super) async fn change(submission: &Submission, repo: &RepoName, parts: &[&str]) -> Response<Body> {
+pub(super) async fn change(
+    submission: &Submission,
+    repo: &RepoName,
+    parts: &[&str],
+) -> Response<Body> {
     let visitor = &submission.visitor;
     let back = format!("/r/{repo}/-/settings/builds");
     let result = match parts {
@@ -194,10 +218,12 @@ pub(super) async fn change(submission: &Submission, repo: &RepoName, parts: &[&s
         ["rules"] => add_rule(submission, repo).await,
         ["rules", id, "delete"] => delete_rule(submission, repo, id).await,
         ["trigger"] => match trigger(submission, repo).await {
-            Ok(first) => return visitor.redirect(
-                &format!("/r/{repo}/-/builds/{first}"),
-                Some(Notice::success("Build queued.")),
-            ),
+            Ok(first) => {
+                return visitor.redirect(
+                    &format!("/r/{repo}/-/builds/{first}"),
+                    Some(Notice::success("Build queued.")),
+                )
+            }
             Err(err) => Err(err),
         },
         _ => return visitor.not_found(),
@@ -209,7 +235,10 @@ pub(super) async fn cancel(submission: &Submission, repo: &RepoName, id: &str) -
     let visitor = &submission.visitor;
     let result = async {
         let id = parse_id(id)?;
-        build_of_repo(visitor.state.builds.get(&visitor.principal, id).await?, repo)?;
+        build_of_repo(
+            visitor.state.builds.get(&visitor.principal, id).await?,
+            repo,
+        )?;
         visitor.state.builds.cancel(&visitor.acting(), id).await?;
         Ok(Notice::success(format!("Build {id} cancelled.")))
     }
@@ -253,8 +282,11 @@ async fn set_source(submission: &Submission, repo: &RepoName) -> Response<Body> 
         "<code>?token=</code>):</p>"
         [copyable("build-hook-secret", view.hook_secret.as_deref().unwrap_or_default(), "Copy the webhook secret")]);
     if let Some(key) = &view.public_key {
-        html!(body, "<p>Deploy key, to add read-only to the git host:</p>"
-            [copyable("build-new-deploy-key", key, "Copy the deploy key")]);
+        html!(
+            body,
+            "<p>Deploy key, to add read-only to the git host:</p>"
+                [copyable("build-new-deploy-key", key, "Copy the deploy key")]
+        );
     }
     html!(body, "<p><a href=\"" (back) "\">Continue to the build settings</a></p>");
     visitor.page("Source linked", body)

@@ -4,12 +4,12 @@
 //! `/-/settings/webhooks` (in `webhooks.rs`). `-` cannot be a
 //! repository path component, so `/-/` always separates the repository from the page.
 
+use super::builds;
 use super::html::{html, url_component, Html};
 use super::layout::{
     button_form, copyable, count, form_start, hub_badges, human_size, option, permission_select,
     time, visibility_badge,
 };
-use super::builds;
 use super::lifecycle;
 use super::namespaces::namespace_href;
 use super::orgs::permission_label;

@@ -37,8 +37,12 @@ impl PostgresMeta {
         "Collection",
         "UsageStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] =
-        &["IdentityStore", "WebhookStore", "LifecycleStore", "BuildStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &[
+        "IdentityStore",
+        "WebhookStore",
+        "LifecycleStore",
+        "BuildStore",
+    ];
 }
 
 /// How long a request waits for a connection before it is answered 503: long enough to

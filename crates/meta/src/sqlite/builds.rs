@@ -4,8 +4,7 @@ use super::events::record_event;
 use super::jobs::enqueue_in;
 use super::{backend, wall_ms, SqliteMeta};
 use berth_core::builds::{
-    BuildRecord, BuildRule, BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec,
-    StoredSource,
+    BuildRecord, BuildRule, BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource,
 };
 use berth_core::events::NewEvent;
 use berth_core::ports::{BuildStore, MetaError, NewJob};
@@ -70,7 +69,8 @@ fn build_from(row: &SqliteRow) -> Result<BuildRecord, MetaError> {
     })
 }
 
-const BUILD_COLUMNS: &str = "id, repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
+const BUILD_COLUMNS: &str =
+    "id, repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
      dockerfile, context, build_args, trigger, digest, reason, log, cancel_requested, created_at, \
      started_at, finished_at";
 
@@ -146,11 +146,12 @@ impl BuildStore for SqliteMeta {
         max: usize,
     ) -> Result<Option<BuildRule>, MetaError> {
         let mut tx = super::begin_write(&self.write).await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM build_rules WHERE repository = ?")
-            .bind(repository)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM build_rules WHERE repository = ?")
+                .bind(repository)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
         if count as usize >= max {
             return Ok(None);
         }
@@ -276,7 +277,10 @@ impl BuildStore for SqliteMeta {
         .collect()
     }
 
-    async fn last_finished_build(&self, repository: &str) -> Result<Option<BuildRecord>, MetaError> {
+    async fn last_finished_build(
+        &self,
+        repository: &str,
+    ) -> Result<Option<BuildRecord>, MetaError> {
         let columns = BUILD_COLUMNS.replace(" log,", " '' AS log,");
         sqlx::query(&format!(
             "SELECT {columns} FROM builds WHERE repository = ? \

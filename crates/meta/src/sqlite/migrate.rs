@@ -61,6 +61,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/sqlite/0017_rate_limits.sql"),
     ),
+    (19, include_str!("../../migrations/sqlite/0019_builds.sql")),
 ];
 
 /// The schema version this build migrates databases to.
