@@ -180,7 +180,9 @@ pub(super) async fn build_page(visitor: &Visitor, repo: &RepoName, id: &str) -> 
         body,
         "<h2>Log</h2><pre id=\"build-log\" class=\"build-log\" aria-live=\"polite\""
     );
-    if !build.status.is_final() {
+    if build.status.is_final() {
+        html!(body, " data-log-ended=\"" (build.status.as_str()) "\"");
+    } else {
         html!(body, " data-log-stream=\"/r/" (repo) "/-/builds/" (build.id) "/log\"");
     }
     html!(body, ">" (build.log) "</pre>");

@@ -74,5 +74,7 @@
     if (status) status.textContent = event.data;
     pre.removeAttribute("data-log-stream");
     pre.setAttribute("data-log-ended", event.data);
+    // The digest, commit and duration are known now: show them.
+    window.setTimeout(function () { window.location.reload(); }, 500);
   });
 })();
