@@ -652,7 +652,10 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     let registry = server.base().trim_start_matches("http://").to_owned();
     let basic = |file: &str| {
         let auth: Value = serde_json::from_slice(&std::fs::read(work.join(file)).unwrap()).unwrap();
-        format!("Basic {}", auth["auths"][registry.as_str()]["auth"].as_str().unwrap())
+        format!(
+            "Basic {}",
+            auth["auths"][registry.as_str()]["auth"].as_str().unwrap()
+        )
     };
     let (push, pull) = (basic("push-auth.json"), basic("pull-auth.json"));
     let plain = reqwest::Client::new();
@@ -662,20 +665,41 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
             .header("Authorization", auth)
             .send()
     };
-    assert_eq!(start_upload(push.clone(), repo).await.unwrap().status(), 202);
+    assert_eq!(
+        start_upload(push.clone(), repo).await.unwrap().status(),
+        202
+    );
     for other in ["admin/other", "library/base"] {
-        let refused = start_upload(push.clone(), other).await.unwrap().status().as_u16();
-        assert!([401, 403].contains(&refused), "the push token reached {other}: {refused}");
+        let refused = start_upload(push.clone(), other)
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(
+            [401, 403].contains(&refused),
+            "the push token reached {other}: {refused}"
+        );
     }
-    let refused = start_upload(pull.clone(), repo).await.unwrap().status().as_u16();
-    assert!([401, 403].contains(&refused), "the pull token pushed: {refused}");
+    let refused = start_upload(pull.clone(), repo)
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(
+        [401, 403].contains(&refused),
+        "the pull token pushed: {refused}"
+    );
 
     let cancelled = berth_ok(&dir, &["build", "cancel", &first.to_string()]);
     assert!(cancelled.contains(&first.to_string()));
     let done = finished(&server, first).await;
     assert_eq!(done["status"], "cancelled", "{done}");
     wait_status(&server, second, "running").await;
-    assert_eq!(start_upload(push, repo).await.unwrap().status(), 401, "revoked with its build");
+    assert_eq!(
+        start_upload(push, repo).await.unwrap().status(),
+        401,
+        "revoked with its build"
+    );
     let (_, pulled) = api(
         &server,
         Method::GET,

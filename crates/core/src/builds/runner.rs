@@ -657,9 +657,21 @@ impl Builds {
         let log = log.clone();
         let stop = stop.clone();
         let what = what.to_owned();
-        tokio::task::spawn_blocking(move || supervise(child, &what, &log, &stop, deadline))
-            .await
-            .map_err(|e| Stop::Failed(format!("the build's supervisor failed: {e}")))?
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking({
+            let log = log.clone();
+            move || {
+                let outcome = supervise(child, &what, &log, &stop, deadline);
+                say(
+                    &log,
+                    &format!("[berth] ({what}: {:.2} s)", started.elapsed().as_secs_f64()),
+                );
+                outcome
+            }
+        })
+        .await
+        .map_err(|e| Stop::Failed(format!("the build's supervisor failed: {e}")))?;
+        outcome
     }
 }
 

@@ -646,6 +646,47 @@ mod tests {
     }
 
     #[test]
+    fn build_paths_and_the_hook_path_without_a_dash() {
+        let post = |path: &str| Route::parse(path, &Method::POST);
+        assert_eq!(
+            post("v1/repositories/acme/app/build-hooks/github").unwrap(),
+            Route::BuildHook(repo("acme/app"), "github".into())
+        );
+        assert_eq!(
+            post("v1/repositories/acme/team/app/build-hooks/generic").unwrap(),
+            Route::BuildHook(repo("acme/team/app"), "generic".into())
+        );
+        // A bare name is not `{namespace}/{name}`; GET is not a hook.
+        assert!(!matches!(
+            post("v1/repositories/app/build-hooks/github"),
+            Ok(Route::BuildHook(..))
+        ));
+        assert!(matches!(
+            parse("v1/repositories/acme/app/build-hooks/github"),
+            Ok(Route::Repository(_)) | Err(_)
+        ));
+        assert_eq!(
+            parse("v1/repositories/acme/app/-/builds").unwrap(),
+            Route::RepositoryBuilds(repo("acme/app"))
+        );
+        assert_eq!(
+            parse("v1/repositories/acme/app/-/build/rules/3").unwrap(),
+            Route::BuildRule(repo("acme/app"), "3".into())
+        );
+        assert_eq!(
+            parse("v1/builds/9/log").unwrap(),
+            Route::BuildLog("9".into())
+        );
+        for route in [
+            Route::BuildHook(repo("acme/app"), "github".into()),
+            Route::BuildBadge(repo("acme/app")),
+            Route::BuildCancel("1".into()),
+        ] {
+            assert!(!route.methods().is_empty(), "{route:?} is in the table");
+        }
+    }
+
+    #[test]
     fn account_and_organization_paths() {
         let cases = [
             ("v1/users", Route::Users),
