@@ -396,6 +396,11 @@ impl Builds {
             cmd
         };
         let built = format!("localhost/berth-build-{}", build.id);
+        let annotations = [
+            ("org.opencontainers.image.source", source.git_url.clone()),
+            ("org.opencontainers.image.revision", commit.clone()),
+            ("org.opencontainers.image.ref.name", git_ref.clone()),
+        ];
         let mut bud = buildah(&[
             "build",
             "--isolation",
@@ -410,6 +415,9 @@ impl Builds {
             .args(["--tls-verify=false", "-f"])
             .arg(&dockerfile)
             .args(["-t", &built]);
+        for (key, value) in &annotations {
+            bud.arg("--annotation").arg(format!("{key}={value}"));
+        }
         for arg in &build.build_args {
             bud.arg("--build-arg").arg(arg);
         }
@@ -423,49 +431,57 @@ impl Builds {
                 other => other,
             })?;
 
-        // 5. The source annotations. A cached build returns the cached image as it was,
-        // so they are set on a commit of it rather than passed to the build.
-        let container = format!("berth-build-{}", build.id);
-        let annotated = format!("localhost/berth-build-{}-annotated", build.id);
-        self.run(
-            "buildah from",
-            &mut buildah(&["from", "--pull-never", "--name", &container, &built]),
-            &env,
-            work,
-            log,
-            stop,
-            deadline,
-        )
-        .await?;
-        let mut config = buildah(&["config"]);
-        for (key, value) in [
-            ("org.opencontainers.image.source", source.git_url.as_str()),
-            ("org.opencontainers.image.revision", commit.as_str()),
-            ("org.opencontainers.image.ref.name", git_ref.as_str()),
-        ] {
-            config.arg("--annotation").arg(format!("{key}={value}"));
-        }
-        config.arg(&container);
-        self.run(
-            "buildah config",
-            &mut config,
-            &env,
-            work,
-            log,
-            stop,
-            deadline,
-        )
-        .await?;
-        self.run(
-            "buildah commit",
-            &mut buildah(&["commit", "-q", "--rm", &container, &annotated]),
-            &env,
-            work,
-            log,
-            stop,
-            deadline,
-        )
-        .await?;
+        // 5. The source annotations. A build whose last step came from the cache is the
+        // cached image as it was (buildah 1.28 drops `--annotation` then, or keeps an older
+        // build's revision): only then are they set on a commit of it, which costs a copy
+        // of its file system on vfs.
+        let mut inspect = buildah(&["inspect", "--type", "image", &built]);
+        let found = inspect_annotations(&mut inspect, &env, work).await;
+        let annotated_already = annotations
+            .iter()
+            .all(|(key, value)| found.get(*key).and_then(|v| v.as_str()) == Some(value.as_str()));
+        let to_push = if annotated_already {
+            built.clone()
+        } else {
+            let container = format!("berth-build-{}", build.id);
+            let annotated = format!("localhost/berth-build-{}-annotated", build.id);
+            self.run(
+                "buildah from",
+                &mut buildah(&["from", "--pull-never", "--name", &container, &built]),
+                &env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            let mut config = buildah(&["config"]);
+            for (key, value) in &annotations {
+                config.arg("--annotation").arg(format!("{key}={value}"));
+            }
+            config.arg(&container);
+            self.run(
+                "buildah config",
+                &mut config,
+                &env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            self.run(
+                "buildah commit",
+                &mut buildah(&["commit", "-q", "--rm", &container, &annotated]),
+                &env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            annotated
+        };
 
         // 6. Push every tag with the repository's own token.
         let digest_file = work.join("digest");
@@ -479,7 +495,7 @@ impl Builds {
                 .arg(&push_auth)
                 .arg("--digestfile")
                 .arg(&digest_file)
-                .arg(&annotated)
+                .arg(&to_push)
                 .arg(format!("docker://{registry}/{repo}:{tag}"));
             self.run(
                 "buildah push",
@@ -508,7 +524,8 @@ impl Builds {
             .arg(storage.join("root"))
             .arg("--runroot")
             .arg(storage.join("run"))
-            .args(["--storage-driver", "vfs", "rmi", &annotated])
+            .args(["--storage-driver", "vfs", "rmi", &built])
+            .args((to_push != built).then_some(&to_push))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("_CONTAINERS_USERNS_CONFIGURED", "1")
@@ -736,6 +753,35 @@ pub(super) fn kill_group(pgid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// The annotations `buildah inspect` reports of an image (empty when it cannot say).
+async fn inspect_annotations(
+    cmd: &mut Command,
+    env: &[(String, String)],
+    work: &Path,
+) -> serde_json::Map<String, serde_json::Value> {
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", work)
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut cmd = std::mem::replace(cmd, Command::new("true"));
+    let output = tokio::task::spawn_blocking(move || cmd.output()).await;
+    let Ok(Ok(output)) = output else {
+        return serde_json::Map::new();
+    };
+    serde_json::from_slice::<serde_json::Value>(&output.stdout)
+        .ok()
+        .and_then(|v| {
+            v.get("ImageAnnotations")
+                .and_then(|a| a.as_object().cloned())
+        })
+        .unwrap_or_default()
 }
 
 fn git_output(git: &str, dir: &Path, args: &[&str]) -> std::io::Result<String> {
