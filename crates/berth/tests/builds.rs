@@ -550,6 +550,23 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     assert!(!eleventh.status.success());
     assert!(String::from_utf8_lossy(&eleventh.stderr).contains("10 build rules"));
 
+    // A commit that changes nothing the image holds: the build comes from the cache, and
+    // still names the new commit.
+    let work = tmp.path().join("work");
+    std::fs::write(work.join("NOTES.md"), "not in the image\n").unwrap();
+    run(&work, "git", &["add", "."]);
+    run(&work, "git", &["commit", "-q", "-m", "notes"]);
+    run(&work, "git", &["push", "-q", &url, "main"]);
+    let newer = run(&work, "git", &["rev-parse", "HEAD"]);
+    let rebuilt = trigger(&server, repo, "refs/heads/main").await;
+    let rebuilt = rebuilt.iter().find(|b| b["tags"][0] == "latest").unwrap();
+    let rebuilt = finished(&server, rebuilt["id"].as_i64().unwrap()).await;
+    assert_eq!(rebuilt["status"], "succeeded", "{}", rebuilt["log"]);
+    assert!(rebuilt["log"].as_str().unwrap().contains("Using cache"), "{}", rebuilt["log"]);
+    let raw: Value = serde_json::from_str(&skopeo(tmp.path(), &["inspect", "--raw", "--tls-verify=false",
+        "--creds", &creds, &format!("docker://{registry}/{repo}:latest")])).unwrap();
+    assert_eq!(raw["annotations"]["org.opencontainers.image.revision"], newer.as_str());
+
     // The badge and the list.
     let badge = server
         .request(
