@@ -558,6 +558,26 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Whether `inner` is `outer` or inside it, compared on the absolute, `.`/`..`-free paths
+/// (neither needs to exist yet).
+fn path_within(inner: &Path, outer: &Path) -> bool {
+    fn absolute(path: &Path) -> PathBuf {
+        let joined = std::env::current_dir().unwrap_or_default().join(path);
+        let mut out = PathBuf::new();
+        for part in joined.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    absolute(inner).starts_with(absolute(outer))
+}
+
 /// A program to run: a name or a path, one line, not an option.
 fn check_program(
     setting: &'static str,
@@ -1014,6 +1034,17 @@ impl Config {
             _ => {}
         }
         config.storage.check()?;
+        // Builds run other people's Dockerfiles: their files never go where Berth's data is.
+        if let Some(dir) = &config.build_dir.value {
+            if path_within(dir, &config.data_dir.value) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "build_dir {} (from {}) is inside data_dir {}: put it beside the data directory",
+                    dir.display(),
+                    config.build_dir.source,
+                    config.data_dir.value.display()
+                )));
+            }
+        }
         Ok(config)
     }
 
@@ -1732,6 +1763,49 @@ mod tests {
         std::fs::write(&path, "audit_retention = \"forever\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("audit_retention"), "{err}");
+    }
+
+    #[test]
+    fn build_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let data = dir.path().join("data");
+        let load = |text: String| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(
+                &GlobalArgs {
+                    config: Some(path.clone()),
+                    data_dir: None,
+                },
+                None,
+            )
+        };
+        let config = load(format!(
+            "data_dir = {:?}\nbuild_concurrency = 2\nbuild_timeout = \"30m\"\n",
+            data.display().to_string()
+        ))
+        .unwrap();
+        let settings = config.build_settings();
+        assert_eq!(settings.concurrency, 2);
+        assert_eq!(settings.timeout.as_secs(), 1800);
+        assert_eq!(settings.work_dir, dir.path().join("data-builds"));
+        assert_eq!(settings.buildah, "buildah");
+        for (text, named) in [
+            ("build_concurrency = 0\n".to_owned(), "build_concurrency"),
+            ("build_timeout = \"soon\"\n".to_owned(), "build_timeout"),
+            ("build_buildah = \"-x\"\n".to_owned(), "build_buildah"),
+            (
+                format!(
+                    "data_dir = {:?}\nbuild_dir = {:?}\n",
+                    data.display().to_string(),
+                    data.join("builds/../b").display().to_string()
+                ),
+                "is inside data_dir",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(named) && !err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

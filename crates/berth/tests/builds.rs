@@ -562,10 +562,27 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     let rebuilt = rebuilt.iter().find(|b| b["tags"][0] == "latest").unwrap();
     let rebuilt = finished(&server, rebuilt["id"].as_i64().unwrap()).await;
     assert_eq!(rebuilt["status"], "succeeded", "{}", rebuilt["log"]);
-    assert!(rebuilt["log"].as_str().unwrap().contains("Using cache"), "{}", rebuilt["log"]);
-    let raw: Value = serde_json::from_str(&skopeo(tmp.path(), &["inspect", "--raw", "--tls-verify=false",
-        "--creds", &creds, &format!("docker://{registry}/{repo}:latest")])).unwrap();
-    assert_eq!(raw["annotations"]["org.opencontainers.image.revision"], newer.as_str());
+    assert!(
+        rebuilt["log"].as_str().unwrap().contains("Using cache"),
+        "{}",
+        rebuilt["log"]
+    );
+    let raw: Value = serde_json::from_str(&skopeo(
+        tmp.path(),
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{registry}/{repo}:latest"),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.revision"],
+        newer.as_str()
+    );
 
     // The badge and the list.
     let badge = server
