@@ -82,6 +82,11 @@ pub struct FsckArgs {
     pub grace: std::time::Duration,
 }
 
+fn poll_interval(raw: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration("--poll", raw, crate::config::Source::Flag)
+        .map_err(|e| e.to_string())
+}
+
 fn grace_period(raw: &str) -> Result<std::time::Duration, String> {
     if matches!(raw.trim(), "0" | "0s" | "0m" | "0h" | "0d") {
         return Ok(std::time::Duration::ZERO);
@@ -209,6 +214,10 @@ pub enum BuildSourceCommand {
         /// Generate a deploy key for an ssh:// host.
         #[arg(long)]
         deploy_key: bool,
+        /// Also look for new commits this often (at least 10s), for hosts that cannot call
+        /// the webhook.
+        #[arg(long, value_name = "DURATION", value_parser = poll_interval)]
+        poll: Option<std::time::Duration>,
     },
     /// The source, without its secrets.
     Show { repository: String },

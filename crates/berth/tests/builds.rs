@@ -774,3 +774,85 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     .await;
     assert_eq!(status, 404, "no half-pushed tag");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_source_builds_what_moved_since_the_last_look() {
+    if !tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, _) = git_repository(tmp.path());
+    let server = TestServer::spawn_with(spawn_options(&tmp.path().join("builds"))).await;
+    let dir = server.data_dir().unwrap().to_owned();
+    let repo = "admin/polled";
+    let too_often = berth(
+        &dir,
+        &[
+            "build", "source", "set", repo, "--git", &url, "--poll", "2s",
+        ],
+    );
+    assert!(!too_often.status.success());
+    berth_ok(
+        &dir,
+        &[
+            "build", "source", "set", repo, "--git", &url, "--poll", "10s",
+        ],
+    );
+    berth_ok(
+        &dir,
+        &[
+            "build", "rule", "add", repo, "--type", "branch", "--source", "main", "--tag", "latest",
+        ],
+    );
+
+    // The first look only records where the refs stand: nothing is built.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let source: Value =
+            serde_json::from_str(&berth_ok(&dir, &["build", "source", "show", repo])).unwrap();
+        if source["polled_at"].is_i64() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the source was never polled: {source}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, listed) = api(
+        &server,
+        Method::GET,
+        &format!("/api/v1/repositories/{repo}/-/builds"),
+    )
+    .await;
+    assert_eq!(listed["builds"].as_array().unwrap().len(), 0);
+
+    // A new commit on main is built by the next look.
+    let work = tmp.path().join("work");
+    std::fs::write(work.join("hello.txt"), "Hello again\n").unwrap();
+    run(&work, "git", &["commit", "-q", "-am", "again"]);
+    run(&work, "git", &["push", "-q", &url, "main"]);
+    let newer = run(&work, "git", &["rev-parse", "HEAD"]);
+    let deadline = Instant::now() + DEADLINE;
+    let id = loop {
+        let (_, listed) = api(
+            &server,
+            Method::GET,
+            &format!("/api/v1/repositories/{repo}/-/builds"),
+        )
+        .await;
+        if let Some(build) = listed["builds"].as_array().unwrap().first() {
+            assert_eq!(build["trigger"], "poll");
+            break build["id"].as_i64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new commit was never built\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let done = finished(&server, id).await;
+    assert_eq!(done["status"], "succeeded", "{}", done["log"]);
+    assert_eq!(done["commit"], newer.as_str());
+}

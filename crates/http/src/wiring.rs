@@ -5,7 +5,7 @@
 use crate::AppState;
 use berth_core::access::{Authorizer, PolicyAuthorizer};
 use berth_core::auth::{AuthSettings, Authenticator};
-use berth_core::builds::{BuildSettings, Builds, RunBuild, BUILD_JOB};
+use berth_core::builds::{BuildSettings, Builds, PollSources, RunBuild, BUILD_JOB, POLL_JOB};
 use berth_core::clock::Clock;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
@@ -236,6 +236,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         }),
     );
     runner.handle(BUILD_JOB, Arc::new(RunBuild(builds.clone())));
+    runner.handle(POLL_JOB, Arc::new(PollSources(builds.clone())));
     // Builds this node ran when it stopped died with it: failed now, their jobs finding
     // them finished. A tag moves only when a push's manifest commits, so none is half-pushed.
     match builds.fail_interrupted().await {
@@ -268,6 +269,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
         PRUNE_AUDIT_JOB,
+        POLL_JOB,
     ] {
         runner.run_at_start(kind).await?;
     }

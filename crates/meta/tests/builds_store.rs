@@ -25,6 +25,9 @@ async fn open() -> (tempfile::TempDir, Arc<SqliteMeta>) {
         sealed_hook_secret: vec![4, 5, 6],
         created_by: 0,
         updated_at: 1,
+        poll_seconds: Some(60),
+        polled_refs: None,
+        polled_at: None,
     })
     .await
     .unwrap();
@@ -101,6 +104,18 @@ async fn rules_stop_at_the_limit_even_when_added_together() {
         .delete_build_rule("bob/app", rules[1].id)
         .await
         .unwrap());
+    // Polls: due at once, then after their interval; a failed poll keeps the last refs.
+    assert_eq!(meta.sources_to_poll(100).await.unwrap().len(), 1);
+    meta.record_poll(REPO, 100, Some("{\"refs/heads/main\":\"ab\"}"))
+        .await
+        .unwrap();
+    assert!(meta.sources_to_poll(159).await.unwrap().is_empty());
+    meta.record_poll(REPO, 160, None).await.unwrap();
+    let polled = meta.build_source(REPO).await.unwrap().unwrap();
+    assert_eq!(
+        polled.polled_refs.as_deref(),
+        Some("{\"refs/heads/main\":\"ab\"}")
+    );
     // Unlinking the source takes its rules along.
     assert!(meta.delete_build_source(REPO).await.unwrap());
     assert!(meta.build_rules(REPO).await.unwrap().is_empty());

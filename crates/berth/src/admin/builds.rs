@@ -143,6 +143,7 @@ async fn source(builds: &Builds, acting: &Acting<'_>, command: BuildSourceComman
             git,
             token_stdin,
             deploy_key,
+            poll,
         } => {
             let repo = repository_name(&repository)?;
             let credential = if token_stdin {
@@ -154,8 +155,13 @@ async fn source(builds: &Builds, acting: &Acting<'_>, command: BuildSourceComman
             } else {
                 CredentialInput::None
             };
-            let view = builds.set_source(acting, &repo, &git, credential).await?;
+            let view = builds
+                .set_source(acting, &repo, &git, credential, poll)
+                .await?;
             println!("linked {} to {}", view.repository, view.git_url);
+            if let Some(seconds) = view.poll_seconds {
+                println!("polled every {seconds} s");
+            }
             if let Some(key) = &view.public_key {
                 println!("deploy key (add it to the git host, read-only): {key}");
             }

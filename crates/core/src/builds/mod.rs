@@ -13,9 +13,11 @@
 pub mod deploy_key;
 pub mod hooks;
 pub mod log;
+pub mod poll;
 pub mod rules;
 mod runner;
 
+pub use poll::{PollSources, MIN_POLL, POLL_JOB};
 pub use rules::{BuildRule, PushedRef, RefKind, RuleSpec, MAX_RULES};
 pub use runner::{RunBuild, BUILD_JOB};
 
@@ -85,6 +87,12 @@ pub struct StoredSource {
     /// and push. 0 for the CLI.
     pub created_by: i64,
     pub updated_at: i64,
+    /// Seconds between polls of the source; None: only hooks and hands trigger builds.
+    pub poll_seconds: Option<i64>,
+    /// Where the source's refs stood at the last poll (JSON `{ref: commit}`).
+    pub polled_refs: Option<String>,
+    /// When it was last polled (Unix seconds).
+    pub polled_at: Option<i64>,
 }
 
 /// What the user asks for.
@@ -108,6 +116,12 @@ pub struct SourceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hook_secret: Option<String>,
     pub updated_at: i64,
+    /// Seconds between polls, when the source is polled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll_seconds: Option<i64>,
+    /// When it was last polled (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polled_at: Option<i64>,
 }
 
 /// A build's state.
@@ -316,7 +330,7 @@ impl Builds {
         &self.settings
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now_ms() / 1000
     }
 
@@ -342,10 +356,18 @@ impl Builds {
         repo: &RepoName,
         git_url: &str,
         credential: CredentialInput,
+        poll: Option<Duration>,
     ) -> Result<SourceView> {
         self.require(acting.principal, repo, Permission::Admin)
             .await?;
         let url = validate_git_url(git_url)?;
+        if poll.is_some_and(|poll| poll < MIN_POLL) {
+            return Err(Error::Invalid(format!(
+                "a source is polled at most every {} s",
+                MIN_POLL.as_secs()
+            )));
+        }
+        let poll_seconds = poll.map(|p| p.as_secs().min(i64::MAX as u64) as i64);
         let (kind, sealed, public_key) = match credential {
             CredentialInput::None => (CredentialKind::None, None, None),
             CredentialInput::Token(token) => {
@@ -387,6 +409,9 @@ impl Builds {
             sealed_hook_secret: self.seal.seal(&hook_secret),
             created_by,
             updated_at: self.now(),
+            poll_seconds,
+            polled_refs: None,
+            polled_at: None,
         };
         self.store.put_build_source(&stored).await?;
         self.audit
@@ -404,6 +429,8 @@ impl Builds {
             public_key,
             hook_secret: Some(hook_secret),
             updated_at: stored.updated_at,
+            poll_seconds,
+            polled_at: None,
         })
     }
 
@@ -418,6 +445,8 @@ impl Builds {
             public_key: stored.public_key,
             hook_secret: None,
             updated_at: stored.updated_at,
+            poll_seconds: stored.poll_seconds,
+            polled_at: stored.polled_at,
         })
     }
 
@@ -589,7 +618,7 @@ impl Builds {
         Ok(builds)
     }
 
-    async fn queue(
+    pub(crate) async fn queue(
         &self,
         repo: &RepoName,
         planned: Vec<rules::PlannedBuild>,

@@ -210,52 +210,11 @@ impl Builds {
         );
 
         // 1. The source at the ref.
-        let mut git_env: Vec<(String, String)> = vec![
-            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
-        ];
-        let credential = source
-            .sealed_credential
-            .as_deref()
-            .map(|sealed| {
-                self.seal
-                    .open(sealed)
-                    .ok_or_else(|| Stop::Failed("the source's credential does not open".into()))
-            })
-            .transpose()?;
-        match (source.credential_kind, credential) {
-            (CredentialKind::Token, Some(token)) => {
-                if let Ok(mut log) = log.lock() {
-                    log.mask(&token);
-                }
-                let basic = STANDARD.encode(format!("x-access-token:{token}"));
-                if let Ok(mut log) = log.lock() {
-                    log.mask(&basic);
-                }
-                // Through the environment, not the command line, which `ps` shows.
-                git_env.extend([
-                    ("GIT_CONFIG_COUNT".into(), "1".into()),
-                    ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
-                    (
-                        "GIT_CONFIG_VALUE_0".into(),
-                        format!("Authorization: Basic {basic}"),
-                    ),
-                ]);
+        let (git_env, secrets) = self.git_environment(&source, work).map_err(Stop::Failed)?;
+        if let Ok(mut log) = log.lock() {
+            for secret in &secrets {
+                log.mask(secret);
             }
-            (CredentialKind::DeployKey, Some(key)) => {
-                let key_path = work.join("deploy_key");
-                write_private(&key_path, key.as_bytes())
-                    .map_err(|e| failed("writing the deploy key", &e))?;
-                git_env.push((
-                    "GIT_SSH_COMMAND".into(),
-                    format!(
-                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                        key_path.display(),
-                        work.join("known_hosts").display()
-                    ),
-                ));
-            }
-            _ => {}
         }
         let git = &self.settings.git;
         self.run(
@@ -533,6 +492,59 @@ impl Builds {
             .stderr(Stdio::null())
             .status();
         Ok(digest)
+    }
+
+    /// The environment `git` reaches the source with, and the secrets in it (to mask): a
+    /// token through git's configuration variables, not the command line (which `ps`
+    /// shows); a deploy key written to `dir` for `GIT_SSH_COMMAND`.
+    pub(super) fn git_environment(
+        &self,
+        source: &super::StoredSource,
+        dir: &Path,
+    ) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+        let mut env: Vec<(String, String)> = vec![
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
+        ];
+        let mut secrets = Vec::new();
+        let credential = source
+            .sealed_credential
+            .as_deref()
+            .map(|sealed| {
+                self.seal
+                    .open(sealed)
+                    .ok_or_else(|| "the source's credential does not open".to_owned())
+            })
+            .transpose()?;
+        match (source.credential_kind, credential) {
+            (CredentialKind::Token, Some(token)) => {
+                let basic = STANDARD.encode(format!("x-access-token:{token}"));
+                env.extend([
+                    ("GIT_CONFIG_COUNT".into(), "1".into()),
+                    ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+                    (
+                        "GIT_CONFIG_VALUE_0".into(),
+                        format!("Authorization: Basic {basic}"),
+                    ),
+                ]);
+                secrets.extend([token, basic]);
+            }
+            (CredentialKind::DeployKey, Some(key)) => {
+                let key_path = dir.join("deploy_key");
+                write_private(&key_path, key.as_bytes())
+                    .map_err(|e| format!("writing the deploy key: {e}"))?;
+                env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                        key_path.display(),
+                        dir.join("known_hosts").display()
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        Ok((env, secrets))
     }
 
     /// The pull-only and the push tokens of one build, as (user name, secret): acting for

@@ -30,6 +30,11 @@ type Result<T> = std::result::Result<T, MetaError>;
 pub trait BuildStore: Send + Sync {
     async fn put_build_source(&self, source: &StoredSource) -> Result<()>;
     async fn build_source(&self, repository: &str) -> Result<Option<StoredSource>>;
+    /// The sources with a poll interval whose last poll is that long ago (or never).
+    async fn sources_to_poll(&self, now: i64) -> Result<Vec<StoredSource>>;
+    /// Records a poll: when, and where the refs stood (None: the poll failed; the last
+    /// known refs stay).
+    async fn record_poll(&self, repository: &str, now: i64, refs: Option<&str>) -> Result<()>;
     /// Removes the source and its rules; false when there was none.
     async fn delete_build_source(&self, repository: &str) -> Result<bool>;
 

@@ -26,6 +26,9 @@ struct SourceBody {
     /// Generate a deploy key for an `ssh://` host.
     #[serde(default)]
     deploy_key: bool,
+    /// Poll the source this often (seconds, at least 10).
+    #[serde(default)]
+    poll_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,7 +106,13 @@ pub(super) async fn set_source(call: &Call<'_>, repo: &RepoName) -> ApiResult<Re
     let view = call
         .state
         .builds
-        .set_source(&call.acting(), repo, &body.git_url, credential)
+        .set_source(
+            &call.acting(),
+            repo,
+            &body.git_url,
+            credential,
+            body.poll_seconds.map(Duration::from_secs),
+        )
         .await?;
     ok(&view)
 }

@@ -63,6 +63,9 @@ pub(super) async fn settings_page(visitor: &Visitor, repo: &RepoName) -> UiResul
         "<div class=\"field\"><label for=\"build-token\">Token (https://, optional)</label>"
         "<input type=\"password\" id=\"build-token\" name=\"token\" autocomplete=\"off\"></div>"
         "<label><input type=\"checkbox\" name=\"deploy_key\" value=\"on\"> Generate a deploy key (ssh://)</label>"
+        "<div class=\"field\"><label for=\"build-poll\">Poll every (seconds, optional)</label>"
+        "<input type=\"number\" id=\"build-poll\" name=\"poll\" min=\"10\" aria-describedby=\"build-poll-hint\">"
+        "<p class=\"hint\" id=\"build-poll-hint\">For hosts that cannot call the webhook.</p></div>"
         "<div><button type=\"submit\" id=\"build-link\">Link source</button></div></form></section>");
 
     html!(body, "<section class=\"panel\" id=\"build-rules\" aria-labelledby=\"build-rules-title\">"
@@ -256,6 +259,12 @@ async fn set_source(submission: &Submission, repo: &RepoName) -> Response<Body> 
     let result: UiResult<SourceView> = async {
         let url = form.required("git_url", "Git URL")?;
         let token = form.text("token").trim();
+        let poll = match form.text("poll").trim() {
+            "" => None,
+            seconds => Some(std::time::Duration::from_secs(seconds.parse().map_err(
+                |_| UiError::Invalid("Poll every: a number of seconds, or empty.".into()),
+            )?)),
+        };
         let credential = match (token.is_empty(), form.checked("deploy_key")) {
             (false, true) => {
                 return Err(UiError::Invalid(
@@ -269,7 +278,7 @@ async fn set_source(submission: &Submission, repo: &RepoName) -> Response<Body> 
         Ok(visitor
             .state
             .builds
-            .set_source(&visitor.acting(), repo, url, credential)
+            .set_source(&visitor.acting(), repo, url, credential, poll)
             .await?)
     }
     .await;

@@ -12,7 +12,12 @@ CREATE TABLE build_sources (
     sealed_hook_secret BLOB NOT NULL,
     -- The account that linked it (0: the CLI); builds' tokens act for it.
     created_by         INTEGER NOT NULL,
-    updated_at         INTEGER NOT NULL
+    updated_at         INTEGER NOT NULL,
+    -- Polling, for sources that cannot call in: every poll_seconds (NULL: never), when it
+    -- last looked, and where the refs stood then (JSON {ref: commit}).
+    poll_seconds       INTEGER,
+    polled_at          INTEGER,
+    polled_refs        TEXT
 );
 
 -- Up to 10 per repository (checked in the transaction that adds one).

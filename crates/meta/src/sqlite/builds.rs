@@ -25,6 +25,24 @@ fn ref_kind(text: &str) -> Result<RefKind, MetaError> {
     RefKind::parse(text).map_err(|_| MetaError::Backend(format!("stored ref kind {text:?}")))
 }
 
+fn source_from(row: &SqliteRow) -> Result<StoredSource, MetaError> {
+    let kind: String = row.get("credential_kind");
+    Ok(StoredSource {
+        repository: row.get("repository"),
+        git_url: row.get("git_url"),
+        credential_kind: CredentialKind::parse(&kind)
+            .ok_or_else(|| MetaError::Backend(format!("stored credential kind {kind:?}")))?,
+        sealed_credential: row.get("sealed_credential"),
+        public_key: row.get("public_key"),
+        sealed_hook_secret: row.get("sealed_hook_secret"),
+        created_by: row.get("created_by"),
+        updated_at: row.get("updated_at"),
+        poll_seconds: row.get("poll_seconds"),
+        polled_refs: row.get("polled_refs"),
+        polled_at: row.get("polled_at"),
+    })
+}
+
 fn rule_from(row: &SqliteRow) -> Result<BuildRule, MetaError> {
     Ok(BuildRule {
         id: row.get("id"),
@@ -79,11 +97,13 @@ impl BuildStore for SqliteMeta {
     async fn put_build_source(&self, source: &StoredSource) -> Result<(), MetaError> {
         sqlx::query(
             "INSERT INTO build_sources (repository, git_url, credential_kind, sealed_credential, \
-             public_key, sealed_hook_secret, created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             public_key, sealed_hook_secret, created_by, updated_at, poll_seconds) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT(repository) DO UPDATE SET git_url = excluded.git_url, \
              credential_kind = excluded.credential_kind, sealed_credential = excluded.sealed_credential, \
              public_key = excluded.public_key, sealed_hook_secret = excluded.sealed_hook_secret, \
-             created_by = excluded.created_by, updated_at = excluded.updated_at",
+             created_by = excluded.created_by, updated_at = excluded.updated_at, \
+             poll_seconds = excluded.poll_seconds, polled_at = NULL, polled_refs = NULL",
         )
         .bind(&source.repository)
         .bind(&source.git_url)
@@ -93,6 +113,7 @@ impl BuildStore for SqliteMeta {
         .bind(&source.sealed_hook_secret)
         .bind(source.created_by)
         .bind(source.updated_at)
+        .bind(source.poll_seconds)
         .execute(&self.write)
         .await
         .map_err(backend)?;
@@ -105,22 +126,40 @@ impl BuildStore for SqliteMeta {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|row| {
-            let kind: String = row.get("credential_kind");
-            Ok(StoredSource {
-                repository: row.get("repository"),
-                git_url: row.get("git_url"),
-                credential_kind: CredentialKind::parse(&kind).ok_or_else(|| {
-                    MetaError::Backend(format!("stored credential kind {kind:?}"))
-                })?,
-                sealed_credential: row.get("sealed_credential"),
-                public_key: row.get("public_key"),
-                sealed_hook_secret: row.get("sealed_hook_secret"),
-                created_by: row.get("created_by"),
-                updated_at: row.get("updated_at"),
-            })
-        })
-        .transpose()
+        row.as_ref().map(source_from).transpose()
+    }
+
+    async fn sources_to_poll(&self, now: i64) -> Result<Vec<StoredSource>, MetaError> {
+        sqlx::query(
+            "SELECT * FROM build_sources WHERE poll_seconds IS NOT NULL \
+             AND (polled_at IS NULL OR polled_at + poll_seconds <= ?) ORDER BY repository",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(source_from)
+        .collect()
+    }
+
+    async fn record_poll(
+        &self,
+        repository: &str,
+        now: i64,
+        refs: Option<&str>,
+    ) -> Result<(), MetaError> {
+        sqlx::query(
+            "UPDATE build_sources SET polled_at = ?, polled_refs = coalesce(?, polled_refs) \
+             WHERE repository = ?",
+        )
+        .bind(now)
+        .bind(refs)
+        .bind(repository)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn delete_build_source(&self, repository: &str) -> Result<bool, MetaError> {
