@@ -80,6 +80,9 @@ enum Stop {
     TimedOut,
 }
 
+/// Variables a program runs with, besides `PATH` and `HOME`.
+pub(super) type Environment = Vec<(String, String)>;
+
 /// The log, shared by the reader threads and the watcher.
 type SharedLog = Arc<Mutex<BuildLog>>;
 
@@ -501,7 +504,7 @@ impl Builds {
         &self,
         source: &super::StoredSource,
         dir: &Path,
-    ) -> Result<(Vec<(String, String)>, Vec<String>), String> {
+    ) -> Result<(Environment, Vec<String>), String> {
         let mut env: Vec<(String, String)> = vec![
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
             ("GIT_CONFIG_NOSYSTEM".into(), "1".into()),
