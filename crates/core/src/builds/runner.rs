@@ -30,6 +30,9 @@ pub const BUILD_JOB: &str = "build.run";
 pub(super) const PGID_FILE: &str = "pgid";
 pub(super) const TOKENS_FILE: &str = "tokens";
 
+/// How soon a queued build looks again for a free slot (`build_concurrency`).
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+
 /// How often a running build looks for a cancellation and saves its log.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
@@ -54,12 +57,11 @@ impl JobHandler for RunBuild {
             // Finished, cancelled, or started by an earlier run of this job.
             return Ok(JobOutcome::Done);
         }
-        let _slot = builds
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| JobError::Retry("the builder is shutting down".into()))?;
+        // A build waiting for a slot must not hold one of the runner's: deliveries, scans
+        // and GC would queue behind it. It looks again shortly instead.
+        let Ok(_slot) = builds.running.clone().try_acquire_owned() else {
+            return Ok(JobOutcome::Again(SLOT_WAIT));
+        };
         if !builds.store.start_build(build.id, builds.now()).await? {
             return Ok(JobOutcome::Done);
         }
