@@ -597,6 +597,25 @@ async fn a_linked_repository_builds_on_trigger_and_on_a_signed_push() {
     let listed = berth_ok(&dir, &["build", "list", repo, "--json"]);
     let listed: Value = serde_json::from_str(&listed).unwrap();
     assert!(listed.as_array().unwrap().len() >= 5);
+
+    // Deleting the repository takes its source, rules and builds along.
+    let (status, body) = api(
+        &server,
+        Method::DELETE,
+        &format!("/api/v1/repositories/{repo}"),
+    )
+    .await;
+    assert!([200, 202, 204].contains(&status), "{status} {body}");
+    let gone = berth(&dir, &["build", "source", "show", repo]);
+    assert!(
+        !gone.status.success(),
+        "the source went with the repository"
+    );
+    let listed = berth_ok(&dir, &["build", "list", repo, "--json"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&listed).unwrap(),
+        serde_json::json!([])
+    );
 }
 
 /// A buildah that waits before building, so a build stays running long enough to be

@@ -62,3 +62,12 @@ CREATE TABLE builds (
 );
 CREATE INDEX builds_by_repository ON builds(repository, id);
 CREATE INDEX builds_running ON builds(status) WHERE status IN ('queued', 'running');
+
+-- A deleted repository takes its source, rules and builds (their logs) along: whoever
+-- creates the name again starts with none of them.
+CREATE TRIGGER builds_go_with_their_repository AFTER DELETE ON repositories
+BEGIN
+    DELETE FROM build_rules WHERE repository = OLD.name;
+    DELETE FROM build_sources WHERE repository = OLD.name;
+    DELETE FROM builds WHERE repository = OLD.name;
+END;
