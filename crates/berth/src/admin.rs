@@ -1,9 +1,10 @@
-//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy|vulndb|scan|replication …`): they work
+//! The administration subcommands (`berth user|token|org|team|repo|audit|webhook|gc|usage|quota|immutable|retention|plan|trust|policy|vulndb|scan|replication|build …`): they work
 //! directly on the data directory's database, whether or not a server is running on it, and
 //! go through the same management service as the API, acting as the site admin `cli`.
 
 mod accounts;
 mod audit;
+mod builds;
 mod lifecycle;
 mod orgs;
 mod plans;
@@ -73,6 +74,10 @@ pub fn run(config: &Config, command: AdminCommand) -> CliResult {
             AdminCommand::Scan(args) => scanning::scan(config, meta, args).await,
             AdminCommand::Replication(command) => {
                 replication::replication(config, meta, &acting, command).await
+            }
+            AdminCommand::Build(command) => {
+                let service = builds::service(config, meta)?;
+                builds::build(&service, &acting, command).await
             }
         }
     })

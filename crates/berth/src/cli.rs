@@ -82,6 +82,11 @@ pub struct FsckArgs {
     pub grace: std::time::Duration,
 }
 
+fn poll_interval(raw: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration("--poll", raw, crate::config::Source::Flag)
+        .map_err(|e| e.to_string())
+}
+
 fn grace_period(raw: &str) -> Result<std::time::Duration, String> {
     if matches!(raw.trim(), "0" | "0s" | "0m" | "0h" | "0d") {
         return Ok(std::time::Duration::ZERO);
@@ -149,6 +154,11 @@ pub enum AdminCommand {
     /// or when asked, and the history of their runs.
     #[command(subcommand)]
     Replication(ReplicationCommand),
+    /// Automated builds: a git source and rules per repository, builds and their logs.
+    ///
+    /// Builds run in the server (as jobs); these commands queue and watch them.
+    #[command(subcommand)]
+    Build(BuildCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +227,112 @@ pub enum ReplicationCommand {
     Enable { name: String },
     /// Turn a rule off: it runs neither on push nor on schedule.
     Disable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildCommand {
+    /// The git repository a repository builds from.
+    #[command(subcommand)]
+    Source(BuildSourceCommand),
+    /// Build rules: which branches and tags build which image tags.
+    #[command(subcommand)]
+    Rule(BuildRuleCommand),
+    /// Build now: every rule matching --ref, or each rule's own branch or tag.
+    ///
+    /// With --wait, one JSON line per build as it ends (`id`, `status`, `digest`, `tags`);
+    /// exit status 1 when one did not succeed.
+    Trigger {
+        /// `NAMESPACE/REPO`.
+        repository: String,
+        /// A branch or tag (`main`, `refs/heads/main`, `refs/tags/v1.2.3`).
+        #[arg(long = "ref", value_name = "REF")]
+        git_ref: Option<String>,
+        /// Wait for the builds to end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The repository's builds, newest first.
+    List {
+        repository: String,
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 25)]
+        limit: u32,
+    },
+    /// A build's log (secrets masked); with --follow, until the build ends.
+    Logs {
+        id: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued build, or stop a running one.
+    Cancel { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildSourceCommand {
+    /// Link REPOSITORY to a git repository; prints the webhook secret (and a generated
+    /// deploy key's public half), which are not shown again.
+    Set {
+        /// `NAMESPACE/REPO`.
+        repository: String,
+        /// `https://`, `ssh://` or `file://` URL.
+        #[arg(long = "git", value_name = "URL")]
+        git: String,
+        /// Read a token for an https:// host from standard input.
+        #[arg(long, conflicts_with = "deploy_key")]
+        token_stdin: bool,
+        /// Generate a deploy key for an ssh:// host.
+        #[arg(long)]
+        deploy_key: bool,
+        /// Also look for new commits this often (at least 10s), for hosts that cannot call
+        /// the webhook.
+        #[arg(long, value_name = "DURATION", value_parser = poll_interval)]
+        poll: Option<std::time::Duration>,
+    },
+    /// The source, without its secrets.
+    Show { repository: String },
+    /// Unlink the source and remove its rules.
+    Delete { repository: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BuildRuleCommand {
+    /// Add a rule (at most 10 per repository).
+    Add {
+        /// `NAMESPACE/REPO`.
+        repository: String,
+        #[arg(long = "type", value_parser = ["branch", "tag"])]
+        kind: String,
+        /// A branch or tag name, or `/regex/`.
+        #[arg(long)]
+        source: String,
+        /// The image tag: a literal, or a template with `{sourceref}` and `{\1}`;
+        /// comma-separated for several.
+        #[arg(long)]
+        tag: String,
+        /// The Dockerfile, relative to the context.
+        #[arg(long, default_value = "Dockerfile")]
+        dockerfile: String,
+        /// The build context, relative to the repository's root.
+        #[arg(long, default_value = ".")]
+        context: String,
+        /// `KEY=VALUE`, repeatable.
+        #[arg(long = "build-arg", value_name = "K=V")]
+        build_args: Vec<String>,
+        /// Build only when triggered by hand, not on pushes.
+        #[arg(long)]
+        no_autobuild: bool,
+    },
+    /// The repository's rules.
+    List {
+        repository: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule.
+    Delete { repository: String, id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,6 +83,15 @@ pub struct Config {
     pub secrets_key_file: Setting<Option<PathBuf>>,
     /// How long audit records are kept after they last happened.
     pub audit_retention: Setting<Duration>,
+    /// Automated builds run at once (`build_concurrency`).
+    pub build_concurrency: Setting<u32>,
+    /// A build running longer is stopped and failed.
+    pub build_timeout: Setting<Duration>,
+    /// Where builds check out sources and keep buildah's storage and layer caches (None:
+    /// `<data_dir>-builds`, beside the data directory and never inside it).
+    pub build_dir: Setting<Option<PathBuf>>,
+    /// The buildah program builds run (a path, or a name looked up on PATH).
+    pub build_buildah: Setting<String>,
     /// Unfinished upload sessions one account may hold (`None`: no cap).
     /// How long an unreferenced blob is kept before garbage collection deletes it.
     pub gc_grace: Setting<Duration>,
@@ -154,6 +163,10 @@ struct FileConfig {
     webhook_disable_after: Option<u32>,
     secrets_key_file: Option<PathBuf>,
     audit_retention: Option<String>,
+    build_concurrency: Option<u32>,
+    build_timeout: Option<String>,
+    build_dir: Option<PathBuf>,
+    build_buildah: Option<String>,
     gc_grace: Option<String>,
     gc_interval: Option<String>,
     default_quota: Option<NumberOrText>,
@@ -561,6 +574,44 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Whether `inner` is `outer` or inside it, compared on the absolute, `.`/`..`-free paths
+/// (neither needs to exist yet).
+fn path_within(inner: &Path, outer: &Path) -> bool {
+    fn absolute(path: &Path) -> PathBuf {
+        let joined = std::env::current_dir().unwrap_or_default().join(path);
+        let mut out = PathBuf::new();
+        for part in joined.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    absolute(inner).starts_with(absolute(outer))
+}
+
+/// A program to run: a name or a path, one line, not an option.
+fn check_program(
+    setting: &'static str,
+    raw: String,
+    source: Source,
+) -> Result<String, ConfigError> {
+    let program = raw.trim();
+    if program.is_empty() || program.starts_with('-') || program.contains(['\n', '\0']) {
+        return Err(ConfigError::Invalid {
+            setting,
+            value: raw.clone(),
+            origin: source,
+            reason: "expected a program name or path".into(),
+        });
+    }
+    Ok(program.to_owned())
+}
+
 /// A whole number from 1 up, for counts.
 fn parse_count(setting: &'static str, raw: &str, source: Source) -> Result<u32, ConfigError> {
     match raw.trim().parse::<u32>() {
@@ -595,6 +646,10 @@ impl Config {
             webhook_disable_after: Setting::default(5),
             secrets_key_file: Setting::default(None),
             audit_retention: Setting::default(Duration::from_secs(365 * 86400)),
+            build_concurrency: Setting::default(1),
+            build_timeout: Setting::default(Duration::from_secs(3600)),
+            build_dir: Setting::default(None),
+            build_buildah: Setting::default("buildah".to_owned()),
             gc_grace: Setting::default(Duration::from_secs(3600)),
             gc_interval: Setting::default(Duration::from_secs(3600)),
             default_quota: Setting::default(None),
@@ -676,6 +731,25 @@ impl Config {
             config.audit_retention.set(
                 file.audit_retention
                     .map(|d| parse_duration("audit_retention", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.build_concurrency.set(
+                file.build_concurrency
+                    .map(|n| check_count("build_concurrency", n, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.build_timeout.set(
+                file.build_timeout
+                    .map(|d| parse_duration("build_timeout", &d, Source::File))
+                    .transpose()?,
+                Source::File,
+            );
+            config.build_dir.set(file.build_dir.map(Some), Source::File);
+            config.build_buildah.set(
+                file.build_buildah
+                    .map(|p| check_program("build_buildah", p, Source::File))
                     .transpose()?,
                 Source::File,
             );
@@ -841,6 +915,27 @@ impl Config {
                 .transpose()?,
             Source::Env,
         );
+        config.build_concurrency.set(
+            env("BERTH_BUILD_CONCURRENCY")?
+                .map(|n| parse_count("build_concurrency", &n, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config.build_timeout.set(
+            env("BERTH_BUILD_TIMEOUT")?
+                .map(|d| parse_duration("build_timeout", &d, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
+        config
+            .build_dir
+            .set(env_path("BERTH_BUILD_DIR").map(Some), Source::Env);
+        config.build_buildah.set(
+            env("BERTH_BUILD_BUILDAH")?
+                .map(|p| check_program("build_buildah", p, Source::Env))
+                .transpose()?,
+            Source::Env,
+        );
         config.gc_grace.set(
             env("BERTH_GC_GRACE")?
                 .map(|d| parse_duration("gc_grace", &d, Source::Env))
@@ -955,6 +1050,17 @@ impl Config {
             _ => {}
         }
         config.storage.check()?;
+        // Builds run other people's Dockerfiles: their files never go where Berth's data is.
+        if let Some(dir) = &config.build_dir.value {
+            if path_within(dir, &config.data_dir.value) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "build_dir {} (from {}) is inside data_dir {}: put it beside the data directory",
+                    dir.display(),
+                    config.build_dir.source,
+                    config.data_dir.value.display()
+                )));
+            }
+        }
         Ok(config)
     }
 
@@ -1054,6 +1160,28 @@ impl Config {
             "audit_retention = {}s  ({})",
             self.audit_retention.value.as_secs(),
             self.audit_retention.source
+        );
+        let _ = writeln!(
+            out,
+            "build_concurrency = {}  ({})",
+            self.build_concurrency.value, self.build_concurrency.source
+        );
+        let _ = writeln!(
+            out,
+            "build_timeout = {}s  ({})",
+            self.build_timeout.value.as_secs(),
+            self.build_timeout.source
+        );
+        let _ = writeln!(
+            out,
+            "build_dir    = {}  ({})",
+            self.build_dir_path().display(),
+            self.build_dir.source
+        );
+        let _ = writeln!(
+            out,
+            "build_buildah = {}  ({})",
+            self.build_buildah.value, self.build_buildah.source
         );
         let _ = writeln!(
             out,
@@ -1197,6 +1325,29 @@ impl Config {
     }
 
     /// Where the key that seals webhook secrets is kept.
+    /// Where builds work: `build_dir`, or `<data_dir>-builds` beside the data directory.
+    pub fn build_dir_path(&self) -> PathBuf {
+        self.build_dir.value.clone().unwrap_or_else(|| {
+            let data = &self.data_dir.value;
+            let name = data
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "berth-data".into());
+            data.with_file_name(format!("{name}-builds"))
+        })
+    }
+
+    /// The builder's settings.
+    pub fn build_settings(&self) -> berth_core::builds::BuildSettings {
+        berth_core::builds::BuildSettings {
+            concurrency: self.build_concurrency.value as usize,
+            timeout: self.build_timeout.value,
+            work_dir: self.build_dir_path(),
+            buildah: self.build_buildah.value.clone(),
+            ..Default::default()
+        }
+    }
+
     pub fn secrets_key_path(&self) -> PathBuf {
         self.secrets_key_file
             .value
@@ -1638,6 +1789,49 @@ mod tests {
         std::fs::write(&path, "audit_retention = \"forever\"\n").unwrap();
         let err = Config::load(&global, None).unwrap_err().to_string();
         assert!(err.contains("audit_retention"), "{err}");
+    }
+
+    #[test]
+    fn build_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        let data = dir.path().join("data");
+        let load = |text: String| {
+            std::fs::write(&path, text).unwrap();
+            Config::load(
+                &GlobalArgs {
+                    config: Some(path.clone()),
+                    data_dir: None,
+                },
+                None,
+            )
+        };
+        let config = load(format!(
+            "data_dir = {:?}\nbuild_concurrency = 2\nbuild_timeout = \"30m\"\n",
+            data.display().to_string()
+        ))
+        .unwrap();
+        let settings = config.build_settings();
+        assert_eq!(settings.concurrency, 2);
+        assert_eq!(settings.timeout.as_secs(), 1800);
+        assert_eq!(settings.work_dir, dir.path().join("data-builds"));
+        assert_eq!(settings.buildah, "buildah");
+        for (text, named) in [
+            ("build_concurrency = 0\n".to_owned(), "build_concurrency"),
+            ("build_timeout = \"soon\"\n".to_owned(), "build_timeout"),
+            ("build_buildah = \"-x\"\n".to_owned(), "build_buildah"),
+            (
+                format!(
+                    "data_dir = {:?}\nbuild_dir = {:?}\n",
+                    data.display().to_string(),
+                    data.join("builds/../b").display().to_string()
+                ),
+                "is inside data_dir",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(named) && !err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

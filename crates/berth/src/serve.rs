@@ -175,6 +175,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             default_quota: config.default_quota.value,
             rate_limit: config.rate_limit_tiers(),
             mirror_default: config.mirror_default.value.clone(),
+            builds: config.build_settings(),
         },
     })
     .await
@@ -205,6 +206,15 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             addr: addr.to_string(),
             source,
         })?;
+    // Builds push back through this listener, from this machine.
+    match listener.local_addr() {
+        Ok(bound) if bound.ip().is_unspecified() => wired
+            .state
+            .builds
+            .set_registry_address(&format!("127.0.0.1:{}", bound.port())),
+        Ok(bound) => wired.state.builds.set_registry_address(&bound.to_string()),
+        Err(_) => {}
+    }
     // Upload expiry, the platform backfill, history pruning and webhook deliveries are jobs;
     // a job under way at shutdown is left to its lease and runs again.
     let (stop_runner, runner_stopped) = tokio::sync::oneshot::channel::<()>();

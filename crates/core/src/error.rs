@@ -67,6 +67,10 @@ pub enum Error {
     /// No replication rule of that name.
     #[error("replication rule {0:?} is not known")]
     ReplicationUnknown(String),
+    /// No such build, or no build source, among what the caller may see; the message names
+    /// which (said the same whether it does not exist or cannot be seen).
+    #[error("{0}")]
+    BuildUnknown(String),
     /// Something with that name already exists.
     #[error("{0} already exists")]
     Conflict(String),

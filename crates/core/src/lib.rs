@@ -3,6 +3,7 @@
 pub mod access;
 pub mod audit;
 pub mod auth;
+pub mod builds;
 pub mod clock;
 pub mod error;
 pub mod events;

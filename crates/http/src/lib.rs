@@ -50,6 +50,8 @@ pub struct AppState {
     pub scanner: berth_core::scan::Scanner,
     /// Replication rules, their runs and history.
     pub replications: berth_core::replication::Replications,
+    /// Automated builds: sources, rules, hooks, the builder's jobs.
+    pub builds: berth_core::builds::Builds,
 }
 
 /// The whole HTTP application, with default operations settings (metrics for loopback

@@ -5,6 +5,7 @@
 use crate::AppState;
 use berth_core::access::{Authorizer, PolicyAuthorizer};
 use berth_core::auth::{AuthSettings, Authenticator};
+use berth_core::builds::{BuildSettings, Builds, PollSources, RunBuild, BUILD_JOB, POLL_JOB};
 use berth_core::clock::Clock;
 use berth_core::hub::Hub;
 use berth_core::identity::Identity;
@@ -75,6 +76,8 @@ pub struct Settings {
     pub rate_limit: berth_core::ratelimit::Tiers,
     /// The mirror that serves names matching no local repository (`mirror_default`).
     pub mirror_default: Option<String>,
+    /// Automated builds: `build_concurrency`, `build_timeout`, `build_dir`.
+    pub builds: BuildSettings,
 }
 
 impl Default for Settings {
@@ -92,6 +95,7 @@ impl Default for Settings {
             default_quota: None,
             rate_limit: berth_core::ratelimit::Tiers::default(),
             mirror_default: None,
+            builds: BuildSettings::default(),
         }
     }
 }
@@ -194,6 +198,14 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         wake.clone(),
     )
     .await?;
+    let builds = Builds::new(
+        meta.clone(),
+        authorizer.clone(),
+        seal.clone(),
+        clock.clone(),
+        wake.clone(),
+        settings.builds.clone(),
+    );
     let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
     let public_url = settings
         .public_url
@@ -245,6 +257,17 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
             retention: settings.audit_retention,
         }),
     );
+    runner.handle(BUILD_JOB, Arc::new(RunBuild(builds.clone())));
+    runner.handle(POLL_JOB, Arc::new(PollSources(builds.clone())));
+    // Builds this node ran when it stopped died with it: failed now, their jobs finding
+    // them finished. A tag moves only when a push's manifest commits, so none is half-pushed.
+    match builds.fail_interrupted().await {
+        Ok(failed) if !failed.is_empty() => {
+            tracing::warn!(builds = ?failed, "builds interrupted by the last stop are marked failed")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not mark interrupted builds failed"),
+    }
     runner.handle(GC_JOB, Arc::new(CollectGarbage(collector.clone())));
     // Push-triggered and deletion replication read their events after the push committed.
     runner.feed(Arc::new(ReplicationFeed::new(meta.clone(), clock.clone())));
@@ -279,6 +302,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         BACKFILL_PLATFORMS_JOB,
         PRUNE_HISTORY_JOB,
         PRUNE_AUDIT_JOB,
+        POLL_JOB,
     ] {
         runner.run_at_start(kind).await?;
     }
@@ -298,6 +322,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         signatures,
         scanner,
         replications,
+        builds,
     };
     Ok(Wired { state, runner })
 }

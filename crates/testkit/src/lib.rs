@@ -99,6 +99,11 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
     let transport = options.transport.unwrap_or_else(|| {
         Arc::new(HttpTransport::new(options.settings.webhooks.allow_private).expect("HTTP client"))
     });
+    let mut settings = options.settings;
+    // Each test server builds in its own directory, beside its data.
+    if settings.builds.work_dir == berth_core::builds::BuildSettings::default().work_dir {
+        settings.builds.work_dir = dir.join("builds");
+    }
     let wired = wire(Parts {
         blobs: Arc::new(blobs),
         meta: meta.clone(),
@@ -112,12 +117,13 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
             .map(|m| berth_outbound::registry::connect_mirror(m).expect("mirror client"))
             .collect(),
         replication: Arc::new(berth_outbound::registry::RegistryConnector),
-        settings: options.settings,
+        settings,
     })
     .await
     .expect("wiring");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("address");
+    wired.state.builds.set_registry_address(&addr.to_string());
     let ops = match options.metrics_allow {
         None => berth_http::ops::Operations::default(),
         Some(allowed) => {

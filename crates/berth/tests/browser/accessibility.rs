@@ -552,6 +552,7 @@ async fn main_pages_are_accessible_light_and_self_contained() {
                 "/r/alice/hello/-/tags/v1",
                 "/r/alice/hello/-/settings",
                 "/r/alice/hello/-/settings/webhooks",
+                "/r/alice/hello/-/settings/builds",
                 &webhook_page,
                 &format!("{webhook_page}/delete"),
                 "/settings",

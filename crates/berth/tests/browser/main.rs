@@ -6,6 +6,7 @@
 //! set; `scripts/test` installs all three.
 
 mod accessibility;
+mod builds;
 #[path = "../common/mod.rs"]
 mod common;
 mod driver;

@@ -44,10 +44,13 @@ pub enum EventKind {
     /// A replication rule's run ended (site-wide: no repository).
     #[serde(rename = "replication.completed")]
     ReplicationCompleted,
+    /// An automated build finished: succeeded, failed or cancelled.
+    #[serde(rename = "build.completed")]
+    BuildCompleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ManifestPushed,
         EventKind::TagDeleted,
         EventKind::ManifestDeleted,
@@ -62,6 +65,7 @@ impl EventKind {
         EventKind::SignatureChanged,
         EventKind::ScanCompleted,
         EventKind::ReplicationCompleted,
+        EventKind::BuildCompleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl EventKind {
             EventKind::SignatureChanged => "signature.changed",
             EventKind::ScanCompleted => "scan.completed",
             EventKind::ReplicationCompleted => "replication.completed",
+            EventKind::BuildCompleted => "build.completed",
         }
     }
 

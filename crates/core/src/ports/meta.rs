@@ -287,6 +287,7 @@ pub trait MetaStore:
     + super::ReplicationStore
     + SignatureStore
     + ScanStore
+    + super::BuildStore
 {
 }
 
@@ -308,5 +309,6 @@ impl<T> MetaStore for T where
         + super::ReplicationStore
         + SignatureStore
         + ScanStore
+        + super::BuildStore
 {
 }

@@ -1,6 +1,7 @@
 //! The ports: small traits through which the domain reaches storage and the database.
 
 mod blob_store;
+mod builds;
 mod events;
 mod hub;
 mod identity;
@@ -15,6 +16,7 @@ mod signatures;
 mod webhooks;
 
 pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
+pub use builds::BuildStore;
 pub use events::EventLog;
 pub use hub::{
     HubStore, PullEvent, RepositoryInfo, SearchPage, SearchQuery, SearchSort, TagRecord, TagSort,

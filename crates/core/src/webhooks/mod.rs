@@ -100,10 +100,12 @@ pub enum WebhookEvent {
     Retention,
     /// An image was scanned for vulnerabilities (`scan.completed`).
     Scan,
+    /// An automated build finished (`build.completed`).
+    Build,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 7] = [
+    pub const ALL: [WebhookEvent; 8] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
@@ -111,6 +113,7 @@ impl WebhookEvent {
         WebhookEvent::QuotaWarning,
         WebhookEvent::Retention,
         WebhookEvent::Scan,
+        WebhookEvent::Build,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +125,7 @@ impl WebhookEvent {
             WebhookEvent::QuotaWarning => "quota_warning",
             WebhookEvent::Retention => "retention",
             WebhookEvent::Scan => "scan",
+            WebhookEvent::Build => "build",
         }
     }
 
@@ -144,6 +148,7 @@ impl WebhookEvent {
             WebhookEvent::QuotaWarning => kind == EventKind::QuotaWarning,
             WebhookEvent::Retention => kind == EventKind::RetentionCompleted,
             WebhookEvent::Scan => kind == EventKind::ScanCompleted,
+            WebhookEvent::Build => kind == EventKind::BuildCompleted,
         }
     }
 }

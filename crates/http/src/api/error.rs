@@ -81,7 +81,8 @@ fn api_classification(err: &Error) -> Option<(StatusCode, &'static str)> {
         | Error::TokenUnknown(_)
         | Error::TeamUnknown { .. }
         | Error::WebhookUnknown(_)
-        | Error::ReplicationUnknown(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        | Error::ReplicationUnknown(_)
+        | Error::BuildUnknown(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
         Error::AccountInvalid(_) | Error::Invalid(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
         Error::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
         _ => return None,

@@ -9,6 +9,7 @@
 //! are not accepted here, nor API tokens on `/v2/`.
 
 mod audit;
+mod builds;
 pub(crate) mod error;
 mod hub;
 mod lifecycle;
@@ -25,6 +26,8 @@ mod usage;
 mod users;
 mod webhooks;
 pub(crate) mod wire;
+
+pub(crate) use builds::log_stream as build_log_stream;
 
 use crate::auth::{base_url, basic_credentials, peer_address};
 use crate::AppState;
@@ -82,6 +85,8 @@ pub(crate) struct Call<'a> {
     pub query: String,
     /// The absolute URL of the request without its query, for page links.
     pub link: String,
+    /// The request's headers (build hooks read their signatures from them).
+    pub headers: HeaderMap,
     body: Bytes,
 }
 
@@ -151,23 +156,28 @@ async fn handle(state: &AppState, request: Request<Body>) -> ApiResult<Response<
     let address = peer_address(&parts.extensions);
     // Signing in takes its credentials from the body, and the API's description is public:
     // a stale header must block neither.
+    // Build hooks prove themselves by their signature, not by credentials.
     let principal = match route {
-        Route::Login | Route::OpenApi => Principal::anonymous(),
+        Route::Login | Route::OpenApi | Route::BuildHook(..) => Principal::anonymous(),
         _ => identify(state, &parts.headers, address).await?,
     };
-    let body =
-        to_bytes(body, wire::MAX_BODY_BYTES)
-            .await
-            .map_err(|err| match exceeds_limit(&err) {
-                true => ApiError::BodyTooLarge,
-                false => ApiError::BadRequest("the request body could not be read".to_owned()),
-            })?;
+    let limit = match route {
+        Route::BuildHook(..) => berth_core::builds::hooks::MAX_HOOK_BODY,
+        _ => wire::MAX_BODY_BYTES,
+    };
+    let body = to_bytes(body, limit)
+        .await
+        .map_err(|err| match exceeds_limit(&err) {
+            true => ApiError::BodyTooLarge,
+            false => ApiError::BadRequest("the request body could not be read".to_owned()),
+        })?;
     let call = Call {
         state,
         principal,
         address,
         query: parts.uri.query().unwrap_or_default().to_owned(),
         link: format!("{}{path}", base_url(state, &parts.extensions)),
+        headers: parts.headers,
         body,
     };
     route_to_handler(&call, route, &method).await
@@ -332,6 +342,19 @@ async fn route_to_handler(
         (Route::TagVulnerabilities(repo, tag), "GET") => {
             hub::tag_vulnerabilities(call, &repo, &tag).await
         }
+        (Route::BuildSource(repo), "GET") => builds::show_source(call, &repo).await,
+        (Route::BuildSource(repo), "PUT") => builds::set_source(call, &repo).await,
+        (Route::BuildSource(repo), "DELETE") => builds::delete_source(call, &repo).await,
+        (Route::BuildRules(repo), "GET") => builds::rules(call, &repo).await,
+        (Route::BuildRules(repo), "POST") => builds::add_rule(call, &repo).await,
+        (Route::BuildRule(repo, id), "DELETE") => builds::delete_rule(call, &repo, &id).await,
+        (Route::RepositoryBuilds(repo), "GET") => builds::list(call, &repo).await,
+        (Route::RepositoryBuilds(repo), "POST") => builds::trigger(call, &repo).await,
+        (Route::BuildBadge(repo), "GET") => builds::badge(call, &repo).await,
+        (Route::Build(id), "GET") => builds::show(call, &id).await,
+        (Route::BuildLog(id), "GET") => builds::log(call, &id).await,
+        (Route::BuildCancel(id), "POST") => builds::cancel(call, &id).await,
+        (Route::BuildHook(repo, provider), "POST") => builds::hook(call, &repo, &provider).await,
         // `Route::methods` already refused these; kept in step with it by its tests.
         (route, _) => Err(ApiError::MethodNotAllowed(route.methods())),
     }

@@ -89,6 +89,16 @@ pub(crate) enum Route {
     Replication(String),
     ReplicationRun(String),
     ReplicationHistory(String),
+    BuildSource(RepoName),
+    BuildRules(RepoName),
+    BuildRule(RepoName, String),
+    RepositoryBuilds(RepoName),
+    BuildBadge(RepoName),
+    Build(String),
+    BuildLog(String),
+    BuildCancel(String),
+    /// A git host's push webhook: the provider's name.
+    BuildHook(RepoName, String),
 }
 
 const GET: Method = Method::GET;
@@ -354,6 +364,43 @@ pub(crate) const ENDPOINTS: &[Endpoint] = &[
     endpoint("/api/v1/replications/{rule}/history", &[GET], |p| {
         Ok(Route::ReplicationHistory(p.text("rule")))
     }),
+    endpoint(
+        "/api/v1/repositories/{name}/-/build/source",
+        &[GET, PUT, DELETE],
+        |p| Ok(Route::BuildSource(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/build/rules",
+        &[GET, POST],
+        |p| Ok(Route::BuildRules(p.repo()?)),
+    ),
+    endpoint(
+        "/api/v1/repositories/{name}/-/build/rules/{id}",
+        &[DELETE],
+        |p| Ok(Route::BuildRule(p.repo()?, p.text("id"))),
+    ),
+    endpoint("/api/v1/repositories/{name}/-/builds", &[GET, POST], |p| {
+        Ok(Route::RepositoryBuilds(p.repo()?))
+    }),
+    endpoint(
+        "/api/v1/repositories/{name}/-/build/badge.svg",
+        &[GET],
+        |p| Ok(Route::BuildBadge(p.repo()?)),
+    ),
+    endpoint("/api/v1/builds/{id}", &[GET], |p| {
+        Ok(Route::Build(p.text("id")))
+    }),
+    endpoint("/api/v1/builds/{id}/log", &[GET], |p| {
+        Ok(Route::BuildLog(p.text("id")))
+    }),
+    endpoint("/api/v1/builds/{id}/cancel", &[POST], |p| {
+        Ok(Route::BuildCancel(p.text("id")))
+    }),
+    endpoint(
+        "/api/v1/repositories/{namespace}/{name}/build-hooks/{provider}",
+        &[POST],
+        |p| Ok(Route::BuildHook(p.repo()?, p.text("provider"))),
+    ),
 ];
 
 const fn endpoint(
@@ -401,6 +448,29 @@ impl Params {
 fn fill(template: &'static str, path: &str) -> Option<Params> {
     let template = template.strip_prefix("/api/")?;
     let mut params = Params::default();
+    // Build hooks name the repository as `{namespace}/{name}` without the `/-/` separator
+    // (the path git hosts are given): the name runs up to the last literal segment.
+    if let Some((before, after)) = template.split_once("{namespace}/{name}/") {
+        let rest = path.strip_prefix(before)?;
+        let (literal, template_rest) = after.split_once('/')?;
+        let (name, sub) = rest.rsplit_once(&format!("/{literal}/"))?;
+        if !name.contains('/') || name.split('/').any(str::is_empty) {
+            return None;
+        }
+        params.values.push(("name", name.to_owned()));
+        let mut pieces = template_rest.split('/');
+        let mut segments = sub.split('/');
+        loop {
+            match (pieces.next(), segments.next()) {
+                (None, None) => return Some(params),
+                (Some(piece), Some(raw)) => {
+                    let key = piece.strip_prefix('{')?.strip_suffix('}')?;
+                    params.values.push((key, decode_component(raw, false)?));
+                }
+                _ => return None,
+            }
+        }
+    }
     // The repository name runs up to the `/-/` that starts its sub-resources, if any.
     let (template, path) = match template.split_once("{name}") {
         None => (template, path),
@@ -541,6 +611,17 @@ impl Route {
             Route::Replication(_) => "/api/v1/replications/{rule}",
             Route::ReplicationRun(_) => "/api/v1/replications/{rule}/run",
             Route::ReplicationHistory(_) => "/api/v1/replications/{rule}/history",
+            Route::BuildSource(_) => "/api/v1/repositories/{name}/-/build/source",
+            Route::BuildRules(_) => "/api/v1/repositories/{name}/-/build/rules",
+            Route::BuildRule(..) => "/api/v1/repositories/{name}/-/build/rules/{id}",
+            Route::RepositoryBuilds(_) => "/api/v1/repositories/{name}/-/builds",
+            Route::BuildBadge(_) => "/api/v1/repositories/{name}/-/build/badge.svg",
+            Route::Build(_) => "/api/v1/builds/{id}",
+            Route::BuildLog(_) => "/api/v1/builds/{id}/log",
+            Route::BuildCancel(_) => "/api/v1/builds/{id}/cancel",
+            Route::BuildHook(..) => {
+                "/api/v1/repositories/{namespace}/{name}/build-hooks/{provider}"
+            }
         }
     }
 }
@@ -582,6 +663,47 @@ mod tests {
 
     fn repo(name: &str) -> RepoName {
         name.parse().unwrap()
+    }
+
+    #[test]
+    fn build_paths_and_the_hook_path_without_a_dash() {
+        let post = |path: &str| Route::parse(path, &Method::POST);
+        assert_eq!(
+            post("v1/repositories/acme/app/build-hooks/github").unwrap(),
+            Route::BuildHook(repo("acme/app"), "github".into())
+        );
+        assert_eq!(
+            post("v1/repositories/acme/team/app/build-hooks/generic").unwrap(),
+            Route::BuildHook(repo("acme/team/app"), "generic".into())
+        );
+        // A bare name is not `{namespace}/{name}`; GET is not a hook.
+        assert!(!matches!(
+            post("v1/repositories/app/build-hooks/github"),
+            Ok(Route::BuildHook(..))
+        ));
+        assert!(matches!(
+            parse("v1/repositories/acme/app/build-hooks/github"),
+            Ok(Route::Repository(_)) | Err(_)
+        ));
+        assert_eq!(
+            parse("v1/repositories/acme/app/-/builds").unwrap(),
+            Route::RepositoryBuilds(repo("acme/app"))
+        );
+        assert_eq!(
+            parse("v1/repositories/acme/app/-/build/rules/3").unwrap(),
+            Route::BuildRule(repo("acme/app"), "3".into())
+        );
+        assert_eq!(
+            parse("v1/builds/9/log").unwrap(),
+            Route::BuildLog("9".into())
+        );
+        for route in [
+            Route::BuildHook(repo("acme/app"), "github".into()),
+            Route::BuildBadge(repo("acme/app")),
+            Route::BuildCancel("1".into()),
+        ] {
+            assert!(!route.methods().is_empty(), "{route:?} is in the table");
+        }
     }
 
     #[test]

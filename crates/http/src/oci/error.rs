@@ -57,7 +57,8 @@ pub fn classify(err: &Error) -> (ErrorCode, StatusCode) {
         Error::TokenUnknown(_)
         | Error::TeamUnknown { .. }
         | Error::WebhookUnknown(_)
-        | Error::ReplicationUnknown(_) => return (ErrorCode::Denied, StatusCode::NOT_FOUND),
+        | Error::ReplicationUnknown(_)
+        | Error::BuildUnknown(_) => return (ErrorCode::Denied, StatusCode::NOT_FOUND),
         Error::Conflict(_) => return (ErrorCode::Denied, StatusCode::CONFLICT),
         Error::Unauthorized | Error::CredentialsInvalid | Error::TwoFactorRequired(_) => {
             ErrorCode::Unauthorized

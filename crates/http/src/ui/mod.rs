@@ -4,6 +4,7 @@
 
 mod admin;
 mod assets;
+mod builds;
 mod form;
 mod home;
 pub(crate) mod html;
@@ -287,6 +288,7 @@ impl Visitor {
                 | Error::TokenUnknown(_)
                 | Error::WebhookUnknown(_)
                 | Error::ReplicationUnknown(_)
+                | Error::BuildUnknown(_)
                 | Error::NotFound(_),
             ) => return self.not_found(),
             UiError::Domain(Error::Unauthorized | Error::Denied) => (
@@ -337,12 +339,14 @@ impl Visitor {
     fn finish(&self, mut response: Response) -> Response {
         let headers = response.headers_mut();
         // Pages show account data and form tokens: never cached, never framed, and only our
-        // own styles and scripts run (there is no inline script to allow).
+        // own styles and scripts run (there is no inline script to allow); scripts may
+        // connect to this site only (a build's live log).
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+                "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; \
+                 img-src 'self' data:; \
                  form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );

@@ -4,6 +4,7 @@
 //! `/-/settings/webhooks` (in `webhooks.rs`). `-` cannot be a
 //! repository path component, so `/-/` always separates the repository from the page.
 
+use super::builds;
 use super::html::{html, url_component, Html};
 use super::layout::{
     button_form, copyable, count, form_start, hub_badges, human_size, option, permission_select,
@@ -82,6 +83,9 @@ pub(crate) async fn show(visitor: Visitor, Path(path): Path<String>) -> Response
             ["settings", "lifecycle"] => {
                 lifecycle::show(&visitor, lifecycle::Place::Repository(repo.clone())).await
             }
+            ["settings", "builds"] => builds::settings_page(&visitor, repo).await,
+            ["builds", id] => builds::build_page(&visitor, repo, id).await,
+            ["builds", id, "log"] => builds::log_stream(&visitor, repo, id).await,
             _ => Err(Error::NotFound(path.clone()).into()),
         }
     }
@@ -697,7 +701,11 @@ async fn settings(visitor: &Visitor, repo: &RepoName) -> UiResult {
         "<section class=\"panel\" id=\"lifecycle\" aria-labelledby=\"lifecycle-title\">"
         "<h2 id=\"lifecycle-title\">Lifecycle</h2>"
         "<p>Immutable tags, the retention policy, and dry runs of what it would delete; the keys trusted to sign its images and its pull policy.</p>"
-        "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>");
+        "<p><a href=\"/r/" (repo) "/-/settings/lifecycle\">Manage the lifecycle</a></p></section>"
+        "<section class=\"panel\" id=\"automated-builds\" aria-labelledby=\"automated-builds-title\">"
+        "<h2 id=\"automated-builds-title\">Automated builds</h2>"
+        "<p>Link a git repository; Berth builds the image on every push and pushes it here.</p>"
+        "<p><a href=\"/r/" (repo) "/-/settings/builds\">Manage builds</a></p></section>");
     html!(body,
         "<section class=\"panel\" id=\"delete\" aria-labelledby=\"delete-title\">"
         "<h2 id=\"delete-title\">Delete this repository</h2>"
@@ -770,6 +778,8 @@ pub(crate) async fn change(Path(path): Path<String>, submission: Submission) -> 
             )
             .await
         }
+        ["settings", "builds", rest @ ..] => return builds::change(&submission, repo, rest).await,
+        ["builds", id, "cancel"] => return builds::cancel(&submission, repo, id).await,
         ["delete"] => return delete(&submission, repo).await,
         ["tags", tag, "delete"] => return delete_tag(&submission, repo, tag).await,
         _ => return submission.visitor.not_found(),

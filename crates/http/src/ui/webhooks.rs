@@ -32,6 +32,7 @@ fn event_label(event: &str) -> &'static str {
         "quota_warning" => "Namespace past 85 % of its quota",
         "retention" => "Retention run finished (what it deleted)",
         "scan" => "Image scanned for vulnerabilities (counts by severity)",
+        "build" => "Automated build finished (status, ref, commit, digest)",
         _ => "Other",
     }
 }

@@ -71,7 +71,13 @@ impl Reply {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
+        // JSON answers must parse; the few others (a build's SVG badge, its text log) are
+        // kept as text only.
+        let is_json = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.contains("json"));
+        let body = if text.is_empty() || !is_json {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))

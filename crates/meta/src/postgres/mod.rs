@@ -54,7 +54,7 @@ impl PostgresMeta {
         "IdentityStore",
         "WebhookStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] = &["ReplicationStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &["ReplicationStore", "BuildStore"];
 
     /// The store as every port at once, for `serve` and the administration commands;
     /// `None` while [`PostgresMeta::MISSING_PORTS`] is not empty. When the last port is

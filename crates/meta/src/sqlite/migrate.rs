@@ -65,6 +65,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../migrations/sqlite/0018_replication.sql"),
     ),
+    (19, include_str!("../../migrations/sqlite/0019_builds.sql")),
     (
         20,
         include_str!("../../migrations/sqlite/0020_supply_chain.sql"),

@@ -3,6 +3,7 @@
 mod access;
 mod accounts;
 mod audit;
+mod builds;
 mod credentials;
 mod durability;
 mod events;

@@ -46,3 +46,35 @@
     });
   });
 })();
+
+// A running build's log: `pre[data-log-stream]` follows the server-sent events at that URL
+// (`log` events append text, `end` names the final status), then reloads the page to show
+// the final facts. Without scripts the page shows the log as it was when loaded.
+(function () {
+  "use strict";
+  var pre = document.querySelector("pre[data-log-stream]");
+  if (!pre || !window.EventSource) return;
+  var source = new EventSource(pre.getAttribute("data-log-stream"));
+  var shown = pre.textContent.length;
+  var first = true;
+  source.addEventListener("log", function (event) {
+    // The stream starts from the beginning: skip what the page already holds.
+    var text = event.data;
+    if (first) {
+      first = false;
+      if (text.length <= shown) return;
+      text = text.slice(shown);
+    }
+    pre.textContent += text;
+    pre.scrollTop = pre.scrollHeight;
+  });
+  source.addEventListener("end", function (event) {
+    source.close();
+    var status = document.querySelector("[data-build-status]");
+    if (status) status.textContent = event.data;
+    pre.removeAttribute("data-log-stream");
+    pre.setAttribute("data-log-ended", event.data);
+    // The digest, commit and duration are known now: show them.
+    window.setTimeout(function () { window.location.reload(); }, 500);
+  });
+})();

@@ -1,0 +1,14 @@
+"""The seed's scenario: a tiny Flask app that Berth builds from its git repository."""
+
+from flask import Flask, jsonify
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello():
+    return jsonify(message="Hello Hub")
+
+
+if __name__ == "__main__":
+    app.run(host="0.0.0.0", port=5000)
