@@ -12,7 +12,7 @@ use berth_core::ports::{
     Organizations, Permission, Repositories, RepositoryAccess, Tags, UploadSession, UploadSessions,
     Viewer, AUDIT_FOLD_WINDOW_SECS, OWNERS_TEAM,
 };
-use berth_meta::{PostgresMeta, SqliteMeta};
+use berth_meta::SqliteMeta;
 use berth_oci::{Digest, RepoName};
 use std::path::Path;
 use std::sync::Arc;
@@ -29,36 +29,17 @@ impl<T> Store for T where
 {
 }
 
-/// One backend under test: two stores ("nodes") on the same database.
-struct Backend {
-    name: &'static str,
-    node: Arc<dyn Store>,
-    other_node: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+
+type Backend = common::Backend<dyn Store>;
 
 async fn backends(test: &str) -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let sqlite = SqliteMeta::open(&path).await.unwrap();
-    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        node: Arc::new(sqlite),
-        other_node: Arc::new(sqlite_other),
-        _dir: dir,
-    }];
-    if let Some(db) = berth_testkit::postgres::database(test) {
-        let node = PostgresMeta::connect(&db.url).await.unwrap();
-        let other = PostgresMeta::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            node: Arc::new(node),
-            other_node: Arc::new(other),
-            _dir: tempfile::tempdir().unwrap(),
-        });
-    }
-    all
+    common::backends(
+        test,
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+    )
+    .await
 }
 
 fn repo(name: &str) -> RepoName {

@@ -14,7 +14,6 @@ use berth_core::ports::{
 };
 use berth_core::ratelimit::{Plan, Rate};
 use berth_core::signatures::{ImageSignature, PullPolicy, Severity, SignatureState};
-use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
 use berth_scan::matching::SeverityCounts;
 use berth_scan::osv::{Advisory, Affected};
@@ -68,43 +67,33 @@ impl Raw {
     }
 }
 
-/// One backend under test: two stores ("nodes") on the same database.
-struct Backend {
-    name: &'static str,
-    node: Arc<dyn Store>,
-    other_node: Arc<dyn Store>,
-    raw: Raw,
-    _dir: tempfile::TempDir,
-}
+mod common;
+
+type Backend = common::Backend<dyn Store>;
 
 async fn backends(test: &str) -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let sqlite = SqliteMeta::open(&path).await.unwrap();
-    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        node: Arc::new(sqlite),
-        other_node: Arc::new(sqlite_other),
-        raw: Raw::Sqlite(raw),
-        _dir: dir,
-    }];
-    if let Some(db) = berth_testkit::postgres::database(test) {
-        let node = PostgresMeta::connect(&db.url).await.unwrap();
-        let other = PostgresMeta::connect(&db.url).await.unwrap();
-        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            node: Arc::new(node),
-            other_node: Arc::new(other),
-            raw: Raw::Postgres(raw),
-            _dir: tempfile::tempdir().unwrap(),
-        });
+    common::backends(
+        test,
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+    )
+    .await
+}
+
+impl Raw {
+    /// A plain connection to the backend's database.
+    async fn to(database: &common::Database) -> Raw {
+        match database {
+            common::Database::Sqlite(path) => Raw::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap(),
+            ),
+            common::Database::Postgres(url) => {
+                Raw::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+            }
+        }
     }
-    all
 }
 
 fn repo(name: &str) -> RepoName {
@@ -648,7 +637,8 @@ async fn pulls_mark_manifests_and_bytes_count_what_no_one_else_uses() {
 #[tokio::test]
 async fn plans_attach_to_accounts_and_organizations_and_read_back_as_facts() {
     for b in backends("plans_attach_to_accounts_and_organizations_and_read_back_as_facts").await {
-        b.raw
+        Raw::to(&b.database)
+            .await
             .run(
                 "INSERT INTO users (name, password_hash, is_admin, created_at) \
                  VALUES ('alice', 'x', FALSE, 0), ('root', 'x', TRUE, 0); \
@@ -946,10 +936,12 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         let verified = ImageSignature {
             state: SignatureState::Verified,
             keys: vec!["release".into()],
+            reasons: vec![],
         };
         let signed = ImageSignature {
             state: SignatureState::Signed,
             keys: vec![],
+            reasons: vec!["signed by a key nobody trusts".into()],
         };
         let changed = |e| event(e, "acme/app");
         assert!(store
@@ -996,6 +988,16 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         assert_eq!(
             states,
             [(index.digest.clone(), verified.clone())],
+            "{}",
+            b.name
+        );
+        // Why a signed image does not verify is kept with its state.
+        assert_eq!(
+            store
+                .signature_states(&tool, &[tool_digest.clone()])
+                .await
+                .unwrap(),
+            [(tool_digest.clone(), signed.clone())],
             "{}",
             b.name
         );

@@ -11,7 +11,6 @@ use berth_core::ports::{
     MetaError, NewJob, NewManifest, PullEvent, Repositories, RetryOutcome, SearchQuery, SearchSort,
     TagSort, Tags, UploadSession, UploadSessions, UsageStore, Viewer,
 };
-use berth_meta::{PostgresMeta, SqliteMeta};
 use berth_oci::{Digest, RepoName};
 use berth_storage::FsBlobStore;
 use std::sync::Arc;
@@ -47,37 +46,17 @@ impl<T> Store for T where
 {
 }
 
-/// One backend under test: two stores ("nodes") on the same database.
-struct Backend {
-    name: &'static str,
-    node: Arc<dyn Store>,
-    other_node: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+
+type Backend = common::Backend<dyn Store>;
 
 async fn backends(test: &str) -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let sqlite = SqliteMeta::open(&path).await.unwrap();
-    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        node: Arc::new(sqlite),
-        other_node: Arc::new(sqlite_other),
-        _dir: dir,
-    }];
-    if let Some(db) = berth_testkit::postgres::database(test) {
-        let node = PostgresMeta::connect(&db.url).await.unwrap();
-        // The second node migrates nothing: the schema is there.
-        let other = PostgresMeta::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            node: Arc::new(node),
-            other_node: Arc::new(other),
-            _dir: tempfile::tempdir().unwrap(),
-        });
-    }
-    all
+    common::backends(
+        test,
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+    )
+    .await
 }
 
 fn repo(name: &str) -> RepoName {

@@ -9,7 +9,6 @@ use berth_core::ports::{
     NewJob, NewWebhook, RepositoryAccess, WebhookStore,
 };
 use berth_core::webhooks::{PayloadFormat, WebhookEvent, WebhookTarget};
-use berth_meta::{PostgresMeta, SqliteMeta};
 use std::sync::Arc;
 
 const NOW: i64 = 1_700_000_000;
@@ -18,36 +17,17 @@ const NOW_MS: i64 = NOW * 1000;
 trait Store: WebhookStore + EventLog + JobQueue + RepositoryAccess {}
 impl<T> Store for T where T: WebhookStore + EventLog + JobQueue + RepositoryAccess {}
 
-/// One backend under test: two stores ("nodes") on the same database.
-struct Backend {
-    name: &'static str,
-    node: Arc<dyn Store>,
-    other_node: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
+mod common;
+
+type Backend = common::Backend<dyn Store>;
 
 async fn backends(test: &str) -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let sqlite = SqliteMeta::open(&path).await.unwrap();
-    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        node: Arc::new(sqlite),
-        other_node: Arc::new(sqlite_other),
-        _dir: dir,
-    }];
-    if let Some(db) = berth_testkit::postgres::database(test) {
-        let node = PostgresMeta::connect(&db.url).await.unwrap();
-        let other = PostgresMeta::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            node: Arc::new(node),
-            other_node: Arc::new(other),
-            _dir: tempfile::tempdir().unwrap(),
-        });
-    }
-    all
+    common::backends(
+        test,
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+    )
+    .await
 }
 
 fn webhook(id: &str, target: WebhookTarget) -> NewWebhook {
