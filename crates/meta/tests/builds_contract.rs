@@ -126,21 +126,35 @@ fn event(id: i64) -> NewEvent {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rules_stop_at_the_limit_even_when_added_together() {
     for backend in backends("rules_stop_at_the_limit_even_when_added_together").await {
         let name = backend.name;
         eprintln!("{name}: rules_stop_at_the_limit_even_when_added_together");
         let meta = backend.node.clone();
-        // Eight adds at once, split over the two nodes.
-        let adds = (0..8).map(|i| {
+        // Each node opens its connections first, so that the adds below meet in the
+        // database rather than queue behind a connection being opened.
+        for node in [&backend.node, &backend.other_node] {
+            futures_util::future::try_join_all((0..8).map(|_| node.build_rules(REPO)))
+                .await
+                .unwrap();
+        }
+        // Sixteen adds at once, split over the two nodes.
+        let start = Arc::new(tokio::sync::Barrier::new(16));
+        let adds = (0..16).map(|i| {
             let node = if i % 2 == 0 {
                 backend.node.clone()
             } else {
                 backend.other_node.clone()
             };
-            tokio::spawn(async move { node.add_build_rule(REPO, &rule(&format!("b{i}")), 5).await })
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                node.add_build_rule(REPO, &rule(&format!("b{i}")), 5).await
+            })
         });
+        // All spawned before any is awaited, so that they do run together.
+        let adds: Vec<_> = adds.collect();
         let mut added = 0;
         for add in adds {
             if add.await.unwrap().unwrap().is_some() {
