@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_policies_limits_supply_chain.sql"),
     ),
+    (5, include_str!("../../migrations/postgres/0005_builds.sql")),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).

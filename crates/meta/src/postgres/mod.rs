@@ -9,6 +9,7 @@
 mod access;
 mod accounts;
 mod audit;
+mod builds;
 mod events;
 mod hub;
 mod jobs;
@@ -53,8 +54,9 @@ impl PostgresMeta {
         "ScanStore",
         "IdentityStore",
         "WebhookStore",
+        "BuildStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] = &["ReplicationStore", "BuildStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &["ReplicationStore"];
 
     /// The store as every port at once, for `serve` and the administration commands;
     /// `None` while [`PostgresMeta::MISSING_PORTS`] is not empty. When the last port is

@@ -1,0 +1,435 @@
+//! Build sources, rules and builds on PostgreSQL (see the port's contract).
+
+use super::events::record_event;
+use super::jobs::{enqueue_in, wall_ms};
+use super::{backend, lock_name, PostgresMeta};
+use berth_core::builds::{
+    BuildRecord, BuildRule, BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource,
+};
+use berth_core::events::NewEvent;
+use berth_core::ports::{BuildStore, MetaError, NewJob};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+fn json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn list(row: &PgRow, column: &str) -> Result<Vec<String>, MetaError> {
+    let text: String = row.get(column);
+    serde_json::from_str(&text)
+        .map_err(|e| MetaError::Backend(format!("stored {column} is not a JSON list: {e}")))
+}
+
+fn ref_kind(text: &str) -> Result<RefKind, MetaError> {
+    RefKind::parse(text).map_err(|_| MetaError::Backend(format!("stored ref kind {text:?}")))
+}
+
+fn source_from(row: &PgRow) -> Result<StoredSource, MetaError> {
+    let kind: String = row.get("credential_kind");
+    Ok(StoredSource {
+        repository: row.get("repository"),
+        git_url: row.get("git_url"),
+        credential_kind: CredentialKind::parse(&kind)
+            .ok_or_else(|| MetaError::Backend(format!("stored credential kind {kind:?}")))?,
+        sealed_credential: row.get("sealed_credential"),
+        public_key: row.get("public_key"),
+        sealed_hook_secret: row.get("sealed_hook_secret"),
+        created_by: row.get("created_by"),
+        updated_at: row.get("updated_at"),
+        poll_seconds: row.get("poll_seconds"),
+        polled_refs: row.get("polled_refs"),
+        polled_at: row.get("polled_at"),
+    })
+}
+
+fn rule_from(row: &PgRow) -> Result<BuildRule, MetaError> {
+    Ok(BuildRule {
+        id: row.get("id"),
+        spec: RuleSpec {
+            kind: ref_kind(row.get("ref_kind"))?,
+            source: row.get("source"),
+            tag: row.get("tag_template"),
+            dockerfile: row.get("dockerfile"),
+            context: row.get("context"),
+            build_args: list(row, "build_args")?,
+            autobuild: row.get("autobuild"),
+        },
+    })
+}
+
+fn build_from(row: &PgRow) -> Result<BuildRecord, MetaError> {
+    let status: String = row.get("status");
+    let started_at: Option<i64> = row.get("started_at");
+    let finished_at: Option<i64> = row.get("finished_at");
+    Ok(BuildRecord {
+        id: row.get("id"),
+        repository: row.get("repository"),
+        status: BuildStatus::parse(&status)
+            .ok_or_else(|| MetaError::Backend(format!("stored build status {status:?}")))?,
+        rule_id: row.get("rule_id"),
+        ref_kind: ref_kind(row.get("ref_kind"))?,
+        ref_name: row.get("ref_name"),
+        commit: row.get("commit_id"),
+        tags: list(row, "tags")?,
+        dockerfile: row.get("dockerfile"),
+        context: row.get("context"),
+        build_args: list(row, "build_args")?,
+        trigger: row.get("trigger"),
+        digest: row.get("digest"),
+        reason: row.get("reason"),
+        created_at: row.get("created_at"),
+        started_at,
+        finished_at,
+        duration: started_at.zip(finished_at).map(|(s, f)| f - s),
+        cancel_requested: row.get("cancel_requested"),
+        log: row.get("log"),
+    })
+}
+
+const BUILD_COLUMNS: &str =
+    "id, repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
+     dockerfile, context, build_args, trigger, digest, reason, log, cancel_requested, created_at, \
+     started_at, finished_at";
+
+/// The columns of a listing: the logs are read one build at a time.
+fn listed_columns() -> String {
+    BUILD_COLUMNS.replace(" log,", " ''::text AS log,")
+}
+
+#[async_trait::async_trait]
+impl BuildStore for PostgresMeta {
+    async fn put_build_source(&self, source: &StoredSource) -> Result<(), MetaError> {
+        sqlx::query(
+            "INSERT INTO build_sources (repository, git_url, credential_kind, sealed_credential, \
+             public_key, sealed_hook_secret, created_by, updated_at, poll_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (repository) DO UPDATE SET git_url = excluded.git_url, \
+             credential_kind = excluded.credential_kind, sealed_credential = excluded.sealed_credential, \
+             public_key = excluded.public_key, sealed_hook_secret = excluded.sealed_hook_secret, \
+             created_by = excluded.created_by, updated_at = excluded.updated_at, \
+             poll_seconds = excluded.poll_seconds, polled_at = NULL, polled_refs = NULL",
+        )
+        .bind(&source.repository)
+        .bind(&source.git_url)
+        .bind(source.credential_kind.as_str())
+        .bind(&source.sealed_credential)
+        .bind(&source.public_key)
+        .bind(&source.sealed_hook_secret)
+        .bind(source.created_by)
+        .bind(source.updated_at)
+        .bind(source.poll_seconds)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn build_source(&self, repository: &str) -> Result<Option<StoredSource>, MetaError> {
+        let row = sqlx::query("SELECT * FROM build_sources WHERE repository = $1")
+            .bind(repository)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(source_from).transpose()
+    }
+
+    async fn sources_to_poll(&self, now: i64) -> Result<Vec<StoredSource>, MetaError> {
+        sqlx::query(
+            "SELECT * FROM build_sources WHERE poll_seconds IS NOT NULL \
+             AND (polled_at IS NULL OR polled_at + poll_seconds <= $1) ORDER BY repository",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(source_from)
+        .collect()
+    }
+
+    async fn record_poll(
+        &self,
+        repository: &str,
+        now: i64,
+        refs: Option<&str>,
+    ) -> Result<(), MetaError> {
+        sqlx::query(
+            "UPDATE build_sources SET polled_at = $1, polled_refs = coalesce($2, polled_refs) \
+             WHERE repository = $3",
+        )
+        .bind(now)
+        .bind(refs)
+        .bind(repository)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_build_source(&self, repository: &str) -> Result<bool, MetaError> {
+        // The rules go with it (ON DELETE CASCADE), in the same statement.
+        let done = sqlx::query("DELETE FROM build_sources WHERE repository = $1")
+            .bind(repository)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_build_rule(
+        &self,
+        repository: &str,
+        rule: &RuleSpec,
+        max: usize,
+    ) -> Result<Option<BuildRule>, MetaError> {
+        let mut tx = self.begin().await?;
+        // The count holds until the insert commits: two nodes adding the last allowed
+        // rule of one repository at once take turns.
+        lock_name(&mut tx, &format!("berth:build-rules:{repository}")).await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM build_rules WHERE repository = $1")
+                .bind(repository)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if count as usize >= max {
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO build_rules (repository, ref_kind, source, tag_template, dockerfile, \
+             context, build_args, autobuild) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(repository)
+        .bind(rule.kind.as_str())
+        .bind(&rule.source)
+        .bind(&rule.tag)
+        .bind(&rule.dockerfile)
+        .bind(&rule.context)
+        .bind(json(&rule.build_args))
+        .bind(rule.autobuild)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(BuildRule {
+            id,
+            spec: rule.clone(),
+        }))
+    }
+
+    async fn build_rules(&self, repository: &str) -> Result<Vec<BuildRule>, MetaError> {
+        sqlx::query("SELECT * FROM build_rules WHERE repository = $1 ORDER BY id")
+            .bind(repository)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rule_from)
+            .collect()
+    }
+
+    async fn delete_build_rule(&self, repository: &str, id: i64) -> Result<bool, MetaError> {
+        let done = sqlx::query("DELETE FROM build_rules WHERE repository = $1 AND id = $2")
+            .bind(repository)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn queue_build(&self, build: &NewBuild, job: &NewJob) -> Result<BuildRecord, MetaError> {
+        let mut tx = self.begin().await?;
+        let (status, finished_at) = match &build.reason {
+            Some(_) => (BuildStatus::Failed, Some(build.created_at)),
+            None => (BuildStatus::Queued, None),
+        };
+        let row = sqlx::query(&format!(
+            "INSERT INTO builds (repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
+             dockerfile, context, build_args, trigger, reason, created_at, started_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+             RETURNING {BUILD_COLUMNS}"
+        ))
+        .bind(&build.repository)
+        .bind(status.as_str())
+        .bind(build.rule_id)
+        .bind(build.ref_kind.as_str())
+        .bind(&build.ref_name)
+        .bind(&build.commit)
+        .bind(json(&build.tags))
+        .bind(&build.dockerfile)
+        .bind(&build.context)
+        .bind(json(&build.build_args))
+        .bind(&build.trigger)
+        .bind(&build.reason)
+        .bind(build.created_at)
+        .bind(finished_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let record = build_from(&row)?;
+        if build.reason.is_none() {
+            let job = NewJob {
+                payload: serde_json::json!({ "build_id": record.id }).to_string(),
+                unique_key: Some(format!("build:{}", record.id)),
+                ..job.clone()
+            };
+            enqueue_in(&mut *tx, &job, wall_ms()).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(record)
+    }
+
+    async fn build(&self, id: i64) -> Result<Option<BuildRecord>, MetaError> {
+        sqlx::query(&format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(build_from)
+            .transpose()
+    }
+
+    async fn builds_of(
+        &self,
+        repository: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<BuildRecord>, MetaError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM builds WHERE repository = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            listed_columns()
+        ))
+        .bind(repository)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(build_from)
+        .collect()
+    }
+
+    async fn last_finished_build(
+        &self,
+        repository: &str,
+    ) -> Result<Option<BuildRecord>, MetaError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM builds WHERE repository = $1 \
+             AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY id DESC LIMIT 1",
+            listed_columns()
+        ))
+        .bind(repository)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(build_from)
+        .transpose()
+    }
+
+    async fn start_build(&self, id: i64, now: i64) -> Result<bool, MetaError> {
+        // The row lock the update takes makes this a compare-and-set: a second run waits
+        // for the first to commit, then finds the build no longer queued.
+        let done = sqlx::query(
+            "UPDATE builds SET status = 'running', started_at = $1 \
+             WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn note_build_commit(&self, id: i64, commit: &str) -> Result<(), MetaError> {
+        sqlx::query("UPDATE builds SET commit_id = $1 WHERE id = $2")
+            .bind(commit)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn write_build_log(&self, id: i64, log: &str) -> Result<(), MetaError> {
+        sqlx::query("UPDATE builds SET log = $1 WHERE id = $2 AND status = 'running'")
+            .bind(log)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn finish_build(
+        &self,
+        id: i64,
+        status: BuildStatus,
+        digest: Option<&str>,
+        reason: Option<&str>,
+        log: &str,
+        now: i64,
+        event: &NewEvent,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.begin_recording().await?;
+        let done = sqlx::query(
+            "UPDATE builds SET status = $1, digest = $2, reason = $3, log = $4, finished_at = $5, \
+             started_at = coalesce(started_at, $5) \
+             WHERE id = $6 AND status IN ('queued', 'running')",
+        )
+        .bind(status.as_str())
+        .bind(digest)
+        .bind(reason)
+        .bind(log)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        record_event(&mut tx, event.clone(), now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn cancel_build(&self, id: i64, _now: i64) -> Result<Option<BuildStatus>, MetaError> {
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE builds SET cancel_requested = TRUE WHERE id = $1 RETURNING status",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(status.as_deref().and_then(BuildStatus::parse))
+    }
+
+    async fn build_cancel_requested(&self, id: i64) -> Result<bool, MetaError> {
+        let flag: Option<bool> =
+            sqlx::query_scalar("SELECT cancel_requested FROM builds WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(flag.unwrap_or(false))
+    }
+
+    async fn fail_interrupted_builds(&self, reason: &str, now: i64) -> Result<Vec<i64>, MetaError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE builds SET status = 'failed', reason = $1, finished_at = $2, \
+             log = log || '[berth] ' || $1 || chr(10) WHERE status = 'running' RETURNING id",
+        )
+        .bind(reason)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids)
+    }
+}
