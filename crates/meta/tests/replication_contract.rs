@@ -161,7 +161,11 @@ async fn rules_are_created_once_listed_enabled_and_deleted() {
             other => panic!("{name}: expected a conflict, got {other:?}"),
         }
         assert_eq!(
-            meta.replication("mirror").await.unwrap().unwrap().remote_url,
+            meta.replication("mirror")
+                .await
+                .unwrap()
+                .unwrap()
+                .remote_url,
             "https://mirror.example.test",
             "{name}"
         );
@@ -335,10 +339,17 @@ async fn runs_are_recorded_with_their_event_newest_first_and_go_with_their_rule(
 
         // Deleting the rule deletes its history: a new rule of the name starts afresh.
         assert!(meta.delete_replication("mirror").await.unwrap());
-        assert!(meta.replication_runs("mirror", 10).await.unwrap().is_empty());
+        assert!(meta
+            .replication_runs("mirror", 10)
+            .await
+            .unwrap()
+            .is_empty());
         meta.create_replication(&rule("mirror")).await.unwrap();
         assert!(
-            meta.replication_runs("mirror", 10).await.unwrap().is_empty(),
+            meta.replication_runs("mirror", 10)
+                .await
+                .unwrap()
+                .is_empty(),
             "{name}: no history carried over"
         );
         assert_eq!(
@@ -399,7 +410,10 @@ async fn the_push_feed_is_handed_on_once_whichever_node_does_it() {
         assert_eq!(meta.replication_cursor(cursor).await.unwrap(), 80, "{name}");
         assert_eq!(pending_payloads(meta).await, expected, "{name}");
         // Moving on with nothing to enqueue works too.
-        assert!(meta.hand_on_replications(cursor, 80, 85, &[]).await.unwrap());
+        assert!(meta
+            .hand_on_replications(cursor, 80, 85, &[])
+            .await
+            .unwrap());
         assert_eq!(meta.replication_cursor(cursor).await.unwrap(), 85, "{name}");
         // A cursor seen for the first time starts wherever it is moved to.
         assert!(meta

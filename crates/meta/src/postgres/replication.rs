@@ -21,7 +21,9 @@ fn rule_of(row: &PgRow) -> Result<ReplicationRecord, MetaError> {
         direction: row.get("direction"),
         source: row.get("source"),
         tags: serde_json::from_str(&tags).map_err(|e| {
-            MetaError::Backend(format!("stored replication tag globs are not readable: {e}"))
+            MetaError::Backend(format!(
+                "stored replication tag globs are not readable: {e}"
+            ))
         })?,
         remote_url: row.get("remote_url"),
         target_namespace: row.get("target_namespace"),
