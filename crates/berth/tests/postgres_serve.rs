@@ -1,6 +1,7 @@
 //! `berth serve` and the administration commands on PostgreSQL, end to end through the
 //! binary: the first admin, a push and pull, an account made by `berth user create` while
-//! the server runs, a second node on the same database reading the first one's pushes.
+//! the server runs, a second node on the same database reading the first one's pushes, and
+//! a push replicated to another registry by a rule kept in PostgreSQL.
 //!
 //! While the PostgreSQL backend still lacks ports (`PostgresMeta::MISSING_PORTS`), `serve`
 //! refuses; this test then checks that the refusal names exactly those ports and says
@@ -10,9 +11,10 @@
 mod common;
 
 use berth_meta::PostgresMeta;
-use common::{basic_auth, expect_status, SpawnOptions, TestServer};
+use common::{basic_auth, expect_status, SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `berth ARGS` on the database at `url` with `input` on standard input.
 fn berth_on(url: &str, data_dir: &std::path::Path, args: &[&str], input: &str) -> Output {
@@ -71,7 +73,12 @@ async fn serve_and_the_commands_run_on_postgres() {
         return;
     }
 
-    let on_postgres = SpawnOptions::default().env("BERTH_DATABASE_URL", &db.url);
+    // The nodes and the commands share one secrets key, as a deployment of several nodes
+    // must: a replication rule's password sealed by one is opened by another.
+    let secrets_key = scratch.path().join("secrets.key");
+    let on_postgres = SpawnOptions::default()
+        .env("BERTH_DATABASE_URL", &db.url)
+        .env("BERTH_SECRETS_KEY_FILE", secrets_key.to_str().unwrap());
     let first = TestServer::spawn_with(on_postgres.clone()).await;
     let pushed = first.push_random_image("admin/app", Some("v1")).await;
     let resp = first
@@ -134,4 +141,74 @@ async fn serve_and_the_commands_run_on_postgres() {
         .unwrap();
     let (_, body) = expect_status(resp, 200, "catalog on the other node").await;
     assert!(text(&body).contains("admin/app"), "{}", text(&body));
+
+    // Push-triggered replication with its rule and runs on PostgreSQL: a rule made by the
+    // command, a push to one node, its copy at a destination (a Berth on SQLite) made by
+    // whichever node hands the push on, and the run in the rule's history.
+    let destination = TestServer::spawn().await;
+    let password = format!("{ADMIN_PASSWORD}\n");
+    let out = berth_on(
+        &db.url,
+        scratch.path(),
+        &[
+            "replication",
+            "create",
+            "to-plain",
+            "--source",
+            "admin/*",
+            "--to",
+            destination.base(),
+            "--username",
+            ADMIN_USER,
+            "--password-stdin",
+            "--trigger",
+            "push",
+        ],
+        &password,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = berth_on(&db.url, scratch.path(), &["replication", "list"], "");
+    assert!(
+        text(&listed.stdout).contains("to-plain  admin/*"),
+        "{}",
+        text(&listed.stdout)
+    );
+    let v2 = first.push_random_image("admin/app", Some("v2")).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = destination.get_manifest("admin/app", "v2").await;
+        if resp.status() == 200 {
+            let (_, body) = expect_status(resp, 200, "the copy").await;
+            assert_eq!(body, v2.bytes, "a byte-for-byte copy");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push was not replicated within 120 s; first node's log:\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The run's record is finished just after its last copy.
+    loop {
+        let history = berth_on(
+            &db.url,
+            scratch.path(),
+            &["replication", "history", "to-plain", "--json"],
+            "",
+        );
+        assert!(history.status.success(), "{}", text(&history.stderr));
+        let runs: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+        let runs = runs.as_array().expect("a list of runs");
+        if let Some(run) = runs.iter().find(|r| r["status"] == "succeeded") {
+            assert_eq!(run["trigger"], "push", "{run}");
+            assert!(run["copied"].as_u64().unwrap() >= 1, "{run}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished run within 120 s: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -13,6 +13,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_policies_limits_supply_chain.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_replication.sql"),
+    ),
     (5, include_str!("../../migrations/postgres/0005_builds.sql")),
 ];
 

@@ -20,6 +20,7 @@ mod orgs;
 mod policies;
 mod ratelimit;
 mod registry;
+mod replication;
 mod scans;
 mod sessions;
 mod signatures;
@@ -55,14 +56,15 @@ impl PostgresMeta {
         "IdentityStore",
         "WebhookStore",
         "BuildStore",
+        "ReplicationStore",
     ];
-    pub const MISSING_PORTS: &'static [&'static str] = &["ReplicationStore"];
+    pub const MISSING_PORTS: &'static [&'static str] = &[];
 
     /// The store as every port at once, for `serve` and the administration commands;
-    /// `None` while [`PostgresMeta::MISSING_PORTS`] is not empty. When the last port is
-    /// implemented this becomes `Some(Arc::new(self))`, which the compiler then accepts.
+    /// `None` while [`PostgresMeta::MISSING_PORTS`] is not empty (a port added to
+    /// `MetaStore` before its PostgreSQL side exists makes this `None` again).
     pub fn into_meta_store(self) -> Option<Arc<dyn berth_core::ports::MetaStore>> {
-        None
+        Some(Arc::new(self))
     }
 }
 
