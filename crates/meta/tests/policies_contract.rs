@@ -994,7 +994,7 @@ async fn signature_states_follow_their_images_and_index_children_inherit_verific
         // Why a signed image does not verify is kept with its state.
         assert_eq!(
             store
-                .signature_states(&tool, &[tool_digest.clone()])
+                .signature_states(&tool, std::slice::from_ref(&tool_digest))
                 .await
                 .unwrap(),
             [(tool_digest.clone(), signed.clone())],
