@@ -9,7 +9,6 @@
 use berth_core::builds::{BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource};
 use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{BuildStore, EventLog, JobQueue, NewJob, RepositoryAccess};
-use berth_meta::{PostgresMeta, SqliteMeta};
 use std::sync::Arc;
 
 const REPO: &str = "alice/app";
@@ -17,36 +16,19 @@ const REPO: &str = "alice/app";
 trait Store: BuildStore + EventLog + JobQueue + RepositoryAccess {}
 impl<T> Store for T where T: BuildStore + EventLog + JobQueue + RepositoryAccess {}
 
+mod common;
+
 /// One backend under test: two stores ("nodes") on the same database, the first with
 /// `REPO` created and its build source linked.
-struct Backend {
-    name: &'static str,
-    node: Arc<dyn Store>,
-    other_node: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
-}
+type Backend = common::Backend<dyn Store>;
 
 async fn backends(test: &str) -> Vec<Backend> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("berth.db");
-    let sqlite = SqliteMeta::open(&path).await.unwrap();
-    let sqlite_other = SqliteMeta::open(&path).await.unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        node: Arc::new(sqlite),
-        other_node: Arc::new(sqlite_other),
-        _dir: dir,
-    }];
-    if let Some(db) = berth_testkit::postgres::database(test) {
-        let node = PostgresMeta::connect(&db.url).await.unwrap();
-        let other = PostgresMeta::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            node: Arc::new(node),
-            other_node: Arc::new(other),
-            _dir: tempfile::tempdir().unwrap(),
-        });
-    }
+    let all = common::backends(
+        test,
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+        |m| -> Arc<dyn Store> { Arc::new(m) },
+    )
+    .await;
     for backend in &all {
         backend
             .node
