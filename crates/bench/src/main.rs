@@ -265,8 +265,8 @@ struct Bench {
     report: Report,
     /// The soak scenario's results, printed after the table.
     soak_markdown: String,
-    /// Whether a scenario ran on Berth alone, after the servers' common peak was taken.
-    ran_berth_only: bool,
+    /// Whether the servers' common peak is taken and Berth-only scenarios have begun.
+    berth_only_started: bool,
 }
 
 impl Bench {
@@ -883,21 +883,19 @@ impl Bench {
         Ok(())
     }
 
-    /// Records the servers' common peak, then runs what only Berth serves and is selected
-    /// but not yet run (manifest pushes with webhooks; search runs in its own turn).
-    async fn berth_only_starts(&mut self, started: &mut bool) {
-        *started = true;
+    /// Once: records the servers' common peak, then runs what only Berth serves and is
+    /// selected (manifest pushes with webhooks; search runs in its own turn).
+    async fn berth_only_starts(&mut self) {
+        if std::mem::replace(&mut self.berth_only_started, true) {
+            return;
+        }
         self.record_peak_rss("peak RSS MiB", usize::MAX);
         if self.args.scenarios.contains(&Scenario::ManifestPush) {
-            self.ran_berth_only = true;
             if let Err(e) = self.manifest_push_with_webhooks().await {
                 let msg = format!("ManifestPush (webhooks): {e}");
                 eprintln!("ERROR: {msg}");
                 self.report.errors.push(msg);
             }
-        }
-        if self.args.scenarios.contains(&Scenario::Search) {
-            self.ran_berth_only = true;
         }
     }
 
@@ -954,7 +952,7 @@ async fn run(args: Args) -> Result<()> {
         targets,
         report,
         soak_markdown: String::new(),
-        ran_berth_only: false,
+        berth_only_started: false,
     };
 
     let selected = bench.args.scenarios.clone();
@@ -966,16 +964,16 @@ async fn run(args: Args) -> Result<()> {
         Scenario::Manifest,
         Scenario::ManifestPush,
         Scenario::Catalog,
+        // Both servers serve the mirror scenario: it comes before the Berth-only ones.
+        Scenario::Mirror,
         Scenario::Search,
         Scenario::Soak,
-        Scenario::Mirror,
     ];
     // The servers' peaks are compared over the scenarios both serve; what runs on Berth
     // alone (manifest pushes with webhooks, search) comes after, with its own peak line.
-    let mut berth_only_started = false;
     for s in all.into_iter().filter(|s| selected.contains(s)) {
-        if s == Scenario::Search && !berth_only_started {
-            bench.berth_only_starts(&mut berth_only_started).await;
+        if s == Scenario::Search {
+            bench.berth_only_starts().await;
         }
         let res = match s {
             Scenario::Push => bench.push(false).await,
@@ -995,10 +993,11 @@ async fn run(args: Args) -> Result<()> {
             bench.report.errors.push(msg);
         }
     }
-    if !berth_only_started {
-        bench.berth_only_starts(&mut berth_only_started).await;
-    }
-    if bench.ran_berth_only {
+    bench.berth_only_starts().await;
+    if [Scenario::ManifestPush, Scenario::Search]
+        .iter()
+        .any(|s| selected.contains(s))
+    {
         bench.record_peak_rss("peak RSS MiB after the Berth-only scenarios", 1);
     }
 
