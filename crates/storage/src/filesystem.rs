@@ -1,12 +1,13 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::append::append_file;
+use crate::append::{append_file, append_small, write_all_vectored, SMALL_APPEND};
 use crate::stream::{io_error, read_blob_file, read_file};
 use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError};
 use berth_oci::{ByteRange, Digest};
+use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 
 /// Blob bytes on a local filesystem. Blobs become visible only by an atomic rename of a
@@ -42,8 +43,9 @@ impl FsBlobStore {
     ///   a file; resuming would re-hash them. They are cut off.
     /// - A crash between creating an upload file and recording its session leaves a file
     ///   no session owns, which would never expire. It is removed.
-    /// - Sessions whose file is missing or shorter than acknowledged cannot resume; they
-    ///   are returned in [`UploadRecovery::lost`] for the caller to end.
+    /// - Sessions whose file is shorter than acknowledged, or missing when bytes were
+    ///   acknowledged, cannot resume; they are returned in [`UploadRecovery::lost`] for the
+    ///   caller to end. A session with no bytes yet has no file (the first append makes it).
     pub fn recover_uploads(&self, sessions: &HashMap<String, u64>) -> io::Result<UploadRecovery> {
         let mut report = UploadRecovery::default();
         let mut present = HashSet::new();
@@ -76,9 +78,12 @@ impl FsBlobStore {
                 },
             }
         }
-        report
-            .lost
-            .extend(sessions.keys().filter(|id| !present.contains(*id)).cloned());
+        report.lost.extend(
+            sessions
+                .iter()
+                .filter(|(id, acknowledged)| **acknowledged > 0 && !present.contains(*id))
+                .map(|(id, _)| id.clone()),
+        );
         Ok(report)
     }
 
@@ -192,16 +197,10 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn create_upload(&self, id: &str) -> Result<(), StoreError> {
-        let path = self.upload_path(id)?;
-        blocking(move || {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(StoreError::Io)?;
-            Ok(())
-        })
-        .await
+        // The scratch file is made by the first append (at offset 0): a push whose only
+        // request after the `POST` is the `PUT` carrying the whole blob spares a file create
+        // and a trip to the blocking pool. A session without a file holds no bytes.
+        self.upload_path(id).map(|_| ())
     }
 
     async fn append_upload(
@@ -212,14 +211,19 @@ impl BlobStore for FsBlobStore {
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError> {
         let path = self.upload_path(id)?;
-        let file = blocking(move || {
+        let open = move || {
             OpenOptions::new()
                 .read(true)
                 .write(true)
+                // Only an upload's first append makes its file; later ones need the bytes.
+                .create(offset == 0)
+                .truncate(false)
                 .open(&path)
-                .map_err(io_error)
-        })
-        .await?;
+        };
+        if let Some(len) = expected_len.filter(|len| *len <= SMALL_APPEND) {
+            return append_small(open, offset, data, len).await;
+        }
+        let file = blocking(move || open().map_err(io_error)).await?;
         append_file(file, offset, data, expected_len).await
     }
 
@@ -234,13 +238,20 @@ impl BlobStore for FsBlobStore {
         Ok(read_file(file, 0, len))
     }
 
-    async fn commit_upload(&self, id: &str, digest: &Digest, _size: u64) -> Result<(), StoreError> {
+    async fn commit_upload(&self, id: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
         // Recovery cut the file to its acknowledged size and every append cuts back what
         // it does not complete, so the whole file is the upload.
         let upload = self.upload_path(id)?;
         let target = self.blob_path(digest);
         blocking(move || {
-            let file = File::open(&upload).map_err(io_error)?;
+            let file = match File::open(&upload) {
+                Ok(file) => file,
+                // An empty blob: no append ever made the scratch file.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && size == 0 => {
+                    File::create_new(&upload).map_err(StoreError::Io)?
+                }
+                Err(e) => return Err(io_error(e)),
+            };
             if target.exists() {
                 // Same digest, same bytes: keep the existing blob.
                 drop(file);
@@ -260,6 +271,46 @@ impl BlobStore for FsBlobStore {
         let path = self.upload_path(id)?;
         blocking(move || remove_if_present(&path)).await
     }
+
+    async fn put_small_blob(
+        &self,
+        id: &str,
+        digest: &Digest,
+        frames: Vec<Bytes>,
+    ) -> Result<(), StoreError> {
+        // Written beside its final name and renamed within that directory: the shared
+        // `uploads/` directory and a cross-directory rename (which the kernel serializes
+        // filesystem-wide) are left out of a small push, whose cost is mostly the kernel's.
+        let upload = self.upload_path(id)?;
+        let target = self.blob_path(digest);
+        let partial_name = format!(".{id}.partial");
+        blocking(move || {
+            // A first append that failed may have left an empty scratch file.
+            remove_if_present(&upload)?;
+            if target.exists() {
+                return Ok(()); // same digest, same bytes
+            }
+            let dir = target.parent().ok_or(StoreError::NotFound)?;
+            fs::create_dir_all(dir).map_err(StoreError::Io)?;
+            let partial = dir.join(partial_name);
+            let written = write_synced(&partial, &frames)
+                .and_then(|()| fs::rename(&partial, &target))
+                .and_then(|()| sync_dir(dir));
+            if written.is_err() {
+                let _ = fs::remove_file(&partial);
+            }
+            written.map_err(StoreError::Io)
+        })
+        .await
+    }
+}
+
+/// Creates `path` with `frames` as its content and flushes it to stable storage.
+fn write_synced(path: &Path, frames: &[Bytes]) -> io::Result<()> {
+    let mut file = File::create(path)?;
+    let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
+    write_all_vectored(&mut file, &mut slices, |_| Ok(false))?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -375,10 +426,17 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let sessions: HashMap<String, u64> = [("acked", 3), ("torn", 3), ("short", 2), ("gone", 5)]
-            .into_iter()
-            .map(|(id, size)| (id.to_owned(), size))
-            .collect();
+        store.create_upload("fresh").await.unwrap();
+        let sessions: HashMap<String, u64> = [
+            ("acked", 3),
+            ("torn", 3),
+            ("short", 2),
+            ("gone", 5),
+            ("fresh", 0),
+        ]
+        .into_iter()
+        .map(|(id, size)| (id.to_owned(), size))
+        .collect();
         let mut report = store.recover_uploads(&sessions).unwrap();
         report.lost.sort();
         assert_eq!(

@@ -343,6 +343,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, digest) = store_with(dir.path(), b"content").await;
         store.create_upload("open-session").await.unwrap();
+        let nothing: berth_core::ports::ByteStream = Box::pin(futures_util::stream::iter(Vec::<
+            std::io::Result<Bytes>,
+        >::new(
+        )));
+        store
+            .append_upload("open-session", 0, nothing, None)
+            .await
+            .unwrap();
         fs::write(dir.path().join("blobs/sha256/stray"), b"?").unwrap();
         fs::create_dir_all(dir.path().join("blobs/sha256/zz")).unwrap();
         fs::write(dir.path().join("blobs/sha256/zz/not-a-digest"), b"?").unwrap();

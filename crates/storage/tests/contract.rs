@@ -467,3 +467,43 @@ async fn a_misconfigured_bucket_fails_the_startup_check() {
         );
     }
 }
+
+#[tokio::test]
+async fn small_blobs_stored_whole_are_readable_and_leave_no_scratch() {
+    for backend in backends("small_blobs_stored_whole_are_readable_and_leave_no_scratch").await {
+        let store = backend.node.as_ref();
+        let bytes = pattern(70_001, 7);
+        let digest = Digest::sha256_of(&bytes);
+        let frames: Vec<Bytes> = bytes.chunks(16_384).map(Bytes::copy_from_slice).collect();
+        let id = upload_id();
+        store.create_upload(&id).await.unwrap();
+        store
+            .put_small_blob(&id, &digest, frames.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            collect(store.read_blob(&digest, None).await.unwrap()).await,
+            bytes,
+            "{}",
+            backend.name
+        );
+        assert!(
+            matches!(store.read_upload(&id).await, Err(StoreError::NotFound)),
+            "{}: the session's scratch space is gone",
+            backend.name
+        );
+        // The same blob again (another session) keeps the stored one; an empty blob works.
+        let again = upload_id();
+        store.create_upload(&again).await.unwrap();
+        store.put_small_blob(&again, &digest, frames).await.unwrap();
+        assert_eq!(store.blob_size(&digest).await.unwrap(), Some(70_001));
+        let empty = upload_id();
+        store.create_upload(&empty).await.unwrap();
+        let nothing = Digest::sha256_of(b"");
+        store
+            .put_small_blob(&empty, &nothing, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(store.blob_size(&nothing).await.unwrap(), Some(0));
+    }
+}

@@ -79,7 +79,8 @@ pub trait BlobStore: Send + Sync {
     /// finishing an interrupted run knows the interrupted one can no longer delete anything.
     async fn lock_collection(&self) -> Result<Option<CollectionLock>, StoreError>;
 
-    /// Creates empty scratch space for an upload session.
+    /// Creates empty scratch space for an upload session (a store may defer it to the
+    /// session's first append; until then the session holds no bytes).
     async fn create_upload(&self, id: &str) -> Result<(), StoreError>;
 
     /// Appends `data` at `offset` (the current upload size). All or nothing: on any error,
@@ -104,4 +105,20 @@ pub trait BlobStore: Send + Sync {
 
     /// Discards an upload's bytes; succeeds when there is nothing to discard.
     async fn delete_upload(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Durably stores `frames`, a whole small blob already received and verified against
+    /// `digest` by the caller, for upload `id`, which holds no bytes yet; then as
+    /// [`BlobStore::commit_upload`]. A store may write it straight under its name (the
+    /// filesystem does, in one trip to the blocking pool, without a scratch file).
+    async fn put_small_blob(
+        &self,
+        id: &str,
+        digest: &Digest,
+        frames: Vec<bytes::Bytes>,
+    ) -> Result<(), StoreError> {
+        let len = frames.iter().map(|frame| frame.len() as u64).sum();
+        let body: ByteStream = Box::pin(futures_util::stream::iter(frames.into_iter().map(Ok)));
+        let appended = self.append_upload(id, 0, body, Some(len)).await?;
+        self.commit_upload(id, digest, appended).await
+    }
 }

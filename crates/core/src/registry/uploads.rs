@@ -347,6 +347,19 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let (session, mut hash) = self.lock_session(repo, id).await?;
+        if let Some(len) = whole_small_blob(&session, framing) {
+            let frames = self.receive_small_blob(&session, len, body).await?;
+            let mut hasher = DigestHasher::new(digest.algorithm());
+            frames.iter().for_each(|frame| hasher.update(frame));
+            self.verify_digest(&session, digest, hasher.finish())
+                .await?;
+            let size = self
+                .store_verified(repo, &session, digest, len, Staged::Received(frames))
+                .await?;
+            drop(hash);
+            self.uploads.forget(id);
+            return Ok(size);
+        }
         // The session's size is not recorded for the last chunk: the completion below ends
         // the session, and if it fails first, the store still has the size before this
         // chunk, which is what a retry appends after (bytes past it are not acknowledged, as
@@ -357,46 +370,109 @@ impl Registry {
         let state = self
             .hash_state(&session, hash.take(), digest.algorithm())
             .await?;
-        let actual = state.hasher.finish();
-        if &actual != digest {
+        self.verify_digest(&session, digest, state.hasher.finish())
+            .await?;
+        let size = self
+            .store_verified(repo, &session, digest, session.size, Staged::InUpload)
+            .await?;
+        drop(hash);
+        self.uploads.forget(id);
+        Ok(size)
+    }
+
+    /// Ends the session with `DigestMismatch` unless the bytes hashed to `digest`.
+    async fn verify_digest(
+        &self,
+        session: &UploadSession,
+        digest: &Digest,
+        actual: Digest,
+    ) -> Result<()> {
+        if &actual == digest {
+            return Ok(());
+        }
+        self.discard_upload(&session.id).await;
+        Err(Error::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        })
+    }
+
+    /// Receives the whole body of a small blob (`len` bytes, announced) into memory; a body
+    /// that is cut short, runs long or breaks off leaves the session as it was.
+    async fn receive_small_blob(
+        &self,
+        session: &UploadSession,
+        len: u64,
+        body: ByteStream,
+    ) -> Result<Vec<bytes::Bytes>> {
+        if let Some(limit) = self.options.max_blob_size.filter(|limit| len > *limit) {
+            // Refused before a byte is read; the blob could never be completed.
             self.discard_upload(&session.id).await;
-            return Err(Error::DigestMismatch {
-                expected: digest.clone(),
-                actual,
+            return Err(Error::BlobTooLarge {
+                limit,
+                size: len.to_string(),
             });
         }
+        let mut frames = Vec::new();
+        let mut received = 0u64;
+        let mut body = body;
+        while let Some(frame) = body.next().await {
+            let frame = frame.map_err(|e| store_error("receive blob", StoreError::Source(e)))?;
+            received += frame.len() as u64;
+            if received > len {
+                break;
+            }
+            frames.push(frame);
+        }
+        if received != len {
+            return Err(store_error(
+                "receive blob",
+                StoreError::LengthMismatch {
+                    expected: len,
+                    actual: received,
+                },
+            ));
+        }
+        Ok(frames)
+    }
+
+    /// Stores the verified bytes of `session` as blob `digest` and ends the session, unless
+    /// the namespace's quota cannot hold them. Returns the blob's size.
+    async fn store_verified(
+        &self,
+        repo: &RepoName,
+        session: &UploadSession,
+        digest: &Digest,
+        size: u64,
+        staged: Staged,
+    ) -> Result<u64> {
         // Refused before the bytes become a blob when the quota is known to be exceeded.
-        if let Some((used, quota)) = self.meta.quota_check(repo, digest, session.size).await? {
+        if let Some((used, quota)) = self.meta.quota_check(repo, digest, size).await? {
             self.discard_upload(&session.id).await;
             return Err(Error::QuotaExceeded { used, quota });
         }
-        self.blobs
-            .commit_upload(&session.id, digest, session.size)
-            .await
-            .map_err(|e| store_error("commit upload", e))?;
+        let stored = match staged {
+            Staged::InUpload => self.blobs.commit_upload(&session.id, digest, size).await,
+            Staged::Received(frames) => {
+                self.blobs.put_small_blob(&session.id, digest, frames).await
+            }
+        };
+        stored.map_err(|e| store_error("commit upload", e))?;
         let linked = self
             .meta
-            .complete_upload_session(
-                &session.id,
-                digest,
-                session.size,
-                now_unix(),
-                self.blobs.as_ref(),
-            )
+            .complete_upload_session(&session.id, digest, size, now_unix(), self.blobs.as_ref())
             .await;
         if let Err(err) = linked {
             self.discard_upload(&session.id).await;
             if matches!(err, crate::ports::MetaError::QuotaExceeded { .. }) {
                 // A concurrent push took the room: the bytes are the collector's to free.
-                if let Err(err) = self.meta.abandon_blob(digest, session.size).await {
+                if let Err(err) = self.meta.abandon_blob(digest, size).await {
                     tracing::warn!(%digest, error = %err, "could not hand refused bytes to GC");
                 }
             }
             return Err(err.into());
         }
-        drop(hash);
-        self.uploads.forget(id);
-        Ok(session.size)
+        Ok(size)
     }
 
     /// Pushes a whole blob in one request (`POST ...?digest=`).
@@ -474,6 +550,31 @@ impl Registry {
         }
         Ok(stale.len())
     }
+}
+
+/// Where a completed upload's verified bytes wait to become a blob.
+enum Staged {
+    /// In the session's scratch space in the blob store.
+    InUpload,
+    /// Received whole, in memory (a small blob pushed in one request).
+    Received(Vec<bytes::Bytes>),
+}
+
+/// Blobs up to this size pushed whole in the request that completes their session (the
+/// common `POST` then `PUT ?digest=` with the body) are received into memory, verified and
+/// stored in one step: no scratch file, and the fewest trips to the blocking pool. The
+/// bound keeps a request's memory fixed.
+const SMALL_BLOB: u64 = 256 << 10;
+
+/// The announced length of `framing`'s body when it is a whole blob of at most
+/// [`SMALL_BLOB`] bytes completing `session`, which holds nothing yet.
+fn whole_small_blob(session: &UploadSession, framing: ChunkFraming) -> Option<u64> {
+    let len = framing.length.filter(|len| *len <= SMALL_BLOB)?;
+    let whole = match framing.range {
+        Some(range) => range.start == 0 && range.len() == len,
+        None => true,
+    };
+    (session.size == 0 && whole).then_some(len)
 }
 
 /// Passes `stream` through until more than `room` bytes have gone by, then fails it (and

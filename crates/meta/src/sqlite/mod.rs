@@ -121,7 +121,11 @@ impl SqliteMeta {
             // soak). Each connection reads through its own bounded page cache instead
             // (readers: `READER_CACHE_KIB`; the writer: SQLite's 2 MiB).
             .pragma("mmap_size", "0");
+        // No ping before a connection is handed out: a connection to a local file cannot have
+        // hung up, and each ping is one more round trip to the connection's worker thread
+        // (two thread switches), which on the single writer every push queued behind.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .connect_with(options.clone())
@@ -129,6 +133,7 @@ impl SqliteMeta {
             .map_err(backend)?;
         migrate::run(&write).await?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(readers())
             .connect_with(
                 options

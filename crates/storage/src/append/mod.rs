@@ -6,9 +6,18 @@ mod buffered;
 mod direct;
 mod pipeline;
 
+pub(crate) use pipeline::write_all_vectored;
+
 use berth_core::ports::{ByteStream, StoreError};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use std::fs::File;
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom};
+
+/// Appends of a known length up to this many bytes are received whole and then opened and
+/// written in one trip to the blocking pool ([`append_small`]): most layers of config and
+/// small files, and every chunk of a small push. The bound keeps a request's memory fixed.
+pub const SMALL_APPEND: u64 = 256 << 10;
 
 /// Appends `data` to `file` at `offset`, all or nothing: on failure or a length other than
 /// `expected_len`, the file is cut back to `offset`. Returns the bytes appended.
@@ -42,6 +51,52 @@ pub async fn append_file(
         return rollback(StoreError::Io(io::Error::other("short write")));
     }
     Ok(written)
+}
+
+/// Appends `data`, announced as `expected_len` bytes (at most [`SMALL_APPEND`]), at
+/// `offset` of the file `open` gives, all or nothing. The body is received first, so a
+/// client that sends less or more, or fails mid-body, leaves the file untouched; then one
+/// blocking call opens, writes and (on failure) cuts back. Each trip to the blocking pool
+/// costs thread switches, and for a small push they were a large share of its CPU time.
+pub async fn append_small(
+    open: impl FnOnce() -> io::Result<File> + Send + 'static,
+    offset: u64,
+    data: ByteStream,
+    expected_len: u64,
+) -> Result<u64, StoreError> {
+    debug_assert!(expected_len <= SMALL_APPEND);
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut received = 0u64;
+    let mut data = data;
+    while let Some(frame) = data.next().await {
+        let frame = frame.map_err(StoreError::Source)?;
+        if pipeline::past_expected(&mut received, frame.len(), Some(expected_len)) {
+            break;
+        }
+        frames.push(frame);
+    }
+    if received != expected_len {
+        return Err(StoreError::LengthMismatch {
+            expected: expected_len,
+            actual: received,
+        });
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        let mut file = open()?;
+        file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
+        file.seek(SeekFrom::Start(offset))?;
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        match pipeline::write_all_vectored(&mut file, &mut slices, |_| Ok(false)) {
+            Ok(()) => Ok(received),
+            Err(e) => {
+                pipeline::cut_back(&file, offset);
+                Err(e)
+            }
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Io(io::Error::other(e.to_string())))?;
+    written.map_err(crate::stream::io_error)
 }
 
 #[cfg(test)]
@@ -86,6 +141,48 @@ mod tests {
         let mut out = Vec::new();
         File::open(path).unwrap().read_to_end(&mut out).unwrap();
         out
+    }
+
+    #[tokio::test]
+    async fn small_appends_write_whole_bodies_and_touch_nothing_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload");
+        let opener = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move || {
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+            }
+        };
+        let first = pattern(200_000, 1);
+        let len = first.len() as u64;
+        let n = append_small(opener(&path), 0, frames(&first, None), len)
+            .await
+            .unwrap();
+        assert_eq!(n, len);
+        let second = pattern(1000, 2);
+        // Shorter, longer, and failing bodies leave the file as it was.
+        for (body, announced) in [
+            (frames(&second[..999], None), 1000),
+            (frames(&second, None), 999),
+            (
+                frames(&second, Some(io::Error::other("client went away"))),
+                1000,
+            ),
+        ] {
+            assert!(append_small(opener(&path), n, body, announced)
+                .await
+                .is_err());
+            assert_eq!(contents(&path), first);
+        }
+        append_small(opener(&path), n, frames(&second, None), 1000)
+            .await
+            .unwrap();
+        assert_eq!(contents(&path), [first, second].concat());
     }
 
     #[tokio::test]

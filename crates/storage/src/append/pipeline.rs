@@ -45,7 +45,7 @@ pub(super) fn cut_back(file: &File, offset: u64) {
 /// Writes all of `slices` at the file's position with as few system calls as the kernel
 /// allows. A write the kernel refuses as invalid goes to `refused`, which may change how the
 /// file is written and answer `true` to try again; `false` gives the error back.
-pub(super) fn write_all_vectored(
+pub(crate) fn write_all_vectored(
     file: &mut File,
     slices: &mut [IoSlice<'_>],
     mut refused: impl FnMut(&File) -> io::Result<bool>,
