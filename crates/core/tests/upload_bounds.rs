@@ -154,6 +154,18 @@ async fn upload_sessions_are_capped_per_account() {
         }
     }
     assert_eq!(opened.len(), 5, "exactly the cap is opened");
+    // A session's scratch file is made by its first append; refused ones never get one.
+    for session in &opened {
+        w.registry
+            .append_chunk(
+                &repo,
+                &session.id,
+                ChunkFraming::default(),
+                body(vec![b"abc".to_vec()]),
+            )
+            .await
+            .unwrap();
+    }
     assert_eq!(
         w.upload_files(),
         5,
