@@ -1,6 +1,6 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::append::append_file;
+use crate::append::{append_file, Caching};
 use crate::stream::{io_error, read_blob_file, read_file};
 use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError};
 use berth_oci::{ByteRange, Digest};
@@ -88,6 +88,19 @@ impl FsBlobStore {
             return Err(StoreError::NotFound);
         }
         Ok(self.root.join("uploads").join(id))
+    }
+
+    /// An upload's file, opened for an append.
+    async fn open_upload(&self, id: &str) -> Result<File, StoreError> {
+        let path = self.upload_path(id)?;
+        blocking(move || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_error)
+        })
+        .await
     }
 }
 
@@ -211,16 +224,19 @@ impl BlobStore for FsBlobStore {
         data: ByteStream,
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let path = self.upload_path(id)?;
-        let file = blocking(move || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_error)
-        })
-        .await?;
-        append_file(file, offset, data, expected_len).await
+        let file = self.open_upload(id).await?;
+        append_file(file, offset, data, expected_len, Caching::AroundLarge).await
+    }
+
+    async fn append_upload_hot(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let file = self.open_upload(id).await?;
+        append_file(file, offset, data, expected_len, Caching::Keep).await
     }
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError> {
