@@ -109,9 +109,15 @@ mod tests {
         let (file, path) = file_in(&dir);
         // Aligned and large (written directly), with an unaligned tail.
         let first = pattern(9 * MIB + 1234, 1);
-        let n = append_file(file, 0, frames(&first, None), Some(first.len() as u64), Caching::AroundLarge)
-            .await
-            .unwrap();
+        let n = append_file(
+            file,
+            0,
+            frames(&first, None),
+            Some(first.len() as u64),
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         assert_eq!(n, first.len() as u64);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -121,9 +127,15 @@ mod tests {
         // Large but at an unaligned offset (written through the page cache).
         let (file, _) = file_in(&dir);
         let second = pattern(8 * MIB + 7, 2);
-        append_file(file, n, frames(&second, None), Some(second.len() as u64), Caching::AroundLarge)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            n,
+            frames(&second, None),
+            Some(second.len() as u64),
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         // Small, of unknown length.
         let (file, _) = file_in(&dir);
         let third = pattern(5000, 3);
@@ -146,23 +158,41 @@ mod tests {
         // Large, at an unaligned offset: through the page cache.
         let second = pattern(3 * MIB, 2);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&second, None), None, Caching::AroundLarge)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&second, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&second);
         let pad = pattern(expected.len().next_multiple_of(4096) - expected.len(), 3);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&pad, None), None, Caching::AroundLarge)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&pad, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&pad);
         // Large, aligned, past more than one reservation, with an unaligned tail: direct
         // writes, and the space reserved ahead of them cut off at the end.
         let large = pattern(70 * MIB + 5, 4);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&large, None), None, Caching::AroundLarge)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&large, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&large);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -243,7 +273,9 @@ mod tests {
             );
         } else {
             // tmpfs refuses O_DIRECT: every append goes through the page cache there.
-            eprintln!("NOTICE: this filesystem takes no direct writes; the contrast is not checked");
+            eprintln!(
+                "NOTICE: this filesystem takes no direct writes; the contrast is not checked"
+            );
         }
     }
 
