@@ -1,6 +1,6 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::append::{append_file, append_small, write_all_vectored, SMALL_APPEND};
+use crate::append::{append_file, append_small, write_all_vectored, Caching, SMALL_APPEND};
 use crate::stream::{io_error, read_blob_file, read_file};
 use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError};
 use berth_oci::{ByteRange, Digest};
@@ -93,6 +93,34 @@ impl FsBlobStore {
             return Err(StoreError::NotFound);
         }
         Ok(self.root.join("uploads").join(id))
+    }
+
+    /// An upload's file, opened for an append.
+    /// Appends to upload `id`'s scratch file, which its first append (at offset 0) makes.
+    /// Small appends of a known length are received whole and written in one trip to the
+    /// blocking pool, through the page cache.
+    async fn append_to_upload(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+        caching: Caching,
+    ) -> Result<u64, StoreError> {
+        let path = self.upload_path(id)?;
+        let open = move || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(offset == 0)
+                .truncate(false)
+                .open(&path)
+        };
+        if let Some(len) = expected_len.filter(|len| *len <= SMALL_APPEND) {
+            return append_small(open, offset, data, len).await;
+        }
+        let file = blocking(move || open().map_err(io_error)).await?;
+        append_file(file, offset, data, expected_len, caching).await
     }
 }
 
@@ -210,21 +238,19 @@ impl BlobStore for FsBlobStore {
         data: ByteStream,
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let path = self.upload_path(id)?;
-        let open = move || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                // Only an upload's first append makes its file; later ones need the bytes.
-                .create(offset == 0)
-                .truncate(false)
-                .open(&path)
-        };
-        if let Some(len) = expected_len.filter(|len| *len <= SMALL_APPEND) {
-            return append_small(open, offset, data, len).await;
-        }
-        let file = blocking(move || open().map_err(io_error)).await?;
-        append_file(file, offset, data, expected_len).await
+        self.append_to_upload(id, offset, data, expected_len, Caching::AroundLarge)
+            .await
+    }
+
+    async fn append_upload_hot(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.append_to_upload(id, offset, data, expected_len, Caching::Keep)
+            .await
     }
 
     async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError> {

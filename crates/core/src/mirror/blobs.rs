@@ -304,7 +304,10 @@ impl Pump {
             store_rx,
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         ));
-        let append = inner.blobs.append_upload(&self.id, 0, to_store, self.size);
+        // Kept in the page cache: the clients after this one pull it from there.
+        let append = inner
+            .blobs
+            .append_upload_hot(&self.id, 0, to_store, self.size);
         let read = self.read(body, store_tx, client.clone());
         let (appended, read) = tokio::join!(append, read);
         let outcome = match (appended, read) {

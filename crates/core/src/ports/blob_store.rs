@@ -94,6 +94,20 @@ pub trait BlobStore: Send + Sync {
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError>;
 
+    /// As [`BlobStore::append_upload`], for bytes that clients will read again at once: a
+    /// mirror's fetch, whose first client is seldom its last. A store with a page cache
+    /// keeps them there, where large uploads are written around it, so the next pull is
+    /// not a disk read. The default is `append_upload`.
+    async fn append_upload_hot(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        expected_len: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.append_upload(id, offset, data, expected_len).await
+    }
+
     /// Streams the bytes uploaded so far (to rebuild a hash after a restart).
     async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError>;
 

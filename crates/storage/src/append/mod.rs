@@ -19,6 +19,16 @@ use std::io::{self, IoSlice, Seek, SeekFrom};
 /// small files, and every chunk of a small push. The bound keeps a request's memory fixed.
 pub const SMALL_APPEND: u64 = 256 << 10;
 
+/// How an append uses the page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Large appends are written around it (`direct`): pushed layers, which few read soon.
+    AroundLarge,
+    /// Everything goes through it: bytes that are read again at once (a mirror's fetch),
+    /// which a direct write would leave for the next pull to read from the disk.
+    Keep,
+}
+
 /// Appends `data` to `file` at `offset`, all or nothing: on failure or a length other than
 /// `expected_len`, the file is cut back to `offset`. Returns the bytes appended.
 pub async fn append_file(
@@ -26,8 +36,13 @@ pub async fn append_file(
     offset: u64,
     data: ByteStream,
     expected_len: Option<u64>,
+    caching: Caching,
 ) -> Result<u64, StoreError> {
-    let (received, written) = match direct::Direct::enable(&file, offset, expected_len) {
+    let direct = match caching {
+        Caching::AroundLarge => direct::Direct::enable(&file, offset, expected_len),
+        Caching::Keep => None,
+    };
+    let (received, written) = match direct {
         Some(direct) => direct.append(file, offset, data, expected_len).await,
         None => buffered::append(file, offset, data, expected_len).await,
     };
@@ -191,9 +206,15 @@ mod tests {
         let (file, path) = file_in(&dir);
         // Aligned and large (written directly), with an unaligned tail.
         let first = pattern(9 * MIB + 1234, 1);
-        let n = append_file(file, 0, frames(&first, None), Some(first.len() as u64))
-            .await
-            .unwrap();
+        let n = append_file(
+            file,
+            0,
+            frames(&first, None),
+            Some(first.len() as u64),
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         assert_eq!(n, first.len() as u64);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -203,14 +224,20 @@ mod tests {
         // Large but at an unaligned offset (written through the page cache).
         let (file, _) = file_in(&dir);
         let second = pattern(8 * MIB + 7, 2);
-        append_file(file, n, frames(&second, None), Some(second.len() as u64))
-            .await
-            .unwrap();
+        append_file(
+            file,
+            n,
+            frames(&second, None),
+            Some(second.len() as u64),
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         // Small, of unknown length.
         let (file, _) = file_in(&dir);
         let third = pattern(5000, 3);
         let at = n + second.len() as u64;
-        append_file(file, at, frames(&third, None), None)
+        append_file(file, at, frames(&third, None), None, Caching::AroundLarge)
             .await
             .unwrap();
         assert_eq!(contents(&path), [first, second, third].concat());
@@ -222,29 +249,47 @@ mod tests {
         let (file, path) = file_in(&dir);
         // Small, at an aligned offset: all of it in the first block, through the page cache.
         let mut expected = pattern(4096 + 100, 1);
-        append_file(file, 0, frames(&expected, None), None)
+        append_file(file, 0, frames(&expected, None), None, Caching::AroundLarge)
             .await
             .unwrap();
         // Large, at an unaligned offset: through the page cache.
         let second = pattern(3 * MIB, 2);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&second, None), None)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&second, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&second);
         let pad = pattern(expected.len().next_multiple_of(4096) - expected.len(), 3);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&pad, None), None)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&pad, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&pad);
         // Large, aligned, past more than one reservation, with an unaligned tail: direct
         // writes, and the space reserved ahead of them cut off at the end.
         let large = pattern(70 * MIB + 5, 4);
         let (file, _) = file_in(&dir);
-        append_file(file, expected.len() as u64, frames(&large, None), None)
-            .await
-            .unwrap();
+        append_file(
+            file,
+            expected.len() as u64,
+            frames(&large, None),
+            None,
+            Caching::AroundLarge,
+        )
+        .await
+        .unwrap();
         expected.extend_from_slice(&large);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -258,7 +303,7 @@ mod tests {
         let cut = frames(&pattern(9 * MIB, 5), Some(reset));
         let (file, _) = file_in(&dir);
         assert!(matches!(
-            append_file(file, expected.len() as u64, cut, None).await,
+            append_file(file, expected.len() as u64, cut, None, Caching::AroundLarge).await,
             Err(StoreError::Source(_))
         ));
         assert_eq!(
@@ -267,13 +312,77 @@ mod tests {
         );
     }
 
+    /// The share of `path`'s pages that are in the page cache.
+    #[allow(unsafe_code)]
+    fn share_cached(path: &std::path::Path) -> f64 {
+        let file = File::open(path).unwrap();
+        // SAFETY: a read-only mapping of a file nothing writes meanwhile, never read here:
+        // only mincore(2) looks at it.
+        let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
+        let pages = map.len().div_ceil(4096);
+        let mut resident = vec![0u8; pages];
+        // SAFETY: `resident` holds one byte per page of the mapping, as mincore(2) needs.
+        let rc = unsafe {
+            libc::mincore(
+                map.as_ptr() as *mut libc::c_void,
+                map.len(),
+                resident.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        resident.iter().filter(|r| *r & 1 == 1).count() as f64 / pages as f64
+    }
+
+    #[tokio::test]
+    async fn a_hot_append_stays_in_the_page_cache_and_a_large_upload_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(16 * MIB, 7);
+        let len = Some(bytes.len() as u64);
+        let (file, hot) = file_in(&dir);
+        append_file(file, 0, frames(&bytes, None), len, Caching::Keep)
+            .await
+            .unwrap();
+        // Looked at before reading the file back, which would bring it into the cache.
+        assert!(
+            share_cached(&hot) > 0.9,
+            "a mirror's fetch is read again at once: it must not be written around the cache"
+        );
+        assert!(contents(&hot) == bytes, "the bytes differ");
+        std::fs::remove_file(&hot).unwrap();
+        let (file, upload) = file_in(&dir);
+        append_file(file, 0, frames(&bytes, None), len, Caching::AroundLarge)
+            .await
+            .unwrap();
+        let cached = share_cached(&upload);
+        assert!(contents(&upload) == bytes, "the bytes differ");
+        let takes_direct = {
+            use std::os::unix::fs::OpenOptionsExt;
+            File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&upload)
+                .is_ok()
+        };
+        if takes_direct {
+            assert!(
+                cached < 0.5,
+                "a large upload is written around the page cache"
+            );
+        } else {
+            // tmpfs refuses O_DIRECT: every append goes through the page cache there.
+            eprintln!(
+                "NOTICE: this filesystem takes no direct writes; the contrast is not checked"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_failed_large_append_leaves_the_file_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
         let (file, path) = file_in(&dir);
         let before = pattern(4 * MIB, 1);
         let offset = before.len() as u64;
-        append_file(file, 0, frames(&before, None), None)
+        append_file(file, 0, frames(&before, None), None, Caching::AroundLarge)
             .await
             .unwrap();
         let body = pattern(9 * MIB, 2);
@@ -283,7 +392,7 @@ mod tests {
         let (file, _) = file_in(&dir);
         let cut = frames(&body[..5 * MIB], Some(reset));
         assert!(matches!(
-            append_file(file, offset, cut, announced).await,
+            append_file(file, offset, cut, announced, Caching::AroundLarge).await,
             Err(StoreError::Source(_))
         ));
         assert_eq!(contents(&path), before);
@@ -291,7 +400,7 @@ mod tests {
         let (file, _) = file_in(&dir);
         let short = frames(&body[..body.len() - 1], None);
         assert!(matches!(
-            append_file(file, offset, short, announced).await,
+            append_file(file, offset, short, announced, Caching::AroundLarge).await,
             Err(StoreError::LengthMismatch { expected, actual })
                 if expected == body.len() as u64 && actual == expected - 1
         ));
@@ -300,7 +409,7 @@ mod tests {
         let (file, _) = file_in(&dir);
         let long = frames(&[&body[..], b"x"].concat(), None);
         assert!(matches!(
-            append_file(file, offset, long, announced).await,
+            append_file(file, offset, long, announced, Caching::AroundLarge).await,
             Err(StoreError::LengthMismatch { .. })
         ));
         assert_eq!(contents(&path), before);
