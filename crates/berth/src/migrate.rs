@@ -256,10 +256,9 @@ async fn copy_blob(
     let written = target
         .append_upload(&upload, 0, hashed(bytes, hasher.clone()), Some(record.size))
         .await;
-    let computed = Arc::try_unwrap(hasher)
-        .ok()
-        .and_then(|hasher| hasher.into_inner().ok())
-        .map(DigestHasher::finish);
+    let computed = hasher.lock().ok().map(|mut hasher| {
+        std::mem::replace(&mut *hasher, DigestHasher::new(digest.algorithm())).finish()
+    });
     match written {
         Ok(_) if computed.as_ref() == Some(digest) => {}
         Ok(_) => {
