@@ -21,6 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 /// own search column from the copied rows.
 pub const NOT_COPIED: &[(&str, &str)] = &[
     (
+        "schema_migrations",
+        "each database's record of its own migrations, numbered apart",
+    ),
+    (
         "upload_sessions",
         "uploads in progress: their bytes stay in the old data directory, and clients start them again",
     ),
