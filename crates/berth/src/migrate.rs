@@ -106,7 +106,7 @@ async fn migrate(source: &Config, target: &Config, url: &str, resume: bool) -> C
         ),
         TargetState::Started { done } => {
             return Err(format!(
-                "the database at {shown_url} is not empty: it holds a migration ({} of {} tables copied); pass --resume to finish it",
+                "the database at {shown_url} is not empty: it holds a migration ({} of {} tables copied); pass --resume to finish it, or to check a finished one again",
                 done.len(),
                 transfer.tables().len()
             )
