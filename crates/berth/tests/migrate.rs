@@ -292,14 +292,8 @@ redirect = false
     assert!(stdout.contains("verified"), "{stdout}");
     assert!(shared_key.is_file(), "the sealing key travelled");
 
-    // A node of the new deployment serves all of it.
-    let on_new = private_hooks
-        .env("BERTH_DATABASE_URL", &db.url)
-        .env("BERTH_SECRETS_KEY_FILE", shared_key.to_str().unwrap());
-    let on_new = garage
-        .berth_env(false)
-        .into_iter()
-        .fold(on_new, |options, (key, value)| options.env(key, &value));
+    // A node started on the new configuration file serves all of it.
+    let on_new = private_hooks.env("BERTH_CONFIG", config.to_str().unwrap());
     let node = TestServer::spawn_with(on_new).await;
     for (image, tag) in &images {
         pull_back(&node, image, tag).await;
@@ -472,7 +466,8 @@ async fn a_target_holding_data_is_refused_and_an_empty_one_on_a_filesystem_is_fi
         let stderr = text(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(
-            stderr.contains("is not empty (table ") && stderr.contains("has rows that no migration wrote"),
+            stderr.contains("is not empty (table ")
+                && stderr.contains("has rows that no migration wrote"),
             "{stderr}"
         );
     }
