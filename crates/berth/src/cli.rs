@@ -48,6 +48,22 @@ pub enum Command {
     /// Every blob the database references must be there with its size and digest. Exit
     /// status 0 only when nothing is wrong.
     Fsck(FsckArgs),
+    /// Copy this single-node data directory into the PostgreSQL + S3 (or filesystem)
+    /// deployment another configuration file describes, and verify the copy.
+    ///
+    /// The server must be stopped. The target database must be empty; after an
+    /// interruption, rerun with --resume to finish the copy.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The configuration of the new deployment (its database_url and [storage]).
+    #[arg(long, value_name = "NEW.toml")]
+    pub to_config: PathBuf,
+    /// Finish a migration that was interrupted (the target then holds part of it).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Args)]
@@ -854,7 +870,8 @@ impl Command {
             | Command::Admin(_)
             | Command::Backup(_)
             | Command::Restore(_)
-            | Command::Fsck(_) => None,
+            | Command::Fsck(_)
+            | Command::Migrate(_) => None,
         }
     }
 }

@@ -8,6 +8,8 @@ mod config;
 mod datadir;
 mod fsck;
 mod memory;
+#[cfg(feature = "postgres")]
+mod migrate;
 mod probe;
 mod restore;
 mod secrets;
@@ -36,6 +38,10 @@ fn main() -> ExitCode {
         cli::Command::Admin(command) => admin::run(&config, command),
         cli::Command::Backup(args) => backup::run(&config, &args),
         cli::Command::Restore(args) => restore::run(&config, &args),
+        #[cfg(feature = "postgres")]
+        cli::Command::Migrate(args) => migrate::run(&config, &args),
+        #[cfg(not(feature = "postgres"))]
+        cli::Command::Migrate(_) => Err("berth migrate copies into PostgreSQL, and this berth was built without the cargo feature `postgres`".into()),
         cli::Command::Fsck(args) => match fsck::run(&config, &args) {
             // Problems found (and not all repaired) are a failure without an error line:
             // the report said what they are.

@@ -5,6 +5,8 @@ mod columns;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "postgres")]
+pub mod transfer;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMeta;

@@ -80,7 +80,7 @@ const MAX_CONNECTIONS: u32 = 16;
 /// Metadata in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresMeta {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     catalog: Arc<CatalogCache>,
 }
 

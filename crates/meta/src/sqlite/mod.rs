@@ -70,7 +70,7 @@ async fn begin_write(
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {
-    read: SqlitePool,
+    pub(crate) read: SqlitePool,
     write: SqlitePool,
     catalog: std::sync::Arc<berth_core::registry::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
