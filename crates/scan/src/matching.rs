@@ -216,7 +216,8 @@ pub fn rpm_ecosystem(os: &OsRelease) -> Option<(Ecosystem, Option<String>)> {
     let version = os.version_id.as_deref();
     let major = version.map(|v| v.split('.').next().unwrap_or(v).to_owned());
     Some(match os.id.as_str() {
-        "rhel" => (Ecosystem::RedHat, version.map(str::to_owned)),
+        // `redhat` is how trivy's package URLs name RHEL.
+        "rhel" | "redhat" => (Ecosystem::RedHat, version.map(str::to_owned)),
         "almalinux" => (Ecosystem::AlmaLinux, major),
         "rocky" => (Ecosystem::RockyLinux, major),
         "opensuse-leap" => (Ecosystem::OpenSuse, version.map(|v| format!("Leap {v}"))),
