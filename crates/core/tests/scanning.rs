@@ -372,7 +372,8 @@ async fn push_manifest(
         .digest
 }
 
-/// An artifact manifest holding one `layer_type` document, attached to `subject` if given.
+/// An artifact manifest holding one `layer_type` document, attached to `subject` if given;
+/// without an artifact type it is laid out as cosign's tag scheme does, with an image config.
 async fn push_artifact(
     registry: &Registry,
     repo: &RepoName,
@@ -384,10 +385,14 @@ async fn push_artifact(
 ) -> Digest {
     let (layer, layer_size) = upload(registry, repo, document.to_vec()).await;
     let (config, config_size) = upload(registry, repo, b"{}".to_vec()).await;
+    let config_type = match artifact_type {
+        Some(_) => "application/vnd.oci.empty.v1+json",
+        None => "application/vnd.oci.image.config.v1+json",
+    };
     let mut manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config.to_string(), "size": config_size},
+        "config": {"mediaType": config_type, "digest": config.to_string(), "size": config_size},
         "layers": [{"mediaType": layer_type, "digest": layer.to_string(), "size": layer_size}],
     });
     if let Some(artifact_type) = artifact_type {
@@ -560,6 +565,20 @@ async fn a_client_sbom_arriving_later_rescans_its_image_and_referrers_are_not_sc
     )
     .await;
     assert_eq!(feed.feed().await.unwrap(), 1);
+    let tagged_sbom = w
+        .meta
+        .manifest_by_tag(&repo, &sbom_tag)
+        .await
+        .unwrap()
+        .unwrap()
+        .digest;
+    assert!(
+        matches!(
+            w.scanner.scan(&repo, &tagged_sbom, &[]).await,
+            Err(berth_core::scan::ScanError::NotAnImage(_))
+        ),
+        "a tag-scheme SBOM is an artifact, not an image"
+    );
     let third = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
     assert_eq!(third.packages, 3);
     assert!(

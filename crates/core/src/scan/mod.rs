@@ -148,8 +148,11 @@ impl Scanner {
             .ok_or_else(|| ScanError::NotFound(digest.to_string()))?;
         let parsed = ParsedManifest::parse(Some(&record.media_type), &record.body)
             .map_err(|e| ScanError::NotAnImage(format!("{digest} ({e})")))?;
+        // cosign's tag-scheme signatures and SBOMs carry an image config; their layers
+        // give them away.
         let is_image = parsed.kind == ManifestKind::Image
             && parsed.subject.is_none()
+            && !berth_oci::signature::is_supply_chain_artifact(&parsed, None)
             && parsed
                 .config
                 .as_ref()
