@@ -208,13 +208,14 @@ pub fn lookup_key(package: &Package, os: Option<&OsRelease>) -> Option<LookupKey
 }
 
 /// The OSV ecosystem of an rpm-based image and the release its advisories are matched on,
-/// from os-release's `ID` and `VERSION_ID`: the major version for the Red Hat family,
-/// `Leap 15.5` or `Tumbleweed` for openSUSE, `15 SP5` or `Micro 5.5` for SUSE. `None` for
+/// from os-release's `ID` and `VERSION_ID`: the major version for AlmaLinux and Rocky Linux,
+/// the whole `VERSION_ID` for RHEL (its advisories name a major or, from RHEL 10, a minor
+/// release), `Leap 15.5` or `Tumbleweed` for openSUSE, `15 SP5` or `Micro 5.5` for SUSE. `None` for
 /// distributions OSV publishes no rpm advisories for (Fedora, CentOS Stream, Amazon
 /// Linux): those packages are listed but not matched.
 pub fn rpm_ecosystem(os: &OsRelease) -> Option<(Ecosystem, Option<String>)> {
     let version = os.version_id.as_deref();
-    let major = version.map(|v| v.split('.').next().unwrap_or(v).to_owned());
+    let major = version.map(|v| major_of(v).to_owned());
     Some(match os.id.as_str() {
         // `redhat` is how trivy's package URLs name RHEL.
         "rhel" | "redhat" => (Ecosystem::RedHat, version.map(str::to_owned)),
