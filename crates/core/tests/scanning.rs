@@ -4,9 +4,11 @@
 
 use berth_core::clock::SystemClock;
 use berth_core::jobs::JobFeed;
+use berth_core::jobs::JobHandler;
+use berth_core::ports::ClaimedJob;
 use berth_core::ports::MetaStore;
 use berth_core::registry::{ChangedBy, PutManifest, RegistryOptions};
-use berth_core::scan::{import_vulndb, ScanFeed, Scanner, SCAN_JOB};
+use berth_core::scan::{import_vulndb, RescanAll, ScanFeed, Scanner, RESCAN_JOB, SCAN_JOB};
 use berth_core::Registry;
 use berth_meta::SqliteMeta;
 use berth_oci::{Digest, Reference, RepoName};
@@ -162,10 +164,10 @@ async fn a_pushed_image_is_scanned_against_the_imported_database() {
     assert_eq!(status.by_ecosystem.get("PyPI"), Some(&6));
     assert_eq!(w.meta.vulndb_status().await.unwrap().unwrap(), status);
 
-    // With one, the push's event becomes a scan job.
-    // (The SBOM the scan above attached was pushed too; its job finds no image to scan.)
+    // With one, the push's event becomes a scan job; the push of the SBOM the scan above
+    // attached (a referrer) does not.
     assert_eq!(push_debian_image(&w.registry, &repo).await, digest);
-    assert!(feed.feed().await.unwrap() >= 1);
+    assert_eq!(feed.feed().await.unwrap(), 1);
     let jobs = w.meta.list_jobs(false, 100).await.unwrap();
     assert!(
         jobs.iter()
@@ -342,6 +344,401 @@ async fn the_sbom_referrer_counts_toward_the_namespace_quota() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// Pushes `manifest` (JSON) by tag or by digest and returns its digest.
+async fn push_manifest(
+    registry: &Registry,
+    repo: &RepoName,
+    manifest: serde_json::Value,
+    tag: Option<&str>,
+) -> Digest {
+    let body = serde_json::to_vec(&manifest).unwrap();
+    let reference = match tag {
+        Some(tag) => Reference::Tag(tag.parse().unwrap()),
+        None => Reference::Digest(Digest::sha256_of(&body)),
+    };
+    registry
+        .put_manifest(PutManifest {
+            repo,
+            reference: &reference,
+            extra_tags: &[],
+            content_type: Some("application/vnd.oci.image.manifest.v1+json"),
+            body: &body,
+            by: ChangedBy::new("alice", None),
+        })
+        .await
+        .unwrap()
+        .digest
+}
+
+/// An artifact manifest holding one `layer_type` document, attached to `subject` if given;
+/// without an artifact type it is laid out as cosign's tag scheme does, with an image config.
+async fn push_artifact(
+    registry: &Registry,
+    repo: &RepoName,
+    artifact_type: Option<&str>,
+    layer_type: &str,
+    document: &[u8],
+    subject: Option<(&Digest, u64)>,
+    tag: Option<&str>,
+) -> Digest {
+    let (layer, layer_size) = upload(registry, repo, document.to_vec()).await;
+    let (config, config_size) = upload(registry, repo, b"{}".to_vec()).await;
+    let config_type = match artifact_type {
+        Some(_) => "application/vnd.oci.empty.v1+json",
+        None => "application/vnd.oci.image.config.v1+json",
+    };
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": config_type, "digest": config.to_string(), "size": config_size},
+        "layers": [{"mediaType": layer_type, "digest": layer.to_string(), "size": layer_size}],
+    });
+    if let Some(artifact_type) = artifact_type {
+        manifest["artifactType"] = serde_json::json!(artifact_type);
+    }
+    if let Some((subject, size)) = subject {
+        manifest["subject"] = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": subject.to_string(),
+            "size": size,
+        });
+    }
+    push_manifest(registry, repo, manifest, tag).await
+}
+
+fn scan_jobs_for(jobs: &[berth_core::ports::JobRecord], digest: &Digest) -> usize {
+    jobs.iter()
+        .filter(|j| j.kind == SCAN_JOB && j.payload.contains(&digest.to_string()))
+        .count()
+}
+
+/// A scratch image (one static binary, no package database) is scanned on push and finds
+/// nothing; the SBOM Berth attaches, and signatures, make no scan jobs of their own; the
+/// SBOMs a client attaches later (a CycloneDX referrer, an SPDX document under cosign's
+/// `.sbom` tag) each have the image scanned again, with the packages they list matched.
+#[tokio::test]
+async fn a_client_sbom_arriving_later_rescans_its_image_and_referrers_are_not_scanned() {
+    let w = world().await;
+    let repo: RepoName = "alice/app".parse().unwrap();
+    import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv"))
+        .await
+        .unwrap();
+    let feed = ScanFeed::new(w.meta.clone(), Arc::new(SystemClock));
+    assert_eq!(feed.feed().await.unwrap(), 0);
+
+    let (binary, binary_size) = upload(
+        &w.registry,
+        &repo,
+        layer(&[("app/server".to_owned(), b"\x7fELF not really".to_vec())]),
+    )
+    .await;
+    let (config, config_size) = upload(
+        &w.registry,
+        &repo,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec(),
+    )
+    .await;
+    let image = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": binary.to_string(), "size": binary_size}],
+    });
+    let image_size = serde_json::to_vec(&image).unwrap().len() as u64;
+    let digest = push_manifest(&w.registry, &repo, image, Some("1.0")).await;
+    assert_eq!(feed.feed().await.unwrap(), 1, "the pushed image");
+    let first = w
+        .scanner
+        .scan(&repo, &digest, &["1.0".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!((first.packages, first.findings.len()), (0, 0));
+    let berth_sbom = first.sbom_digest.clone().expect("Berth attached its SBOM");
+
+    // Berth's own SBOM push, and a cosign signature referrer, are not scanned.
+    assert_eq!(
+        feed.feed().await.unwrap(),
+        0,
+        "Berth's SBOM is not an image"
+    );
+    push_artifact(
+        &w.registry,
+        &repo,
+        Some("application/vnd.dev.cosign.artifact.sig.v1+json"),
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        br#"{"critical":{}}"#,
+        Some((&digest, image_size)),
+        None,
+    )
+    .await;
+    let signature_tag = format!("sha256-{}.sig", digest.hex());
+    push_artifact(
+        &w.registry,
+        &repo,
+        None,
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        br#"{"critical":{}}"#,
+        None,
+        Some(&signature_tag),
+    )
+    .await;
+    assert_eq!(feed.feed().await.unwrap(), 0, "signatures are not images");
+    let jobs = w.meta.list_jobs(false, 100).await.unwrap();
+    assert_eq!(
+        jobs.iter().filter(|j| j.kind == SCAN_JOB).count(),
+        1,
+        "{jobs:?}"
+    );
+
+    // A client attaches a CycloneDX SBOM (as `syft -o cyclonedx-json` writes components)
+    // listing the npm packages the binary bundles.
+    let cyclonedx = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,
+        "metadata":{"component":{"type":"container","name":"alice/app"}},
+        "components":[
+          {"type":"library","name":"minimist","version":"1.2.5","purl":"pkg:npm/minimist@1.2.5"},
+          {"type":"library","name":"lodash","version":"4.17.20","purl":"pkg:npm/lodash@4.17.20"},
+          {"type":"library","name":"golang.org/x/net","version":"v0.17.0","purl":"pkg:golang/golang.org/x/net@v0.17.0"}]}"#;
+    let client_sbom = push_artifact(
+        &w.registry,
+        &repo,
+        Some("application/vnd.cyclonedx+json"),
+        "application/vnd.cyclonedx+json",
+        cyclonedx,
+        Some((&digest, image_size)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        feed.feed().await.unwrap(),
+        1,
+        "the SBOM's subject is rescanned"
+    );
+    let jobs = w.meta.list_jobs(false, 100).await.unwrap();
+    assert_eq!(scan_jobs_for(&jobs, &client_sbom), 0);
+    assert_eq!(scan_jobs_for(&jobs, &digest), 1);
+
+    let second = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    let rows: Vec<String> = second
+        .findings
+        .iter()
+        .map(|f| format!("{} {} {}", f.package, f.advisory, f.severity.as_str()))
+        .collect();
+    // As in berth-scan's hand-checked matching test for the same packages.
+    assert_eq!(
+        rows,
+        [
+            "minimist GHSA-xvch-5gv4-984h critical",
+            "lodash GHSA-35jh-r3h4-6jhm high",
+            "lodash GHSA-29mw-wpgm-hmr9 medium",
+        ]
+    );
+    assert_eq!(second.packages, 2);
+    assert_eq!(
+        second.sbom_digest.as_deref(),
+        Some(berth_sbom.as_str()),
+        "Berth's SBOM still lists what the layers hold: the same referrer, not a second"
+    );
+    let summary = &w
+        .meta
+        .vulnerability_summaries(&[digest.to_string()])
+        .await
+        .unwrap()[&digest.to_string()];
+    assert_eq!((summary.critical, summary.high), (1, 1));
+
+    // cosign's tag scheme: an SPDX SBOM under `sha256-<hex>.sbom`, listing a PyPI package.
+    let spdx = br#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"alice/app",
+        "packages":[{"SPDXID":"SPDXRef-urllib3","name":"urllib3","versionInfo":"1.26.4",
+          "externalRefs":[{"referenceCategory":"PACKAGE-MANAGER","referenceType":"purl",
+                           "referenceLocator":"pkg:pypi/urllib3@1.26.4"}]}]}"#;
+    let sbom_tag = format!("sha256-{}.sbom", digest.hex());
+    push_artifact(
+        &w.registry,
+        &repo,
+        None,
+        "text/spdx+json",
+        spdx,
+        None,
+        Some(&sbom_tag),
+    )
+    .await;
+    assert_eq!(feed.feed().await.unwrap(), 1);
+    let tagged_sbom = w
+        .meta
+        .manifest_by_tag(&repo, &sbom_tag)
+        .await
+        .unwrap()
+        .unwrap()
+        .digest;
+    assert!(
+        matches!(
+            w.scanner.scan(&repo, &tagged_sbom, &[]).await,
+            Err(berth_core::scan::ScanError::NotAnImage(_))
+        ),
+        "a tag-scheme SBOM is an artifact, not an image"
+    );
+    let third = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    assert_eq!(third.packages, 3);
+    assert!(
+        third
+            .findings
+            .iter()
+            .any(|f| f.package == "urllib3" && f.advisory == "GHSA-q2q7-5pp4-w6pg"),
+        "{:?}",
+        third.findings
+    );
+
+    // A client SBOM that is not JSON is reported in the scan's warnings, not fatal.
+    push_artifact(
+        &w.registry,
+        &repo,
+        Some("application/spdx+json"),
+        "application/spdx+json",
+        b"not json",
+        Some((&digest, image_size)),
+        None,
+    )
+    .await;
+    let fourth = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    assert_eq!(fourth.packages, 3);
+    assert!(
+        fourth
+            .warnings
+            .iter()
+            .any(|w| w.contains("not a CycloneDX or SPDX")),
+        "{:?}",
+        fourth.warnings
+    );
+}
+
+/// An image pushed before any vulnerability database is not scanned on push (a scan would
+/// claim "none found"); the import's rescan queues it, and never the SBOM or signature
+/// referrers next to it.
+#[tokio::test]
+async fn the_import_rescans_images_pushed_before_it_and_not_their_referrers() {
+    let w = world().await;
+    let repo: RepoName = "alice/debian".parse().unwrap();
+    let digest = push_debian_image(&w.registry, &repo).await;
+    let feed = ScanFeed::new(w.meta.clone(), Arc::new(SystemClock));
+    assert_eq!(feed.feed().await.unwrap(), 0);
+    // Its SBOM exists already (an inventory-only scan, as `berth scan` runs without a database).
+    let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    let sbom: Digest = scan.sbom_digest.unwrap().parse().unwrap();
+
+    import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv"))
+        .await
+        .unwrap();
+    assert!(w.scanner.rescan_all().await.unwrap());
+    let rescan = w
+        .meta
+        .list_jobs(false, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == RESCAN_JOB)
+        .expect("the rescan job");
+    let claimed = ClaimedJob {
+        id: rescan.id,
+        kind: rescan.kind.clone(),
+        payload: rescan.payload.clone(),
+        attempt: 1,
+        max_attempts: rescan.max_attempts,
+        lease: String::new(),
+    };
+    RescanAll(w.scanner.clone()).run(&claimed).await.unwrap();
+    let jobs = w.meta.list_jobs(false, 100).await.unwrap();
+    assert_eq!(scan_jobs_for(&jobs, &digest), 1, "{jobs:?}");
+    assert_eq!(scan_jobs_for(&jobs, &sbom), 0, "{jobs:?}");
+}
+
+/// A pull-through cache keeps an upstream's manifest before its layers: its scan is not
+/// stored as "none found" (nothing was read), and no SBOM is attached; once a client's SBOM
+/// says what the image holds, the scan runs on that and names the missing layer.
+#[tokio::test]
+async fn an_image_without_its_layers_is_left_unscanned_rather_than_reported_clean() {
+    let w = world().await;
+    let repo: RepoName = "alice/cached".parse().unwrap();
+    import_vulndb(w.meta.clone(), Arc::new(SystemClock), &data("osv"))
+        .await
+        .unwrap();
+    let (config, config_size) = upload(
+        &w.registry,
+        &repo,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec(),
+    )
+    .await;
+    let absent = Digest::sha256_of(b"a layer the cache never fetched");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": absent.to_string(), "size": 1234}],
+    }))
+    .unwrap();
+    let digest = Digest::sha256_of(&body);
+    w.meta
+        .put_cached_manifest(&berth_core::ports::NewManifest {
+            repo: repo.clone(),
+            digest: digest.clone(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".to_owned(),
+            body: body.clone(),
+            blobs: vec![config.clone(), absent.clone()],
+            children: vec![],
+            subject: None,
+            artifact_type: None,
+            annotations_json: None,
+            platform: berth_core::ports::ManifestPlatform::None,
+            tags: vec!["1".to_owned()],
+            now: 0,
+            actor: None,
+            events: vec![],
+        })
+        .await
+        .unwrap();
+
+    let error = w.scanner.scan(&repo, &digest, &[]).await.unwrap_err();
+    assert!(
+        matches!(&error, berth_core::scan::ScanError::LayersMissing(l) if l.contains(&absent.to_string())),
+        "{error}"
+    );
+    assert!(w
+        .meta
+        .scan_result(&digest.to_string())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(w
+        .meta
+        .referrers(&repo, &digest, None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let cyclonedx = br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[
+        {"type":"library","purl":"pkg:npm/minimist@1.2.5"}]}"#;
+    push_artifact(
+        &w.registry,
+        &repo,
+        Some("application/vnd.cyclonedx+json"),
+        "application/vnd.cyclonedx+json",
+        cyclonedx,
+        Some((&digest, body.len() as u64)),
+        None,
+    )
+    .await;
+    let scan = w.scanner.scan(&repo, &digest, &[]).await.unwrap();
+    assert_eq!(scan.counts.critical, 1);
+    assert_eq!(scan.sbom_digest, None, "no SBOM of layers nobody read");
+    assert!(
+        scan.warnings
+            .iter()
+            .any(|w| w.contains(&absent.to_string())),
+        "{:?}",
+        scan.warnings
+    );
 }
 
 /// The issue's figures, measured: an import of 100,000 advisories, and matching an image

@@ -37,6 +37,7 @@ fn pushed(tag: &str) -> NewManifest {
             tags: vec![tag.to_owned()],
             platforms: vec![],
             size: body.len() as u64,
+            subject: None,
         }),
     );
     NewManifest {

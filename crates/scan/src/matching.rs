@@ -187,7 +187,17 @@ pub fn lookup_key(package: &Package, os: Option<&OsRelease>) -> Option<LookupKey
             package.version.clone(),
             None,
         ),
-        PackageKind::Rpm => return None,
+        PackageKind::Rpm => {
+            // The distributions' advisories name binary packages (`openssl-libs`), with
+            // their epoch.
+            let (ecosystem, release) = rpm_ecosystem(os?)?;
+            (
+                ecosystem,
+                package.name.clone(),
+                package.version.clone(),
+                release,
+            )
+        }
     };
     Some(LookupKey {
         ecosystem,
@@ -195,6 +205,43 @@ pub fn lookup_key(package: &Package, os: Option<&OsRelease>) -> Option<LookupKey
         name,
         version,
     })
+}
+
+/// The OSV ecosystem of an rpm-based image and the release its advisories are matched on,
+/// from os-release's `ID` and `VERSION_ID`: the major version for AlmaLinux and Rocky Linux,
+/// the whole `VERSION_ID` for RHEL (its advisories name a major or, from RHEL 10, a minor
+/// release), `Leap 15.5` or `Tumbleweed` for openSUSE, `15 SP5` or `Micro 5.5` for SUSE. `None` for
+/// distributions OSV publishes no rpm advisories for (Fedora, CentOS Stream, Amazon
+/// Linux): those packages are listed but not matched.
+pub fn rpm_ecosystem(os: &OsRelease) -> Option<(Ecosystem, Option<String>)> {
+    let version = os.version_id.as_deref();
+    let major = version.map(|v| major_of(v).to_owned());
+    Some(match os.id.as_str() {
+        // `redhat` is how trivy's package URLs name RHEL.
+        "rhel" | "redhat" => (Ecosystem::RedHat, version.map(str::to_owned)),
+        "almalinux" => (Ecosystem::AlmaLinux, major),
+        "rocky" => (Ecosystem::RockyLinux, major),
+        "opensuse-leap" => (Ecosystem::OpenSuse, version.map(|v| format!("Leap {v}"))),
+        "opensuse-tumbleweed" => (Ecosystem::OpenSuse, Some("Tumbleweed".to_owned())),
+        "sles" | "sled" => (Ecosystem::Suse, version.map(suse_release)),
+        "sle-micro" => (Ecosystem::Suse, version.map(|v| format!("Micro {v}"))),
+        _ => return None,
+    })
+}
+
+/// SUSE's name of a release: VERSION_ID `15.5` is `15 SP5`, `15` (or `15.0`) is `15`.
+fn suse_release(version: &str) -> String {
+    match version.split_once('.') {
+        Some((major, service_pack)) if service_pack != "0" => {
+            format!("{major} SP{service_pack}")
+        }
+        Some((major, _)) => major.to_owned(),
+        None => version.to_owned(),
+    }
+}
+
+fn major_of(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
 }
 
 /// Whether an advisory's ecosystem release applies to the image's release. An advisory
@@ -213,7 +260,32 @@ fn release_matches(ecosystem: Ecosystem, advisory: Option<&str>, image: Option<&
         }
         // `Ubuntu:22.04:LTS`, `Ubuntu:Pro:18.04:LTS` against `22.04`.
         Ecosystem::Ubuntu => advisory.split(':').any(|part| part == image),
-        _ => true,
+        // `Red Hat:enterprise_linux:9::baseos` (and `::appstream`) against `9.4`; RHEL 10
+        // names minor releases (`enterprise_linux:10.1`). Extended-support streams
+        // (`rhel_eus:9.2::baseos`) are other products and do not apply to a plain image.
+        Ecosystem::RedHat => {
+            let mut parts = advisory.split(':');
+            parts.next() == Some("enterprise_linux")
+                && parts
+                    .next()
+                    .is_some_and(|release| release == image || release == major_of(image))
+        }
+        // `AlmaLinux:9`, `Rocky Linux:9` against the major version.
+        Ecosystem::AlmaLinux | Ecosystem::RockyLinux => advisory == image,
+        // `openSUSE:Leap 15.5` (and `Leap 15.5 NonFree`), `openSUSE:Tumbleweed`.
+        Ecosystem::OpenSuse => {
+            advisory == image
+                || advisory
+                    .strip_prefix(image)
+                    .is_some_and(|rest| rest.starts_with(' '))
+        }
+        // `SUSE:Linux Enterprise Server 15 SP5`, `SUSE:Linux Enterprise Module for
+        // Basesystem 15 SP5`, `SUSE:Linux Enterprise Micro 5.5`: the products of one
+        // release all end with it.
+        Ecosystem::Suse => advisory
+            .strip_suffix(image)
+            .is_some_and(|rest| rest.ends_with(' ')),
+        Ecosystem::PyPI | Ecosystem::Npm | Ecosystem::CratesIo => true,
     }
 }
 

@@ -76,6 +76,9 @@ struct RawAdvisory {
     /// Debian's and Alpine's records name the CVE they derive from here.
     #[serde(default)]
     upstream: Option<Vec<String>>,
+    /// Rocky Linux's and AlmaLinux's errata name their CVEs here.
+    #[serde(default)]
+    related: Option<Vec<String>>,
     #[serde(default)]
     severity: Option<Vec<RawSeverity>>,
     #[serde(default)]
@@ -227,6 +230,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
     if let Some(specific) = &raw.database_specific {
         ratings.splice(0..0, rating_of(specific));
     }
+    // Rocky Linux's and AlmaLinux's errata state Red Hat's rating only as the summary's
+    // first word: `Moderate: openssl security update`.
+    if affected.iter().any(|a| a.ecosystem.purl_type() == "rpm") {
+        let rating = raw
+            .summary
+            .as_deref()
+            .and_then(|s| s.split_once(':'))
+            .and_then(|(word, _)| Severity::from_rating(word));
+        ratings.extend(rating);
+    }
     let severities: Vec<RawSeverity> = raw
         .severity
         .unwrap_or_default()
@@ -252,6 +265,12 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EntryError> {
             .unwrap_or_default()
             .into_iter()
             .chain(raw.upstream.unwrap_or_default())
+            .chain(
+                raw.related
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|id| id.starts_with("CVE-")),
+            )
             .collect(),
         severity,
         score,

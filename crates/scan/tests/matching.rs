@@ -11,9 +11,15 @@ use berth_scan::osv::{self, Advisory};
 use berth_scan::{Ecosystem, Finding};
 use common::*;
 
-fn database() -> (HashMap<(Ecosystem, String), Vec<Advisory>>, osv::ReadStats) {
-    let mut by_package: HashMap<(Ecosystem, String), Vec<Advisory>> = HashMap::new();
-    let stats = osv::read_path(&data("osv"), &mut |advisory| {
+type Database = HashMap<(Ecosystem, String), Vec<Advisory>>;
+
+fn database() -> (Database, osv::ReadStats) {
+    database_of("osv")
+}
+
+fn database_of(dir: &str) -> (Database, osv::ReadStats) {
+    let mut by_package: Database = HashMap::new();
+    let stats = osv::read_path(&data(dir), &mut |advisory| {
         let mut keys: Vec<(Ecosystem, String)> = advisory
             .affected
             .iter()
@@ -30,7 +36,10 @@ fn database() -> (HashMap<(Ecosystem, String), Vec<Advisory>>, osv::ReadStats) {
 }
 
 fn scan(layers: &[Vec<u8>]) -> Vec<Finding> {
-    let (db, _) = database();
+    scan_with(&database().0, layers)
+}
+
+fn scan_with(db: &Database, layers: &[Vec<u8>]) -> Vec<Finding> {
     let inventory = berth_scan::inventory::inventory_layers(
         layers
             .iter()
@@ -219,4 +228,187 @@ fn releases_and_last_affected_are_honoured() {
         osv::parse(br#"{"id":"X","modified":"m","affected":[{"package":{"ecosystem":"Go","name":"x"},"versions":["1"]}]}"#),
         Ok(osv::Parsed::Ignored)
     ));
+}
+
+/// The rpm database written by rpm itself (Rocky Linux 9's names and versions) under the
+/// os-release of several distributions, against the rpm distributions' advisories.
+#[test]
+fn rpm_images_match_their_distributions_advisories_by_rpm_order() {
+    let (db, stats) = database_of("osv-rpm");
+    assert_eq!((stats.advisories, stats.skipped), (4, 0));
+    let image = |os_release: &str| {
+        vec![layer(&[
+            ("etc/os-release", os_release.as_bytes().to_vec()),
+            ("var/lib/rpm/rpmdb.sqlite", read("rpm/rpmdb.sqlite")),
+        ])]
+    };
+    let rocky = String::from_utf8(read("os-release-rocky94")).unwrap();
+    // openssl-libs 1:3.0.7-27.el9 < 1:3.0.7-29.el9_4; RLSA-2024:2447's fix is the installed
+    // EVR itself, so it does not count. The rating is the summary's "Moderate".
+    let findings = scan_with(&db, &image(&rocky));
+    assert_eq!(
+        rows(&findings),
+        ["openssl-libs 1:3.0.7-27.el9 RLSA-2024:6783 medium 1:3.0.7-29.el9_4"]
+    );
+    assert_eq!(findings[0].ecosystem, Ecosystem::RockyLinux);
+    assert_eq!(findings[0].aliases, ["CVE-2024-6119"]);
+
+    let alma = rocky.replace("ID=\"rocky\"", "ID=\"almalinux\"");
+    assert_eq!(
+        rows(&scan_with(&db, &image(&alma))),
+        ["openssl-libs 1:3.0.7-27.el9 ALSA-2024:6783 medium 1:3.0.7-29.el9_4"]
+    );
+    // RHEL 9.4 matches `Red Hat:enterprise_linux:9::baseos`; Red Hat's CVSS v3 vector
+    // (AV:N/AC:H/…/A:H, 5.9) sets the severity.
+    let rhel = "ID=\"rhel\"\nVERSION_ID=\"9.4\"\n";
+    let findings = scan_with(&db, &image(rhel));
+    assert_eq!(
+        rows(&findings),
+        ["openssl-libs 1:3.0.7-27.el9 RHSA-2024:6783 medium 1:3.0.7-29.el9_4"]
+    );
+    assert_eq!(findings[0].score, Some(5.9));
+    // Another release of the same distribution, and distributions without rpm advisories
+    // in OSV, match nothing.
+    for os in [
+        rocky.replace("VERSION_ID=\"9.4\"", "VERSION_ID=\"8.9\""),
+        "ID=\"fedora\"\nVERSION_ID=\"40\"\n".to_owned(),
+        "ID=\"centos\"\nVERSION_ID=\"9\"\n".to_owned(),
+    ] {
+        assert_eq!(
+            rows(&scan_with(&db, &image(&os))),
+            Vec::<String>::new(),
+            "{os}"
+        );
+    }
+}
+
+/// How each rpm distribution's os-release maps onto OSV's ecosystem releases (records
+/// written inline: only the ecosystem strings differ, in the forms OSV publishes).
+#[test]
+fn rpm_distribution_releases_map_to_osv_ecosystems() {
+    let record = |ecosystem: &str, package: &str, fixed: &str| {
+        let json = format!(
+            r#"{{"id":"X-1","modified":"2024-01-01T00:00:00Z","summary":"Important: x","affected":[{{"package":{{"ecosystem":"{ecosystem}","name":"{package}"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+        );
+        match osv::parse(json.as_bytes()).unwrap() {
+            osv::Parsed::Advisory(a) => a,
+            osv::Parsed::Ignored => panic!("ignored: {ecosystem}"),
+        }
+    };
+    let hits = |os_release: &str, advisory: Advisory| {
+        let image = layer(&[
+            ("etc/os-release", os_release.as_bytes().to_vec()),
+            ("var/lib/rpm/rpmdb.sqlite", read("rpm/rpmdb.sqlite")),
+        ]);
+        let inventory =
+            berth_scan::inventory::inventory_layers([("l".to_owned(), image.as_slice())]);
+        match_inventory(&inventory, &mut |_, name| {
+            if advisory.affected.iter().any(|a| a.package == name) {
+                vec![advisory.clone()]
+            } else {
+                vec![]
+            }
+        })
+    };
+    let cases: &[(&str, &str, bool)] = &[
+        (
+            "ID=rhel\nVERSION_ID=9.4",
+            "Red Hat:enterprise_linux:9::appstream",
+            true,
+        ),
+        (
+            "ID=rhel\nVERSION_ID=9.4",
+            "Red Hat:enterprise_linux:8::baseos",
+            false,
+        ),
+        // Extended update support is another product than the plain release.
+        (
+            "ID=rhel\nVERSION_ID=9.2",
+            "Red Hat:rhel_eus:9.2::baseos",
+            false,
+        ),
+        (
+            "ID=rhel\nVERSION_ID=10.1",
+            "Red Hat:enterprise_linux:10.1",
+            true,
+        ),
+        ("ID=rocky\nVERSION_ID=9.4", "Rocky Linux:9", true),
+        ("ID=rocky\nVERSION_ID=9.4", "AlmaLinux:9", false),
+        ("ID=almalinux\nVERSION_ID=9.4", "AlmaLinux:9", true),
+        ("ID=almalinux\nVERSION_ID=8.10", "AlmaLinux:9", false),
+        (
+            "ID=opensuse-leap\nVERSION_ID=15.5",
+            "openSUSE:Leap 15.5",
+            true,
+        ),
+        (
+            "ID=opensuse-leap\nVERSION_ID=15.5",
+            "openSUSE:Leap 15.5 NonFree",
+            true,
+        ),
+        (
+            "ID=opensuse-leap\nVERSION_ID=15.5",
+            "openSUSE:Leap 15.50",
+            false,
+        ),
+        (
+            "ID=opensuse-leap\nVERSION_ID=15.5",
+            "openSUSE:Tumbleweed",
+            false,
+        ),
+        (
+            "ID=opensuse-tumbleweed\nVERSION_ID=20240101",
+            "openSUSE:Tumbleweed",
+            true,
+        ),
+        (
+            "ID=sles\nVERSION_ID=15.5",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            true,
+        ),
+        (
+            "ID=sles\nVERSION_ID=15.5",
+            "SUSE:Linux Enterprise Module for Basesystem 15 SP5",
+            true,
+        ),
+        (
+            "ID=sles\nVERSION_ID=15.5",
+            "SUSE:Linux Enterprise Server 15 SP4",
+            false,
+        ),
+        (
+            "ID=sles\nVERSION_ID=15",
+            "SUSE:Linux Enterprise Server 15",
+            true,
+        ),
+        (
+            "ID=sles\nVERSION_ID=15",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            false,
+        ),
+        (
+            "ID=sle-micro\nVERSION_ID=5.5",
+            "SUSE:Linux Enterprise Micro 5.5",
+            true,
+        ),
+        (
+            "ID=sle-micro\nVERSION_ID=5.5",
+            "SUSE:Linux Enterprise Server 15 SP5",
+            false,
+        ),
+    ];
+    for (os, ecosystem, expected) in cases {
+        let found = hits(os, record(ecosystem, "bash", "5.1.8-10.el9"));
+        assert_eq!(!found.is_empty(), *expected, "{os} against {ecosystem}");
+        if *expected {
+            assert_eq!(found[0].severity, Severity::High, "the summary's Important");
+            assert_eq!(found[0].fixed_version.as_deref(), Some("5.1.8-10.el9"));
+        }
+    }
+    // The fix at or below the installed EVR, or behind a higher epoch: not affected.
+    let rocky = "ID=rocky\nVERSION_ID=9.4";
+    assert!(hits(rocky, record("Rocky Linux:9", "bash", "5.1.8-9.el9")).is_empty());
+    assert!(!hits(rocky, record("Rocky Linux:9", "bash", "1:5.1.8-9.el9")).is_empty());
+    assert!(hits(rocky, record("Rocky Linux:9", "zlib", "1.2.11-39.el9")).is_empty());
+    assert!(!hits(rocky, record("Rocky Linux:9", "zlib", "1.2.11-40.el9_4")).is_empty());
 }

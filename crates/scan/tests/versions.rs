@@ -4,7 +4,7 @@
 use std::cmp::Ordering::{self, Equal, Greater, Less};
 
 use berth_scan::cvss::base_score;
-use berth_scan::version::{compare_apk, compare_dpkg, compare_pep440, compare_semver};
+use berth_scan::version::{compare_apk, compare_dpkg, compare_pep440, compare_rpm, compare_semver};
 
 fn check(
     name: &str,
@@ -77,6 +77,85 @@ fn dpkg_follows_deb_version() {
     );
     for bad in ["", "abc", ":1.0", "a:1.0", "1.0-r$", "1.0 2"] {
         assert_eq!(compare_dpkg(bad, "1.0"), None, "dpkg refuses {bad:?}");
+    }
+}
+
+/// rpm 4.15+'s rpmvercmp, with the cases of rpm's own `rpmvercmp.at` table, then whole EVRs
+/// as Red Hat, Rocky, AlmaLinux and SUSE advisories write them.
+#[test]
+fn rpm_follows_rpmvercmp() {
+    check(
+        "rpm",
+        compare_rpm,
+        &[
+            ("1.0", Equal, "1.0"),
+            ("1.0", Less, "2.0"),
+            ("2.0.1", Greater, "2.0"),
+            ("2.0.1a", Greater, "2.0.1"),
+            ("5.5p1", Less, "5.5p2"),
+            ("5.5p10", Greater, "5.5p1"),
+            ("10xyz", Less, "10.1xyz"),
+            ("xyz10", Less, "xyz10.1"),
+            ("xyz.4", Less, "8"),
+            ("5.5p1", Less, "5.6p1"),
+            ("6.0.rc1", Greater, "6.0"),
+            ("10b2", Greater, "10a1"),
+            ("1.0aa", Greater, "1.0a"),
+            ("10.0001", Equal, "10.1"),
+            ("10.0001", Less, "10.0039"),
+            ("4.999.9", Less, "5.0"),
+            ("20101121", Greater, "20101120"),
+            ("2_0", Equal, "2.0"),
+            ("2a", Less, "2.0"),
+            ("1.0", Greater, "1.fc4"),
+            ("3.0.0_fc", Greater, "3.0.fc"),
+            // `~`: a pre-release, before the release and before the end of the string.
+            ("1.0~rc1", Less, "1.0"),
+            ("1.0~rc1", Equal, "1.0~rc1"),
+            ("1.0~rc1", Less, "1.0~rc2"),
+            ("1.0~rc1~git123", Less, "1.0~rc1"),
+            // `^`: a snapshot after a release, before the next one.
+            ("1.0^", Greater, "1.0"),
+            ("1.0^git1", Greater, "1.0"),
+            ("1.0^git1", Less, "1.01"),
+            ("1.0^20160101", Less, "1.0.1"),
+            ("1.0^20160101^git1", Greater, "1.0^20160101"),
+            ("1.0~rc1^git1", Greater, "1.0~rc1"),
+            ("1.0~rc1^git1", Less, "1.0"),
+            ("1.0^git1~pre", Less, "1.0^git1"),
+            // Whole EVRs: the epoch first, then the version, then the release.
+            ("1:1.0-1", Greater, "2.0-1"),
+            ("0:1.0-1", Equal, "1.0-1"),
+            ("1:3.0.7-27.el9", Greater, "3.0.8-1.el9"),
+            ("1:3.0.7-27.el9", Less, "1:3.0.7-29.el9_4"),
+            ("1:3.0.7-28.el9_4", Greater, "1:3.0.7-27.el9"),
+            ("1.2.11-40.el9", Greater, "1.2.11-39.el9"),
+            ("5.1.8-9.el9", Less, "5.1.8-10.el9"),
+            ("1.0-1.el9", Less, "1.0-1.el9_1"),
+            ("3.0.8-150500.5.8.1", Greater, "3.0.8-150500.5.3.1"),
+            (
+                "1:20.15.1-1.module_el9.4.0+123+abcdef12",
+                Greater,
+                "1:20.12.2-2.module_el9.3.0+6",
+            ),
+            // A release missing on one side is not compared, as in rpm's dependency ranges.
+            ("1.0", Equal, "1.0-5.el9"),
+            (
+                "99999999999999999999999999",
+                Less,
+                "100000000000000000000000000",
+            ),
+        ],
+    );
+    ascending(
+        "rpm",
+        compare_rpm,
+        &[
+            "1.0~~", "1.0~rc1", "1.0", "1.0^", "1.0^git1", "1.0a", "1.0.1", "1:0.1",
+        ],
+    );
+    for bad in ["", ":1.0", "a:1.0", "1.0-", "1.0 2", "1.\n0"] {
+        assert_eq!(compare_rpm(bad, "1.0"), None, "rpm refuses {bad:?}");
     }
 }
 

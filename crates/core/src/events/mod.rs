@@ -153,6 +153,10 @@ pub struct ManifestPushedData {
     /// The manifest's bytes plus the sizes its descriptors declare (config and layers of an
     /// image; the child manifests of an index).
     pub size: u64,
+    /// The manifest this one refers to, when it is a referrer (a signature, an SBOM);
+    /// absent from events recorded before it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// The fields of `tag.deleted`.

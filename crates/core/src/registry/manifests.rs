@@ -172,6 +172,7 @@ fn pushed_event(
         tags: tags.to_vec(),
         platforms,
         size: (put.body.len() as u64).saturating_add(declared),
+        subject: parsed.subject.as_ref().map(|s| s.digest.to_string()),
     };
     NewEvent::about(
         EventKind::ManifestPushed,

@@ -37,7 +37,7 @@ impl Read for ChannelReader {
 
 /// Whether a layer descriptor is a file-system layer the scanner reads (non-distributable
 /// layers are not in the registry).
-fn is_filesystem_layer(media_type: &str) -> bool {
+pub(super) fn is_filesystem_layer(media_type: &str) -> bool {
     let tar_layer = media_type.starts_with("application/vnd.oci.image.layer.v1.tar")
         || media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"
         || media_type == "application/vnd.docker.image.rootfs.diff.tar";

@@ -53,6 +53,10 @@ pub enum ScanError {
     NotFound(String),
     #[error("{0} is not an image (an index or an artifact); scan the images it holds")]
     NotAnImage(String),
+    /// A pull-through cache's manifest whose layers were never fetched: scanning it would
+    /// report "none found" about files nobody read.
+    #[error("the layers {0} are not stored yet (an image cached from an upstream but not pulled whole); pull it, then scan")]
+    LayersMissing(String),
     #[error("{0}")]
     Store(#[from] MetaError),
     #[error("{0}")]
@@ -144,8 +148,11 @@ impl Scanner {
             .ok_or_else(|| ScanError::NotFound(digest.to_string()))?;
         let parsed = ParsedManifest::parse(Some(&record.media_type), &record.body)
             .map_err(|e| ScanError::NotAnImage(format!("{digest} ({e})")))?;
+        // cosign's tag-scheme signatures and SBOMs carry an image config; their layers
+        // give them away.
         let is_image = parsed.kind == ManifestKind::Image
             && parsed.subject.is_none()
+            && !berth_oci::signature::is_supply_chain_artifact(&parsed, None)
             && parsed
                 .config
                 .as_ref()
@@ -153,7 +160,33 @@ impl Scanner {
         if !is_image {
             return Err(ScanError::NotAnImage(digest.to_string()));
         }
-        let inventory = layers::inventory(self.blobs.clone(), &parsed.layers, self.limits).await;
+        // The packages of SBOMs clients attached count too: an image built from scratch or
+        // distroless shows no package database in its layers, and its SBOM says what is in it.
+        let (listed, sbom_warnings) =
+            sbom::client_packages(&self.meta, &self.blobs, repo, digest).await?;
+        let mut missing = Vec::new();
+        for layer in &parsed.layers {
+            if layers::is_filesystem_layer(&layer.media_type)
+                && self
+                    .blobs
+                    .blob_size(&layer.digest)
+                    .await
+                    .map_err(|e| ScanError::Io(e.to_string()))?
+                    .is_none()
+            {
+                missing.push(layer.digest.to_string());
+            }
+        }
+        if !missing.is_empty() && listed.is_empty() {
+            return Err(ScanError::LayersMissing(missing.join(", ")));
+        }
+        let layer_inventory =
+            layers::inventory(self.blobs.clone(), &parsed.layers, self.limits).await;
+        let mut inventory = layer_inventory.clone();
+        for packages in listed {
+            inventory.add_listed(packages);
+        }
+        inventory.warnings.extend(sbom_warnings);
         let status = self.meta.vulndb_status().await?;
         let mut findings = Vec::new();
         if status.is_some() {
@@ -186,14 +219,16 @@ impl Scanner {
             })
         });
         let mut warnings = inventory.warnings.clone();
-        let sbom_digest = if self.attach_sbom {
+        // Berth's own SBOM says what Berth read from the layers, so that a client's SBOM
+        // arriving later does not make it push a second one.
+        let sbom_digest = if self.attach_sbom && missing.is_empty() {
             match sbom::attach(
                 &self.registry,
                 repo,
                 digest,
                 &record.media_type,
                 record.body.len() as u64,
-                &inventory,
+                &layer_inventory,
                 now,
             )
             .await
@@ -362,8 +397,12 @@ impl JobHandler for ScanImage {
         };
         match self.0.scan(&repo, &digest, &payload.tags).await {
             Ok(_) => Ok(JobOutcome::Done),
-            // Deleted since, or an artifact: nothing to scan, which is not a failure.
-            Err(ScanError::NotFound(_) | ScanError::NotAnImage(_)) => Ok(JobOutcome::Done),
+            // Deleted since, or an artifact: nothing to scan, which is not a failure. Layers
+            // not stored yet leave the image unscanned (never reported clean) until the next
+            // import's rescan or an SBOM a client attaches.
+            Err(
+                ScanError::NotFound(_) | ScanError::NotAnImage(_) | ScanError::LayersMissing(_),
+            ) => Ok(JobOutcome::Done),
             Err(error) => Err(JobError::Retry(error.to_string())),
         }
     }
@@ -402,9 +441,11 @@ impl JobHandler for RescanAll {
     }
 }
 
-/// Turns `manifest.pushed` events of images into scan jobs, after the push committed
-/// (its `201` was never waiting for this), once a vulnerability database is imported. A
-/// [`JobFeed`] of the runner.
+/// Turns `manifest.pushed` events into scan jobs, after the push committed (its `201` was
+/// never waiting for this), once a vulnerability database is imported: a pushed image is
+/// scanned; a referrer (a signature, Berth's own SBOM) is not, except an SBOM a client
+/// attached, which has its subject scanned again with the packages it lists. A [`JobFeed`]
+/// of the runner.
 pub struct ScanFeed {
     meta: Arc<dyn MetaStore>,
     clock: Arc<dyn Clock>,
@@ -415,20 +456,60 @@ impl ScanFeed {
         ScanFeed { meta, clock }
     }
 
-    fn job_for(&self, event: &EventRecord) -> Option<NewJob> {
+    async fn job_for(&self, event: &EventRecord) -> Result<Option<NewJob>, MetaError> {
         if event.kind != EventKind::ManifestPushed {
-            return None;
+            return Ok(None);
         }
-        let data: ManifestPushedData = serde_json::from_value(event.data.clone()).ok()?;
-        if data.media_type != OCI_MANIFEST && data.media_type != DOCKER_MANIFEST {
-            return None;
-        }
-        let payload = ScanJobPayload {
-            repository: event.repository.clone()?,
-            digest: data.digest,
-            tags: data.tags,
+        let Ok(data) = serde_json::from_value::<ManifestPushedData>(event.data.clone()) else {
+            return Ok(None);
         };
-        Some(scan_job(&payload, self.clock.now_ms()))
+        if data.media_type != OCI_MANIFEST && data.media_type != DOCKER_MANIFEST {
+            return Ok(None);
+        }
+        let Some(repository) = event.repository.clone() else {
+            return Ok(None);
+        };
+        let image = |digest: String, tags: Vec<String>| {
+            let payload = ScanJobPayload {
+                repository: repository.clone(),
+                digest,
+                tags,
+            };
+            Some(scan_job(&payload, self.clock.now_ms()))
+        };
+        // cosign's tag scheme: `sha256-<hex>.sbom` attaches an SBOM, `.sig` and `.att` are
+        // signatures and attestations, none of them an image.
+        if let Some(subject) = sbom::cosign_sbom_subject(&data.tags) {
+            return Ok(image(subject.to_string(), Vec::new()));
+        }
+        if data
+            .tags
+            .iter()
+            .any(|t| berth_oci::signature::cosign_tag_subject(t).is_some())
+        {
+            return Ok(None);
+        }
+        let Some(subject) = data.subject else {
+            return Ok(image(data.digest, data.tags));
+        };
+        // A referrer: read it (referrers are few) to tell a client's SBOM from the rest.
+        let (Ok(repo), Ok(digest)) = (
+            repository.parse::<RepoName>(),
+            data.digest.parse::<Digest>(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(record) = self.meta.manifest_by_digest(&repo, &digest).await? else {
+            return Ok(None);
+        };
+        let client_sbom = ParsedManifest::parse(Some(&record.media_type), &record.body)
+            .ok()
+            .is_some_and(|parsed| sbom::client_sbom_layer(&parsed).is_some());
+        Ok(if client_sbom {
+            image(subject, Vec::new())
+        } else {
+            None
+        })
     }
 }
 
@@ -447,11 +528,14 @@ impl JobFeed for ScanFeed {
             // image, which is not true, and push an SBOM referrer nobody asked for; images
             // pushed meanwhile are scanned by the rescan that follows the first import.
             let scanning = self.meta.vulndb_status().await?.is_some();
-            let jobs: Vec<NewJob> = events
-                .iter()
-                .filter(|_| scanning)
-                .filter_map(|e| self.job_for(e))
-                .collect();
+            let mut jobs: Vec<NewJob> = Vec::new();
+            for event in events.iter().filter(|_| scanning) {
+                if let Some(job) = self.job_for(event).await? {
+                    if !jobs.iter().any(|j| j.unique_key == job.unique_key) {
+                        jobs.push(job);
+                    }
+                }
+            }
             if !self
                 .meta
                 .hand_on_scans(SCANNER_CURSOR, from, to, &jobs)

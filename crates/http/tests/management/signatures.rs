@@ -265,6 +265,12 @@ async fn a_cosign_signature_is_verified_only_by_a_trusted_key_and_removing_the_k
         .delete("/api/v1/namespaces/admin/trusted-keys/release")
         .await
         .expect_error(404, "NOT_FOUND");
+    // … and the image signed again with the key that replaced it is verified by that one.
+    sign(&registry, repo, &image, "other", Form::Referrer).await;
+    assert_eq!(
+        signature_becomes(&admin, repo, "v1", "verified").await["keys"],
+        json!(["other"])
+    );
 }
 
 #[tokio::test]

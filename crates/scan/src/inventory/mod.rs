@@ -13,6 +13,7 @@ mod language;
 mod layer;
 mod os_release;
 pub mod rpm;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -56,6 +57,27 @@ pub struct Inventory {
     pub packages: Vec<Package>,
     /// What was skipped and why (malformed databases, hostile entries, limits reached).
     pub warnings: Vec<String>,
+}
+
+impl Inventory {
+    /// Adds the packages an SBOM lists that the layers did not show (same kind, name and
+    /// version); the SBOM's distribution counts only when the layers named none.
+    pub fn add_listed(&mut self, listed: sbom::SbomPackages) {
+        if self.os.is_none() {
+            self.os = listed.os;
+        }
+        let known: std::collections::HashSet<(PackageKind, String, String)> = self
+            .packages
+            .iter()
+            .map(|p| (p.kind, p.name.clone(), p.version.clone()))
+            .collect();
+        self.packages.extend(
+            listed
+                .packages
+                .into_iter()
+                .filter(|p| !known.contains(&(p.kind, p.name.clone(), p.version.clone()))),
+        );
+    }
 }
 
 /// Bounds on reading one image.

@@ -3,6 +3,7 @@
 mod apk;
 mod dpkg;
 mod pep440;
+mod rpm;
 mod semver;
 
 use std::cmp::Ordering;
@@ -10,6 +11,7 @@ use std::cmp::Ordering;
 pub use apk::compare as compare_apk;
 pub use dpkg::compare as compare_dpkg;
 pub use pep440::compare as compare_pep440;
+pub use rpm::compare as compare_rpm;
 pub use semver::compare as compare_semver;
 
 /// A package ecosystem as OSV names it, without its release suffix (`Debian:12` is
@@ -22,16 +24,29 @@ pub enum Ecosystem {
     PyPI,
     Npm,
     CratesIo,
+    /// Red Hat Enterprise Linux (and UBI), `Red Hat:enterprise_linux:9::baseos`.
+    RedHat,
+    AlmaLinux,
+    RockyLinux,
+    /// `openSUSE:Leap 15.5`, `openSUSE:Tumbleweed`.
+    OpenSuse,
+    /// `SUSE:Linux Enterprise Server 15 SP5`, `SUSE:Linux Enterprise Micro 5.5`.
+    Suse,
 }
 
 impl Ecosystem {
-    pub const ALL: [Ecosystem; 6] = [
+    pub const ALL: [Ecosystem; 11] = [
         Ecosystem::Debian,
         Ecosystem::Ubuntu,
         Ecosystem::Alpine,
         Ecosystem::PyPI,
         Ecosystem::Npm,
         Ecosystem::CratesIo,
+        Ecosystem::RedHat,
+        Ecosystem::AlmaLinux,
+        Ecosystem::RockyLinux,
+        Ecosystem::OpenSuse,
+        Ecosystem::Suse,
     ];
 
     /// OSV's spelling (exact case).
@@ -43,11 +58,17 @@ impl Ecosystem {
             Ecosystem::PyPI => "PyPI",
             Ecosystem::Npm => "npm",
             Ecosystem::CratesIo => "crates.io",
+            Ecosystem::RedHat => "Red Hat",
+            Ecosystem::AlmaLinux => "AlmaLinux",
+            Ecosystem::RockyLinux => "Rocky Linux",
+            Ecosystem::OpenSuse => "openSUSE",
+            Ecosystem::Suse => "SUSE",
         }
     }
 
-    /// Splits an OSV ecosystem string such as `Debian:12`, `Alpine:v3.18` or
-    /// `Ubuntu:22.04:LTS` into the ecosystem and its release (`12`, `v3.18`, `22.04:LTS`);
+    /// Splits an OSV ecosystem string such as `Debian:12`, `Alpine:v3.18`,
+    /// `Ubuntu:22.04:LTS` or `Red Hat:enterprise_linux:9::baseos` into the ecosystem and its
+    /// release (`12`, `v3.18`, `22.04:LTS`, `enterprise_linux:9::baseos`);
     /// `None` for ecosystems the scanner does not match.
     pub fn parse_osv(value: &str) -> Option<(Ecosystem, Option<&str>)> {
         let (name, release) = match value.split_once(':') {
@@ -66,6 +87,11 @@ impl Ecosystem {
             Ecosystem::Alpine => apk::compare(a, b),
             Ecosystem::PyPI => pep440::compare(a, b),
             Ecosystem::Npm | Ecosystem::CratesIo => semver::compare(a, b),
+            Ecosystem::RedHat
+            | Ecosystem::AlmaLinux
+            | Ecosystem::RockyLinux
+            | Ecosystem::OpenSuse
+            | Ecosystem::Suse => rpm::compare(a, b),
         }
     }
 
@@ -77,6 +103,11 @@ impl Ecosystem {
             Ecosystem::PyPI => "pypi",
             Ecosystem::Npm => "npm",
             Ecosystem::CratesIo => "cargo",
+            Ecosystem::RedHat
+            | Ecosystem::AlmaLinux
+            | Ecosystem::RockyLinux
+            | Ecosystem::OpenSuse
+            | Ecosystem::Suse => "rpm",
         }
     }
 }
