@@ -165,7 +165,7 @@ impl<'a> Importer<'a> {
         let algorithm = expected
             .or(named.as_ref())
             .map(|d| d.algorithm())
-            .unwrap_or("sha256");
+            .unwrap_or(berth_oci::digest::Algorithm::Sha256);
         let actual = Digest::of(algorithm, &body);
         for claimed in [expected, named.as_ref()].into_iter().flatten() {
             if claimed != &actual {

@@ -209,7 +209,7 @@ async fn render_rule(visitor: &Visitor, name: &str) -> UiResult {
         [button_form(visitor, &format!("{path}/{}", if rule.enabled { "disable" } else { "enable" }),
             if rule.enabled { "Turn off" } else { "Turn on" }, "secondary")]
         [button_form(visitor, &format!("{path}/delete"), "Delete rule", "danger")]
-        "</section><section class=\"panel\" aria-labelledby=\"history-title\">"
+        "</section><section class=\"panel\" id=\"history\" aria-labelledby=\"history-title\">"
         "<h2 id=\"history-title\">History</h2>");
     if runs.is_empty() {
         html!(body, "<p class=\"muted\">No runs yet.</p>");
