@@ -1031,6 +1031,17 @@ impl Origin for RegistryClient {
         limit: u32,
     ) -> Result<Vec<String>, UpstreamError> {
         let scopes = ["registry:catalog:*".to_owned()];
+        if self.basic.is_some() && self.cached_auth(&scopes).is_none() {
+            // Registries that list public repositories to anyone (Berth, Docker Hub) never
+            // challenge a catalog request: sign in first, through `/v2/`, which does.
+            let probe = self
+                .send(Method::GET, self.url("/v2/")?, &scopes, HeaderMap::new(), None)
+                .await?;
+            if probe.status() == StatusCode::UNAUTHORIZED || probe.status() == StatusCode::FORBIDDEN
+            {
+                return Err(status_error(probe.status()));
+            }
+        }
         match self.listing("/v2/_catalog", &scopes, last, limit).await? {
             Some(listing) => Ok(names_in(&listing, "repositories")),
             None => Err(UpstreamError::Invalid(

@@ -107,7 +107,7 @@ async fn render_list(visitor: &Visitor) -> UiResult {
         "<p class=\"hint\" id=\"rule-tags-hint\">Globs separated by commas; empty for every tag.</p>"
         "<input type=\"text\" id=\"rule-tags\" name=\"tags\" autocomplete=\"off\" aria-describedby=\"rule-tags-hint\"></div>"
         "<div class=\"field\"><label for=\"rule-to\">Remote registry</label>"
-        "<input type=\"url\" id=\"rule-to\" name=\"remote\" placeholder=\"https://ghcr.io\" required></div>"
+        "<input type=\"url\" id=\"rule-to\" name=\"to\" placeholder=\"https://ghcr.io\" required></div>"
         "<div class=\"field\"><label for=\"rule-ns\">Destination namespace</label>"
         "<p class=\"hint\" id=\"rule-ns-hint\">Push: the namespace there (default: the source's). "
         "Pull: the namespace here the imports go under (required).</p>"
@@ -137,7 +137,7 @@ pub(crate) async fn create(submission: Submission) -> Response {
         let Submission { visitor, form } = &submission;
         let optional =
             |name: &str| Some(form.text(name).trim().to_owned()).filter(|v| !v.is_empty());
-        let remote = form.required("remote", "A remote registry")?.to_owned();
+        let remote = form.required("to", "A remote registry")?.to_owned();
         let (to, from) = match form.text("direction").trim() {
             "pull" => (String::new(), Some(remote)),
             _ => (remote, None),

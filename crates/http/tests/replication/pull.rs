@@ -321,6 +321,16 @@ async fn pull_rules_import_from_a_second_berth_with_token_auth_and_its_referrers
     let sbom_digest = Digest::sha256_of(&sbom);
     put(&remote, "alice/api", &sbom_digest.to_string(), OCI_MANIFEST, &sbom).await;
 
+    // What the rule will read: the origin's catalog and tags lists, as alice sees them.
+    use berth_core::replication::Origin as _;
+    assert_eq!(
+        remote.catalog_page(None, 100).await.unwrap(),
+        vec!["alice/api".to_owned()]
+    );
+    assert_eq!(
+        remote.tags_page("alice/api", None, 100).await.unwrap(),
+        Some(vec!["v1".to_owned()])
+    );
     let dir = data_dir();
     let berth = serve(dir.path(), Options::default()).await;
     add_user(&berth, "bob", "bob-password-1").await;
