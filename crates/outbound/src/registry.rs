@@ -1035,7 +1035,13 @@ impl Origin for RegistryClient {
             // Registries that list public repositories to anyone (Berth, Docker Hub) never
             // challenge a catalog request: sign in first, through `/v2/`, which does.
             let probe = self
-                .send(Method::GET, self.url("/v2/")?, &scopes, HeaderMap::new(), None)
+                .send(
+                    Method::GET,
+                    self.url("/v2/")?,
+                    &scopes,
+                    HeaderMap::new(),
+                    None,
+                )
                 .await?;
             if probe.status() == StatusCode::UNAUTHORIZED || probe.status() == StatusCode::FORBIDDEN
             {
@@ -1075,7 +1081,13 @@ impl Origin for RegistryClient {
     ) -> Result<Option<Vec<Digest>>, UpstreamError> {
         let url = self.url(&format!("/v2/{repo}/referrers/{digest}"))?;
         let response = self
-            .send(Method::GET, url, &Self::pull_scope(repo), HeaderMap::new(), None)
+            .send(
+                Method::GET,
+                url,
+                &Self::pull_scope(repo),
+                HeaderMap::new(),
+                None,
+            )
             .await?;
         // Registries without the API answer 404 (Distribution 2.x), or 400/405.
         if matches!(

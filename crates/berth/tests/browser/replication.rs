@@ -42,10 +42,15 @@ async fn a_pull_rule_made_on_the_form_imports_from_another_berth_and_shows_its_r
     browser.expect_notice("Rule from-origin created.").await;
     let listed = browser.text("main table").await;
     assert!(listed.contains("pull"), "{listed}");
-    assert!(listed.contains(&format!("from {} into admin", origin.base())), "{listed}");
+    assert!(
+        listed.contains(&format!("from {} into admin", origin.base())),
+        "{listed}"
+    );
     browser.screenshot("replication-rules").await;
 
-    browser.click("main table a[href='/admin/replication/from-origin']").await;
+    browser
+        .click("main table a[href='/admin/replication/from-origin']")
+        .await;
     browser.expect_text("main dl", "100MiB/s").await;
     browser.press("Run now").await;
     browser

@@ -129,7 +129,11 @@ impl<'a> Importer<'a> {
         let Some(remote_digest) = self.origin.head_manifest(remote, tag).await? else {
             return Ok(None);
         };
-        let here = self.meta.manifest_by_tag(local, tag).await?.map(|r| r.digest);
+        let here = self
+            .meta
+            .manifest_by_tag(local, tag)
+            .await?
+            .map(|r| r.digest);
         let mut changed = false;
         let digest = if here.as_ref() == Some(&remote_digest) {
             remote_digest
@@ -214,9 +218,7 @@ impl<'a> Importer<'a> {
         let fetched = self
             .fetch(remote, &digest.to_string(), Some(digest))
             .await?
-            .ok_or_else(|| {
-                ImportError::Source(format!("manifest {digest} is not in {remote}"))
-            })?;
+            .ok_or_else(|| ImportError::Source(format!("manifest {digest} is not in {remote}")))?;
         Box::pin(self.import_contents(remote, local, &fetched)).await?;
         self.put(local, Reference::Digest(digest.clone()), &fetched)
             .await?;
@@ -326,14 +328,21 @@ impl<'a> Importer<'a> {
             return Ok(());
         }
         if let Some(from) = self.held.get(digest).filter(|from| *from != local).cloned() {
-            if self.registry.mount_blob(local, digest, &from).await?.is_some() {
+            if self
+                .registry
+                .mount_blob(local, digest, &from)
+                .await?
+                .is_some()
+            {
                 self.tally.blobs_mounted += 1;
                 return Ok(());
             }
         }
-        let blob = self.origin.get_blob(remote, digest).await?.ok_or_else(|| {
-            ImportError::Source(format!("blob {digest} is not in {remote}"))
-        })?;
+        let blob = self
+            .origin
+            .get_blob(remote, digest)
+            .await?
+            .ok_or_else(|| ImportError::Source(format!("blob {digest} is not in {remote}")))?;
         if let Some(sent) = blob.size.filter(|s| *s != size) {
             return Err(ImportError::Source(format!(
                 "blob {digest} is {sent} bytes at the remote, its manifest says {size}"

@@ -151,7 +151,15 @@ mod tests {
         assert_eq!(parse_bandwidth("512KiB").unwrap(), 512 * 1024);
         assert_eq!(parse_bandwidth("1.5GiB/s").unwrap(), 3 * (1 << 29));
         assert_eq!(parse_bandwidth("2048").unwrap(), 2048);
-        for bad in ["", "fast", "50 parsecs", "MiB/s", "-5MiB/s", "10b/s", "100B/s"] {
+        for bad in [
+            "",
+            "fast",
+            "50 parsecs",
+            "MiB/s",
+            "-5MiB/s",
+            "10b/s",
+            "100B/s",
+        ] {
             assert!(parse_bandwidth(bad).is_err(), "{bad}");
         }
         assert_eq!(format_bandwidth(50 * MIB), "50MiB/s");

@@ -338,7 +338,10 @@ mod tests {
         for bad in ["", "/x", "x/", "a//b", "Acme/x", "a b"] {
             assert!(RemotePattern::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(import_name("library/nginx", "hub", false), "hub/library/nginx");
+        assert_eq!(
+            import_name("library/nginx", "hub", false),
+            "hub/library/nginx"
+        );
         assert_eq!(import_name("library/nginx", "hub", true), "hub/nginx");
         assert_eq!(import_name("alpine", "hub", true), "hub/alpine");
     }

@@ -56,7 +56,11 @@ async fn render(visitor: &Visitor) -> UiResult {
         );
     } else {
         body.fragment(&repository_results(&repositories.results, |name| {
-            visitor.state.mirrors.mirroring(name).map(|m| m.upstream.as_str())
+            visitor
+                .state
+                .mirrors
+                .mirroring(name)
+                .map(|m| m.upstream.as_str())
         }));
     }
     html!(body, "<p><a href=\"/u/" (name) "\">All your repositories (" (count(repositories.total)) ")</a></p></section>"

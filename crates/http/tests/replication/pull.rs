@@ -121,7 +121,13 @@ async fn pull_rules_import_from_distribution_byte_for_byte_and_skip_the_second_t
     let v2 = SmallImage::linux("v2", "app");
     seed(&remote, "library/app", "v1", &v1).await;
     let v2_digest = seed(&remote, "library/app", "v2", &v2).await;
-    seed(&remote, "library/app", "dev", &SmallImage::linux("dev", "app")).await;
+    seed(
+        &remote,
+        "library/app",
+        "dev",
+        &SmallImage::linux("dev", "app"),
+    )
+    .await;
     let amd = SmallImage::linux("amd", "multi");
     let arm = SmallImage::new(
         r#"{"architecture":"arm64","os":"linux"}"#.as_bytes().to_vec(),
@@ -169,15 +175,28 @@ async fn pull_rules_import_from_distribution_byte_for_byte_and_skip_the_second_t
         (3, 0),
         "{first:?}"
     );
-    assert_eq!(stored(&berth, "alice/library/app", "v1").await.unwrap(), v1.manifest);
-    assert_eq!(stored(&berth, "alice/library/app", "v2").await.unwrap(), v2.manifest);
+    assert_eq!(
+        stored(&berth, "alice/library/app", "v1").await.unwrap(),
+        v1.manifest
+    );
+    assert_eq!(
+        stored(&berth, "alice/library/app", "v2").await.unwrap(),
+        v2.manifest
+    );
     assert!(stored(&berth, "alice/library/app", "dev").await.is_none());
     assert!(stored(&berth, "alice/other/app", "v1").await.is_none());
-    assert_eq!(stored(&berth, "alice/library/multi", "latest").await.unwrap(), index);
+    assert_eq!(
+        stored(&berth, "alice/library/multi", "latest")
+            .await
+            .unwrap(),
+        index
+    );
     for child in [&amd, &arm] {
         let digest = Digest::sha256_of(&child.manifest).to_string();
         assert_eq!(
-            stored(&berth, "alice/library/multi", &digest).await.unwrap(),
+            stored(&berth, "alice/library/multi", &digest)
+                .await
+                .unwrap(),
             child.manifest
         );
     }
@@ -211,7 +230,11 @@ async fn pull_rules_import_from_distribution_byte_for_byte_and_skip_the_second_t
 
     let second = run(&berth, "from-dist").await;
     assert_eq!(
-        (second.tally.copied, second.tally.skipped, second.tally.failed),
+        (
+            second.tally.copied,
+            second.tally.skipped,
+            second.tally.failed
+        ),
         (0, 3, 0),
         "{second:?}"
     );
@@ -287,7 +310,10 @@ async fn htpasswd_origins_take_the_credentials_and_an_origin_down_then_up_comple
     origin.restart().await;
     let up = run(&berth, "with-password").await;
     assert_eq!((up.tally.copied, up.tally.failed), (1, 0), "{up:?}");
-    assert_eq!(stored(&berth, "alice/app", "1.0").await.unwrap(), image.manifest);
+    assert_eq!(
+        stored(&berth, "alice/app", "1.0").await.unwrap(),
+        image.manifest
+    );
     let here = client_for(&berth.url(), Some(("alice", "alice-password-1")));
     assert_eq!(
         berth_core::mirror::Upstream::head_manifest(&here, "alice/app", "1.0")
@@ -319,7 +345,14 @@ async fn pull_rules_import_from_a_second_berth_with_token_auth_and_its_referrers
     sbom["subject"] = Descriptor::of(OCI_MANIFEST, &image.manifest).json();
     let sbom = pretty(&sbom);
     let sbom_digest = Digest::sha256_of(&sbom);
-    put(&remote, "alice/api", &sbom_digest.to_string(), OCI_MANIFEST, &sbom).await;
+    put(
+        &remote,
+        "alice/api",
+        &sbom_digest.to_string(),
+        OCI_MANIFEST,
+        &sbom,
+    )
+    .await;
 
     // What the rule will read: the origin's catalog and tags lists, as alice sees them.
     use berth_core::replication::Origin as _;
@@ -344,8 +377,15 @@ async fn pull_rules_import_from_a_second_berth_with_token_auth_and_its_referrers
         .await
         .unwrap();
     let first = run(&berth, "from-berth").await;
-    assert_eq!((first.tally.copied, first.tally.failed), (1, 0), "{first:?}");
-    assert_eq!(stored(&berth, "bob/alice/api", "v1").await.unwrap(), image.manifest);
+    assert_eq!(
+        (first.tally.copied, first.tally.failed),
+        (1, 0),
+        "{first:?}"
+    );
+    assert_eq!(
+        stored(&berth, "bob/alice/api", "v1").await.unwrap(),
+        image.manifest
+    );
     assert_eq!(
         stored(&berth, "bob/alice/api", &sbom_digest.to_string())
             .await
@@ -360,7 +400,11 @@ async fn pull_rules_import_from_a_second_berth_with_token_auth_and_its_referrers
     assert_eq!(referrers.len(), 1);
     let again = run(&berth, "from-berth").await;
     assert_eq!(
-        (again.tally.copied, again.tally.skipped, again.tally.blobs_copied),
+        (
+            again.tally.copied,
+            again.tally.skipped,
+            again.tally.blobs_copied
+        ),
         (0, 1, 0),
         "{again:?}"
     );

@@ -90,7 +90,10 @@ impl ReplicationStore for PostgresMeta {
         .bind(rule.enabled)
         .bind(&rule.created_by)
         .bind(rule.created_at)
-        .bind(rule.bandwidth_limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(
+            rule.bandwidth_limit
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
         .execute(&self.pool)
         .await
         .map_err(backend)?;

@@ -82,7 +82,10 @@ impl ReplicationStore for SqliteMeta {
         .bind(rule.enabled)
         .bind(&rule.created_by)
         .bind(rule.created_at)
-        .bind(rule.bandwidth_limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(
+            rule.bandwidth_limit
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
         .execute(&self.write)
         .await
         .map_err(backend)?;
