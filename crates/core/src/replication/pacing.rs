@@ -33,8 +33,8 @@ pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1000,
-        "MB" => 1000_000,
-        "GB" => 1000_000_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
@@ -60,11 +60,11 @@ pub fn format_bandwidth(bytes_per_second: u64) -> String {
         ("GiB", 1u64 << 30),
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
-        ("GB", 1000_000_000),
-        ("MB", 1000_000),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
         ("KB", 1000),
     ] {
-        if bytes_per_second >= scale && bytes_per_second % scale == 0 {
+        if bytes_per_second >= scale && bytes_per_second.is_multiple_of(scale) {
             return format!("{}{unit}/s", bytes_per_second / scale);
         }
     }
