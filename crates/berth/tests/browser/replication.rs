@@ -27,7 +27,7 @@ async fn a_pull_rule_made_on_the_form_imports_from_another_berth_and_shows_its_r
     browser.fill("rule-password", ADMIN_PASSWORD).await;
     browser.press("Create rule").await;
     browser
-        .expect_notice("a pull rule needs the namespace its imports go under here")
+        .expect_notice("pull rule needs the namespace its imports go under here")
         .await;
 
     browser.fill("rule-name", "from-origin").await;
