@@ -230,11 +230,6 @@ async fn pull_rules_and_bandwidth_limits_are_taken_shown_and_checked() {
         ),
         (
             json!({"name": "b", "source": "library/*", "from": "http://127.0.0.1:9",
-                   "to_namespace": "nobody"}),
-            "does not exist",
-        ),
-        (
-            json!({"name": "b", "source": "library/*", "from": "http://127.0.0.1:9",
                    "to_namespace": "alice", "trigger": "push"}),
             "push rules only",
         ),

@@ -432,9 +432,6 @@ async fn bad_pull_rules_are_refused_with_what_is_wrong() {
     let mut no_namespace = pull_rule("nons", "library/*", url, "alice");
     no_namespace.to_namespace = None;
     assert!(refused(no_namespace).await.contains("to_namespace"));
-    assert!(refused(pull_rule("ghost", "library/*", url, "nobody"))
-        .await
-        .contains("does not exist"));
     let mut on_push = pull_rule("onpush", "library/*", url, "alice");
     on_push.trigger = Some("push".to_owned());
     assert!(refused(on_push).await.contains("push rules only"));
