@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Replication from Berth to CNCF Distribution (Debian's docker-registry) on loopback, checked
 # with skopeo: `berth replication run --wait` copies an image and a two-platform index with
-# identical digests, a second run skips everything, and the history shows both runs.
+# identical digests, a second run skips everything, and the history shows both runs. Then pull
+# rules import into Berth: from Distribution without auth and with htpasswd (down, then up
+# again), and from a Berth (this one, with token auth), digests identical, a second run skipping.
 #
 # With REPLICATION_BENCH_MB=N (e.g. 1024) it also times the copy of one image with an N MiB
 # layer: `skopeo copy` from Berth to a fresh Distribution, then a replication run to another
@@ -20,7 +22,8 @@ if ! command -v docker-registry >/dev/null; then
   exit
 fi
 
-# distribution NAME: starts a Distribution in $WORK/NAME; prints its host:port.
+# distribution NAME [HTPASSWD_FILE]: starts a Distribution in $WORK/NAME (with Basic auth
+# when given the file); prints its host:port.
 distribution() {
   local addr=127.0.0.1:$(free_port)
   mkdir -p "$WORK/$1"
@@ -32,14 +35,24 @@ storage:
   delete: {enabled: true}
 http: {addr: $addr}
 YAML
-  docker-registry serve "$WORK/$1.yml" >"$WORK/$1.log" 2>&1 &
+  if [[ -n ${2:-} ]]; then
+    printf 'auth:\n  htpasswd: {realm: interop, path: %s}\n' "$2" >>"$WORK/$1.yml"
+  fi
+  serve_distribution "$1" "$addr"
+  echo "$addr"
+}
+
+# serve_distribution NAME ADDR: (re)starts the Distribution configured in $WORK/NAME.yml; its
+# pid goes to $WORK/NAME.pid.
+serve_distribution() {
+  docker-registry serve "$WORK/$1.yml" >>"$WORK/$1.log" 2>&1 &
   HELPER_PIDS+=("$!")
+  echo "$!" >"$WORK/$1.pid"
   for i in $(seq 100); do
-    curl -sf -o /dev/null "http://$addr/v2/" && break
+    curl -s -o /dev/null "http://$2/v2/" && break
     ((i < 100)) || { echo "$1 not ready" >&2; exit 1; }
     sleep 0.2
   done
-  echo "$addr"
 }
 
 start_registry
@@ -71,6 +84,53 @@ check second-run-skips second_run
 check history-lists-both eval 'same "$(berth replication history interop --json | jq length)" 2'
 check bad-source-refused eval '! berth replication create bad --source nonsense --to "http://$DEST" 2>"$WORK/bad.err" &&
   grep -q NAMESPACE/REPO_GLOB "$WORK/bad.err"'
+
+# Pull rules. From Distribution without auth: what the push rule put there comes back, under
+# $NS/copies/..., with the digests Distribution serves.
+check pull-rule-from-distribution berth replication create import-dist --from "http://$DEST" \
+  --source 'copies/*' --to-namespace "$NS" --bandwidth 512MiB/s
+pull_first() {
+  berth replication run import-dist --wait >"$WORK/pull1.json"
+  same "$(jq -c '[.copied, .skipped, .failed]' "$WORK/pull1.json")" '[2,0,0]'
+}
+check pull-imports-both pull_first
+check pull-same-digests eval 'same "$(digest_of "docker://$REG/$NS/copies/app:v1")" "$(anon digest_of "docker://$DEST/copies/app:v1")" &&
+  same "$(digest_of "docker://$REG/$NS/copies/multi:v1")" "$(anon digest_of "docker://$DEST/copies/multi:v1")"'
+check pull-index-children eval 'sko copy --all "docker://$REG/$NS/copies/multi:v1" "oci:$WORK/pulled:multi"'
+pull_second() {
+  berth replication run import-dist --wait >"$WORK/pull2.json"
+  same "$(jq -c '[.copied, .skipped, .failed, .blobs_copied]' "$WORK/pull2.json")" '[0,2,0,0]'
+}
+check pull-second-run-skips pull_second
+
+# From Distribution with htpasswd: the credentials are used; the origin stopped makes the run
+# fail (and say why), started again the next run completes.
+if command -v htpasswd >/dev/null; then
+  htpasswd -nbB puller puller-Pw-1 >"$WORK/htpasswd"
+  PRIV=$(distribution private "$WORK/htpasswd")
+  check seed-private eval 'sko copy --dest-creds puller:puller-Pw-1 "oci:$IMG:one" "docker://$PRIV/team/app:v7"'
+  check pull-rule-with-password eval 'echo puller-Pw-1 | berth replication create import-private \
+    --from "http://$PRIV" --source team/app --to-namespace "$NS" --flatten --username puller --password-stdin'
+  kill "$(cat "$WORK/private.pid")"
+  wait "$(cat "$WORK/private.pid")" 2>/dev/null || true
+  check pull-origin-down-fails eval '! berth replication run import-private --wait >"$WORK/down.json" &&
+    same "$(jq -c "[.copied, .failed]" "$WORK/down.json")" "[0,1]"'
+  serve_distribution private "$PRIV"
+  check pull-origin-up-completes eval 'berth replication run import-private --wait >"$WORK/up.json" &&
+    same "$(jq -c "[.copied, .failed]" "$WORK/up.json")" "[1,0]" &&
+    same "$(digest_of "docker://$REG/$NS/app:v7")" "$(sko inspect --raw --creds puller:puller-Pw-1 "docker://$PRIV/team/app:v7" | sha256sum | cut -d" " -f1)"'
+else
+  echo "SKIPPED: pull from Distribution with htpasswd: htpasswd is not installed (apt-get install -y apache2-utils)"
+fi
+
+# From a Berth (this one: token auth with the admin's credentials) into another name.
+check pull-rule-from-berth eval 'echo "$ADMIN_PASSWORD" | berth replication create import-berth \
+  --from "http://$REG" --source "$NS/multi" --to-namespace "$NS/fromberth" --username admin --password-stdin'
+check pull-from-berth eval 'berth replication run import-berth --wait >"$WORK/berth.json" &&
+  same "$(jq -c "[.copied, .failed]" "$WORK/berth.json")" "[1,0]" &&
+  same "$(digest_of "docker://$REG/$NS/fromberth/$NS/multi:v1")" "$(digest_of "docker://$REG/$NS/multi:v1")"'
+check pull-bad-rule-refused eval '! berth replication create bad-pull --from "http://$DEST" --source "library/*" 2>"$WORK/badpull.err" &&
+  grep -q to_namespace "$WORK/badpull.err"'
 
 if [[ -n ${REPLICATION_BENCH_MB:-} ]]; then
   # One image with one random (incompressible) layer of N MiB, in an OCI layout.

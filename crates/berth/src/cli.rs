@@ -179,20 +179,32 @@ pub enum AdminCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ReplicationCommand {
-    /// Create a rule that copies matching repositories and tags to another registry.
+    /// Create a rule that copies matching repositories and tags to another registry
+    /// (`--to URL`), or imports them from one into a namespace here (`--from URL`).
     Create {
         /// The rule's name.
         name: String,
-        /// Repositories to copy: `NAMESPACE/REPO_GLOB` (`*` matches any text, e.g. `acme/*`).
-        #[arg(long, value_name = "NAMESPACE/REPO_GLOB")]
+        /// Repositories to copy. With --to: `NAMESPACE/REPO_GLOB` here (`*` matches any
+        /// text, e.g. `acme/*`). With --from: a glob over the remote's repository names
+        /// (`library/*`, `alpine`).
+        #[arg(long, value_name = "PATTERN")]
         source: String,
         /// Only tags matching these globs; repeatable (default every tag).
         #[arg(long = "tag", value_name = "GLOB")]
         tags: Vec<String>,
-        /// The destination registry's URL (`https://ghcr.io`).
+        /// The destination registry's URL (`https://ghcr.io`): a push rule.
+        #[arg(
+            long,
+            value_name = "URL",
+            required_unless_present = "from",
+            conflicts_with = "from"
+        )]
+        to: Option<String>,
+        /// The registry to import from: a pull rule (needs --to-namespace).
         #[arg(long, value_name = "URL")]
-        to: String,
-        /// The namespace copies go under there (default: the source's).
+        from: Option<String>,
+        /// With --to: the namespace copies go under there (default: the source's). With
+        /// --from: the namespace here the imports go under.
         #[arg(long, value_name = "NS")]
         to_namespace: Option<String>,
         /// Keep only the last component of repository names under the destination namespace.
@@ -210,9 +222,12 @@ pub enum ReplicationCommand {
         /// When the rule runs: `push`, `manual` (the default), or a cron expression (UTC).
         #[arg(long, value_name = "push|manual|CRON")]
         trigger: Option<String>,
-        /// Delete tags at the destination when they are deleted here.
+        /// Delete tags at the destination when they are deleted here (push rules).
         #[arg(long)]
         deletes: bool,
+        /// Most bytes per second a run copies (`50MiB/s`, `10MB/s`); default no limit.
+        #[arg(long, value_name = "RATE")]
+        bandwidth: Option<String>,
     },
     /// Run a rule: queued for the running server, or here and now with --wait.
     Run {
@@ -590,7 +605,7 @@ pub enum WebhookCommand {
         #[arg(long)]
         url: String,
         /// Event kinds: push (the default), tag_delete, manifest_delete, repository,
-        /// quota_warning, retention.
+        /// quota_warning, retention, scan, build, replication.
         #[arg(long = "event", value_name = "KIND")]
         events: Vec<String>,
         /// Only tags matching these glob patterns (`*`); default every tag.

@@ -160,7 +160,8 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         seal.clone(),
         clock.clone(),
         wake.clone(),
-    );
+    )
+    .with_registry(registry.clone());
     let collector = Collector::new(
         meta.clone(),
         blobs,

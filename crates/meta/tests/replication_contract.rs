@@ -68,6 +68,7 @@ fn rule(name: &str) -> ReplicationRecord {
         created_by: "alice".to_owned(),
         created_at: NOW,
         after_event: 0,
+        bandwidth_limit: Some(50 * 1024 * 1024),
     }
 }
 
@@ -84,6 +85,7 @@ fn bare_rule(name: &str) -> ReplicationRecord {
         trigger: "0 3 * * *".to_owned(),
         deletes: false,
         enabled: false,
+        bandwidth_limit: None,
         ..rule(name)
     }
 }

@@ -1,4 +1,5 @@
-//! A client for remote OCI registries, for mirrors (pull) and replication (push): Docker
+//! A client for remote OCI registries, for mirrors (pull) and replication (push, and the
+//! listings pull rules read: `_catalog`, tags, referrers): Docker
 //! token auth (`realm`, `service`, `scope`, as Docker Hub and GHCR answer) and Basic auth,
 //! redirects followed only to addresses the webhook address policy allows, bounded time;
 //! blobs pushed in one streamed request or, when large, in chunks.
@@ -13,7 +14,7 @@ use base64::Engine;
 use berth_core::mirror::{Upstream, UpstreamBlob, UpstreamError, UpstreamManifest};
 use berth_core::ports::ByteStream;
 use berth_core::replication::{
-    BlobSource, Connector, Destination, ManifestPut, RemoteManifest, RemoteSpec,
+    BlobSource, Connector, Destination, ManifestPut, Origin, RemoteManifest, RemoteSpec,
 };
 use berth_core::webhooks::check_address;
 use berth_oci::manifest::MAX_MANIFEST_BYTES;
@@ -974,12 +975,174 @@ impl Destination for RegistryClient {
     }
 }
 
+/// Listings (`_catalog`, tags, referrers) are small JSON documents: capped like manifests.
+const MAX_LISTING_BYTES: usize = MAX_MANIFEST_BYTES;
+
+impl RegistryClient {
+    /// A JSON listing at `path` with `n` and `last`: None when the remote says 404.
+    async fn listing(
+        &self,
+        path: &str,
+        scopes: &[String],
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<serde_json::Value>, UpstreamError> {
+        let mut url = self.url(path)?;
+        url.query_pairs_mut().append_pair("n", &limit.to_string());
+        if let Some(last) = last {
+            url.query_pairs_mut().append_pair("last", last);
+        }
+        let response = self
+            .send(Method::GET, url, scopes, HeaderMap::new(), None)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => {
+                let body = read_capped(response, MAX_LISTING_BYTES).await?;
+                serde_json::from_slice(&body)
+                    .map(Some)
+                    .map_err(|e| UpstreamError::Invalid(format!("listing {path}: {e}")))
+            }
+            s => Err(status_error(s)),
+        }
+    }
+}
+
+/// The strings of `field` in a listing (`repositories`, `tags`); a null list is empty.
+fn names_in(listing: &serde_json::Value, field: &str) -> Vec<String> {
+    listing
+        .get(field)
+        .and_then(|v| v.as_array())
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// As an origin of pull rules every request asks for pull access only.
+#[async_trait::async_trait]
+impl Origin for RegistryClient {
+    async fn catalog_page(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, UpstreamError> {
+        let scopes = ["registry:catalog:*".to_owned()];
+        if self.basic.is_some() && self.cached_auth(&scopes).is_none() {
+            // Registries that list public repositories to anyone (Berth, Docker Hub) never
+            // challenge a catalog request: sign in first, through `/v2/`, which does.
+            let probe = self
+                .send(
+                    Method::GET,
+                    self.url("/v2/")?,
+                    &scopes,
+                    HeaderMap::new(),
+                    None,
+                )
+                .await?;
+            if probe.status() == StatusCode::UNAUTHORIZED || probe.status() == StatusCode::FORBIDDEN
+            {
+                return Err(status_error(probe.status()));
+            }
+        }
+        match self.listing("/v2/_catalog", &scopes, last, limit).await? {
+            Some(listing) => Ok(names_in(&listing, "repositories")),
+            None => Err(UpstreamError::Invalid(
+                "the remote serves no catalog (/v2/_catalog): name one repository in the source"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    async fn tags_page(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<String>>, UpstreamError> {
+        Ok(self
+            .listing(
+                &format!("/v2/{repo}/tags/list"),
+                &Self::pull_scope(repo),
+                last,
+                limit,
+            )
+            .await?
+            .map(|listing| names_in(&listing, "tags")))
+    }
+
+    async fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Digest>>, UpstreamError> {
+        let url = self.url(&format!("/v2/{repo}/referrers/{digest}"))?;
+        let response = self
+            .send(
+                Method::GET,
+                url,
+                &Self::pull_scope(repo),
+                HeaderMap::new(),
+                None,
+            )
+            .await?;
+        // Registries without the API answer 404 (Distribution 2.x), or 400/405.
+        if matches!(
+            response.status(),
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            return Ok(None);
+        }
+        if response.status() != StatusCode::OK {
+            return Err(status_error(response.status()));
+        }
+        let is_index = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/vnd.oci.image.index.v1+json"));
+        let body = read_capped(response, MAX_LISTING_BYTES).await?;
+        if !is_index {
+            return Ok(None);
+        }
+        let index: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Invalid(format!("referrers of {digest}: {e}")))?;
+        Ok(Some(
+            index
+                .get("manifests")
+                .and_then(|m| m.as_array())
+                .map(|manifests| {
+                    manifests
+                        .iter()
+                        .filter_map(|m| m.get("digest")?.as_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
+    }
+}
+
 /// Connects replication to remote registries over HTTP.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RegistryConnector;
 
 impl Connector for RegistryConnector {
     fn connect(&self, remote: &RemoteSpec) -> Result<Arc<dyn Destination>, String> {
+        let client = RegistryClient::new(&RemoteRegistry {
+            url: remote.url.clone(),
+            username: remote.username.clone(),
+            password: remote.password.clone(),
+            tls_verify: remote.tls_verify,
+            timeout: Duration::from_secs(60),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        })?;
+        Ok(Arc::new(client))
+    }
+
+    fn connect_origin(&self, remote: &RemoteSpec) -> Result<Arc<dyn Origin>, String> {
         let client = RegistryClient::new(&RemoteRegistry {
             url: remote.url.clone(),
             username: remote.username.clone(),

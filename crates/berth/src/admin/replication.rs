@@ -26,21 +26,37 @@ async fn service(config: &Config, meta: Arc<dyn MetaStore>) -> CliResult<Replica
 }
 
 fn line(view: &ReplicationView) -> String {
+    let flattened = if view.flatten { ", flattened" } else { "" };
+    let route = match (&view.from, &view.to) {
+        (Some(from), _) => format!(
+            "{} <- {from} (into {}{flattened})",
+            view.direction,
+            view.to_namespace.as_deref().unwrap_or("")
+        ),
+        (None, to) => format!(
+            "{} -> {}{}",
+            view.direction,
+            to.as_deref().unwrap_or(""),
+            view.to_namespace
+                .as_deref()
+                .map(|ns| format!(" ({ns}{flattened})"))
+                .unwrap_or_default()
+        ),
+    };
     format!(
-        "{}  {} -> {}{}  tags={}  trigger={}{}{}",
+        "{}  {}  {route}  tags={}  trigger={}{}{}{}",
         view.name,
         view.source,
-        view.to,
-        view.to_namespace
-            .as_deref()
-            .map(|ns| format!(" ({ns}{})", if view.flatten { ", flattened" } else { "" }))
-            .unwrap_or_default(),
         if view.tags.is_empty() {
             "*".to_owned()
         } else {
             view.tags.join(",")
         },
         view.trigger,
+        view.bandwidth
+            .as_deref()
+            .map(|b| format!("  bandwidth={b}"))
+            .unwrap_or_default(),
         if view.deletes { "  deletes" } else { "" },
         if view.enabled { "" } else { "  disabled" },
     )
@@ -85,6 +101,7 @@ pub(super) async fn replication(
             source,
             tags,
             to,
+            from,
             to_namespace,
             flatten,
             username,
@@ -92,6 +109,7 @@ pub(super) async fn replication(
             tls_verify,
             trigger,
             deletes,
+            bandwidth,
         } => {
             let password = if password_stdin {
                 Some(super::accounts::read_password()?)
@@ -105,7 +123,8 @@ pub(super) async fn replication(
                         name,
                         source,
                         tags,
-                        to,
+                        to: to.unwrap_or_default(),
+                        from,
                         to_namespace,
                         flatten,
                         username,
@@ -113,6 +132,7 @@ pub(super) async fn replication(
                         tls_verify: Some(tls_verify),
                         trigger,
                         deletes,
+                        bandwidth,
                     },
                 )
                 .await?;

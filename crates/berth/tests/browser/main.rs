@@ -12,6 +12,7 @@ mod common;
 mod driver;
 mod image;
 mod lifecycle;
+mod replication;
 mod signup;
 mod webhooks;
 

@@ -47,6 +47,8 @@ pub struct ReplicationRecord {
     pub created_at: i64,
     /// Events at or before this id are not the rule's business (it did not exist yet).
     pub after_event: i64,
+    /// Most bytes per second a run copies (blob bytes); None: no limit.
+    pub bandwidth_limit: Option<u64>,
 }
 
 /// One run of a rule.

@@ -5,6 +5,7 @@
 //! counted as pulls.
 
 use super::destination::{BlobSource, Destination};
+use super::pacing::{paced, SharedPacer};
 use super::rule::fallback_tags;
 use crate::mirror::UpstreamError;
 use crate::ports::{BlobStore, ByteStream, ManifestRecord, MetaError, MetaStore};
@@ -42,7 +43,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn record(&mut self, item: String, outcome: &str, reason: Option<String>) {
+    pub(super) fn record(&mut self, item: String, outcome: &str, reason: Option<String>) {
         match outcome {
             "failed" => self.failed += 1,
             "skipped" => self.skipped += 1,
@@ -73,7 +74,7 @@ impl std::fmt::Display for CopyError {
 }
 
 /// The destination's error in replication's words (the cache's say "upstream").
-fn describe(err: &UpstreamError) -> String {
+pub(super) fn describe(err: &UpstreamError) -> String {
     err.to_string().replacen("upstream ", "", 1)
 }
 
@@ -96,6 +97,8 @@ pub struct Copier<'a> {
     dest: &'a dyn Destination,
     /// Blobs known to be at the destination, with a repository holding them (to mount from).
     held: HashMap<Digest, String>,
+    /// The rule's bandwidth limit, shared by the run's blob pushes.
+    pacer: Option<SharedPacer>,
     pub tally: Tally,
 }
 
@@ -104,6 +107,7 @@ struct StoredBlob<'a> {
     blobs: &'a dyn BlobStore,
     digest: &'a Digest,
     size: u64,
+    pacer: Option<SharedPacer>,
 }
 
 #[async_trait::async_trait]
@@ -116,10 +120,12 @@ impl BlobSource for StoredBlob<'_> {
             start,
             end: start + len - 1,
         });
-        self.blobs
+        let stream = self
+            .blobs
             .read_blob(self.digest, range)
             .await
-            .map_err(|e| UpstreamError::Invalid(format!("reading blob {}: {e}", self.digest)))
+            .map_err(|e| UpstreamError::Invalid(format!("reading blob {}: {e}", self.digest)))?;
+        Ok(paced(stream, self.pacer.clone()))
     }
 }
 
@@ -134,8 +140,14 @@ impl<'a> Copier<'a> {
             blobs,
             dest,
             held: HashMap::new(),
+            pacer: None,
             tally: Tally::default(),
         }
+    }
+
+    /// The same copier, holding blob pushes to the pacer's rate.
+    pub fn with_pacer(self, pacer: Option<SharedPacer>) -> Copier<'a> {
+        Copier { pacer, ..self }
     }
 
     /// Copies `source:tag` to `target:tag`, recording the item.
@@ -382,6 +394,7 @@ impl<'a> Copier<'a> {
             blobs: self.blobs,
             digest,
             size,
+            pacer: self.pacer.clone(),
         };
         self.dest.push_blob(target, digest, size, &source).await?;
         self.tally.blobs_copied += 1;

@@ -1,8 +1,8 @@
-//! The destination port: what replication asks of a remote registry it copies to
-//! (implemented over HTTP in `berth-outbound`). Errors are the cache's [`UpstreamError`],
+//! The remote ports: what replication asks of a remote registry it copies to, or imports
+//! from (implemented over HTTP in `berth-outbound`). Errors are the cache's [`UpstreamError`],
 //! which already tells an outage from a refusal.
 
-use crate::mirror::UpstreamError;
+use crate::mirror::{Upstream, UpstreamError};
 use crate::ports::ByteStream;
 use berth_oci::Digest;
 use std::sync::Arc;
@@ -92,7 +92,38 @@ pub trait BlobSource: Send + Sync {
     async fn open(&self, start: u64, len: u64) -> Result<ByteStream, UpstreamError>;
 }
 
-/// Makes a destination client for a remote.
+/// Makes clients for remotes: destinations of push rules, origins of pull rules.
 pub trait Connector: Send + Sync {
     fn connect(&self, remote: &RemoteSpec) -> Result<Arc<dyn Destination>, String>;
+    /// A client to import from; connectors that only push say so.
+    fn connect_origin(&self, remote: &RemoteSpec) -> Result<Arc<dyn Origin>, String> {
+        let _ = remote;
+        Err("this connector cannot import from remote registries".to_owned())
+    }
+}
+
+/// A remote registry to import from (pull rules): the cache's [`Upstream`] reads, plus
+/// listing what the remote holds. `Ok(None)` means the remote said `404`.
+#[async_trait::async_trait]
+pub trait Origin: Upstream {
+    /// One page of the remote's repositories (`_catalog`), in its order, after `last`.
+    async fn catalog_page(
+        &self,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, UpstreamError>;
+    /// One page of a repository's tags, after `last`; None when the repository is unknown.
+    async fn tags_page(
+        &self,
+        repo: &str,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<Vec<String>>, UpstreamError>;
+    /// The manifests whose subject is `digest` (the referrers API); None when the remote
+    /// does not serve that API (then the `sha256-HEX` fallback tag is read instead).
+    async fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<Vec<Digest>>, UpstreamError>;
 }

@@ -214,6 +214,7 @@ mod tests {
             created_by: "cli".into(),
             created_at: 0,
             after_event: 10,
+            bandwidth_limit: None,
         }
     }
 

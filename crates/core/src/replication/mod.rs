@@ -1,19 +1,25 @@
-//! Replication: rules that copy repositories to other registries, faithfully (byte for byte,
+//! Replication: rules that copy repositories to other registries (push rules) or import them
+//! from other registries (pull rules), faithfully (byte for byte,
 //! with index children and referrers, skipping what the destination has), as jobs on the
 //! backbone — on push (an event), on a schedule, or when asked — with a history per rule.
 
 mod copy;
 mod destination;
 mod feed;
+mod import;
+mod pacing;
 mod rule;
 mod service;
 
 pub use copy::{ItemResult, Tally};
 pub use destination::{
-    BlobSource, Connector, Destination, ManifestPut, RemoteManifest, RemoteSpec,
+    BlobSource, Connector, Destination, ManifestPut, Origin, RemoteManifest, RemoteSpec,
 };
 pub use feed::{ReplicationFeed, ReplicationRunJob, ReplicationScheduler};
-pub use rule::{check_remote_url, destination_name, SourcePattern, Trigger};
+pub use pacing::{format_bandwidth, parse_bandwidth, Pacer};
+pub use rule::{
+    check_remote_url, destination_name, import_name, RemotePattern, SourcePattern, Trigger,
+};
 pub use service::{
     ReplicationRequest, ReplicationView, Replications, RunSummary, RunView, MAX_HISTORY,
 };

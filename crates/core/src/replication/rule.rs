@@ -89,6 +89,60 @@ impl std::fmt::Display for SourcePattern {
     }
 }
 
+/// The remote repositories a pull rule imports: a glob over their whole name at the remote
+/// (`library/*`, `acme/api-*`, `alpine`), `*` matching any text, `/` included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePattern(String);
+
+impl RemotePattern {
+    pub fn parse(text: &str) -> Result<RemotePattern, String> {
+        let text = text.trim();
+        let valid = !text.is_empty()
+            && text.len() <= MAX_PATTERN_LEN
+            && !text.starts_with('/')
+            && !text.ends_with('/')
+            && !text.contains("//")
+            && text
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./*".contains(c));
+        if valid {
+            Ok(RemotePattern(text.to_owned()))
+        } else {
+            Err(format!(
+                "invalid source {:?}: name the remote repositories with a glob of lowercase letters, digits, '-', '_', '.', '/' and '*', e.g. library/* or acme/api",
+                text.chars().take(80).collect::<String>()
+            ))
+        }
+    }
+
+    pub fn matches(&self, repository: &str) -> bool {
+        glob_matches(&self.0, repository)
+    }
+
+    /// The one repository it names when it has no `*` (no catalog needed then: registries
+    /// such as Docker Hub do not serve theirs).
+    pub fn exact(&self) -> Option<&str> {
+        (!self.0.contains('*')).then_some(self.0.as_str())
+    }
+}
+
+impl std::fmt::Display for RemotePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an imported repository goes here: under `namespace`, with its remote name, or only
+/// the name's last component with `flatten` (`library/nginx` → `dockerhub/nginx`).
+pub fn import_name(remote: &str, namespace: &str, flatten: bool) -> String {
+    let rest = if flatten {
+        remote.rsplit('/').next().unwrap_or(remote)
+    } else {
+        remote
+    };
+    format!("{namespace}/{rest}")
+}
+
 /// Checks tag globs (`*` matches any text); none means every tag.
 pub fn check_tag_patterns(patterns: &[String]) -> Result<(), String> {
     if patterns.len() > MAX_TAG_PATTERNS {
@@ -270,6 +324,26 @@ mod tests {
             destination_name(&source, "acme/team/api", Some("owner/x"), true),
             "owner/x/api"
         );
+    }
+
+    #[test]
+    fn remote_patterns_match_whole_names_and_imports_land_in_the_namespace() {
+        let library = RemotePattern::parse("library/*").unwrap();
+        assert!(library.matches("library/nginx"));
+        assert!(!library.matches("acme/nginx"));
+        assert_eq!(library.exact(), None);
+        let one = RemotePattern::parse("alpine").unwrap();
+        assert!(one.matches("alpine"));
+        assert_eq!(one.exact(), Some("alpine"));
+        for bad in ["", "/x", "x/", "a//b", "Acme/x", "a b"] {
+            assert!(RemotePattern::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            import_name("library/nginx", "hub", false),
+            "hub/library/nginx"
+        );
+        assert_eq!(import_name("library/nginx", "hub", true), "hub/nginx");
+        assert_eq!(import_name("alpine", "hub", true), "hub/alpine");
     }
 
     #[test]

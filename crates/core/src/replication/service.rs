@@ -2,11 +2,13 @@
 //! and holds a remote's credentials) and running them: the planner picks the repositories
 //! and tags, the copier copies them, and each run is recorded with its items and event.
 
-use super::copy::{Copier, ItemResult, Tally};
-use super::destination::{Connector, RemoteSpec};
+use super::copy::{describe, Copier, ItemResult, Tally};
+use super::destination::{Connector, Origin, RemoteSpec};
+use super::import::Importer;
+use super::pacing::{format_bandwidth, parse_bandwidth, Pacer, SharedPacer};
 use super::rule::{
     check_name, check_remote_url, check_tag_patterns, check_target_namespace, destination_name,
-    tag_selected, SourcePattern, Trigger,
+    import_name, tag_selected, RemotePattern, SourcePattern, Trigger,
 };
 use super::{RunPayload, REPLICATION_MAX_ATTEMPTS, REPLICATION_RUN_JOB};
 use crate::audit::Audit;
@@ -16,25 +18,35 @@ use crate::events::{data_of, EventKind, NewEvent, ReplicationCompletedData};
 use crate::identity::Acting;
 use crate::jobs::Wake;
 use crate::ports::{BlobStore, MetaStore, NewJob, ReplicationRecord, ReplicationRunRecord};
+use crate::registry::{Registry, RegistryOptions};
 use crate::time::rfc3339;
 use crate::webhooks::SealKey;
 use berth_oci::RepoName;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Repositories and tags read per page while planning.
 const PAGE: u32 = 500;
 /// Most runs a history shows.
 pub const MAX_HISTORY: u32 = 200;
 
-/// A rule as asked for.
+/// Remote repositories read per page of a pull rule's listing.
+const REMOTE_PAGE: u32 = 100;
+/// Most pages of one remote listing: a remote that ignores `last` cannot keep a run busy.
+const MAX_REMOTE_PAGES: u32 = 1000;
+
+/// A rule as asked for: a push rule names `to`, a pull rule `from`.
 #[derive(Debug, Clone, Default)]
 pub struct ReplicationRequest {
     pub name: String,
-    /// `NAMESPACE/REPO_GLOB`.
+    /// Push: `NAMESPACE/REPO_GLOB` here. Pull: a glob over repository names at the remote.
     pub source: String,
     pub tags: Vec<String>,
-    /// The destination registry's URL.
+    /// The destination registry's URL (a push rule).
     pub to: String,
+    /// The registry to import from (a pull rule).
+    pub from: Option<String>,
+    /// Push: the namespace copies go under there. Pull: the namespace here imports go
+    /// under (required).
     pub to_namespace: Option<String>,
     pub flatten: bool,
     pub username: Option<String>,
@@ -45,16 +57,22 @@ pub struct ReplicationRequest {
     /// `push`, `manual` (the default) or a cron expression.
     pub trigger: Option<String>,
     pub deletes: bool,
+    /// Most bytes per second a run copies (`50MiB/s`); None: no limit.
+    pub bandwidth: Option<String>,
 }
 
 /// A rule as its managers see it: never its password.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReplicationView {
     pub name: String,
+    /// `push` or `pull`.
     pub direction: String,
     pub source: String,
     pub tags: Vec<String>,
-    pub to: String,
+    /// The destination registry of a push rule.
+    pub to: Option<String>,
+    /// The registry a pull rule imports from.
+    pub from: Option<String>,
     pub to_namespace: Option<String>,
     pub flatten: bool,
     pub username: Option<String>,
@@ -65,6 +83,10 @@ pub struct ReplicationView {
     pub enabled: bool,
     pub created_by: String,
     pub created_at: String,
+    /// Bytes per second, when limited.
+    pub bandwidth_limit: Option<u64>,
+    /// The same, as people write it (`50MiB/s`).
+    pub bandwidth: Option<String>,
 }
 
 impl ReplicationView {
@@ -74,7 +96,8 @@ impl ReplicationView {
             direction: record.direction.clone(),
             source: record.source.clone(),
             tags: record.tags.clone(),
-            to: record.remote_url.clone(),
+            to: (record.direction != "pull").then(|| record.remote_url.clone()),
+            from: (record.direction == "pull").then(|| record.remote_url.clone()),
             to_namespace: record.target_namespace.clone(),
             flatten: record.flatten,
             username: record.username.clone(),
@@ -85,6 +108,8 @@ impl ReplicationView {
             enabled: record.enabled,
             created_by: record.created_by.clone(),
             created_at: rfc3339(record.created_at),
+            bandwidth_limit: record.bandwidth_limit,
+            bandwidth: record.bandwidth_limit.map(format_bandwidth),
         }
     }
 }
@@ -141,6 +166,8 @@ pub struct Replications {
     clock: Arc<dyn Clock>,
     audit: Audit,
     wake: Wake,
+    /// Pull rules import through the registry's push path.
+    registry: Registry,
 }
 
 impl Replications {
@@ -154,6 +181,8 @@ impl Replications {
     ) -> Replications {
         Replications {
             audit: Audit::over(store.clone()),
+            registry: Registry::new(blobs.clone(), store.clone(), RegistryOptions::default())
+                .with_wake(wake.clone()),
             store,
             blobs,
             connector,
@@ -161,6 +190,11 @@ impl Replications {
             clock,
             wake,
         }
+    }
+
+    /// The same service, importing through `registry` (the server's, with its limits).
+    pub fn with_registry(self, registry: Registry) -> Replications {
+        Replications { registry, ..self }
     }
 
     pub(super) fn store(&self) -> &Arc<dyn MetaStore> {
@@ -178,9 +212,40 @@ impl Replications {
     ) -> Result<ReplicationView> {
         acting.require_site_admin()?;
         check_name(&request.name).map_err(Error::Invalid)?;
-        let source = SourcePattern::parse(&request.source).map_err(Error::Invalid)?;
         check_tag_patterns(&request.tags).map_err(Error::Invalid)?;
-        let url = check_remote_url(&request.to).map_err(Error::Invalid)?;
+        let from = request
+            .from
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty());
+        let to = Some(request.to.trim()).filter(|t| !t.is_empty());
+        let (direction, url, source) = match (to, from) {
+            (Some(to), None) => (
+                "push",
+                check_remote_url(to).map_err(Error::Invalid)?,
+                SourcePattern::parse(&request.source)
+                    .map_err(Error::Invalid)?
+                    .to_string(),
+            ),
+            (None, Some(from)) => (
+                "pull",
+                check_remote_url(from).map_err(Error::Invalid)?,
+                RemotePattern::parse(&request.source)
+                    .map_err(Error::Invalid)?
+                    .to_string(),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(Error::Invalid(
+                    "a rule copies to a registry (to) or imports from one (from), not both"
+                        .to_owned(),
+                ))
+            }
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "name the registry to copy to (to) or to import from (from)".to_owned(),
+                ))
+            }
+        };
         let to_namespace = match request.to_namespace.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(namespace) => {
@@ -189,6 +254,18 @@ impl Replications {
             }
         };
         let trigger = Trigger::parse(request.trigger.as_deref().unwrap_or("manual"))
+            .map_err(Error::Invalid)?;
+        if direction == "pull" {
+            self.check_pull_rule(to_namespace.as_deref(), &trigger, request.deletes)
+                .await?;
+        }
+        let bandwidth_limit = request
+            .bandwidth
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(parse_bandwidth)
+            .transpose()
             .map_err(Error::Invalid)?;
         let username = request
             .username
@@ -217,8 +294,8 @@ impl Replications {
         tags.dedup();
         let record = ReplicationRecord {
             name: request.name.clone(),
-            direction: "push".to_owned(),
-            source: source.to_string(),
+            direction: direction.to_owned(),
+            source,
             tags,
             remote_url: url,
             target_namespace: to_namespace,
@@ -232,6 +309,7 @@ impl Replications {
             created_by: acting.actor_name(),
             created_at: self.clock.now_unix(),
             after_event: 0,
+            bandwidth_limit,
         };
         self.store
             .create_replication(&record)
@@ -247,13 +325,44 @@ impl Replications {
                 "replication.create",
                 &record.name,
                 serde_json::json!({
-                    "source": view.source, "tags": view.tags, "to": view.to,
-                    "to_namespace": view.to_namespace, "trigger": view.trigger,
-                    "deletes": view.deletes,
+                    "direction": view.direction, "source": view.source, "tags": view.tags,
+                    "to": view.to, "from": view.from, "to_namespace": view.to_namespace,
+                    "trigger": view.trigger, "deletes": view.deletes,
+                    "bandwidth": view.bandwidth,
                 }),
             )
             .await;
         Ok(view)
+    }
+
+    /// What only pull rules must say: where imports go, and a trigger other than push (no
+    /// event tells of a push at the remote).
+    async fn check_pull_rule(
+        &self,
+        to_namespace: Option<&str>,
+        trigger: &Trigger,
+        deletes: bool,
+    ) -> Result<()> {
+        let Some(namespace) = to_namespace else {
+            return Err(Error::Invalid(
+                "a pull rule needs the namespace its imports go under here (to_namespace)"
+                    .to_owned(),
+            ));
+        };
+        if matches!(trigger, Trigger::Push) {
+            return Err(Error::Invalid(
+                "a pull rule runs manually or on a schedule; push triggers push rules only"
+                    .to_owned(),
+            ));
+        }
+        if deletes {
+            return Err(Error::Invalid(
+                "deletions are replicated by push rules only".to_owned(),
+            ));
+        }
+        // Like a site admin's push, an import may create repositories in any namespace.
+        let _ = namespace;
+        Ok(())
     }
 
     pub async fn list(&self, acting: &Acting<'_>) -> Result<Vec<ReplicationView>> {
@@ -365,7 +474,6 @@ impl Replications {
         rule: &ReplicationRecord,
         payload: &RunPayload,
     ) -> Result<RunSummary> {
-        let source = SourcePattern::parse(&rule.source).map_err(Error::Invalid)?;
         let password = match &rule.password_sealed {
             None => None,
             Some(sealed) => Some(self.seal.open(sealed).ok_or_else(|| {
@@ -375,24 +483,70 @@ impl Replications {
                 ))
             })?),
         };
-        let destination = self
-            .connector
-            .connect(&RemoteSpec {
-                url: rule.remote_url.clone(),
-                username: rule.username.clone(),
-                password,
-                tls_verify: rule.tls_verify,
-            })
-            .map_err(Error::Invalid)?;
+        let remote = RemoteSpec {
+            url: rule.remote_url.clone(),
+            username: rule.username.clone(),
+            password,
+            tls_verify: rule.tls_verify,
+        };
+        let pacer: Option<SharedPacer> = rule
+            .bandwidth_limit
+            .map(|rate| Arc::new(Mutex::new(Pacer::new(rate))));
+        let tally = if rule.direction == "pull" {
+            let pattern = RemotePattern::parse(&rule.source).map_err(Error::Invalid)?;
+            let namespace = rule.target_namespace.clone().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "pull rule {:?} names no namespace to import into",
+                    rule.name
+                ))
+            })?;
+            let origin = self
+                .connector
+                .connect_origin(&remote)
+                .map_err(Error::Invalid)?;
+            let run_id = self.start_run(rule, payload).await?;
+            let tally = self
+                .import(rule, &pattern, &namespace, &*origin, pacer)
+                .await;
+            (run_id, tally)
+        } else {
+            let source = SourcePattern::parse(&rule.source).map_err(Error::Invalid)?;
+            let destination = self.connector.connect(&remote).map_err(Error::Invalid)?;
+            let run_id = self.start_run(rule, payload).await?;
+            let mut copier =
+                Copier::new(&*self.store, &*self.blobs, &*destination).with_pacer(pacer);
+            self.copy(rule, payload, &source, &mut copier).await?;
+            (run_id, copier.tally)
+        };
+        let ((run_id, started), tally) = tally;
+        self.finish_run(rule, payload, run_id, started, tally).await
+    }
+
+    /// Records the start of a run: its id and when it started.
+    async fn start_run(
+        &self,
+        rule: &ReplicationRecord,
+        payload: &RunPayload,
+    ) -> Result<(i64, i64)> {
         let started = self.clock.now_unix();
         let run_id = self
             .store
             .start_replication_run(&rule.name, &payload.trigger, started)
             .await?;
-        let mut copier = Copier::new(&*self.store, &*self.blobs, &*destination);
+        Ok((run_id, started))
+    }
+
+    /// A push rule's run: the tags `payload` names, or every tag the rule selects.
+    async fn copy(
+        &self,
+        rule: &ReplicationRecord,
+        payload: &RunPayload,
+        source: &SourcePattern,
+        copier: &mut Copier<'_>,
+    ) -> Result<()> {
         let target_of = |repository: &str| {
             destination_name(
-                &source,
+                source,
                 repository,
                 rule.target_namespace.as_deref(),
                 rule.flatten,
@@ -413,7 +567,7 @@ impl Replications {
             }
             Some(_) => {}
             None => {
-                for repository in self.matching_repositories(&source).await? {
+                for repository in self.matching_repositories(source).await? {
                     let Ok(repo) = repository.parse::<RepoName>() else {
                         continue;
                     };
@@ -424,7 +578,73 @@ impl Replications {
                 }
             }
         }
-        let tally = copier.tally;
+        Ok(())
+    }
+
+    /// A pull rule's run: every remote repository the pattern matches (from the remote's
+    /// catalog, unless it names one), each selected tag imported under `namespace`. A
+    /// listing the remote refuses is a failed item, so the run is retried.
+    async fn import(
+        &self,
+        rule: &ReplicationRecord,
+        pattern: &RemotePattern,
+        namespace: &str,
+        origin: &dyn Origin,
+        pacer: Option<SharedPacer>,
+    ) -> Tally {
+        let mut importer = Importer::new(
+            &self.registry,
+            &*self.store,
+            origin,
+            pacer,
+            format!("replication:{}", rule.name),
+        );
+        let repositories = match pattern.exact() {
+            Some(one) => vec![one.to_owned()],
+            None => match remote_repositories(origin, pattern).await {
+                Ok(found) => found,
+                Err(err) => {
+                    importer.record_failure(
+                        format!("list the repositories of {}", rule.remote_url),
+                        format!("source: {}", describe(&err)),
+                    );
+                    Vec::new()
+                }
+            },
+        };
+        for remote in repositories {
+            let local = import_name(&remote, namespace, rule.flatten);
+            let Ok(local_name) = local.parse::<RepoName>() else {
+                importer.record_failure(
+                    format!("{remote} -> {local}"),
+                    "here: not a valid repository name".to_owned(),
+                );
+                continue;
+            };
+            match remote_tags(origin, &remote, &rule.tags).await {
+                Ok(tags) => {
+                    for tag in tags {
+                        importer.import_tag(&remote, &local_name, &tag).await;
+                    }
+                }
+                Err(err) => importer.record_failure(
+                    format!("list the tags of {remote}"),
+                    format!("source: {}", describe(&err)),
+                ),
+            }
+        }
+        importer.tally
+    }
+
+    /// Records the end of a run, with its items and its event.
+    async fn finish_run(
+        &self,
+        rule: &ReplicationRecord,
+        payload: &RunPayload,
+        run_id: i64,
+        started: i64,
+        tally: Tally,
+    ) -> Result<RunSummary> {
         let status = if tally.failed == 0 {
             "succeeded"
         } else {
@@ -442,9 +662,15 @@ impl Replications {
             failed: tally.failed,
             items_json: serde_json::to_string(&tally.items).unwrap_or_else(|_| "[]".to_owned()),
         };
+        // A pull rule's run is news for the namespace it imports into (its webhooks hear
+        // it); a push rule's for the site.
+        let namespace = match (&*rule.direction, &rule.target_namespace) {
+            ("pull", Some(target)) => target.split('/').next().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
         let event = NewEvent {
             kind: EventKind::ReplicationCompleted,
-            namespace: String::new(),
+            namespace,
             repository: None,
             actor: None,
             data: data_of(&ReplicationCompletedData {
@@ -520,6 +746,62 @@ impl Replications {
         }
         Ok(out)
     }
+}
+
+/// The remote repositories `pattern` matches, from the remote's catalog.
+async fn remote_repositories(
+    origin: &dyn Origin,
+    pattern: &RemotePattern,
+) -> std::result::Result<Vec<String>, crate::mirror::UpstreamError> {
+    let mut out = Vec::new();
+    let mut last: Option<String> = None;
+    for _ in 0..MAX_REMOTE_PAGES {
+        let page = origin.catalog_page(last.as_deref(), REMOTE_PAGE).await?;
+        out.extend(page.iter().filter(|r| pattern.matches(r)).cloned());
+        match next_after(&page, last.as_deref()) {
+            Some(next) => last = Some(next),
+            None => break,
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The remote repository's tags the patterns select, without the tags that travel with
+/// their subject (cosign's, referrers indexes); none when the repository is gone.
+async fn remote_tags(
+    origin: &dyn Origin,
+    repo: &str,
+    patterns: &[String],
+) -> std::result::Result<Vec<String>, crate::mirror::UpstreamError> {
+    let mut out = Vec::new();
+    let mut last: Option<String> = None;
+    for _ in 0..MAX_REMOTE_PAGES {
+        let Some(page) = origin.tags_page(repo, last.as_deref(), REMOTE_PAGE).await? else {
+            break;
+        };
+        out.extend(
+            page.iter()
+                .filter(|t| !is_attachment_tag(t) && tag_selected(patterns, t))
+                .cloned(),
+        );
+        match next_after(&page, last.as_deref()) {
+            Some(next) => last = Some(next),
+            None => break,
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Where the next page of a listing starts: after the page's last name, when the page was
+/// full and moved forward (a remote that ignores `last` would answer the same page again).
+fn next_after(page: &[String], last: Option<&str>) -> Option<String> {
+    let final_name = page.last()?;
+    let full = page.len() >= REMOTE_PAGE as usize;
+    (full && last.is_none_or(|l| final_name.as_str() > l)).then(|| final_name.clone())
 }
 
 /// `sha256-HEX`, `sha256-HEX.sig|.att|.sbom`: tags that describe another manifest.

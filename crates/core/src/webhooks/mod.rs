@@ -102,10 +102,13 @@ pub enum WebhookEvent {
     Scan,
     /// An automated build finished (`build.completed`).
     Build,
+    /// A replication rule's run finished (`replication.completed`): site webhooks hear every
+    /// rule's, a namespace's the pull rules importing into it.
+    Replication,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 8] = [
+    pub const ALL: [WebhookEvent; 9] = [
         WebhookEvent::Push,
         WebhookEvent::TagDelete,
         WebhookEvent::ManifestDelete,
@@ -114,6 +117,7 @@ impl WebhookEvent {
         WebhookEvent::Retention,
         WebhookEvent::Scan,
         WebhookEvent::Build,
+        WebhookEvent::Replication,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +130,7 @@ impl WebhookEvent {
             WebhookEvent::Retention => "retention",
             WebhookEvent::Scan => "scan",
             WebhookEvent::Build => "build",
+            WebhookEvent::Replication => "replication",
         }
     }
 
@@ -149,6 +154,7 @@ impl WebhookEvent {
             WebhookEvent::Retention => kind == EventKind::RetentionCompleted,
             WebhookEvent::Scan => kind == EventKind::ScanCompleted,
             WebhookEvent::Build => kind == EventKind::BuildCompleted,
+            WebhookEvent::Replication => kind == EventKind::ReplicationCompleted,
         }
     }
 }

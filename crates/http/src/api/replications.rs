@@ -17,7 +17,12 @@ struct NewRule {
     source: String,
     #[serde(default)]
     tags: Vec<String>,
-    to: String,
+    /// A push rule's destination registry.
+    #[serde(default)]
+    to: Option<String>,
+    /// A pull rule's origin registry.
+    #[serde(default)]
+    from: Option<String>,
     #[serde(default)]
     to_namespace: Option<String>,
     #[serde(default)]
@@ -32,6 +37,9 @@ struct NewRule {
     trigger: Option<String>,
     #[serde(default)]
     deletes: bool,
+    /// `50MiB/s`: most bytes per second a run copies.
+    #[serde(default)]
+    bandwidth: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +73,8 @@ pub(super) async fn create(call: &Call<'_>) -> ApiResult<Response<Body>> {
                 name: rule.name,
                 source: rule.source,
                 tags: rule.tags,
-                to: rule.to,
+                to: rule.to.unwrap_or_default(),
+                from: rule.from,
                 to_namespace: rule.to_namespace,
                 flatten: rule.flatten,
                 username: rule.username,
@@ -73,6 +82,7 @@ pub(super) async fn create(call: &Call<'_>) -> ApiResult<Response<Body>> {
                 tls_verify: rule.tls_verify,
                 trigger: rule.trigger,
                 deletes: rule.deletes,
+                bandwidth: rule.bandwidth,
             },
         )
         .await?;

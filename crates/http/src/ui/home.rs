@@ -55,7 +55,13 @@ async fn render(visitor: &Visitor) -> UiResult {
             "<p class=\"muted\">None yet: push an image to create one.</p>"
         );
     } else {
-        body.fragment(&repository_results(&repositories.results));
+        body.fragment(&repository_results(&repositories.results, |name| {
+            visitor
+                .state
+                .mirrors
+                .mirroring(name)
+                .map(|m| m.upstream.as_str())
+        }));
     }
     html!(body, "<p><a href=\"/u/" (name) "\">All your repositories (" (count(repositories.total)) ")</a></p></section>"
         "<section class=\"panel\" aria-labelledby=\"orgs-title\">"

@@ -8,24 +8,31 @@ use berth_core::ports::RepositoryInfo;
 /// Repositories per page, as on Docker Hub.
 pub(crate) const PAGE_SIZE: u32 = 25;
 
-/// The entries of one page of repositories (nothing when there are none).
-pub(crate) fn repository_results(found: &[RepositoryInfo]) -> Html {
+/// The entries of one page of repositories (nothing when there are none); `mirror_of` names
+/// the upstream of a repository that is a pull-through cache (`Mirrors::mirroring`).
+pub(crate) fn repository_results<'a>(
+    found: &'a [RepositoryInfo],
+    mirror_of: impl Fn(&str) -> Option<&'a str>,
+) -> Html {
     let mut out = Html::new();
     if found.is_empty() {
         return out;
     }
     html!(out, "<ul class=\"results\">");
     for info in found {
-        out.fragment(&entry(info));
+        out.fragment(&entry(info, mirror_of(&info.name)));
     }
     html!(out, "</ul>");
     out
 }
 
 /// One repository: its name, marks, short description and numbers.
-fn entry(info: &RepositoryInfo) -> Html {
+fn entry(info: &RepositoryInfo, mirror_of: Option<&str>) -> Html {
     let mut out = Html::new();
     html!(out, "<li><a class=\"name\" href=\"/r/" (info.name) "\">" (info.name) "</a>" [hub_badges(info)]);
+    if let Some(upstream) = mirror_of {
+        html!(out, " <span class=\"badge mirror\" title=\"A read-only pull-through cache of " (upstream) "\">Mirror of " (upstream) "</span>");
+    }
     if info.is_private {
         out.fragment(&visibility_badge(true));
     }
@@ -123,7 +130,17 @@ mod tests {
         app.star_count = 1;
         app.pull_count = 1234;
         app.last_pushed_at = Some(1_795_908_450);
-        let out = repository_results(&[app, info("acme/empty")]).into_string();
+        let found = [app, info("acme/empty"), info("dockerhub/library/nginx")];
+        let out = repository_results(&found, |name| {
+            name.starts_with("dockerhub/")
+                .then_some("https://registry-1.docker.io")
+        })
+        .into_string();
+        assert!(
+            out.contains("badge mirror\" title=\"A read-only pull-through cache of https://registry-1.docker.io\">Mirror of https://registry-1.docker.io</span>"),
+            "{out}"
+        );
+        assert_eq!(out.matches("badge mirror").count(), 1, "{out}");
         assert!(out.contains("href=\"/r/acme/app\""), "{out}");
         assert!(out.contains("Verified publisher"), "{out}");
         assert!(out.contains("badge private\">Private"), "{out}");
@@ -135,7 +152,7 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("Never pushed"), "{out}");
-        assert_eq!(repository_results(&[]).into_string(), "");
+        assert_eq!(repository_results(&[], |_| None).into_string(), "");
     }
 
     #[test]

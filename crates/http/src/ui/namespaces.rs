@@ -67,7 +67,9 @@ pub(crate) async fn repositories_section(
             base.to_owned()
         }
     };
-    html!(out, [repository_results(&found.results)]
+    html!(out, [repository_results(&found.results, |name| {
+            visitor.state.mirrors.mirroring(name).map(|m| m.upstream.as_str())
+        })]
         [pagination("Repository pages", page, found.total, PAGE_SIZE, href)]
         "</section>");
     Ok(out)

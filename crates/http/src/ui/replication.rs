@@ -32,15 +32,22 @@ pub(crate) async fn page(visitor: Visitor) -> Response {
     visitor.respond(result)
 }
 
+/// Where a rule copies: `to URL under NS` (push) or `from URL into NS` (pull).
 fn describe(view: &ReplicationView) -> String {
-    let mut to = view.to.clone();
-    if let Some(namespace) = &view.to_namespace {
-        to.push_str(&format!(
-            " under {namespace}{}",
-            if view.flatten { " (flattened)" } else { "" }
-        ));
+    let flattened = if view.flatten { " (flattened)" } else { "" };
+    match (&view.from, &view.to) {
+        (Some(from), _) => format!(
+            "from {from} into {}{flattened}",
+            view.to_namespace.as_deref().unwrap_or("")
+        ),
+        (None, to) => {
+            let mut text = format!("to {}", to.as_deref().unwrap_or(""));
+            if let Some(namespace) = &view.to_namespace {
+                text.push_str(&format!(" under {namespace}{flattened}"));
+            }
+            text
+        }
     }
-    to
 }
 
 async fn render_list(visitor: &Visitor) -> UiResult {
@@ -50,14 +57,15 @@ async fn render_list(visitor: &Visitor) -> UiResult {
     html!(body, "<h1>Administration</h1>" [admin_tabs(HOME)]
         "<section class=\"panel\" aria-labelledby=\"rules-title\">"
         "<h2 id=\"rules-title\">Replication rules</h2>"
-        "<p class=\"hint\">Each rule copies matching repositories and tags to another registry, "
-        "byte for byte, with their signatures and other referrers; blobs the destination has "
-        "are skipped. A run whose items fail is tried again.</p>");
+        "<p class=\"hint\">Each rule copies matching repositories and tags to another registry "
+        "(push) or imports them from one into a namespace here (pull), byte for byte, with their "
+        "signatures and other referrers; blobs the receiving side has are skipped. A run whose "
+        "items fail is tried again.</p>");
     if rules.is_empty() {
         html!(body, "<p class=\"muted\">No rules yet.</p>");
     } else {
         html!(body, "<div class=\"table-wrap\"><table><thead><tr><th scope=\"col\">Rule</th>"
-            "<th scope=\"col\">Source</th><th scope=\"col\">Tags</th><th scope=\"col\">Destination</th>"
+            "<th scope=\"col\">Source</th><th scope=\"col\">Tags</th><th scope=\"col\">Direction</th><th scope=\"col\">Remote</th>"
             "<th scope=\"col\">Trigger</th><th scope=\"col\">State</th>"
             "<th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead><tbody>");
         for rule in &rules {
@@ -73,7 +81,7 @@ async fn render_list(visitor: &Visitor) -> UiResult {
                 (true, false) => "on",
             };
             html!(body, "<tr><td><a href=\"" (path) "\">" (rule.name) "</a></td><td><code>"
-                (rule.source) "</code></td><td>" (tags) "</td><td>" (describe(rule)) "</td><td>"
+                (rule.source) "</code></td><td>" (tags) "</td><td>" (rule.direction) "</td><td>" (describe(rule)) "</td><td>"
                 (rule.trigger) "</td><td>" (state) "</td><td>"
                 [button_form(visitor, &format!("{path}/run"), &format!("Run {} now", rule.name), "secondary")]
                 "</td></tr>");
@@ -85,17 +93,25 @@ async fn render_list(visitor: &Visitor) -> UiResult {
         [form_start(visitor, HOME, "stack")]
         "<div class=\"field\"><label for=\"rule-name\">Name</label>"
         "<input type=\"text\" id=\"rule-name\" name=\"name\" autocomplete=\"off\" required></div>"
+        "<div class=\"field\"><label for=\"rule-direction\">Direction</label>"
+        "<select id=\"rule-direction\" name=\"direction\">"
+        "<option value=\"push\" selected>Push: copy from here to the remote registry</option>"
+        "<option value=\"pull\">Pull: import from the remote registry into a namespace here</option>"
+        "</select></div>"
         "<div class=\"field\"><label for=\"rule-source\">Source</label>"
-        "<p class=\"hint\" id=\"rule-source-hint\"><code>NAMESPACE/REPO_GLOB</code>, e.g. <code>acme/*</code>.</p>"
+        "<p class=\"hint\" id=\"rule-source-hint\">Push: <code>NAMESPACE/REPO_GLOB</code> here, e.g. <code>acme/*</code>. "
+        "Pull: a glob over the remote's repository names, e.g. <code>library/*</code>.</p>"
         "<input type=\"text\" id=\"rule-source\" name=\"source\" autocomplete=\"off\" "
         "aria-describedby=\"rule-source-hint\" required></div>"
         "<div class=\"field\"><label for=\"rule-tags\">Tags</label>"
         "<p class=\"hint\" id=\"rule-tags-hint\">Globs separated by commas; empty for every tag.</p>"
         "<input type=\"text\" id=\"rule-tags\" name=\"tags\" autocomplete=\"off\" aria-describedby=\"rule-tags-hint\"></div>"
-        "<div class=\"field\"><label for=\"rule-to\">Destination registry</label>"
+        "<div class=\"field\"><label for=\"rule-to\">Remote registry</label>"
         "<input type=\"url\" id=\"rule-to\" name=\"to\" placeholder=\"https://ghcr.io\" required></div>"
         "<div class=\"field\"><label for=\"rule-ns\">Destination namespace</label>"
-        "<input type=\"text\" id=\"rule-ns\" name=\"to_namespace\" autocomplete=\"off\"></div>"
+        "<p class=\"hint\" id=\"rule-ns-hint\">Push: the namespace there (default: the source's). "
+        "Pull: the namespace here the imports go under (required).</p>"
+        "<input type=\"text\" id=\"rule-ns\" name=\"to_namespace\" autocomplete=\"off\" aria-describedby=\"rule-ns-hint\"></div>"
         "<div class=\"field\"><label><input type=\"checkbox\" name=\"flatten\"> Flatten repository names</label></div>"
         "<div class=\"field\"><label for=\"rule-user\">Username</label>"
         "<input type=\"text\" id=\"rule-user\" name=\"username\" autocomplete=\"off\"></div>"
@@ -106,8 +122,11 @@ async fn render_list(visitor: &Visitor) -> UiResult {
         "<div class=\"field\"><label for=\"rule-trigger\">Trigger</label>"
         "<p class=\"hint\" id=\"rule-trigger-hint\"><code>push</code>, <code>manual</code>, or a cron expression (UTC).</p>"
         "<input type=\"text\" id=\"rule-trigger\" name=\"trigger\" value=\"manual\" aria-describedby=\"rule-trigger-hint\"></div>"
-        "<div class=\"field\"><label><input type=\"checkbox\" name=\"deletes\"> Delete tags there when they are deleted here</label></div>"
-        "<div class=\"field\"><label><input type=\"checkbox\" name=\"tls_verify\" checked> Verify the destination's TLS certificate</label></div>"
+        "<div class=\"field\"><label for=\"rule-bandwidth\">Bandwidth limit</label>"
+        "<p class=\"hint\" id=\"rule-bandwidth-hint\">Bytes per second a run copies, e.g. <code>50MiB/s</code>; empty for no limit.</p>"
+        "<input type=\"text\" id=\"rule-bandwidth\" name=\"bandwidth\" autocomplete=\"off\" aria-describedby=\"rule-bandwidth-hint\"></div>"
+        "<div class=\"field\"><label><input type=\"checkbox\" name=\"deletes\"> Delete tags there when they are deleted here (push rules)</label></div>"
+        "<div class=\"field\"><label><input type=\"checkbox\" name=\"tls_verify\" checked> Verify the remote's TLS certificate</label></div>"
         "<div><button type=\"submit\">Create rule</button></div></form></section>");
     Ok(visitor.page("Replication", body))
 }
@@ -118,6 +137,11 @@ pub(crate) async fn create(submission: Submission) -> Response {
         let Submission { visitor, form } = &submission;
         let optional =
             |name: &str| Some(form.text(name).trim().to_owned()).filter(|v| !v.is_empty());
+        let remote = form.required("to", "A remote registry")?.to_owned();
+        let (to, from) = match form.text("direction").trim() {
+            "pull" => (String::new(), Some(remote)),
+            _ => (remote, None),
+        };
         let request = ReplicationRequest {
             name: form.required("name", "A name")?.trim().to_owned(),
             source: form.required("source", "A source")?.to_owned(),
@@ -128,7 +152,8 @@ pub(crate) async fn create(submission: Submission) -> Response {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            to: form.required("to", "A destination")?.to_owned(),
+            to,
+            from,
             to_namespace: optional("to_namespace"),
             flatten: form.checked("flatten"),
             username: optional("username"),
@@ -139,6 +164,7 @@ pub(crate) async fn create(submission: Submission) -> Response {
             tls_verify: Some(form.checked("tls_verify")),
             trigger: optional("trigger"),
             deletes: form.checked("deletes"),
+            bandwidth: optional("bandwidth"),
         };
         let view = visitor
             .state
@@ -168,7 +194,9 @@ async fn render_rule(visitor: &Visitor, name: &str) -> UiResult {
         "<section class=\"panel\" aria-labelledby=\"rule-title\"><h2 id=\"rule-title\">Rule</h2><dl>"
         "<dt>Source</dt><dd><code>" (rule.source) "</code></dd>"
         "<dt>Tags</dt><dd>" (if rule.tags.is_empty() { "every tag".to_owned() } else { rule.tags.join(", ") }) "</dd>"
-        "<dt>Destination</dt><dd>" (describe(&rule)) "</dd>"
+        "<dt>Direction</dt><dd>" (rule.direction) "</dd>"
+        "<dt>Remote</dt><dd>" (describe(&rule)) "</dd>"
+        "<dt>Bandwidth</dt><dd>" (rule.bandwidth.as_deref().unwrap_or("no limit")) "</dd>"
         "<dt>Credentials</dt><dd>" (match (&rule.username, rule.has_password) {
             (Some(user), true) => format!("{user}, with a stored password"),
             (Some(user), false) => user.clone(),
@@ -181,7 +209,7 @@ async fn render_rule(visitor: &Visitor, name: &str) -> UiResult {
         [button_form(visitor, &format!("{path}/{}", if rule.enabled { "disable" } else { "enable" }),
             if rule.enabled { "Turn off" } else { "Turn on" }, "secondary")]
         [button_form(visitor, &format!("{path}/delete"), "Delete rule", "danger")]
-        "</section><section class=\"panel\" aria-labelledby=\"history-title\">"
+        "</section><section class=\"panel\" id=\"history\" aria-labelledby=\"history-title\">"
         "<h2 id=\"history-title\">History</h2>");
     if runs.is_empty() {
         html!(body, "<p class=\"muted\">No runs yet.</p>");

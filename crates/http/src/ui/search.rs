@@ -193,7 +193,9 @@ async fn results(visitor: &Visitor) -> UiResult {
     html!(body, "<section class=\"panel\" id=\"results\" aria-labelledby=\"results-title\">"
         "<h2 id=\"results-title\" class=\"visually-hidden\">Repositories</h2>"
         "<p class=\"muted\" id=\"result-count\">" (result_count(found.total)) "</p>"
-        [repository_results(&found.results)]
+        [repository_results(&found.results, |name| {
+            visitor.state.mirrors.mirroring(name).map(|m| m.upstream.as_str())
+        })]
         [pagination("Result pages", asked.page, found.total, PAGE_SIZE, |page| asked.href(page))]
         "</section>");
     Ok(visitor.page(&title, body))

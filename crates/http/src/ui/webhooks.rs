@@ -33,6 +33,7 @@ fn event_label(event: &str) -> &'static str {
         "retention" => "Retention run finished (what it deleted)",
         "scan" => "Image scanned for vulnerabilities (counts by severity)",
         "build" => "Automated build finished (status, ref, commit, digest)",
+        "replication" => "Replication run finished (copied, skipped, failed)",
         _ => "Other",
     }
 }

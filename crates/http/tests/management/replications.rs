@@ -190,3 +190,76 @@ async fn the_ui_creates_a_rule_runs_it_and_shows_its_history() {
     assert!(rule.contains("unreachable"), "{rule}");
     assert!(rule.contains("bot, with a stored password"), "{rule}");
 }
+
+#[tokio::test]
+async fn pull_rules_and_bandwidth_limits_are_taken_shown_and_checked() {
+    let berth = Berth::start().await;
+    berth.user("alice").await;
+    let admin = berth.admin().await;
+    let created = admin
+        .post(
+            "/api/v1/replications",
+            json!({
+                "name": "import",
+                "source": "library/*",
+                "tags": ["1.*"],
+                "from": "http://127.0.0.1:9",
+                "to_namespace": "alice",
+                "trigger": "0 3 * * *",
+                "bandwidth": "50MiB/s",
+            }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created.body["direction"], "pull");
+    assert_eq!(created.body["from"], "http://127.0.0.1:9");
+    assert_eq!(created.body["to"], serde_json::Value::Null);
+    assert_eq!(created.body["to_namespace"], "alice");
+    assert_eq!(created.body["bandwidth"], "50MiB/s");
+    assert_eq!(created.body["bandwidth_limit"], 50 * 1024 * 1024);
+
+    for (body, says) in [
+        (
+            json!({"name": "b", "source": "library/*", "from": "http://127.0.0.1:9",
+                   "to": "http://127.0.0.1:9", "to_namespace": "alice"}),
+            "not both",
+        ),
+        (
+            json!({"name": "b", "source": "library/*", "from": "http://127.0.0.1:9"}),
+            "to_namespace",
+        ),
+        (
+            json!({"name": "b", "source": "library/*", "from": "http://127.0.0.1:9",
+                   "to_namespace": "alice", "trigger": "push"}),
+            "push rules only",
+        ),
+        (
+            json!({"name": "b", "source": "alice/*", "to": "http://127.0.0.1:9",
+                   "bandwidth": "lots"}),
+            "invalid bandwidth",
+        ),
+    ] {
+        let bad = admin
+            .post("/api/v1/replications", body)
+            .await
+            .expect_error(400, "BAD_REQUEST");
+        assert!(bad.message().contains(says), "{says}: {}", bad.text);
+    }
+
+    // Nothing listens at the origin: the run records the listing's failure.
+    let summary = admin
+        .post("/api/v1/replications/import/run", json!({"wait": true}))
+        .await
+        .expect(200);
+    assert_eq!(summary.body["failed"], 1, "{}", summary.text);
+    let history = admin
+        .get("/api/v1/replications/import/history")
+        .await
+        .expect(200);
+    let item = &history.body[0]["items"][0];
+    assert_eq!(item["item"], "list the repositories of http://127.0.0.1:9");
+    assert!(
+        item["reason"].as_str().unwrap().contains("unreachable"),
+        "{item}"
+    );
+}

@@ -54,6 +54,7 @@ pub fn have_distribution() -> bool {
 pub struct Distribution {
     pub url: String,
     child: Option<Child>,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -91,26 +92,34 @@ impl Distribution {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("config");
+        let mut distribution = Distribution {
+            url: format!("http://127.0.0.1:{port}"),
+            child: None,
+            config: config_path,
+            _dir: dir,
+        };
+        distribution.restart().await;
+        distribution
+    }
+
+    /// Starts it again where it was, with what it held (after [`Distribution::stop`]).
+    pub async fn restart(&mut self) {
+        self.stop();
         let child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&config_path)
+            .arg(&self.config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry starts");
-        let url = format!("http://127.0.0.1:{port}");
+        self.child = Some(child);
         let probe = reqwest::Client::new();
-        let base = format!("{url}/v2/");
+        let base = format!("{}/v2/", self.url);
         eventually(Duration::from_secs(60), "Distribution to listen", || {
             let request = probe.get(&base).send();
             async move { request.await.is_ok() }
         })
         .await;
-        Distribution {
-            url,
-            child: Some(child),
-            _dir: dir,
-        }
     }
 
     /// Stops it (the upstream goes away).

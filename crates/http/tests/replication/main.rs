@@ -7,4 +7,5 @@
 mod support;
 
 mod copy;
+mod pull;
 mod triggers;

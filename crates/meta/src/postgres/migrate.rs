@@ -22,6 +22,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_migration_progress.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_replication_bandwidth.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).

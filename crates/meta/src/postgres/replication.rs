@@ -12,7 +12,7 @@ use sqlx::Row;
 
 const RULE_COLUMNS: &str = "name, direction, source, tags_json, remote_url, target_namespace, \
      flatten, username, password_sealed, tls_verify, trigger_spec, deletes, enabled, created_by, \
-     created_at, after_event";
+     created_at, after_event, bandwidth_limit";
 
 fn rule_of(row: &PgRow) -> Result<ReplicationRecord, MetaError> {
     let tags: String = row.get("tags_json");
@@ -37,6 +37,9 @@ fn rule_of(row: &PgRow) -> Result<ReplicationRecord, MetaError> {
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         after_event: row.get("after_event"),
+        bandwidth_limit: row
+            .get::<Option<i64>, _>("bandwidth_limit")
+            .and_then(|n| u64::try_from(n).ok()),
     })
 }
 
@@ -68,9 +71,9 @@ impl ReplicationStore for PostgresMeta {
         let done = sqlx::query(
             "INSERT INTO replication_rules (name, direction, source, tags_json, remote_url, \
              target_namespace, flatten, username, password_sealed, tls_verify, trigger_spec, \
-             deletes, enabled, created_by, created_at, after_event) \
+             deletes, enabled, created_by, created_at, after_event, bandwidth_limit) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-             (SELECT coalesce(max(id), 0) FROM events)) ON CONFLICT (name) DO NOTHING",
+             (SELECT coalesce(max(id), 0) FROM events), $16) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&rule.name)
         .bind(&rule.direction)
@@ -87,6 +90,10 @@ impl ReplicationStore for PostgresMeta {
         .bind(rule.enabled)
         .bind(&rule.created_by)
         .bind(rule.created_at)
+        .bind(
+            rule.bandwidth_limit
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
         .execute(&self.pool)
         .await
         .map_err(backend)?;

@@ -12,7 +12,7 @@ use sqlx::Row;
 
 const RULE_COLUMNS: &str = "name, direction, source, tags_json, remote_url, target_namespace, \
      flatten, username, password_sealed, tls_verify, trigger_spec, deletes, enabled, created_by, \
-     created_at, after_event";
+     created_at, after_event, bandwidth_limit";
 
 fn rule_of(row: &SqliteRow) -> ReplicationRecord {
     let tags: String = row.get("tags_json");
@@ -33,6 +33,9 @@ fn rule_of(row: &SqliteRow) -> ReplicationRecord {
         created_by: row.get("created_by"),
         created_at: row.get("created_at"),
         after_event: row.get("after_event"),
+        bandwidth_limit: row
+            .get::<Option<i64>, _>("bandwidth_limit")
+            .and_then(|n| u64::try_from(n).ok()),
     }
 }
 
@@ -60,9 +63,9 @@ impl ReplicationStore for SqliteMeta {
         let done = sqlx::query(
             "INSERT INTO replication_rules (name, direction, source, tags_json, remote_url, \
              target_namespace, flatten, username, password_sealed, tls_verify, trigger_spec, \
-             deletes, enabled, created_by, created_at, after_event) \
+             deletes, enabled, created_by, created_at, after_event, bandwidth_limit) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             coalesce((SELECT max(id) FROM events), 0)) ON CONFLICT(name) DO NOTHING",
+             coalesce((SELECT max(id) FROM events), 0), ?) ON CONFLICT(name) DO NOTHING",
         )
         .bind(&rule.name)
         .bind(&rule.direction)
@@ -79,6 +82,10 @@ impl ReplicationStore for SqliteMeta {
         .bind(rule.enabled)
         .bind(&rule.created_by)
         .bind(rule.created_at)
+        .bind(
+            rule.bandwidth_limit
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
         .execute(&self.write)
         .await
         .map_err(backend)?;
