@@ -18,6 +18,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0004_replication.sql"),
     ),
     (5, include_str!("../../migrations/postgres/0005_builds.sql")),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_build_platforms.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).
