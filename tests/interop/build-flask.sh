@@ -66,7 +66,9 @@ packages_closure() {
 }
 python_image() {
   local rootfs=$WORK/rootfs files=$WORK/rootfs-files.txt f
-  mkdir -p "$rootfs/tmp" "$rootfs/root"
+  # Debian 12's merged /usr: /bin, /lib, ... are links into /usr.
+  mkdir -p "$rootfs/tmp" "$rootfs/root" "$rootfs"/usr/{bin,sbin,lib,lib64}
+  for f in bin sbin lib lib64; do ln -s "usr/$f" "$rootfs/$f"; done
   packages_closure python3-flask python3-pip dash | xargs dpkg -L | sort -u |
     grep -vE '^/usr/share/(doc|man|locale|info|lintian|bug)/' |
     while read -r f; do

@@ -70,6 +70,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../migrations/sqlite/0020_supply_chain.sql"),
     ),
+    (
+        25,
+        include_str!("../../migrations/sqlite/0025_build_platforms.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.
