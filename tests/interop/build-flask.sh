@@ -149,10 +149,18 @@ check git-push-builds-through-the-mirror pushed_and_built
 
 # podman runs containers where the machine lets it: crun refuses hybrid cgroups, so runc is
 # tried next. A machine that runs none still runs the image's command from a mounted copy.
-podrun() {  # podrun RUNTIME ARGS...: `podman run` in the private environment
+podrt() {  # podrt RUNTIME CMD ARGS...: podman with that OCI runtime, in the private environment
   local runtime=$1; shift
   "${CT_ENV[@]}" podman --root "$WORK/storage" --runroot "$WORK/run/storage" --storage-driver vfs \
-    --runtime "$runtime" run "$@"
+    --runtime "$runtime" "$@"
+}
+# The app is the container's PID 1, which ignores SIGTERM: remove the container outright.
+stop_flask() {
+  local runtime
+  for runtime in crun runc; do
+    command -v "$runtime" >/dev/null && podrt "$runtime" rm -f -t 0 "flask-$runtime" >/dev/null 2>&1
+  done
+  return 0
 }
 served() {
   pod pull "$REG/$REPO:latest" >/dev/null
@@ -160,7 +168,7 @@ served() {
   port=$(free_port)
   for runtime in crun runc; do
     command -v "$runtime" >/dev/null || continue
-    podrun "$runtime" --rm --name "flask-$runtime" --network host -e PORT="$port" \
+    podrt "$runtime" run --rm --name "flask-$runtime" --network host -e PORT="$port" \
       "$REG/$REPO:latest" >"$WORK/flask.log" 2>&1 &
     flask=$!
     for _ in $(seq 240); do
@@ -170,6 +178,7 @@ served() {
       sleep 0.5
     done
     [[ -n $answer ]] && break
+    stop_flask
     kill_tree "$flask"
     echo "podman --runtime $runtime could not run it:"; cat "$WORK/flask.log"
   done
@@ -185,11 +194,12 @@ served() {
       sleep 0.5
     done
   fi
+  stop_flask
   kill_tree "$flask"
   echo "answer: $answer"
   same "$(jq -c . <<<"$answer")" '{"message":"Hello Hub"}'
 }
 check podman-run-answers-hello-hub served
-pod rm -f flask-crun flask-runc >/dev/null 2>&1 || true
+stop_flask
 
 finish

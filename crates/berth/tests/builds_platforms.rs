@@ -231,12 +231,10 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
             (&foreign_name, &foreign_program),
         ],
     );
-    let server = TestServer::spawn_with(
-        SpawnOptions::default().env(
-            "BERTH_BUILD_DIR",
-            tmp.path().join("builds").to_str().unwrap(),
-        ),
-    )
+    let server = TestServer::spawn_with(SpawnOptions::default().env(
+        "BERTH_BUILD_DIR",
+        tmp.path().join("builds").to_str().unwrap(),
+    ))
     .await;
     let dir = server.data_dir().unwrap().to_owned();
     let repo = "admin/multi";
@@ -284,9 +282,15 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
     // FROM scratch + COPY runs nothing: it builds for any platform, as an index.
     let index = by_tag("index");
     assert_eq!(index["status"], "succeeded", "{}", index["log"]);
-    assert_eq!(index["platforms"], serde_json::json!([native_platform, format!("linux/{foreign}")]));
+    assert_eq!(
+        index["platforms"],
+        serde_json::json!([native_platform, format!("linux/{foreign}")])
+    );
     let raw = raw_manifest(tmp.path(), &format!("{registry}/{repo}:index"));
-    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json", "{raw}");
+    assert_eq!(
+        raw["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{raw}"
+    );
     let mut archs: Vec<String> = raw["manifests"]
         .as_array()
         .unwrap()
@@ -313,7 +317,11 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
     // pushed, while the native platform did build (its program ran: ldconfig's banner).
     let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!(
         "qemu-{}",
-        if foreign == "arm64" { "aarch64" } else { "x86_64" }
+        if foreign == "arm64" {
+            "aarch64"
+        } else {
+            "x86_64"
+        }
     ));
     let runs = by_tag("runs");
     if handler.exists() {
@@ -342,8 +350,14 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
     let alone = by_tag("native");
     assert_eq!(alone["status"], "succeeded", "{}", alone["log"]);
     let raw = raw_manifest(tmp.path(), &format!("{registry}/{repo}:native"));
-    assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{raw}");
-    assert_eq!(raw["annotations"]["org.opencontainers.image.ref.name"], "refs/heads/main");
+    assert_eq!(
+        raw["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{raw}"
+    );
+    assert_eq!(
+        raw["annotations"]["org.opencontainers.image.ref.name"],
+        "refs/heads/main"
+    );
 }
 
 /// CNCF Distribution on a free loopback port, storing under `dir`; killed on drop.
@@ -410,7 +424,11 @@ async fn base_images_from_docker_hub_come_through_the_mirror() {
     let base = tmp.path().join("base");
     std::fs::create_dir_all(&base).unwrap();
     std::fs::write(base.join("base.txt"), "from the base\n").unwrap();
-    std::fs::write(base.join("Dockerfile"), "FROM scratch\nCOPY base.txt /base.txt\n").unwrap();
+    std::fs::write(
+        base.join("Dockerfile"),
+        "FROM scratch\nCOPY base.txt /base.txt\n",
+    )
+    .unwrap();
     let storage = tmp.path().join("base-storage");
     let buildah = |args: &[&str]| {
         let mut all = vec![
@@ -424,7 +442,15 @@ async fn base_images_from_docker_hub_come_through_the_mirror() {
         all.extend_from_slice(args);
         run(&base, "buildah", &all)
     };
-    buildah(&["build", "-q", "--isolation", "chroot", "-t", "localhost/base:1", "."]);
+    buildah(&[
+        "build",
+        "-q",
+        "--isolation",
+        "chroot",
+        "-t",
+        "localhost/base:1",
+        ".",
+    ]);
     buildah(&[
         "push",
         "--tls-verify=false",
@@ -503,7 +529,12 @@ async fn base_images_from_docker_hub_come_through_the_mirror() {
         );
     }
     // The base image is in the pull-through cache now, under the mirror's prefix.
-    let (status, cached) = api(&server, Method::GET, "/api/v1/repositories/hub/library/base").await;
+    let (status, cached) = api(
+        &server,
+        Method::GET,
+        "/api/v1/repositories/hub/library/base",
+    )
+    .await;
     assert_eq!(status, 200, "{cached}");
     assert_eq!(cached["mirror"]["prefix"], "hub", "{cached}");
 }

@@ -468,7 +468,8 @@ impl Builds {
                         .ok()
                         .and_then(|l| l.text().get(log_mark..).map(str::to_owned))
                         .unwrap_or_default();
-                    let why = self.platform_refusal(platform, &output).unwrap_or(why);
+                    let why = platform_refusal(platform, &output, &self.settings.binfmt_dir)
+                        .unwrap_or(why);
                     say(log, &format!("[berth] {platform}: {why}"));
                     problems.push(format!("{platform}: {why}"));
                 }
@@ -551,7 +552,12 @@ impl Builds {
                 ),
             };
             push_cmd
-                .args(["--tls-verify=false", "--format", "oci", "--signature-policy"])
+                .args([
+                    "--tls-verify=false",
+                    "--format",
+                    "oci",
+                    "--signature-policy",
+                ])
                 .arg(&policy)
                 .arg("--authfile")
                 .arg(&push_auth)
@@ -603,7 +609,9 @@ impl Builds {
             stop,
             deadline,
         } = *step;
-        let slug = platform.map(platform_slug).unwrap_or_else(|| "image".into());
+        let slug = platform
+            .map(platform_slug)
+            .unwrap_or_else(|| "image".into());
         let built = format!("localhost/berth-build-{}-{slug}", recipe.build_id);
         let mut bud = buildah.command(&[
             "build",
@@ -668,8 +676,16 @@ impl Builds {
             config.arg("--annotation").arg(format!("{key}={value}"));
         }
         config.arg(&container);
-        self.run("buildah config", &mut config, env, work, log, stop, deadline)
-            .await?;
+        self.run(
+            "buildah config",
+            &mut config,
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        )
+        .await?;
         self.run(
             "buildah commit",
             &mut buildah.command(&["commit", "-q", "--rm", &container, &annotated]),
@@ -681,31 +697,6 @@ impl Builds {
         )
         .await?;
         Ok(vec![built, annotated])
-    }
-
-    /// Why `platform` did not build, when the reason is that this machine cannot run its
-    /// programs: not its own architecture, no qemu-user-static handler registered for it,
-    /// and a step of the build (a `RUN`) failed to start with "exec format error". A
-    /// Dockerfile that runs nothing (`FROM scratch` + `COPY`) builds for any platform.
-    fn platform_refusal(&self, platform: &str, output: &str) -> Option<String> {
-        let arch = platform.split('/').nth(1)?;
-        if arch == native_arch() || !output.contains("exec format error") {
-            return None;
-        }
-        let handler = format!("qemu-{}", qemu_name(arch));
-        let registered = std::fs::read_to_string(self.settings.binfmt_dir.join(&handler))
-            .is_ok_and(|text| text.starts_with("enabled"));
-        if registered {
-            return None;
-        }
-        Some(format!(
-            "refused: this machine ({}) cannot run {platform} programs, which the Dockerfile's \
-             RUN steps need: no qemu-user-static handler {handler} is registered in {} \
-             (install qemu-user-static and register its binfmt handlers, or drop {platform} \
-             from the rule)",
-            native_arch(),
-            self.settings.binfmt_dir.display()
-        ))
     }
 
     /// The environment `git` reaches the source with, and the secrets in it (to mask): a
@@ -1054,6 +1045,31 @@ fn registries_conf(registry: &str, docker_hub_mirror: Option<&str>) -> String {
     conf
 }
 
+/// Why `platform` did not build, when the reason is that this machine cannot run its
+/// programs: not its own architecture, no qemu-user-static handler registered for it in
+/// `binfmt_dir`, and a step of the build (a `RUN`) failed to start with "exec format
+/// error". A Dockerfile that runs nothing (`FROM scratch` + `COPY`) builds for any platform.
+fn platform_refusal(platform: &str, output: &str, binfmt_dir: &Path) -> Option<String> {
+    let arch = platform.split('/').nth(1)?;
+    if arch == native_arch() || !output.contains("exec format error") {
+        return None;
+    }
+    let handler = format!("qemu-{}", qemu_name(arch));
+    let registered = std::fs::read_to_string(binfmt_dir.join(&handler))
+        .is_ok_and(|text| text.starts_with("enabled"));
+    if registered {
+        return None;
+    }
+    Some(format!(
+        "refused: this machine ({}) cannot run {platform} programs, which the Dockerfile's \
+         RUN steps need: no qemu-user-static handler {handler} is registered in {} \
+         (install qemu-user-static and register its binfmt handlers, or drop {platform} \
+         from the rule)",
+        native_arch(),
+        binfmt_dir.display()
+    ))
+}
+
 /// `linux/arm/v7` as a name part: `linux-arm-v7`.
 fn platform_slug(platform: &str) -> String {
     platform.replace('/', "-")
@@ -1118,6 +1134,50 @@ mod tests {
         let app = contained(dir.path(), "app").unwrap();
         assert!(contained(&app, "Dockerfile").is_some());
         assert!(contained(&app, "../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn a_foreign_platform_is_refused_only_when_no_handler_runs_it() {
+        let binfmt = tempfile::tempdir().unwrap();
+        let foreign = if native_arch() == "arm64" {
+            "linux/amd64"
+        } else {
+            "linux/arm64"
+        };
+        let handler = format!("qemu-{}", qemu_name(&foreign[6..]));
+        let failed = "process failed to start with error: fork/exec /probe: exec format error";
+        let refused = platform_refusal(foreign, failed, binfmt.path()).unwrap();
+        assert!(
+            refused.contains(&handler) && refused.contains(foreign),
+            "{refused}"
+        );
+        // Some other failure, or the machine's own platform: the Dockerfile's fault.
+        assert!(platform_refusal(foreign, "COPY failed: no such file", binfmt.path()).is_none());
+        let native = format!("linux/{}", native_arch());
+        assert!(platform_refusal(&native, failed, binfmt.path()).is_none());
+        // A registered handler runs it: not a refusal (a disabled one does not).
+        std::fs::write(binfmt.path().join(&handler), "disabled\n").unwrap();
+        assert!(platform_refusal(foreign, failed, binfmt.path()).is_some());
+        std::fs::write(
+            binfmt.path().join(&handler),
+            "enabled\ninterpreter /usr/libexec/qemu-binfmt\n",
+        )
+        .unwrap();
+        assert!(platform_refusal(foreign, failed, binfmt.path()).is_none());
+    }
+
+    #[test]
+    fn docker_io_goes_to_the_mirror_only_when_there_is_one() {
+        let plain = registries_conf("127.0.0.1:5000", None);
+        assert!(plain.contains("unqualified-search-registries = [\"127.0.0.1:5000\"]"));
+        assert!(!plain.contains("docker.io"));
+        let mirrored = registries_conf("127.0.0.1:5000", Some("hub"));
+        assert!(mirrored
+            .contains("unqualified-search-registries = [\"127.0.0.1:5000\", \"docker.io\"]"));
+        assert!(mirrored.contains(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:5000/hub\"\ninsecure = true\n"
+        ));
+        assert_eq!(platform_slug("linux/arm/v7"), "linux-arm-v7");
     }
 
     #[test]

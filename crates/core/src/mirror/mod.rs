@@ -447,7 +447,10 @@ mod tests {
         let both = [ghcr.clone(), hub];
         assert_eq!(docker_hub_mirror(&both, Some("ghcr")), Some("dockerhub"));
         let others = [ghcr, local];
-        assert_eq!(docker_hub_mirror(&others, Some("upstream")), Some("upstream"));
+        assert_eq!(
+            docker_hub_mirror(&others, Some("upstream")),
+            Some("upstream")
+        );
         assert_eq!(docker_hub_mirror(&others, None), None);
         assert_eq!(docker_hub_mirror(&others, Some("gone")), None);
         assert_eq!(docker_hub_mirror(&[], None), None);

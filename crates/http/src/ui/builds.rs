@@ -8,10 +8,10 @@ use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
 use axum::body::Body;
 use axum::http::Response;
+use berth_core::builds::rules::split_platforms;
 use berth_core::builds::{
     BuildRecord, BuildStatus, CredentialInput, RefKind, RuleSpec, SourceView, MAX_RULES,
 };
-use berth_core::builds::rules::split_platforms;
 use berth_core::Error;
 use berth_oci::RepoName;
 
