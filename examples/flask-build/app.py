@@ -1,5 +1,7 @@
 """The seed's scenario: a tiny Flask app that Berth builds from its git repository."""
 
+import os
+
 from flask import Flask, jsonify
 
 app = Flask(__name__)
@@ -11,4 +13,4 @@ def hello():
 
 
 if __name__ == "__main__":
-    app.run(host="0.0.0.0", port=5000)
+    app.run(host="0.0.0.0", port=int(os.environ.get("PORT", "5000")))

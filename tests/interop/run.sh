@@ -8,7 +8,7 @@ trap 'rm -f "$results"' EXIT
 export INTEROP_RESULTS=$results
 
 suites=("$@")
-((${#suites[@]})) || suites=(skopeo podman oras auth hub webhooks tls proxy immutable ratelimit mirror signatures replication builds)
+((${#suites[@]})) || suites=(skopeo podman oras auth hub webhooks tls proxy immutable ratelimit mirror signatures replication builds build-flask)
 for s in "${suites[@]}"; do
   echo "== $s (${REGISTRY_URL:-${INTEROP_REGISTRY:-berth}}${INTEROP_STORAGE:+ on $INTEROP_STORAGE})"
   # Suites record their own failures, aborts included; this catches one that died

@@ -352,6 +352,11 @@ pub enum BuildRuleCommand {
         /// `KEY=VALUE`, repeatable.
         #[arg(long = "build-arg", value_name = "K=V")]
         build_args: Vec<String>,
+        /// Platforms to build for, `os/arch[/variant]`: comma-separated or repeated
+        /// (`linux/amd64,linux/arm64`). Two or more push a multi-platform index; none
+        /// builds for this machine's own platform.
+        #[arg(long = "platform", value_name = "PLATFORMS")]
+        platforms: Vec<String>,
         /// Build only when triggered by hand, not on pushes.
         #[arg(long)]
         no_autobuild: bool,

@@ -1344,6 +1344,11 @@ impl Config {
             timeout: self.build_timeout.value,
             work_dir: self.build_dir_path(),
             buildah: self.build_buildah.value.clone(),
+            docker_hub_mirror: berth_core::mirror::docker_hub_mirror(
+                &self.mirrors.value,
+                self.mirror_default.value.as_deref(),
+            )
+            .map(str::to_owned),
             ..Default::default()
         }
     }

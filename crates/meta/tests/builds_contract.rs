@@ -69,6 +69,7 @@ fn rule(source: &str) -> RuleSpec {
         context: ".".into(),
         build_args: vec!["A=1".into()],
         autobuild: true,
+        platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
     }
 }
 
@@ -83,6 +84,7 @@ fn build(reason: Option<&str>) -> NewBuild {
         dockerfile: "Dockerfile".into(),
         context: ".".into(),
         build_args: vec![],
+        platforms: vec!["linux/arm/v7".into()],
         trigger: "manual".into(),
         reason: reason.map(str::to_owned),
         created_at: 10,
@@ -151,6 +153,11 @@ async fn rules_stop_at_the_limit_even_when_added_together() {
             "{name}: in order"
         );
         assert_eq!(rules[0].spec.build_args, vec!["A=1".to_owned()], "{name}");
+        assert_eq!(
+            rules[0].spec.platforms,
+            vec!["linux/amd64".to_owned(), "linux/arm64".to_owned()],
+            "{name}"
+        );
         assert!(rules[0].spec.autobuild, "{name}");
         assert_eq!(rules[0].spec.kind, RefKind::Branch, "{name}");
         assert!(meta.delete_build_rule(REPO, rules[0].id).await.unwrap());
@@ -206,6 +213,7 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
         let queued = meta.queue_build(&build(None), &job()).await.unwrap();
         assert_eq!(queued.status, BuildStatus::Queued, "{name}");
         assert_eq!(queued.tags, vec!["latest".to_owned()], "{name}");
+        assert_eq!(queued.platforms, vec!["linux/arm/v7".to_owned()], "{name}");
         let jobs = meta.claim_jobs(i64::MAX / 2, 60_000, 10).await.unwrap();
         assert_eq!(jobs.len(), 1, "{name}: the build came with its job");
         assert_eq!(jobs[0].kind, "build.run", "{name}");
@@ -245,6 +253,7 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
         assert_eq!(running.log, "step 1\n", "{name}");
         assert_eq!(running.commit.as_deref(), Some("abc123"), "{name}");
         assert_eq!(running.status, BuildStatus::Running, "{name}");
+        assert_eq!(running.platforms, vec!["linux/arm/v7".to_owned()], "{name}");
         assert!(!meta.build_cancel_requested(queued.id).await.unwrap());
         assert_eq!(
             meta.cancel_build(queued.id, 22).await.unwrap(),

@@ -6,6 +6,7 @@ use super::{repository_name, CliResult};
 use crate::cli::{BuildCommand, BuildRuleCommand, BuildSourceCommand};
 use crate::config::Config;
 use berth_core::access::PolicyAuthorizer;
+use berth_core::builds::rules::split_platforms;
 use berth_core::builds::{BuildRecord, Builds, CredentialInput, RefKind, RuleSpec};
 use berth_core::identity::Acting;
 use berth_core::jobs::Wake;
@@ -202,6 +203,7 @@ async fn rule(builds: &Builds, acting: &Acting<'_>, command: BuildRuleCommand) -
             dockerfile,
             context,
             build_args,
+            platforms,
             no_autobuild,
         } => {
             let repo = repository_name(&repository)?;
@@ -213,6 +215,10 @@ async fn rule(builds: &Builds, acting: &Acting<'_>, command: BuildRuleCommand) -
                 context,
                 build_args,
                 autobuild: !no_autobuild,
+                platforms: platforms
+                    .iter()
+                    .flat_map(|list| split_platforms(list))
+                    .collect(),
             };
             let rule = builds.add_rule(acting, &repo, spec).await?;
             println!("added rule {}", rule.id);
@@ -226,7 +232,7 @@ async fn rule(builds: &Builds, acting: &Acting<'_>, command: BuildRuleCommand) -
             } else {
                 for rule in &rules {
                     println!(
-                        "{}  {} {}  -> {}  dockerfile={} context={}{}{}",
+                        "{}  {} {}  -> {}  dockerfile={} context={}{}{}{}",
                         rule.id,
                         rule.spec.kind.as_str(),
                         rule.spec.source,
@@ -237,6 +243,11 @@ async fn rule(builds: &Builds, acting: &Acting<'_>, command: BuildRuleCommand) -
                             String::new()
                         } else {
                             format!(" args={}", rule.spec.build_args.join(","))
+                        },
+                        if rule.spec.platforms.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" platforms={}", rule.spec.platforms.join(","))
                         },
                         if rule.spec.autobuild {
                             ""

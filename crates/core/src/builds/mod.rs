@@ -178,6 +178,8 @@ pub struct NewBuild {
     pub dockerfile: String,
     pub context: String,
     pub build_args: Vec<String>,
+    /// The rule's platforms (empty: the machine's own).
+    pub platforms: Vec<String>,
     /// `manual`, `github`, `gitlab`, `gitea`, `generic`.
     pub trigger: String,
     /// Set for a build that cannot run (it is stored failed, with no job).
@@ -199,7 +201,11 @@ pub struct BuildRecord {
     pub dockerfile: String,
     pub context: String,
     pub build_args: Vec<String>,
+    /// The platforms built for (empty: the machine's own, pushed as one image; two or
+    /// more: an index of one image each).
+    pub platforms: Vec<String>,
     pub trigger: String,
+    /// The pushed manifest: the image's, or the index's for several platforms.
     pub digest: Option<String>,
     /// Why it failed or was cancelled.
     pub reason: Option<String>,
@@ -242,6 +248,13 @@ pub struct BuildSettings {
     pub git: String,
     /// How much of a log is kept.
     pub log_limit: usize,
+    /// The prefix of the pull-through mirror that serves Docker Hub, when there is one:
+    /// base images named `docker.io/...` (or bare names Berth has no repository for) are
+    /// pulled through it.
+    pub docker_hub_mirror: Option<String>,
+    /// Where qemu-user-static's handlers are registered (`/proc/sys/fs/binfmt_misc`): a
+    /// platform this machine cannot run and has no handler for is refused by name.
+    pub binfmt_dir: PathBuf,
 }
 
 impl Default for BuildSettings {
@@ -253,6 +266,8 @@ impl Default for BuildSettings {
             buildah: "buildah".into(),
             git: "git".into(),
             log_limit: log::LOG_LIMIT,
+            docker_hub_mirror: None,
+            binfmt_dir: PathBuf::from("/proc/sys/fs/binfmt_misc"),
         }
     }
 }
@@ -637,6 +652,7 @@ impl Builds {
                 dockerfile: plan.rule.spec.dockerfile,
                 context: plan.rule.spec.context,
                 build_args: plan.rule.spec.build_args,
+                platforms: plan.rule.spec.platforms,
                 trigger: trigger.to_owned(),
                 reason: plan.error,
                 created_at: now_ms / 1000,

@@ -282,6 +282,10 @@ pub struct RuleSpec {
     pub build_args: Vec<String>,
     #[serde(default = "default_true")]
     pub autobuild: bool,
+    /// `os/arch[/variant]` to build for (`linux/amd64`, `linux/arm64`); empty: the
+    /// machine's own platform, pushed as a single image. Two or more push an index.
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
 fn default_dockerfile() -> String {
@@ -329,8 +333,72 @@ impl RuleSpec {
         for arg in &self.build_args {
             parse_build_arg(arg)?;
         }
+        check_platforms(&self.platforms)?;
         Ok(())
     }
+}
+
+/// Platforms one rule may build for.
+pub const MAX_PLATFORMS: usize = 8;
+
+/// The architectures buildah can target (with qemu-user-static where not native), and
+/// their variants.
+const ARCHITECTURES: &[(&str, &[&str])] = &[
+    ("amd64", &[]),
+    ("arm64", &["v8"]),
+    ("arm", &["v5", "v6", "v7"]),
+    ("386", &[]),
+    ("ppc64le", &[]),
+    ("s390x", &[]),
+    ("riscv64", &[]),
+    ("mips64le", &[]),
+];
+
+/// A platform as buildah's `--platform` takes it: `linux/ARCH` or `linux/ARCH/VARIANT`.
+pub fn check_platform(platform: &str) -> Result<()> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let known = match parts.as_slice() {
+        ["linux", arch] => ARCHITECTURES.iter().any(|(a, _)| a == arch),
+        ["linux", arch, variant] => ARCHITECTURES
+            .iter()
+            .any(|(a, variants)| a == arch && variants.contains(variant)),
+        _ => false,
+    };
+    if !known {
+        let archs: Vec<&str> = ARCHITECTURES.iter().map(|(a, _)| *a).collect();
+        return Err(Error::Invalid(format!(
+            "platform {platform:?} must be linux/ARCH[/VARIANT] with ARCH one of {}",
+            archs.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// A rule's platforms: each valid, none twice, at most [`MAX_PLATFORMS`].
+pub fn check_platforms(platforms: &[String]) -> Result<()> {
+    if platforms.len() > MAX_PLATFORMS {
+        return Err(Error::Invalid(format!(
+            "a rule builds for at most {MAX_PLATFORMS} platforms"
+        )));
+    }
+    for (i, platform) in platforms.iter().enumerate() {
+        check_platform(platform)?;
+        if platforms[..i].contains(platform) {
+            return Err(Error::Invalid(format!(
+                "platform {platform:?} is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `linux/amd64,linux/arm64` (the CLI's and the UI's form) as a list; blanks dropped.
+pub fn split_platforms(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A path inside the repository: relative, without `..`, so a rule cannot build from or
@@ -486,6 +554,7 @@ mod tests {
                 context: ".".into(),
                 build_args: vec![],
                 autobuild: true,
+                platforms: vec![],
             },
         }
     }
@@ -617,12 +686,53 @@ mod tests {
                 },
                 "KEY=VALUE",
             ),
+            (
+                RuleSpec {
+                    platforms: vec!["linux/sparc".into()],
+                    ..base.clone()
+                },
+                "linux/ARCH[/VARIANT]",
+            ),
+            (
+                RuleSpec {
+                    platforms: vec!["windows/amd64".into()],
+                    ..base.clone()
+                },
+                "linux/ARCH[/VARIANT]",
+            ),
+            (
+                RuleSpec {
+                    platforms: vec!["linux/arm/v9".into()],
+                    ..base.clone()
+                },
+                "linux/ARCH[/VARIANT]",
+            ),
+            (
+                RuleSpec {
+                    platforms: vec!["linux/amd64".into(), "linux/amd64".into()],
+                    ..base.clone()
+                },
+                "listed twice",
+            ),
+            (
+                RuleSpec {
+                    platforms: (0..9).map(|i| format!("linux/x{i}")).collect(),
+                    ..base.clone()
+                },
+                "at most 8 platforms",
+            ),
         ];
         for (spec, want) in cases {
             let err = spec.validate().unwrap_err().to_string();
             assert!(err.contains(want), "{spec:?}: {err}");
         }
         base.validate().unwrap();
+        RuleSpec {
+            platforms: split_platforms("linux/amd64, linux/arm64,linux/arm/v7,"),
+            ..base
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

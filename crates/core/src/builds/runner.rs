@@ -94,6 +94,62 @@ fn say(log: &SharedLog, line: &str) {
     }
 }
 
+/// What every program of one build runs with.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    env: &'a [(String, String)],
+    work: &'a Path,
+    log: &'a SharedLog,
+    stop: &'a Arc<AtomicBool>,
+    deadline: Instant,
+}
+
+/// What one build builds, the same for each of its platforms.
+struct Recipe<'a> {
+    build_id: i64,
+    dockerfile: &'a Path,
+    context: &'a Path,
+    build_args: &'a [String],
+    annotations: [(&'static str, String); 3],
+    policy: &'a Path,
+    pull_auth: &'a Path,
+}
+
+/// `buildah` on one storage directory (vfs, a root and a run directory in it).
+struct Buildah {
+    program: String,
+    storage: PathBuf,
+}
+
+impl Buildah {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--root")
+            .arg(self.storage.join("root"))
+            .arg("--runroot")
+            .arg(self.storage.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args);
+        cmd
+    }
+
+    /// Untags `images`; their layers stay as the cache.
+    fn remove_images(&self, images: &[String]) {
+        if images.is_empty() {
+            return;
+        }
+        let _ = self
+            .command(&["rmi"])
+            .args(images)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("_CONTAINERS_USERNS_CONFIGURED", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Tokens created for one build, revoked when it ends.
 struct BuildTokens {
     ids: Vec<i64>,
@@ -321,11 +377,15 @@ impl Builds {
         let registries = work.join("registries.conf");
         std::fs::write(
             &registries,
-            format!(
-                "unqualified-search-registries = [\"{registry}\"]\n\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
-            ),
+            registries_conf(&registry, self.settings.docker_hub_mirror.as_deref()),
         )
         .map_err(|e| failed("writing registries.conf", &e))?;
+        if let Some(prefix) = &self.settings.docker_hub_mirror {
+            say(
+                log,
+                &format!("[berth] base images from docker.io come through the mirror {registry}/{prefix}"),
+            );
+        }
         let policy = work.join("policy.json");
         std::fs::write(
             &policy,
@@ -333,13 +393,6 @@ impl Builds {
         )
         .map_err(|e| failed("writing policy.json", &e))?;
 
-        // 4. Build in the repository's own storage: its layers are the next build's cache.
-        let storage = self
-            .settings
-            .work_dir
-            .join("cache")
-            .join(repo.replace('/', "_"));
-        std::fs::create_dir_all(&storage).map_err(|e| failed("creating the cache", &e))?;
         let env: Vec<(String, String)> = vec![
             ("_CONTAINERS_USERNS_CONFIGURED".into(), "1".into()),
             (
@@ -349,118 +402,169 @@ impl Builds {
             ("REGISTRY_AUTH_FILE".into(), pull_auth.display().to_string()),
             ("TMPDIR".into(), work.display().to_string()),
         ];
-        let buildah = |args: &[&str]| {
-            let mut cmd = Command::new(&self.settings.buildah);
-            cmd.arg("--root")
-                .arg(storage.join("root"))
-                .arg("--runroot")
-                .arg(storage.join("run"))
-                .args(["--storage-driver", "vfs"])
-                .args(args);
-            cmd
+        let step = Step {
+            env: &env,
+            work,
+            log,
+            stop,
+            deadline,
         };
-        let built = format!("localhost/berth-build-{}", build.id);
-        let annotations = [
-            ("org.opencontainers.image.source", source.git_url.clone()),
-            ("org.opencontainers.image.revision", commit.clone()),
-            ("org.opencontainers.image.ref.name", git_ref.clone()),
-        ];
-        let mut bud = buildah(&[
-            "build",
-            "--isolation",
-            "chroot",
-            "--layers",
-            "--pull-always=false",
-        ]);
-        bud.arg("--signature-policy")
-            .arg(&policy)
-            .arg("--authfile")
-            .arg(&pull_auth)
-            .args(["--tls-verify=false", "-f"])
-            .arg(&dockerfile)
-            .args(["-t", &built]);
-        for (key, value) in &annotations {
-            bud.arg("--annotation").arg(format!("{key}={value}"));
-        }
-        for arg in &build.build_args {
-            bud.arg("--build-arg").arg(arg);
-        }
-        bud.arg(&context);
-        self.run("buildah build", &mut bud, &env, work, log, stop, deadline)
-            .await
-            .map_err(|stop| match stop {
-                Stop::Failed(_) => {
-                    Stop::Failed("the Dockerfile failed to build (see the log)".into())
-                }
-                other => other,
-            })?;
-
-        // 5. The source annotations. A build whose last step came from the cache is the
-        // cached image as it was (buildah 1.28 drops `--annotation` then, or keeps an older
-        // build's revision): only then are they set on a commit of it, which costs a copy
-        // of its file system on vfs.
-        let mut inspect = buildah(&["inspect", "--type", "image", &built]);
-        let found = inspect_annotations(&mut inspect, &env, work).await;
-        let annotated_already = annotations
-            .iter()
-            .all(|(key, value)| found.get(*key).and_then(|v| v.as_str()) == Some(value.as_str()));
-        let to_push = if annotated_already {
-            built.clone()
+        let recipe = Recipe {
+            build_id: build.id,
+            dockerfile: &dockerfile,
+            context: &context,
+            build_args: &build.build_args,
+            annotations: [
+                ("org.opencontainers.image.source", source.git_url.clone()),
+                ("org.opencontainers.image.revision", commit.clone()),
+                ("org.opencontainers.image.ref.name", git_ref.clone()),
+            ],
+            policy: &policy,
+            pull_auth: &pull_auth,
+        };
+        // The repository's own storage holds its layers: the next build's cache. Each
+        // platform has its own, since buildah 1.28's layer cache does not tell platforms
+        // apart (a `FROM scratch` + `COPY` step built for amd64 would be reused for arm64).
+        let cache = self
+            .settings
+            .work_dir
+            .join("cache")
+            .join(repo.replace('/', "_"));
+        let targets: Vec<Option<&str>> = if build.platforms.is_empty() {
+            vec![None]
         } else {
-            let container = format!("berth-build-{}", build.id);
-            let annotated = format!("localhost/berth-build-{}-annotated", build.id);
-            self.run(
-                "buildah from",
-                &mut buildah(&["from", "--pull-never", "--name", &container, &built]),
-                &env,
-                work,
-                log,
-                stop,
-                deadline,
-            )
-            .await?;
-            let mut config = buildah(&["config"]);
-            for (key, value) in &annotations {
-                config.arg("--annotation").arg(format!("{key}={value}"));
-            }
-            config.arg(&container);
-            self.run(
-                "buildah config",
-                &mut config,
-                &env,
-                work,
-                log,
-                stop,
-                deadline,
-            )
-            .await?;
-            self.run(
-                "buildah commit",
-                &mut buildah(&["commit", "-q", "--rm", &container, &annotated]),
-                &env,
-                work,
-                log,
-                stop,
-                deadline,
-            )
-            .await?;
-            annotated
+            build.platforms.iter().map(|p| Some(p.as_str())).collect()
         };
 
-        // 6. Push every tag with the repository's own token.
+        // 4. Build each platform; every one is tried, so the log and the reason name each
+        // that did not build. With several, each image goes to an OCI layout the index is
+        // assembled from.
+        let layout = work.join("platforms");
+        // Per platform: its storage, and the names it made (the last is the one to push).
+        let mut built_images: Vec<(Buildah, Vec<String>)> = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        for platform in &targets {
+            let storage = match platform {
+                None => cache.clone(),
+                Some(platform) => cache.join(format!("platform-{}", platform_slug(platform))),
+            };
+            std::fs::create_dir_all(&storage).map_err(|e| failed("creating the cache", &e))?;
+            let buildah = Buildah {
+                program: self.settings.buildah.clone(),
+                storage,
+            };
+            if let Some(platform) = platform {
+                say(log, &format!("[berth] platform {platform}"));
+            }
+            let log_mark = log.lock().map(|l| l.text().len()).unwrap_or(0);
+            match self.build_image(&buildah, &recipe, *platform, &step).await {
+                Ok(image) => built_images.push((buildah, image)),
+                Err(Stop::Failed(why)) => {
+                    let Some(platform) = platform else {
+                        return Err(Stop::Failed(why));
+                    };
+                    let output = log
+                        .lock()
+                        .ok()
+                        .and_then(|l| l.text().get(log_mark..).map(str::to_owned))
+                        .unwrap_or_default();
+                    let why = platform_refusal(platform, &output, &self.settings.binfmt_dir)
+                        .unwrap_or(why);
+                    say(log, &format!("[berth] {platform}: {why}"));
+                    problems.push(format!("{platform}: {why}"));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if !problems.is_empty() {
+            for (buildah, images) in &built_images {
+                buildah.remove_images(images);
+            }
+            // As `docker buildx build --platform ... --push` does: a tag never names an
+            // index that lacks a platform the rule asked for.
+            return Err(Stop::Failed(format!(
+                "{} of {} platforms did not build, so nothing was pushed: {}",
+                problems.len(),
+                targets.len(),
+                problems.join("; ")
+            )));
+        }
+
+        // 5. Push every tag with the repository's own token: the image, or an index of
+        // the platforms' images.
         let digest_file = work.join("digest");
         let mut digest = String::new();
+        let index = format!("localhost/berth-build-{}-index", build.id);
+        let index_buildah = Buildah {
+            program: self.settings.buildah.clone(),
+            storage: work.join("index"),
+        };
+        if targets.len() > 1 {
+            self.run(
+                "buildah manifest create",
+                &mut index_buildah.command(&["manifest", "create", &index]),
+                &env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            for ((buildah, images), platform) in built_images.iter().zip(&targets) {
+                let slug = platform_slug(platform.unwrap_or_default());
+                let in_layout = format!("oci:{}:{slug}", layout.display());
+                self.run(
+                    "buildah push (to the index's layout)",
+                    buildah
+                        .command(&["push", "--format", "oci", "--signature-policy"])
+                        .arg(&policy)
+                        .args(images.last())
+                        .arg(&in_layout),
+                    &env,
+                    work,
+                    log,
+                    stop,
+                    deadline,
+                )
+                .await?;
+                self.run(
+                    "buildah manifest add",
+                    &mut index_buildah.command(&["manifest", "add", &index, &in_layout]),
+                    &env,
+                    work,
+                    log,
+                    stop,
+                    deadline,
+                )
+                .await?;
+            }
+        }
         for tag in &build.tags {
-            let mut push_cmd = buildah(&["push", "--tls-verify=false", "--format", "oci"]);
+            let target = format!("docker://{registry}/{repo}:{tag}");
+            let (mut push_cmd, what) = match built_images.as_slice() {
+                [(buildah, images)] => (
+                    buildah.command(&["push"]),
+                    images.last().map(String::as_str).unwrap_or_default(),
+                ),
+                _ => (
+                    index_buildah.command(&["manifest", "push", "--all"]),
+                    index.as_str(),
+                ),
+            };
             push_cmd
-                .arg("--signature-policy")
+                .args([
+                    "--tls-verify=false",
+                    "--format",
+                    "oci",
+                    "--signature-policy",
+                ])
                 .arg(&policy)
                 .arg("--authfile")
                 .arg(&push_auth)
                 .arg("--digestfile")
                 .arg(&digest_file)
-                .arg(&to_push)
-                .arg(format!("docker://{registry}/{repo}:{tag}"));
+                .arg(what)
+                .arg(&target);
             self.run(
                 "buildah push",
                 &mut push_cmd,
@@ -483,20 +587,116 @@ impl Builds {
             say(log, &format!("[berth] pushed {repo}:{tag} {digest}"));
         }
         // The images are the cache's to keep by their layers; the tags go.
-        let _ = Command::new(&self.settings.buildah)
-            .arg("--root")
-            .arg(storage.join("root"))
-            .arg("--runroot")
-            .arg(storage.join("run"))
-            .args(["--storage-driver", "vfs", "rmi", &built])
-            .args((to_push != built).then_some(&to_push))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("_CONTAINERS_USERNS_CONFIGURED", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for (buildah, images) in &built_images {
+            buildah.remove_images(images);
+        }
         Ok(digest)
+    }
+
+    /// Builds one image (for `platform`, or the machine's own) and sets the source
+    /// annotations on it; returns the names it made, the last the one to push.
+    async fn build_image(
+        &self,
+        buildah: &Buildah,
+        recipe: &Recipe<'_>,
+        platform: Option<&str>,
+        step: &Step<'_>,
+    ) -> Result<Vec<String>, Stop> {
+        let Step {
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        } = *step;
+        let slug = platform
+            .map(platform_slug)
+            .unwrap_or_else(|| "image".into());
+        let built = format!("localhost/berth-build-{}-{slug}", recipe.build_id);
+        let mut bud = buildah.command(&[
+            "build",
+            "--isolation",
+            "chroot",
+            "--layers",
+            "--pull-always=false",
+        ]);
+        if let Some(platform) = platform {
+            bud.args(["--platform", platform]);
+        }
+        bud.arg("--signature-policy")
+            .arg(recipe.policy)
+            .arg("--authfile")
+            .arg(recipe.pull_auth)
+            .args(["--tls-verify=false", "-f"])
+            .arg(recipe.dockerfile)
+            .args(["-t", &built]);
+        for (key, value) in &recipe.annotations {
+            bud.arg("--annotation").arg(format!("{key}={value}"));
+        }
+        for arg in recipe.build_args {
+            bud.arg("--build-arg").arg(arg);
+        }
+        bud.arg(recipe.context);
+        self.run("buildah build", &mut bud, env, work, log, stop, deadline)
+            .await
+            .map_err(|stop| match stop {
+                Stop::Failed(_) => {
+                    Stop::Failed("the Dockerfile failed to build (see the log)".into())
+                }
+                other => other,
+            })?;
+
+        // The source annotations. A build whose last step came from the cache is the
+        // cached image as it was (buildah 1.28 drops `--annotation` then, or keeps an older
+        // build's revision): only then are they set on a commit of it, which costs a copy
+        // of its file system on vfs.
+        let mut inspect = buildah.command(&["inspect", "--type", "image", &built]);
+        let found = inspect_annotations(&mut inspect, env, work).await;
+        let annotated_already = recipe
+            .annotations
+            .iter()
+            .all(|(key, value)| found.get(*key).and_then(|v| v.as_str()) == Some(value.as_str()));
+        if annotated_already {
+            return Ok(vec![built]);
+        }
+        let container = format!("berth-build-{}-{slug}", recipe.build_id);
+        let annotated = format!("{built}-annotated");
+        self.run(
+            "buildah from",
+            &mut buildah.command(&["from", "--pull-never", "--name", &container, &built]),
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        )
+        .await?;
+        let mut config = buildah.command(&["config"]);
+        for (key, value) in &recipe.annotations {
+            config.arg("--annotation").arg(format!("{key}={value}"));
+        }
+        config.arg(&container);
+        self.run(
+            "buildah config",
+            &mut config,
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        )
+        .await?;
+        self.run(
+            "buildah commit",
+            &mut buildah.command(&["commit", "-q", "--rm", &container, &annotated]),
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        )
+        .await?;
+        Ok(vec![built, annotated])
     }
 
     /// The environment `git` reaches the source with, and the secrets in it (to mask): a
@@ -824,6 +1024,80 @@ fn contained(root: &Path, path: &str) -> Option<PathBuf> {
     full.starts_with(&root).then_some(full)
 }
 
+/// The registries.conf of a build: names without a registry are looked for in Berth
+/// first; with a Docker Hub mirror, `docker.io/...` (and short names Debian's
+/// `shortnames.conf` aliases to it, such as `python`) come through the mirror's prefix, and
+/// bare names Berth has no repository for are looked for on docker.io after it.
+fn registries_conf(registry: &str, docker_hub_mirror: Option<&str>) -> String {
+    let search = match docker_hub_mirror {
+        Some(_) => format!("[\"{registry}\", \"docker.io\"]"),
+        None => format!("[\"{registry}\"]"),
+    };
+    let mut conf = format!(
+        "unqualified-search-registries = {search}\nshort-name-mode = \"permissive\"\n\n\
+         [[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
+    );
+    if let Some(prefix) = docker_hub_mirror {
+        conf.push_str(&format!(
+            "\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"{registry}/{prefix}\"\ninsecure = true\n"
+        ));
+    }
+    conf
+}
+
+/// Why `platform` did not build, when the reason is that this machine cannot run its
+/// programs: not its own architecture, no qemu-user-static handler registered for it in
+/// `binfmt_dir`, and a step of the build (a `RUN`) failed to start with "exec format
+/// error". A Dockerfile that runs nothing (`FROM scratch` + `COPY`) builds for any platform.
+fn platform_refusal(platform: &str, output: &str, binfmt_dir: &Path) -> Option<String> {
+    let arch = platform.split('/').nth(1)?;
+    if arch == native_arch() || !output.contains("exec format error") {
+        return None;
+    }
+    let handler = format!("qemu-{}", qemu_name(arch));
+    let registered = std::fs::read_to_string(binfmt_dir.join(&handler))
+        .is_ok_and(|text| text.starts_with("enabled"));
+    if registered {
+        return None;
+    }
+    Some(format!(
+        "refused: this machine ({}) cannot run {platform} programs, which the Dockerfile's \
+         RUN steps need: no qemu-user-static handler {handler} is registered in {} \
+         (install qemu-user-static and register its binfmt handlers, or drop {platform} \
+         from the rule)",
+        native_arch(),
+        binfmt_dir.display()
+    ))
+}
+
+/// `linux/arm/v7` as a name part: `linux-arm-v7`.
+fn platform_slug(platform: &str) -> String {
+    platform.replace('/', "-")
+}
+
+/// This machine's architecture as OCI names it.
+fn native_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "mips64" => "mips64le",
+        other => other,
+    }
+}
+
+/// The name qemu-user-static registers an OCI architecture's handler under.
+fn qemu_name(arch: &str) -> &str {
+    match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        "mips64le" => "mips64el",
+        other => other,
+    }
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
@@ -860,6 +1134,50 @@ mod tests {
         let app = contained(dir.path(), "app").unwrap();
         assert!(contained(&app, "Dockerfile").is_some());
         assert!(contained(&app, "../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn a_foreign_platform_is_refused_only_when_no_handler_runs_it() {
+        let binfmt = tempfile::tempdir().unwrap();
+        let foreign = if native_arch() == "arm64" {
+            "linux/amd64"
+        } else {
+            "linux/arm64"
+        };
+        let handler = format!("qemu-{}", qemu_name(&foreign[6..]));
+        let failed = "process failed to start with error: fork/exec /probe: exec format error";
+        let refused = platform_refusal(foreign, failed, binfmt.path()).unwrap();
+        assert!(
+            refused.contains(&handler) && refused.contains(foreign),
+            "{refused}"
+        );
+        // Some other failure, or the machine's own platform: the Dockerfile's fault.
+        assert!(platform_refusal(foreign, "COPY failed: no such file", binfmt.path()).is_none());
+        let native = format!("linux/{}", native_arch());
+        assert!(platform_refusal(&native, failed, binfmt.path()).is_none());
+        // A registered handler runs it: not a refusal (a disabled one does not).
+        std::fs::write(binfmt.path().join(&handler), "disabled\n").unwrap();
+        assert!(platform_refusal(foreign, failed, binfmt.path()).is_some());
+        std::fs::write(
+            binfmt.path().join(&handler),
+            "enabled\ninterpreter /usr/libexec/qemu-binfmt\n",
+        )
+        .unwrap();
+        assert!(platform_refusal(foreign, failed, binfmt.path()).is_none());
+    }
+
+    #[test]
+    fn docker_io_goes_to_the_mirror_only_when_there_is_one() {
+        let plain = registries_conf("127.0.0.1:5000", None);
+        assert!(plain.contains("unqualified-search-registries = [\"127.0.0.1:5000\"]"));
+        assert!(!plain.contains("docker.io"));
+        let mirrored = registries_conf("127.0.0.1:5000", Some("hub"));
+        assert!(mirrored
+            .contains("unqualified-search-registries = [\"127.0.0.1:5000\", \"docker.io\"]"));
+        assert!(mirrored.contains(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"127.0.0.1:5000/hub\"\ninsecure = true\n"
+        ));
+        assert_eq!(platform_slug("linux/arm/v7"), "linux-arm-v7");
     }
 
     #[test]

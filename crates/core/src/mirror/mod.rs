@@ -140,6 +140,20 @@ impl MirrorConfig {
     }
 }
 
+/// The mirror `docker.io` names are pulled through (automated builds' base images): the
+/// first whose upstream is Docker Hub, else `mirror_default`, which is where docker's
+/// `registry-mirrors` send Docker Hub pulls.
+pub fn docker_hub_mirror<'a>(
+    mirrors: &'a [MirrorConfig],
+    mirror_default: Option<&'a str>,
+) -> Option<&'a str> {
+    mirrors
+        .iter()
+        .find(|m| m.is_docker_hub())
+        .map(|m| m.prefix.as_str())
+        .or_else(|| mirror_default.filter(|d| mirrors.iter().any(|m| m.prefix == *d)))
+}
+
 fn is_docker_hub_host(host: &str) -> bool {
     matches!(
         host,
@@ -418,5 +432,27 @@ fn upstream_failure(err: &UpstreamError, what: &str) -> Error {
         },
         UpstreamError::Denied(_) => Error::Denied,
         other => Error::Upstream(format!("{what}: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_names_go_to_the_hub_mirror_else_to_the_default() {
+        let hub = MirrorConfig::new("dockerhub", "https://registry-1.docker.io");
+        let ghcr = MirrorConfig::new("ghcr", "https://ghcr.io");
+        let local = MirrorConfig::new("upstream", "http://127.0.0.1:5000");
+        let both = [ghcr.clone(), hub];
+        assert_eq!(docker_hub_mirror(&both, Some("ghcr")), Some("dockerhub"));
+        let others = [ghcr, local];
+        assert_eq!(
+            docker_hub_mirror(&others, Some("upstream")),
+            Some("upstream")
+        );
+        assert_eq!(docker_hub_mirror(&others, None), None);
+        assert_eq!(docker_hub_mirror(&others, Some("gone")), None);
+        assert_eq!(docker_hub_mirror(&[], None), None);
     }
 }

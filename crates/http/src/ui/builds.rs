@@ -8,6 +8,7 @@ use super::session::Notice;
 use super::{Submission, UiError, UiResult, Visitor};
 use axum::body::Body;
 use axum::http::Response;
+use berth_core::builds::rules::split_platforms;
 use berth_core::builds::{
     BuildRecord, BuildStatus, CredentialInput, RefKind, RuleSpec, SourceView, MAX_RULES,
 };
@@ -17,6 +18,15 @@ use berth_oci::RepoName;
 fn status_badge(status: BuildStatus) -> Html {
     let mut out = Html::new();
     html!(out, "<span class=\"badge build-" (status.as_str()) "\" data-build-status>" (status.as_str()) "</span>");
+    out
+}
+
+/// A rule's platforms under its context, when it names any.
+fn platforms_note(platforms: &[String]) -> Html {
+    let mut out = Html::new();
+    if !platforms.is_empty() {
+        html!(out, "<br><span class=\"muted\">" (platforms.join(", ")) "</span>");
+    }
     out
 }
 
@@ -80,7 +90,7 @@ pub(super) async fn settings_page(visitor: &Visitor, repo: &RepoName) -> UiResul
         for rule in &rules {
             html!(body, "<tr><td>" (rule.spec.kind.as_str()) "</td><td><code>" (rule.spec.source)
                 "</code></td><td><code>" (rule.spec.tag) "</code></td><td>" (rule.spec.dockerfile)
-                "</td><td>" (rule.spec.context) "</td><td>" (if rule.spec.autobuild { "on" } else { "off" })
+                "</td><td>" (rule.spec.context) [platforms_note(&rule.spec.platforms)] "</td><td>" (if rule.spec.autobuild { "on" } else { "off" })
                 "</td><td>" [button_form(visitor, &format!("{base}/rules/{}/delete", rule.id), "Remove", "danger")]
                 "</td></tr>");
         }
@@ -100,6 +110,10 @@ pub(super) async fn settings_page(visitor: &Visitor, repo: &RepoName) -> UiResul
             "<input type=\"text\" id=\"rule-context\" name=\"context\" value=\".\"></div>"
             "<div class=\"field\"><label for=\"rule-args\">Build arguments (KEY=VALUE, one a line)</label>"
             "<textarea id=\"rule-args\" name=\"build_args\"></textarea></div>"
+            "<div class=\"field\"><label for=\"rule-platforms\">Platforms (optional, comma-separated)</label>"
+            "<input type=\"text\" id=\"rule-platforms\" name=\"platforms\" spellcheck=\"false\" "
+            "placeholder=\"linux/amd64,linux/arm64\" aria-describedby=\"rule-platforms-hint\">"
+            "<p class=\"hint\" id=\"rule-platforms-hint\">Empty: this machine's own. Others need qemu-user-static.</p></div>"
             "<label><input type=\"checkbox\" name=\"autobuild\" value=\"on\" checked> Build on every push</label>"
             "<div><button type=\"submit\" id=\"rule-add\">Add rule</button></div></form>");
     }
@@ -325,6 +339,7 @@ async fn add_rule(submission: &Submission, repo: &RepoName) -> UiResult<Notice> 
             .map(str::to_owned)
             .collect(),
         autobuild: form.checked("autobuild"),
+        platforms: split_platforms(form.text("platforms")),
     };
     let rule = visitor
         .state

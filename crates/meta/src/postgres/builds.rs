@@ -54,6 +54,7 @@ fn rule_from(row: &PgRow) -> Result<BuildRule, MetaError> {
             context: row.get("context"),
             build_args: list(row, "build_args")?,
             autobuild: row.get("autobuild"),
+            platforms: list(row, "platforms")?,
         },
     })
 }
@@ -75,6 +76,7 @@ fn build_from(row: &PgRow) -> Result<BuildRecord, MetaError> {
         dockerfile: row.get("dockerfile"),
         context: row.get("context"),
         build_args: list(row, "build_args")?,
+        platforms: list(row, "platforms")?,
         trigger: row.get("trigger"),
         digest: row.get("digest"),
         reason: row.get("reason"),
@@ -90,7 +92,7 @@ fn build_from(row: &PgRow) -> Result<BuildRecord, MetaError> {
 const BUILD_COLUMNS: &str =
     "id, repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
      dockerfile, context, build_args, trigger, digest, reason, log, cancel_requested, created_at, \
-     started_at, finished_at";
+     started_at, finished_at, platforms";
 
 /// The columns of a listing: the logs are read one build at a time.
 fn listed_columns() -> String {
@@ -198,7 +200,8 @@ impl BuildStore for PostgresMeta {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO build_rules (repository, ref_kind, source, tag_template, dockerfile, \
-             context, build_args, autobuild) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             context, build_args, autobuild, platforms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id",
         )
         .bind(repository)
         .bind(rule.kind.as_str())
@@ -208,6 +211,7 @@ impl BuildStore for PostgresMeta {
         .bind(&rule.context)
         .bind(json(&rule.build_args))
         .bind(rule.autobuild)
+        .bind(json(&rule.platforms))
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
@@ -247,8 +251,9 @@ impl BuildStore for PostgresMeta {
         };
         let row = sqlx::query(&format!(
             "INSERT INTO builds (repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
-             dockerfile, context, build_args, trigger, reason, created_at, started_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) \
+             dockerfile, context, build_args, trigger, reason, created_at, started_at, finished_at, \
+             platforms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15) \
              RETURNING {BUILD_COLUMNS}"
         ))
         .bind(&build.repository)
@@ -265,6 +270,7 @@ impl BuildStore for PostgresMeta {
         .bind(&build.reason)
         .bind(build.created_at)
         .bind(finished_at)
+        .bind(json(&build.platforms))
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;

@@ -26,6 +26,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/postgres/0008_replication_bandwidth.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_build_platforms.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).

@@ -54,6 +54,7 @@ fn rule_from(row: &SqliteRow) -> Result<BuildRule, MetaError> {
             context: row.get("context"),
             build_args: list(row, "build_args")?,
             autobuild: row.get::<i64, _>("autobuild") != 0,
+            platforms: list(row, "platforms")?,
         },
     })
 }
@@ -75,6 +76,7 @@ fn build_from(row: &SqliteRow) -> Result<BuildRecord, MetaError> {
         dockerfile: row.get("dockerfile"),
         context: row.get("context"),
         build_args: list(row, "build_args")?,
+        platforms: list(row, "platforms")?,
         trigger: row.get("trigger"),
         digest: row.get("digest"),
         reason: row.get("reason"),
@@ -90,7 +92,7 @@ fn build_from(row: &SqliteRow) -> Result<BuildRecord, MetaError> {
 const BUILD_COLUMNS: &str =
     "id, repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
      dockerfile, context, build_args, trigger, digest, reason, log, cancel_requested, created_at, \
-     started_at, finished_at";
+     started_at, finished_at, platforms";
 
 #[async_trait::async_trait]
 impl BuildStore for SqliteMeta {
@@ -196,7 +198,7 @@ impl BuildStore for SqliteMeta {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO build_rules (repository, ref_kind, source, tag_template, dockerfile, \
-             context, build_args, autobuild) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             context, build_args, autobuild, platforms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(repository)
         .bind(rule.kind.as_str())
@@ -206,6 +208,7 @@ impl BuildStore for SqliteMeta {
         .bind(&rule.context)
         .bind(json(&rule.build_args))
         .bind(i64::from(rule.autobuild))
+        .bind(json(&rule.platforms))
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
@@ -245,8 +248,8 @@ impl BuildStore for SqliteMeta {
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO builds (repository, status, rule_id, ref_kind, ref_name, commit_id, tags, \
-             dockerfile, context, build_args, trigger, reason, created_at, started_at, finished_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             dockerfile, context, build_args, trigger, reason, created_at, started_at, finished_at, platforms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&build.repository)
         .bind(status.as_str())
@@ -263,6 +266,7 @@ impl BuildStore for SqliteMeta {
         .bind(build.created_at)
         .bind(finished_at)
         .bind(finished_at)
+        .bind(json(&build.platforms))
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;

@@ -74,6 +74,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         23,
         include_str!("../../migrations/sqlite/0023_replication_bandwidth.sql"),
     ),
+    (
+        25,
+        include_str!("../../migrations/sqlite/0025_build_platforms.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.
