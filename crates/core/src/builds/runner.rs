@@ -62,6 +62,10 @@ impl JobHandler for RunBuild {
         let Ok(_slot) = builds.running.clone().try_acquire_owned() else {
             return Ok(JobOutcome::Again(SLOT_WAIT));
         };
+        // Held until the build is final, so that no node's sweep fails it meanwhile.
+        let Some(_running_here) = builds.locks.try_hold(&build_lock(build.id)).await? else {
+            return Ok(JobOutcome::Again(SLOT_WAIT));
+        };
         if !builds.store.start_build(build.id, builds.now()).await? {
             return Ok(JobOutcome::Done);
         }

@@ -7,6 +7,7 @@ mod hub;
 mod identity;
 mod jobs;
 mod lifecycle;
+mod locks;
 mod meta;
 mod policies;
 mod ratelimit;
@@ -30,6 +31,7 @@ pub use identity::{
     MAX_AUDIT_TARGET_LEN, MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
+pub use locks::{build_lock, ClusterLocks, LockHold, ProcessLocks, COLLECTION_LOCK};
 pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
