@@ -51,7 +51,7 @@ cleanup() {
     if [[ -z $FINISHED || $FAILED -gt 0 ]]; then
       local log
       for log in "$CLUSTER_DIR"/node*.log; do
-        [[ -f $log ]] && tail -n 10 "$log" | sed "s|^|     ${log##*/}| |"
+        [[ -f $log ]] && tail -n 10 "$log" | sed "s#^#     ${log##*/}| #"
       done
     fi
     BERTH_CLUSTER_DIR=$CLUSTER_DIR "$ROOT/scripts/cluster" down 2>/dev/null || true

@@ -10,7 +10,7 @@ use super::log::BuildLog;
 use super::{BuildRecord, BuildStatus, Builds, CredentialKind};
 use crate::error::Error;
 use crate::jobs::{JobError, JobHandler, JobOutcome};
-use crate::ports::{ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
+use crate::ports::{build_lock, ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
