@@ -93,10 +93,16 @@ mod tests {
     fn a_shared_key_is_read_but_never_made() {
         let dir = tempfile::tempdir().unwrap();
         let unset = load_shared(None).unwrap_err();
-        assert!(unset.contains("secrets_key_file") && !unset.contains('\n'), "{unset}");
+        assert!(
+            unset.contains("secrets_key_file") && !unset.contains('\n'),
+            "{unset}"
+        );
         let path = dir.path().join("shared.key");
         let missing = load_shared(Some(&path)).unwrap_err();
-        assert!(missing.contains("cannot read secrets_key_file"), "{missing}");
+        assert!(
+            missing.contains("cannot read secrets_key_file"),
+            "{missing}"
+        );
         assert!(!path.exists(), "a missing shared key is never made");
         let made = load_or_create(&path).unwrap();
         let read = load_shared(Some(&path)).unwrap();

@@ -328,7 +328,11 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
             .fail_interrupted_builds(&[running.id, succeeded.id], "the server stopped", 40)
             .await
             .unwrap();
-        assert_eq!(failed, vec![running.id], "{name}: only a named build still running");
+        assert_eq!(
+            failed,
+            vec![running.id],
+            "{name}: only a named build still running"
+        );
         assert_eq!(
             meta.running_builds().await.unwrap(),
             vec![elsewhere.id],

@@ -102,8 +102,7 @@ async fn a_collection_runs_on_one_node_at_a_time() {
 
 #[tokio::test]
 async fn only_builds_whose_node_is_gone_are_failed() {
-    let Some((first, second)) = two_nodes("only_builds_whose_node_is_gone_are_failed").await
-    else {
+    let Some((first, second)) = two_nodes("only_builds_whose_node_is_gone_are_failed").await else {
         return;
     };
     first
@@ -153,7 +152,11 @@ async fn only_builds_whose_node_is_gone_are_failed() {
         .await
         .unwrap();
     // The first node runs the build, as its runner does: the build's lock, then the start.
-    let running_on_first = first.try_hold(&build_lock(queued.id)).await.unwrap().unwrap();
+    let running_on_first = first
+        .try_hold(&build_lock(queued.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(first.start_build(queued.id, 20).await.unwrap());
 
     // The second node starts (or polls) meanwhile.
@@ -193,7 +196,11 @@ async fn only_builds_whose_node_is_gone_are_failed() {
     let build = second.build(queued.id).await.unwrap().unwrap();
     assert_eq!(build.status, BuildStatus::Failed);
     assert!(
-        build.reason.as_deref().unwrap_or_default().contains("stopped"),
+        build
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("stopped"),
         "{:?}",
         build.reason
     );

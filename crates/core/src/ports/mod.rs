@@ -31,8 +31,8 @@ pub use identity::{
     MAX_AUDIT_TARGET_LEN, MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
-pub use locks::{build_lock, ClusterLocks, LockHold, ProcessLocks, COLLECTION_LOCK};
 pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
+pub use locks::{build_lock, ClusterLocks, LockHold, ProcessLocks, COLLECTION_LOCK};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
