@@ -7,7 +7,8 @@ use berth_core::access::PolicyAuthorizer;
 use berth_core::builds::{
     BuildSettings, BuildStatus, Builds, CredentialKind, NewBuild, RefKind, StoredSource,
 };
-use berth_core::lifecycle::{Collector, GcError, GcOptions};
+use berth_core::lifecycle::gc::GcError;
+use berth_core::lifecycle::{Collector, GcOptions};
 use berth_core::ports::{
     build_lock, BuildStore, ClusterLocks, MetaStore, NewJob, RepositoryAccess, COLLECTION_LOCK,
 };
