@@ -36,7 +36,12 @@ fn serve(env: &[(String, String)], data_dir: &Path, log: &Path) -> (Command, Str
         .env_remove("BERTH_SECRETS_KEY_FILE")
         .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -153,10 +158,7 @@ async fn nodes_on_postgres_and_s3_share_no_local_state() {
     let resp = client
         .put(format!("{}/v2/admin/app/manifests/v1", first.url))
         .header("Authorization", &auth)
-        .header(
-            "Content-Type",
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest.clone())
         .send()
         .await
