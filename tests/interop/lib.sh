@@ -6,6 +6,9 @@
 #   INTEROP_REGISTRY   what to start otherwise: berth (default) | distribution
 #   INTEROP_STORAGE    garage: the berth started keeps its blobs in a private Garage
 #                      (scripts/garage), with BERTH_STORAGE_REDIRECT as given (default true)
+#   INTEROP_CLUSTER=1  start a private 3-node cluster instead (scripts/cluster: PostgreSQL,
+#                      Garage, three berth nodes behind haproxy round-robin), so consecutive
+#                      requests of a client reach different nodes
 #   INTEROP_CREDS      USER:PASSWORD for a REGISTRY_URL registry that wants credentials
 #   BERTH_BIN          berth binary (default: target/debug/berth)
 #   INTEROP_RESULTS    file that run.sh collects PASS/FAIL lines in
@@ -30,6 +33,7 @@ REGISTRY_ENV=()       # NAME=VALUE settings for the berth a suite starts (set be
 SCHEME=http           # https when a suite starts berth with tls_cert/tls_key
 CURL_TLS=()           # curl options that trust the suite's test CA (with SCHEME=https)
 HELPER_PIDS=()        # other processes a suite started in the background; cleanup stops them
+CLUSTER_DIR=          # the state of the cluster an INTEROP_CLUSTER=1 suite started
 FINISHED=
 PASSED=0
 FAILED=0
@@ -43,6 +47,15 @@ cleanup() {
   fi
   local helper
   for helper in "${HELPER_PIDS[@]}"; do kill "$helper" 2>/dev/null || true; done
+  if [[ -n $CLUSTER_DIR ]]; then
+    if [[ -z $FINISHED || $FAILED -gt 0 ]]; then
+      local log
+      for log in "$CLUSTER_DIR"/node*.log; do
+        [[ -f $log ]] && tail -n 10 "$log" | sed "s#^#     ${log##*/}| #"
+      done
+    fi
+    BERTH_CLUSTER_DIR=$CLUSTER_DIR "$ROOT/scripts/cluster" down 2>/dev/null || true
+  fi
   if [[ -n $SERVER_PID ]]; then
     kill "$SERVER_PID" 2>/dev/null || true
     # Give it 5 s to shut down cleanly, then stop waiting for it.
@@ -60,7 +73,21 @@ free_port() {
 
 start_registry() {
   NS=interop  # repository namespace for this run
-  if [[ -n ${REGISTRY_URL:-} ]]; then
+  if [[ -n ${INTEROP_CLUSTER:-} ]]; then
+    BERTH=${BERTH_BIN:-$ROOT/target/debug/berth}
+    [[ $BERTH == /* ]] || BERTH=$PWD/$BERTH
+    CLUSTER_DIR=$WORK/cluster
+    # PostgreSQL runs as its own user, which must reach its directory in here.
+    chmod 755 "$WORK"
+    local url
+    url=$(BERTH_CLUSTER_DIR=$CLUSTER_DIR BERTH_BIN=$BERTH BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+      "$ROOT/scripts/cluster" up 2>"$WORK/cluster-up.log" | tail -n 1) || {
+      cat "$WORK/cluster-up.log" >&2
+      return 1
+    }
+    REG=${url#http://}
+    ADMIN_CREDS=admin:$ADMIN_PASSWORD
+  elif [[ -n ${REGISTRY_URL:-} ]]; then
     REG=${REGISTRY_URL#http://}
     REG=${REG%/}
     # A shared registry keeps earlier runs' repositories: use fresh ones.
@@ -229,8 +256,20 @@ status() {
 
 MANIFEST_ACCEPT='application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json,application/vnd.docker.distribution.manifest.v2+json,application/vnd.docker.distribution.manifest.list.v2+json'
 
+# every_node_served: in a cluster, haproxy's log shows requests answered by every node
+# (round-robin spread the suite's requests; none was pinned to one node).
+every_node_served() {
+  local n served
+  for n in $(seq "$(grep '^BERTH_CLUSTER_NODES=' "$CLUSTER_DIR/env" | cut -d= -f2)"); do
+    served=$(grep -c " berth/node$n " "$CLUSTER_DIR/haproxy.log" || true)
+    echo "node $n answered $served requests"
+    ((served > 0))
+  done
+}
+
 # Standalone runs print the closing count; under run.sh only run.sh does.
 finish() {
+  [[ -z $CLUSTER_DIR ]] || check every-node-served every_node_served
   FINISHED=1
   if ((FAILED)) && [[ -f $WORK/server.log ]]; then
     tail -n 30 "$WORK/server.log" | sed 's/^/     server| /'

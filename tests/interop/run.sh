@@ -10,7 +10,7 @@ export INTEROP_RESULTS=$results
 suites=("$@")
 ((${#suites[@]})) || suites=(skopeo podman oras auth hub webhooks tls proxy immutable ratelimit mirror signatures replication builds build-flask)
 for s in "${suites[@]}"; do
-  echo "== $s (${REGISTRY_URL:-${INTEROP_REGISTRY:-berth}}${INTEROP_STORAGE:+ on $INTEROP_STORAGE})"
+  echo "== $s (${REGISTRY_URL:-${INTEROP_REGISTRY:-berth}}${INTEROP_STORAGE:+ on $INTEROP_STORAGE}${INTEROP_CLUSTER:+, 3 nodes behind haproxy})"
   # Suites record their own failures, aborts included; this catches one that died
   # without getting to say so.
   if ! bash "$here/$s.sh" && ! grep -q "^FAIL $s/" "$results"; then

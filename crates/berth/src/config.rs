@@ -1353,6 +1353,13 @@ impl Config {
         }
     }
 
+    /// PostgreSQL metadata and S3 blobs: every node's state is in shared services, so `serve`
+    /// keeps nothing in the data directory that another node needs and takes no lock on it
+    /// (several nodes run side by side).
+    pub fn shares_all_state(&self) -> bool {
+        self.database_url.value.is_some() && self.storage.kind.value == StorageKind::S3
+    }
+
     pub fn secrets_key_path(&self) -> PathBuf {
         self.secrets_key_file
             .value

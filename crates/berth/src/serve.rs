@@ -114,7 +114,19 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         )),
         _ => None,
     };
-    let _lock = prepare_data_dir(&data_dir)?;
+    // On PostgreSQL and S3 the data directory holds nothing shared, so nodes take no lock:
+    // several run side by side behind a load balancer.
+    let _lock = if config.shares_all_state() {
+        None
+    } else {
+        Some(prepare_data_dir(&data_dir)?)
+    };
+    let seal = if config.shares_all_state() {
+        crate::secrets::load_shared(config.secrets_key_file.value.as_deref())
+    } else {
+        crate::secrets::load_or_create(&config.secrets_key_path())
+    }
+    .map_err(|message| ServeError::Secrets { message })?;
     let blobs = BlobBackend::open(&config)
         .await
         .map_err(ServeError::Blobs)?;
@@ -127,8 +139,6 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let meta_store = meta.store.clone();
     create_first_admin(&meta_store, &shown_dir).await?;
-    let seal = crate::secrets::load_or_create(&config.secrets_key_path())
-        .map_err(|message| ServeError::Secrets { message })?;
     let transport = HttpTransport::new(config.webhook_allow_private.value)
         .map_err(|message| ServeError::Secrets { message })?;
     let mirrors = config
@@ -148,6 +158,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         authorizer: None,
         mirrors,
         replication: Arc::new(berth_outbound::registry::RegistryConnector),
+        locks: meta.cluster_locks(),
         settings: Settings {
             registry: RegistryOptions {
                 upload_ttl: config.upload_ttl.value,

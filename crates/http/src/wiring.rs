@@ -20,7 +20,7 @@ use berth_core::lifecycle::{
     Lifecycle, RetentionRunJob, RetentionScheduler, RETENTION_RUN_JOB, RETENTION_SCHEDULE_JOB,
 };
 use berth_core::mirror::{Mirror, MirrorAuthorizer, Mirrors};
-use berth_core::ports::{BlobStore, IdentityStore, MetaStore};
+use berth_core::ports::{BlobStore, ClusterLocks, IdentityStore, MetaStore};
 use berth_core::ratelimit::PullLimits;
 use berth_core::registry::RegistryOptions;
 use berth_core::replication::{
@@ -52,6 +52,9 @@ pub struct Parts {
     pub mirrors: Vec<Mirror>,
     /// How replication reaches the registries it copies to.
     pub replication: Arc<dyn Connector>,
+    /// What keeps a collection or a build to one node: PostgreSQL's advisory locks when
+    /// several nodes share the database, [`berth_core::ports::ProcessLocks`] otherwise.
+    pub locks: Arc<dyn ClusterLocks>,
     pub settings: Settings,
 }
 
@@ -118,6 +121,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         authorizer,
         mirrors,
         replication,
+        locks,
         settings,
     } = parts;
     let wake = Wake::default();
@@ -168,7 +172,8 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         registry.clone(),
         clock.clone(),
         settings.gc.clone(),
-    );
+    )
+    .with_locks(locks.clone());
     let lifecycle = Lifecycle::new(
         meta.clone(),
         authorizer.clone(),
@@ -206,7 +211,8 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         clock.clone(),
         wake.clone(),
         settings.builds.clone(),
-    );
+    )
+    .with_locks(locks);
     let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
     let public_url = settings
         .public_url
@@ -260,8 +266,9 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     );
     runner.handle(BUILD_JOB, Arc::new(RunBuild(builds.clone())));
     runner.handle(POLL_JOB, Arc::new(PollSources(builds.clone())));
-    // Builds this node ran when it stopped died with it: failed now, their jobs finding
-    // them finished. A tag moves only when a push's manifest commits, so none is half-pushed.
+    // Builds whose node stopped (this one's last run, or another that died) are failed now,
+    // their jobs finding them finished; those a live node runs hold their lock and stay.
+    // A tag moves only when a push's manifest commits, so none is half-pushed.
     match builds.fail_interrupted().await {
         Ok(failed) if !failed.is_empty() => {
             tracing::warn!(builds = ?failed, "builds interrupted by the last stop are marked failed")

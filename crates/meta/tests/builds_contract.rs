@@ -325,18 +325,38 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
 
         let running = meta.queue_build(&build(None), &job()).await.unwrap();
         meta.start_build(running.id, 30).await.unwrap();
+        // Another node's build, still running: left alone when not named.
+        let elsewhere = meta.queue_build(&build(None), &job()).await.unwrap();
+        meta.start_build(elsewhere.id, 31).await.unwrap();
+        assert_eq!(
+            meta.running_builds().await.unwrap(),
+            vec![running.id, elsewhere.id],
+            "{name}"
+        );
         let failed = meta
-            .fail_interrupted_builds("the server stopped", 40)
+            .fail_interrupted_builds(&[running.id, succeeded.id], "the server stopped", 40)
             .await
             .unwrap();
-        assert_eq!(failed, vec![running.id], "{name}");
+        assert_eq!(
+            failed,
+            vec![running.id],
+            "{name}: only a named build still running"
+        );
+        assert_eq!(
+            meta.running_builds().await.unwrap(),
+            vec![elsewhere.id],
+            "{name}"
+        );
+        meta.fail_interrupted_builds(&[elsewhere.id], "the server stopped", 41)
+            .await
+            .unwrap();
         let after = meta.build(running.id).await.unwrap().unwrap();
         assert_eq!(after.status, BuildStatus::Failed, "{name}");
         assert_eq!(after.finished_at, Some(40), "{name}");
         assert!(after.log.contains("the server stopped"), "{name}");
         let listed = meta.builds_of(REPO, None, 10).await.unwrap();
-        assert_eq!(listed.len(), 4, "{name}");
-        assert_eq!(listed[0].id, running.id, "{name}: newest first");
+        assert_eq!(listed.len(), 5, "{name}");
+        assert_eq!(listed[0].id, elsewhere.id, "{name}: newest first");
         assert!(
             listed.iter().all(|b| b.log.is_empty()),
             "{name}: lists leave the logs out"
@@ -348,7 +368,7 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
             "{name}: pages go on from `before`"
         );
         let last = meta.last_finished_build(REPO).await.unwrap().unwrap();
-        assert_eq!(last.id, running.id, "{name}");
+        assert_eq!(last.id, elsewhere.id, "{name}");
         assert!(meta.last_finished_build("bob/app").await.unwrap().is_none());
     }
 }

@@ -117,6 +117,7 @@ pub async fn serve(dir: &Path, options: Options) -> Served {
             .map(|m| berth_outbound::registry::connect_mirror(m).expect("mirror client"))
             .collect(),
         replication: Arc::new(berth_outbound::registry::RegistryConnector),
+        locks: Arc::new(berth_core::ports::ProcessLocks::default()),
         settings,
     })
     .await

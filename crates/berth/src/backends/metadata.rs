@@ -4,7 +4,7 @@
 //! configurations with the same one-line error.
 
 use crate::config::{redact_database_url, Config};
-use berth_core::ports::{MetaError, MetaStore};
+use berth_core::ports::{ClusterLocks, MetaError, MetaStore, ProcessLocks};
 use berth_meta::{Durability, PoolUse, SqliteMeta};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +55,17 @@ impl std::ops::Deref for Metadata {
 }
 
 impl Metadata {
+    /// What keeps a collection or a build to one node: on PostgreSQL, advisory locks that
+    /// every node on the database sees; on SQLite, locks within this process (the data
+    /// directory's lock keeps other servers out).
+    pub fn cluster_locks(&self) -> Arc<dyn ClusterLocks> {
+        match &self.backend {
+            OpenedBackend::Sqlite(_) => Arc::new(ProcessLocks::default()),
+            #[cfg(feature = "postgres")]
+            OpenedBackend::Postgres(meta) => Arc::new(meta.clone()),
+        }
+    }
+
     /// Whether the database answers a read, for readiness checks.
     pub async fn ping(&self) -> Result<(), MetaError> {
         match &self.backend {

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::events::{data_of, EventKind, NewEvent};
 use crate::identity::Acting;
 use crate::jobs::Wake;
-use crate::ports::{MetaStore, NewJob, Permission};
+use crate::ports::{build_lock, ClusterLocks, MetaStore, NewJob, Permission, ProcessLocks};
 use crate::webhooks::SealKey;
 use berth_oci::RepoName;
 use hooks::{HookRequest, Provider};
@@ -312,6 +312,9 @@ pub struct Builds {
     /// listener is bound.
     pub(crate) registry_address: Arc<OnceLock<String>>,
     pub(crate) running: Arc<tokio::sync::Semaphore>,
+    /// Held by the node running a build (see [`build_lock`]): a build whose lock is free
+    /// is running nowhere.
+    pub(crate) locks: Arc<dyn ClusterLocks>,
 }
 
 impl Builds {
@@ -333,7 +336,15 @@ impl Builds {
             running: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
             settings: Arc::new(settings),
             registry_address: Arc::new(OnceLock::new()),
+            locks: Arc::new(ProcessLocks::default()),
         }
+    }
+
+    /// Tells this node which builds other nodes run (the default, [`ProcessLocks`],
+    /// suffices for one process).
+    pub fn with_locks(mut self, locks: Arc<dyn ClusterLocks>) -> Builds {
+        self.locks = locks;
+        self
     }
 
     /// Tells the builder where the registry listens (`host:port`); builds wait for it.
@@ -787,17 +798,33 @@ impl Builds {
             .await?)
     }
 
-    /// At start: builds this node was running when it stopped are failed (their process
-    /// died with the server), and their half-done scratch removed. A build's tags move
-    /// only when its push's manifest commits, so none is left half-pushed.
+    /// Fails the builds marked running whose runner is gone: its process died (a stop, a
+    /// crash, a node killed), which frees the build's lock, so a build another live node
+    /// runs is left alone. Each start runs it, and the recurring poll after it, so a dead
+    /// node's builds are failed by whichever node looks next. A build's tags move only when
+    /// its push's manifest commits, so none is left half-pushed; its half-done scratch is
+    /// removed when it is on this machine.
     pub async fn fail_interrupted(&self) -> Result<Vec<i64>> {
+        let mut orphans = Vec::new();
+        let mut holds = Vec::new();
+        for id in self.store.running_builds().await? {
+            if let Some(hold) = self.locks.try_hold(&build_lock(id)).await? {
+                orphans.push(id);
+                holds.push(hold);
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(orphans);
+        }
         let failed = self
             .store
             .fail_interrupted_builds(
+                &orphans,
                 "the server stopped during the build; trigger it again",
                 self.now(),
             )
             .await?;
+        drop(holds);
         for id in &failed {
             let work = self.settings.work_dir.join(format!("build-{id}"));
             // The programs of the build outlived the server (they run in their own process

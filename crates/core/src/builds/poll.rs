@@ -134,6 +134,14 @@ pub struct PollSources(pub Builds);
 #[async_trait::async_trait]
 impl JobHandler for PollSources {
     async fn run(&self, _job: &ClaimedJob) -> Result<JobOutcome, JobError> {
+        // The builds of a node that died are failed by the next node to poll.
+        match self.0.fail_interrupted().await {
+            Ok(failed) if !failed.is_empty() => {
+                tracing::warn!(builds = ?failed, "builds whose node stopped are marked failed")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not fail interrupted builds"),
+        }
         self.0
             .poll_due()
             .await

@@ -10,7 +10,7 @@ use super::log::BuildLog;
 use super::{BuildRecord, BuildStatus, Builds, CredentialKind};
 use crate::error::Error;
 use crate::jobs::{JobError, JobHandler, JobOutcome};
-use crate::ports::{ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
+use crate::ports::{build_lock, ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -60,6 +60,10 @@ impl JobHandler for RunBuild {
         // A build waiting for a slot must not hold one of the runner's: deliveries, scans
         // and GC would queue behind it. It looks again shortly instead.
         let Ok(_slot) = builds.running.clone().try_acquire_owned() else {
+            return Ok(JobOutcome::Again(SLOT_WAIT));
+        };
+        // Held until the build is final, so that no node's sweep fails it meanwhile.
+        let Some(_running_here) = builds.locks.try_hold(&build_lock(build.id)).await? else {
             return Ok(JobOutcome::Again(SLOT_WAIT));
         };
         if !builds.store.start_build(build.id, builds.now()).await? {

@@ -9,12 +9,16 @@
 //!    the cutoff) and drops their stale links. From the commit on, no path can link them.
 //! 4. Delete the marked bytes, then drop the rows.
 //!
-//! Only one collector runs at a time across processes (`BlobStore::lock_collection`), so
-//! the one finishing an interrupted run knows nobody else is deleting.
+//! Only one collector runs at a time across processes (`BlobStore::lock_collection`) and
+//! across the nodes sharing a database (`ClusterLocks`), so the one finishing an
+//! interrupted run knows nobody else is deleting.
 
 use crate::clock::Clock;
 use crate::jobs::{JobError, JobHandler, JobOutcome};
-use crate::ports::{BlobStore, ClaimedJob, MetaStore, StoreError};
+use crate::ports::{
+    BlobStore, ClaimedJob, ClusterLocks, CollectionLock, LockHold, MetaStore, ProcessLocks,
+    StoreError, COLLECTION_LOCK,
+};
 use crate::Registry;
 use berth_oci::Digest;
 use serde::Serialize;
@@ -113,6 +117,7 @@ pub struct Collector {
     clock: Arc<dyn Clock>,
     options: GcOptions,
     metrics: Arc<GcMetrics>,
+    locks: Arc<dyn ClusterLocks>,
 }
 
 impl Collector {
@@ -130,7 +135,28 @@ impl Collector {
             clock,
             options,
             metrics: Arc::default(),
+            locks: Arc::new(ProcessLocks::default()),
         }
+    }
+
+    /// Keeps collections to one at a time across the nodes sharing the database (the
+    /// default, [`ProcessLocks`], suffices for one process).
+    pub fn with_locks(mut self, locks: Arc<dyn ClusterLocks>) -> Collector {
+        self.locks = locks;
+        self
+    }
+
+    /// The right to delete blobs, or `None` while another collector has it: the cluster's
+    /// lock (other nodes) and then the store's (other processes on the same directory).
+    async fn hold_collection(&self) -> Result<Option<(LockHold, CollectionLock)>, GcError> {
+        let Some(cluster) = self.locks.try_hold(COLLECTION_LOCK).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .blobs
+            .lock_collection()
+            .await?
+            .map(|store| (cluster, store)))
     }
 
     pub fn metrics(&self) -> Arc<GcMetrics> {
@@ -186,7 +212,7 @@ impl Collector {
     /// blob cannot be linked again until its row is dropped. Returns how many blobs it
     /// finished; 0 when another collector holds the lock (that one finishes them).
     pub async fn finish_interrupted(&self) -> Result<u64, GcError> {
-        let Some(_hold) = self.blobs.lock_collection().await? else {
+        let Some(_hold) = self.hold_collection().await? else {
             return Ok(0);
         };
         let mut report = GcReport::default();
@@ -227,7 +253,7 @@ impl Collector {
         if dry_run {
             return self.dry_run(cutoff, report).await;
         }
-        let Some(_hold) = self.blobs.lock_collection().await? else {
+        let Some(_hold) = self.hold_collection().await? else {
             return Err(GcError::Busy);
         };
         // 1. What an interrupted run marked is doomed: finish it.

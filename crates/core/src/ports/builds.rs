@@ -16,8 +16,9 @@
 //!   false when the build was already final (finishing twice changes nothing).
 //! - `cancel_build` moves `queued` to `cancelled` at once (the job, when it runs, finds it
 //!   final and does nothing) and marks `running` for cancellation, which the builder polls.
-//! - `fail_interrupted_builds` marks every `running` build `failed` with `reason`: what a
-//!   process start does, since only that process could have been running them.
+//! - `fail_interrupted_builds` marks those of the given builds still `running` `failed`
+//!   with `reason`, each in the same statement that checks it (the caller has found that
+//!   no live node runs them: see `Builds::fail_interrupted`).
 
 use super::jobs::NewJob;
 use super::meta::MetaError;
@@ -83,6 +84,13 @@ pub trait BuildStore: Send + Sync {
     async fn cancel_build(&self, id: i64, now: i64) -> Result<Option<BuildStatus>>;
     /// Whether a cancellation was asked for (the builder polls this).
     async fn build_cancel_requested(&self, id: i64) -> Result<bool>;
+    /// The ids of the builds marked `running`.
+    async fn running_builds(&self) -> Result<Vec<i64>>;
     /// See the module contract; the ids it failed.
-    async fn fail_interrupted_builds(&self, reason: &str, now: i64) -> Result<Vec<i64>>;
+    async fn fail_interrupted_builds(
+        &self,
+        ids: &[i64],
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<i64>>;
 }

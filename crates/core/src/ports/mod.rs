@@ -7,6 +7,7 @@ mod hub;
 mod identity;
 mod jobs;
 mod lifecycle;
+mod locks;
 mod meta;
 mod policies;
 mod ratelimit;
@@ -31,6 +32,7 @@ pub use identity::{
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
 pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
+pub use locks::{build_lock, ClusterLocks, LockHold, ProcessLocks, COLLECTION_LOCK};
 pub use meta::{
     BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
     ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,

@@ -426,16 +426,31 @@ impl BuildStore for PostgresMeta {
         Ok(flag.unwrap_or(false))
     }
 
-    async fn fail_interrupted_builds(&self, reason: &str, now: i64) -> Result<Vec<i64>, MetaError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
+    async fn running_builds(&self) -> Result<Vec<i64>, MetaError> {
+        sqlx::query_scalar("SELECT id FROM builds WHERE status = 'running' ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn fail_interrupted_builds(
+        &self,
+        ids: &[i64],
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<i64>, MetaError> {
+        let mut ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE builds SET status = 'failed', reason = $1, finished_at = $2, \
-             log = log || '[berth] ' || $1 || chr(10) WHERE status = 'running' RETURNING id",
+             log = log || '[berth] ' || $1 || chr(10) \
+             WHERE id = ANY($3) AND status = 'running' RETURNING id",
         )
         .bind(reason)
         .bind(now)
+        .bind(ids)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        ids.sort_unstable();
         Ok(ids)
     }
 }

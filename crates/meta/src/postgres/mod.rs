@@ -15,6 +15,7 @@ mod hub;
 mod jobs;
 mod lifecycle;
 mod links;
+mod locks;
 mod migrate;
 mod orgs;
 mod policies;

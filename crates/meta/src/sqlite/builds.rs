@@ -424,17 +424,35 @@ impl BuildStore for SqliteMeta {
         Ok(flag.unwrap_or(0) != 0)
     }
 
-    async fn fail_interrupted_builds(&self, reason: &str, now: i64) -> Result<Vec<i64>, MetaError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE builds SET status = 'failed', reason = ?, finished_at = ?, \
-             log = log || '[berth] ' || ? || char(10) WHERE status = 'running' RETURNING id",
-        )
-        .bind(reason)
-        .bind(now)
-        .bind(reason)
-        .fetch_all(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(ids)
+    async fn running_builds(&self) -> Result<Vec<i64>, MetaError> {
+        sqlx::query_scalar("SELECT id FROM builds WHERE status = 'running' ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    async fn fail_interrupted_builds(
+        &self,
+        ids: &[i64],
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<i64>, MetaError> {
+        let mut failed = Vec::new();
+        for id in ids {
+            let done: Option<i64> = sqlx::query_scalar(
+                "UPDATE builds SET status = 'failed', reason = ?, finished_at = ?, \
+                 log = log || '[berth] ' || ? || char(10) WHERE id = ? AND status = 'running' \
+                 RETURNING id",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(reason)
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?;
+            failed.extend(done);
+        }
+        Ok(failed)
     }
 }

@@ -588,7 +588,8 @@ impl BlobStore for S3BlobStore {
 
     /// Held within this process only: S3 has no lock that a dead holder frees. Collectors
     /// of several processes are kept apart by the server's data-directory lock (SQLite) or
-    /// the jobs lease (PostgreSQL); `berth gc` refuses to run on S3 storage.
+    /// the collector's cluster lock (a PostgreSQL advisory lock, `ClusterLocks`); `berth
+    /// gc` refuses to run on S3 storage.
     async fn lock_collection(&self) -> Result<Option<CollectionLock>, StoreError> {
         Ok(self
             .collection
