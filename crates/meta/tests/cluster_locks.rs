@@ -138,6 +138,7 @@ async fn only_builds_whose_node_is_gone_are_failed() {
                 dockerfile: "Dockerfile".into(),
                 context: ".".into(),
                 build_args: vec![],
+                platforms: vec![],
                 trigger: "manual".into(),
                 reason: None,
                 created_at: 10,
