@@ -663,6 +663,7 @@ async fn an_index_and_its_platform_manifest_count_as_one_pull() {
         tag: tag.map(str::to_owned),
         digest: digest.clone(),
         at,
+        pulls: 1,
     };
 
     // docker pull: the index by tag, then the platform's manifest by digest.

@@ -113,6 +113,7 @@ fn pull(name: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEvent {
         tag: tag.map(str::to_owned),
         digest: digest.clone(),
         at,
+        pulls: 1,
     }
 }
 

@@ -594,6 +594,7 @@ async fn pulls_mark_manifests_and_bytes_count_what_no_one_else_uses() {
                 tag: None,
                 digest: untagged.clone(),
                 at: NOW + 500,
+                pulls: 1,
             }])
             .await
             .unwrap();

@@ -623,6 +623,7 @@ fn pull(repo_name: &str, digest: &Digest, tag: Option<&str>, at: i64) -> PullEve
         tag: tag.map(str::to_owned),
         digest: digest.clone(),
         at,
+        pulls: 1,
     }
 }
 

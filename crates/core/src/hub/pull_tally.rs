@@ -26,11 +26,11 @@ pub fn tally_pulls(pulls: &[PullEvent]) -> PullBatch<'_> {
             .or_default()
             .entry(key)
             .and_modify(|t| {
-                t.pulls += 1;
+                t.pulls += pull.pulls;
                 t.last_at = t.last_at.max(pull.at);
             })
             .or_insert(PullTally {
-                pulls: 1,
+                pulls: pull.pulls,
                 last_at: pull.at,
             });
     }
@@ -55,6 +55,7 @@ mod tests {
             tag: tag.map(str::to_owned),
             digest: digest.clone(),
             at,
+            pulls: 1,
         }
     }
 

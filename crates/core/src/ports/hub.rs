@@ -28,7 +28,8 @@ pub struct RepositoryInfo {
     pub is_verified: bool,
 }
 
-/// One manifest GET by a client, as the pull path hands it over (recorded in batches).
+/// Manifest GETs by clients, as the pull path hands them over (recorded in batches):
+/// `pulls` identical ones (same repository, manifest and tag), the latest at `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullEvent {
     pub repo: RepoName,
@@ -36,6 +37,8 @@ pub struct PullEvent {
     pub tag: Option<String>,
     pub digest: Digest,
     pub at: i64,
+    /// How many pulls this stands for (1 from the pull path; more once collapsed).
+    pub pulls: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -45,6 +45,7 @@ pub(super) fn serve(
             },
             digest: manifest.digest,
             at: now_unix(),
+            pulls: 1,
         });
     }
     response
