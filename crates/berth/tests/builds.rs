@@ -7,55 +7,20 @@
 
 mod common;
 
+use common::builds::{api, berth, berth_ok, run, tools_present as tools_here};
 use common::{SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use reqwest::Method;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Generous: the machine running the tests may be busy.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether the real programs are here; under CI they must be.
+/// Whether git, buildah and skopeo are here; under CI they must be.
 fn tools_present() -> bool {
-    let missing: Vec<&str> = ["git", "buildah", "skopeo"]
-        .into_iter()
-        .filter(|p| !have(p))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {missing:?} are missing: scripts/test installs them");
-    }
-    eprintln!("\n!!! SKIPPED: automated-build tests need {missing:?} (apt-get install -y git buildah skopeo) !!!\n");
-    false
-}
-
-fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    tools_here(&["git", "buildah", "skopeo"], "git buildah skopeo")
 }
 
 /// A bare repository with `main` (a FROM scratch image, a multi-stage one, a broken one)
@@ -95,38 +60,6 @@ fn git_repository(root: &Path) -> (String, String) {
     run(&work, "git", &["push", "-q", &url, "main", "v1.2.3"]);
     let commit = run(&work, "git", &["rev-parse", "HEAD"]);
     (url, commit)
-}
-
-fn berth(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("BERTH_CONFIG")
-        .env_remove("BERTH_DATA_DIR")
-        .output()
-        .expect("run berth")
-}
-
-fn berth_ok(dir: &Path, args: &[&str]) -> String {
-    let out = berth(dir, args);
-    assert!(
-        out.status.success(),
-        "berth {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn api(server: &TestServer, method: Method, path: &str) -> (u16, Value) {
-    let response = server.request(method, path).send().await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
 }
 
 /// Polls a build until it is final.

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::builds::{api, berth_ok, run_with, tools_present};
 use common::{SpawnOptions, TestServer, ADMIN_PASSWORD, ADMIN_USER};
 use reqwest::Method;
 use serde_json::Value;
@@ -18,47 +19,14 @@ use std::time::{Duration, Instant};
 /// Generous: the machine running the tests may be busy.
 const DEADLINE: Duration = Duration::from_secs(600);
 
-fn have(program: &str, arg: &str) -> bool {
-    Command::new(program)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether the real programs are here; under CI they must be.
-fn tools_present(programs: &[&str]) -> bool {
-    let missing: Vec<&str> = programs
-        .iter()
-        .copied()
-        .filter(|p| !have(p, "--version") && !have(p, "--help"))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true and {missing:?} are missing: scripts/test installs them");
-    }
-    eprintln!("\n!!! SKIPPED: these build tests need {missing:?} (apt-get install -y git buildah skopeo docker-registry) !!!\n");
-    false
-}
-
+/// Runs a program in `dir`; buildah and skopeo are told the user namespace is set up.
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("_CONTAINERS_USERNS_CONFIGURED", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    run_with(
+        dir,
+        program,
+        args,
+        &[("_CONTAINERS_USERNS_CONFIGURED", "1")],
+    )
 }
 
 /// A bare repository whose `main` holds `files`; returns its `file://` URL.
@@ -85,34 +53,6 @@ fn git_repository(root: &Path, files: &[(&str, &[u8])]) -> String {
     let url = format!("file://{}", bare.display());
     run(&work, "git", &["push", "-q", &url, "main"]);
     url
-}
-
-fn berth_ok(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("BERTH_CONFIG")
-        .env_remove("BERTH_DATA_DIR")
-        .output()
-        .expect("run berth");
-    assert!(
-        out.status.success(),
-        "berth {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn api(server: &TestServer, method: Method, path: &str) -> (u16, Value) {
-    let response = server.request(method, path).send().await.unwrap();
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&body).unwrap_or(Value::String(body)),
-    )
 }
 
 /// Triggers `main` by hand and waits for every build it queued to end.
@@ -200,7 +140,7 @@ fn foreign_elf(machine: u16) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_is_refused() {
-    if !tools_present(&["git", "buildah", "skopeo"]) {
+    if !tools_present(&["git", "buildah", "skopeo"], "git buildah skopeo") {
         return;
     }
     let Some((native, foreign, foreign_machine)) = native_and_foreign() else {
@@ -414,7 +354,10 @@ async fn distribution(dir: &Path) -> Distribution {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_images_from_docker_hub_come_through_the_mirror() {
-    if !tools_present(&["git", "buildah", "skopeo", "docker-registry"]) {
+    if !tools_present(
+        &["git", "buildah", "skopeo", "docker-registry"],
+        "git buildah skopeo docker-registry",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -11,6 +11,8 @@
 // Each test binary uses a part of the harness, and of the test kit's names it passes on.
 #![allow(dead_code, unused_imports)]
 
+pub mod builds;
+
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::TcpListener;
