@@ -1,8 +1,8 @@
 //! The local filesystem store: `blobs/<alg>/<2 hex>/<hex>` and `uploads/<id>` under one root.
 
-use crate::append::{append_file, append_small, write_all_vectored, Caching, SMALL_APPEND};
+use crate::append::{append_file, append_small, write_all_vectored, Caching};
 use crate::stream::{io_error, read_blob_file, read_file};
-use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError};
+use berth_core::ports::{BlobStore, ByteStream, CollectionLock, StoreError, WHOLE_BODY_MAX};
 use berth_oci::{ByteRange, Digest};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
@@ -116,7 +116,7 @@ impl FsBlobStore {
                 .truncate(false)
                 .open(&path)
         };
-        if let Some(len) = expected_len.filter(|len| *len <= SMALL_APPEND) {
+        if let Some(len) = expected_len.filter(|len| *len <= WHOLE_BODY_MAX) {
             return append_small(open, offset, data, len).await;
         }
         let file = blocking(move || open().map_err(io_error)).await?;

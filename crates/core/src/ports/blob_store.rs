@@ -23,6 +23,35 @@ pub async fn collect_at_most(mut stream: ByteStream, max: u64) -> io::Result<Opt
     Ok(Some(bytes))
 }
 
+/// The longest body a request may have received whole into memory ([`receive_exactly`]):
+/// a small blob completing its upload, a small append. The bound keeps a request's memory
+/// fixed.
+pub const WHOLE_BODY_MAX: u64 = 256 << 10;
+
+/// The frames of a body announced as `len` bytes (at most [`WHOLE_BODY_MAX`]), received
+/// whole.
+/// A body that breaks off is `Source`; one that carries fewer or more bytes is
+/// `LengthMismatch`, noticed at the first frame past `len`, which is not kept.
+pub async fn receive_exactly(mut body: ByteStream, len: u64) -> Result<Vec<Bytes>, StoreError> {
+    let mut frames = Vec::new();
+    let mut received = 0u64;
+    while let Some(frame) = body.next().await {
+        let frame = frame.map_err(StoreError::Source)?;
+        received += frame.len() as u64;
+        if received > len {
+            break;
+        }
+        frames.push(frame);
+    }
+    if received != len {
+        return Err(StoreError::LengthMismatch {
+            expected: len,
+            actual: received,
+        });
+    }
+    Ok(frames)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found")]

@@ -16,7 +16,10 @@ mod scans;
 mod signatures;
 mod webhooks;
 
-pub use blob_store::{collect_at_most, BlobStore, ByteStream, CollectionLock, StoreError};
+pub use blob_store::{
+    collect_at_most, receive_exactly, BlobStore, ByteStream, CollectionLock, StoreError,
+    WHOLE_BODY_MAX,
+};
 pub use builds::BuildStore;
 pub use events::EventLog;
 pub use hub::{

@@ -2,7 +2,7 @@
 
 use super::{store_error, Registry};
 use crate::error::{Error, Result};
-use crate::ports::{ByteStream, StoreError, UploadSession};
+use crate::ports::{ByteStream, StoreError, UploadSession, WHOLE_BODY_MAX};
 use crate::time::now_unix;
 use berth_oci::{Algorithm, ByteRange, Digest, DigestHasher, RepoName};
 use futures_util::StreamExt;
@@ -413,27 +413,9 @@ impl Registry {
                 size: len.to_string(),
             });
         }
-        let mut frames = Vec::new();
-        let mut received = 0u64;
-        let mut body = body;
-        while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| store_error("receive blob", StoreError::Source(e)))?;
-            received += frame.len() as u64;
-            if received > len {
-                break;
-            }
-            frames.push(frame);
-        }
-        if received != len {
-            return Err(store_error(
-                "receive blob",
-                StoreError::LengthMismatch {
-                    expected: len,
-                    actual: received,
-                },
-            ));
-        }
-        Ok(frames)
+        crate::ports::receive_exactly(body, len)
+            .await
+            .map_err(|e| store_error("receive blob", e))
     }
 
     /// Stores the verified bytes of `session` as blob `digest` and ends the session, unless
@@ -560,16 +542,12 @@ enum Staged {
     Received(Vec<bytes::Bytes>),
 }
 
-/// Blobs up to this size pushed whole in the request that completes their session (the
-/// common `POST` then `PUT ?digest=` with the body) are received into memory, verified and
-/// stored in one step: no scratch file, and the fewest trips to the blocking pool. The
-/// bound keeps a request's memory fixed.
-const SMALL_BLOB: u64 = 256 << 10;
-
 /// The announced length of `framing`'s body when it is a whole blob of at most
-/// [`SMALL_BLOB`] bytes completing `session`, which holds nothing yet.
+/// [`WHOLE_BODY_MAX`] bytes completing `session`, which holds nothing yet. Such a blob
+/// (the common `POST` then `PUT ?digest=` with the body) is received into memory, verified
+/// and stored in one step: no scratch file, and the fewest trips to the blocking pool.
 fn whole_small_blob(session: &UploadSession, framing: ChunkFraming) -> Option<u64> {
-    let len = framing.length.filter(|len| *len <= SMALL_BLOB)?;
+    let len = framing.length.filter(|len| *len <= WHOLE_BODY_MAX)?;
     let whole = match framing.range {
         Some(range) => range.start == 0 && range.len() == len,
         None => true,

@@ -8,16 +8,9 @@ mod pipeline;
 
 pub(crate) use pipeline::write_all_vectored;
 
-use berth_core::ports::{ByteStream, StoreError};
-use bytes::Bytes;
-use futures_util::StreamExt;
+use berth_core::ports::{ByteStream, StoreError, WHOLE_BODY_MAX};
 use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom};
-
-/// Appends of a known length up to this many bytes are received whole and then opened and
-/// written in one trip to the blocking pool ([`append_small`]): most layers of config and
-/// small files, and every chunk of a small push. The bound keeps a request's memory fixed.
-pub const SMALL_APPEND: u64 = 256 << 10;
 
 /// How an append uses the page cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +61,7 @@ pub async fn append_file(
     Ok(written)
 }
 
-/// Appends `data`, announced as `expected_len` bytes (at most [`SMALL_APPEND`]), at
+/// Appends `data`, announced as `expected_len` bytes (at most [`WHOLE_BODY_MAX`]), at
 /// `offset` of the file `open` gives, all or nothing. The body is received first, so a
 /// client that sends less or more, or fails mid-body, leaves the file untouched; then one
 /// blocking call opens, writes and (on failure) cuts back. Each trip to the blocking pool
@@ -79,30 +72,15 @@ pub async fn append_small(
     data: ByteStream,
     expected_len: u64,
 ) -> Result<u64, StoreError> {
-    debug_assert!(expected_len <= SMALL_APPEND);
-    let mut frames: Vec<Bytes> = Vec::new();
-    let mut received = 0u64;
-    let mut data = data;
-    while let Some(frame) = data.next().await {
-        let frame = frame.map_err(StoreError::Source)?;
-        if pipeline::past_expected(&mut received, frame.len(), Some(expected_len)) {
-            break;
-        }
-        frames.push(frame);
-    }
-    if received != expected_len {
-        return Err(StoreError::LengthMismatch {
-            expected: expected_len,
-            actual: received,
-        });
-    }
+    debug_assert!(expected_len <= WHOLE_BODY_MAX);
+    let frames = berth_core::ports::receive_exactly(data, expected_len).await?;
     let written = tokio::task::spawn_blocking(move || {
         let mut file = open()?;
         file.set_len(offset)?; // drops bytes of an append that crashed before its rollback
         file.seek(SeekFrom::Start(offset))?;
         let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
         match pipeline::write_all_vectored(&mut file, &mut slices, |_| Ok(false)) {
-            Ok(()) => Ok(received),
+            Ok(()) => Ok(expected_len),
             Err(e) => {
                 pipeline::cut_back(&file, offset);
                 Err(e)
