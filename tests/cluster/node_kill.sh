@@ -144,11 +144,14 @@ put_manifest() {
 
 # push_small FILE: a monolithic upload (POST then PUT); prints the status of the PUT.
 push_small() {
-  local upload sep
-  upload=$(curl -sS -m 30 -u "$creds" -X POST -D - -o "$work/post.body" "$api/blobs/uploads/" |
-    tr -d '\r' | awk -F': ' 'tolower($1) == "location" {print $2}') || true
-  if [[ -z $upload ]]; then
-    curl -sS -m 30 -u "$creds" -X POST -o /dev/null -w '%{http_code}' "$api/blobs/uploads/" || echo 000
+  local upload sep status
+  # One POST: its own status is reported when it opens no session (a second POST could
+  # meet a database that has come back, and report a success that never happened).
+  status=$(curl -sS -m 30 -u "$creds" -X POST -D "$work/post.h" -o "$work/put.body" \
+    -w '%{http_code}' "$api/blobs/uploads/" || echo 000)
+  upload=$(tr -d '\r' <"$work/post.h" | awk -F': ' 'tolower($1) == "location" {print $2}') || true
+  if [[ $status != 202 || -z $upload ]]; then
+    echo "$status"
     return
   fi
   upload=$(absolute "$upload")
