@@ -229,7 +229,7 @@ async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
             .await
             .unwrap();
         b.node
-            .complete_upload_session("u1", &digest, 11, NOW, &blobs as &dyn BlobStore)
+            .complete_upload_session("u1", &digest, 11, NOW, &blobs as &dyn BlobStore, None)
             .await
             .unwrap();
         assert!(
@@ -256,7 +256,7 @@ async fn completing_an_upload_links_the_blob_only_when_its_bytes_are_stored() {
             .unwrap();
         let refused = b
             .node
-            .complete_upload_session("u2", &missing, 12, NOW, &blobs as &dyn BlobStore)
+            .complete_upload_session("u2", &missing, 12, NOW, &blobs as &dyn BlobStore, None)
             .await;
         assert!(
             matches!(refused, Err(MetaError::BlobCollected(_))),
@@ -948,6 +948,33 @@ async fn usage_counts_a_blob_once_per_namespace_and_quotas_refuse_the_link() {
                 .unwrap(),
             None
         );
+        // A session about to be completed reads the same answers with it.
+        b.node
+            .create_upload_session(&session("q1", None), None)
+            .await
+            .unwrap();
+        let (found, precheck) = b
+            .other_node
+            .upload_session_to_complete("q1", &repo("alice/app"), &big)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, "q1");
+        assert_eq!(precheck.over_quota(60), Some((100, 150)), "{}", b.name);
+        assert_eq!(precheck.over_quota(50), None, "{}", b.name);
+        let (_, precheck) = b
+            .other_node
+            .upload_session_to_complete("q1", &repo("alice/app"), &shared)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(precheck.over_quota(100), None, "{}", b.name);
+        assert!(b
+            .node
+            .upload_session_to_complete("nope", &repo("alice/app"), &big)
+            .await
+            .unwrap()
+            .is_none());
         let refused = b.node.link_blob(&repo("alice/c"), &big, 60, NOW).await;
         assert!(
             matches!(

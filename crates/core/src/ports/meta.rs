@@ -6,7 +6,7 @@ use super::events::EventLog;
 use super::hub::HubStore;
 use super::identity::IdentityStore;
 use super::jobs::JobQueue;
-use super::lifecycle::{Collection, UsageStore};
+use super::lifecycle::{Collection, Usage, UsageStore};
 use super::policies::LifecycleStore;
 use super::scans::ScanStore;
 use super::signatures::SignatureStore;
@@ -61,6 +61,35 @@ pub struct UploadSession {
     pub owner: Option<String>,
 }
 
+/// What the metadata held when a session about to be completed was read, in the same read:
+/// enough to refuse a blob the quota cannot hold, and to spare the link a look at the blob
+/// store for bytes stored after it. One read instead of three on every blob push.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkPrecheck {
+    /// The namespace's bytes and quota, when it has a quota.
+    pub quota: Option<Usage>,
+    /// Whether the namespace holds the blob already (then it adds nothing to the usage).
+    pub namespace_holds_blob: bool,
+    /// The backend's view of its collector at the read, when the blob was not being
+    /// collected then: bytes stored after this read are known to be there at link time
+    /// unless a collector has acted since, which the backend can tell from it. `None`: the
+    /// link looks at the blob store itself.
+    pub collector_marks: Option<i64>,
+}
+
+impl LinkPrecheck {
+    /// `Some((used, quota))` when linking `size` more bytes would take the namespace past
+    /// its quota: the same answer as `UsageStore::quota_check`, from the precheck's read.
+    pub fn over_quota(&self, size: u64) -> Option<(u64, u64)> {
+        let usage = self.quota?;
+        let quota = usage.quota.unwrap_or(u64::MAX);
+        if self.namespace_holds_blob || usage.bytes.saturating_add(size) <= quota {
+            return None;
+        }
+        Some((usage.bytes, quota))
+    }
+}
+
 #[async_trait::async_trait]
 pub trait UploadSessions: Send + Sync {
     /// Records a new session; false (and nothing recorded) when its owner already holds
@@ -72,6 +101,14 @@ pub trait UploadSessions: Send + Sync {
         max_per_owner: Option<u32>,
     ) -> Result<bool, MetaError>;
     async fn upload_session(&self, id: &str) -> Result<Option<UploadSession>, MetaError>;
+    /// The session, read together with the [`LinkPrecheck`] for completing it as `digest`
+    /// in `repo` (its namespace's quota; the collector's state).
+    async fn upload_session_to_complete(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(UploadSession, LinkPrecheck)>, MetaError>;
     /// Moves the session from `from` to `to` bytes; false if it was not at `from` (or is gone).
     async fn advance_upload_session(
         &self,
@@ -93,6 +130,9 @@ pub trait UploadSessions: Send + Sync {
     /// that deleted the bytes after they were committed cannot go unnoticed; refused with
     /// `QuotaExceeded` when the link would take the namespace past its quota. Records
     /// `quota.warning` when the link takes the namespace past 85 % of it.
+    ///
+    /// `stored_after`: the precheck read before the bytes were stored (and found stored),
+    /// which lets a backend that can tell no collector acted since skip the look at `bytes`.
     async fn complete_upload_session(
         &self,
         id: &str,
@@ -100,6 +140,7 @@ pub trait UploadSessions: Send + Sync {
         size: u64,
         now: i64,
         bytes: &dyn BlobStore,
+        stored_after: Option<&LinkPrecheck>,
     ) -> Result<(), MetaError>;
 }
 

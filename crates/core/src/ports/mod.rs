@@ -37,8 +37,8 @@ pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
 pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};
 pub use locks::{build_lock, ClusterLocks, LockHold, ProcessLocks, COLLECTION_LOCK};
 pub use meta::{
-    BlobLinks, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore, NewManifest,
-    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, LinkPrecheck, ManifestPlatform, ManifestRecord, Manifests, MetaError, MetaStore,
+    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
 pub use policies::{
     LifecycleStore, RetentionApplied, RetentionApply, RetentionRunRecord, StoredPolicy,

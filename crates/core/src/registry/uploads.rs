@@ -2,7 +2,7 @@
 
 use super::{store_error, Registry};
 use crate::error::{Error, Result};
-use crate::ports::{ByteStream, StoreError, UploadSession, WHOLE_BODY_MAX};
+use crate::ports::{ByteStream, LinkPrecheck, StoreError, UploadSession, WHOLE_BODY_MAX};
 use crate::time::now_unix;
 use berth_oci::{Algorithm, ByteRange, Digest, DigestHasher, RepoName};
 use futures_util::StreamExt;
@@ -27,6 +27,9 @@ pub(super) struct UploadLocks {
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+/// A session's slot, held: no other request of this node works on the session meanwhile.
+type SessionGuard = tokio::sync::OwnedMutexGuard<Option<HashState>>;
 
 /// Slots kept before idle ones are dropped; each holds an id and a hasher (~200 bytes).
 const MAX_SLOTS: usize = 10_000;
@@ -143,10 +146,19 @@ impl Registry {
         &self,
         repo: &RepoName,
         id: &str,
-    ) -> Result<(
-        UploadSession,
-        tokio::sync::OwnedMutexGuard<Option<HashState>>,
-    )> {
+    ) -> Result<(UploadSession, SessionGuard)> {
+        let (session, _, guard) = self.lock_session_reading(repo, id, None).await?;
+        Ok((session, guard))
+    }
+
+    /// [`Registry::lock_session`], and when `completing` names the digest the session is
+    /// about to become, the same read under the lock brings its [`LinkPrecheck`].
+    async fn lock_session_reading(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        completing: Option<&Digest>,
+    ) -> Result<(UploadSession, LinkPrecheck, SessionGuard)> {
         if !is_upload_id(id) {
             return Err(Error::UploadUnknown);
         }
@@ -159,8 +171,16 @@ impl Registry {
         };
         let guard = slot.lock_owned().await;
         // Read again under the lock: another request may have moved or ended the session.
-        match self.meta.upload_session(id).await? {
-            Some(session) if &session.repo == repo => Ok((session, guard)),
+        let read = match completing {
+            Some(digest) => {
+                self.meta
+                    .upload_session_to_complete(id, repo, digest)
+                    .await?
+            }
+            None => (self.meta.upload_session(id).await?).map(|s| (s, LinkPrecheck::default())),
+        };
+        match read {
+            Some((session, precheck)) if &session.repo == repo => Ok((session, precheck, guard)),
             // Another repository's session: its slot stays, serializing its own requests.
             Some(_) => Err(Error::UploadUnknown),
             None => {
@@ -346,7 +366,8 @@ impl Registry {
         framing: ChunkFraming,
         body: ByteStream,
     ) -> Result<u64> {
-        let (session, mut hash) = self.lock_session(repo, id).await?;
+        let (session, precheck, mut hash) =
+            self.lock_session_reading(repo, id, Some(digest)).await?;
         if let Some(len) = whole_small_blob(&session, framing) {
             let frames = self.receive_small_blob(&session, len, body).await?;
             let mut hasher = DigestHasher::new(digest.algorithm());
@@ -354,7 +375,7 @@ impl Registry {
             self.verify_digest(&session, digest, hasher.finish())
                 .await?;
             let size = self
-                .store_verified(repo, &session, digest, len, Staged::Received(frames))
+                .store_verified(&session, digest, len, precheck, Staged::Received(frames))
                 .await?;
             drop(hash);
             self.uploads.forget(id);
@@ -373,7 +394,7 @@ impl Registry {
         self.verify_digest(&session, digest, state.hasher.finish())
             .await?;
         let size = self
-            .store_verified(repo, &session, digest, session.size, Staged::InUpload)
+            .store_verified(&session, digest, session.size, precheck, Staged::InUpload)
             .await?;
         drop(hash);
         self.uploads.forget(id);
@@ -422,14 +443,14 @@ impl Registry {
     /// the namespace's quota cannot hold them. Returns the blob's size.
     async fn store_verified(
         &self,
-        repo: &RepoName,
         session: &UploadSession,
         digest: &Digest,
         size: u64,
+        precheck: LinkPrecheck,
         staged: Staged,
     ) -> Result<u64> {
         // Refused before the bytes become a blob when the quota is known to be exceeded.
-        if let Some((used, quota)) = self.meta.quota_check(repo, digest, size).await? {
+        if let Some((used, quota)) = precheck.over_quota(size) {
             self.discard_upload(&session.id).await;
             return Err(Error::QuotaExceeded { used, quota });
         }
@@ -442,7 +463,14 @@ impl Registry {
         stored.map_err(|e| store_error("commit upload", e))?;
         let linked = self
             .meta
-            .complete_upload_session(&session.id, digest, size, now_unix(), self.blobs.as_ref())
+            .complete_upload_session(
+                &session.id,
+                digest,
+                size,
+                now_unix(),
+                self.blobs.as_ref(),
+                Some(&precheck),
+            )
             .await;
         if let Err(err) = linked {
             self.discard_upload(&session.id).await;

@@ -3,14 +3,15 @@
 
 use super::events::{record_event, record_events};
 use super::links::{
-    ensure_repository, immutable_rules_on, link_checked, refuse_if_immutable, LinkSource,
+    ensure_repository, immutable_rules_on, link_checked, namespace_of, refuse_if_immutable,
+    LinkSource,
 };
 use super::{backend, lock_name, PostgresMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::protecting;
 use berth_core::ports::{
-    BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
-    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, BlobStore, LinkPrecheck, ManifestPlatform, ManifestRecord, Manifests, MetaError,
+    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions, Usage,
 };
 use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
@@ -80,6 +81,46 @@ impl UploadSessions for PostgresMeta {
         row.as_ref().map(session_from_row).transpose()
     }
 
+    async fn upload_session_to_complete(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(UploadSession, LinkPrecheck)>, MetaError> {
+        let row = sqlx::query(
+            "SELECT s.*, u.bytes AS namespace_bytes, u.quota AS namespace_quota, \
+               u.quota IS NOT NULL AND EXISTS (SELECT 1 FROM namespace_blobs nb \
+                 WHERE nb.namespace = $2 AND nb.digest = $3) AS held \
+             FROM upload_sessions s \
+             LEFT JOIN namespace_usage u ON u.namespace = $2 AND u.quota IS NOT NULL \
+             WHERE s.id = $1",
+        )
+        .bind(id)
+        .bind(namespace_of(repo.as_str()))
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let quota: Option<i64> = row.get("namespace_quota");
+        let precheck = LinkPrecheck {
+            quota: quota.map(|quota| Usage {
+                bytes: row
+                    .get::<Option<i64>, _>("namespace_bytes")
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                quota: Some(quota.max(0) as u64),
+            }),
+            namespace_holds_blob: row.get::<Option<bool>, _>("held").unwrap_or(false),
+            // Every node's collector marks rows under a lock the link waits for, and the
+            // link still looks at the bytes: there is no mark count to hand on here.
+            collector_marks: None,
+        };
+        Ok(Some((session_from_row(&row)?, precheck)))
+    }
+
     async fn advance_upload_session(
         &self,
         id: &str,
@@ -135,6 +176,7 @@ impl UploadSessions for PostgresMeta {
         size: u64,
         now: i64,
         bytes: &dyn BlobStore,
+        _stored_after: Option<&LinkPrecheck>,
     ) -> Result<(), MetaError> {
         let mut tx = self.begin_recording().await?;
         let repo: Option<String> =

@@ -28,33 +28,10 @@ async fn usage_tx(tx: &mut Transaction<'_, Sqlite>, namespace: &str) -> Result<U
     Ok(row.map_or_else(Usage::default, |row| usage_from_row(&row)))
 }
 
-/// The repository's id (created when it is new) and its namespace's usage before a link:
-/// one statement in the common case of a repository that exists.
-async fn repository_and_usage(
-    tx: &mut Transaction<'_, Sqlite>,
-    repo: &str,
-    namespace: &str,
-    now: i64,
-) -> Result<(i64, Usage), MetaError> {
-    let row = sqlx::query(
-        "SELECT r.id, coalesce(u.bytes, 0) AS bytes, u.quota FROM repositories r \
-         LEFT JOIN namespace_usage u ON u.namespace = ?2 WHERE r.name = ?1",
-    )
-    .bind(repo)
-    .bind(namespace)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    if let Some(row) = row {
-        return Ok((row.get("id"), usage_from_row(&row)));
-    }
-    let repo_id = ensure_repository(tx, repo, now, None).await?;
-    Ok((repo_id, usage_tx(tx, namespace).await?))
-}
-
 fn usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Usage {
     Usage {
-        bytes: row.get::<i64, _>("bytes").max(0) as u64,
+        // NULL when the namespace has no usage row yet.
+        bytes: row.get::<Option<i64>, _>("bytes").unwrap_or(0).max(0) as u64,
         quota: row.get::<Option<i64>, _>("quota").map(|q| q.max(0) as u64),
     }
 }
@@ -75,6 +52,17 @@ pub(super) struct CommittedBytes<'a> {
     /// The collector's mark count read (in the same snapshot) when the blob was not doomed,
     /// before its bytes were then found present; `None`: check them in the transaction.
     present_at_marks: Option<i64>,
+}
+
+impl<'a> CommittedBytes<'a> {
+    /// Bytes found stored after a read (one snapshot) that saw the blob not doomed and the
+    /// collector's mark count at `marks`: as good as `check_committed`'s read and stat.
+    pub(super) fn stored_after(store: &'a dyn BlobStore, marks: i64) -> CommittedBytes<'a> {
+        CommittedBytes {
+            store,
+            present_at_marks: Some(marks),
+        }
+    }
 }
 
 /// Looks at freshly committed bytes before the linking transaction, so that the single
@@ -136,14 +124,21 @@ pub(super) async fn link_checked(
     // this process or another) can mark the blob between the checks below and the commit.
     // One statement for the row, its mark and the collector's mark count: every statement
     // is a round trip to the single writer, which every push waits for.
+    // The repository's id and its namespace's usage come back with it, for the same reason.
+    let namespace = namespace_of(repo);
     let row = sqlx::query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) \
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (digest) DO UPDATE SET size = blobs.size \
-         RETURNING deleting_at, (SELECT value FROM counters WHERE name = 'gc_marks') AS marks",
+         RETURNING deleting_at, (SELECT value FROM counters WHERE name = 'gc_marks') AS marks, \
+           (SELECT id FROM repositories WHERE name = ?4) AS repo_id, \
+           (SELECT bytes FROM namespace_usage WHERE namespace = ?5) AS bytes, \
+           (SELECT quota FROM namespace_usage WHERE namespace = ?5) AS quota",
     )
     .bind(&digest_text)
     .bind(size as i64)
     .bind(now)
+    .bind(repo)
+    .bind(namespace)
     .fetch_one(&mut **tx)
     .await
     .map_err(backend)?;
@@ -169,8 +164,13 @@ pub(super) async fn link_checked(
             }
         }
     }
-    let namespace = namespace_of(repo);
-    let (repo_id, before) = repository_and_usage(tx, repo, namespace, now).await?;
+    let (repo_id, before) = match row.get::<Option<i64>, _>("repo_id") {
+        Some(repo_id) => (repo_id, usage_from_row(&row)),
+        None => (
+            ensure_repository(tx, repo, now, None).await?,
+            usage_tx(tx, namespace).await?,
+        ),
+    };
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (?, ?, ?) \
          ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
@@ -661,5 +661,89 @@ mod tests {
             matches!(refused, Err(MetaError::BlobCollected(_))),
             "{refused:?}"
         );
+    }
+
+    fn session(id: &str) -> berth_core::ports::UploadSession {
+        berth_core::ports::UploadSession {
+            id: id.into(),
+            repo: "acme/app".parse().unwrap(),
+            size: 0,
+            created_at: 1,
+            updated_at: 1,
+            owner: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_completion_trusts_its_precheck_only_while_no_collector_has_marked() {
+        use berth_core::ports::UploadSessions;
+        let dir = tempfile::tempdir().unwrap();
+        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), Durability::GroupCommit)
+            .await
+            .unwrap();
+        let root = dir.path().join("data");
+        let store = FsBlobStore::open(&root).unwrap();
+        // A store without the bytes: a completion that looked there would refuse.
+        let elsewhere = FsBlobStore::open(dir.path().join("elsewhere")).unwrap();
+        let repo: RepoName = "acme/app".parse().unwrap();
+
+        // Nothing marked since the precheck: the link takes the bytes as stored, no look.
+        let kept = garbage(&meta, &root, b"kept").await;
+        meta.create_upload_session(&session("s1"), None)
+            .await
+            .unwrap();
+        let (_, precheck) = meta
+            .upload_session_to_complete("s1", &repo, &kept)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(precheck.collector_marks.is_some());
+        meta.complete_upload_session("s1", &kept, 4, 30, &elsewhere, Some(&precheck))
+            .await
+            .unwrap();
+
+        // A collector marks, deletes and drops the blob after the precheck: the link sees
+        // the mark count move, looks at the store, and refuses.
+        let taken = garbage(&meta, &root, b"taken").await;
+        meta.create_upload_session(&session("s2"), None)
+            .await
+            .unwrap();
+        let (_, precheck) = meta
+            .upload_session_to_complete("s2", &repo, &taken)
+            .await
+            .unwrap()
+            .unwrap();
+        meta.mark_blobs(std::slice::from_ref(&taken), 10, 20)
+            .await
+            .unwrap();
+        store
+            .delete_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
+        meta.drop_doomed_blobs(std::slice::from_ref(&taken))
+            .await
+            .unwrap();
+        let refused = meta
+            .complete_upload_session("s2", &taken, 5, 30, &store, Some(&precheck))
+            .await;
+        assert!(
+            matches!(refused, Err(MetaError::BlobCollected(_))),
+            "{refused:?}"
+        );
+
+        // A blob being collected at the precheck gives no mark count to trust.
+        let doomed = garbage(&meta, &root, b"doomed").await;
+        meta.mark_blobs(std::slice::from_ref(&doomed), 10, 20)
+            .await
+            .unwrap();
+        meta.create_upload_session(&session("s3"), None)
+            .await
+            .unwrap();
+        let (_, precheck) = meta
+            .upload_session_to_complete("s3", &repo, &doomed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(precheck.collector_marks, None);
     }
 }

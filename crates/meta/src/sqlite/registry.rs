@@ -1,15 +1,15 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
 use super::events::{record_event, record_events};
-use super::lifecycle::{check_committed, link_checked, LinkSource};
+use super::lifecycle::{check_committed, link_checked, CommittedBytes, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
-use super::repositories::ensure_repository;
+use super::repositories::{ensure_repository, namespace_of};
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::protecting;
 use berth_core::ports::{
-    BlobLinks, BlobStore, ManifestPlatform, ManifestRecord, Manifests, MetaError, NewManifest,
-    ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
+    BlobLinks, BlobStore, LinkPrecheck, ManifestPlatform, ManifestRecord, Manifests, MetaError,
+    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions, Usage,
 };
 use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
@@ -87,6 +87,51 @@ impl UploadSessions for SqliteMeta {
         row.as_ref().map(session_from_row).transpose()
     }
 
+    async fn upload_session_to_complete(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<(UploadSession, LinkPrecheck)>, MetaError> {
+        // One snapshot for all of it: the collector's mark count is only trusted together
+        // with the blob's state read beside it (see `check_committed`).
+        let row = sqlx::query(
+            "SELECT s.*, u.bytes AS namespace_bytes, u.quota AS namespace_quota, \
+               u.quota IS NOT NULL AND EXISTS (SELECT 1 FROM namespace_blobs nb \
+                 WHERE nb.namespace = ?2 AND nb.digest = ?3) AS held, \
+               (SELECT value FROM counters WHERE name = 'gc_marks') AS marks, \
+               (SELECT deleting_at IS NOT NULL FROM blobs WHERE digest = ?3) AS doomed \
+             FROM upload_sessions s \
+             LEFT JOIN namespace_usage u ON u.namespace = ?2 AND u.quota IS NOT NULL \
+             WHERE s.id = ?1",
+        )
+        .bind(id)
+        .bind(namespace_of(repo.as_str()))
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let quota: Option<i64> = row.get("namespace_quota");
+        let doomed: Option<i64> = row.get("doomed");
+        let precheck = LinkPrecheck {
+            quota: quota.map(|quota| Usage {
+                bytes: row
+                    .get::<Option<i64>, _>("namespace_bytes")
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                quota: Some(quota.max(0) as u64),
+            }),
+            namespace_holds_blob: row.get::<Option<i64>, _>("held").unwrap_or(0) != 0,
+            collector_marks: row
+                .get::<Option<i64>, _>("marks")
+                .filter(|_| doomed != Some(1)),
+        };
+        Ok(Some((session_from_row(&row)?, precheck)))
+    }
+
     async fn advance_upload_session(
         &self,
         id: &str,
@@ -139,9 +184,15 @@ impl UploadSessions for SqliteMeta {
         size: u64,
         now: i64,
         bytes: &dyn BlobStore,
+        stored_after: Option<&LinkPrecheck>,
     ) -> Result<(), MetaError> {
-        // Before the writer is taken: a stat of the blob store must not hold it.
-        let committed = check_committed(&self.read, bytes, digest).await?;
+        let committed = match stored_after.and_then(|precheck| precheck.collector_marks) {
+            // Found stored after a read that saw the blob not doomed at this mark count:
+            // the same guarantee `check_committed` gets from its read and then a stat.
+            Some(marks) => CommittedBytes::stored_after(bytes, marks),
+            // Before the writer is taken: a stat of the blob store must not hold it.
+            None => check_committed(&self.read, bytes, digest).await?,
+        };
         let mut tx = super::begin_write(&self.write).await?;
         let repo: Option<String> =
             sqlx::query_scalar("DELETE FROM upload_sessions WHERE id = ? RETURNING repository")

@@ -188,7 +188,7 @@ mod tests {
         meta.create_upload_session(&session, None).await.unwrap();
         let bytes = berth_storage::FsBlobStore::open(dir.path().join("blobs")).unwrap();
         store_bytes(&bytes, "s1", b"layer").await;
-        meta.complete_upload_session("s1", &digest, 5, 2, &bytes)
+        meta.complete_upload_session("s1", &digest, 5, 2, &bytes, None)
             .await
             .unwrap();
         let copy = dir.path().join("copy.db");
@@ -200,7 +200,7 @@ mod tests {
         };
         meta.create_upload_session(&later, None).await.unwrap();
         store_bytes(&bytes, "s2", b"later").await;
-        meta.complete_upload_session("s2", &Digest::sha256_of(b"later"), 5, 3, &bytes)
+        meta.complete_upload_session("s2", &Digest::sha256_of(b"later"), 5, 3, &bytes, None)
             .await
             .unwrap();
         assert_eq!(meta.blob_records().await.unwrap().len(), 2);
