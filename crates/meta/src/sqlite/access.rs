@@ -7,6 +7,7 @@ use super::registry::split_names;
 use super::repositories::{
     bump_catalog_version, insert_repository, namespace_of, repository_from_row, REPOSITORY_COLUMNS,
 };
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{
     data_of, team_access_events, AccessChangedData, EventKind, NewEvent, TeamReach,
@@ -18,7 +19,7 @@ use berth_core::ports::{
 };
 use berth_core::time::now_unix;
 use berth_oci::RepoName;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 // The queries below share parameter numbers: ?2 is the viewer's user or organization id and
 // ?3 the owners team's name. The fragments are macros so `concat!` builds each query once,
@@ -493,7 +494,7 @@ impl RepositoryAccess for SqliteMeta {
 /// Records `access.changed` about repository `repo_id` for the team or user `subject_id`
 /// (named by `subject_sql`), in the caller's transaction.
 async fn access_changed(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo_id: i64,
     subject_sql: &str,
     subject_id: i64,
@@ -527,7 +528,7 @@ async fn access_changed(
 /// Admin on. `gains`: the subject now holds the team's permission, named in the event.
 /// In the caller's transaction, before a deletion takes the grants away.
 pub(super) async fn team_access_changed(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     team_id: i64,
     action: &str,
     subject: &str,

@@ -1,14 +1,15 @@
 //! The event log on SQLite: events written inside the transactions of the changes that
 //! cause them, read in id order by the webhooks' hand-on and the event stream.
 
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{EventKind, EventRecord, NewEvent};
 use berth_core::ports::{EventLog, MetaError};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 /// Records events in the caller's transaction.
 pub(super) async fn record_events(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     events: &[NewEvent],
     now: i64,
 ) -> Result<(), MetaError> {
@@ -32,7 +33,7 @@ pub(super) async fn record_events(
 
 /// Records one event in the caller's transaction.
 pub(super) async fn record_event(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     event: NewEvent,
     now: i64,
 ) -> Result<(), MetaError> {
@@ -48,7 +49,7 @@ pub(super) async fn begin_hand_on(
     cursor: &str,
     from: i64,
     to: i64,
-) -> Result<Option<Transaction<'static, Sqlite>>, MetaError> {
+) -> Result<Option<WriteTx>, MetaError> {
     let mut tx = super::begin_write(&meta.write).await?;
     let moved = sqlx::query(
         "INSERT INTO event_cursors (name, position) VALUES (?1, ?3) \

@@ -1,14 +1,15 @@
 //! The jobs table on SQLite: enqueue, claim with a lease in one statement, settle by lease.
 
+use super::WriteTx;
 use super::{backend, count_column, wall_ms, SqliteMeta};
 use berth_core::ports::{
     ClaimedJob, JobQueue, JobRecord, JobState, MetaError, NewJob, RetryOutcome,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 /// Enqueues in the caller's transaction; false if the unique key is taken.
 pub(super) async fn enqueue_in(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     job: &NewJob,
     now_ms: i64,
 ) -> Result<bool, MetaError> {

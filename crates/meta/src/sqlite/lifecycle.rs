@@ -4,13 +4,14 @@
 use super::events::record_event;
 use super::registry::parse_digest;
 use super::repositories::{ensure_repository, namespace_of};
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_WARNING_PERCENT};
 use berth_core::ports::{
     BlobStore, CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore,
 };
 use berth_oci::{Digest, RepoName};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 /// A list of strings as one JSON array parameter, read in SQL through `json_each`: one bind
 /// for a whole batch instead of a placeholder each.
@@ -19,7 +20,7 @@ fn json_list<T: ToString>(items: &[T]) -> String {
 }
 
 /// The namespace's stored usage and quota, in the caller's transaction.
-async fn usage_tx(tx: &mut Transaction<'_, Sqlite>, namespace: &str) -> Result<Usage, MetaError> {
+async fn usage_tx(tx: &mut WriteTx, namespace: &str) -> Result<Usage, MetaError> {
     let row = sqlx::query("SELECT bytes, quota FROM namespace_usage WHERE namespace = ?")
         .bind(namespace)
         .fetch_optional(&mut **tx)
@@ -112,7 +113,7 @@ pub(super) async fn check_committed<'a>(
 /// crosses 85 % of it. A new link of a blob refreshes `linked_at`, which keeps it through
 /// the grace period the client needs to push the manifest.
 pub(super) async fn link_checked(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo: &str,
     digest: &Digest,
     size: u64,

@@ -27,12 +27,15 @@ mod signing;
 mod snapshot;
 mod tokens;
 mod webhooks;
+mod writer;
+
+use writer::WriteTx;
 
 pub use snapshot::{BlobRecord, ContentCounts, SqliteSnapshot};
 
 use berth_core::ports::MetaError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
 
@@ -54,24 +57,17 @@ fn readers() -> u32 {
 /// beside the server) committed, and would fail with `SQLITE_BUSY` instead of waiting.
 const IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
-/// Begins a write transaction on `pool` with the write lock taken at once ([`IMMEDIATE`]).
-async fn begin_write(
-    pool: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, MetaError> {
-    match pool.begin_with(IMMEDIATE).await {
-        // sqlx counts transactions itself, and its count stays raised after a `COMMIT` that
-        // SQLite had already rolled back (a full disk): a custom `BEGIN` is then refused, and
-        // a plain begin opens a `SAVEPOINT`, which outside a transaction SQLite runs as one.
-        Err(sqlx::Error::InvalidSavePointStatement) => pool.begin().await.map_err(backend),
-        started => started.map_err(backend),
-    }
+/// Begins a write transaction on the writer with the write lock taken at once
+/// ([`IMMEDIATE`]); the writer is held until it commits or is dropped.
+async fn begin_write(writer: &writer::Writer) -> Result<WriteTx, MetaError> {
+    writer.begin(IMMEDIATE).await.map_err(backend)
 }
 
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Debug, Clone)]
 pub struct SqliteMeta {
     pub(crate) read: SqlitePool,
-    write: SqlitePool,
+    write: writer::Writer,
     catalog: std::sync::Arc<berth_core::registry::CatalogCache>,
     wal: std::sync::Arc<durability::WalSync>,
     /// Delivery attempts waiting to be written together.
@@ -124,14 +120,14 @@ impl SqliteMeta {
         // No ping before a connection is handed out: a connection to a local file cannot have
         // hung up, and each ping is one more round trip to the connection's worker thread
         // (two thread switches), which on the single writer every push queued behind.
-        let write = SqlitePoolOptions::new()
-            .test_before_acquire(false)
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
-            .min_connections(1)
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
-        migrate::run(&write).await?;
+        migrate::run(&migrations).await?;
+        migrations.close().await;
+        let write = writer::Writer::new(options.connect().await.map_err(backend)?);
         let read = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(readers())
@@ -204,10 +200,17 @@ impl SqliteMeta {
             idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
             max: pool.options().get_max_connections(),
         };
-        [of("read", &self.read), of("write", &self.write)]
+        let busy = u32::from(self.write.busy());
+        let write = PoolUse {
+            name: "write",
+            open: 1,
+            idle: 1 - busy,
+            max: 1,
+        };
+        [of("read", &self.read), write]
     }
 
-    /// Closes both pools, finishing the WAL checkpoint.
+    /// Closes the readers and the writer, finishing the WAL checkpoint.
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;

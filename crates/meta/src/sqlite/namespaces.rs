@@ -1,9 +1,10 @@
 //! Namespaces on SQLite: the one name space users and organizations share, and each
 //! namespace's default visibility.
 
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{MetaError, NamespaceOwner, NamespaceRecord, Namespaces};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 /// The owner named by a namespace row's `user_id` and `org_id` columns.
 pub(super) fn namespace_owner(user_id: Option<i64>, org_id: Option<i64>) -> Option<NamespaceOwner> {
@@ -16,7 +17,7 @@ pub(super) fn namespace_owner(user_id: Option<i64>, org_id: Option<i64>) -> Opti
 
 /// Claims `name` for a new account; `Conflict` if a user or an organization holds it.
 pub(super) async fn claim_namespace(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     name: &str,
     owner: NamespaceOwner,
     now: i64,

@@ -3,12 +3,13 @@
 
 use super::access::team_access_changed;
 use super::namespaces::claim_namespace;
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::ports::{
     MetaError, NamespaceOwner, OrgRecord, Organizations, TeamRecord, OWNERS_TEAM,
 };
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 fn org_from_row(row: &SqliteRow) -> OrgRecord {
     OrgRecord {
@@ -258,7 +259,7 @@ impl Organizations for SqliteMeta {
     }
 }
 
-async fn user_name(tx: &mut Transaction<'_, Sqlite>, user_id: i64) -> Result<String, MetaError> {
+async fn user_name(tx: &mut WriteTx, user_id: i64) -> Result<String, MetaError> {
     sqlx::query_scalar("SELECT name FROM users WHERE id = ?")
         .bind(user_id)
         .fetch_one(&mut **tx)

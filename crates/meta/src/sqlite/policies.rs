@@ -3,6 +3,7 @@
 //! and the run history.
 
 use super::events::record_event;
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::retention::{ManifestFacts, RepoSnapshot, TagFacts};
@@ -17,7 +18,7 @@ use berth_core::ports::{
     INTERRUPTED_RUN,
 };
 use berth_oci::RepoName;
-use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use sqlx::{Row, SqliteConnection};
 
 /// A stored pattern list column.
 fn patterns(row: &sqlx::sqlite::SqliteRow, column: &str) -> Vec<String> {
@@ -115,7 +116,7 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<RetentionRunRecord, Met
 /// Adds one repository's deletions to a started run's record, in the transaction that made
 /// them: whatever happens next, the history lists what is gone.
 async fn add_to_run(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     run_id: i64,
     repo: &str,
     applied: &RetentionApplied,
@@ -144,7 +145,7 @@ async fn add_to_run(
 
 /// The (target, revision) of the policy in force for `repo`: its own, else its namespace's.
 async fn effective_policy_on(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo: &str,
 ) -> Result<Option<(String, String, i64)>, MetaError> {
     let row = sqlx::query(
@@ -161,7 +162,7 @@ async fn effective_policy_on(
 }
 
 async fn exists(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     sql: &'static str,
     repo_id: i64,
     digest: &str,
@@ -681,7 +682,7 @@ mod tests {
     /// `count` images in `repo`, tagged `t0`… and pushed a second apart (the last newest),
     /// each with a layer of its own and one shared config, written in one transaction.
     async fn seed(meta: &SqliteMeta, repo: &str, count: usize) {
-        let mut tx = meta.write.begin().await.unwrap();
+        let mut tx = crate::sqlite::begin_write(&meta.write).await.unwrap();
         let repo_id = ensure_repository(&mut tx, repo, 0, None).await.unwrap();
         let config = digest("config", 0);
         sqlx::query("INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, 100, 0)")

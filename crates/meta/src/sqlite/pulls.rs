@@ -3,10 +3,13 @@
 //! times.
 
 use super::backend;
+use super::WriteTx;
 use berth_core::hub::{counts_as_pull, tally_pulls};
 use berth_core::ports::{MetaError, PullEvent};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<(), MetaError> {
+pub(super) async fn record(
+    write: &super::writer::Writer,
+    pulls: &[PullEvent],
+) -> Result<(), MetaError> {
     if pulls.is_empty() {
         return Ok(());
     }
@@ -50,7 +53,7 @@ pub(super) async fn record(write: &SqlitePool, pulls: &[PullEvent]) -> Result<()
 
 /// Whether `digest` is one of the manifests of an index in the repository.
 async fn is_child_of_index(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo_id: i64,
     digest: &str,
 ) -> Result<bool, MetaError> {
@@ -70,7 +73,7 @@ async fn is_child_of_index(
 /// Moves the last-pulled time of the tags a pull went through: the tag asked for, or for a
 /// pull by digest every tag pointing at the manifest or at an index holding it.
 async fn touch_tags(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo_id: i64,
     digest: &str,
     tag: Option<&str>,
@@ -100,7 +103,7 @@ async fn touch_tags(
 /// Moves the last-pulled time of the manifest itself, which retention reads for manifests
 /// no tag points at.
 async fn touch_manifest(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo_id: i64,
     digest: &str,
     at: i64,

@@ -4,6 +4,7 @@ use super::events::{record_event, record_events};
 use super::lifecycle::{check_committed, link_checked, CommittedBytes, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::{ensure_repository, namespace_of};
+use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagDeletedData};
 use berth_core::lifecycle::protecting;
@@ -13,7 +14,7 @@ use berth_core::ports::{
 };
 use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 pub(super) fn parse_digest(raw: &str) -> Result<Digest, MetaError> {
     raw.parse()
@@ -310,7 +311,7 @@ impl BlobLinks for SqliteMeta {
 
 /// Whether `table` (a repository link table) holds `digest` for the repository.
 async fn row_exists(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     table: &'static str,
     repo_id: i64,
     digest: &Digest,
@@ -345,7 +346,7 @@ impl SqliteMeta {
 
 /// Records a manifest's platform (None: it has none) unless one is recorded already.
 async fn set_platform(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     digest: &str,
     platform: Option<&Platform>,
 ) -> Result<(), MetaError> {

@@ -3,10 +3,11 @@
 
 use super::backend;
 use super::events::record_event;
+use super::WriteTx;
 use berth_core::events::{EventKind, NewEvent};
 use berth_core::ports::{MetaError, RepositoryRecord};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 pub(super) const REPOSITORY_COLUMNS: &str = "id, name, namespace, is_private, created_at";
 
@@ -29,9 +30,7 @@ pub(super) fn repository_from_row(row: &SqliteRow) -> RepositoryRecord {
 
 /// Cached catalogs compare this counter to know they are stale; bump it in the same
 /// transaction as every change to the set of repositories.
-pub(super) async fn bump_catalog_version(
-    tx: &mut Transaction<'_, Sqlite>,
-) -> Result<(), MetaError> {
+pub(super) async fn bump_catalog_version(tx: &mut WriteTx) -> Result<(), MetaError> {
     sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'repositories'")
         .execute(&mut **tx)
         .await
@@ -43,7 +42,7 @@ pub(super) async fn bump_catalog_version(
 /// `repository.created` event by `actor`. `private: None` takes the namespace's default, and
 /// private when no account owns the namespace.
 pub(super) async fn insert_repository(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     name: &str,
     private: Option<bool>,
     now: i64,
@@ -79,7 +78,7 @@ pub(super) async fn insert_repository(
 /// The id of `repo`, creating the repository (as a push does, by `actor`) if it does not
 /// exist yet.
 pub(super) async fn ensure_repository(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     repo: &str,
     now: i64,
     actor: Option<&str>,

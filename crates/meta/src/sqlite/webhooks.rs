@@ -3,6 +3,7 @@
 
 use super::events::{begin_hand_on, cursor_position};
 use super::jobs::enqueue_in;
+use super::WriteTx;
 use super::{backend, count_column, wall_ms, SqliteMeta};
 use crate::columns::{join_lines, split_lines, target_columns, target_of_columns};
 use berth_core::ports::{
@@ -11,7 +12,7 @@ use berth_core::ports::{
 };
 use berth_core::webhooks::{PayloadFormat, WebhookEvent, WebhookTarget};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
     let broken = |what: &str| MetaError::Backend(format!("stored webhook has a broken {what}"));
@@ -44,10 +45,7 @@ fn webhook_from_row(row: &SqliteRow) -> Result<WebhookRecord, MetaError> {
     })
 }
 
-async fn insert_delivery(
-    tx: &mut Transaction<'_, Sqlite>,
-    delivery: &NewDelivery,
-) -> Result<(), MetaError> {
+async fn insert_delivery(tx: &mut WriteTx, delivery: &NewDelivery) -> Result<(), MetaError> {
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_kind, body, created_at) \
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -372,7 +370,7 @@ struct WaitingAttempt {
 /// written under a savepoint: one that cannot be written (its webhook deleted meanwhile)
 /// fails alone, and the others commit.
 async fn write_attempts(
-    write: &sqlx::SqlitePool,
+    write: &super::writer::Writer,
     batch: &[WaitingAttempt],
 ) -> Result<Vec<Result<bool, MetaError>>, MetaError> {
     let mut tx = super::begin_write(write).await?;
@@ -400,10 +398,7 @@ async fn write_attempts(
 }
 
 /// One attempt of a batch, in the batch's transaction (see the port's contract).
-async fn write_attempt(
-    tx: &mut Transaction<'_, Sqlite>,
-    waiting: &WaitingAttempt,
-) -> Result<bool, MetaError> {
+async fn write_attempt(tx: &mut WriteTx, waiting: &WaitingAttempt) -> Result<bool, MetaError> {
     let (a, verdict, disable_after) = (&waiting.attempt, &waiting.verdict, waiting.disable_after);
     let job = waiting
         .job
