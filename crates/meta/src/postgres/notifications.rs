@@ -295,3 +295,51 @@ impl SignInFailures for PostgresMeta {
         recent(&self.pool, within).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_listening() -> Notifications {
+        Notifications {
+            epoch: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+            failures: broadcast::channel(4).0,
+            stop: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn the_epoch_is_unknown_while_not_listening_and_moves_across_an_outage() {
+        let notifications = not_listening();
+        assert_eq!(notifications.credentials_epoch(), None);
+        notifications.listening_again();
+        let before = notifications.credentials_epoch().unwrap();
+        notifications.credentials_changed();
+        let changed = notifications.credentials_epoch().unwrap();
+        assert_ne!(changed, before);
+        notifications.lost();
+        assert_eq!(notifications.credentials_epoch(), None);
+        notifications.listening_again();
+        let after = notifications.credentials_epoch().unwrap();
+        assert_ne!(after, changed, "what was remembered before the outage is read again");
+    }
+
+    #[test]
+    fn a_failure_notification_reaches_the_throttles_and_others_are_ignored() {
+        let notifications = not_listening();
+        let mut throttle = notifications.failures.subscribe();
+        let payload = r#"{"origin":7,"account":"alice","address":"2001:db8::"}"#;
+        notifications.received(serde_json::from_str(payload).unwrap(), Instant::now());
+        let received = throttle.try_recv().unwrap();
+        assert_eq!(
+            received.failure,
+            SignInFailure {
+                origin: 7,
+                account: Some("alice".into()),
+                address: "2001:db8::".parse().unwrap(),
+            }
+        );
+        assert!(serde_json::from_str::<FailurePayload>("{}").is_err());
+    }
+}
