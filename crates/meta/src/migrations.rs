@@ -43,10 +43,7 @@ mod tests {
 
     #[test]
     fn a_missing_lower_version_is_applied_with_the_newer_ones() {
-        assert_eq!(
-            versions(pending(KNOWN, &applied(&[1, 3])).unwrap()),
-            [2, 5]
-        );
+        assert_eq!(versions(pending(KNOWN, &applied(&[1, 3])).unwrap()), [2, 5]);
         assert_eq!(
             versions(pending(KNOWN, &applied(&[])).unwrap()),
             [1, 2, 3, 5]

@@ -1836,7 +1836,10 @@ async fn a_password_remembered_on_one_node_ends_with_a_change_on_another_on(back
 #[tokio::test]
 async fn a_shared_sign_in_failure_reaches_every_node() {
     for backend in backends("a_shared_sign_in_failure_reaches_every_node").await {
-        eprintln!("{}: a_shared_sign_in_failure_reaches_every_node", backend.name);
+        eprintln!(
+            "{}: a_shared_sign_in_failure_reaches_every_node",
+            backend.name
+        );
         a_shared_sign_in_failure_reaches_every_node_on(&backend).await;
     }
 }
@@ -1887,7 +1890,10 @@ async fn a_shared_sign_in_failure_reaches_every_node_on(backend: &Backend) {
 #[tokio::test]
 async fn sign_in_failures_on_one_node_count_on_another() {
     for backend in backends("sign_in_failures_on_one_node_count_on_another").await {
-        eprintln!("{}: sign_in_failures_on_one_node_count_on_another", backend.name);
+        eprintln!(
+            "{}: sign_in_failures_on_one_node_count_on_another",
+            backend.name
+        );
         sign_in_failures_on_one_node_count_on_another_on(&backend).await;
     }
 }
@@ -1934,25 +1940,31 @@ async fn sign_in_failures_on_one_node_count_on_another_on(backend: &Backend) {
     // Node B has seen no failure of its own: only node A's make it answer `429` (even
     // with the right password, as node A would).
     let on_b = &node_b;
-    eventually("node B throttles the address node A saw fail", || async move {
-        match right_password(on_b, guesser).await {
-            Err(berth_core::Error::TooManyRequests { retry_after_secs }) => {
-                assert!((11..=60).contains(&retry_after_secs), "{retry_after_secs}");
-                true
+    eventually(
+        "node B throttles the address node A saw fail",
+        || async move {
+            match right_password(on_b, guesser).await {
+                Err(berth_core::Error::TooManyRequests { retry_after_secs }) => {
+                    assert!((11..=60).contains(&retry_after_secs), "{retry_after_secs}");
+                    true
+                }
+                other => {
+                    assert!(other.is_ok(), "{other:?}");
+                    false
+                }
             }
-            other => {
-                assert!(other.is_ok(), "{other:?}");
-                false
-            }
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(
         node_b.sign_in_counts().refused(RefusalReason::Throttled),
         1,
         "the refusal is counted as throttled"
     );
-    assert!(right_password(&node_b, owner).await.is_ok(), "other addresses are not");
+    assert!(
+        right_password(&node_b, owner).await.is_ok(),
+        "other addresses are not"
+    );
     // A node that starts after the failure knows it from the start.
     let node_c = authenticator(&b).await.with_sign_in_policy(strict);
     assert!(matches!(

@@ -291,7 +291,9 @@ impl SignInThrottle {
         let mut state = self.lock();
         self.take_shared(&mut state, now);
         let State {
-            addresses, accounts, ..
+            addresses,
+            accounts,
+            ..
         } = &mut *state;
 
         if let Some(wait) = address_wait(policy, addresses.get(&address), now) {
@@ -462,8 +464,7 @@ fn count_shared_into(
         let due = at + policy.delay(beyond, policy.account_max_delay);
         record.next_slot = Some(record.next_slot.map_or(due, |slot| slot.max(due)));
     }
-    if record.failing.len() < policy.account_free_addresses && !record.failing.contains(&address)
-    {
+    if record.failing.len() < policy.account_free_addresses && !record.failing.contains(&address) {
         record.failing.push(address);
     }
     record.failures = record.failures.saturating_add(1);
@@ -863,7 +864,10 @@ mod tests {
             Some(SECOND),
             "node B counts A's five failures"
         );
-        assert!(b.begin("carol", Some(v4(2)), now).is_ok(), "other addresses");
+        assert!(
+            b.begin("carol", Some(v4(2)), now).is_ok(),
+            "other addresses"
+        );
     }
 
     #[test]

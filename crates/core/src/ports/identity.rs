@@ -577,7 +577,8 @@ pub trait SignInFailures: Send + Sync {
     async fn share_sign_in_failure(&self, failure: &SignInFailure, keep: Duration) -> Result<()>;
     /// The failures shared from now on, by any node, as they arrive. A receiver that falls
     /// more than [`SIGN_IN_FAILURE_BACKLOG`] behind loses the oldest.
-    fn subscribe_sign_in_failures(&self) -> tokio::sync::broadcast::Receiver<ReceivedSignInFailure>;
+    fn subscribe_sign_in_failures(&self)
+        -> tokio::sync::broadcast::Receiver<ReceivedSignInFailure>;
     /// The failures shared within `within` before now, oldest first, for a throttle that
     /// starts after them.
     async fn recent_sign_in_failures(&self, within: Duration)

@@ -131,6 +131,9 @@ mod tests {
         let refused = run_these(&pool, &[ONE_TWO_THREE[0], ONE_TWO_THREE[2]])
             .await
             .unwrap_err();
-        assert!(refused.to_string().contains("schema version 2"), "{refused}");
+        assert!(
+            refused.to_string().contains("schema version 2"),
+            "{refused}"
+        );
     }
 }

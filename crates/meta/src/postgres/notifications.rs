@@ -61,7 +61,10 @@ impl Notifications {
 
     /// Ends the listener (the pool is closing).
     pub(super) fn stop(&self) {
-        self.stop.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 
     fn lost(&self) {
@@ -126,7 +129,9 @@ pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notif
     let first = connect(&listen_pool).await;
     match &first {
         Ok(_) => notifications.listening_again(),
-        Err(err) => tracing::warn!(%err, "cannot listen for other nodes' credentials changes yet: remembered sign-ins are checked against the database until this node can"),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for other nodes' credentials changes yet: remembered sign-ins are checked against the database until this node can")
+        }
     }
     tokio::spawn(keep_listening(
         first.ok(),
@@ -322,7 +327,10 @@ mod tests {
         assert_eq!(notifications.credentials_epoch(), None);
         notifications.listening_again();
         let after = notifications.credentials_epoch().unwrap();
-        assert_ne!(after, changed, "what was remembered before the outage is read again");
+        assert_ne!(
+            after, changed,
+            "what was remembered before the outage is read again"
+        );
     }
 
     #[test]
