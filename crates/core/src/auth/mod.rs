@@ -107,7 +107,8 @@ impl Authenticator {
             .await?;
         let signer =
             TokenSigner::from_secret(&secret).map_err(|e| Error::internal("signing key", e))?;
-        // Subscribed before the recent failures are read, so none falls between the two.
+        // Subscribed before the recent failures are read, so none falls between the two (one
+        // arriving meanwhile may count twice, which errs on the strict side).
         let throttle = SignInThrottle::default();
         throttle.listen(store.subscribe_sign_in_failures());
         match store
