@@ -19,6 +19,15 @@ use tokio::sync::{broadcast, oneshot};
 const CREDENTIALS_CHANNEL: &str = "berth_credentials";
 /// Sent with each shared sign-in failure; the payload is the failure.
 const SIGN_IN_FAILURES_CHANNEL: &str = "berth_sign_in_failures";
+/// Sent by every node every [`HEARTBEAT`], so a listening connection that died without
+/// the node noticing (no reset reached it) is found by its silence.
+const HEARTBEAT_CHANNEL: &str = "berth_heartbeat";
+
+/// How often each node sends a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A listening connection that hears nothing, not even a heartbeat, for this long is
+/// given up and replaced.
+const SILENCE_LIMIT: Duration = Duration::from_secs(35);
 
 /// How long the listener waits before connecting again after losing its connection.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -136,11 +145,27 @@ pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notif
     tokio::spawn(keep_listening(
         first.ok(),
         listen_pool,
-        pool,
+        pool.clone(),
         Arc::downgrade(&notifications),
         stopped,
     ));
+    tokio::spawn(send_heartbeats(pool, Arc::downgrade(&notifications)));
     notifications
+}
+
+/// Until the store is dropped: a heartbeat every [`HEARTBEAT`] (a failed one is left to the
+/// next; the listeners only need to hear one now and then).
+async fn send_heartbeats(pool: PgPool, notifications: Weak<Notifications>) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        if notifications.upgrade().is_none() || pool.is_closed() {
+            return;
+        }
+        let _ = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(HEARTBEAT_CHANNEL)
+            .execute(&pool)
+            .await;
+    }
 }
 
 async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
@@ -150,7 +175,11 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     // failures it missed meanwhile).
     listener.eager_reconnect(false);
     listener
-        .listen_all([CREDENTIALS_CHANNEL, SIGN_IN_FAILURES_CHANNEL])
+        .listen_all([
+            CREDENTIALS_CHANNEL,
+            SIGN_IN_FAILURES_CHANNEL,
+            HEARTBEAT_CHANNEL,
+        ])
         .await?;
     Ok(listener)
 }
@@ -183,26 +212,30 @@ async fn keep_listening(
             }
             continue;
         };
+        // Cut short by silence, the connection is dropped below, never read again.
         let next = tokio::select! {
             _ = &mut stopped => return,
-            next = active.try_recv() => next,
+            next = tokio::time::timeout(SILENCE_LIMIT, active.try_recv()) => next,
         };
         let Some(shared) = notifications.upgrade() else {
             return;
         };
-        match next {
-            Ok(Some(notification)) => shared.heard(&notification),
-            lost => {
-                if let Err(err) = lost {
-                    tracing::warn!(%err, "lost the connection listening for other nodes' changes");
-                } else {
-                    tracing::warn!("lost the connection listening for other nodes' changes");
-                }
-                shared.lost();
-                lost_at = Instant::now();
-                listener = None;
+        let why = match next {
+            Ok(Ok(Some(notification))) => {
+                shared.heard(&notification);
+                continue;
             }
-        }
+            Ok(Ok(None)) => "the server closed it".to_owned(),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("nothing heard for {SILENCE_LIMIT:?}, not even a heartbeat"),
+        };
+        tracing::warn!(
+            why,
+            "lost the connection listening for other nodes' changes; connecting again"
+        );
+        shared.lost();
+        lost_at = Instant::now();
+        listener = None;
     }
 }
 
