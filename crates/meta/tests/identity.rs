@@ -1965,6 +1965,14 @@ async fn sign_in_failures_on_one_node_count_on_another_on(backend: &Backend) {
         right_password(&node_b, owner).await.is_ok(),
         "other addresses are not"
     );
+    assert_eq!(
+        b.recent_sign_in_failures(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the failure was written: sign-ins that succeeded or were refused wrote nothing"
+    );
     // A node that starts after the failure knows it from the start.
     let node_c = authenticator(&b).await.with_sign_in_policy(strict);
     assert!(matches!(
