@@ -128,14 +128,7 @@ pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notif
         failures: broadcast::channel(SIGN_IN_FAILURE_BACKLOG).0,
         stop: Mutex::new(Some(stop)),
     });
-    // Its own pool of one connection, never counted against the requests' pool.
-    let listen_pool = PgPoolOptions::new()
-        .max_connections(1)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(super::ACQUIRE_TIMEOUT)
-        .connect_lazy_with(options);
-    let first = connect(&listen_pool).await;
+    let first = connect(&options).await;
     match &first {
         Ok(_) => notifications.listening_again(),
         Err(err) => {
@@ -144,7 +137,7 @@ pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notif
     }
     tokio::spawn(keep_listening(
         first.ok(),
-        listen_pool,
+        options,
         pool.clone(),
         Arc::downgrade(&notifications),
         stopped,
@@ -168,8 +161,17 @@ async fn send_heartbeats(pool: PgPool, notifications: Weak<Notifications>) {
     }
 }
 
-async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+/// A listener on a connection of its own, never counted against the requests' pool. Each
+/// gets a new pool of one: a listener given up on returns its connection only after an
+/// `UNLISTEN`, which on a connection that died silently would never finish.
+async fn connect(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(super::ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options.clone());
+    let mut listener = PgListener::connect_with(&pool).await?;
     listener.ignore_pool_close_event(true);
     // A lost connection is reported, and this module reconnects itself (catching up on the
     // failures it missed meanwhile).
@@ -186,7 +188,7 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 
 async fn keep_listening(
     mut listener: Option<PgListener>,
-    listen_pool: PgPool,
+    options: PgConnectOptions,
     pool: PgPool,
     notifications: Weak<Notifications>,
     mut stopped: oneshot::Receiver<()>,
@@ -198,7 +200,7 @@ async fn keep_listening(
                 _ = &mut stopped => return,
                 _ = tokio::time::sleep(RECONNECT_AFTER) => {}
             }
-            match connect(&listen_pool).await {
+            match connect(&options).await {
                 Ok(reconnected) => {
                     let Some(shared) = notifications.upgrade() else {
                         return;
