@@ -2,6 +2,7 @@
 //! PostgreSQL (cargo feature `postgres`) serves several nodes.
 
 mod columns;
+mod migrations;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

@@ -1695,3 +1695,288 @@ async fn team_membership_changes_record_access_changed_for_each_repository_the_t
     assert!(!meta.delete_team(dev.id, by).await.unwrap());
     assert_eq!(access_events(meta, start).await, []);
 }
+
+/// Waits (polling, with a deadline generous for a loaded machine) until `done` holds.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_credentials_change_on_one_node_moves_the_epoch_on_every_node() {
+    for backend in backends("a_credentials_change_on_one_node_moves_the_epoch_on_every_node").await
+    {
+        eprintln!(
+            "{}: a_credentials_change_on_one_node_moves_the_epoch_on_every_node",
+            backend.name
+        );
+        a_credentials_change_on_one_node_moves_the_epoch_on_every_node_on(&backend).await;
+    }
+}
+
+/// Runs `change` on `here` and checks that `here` sees it at once and `there` soon.
+async fn epoch_moves<Fut: std::future::Future>(
+    here: &dyn Store,
+    there: &dyn Store,
+    what: &str,
+    change: Fut,
+) {
+    let here_before = here.credentials_epoch().expect("the epoch is tracked");
+    let there_before = there.credentials_epoch().expect("the epoch is tracked");
+    change.await;
+    assert_ne!(
+        here.credentials_epoch(),
+        Some(here_before),
+        "{what}: the node that made it sees it at once"
+    );
+    eventually(&format!("{what} seen by the other node"), || async move {
+        there
+            .credentials_epoch()
+            .is_some_and(|now| now != there_before)
+    })
+    .await;
+}
+
+async fn a_credentials_change_on_one_node_moves_the_epoch_on_every_node_on(backend: &Backend) {
+    let (a, b): (&dyn Store, &dyn Store) = (&*backend.node, &*backend.other_node);
+    let alice = user(a, "alice").await;
+    epoch_moves(a, b, "a password change", async {
+        assert!(a.set_password_hash("alice", "new", NOW).await.unwrap());
+    })
+    .await;
+    epoch_moves(b, a, "a password change on the other node", async {
+        assert!(b.set_password_hash("alice", "newer", NOW).await.unwrap());
+    })
+    .await;
+    epoch_moves(a, b, "disabling", async {
+        assert!(a.set_disabled("alice", Some(NOW)).await.unwrap());
+    })
+    .await;
+    epoch_moves(a, b, "enabling", async {
+        assert!(a.set_disabled("alice", None).await.unwrap());
+    })
+    .await;
+    epoch_moves(a, b, "site admin", async {
+        assert!(a.set_admin("alice", true).await.unwrap());
+    })
+    .await;
+    epoch_moves(a, b, "two-factor on", async {
+        assert!(a.set_totp("alice", Some("SECRET"), true).await.unwrap());
+    })
+    .await;
+    let token = a.create_token(&token(alice, None, "ci")).await.unwrap();
+    epoch_moves(a, b, "a token revoked", async {
+        assert!(a.revoke_token(token.id, NOW).await.unwrap());
+    })
+    .await;
+    epoch_moves(b, a, "the account deleted", async {
+        assert!(b.delete_user(alice).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_password_remembered_on_one_node_ends_with_a_change_on_another() {
+    for backend in backends("a_password_remembered_on_one_node_ends_with_a_change_on_another").await
+    {
+        eprintln!(
+            "{}: a_password_remembered_on_one_node_ends_with_a_change_on_another",
+            backend.name
+        );
+        a_password_remembered_on_one_node_ends_with_a_change_on_another_on(&backend).await;
+    }
+}
+
+async fn authenticator(store: &Arc<dyn Store>) -> berth_core::auth::Authenticator {
+    let store: Arc<dyn IdentityStore> = store.clone();
+    let authorizer = Arc::new(berth_core::access::PolicyAuthorizer::new(store.clone()));
+    berth_core::auth::Authenticator::new(store, authorizer, Default::default())
+        .await
+        .unwrap()
+}
+
+async fn a_password_remembered_on_one_node_ends_with_a_change_on_another_on(backend: &Backend) {
+    let (a, b) = (&backend.node, &backend.other_node);
+    a.create_user(&NewUser {
+        name: "alice".into(),
+        password_hash: berth_core::identity::hash_password("old password").unwrap(),
+        is_admin: false,
+        now: NOW,
+    })
+    .await
+    .unwrap();
+    let on_b = authenticator(b).await;
+    on_b.basic("alice", "old password", None).await.unwrap();
+    on_b.basic("alice", "old password", None)
+        .await
+        .expect("remembered");
+    let new_hash = berth_core::identity::hash_password("new password").unwrap();
+    assert!(a.set_password_hash("alice", &new_hash, NOW).await.unwrap());
+    let on_b = &on_b;
+    eventually("node B refuses the old password", || async move {
+        matches!(
+            on_b.basic("alice", "old password", None).await,
+            Err(berth_core::Error::CredentialsInvalid)
+        )
+    })
+    .await;
+    on_b.basic("alice", "new password", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_shared_sign_in_failure_reaches_every_node() {
+    for backend in backends("a_shared_sign_in_failure_reaches_every_node").await {
+        eprintln!(
+            "{}: a_shared_sign_in_failure_reaches_every_node",
+            backend.name
+        );
+        a_shared_sign_in_failure_reaches_every_node_on(&backend).await;
+    }
+}
+
+/// The store that plays a second node for the sign-in throttle. On SQLite one process owns
+/// the data (a second server on it is refused), so its nodes are throttles over one store.
+fn throttle_peer(backend: &Backend) -> Arc<dyn Store> {
+    match backend.database {
+        common::Database::Sqlite(_) => backend.node.clone(),
+        common::Database::Postgres(_) => backend.other_node.clone(),
+    }
+}
+
+async fn a_shared_sign_in_failure_reaches_every_node_on(backend: &Backend) {
+    use berth_core::ports::SignInFailure;
+    use std::time::Duration;
+    let (a, b) = (&backend.node, throttle_peer(backend));
+    let mut on_b = b.subscribe_sign_in_failures();
+    let failure = SignInFailure {
+        origin: u64::MAX - 1,
+        account: Some("alice".into()),
+        address: "2001:db8::".parse().unwrap(),
+    };
+    a.share_sign_in_failure(&failure, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let received = tokio::time::timeout(Duration::from_secs(30), on_b.recv())
+        .await
+        .expect("the failure reached the other node")
+        .unwrap();
+    assert_eq!(received.failure, failure);
+    let recent = b
+        .recent_sign_in_failures(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        recent.iter().map(|r| &r.failure).collect::<Vec<_>>(),
+        [&failure],
+        "a node that starts later reads it"
+    );
+    assert!(b
+        .recent_sign_in_failures(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn sign_in_failures_on_one_node_count_on_another() {
+    for backend in backends("sign_in_failures_on_one_node_count_on_another").await {
+        eprintln!(
+            "{}: sign_in_failures_on_one_node_count_on_another",
+            backend.name
+        );
+        sign_in_failures_on_one_node_count_on_another_on(&backend).await;
+    }
+}
+
+async fn right_password(
+    auth: &berth_core::auth::Authenticator,
+    address: Option<std::net::IpAddr>,
+) -> berth_core::Result<berth_core::access::Principal> {
+    let purpose = berth_core::auth::LoginPurpose::Registry;
+    auth.login("alice", "right password", address, purpose)
+        .await
+}
+
+async fn sign_in_failures_on_one_node_count_on_another_on(backend: &Backend) {
+    use berth_core::auth::throttle::SignInPolicy;
+    use berth_core::auth::{LoginPurpose, RefusalReason};
+    use std::time::Duration;
+    // One free failure per address, then a minute's wait: longer than a sign-in is held
+    // back before it is refused, so the wait shows as `429`.
+    let strict = SignInPolicy {
+        address_free_failures: 1,
+        first_delay: Duration::from_secs(60),
+        ..SignInPolicy::default()
+    };
+    let (a, b) = (&backend.node, throttle_peer(backend));
+    a.create_user(&NewUser {
+        name: "alice".into(),
+        password_hash: berth_core::identity::hash_password("right password").unwrap(),
+        is_admin: false,
+        now: NOW,
+    })
+    .await
+    .unwrap();
+    let node_a = authenticator(a).await.with_sign_in_policy(strict);
+    let node_b = authenticator(&b).await.with_sign_in_policy(strict);
+    let guesser = Some("192.0.2.7".parse().unwrap());
+    let owner = Some("192.0.2.8".parse().unwrap());
+    assert!(matches!(
+        node_a
+            .login("Alice", "wrong", guesser, LoginPurpose::Registry)
+            .await,
+        Err(berth_core::Error::CredentialsInvalid)
+    ));
+    // Node B has seen no failure of its own: only node A's make it answer `429` (even
+    // with the right password, as node A would).
+    let on_b = &node_b;
+    eventually(
+        "node B throttles the address node A saw fail",
+        || async move {
+            match right_password(on_b, guesser).await {
+                Err(berth_core::Error::TooManyRequests { retry_after_secs }) => {
+                    assert!((11..=60).contains(&retry_after_secs), "{retry_after_secs}");
+                    true
+                }
+                other => {
+                    assert!(other.is_ok(), "{other:?}");
+                    false
+                }
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        node_b.sign_in_counts().refused(RefusalReason::Throttled),
+        1,
+        "the refusal is counted as throttled"
+    );
+    assert!(
+        right_password(&node_b, owner).await.is_ok(),
+        "other addresses are not"
+    );
+    assert_eq!(
+        b.recent_sign_in_failures(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the failure was written: sign-ins that succeeded or were refused wrote nothing"
+    );
+    // A node that starts after the failure knows it from the start.
+    let node_c = authenticator(&b).await.with_sign_in_policy(strict);
+    assert!(matches!(
+        right_password(&node_c, guesser).await,
+        Err(berth_core::Error::TooManyRequests { .. })
+    ));
+}

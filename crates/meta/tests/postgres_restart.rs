@@ -3,7 +3,7 @@
 //! works again once the server is back, without being reopened. Its own test binary, so
 //! stopping the cluster disturbs no other test.
 
-use berth_core::ports::{BlobLinks, MetaError, Repositories};
+use berth_core::ports::{Accounts, BlobLinks, MetaError, NewUser, Repositories};
 use berth_meta::PostgresMeta;
 use berth_oci::{Digest, RepoName};
 use std::time::{Duration, Instant};
@@ -17,6 +17,15 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
     let repo: RepoName = "alice/app".parse().unwrap();
     let blob = Digest::sha256_of(b"x");
     meta.link_blob(&repo, &blob, 1, 0).await.unwrap();
+    meta.create_user(&NewUser {
+        name: "alice".into(),
+        password_hash: "h".into(),
+        is_admin: false,
+        now: 0,
+    })
+    .await
+    .unwrap();
+    let epoch_before = meta.credentials_epoch().expect("listening");
 
     berth_testkit::postgres::stop();
     let started = Instant::now();
@@ -35,6 +44,11 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
         .link_blob(&"bob/app".parse().unwrap(), &blob, 1, 0)
         .await;
     assert!(matches!(write, Err(MetaError::Unavailable(_))), "{write:?}");
+    // Changes another node makes now could not be heard: nothing remembered is trusted.
+    wait_until("the epoch is unknown while not listening", || {
+        meta.credentials_epoch().is_none()
+    })
+    .await;
 
     berth_testkit::postgres::restart();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -52,4 +66,24 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
     meta.link_blob(&"carol/app".parse().unwrap(), &blob, 1, 0)
         .await
         .unwrap();
+
+    // The node listens again by itself, and hears another node's change.
+    wait_until("listening again", || meta.credentials_epoch().is_some()).await;
+    let epoch_after = meta.credentials_epoch().unwrap();
+    assert_ne!(epoch_after, epoch_before, "moved across the outage");
+    let other = PostgresMeta::connect(&db.url).await.unwrap();
+    assert!(other.set_password_hash("alice", "new", 1).await.unwrap());
+    wait_until("the other node's change is heard", || {
+        meta.credentials_epoch()
+            .is_some_and(|epoch| epoch != epoch_after)
+    })
+    .await;
+}
+
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

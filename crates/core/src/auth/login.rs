@@ -97,7 +97,10 @@ impl Authenticator {
                     self.tally.refused(&err);
                     return Err(err);
                 }
-                self.audit(name, "login.failure", name, address).await;
+                tokio::join!(
+                    self.audit(name, "login.failure", name, address),
+                    self.share_failure(None, address),
+                );
             }
             self.tally.record(true, &outcome);
             return outcome.map(|principal| SignedIn {
@@ -133,12 +136,26 @@ impl Authenticator {
             // A two-factor prompt means the password was right.
             Ok(_) | Err(Error::TwoFactorRequired(_)) => attempt.succeeded(Instant::now()),
             Err(Error::CredentialsInvalid) => {
-                self.audit(name, "login.failure", name, address).await;
+                tokio::join!(
+                    self.audit(name, "login.failure", name, address),
+                    self.share_failure(Some(name), address),
+                );
             }
             Err(_) => attempt.not_checked(Instant::now()),
         }
         self.tally.record(false, &outcome);
         outcome
+    }
+
+    /// Records a failure the throttle counted for the other nodes' throttles (a failure may
+    /// cost a write; a success costs none). A store that cannot take it is logged, not
+    /// returned: the caller's answer is the failure it already has.
+    async fn share_failure(&self, account: Option<&str>, address: Option<IpAddr>) {
+        let failure = self.throttle.failure(account, address);
+        let keep = self.throttle.policy().forget_after;
+        if let Err(err) = self.store.share_sign_in_failure(&failure, keep).await {
+            tracing::warn!(%err, "cannot share a failed sign-in: the other nodes do not count it");
+        }
     }
 
     /// Basic credentials sent with every request: a verified password is remembered briefly

@@ -25,8 +25,8 @@ use crate::{Error, Result};
 use cache::TtlCache;
 use jwt::TokenSigner;
 use std::sync::Arc;
-use std::time::Duration;
-use throttle::SignInThrottle;
+use std::time::{Duration, Instant};
+use throttle::{SignInPolicy, SignInThrottle};
 use verifier::PasswordChecks;
 
 /// How the token service identifies itself.
@@ -107,13 +107,31 @@ impl Authenticator {
             .await?;
         let signer =
             TokenSigner::from_secret(&secret).map_err(|e| Error::internal("signing key", e))?;
+        // Subscribed before the recent failures are read, so none falls between the two (one
+        // arriving meanwhile may count twice, which errs on the strict side).
+        let throttle = SignInThrottle::default();
+        throttle.listen(store.subscribe_sign_in_failures());
+        match store
+            .recent_sign_in_failures(throttle.policy().forget_after)
+            .await
+        {
+            Ok(recent) => {
+                let now = Instant::now();
+                for received in &recent {
+                    throttle.count_shared(received, now);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot read the sign-in failures other nodes shared: this node starts without them");
+            }
+        }
         Ok(Authenticator {
             audit: Audit::over(store.clone()),
             store,
             authorizer,
             signer,
             settings,
-            throttle: SignInThrottle::default(),
+            throttle,
             passwords: TtlCache::new(CACHE_CAPACITY),
             bearers: TtlCache::new(CACHE_CAPACITY),
             password_checks: PasswordChecks::new(
@@ -131,6 +149,15 @@ impl Authenticator {
     #[must_use]
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Authenticator {
         Authenticator { clock, ..self }
+    }
+
+    /// The same service slowing password guessing down by `policy` (tests make it strict).
+    #[must_use]
+    pub fn with_sign_in_policy(self, policy: SignInPolicy) -> Authenticator {
+        Authenticator {
+            throttle: self.throttle.with_policy(policy),
+            ..self
+        }
     }
 
     fn now_unix(&self) -> i64 {

@@ -1,12 +1,15 @@
 //! Slowing down password guessing (failures charged before each check, per client address
-//! and per account, with delays that grow instead of locks) and rationing actions per client
-//! address (accounts made by self-service sign-up).
+//! and per account, with delays that grow instead of locks, and counted on every node
+//! through the shared failures of [`crate::ports::SignInFailures`]) and rationing actions
+//! per client address (accounts made by self-service sign-up).
 
+use crate::ports::{ReceivedSignInFailure, SignInFailure};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 
 /// Keys tracked per kind before expired ones are pruned; the cap on memory under a flood.
 const MAX_TRACKED_KEYS: usize = 10_000;
@@ -98,10 +101,15 @@ struct AccountRecord {
     trusted: Vec<(IpAddr, Instant)>,
 }
 
-/// Failed sign-ins in memory; a restart forgets them, which only gives an attacker one more
-/// round of free failures.
+/// Failed sign-ins in memory, with those other nodes shared (see [`SignInThrottle::listen`]).
+/// Attempts are charged here before their check and shared only once they fail, so a
+/// sign-in that succeeds costs no database round trip; checks under way on several nodes
+/// at one moment (at most `address_in_flight` per node and address) are counted
+/// everywhere once they fail.
 pub struct SignInThrottle {
     policy: SignInPolicy,
+    /// Names this throttle's failures, so it does not count them again when they come back.
+    origin: u64,
     state: Mutex<State>,
 }
 
@@ -109,6 +117,8 @@ pub struct SignInThrottle {
 struct State {
     addresses: HashMap<IpAddr, AddressRecord>,
     accounts: HashMap<String, AccountRecord>,
+    /// Failures shared by every node, applied before each decision.
+    shared: Option<broadcast::Receiver<ReceivedSignInFailure>>,
 }
 
 /// A password check that was allowed to start, charged as a failure until
@@ -187,7 +197,75 @@ impl SignInThrottle {
     pub fn new(policy: SignInPolicy) -> Self {
         SignInThrottle {
             policy,
+            origin: uuid::Uuid::new_v4().as_u64_pair().0,
             state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The same throttle under `policy` (what it counted so far stays).
+    #[must_use]
+    pub fn with_policy(mut self, policy: SignInPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &SignInPolicy {
+        &self.policy
+    }
+
+    /// Counts, from now on, the failures every node shares (this one's own are skipped),
+    /// each applied at the next decision.
+    pub fn listen(&self, shared: broadcast::Receiver<ReceivedSignInFailure>) {
+        self.lock().shared = Some(shared);
+    }
+
+    /// A failure of this throttle, keyed as it keys them, to share with the other nodes.
+    pub fn failure(&self, account: Option<&str>, address: Option<IpAddr>) -> SignInFailure {
+        SignInFailure {
+            origin: self.origin,
+            account: account.map(account_key),
+            address: address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key),
+        }
+    }
+
+    /// Counts a failure another node shared (one of this throttle's own is skipped), as if
+    /// it had been charged here when it failed.
+    pub fn count_shared(&self, received: &ReceivedSignInFailure, now: Instant) {
+        if received.failure.origin == self.origin {
+            return;
+        }
+        let mut state = self.lock();
+        let state = &mut *state;
+        count_shared_into(
+            &self.policy,
+            &mut state.addresses,
+            &mut state.accounts,
+            received,
+            now,
+        );
+    }
+
+    /// Applies what other nodes shared since the last decision.
+    fn take_shared(&self, state: &mut State, now: Instant) {
+        let State {
+            addresses,
+            accounts,
+            shared,
+        } = state;
+        let Some(receiver) = shared.as_mut() else {
+            return;
+        };
+        loop {
+            match receiver.try_recv() {
+                Ok(received) if received.failure.origin == self.origin => {}
+                Ok(received) => {
+                    count_shared_into(&self.policy, addresses, accounts, &received, now);
+                }
+                Err(TryRecvError::Lagged(lost)) => {
+                    tracing::warn!(lost, "sign-in failures shared by other nodes arrived faster than they were applied; the oldest were dropped");
+                }
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
         }
     }
 
@@ -211,9 +289,11 @@ impl SignInThrottle {
         let address = address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key);
         let account = account_key(account);
         let mut state = self.lock();
+        self.take_shared(&mut state, now);
         let State {
             addresses,
             accounts,
+            ..
         } = &mut *state;
 
         if let Some(wait) = address_wait(policy, addresses.get(&address), now) {
@@ -245,7 +325,7 @@ impl SignInThrottle {
         }
 
         // Allowed: charge the attempt to both.
-        charge_address(policy, addresses, address, now).in_flight += 1;
+        charge_address(policy, addresses, address, now, now).in_flight += 1;
 
         if !accounts.contains_key(&account) {
             make_room(
@@ -285,10 +365,11 @@ impl SignInThrottle {
         let policy = &self.policy;
         let address = address.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address_key);
         let mut state = self.lock();
+        self.take_shared(&mut state, now);
         if let Some(wait) = address_wait(policy, state.addresses.get(&address), now) {
             return Err(wait);
         }
-        charge_address(policy, &mut state.addresses, address, now);
+        charge_address(policy, &mut state.addresses, address, now, now);
         Ok(())
     }
 
@@ -318,11 +399,12 @@ fn address_wait(
     (due > now).then(|| due - now)
 }
 
-/// Counts one failure of `address` (starting over if its old ones are forgotten).
+/// Counts one failure of `address` at `at` (starting over if its old ones are forgotten).
 fn charge_address<'a>(
     policy: &SignInPolicy,
     addresses: &'a mut HashMap<IpAddr, AddressRecord>,
     address: IpAddr,
+    at: Instant,
     now: Instant,
 ) -> &'a mut AddressRecord {
     if !addresses.contains_key(&address) {
@@ -334,15 +416,59 @@ fn charge_address<'a>(
     }
     let record = addresses.entry(address).or_insert(AddressRecord {
         failures: 0,
-        last_failure: now,
+        last_failure: at,
         in_flight: 0,
     });
     if !address_active(policy, record, now) {
         record.failures = 0;
     }
     record.failures = record.failures.saturating_add(1);
-    record.last_failure = now;
+    record.last_failure = record.last_failure.max(at);
     record
+}
+
+/// Charges a failure another node shared to its address and account as a local one that
+/// failed at the same moment would be: a rationed account's next slot moves past it too,
+/// so the account's rate holds across nodes. Which addresses an account signed in from
+/// stays each node's own (successes are not shared).
+fn count_shared_into(
+    policy: &SignInPolicy,
+    addresses: &mut HashMap<IpAddr, AddressRecord>,
+    accounts: &mut HashMap<String, AccountRecord>,
+    received: &ReceivedSignInFailure,
+    now: Instant,
+) {
+    let at = received.failed_at;
+    if now.saturating_duration_since(at) >= policy.forget_after {
+        return;
+    }
+    let address = received.failure.address;
+    charge_address(policy, addresses, address, at, now);
+    let Some(account) = &received.failure.account else {
+        return;
+    };
+    if !accounts.contains_key(account) {
+        make_room(
+            accounts,
+            |r| account_active(policy, r, now),
+            account_last_seen,
+        );
+    }
+    let record = accounts.entry(account.clone()).or_default();
+    forget_stale(policy, record, now);
+    let trusted = record.trusted.iter().any(|(ip, _)| *ip == address);
+    if record.failing.len() >= policy.account_free_addresses && !trusted {
+        let beyond = record
+            .failures
+            .saturating_sub(policy.account_free_addresses as u32);
+        let due = at + policy.delay(beyond, policy.account_max_delay);
+        record.next_slot = Some(record.next_slot.map_or(due, |slot| slot.max(due)));
+    }
+    if record.failing.len() < policy.account_free_addresses && !record.failing.contains(&address) {
+        record.failing.push(address);
+    }
+    record.failures = record.failures.saturating_add(1);
+    record.last_failure = Some(record.last_failure.map_or(at, |last| last.max(at)));
 }
 
 /// Whether an address record still matters: failures not yet forgotten, or a check running.
@@ -498,6 +624,7 @@ mod tests {
 
     const SECOND: Duration = Duration::from_secs(1);
     const MINUTE: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(60 * 60);
 
     fn v4(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
@@ -690,6 +817,109 @@ mod tests {
         let newest = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 49_999));
         fail(&throttle, "x", newest, 4, last);
         assert!(throttle.begin("x", Some(newest), last).is_err());
+    }
+
+    /// Two nodes' throttles joined as the store joins them: what one shares reaches both.
+    fn two_nodes() -> (
+        SignInThrottle,
+        SignInThrottle,
+        broadcast::Sender<ReceivedSignInFailure>,
+    ) {
+        let (sender, _) = broadcast::channel(64);
+        let (a, b) = (SignInThrottle::default(), SignInThrottle::default());
+        a.listen(sender.subscribe());
+        b.listen(sender.subscribe());
+        (a, b, sender)
+    }
+
+    fn share(
+        sender: &broadcast::Sender<ReceivedSignInFailure>,
+        from: &SignInThrottle,
+        account: Option<&str>,
+        address: IpAddr,
+        at: Instant,
+    ) {
+        let failure = from.failure(account, Some(address));
+        sender
+            .send(ReceivedSignInFailure {
+                failure,
+                failed_at: at,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn failures_on_one_node_make_the_address_wait_on_another() {
+        let (a, b, sender) = two_nodes();
+        let now = Instant::now();
+        for _ in 0..5 {
+            let attempt = a.begin("alice", Some(v4(1)), now).unwrap();
+            drop(attempt);
+            share(&sender, &a, Some("Alice"), v4(1), now);
+        }
+        // Node A charged them before each check and does not count them twice.
+        assert_eq!(a.begin("bob", Some(v4(1)), now).err(), Some(SECOND));
+        assert_eq!(
+            b.begin("carol", Some(v4(1)), now).err(),
+            Some(SECOND),
+            "node B counts A's five failures"
+        );
+        assert!(
+            b.begin("carol", Some(v4(2)), now).is_ok(),
+            "other addresses"
+        );
+    }
+
+    #[test]
+    fn wrong_tokens_on_one_node_count_against_the_address_only() {
+        let (a, b, sender) = two_nodes();
+        let now = Instant::now();
+        for _ in 0..5 {
+            a.failed_without_check(Some(v4(1)), now).unwrap();
+            share(&sender, &a, None, v4(1), now);
+        }
+        assert!(b.failed_without_check(Some(v4(1)), now).is_err());
+        assert_eq!(b.tracked(), (1, 0), "no account was charged");
+    }
+
+    #[test]
+    fn an_account_rationed_by_failures_on_several_nodes_is_rationed_on_each() {
+        let (a, b, sender) = two_nodes();
+        let now = Instant::now();
+        // Ten strangers fail against alice, half through each node.
+        for n in 0..10u8 {
+            let node = if n % 2 == 0 { &a } else { &b };
+            drop(node.begin("alice", Some(v4(n + 10)), now).unwrap());
+            share(&sender, node, Some("alice"), v4(n + 10), now);
+        }
+        for node in [&a, &b] {
+            let first = node.begin("alice", Some(v4(100)), now);
+            assert!(first.is_ok(), "the account is rationed, not locked");
+            drop(first);
+            assert!(node.begin("alice", Some(v4(101)), now).is_err());
+        }
+    }
+
+    #[test]
+    fn shared_failures_older_than_the_memory_are_not_counted() {
+        let throttle = SignInThrottle::default();
+        let now = Instant::now() + 2 * HOUR;
+        let failure = SignInFailure {
+            origin: 7,
+            account: Some("alice".into()),
+            address: v4(1),
+        };
+        for age in [2 * HOUR, 2 * HOUR, 2 * HOUR, 2 * HOUR, 2 * HOUR, MINUTE] {
+            throttle.count_shared(
+                &ReceivedSignInFailure {
+                    failure: failure.clone(),
+                    failed_at: now - age,
+                },
+                now,
+            );
+        }
+        assert!(throttle.begin("alice", Some(v4(1)), now).is_ok());
+        assert_eq!(throttle.tracked(), (1, 1));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use super::meta::MetaError;
 use berth_oci::RepoName;
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 type Result<T> = std::result::Result<T, MetaError>;
 
@@ -539,6 +541,50 @@ pub trait SigningKeys: Send + Sync {
     async fn signing_key_or_insert(&self, candidate: &[u8], now: i64) -> Result<Vec<u8>>;
 }
 
+/// A failed sign-in as the sign-in throttle counts it, shared so that every node's throttle
+/// counts it: guesses spread over several nodes get no more tries than guesses sent to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFailure {
+    /// The throttle that counted it first (random per process), which skips it when it
+    /// comes back.
+    pub origin: u64,
+    /// The account it was charged to, as the throttle keys accounts (lower case, cut);
+    /// `None` for a failure charged to the address only (a wrong access token).
+    pub account: Option<String>,
+    /// The client address as the throttle keys addresses (an IPv6 /64).
+    pub address: IpAddr,
+}
+
+/// A shared failure as a node received it.
+#[derive(Debug, Clone)]
+pub struct ReceivedSignInFailure {
+    pub failure: SignInFailure,
+    /// When it failed, on this node's clock (when it arrived, for a failure seen live).
+    pub failed_at: Instant,
+}
+
+/// How much of a broadcast of shared failures a node buffers before it loses the oldest
+/// (its throttle applies them at its next sign-in, and tracks at most 10,000 keys anyway).
+pub const SIGN_IN_FAILURE_BACKLOG: usize = 4096;
+
+/// The sign-in throttle's shared failures. A failure costs one write; a sign-in that does
+/// not fail costs nothing here: failures reach the other nodes' throttles as they are
+/// recorded (pushed, not read per sign-in).
+#[async_trait::async_trait]
+pub trait SignInFailures: Send + Sync {
+    /// Records `failure` for every node on this data, this one included; it is kept for
+    /// [`SignInFailures::recent_sign_in_failures`] for `keep`.
+    async fn share_sign_in_failure(&self, failure: &SignInFailure, keep: Duration) -> Result<()>;
+    /// The failures shared from now on, by any node, as they arrive. A receiver that falls
+    /// more than [`SIGN_IN_FAILURE_BACKLOG`] behind loses the oldest.
+    fn subscribe_sign_in_failures(&self)
+        -> tokio::sync::broadcast::Receiver<ReceivedSignInFailure>;
+    /// The failures shared within `within` before now, oldest first, for a throttle that
+    /// starts after them.
+    async fn recent_sign_in_failures(&self, within: Duration)
+        -> Result<Vec<ReceivedSignInFailure>>;
+}
+
 /// Every identity port.
 pub trait IdentityStore:
     Accounts
@@ -551,6 +597,7 @@ pub trait IdentityStore:
     + RepositoryAccess
     + AuditLog
     + SigningKeys
+    + SignInFailures
 {
 }
 
@@ -565,5 +612,6 @@ impl<T> IdentityStore for T where
         + RepositoryAccess
         + AuditLog
         + SigningKeys
+        + SignInFailures
 {
 }

@@ -28,10 +28,11 @@ pub use hub::{
 pub use identity::{
     AccessFacts, AccessTokens, Accounts, AuditEvent, AuditLog, AuditQuery, AuditRecord,
     EndedSessions, IdentityStore, NamespaceOwner, NamespaceRecord, Namespaces, NewToken, NewUser,
-    OrgRecord, Organizations, Permission, RecoveryCodeCounts, RecoveryCodes, RefreshTokenRecord,
-    RefreshTokens, RepositoryAccess, RepositoryRecord, SigningKeys, TeamRecord, TokenRecord,
-    UserRecord, Viewer, AUDIT_FOLD_WINDOW_SECS, MAX_AUDIT_ACTION_LEN, MAX_AUDIT_ACTOR_LEN,
-    MAX_AUDIT_TARGET_LEN, MAX_AUDIT_TEXT_LEN, OWNERS_TEAM,
+    OrgRecord, Organizations, Permission, ReceivedSignInFailure, RecoveryCodeCounts, RecoveryCodes,
+    RefreshTokenRecord, RefreshTokens, RepositoryAccess, RepositoryRecord, SignInFailure,
+    SignInFailures, SigningKeys, TeamRecord, TokenRecord, UserRecord, Viewer,
+    AUDIT_FOLD_WINDOW_SECS, MAX_AUDIT_ACTION_LEN, MAX_AUDIT_ACTOR_LEN, MAX_AUDIT_TARGET_LEN,
+    MAX_AUDIT_TEXT_LEN, OWNERS_TEAM, SIGN_IN_FAILURE_BACKLOG,
 };
 pub use jobs::{ClaimedJob, JobQueue, JobRecord, JobState, NewJob, RetryOutcome};
 pub use lifecycle::{CandidateWindow, Collection, Usage, UsageRepair, UsageStore};

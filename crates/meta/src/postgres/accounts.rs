@@ -135,6 +135,7 @@ impl Accounts for PostgresMeta {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -155,6 +156,7 @@ impl Accounts for PostgresMeta {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -166,6 +168,7 @@ impl Accounts for PostgresMeta {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -176,6 +179,7 @@ impl Accounts for PostgresMeta {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -199,6 +203,7 @@ impl Accounts for PostgresMeta {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 
@@ -216,8 +221,12 @@ impl Accounts for PostgresMeta {
         Ok(done.rows_affected() == 1)
     }
 
-    // `credentials_epoch` keeps the port's default (`None`): another node's change could
-    // only be seen by reading the database, which is what callers then do.
+    /// Moved here right after this node's changes, and on every node when PostgreSQL
+    /// delivers the notification the schema's triggers send with any node's change (see
+    /// `notifications`); `None` while that node is not listening.
+    fn credentials_epoch(&self) -> Option<u64> {
+        self.notifications.credentials_epoch()
+    }
 }
 
 #[async_trait::async_trait]

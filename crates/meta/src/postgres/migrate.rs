@@ -1,5 +1,6 @@
-//! Schema migrations on PostgreSQL: embedded SQL files applied in order, each once, each in
-//! a transaction, under an advisory lock so that nodes starting together migrate once.
+//! Schema migrations on PostgreSQL: embedded SQL files applied in order, each once (every one
+//! the database lacks, see `crate::migrations`), in one transaction, under an advisory lock
+//! so that nodes starting together migrate once.
 
 use super::backend;
 use berth_core::ports::MetaError;
@@ -30,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_build_platforms.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_identity_across_nodes.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).
@@ -45,6 +50,11 @@ pub(super) async fn applied(pool: &PgPool) -> Result<i64, MetaError> {
 }
 
 pub(super) async fn run(pool: &PgPool) -> Result<(), MetaError> {
+    run_these(pool, MIGRATIONS).await
+}
+
+/// Applies every migration of `known` the database lacks, lowest first.
+async fn run_these(pool: &PgPool, known: &[(i64, &str)]) -> Result<(), MetaError> {
     let mut tx = pool.begin().await.map_err(backend)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATION_LOCK)
@@ -58,21 +68,13 @@ pub(super) async fn run(pool: &PgPool) -> Result<(), MetaError> {
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
-        .fetch_one(&mut *tx)
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-    let applied = applied.unwrap_or(0);
-    if let Some(&(latest, _)) = MIGRATIONS.last() {
-        if applied > latest {
-            return Err(MetaError::Backend(format!(
-                "the database is at schema version {applied}, newer than this Berth knows ({latest}); upgrade Berth"
-            )));
-        }
-    }
     // All pending files in the one transaction that holds the lock: DDL is transactional
     // in PostgreSQL, so a failed migration leaves the schema as it was.
-    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    for (version, sql) in crate::migrations::pending(known, &applied.into_iter().collect())? {
         sqlx::raw_sql(sql)
             .execute(&mut *tx)
             .await
@@ -88,4 +90,50 @@ pub(super) async fn run(pool: &PgPool) -> Result<(), MetaError> {
         tracing::info!(version, "applied PostgreSQL migration");
     }
     tx.commit().await.map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE_TWO_THREE: &[(i64, &str)] = &[
+        (1, "CREATE TABLE one (x INTEGER)"),
+        (2, "CREATE TABLE two (x INTEGER)"),
+        (3, "CREATE TABLE three (x INTEGER)"),
+    ];
+
+    async fn versions(pool: &PgPool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_with_1_and_3_applied_gets_2_and_one_it_does_not_know_is_refused() {
+        let Some(db) = berth_testkit::postgres::database("postgres_migrations_fill_gaps") else {
+            return;
+        };
+        let pool = PgPool::connect(&db.url).await.unwrap();
+        // Migrated by a build that had 1 and 3 but not yet 2.
+        run_these(&pool, &[ONE_TWO_THREE[0], ONE_TWO_THREE[2]])
+            .await
+            .unwrap();
+        assert_eq!(versions(&pool).await, [1, 3]);
+        run_these(&pool, ONE_TWO_THREE).await.unwrap();
+        assert_eq!(versions(&pool).await, [1, 2, 3]);
+        sqlx::query("INSERT INTO two (x) VALUES (1)")
+            .execute(&pool)
+            .await
+            .expect("migration 2 ran");
+        run_these(&pool, ONE_TWO_THREE).await.unwrap();
+
+        let refused = run_these(&pool, &[ONE_TWO_THREE[0], ONE_TWO_THREE[2]])
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("schema version 2"),
+            "{refused}"
+        );
+    }
 }

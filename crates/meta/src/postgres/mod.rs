@@ -17,6 +17,7 @@ mod lifecycle;
 mod links;
 mod locks;
 mod migrate;
+mod notifications;
 mod orgs;
 mod policies;
 mod ratelimit;
@@ -83,6 +84,8 @@ const MAX_CONNECTIONS: u32 = 16;
 pub struct PostgresMeta {
     pub(crate) pool: PgPool,
     catalog: Arc<CatalogCache>,
+    /// What other nodes announce: credentials changes and shared sign-in failures.
+    notifications: Arc<notifications::Notifications>,
 }
 
 impl PostgresMeta {
@@ -108,13 +111,15 @@ impl PostgresMeta {
             // A connection that died with a server restart is found out before use, not
             // by the request it would be handed to.
             .test_before_acquire(true)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
         migrate::run(&pool).await?;
+        let notifications = notifications::listen(options, pool.clone()).await;
         Ok(PostgresMeta {
             pool,
             catalog: Default::default(),
+            notifications,
         })
     }
 
@@ -153,6 +158,7 @@ impl PostgresMeta {
 
     /// Closes the pool.
     pub async fn close(&self) {
+        self.notifications.stop();
         self.pool.close().await;
     }
 

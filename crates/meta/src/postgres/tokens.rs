@@ -110,6 +110,7 @@ impl AccessTokens for PostgresMeta {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        self.notifications.credentials_changed();
         Ok(done.rows_affected() == 1)
     }
 

@@ -1,4 +1,5 @@
-//! Schema migrations: embedded SQL files applied in order, each once, each in a transaction.
+//! Schema migrations: embedded SQL files applied in order, each once (every one the database
+//! lacks, see `crate::migrations`), each in a transaction.
 
 use super::backend;
 use berth_core::ports::MetaError;
@@ -86,25 +87,23 @@ pub fn latest_version() -> i64 {
 }
 
 pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
+    run_these(pool, MIGRATIONS).await
+}
+
+/// Applies every migration of `known` the database lacks, lowest first, each in its own
+/// transaction.
+async fn run_these(pool: &SqlitePool, known: &[(i64, &str)]) -> Result<(), MetaError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
     .execute(pool)
     .await
     .map_err(backend)?;
-    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
-        .fetch_one(pool)
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(pool)
         .await
         .map_err(backend)?;
-    let applied = applied.unwrap_or(0);
-    if let Some(&(latest, _)) = MIGRATIONS.last() {
-        if applied > latest {
-            return Err(MetaError::Backend(format!(
-                "the database is at schema version {applied}, newer than this Berth knows ({latest}); upgrade Berth"
-            )));
-        }
-    }
-    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    for (version, sql) in crate::migrations::pending(known, &applied.into_iter().collect())? {
         let mut tx = pool.begin().await.map_err(backend)?;
         sqlx::raw_sql(sql)
             .execute(&mut *tx)
@@ -121,4 +120,62 @@ pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
         tracing::info!(version, "applied database migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE_TWO_THREE: &[(i64, &str)] = &[
+        (1, "CREATE TABLE one (x INTEGER)"),
+        (2, "CREATE TABLE two (x INTEGER)"),
+        (3, "CREATE TABLE three (x INTEGER)"),
+    ];
+
+    async fn pool() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("m.db"))
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        (dir, pool)
+    }
+
+    async fn versions(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_with_1_and_3_applied_gets_2() {
+        let (_dir, pool) = pool().await;
+        // Migrated by a build that had 1 and 3 but not yet 2.
+        run_these(&pool, &[ONE_TWO_THREE[0], ONE_TWO_THREE[2]])
+            .await
+            .unwrap();
+        assert_eq!(versions(&pool).await, [1, 3]);
+        run_these(&pool, ONE_TWO_THREE).await.unwrap();
+        assert_eq!(versions(&pool).await, [1, 2, 3]);
+        sqlx::query("INSERT INTO two (x) VALUES (1)")
+            .execute(&pool)
+            .await
+            .expect("migration 2 ran");
+        // And once only.
+        run_these(&pool, ONE_TWO_THREE).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_database_with_a_version_this_build_lacks_is_refused() {
+        let (_dir, pool) = pool().await;
+        run_these(&pool, ONE_TWO_THREE).await.unwrap();
+        let refused = run_these(&pool, &[ONE_TWO_THREE[0], ONE_TWO_THREE[2]])
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("schema version 2"),
+            "{refused}"
+        );
+    }
 }

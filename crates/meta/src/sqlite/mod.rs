@@ -22,6 +22,7 @@ mod repositories;
 mod scans;
 mod search;
 mod sessions;
+mod sign_in_failures;
 mod signatures;
 mod signing;
 mod snapshot;
@@ -73,6 +74,7 @@ pub struct SqliteMeta {
     /// Delivery attempts waiting to be written together.
     attempts: std::sync::Arc<webhooks::AttemptBatch>,
     credentials: std::sync::Arc<credentials::CredentialsEpoch>,
+    sign_in_failures: std::sync::Arc<sign_in_failures::InProcessFailures>,
 }
 
 /// When a commit is on stable storage.
@@ -146,6 +148,7 @@ impl SqliteMeta {
             attempts: Default::default(),
             wal: std::sync::Arc::new(durability::WalSync::new(path)),
             credentials: std::sync::Arc::new(credentials::CredentialsEpoch::beside(path)),
+            sign_in_failures: Default::default(),
         })
     }
 
