@@ -1068,3 +1068,27 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pull_name;
+
+    #[test]
+    fn the_pull_row_says_who_redirected() {
+        let sources = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+        };
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", true), ("distribution", true)])),
+            "pull 64 MiB (redirected to the store)"
+        );
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", false), ("distribution", false)])),
+            "pull 64 MiB"
+        );
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", true), ("distribution", false)])),
+            "pull 64 MiB (redirected to the store by berth only)"
+        );
+    }
+}
