@@ -265,7 +265,10 @@ fn pull_name(mib: u64, sources: &[(String, bool)]) -> String {
             .filter(|(_, redirect)| *redirect)
             .map(|(name, _)| name.as_str())
             .collect();
-        format!(" (redirected to the store by {} only)", redirecting.join(", "))
+        format!(
+            " (redirected to the store by {} only)",
+            redirecting.join(", ")
+        )
     };
     format!("pull {mib} MiB{how}")
 }

@@ -112,7 +112,11 @@ fn process_table() -> (HashMap<u32, f64>, HashMap<u32, Vec<u32>>) {
         return (ticks, children);
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -318,7 +322,12 @@ impl Target {
     /// processes and their descendants (a database server's backends).
     pub fn cpu(&self) -> Option<f64> {
         let first = self.procs.first()?;
-        let pids: Vec<u32> = self.procs.iter().chain(&self.cpu_only).map(|p| p.pid).collect();
+        let pids: Vec<u32> = self
+            .procs
+            .iter()
+            .chain(&self.cpu_only)
+            .map(|p| p.pid)
+            .collect();
         tree_cpu_seconds(&pids, first.ticks)
     }
 
@@ -429,7 +438,9 @@ mod tests {
         let t: TargetSpec = "n=http://a:b@127.0.0.1:5000@10+11+cpu:12".parse().unwrap();
         assert_eq!((t.url.username(), &t.pids[..]), ("a", &[10, 11][..]));
         assert_eq!(t.cpu_only_pids, [12]);
-        assert!("x=http://127.0.0.1:5000@1+cpu:".parse::<TargetSpec>().is_err());
+        assert!("x=http://127.0.0.1:5000@1+cpu:"
+            .parse::<TargetSpec>()
+            .is_err());
         let target = Target::new(t.clone(), 1, SignIn::Bearer).unwrap();
         assert_eq!(target.base.as_str(), "http://127.0.0.1:5000/");
         assert!(target.bearer.is_some());
@@ -477,7 +488,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let after = target.cpu().unwrap();
-        assert!(after - before >= 0.05, "a busy child's CPU counts: {before} -> {after}");
+        assert!(
+            after - before >= 0.05,
+            "a busy child's CPU counts: {before} -> {after}"
+        );
         if let Some(alive) = seen_alive {
             assert!(alive >= before && after >= alive);
         }
@@ -488,7 +502,14 @@ mod tests {
             cpu_only_pids: vec![pid],
         };
         let gone = Target::new(gone, 1, SignIn::Basic).unwrap();
-        assert_eq!(gone.cpu(), None, "a server process that is gone spoils the figure");
-        assert!(gone.peak_rss_mib().is_some(), "memory counts only the whole processes");
+        assert_eq!(
+            gone.cpu(),
+            None,
+            "a server process that is gone spoils the figure"
+        );
+        assert!(
+            gone.peak_rss_mib().is_some(),
+            "memory counts only the whole processes"
+        );
     }
 }

@@ -9,8 +9,8 @@
 //!   the last can become a part and a blob of 5 TiB needs under 10,000 of them.
 //! - Segments are ordinary objects: a node that lacks a session's hash reads them once.
 //! - The session's marker object is written by its first append, not when it opens: a small
-//!   blob pushed whole (`put_small_blob`) goes straight under its name and its session never
-//!   costs the store a request of its own (see "What a small push asks of the store" in
+//!   blob pushed whole (`put_small_blob`) goes straight under its name, and its session
+//!   costs the store one listing (see "What a small push asks of the store" in
 //!   docs/PERFORMANCE.md).
 //! - Commit copies the acknowledged chain into the blob's key inside the store
 //!   (UploadPartCopy; CopyObject for one segment); the blob appears when the multipart
