@@ -60,8 +60,10 @@ enum Scenario {
 #[derive(Debug, Parser)]
 #[command(version, about = "Side-by-side OCI registry benchmark (loopback only)")]
 struct Args {
-    /// NAME=URL@PID (PID of the server, for CPU time and peak RSS; optional).
-    /// Repeat; ratios are first over second.
+    /// NAME=URL@PID (PID of the server, for CPU time and peak RSS; optional), or
+    /// NAME=URL@PID+PID+... for a server of several processes (nodes, their load balancer,
+    /// their database server): CPU is summed over them and their descendants, peak RSS over
+    /// them. Repeat; ratios are first over second (and first over third).
     #[arg(long = "target", required = true)]
     targets: Vec<TargetSpec>,
     /// How a target with credentials in its URL is signed in: `bearer` asks its token
@@ -250,6 +252,27 @@ fn cpu_note(cost: &Cost) -> String {
     )
 }
 
+/// The pull scenario's name, saying whether the targets redirect to their store (whose
+/// throughput is then the store's and the client's) or stream the blob themselves.
+fn pull_name(mib: u64, sources: &[(String, bool)]) -> String {
+    let how = if sources.iter().all(|(_, redirect)| *redirect) {
+        " (redirected to the store)".to_owned()
+    } else if sources.iter().all(|(_, redirect)| !*redirect) {
+        String::new()
+    } else {
+        let redirecting: Vec<&str> = sources
+            .iter()
+            .filter(|(_, redirect)| *redirect)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        format!(
+            " (redirected to the store by {} only)",
+            redirecting.join(", ")
+        )
+    };
+    format!("pull {mib} MiB{how}")
+}
+
 /// Metrics of the large-blob scenarios.
 const BIG_METRICS: [(&str, Better); 2] =
     [("MB/s", Better::Higher), ("server CPU s/GB", Better::Lower)];
@@ -379,16 +402,38 @@ impl Bench {
     }
 
     async fn pull(&mut self) -> Result<()> {
-        let name = format!("pull {} MiB", self.sizes.blob / MIB);
-        // The first monolithic-push blob; pushed here (unmeasured) if missing.
+        // The first monolithic-push blob; pushed here (unmeasured) if missing, then pulled
+        // once by every target before the measured rounds (see `big::warm_up`).
         let blob = self.big_blobs(&[self.seed(1, 0)]).await?.remove(0);
         let mut ready = vec![true; self.targets.len()];
+        let mut setup_errors = Vec::new();
+        let mut sources = Vec::new();
         for (t, target) in self.targets.iter().enumerate() {
-            if let Err(e) = big::ensure(target, &blob).await {
-                ready[t] = false;
-                self.report
-                    .fail(&name, &BIG_METRICS, t, format!("setup: {e}"));
+            let warmed = match big::ensure(target, &blob).await {
+                Ok(()) => big::warm_up(target, &blob).await,
+                Err(e) => Err(e),
+            };
+            match warmed {
+                Ok(redirect) => {
+                    eprintln!(
+                        "[pull] {}: {}",
+                        target.name,
+                        redirect.as_deref().map_or_else(
+                            || "streams the blob itself".to_owned(),
+                            |to| format!("redirects to {to}")
+                        )
+                    );
+                    sources.push((target.name.clone(), redirect.is_some()));
+                }
+                Err(e) => {
+                    ready[t] = false;
+                    setup_errors.push((t, format!("setup: {e}")));
+                }
             }
+        }
+        let name = pull_name(self.sizes.blob / MIB, &sources);
+        for (t, e) in setup_errors {
+            self.report.fail(&name, &BIG_METRICS, t, e);
         }
         for round in 0..self.args.rounds {
             for t in order(round, self.targets.len()).filter(|&t| ready[t]) {
@@ -927,7 +972,7 @@ async fn run(args: Args) -> Result<()> {
     for t in &targets {
         t.wait_ready(Duration::from_secs(args.ready_timeout))
             .await?;
-        if t.proc.is_none() {
+        if t.procs.is_empty() {
             eprintln!("note: no PID for {}; CPU and RSS are not measured", t.name);
         }
     }
@@ -1024,5 +1069,29 @@ fn main() {
     if let Err(e) = rt.block_on(run(args)) {
         eprintln!("berth-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pull_name;
+
+    #[test]
+    fn the_pull_row_says_who_redirected() {
+        let sources = |list: &[(&str, bool)]| -> Vec<(String, bool)> {
+            list.iter().map(|(n, r)| (n.to_string(), *r)).collect()
+        };
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", true), ("distribution", true)])),
+            "pull 64 MiB (redirected to the store)"
+        );
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", false), ("distribution", false)])),
+            "pull 64 MiB"
+        );
+        assert_eq!(
+            pull_name(64, &sources(&[("berth", true), ("distribution", false)])),
+            "pull 64 MiB (redirected to the store by berth only)"
+        );
     }
 }

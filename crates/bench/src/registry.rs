@@ -146,12 +146,24 @@ impl Target {
     /// GET a blob, streaming it and discarding the bytes; returns the length
     /// read. Follows redirects (reqwest's default policy).
     pub async fn pull_blob(&self, repo: &str, digest: &str, verify: bool) -> Result<u64> {
+        Ok(self.pull_blob_from(repo, digest, verify).await?.0)
+    }
+
+    /// As [`Target::pull_blob`], and the URL the bytes came from (another host's when the
+    /// registry redirected to its store).
+    pub async fn pull_blob_from(
+        &self,
+        repo: &str,
+        digest: &str,
+        verify: bool,
+    ) -> Result<(u64, Url)> {
         let resp = self
             .request(Method::GET, self.url(&format!("v2/{repo}/blobs/{digest}")))
             .await?
             .send()
             .await?;
         let resp = expect(resp, StatusCode::OK, "GET blob").await?;
+        let from = resp.url().clone();
         let mut hasher = verify.then(<sha2::Sha256 as sha2::Digest>::new);
         let mut n = 0u64;
         let mut stream = resp.bytes_stream();
@@ -168,7 +180,7 @@ impl Target {
                 return Err(format!("GET blob {digest}: content hashes to {got}").into());
             }
         }
-        Ok(n)
+        Ok((n, from))
     }
 
     pub async fn put_manifest(&self, repo: &str, reference: &str, manifest: Bytes) -> Result<()> {

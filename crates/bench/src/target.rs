@@ -1,6 +1,7 @@
-//! A benchmark target: a registry URL plus (optionally) the PID of its server
-//! process, whose CPU time and peak RSS are read from /proc.
+//! A benchmark target: a registry URL plus (optionally) the PIDs of its server
+//! processes, whose CPU time and peak RSS are read from /proc.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -22,25 +23,33 @@ pub enum SignIn {
 pub struct TargetSpec {
     pub name: String,
     pub url: Url,
-    pub pid: Option<u32>,
+    /// The server's processes: one, or several nodes (and their load balancer) whose costs
+    /// add up.
+    pub pids: Vec<u32>,
+    /// Processes whose CPU time counts but not their memory (a database server: its
+    /// shared buffers are not the registry's footprint).
+    pub cpu_only_pids: Vec<u32>,
 }
 
 impl FromStr for TargetSpec {
     type Err = String;
 
-    /// `NAME=URL@PID` or `NAME=URL`; the URL may carry `user:password@` for Basic credentials.
+    /// `NAME=URL@PID`, `NAME=URL@PID+PID+cpu:PID...` or `NAME=URL`; the URL may carry
+    /// `user:password@` for Basic credentials.
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let (name, rest) = s
             .split_once('=')
             .ok_or_else(|| format!("target {s:?}: expected NAME=URL@PID"))?;
-        let (url, pid) = match rest.rsplit_once('@') {
-            Some((u, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                let pid = p
-                    .parse::<u32>()
-                    .map_err(|e| format!("target {s:?}: bad PID {p:?}: {e}"))?;
-                (u, Some(pid))
+        let pid_of = |p: &str| p.strip_prefix("cpu:").unwrap_or(p).parse::<u32>().ok();
+        let is_pids = |p: &str| !p.is_empty() && p.split('+').all(|pid| pid_of(pid).is_some());
+        let (url, pids, cpu_only_pids) = match rest.rsplit_once('@') {
+            Some((u, p)) if is_pids(p) => {
+                let (cpu_only, whole): (Vec<&str>, Vec<&str>) =
+                    p.split('+').partition(|pid| pid.starts_with("cpu:"));
+                let numbers = |list: Vec<&str>| list.into_iter().filter_map(pid_of).collect();
+                (u, numbers(whole), numbers(cpu_only))
             }
-            _ => (rest, None),
+            _ => (rest, Vec::new(), Vec::new()),
         };
         let mut url = Url::parse(url).map_err(|e| format!("target {s:?}: bad URL: {e}"))?;
         if !url.path().ends_with('/') {
@@ -60,7 +69,8 @@ impl FromStr for TargetSpec {
         Ok(TargetSpec {
             name: name.to_string(),
             url,
-            pid,
+            pids,
+            cpu_only_pids,
         })
     }
 }
@@ -91,6 +101,61 @@ fn machine_busy_seconds(ticks: f64) -> Option<f64> {
     let total: f64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4)?;
     Some((total - idle) / ticks)
+}
+
+/// CPU ticks (user + system, its own and its reaped children's) of each process, and
+/// each process's children, read from /proc in one pass.
+fn process_table() -> (HashMap<u32, f64>, HashMap<u32, Vec<u32>>) {
+    let mut ticks = HashMap::new();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return (ticks, children);
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        // After ')': state, ppid, ... utime, stime, cutime, cstime (fields 4, 14-17).
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let number = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        let (Some(ppid), Some(u), Some(s), Some(cu), Some(cs)) =
+            (number(1), number(11), number(12), number(13), number(14))
+        else {
+            continue;
+        };
+        ticks.insert(pid, u + s + cu + cs);
+        children.entry(ppid as u32).or_default().push(pid);
+    }
+    (ticks, children)
+}
+
+/// CPU seconds of `roots` and all their descendants, alive or reaped: a database server
+/// forks a process per connection, and those do its work.
+fn tree_cpu_seconds(roots: &[u32], ticks_per_second: f64) -> Option<f64> {
+    let (ticks, children) = process_table();
+    let mut total = 0.0;
+    let mut pending: Vec<u32> = roots.to_vec();
+    while let Some(pid) = pending.pop() {
+        // A root that is gone makes the figure meaningless; a descendant may just have ended
+        // (its time is then in its parent's reaped-children time, or lost if unreaped).
+        match ticks.get(&pid) {
+            Some(t) => total += t,
+            None if roots.contains(&pid) => return None,
+            None => {}
+        }
+        pending.extend(children.get(&pid).into_iter().flatten());
+    }
+    Some(total / ticks_per_second)
 }
 
 #[derive(Debug)]
@@ -171,7 +236,10 @@ impl Proc {
 pub struct Target {
     pub name: String,
     pub base: Url,
-    pub proc: Option<Proc>,
+    /// The server's processes (none when no PID was given).
+    pub procs: Vec<Proc>,
+    /// Processes whose CPU counts as the server's, but not their memory.
+    cpu_only: Vec<Proc>,
     pub client: reqwest::Client,
     /// Bearer tokens per repository, when the target has credentials.
     bearer: Option<BearerAuth>,
@@ -229,7 +297,8 @@ impl Target {
         Ok(Target {
             name: spec.name,
             base,
-            proc: spec.pid.map(Proc::new),
+            procs: spec.pids.into_iter().map(Proc::new).collect(),
+            cpu_only: spec.cpu_only_pids.into_iter().map(Proc::new).collect(),
             client,
             bearer,
         })
@@ -249,19 +318,38 @@ impl Target {
         self.base.join(path).expect("valid URL path")
     }
 
-    /// The server's CPU seconds so far (user + system), if its PID is known.
+    /// The server's CPU seconds so far (user + system), if its PIDs are known: all of its
+    /// processes and their descendants (a database server's backends).
     pub fn cpu(&self) -> Option<f64> {
-        self.proc.as_ref().and_then(|p| p.cpu_seconds().ok())
+        let first = self.procs.first()?;
+        let pids: Vec<u32> = self
+            .procs
+            .iter()
+            .chain(&self.cpu_only)
+            .map(|p| p.pid)
+            .collect();
+        tree_cpu_seconds(&pids, first.ticks)
     }
 
+    /// The sum of the server processes' peaks (descendants not included: a database
+    /// server's backends share its memory).
     pub fn peak_rss_mib(&self) -> Option<f64> {
-        self.proc.as_ref().and_then(|p| p.peak_rss_mib().ok())
+        self.sum_over_procs(Proc::peak_rss_mib)
     }
 
-    /// (VmRSS, RssAnon) in MiB.
+    /// (VmRSS, RssAnon) in MiB, summed over the server processes.
     pub fn rss_mib(&self) -> Option<(f64, f64)> {
-        let p = self.proc.as_ref()?;
-        Some((p.rss_mib().ok()?, p.rss_anon_mib().ok()?))
+        Some((
+            self.sum_over_procs(Proc::rss_mib)?,
+            self.sum_over_procs(Proc::rss_anon_mib)?,
+        ))
+    }
+
+    fn sum_over_procs(&self, read: impl Fn(&Proc) -> Result<f64>) -> Option<f64> {
+        if self.procs.is_empty() {
+            return None;
+        }
+        self.procs.iter().map(|p| read(p).ok()).sum()
     }
 
     /// Run `f`, measuring wall-clock time and the CPU time of the server,
@@ -300,7 +388,7 @@ impl Target {
         let deadline = Instant::now() + timeout;
         let url = self.url("v2/");
         loop {
-            if let Some(p) = &self.proc {
+            for p in self.procs.iter().chain(&self.cpu_only) {
                 if !p.alive() {
                     return Err(
                         format!("{}: server process {} is not running", self.name, p.pid).into(),
@@ -339,14 +427,20 @@ mod tests {
         let t: TargetSpec = "berth=http://127.0.0.1:5000@1234".parse().unwrap();
         assert_eq!(t.name, "berth");
         assert_eq!(t.url.as_str(), "http://127.0.0.1:5000/");
-        assert_eq!(t.pid, Some(1234));
+        assert_eq!(t.pids, [1234]);
         let t: TargetSpec = "d=http://localhost:5001/".parse().unwrap();
-        assert_eq!(t.pid, None);
+        assert!(t.pids.is_empty());
         assert!("x=http://10.0.0.1:5000@1".parse::<TargetSpec>().is_err());
         let t: TargetSpec = "b=http://admin:secret@127.0.0.1:5000@77".parse().unwrap();
-        assert_eq!((t.url.username(), t.pid), ("admin", Some(77)));
+        assert_eq!((t.url.username(), &t.pids[..]), ("admin", &[77][..]));
         let t: TargetSpec = "b=http://admin:secret@127.0.0.1:5000".parse().unwrap();
-        assert_eq!((t.url.password(), t.pid), (Some("secret"), None));
+        assert_eq!((t.url.password(), t.pids.len()), (Some("secret"), 0));
+        let t: TargetSpec = "n=http://a:b@127.0.0.1:5000@10+11+cpu:12".parse().unwrap();
+        assert_eq!((t.url.username(), &t.pids[..]), ("a", &[10, 11][..]));
+        assert_eq!(t.cpu_only_pids, [12]);
+        assert!("x=http://127.0.0.1:5000@1+cpu:"
+            .parse::<TargetSpec>()
+            .is_err());
         let target = Target::new(t.clone(), 1, SignIn::Bearer).unwrap();
         assert_eq!(target.base.as_str(), "http://127.0.0.1:5000/");
         assert!(target.bearer.is_some());
@@ -364,5 +458,58 @@ mod tests {
         assert!(p.peak_rss_mib().unwrap() > 0.0);
         assert!(p.rss_mib().unwrap() > 0.0);
         assert!(machine_busy_seconds(p.ticks).unwrap() > 0.0);
+    }
+
+    /// A target's CPU counts the work of its processes' children, as a database server's
+    /// backends do it.
+    #[test]
+    fn cpu_of_a_target_includes_its_children() {
+        let me = std::process::id();
+        let spec = TargetSpec {
+            name: "me".into(),
+            url: "http://127.0.0.1:1/".parse().unwrap(),
+            pids: vec![me],
+            cpu_only_pids: Vec::new(),
+        };
+        let target = Target::new(spec, 1, SignIn::Basic).unwrap();
+        let before = target.cpu().unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // While it runs, it is a live child; once reaped, its time is in our children's.
+        let mut seen_alive = None;
+        while child.try_wait().unwrap().is_none() {
+            let (ticks, children) = process_table();
+            if ticks.contains_key(&pid) && children.get(&me).is_some_and(|c| c.contains(&pid)) {
+                seen_alive = target.cpu();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = target.cpu().unwrap();
+        assert!(
+            after - before >= 0.05,
+            "a busy child's CPU counts: {before} -> {after}"
+        );
+        if let Some(alive) = seen_alive {
+            assert!(alive >= before && after >= alive);
+        }
+        let gone = TargetSpec {
+            name: "gone".into(),
+            url: "http://127.0.0.1:1/".parse().unwrap(),
+            pids: vec![me],
+            cpu_only_pids: vec![pid],
+        };
+        let gone = Target::new(gone, 1, SignIn::Basic).unwrap();
+        assert_eq!(
+            gone.cpu(),
+            None,
+            "a server process that is gone spoils the figure"
+        );
+        assert!(
+            gone.peak_rss_mib().is_some(),
+            "memory counts only the whole processes"
+        );
     }
 }

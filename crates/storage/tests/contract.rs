@@ -507,3 +507,34 @@ async fn small_blobs_stored_whole_are_readable_and_leave_no_scratch() {
         assert_eq!(store.blob_size(&nothing).await.unwrap(), Some(0));
     }
 }
+
+/// A session that is gone (cancelled, expired, committed elsewhere) takes no more bytes:
+/// a late append finds nothing to continue, rather than starting a new upload of bytes
+/// nobody will ever commit or remove.
+#[tokio::test]
+async fn an_upload_that_is_gone_takes_no_more_bytes() {
+    for backend in backends("an_upload_that_is_gone_takes_no_more_bytes").await {
+        let id = upload_id();
+        backend.node.create_upload(&id).await.unwrap();
+        let first = pattern(1000, 3);
+        append_all(backend.node.as_ref(), &id, std::slice::from_ref(&first)).await;
+        backend.node.delete_upload(&id).await.unwrap();
+        let late = backend
+            .other_node
+            .append_upload(&id, first.len() as u64, body(&pattern(10, 4)), Some(10))
+            .await;
+        assert!(
+            matches!(late, Err(StoreError::NotFound)),
+            "{}: {late:?}",
+            backend.name
+        );
+        assert!(
+            matches!(
+                backend.node.read_upload(&id).await,
+                Err(StoreError::NotFound)
+            ),
+            "{}",
+            backend.name
+        );
+    }
+}

@@ -49,6 +49,26 @@ pub async fn pull(t: &Target, blob: &BigBlob, verify: bool) -> Result<Cost> {
     Ok(cost)
 }
 
+/// Pull the blob once, unmeasured, so that every target's measured pulls find it where
+/// the first one left it (the page cache). Without it, on a store that keeps one copy of
+/// identical content (Garage deduplicates blocks by hash), the first target of the first
+/// round read the disk for all the others. Returns the host the bytes came from when the
+/// registry redirected to another (its object store), `None` when it streamed them itself.
+pub async fn warm_up(t: &Target, blob: &BigBlob) -> Result<Option<String>> {
+    let (n, from) = t.pull_blob_from(REPO, &blob.digest, false).await?;
+    if n != blob.size {
+        return Err(format!("pulled {n} bytes, expected {}", blob.size).into());
+    }
+    let origin = |u: &reqwest::Url| (u.host_str().map(str::to_owned), u.port_or_known_default());
+    Ok((origin(&from) != origin(&t.base)).then(|| {
+        format!(
+            "{}:{}",
+            from.host_str().unwrap_or("?"),
+            from.port_or_known_default().unwrap_or(0)
+        )
+    }))
+}
+
 /// Push the blob (unmeasured) unless the target already has it.
 pub async fn ensure(t: &Target, blob: &BigBlob) -> Result<()> {
     if !t.blob_exists(REPO, &blob.digest).await? {

@@ -137,7 +137,9 @@ pub trait BlobStore: Send + Sync {
         self.append_upload(id, offset, data, expected_len).await
     }
 
-    /// Streams the bytes uploaded so far (to rebuild a hash after a restart).
+    /// Streams the bytes uploaded so far (to rebuild a hash after a restart). A store that
+    /// defers a session's scratch space to its first append may answer `NotFound` for a
+    /// session that holds no bytes yet; callers read only sessions that hold some.
     async fn read_upload(&self, id: &str) -> Result<ByteStream, StoreError>;
 
     /// Durably makes the upload's first `size` bytes (the acknowledged ones, already

@@ -8,6 +8,10 @@
 //!   `layout::full_segment`) is merged with the next append's bytes, so every segment but
 //!   the last can become a part and a blob of 5 TiB needs under 10,000 of them.
 //! - Segments are ordinary objects: a node that lacks a session's hash reads them once.
+//! - The session's marker object is written by its first append, not when it opens: a small
+//!   blob pushed whole (`put_small_blob`) goes straight under its name, and its session
+//!   costs the store one listing (see "What a small push asks of the store" in
+//!   docs/PERFORMANCE.md).
 //! - Commit copies the acknowledged chain into the blob's key inside the store
 //!   (UploadPartCopy; CopyObject for one segment); the blob appears when the multipart
 //!   upload completes, after the caller verified the digest.
@@ -280,8 +284,19 @@ impl S3BlobStore {
         }
     }
 
-    /// The upload's objects, `NotFound` when its session marker is gone.
+    /// The upload's objects, `NotFound` when its session marker is missing: the session is
+    /// gone, or it has not appended yet (and so holds no bytes).
     async fn upload_objects(&self, id: &str) -> Result<UploadObjects, StoreError> {
+        let objects = self.list_upload(id).await?;
+        if !objects.marker {
+            return Err(StoreError::NotFound);
+        }
+        Ok(objects)
+    }
+
+    /// The objects in the upload's folder, whatever they are (none for a session that has
+    /// not appended yet, or one that is gone).
+    async fn list_upload(&self, id: &str) -> Result<UploadObjects, StoreError> {
         let dir = self.keys.upload_dir(checked_id(id)?);
         let prefix = Path::from(dir.as_str());
         let listing: Vec<(String, u64)> = self
@@ -291,11 +306,18 @@ impl S3BlobStore {
             .try_collect()
             .await
             .map_err(store_error)?;
-        let objects = UploadObjects::from_listing(&dir, listing);
-        if !objects.marker {
-            return Err(StoreError::NotFound);
-        }
-        Ok(objects)
+        Ok(UploadObjects::from_listing(&dir, listing))
+    }
+
+    /// The marker of a session's first append; written before any of its segments, so a
+    /// segment never exists without it (removal takes the marker last).
+    async fn mark_upload(&self, id: &str) -> Result<(), StoreError> {
+        let marker = Path::from(self.keys.upload_marker(checked_id(id)?));
+        self.store
+            .put(&marker, PutPayload::new())
+            .await
+            .map(|_| ())
+            .map_err(store_error)
     }
 
     async fn delete_keys(&self, keys: Vec<String>) -> Result<(), StoreError> {
@@ -599,13 +621,10 @@ impl BlobStore for S3BlobStore {
             .map(|guard| Box::new(guard) as CollectionLock))
     }
 
+    /// Deferred to the first append (`mark_upload`), as the port allows: most small blobs
+    /// are pushed whole and never append.
     async fn create_upload(&self, id: &str) -> Result<(), StoreError> {
-        let marker = Path::from(self.keys.upload_marker(checked_id(id)?));
-        self.store
-            .put(&marker, PutPayload::new())
-            .await
-            .map(|_| ())
-            .map_err(store_error)
+        checked_id(id).map(|_| ())
     }
 
     async fn append_upload(
@@ -615,7 +634,14 @@ impl BlobStore for S3BlobStore {
         data: ByteStream,
         expected_len: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let objects = self.upload_objects(id).await?;
+        let objects = self.list_upload(id).await?;
+        if !objects.marker {
+            // The session's first append marks it; later ones find a session that is gone.
+            if offset > 0 {
+                return Err(StoreError::NotFound);
+            }
+            self.mark_upload(id).await?;
+        }
         let chain = objects
             .chain_to(offset)
             .ok_or_else(|| other_error(format!("upload {id} holds no chain of {offset} bytes")))?;
@@ -660,7 +686,11 @@ impl BlobStore for S3BlobStore {
     async fn commit_upload(&self, id: &str, digest: &Digest, size: u64) -> Result<(), StoreError> {
         let key = self.keys.blob(digest);
         if self.blob_size(digest).await? != Some(size) {
-            let objects = self.upload_objects(id).await?;
+            // An empty blob may come from a session that never appended (and so has no marker).
+            let objects = match size {
+                0 => self.list_upload(id).await?,
+                _ => self.upload_objects(id).await?,
+            };
             let chain = objects.chain_to(size).ok_or_else(|| {
                 other_error(format!("upload {id} holds no chain of {size} bytes"))
             })?;
@@ -669,6 +699,29 @@ impl BlobStore for S3BlobStore {
         if let Err(err) = self.delete_upload(id).await {
             // The blob is in place; the upload's objects are garbage the expiry removes.
             tracing::warn!(upload = id, error = %err, "could not remove a committed upload");
+        }
+        Ok(())
+    }
+
+    /// Straight under the blob's name in one PUT (which appears whole): the caller verified
+    /// the bytes, and a session that never appended holds nothing to copy. Writing an
+    /// existing blob again stores the same bytes, so no HEAD is spent to skip it. The
+    /// session's folder is then listed once, and is normally empty.
+    async fn put_small_blob(
+        &self,
+        id: &str,
+        digest: &Digest,
+        frames: Vec<bytes::Bytes>,
+    ) -> Result<(), StoreError> {
+        checked_id(id)?;
+        let payload: PutPayload = frames.into_iter().collect();
+        self.store
+            .put(&Path::from(self.keys.blob(digest)), payload)
+            .await
+            .map_err(store_error)?;
+        if let Err(err) = self.delete_upload(id).await {
+            // The blob is in place; a marker or segments left are the expiry's to remove.
+            tracing::warn!(upload = id, error = %err, "could not remove a small blob's session");
         }
         Ok(())
     }
