@@ -28,8 +28,11 @@ pub(crate) struct BlobFlights {
 /// are waiting for the blob to be stored).
 const CLIENT_STALL: Duration = Duration::from_secs(30);
 
-/// Frames in flight towards the first client and towards storage.
-const FRAMES_AHEAD: usize = 8;
+/// Frames in flight towards the first client and towards storage. An upstream frame is up
+/// to ~400 KiB (the HTTP client's read buffer): a few each way keep the pipeline full,
+/// while more only held memory (8 each way, with storage's queue behind them, made ~24 MiB
+/// per cold pull) that the allocator handed back and faulted in again as it swung.
+const FRAMES_AHEAD: usize = 3;
 
 /// The fetch this caller leads; dropped unfinished (the caller went away before the
 /// download started), it tells the followers so they do not wait forever.

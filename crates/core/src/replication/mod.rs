@@ -16,7 +16,7 @@ pub use destination::{
     BlobSource, Connector, Destination, ManifestPut, Origin, RemoteManifest, RemoteSpec,
 };
 pub use feed::{ReplicationFeed, ReplicationRunJob, ReplicationScheduler};
-pub use pacing::{format_bandwidth, parse_bandwidth, Pacer};
+pub use pacing::{format_bandwidth, parse_bandwidth, Pacer, MAX_BURST as PACER_BURST};
 pub use rule::{
     check_remote_url, destination_name, import_name, RemotePattern, SourcePattern, Trigger,
 };

@@ -11,7 +11,7 @@ pub const MIN_BANDWIDTH: u64 = 1024;
 
 /// How far a pacer lets a run fall behind and then catch up at full speed: after an idle
 /// stretch (reading manifests, waiting on the remote) at most this much is sent in a burst.
-const MAX_BURST: Duration = Duration::from_secs(1);
+pub const MAX_BURST: Duration = Duration::from_secs(1);
 
 /// Parses a limit in bytes per second: `50MiB/s`, `10MB/s`, `512KiB`, `1000000` (bytes);
 /// the `/s` is optional, units are B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB.

@@ -7,5 +7,6 @@
 mod support;
 
 mod copy;
+mod large;
 mod pull;
 mod triggers;

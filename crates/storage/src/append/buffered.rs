@@ -9,8 +9,9 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use tokio::sync::mpsc;
 
-/// Batches queued between the network and the writer.
-const QUEUE_DEPTH: usize = 4;
+/// Batches queued between the network and the writer: one being written and one waiting
+/// keep the disk busy; deeper queues only held more of a large body in memory.
+const QUEUE_DEPTH: usize = 2;
 /// Most request-body frames gathered into one write.
 const BATCH_FRAMES: usize = 64;
 /// Appends at least this long get their disk space reserved before writing.
