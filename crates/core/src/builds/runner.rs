@@ -6,11 +6,13 @@
 //! group with a clean environment (none of Berth's settings, secrets or data directory),
 //! so a cancellation or the time limit kills all of them.
 
+use super::index;
 use super::log::BuildLog;
 use super::{BuildRecord, BuildStatus, Builds, CredentialKind};
 use crate::error::Error;
 use crate::jobs::{JobError, JobHandler, JobOutcome};
 use crate::ports::{build_lock, ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
+use crate::replication::RemoteSpec;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -25,10 +27,10 @@ use std::time::{Duration, Instant};
 /// Runs one build.
 pub const BUILD_JOB: &str = "build.run";
 
-/// In a build's work directory: the process group of the program running now, and the ids
-/// of the build's tokens, for a restart after a crash to kill and revoke.
+/// In a build's work directory: the process group of the program running now, for a
+/// restart after a crash to kill. (The build's tokens are recorded with it in the
+/// database, so that any node can revoke them.)
 pub(super) const PGID_FILE: &str = "pgid";
-pub(super) const TOKENS_FILE: &str = "tokens";
 
 /// How soon a queued build looks again for a free slot (`build_concurrency`).
 const SLOT_WAIT: Duration = Duration::from_secs(2);
@@ -495,66 +497,24 @@ impl Builds {
         }
 
         // 5. Push every tag with the repository's own token: the image, or an index of
-        // the platforms' images.
+        // the platforms' images that Berth assembles itself (see `index`).
+        if targets.len() > 1 {
+            let pushed = self
+                .push_index(build, &registry, &push, &built_images, &targets, &layout, &recipe, &step)
+                .await;
+            for (buildah, images) in &built_images {
+                buildah.remove_images(images);
+            }
+            return pushed;
+        }
         let digest_file = work.join("digest");
         let mut digest = String::new();
-        let index = format!("localhost/berth-build-{}-index", build.id);
-        let index_buildah = Buildah {
-            program: self.settings.buildah.clone(),
-            storage: work.join("index"),
-        };
-        if targets.len() > 1 {
-            self.run(
-                "buildah manifest create",
-                &mut index_buildah.command(&["manifest", "create", &index]),
-                &env,
-                work,
-                log,
-                stop,
-                deadline,
-            )
-            .await?;
-            for ((buildah, images), platform) in built_images.iter().zip(&targets) {
-                let slug = platform_slug(platform.unwrap_or_default());
-                let in_layout = format!("oci:{}:{slug}", layout.display());
-                self.run(
-                    "buildah push (to the index's layout)",
-                    buildah
-                        .command(&["push", "--format", "oci", "--signature-policy"])
-                        .arg(&policy)
-                        .args(images.last())
-                        .arg(&in_layout),
-                    &env,
-                    work,
-                    log,
-                    stop,
-                    deadline,
-                )
-                .await?;
-                self.run(
-                    "buildah manifest add",
-                    &mut index_buildah.command(&["manifest", "add", &index, &in_layout]),
-                    &env,
-                    work,
-                    log,
-                    stop,
-                    deadline,
-                )
-                .await?;
-            }
-        }
         for tag in &build.tags {
             let target = format!("docker://{registry}/{repo}:{tag}");
-            let (mut push_cmd, what) = match built_images.as_slice() {
-                [(buildah, images)] => (
-                    buildah.command(&["push"]),
-                    images.last().map(String::as_str).unwrap_or_default(),
-                ),
-                _ => (
-                    index_buildah.command(&["manifest", "push", "--all"]),
-                    index.as_str(),
-                ),
+            let Some((buildah, images)) = built_images.first() else {
+                return Err(Stop::Failed("no image was built".into()));
             };
+            let mut push_cmd = buildah.command(&["push"]);
             push_cmd
                 .args([
                     "--tls-verify=false",
@@ -567,7 +527,7 @@ impl Builds {
                 .arg(&push_auth)
                 .arg("--digestfile")
                 .arg(&digest_file)
-                .arg(what)
+                .args(images.last())
                 .arg(&target);
             self.run(
                 "buildah push",
@@ -595,6 +555,102 @@ impl Builds {
             buildah.remove_images(images);
         }
         Ok(digest)
+    }
+
+    /// Writes each platform's image to the OCI layout `layout`, then pushes them and an
+    /// index of them, annotated with the source, under every tag of the build: the index's
+    /// digest. (buildah 1.28 cannot annotate an index itself, only its entries.)
+    #[allow(clippy::too_many_arguments)]
+    async fn push_index(
+        &self,
+        build: &BuildRecord,
+        registry: &str,
+        push: &(String, String),
+        built_images: &[(Buildah, Vec<String>)],
+        targets: &[Option<&str>],
+        layout: &Path,
+        recipe: &Recipe<'_>,
+        step: &Step<'_>,
+    ) -> Result<String, Stop> {
+        let Step {
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        } = *step;
+        let repo = &build.repository;
+        let mut names = Vec::new();
+        for ((buildah, images), platform) in built_images.iter().zip(targets) {
+            let slug = platform_slug(platform.unwrap_or_default());
+            let in_layout = format!("oci:{}:{slug}", layout.display());
+            self.run(
+                "buildah push (to the index's layout)",
+                buildah
+                    .command(&["push", "--format", "oci", "--signature-policy"])
+                    .arg(recipe.policy)
+                    .args(images.last())
+                    .arg(&in_layout),
+                env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            names.push(slug);
+        }
+        let images = index::read_layout(layout, &names).map_err(Stop::Failed)?;
+        let body = index::index_of(&images, &recipe.annotations);
+        let client = self.registry_client.as_ref().ok_or_else(|| {
+            Stop::Failed("this server has no registry client to push a multi-platform index with".into())
+        })?;
+        let scheme = if self.registry_tls.load(Ordering::SeqCst) {
+            "https"
+        } else {
+            "http"
+        };
+        let dest = client
+            .connect(&RemoteSpec {
+                url: format!("{scheme}://{registry}"),
+                username: Some(push.0.clone()),
+                password: Some(push.1.clone()),
+                // The server's own listener, whatever certificate it has.
+                tls_verify: false,
+            })
+            .map_err(|e| Stop::Failed(format!("reaching the registry at {registry}: {e}")))?;
+        say(
+            log,
+            &format!(
+                "[berth] $ push the index of {} platforms to {repo}",
+                images.len()
+            ),
+        );
+        let started = Instant::now();
+        let lines = log.clone();
+        let report = move |line: &str| say(&lines, line);
+        let pushing = index::push(
+            dest.as_ref(),
+            repo,
+            layout,
+            &images,
+            &body,
+            &build.tags,
+            &report,
+        );
+        let pushed = until_stopped(pushing, stop, deadline).await?;
+        say(
+            log,
+            &format!(
+                "[berth] (push the index: {:.2} s)",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        let digest = pushed.map_err(|why| {
+            say(log, &format!("[berth] {why}"));
+            Stop::Failed(format!("pushing the index failed: {why}"))
+        })?;
+        Ok(digest.to_string())
     }
 
     /// Builds one image (for `platform`, or the machine's own) and sets the source
@@ -808,29 +864,25 @@ impl Builds {
             ),
         ] {
             let secret = secret?;
+            // Recorded as the build's in the same transaction: whichever node ends the
+            // build (this one, or another after this one died) revokes it.
             let record = self
                 .store
-                .create_token(&NewToken {
-                    user_id,
-                    org_id,
-                    label,
-                    token_hash: crate::identity::hash_token(&secret),
-                    scope,
-                    repositories,
-                    created_at: now,
-                    expires_at: Some(expires),
-                })
+                .create_build_token(
+                    build_id,
+                    &NewToken {
+                        user_id,
+                        org_id,
+                        label,
+                        token_hash: crate::identity::hash_token(&secret),
+                        scope,
+                        repositories,
+                        created_at: now,
+                        expires_at: Some(expires),
+                    },
+                )
                 .await?;
             tokens.ids.push(record.id);
-            // What a restart after a crash revokes, should this process die first.
-            let ids: Vec<String> = tokens.ids.iter().map(i64::to_string).collect();
-            let _ = std::fs::write(
-                self.settings
-                    .work_dir
-                    .join(format!("build-{build_id}"))
-                    .join(TOKENS_FILE),
-                ids.join("\n"),
-            );
             out.push((login.clone(), secret));
         }
         let push = out.pop().unwrap_or_default();
@@ -910,6 +962,28 @@ impl Builds {
         .await
         .map_err(|e| Stop::Failed(format!("the build's supervisor failed: {e}")))?;
         outcome
+    }
+}
+
+/// Runs `work` until it ends, or until the build is cancelled or out of time.
+async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<T, Stop> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if Instant::now() >= deadline {
+                    return Err(Stop::TimedOut);
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Err(Stop::Cancelled);
+                }
+            }
+        }
     }
 }
 

@@ -30,6 +30,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_build_platforms.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_build_tokens.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).
