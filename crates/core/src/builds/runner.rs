@@ -72,11 +72,20 @@ impl JobHandler for RunBuild {
             return Ok(JobOutcome::Done);
         }
         let build = builds.store.build(build.id).await?.unwrap_or(build);
-        let (status, digest, reason, log) = builds.execute(&build).await;
-        builds
+        let (status, digest, reason, log, leftovers) = builds.execute(&build).await;
+        let finished = builds
             .finish(&build, status, digest.as_deref(), reason.as_deref(), &log)
-            .await
-            .map_err(|e| JobError::Retry(e.to_string()))?;
+            .await;
+        // The images are the cache's to keep by their layers; the tags go, after the
+        // status is out (each is a buildah run).
+        let _ = tokio::task::spawn_blocking(move || {
+            for (buildah, images) in &leftovers.images {
+                buildah.remove_images(images);
+            }
+            let _ = std::fs::remove_dir_all(&leftovers.work);
+        })
+        .await;
+        finished.map_err(|e| JobError::Retry(e.to_string()))?;
         Ok(JobOutcome::Done)
     }
 }
@@ -156,30 +165,42 @@ impl Buildah {
     }
 }
 
-/// Tokens created for one build, revoked when it ends.
-struct BuildTokens {
-    ids: Vec<i64>,
+/// What a build leaves to tidy once its status is recorded: the images it tagged (their
+/// layers stay, as the cache) and its work directory. Done after the finish, so that the
+/// build is reported as soon as its push is.
+struct Leftovers {
+    work: PathBuf,
+    images: Vec<(Buildah, Vec<String>)>,
 }
 
 impl Builds {
-    /// Runs the build; returns its final status, digest, reason and log.
+    /// Runs the build; returns its final status, digest, reason and log, and what to tidy
+    /// once they are recorded.
     async fn execute(
         &self,
         build: &BuildRecord,
-    ) -> (BuildStatus, Option<String>, Option<String>, String) {
+    ) -> (
+        BuildStatus,
+        Option<String>,
+        Option<String>,
+        String,
+        Leftovers,
+    ) {
         let log: SharedLog = Arc::new(Mutex::new(BuildLog::new(self.settings.log_limit)));
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + self.settings.timeout;
         let work = self.settings.work_dir.join(format!("build-{}", build.id));
-        let mut tokens = BuildTokens { ids: Vec::new() };
+        let mut leftovers = Leftovers {
+            work: work.clone(),
+            images: Vec::new(),
+        };
         let watcher = self.watch(build.id, log.clone(), stop.clone());
         let started = Instant::now();
         let result = self
-            .steps(build, &work, &log, &stop, deadline, &mut tokens)
+            .steps(build, &work, &log, &stop, deadline, &mut leftovers)
             .await;
+        // The build's tokens are revoked by the finish, in its transaction.
         watcher.abort();
-        self.revoke(&tokens).await;
-        let _ = std::fs::remove_dir_all(&work);
         let (status, digest, reason) = match result {
             Ok(digest) => (BuildStatus::Succeeded, Some(digest), None),
             Err(Stop::Cancelled) => (
@@ -213,7 +234,7 @@ impl Builds {
             Ok(log) => log.into_inner().map(BuildLog::finish).unwrap_or_default(),
             Err(log) => log.lock().map(|l| l.text().to_owned()).unwrap_or_default(),
         };
-        (status, digest, reason, text)
+        (status, digest, reason, text, leftovers)
     }
 
     /// Saves the log while the build runs and turns a cancellation asked for (by any
@@ -246,7 +267,7 @@ impl Builds {
         log: &SharedLog,
         stop: &Arc<AtomicBool>,
         deadline: Instant,
-        tokens: &mut BuildTokens,
+        leftovers: &mut Leftovers,
     ) -> Result<String, Stop> {
         let failed = |what: &str, e: &dyn std::fmt::Display| Stop::Failed(format!("{what}: {e}"));
         let repo = build.repository.clone();
@@ -361,7 +382,7 @@ impl Builds {
 
         // 3. Credentials for this build alone.
         let (pull, push) = self
-            .build_tokens(&source.created_by, &repo, build.id, tokens)
+            .build_tokens(&source.created_by, &repo, build.id)
             .await
             .map_err(|e| failed("creating the build's registry tokens", &e))?;
         if let Ok(mut log) = log.lock() {
@@ -447,7 +468,8 @@ impl Builds {
         // assembled from.
         let layout = work.join("platforms");
         // Per platform: its storage, and the names it made (the last is the one to push).
-        let mut built_images: Vec<(Buildah, Vec<String>)> = Vec::new();
+        // They are the leftovers' from the start: untagged whatever happens next.
+        let built_images = &mut leftovers.images;
         let mut problems: Vec<String> = Vec::new();
         for platform in &targets {
             let storage = match platform {
@@ -483,9 +505,6 @@ impl Builds {
             }
         }
         if !problems.is_empty() {
-            for (buildah, images) in &built_images {
-                buildah.remove_images(images);
-            }
             // As `docker buildx build --platform ... --push` does: a tag never names an
             // index that lacks a platform the rule asked for.
             return Err(Stop::Failed(format!(
@@ -499,13 +518,18 @@ impl Builds {
         // 5. Push every tag with the repository's own token: the image, or an index of
         // the platforms' images that Berth assembles itself (see `index`).
         if targets.len() > 1 {
-            let pushed = self
-                .push_index(build, &registry, &push, &built_images, &targets, &layout, &recipe, &step)
+            return self
+                .push_index(
+                    build,
+                    &registry,
+                    &push,
+                    built_images,
+                    &targets,
+                    &layout,
+                    &recipe,
+                    &step,
+                )
                 .await;
-            for (buildah, images) in &built_images {
-                buildah.remove_images(images);
-            }
-            return pushed;
         }
         let digest_file = work.join("digest");
         let mut digest = String::new();
@@ -549,10 +573,6 @@ impl Builds {
                 .map(|d| d.trim().to_owned())
                 .map_err(|e| failed("reading the pushed digest", &e))?;
             say(log, &format!("[berth] pushed {repo}:{tag} {digest}"));
-        }
-        // The images are the cache's to keep by their layers; the tags go.
-        for (buildah, images) in &built_images {
-            buildah.remove_images(images);
         }
         Ok(digest)
     }
@@ -711,7 +731,15 @@ impl Builds {
         // build's revision): only then are they set on a commit of it, which costs a copy
         // of its file system on vfs.
         let mut inspect = buildah.command(&["inspect", "--type", "image", &built]);
+        let inspected = Instant::now();
         let found = inspect_annotations(&mut inspect, env, work).await;
+        say(
+            log,
+            &format!(
+                "[berth] (buildah inspect: {:.2} s)",
+                inspected.elapsed().as_secs_f64()
+            ),
+        );
         let annotated_already = recipe
             .annotations
             .iter()
@@ -819,7 +847,6 @@ impl Builds {
         created_by: &i64,
         repo: &str,
         build_id: i64,
-        tokens: &mut BuildTokens,
     ) -> Result<((String, String), (String, String)), Error> {
         let namespace = repo.split('/').next().unwrap_or(repo);
         let record = self
@@ -866,8 +893,7 @@ impl Builds {
             let secret = secret?;
             // Recorded as the build's in the same transaction: whichever node ends the
             // build (this one, or another after this one died) revokes it.
-            let record = self
-                .store
+            self.store
                 .create_build_token(
                     build_id,
                     &NewToken {
@@ -882,7 +908,6 @@ impl Builds {
                     },
                 )
                 .await?;
-            tokens.ids.push(record.id);
             out.push((login.clone(), secret));
         }
         let push = out.pop().unwrap_or_default();
@@ -900,14 +925,6 @@ impl Builds {
             }
         }
         Ok(None)
-    }
-
-    async fn revoke(&self, tokens: &BuildTokens) {
-        for id in &tokens.ids {
-            if let Err(err) = self.store.revoke_token(*id, self.now()).await {
-                tracing::warn!(token = id, error = %err, "could not revoke a build token");
-            }
-        }
     }
 
     /// Runs one program to its end, its output into the log; stops it (its whole process
