@@ -701,7 +701,10 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     // processes are gone, its push token is revoked, and no tag was pushed.
     let deadline = Instant::now() + DEADLINE;
     while sleeping_processes(&slow) == 0 {
-        assert!(Instant::now() < deadline, "the second build's buildah never started");
+        assert!(
+            Instant::now() < deadline,
+            "the second build's buildah never started"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let second_work = tmp.path().join("builds").join(format!("build-{second}"));

@@ -349,14 +349,14 @@ fn hello_program(arch: &str) -> Vec<u8> {
     let (machine, mut code): (u16, Vec<u8>) = match arch {
         "arm64" => {
             let words = [
-                0xD280_0020u32,          // mov x0, #1 (stdout)
-                0x1000_00E1,             // adr x1, message (28 bytes on)
+                0xD280_0020u32,           // mov x0, #1 (stdout)
+                0x1000_00E1,              // adr x1, message (28 bytes on)
                 0xD280_0002 | (len << 5), // mov x2, #len
-                0xD280_0808,             // mov x8, #64 (write)
-                0xD400_0001,             // svc #0
-                0xD280_0000,             // mov x0, #0
-                0xD280_0BA8,             // mov x8, #93 (exit)
-                0xD400_0001,             // svc #0
+                0xD280_0808,              // mov x8, #64 (write)
+                0xD400_0001,              // svc #0
+                0xD280_0000,              // mov x0, #0
+                0xD280_0BA8,              // mov x8, #93 (exit)
+                0xD400_0001,              // svc #0
             ];
             (0xB7, words.iter().flat_map(|w| w.to_le_bytes()).collect())
         }

@@ -218,7 +218,10 @@ async fn only_builds_whose_node_is_gone_are_failed() {
     );
     for id in &tokens {
         let token = second.token_by_id(*id).await.unwrap().unwrap();
-        assert_eq!(token.revoked_at, None, "a live node's build keeps its tokens");
+        assert_eq!(
+            token.revoked_at, None,
+            "a live node's build keeps its tokens"
+        );
     }
 
     // The first node dies: its lock goes with its connection.

@@ -52,7 +52,9 @@ fn read_small(layout: &Path, digest: &Digest) -> Result<Vec<u8>, String> {
     }
     let bytes = std::fs::read(&path).map_err(|e| format!("reading {digest}: {e}"))?;
     if Digest::of(digest.algorithm(), &bytes) != *digest {
-        return Err(format!("the layout's blob {digest} does not match its digest"));
+        return Err(format!(
+            "the layout's blob {digest} does not match its digest"
+        ));
     }
     Ok(bytes)
 }
@@ -108,7 +110,10 @@ pub(super) fn index_of(images: &[LayoutImage], annotations: &[(&str, String)]) -
         .iter()
         .map(|image| {
             let mut platform = Map::new();
-            platform.insert("architecture".into(), image.platform.architecture.clone().into());
+            platform.insert(
+                "architecture".into(),
+                image.platform.architecture.clone().into(),
+            );
             platform.insert("os".into(), image.platform.os.clone().into());
             if let Some(variant) = &image.platform.variant {
                 platform.insert("variant".into(), variant.clone().into());
@@ -185,9 +190,19 @@ pub(super) async fn push(
                 .await
                 .map_err(|e| format!("pushing {digest} to {repo}: {e}"))?;
         }
-        dest.put_manifest(repo, &image.digest.to_string(), &image.media_type, &image.manifest)
-            .await
-            .map_err(|e| format!("pushing the {} image to {repo}: {e}", platform_name(&image.platform)))?;
+        dest.put_manifest(
+            repo,
+            &image.digest.to_string(),
+            &image.media_type,
+            &image.manifest,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "pushing the {} image to {repo}: {e}",
+                platform_name(&image.platform)
+            )
+        })?;
         say(&format!(
             "[berth] pushed the {} image {}",
             platform_name(&image.platform),
@@ -274,7 +289,10 @@ mod tests {
         let index = index_of(
             &images,
             &[
-                ("org.opencontainers.image.source", "https://git.example/app.git".into()),
+                (
+                    "org.opencontainers.image.source",
+                    "https://git.example/app.git".into(),
+                ),
                 ("org.opencontainers.image.revision", "abc123".into()),
             ],
         );

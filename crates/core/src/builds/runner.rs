@@ -623,7 +623,9 @@ impl Builds {
         let images = index::read_layout(layout, &names).map_err(Stop::Failed)?;
         let body = index::index_of(&images, &recipe.annotations);
         let client = self.registry_client.as_ref().ok_or_else(|| {
-            Stop::Failed("this server has no registry client to push a multi-platform index with".into())
+            Stop::Failed(
+                "this server has no registry client to push a multi-platform index with".into(),
+            )
         })?;
         let scheme = if self.registry_tls.load(Ordering::SeqCst) {
             "https"

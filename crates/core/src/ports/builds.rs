@@ -24,8 +24,8 @@
 //!   build's tokens in the same transaction (the caller has found that no live node runs
 //!   them: see `Builds::fail_interrupted`; the node that made the tokens may be gone).
 
-use super::jobs::NewJob;
 use super::identity::{NewToken, TokenRecord};
+use super::jobs::NewJob;
 use super::meta::MetaError;
 use crate::builds::{BuildRecord, BuildRule, BuildStatus, NewBuild, RuleSpec, StoredSource};
 use crate::events::NewEvent;

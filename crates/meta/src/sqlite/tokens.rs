@@ -29,7 +29,10 @@ fn token_from_row(row: &SqliteRow) -> TokenRecord {
 }
 
 /// Inserts `token` (on the pool, or in a caller's transaction).
-pub(super) async fn insert_token<'c, E>(executor: E, token: &NewToken) -> Result<TokenRecord, MetaError>
+pub(super) async fn insert_token<'c, E>(
+    executor: E,
+    token: &NewToken,
+) -> Result<TokenRecord, MetaError>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
