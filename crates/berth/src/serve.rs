@@ -218,6 +218,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             source,
         })?;
     // Builds push back through this listener, from this machine.
+    wired.state.builds.set_registry_tls(certificates.is_some());
     match listener.local_addr() {
         Ok(bound) if bound.ip().is_unspecified() => wired
             .state

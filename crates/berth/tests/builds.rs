@@ -698,7 +698,30 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     );
 
     // kill -9 of the server mid-build: after the restart the build is failed, its
-    // processes are gone, and no tag was pushed.
+    // processes are gone, its push token is revoked, and no tag was pushed.
+    let deadline = Instant::now() + DEADLINE;
+    while sleeping_processes(&slow) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second build's buildah never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second_work = tmp.path().join("builds").join(format!("build-{second}"));
+    let auth: Value =
+        serde_json::from_slice(&std::fs::read(second_work.join("push-auth.json")).unwrap())
+            .unwrap();
+    let second_push = format!(
+        "Basic {}",
+        auth["auths"][registry.as_str()]["auth"].as_str().unwrap()
+    );
+    assert_eq!(
+        start_upload(second_push.clone(), repo)
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     server.kill_hard();
     server.restart().await;
     let failed = finished(&server, second).await;
@@ -725,6 +748,18 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
     )
     .await;
     assert_eq!(status, 404, "no half-pushed tag");
+    let plain = reqwest::Client::new();
+    let refused = plain
+        .post(server.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .header("Authorization", second_push)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(
+        refused, 401,
+        "the interrupted build's push token is revoked when the build is failed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

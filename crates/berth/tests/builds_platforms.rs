@@ -1,8 +1,10 @@
 //! Automated builds for several platforms and from base images behind the Docker Hub
 //! mirror, through the real binary, git, buildah, skopeo and CNCF Distribution: a rule for
-//! `linux/amd64,linux/arm64` pushes an index of one image each; a Dockerfile that runs a
-//! program is refused for a platform the machine cannot run (no qemu-user-static handler)
-//! and pushes nothing, while the native platform listed alone builds; and
+//! `linux/amd64,linux/arm64` pushes an index of one image each, the index annotated with
+//! its source; a Dockerfile that runs a program is refused for a platform the machine
+//! cannot run (no qemu-user-static handler) and pushes nothing, while the native platform
+//! listed alone builds; where qemu-user-static's handler is registered, a program for the
+//! other platform runs in its RUN step and the build succeeds; and
 //! `FROM docker.io/library/...` (or a bare name) is pulled through Berth's pull-through
 //! cache of a Distribution standing in for Docker Hub.
 
@@ -116,14 +118,35 @@ fn raw_manifest(tmp: &Path, reference: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// This machine's architecture as OCI names it, and one it is not.
+/// The binfmt_misc handler qemu-user-static registers for an OCI architecture.
+fn qemu_handler(arch: &str) -> std::path::PathBuf {
+    let name = match arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        other => other,
+    };
+    Path::new("/proc/sys/fs/binfmt_misc").join(format!("qemu-{name}"))
+}
+
+/// Whether this machine runs `arch`'s programs through a registered, enabled qemu handler.
+fn qemu_runs(arch: &str) -> bool {
+    std::fs::read_to_string(qemu_handler(arch)).is_ok_and(|text| text.starts_with("enabled"))
+}
+
+/// This machine's architecture as OCI names it, and one it is not, preferring one with no
+/// qemu handler registered (for the refusal), with its ELF machine number.
 fn native_and_foreign() -> Option<(&'static str, &'static str, u16)> {
-    // The foreign one's ELF machine number, for a program this machine cannot run.
-    match std::env::consts::ARCH {
-        "x86_64" => Some(("amd64", "arm64", 0xB7)),
-        "aarch64" => Some(("arm64", "amd64", 0x3E)),
-        _ => None,
-    }
+    let (native, candidates): (&str, &[(&str, u16)]) = match std::env::consts::ARCH {
+        "x86_64" => ("amd64", &[("arm64", 0xB7), ("riscv64", 0xF3)]),
+        "aarch64" => ("arm64", &[("amd64", 0x3E), ("riscv64", 0xF3)]),
+        _ => return None,
+    };
+    let (foreign, machine) = candidates
+        .iter()
+        .copied()
+        .find(|(arch, _)| !qemu_handler(arch).exists())
+        .unwrap_or(candidates[0]);
+    Some((native, foreign, machine))
 }
 
 /// The first bytes of a 64-bit little-endian ELF executable for `machine`: the kernel
@@ -241,6 +264,31 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
     let mut want = vec![native.to_owned(), foreign.to_owned()];
     want.sort();
     assert_eq!(archs, want, "{raw}");
+    // The index itself says where it came from, as each image does.
+    let annotations = &raw["annotations"];
+    assert_eq!(
+        annotations["org.opencontainers.image.source"],
+        url.as_str(),
+        "{raw}"
+    );
+    assert_eq!(
+        annotations["org.opencontainers.image.revision"], index["commit"],
+        "{raw}"
+    );
+    assert_eq!(
+        annotations["org.opencontainers.image.ref.name"],
+        "refs/heads/main"
+    );
+    let head = server
+        .request(Method::HEAD, &format!("/v2/{repo}/manifests/index"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["docker-content-digest"].to_str().unwrap(),
+        index["digest"].as_str().unwrap(),
+        "the build reports the digest its tag names"
+    );
     for child in raw["manifests"].as_array().unwrap() {
         let image = raw_manifest(
             tmp.path(),
@@ -255,14 +303,7 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
 
     // A RUN of a program for a platform the machine cannot run: refused by name, nothing
     // pushed, while the native platform did build (its program ran: ldconfig's banner).
-    let handler = std::path::Path::new("/proc/sys/fs/binfmt_misc").join(format!(
-        "qemu-{}",
-        if foreign == "arm64" {
-            "aarch64"
-        } else {
-            "x86_64"
-        }
-    ));
+    let handler = qemu_handler(foreign);
     let runs = by_tag("runs");
     if handler.exists() {
         eprintln!(
@@ -298,6 +339,145 @@ async fn several_platforms_push_an_index_and_a_platform_the_machine_cannot_run_i
         raw["annotations"]["org.opencontainers.image.ref.name"],
         "refs/heads/main"
     );
+}
+
+/// A static ELF program for `arch` (amd64 or arm64) that prints `hello from ARCH` and exits
+/// 0: a few instructions written out by hand, since the tests have no cross compiler.
+fn hello_program(arch: &str) -> Vec<u8> {
+    let message = format!("hello from {arch}\n");
+    let len = message.len() as u32;
+    let (machine, mut code): (u16, Vec<u8>) = match arch {
+        "arm64" => {
+            let words = [
+                0xD280_0020u32,           // mov x0, #1 (stdout)
+                0x1000_00E1,              // adr x1, message (28 bytes on)
+                0xD280_0002 | (len << 5), // mov x2, #len
+                0xD280_0808,              // mov x8, #64 (write)
+                0xD400_0001,              // svc #0
+                0xD280_0000,              // mov x0, #0
+                0xD280_0BA8,              // mov x8, #93 (exit)
+                0xD400_0001,              // svc #0
+            ];
+            (0xB7, words.iter().flat_map(|w| w.to_le_bytes()).collect())
+        }
+        "amd64" => {
+            let mut code = vec![0xB8, 1, 0, 0, 0, 0xBF, 1, 0, 0, 0]; // mov eax, 1; mov edi, 1
+            code.extend([0x48, 0x8D, 0x35, 16, 0, 0, 0]); // lea rsi, [rip + 16]: the message
+            code.push(0xBA); // mov edx, len
+            code.extend(len.to_le_bytes());
+            code.extend([0x0F, 0x05]); // syscall (write)
+            code.extend([0xB8, 60, 0, 0, 0, 0x31, 0xFF, 0x0F, 0x05]); // exit(0)
+            (0x3E, code)
+        }
+        other => panic!("no hello program for {other}"),
+    };
+    code.extend(message.as_bytes());
+    const BASE: u64 = 0x40_0000;
+    const HEADERS: u64 = 64 + 56;
+    let total = HEADERS + code.len() as u64;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(16, 0);
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(machine.to_le_bytes());
+    elf.extend(1u32.to_le_bytes());
+    elf.extend((BASE + HEADERS).to_le_bytes()); // entry
+    elf.extend(64u64.to_le_bytes()); // program headers
+    elf.extend(0u64.to_le_bytes()); // no section headers
+    elf.extend(0u32.to_le_bytes());
+    for half in [64u16, 56, 1, 0, 0, 0] {
+        elf.extend(half.to_le_bytes());
+    }
+    elf.extend(1u32.to_le_bytes()); // PT_LOAD
+    elf.extend(5u32.to_le_bytes()); // read + execute
+    for word in [0, BASE, BASE, total, total, 0x1000] {
+        elf.extend(word.to_le_bytes());
+    }
+    elf.extend(code);
+    elf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_platform_builds_where_qemu_runs_its_programs() {
+    if !tools_present(&["git", "buildah", "skopeo"], "git buildah skopeo") {
+        return;
+    }
+    let (native, foreign) = match std::env::consts::ARCH {
+        "x86_64" => ("amd64", "arm64"),
+        "aarch64" => ("arm64", "amd64"),
+        _ => {
+            eprintln!("\n!!! SKIPPED: the qemu test knows amd64 and arm64 machines only !!!\n");
+            return;
+        }
+    };
+    if !qemu_runs(foreign) {
+        eprintln!(
+            "\n!!! SKIPPED: no enabled qemu-user-static handler {} on this machine, so it \
+             cannot run {foreign} programs (apt-get install -y qemu-user-static; mount -t \
+             binfmt_misc none /proc/sys/fs/binfmt_misc; register /usr/lib/binfmt.d/qemu-*.conf \
+             in /proc/sys/fs/binfmt_misc/register: scripts/test does it where the machine \
+             allows) !!!\n",
+            qemu_handler(foreign).display()
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let native_name = format!("hello-{native}");
+    let foreign_name = format!("hello-{foreign}");
+    let url = git_repository(
+        tmp.path(),
+        &[
+            (
+                "Dockerfile",
+                b"FROM scratch\nARG TARGETARCH\nCOPY hello-${TARGETARCH} /hello\nRUN [\"/hello\"]\n",
+            ),
+            (&native_name, &hello_program(native)),
+            (&foreign_name, &hello_program(foreign)),
+        ],
+    );
+    let server = TestServer::spawn_with(SpawnOptions::default().env(
+        "BERTH_BUILD_DIR",
+        tmp.path().join("builds").to_str().unwrap(),
+    ))
+    .await;
+    let dir = server.data_dir().unwrap().to_owned();
+    let repo = "admin/emulated";
+    berth_ok(&dir, &["build", "source", "set", repo, "--git", &url]);
+    berth_ok(
+        &dir,
+        &[
+            "build",
+            "rule",
+            "add",
+            repo,
+            "--type",
+            "branch",
+            "--source",
+            "main",
+            "--tag",
+            "both",
+            "--platform",
+            &format!("linux/{native},linux/{foreign}"),
+        ],
+    );
+    let builds = build_main(&server, repo).await;
+    let build = &builds[0];
+    assert_eq!(build["status"], "succeeded", "{}", build["log"]);
+    let log = build["log"].as_str().unwrap();
+    // Each platform's RUN ran its own program: the foreign one through qemu.
+    assert!(log.contains(&format!("hello from {foreign}")), "{log}");
+    assert!(log.contains(&format!("hello from {native}")), "{log}");
+    let registry = server.base().trim_start_matches("http://").to_owned();
+    let raw = raw_manifest(tmp.path(), &format!("{registry}/{repo}:both"));
+    let mut archs: Vec<&str> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    archs.sort();
+    let mut want = vec![native, foreign];
+    want.sort();
+    assert_eq!(archs, want, "{raw}");
 }
 
 /// CNCF Distribution on a free loopback port, storing under `dir`; killed on drop.

@@ -50,7 +50,8 @@ pub struct Parts {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// The `[[mirror]]` entries with the clients that reach their upstreams.
     pub mirrors: Vec<Mirror>,
-    /// How replication reaches the registries it copies to.
+    /// How replication reaches the registries it copies to (and a multi-platform build
+    /// this server's own registry, to push the index it assembles).
     pub replication: Arc<dyn Connector>,
     /// What keeps a collection or a build to one node: PostgreSQL's advisory locks when
     /// several nodes share the database, [`berth_core::ports::ProcessLocks`] otherwise.
@@ -160,7 +161,7 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
     let replications = Replications::new(
         meta.clone(),
         blobs.clone(),
-        replication,
+        replication.clone(),
         seal.clone(),
         clock.clone(),
         wake.clone(),
@@ -212,7 +213,9 @@ pub async fn wire(parts: Parts) -> Result<Wired> {
         wake.clone(),
         settings.builds.clone(),
     )
-    .with_locks(locks);
+    .with_locks(locks)
+    // A multi-platform build pushes the index it assembles as any registry client would.
+    .with_registry_client(replication);
     let mut runner = Runner::new(meta.clone(), clock.clone(), settings.runner.clone(), wake);
     let public_url = settings
         .public_url

@@ -3,18 +3,25 @@
 //! PostgreSQL is not installed, required under `CI=true`). At most `max` rules even when two
 //! nodes add them together, a build and its job in one transaction (a build born failed has
 //! none), a start that only one of two nodes wins, a finish that records its event once,
-//! the cancellation flag, interrupted builds failed at start, and a deleted repository that
-//! takes its source, rules and builds along.
+//! the cancellation flag, interrupted builds failed at start (by any node), a build's tokens
+//! revoked however it ends, and a deleted repository that takes its source, rules and
+//! builds along.
 
 use berth_core::builds::{BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource};
 use berth_core::events::{EventKind, NewEvent};
-use berth_core::ports::{BuildStore, EventLog, JobQueue, NewJob, RepositoryAccess};
+use berth_core::ports::{
+    AccessTokens, Accounts, BuildStore, EventLog, JobQueue, NewJob, NewToken, NewUser,
+    RepositoryAccess,
+};
 use std::sync::Arc;
 
 const REPO: &str = "alice/app";
 
-trait Store: BuildStore + EventLog + JobQueue + RepositoryAccess {}
-impl<T> Store for T where T: BuildStore + EventLog + JobQueue + RepositoryAccess {}
+trait Store: BuildStore + EventLog + JobQueue + RepositoryAccess + Accounts + AccessTokens {}
+impl<T> Store for T where
+    T: BuildStore + EventLog + JobQueue + RepositoryAccess + Accounts + AccessTokens
+{
+}
 
 mod common;
 
@@ -201,6 +208,101 @@ async fn rules_stop_at_the_limit_even_when_added_together() {
         assert!(!meta.delete_build_source(REPO).await.unwrap(), "{name}");
         assert!(meta.build_rules(REPO).await.unwrap().is_empty(), "{name}");
         assert!(meta.build_source(REPO).await.unwrap().is_none(), "{name}");
+    }
+}
+
+fn token(user_id: i64, label: &str) -> NewToken {
+    NewToken {
+        user_id,
+        org_id: None,
+        label: label.into(),
+        token_hash: format!("hash of {label}"),
+        scope: "repo:write".into(),
+        repositories: vec![REPO.into()],
+        created_at: 10,
+        expires_at: Some(4_000),
+    }
+}
+
+#[tokio::test]
+async fn a_build_s_tokens_are_revoked_however_it_ends() {
+    for backend in backends("a_build_s_tokens_are_revoked_however_it_ends").await {
+        let name = backend.name;
+        eprintln!("{name}: a_build_s_tokens_are_revoked_however_it_ends");
+        let meta = backend.node.clone();
+        let alice = meta
+            .create_user(&NewUser {
+                name: "alice".into(),
+                password_hash: "hash".into(),
+                is_admin: false,
+                now: 1,
+            })
+            .await
+            .unwrap();
+        let revoked_at = |id: i64| {
+            let meta = meta.clone();
+            async move { meta.token_by_id(id).await.unwrap().unwrap().revoked_at }
+        };
+
+        // A build that finishes: its tokens go with the finish.
+        let finished = meta.queue_build(&build(None), &job()).await.unwrap();
+        assert!(meta.start_build(finished.id, 20).await.unwrap());
+        let pull = meta
+            .create_build_token(finished.id, &token(alice, "finished pull"))
+            .await
+            .unwrap();
+        let push = meta
+            .create_build_token(finished.id, &token(alice, "finished push"))
+            .await
+            .unwrap();
+        assert_eq!(revoked_at(push.id).await, None, "{name}");
+        assert!(meta
+            .finish_build(
+                finished.id,
+                BuildStatus::Succeeded,
+                Some("sha256:aa"),
+                None,
+                "ok",
+                30,
+                &event(finished.id)
+            )
+            .await
+            .unwrap());
+        assert_eq!(revoked_at(pull.id).await, Some(30), "{name}");
+        assert_eq!(revoked_at(push.id).await, Some(30), "{name}");
+
+        // A build whose node died, failed by another node (which never saw its work
+        // directory): its tokens are revoked by that failing; another build's and the
+        // user's own tokens stay.
+        let orphan = meta.queue_build(&build(None), &job()).await.unwrap();
+        assert!(backend.other_node.start_build(orphan.id, 40).await.unwrap());
+        let orphan_push = backend
+            .other_node
+            .create_build_token(orphan.id, &token(alice, "orphan push"))
+            .await
+            .unwrap();
+        let live = meta.queue_build(&build(None), &job()).await.unwrap();
+        assert!(meta.start_build(live.id, 41).await.unwrap());
+        let live_push = meta
+            .create_build_token(live.id, &token(alice, "live push"))
+            .await
+            .unwrap();
+        let own = meta.create_token(&token(alice, "own")).await.unwrap();
+        let failed = meta
+            .fail_interrupted_builds(&[orphan.id], "the server stopped", 50)
+            .await
+            .unwrap();
+        assert_eq!(failed, vec![orphan.id], "{name}");
+        assert_eq!(revoked_at(orphan_push.id).await, Some(50), "{name}");
+        assert_eq!(revoked_at(live_push.id).await, None, "{name}");
+        assert_eq!(revoked_at(own.id).await, None, "{name}");
+        // Failing it again (another node's sweep) changes nothing.
+        assert!(meta
+            .fail_interrupted_builds(&[orphan.id], "the server stopped", 60)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(revoked_at(orphan_push.id).await, Some(50), "{name}");
     }
 }
 

@@ -1,7 +1,8 @@
 //! Cluster locks on a real PostgreSQL, with two nodes (two pools) on one database: a lock
 //! has one holder across the nodes, a garbage collection runs on one node at a time, and a
 //! node's start or poll fails only the builds whose node is gone, never one another live
-//! node runs. Skipped loudly without PostgreSQL, required under `CI=true`.
+//! node runs, and revokes the registry tokens the gone node made for them. Skipped loudly
+//! without PostgreSQL, required under `CI=true`.
 
 use berth_core::access::PolicyAuthorizer;
 use berth_core::builds::{
@@ -10,7 +11,8 @@ use berth_core::builds::{
 use berth_core::lifecycle::gc::GcError;
 use berth_core::lifecycle::{Collector, GcOptions};
 use berth_core::ports::{
-    build_lock, BuildStore, ClusterLocks, MetaStore, NewJob, RepositoryAccess, COLLECTION_LOCK,
+    build_lock, AccessTokens, Accounts, BuildStore, ClusterLocks, MetaStore, NewJob, NewToken,
+    NewUser, RepositoryAccess, COLLECTION_LOCK,
 };
 use berth_core::registry::RegistryOptions;
 use berth_core::webhooks::SealKey;
@@ -160,6 +162,37 @@ async fn only_builds_whose_node_is_gone_are_failed() {
         .unwrap()
         .unwrap();
     assert!(first.start_build(queued.id, 20).await.unwrap());
+    // Its pull and push tokens, made on the first node: the second never sees the first's
+    // work directory (another machine's, in a cluster).
+    let alice = first
+        .create_user(&NewUser {
+            name: "alice".into(),
+            password_hash: "hash".into(),
+            is_admin: false,
+            now: 1,
+        })
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for (scope, label) in [("repo:read", "pull"), ("repo:write", "push")] {
+        let token = first
+            .create_build_token(
+                queued.id,
+                &NewToken {
+                    user_id: alice,
+                    org_id: None,
+                    label: format!("build {} {label}", queued.id),
+                    token_hash: format!("hash of the {label} token"),
+                    scope: scope.into(),
+                    repositories: vec![],
+                    created_at: 20,
+                    expires_at: Some(20 + 3_600 + 600),
+                },
+            )
+            .await
+            .unwrap();
+        tokens.push(token.id);
+    }
 
     // The second node starts (or polls) meanwhile.
     let work = tempfile::tempdir().unwrap();
@@ -183,6 +216,13 @@ async fn only_builds_whose_node_is_gone_are_failed() {
         BuildStatus::Running,
         "a build another live node runs is left alone"
     );
+    for id in &tokens {
+        let token = second.token_by_id(*id).await.unwrap().unwrap();
+        assert_eq!(
+            token.revoked_at, None,
+            "a live node's build keeps its tokens"
+        );
+    }
 
     // The first node dies: its lock goes with its connection.
     drop(running_on_first);
@@ -206,4 +246,13 @@ async fn only_builds_whose_node_is_gone_are_failed() {
         "{:?}",
         build.reason
     );
+    for id in &tokens {
+        let token = second.token_by_id(*id).await.unwrap().unwrap();
+        assert!(
+            token.revoked_at.is_some(),
+            "the dead node's build token {} is revoked when its build is failed, not left \
+             until it expires",
+            token.label
+        );
+    }
 }

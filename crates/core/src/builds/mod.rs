@@ -12,6 +12,7 @@
 
 pub mod deploy_key;
 pub mod hooks;
+mod index;
 pub mod log;
 pub mod poll;
 pub mod rules;
@@ -29,11 +30,13 @@ use crate::events::{data_of, EventKind, NewEvent};
 use crate::identity::Acting;
 use crate::jobs::Wake;
 use crate::ports::{build_lock, ClusterLocks, MetaStore, NewJob, Permission, ProcessLocks};
+use crate::replication::Connector;
 use crate::webhooks::SealKey;
 use berth_oci::RepoName;
 use hooks::{HookRequest, Provider};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -311,6 +314,11 @@ pub struct Builds {
     /// Where buildah reaches this server's registry (`127.0.0.1:PORT`), known once the
     /// listener is bound.
     pub(crate) registry_address: Arc<OnceLock<String>>,
+    /// Whether that listener speaks TLS (the index pusher must know; buildah tries both).
+    pub(crate) registry_tls: Arc<AtomicBool>,
+    /// How a multi-platform build pushes the index it assembles (an HTTP registry client);
+    /// None: such builds fail, saying so.
+    pub(crate) registry_client: Option<Arc<dyn Connector>>,
     pub(crate) running: Arc<tokio::sync::Semaphore>,
     /// Held by the node running a build (see [`build_lock`]): a build whose lock is free
     /// is running nowhere.
@@ -336,8 +344,16 @@ impl Builds {
             running: Arc::new(tokio::sync::Semaphore::new(settings.concurrency.max(1))),
             settings: Arc::new(settings),
             registry_address: Arc::new(OnceLock::new()),
+            registry_tls: Arc::new(AtomicBool::new(false)),
+            registry_client: None,
             locks: Arc::new(ProcessLocks::default()),
         }
+    }
+
+    /// Gives the builder the registry client a multi-platform build pushes its index with.
+    pub fn with_registry_client(mut self, client: Arc<dyn Connector>) -> Builds {
+        self.registry_client = Some(client);
+        self
     }
 
     /// Tells this node which builds other nodes run (the default, [`ProcessLocks`],
@@ -350,6 +366,12 @@ impl Builds {
     /// Tells the builder where the registry listens (`host:port`); builds wait for it.
     pub fn set_registry_address(&self, address: &str) {
         let _ = self.registry_address.set(address.to_owned());
+    }
+
+    /// Tells the builder that the registry's listener speaks TLS.
+    pub fn set_registry_tls(&self, tls: bool) {
+        self.registry_tls
+            .store(tls, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn settings(&self) -> &BuildSettings {
@@ -801,9 +823,10 @@ impl Builds {
     /// Fails the builds marked running whose runner is gone: its process died (a stop, a
     /// crash, a node killed), which frees the build's lock, so a build another live node
     /// runs is left alone. Each start runs it, and the recurring poll after it, so a dead
-    /// node's builds are failed by whichever node looks next. A build's tags move only when
-    /// its push's manifest commits, so none is left half-pushed; its half-done scratch is
-    /// removed when it is on this machine.
+    /// node's builds are failed by whichever node looks next, which revokes their registry
+    /// tokens in the same transaction. A build's tags move only when its push's manifest
+    /// commits, so none is left half-pushed; its half-done scratch is removed (and its
+    /// programs killed) when it is on this machine.
     pub async fn fail_interrupted(&self) -> Result<Vec<i64>> {
         let mut orphans = Vec::new();
         let mut holds = Vec::new();
@@ -828,7 +851,8 @@ impl Builds {
         for id in &failed {
             let work = self.settings.work_dir.join(format!("build-{id}"));
             // The programs of the build outlived the server (they run in their own process
-            // group): stop them, and revoke the tokens they held, before anything else runs.
+            // group): stop them. (The store revoked the build's tokens as it failed it, so a
+            // build that was running on another machine, out of reach here, holds none.)
             if let Some(pgid) = std::fs::read_to_string(work.join(runner::PGID_FILE))
                 .ok()
                 .and_then(|text| text.trim().parse::<u32>().ok())
@@ -848,13 +872,6 @@ impl Builds {
                     });
                 if ours {
                     runner::kill_group(pgid);
-                }
-            }
-            let tokens =
-                std::fs::read_to_string(work.join(runner::TOKENS_FILE)).unwrap_or_default();
-            for token in tokens.lines().filter_map(|l| l.trim().parse::<i64>().ok()) {
-                if let Err(err) = self.store.revoke_token(token, self.now()).await {
-                    tracing::warn!(token, error = %err, "could not revoke an interrupted build's token");
                 }
             }
             let _ = std::fs::remove_dir_all(work);

@@ -6,11 +6,13 @@
 //! group with a clean environment (none of Berth's settings, secrets or data directory),
 //! so a cancellation or the time limit kills all of them.
 
+use super::index;
 use super::log::BuildLog;
 use super::{BuildRecord, BuildStatus, Builds, CredentialKind};
 use crate::error::Error;
 use crate::jobs::{JobError, JobHandler, JobOutcome};
 use crate::ports::{build_lock, ClaimedJob, NamespaceOwner, NewToken, OWNERS_TEAM};
+use crate::replication::RemoteSpec;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -25,10 +27,10 @@ use std::time::{Duration, Instant};
 /// Runs one build.
 pub const BUILD_JOB: &str = "build.run";
 
-/// In a build's work directory: the process group of the program running now, and the ids
-/// of the build's tokens, for a restart after a crash to kill and revoke.
+/// In a build's work directory: the process group of the program running now, for a
+/// restart after a crash to kill. (The build's tokens are recorded with it in the
+/// database, so that any node can revoke them.)
 pub(super) const PGID_FILE: &str = "pgid";
-pub(super) const TOKENS_FILE: &str = "tokens";
 
 /// How soon a queued build looks again for a free slot (`build_concurrency`).
 const SLOT_WAIT: Duration = Duration::from_secs(2);
@@ -70,11 +72,20 @@ impl JobHandler for RunBuild {
             return Ok(JobOutcome::Done);
         }
         let build = builds.store.build(build.id).await?.unwrap_or(build);
-        let (status, digest, reason, log) = builds.execute(&build).await;
-        builds
+        let (status, digest, reason, log, leftovers) = builds.execute(&build).await;
+        let finished = builds
             .finish(&build, status, digest.as_deref(), reason.as_deref(), &log)
-            .await
-            .map_err(|e| JobError::Retry(e.to_string()))?;
+            .await;
+        // The images are the cache's to keep by their layers; the tags go, after the
+        // status is out (each is a buildah run).
+        let _ = tokio::task::spawn_blocking(move || {
+            for (buildah, images) in &leftovers.images {
+                buildah.remove_images(images);
+            }
+            let _ = std::fs::remove_dir_all(&leftovers.work);
+        })
+        .await;
+        finished.map_err(|e| JobError::Retry(e.to_string()))?;
         Ok(JobOutcome::Done)
     }
 }
@@ -154,30 +165,42 @@ impl Buildah {
     }
 }
 
-/// Tokens created for one build, revoked when it ends.
-struct BuildTokens {
-    ids: Vec<i64>,
+/// What a build leaves to tidy once its status is recorded: the images it tagged (their
+/// layers stay, as the cache) and its work directory. Done after the finish, so that the
+/// build is reported as soon as its push is.
+struct Leftovers {
+    work: PathBuf,
+    images: Vec<(Buildah, Vec<String>)>,
 }
 
 impl Builds {
-    /// Runs the build; returns its final status, digest, reason and log.
+    /// Runs the build; returns its final status, digest, reason and log, and what to tidy
+    /// once they are recorded.
     async fn execute(
         &self,
         build: &BuildRecord,
-    ) -> (BuildStatus, Option<String>, Option<String>, String) {
+    ) -> (
+        BuildStatus,
+        Option<String>,
+        Option<String>,
+        String,
+        Leftovers,
+    ) {
         let log: SharedLog = Arc::new(Mutex::new(BuildLog::new(self.settings.log_limit)));
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + self.settings.timeout;
         let work = self.settings.work_dir.join(format!("build-{}", build.id));
-        let mut tokens = BuildTokens { ids: Vec::new() };
+        let mut leftovers = Leftovers {
+            work: work.clone(),
+            images: Vec::new(),
+        };
         let watcher = self.watch(build.id, log.clone(), stop.clone());
         let started = Instant::now();
         let result = self
-            .steps(build, &work, &log, &stop, deadline, &mut tokens)
+            .steps(build, &work, &log, &stop, deadline, &mut leftovers)
             .await;
+        // The build's tokens are revoked by the finish, in its transaction.
         watcher.abort();
-        self.revoke(&tokens).await;
-        let _ = std::fs::remove_dir_all(&work);
         let (status, digest, reason) = match result {
             Ok(digest) => (BuildStatus::Succeeded, Some(digest), None),
             Err(Stop::Cancelled) => (
@@ -211,7 +234,7 @@ impl Builds {
             Ok(log) => log.into_inner().map(BuildLog::finish).unwrap_or_default(),
             Err(log) => log.lock().map(|l| l.text().to_owned()).unwrap_or_default(),
         };
-        (status, digest, reason, text)
+        (status, digest, reason, text, leftovers)
     }
 
     /// Saves the log while the build runs and turns a cancellation asked for (by any
@@ -244,7 +267,7 @@ impl Builds {
         log: &SharedLog,
         stop: &Arc<AtomicBool>,
         deadline: Instant,
-        tokens: &mut BuildTokens,
+        leftovers: &mut Leftovers,
     ) -> Result<String, Stop> {
         let failed = |what: &str, e: &dyn std::fmt::Display| Stop::Failed(format!("{what}: {e}"));
         let repo = build.repository.clone();
@@ -359,7 +382,7 @@ impl Builds {
 
         // 3. Credentials for this build alone.
         let (pull, push) = self
-            .build_tokens(&source.created_by, &repo, build.id, tokens)
+            .build_tokens(&source.created_by, &repo, build.id)
             .await
             .map_err(|e| failed("creating the build's registry tokens", &e))?;
         if let Ok(mut log) = log.lock() {
@@ -445,7 +468,8 @@ impl Builds {
         // assembled from.
         let layout = work.join("platforms");
         // Per platform: its storage, and the names it made (the last is the one to push).
-        let mut built_images: Vec<(Buildah, Vec<String>)> = Vec::new();
+        // They are the leftovers' from the start: untagged whatever happens next.
+        let built_images = &mut leftovers.images;
         let mut problems: Vec<String> = Vec::new();
         for platform in &targets {
             let storage = match platform {
@@ -481,9 +505,6 @@ impl Builds {
             }
         }
         if !problems.is_empty() {
-            for (buildah, images) in &built_images {
-                buildah.remove_images(images);
-            }
             // As `docker buildx build --platform ... --push` does: a tag never names an
             // index that lacks a platform the rule asked for.
             return Err(Stop::Failed(format!(
@@ -495,66 +516,29 @@ impl Builds {
         }
 
         // 5. Push every tag with the repository's own token: the image, or an index of
-        // the platforms' images.
+        // the platforms' images that Berth assembles itself (see `index`).
+        if targets.len() > 1 {
+            return self
+                .push_index(
+                    build,
+                    &registry,
+                    &push,
+                    built_images,
+                    &targets,
+                    &layout,
+                    &recipe,
+                    &step,
+                )
+                .await;
+        }
         let digest_file = work.join("digest");
         let mut digest = String::new();
-        let index = format!("localhost/berth-build-{}-index", build.id);
-        let index_buildah = Buildah {
-            program: self.settings.buildah.clone(),
-            storage: work.join("index"),
-        };
-        if targets.len() > 1 {
-            self.run(
-                "buildah manifest create",
-                &mut index_buildah.command(&["manifest", "create", &index]),
-                &env,
-                work,
-                log,
-                stop,
-                deadline,
-            )
-            .await?;
-            for ((buildah, images), platform) in built_images.iter().zip(&targets) {
-                let slug = platform_slug(platform.unwrap_or_default());
-                let in_layout = format!("oci:{}:{slug}", layout.display());
-                self.run(
-                    "buildah push (to the index's layout)",
-                    buildah
-                        .command(&["push", "--format", "oci", "--signature-policy"])
-                        .arg(&policy)
-                        .args(images.last())
-                        .arg(&in_layout),
-                    &env,
-                    work,
-                    log,
-                    stop,
-                    deadline,
-                )
-                .await?;
-                self.run(
-                    "buildah manifest add",
-                    &mut index_buildah.command(&["manifest", "add", &index, &in_layout]),
-                    &env,
-                    work,
-                    log,
-                    stop,
-                    deadline,
-                )
-                .await?;
-            }
-        }
         for tag in &build.tags {
             let target = format!("docker://{registry}/{repo}:{tag}");
-            let (mut push_cmd, what) = match built_images.as_slice() {
-                [(buildah, images)] => (
-                    buildah.command(&["push"]),
-                    images.last().map(String::as_str).unwrap_or_default(),
-                ),
-                _ => (
-                    index_buildah.command(&["manifest", "push", "--all"]),
-                    index.as_str(),
-                ),
+            let Some((buildah, images)) = built_images.first() else {
+                return Err(Stop::Failed("no image was built".into()));
             };
+            let mut push_cmd = buildah.command(&["push"]);
             push_cmd
                 .args([
                     "--tls-verify=false",
@@ -567,7 +551,7 @@ impl Builds {
                 .arg(&push_auth)
                 .arg("--digestfile")
                 .arg(&digest_file)
-                .arg(what)
+                .args(images.last())
                 .arg(&target);
             self.run(
                 "buildah push",
@@ -590,11 +574,105 @@ impl Builds {
                 .map_err(|e| failed("reading the pushed digest", &e))?;
             say(log, &format!("[berth] pushed {repo}:{tag} {digest}"));
         }
-        // The images are the cache's to keep by their layers; the tags go.
-        for (buildah, images) in &built_images {
-            buildah.remove_images(images);
-        }
         Ok(digest)
+    }
+
+    /// Writes each platform's image to the OCI layout `layout`, then pushes them and an
+    /// index of them, annotated with the source, under every tag of the build: the index's
+    /// digest. (buildah 1.28 cannot annotate an index itself, only its entries.)
+    #[allow(clippy::too_many_arguments)]
+    async fn push_index(
+        &self,
+        build: &BuildRecord,
+        registry: &str,
+        push: &(String, String),
+        built_images: &[(Buildah, Vec<String>)],
+        targets: &[Option<&str>],
+        layout: &Path,
+        recipe: &Recipe<'_>,
+        step: &Step<'_>,
+    ) -> Result<String, Stop> {
+        let Step {
+            env,
+            work,
+            log,
+            stop,
+            deadline,
+        } = *step;
+        let repo = &build.repository;
+        let mut names = Vec::new();
+        for ((buildah, images), platform) in built_images.iter().zip(targets) {
+            let slug = platform_slug(platform.unwrap_or_default());
+            let in_layout = format!("oci:{}:{slug}", layout.display());
+            self.run(
+                "buildah push (to the index's layout)",
+                buildah
+                    .command(&["push", "--format", "oci", "--signature-policy"])
+                    .arg(recipe.policy)
+                    .args(images.last())
+                    .arg(&in_layout),
+                env,
+                work,
+                log,
+                stop,
+                deadline,
+            )
+            .await?;
+            names.push(slug);
+        }
+        let images = index::read_layout(layout, &names).map_err(Stop::Failed)?;
+        let body = index::index_of(&images, &recipe.annotations);
+        let client = self.registry_client.as_ref().ok_or_else(|| {
+            Stop::Failed(
+                "this server has no registry client to push a multi-platform index with".into(),
+            )
+        })?;
+        let scheme = if self.registry_tls.load(Ordering::SeqCst) {
+            "https"
+        } else {
+            "http"
+        };
+        let dest = client
+            .connect(&RemoteSpec {
+                url: format!("{scheme}://{registry}"),
+                username: Some(push.0.clone()),
+                password: Some(push.1.clone()),
+                // The server's own listener, whatever certificate it has.
+                tls_verify: false,
+            })
+            .map_err(|e| Stop::Failed(format!("reaching the registry at {registry}: {e}")))?;
+        say(
+            log,
+            &format!(
+                "[berth] $ push the index of {} platforms to {repo}",
+                images.len()
+            ),
+        );
+        let started = Instant::now();
+        let lines = log.clone();
+        let report = move |line: &str| say(&lines, line);
+        let pushing = index::push(
+            dest.as_ref(),
+            repo,
+            layout,
+            &images,
+            &body,
+            &build.tags,
+            &report,
+        );
+        let pushed = until_stopped(pushing, stop, deadline).await?;
+        say(
+            log,
+            &format!(
+                "[berth] (push the index: {:.2} s)",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        let digest = pushed.map_err(|why| {
+            say(log, &format!("[berth] {why}"));
+            Stop::Failed(format!("pushing the index failed: {why}"))
+        })?;
+        Ok(digest.to_string())
     }
 
     /// Builds one image (for `platform`, or the machine's own) and sets the source
@@ -655,7 +733,15 @@ impl Builds {
         // build's revision): only then are they set on a commit of it, which costs a copy
         // of its file system on vfs.
         let mut inspect = buildah.command(&["inspect", "--type", "image", &built]);
+        let inspected = Instant::now();
         let found = inspect_annotations(&mut inspect, env, work).await;
+        say(
+            log,
+            &format!(
+                "[berth] (buildah inspect: {:.2} s)",
+                inspected.elapsed().as_secs_f64()
+            ),
+        );
         let annotated_already = recipe
             .annotations
             .iter()
@@ -763,7 +849,6 @@ impl Builds {
         created_by: &i64,
         repo: &str,
         build_id: i64,
-        tokens: &mut BuildTokens,
     ) -> Result<((String, String), (String, String)), Error> {
         let namespace = repo.split('/').next().unwrap_or(repo);
         let record = self
@@ -808,29 +893,23 @@ impl Builds {
             ),
         ] {
             let secret = secret?;
-            let record = self
-                .store
-                .create_token(&NewToken {
-                    user_id,
-                    org_id,
-                    label,
-                    token_hash: crate::identity::hash_token(&secret),
-                    scope,
-                    repositories,
-                    created_at: now,
-                    expires_at: Some(expires),
-                })
+            // Recorded as the build's in the same transaction: whichever node ends the
+            // build (this one, or another after this one died) revokes it.
+            self.store
+                .create_build_token(
+                    build_id,
+                    &NewToken {
+                        user_id,
+                        org_id,
+                        label,
+                        token_hash: crate::identity::hash_token(&secret),
+                        scope,
+                        repositories,
+                        created_at: now,
+                        expires_at: Some(expires),
+                    },
+                )
                 .await?;
-            tokens.ids.push(record.id);
-            // What a restart after a crash revokes, should this process die first.
-            let ids: Vec<String> = tokens.ids.iter().map(i64::to_string).collect();
-            let _ = std::fs::write(
-                self.settings
-                    .work_dir
-                    .join(format!("build-{build_id}"))
-                    .join(TOKENS_FILE),
-                ids.join("\n"),
-            );
             out.push((login.clone(), secret));
         }
         let push = out.pop().unwrap_or_default();
@@ -848,14 +927,6 @@ impl Builds {
             }
         }
         Ok(None)
-    }
-
-    async fn revoke(&self, tokens: &BuildTokens) {
-        for id in &tokens.ids {
-            if let Err(err) = self.store.revoke_token(*id, self.now()).await {
-                tracing::warn!(token = id, error = %err, "could not revoke a build token");
-            }
-        }
     }
 
     /// Runs one program to its end, its output into the log; stops it (its whole process
@@ -910,6 +981,28 @@ impl Builds {
         .await
         .map_err(|e| Stop::Failed(format!("the build's supervisor failed: {e}")))?;
         outcome
+    }
+}
+
+/// Runs `work` until it ends, or until the build is cancelled or out of time.
+async fn until_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<T, Stop> {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if Instant::now() >= deadline {
+                    return Err(Stop::TimedOut);
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Err(Stop::Cancelled);
+                }
+            }
+        }
     }
 }
 

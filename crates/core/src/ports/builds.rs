@@ -11,15 +11,20 @@
 //!   a rule that makes no valid tag) is stored finished, with no job.
 //! - `start_build` moves `queued` to `running` with a compare-and-set: of two runs of the
 //!   same job, one starts it and the other gets false.
+//! - `create_build_token` inserts an access token and records it as the build's in one
+//!   transaction, so no token of a build exists that its end would not revoke.
 //! - `finish_build` moves `running` (or `queued`) to a final status, stores the log, the
-//!   digest and the reason, and records the `build.completed` event, in one transaction;
-//!   false when the build was already final (finishing twice changes nothing).
+//!   digest and the reason, revokes the build's tokens, and records the `build.completed`
+//!   event, in one transaction; false when the build was already final (finishing twice
+//!   changes nothing).
 //! - `cancel_build` moves `queued` to `cancelled` at once (the job, when it runs, finds it
 //!   final and does nothing) and marks `running` for cancellation, which the builder polls.
 //! - `fail_interrupted_builds` marks those of the given builds still `running` `failed`
-//!   with `reason`, each in the same statement that checks it (the caller has found that
-//!   no live node runs them: see `Builds::fail_interrupted`).
+//!   with `reason`, each in the same statement that checks it, and revokes each failed
+//!   build's tokens in the same transaction (the caller has found that no live node runs
+//!   them: see `Builds::fail_interrupted`; the node that made the tokens may be gone).
 
+use super::identity::{NewToken, TokenRecord};
 use super::jobs::NewJob;
 use super::meta::MetaError;
 use crate::builds::{BuildRecord, BuildRule, BuildStatus, NewBuild, RuleSpec, StoredSource};
@@ -64,6 +69,8 @@ pub trait BuildStore: Send + Sync {
     async fn last_finished_build(&self, repository: &str) -> Result<Option<BuildRecord>>;
     /// See the module contract; `commit` is the commit resolved at the start.
     async fn start_build(&self, id: i64, now: i64) -> Result<bool>;
+    /// See the module contract: a token the build's programs use, revoked with the build.
+    async fn create_build_token(&self, build_id: i64, token: &NewToken) -> Result<TokenRecord>;
     /// Records what the build has learnt while running (the commit checked out).
     async fn note_build_commit(&self, id: i64, commit: &str) -> Result<()>;
     /// Replaces the running build's log (the live view reads it).

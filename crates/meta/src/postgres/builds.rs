@@ -7,9 +7,27 @@ use berth_core::builds::{
     BuildRecord, BuildRule, BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource,
 };
 use berth_core::events::NewEvent;
-use berth_core::ports::{BuildStore, MetaError, NewJob};
+use berth_core::ports::{BuildStore, MetaError, NewJob, NewToken, TokenRecord};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+
+/// Revokes the tokens made for the builds `ids` that are still live.
+async fn revoke_build_tokens(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    ids: &[i64],
+    now: i64,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE access_tokens SET revoked_at = $1 WHERE revoked_at IS NULL \
+         AND id IN (SELECT token_id FROM build_tokens WHERE build_id = ANY($2))",
+    )
+    .bind(now)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
 
 fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
@@ -352,6 +370,23 @@ impl BuildStore for PostgresMeta {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn create_build_token(
+        &self,
+        build_id: i64,
+        token: &NewToken,
+    ) -> Result<TokenRecord, MetaError> {
+        let mut tx = self.begin().await?;
+        let record = super::tokens::insert_token(&mut *tx, token).await?;
+        sqlx::query("INSERT INTO build_tokens (build_id, token_id) VALUES ($1, $2)")
+            .bind(build_id)
+            .bind(record.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(record)
+    }
+
     async fn note_build_commit(&self, id: i64, commit: &str) -> Result<(), MetaError> {
         sqlx::query("UPDATE builds SET commit_id = $1 WHERE id = $2")
             .bind(commit)
@@ -400,6 +435,7 @@ impl BuildStore for PostgresMeta {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        revoke_build_tokens(&mut tx, &[id], now).await?;
         record_event(&mut tx, event.clone(), now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
@@ -439,6 +475,7 @@ impl BuildStore for PostgresMeta {
         reason: &str,
         now: i64,
     ) -> Result<Vec<i64>, MetaError> {
+        let mut tx = self.begin().await?;
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE builds SET status = 'failed', reason = $1, finished_at = $2, \
              log = log || '[berth] ' || $1 || chr(10) \
@@ -447,9 +484,11 @@ impl BuildStore for PostgresMeta {
         .bind(reason)
         .bind(now)
         .bind(ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
+        revoke_build_tokens(&mut tx, &ids, now).await?;
+        tx.commit().await.map_err(backend)?;
         ids.sort_unstable();
         Ok(ids)
     }

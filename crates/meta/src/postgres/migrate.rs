@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_identity_across_nodes.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_build_tokens.sql"),
+    ),
 ];
 
 /// The advisory lock every node takes to migrate ("berth" in ASCII).

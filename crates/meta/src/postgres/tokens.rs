@@ -28,6 +28,34 @@ fn token_from_row(row: &PgRow) -> TokenRecord {
     }
 }
 
+/// Inserts `token` (on the pool, or in a caller's transaction).
+pub(super) async fn insert_token<'c, E>(
+    executor: E,
+    token: &NewToken,
+) -> Result<TokenRecord, MetaError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let repositories = (!token.repositories.is_empty()).then(|| join_lines(&token.repositories));
+    let row = sqlx::query(&format!(
+        "INSERT INTO access_tokens \
+         (user_id, org_id, label, token_hash, scope, repositories, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {TOKEN_COLUMNS}"
+    ))
+    .bind(token.user_id)
+    .bind(token.org_id)
+    .bind(&token.label)
+    .bind(&token.token_hash)
+    .bind(&token.scope)
+    .bind(repositories)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .fetch_one(executor)
+    .await
+    .map_err(backend)?;
+    Ok(token_from_row(&row))
+}
+
 impl PostgresMeta {
     /// Tokens matching `condition` on one id (`$1`), oldest first.
     async fn tokens_where(
@@ -49,25 +77,7 @@ impl PostgresMeta {
 #[async_trait::async_trait]
 impl AccessTokens for PostgresMeta {
     async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
-        let repositories =
-            (!token.repositories.is_empty()).then(|| join_lines(&token.repositories));
-        let row = sqlx::query(&format!(
-            "INSERT INTO access_tokens \
-             (user_id, org_id, label, token_hash, scope, repositories, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(token.user_id)
-        .bind(token.org_id)
-        .bind(&token.label)
-        .bind(&token.token_hash)
-        .bind(&token.scope)
-        .bind(repositories)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(token_from_row(&row))
+        insert_token(&self.pool, token).await
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, MetaError> {

@@ -7,9 +7,27 @@ use berth_core::builds::{
     BuildRecord, BuildRule, BuildStatus, CredentialKind, NewBuild, RefKind, RuleSpec, StoredSource,
 };
 use berth_core::events::NewEvent;
-use berth_core::ports::{BuildStore, MetaError, NewJob};
+use berth_core::ports::{BuildStore, MetaError, NewJob, NewToken, TokenRecord};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+
+/// Revokes the tokens made for build `id` that are still live; whether there were any.
+async fn revoke_build_tokens(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    id: i64,
+    now: i64,
+) -> Result<bool, MetaError> {
+    let done = sqlx::query(
+        "UPDATE access_tokens SET revoked_at = ? WHERE revoked_at IS NULL \
+         AND id IN (SELECT token_id FROM build_tokens WHERE build_id = ?)",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() > 0)
+}
 
 fn json(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
@@ -350,6 +368,23 @@ impl BuildStore for SqliteMeta {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn create_build_token(
+        &self,
+        build_id: i64,
+        token: &NewToken,
+    ) -> Result<TokenRecord, MetaError> {
+        let mut tx = super::begin_write(&self.write).await?;
+        let record = super::tokens::insert_token(&mut *tx, token).await?;
+        sqlx::query("INSERT INTO build_tokens (build_id, token_id) VALUES (?, ?)")
+            .bind(build_id)
+            .bind(record.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(record)
+    }
+
     async fn note_build_commit(&self, id: i64, commit: &str) -> Result<(), MetaError> {
         sqlx::query("UPDATE builds SET commit_id = ? WHERE id = ?")
             .bind(commit)
@@ -398,8 +433,12 @@ impl BuildStore for SqliteMeta {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        let revoked = revoke_build_tokens(&mut tx, id, now).await?;
         record_event(&mut tx, event.clone(), now).await?;
         tx.commit().await.map_err(backend)?;
+        if revoked {
+            self.credentials.bump();
+        }
         Ok(true)
     }
 
@@ -438,7 +477,9 @@ impl BuildStore for SqliteMeta {
         now: i64,
     ) -> Result<Vec<i64>, MetaError> {
         let mut failed = Vec::new();
+        let mut revoked_any = false;
         for id in ids {
+            let mut tx = super::begin_write(&self.write).await?;
             let done: Option<i64> = sqlx::query_scalar(
                 "UPDATE builds SET status = 'failed', reason = ?, finished_at = ?, \
                  log = log || '[berth] ' || ? || char(10) WHERE id = ? AND status = 'running' \
@@ -448,10 +489,17 @@ impl BuildStore for SqliteMeta {
             .bind(now)
             .bind(reason)
             .bind(id)
-            .fetch_optional(&self.write)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
+            if done.is_some() {
+                revoked_any |= revoke_build_tokens(&mut tx, *id, now).await?;
+            }
+            tx.commit().await.map_err(backend)?;
             failed.extend(done);
+        }
+        if revoked_any {
+            self.credentials.bump();
         }
         Ok(failed)
     }

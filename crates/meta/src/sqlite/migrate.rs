@@ -79,6 +79,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         25,
         include_str!("../../migrations/sqlite/0025_build_platforms.sql"),
     ),
+    (
+        27,
+        include_str!("../../migrations/sqlite/0027_build_tokens.sql"),
+    ),
 ];
 
 /// The schema version this build migrates databases to.

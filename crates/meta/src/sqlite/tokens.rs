@@ -28,6 +28,34 @@ fn token_from_row(row: &SqliteRow) -> TokenRecord {
     }
 }
 
+/// Inserts `token` (on the pool, or in a caller's transaction).
+pub(super) async fn insert_token<'c, E>(
+    executor: E,
+    token: &NewToken,
+) -> Result<TokenRecord, MetaError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let repositories = (!token.repositories.is_empty()).then(|| token.repositories.join("\n"));
+    let row = sqlx::query(&format!(
+        "INSERT INTO access_tokens \
+         (user_id, org_id, label, token_hash, scope, repositories, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
+    ))
+    .bind(token.user_id)
+    .bind(token.org_id)
+    .bind(&token.label)
+    .bind(&token.token_hash)
+    .bind(&token.scope)
+    .bind(repositories)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .fetch_one(executor)
+    .await
+    .map_err(backend)?;
+    Ok(token_from_row(&row))
+}
+
 impl SqliteMeta {
     /// Tokens matching `condition` on one id, oldest first.
     async fn tokens_where(
@@ -49,24 +77,7 @@ impl SqliteMeta {
 #[async_trait::async_trait]
 impl AccessTokens for SqliteMeta {
     async fn create_token(&self, token: &NewToken) -> Result<TokenRecord, MetaError> {
-        let repositories = (!token.repositories.is_empty()).then(|| token.repositories.join("\n"));
-        let row = sqlx::query(&format!(
-            "INSERT INTO access_tokens \
-             (user_id, org_id, label, token_hash, scope, repositories, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {TOKEN_COLUMNS}"
-        ))
-        .bind(token.user_id)
-        .bind(token.org_id)
-        .bind(&token.label)
-        .bind(&token.token_hash)
-        .bind(&token.scope)
-        .bind(repositories)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .fetch_one(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(token_from_row(&row))
+        insert_token(&self.write, token).await
     }
 
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, MetaError> {
