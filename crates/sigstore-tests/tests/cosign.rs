@@ -9,7 +9,8 @@
 //!
 //! The server is the workspace's `target/debug/berth` (or `BERTH_BIN`), which `scripts/test`
 //! builds before the tests; without it the tests skip with a loud notice, except under
-//! `CI=true`.
+//! `CI=true`. Compiled only with the crate's feature `sigstore` (`cargo nextest run -p
+//! berth-sigstore-tests --features sigstore`), for the build time it costs.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
