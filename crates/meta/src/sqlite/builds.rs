@@ -13,7 +13,7 @@ use sqlx::Row;
 
 /// Revokes the tokens made for build `id` that are still live; whether there were any.
 async fn revoke_build_tokens(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut super::WriteTx,
     id: i64,
     now: i64,
 ) -> Result<bool, MetaError> {
