@@ -8,10 +8,25 @@
 
 use super::links::namespace_of;
 use super::{backend, PostgresMeta};
-use berth_core::ports::{CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore};
+use berth_core::ports::{
+    CandidateWindow, Collection, LinkPrecheck, MetaError, Usage, UsageRepair, UsageStore,
+};
 use berth_oci::{Digest, RepoName};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
+
+/// The quota part of a [`LinkPrecheck`], from a row with the namespace's `bytes` and
+/// `quota` (NULL: none) and whether it `held` the blob.
+pub(super) fn quota_precheck(row: &PgRow) -> LinkPrecheck {
+    LinkPrecheck {
+        quota: row.get::<Option<i64>, _>("quota").map(|quota| Usage {
+            bytes: row.get::<Option<i64>, _>("bytes").unwrap_or(0).max(0) as u64,
+            quota: Some(quota.max(0) as u64),
+        }),
+        namespace_holds_blob: row.get::<Option<bool>, _>("held").unwrap_or(false),
+        collector_marks: None,
+    }
+}
 
 fn digest_and_size(row: &PgRow) -> Result<(Digest, u64), MetaError> {
     let digest: String = row.get("digest");
@@ -349,18 +364,7 @@ impl UsageStore for PostgresMeta {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let bytes = row.get::<i64, _>("bytes").max(0) as u64;
-        let quota = row
-            .get::<Option<i64>, _>("quota")
-            .map_or(u64::MAX, |q| q.max(0) as u64);
-        let held: bool = row.get("held");
-        if held || bytes.saturating_add(size) <= quota {
-            return Ok(None);
-        }
-        Ok(Some((bytes, quota)))
+        Ok(row.and_then(|row| quota_precheck(&row).over_quota(size)))
     }
 
     async fn recompute_usage(&self) -> Result<UsageRepair, MetaError> {

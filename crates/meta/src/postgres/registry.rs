@@ -2,6 +2,7 @@
 //! repositories, with the contracts `core/src/ports/meta.rs` states.
 
 use super::events::{record_event, record_events};
+use super::lifecycle::quota_precheck;
 use super::links::{
     ensure_repository, immutable_rules_on, link_checked, namespace_of, refuse_if_immutable,
     LinkSource,
@@ -11,7 +12,7 @@ use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagD
 use berth_core::lifecycle::protecting;
 use berth_core::ports::{
     BlobLinks, BlobStore, LinkPrecheck, ManifestPlatform, ManifestRecord, Manifests, MetaError,
-    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions, Usage,
+    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
 use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
@@ -88,7 +89,7 @@ impl UploadSessions for PostgresMeta {
         digest: &Digest,
     ) -> Result<Option<(UploadSession, LinkPrecheck)>, MetaError> {
         let row = sqlx::query(
-            "SELECT s.*, u.bytes AS namespace_bytes, u.quota AS namespace_quota, \
+            "SELECT s.*, u.bytes, u.quota, \
                u.quota IS NOT NULL AND EXISTS (SELECT 1 FROM namespace_blobs nb \
                  WHERE nb.namespace = $2 AND nb.digest = $3) AS held \
              FROM upload_sessions s \
@@ -104,19 +105,11 @@ impl UploadSessions for PostgresMeta {
         let Some(row) = row else {
             return Ok(None);
         };
-        let quota: Option<i64> = row.get("namespace_quota");
         let precheck = LinkPrecheck {
-            quota: quota.map(|quota| Usage {
-                bytes: row
-                    .get::<Option<i64>, _>("namespace_bytes")
-                    .unwrap_or(0)
-                    .max(0) as u64,
-                quota: Some(quota.max(0) as u64),
-            }),
-            namespace_holds_blob: row.get::<Option<bool>, _>("held").unwrap_or(false),
             // Every node's collector marks rows under a lock the link waits for, and the
             // link still looks at the bytes: there is no mark count to hand on here.
             collector_marks: None,
+            ..quota_precheck(&row)
         };
         Ok(Some((session_from_row(&row)?, precheck)))
     }

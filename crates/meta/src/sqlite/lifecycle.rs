@@ -8,7 +8,7 @@ use super::WriteTx;
 use super::{backend, SqliteMeta};
 use berth_core::events::{data_of, EventKind, NewEvent, QuotaWarningData, QUOTA_WARNING_PERCENT};
 use berth_core::ports::{
-    BlobStore, CandidateWindow, Collection, MetaError, Usage, UsageRepair, UsageStore,
+    BlobStore, CandidateWindow, Collection, LinkPrecheck, MetaError, Usage, UsageRepair, UsageStore,
 };
 use berth_oci::{Digest, RepoName};
 use sqlx::Row;
@@ -34,6 +34,18 @@ fn usage_from_row(row: &sqlx::sqlite::SqliteRow) -> Usage {
         // NULL when the namespace has no usage row yet.
         bytes: row.get::<Option<i64>, _>("bytes").unwrap_or(0).max(0) as u64,
         quota: row.get::<Option<i64>, _>("quota").map(|q| q.max(0) as u64),
+    }
+}
+
+/// The quota part of a [`LinkPrecheck`], from a row with the namespace's `bytes` and
+/// `quota` (NULL: none) and whether it `held` the blob.
+pub(super) fn quota_precheck(row: &sqlx::sqlite::SqliteRow) -> LinkPrecheck {
+    LinkPrecheck {
+        quota: row
+            .get::<Option<i64>, _>("quota")
+            .map(|_| usage_from_row(row)),
+        namespace_holds_blob: row.get::<Option<i64>, _>("held").unwrap_or(0) != 0,
+        collector_marks: None,
     }
 }
 
@@ -523,16 +535,7 @@ impl UsageStore for SqliteMeta {
         .fetch_optional(&self.read)
         .await
         .map_err(backend)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let usage = usage_from_row(&row);
-        let held: bool = row.get::<i64, _>("held") != 0;
-        let quota = usage.quota.unwrap_or(u64::MAX);
-        if held || usage.bytes.saturating_add(size) <= quota {
-            return Ok(None);
-        }
-        Ok(Some((usage.bytes, quota)))
+        Ok(row.and_then(|row| quota_precheck(&row).over_quota(size)))
     }
 
     async fn recompute_usage(&self) -> Result<UsageRepair, MetaError> {

@@ -1,7 +1,7 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
 use super::events::{record_event, record_events};
-use super::lifecycle::{check_committed, link_checked, CommittedBytes, LinkSource};
+use super::lifecycle::{check_committed, link_checked, quota_precheck, CommittedBytes, LinkSource};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::{ensure_repository, namespace_of};
 use super::WriteTx;
@@ -10,7 +10,7 @@ use berth_core::events::{data_of, EventKind, ManifestDeletedData, NewEvent, TagD
 use berth_core::lifecycle::protecting;
 use berth_core::ports::{
     BlobLinks, BlobStore, LinkPrecheck, ManifestPlatform, ManifestRecord, Manifests, MetaError,
-    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions, Usage,
+    NewManifest, ReferrerRecord, Repositories, Tags, UploadSession, UploadSessions,
 };
 use berth_core::registry::CatalogCache;
 use berth_oci::{Digest, Platform, RepoName};
@@ -97,7 +97,7 @@ impl UploadSessions for SqliteMeta {
         // One snapshot for all of it: the collector's mark count is only trusted together
         // with the blob's state read beside it (see `check_committed`).
         let row = sqlx::query(
-            "SELECT s.*, u.bytes AS namespace_bytes, u.quota AS namespace_quota, \
+            "SELECT s.*, u.bytes, u.quota, \
                u.quota IS NOT NULL AND EXISTS (SELECT 1 FROM namespace_blobs nb \
                  WHERE nb.namespace = ?2 AND nb.digest = ?3) AS held, \
                (SELECT value FROM counters WHERE name = 'gc_marks') AS marks, \
@@ -115,20 +115,12 @@ impl UploadSessions for SqliteMeta {
         let Some(row) = row else {
             return Ok(None);
         };
-        let quota: Option<i64> = row.get("namespace_quota");
         let doomed: Option<i64> = row.get("doomed");
         let precheck = LinkPrecheck {
-            quota: quota.map(|quota| Usage {
-                bytes: row
-                    .get::<Option<i64>, _>("namespace_bytes")
-                    .unwrap_or(0)
-                    .max(0) as u64,
-                quota: Some(quota.max(0) as u64),
-            }),
-            namespace_holds_blob: row.get::<Option<i64>, _>("held").unwrap_or(0) != 0,
             collector_marks: row
                 .get::<Option<i64>, _>("marks")
                 .filter(|_| doomed != Some(1)),
+            ..quota_precheck(&row)
         };
         Ok(Some((session_from_row(&row)?, precheck)))
     }
