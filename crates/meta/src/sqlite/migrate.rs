@@ -1,9 +1,9 @@
 //! Schema migrations: embedded SQL files applied in order, each once (every one the database
 //! lacks, see `crate::migrations`), each in a transaction.
 
-use super::backend;
+use super::writer::Writer;
+use super::{backend, begin_write};
 use berth_core::ports::MetaError;
-use sqlx::SqlitePool;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_registry.sql")),
@@ -90,25 +90,25 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |&(version, _)| version)
 }
 
-pub async fn run(pool: &SqlitePool) -> Result<(), MetaError> {
-    run_these(pool, MIGRATIONS).await
+pub(super) async fn run(writer: &Writer) -> Result<(), MetaError> {
+    run_these(writer, MIGRATIONS).await
 }
 
 /// Applies every migration of `known` the database lacks, lowest first, each in its own
 /// transaction.
-async fn run_these(pool: &SqlitePool, known: &[(i64, &str)]) -> Result<(), MetaError> {
+async fn run_these(writer: &Writer, known: &[(i64, &str)]) -> Result<(), MetaError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
-    .execute(pool)
+    .execute(writer)
     .await
     .map_err(backend)?;
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(pool)
+        .fetch_all(writer)
         .await
         .map_err(backend)?;
     for (version, sql) in crate::migrations::pending(known, &applied.into_iter().collect())? {
-        let mut tx = pool.begin().await.map_err(backend)?;
+        let mut tx = begin_write(writer).await?;
         sqlx::raw_sql(sql)
             .execute(&mut *tx)
             .await
@@ -136,16 +136,16 @@ mod tests {
         (3, "CREATE TABLE three (x INTEGER)"),
     ];
 
-    async fn pool() -> (tempfile::TempDir, SqlitePool) {
+    async fn pool() -> (tempfile::TempDir, Writer) {
+        use sqlx::ConnectOptions;
         let dir = tempfile::tempdir().unwrap();
         let options = sqlx::sqlite::SqliteConnectOptions::new()
             .filename(dir.path().join("m.db"))
             .create_if_missing(true);
-        let pool = SqlitePool::connect_with(options).await.unwrap();
-        (dir, pool)
+        (dir, Writer::new(options.connect().await.unwrap()))
     }
 
-    async fn versions(pool: &SqlitePool) -> Vec<i64> {
+    async fn versions(pool: &Writer) -> Vec<i64> {
         sqlx::query_scalar("SELECT version FROM schema_migrations ORDER BY version")
             .fetch_all(pool)
             .await

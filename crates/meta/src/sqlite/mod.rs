@@ -119,17 +119,11 @@ impl SqliteMeta {
             // soak). Each connection reads through its own bounded page cache instead
             // (readers: `READER_CACHE_KIB`; the writer: SQLite's 2 MiB).
             .pragma("mmap_size", "0");
-        // No ping before a connection is handed out: a connection to a local file cannot have
-        // hung up, and each ping is one more round trip to the connection's worker thread
-        // (two thread switches), which on the single writer every push queued behind.
-        let migrations = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(backend)?;
-        migrate::run(&migrations).await?;
-        migrations.close().await;
         let write = writer::Writer::new(options.connect().await.map_err(backend)?);
+        migrate::run(&write).await?;
+        // No ping before a reader is handed out: a connection to a local file cannot have
+        // hung up, and each ping is one more round trip to the connection's worker thread
+        // (two thread switches) on every read.
         let read = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(readers())

@@ -28,8 +28,14 @@ pub(super) struct Writer {
 struct WriterGuard(OwnedMutexGuard<Option<SqliteConnection>>);
 
 impl WriterGuard {
-    fn connection(&mut self) -> &mut SqliteConnection {
+    fn connection(&self) -> &SqliteConnection {
         // `lock` only hands out a guard over an open connection.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the writer guard is never empty"))
+    }
+
+    fn connection_mut(&mut self) -> &mut SqliteConnection {
         self.0
             .as_mut()
             .unwrap_or_else(|| unreachable!("the writer guard is never empty"))
@@ -45,7 +51,7 @@ pub(super) struct WriteTx {
 
 impl WriteTx {
     pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        SqliteTransactionManager::commit(self.writer.connection()).await?;
+        SqliteTransactionManager::commit(self.writer.connection_mut()).await?;
         self.open = false;
         Ok(())
     }
@@ -54,16 +60,13 @@ impl WriteTx {
 impl std::ops::Deref for WriteTx {
     type Target = SqliteConnection;
     fn deref(&self) -> &SqliteConnection {
-        self.writer
-            .0
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("the writer guard is never empty"))
+        self.writer.connection()
     }
 }
 
 impl std::ops::DerefMut for WriteTx {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.writer.connection()
+        self.writer.connection_mut()
     }
 }
 
@@ -71,7 +74,7 @@ impl Drop for WriteTx {
     fn drop(&mut self) {
         if self.open {
             // Queued on the connection's worker ahead of whatever the next holder sends.
-            SqliteTransactionManager::start_rollback(self.writer.connection());
+            SqliteTransactionManager::start_rollback(self.writer.connection_mut());
         }
     }
 }
@@ -86,7 +89,7 @@ impl Writer {
     /// Waits for the writer and begins a transaction on it with `statement`.
     pub(super) async fn begin(&self, statement: &'static str) -> Result<WriteTx, sqlx::Error> {
         let mut writer = self.lock().await?;
-        let connection = writer.connection();
+        let connection = writer.connection_mut();
         // sqlx counts transactions itself, and its count stays raised after a `COMMIT` that
         // SQLite had already rolled back (a full disk): a custom `BEGIN` is then refused, and
         // a plain one opens a `SAVEPOINT`, which outside a transaction SQLite runs as one.
@@ -136,7 +139,7 @@ impl<'w> Executor<'w> for &'w Writer {
         async move {
             match self.lock().await {
                 Ok(mut writer) => {
-                    let rows: Vec<_> = writer.connection().fetch_many(query).collect().await;
+                    let rows: Vec<_> = writer.connection_mut().fetch_many(query).collect().await;
                     futures_util::stream::iter(rows).boxed()
                 }
                 Err(err) => futures_util::stream::once(async { Err(err) }).boxed(),
@@ -154,7 +157,14 @@ impl<'w> Executor<'w> for &'w Writer {
         'w: 'e,
         E: 'q + Execute<'q, Sqlite>,
     {
-        async move { self.lock().await?.connection().fetch_optional(query).await }.boxed()
+        async move {
+            self.lock()
+                .await?
+                .connection_mut()
+                .fetch_optional(query)
+                .await
+        }
+        .boxed()
     }
 
     fn prepare_with<'e, 'q: 'e>(
@@ -168,7 +178,7 @@ impl<'w> Executor<'w> for &'w Writer {
         async move {
             self.lock()
                 .await?
-                .connection()
+                .connection_mut()
                 .prepare_with(sql, parameters)
                 .await
         }
@@ -182,6 +192,6 @@ impl<'w> Executor<'w> for &'w Writer {
     where
         'w: 'e,
     {
-        async move { self.lock().await?.connection().describe(sql).await }.boxed()
+        async move { self.lock().await?.connection_mut().describe(sql).await }.boxed()
     }
 }
