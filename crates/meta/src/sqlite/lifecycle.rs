@@ -67,6 +67,15 @@ pub(super) struct CommittedBytes<'a> {
     present_at_marks: Option<i64>,
 }
 
+/// The collector's mark count from a row with `marks` and whether the blob was `doomed`,
+/// read in one snapshot: only while the blob was not doomed can bytes found after it be
+/// trusted at link time by an unchanged count.
+pub(super) fn trusted_marks(row: &sqlx::sqlite::SqliteRow) -> Option<i64> {
+    let doomed: Option<i64> = row.get("doomed");
+    row.get::<Option<i64>, _>("marks")
+        .filter(|_| doomed != Some(1))
+}
+
 impl<'a> CommittedBytes<'a> {
     /// Bytes found stored after a read (one snapshot) that saw the blob not doomed and the
     /// collector's mark count at `marks`: as good as `check_committed`'s read and stat.
@@ -100,20 +109,15 @@ pub(super) async fn check_committed<'a>(
     .fetch_one(read)
     .await
     .map_err(backend)?;
-    let marks: Option<i64> = row.get("marks");
-    let doomed: Option<i64> = row.get("doomed");
     let unchecked = CommittedBytes {
         store,
         present_at_marks: None,
     };
-    if doomed == Some(1) || marks.is_none() {
+    let Some(marks) = trusted_marks(&row) else {
         return Ok(unchecked);
-    }
+    };
     match store.blob_size(digest).await {
-        Ok(Some(_)) => Ok(CommittedBytes {
-            store,
-            present_at_marks: marks,
-        }),
+        Ok(Some(_)) => Ok(CommittedBytes::stored_after(store, marks)),
         Ok(None) => Ok(unchecked),
         Err(err) => Err(MetaError::Backend(format!("checking stored bytes: {err}"))),
     }
@@ -608,14 +612,42 @@ mod tests {
         digest
     }
 
-    #[tokio::test]
-    async fn a_collection_between_the_byte_check_and_the_link_is_caught_in_the_transaction() {
+    /// A database and a blob store in a temporary directory (kept alive by the first).
+    async fn opened() -> (
+        tempfile::TempDir,
+        SqliteMeta,
+        std::path::PathBuf,
+        FsBlobStore,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), Durability::GroupCommit)
             .await
             .unwrap();
         let root = dir.path().join("data");
         let store = FsBlobStore::open(&root).unwrap();
+        (dir, meta, root, store)
+    }
+
+    /// What a collector does to a blob: marks it (one marking transaction), deletes its
+    /// bytes, and drops its row.
+    async fn collect(meta: &SqliteMeta, store: &FsBlobStore, digest: &Digest) {
+        let marked = meta
+            .mark_blobs(std::slice::from_ref(digest), 10, 20)
+            .await
+            .unwrap();
+        assert_eq!(marked.len(), 1);
+        store
+            .delete_blobs(std::slice::from_ref(digest))
+            .await
+            .unwrap();
+        meta.drop_doomed_blobs(std::slice::from_ref(digest))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_collection_between_the_byte_check_and_the_link_is_caught_in_the_transaction() {
+        let (_dir, meta, root, store) = opened().await;
 
         // Nothing happens in between: the check made before the transaction stands.
         let kept = garbage(&meta, &root, b"kept").await;
@@ -639,18 +671,7 @@ mod tests {
         let taken = garbage(&meta, &root, b"taken").await;
         let committed = check_committed(&meta.read, &store, &taken).await.unwrap();
         assert!(committed.present_at_marks.is_some());
-        let marked = meta
-            .mark_blobs(std::slice::from_ref(&taken), 10, 20)
-            .await
-            .unwrap();
-        assert_eq!(marked.len(), 1);
-        store
-            .delete_blobs(std::slice::from_ref(&taken))
-            .await
-            .unwrap();
-        meta.drop_doomed_blobs(std::slice::from_ref(&taken))
-            .await
-            .unwrap();
+        collect(&meta, &store, &taken).await;
         let mut tx = begin_write(&meta.write).await.unwrap();
         let refused = link_checked(
             &mut tx,
@@ -681,12 +702,7 @@ mod tests {
     #[tokio::test]
     async fn a_completion_trusts_its_precheck_only_while_no_collector_has_marked() {
         use berth_core::ports::UploadSessions;
-        let dir = tempfile::tempdir().unwrap();
-        let meta = SqliteMeta::open_with(&dir.path().join("berth.db"), Durability::GroupCommit)
-            .await
-            .unwrap();
-        let root = dir.path().join("data");
-        let store = FsBlobStore::open(&root).unwrap();
+        let (dir, meta, root, store) = opened().await;
         // A store without the bytes: a completion that looked there would refuse.
         let elsewhere = FsBlobStore::open(dir.path().join("elsewhere")).unwrap();
         let repo: RepoName = "acme/app".parse().unwrap();
@@ -717,16 +733,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        meta.mark_blobs(std::slice::from_ref(&taken), 10, 20)
-            .await
-            .unwrap();
-        store
-            .delete_blobs(std::slice::from_ref(&taken))
-            .await
-            .unwrap();
-        meta.drop_doomed_blobs(std::slice::from_ref(&taken))
-            .await
-            .unwrap();
+        collect(&meta, &store, &taken).await;
         let refused = meta
             .complete_upload_session("s2", &taken, 5, 30, &store, Some(&precheck))
             .await;

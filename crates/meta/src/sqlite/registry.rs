@@ -1,7 +1,9 @@
 //! The registry ports on SQLite: upload sessions, blob links, manifests, tags, repositories.
 
 use super::events::{record_event, record_events};
-use super::lifecycle::{check_committed, link_checked, quota_precheck, CommittedBytes, LinkSource};
+use super::lifecycle::{
+    check_committed, link_checked, quota_precheck, trusted_marks, CommittedBytes, LinkSource,
+};
 use super::policies::{immutable_rules_on, refuse_if_immutable};
 use super::repositories::{ensure_repository, namespace_of};
 use super::WriteTx;
@@ -115,11 +117,8 @@ impl UploadSessions for SqliteMeta {
         let Some(row) = row else {
             return Ok(None);
         };
-        let doomed: Option<i64> = row.get("doomed");
         let precheck = LinkPrecheck {
-            collector_marks: row
-                .get::<Option<i64>, _>("marks")
-                .filter(|_| doomed != Some(1)),
+            collector_marks: trusted_marks(&row),
             ..quota_precheck(&row)
         };
         Ok(Some((session_from_row(&row)?, precheck)))
