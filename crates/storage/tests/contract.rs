@@ -165,19 +165,29 @@ async fn chunks_become_a_blob_that_reads_whole_and_in_ranges() {
         );
         let whole = collect(store.read_blob(&digest, None).await.unwrap()).await;
         assert!(whole == all, "{}: the blob is the upload", backend.name);
-        let (start, end) = (MIB as u64 - 3, 9 * MIB as u64 + 5);
-        let part = collect(
-            store
-                .read_blob(&digest, Some(ByteRange { start, end }))
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert!(
-            part == all[start as usize..=end as usize],
-            "{}: a range is exactly its bytes",
-            backend.name
-        );
+        // Ranges across, up to and inside the S3 store's 4 MiB read parts, and the tail.
+        let last = all.len() as u64 - 1;
+        let mib = MIB as u64;
+        for (start, end) in [
+            (mib - 3, 9 * mib + 5),
+            (4 * mib - 1, 8 * mib - 1),
+            (4 * mib, 4 * mib),
+            (last - 9, last),
+            (0, last),
+        ] {
+            let part = collect(
+                store
+                    .read_blob(&digest, Some(ByteRange { start, end }))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert!(
+                part == all[start as usize..=end as usize],
+                "{}: the range {start}-{end} is exactly its bytes",
+                backend.name
+            );
+        }
         assert!(
             matches!(store.read_upload(&id).await, Err(StoreError::NotFound)),
             "{}: the upload is gone after commit",

@@ -82,6 +82,13 @@ const WRITE_BUFFER: usize = 8 << 20;
 const WRITE_CONCURRENCY: usize = 2;
 /// Part copies of one commit sent at once.
 const COPY_CONCURRENCY: usize = 8;
+/// A blob GET streamed through the node is read as ranged GETs of `READ_PART` bytes,
+/// `READS_AHEAD` in flight: one GET is served by one of the store's cores (Garage checks
+/// every block it sends), so a single stream is bound by that core while the next range's
+/// GET keeps another busy. The memory one pull holds is about
+/// `READ_PART * (READS_AHEAD + 1)`, whatever the blob's size.
+const READ_PART: u64 = 4 << 20;
+const READS_AHEAD: usize = 2;
 /// How long the startup check may take before the bucket counts as unreachable.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -352,6 +359,47 @@ impl S3BlobStore {
         Box::pin(stream)
     }
 
+    /// The bytes of `first` (a GET already answered), then of `rest` in ranged GETs of
+    /// `READ_PART`, `READS_AHEAD` of them fetched at once; each range is held as the
+    /// frames it arrived in (no copy) until its turn.
+    fn read_ahead(
+        &self,
+        key: Path,
+        first: object_store::GetResult,
+        rest: std::ops::Range<u64>,
+    ) -> ByteStream {
+        type Part = futures_util::future::BoxFuture<'static, io::Result<Vec<bytes::Bytes>>>;
+        fn frames(result: object_store::GetResult) -> Part {
+            Box::pin(result.into_stream().map_err(io::Error::other).try_collect())
+        }
+        let store = self.store.clone();
+        let later = (rest.start..rest.end)
+            .step_by(READ_PART as usize)
+            .map(move |part_start| {
+                let store = store.clone();
+                let key = key.clone();
+                let part = part_start..(part_start + READ_PART).min(rest.end);
+                Box::pin(async move {
+                    let options = GetOptions {
+                        range: Some(GetRange::Bounded(part)),
+                        ..Default::default()
+                    };
+                    let result = store
+                        .get_opts(&key, options)
+                        .await
+                        .map_err(io::Error::other)?;
+                    frames(result).await
+                }) as Part
+            });
+        let parts = futures_util::stream::iter(std::iter::once(frames(first)).chain(later))
+            .buffered(READS_AHEAD);
+        Box::pin(
+            parts
+                .map_ok(|frames| futures_util::stream::iter(frames.into_iter().map(Ok)))
+                .try_flatten(),
+        )
+    }
+
     /// The bytes of a chain of segments, one after another.
     fn read_chain(&self, chain: Vec<Segment>) -> ByteStream {
         let reads: Vec<ByteStream> = chain
@@ -566,17 +614,31 @@ impl BlobStore for S3BlobStore {
         range: Option<ByteRange>,
     ) -> Result<ByteStream, StoreError> {
         let key = Path::from(self.keys.blob(digest));
+        let start = range.map_or(0, |r| r.start);
+        let requested_end = range.map(|r| r.end.saturating_add(1));
+        // An empty object has no byte to range over (S3 answers 416): one plain GET.
+        let first_range = (*digest != Digest::of(digest.algorithm(), b"")).then(|| {
+            start..requested_end.map_or(start + READ_PART, |end| end.min(start + READ_PART))
+        });
         let options = GetOptions {
-            range: range.map(|r| GetRange::Bounded(r.start..r.end.saturating_add(1))),
+            range: first_range
+                .clone()
+                .or_else(|| range.map(|r| r.start..r.end.saturating_add(1)))
+                .map(GetRange::Bounded),
             ..Default::default()
         };
-        // The request is made here, so a missing blob is `NotFound` rather than a broken body.
-        let result = self
+        // The first request is made here, so a missing blob is `NotFound` rather than a
+        // broken body.
+        let first = self
             .store
             .get_opts(&key, options)
             .await
             .map_err(store_error)?;
-        Ok(Box::pin(result.into_stream().map_err(io::Error::other)))
+        let end = requested_end.unwrap_or(first.meta.size);
+        if first_range.is_none_or(|first_range| first_range.end >= end) {
+            return Ok(Box::pin(first.into_stream().map_err(io::Error::other)));
+        }
+        Ok(self.read_ahead(key, first, start + READ_PART..end))
     }
 
     async fn blob_location(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
