@@ -10,5 +10,5 @@ pub mod sqlite;
 pub mod transfer;
 
 #[cfg(feature = "postgres")]
-pub use postgres::PostgresMeta;
+pub use postgres::{ListenerTiming, PostgresMeta};
 pub use sqlite::{BlobRecord, ContentCounts, Durability, PoolUse, SqliteMeta, SqliteSnapshot};

@@ -29,6 +29,8 @@ mod signatures;
 mod tokens;
 mod webhooks;
 
+pub use notifications::ListenerTiming;
+
 use berth_core::ports::MetaError;
 use berth_core::registry::CatalogCache;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -94,6 +96,15 @@ impl PostgresMeta {
     /// server cannot be reached and `Backend` when it refuses (a wrong password, no such
     /// database); the message never holds the password.
     pub async fn connect(url: &str) -> Result<PostgresMeta, MetaError> {
+        Self::connect_with_listener_timing(url, ListenerTiming::default()).await
+    }
+
+    /// [`PostgresMeta::connect`] with the listener's heartbeat and silence limit of one's
+    /// choosing (tests shorten them to see a silently dead connection replaced).
+    pub async fn connect_with_listener_timing(
+        url: &str,
+        timing: ListenerTiming,
+    ) -> Result<PostgresMeta, MetaError> {
         let options = url
             .parse::<PgConnectOptions>()
             .map_err(|e| MetaError::Backend(format!("database_url is invalid: {e}")))?
@@ -115,7 +126,7 @@ impl PostgresMeta {
             .await
             .map_err(backend)?;
         migrate::run(&pool).await?;
-        let notifications = notifications::listen(options, pool.clone()).await;
+        let notifications = notifications::listen(options, pool.clone(), timing).await;
         Ok(PostgresMeta {
             pool,
             catalog: Default::default(),

@@ -19,15 +19,28 @@ use tokio::sync::{broadcast, oneshot};
 const CREDENTIALS_CHANNEL: &str = "berth_credentials";
 /// Sent with each shared sign-in failure; the payload is the failure.
 const SIGN_IN_FAILURES_CHANNEL: &str = "berth_sign_in_failures";
-/// Sent by every node every [`HEARTBEAT`], so a listening connection that died without
-/// the node noticing (no reset reached it) is found by its silence.
+/// Sent by every node every [`ListenerTiming::heartbeat`], so a listening connection that
+/// died without the node noticing (no reset reached it) is found by its silence.
 const HEARTBEAT_CHANNEL: &str = "berth_heartbeat";
 
-/// How often each node sends a heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(10);
-/// A listening connection that hears nothing, not even a heartbeat, for this long is
-/// given up and replaced.
-const SILENCE_LIMIT: Duration = Duration::from_secs(35);
+/// How a node finds out that its listening connection died silently.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerTiming {
+    /// How often each node sends a heartbeat.
+    pub heartbeat: Duration,
+    /// A listening connection that hears nothing, not even a heartbeat, for this long is
+    /// given up and replaced.
+    pub silence_limit: Duration,
+}
+
+impl Default for ListenerTiming {
+    fn default() -> Self {
+        ListenerTiming {
+            heartbeat: Duration::from_secs(10),
+            silence_limit: Duration::from_secs(35),
+        }
+    }
+}
 
 /// How long the listener waits before connecting again after losing its connection.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
@@ -120,7 +133,11 @@ impl Notifications {
 /// Starts listening for this node (waiting for the first connection, so a store that
 /// connected knows at once what other nodes change) and keeps listening, reconnecting
 /// after a loss, until the last clone of the store is dropped or closed.
-pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notifications> {
+pub(super) async fn listen(
+    options: PgConnectOptions,
+    pool: PgPool,
+    timing: ListenerTiming,
+) -> Arc<Notifications> {
     let (stop, stopped) = oneshot::channel();
     let notifications = Arc::new(Notifications {
         epoch: AtomicU64::new(0),
@@ -141,23 +158,29 @@ pub(super) async fn listen(options: PgConnectOptions, pool: PgPool) -> Arc<Notif
         pool.clone(),
         Arc::downgrade(&notifications),
         stopped,
+        timing.silence_limit,
     ));
-    tokio::spawn(send_heartbeats(pool, Arc::downgrade(&notifications)));
+    tokio::spawn(send_heartbeats(
+        pool,
+        Arc::downgrade(&notifications),
+        timing.heartbeat,
+    ));
     notifications
 }
 
-/// Until the store is dropped: a heartbeat every [`HEARTBEAT`] (a failed one is left to the
-/// next; the listeners only need to hear one now and then).
-async fn send_heartbeats(pool: PgPool, notifications: Weak<Notifications>) {
+/// Until the store is dropped: a heartbeat every `every` (a failed one is left to the
+/// next; the listeners only need to hear one now and then). Each is given up after
+/// `every`, so one sent on a connection that died silently does not stop the next.
+async fn send_heartbeats(pool: PgPool, notifications: Weak<Notifications>, every: Duration) {
     loop {
-        tokio::time::sleep(HEARTBEAT).await;
+        tokio::time::sleep(every).await;
         if notifications.upgrade().is_none() || pool.is_closed() {
             return;
         }
-        let _ = sqlx::query("SELECT pg_notify($1, '')")
+        let heartbeat = sqlx::query("SELECT pg_notify($1, '')")
             .bind(HEARTBEAT_CHANNEL)
-            .execute(&pool)
-            .await;
+            .execute(&pool);
+        let _ = tokio::time::timeout(every, heartbeat).await;
     }
 }
 
@@ -192,6 +215,7 @@ async fn keep_listening(
     pool: PgPool,
     notifications: Weak<Notifications>,
     mut stopped: oneshot::Receiver<()>,
+    silence_limit: Duration,
 ) {
     let mut lost_at = Instant::now();
     loop {
@@ -217,7 +241,7 @@ async fn keep_listening(
         // Cut short by silence, the connection is dropped below, never read again.
         let next = tokio::select! {
             _ = &mut stopped => return,
-            next = tokio::time::timeout(SILENCE_LIMIT, active.try_recv()) => next,
+            next = tokio::time::timeout(silence_limit, active.try_recv()) => next,
         };
         let Some(shared) = notifications.upgrade() else {
             return;
@@ -229,7 +253,7 @@ async fn keep_listening(
             }
             Ok(Ok(None)) => "the server closed it".to_owned(),
             Ok(Err(err)) => err.to_string(),
-            Err(_) => format!("nothing heard for {SILENCE_LIMIT:?}, not even a heartbeat"),
+            Err(_) => format!("nothing heard for {silence_limit:?}, not even a heartbeat"),
         };
         tracing::warn!(
             why,
