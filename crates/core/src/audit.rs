@@ -2,6 +2,7 @@
 //! recorded through [`Audit`], whichever service or surface made it.
 
 use crate::identity::Acting;
+use crate::lifecycle::Target;
 use crate::ports::{AuditEvent, AuditLog, AuditQuery, AuditRecord, MetaError};
 use crate::time::now_unix;
 use std::net::IpAddr;
@@ -81,6 +82,21 @@ impl Audit {
             detail,
         )
         .await;
+    }
+
+    /// [`Audit::record_by`] for a change to a repository's or a namespace's rules
+    /// (lifecycle, trust, pull policy): the detail object also names the target's `scope`.
+    pub async fn record_for_target(
+        &self,
+        acting: &Acting<'_>,
+        action: &str,
+        target: &Target,
+        mut detail: serde_json::Value,
+    ) {
+        if let serde_json::Value::Object(fields) = &mut detail {
+            fields.insert("scope".into(), target.scope().into());
+        }
+        self.record_by(acting, action, target.name(), detail).await;
     }
 
     /// [`Audit::record`] for a request from `address` (the registry's dispatcher, sign-in).

@@ -5,6 +5,7 @@ mod auth;
 pub mod oci;
 pub mod ops;
 pub mod origin;
+mod query;
 mod ui;
 mod v1_search;
 pub mod wiring;

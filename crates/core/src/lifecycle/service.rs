@@ -137,22 +137,6 @@ impl Lifecycle {
         .await
     }
 
-    async fn audit(
-        &self,
-        acting: &Acting<'_>,
-        action: &str,
-        target: &Target,
-        detail: serde_json::Value,
-    ) {
-        let mut detail = detail;
-        if let serde_json::Value::Object(fields) = &mut detail {
-            fields.insert("scope".into(), target.scope().into());
-        }
-        self.audit
-            .record_by(acting, action, target.name(), detail)
-            .await;
-    }
-
     /// The immutable rules that apply to `repo` (no permission check: the tag list shows
     /// which tags they protect to whoever may read it).
     pub async fn immutable_rules_for(&self, repo: &RepoName) -> Result<Vec<ImmutableRule>> {
@@ -189,7 +173,9 @@ impl Lifecycle {
         let detail = serde_json::json!({
             "tags": rule.tags, "excludes": rule.excludes, "exempt_cosign": rule.exempt_cosign,
         });
-        self.audit(acting, "immutable.set", target, detail).await;
+        self.audit
+            .record_for_target(acting, "immutable.set", target, detail)
+            .await;
         Ok(rule)
     }
 
@@ -197,7 +183,8 @@ impl Lifecycle {
         self.require_admin(acting, target).await?;
         let cleared = self.store.clear_immutable_rule(target).await?;
         if cleared {
-            self.audit(acting, "immutable.clear", target, serde_json::json!({}))
+            self.audit
+                .record_for_target(acting, "immutable.clear", target, serde_json::json!({}))
                 .await;
         }
         Ok(cleared)
@@ -258,7 +245,9 @@ impl Lifecycle {
             .await?;
         let detail =
             serde_json::json!({ "policy": policy.describe(), "revision": stored.revision });
-        self.audit(acting, "retention.set", target, detail).await;
+        self.audit
+            .record_for_target(acting, "retention.set", target, detail)
+            .await;
         Ok(stored)
     }
 
@@ -266,7 +255,8 @@ impl Lifecycle {
         self.require_admin(acting, target).await?;
         let cleared = self.store.clear_retention_policy(target).await?;
         if cleared {
-            self.audit(acting, "retention.clear", target, serde_json::json!({}))
+            self.audit
+                .record_for_target(acting, "retention.clear", target, serde_json::json!({}))
                 .await;
         }
         Ok(cleared)
@@ -304,7 +294,9 @@ impl Lifecycle {
                 "run_id": report.run_id, "tags": report.tags.len(),
                 "manifests": report.manifests.len(), "bytes": report.bytes,
             });
-            self.audit(acting, "retention.run", target, detail).await;
+            self.audit
+                .record_for_target(acting, "retention.run", target, detail)
+                .await;
         }
         Ok(report)
     }

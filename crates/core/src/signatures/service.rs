@@ -185,22 +185,6 @@ impl Signatures {
         }
     }
 
-    async fn audit(
-        &self,
-        acting: &Acting<'_>,
-        action: &str,
-        target: &Target,
-        detail: serde_json::Value,
-    ) {
-        let mut detail = detail;
-        if let serde_json::Value::Object(fields) = &mut detail {
-            fields.insert("scope".into(), target.scope().into());
-        }
-        self.audit
-            .record_by(acting, action, target.name(), detail)
-            .await;
-    }
-
     /// The target's own trusted keys.
     pub async fn keys(&self, acting: &Acting<'_>, target: &Target) -> Result<Vec<TrustedKeyView>> {
         self.require_admin(acting, target).await?;
@@ -255,7 +239,9 @@ impl Signatures {
         let detail = serde_json::json!({
             "key": name, "algorithm": record.algorithm, "fingerprint": record.fingerprint,
         });
-        self.audit(acting, "trust.add", target, detail).await;
+        self.audit
+            .record_for_target(acting, "trust.add", target, detail)
+            .await;
         self.queue_reverify(target).await?;
         Ok(record.into())
     }
@@ -274,13 +260,14 @@ impl Signatures {
         let event = self.event(EventKind::TrustChanged, target, &acting.actor_name(), data);
         let removed = self.store.remove_trusted_key(target, name, event).await?;
         if removed {
-            self.audit(
-                acting,
-                "trust.remove",
-                target,
-                serde_json::json!({ "key": name }),
-            )
-            .await;
+            self.audit
+                .record_for_target(
+                    acting,
+                    "trust.remove",
+                    target,
+                    serde_json::json!({ "key": name }),
+                )
+                .await;
             self.queue_reverify(target).await?;
         }
         Ok(removed)
@@ -347,7 +334,9 @@ impl Signatures {
         self.store.set_pull_policy(&stored, event).await?;
         self.reload_policies().await?;
         let detail = serde_json::json!({ "policy": policy.describe() });
-        self.audit(acting, "policy.set", target, detail).await;
+        self.audit
+            .record_for_target(acting, "policy.set", target, detail)
+            .await;
         Ok(stored)
     }
 
@@ -365,7 +354,8 @@ impl Signatures {
         let cleared = self.store.clear_pull_policy(target, event).await?;
         self.reload_policies().await?;
         if cleared {
-            self.audit(acting, "policy.clear", target, serde_json::json!({}))
+            self.audit
+                .record_for_target(acting, "policy.clear", target, serde_json::json!({}))
                 .await;
         }
         Ok(cleared)

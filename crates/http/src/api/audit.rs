@@ -3,7 +3,7 @@
 use super::error::ApiResult;
 use super::wire::{instant, ok, query_number};
 use super::Call;
-use crate::oci::headers::query_param;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::ports::{AuditQuery, AuditRecord};

@@ -5,7 +5,7 @@ use super::error::{ApiError, ApiResult};
 use super::orgs::OrgView;
 use super::wire::{instant, no_content, ok, PageRequest};
 use super::Call;
-use crate::oci::headers::query_param;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::hub::{Platform, ReferrerView, TagView};

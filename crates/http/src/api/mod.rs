@@ -29,7 +29,7 @@ pub(crate) mod wire;
 
 pub(crate) use builds::log_stream as build_log_stream;
 
-use crate::auth::{base_url, basic_credentials, peer_address};
+use crate::auth::{base_url, credentials, peer_address, Credentials};
 use crate::AppState;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::State;
@@ -132,7 +132,7 @@ impl Call<'_> {
     /// The account whose tokens a request is about: `?username=` (for site admins; the
     /// management service refuses anyone else), or the caller's own.
     pub fn account(&self) -> ApiResult<String> {
-        if let Some(name) = crate::oci::headers::query_param(&self.query, "username") {
+        if let Some(name) = crate::query::query_param(&self.query, "username") {
             return Ok(name);
         }
         match &self.principal.actor {
@@ -388,20 +388,13 @@ pub(crate) async fn identify(
     headers: &HeaderMap,
     address: Option<IpAddr>,
 ) -> ApiResult<Principal> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(Principal::anonymous());
-    };
-    let value = value.to_str().map_err(|_| Error::CredentialsInvalid)?;
-    let (scheme, credentials) = value.split_once(' ').ok_or(Error::CredentialsInvalid)?;
-    let principal = match scheme.to_ascii_lowercase().as_str() {
-        "basic" => {
-            let (name, secret) = basic_credentials(credentials)?;
+    Ok(match credentials(headers)? {
+        None => Principal::anonymous(),
+        Some(Credentials::Basic { name, secret }) => {
             state.auth.basic(&name, &secret, address).await?
         }
-        "bearer" => state.auth.verify_api_token(credentials.trim()).await?,
-        _ => return Err(Error::CredentialsInvalid.into()),
-    };
-    Ok(principal)
+        Some(Credentials::Bearer(token)) => state.auth.verify_api_token(token).await?,
+    })
 }
 
 /// Whether reading a body failed because it was over the limit (rather than cut off).

@@ -4,7 +4,7 @@
 //! separator (`/api/v1/repositories/acme/app/api/-/groups`): no name component can be `-`.
 
 use super::error::{ApiError, ApiResult};
-use crate::oci::headers::decode_component;
+use crate::query::decode_component;
 use axum::http::Method;
 use berth_oci::RepoName;
 

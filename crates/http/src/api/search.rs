@@ -5,7 +5,7 @@ use super::error::{ApiError, ApiResult};
 use super::hub::{page_number, RepositorySummary};
 use super::wire::{query_number, query_text, PageRequest};
 use super::Call;
-use crate::oci::headers::query_param;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::hub::SearchRequest;

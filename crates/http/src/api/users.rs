@@ -136,7 +136,7 @@ pub(super) async fn update(call: &Call<'_>, name: &str) -> ApiResult<Response<Bo
 /// `DELETE /api/v1/users/{username}[?force=true]` (site admins): see
 /// `Identity::delete_user` for what goes with the account and when it is refused.
 pub(super) async fn delete(call: &Call<'_>, name: &str) -> ApiResult<Response<Body>> {
-    let force = match crate::oci::headers::query_param(&call.query, "force").as_deref() {
+    let force = match crate::query::query_param(&call.query, "force").as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {

@@ -6,7 +6,7 @@
 use super::error::ApiResult;
 use super::wire::{created, instant, no_content, ok, query_number};
 use super::Call;
-use crate::oci::headers::query_param;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::Response;
 use berth_core::events::{visible_events, EventRecord, MAX_EVENT_PAGE};

@@ -2,7 +2,7 @@
 //! `{count, next, previous, results}` pages, and instants as RFC 3339.
 
 use super::error::{ApiError, ApiResult};
-use crate::oci::headers::{form_pairs, query_param};
+use crate::query::{form_pairs, query_param};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use serde::de::DeserializeOwned;

@@ -70,8 +70,17 @@ impl Caller {
     }
 }
 
+/// What a request's `Authorization` header carries. Parsed in one place
+/// ([`credentials`]) for the registry, the token endpoint and the API alike; the scheme's
+/// case does not matter (RFC 9110).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credentials<'a> {
+    Basic { name: String, secret: String },
+    Bearer(&'a str),
+}
+
 /// `user:secret` from a Basic `Authorization` value.
-pub(crate) fn basic_credentials(value: &str) -> Result<(String, String), Error> {
+fn basic_credentials(value: &str) -> Result<(String, String), Error> {
     let decoded = STANDARD
         .decode(value.trim())
         .ok()
@@ -81,14 +90,23 @@ pub(crate) fn basic_credentials(value: &str) -> Result<(String, String), Error> 
     Ok((name.to_owned(), secret.to_owned()))
 }
 
-/// The `Authorization` header split into scheme and value, if present.
-fn authorization(headers: &HeaderMap) -> Result<Option<(String, &str)>, Error> {
+/// The request's credentials: `None` without an `Authorization` header, an error for one
+/// that is malformed or of another scheme.
+pub(crate) fn credentials(headers: &HeaderMap) -> Result<Option<Credentials<'_>>, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| Error::CredentialsInvalid)?;
     let (scheme, rest) = value.split_once(' ').ok_or(Error::CredentialsInvalid)?;
-    Ok(Some((scheme.to_ascii_lowercase(), rest.trim())))
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let (name, secret) = basic_credentials(rest)?;
+        Ok(Some(Credentials::Basic { name, secret }))
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Some(Credentials::Bearer(rest)))
+    } else {
+        Err(Error::CredentialsInvalid)
+    }
 }
 
 /// Who is calling, from the `Authorization` header (none: anonymous).
@@ -97,20 +115,16 @@ pub(crate) async fn identify(
     headers: &HeaderMap,
     peer: Option<IpAddr>,
 ) -> Result<Caller, Error> {
-    match authorization(headers)? {
+    match credentials(headers)? {
         None => Ok(Caller::Principal(Principal::anonymous())),
-        Some((scheme, value)) if scheme == "basic" => {
-            let (name, secret) = basic_credentials(value)?;
-            state
-                .auth
-                .basic(&name, &secret, peer)
-                .await
-                .map(Caller::Principal)
+        Some(Credentials::Basic { name, secret }) => state
+            .auth
+            .basic(&name, &secret, peer)
+            .await
+            .map(Caller::Principal),
+        Some(Credentials::Bearer(token)) => {
+            state.auth.verify_bearer(token).await.map(Caller::Bearer)
         }
-        Some((scheme, value)) if scheme == "bearer" => {
-            state.auth.verify_bearer(value).await.map(Caller::Bearer)
-        }
-        Some(_) => Err(Error::CredentialsInvalid),
     }
 }
 
@@ -135,6 +149,40 @@ mod tests {
         assert!(basic_credentials(&STANDARD.encode("no-colon")).is_err());
     }
 
+    fn headers_with(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            header::HeaderValue::from_str(authorization).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn credentials_take_either_scheme_in_any_case() {
+        let encoded = STANDARD.encode("alice:secret");
+        let alice = Credentials::Basic {
+            name: "alice".into(),
+            secret: "secret".into(),
+        };
+        for scheme in ["Basic", "basic", "BASIC"] {
+            let headers = headers_with(&format!("{scheme} {encoded}"));
+            assert_eq!(credentials(&headers).unwrap(), Some(alice.clone()));
+        }
+        let headers = headers_with("bearer  abc.def ");
+        assert_eq!(
+            credentials(&headers).unwrap(),
+            Some(Credentials::Bearer("abc.def"))
+        );
+        assert_eq!(credentials(&HeaderMap::new()).unwrap(), None);
+        for refused in ["Digest abc", "Basic", "Basic !!!", "Negotiate YII="] {
+            assert!(
+                credentials(&headers_with(refused)).is_err(),
+                "{refused} is refused"
+            );
+        }
+    }
+
     mod never_panic {
         use super::super::*;
         use proptest::prelude::*;
@@ -149,7 +197,7 @@ mod tests {
                 let mut headers = HeaderMap::new();
                 if let Ok(value) = header::HeaderValue::from_str(&raw) {
                     headers.insert(header::AUTHORIZATION, value);
-                    let _ = authorization(&headers);
+                    let _ = credentials(&headers);
                 }
             }
 

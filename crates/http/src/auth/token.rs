@@ -1,9 +1,9 @@
 //! The Docker token endpoints: `GET /token` (Basic credentials or anonymous) and the OAuth2
 //! `POST /token` (password and refresh-token grants).
 
-use super::{basic_credentials, peer_address};
+use super::{credentials, peer_address, Credentials};
 use crate::oci::error_response;
-use crate::oci::headers::{form_pairs, query_params};
+use crate::query::{form_pairs, query_params};
 use crate::AppState;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
@@ -62,20 +62,16 @@ pub(crate) async fn get_token(
             .collect();
         let requested = scopes(requested.iter().map(String::as_str))?;
         let offline = query_params(query, "offline_token").any(|v| v == "true");
-        let principal = match parts.headers.get(header::AUTHORIZATION) {
+        // Docker's token endpoint takes Basic credentials only: a bearer is what it issues.
+        let principal = match credentials(&parts.headers)? {
             None => Principal::anonymous(),
-            Some(value) => {
-                let value = value.to_str().map_err(|_| Error::CredentialsInvalid)?;
-                let encoded = value
-                    .strip_prefix("Basic ")
-                    .or_else(|| value.strip_prefix("basic "))
-                    .ok_or(Error::CredentialsInvalid)?;
-                let (name, secret) = basic_credentials(encoded)?;
+            Some(Credentials::Basic { name, secret }) => {
                 state
                     .auth
                     .login(&name, &secret, peer, LoginPurpose::Registry)
                     .await?
             }
+            Some(Credentials::Bearer(_)) => return Err(Error::CredentialsInvalid),
         };
         let issued = state.auth.issue(&principal, &requested, offline).await?;
         Ok::<_, Error>(docker_answer(issued))

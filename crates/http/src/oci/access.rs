@@ -1,7 +1,7 @@
 //! What each route and method needs from the access seam.
 
-use super::headers::query_param;
 use super::route::OciRoute;
+use crate::query::query_param;
 use axum::http::Method;
 use berth_core::access::{Action, Need, Resource};
 use berth_core::Error;

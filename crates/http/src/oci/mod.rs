@@ -97,7 +97,7 @@ async fn handle(state: AppState, request: Request<Body>) -> Result<Response, Err
         OciRoute::Manifest { name, .. } | OciRoute::Blob { name, .. }
             if matches!(method, Method::GET | Method::HEAD) && !state.mirrors.is_empty() =>
         {
-            let ns = headers::query_param(&query, "ns");
+            let ns = crate::query::query_param(&query, "ns");
             state.mirrors.resolve(name, ns.as_deref()).await?
         }
         _ => None,

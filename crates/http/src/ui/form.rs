@@ -2,7 +2,7 @@
 //! pairs, with the field look-ups the pages need.
 
 use super::{UiError, UiResult};
-use crate::oci::headers::form_pairs;
+use crate::query::form_pairs;
 
 /// The fields of one submitted form, in the order sent (a field may repeat).
 #[derive(Debug, Default)]

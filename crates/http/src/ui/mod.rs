@@ -296,9 +296,14 @@ impl Visitor {
                 "Not allowed",
                 "You do not have permission to do that.".to_owned(),
             ),
-            UiError::Domain(Error::TooManyRequests { .. }) => (
+            UiError::Domain(Error::TooManyRequests { .. } | Error::PullRateLimited { .. }) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",
+                err.message(),
+            ),
+            UiError::Domain(Error::Upstream(_)) => (
+                StatusCode::BAD_GATEWAY,
+                "The upstream registry failed",
                 err.message(),
             ),
             UiError::Domain(Error::Unavailable(detail)) => {
@@ -317,7 +322,40 @@ impl Visitor {
                     "The server could not complete this request. Try again; if it keeps failing, the server log says why.".to_owned(),
                 )
             }
-            _ => (StatusCode::BAD_REQUEST, "Cannot do that", err.message()),
+            // Listed one by one, so a new kind of error is a decision here, not a default.
+            UiError::Invalid(_)
+            | UiError::Domain(
+                Error::BlobUnknown(_)
+                | Error::UploadUnknown
+                | Error::ManifestUnknown(_)
+                | Error::NameInvalid(_)
+                | Error::TagInvalid(_)
+                | Error::DigestInvalid(_)
+                | Error::DigestMismatch { .. }
+                | Error::ManifestInvalid(_)
+                | Error::ManifestBlobUnknown(_)
+                | Error::ManifestTooLarge { .. }
+                | Error::ChunkRejected(_)
+                | Error::RangeNotSatisfiable { .. }
+                | Error::SizeInvalid(_)
+                | Error::UploadInvalid(_)
+                | Error::Unsupported(_)
+                | Error::PaginationInvalid(_)
+                | Error::MethodNotAllowed(_)
+                | Error::AccountInvalid(_)
+                | Error::Invalid(_)
+                | Error::Conflict(_)
+                | Error::CredentialsInvalid
+                | Error::TwoFactorRequired(_)
+                | Error::TagImmutable { .. }
+                | Error::PullRefused { .. }
+                | Error::SignupClosed
+                | Error::UploadLimit { .. }
+                | Error::BlobTooLarge { .. }
+                | Error::QuotaExceeded { .. }
+                | Error::StorageFull
+                | Error::BodyInterrupted(_),
+            ) => (StatusCode::BAD_REQUEST, "Cannot do that", err.message()),
         };
         let mut body = Html::new();
         html!(body, "<h1>" (title) "</h1><p>" (message) "</p>");

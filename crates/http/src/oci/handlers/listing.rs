@@ -1,8 +1,9 @@
 //! Paginated listings: `/v2/<name>/tags/list` and `/v2/_catalog`, with `n`, `last` and `Link`.
 
 use super::Req;
-use crate::oci::headers::{insert, query_param};
+use crate::oci::headers::insert;
 use crate::oci::method_not_allowed;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::{header, Method, Response};
 use berth_core::access::Principal;

@@ -1,8 +1,9 @@
 //! `/v2/<name>/manifests/<reference>`: GET, HEAD, PUT (with `?tag=`) and DELETE.
 
 use super::{empty, Req};
-use crate::oci::headers::{content_length, header_str, insert, query_params};
+use crate::oci::headers::{content_length, header_str, insert};
 use crate::oci::{error_response, method_not_allowed};
+use crate::query::query_params;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Response, StatusCode};
 use berth_core::ports::{ManifestRecord, PullEvent};

@@ -1,8 +1,9 @@
 //! `/v2/<name>/referrers/<digest>`: an image index of the manifests whose subject is the digest.
 
 use super::Req;
-use crate::oci::headers::{insert, query_param};
+use crate::oci::headers::insert;
 use crate::oci::method_not_allowed;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::{header, Method, Response};
 use berth_core::Error;

@@ -2,8 +2,9 @@
 //! session at `/v2/<name>/blobs/uploads/<id>` (PATCH, PUT, GET, DELETE).
 
 use super::{empty, Req};
-use crate::oci::headers::{content_length, header_str, insert, query_param, upload_range};
+use crate::oci::headers::{content_length, header_str, insert, upload_range};
 use crate::oci::method_not_allowed;
+use crate::query::query_param;
 use axum::body::Body;
 use axum::http::{Method, Response, StatusCode};
 use berth_core::ports::ByteStream;
