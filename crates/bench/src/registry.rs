@@ -42,7 +42,7 @@ fn with_digest(mut url: Url, digest: &str) -> Url {
 }
 
 impl Target {
-    /// POST /v2/<repo>/blobs/uploads/ and return the upload URL.
+    /// `POST /v2/<repo>/blobs/uploads/` and return the upload URL.
     pub async fn start_upload(&self, repo: &str) -> Result<Url> {
         let resp = self
             .request(Method::POST, self.url(&format!("v2/{repo}/blobs/uploads/")))
@@ -54,7 +54,7 @@ impl Target {
         location(&resp)
     }
 
-    /// PUT <upload>?digest=... with the (rest of the) blob as the body.
+    /// `PUT <upload>?digest=...` with the (rest of the) blob as the body.
     pub async fn finish_upload(
         &self,
         upload: Url,

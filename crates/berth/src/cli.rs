@@ -58,7 +58,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// The configuration of the new deployment (its database_url and [storage]).
+    /// The configuration of the new deployment (its database_url and storage section).
     #[arg(long, value_name = "NEW.toml")]
     pub to_config: PathBuf,
     /// Finish a migration that was interrupted (the target then holds part of it).

@@ -4,7 +4,7 @@
 //! Where SQLite serializes every write on its single writer, PostgreSQL runs them side by
 //! side, so the few steps that check and then write take a lock that makes the check hold
 //! until the commit: a row lock (`FOR UPDATE` / `FOR SHARE`) on the row the check read, or
-//! a transaction-scoped advisory lock on a name (see [`lock_name`]).
+//! a transaction-scoped advisory lock on a name (see `lock_name`).
 
 mod access;
 mod accounts;
