@@ -760,6 +760,17 @@ async fn builds_are_cancelled_limited_and_failed_by_a_restart() {
         refused, 401,
         "the interrupted build's push token is revoked when the build is failed"
     );
+    // And its end is announced like any other, for the webhooks waiting on it.
+    let (status, events) = api(&server, Method::GET, "/api/v1/events").await;
+    assert_eq!(status, 200, "{events}");
+    let announced: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "build.completed" && e["data"]["build_id"] == second)
+        .collect();
+    assert_eq!(announced.len(), 1, "{events}");
+    assert_eq!(announced[0]["data"]["status"], "failed", "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

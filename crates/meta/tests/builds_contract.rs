@@ -289,7 +289,7 @@ async fn a_build_s_tokens_are_revoked_however_it_ends() {
             .unwrap();
         let own = meta.create_token(&token(alice, "own")).await.unwrap();
         let failed = meta
-            .fail_interrupted_builds(&[orphan.id], "the server stopped", 50)
+            .fail_interrupted_builds(&[(orphan.id, event(orphan.id))], "the server stopped", 50)
             .await
             .unwrap();
         assert_eq!(failed, vec![orphan.id], "{name}");
@@ -298,11 +298,22 @@ async fn a_build_s_tokens_are_revoked_however_it_ends() {
         assert_eq!(revoked_at(own.id).await, None, "{name}");
         // Failing it again (another node's sweep) changes nothing.
         assert!(meta
-            .fail_interrupted_builds(&[orphan.id], "the server stopped", 60)
+            .fail_interrupted_builds(&[(orphan.id, event(orphan.id))], "the server stopped", 60)
             .await
             .unwrap()
             .is_empty());
         assert_eq!(revoked_at(orphan_push.id).await, Some(50), "{name}");
+        let announced = meta
+            .events_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| {
+                e.kind == EventKind::BuildCompleted
+                    && e.data["build_id"].as_i64() == Some(orphan.id)
+            })
+            .count();
+        assert_eq!(announced, 1, "{name}: failed once, announced once");
     }
 }
 
@@ -436,7 +447,14 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
             "{name}"
         );
         let failed = meta
-            .fail_interrupted_builds(&[running.id, succeeded.id], "the server stopped", 40)
+            .fail_interrupted_builds(
+                &[
+                    (running.id, event(running.id)),
+                    (succeeded.id, event(succeeded.id)),
+                ],
+                "the server stopped",
+                40,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -449,9 +467,27 @@ async fn a_build_runs_once_finishes_once_and_is_failed_by_a_restart() {
             vec![elsewhere.id],
             "{name}"
         );
-        meta.fail_interrupted_builds(&[elsewhere.id], "the server stopped", 41)
+        meta.fail_interrupted_builds(
+            &[(elsewhere.id, event(elsewhere.id))],
+            "the server stopped",
+            41,
+        )
+        .await
+        .unwrap();
+        // Each build failed is announced once; the one already finished is not again.
+        let announced: Vec<i64> = meta
+            .events_after(0, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .iter()
+            .filter(|e| e.kind == EventKind::BuildCompleted)
+            .map(|e| e.data["build_id"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            announced,
+            vec![queued.id, succeeded.id, running.id, elsewhere.id],
+            "{name}"
+        );
         let after = meta.build(running.id).await.unwrap().unwrap();
         assert_eq!(after.status, BuildStatus::Failed, "{name}");
         assert_eq!(after.finished_at, Some(40), "{name}");

@@ -799,21 +799,7 @@ impl Builds {
         reason: Option<&str>,
         log: &str,
     ) -> Result<bool> {
-        let data = BuildCompletedData {
-            build_id: build.id,
-            status,
-            git_ref: build.ref_kind.full_ref(&build.ref_name),
-            commit: build.commit.clone(),
-            tags: build.tags.clone(),
-            digest: digest.map(str::to_owned),
-            reason: reason.map(str::to_owned),
-        };
-        let event = NewEvent::about(
-            EventKind::BuildCompleted,
-            &build.repository,
-            None,
-            data_of(&data),
-        );
+        let event = completed_event(build, status, digest, reason);
         Ok(self
             .store
             .finish_build(build.id, status, digest, reason, log, self.now(), &event)
@@ -839,13 +825,19 @@ impl Builds {
         if orphans.is_empty() {
             return Ok(orphans);
         }
+        const REASON: &str = "the server stopped during the build; trigger it again";
+        // Each failed build is announced like any other that ends, so a webhook waiting
+        // for its `build.completed` is not left waiting.
+        let mut announced = Vec::with_capacity(orphans.len());
+        for id in orphans {
+            if let Some(build) = self.store.build(id).await? {
+                let event = completed_event(&build, BuildStatus::Failed, None, Some(REASON));
+                announced.push((id, event));
+            }
+        }
         let failed = self
             .store
-            .fail_interrupted_builds(
-                &orphans,
-                "the server stopped during the build; trigger it again",
-                self.now(),
-            )
+            .fail_interrupted_builds(&announced, REASON, self.now())
             .await?;
         drop(holds);
         for id in &failed {
@@ -902,6 +894,30 @@ pub fn badge_svg(status: Option<BuildStatus>) -> String {
     format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20" role="img" aria-label="build: {text}"><title>build: {text}</title><rect width="40" height="20" fill="#555"/><rect x="40" width="{right}" height="20" fill="{color}"/><g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11" text-anchor="middle"><text x="20" y="14">build</text><text x="{}" y="14">{text}</text></g></svg>"##,
         40 + right / 2
+    )
+}
+
+/// The `build.completed` event of `build` ending with `status`.
+fn completed_event(
+    build: &BuildRecord,
+    status: BuildStatus,
+    digest: Option<&str>,
+    reason: Option<&str>,
+) -> NewEvent {
+    let data = BuildCompletedData {
+        build_id: build.id,
+        status,
+        git_ref: build.ref_kind.full_ref(&build.ref_name),
+        commit: build.commit.clone(),
+        tags: build.tags.clone(),
+        digest: digest.map(str::to_owned),
+        reason: reason.map(str::to_owned),
+    };
+    NewEvent::about(
+        EventKind::BuildCompleted,
+        &build.repository,
+        None,
+        data_of(&data),
     )
 }
 

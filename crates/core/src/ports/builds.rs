@@ -21,8 +21,9 @@
 //!   final and does nothing) and marks `running` for cancellation, which the builder polls.
 //! - `fail_interrupted_builds` marks those of the given builds still `running` `failed`
 //!   with `reason`, each in the same statement that checks it, and revokes each failed
-//!   build's tokens in the same transaction (the caller has found that no live node runs
-//!   them: see `Builds::fail_interrupted`; the node that made the tokens may be gone).
+//!   build's tokens and records its `build.completed` event in the same transaction (the
+//!   caller has found that no live node runs them: see `Builds::fail_interrupted`; the
+//!   node that made the tokens may be gone). A build already final gets no event.
 
 use super::identity::{NewToken, TokenRecord};
 use super::jobs::NewJob;
@@ -93,10 +94,11 @@ pub trait BuildStore: Send + Sync {
     async fn build_cancel_requested(&self, id: i64) -> Result<bool>;
     /// The ids of the builds marked `running`.
     async fn running_builds(&self) -> Result<Vec<i64>>;
-    /// See the module contract; the ids it failed.
+    /// See the module contract; `builds` pairs each build's id with the `build.completed`
+    /// event recorded when it is failed. The ids it failed.
     async fn fail_interrupted_builds(
         &self,
-        ids: &[i64],
+        builds: &[(i64, NewEvent)],
         reason: &str,
         now: i64,
     ) -> Result<Vec<i64>>;

@@ -1,6 +1,6 @@
 //! Build sources, rules and builds on PostgreSQL (see the port's contract).
 
-use super::events::record_event;
+use super::events::{record_event, record_events};
 use super::jobs::{enqueue_in, wall_ms};
 use super::{backend, lock_name, PostgresMeta};
 use berth_core::builds::{
@@ -471,11 +471,12 @@ impl BuildStore for PostgresMeta {
 
     async fn fail_interrupted_builds(
         &self,
-        ids: &[i64],
+        builds: &[(i64, NewEvent)],
         reason: &str,
         now: i64,
     ) -> Result<Vec<i64>, MetaError> {
-        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = builds.iter().map(|(id, _)| *id).collect();
+        let mut tx = self.begin_recording().await?;
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE builds SET status = 'failed', reason = $1, finished_at = $2, \
              log = log || '[berth] ' || $1 || chr(10) \
@@ -488,8 +489,14 @@ impl BuildStore for PostgresMeta {
         .await
         .map_err(backend)?;
         revoke_build_tokens(&mut tx, &ids, now).await?;
-        tx.commit().await.map_err(backend)?;
         ids.sort_unstable();
+        let events: Vec<NewEvent> = builds
+            .iter()
+            .filter(|(id, _)| ids.binary_search(id).is_ok())
+            .map(|(_, event)| event.clone())
+            .collect();
+        record_events(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(ids)
     }
 }

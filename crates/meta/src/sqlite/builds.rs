@@ -472,13 +472,13 @@ impl BuildStore for SqliteMeta {
 
     async fn fail_interrupted_builds(
         &self,
-        ids: &[i64],
+        builds: &[(i64, NewEvent)],
         reason: &str,
         now: i64,
     ) -> Result<Vec<i64>, MetaError> {
         let mut failed = Vec::new();
         let mut revoked_any = false;
-        for id in ids {
+        for (id, event) in builds {
             let mut tx = super::begin_write(&self.write).await?;
             let done: Option<i64> = sqlx::query_scalar(
                 "UPDATE builds SET status = 'failed', reason = ?, finished_at = ?, \
@@ -494,6 +494,7 @@ impl BuildStore for SqliteMeta {
             .map_err(backend)?;
             if done.is_some() {
                 revoked_any |= revoke_build_tokens(&mut tx, *id, now).await?;
+                record_event(&mut tx, event.clone(), now).await?;
             }
             tx.commit().await.map_err(backend)?;
             failed.extend(done);
