@@ -24,14 +24,7 @@ async fn a_restart_fails_calls_as_unavailable_and_the_pool_recovers_by_itself() 
     let repo: RepoName = "alice/app".parse().unwrap();
     let blob = Digest::sha256_of(b"x");
     meta.link_blob(&repo, &blob, 1, 0).await.unwrap();
-    meta.create_user(&NewUser {
-        name: "alice".into(),
-        password_hash: "h".into(),
-        is_admin: false,
-        now: 0,
-    })
-    .await
-    .unwrap();
+    meta.create_user(&alice()).await.unwrap();
     let epoch_before = meta.credentials_epoch().expect("listening");
 
     berth_testkit::postgres::stop();
@@ -108,15 +101,7 @@ async fn a_listening_connection_that_dies_silently_is_replaced() {
         .await
         .unwrap();
     let before = node.credentials_epoch().expect("listening");
-    other
-        .create_user(&NewUser {
-            name: "alice".into(),
-            password_hash: "h".into(),
-            is_admin: false,
-            now: 0,
-        })
-        .await
-        .unwrap();
+    other.create_user(&alice()).await.unwrap();
     assert!(other.set_password_hash("alice", "first", 1).await.unwrap());
     wait_until("the other node's change is heard", || {
         node.credentials_epoch()
@@ -229,6 +214,15 @@ async fn forward(
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
         }
+    }
+}
+
+fn alice() -> NewUser {
+    NewUser {
+        name: "alice".into(),
+        password_hash: "h".into(),
+        is_admin: false,
+        now: 0,
     }
 }
 
