@@ -850,6 +850,77 @@ mod tests {
         assert_eq!(Route::Repositories.methods(), [Method::POST]);
     }
 
+    mod never_panic {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const METHODS: [Method; 5] = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any path under `/api/` and any method: a route or an API error.
+            #[test]
+            fn any_path_gives_a_route_or_an_error(
+                path in "(v1/|[a-z0-9]{1,8}/|-/|%[0-9a-fA-F]{0,2}|\\PC|/){0,16}",
+                method in 0..METHODS.len(),
+            ) {
+                let _ = Route::parse(&path, &METHODS[method]);
+            }
+
+            /// An endpoint's path with any names, ids and tags in its parameters parses
+            /// back to that endpoint, or is refused for a bad parameter: never another
+            /// endpoint.
+            #[test]
+            fn filled_templates_parse_back_to_their_endpoint(
+                endpoint in 0..ENDPOINTS.len(),
+                word in "[a-z][a-z0-9_.-]{0,12}",
+                id in "[0-9]{1,6}",
+            ) {
+                let endpoint = &ENDPOINTS[endpoint];
+                let filled = fill_words(endpoint.template, &word, &id);
+                for method in endpoint.methods {
+                    match Route::parse(&filled, method) {
+                        Ok(route) => prop_assert_eq!(
+                            route.template(),
+                            endpoint.template,
+                            "{} {}",
+                            method,
+                            filled
+                        ),
+                        Err(ApiError::NoRoute(_)) => {
+                            prop_assert!(false, "{} {} found no route", method, filled)
+                        }
+                        // A parameter this endpoint refuses (a name too odd, say).
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+
+        /// `template` (without `/api/`) with every `{…}` filled: `{name}` with two words,
+        /// ids with `id`, anything else with `word`.
+        fn fill_words(template: &str, word: &str, id: &str) -> String {
+            template
+                .trim_start_matches("/api/")
+                .split('/')
+                .map(|piece| match piece {
+                    "{name}" => format!("{word}/{word}"),
+                    "{id}" | "{delivery}" => id.to_owned(),
+                    p if p.starts_with('{') => word.to_owned(),
+                    p => p.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/")
+        }
+    }
+
     #[test]
     fn hub_paths() {
         assert_eq!(parse("openapi.json").unwrap(), Route::OpenApi);
