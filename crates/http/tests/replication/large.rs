@@ -3,16 +3,17 @@
 //! rule's bandwidth limit holds a real copy, pull and push, to its rate.
 
 use super::copy::{add_user, rule, run};
+use super::pull::{pull_rule, stored};
 use crate::support::*;
 use berth_core::identity::Acting;
 use berth_core::mirror::Upstream as _;
-use berth_core::ports::{ByteStream, Manifests as _};
-use berth_core::replication::{ReplicationRequest, PACER_BURST};
+use berth_core::ports::ByteStream;
+use berth_core::replication::PACER_BURST;
 use berth_oci::digest::Algorithm;
-use berth_oci::{Digest, DigestHasher, RepoName};
+use berth_oci::{Digest, DigestHasher};
 use berth_outbound::registry::{PushBlob, RegistryClient};
 use berth_testkit::images::{image_manifest, pretty, Descriptor, OCI_MANIFEST};
-use berth_testkit::{data_dir, serve, Options, Served};
+use berth_testkit::{data_dir, serve, Options};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -158,23 +159,6 @@ async fn seed_large(client: &RegistryClient, repo: &str, tag: &str, layer: &Gene
         .await
         .expect("manifest pushed");
     manifest
-}
-
-fn pull_rule(name: &str, source: &str, from: &str, namespace: &str) -> ReplicationRequest {
-    ReplicationRequest {
-        name: name.to_owned(),
-        source: source.to_owned(),
-        from: Some(from.to_owned()),
-        to_namespace: Some(namespace.to_owned()),
-        ..ReplicationRequest::default()
-    }
-}
-
-/// The manifest bytes of `repo:tag` in Berth's store.
-async fn stored(berth: &Served, repo: &str, tag: &str) -> Option<Vec<u8>> {
-    let repo: RepoName = repo.parse().unwrap();
-    let record = berth.meta.manifest_by_tag(&repo, tag).await.unwrap();
-    record.map(|r| r.body)
 }
 
 /// A line of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).

@@ -16,7 +16,12 @@ use berth_testkit::receiver::Receiver;
 use berth_testkit::{data_dir, serve, Options, Served};
 use std::time::Duration;
 
-fn pull_rule(name: &str, source: &str, from: &str, namespace: &str) -> ReplicationRequest {
+pub(super) fn pull_rule(
+    name: &str,
+    source: &str,
+    from: &str,
+    namespace: &str,
+) -> ReplicationRequest {
     ReplicationRequest {
         name: name.to_owned(),
         source: source.to_owned(),
@@ -27,7 +32,7 @@ fn pull_rule(name: &str, source: &str, from: &str, namespace: &str) -> Replicati
 }
 
 /// The exact bytes of `repo:tag` (or `repo@digest`) in Berth's store.
-async fn stored(berth: &Served, repo: &str, reference: &str) -> Option<Vec<u8>> {
+pub(super) async fn stored(berth: &Served, repo: &str, reference: &str) -> Option<Vec<u8>> {
     let repo: RepoName = repo.parse().unwrap();
     let record = match reference.parse::<Digest>() {
         Ok(digest) => berth.meta.manifest_by_digest(&repo, &digest).await.unwrap(),
