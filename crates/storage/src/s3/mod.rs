@@ -131,6 +131,27 @@ fn checked_id(id: &str) -> Result<&str, StoreError> {
     Ok(id)
 }
 
+/// The bytes of object `key`, or of its `range`, requested when the stream is first polled.
+fn object_stream(
+    store: Arc<AmazonS3>,
+    key: Path,
+    range: Option<std::ops::Range<u64>>,
+) -> ByteStream {
+    let stream = futures_util::stream::once(async move {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        store
+            .get_opts(&key, options)
+            .await
+            .map(|result| result.into_stream().map_err(io::Error::other))
+            .map_err(io::Error::other)
+    })
+    .try_flatten();
+    Box::pin(stream)
+}
+
 /// Whether a prefix is made of characters that need no escaping in a URL or a copy source.
 fn valid_prefix(prefix: &str) -> bool {
     prefix
@@ -343,20 +364,7 @@ impl S3BlobStore {
     }
 
     fn read_object(&self, key: String, range: Option<std::ops::Range<u64>>) -> ByteStream {
-        let store = self.store.clone();
-        let stream = futures_util::stream::once(async move {
-            let options = GetOptions {
-                range: range.map(GetRange::Bounded),
-                ..Default::default()
-            };
-            store
-                .get_opts(&Path::from(key), options)
-                .await
-                .map(|result| result.into_stream().map_err(io::Error::other))
-                .map_err(io::Error::other)
-        })
-        .try_flatten();
-        Box::pin(stream)
+        object_stream(self.store.clone(), Path::from(key), range)
     }
 
     /// The bytes of `first` (a GET already answered), then of `rest` in ranged GETs of
@@ -376,20 +384,9 @@ impl S3BlobStore {
         let later = (rest.start..rest.end)
             .step_by(READ_PART as usize)
             .map(move |part_start| {
-                let store = store.clone();
-                let key = key.clone();
                 let part = part_start..(part_start + READ_PART).min(rest.end);
-                Box::pin(async move {
-                    let options = GetOptions {
-                        range: Some(GetRange::Bounded(part)),
-                        ..Default::default()
-                    };
-                    let result = store
-                        .get_opts(&key, options)
-                        .await
-                        .map_err(io::Error::other)?;
-                    frames(result).await
-                }) as Part
+                Box::pin(object_stream(store.clone(), key.clone(), Some(part)).try_collect())
+                    as Part
             });
         let parts = futures_util::stream::iter(std::iter::once(frames(first)).chain(later))
             .buffered(READS_AHEAD);
